@@ -1,0 +1,116 @@
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#include "datasets/dataset.h"
+
+static const char *const class_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                                             "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
+
+const char *const *fmnist_class_names(void) { return class_names; }
+
+int idx_read(const char *path, int expect_ndim, int *dims, uint8_t **data, qa_error *err) {
+    if (!qa_file_exists(path))
+        return qa_fail(err, QA_ERR_INPUT,
+                       "%s: file not found (Fashion-MNIST comes from the Debian package "
+                       "'dataset-fashion-mnist': apt-get install dataset-fashion-mnist)", path);
+    gzFile f = gzopen(path, "rb");
+    if (!f) return qa_fail(err, QA_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    uint8_t hdr[4];
+    int got = gzread(f, hdr, 4);
+    int expect_magic = 0x0800 | expect_ndim;
+    if (got != 4) {
+        gzclose(f);
+        return qa_fail(err, QA_ERR_INPUT, "%s: truncated header (%d of 4 magic bytes)", path, got < 0 ? 0 : got);
+    }
+    int magic = (hdr[0] << 24) | (hdr[1] << 16) | (hdr[2] << 8) | hdr[3];
+    if (magic != expect_magic) {
+        gzclose(f);
+        return qa_fail(err, QA_ERR_INPUT, "%s: bad IDX magic 0x%08x (expected 0x%08x: unsigned bytes, %d dims)",
+                       path, (unsigned)magic, (unsigned)expect_magic, expect_ndim);
+    }
+    size_t total = 1;
+    for (int i = 0; i < expect_ndim; i++) {
+        uint8_t b[4];
+        if (gzread(f, b, 4) != 4) {
+            gzclose(f);
+            return qa_fail(err, QA_ERR_INPUT, "%s: truncated header (dimension %d missing)", path, i);
+        }
+        uint32_t v = ((uint32_t)b[0] << 24) | ((uint32_t)b[1] << 16) | ((uint32_t)b[2] << 8) | b[3];
+        if (v == 0 || v > 10000000u) {
+            gzclose(f);
+            return qa_fail(err, QA_ERR_INPUT, "%s: implausible dimension %d = %u in header", path, i, v);
+        }
+        dims[i] = (int)v;
+        total *= v;
+    }
+    uint8_t *buf = malloc(total + 1);
+    if (!buf) { gzclose(f); return qa_fail(err, QA_ERR_RUN, "%s: out of memory", path); }
+    size_t have = 0;
+    while (have < total) {
+        unsigned chunk = (unsigned)((total - have) > (1u << 30) ? (1u << 30) : (total - have));
+        int r = gzread(f, buf + have, chunk);
+        if (r <= 0) break;
+        have += (size_t)r;
+    }
+    int zerr = 0;
+    const char *zmsg = gzerror(f, &zerr);
+    gzclose(f);
+    if (have < total) {
+        free(buf);
+        if (zerr != Z_OK && zerr != Z_BUF_ERROR)
+            return qa_fail(err, QA_ERR_INPUT, "%s: corrupt compressed data (%s) after %zu of %zu bytes",
+                           path, zmsg, have, total);
+        return qa_fail(err, QA_ERR_INPUT, "%s: truncated: header promises %zu data bytes, file has %zu",
+                       path, total, have);
+    }
+    *data = buf;
+    return QA_OK;
+}
+
+int fmnist_load(const char *dir, const char *split, qa_images *out, qa_error *err) {
+    memset(out, 0, sizeof *out);
+    if (!dir) dir = getenv("QA_FMNIST_DIR");
+    if (!dir || !*dir) dir = QA_FMNIST_DEFAULT_DIR;
+    char ipath[4096], lpath[4096];
+    snprintf(ipath, sizeof ipath, "%s/%s-images-idx3-ubyte.gz", dir, split);
+    snprintf(lpath, sizeof lpath, "%s/%s-labels-idx1-ubyte.gz", dir, split);
+    int idims[3], ldims[1];
+    uint8_t *pix = NULL, *lab = NULL;
+    int rc = idx_read(ipath, 3, idims, &pix, err);
+    if (rc) return rc;
+    rc = idx_read(lpath, 1, ldims, &lab, err);
+    if (rc) { free(pix); return rc; }
+    if (ldims[0] != idims[0]) {
+        free(pix); free(lab);
+        return qa_fail(err, QA_ERR_INPUT, "%s: %d labels for %d images in %s", lpath, ldims[0], idims[0], ipath);
+    }
+    out->n = idims[0]; out->rows = idims[1]; out->cols = idims[2];
+    out->pixels = pix;
+    out->labels = malloc(sizeof(int) * out->n);
+    for (int i = 0; i < out->n; i++) {
+        if (lab[i] > 9) {
+            int bad = lab[i];
+            free(lab); qa_images_free(out);
+            return qa_fail(err, QA_ERR_INPUT, "%s: label %d of item %d is outside 0..9", lpath, bad, i);
+        }
+        out->labels[i] = lab[i];
+    }
+    free(lab);
+    return QA_OK;
+}
+
+void qa_images_free(qa_images *im) {
+    free(im->pixels);
+    free(im->labels);
+    memset(im, 0, sizeof *im);
+}
+
+void qa_images_to_float(const qa_images *im, const int *idx, int count, float *x) {
+    size_t D = (size_t)im->rows * im->cols;
+    for (int i = 0; i < count; i++) {
+        const uint8_t *p = im->pixels + (size_t)idx[i] * D;
+        for (size_t j = 0; j < D; j++) x[(size_t)i * D + j] = (float)p[j] / 127.5f - 1.0f;
+    }
+}

@@ -1,0 +1,227 @@
+#include "harness/backend.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <oneapi/dnnl/dnnl.h>
+
+#include "harness/util.h"
+
+/* Every dnnl call is checked; a failure here is an internal invariant violation (shapes are
+ * validated upstream), so it aborts with the call, file and line. */
+#define DNNL_CHECK(call)                                                                   \
+    do {                                                                                   \
+        dnnl_status_t s_ = (call);                                                         \
+        if (s_ != dnnl_success) {                                                          \
+            fprintf(stderr, "%s:%d: oneDNN call failed (status %d): %s\n", __FILE__,       \
+                    __LINE__, (int)s_, #call);                                             \
+            abort();                                                                       \
+        }                                                                                  \
+    } while (0)
+
+enum { MM_F32 = 0, MM_U8S8 = 1 };
+
+typedef struct {
+    int kind;
+    qa_view a, b, c;
+    float alpha;
+    int accumulate;
+    int has_bias;
+    int64_t n_scales;
+    float scale_sig[4]; /* first values of the static scales, part of the key with the pointer */
+    const float *scale_ptr;
+} mm_key;
+
+typedef struct {
+    mm_key key;
+    dnnl_primitive_t prim;
+    dnnl_memory_t mem_a, mem_b, mem_c, mem_bias;
+    char impl[64];
+} mm_entry;
+
+#define MAX_PRIMS 512
+
+static struct {
+    int ready;
+    dnnl_engine_t engine;
+    dnnl_stream_t stream;
+    mm_entry entries[MAX_PRIMS];
+    int n_entries;
+    int n_ref;
+} be;
+
+static void backend_init(void) {
+    if (be.ready) return;
+    DNNL_CHECK(dnnl_engine_create(&be.engine, dnnl_cpu, 0));
+    DNNL_CHECK(dnnl_stream_create(&be.stream, be.engine, dnnl_stream_default_flags));
+    be.ready = 1;
+}
+
+qa_view qa_view_2d(int64_t rows, int64_t cols, int transposed) {
+    qa_view v = {{1, 1, rows, cols}, {0, 0, 0, 0}};
+    if (!transposed) { v.strides[2] = cols; v.strides[3] = 1; }
+    else { v.strides[2] = 1; v.strides[3] = rows; }
+    v.strides[1] = rows * cols;
+    v.strides[0] = rows * cols;
+    return v;
+}
+
+static void view_md(dnnl_memory_desc_t *md, const qa_view *v, dnnl_data_type_t dt) {
+    dnnl_dims_t dims, strides; /* the API reads full DNNL_MAX_NDIMS arrays */
+    memset(dims, 0, sizeof dims);
+    memset(strides, 0, sizeof strides);
+    for (int i = 0; i < 4; i++) { dims[i] = v->dims[i]; strides[i] = v->strides[i]; }
+    DNNL_CHECK(dnnl_memory_desc_init_by_strides(md, 4, dims, dt, strides));
+}
+
+static mm_entry *find_or_create(const mm_key *key) {
+    for (int i = 0; i < be.n_entries; i++)
+        if (memcmp(&be.entries[i].key, key, sizeof *key) == 0) return &be.entries[i];
+    QA_ASSERT(be.n_entries < MAX_PRIMS);
+    mm_entry *e = &be.entries[be.n_entries];
+    memset(e, 0, sizeof *e);
+    e->key = *key;
+
+    dnnl_memory_desc_t md_a, md_b, md_c, md_bias;
+    int int8 = key->kind == MM_U8S8;
+    view_md(&md_a, &key->a, int8 ? dnnl_u8 : dnnl_f32);
+    view_md(&md_b, &key->b, int8 ? dnnl_s8 : dnnl_f32);
+    view_md(&md_c, &key->c, dnnl_f32);
+    if (key->has_bias) {
+        dnnl_dims_t bd = {1, 1, 1, key->c.dims[3]};
+        DNNL_CHECK(dnnl_memory_desc_init_by_tag(&md_bias, 4, bd, dnnl_f32, dnnl_abcd));
+    }
+    dnnl_matmul_desc_t desc;
+    DNNL_CHECK(dnnl_matmul_desc_init(&desc, &md_a, &md_b, key->has_bias ? &md_bias : NULL, &md_c));
+
+    dnnl_primitive_attr_t attr;
+    DNNL_CHECK(dnnl_primitive_attr_create(&attr));
+    if (int8) {
+        DNNL_CHECK(dnnl_primitive_attr_set_output_scales(attr, key->n_scales, key->n_scales > 1 ? 1 << 3 : 0,
+                                                         key->scale_ptr));
+    } else if (key->alpha != 1.0f) {
+        DNNL_CHECK(dnnl_primitive_attr_set_output_scales(attr, 1, 0, &key->alpha));
+    }
+    if (key->accumulate) {
+        dnnl_post_ops_t po;
+        DNNL_CHECK(dnnl_post_ops_create(&po));
+        DNNL_CHECK(dnnl_post_ops_append_sum(po, 1.0f));
+        DNNL_CHECK(dnnl_primitive_attr_set_post_ops(attr, po));
+        DNNL_CHECK(dnnl_post_ops_destroy(po));
+    }
+    dnnl_primitive_desc_t pd;
+    DNNL_CHECK(dnnl_primitive_desc_create(&pd, &desc, attr, be.engine, NULL));
+    DNNL_CHECK(dnnl_primitive_attr_destroy(attr));
+    const char *impl = NULL;
+    DNNL_CHECK(dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl));
+    snprintf(e->impl, sizeof e->impl, "%s", impl ? impl : "?");
+    if (strncmp(e->impl, "ref", 3) == 0) {
+        be.n_ref++;
+        if (getenv("QA_WARN_REF"))
+            fprintf(stderr, "warning: slow reference matmul kernel '%s' for [%lld,%lld]x[%lld,%lld]\n",
+                    e->impl, (long long)key->a.dims[2], (long long)key->a.dims[3],
+                    (long long)key->b.dims[2], (long long)key->b.dims[3]);
+    }
+    DNNL_CHECK(dnnl_primitive_create(&e->prim, pd));
+    DNNL_CHECK(dnnl_primitive_desc_destroy(pd));
+    DNNL_CHECK(dnnl_memory_create(&e->mem_a, &md_a, be.engine, DNNL_MEMORY_NONE));
+    DNNL_CHECK(dnnl_memory_create(&e->mem_b, &md_b, be.engine, DNNL_MEMORY_NONE));
+    DNNL_CHECK(dnnl_memory_create(&e->mem_c, &md_c, be.engine, DNNL_MEMORY_NONE));
+    if (key->has_bias)
+        DNNL_CHECK(dnnl_memory_create(&e->mem_bias, &md_bias, be.engine, DNNL_MEMORY_NONE));
+    be.n_entries++;
+    return e;
+}
+
+static void execute(mm_entry *e, const void *A, const void *B, void *C, const float *bias) {
+    DNNL_CHECK(dnnl_memory_set_data_handle(e->mem_a, (void *)A));
+    DNNL_CHECK(dnnl_memory_set_data_handle(e->mem_b, (void *)B));
+    DNNL_CHECK(dnnl_memory_set_data_handle(e->mem_c, C));
+    dnnl_exec_arg_t args[4] = {
+        {DNNL_ARG_SRC, e->mem_a}, {DNNL_ARG_WEIGHTS, e->mem_b}, {DNNL_ARG_DST, e->mem_c}, {0, NULL}};
+    int nargs = 3;
+    if (bias) {
+        DNNL_CHECK(dnnl_memory_set_data_handle(e->mem_bias, (void *)bias));
+        args[3].arg = DNNL_ARG_BIAS;
+        args[3].memory = e->mem_bias;
+        nargs = 4;
+    }
+    DNNL_CHECK(dnnl_primitive_execute(e->prim, be.stream, nargs, args));
+    DNNL_CHECK(dnnl_stream_wait(be.stream));
+}
+
+void qa_matmul_view(const qa_view *a, const float *A, const qa_view *b, const float *B,
+                    const qa_view *c, float *C, float alpha, int accumulate, const float *bias) {
+    backend_init();
+    QA_ASSERT(a->dims[3] == b->dims[2] && a->dims[2] == c->dims[2] && b->dims[3] == c->dims[3]);
+    mm_key key;
+    memset(&key, 0, sizeof key); /* padding must compare equal */
+    key.kind = MM_F32;
+    key.a = *a; key.b = *b; key.c = *c;
+    key.alpha = alpha;
+    key.accumulate = accumulate;
+    key.has_bias = bias != NULL;
+    execute(find_or_create(&key), A, B, C, bias);
+}
+
+void qa_matmul(int M, int N, int K, const float *A, int transA, const float *B, int transB,
+               float *C, int accumulate, const float *bias) {
+    qa_view va = transA ? qa_view_2d(M, K, 1) : qa_view_2d(M, K, 0);
+    qa_view vb = transB ? qa_view_2d(K, N, 1) : qa_view_2d(K, N, 0);
+    qa_view vc = qa_view_2d(M, N, 0);
+    qa_matmul_view(&va, A, &vb, B, &vc, C, 1.0f, accumulate, bias);
+}
+
+int qa_matmul_u8s8(int M, int N, int K, const uint8_t *A, const int8_t *B, const float *scale,
+                   float *C) {
+    backend_init();
+    mm_key key;
+    memset(&key, 0, sizeof key);
+    key.kind = MM_U8S8;
+    key.a = qa_view_2d(M, K, 0);
+    key.b = qa_view_2d(K, N, 1);
+    key.c = qa_view_2d(M, N, 0);
+    key.alpha = 1.0f;
+    key.n_scales = N;
+    key.scale_ptr = scale;
+    for (int i = 0; i < 4 && i < N; i++) key.scale_sig[i] = scale[i];
+    execute(find_or_create(&key), A, B, C, NULL);
+    return 0;
+}
+
+void qa_backend_kernels(char *buf, size_t len) {
+    size_t n = 0;
+    buf[0] = 0;
+    for (int i = 0; i < be.n_entries && n + 1 < len; i++) {
+        if (strstr(buf, be.entries[i].impl)) continue;
+        n += (size_t)snprintf(buf + n, len - n, "%s%s", n ? ";" : "", be.entries[i].impl);
+        if (n >= len) { buf[len - 1] = 0; break; }
+    }
+}
+
+const char *qa_backend_version(void) {
+    static char v[64];
+    const dnnl_version_t *ver = dnnl_version();
+    snprintf(v, sizeof v, "oneDNN %d.%d.%d (%s)", ver->major, ver->minor, ver->patch, ver->hash);
+    return v;
+}
+
+int qa_backend_ref_kernels(void) { return be.n_ref; }
+
+void qa_backend_shutdown(void) {
+    for (int i = 0; i < be.n_entries; i++) {
+        mm_entry *e = &be.entries[i];
+        dnnl_primitive_destroy(e->prim);
+        dnnl_memory_destroy(e->mem_a);
+        dnnl_memory_destroy(e->mem_b);
+        dnnl_memory_destroy(e->mem_c);
+        if (e->mem_bias) dnnl_memory_destroy(e->mem_bias);
+    }
+    be.n_entries = 0;
+    if (be.ready) {
+        dnnl_stream_destroy(be.stream);
+        dnnl_engine_destroy(be.engine);
+    }
+    be.ready = 0;
+}

@@ -1,0 +1,42 @@
+/* The oneDNN backend: the only unit that includes dnnl.h.
+ * A process-wide engine and stream, and a cache of matmul primitives keyed by shape, layout and
+ * attributes: each distinct matmul is created once (JIT ~1 ms) and reused for every call. */
+#ifndef QA_BACKEND_H
+#define QA_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A 4-D strided view [b0, b1, rows, cols] of an f32 (or int8) buffer; strides in elements. */
+typedef struct {
+    int64_t dims[4];
+    int64_t strides[4];
+} qa_view;
+
+/* Dense row-major [rows, cols]; transposed = the buffer holds [cols, rows] and we view it. */
+qa_view qa_view_2d(int64_t rows, int64_t cols, int transposed);
+
+/* C = alpha * A·B (+ C when accumulate) (+ bias[N] broadcast over rows when bias != NULL).
+ * A is [.., M, K], B is [.., K, N], C is [.., M, N]; the batch dims of A and B broadcast. */
+void qa_matmul_view(const qa_view *a, const float *A, const qa_view *b, const float *B,
+                    const qa_view *c, float *C, float alpha, int accumulate, const float *bias);
+
+/* The common 2-D case: C[M,N] (+)= op(A)·op(B) (+ bias). op(A) = A [M,K] or, with transA, the
+ * transpose of a stored [K,M]; op(B) = B [K,N] or, with transB, the transpose of a stored [N,K].
+ * A linear layer y = x W^T + b is qa_matmul(M, out, in, x, 0, W, 1, y, 0, b). */
+void qa_matmul(int M, int N, int K, const float *A, int transA, const float *B, int transB,
+               float *C, int accumulate, const float *bias);
+
+/* Integer matmul for deployed W8A8 layers: C[M,N] (f32) = scale[n] * (A_u8[M,K] · B_s8[N,K]^T)
+ * accumulated in s32; per-column scales are static (baked into the primitive, cached by pointer
+ * contents). Returns 0, or -1 when this oneDNN cannot express it. */
+int qa_matmul_u8s8(int M, int N, int K, const uint8_t *A, const int8_t *B, const float *scale,
+                   float *C);
+
+/* Kernel names ("brg:avx512_core", ...) of every primitive created so far, ';'-separated. */
+void qa_backend_kernels(char *buf, size_t len);
+const char *qa_backend_version(void);
+int qa_backend_ref_kernels(void); /* how many primitives fell back to a slow reference kernel */
+void qa_backend_shutdown(void);
+
+#endif

@@ -1,0 +1,33 @@
+/* Model checkpoints in HDF5: the config as root attributes, every parameter tensor under
+ * /params/<name>, provenance (recipe, git commit, loss, wall time) as attributes.
+ * Written to <path>.partial and renamed, so a killed writer never leaves a half file. */
+#ifndef QA_CHECKPOINT_H
+#define QA_CHECKPOINT_H
+
+#include "harness/model.h"
+#include "harness/results.h"
+
+typedef struct {
+    const char *kind;          /* "dit" | "evaluator" */
+    const char *recipe_text;
+    double final_loss;
+    double wall_seconds;
+    long steps;
+    double epochs;
+    double test_accuracy;      /* evaluator only (negative = not set) */
+} qa_ckpt_meta;
+
+/* Save params [n] with the tensor table; extra attributes via meta. */
+int ckpt_save_tensors(const char *path, const qa_tensor_info *tensors, int n_tensors,
+                      const float *params, const char *config_keys[], const double config_vals[],
+                      int n_config, const qa_ckpt_meta *meta, qa_error *err);
+
+int dit_save(const char *path, const qa_dit *m, const float *params, const qa_ckpt_meta *meta,
+             qa_error *err);
+/* Read the config from a checkpoint, create the model (max_batch) and load its weights. */
+int dit_load(const char *path, qa_dit *m, int max_batch, qa_error *err);
+/* Load named tensors into a table's block; every tensor must be present with its size. */
+int ckpt_load_tensors(qa_h5 *f, const qa_tensor_info *tensors, int n_tensors, float *params,
+                      qa_error *err);
+
+#endif

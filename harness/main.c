@@ -1,0 +1,78 @@
+/* qadapt: the command-line interface. Exit codes: 0 ok, 1 a run failed, 2 bad input. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness/adapt.h"
+#include "harness/backend.h"
+#include "harness/pretrain.h"
+#include "harness/recipe.h"
+#include "harness/registry.h"
+#include "harness/report.h"
+#include "harness/plot.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: qadapt COMMAND [ARGS]\n"
+            "\n"
+            "commands:\n"
+            "  list                      registered adaptation methods, one line each\n"
+            "  run RECIPE [--out DIR]    run a recipe (pretrain | evaluator | adapt); an adapt\n"
+            "                            sweep resumes in DIR, skipping finished runs\n"
+            "  report DIR                tables of a results folder: markdown to stdout,\n"
+            "                            DIR/report.{md,tex,csv}\n"
+            "  plot DIR                  figures of a results folder (PNG + SVG, gnuplot)\n"
+            "  --help                    this text\n"
+            "\n"
+            "exit status: 0 ok, 1 a run failed, 2 bad input\n");
+}
+
+static int exit_code(int rc) { return rc == 0 ? 0 : (rc == QA_ERR_INPUT ? 2 : 1); }
+
+int main(int argc, char **argv) {
+    if (argc < 2) { usage(stderr); return 2; }
+    const char *cmd = argv[1];
+    qa_error err = {0, ""};
+    int rc = 0;
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    } else if (!strcmp(cmd, "list")) {
+        for (const qa_method *const *m = qa_methods(); *m; m++) printf("%-16s %s\n", (*m)->name, (*m)->summary);
+        return 0;
+    } else if (!strcmp(cmd, "run")) {
+        const char *recipe_path = NULL, *out = NULL;
+        for (int i = 2; i < argc; i++) {
+            if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+            else if (argv[i][0] == '-') { fprintf(stderr, "qadapt run: unknown option '%s'\n", argv[i]); return 2; }
+            else if (!recipe_path) recipe_path = argv[i];
+            else { fprintf(stderr, "qadapt run: unexpected argument '%s'\n", argv[i]); return 2; }
+        }
+        if (!recipe_path) { fprintf(stderr, "usage: qadapt run RECIPE [--out DIR]\n"); return 2; }
+        qa_recipe *r;
+        rc = recipe_load(recipe_path, &r, &err);
+        if (rc == 0) {
+            const char *kind = recipe_str(r, "job", "kind");
+            if (!strcmp(kind, "pretrain"))
+                rc = pretrain_dit(r, out ? out : recipe_str(r, "model", "checkpoint"), &err);
+            else if (!strcmp(kind, "evaluator"))
+                rc = pretrain_evaluator(r, out ? out : recipe_str(r, "model", "evaluator"), &err);
+            else
+                rc = adapt_sweep(r, out ? out : "results/scratch", &err);
+            recipe_free(r);
+        }
+    } else if (!strcmp(cmd, "report")) {
+        if (argc != 3) { fprintf(stderr, "usage: qadapt report DIR\n"); return 2; }
+        rc = report_write(argv[2], stdout, &err);
+    } else if (!strcmp(cmd, "plot")) {
+        if (argc != 3) { fprintf(stderr, "usage: qadapt plot DIR\n"); return 2; }
+        rc = plot_results(argv[2], &err);
+    } else {
+        fprintf(stderr, "qadapt: unknown command '%s'\n\n", cmd);
+        usage(stderr);
+        return 2;
+    }
+    if (rc) fprintf(stderr, "qadapt: %s\n", err.msg);
+    qa_backend_shutdown();
+    return exit_code(rc);
+}

@@ -1,0 +1,478 @@
+#include "harness/model.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "harness/nn.h"
+#include "harness/rng.h"
+
+/* ---- parameter table: one contiguous block, a named view per tensor (llm.c style) ---- */
+
+static size_t add_tensor(qa_dit *m, const char *name, int rows, int cols) {
+    QA_ASSERT(m->n_tensors < (int)(sizeof m->tensors / sizeof m->tensors[0]));
+    qa_tensor_info *t = &m->tensors[m->n_tensors++];
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->offset = m->n_params;
+    t->n = (size_t)rows * cols;
+    t->ndim = rows > 1 || cols == 1 ? (cols > 1 ? 2 : 1) : 1;
+    if (cols == 1) { t->ndim = 1; t->shape[0] = rows; t->shape[1] = 1; }
+    else if (rows == 1) { t->ndim = 1; t->shape[0] = cols; t->shape[1] = 1; }
+    else { t->ndim = 2; t->shape[0] = rows; t->shape[1] = cols; }
+    m->n_params += t->n;
+    return t->offset;
+}
+
+typedef struct { size_t w, b; } lin_offsets;
+
+static lin_offsets plan_linear(qa_dit *m, const char *name, int in, int out) {
+    char buf[64];
+    lin_offsets o;
+    snprintf(buf, sizeof buf, "%s.weight", name);
+    o.w = add_tensor(m, buf, out, in);
+    snprintf(buf, sizeof buf, "%s.bias", name);
+    o.b = add_tensor(m, buf, out, 1);
+    return o;
+}
+
+qa_tensor_info *dit_find_tensor(qa_dit *m, const char *name) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];
+    return NULL;
+}
+
+int dit_create(qa_dit *m, const qa_dit_config *cfg, int max_batch, qa_error *err) {
+    memset(m, 0, sizeof *m);
+    m->cfg = *cfg;
+    if (cfg->img % cfg->patch || cfg->dim % cfg->heads || cfg->dim % 2 || cfg->depth < 1)
+        return qa_fail(err, QA_ERR_INPUT,
+                       "model: img must be a multiple of patch, dim of heads and of 2, depth >= 1");
+    m->grid = cfg->img / cfg->patch;
+    m->n_patches = m->grid * m->grid;
+    m->T = 1 + m->n_patches;
+    m->patch_dim = cfg->patch * cfg->patch;
+    m->n_slots = cfg->n_classes + cfg->n_spare + 1;
+    m->null_class = m->n_slots - 1;
+    m->max_batch = max_batch;
+    int d = cfg->dim, L = cfg->depth, hid = cfg->dim * cfg->mlp_ratio, pd = m->patch_dim;
+
+    /* plan the parameter block */
+    m->n_lin = 3 + 7 * L + 2;
+    m->lin = qa_alloc(sizeof(qa_linear) * m->n_lin);
+    lin_offsets offs[3 + 7 * 64 + 2];
+    QA_ASSERT(L <= 64);
+    const char *names[7] = {"adaln", "attn.q", "attn.k", "attn.v", "attn.out", "mlp.fc1", "mlp.fc2"};
+    int li = 0;
+    struct { const char *name; int in, out, role; } spec[3 + 7 * 64 + 2];
+    spec[li].name = "patch_embed"; spec[li].in = pd; spec[li].out = d; spec[li++].role = QA_ROLE_OTHER;
+    spec[li].name = "t_embed.fc1"; spec[li].in = d; spec[li].out = d; spec[li++].role = QA_ROLE_OTHER;
+    spec[li].name = "t_embed.fc2"; spec[li].in = d; spec[li].out = d; spec[li++].role = QA_ROLE_OTHER;
+    static char block_names[64 * 7][40];
+    for (int b = 0; b < L; b++)
+        for (int j = 0; j < 7; j++) {
+            char *nm = block_names[b * 7 + j];
+            snprintf(nm, 40, "blocks.%d.%s", b, names[j]);
+            spec[li].name = nm;
+            spec[li].in = j == 6 ? hid : d;
+            spec[li].out = j == 0 ? 6 * d : (j == 5 ? hid : d);
+            spec[li++].role = (j >= 1 && j <= 4) ? QA_ROLE_ATTN : QA_ROLE_OTHER;
+        }
+    spec[li].name = "final.adaln"; spec[li].in = d; spec[li].out = 2 * d; spec[li++].role = QA_ROLE_OTHER;
+    spec[li].name = "final.linear"; spec[li].in = d; spec[li].out = pd; spec[li++].role = QA_ROLE_OTHER;
+    QA_ASSERT(li == m->n_lin);
+    for (int i = 0; i < m->n_lin; i++) offs[i] = plan_linear(m, spec[i].name, spec[i].in, spec[i].out);
+    size_t pos_off = add_tensor(m, "pos_embed", m->T, d);
+    size_t cls_off = add_tensor(m, "class_embed", m->n_slots, d);
+
+    m->params = qa_alloc(sizeof(float) * m->n_params);
+    m->grads = qa_alloc(sizeof(float) * m->n_params);
+    m->pos = m->params + pos_off;
+    m->class_table = m->params + cls_off;
+    int max_rows = max_batch * m->T;
+    for (int i = 0; i < m->n_lin; i++) {
+        qa_linear *s = &m->lin[i];
+        snprintf(s->name, sizeof s->name, "%s", spec[i].name);
+        s->in = spec[i].in; s->out = spec[i].out; s->role = spec[i].role;
+        s->W = m->params + offs[i].w; s->b = m->params + offs[i].b;
+        s->dW = m->grads + offs[i].w; s->db = m->grads + offs[i].b;
+        s->max_rows = max_rows;
+    }
+    m->patch = &m->lin[0]; m->t1 = &m->lin[1]; m->t2 = &m->lin[2];
+    m->final_adaln = &m->lin[m->n_lin - 2]; m->final = &m->lin[m->n_lin - 1];
+    qa_linear ***per_block[7] = {&m->adaln, &m->q, &m->k, &m->v, &m->o, &m->mlp1, &m->mlp2};
+    for (int j = 0; j < 7; j++) {
+        *per_block[j] = qa_alloc(sizeof(qa_linear *) * L);
+        for (int b = 0; b < L; b++) (*per_block[j])[b] = &m->lin[3 + b * 7 + j];
+    }
+
+    /* activations */
+    size_t B = (size_t)max_batch, T = (size_t)m->T, M = B * T, D = (size_t)d, H = (size_t)cfg->heads;
+    m->patches = qa_alloc(sizeof(float) * B * m->n_patches * pd);
+    m->tok_patch = qa_alloc(sizeof(float) * B * m->n_patches * D);
+    m->tfeat = qa_alloc(sizeof(float) * B * D);
+    m->th = qa_alloc(sizeof(float) * B * D);
+    m->ths = qa_alloc(sizeof(float) * B * D);
+    m->temb = qa_alloc(sizeof(float) * B * D);
+    m->yemb = qa_alloc(sizeof(float) * B * D);
+    m->c = qa_alloc(sizeof(float) * B * D);
+    m->sc = qa_alloc(sizeof(float) * B * D);
+    m->fmod = qa_alloc(sizeof(float) * B * 2 * D);
+    m->x_final = qa_alloc(sizeof(float) * M * D);
+    m->lnf = qa_alloc(sizeof(float) * M * D);
+    m->meanf = qa_alloc(sizeof(float) * M);
+    m->rstdf = qa_alloc(sizeof(float) * M);
+    m->hf = qa_alloc(sizeof(float) * M * D);
+    m->out_tok = qa_alloc(sizeof(float) * M * pd);
+    m->acts = qa_alloc(sizeof(qa_block_acts) * L);
+    for (int b = 0; b < L; b++) {
+        qa_block_acts *a = &m->acts[b];
+        float **md[] = {&a->x_in, &a->ln1, &a->h1, &a->q, &a->k, &a->v, &a->att, &a->o, &a->x_mid,
+                        &a->ln2, &a->h2, &a->m2};
+        for (size_t j = 0; j < sizeof md / sizeof md[0]; j++) *md[j] = qa_alloc(sizeof(float) * M * D);
+        a->mean1 = qa_alloc(sizeof(float) * M); a->rstd1 = qa_alloc(sizeof(float) * M);
+        a->mean2 = qa_alloc(sizeof(float) * M); a->rstd2 = qa_alloc(sizeof(float) * M);
+        a->m1 = qa_alloc(sizeof(float) * M * hid);
+        a->g = qa_alloc(sizeof(float) * M * hid);
+        a->probs = qa_alloc(sizeof(float) * B * H * T * T);
+        a->mod = qa_alloc(sizeof(float) * B * 6 * D);
+    }
+    float **dd[] = {&m->d_res, &m->d_h, &m->d_q, &m->d_k, &m->d_v, &m->d_att, &m->d_o, &m->d_m2};
+    for (size_t j = 0; j < sizeof dd / sizeof dd[0]; j++) *dd[j] = qa_alloc(sizeof(float) * M * D);
+    m->d_m1 = qa_alloc(sizeof(float) * M * hid);
+    m->d_g = qa_alloc(sizeof(float) * M * hid);
+    m->d_mod = qa_alloc(sizeof(float) * B * 6 * D);
+    m->d_fmod = qa_alloc(sizeof(float) * B * 2 * D);
+    m->d_sc = qa_alloc(sizeof(float) * B * D);
+    m->d_c = qa_alloc(sizeof(float) * B * D);
+    m->d_temb = qa_alloc(sizeof(float) * B * D);
+    m->d_th = qa_alloc(sizeof(float) * B * D);
+    m->d_ths = qa_alloc(sizeof(float) * B * D);
+    m->d_tok_patch = qa_alloc(sizeof(float) * B * m->n_patches * D);
+    m->d_out_tok = qa_alloc(sizeof(float) * M * pd);
+    m->att_scratch = qa_alloc(sizeof(float) * 2 * B * H * T * T);
+    m->train_base = 1;
+    return QA_OK;
+}
+
+static void slot_clear(qa_linear *s) {
+    if (s->method && s->method->destroy) s->method->destroy(s->state);
+    qa_free(s->state);
+    qa_free(s->W_frozen);
+    qa_free(s->W_deploy);
+    qa_free(s->x_hat);
+    qa_free(s->dx_hat);
+    s->state = NULL; s->method = NULL; s->W_frozen = NULL; s->W_deploy = NULL;
+    s->x_hat = NULL; s->dx_hat = NULL;
+    memset(&s->actq, 0, sizeof s->actq);
+}
+
+void dit_reset_slots(qa_dit *m) {
+    for (int i = 0; i < m->n_lin; i++) slot_clear(&m->lin[i]);
+}
+
+void dit_free(qa_dit *m) {
+    if (!m->params) return;
+    dit_reset_slots(m);
+    qa_free(m->lin);
+    qa_free(m->adaln); qa_free(m->q); qa_free(m->k); qa_free(m->v); qa_free(m->o);
+    qa_free(m->mlp1); qa_free(m->mlp2);
+    for (int b = 0; b < m->cfg.depth; b++) {
+        qa_block_acts *a = &m->acts[b];
+        float *ps[] = {a->x_in, a->ln1, a->mean1, a->rstd1, a->h1, a->q, a->k, a->v, a->probs, a->att,
+                       a->o, a->x_mid, a->ln2, a->mean2, a->rstd2, a->h2, a->m1, a->g, a->m2, a->mod};
+        for (size_t j = 0; j < sizeof ps / sizeof ps[0]; j++) qa_free(ps[j]);
+    }
+    qa_free(m->acts);
+    float *ps[] = {m->params, m->grads, m->patches, m->tok_patch, m->tfeat, m->th, m->ths, m->temb,
+                   m->yemb, m->c, m->sc, m->fmod, m->x_final, m->lnf, m->meanf, m->rstdf, m->hf,
+                   m->out_tok, m->d_res, m->d_h, m->d_q, m->d_k, m->d_v, m->d_att, m->d_o, m->d_m1,
+                   m->d_g, m->d_m2, m->d_mod, m->d_sc, m->d_c, m->d_temb, m->d_th, m->d_ths,
+                   m->d_tok_patch, m->d_out_tok, m->att_scratch, m->d_fmod};
+    for (size_t j = 0; j < sizeof ps / sizeof ps[0]; j++) qa_free(ps[j]);
+    memset(m, 0, sizeof *m);
+}
+
+void dit_init_weights(qa_dit *m, uint64_t seed) {
+    qa_rng *r = qa_rng_new(qa_seed_for(seed, "dit-init"));
+    memset(m->params, 0, sizeof(float) * m->n_params);
+    for (int i = 0; i < m->n_lin; i++) {
+        qa_linear *s = &m->lin[i];
+        int zero = strstr(s->name, "adaln") || s == m->final;    /* adaLN-zero */
+        if (zero) continue;
+        if (s == m->t1 || s == m->t2) {
+            qa_rng_fill_normal(r, s->W, (size_t)s->in * s->out, 0.02f);
+        } else {
+            float bound = sqrtf(6.0f / (float)(s->in + s->out)); /* Xavier uniform */
+            qa_rng_fill_uniform(r, s->W, (size_t)s->in * s->out, -bound, bound);
+        }
+    }
+    qa_rng_fill_normal(r, m->pos, (size_t)m->T * m->cfg.dim, 0.02f);
+    qa_rng_fill_normal(r, m->class_table, (size_t)m->n_slots * m->cfg.dim, 0.02f);
+    qa_rng_free(r);
+}
+
+void dit_zero_grads(qa_dit *m) {
+    memset(m->grads, 0, sizeof(float) * m->n_params);
+}
+
+/* ---- the linear-layer hook: quantized input, frozen / adapted / deployed weights ---- */
+
+static void slot_forward(qa_linear *s, const float *x, float *y, int M) {
+    QA_ASSERT(M <= s->max_rows);
+    const float *xin = x;
+    s->x_saved = x;
+    if (s->actq.bits) {
+        actq_forward(&s->actq, s->x_hat, x, (size_t)M * s->in);
+        xin = s->x_hat;
+    }
+    s->x_used = xin;
+    if (s->W_deploy) linear_forward(y, xin, s->W_deploy, s->b, M, s->in, s->out);
+    else if (s->method) s->method->forward(s->state, xin, y, M);
+    else linear_forward(y, xin, s->W_frozen ? s->W_frozen : s->W, s->b, M, s->in, s->out);
+}
+
+/* dx += dL/dx (dx may be NULL); parameter grads when want_params (and the slot is not frozen). */
+static void slot_backward(qa_linear *s, const float *dy, float *dx, int M, int want_params) {
+    float *dxq = dx;
+    if (s->actq.bits && dx) {
+        dxq = s->dx_hat;
+        memset(dxq, 0, sizeof(float) * (size_t)M * s->in);
+    }
+    QA_ASSERT(!s->W_deploy); /* deployed weights are for evaluation only */
+    if (s->method) {
+        s->method->backward(s->state, dy, dxq, M);
+    } else {
+        int train = want_params && !s->W_frozen;
+        linear_backward(dxq, train ? s->dW : NULL, train ? s->db : NULL, dy, s->x_used,
+                        s->W_frozen ? s->W_frozen : s->W, M, s->in, s->out);
+    }
+    if (s->actq.bits && dx) actq_backward(&s->actq, dx, dxq, s->x_saved, (size_t)M * s->in);
+}
+
+/* ---- forward ---- */
+
+void dit_forward(qa_dit *m, const float *x_t, const float *t, const int *y, int B, float *eps) {
+    QA_ASSERT(B <= m->max_batch);
+    const int d = m->cfg.dim, T = m->T, P = m->cfg.patch, G = m->grid, img = m->cfg.img;
+    const int pd = m->patch_dim, NP = m->n_patches, L = m->cfg.depth, H = m->cfg.heads;
+    const int hid = d * m->cfg.mlp_ratio, M = B * T;
+    m->last_B = B;
+    m->last_y = y;
+
+    /* conditioning: c = MLP(features(t)) + class_table[y];  sc = SiLU(c) */
+    timestep_features(m->tfeat, t, B, d);
+    slot_forward(m->t1, m->tfeat, m->th, B);
+    silu_forward(m->ths, m->th, (size_t)B * d);
+    slot_forward(m->t2, m->ths, m->temb, B);
+    embedding_forward(m->yemb, m->class_table, y, B, d);
+    for (size_t i = 0; i < (size_t)B * d; i++) m->c[i] = m->temb[i] + m->yemb[i];
+    silu_forward(m->sc, m->c, (size_t)B * d);
+
+    /* patchify: patches[b, gy*G+gx, py*P+px] = x[b, (gy*P+py)*img + gx*P+px] */
+    for (int b = 0; b < B; b++)
+        for (int gy = 0; gy < G; gy++)
+            for (int gx = 0; gx < G; gx++)
+                for (int py = 0; py < P; py++)
+                    for (int px = 0; px < P; px++)
+                        m->patches[((size_t)b * NP + gy * G + gx) * pd + py * P + px] =
+                            x_t[(size_t)b * img * img + (gy * P + py) * img + gx * P + px];
+    slot_forward(m->patch, m->patches, m->tok_patch, B * NP);
+
+    /* tokens: [c ; patch tokens] + pos */
+    float *x = m->acts[0].x_in;
+    for (int b = 0; b < B; b++) {
+        for (int j = 0; j < d; j++) x[(size_t)b * T * d + j] = m->c[(size_t)b * d + j] + m->pos[j];
+        for (int p = 0; p < NP; p++)
+            for (int j = 0; j < d; j++)
+                x[((size_t)b * T + 1 + p) * d + j] =
+                    m->tok_patch[((size_t)b * NP + p) * d + j] + m->pos[(size_t)(1 + p) * d + j];
+    }
+
+    for (int l = 0; l < L; l++) {
+        qa_block_acts *a = &m->acts[l];
+        float *x_out = l + 1 < L ? m->acts[l + 1].x_in : m->x_final;
+        slot_forward(m->adaln[l], m->sc, a->mod, B);
+        const float *sh1 = a->mod, *sc1 = a->mod + d, *g1 = a->mod + 2 * d;
+        const float *sh2 = a->mod + 3 * d, *sc2 = a->mod + 4 * d, *g2 = a->mod + 5 * d;
+        layernorm_forward(a->ln1, a->mean1, a->rstd1, a->x_in, M, d);
+        modulate_forward(a->h1, a->ln1, sh1, sc1, 6 * d, B, T, d);
+        slot_forward(m->q[l], a->h1, a->q, M);
+        slot_forward(m->k[l], a->h1, a->k, M);
+        slot_forward(m->v[l], a->h1, a->v, M);
+        attention_forward(a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
+        slot_forward(m->o[l], a->att, a->o, M);
+        memcpy(a->x_mid, a->x_in, sizeof(float) * (size_t)M * d);
+        gated_residual_forward(a->x_mid, a->o, g1, 6 * d, B, T, d);
+        layernorm_forward(a->ln2, a->mean2, a->rstd2, a->x_mid, M, d);
+        modulate_forward(a->h2, a->ln2, sh2, sc2, 6 * d, B, T, d);
+        slot_forward(m->mlp1[l], a->h2, a->m1, M);
+        gelu_forward(a->g, a->m1, (size_t)M * hid);
+        slot_forward(m->mlp2[l], a->g, a->m2, M);
+        memcpy(x_out, a->x_mid, sizeof(float) * (size_t)M * d);
+        gated_residual_forward(x_out, a->m2, g2, 6 * d, B, T, d);
+    }
+
+    slot_forward(m->final_adaln, m->sc, m->fmod, B);
+    layernorm_forward(m->lnf, m->meanf, m->rstdf, m->x_final, M, d);
+    modulate_forward(m->hf, m->lnf, m->fmod, m->fmod + d, 2 * d, B, T, d);
+    slot_forward(m->final, m->hf, m->out_tok, M);
+
+    /* unpatchify the patch tokens (token 0, the conditioning token, has no pixels) */
+    for (int b = 0; b < B; b++)
+        for (int gy = 0; gy < G; gy++)
+            for (int gx = 0; gx < G; gx++)
+                for (int py = 0; py < P; py++)
+                    for (int px = 0; px < P; px++)
+                        eps[(size_t)b * img * img + (gy * P + py) * img + gx * P + px] =
+                            m->out_tok[((size_t)b * T + 1 + gy * G + gx) * pd + py * P + px];
+}
+
+/* ---- backward ---- */
+
+void dit_backward(qa_dit *m, const float *deps) {
+    const int B = m->last_B, d = m->cfg.dim, T = m->T, P = m->cfg.patch, G = m->grid;
+    const int img = m->cfg.img, pd = m->patch_dim, NP = m->n_patches, L = m->cfg.depth;
+    const int H = m->cfg.heads, hid = d * m->cfg.mlp_ratio, M = B * T;
+    const int tb = m->train_base;
+
+    /* d out_tok from d eps (token 0 gets zero) */
+    memset(m->d_out_tok, 0, sizeof(float) * (size_t)M * pd);
+    for (int b = 0; b < B; b++)
+        for (int gy = 0; gy < G; gy++)
+            for (int gx = 0; gx < G; gx++)
+                for (int py = 0; py < P; py++)
+                    for (int px = 0; px < P; px++)
+                        m->d_out_tok[((size_t)b * T + 1 + gy * G + gx) * pd + py * P + px] =
+                            deps[(size_t)b * img * img + (gy * P + py) * img + gx * P + px];
+
+    if (tb) memset(m->d_sc, 0, sizeof(float) * (size_t)B * d);
+    /* final layer */
+    memset(m->d_h, 0, sizeof(float) * (size_t)M * d);
+    slot_backward(m->final, m->d_out_tok, m->d_h, M, tb);
+    memset(m->d_res, 0, sizeof(float) * (size_t)M * d);
+    memset(m->d_fmod, 0, sizeof(float) * (size_t)B * 2 * d);
+    memset(m->d_att, 0, sizeof(float) * (size_t)M * d); /* d_lnf */
+    modulate_backward(m->d_att, m->d_fmod, m->d_fmod + d, m->d_h, m->lnf, m->fmod + d, 2 * d, B, T, d);
+    layernorm_backward(m->d_res, m->d_att, m->x_final, m->meanf, m->rstdf, M, d);
+    if (tb) slot_backward(m->final_adaln, m->d_fmod, m->d_sc, B, tb);
+
+    for (int l = L - 1; l >= 0; l--) {
+        qa_block_acts *a = &m->acts[l];
+        const float *sc1 = a->mod + d, *g1 = a->mod + 2 * d;
+        const float *sc2 = a->mod + 4 * d, *g2 = a->mod + 5 * d;
+        float *dsh1 = m->d_mod, *dsc1 = m->d_mod + d, *dg1 = m->d_mod + 2 * d;
+        float *dsh2 = m->d_mod + 3 * d, *dsc2 = m->d_mod + 4 * d, *dg2 = m->d_mod + 5 * d;
+        memset(m->d_mod, 0, sizeof(float) * (size_t)B * 6 * d);
+
+        /* x_out = x_mid + g2 * m2: d_res is d x_out and flows on unchanged as d x_mid */
+        memset(m->d_m2, 0, sizeof(float) * (size_t)M * d);
+        gated_residual_backward(m->d_m2, dg2, m->d_res, a->m2, g2, 6 * d, B, T, d);
+        memset(m->d_g, 0, sizeof(float) * (size_t)M * hid);
+        slot_backward(m->mlp2[l], m->d_m2, m->d_g, M, tb);
+        memset(m->d_m1, 0, sizeof(float) * (size_t)M * hid);
+        gelu_backward(m->d_m1, m->d_g, a->m1, (size_t)M * hid);
+        memset(m->d_h, 0, sizeof(float) * (size_t)M * d);
+        slot_backward(m->mlp1[l], m->d_m1, m->d_h, M, tb);
+        memset(m->d_att, 0, sizeof(float) * (size_t)M * d); /* d_ln2 */
+        modulate_backward(m->d_att, dsh2, dsc2, m->d_h, a->ln2, sc2, 6 * d, B, T, d);
+        layernorm_backward(m->d_res, m->d_att, a->x_mid, a->mean2, a->rstd2, M, d);
+
+        /* x_mid = x_in + g1 * o */
+        memset(m->d_o, 0, sizeof(float) * (size_t)M * d);
+        gated_residual_backward(m->d_o, dg1, m->d_res, a->o, g1, 6 * d, B, T, d);
+        memset(m->d_att, 0, sizeof(float) * (size_t)M * d);
+        slot_backward(m->o[l], m->d_o, m->d_att, M, tb);
+        memset(m->d_q, 0, sizeof(float) * (size_t)M * d);
+        memset(m->d_k, 0, sizeof(float) * (size_t)M * d);
+        memset(m->d_v, 0, sizeof(float) * (size_t)M * d);
+        attention_backward(m->d_q, m->d_k, m->d_v, m->d_att, a->probs, a->q, a->k, a->v,
+                           m->att_scratch, B, T, d, H);
+        memset(m->d_h, 0, sizeof(float) * (size_t)M * d);
+        slot_backward(m->q[l], m->d_q, m->d_h, M, tb);
+        slot_backward(m->k[l], m->d_k, m->d_h, M, tb);
+        slot_backward(m->v[l], m->d_v, m->d_h, M, tb);
+        memset(m->d_att, 0, sizeof(float) * (size_t)M * d); /* d_ln1 */
+        modulate_backward(m->d_att, dsh1, dsc1, m->d_h, a->ln1, sc1, 6 * d, B, T, d);
+        layernorm_backward(m->d_res, m->d_att, a->x_in, a->mean1, a->rstd1, M, d);
+        if (tb) slot_backward(m->adaln[l], m->d_mod, m->d_sc, B, tb);
+    }
+    if (!tb) return; /* adapters only: nothing trainable upstream of the blocks */
+
+    /* tokens = [c ; patch tokens] + pos */
+    float *dpos = m->grads + (m->pos - m->params);
+    float *dcls = m->grads + (m->class_table - m->params);
+    memset(m->d_c, 0, sizeof(float) * (size_t)B * d);
+    for (int b = 0; b < B; b++) {
+        for (int j = 0; j < d; j++) {
+            float g = m->d_res[(size_t)b * T * d + j];
+            m->d_c[(size_t)b * d + j] += g;
+            dpos[j] += g;
+        }
+        for (int p = 0; p < NP; p++)
+            for (int j = 0; j < d; j++) {
+                float g = m->d_res[((size_t)b * T + 1 + p) * d + j];
+                m->d_tok_patch[((size_t)b * NP + p) * d + j] = g;
+                dpos[(size_t)(1 + p) * d + j] += g;
+            }
+    }
+    slot_backward(m->patch, m->d_tok_patch, NULL, B * NP, tb);
+    /* c = temb + yemb, sc = SiLU(c) */
+    silu_backward(m->d_c, m->d_sc, m->c, (size_t)B * d);
+    embedding_backward(dcls, m->d_c, m->last_y, B, d);
+    memset(m->d_ths, 0, sizeof(float) * (size_t)B * d);
+    slot_backward(m->t2, m->d_c, m->d_ths, B, tb);
+    memset(m->d_th, 0, sizeof(float) * (size_t)B * d);
+    silu_backward(m->d_th, m->d_ths, m->th, (size_t)B * d);
+    slot_backward(m->t1, m->d_th, NULL, B, tb);
+}
+
+/* ---- quantized base and adapters ---- */
+
+void dit_quantize_base(qa_dit *m, int w_bits, int a_bits, int adapt_attn) {
+    for (int i = 0; i < m->n_lin; i++) {
+        qa_linear *s = &m->lin[i];
+        int adapted = adapt_attn && s->role == QA_ROLE_ATTN;
+        if (w_bits > 0 && !adapted) {
+            float *delta = qa_alloc(sizeof(float) * s->out), *zero = qa_alloc(sizeof(float) * s->out);
+            s->W_frozen = qa_alloc(sizeof(float) * (size_t)s->out * s->in);
+            quant_search_rows(s->W, s->out, s->in, w_bits, delta, zero);
+            quant_fake_rows(s->W_frozen, s->W, s->out, s->in, w_bits, delta, zero);
+            qa_free(delta);
+            qa_free(zero);
+        }
+        if (a_bits > 0) {
+            s->actq.bits = a_bits;
+            s->actq.calibrated = 0;
+            s->x_hat = qa_alloc(sizeof(float) * (size_t)s->max_rows * s->in);
+            s->dx_hat = qa_alloc(sizeof(float) * (size_t)s->max_rows * s->in);
+        }
+    }
+}
+
+int dit_attach_method(qa_dit *m, const qa_method *method, const qa_method_cfg *cfg, uint64_t seed,
+                      qa_error *err) {
+    for (int i = 0; i < m->n_lin; i++) {
+        qa_linear *s = &m->lin[i];
+        if (s->role != QA_ROLE_ATTN) continue;
+        qa_rng *r = qa_rng_new(qa_seed_for(seed, s->name));
+        qa_layer_init li = {s->in, s->out, s->W, s->b, cfg, r, s->name};
+        s->state = qa_alloc(method->state_size);
+        s->method = method;
+        int rc = method->init(s->state, &li, err);
+        qa_rng_free(r);
+        if (rc) return rc;
+    }
+    return QA_OK;
+}
+
+double dit_forward_flops(const qa_dit *m, int B) {
+    double f = 0;
+    int T = m->T;
+    for (int i = 0; i < m->n_lin; i++) {
+        const qa_linear *s = &m->lin[i];
+        int rows = (s == m->t1 || s == m->t2 || strstr(s->name, "adaln")) ? B
+                 : (s == m->patch ? B * m->n_patches : B * T);
+        f += 2.0 * rows * s->in * s->out;
+    }
+    f += m->cfg.depth * 2.0 * (2.0 * B * T * T * m->cfg.dim); /* q k^T and P v */
+    return f;
+}

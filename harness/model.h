@@ -1,0 +1,113 @@
+/* The denoiser: a small class-conditional DiT for 28x28 single-channel images.
+ *
+ *   tokens   = [ c ; patchify(x_t) W_patch^T + b ] + pos          T = 1 + (28/p)^2 tokens
+ *   c        = MLP(timestep_features(t)) + class_table[y]          (y = null slot for CFG)
+ *   block    : x += gate1 * Attn(LN(x)(1 + scale1) + shift1)
+ *              x += gate2 * MLP (LN(x)(1 + scale2) + shift2),      (shift|scale|gate)x2 = adaLN(SiLU(c))
+ *   output   = Linear(LN(x)(1 + scale) + shift) on the patch tokens, unpatchified -> epsilon
+ * adaLN-zero: every modulation and the output layer start at zero, so each block starts as the
+ * identity. The conditioning token lets the attention projections (the layers adapters wrap) see
+ * the class directly, as SD's cross-attention k/v see the prompt.
+ *
+ * Every linear layer is a qa_linear "slot": a plain FP layer (pre-training), a quantized frozen
+ * layer (W bits per channel, A-bit fake-quantized input), an adapted layer run by a method plugin,
+ * or a deployed layer with merged weights. The model never names a method. */
+#ifndef QA_MODEL_H
+#define QA_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "harness/quant.h"
+#include "harness/registry.h"
+
+typedef struct {
+    int img;        /* image side (28) */
+    int patch;      /* patch side */
+    int dim;        /* model width */
+    int depth;      /* transformer blocks */
+    int heads;
+    int mlp_ratio;
+    int n_classes;  /* classes the base knows (10) */
+    int n_spare;    /* spare slots for new "tokens" bound by adaptation */
+} qa_dit_config;
+
+enum { QA_ROLE_OTHER = 0, QA_ROLE_ATTN = 1 }; /* attention projections q, k, v, out */
+
+typedef struct {
+    char name[40];
+    int in, out, role;
+    float *W, *b, *dW, *db;       /* views into the model's parameter / gradient blocks */
+    float *W_frozen;              /* quantized-dequantized frozen weight (owned), or NULL */
+    float *W_deploy;              /* deployed weight override for evaluation (owned), or NULL */
+    qa_actq actq;                 /* input fake-quantizer (bits 0 = off) */
+    float *x_hat, *dx_hat;        /* [max_rows, in] buffers when actq is on (owned) */
+    const float *x_saved, *x_used;
+    const qa_method *method;      /* adapter, or NULL */
+    void *state;                  /* method state (owned) */
+    int max_rows;
+} qa_linear;
+
+typedef struct {
+    char name[48];
+    size_t offset, n;
+    int ndim, shape[2];
+} qa_tensor_info;
+
+typedef struct {
+    float *x_in, *ln1, *mean1, *rstd1, *h1, *q, *k, *v, *probs, *att, *o, *x_mid;
+    float *ln2, *mean2, *rstd2, *h2, *m1, *g, *m2, *mod;
+} qa_block_acts;
+
+typedef struct {
+    qa_dit_config cfg;
+    int T, grid, n_patches, patch_dim, n_slots, null_class, max_batch;
+
+    float *params, *grads;
+    size_t n_params;
+    qa_tensor_info tensors[160];
+    int n_tensors;
+    float *pos, *class_table;     /* [T, dim], [n_slots, dim] */
+
+    qa_linear *lin;               /* all linear slots */
+    int n_lin;
+    qa_linear *patch, *t1, *t2, *final_adaln, *final;
+    qa_linear **adaln, **q, **k, **v, **o, **mlp1, **mlp2; /* per block */
+
+    int train_base;               /* 1: accumulate grads of all base parameters (pre-training) */
+
+    /* activations for max_batch */
+    float *patches, *tok_patch, *tfeat, *th, *ths, *temb, *yemb, *c, *sc, *fmod;
+    float *x_final, *lnf, *meanf, *rstdf, *hf, *out_tok;
+    qa_block_acts *acts;
+    int last_B;
+    const int *last_y;
+    /* backward scratch */
+    float *d_res, *d_h, *d_q, *d_k, *d_v, *d_att, *d_o, *d_m1, *d_g, *d_m2, *d_mod, *d_sc, *d_c;
+    float *d_temb, *d_th, *d_ths, *d_tok_patch, *d_out_tok, *att_scratch, *d_fmod;
+} qa_dit;
+
+int dit_create(qa_dit *m, const qa_dit_config *cfg, int max_batch, qa_error *err);
+void dit_free(qa_dit *m);
+void dit_init_weights(qa_dit *m, uint64_t seed);
+/* eps[B, img*img] = model(x_t[B, img*img], t[B], y[B]) */
+void dit_forward(qa_dit *m, const float *x_t, const float *t, const int *y, int B, float *eps);
+/* Backward of the last forward, from deps = dL/deps. Accumulates parameter grads when
+ * train_base, and method grads always. */
+void dit_backward(qa_dit *m, const float *deps);
+void dit_zero_grads(qa_dit *m);
+qa_tensor_info *dit_find_tensor(qa_dit *m, const char *name);
+
+/* Quantize the frozen base: every linear that will not be adapted (role != ATTN, or all when
+ * adapt_attn == 0) gets Q_N per channel at w_bits; every linear's input is fake-quantized at
+ * a_bits (calibrated on the first batch). w_bits/a_bits 0 leave that part in FP. */
+void dit_quantize_base(qa_dit *m, int w_bits, int a_bits, int adapt_attn);
+/* Wrap every attention projection with the method. */
+int dit_attach_method(qa_dit *m, const qa_method *method, const qa_method_cfg *cfg, uint64_t seed,
+                      qa_error *err);
+/* Restore plain FP slots (drops quantizers, adapters, deploy overrides). */
+void dit_reset_slots(qa_dit *m);
+/* Matmul FLOPs of one forward at batch B (2 per multiply-add; linear layers and attention). */
+double dit_forward_flops(const qa_dit *m, int B);
+
+#endif

@@ -1,0 +1,74 @@
+/* Layers, each a forward and a backward on plain row-major float arrays (llm.c style).
+ * Backward functions ACCUMULATE (+=) into every gradient they produce, inputs included: the
+ * caller zeroes gradients once per step. Shapes are in the comments; B = batch, T = tokens,
+ * C = channels, H = heads. */
+#ifndef QA_NN_H
+#define QA_NN_H
+
+#include <stddef.h>
+
+/* y[M,out] = x[M,in] W[out,in]^T + b[out]   (b may be NULL) */
+void linear_forward(float *y, const float *x, const float *W, const float *b, int M, int in, int out);
+/* dx += dy W; dW += dy^T x; db += sum_rows dy.  Any of dx, dW, db may be NULL (not wanted). */
+void linear_backward(float *dx, float *dW, float *db, const float *dy, const float *x,
+                     const float *W, int M, int in, int out);
+
+/* Layer norm without affine parameters over the last dim C (the affine comes from adaLN):
+ * y = (x - mean) * rstd, rstd = 1/sqrt(var + 1e-6). mean, rstd are [M] (kept for backward). */
+void layernorm_forward(float *y, float *mean, float *rstd, const float *x, int M, int C);
+/* dx += rstd * (dy - mean(dy) - xhat * mean(dy * xhat)) */
+void layernorm_backward(float *dx, const float *dy, const float *x, const float *mean,
+                        const float *rstd, int M, int C);
+
+/* adaLN modulation, per sample b: y[b,t,:] = x[b,t,:] * (1 + scale[b,:]) + shift[b,:].
+ * shift and scale are rows of a [B, cond_stride] array (offsets into the adaLN output). */
+void modulate_forward(float *y, const float *x, const float *shift, const float *scale,
+                      int cond_stride, int B, int T, int C);
+/* dx += dy (1 + scale); dshift += sum_t dy; dscale += sum_t dy x */
+void modulate_backward(float *dx, float *dshift, float *dscale, const float *dy, const float *x,
+                       const float *scale, int cond_stride, int B, int T, int C);
+
+/* Gated residual: x[b,t,:] += gate[b,:] * y[b,t,:] */
+void gated_residual_forward(float *x, const float *y, const float *gate, int cond_stride, int B,
+                            int T, int C);
+/* dy += gate * dx; dgate += sum_t dx * y   (dx, the residual stream grad, passes through) */
+void gated_residual_backward(float *dy, float *dgate, const float *dx, const float *y,
+                             const float *gate, int cond_stride, int B, int T, int C);
+
+/* GELU, tanh approximation (as in GPT-2 and DiT): y = 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))) */
+void gelu_forward(float *y, const float *x, size_t n);
+void gelu_backward(float *dx, const float *dy, const float *x, size_t n);
+/* SiLU: y = x sigmoid(x) */
+void silu_forward(float *y, const float *x, size_t n);
+void silu_backward(float *dx, const float *dy, const float *x, size_t n);
+void relu_forward(float *y, const float *x, size_t n);
+void relu_backward(float *dx, const float *dy, const float *x, size_t n);
+
+/* Multi-head softmax attention, no mask. q, k, v, out are [B,T,C] with C = H*hd (head h uses
+ * channels h*hd..); probs is [B,H,T,T] (kept for backward).
+ * S = q k^T / sqrt(hd);  P = softmax_rows(S);  out = P v */
+void attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+                       int B, int T, int C, int H);
+/* dP = dout v^T; dv += P^T dout; dS = P (dP - rowsum(dP P)); dq += dS k / sqrt(hd);
+ * dk += dS^T q / sqrt(hd).  scratch must hold 2 * B*H*T*T floats. */
+void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+                        const float *q, const float *k, const float *v, float *scratch, int B,
+                        int T, int C, int H);
+
+/* Sinusoidal timestep features (DiT / ADM convention): for i < C/2, f = exp(-ln(10000) i/(C/2)),
+ * y[b, i] = cos(t_b f), y[b, C/2 + i] = sin(t_b f). */
+void timestep_features(float *y, const float *t, int B, int C);
+
+/* Embedding lookup y[b,:] = table[ids[b],:] and its backward dtable[ids[b],:] += dy[b,:]. */
+void embedding_forward(float *y, const float *table, const int *ids, int B, int C);
+void embedding_backward(float *dtable, const float *dy, const int *ids, int B, int C);
+
+/* Softmax cross-entropy over K classes: returns mean loss; dlogits = (softmax - onehot)/B. */
+float softmax_xent_forward_backward(float *dlogits, float *probs, const float *logits,
+                                    const int *labels, int B, int K);
+
+/* Elementwise helpers */
+void vec_add(float *y, const float *x, size_t n);      /* y += x */
+void vec_scale(float *y, float s, size_t n);           /* y *= s */
+
+#endif

@@ -1,0 +1,34 @@
+/* Experiment recipes: a small INI-like text format.
+ *
+ *   # comment (to end of line)
+ *   [section]
+ *   key = value
+ *   key = [v1, v2, v3]      # a list: the key becomes an axis of the run grid
+ *
+ * Every key is declared in the schema (recipe.c) with its section, type, default, allowed values
+ * and whether it may be a list. Errors name the file, the line and the key, and list what is
+ * allowed; unknown sections and keys are errors. */
+#ifndef QA_RECIPE_H
+#define QA_RECIPE_H
+
+#include "harness/util.h"
+
+typedef struct qa_recipe qa_recipe;
+
+int recipe_load(const char *path, qa_recipe **out, qa_error *err);
+int recipe_parse(const char *path, const char *text, qa_recipe **out, qa_error *err);
+void recipe_free(qa_recipe *r);
+
+const char *recipe_path(const qa_recipe *r);
+const char *recipe_text(const qa_recipe *r);
+/* Values of a key (its default when absent); returns the count, *vals points into the recipe. */
+int recipe_values(const qa_recipe *r, const char *section, const char *key, const char *const **vals);
+const char *recipe_str(const qa_recipe *r, const char *section, const char *key);
+long recipe_int(const qa_recipe *r, const char *section, const char *key);
+double recipe_float(const qa_recipe *r, const char *section, const char *key);
+int recipe_has(const qa_recipe *r, const char *section, const char *key); /* set explicitly */
+
+/* Bit settings: "fp" -> (0, 0); "wNaM" -> (N, M) with N in 2..8 and M in 2..8 or 16 (= FP). */
+int parse_bits(const char *s, int *w_bits, int *a_bits);
+
+#endif

@@ -1,0 +1,43 @@
+#include "harness/registry.h"
+
+#include <string.h>
+
+extern const qa_method qa_method_lora;
+
+static const qa_method *const registry[] = {
+    &qa_method_lora,
+    NULL,
+};
+
+const char *const qa_merge_names[QA_MERGE_COUNT] = {
+    [QA_MERGE_FLOAT_ADD_PTQ] = "float add + PTQ",
+    [QA_MERGE_INT_MULTIPLY] = "integer multiply",
+    [QA_MERGE_BIT_SHIFT] = "bit shift",
+    [QA_MERGE_ZERO_POINT_FOLD] = "zero-point fold",
+};
+
+const qa_method *qa_method_find(const char *name) {
+    for (int i = 0; registry[i]; i++)
+        if (strcmp(registry[i]->name, name) == 0) return registry[i];
+    return NULL;
+}
+
+const qa_method *const *qa_methods(void) { return registry; }
+
+void qa_deployed_free(qa_deployed *d) {
+    qa_free(d->w_fp);
+    qa_free(d->w_int);
+    qa_free(d->row_scale);
+    memset(d, 0, sizeof *d);
+}
+
+void qa_deployed_weights(const qa_deployed *d, float *W_out) {
+    size_t n = (size_t)d->in * d->out;
+    if (d->w_int) {
+        for (int o = 0; o < d->out; o++)
+            for (int i = 0; i < d->in; i++)
+                W_out[(size_t)o * d->in + i] = d->row_scale[o] * (float)d->w_int[(size_t)o * d->in + i];
+    } else {
+        memcpy(W_out, d->w_fp, n * sizeof(float));
+    }
+}

@@ -1,0 +1,100 @@
+/* The adaptation-method plugin interface and the registry (a NULL-terminated const table).
+ *
+ * A method sees one linear layer y = x W^T + b at a time (x [M, in], W [out, in]) and owns its
+ * state; the core allocates state_size zeroed bytes per adapted layer. Everything else (model,
+ * training loop, evaluation, logging) is method-agnostic: adding a method is one new file in
+ * methods/ and one line in registry.c. */
+#ifndef QA_REGISTRY_H
+#define QA_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "harness/rng.h"
+#include "harness/util.h"
+
+/* Per-run method configuration, from the recipe. */
+typedef struct {
+    int w_bits;            /* 0 = full precision */
+    int a_bits;            /* 0 = full precision */
+    int rank;
+    float lora_scale;      /* s in y += s (x A^T) B^T; 1.0 = no alpha/r scaling (the reference) */
+} qa_method_cfg;
+
+/* What init() receives: the pre-trained FP layer, which the method may keep or drop. */
+typedef struct {
+    int in, out;
+    const float *W;        /* [out, in] */
+    const float *bias;     /* [out], stays FP32, never quantized */
+    const qa_method_cfg *cfg;
+    qa_rng *rng;           /* the run's seeded generator for this layer */
+    const char *layer_name;
+} qa_layer_init;
+
+/* A trainable tensor, as the optimizer sees it. */
+typedef struct {
+    const char *name;
+    float *data, *grad;
+    size_t n;
+    float lr_scale;        /* per-tensor learning-rate multiplier (1 by default) */
+} qa_param;
+
+/* Memory by category, in bytes. */
+typedef struct {
+    size_t frozen;         /* frozen base as the method holds it during training */
+    size_t trainable;
+    size_t gradients;
+    size_t optimizer;      /* AdamW moments: 2 x trainable */
+    size_t deployed;       /* what deployment stores for this layer (weights + scales) */
+} qa_bytes;
+
+/* How the deployed weights were obtained. */
+typedef enum {
+    QA_MERGE_FLOAT_ADD_PTQ = 0, /* W + BA in float, then PTQ to W bits (LoRA, QLoRA) */
+    QA_MERGE_INT_MULTIPLY,
+    QA_MERGE_BIT_SHIFT,
+    QA_MERGE_ZERO_POINT_FOLD,
+    QA_MERGE_COUNT
+} qa_merge_kind;
+extern const char *const qa_merge_names[QA_MERGE_COUNT];
+
+/* A deployed layer. Either w_fp (floating deploy, still to be PTQ'd when needs_ptq) or integer
+ * codes with a per-row scale: W_deployed[o,i] = row_scale[o] * w_int[o,i]. */
+typedef struct {
+    int in, out;
+    float *w_fp;           /* [out, in] or NULL */
+    int32_t *w_int;        /* [out, in] or NULL */
+    float *row_scale;      /* [out] or NULL */
+    int needs_ptq;
+    qa_merge_kind merge;
+    double bits_per_weight;
+} qa_deployed;
+
+typedef struct qa_method {
+    const char *name;
+    const char *summary;   /* one line for `qadapt list` */
+    int version;
+    size_t state_size;
+
+    /* Build the layer's state from the FP layer. */
+    int (*init)(void *state, const qa_layer_init *li, qa_error *err);
+    /* y[M,out] = layer(x[M,in]); x stays valid until backward (the method may keep the pointer). */
+    void (*forward)(void *state, const float *x, float *y, int M);
+    /* dx[M,in] += dL/dx (dx may be NULL); accumulate grads of the trainable tensors. */
+    void (*backward)(void *state, const float *dy, float *dx, int M);
+    /* Fill up to max trainable tensors; return how many. */
+    int (*params)(void *state, qa_param *out, int max);
+    /* Produce the deployable layer (the caller owns out's arrays, freed with qa_deployed_free). */
+    int (*merge)(void *state, qa_deployed *out, qa_error *err);
+    void (*bytes)(const void *state, qa_bytes *out);
+    void (*destroy)(void *state);
+} qa_method;
+
+const qa_method *qa_method_find(const char *name);
+const qa_method *const *qa_methods(void); /* NULL-terminated */
+
+void qa_deployed_free(qa_deployed *d);
+/* W_out[out,in] = the deployed weights in float (dequantized), whatever the encoding. */
+void qa_deployed_weights(const qa_deployed *d, float *W_out);
+
+#endif

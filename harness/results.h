@@ -1,0 +1,46 @@
+/* HDF5 I/O: the only unit that includes hdf5.h. A thin, checked API over files, datasets and
+ * attributes; checkpoints, run files, summaries and fixtures are all built on it.
+ * Paths like "/runs/x/train" create intermediate groups. Files are written without object
+ * timestamps so equal content gives equal bytes. */
+#ifndef QA_RESULTS_H
+#define QA_RESULTS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "harness/util.h"
+
+typedef struct qa_h5 qa_h5;
+
+enum { QA_H5_F32 = 0, QA_H5_F64, QA_H5_I32, QA_H5_U8 };
+
+int h5_create(const char *path, qa_h5 **out, qa_error *err);      /* truncates */
+int h5_open(const char *path, int writable, qa_h5 **out, qa_error *err);
+int h5_flush(qa_h5 *f, qa_error *err);
+int h5_close(qa_h5 *f, qa_error *err);
+const char *h5_path(const qa_h5 *f);
+
+int h5_exists(qa_h5 *f, const char *path); /* group, dataset (or attribute of "/" with '@name') */
+int h5_write(qa_h5 *f, const char *path, int type, const void *data, int ndim, const int64_t *dims,
+             qa_error *err);
+/* Read a dataset of any stored numeric type converted to `type`. *data is allocated (qa_alloc)
+ * when *data is NULL; otherwise it must hold max_elems. dims (up to 4) and ndim are returned. */
+int h5_read(qa_h5 *f, const char *path, int type, void **data, size_t max_elems, int *ndim,
+            int64_t *dims, qa_error *err);
+
+int h5_attr_set_str(qa_h5 *f, const char *obj, const char *name, const char *value, qa_error *err);
+int h5_attr_set_f64(qa_h5 *f, const char *obj, const char *name, double value, qa_error *err);
+int h5_attr_get_str(qa_h5 *f, const char *obj, const char *name, char *buf, size_t len, qa_error *err);
+int h5_attr_get_f64(qa_h5 *f, const char *obj, const char *name, double *value, qa_error *err);
+int h5_has_attr(qa_h5 *f, const char *obj, const char *name);
+
+/* List the names of the members of a group (up to max); returns the count or negative. */
+int h5_list(qa_h5 *f, const char *group, char names[][64], int max, qa_error *err);
+
+/* An extendible 2-D f64 table [rows, cols] with column names as an attribute; append batches. */
+int h5_table_create(qa_h5 *f, const char *path, int cols, const char *col_names, qa_error *err);
+int h5_table_append(qa_h5 *f, const char *path, const double *rows, int n_rows, qa_error *err);
+
+const char *h5_library_version(void);
+
+#endif

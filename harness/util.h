@@ -1,0 +1,54 @@
+/* Shared small utilities: error reporting, checked allocation, timing.
+ * Library functions return 0 on success and a negative code on failure, with a message in a
+ * qa_error the caller owns; only the CLI decides the process exit status. */
+#ifndef QA_UTIL_H
+#define QA_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+enum {
+    QA_OK = 0,
+    QA_ERR_INPUT = -2,   /* bad user input: recipe, data file, arguments (exit 2) */
+    QA_ERR_RUN = -1,     /* a run failed: I/O, numerical, library (exit 1) */
+};
+
+typedef struct {
+    int code;
+    char msg[1024];
+} qa_error;
+
+/* Record a failure and return its code, so call sites read `return qa_fail(err, ...)`. */
+int qa_fail(qa_error *err, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Invariant violations (programming errors) abort with file and line. */
+#define QA_ASSERT(cond)                                                                   \
+    do {                                                                                  \
+        if (!(cond)) {                                                                    \
+            fprintf(stderr, "%s:%d: internal error: assertion '%s' failed\n", __FILE__,   \
+                    __LINE__, #cond);                                                     \
+            abort();                                                                      \
+        }                                                                                 \
+    } while (0)
+
+/* 64-byte aligned, zeroed allocation; aborts on out-of-memory (nothing sensible to return). */
+void *qa_alloc(size_t bytes);
+void qa_free(void *p);
+
+double qa_now(void); /* monotonic seconds */
+
+/* Read a whole file into a NUL-terminated buffer (caller frees). */
+int qa_read_file(const char *path, char **text, size_t *len, qa_error *err);
+int qa_mkdir_p(const char *path, qa_error *err);
+int qa_file_exists(const char *path);
+
+/* Per-purpose seed derivation: a 64-bit mix of (seed, purpose string), never 0. */
+uint64_t qa_seed_for(uint64_t seed, const char *purpose);
+
+/* Peak resident set size of this process in bytes (from /proc/self/status). */
+size_t qa_peak_rss(void);
+
+#endif
