@@ -76,7 +76,7 @@ int fmnist_load(const char *dir, const char *split, qa_images *out, qa_error *er
     char ipath[4096], lpath[4096];
     snprintf(ipath, sizeof ipath, "%s/%s-images-idx3-ubyte.gz", dir, split);
     snprintf(lpath, sizeof lpath, "%s/%s-labels-idx1-ubyte.gz", dir, split);
-    int idims[3], ldims[1];
+    int idims[3] = {0, 0, 0}, ldims[1] = {0};
     uint8_t *pix = NULL, *lab = NULL;
     int rc = idx_read(ipath, 3, idims, &pix, err);
     if (rc) return rc;

@@ -5,6 +5,7 @@
 
 #include "harness/adapt.h"
 #include "harness/backend.h"
+#include "harness/basecheck.h"
 #include "harness/pretrain.h"
 #include "harness/recipe.h"
 #include "harness/registry.h"
@@ -22,6 +23,9 @@ static void usage(FILE *f) {
             "  report DIR                tables of a results folder: markdown to stdout,\n"
             "                            DIR/report.{md,tex,csv}\n"
             "  plot DIR                  figures of a results folder (PNG + SVG, gnuplot)\n"
+            "  basecheck [--samples N] [--guidance W] [--steps S] [--out DIR]\n"
+            "                            score the pre-trained base: guided samples per class\n"
+            "                            classified by the evaluator (default out: results/pretrained)\n"
             "  --help                    this text\n"
             "\n"
             "exit status: 0 ok, 1 a run failed, 2 bad input\n");
@@ -67,6 +71,25 @@ int main(int argc, char **argv) {
     } else if (!strcmp(cmd, "plot")) {
         if (argc != 3) { fprintf(stderr, "usage: qadapt plot DIR\n"); return 2; }
         rc = plot_results(argv[2], &err);
+    } else if (!strcmp(cmd, "basecheck")) {
+        qa_basecheck_opts o = {"results/pretrained/dit.h5", "results/pretrained/evaluator.h5", "results/pretrained",
+                               100, 50, 3.0f, 7};
+        for (int i = 2; i < argc; i++) {
+            int more = i + 1 < argc;
+            if (!strcmp(argv[i], "--samples") && more) o.samples_per_class = atoi(argv[++i]);
+            else if (!strcmp(argv[i], "--guidance") && more) o.guidance = (float)atof(argv[++i]);
+            else if (!strcmp(argv[i], "--steps") && more) o.ddim_steps = atoi(argv[++i]);
+            else if (!strcmp(argv[i], "--out") && more) o.out_dir = argv[++i];
+            else if (!strcmp(argv[i], "--checkpoint") && more) o.checkpoint = argv[++i];
+            else { fprintf(stderr, "usage: qadapt basecheck [--samples N] [--guidance W] [--steps S] [--out DIR]\n"); return 2; }
+        }
+        if (o.samples_per_class < 1 || o.ddim_steps < 1 || o.ddim_steps > 1000 || o.guidance < 1.0f) {
+            fprintf(stderr, "qadapt basecheck: need --samples >= 1, 1 <= --steps <= 1000, --guidance >= 1\n");
+            return 2;
+        }
+        int passed = 0;
+        rc = qa_mkdir_p(o.out_dir, &err);
+        if (!rc) rc = base_check(&o, stdout, &passed, &err);
     } else {
         fprintf(stderr, "qadapt: unknown command '%s'\n\n", cmd);
         usage(stderr);

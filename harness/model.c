@@ -9,6 +9,7 @@
 /* ---- parameter table: one contiguous block, a named view per tensor (llm.c style) ---- */
 
 static size_t add_tensor(qa_dit *m, const char *name, int rows, int cols) {
+    QA_ASSERT(strlen(name) < sizeof m->tensors[0].name);
     QA_ASSERT(m->n_tensors < (int)(sizeof m->tensors / sizeof m->tensors[0]));
     qa_tensor_info *t = &m->tensors[m->n_tensors++];
     snprintf(t->name, sizeof t->name, "%s", name);
@@ -25,7 +26,7 @@ static size_t add_tensor(qa_dit *m, const char *name, int rows, int cols) {
 typedef struct { size_t w, b; } lin_offsets;
 
 static lin_offsets plan_linear(qa_dit *m, const char *name, int in, int out) {
-    char buf[64];
+    char buf[56];
     lin_offsets o;
     snprintf(buf, sizeof buf, "%s.weight", name);
     o.w = add_tensor(m, buf, out, in);

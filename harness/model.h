@@ -49,7 +49,7 @@ typedef struct {
 } qa_linear;
 
 typedef struct {
-    char name[48];
+    char name[64];
     size_t offset, n;
     int ndim, shape[2];
 } qa_tensor_info;

@@ -6,6 +6,7 @@
 
 #include "datasets/dataset.h"
 #include "harness/checkpoint.h"
+#include "harness/classifier.h"
 #include "harness/diffusion.h"
 #include "harness/model.h"
 #include "harness/optim.h"
@@ -139,5 +140,112 @@ int pretrain_dit(const qa_recipe *r, const char *out_path, qa_error *err) {
     adamw_free(&opt);
     dit_free(&m);
     qa_images_free(&data);
+    return rc;
+}
+
+/* Augmentation for the evaluator: random shift by up to 2 pixels (background filled with -1)
+ * and a horizontal flip with probability 1/2 (garments and shoes stay what they are). */
+static void augment(float *x, qa_rng *r) {
+    float tmp[784];
+    int sx = (int)qa_rng_below(r, 5) - 2, sy = (int)qa_rng_below(r, 5) - 2, flip = qa_rng_uniform(r) < 0.5;
+    for (int y = 0; y < 28; y++)
+        for (int xx = 0; xx < 28; xx++) {
+            int srcx = xx - sx, srcy = y - sy;
+            if (flip) srcx = 27 - srcx;
+            tmp[y * 28 + xx] = (srcx < 0 || srcx > 27 || srcy < 0 || srcy > 27) ? -1.0f : x[srcy * 28 + srcx];
+        }
+    memcpy(x, tmp, sizeof tmp);
+}
+
+double evaluator_accuracy(qa_classifier *c, const qa_images *test, double *per_class) {
+    float *x = qa_alloc(sizeof(float) * (size_t)c->max_batch * 784);
+    float *probs = qa_alloc(sizeof(float) * (size_t)c->max_batch * QA_CLF_CLASSES);
+    int *idx = qa_alloc(sizeof(int) * c->max_batch);
+    long correct = 0, n_class[QA_CLF_CLASSES] = {0}, ok_class[QA_CLF_CLASSES] = {0};
+    for (int s = 0; s < test->n; s += c->max_batch) {
+        int B = test->n - s < c->max_batch ? test->n - s : c->max_batch;
+        for (int b = 0; b < B; b++) idx[b] = s + b;
+        qa_images_to_float(test, idx, B, x);
+        clf_embed(c, x, B, NULL, probs);
+        for (int b = 0; b < B; b++) {
+            int best = 0;
+            for (int k = 1; k < QA_CLF_CLASSES; k++) if (probs[b * QA_CLF_CLASSES + k] > probs[b * QA_CLF_CLASSES + best]) best = k;
+            int y = test->labels[s + b];
+            n_class[y]++;
+            if (best == y) { correct++; ok_class[y]++; }
+        }
+    }
+    if (per_class)
+        for (int k = 0; k < QA_CLF_CLASSES; k++) per_class[k] = n_class[k] ? (double)ok_class[k] / n_class[k] : 0;
+    qa_free(x); qa_free(probs); qa_free(idx);
+    return (double)correct / test->n;
+}
+
+int pretrain_evaluator(const qa_recipe *r, const char *out_path, qa_error *err) {
+    qa_images train, test;
+    int rc = load_training_images(r, "train", &train, err);
+    if (rc) return rc;
+    rc = load_training_images(r, "t10k", &test, err);
+    if (rc) { qa_images_free(&train); return rc; }
+    int B = (int)recipe_int(r, "train", "batch");
+    long steps = recipe_int(r, "train", "steps"), warmup = recipe_int(r, "train", "warmup");
+    float lr = (float)recipe_float(r, "train", "lr");
+    int cosine = strcmp(recipe_str(r, "train", "schedule"), "cosine") == 0;
+    uint64_t seed = (uint64_t)recipe_int(r, "train", "seed");
+    qa_classifier c;
+    clf_create(&c, B, err);
+    clf_init_weights(&c, seed);
+    qa_param p = {"evaluator", c.params, c.grads, c.n_params, 1.0f};
+    qa_adamw opt;
+    adamw_init(&opt, &p, 1, (float)recipe_float(r, "train", "weight_decay"), (float)recipe_float(r, "train", "clip"));
+    float *x = qa_alloc(sizeof(float) * (size_t)B * 784);
+    int *labels = qa_alloc(sizeof(int) * B), *order = qa_alloc(sizeof(int) * train.n), *idx = qa_alloc(sizeof(int) * B);
+    for (int i = 0; i < train.n; i++) order[i] = i;
+    qa_rng *rng = qa_rng_new(qa_seed_for(seed, "evaluator-data"));
+    qa_rng_shuffle(rng, order, (size_t)train.n);
+    long pos = 0, log_every = recipe_int(r, "train", "log_every");
+    double t0 = qa_now(), loss_acc = 0;
+    qa_progress prog;
+    progress_begin(&prog, "evaluator", steps);
+    for (long step = 0; step < steps; step++) {
+        for (int b = 0; b < B; b++) {
+            if (pos == train.n) { qa_rng_shuffle(rng, order, (size_t)train.n); pos = 0; }
+            idx[b] = order[pos++];
+            labels[b] = train.labels[idx[b]];
+        }
+        qa_images_to_float(&train, idx, B, x);
+        for (int b = 0; b < B; b++) augment(x + (size_t)b * 784, rng);
+        memset(c.grads, 0, sizeof(float) * c.n_params);
+        clf_forward(&c, x, B);
+        loss_acc += clf_backward(&c, labels);
+        adamw_step(&opt, &p, 1, lr_at(lr, step, warmup, steps, cosine));
+        if ((step + 1) % log_every == 0) {
+            progress_log(&prog, step + 1, "loss %.4f", loss_acc / log_every);
+            loss_acc = 0;
+        }
+    }
+    progress_end(&prog);
+    double per_class[QA_CLF_CLASSES];
+    double acc = evaluator_accuracy(&c, &test, per_class);
+    double wall = qa_now() - t0;
+    fprintf(stderr, "evaluator: test accuracy %.4f after %ld steps (%.1f min)\n", acc, steps, wall / 60);
+    rc = clf_save(out_path, &c, acc, recipe_text(r), wall, steps, err);
+    if (rc == 0) {
+        qa_h5 *f;
+        rc = h5_open(out_path, 1, &f, err);
+        if (rc == 0) {
+            int64_t dims[1] = {QA_CLF_CLASSES};
+            rc = h5_write(f, "/test/per_class_accuracy", QA_H5_F64, per_class, 1, dims, err);
+            qa_error e2;
+            int crc = h5_close(f, &e2);
+            if (rc == 0 && crc) { *err = e2; rc = crc; }
+        }
+    }
+    qa_rng_free(rng);
+    qa_free(x); qa_free(labels); qa_free(order); qa_free(idx);
+    adamw_free(&opt);
+    clf_free(&c);
+    qa_images_free(&train);
+    qa_images_free(&test);
     return rc;
 }

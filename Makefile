@@ -1,0 +1,50 @@
+# The README's two set-up commands:
+#   make quickstart   install what is missing, build, run experiments/quickstart.recipe,
+#                     print the table and write the figures (results/quickstart/)
+#   make test         install what is missing, build, run the whole Criterion suite
+# Other targets: build, test-sanitize (ASan + UBSan), pretrain, evaluator, basecheck, clean.
+
+BUILD ?= build
+SAN_BUILD ?= build-sanitize
+QADAPT = $(BUILD)/qadapt
+QUICK_OUT ?= results/quickstart
+
+.PHONY: deps build quickstart test test-sanitize pretrain evaluator basecheck clean
+
+deps:
+	@scripts/install-deps.sh
+
+$(BUILD)/build.ninja: | deps
+	meson setup $(BUILD) --buildtype=release
+
+build: deps $(BUILD)/build.ninja
+	ninja -C $(BUILD)
+
+quickstart: build
+	$(QADAPT) run experiments/quickstart.recipe --out $(QUICK_OUT)
+	$(QADAPT) report $(QUICK_OUT)
+	$(QADAPT) plot $(QUICK_OUT)
+	@echo "figures: $(QUICK_OUT)/plots/"
+
+test: build
+	meson test -C $(BUILD) --print-errorlogs --num-processes 2
+
+$(SAN_BUILD)/build.ninja: | deps
+	meson setup $(SAN_BUILD) --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false
+
+test-sanitize: deps $(SAN_BUILD)/build.ninja
+	ninja -C $(SAN_BUILD)
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  meson test -C $(SAN_BUILD) --print-errorlogs --num-processes 2
+
+pretrain: build
+	$(QADAPT) run experiments/pretrain.recipe
+
+evaluator: build
+	$(QADAPT) run experiments/evaluator.recipe
+
+basecheck: build
+	$(QADAPT) basecheck --out results/pretrained
+
+clean:
+	rm -rf $(BUILD) $(SAN_BUILD)

@@ -1,0 +1,104 @@
+#include "harness/eval.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "harness/rng.h"
+
+#define HELDOUT_SEED 20241028u /* fixed: the same test images, t and noise for every run */
+
+int heldout_init(qa_heldout *h, const qa_images *test, int n_images, int draws, qa_error *err) {
+    memset(h, 0, sizeof *h);
+    if (n_images > test->n)
+        return qa_fail(err, QA_ERR_INPUT, "eval: loss_images = %d but the test set has %d images", n_images, test->n);
+    const int D = test->rows * test->cols;
+    h->n_images = n_images;
+    h->draws = draws;
+    size_t n = (size_t)n_images * draws;
+    h->x0 = qa_alloc(sizeof(float) * n * D);
+    h->eps = qa_alloc(sizeof(float) * n * D);
+    h->t = qa_alloc(sizeof(float) * n);
+    h->y = qa_alloc(sizeof(int) * n);
+    schedule_linear(&h->sched, 1000, 1e-4f, 0.02f);
+    qa_rng *r = qa_rng_new(qa_seed_for(HELDOUT_SEED, "heldout"));
+    int *idx = qa_alloc(sizeof(int) * test->n);
+    for (int i = 0; i < test->n; i++) idx[i] = i;
+    qa_rng_shuffle(r, idx, (size_t)test->n);
+    for (int i = 0; i < n_images; i++)
+        for (int d = 0; d < draws; d++) {
+            size_t k = (size_t)i * draws + d;
+            qa_images_to_float(test, &idx[i], 1, h->x0 + k * D);
+            h->y[k] = test->labels[idx[i]];
+            /* stratified timesteps: draw d covers [d T/draws, (d+1) T/draws) */
+            h->t[k] = (float)(d * (1000 / draws) + (int)qa_rng_below(r, (unsigned long)(1000 / draws)));
+        }
+    qa_rng_fill_normal(r, h->eps, n * D, 1.0f);
+    qa_free(idx);
+    qa_rng_free(r);
+    return QA_OK;
+}
+
+void heldout_free(qa_heldout *h) {
+    qa_free(h->x0); qa_free(h->eps); qa_free(h->t); qa_free(h->y);
+    memset(h, 0, sizeof *h);
+}
+
+double heldout_loss(qa_dit *m, const qa_heldout *h, double *per_image) {
+    const int D = m->cfg.img * m->cfg.img, B = m->max_batch;
+    size_t n = (size_t)h->n_images * h->draws;
+    float *xt = qa_alloc(sizeof(float) * (size_t)B * D), *pred = qa_alloc(sizeof(float) * (size_t)B * D);
+    double total = 0;
+    if (per_image) memset(per_image, 0, sizeof(double) * h->n_images);
+    for (size_t s = 0; s < n; s += (size_t)B) {
+        int nb = (int)(n - s < (size_t)B ? n - s : (size_t)B);
+        diffusion_noise_at(&h->sched, h->x0 + s * D, h->eps + s * D, h->t + s, nb, D, xt);
+        dit_forward(m, xt, h->t + s, h->y + s, nb, pred);
+        for (int b = 0; b < nb; b++) {
+            double l = mse_loss(pred + (size_t)b * D, h->eps + (s + b) * D, (size_t)D, NULL);
+            total += l;
+            if (per_image) per_image[(s + b) / h->draws] += l / h->draws;
+        }
+    }
+    qa_free(xt);
+    qa_free(pred);
+    return total / (double)n;
+}
+
+double mean_cosine(const float *a, int na, const float *b, int nb, int F) {
+    double acc = 0;
+    for (int i = 0; i < na; i++) {
+        const float *x = a + (size_t)i * F;
+        double nx = 0;
+        for (int k = 0; k < F; k++) nx += (double)x[k] * x[k];
+        for (int j = 0; j < nb; j++) {
+            const float *y = b + (size_t)j * F;
+            double ny = 0, dot = 0;
+            for (int k = 0; k < F; k++) { ny += (double)y[k] * y[k]; dot += (double)x[k] * y[k]; }
+            acc += (nx > 0 && ny > 0) ? dot / sqrt(nx * ny) : 0.0;
+        }
+    }
+    return acc / ((double)na * nb);
+}
+
+void sample_images(qa_dit *m, const qa_schedule *s, int y, int n, int steps, float guidance,
+                   uint64_t seed, float *out) {
+    const int D = m->cfg.img * m->cfg.img;
+    int chunk = guidance != 1.0f ? m->max_batch / 2 : m->max_batch;
+    int *ys = qa_alloc(sizeof(int) * chunk);
+    for (int i = 0; i < chunk; i++) ys[i] = y;
+    for (int s0 = 0, c = 0; s0 < n; s0 += chunk, c++) {
+        int nb = n - s0 < chunk ? n - s0 : chunk;
+        char purpose[32];
+        snprintf(purpose, sizeof purpose, "samples-%d", c);
+        ddim_sample(m, s, ys, nb, steps, guidance, qa_seed_for(seed, purpose), out + (size_t)s0 * D);
+    }
+    qa_free(ys);
+}
+
+void to_pixels(const float *x, size_t n, uint8_t *out) {
+    for (size_t i = 0; i < n; i++) {
+        float v = (x[i] + 1.0f) * 127.5f;
+        v = v < 0.f ? 0.f : (v > 255.f ? 255.f : v);
+        out[i] = (uint8_t)nearbyintf(v);
+    }
+}

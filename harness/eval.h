@@ -1,0 +1,38 @@
+/* Evaluation of a (deployed) denoiser. Everything that is random here is drawn from fixed eval
+ * seeds, never the run's, so every method and bit setting is scored on the same images,
+ * timesteps, noise and sampler noise: differences between runs are paired.
+ *
+ *   held-out loss  L = mean over (image i, draw d) of mean_px (eps_theta(x_t, t, y_i) - eps)^2
+ *                  with test images, t and eps fixed (eval seed); per-image means are kept for
+ *                  paired tests.
+ *   subject fidelity (DINO / CLIP-I analog) = mean_{i,j} cos(f(sample_i), f(reference_j))
+ *   prompt fidelity  (CLIP-T analog)        = mean_i p_evaluator(item class | sample_i) */
+#ifndef QA_EVAL_H
+#define QA_EVAL_H
+
+#include "datasets/dataset.h"
+#include "harness/classifier.h"
+#include "harness/diffusion.h"
+#include "harness/model.h"
+
+typedef struct {
+    int n_images, draws;
+    float *x0, *eps, *t;   /* [n_images*draws, D], [n_images*draws] */
+    int *y;
+    qa_schedule sched;
+} qa_heldout;
+
+int heldout_init(qa_heldout *h, const qa_images *test, int n_images, int draws, qa_error *err);
+void heldout_free(qa_heldout *h);
+/* Mean loss; per_image [n_images] (may be NULL). Batches of m->max_batch. */
+double heldout_loss(qa_dit *m, const qa_heldout *h, double *per_image);
+
+/* mean_{i,j} cos(a_i, b_j) over [na, F] x [nb, F] features */
+double mean_cosine(const float *a, int na, const float *b, int nb, int F);
+/* Sample n images of class slot y (batches within max_batch / 2 for CFG); out [n, D] in [-1,1]. */
+void sample_images(qa_dit *m, const qa_schedule *s, int y, int n, int steps, float guidance,
+                   uint64_t seed, float *out);
+/* [-1,1] floats -> uint8 pixels */
+void to_pixels(const float *x, size_t n, uint8_t *out);
+
+#endif

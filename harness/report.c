@@ -1,0 +1,213 @@
+#include "harness/report.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness/results.h"
+#include "harness/runs.h"
+#include "harness/stats.h"
+
+enum { MET_LOSS, MET_SUBJECT, MET_PROMPT, N_MET };
+static const char *const met_names[N_MET] = {"heldout_loss", "subject_fidelity", "prompt_fidelity"};
+static const char *const met_titles[N_MET] = {"held-out loss", "subject fidelity", "prompt fidelity"};
+static const int met_lower_better[N_MET] = {1, 0, 0};
+
+#define MAX_SEEDS 64
+
+typedef struct {
+    char method[32], variant[16], bits[16];
+    int rank, n, n_diverged, w_bits;
+    long seeds[MAX_SEEDS];
+    double vals[N_MET][MAX_SEEDS];
+    double bits_pw;
+    qa_summary sum[N_MET];
+    double dloss, dloss_ci, dloss_p;
+    int has_delta;
+} cell;
+
+static const char *deploy_label(const cell *c) {
+    if (c->w_bits == 0) return "FP";
+    if (strcmp(c->variant, "fp") == 0) return "FP (before PTQ)";
+    return strcmp(c->method, "lora") == 0 || strcmp(c->method, "qlora") == 0 ? "INT (+PTQ)" : "INT";
+}
+
+static cell *find_cell(cell *cells, int *n, const char *method, const char *variant, const char *bits, int rank, int w_bits) {
+    for (int i = 0; i < *n; i++)
+        if (!strcmp(cells[i].method, method) && !strcmp(cells[i].variant, variant) && !strcmp(cells[i].bits, bits) &&
+            cells[i].rank == rank)
+            return &cells[i];
+    cell *c = &cells[(*n)++];
+    memset(c, 0, sizeof *c);
+    snprintf(c->method, sizeof c->method, "%s", method);
+    snprintf(c->variant, sizeof c->variant, "%s", variant);
+    snprintf(c->bits, sizeof c->bits, "%s", bits);
+    c->rank = rank;
+    c->w_bits = w_bits;
+    return c;
+}
+
+static void fmt_cell(char *buf, size_t len, const qa_summary *s, int digits) {
+    if (s->n == 0) snprintf(buf, len, "-");
+    else if (s->n == 1) snprintf(buf, len, "%.*f", digits, s->mean);
+    else snprintf(buf, len, "%.*f ± %.*f", digits, s->mean, digits, s->ci95);
+}
+
+int report_write(const char *dir, FILE *out, qa_error *err) {
+    qa_run_record *runs;
+    int nr;
+    int rc = runs_load(dir, &runs, &nr, err);
+    if (rc) return rc;
+    if (nr == 0) { runs_free(runs, 0); return qa_fail(err, QA_ERR_INPUT, "%s: no finished runs (*.h5) to report", dir); }
+    cell *cells = calloc((size_t)nr * QA_MAX_VARIANTS + 1, sizeof(cell));
+    int nc = 0;
+    for (int i = 0; i < nr; i++) {
+        qa_run_record *r = &runs[i];
+        if (strcmp(r->status, "done") != 0) {
+            cell *c = find_cell(cells, &nc, r->method, r->w_bits ? "int" : "fp", r->bits, r->rank, r->w_bits);
+            c->n_diverged++;
+            continue;
+        }
+        for (int v = 0; v < r->n_eval; v++) {
+            qa_run_eval *e = &r->eval[v];
+            cell *c = find_cell(cells, &nc, r->method, e->variant, r->bits, r->rank, r->w_bits);
+            if (c->n >= MAX_SEEDS) continue;
+            c->seeds[c->n] = r->seed;
+            c->vals[MET_LOSS][c->n] = e->heldout_loss;
+            c->vals[MET_SUBJECT][c->n] = e->subject_fidelity;
+            c->vals[MET_PROMPT][c->n] = e->prompt_fidelity;
+            c->bits_pw = e->bits_per_weight;
+            c->n++;
+        }
+    }
+    for (int i = 0; i < nc; i++)
+        for (int m = 0; m < N_MET; m++) cells[i].sum[m] = stats_summarize(cells[i].vals[m], cells[i].n);
+    /* baseline: the first cell (sorted by id order of runs) at full precision, else the first */
+    int base = 0;
+    for (int i = 0; i < nc; i++) if (cells[i].w_bits == 0 && cells[i].n > 0) { base = i; break; }
+    for (int i = 0; i < nc; i++) {
+        cell *c = &cells[i], *b = &cells[base];
+        if (i == base || c->n == 0 || b->n == 0) continue;
+        double a[MAX_SEEDS], bb[MAX_SEEDS];
+        int k = 0;
+        for (int s = 0; s < c->n; s++)
+            for (int t = 0; t < b->n; t++)
+                if (c->seeds[s] == b->seeds[t]) { a[k] = c->vals[MET_LOSS][s]; bb[k] = b->vals[MET_LOSS][t]; k++; }
+        c->has_delta = 1;
+        if (k == c->n && k >= 2) { /* paired by seed */
+            double d[MAX_SEEDS];
+            for (int s = 0; s < k; s++) d[s] = a[s] - bb[s];
+            qa_summary ds = stats_summarize(d, k);
+            c->dloss = ds.mean; c->dloss_ci = ds.ci95;
+            c->dloss_p = stats_paired_p(a, bb, k, NULL);
+        } else {
+            c->dloss = c->sum[MET_LOSS].mean - b->sum[MET_LOSS].mean;
+            c->dloss_ci = NAN;
+            c->dloss_p = stats_welch_p(c->vals[MET_LOSS], c->n, b->vals[MET_LOSS], b->n, NULL, NULL);
+        }
+    }
+    int best[N_MET];
+    for (int m = 0; m < N_MET; m++) {
+        best[m] = -1;
+        for (int i = 0; i < nc; i++) {
+            if (cells[i].n == 0) continue;
+            if (best[m] < 0) { best[m] = i; continue; }
+            double x = cells[i].sum[m].mean, y = cells[best[m]].sum[m].mean;
+            if (met_lower_better[m] ? x < y : x > y) best[m] = i;
+        }
+    }
+
+    char path[4096];
+    snprintf(path, sizeof path, "%s/report.md", dir);
+    FILE *md = fopen(path, "w");
+    snprintf(path, sizeof path, "%s/report.tex", dir);
+    FILE *tex = fopen(path, "w");
+    snprintf(path, sizeof path, "%s/report.csv", dir);
+    FILE *csv = fopen(path, "w");
+    if (!md || !tex || !csv) {
+        if (md) fclose(md);
+        if (tex) fclose(tex);
+        if (csv) fclose(csv);
+        free(cells); runs_free(runs, nr);
+        return qa_fail(err, QA_ERR_RUN, "%s: cannot write report files", dir);
+    }
+    FILE *outs[2] = {md, out};
+    char hdr[512];
+    snprintf(hdr, sizeof hdr,
+             "| method | deploy | bits | rank | n | %s ↓ | Δ loss vs %s %s (p) | %s ↑ | %s ↑ | bits/weight |\n"
+             "|---|---|---|---|---|---|---|---|---|---|\n",
+             met_titles[0], cells[base].method, cells[base].bits, met_titles[1], met_titles[2]);
+    for (int o = 0; o < 2; o++) if (outs[o]) fputs(hdr, outs[o]);
+    fprintf(tex, "%% generated by qadapt report from %s\n\\begin{tabular}{lllrrllll}\n\\toprule\n"
+                 "method & deploy & bits & rank & $n$ & held-out loss $\\downarrow$ & $\\Delta$ loss & subject $\\uparrow$ & prompt $\\uparrow$ \\\\\n\\midrule\n", dir);
+    fprintf(csv, "method,deploy,bits,rank,n,n_diverged,heldout_loss_mean,heldout_loss_ci95,delta_loss,delta_loss_ci95,delta_loss_p,"
+                 "subject_fidelity_mean,subject_fidelity_ci95,prompt_fidelity_mean,prompt_fidelity_ci95,bits_per_weight\n");
+    qa_h5 *sf = NULL;
+    snprintf(path, sizeof path, "%s/summary.h5", dir);
+    rc = h5_create(path, &sf, err);
+    for (int i = 0; i < nc && !rc; i++) {
+        cell *c = &cells[i];
+        char v[N_MET][80], d[96] = "-", ntxt[32];
+        int digits[N_MET] = {5, 4, 4};
+        for (int m = 0; m < N_MET; m++) {
+            char tmp[64];
+            fmt_cell(tmp, sizeof tmp, &c->sum[m], digits[m]);
+            snprintf(v[m], sizeof v[m], i == best[m] && nc > 1 ? "**%s**" : "%s", tmp);
+        }
+        if (i == base) snprintf(d, sizeof d, "(baseline)");
+        else if (c->has_delta) {
+            if (isnan(c->dloss_ci)) snprintf(d, sizeof d, "%+.5f (p=%.3g)", c->dloss, c->dloss_p);
+            else snprintf(d, sizeof d, "%+.5f ± %.5f (p=%.3g)", c->dloss, c->dloss_ci, c->dloss_p);
+        }
+        snprintf(ntxt, sizeof ntxt, c->n_diverged ? "%d (+%d diverged)" : "%d", c->n, c->n_diverged);
+        for (int o = 0; o < 2; o++)
+            if (outs[o])
+                fprintf(outs[o], "| %s | %s | %s | %d | %s | %s | %s | %s | %s | %.3g |\n", c->method, deploy_label(c), c->bits,
+                        c->rank, ntxt, v[0], d, v[1], v[2], c->bits_pw);
+        char tl[N_MET][128];
+        for (int m = 0; m < N_MET; m++) {
+            char tmp[64];
+            fmt_cell(tmp, sizeof tmp, &c->sum[m], digits[m]);
+            char *pm = strstr(tmp, "±");
+            if (pm) { *pm = 0; snprintf(tl[m], sizeof tl[m], "%.60s$\\pm$%.60s", tmp, pm + strlen("±")); }
+            else snprintf(tl[m], sizeof tl[m], "%s", tmp);
+            if (i == best[m] && nc > 1) { char t2[160]; snprintf(t2, sizeof t2, "\\textbf{%.127s}", tl[m]); memcpy(tl[m], t2, sizeof tl[m] - 1); tl[m][sizeof tl[m] - 1] = 0; }
+        }
+        char dtex[64] = "--";
+        if (i != base && c->has_delta) snprintf(dtex, sizeof dtex, "%+.5f", c->dloss);
+        fprintf(tex, "%s & %s & %s & %d & %d & %s & %s & %s & %s \\\\\n", c->method, deploy_label(c), c->bits, c->rank, c->n,
+                tl[0], dtex, tl[1], tl[2]);
+        fprintf(csv, "%s,%s,%s,%d,%d,%d,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.4g\n", c->method, deploy_label(c), c->bits,
+                c->rank, c->n, c->n_diverged, c->sum[0].mean, c->sum[0].ci95, c->has_delta ? c->dloss : 0.0,
+                c->has_delta ? c->dloss_ci : 0.0, c->has_delta ? c->dloss_p : NAN, c->sum[1].mean, c->sum[1].ci95,
+                c->sum[2].mean, c->sum[2].ci95, c->bits_pw);
+        char g[320];
+        snprintf(g, sizeof g, "/summary/%s-%s-%s-r%d", c->method, c->variant, c->bits, c->rank);
+        rc = h5_attr_set_f64(sf, g, "n", c->n, err);
+        if (!rc) rc = h5_attr_set_f64(sf, g, "n_diverged", c->n_diverged, err);
+        for (int m = 0; m < N_MET && !rc; m++) {
+            char nm[64];
+            snprintf(nm, sizeof nm, "%s_mean", met_names[m]);
+            rc = h5_attr_set_f64(sf, g, nm, c->sum[m].mean, err);
+            snprintf(nm, sizeof nm, "%s_ci95", met_names[m]);
+            if (!rc) rc = h5_attr_set_f64(sf, g, nm, c->sum[m].ci95, err);
+        }
+    }
+    fprintf(tex, "\\bottomrule\n\\end{tabular}\n");
+    /* diverged or failed runs, by name */
+    int any = 0;
+    for (int i = 0; i < nr; i++)
+        if (strcmp(runs[i].status, "done") != 0) {
+            for (int o = 0; o < 2; o++)
+                if (outs[o]) fprintf(outs[o], "%s- run %s: %s %s\n", any ? "" : "\nNot evaluated:\n", runs[i].id, runs[i].status, runs[i].fail_reason);
+            any = 1;
+        }
+    const char *note = "\nCells: mean ± 95% CI over seeds (t distribution); n = seeds. Δ loss: paired by seed when every seed "
+                       "has a baseline run, Welch otherwise. Best per column in bold.\n";
+    for (int o = 0; o < 2; o++) if (outs[o]) fputs(note, outs[o]);
+    fclose(md); fclose(tex); fclose(csv);
+    if (sf) { qa_error e2; int crc = h5_close(sf, &e2); if (!rc && crc) { *err = e2; rc = crc; } }
+    free(cells);
+    runs_free(runs, nr);
+    return rc;
+}

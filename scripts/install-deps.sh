@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Install the Debian packages the harness needs, only those missing. Safe to run repeatedly;
+# needs root (or sudo) when something is missing. No network access beyond Debian's mirrors.
+set -euo pipefail
+PKGS="gcc make pkg-config meson ninja-build libdnnl-dev libhdf5-dev hdf5-tools libgsl-dev
+      gnuplot-nox libcriterion-dev zlib1g-dev dataset-fashion-mnist"
+missing=""
+for p in $PKGS; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+echo "installing:$missing" >&2
+SUDO=""
+[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -q </dev/null
+# shellcheck disable=SC2086
+$SUDO apt-get install -y -q --no-install-recommends $missing </dev/null
