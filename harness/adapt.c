@@ -25,29 +25,57 @@
 #define MAX_PARAMS 256
 
 int adapt_plan(const qa_recipe *r, qa_run_spec **runs, qa_error *err) {
-    const char *const *methods, *const *bits, *const *ranks, *const *seeds;
+    const char *const *methods, *const *bits, *const *ranks, *const *seeds, *const *alphas, *const *dists, *const *stats;
     int nm = recipe_values(r, "adapt", "method", &methods);
     int nb = recipe_values(r, "adapt", "bits", &bits);
     int nr = recipe_values(r, "adapt", "rank", &ranks);
     int ns = recipe_values(r, "adapt", "seed", &seeds);
-    int n = nm * nb * nr * ns;
+    int na = recipe_values(r, "adapt", "vmc_alpha", &alphas);
+    int nd = recipe_values(r, "adapt", "aux_dist", &dists);
+    int nv = recipe_values(r, "adapt", "vmc_stat", &stats);
+    int n = nm * nb * nr * ns * na * nd * nv;
     if (n == 0) return qa_fail(err, QA_ERR_INPUT, "%s: the grid is empty", recipe_path(r));
+    /* IntLoRA's options are grid axes only where they vary; they show in the run name then */
+    static const char *const dist_names[] = {"laplace", "gaussian", "uniform", "zero"};
     qa_run_spec *out = calloc((size_t)n, sizeof *out);
     int k = 0;
     for (int s = 0; s < ns; s++)
         for (int m = 0; m < nm; m++)
             for (int b = 0; b < nb; b++)
-                for (int q = 0; q < nr; q++) {
-                    qa_run_spec *x = &out[k++];
-                    x->method = methods[m];
-                    x->bits = bits[b];
-                    parse_bits(bits[b], &x->w_bits, &x->a_bits);
-                    x->rank = atoi(ranks[q]);
-                    x->seed = atol(seeds[s]);
-                    snprintf(x->id, sizeof x->id, "%s-%s-r%d-s%ld", x->method, x->bits, x->rank, x->seed);
-                }
+                for (int q = 0; q < nr; q++)
+                    for (int a = 0; a < na; a++)
+                        for (int di = 0; di < nd; di++)
+                            for (int v = 0; v < nv; v++) {
+                                qa_run_spec x;
+                                memset(&x, 0, sizeof x);
+                                x.method = methods[m];
+                                x.bits = bits[b];
+                                parse_bits(bits[b], &x.w_bits, &x.a_bits);
+                                x.rank = atoi(ranks[q]);
+                                x.seed = atol(seeds[s]);
+                                x.vmc_alpha = (float)atof(alphas[a]);
+                                for (int z = 0; z < QA_AUX_COUNT; z++) if (!strcmp(dists[di], dist_names[z])) x.aux_dist = z;
+                                x.vmc_stat = strcmp(stats[v], "std") == 0 ? QA_VMC_STD : QA_VMC_ABSMAX;
+                                const qa_method *meth = qa_method_find(x.method);
+                                if (meth && meth->needs_weight_bits && x.w_bits == 0) {
+                                    if (s == 0 && q == 0 && a == 0 && di == 0 && v == 0)
+                                        fprintf(stderr, "%s: %s at bits %s left out (it needs integer weights)\n",
+                                                recipe_path(r), x.method, x.bits);
+                                    continue;
+                                }
+                                int off = snprintf(x.id, sizeof x.id, "%s-%s-r%d", x.method, x.bits, x.rank);
+                                if (na > 1) off += snprintf(x.id + off, sizeof x.id - (size_t)off, "-a%s", alphas[a]);
+                                if (nd > 1) off += snprintf(x.id + off, sizeof x.id - (size_t)off, "-%s", dists[di]);
+                                if (nv > 1) off += snprintf(x.id + off, sizeof x.id - (size_t)off, "-%s", stats[v]);
+                                snprintf(x.id + off, sizeof x.id - (size_t)off, "-s%ld", x.seed);
+                                out[k++] = x;
+                            }
+    if (k == 0) {
+        free(out);
+        return qa_fail(err, QA_ERR_INPUT, "%s: no run left in the grid (every method needs integer weights)", recipe_path(r));
+    }
     *runs = out;
-    return n;
+    return k;
 }
 
 /* ---- the subject task (DreamBooth analog) ---- */
@@ -108,6 +136,28 @@ static void task_build(subject_task *t, long seed, qa_dit *base, qa_classifier *
         t->prior_x = qa_alloc(sizeof(float) * (size_t)n_prior * D_IMG);
         sample_images(base, &s, t->item_class, n_prior, ddim_steps, guidance, qa_seed_for((uint64_t)seed, "prior"), t->prior_x);
     }
+}
+
+/* The spare slot never saw a gradient in pre-training, so its embedding is still its tiny
+ * initial draw and the model can barely tell it from the others. As DreamBooth binds a subject
+ * to a rare-token identifier, the slot gets a fresh identifier: a seeded random direction with
+ * the mean norm of the trained class embeddings. Every method of a seed gets the same one. */
+static void bind_identifier(float *params, const qa_dit *m, int slot, long seed) {
+    const int d = m->cfg.dim;
+    float *table = params + (m->class_table - m->params);
+    double norm = 0;
+    for (int k = 0; k < m->cfg.n_classes; k++) {
+        double s = 0;
+        for (int j = 0; j < d; j++) s += (double)table[(size_t)k * d + j] * table[(size_t)k * d + j];
+        norm += sqrt(s) / m->cfg.n_classes;
+    }
+    qa_rng *r = qa_rng_new(qa_seed_for((uint64_t)seed, "slot-identifier"));
+    float *row = table + (size_t)slot * d;
+    qa_rng_fill_normal(r, row, (size_t)d, 1.0f);
+    double s = 0;
+    for (int j = 0; j < d; j++) s += (double)row[j] * row[j];
+    for (int j = 0; j < d; j++) row[j] = (float)(row[j] * norm / sqrt(s));
+    qa_rng_free(r);
 }
 
 /* ---- provenance ---- */
@@ -248,9 +298,11 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const subject_task *t, 
     /* fresh copy of the pre-trained base; quantize; wrap the attention projections */
     dit_reset_slots(m);
     memcpy(m->params, c->base_params, sizeof(float) * m->n_params);
+    bind_identifier(m->params, m, t->slot, run->seed);
     m->train_base = 0;
     dit_quantize_base(m, run->w_bits, run->a_bits, 1);
-    qa_method_cfg mcfg = {run->w_bits, run->a_bits, run->rank, (float)recipe_float(r, "adapt", "lora_scale")};
+    qa_method_cfg mcfg = {run->w_bits, run->a_bits, run->rank, (float)recipe_float(r, "adapt", "lora_scale"),
+                          run->vmc_alpha, run->aux_dist, run->vmc_stat, (int)recipe_int(r, "adapt", "lora_bits")};
     int rc = dit_attach_method(m, method, &mcfg, qa_seed_for((uint64_t)run->seed, "method-init"), err);
     if (rc) return rc;
 
@@ -285,6 +337,9 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const subject_task *t, 
     if (!rc) rc = h5_attr_set_f64(f, grp, "item_class", t->item_class, err);
     if (!rc) rc = h5_attr_set_f64(f, grp, "slot", t->slot, err);
     if (!rc) rc = h5_attr_set_f64(f, grp, "method_version", method->version, err);
+    if (!rc) rc = h5_attr_set_f64(f, grp, "vmc_alpha", run->vmc_alpha, err);
+    if (!rc) rc = h5_attr_set_f64(f, grp, "aux_dist", run->aux_dist, err);
+    if (!rc) rc = h5_attr_set_f64(f, grp, "vmc_stat", run->vmc_stat, err);
     if (!rc) rc = h5_attr_set_str(f, grp, "status", "running", err);
     char table[200];
     snprintf(table, sizeof table, "%s/train", grp);
@@ -417,6 +472,7 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const subject_task *t, 
         char kernels[2048];
         qa_backend_kernels(kernels, sizeof kernels);
         rc = h5_attr_set_str(f, "/", "onednn_kernels", kernels, err);
+        if (!rc) rc = h5_attr_set_f64(f, "/", "onednn_reference_kernels", qa_backend_ref_kernels(), err);
     }
     if (!rc) rc = h5_flush(f, err);
     qa_error cerr;

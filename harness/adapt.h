@@ -13,9 +13,12 @@ typedef struct {
     const char *bits;
     int w_bits, a_bits, rank;
     long seed;
+    float vmc_alpha;
+    int aux_dist, vmc_stat;
 } qa_run_spec;
 
-/* Expand the grid; returns the number of runs (allocated into *runs, caller frees). */
+/* Expand the grid; returns the number of runs (allocated into *runs, caller frees). A method
+ * that needs integer weights is not run at bits = fp: that combination is left out, and said. */
 int adapt_plan(const qa_recipe *r, qa_run_spec **runs, qa_error *err);
 /* Run every unfinished run of the recipe into out_dir. Returns 0 when all runs finished (a run
  * recorded as diverged counts as finished), QA_ERR_RUN when any run could not be completed. */

@@ -118,8 +118,7 @@ static mm_entry *find_or_create(const mm_key *key) {
     snprintf(e->impl, sizeof e->impl, "%s", impl ? impl : "?");
     if (strncmp(e->impl, "ref", 3) == 0) {
         be.n_ref++;
-        if (getenv("QA_WARN_REF"))
-            fprintf(stderr, "warning: slow reference matmul kernel '%s' for [%lld,%lld]x[%lld,%lld]\n",
+        fprintf(stderr, "warning: slow reference matmul kernel '%s' for [%lld,%lld]x[%lld,%lld]\n",
                     e->impl, (long long)key->a.dims[2], (long long)key->a.dims[3],
                     (long long)key->b.dims[2], (long long)key->b.dims[3]);
     }

@@ -6,6 +6,7 @@
 #include "harness/adapt.h"
 #include "harness/backend.h"
 #include "harness/basecheck.h"
+#include "harness/fixture.h"
 #include "harness/pretrain.h"
 #include "harness/recipe.h"
 #include "harness/registry.h"
@@ -23,6 +24,8 @@ static void usage(FILE *f) {
             "  report DIR                tables of a results folder: markdown to stdout,\n"
             "                            DIR/report.{md,tex,csv}\n"
             "  plot DIR                  figures of a results folder (PNG + SVG, gnuplot)\n"
+            "  fixture IN.h5 OUT.h5      recompute reference layer fixtures (shared/golden schema)\n"
+            "                            with the harness's method plugins\n"
             "  basecheck [--samples N] [--guidance W] [--steps S] [--out DIR]\n"
             "                            score the pre-trained base: guided samples per class\n"
             "                            classified by the evaluator (default out: results/pretrained)\n"
@@ -71,6 +74,11 @@ int main(int argc, char **argv) {
     } else if (!strcmp(cmd, "plot")) {
         if (argc != 3) { fprintf(stderr, "usage: qadapt plot DIR\n"); return 2; }
         rc = plot_results(argv[2], &err);
+    } else if (!strcmp(cmd, "fixture")) {
+        if (argc != 4) { fprintf(stderr, "usage: qadapt fixture IN.h5 OUT.h5\n"); return 2; }
+        int done = 0, failed = 0;
+        rc = fixture_compute(argv[2], argv[3], stderr, &done, &failed, &err);
+        if (done || failed) fprintf(stderr, "fixture: %d cases written to %s, %d could not be computed\n", done, argv[3], failed);
     } else if (!strcmp(cmd, "basecheck")) {
         qa_basecheck_opts o = {"results/pretrained/dit.h5", "results/pretrained/evaluator.h5", "results/pretrained",
                                100, 50, 3.0f, 7};

@@ -455,7 +455,7 @@ int dit_attach_method(qa_dit *m, const qa_method *method, const qa_method_cfg *c
         qa_linear *s = &m->lin[i];
         if (s->role != QA_ROLE_ATTN) continue;
         qa_rng *r = qa_rng_new(qa_seed_for(seed, s->name));
-        qa_layer_init li = {s->in, s->out, s->W, s->b, cfg, r, s->name};
+        qa_layer_init li = {s->in, s->out, s->W, s->b, cfg, r, s->name, NULL};
         s->state = qa_alloc(method->state_size);
         s->method = method;
         int rc = method->init(s->state, &li, err);

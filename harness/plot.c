@@ -50,8 +50,8 @@ int plot_image_grid(const char *path_noext, const uint8_t *tiles, int rows, int 
         int r = yy / (S + pad), py = yy % (S + pad);
         for (int xx = 0; xx < W; xx++) {
             int c = xx / (S + pad), px = xx % (S + pad);
-            int v = 255;
-            if (py < S && px < S) v = 255 - tiles[((size_t)r * cols + c) * S * S + py * S + px];
+            int v = 96; /* grey gutters between tiles; images as in the data set, white on black */
+            if (py < S && px < S) v = tiles[((size_t)r * cols + c) * S * S + py * S + px];
             fprintf(f, xx ? " %d" : "%d", v);
         }
         fputc('\n', f);
@@ -66,8 +66,8 @@ int plot_image_grid(const char *path_noext, const uint8_t *tiles, int rows, int 
     for (int r = 0; r < rows && row_labels; r++)
         off += snprintf(body + off, sizeof body - (size_t)off, "set label %d \"%s\" at -2,%d right font 'sans,9'\n", r + 1,
                         row_labels[r], H - 1 - r * (S + pad) - S / 2);
-    snprintf(body + off, sizeof body - (size_t)off, "plot '%s' matrix with image pixels\n", dat);
-    int w = 80 + cols * 40 + (row_labels ? 110 : 0), h = 60 + rows * 40;
+    snprintf(body + off, sizeof body - (size_t)off, "plot '%s' matrix with image\n", dat);
+    int w = 60 + cols * 44 + (row_labels ? 120 : 0), h = 70 + rows * 44;
     return render_both(path_noext, body, w, h, err);
 }
 
@@ -168,7 +168,9 @@ int plot_results(const char *dir, qa_error *err) {
                 rc = runs_samples(&runs[i], runs[i].eval[v].variant, &pix, &ns, err);
                 if (rc) break;
                 memcpy(tiles + (size_t)r * cols * 784, pix, (size_t)(ns < cols ? ns : cols) * 784);
-                snprintf(lab[r], 64, "%s %s %s", runs[i].method, runs[i].bits, runs[i].eval[v].variant);
+                if (runs[i].w_bits == 0) snprintf(lab[r], 64, "%s %s", runs[i].method, runs[i].bits);
+                else snprintf(lab[r], 64, "%s %s %s", runs[i].method, runs[i].bits,
+                              strcmp(runs[i].eval[v].variant, "fp") ? "INT deploy" : "FP deploy");
                 qa_free(pix);
                 r++;
             }
@@ -176,7 +178,7 @@ int plot_results(const char *dir, qa_error *err) {
         for (int k = 0; k < rows; k++) labels[k] = lab[k];
         char path[4400], title[128];
         snprintf(path, sizeof path, "%s/compare_seed%ld", pdir, seed0);
-        snprintf(title, sizeof title, "Samples of the bound slot, seed %ld (same sampler noise in every row)", seed0);
+        snprintf(title, sizeof title, "Bound slot, seed %ld: same sampler noise in every row", seed0);
         if (!rc && r > 1) rc = plot_image_grid(path, tiles, r, cols, labels, title, err);
         qa_free(tiles); qa_free(lab); qa_free(labels);
     }

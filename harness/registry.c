@@ -3,9 +3,13 @@
 #include <string.h>
 
 extern const qa_method qa_method_lora;
+extern const qa_method qa_method_intlora_mul;
+extern const qa_method qa_method_intlora_shift;
 
 static const qa_method *const registry[] = {
     &qa_method_lora,
+    &qa_method_intlora_mul,
+    &qa_method_intlora_shift,
     NULL,
 };
 

@@ -19,7 +19,15 @@ typedef struct {
     int a_bits;            /* 0 = full precision */
     int rank;
     float lora_scale;      /* s in y += s (x A^T) B^T; 1.0 = no alpha/r scaling (the reference) */
+    /* IntLoRA options (METHODS.md section 5) */
+    float vmc_alpha;       /* variance-matching exponent (1.5) */
+    int aux_dist;          /* QA_AUX_LAPLACE | GAUSSIAN | UNIFORM | ZERO */
+    int vmc_stat;          /* QA_VMC_ABSMAX (the code) | QA_VMC_STD (the paper) */
+    int lora_bits;         /* bits of IntLoRA-MUL's update quantizer (0 = W bits) */
 } qa_method_cfg;
+
+enum { QA_AUX_LAPLACE = 0, QA_AUX_GAUSSIAN, QA_AUX_UNIFORM, QA_AUX_ZERO, QA_AUX_COUNT };
+enum { QA_VMC_ABSMAX = 0, QA_VMC_STD, QA_VMC_COUNT };
 
 /* What init() receives: the pre-trained FP layer, which the method may keep or drop. */
 typedef struct {
@@ -29,6 +37,8 @@ typedef struct {
     const qa_method_cfg *cfg;
     qa_rng *rng;           /* the run's seeded generator for this layer */
     const char *layer_name;
+    const float *aux_init; /* optional [out, in]: a method's random auxiliary tensor given instead
+                              of drawn (IntLoRA's R_raw from a reference fixture); NULL = draw it */
 } qa_layer_init;
 
 /* A trainable tensor, as the optimizer sees it. */
@@ -38,6 +48,15 @@ typedef struct {
     size_t n;
     float lr_scale;        /* per-tensor learning-rate multiplier (1 by default) */
 } qa_param;
+
+/* A named internal tensor a method exposes for checks and fixtures (see inspect()). */
+typedef struct {
+    const char *name;
+    const float *f32;      /* exactly one of f32 / i32 is set */
+    const int32_t *i32;
+    int ndim;
+    int dims[2];
+} qa_named_tensor;
 
 /* Memory by category, in bytes. */
 typedef struct {
@@ -88,6 +107,11 @@ typedef struct qa_method {
     int (*merge)(void *state, qa_deployed *out, qa_error *err);
     void (*bytes)(const void *state, qa_bytes *out);
     void (*destroy)(void *state);
+    /* Optional (may be NULL): internal tensors by name, e.g. "W_round", "delta", "U_delta",
+     * "W_eff", "grad_U_delta"; valid until the next forward/backward. Returns how many. */
+    int (*inspect)(const void *state, qa_named_tensor *out, int max);
+    /* Optional: bits the method needs (0 = runs at full precision too). */
+    int needs_weight_bits;
 } qa_method;
 
 const qa_method *qa_method_find(const char *name);

@@ -1,0 +1,175 @@
+#include "harness/fixture.h"
+
+#include <string.h>
+
+#include "harness/registry.h"
+#include "harness/results.h"
+#include "harness/rng.h"
+
+typedef struct {
+    const char *name;
+    int rows_from, cols_from; /* dims: 'o' out, 'i' in, 'r' rank, 't' tokens, '1' none */
+} ds_spec;
+
+static int read_matrix(qa_h5 *f, const char *cs, const char *name, int rows, int cols, float **out, char *why, size_t wl) {
+    char p[256];
+    snprintf(p, sizeof p, "/%.63s/in/%.63s", cs, name);
+    if (!h5_exists(f, p)) { snprintf(why, wl, "missing dataset in/%s", name); return -1; }
+    void *data = NULL;
+    int nd;
+    int64_t dims[4];
+    qa_error e;
+    if (h5_read(f, p, QA_H5_F32, &data, 0, &nd, dims, &e)) { snprintf(why, wl, "in/%.63s: %.400s", name, e.msg); return -1; }
+    int64_t n = 1;
+    for (int i = 0; i < nd; i++) n *= dims[i];
+    int tokens_ok = rows < 0 && nd == 2 && dims[1] == cols; /* rows < 0: any number of rows (tokens) */
+    if (!tokens_ok && (n != (int64_t)rows * cols || (nd == 2 && (dims[0] != rows || dims[1] != cols)))) {
+        snprintf(why, wl, "in/%s has shape %lldx%lld, expected %dx%d", name, (long long)dims[0],
+                 (long long)(nd > 1 ? dims[1] : 1), rows, cols);
+        qa_free(data);
+        return -1;
+    }
+    *out = data;
+    return nd == 2 ? (int)dims[0] : 1;
+}
+
+static int write_named(qa_h5 *o, const char *cs, const char *stage, const qa_named_tensor *t, qa_error *err) {
+    char p[256];
+    snprintf(p, sizeof p, "/%.63s/%.15s/%.63s", cs, stage, t->name);
+    int64_t dims[2] = {t->dims[0], t->dims[1]};
+    if (t->i32) return h5_write(o, p, QA_H5_I32, t->i32, t->ndim, dims, err);
+    return h5_write(o, p, QA_H5_F32, t->f32, t->ndim, dims, err);
+}
+
+static int write_f32(qa_h5 *o, const char *cs, const char *stage, const char *name, const float *d, int rows,
+                     int cols, qa_error *err) {
+    char p[256];
+    snprintf(p, sizeof p, "/%.63s/%.15s/%.63s", cs, stage, name);
+    int64_t dims[2] = {rows, cols};
+    return h5_write(o, p, QA_H5_F32, d, cols > 1 || rows == 1 ? 2 : 1, dims, err);
+}
+
+/* One case; returns 0, or -1 with `why` (bad input) / a qa_error code (I/O). */
+static int one_case(qa_h5 *f, qa_h5 *o, const char *cs, char *why, size_t wl, qa_error *err) {
+    char grp[128], method_name[64];
+    snprintf(grp, sizeof grp, "/%.63s", cs);
+    qa_error e;
+    if (h5_attr_get_str(f, grp, "method", method_name, sizeof method_name, &e)) {
+        snprintf(why, wl, "missing attribute 'method'");
+        return -1;
+    }
+    const qa_method *m = qa_method_find(method_name);
+    if (!m || !m->inspect) {
+        snprintf(why, wl, "unknown method '%s' (the fixture command knows: intlora-mul, intlora-shift)", method_name);
+        return -1;
+    }
+    const char *attrs[] = {"in_features", "out_features", "rank", "n_bits", "lora_bits", "alpha"};
+    double v[6];
+    for (int i = 0; i < 6; i++)
+        if (h5_attr_get_f64(f, grp, attrs[i], &v[i], &e)) { snprintf(why, wl, "missing attribute '%s'", attrs[i]); return -1; }
+    int in = (int)v[0], out = (int)v[1], rank = (int)v[2], n_bits = (int)v[3], lora_bits = (int)v[4];
+    double sym = 0, cw = 1;
+    if (h5_has_attr(f, grp, "symmetric")) h5_attr_get_f64(f, grp, "symmetric", &sym, &e);
+    if (h5_has_attr(f, grp, "channel_wise")) h5_attr_get_f64(f, grp, "channel_wise", &cw, &e);
+    if (sym != 0 || cw != 1) { snprintf(why, wl, "only symmetric = 0, channel_wise = 1 is supported"); return -1; }
+    if (in < 1 || out < 1 || rank < 1 || n_bits < 2 || n_bits > 8 || lora_bits < 2 || lora_bits > 8) {
+        snprintf(why, wl, "implausible attributes (in %d, out %d, rank %d, n_bits %d, lora_bits %d)", in, out, rank, n_bits, lora_bits);
+        return -1;
+    }
+    float *W = NULL, *bias = NULL, *R = NULL, *A = NULL, *B = NULL, *x = NULL, *dy = NULL;
+    int tokens = 0, rc = 0;
+    if (read_matrix(f, cs, "W", out, in, &W, why, wl) < 0 || read_matrix(f, cs, "bias", out, 1, &bias, why, wl) < 0 ||
+        read_matrix(f, cs, "R_raw", out, in, &R, why, wl) < 0 || read_matrix(f, cs, "A", rank, in, &A, why, wl) < 0 ||
+        read_matrix(f, cs, "B", out, rank, &B, why, wl) < 0 || (tokens = read_matrix(f, cs, "x", -1, in, &x, why, wl)) < 0 ||
+        read_matrix(f, cs, "dy", tokens, out, &dy, why, wl) < 0) {
+        rc = -1;
+    }
+    void *state = NULL;
+    if (rc == 0) {
+        qa_method_cfg cfg = {.w_bits = n_bits, .a_bits = 0, .rank = rank, .lora_scale = 1.0f, .vmc_alpha = (float)v[5],
+                             .aux_dist = QA_AUX_LAPLACE, .vmc_stat = QA_VMC_ABSMAX, .lora_bits = lora_bits};
+        qa_rng *r = qa_rng_new(1);
+        qa_layer_init li = {in, out, W, bias, &cfg, r, cs, R};
+        state = qa_alloc(m->state_size);
+        qa_error ie;
+        if (m->init(state, &li, &ie)) { snprintf(why, wl, "%.500s", ie.msg); rc = -1; }
+        qa_rng_free(r);
+    }
+    if (rc == 0) {
+        qa_param ps[8];
+        int np = m->params(state, ps, 8);
+        QA_ASSERT(np >= 2 && ps[0].n == (size_t)rank * in && ps[1].n == (size_t)out * rank);
+        memcpy(ps[0].data, A, sizeof(float) * ps[0].n);
+        memset(ps[1].data, 0, sizeof(float) * ps[1].n);
+        float *y = qa_alloc(sizeof(float) * (size_t)tokens * out);
+        /* init: the first forward with B = 0 calibrates what the method calibrates */
+        m->forward(state, x, y, tokens);
+        qa_named_tensor t[16];
+        int nt = m->inspect(state, t, 16);
+        static const char *const init_names[] = {"R", "delta", "zero_point", "W_round", "U_delta", "U_zero_point"};
+        for (int i = 0; i < nt && !rc; i++)
+            for (size_t j = 0; j < sizeof init_names / sizeof init_names[0]; j++)
+                if (!strcmp(t[i].name, init_names[j])) rc = write_named(o, cs, "init", &t[i], err);
+        if (!rc) rc = write_f32(o, cs, "init", "y", y, tokens, out, err);
+        /* trained: the given B, gradients of sum(y * dy) */
+        memcpy(ps[1].data, B, sizeof(float) * ps[1].n);
+        for (int i = 0; i < np; i++) memset(ps[i].grad, 0, sizeof(float) * ps[i].n);
+        m->forward(state, x, y, tokens);
+        m->backward(state, dy, NULL, tokens);
+        nt = m->inspect(state, t, 16);
+        static const char *const trained_names[] = {"W_eff", "grad_U_delta", "grad_U_zero_point"};
+        for (int i = 0; i < nt && !rc; i++)
+            for (size_t j = 0; j < sizeof trained_names / sizeof trained_names[0]; j++)
+                if (!strcmp(t[i].name, trained_names[j])) rc = write_named(o, cs, "trained", &t[i], err);
+        if (!rc) rc = write_f32(o, cs, "trained", "y", y, tokens, out, err);
+        if (!rc) rc = write_f32(o, cs, "trained", "grad_A", ps[0].grad, rank, in, err);
+        if (!rc) rc = write_f32(o, cs, "trained", "grad_B", ps[1].grad, out, rank, err);
+        if (!rc) {
+            char p[160];
+            snprintf(p, sizeof p, "/%.63s", cs);
+            rc = h5_attr_set_str(o, p, "method", method_name, err);
+        }
+        qa_free(y);
+        m->destroy(state);
+    }
+    qa_free(state);
+    qa_free(W); qa_free(bias); qa_free(R); qa_free(A); qa_free(B); qa_free(x); qa_free(dy);
+    return rc;
+}
+
+int fixture_compute(const char *in_path, const char *out_path, FILE *log, int *n_done, int *n_failed,
+                    qa_error *err) {
+    *n_done = *n_failed = 0;
+    qa_h5 *f;
+    int rc = h5_open(in_path, 0, &f, err);
+    if (rc) return rc;
+    static char names[4096][64];
+    int n = h5_list(f, "/", names, 4096, err);
+    if (n < 0) { h5_close(f, err); return n; }
+    qa_h5 *o;
+    rc = h5_create(out_path, &o, err);
+    if (rc) { qa_error e; h5_close(f, &e); return rc; }
+    int cases = 0;
+    for (int i = 0; i < n && rc == 0; i++) {
+        if (strncmp(names[i], "case_", 5) != 0) continue;
+        cases++;
+        char why[512] = "";
+        int crc = one_case(f, o, names[i], why, sizeof why, err);
+        if (crc == -1 && why[0]) {
+            fprintf(log, "%s: %s: %s\n", in_path, names[i], why);
+            (*n_failed)++;
+        } else if (crc) {
+            rc = crc; /* I/O error writing OUT */
+        } else {
+            (*n_done)++;
+        }
+    }
+    qa_error e;
+    int crc = h5_close(o, &e);
+    if (!rc && crc) { *err = e; rc = crc; }
+    h5_close(f, &e);
+    if (rc) return rc;
+    if (cases == 0) return qa_fail(err, QA_ERR_INPUT, "%s: no /case_NNN groups (not a layer-fixture file)", in_path);
+    if (*n_failed) return qa_fail(err, QA_ERR_INPUT, "%s: %d of %d cases could not be computed (see above)", in_path, *n_failed, cases);
+    return QA_OK;
+}

@@ -1,0 +1,348 @@
+/* IntLoRA (METHODS.md section 5; arXiv 2410.21759): both variants, which share 5.1-5.4.
+ *
+ * Init (the FP weight W is then dropped):
+ *   5.1 R ~ Laplace(0, 0.5) [out,in] from the run's seeded RNG (or given, for fixtures)
+ *   5.2 VMC, per row i: wa = max(|max_j W_ij|, |min_j W_ij|), ra = min(|max_j R_ij|, |min_j R_ij|),
+ *       R*_i = wa^alpha / (ra + 1e-8)^alpha * R_i          (paper variant: std(W_i), std(R_i))
+ *   5.3 delta, z = Q_N search (section 0) on W - R*; W_round = clamp(round((W - R*)/delta) + z, 0, 2^N-1);
+ *       W_int = W_round - z
+ * Every forward, one fused pass over [out,in] after BA = B·A:
+ *   5.4 D = W_int == 0 ? 1 : W_int;  U = delta_i + (R* + BA) / D
+ *   5.5 MUL:   U_int = clamp(round(U/dU) + zU, 0, 2^N - 1) - zU  (dU, zU per row, calibrated on the
+ *              first forward where B = 0 at lora_bits, then frozen; the clamp uses N, as the reference)
+ *              W' = dU_i * U_int * W_int
+ *   5.6 SHIFT: k = round(log2(|U| + 1e-16));  W' = sign(U) 2^k W_int
+ *   y = x W'^T + b
+ * Backward (5.7), G_W = dy^T x:  GM = G_W . M with M = 0 where W_int = 0 or (MUL) U clamped,
+ *   else 1 (MUL) or 2^k / (|U| + 1e-16) (SHIFT);  dB += GM A^T,  dA += B^T GM,  dx += dy W'.
+ *   For checks only (not trained): MUL's dL/d dU_i = sum_j G_W W_int (U_int - U/dU inside, U_int
+ *   outside) and dL/d zU_i = sum_j G_W dU W_int (0 inside, -1 outside).
+ * Deploy (5.8): W' is what training used; no PTQ. MUL stores W_round and U_int (N bits each, full
+ *   [out,in]) plus per-row delta, z, dU: the merged integer weight U_int * W_int needs up to 2N bits
+ *   and is kept in int32. SHIFT stores W_round, a sign and an exponent per weight. */
+#include <math.h>
+#include <string.h>
+
+#include "harness/backend.h"
+#include "harness/nn.h"
+#include "harness/quant.h"
+#include "harness/registry.h"
+
+typedef struct {
+    int in, out, rank, n_bits, lora_bits, shift, calibrated;
+    float *R;                 /* R* [out,in] */
+    float *delta, *zero;      /* quantizer of W - R*, per row */
+    int32_t *w_round;         /* [out,in] */
+    float *w_int;             /* W_round - z, as float for the fused pass */
+    float *bias;
+    float *A, *B, *dA, *dB;
+    float *BA, *U, *W_eff, *mask, *G;    /* [out,in] work buffers */
+    float *dU, *zU, *grad_dU, *grad_zU;  /* MUL update quantizer, per row */
+    int k_min, k_max;         /* SHIFT: exponent range seen in the last forward */
+    const float *x;
+} intlora_state;
+
+static void row_absmax_stats(const float *row, int n, float *absmax_of_extremes, float *absmin_of_extremes) {
+    float mn = row[0], mx = row[0];
+    for (int j = 1; j < n; j++) { mn = row[j] < mn ? row[j] : mn; mx = row[j] > mx ? row[j] : mx; }
+    float a = fabsf(mx), b = fabsf(mn);
+    *absmax_of_extremes = a > b ? a : b;
+    *absmin_of_extremes = a < b ? a : b;
+}
+
+static float row_std(const float *row, int n) {
+    double m = 0, v = 0;
+    for (int j = 0; j < n; j++) m += row[j];
+    m /= n;
+    for (int j = 0; j < n; j++) v += (row[j] - m) * (row[j] - m);
+    return (float)sqrt(v / (n > 1 ? n - 1 : 1)); /* unbiased, as torch.std */
+}
+
+static int intlora_init_common(void *state, const qa_layer_init *li, int shift, qa_error *err) {
+    intlora_state *s = state;
+    const qa_method_cfg *c = li->cfg;
+    if (c->w_bits < 2)
+        return qa_fail(err, QA_ERR_INPUT, "%s: IntLoRA needs integer weights (bits wNaM), not full precision (%s)",
+                       shift ? "intlora-shift" : "intlora-mul", li->layer_name);
+    if (c->rank < 1 || c->rank > li->in || c->rank > li->out)
+        return qa_fail(err, QA_ERR_INPUT, "intlora: rank %d is outside 1..min(in=%d, out=%d) for %s", c->rank, li->in,
+                       li->out, li->layer_name);
+    int in = li->in, out = li->out;
+    size_t n = (size_t)in * out;
+    s->in = in; s->out = out; s->rank = c->rank; s->n_bits = c->w_bits; s->shift = shift;
+    s->lora_bits = c->lora_bits > 0 ? c->lora_bits : c->w_bits;
+    s->R = qa_alloc(sizeof(float) * n);
+    if (li->aux_init) {
+        memcpy(s->R, li->aux_init, sizeof(float) * n);
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            switch (c->aux_dist) {
+            case QA_AUX_GAUSSIAN: s->R[i] = (float)(0.5 * qa_rng_normal(li->rng)); break;
+            case QA_AUX_UNIFORM: s->R[i] = (float)(qa_rng_uniform(li->rng) - 0.5); break;
+            case QA_AUX_ZERO: s->R[i] = 0.0f; break;
+            default: s->R[i] = (float)qa_rng_laplace(li->rng, 0.5); break;
+            }
+        }
+    }
+    /* 5.2 variance matching */
+    float alpha = c->vmc_alpha;
+    for (int i = 0; i < out; i++) {
+        float *r = s->R + (size_t)i * in;
+        const float *w = li->W + (size_t)i * in;
+        float wa, ra, dummy;
+        if (c->vmc_stat == QA_VMC_STD) {
+            wa = row_std(w, in);
+            ra = row_std(r, in);
+        } else {
+            row_absmax_stats(w, in, &wa, &dummy);
+            row_absmax_stats(r, in, &dummy, &ra);
+        }
+        float factor = powf(wa, alpha) / powf(ra + 1e-8f, alpha);
+        for (int j = 0; j < in; j++) r[j] *= factor;
+    }
+    /* 5.3 quantize W - R* */
+    float *sep = qa_alloc(sizeof(float) * n);
+    for (size_t i = 0; i < n; i++) sep[i] = li->W[i] - s->R[i];
+    s->delta = qa_alloc(sizeof(float) * out);
+    s->zero = qa_alloc(sizeof(float) * out);
+    quant_search_rows(sep, out, in, s->n_bits, s->delta, s->zero);
+    s->w_round = qa_alloc(sizeof(int32_t) * n);
+    s->w_int = qa_alloc(sizeof(float) * n);
+    float lmax = (float)((1 << s->n_bits) - 1);
+    for (int i = 0; i < out; i++)
+        for (int j = 0; j < in; j++) {
+            size_t k = (size_t)i * in + j;
+            float q = nearbyintf(sep[k] / s->delta[i]) + s->zero[i];
+            q = q < 0.f ? 0.f : (q > lmax ? lmax : q);
+            s->w_round[k] = (int32_t)q;
+            s->w_int[k] = q - s->zero[i];
+        }
+    qa_free(sep);
+    s->bias = qa_alloc(sizeof(float) * out);
+    if (li->bias) memcpy(s->bias, li->bias, sizeof(float) * out);
+    s->A = qa_alloc(sizeof(float) * (size_t)s->rank * in);
+    s->B = qa_alloc(sizeof(float) * (size_t)out * s->rank);
+    s->dA = qa_alloc(sizeof(float) * (size_t)s->rank * in);
+    s->dB = qa_alloc(sizeof(float) * (size_t)out * s->rank);
+    float bound = 1.0f / sqrtf((float)in);
+    qa_rng_fill_uniform(li->rng, s->A, (size_t)s->rank * in, -bound, bound);
+    float **bufs[] = {&s->BA, &s->U, &s->W_eff, &s->mask, &s->G};
+    for (size_t b = 0; b < sizeof bufs / sizeof bufs[0]; b++) *bufs[b] = qa_alloc(sizeof(float) * n);
+    float **rows[] = {&s->dU, &s->zU, &s->grad_dU, &s->grad_zU};
+    for (size_t b = 0; b < sizeof rows / sizeof rows[0]; b++) *rows[b] = qa_alloc(sizeof(float) * out);
+    return QA_OK;
+}
+
+static int intlora_mul_init(void *state, const qa_layer_init *li, qa_error *err) {
+    return intlora_init_common(state, li, 0, err);
+}
+
+static int intlora_shift_init(void *state, const qa_layer_init *li, qa_error *err) {
+    return intlora_init_common(state, li, 1, err);
+}
+
+/* The merged weight W' (and the backward mask) in one pass over [out,in]. */
+static void build_weight(intlora_state *s) {
+    const int in = s->in, out = s->out;
+    qa_matmul(out, in, s->rank, s->B, 0, s->A, 0, s->BA, 0, NULL);
+    #pragma omp parallel for schedule(static)
+    for (int i = 0; i < out; i++) {
+        const float d = s->delta[i];
+        const float *wi = s->w_int + (size_t)i * in, *r = s->R + (size_t)i * in, *ba = s->BA + (size_t)i * in;
+        float *u = s->U + (size_t)i * in;
+        for (int j = 0; j < in; j++) {
+            float D = wi[j] == 0.f ? 1.f : wi[j];
+            u[j] = d + (r[j] + ba[j]) / D;
+        }
+    }
+    if (!s->shift && !s->calibrated) { /* 5.5: calibrate the update quantizer on the first forward */
+        quant_search_rows(s->U, out, in, s->lora_bits, s->dU, s->zU);
+        s->calibrated = 1;
+    }
+    const float lmax = (float)((1 << s->n_bits) - 1);
+    int kmin = 1 << 30, kmax = -(1 << 30);
+    #pragma omp parallel for schedule(static) reduction(min : kmin) reduction(max : kmax)
+    for (int i = 0; i < out; i++) {
+        const float *wi = s->w_int + (size_t)i * in, *u = s->U + (size_t)i * in;
+        float *we = s->W_eff + (size_t)i * in, *mk = s->mask + (size_t)i * in;
+        if (!s->shift) {
+            const float du = s->dU[i], zu = s->zU[i];
+            for (int j = 0; j < in; j++) {
+                float q = nearbyintf(u[j] / du) + zu;
+                float inside = (q >= 0.f && q <= lmax) ? 1.f : 0.f;
+                q = q < 0.f ? 0.f : (q > lmax ? lmax : q);
+                we[j] = du * (q - zu) * wi[j];
+                mk[j] = wi[j] != 0.f ? inside : 0.f;
+            }
+        } else {
+            for (int j = 0; j < in; j++) {
+                float a = fabsf(u[j]);
+                float k = nearbyintf(log2f(a + 1e-16f));
+                float p2 = exp2f(k);
+                float sg = u[j] > 0.f ? 1.f : (u[j] < 0.f ? -1.f : 0.f);
+                we[j] = sg * p2 * wi[j];
+                mk[j] = (wi[j] != 0.f && sg != 0.f) ? p2 / (a + 1e-16f) : 0.f;
+                if (wi[j] != 0.f) {
+                    int ki = (int)k;
+                    kmin = ki < kmin ? ki : kmin;
+                    kmax = ki > kmax ? ki : kmax;
+                }
+            }
+        }
+    }
+    s->k_min = kmin;
+    s->k_max = kmax;
+}
+
+static void intlora_forward(void *state, const float *x, float *y, int M) {
+    intlora_state *s = state;
+    s->x = x;
+    build_weight(s);
+    linear_forward(y, x, s->W_eff, s->bias, M, s->in, s->out);
+}
+
+static void intlora_backward(void *state, const float *dy, float *dx, int M) {
+    intlora_state *s = state;
+    const int in = s->in, out = s->out;
+    if (dx) qa_matmul(M, in, out, dy, 0, s->W_eff, 0, dx, 1, NULL);    /* dx += dy W' */
+    qa_matmul(out, in, M, dy, 1, s->x, 0, s->G, 0, NULL);              /* G_W = dy^T x */
+    if (!s->shift) { /* gradients of the frozen update quantizer, for the reference check */
+        const float lmax = (float)((1 << s->n_bits) - 1);
+        for (int i = 0; i < out; i++) {
+            const float du = s->dU[i], zu = s->zU[i];
+            double gd = 0, gz = 0;
+            for (int j = 0; j < in; j++) {
+                size_t k = (size_t)i * in + j;
+                float v = s->U[k] / du, q = nearbyintf(v) + zu;
+                int inside = q >= 0.f && q <= lmax;
+                float qc = q < 0.f ? 0.f : (q > lmax ? lmax : q);
+                float uint_ = qc - zu;
+                gd += (double)s->G[k] * s->w_int[k] * (inside ? uint_ - v : uint_);
+                gz += inside ? 0.0 : -(double)s->G[k] * du * s->w_int[k];
+            }
+            s->grad_dU[i] = (float)gd;
+            s->grad_zU[i] = (float)gz;
+        }
+    }
+    size_t n = (size_t)in * out;
+    #pragma omp parallel for schedule(static)
+    for (size_t k = 0; k < n; k++) s->G[k] *= s->mask[k];             /* GM = G_W . M */
+    qa_matmul(out, s->rank, in, s->G, 0, s->A, 1, s->dB, 1, NULL);     /* dB += GM A^T */
+    qa_matmul(s->rank, in, out, s->B, 1, s->G, 0, s->dA, 1, NULL);     /* dA += B^T GM */
+}
+
+static int intlora_params(void *state, qa_param *outp, int max) {
+    intlora_state *s = state;
+    if (max < 2) return 0;
+    outp[0] = (qa_param){"lora_A", s->A, s->dA, (size_t)s->rank * s->in, 1.0f};
+    outp[1] = (qa_param){"lora_B", s->B, s->dB, (size_t)s->out * s->rank, 1.0f};
+    return 2;
+}
+
+static int intlora_merge(void *state, qa_deployed *d, qa_error *err) {
+    (void)err;
+    intlora_state *s = state;
+    build_weight(s);
+    memset(d, 0, sizeof *d);
+    d->in = s->in;
+    d->out = s->out;
+    size_t n = (size_t)s->in * s->out;
+    if (!s->shift) {
+        /* integer Hadamard product U_int * W_int (|.| < 2^(2N)) in int32, one float scale per row */
+        d->w_int = qa_alloc(sizeof(int32_t) * n);
+        d->row_scale = qa_alloc(sizeof(float) * s->out);
+        const float lmax = (float)((1 << s->n_bits) - 1);
+        for (int i = 0; i < s->out; i++) {
+            d->row_scale[i] = s->dU[i];
+            for (int j = 0; j < s->in; j++) {
+                size_t k = (size_t)i * s->in + j;
+                float q = nearbyintf(s->U[k] / s->dU[i]) + s->zU[i];
+                q = q < 0.f ? 0.f : (q > lmax ? lmax : q);
+                d->w_int[k] = (int32_t)(q - s->zU[i]) * (int32_t)s->w_int[k];
+            }
+        }
+        d->merge = QA_MERGE_INT_MULTIPLY;
+        d->bits_per_weight = 2.0 * s->n_bits + 3 * 32.0 / s->in; /* W_round + U_int; delta, z, dU per row */
+    } else {
+        /* exact powers of two times small integers: representable in float */
+        d->w_fp = qa_alloc(sizeof(float) * n);
+        memcpy(d->w_fp, s->W_eff, sizeof(float) * n);
+        d->merge = QA_MERGE_BIT_SHIFT;
+        int range = s->k_max - s->k_min + 1, kbits = 1;
+        while ((1 << kbits) < range) kbits++;
+        d->bits_per_weight = s->n_bits + 1 + kbits + 2 * 32.0 / s->in; /* W_round, sign, exponent */
+    }
+    d->needs_ptq = 0;
+    return QA_OK;
+}
+
+static void intlora_bytes(const void *state, qa_bytes *b) {
+    const intlora_state *s = state;
+    size_t n = (size_t)s->in * s->out, lr = (size_t)s->rank * (s->in + s->out);
+    /* as held for training: W_int (kept as float for the fused pass), R*, per-row constants, bias */
+    b->frozen = n * sizeof(float) * 2 + (size_t)s->out * sizeof(float) * 5;
+    b->trainable = lr * sizeof(float);
+    b->gradients = lr * sizeof(float);
+    b->optimizer = 2 * lr * sizeof(float);
+    size_t per_weight_bits = s->shift ? (size_t)s->n_bits + 1 + 5 : 2 * (size_t)s->n_bits;
+    b->deployed = (n * per_weight_bits + 7) / 8 + (size_t)s->out * sizeof(float) * 4;
+}
+
+static int intlora_inspect(const void *state, qa_named_tensor *o, int max) {
+    const intlora_state *s = state;
+    int k = 0;
+    qa_named_tensor all[] = {
+        {"R", s->R, NULL, 2, {s->out, s->in}},
+        {"delta", s->delta, NULL, 1, {s->out, 1}},
+        {"zero_point", s->zero, NULL, 1, {s->out, 1}},
+        {"W_round", NULL, s->w_round, 2, {s->out, s->in}},
+        {"W_eff", s->W_eff, NULL, 2, {s->out, s->in}},
+        {"U_delta", s->dU, NULL, 1, {s->out, 1}},
+        {"U_zero_point", s->zU, NULL, 1, {s->out, 1}},
+        {"grad_U_delta", s->grad_dU, NULL, 1, {s->out, 1}},
+        {"grad_U_zero_point", s->grad_zU, NULL, 1, {s->out, 1}},
+    };
+    int n_all = s->shift ? 5 : 9; /* SHIFT has no update quantizer */
+    for (int i = 0; i < n_all && k < max; i++) o[k++] = all[i];
+    return k;
+}
+
+static void intlora_destroy(void *state) {
+    intlora_state *s = state;
+    float *ps[] = {s->R, s->delta, s->zero, s->w_int, s->bias, s->A, s->B, s->dA, s->dB, s->BA, s->U,
+                   s->W_eff, s->mask, s->G, s->dU, s->zU, s->grad_dU, s->grad_zU};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) qa_free(ps[i]);
+    qa_free(s->w_round);
+}
+
+const qa_method qa_method_intlora_mul = {
+    .name = "intlora-mul",
+    .summary = "IntLoRA, multiplicative: W' = dU * (U_int . W_int), integer merge, no PTQ",
+    .version = 1,
+    .state_size = sizeof(intlora_state),
+    .init = intlora_mul_init,
+    .forward = intlora_forward,
+    .backward = intlora_backward,
+    .params = intlora_params,
+    .merge = intlora_merge,
+    .bytes = intlora_bytes,
+    .destroy = intlora_destroy,
+    .inspect = intlora_inspect,
+    .needs_weight_bits = 1,
+};
+
+const qa_method qa_method_intlora_shift = {
+    .name = "intlora-shift",
+    .summary = "IntLoRA, shift: W' = sign(U) 2^round(log2|U|) W_int, bit-shift merge, no PTQ",
+    .version = 1,
+    .state_size = sizeof(intlora_state),
+    .init = intlora_shift_init,
+    .forward = intlora_forward,
+    .backward = intlora_backward,
+    .params = intlora_params,
+    .merge = intlora_merge,
+    .bytes = intlora_bytes,
+    .destroy = intlora_destroy,
+    .inspect = intlora_inspect,
+    .needs_weight_bits = 1,
+};

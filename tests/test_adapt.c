@@ -1,0 +1,156 @@
+/* End to end on a tiny model and synthetic data the test makes itself: a sweep writes one
+ * finished file per run, resumes after a run's file is removed (redoing only that run), skips
+ * finished runs, cleans a stale .partial, and report/plot read the folder back. */
+#include <criterion/criterion.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness/adapt.h"
+#include "harness/checkpoint.h"
+#include "harness/classifier.h"
+#include "harness/model.h"
+#include "harness/report.h"
+#include "harness/results.h"
+#include "harness/runs.h"
+
+static char dir[256];
+
+static void make_checkpoints(void) {
+    snprintf(dir, sizeof dir, "/tmp/qa-test-adapt-XXXXXX");
+    cr_assert_not_null(mkdtemp(dir));
+    qa_error err;
+    qa_dit m;
+    qa_dit_config c = {28, 7, 16, 1, 2, 2, 10, 2};
+    cr_assert_eq(dit_create(&m, &c, 4, &err), 0);
+    dit_init_weights(&m, 1);
+    for (size_t i = 0; i < m.n_params; i++) m.params[i] += 0.01f * (float)((i * 2654435761u) % 1000) / 1000.0f;
+    char p[512];
+    snprintf(p, sizeof p, "%s/dit.h5", dir);
+    qa_ckpt_meta meta = {"dit", "test", 0, 0, 0, 0, -1};
+    cr_assert_eq(dit_save(p, &m, NULL, &meta, &err), 0, "%s", err.msg);
+    dit_free(&m);
+    qa_classifier clf;
+    clf_create(&clf, 8, &err);
+    clf_init_weights(&clf, 2);
+    snprintf(p, sizeof p, "%s/evaluator.h5", dir);
+    cr_assert_eq(clf_save(p, &clf, 0.5, "test", 0, 0, &err), 0, "%s", err.msg);
+    clf_free(&clf);
+}
+
+static qa_recipe *tiny_recipe(const char *extra) {
+    char text[4096];
+    snprintf(text, sizeof text,
+             "[job]\nkind = adapt\n[data]\nsynthetic = 1\n"
+             "[model]\ncheckpoint = %s/dit.h5\nevaluator = %s/evaluator.h5\n"
+             "[adapt]\nmethod = lora\nbits = [fp, w8a8]\nrank = 2\nseed = [0, 1]\nimages = 3\nprior_images = 4\n"
+             "[train]\nsteps = 4\nbatch = 4\nlr = 1e-3\n"
+             "[eval]\nsamples = 4\nddim_steps = 2\nloss_images = 8\nloss_draws = 1\n%s",
+             dir, dir, extra);
+    qa_recipe *r;
+    qa_error err;
+    cr_assert_eq(recipe_parse("tiny.recipe", text, &r, &err), 0, "%s", err.msg);
+    return r;
+}
+
+static time_t mtime_of(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? st.st_mtime : 0;
+}
+
+TestSuite(adapt, .init = make_checkpoints, .timeout = 240);
+
+Test(adapt, plan_expands_the_grid) {
+    qa_recipe *r = tiny_recipe("");
+    qa_run_spec *runs;
+    qa_error err;
+    int n = adapt_plan(r, &runs, &err);
+    cr_assert_eq(n, 4, "2 bits x 2 seeds");
+    cr_expect_str_eq(runs[0].id, "lora-fp-r2-s0");
+    cr_expect_str_eq(runs[1].id, "lora-w8a8-r2-s0");
+    cr_expect_eq(runs[1].w_bits, 8);
+    cr_expect_eq(runs[1].a_bits, 8);
+    free(runs);
+    recipe_free(r);
+}
+
+Test(adapt, sweep_writes_runs_resumes_and_reports) {
+    qa_recipe *r = tiny_recipe("");
+    char out[512], p[600];
+    snprintf(out, sizeof out, "%s/sweep", dir);
+    qa_error err = {0, ""};
+    cr_assert_eq(adapt_sweep(r, out, &err), 0, "%s", err.msg);
+    const char *ids[4] = {"lora-fp-r2-s0", "lora-w8a8-r2-s0", "lora-fp-r2-s1", "lora-w8a8-r2-s1"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s.h5", out, ids[i]);
+        cr_assert(access(p, F_OK) == 0, "missing %s", p);
+        snprintf(p, sizeof p, "%s/%s.h5.partial", out, ids[i]);
+        cr_expect(access(p, F_OK) != 0, "a .partial file was left behind: %s", p);
+    }
+    qa_run_record *runs;
+    int n;
+    cr_assert_eq(runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(n, 4);
+    for (int i = 0; i < n; i++) {
+        cr_expect_str_eq(runs[i].status, "done");
+        cr_expect_eq(runs[i].n_train, 4, "one training-table row per step");
+        int want_variants = runs[i].w_bits ? 2 : 1; /* FP deploy, and the INT deploy after PTQ */
+        cr_expect_eq(runs[i].n_eval, want_variants, "%s variants", runs[i].id);
+        for (int v = 0; v < runs[i].n_eval; v++) {
+            cr_expect(runs[i].eval[v].heldout_loss > 0 && runs[i].eval[v].heldout_loss < 100, "loss %g",
+                      runs[i].eval[v].heldout_loss);
+            cr_expect_eq(runs[i].eval[v].n_images, 8);
+        }
+        cr_expect(runs[i].trainable_bytes > 0 && runs[i].peak_rss_bytes > 0);
+    }
+    /* the held-out loss is paired: the FP deploy of w8a8 and the fp run share images/noise,
+     * so two runs of the same seed differ only by the model */
+    runs_free(runs, n);
+
+    /* resume: remove one run, leave a stale .partial of another, run again */
+    snprintf(p, sizeof p, "%s/lora-w8a8-r2-s1.h5", out);
+    cr_assert_eq(unlink(p), 0);
+    char keep[600];
+    snprintf(keep, sizeof keep, "%s/lora-fp-r2-s0.h5", out);
+    time_t before = mtime_of(keep);
+    sleep(1);
+    snprintf(p, sizeof p, "%s/lora-w8a8-r2-s1.h5.partial", out);
+    FILE *f = fopen(p, "w");
+    fputs("half a file", f);
+    fclose(f);
+    cr_assert_eq(adapt_sweep(r, out, &err), 0, "%s", err.msg);
+    snprintf(p, sizeof p, "%s/lora-w8a8-r2-s1.h5", out);
+    cr_expect(access(p, F_OK) == 0, "the removed run was redone");
+    snprintf(p, sizeof p, "%s/lora-w8a8-r2-s1.h5.partial", out);
+    cr_expect(access(p, F_OK) != 0, "the stale .partial was replaced");
+    cr_expect_eq(mtime_of(keep), before, "finished runs are not redone");
+
+    /* report: markdown to a stream plus the files */
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    cr_assert_eq(report_write(out, mem, &err), 0, "%s", err.msg);
+    fclose(mem);
+    cr_expect(strstr(buf, "| lora | FP | fp | 2 | 2 |") != NULL, "report:\n%s", buf);
+    cr_expect(strstr(buf, "INT (+PTQ)") != NULL, "report:\n%s", buf);
+    free(buf);
+    const char *files[] = {"report.md", "report.tex", "report.csv", "summary.h5"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s", out, files[i]);
+        cr_expect(access(p, F_OK) == 0, "missing %s", p);
+    }
+    recipe_free(r);
+}
+
+Test(adapt, missing_checkpoint_is_bad_input) {
+    const char *text = "[job]\nkind = adapt\n[data]\nsynthetic = 1\n[model]\ncheckpoint = /nonexistent/dit.h5\n";
+    qa_recipe *r;
+    qa_error err = {0, ""};
+    cr_assert_eq(recipe_parse("x.recipe", text, &r, &err), 0);
+    char out[512];
+    snprintf(out, sizeof out, "%s/none", dir);
+    cr_expect_eq(adapt_sweep(r, out, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "/nonexistent/dit.h5") && strstr(err.msg, "pretrain.recipe"), "message: %s", err.msg);
+    recipe_free(r);
+}

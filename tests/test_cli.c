@@ -1,0 +1,91 @@
+/* The qadapt command: exit codes (0 ok, 1 run failed, 2 bad input) and one-line messages that
+ * name the file, line and key. QADAPT_BIN is set by meson to the built binary. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char out_buf[65536];
+
+/* Run a shell command line with qadapt at $QADAPT_BIN; capture stdout+stderr; return exit code. */
+static int run(const char *fmt, const char *arg) {
+    const char *bin = getenv("QADAPT_BIN");
+    cr_assert_not_null(bin, "QADAPT_BIN not set");
+    char args[2048], cmd[4096];
+    snprintf(args, sizeof args, fmt, arg ? arg : "");
+    snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin, args);
+    FILE *p = popen(cmd, "r");
+    cr_assert_not_null(p);
+    size_t n = fread(out_buf, 1, sizeof out_buf - 1, p);
+    out_buf[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static char tmpdir[128];
+
+static void mk(void) {
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/qa-test-cli-XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir));
+}
+
+static void write_file(const char *name, const char *text) {
+    char p[256];
+    snprintf(p, sizeof p, "%s/%s", tmpdir, name);
+    FILE *f = fopen(p, "w");
+    cr_assert_not_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+TestSuite(cli, .init = mk);
+
+Test(cli, help_and_list) {
+    cr_expect_eq(run("--help", NULL), 0);
+    cr_expect(strstr(out_buf, "run RECIPE") && strstr(out_buf, "report DIR") && strstr(out_buf, "plot DIR"), "%s", out_buf);
+    cr_expect_eq(run("list", NULL), 0);
+    cr_expect(strstr(out_buf, "lora ") != NULL, "%s", out_buf);
+}
+
+Test(cli, unknown_command_and_missing_arguments_exit_2) {
+    cr_expect_eq(run("frobnicate", NULL), 2);
+    cr_expect(strstr(out_buf, "unknown command 'frobnicate'") != NULL, "%s", out_buf);
+    cr_expect_eq(run("run", NULL), 2);
+    cr_expect_eq(run("report", NULL), 2);
+    cr_expect_eq(run("run /nonexistent.recipe", NULL), 2);
+    cr_expect(strstr(out_buf, "/nonexistent.recipe") != NULL, "%s", out_buf);
+}
+
+Test(cli, recipe_errors_name_file_line_and_key) {
+    write_file("bad.recipe", "[job]\nkind = adapt\n\n[train]\nstepz = 10\n");
+    char p[256];
+    snprintf(p, sizeof p, "%s/bad.recipe", tmpdir);
+    cr_expect_eq(run("run %s", p), 2);
+    cr_expect(strstr(out_buf, "bad.recipe:5:") && strstr(out_buf, "stepz") && strstr(out_buf, "allowed: steps"),
+              "%s", out_buf);
+    write_file("bad2.recipe", "[job]\nkind = adapt\n[adapt]\nmethod = [lora, dora]\n");
+    snprintf(p, sizeof p, "%s/bad2.recipe", tmpdir);
+    cr_expect_eq(run("run %s", p), 2);
+    cr_expect(strstr(out_buf, "bad2.recipe:4:") && strstr(out_buf, "dora") && strstr(out_buf, "allowed: lora"), "%s", out_buf);
+}
+
+Test(cli, missing_dataset_names_the_package) {
+    write_file("ev.recipe", "[job]\nkind = evaluator\n[data]\ndir = /nonexistent-fmnist\n[train]\nsteps = 1\n");
+    char p[256];
+    snprintf(p, sizeof p, "%s/ev.recipe", tmpdir);
+    cr_expect_eq(run("run %s", p), 2);
+    cr_expect(strstr(out_buf, "dataset-fashion-mnist") && strstr(out_buf, "/nonexistent-fmnist/train-images"), "%s", out_buf);
+}
+
+Test(cli, report_of_an_empty_folder_is_bad_input) {
+    cr_expect_eq(run("report %s", tmpdir), 2);
+    cr_expect(strstr(out_buf, "no finished runs") != NULL, "%s", out_buf);
+    cr_expect_eq(run("report /nonexistent-dir", NULL), 2);
+}
+
+Test(cli, basecheck_rejects_bad_options) {
+    cr_expect_eq(run("basecheck --samples 0", NULL), 2);
+    cr_expect_eq(run("basecheck --bogus", NULL), 2);
+}
