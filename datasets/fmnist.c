@@ -43,6 +43,10 @@ int idx_read(const char *path, int expect_ndim, int *dims, uint8_t **data, qa_er
             return qa_fail(err, QA_ERR_INPUT, "%s: implausible dimension %d = %u in header", path, i, v);
         }
         dims[i] = (int)v;
+        if (total > (size_t)(1u << 31) / v) { /* the product, not only each dimension, must be sane */
+            gzclose(f);
+            return qa_fail(err, QA_ERR_INPUT, "%s: header dimensions multiply to more than 2^31 bytes", path);
+        }
         total *= v;
     }
     uint8_t *buf = malloc(total + 1);

@@ -29,7 +29,7 @@ typedef struct {
     int accumulate;
     int has_bias;
     int64_t n_scales;
-    float scale_sig[4]; /* first values of the static scales, part of the key with the pointer */
+    uint64_t scale_hash; /* FNV-1a of every static scale value: scales are baked into the primitive */
     const float *scale_ptr;
 } mm_key;
 
@@ -184,7 +184,10 @@ int qa_matmul_u8s8(int M, int N, int K, const uint8_t *A, const int8_t *B, const
     key.alpha = 1.0f;
     key.n_scales = N;
     key.scale_ptr = scale;
-    for (int i = 0; i < 4 && i < N; i++) key.scale_sig[i] = scale[i];
+    uint64_t h = 1469598103934665603ull;
+    const unsigned char *bytes = (const unsigned char *)scale;
+    for (size_t i = 0; i < sizeof(float) * (size_t)N; i++) h = (h ^ bytes[i]) * 1099511628211ull;
+    key.scale_hash = h;
     execute(find_or_create(&key), A, B, C, NULL);
     return 0;
 }

@@ -137,8 +137,8 @@ static inline float exp_fast(float x) {
     p = p * f + 2.4022650695910072e-1f;
     p = p * f + 6.9314718055994531e-1f;
     p = p * f + 1.0f;
-    union { float f; int32_t i; } u = {p};
-    u.i += (int32_t)n << 23;
+    union { float f; uint32_t i; } u = {p};
+    u.i += (uint32_t)(int32_t)n << 23; /* unsigned: shifting a negative int is undefined */
     return u.f;
 }
 

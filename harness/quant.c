@@ -15,10 +15,10 @@ void quant_search(const float *x, size_t n, int bits, float *delta_out, float *z
         m = x[i] < m ? x[i] : m;
         M = x[i] > M ? x[i] : M;
     }
-    if (M == m) { /* documented fallback: the reference yields NaN here */
-        float d = fabsf(m) > 0.f ? fabsf(m) / lmax : 1.0f / lmax;
-        *delta_out = d;
-        *zero_out = nearbyintf(-m / d);
+    if (M == m) { /* documented fallback: the reference yields NaN here. delta = |c|, z = -sign(c)
+                   * puts c exactly on code 0: delta (0 - z) = c. */
+        *delta_out = fabsf(m) > 0.f ? fabsf(m) : 1.0f;
+        *zero_out = m > 0.f ? -1.0f : (m < 0.f ? 1.0f : 0.0f);
         return;
     }
     float best = INFINITY, best_delta = 0.f, best_zero = 0.f;

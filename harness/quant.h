@@ -6,7 +6,7 @@
  *   score_i = mean |delta_i (q - z_i) - x|^2.4;  keep the first strictly best.
  * round() is round-half-to-even (nearbyint), as torch.round.
  * Constant vector (M == m), where the reference divides by zero and yields NaN: we use
- * delta = |m| / (L - 1) (1 / (L - 1) when m = 0), which reproduces the constant exactly. */
+ * delta = |m| (1 when m = 0) and z = -sign(m), which puts the constant exactly on code 0. */
 #ifndef QA_QUANT_H
 #define QA_QUANT_H
 

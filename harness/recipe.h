@@ -28,7 +28,8 @@ long recipe_int(const qa_recipe *r, const char *section, const char *key);
 double recipe_float(const qa_recipe *r, const char *section, const char *key);
 int recipe_has(const qa_recipe *r, const char *section, const char *key); /* set explicitly */
 
-/* Bit settings: "fp" -> (0, 0); "wNaM" -> (N, M) with N in 2..8 and M in 2..8 or 16 (= FP). */
+/* Bit settings: "fp" -> (0, 0); "wNaM" -> (N, M) with N in 2..8 and M in 2..8, or "wNa16" -> (N, 0):
+ * FP activations. Anything else (spaces, leading zeros, a32) is rejected. */
 int parse_bits(const char *s, int *w_bits, int *a_bits);
 
 #endif

@@ -75,6 +75,7 @@ int h5_close(qa_h5 *f, qa_error *err) {
 
 int h5_exists(qa_h5 *f, const char *path) {
     if (strcmp(path, "/") == 0) return 1;
+    if (path[0] == '@') return H5Aexists(f->file, path + 1) > 0; /* attribute of the root */
     /* check each prefix: H5Lexists fails on a missing intermediate group */
     char buf[1024];
     snprintf(buf, sizeof buf, "%s", path);
