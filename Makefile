@@ -27,15 +27,19 @@ quickstart: build
 	@echo "figures: $(QUICK_OUT)/plots/"
 
 test: build
-	meson test -C $(BUILD) --print-errorlogs --num-processes 2
+	@rm -f $(BUILD)/meson-logs/testlog.txt
+	meson test -C $(BUILD) --print-errorlogs --num-processes 2 || true
+	@scripts/test-summary.sh $(BUILD)/meson-logs/testlog.txt
 
 $(SAN_BUILD)/build.ninja: | deps
 	meson setup $(SAN_BUILD) --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false
 
 test-sanitize: deps $(SAN_BUILD)/build.ninja
 	ninja -C $(SAN_BUILD)
-	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  meson test -C $(SAN_BUILD) --print-errorlogs --num-processes 2
+	@rm -f $(SAN_BUILD)/meson-logs/testlog.txt
+	ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  meson test -C $(SAN_BUILD) --print-errorlogs --num-processes 2 || true
+	@scripts/test-summary.sh $(SAN_BUILD)/meson-logs/testlog.txt criterion-sanitized
 
 pretrain: build
 	$(QADAPT) run experiments/pretrain.recipe

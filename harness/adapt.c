@@ -262,7 +262,9 @@ static int eval_variant(sweep_ctx *c, const subject_task *t, const qa_run_spec *
     return rc;
 }
 
-static int set_deploy_weights(qa_dit *m, qa_deployed *dep, int ptq_bits, int *n_adapted) {
+/* Put every adapted layer's deployed weights in place: the main deploy (PTQ'd at ptq_bits when
+ * > 0) or, with extra >= 0, the method's extra variant of that index. */
+static int set_deploy_weights(qa_dit *m, qa_deployed *dep, int ptq_bits, int extra, int *n_adapted) {
     int k = 0;
     for (int i = 0; i < m->n_lin; i++) {
         qa_linear *s = &m->lin[i];
@@ -270,6 +272,11 @@ static int set_deploy_weights(qa_dit *m, qa_deployed *dep, int ptq_bits, int *n_
         qa_deployed *d = &dep[k++];
         qa_free(s->W_deploy);
         s->W_deploy = qa_alloc(sizeof(float) * (size_t)d->in * d->out);
+        if (extra >= 0) {
+            QA_ASSERT(extra < d->n_extra);
+            memcpy(s->W_deploy, d->extra_w[extra], sizeof(float) * (size_t)d->in * d->out);
+            continue;
+        }
         qa_deployed_weights(d, s->W_deploy);
         if (ptq_bits > 0 && d->w_fp && !d->w_int) {
             /* PTQ of the merged float weight: section-0 quantizer, per channel, W bits */
@@ -302,7 +309,8 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const subject_task *t, 
     m->train_base = 0;
     dit_quantize_base(m, run->w_bits, run->a_bits, 1);
     qa_method_cfg mcfg = {run->w_bits, run->a_bits, run->rank, (float)recipe_float(r, "adapt", "lora_scale"),
-                          run->vmc_alpha, run->aux_dist, run->vmc_stat, (int)recipe_int(r, "adapt", "lora_bits")};
+                          run->vmc_alpha, run->aux_dist, run->vmc_stat, (int)recipe_int(r, "adapt", "lora_bits"),
+                          (int)recipe_int(r, "adapt", "group_size")};
     int rc = dit_attach_method(m, method, &mcfg, qa_seed_for((uint64_t)run->seed, "method-init"), err);
     if (rc) return rc;
 
@@ -436,17 +444,26 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const subject_task *t, 
         double bits_pw = n_ad > 0 ? dep[0].bits_per_weight : 32;
         if (!rc) rc = h5_attr_set_str(f, grp, "merge_arithmetic", qa_merge_names[n_ad ? dep[0].merge : 0], err);
         if (!rc) rc = h5_attr_set_f64(f, grp, "needs_ptq", needs_ptq, err);
+        if (!rc && n_ad && dep[0].note[0]) rc = h5_attr_set_str(f, grp, "method_note", dep[0].note, err);
+        /* bits per weight over all adapted layers, weighted by their size */
+        double wsum = 0, bsum = 0;
+        for (int i = 0; i < n_ad; i++) { wsum += (double)dep[i].in * dep[i].out; bsum += dep[i].bits_per_weight * dep[i].in * dep[i].out; }
+        if (wsum > 0) bits_pw = bsum / wsum;
         /* deployed variants: FP deploy before PTQ and INT deploy after it, for float merges */
         int dummy;
         if (!rc && (needs_ptq || run->w_bits == 0)) {
-            set_deploy_weights(m, dep, 0, &dummy);
+            set_deploy_weights(m, dep, 0, -1, &dummy);
             rc = eval_variant(c, t, run, f, grp, "fp", 32, err);
         }
         if (!rc && run->w_bits > 0) {
             double tp = qa_now();
-            set_deploy_weights(m, dep, needs_ptq ? run->w_bits : 0, &dummy);
+            set_deploy_weights(m, dep, needs_ptq ? run->w_bits : 0, -1, &dummy);
             merge_seconds += qa_now() - tp;
             rc = eval_variant(c, t, run, f, grp, "int", needs_ptq ? run->w_bits : bits_pw, err);
+        }
+        for (int e = 0; !rc && n_ad > 0 && e < dep[0].n_extra; e++) {
+            set_deploy_weights(m, dep, 0, e, &dummy);
+            rc = eval_variant(c, t, run, f, grp, dep[0].extra_name[e], dep[0].extra_bits[e], err);
         }
         for (int i = 0; i < n_ad; i++) qa_deployed_free(&dep[i]);
         qa_free(dep);

@@ -3,11 +3,15 @@
 #include <string.h>
 
 extern const qa_method qa_method_lora;
+extern const qa_method qa_method_qlora;
+extern const qa_method qa_method_qalora;
 extern const qa_method qa_method_intlora_mul;
 extern const qa_method qa_method_intlora_shift;
 
 static const qa_method *const registry[] = {
     &qa_method_lora,
+    &qa_method_qlora,
+    &qa_method_qalora,
     &qa_method_intlora_mul,
     &qa_method_intlora_shift,
     NULL,
@@ -32,6 +36,7 @@ void qa_deployed_free(qa_deployed *d) {
     qa_free(d->w_fp);
     qa_free(d->w_int);
     qa_free(d->row_scale);
+    for (int i = 0; i < d->n_extra; i++) qa_free(d->extra_w[i]);
     memset(d, 0, sizeof *d);
 }
 

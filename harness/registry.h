@@ -24,6 +24,7 @@ typedef struct {
     int aux_dist;          /* QA_AUX_LAPLACE | GAUSSIAN | UNIFORM | ZERO */
     int vmc_stat;          /* QA_VMC_ABSMAX (the code) | QA_VMC_STD (the paper) */
     int lora_bits;         /* bits of IntLoRA-MUL's update quantizer (0 = W bits) */
+    int group_size;        /* QA-LoRA's group size along d_in (0 = 32) */
 } qa_method_cfg;
 
 enum { QA_AUX_LAPLACE = 0, QA_AUX_GAUSSIAN, QA_AUX_UNIFORM, QA_AUX_ZERO, QA_AUX_COUNT };
@@ -78,7 +79,10 @@ typedef enum {
 extern const char *const qa_merge_names[QA_MERGE_COUNT];
 
 /* A deployed layer. Either w_fp (floating deploy, still to be PTQ'd when needs_ptq) or integer
- * codes with a per-row scale: W_deployed[o,i] = row_scale[o] * w_int[o,i]. */
+ * codes with a per-row scale: W_deployed[o,i] = row_scale[o] * w_int[o,i].
+ * A method may add named extra deploy variants (dequantized weights), each scored as its own
+ * deploy by the harness, e.g. QLoRA's "nf4" (merge, then re-quantize to NF4). */
+#define QA_MAX_EXTRA_DEPLOYS 2
 typedef struct {
     int in, out;
     float *w_fp;           /* [out, in] or NULL */
@@ -87,6 +91,11 @@ typedef struct {
     int needs_ptq;
     qa_merge_kind merge;
     double bits_per_weight;
+    int n_extra;
+    char extra_name[QA_MAX_EXTRA_DEPLOYS][16];
+    float *extra_w[QA_MAX_EXTRA_DEPLOYS];      /* [out, in], owned */
+    double extra_bits[QA_MAX_EXTRA_DEPLOYS];
+    char note[64];         /* free text the run file records, e.g. QLoRA's "base nf4" */
 } qa_deployed;
 
 typedef struct qa_method {

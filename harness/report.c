@@ -17,7 +17,7 @@ static const int met_lower_better[N_MET] = {1, 0, 0};
 
 typedef struct {
     char method[32], variant[16], bits[16];
-    int rank, n, n_diverged, w_bits;
+    int rank, n, n_diverged, w_bits, needs_ptq;
     long seeds[MAX_SEEDS];
     double vals[N_MET][MAX_SEEDS];
     double bits_pw;
@@ -26,10 +26,16 @@ typedef struct {
     int has_delta;
 } cell;
 
+/* fp: merged float weights (before PTQ where the method needs one); int: the integer deploy
+ * (after PTQ for float merges); anything else: a method's own variant, e.g. QLoRA's nf4. */
 static const char *deploy_label(const cell *c) {
+    static char buf[48];
     if (c->w_bits == 0) return "FP";
     if (strcmp(c->variant, "fp") == 0) return "FP (before PTQ)";
-    return strcmp(c->method, "lora") == 0 || strcmp(c->method, "qlora") == 0 ? "INT (+PTQ)" : "INT";
+    if (strcmp(c->variant, "int") == 0) return c->needs_ptq ? "INT (+PTQ)" : "INT";
+    if (strcmp(c->variant, "nf4") == 0) return "NF4 (merged, re-quantized)";
+    snprintf(buf, sizeof buf, "%s", c->variant);
+    return buf;
 }
 
 static cell *find_cell(cell *cells, int *n, const char *method, const char *variant, const char *bits, int rank, int w_bits) {
@@ -71,6 +77,7 @@ int report_write(const char *dir, FILE *out, qa_error *err) {
         for (int v = 0; v < r->n_eval; v++) {
             qa_run_eval *e = &r->eval[v];
             cell *c = find_cell(cells, &nc, r->method, e->variant, r->bits, r->rank, r->w_bits);
+            c->needs_ptq = r->needs_ptq;
             if (c->n >= MAX_SEEDS) continue;
             c->seeds[c->n] = r->seed;
             c->vals[MET_LOSS][c->n] = e->heldout_loss;

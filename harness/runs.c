@@ -40,6 +40,7 @@ static int load_one(const char *path, qa_run_record *rec, qa_error *err) {
         rec->w_bits = (int)attr_or(f, grp, "w_bits", 0);
         rec->a_bits = (int)attr_or(f, grp, "a_bits", 0);
         rec->item_class = (int)attr_or(f, grp, "item_class", -1);
+        rec->needs_ptq = (int)attr_or(f, grp, "needs_ptq", 0);
         qa_error e;
         if (h5_has_attr(f, grp, "fail_reason")) h5_attr_get_str(f, grp, "fail_reason", rec->fail_reason, sizeof rec->fail_reason, &e);
         if (h5_has_attr(f, grp, "merge_arithmetic")) h5_attr_get_str(f, grp, "merge_arithmetic", rec->merge, sizeof rec->merge, &e);

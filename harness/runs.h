@@ -16,7 +16,7 @@ typedef struct {
 
 typedef struct {
     char file[4096], id[96], method[32], bits[16], status[16], fail_reason[256], merge[32];
-    int rank, w_bits, a_bits, item_class;
+    int rank, w_bits, a_bits, item_class, needs_ptq;
     long seed;
     qa_run_eval eval[QA_MAX_VARIANTS];
     int n_eval;

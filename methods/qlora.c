@@ -1,0 +1,460 @@
+/* QLoRA (METHODS.md section 2; arXiv 2305.14314, bitsandbytes + PEFT semantics).
+ *
+ * Frozen base, by the experiment's weight bits N (the state records which one it used, see
+ * qlora_base_kind; inspect() exposes it as "base_kind"):
+ *   N = 4   NF4 + double quantization (the QLoRA format):
+ *             blocks of 64 consecutive weights of the row-major flattened W [out,in]:
+ *               absmax_b = max |w| over the block (FP32),  v = w / absmax_b,
+ *               idx = #{k : v > mid_k},  mid_k = (NF4[k] + NF4[k+1]) / 2, k = 0..14
+ *               (strict ">": a value exactly on a midpoint takes the lower code)
+ *             two 4-bit codes per byte, first element of each pair in the high nibble
+ *             double quantization of the absmax values:
+ *               offset = mean_b absmax_b,  c_b = absmax_b - offset,
+ *               per 256 consecutive c: absmax2 = max |c|, q8_b = argmin_j |code8[j] - c_b/absmax2|
+ *               code8 = bitsandbytes' signed dynamic tree code: for i = 0..6 the 2^i midpoints
+ *               of linspace(0.1, 1, 2^i + 1) times 10^(i-6), both signs (254), plus 0 and 1.0,
+ *               sorted (256 entries)
+ *             dequant:  absmax_b = code8[q8_b] absmax2 + offset,  W_dq = NF4[idx] absmax_b
+ *             bits/weight = 4 + 8/64 + 32/(64*256) + 32/n = 4.127 (packed codes, q8 per block,
+ *               FP32 absmax2 per 256 blocks, one FP32 offset per tensor; exact count in
+ *               qlora_nf4_bits_per_weight)
+ *   N != 4  NF4 exists only at 4 bits: the section-0 uniform quantizer per output channel at N
+ *             bits (as the IntLoRA paper's "QLoRA" rows at W8):
+ *             delta_r, z_r = Q_N search of row r;  q = clamp(round(W/delta_r) + z_r, 0, 2^N - 1)
+ *             stored as uint8 codes;  W_dq = delta_r (q - z_r)  (== quant_fake_rows)
+ *   N = 0   the FP weight itself (QLoRA is then plain LoRA).
+ *   The FP weight is dropped after init (except at N = 0): the state keeps what deployment would
+ *   store, and the compute-type copy W_dq is refilled from it on every forward, as QLoRA
+ *   dequantizes per matmul. Compute type: f32 (QLoRA uses bf16; we keep f32 everywhere).
+ *
+ * Training (no STE anywhere: the base is frozen, its rounding sits outside every gradient path):
+ *   forward   y  = x W_dq^T + b + s (x A^T) B^T      A [r,in], B [out,r], s = lora_scale
+ *   backward  xa = x A^T                             (kept from the forward)
+ *             dB += s dy^T xa,   dxa = s dy B,   dA += dxa^T x,   dx += dy W_dq + dxa A
+ *   init      A ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming-uniform), B = 0
+ *
+ * Deploy variants (section 2):
+ *   D1  unmerged NF4 base + FP adapter: computes exactly the training forward above, which equals
+ *       D3 up to float rounding, so it is not produced as a separate variant.
+ *   D3  main deploy, "merge into FP":  W' = W_dq + s B A  (w_fp, float)
+ *   D4  needs_ptq = (N > 0): the harness applies section-0 PTQ at N bits to W' ("QLoRA + PTQ")
+ *   D2  extra variant "nf4", only when the base is NF4: W' re-quantized to NF4 + DQ and
+ *       dequantized (PEFT merge_and_unload; an update smaller than an NF4 step rounds away).
+ *
+ * Choices where METHODS.md is silent:
+ *   - v = w / absmax by division (bitsandbytes multiplies by 1/absmax); a zero block gets code 7,
+ *     and so does the unused low nibble of an odd-length tensor's last byte.
+ *   - The last NF4 block (and the last 256-block of DQ) may be short; bits/weight is counted from
+ *     the storage actually held, so a 128x128 layer (256 blocks, one absmax2, one offset) is at
+ *     4.129 bits/weight; 4.127 holds from 256x256 (4.1274) upwards.
+ *   - offset = mean(absmax) is accumulated in double and rounded to FP32.
+ *   - The NF4 codes are computed with the exact FP32 absmax; DQ then compresses the absmax
+ *     (bitsandbytes' order), so W_dq carries both roundings.
+ *   - DQ "nearest" breaks an exact tie towards the lower index; a 256-block of equal absmax
+ *     values (absmax2 = 0) gets the index of 0.0 and decodes to the offset exactly.
+ *   - The INT base holds uint8 codes, so it takes N = 1..8 (other N are rejected at init).
+ *   - The base cannot be forced to int at N = 4: qa_method_cfg has no `base` field (yet). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness/backend.h"
+#include "harness/nn.h"
+#include "harness/quant.h"
+#include "harness/registry.h"
+#include "methods/qlora.h"
+
+const char *const qlora_base_names[QLORA_BASE_COUNT] = {
+    [QLORA_BASE_FP] = "fp",
+    [QLORA_BASE_INT] = "int",
+    [QLORA_BASE_NF4] = "nf4",
+};
+_Static_assert(sizeof qlora_base_names / sizeof qlora_base_names[0] == QLORA_BASE_COUNT, "base names vs COUNT");
+
+/* ---- NF4 ------------------------------------------------------------------------------------ */
+
+const float qlora_nf4_code[16] = {
+    -1.0f,
+    -0.6961928009986877f,
+    -0.5250730514526367f,
+    -0.39491748809814453f,
+    -0.28444138169288635f,
+    -0.18477343022823334f,
+    -0.09105003625154495f,
+    0.0f,
+    0.07958029955625534f,
+    0.16093020141124725f,
+    0.24611230194568634f,
+    0.33791524171829224f,
+    0.44070982933044434f,
+    0.5626170039176941f,
+    0.7229568362236023f,
+    1.0f,
+};
+
+uint8_t qlora_nf4_index(float v) {
+    uint8_t idx = 0;
+    for (int k = 0; k < 15; k++) {
+        float midpoint = (float)(0.5 * ((double)qlora_nf4_code[k] + (double)qlora_nf4_code[k + 1]));
+        idx += v > midpoint; /* strict: a tie stays on the lower code */
+    }
+    return idx;
+}
+
+float qlora_nf4_encode_block(const float *w, int n, uint8_t *packed) {
+    QA_ASSERT(n >= 1 && n <= QLORA_NF4_BLOCK);
+    float absmax = 0.0f;
+    for (int i = 0; i < n; i++) absmax = fabsf(w[i]) > absmax ? fabsf(w[i]) : absmax;
+    const uint8_t zero_code = 7;
+    for (int i = 0; i < n; i += 2) {
+        uint8_t hi = absmax > 0.0f ? qlora_nf4_index(w[i] / absmax) : zero_code;
+        uint8_t lo = zero_code; /* the pad of an odd block */
+        if (i + 1 < n) lo = absmax > 0.0f ? qlora_nf4_index(w[i + 1] / absmax) : zero_code;
+        packed[i / 2] = (uint8_t)(hi << 4 | lo);
+    }
+    return absmax;
+}
+
+static inline uint8_t nf4_code_at(const uint8_t *packed, size_t i) {
+    return i % 2 == 0 ? packed[i / 2] >> 4 : packed[i / 2] & 0x0F;
+}
+
+void qlora_nf4_decode(const uint8_t *packed, const float *absmax, size_t n, float *w) {
+    for (size_t i = 0; i < n; i++) w[i] = qlora_nf4_code[nf4_code_at(packed, i)] * absmax[i / QLORA_NF4_BLOCK];
+}
+
+/* ---- double quantization -------------------------------------------------------------------- */
+
+static int cmp_float(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return (x > y) - (x < y);
+}
+
+void qlora_dynamic_code_table(float code[QLORA_DYNAMIC_CODE_SIZE]) {
+    int k = 0;
+    for (int i = 0; i <= 6; i++) {
+        int n_means = 1 << i; /* linspace(0.1, 1, 2^i + 1) has 2^i midpoints */
+        double scale = pow(10.0, i - 6);
+        for (int j = 0; j < n_means; j++) {
+            double lo = 0.1 + 0.9 * j / n_means, hi = 0.1 + 0.9 * (j + 1) / n_means;
+            double mean = 0.5 * (lo + hi);
+            code[k++] = (float)(scale * mean);
+            code[k++] = (float)(-scale * mean);
+        }
+    }
+    code[k++] = 0.0f;
+    code[k++] = 1.0f;
+    QA_ASSERT(k == QLORA_DYNAMIC_CODE_SIZE);
+    qsort(code, QLORA_DYNAMIC_CODE_SIZE, sizeof(float), cmp_float);
+}
+
+static uint8_t dynamic_code_nearest(const float *code, float v) {
+    int best = 0;
+    float best_err = fabsf(code[0] - v);
+    for (int j = 1; j < QLORA_DYNAMIC_CODE_SIZE; j++) {
+        float e = fabsf(code[j] - v);
+        if (e < best_err) { best_err = e; best = j; } /* strict: a tie keeps the lower index */
+    }
+    return (uint8_t)best;
+}
+
+void qlora_dq_encode(const float *absmax, size_t n_blocks, uint8_t *q8, float *absmax2, float *offset) {
+    float code[QLORA_DYNAMIC_CODE_SIZE];
+    qlora_dynamic_code_table(code);
+    uint8_t zero_index = dynamic_code_nearest(code, 0.0f);
+    double sum = 0.0;
+    for (size_t b = 0; b < n_blocks; b++) sum += absmax[b];
+    float mean = n_blocks ? (float)(sum / (double)n_blocks) : 0.0f;
+    *offset = mean;
+    for (size_t b2 = 0; b2 * QLORA_DQ_BLOCK < n_blocks; b2++) {
+        size_t first = b2 * QLORA_DQ_BLOCK;
+        size_t last = first + QLORA_DQ_BLOCK < n_blocks ? first + QLORA_DQ_BLOCK : n_blocks;
+        float cmax = 0.0f;
+        for (size_t b = first; b < last; b++) {
+            float c = absmax[b] - mean;
+            cmax = fabsf(c) > cmax ? fabsf(c) : cmax;
+        }
+        absmax2[b2] = cmax;
+        for (size_t b = first; b < last; b++)
+            q8[b] = cmax > 0.0f ? dynamic_code_nearest(code, (absmax[b] - mean) / cmax) : zero_index;
+    }
+}
+
+void qlora_dq_decode(const uint8_t *q8, const float *absmax2, float offset, size_t n_blocks, float *absmax) {
+    float code[QLORA_DYNAMIC_CODE_SIZE];
+    qlora_dynamic_code_table(code);
+    for (size_t b = 0; b < n_blocks; b++) absmax[b] = code[q8[b]] * absmax2[b / QLORA_DQ_BLOCK] + offset;
+}
+
+/* ---- a whole tensor as NF4 + DQ ------------------------------------------------------------- */
+
+void qlora_nf4_tensor_encode(qlora_nf4_tensor *t, const float *w, size_t n) {
+    QA_ASSERT(n > 0);
+    t->n = n;
+    t->n_blocks = (n + QLORA_NF4_BLOCK - 1) / QLORA_NF4_BLOCK;
+    t->n_blocks2 = (t->n_blocks + QLORA_DQ_BLOCK - 1) / QLORA_DQ_BLOCK;
+    t->packed = qa_alloc((n + 1) / 2);
+    t->absmax_q8 = qa_alloc(t->n_blocks);
+    t->absmax2 = qa_alloc(sizeof(float) * t->n_blocks2);
+    /* the codes use the exact FP32 absmax; only then is the absmax itself compressed */
+    float *absmax = qa_alloc(sizeof(float) * t->n_blocks);
+    for (size_t b = 0; b < t->n_blocks; b++) {
+        size_t first = b * QLORA_NF4_BLOCK;
+        int len = (int)(n - first < QLORA_NF4_BLOCK ? n - first : QLORA_NF4_BLOCK);
+        absmax[b] = qlora_nf4_encode_block(w + first, len, t->packed + first / 2);
+    }
+    qlora_dq_encode(absmax, t->n_blocks, t->absmax_q8, t->absmax2, &t->offset);
+    qa_free(absmax);
+}
+
+void qlora_nf4_tensor_decode(const qlora_nf4_tensor *t, float *w) {
+    float code[QLORA_DYNAMIC_CODE_SIZE];
+    qlora_dynamic_code_table(code);
+    const size_t n = t->n;
+    #pragma omp parallel for schedule(static)
+    for (size_t b = 0; b < t->n_blocks; b++) {
+        float absmax = code[t->absmax_q8[b]] * t->absmax2[b / QLORA_DQ_BLOCK] + t->offset;
+        size_t last = (b + 1) * QLORA_NF4_BLOCK < n ? (b + 1) * QLORA_NF4_BLOCK : n;
+        for (size_t i = b * QLORA_NF4_BLOCK; i < last; i++)
+            w[i] = qlora_nf4_code[nf4_code_at(t->packed, i)] * absmax;
+    }
+}
+
+void qlora_nf4_tensor_free(qlora_nf4_tensor *t) {
+    qa_free(t->packed);
+    qa_free(t->absmax_q8);
+    qa_free(t->absmax2);
+    memset(t, 0, sizeof *t);
+}
+
+size_t qlora_nf4_tensor_bytes(size_t n) {
+    size_t n_blocks = (n + QLORA_NF4_BLOCK - 1) / QLORA_NF4_BLOCK;
+    size_t n_blocks2 = (n_blocks + QLORA_DQ_BLOCK - 1) / QLORA_DQ_BLOCK;
+    return (n + 1) / 2                 /* packed NF4 codes */
+           + n_blocks                  /* uint8 q8 per 64 weights */
+           + n_blocks2 * sizeof(float) /* FP32 absmax2 per 256 blocks */
+           + sizeof(float);            /* FP32 offset */
+}
+
+double qlora_nf4_bits_per_weight(size_t n) {
+    return 8.0 * (double)qlora_nf4_tensor_bytes(n) / (double)n;
+}
+
+/* ---- the method ----------------------------------------------------------------------------- */
+
+typedef struct {
+    int in, out, rank, w_bits;
+    qlora_base_kind base;
+    int32_t base_kind_i32;     /* `base`, as inspect() exposes it */
+    float scale;
+    /* the frozen base as deployed storage holds it: exactly one of these, by `base` */
+    qlora_nf4_tensor nf4;      /* NF4 */
+    uint8_t *int_codes;        /* INT: q in [0, 2^N - 1], [out,in] */
+    float *int_delta, *int_zero; /* INT: per row */
+    float *W_dq;               /* [out,in] f32 compute copy, refilled every forward; at FP it is the base */
+    float *bias;
+    float *A, *B, *dA, *dB;
+    const float *x;            /* input of the last forward (owned by the caller) */
+    float *xa, *dxa;           /* [rows_cap, rank] */
+    int rows_cap;
+} qlora_state;
+
+/* W_dq from the stored base (a no-op at FP, where W_dq is the base). */
+static void dequantize_base(qlora_state *s) {
+    if (s->base == QLORA_BASE_NF4) {
+        qlora_nf4_tensor_decode(&s->nf4, s->W_dq);
+    } else if (s->base == QLORA_BASE_INT) {
+        const int in = s->in;
+        #pragma omp parallel for schedule(static)
+        for (int r = 0; r < s->out; r++)
+            for (int c = 0; c < in; c++) {
+                size_t k = (size_t)r * in + c;
+                s->W_dq[k] = s->int_delta[r] * ((float)s->int_codes[k] - s->int_zero[r]);
+            }
+    }
+}
+
+static int qlora_init(void *state, const qa_layer_init *li, qa_error *err) {
+    qlora_state *s = state;
+    const qa_method_cfg *c = li->cfg;
+    if (c->rank < 1 || c->rank > li->in || c->rank > li->out)
+        return qa_fail(err, QA_ERR_INPUT, "qlora: rank %d is outside 1..min(in=%d, out=%d) for %s", c->rank, li->in,
+                       li->out, li->layer_name);
+    if (c->w_bits < 0 || c->w_bits > 8)
+        return qa_fail(err, QA_ERR_INPUT, "qlora: weight bits %d unsupported (NF4 at 4, uniform INT at 1..8, 0 = fp) for %s",
+                       c->w_bits, li->layer_name);
+    s->in = li->in;
+    s->out = li->out;
+    s->rank = c->rank;
+    s->w_bits = c->w_bits;
+    s->scale = c->lora_scale;
+    s->base = c->w_bits == 4 ? QLORA_BASE_NF4 : (c->w_bits > 0 ? QLORA_BASE_INT : QLORA_BASE_FP);
+    s->base_kind_i32 = (int32_t)s->base;
+    const size_t n = (size_t)s->in * s->out;
+    s->W_dq = qa_alloc(sizeof(float) * n);
+    if (s->base == QLORA_BASE_NF4) {
+        qlora_nf4_tensor_encode(&s->nf4, li->W, n);
+    } else if (s->base == QLORA_BASE_INT) {
+        s->int_delta = qa_alloc(sizeof(float) * s->out);
+        s->int_zero = qa_alloc(sizeof(float) * s->out);
+        s->int_codes = qa_alloc(n);
+        quant_search_rows(li->W, s->out, s->in, s->w_bits, s->int_delta, s->int_zero);
+        /* the section-0 codes q - z (signed), kept as the unsigned q = (q - z) + z in [0, 2^N - 1] */
+        int32_t *signed_codes = qa_alloc(sizeof(int32_t) * n);
+        quant_codes_rows(signed_codes, li->W, s->out, s->in, s->w_bits, s->int_delta, s->int_zero);
+        for (int r = 0; r < s->out; r++)
+            for (int col = 0; col < s->in; col++) {
+                size_t k = (size_t)r * s->in + col;
+                s->int_codes[k] = (uint8_t)(signed_codes[k] + (int32_t)s->int_zero[r]);
+            }
+        qa_free(signed_codes);
+    } else {
+        memcpy(s->W_dq, li->W, sizeof(float) * n);
+    }
+    dequantize_base(s); /* so inspect("W_dq") is valid before the first forward */
+    s->bias = qa_alloc(sizeof(float) * s->out);
+    if (li->bias) memcpy(s->bias, li->bias, sizeof(float) * s->out);
+    s->A = qa_alloc(sizeof(float) * (size_t)s->rank * s->in);
+    s->B = qa_alloc(sizeof(float) * (size_t)s->out * s->rank); /* zeros */
+    s->dA = qa_alloc(sizeof(float) * (size_t)s->rank * s->in);
+    s->dB = qa_alloc(sizeof(float) * (size_t)s->out * s->rank);
+    float bound = 1.0f / sqrtf((float)s->in);
+    qa_rng_fill_uniform(li->rng, s->A, (size_t)s->rank * s->in, -bound, bound);
+    return QA_OK;
+}
+
+static void ensure_rows(qlora_state *s, int M) {
+    if (M <= s->rows_cap) return;
+    qa_free(s->xa);
+    qa_free(s->dxa);
+    s->xa = qa_alloc(sizeof(float) * (size_t)M * s->rank);
+    s->dxa = qa_alloc(sizeof(float) * (size_t)M * s->rank);
+    s->rows_cap = M;
+}
+
+static void qlora_forward(void *state, const float *x, float *y, int M) {
+    qlora_state *s = state;
+    ensure_rows(s, M);
+    s->x = x;
+    dequantize_base(s);
+    linear_forward(y, x, s->W_dq, s->bias, M, s->in, s->out);  /* y = x W_dq^T + b */
+    linear_forward(s->xa, x, s->A, NULL, M, s->in, s->rank);   /* xa = x A^T */
+    /* y += s xa B^T: fold s into a copy of xa (dxa is free until backward) */
+    const float *xa_scaled = s->xa;
+    if (s->scale != 1.0f) {
+        for (size_t i = 0; i < (size_t)M * s->rank; i++) s->dxa[i] = s->scale * s->xa[i];
+        xa_scaled = s->dxa;
+    }
+    qa_matmul(M, s->out, s->rank, xa_scaled, 0, s->B, 1, y, 1, NULL);
+}
+
+static void qlora_backward(void *state, const float *dy, float *dx, int M) {
+    qlora_state *s = state;
+    /* dB += s dy^T xa  ([out,M]·[M,r]); xa is scaled in place, it is not needed afterwards */
+    if (s->scale != 1.0f) for (size_t i = 0; i < (size_t)M * s->rank; i++) s->xa[i] *= s->scale;
+    qa_matmul(s->out, s->rank, M, dy, 1, s->xa, 0, s->dB, 1, NULL);
+    /* dxa = s dy B  ([M,out]·[out,r]) */
+    qa_matmul(M, s->rank, s->out, dy, 0, s->B, 0, s->dxa, 0, NULL);
+    if (s->scale != 1.0f) for (size_t i = 0; i < (size_t)M * s->rank; i++) s->dxa[i] *= s->scale;
+    /* dA += dxa^T x  ([r,M]·[M,in]) */
+    qa_matmul(s->rank, s->in, M, s->dxa, 1, s->x, 0, s->dA, 1, NULL);
+    if (dx) {
+        qa_matmul(M, s->in, s->out, dy, 0, s->W_dq, 0, dx, 1, NULL);  /* dx += dy W_dq */
+        qa_matmul(M, s->in, s->rank, s->dxa, 0, s->A, 0, dx, 1, NULL); /* dx += dxa A */
+    }
+}
+
+static int qlora_params(void *state, qa_param *out, int max) {
+    qlora_state *s = state;
+    if (max < 2) return 0;
+    out[0] = (qa_param){"lora_A", s->A, s->dA, (size_t)s->rank * s->in, 1.0f};
+    out[1] = (qa_param){"lora_B", s->B, s->dB, (size_t)s->out * s->rank, 1.0f};
+    return 2;
+}
+
+static int qlora_merge(void *state, qa_deployed *d, qa_error *err) {
+    (void)err;
+    qlora_state *s = state;
+    const size_t n = (size_t)s->in * s->out;
+    memset(d, 0, sizeof *d);
+    d->in = s->in;
+    d->out = s->out;
+    /* D3: W' = W_dq + s B A  ([out,r]·[r,in], added onto the dequantized base) */
+    dequantize_base(s);
+    d->w_fp = qa_alloc(sizeof(float) * n);
+    qa_matmul(s->out, s->in, s->rank, s->B, 0, s->A, 0, d->w_fp, 0, NULL);
+    for (size_t i = 0; i < n; i++) d->w_fp[i] = s->W_dq[i] + s->scale * d->w_fp[i];
+    /* D4 is the harness's PTQ of w_fp at N bits */
+    d->needs_ptq = s->w_bits > 0;
+    d->merge = QA_MERGE_FLOAT_ADD_PTQ;
+    d->bits_per_weight = s->w_bits > 0 ? s->w_bits : 32;
+    snprintf(d->note, sizeof d->note, "base %s", s->base == QLORA_BASE_NF4 ? "nf4" : (s->base == QLORA_BASE_INT ? "int" : "fp"));
+    /* D2: W' re-quantized to NF4 + DQ (PEFT merge_and_unload), only over an NF4 base */
+    if (s->base == QLORA_BASE_NF4) {
+        qlora_nf4_tensor merged;
+        qlora_nf4_tensor_encode(&merged, d->w_fp, n);
+        d->extra_w[0] = qa_alloc(sizeof(float) * n);
+        qlora_nf4_tensor_decode(&merged, d->extra_w[0]);
+        qlora_nf4_tensor_free(&merged);
+        snprintf(d->extra_name[0], sizeof d->extra_name[0], "nf4");
+        d->extra_bits[0] = qlora_nf4_bits_per_weight(n);
+        d->n_extra = 1;
+    }
+    return QA_OK;
+}
+
+static void qlora_bytes(const void *state, qa_bytes *b) {
+    const qlora_state *s = state;
+    size_t n = (size_t)s->in * s->out, lr = (size_t)s->rank * (s->in + s->out);
+    size_t bias_bytes = s->out * sizeof(float);
+    /* frozen: the base as deployed storage holds it (the f32 W_dq workspace is not counted:
+     * bitsandbytes allocates it per matmul); INT codes at N/8 bytes per weight + scale/zero */
+    switch (s->base) {
+    case QLORA_BASE_NF4: b->frozen = qlora_nf4_tensor_bytes(n) + bias_bytes; break;
+    case QLORA_BASE_INT: b->frozen = (n * s->w_bits + 7) / 8 + 2 * s->out * sizeof(float) + bias_bytes; break;
+    default: b->frozen = n * sizeof(float) + bias_bytes; break;
+    }
+    b->trainable = lr * sizeof(float);
+    b->gradients = lr * sizeof(float);
+    b->optimizer = 2 * lr * sizeof(float);
+    /* deployed (the INT deploy D4, as LoRA): W-bit codes + per-row FP32 scale and zero point
+     * (FP32 weights at fp) + FP32 bias */
+    b->deployed = (s->w_bits > 0 ? (n * s->w_bits + 7) / 8 + 2 * s->out * sizeof(float) : n * sizeof(float)) +
+                  bias_bytes;
+}
+
+static int qlora_inspect(const void *state, qa_named_tensor *o, int max) {
+    const qlora_state *s = state;
+    qa_named_tensor all[] = {
+        {"W_dq", s->W_dq, NULL, 2, {s->out, s->in}},
+        {"base_kind", NULL, &s->base_kind_i32, 1, {1, 1}}, /* qlora_base_kind: 0 fp, 1 int, 2 nf4 */
+    };
+    int k = 0;
+    for (size_t i = 0; i < sizeof all / sizeof all[0] && k < max; i++) o[k++] = all[i];
+    return k;
+}
+
+static void qlora_destroy(void *state) {
+    qlora_state *s = state;
+    qlora_nf4_tensor_free(&s->nf4);
+    qa_free(s->int_codes);
+    float *ps[] = {s->int_delta, s->int_zero, s->W_dq, s->bias, s->A, s->B, s->dA, s->dB, s->xa, s->dxa};
+    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) qa_free(ps[i]);
+}
+
+const qa_method qa_method_qlora = {
+    .name = "qlora",
+    .summary = "QLoRA: LoRA over a frozen NF4+DQ base at W4 (uniform INT base at other W, FP at fp), "
+               "f32 compute; deploys FP merge, INT PTQ, and NF4 re-quantization (\"nf4\")",
+    .version = 1,
+    .state_size = sizeof(qlora_state),
+    .init = qlora_init,
+    .forward = qlora_forward,
+    .backward = qlora_backward,
+    .params = qlora_params,
+    .merge = qlora_merge,
+    .bytes = qlora_bytes,
+    .destroy = qlora_destroy,
+    .inspect = qlora_inspect,
+};

@@ -1,0 +1,524 @@
+/* QLoRA plugin (METHODS.md section 2): NF4 and double-quantization formats checked against
+ * hand-computed values and test-side references; the layer's base, gradients by finite
+ * differences, deploy variants, bytes and errors. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "harness/backend.h"
+#include "harness/quant.h"
+#include "harness/registry.h"
+#include "harness/rng.h"
+#include "methods/qlora.h"
+#include "tests/common.h"
+
+/* The NF4 table of METHODS.md, typed in again (doubles), so the module's copy is checked. */
+static const double NF4_REF[16] = {
+    -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
+    -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,
+    0.24611230194568634, 0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
+    0.7229568362236023, 1.0,
+};
+
+/* Reference NF4 encoder: the nearest code by distance (a tie goes to the lower code). */
+static int nf4_nearest_ref(double v) {
+    int best = 0;
+    for (int k = 1; k < 16; k++)
+        if (fabs(v - (double)(float)NF4_REF[k]) < fabs(v - (double)(float)NF4_REF[best])) best = k;
+    return best;
+}
+
+static float nf4_midpoint(int k) { return (float)(0.5 * (NF4_REF[k] + NF4_REF[k + 1])); }
+
+/* ---- NF4 ---- */
+
+Test(qlora_nf4, code_table_is_the_spec) {
+    for (int k = 0; k < 16; k++) cr_expect_eq(qlora_nf4_code[k], (float)NF4_REF[k], "NF4[%d]", k);
+}
+
+Test(qlora_nf4, hand_checked_values) {
+    cr_expect_eq(qlora_nf4_index(1.0f), 15);
+    cr_expect_eq(qlora_nf4_index(-1.0f), 0);
+    cr_expect_eq(qlora_nf4_index(0.0f), 7);
+    /* 0.5 lies between code 12 (0.4407) and 13 (0.5626); their midpoint is 0.50166 > 0.5 -> 12 */
+    cr_expect_eq(qlora_nf4_index(0.5f), 12);
+    cr_expect_eq(qlora_nf4_index(0.51f), 13);
+    /* -0.3: between 3 (-0.3949) and 4 (-0.2844), midpoint -0.33968 < -0.3 -> 4 */
+    cr_expect_eq(qlora_nf4_index(-0.3f), 4);
+    /* 0.04: midpoint of 7 and 8 is 0.0397901 < 0.04 -> 8; 0.0397 -> 7 */
+    cr_expect_eq(qlora_nf4_index(0.04f), 8);
+    cr_expect_eq(qlora_nf4_index(0.0397f), 7);
+}
+
+Test(qlora_nf4, a_value_on_a_midpoint_takes_the_lower_code) {
+    /* absmax = 1 (first element), so v = w exactly; then every midpoint and its float neighbours */
+    float w[1 + 3 * 15];
+    w[0] = 1.0f;
+    for (int k = 0; k < 15; k++) {
+        float m = nf4_midpoint(k);
+        w[1 + 3 * k] = m;
+        w[2 + 3 * k] = nextafterf(m, 2.0f);
+        w[3 + 3 * k] = nextafterf(m, -2.0f);
+    }
+    uint8_t packed[32];
+    float absmax = qlora_nf4_encode_block(w, 46, packed);
+    cr_assert_eq(absmax, 1.0f);
+    for (int k = 0; k < 15; k++) {
+        int i = 1 + 3 * k;
+        int on = i % 2 ? packed[i / 2] & 15 : packed[i / 2] >> 4;
+        int above = (i + 1) % 2 ? packed[(i + 1) / 2] & 15 : packed[(i + 1) / 2] >> 4;
+        int below = (i + 2) % 2 ? packed[(i + 2) / 2] & 15 : packed[(i + 2) / 2] >> 4;
+        cr_expect_eq(on, k, "exactly on midpoint %d (%.9g): code %d, want the lower %d", k, (double)w[i], on, k);
+        cr_expect_eq(above, k + 1, "just above midpoint %d: code %d", k, above);
+        cr_expect_eq(below, k, "just below midpoint %d: code %d", k, below);
+    }
+}
+
+Test(qlora_nf4, first_element_in_the_high_nibble) {
+    /* absmax 2: 2 -> v 1 -> 15; 1 -> 0.5 -> 12; -2 -> 0; 0 -> 7; 0.3 -> 0.15 -> 9
+     * (0.15 lies between the midpoints 0.12026 of 8|9 and 0.20352 of 9|10); odd pad -> 7 */
+    const float w[5] = {2.0f, 1.0f, -2.0f, 0.0f, 0.3f};
+    uint8_t packed[3] = {0xAA, 0xAA, 0xAA};
+    cr_assert_eq(qlora_nf4_encode_block(w, 5, packed), 2.0f);
+    cr_expect_eq(packed[0], 0xFC, "packed[0] = %#x", packed[0]);
+    cr_expect_eq(packed[1], 0x07, "packed[1] = %#x", packed[1]);
+    cr_expect_eq(packed[2], 0x97, "packed[2] = %#x", packed[2]);
+    float back[5], absmax = 2.0f;
+    qlora_nf4_decode(packed, &absmax, 5, back);
+    const float want[5] = {2.0f, 2.0f * (float)NF4_REF[12], -2.0f, 0.0f, 2.0f * (float)NF4_REF[9]};
+    for (int i = 0; i < 5; i++) cr_expect_eq(back[i], want[i], "decoded[%d] %g vs %g", i, back[i], want[i]);
+}
+
+Test(qlora_nf4, zero_block_is_all_code_7) {
+    float w[7] = {0};
+    uint8_t packed[4];
+    cr_assert_eq(qlora_nf4_encode_block(w, 7, packed), 0.0f);
+    for (int i = 0; i < 4; i++) cr_expect_eq(packed[i], 0x77);
+}
+
+Test(qlora_nf4, round_trip_within_half_the_largest_gap_and_equal_to_the_nearest_code) {
+    double max_gap = 0;
+    for (int k = 0; k < 15; k++) max_gap = fmax(max_gap, NF4_REF[k + 1] - NF4_REF[k]);
+    cr_assert(fabs(max_gap - (1.0 - 0.6961928009986877)) < 1e-12, "the largest gap is between codes 0 and 1");
+    enum { N = 64 * 5 + 13 };
+    trng r = trng_new(21);
+    float w[N], back[N], absmax[6];
+    uint8_t packed[(N + 1) / 2];
+    fill_normal(&r, w, N, 0.7);
+    for (int b = 0; b * 64 < N; b++) {
+        int len = N - b * 64 < 64 ? N - b * 64 : 64;
+        absmax[b] = qlora_nf4_encode_block(w + b * 64, len, packed + b * 32);
+        float ref = 0;
+        for (int i = 0; i < len; i++) ref = fmaxf(ref, fabsf(w[b * 64 + i]));
+        cr_expect_eq(absmax[b], ref, "block %d absmax", b);
+    }
+    qlora_nf4_decode(packed, absmax, N, back);
+    for (int i = 0; i < N; i++) {
+        float a = absmax[i / 64];
+        cr_expect(fabs((double)w[i] - back[i]) <= 0.5 * max_gap * a * (1 + 1e-6), "w[%d] %g -> %g (absmax %g)", i,
+                  w[i], back[i], a);
+        int ref = nf4_nearest_ref((double)(w[i] / a));
+        cr_expect_eq(back[i], (float)NF4_REF[ref] * a, "w[%d] = %g: nearest code %d", i, w[i], ref);
+    }
+}
+
+/* ---- double quantization ---- */
+
+Test(qlora_dq, dynamic_code_table_by_hand) {
+    float code[256];
+    qlora_dynamic_code_table(code);
+    for (int j = 1; j < 256; j++) cr_expect(code[j - 1] < code[j], "sorted strictly: code[%d] %g, code[%d] %g", j - 1,
+                                            code[j - 1], j, code[j]);
+    cr_expect_eq(code[127], 0.0f, "127 negatives, then 0");
+    cr_expect_eq(code[255], 1.0f, "1.0 is the largest entry");
+    /* i = 6: 64 midpoints of linspace(0.1, 1, 65), step 0.9/64; the extreme one is 1 - 0.9/128 */
+    cr_expect(fabs(code[0] - -0.99296875) < 1e-7, "code[0] = %.9g", code[0]);
+    cr_expect(fabs(code[254] - 0.99296875) < 1e-7, "code[254] = %.9g", code[254]);
+    /* i = 0: one midpoint of linspace(0.1, 1, 2) = 0.55, times 1e-6 */
+    cr_expect(fabs(code[128] - 5.5e-7) < 1e-13, "code[128] = %.9g", code[128]);
+    cr_expect(fabs(code[126] + 5.5e-7) < 1e-13, "code[126] = %.9g", code[126]);
+    /* i = 1: linspace(0.1, 1, 3) = 0.1, 0.55, 1 -> 0.325, 0.775, times 1e-5 */
+    cr_expect(fabs(code[129] - 3.25e-6) < 1e-12, "code[129] = %.9g", code[129]);
+    cr_expect(fabs(code[130] - 7.75e-6) < 1e-12, "code[130] = %.9g", code[130]);
+    /* i = 2: linspace(0.1, 1, 5) -> 0.2125, 0.4375, 0.6625, 0.8875, times 1e-4 */
+    const double i2[4] = {0.2125e-4, 0.4375e-4, 0.6625e-4, 0.8875e-4};
+    for (int j = 0; j < 4; j++) cr_expect(fabs(code[131 + j] - i2[j]) < 1e-11, "code[%d] = %.9g", 131 + j, code[131 + j]);
+    /* i = 6 has 64 entries in [0.1, 1) on each side; the rest are symmetric */
+    int top_decade = 0;
+    for (int j = 0; j < 256; j++) top_decade += code[j] >= 0.1f && code[j] < 1.0f;
+    cr_expect_eq(top_decade, 64);
+    for (int j = 0; j < 127; j++) cr_expect_eq(code[126 - j], -code[128 + j], "symmetry at %d", j);
+}
+
+Test(qlora_dq, absmax_round_trip_within_the_code_resolution) {
+    enum { NB = 600 }; /* three 256-blocks, the last partial */
+    trng r = trng_new(4);
+    float absmax[NB], back[NB], absmax2[3], offset, code[256];
+    uint8_t q8[NB];
+    fill_unif(&r, absmax, NB, 0.01, 2.0);
+    absmax[300] = 9.0f; /* one outlier in the second 256-block */
+    qlora_dq_encode(absmax, NB, q8, absmax2, &offset);
+    qlora_dq_decode(q8, absmax2, offset, NB, back);
+    qlora_dynamic_code_table(code);
+    double mean = 0;
+    for (int b = 0; b < NB; b++) mean += absmax[b];
+    mean /= NB;
+    cr_expect(fabs(offset - mean) < 1e-6 * mean, "offset %g = mean %g", offset, mean);
+    for (int b2 = 0; b2 < 3; b2++) {
+        float m = 0;
+        for (int b = b2 * 256; b < NB && b < (b2 + 1) * 256; b++) m = fmaxf(m, fabsf(absmax[b] - offset));
+        cr_expect_eq(absmax2[b2], m, "absmax2[%d]", b2);
+    }
+    /* the coarsest step of the code is 0.9/64 (top decade), so the error is at most 0.9/128 absmax2 */
+    for (int b = 0; b < NB; b++) {
+        double a2 = absmax2[b / 256], v = (absmax[b] - offset) / a2;
+        cr_expect(fabs(back[b] - absmax[b]) <= 0.9 / 128 * a2 * (1 + 1e-5) + 1e-6, "absmax[%d] %g -> %g (absmax2 %g)",
+                  b, absmax[b], back[b], a2);
+        cr_expect_eq(back[b], code[q8[b]] * absmax2[b / 256] + offset, "decode formula at %d", b);
+        for (int j = 0; j < 256; j++)
+            cr_expect(fabs(v - code[q8[b]]) <= fabs(v - code[j]) + 1e-7, "absmax[%d]: code %d is nearer than %d", b,
+                      j, q8[b]);
+    }
+}
+
+Test(qlora_dq, equal_absmax_values_decode_exactly) {
+    float absmax[5] = {0.25f, 0.25f, 0.25f, 0.25f, 0.25f}, back[5], absmax2, offset;
+    uint8_t q8[5];
+    qlora_dq_encode(absmax, 5, q8, &absmax2, &offset);
+    qlora_dq_decode(q8, &absmax2, offset, 5, back);
+    cr_expect_eq(absmax2, 0.0f);
+    for (int i = 0; i < 5; i++) cr_expect_eq(back[i], 0.25f);
+}
+
+Test(qlora_dq, bits_per_weight) {
+    /* a DiT-XL-sized projection: 4 + 8/64 + 32/(64*256) + 32/n = 4.127 */
+    double bits = qlora_nf4_bits_per_weight((size_t)1152 * 1152);
+    cr_expect(fabs(bits - 4.127) < 5e-4, "bits/weight %.6f", bits);
+    size_t n = (size_t)64 * 256 * 16;
+    cr_expect(fabs(qlora_nf4_bits_per_weight(n) - (4 + 8.0 / 64 + 32.0 / (64 * 256) + 32.0 / n)) < 1e-12);
+    /* a tiny odd tensor: 117 weights -> 59 packed bytes, 2 q8, 1 absmax2, 1 offset = 59 + 2 + 4 + 4 = 69 bytes */
+    cr_expect_eq(qlora_nf4_tensor_bytes(117), (size_t)69);
+    cr_expect(fabs(qlora_nf4_bits_per_weight(117) - 8.0 * 69 / 117) < 1e-12);
+}
+
+Test(qlora_dq, whole_tensor_over_several_absmax2_blocks) {
+    /* 300 NF4 blocks + a partial one: two absmax2 blocks; decode = nearest code x DQ'd absmax */
+    enum { N = 64 * 300 + 5, NB = 301 };
+    static float w[N], back[N];
+    float absmax[NB], absmax_dq[NB], absmax2[2], offset;
+    uint8_t q8[NB];
+    trng r = trng_new(9);
+    fill_normal(&r, w, N, 0.05);
+    for (int i = 64 * 200; i < 64 * 201; i++) w[i] *= 8; /* one loud block */
+    qlora_nf4_tensor t;
+    qlora_nf4_tensor_encode(&t, w, N);
+    cr_assert_eq(t.n_blocks, (size_t)NB);
+    cr_assert_eq(t.n_blocks2, (size_t)2);
+    qlora_nf4_tensor_decode(&t, back);
+    for (int b = 0; b < NB; b++) {
+        absmax[b] = 0;
+        for (int i = b * 64; i < N && i < (b + 1) * 64; i++) absmax[b] = fmaxf(absmax[b], fabsf(w[i]));
+    }
+    qlora_dq_encode(absmax, NB, q8, absmax2, &offset);
+    qlora_dq_decode(q8, absmax2, offset, NB, absmax_dq);
+    cr_expect_eq(t.offset, offset);
+    int bad = 0;
+    for (int i = 0; i < N; i++) {
+        float want = (float)NF4_REF[nf4_nearest_ref((double)(w[i] / absmax[i / 64]))] * absmax_dq[i / 64];
+        bad += back[i] != want;
+    }
+    cr_expect_eq(bad, 0, "%d of %d weights differ from the reference", bad, N);
+    qlora_nf4_tensor_free(&t);
+}
+
+/* ---- the layer ---- */
+
+enum { IN = 13, OUT = 9, M = 5, R = 3, NW = IN * OUT }; /* 117 weights: a partial block, an odd count */
+
+typedef struct {
+    const qa_method *m;
+    void *state;
+    float W[NW], b[OUT];
+    qa_method_cfg cfg;
+} fixture;
+
+static void setup_layer(fixture *f, int w_bits, float scale, int random_B) {
+    f->m = &qa_method_qlora;
+    trng t = trng_new(11);
+    fill_normal(&t, f->W, NW, 0.3);
+    fill_normal(&t, f->b, OUT, 0.1);
+    f->cfg = (qa_method_cfg){.w_bits = w_bits, .a_bits = 8, .rank = R, .lora_scale = scale};
+    qa_rng *r = qa_rng_new(11);
+    qa_layer_init li = {IN, OUT, f->W, f->b, &f->cfg, r, "test.layer", NULL};
+    f->state = qa_alloc(f->m->state_size);
+    qa_error err;
+    cr_assert_eq(f->m->init(f->state, &li, &err), 0);
+    qa_rng_free(r);
+    qa_param ps[4];
+    cr_assert_eq(f->m->params(f->state, ps, 4), 2);
+    if (random_B) fill_normal(&t, ps[1].data, ps[1].n, 0.2); /* every gradient path exercised */
+}
+
+static void teardown_layer(fixture *f) {
+    f->m->destroy(f->state);
+    qa_free(f->state);
+}
+
+static const qa_named_tensor *find_tensor(fixture *f, const char *name, qa_named_tensor *buf, int max) {
+    int n = f->m->inspect(f->state, buf, max);
+    for (int i = 0; i < n; i++)
+        if (strcmp(buf[i].name, name) == 0) return &buf[i];
+    cr_assert_fail("inspect() has no %s", name);
+    return NULL;
+}
+
+static double objective(fixture *f, const float *x, const float *w) {
+    float y[M * OUT];
+    f->m->forward(f->state, x, y, M);
+    return dot_fd(y, w, M * OUT);
+}
+
+static void check_grads(int w_bits, float scale) {
+    fixture f;
+    setup_layer(&f, w_bits, scale, 1);
+    trng t = trng_new(5);
+    float x[M * IN], w[M * OUT], dx[M * IN] = {0}, y[M * OUT];
+    fill_normal(&t, x, M * IN, 1.0);
+    fill_normal(&t, w, M * OUT, 1.0);
+    qa_param ps[2];
+    f.m->params(f.state, ps, 2);
+    for (int i = 0; i < 2; i++) memset(ps[i].grad, 0, sizeof(float) * ps[i].n);
+    f.m->forward(f.state, x, y, M);
+    f.m->backward(f.state, w, dx, M); /* dL/dy = w for L = sum(y w) */
+    const double h = 1e-2;
+    for (int p = 0; p < 2; p++)
+        for (size_t i = 0; i < ps[p].n; i += 2) {
+            float old = ps[p].data[i];
+            ps[p].data[i] = old + (float)h;
+            double lp = objective(&f, x, w);
+            ps[p].data[i] = old - (float)h;
+            double lm = objective(&f, x, w);
+            ps[p].data[i] = old;
+            double num = (lp - lm) / (2 * h);
+            cr_expect(fabs(num - ps[p].grad[i]) < 2e-3 * (1 + fabs(num)), "W%d s %g: %s[%zu]: numeric %g analytic %g",
+                      w_bits, scale, ps[p].name, i, num, ps[p].grad[i]);
+        }
+    for (int i = 0; i < M * IN; i += 2) {
+        float old = x[i];
+        x[i] = old + (float)h;
+        double lp = objective(&f, x, w);
+        x[i] = old - (float)h;
+        double lm = objective(&f, x, w);
+        x[i] = old;
+        double num = (lp - lm) / (2 * h);
+        cr_expect(fabs(num - dx[i]) < 2e-3 * (1 + fabs(num)), "W%d s %g: dx[%d]: numeric %g analytic %g", w_bits,
+                  scale, i, num, dx[i]);
+    }
+    teardown_layer(&f);
+}
+
+Test(qlora, gradients_nf4_base) { check_grads(4, 1.0f); }
+Test(qlora, gradients_int8_base_with_scale) { check_grads(8, 0.5f); }
+Test(qlora, gradients_fp_base) { check_grads(0, 2.0f); }
+
+Test(qlora, base_kind_follows_the_weight_bits) {
+    const int bits[3] = {4, 8, 0}, want[3] = {QLORA_BASE_NF4, QLORA_BASE_INT, QLORA_BASE_FP};
+    for (int k = 0; k < 3; k++) {
+        fixture f;
+        setup_layer(&f, bits[k], 1.0f, 0);
+        qa_named_tensor buf[8];
+        const qa_named_tensor *t = find_tensor(&f, "base_kind", buf, 8);
+        cr_expect_eq(t->i32[0], want[k], "W%d: base %d (%s)", bits[k], t->i32[0], qlora_base_names[t->i32[0]]);
+        teardown_layer(&f);
+    }
+}
+
+Test(qlora, nf4_base_is_the_nearest_code_times_the_double_quantized_absmax) {
+    fixture f;
+    setup_layer(&f, 4, 1.0f, 0);
+    qa_named_tensor buf[8];
+    const float *W_dq = find_tensor(&f, "W_dq", buf, 8)->f32;
+    /* test-side: exact block absmax, its DQ round trip, the nearest NF4 code of w / absmax */
+    float absmax[2], absmax_dq[2], absmax2, offset;
+    uint8_t q8[2];
+    for (int b = 0; b < 2; b++) {
+        absmax[b] = 0;
+        for (int i = b * 64; i < NW && i < (b + 1) * 64; i++) absmax[b] = fmaxf(absmax[b], fabsf(f.W[i]));
+    }
+    qlora_dq_encode(absmax, 2, q8, &absmax2, &offset);
+    qlora_dq_decode(q8, &absmax2, offset, 2, absmax_dq);
+    for (int i = 0; i < NW; i++) {
+        int code = nf4_nearest_ref((double)(f.W[i] / absmax[i / 64]));
+        cr_expect_eq(W_dq[i], (float)NF4_REF[code] * absmax_dq[i / 64], "W_dq[%d] %g vs ref %g", i, W_dq[i],
+                     (float)NF4_REF[code] * absmax_dq[i / 64]);
+        cr_expect(fabsf(W_dq[i] - f.W[i]) < 0.16f * absmax[i / 64], "W_dq[%d] %g far from W %g", i, W_dq[i], f.W[i]);
+    }
+    teardown_layer(&f);
+}
+
+Test(qlora, int_base_is_the_section0_quantizer) {
+    const int bits[2] = {8, 3};
+    for (int k = 0; k < 2; k++) {
+        fixture f;
+        setup_layer(&f, bits[k], 1.0f, 0);
+        float delta[OUT], zero[OUT], Wq[NW];
+        quant_search_rows(f.W, OUT, IN, bits[k], delta, zero);
+        quant_fake_rows(Wq, f.W, OUT, IN, bits[k], delta, zero);
+        qa_named_tensor buf[8];
+        const float *W_dq = find_tensor(&f, "W_dq", buf, 8)->f32;
+        for (int i = 0; i < NW; i++) cr_expect_eq(W_dq[i], Wq[i], "W%d: W_dq[%d] %g vs quant_fake_rows %g", bits[k], i, W_dq[i], Wq[i]);
+        /* and it stays so after a forward (the base is re-dequantized from its codes) */
+        float x[M * IN] = {0}, y[M * OUT];
+        f.m->forward(f.state, x, y, M);
+        W_dq = find_tensor(&f, "W_dq", buf, 8)->f32;
+        for (int i = 0; i < NW; i++) cr_expect_eq(W_dq[i], Wq[i]);
+        teardown_layer(&f);
+    }
+}
+
+Test(qlora, starts_as_the_quantized_base_layer) {
+    fixture f;
+    setup_layer(&f, 4, 1.0f, 0);
+    qa_named_tensor buf[8];
+    float W_dq[NW];
+    memcpy(W_dq, find_tensor(&f, "W_dq", buf, 8)->f32, sizeof W_dq);
+    trng t = trng_new(3);
+    float x[M * IN], y[M * OUT];
+    fill_normal(&t, x, M * IN, 1.0);
+    f.m->forward(f.state, x, y, M);
+    for (int i = 0; i < M; i++)
+        for (int o = 0; o < OUT; o++) {
+            double ref = f.b[o];
+            for (int k = 0; k < IN; k++) ref += (double)x[i * IN + k] * W_dq[o * IN + k];
+            cr_expect(fabs(ref - y[i * OUT + o]) < 1e-4, "B = 0 at init: y must equal x W_dq^T + b");
+        }
+    qa_param ps[2];
+    f.m->params(f.state, ps, 2);
+    float bound = 1.0f / sqrtf((float)IN), mx = 0;
+    for (size_t i = 0; i < ps[0].n; i++) mx = fmaxf(mx, fabsf(ps[0].data[i]));
+    cr_expect(mx <= bound && mx > 0.5f * bound, "A range %g vs bound %g", mx, bound);
+    for (size_t i = 0; i < ps[1].n; i++) cr_expect_eq(ps[1].data[i], 0.0f, "B must start at zero");
+    teardown_layer(&f);
+}
+
+static void check_merge_reproduces_forward(int w_bits) {
+    fixture f;
+    setup_layer(&f, w_bits, 0.75f, 1);
+    trng t = trng_new(8);
+    float x[M * IN], y[M * OUT], y2[M * OUT];
+    fill_normal(&t, x, M * IN, 1.0);
+    f.m->forward(f.state, x, y, M);
+    qa_deployed d;
+    qa_error err;
+    cr_assert_eq(f.m->merge(f.state, &d, &err), 0);
+    cr_expect_eq(d.needs_ptq, w_bits > 0, "W%d: needs_ptq %d", w_bits, d.needs_ptq);
+    cr_expect_eq(d.merge, QA_MERGE_FLOAT_ADD_PTQ);
+    cr_expect_eq(d.bits_per_weight, w_bits > 0 ? w_bits : 32);
+    cr_assert_not_null(d.w_fp);
+    float Wd[NW];
+    qa_deployed_weights(&d, Wd);
+    qa_matmul(M, OUT, IN, x, 0, Wd, 1, y2, 0, f.b);
+    for (int i = 0; i < M * OUT; i++)
+        cr_expect(fabsf(y[i] - y2[i]) < 1e-4f, "W%d: y[%d] %g vs merged %g", w_bits, i, y[i], y2[i]);
+    qa_deployed_free(&d);
+    teardown_layer(&f);
+}
+
+Test(qlora, merged_weight_reproduces_the_forward_nf4) { check_merge_reproduces_forward(4); }
+Test(qlora, merged_weight_reproduces_the_forward_int8) { check_merge_reproduces_forward(8); }
+Test(qlora, merged_weight_reproduces_the_forward_fp) { check_merge_reproduces_forward(0); }
+
+Test(qlora, nf4_variant_only_over_an_nf4_base) {
+    fixture f;
+    setup_layer(&f, 4, 1.0f, 1);
+    qa_deployed d;
+    qa_error err;
+    cr_assert_eq(f.m->merge(f.state, &d, &err), 0);
+    cr_assert_eq(d.n_extra, 1);
+    cr_expect_str_eq(d.extra_name[0], "nf4");
+    cr_expect(fabs(d.extra_bits[0] - 8.0 * 69 / NW) < 1e-12, "extra_bits %g: the storage of 117 weights", d.extra_bits[0]);
+    /* D2 = NF4 + DQ re-quantization of the merged FP weight */
+    qlora_nf4_tensor t;
+    qlora_nf4_tensor_encode(&t, d.w_fp, NW);
+    float requant[NW];
+    qlora_nf4_tensor_decode(&t, requant);
+    qlora_nf4_tensor_free(&t);
+    int changed = 0;
+    for (int i = 0; i < NW; i++) {
+        cr_expect_eq(d.extra_w[0][i], requant[i], "extra_w[%d]", i);
+        changed += d.extra_w[0][i] != d.w_fp[i];
+    }
+    cr_expect_gt(changed, NW / 2, "re-quantization must move most merged weights (%d of %d)", changed, NW);
+    qa_deployed_free(&d);
+    teardown_layer(&f);
+
+    setup_layer(&f, 8, 1.0f, 1);
+    cr_assert_eq(f.m->merge(f.state, &d, &err), 0);
+    cr_expect_eq(d.n_extra, 0, "no NF4 variant over an INT8 base");
+    cr_expect_null(d.extra_w[0]);
+    qa_deployed_free(&d);
+    teardown_layer(&f);
+}
+
+Test(qlora, nf4_variant_of_an_untrained_adapter_is_the_base_up_to_dq) {
+    /* B = 0: re-quantizing W_dq keeps every NF4 code; only the DQ'd absmax may move a little */
+    fixture f;
+    setup_layer(&f, 4, 1.0f, 0);
+    qa_named_tensor buf[8];
+    const float *W_dq = find_tensor(&f, "W_dq", buf, 8)->f32;
+    qa_deployed d;
+    qa_error err;
+    cr_assert_eq(f.m->merge(f.state, &d, &err), 0);
+    for (int b = 0; b < 2; b++) {
+        float a = 0;
+        for (int i = b * 64; i < NW && i < (b + 1) * 64; i++) a = fmaxf(a, fabsf(W_dq[i]));
+        for (int i = b * 64; i < NW && i < (b + 1) * 64; i++)
+            cr_expect(fabsf(d.extra_w[0][i] - W_dq[i]) <= 0.01f * a, "nf4[%d] %g vs base %g", i, d.extra_w[0][i], W_dq[i]);
+    }
+    qa_deployed_free(&d);
+    teardown_layer(&f);
+}
+
+Test(qlora, bytes_by_category) {
+    const size_t lr = (size_t)R * (IN + OUT) * 4, bias = OUT * 4;
+    fixture f;
+    setup_layer(&f, 4, 1.0f, 0);
+    qa_bytes b;
+    f.m->bytes(f.state, &b);
+    /* 59 packed bytes + 2 q8 + one FP32 absmax2 + FP32 offset, then the bias */
+    cr_expect_eq(b.frozen, (size_t)(59 + 2 + 4 + 4) + bias, "nf4 frozen %zu", b.frozen);
+    cr_expect_eq(b.trainable, lr);
+    cr_expect_eq(b.gradients, lr);
+    cr_expect_eq(b.optimizer, 2 * lr);
+    cr_expect_eq(b.deployed, (size_t)(NW * 4 + 7) / 8 + 2 * OUT * 4 + bias, "INT4 deploy");
+    teardown_layer(&f);
+
+    setup_layer(&f, 8, 1.0f, 0);
+    f.m->bytes(f.state, &b);
+    cr_expect_eq(b.frozen, (size_t)NW + 2 * OUT * 4 + bias, "int8 frozen: codes + scale/zero per row + bias");
+    cr_expect_eq(b.deployed, (size_t)NW + 2 * OUT * 4 + bias);
+    teardown_layer(&f);
+
+    setup_layer(&f, 0, 1.0f, 0);
+    f.m->bytes(f.state, &b);
+    cr_expect_eq(b.frozen, (size_t)NW * 4 + bias);
+    cr_expect_eq(b.deployed, (size_t)NW * 4 + bias);
+    teardown_layer(&f);
+}
+
+Test(qlora, rejects_bad_ranks_and_widths) {
+    float W[4 * 3] = {0}, b[4] = {0};
+    qa_rng *r = qa_rng_new(1);
+    qa_method_cfg cfg = {.w_bits = 4, .a_bits = 0, .rank = 5, .lora_scale = 1.0f};
+    qa_layer_init li = {3, 4, W, b, &cfg, r, "blocks.0.attn.q", NULL};
+    void *st = qa_alloc(qa_method_qlora.state_size);
+    qa_error err = {0, ""};
+    cr_expect_eq(qa_method_qlora.init(st, &li, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "rank 5") && strstr(err.msg, "blocks.0.attn.q"), "message: %s", err.msg);
+    cfg.rank = 1;
+    cfg.w_bits = 12;
+    cr_expect_eq(qa_method_qlora.init(st, &li, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "12") != NULL, "message: %s", err.msg);
+    qa_free(st);
+    qa_rng_free(r);
+}
