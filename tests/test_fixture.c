@@ -68,7 +68,7 @@ Test(fixture, reproduces_the_reference_intlora_layers, .timeout = 120) {
         if (strncmp(cases[c], "case_", 5)) continue;
         char method[64];
         char grp[80];
-        snprintf(grp, sizeof grp, "/%s", cases[c]);
+        snprintf(grp, sizeof grp, "/%.63s", cases[c]);
         cr_assert_eq(h5_attr_get_str(g, grp, "method", method, sizeof method, &err), 0);
         int mul = strcmp(method, "intlora-mul") == 0;
         const char *floats[] = {"init/R", "init/delta", "init/zero_point", "init/y", "trained/W_eff", "trained/y",
@@ -77,7 +77,7 @@ Test(fixture, reproduces_the_reference_intlora_layers, .timeout = 120) {
         int n_floats = mul ? 12 : 8;
         for (int k = 0; k < n_floats; k++) {
             char p[160];
-            snprintf(p, sizeof p, "/%s/%s", cases[c], floats[k]);
+            snprintf(p, sizeof p, "/%.63s/%.63s", cases[c], floats[k]);
             void *ref = NULL, *got = NULL;
             int nd1, nd2;
             int64_t d1[4], d2[4];
@@ -94,7 +94,7 @@ Test(fixture, reproduces_the_reference_intlora_layers, .timeout = 120) {
             qa_free(got);
         }
         char p[160];
-        snprintf(p, sizeof p, "/%s/init/W_round", cases[c]);
+        snprintf(p, sizeof p, "/%.63s/init/W_round", cases[c]);
         void *ref = NULL, *got = NULL;
         int nd;
         int64_t d[4];
