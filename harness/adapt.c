@@ -203,6 +203,7 @@ static int write_provenance(qa_h5 *f, const qa_recipe *r, long seed, qa_error *e
 typedef struct {
     const qa_recipe *r;
     qa_dit *model;
+    qa_dit *teacher;       /* the FP base, for objective = distill (else NULL) */
     float *base_params;
     qa_classifier *clf;
     qa_heldout *heldout;
@@ -266,27 +267,30 @@ static int eval_variant(sweep_ctx *c, const subject_task *t, const qa_run_spec *
  * > 0) or, with extra >= 0, the method's extra variant of that index. */
 static int set_deploy_weights(qa_dit *m, qa_deployed *dep, int ptq_bits, int extra, int *n_adapted) {
     int k = 0;
-    for (int i = 0; i < m->n_lin; i++) {
-        qa_linear *s = &m->lin[i];
-        if (!s->method) continue;
-        qa_deployed *d = &dep[k++];
-        qa_free(s->W_deploy);
-        s->W_deploy = qa_alloc(sizeof(float) * (size_t)d->in * d->out);
+    for (int i = 0; i < m->n_lin; i++) k += m->lin[i].method != NULL;
+    float **w = qa_alloc(sizeof(float *) * (size_t)(k ? k : 1));
+    for (int j = 0; j < k; j++) {
+        qa_deployed *d = &dep[j];
+        if (!d->w_fp && !d->w_int && extra < 0) continue; /* deployed through the method's forward */
+        w[j] = qa_alloc(sizeof(float) * (size_t)d->in * d->out);
         if (extra >= 0) {
             QA_ASSERT(extra < d->n_extra);
-            memcpy(s->W_deploy, d->extra_w[extra], sizeof(float) * (size_t)d->in * d->out);
+            memcpy(w[j], d->extra_w[extra], sizeof(float) * (size_t)d->in * d->out);
             continue;
         }
-        qa_deployed_weights(d, s->W_deploy);
+        qa_deployed_weights(d, w[j]);
         if (ptq_bits > 0 && d->w_fp && !d->w_int) {
             /* PTQ of the merged float weight: section-0 quantizer, per channel, W bits */
             float *delta = qa_alloc(sizeof(float) * d->out), *zero = qa_alloc(sizeof(float) * d->out);
             quant_search_rows(d->w_fp, d->out, d->in, ptq_bits, delta, zero);
-            quant_fake_rows(s->W_deploy, d->w_fp, d->out, d->in, ptq_bits, delta, zero);
+            quant_fake_rows(w[j], d->w_fp, d->out, d->in, ptq_bits, delta, zero);
             qa_free(delta);
             qa_free(zero);
         }
     }
+    dit_set_deployed(m, w);
+    for (int j = 0; j < k; j++) qa_free(w[j]);
+    qa_free(w);
     *n_adapted = k;
     return QA_OK;
 }
@@ -310,7 +314,8 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const subject_task *t, 
     dit_quantize_base(m, run->w_bits, run->a_bits, 1);
     qa_method_cfg mcfg = {run->w_bits, run->a_bits, run->rank, (float)recipe_float(r, "adapt", "lora_scale"),
                           run->vmc_alpha, run->aux_dist, run->vmc_stat, (int)recipe_int(r, "adapt", "lora_bits"),
-                          (int)recipe_int(r, "adapt", "group_size")};
+                          (int)recipe_int(r, "adapt", "group_size"), (float)recipe_float(r, "train", "lr"),
+                          (int)recipe_int(r, "eval", "ddim_steps")};
     int rc = dit_attach_method(m, method, &mcfg, qa_seed_for((uint64_t)run->seed, "method-init"), err);
     if (rc) return rc;
 
@@ -342,6 +347,7 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const subject_task *t, 
     if (!rc) rc = h5_attr_set_f64(f, grp, "rank", run->rank, err);
     if (!rc) rc = h5_attr_set_f64(f, grp, "seed", (double)run->seed, err);
     if (!rc) rc = h5_attr_set_str(f, grp, "task", recipe_str(r, "adapt", "task"), err);
+    if (!rc) rc = h5_attr_set_str(f, grp, "objective", recipe_str(r, "train", "objective"), err);
     if (!rc) rc = h5_attr_set_f64(f, grp, "item_class", t->item_class, err);
     if (!rc) rc = h5_attr_set_f64(f, grp, "slot", t->slot, err);
     if (!rc) rc = h5_attr_set_f64(f, grp, "method_version", method->version, err);
@@ -381,8 +387,55 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const subject_task *t, 
     long step = 0;
     *diverged = 0;
     char fail_reason[256] = "";
+    /* distill (EfficientDM's data-free setting): x_T ~ N(0, I) with random classes; along the FP
+     * teacher's DDIM trajectory, feed the same x_t to both models, loss = mse(eps_student,
+     * eps_teacher), one optimizer step per denoising step; the teacher's eps moves x_t on. */
+    int distill = c->teacher != NULL;
+    int d_steps = (int)recipe_int(r, "eval", "ddim_steps"), d_i = 0, d_stride = c->sched.T / d_steps;
+    float *d_x = distill ? qa_alloc(sizeof(float) * (size_t)B * D_IMG) : NULL;
+    float *d_eps_t = distill ? qa_alloc(sizeof(float) * (size_t)B * D_IMG) : NULL;
     for (step = 0; step < steps && !rc; step++) {
         double ts = qa_now();
+        if (distill) {
+            if (d_i == 0) { /* a new trajectory */
+                qa_rng_fill_normal(rng, d_x, (size_t)B * D_IMG, 1.0f);
+                for (int b = 0; b < B; b++) labels[b] = (int)qa_rng_below(rng, (unsigned long)m->cfg.n_classes);
+                d_i = d_steps;
+            }
+            d_i--;
+            int tcur = d_i * d_stride;
+            for (int b = 0; b < B; b++) tt[b] = (float)tcur;
+            dit_forward(c->teacher, d_x, tt, labels, B, d_eps_t);
+            for (int i = 0; i < np; i++) memset(params[i].grad, 0, sizeof(float) * params[i].n);
+            dit_forward(m, d_x, tt, labels, B, pred);
+            float loss = mse_loss(pred, d_eps_t, (size_t)B * D_IMG, deps);
+            if (!isfinite(loss)) {
+                *diverged = 1;
+                snprintf(fail_reason, sizeof fail_reason, "non-finite loss (%g) at step %ld", loss, step);
+                break;
+            }
+            dit_backward(m, deps);
+            float cur_lr = lr_at(lr, step, warmup, steps, cosine);
+            float gn = adamw_step(&opt, params, np, cur_lr);
+            if (!isfinite(gn)) {
+                *diverged = 1;
+                snprintf(fail_reason, sizeof fail_reason, "non-finite gradient norm at step %ld", step);
+                break;
+            }
+            /* teacher's DDIM step (eta = 0, x0 clipped) */
+            float abar = c->sched.abar[tcur], abar_prev = d_i > 0 ? c->sched.abar[(d_i - 1) * d_stride] : 1.0f;
+            float sa = sqrtf(abar), ss = sqrtf(1.0f - abar), sap = sqrtf(abar_prev), ssp = sqrtf(1.0f - abar_prev);
+            for (size_t j = 0; j < (size_t)B * D_IMG; j++) {
+                float x0 = (d_x[j] - ss * d_eps_t[j]) / sa;
+                x0 = x0 < -1.f ? -1.f : (x0 > 1.f ? 1.f : x0);
+                d_x[j] = sap * x0 + ssp * (d_x[j] - sa * x0) / ss;
+            }
+            step_times[step] = qa_now() - ts;
+            double *row = rows + 5 * n_rows++;
+            row[0] = (double)step; row[1] = loss; row[2] = cur_lr; row[3] = gn; row[4] = qa_now() - t_train0;
+            if (n_rows == 256) { rc = h5_table_append(f, table, rows, n_rows, err); n_rows = 0; }
+            continue;
+        }
         for (int b = 0; b < B_item; b++) {
             int j = (int)qa_rng_below(rng, (unsigned long)t->k);
             memcpy(x0 + (size_t)b * D_IMG, t->item_x + (size_t)j * D_IMG, sizeof(float) * D_IMG);
@@ -421,6 +474,8 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const subject_task *t, 
     }
     if (!rc) rc = h5_table_append(f, table, rows, n_rows, err);
     double train_seconds = qa_now() - t_train0;
+    qa_free(d_x);
+    qa_free(d_eps_t);
     qa_rng_free(rng);
     qa_free(x0); qa_free(xt); qa_free(eps); qa_free(pred); qa_free(deps); qa_free(tt); qa_free(labels); qa_free(rows);
     adamw_free(&opt);
@@ -541,7 +596,13 @@ int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err) {
     if (rc) { qa_images_free(&train); clf_free(&clf); dit_free(&model); free(runs); return rc; }
     qa_heldout held;
     rc = heldout_init(&held, &test, (int)recipe_int(r, "eval", "loss_images"), (int)recipe_int(r, "eval", "loss_draws"), err);
-    sweep_ctx c = {r, &model, NULL, &clf, &held, {0, {0}}};
+    qa_dit teacher;
+    int have_teacher = 0;
+    if (!rc && strcmp(recipe_str(r, "train", "objective"), "distill") == 0) {
+        rc = dit_load(ckpt, &teacher, max_batch, err);
+        have_teacher = rc == 0;
+    }
+    sweep_ctx c = {r, &model, have_teacher ? &teacher : NULL, NULL, &clf, &held, {0, {0}}};
     schedule_linear(&c.sched, 1000, 1e-4f, 0.02f);
     c.base_params = qa_alloc(sizeof(float) * model.n_params);
     memcpy(c.base_params, model.params, sizeof(float) * model.n_params);
@@ -583,6 +644,7 @@ int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err) {
     qa_free(tasks);
     qa_free(c.base_params);
     heldout_free(&held);
+    if (have_teacher) dit_free(&teacher);
     qa_images_free(&train);
     qa_images_free(&test);
     clf_free(&clf);

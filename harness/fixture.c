@@ -89,7 +89,7 @@ static int one_case(qa_h5 *f, qa_h5 *o, const char *cs, char *why, size_t wl, qa
         qa_method_cfg cfg = {.w_bits = n_bits, .a_bits = 0, .rank = rank, .lora_scale = 1.0f, .vmc_alpha = (float)v[5],
                              .aux_dist = QA_AUX_LAPLACE, .vmc_stat = QA_VMC_ABSMAX, .lora_bits = lora_bits};
         qa_rng *r = qa_rng_new(1);
-        qa_layer_init li = {in, out, W, bias, &cfg, r, cs, R};
+        qa_layer_init li = {in, out, W, bias, &cfg, r, cs, R, NULL};
         state = qa_alloc(m->state_size);
         qa_error ie;
         if (m->init(state, &li, &ie)) { snprintf(why, wl, "%.500s", ie.msg); rc = -1; }

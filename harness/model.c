@@ -221,7 +221,8 @@ static void slot_forward(qa_linear *s, const float *x, float *y, int M) {
     QA_ASSERT(M <= s->max_rows);
     const float *xin = x;
     s->x_saved = x;
-    if (s->actq.bits) {
+    int own = s->method && (s->method->flags & QA_METHOD_OWNS_ACT_QUANT);
+    if (s->actq.bits && !own) {
         actq_forward(&s->actq, s->x_hat, x, (size_t)M * s->in);
         xin = s->x_hat;
     }
@@ -234,7 +235,8 @@ static void slot_forward(qa_linear *s, const float *x, float *y, int M) {
 /* dx += dL/dx (dx may be NULL); parameter grads when want_params (and the slot is not frozen). */
 static void slot_backward(qa_linear *s, const float *dy, float *dx, int M, int want_params) {
     float *dxq = dx;
-    if (s->actq.bits && dx) {
+    int own = s->method && (s->method->flags & QA_METHOD_OWNS_ACT_QUANT);
+    if (s->actq.bits && dx && !own) {
         dxq = s->dx_hat;
         memset(dxq, 0, sizeof(float) * (size_t)M * s->in);
     }
@@ -246,7 +248,7 @@ static void slot_backward(qa_linear *s, const float *dy, float *dx, int M, int w
         linear_backward(dxq, train ? s->dW : NULL, train ? s->db : NULL, dy, s->x_used,
                         s->W_frozen ? s->W_frozen : s->W, M, s->in, s->out);
     }
-    if (s->actq.bits && dx) actq_backward(&s->actq, dx, dxq, s->x_saved, (size_t)M * s->in);
+    if (s->actq.bits && dx && !own) actq_backward(&s->actq, dx, dxq, s->x_saved, (size_t)M * s->in);
 }
 
 /* ---- forward ---- */
@@ -258,6 +260,10 @@ void dit_forward(qa_dit *m, const float *x_t, const float *t, const int *y, int 
     const int hid = d * m->cfg.mlp_ratio, M = B * T;
     m->last_B = B;
     m->last_y = y;
+    m->step.t = t;
+    m->step.B = B;
+    m->step.rows_per_sample = T;
+    m->step.T_train = 1000;
 
     /* conditioning: c = MLP(features(t)) + class_table[y];  sc = SiLU(c) */
     timestep_features(m->tfeat, t, B, d);
@@ -455,7 +461,7 @@ int dit_attach_method(qa_dit *m, const qa_method *method, const qa_method_cfg *c
         qa_linear *s = &m->lin[i];
         if (s->role != QA_ROLE_ATTN) continue;
         qa_rng *r = qa_rng_new(qa_seed_for(seed, s->name));
-        qa_layer_init li = {s->in, s->out, s->W, s->b, cfg, r, s->name, NULL};
+        qa_layer_init li = {s->in, s->out, s->W, s->b, cfg, r, s->name, NULL, &m->step};
         s->state = qa_alloc(method->state_size);
         s->method = method;
         int rc = method->init(s->state, &li, err);
@@ -463,6 +469,21 @@ int dit_attach_method(qa_dit *m, const qa_method *method, const qa_method_cfg *c
         if (rc) return rc;
     }
     return QA_OK;
+}
+
+void dit_set_deployed(qa_dit *m, float *const *weights) {
+    int k = 0;
+    for (int i = 0; i < m->n_lin; i++) {
+        qa_linear *s = &m->lin[i];
+        if (!s->method) continue;
+        float *w = weights[k++];
+        qa_free(s->W_deploy);
+        s->W_deploy = NULL;
+        if (s->method->flags & QA_METHOD_OWNS_ACT_QUANT) continue;
+        QA_ASSERT(w);
+        s->W_deploy = qa_alloc(sizeof(float) * (size_t)s->in * s->out);
+        memcpy(s->W_deploy, w, sizeof(float) * (size_t)s->in * s->out);
+    }
 }
 
 double dit_forward_flops(const qa_dit *m, int B) {

@@ -75,6 +75,7 @@ typedef struct {
     qa_linear **adaln, **q, **k, **v, **o, **mlp1, **mlp2; /* per block */
 
     int train_base;               /* 1: accumulate grads of all base parameters (pre-training) */
+    qa_step_ctx step;             /* timesteps of the current forward, for the layers */
 
     /* activations for max_batch */
     float *patches, *tok_patch, *tfeat, *th, *ths, *temb, *yemb, *c, *sc, *fmod;
@@ -105,6 +106,11 @@ void dit_quantize_base(qa_dit *m, int w_bits, int a_bits, int adapt_attn);
 /* Wrap every attention projection with the method. */
 int dit_attach_method(qa_dit *m, const qa_method *method, const qa_method_cfg *cfg, uint64_t seed,
                       qa_error *err);
+/* Deploy: every adapted slot computes with the deployed weights from now on. weights[k] is the
+ * k-th adapted slot's [out,in] deployed weight (copied); a method with QA_METHOD_OWNS_ACT_QUANT
+ * keeps computing through its own forward (its merge() switched it to the deployed layer), so
+ * its weights[k] may be NULL. */
+void dit_set_deployed(qa_dit *m, float *const *weights);
 /* Restore plain FP slots (drops quantizers, adapters, deploy overrides). */
 void dit_reset_slots(qa_dit *m);
 /* Matmul FLOPs of one forward at batch B (2 per multiply-add; linear layers and attention). */

@@ -25,10 +25,27 @@ typedef struct {
     int vmc_stat;          /* QA_VMC_ABSMAX (the code) | QA_VMC_STD (the paper) */
     int lora_bits;         /* bits of IntLoRA-MUL's update quantizer (0 = W bits) */
     int group_size;        /* QA-LoRA's group size along d_in (0 = 32) */
+    float base_lr;         /* the recipe's learning rate (qa_param.lr_scale multiplies it) */
+    int sampling_steps;    /* DDIM steps at evaluation (EfficientDM's per-timestep quantizers) */
 } qa_method_cfg;
 
 enum { QA_AUX_LAPLACE = 0, QA_AUX_GAUSSIAN, QA_AUX_UNIFORM, QA_AUX_ZERO, QA_AUX_COUNT };
 enum { QA_VMC_ABSMAX = 0, QA_VMC_STD, QA_VMC_COUNT };
+
+/* Per-forward context the model keeps current for the layers: the diffusion timestep of each
+ * sample (row m of a layer's input belongs to sample m / rows_per_sample). */
+typedef struct {
+    const float *t;        /* [B] timesteps of the current forward, in [0, T_train) */
+    int B, rows_per_sample, T_train;
+} qa_step_ctx;
+
+/* Method flags */
+enum {
+    /* The method quantizes its own inputs (e.g. per-timestep activation quantizers): the model
+     * passes raw inputs, and after merge() the deployed layer is computed by forward() itself
+     * (which must then use only the deployed weights and quantizers). */
+    QA_METHOD_OWNS_ACT_QUANT = 1u << 0,
+};
 
 /* What init() receives: the pre-trained FP layer, which the method may keep or drop. */
 typedef struct {
@@ -40,6 +57,7 @@ typedef struct {
     const char *layer_name;
     const float *aux_init; /* optional [out, in]: a method's random auxiliary tensor given instead
                               of drawn (IntLoRA's R_raw from a reference fixture); NULL = draw it */
+    const qa_step_ctx *step; /* the model's per-forward context (valid for the layer's lifetime) */
 } qa_layer_init;
 
 /* A trainable tensor, as the optimizer sees it. */
@@ -121,6 +139,7 @@ typedef struct qa_method {
     int (*inspect)(const void *state, qa_named_tensor *out, int max);
     /* Optional: bits the method needs (0 = runs at full precision too). */
     int needs_weight_bits;
+    unsigned flags;        /* QA_METHOD_* */
 } qa_method;
 
 const qa_method *qa_method_find(const char *name);

@@ -2,6 +2,7 @@
  * finished file per run, resumes after a run's file is removed (redoing only that run), skips
  * finished runs, cleans a stale .partial, and report/plot read the folder back. */
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -152,5 +153,35 @@ Test(adapt, missing_checkpoint_is_bad_input) {
     snprintf(out, sizeof out, "%s/none", dir);
     cr_expect_eq(adapt_sweep(r, out, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "/nonexistent/dit.h5") && strstr(err.msg, "pretrain.recipe"), "message: %s", err.msg);
+    recipe_free(r);
+}
+
+Test(adapt, distillation_objective_trains_against_the_fp_teacher) {
+    qa_recipe *r = tiny_recipe("");
+    recipe_free(r);
+    char text[4096];
+    snprintf(text, sizeof text,
+             "[job]\nkind = adapt\n[data]\nsynthetic = 1\n"
+             "[model]\ncheckpoint = %s/dit.h5\nevaluator = %s/evaluator.h5\n"
+             "[adapt]\nmethod = intlora-mul\nbits = w8a8\nrank = 2\nseed = 0\nimages = 3\nprior_images = 0\n"
+             "[train]\nobjective = distill\nsteps = 5\nbatch = 4\nlr = 1e-3\n"
+             "[eval]\nsamples = 2\nddim_steps = 2\nloss_images = 4\nloss_draws = 1\n",
+             dir, dir);
+    qa_error err = {0, ""};
+    cr_assert_eq(recipe_parse("distill.recipe", text, &r, &err), 0, "%s", err.msg);
+    char out[512];
+    snprintf(out, sizeof out, "%s/distill", dir);
+    cr_assert_eq(adapt_sweep(r, out, &err), 0, "%s", err.msg);
+    qa_run_record *runs;
+    int n;
+    cr_assert_eq(runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(n, 1);
+    cr_expect_str_eq(runs[0].status, "done");
+    cr_expect_eq(runs[0].n_train, 5);
+    /* 2 DDIM steps per trajectory: timesteps alternate; the loss is finite and non-negative */
+    for (int s = 0; s < runs[0].n_train; s++) cr_expect(runs[0].train[s * 5 + 1] >= 0 && isfinite(runs[0].train[s * 5 + 1]));
+    cr_expect_eq(runs[0].n_eval, 1, "IntLoRA deploys once: the integer merge, no PTQ");
+    cr_expect_str_eq(runs[0].eval[0].variant, "int");
+    runs_free(runs, n);
     recipe_free(r);
 }

@@ -23,7 +23,7 @@ static void setup_layer(fixture *f, float scale) {
     qa_rng_fill_normal(r, f->W, OUT * IN, 0.3f);
     qa_rng_fill_normal(r, f->b, OUT, 0.1f);
     f->cfg = (qa_method_cfg){.w_bits = 8, .a_bits = 8, .rank = R, .lora_scale = scale};
-    qa_layer_init li = {IN, OUT, f->W, f->b, &f->cfg, r, "test.layer", NULL};
+    qa_layer_init li = {IN, OUT, f->W, f->b, &f->cfg, r, "test.layer", NULL, NULL};
     f->state = qa_alloc(f->m->state_size);
     qa_error err;
     cr_assert_eq(f->m->init(f->state, &li, &err), 0);
@@ -99,7 +99,7 @@ Test(lora, starts_as_the_base_layer) {
     qa_rng_fill_normal(r, f.W, OUT * IN, 0.3f);
     qa_rng_fill_normal(r, f.b, OUT, 0.1f);
     f.cfg = (qa_method_cfg){.w_bits = 0, .a_bits = 0, .rank = R, .lora_scale = 1.0f};
-    qa_layer_init li = {IN, OUT, f.W, f.b, &f.cfg, r, "t", NULL};
+    qa_layer_init li = {IN, OUT, f.W, f.b, &f.cfg, r, "t", NULL, NULL};
     f.state = qa_alloc(f.m->state_size);
     qa_error err;
     cr_assert_eq(f.m->init(f.state, &li, &err), 0);
@@ -162,7 +162,7 @@ Test(lora, rejects_a_rank_larger_than_the_layer) {
     float W[4 * 3] = {0}, b[4] = {0};
     qa_method_cfg cfg = {.w_bits = 0, .a_bits = 0, .rank = 5, .lora_scale = 1.0f};
     qa_rng *r = qa_rng_new(1);
-    qa_layer_init li = {3, 4, W, b, &cfg, r, "blocks.0.attn.q", NULL};
+    qa_layer_init li = {3, 4, W, b, &cfg, r, "blocks.0.attn.q", NULL, NULL};
     void *st = qa_alloc(m->state_size);
     qa_error err = {0, ""};
     cr_expect_eq(m->init(st, &li, &err), QA_ERR_INPUT);

@@ -49,7 +49,7 @@ static int make_layer(layer *L, int in, int out, int group, int w_bits, int rank
     fill_normal(&t, L->b, (size_t)out, 0.1);
     L->cfg = (qa_method_cfg){.w_bits = w_bits, .a_bits = 8, .rank = rank, .lora_scale = scale};
     qa_rng *r = qa_rng_new(seed + 100);
-    qa_layer_init li = {in, out, L->W, L->b, &L->cfg, r, "blocks.1.attn.qkv", NULL};
+    qa_layer_init li = {in, out, L->W, L->b, &L->cfg, r, "blocks.1.attn.qkv", NULL, NULL};
     L->state = qa_alloc(L->m->state_size);
     int rc = group ? qa_qalora_init_grouped(L->state, &li, group, err) : L->m->init(L->state, &li, err);
     qa_rng_free(r);
@@ -126,7 +126,7 @@ Test(qalora, group_quantizer_is_not_per_channel) {
     for (int i = 0; i < 64; i++) W[i] = (i < 32 ? 0.01f : 1.0f) * (float)((i * 7) % 11 - 5);
     qa_method_cfg cfg = {.w_bits = 4, .rank = 1, .lora_scale = 1.0f};
     qa_rng *r = qa_rng_new(1);
-    qa_layer_init li = {64, 1, W, b, &cfg, r, "t", NULL};
+    qa_layer_init li = {64, 1, W, b, &cfg, r, "t", NULL, NULL};
     void *st = qa_alloc(qa_method_qalora.state_size);
     qa_error err;
     cr_assert_eq(qa_method_qalora.init(st, &li, &err), QA_OK);
@@ -191,7 +191,7 @@ Test(qalora, average_pooling_and_its_broadcast_by_hand) {
     float W[4] = {0}, b[1] = {0}; /* a zero base quantizes to exactly zero (constant-group fallback) */
     qa_method_cfg cfg = {.w_bits = 4, .rank = 1, .lora_scale = 1.0f};
     qa_rng *r = qa_rng_new(2);
-    qa_layer_init li = {4, 1, W, b, &cfg, r, "tiny", NULL};
+    qa_layer_init li = {4, 1, W, b, &cfg, r, "tiny", NULL, NULL};
     void *st = qa_alloc(qa_method_qalora.state_size);
     qa_error err;
     cr_assert_eq(qa_qalora_init_grouped(st, &li, 2, &err), QA_OK, "%s", err.msg);

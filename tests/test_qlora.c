@@ -249,7 +249,7 @@ static void setup_layer(fixture *f, int w_bits, float scale, int random_B) {
     fill_normal(&t, f->b, OUT, 0.1);
     f->cfg = (qa_method_cfg){.w_bits = w_bits, .a_bits = 8, .rank = R, .lora_scale = scale};
     qa_rng *r = qa_rng_new(11);
-    qa_layer_init li = {IN, OUT, f->W, f->b, &f->cfg, r, "test.layer", NULL};
+    qa_layer_init li = {IN, OUT, f->W, f->b, &f->cfg, r, "test.layer", NULL, NULL};
     f->state = qa_alloc(f->m->state_size);
     qa_error err;
     cr_assert_eq(f->m->init(f->state, &li, &err), 0);
@@ -510,7 +510,7 @@ Test(qlora, rejects_bad_ranks_and_widths) {
     float W[4 * 3] = {0}, b[4] = {0};
     qa_rng *r = qa_rng_new(1);
     qa_method_cfg cfg = {.w_bits = 4, .a_bits = 0, .rank = 5, .lora_scale = 1.0f};
-    qa_layer_init li = {3, 4, W, b, &cfg, r, "blocks.0.attn.q", NULL};
+    qa_layer_init li = {3, 4, W, b, &cfg, r, "blocks.0.attn.q", NULL, NULL};
     void *st = qa_alloc(qa_method_qlora.state_size);
     qa_error err = {0, ""};
     cr_expect_eq(qa_method_qlora.init(st, &li, &err), QA_ERR_INPUT);
