@@ -268,7 +268,8 @@ static int eval_variant(sweep_ctx *c, const subject_task *t, const qa_run_spec *
 static int set_deploy_weights(qa_dit *m, qa_deployed *dep, int ptq_bits, int extra, int *n_adapted) {
     int k = 0;
     for (int i = 0; i < m->n_lin; i++) k += m->lin[i].method != NULL;
-    float **w = qa_alloc(sizeof(float *) * (size_t)(k ? k : 1));
+    size_t nk = (size_t)(k ? k : 1);
+    float **w = qa_alloc(sizeof(float *) * nk), **dl = qa_alloc(sizeof(float *) * nk), **zp = qa_alloc(sizeof(float *) * nk);
     for (int j = 0; j < k; j++) {
         qa_deployed *d = &dep[j];
         if (!d->w_fp && !d->w_int && extra < 0) continue; /* deployed through the method's forward */
@@ -281,16 +282,15 @@ static int set_deploy_weights(qa_dit *m, qa_deployed *dep, int ptq_bits, int ext
         qa_deployed_weights(d, w[j]);
         if (ptq_bits > 0 && d->w_fp && !d->w_int) {
             /* PTQ of the merged float weight: section-0 quantizer, per channel, W bits */
-            float *delta = qa_alloc(sizeof(float) * d->out), *zero = qa_alloc(sizeof(float) * d->out);
-            quant_search_rows(d->w_fp, d->out, d->in, ptq_bits, delta, zero);
-            quant_fake_rows(w[j], d->w_fp, d->out, d->in, ptq_bits, delta, zero);
-            qa_free(delta);
-            qa_free(zero);
+            dl[j] = qa_alloc(sizeof(float) * d->out);
+            zp[j] = qa_alloc(sizeof(float) * d->out);
+            quant_search_rows(d->w_fp, d->out, d->in, ptq_bits, dl[j], zp[j]);
+            quant_fake_rows(w[j], d->w_fp, d->out, d->in, ptq_bits, dl[j], zp[j]);
         }
     }
-    dit_set_deployed(m, w);
-    for (int j = 0; j < k; j++) qa_free(w[j]);
-    qa_free(w);
+    dit_set_deployed(m, w, dl, zp, ptq_bits);
+    for (int j = 0; j < k; j++) { qa_free(w[j]); qa_free(dl[j]); qa_free(zp[j]); }
+    qa_free(w); qa_free(dl); qa_free(zp);
     *n_adapted = k;
     return QA_OK;
 }
@@ -514,7 +514,10 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const subject_task *t, 
             double tp = qa_now();
             set_deploy_weights(m, dep, needs_ptq ? run->w_bits : 0, -1, &dummy);
             merge_seconds += qa_now() - tp;
-            rc = eval_variant(c, t, run, f, grp, "int", needs_ptq ? run->w_bits : bits_pw, err);
+            /* W8A8: layers with per-row 8-bit codes run on the u8 x s8 kernels */
+            int n_int8 = run->w_bits == 8 && run->a_bits == 8 ? dit_enable_int8(m) : 0;
+            if (!rc) rc = h5_attr_set_f64(f, grp, "int8_kernel_layers", n_int8, err);
+            if (!rc) rc = eval_variant(c, t, run, f, grp, "int", needs_ptq ? run->w_bits : bits_pw, err);
         }
         for (int e = 0; !rc && n_ad > 0 && e < dep[0].n_extra; e++) {
             set_deploy_weights(m, dep, 0, e, &dummy);

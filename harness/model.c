@@ -154,7 +154,16 @@ int dit_create(qa_dit *m, const qa_dit_config *cfg, int max_batch, qa_error *err
     return QA_OK;
 }
 
+static void slot_clear_codes(qa_linear *s) {
+    if (s->i8) { int8_linear_free(s->i8); qa_free(s->i8); s->i8 = NULL; }
+    qa_free(s->code_delta);
+    qa_free(s->code_zero);
+    s->code_delta = s->code_zero = NULL;
+    s->code_bits = 0;
+}
+
 static void slot_clear(qa_linear *s) {
+    slot_clear_codes(s);
     if (s->method && s->method->destroy) s->method->destroy(s->state);
     qa_free(s->state);
     qa_free(s->W_frozen);
@@ -227,7 +236,8 @@ static void slot_forward(qa_linear *s, const float *x, float *y, int M) {
         xin = s->x_hat;
     }
     s->x_used = xin;
-    if (s->W_deploy) linear_forward(y, xin, s->W_deploy, s->b, M, s->in, s->out);
+    if (s->i8) int8_linear_forward(s->i8, &s->actq, x, y, M); /* quantizes x itself */
+    else if (s->W_deploy) linear_forward(y, xin, s->W_deploy, s->b, M, s->in, s->out);
     else if (s->method) s->method->forward(s->state, xin, y, M);
     else linear_forward(y, xin, s->W_frozen ? s->W_frozen : s->W, s->b, M, s->in, s->out);
 }
@@ -443,8 +453,9 @@ void dit_quantize_base(qa_dit *m, int w_bits, int a_bits, int adapt_attn) {
             s->W_frozen = qa_alloc(sizeof(float) * (size_t)s->out * s->in);
             quant_search_rows(s->W, s->out, s->in, w_bits, delta, zero);
             quant_fake_rows(s->W_frozen, s->W, s->out, s->in, w_bits, delta, zero);
-            qa_free(delta);
-            qa_free(zero);
+            s->code_delta = delta; /* kept: the integer kernel needs the codes */
+            s->code_zero = zero;
+            s->code_bits = w_bits;
         }
         if (a_bits > 0) {
             s->actq.bits = a_bits;
@@ -471,19 +482,47 @@ int dit_attach_method(qa_dit *m, const qa_method *method, const qa_method_cfg *c
     return QA_OK;
 }
 
-void dit_set_deployed(qa_dit *m, float *const *weights) {
+void dit_set_deployed(qa_dit *m, float *const *weights, float *const *row_delta, float *const *row_zero,
+                      int code_bits) {
     int k = 0;
     for (int i = 0; i < m->n_lin; i++) {
         qa_linear *s = &m->lin[i];
         if (!s->method) continue;
-        float *w = weights[k++];
+        int j = k++;
+        float *w = weights[j];
         qa_free(s->W_deploy);
         s->W_deploy = NULL;
+        slot_clear_codes(s);
+        if (row_delta && row_zero && row_delta[j] && row_zero[j] && code_bits > 0) {
+            s->code_delta = qa_alloc(sizeof(float) * s->out);
+            s->code_zero = qa_alloc(sizeof(float) * s->out);
+            memcpy(s->code_delta, row_delta[j], sizeof(float) * s->out);
+            memcpy(s->code_zero, row_zero[j], sizeof(float) * s->out);
+            s->code_bits = code_bits;
+        }
         if (s->method->flags & QA_METHOD_OWNS_ACT_QUANT) continue;
         QA_ASSERT(w);
         s->W_deploy = qa_alloc(sizeof(float) * (size_t)s->in * s->out);
         memcpy(s->W_deploy, w, sizeof(float) * (size_t)s->in * s->out);
     }
+}
+
+int dit_enable_int8(qa_dit *m) {
+    int n = 0;
+    for (int i = 0; i < m->n_lin; i++) {
+        qa_linear *s = &m->lin[i];
+        if (s->i8 || s->code_bits != 8 || s->actq.bits != 8 || !s->actq.calibrated) continue;
+        const float *W = s->W_deploy ? s->W_deploy : (s->method ? NULL : s->W_frozen);
+        if (!W) continue;
+        s->i8 = qa_alloc(sizeof(qa_int8_linear));
+        if (int8_linear_init(s->i8, W, s->code_delta, s->code_zero, s->in, s->out, s->b) != 0) {
+            qa_free(s->i8);
+            s->i8 = NULL;
+            continue;
+        }
+        n++;
+    }
+    return n;
 }
 
 double dit_forward_flops(const qa_dit *m, int B) {

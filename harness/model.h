@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "harness/int8.h"
 #include "harness/quant.h"
 #include "harness/registry.h"
 
@@ -46,6 +47,10 @@ typedef struct {
     const qa_method *method;      /* adapter, or NULL */
     void *state;                  /* method state (owned) */
     int max_rows;
+    /* per-row integer codes behind W_frozen / W_deploy, when there are any (owned) */
+    float *code_delta, *code_zero;
+    int code_bits;
+    qa_int8_linear *i8;           /* integer execution (deployed W8A8), or NULL */
 } qa_linear;
 
 typedef struct {
@@ -109,8 +114,13 @@ int dit_attach_method(qa_dit *m, const qa_method *method, const qa_method_cfg *c
 /* Deploy: every adapted slot computes with the deployed weights from now on. weights[k] is the
  * k-th adapted slot's [out,in] deployed weight (copied); a method with QA_METHOD_OWNS_ACT_QUANT
  * keeps computing through its own forward (its merge() switched it to the deployed layer), so
- * its weights[k] may be NULL. */
-void dit_set_deployed(qa_dit *m, float *const *weights);
+ * its weights[k] may be NULL. row_delta / row_zero (may be NULL, or NULL entries): the per-row
+ * quantizer whose code_bits-bit codes the weights are, when they are. */
+void dit_set_deployed(qa_dit *m, float *const *weights, float *const *row_delta, float *const *row_zero,
+                      int code_bits);
+/* Run every slot whose weights are per-row 8-bit codes and whose input quantizer is 8-bit on
+ * oneDNN's u8 x s8 kernel (see int8.h); returns how many slots switched. dit_reset_slots undoes it. */
+int dit_enable_int8(qa_dit *m);
 /* Restore plain FP slots (drops quantizers, adapters, deploy overrides). */
 void dit_reset_slots(qa_dit *m);
 /* Matmul FLOPs of one forward at batch B (2 per multiply-add; linear layers and attention). */

@@ -74,7 +74,7 @@ static double deploy_gap(tiny *k, int ptq_bits) {
         }
         j++;
     }
-    dit_set_deployed(&k->m, w);
+    dit_set_deployed(&k->m, w, NULL, NULL, 0);
     dit_forward(&k->m, k->x, k->t, k->y, B, dep_out);
     double gap = 0, mx = 0;
     for (int i = 0; i < B * D; i++) {

@@ -1,0 +1,83 @@
+/* The integer W8A8 path against the fake-quantized float layer it replaces: same codes, same
+ * activation quantizer, so the outputs agree up to float rounding; and a whole W8A8 model run
+ * on the u8 x s8 kernels equals the fake-quantized model. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "harness/int8.h"
+#include "harness/model.h"
+#include "harness/nn.h"
+#include "harness/quant.h"
+#include "harness/rng.h"
+
+static double max_rel(const float *a, const float *b, size_t n) {
+    double e = 0, mx = 0;
+    for (size_t i = 0; i < n; i++) { e = fmax(e, fabs((double)a[i] - b[i])); mx = fmax(mx, fabs((double)b[i])); }
+    return e / (mx + 1e-30);
+}
+
+static void layer_case(int M, int in, int out, float xshift) {
+    qa_rng *r = qa_rng_new((uint64_t)(in * 31 + out));
+    float *W = qa_alloc(sizeof(float) * in * out), *Wq = qa_alloc(sizeof(float) * in * out);
+    float *x = qa_alloc(sizeof(float) * M * in), *xh = qa_alloc(sizeof(float) * M * in);
+    float *b = qa_alloc(sizeof(float) * out), *y_ref = qa_alloc(sizeof(float) * M * out), *y = qa_alloc(sizeof(float) * M * out);
+    float *dl = qa_alloc(sizeof(float) * out), *z = qa_alloc(sizeof(float) * out);
+    qa_rng_fill_normal(r, W, (size_t)in * out, 0.2f);
+    for (int k = 0; k < in; k++) W[k] = 0.05f + 0.01f * (float)k / in; /* a one-signed row: z far from 128 */
+    qa_rng_fill_normal(r, x, (size_t)M * in, 1.0f);
+    for (int i = 0; i < M * in; i++) x[i] += xshift; /* asymmetric activations: zx far from 0 */
+    qa_rng_fill_normal(r, b, out, 0.1f);
+    quant_search_rows(W, out, in, 8, dl, z);
+    quant_fake_rows(Wq, W, out, in, 8, dl, z);
+    qa_actq aq = {8, 0, 0, 0};
+    actq_forward(&aq, xh, x, (size_t)M * in); /* calibrates */
+    linear_forward(y_ref, xh, Wq, b, M, in, out);
+    qa_int8_linear L;
+    cr_assert_eq(int8_linear_init(&L, Wq, dl, z, in, out, b), 0);
+    int8_linear_forward(&L, &aq, x, y, M);
+    double e = max_rel(y, y_ref, (size_t)M * out);
+    cr_expect(e < 1e-5, "int8 vs fake-quant float (M %d, K %d, N %d, zx %g): relative error %g", M, in, out, aq.zero, e);
+    /* weights off their grid are refused, not silently re-quantized */
+    Wq[3] += 0.37f * dl[0];
+    qa_int8_linear L2;
+    cr_expect_eq(int8_linear_init(&L2, Wq, dl, z, in, out, b), -1);
+    int8_linear_free(&L);
+    qa_free(W); qa_free(Wq); qa_free(x); qa_free(xh); qa_free(b); qa_free(y_ref); qa_free(y); qa_free(dl); qa_free(z);
+    qa_rng_free(r);
+}
+
+Test(int8, layer_matches_fake_quant) {
+    layer_case(7, 16, 9, 0.0f);
+    layer_case(50, 128, 128, 1.5f);
+    layer_case(33, 512, 128, -0.7f); /* the widest layer of the model (K = 512) */
+}
+
+Test(int8, wider_than_exact_range_is_refused) {
+    float W[2 * (QA_INT8_MAX_K + 1)] = {0}, dl[2] = {1, 1}, z[2] = {0, 0};
+    qa_int8_linear L;
+    cr_expect_eq(int8_linear_init(&L, W, dl, z, QA_INT8_MAX_K + 1, 2, NULL), -1);
+}
+
+Test(int8, w8a8_model_on_integer_kernels_equals_fake_quant_model) {
+    qa_error err = {0, ""};
+    qa_dit m;
+    qa_dit_config c = {28, 7, 32, 2, 2, 2, 10, 2};
+    cr_assert_eq(dit_create(&m, &c, 4, &err), 0);
+    dit_init_weights(&m, 5);
+    qa_rng *r = qa_rng_new(6);
+    for (size_t i = 0; i < m.n_params; i++) m.params[i] += 0.05f * (float)qa_rng_normal(r);
+    float x[4 * 784], t[4] = {10, 300, 600, 990}, ref[4 * 784], out[4 * 784];
+    int y[4] = {0, 3, 11, 12};
+    qa_rng_fill_normal(r, x, 4 * 784, 1.0f);
+    dit_quantize_base(&m, 8, 8, 0); /* every linear frozen at W8, inputs at A8 */
+    dit_forward(&m, x, t, y, 4, ref); /* calibrates, fake-quant float path */
+    dit_forward(&m, x, t, y, 4, ref);
+    int n = dit_enable_int8(&m);
+    cr_expect_eq(n, m.n_lin, "every linear (K <= 513) runs on the integer kernel, got %d of %d", n, m.n_lin);
+    dit_forward(&m, x, t, y, 4, out);
+    double e = max_rel(out, ref, 4 * 784);
+    cr_expect(e < 1e-3, "integer model vs fake-quant model: relative error %g", e);
+    dit_free(&m);
+    qa_rng_free(r);
+}
