@@ -6,6 +6,7 @@
 #include "harness/adapt.h"
 #include "harness/backend.h"
 #include "harness/basecheck.h"
+#include "harness/bench.h"
 #include "harness/fixture.h"
 #include "harness/pretrain.h"
 #include "harness/recipe.h"
@@ -24,6 +25,10 @@ static void usage(FILE *f) {
             "  report DIR                tables of a results folder: markdown to stdout,\n"
             "                            DIR/report.{md,tex,csv}\n"
             "  plot DIR                  figures of a results folder (PNG + SVG, gnuplot)\n"
+            "  bench-layer --method M --tokens T --in I --out O --rank R --bits N [--json]\n"
+            "              [--merge] [--deployed] [--repeats K]\n"
+            "                            time one adapted layer (forward + backward, median);\n"
+            "                            --method linear: a plain f32 linear (the floor)\n"
             "  fixture IN.h5 OUT.h5      recompute reference layer fixtures (shared/golden schema)\n"
             "                            with the harness's method plugins\n"
             "  basecheck [--samples N] [--guidance W] [--steps S] [--out DIR]\n"
@@ -74,6 +79,10 @@ int main(int argc, char **argv) {
     } else if (!strcmp(cmd, "plot")) {
         if (argc != 3) { fprintf(stderr, "usage: qadapt plot DIR\n"); return 2; }
         rc = plot_results(argv[2], &err);
+    } else if (!strcmp(cmd, "bench-layer")) {
+        qa_bench_layer_opts o;
+        rc = bench_layer_parse(argc - 2, argv + 2, &o, &err);
+        if (!rc) rc = bench_layer(&o, stdout, &err);
     } else if (!strcmp(cmd, "fixture")) {
         if (argc != 4) { fprintf(stderr, "usage: qadapt fixture IN.h5 OUT.h5\n"); return 2; }
         int done = 0, failed = 0;

@@ -89,3 +89,20 @@ Test(cli, basecheck_rejects_bad_options) {
     cr_expect_eq(run("basecheck --samples 0", NULL), 2);
     cr_expect_eq(run("basecheck --bogus", NULL), 2);
 }
+
+Test(cli, bench_layer_prints_one_json_object_per_line) {
+    cr_expect_eq(run("bench-layer --method intlora-mul --tokens 12 --in 32 --out 16 --rank 2 --bits 8 --repeats 2 --json", NULL), 0);
+    const char *keys[] = {"\"method\": \"intlora-mul\"", "\"tokens\": 12", "\"in\": 32", "\"out\": 16", "\"rank\": 2",
+                          "\"bits\": 8", "\"ms_fwd_bwd\": "};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) cr_expect(strstr(out_buf, keys[i]) != NULL, "missing %s in %s", keys[i], out_buf);
+    cr_expect_eq(run("bench-layer --method linear --tokens 8 --in 16 --out 16 --repeats 2 --json", NULL), 0);
+    cr_expect(strstr(out_buf, "\"method\": \"linear\"") != NULL, "%s", out_buf);
+}
+
+Test(cli, bench_layer_bad_arguments_exit_2_with_usage) {
+    cr_expect_eq(run("bench-layer --tokens -5", NULL), 2);
+    cr_expect(strstr(out_buf, "usage: qadapt bench-layer") != NULL, "%s", out_buf);
+    cr_expect_eq(run("bench-layer --method dora", NULL), 2);
+    cr_expect(strstr(out_buf, "unknown method 'dora'") != NULL, "%s", out_buf);
+    cr_expect_eq(run("bench-layer --bits 12", NULL), 2);
+}

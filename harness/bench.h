@@ -1,0 +1,24 @@
+/* Benchmarks (never timed tests): figures printed, one JSON object per line with --json.
+ *   qadapt bench-layer --method M --tokens T --in I --out O --rank R --bits N [--json]
+ *                      [--merge] [--deployed] [--repeats K]
+ * times one adapted layer's forward + backward (median of K repeats after warm-up); --method
+ * linear times a plain f32 linear with a trainable weight (full fine-tuning: the floor).
+ * --merge adds the merge time (with the PTQ pass where the method needs it), --deployed the
+ * deployed layer's inference time (u8 x s8 kernel at 8 bits where the weights are per-row codes). */
+#ifndef QA_BENCH_H
+#define QA_BENCH_H
+
+#include <stdio.h>
+
+#include "harness/util.h"
+
+typedef struct {
+    const char *method;
+    int tokens, in, out, rank, bits, repeats, json, merge, deployed;
+} qa_bench_layer_opts;
+
+/* Parse argv (after the command word); returns 0 or QA_ERR_INPUT with a usage message. */
+int bench_layer_parse(int argc, char **argv, qa_bench_layer_opts *o, qa_error *err);
+int bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err);
+
+#endif
