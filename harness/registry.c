@@ -5,6 +5,7 @@
 extern const qa_method qa_method_lora;
 extern const qa_method qa_method_qlora;
 extern const qa_method qa_method_qalora;
+extern const qa_method qa_method_efficientdm;
 extern const qa_method qa_method_intlora_mul;
 extern const qa_method qa_method_intlora_shift;
 
@@ -12,6 +13,7 @@ static const qa_method *const registry[] = {
     &qa_method_lora,
     &qa_method_qlora,
     &qa_method_qalora,
+    &qa_method_efficientdm,
     &qa_method_intlora_mul,
     &qa_method_intlora_shift,
     NULL,
@@ -22,7 +24,10 @@ const char *const qa_merge_names[QA_MERGE_COUNT] = {
     [QA_MERGE_INT_MULTIPLY] = "integer multiply",
     [QA_MERGE_BIT_SHIFT] = "bit shift",
     [QA_MERGE_ZERO_POINT_FOLD] = "zero-point fold",
+    [QA_MERGE_QAT_CODES] = "trained codes (no merge arithmetic)",
 };
+/* every merge kind has a name */
+_Static_assert(sizeof qa_merge_names / sizeof qa_merge_names[0] == QA_MERGE_COUNT, "qa_merge_names");
 
 const qa_method *qa_method_find(const char *name) {
     for (int i = 0; registry[i]; i++)

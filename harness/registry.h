@@ -92,6 +92,7 @@ typedef enum {
     QA_MERGE_INT_MULTIPLY,
     QA_MERGE_BIT_SHIFT,
     QA_MERGE_ZERO_POINT_FOLD,
+    QA_MERGE_QAT_CODES,         /* the codes a trained quantizer produced (EfficientDM); no PTQ */
     QA_MERGE_COUNT
 } qa_merge_kind;
 extern const char *const qa_merge_names[QA_MERGE_COUNT];

@@ -109,6 +109,15 @@ Test(deploy, qalora_merge_is_exact_up_to_fp16_zero_points) {
     cr_expect(g < 2e-3, "QA-LoRA deploy gap %g", g);
 }
 
+Test(deploy, efficientdm_deploys_its_trained_codes) {
+    /* after merge the layer runs its frozen codes and rounded activation zero points: the gap is
+     * only the rounding of the (slightly fractional after training) zero points, zero here */
+    tiny k;
+    tiny_model(&k, "efficientdm", 8, 8);
+    double g = deploy_gap(&k, 0);
+    cr_expect(g < 1e-5, "EfficientDM deploy gap %g", g);
+}
+
 Test(deploy, lora_ptq_has_a_measurable_gap) {
     tiny k;
     tiny_model(&k, "lora", 4, 8);
