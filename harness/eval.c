@@ -29,8 +29,10 @@ int heldout_init(qa_heldout *h, const qa_images *test, int n_images, int draws, 
             size_t k = (size_t)i * draws + d;
             qa_images_to_float(test, &idx[i], 1, h->x0 + k * D);
             h->y[k] = test->labels[idx[i]];
-            /* stratified timesteps: draw d covers [d T/draws, (d+1) T/draws) */
-            h->t[k] = (float)(d * (1000 / draws) + (int)qa_rng_below(r, (unsigned long)(1000 / draws)));
+            /* stratified timesteps: draw d takes an integer t in [d T/draws, (d+1) T/draws), i.e. in
+             * [ceil(d T/draws), ceil((d+1) T/draws)); the strata tile 0..T-1 whatever draws is */
+            int lo = (int)(((long)d * 1000 + draws - 1) / draws), hi = (int)(((long)(d + 1) * 1000 + draws - 1) / draws);
+            h->t[k] = (float)(lo + (hi > lo ? (int)qa_rng_below(r, (unsigned long)(hi - lo)) : 0));
         }
     qa_rng_fill_normal(r, h->eps, n * D, 1.0f);
     qa_free(idx);

@@ -1,0 +1,331 @@
+/* Evaluation: mean_cosine against hand values and naive loops, the pixel mapping, the held-out
+ * set (deterministic, stratified timesteps, images and labels from the test set), the held-out
+ * loss against a per-item reference computed here (x_t in double, one forward per item, MSE in
+ * double), and the sampler's determinism. */
+#include <criterion/criterion.h>
+
+#include "common.h"
+#include "datasets/dataset.h"
+#include "harness/eval.h"
+
+TestSuite(eval, .timeout = 120);
+
+/* ---------- mean_cosine ---------- */
+
+Test(eval, cosine_hand_values) {
+    const float e1[3] = {1, 0, 0}, e2[3] = {0, 1, 0}, m1[3] = {-1, 0, 0}, s1[3] = {3.5f, 0, 0};
+    cr_expect(fabs(mean_cosine(e1, 1, e1, 1, 3) - 1.0) < 1e-12, "identical -> 1");
+    cr_expect(fabs(mean_cosine(e1, 1, s1, 1, 3) - 1.0) < 1e-12, "scaled -> 1");
+    cr_expect(fabs(mean_cosine(e1, 1, e2, 1, 3)) < 1e-12, "orthogonal -> 0");
+    cr_expect(fabs(mean_cosine(e1, 1, m1, 1, 3) + 1.0) < 1e-12, "opposite -> -1");
+    const float v[3] = {1, 2, 2}, w[3] = {2, -1, 0}; /* cos = 0 */
+    cr_expect(fabs(mean_cosine(v, 1, w, 1, 3)) < 1e-12);
+    const float p[3] = {1, 2, 2}, q[3] = {0, 0, 3}; /* cos = 6 / (3 * 3) = 2/3 */
+    cr_expect(fabs(mean_cosine(p, 1, q, 1, 3) - 2.0 / 3.0) < 1e-12, "%g", mean_cosine(p, 1, q, 1, 3));
+}
+
+Test(eval, cosine_mean_over_pairs) {
+    /* a = {e1, e2}, b = {e1, (1,1,0)}: cosines 1, 1/sqrt2, 0, 1/sqrt2 -> mean (1 + sqrt2) / 4 */
+    const float a[6] = {1, 0, 0, 0, 1, 0}, b[6] = {1, 0, 0, 1, 1, 0};
+    double want = (1.0 + sqrt(2.0)) / 4.0;
+    cr_expect(fabs(mean_cosine(a, 2, b, 2, 3) - want) < 1e-7, "%.9g want %.9g", mean_cosine(a, 2, b, 2, 3), want);
+    /* 2 x 3: a = {e1, -e1}, b = {e1, e2, e1}: 1 + 0 + 1 - 1 + 0 - 1 = 0 */
+    const float a2[6] = {1, 0, 0, -1, 0, 0}, b2[9] = {1, 0, 0, 0, 1, 0, 1, 0, 0};
+    cr_expect(fabs(mean_cosine(a2, 2, b2, 3, 3)) < 1e-12);
+    cr_expect(fabs(mean_cosine(b2, 3, b2, 3, 3) - 5.0 / 9.0) < 1e-7, "self-similarity of {e1, e2, e1}: 5/9");
+}
+
+Test(eval, cosine_against_naive_loops) {
+    enum { NA = 5, NB = 7, F = 128 };
+    float a[NA * F], b[NB * F];
+    trng r = trng_new(17);
+    fill_unif(&r, a, NA * F, 0, 1); /* nonnegative, like ReLU features */
+    fill_normal(&r, b, NB * F, 1);
+    double acc = 0;
+    for (int i = 0; i < NA; i++)
+        for (int j = 0; j < NB; j++) {
+            double d = dot_fd(a + i * F, b + j * F, F), na = dot_fd(a + i * F, a + i * F, F), nb = dot_fd(b + j * F, b + j * F, F);
+            acc += d / sqrt(na * nb);
+        }
+    acc /= NA * NB;
+    double got = mean_cosine(a, NA, b, NB, F);
+    cr_expect(fabs(got - acc) < 1e-9, "%.12g want %.12g", got, acc);
+    cr_expect(fabs(mean_cosine(b, NB, a, NA, F) - acc) < 1e-9, "symmetric in its arguments");
+}
+
+Test(eval, cosine_zero_vector_counts_as_zero) {
+    const float z[3] = {0, 0, 0}, e1[3] = {1, 0, 0};
+    double c = mean_cosine(z, 1, e1, 1, 3);
+    cr_expect(c == 0.0 && !isnan(c), "cos with a zero vector: %g (not NaN)", c);
+    const float a[6] = {1, 0, 0, 0, 0, 0};
+    cr_expect(fabs(mean_cosine(a, 2, e1, 1, 3) - 0.5) < 1e-12, "the zero row still counts in the mean");
+}
+
+/* ---------- to_pixels ---------- */
+
+Test(eval, to_pixels_mapping) {
+    const float x[9] = {-1.0f, 1.0f, 0.0f, -2.0f, 3.0f, 0.5f, -0.5f, -0.999f, 0.999f};
+    uint8_t p[9];
+    to_pixels(x, 9, p);
+    cr_expect_eq(p[0], 0, "-1 -> 0");
+    cr_expect_eq(p[1], 255, "1 -> 255");
+    cr_expect_eq(p[2], 128, "0 -> 127.5 -> 128 (round half to even)");
+    cr_expect_eq(p[3], 0, "clamped below");
+    cr_expect_eq(p[4], 255, "clamped above");
+    cr_expect_eq(p[5], 191, "0.5 -> 191.25 -> 191");
+    cr_expect_eq(p[6], 64, "-0.5 -> 63.75 -> 64");
+    cr_expect_eq(p[7], 0, "-0.999 -> 0.1275 -> 0");
+    cr_expect_eq(p[8], 255, "0.999 -> 254.87 -> 255");
+}
+
+Test(eval, to_pixels_inverts_images_to_float) {
+    qa_images im = {256, 16, 16, NULL, NULL};
+    im.pixels = malloc(256 * 256);
+    for (int i = 0; i < 256 * 256; i++) im.pixels[i] = (uint8_t)(i % 256);
+    int idx = 0;
+    float *x = malloc(sizeof(float) * 256);
+    uint8_t back[256];
+    qa_images_to_float(&im, &idx, 1, x);
+    to_pixels(x, 256, back);
+    int bad = 0;
+    for (int i = 0; i < 256; i++) bad += back[i] != (uint8_t)i;
+    cr_expect_eq(bad, 0, "%d of the 256 pixel values do not survive uint8 -> float -> uint8", bad);
+    free(x);
+    free(im.pixels);
+}
+
+/* ---------- held-out set ---------- */
+
+static void image_float(const qa_images *im, int j, float *x) {
+    for (int i = 0; i < im->rows * im->cols; i++) x[i] = (float)(im->pixels[(size_t)j * im->rows * im->cols + i] / 127.5 - 1.0);
+}
+
+Test(eval, heldout_is_deterministic_and_stratified) {
+    qa_images im;
+    synthetic_images(&im, 12, 28, 10, 3);
+    qa_heldout h1, h2;
+    qa_error err = {0, ""};
+    const int NI = 5, DR = 4, D = 784;
+    cr_assert_eq(heldout_init(&h1, &im, NI, DR, &err), 0, "%s", err.msg);
+    cr_assert_eq(heldout_init(&h2, &im, NI, DR, &err), 0, "%s", err.msg);
+    size_t n = (size_t)NI * DR;
+    cr_expect_eq(h1.n_images, NI);
+    cr_expect_eq(h1.draws, DR);
+    cr_expect(memcmp(h1.t, h2.t, sizeof(float) * n) == 0, "t differs between two inits");
+    cr_expect(memcmp(h1.eps, h2.eps, sizeof(float) * n * D) == 0, "eps differs between two inits");
+    cr_expect(memcmp(h1.x0, h2.x0, sizeof(float) * n * D) == 0, "x0 differs between two inits");
+    cr_expect(memcmp(h1.y, h2.y, sizeof(int) * n) == 0, "y differs between two inits");
+    /* stratified: draw d in [d T/draws, (d+1) T/draws), T = 1000 */
+    cr_expect_eq(h1.sched.T, 1000);
+    for (size_t k = 0; k < n; k++) {
+        int d = (int)(k % DR);
+        cr_expect(h1.t[k] == floorf(h1.t[k]), "t[%zu] = %g is not an integer step", k, h1.t[k]);
+        cr_expect(h1.t[k] >= d * 1000.0 / DR && h1.t[k] < (d + 1) * 1000.0 / DR, "t[%zu] = %g not in stratum %d", k, h1.t[k], d);
+    }
+    /* each image i: all draws share x0 and y, x0 is a test image with that label, images distinct */
+    int used[12] = {0};
+    float *ref = malloc(sizeof(float) * D);
+    for (int i = 0; i < NI; i++) {
+        int found = -1;
+        for (int j = 0; j < im.n && found < 0; j++) {
+            image_float(&im, j, ref);
+            int same = 1;
+            for (int q = 0; q < D && same; q++) same = fabsf(ref[q] - h1.x0[(size_t)i * DR * D + q]) < 1e-6f;
+            if (same) found = j;
+        }
+        cr_assert(found >= 0, "x0 of image %d is not a test image", i);
+        cr_expect_eq(used[found], 0, "test image %d is used twice", found);
+        used[found] = 1;
+        for (int d = 0; d < DR; d++) {
+            size_t k = (size_t)i * DR + d;
+            cr_expect_eq(h1.y[k], im.labels[found], "label of item %zu", k);
+            cr_expect(memcmp(h1.x0 + k * D, h1.x0 + (size_t)i * DR * D, sizeof(float) * D) == 0, "draw %d of image %d has another x0", d, i);
+        }
+    }
+    /* eps ~ N(0, 1) */
+    double m = 0, v = 0;
+    for (size_t q = 0; q < n * D; q++) { m += h1.eps[q]; v += (double)h1.eps[q] * h1.eps[q]; }
+    m /= (double)(n * D);
+    v = v / (double)(n * D) - m * m;
+    cr_expect(fabs(m) < 0.05 && fabs(v - 1) < 0.06, "eps mean %g var %g", m, v);
+    free(ref);
+    heldout_free(&h1);
+    heldout_free(&h2);
+    qa_images_free(&im);
+}
+
+Test(eval, heldout_other_draw_counts_stay_in_strata) {
+    qa_images im;
+    synthetic_images(&im, 4, 28, 4, 8);
+    qa_heldout h;
+    qa_error err = {0, ""};
+    const int draws[3] = {1, 5, 8};
+    for (int c = 0; c < 3; c++) {
+        int DR = draws[c];
+        cr_assert_eq(heldout_init(&h, &im, 4, DR, &err), 0, "%s", err.msg);
+        int lo_seen = 0;
+        for (int k = 0; k < 4 * DR; k++) {
+            int d = k % DR;
+            cr_expect(h.t[k] >= d * 1000.0 / DR && h.t[k] < (d + 1) * 1000.0 / DR && h.t[k] < 1000,
+                      "draws %d: t[%d] = %g not in stratum %d", DR, k, h.t[k], d);
+            lo_seen |= h.t[k] < 1000.0 / DR;
+        }
+        cr_expect(lo_seen, "draws %d: the first stratum is used", DR);
+        heldout_free(&h);
+    }
+    qa_images_free(&im);
+}
+
+/* Regression (fixed): the stratum width was the integer 1000 / draws, so when draws did not divide
+ * T the strata did not cover [0, T) as documented: with draws = 400 no timestep above 799 was
+ * ever evaluated. The strata are now [d T / draws, (d + 1) T / draws). */
+Test(eval, heldout_strata_cover_T_when_draws_do_not_divide_it) {
+    qa_images im;
+    synthetic_images(&im, 1, 28, 1, 9);
+    qa_heldout h;
+    qa_error err = {0, ""};
+    const int DR = 400;
+    cr_assert_eq(heldout_init(&h, &im, 1, DR, &err), 0, "%s", err.msg);
+    int outside = 0, first = -1;
+    float tmax = 0;
+    for (int d = 0; d < DR; d++) {
+        if (!(h.t[d] >= d * 1000.0 / DR && h.t[d] < (d + 1) * 1000.0 / DR)) { outside++; if (first < 0) first = d; }
+        if (h.t[d] > tmax) tmax = h.t[d];
+    }
+    cr_expect_eq(outside, 0, "%d of %d draws lie outside their stratum [d T/draws, (d+1) T/draws) (first: draw %d at t = %g); "
+                 "largest t = %g of T = 1000", outside, DR, first, first >= 0 ? h.t[first] : 0.0, tmax);
+    heldout_free(&h);
+    qa_images_free(&im);
+}
+
+Test(eval, heldout_too_many_images_is_bad_input) {
+    qa_images im;
+    synthetic_images(&im, 3, 28, 3, 1);
+    qa_heldout h;
+    qa_error err = {0, ""};
+    cr_expect_eq(heldout_init(&h, &im, 4, 2, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "3") != NULL, "message: %s", err.msg);
+    qa_images_free(&im);
+}
+
+/* ---------- a tiny model ---------- */
+
+static void tiny_model(qa_dit *m, uint64_t seed) {
+    qa_dit_config cfg = {28, 7, 16, 1, 2, 2, 10, 2};
+    qa_error err = {0, ""};
+    cr_assert_eq(dit_create(m, &cfg, 4, &err), 0, "%s", err.msg);
+    dit_init_weights(m, seed);
+    /* adaLN-zero would predict eps = 0 everywhere: perturb every parameter */
+    trng r = trng_new(seed + 1);
+    for (size_t i = 0; i < m->n_params; i++) m->params[i] += (float)(0.05 * trng_normal(&r));
+}
+
+Test(eval, heldout_loss_matches_per_item_reference) {
+    qa_dit m;
+    tiny_model(&m, 3);
+    qa_images im;
+    synthetic_images(&im, 10, 28, 10, 4);
+    qa_heldout h;
+    qa_error err = {0, ""};
+    const int NI = 3, DR = 3, D = 784; /* 9 items in batches of 4, 4, 1 */
+    cr_assert_eq(heldout_init(&h, &im, NI, DR, &err), 0, "%s", err.msg);
+    /* the schedule, in double */
+    double abar[1000], prod = 1;
+    for (int i = 0; i < 1000; i++) { prod *= 1 - (1e-4 + (0.02 - 1e-4) * i / 999.0); abar[i] = prod; }
+    for (int i = 0; i < 1000; i += 111) cr_expect(fabs(h.sched.abar[i] - abar[i]) < 1e-6, "abar[%d]", i);
+
+    double per[3], per_ref[3] = {0, 0, 0}, total_ref = 0;
+    double total = heldout_loss(&m, &h, per);
+    float *xt = malloc(sizeof(float) * D), *pred = malloc(sizeof(float) * D);
+    for (int k = 0; k < NI * DR; k++) {
+        int ti = (int)h.t[k];
+        for (int j = 0; j < D; j++)
+            xt[j] = (float)(sqrt(abar[ti]) * h.x0[(size_t)k * D + j] + sqrt(1 - abar[ti]) * h.eps[(size_t)k * D + j]);
+        dit_forward(&m, xt, &h.t[k], &h.y[k], 1, pred);
+        double l = 0;
+        for (int j = 0; j < D; j++) {
+            double e = (double)pred[j] - h.eps[(size_t)k * D + j];
+            l += e * e;
+        }
+        l /= D;
+        total_ref += l;
+        per_ref[k / DR] += l / DR;
+    }
+    total_ref /= NI * DR;
+    cr_expect(total > 0.1 && total < 100, "loss %g", total);
+    cr_expect(close_rel(total, total_ref, 1e-4, 1e-7), "held-out loss %.9g, per-item reference %.9g", total, total_ref);
+    double mean_per = 0;
+    for (int i = 0; i < NI; i++) {
+        cr_expect(close_rel(per[i], per_ref[i], 1e-4, 1e-7), "per_image[%d] %.9g, reference %.9g", i, per[i], per_ref[i]);
+        mean_per += per[i] / NI;
+    }
+    cr_expect(fabs(mean_per - total) < 1e-9 * total, "per-image values average to the total: %.12g vs %.12g", mean_per, total);
+    double again = heldout_loss(&m, &h, NULL);
+    cr_expect(again == total, "per_image may be NULL; same value: %.12g vs %.12g", again, total);
+    free(xt); free(pred);
+    heldout_free(&h);
+    qa_images_free(&im);
+    dit_free(&m);
+}
+
+Test(eval, heldout_loss_of_a_zero_predictor_is_mean_eps_squared) {
+    /* adaLN-zero init: the output layer is zero, so eps_theta = 0 and L = mean eps^2 */
+    qa_dit m;
+    qa_dit_config cfg = {28, 7, 16, 1, 2, 2, 10, 2};
+    qa_error err = {0, ""};
+    cr_assert_eq(dit_create(&m, &cfg, 4, &err), 0, "%s", err.msg);
+    dit_init_weights(&m, 1);
+    qa_images im;
+    synthetic_images(&im, 6, 28, 6, 2);
+    qa_heldout h;
+    cr_assert_eq(heldout_init(&h, &im, 2, 3, &err), 0, "%s", err.msg);
+    double per[2];
+    double total = heldout_loss(&m, &h, per);
+    double want = 0, pw[2] = {0, 0};
+    for (int k = 0; k < 6; k++) {
+        double s = 0;
+        for (int j = 0; j < 784; j++) s += (double)h.eps[(size_t)k * 784 + j] * h.eps[(size_t)k * 784 + j];
+        want += s / 784 / 6;
+        pw[k / 3] += s / 784 / 3;
+    }
+    cr_expect(fabs(total - want) < 1e-6 * want, "%.9g want %.9g", total, want);
+    cr_expect(fabs(per[0] - pw[0]) < 1e-6 * pw[0] && fabs(per[1] - pw[1]) < 1e-6 * pw[1], "per-image %g %g want %g %g", per[0],
+              per[1], pw[0], pw[1]);
+    heldout_free(&h);
+    qa_images_free(&im);
+    dit_free(&m);
+}
+
+Test(eval, sample_images_deterministic_per_seed) {
+    qa_dit m;
+    tiny_model(&m, 5);
+    qa_schedule s;
+    schedule_linear(&s, 1000, 1e-4f, 0.02f);
+    const int n = 3, D = 784, steps = 3; /* guidance != 1: chunks of max_batch / 2 = 2 -> 2 + 1 */
+    float *a = malloc(sizeof(float) * n * D), *b = malloc(sizeof(float) * n * D), *c = malloc(sizeof(float) * n * D);
+    sample_images(&m, &s, 4, n, steps, 2.0f, 77, a);
+    sample_images(&m, &s, 4, n, steps, 2.0f, 77, b);
+    sample_images(&m, &s, 4, n, steps, 2.0f, 78, c);
+    cr_expect(memcmp(a, b, sizeof(float) * n * D) == 0, "same seed, different samples");
+    size_t diff = 0;
+    for (int i = 0; i < n * D; i++) diff += a[i] != c[i];
+    cr_expect(diff > (size_t)(n * D) / 2, "another seed changes the samples (%zu of %d values differ)", diff, n * D);
+    int in_range = 1;
+    for (int i = 0; i < n * D; i++) in_range &= a[i] >= -1.0f && a[i] <= 1.0f && !isnan(a[i]);
+    cr_expect(in_range, "samples in [-1, 1]");
+    /* the images of one call differ from each other (each chunk, each image its own noise) */
+    cr_expect(memcmp(a, a + D, sizeof(float) * D) != 0 && memcmp(a + D, a + 2 * D, sizeof(float) * D) != 0,
+              "two images of one call are identical");
+    /* chunking: chunk c is ddim_sample with seed qa_seed_for(seed, "samples-c") */
+    float *r0 = malloc(sizeof(float) * 2 * D), *r1 = malloc(sizeof(float) * D);
+    int ys[2] = {4, 4};
+    ddim_sample(&m, &s, ys, 2, steps, 2.0f, qa_seed_for(77, "samples-0"), r0);
+    ddim_sample(&m, &s, ys, 1, steps, 2.0f, qa_seed_for(77, "samples-1"), r1);
+    cr_expect(memcmp(a, r0, sizeof(float) * 2 * D) == 0, "first chunk differs from ddim_sample");
+    cr_expect(memcmp(a + 2 * D, r1, sizeof(float) * D) == 0, "second chunk differs from ddim_sample");
+    /* another class changes the samples */
+    sample_images(&m, &s, 7, n, steps, 2.0f, 77, c);
+    cr_expect(memcmp(a, c, sizeof(float) * n * D) != 0, "the class has no effect");
+    free(a); free(b); free(c); free(r0); free(r1);
+    dit_free(&m);
+}

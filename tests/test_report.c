@@ -1,0 +1,301 @@
+/* The report on a results folder built by hand with the HDF5 API in the layout runs.c reads:
+ * three cells with known metric values (a full-precision baseline, a quantized method paired by
+ * seed, a method on other seeds so the difference is Welch's) and one diverged run. Every number
+ * the report prints is recomputed here in double (t quantiles from tables, p closed-form where
+ * the df is an integer). */
+#include <criterion/criterion.h>
+#include <gsl/gsl_cdf.h>
+
+#include "common.h"
+#include "harness/report.h"
+#include "harness/results.h"
+
+TestSuite(report, .timeout = 60);
+
+typedef struct {
+    const char *id, *method, *bits, *status, *variant;
+    int w_bits, a_bits, rank, needs_ptq;
+    long seed;
+    double loss, subj, prompt, bpw;
+} run_def;
+
+/* cell A: lora fp (baseline), seeds 0-2; cell B: qalora w4a8 (INT deploy), seeds 0-2, plus a
+ * diverged seed 3; cell C: qlora w4a16 (NF4 deploy), seeds 5-6 (no baseline pair -> Welch) */
+static const run_def defs[] = {
+    {"lora-fp-r2-s0", "lora", "fp", "done", "fp", 0, 0, 2, 0, 0, 0.10, 0.80, 0.60, 32},
+    {"lora-fp-r2-s1", "lora", "fp", "done", "fp", 0, 0, 2, 0, 1, 0.12, 0.82, 0.62, 32},
+    {"lora-fp-r2-s2", "lora", "fp", "done", "fp", 0, 0, 2, 0, 2, 0.11, 0.78, 0.64, 32},
+    {"qalora-w4a8-r2-s0", "qalora", "w4a8", "done", "int", 4, 8, 2, 0, 0, 0.13, 0.85, 0.55, 4.25},
+    {"qalora-w4a8-r2-s1", "qalora", "w4a8", "done", "int", 4, 8, 2, 0, 1, 0.16, 0.86, 0.57, 4.25},
+    {"qalora-w4a8-r2-s2", "qalora", "w4a8", "done", "int", 4, 8, 2, 0, 2, 0.14, 0.87, 0.53, 4.25},
+    {"qalora-w4a8-r2-s3", "qalora", "w4a8", "diverged", NULL, 4, 8, 2, 0, 3, 0, 0, 0, 0},
+    {"qlora-w4a16-r2-s5", "qlora", "w4a16", "done", "nf4", 4, 16, 2, 0, 5, 0.20, 0.70, 0.90, 4.5},
+    {"qlora-w4a16-r2-s6", "qlora", "w4a16", "done", "nf4", 4, 16, 2, 0, 6, 0.24, 0.72, 0.92, 4.5},
+};
+#define N_DEFS ((int)(sizeof defs / sizeof defs[0]))
+
+static char dir[256];
+
+static void write_run(const run_def *d) {
+    char path[512], grp[160], p[300];
+    snprintf(path, sizeof path, "%s/%s.h5", dir, d->id);
+    qa_h5 *f;
+    qa_error err = {0, ""};
+    cr_assert_eq(h5_create(path, &f, &err), 0, "%s", err.msg);
+    snprintf(grp, sizeof grp, "/runs/%s", d->id);
+    cr_assert_eq(h5_attr_set_str(f, grp, "method", d->method, &err), 0, "%s", err.msg);
+    cr_assert_eq(h5_attr_set_str(f, grp, "bits", d->bits, &err), 0);
+    cr_assert_eq(h5_attr_set_str(f, grp, "status", d->status, &err), 0);
+    cr_assert_eq(h5_attr_set_f64(f, grp, "rank", d->rank, &err), 0);
+    cr_assert_eq(h5_attr_set_f64(f, grp, "seed", (double)d->seed, &err), 0);
+    cr_assert_eq(h5_attr_set_f64(f, grp, "w_bits", d->w_bits, &err), 0);
+    cr_assert_eq(h5_attr_set_f64(f, grp, "a_bits", d->a_bits, &err), 0);
+    cr_assert_eq(h5_attr_set_f64(f, grp, "needs_ptq", d->needs_ptq, &err), 0);
+    snprintf(p, sizeof p, "%s/train", grp);
+    cr_assert_eq(h5_table_create(f, p, 5, "step,loss,lr,grad_norm,seconds", &err), 0, "%s", err.msg);
+    double rows[3 * 5] = {0, 1.0, 1e-3, 1, 0.1, 1, 0.9, 1e-3, 1, 0.2, 2, 0.8, 1e-3, 1, 0.3};
+    cr_assert_eq(h5_table_append(f, p, rows, 3, &err), 0, "%s", err.msg);
+    if (strcmp(d->status, "done") == 0) {
+        snprintf(p, sizeof p, "%s/eval/%s", grp, d->variant);
+        cr_assert_eq(h5_attr_set_f64(f, p, "heldout_loss", d->loss, &err), 0, "%s", err.msg);
+        cr_assert_eq(h5_attr_set_f64(f, p, "subject_fidelity", d->subj, &err), 0);
+        cr_assert_eq(h5_attr_set_f64(f, p, "prompt_fidelity", d->prompt, &err), 0);
+        cr_assert_eq(h5_attr_set_f64(f, p, "bits_per_weight", d->bpw, &err), 0);
+        char q[400];
+        snprintf(q, sizeof q, "%s/heldout_per_image", p);
+        double per[2] = {d->loss - 0.01, d->loss + 0.01};
+        int64_t dims[1] = {2};
+        cr_assert_eq(h5_write(f, q, QA_H5_F64, per, 1, dims, &err), 0, "%s", err.msg);
+    } else {
+        cr_assert_eq(h5_attr_set_str(f, grp, "fail_reason", "loss is NaN at step 3", &err), 0);
+    }
+    cr_assert_eq(h5_close(f, &err), 0, "%s", err.msg);
+}
+
+static void build_folder(void) {
+    make_tmpdir(dir, sizeof dir, "report");
+    for (int i = 0; i < N_DEFS; i++) write_run(&defs[i]);
+    /* a .partial of an unfinished run is never read */
+    char p[512];
+    snprintf(p, sizeof p, "%s/lora-fp-r2-s9.h5.partial", dir);
+    write_text_file(p, "half a file");
+}
+
+static void drop_folder(void) { rm_rf_dir(dir); }
+
+/* ---------- reference numbers ---------- */
+
+typedef struct { int n; double mean, sd, ci; } ref_sum;
+
+static double t975(int df) { /* tables */
+    switch (df) {
+    case 1: return 12.706204736174707;
+    case 2: return 4.302652729749464;
+    default: cr_assert_fail("no table value for df %d", df); return 0;
+    }
+}
+
+static ref_sum ref_summary(const double *x, int n) {
+    ref_sum s = {n, 0, 0, 0};
+    for (int i = 0; i < n; i++) s.mean += x[i];
+    s.mean /= n;
+    for (int i = 0; i < n; i++) s.sd += (x[i] - s.mean) * (x[i] - s.mean);
+    s.sd = sqrt(s.sd / (n - 1));
+    s.ci = t975(n - 1) * s.sd / sqrt((double)n);
+    return s;
+}
+
+/* metric m (0 loss, 1 subject, 2 prompt) of the finished runs of a method */
+static int metric_of(const char *method, int m, double *out, long *seeds) {
+    int k = 0;
+    for (int i = 0; i < N_DEFS; i++) {
+        if (strcmp(defs[i].method, method) || strcmp(defs[i].status, "done")) continue;
+        out[k] = m == 0 ? defs[i].loss : m == 1 ? defs[i].subj : defs[i].prompt;
+        if (seeds) seeds[k] = defs[i].seed;
+        k++;
+    }
+    return k;
+}
+
+static void cell_text(char *buf, size_t len, const char *method, int m, int bold) {
+    double x[8];
+    int n = metric_of(method, m, x, NULL);
+    ref_sum s = ref_summary(x, n);
+    int digits = m == 0 ? 5 : 4;
+    char tmp[96];
+    snprintf(tmp, sizeof tmp, "%.*f ± %.*f", digits, s.mean, digits, s.ci);
+    snprintf(buf, len, bold ? "**%s**" : "%s", tmp);
+}
+
+static char *run_report(void) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    qa_error err = {0, ""};
+    int rc = report_write(dir, mem, &err);
+    fclose(mem);
+    cr_assert_eq(rc, 0, "report_write: %s", err.msg);
+    return buf;
+}
+
+/* ---------- tests ---------- */
+
+Test(report, cells_show_mean_and_ci, .init = build_folder, .fini = drop_folder) {
+    char *md = run_report();
+    /* best: loss -> lora (lowest), subject -> qalora (highest), prompt -> qlora (highest) */
+    char a0[128], a1[128], a2[128], b0[128], b1[128], b2[128], c0[128], c1[128], c2[128];
+    cell_text(a0, sizeof a0, "lora", 0, 1);
+    cell_text(a1, sizeof a1, "lora", 1, 0);
+    cell_text(a2, sizeof a2, "lora", 2, 0);
+    cell_text(b0, sizeof b0, "qalora", 0, 0);
+    cell_text(b1, sizeof b1, "qalora", 1, 1);
+    cell_text(b2, sizeof b2, "qalora", 2, 0);
+    cell_text(c0, sizeof c0, "qlora", 0, 0);
+    cell_text(c1, sizeof c1, "qlora", 1, 0);
+    cell_text(c2, sizeof c2, "qlora", 2, 1);
+    cr_expect(strstr(a0, "0.11000 ± 0.02484") != NULL, "hand check of the reference itself: %s", a0);
+
+    char row[1024];
+    snprintf(row, sizeof row, "| lora | FP | fp | 2 | 3 | %s | (baseline) | %s | %s | 32 |\n", a0, a1, a2);
+    cr_expect(strstr(md, row) != NULL, "baseline row\n  want: %s\nreport:\n%s", row, md);
+
+    /* B: paired by seed with the baseline */
+    double la[8], lb[8], d[8];
+    long sa[8], sb[8];
+    int na = metric_of("lora", 0, la, sa), nb = metric_of("qalora", 0, lb, sb);
+    cr_assert_eq(na, 3);
+    cr_assert_eq(nb, 3);
+    for (int i = 0; i < 3; i++) { cr_assert_eq(sa[i], sb[i]); d[i] = lb[i] - la[i]; }
+    ref_sum ds = ref_summary(d, 3);
+    double t = ds.mean / (ds.sd / sqrt(3.0));
+    double p = 1.0 - fabs(t) / sqrt(2.0 + t * t); /* Student t, 2 df, two-sided, closed form */
+    char delta[160];
+    snprintf(delta, sizeof delta, "%+.5f ± %.5f (p=%.3g)", ds.mean, ds.ci, p);
+    cr_expect(strstr(delta, "+0.03333 ± ") != NULL, "hand check: mean difference 0.1/3: %s", delta);
+    snprintf(row, sizeof row, "| qalora | INT | w4a8 | 2 | 3 (+1 diverged) | %s | %s | %s | %s | 4.25 |\n", b0, delta, b1, b2);
+    cr_expect(strstr(md, row) != NULL, "paired row\n  want: %s\nreport:\n%s", row, md);
+
+    /* C: seeds 5, 6 have no baseline pair -> Welch on the cell values */
+    double lc[8];
+    int nc = metric_of("qlora", 0, lc, NULL);
+    cr_assert_eq(nc, 2);
+    ref_sum sa_ = ref_summary(la, 3), sc_ = ref_summary(lc, 2);
+    double va = sa_.sd * sa_.sd / 3, vc = sc_.sd * sc_.sd / 2;
+    double tw = (sc_.mean - sa_.mean) / sqrt(va + vc);
+    double dfw = (va + vc) * (va + vc) / (va * va / 2 + vc * vc / 1);
+    double pw = 2 * gsl_cdf_tdist_Q(fabs(tw), dfw);
+    snprintf(delta, sizeof delta, "%+.5f (p=%.3g)", sc_.mean - sa_.mean, pw);
+    snprintf(row, sizeof row, "| qlora | NF4 (merged, re-quantized) | w4a16 | 2 | 2 | %s | %s | %s | %s | 4.5 |\n", c0, delta, c1, c2);
+    cr_expect(strstr(md, row) != NULL, "Welch row\n  want: %s\nreport:\n%s", row, md);
+
+    cr_expect(strstr(md, "Δ loss vs lora fp (p)") != NULL, "header names the baseline:\n%s", md);
+    /* exactly three bold cells, one per metric column */
+    int bolds = 0;
+    for (const char *q = md; (q = strstr(q, "**")) != NULL; q += 2) bolds++;
+    cr_expect_eq(bolds, 6, "three bold cells (6 markers), got %d markers:\n%s", bolds, md);
+    free(md);
+}
+
+Test(report, diverged_run_is_listed, .init = build_folder, .fini = drop_folder) {
+    char *md = run_report();
+    const char *ne = strstr(md, "\nNot evaluated:\n");
+    cr_assert(ne != NULL, "no 'Not evaluated' section:\n%s", md);
+    cr_expect(strstr(ne, "- run qalora-w4a8-r2-s3: diverged loss is NaN at step 3\n") != NULL, "diverged run line:\n%s", md);
+    /* only that one run */
+    int runs = 0;
+    for (const char *q = ne; (q = strstr(q, "- run ")) != NULL; q += 6) runs++;
+    cr_expect_eq(runs, 1);
+    free(md);
+}
+
+Test(report, files_written_and_markdown_equals_stream, .init = build_folder, .fini = drop_folder) {
+    char *md = run_report();
+    char p[512];
+    const char *files[] = {"report.md", "report.tex", "report.csv", "summary.h5"};
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        cr_expect(access(p, F_OK) == 0, "missing %s", p);
+    }
+    char *text;
+    size_t len;
+    qa_error err;
+    snprintf(p, sizeof p, "%s/report.md", dir);
+    cr_assert_eq(qa_read_file(p, &text, &len, &err), 0, "%s", err.msg);
+    cr_expect_str_eq(text, md, "report.md differs from the stream");
+    free(text);
+
+    /* tex: the cells with $\pm$, best in \textbf */
+    snprintf(p, sizeof p, "%s/report.tex", dir);
+    cr_assert_eq(qa_read_file(p, &text, &len, &err), 0, "%s", err.msg);
+    double la[8];
+    metric_of("lora", 0, la, NULL);
+    ref_sum s = ref_summary(la, 3);
+    char want[256];
+    snprintf(want, sizeof want, "\\textbf{%.5f $\\pm$ %.5f}", s.mean, s.ci);
+    cr_expect(strstr(text, want) != NULL, "tex lacks %s:\n%s", want, text);
+    cr_expect(strstr(text, "\\begin{tabular}") && strstr(text, "\\end{tabular}"), "tex:\n%s", text);
+    free(text);
+
+    /* csv: one header + three cells; check the baseline's numbers by parsing */
+    snprintf(p, sizeof p, "%s/report.csv", dir);
+    cr_assert_eq(qa_read_file(p, &text, &len, &err), 0, "%s", err.msg);
+    int lines = 0;
+    for (const char *q = text; *q; q++) lines += *q == '\n';
+    cr_expect_eq(lines, 4, "csv lines:\n%s", text);
+    const char *row = strstr(text, "\nlora,FP,fp,2,3,0,");
+    cr_assert(row != NULL, "csv:\n%s", text);
+    double mean, ci;
+    cr_assert_eq(sscanf(row + strlen("\nlora,FP,fp,2,3,0,"), "%lf,%lf", &mean, &ci), 2);
+    cr_expect(fabs(mean - s.mean) < 1e-7 && fabs(ci - s.ci) < 1e-7, "csv loss %g ± %g, want %g ± %g", mean, ci, s.mean, s.ci);
+    cr_expect(strstr(text, "\nqalora,INT,w4a8,2,3,1,") != NULL, "the diverged seed is counted in n_diverged:\n%s", text);
+    free(text);
+
+    /* summary.h5 */
+    snprintf(p, sizeof p, "%s/summary.h5", dir);
+    qa_h5 *f;
+    cr_assert_eq(h5_open(p, 0, &f, &err), 0, "%s", err.msg);
+    const char *methods[3] = {"lora", "qalora", "qlora"};
+    const char *groups[3] = {"/summary/lora-fp-fp-r2", "/summary/qalora-int-w4a8-r2", "/summary/qlora-nf4-w4a16-r2"};
+    const char *names[3] = {"heldout_loss", "subject_fidelity", "prompt_fidelity"};
+    for (int c = 0; c < 3; c++) {
+        double v;
+        cr_assert_eq(h5_attr_get_f64(f, groups[c], "n", &v, &err), 0, "%s: %s", groups[c], err.msg);
+        double x[8];
+        int n = metric_of(methods[c], 0, x, NULL);
+        cr_expect_eq((int)v, n, "%s n = %g", groups[c], v);
+        cr_assert_eq(h5_attr_get_f64(f, groups[c], "n_diverged", &v, &err), 0, "%s", err.msg);
+        cr_expect_eq((int)v, c == 1 ? 1 : 0, "%s n_diverged = %g", groups[c], v);
+        for (int m = 0; m < 3; m++) {
+            n = metric_of(methods[c], m, x, NULL);
+            ref_sum rs = ref_summary(x, n);
+            char nm[64];
+            snprintf(nm, sizeof nm, "%s_mean", names[m]);
+            cr_assert_eq(h5_attr_get_f64(f, groups[c], nm, &v, &err), 0, "%s", err.msg);
+            cr_expect(fabs(v - rs.mean) < 1e-12, "%s %s = %.12g, want %.12g", groups[c], nm, v, rs.mean);
+            snprintf(nm, sizeof nm, "%s_ci95", names[m]);
+            cr_assert_eq(h5_attr_get_f64(f, groups[c], nm, &v, &err), 0, "%s", err.msg);
+            cr_expect(fabs(v - rs.ci) < 1e-9, "%s %s = %.12g, want %.12g", groups[c], nm, v, rs.ci);
+        }
+    }
+    h5_close(f, &err);
+    free(md);
+}
+
+Test(report, null_stream_and_report_twice, .init = build_folder, .fini = drop_folder) {
+    qa_error err = {0, ""};
+    cr_expect_eq(report_write(dir, NULL, &err), 0, "out may be NULL: %s", err.msg);
+    /* summary.h5 in the folder is not taken for a run on the second pass */
+    char *md = run_report();
+    cr_expect(strstr(md, "| lora | FP | fp | 2 | 3 |") != NULL, "%s", md);
+    free(md);
+}
+
+Test(report, empty_or_missing_folder_is_bad_input) {
+    char d[256];
+    make_tmpdir(d, sizeof d, "report-empty");
+    qa_error err = {0, ""};
+    cr_expect_eq(report_write(d, NULL, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, d) != NULL, "message names the folder: %s", err.msg);
+    rm_rf_dir(d);
+    cr_expect_eq(report_write("/nonexistent/qa-results", NULL, &err), QA_ERR_INPUT);
+}

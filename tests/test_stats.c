@@ -1,0 +1,178 @@
+/* Statistics across seeds: summaries against hand values, Welch's t against a textbook example
+ * (t, df recomputed here in double), the paired t test against its closed form for df = 2
+ * (P(|T| > t) = 1 - t / sqrt(2 + t^2)), and the degenerate cases. */
+#include <criterion/criterion.h>
+#include <gsl/gsl_cdf.h>
+
+#include "common.h"
+#include "harness/stats.h"
+
+Test(stats, summarize_one_to_four) {
+    const double x[4] = {1, 2, 3, 4};
+    qa_summary s = stats_summarize(x, 4);
+    cr_expect_eq(s.n, 4);
+    cr_expect(fabs(s.mean - 2.5) < 1e-12, "mean %.10g", s.mean);
+    cr_expect(fabs(s.sd - 1.2909944487358056) < 1e-9, "sd %.10g (sample sd, n - 1)", s.sd);
+    /* t_{0.975, 3} = 3.18244631 (tables) */
+    double ci = 3.182446305284263 * 1.2909944487358056 / 2.0;
+    cr_expect(fabs(s.ci95 - ci) < 1e-7, "ci95 %.10g, want %.10g", s.ci95, ci);
+}
+
+Test(stats, summarize_against_naive_double_loops) {
+    const double x[7] = {0.31, -1.2, 4.75, 2.0, 2.0, 0.001, -3.5};
+    qa_summary s = stats_summarize(x, 7);
+    double m = 0, v = 0;
+    for (int i = 0; i < 7; i++) m += x[i];
+    m /= 7;
+    for (int i = 0; i < 7; i++) v += (x[i] - m) * (x[i] - m);
+    double sd = sqrt(v / 6);
+    double ci = 2.446911848791681 * sd / sqrt(7.0); /* t_{0.975, 6} */
+    cr_expect(fabs(s.mean - m) < 1e-12, "mean %.12g want %.12g", s.mean, m);
+    cr_expect(fabs(s.sd - sd) < 1e-12, "sd %.12g want %.12g", s.sd, sd);
+    cr_expect(fabs(s.ci95 - ci) < 1e-8, "ci95 %.12g want %.12g", s.ci95, ci);
+}
+
+Test(stats, summarize_n1_and_n2) {
+    const double one[1] = {3.25};
+    qa_summary s = stats_summarize(one, 1);
+    cr_expect_eq(s.n, 1);
+    cr_expect(s.mean == 3.25, "mean %g", s.mean);
+    cr_expect(s.sd == 0.0, "sd %g", s.sd);
+    cr_expect(s.ci95 == 0.0, "ci95 %g", s.ci95);
+    /* n = 2: sd = |a - b| / sqrt 2, t_{0.975,1} = 12.7062047 */
+    const double two[2] = {1.0, 2.0};
+    s = stats_summarize(two, 2);
+    cr_expect(fabs(s.sd - 1.0 / sqrt(2.0)) < 1e-12, "sd %g", s.sd);
+    cr_expect(fabs(s.ci95 - 12.706204736174707 * (1.0 / sqrt(2.0)) / sqrt(2.0)) < 1e-7, "ci95 %.10g", s.ci95);
+}
+
+Test(stats, summarize_n0_is_nan) {
+    qa_summary s = stats_summarize(NULL, 0);
+    cr_expect_eq(s.n, 0);
+    cr_expect(isnan(s.mean), "mean of nothing: %g", s.mean);
+}
+
+/* Welch's example 1 (Wikipedia, "Welch's t-test"): t = -2.46, df = 25.0, p = 0.021 */
+static const double wa[15] = {27.5, 21.0, 19.0, 23.6, 17.0, 17.9, 16.9, 20.1, 21.9, 22.6, 23.1, 19.6, 19.0, 21.7, 21.4};
+static const double wb[15] = {27.1, 22.0, 20.8, 23.4, 23.4, 23.5, 25.8, 22.0, 24.8, 20.2, 21.9, 22.1, 22.9, 20.5, 24.4};
+
+static void mean_var(const double *x, int n, double *m, double *v) {
+    double s = 0, q = 0;
+    for (int i = 0; i < n; i++) s += x[i];
+    s /= n;
+    for (int i = 0; i < n; i++) q += (x[i] - s) * (x[i] - s);
+    *m = s;
+    *v = q / (n - 1);
+}
+
+static void welch_ref(const double *a, int na, const double *b, int nb, double *t, double *df, double *p) {
+    double ma, va, mb, vb;
+    mean_var(a, na, &ma, &va);
+    mean_var(b, nb, &mb, &vb);
+    double sa = va / na, sb = vb / nb;
+    *t = (ma - mb) / sqrt(sa + sb);
+    *df = (sa + sb) * (sa + sb) / (sa * sa / (na - 1) + sb * sb / (nb - 1));
+    *p = 2.0 * gsl_cdf_tdist_Q(fabs(*t), *df);
+}
+
+Test(stats, welch_textbook_example) {
+    double t = 0, df = 0;
+    double p = stats_welch_p(wa, 15, wb, 15, &t, &df);
+    cr_expect(fabs(t - (-2.46)) < 0.005, "t = %g, textbook -2.46", t);
+    cr_expect(fabs(df - 25.0) < 0.05, "df = %g, textbook 25.0", df);
+    cr_expect(fabs(p - 0.021) < 0.0005, "p = %g, textbook 0.021", p);
+    double tr, dfr, pr;
+    welch_ref(wa, 15, wb, 15, &tr, &dfr, &pr);
+    cr_expect(fabs(t - tr) < 1e-10 && fabs(df - dfr) < 1e-8, "t %.12g df %.12g, want %.12g %.12g", t, df, tr, dfr);
+    cr_expect(fabs(p - pr) < 1e-10, "p %.12g want %.12g", p, pr);
+}
+
+Test(stats, welch_unequal_sizes_and_symmetry) {
+    const double a[3] = {0.50, 0.52, 0.55}, b[5] = {0.61, 0.58, 0.66, 0.70, 0.59};
+    double t1, df1, t2, df2, tr, dfr, pr;
+    double p1 = stats_welch_p(a, 3, b, 5, &t1, &df1);
+    double p2 = stats_welch_p(b, 5, a, 3, &t2, &df2);
+    welch_ref(a, 3, b, 5, &tr, &dfr, &pr);
+    cr_expect(fabs(t1 - tr) < 1e-10 && fabs(df1 - dfr) < 1e-8, "t %g df %g want %g %g", t1, df1, tr, dfr);
+    cr_expect(fabs(p1 - pr) < 1e-10, "p %.12g want %.12g", p1, pr);
+    cr_expect(fabs(t1 + t2) < 1e-12 && fabs(df1 - df2) < 1e-12, "swapping the groups flips t only");
+    cr_expect(fabs(p1 - p2) < 1e-14, "two-sided p symmetric: %g vs %g", p1, p2);
+    cr_expect(p1 > 0 && p1 < 0.05, "clearly separated groups: p = %g", p1);
+}
+
+Test(stats, welch_small_n_is_nan) {
+    const double a[1] = {1.0}, b[3] = {1, 2, 3};
+    cr_expect(isnan(stats_welch_p(a, 1, b, 3, NULL, NULL)));
+    cr_expect(isnan(stats_welch_p(b, 3, a, 1, NULL, NULL)));
+    cr_expect(isnan(stats_welch_p(b, 0, b, 0, NULL, NULL)));
+}
+
+Test(stats, welch_zero_variance) {
+    const double a[3] = {2, 2, 2}, b[3] = {2, 2, 2}, c[3] = {3, 3, 3};
+    cr_expect(stats_welch_p(a, 3, b, 3, NULL, NULL) == 1.0, "equal constants: p = 1");
+    cr_expect(stats_welch_p(a, 3, c, 3, NULL, NULL) == 0.0, "different constants: p = 0");
+}
+
+Test(stats, paired_equal_arrays_give_one) {
+    const double a[5] = {0.3, 0.1, 0.7, 0.2, 0.9};
+    cr_expect(stats_paired_p(a, a, 5, NULL) == 1.0);
+}
+
+Test(stats, paired_closed_form_df2) {
+    /* d = a - b = {0.10, 0.12, 0.11}: mean 0.11, sd 0.01, t = 0.11 / (0.01/sqrt 3) = 19.0526 */
+    const double b[3] = {1.0, 2.0, 3.0};
+    const double a[3] = {1.10, 2.12, 3.11};
+    double t = 0;
+    double p = stats_paired_p(a, b, 3, &t);
+    double d[3], m, v;
+    for (int i = 0; i < 3; i++) d[i] = a[i] - b[i];
+    mean_var(d, 3, &m, &v);
+    double tr = m / (sqrt(v) / sqrt(3.0));
+    double pr = 1.0 - fabs(tr) / sqrt(2.0 + tr * tr); /* Student t, 2 df, two-sided */
+    cr_expect(fabs(t - tr) < 1e-9 * fabs(tr), "t %.12g want %.12g", t, tr);
+    cr_expect(fabs(tr - 19.05255888) < 1e-6, "hand t %.10g", tr);
+    cr_expect(fabs(p - pr) < 1e-12, "p %.12g want closed form %.12g", p, pr);
+    cr_expect(p < 0.01, "a constant shift with small noise is significant: p = %g", p);
+    double t2;
+    double p2 = stats_paired_p(b, a, 3, &t2);
+    cr_expect(fabs(t2 + t) < 1e-9 * fabs(t) && fabs(p2 - p) < 1e-14, "swap: t flips, p equal");
+}
+
+Test(stats, paired_shift_with_noise_larger_n) {
+    double a[12], b[12];
+    trng r = trng_new(42);
+    for (int i = 0; i < 12; i++) {
+        b[i] = trng_unif(&r, 0, 10);              /* large between-seed spread */
+        a[i] = b[i] + 0.5 + 0.05 * trng_normal(&r); /* small, consistent shift */
+    }
+    double t;
+    double p = stats_paired_p(a, b, 12, &t);
+    cr_expect(t > 0 && p < 1e-6, "paired: t %g p %g", t, p);
+    /* Welch ignores the pairing and should see almost nothing */
+    double pw = stats_welch_p(a, 12, b, 12, NULL, NULL);
+    cr_expect(pw > 0.5, "Welch on the same data: p %g", pw);
+    /* reference: one-sample t on the differences, df 11 */
+    double d[12], m, v;
+    for (int i = 0; i < 12; i++) d[i] = a[i] - b[i];
+    mean_var(d, 12, &m, &v);
+    double tr = m / sqrt(v / 12);
+    cr_expect(fabs(t - tr) < 1e-9 * tr, "t %.12g want %.12g", t, tr);
+    cr_expect(fabs(p - 2 * gsl_cdf_tdist_Q(tr, 11)) < 1e-15 + 1e-9 * p);
+}
+
+Test(stats, paired_df1_cauchy) {
+    /* n = 2: t with 1 df is Cauchy, two-sided p = 1 - (2/pi) atan|t| */
+    const double a[2] = {1.0, 2.5}, b[2] = {0.0, 1.0};
+    double t;
+    double p = stats_paired_p(a, b, 2, &t);
+    /* d = {1, 1.5}: mean 1.25, sd 0.353553, t = 1.25 / 0.25 = 5 */
+    cr_expect(fabs(t - 5.0) < 1e-12, "t %g", t);
+    cr_expect(fabs(p - (1.0 - 2.0 / 3.141592653589793 * atan(5.0))) < 1e-12, "p %.12g", p);
+}
+
+Test(stats, paired_constant_shift_and_small_n) {
+    const double a[3] = {1.5, 2.5, 3.5}, b[3] = {1, 2, 3};
+    cr_expect(stats_paired_p(a, b, 3, NULL) == 0.0, "exact constant shift: p = 0");
+    cr_expect(isnan(stats_paired_p(a, b, 1, NULL)), "n = 1: NaN");
+    cr_expect(isnan(stats_paired_p(a, b, 0, NULL)), "n = 0: NaN");
+}
