@@ -235,11 +235,34 @@ static int eval_variant(sweep_ctx *c, const subject_task *t, const qa_run_spec *
     double prompt = 0;
     for (int i = 0; i < n; i++) prompt += probs[(size_t)i * QA_CLF_CLASSES + t->item_class];
     prompt /= n;
+    double diversity = mean_pairwise_distance(feat, n, QA_CLF_FEATURES);
+    /* prior preservation: does the class prompt still give the class after tuning? */
+    int n_prior = (int)recipe_int(r, "eval", "prior_samples");
+    double prior = -1;
+    if (n_prior > 0) {
+        float *xp = qa_alloc(sizeof(float) * (size_t)n_prior * D_IMG);
+        float *pp = qa_alloc(sizeof(float) * (size_t)n_prior * QA_CLF_CLASSES);
+        sample_images(c->model, &c->sched, t->item_class, n_prior, steps, w,
+                      qa_seed_for((uint64_t)run->seed, "eval-prior-samples"), xp);
+        clf_embed(c->clf, xp, n_prior, NULL, pp);
+        int ok = 0;
+        for (int i = 0; i < n_prior; i++) {
+            const float *p = pp + (size_t)i * QA_CLF_CLASSES;
+            int best = 0;
+            for (int k = 1; k < QA_CLF_CLASSES; k++) if (p[k] > p[best]) best = k;
+            ok += best == t->item_class;
+        }
+        prior = (double)ok / n_prior;
+        qa_free(xp);
+        qa_free(pp);
+    }
     char path[256];
     snprintf(path, sizeof path, "%s/eval/%s", grp, variant);
     int rc = h5_attr_set_f64(f, path, "heldout_loss", loss, err);
     if (!rc) rc = h5_attr_set_f64(f, path, "subject_fidelity", subj, err);
     if (!rc) rc = h5_attr_set_f64(f, path, "prompt_fidelity", prompt, err);
+    if (!rc) rc = h5_attr_set_f64(f, path, "diversity", diversity, err);
+    if (!rc && prior >= 0) rc = h5_attr_set_f64(f, path, "prior_preservation", prior, err);
     if (!rc) rc = h5_attr_set_f64(f, path, "bits_per_weight", bits_pw, err);
     if (!rc) rc = h5_attr_set_f64(f, path, "eval_seconds", qa_now() - t0, err);
     if (!rc) rc = h5_attr_set_f64(f, path, "sampling_ms_per_image", 1e3 * t_sample / n, err);
@@ -258,7 +281,8 @@ static int eval_variant(sweep_ctx *c, const subject_task *t, const qa_run_spec *
         rc = h5_write(f, p2, QA_H5_U8, pix, 3, dims, err);
         qa_free(pix);
     }
-    fprintf(stderr, "  %-28s %-4s held-out loss %.5f  subject %.4f  prompt %.4f\n", run->id, variant, loss, subj, prompt);
+    fprintf(stderr, "  %-28s %-4s held-out loss %.5f  subject %.4f  prompt %.4f  diversity %.4f  prior %.3f\n", run->id,
+            variant, loss, subj, prompt, diversity, prior);
     qa_free(per_image); qa_free(x); qa_free(feat); qa_free(probs);
     return rc;
 }

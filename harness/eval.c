@@ -5,6 +5,10 @@
 
 #include "harness/rng.h"
 
+#include <gsl/gsl_blas.h>
+#include <gsl/gsl_eigen.h>
+#include <gsl/gsl_matrix.h>
+
 #define HELDOUT_SEED 20241028u /* fixed: the same test images, t and noise for every run */
 
 int heldout_init(qa_heldout *h, const qa_images *test, int n_images, int draws, qa_error *err) {
@@ -80,6 +84,72 @@ double mean_cosine(const float *a, int na, const float *b, int nb, int F) {
         }
     }
     return acc / ((double)na * nb);
+}
+
+double mean_pairwise_distance(const float *a, int n, int F) {
+    if (n < 2) return 0;
+    double acc = 0;
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++) acc += 1.0 - mean_cosine(a + (size_t)i * F, 1, a + (size_t)j * F, 1, F);
+    return acc / (0.5 * n * (n - 1));
+}
+
+static void mean_cov(const float *x, int n, int F, double *mu, gsl_matrix *S) {
+    for (int k = 0; k < F; k++) {
+        double m = 0;
+        for (int i = 0; i < n; i++) m += x[(size_t)i * F + k];
+        mu[k] = m / n;
+    }
+    for (int p = 0; p < F; p++)
+        for (int q = p; q < F; q++) {
+            double c = 0;
+            for (int i = 0; i < n; i++) c += (x[(size_t)i * F + p] - mu[p]) * (x[(size_t)i * F + q] - mu[q]);
+            c /= (n - 1);
+            gsl_matrix_set(S, p, q, c);
+            gsl_matrix_set(S, q, p, c);
+        }
+}
+
+double frechet_distance(const float *a, int na, const float *b, int nb, int F) {
+    QA_ASSERT(na >= 2 && nb >= 2);
+    double *m1 = qa_alloc(sizeof(double) * F), *m2 = qa_alloc(sizeof(double) * F);
+    gsl_matrix *S1 = gsl_matrix_alloc(F, F), *S2 = gsl_matrix_alloc(F, F), *V = gsl_matrix_alloc(F, F);
+    gsl_matrix *R = gsl_matrix_alloc(F, F), *T = gsl_matrix_alloc(F, F), *P = gsl_matrix_alloc(F, F);
+    gsl_vector *ev = gsl_vector_alloc(F);
+    mean_cov(a, na, F, m1, S1);
+    mean_cov(b, nb, F, m2, S2);
+    double d2 = 0, tr = 0;
+    for (int k = 0; k < F; k++) {
+        d2 += (m1[k] - m2[k]) * (m1[k] - m2[k]);
+        tr += gsl_matrix_get(S1, k, k) + gsl_matrix_get(S2, k, k);
+    }
+    /* sqrt(S1) = V diag(sqrt(max(l, 0))) V^T  (the eigen routine destroys its input: use a copy) */
+    gsl_matrix_memcpy(T, S1);
+    gsl_eigen_symmv_workspace *w = gsl_eigen_symmv_alloc(F);
+    gsl_eigen_symmv(T, ev, V, w);
+    gsl_eigen_symmv_free(w);
+    gsl_matrix_memcpy(T, V);
+    for (int k = 0; k < F; k++) {
+        double l = gsl_vector_get(ev, k);
+        gsl_vector_view col = gsl_matrix_column(T, k);
+        gsl_vector_scale(&col.vector, sqrt(l > 0 ? l : 0));
+    }
+    gsl_blas_dgemm(CblasNoTrans, CblasTrans, 1.0, T, V, 0.0, R);   /* R = sqrt(S1) */
+    gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, R, S2, 0.0, T); /* T = R S2 */
+    gsl_blas_dgemm(CblasNoTrans, CblasNoTrans, 1.0, T, R, 0.0, P);  /* P = R S2 R (symmetric) */
+    gsl_eigen_symm_workspace *w2 = gsl_eigen_symm_alloc(F);
+    gsl_eigen_symm(P, ev, w2);
+    gsl_eigen_symm_free(w2);
+    double trsqrt = 0;
+    for (int k = 0; k < F; k++) {
+        double l = gsl_vector_get(ev, k);
+        trsqrt += sqrt(l > 0 ? l : 0);
+    }
+    gsl_matrix_free(S1); gsl_matrix_free(S2); gsl_matrix_free(V); gsl_matrix_free(R); gsl_matrix_free(T);
+    gsl_matrix_free(P); gsl_vector_free(ev);
+    qa_free(m1); qa_free(m2);
+    double fd = d2 + tr - 2 * trsqrt;
+    return fd > 0 ? fd : 0;
 }
 
 void sample_images(qa_dit *m, const qa_schedule *s, int y, int n, int steps, float guidance,

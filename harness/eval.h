@@ -6,7 +6,11 @@
  *                  with test images, t and eps fixed (eval seed); per-image means are kept for
  *                  paired tests.
  *   subject fidelity (DINO / CLIP-I analog) = mean_{i,j} cos(f(sample_i), f(reference_j))
- *   prompt fidelity  (CLIP-T analog)        = mean_i p_evaluator(item class | sample_i) */
+ *   prompt fidelity  (CLIP-T analog)        = mean_i p_evaluator(item class | sample_i)
+ *   diversity        (LPIPS analog)         = mean_{i<j} (1 - cos(f(sample_i), f(sample_j)))
+ *   prior preservation                      = share of samples of the item's *class* prompt that the
+ *                                             evaluator classifies as that class, after tuning
+ *   FID (domain)  = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr sqrt(sqrt(S1) S2 sqrt(S1)) on features */
 #ifndef QA_EVAL_H
 #define QA_EVAL_H
 
@@ -29,6 +33,13 @@ double heldout_loss(qa_dit *m, const qa_heldout *h, double *per_image);
 
 /* mean_{i,j} cos(a_i, b_j) over [na, F] x [nb, F] features */
 double mean_cosine(const float *a, int na, const float *b, int nb, int F);
+/* mean over pairs i < j of 1 - cos(a_i, a_j) */
+double mean_pairwise_distance(const float *a, int n, int F);
+/* Frechet distance between Gaussians fitted to two feature sets (GSL eigen-decompositions:
+ * sqrt(S1) from the symmetric eigensystem of S1, then the eigenvalues of sqrt(S1) S2 sqrt(S1),
+ * negative round-off clipped to 0). Needs n >= 2 per set. */
+double frechet_distance(const float *a, int na, const float *b, int nb, int F);
+
 /* Sample n images of class slot y (batches within max_batch / 2 for CFG); out [n, D] in [-1,1]. */
 void sample_images(qa_dit *m, const qa_schedule *s, int y, int n, int steps, float guidance,
                    uint64_t seed, float *out);

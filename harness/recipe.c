@@ -66,6 +66,7 @@ static const key_spec schema[] = {
     {"eval", "samples", T_INT, "32", NULL, 0, 1, 100000, "generated samples per run"},
     {"eval", "ddim_steps", T_INT, "25", NULL, 0, 1, 1000, "DDIM steps"},
     {"eval", "guidance", T_FLOAT, "3.0", NULL, 0, 1, 100, "classifier-free guidance scale"},
+    {"eval", "prior_samples", T_INT, "32", NULL, 0, 0, 100000, "samples of the item's class prompt for prior preservation (0 = skip)"},
     {"eval", "loss_images", T_INT, "256", NULL, 0, 1, 100000, "held-out images for the paired denoising loss"},
     {"eval", "loss_draws", T_INT, "4", NULL, 0, 1, 1000, "(t, noise) draws per held-out image"},
 };

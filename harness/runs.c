@@ -80,6 +80,8 @@ static int load_one(const char *path, qa_run_record *rec, qa_error *err) {
                 ev->prompt_fidelity = attr_or(f, q, "prompt_fidelity", 0);
                 ev->bits_per_weight = attr_or(f, q, "bits_per_weight", 0);
                 ev->sampling_ms = attr_or(f, q, "sampling_ms_per_image", 0);
+                ev->diversity = attr_or(f, q, "diversity", 0);
+                ev->prior_preservation = attr_or(f, q, "prior_preservation", -1);
                 char d[480];
                 snprintf(d, sizeof d, "%s/heldout_per_image", q);
                 void *data = NULL;

@@ -10,6 +10,7 @@
 typedef struct {
     char variant[64];             /* "fp" (float deploy) | "int" (integer deploy) */
     double heldout_loss, subject_fidelity, prompt_fidelity, bits_per_weight, sampling_ms;
+    double diversity, prior_preservation; /* prior_preservation < 0: not measured */
     double *heldout_per_image;
     int n_images;
 } qa_run_eval;

@@ -329,3 +329,51 @@ Test(eval, sample_images_deterministic_per_seed) {
     free(a); free(b); free(c); free(r0); free(r1);
     dit_free(&m);
 }
+
+/* ---------- FID and diversity (issue: sanity checks that can fail) ---------- */
+
+Test(eval, frechet_distance_of_a_set_with_itself_is_zero_and_grows_with_noise) {
+    enum { N = 300, F = 16 };
+    static float a[N * F], b[N * F];
+    qa_rng *r = qa_rng_new(77);
+    qa_rng_fill_normal(r, a, N * F, 1.0f);
+    for (int i = 0; i < N * F; i++) a[i] += (float)(i % F) * 0.1f; /* a mean that is not zero */
+    double self = frechet_distance(a, N, a, N, F);
+    cr_expect(self < 1e-6, "FID(set, set) = %g", self);
+    double prev = self;
+    for (int level = 1; level <= 3; level++) {
+        for (int i = 0; i < N * F; i++) b[i] = a[i] + 0.5f * level * (float)qa_rng_normal(r);
+        double d = frechet_distance(a, N, b, N, F);
+        cr_expect(d > prev, "FID must grow with the noise: level %d gives %g after %g", level, d, prev);
+        prev = d;
+    }
+    qa_rng_free(r);
+}
+
+Test(eval, frechet_distance_hand_case) {
+    /* 1-D sets {0, 2} and {1, 5}: mu 1 vs 3, var 2 vs 8 (n - 1 in the denominator);
+     * FD = (1 - 3)^2 + 2 + 8 - 2 sqrt(2 * 8) = 4 + 10 - 8 = 6 */
+    float a[2] = {0, 2}, b[2] = {1, 5};
+    cr_expect_float_eq(frechet_distance(a, 2, b, 2, 1), 6.0, 1e-9);
+    /* 2-D, correlated: points (0,0),(2,4) vs (1,1),(5,3): means (1,2) and (3,2); covariances
+     * S1 = [[2,4],[4,8]], S2 = [[8,4],[4,2]]; for 2x2 PSD matrices
+     * tr sqrt(S1^1/2 S2 S1^1/2) = sqrt(tr(S1 S2) + 2 sqrt(det S1 det S2)) */
+    float a2[4] = {0, 0, 2, 4}, b2[4] = {1, 1, 5, 3};
+    double S1[2][2] = {{2, 4}, {4, 8}}, S2[2][2] = {{8, 4}, {4, 2}};
+    /* tr sqrt(S1^(1/2) S2 S1^(1/2)) = sqrt(tr(S1 S2) + 2 sqrt(det(S1 S2))) for 2x2 PSD */
+    double p00 = S1[0][0] * S2[0][0] + S1[0][1] * S2[1][0], p11 = S1[1][0] * S2[0][1] + S1[1][1] * S2[1][1];
+    double det = (S1[0][0] * S1[1][1] - S1[0][1] * S1[1][0]) * (S2[0][0] * S2[1][1] - S2[0][1] * S2[1][0]);
+    double trsq = sqrt(p00 + p11 + 2 * sqrt(det > 0 ? det : 0));
+    double want = (1 - 3) * (1 - 3) + (2 - 2) * (2 - 2) + (2 + 8) + (8 + 2) - 2 * trsq;
+    cr_expect_float_eq(frechet_distance(a2, 2, b2, 2, 2), want, 1e-6);
+}
+
+Test(eval, diversity_by_hand) {
+    /* three 2-d vectors: e1, e1, e2 -> pairs (e1,e1) 0, (e1,e2) 1, (e1,e2) 1 -> mean 2/3 */
+    float a[6] = {1, 0, 1, 0, 0, 1};
+    cr_expect_float_eq(mean_pairwise_distance(a, 3, 2), 2.0 / 3.0, 1e-9);
+    cr_expect_float_eq(mean_pairwise_distance(a, 1, 2), 0.0, 0.0);
+    /* references against themselves have subject fidelity 1 */
+    float refs[4] = {0.3f, 0.4f, 0.3f, 0.4f};
+    cr_expect_float_eq(mean_cosine(refs, 2, refs, 2, 2), 1.0, 1e-6);
+}

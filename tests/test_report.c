@@ -156,7 +156,7 @@ Test(report, cells_show_mean_and_ci, .init = build_folder, .fini = drop_folder) 
     cr_expect(strstr(a0, "0.11000 ± 0.02484") != NULL, "hand check of the reference itself: %s", a0);
 
     char row[1024];
-    snprintf(row, sizeof row, "| lora | FP | fp | 2 | 3 | %s | (baseline) | %s | %s | 32 |\n", a0, a1, a2);
+    snprintf(row, sizeof row, "| lora | FP | fp | 2 | 3 | %s | (baseline) | %s | %s | 32 | 0.0000 ± 0.0000 | - |\n", a0, a1, a2);
     cr_expect(strstr(md, row) != NULL, "baseline row\n  want: %s\nreport:\n%s", row, md);
 
     /* B: paired by seed with the baseline */
@@ -172,7 +172,7 @@ Test(report, cells_show_mean_and_ci, .init = build_folder, .fini = drop_folder) 
     char delta[160];
     snprintf(delta, sizeof delta, "%+.5f ± %.5f (p=%.3g)", ds.mean, ds.ci, p);
     cr_expect(strstr(delta, "+0.03333 ± ") != NULL, "hand check: mean difference 0.1/3: %s", delta);
-    snprintf(row, sizeof row, "| qalora | INT | w4a8 | 2 | 3 (+1 diverged) | %s | %s | %s | %s | 4.25 |\n", b0, delta, b1, b2);
+    snprintf(row, sizeof row, "| qalora | INT | w4a8 | 2 | 3 (+1 diverged) | %s | %s | %s | %s | 4.25 | 0.0000 ± 0.0000 | - |\n", b0, delta, b1, b2);
     cr_expect(strstr(md, row) != NULL, "paired row\n  want: %s\nreport:\n%s", row, md);
 
     /* C: seeds 5, 6 have no baseline pair -> Welch on the cell values */
@@ -185,7 +185,7 @@ Test(report, cells_show_mean_and_ci, .init = build_folder, .fini = drop_folder) 
     double dfw = (va + vc) * (va + vc) / (va * va / 2 + vc * vc / 1);
     double pw = 2 * gsl_cdf_tdist_Q(fabs(tw), dfw);
     snprintf(delta, sizeof delta, "%+.5f (p=%.3g)", sc_.mean - sa_.mean, pw);
-    snprintf(row, sizeof row, "| qlora | NF4 (merged, re-quantized) | w4a16 | 2 | 2 | %s | %s | %s | %s | 4.5 |\n", c0, delta, c1, c2);
+    snprintf(row, sizeof row, "| qlora | NF4 (merged, re-quantized) | w4a16 | 2 | 2 | %s | %s | %s | %s | 4.5 | 0.0000 ± 0.0000 | - |\n", c0, delta, c1, c2);
     cr_expect(strstr(md, row) != NULL, "Welch row\n  want: %s\nreport:\n%s", row, md);
 
     cr_expect(strstr(md, "Δ loss vs lora fp (p)") != NULL, "header names the baseline:\n%s", md);
@@ -236,6 +236,8 @@ Test(report, files_written_and_markdown_equals_stream, .init = build_folder, .fi
     cr_expect(strstr(text, "\\begin{tabular}") && strstr(text, "\\end{tabular}"), "tex:\n%s", text);
     free(text);
 
+    /* diversity (0 in every run written here: a tie) and prior preservation (not measured) are
+     * columns too, unmarked: a tie has no best, a missing metric shows '-' */
     /* csv: one header + three cells; check the baseline's numbers by parsing */
     snprintf(p, sizeof p, "%s/report.csv", dir);
     cr_assert_eq(qa_read_file(p, &text, &len, &err), 0, "%s", err.msg);
