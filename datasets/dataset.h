@@ -26,6 +26,11 @@ int idx_read(const char *path, int expect_ndim, int *dims, uint8_t **data, qa_er
  * plus noise. For tests that must not depend on the package. */
 void synthetic_images(qa_images *out, int n, int side, int n_classes, uint64_t seed);
 
+/* The new visual style of the style and domain tasks (see style.c): x is [n, side*side] in [-1,1]. */
+void style_stripes(float *x, int n, int side);
+/* About 1 for a styled image, near 0 for a plain one. */
+double style_score(const float *x, int side);
+
 void qa_images_free(qa_images *im);
 /* x[i, :] = pixels / 127.5 - 1 for the given indices */
 void qa_images_to_float(const qa_images *im, const int *idx, int count, float *x);

@@ -49,7 +49,7 @@ static const key_spec schema[] = {
     {"train", "label_dropout", T_FLOAT, "0.1", NULL, 0, 0, 1, "share of labels replaced by the null slot (CFG)"},
     {"train", "log_every", T_INT, "50", NULL, 0, 1, 1e9, "steps between log lines"},
     {"train", "seed", T_INT, "0", NULL, 0, 0, 4294967295.0, "seed of a single-run job"},
-    {"adapt", "task", T_ENUM, "subject", "subject", 0, 0, 0, "adaptation task"},
+    {"adapt", "task", T_ENUM, "subject", "subject|style|domain", 0, 0, 0, "adaptation task"},
     {"adapt", "method", T_METHOD, "lora", NULL, 1, 0, 0, "adaptation method(s) from the registry"},
     {"adapt", "bits", T_BITS, "fp", NULL, 1, 0, 0, "bit setting(s): fp, w8a8, w4a8, ..."},
     {"adapt", "rank", T_INT, "4", NULL, 1, 1, 1024, "LoRA rank(s)"},
@@ -67,6 +67,8 @@ static const key_spec schema[] = {
     {"eval", "ddim_steps", T_INT, "25", NULL, 0, 1, 1000, "DDIM steps"},
     {"eval", "guidance", T_FLOAT, "3.0", NULL, 0, 1, 100, "classifier-free guidance scale"},
     {"eval", "prior_samples", T_INT, "32", NULL, 0, 0, 100000, "samples of the item's class prompt for prior preservation (0 = skip)"},
+    {"eval", "fid_samples", T_INT, "256", NULL, 0, 2, 100000, "domain task: generated samples for FID"},
+    {"eval", "fid_reference", T_INT, "2000", NULL, 0, 2, 100000, "domain task: styled test images for the FID reference"},
     {"eval", "loss_images", T_INT, "256", NULL, 0, 1, 100000, "held-out images for the paired denoising loss"},
     {"eval", "loss_draws", T_INT, "4", NULL, 0, 1, 1000, "(t, noise) draws per held-out image"},
 };

@@ -43,6 +43,8 @@ static int load_one(const char *path, qa_run_record *rec, qa_error *err) {
         rec->needs_ptq = (int)attr_or(f, grp, "needs_ptq", 0);
         qa_error e;
         if (h5_has_attr(f, grp, "fail_reason")) h5_attr_get_str(f, grp, "fail_reason", rec->fail_reason, sizeof rec->fail_reason, &e);
+        snprintf(rec->task, sizeof rec->task, "subject");
+        if (h5_has_attr(f, grp, "task")) h5_attr_get_str(f, grp, "task", rec->task, sizeof rec->task, &e);
         if (h5_has_attr(f, grp, "merge_arithmetic")) h5_attr_get_str(f, grp, "merge_arithmetic", rec->merge, sizeof rec->merge, &e);
         char p[200];
         snprintf(p, sizeof p, "%s/train", grp);
@@ -82,6 +84,8 @@ static int load_one(const char *path, qa_run_record *rec, qa_error *err) {
                 ev->sampling_ms = attr_or(f, q, "sampling_ms_per_image", 0);
                 ev->diversity = attr_or(f, q, "diversity", 0);
                 ev->prior_preservation = attr_or(f, q, "prior_preservation", -1);
+                ev->style_score = attr_or(f, q, "style_score", 0);
+                ev->fid = attr_or(f, q, "fid", -1);
                 char d[480];
                 snprintf(d, sizeof d, "%s/heldout_per_image", q);
                 void *data = NULL;

@@ -11,12 +11,13 @@ typedef struct {
     char variant[64];             /* "fp" (float deploy) | "int" (integer deploy) */
     double heldout_loss, subject_fidelity, prompt_fidelity, bits_per_weight, sampling_ms;
     double diversity, prior_preservation; /* prior_preservation < 0: not measured */
+    double style_score, fid;              /* fid < 0: not measured (domain task only) */
     double *heldout_per_image;
     int n_images;
 } qa_run_eval;
 
 typedef struct {
-    char file[4096], id[96], method[32], bits[16], status[16], fail_reason[256], merge[32];
+    char file[4096], id[96], method[32], bits[16], status[16], fail_reason[256], merge[32], task[16];
     int rank, w_bits, a_bits, item_class, needs_ptq;
     long seed;
     qa_run_eval eval[QA_MAX_VARIANTS];

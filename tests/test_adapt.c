@@ -15,6 +15,7 @@
 #include "harness/report.h"
 #include "harness/results.h"
 #include "harness/runs.h"
+#include "datasets/dataset.h"
 
 static char dir[256];
 
@@ -184,4 +185,69 @@ Test(adapt, distillation_objective_trains_against_the_fp_teacher) {
     cr_expect_str_eq(runs[0].eval[0].variant, "int");
     runs_free(runs, n);
     recipe_free(r);
+}
+
+static void run_task(const char *task, const char *sub, const char *extra_eval) {
+    char text[4096];
+    snprintf(text, sizeof text,
+             "[job]\nkind = adapt\n[data]\nsynthetic = 1\n"
+             "[model]\ncheckpoint = %s/dit.h5\nevaluator = %s/evaluator.h5\n"
+             "[adapt]\ntask = %s\nmethod = lora\nbits = w8a8\nrank = 2\nseed = 0\nimages = 3\n"
+             "[train]\nsteps = 3\nbatch = 4\nlr = 1e-3\n"
+             "[eval]\nsamples = 4\nddim_steps = 2\nloss_images = 4\nloss_draws = 1\nprior_samples = 10\n%s",
+             dir, dir, task, extra_eval);
+    qa_recipe *r;
+    qa_error err = {0, ""};
+    cr_assert_eq(recipe_parse("task.recipe", text, &r, &err), 0, "%s", err.msg);
+    char out[512];
+    snprintf(out, sizeof out, "%s/%s", dir, sub);
+    cr_assert_eq(adapt_sweep(r, out, &err), 0, "%s", err.msg);
+    recipe_free(r);
+}
+
+Test(adapt, style_task_binds_styled_images_of_several_classes) {
+    run_task("style", "style", "");
+    char out[512];
+    snprintf(out, sizeof out, "%s/style", dir);
+    qa_run_record *runs;
+    int n;
+    qa_error err = {0, ""};
+    cr_assert_eq(runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(n, 1);
+    cr_expect_str_eq(runs[0].task, "style");
+    cr_expect_eq(runs[0].item_class, -1, "no single class is asked for");
+    for (int v = 0; v < runs[0].n_eval; v++) {
+        cr_expect(runs[0].eval[v].prior_preservation >= 0 && runs[0].eval[v].prior_preservation <= 1);
+        cr_expect(runs[0].eval[v].fid < 0, "FID is for the domain task only");
+    }
+    uint8_t *ref = NULL;
+    int nref = 0;
+    cr_assert_eq(runs_samples(&runs[0], "references", &ref, &nref, &err), 0, "%s", err.msg);
+    cr_expect_eq(nref, 3);
+    float x[784];
+    for (int i = 0; i < 784; i++) x[i] = ref[i] / 127.5f - 1.0f;
+    cr_expect(style_score(x, 28) > 0.8, "the references are styled: score %g", style_score(x, 28));
+    qa_free(ref);
+    runs_free(runs, n);
+}
+
+Test(adapt, domain_task_is_scored_with_fid) {
+    run_task("domain", "domain", "fid_samples = 20\nfid_reference = 50\n");
+    char out[512];
+    snprintf(out, sizeof out, "%s/domain", dir);
+    qa_run_record *runs;
+    int n;
+    qa_error err = {0, ""};
+    cr_assert_eq(runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(n, 1);
+    cr_expect_str_eq(runs[0].task, "domain");
+    for (int v = 0; v < runs[0].n_eval; v++) cr_expect(runs[0].eval[v].fid > 0, "FID %g", runs[0].eval[v].fid);
+    runs_free(runs, n);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    cr_assert_eq(report_write(out, mem, &err), 0, "%s", err.msg);
+    fclose(mem);
+    cr_expect(strstr(buf, "| style ↑ | FID ↓ |") != NULL, "style and FID columns for a domain folder:\n%s", buf);
+    free(buf);
 }
