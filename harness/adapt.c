@@ -306,6 +306,34 @@ static int eval_variant(sweep_ctx *c, const adapt_task *t, const qa_run_spec *ru
     }
     prompt /= n_gen;
     style /= n_gen;
+    /* standard errors of the per-sample means (and of the held-out loss over its images), so a
+     * reader can see whether the sample counts are large enough */
+    double se_prompt = 0, se_subj = 0, se_loss = 0;
+    {
+        double acc = 0, acc2 = 0;
+        for (int i = 0; i < n_gen; i++) {
+            const float *p = probs + (size_t)i * QA_CLF_CLASSES;
+            double v = asked[i] >= 0 ? p[asked[i]] : 0;
+            if (asked[i] < 0) for (int k = 0; k < QA_CLF_CLASSES; k++) v = p[k] > v ? p[k] : v;
+            acc += v; acc2 += v * v;
+        }
+        double var = n_gen > 1 ? (acc2 - acc * acc / n_gen) / (n_gen - 1) : 0;
+        se_prompt = sqrt(var > 0 ? var / n_gen : 0);
+        if (t->k > 0) {
+            acc = acc2 = 0;
+            for (int i = 0; i < n; i++) {
+                double v = mean_cosine(feat + (size_t)i * QA_CLF_FEATURES, 1, t->item_feat, t->k, QA_CLF_FEATURES);
+                acc += v; acc2 += v * v;
+            }
+            var = n > 1 ? (acc2 - acc * acc / n) / (n - 1) : 0;
+            se_subj = sqrt(var > 0 ? var / n : 0);
+        }
+        int ni = c->heldout->n_images;
+        acc = acc2 = 0;
+        for (int i = 0; i < ni; i++) { acc += per_image[i]; acc2 += per_image[i] * per_image[i]; }
+        var = ni > 1 ? (acc2 - acc * acc / ni) / (ni - 1) : 0;
+        se_loss = sqrt(var > 0 ? var / ni : 0);
+    }
     double diversity = mean_pairwise_distance(feat, n, QA_CLF_FEATURES);
     double fid = t->kind == TASK_DOMAIN ? frechet_distance(feat, n_gen, c->fid_ref_feat, c->n_fid_ref, QA_CLF_FEATURES) : -1;
     /* prior preservation: do class prompts still give their class after tuning? (subject: the
@@ -340,6 +368,9 @@ static int eval_variant(sweep_ctx *c, const adapt_task *t, const qa_run_spec *ru
     int rc = h5_attr_set_f64(f, path, "heldout_loss", loss, err);
     if (!rc && subj >= 0) rc = h5_attr_set_f64(f, path, "subject_fidelity", subj, err);
     if (!rc) rc = h5_attr_set_f64(f, path, "style_score", style, err);
+    if (!rc) rc = h5_attr_set_f64(f, path, "heldout_loss_se", se_loss, err);
+    if (!rc) rc = h5_attr_set_f64(f, path, "prompt_fidelity_se", se_prompt, err);
+    if (!rc && subj >= 0) rc = h5_attr_set_f64(f, path, "subject_fidelity_se", se_subj, err);
     if (!rc && fid >= 0) rc = h5_attr_set_f64(f, path, "fid", fid, err);
     if (!rc) rc = h5_attr_set_f64(f, path, "prompt_fidelity", prompt, err);
     if (!rc) rc = h5_attr_set_f64(f, path, "diversity", diversity, err);
@@ -362,8 +393,8 @@ static int eval_variant(sweep_ctx *c, const adapt_task *t, const qa_run_spec *ru
         rc = h5_write(f, p2, QA_H5_U8, pix, 3, dims, err);
         qa_free(pix);
     }
-    fprintf(stderr, "  %-28s %-4s held-out loss %.5f  subject %.4f  prompt %.4f  diversity %.4f  prior %.3f  style %.3f",
-            run->id, variant, loss, subj, prompt, diversity, prior, style);
+    fprintf(stderr, "  %-24s %-4s loss %.5f (se %.5f)  subject %.4f (se %.4f)  prompt %.4f (se %.4f)  diversity %.4f  prior %.3f  style %.3f",
+            run->id, variant, loss, se_loss, subj, se_subj, prompt, se_prompt, diversity, prior, style);
     if (fid >= 0) fprintf(stderr, "  FID %.3f", fid);
     fprintf(stderr, "\n");
     qa_free(per_image); qa_free(x); qa_free(feat); qa_free(probs); qa_free(asked);
@@ -498,6 +529,7 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const adapt_task *t, co
      * teacher's DDIM trajectory, feed the same x_t to both models, loss = mse(eps_student,
      * eps_teacher), one optimizer step per denoising step; the teacher's eps moves x_t on. */
     int distill = c->teacher != NULL;
+    long inject_nan = recipe_int(r, "train", "inject_nan_step");
     int d_steps = (int)recipe_int(r, "eval", "ddim_steps"), d_i = 0, d_stride = c->sched.T / d_steps;
     float *d_x = distill ? qa_alloc(sizeof(float) * (size_t)B * D_IMG) : NULL;
     float *d_eps_t = distill ? qa_alloc(sizeof(float) * (size_t)B * D_IMG) : NULL;
@@ -570,6 +602,7 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const adapt_task *t, co
                                            (size_t)B_prior * D_IMG, deps + (size_t)B_item * D_IMG) : 0.f;
         if (B_prior) vec_scale(deps + (size_t)B_item * D_IMG, prior_w, (size_t)B_prior * D_IMG);
         float loss = l_item + prior_w * l_prior;
+        if (inject_nan && step + 1 == inject_nan) loss = NAN; /* fault injection (tests) */
         if (!isfinite(loss)) {
             *diverged = 1;
             snprintf(fail_reason, sizeof fail_reason, "non-finite loss (%g) at step %ld", loss, step);

@@ -47,6 +47,7 @@ static const key_spec schema[] = {
     {"train", "clip", T_FLOAT, "1.0", NULL, 0, 0, 1e9, "global grad-norm clip (0 = off)"},
     {"train", "ema", T_FLOAT, "0", NULL, 0, 0, 0.99999, "EMA decay of the weights (0 = off)"},
     {"train", "label_dropout", T_FLOAT, "0.1", NULL, 0, 0, 1, "share of labels replaced by the null slot (CFG)"},
+    {"train", "inject_nan_step", T_INT, "0", NULL, 0, 0, 1e9, "fault injection for tests: the loss is NaN at this step (0 = off)"},
     {"train", "log_every", T_INT, "50", NULL, 0, 1, 1e9, "steps between log lines"},
     {"train", "seed", T_INT, "0", NULL, 0, 0, 4294967295.0, "seed of a single-run job"},
     {"adapt", "task", T_ENUM, "subject", "subject|style|domain", 0, 0, 0, "adaptation task"},

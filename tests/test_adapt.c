@@ -251,3 +251,39 @@ Test(adapt, domain_task_is_scored_with_fid) {
     cr_expect(strstr(buf, "| style ↑ | FID ↓ |") != NULL, "style and FID columns for a domain folder:\n%s", buf);
     free(buf);
 }
+
+Test(adapt, a_diverged_run_is_recorded_and_the_sweep_goes_on) {
+    char text[4096];
+    snprintf(text, sizeof text,
+             "[job]\nkind = adapt\n[data]\nsynthetic = 1\n"
+             "[model]\ncheckpoint = %s/dit.h5\nevaluator = %s/evaluator.h5\n"
+             "[adapt]\nmethod = lora\nbits = fp\nrank = 2\nseed = [0, 1]\nimages = 3\nprior_images = 4\n"
+             "[train]\nsteps = 4\nbatch = 4\nlr = 1e-3\ninject_nan_step = 2\n"
+             "[eval]\nsamples = 4\nddim_steps = 2\nloss_images = 4\nloss_draws = 1\n",
+             dir, dir);
+    qa_recipe *r;
+    qa_error err = {0, ""};
+    cr_assert_eq(recipe_parse("nan.recipe", text, &r, &err), 0, "%s", err.msg);
+    char out[512];
+    snprintf(out, sizeof out, "%s/nan", dir);
+    cr_assert_eq(adapt_sweep(r, out, &err), 0, "a diverged run is a finished run: %s", err.msg);
+    qa_run_record *runs;
+    int n;
+    cr_assert_eq(runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(n, 2, "the sweep went on to the second seed");
+    for (int i = 0; i < n; i++) {
+        cr_expect_str_eq(runs[i].status, "diverged");
+        cr_expect(strstr(runs[i].fail_reason, "step 1") != NULL, "reason: %s", runs[i].fail_reason);
+        cr_expect_eq(runs[i].n_eval, 0, "a diverged run is evaluated as nothing");
+        cr_expect_eq(runs[i].n_train, 1, "the steps before the divergence are logged");
+    }
+    runs_free(runs, n);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    cr_assert_eq(report_write(out, mem, &err), 0, "%s", err.msg);
+    fclose(mem);
+    cr_expect(strstr(buf, "Not evaluated:") && strstr(buf, "lora-fp-r2-s0: diverged"), "%s", buf);
+    free(buf);
+    recipe_free(r);
+}
