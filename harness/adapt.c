@@ -453,7 +453,10 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const adapt_task *t, co
     qa_method_cfg mcfg = {run->w_bits, run->a_bits, run->rank, (float)recipe_float(r, "adapt", "lora_scale"),
                           run->vmc_alpha, run->aux_dist, run->vmc_stat, (int)recipe_int(r, "adapt", "lora_bits"),
                           (int)recipe_int(r, "adapt", "group_size"), (float)recipe_float(r, "train", "lr"),
-                          (int)recipe_int(r, "eval", "ddim_steps")};
+                          (int)recipe_int(r, "eval", "ddim_steps"),
+                          !strcmp(recipe_str(r, "adapt", "qlora_base"), "nf4")   ? QA_QLORA_BASE_NF4
+                          : !strcmp(recipe_str(r, "adapt", "qlora_base"), "int") ? QA_QLORA_BASE_INT
+                                                                                  : QA_QLORA_BASE_AUTO};
     int rc = dit_attach_method(m, method, &mcfg, qa_seed_for((uint64_t)run->seed, "method-init"), err);
     if (rc) return rc;
 

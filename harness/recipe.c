@@ -60,6 +60,7 @@ static const key_spec schema[] = {
     {"adapt", "aux_dist", T_ENUM, "laplace", "laplace|gaussian|uniform|zero", 1, 0, 0, "IntLoRA auxiliary matrix R distribution(s)"},
     {"adapt", "vmc_stat", T_ENUM, "absmax", "absmax|std", 1, 0, 0, "IntLoRA VMC statistic: absmax (code) or std (paper)"},
     {"adapt", "lora_bits", T_INT, "0", NULL, 0, 0, 8, "IntLoRA-MUL update-quantizer bits (0 = W bits)"},
+    {"adapt", "qlora_base", T_ENUM, "auto", "auto|nf4|int", 0, 0, 0, "QLoRA's frozen base (auto: nf4 at 4 bits, int otherwise)"},
     {"adapt", "group_size", T_INT, "32", NULL, 0, 1, 4096, "QA-LoRA group size along d_in"},
     {"adapt", "images", T_INT, "5", NULL, 0, 1, 1000, "K: item images bound to the spare slot"},
     {"adapt", "prior_weight", T_FLOAT, "1.0", NULL, 0, 0, 100, "prior-preservation loss weight"},

@@ -27,7 +27,10 @@ typedef struct {
     int group_size;        /* QA-LoRA's group size along d_in (0 = 32) */
     float base_lr;         /* the recipe's learning rate (qa_param.lr_scale multiplies it) */
     int sampling_steps;    /* DDIM steps at evaluation (EfficientDM's per-timestep quantizers) */
+    int qlora_base;        /* QA_QLORA_BASE_AUTO (nf4 at 4 bits, int otherwise) | NF4 | INT */
 } qa_method_cfg;
+
+enum { QA_QLORA_BASE_AUTO = 0, QA_QLORA_BASE_NF4, QA_QLORA_BASE_INT };
 
 enum { QA_AUX_LAPLACE = 0, QA_AUX_GAUSSIAN, QA_AUX_UNIFORM, QA_AUX_ZERO, QA_AUX_COUNT };
 enum { QA_VMC_ABSMAX = 0, QA_VMC_STD, QA_VMC_COUNT };

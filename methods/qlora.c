@@ -289,7 +289,14 @@ static int qlora_init(void *state, const qa_layer_init *li, qa_error *err) {
     s->rank = c->rank;
     s->w_bits = c->w_bits;
     s->scale = c->lora_scale;
-    s->base = c->w_bits == 4 ? QLORA_BASE_NF4 : (c->w_bits > 0 ? QLORA_BASE_INT : QLORA_BASE_FP);
+    if (c->qlora_base == QA_QLORA_BASE_NF4 && c->w_bits != 4)
+        return qa_fail(err, QA_ERR_INPUT, "qlora: base nf4 exists only at 4 bits (bits give %d) for %s", c->w_bits,
+                       li->layer_name);
+    /* base = nf4 | int (the recipe's qlora_base; auto: nf4 at 4 bits, the uniform INT base of
+     * section 0 at any other width, as the IntLoRA paper's W8 "QLoRA" rows) */
+    if (c->w_bits == 0) s->base = QLORA_BASE_FP;
+    else if (c->qlora_base == QA_QLORA_BASE_INT) s->base = QLORA_BASE_INT;
+    else s->base = c->w_bits == 4 ? QLORA_BASE_NF4 : QLORA_BASE_INT;
     s->base_kind_i32 = (int32_t)s->base;
     const size_t n = (size_t)s->in * s->out;
     s->W_dq = qa_alloc(sizeof(float) * n);

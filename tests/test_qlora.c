@@ -522,3 +522,29 @@ Test(qlora, rejects_bad_ranks_and_widths) {
     qa_free(st);
     qa_rng_free(r);
 }
+
+Test(qlora, base_option_int_at_4_bits_and_nf4_only_at_4) {
+    float W[8 * 64], b[8] = {0};
+    qa_rng *r = qa_rng_new(5);
+    qa_rng_fill_normal(r, W, 8 * 64, 0.1f);
+    qa_error err = {0, ""};
+    /* int at 4 bits: the uniform section-0 base, no nf4 variant at merge */
+    qa_method_cfg cfg = {.w_bits = 4, .rank = 2, .lora_scale = 1.0f, .qlora_base = QA_QLORA_BASE_INT};
+    qa_layer_init li = {64, 8, W, b, &cfg, r, "t", NULL, NULL};
+    void *st = qa_alloc(qa_method_qlora.state_size);
+    cr_assert_eq(qa_method_qlora.init(st, &li, &err), 0, "%s", err.msg);
+    qa_deployed d;
+    cr_assert_eq(qa_method_qlora.merge(st, &d, &err), 0);
+    cr_expect_eq(d.n_extra, 0, "no nf4 re-quantization over an INT base");
+    cr_expect(strstr(d.note, "base int") != NULL, "note: %s", d.note);
+    qa_deployed_free(&d);
+    qa_method_qlora.destroy(st);
+    qa_free(st);
+    /* nf4 at 8 bits does not exist */
+    cfg = (qa_method_cfg){.w_bits = 8, .rank = 2, .lora_scale = 1.0f, .qlora_base = QA_QLORA_BASE_NF4};
+    st = qa_alloc(qa_method_qlora.state_size);
+    cr_expect_eq(qa_method_qlora.init(st, &li, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "nf4 exists only at 4 bits") != NULL, "%s", err.msg);
+    qa_free(st);
+    qa_rng_free(r);
+}
