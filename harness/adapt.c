@@ -652,6 +652,19 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const adapt_task *t, co
         if (!rc) rc = h5_attr_set_str(f, grp, "merge_arithmetic", qa_merge_names[n_ad ? dep[0].merge : 0], err);
         if (!rc) rc = h5_attr_set_f64(f, grp, "needs_ptq", needs_ptq, err);
         if (!rc && n_ad && dep[0].note[0]) rc = h5_attr_set_str(f, grp, "method_note", dep[0].note, err);
+        /* every adapted layer's note, one per line (the first layer's alone can mislead) */
+        if (!rc && n_ad && dep[0].note[0]) {
+            size_t cap = (size_t)n_ad * 200 + 1, off = 0;
+            char *all = qa_alloc(cap);
+            int li = 0;
+            for (int i = 0; i < m->n_lin; i++) {
+                if (!m->lin[i].method) continue;
+                off += (size_t)snprintf(all + off, cap - off, "%s: %s\n", m->lin[i].name, dep[li++].note);
+                if (off >= cap) break;
+            }
+            rc = h5_attr_set_str(f, grp, "method_notes", all, err);
+            qa_free(all);
+        }
         /* bits per weight over all adapted layers, weighted by their size */
         double wsum = 0, bsum = 0;
         for (int i = 0; i < n_ad; i++) { wsum += (double)dep[i].in * dep[i].out; bsum += dep[i].bits_per_weight * dep[i].in * dep[i].out; }

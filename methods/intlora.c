@@ -273,6 +273,14 @@ static int intlora_merge(void *state, qa_deployed *d, qa_error *err) {
         d->bits_per_weight = s->n_bits + 1 + kbits + 2 * 32.0 / s->in; /* W_round, sign, exponent */
     }
     d->needs_ptq = 0;
+    /* what the paper's claims ask to measure: the entries that cannot adapt (W_int = 0, C10) and,
+     * for SHIFT, the exponent range actually used (METHODS 5.6) */
+    size_t zeros = 0;
+    for (size_t k = 0; k < n; k++) zeros += s->w_int[k] == 0.f;
+    if (s->shift)
+        snprintf(d->note, sizeof d->note, "W_int=0 %.2f%%; exponents %d..%d", 100.0 * zeros / n, s->k_min, s->k_max);
+    else
+        snprintf(d->note, sizeof d->note, "W_int=0 %.2f%%", 100.0 * zeros / n);
     return QA_OK;
 }
 

@@ -101,6 +101,16 @@ static void check(const char *method, int bits) {
             cr_expect(fabs(num - an) <= 2e-3 * (1 + fabs(num)), "%s %s[%zu]: surrogate FD %g, analytic %g", method,
                       ps[p].name, e, num, an);
         }
+    /* the merge reports the share of entries that cannot adapt and (SHIFT) the exponent range */
+    qa_deployed d;
+    cr_assert_eq(m->merge(st, &d, &err), 0, "%s", err.msg);
+    size_t zeros = 0;
+    for (int i = 0; i < OUT * IN; i++) zeros += Wr[i] - zero[i / IN] == 0;
+    char want[64];
+    snprintf(want, sizeof want, "W_int=0 %.2f%%", 100.0 * zeros / (OUT * IN));
+    cr_expect(strstr(d.note, want) != NULL, "note '%s' should contain '%s'", d.note, want);
+    if (!mul) cr_expect(strstr(d.note, "exponents ") != NULL, "note: %s", d.note);
+    qa_deployed_free(&d);
     m->destroy(st);
     qa_free(st);
     qa_rng_free(r);
