@@ -20,8 +20,10 @@ static void usage(FILE *f) {
             "\n"
             "commands:\n"
             "  list                      registered adaptation methods, one line each\n"
-            "  run RECIPE [--out DIR]    run a recipe (pretrain | evaluator | adapt); an adapt\n"
-            "                            sweep resumes in DIR, skipping finished runs\n"
+            "  run RECIPE [--out DIR] [--dry-run]\n"
+            "                            run a recipe (pretrain | evaluator | adapt); an adapt\n"
+            "                            sweep resumes in DIR, skipping finished runs;\n"
+            "                            --dry-run: check the recipe and print the plan only\n"
             "  report DIR                tables of a results folder: markdown to stdout,\n"
             "                            DIR/report.{md,tex,csv}\n"
             "  plot DIR                  figures of a results folder (PNG + SVG, gnuplot)\n"
@@ -54,8 +56,10 @@ int main(int argc, char **argv) {
         return 0;
     } else if (!strcmp(cmd, "run")) {
         const char *recipe_path = NULL, *out = NULL;
+        int dry = 0;
         for (int i = 2; i < argc; i++) {
             if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+            else if (!strcmp(argv[i], "--dry-run")) dry = 1;
             else if (argv[i][0] == '-') { fprintf(stderr, "qadapt run: unknown option '%s'\n", argv[i]); return 2; }
             else if (!recipe_path) recipe_path = argv[i];
             else { fprintf(stderr, "qadapt run: unexpected argument '%s'\n", argv[i]); return 2; }
@@ -63,7 +67,22 @@ int main(int argc, char **argv) {
         if (!recipe_path) { fprintf(stderr, "usage: qadapt run RECIPE [--out DIR]\n"); return 2; }
         qa_recipe *r;
         rc = recipe_load(recipe_path, &r, &err);
-        if (rc == 0) {
+        if (rc == 0 && dry) {
+            const char *kind = recipe_str(r, "job", "kind");
+            if (!strcmp(kind, "adapt")) {
+                qa_run_spec *runs;
+                int n = adapt_plan(r, &runs, &err);
+                if (n < 0) rc = n;
+                else {
+                    printf("%s: %d runs\n", recipe_path, n);
+                    for (int i = 0; i < n; i++) printf("  %s\n", runs[i].id);
+                    free(runs);
+                }
+            } else {
+                printf("%s: a %s job\n", recipe_path, kind);
+            }
+            recipe_free(r);
+        } else if (rc == 0) {
             const char *kind = recipe_str(r, "job", "kind");
             if (!strcmp(kind, "pretrain"))
                 rc = pretrain_dit(r, out ? out : recipe_str(r, "model", "checkpoint"), &err);

@@ -106,3 +106,15 @@ Test(cli, bench_layer_bad_arguments_exit_2_with_usage) {
     cr_expect(strstr(out_buf, "unknown method 'dora'") != NULL, "%s", out_buf);
     cr_expect_eq(run("bench-layer --bits 12", NULL), 2);
 }
+
+Test(cli, dry_run_prints_the_plan_and_runs_nothing) {
+    write_file("plan.recipe", "[job]\nkind = adapt\n[adapt]\nmethod = [lora, intlora-mul]\nbits = [fp, w4a8]\nseed = [0, 1]\n");
+    char p[512];
+    snprintf(p, sizeof p, "%s/plan.recipe --out %s/never --dry-run", tmpdir, tmpdir);
+    cr_expect_eq(run("run %s", p), 0);
+    cr_expect(strstr(out_buf, "6 runs") && strstr(out_buf, "lora-fp-r4-s0") && strstr(out_buf, "intlora-mul-w4a8-r4-s1"),
+              "%s", out_buf);
+    cr_expect(strstr(out_buf, "intlora-mul at bits fp left out") != NULL, "%s", out_buf);
+    snprintf(p, sizeof p, "%s/never", tmpdir);
+    cr_expect(access(p, F_OK) != 0, "a dry run creates nothing");
+}
