@@ -5,7 +5,10 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness/adapt.h"
@@ -285,5 +288,59 @@ Test(adapt, a_diverged_run_is_recorded_and_the_sweep_goes_on) {
     fclose(mem);
     cr_expect(strstr(buf, "Not evaluated:") && strstr(buf, "lora-fp-r2-s0: diverged"), "%s", buf);
     free(buf);
+    recipe_free(r);
+}
+
+static char *slurp(const char *path) {
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "cannot open %s", path);
+    static char buf[65536];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    buf[n] = 0;
+    fclose(f);
+    return strdup(buf);
+}
+
+Test(adapt, a_sweep_killed_mid_run_resumes_to_the_same_tables, .timeout = 240) {
+    qa_recipe *r = tiny_recipe("");
+    char killed[512], clean[512], p[700];
+    snprintf(killed, sizeof killed, "%s/killed", dir);
+    snprintf(clean, sizeof clean, "%s/clean", dir);
+    qa_error err = {0, ""};
+    /* a child runs the sweep; it is killed with SIGKILL once its first run file exists, i.e.
+     * while the second run is in progress (its .partial open) or about to start */
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        qa_error e2;
+        int rc = adapt_sweep(r, killed, &e2);
+        _exit(rc ? 1 : 0);
+    }
+    snprintf(p, sizeof p, "%s/lora-fp-r2-s0.h5", killed);
+    struct timespec tick = {0, 10 * 1000 * 1000};
+    for (int i = 0; i < 12000 && access(p, F_OK) != 0; i++) nanosleep(&tick, NULL);
+    cr_assert(access(p, F_OK) == 0, "the first run never finished");
+    kill(pid, SIGKILL);
+    int status;
+    waitpid(pid, &status, 0);
+    cr_assert(WIFSIGNALED(status) || WIFEXITED(status));
+    /* resume, and an uninterrupted sweep to compare with */
+    cr_assert_eq(adapt_sweep(r, killed, &err), 0, "%s", err.msg);
+    cr_assert_eq(adapt_sweep(r, clean, &err), 0, "%s", err.msg);
+    FILE *devnull = fopen("/dev/null", "w");
+    cr_assert_eq(report_write(killed, devnull, &err), 0, "%s", err.msg);
+    cr_assert_eq(report_write(clean, devnull, &err), 0, "%s", err.msg);
+    fclose(devnull);
+    snprintf(p, sizeof p, "%s/report.md", killed);
+    char *a = slurp(p);
+    snprintf(p, sizeof p, "%s/report.md", clean);
+    char *b = slurp(p);
+    cr_expect_str_eq(a, b, "the tables of a killed-and-resumed sweep equal an uninterrupted one");
+    snprintf(p, sizeof p, "%s/report.csv", killed);
+    char *c = slurp(p);
+    snprintf(p, sizeof p, "%s/report.csv", clean);
+    char *d = slurp(p);
+    cr_expect_str_eq(c, d);
+    free(a); free(b); free(c); free(d);
     recipe_free(r);
 }
