@@ -63,6 +63,62 @@ static void fmt_cell(char *buf, size_t len, const qa_summary *s, int digits) {
     else snprintf(buf, len, "%.*f ± %.*f", digits, s->mean, digits, s->ci95);
 }
 
+/* The paper's layout: one row per (method, deploy, rank), one column group per bit setting with
+ * subject fidelity, prompt fidelity and held-out loss (mean ± CI), the best per column in bold. */
+static void write_paper_layout(FILE *f, cell *cells, int nc) {
+    char bits[16][16];
+    int nb = 0;
+    for (int i = 0; i < nc; i++) {
+        int seen = 0;
+        for (int b = 0; b < nb; b++) seen |= !strcmp(bits[b], cells[i].bits);
+        if (!seen && nb < 16) snprintf(bits[nb++], sizeof bits[0], "%s", cells[i].bits);
+    }
+    const int mets[3] = {MET_SUBJECT, MET_PROMPT, MET_LOSS};
+    fprintf(f, "| method | deploy | rank |");
+    for (int b = 0; b < nb; b++) fprintf(f, " %s subject ↑ | %s prompt ↑ | %s held-out loss ↓ |", bits[b], bits[b], bits[b]);
+    fprintf(f, "\n|---|---|---|");
+    for (int b = 0; b < nb; b++) fprintf(f, "---|---|---|");
+    fprintf(f, "\n");
+    /* rows: distinct (method, deploy label, rank), where the deploy label of a W-bit cell is the
+     * row's; FP cells ("FP") join the row of the same method's float deploy */
+    for (int i = 0; i < nc; i++) {
+        const char *lab = cells[i].w_bits == 0 ? "FP (before PTQ)" : deploy_label(&cells[i]);
+        char label_i[48];
+        snprintf(label_i, sizeof label_i, "%s", lab);
+        int first = 1;
+        for (int j = 0; j < i; j++) {
+            const char *lj = cells[j].w_bits == 0 ? "FP (before PTQ)" : deploy_label(&cells[j]);
+            if (!strcmp(cells[j].method, cells[i].method) && !strcmp(lj, label_i) && cells[j].rank == cells[i].rank) first = 0;
+        }
+        if (!first) continue;
+        fprintf(f, "| %s | %s | %d |", cells[i].method, cells[i].w_bits == 0 ? "FP" : label_i, cells[i].rank);
+        for (int b = 0; b < nb; b++) {
+            const cell *c = NULL;
+            for (int j = 0; j < nc; j++) {
+                const char *lj = cells[j].w_bits == 0 ? "FP (before PTQ)" : deploy_label(&cells[j]);
+                if (!strcmp(cells[j].method, cells[i].method) && !strcmp(lj, label_i) && cells[j].rank == cells[i].rank &&
+                    !strcmp(cells[j].bits, bits[b]))
+                    c = &cells[j];
+            }
+            for (int k = 0; k < 3; k++) {
+                if (!c || c->sum[mets[k]].n == 0) { fprintf(f, " - |"); continue; }
+                /* best in this column: among cells of this bit setting */
+                int is_best = 1, others = 0;
+                for (int j = 0; j < nc; j++) {
+                    if (&cells[j] == c || strcmp(cells[j].bits, bits[b]) || cells[j].sum[mets[k]].n == 0) continue;
+                    others++;
+                    double x = c->sum[mets[k]].mean, y = cells[j].sum[mets[k]].mean;
+                    if (met_lower_better[mets[k]] ? y < x : y > x) is_best = 0;
+                }
+                char tmp[64];
+                fmt_cell(tmp, sizeof tmp, &c->sum[mets[k]], mets[k] == MET_LOSS ? 5 : 4);
+                fprintf(f, is_best && others ? " **%s** |" : " %s |", tmp);
+            }
+        }
+        fprintf(f, "\n");
+    }
+}
+
 int report_write(const char *dir, FILE *out, qa_error *err) {
     qa_run_record *runs;
     int nr;
@@ -243,6 +299,14 @@ int report_write(const char *dir, FILE *out, qa_error *err) {
                        "has a baseline run, Welch otherwise. Best per column in bold.\n";
     for (int o = 0; o < 2; o++) if (outs[o]) fputs(note, outs[o]);
     fclose(md); fclose(tex); fclose(csv);
+    snprintf(path, sizeof path, "%s/report_paper.md", dir);
+    FILE *pl = fopen(path, "w");
+    if (pl) {
+        fprintf(pl, "Paper layout (methods as rows, bit settings as column groups; mean ± 95%% CI over seeds; best per column "
+                    "in bold). FP rows show the method's float deploy.\n\n");
+        write_paper_layout(pl, cells, nc);
+        fclose(pl);
+    }
     if (sf) { qa_error e2; int crc = h5_close(sf, &e2); if (!rc && crc) { *err = e2; rc = crc; } }
     free(cells);
     runs_free(runs, nr);

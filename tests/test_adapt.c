@@ -140,11 +140,20 @@ Test(adapt, sweep_writes_runs_resumes_and_reports) {
     cr_expect(strstr(buf, "| lora | FP | fp | 2 | 2 |") != NULL, "report:\n%s", buf);
     cr_expect(strstr(buf, "INT (+PTQ)") != NULL, "report:\n%s", buf);
     free(buf);
-    const char *files[] = {"report.md", "report.tex", "report.csv", "summary.h5"};
-    for (int i = 0; i < 4; i++) {
+    const char *files[] = {"report.md", "report.tex", "report.csv", "summary.h5", "report_paper.md"};
+    for (int i = 0; i < 5; i++) {
         snprintf(p, sizeof p, "%s/%s", out, files[i]);
         cr_expect(access(p, F_OK) == 0, "missing %s", p);
     }
+    /* the paper layout: one row per method and deploy, bit settings as column groups */
+    snprintf(p, sizeof p, "%s/report_paper.md", out);
+    FILE *pf = fopen(p, "r");
+    cr_assert_not_null(pf);
+    char paper[8192] = "";
+    size_t pn = fread(paper, 1, sizeof paper - 1, pf);
+    paper[pn] = 0;
+    fclose(pf);
+    cr_expect(strstr(paper, "| w8a8 subject ↑ |") && strstr(paper, "| lora | INT (+PTQ) | 2 | - | - | - |"), "%s", paper);
     recipe_free(r);
 }
 
