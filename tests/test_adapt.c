@@ -15,6 +15,7 @@
 #include "harness/checkpoint.h"
 #include "harness/classifier.h"
 #include "harness/model.h"
+#include "harness/plot.h"
 #include "harness/report.h"
 #include "harness/results.h"
 #include "harness/runs.h"
@@ -154,6 +155,23 @@ Test(adapt, sweep_writes_runs_resumes_and_reports) {
     paper[pn] = 0;
     fclose(pf);
     cr_expect(strstr(paper, "| w8a8 subject ↑ |") && strstr(paper, "| lora | INT (+PTQ) | 2 | - | - | - |"), "%s", paper);
+    /* figures: the bit sweep's data has the fp deploy at 8 bits and at "16" (fp), 2 seeds each */
+    if (system("gnuplot --version > /dev/null 2>&1") == 0) {
+        cr_assert_eq(plot_results(out, &err), 0, "%s", err.msg);
+        snprintf(p, sizeof p, "%s/plots/bits_heldout_loss.dat", out);
+        FILE *bf = fopen(p, "r");
+        cr_assert_not_null(bf);
+        char bd[4096] = "";
+        size_t bn = fread(bd, 1, sizeof bd - 1, bf);
+        bd[bn] = 0;
+        fclose(bf);
+        cr_expect(strstr(bd, "# lora fp\n8 ") && strstr(bd, "\n16 ") && strstr(bd, "# lora int\n8 "), "%s", bd);
+        const char *figs[] = {"loss_curves.png", "bits_subject_fidelity.svg", "compare_seed0.png", "lora-w8a8-r2-s1_int_samples.png"};
+        for (int i = 0; i < 4; i++) {
+            snprintf(p, sizeof p, "%s/plots/%s", out, figs[i]);
+            cr_expect(access(p, F_OK) == 0, "missing %s", p);
+        }
+    }
     recipe_free(r);
 }
 
