@@ -4,6 +4,10 @@
 #include <string.h>
 
 #include "harness/backend.h"
+#include "harness/checkpoint.h"
+#include "harness/diffusion.h"
+#include "harness/eval.h"
+#include "harness/model.h"
 #include "harness/int8.h"
 #include "harness/nn.h"
 #include "harness/quant.h"
@@ -172,5 +176,115 @@ int bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err) {
     qa_free(state);
     qa_free(W); qa_free(b); qa_free(x); qa_free(y); qa_free(dy); qa_free(dx); qa_free(dW); qa_free(db); qa_free(t);
     qa_rng_free(r);
+    return rc;
+}
+
+#define MODEL_USAGE "usage: qadapt bench-model [--checkpoint P] [--batch B] [--steps S] [--json]"
+
+int bench_model_parse(int argc, char **argv, qa_bench_model_opts *o, qa_error *err) {
+    *o = (qa_bench_model_opts){"results/pretrained/dit.h5", 32, 10, 0};
+    for (int i = 0; i < argc; i++) {
+        int more = i + 1 < argc;
+        char *end = NULL;
+        long v = more ? strtol(argv[i + 1], &end, 10) : 0;
+        int num_ok = more && end && *end == 0 && v > 0 && v <= 4096;
+        if (!strcmp(argv[i], "--json")) o->json = 1;
+        else if (!strcmp(argv[i], "--checkpoint") && more) o->checkpoint = argv[++i];
+        else if (!strcmp(argv[i], "--batch") && num_ok) { o->batch = (int)v; i++; }
+        else if (!strcmp(argv[i], "--steps") && num_ok) { o->steps = (int)v; i++; }
+        else return qa_fail(err, QA_ERR_INPUT, "bench-model: bad argument '%s'\n" MODEL_USAGE, argv[i]);
+    }
+    return QA_OK;
+}
+
+/* Median seconds of `steps` repeats of one training step (forward, loss, backward) at batch B. */
+static double time_train_steps(qa_dit *m, int B, int steps, qa_rng *r) {
+    const int D = 784;
+    float *x = qa_alloc(sizeof(float) * (size_t)B * D), *eps = qa_alloc(sizeof(float) * (size_t)B * D);
+    float *pred = qa_alloc(sizeof(float) * (size_t)B * D), *d = qa_alloc(sizeof(float) * (size_t)B * D);
+    float *t = qa_alloc(sizeof(float) * B);
+    int *y = qa_alloc(sizeof(int) * B);
+    double *ts = qa_alloc(sizeof(double) * (size_t)(steps + 2));
+    qa_rng_fill_normal(r, x, (size_t)B * D, 1.0f);
+    qa_rng_fill_normal(r, eps, (size_t)B * D, 1.0f);
+    for (int b = 0; b < B; b++) { t[b] = (float)(b * 997 % 1000); y[b] = b % 10; }
+    for (int i = 0; i < steps + 2; i++) {
+        double t0 = qa_now();
+        if (m->train_base) dit_zero_grads(m);
+        dit_forward(m, x, t, y, B, pred);
+        mse_loss(pred, eps, (size_t)B * D, d);
+        dit_backward(m, d);
+        ts[i] = qa_now() - t0;
+    }
+    double med = median(ts + 2, steps);
+    qa_free(x); qa_free(eps); qa_free(pred); qa_free(d); qa_free(t); qa_free(y); qa_free(ts);
+    return med;
+}
+
+static double time_sampling(qa_dit *m, int n, int steps) {
+    qa_schedule s;
+    schedule_linear(&s, 1000, 1e-4f, 0.02f);
+    float *x = qa_alloc(sizeof(float) * (size_t)n * 784);
+    sample_images(m, &s, 3, n, steps, 3.0f, 11, x); /* warm-up: primitives created */
+    double t0 = qa_now();
+    sample_images(m, &s, 3, n, steps, 3.0f, 12, x);
+    double dt = qa_now() - t0;
+    qa_free(x);
+    return n / dt;
+}
+
+int bench_model(const qa_bench_model_opts *o, FILE *out, qa_error *err) {
+    qa_dit m;
+    int B = o->batch;
+    int rc = dit_load(o->checkpoint, &m, B > 64 ? B : 64, err);
+    if (rc) return rc;
+    qa_rng *r = qa_rng_new(5);
+    int threads = 1;
+    const char *env = getenv("OMP_NUM_THREADS");
+    if (env) threads = atoi(env);
+    double flops = 3.0 * dit_forward_flops(&m, B);
+    /* 1. full FP training step */
+    m.train_base = 1;
+    double t_fp = time_train_steps(&m, B, o->steps, r);
+    /* 2. LoRA fine-tuning step over the W8A8 base (adapters on the attention projections) */
+    m.train_base = 0;
+    dit_quantize_base(&m, 8, 8, 1);
+    qa_method_cfg cfg = {.w_bits = 8, .a_bits = 8, .rank = 4, .lora_scale = 1.0f};
+    rc = dit_attach_method(&m, qa_method_find("lora"), &cfg, 1, err);
+    double t_lora = rc ? 0 : time_train_steps(&m, B, o->steps, r);
+    dit_reset_slots(&m);
+    /* 3. sampling: f32 model vs the W8A8 model on the integer kernels */
+    int n = 32, dsteps = 20;
+    double ips_f32 = time_sampling(&m, n, dsteps);
+    dit_quantize_base(&m, 8, 8, 0);
+    float *x = qa_alloc(sizeof(float) * 8 * 784), *e = qa_alloc(sizeof(float) * 8 * 784), t[8];
+    int y[8];
+    qa_rng_fill_normal(r, x, 8 * 784, 1.0f);
+    for (int i = 0; i < 8; i++) { t[i] = (float)(i * 125); y[i] = i; }
+    dit_forward(&m, x, t, y, 8, e); /* calibrates the activation quantizers */
+    double ips_fq = time_sampling(&m, n, dsteps);
+    int n_int8 = dit_enable_int8(&m);
+    double ips_int8 = time_sampling(&m, n, dsteps);
+    qa_free(x); qa_free(e);
+    if (!rc) {
+        if (o->json)
+            fprintf(out, "{\"threads\": %d, \"batch\": %d, \"train_step_fp_ms\": %.2f, \"train_gflops_fp\": %.1f, "
+                         "\"train_step_lora_w8a8_ms\": %.2f, \"sample_ips_f32\": %.2f, \"sample_ips_w8a8_fakequant\": %.2f, "
+                         "\"sample_ips_w8a8_int8\": %.2f, \"int8_layers\": %d, \"speedup_int8_vs_f32\": %.3f}\n",
+                    threads, B, 1e3 * t_fp, flops / t_fp * 1e-9, 1e3 * t_lora, ips_f32, ips_fq, ips_int8, n_int8,
+                    ips_int8 / ips_f32);
+        else
+            fprintf(out,
+                    "threads %d, batch %d\n"
+                    "  full FP training step       %8.2f ms  (%.1f GFLOP/s of matmul FLOPs, %.0f img/s)\n"
+                    "  LoRA step over a W8A8 base  %8.2f ms  (%.0f img/s)\n"
+                    "  sampling, f32               %8.2f img/s  (DDIM %d steps, guidance 3)\n"
+                    "  sampling, W8A8 fake-quant   %8.2f img/s\n"
+                    "  sampling, W8A8 int8 kernels %8.2f img/s  (%d layers on u8 x s8; %.2fx f32)\n",
+                    threads, B, 1e3 * t_fp, flops / t_fp * 1e-9, B / t_fp, 1e3 * t_lora, B / t_lora, ips_f32, dsteps, ips_fq,
+                    ips_int8, n_int8, ips_int8 / ips_f32);
+    }
+    qa_rng_free(r);
+    dit_free(&m);
     return rc;
 }

@@ -31,6 +31,9 @@ static void usage(FILE *f) {
             "              [--merge] [--deployed] [--repeats K]\n"
             "                            time one adapted layer (forward + backward, median);\n"
             "                            --method linear: a plain f32 linear (the floor)\n"
+            "  bench-model [--checkpoint P] [--batch B] [--steps S] [--json]\n"
+            "                            training steps and deployed sampling throughput of the\n"
+            "                            denoiser, f32 against W8A8 on the integer kernels\n"
             "  fixture IN.h5 OUT.h5      recompute reference layer fixtures (shared/golden schema)\n"
             "                            with the harness's method plugins\n"
             "  basecheck [--samples N] [--guidance W] [--steps S] [--out DIR]\n"
@@ -102,6 +105,10 @@ int main(int argc, char **argv) {
         qa_bench_layer_opts o;
         rc = bench_layer_parse(argc - 2, argv + 2, &o, &err);
         if (!rc) rc = bench_layer(&o, stdout, &err);
+    } else if (!strcmp(cmd, "bench-model")) {
+        qa_bench_model_opts o;
+        rc = bench_model_parse(argc - 2, argv + 2, &o, &err);
+        if (!rc) rc = bench_model(&o, stdout, &err);
     } else if (!strcmp(cmd, "fixture")) {
         if (argc != 4) { fprintf(stderr, "usage: qadapt fixture IN.h5 OUT.h5\n"); return 2; }
         int done = 0, failed = 0;

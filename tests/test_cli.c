@@ -118,3 +118,10 @@ Test(cli, dry_run_prints_the_plan_and_runs_nothing) {
     snprintf(p, sizeof p, "%s/never", tmpdir);
     cr_expect(access(p, F_OK) != 0, "a dry run creates nothing");
 }
+
+Test(cli, bench_model_bad_arguments_exit_2) {
+    cr_expect_eq(run("bench-model --batch 0", NULL), 2);
+    cr_expect(strstr(out_buf, "usage: qadapt bench-model") != NULL, "%s", out_buf);
+    cr_expect_eq(run("bench-model --checkpoint /nonexistent.h5", NULL), 2);
+    cr_expect(strstr(out_buf, "/nonexistent.h5") != NULL, "%s", out_buf);
+}
