@@ -1,13 +1,14 @@
 # The README's two set-up commands:
 #   make quickstart   install what is missing, build, run experiments/quickstart.recipe,
-#                     print the table and write the figures (results/quickstart/)
+#                     print the table and write the figures (results/scratch/quickstart/;
+#                     the committed reference run is results/quickstart/)
 #   make test         install what is missing, build, run the whole Criterion suite
 # Other targets: build, test-sanitize (ASan + UBSan), pretrain, evaluator, basecheck, clean.
 
 BUILD ?= build
 SAN_BUILD ?= build-sanitize
 QADAPT = $(BUILD)/qadapt
-QUICK_OUT ?= results/quickstart
+QUICK_OUT ?= results/scratch/quickstart
 
 .PHONY: deps build quickstart test test-sanitize pretrain evaluator basecheck clean
 
