@@ -288,3 +288,82 @@ int bench_model(const qa_bench_model_opts *o, FILE *out, qa_error *err) {
     dit_free(&m);
     return rc;
 }
+
+#define PROJECT_USAGE "usage: qadapt project-sd [--bits N] [--rank R] [--methods a,b,...] [--json]"
+
+int project_sd_parse(int argc, char **argv, qa_project_opts *o, qa_error *err) {
+    *o = (qa_project_opts){8, 4, 0, "lora,qlora,qalora,efficientdm,intlora-mul,intlora-shift"};
+    for (int i = 0; i < argc; i++) {
+        int more = i + 1 < argc;
+        char *end = NULL;
+        long v = more ? strtol(argv[i + 1], &end, 10) : 0;
+        int num_ok = more && end && *end == 0 && v > 0;
+        if (!strcmp(argv[i], "--json")) o->json = 1;
+        else if (!strcmp(argv[i], "--bits") && num_ok && v >= 2 && v <= 8) { o->bits = (int)v; i++; }
+        else if (!strcmp(argv[i], "--rank") && num_ok && v <= 256) { o->rank = (int)v; i++; }
+        else if (!strcmp(argv[i], "--methods") && more) o->methods = argv[++i];
+        else return qa_fail(err, QA_ERR_INPUT, "project-sd: bad argument '%s'\n" PROJECT_USAGE, argv[i]);
+    }
+    return QA_OK;
+}
+
+int project_sd(const qa_project_opts *o, FILE *out, qa_error *err) {
+    /* distinct shapes: width w in {320, 640, 1280}; in = w (6 per block) or 768 (2 per block) */
+    const int widths[3] = {320, 640, 1280}, blocks[3] = {5, 5, 6}, tokens[3] = {4096, 1024, 256};
+    char list[512];
+    snprintf(list, sizeof list, "%s", o->methods);
+    if (!o->json)
+        fprintf(out, "SD-1.5's 128 attention projections at W%d, rank %d (bytes summed over the layers; times on this CPU)\n"
+                     "| method | frozen MB | trainable MB | optimizer MB | deployed MB | merge all (ms) | fwd+bwd all (ms) |\n"
+                     "|---|---|---|---|---|---|---|\n", o->bits, o->rank);
+    char *save = NULL;
+    for (char *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+        const qa_method *m = qa_method_find(name);
+        if (!m) return qa_fail(err, QA_ERR_INPUT, "project-sd: unknown method '%s'", name);
+        double frozen = 0, trainable = 0, optim = 0, deployed = 0, t_merge = 0, t_fb = 0;
+        for (int wi = 0; wi < 3; wi++)
+            for (int kind = 0; kind < 2; kind++) {
+                int out_f = widths[wi], in_f = kind ? 768 : widths[wi], count = blocks[wi] * (kind ? 2 : 6);
+                qa_bench_layer_opts bo = {name, tokens[wi], in_f, out_f, o->rank, o->bits, 3, 0, 0, 0};
+                /* memory from the plugin itself */
+                qa_rng *r = qa_rng_new(7);
+                float *W = qa_alloc(sizeof(float) * (size_t)in_f * out_f), *b = qa_alloc(sizeof(float) * out_f);
+                qa_rng_fill_normal(r, W, (size_t)in_f * out_f, 0.02f);
+                qa_method_cfg cfg = {.w_bits = o->bits, .a_bits = 0, .rank = o->rank, .lora_scale = 1.0f, .vmc_alpha = 1.5f,
+                                     .group_size = 32, .base_lr = 1e-3f, .sampling_steps = 20};
+                qa_layer_init li = {in_f, out_f, W, b, &cfg, r, "sd", NULL, NULL};
+                void *st = qa_alloc(m->state_size);
+                int rc = m->init(st, &li, err);
+                if (rc) { qa_free(st); qa_free(W); qa_free(b); qa_rng_free(r); return rc; }
+                qa_bytes by = {0, 0, 0, 0, 0};
+                m->bytes(st, &by);
+                frozen += (double)by.frozen * count;
+                trainable += (double)by.trainable * count;
+                optim += (double)by.optimizer * count;
+                deployed += (double)by.deployed * count;
+                m->destroy(st);
+                qa_free(st); qa_free(W); qa_free(b);
+                qa_rng_free(r);
+                /* latencies from the layer benchmark */
+                char buf[2048];
+                FILE *mem = fmemopen(buf, sizeof buf, "w");
+                bo.json = 1;
+                bo.merge = 1;
+                rc = bench_layer(&bo, mem, err);
+                fclose(mem);
+                if (rc) return rc;
+                const char *pf = strstr(buf, "\"ms_fwd_bwd\": "), *pm = strstr(buf, "\"ms_merge\": ");
+                if (pf) t_fb += atof(pf + 14) * count;
+                if (pm) t_merge += atof(pm + 12) * count;
+            }
+        if (o->json)
+            fprintf(out, "{\"method\": \"%s\", \"bits\": %d, \"rank\": %d, \"frozen_mb\": %.2f, \"trainable_mb\": %.3f, "
+                         "\"optimizer_mb\": %.3f, \"deployed_mb\": %.2f, \"merge_ms\": %.1f, \"fwd_bwd_ms\": %.1f}\n",
+                    name, o->bits, o->rank, frozen / 1e6, trainable / 1e6, optim / 1e6, deployed / 1e6, t_merge, t_fb);
+        else
+            fprintf(out, "| %s | %.2f | %.3f | %.3f | %.2f | %.1f | %.1f |\n", name, frozen / 1e6, trainable / 1e6, optim / 1e6,
+                    deployed / 1e6, t_merge, t_fb);
+        fflush(out);
+    }
+    return QA_OK;
+}

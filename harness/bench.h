@@ -33,4 +33,19 @@ typedef struct {
 int bench_model_parse(int argc, char **argv, qa_bench_model_opts *o, qa_error *err);
 int bench_model(const qa_bench_model_opts *o, FILE *out, qa_error *err);
 
+/* qadapt project-sd [--bits N] [--rank R] [--methods a,b,...] [--json]: the paper's scale. SD-1.5
+ * has 16 transformer blocks (widths 320 x5, 640 x5, 1280 x6), each with 8 attention projections:
+ * self-attention q, k, v, out and cross-attention q, out ([w, w]) and cross-attention k, v
+ * ([w, 768]): 128 projections. Per method, every distinct shape is instantiated once: memory by
+ * category and deployed storage come from the plugin's bytes() (summed over the 128 layers), and
+ * the merge and forward+backward latencies are measured on this CPU (tokens: 4096 at width 320,
+ * 1024 at 640, 256 at 1280, i.e. a 512x512 image's latents). */
+typedef struct {
+    int bits, rank, json;
+    const char *methods;
+} qa_project_opts;
+
+int project_sd_parse(int argc, char **argv, qa_project_opts *o, qa_error *err);
+int project_sd(const qa_project_opts *o, FILE *out, qa_error *err);
+
 #endif

@@ -34,6 +34,9 @@ static void usage(FILE *f) {
             "  bench-model [--checkpoint P] [--batch B] [--steps S] [--json]\n"
             "                            training steps and deployed sampling throughput of the\n"
             "                            denoiser, f32 against W8A8 on the integer kernels\n"
+            "  project-sd [--bits N] [--rank R] [--methods a,b] [--json]\n"
+            "                            memory, storage and latency of each method at the\n"
+            "                            shapes of SD-1.5's 128 attention projections\n"
             "  fixture IN.h5 OUT.h5      recompute reference layer fixtures (shared/golden schema)\n"
             "                            with the harness's method plugins\n"
             "  basecheck [--samples N] [--guidance W] [--steps S] [--out DIR]\n"
@@ -109,6 +112,10 @@ int main(int argc, char **argv) {
         qa_bench_model_opts o;
         rc = bench_model_parse(argc - 2, argv + 2, &o, &err);
         if (!rc) rc = bench_model(&o, stdout, &err);
+    } else if (!strcmp(cmd, "project-sd")) {
+        qa_project_opts o;
+        rc = project_sd_parse(argc - 2, argv + 2, &o, &err);
+        if (!rc) rc = project_sd(&o, stdout, &err);
     } else if (!strcmp(cmd, "fixture")) {
         if (argc != 4) { fprintf(stderr, "usage: qadapt fixture IN.h5 OUT.h5\n"); return 2; }
         int done = 0, failed = 0;

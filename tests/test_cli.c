@@ -125,3 +125,10 @@ Test(cli, bench_model_bad_arguments_exit_2) {
     cr_expect_eq(run("bench-model --checkpoint /nonexistent.h5", NULL), 2);
     cr_expect(strstr(out_buf, "/nonexistent.h5") != NULL, "%s", out_buf);
 }
+
+Test(cli, project_sd_bad_arguments_exit_2) {
+    cr_expect_eq(run("project-sd --bits 1", NULL), 2);
+    cr_expect(strstr(out_buf, "usage: qadapt project-sd") != NULL, "%s", out_buf);
+    cr_expect_eq(run("project-sd --methods lora,dora --rank 1", NULL), 2);
+    cr_expect(strstr(out_buf, "unknown method 'dora'") != NULL, "%s", out_buf);
+}
