@@ -304,6 +304,13 @@ int project_sd_parse(int argc, char **argv, qa_project_opts *o, qa_error *err) {
         else if (!strcmp(argv[i], "--methods") && more) o->methods = argv[++i];
         else return qa_fail(err, QA_ERR_INPUT, "project-sd: bad argument '%s'\n" PROJECT_USAGE, argv[i]);
     }
+    /* every name is checked before anything runs */
+    char list[512];
+    snprintf(list, sizeof list, "%s", o->methods);
+    char *save = NULL;
+    for (char *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save))
+        if (!qa_method_find(name))
+            return qa_fail(err, QA_ERR_INPUT, "project-sd: unknown method '%s'\n" PROJECT_USAGE, name);
     return QA_OK;
 }
 
