@@ -538,6 +538,10 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const adapt_task *t, co
     float *d_eps_t = distill ? qa_alloc(sizeof(float) * (size_t)B * D_IMG) : NULL;
     for (step = 0; step < steps && !rc; step++) {
         double ts = qa_now();
+        /* the batch: noisy inputs xt at timesteps tt with labels, and the target the model's eps
+         * is regressed on; the first B_item rows are the main term, the rest the prior term */
+        const float *target = eps;
+        int tcur = 0;
         if (distill) {
             if (d_i == 0) { /* a new trajectory */
                 qa_rng_fill_normal(rng, d_x, (size_t)B * D_IMG, 1.0f);
@@ -545,63 +549,40 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const adapt_task *t, co
                 d_i = d_steps;
             }
             d_i--;
-            int tcur = d_i * d_stride;
+            tcur = d_i * d_stride;
             for (int b = 0; b < B; b++) tt[b] = (float)tcur;
-            dit_forward(c->teacher, d_x, tt, labels, B, d_eps_t);
-            for (int i = 0; i < np; i++) memset(params[i].grad, 0, sizeof(float) * params[i].n);
-            dit_forward(m, d_x, tt, labels, B, pred);
-            float loss = mse_loss(pred, d_eps_t, (size_t)B * D_IMG, deps);
-            if (!isfinite(loss)) {
-                *diverged = 1;
-                snprintf(fail_reason, sizeof fail_reason, "non-finite loss (%g) at step %ld", loss, step);
-                break;
-            }
-            dit_backward(m, deps);
-            float cur_lr = lr_at(lr, step, warmup, steps, cosine);
-            float gn = adamw_step(&opt, params, np, cur_lr);
-            if (!isfinite(gn)) {
-                *diverged = 1;
-                snprintf(fail_reason, sizeof fail_reason, "non-finite gradient norm at step %ld", step);
-                break;
-            }
-            /* teacher's DDIM step (eta = 0, x0 clipped) */
-            float abar = c->sched.abar[tcur], abar_prev = d_i > 0 ? c->sched.abar[(d_i - 1) * d_stride] : 1.0f;
-            float sa = sqrtf(abar), ss = sqrtf(1.0f - abar), sap = sqrtf(abar_prev), ssp = sqrtf(1.0f - abar_prev);
-            for (size_t j = 0; j < (size_t)B * D_IMG; j++) {
-                float x0 = (d_x[j] - ss * d_eps_t[j]) / sa;
-                x0 = x0 < -1.f ? -1.f : (x0 > 1.f ? 1.f : x0);
-                d_x[j] = sap * x0 + ssp * (d_x[j] - sa * x0) / ss;
-            }
-            step_times[step] = qa_now() - ts;
-            double *row = rows + 5 * n_rows++;
-            row[0] = (double)step; row[1] = loss; row[2] = cur_lr; row[3] = gn; row[4] = qa_now() - t_train0;
-            if (n_rows == 256) { rc = h5_table_append(f, table, rows, n_rows, err); n_rows = 0; }
-            continue;
-        }
-        if (t->kind == TASK_DOMAIN) { /* the styled training set under its own class slots */
-            int *idx = (int *)labels; /* filled below; labels are set from it */
-            for (int b = 0; b < B; b++) idx[b] = (int)qa_rng_below(rng, (unsigned long)c->train->n);
-            qa_images_to_float(c->train, idx, B, x0);
-            for (int b = 0; b < B; b++) labels[b] = c->train->labels[idx[b]];
-            style_stripes(x0, B, 28);
+            memcpy(xt, d_x, sizeof(float) * (size_t)B * D_IMG);
+            dit_forward(c->teacher, xt, tt, labels, B, d_eps_t);
+            target = d_eps_t;
             B_item = B;
             B_prior = 0;
+        } else {
+            if (t->kind == TASK_DOMAIN) { /* the styled training set under its own class slots */
+                int *idx = (int *)labels; /* each label is read from its index in place */
+                for (int b = 0; b < B; b++) idx[b] = (int)qa_rng_below(rng, (unsigned long)c->train->n);
+                qa_images_to_float(c->train, idx, B, x0);
+                for (int b = 0; b < B; b++) labels[b] = c->train->labels[idx[b]];
+                style_stripes(x0, B, 28);
+                B_item = B;
+                B_prior = 0;
+            } else {
+                for (int b = 0; b < B_item; b++) {
+                    int j = (int)qa_rng_below(rng, (unsigned long)t->k);
+                    memcpy(x0 + (size_t)b * D_IMG, t->item_x + (size_t)j * D_IMG, sizeof(float) * D_IMG);
+                    labels[b] = t->slot;
+                }
+                for (int b = 0; b < B_prior; b++) {
+                    int j = (int)qa_rng_below(rng, (unsigned long)t->n_prior);
+                    memcpy(x0 + (size_t)(B_item + b) * D_IMG, t->prior_x + (size_t)j * D_IMG, sizeof(float) * D_IMG);
+                    labels[B_item + b] = t->item_class;
+                }
+            }
+            diffusion_noise(&c->sched, rng, x0, B, D_IMG, xt, eps, tt);
         }
-        for (int b = 0; b < B_item && t->kind != TASK_DOMAIN; b++) {
-            int j = (int)qa_rng_below(rng, (unsigned long)t->k);
-            memcpy(x0 + (size_t)b * D_IMG, t->item_x + (size_t)j * D_IMG, sizeof(float) * D_IMG);
-            labels[b] = t->slot;
-        }
-        for (int b = 0; b < B_prior; b++) {
-            int j = (int)qa_rng_below(rng, (unsigned long)t->n_prior);
-            memcpy(x0 + (size_t)(B_item + b) * D_IMG, t->prior_x + (size_t)j * D_IMG, sizeof(float) * D_IMG);
-            labels[B_item + b] = t->item_class;
-        }
-        diffusion_noise(&c->sched, rng, x0, B, D_IMG, xt, eps, tt);
         for (int i = 0; i < np; i++) memset(params[i].grad, 0, sizeof(float) * params[i].n);
         dit_forward(m, xt, tt, labels, B, pred);
-        float l_item = mse_loss(pred, eps, (size_t)B_item * D_IMG, deps);
-        float l_prior = B_prior ? mse_loss(pred + (size_t)B_item * D_IMG, eps + (size_t)B_item * D_IMG,
+        float l_item = mse_loss(pred, target, (size_t)B_item * D_IMG, deps);
+        float l_prior = B_prior ? mse_loss(pred + (size_t)B_item * D_IMG, target + (size_t)B_item * D_IMG,
                                            (size_t)B_prior * D_IMG, deps + (size_t)B_item * D_IMG) : 0.f;
         if (B_prior) vec_scale(deps + (size_t)B_item * D_IMG, prior_w, (size_t)B_prior * D_IMG);
         float loss = l_item + prior_w * l_prior;
@@ -618,6 +599,15 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const adapt_task *t, co
             *diverged = 1;
             snprintf(fail_reason, sizeof fail_reason, "non-finite gradient norm at step %ld", step);
             break;
+        }
+        if (distill) { /* the teacher's DDIM step moves the trajectory on (eta = 0, x0 clipped) */
+            float abar = c->sched.abar[tcur], abar_prev = d_i > 0 ? c->sched.abar[(d_i - 1) * d_stride] : 1.0f;
+            float sa = sqrtf(abar), ss = sqrtf(1.0f - abar), sap = sqrtf(abar_prev), ssp = sqrtf(1.0f - abar_prev);
+            for (size_t j = 0; j < (size_t)B * D_IMG; j++) {
+                float x0j = (d_x[j] - ss * d_eps_t[j]) / sa;
+                x0j = x0j < -1.f ? -1.f : (x0j > 1.f ? 1.f : x0j);
+                d_x[j] = sap * x0j + ssp * (d_x[j] - sa * x0j) / ss;
+            }
         }
         step_times[step] = qa_now() - ts;
         double *row = rows + 5 * n_rows++;
