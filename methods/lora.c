@@ -14,15 +14,12 @@
 #include "harness/backend.h"
 #include "harness/nn.h"
 #include "harness/registry.h"
+#include "methods/lora_adapter.h"
 
 typedef struct {
-    int in, out, rank, w_bits;
-    float scale;
+    int in, out, w_bits;
     float *W, *bias;        /* frozen copy of the pre-trained layer */
-    float *A, *B, *dA, *dB;
-    const float *x;         /* input of the last forward (owned by the caller) */
-    float *xa, *dxa;        /* [rows_cap, rank] */
-    int rows_cap;
+    qa_lora_adapter ad;
 } lora_state;
 
 static int lora_init(void *state, const qa_layer_init *li, qa_error *err) {
@@ -32,68 +29,30 @@ static int lora_init(void *state, const qa_layer_init *li, qa_error *err) {
                        li->in, li->out, li->layer_name);
     s->in = li->in;
     s->out = li->out;
-    s->rank = li->cfg->rank;
     s->w_bits = li->cfg->w_bits;
-    s->scale = li->cfg->lora_scale;
     s->W = qa_alloc(sizeof(float) * (size_t)s->in * s->out);
     memcpy(s->W, li->W, sizeof(float) * (size_t)s->in * s->out);
     s->bias = qa_alloc(sizeof(float) * s->out);
     if (li->bias) memcpy(s->bias, li->bias, sizeof(float) * s->out);
-    s->A = qa_alloc(sizeof(float) * (size_t)s->rank * s->in);
-    s->B = qa_alloc(sizeof(float) * (size_t)s->out * s->rank); /* zeros */
-    s->dA = qa_alloc(sizeof(float) * (size_t)s->rank * s->in);
-    s->dB = qa_alloc(sizeof(float) * (size_t)s->out * s->rank);
-    float bound = 1.0f / sqrtf((float)s->in);
-    qa_rng_fill_uniform(li->rng, s->A, (size_t)s->rank * s->in, -bound, bound);
+    lora_adapter_init(&s->ad, s->in, s->out, li->cfg->rank, li->cfg->lora_scale, li->rng);
     return QA_OK;
-}
-
-static void ensure_rows(lora_state *s, int M) {
-    if (M <= s->rows_cap) return;
-    qa_free(s->xa);
-    qa_free(s->dxa);
-    s->xa = qa_alloc(sizeof(float) * (size_t)M * s->rank);
-    s->dxa = qa_alloc(sizeof(float) * (size_t)M * s->rank);
-    s->rows_cap = M;
 }
 
 static void lora_forward(void *state, const float *x, float *y, int M) {
     lora_state *s = state;
-    ensure_rows(s, M);
-    s->x = x;
-    linear_forward(y, x, s->W, s->bias, M, s->in, s->out);
-    linear_forward(s->xa, x, s->A, NULL, M, s->in, s->rank);
-    /* y += s xa B^T: fold s into xa's copy so one accumulate-matmul does it */
-    if (s->scale != 1.0f) {
-        for (size_t i = 0; i < (size_t)M * s->rank; i++) s->dxa[i] = s->scale * s->xa[i];
-        qa_matmul(M, s->out, s->rank, s->dxa, 0, s->B, 1, y, 1, NULL);
-    } else {
-        qa_matmul(M, s->out, s->rank, s->xa, 0, s->B, 1, y, 1, NULL);
-    }
+    linear_forward(y, x, s->W, s->bias, M, s->in, s->out); /* y = x W^T + b */
+    lora_adapter_forward(&s->ad, x, y, M);                  /* y += s (x A^T) B^T */
 }
 
 static void lora_backward(void *state, const float *dy, float *dx, int M) {
     lora_state *s = state;
-    /* dB += s dy^T xa  ([out,M]·[M,r]) */
-    if (s->scale != 1.0f) for (size_t i = 0; i < (size_t)M * s->rank; i++) s->xa[i] *= s->scale;
-    qa_matmul(s->out, s->rank, M, dy, 1, s->xa, 0, s->dB, 1, NULL);
-    /* dxa = s dy B  ([M,out]·[out,r]) */
-    qa_matmul(M, s->rank, s->out, dy, 0, s->B, 0, s->dxa, 0, NULL);
-    if (s->scale != 1.0f) for (size_t i = 0; i < (size_t)M * s->rank; i++) s->dxa[i] *= s->scale;
-    /* dA += dxa^T x  ([r,M]·[M,in]) */
-    qa_matmul(s->rank, s->in, M, s->dxa, 1, s->x, 0, s->dA, 1, NULL);
-    if (dx) {
-        qa_matmul(M, s->in, s->out, dy, 0, s->W, 0, dx, 1, NULL);     /* dy W */
-        qa_matmul(M, s->in, s->rank, s->dxa, 0, s->A, 0, dx, 1, NULL); /* dxa A */
-    }
+    lora_adapter_backward(&s->ad, dy, dx, M);
+    if (dx) qa_matmul(M, s->in, s->out, dy, 0, s->W, 0, dx, 1, NULL); /* dx += dy W */
 }
 
 static int lora_params(void *state, qa_param *out, int max) {
     lora_state *s = state;
-    if (max < 2) return 0;
-    out[0] = (qa_param){"lora_A", s->A, s->dA, (size_t)s->rank * s->in, 1.0f};
-    out[1] = (qa_param){"lora_B", s->B, s->dB, (size_t)s->out * s->rank, 1.0f};
-    return 2;
+    return lora_adapter_params(&s->ad, out, max);
 }
 
 static int lora_merge(void *state, qa_deployed *d, qa_error *err) {
@@ -103,12 +62,7 @@ static int lora_merge(void *state, qa_deployed *d, qa_error *err) {
     d->in = s->in;
     d->out = s->out;
     d->w_fp = qa_alloc(sizeof(float) * (size_t)s->in * s->out);
-    memcpy(d->w_fp, s->W, sizeof(float) * (size_t)s->in * s->out);
-    /* W' = W + s B A  ([out,r]·[r,in], accumulated onto the copy of W) */
-    float *BA = qa_alloc(sizeof(float) * (size_t)s->in * s->out);
-    qa_matmul(s->out, s->in, s->rank, s->B, 0, s->A, 0, BA, 0, NULL);
-    for (size_t i = 0; i < (size_t)s->in * s->out; i++) d->w_fp[i] += s->scale * BA[i];
-    qa_free(BA);
+    lora_adapter_merge(&s->ad, s->W, d->w_fp); /* W' = W + s B A */
     d->needs_ptq = s->w_bits > 0;
     d->merge = QA_MERGE_FLOAT_ADD_PTQ;
     d->bits_per_weight = s->w_bits > 0 ? s->w_bits : 32;
@@ -117,7 +71,7 @@ static int lora_merge(void *state, qa_deployed *d, qa_error *err) {
 
 static void lora_bytes(const void *state, qa_bytes *b) {
     const lora_state *s = state;
-    size_t w = (size_t)s->in * s->out, lr = (size_t)s->rank * (s->in + s->out);
+    size_t w = (size_t)s->in * s->out, lr = (size_t)s->ad.rank * (s->in + s->out);
     b->frozen = (w + s->out) * sizeof(float);
     b->trainable = lr * sizeof(float);
     b->gradients = lr * sizeof(float);
@@ -129,8 +83,9 @@ static void lora_bytes(const void *state, qa_bytes *b) {
 
 static void lora_destroy(void *state) {
     lora_state *s = state;
-    float *ps[] = {s->W, s->bias, s->A, s->B, s->dA, s->dB, s->xa, s->dxa};
-    for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) qa_free(ps[i]);
+    qa_free(s->W);
+    qa_free(s->bias);
+    lora_adapter_free(&s->ad);
 }
 
 const qa_method qa_method_lora = {

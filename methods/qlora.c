@@ -63,6 +63,7 @@
 #include "harness/nn.h"
 #include "harness/quant.h"
 #include "harness/registry.h"
+#include "methods/lora_adapter.h"
 #include "methods/qlora.h"
 
 const char *const qlora_base_names[QLORA_BASE_COUNT] = {
@@ -254,10 +255,7 @@ typedef struct {
     float *int_delta, *int_zero; /* INT: per row */
     float *W_dq;               /* [out,in] f32 compute copy, refilled every forward; at FP it is the base */
     float *bias;
-    float *A, *B, *dA, *dB;
-    const float *x;            /* input of the last forward (owned by the caller) */
-    float *xa, *dxa;           /* [rows_cap, rank] */
-    int rows_cap;
+    qa_lora_adapter ad;        /* the trainable low-rank term */
 } qlora_state;
 
 /* W_dq from the stored base (a no-op at FP, where W_dq is the base). */
@@ -322,62 +320,26 @@ static int qlora_init(void *state, const qa_layer_init *li, qa_error *err) {
     dequantize_base(s); /* so inspect("W_dq") is valid before the first forward */
     s->bias = qa_alloc(sizeof(float) * s->out);
     if (li->bias) memcpy(s->bias, li->bias, sizeof(float) * s->out);
-    s->A = qa_alloc(sizeof(float) * (size_t)s->rank * s->in);
-    s->B = qa_alloc(sizeof(float) * (size_t)s->out * s->rank); /* zeros */
-    s->dA = qa_alloc(sizeof(float) * (size_t)s->rank * s->in);
-    s->dB = qa_alloc(sizeof(float) * (size_t)s->out * s->rank);
-    float bound = 1.0f / sqrtf((float)s->in);
-    qa_rng_fill_uniform(li->rng, s->A, (size_t)s->rank * s->in, -bound, bound);
+    lora_adapter_init(&s->ad, s->in, s->out, s->rank, s->scale, li->rng);
     return QA_OK;
-}
-
-static void ensure_rows(qlora_state *s, int M) {
-    if (M <= s->rows_cap) return;
-    qa_free(s->xa);
-    qa_free(s->dxa);
-    s->xa = qa_alloc(sizeof(float) * (size_t)M * s->rank);
-    s->dxa = qa_alloc(sizeof(float) * (size_t)M * s->rank);
-    s->rows_cap = M;
 }
 
 static void qlora_forward(void *state, const float *x, float *y, int M) {
     qlora_state *s = state;
-    ensure_rows(s, M);
-    s->x = x;
     dequantize_base(s);
-    linear_forward(y, x, s->W_dq, s->bias, M, s->in, s->out);  /* y = x W_dq^T + b */
-    linear_forward(s->xa, x, s->A, NULL, M, s->in, s->rank);   /* xa = x A^T */
-    /* y += s xa B^T: fold s into a copy of xa (dxa is free until backward) */
-    const float *xa_scaled = s->xa;
-    if (s->scale != 1.0f) {
-        for (size_t i = 0; i < (size_t)M * s->rank; i++) s->dxa[i] = s->scale * s->xa[i];
-        xa_scaled = s->dxa;
-    }
-    qa_matmul(M, s->out, s->rank, xa_scaled, 0, s->B, 1, y, 1, NULL);
+    linear_forward(y, x, s->W_dq, s->bias, M, s->in, s->out); /* y = x W_dq^T + b */
+    lora_adapter_forward(&s->ad, x, y, M);                     /* y += s (x A^T) B^T */
 }
 
 static void qlora_backward(void *state, const float *dy, float *dx, int M) {
     qlora_state *s = state;
-    /* dB += s dy^T xa  ([out,M]·[M,r]); xa is scaled in place, it is not needed afterwards */
-    if (s->scale != 1.0f) for (size_t i = 0; i < (size_t)M * s->rank; i++) s->xa[i] *= s->scale;
-    qa_matmul(s->out, s->rank, M, dy, 1, s->xa, 0, s->dB, 1, NULL);
-    /* dxa = s dy B  ([M,out]·[out,r]) */
-    qa_matmul(M, s->rank, s->out, dy, 0, s->B, 0, s->dxa, 0, NULL);
-    if (s->scale != 1.0f) for (size_t i = 0; i < (size_t)M * s->rank; i++) s->dxa[i] *= s->scale;
-    /* dA += dxa^T x  ([r,M]·[M,in]) */
-    qa_matmul(s->rank, s->in, M, s->dxa, 1, s->x, 0, s->dA, 1, NULL);
-    if (dx) {
-        qa_matmul(M, s->in, s->out, dy, 0, s->W_dq, 0, dx, 1, NULL);  /* dx += dy W_dq */
-        qa_matmul(M, s->in, s->rank, s->dxa, 0, s->A, 0, dx, 1, NULL); /* dx += dxa A */
-    }
+    lora_adapter_backward(&s->ad, dy, dx, M);
+    if (dx) qa_matmul(M, s->in, s->out, dy, 0, s->W_dq, 0, dx, 1, NULL); /* dx += dy W_dq */
 }
 
 static int qlora_params(void *state, qa_param *out, int max) {
     qlora_state *s = state;
-    if (max < 2) return 0;
-    out[0] = (qa_param){"lora_A", s->A, s->dA, (size_t)s->rank * s->in, 1.0f};
-    out[1] = (qa_param){"lora_B", s->B, s->dB, (size_t)s->out * s->rank, 1.0f};
-    return 2;
+    return lora_adapter_params(&s->ad, out, max);
 }
 
 static int qlora_merge(void *state, qa_deployed *d, qa_error *err) {
@@ -390,8 +352,7 @@ static int qlora_merge(void *state, qa_deployed *d, qa_error *err) {
     /* D3: W' = W_dq + s B A  ([out,r]·[r,in], added onto the dequantized base) */
     dequantize_base(s);
     d->w_fp = qa_alloc(sizeof(float) * n);
-    qa_matmul(s->out, s->in, s->rank, s->B, 0, s->A, 0, d->w_fp, 0, NULL);
-    for (size_t i = 0; i < n; i++) d->w_fp[i] = s->W_dq[i] + s->scale * d->w_fp[i];
+    lora_adapter_merge(&s->ad, s->W_dq, d->w_fp);
     /* D4 is the harness's PTQ of w_fp at N bits */
     d->needs_ptq = s->w_bits > 0;
     d->merge = QA_MERGE_FLOAT_ADD_PTQ;
@@ -446,7 +407,8 @@ static void qlora_destroy(void *state) {
     qlora_state *s = state;
     qlora_nf4_tensor_free(&s->nf4);
     qa_free(s->int_codes);
-    float *ps[] = {s->int_delta, s->int_zero, s->W_dq, s->bias, s->A, s->B, s->dA, s->dB, s->xa, s->dxa};
+    lora_adapter_free(&s->ad);
+    float *ps[] = {s->int_delta, s->int_zero, s->W_dq, s->bias};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) qa_free(ps[i]);
 }
 
