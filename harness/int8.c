@@ -63,16 +63,19 @@ void int8_linear_forward(qa_int8_linear *L, const qa_actq *aq, const float *x, f
         L->xsum[m] = s;
     }
     qa_matmul_u8s8(M, out, in, L->xq, L->u, L->ones, L->acc);
-    /* every term is an integer (zero points are whole numbers): sum them exactly in int64,
-     * the terms reach ~3e7 and cancel, beyond float's exact range */
-    const int64_t zxi = (int64_t)zx;
+    /* every term is an integer (zero points are whole numbers) and below 2^53: summed exactly in
+     * double (they reach ~3e7 and cancel, beyond float's exact range; double vectorises where
+     * int64 multiplies do not) */
+    const double zxd = zx, kzx = (double)in * zx;
     #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) {
-        const int64_t xs = L->xsum[m];
+        const double xs = L->xsum[m];
+        const float *acc = L->acc + (size_t)m * out;
+        float *ym = y + (size_t)m * out;
         for (int o = 0; o < out; o++) {
-            const int64_t c = (int64_t)L->c[o];
-            int64_t v = (int64_t)L->acc[(size_t)m * out + o] + c * xs - zxi * L->usum[o] - (int64_t)in * zxi * c;
-            y[(size_t)m * out + o] = dx * L->dw[o] * (float)v + (L->bias ? L->bias[o] : 0.f);
+            const double c = L->c[o];
+            double v = (double)acc[o] + c * xs - zxd * (double)L->usum[o] - kzx * c;
+            ym[o] = dx * L->dw[o] * (float)v + (L->bias ? L->bias[o] : 0.f);
         }
     }
 }
