@@ -245,7 +245,8 @@ int report_write(const char *dir, FILE *out, qa_error *err) {
         }
         if (i == base) snprintf(d, sizeof d, "(baseline)");
         else if (c->has_delta) {
-            if (isnan(c->dloss_ci)) snprintf(d, sizeof d, "%+.5f (p=%.3g)", c->dloss, c->dloss_p);
+            if (isnan(c->dloss_p)) snprintf(d, sizeof d, "%+.5f", c->dloss); /* one seed: no test */
+            else if (isnan(c->dloss_ci)) snprintf(d, sizeof d, "%+.5f (p=%.3g)", c->dloss, c->dloss_p);
             else snprintf(d, sizeof d, "%+.5f ± %.5f (p=%.3g)", c->dloss, c->dloss_ci, c->dloss_p);
         }
         snprintf(ntxt, sizeof ntxt, c->n_diverged ? "%d (+%d diverged)" : "%d", c->n, c->n_diverged);
