@@ -68,6 +68,7 @@
 #include "harness/nn.h"
 #include "harness/quant.h"
 #include "harness/registry.h"
+#include "methods/lora_adapter.h"
 
 #define EDM_LORA_LR_DIVISOR 2500.0 /* lr_lora = mean(s_w) / 2500, as the EfficientDM code */
 #define EDM_SCALE_LR 1e-6          /* absolute lr of s_w */
@@ -143,12 +144,7 @@ static int efficientdm_init(void *state, const qa_layer_init *li, qa_error *err)
     if (li->bias) memcpy(s->bias, li->bias, sizeof(float) * out);
 
     /* LoRA: A kaiming-uniform, B zeros */
-    s->A = qa_alloc(sizeof(float) * (size_t)s->rank * in);
-    s->B = qa_alloc(sizeof(float) * (size_t)out * s->rank);
-    s->dA = qa_alloc(sizeof(float) * (size_t)s->rank * in);
-    s->dB = qa_alloc(sizeof(float) * (size_t)out * s->rank);
-    float bound = 1.0f / sqrtf((float)in);
-    qa_rng_fill_uniform(li->rng, s->A, (size_t)s->rank * in, -bound, bound);
+    lora_factors_init(in, out, s->rank, li->rng, &s->A, &s->B, &s->dA, &s->dB);
 
     float **weight_bufs[] = {&s->lora_update, &s->W_hat, &s->w_in_range, &s->dW_hat_dscale, &s->grad_w};
     for (size_t b = 0; b < sizeof weight_bufs / sizeof weight_bufs[0]; b++)

@@ -27,6 +27,7 @@
 #include "harness/nn.h"
 #include "harness/quant.h"
 #include "harness/registry.h"
+#include "methods/lora_adapter.h"
 
 typedef struct {
     int in, out, rank, n_bits, lora_bits, shift, calibrated;
@@ -120,12 +121,7 @@ static int intlora_init_common(void *state, const qa_layer_init *li, int shift, 
     qa_free(sep);
     s->bias = qa_alloc(sizeof(float) * out);
     if (li->bias) memcpy(s->bias, li->bias, sizeof(float) * out);
-    s->A = qa_alloc(sizeof(float) * (size_t)s->rank * in);
-    s->B = qa_alloc(sizeof(float) * (size_t)out * s->rank);
-    s->dA = qa_alloc(sizeof(float) * (size_t)s->rank * in);
-    s->dB = qa_alloc(sizeof(float) * (size_t)out * s->rank);
-    float bound = 1.0f / sqrtf((float)in);
-    qa_rng_fill_uniform(li->rng, s->A, (size_t)s->rank * in, -bound, bound);
+    lora_factors_init(in, out, s->rank, li->rng, &s->A, &s->B, &s->dA, &s->dB);
     float **bufs[] = {&s->BA, &s->U, &s->W_eff, &s->mask, &s->G};
     for (size_t b = 0; b < sizeof bufs / sizeof bufs[0]; b++) *bufs[b] = qa_alloc(sizeof(float) * n);
     float **rows[] = {&s->dU, &s->zU, &s->grad_dU, &s->grad_zU};

@@ -6,18 +6,22 @@
 #include "harness/backend.h"
 #include "harness/nn.h"
 
+void lora_factors_init(int in, int out, int rank, qa_rng *rng, float **A, float **B, float **dA, float **dB) {
+    *A = qa_alloc(sizeof(float) * (size_t)rank * in);
+    *B = qa_alloc(sizeof(float) * (size_t)out * rank); /* zeros */
+    *dA = qa_alloc(sizeof(float) * (size_t)rank * in);
+    *dB = qa_alloc(sizeof(float) * (size_t)out * rank);
+    float bound = 1.0f / sqrtf((float)in);
+    qa_rng_fill_uniform(rng, *A, (size_t)rank * in, -bound, bound);
+}
+
 void lora_adapter_init(qa_lora_adapter *a, int in, int out, int rank, float scale, qa_rng *rng) {
     memset(a, 0, sizeof *a);
     a->in = in;
     a->out = out;
     a->rank = rank;
     a->scale = scale;
-    a->A = qa_alloc(sizeof(float) * (size_t)rank * in);
-    a->B = qa_alloc(sizeof(float) * (size_t)out * rank); /* zeros */
-    a->dA = qa_alloc(sizeof(float) * (size_t)rank * in);
-    a->dB = qa_alloc(sizeof(float) * (size_t)out * rank);
-    float bound = 1.0f / sqrtf((float)in);
-    qa_rng_fill_uniform(rng, a->A, (size_t)rank * in, -bound, bound);
+    lora_factors_init(in, out, rank, rng, &a->A, &a->B, &a->dA, &a->dB);
 }
 
 static void ensure_rows(qa_lora_adapter *a, int M) {

@@ -19,6 +19,11 @@ typedef struct {
     int rows_cap;
 } qa_lora_adapter;
 
+/* The LoRA factors alone, for methods that use B A inside their own formula (IntLoRA,
+ * EfficientDM): A [rank,in] kaiming-uniform (bound 1/sqrt(in)), B [out,rank] = 0, and their
+ * gradient buffers. */
+void lora_factors_init(int in, int out, int rank, qa_rng *rng, float **A, float **B, float **dA, float **dB);
+
 void lora_adapter_init(qa_lora_adapter *a, int in, int out, int rank, float scale, qa_rng *rng);
 void lora_adapter_forward(qa_lora_adapter *a, const float *x, float *y, int M);
 void lora_adapter_backward(qa_lora_adapter *a, const float *dy, float *dx, int M);
