@@ -721,14 +721,14 @@ int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err) {
     if (n < 0) return n;
     int rc = qa_mkdir_p(out_dir, err);
     if (rc) { free(runs); return rc; }
-    int todo = 0;
+    int pending = 0;
     for (int i = 0; i < n; i++) {
         char p[4096];
         snprintf(p, sizeof p, "%s/%s.h5", out_dir, runs[i].id);
-        todo += !qa_file_exists(p);
+        pending += !qa_file_exists(p);
     }
-    fprintf(stderr, "%s: %d runs, %d finished already, %d to do -> %s\n", recipe_path(r), n, n - todo, todo, out_dir);
-    if (todo == 0) { free(runs); return QA_OK; }
+    fprintf(stderr, "%s: %d runs, %d finished already, %d to do -> %s\n", recipe_path(r), n, n - pending, pending, out_dir);
+    if (pending == 0) { free(runs); return QA_OK; }
 
     /* shared, loaded once: base denoiser, evaluator, data, held-out set */
     int B = (int)recipe_int(r, "train", "batch");
@@ -785,7 +785,7 @@ int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err) {
     adapt_task *tasks = qa_alloc(sizeof(adapt_task) * (size_t)n);
     int n_tasks = 0, failed = 0;
     qa_progress prog;
-    progress_begin(&prog, "sweep", todo);
+    progress_begin(&prog, "sweep", pending);
     int done = 0;
     for (int i = 0; i < n && !rc; i++) {
         char p[4096];
@@ -826,6 +826,6 @@ int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err) {
     clf_free(&clf);
     dit_free(&model);
     free(runs);
-    if (!rc && failed) rc = qa_fail(err, QA_ERR_RUN, "%d of %d runs failed (see the messages above)", failed, todo);
+    if (!rc && failed) rc = qa_fail(err, QA_ERR_RUN, "%d of %d runs failed (see the messages above)", failed, pending);
     return rc;
 }
