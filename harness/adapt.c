@@ -393,8 +393,11 @@ static int eval_variant(sweep_ctx *c, const adapt_task *t, const qa_run_spec *ru
         rc = h5_write(f, p2, QA_H5_U8, pix, 3, dims, err);
         qa_free(pix);
     }
-    fprintf(stderr, "  %-24s %-4s loss %.5f (se %.5f)  subject %.4f (se %.4f)  prompt %.4f (se %.4f)  diversity %.4f  prior %.3f  style %.3f",
-            run->id, variant, loss, se_loss, subj, se_subj, prompt, se_prompt, diversity, prior, style);
+    fprintf(stderr, "  %-24s %-4s loss %.5f (se %.5f)", run->id, variant, loss, se_loss);
+    if (subj >= 0) fprintf(stderr, "  subject %.4f (se %.4f)", subj, se_subj); /* none for domain */
+    fprintf(stderr, "  prompt %.4f (se %.4f)  diversity %.4f", prompt, se_prompt, diversity);
+    if (prior >= 0) fprintf(stderr, "  prior %.3f", prior);
+    fprintf(stderr, "  style %.3f", style);
     if (fid >= 0) fprintf(stderr, "  FID %.3f", fid);
     fprintf(stderr, "\n");
     qa_free(per_image); qa_free(x); qa_free(feat); qa_free(probs); qa_free(asked);
