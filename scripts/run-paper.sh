@@ -1,0 +1,19 @@
+#!/bin/sh
+# Runs every recipe behind the README's Results section, in order of importance, each into
+# results/<recipe name>, then writes its tables and figures. Safe to interrupt and re-run: a
+# sweep resumes in its folder, skipping finished runs.
+#   scripts/run-paper.sh                 all of them (about 2 hours on 2 cores)
+#   scripts/run-paper.sh fig_bits ...    only the named recipes
+set -eu
+cd "$(dirname "$0")/.."
+QADAPT=${QADAPT:-build/qadapt}
+RECIPES=${*:-table_subject fig_bits ablate_alpha ablate_rdist ablate_vmc table_domain ablate_rank_bits recovery efficiency}
+for name in $RECIPES; do
+    recipe=experiments/$name.recipe
+    [ -f "$recipe" ] || { echo "run-paper: no recipe $recipe" >&2; exit 2; }
+    start=$(date +%s)
+    "$QADAPT" run "$recipe" --out "results/$name"
+    "$QADAPT" report "results/$name" > /dev/null
+    "$QADAPT" plot "results/$name"
+    echo "run-paper: $name done in $(( $(date +%s) - start )) s"
+done
