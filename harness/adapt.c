@@ -658,6 +658,16 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const adapt_task *t, co
             rc = h5_attr_set_str(f, grp, "method_notes", all, err);
             qa_free(all);
         }
+        /* the method's own measurements, pooled over layers: sum(num) / sum(den) */
+        for (int q = 0; !rc && n_ad && q < dep[0].n_stats; q++) {
+            double num = 0, den = 0;
+            for (int i = 0; i < n_ad; i++)
+                for (int j = 0; j < dep[i].n_stats; j++)
+                    if (!strcmp(dep[i].stat_name[j], dep[0].stat_name[q])) { num += dep[i].stat_num[j]; den += dep[i].stat_den[j]; }
+            char sp[200];
+            snprintf(sp, sizeof sp, "%s/method_stats", grp);
+            rc = h5_attr_set_f64(f, sp, dep[0].stat_name[q], den > 0 ? num / den : 0.0, err);
+        }
         /* bits per weight over all adapted layers, weighted by their size */
         double wsum = 0, bsum = 0;
         for (int i = 0; i < n_ad; i++) { wsum += (double)dep[i].in * dep[i].out; bsum += dep[i].bits_per_weight * dep[i].in * dep[i].out; }

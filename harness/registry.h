@@ -105,6 +105,10 @@ extern const char *const qa_merge_names[QA_MERGE_COUNT];
  * A method may add named extra deploy variants (dequantized weights), each scored as its own
  * deploy by the harness, e.g. QLoRA's "nf4" (merge, then re-quantize to NF4). */
 #define QA_MAX_EXTRA_DEPLOYS 2
+/* Measured quantities a method reports about its merged layer, as ratios num/den so that the
+ * harness can pool them over layers exactly: sum(num) / sum(den), e.g. the share of entries
+ * with W_int = 0 (IntLoRA, claim C10). Written per run under <run>/method_stats. */
+#define QA_MAX_DEPLOY_STATS 4
 typedef struct {
     int in, out;
     float *w_fp;           /* [out, in] or NULL */
@@ -118,6 +122,9 @@ typedef struct {
     float *extra_w[QA_MAX_EXTRA_DEPLOYS];      /* [out, in], owned */
     double extra_bits[QA_MAX_EXTRA_DEPLOYS];
     char note[64];         /* free text the run file records, e.g. QLoRA's "base nf4" */
+    int n_stats;
+    char stat_name[QA_MAX_DEPLOY_STATS][32];
+    double stat_num[QA_MAX_DEPLOY_STATS], stat_den[QA_MAX_DEPLOY_STATS];
 } qa_deployed;
 
 typedef struct qa_method {

@@ -283,6 +283,26 @@ int h5_list(qa_h5 *f, const char *group, char names[][64], int max, qa_error *er
     return c.n < max ? c.n : max;
 }
 
+static herr_t attr_list_cb(hid_t o, const char *name, const H5A_info_t *info, void *data) {
+    (void)o; (void)info;
+    list_ctx *c = data;
+    if (c->n < c->max) snprintf(c->names[c->n], 64, "%s", name);
+    c->n++;
+    return 0;
+}
+
+int h5_attr_list(qa_h5 *f, const char *obj, char names[][64], int max, qa_error *err) {
+    if (!h5_exists(f, obj)) return qa_fail(err, QA_ERR_INPUT, "%s: missing object %s", f->path, obj);
+    hid_t o = open_obj(f, obj);
+    if (o < 0) return qa_fail(err, QA_ERR_INPUT, "%s: cannot open %s", f->path, obj);
+    list_ctx c = {names, 0, max};
+    hsize_t idx = 0;
+    herr_t rc = H5Aiterate2(o, H5_INDEX_NAME, H5_ITER_INC, &idx, attr_list_cb, &c);
+    H5Oclose(o);
+    if (rc < 0) return qa_fail(err, QA_ERR_INPUT, "%s: cannot list the attributes of %s", f->path, obj);
+    return c.n < max ? c.n : max;
+}
+
 int h5_table_create(qa_h5 *f, const char *path, int cols, const char *col_names, qa_error *err) {
     hsize_t dims[2] = {0, (hsize_t)cols}, maxd[2] = {H5S_UNLIMITED, (hsize_t)cols}, chunk[2] = {1024, (hsize_t)cols};
     hid_t space = H5Screate_simple(2, dims, maxd);

@@ -36,6 +36,8 @@ int h5_has_attr(qa_h5 *f, const char *obj, const char *name);
 
 /* List the names of the members of a group (up to max); returns the count or negative. */
 int h5_list(qa_h5 *f, const char *group, char names[][64], int max, qa_error *err);
+/* The names of an object's attributes (up to max), in name order; returns the count or negative. */
+int h5_attr_list(qa_h5 *f, const char *obj, char names[][64], int max, qa_error *err);
 
 /* An extendible 2-D f64 table [rows, cols] with column names as an attribute; append batches. */
 int h5_table_create(qa_h5 *f, const char *path, int cols, const char *col_names, qa_error *err);

@@ -63,6 +63,11 @@ static int load_one(const char *path, qa_run_record *rec, qa_error *err) {
             rec->deployed_bytes = attr_or(f, p, "deployed_bytes", 0);
             rec->peak_rss_bytes = attr_or(f, p, "peak_rss_bytes", 0);
         }
+        snprintf(p, sizeof p, "%s/method_stats", grp);
+        if (h5_exists(f, p)) {
+            int ns = h5_attr_list(f, p, rec->stat_name, 8, &e);
+            for (int i = 0; i < ns; i++) rec->stat_value[rec->n_stats++] = attr_or(f, p, rec->stat_name[i], 0);
+        }
         snprintf(p, sizeof p, "%s/timing", grp);
         if (h5_exists(f, p)) {
             rec->step_ms = attr_or(f, p, "train_step_median_ms", 0);
@@ -95,6 +100,15 @@ static int load_one(const char *path, qa_run_record *rec, qa_error *err) {
                 if (!rc) { ev->heldout_per_image = data; ev->n_images = (int)dims[0]; }
             }
         }
+    }
+    /* id = <method>-<bits>-r<rank>[-<axis values>]-s<seed>: keep the axis values */
+    if (!rc) {
+        char head[80];
+        snprintf(head, sizeof head, "%s-%s-r%d-", rec->method, rec->bits, rec->rank);
+        const char *tail = strrchr(rec->id, '-');
+        size_t hl = strlen(head);
+        if (tail && !strncmp(rec->id, head, hl) && rec->id + hl < tail)
+            snprintf(rec->axes, sizeof rec->axes, "%.*s", (int)(tail - rec->id - hl), rec->id + hl);
     }
     qa_error cerr;
     h5_close(f, &cerr);

@@ -26,6 +26,10 @@ typedef struct {
     int n_train;
     double frozen_bytes, trainable_bytes, optimizer_bytes, deployed_bytes, peak_rss_bytes;
     double step_ms, merge_seconds;
+    char axes[48];                /* the grid axes beyond method, bits, rank and seed (from the id), e.g. "a1.5" */
+    int n_stats;                  /* the method's own measurements (<run>/method_stats) */
+    char stat_name[8][64];
+    double stat_value[8];
 } qa_run_record;
 
 /* Load the runs of dir sorted by id; a damaged file is an error naming it. */

@@ -272,7 +272,19 @@ static int intlora_merge(void *state, qa_deployed *d, qa_error *err) {
     /* what the paper's claims ask to measure: the entries that cannot adapt (W_int = 0, C10) and,
      * for SHIFT, the exponent range actually used (METHODS 5.6) */
     size_t zeros = 0;
-    for (size_t k = 0; k < n; k++) zeros += s->w_int[k] == 0.f;
+    double upd_all = 0, upd_zero = 0; /* energy of the adapter's update B·A, and the part it loses */
+    for (size_t k = 0; k < n; k++) {
+        double u2 = (double)s->BA[k] * s->BA[k];
+        upd_all += u2;
+        if (s->w_int[k] == 0.f) { zeros++; upd_zero += u2; }
+    }
+    d->n_stats = 2;
+    snprintf(d->stat_name[0], sizeof d->stat_name[0], "w_int_zero_share");
+    d->stat_num[0] = (double)zeros;
+    d->stat_den[0] = (double)n;
+    snprintf(d->stat_name[1], sizeof d->stat_name[1], "update_energy_lost");
+    d->stat_num[1] = upd_zero;
+    d->stat_den[1] = upd_all;
     if (s->shift)
         snprintf(d->note, sizeof d->note, "W_int=0 %.2f%%; exponents %d..%d", 100.0 * zeros / n, s->k_min, s->k_max);
     else
