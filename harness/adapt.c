@@ -447,6 +447,7 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const adapt_task *t, co
     snprintf(tmp_path, sizeof tmp_path, "%s.partial", final_path);
     unlink(tmp_path);
 
+    int rss_reset = qa_reset_peak_rss() == 0;
     /* fresh copy of the pre-trained base; quantize; wrap the attention projections */
     dit_reset_slots(m);
     memcpy(m->params, c->base_params, sizeof(float) * m->n_params);
@@ -702,6 +703,7 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const adapt_task *t, co
         if (!rc) rc = h5_attr_set_f64(f, p, "optimizer_bytes", (double)mem.optimizer, err);
         if (!rc) rc = h5_attr_set_f64(f, p, "deployed_bytes", (double)mem.deployed, err);
         if (!rc) rc = h5_attr_set_f64(f, p, "peak_rss_bytes", (double)qa_peak_rss(), err);
+        if (!rc) rc = h5_attr_set_str(f, p, "peak_rss_scope", rss_reset ? "this run" : "the sweep process so far", err);
         snprintf(p, sizeof p, "%s/timing", grp);
         long warm = steps > 10 ? 5 : 0;
         qsort(step_times + warm, (size_t)(steps - warm), sizeof(double), cmp_double);

@@ -101,6 +101,9 @@ int main(int argc, char **argv) {
     } else if (!strcmp(cmd, "report")) {
         if (argc != 3) { fprintf(stderr, "usage: qadapt report DIR\n"); return 2; }
         rc = report_write(argv[2], stdout, &err);
+        if (!rc)
+            printf("\nwritten: %s/report.{md,tex,csv}, report_paper.md (the paper's layout), efficiency.{md,csv}, summary.h5\n",
+                   argv[2]);
     } else if (!strcmp(cmd, "plot")) {
         if (argc != 3) { fprintf(stderr, "usage: qadapt plot DIR\n"); return 2; }
         rc = plot_results(argv[2], &err);

@@ -4,57 +4,23 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "harness/cells.h"
 #include "harness/results.h"
 #include "harness/runs.h"
 #include "harness/stats.h"
 
-/* The last two are shown only for folders with style or domain runs. */
-enum { MET_LOSS, MET_SUBJECT, MET_PROMPT, MET_DIVERSITY, MET_PRIOR, MET_STYLE, MET_FID, N_MET };
-static const char *const met_names[N_MET] = {"heldout_loss", "subject_fidelity", "prompt_fidelity", "diversity",
-                                             "prior_preservation", "style_score", "fid"};
-static const char *const met_titles[N_MET] = {"held-out loss", "subject fidelity", "prompt fidelity", "diversity",
-                                              "prior preservation", "style", "FID"};
-static const int met_lower_better[N_MET] = {1, 0, 0, 0, 0, 0, 1};
+typedef qa_cell cell;
+#define MAX_SEEDS QA_CELL_MAX_SEEDS
+#define met_names qa_met_names
+#define met_titles qa_met_titles
+#define met_lower_better qa_met_lower_better
 
-#define MAX_SEEDS 64
+/* Paired loss difference against the baseline cell (same seeds), per cell. */
+typedef struct { double dloss, dloss_ci, dloss_p; int has_delta; } delta;
 
-typedef struct {
-    char method[32], variant[16], bits[16];
-    int rank, n, n_diverged, w_bits, needs_ptq;
-    long seeds[MAX_SEEDS];
-    double vals[N_MET][MAX_SEEDS];
-    int nm[N_MET];           /* values per metric (prior preservation may be unmeasured) */
-    double bits_pw;
-    qa_summary sum[N_MET];
-    double dloss, dloss_ci, dloss_p;
-    int has_delta;
-} cell;
-
-/* fp: merged float weights (before PTQ where the method needs one); int: the integer deploy
- * (after PTQ for float merges); anything else: a method's own variant, e.g. QLoRA's nf4. */
 static const char *deploy_label(const cell *c) {
     static char buf[48];
-    if (c->w_bits == 0) return "FP";
-    if (strcmp(c->variant, "fp") == 0) return "FP (before PTQ)";
-    if (strcmp(c->variant, "int") == 0) return c->needs_ptq ? "INT (+PTQ)" : "INT";
-    if (strcmp(c->variant, "nf4") == 0) return "NF4 (merged, re-quantized)";
-    snprintf(buf, sizeof buf, "%s", c->variant);
-    return buf;
-}
-
-static cell *find_cell(cell *cells, int *n, const char *method, const char *variant, const char *bits, int rank, int w_bits) {
-    for (int i = 0; i < *n; i++)
-        if (!strcmp(cells[i].method, method) && !strcmp(cells[i].variant, variant) && !strcmp(cells[i].bits, bits) &&
-            cells[i].rank == rank)
-            return &cells[i];
-    cell *c = &cells[(*n)++];
-    memset(c, 0, sizeof *c);
-    snprintf(c->method, sizeof c->method, "%s", method);
-    snprintf(c->variant, sizeof c->variant, "%s", variant);
-    snprintf(c->bits, sizeof c->bits, "%s", bits);
-    c->rank = rank;
-    c->w_bits = w_bits;
-    return c;
+    return cells_deploy_label(c, buf, sizeof buf);
 }
 
 static void fmt_cell(char *buf, size_t len, const qa_summary *s, int digits) {
@@ -88,16 +54,19 @@ static void write_paper_layout(FILE *f, cell *cells, int nc) {
         int first = 1;
         for (int j = 0; j < i; j++) {
             const char *lj = cells[j].w_bits == 0 ? "FP (before PTQ)" : deploy_label(&cells[j]);
-            if (!strcmp(cells[j].method, cells[i].method) && !strcmp(lj, label_i) && cells[j].rank == cells[i].rank) first = 0;
+            if (!strcmp(cells[j].method, cells[i].method) && !strcmp(lj, label_i) && cells[j].rank == cells[i].rank &&
+                !strcmp(cells[j].axes, cells[i].axes))
+                first = 0;
         }
         if (!first) continue;
-        fprintf(f, "| %s | %s | %d |", cells[i].method, cells[i].w_bits == 0 ? "FP" : label_i, cells[i].rank);
+        fprintf(f, "| %s%s%s%s | %s | %d |", cells[i].method, cells[i].axes[0] ? " (" : "", cells[i].axes, cells[i].axes[0] ? ")" : "",
+                cells[i].w_bits == 0 ? "FP" : label_i, cells[i].rank);
         for (int b = 0; b < nb; b++) {
             const cell *c = NULL;
             for (int j = 0; j < nc; j++) {
                 const char *lj = cells[j].w_bits == 0 ? "FP (before PTQ)" : deploy_label(&cells[j]);
                 if (!strcmp(cells[j].method, cells[i].method) && !strcmp(lj, label_i) && cells[j].rank == cells[i].rank &&
-                    !strcmp(cells[j].bits, bits[b]))
+                    !strcmp(cells[j].axes, cells[i].axes) && !strcmp(cells[j].bits, bits[b]))
                     c = &cells[j];
             }
             for (int k = 0; k < 3; k++) {
@@ -119,44 +88,68 @@ static void write_paper_layout(FILE *f, cell *cells, int nc) {
     }
 }
 
+/* What a method measured about its own merged layers (e.g. IntLoRA's W_int = 0 share), per cell. */
+static void write_method_stats(FILE *f, const cell *cells, int nc) {
+    int any = 0;
+    for (int i = 0; i < nc; i++) any |= cells[i].n_stats > 0;
+    if (!any) return;
+    fprintf(f, "\nMethod measurements (pooled over the adapted layers of each run; mean ± 95%% CI over seeds):\n\n"
+               "| method | bits | rank | setting | n | measurement | value |\n|---|---|---|---|---|---|---|\n");
+    for (int i = 0; i < nc; i++) {
+        const cell *c = &cells[i];
+        if (strcmp(c->variant, "int") != 0) continue; /* one row per run, not per deploy */
+        for (int k = 0; k < c->n_stats; k++) {
+            char v[64];
+            fmt_cell(v, sizeof v, &c->stat[k], 4);
+            fprintf(f, "| %s | %s | %d | %s | %d | %s | %s |\n", c->method, c->bits, c->rank, c->axes[0] ? c->axes : "-",
+                    c->stat[k].n, c->stat_name[k], v);
+        }
+    }
+}
+
+/* Training memory of the adapted layers by category, timings and storage, per cell (means over
+ * seeds): the efficiency columns of the paper, measured the same way for every method. */
+static void write_efficiency(FILE *f, const cell *cells, int nc, FILE *csv) {
+    if (f)
+        fprintf(f, "\nEfficiency (memory of the adapted layers as allocated, MiB; process peak RSS; per-run medians of the "
+                   "training step; means over seeds):\n\n"
+                   "| method | bits | rank | deploy | frozen | trainable | gradients | optimizer | training total | process peak RSS | "
+                   "train step ms | merge s | sampling ms/img | deployed MiB | bits/weight | PTQ needed |\n"
+                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    if (csv)
+        fprintf(csv, "method,bits,rank,setting,deploy,n,frozen_mib,trainable_mib,gradient_mib,optimizer_mib,training_mib,peak_rss_mib,"
+                     "train_step_ms,merge_s,sampling_ms_per_image,deployed_mib,bits_per_weight,needs_ptq\n");
+    for (int i = 0; i < nc; i++) {
+        const cell *c = &cells[i];
+        if (c->n == 0) continue;
+        if (f)
+            fprintf(f, "| %s%s%s%s | %s | %d | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.0f | %.1f | %.3f | %.2f | %.3f | %.3g | %s |\n",
+                    c->method, c->axes[0] ? " (" : "", c->axes, c->axes[0] ? ")" : "", c->bits, c->rank, deploy_label(c),
+                    c->frozen_mb.mean, c->trainable_mb.mean, c->gradient_mb.mean, c->optimizer_mb.mean, c->train_mb.mean,
+                    c->peak_rss_mb.mean, c->step_ms.mean, c->merge_s.mean, c->sampling_ms.mean, c->deployed_mb.mean, c->bits_pw,
+                    c->w_bits == 0 ? "-" : (c->needs_ptq ? "yes" : "no"));
+        if (csv)
+            fprintf(csv, "%s,%s,%d,%s,%s,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.4g,%d\n", c->method, c->bits, c->rank,
+                    c->axes, deploy_label(c), c->n, c->frozen_mb.mean, c->trainable_mb.mean, c->gradient_mb.mean, c->optimizer_mb.mean,
+                    c->train_mb.mean, c->peak_rss_mb.mean, c->step_ms.mean, c->merge_s.mean, c->sampling_ms.mean, c->deployed_mb.mean,
+                    c->bits_pw, c->needs_ptq);
+    }
+}
+
 int report_write(const char *dir, FILE *out, qa_error *err) {
     qa_run_record *runs;
     int nr;
     int rc = runs_load(dir, &runs, &nr, err);
     if (rc) return rc;
     if (nr == 0) { runs_free(runs, 0); return qa_fail(err, QA_ERR_INPUT, "%s: no finished runs (*.h5) to report", dir); }
-    cell *cells = calloc((size_t)nr * QA_MAX_VARIANTS + 1, sizeof(cell));
-    int style_tasks = 0;
-    int nc = 0;
-    for (int i = 0; i < nr; i++) {
-        qa_run_record *r = &runs[i];
-        if (strcmp(r->status, "done") != 0) {
-            cell *c = find_cell(cells, &nc, r->method, r->w_bits ? "int" : "fp", r->bits, r->rank, r->w_bits);
-            c->n_diverged++;
-            continue;
-        }
-        for (int v = 0; v < r->n_eval; v++) {
-            qa_run_eval *e = &r->eval[v];
-            cell *c = find_cell(cells, &nc, r->method, e->variant, r->bits, r->rank, r->w_bits);
-            c->needs_ptq = r->needs_ptq;
-            if (c->n >= MAX_SEEDS) continue;
-            c->seeds[c->n] = r->seed;
-            c->vals[MET_LOSS][c->n] = e->heldout_loss;
-            if (e->subject_fidelity != 0 || strcmp(r->task, "domain") != 0)
-                c->vals[MET_SUBJECT][c->nm[MET_SUBJECT]++] = e->subject_fidelity;
-            c->vals[MET_PROMPT][c->n] = e->prompt_fidelity;
-            c->vals[MET_DIVERSITY][c->nm[MET_DIVERSITY]++] = e->diversity;
-            c->vals[MET_STYLE][c->nm[MET_STYLE]++] = e->style_score;
-            if (e->fid >= 0) c->vals[MET_FID][c->nm[MET_FID]++] = e->fid;
-            if (strcmp(r->task, "subject") != 0) style_tasks = 1;
-            if (e->prior_preservation >= 0) c->vals[MET_PRIOR][c->nm[MET_PRIOR]++] = e->prior_preservation;
-            c->bits_pw = e->bits_per_weight;
-            c->n++;
-        }
-    }
-    for (int i = 0; i < nc; i++)
-        for (int m = 0; m < N_MET; m++)
-            cells[i].sum[m] = stats_summarize(cells[i].vals[m], m == MET_SUBJECT || m >= MET_DIVERSITY ? cells[i].nm[m] : cells[i].n);
+    cell *cells;
+    int nc;
+    cells_build(runs, nr, &cells, &nc);
+    int style_tasks = 0, with_axes = 0;
+    for (int i = 0; i < nr; i++) style_tasks |= strcmp(runs[i].task, "subject") != 0;
+    for (int i = 0; i < nc; i++) with_axes |= cells[i].axes[0] != 0;
+    delta *dl = qa_alloc(sizeof(delta) * (size_t)(nc + 1));
+    memset(dl, 0, sizeof(delta) * (size_t)(nc + 1));
     /* baseline: the first cell (sorted by id order of runs) at full precision, else the first */
     int base = 0;
     for (int i = 0; i < nc; i++) if (cells[i].w_bits == 0 && cells[i].n > 0) { base = i; break; }
@@ -168,17 +161,18 @@ int report_write(const char *dir, FILE *out, qa_error *err) {
         for (int s = 0; s < c->n; s++)
             for (int t = 0; t < b->n; t++)
                 if (c->seeds[s] == b->seeds[t]) { a[k] = c->vals[MET_LOSS][s]; bb[k] = b->vals[MET_LOSS][t]; k++; }
-        c->has_delta = 1;
+        delta *dc = &dl[i];
+        dc->has_delta = 1;
         if (k == c->n && k >= 2) { /* paired by seed */
             double d[MAX_SEEDS];
             for (int s = 0; s < k; s++) d[s] = a[s] - bb[s];
             qa_summary ds = stats_summarize(d, k);
-            c->dloss = ds.mean; c->dloss_ci = ds.ci95;
-            c->dloss_p = stats_paired_p(a, bb, k, NULL);
+            dc->dloss = ds.mean; dc->dloss_ci = ds.ci95;
+            dc->dloss_p = stats_paired_p(a, bb, k, NULL);
         } else {
-            c->dloss = c->sum[MET_LOSS].mean - b->sum[MET_LOSS].mean;
-            c->dloss_ci = NAN;
-            c->dloss_p = stats_welch_p(c->vals[MET_LOSS], c->n, b->vals[MET_LOSS], b->n, NULL, NULL);
+            dc->dloss = c->sum[MET_LOSS].mean - b->sum[MET_LOSS].mean;
+            dc->dloss_ci = NAN;
+            dc->dloss_p = stats_welch_p(c->vals[MET_LOSS], c->n, b->vals[MET_LOSS], b->n, NULL, NULL);
         }
     }
     /* best per column; none where every cell ties (or only one cell has a value) */
@@ -210,11 +204,11 @@ int report_write(const char *dir, FILE *out, qa_error *err) {
         if (md) fclose(md);
         if (tex) fclose(tex);
         if (csv) fclose(csv);
-        free(cells); runs_free(runs, nr);
+        qa_free(cells); qa_free(dl); runs_free(runs, nr);
         return qa_fail(err, QA_ERR_RUN, "%s: cannot write report files", dir);
     }
     FILE *outs[2] = {md, out};
-    char hdr[512];
+    char hdr[640];
     snprintf(hdr, sizeof hdr,
              "| method | deploy | bits | rank | n | %s ↓ | Δ loss vs %s %s (p) | %s ↑ | %s ↑ | bits/weight | %s ↑ | %s ↑ |\n"
              "|---|---|---|---|---|---|---|---|---|---|---|---|\n",
@@ -224,13 +218,20 @@ int report_write(const char *dir, FILE *out, qa_error *err) {
         snprintf(nl, sizeof hdr - (size_t)(nl - hdr), "| %s ↑ | %s ↓ |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
                  met_titles[MET_STYLE], met_titles[MET_FID]);
     }
+    if (with_axes) { /* one more column: the ablation's setting (the grid axes in the run names) */
+        char h2[640], *r = strstr(hdr, "| rank | n |"), *sep = strstr(hdr, "|\n|---");
+        int k = snprintf(h2, sizeof h2, "%.*s| rank | setting | n |%.*s|---", (int)(r - hdr), hdr, (int)(sep - r - 12), r + 12);
+        snprintf(h2 + k, sizeof h2 - (size_t)k, "%s", sep + 1);
+        memcpy(hdr, h2, sizeof hdr);
+    }
     for (int o = 0; o < 2; o++) if (outs[o]) fputs(hdr, outs[o]);
     fprintf(tex, "%% generated by qadapt report from %s\n\\begin{tabular}{lllrrllllll}\n\\toprule\n"
                  "method & deploy & bits & rank & $n$ & held-out loss $\\downarrow$ & $\\Delta$ loss & subject $\\uparrow$ & prompt $\\uparrow$ "
                  "& diversity $\\uparrow$ & prior $\\uparrow$ \\\\\n\\midrule\n", dir);
     fprintf(csv, "method,deploy,bits,rank,n,n_diverged,heldout_loss_mean,heldout_loss_ci95,delta_loss,delta_loss_ci95,delta_loss_p,"
                  "subject_fidelity_mean,subject_fidelity_ci95,prompt_fidelity_mean,prompt_fidelity_ci95,bits_per_weight,"
-                 "diversity_mean,diversity_ci95,prior_preservation_mean,prior_preservation_ci95\n");
+                 "diversity_mean,diversity_ci95,prior_preservation_mean,prior_preservation_ci95,setting,style_mean,style_ci95,"
+                 "fid_mean,fid_ci95\n");
     qa_h5 *sf = NULL;
     snprintf(path, sizeof path, "%s/summary.h5", dir);
     rc = h5_create(path, &sf, err);
@@ -244,16 +245,18 @@ int report_write(const char *dir, FILE *out, qa_error *err) {
             snprintf(v[m], sizeof v[m], i == best[m] ? "**%s**" : "%s", tmp);
         }
         if (i == base) snprintf(d, sizeof d, "(baseline)");
-        else if (c->has_delta) {
-            if (isnan(c->dloss_p)) snprintf(d, sizeof d, "%+.5f", c->dloss); /* one seed: no test */
-            else if (isnan(c->dloss_ci)) snprintf(d, sizeof d, "%+.5f (p=%.3g)", c->dloss, c->dloss_p);
-            else snprintf(d, sizeof d, "%+.5f ± %.5f (p=%.3g)", c->dloss, c->dloss_ci, c->dloss_p);
+        else if (dl[i].has_delta) {
+            const delta *dc = &dl[i];
+            if (isnan(dc->dloss_p)) snprintf(d, sizeof d, "%+.5f", dc->dloss); /* one seed: no test */
+            else if (isnan(dc->dloss_ci)) snprintf(d, sizeof d, "%+.5f (p=%.3g)", dc->dloss, dc->dloss_p);
+            else snprintf(d, sizeof d, "%+.5f ± %.5f (p=%.3g)", dc->dloss, dc->dloss_ci, dc->dloss_p);
         }
         snprintf(ntxt, sizeof ntxt, c->n_diverged ? "%d (+%d diverged)" : "%d", c->n, c->n_diverged);
         for (int o = 0; o < 2; o++)
             if (outs[o]) {
-                fprintf(outs[o], "| %s | %s | %s | %d | %s | %s | %s | %s | %s | %.3g | %s | %s |", c->method, deploy_label(c),
-                        c->bits, c->rank, ntxt, v[0], d, v[1], v[2], c->bits_pw, v[3], v[4]);
+                fprintf(outs[o], "| %s | %s | %s | %d |", c->method, deploy_label(c), c->bits, c->rank);
+                if (with_axes) fprintf(outs[o], " %s |", c->axes[0] ? c->axes : "-");
+                fprintf(outs[o], " %s | %s | %s | %s | %s | %.3g | %s | %s |", ntxt, v[0], d, v[1], v[2], c->bits_pw, v[3], v[4]);
                 if (style_tasks) fprintf(outs[o], " %s | %s |", v[MET_STYLE], v[MET_FID]);
                 fputc('\n', outs[o]);
             }
@@ -267,16 +270,19 @@ int report_write(const char *dir, FILE *out, qa_error *err) {
             if (i == best[m]) { char t2[160]; snprintf(t2, sizeof t2, "\\textbf{%.127s}", tl[m]); memcpy(tl[m], t2, sizeof tl[m] - 1); tl[m][sizeof tl[m] - 1] = 0; }
         }
         char dtex[64] = "--";
-        if (i != base && c->has_delta) snprintf(dtex, sizeof dtex, "%+.5f", c->dloss);
-        fprintf(tex, "%s & %s & %s & %d & %d & %s & %s & %s & %s & %s & %s \\\\\n", c->method, deploy_label(c), c->bits, c->rank,
+        if (i != base && dl[i].has_delta) snprintf(dtex, sizeof dtex, "%+.5f", dl[i].dloss);
+        fprintf(tex, "%s%s%s%s & %s & %s & %d & %d & %s & %s & %s & %s & %s & %s \\\\\n", c->method, c->axes[0] ? " (" : "", c->axes,
+                c->axes[0] ? ")" : "", deploy_label(c), c->bits, c->rank,
                 c->n, tl[0], dtex, tl[1], tl[2], tl[3], tl[4]);
-        fprintf(csv, "%s,%s,%s,%d,%d,%d,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.4g,%.8g,%.8g,%.8g,%.8g\n", c->method,
+        fprintf(csv, "%s,%s,%s,%d,%d,%d,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.4g,%.8g,%.8g,%.8g,%.8g", c->method,
                 deploy_label(c), c->bits, c->rank, c->n, c->n_diverged, c->sum[0].mean, c->sum[0].ci95,
-                c->has_delta ? c->dloss : 0.0, c->has_delta ? c->dloss_ci : 0.0, c->has_delta ? c->dloss_p : NAN,
+                dl[i].has_delta ? dl[i].dloss : 0.0, dl[i].has_delta ? dl[i].dloss_ci : 0.0, dl[i].has_delta ? dl[i].dloss_p : NAN,
                 c->sum[1].mean, c->sum[1].ci95, c->sum[2].mean, c->sum[2].ci95, c->bits_pw, c->sum[3].mean, c->sum[3].ci95,
                 c->sum[4].mean, c->sum[4].ci95);
+        fprintf(csv, ",%s,%.8g,%.8g,%.8g,%.8g\n", c->axes, c->sum[MET_STYLE].mean, c->sum[MET_STYLE].ci95,
+                c->sum[MET_FID].n ? c->sum[MET_FID].mean : NAN, c->sum[MET_FID].ci95);
         char g[320];
-        snprintf(g, sizeof g, "/summary/%s-%s-%s-r%d", c->method, c->variant, c->bits, c->rank);
+        snprintf(g, sizeof g, "/summary/%s-%s-%s-r%d%s%s", c->method, c->variant, c->bits, c->rank, c->axes[0] ? "-" : "", c->axes);
         rc = h5_attr_set_f64(sf, g, "n", c->n, err);
         if (!rc) rc = h5_attr_set_f64(sf, g, "n_diverged", c->n_diverged, err);
         for (int m = 0; m < N_MET && !rc; m++) {
@@ -299,6 +305,16 @@ int report_write(const char *dir, FILE *out, qa_error *err) {
     const char *note = "\nCells: mean ± 95% CI over seeds (t distribution); n = seeds. Δ loss: paired by seed when every seed "
                        "has a baseline run, Welch otherwise. Best per column in bold.\n";
     for (int o = 0; o < 2; o++) if (outs[o]) fputs(note, outs[o]);
+    for (int o = 0; o < 2; o++)
+        if (outs[o]) write_method_stats(outs[o], cells, nc);
+    /* timings vary from run to run of the same sweep: their own files, apart from the tables */
+    snprintf(path, sizeof path, "%s/efficiency.md", dir);
+    FILE *ef = fopen(path, "w");
+    if (ef) { write_efficiency(ef, cells, nc, NULL); fclose(ef); }
+    snprintf(path, sizeof path, "%s/efficiency.csv", dir);
+    ef = fopen(path, "w");
+    if (ef) { write_efficiency(NULL, cells, nc, ef); fclose(ef); }
+
     fclose(md); fclose(tex); fclose(csv);
     snprintf(path, sizeof path, "%s/report_paper.md", dir);
     FILE *pl = fopen(path, "w");
@@ -309,7 +325,8 @@ int report_write(const char *dir, FILE *out, qa_error *err) {
         fclose(pl);
     }
     if (sf) { qa_error e2; int crc = h5_close(sf, &e2); if (!rc && crc) { *err = e2; rc = crc; } }
-    free(cells);
+    qa_free(cells);
+    qa_free(dl);
     runs_free(runs, nr);
     return rc;
 }

@@ -24,8 +24,8 @@ typedef struct {
     int n_eval;
     double *train;                /* [n_train, 5]: step, loss, lr, grad_norm, seconds */
     int n_train;
-    double frozen_bytes, trainable_bytes, optimizer_bytes, deployed_bytes, peak_rss_bytes;
-    double step_ms, merge_seconds;
+    double frozen_bytes, trainable_bytes, gradient_bytes, optimizer_bytes, deployed_bytes, peak_rss_bytes;
+    double step_ms, merge_seconds;        /* median training step; merge (+ PTQ) */
     char axes[48];                /* the grid axes beyond method, bits, rank and seed (from the id), e.g. "a1.5" */
     int n_stats;                  /* the method's own measurements (<run>/method_stats) */
     char stat_name[8][64];

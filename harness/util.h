@@ -50,5 +50,8 @@ uint64_t qa_seed_for(uint64_t seed, const char *purpose);
 
 /* Peak resident set size of this process in bytes (from /proc/self/status). */
 size_t qa_peak_rss(void);
+/* Reset the peak to the current RSS, so that a sweep measures each run's own peak; -1 where the
+ * kernel does not allow it (the peak is then the process's so far). */
+int qa_reset_peak_rss(void);
 
 #endif

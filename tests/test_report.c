@@ -301,3 +301,46 @@ Test(report, empty_or_missing_folder_is_bad_input) {
     rm_rf_dir(d);
     cr_expect_eq(report_write("/nonexistent/qa-results", NULL, &err), QA_ERR_INPUT);
 }
+
+/* An ablation folder: the extra grid axis in the run names (a1.5 / a2) keeps cells apart, the
+ * method's own measurements are summarized per cell, and the efficiency table adds up the
+ * memory categories. */
+Test(report, ablation_axes_method_stats_and_efficiency) {
+    make_tmpdir(dir, sizeof dir, "report-ablate");
+    const double share[2][2] = {{0.10, 0.12}, {0.20, 0.26}};
+    for (int a = 0; a < 2; a++)
+        for (int s = 0; s < 2; s++) {
+            char id[64];
+            snprintf(id, sizeof id, "intlora-mul-w4a8-r4-%s-s%d", a ? "a2" : "a1.5", s);
+            run_def d = {id, "intlora-mul", "w4a8", "done", "int", 4, 8, 4, 0, s, 0.1 + 0.01 * a, 0.5 + 0.1 * a, 0.6, 8.75};
+            write_run(&d);
+            char path[512], grp[200];
+            snprintf(path, sizeof path, "%s/%s.h5", dir, id);
+            qa_h5 *f;
+            qa_error err = {0, ""};
+            cr_assert_eq(h5_open(path, 1, &f, &err), 0, "%s", err.msg);
+            snprintf(grp, sizeof grp, "/runs/%s/method_stats", id);
+            cr_assert_eq(h5_attr_set_f64(f, grp, "w_int_zero_share", share[a][s], &err), 0, "%s", err.msg);
+            snprintf(grp, sizeof grp, "/runs/%s/memory", id);
+            const char *cat[4] = {"frozen_bytes", "trainable_bytes", "gradient_bytes", "optimizer_bytes"};
+            for (int k = 0; k < 4; k++) cr_assert_eq(h5_attr_set_f64(f, grp, cat[k], (k + 1) * 1048576.0, &err), 0);
+            cr_assert_eq(h5_close(f, &err), 0, "%s", err.msg);
+        }
+    char *md = run_report();
+    cr_expect(strstr(md, "| rank | setting | n |") != NULL, "a setting column:\n%s", md);
+    cr_expect(strstr(md, "| intlora-mul | INT | w4a8 | 4 | a1.5 | 2 |") != NULL, "a1.5 row:\n%s", md);
+    cr_expect(strstr(md, "| intlora-mul | INT | w4a8 | 4 | a2 | 2 |") != NULL, "a2 row:\n%s", md);
+    /* a2: shares 0.20, 0.26 -> mean 0.23, sd 0.0424264, CI = 12.706205 * 0.0424264 / sqrt(2) = 0.38119 */
+    cr_expect(strstr(md, "| intlora-mul | w4a8 | 4 | a2 | 2 | w_int_zero_share | 0.2300 ± 0.3812 |") != NULL,
+              "method measurement row:\n%s", md);
+    free(md);
+    char p[512], *text;
+    size_t len;
+    qa_error err = {0, ""};
+    snprintf(p, sizeof p, "%s/efficiency.csv", dir);
+    cr_assert_eq(qa_read_file(p, &text, &len, &err), 0, "%s", err.msg);
+    /* 1 + 2 + 3 + 4 MiB */
+    cr_expect(strstr(text, "\nintlora-mul,w4a8,4,a2,INT,2,1,2,3,4,10,") != NULL, "efficiency.csv:\n%s", text);
+    free(text);
+    rm_rf_dir(dir);
+}

@@ -1,0 +1,131 @@
+#include "harness/cells.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness/util.h"
+
+const char *const qa_met_names[N_MET] = {"heldout_loss", "subject_fidelity", "prompt_fidelity", "diversity",
+                                         "prior_preservation", "style_score", "fid"};
+const char *const qa_met_titles[N_MET] = {"held-out loss", "subject fidelity", "prompt fidelity", "diversity",
+                                          "prior preservation", "style", "FID"};
+const char *const qa_met_axis[N_MET] = {
+    "held-out denoising loss of the deployed model (lower is better)",
+    "subject fidelity: evaluator-feature cosine to the item's images",
+    "prompt fidelity: evaluator p(asked class)",
+    "diversity: mean pairwise feature distance of samples",
+    "prior preservation: class samples still classified as their class",
+    "style score: share of samples the style probe calls striped",
+    "FID against the styled test set (evaluator features; lower is better)"};
+const int qa_met_lower_better[N_MET] = {1, 0, 0, 0, 0, 0, 1};
+
+const char *cells_deploy_label(const qa_cell *c, char *buf, size_t len) {
+    if (c->w_bits == 0) snprintf(buf, len, "FP");
+    else if (!strcmp(c->variant, "fp")) snprintf(buf, len, "FP (before PTQ)");
+    else if (!strcmp(c->variant, "int")) snprintf(buf, len, "%s", c->needs_ptq ? "INT (+PTQ)" : "INT");
+    else if (!strcmp(c->variant, "nf4")) snprintf(buf, len, "NF4 (merged, re-quantized)");
+    else snprintf(buf, len, "%s", c->variant);
+    return buf;
+}
+
+void cells_series_label(const qa_cell *c, char *buf, size_t len, int with_bits, int with_rank) {
+    char dl[48];
+    cells_deploy_label(c, dl, sizeof dl);
+    int off = snprintf(buf, len, "%s", c->method);
+    if (with_bits) off += snprintf(buf + off, len - (size_t)off, " %s", c->bits);
+    if (c->w_bits && strcmp(dl, "INT")) off += snprintf(buf + off, len - (size_t)off, " %s", dl);
+    if (c->axes[0]) off += snprintf(buf + off, len - (size_t)off, " %s", c->axes);
+    if (with_rank) snprintf(buf + off, len - (size_t)off, " r%d", c->rank);
+}
+
+static qa_cell *find_cell(qa_cell *cells, int *n, const qa_run_record *r, const char *variant) {
+    for (int i = 0; i < *n; i++)
+        if (!strcmp(cells[i].method, r->method) && !strcmp(cells[i].variant, variant) && !strcmp(cells[i].bits, r->bits) &&
+            cells[i].rank == r->rank && !strcmp(cells[i].axes, r->axes))
+            return &cells[i];
+    qa_cell *c = &cells[(*n)++];
+    memset(c, 0, sizeof *c);
+    snprintf(c->method, sizeof c->method, "%s", r->method);
+    snprintf(c->variant, sizeof c->variant, "%s", variant);
+    snprintf(c->bits, sizeof c->bits, "%s", r->bits);
+    snprintf(c->axes, sizeof c->axes, "%s", r->axes);
+    c->rank = r->rank;
+    c->w_bits = r->w_bits;
+    return c;
+}
+
+static qa_summary summarize_field(const qa_cell *c, size_t offset, double scale) {
+    double x[QA_CELL_MAX_SEEDS];
+    for (int s = 0; s < c->n; s++) x[s] = *(const double *)((const char *)c->runs[s] + offset) * scale;
+    return stats_summarize(x, c->n);
+}
+
+int cells_build(const qa_run_record *runs, int nr, qa_cell **out, int *nc_out) {
+    qa_cell *cells = qa_alloc(sizeof(qa_cell) * ((size_t)nr * QA_MAX_VARIANTS + 1));
+    int nc = 0;
+    for (int i = 0; i < nr; i++) {
+        const qa_run_record *r = &runs[i];
+        if (strcmp(r->status, "done") != 0) {
+            find_cell(cells, &nc, r, r->w_bits ? "int" : "fp")->n_diverged++;
+            continue;
+        }
+        for (int v = 0; v < r->n_eval; v++) {
+            const qa_run_eval *e = &r->eval[v];
+            qa_cell *c = find_cell(cells, &nc, r, e->variant);
+            c->needs_ptq = r->needs_ptq;
+            if (c->n >= QA_CELL_MAX_SEEDS) continue;
+            c->seeds[c->n] = r->seed;
+            c->runs[c->n] = r;
+            c->vals[MET_LOSS][c->nm[MET_LOSS]++] = e->heldout_loss;
+            if (e->subject_fidelity != 0 || strcmp(r->task, "domain") != 0)
+                c->vals[MET_SUBJECT][c->nm[MET_SUBJECT]++] = e->subject_fidelity;
+            c->vals[MET_PROMPT][c->nm[MET_PROMPT]++] = e->prompt_fidelity;
+            c->vals[MET_DIVERSITY][c->nm[MET_DIVERSITY]++] = e->diversity;
+            c->vals[MET_STYLE][c->nm[MET_STYLE]++] = e->style_score;
+            if (e->fid >= 0) c->vals[MET_FID][c->nm[MET_FID]++] = e->fid;
+            if (e->prior_preservation >= 0) c->vals[MET_PRIOR][c->nm[MET_PRIOR]++] = e->prior_preservation;
+            c->bits_pw = e->bits_per_weight;
+            c->n++;
+        }
+    }
+    const double mb = 1.0 / (1024.0 * 1024.0);
+    for (int i = 0; i < nc; i++) {
+        qa_cell *c = &cells[i];
+        for (int m = 0; m < N_MET; m++) c->sum[m] = stats_summarize(c->vals[m], c->nm[m]);
+        if (c->n == 0) continue;
+        c->frozen_mb = summarize_field(c, offsetof(qa_run_record, frozen_bytes), mb);
+        c->trainable_mb = summarize_field(c, offsetof(qa_run_record, trainable_bytes), mb);
+        c->gradient_mb = summarize_field(c, offsetof(qa_run_record, gradient_bytes), mb);
+        c->optimizer_mb = summarize_field(c, offsetof(qa_run_record, optimizer_bytes), mb);
+        c->deployed_mb = summarize_field(c, offsetof(qa_run_record, deployed_bytes), mb);
+        c->peak_rss_mb = summarize_field(c, offsetof(qa_run_record, peak_rss_bytes), mb);
+        c->step_ms = summarize_field(c, offsetof(qa_run_record, step_ms), 1.0);
+        c->merge_s = summarize_field(c, offsetof(qa_run_record, merge_seconds), 1.0);
+        double x[QA_CELL_MAX_SEEDS];
+        for (int s = 0; s < c->n; s++) {
+            const qa_run_record *r = c->runs[s];
+            x[s] = (r->frozen_bytes + r->trainable_bytes + r->gradient_bytes + r->optimizer_bytes) * mb;
+        }
+        c->train_mb = stats_summarize(x, c->n);
+        for (int s = 0; s < c->n; s++) {
+            const qa_run_record *r = c->runs[s];
+            x[s] = 0;
+            for (int v = 0; v < r->n_eval; v++)
+                if (!strcmp(r->eval[v].variant, c->variant)) x[s] = r->eval[v].sampling_ms;
+        }
+        c->sampling_ms = stats_summarize(x, c->n);
+        /* method measurements: the names of the first run; a run without one is left out */
+        const qa_run_record *r0 = c->runs[0];
+        for (int k = 0; k < r0->n_stats && c->n_stats < QA_CELL_MAX_STATS; k++) {
+            int nv = 0;
+            for (int s = 0; s < c->n; s++)
+                for (int j = 0; j < c->runs[s]->n_stats; j++)
+                    if (!strcmp(c->runs[s]->stat_name[j], r0->stat_name[k])) x[nv++] = c->runs[s]->stat_value[j];
+            snprintf(c->stat_name[c->n_stats], sizeof c->stat_name[0], "%s", r0->stat_name[k]);
+            c->stat[c->n_stats++] = stats_summarize(x, nv);
+        }
+    }
+    *out = cells;
+    *nc_out = nc;
+    return QA_OK;
+}

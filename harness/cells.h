@@ -1,0 +1,45 @@
+/* Runs grouped into table cells: one cell per (method, deploy variant, bits, rank, extra grid
+ * axes), its values over seeds and their summaries. Shared by the report and the plots, so that
+ * a table and a figure of the same folder always show the same numbers. */
+#ifndef QA_CELLS_H
+#define QA_CELLS_H
+
+#include "harness/runs.h"
+#include "harness/stats.h"
+
+enum { MET_LOSS, MET_SUBJECT, MET_PROMPT, MET_DIVERSITY, MET_PRIOR, MET_STYLE, MET_FID, N_MET };
+extern const char *const qa_met_names[N_MET];   /* HDF5/CSV names, e.g. "subject_fidelity" */
+extern const char *const qa_met_titles[N_MET];  /* short table headings */
+extern const char *const qa_met_axis[N_MET];    /* axis labels with what the number means */
+extern const int qa_met_lower_better[N_MET];
+
+#define QA_CELL_MAX_SEEDS 64
+#define QA_CELL_MAX_STATS 8
+
+typedef struct {
+    char method[32], variant[16], bits[16], axes[48];
+    int rank, w_bits, needs_ptq;
+    int n, n_diverged;                          /* evaluated seeds; diverged runs */
+    long seeds[QA_CELL_MAX_SEEDS];
+    const qa_run_record *runs[QA_CELL_MAX_SEEDS];
+    double vals[N_MET][QA_CELL_MAX_SEEDS];
+    int nm[N_MET];                              /* values per metric (some are not measured everywhere) */
+    qa_summary sum[N_MET];
+    double bits_pw;
+    /* efficiency, summarized over seeds: bytes of the adapted layers by category, timings */
+    qa_summary frozen_mb, trainable_mb, gradient_mb, optimizer_mb, train_mb, deployed_mb, peak_rss_mb;
+    qa_summary step_ms, merge_s, sampling_ms;
+    /* the method's own measurements (method_stats), summarized over seeds */
+    int n_stats;
+    char stat_name[QA_CELL_MAX_STATS][64];
+    qa_summary stat[QA_CELL_MAX_STATS];
+} qa_cell;
+
+/* Group the runs (sorted by id) into cells, in first-seen order; cells point into runs. */
+int cells_build(const qa_run_record *runs, int nr, qa_cell **out, int *nc);
+/* The deploy label of a cell: "FP", "FP (before PTQ)", "INT (+PTQ)", "INT", "NF4 (...)", ... */
+const char *cells_deploy_label(const qa_cell *c, char *buf, size_t len);
+/* "method bits deploy [axes] rN" for legends, without the parts every cell shares. */
+void cells_series_label(const qa_cell *c, char *buf, size_t len, int with_bits, int with_rank);
+
+#endif
