@@ -11,7 +11,7 @@ const char *const qa_met_titles[N_MET] = {"held-out loss", "subject fidelity", "
                                           "prior preservation", "style", "FID"};
 const char *const qa_met_axis[N_MET] = {
     "held-out denoising loss of the deployed model (lower is better)",
-    "subject fidelity: evaluator-feature cosine to the item's images",
+    "subject fidelity: evaluator-feature cosine to the item images",
     "prompt fidelity: evaluator p(asked class)",
     "diversity: mean pairwise feature distance of samples",
     "prior preservation: class samples still classified as their class",

@@ -6,7 +6,6 @@
 #include <sys/wait.h>
 
 #include "harness/runs.h"
-#include "harness/stats.h"
 
 int plot_run_gnuplot(const char *script, qa_error *err) {
     if (strchr(script, '\'')) return qa_fail(err, QA_ERR_INPUT, "plot: path with a quote character: %s", script);
@@ -27,7 +26,7 @@ int plot_run_gnuplot(const char *script, qa_error *err) {
     return QA_OK;
 }
 
-static int render_both(const char *path_noext, const char *body, int w, int h, qa_error *err) {
+int plot_render(const char *path_noext, const char *body, int w, int h, qa_error *err) {
     char gp[4200];
     snprintf(gp, sizeof gp, "%s.gp", path_noext);
     FILE *f = fopen(gp, "w");
@@ -69,106 +68,7 @@ int plot_image_grid(const char *path_noext, const uint8_t *tiles, int rows, int 
                         row_labels[r], H - 1 - r * (S + pad) - S / 2);
     snprintf(body + off, sizeof body - (size_t)off, "plot '%s' matrix with image\n", dat);
     int w = 60 + cols * 44 + (row_labels ? 120 : 0), h = 70 + rows * 44;
-    return render_both(path_noext, body, w, h, err);
-}
-
-static int plot_loss_curves(const char *pdir, qa_run_record *runs, int n, qa_error *err) {
-    char base[4200], dat[4300];
-    snprintf(base, sizeof base, "%s/loss_curves", pdir);
-    snprintf(dat, sizeof dat, "%s.dat", base);
-    FILE *f = fopen(dat, "w");
-    if (!f) return qa_fail(err, QA_ERR_RUN, "plot: cannot write %s", dat);
-    int blocks = 0;
-    char body[16384];
-    int off = snprintf(body, sizeof body,
-                       "set xlabel 'training step'\nset ylabel 'training loss (moving average of 20 steps)'\n"
-                       "set key outside right top\nset grid\nset title 'Fine-tuning loss per run'\nplot ");
-    for (int i = 0; i < n; i++) {
-        if (runs[i].n_train == 0) continue;
-        fprintf(f, "# %s\n", runs[i].id);
-        double acc = 0;
-        for (int s = 0; s < runs[i].n_train; s++) {
-            acc += runs[i].train[s * 5 + 1];
-            if (s >= 20) acc -= runs[i].train[(s - 20) * 5 + 1];
-            int k = s < 20 ? s + 1 : 20;
-            fprintf(f, "%g %g\n", runs[i].train[s * 5], acc / k);
-        }
-        fprintf(f, "\n\n");
-        if (off < (int)sizeof body - 200)
-            off += snprintf(body + off, sizeof body - (size_t)off, "%s'%s' index %d with lines lw 1.5 title '%s'", blocks ? ", " : "",
-                            dat, blocks, runs[i].id);
-        blocks++;
-    }
-    fclose(f);
-    if (blocks == 0) return QA_OK;
-    snprintf(body + off, sizeof body - (size_t)off, "\n");
-    return render_both(base, body, 900, 500, err);
-}
-
-/* A metric against weight bits (fp drawn at 16), one line per (method, deploy variant), mean
- * and 95% CI over seeds as error bars: the bit sweep of the paper's Figure 1. */
-static double metric_of(const qa_run_eval *e, int which) {
-    return which == 0 ? e->subject_fidelity : (which == 1 ? e->prompt_fidelity : e->heldout_loss);
-}
-
-static int plot_bit_sweep(const char *pdir, qa_run_record *runs, int n, int which, qa_error *err) {
-    static const char *const names[3] = {"subject_fidelity", "prompt_fidelity", "heldout_loss"};
-    static const char *const labels[3] = {"subject fidelity (evaluator-feature cosine to the references)",
-                                          "prompt fidelity (evaluator p(asked class))",
-                                          "held-out denoising loss of the deployed model"};
-    char series[32][64];
-    int ns = 0;
-    for (int i = 0; i < n; i++)
-        for (int v = 0; v < runs[i].n_eval; v++) {
-            char key[64];
-            snprintf(key, sizeof key, "%.20s %.20s", runs[i].method, runs[i].w_bits ? runs[i].eval[v].variant : "fp");
-            if (runs[i].w_bits == 0) snprintf(key, sizeof key, "%.20s fp", runs[i].method);
-            int seen = 0;
-            for (int k = 0; k < ns; k++) seen |= !strcmp(series[k], key);
-            if (!seen && ns < 32) snprintf(series[ns++], 64, "%s", key);
-        }
-    int bitsv[] = {2, 3, 4, 5, 6, 7, 8, 0};
-    char base[4200], dat[4300];
-    snprintf(base, sizeof base, "%s/bits_%s", pdir, names[which]);
-    snprintf(dat, sizeof dat, "%s.dat", base);
-    FILE *f = fopen(dat, "w");
-    if (!f) return qa_fail(err, QA_ERR_RUN, "plot: cannot write %s", dat);
-    int blocks = 0;
-    char body[8192];
-    int off = snprintf(body, sizeof body,
-                       "set xlabel 'weight bits (fp shown at 16)'\nset ylabel '%s'\nset key outside right top\nset grid\n"
-                       "set xtics (2, 3, 4, 5, 6, 7, 8, 'fp' 16)\nset xrange [1.5:16.5]\n"
-                       "set title 'Bit sweep: mean and 95%% CI over seeds'\nplot ", labels[which]);
-    for (int k = 0; k < ns; k++) {
-        fprintf(f, "# %s\n", series[k]);
-        int pts = 0;
-        for (int b = 0; b < 8; b++) {
-            double vals[64];
-            int nv = 0;
-            for (int i = 0; i < n && nv < 64; i++) {
-                if (runs[i].w_bits != bitsv[b]) continue;
-                for (int v = 0; v < runs[i].n_eval; v++) {
-                    char key[64];
-                    snprintf(key, sizeof key, "%.20s %.20s", runs[i].method, runs[i].w_bits ? runs[i].eval[v].variant : "fp");
-                    if (runs[i].w_bits == 0) snprintf(key, sizeof key, "%.20s fp", runs[i].method);
-                    if (!strcmp(key, series[k]) && nv < 64) vals[nv++] = metric_of(&runs[i].eval[v], which);
-                }
-            }
-            if (nv == 0) continue;
-            qa_summary sm = stats_summarize(vals, nv);
-            fprintf(f, "%d %.8g %.8g %d\n", bitsv[b] ? bitsv[b] : 16, sm.mean, sm.ci95, nv);
-            pts++;
-        }
-        fprintf(f, "\n\n");
-        if (pts && off < (int)sizeof body - 200)
-            off += snprintf(body + off, sizeof body - (size_t)off, "%s'%s' index %d with yerrorlines lw 1.5 title '%s'",
-                            blocks ? ", " : "", dat, k, series[k]);
-        blocks += pts > 0;
-    }
-    fclose(f);
-    if (blocks == 0) return QA_OK;
-    snprintf(body + off, sizeof body - (size_t)off, "\n");
-    return render_both(base, body, 900, 500, err);
+    return plot_render(path_noext, body, w, h, err);
 }
 
 int plot_results(const char *dir, qa_error *err) {
@@ -180,8 +80,7 @@ int plot_results(const char *dir, qa_error *err) {
     char pdir[4096];
     snprintf(pdir, sizeof pdir, "%s/plots", dir);
     rc = qa_mkdir_p(pdir, err);
-    if (!rc) rc = plot_loss_curves(pdir, runs, n, err);
-    for (int which = 0; which < 3 && !rc; which++) rc = plot_bit_sweep(pdir, runs, n, which, err);
+    if (!rc) rc = plot_statistics(pdir, runs, n, err);
     /* per run and variant: references on top, then the samples */
     const int cols = 8;
     for (int i = 0; i < n && !rc; i++) {

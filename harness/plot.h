@@ -6,11 +6,22 @@
 
 #include <stdint.h>
 
+#include "harness/runs.h"
 #include "harness/util.h"
 
-/* All figures of a results folder into DIR/plots/: loss curves (all runs), a sample grid per
- * run and deploy variant, and a side-by-side grid across methods for the first seed. */
+/* All figures of a results folder into DIR/plots/: the statistics figures (plot_statistics), a
+ * sample grid per run and deploy variant, and a side-by-side grid across methods for the first seed. */
 int plot_results(const char *dir, qa_error *err);
+
+/* The statistics figures of loaded runs into pdir (harness/plot_stats.c), from the report's cells:
+ * bars_<metric> (grouped bars, 95% CI), bits_<metric> (the bit sweep), heatmap_<metric>_<series>
+ * (bits x rank, where a folder has both), pareto_{training_memory,storage}_<metric>, and
+ * loss_curves_<bits> (mean over seeds with a 95% CI band). */
+int plot_statistics(const char *pdir, const qa_run_record *runs, int nr, qa_error *err);
+
+/* Render a gnuplot body (everything after the terminal) to path_noext.{png,svg}, keeping the
+ * script as path_noext.gp. */
+int plot_render(const char *path_noext, const char *body, int w, int h, qa_error *err);
 
 /* A grid of 28x28 tiles: rows x cols tiles ([rows*cols, 28*28] uint8, row-major), a label per
  * row (may be NULL), rendered to path_noext.{png,svg}. */

@@ -5,6 +5,8 @@
 
 #include "common.h"
 #include "harness/plot.h"
+#include "harness/runs.h"
+#include "fake_runs.h"
 
 TestSuite(plot, .timeout = 60);
 
@@ -199,5 +201,77 @@ Test(plot, failing_script_is_reported_with_its_path) {
     snprintf(p, sizeof p, "%s/good.gp", dir);
     write_text_file(p, "set terminal dumb\nset output '/dev/null'\nplot x\n");
     cr_expect_eq(plot_run_gnuplot(p, &err), 0, "%s", err.msg);
+    rm_rf_dir(dir);
+}
+
+/* The statistics figures of a folder with known values: lora and intlora-mul at w8a8 and
+ * w4a8, ranks 2 and 4, two seeds. subject = 0.5 + 0.1 m + 0.01 [w8] + 0.001 r + 0.002 s, so a
+ * cell's mean is its seed-0 value + 0.001 and its 95% CI is t(0.975, 1) * 0.002 / 2 = 0.0127062.
+ * Training memory (frozen only) = 1 + 2 m + 0.1 r + 0.05 [w8] MiB. */
+static char *slurp_rel(const char *dir, const char *name) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/plots/%s", dir, name);
+    return slurp(p);
+}
+
+Test(plot, statistics_figures_from_known_cells) {
+    char dir[256], pdir[300];
+    make_tmpdir(dir, sizeof dir, "plot-stats");
+    const char *methods[2] = {"lora", "intlora-mul"}, *bits[2] = {"w8a8", "w4a8"};
+    for (int m = 0; m < 2; m++)
+        for (int b = 0; b < 2; b++)
+            for (int r = 2; r <= 4; r += 2)
+                for (int s = 0; s < 2; s++) {
+                    char id[64];
+                    snprintf(id, sizeof id, "%s-%s-r%d-s%d", methods[m], bits[b], r, s);
+                    double subj = 0.5 + 0.1 * m + 0.01 * (b == 0) + 0.001 * r + 0.002 * s;
+                    run_def d = {id, methods[m], bits[b], "done", "int", b ? 4 : 8, 8, r, 0, s, 0.1, subj, 0.6, 8};
+                    write_run(dir, &d);
+                    set_run_f64(dir, id, "memory", "frozen_bytes", (1 + 2 * m + 0.1 * r + 0.05 * (b == 0)) * 1048576.0);
+                }
+    qa_run_record *runs;
+    int n;
+    qa_error err = {0, ""};
+    cr_assert_eq(runs_load(dir, &runs, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(n, 16);
+    snprintf(pdir, sizeof pdir, "%s/plots", dir);
+    cr_assert_eq(qa_mkdir_p(pdir, &err), 0);
+    int rc = plot_statistics(pdir, runs, n, &err);
+    if (have_gnuplot()) cr_assert_eq(rc, 0, "%s", err.msg);
+    runs_free(runs, n);
+
+    /* bars: groups w8a8 then w4a8; series in first-seen order of the cells (runs sorted by id):
+     * intlora-mul r2, intlora-mul r4, lora r2, lora r4 */
+    char *t = slurp_rel(dir, "bars_subject_fidelity.dat");
+    cr_expect(strstr(t, "\nw8a8 0.613 0.012706205 0.615 0.012706205 0.513 0.012706205 0.515 0.012706205\n") != NULL, "bars:\n%s", t);
+    cr_expect(strstr(t, "\nw4a8 0.603 0.012706205 0.605 0.012706205 0.503 0.012706205 0.505 0.012706205\n") != NULL, "bars:\n%s", t);
+    free(t);
+    /* the bit sweep: intlora-mul r4 at 4 and 8 bits */
+    t = slurp_rel(dir, "bits_subject_fidelity.dat");
+    cr_expect(strstr(t, "# intlora-mul r4: bits mean ci95 n\n4 0.605 0.012706205 2\n8 0.615 0.012706205 2\n") != NULL, "sweep:\n%s", t);
+    free(t);
+    /* heatmap of intlora-mul: rank index, bits index (w8a8 first), mean */
+    t = slurp_rel(dir, "heatmap_subject_fidelity_intlora-mul.dat");
+    cr_expect(strstr(t, "\n1 0 0.615 0.012706205 4 w8a8\n") != NULL, "heatmap:\n%s", t);
+    cr_expect(strstr(t, "\n0 1 0.603 0.012706205 2 w4a8\n") != NULL, "heatmap:\n%s", t);
+    free(t);
+    /* Pareto front by memory: 1.2 .503, 1.25 .513, (1.4 .505 dominated), 1.45 .515, 3.2 .603,
+     * 3.25 .613, (3.4 .605 dominated), 3.45 .615 */
+    t = slurp_rel(dir, "pareto_training_memory_subject_fidelity.dat");
+    const char *front = strstr(t, "# Pareto front");
+    cr_assert(front != NULL, "pareto:\n%s", t);
+    cr_expect(strstr(front, "\n1.2 0.503\n1.25 0.513\n1.45 0.515\n3.2 0.603\n3.25 0.613\n3.45 0.615\n") != NULL, "front:\n%s", front);
+    free(t);
+    /* loss bands: every run's loss is 1.0, 0.9, 0.8 -> running means 1, 0.95, 0.9, no spread */
+    t = slurp_rel(dir, "loss_curves_w8a8.dat");
+    cr_expect(strstr(t, "# lora r2: step mean lo hi (n = 2)\n0 1 1 1\n1 0.95 0.95 0.95\n2 0.9 0.9 0.9\n") != NULL, "loss:\n%s", t);
+    free(t);
+    if (have_gnuplot()) {
+        char p[600];
+        snprintf(p, sizeof p, "%s/heatmap_subject_fidelity_intlora-mul.png", pdir);
+        cr_expect(access(p, F_OK) == 0, "no %s", p);
+        snprintf(p, sizeof p, "%s/pareto_storage_subject_fidelity.svg", pdir);
+        cr_expect(access(p, F_OK) == 0, "no %s", p);
+    }
     rm_rf_dir(dir);
 }

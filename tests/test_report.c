@@ -9,15 +9,9 @@
 #include "common.h"
 #include "harness/report.h"
 #include "harness/results.h"
+#include "fake_runs.h"
 
 TestSuite(report, .timeout = 60);
-
-typedef struct {
-    const char *id, *method, *bits, *status, *variant;
-    int w_bits, a_bits, rank, needs_ptq;
-    long seed;
-    double loss, subj, prompt, bpw;
-} run_def;
 
 /* cell A: lora fp (baseline), seeds 0-2; cell B: qalora w4a8 (INT deploy), seeds 0-2, plus a
  * diverged seed 3; cell C: qlora w4a16 (NF4 deploy), seeds 5-6 (no baseline pair -> Welch) */
@@ -36,45 +30,9 @@ static const run_def defs[] = {
 
 static char dir[256];
 
-static void write_run(const run_def *d) {
-    char path[512], grp[160], p[300];
-    snprintf(path, sizeof path, "%s/%s.h5", dir, d->id);
-    qa_h5 *f;
-    qa_error err = {0, ""};
-    cr_assert_eq(h5_create(path, &f, &err), 0, "%s", err.msg);
-    snprintf(grp, sizeof grp, "/runs/%s", d->id);
-    cr_assert_eq(h5_attr_set_str(f, grp, "method", d->method, &err), 0, "%s", err.msg);
-    cr_assert_eq(h5_attr_set_str(f, grp, "bits", d->bits, &err), 0);
-    cr_assert_eq(h5_attr_set_str(f, grp, "status", d->status, &err), 0);
-    cr_assert_eq(h5_attr_set_f64(f, grp, "rank", d->rank, &err), 0);
-    cr_assert_eq(h5_attr_set_f64(f, grp, "seed", (double)d->seed, &err), 0);
-    cr_assert_eq(h5_attr_set_f64(f, grp, "w_bits", d->w_bits, &err), 0);
-    cr_assert_eq(h5_attr_set_f64(f, grp, "a_bits", d->a_bits, &err), 0);
-    cr_assert_eq(h5_attr_set_f64(f, grp, "needs_ptq", d->needs_ptq, &err), 0);
-    snprintf(p, sizeof p, "%s/train", grp);
-    cr_assert_eq(h5_table_create(f, p, 5, "step,loss,lr,grad_norm,seconds", &err), 0, "%s", err.msg);
-    double rows[3 * 5] = {0, 1.0, 1e-3, 1, 0.1, 1, 0.9, 1e-3, 1, 0.2, 2, 0.8, 1e-3, 1, 0.3};
-    cr_assert_eq(h5_table_append(f, p, rows, 3, &err), 0, "%s", err.msg);
-    if (strcmp(d->status, "done") == 0) {
-        snprintf(p, sizeof p, "%s/eval/%s", grp, d->variant);
-        cr_assert_eq(h5_attr_set_f64(f, p, "heldout_loss", d->loss, &err), 0, "%s", err.msg);
-        cr_assert_eq(h5_attr_set_f64(f, p, "subject_fidelity", d->subj, &err), 0);
-        cr_assert_eq(h5_attr_set_f64(f, p, "prompt_fidelity", d->prompt, &err), 0);
-        cr_assert_eq(h5_attr_set_f64(f, p, "bits_per_weight", d->bpw, &err), 0);
-        char q[400];
-        snprintf(q, sizeof q, "%s/heldout_per_image", p);
-        double per[2] = {d->loss - 0.01, d->loss + 0.01};
-        int64_t dims[1] = {2};
-        cr_assert_eq(h5_write(f, q, QA_H5_F64, per, 1, dims, &err), 0, "%s", err.msg);
-    } else {
-        cr_assert_eq(h5_attr_set_str(f, grp, "fail_reason", "loss is NaN at step 3", &err), 0);
-    }
-    cr_assert_eq(h5_close(f, &err), 0, "%s", err.msg);
-}
-
 static void build_folder(void) {
     make_tmpdir(dir, sizeof dir, "report");
-    for (int i = 0; i < N_DEFS; i++) write_run(&defs[i]);
+    for (int i = 0; i < N_DEFS; i++) write_run(dir, &defs[i]);
     /* a .partial of an unfinished run is never read */
     char p[512];
     snprintf(p, sizeof p, "%s/lora-fp-r2-s9.h5.partial", dir);
@@ -313,18 +271,10 @@ Test(report, ablation_axes_method_stats_and_efficiency) {
             char id[64];
             snprintf(id, sizeof id, "intlora-mul-w4a8-r4-%s-s%d", a ? "a2" : "a1.5", s);
             run_def d = {id, "intlora-mul", "w4a8", "done", "int", 4, 8, 4, 0, s, 0.1 + 0.01 * a, 0.5 + 0.1 * a, 0.6, 8.75};
-            write_run(&d);
-            char path[512], grp[200];
-            snprintf(path, sizeof path, "%s/%s.h5", dir, id);
-            qa_h5 *f;
-            qa_error err = {0, ""};
-            cr_assert_eq(h5_open(path, 1, &f, &err), 0, "%s", err.msg);
-            snprintf(grp, sizeof grp, "/runs/%s/method_stats", id);
-            cr_assert_eq(h5_attr_set_f64(f, grp, "w_int_zero_share", share[a][s], &err), 0, "%s", err.msg);
-            snprintf(grp, sizeof grp, "/runs/%s/memory", id);
+            write_run(dir, &d);
+            set_run_f64(dir, id, "method_stats", "w_int_zero_share", share[a][s]);
             const char *cat[4] = {"frozen_bytes", "trainable_bytes", "gradient_bytes", "optimizer_bytes"};
-            for (int k = 0; k < 4; k++) cr_assert_eq(h5_attr_set_f64(f, grp, cat[k], (k + 1) * 1048576.0, &err), 0);
-            cr_assert_eq(h5_close(f, &err), 0, "%s", err.msg);
+            for (int k = 0; k < 4; k++) set_run_f64(dir, id, "memory", cat[k], (k + 1) * 1048576.0);
         }
     char *md = run_report();
     cr_expect(strstr(md, "| rank | setting | n |") != NULL, "a setting column:\n%s", md);
