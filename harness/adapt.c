@@ -702,6 +702,9 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const adapt_task *t, co
         if (!rc) rc = h5_attr_set_f64(f, p, "gradient_bytes", (double)mem.gradients, err);
         if (!rc) rc = h5_attr_set_f64(f, p, "optimizer_bytes", (double)mem.optimizer, err);
         if (!rc) rc = h5_attr_set_f64(f, p, "deployed_bytes", (double)mem.deployed, err);
+        /* the whole model's activations at the largest batch it was created for (not per method) */
+        if (!rc) rc = h5_attr_set_f64(f, p, "activation_bytes", (double)dit_activation_bytes(m), err);
+        if (!rc) rc = h5_attr_set_f64(f, p, "activation_batch", (double)m->max_batch, err);
         if (!rc) rc = h5_attr_set_f64(f, p, "peak_rss_bytes", (double)qa_peak_rss(), err);
         if (!rc) rc = h5_attr_set_str(f, p, "peak_rss_scope", rss_reset ? "this run" : "the sweep process so far", err);
         snprintf(p, sizeof p, "%s/timing", grp);

@@ -97,6 +97,7 @@ int cells_build(const qa_run_record *runs, int nr, qa_cell **out, int *nc_out) {
         c->trainable_mb = summarize_field(c, offsetof(qa_run_record, trainable_bytes), mb);
         c->gradient_mb = summarize_field(c, offsetof(qa_run_record, gradient_bytes), mb);
         c->optimizer_mb = summarize_field(c, offsetof(qa_run_record, optimizer_bytes), mb);
+        c->activation_mb = summarize_field(c, offsetof(qa_run_record, activation_bytes), mb);
         c->deployed_mb = summarize_field(c, offsetof(qa_run_record, deployed_bytes), mb);
         c->peak_rss_mb = summarize_field(c, offsetof(qa_run_record, peak_rss_bytes), mb);
         c->step_ms = summarize_field(c, offsetof(qa_run_record, step_ms), 1.0);

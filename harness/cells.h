@@ -28,6 +28,7 @@ typedef struct {
     double bits_pw;
     /* efficiency, summarized over seeds: bytes of the adapted layers by category, timings */
     qa_summary frozen_mb, trainable_mb, gradient_mb, optimizer_mb, train_mb, deployed_mb, peak_rss_mb;
+    qa_summary activation_mb;                   /* the whole model's, at its largest batch */
     qa_summary step_ms, merge_s, sampling_ms;
     /* the method's own measurements (method_stats), summarized over seeds */
     int n_stats;

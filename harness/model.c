@@ -8,6 +8,19 @@
 
 /* ---- parameter table: one contiguous block, a named view per tensor (llm.c style) ---- */
 
+/* activation and activation-gradient buffers, counted for the memory report */
+static void *act_alloc(size_t *counter, size_t bytes) {
+    *counter += bytes;
+    return qa_alloc(bytes);
+}
+
+size_t dit_activation_bytes(const qa_dit *m) {
+    size_t n = m->activation_bytes;
+    for (int i = 0; i < m->n_lin; i++)
+        if (m->lin[i].x_hat) n += 2 * sizeof(float) * (size_t)m->lin[i].max_rows * m->lin[i].in; /* x_hat, dx_hat */
+    return n;
+}
+
 static size_t add_tensor(qa_dit *m, const char *name, int rows, int cols) {
     QA_ASSERT(strlen(name) < sizeof m->tensors[0].name);
     QA_ASSERT(m->n_tensors < (int)(sizeof m->tensors / sizeof m->tensors[0]));
@@ -107,48 +120,48 @@ int dit_create(qa_dit *m, const qa_dit_config *cfg, int max_batch, qa_error *err
 
     /* activations */
     size_t B = (size_t)max_batch, T = (size_t)m->T, M = B * T, D = (size_t)d, H = (size_t)cfg->heads;
-    m->patches = qa_alloc(sizeof(float) * B * m->n_patches * pd);
-    m->tok_patch = qa_alloc(sizeof(float) * B * m->n_patches * D);
-    m->tfeat = qa_alloc(sizeof(float) * B * D);
-    m->th = qa_alloc(sizeof(float) * B * D);
-    m->ths = qa_alloc(sizeof(float) * B * D);
-    m->temb = qa_alloc(sizeof(float) * B * D);
-    m->yemb = qa_alloc(sizeof(float) * B * D);
-    m->c = qa_alloc(sizeof(float) * B * D);
-    m->sc = qa_alloc(sizeof(float) * B * D);
-    m->fmod = qa_alloc(sizeof(float) * B * 2 * D);
-    m->x_final = qa_alloc(sizeof(float) * M * D);
-    m->lnf = qa_alloc(sizeof(float) * M * D);
-    m->meanf = qa_alloc(sizeof(float) * M);
-    m->rstdf = qa_alloc(sizeof(float) * M);
-    m->hf = qa_alloc(sizeof(float) * M * D);
-    m->out_tok = qa_alloc(sizeof(float) * M * pd);
+    m->patches = act_alloc(&m->activation_bytes, sizeof(float) * B * m->n_patches * pd);
+    m->tok_patch = act_alloc(&m->activation_bytes, sizeof(float) * B * m->n_patches * D);
+    m->tfeat = act_alloc(&m->activation_bytes, sizeof(float) * B * D);
+    m->th = act_alloc(&m->activation_bytes, sizeof(float) * B * D);
+    m->ths = act_alloc(&m->activation_bytes, sizeof(float) * B * D);
+    m->temb = act_alloc(&m->activation_bytes, sizeof(float) * B * D);
+    m->yemb = act_alloc(&m->activation_bytes, sizeof(float) * B * D);
+    m->c = act_alloc(&m->activation_bytes, sizeof(float) * B * D);
+    m->sc = act_alloc(&m->activation_bytes, sizeof(float) * B * D);
+    m->fmod = act_alloc(&m->activation_bytes, sizeof(float) * B * 2 * D);
+    m->x_final = act_alloc(&m->activation_bytes, sizeof(float) * M * D);
+    m->lnf = act_alloc(&m->activation_bytes, sizeof(float) * M * D);
+    m->meanf = act_alloc(&m->activation_bytes, sizeof(float) * M);
+    m->rstdf = act_alloc(&m->activation_bytes, sizeof(float) * M);
+    m->hf = act_alloc(&m->activation_bytes, sizeof(float) * M * D);
+    m->out_tok = act_alloc(&m->activation_bytes, sizeof(float) * M * pd);
     m->acts = qa_alloc(sizeof(qa_block_acts) * L);
     for (int b = 0; b < L; b++) {
         qa_block_acts *a = &m->acts[b];
         float **md[] = {&a->x_in, &a->ln1, &a->h1, &a->q, &a->k, &a->v, &a->att, &a->o, &a->x_mid,
                         &a->ln2, &a->h2, &a->m2};
-        for (size_t j = 0; j < sizeof md / sizeof md[0]; j++) *md[j] = qa_alloc(sizeof(float) * M * D);
-        a->mean1 = qa_alloc(sizeof(float) * M); a->rstd1 = qa_alloc(sizeof(float) * M);
-        a->mean2 = qa_alloc(sizeof(float) * M); a->rstd2 = qa_alloc(sizeof(float) * M);
-        a->m1 = qa_alloc(sizeof(float) * M * hid);
-        a->g = qa_alloc(sizeof(float) * M * hid);
-        a->probs = qa_alloc(sizeof(float) * B * H * T * T);
-        a->mod = qa_alloc(sizeof(float) * B * 6 * D);
+        for (size_t j = 0; j < sizeof md / sizeof md[0]; j++) *md[j] = act_alloc(&m->activation_bytes, sizeof(float) * M * D);
+        a->mean1 = act_alloc(&m->activation_bytes, sizeof(float) * M); a->rstd1 = qa_alloc(sizeof(float) * M);
+        a->mean2 = act_alloc(&m->activation_bytes, sizeof(float) * M); a->rstd2 = qa_alloc(sizeof(float) * M);
+        a->m1 = act_alloc(&m->activation_bytes, sizeof(float) * M * hid);
+        a->g = act_alloc(&m->activation_bytes, sizeof(float) * M * hid);
+        a->probs = act_alloc(&m->activation_bytes, sizeof(float) * B * H * T * T);
+        a->mod = act_alloc(&m->activation_bytes, sizeof(float) * B * 6 * D);
     }
     float **dd[] = {&m->d_res, &m->d_h, &m->d_q, &m->d_k, &m->d_v, &m->d_att, &m->d_o, &m->d_m2};
-    for (size_t j = 0; j < sizeof dd / sizeof dd[0]; j++) *dd[j] = qa_alloc(sizeof(float) * M * D);
-    m->d_m1 = qa_alloc(sizeof(float) * M * hid);
-    m->d_g = qa_alloc(sizeof(float) * M * hid);
-    m->d_mod = qa_alloc(sizeof(float) * B * 6 * D);
-    m->d_fmod = qa_alloc(sizeof(float) * B * 2 * D);
-    m->d_sc = qa_alloc(sizeof(float) * B * D);
-    m->d_c = qa_alloc(sizeof(float) * B * D);
-    m->d_temb = qa_alloc(sizeof(float) * B * D);
-    m->d_th = qa_alloc(sizeof(float) * B * D);
-    m->d_ths = qa_alloc(sizeof(float) * B * D);
-    m->d_tok_patch = qa_alloc(sizeof(float) * B * m->n_patches * D);
-    m->d_out_tok = qa_alloc(sizeof(float) * M * pd);
+    for (size_t j = 0; j < sizeof dd / sizeof dd[0]; j++) *dd[j] = act_alloc(&m->activation_bytes, sizeof(float) * M * D);
+    m->d_m1 = act_alloc(&m->activation_bytes, sizeof(float) * M * hid);
+    m->d_g = act_alloc(&m->activation_bytes, sizeof(float) * M * hid);
+    m->d_mod = act_alloc(&m->activation_bytes, sizeof(float) * B * 6 * D);
+    m->d_fmod = act_alloc(&m->activation_bytes, sizeof(float) * B * 2 * D);
+    m->d_sc = act_alloc(&m->activation_bytes, sizeof(float) * B * D);
+    m->d_c = act_alloc(&m->activation_bytes, sizeof(float) * B * D);
+    m->d_temb = act_alloc(&m->activation_bytes, sizeof(float) * B * D);
+    m->d_th = act_alloc(&m->activation_bytes, sizeof(float) * B * D);
+    m->d_ths = act_alloc(&m->activation_bytes, sizeof(float) * B * D);
+    m->d_tok_patch = act_alloc(&m->activation_bytes, sizeof(float) * B * m->n_patches * D);
+    m->d_out_tok = act_alloc(&m->activation_bytes, sizeof(float) * M * pd);
     m->att_scratch = qa_alloc(sizeof(float) * 2 * B * H * T * T);
     m->train_base = 1;
     return QA_OK;

@@ -86,6 +86,7 @@ typedef struct {
     float *patches, *tok_patch, *tfeat, *th, *ths, *temb, *yemb, *c, *sc, *fmod;
     float *x_final, *lnf, *meanf, *rstdf, *hf, *out_tok;
     qa_block_acts *acts;
+    size_t activation_bytes;      /* bytes of the activation buffers above (max_batch) */
     int last_B;
     const int *last_y;
     /* backward scratch */
@@ -94,6 +95,8 @@ typedef struct {
 } qa_dit;
 
 int dit_create(qa_dit *m, const qa_dit_config *cfg, int max_batch, qa_error *err);
+/* Bytes of activations and their gradients held for a step of max_batch, act-quant buffers included. */
+size_t dit_activation_bytes(const qa_dit *m);
 void dit_free(qa_dit *m);
 void dit_init_weights(qa_dit *m, uint64_t seed);
 /* eps[B, img*img] = model(x_t[B, img*img], t[B], y[B]) */

@@ -111,27 +111,28 @@ static void write_method_stats(FILE *f, const cell *cells, int nc) {
  * seeds): the efficiency columns of the paper, measured the same way for every method. */
 static void write_efficiency(FILE *f, const cell *cells, int nc, FILE *csv) {
     if (f)
-        fprintf(f, "\nEfficiency (memory of the adapted layers as allocated, MiB; process peak RSS; per-run medians of the "
-                   "training step; means over seeds):\n\n"
-                   "| method | bits | rank | deploy | frozen | trainable | gradients | optimizer | training total | process peak RSS | "
-                   "train step ms | merge s | sampling ms/img | deployed MiB | bits/weight | PTQ needed |\n"
-                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        fprintf(f, "\nEfficiency (MiB as allocated: frozen ... training total = the adapted layers; model activations = the "
+                   "whole model's activations and their gradients at its largest batch; process peak RSS; per-run medians of "
+                   "the training step; means over seeds):\n\n"
+                   "| method | bits | rank | deploy | frozen | trainable | gradients | optimizer | training total | model activations | "
+                   "process peak RSS | train step ms | merge s | sampling ms/img | deployed MiB | bits/weight | PTQ needed |\n"
+                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     if (csv)
-        fprintf(csv, "method,bits,rank,setting,deploy,n,frozen_mib,trainable_mib,gradient_mib,optimizer_mib,training_mib,peak_rss_mib,"
+        fprintf(csv, "method,bits,rank,setting,deploy,n,frozen_mib,trainable_mib,gradient_mib,optimizer_mib,training_mib,activation_mib,peak_rss_mib,"
                      "train_step_ms,merge_s,sampling_ms_per_image,deployed_mib,bits_per_weight,needs_ptq\n");
     for (int i = 0; i < nc; i++) {
         const cell *c = &cells[i];
         if (c->n == 0) continue;
         if (f)
-            fprintf(f, "| %s%s%s%s | %s | %d | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.0f | %.1f | %.3f | %.2f | %.3f | %.3g | %s |\n",
+            fprintf(f, "| %s%s%s%s | %s | %d | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.1f | %.0f | %.1f | %.3f | %.2f | %.3f | %.3g | %s |\n",
                     c->method, c->axes[0] ? " (" : "", c->axes, c->axes[0] ? ")" : "", c->bits, c->rank, deploy_label(c),
                     c->frozen_mb.mean, c->trainable_mb.mean, c->gradient_mb.mean, c->optimizer_mb.mean, c->train_mb.mean,
-                    c->peak_rss_mb.mean, c->step_ms.mean, c->merge_s.mean, c->sampling_ms.mean, c->deployed_mb.mean, c->bits_pw,
+                    c->activation_mb.mean, c->peak_rss_mb.mean, c->step_ms.mean, c->merge_s.mean, c->sampling_ms.mean, c->deployed_mb.mean, c->bits_pw,
                     c->w_bits == 0 ? "-" : (c->needs_ptq ? "yes" : "no"));
         if (csv)
-            fprintf(csv, "%s,%s,%d,%s,%s,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.4g,%d\n", c->method, c->bits, c->rank,
+            fprintf(csv, "%s,%s,%d,%s,%s,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.4g,%d\n", c->method, c->bits, c->rank,
                     c->axes, deploy_label(c), c->n, c->frozen_mb.mean, c->trainable_mb.mean, c->gradient_mb.mean, c->optimizer_mb.mean,
-                    c->train_mb.mean, c->peak_rss_mb.mean, c->step_ms.mean, c->merge_s.mean, c->sampling_ms.mean, c->deployed_mb.mean,
+                    c->train_mb.mean, c->activation_mb.mean, c->peak_rss_mb.mean, c->step_ms.mean, c->merge_s.mean, c->sampling_ms.mean, c->deployed_mb.mean,
                     c->bits_pw, c->needs_ptq);
     }
 }

@@ -24,7 +24,7 @@ typedef struct {
     int n_eval;
     double *train;                /* [n_train, 5]: step, loss, lr, grad_norm, seconds */
     int n_train;
-    double frozen_bytes, trainable_bytes, gradient_bytes, optimizer_bytes, deployed_bytes, peak_rss_bytes;
+    double frozen_bytes, trainable_bytes, gradient_bytes, optimizer_bytes, activation_bytes, deployed_bytes, peak_rss_bytes;
     double step_ms, merge_seconds;        /* median training step; merge (+ PTQ) */
     char axes[48];                /* the grid axes beyond method, bits, rank and seed (from the id), e.g. "a1.5" */
     int n_stats;                  /* the method's own measurements (<run>/method_stats) */

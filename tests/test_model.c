@@ -463,3 +463,21 @@ Test(model, load_rejects_checkpoint_with_missing_tensor) {
     dit_free(&m);
     rm_rf_dir(dir);
 }
+
+/* Every activation buffer holds a whole batch, so the count doubles exactly with max_batch;
+ * activation fake-quantization adds x_hat and dx_hat, [max_rows, in] each, to every slot. */
+Test(model, activation_bytes_scale_with_batch_and_count_act_quant) {
+    qa_dit a, b;
+    qa_error err = {0, ""};
+    cr_assert_eq(dit_create(&a, &CFG, 3, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(dit_create(&b, &CFG, 6, &err), QA_OK, "%s", err.msg);
+    size_t na = dit_activation_bytes(&a), nb = dit_activation_bytes(&b);
+    cr_expect(na > 0);
+    cr_expect_eq(nb, 2 * na, "%zu vs 2 x %zu", nb, na);
+    size_t extra = 0;
+    for (int i = 0; i < a.n_lin; i++) extra += 2 * sizeof(float) * (size_t)(3 * a.T) * a.lin[i].in;
+    dit_quantize_base(&a, 8, 8, 0);
+    cr_expect_eq(dit_activation_bytes(&a), na + extra);
+    dit_free(&a);
+    dit_free(&b);
+}

@@ -275,6 +275,7 @@ Test(report, ablation_axes_method_stats_and_efficiency) {
             set_run_f64(dir, id, "method_stats", "w_int_zero_share", share[a][s]);
             const char *cat[4] = {"frozen_bytes", "trainable_bytes", "gradient_bytes", "optimizer_bytes"};
             for (int k = 0; k < 4; k++) set_run_f64(dir, id, "memory", cat[k], (k + 1) * 1048576.0);
+            set_run_f64(dir, id, "memory", "activation_bytes", 5 * 1048576.0);
         }
     char *md = run_report();
     cr_expect(strstr(md, "| rank | setting | n |") != NULL, "a setting column:\n%s", md);
@@ -289,8 +290,8 @@ Test(report, ablation_axes_method_stats_and_efficiency) {
     qa_error err = {0, ""};
     snprintf(p, sizeof p, "%s/efficiency.csv", dir);
     cr_assert_eq(qa_read_file(p, &text, &len, &err), 0, "%s", err.msg);
-    /* 1 + 2 + 3 + 4 MiB */
-    cr_expect(strstr(text, "\nintlora-mul,w4a8,4,a2,INT,2,1,2,3,4,10,") != NULL, "efficiency.csv:\n%s", text);
+    /* 1 + 2 + 3 + 4 MiB, then the activations */
+    cr_expect(strstr(text, "\nintlora-mul,w4a8,4,a2,INT,2,1,2,3,4,10,5,") != NULL, "efficiency.csv:\n%s", text);
     free(text);
     rm_rf_dir(dir);
 }
