@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "datasets/dataset.h"
+#include "harness/artifact.h"
 #include "harness/backend.h"
 #include "harness/checkpoint.h"
 #include "harness/classifier.h"
@@ -691,6 +692,20 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const adapt_task *t, co
         for (int e = 0; !rc && n_ad > 0 && e < dep[0].n_extra; e++) {
             set_deploy_weights(m, dep, 0, e, &dummy);
             rc = eval_variant(c, t, run, f, grp, dep[0].extra_name[e], dep[0].extra_bits[e], err);
+        }
+        /* storage as shipped: the artifact's real size on disk */
+        if (!rc && n_ad && recipe_int(r, "eval", "artifact")) {
+            char adir[4200], apath[4400], sp[200];
+            snprintf(adir, sizeof adir, "%s/artifacts", out_dir);
+            rc = qa_mkdir_p(adir, err);
+            snprintf(apath, sizeof apath, "%s/%s.h5", adir, run->id);
+            qa_artifact_size as;
+            if (!rc) rc = artifact_write(apath, m, dep, needs_ptq ? run->w_bits : 0, &as, err);
+            snprintf(sp, sizeof sp, "%s/memory", grp);
+            if (!rc) rc = h5_attr_set_f64(f, sp, "artifact_file_bytes", as.file_bytes, err);
+            if (!rc) rc = h5_attr_set_f64(f, sp, "artifact_payload_bytes", as.payload_bytes, err);
+            if (!rc) rc = h5_attr_set_f64(f, sp, "artifact_float_layers", as.float_layers, err);
+            if (!rc) rc = h5_attr_set_f64(f, sp, "artifact_weights", as.weights, err);
         }
         for (int i = 0; i < n_ad; i++) qa_deployed_free(&dep[i]);
         qa_free(dep);

@@ -115,6 +115,16 @@ int cells_build(const qa_run_record *runs, int nr, qa_cell **out, int *nc_out) {
                 if (!strcmp(r->eval[v].variant, c->variant)) x[s] = r->eval[v].sampling_ms;
         }
         c->sampling_ms = stats_summarize(x, c->n);
+        int na = 0;
+        double y[QA_CELL_MAX_SEEDS];
+        for (int s = 0; s < c->n; s++) {
+            const qa_run_record *r = c->runs[s];
+            if (r->artifact_weights <= 0) continue;
+            x[na] = r->artifact_file_bytes / 1024.0;
+            y[na++] = 8.0 * r->artifact_payload_bytes / r->artifact_weights;
+        }
+        c->artifact_kib = stats_summarize(x, na);
+        c->stored_bpw = stats_summarize(y, na);
         /* method measurements: the names of the first run; a run without one is left out */
         const qa_run_record *r0 = c->runs[0];
         for (int k = 0; k < r0->n_stats && c->n_stats < QA_CELL_MAX_STATS; k++) {

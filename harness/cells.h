@@ -29,6 +29,7 @@ typedef struct {
     /* efficiency, summarized over seeds: bytes of the adapted layers by category, timings */
     qa_summary frozen_mb, trainable_mb, gradient_mb, optimizer_mb, train_mb, deployed_mb, peak_rss_mb;
     qa_summary activation_mb;                   /* the whole model's, at its largest batch */
+    qa_summary artifact_kib, stored_bpw;        /* the artifact on disk; its payload bits per weight (n = 0: none) */
     qa_summary step_ms, merge_s, sampling_ms;
     /* the method's own measurements (method_stats), summarized over seeds */
     int n_stats;

@@ -73,6 +73,7 @@ static const key_spec schema[] = {
     {"eval", "fid_reference", T_INT, "2000", NULL, 0, 2, 100000, "domain task: styled test images for the FID reference"},
     {"eval", "loss_images", T_INT, "256", NULL, 0, 1, 100000, "held-out images for the paired denoising loss"},
     {"eval", "loss_draws", T_INT, "4", NULL, 0, 1, 1000, "(t, noise) draws per held-out image"},
+    {"eval", "artifact", T_INT, "0", NULL, 0, 0, 1, "1: write each run's deployed artifact to <out>/artifacts/<run>.h5 and record its size"},
 };
 enum { N_SPEC = sizeof schema / sizeof schema[0] };
 

@@ -1,5 +1,6 @@
 #include "harness/registry.h"
 
+#include <stdio.h>
 #include <string.h>
 
 extern const qa_method qa_method_lora;
@@ -42,7 +43,34 @@ void qa_deployed_free(qa_deployed *d) {
     qa_free(d->w_int);
     qa_free(d->row_scale);
     for (int i = 0; i < d->n_extra; i++) qa_free(d->extra_w[i]);
+    for (int i = 0; i < d->n_stored; i++) { qa_free(d->stored[i].i32); qa_free(d->stored[i].f32); }
     memset(d, 0, sizeof *d);
+}
+
+static qa_stored_tensor *store_slot(qa_deployed *d, const char *name, int bits, int rows, int cols) {
+    QA_ASSERT(d->n_stored < QA_MAX_STORED);
+    qa_stored_tensor *t = &d->stored[d->n_stored++];
+    memset(t, 0, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->bits = bits;
+    t->rows = rows;
+    t->cols = cols;
+    return t;
+}
+
+int32_t *qa_deployed_store_int(qa_deployed *d, const char *name, int bits, int is_signed, int rows, int cols) {
+    qa_stored_tensor *t = store_slot(d, name, bits, rows, cols);
+    t->is_signed = is_signed;
+    t->i32 = qa_alloc(sizeof(int32_t) * (size_t)rows * cols);
+    return t->i32;
+}
+
+float *qa_deployed_store_float(qa_deployed *d, const char *name, int bits, int rows, int cols) {
+    QA_ASSERT(bits == 16 || bits == 32);
+    qa_stored_tensor *t = store_slot(d, name, bits, rows, cols);
+    t->is_float = 1;
+    t->f32 = qa_alloc(sizeof(float) * (size_t)rows * cols);
+    return t->f32;
 }
 
 void qa_deployed_weights(const qa_deployed *d, float *W_out) {

@@ -109,6 +109,20 @@ extern const char *const qa_merge_names[QA_MERGE_COUNT];
  * harness can pool them over layers exactly: sum(num) / sum(den), e.g. the share of entries
  * with W_int = 0 (IntLoRA, claim C10). Written per run under <run>/method_stats. */
 #define QA_MAX_DEPLOY_STATS 4
+/* A tensor of the deployed layer as it is stored on disk (harness/artifact.c): integers are
+ * packed to `bits` bits each; floats are stored as binary16 (bits 16) or binary32 (bits 32).
+ * A method that stores its layer in a form of its own (codes and side information) lists it
+ * here; otherwise the harness stores w_int at the narrowest width that holds it (and a per-row
+ * scale), or the PTQ codes of w_fp. */
+#define QA_MAX_STORED 6
+typedef struct {
+    char name[24];
+    int bits, is_float, is_signed;
+    int rows, cols;
+    int32_t *i32;          /* integers, owned (NULL for floats) */
+    float *f32;            /* floats, owned (NULL for integers) */
+} qa_stored_tensor;
+
 typedef struct {
     int in, out;
     float *w_fp;           /* [out, in] or NULL */
@@ -125,7 +139,13 @@ typedef struct {
     int n_stats;
     char stat_name[QA_MAX_DEPLOY_STATS][32];
     double stat_num[QA_MAX_DEPLOY_STATS], stat_den[QA_MAX_DEPLOY_STATS];
+    int n_stored;
+    qa_stored_tensor stored[QA_MAX_STORED];
 } qa_deployed;
+
+/* Add a stored tensor to d (the caller fills the returned array: rows * cols values). */
+int32_t *qa_deployed_store_int(qa_deployed *d, const char *name, int bits, int is_signed, int rows, int cols);
+float *qa_deployed_store_float(qa_deployed *d, const char *name, int bits, int rows, int cols);
 
 typedef struct qa_method {
     const char *name;

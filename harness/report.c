@@ -115,25 +115,32 @@ static void write_efficiency(FILE *f, const cell *cells, int nc, FILE *csv) {
                    "whole model's activations and their gradients at its largest batch; process peak RSS; per-run medians of "
                    "the training step; means over seeds):\n\n"
                    "| method | bits | rank | deploy | frozen | trainable | gradients | optimizer | training total | model activations | "
-                   "process peak RSS | train step ms | merge s | sampling ms/img | deployed MiB | bits/weight | PTQ needed |\n"
-                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+                   "process peak RSS | train step ms | merge s | sampling ms/img | deployed MiB | bits/weight | artifact KiB on disk | "
+                   "stored bits/weight | PTQ needed |\n"
+                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     if (csv)
         fprintf(csv, "method,bits,rank,setting,deploy,n,frozen_mib,trainable_mib,gradient_mib,optimizer_mib,training_mib,activation_mib,peak_rss_mib,"
-                     "train_step_ms,merge_s,sampling_ms_per_image,deployed_mib,bits_per_weight,needs_ptq\n");
+                     "train_step_ms,merge_s,sampling_ms_per_image,deployed_mib,bits_per_weight,artifact_kib,stored_bits_per_weight,needs_ptq\n");
     for (int i = 0; i < nc; i++) {
         const cell *c = &cells[i];
         if (c->n == 0) continue;
+        char art[32] = "-", sbpw[32] = "-";
+        if (c->artifact_kib.n) {
+            snprintf(art, sizeof art, "%.1f", c->artifact_kib.mean);
+            snprintf(sbpw, sizeof sbpw, "%.2f", c->stored_bpw.mean);
+        }
         if (f)
-            fprintf(f, "| %s%s%s%s | %s | %d | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.1f | %.0f | %.1f | %.3f | %.2f | %.3f | %.3g | %s |\n",
+            fprintf(f, "| %s%s%s%s | %s | %d | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.1f | %.0f | %.1f | %.3f | %.2f | %.3f | %.3g | %s | %s | %s |\n",
                     c->method, c->axes[0] ? " (" : "", c->axes, c->axes[0] ? ")" : "", c->bits, c->rank, deploy_label(c),
                     c->frozen_mb.mean, c->trainable_mb.mean, c->gradient_mb.mean, c->optimizer_mb.mean, c->train_mb.mean,
-                    c->activation_mb.mean, c->peak_rss_mb.mean, c->step_ms.mean, c->merge_s.mean, c->sampling_ms.mean, c->deployed_mb.mean, c->bits_pw,
-                    c->w_bits == 0 ? "-" : (c->needs_ptq ? "yes" : "no"));
+                    c->activation_mb.mean, c->peak_rss_mb.mean, c->step_ms.mean, c->merge_s.mean, c->sampling_ms.mean, c->deployed_mb.mean,
+                    c->bits_pw, art, sbpw, c->w_bits == 0 ? "-" : (c->needs_ptq ? "yes" : "no"));
         if (csv)
-            fprintf(csv, "%s,%s,%d,%s,%s,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.4g,%d\n", c->method, c->bits, c->rank,
-                    c->axes, deploy_label(c), c->n, c->frozen_mb.mean, c->trainable_mb.mean, c->gradient_mb.mean, c->optimizer_mb.mean,
-                    c->train_mb.mean, c->activation_mb.mean, c->peak_rss_mb.mean, c->step_ms.mean, c->merge_s.mean, c->sampling_ms.mean, c->deployed_mb.mean,
-                    c->bits_pw, c->needs_ptq);
+            fprintf(csv, "%s,%s,%d,%s,%s,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.4g,%.6g,%.6g,%d\n", c->method, c->bits,
+                    c->rank, c->axes, deploy_label(c), c->n, c->frozen_mb.mean, c->trainable_mb.mean, c->gradient_mb.mean,
+                    c->optimizer_mb.mean, c->train_mb.mean, c->activation_mb.mean, c->peak_rss_mb.mean, c->step_ms.mean, c->merge_s.mean,
+                    c->sampling_ms.mean, c->deployed_mb.mean, c->bits_pw, c->artifact_kib.n ? c->artifact_kib.mean : NAN,
+                    c->stored_bpw.n ? c->stored_bpw.mean : NAN, c->needs_ptq);
     }
 }
 

@@ -30,10 +30,14 @@ static size_t size_of(int type) {
 
 const char *h5_path(const qa_h5 *f) { return f->path; }
 
-int h5_create(const char *path, qa_h5 **out, qa_error *err) {
+static int create_file(const char *path, int compact, qa_h5 **out, qa_error *err) {
     quiet();
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    /* compact: the 1.10 file format, with small indexes for single-chunk datasets (a deployed
+     * artifact of small layers would otherwise be half B-tree nodes). It records creation times
+     * of groups, so the byte-reproducible result files keep the default format. */
+    if (compact) H5Pset_libver_bounds(fapl, H5F_LIBVER_V110, H5F_LIBVER_LATEST);
     hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, fcpl, fapl);
     H5Pclose(fcpl);
     H5Pclose(fapl);
@@ -44,6 +48,10 @@ int h5_create(const char *path, qa_h5 **out, qa_error *err) {
     *out = f;
     return QA_OK;
 }
+
+int h5_create(const char *path, qa_h5 **out, qa_error *err) { return create_file(path, 0, out, err); }
+
+int h5_create_compact(const char *path, qa_h5 **out, qa_error *err) { return create_file(path, 1, out, err); }
 
 int h5_open(const char *path, int writable, qa_h5 **out, qa_error *err) {
     quiet();
@@ -115,6 +123,55 @@ int h5_write(qa_h5 *f, const char *path, int type, const void *data, int ndim, c
     H5Dclose(ds);
     if (rc < 0) return qa_fail(err, QA_ERR_RUN, "%s: cannot write dataset %s", f->path, path);
     return QA_OK;
+}
+
+/* The file type of a packed dataset: integers narrowed to `bits` of precision (the N-bit filter
+ * then stores only those bits), or IEEE binary16 / binary32 floats. */
+static hid_t packed_type(int bits, int is_float, int is_signed) {
+    hid_t t;
+    if (is_float && bits == 16) {
+        t = H5Tcopy(H5T_IEEE_F32LE);
+        H5Tset_fields(t, 15, 10, 5, 0, 10); /* sign bit, exponent at 10 (5 bits), mantissa at 0 (10 bits) */
+        H5Tset_size(t, 2);
+        H5Tset_ebias(t, 15);
+        return t;
+    }
+    if (is_float) return H5Tcopy(H5T_IEEE_F32LE);
+    t = H5Tcopy(is_signed ? H5T_STD_I32LE : H5T_STD_U32LE);
+    H5Tset_precision(t, (size_t)bits);
+    return t;
+}
+
+int h5_write_packed(qa_h5 *f, const char *path, const void *data, int rows, int cols, int bits, int is_float, int is_signed,
+                    qa_error *err) {
+    if (is_float ? (bits != 16 && bits != 32) : (bits < 1 || bits > 32))
+        return qa_fail(err, QA_ERR_INPUT, "%s: %s: cannot store %s at %d bits", f->path, path, is_float ? "floats" : "integers", bits);
+    hsize_t hd[2] = {(hsize_t)rows, (hsize_t)cols};
+    hid_t space = H5Screate_simple(2, hd, NULL);
+    hid_t lcpl = lcpl_intermediate();
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_obj_track_times(dcpl, 0);
+    H5Pset_chunk(dcpl, 2, hd); /* one chunk: filters need chunked storage */
+    if (!is_float && bits < 32) H5Pset_nbit(dcpl);
+    hid_t ft = packed_type(bits, is_float, is_signed);
+    hid_t ds = H5Dcreate2(f->file, path, ft, space, lcpl, dcpl, H5P_DEFAULT);
+    H5Tclose(ft);
+    H5Pclose(lcpl);
+    H5Pclose(dcpl);
+    H5Sclose(space);
+    if (ds < 0) return qa_fail(err, QA_ERR_RUN, "%s: cannot create dataset %s", f->path, path);
+    herr_t rc = H5Dwrite(ds, is_float ? H5T_NATIVE_FLOAT : H5T_NATIVE_INT32, H5S_ALL, H5S_ALL, H5P_DEFAULT, data);
+    H5Dclose(ds);
+    if (rc < 0) return qa_fail(err, QA_ERR_RUN, "%s: cannot write dataset %s (%d-bit %s)", f->path, path, bits, is_float ? "float" : "integer");
+    return QA_OK;
+}
+
+double h5_storage_bytes(qa_h5 *f, const char *path) {
+    hid_t ds = H5Dopen2(f->file, path, H5P_DEFAULT);
+    if (ds < 0) return -1;
+    hsize_t n = H5Dget_storage_size(ds);
+    H5Dclose(ds);
+    return (double)n;
 }
 
 int h5_read(qa_h5 *f, const char *path, int type, void **data, size_t max_elems, int *ndim,

@@ -15,6 +15,8 @@ typedef struct qa_h5 qa_h5;
 enum { QA_H5_F32 = 0, QA_H5_F64, QA_H5_I32, QA_H5_U8 };
 
 int h5_create(const char *path, qa_h5 **out, qa_error *err);      /* truncates */
+/* Same, in the 1.10 format (smaller metadata for many small chunked datasets; not byte-reproducible). */
+int h5_create_compact(const char *path, qa_h5 **out, qa_error *err);
 int h5_open(const char *path, int writable, qa_h5 **out, qa_error *err);
 int h5_flush(qa_h5 *f, qa_error *err);
 int h5_close(qa_h5 *f, qa_error *err);
@@ -25,6 +27,13 @@ int h5_write(qa_h5 *f, const char *path, int type, const void *data, int ndim, c
              qa_error *err);
 /* Read a dataset of any stored numeric type converted to `type`. *data is allocated (qa_alloc)
  * when *data is NULL; otherwise it must hold max_elems. dims (up to 4) and ndim are returned. */
+/* A [rows, cols] dataset stored packed: integers (int32 in memory) at `bits` bits each through
+ * HDF5's N-bit filter, or floats (float in memory) as binary16 (bits 16) or binary32. Values
+ * must fit (integers in their width; binary16 floats exactly, or they are rounded). */
+int h5_write_packed(qa_h5 *f, const char *path, const void *data, int rows, int cols, int bits, int is_float, int is_signed,
+                    qa_error *err);
+/* Bytes a dataset occupies in the file (after filters); -1 if it cannot be opened. */
+double h5_storage_bytes(qa_h5 *f, const char *path);
 int h5_read(qa_h5 *f, const char *path, int type, void **data, size_t max_elems, int *ndim,
             int64_t *dims, qa_error *err);
 

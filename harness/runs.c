@@ -61,6 +61,9 @@ static int load_one(const char *path, qa_run_record *rec, qa_error *err) {
             rec->trainable_bytes = attr_or(f, p, "trainable_bytes", 0);
             rec->gradient_bytes = attr_or(f, p, "gradient_bytes", 0);
             rec->activation_bytes = attr_or(f, p, "activation_bytes", 0);
+            rec->artifact_file_bytes = attr_or(f, p, "artifact_file_bytes", 0);
+            rec->artifact_payload_bytes = attr_or(f, p, "artifact_payload_bytes", 0);
+            rec->artifact_weights = attr_or(f, p, "artifact_weights", 0);
             rec->optimizer_bytes = attr_or(f, p, "optimizer_bytes", 0);
             rec->deployed_bytes = attr_or(f, p, "deployed_bytes", 0);
             rec->peak_rss_bytes = attr_or(f, p, "peak_rss_bytes", 0);

@@ -26,6 +26,7 @@ typedef struct {
     int n_train;
     double frozen_bytes, trainable_bytes, gradient_bytes, optimizer_bytes, activation_bytes, deployed_bytes, peak_rss_bytes;
     double step_ms, merge_seconds;        /* median training step; merge (+ PTQ) */
+    double artifact_file_bytes, artifact_payload_bytes, artifact_weights; /* 0: no artifact written */
     char axes[48];                /* the grid axes beyond method, bits, rank and seed (from the id), e.g. "a1.5" */
     int n_stats;                  /* the method's own measurements (<run>/method_stats) */
     char stat_name[8][64];

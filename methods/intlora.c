@@ -258,6 +258,20 @@ static int intlora_merge(void *state, qa_deployed *d, qa_error *err) {
             }
         }
         d->merge = QA_MERGE_INT_MULTIPLY;
+        /* stored (METHODS 5.8): W_round and U's codes, N bits each, with W's zero point and U's
+         * scale and zero point per row; W' = dU (u - zU)(W_round - z) */
+        int32_t *wr = qa_deployed_store_int(d, "w_round", s->n_bits, 0, s->out, s->in);
+        int32_t *uq = qa_deployed_store_int(d, "u_codes", s->n_bits, 0, s->out, s->in);
+        memcpy(wr, s->w_round, sizeof(int32_t) * n);
+        for (int i = 0; i < s->out; i++)
+            for (int j = 0; j < s->in; j++) {
+                size_t k = (size_t)i * s->in + j;
+                float q = nearbyintf(s->U[k] / s->dU[i]) + s->zU[i];
+                uq[k] = (int32_t)(q < 0.f ? 0.f : (q > lmax ? lmax : q));
+            }
+        memcpy(qa_deployed_store_float(d, "zero", 32, s->out, 1), s->zero, sizeof(float) * s->out);
+        memcpy(qa_deployed_store_float(d, "u_scale", 32, s->out, 1), s->dU, sizeof(float) * s->out);
+        memcpy(qa_deployed_store_float(d, "u_zero", 32, s->out, 1), s->zU, sizeof(float) * s->out);
         d->bits_per_weight = 2.0 * s->n_bits + 3 * 32.0 / s->in; /* W_round + U_int; delta, z, dU per row */
     } else {
         /* exact powers of two times small integers: representable in float */
@@ -267,6 +281,23 @@ static int intlora_merge(void *state, qa_deployed *d, qa_error *err) {
         int range = s->k_max - s->k_min + 1, kbits = 1;
         while ((1 << kbits) < range) kbits++;
         d->bits_per_weight = s->n_bits + 1 + kbits + 2 * 32.0 / s->in; /* W_round, sign, exponent */
+        /* stored: W_round (N bits), sign (1 bit), exponent - k_min (kbits), W's zero point per row
+         * and k_min; W' = (-1)^sign 2^(k_min + e) (W_round - z). Where U = 0 (W' = 0 whatever
+         * W_int is) W_round is stored as z, so that the product is 0 too. */
+        int32_t *wr = qa_deployed_store_int(d, "w_round", s->n_bits, 0, s->out, s->in);
+        int32_t *sg = qa_deployed_store_int(d, "sign", 1, 0, s->out, s->in);
+        int32_t *ex = qa_deployed_store_int(d, "exponent", kbits, 0, s->out, s->in);
+        for (int i = 0; i < s->out; i++)
+            for (int j = 0; j < s->in; j++) {
+                size_t k = (size_t)i * s->in + j;
+                float u = s->U[k];
+                int e = (int)nearbyintf(log2f(fabsf(u) + 1e-16f)) - s->k_min;
+                wr[k] = u == 0.f ? (int32_t)s->zero[i] : s->w_round[k];
+                sg[k] = u < 0.f;
+                ex[k] = s->w_int[k] == 0.f || e < 0 ? 0 : (e >= range ? range - 1 : e); /* free where W_int = 0 */
+            }
+        memcpy(qa_deployed_store_float(d, "zero", 32, s->out, 1), s->zero, sizeof(float) * s->out);
+        *qa_deployed_store_int(d, "k_min", 8, 1, 1, 1) = s->k_min;
     }
     d->needs_ptq = 0;
     /* what the paper's claims ask to measure: the entries that cannot adapt (W_int = 0, C10) and,

@@ -263,6 +263,10 @@ static int qalora_merge(void *state, qa_deployed *d, qa_error *err) {
             d->w_fp[w] = s->group_scale[at] * ((float)s->w_code[w] - s->merged_zero[at]);
         }
     d->needs_ptq = 0; /* already integer codes with FP16 scales and zero points */
+    /* stored: the N-bit codes, FP16 scale and merged FP16 zero point per (group, row) */
+    memcpy(qa_deployed_store_int(d, "codes", s->n_bits, 0, out, in), s->w_code, sizeof(int32_t) * (size_t)out * in);
+    memcpy(qa_deployed_store_float(d, "scale", 16, G, out), s->group_scale, sizeof(float) * (size_t)G * out);
+    memcpy(qa_deployed_store_float(d, "zero", 16, G, out), s->merged_zero, sizeof(float) * (size_t)G * out);
     d->merge = QA_MERGE_ZERO_POINT_FOLD;
     d->bits_per_weight = s->n_bits + (16.0 + 16.0) / g; /* N + (FP16 scale + FP16 zero) / g */
     return QA_OK;

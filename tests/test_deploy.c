@@ -7,7 +7,10 @@
 #include <math.h>
 #include <string.h>
 
+#include "common.h"
+#include "harness/artifact.h"
 #include "harness/model.h"
+#include "harness/results.h"
 #include "harness/quant.h"
 #include "harness/registry.h"
 #include "harness/rng.h"
@@ -135,3 +138,130 @@ Test(deploy, qlora_ptq_has_a_measurable_gap) {
     double g = deploy_gap(&k, 4);
     cr_expect(g > 1e-4, "QLoRA + 4-bit PTQ gap %g", g);
 }
+
+/* ---- the deployed artifact: stored packed, decoded back to the deployed weights ---- */
+
+static float *read_f(qa_h5 *f, const char *grp, const char *name) {
+    char p[300];
+    snprintf(p, sizeof p, "%s/%s", grp, name);
+    void *data = NULL;
+    int nd;
+    int64_t dims[4];
+    qa_error err = {0, ""};
+    cr_assert_eq(h5_read(f, p, QA_H5_F32, &data, 0, &nd, dims, &err), 0, "%s", err.msg);
+    return data;
+}
+
+static int has(qa_h5 *f, const char *grp, const char *name) {
+    char p[300];
+    snprintf(p, sizeof p, "%s/%s", grp, name);
+    return h5_exists(f, p);
+}
+
+/* Decode one layer of the artifact with the formula of its encoding, written out here. */
+static void decode_layer(qa_h5 *f, const char *grp, int in, int out, int group_size, float *W) {
+    char enc[32];
+    qa_error err = {0, ""};
+    cr_assert_eq(h5_attr_get_str(f, grp, "encoding", enc, sizeof enc, &err), 0, "%s", err.msg);
+    size_t n = (size_t)in * out;
+    if (!strcmp(enc, "float32")) {
+        float *w = read_f(f, grp, "weights");
+        memcpy(W, w, sizeof(float) * n);
+        free(w);
+    } else if (!strcmp(enc, "int_codes")) { /* W = row_scale * code */
+        float *c = read_f(f, grp, "codes"), *s = read_f(f, grp, "row_scale");
+        for (size_t k = 0; k < n; k++) W[k] = s[k / in] * c[k];
+        free(c); free(s);
+    } else if (!strcmp(enc, "ptq_codes")) { /* W = delta (q - z) */
+        float *c = read_f(f, grp, "codes"), *d = read_f(f, grp, "delta"), *z = read_f(f, grp, "zero");
+        for (size_t k = 0; k < n; k++) W[k] = d[k / in] * (c[k] - z[k / in]);
+        free(c); free(d); free(z);
+    } else if (has(f, grp, "u_codes")) { /* IntLoRA-MUL: W = dU (u - zU)(W_round - z) */
+        float *wr = read_f(f, grp, "w_round"), *z = read_f(f, grp, "zero"), *u = read_f(f, grp, "u_codes");
+        float *du = read_f(f, grp, "u_scale"), *zu = read_f(f, grp, "u_zero");
+        for (size_t k = 0; k < n; k++) W[k] = du[k / in] * ((u[k] - zu[k / in]) * (wr[k] - z[k / in]));
+        free(wr); free(z); free(u); free(du); free(zu);
+    } else if (has(f, grp, "exponent")) { /* IntLoRA-SHIFT: W = (-1)^sign 2^(k_min + e)(W_round - z) */
+        float *wr = read_f(f, grp, "w_round"), *z = read_f(f, grp, "zero"), *sg = read_f(f, grp, "sign");
+        float *e = read_f(f, grp, "exponent"), *km = read_f(f, grp, "k_min");
+        for (size_t k = 0; k < n; k++) W[k] = (sg[k] ? -1.f : 1.f) * ldexpf(wr[k] - z[k / in], (int)(km[0] + e[k]));
+        free(wr); free(z); free(sg); free(e); free(km);
+    } else if (has(f, grp, "scale")) { /* QA-LoRA: W = scale_g (q - zero_g), [groups, out] side info */
+        float *c = read_f(f, grp, "codes"), *s = read_f(f, grp, "scale"), *z = read_f(f, grp, "zero");
+        for (int o = 0; o < out; o++)
+            for (int i = 0; i < in; i++) {
+                size_t g = (size_t)(i / group_size) * out + o;
+                W[(size_t)o * in + i] = s[g] * ((float)c[(size_t)o * in + i] - z[g]);
+            }
+        free(c); free(s); free(z);
+    } else {
+        cr_assert_fail("%s: unknown stored form %s", grp, enc);
+    }
+}
+
+/* Write the artifact of a tiny model, read it back, decode every layer and compare with the
+ * deployed weights (after the PTQ a float merge needs); check the codes are stored packed:
+ * the stored bytes are what the formats say, not 4 bytes a value. */
+static void artifact_round_trip(const char *method, int w_bits, double max_payload_bits_per_weight) {
+    tiny k;
+    tiny_model(&k, method, w_bits, 8);
+    float eps[B * D];
+    dit_forward(&k.m, k.x, k.t, k.y, B, eps);
+    qa_error err = {0, ""};
+    int n = 0;
+    for (int i = 0; i < k.m.n_lin; i++) n += k.m.lin[i].method != NULL;
+    qa_deployed *dep = qa_alloc(sizeof(qa_deployed) * n);
+    for (int i = 0, j = 0; i < k.m.n_lin; i++)
+        if (k.m.lin[i].method) cr_assert_eq(k.m.lin[i].method->merge(k.m.lin[i].state, &dep[j++], &err), 0, "%s", err.msg);
+    char dir[256], path[300];
+    make_tmpdir(dir, sizeof dir, "artifact");
+    snprintf(path, sizeof path, "%s/a.h5", dir);
+    qa_artifact_size size;
+    int ptq = dep[0].needs_ptq ? w_bits : 0;
+    cr_assert_eq(artifact_write(path, &k.m, dep, ptq, &size, &err), 0, "%s", err.msg);
+    cr_expect_eq(size.float_layers, 0, "%s: every layer has an integer form", method);
+    cr_expect(size.file_bytes > size.payload_bytes && size.payload_bytes > 0);
+    cr_expect(size.payload_bytes * 8 / size.weights <= max_payload_bits_per_weight, "%s: %.3f stored bits per weight > %.3f", method,
+              size.payload_bytes * 8 / size.weights, max_payload_bits_per_weight);
+    qa_h5 *f;
+    cr_assert_eq(h5_open(path, 0, &f, &err), 0, "%s", err.msg);
+    for (int i = 0, j = 0; i < k.m.n_lin; i++) {
+        qa_linear *s = &k.m.lin[i];
+        if (!s->method) continue;
+        const qa_deployed *d = &dep[j++];
+        size_t nw = (size_t)s->in * s->out;
+        float *want = qa_alloc(sizeof(float) * nw), *got = qa_alloc(sizeof(float) * nw);
+        qa_deployed_weights(d, want);
+        if (ptq) {
+            float *dl = qa_alloc(sizeof(float) * s->out), *z = qa_alloc(sizeof(float) * s->out);
+            quant_search_rows(d->w_fp, s->out, s->in, ptq, dl, z);
+            quant_fake_rows(want, d->w_fp, s->out, s->in, ptq, dl, z);
+            qa_free(dl); qa_free(z);
+        }
+        char grp[200];
+        snprintf(grp, sizeof grp, "/layers/%s", s->name);
+        decode_layer(f, grp, s->in, s->out, 8, got);
+        double worst = 0, scale = 0;
+        for (size_t q = 0; q < nw; q++) {
+            worst = fmax(worst, fabs((double)got[q] - want[q]));
+            scale = fmax(scale, fabs((double)want[q]));
+        }
+        cr_expect(worst <= 1e-6 * scale, "%s %s: decoded artifact differs from the deployed weights by %g (max %g)", method, s->name,
+                  worst, scale);
+        qa_free(want); qa_free(got);
+    }
+    h5_close(f, &err);
+    for (int j = 0; j < n; j++) qa_deployed_free(&dep[j]);
+    qa_free(dep);
+    dit_free(&k.m);
+    rm_rf_dir(dir);
+}
+
+/* bounds: the codes at their width plus the side information of a 16-wide layer (and HDF5's
+ * chunk rounding): e.g. MUL 4 bits: 4 + 4 + 3 x 32 / 16 = 14 */
+Test(deploy, artifact_lora_ptq_codes) { artifact_round_trip("lora", 4, 4 + 64.0 / 16 + 0.5); }
+Test(deploy, artifact_qlora_ptq_codes) { artifact_round_trip("qlora", 4, 4 + 64.0 / 16 + 0.5); }
+Test(deploy, artifact_qalora_codes_fp16_side) { artifact_round_trip("qalora", 4, 4 + 32.0 / 8 + 0.5); }
+Test(deploy, artifact_efficientdm_int_codes) { artifact_round_trip("efficientdm", 4, 5 + 32.0 / 16 + 0.5); }
+Test(deploy, artifact_intlora_mul_w_round_and_u_codes) { artifact_round_trip("intlora-mul", 4, 8 + 96.0 / 16 + 0.5); }
+Test(deploy, artifact_intlora_shift_sign_and_exponent) { artifact_round_trip("intlora-shift", 4, 4 + 1 + 8 + 32.0 / 16 + 0.5); }

@@ -276,6 +276,9 @@ Test(report, ablation_axes_method_stats_and_efficiency) {
             const char *cat[4] = {"frozen_bytes", "trainable_bytes", "gradient_bytes", "optimizer_bytes"};
             for (int k = 0; k < 4; k++) set_run_f64(dir, id, "memory", cat[k], (k + 1) * 1048576.0);
             set_run_f64(dir, id, "memory", "activation_bytes", 5 * 1048576.0);
+            set_run_f64(dir, id, "memory", "artifact_file_bytes", 2048);
+            set_run_f64(dir, id, "memory", "artifact_payload_bytes", 1000);
+            set_run_f64(dir, id, "memory", "artifact_weights", 1000);
         }
     char *md = run_report();
     cr_expect(strstr(md, "| rank | setting | n |") != NULL, "a setting column:\n%s", md);
@@ -290,8 +293,8 @@ Test(report, ablation_axes_method_stats_and_efficiency) {
     qa_error err = {0, ""};
     snprintf(p, sizeof p, "%s/efficiency.csv", dir);
     cr_assert_eq(qa_read_file(p, &text, &len, &err), 0, "%s", err.msg);
-    /* 1 + 2 + 3 + 4 MiB, then the activations */
-    cr_expect(strstr(text, "\nintlora-mul,w4a8,4,a2,INT,2,1,2,3,4,10,5,") != NULL, "efficiency.csv:\n%s", text);
+    /* 1 + 2 + 3 + 4 MiB, the activations, no timings, 8.75 bits/weight, a 2 KiB artifact of 8 bits/weight */
+    cr_expect(strstr(text, "\nintlora-mul,w4a8,4,a2,INT,2,1,2,3,4,10,5,0,0,0,0,0,8.75,2,8,0\n") != NULL, "efficiency.csv:\n%s", text);
     free(text);
     rm_rf_dir(dir);
 }
