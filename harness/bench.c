@@ -221,14 +221,22 @@ static double time_train_steps(qa_dit *m, int B, int steps, qa_rng *r) {
     return med;
 }
 
-static double time_sampling(qa_dit *m, int n, int steps) {
+/* Where sampling time goes: shares of the wall time in the linear layers and, of the int8
+ * layers, in activation quantization, the u8 x s8 matmul and the zero-point correction. */
+typedef struct { double linear, quantize, matmul, correct; } sampling_profile;
+
+static double time_sampling(qa_dit *m, int n, int steps, sampling_profile *prof) {
     qa_schedule s;
     schedule_linear(&s, 1000, 1e-4f, 0.02f);
     float *x = qa_alloc(sizeof(float) * (size_t)n * 784);
     sample_images(m, &s, 3, n, steps, 3.0f, 11, x); /* warm-up: primitives created */
+    dit_profile(m, 1);
     double t0 = qa_now();
     sample_images(m, &s, 3, n, steps, 3.0f, 12, x);
     double dt = qa_now() - t0;
+    dit_profile_read(m, &prof->linear, &prof->quantize, &prof->matmul, &prof->correct);
+    dit_profile(m, 0);
+    prof->linear /= dt; prof->quantize /= dt; prof->matmul /= dt; prof->correct /= dt;
     qa_free(x);
     return n / dt;
 }
@@ -255,24 +263,27 @@ int bench_model(const qa_bench_model_opts *o, FILE *out, qa_error *err) {
     dit_reset_slots(&m);
     /* 3. sampling: f32 model vs the W8A8 model on the integer kernels */
     int n = 32, dsteps = 20;
-    double ips_f32 = time_sampling(&m, n, dsteps);
+    sampling_profile p_f32, p_fq, p_int8;
+    double ips_f32 = time_sampling(&m, n, dsteps, &p_f32);
     dit_quantize_base(&m, 8, 8, 0);
     float *x = qa_alloc(sizeof(float) * 8 * 784), *e = qa_alloc(sizeof(float) * 8 * 784), t[8];
     int y[8];
     qa_rng_fill_normal(r, x, 8 * 784, 1.0f);
     for (int i = 0; i < 8; i++) { t[i] = (float)(i * 125); y[i] = i; }
     dit_forward(&m, x, t, y, 8, e); /* calibrates the activation quantizers */
-    double ips_fq = time_sampling(&m, n, dsteps);
+    double ips_fq = time_sampling(&m, n, dsteps, &p_fq);
     int n_int8 = dit_enable_int8(&m);
-    double ips_int8 = time_sampling(&m, n, dsteps);
+    double ips_int8 = time_sampling(&m, n, dsteps, &p_int8);
     qa_free(x); qa_free(e);
     if (!rc) {
         if (o->json)
             fprintf(out, "{\"threads\": %d, \"batch\": %d, \"train_step_fp_ms\": %.2f, \"train_gflops_fp\": %.1f, "
                          "\"train_step_lora_w8a8_ms\": %.2f, \"sample_ips_f32\": %.2f, \"sample_ips_w8a8_fakequant\": %.2f, "
-                         "\"sample_ips_w8a8_int8\": %.2f, \"int8_layers\": %d, \"speedup_int8_vs_f32\": %.3f}\n",
+                         "\"sample_ips_w8a8_int8\": %.2f, \"int8_layers\": %d, \"speedup_int8_vs_f32\": %.3f, "
+                         "\"f32_linear_share\": %.3f, \"int8_linear_share\": %.3f, \"int8_quantize_share\": %.3f, "
+                         "\"int8_matmul_share\": %.3f, \"int8_correct_share\": %.3f}\n",
                     threads, B, 1e3 * t_fp, flops / t_fp * 1e-9, 1e3 * t_lora, ips_f32, ips_fq, ips_int8, n_int8,
-                    ips_int8 / ips_f32);
+                    ips_int8 / ips_f32, p_f32.linear, p_int8.linear, p_int8.quantize, p_int8.matmul, p_int8.correct);
         else
             fprintf(out,
                     "threads %d, batch %d\n"
@@ -280,9 +291,13 @@ int bench_model(const qa_bench_model_opts *o, FILE *out, qa_error *err) {
                     "  LoRA step over a W8A8 base  %8.2f ms  (%.0f img/s)\n"
                     "  sampling, f32               %8.2f img/s  (DDIM %d steps, guidance 3)\n"
                     "  sampling, W8A8 fake-quant   %8.2f img/s\n"
-                    "  sampling, W8A8 int8 kernels %8.2f img/s  (%d layers on u8 x s8; %.2fx f32)\n",
+                    "  sampling, W8A8 int8 kernels %8.2f img/s  (%d layers on u8 x s8; %.2fx f32)\n"
+                    "  time in the linear layers: f32 %.0f%%, fake-quant %.0f%%, int8 %.0f%% (of which quantize x %.0f%%, "
+                    "u8 x s8 matmul %.0f%%, zero-point correction %.0f%% of the sampling time)\n"
+                    "  Amdahl bound from faster linear layers alone: %.2fx f32\n",
                     threads, B, 1e3 * t_fp, flops / t_fp * 1e-9, B / t_fp, 1e3 * t_lora, B / t_lora, ips_f32, dsteps, ips_fq,
-                    ips_int8, n_int8, ips_int8 / ips_f32);
+                    ips_int8, n_int8, ips_int8 / ips_f32, 100 * p_f32.linear, 100 * p_fq.linear, 100 * p_int8.linear,
+                    100 * p_int8.quantize, 100 * p_int8.matmul, 100 * p_int8.correct, 1.0 / (1.0 - p_f32.linear));
     }
     qa_rng_free(r);
     dit_free(&m);

@@ -7,8 +7,9 @@
  *   sum_k x_hat_k W_ok = dx dw_o [ sum_k xq_k u_ok + c_o sum_k xq_k - zx sum_k u_ok - K zx c_o ],
  *   c_o = 128 - zw_o.
  * The first sum is the u8 x s8 matmul (s32 accumulation, returned in f32: exact while
- * K * 255 * 128 < 2^24, i.e. K <= 513; wider layers are not converted). The result equals the
- * fake-quantized float layer up to float rounding. */
+ * K * 255 * 128 < 2^24, i.e. K <= 513; wider layers are not converted). The bracket is summed in
+ * int32 (exact: every term is an integer below 2^26 at K <= 513), then scaled in float. The
+ * result equals the fake-quantized float layer up to float rounding. */
 #ifndef QA_INT8_H
 #define QA_INT8_H
 
@@ -21,14 +22,18 @@
 typedef struct {
     int in, out;
     int8_t *u;          /* [out, in]: q - 128 */
-    float *dw, *c;      /* per row: scale, 128 - zero point */
+    float *dw;          /* per row: scale */
+    int32_t *c;         /* per row: 128 - zero point */
     int32_t *usum;      /* per row: sum_k u_ok */
+    int32_t *zu;        /* per row: zx * usum, for the current activation zero point zx */
     float *ones;        /* [out] unit output scales for the primitive */
     const float *bias;  /* borrowed, may be NULL */
     uint8_t *xq;        /* [cap, in] */
     int32_t *xsum;      /* [cap] */
     float *acc;         /* [cap, out] */
     int cap;
+    int profile;        /* 1: accumulate the seconds of each part below (benchmarks) */
+    double t_quantize, t_matmul, t_correct;
 } qa_int8_linear;
 
 /* From dequantized weights W [out,in] = dw (q - zw) with their per-row (dw, zw) at 8 bits.

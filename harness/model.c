@@ -239,8 +239,42 @@ void dit_zero_grads(qa_dit *m) {
 
 /* ---- the linear-layer hook: quantized input, frozen / adapted / deployed weights ---- */
 
+void dit_profile(qa_dit *m, int on) {
+    for (int i = 0; i < m->n_lin; i++) {
+        qa_linear *s = &m->lin[i];
+        s->profile = on;
+        s->fwd_seconds = 0;
+        if (s->i8) { s->i8->profile = on; s->i8->t_quantize = s->i8->t_matmul = s->i8->t_correct = 0; }
+    }
+}
+
+void dit_profile_read(const qa_dit *m, double *linear_s, double *int8_quantize_s, double *int8_matmul_s, double *int8_correct_s) {
+    *linear_s = *int8_quantize_s = *int8_matmul_s = *int8_correct_s = 0;
+    for (int i = 0; i < m->n_lin; i++) {
+        const qa_linear *s = &m->lin[i];
+        *linear_s += s->fwd_seconds;
+        if (s->i8) { *int8_quantize_s += s->i8->t_quantize; *int8_matmul_s += s->i8->t_matmul; *int8_correct_s += s->i8->t_correct; }
+    }
+}
+
+static void slot_forward_body(qa_linear *s, const float *x, float *y, int M);
+
 static void slot_forward(qa_linear *s, const float *x, float *y, int M) {
+    if (s->profile) {
+        double t0 = qa_now();
+        slot_forward_body(s, x, y, M);
+        s->fwd_seconds += qa_now() - t0;
+    } else {
+        slot_forward_body(s, x, y, M);
+    }
+}
+
+static void slot_forward_body(qa_linear *s, const float *x, float *y, int M) {
     QA_ASSERT(M <= s->max_rows);
+    if (s->i8) { /* deployed W8A8 on the integer kernels: quantizes x itself; no backward */
+        int8_linear_forward(s->i8, &s->actq, x, y, M);
+        return;
+    }
     const float *xin = x;
     s->x_saved = x;
     int own = s->method && (s->method->flags & QA_METHOD_OWNS_ACT_QUANT);
@@ -249,8 +283,7 @@ static void slot_forward(qa_linear *s, const float *x, float *y, int M) {
         xin = s->x_hat;
     }
     s->x_used = xin;
-    if (s->i8) int8_linear_forward(s->i8, &s->actq, x, y, M); /* quantizes x itself */
-    else if (s->W_deploy) linear_forward(y, xin, s->W_deploy, s->b, M, s->in, s->out);
+    if (s->W_deploy) linear_forward(y, xin, s->W_deploy, s->b, M, s->in, s->out);
     else if (s->method) s->method->forward(s->state, xin, y, M);
     else linear_forward(y, xin, s->W_frozen ? s->W_frozen : s->W, s->b, M, s->in, s->out);
 }

@@ -51,6 +51,8 @@ typedef struct {
     float *code_delta, *code_zero;
     int code_bits;
     qa_int8_linear *i8;           /* integer execution (deployed W8A8), or NULL */
+    int profile;                  /* 1: accumulate forward seconds (benchmarks) */
+    double fwd_seconds;
 } qa_linear;
 
 typedef struct {
@@ -95,6 +97,11 @@ typedef struct {
 } qa_dit;
 
 int dit_create(qa_dit *m, const qa_dit_config *cfg, int max_batch, qa_error *err);
+/* Benchmarks: time every linear layer's forward (and the parts of the integer kernels). on = 0
+ * stops; dit_profile_read sums the seconds so far: linear layers, and of the int8 layers the
+ * activation quantization, the u8 x s8 matmul and the zero-point correction. */
+void dit_profile(qa_dit *m, int on);
+void dit_profile_read(const qa_dit *m, double *linear_s, double *int8_quantize_s, double *int8_matmul_s, double *int8_correct_s);
 /* Bytes of activations and their gradients held for a step of max_batch, act-quant buffers included. */
 size_t dit_activation_bytes(const qa_dit *m);
 void dit_free(qa_dit *m);

@@ -81,3 +81,37 @@ Test(int8, w8a8_model_on_integer_kernels_equals_fake_quant_model) {
     dit_free(&m);
     qa_rng_free(r);
 }
+
+/* The activation codes of the integer path are those of the section-0 quantizer,
+ * clamp(nearbyint(x / dx) + zx, 0, 255), at the cases a rounding shortcut could get wrong: exact
+ * ties (x / dx = j + 1/2, both parities, both signs), values just off a tie, and values far
+ * outside the range (clamped). */
+Test(int8, activation_codes_at_ties_and_extremes) {
+    enum { IN = 64, OUT = 2, M = 16 };
+    float W[OUT * IN], dl[OUT] = {0.01f, 0.02f}, z[OUT] = {128, 100}, x[M * IN], y[M * OUT];
+    for (int o = 0; o < OUT; o++)
+        for (int k = 0; k < IN; k++) W[o * IN + k] = dl[o] * (float)((k * 7 + o) % 256 - z[o]);
+    const float dx = 0.125f, zx = 101;
+    for (int i = 0; i < M * IN; i++) {
+        int j = i % 600 - 300;
+        float v = ((float)j + 0.5f) * dx;                              /* an exact tie */
+        if (i % 5 == 1) v = nextafterf(v, 1e9f);                       /* just above it */
+        if (i % 5 == 2) v = nextafterf(v, -1e9f);                      /* just below it */
+        if (i % 97 == 3) v = (i % 2 ? 1e7f : -1e7f);                   /* far outside */
+        x[i] = v;
+    }
+    qa_actq aq = {8, 1, dx, zx};
+    qa_int8_linear L;
+    cr_assert_eq(int8_linear_init(&L, W, dl, z, IN, OUT, NULL), 0);
+    int8_linear_forward(&L, &aq, x, y, M);
+    int bad = 0;
+    for (int i = 0; i < M * IN; i++) {
+        float q = nearbyintf(x[i] / dx) + zx;
+        q = q < 0.f ? 0.f : (q > 255.f ? 255.f : q);
+        if (L.xq[i] != (uint8_t)q) {
+            if (bad++ < 5) cr_expect_fail("x %.9g: code %d, want %d", (double)x[i], L.xq[i], (int)q);
+        }
+    }
+    cr_expect_eq(bad, 0, "%d codes differ", bad);
+    int8_linear_free(&L);
+}
