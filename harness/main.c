@@ -26,6 +26,9 @@ static void usage(FILE *f) {
             "                            --dry-run: check the recipe and print the plan only\n"
             "  report DIR                tables of a results folder: markdown to stdout,\n"
             "                            DIR/report.{md,tex,csv}\n"
+            "  compare DIR A B           cell A against cell B, every metric, paired by seed\n"
+            "                            (A, B = method:bits[:deploy[:setting]], e.g.\n"
+            "                            intlora-mul:w8a8 qlora:w8a8:int)\n"
             "  plot DIR                  figures of a results folder (PNG + SVG, gnuplot)\n"
             "  bench-layer --method M --tokens T --in I --out O --rank R --bits N [--json]\n"
             "              [--merge] [--deployed] [--repeats K]\n"
@@ -104,6 +107,9 @@ int main(int argc, char **argv) {
         if (!rc)
             printf("\nwritten: %s/report.{md,tex,csv}, report_paper.md (the paper's layout), efficiency.{md,csv}, summary.h5\n",
                    argv[2]);
+    } else if (!strcmp(cmd, "compare")) {
+        if (argc != 5) { fprintf(stderr, "usage: qadapt compare DIR METHOD:BITS[:DEPLOY[:SETTING]] METHOD:BITS[:DEPLOY[:SETTING]]\n"); return 2; }
+        rc = report_compare(argv[2], argv[3], argv[4], stdout, &err);
     } else if (!strcmp(cmd, "plot")) {
         if (argc != 3) { fprintf(stderr, "usage: qadapt plot DIR\n"); return 2; }
         rc = plot_results(argv[2], &err);

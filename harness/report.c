@@ -338,3 +338,81 @@ int report_write(const char *dir, FILE *out, qa_error *err) {
     runs_free(runs, nr);
     return rc;
 }
+
+/* ---- qadapt compare: one cell against another, every metric, paired by seed ---- */
+
+/* "method:bits[:deploy[:setting]]"; deploy defaults to int for quantized bits, fp otherwise */
+static const cell *find_spec(const cell *cells, int nc, const char *spec, const char *dir, qa_error *err) {
+    char buf[160], *part[4] = {NULL, NULL, NULL, NULL};
+    snprintf(buf, sizeof buf, "%s", spec);
+    int np = 0;
+    for (char *q = buf; q && np < 4;) {
+        part[np++] = q;
+        q = strchr(q, ':');
+        if (q) *q++ = 0;
+    }
+    if (np < 2) {
+        qa_fail(err, QA_ERR_INPUT, "compare: '%s': expected method:bits[:deploy[:setting]], e.g. intlora-mul:w4a8 or lora:w8a8:int", spec);
+        return NULL;
+    }
+    const char *variant = part[2] && part[2][0] ? part[2] : (strcmp(part[1], "fp") ? "int" : "fp");
+    const char *axes = part[3] ? part[3] : "";
+    for (int i = 0; i < nc; i++)
+        if (!strcmp(cells[i].method, part[0]) && !strcmp(cells[i].bits, part[1]) && !strcmp(cells[i].variant, variant) &&
+            !strcmp(cells[i].axes, axes) && cells[i].n > 0)
+            return &cells[i];
+    qa_fail(err, QA_ERR_INPUT, "compare: no evaluated cell %s (method %s, bits %s, deploy %s%s%s) in %s", spec, part[0], part[1], variant,
+            axes[0] ? ", setting " : "", axes, dir);
+    return NULL;
+}
+
+int report_compare(const char *dir, const char *spec_a, const char *spec_b, FILE *out, qa_error *err) {
+    qa_run_record *runs;
+    int nr;
+    int rc = runs_load(dir, &runs, &nr, err);
+    if (rc) return rc;
+    cell *cells;
+    int nc;
+    cells_build(runs, nr, &cells, &nc);
+    const cell *a = find_spec(cells, nc, spec_a, dir, err), *b = a ? find_spec(cells, nc, spec_b, dir, err) : NULL;
+    if (!a || !b) { qa_free(cells); runs_free(runs, nr); return QA_ERR_INPUT; }
+    char la[48], lb[48];
+    fprintf(out, "A = %s %s %s%s%s (n = %d), B = %s %s %s%s%s (n = %d), %s\n\n", a->method, a->bits, cells_deploy_label(a, la, sizeof la),
+            a->axes[0] ? " " : "", a->axes, a->n, b->method, b->bits, cells_deploy_label(b, lb, sizeof lb), b->axes[0] ? " " : "", b->axes,
+            b->n, dir);
+    fprintf(out, "| metric | A | B | A - B | test | p | n |\n|---|---|---|---|---|---|---|\n");
+    for (int m = 0; m < N_MET; m++) {
+        if (a->nm[m] == 0 || b->nm[m] == 0) continue;
+        char ta[64], tb[64], td[64];
+        int digits = m == MET_LOSS ? 5 : (m == MET_FID ? 2 : 4);
+        fmt_cell(ta, sizeof ta, &a->sum[m], digits);
+        fmt_cell(tb, sizeof tb, &b->sum[m], digits);
+        /* paired when every seed of A has one in B (and values exist per seed) */
+        double x[MAX_SEEDS], y[MAX_SEEDS], d[MAX_SEEDS];
+        int k = 0, aligned = a->nm[m] == a->n && b->nm[m] == b->n;
+        for (int i = 0; aligned && i < a->n; i++)
+            for (int j = 0; j < b->n; j++)
+                if (a->seeds[i] == b->seeds[j]) { x[k] = a->vals[m][i]; y[k] = b->vals[m][j]; d[k] = x[k] - y[k]; k++; }
+        double p;
+        const char *test;
+        int n;
+        if (aligned && k == a->n && k >= 2) {
+            qa_summary ds = stats_summarize(d, k);
+            snprintf(td, sizeof td, "%+.*f ± %.*f", digits, ds.mean, digits, ds.ci95);
+            p = stats_paired_p(x, y, k, NULL);
+            test = "paired t";
+            n = k;
+        } else {
+            snprintf(td, sizeof td, "%+.*f", digits, a->sum[m].mean - b->sum[m].mean);
+            p = stats_welch_p(a->vals[m], a->nm[m], b->vals[m], b->nm[m], NULL, NULL);
+            test = "Welch t";
+            n = a->nm[m] + b->nm[m];
+        }
+        fprintf(out, "| %s %s | %s | %s | %s | %s | %.3g | %d |\n", qa_met_titles[m], qa_met_lower_better[m] ? "↓" : "↑", ta, tb, td, test, p, n);
+    }
+    fprintf(out, "\nMeans ± 95%% CI over seeds; A - B paired by seed (mean ± 95%% CI of the per-seed differences) "
+                 "when every seed of A has a run in B, Welch's t on the cell values otherwise.\n");
+    qa_free(cells);
+    runs_free(runs, nr);
+    return QA_OK;
+}

@@ -298,3 +298,31 @@ Test(report, ablation_axes_method_stats_and_efficiency) {
     free(text);
     rm_rf_dir(dir);
 }
+
+/* compare: qalora w4a8 (INT) against lora fp, paired by seeds 0-2: the loss differences are
+ * 0.03, 0.04, 0.03 (mean 0.03333, as the report's Δ); qlora (seeds 5, 6) against lora is Welch;
+ * a cell that is not there is bad input naming it. */
+Test(report, compare_pairs_by_seed_or_falls_back_to_welch, .init = build_folder, .fini = drop_folder) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    qa_error err = {0, ""};
+    cr_assert_eq(report_compare(dir, "qalora:w4a8", "lora:fp", mem, &err), 0, "%s", err.msg);
+    cr_assert_eq(report_compare(dir, "qlora:w4a16:nf4", "lora:fp:fp", mem, &err), 0, "%s", err.msg);
+    fclose(mem);
+    double d[3] = {0.03, 0.04, 0.03};
+    ref_sum s = ref_summary(d, 3);
+    char want[160];
+    snprintf(want, sizeof want, "| held-out loss ↓ | 0.14333 ± %.5f | 0.11000 ± 0.02484 | %+.5f ± %.5f | paired t |", ref_summary((double[]){0.13, 0.16, 0.14}, 3).ci,
+             s.mean, s.ci);
+    cr_expect(strstr(buf, want) != NULL, "want %s in:\n%s", want, buf);
+    cr_expect(strstr(buf, "| Welch t |") != NULL, "qlora (other seeds) is compared by Welch:\n%s", buf);
+    free(buf);
+    mem = open_memstream(&buf, &len);
+    cr_expect_eq(report_compare(dir, "intlora-mul:w4a8", "lora:fp", mem, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "intlora-mul:w4a8") != NULL, "%s", err.msg);
+    cr_expect_eq(report_compare(dir, "lora", "lora:fp", mem, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "method:bits") != NULL, "%s", err.msg);
+    fclose(mem);
+    free(buf);
+}
