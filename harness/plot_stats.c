@@ -104,6 +104,13 @@ static int folder_metrics(const qa_cell *cells, int nc, int *mets) {
     return n;
 }
 
+/* gnuplot y range: bounded scores (shares, probabilities, cosines) on [0, 1.05]; a CI whisker
+ * beyond is clipped by the frame, its value stays in the .dat */
+static const char *y_range(int met, int bars) {
+    if (met == MET_SUBJECT || met == MET_PROMPT || met == MET_PRIOR || met == MET_STYLE) return "set yrange [0:1.05]\n";
+    return bars ? "set yrange [0:*]\n" : "";
+}
+
 /* Grouped bars: one group per bit setting, one bar per series, 95% CI error bars. */
 static int plot_bars(const char *pdir, const qa_cell *cells, int nc, int met, qa_error *err) {
     series ser[MAX_SERIES];
@@ -131,10 +138,10 @@ static int plot_bars(const char *pdir, const qa_cell *cells, int nc, int met, qa
     char body[16384];
     int off = snprintf(body, sizeof body,
                        "set style data histogram\nset style histogram errorbars gap 2 lw 1\nset style fill solid 0.8 border -1\n"
-                       "set datafile missing '?'\nset yrange [0:*]\nset grid ytics\nset key outside right top\n"
+                       "set datafile missing '?'\n%sset grid ytics\nset key outside right top\n"
                        "set xlabel 'weight / activation bits'\nset ylabel '%s'\n"
                        "set title '%s: mean and 95%% CI over seeds'\nplot ",
-                       qa_met_axis[met], qa_met_titles[met]);
+                       y_range(met, 1), qa_met_axis[met], qa_met_titles[met]);
     for (int k = 0; k < ns && off < (int)sizeof body - 300; k++)
         off += snprintf(body + off, sizeof body - (size_t)off, "%s'%s' using %d:%d%s title '%s'", k ? ", " : "", dat, 2 + 2 * k,
                         3 + 2 * k, k ? "" : ":xtic(1)", ser[k].label);
@@ -154,9 +161,9 @@ static int plot_bit_sweep(const char *pdir, const qa_cell *cells, int nc, int me
     char body[16384];
     int off = snprintf(body, sizeof body,
                        "set xlabel 'weight bits (fp shown at 16)'\nset ylabel '%s'\nset key outside right top\nset grid\n"
-                       "set xtics (2, 3, 4, 5, 6, 7, 8, 'fp' 16)\nset xrange [1.5:16.5]\n"
+                       "set xtics (2, 3, 4, 5, 6, 7, 8, 'fp' 16)\nset xrange [1.5:16.5]\n%s"
                        "set title 'Bit sweep: mean and 95%% CI over seeds'\nplot ",
-                       qa_met_axis[met]);
+                       qa_met_axis[met], y_range(met, 0));
     int blocks = 0;
     for (int k = 0; k < ns; k++) {
         const qa_cell *c0 = &cells[ser[k].cells[0]];
@@ -170,25 +177,27 @@ static int plot_bit_sweep(const char *pdir, const qa_cell *cells, int nc, int me
             if (cj->w_bits == 0) fp = cj;
             else quantized_siblings++;
         }
-        if (c0->w_bits == 0 && quantized_siblings) { fprintf(f, "# %s: drawn with its quantized curves\n\n\n", ser[k].label); continue; }
-        fprintf(f, "# %s: bits mean ci95 n\n", ser[k].label);
-        int pts = 0;
+        if (c0->w_bits == 0 && quantized_siblings) continue; /* drawn with its quantized curves */
+        /* the points first: a block is written (and indexed) only when it has some */
+        double px[20], py[20], pc[20];
+        int pn[20], pts = 0;
         if (c0->w_bits && fp && fp->sum[met].n) {
-            fprintf(f, "16 %.8g %.8g %d\n", fp->sum[met].mean, fp->sum[met].ci95, fp->sum[met].n);
-            pts++;
+            px[pts] = 16; py[pts] = fp->sum[met].mean; pc[pts] = fp->sum[met].ci95; pn[pts++] = fp->sum[met].n;
         }
-        for (int w = 2; w <= 16; w++)
-            for (int j = 0; j < ser[k].n; j++) {
+        for (int w = 2; w <= 16 && pts < 20; w++)
+            for (int j = 0; j < ser[k].n && pts < 20; j++) {
                 const qa_cell *c = &cells[ser[k].cells[j]];
                 if ((c->w_bits ? c->w_bits : 16) != w || c->sum[met].n == 0) continue;
-                fprintf(f, "%d %.8g %.8g %d\n", w, c->sum[met].mean, c->sum[met].ci95, c->sum[met].n);
-                pts++;
+                px[pts] = w; py[pts] = c->sum[met].mean; pc[pts] = c->sum[met].ci95; pn[pts++] = c->sum[met].n;
             }
+        if (pts == 0) continue;
+        fprintf(f, "# %s: bits mean ci95 n\n", ser[k].label);
+        for (int q = 0; q < pts; q++) fprintf(f, "%g %.8g %.8g %d\n", px[q], py[q], pc[q], pn[q]);
         fprintf(f, "\n\n");
-        if (pts && off < (int)sizeof body - 300)
-            off += snprintf(body + off, sizeof body - (size_t)off, "%s'%s' index %d with yerrorlines lw 1.5 title '%s'",
-                            blocks ? ", " : "", dat, k, ser[k].label);
-        blocks += pts > 0;
+        if (off < (int)sizeof body - 300)
+            off += snprintf(body + off, sizeof body - (size_t)off, "%s'%s' index %d using 1:2:3 with yerrorlines lw 1.5 title '%s'",
+                            blocks ? ", " : "", dat, blocks, ser[k].label);
+        blocks++;
     }
     fclose(f);
     if (blocks == 0) return QA_OK;
