@@ -37,6 +37,7 @@ int qa_matmul_u8s8(int M, int N, int K, const uint8_t *A, const int8_t *B, const
 void qa_backend_kernels(char *buf, size_t len);
 const char *qa_backend_version(void);
 int qa_backend_ref_kernels(void); /* how many primitives fell back to a slow reference kernel */
+int qa_backend_cached(void);      /* primitives in the cache now (it starts over when full) */
 void qa_backend_shutdown(void);
 
 #endif

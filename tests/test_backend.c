@@ -243,3 +243,36 @@ Test(backend, kernel_names_and_version_reported) {
     cr_assert_float_eq(C[0], 1.0, 1e-6);
     cr_assert_float_eq(C[3], 4.0, 1e-6);
 }
+
+/* The u8 x s8 primitive is identified by the values of its scales, not their address: a new
+ * buffer with the same scales (every run of a sweep allocates its own) reuses the primitive;
+ * and a cache filled by many shapes starts over instead of failing. */
+Test(backend, u8s8_cache_keys_on_scale_values_and_survives_many_shapes) {
+    enum { M = 4, N = 3, K = 8 };
+    uint8_t A[M * K];
+    int8_t Bw[N * K];
+    for (int i = 0; i < M * K; i++) A[i] = (uint8_t)(i * 7 % 256);
+    for (int i = 0; i < N * K; i++) Bw[i] = (int8_t)(i * 5 % 200 - 100);
+    float *s1 = malloc(sizeof(float) * N), *s2 = malloc(sizeof(float) * N), C1[M * N], C2[M * N];
+    for (int j = 0; j < N; j++) s1[j] = s2[j] = 1.0f;
+    cr_assert_eq(qa_matmul_u8s8(M, N, K, A, Bw, s1, C1), 0);
+    int before = qa_backend_cached();
+    cr_assert_eq(qa_matmul_u8s8(M, N, K, A, Bw, s2, C2), 0);
+    cr_expect_eq(qa_backend_cached(), before, "same scale values at another address made a new primitive");
+    cr_expect(memcmp(C1, C2, sizeof C1) == 0);
+    /* more distinct shapes (M = 1 .. 600) than the cache holds (512) */
+    enum { R = 600 };
+    float *a = malloc(sizeof(float) * R * 4), b[4 * 4], *c = malloc(sizeof(float) * R * 4);
+    for (int i = 0; i < R * 4; i++) a[i] = 0.01f * (float)(i % 97);
+    for (int i = 0; i < 16; i++) b[i] = 1.0f;
+    for (int rows = 1; rows <= R; rows++) qa_matmul(rows, 4, 4, a, 0, b, 0, c, 0, NULL);
+    cr_expect(qa_backend_cached() < R, "the cache started over");
+    for (int r = 0; r < R; r += 37) {
+        float want = a[r * 4] + a[r * 4 + 1] + a[r * 4 + 2] + a[r * 4 + 3];
+        cr_expect_float_eq(c[r * 4], want, 1e-5f, "row %d", r);
+    }
+    free(a);
+    free(c);
+    free(s1);
+    free(s2);
+}
