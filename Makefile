@@ -23,7 +23,7 @@ build: deps $(BUILD)/build.ninja
 
 quickstart: build
 	$(QADAPT) run experiments/quickstart.recipe --out $(QUICK_OUT)
-	$(QADAPT) report $(QUICK_OUT)
+	$(QADAPT) report $(QUICK_OUT) --baseline lora:w8a8
 	$(QADAPT) plot $(QUICK_OUT)
 	@echo "figures: $(QUICK_OUT)/plots/"
 

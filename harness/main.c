@@ -24,8 +24,9 @@ static void usage(FILE *f) {
             "                            run a recipe (pretrain | evaluator | adapt); an adapt\n"
             "                            sweep resumes in DIR, skipping finished runs;\n"
             "                            --dry-run: check the recipe and print the plan only\n"
-            "  report DIR                tables of a results folder: markdown to stdout,\n"
-            "                            DIR/report.{md,tex,csv}\n"
+            "  report DIR [--baseline C] tables of a results folder: markdown to stdout,\n"
+            "                            DIR/report.{md,tex,csv}; Δ loss against cell C\n"
+            "                            (method:bits[:deploy]; default: the first FP cell)\n"
             "  compare DIR A B           cell A against cell B, every metric, paired by seed\n"
             "                            (A, B = method:bits[:deploy[:setting]], e.g.\n"
             "                            intlora-mul:w8a8 qlora:w8a8:int)\n"
@@ -102,8 +103,9 @@ int main(int argc, char **argv) {
             recipe_free(r);
         }
     } else if (!strcmp(cmd, "report")) {
-        if (argc != 3) { fprintf(stderr, "usage: qadapt report DIR\n"); return 2; }
-        rc = report_write(argv[2], stdout, &err);
+        int with_base = argc == 5 && !strcmp(argv[3], "--baseline");
+        if (argc != 3 && !with_base) { fprintf(stderr, "usage: qadapt report DIR [--baseline METHOD:BITS[:DEPLOY[:SETTING]]]\n"); return 2; }
+        rc = report_write_baseline(argv[2], with_base ? argv[4] : NULL, stdout, &err);
         if (!rc)
             printf("\nwritten: %s/report.{md,tex,csv}, report_paper.md (the paper's layout), efficiency.{md,csv}, summary.h5\n",
                    argv[2]);

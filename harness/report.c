@@ -144,7 +144,11 @@ static void write_efficiency(FILE *f, const cell *cells, int nc, FILE *csv) {
     }
 }
 
-int report_write(const char *dir, FILE *out, qa_error *err) {
+static const cell *find_spec(const cell *cells, int nc, const char *spec, const char *dir, qa_error *err);
+
+int report_write(const char *dir, FILE *out, qa_error *err) { return report_write_baseline(dir, NULL, out, err); }
+
+int report_write_baseline(const char *dir, const char *baseline, FILE *out, qa_error *err) {
     qa_run_record *runs;
     int nr;
     int rc = runs_load(dir, &runs, &nr, err);
@@ -158,9 +162,15 @@ int report_write(const char *dir, FILE *out, qa_error *err) {
     for (int i = 0; i < nc; i++) with_axes |= cells[i].axes[0] != 0;
     delta *dl = qa_alloc(sizeof(delta) * (size_t)(nc + 1));
     memset(dl, 0, sizeof(delta) * (size_t)(nc + 1));
-    /* baseline: the first cell (sorted by id order of runs) at full precision, else the first */
+    /* baseline: the named cell; by default the first cell (runs sorted by id) at full
+     * precision, else the first */
     int base = 0;
     for (int i = 0; i < nc; i++) if (cells[i].w_bits == 0 && cells[i].n > 0) { base = i; break; }
+    if (baseline) {
+        const cell *b = find_spec(cells, nc, baseline, dir, err);
+        if (!b) { qa_free(cells); qa_free(dl); runs_free(runs, nr); return QA_ERR_INPUT; }
+        base = (int)(b - cells);
+    }
     for (int i = 0; i < nc; i++) {
         cell *c = &cells[i], *b = &cells[base];
         if (i == base || c->n == 0 || b->n == 0) continue;
@@ -216,11 +226,14 @@ int report_write(const char *dir, FILE *out, qa_error *err) {
         return qa_fail(err, QA_ERR_RUN, "%s: cannot write report files", dir);
     }
     FILE *outs[2] = {md, out};
+    char base_name[96];
+    if (cells[base].w_bits) snprintf(base_name, sizeof base_name, "%s %s", cells[base].bits, deploy_label(&cells[base]));
+    else snprintf(base_name, sizeof base_name, "%s", cells[base].bits);
     char hdr[640];
     snprintf(hdr, sizeof hdr,
              "| method | deploy | bits | rank | n | %s ↓ | Δ loss vs %s %s (p) | %s ↑ | %s ↑ | bits/weight | %s ↑ | %s ↑ |\n"
              "|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-             met_titles[0], cells[base].method, cells[base].bits, met_titles[1], met_titles[2], met_titles[3], met_titles[4]);
+             met_titles[0], cells[base].method, base_name, met_titles[1], met_titles[2], met_titles[3], met_titles[4]);
     if (style_tasks) { /* two more columns: style score and FID */
         char *nl = strstr(hdr, "|\n");
         snprintf(nl, sizeof hdr - (size_t)(nl - hdr), "| %s ↑ | %s ↓ |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
@@ -352,7 +365,7 @@ static const cell *find_spec(const cell *cells, int nc, const char *spec, const 
         if (q) *q++ = 0;
     }
     if (np < 2) {
-        qa_fail(err, QA_ERR_INPUT, "compare: '%s': expected method:bits[:deploy[:setting]], e.g. intlora-mul:w4a8 or lora:w8a8:int", spec);
+        qa_fail(err, QA_ERR_INPUT, "cell '%s': expected method:bits[:deploy[:setting]], e.g. intlora-mul:w4a8 or lora:w8a8:int", spec);
         return NULL;
     }
     const char *variant = part[2] && part[2][0] ? part[2] : (strcmp(part[1], "fp") ? "int" : "fp");
@@ -361,7 +374,7 @@ static const cell *find_spec(const cell *cells, int nc, const char *spec, const 
         if (!strcmp(cells[i].method, part[0]) && !strcmp(cells[i].bits, part[1]) && !strcmp(cells[i].variant, variant) &&
             !strcmp(cells[i].axes, axes) && cells[i].n > 0)
             return &cells[i];
-    qa_fail(err, QA_ERR_INPUT, "compare: no evaluated cell %s (method %s, bits %s, deploy %s%s%s) in %s", spec, part[0], part[1], variant,
+    qa_fail(err, QA_ERR_INPUT, "cell %s: no evaluated runs of method %s, bits %s, deploy %s%s%s in %s", spec, part[0], part[1], variant,
             axes[0] ? ", setting " : "", axes, dir);
     return NULL;
 }

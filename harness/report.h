@@ -11,6 +11,9 @@
 #include "harness/util.h"
 
 int report_write(const char *dir, FILE *out, qa_error *err);
+/* Same, with the Δ-loss column against a named cell ("method:bits[:deploy[:setting]]", as
+ * report_compare's); NULL: the default (the first FP cell, else the first cell). */
+int report_write_baseline(const char *dir, const char *baseline, FILE *out, qa_error *err);
 
 /* Cell A against cell B of a results folder (`qadapt compare`): each metric's mean ± CI for both
  * and A - B, paired by seed when every seed of A has a run in B (Welch otherwise), with p.

@@ -326,3 +326,19 @@ Test(report, compare_pairs_by_seed_or_falls_back_to_welch, .init = build_folder,
     fclose(mem);
     free(buf);
 }
+
+/* A named baseline: the Δ column is against it (lora fp vs qalora w4a8: -0.03333, paired), the
+ * header names it, and an unknown cell is bad input. */
+Test(report, named_baseline, .init = build_folder, .fini = drop_folder) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    qa_error err = {0, ""};
+    cr_assert_eq(report_write_baseline(dir, "qalora:w4a8", mem, &err), 0, "%s", err.msg);
+    fclose(mem);
+    cr_expect(strstr(buf, "Δ loss vs qalora w4a8 INT (p)") != NULL, "%s", buf);
+    cr_expect(strstr(buf, "| (baseline) |") != NULL && strstr(buf, "| -0.03333 ± ") != NULL, "%s", buf);
+    free(buf);
+    cr_expect_eq(report_write_baseline(dir, "qalora:w2a8", NULL, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "qalora:w2a8") != NULL, "%s", err.msg);
+}
