@@ -181,15 +181,15 @@ static int plot_bit_sweep(const char *pdir, const qa_cell *cells, int nc, int me
         /* the points first: a block is written (and indexed) only when it has some */
         double px[20], py[20], pc[20];
         int pn[20], pts = 0;
-        if (c0->w_bits && fp && fp->sum[met].n) {
-            px[pts] = 16; py[pts] = fp->sum[met].mean; pc[pts] = fp->sum[met].ci95; pn[pts++] = fp->sum[met].n;
-        }
-        for (int w = 2; w <= 16 && pts < 20; w++)
-            for (int j = 0; j < ser[k].n && pts < 20; j++) {
+        for (int w = 2; w <= 16 && pts < 19; w++) /* by increasing bits, the FP point (16) last */
+            for (int j = 0; j < ser[k].n && pts < 19; j++) {
                 const qa_cell *c = &cells[ser[k].cells[j]];
                 if ((c->w_bits ? c->w_bits : 16) != w || c->sum[met].n == 0) continue;
                 px[pts] = w; py[pts] = c->sum[met].mean; pc[pts] = c->sum[met].ci95; pn[pts++] = c->sum[met].n;
             }
+        if (c0->w_bits && fp && fp->sum[met].n) {
+            px[pts] = 16; py[pts] = fp->sum[met].mean; pc[pts] = fp->sum[met].ci95; pn[pts++] = fp->sum[met].n;
+        }
         if (pts == 0) continue;
         fprintf(f, "# %s: bits mean ci95 n\n", ser[k].label);
         for (int q = 0; q < pts; q++) fprintf(f, "%g %.8g %.8g %d\n", px[q], py[q], pc[q], pn[q]);
