@@ -229,6 +229,10 @@ int report_write_baseline(const char *dir, const char *baseline, FILE *out, qa_e
     char base_name[96];
     if (cells[base].w_bits) snprintf(base_name, sizeof base_name, "%s %s", cells[base].bits, deploy_label(&cells[base]));
     else snprintf(base_name, sizeof base_name, "%s", cells[base].bits);
+    if (cells[base].axes[0]) {
+        size_t l = strlen(base_name);
+        snprintf(base_name + l, sizeof base_name - l, " %s", cells[base].axes);
+    }
     char hdr[640];
     snprintf(hdr, sizeof hdr,
              "| method | deploy | bits | rank | n | %s ↓ | Δ loss vs %s %s (p) | %s ↑ | %s ↑ | bits/weight | %s ↑ | %s ↑ |\n"
@@ -241,8 +245,9 @@ int report_write_baseline(const char *dir, const char *baseline, FILE *out, qa_e
     }
     if (with_axes) { /* one more column: the ablation's setting (the grid axes in the run names) */
         char h2[640], *r = strstr(hdr, "| rank | n |"), *sep = strstr(hdr, "|\n|---");
-        int k = snprintf(h2, sizeof h2, "%.*s| rank | setting | n |%.*s|---", (int)(r - hdr), hdr, (int)(sep - r - 12), r + 12);
-        snprintf(h2 + k, sizeof h2 - (size_t)k, "%s", sep + 1);
+        /* header up to rank, the new column, the rest of the header row with its newline, then
+         * one more column in the separator row */
+        snprintf(h2, sizeof h2, "%.*s| rank | setting | n |%.*s|---%s", (int)(r - hdr), hdr, (int)(sep + 2 - (r + 12)), r + 12, sep + 2);
         memcpy(hdr, h2, sizeof hdr);
     }
     for (int o = 0; o < 2; o++) if (outs[o]) fputs(hdr, outs[o]);
@@ -356,23 +361,31 @@ int report_write_baseline(const char *dir, const char *baseline, FILE *out, qa_e
 
 /* "method:bits[:deploy[:setting]]"; deploy defaults to int for quantized bits, fp otherwise */
 static const cell *find_spec(const cell *cells, int nc, const char *spec, const char *dir, qa_error *err) {
-    char buf[160], *part[4] = {NULL, NULL, NULL, NULL};
+    char buf[160], *part[5] = {NULL, NULL, NULL, NULL, NULL};
     snprintf(buf, sizeof buf, "%s", spec);
     int np = 0;
-    for (char *q = buf; q && np < 4;) {
+    for (char *q = buf; q && np < 5;) {
         part[np++] = q;
         q = strchr(q, ':');
         if (q) *q++ = 0;
     }
     if (np < 2) {
-        qa_fail(err, QA_ERR_INPUT, "cell '%s': expected method:bits[:deploy[:setting]], e.g. intlora-mul:w4a8 or lora:w8a8:int", spec);
+        qa_fail(err, QA_ERR_INPUT, "cell '%s': expected method:bits[:deploy[:setting]][:rN], e.g. intlora-mul:w4a8, lora:w8a8:int or lora:w4a8:int:r8", spec);
         return NULL;
     }
+    /* a part "r<N>" after the bits selects the rank (any rank when absent) */
+    int rank = 0;
+    for (int k = np - 1; k >= 2; k--)
+        if (part[k][0] == 'r' && part[k][1] >= '0' && part[k][1] <= '9') {
+            rank = atoi(part[k] + 1);
+            for (int j = k; j < np - 1; j++) part[j] = part[j + 1];
+            part[--np] = NULL;
+        }
     const char *variant = part[2] && part[2][0] ? part[2] : (strcmp(part[1], "fp") ? "int" : "fp");
     const char *axes = part[3] ? part[3] : "";
     for (int i = 0; i < nc; i++)
         if (!strcmp(cells[i].method, part[0]) && !strcmp(cells[i].bits, part[1]) && !strcmp(cells[i].variant, variant) &&
-            !strcmp(cells[i].axes, axes) && cells[i].n > 0)
+            !strcmp(cells[i].axes, axes) && (rank == 0 || cells[i].rank == rank) && cells[i].n > 0)
             return &cells[i];
     qa_fail(err, QA_ERR_INPUT, "cell %s: no evaluated runs of method %s, bits %s, deploy %s%s%s in %s", spec, part[0], part[1], variant,
             axes[0] ? ", setting " : "", axes, dir);

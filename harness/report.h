@@ -18,7 +18,8 @@ int report_write_baseline(const char *dir, const char *baseline, FILE *out, qa_e
 /* Cell A against cell B of a results folder (`qadapt compare`): each metric's mean ± CI for both
  * and A - B, paired by seed when every seed of A has a run in B (Welch otherwise), with p.
  * A cell is "method:bits[:deploy[:setting]]": deploy fp | int | nf4 (default int for quantized
- * bits, fp for bits fp), setting = an ablation's grid axes as in the run names (e.g. a1.5). */
+ * bits, fp for bits fp), setting = an ablation's grid axes as in the run names (e.g. a1.5); a
+ * part rN anywhere after the bits picks rank N (else the first cell of any rank). */
 int report_compare(const char *dir, const char *a, const char *b, FILE *out, qa_error *err);
 
 #endif

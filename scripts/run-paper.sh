@@ -13,7 +13,17 @@ for name in $RECIPES; do
     [ -f "$recipe" ] || { echo "run-paper: no recipe $recipe" >&2; exit 2; }
     start=$(date +%s)
     "$QADAPT" run "$recipe" --out "results/$name"
-    "$QADAPT" report "results/$name" > /dev/null
+    # the cell each report's loss differences are taken against (default: the first FP cell)
+    case $name in
+        quickstart) base=lora:w8a8 ;;
+        ablate_alpha) base=intlora-mul:w4a8:int:a1.5 ;;
+        ablate_rdist) base=intlora-mul:w4a8:int:laplace ;;
+        ablate_vmc) base=intlora-mul:w4a8:int:absmax ;;
+        ablate_rank_bits) base=lora:w8a8:int:r4 ;;
+        recovery) base=qlora:w8a8:int ;;
+        *) base= ;;
+    esac
+    "$QADAPT" report "results/$name" ${base:+--baseline "$base"} > /dev/null
     "$QADAPT" plot "results/$name"
     echo "run-paper: $name done in $(( $(date +%s) - start )) s"
 done

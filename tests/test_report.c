@@ -282,6 +282,12 @@ Test(report, ablation_axes_method_stats_and_efficiency) {
         }
     char *md = run_report();
     cr_expect(strstr(md, "| rank | setting | n |") != NULL, "a setting column:\n%s", md);
+    /* the separator row has as many columns as the header */
+    const char *nl = strchr(md, '\n');
+    int bars_h = 0, bars_s = 0;
+    for (const char *q = md; q < nl; q++) bars_h += *q == '|';
+    for (const char *q = nl + 1; *q && *q != '\n'; q++) bars_s += *q == '|';
+    cr_expect_eq(bars_h, bars_s, "header %d bars, separator %d:\n%s", bars_h, bars_s, md);
     cr_expect(strstr(md, "| intlora-mul | INT | w4a8 | 4 | a1.5 | 2 |") != NULL, "a1.5 row:\n%s", md);
     cr_expect(strstr(md, "| intlora-mul | INT | w4a8 | 4 | a2 | 2 |") != NULL, "a2 row:\n%s", md);
     /* a2: shares 0.20, 0.26 -> mean 0.23, sd 0.0424264, CI = 12.706205 * 0.0424264 / sqrt(2) = 0.38119 */
