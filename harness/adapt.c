@@ -748,6 +748,42 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const adapt_task *t, co
     return rc;
 }
 
+/* A recipe's text without comments, blank lines and spaces: what decides the runs. */
+static char *recipe_substance(const char *text) {
+    size_t n = strlen(text);
+    char *out = qa_alloc(n + 1), *o = out;
+    int in_comment = 0;
+    for (const char *q = text; *q; q++) {
+        if (*q == '#') in_comment = 1;
+        if (*q == '\n') { in_comment = 0; if (o > out && o[-1] != '\n') *o++ = '\n'; continue; }
+        if (in_comment || *q == ' ' || *q == '\t' || *q == '\r') continue;
+        *o++ = *q;
+    }
+    *o = 0;
+    return out;
+}
+
+/* A finished run is reused only if the same recipe produced it (comments aside): a folder of
+ * an edited recipe would otherwise mix old and new runs in one table. */
+static int check_same_recipe(const qa_recipe *r, const char *path, qa_error *err) {
+    qa_h5 *f;
+    int rc = h5_open(path, 0, &f, err);
+    if (rc) return rc;
+    size_t cap = strlen(recipe_text(r)) * 2 + 4096;
+    char *old = qa_alloc(cap);
+    qa_error e2;
+    if (h5_attr_get_str(f, "/", "recipe", old, cap, &e2) != 0) old[0] = 0;
+    h5_close(f, &e2);
+    char *a = recipe_substance(old), *b = recipe_substance(recipe_text(r));
+    if (strcmp(a, b) != 0)
+        rc = qa_fail(err, QA_ERR_INPUT,
+                     "%s was made by a different recipe than %s (settings differ, not just comments): "
+                     "write to another --out folder, or remove the old runs to redo them",
+                     path, recipe_path(r));
+    qa_free(a); qa_free(b); qa_free(old);
+    return rc;
+}
+
 int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err) {
     qa_run_spec *runs;
     int n = adapt_plan(r, &runs, err);
@@ -758,7 +794,8 @@ int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err) {
     for (int i = 0; i < n; i++) {
         char p[4096];
         snprintf(p, sizeof p, "%s/%s.h5", out_dir, runs[i].id);
-        pending += !qa_file_exists(p);
+        if (!qa_file_exists(p)) pending++;
+        else if ((rc = check_same_recipe(r, p, err)) != 0) { free(runs); return rc; }
     }
     fprintf(stderr, "%s: %d runs, %d finished already, %d to do -> %s\n", recipe_path(r), n, n - pending, pending, out_dir);
     if (pending == 0) { free(runs); return QA_OK; }

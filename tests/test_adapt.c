@@ -373,3 +373,39 @@ Test(adapt, a_sweep_killed_mid_run_resumes_to_the_same_tables, .timeout = 240) {
     free(a); free(b); free(c); free(d);
     recipe_free(r);
 }
+
+/* A folder holds the runs of one recipe: running an edited recipe (other settings) on it is bad
+ * input naming the old run's file, before anything is trained; an edit of comments alone is not. */
+Test(adapt, a_folder_of_another_recipe_is_refused) {
+    char out[400];
+    snprintf(out, sizeof out, "%s/samerecipe", dir);
+    qa_error err = {0, ""};
+    qa_recipe *r = tiny_recipe("");
+    qa_recipe *one;
+    char text[4096];
+    snprintf(text, sizeof text, "%s", recipe_text(r));
+    /* one run only (fp, seed 0) to keep it short */
+    char *b = strstr(text, "bits = [fp, w8a8]");
+    cr_assert_not_null(b);
+    memcpy(b, "bits = fp        ", strlen("bits = [fp, w8a8]"));
+    char *sd = strstr(text, "seed = [0, 1]");
+    memcpy(sd, "seed = 0     ", strlen("seed = [0, 1]"));
+    cr_assert_eq(recipe_parse("one.recipe", text, &one, &err), 0, "%s", err.msg);
+    cr_assert_eq(adapt_sweep(one, out, &err), 0, "%s", err.msg);
+    /* comments and spacing only: the finished run is reused */
+    char commented[4200];
+    snprintf(commented, sizeof commented, "# the same recipe, annotated\n%s", text);
+    char *st = strstr(commented, "steps = 4");
+    memcpy(st, "steps=4  ", strlen("steps = 4"));
+    qa_recipe *same;
+    cr_assert_eq(recipe_parse("one.recipe", commented, &same, &err), 0, "%s", err.msg);
+    cr_expect_eq(adapt_sweep(same, out, &err), 0, "a comment is not a different recipe: %s", err.msg);
+    /* another number of steps: refused, naming the file */
+    st = strstr(text, "steps = 4");
+    memcpy(st, "steps = 5", strlen("steps = 4"));
+    qa_recipe *other;
+    cr_assert_eq(recipe_parse("one.recipe", text, &other, &err), 0, "%s", err.msg);
+    cr_expect_eq(adapt_sweep(other, out, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "lora-fp-r2-s0.h5") != NULL && strstr(err.msg, "different recipe") != NULL, "%s", err.msg);
+    recipe_free(r); recipe_free(one); recipe_free(same); recipe_free(other);
+}
