@@ -2,17 +2,21 @@
 # Runs every recipe behind the README's Results section, in order of importance, each into
 # results/<recipe name>, then writes its tables and figures. Safe to interrupt and re-run: a
 # sweep resumes in its folder, skipping finished runs.
-#   scripts/run-paper.sh                 all of them (about 2 hours on 2 cores)
+#   scripts/run-paper.sh                 all of them (about 2 hours 15 minutes on 2 cores)
 #   scripts/run-paper.sh fig_bits ...    only the named recipes
+#   scripts/run-paper.sh --report-only [NAME ...]
+#                                        tables and figures again from the run files, no runs
 set -eu
 cd "$(dirname "$0")/.."
 QADAPT=${QADAPT:-build/qadapt}
-RECIPES=${*:-table_subject fig_bits ablate_alpha ablate_rdist ablate_vmc table_domain ablate_rank_bits recovery efficiency}
+RUN=1
+if [ "${1:-}" = "--report-only" ]; then RUN=0; shift; fi
+RECIPES=${*:-quickstart table_subject fig_bits ablate_alpha ablate_rdist ablate_vmc table_domain ablate_rank_bits recovery efficiency}
 for name in $RECIPES; do
     recipe=experiments/$name.recipe
     [ -f "$recipe" ] || { echo "run-paper: no recipe $recipe" >&2; exit 2; }
     start=$(date +%s)
-    "$QADAPT" run "$recipe" --out "results/$name"
+    if [ $RUN = 1 ]; then "$QADAPT" run "$recipe" --out "results/$name"; fi
     # the cell each report's loss differences are taken against (default: the first FP cell)
     case $name in
         quickstart) base=lora:w8a8 ;;
