@@ -6,8 +6,31 @@
 
 #include "harness/results.h"
 
+/* Natural order: digit runs compare by value, so r2 < r16 and s9 < s10. */
+static int natural_cmp(const char *a, const char *b) {
+    while (*a && *b) {
+        if (*a >= '0' && *a <= '9' && *b >= '0' && *b <= '9') {
+            while (*a == '0') a++;
+            while (*b == '0') b++;
+            size_t la = 0, lb = 0;
+            while (a[la] >= '0' && a[la] <= '9') la++;
+            while (b[lb] >= '0' && b[lb] <= '9') lb++;
+            if (la != lb) return la < lb ? -1 : 1;
+            int c = strncmp(a, b, la);
+            if (c) return c;
+            a += la;
+            b += lb;
+            continue;
+        }
+        if (*a != *b) return (unsigned char)*a < (unsigned char)*b ? -1 : 1;
+        a++;
+        b++;
+    }
+    return *a ? 1 : (*b ? -1 : 0);
+}
+
 static int cmp_runs(const void *a, const void *b) {
-    return strcmp(((const qa_run_record *)a)->id, ((const qa_run_record *)b)->id);
+    return natural_cmp(((const qa_run_record *)a)->id, ((const qa_run_record *)b)->id);
 }
 
 static double attr_or(qa_h5 *f, const char *obj, const char *name, double dflt) {

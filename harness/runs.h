@@ -33,7 +33,8 @@ typedef struct {
     double stat_value[8];
 } qa_run_record;
 
-/* Load the runs of dir sorted by id; a damaged file is an error naming it. */
+/* Load the runs of dir sorted by id in natural order (r2 before r16); a damaged file is an
+ * error naming it. */
 int runs_load(const char *dir, qa_run_record **out, int *n, qa_error *err);
 void runs_free(qa_run_record *runs, int n);
 /* Read one group's uint8 samples [n,28,28] ("fp", "int" or "references"); caller frees. */

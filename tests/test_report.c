@@ -8,6 +8,7 @@
 
 #include "common.h"
 #include "harness/report.h"
+#include "harness/runs.h"
 #include "harness/results.h"
 #include "fake_runs.h"
 
@@ -347,4 +348,29 @@ Test(report, named_baseline, .init = build_folder, .fini = drop_folder) {
     free(buf);
     cr_expect_eq(report_write_baseline(dir, "qalora:w2a8", NULL, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "qalora:w2a8") != NULL, "%s", err.msg);
+}
+
+/* Rows follow the run names in natural order: rank 2 before rank 16, seed 9 before seed 10. */
+Test(report, rows_in_natural_order) {
+    make_tmpdir(dir, sizeof dir, "report-natural");
+    run_def d16 = {"lora-fp-r16-s0", "lora", "fp", "done", "fp", 0, 0, 16, 0, 0, 0.1, 0.5, 0.5, 32};
+    run_def d2 = {"lora-fp-r2-s10", "lora", "fp", "done", "fp", 0, 0, 2, 0, 10, 0.1, 0.5, 0.5, 32};
+    run_def d2b = {"lora-fp-r2-s9", "lora", "fp", "done", "fp", 0, 0, 2, 0, 9, 0.1, 0.5, 0.5, 32};
+    write_run(dir, &d16);
+    write_run(dir, &d2);
+    write_run(dir, &d2b);
+    qa_run_record *runs;
+    int n;
+    qa_error err = {0, ""};
+    cr_assert_eq(runs_load(dir, &runs, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(n, 3);
+    cr_expect_str_eq(runs[0].id, "lora-fp-r2-s9");
+    cr_expect_str_eq(runs[1].id, "lora-fp-r2-s10");
+    cr_expect_str_eq(runs[2].id, "lora-fp-r16-s0");
+    runs_free(runs, n);
+    char *md = run_report();
+    const char *r2 = strstr(md, "| lora | FP | fp | 2 |"), *r16 = strstr(md, "| lora | FP | fp | 16 |");
+    cr_expect(r2 && r16 && r2 < r16, "rank 2 before rank 16:\n%s", md);
+    free(md);
+    rm_rf_dir(dir);
 }
