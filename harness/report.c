@@ -10,10 +10,6 @@
 #include "harness/stats.h"
 
 typedef qa_cell cell;
-#define MAX_SEEDS QA_CELL_MAX_SEEDS
-#define met_names qa_met_names
-#define met_titles qa_met_titles
-#define met_lower_better qa_met_lower_better
 
 /* Paired loss difference against the baseline cell (same seeds), per cell. */
 typedef struct { double dloss, dloss_ci, dloss_p; int has_delta; } delta;
@@ -77,7 +73,7 @@ static void write_paper_layout(FILE *f, cell *cells, int nc) {
                     if (&cells[j] == c || strcmp(cells[j].bits, bits[b]) || cells[j].sum[mets[k]].n == 0) continue;
                     others++;
                     double x = c->sum[mets[k]].mean, y = cells[j].sum[mets[k]].mean;
-                    if (met_lower_better[mets[k]] ? y < x : y > x) is_best = 0;
+                    if (qa_met_lower_better[mets[k]] ? y < x : y > x) is_best = 0;
                 }
                 char tmp[64];
                 fmt_cell(tmp, sizeof tmp, &c->sum[mets[k]], mets[k] == MET_LOSS ? 5 : 4);
@@ -146,6 +142,29 @@ static void write_efficiency(FILE *f, const cell *cells, int nc, FILE *csv) {
 
 static const cell *find_spec(const cell *cells, int nc, const char *spec, const char *dir, qa_error *err);
 
+/* A - B on metric m: paired by seed when every seed of A has one in B (and a value per seed),
+ * mean and 95% CI of the differences with a paired t-test; otherwise the difference of the
+ * means, no CI (NaN) and Welch's p. Returns 1 when paired. */
+static int cell_difference(const cell *a, const cell *b, int m, double *mean, double *ci, double *p) {
+    double x[QA_CELL_MAX_SEEDS], y[QA_CELL_MAX_SEEDS], d[QA_CELL_MAX_SEEDS];
+    int k = 0, aligned = a->nm[m] == a->n && b->nm[m] == b->n;
+    for (int i = 0; aligned && i < a->n; i++)
+        for (int j = 0; j < b->n; j++)
+            if (a->seeds[i] == b->seeds[j]) { x[k] = a->vals[m][i]; y[k] = b->vals[m][j]; d[k] = x[k] - y[k]; k++; }
+    if (aligned && k == a->n && k >= 2) {
+        qa_summary ds = stats_summarize(d, k);
+        *mean = ds.mean;
+        *ci = ds.ci95;
+        *p = stats_paired_p(x, y, k, NULL);
+        return 1;
+    }
+    *mean = a->sum[m].mean - b->sum[m].mean;
+    *ci = NAN;
+    *p = stats_welch_p(a->vals[m], a->nm[m], b->vals[m], b->nm[m], NULL, NULL);
+    return 0;
+}
+
+
 int report_write(const char *dir, FILE *out, qa_error *err) { return report_write_baseline(dir, NULL, out, err); }
 
 int report_write_baseline(const char *dir, const char *baseline, FILE *out, qa_error *err) {
@@ -174,24 +193,9 @@ int report_write_baseline(const char *dir, const char *baseline, FILE *out, qa_e
     for (int i = 0; i < nc; i++) {
         cell *c = &cells[i], *b = &cells[base];
         if (i == base || c->n == 0 || b->n == 0) continue;
-        double a[MAX_SEEDS], bb[MAX_SEEDS];
-        int k = 0;
-        for (int s = 0; s < c->n; s++)
-            for (int t = 0; t < b->n; t++)
-                if (c->seeds[s] == b->seeds[t]) { a[k] = c->vals[MET_LOSS][s]; bb[k] = b->vals[MET_LOSS][t]; k++; }
         delta *dc = &dl[i];
         dc->has_delta = 1;
-        if (k == c->n && k >= 2) { /* paired by seed */
-            double d[MAX_SEEDS];
-            for (int s = 0; s < k; s++) d[s] = a[s] - bb[s];
-            qa_summary ds = stats_summarize(d, k);
-            dc->dloss = ds.mean; dc->dloss_ci = ds.ci95;
-            dc->dloss_p = stats_paired_p(a, bb, k, NULL);
-        } else {
-            dc->dloss = c->sum[MET_LOSS].mean - b->sum[MET_LOSS].mean;
-            dc->dloss_ci = NAN;
-            dc->dloss_p = stats_welch_p(c->vals[MET_LOSS], c->n, b->vals[MET_LOSS], b->n, NULL, NULL);
-        }
+        cell_difference(c, b, MET_LOSS, &dc->dloss, &dc->dloss_ci, &dc->dloss_p);
     }
     /* best per column; none where every cell ties (or only one cell has a value) */
     int best[N_MET];
@@ -206,7 +210,7 @@ int report_write_baseline(const char *dir, const char *baseline, FILE *out, qa_e
             have++;
             if (best[m] < 0) { best[m] = i; continue; }
             double x = cells[i].sum[m].mean, y = cells[best[m]].sum[m].mean;
-            if (met_lower_better[m] ? x < y : x > y) best[m] = i;
+            if (qa_met_lower_better[m] ? x < y : x > y) best[m] = i;
         }
         if (tie || have < 2) best[m] = -1;
     }
@@ -237,11 +241,11 @@ int report_write_baseline(const char *dir, const char *baseline, FILE *out, qa_e
     snprintf(hdr, sizeof hdr,
              "| method | deploy | bits | rank | n | %s ↓ | Δ loss vs %s %s (p) | %s ↑ | %s ↑ | bits/weight | %s ↑ | %s ↑ |\n"
              "|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-             met_titles[0], cells[base].method, base_name, met_titles[1], met_titles[2], met_titles[3], met_titles[4]);
+             qa_met_titles[0], cells[base].method, base_name, qa_met_titles[1], qa_met_titles[2], qa_met_titles[3], qa_met_titles[4]);
     if (style_tasks) { /* two more columns: style score and FID */
         char *nl = strstr(hdr, "|\n");
         snprintf(nl, sizeof hdr - (size_t)(nl - hdr), "| %s ↑ | %s ↓ |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-                 met_titles[MET_STYLE], met_titles[MET_FID]);
+                 qa_met_titles[MET_STYLE], qa_met_titles[MET_FID]);
     }
     if (with_axes) { /* one more column: the ablation's setting (the grid axes in the run names) */
         char h2[640], *r = strstr(hdr, "| rank | n |"), *sep = strstr(hdr, "|\n|---");
@@ -313,9 +317,9 @@ int report_write_baseline(const char *dir, const char *baseline, FILE *out, qa_e
         if (!rc) rc = h5_attr_set_f64(sf, g, "n_diverged", c->n_diverged, err);
         for (int m = 0; m < N_MET && !rc; m++) {
             char nm[64];
-            snprintf(nm, sizeof nm, "%s_mean", met_names[m]);
+            snprintf(nm, sizeof nm, "%s_mean", qa_met_names[m]);
             rc = h5_attr_set_f64(sf, g, nm, c->sum[m].mean, err);
-            snprintf(nm, sizeof nm, "%s_ci95", met_names[m]);
+            snprintf(nm, sizeof nm, "%s_ci95", qa_met_names[m]);
             if (!rc) rc = h5_attr_set_f64(sf, g, nm, c->sum[m].ci95, err);
         }
     }
@@ -413,27 +417,12 @@ int report_compare(const char *dir, const char *spec_a, const char *spec_b, FILE
         int digits = m == MET_LOSS ? 5 : (m == MET_FID ? 2 : 4);
         fmt_cell(ta, sizeof ta, &a->sum[m], digits);
         fmt_cell(tb, sizeof tb, &b->sum[m], digits);
-        /* paired when every seed of A has one in B (and values exist per seed) */
-        double x[MAX_SEEDS], y[MAX_SEEDS], d[MAX_SEEDS];
-        int k = 0, aligned = a->nm[m] == a->n && b->nm[m] == b->n;
-        for (int i = 0; aligned && i < a->n; i++)
-            for (int j = 0; j < b->n; j++)
-                if (a->seeds[i] == b->seeds[j]) { x[k] = a->vals[m][i]; y[k] = b->vals[m][j]; d[k] = x[k] - y[k]; k++; }
-        double p;
-        const char *test;
-        int n;
-        if (aligned && k == a->n && k >= 2) {
-            qa_summary ds = stats_summarize(d, k);
-            snprintf(td, sizeof td, "%+.*f ± %.*f", digits, ds.mean, digits, ds.ci95);
-            p = stats_paired_p(x, y, k, NULL);
-            test = "paired t";
-            n = k;
-        } else {
-            snprintf(td, sizeof td, "%+.*f", digits, a->sum[m].mean - b->sum[m].mean);
-            p = stats_welch_p(a->vals[m], a->nm[m], b->vals[m], b->nm[m], NULL, NULL);
-            test = "Welch t";
-            n = a->nm[m] + b->nm[m];
-        }
+        double mean, ci, p;
+        int paired = cell_difference(a, b, m, &mean, &ci, &p);
+        const char *test = paired ? "paired t" : "Welch t";
+        int n = paired ? a->n : a->nm[m] + b->nm[m];
+        if (paired) snprintf(td, sizeof td, "%+.*f ± %.*f", digits, mean, digits, ci);
+        else snprintf(td, sizeof td, "%+.*f", digits, mean);
         fprintf(out, "| %s %s | %s | %s | %s | %s | %.3g | %d |\n", qa_met_titles[m], qa_met_lower_better[m] ? "↓" : "↑", ta, tb, td, test, p, n);
     }
     fprintf(out, "\nMeans ± 95%% CI over seeds; A - B paired by seed (mean ± 95%% CI of the per-seed differences) "
