@@ -212,10 +212,10 @@ Test(dataset, env_var_selects_dir_when_dir_is_null, .init = setup, .fini = teard
     unsetenv("QA_FMNIST_DIR");
 }
 
-Test(dataset, real_fashion_mnist_when_installed) {
+Test(dataset, real_fashion_mnist) {
     char path[512];
     snprintf(path, sizeof path, "%s/train-images-idx3-ubyte.gz", QA_FMNIST_DEFAULT_DIR);
-    if (!qa_file_exists(path)) cr_skip_test("Fashion-MNIST package not installed");
+    cr_assert(qa_file_exists(path), "data file missing: %s (Debian package dataset-fashion-mnist)", path);
     unsetenv("QA_FMNIST_DIR");
     qa_images im;
     qa_error err = {0, ""};

@@ -413,7 +413,7 @@ Test(eval, stripes_style_score_separates_styled_from_plain) {
 Test(eval, stripes_style_score_on_real_fashion_mnist) {
     qa_images im;
     qa_error err = {0, ""};
-    if (fmnist_load(NULL, "t10k", &im, &err)) cr_skip_test("Fashion-MNIST not installed: %s", err.msg);
+    cr_assert_eq(fmnist_load(NULL, "t10k", &im, &err), QA_OK, "%s", err.msg); /* names the file and package */
     /* measured: plain mean 0.18, styled mean 0.995 over the first 1000 test images */
     double plain = 0, styled = 0;
     const int n = 500;

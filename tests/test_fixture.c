@@ -1,6 +1,7 @@
-/* IntLoRA layers against the authors' reference (shared/golden/intlora_layers.h5): the fixture
- * command recomputes init/ and trained/ from in/ and the attributes only; W_round must match
- * exactly except rounding-boundary ties (a tiny fraction off by one), floats to relative 1e-4. */
+/* IntLoRA layers against the authors' reference (tests/data/intlora_layers.h5, schema and origin
+ * in tests/data/README.md): the fixture command recomputes init/ and trained/ from in/ and the
+ * attributes only; W_round must match exactly except rounding-boundary ties (a tiny fraction off
+ * by one), floats to relative 1e-4. A missing fixture file fails the test, naming the file. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <stdio.h>
@@ -11,13 +12,11 @@
 #include "harness/fixture.h"
 #include "harness/results.h"
 
+/* The reference file: QA_GOLDEN names another file of the same schema, else the copy in tests/data
+ * (QA_TEST_DATA_DIR is compiled in by tests/meson.build). */
 static const char *golden_path(void) {
-    static char p[1024];
     const char *env = getenv("QA_GOLDEN");
-    if (env) return env;
-    const char *root = getenv("QA_SOURCE_ROOT");
-    snprintf(p, sizeof p, "%s/../shared/golden/intlora_layers.h5", root ? root : ".");
-    return p;
+    return env ? env : QA_TEST_DATA_DIR "/intlora_layers.h5";
 }
 
 /* Outputs and constants: max over entries of |a - b| / (|b| + 1e-3 max|b|) (entries near zero are
@@ -47,7 +46,7 @@ static double rel_err(const float *a, const float *b, size_t n) {
 
 Test(fixture, reproduces_the_reference_intlora_layers, .timeout = 120) {
     const char *gp = golden_path();
-    if (access(gp, R_OK) != 0) cr_skip_test("golden fixtures not found at %s", gp);
+    cr_assert(access(gp, R_OK) == 0, "reference fixture file missing: %s (see tests/data/README.md)", gp);
     char out[] = "/tmp/qa-test-fixture-XXXXXX";
     int fd = mkstemp(out);
     cr_assert(fd >= 0);
@@ -120,7 +119,7 @@ Test(fixture, reproduces_the_reference_intlora_layers, .timeout = 120) {
 
 Test(fixture, reports_cases_it_cannot_compute_and_writes_the_rest) {
     const char *gp = golden_path();
-    if (access(gp, R_OK) != 0) cr_skip_test("golden fixtures not found at %s", gp);
+    cr_assert(access(gp, R_OK) == 0, "reference fixture file missing: %s (see tests/data/README.md)", gp);
     /* a copy of the golden file with one case renamed to an unknown method and one missing in/x */
     char in[] = "/tmp/qa-test-fixture-in-XXXXXX", out[] = "/tmp/qa-test-fixture-out-XXXXXX";
     close(mkstemp(in));

@@ -1,4 +1,4 @@
-/* Sanity checks on the committed pre-trained checkpoints (skipped when they are absent):
+/* Sanity checks on the committed pre-trained checkpoints (a missing one fails, naming the file):
  * the evaluator scores the base model's guided samples of each trained class higher for the
  * asked class than it scores random-noise images for that class, and metrics are deterministic
  * for a seed. Small sample counts keep it to a few seconds. */
@@ -12,17 +12,13 @@
 #include "harness/eval.h"
 #include "harness/rng.h"
 
-static char dit_path[1024], clf_path[1024];
-
-static int have_checkpoints(void) {
-    const char *root = getenv("QA_SOURCE_ROOT");
-    snprintf(dit_path, sizeof dit_path, "%s/results/pretrained/dit.h5", root ? root : ".");
-    snprintf(clf_path, sizeof clf_path, "%s/results/pretrained/evaluator.h5", root ? root : ".");
-    return access(dit_path, R_OK) == 0 && access(clf_path, R_OK) == 0;
-}
+/* QA_TEST_SOURCE_ROOT is compiled in by tests/meson.build. */
+static const char dit_path[] = QA_TEST_SOURCE_ROOT "/results/pretrained/dit.h5";
+static const char clf_path[] = QA_TEST_SOURCE_ROOT "/results/pretrained/evaluator.h5";
 
 Test(pretrained, guided_samples_beat_noise_on_prompt_fidelity, .timeout = 120) {
-    if (!have_checkpoints()) cr_skip_test("no committed checkpoints under results/pretrained");
+    cr_assert(access(dit_path, R_OK) == 0, "committed checkpoint missing: %s", dit_path);
+    cr_assert(access(clf_path, R_OK) == 0, "committed checkpoint missing: %s", clf_path);
     qa_error err = {0, ""};
     qa_dit m;
     cr_assert_eq(dit_load(dit_path, &m, 16, &err), 0, "%s", err.msg);
