@@ -1,14 +1,21 @@
-/* EfficientDM-style QALoRA with temporal LSQ (METHODS.md section 4; arXiv 2310.03270,
- * ThisisBillhe/EfficientDM).
+/* EfficientDM-style QALoRA with temporal LSQ: LoRA merged into the weight before a learnable-scale
+ * fake quantizer, and one learnable activation quantizer per sampling timestep.
  *
- * Weights: per output channel asymmetric N-bit (N = w_bits, L = 2^N - 1) with a LEARNABLE scale.
+ * Paper: "EfficientDM: Efficient Quantization-Aware Fine-Tuning of Low-Bit Diffusion Models",
+ * He et al., arXiv 2310.03270. Reference code: github ThisisBillhe/EfficientDM
+ * (quant_scripts/quant_layer.py: QuantModule_intnlora, TemporalActivationQuantizer;
+ * quant_scripts/train_efficientdm.py: the learning rates; read at commit 293e212). Notation and
+ * the section-0 search: methods/README.md.
+ *
+ * Weights: per output channel asymmetric N-bit (N = w_bits, largest code qmax = 2^N - 1) with a
+ *   LEARNABLE scale.
  *   init      s_w[o], z_w[o] = the section-0 search (quant_search_rows) on the FP row W[o,:];
- *             Q0[o,i] = clamp(round(W[o,i] / s_w[o]) + z_w[o], 0, L)  (codes of the FP weight);
+ *             Q0[o,i] = clamp(round(W[o,i] / s_w[o]) + z_w[o], 0, qmax)  (codes of the FP weight);
  *             z_w is frozen, s_w trains; the FP weight is never copied (init reads it once).
  *             A [r, in] ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming-uniform), B [out, r] = 0.
  *   base      W_b = s_w (Q0 - z_w)                      (moves with s_w)
  *   merged    W_m = W_b + B A                           (no alpha/r scale: lora_scale is ignored)
- *   fake-q    v = W_m / s_w,  q = round(v) + z_w,  W_hat = s_w (clamp(q, 0, L) - z_w)
+ *   fake-q    v = W_m / s_w,  q = round(v) + z_w,  W_hat = s_w (clamp(q, 0, qmax) - z_w)
  *   forward   y = X_hat W_hat^T + b
  *
  * Activations, temporal LSQ (TALSQ). The method owns its activation quantization
@@ -20,11 +27,12 @@
  *   divide T_train).
  *   On the first forward the per-tensor section-0 search over that whole batch (all M x in values)
  *   initialises every bucket; nothing is re-calibrated afterwards.
- *             u = x / delta_k,  p = round(u) + z_k,  X_hat = delta_k (clamp(p, 0, A_L) - z_k)
+ *             u = x / delta_k,  p = round(u) + z_k,  X_hat = delta_k (clamp(p, 0, a_qmax) - z_k)
+ *             with a_qmax = 2^A - 1 (A = a_bits)
  *   a_bits = 0: no TALSQ, X_hat = x.
  *
  * Backward (dy [M,out]; straight-through rounding; a clamp passes gradient inside only, bounds
- * inclusive; "inside" means 0 <= q <= L resp. 0 <= p <= A_L):
+ * inclusive; "inside" means 0 <= q <= qmax resp. 0 <= p <= a_qmax):
  *   dX_hat = dy W_hat;   G_W = dy^T X_hat  [out, in]
  *   LoRA:    GM = G_W . mask_w (mask_w = 1 inside),  dB += GM A^T,  dA += B^T GM
  *   s_w:     ds_w[o] += sum_i G_W[o,i] dW_hat[o,i]/ds_w with the FULL derivative. W_m depends on s_w
@@ -33,14 +41,17 @@
  *                       dW_hat/ds_w = round(v) + s_w dv/ds_w = round(v) - BA / s_w
  *                                   = (round(v) - v)          (LSQ+ term, W_m held fixed)
  *                                   + (Q0 - z_w)              (STE path through W_b)
- *              outside: W_hat = s_w (bound - z_w), bound = 0 or L (the clamp value)
+ *              outside: W_hat = s_w (bound - z_w), bound = 0 or qmax (the clamp value)
  *                       dW_hat/ds_w = bound - z_w            (the STE path is masked off)
  *   act:     inside:  X_hat = delta round(u):  dX_hat/ddelta = round(u) - u,  dX_hat/dz = 0,
  *                     dX_hat/dx = 1
  *            outside: X_hat = delta (bound - z): dX_hat/ddelta = bound - z,  dX_hat/dz = -delta,
  *                     dX_hat/dx = 0
  *            summed into the (delta_k, z_k) of each row's bucket;  dx += dX_hat . mask_x.
- *   (No LSQ gradient scaling 1/sqrt(n Q_p): METHODS.md gives the plain LSQ+ derivatives.)
+ *   No LSQ gradient scaling 1/sqrt(n Q_p): the plain derivatives, as the reference's autograd.
+ *   Deviation from the reference: there the base is dequantized with a frozen copy of the scale
+ *   (SimpleDequantizer, requires_grad = False), so W_b does not move with s_w and ds_w is the LSQ+
+ *   term alone; here W_b = s_w (Q0 - z_w) uses the trained s_w, hence the (Q0 - z_w) term above.
  *
  * Scale-aware optimisation (absolute learning rates, turned into lr_scale = lr / base_lr because the
  * optimiser multiplies the recipe lr by lr_scale): LoRA A, B: mean(s_w) / 2500 (per layer, from s_w
@@ -48,13 +59,20 @@
  * act delta and zero: 5e-4. With base_lr <= 0 there is nothing to scale: lr_scale = 1.
  *
  * Merge (no PTQ): the codes of W_hat with (s_w, z_w) are what deploys; LoRA is discarded.
- *   w_int = clamp(round(W_m / s_w) + z_w, 0, L) - z_w (the signed integer weight), row_scale = s_w:
+ *   w_int = clamp(round(W_m / s_w) + z_w, 0, qmax) - z_w (the signed integer weight), row_scale = s_w:
  *   W_deployed = s_w w_int = W_hat exactly. The activation zero points, fractional after training,
  *   are ROUNDED to the nearest integer (not folded into the bias); the state then switches to
  *   deployed mode: forward() uses the frozen codes and the rounded zero points only, which is how
  *   the harness evaluates an act-quant-owning method after merge. merge kind: QA_MERGE_QAT_CODES
  *   (the deployed weights are the codes the trained quantizer already produced; no PTQ).
  *   bits per weight = N + 64 / in (an FP32 scale and an FP32 zero point per row).
+ *
+ * Training objective: in the adaptation tasks this method, like every other, trains on the task's
+ *   loss. EfficientDM's own data-free distillation (x_T ~ N(0, I), the FP model's DDIM trajectory,
+ *   the same x_t fed to both models, loss = MSE(eps_quant, eps_fp), one optimizer step per
+ *   denoising step) is the training loop's `objective = distill` (harness/adapt.c), not part of
+ *   this layer. The loop's AdamW weight decay and grad-norm clip also reach s_w and the activation
+ *   quantizers (the reference's AdamW decays them too).
  *
  * Memory (bytes()): frozen = Q0 held as float (4 bytes per weight, for the fused pass), z_w and the
  *   bias per row; trainable = A, B, s_w (+ per-bucket delta, z when a_bits > 0); gradients likewise;

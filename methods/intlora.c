@@ -1,25 +1,74 @@
-/* IntLoRA (METHODS.md section 5; arXiv 2410.21759): both variants, which share 5.1-5.4.
+/* IntLoRA, both variants: IntLoRA-MUL (integer multiply) and IntLoRA-SHIFT (bit shift).
  *
- * Init (the FP weight W is then dropped):
- *   5.1 R ~ Laplace(0, 0.5) [out,in] from the run's seeded RNG (or given, for fixtures)
- *   5.2 VMC, per row i: wa = max(|max_j W_ij|, |min_j W_ij|), ra = min(|max_j R_ij|, |min_j R_ij|),
- *       R*_i = wa^alpha / (ra + 1e-8)^alpha * R_i          (paper variant: std(W_i), std(R_i))
- *   5.3 delta, z = Q_N search (section 0) on W - R*; W_round = clamp(round((W - R*)/delta) + z, 0, 2^N-1);
- *       W_int = W_round - z
- * Every forward, one fused pass over [out,in] after BA = B·A:
- *   5.4 D = W_int == 0 ? 1 : W_int;  U = delta_i + (R* + BA) / D
- *   5.5 MUL:   U_int = clamp(round(U/dU) + zU, 0, 2^N - 1) - zU  (dU, zU per row, calibrated on the
- *              first forward where B = 0 at lora_bits, then frozen; the clamp uses N, as the reference)
- *              W' = dU_i * U_int * W_int
- *   5.6 SHIFT: k = round(log2(|U| + 1e-16));  W' = sign(U) 2^k W_int
- *   y = x W'^T + b
- * Backward (5.7), G_W = dy^T x:  GM = G_W . M with M = 0 where W_int = 0 or (MUL) U clamped,
- *   else 1 (MUL) or 2^k / (|U| + 1e-16) (SHIFT);  dB += GM A^T,  dA += B^T GM,  dx += dy W'.
- *   For checks only (not trained): MUL's dL/d dU_i = sum_j G_W W_int (U_int - U/dU inside, U_int
- *   outside) and dL/d zU_i = sum_j G_W dU W_int (0 inside, -1 outside).
- * Deploy (5.8): W' is what training used; no PTQ. MUL stores W_round and U_int (N bits each, full
- *   [out,in]) plus per-row delta, z, dU: the merged integer weight U_int * W_int needs up to 2N bits
- *   and is kept in int32. SHIFT stores W_round, a sign and an exponent per weight. */
+ * Paper: "IntLoRA: Integral Low-rank Adaptation of Quantized Diffusion Models", Guo et al.,
+ * arXiv 2410.21759. Reference code: github csguoh/IntLoRA, utils/intlora_mul.py and
+ * utils/intlora_shift.py (commit 65a8257, the one that computed tests/data/intlora_layers.h5;
+ * tests/test_fixture.c reproduces every case of it through `qadapt fixture`). Where the paper and
+ * the code differ, the code is the default. Notation, rounding and the section-0 quantizer:
+ * methods/README.md. N = w_bits, L = 2^N; W [out,in], x [M,in] (already fake-quantized at A bits
+ * by the harness), A [r,in], B [out,r] (kaiming-uniform / zero, lora_factors_init).
+ *
+ * Init (steps 1-3; the FP weight W is then dropped):
+ *   1 auxiliary matrix R [out,in] from the run's seeded RNG, by aux_dist: laplace (default, the
+ *     reference) Laplace(0, 0.5); gaussian 0.5 N(0, 1); uniform U(-0.5, 0.5); zero R = 0 (the
+ *     last three are ablations). A fixture gives R instead (qa_layer_init.aux_init).
+ *   2 variance matching (VMC), per row i, alpha = vmc_alpha (1.5; the reference fixes 1.5):
+ *       vmc_stat = absmax (the code): wa_i = max(|max_j W_ij|, |min_j W_ij|),
+ *                                     ra_i = min(|max_j R_ij|, |min_j R_ij|)
+ *       vmc_stat = std (the paper's sigma_W / sigma_R): wa_i = std(W_i), ra_i = std(R_i)
+ *                                     (unbiased, n - 1, as torch.std)
+ *       R*_i = wa_i^alpha / (ra_i + 1e-8)^alpha * R_i                        R* [out,in]
+ *   3 delta, z [out] = the section-0 search on the rows of W - R* at N bits;
+ *       W_round = clamp(round((W - R*) / delta_i) + z_i, 0, L - 1)          int32 [out,in]
+ *       W_int   = W_round - z_i                        (held as float for the fused pass)
+ *
+ * Every forward, one fused pass over [out,in] after BA = B A:
+ *   4 D = (W_int == 0 ? 1 : W_int);   U = delta_i + (R* + BA) / D                 U [out,in]
+ *     Where W_int = 0 the merged weight is 0 whatever the adapter does (a property of the method;
+ *     merge() reports the share of such entries and the part of ||B A||^2 they lose).
+ *   5 MUL: on the first forward (B = 0) a per-row quantizer dU, zU [out] of U is calibrated with
+ *     the section-0 search at lora_bits (0 = N) and then frozen (not trained):
+ *       U_int = clamp(round(U / dU_i) + zU_i, 0, L - 1) - zU_i
+ *       W'    = dU_i * U_int * W_int
+ *     Quirk reproduced: the clamp uses N bits (L), not lora_bits, as the reference does
+ *     (lora_levels = n_levels there); harmless while they are equal.
+ *   6 SHIFT: k = round(log2(|U| + 1e-16));  W' = sign(U) 2^k W_int   (sign(0) = 0); no quantizer
+ *     is calibrated. The exponent range k_min..k_max over the entries with W_int != 0 is kept.
+ *   y = x W'^T + b                                                                 y [M,out]
+ *
+ * Backward (7), straight-through roundings: with G_W = dy^T x [out,in], dW'/dU = W_int (MUL) or
+ * 2^k W_int / (|U| + 1e-16) (SHIFT), and dU/d(BA) = 1 / D:
+ *   M = 0 where W_int = 0, or (MUL) round(U / dU) + zU lies outside [0, L - 1], or (SHIFT) U = 0;
+ *   else M = 1 (MUL) or 2^k / (|U| + 1e-16) (SHIFT)
+ *   GM = G_W . M;   dB += GM A^T  [out,r];   dA += B^T GM  [r,in];   dx += dy W'  [M,in]
+ *   Only A and B train, as in the reference (its optimizer gets loraA and loraB only). For the
+ *   fixture check, MUL also computes the gradients of its frozen quantizer (parameters in the
+ *   reference, double_quant_delta / double_quant_zero_point, though never optimized):
+ *     dL/d dU_i = sum_j G_W W_int (U_int - U / dU_i inside the clamp, U_int outside)
+ *     dL/d zU_i = sum_j G_W dU_i W_int (0 inside, -1 outside)
+ *
+ * Deploy (8): merge() recomputes W' from the trained A, B: what training used, so no PTQ.
+ *   MUL   w_int = U_int * W_int in int32 (|.| < 2^(2N)), row_scale = dU. Stored: W_round and the
+ *         codes of U (N bits each, full [out,in], not low-rank) and per row z, dU, zU (FP32):
+ *         W' = dU (u - zU)(W_round - z). bits per weight = 2N + 3 * 32 / in.
+ *   SHIFT W' kept in float (exact: a small integer times a power of two; the shift is not run as
+ *         integer shifts here). Stored: W_round (N bits; stored as z where U = 0, so that the
+ *         product is 0 too), a sign bit, the exponent e = k - k_min in kbits bits, the least
+ *         kbits >= 1 with 2^kbits >= k_max - k_min + 1 (e = 0 where W_int = 0), z per row, k_min:
+ *         W' = (-1)^sign 2^(k_min + e) (W_round - z). bits per weight = N + 1 + kbits + 2 * 32 / in.
+ *   bytes(): frozen = W_int and R* as float (8 bytes per weight) + 5 FP32 per row; deployed = 2N
+ *   (MUL) or N + 1 + 5 (SHIFT: a 5-bit exponent assumed) bits per weight + 4 FP32 per row.
+ *
+ * R = 0 (aux_dist = zero): R* = 0, so at calibration U = delta_i on every entry of row i: a
+ *   constant row, which the section-0 search handles with its documented fallback (dU = delta_i,
+ *   zU = -1). MUL then starts exactly at the RTN weight delta_i W_int (U_int = 1), and U_int stays
+ *   in 1..L: the adapter can only scale a weight up by whole multiples (a degenerate update
+ *   quantizer; the ablate_rdist recipe measures it). The authors' code instead keeps dU = 0, zU = 0 for such a row
+ *   (every candidate of its search scores NaN, none is accepted); its forward divides U by that
+ *   zero step, and its straight-through rounding (round(v) - v) + v turns v = inf into NaN, so its
+ *   merged weight dU * U_int * W_int is NaN from the first forward (0 * NaN; with a plain round it
+ *   would be 0 * (L - 1) * W_int = 0, the layer's weight wiped out). SHIFT has no update quantizer
+ *   and is unaffected. */
 #include <math.h>
 #include <string.h>
 
@@ -85,7 +134,7 @@ static int intlora_init_common(void *state, const qa_layer_init *li, int shift, 
             }
         }
     }
-    /* 5.2 variance matching */
+    /* step 2: variance matching */
     float alpha = c->vmc_alpha;
     for (int i = 0; i < out; i++) {
         float *r = s->R + (size_t)i * in;
@@ -101,7 +150,7 @@ static int intlora_init_common(void *state, const qa_layer_init *li, int shift, 
         float factor = powf(wa, alpha) / powf(ra + 1e-8f, alpha);
         for (int j = 0; j < in; j++) r[j] *= factor;
     }
-    /* 5.3 quantize W - R* */
+    /* step 3: quantize W - R* */
     float *sep = qa_alloc(sizeof(float) * n);
     for (size_t i = 0; i < n; i++) sep[i] = li->W[i] - s->R[i];
     s->delta = qa_alloc(sizeof(float) * out);
@@ -151,7 +200,7 @@ static void build_weight(intlora_state *s) {
             u[j] = d + (r[j] + ba[j]) / D;
         }
     }
-    if (!s->shift && !s->calibrated) { /* 5.5: calibrate the update quantizer on the first forward */
+    if (!s->shift && !s->calibrated) { /* step 5: calibrate the update quantizer on the first forward */
         quant_search_rows(s->U, out, in, s->lora_bits, s->dU, s->zU);
         s->calibrated = 1;
     }
@@ -258,7 +307,7 @@ static int intlora_merge(void *state, qa_deployed *d, qa_error *err) {
             }
         }
         d->merge = QA_MERGE_INT_MULTIPLY;
-        /* stored (METHODS 5.8): W_round and U's codes, N bits each, with W's zero point and U's
+        /* stored (header, step 8): W_round and U's codes, N bits each, with W's zero point and U's
          * scale and zero point per row; W' = dU (u - zU)(W_round - z) */
         int32_t *wr = qa_deployed_store_int(d, "w_round", s->n_bits, 0, s->out, s->in);
         int32_t *uq = qa_deployed_store_int(d, "u_codes", s->n_bits, 0, s->out, s->in);
@@ -301,7 +350,7 @@ static int intlora_merge(void *state, qa_deployed *d, qa_error *err) {
     }
     d->needs_ptq = 0;
     /* what the paper's claims ask to measure: the entries that cannot adapt (W_int = 0, C10) and,
-     * for SHIFT, the exponent range actually used (METHODS 5.6) */
+     * for SHIFT, the exponent range actually used (header, step 6) */
     size_t zeros = 0;
     double upd_all = 0, upd_zero = 0; /* energy of the adapter's update B·A, and the part it loses */
     for (size_t k = 0; k < n; k++) {

@@ -1,13 +1,23 @@
-/* LoRA (METHODS.md section 1): the FP baseline and the PTQ step it needs.
+/* LoRA: the full-precision baseline, and the PTQ step it needs to deploy at N bits.
  *
- *   forward   y  = x W^T + b + s (x A^T) B^T        W frozen FP32 [out,in]; A [r,in]; B [out,r]
- *   backward  xa = x A^T                             (kept from the forward)
- *             dB += s dy^T xa,   dxa = s dy B,   dA += dxa^T x,   dx += dy W + dxa A
+ * Paper: "LoRA: Low-Rank Adaptation of Large Language Models", Hu et al., arXiv 2106.09685.
+ * Reference code: microsoft/LoRA (loralib); as a baseline here it follows the conventions of the
+ * IntLoRA authors' code (csguoh/IntLoRA), which adds B A with no alpha/r scaling.
+ * Shared notation, the quantizers (section 0) and the PTQ step (0.5): methods/README.md.
+ *
+ *   W [out,in] frozen FP32 copy of the pre-trained weight; b [out]; A [r,in]; B [out,r]; x [M,in]
  *   init      A ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming-uniform, a = sqrt 5), B = 0
- *   merge     W' = W + s B A in float; the harness then applies PTQ (section 0 quantizer, per
- *             channel, W bits) to deploy at the experiment's bit width: that PTQ step is exactly
- *             what the IntLoRA paper criticises, so both the FP and the INT deploy are scored.
- * s is 1 unless the recipe sets lora_scale (the IntLoRA reference has no alpha/r scaling). */
+ *   forward   y  = x W^T + b + s (x A^T) B^T                          y [M,out]
+ *   backward  xa = x A^T  [M,r]                                       (kept from the forward)
+ *             dB += s dy^T xa,   dxa = s dy B,   dA += dxa^T x,   dx += dy W + dxa A
+ *   merge     W' = W + s B A in float (needs_ptq); the harness then quantizes W' per row at N
+ *             bits with the section-0 search (methods/README.md, 0.5) and scores both deploys,
+ *             "fp" (W') and "int" (after PTQ): that PTQ step is exactly what the IntLoRA paper
+ *             criticises.
+ *   deployed  N-bit codes + an FP32 scale and zero point per row (FP32 weights at N = 0) + bias
+ *
+ * s = the recipe's lora_scale, 1 by default (no alpha/r scaling, as the IntLoRA reference; PEFT
+ * would use alpha / r). The adapter term is methods/lora_adapter.c, shared with QLoRA. */
 #include <math.h>
 #include <string.h>
 

@@ -1,3 +1,17 @@
+/* The low-rank adapter term of the LoRA-style methods (LoRA over an FP weight, QLoRA over an NF4
+ * or INT one), and the LoRA factors alone for the methods that put B A inside their own formula
+ * (IntLoRA, EfficientDM). Paper: arXiv 2106.09685 (LoRA); notation: methods/README.md.
+ *
+ *   factors   A [r,in] ~ U(-1/sqrt(in), 1/sqrt(in)) (PyTorch's kaiming_uniform_ with a = sqrt 5,
+ *             whose bound is 1/sqrt(fan_in)), B [out,r] = 0, and zeroed gradient buffers dA, dB
+ *   forward   xa = x A^T [M,r] (kept for the backward);  y += s xa B^T    (x [M,in], y [M,out])
+ *   backward  dB += s dy^T xa      [out,r]
+ *             dxa = s dy B         [M,r]
+ *             dA += dxa^T x        [r,in]
+ *             dx += dxa A          [M,in]   (the base's own dx term is the caller's)
+ *   merge     W' = W_base + s B A  [out,in], in float
+ * s = lora_scale (1 = no scaling, the default). With s != 1 the forward scales a copy of xa (in
+ * the dxa buffer, free until the backward) and the backward scales xa in place: the same values. */
 #include "methods/lora_adapter.h"
 
 #include <math.h>

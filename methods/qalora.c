@@ -1,7 +1,14 @@
-/* QA-LoRA (METHODS.md section 3; arXiv 2309.14717, yuhuixu1993/qa-lora).
+/* QA-LoRA: a group-wise quantized base whose adapter sees group-pooled inputs, so that the merge
+ * folds exactly into the zero points and the model stays integer without PTQ.
  *
- * Frozen base: asymmetric INT-N (N = w_bits), groups of g consecutive inputs along d_in (g = 32),
- * G = in / g groups. Per (group j, output row o) a scale and a zero point:
+ * Paper: "QA-LoRA: Quantization-Aware Low-Rank Adaptation of Large Language Models", Xu et al.,
+ * arXiv 2309.14717. Reference code: github yuhuixu1993/qa-lora (peft_utils.py: the pooled adapter;
+ * merge.py: the zero-point fold; read at commit 91604c7). Notation and the section-0 search:
+ * methods/README.md.
+ *
+ * Frozen base: asymmetric INT-N (N = w_bits), groups of g consecutive inputs along d_in (g = the
+ * recipe's group_size, 32 by default, as the repo), G = in / g groups (in must be a multiple of
+ * g). Per (group j, output row o) a scale and a zero point:
  *   W_hat[o,i] = scale[j,o] (q[o,i] - zero[j,o]),   j = floor(i / g),   q in 0..2^N - 1
  *   scale[j,o], zero[j,o] = the section-0 search (quant_search) on the g weights W[o, jg .. jg+g-1];
  *   q[o,i] = clamp(round(W[o,i] / delta) + zero, 0, 2^N - 1) with the search's FP32 delta.
@@ -10,7 +17,8 @@
  *   training uses exactly the stored values: scale = fp16(delta), zero = fp16(z) (z is an integer,
  *   exact in FP16 while |z| <= 2048). The FP weight is then dropped.
  * Trainable: A [r, G] ~ U(-b, b), b = sqrt(6 / (fan_in + fan_out)), fan_in = G, fan_out = r
- *   (Xavier-uniform), and B [out, r] = 0.
+ *   (Xavier-uniform, as the repo's reset_lora_parameters), and B [out, r] = 0. s = lora_scale
+ *   (1 by default; the repo uses PEFT's lora_alpha / r).
  * forward   p[m,j] = c sum_{i in group j} x[m,i],  c = 1/g          (AvgPool_g, as the repo)
  *           pa = p A^T                                              [M, r]
  *           y  = x W_hat^T + b + s pa B^T                           s = lora_scale
@@ -24,9 +32,10 @@
  *             zero'[j,o] = zero[j,o] - s c (B A)[o,j] / scale[j,o]
  *             W'[o,i]    = scale[j,o] (q[o,i] - zero'[j,o]) = W_hat[o,i] + s c (B A)[o,j]
  *           zero' is fractional and is stored as FP16 (round-to-nearest-even), which is the only
- *           rounding of the merge; the deployed weight is scale (q - fp16(zero')).
+ *           rounding of the merge; the deployed weight is scale (q - fp16(zero')). A zero' that
+ *           does not fit FP16 fails the merge (QA_ERR_RUN), naming the layer, group and row.
  * bits per weight (deployed):  N (code) + (16 + 16) / g (one FP16 scale and one FP16 zero point
- *           per g weights of a row) = 4 + 32/32 = 5.0 at N = 4, g = 32, the figure METHODS.md quotes.
+ *           per g weights of a row) = 4 + 32/32 = 5.0 at N = 4, g = 32.
  *           The FP32 bias is counted in bytes() but not in bits per weight. */
 #include "methods/qalora.h"
 

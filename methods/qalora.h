@@ -1,7 +1,8 @@
-/* QA-LoRA (METHODS.md section 3): what methods/qalora.c offers beyond the registry entry.
- * The registry's qa_method_cfg has no group-size field, so the plugin runs at the default g = 32;
- * qa_qalora_init_grouped() lets tests (and a later recipe key) choose g. The FP16 helpers are the
- * storage format of the scales and the merged (fractional) zero points. */
+/* QA-LoRA (arXiv 2309.14717; the specification is the header of methods/qalora.c): what
+ * qalora.c offers beyond the registry entry. init() takes the group size from the recipe's
+ * group_size (qa_method_cfg.group_size, 0 = QA_QALORA_DEFAULT_GROUP); qa_qalora_init_grouped()
+ * lets tests choose g directly. The FP16 helpers are the storage format of the scales and the
+ * merged (fractional) zero points. */
 #ifndef QA_QALORA_H
 #define QA_QALORA_H
 

@@ -1,8 +1,16 @@
-/* QLoRA (METHODS.md section 2; arXiv 2305.14314, bitsandbytes + PEFT semantics).
+/* QLoRA: LoRA over a frozen 4-bit NormalFloat (NF4) base with double quantization.
  *
- * Frozen base, by the experiment's weight bits N (the state records which one it used, see
- * qlora_base_kind; inspect() exposes it as "base_kind"):
- *   N = 4   NF4 + double quantization (the QLoRA format):
+ * Paper: "QLoRA: Efficient Finetuning of Quantized LLMs", Dettmers et al., arXiv 2305.14314.
+ * Reference code: github artidoro/qlora, with the storage formats of bitsandbytes (NF4 code,
+ * blockwise absmax, the signed 8-bit "dynamic" code of double quantization) and the merge of
+ * PEFT (merge_and_unload). Notation, the LoRA factors and the section-0 quantizer:
+ * methods/README.md. The formats are exposed in qlora.h so that tests can reach them.
+ *
+ * Frozen base, by the experiment's weight bits N and the recipe's qlora_base (auto: NF4 at
+ * N = 4, the uniform INT base otherwise; nf4: an error at N != 4, as NF4 exists only at 4 bits;
+ * int: the uniform base at any N, 4 included). The state records which one it used (see
+ * qlora_base_kind; inspect() exposes it as "base_kind", merge() notes it as "base nf4|int|fp"):
+ *   NF4     NF4 + double quantization (the QLoRA format), N = 4 only:
  *             blocks of 64 consecutive weights of the row-major flattened W [out,in]:
  *               absmax_b = max |w| over the block (FP32),  v = w / absmax_b,
  *               idx = #{k : v > mid_k},  mid_k = (NF4[k] + NF4[k+1]) / 2, k = 0..14
@@ -18,8 +26,8 @@
  *             bits/weight = 4 + 8/64 + 32/(64*256) + 32/n = 4.127 (packed codes, q8 per block,
  *               FP32 absmax2 per 256 blocks, one FP32 offset per tensor; exact count in
  *               qlora_nf4_bits_per_weight)
- *   N != 4  NF4 exists only at 4 bits: the section-0 uniform quantizer per output channel at N
- *             bits (as the IntLoRA paper's "QLoRA" rows at W8):
+ *   INT     the section-0 uniform quantizer per output channel at N = 1..8 bits (the IntLoRA
+ *             paper's "QLoRA" rows at W8 use such a base):
  *             delta_r, z_r = Q_N search of row r;  q = clamp(round(W/delta_r) + z_r, 0, 2^N - 1)
  *             stored as uint8 codes;  W_dq = delta_r (q - z_r)  (== quant_fake_rows)
  *   N = 0   the FP weight itself (QLoRA is then plain LoRA).
@@ -33,7 +41,7 @@
  *             dB += s dy^T xa,   dxa = s dy B,   dA += dxa^T x,   dx += dy W_dq + dxa A
  *   init      A ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming-uniform), B = 0
  *
- * Deploy variants (section 2):
+ * Deploy variants (D1-D4: the ways a QLoRA model can be shipped):
  *   D1  unmerged NF4 base + FP adapter: computes exactly the training forward above, which equals
  *       D3 up to float rounding, so it is not produced as a separate variant.
  *   D3  main deploy, "merge into FP":  W' = W_dq + s B A  (w_fp, float)
@@ -41,7 +49,12 @@
  *   D2  extra variant "nf4", only when the base is NF4: W' re-quantized to NF4 + DQ and
  *       dequantized (PEFT merge_and_unload; an update smaller than an NF4 step rounds away).
  *
- * Choices where METHODS.md is silent:
+ * Memory (bytes()): frozen = the base as stored (NF4 + DQ bytes; or N-bit codes + an FP32 scale
+ *   and zero point per row; or FP32 weights at N = 0) + FP32 bias; the f32 W_dq workspace is not
+ *   counted (bitsandbytes allocates it per matmul). deployed = D4 (N-bit codes + FP32 scale and
+ *   zero point per row, FP32 weights at N = 0) + bias. D2 reports qlora_nf4_bits_per_weight.
+ *
+ * Choices made here where neither the paper nor bitsandbytes fixes the detail:
  *   - v = w / absmax by division (bitsandbytes multiplies by 1/absmax); a zero block gets code 7,
  *     and so does the unused low nibble of an odd-length tensor's last byte.
  *   - The last NF4 block (and the last 256-block of DQ) may be short; bits/weight is counted from
@@ -53,7 +66,7 @@
  *   - DQ "nearest" breaks an exact tie towards the lower index; a 256-block of equal absmax
  *     values (absmax2 = 0) gets the index of 0.0 and decodes to the offset exactly.
  *   - The INT base holds uint8 codes, so it takes N = 1..8 (other N are rejected at init).
- *   - The base cannot be forced to int at N = 4: qa_method_cfg has no `base` field (yet). */
+ * Deviation: compute in f32, not bf16 (above); everything else follows bitsandbytes and PEFT. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

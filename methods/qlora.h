@@ -1,6 +1,7 @@
-/* QLoRA's storage formats (METHODS.md section 2), exposed so tests can reach them: NF4 with
- * blockwise FP32 absmax, and the double quantization (DQ) of those absmax values with the signed
- * 8-bit "dynamic" tree code of bitsandbytes. The method itself is qa_method_qlora (qlora.c).
+/* QLoRA's storage formats (arXiv 2305.14314, as bitsandbytes stores them), exposed so tests can
+ * reach them: NF4 with blockwise FP32 absmax, and the double quantization (DQ) of those absmax
+ * values with the signed 8-bit "dynamic" tree code of bitsandbytes. The method itself, and its
+ * whole specification, is qa_method_qlora in qlora.c.
  *
  *   NF4        v = w / absmax_block  ->  idx = #{k : v > mid_k}, mid_k = (NF4[k] + NF4[k+1]) / 2
  *              (15 midpoints evaluated in double, rounded to float; strict ">" so a tie goes to
@@ -28,7 +29,7 @@
 typedef enum { QLORA_BASE_FP = 0, QLORA_BASE_INT, QLORA_BASE_NF4, QLORA_BASE_COUNT } qlora_base_kind;
 extern const char *const qlora_base_names[QLORA_BASE_COUNT];
 
-/* The NF4 code, index -> value (the exact constants of METHODS.md / bitsandbytes). */
+/* The NF4 code, index -> value (bitsandbytes' exact FP32 constants). */
 extern const float qlora_nf4_code[16];
 
 /* The NF4 index of a normalized value v (v in [-1, 1]; NaN maps to 0). */
