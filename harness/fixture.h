@@ -1,5 +1,5 @@
 /* `qadapt fixture IN.h5 OUT.h5`: recompute reference layer fixtures (the schema of
- * shared/golden/README.md) with the harness's own method plugins. For every /case_NNN of IN it
+ * tests/data/README.md) with the harness's own method plugins. For every /case_NNN of IN it
  * reads only the attributes and in/, and writes the init and trained datasets with the same names and
  * shapes to OUT:
  *   init/    R, delta, zero_point, W_round (int32), U_delta, U_zero_point (MUL), y   (B = 0)

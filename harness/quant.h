@@ -1,12 +1,13 @@
-/* Uniform affine quantization (METHODS.md section 0).
+/* Uniform affine quantization (specified in methods/README.md, section 0).
  *
  * Search: for a vector x with m = min(x), M = max(x), try i = 0..79:
  *   m_i = m (1 - 0.01 i), M_i = M (1 - 0.01 i), delta_i = (M_i - m_i) / (L - 1),
  *   z_i = round(-m_i / delta_i)  (not clamped),  q = clamp(round(x / delta_i) + z_i, 0, L - 1),
  *   score_i = mean |delta_i (q - z_i) - x|^2.4;  keep the first strictly best.
  * round() is round-half-to-even (nearbyint), as torch.round.
- * Constant vector (M == m), where the reference divides by zero and yields NaN: we use
- * delta = |m| (1 when m = 0) and z = -sign(m), which puts the constant exactly on code 0. */
+ * Constant vector (M == m), where the reference divides by a zero step, accepts no candidate and
+ * keeps delta = 0, z = 0 (what it then quantizes is NaN): we use delta = |m| (1 when m = 0) and
+ * z = -sign(m), which puts the constant exactly on code 0. */
 #ifndef QA_QUANT_H
 #define QA_QUANT_H
 

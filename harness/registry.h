@@ -19,7 +19,7 @@ typedef struct {
     int a_bits;            /* 0 = full precision */
     int rank;
     float lora_scale;      /* s in y += s (x A^T) B^T; 1.0 = no alpha/r scaling (the reference) */
-    /* IntLoRA options (METHODS.md section 5) */
+    /* IntLoRA options (specified in methods/intlora.c) */
     float vmc_alpha;       /* variance-matching exponent (1.5) */
     int aux_dist;          /* QA_AUX_LAPLACE | GAUSSIAN | UNIFORM | ZERO */
     int vmc_stat;          /* QA_VMC_ABSMAX (the code) | QA_VMC_STD (the paper) */

@@ -1,4 +1,4 @@
-/* EfficientDM plugin (METHODS.md section 4): the weight quantizer against the section-0 search by
+/* EfficientDM plugin (methods/efficientdm.c): the weight quantizer against the section-0 search by
  * hand, timestep buckets by hand, activation calibration on the first forward then frozen,
  * gradients by central differences of an STE surrogate written here in double (rounding offsets
  * and clamp masks frozen at the evaluation point, so the surrogate is smooth and its derivative is

@@ -1,4 +1,4 @@
-/* QA-LoRA plugin (METHODS.md section 3): the group quantizer against quant_search by hand, FP16
+/* QA-LoRA plugin (methods/qalora.c): the group quantizer against quant_search by hand, FP16
  * rounding against a frexp/nearbyint reference and hand values, AvgPool by hand, gradients by
  * finite differences, merge == forward (exact without the FP16 zero points, close with them),
  * bits per weight, bytes and error messages. */

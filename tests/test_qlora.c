@@ -1,4 +1,4 @@
-/* QLoRA plugin (METHODS.md section 2): NF4 and double-quantization formats checked against
+/* QLoRA plugin (methods/qlora.c): NF4 and double-quantization formats checked against
  * hand-computed values and test-side references; the layer's base, gradients by finite
  * differences, deploy variants, bytes and errors. */
 #include <criterion/criterion.h>
@@ -12,7 +12,7 @@
 #include "methods/qlora.h"
 #include "tests/common.h"
 
-/* The NF4 table of METHODS.md, typed in again (doubles), so the module's copy is checked. */
+/* The NF4 table (bitsandbytes' constants), typed in again (doubles), so the module's copy is checked. */
 static const double NF4_REF[16] = {
     -1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453, -0.28444138169288635,
     -0.18477343022823334, -0.09105003625154495, 0.0, 0.07958029955625534, 0.16093020141124725,

@@ -1,4 +1,4 @@
-/* Uniform affine quantizer (METHODS.md section 0): hand-computed cases and a naive double
+/* Uniform affine quantizer (methods/README.md, section 0): hand-computed cases and a naive double
  * implementation of the 80-candidate search as the reference. */
 #include <criterion/criterion.h>
 
