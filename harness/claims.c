@@ -77,20 +77,25 @@ static int set_folder(qa_claim *c, const char *v, char *why, size_t len) {
     return set_text(c->folder, sizeof c->folder, v, why, len);
 }
 
+/* Look a value up in a const table whose entries begin with their name (stride: the entry size);
+ * when absent, `why` lists the allowed names. */
+static int find_name(const void *table, size_t stride, int n, const char *v, const char *what, char *why, size_t len) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(v, *(const char *const *)((const char *)table + (size_t)i * stride))) return i;
+    int off = snprintf(why, len, "unknown %s; allowed:", what);
+    for (int i = 0; i < n && off < (int)len; i++)
+        off += snprintf(why + off, len - (size_t)off, " %s", *(const char *const *)((const char *)table + (size_t)i * stride));
+    return -1;
+}
+
 static int set_metric(qa_claim *c, const char *v, char *why, size_t len) {
-    for (int i = 0; i < qa_n_claim_metrics; i++)
-        if (!strcmp(v, qa_claim_metrics[i].name)) { c->metric = i; return 0; }
-    int off = snprintf(why, len, "unknown metric; allowed:");
-    for (int i = 0; i < qa_n_claim_metrics && off < (int)len; i++) off += snprintf(why + off, len - (size_t)off, " %s", qa_claim_metrics[i].name);
-    return 1;
+    c->metric = find_name(qa_claim_metrics, sizeof qa_claim_metrics[0], qa_n_claim_metrics, v, "metric", why, len);
+    return c->metric < 0;
 }
 
 static int set_test(qa_claim *c, const char *v, char *why, size_t len) {
-    for (int i = 0; i < QA_TEST_COUNT; i++)
-        if (!strcmp(v, qa_test_kinds[i].name)) { c->kind = i; return 0; }
-    int off = snprintf(why, len, "unknown test; allowed:");
-    for (int i = 0; i < QA_TEST_COUNT && off < (int)len; i++) off += snprintf(why + off, len - (size_t)off, " %s", qa_test_kinds[i].name);
-    return 1;
+    c->kind = find_name(qa_test_kinds, sizeof qa_test_kinds[0], QA_TEST_COUNT, v, "test", why, len);
+    return c->kind < 0;
 }
 
 static int set_cells(qa_claim *c, const char *v, char *why, size_t len) {

@@ -65,7 +65,10 @@ static int load_folder(folder_cache *fc, const char *path, folder **out, qa_erro
     closedir(d);
     f->exists = 1;
     int rc = runs_load(path, &f->runs, &f->nr, err);
-    if (rc) return qa_fail(err, QA_ERR_RUN, "%s", err->msg); /* a damaged run file */
+    if (rc) { /* a damaged run file: the message names it; the runs are unreadable, not the input */
+        err->code = QA_ERR_RUN;
+        return QA_ERR_RUN;
+    }
     cells_build(f->runs, f->nr, &f->cells, &f->nc);
     return QA_OK;
 }
