@@ -298,8 +298,15 @@ static void verdict_text(const qa_claim_result *r, char *buf, size_t len) {
     const char *w = qa_verdict_words[r->verdict];
     if (r->verdict == QA_VERDICT_NOT_TESTABLE) snprintf(buf, len, "%s: %s", w, r->reason);
     else if (r->verdict != QA_VERDICT_INCONCLUSIVE) snprintf(buf, len, "**%s**", w);
-    else if (r->seeds_needed < 0) snprintf(buf, len, "%s (the observed effect is not on the claim's side of its bound: no number of seeds gives 80%% power)", w);
+    else if (r->seeds_needed < 0) snprintf(buf, len, "%s (no power estimate: the observed effect is not on the claim's side of its bound)", w);
     else snprintf(buf, len, "%s (%s%d seeds for 80%% power)", w, r->seeds_needed >= 1000000 ? "more than " : "", r->seeds_needed);
+}
+
+/* Decimals that show an interval's half-width to 3 significant digits (0 to 6). */
+static int decimals_for(double half) {
+    if (!(half > 0) || !isfinite(half)) return 4;
+    int d = 2 - (int)floor(log10(half));
+    return d < 0 ? 0 : (d > 6 ? 6 : d);
 }
 
 /* Markdown table cell text: '|' escaped, newlines flattened. */
@@ -337,7 +344,9 @@ static void write_md(FILE *f, const char *dir, const char *claims_path, const qa
         fprintf(f, " | %s | %s (%s) | %s |", test, cells, cl->folder, qa_claim_metrics[cl->metric].name);
         if (r->verdict == QA_VERDICT_NOT_TESTABLE) fprintf(f, " - | - | - | - |");
         else {
-            fprintf(f, " %d | %+.4g ± %.4g", r->n, r->effect, (r->ci_hi - r->ci_lo) / 2);
+            double half = (r->ci_hi - r->ci_lo) / 2;
+            int dec = decimals_for(half);
+            fprintf(f, " %d | %+.*f ± %.*f", r->n, dec, r->effect, dec, half);
             if (r->n_cmp > 1) fprintf(f, " (%s)", r->decisive);
             fprintf(f, " | %.3g | %.3g |", r->p, r->p_holm);
         }
