@@ -386,9 +386,11 @@ static void write_csv(FILE *f, const qa_claim *claims, int n, const qa_claim_res
         csv_text(f, r->folder);
         fprintf(f, ",%s,", qa_claim_metrics[cl->metric].name);
         csv_text(f, cells);
-        fprintf(f, ",%.8g,%g,%s,%d,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%d,%s,", r->verdict == QA_VERDICT_NOT_TESTABLE ? cl->margin : r->margin,
-                cl->alpha, cl->worse ? "worse" : "better", r->n, r->effect, r->ci_lo, r->ci_hi, r->p, r->p_holm, r->p_against,
-                r->p_against_holm, r->seeds_needed, qa_verdict_words[r->verdict]);
+        /* the margin in the metric's units; a relative one left unresolved (no data) as written */
+        if (r->verdict == QA_VERDICT_NOT_TESTABLE && cl->margin_relative) fprintf(f, ",%g%%", 100 * cl->margin);
+        else fprintf(f, ",%.8g", r->verdict == QA_VERDICT_NOT_TESTABLE ? cl->margin : r->margin);
+        fprintf(f, ",%g,%s,%d,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%d,%s,", cl->alpha, cl->worse ? "worse" : "better", r->n, r->effect,
+                r->ci_lo, r->ci_hi, r->p, r->p_holm, r->p_against, r->p_against_holm, r->seeds_needed, qa_verdict_words[r->verdict]);
         csv_text(f, r->reason);
         fputc('\n', f);
     }
