@@ -140,3 +140,43 @@ int cells_build(const qa_run_record *runs, int nr, qa_cell **out, int *nc_out) {
     *nc_out = nc;
     return QA_OK;
 }
+
+int qa_cell_spec_parse(const char *text, qa_cell_spec *spec, qa_error *err) {
+    char buf[160], *part[5] = {NULL, NULL, NULL, NULL, NULL};
+    snprintf(buf, sizeof buf, "%s", text);
+    int np = 0;
+    for (char *q = buf; q && np < 5;) {
+        part[np++] = q;
+        q = strchr(q, ':');
+        if (q) *q++ = 0;
+    }
+    if (np < 2 || !part[0][0] || !part[1][0])
+        return qa_fail(err, QA_ERR_INPUT,
+                       "cell '%s': expected method:bits[:deploy[:setting]][:rN], e.g. intlora-mul:w4a8, lora:w8a8:int or lora:w4a8:int:r8",
+                       text);
+    /* a part "r<N>" after the bits selects the rank (any rank when absent) */
+    memset(spec, 0, sizeof *spec);
+    for (int k = np - 1; k >= 2; k--)
+        if (part[k][0] == 'r' && part[k][1] >= '0' && part[k][1] <= '9') {
+            spec->rank = atoi(part[k] + 1);
+            for (int j = k; j < np - 1; j++) part[j] = part[j + 1];
+            part[--np] = NULL;
+        }
+    snprintf(spec->method, sizeof spec->method, "%.31s", part[0]);
+    snprintf(spec->bits, sizeof spec->bits, "%.15s", part[1]);
+    snprintf(spec->variant, sizeof spec->variant, "%.15s", part[2] && part[2][0] ? part[2] : (strcmp(part[1], "fp") ? "int" : "fp"));
+    snprintf(spec->axes, sizeof spec->axes, "%.47s", part[3] ? part[3] : "");
+    return QA_OK;
+}
+
+const qa_cell *qa_cell_find(const qa_cell *cells, int nc, const char *text, const char *dir, qa_error *err) {
+    qa_cell_spec s;
+    if (qa_cell_spec_parse(text, &s, err)) return NULL;
+    for (int i = 0; i < nc; i++)
+        if (!strcmp(cells[i].method, s.method) && !strcmp(cells[i].bits, s.bits) && !strcmp(cells[i].variant, s.variant) &&
+            !strcmp(cells[i].axes, s.axes) && (s.rank == 0 || cells[i].rank == s.rank) && cells[i].n > 0)
+            return &cells[i];
+    qa_fail(err, QA_ERR_INPUT, "cell %s: no evaluated runs of method %s, bits %s, deploy %s%s%s in %s", text, s.method, s.bits,
+            s.variant, s.axes[0] ? ", setting " : "", s.axes, dir);
+    return NULL;
+}

@@ -44,4 +44,18 @@ const char *cells_deploy_label(const qa_cell *c, char *buf, size_t len);
 /* "method bits deploy [axes] rN" for legends, without the parts every cell shares. */
 void cells_series_label(const qa_cell *c, char *buf, size_t len, int with_bits, int with_rank);
 
+/* A cell as the commands name it: "method:bits[:deploy[:setting]]", with a part "rN" anywhere
+ * after the bits picking rank N (rank 0: any rank). deploy defaults to int for quantized bits and
+ * fp for bits fp; setting is an ablation's grid axes as in the run names (e.g. a1.5). */
+typedef struct {
+    char method[32], bits[16], variant[16], axes[48];
+    int rank;
+} qa_cell_spec;
+
+/* Parse a cell name (syntax only; no results folder needed); QA_ERR_INPUT with the expected form. */
+int qa_cell_spec_parse(const char *text, qa_cell_spec *spec, qa_error *err);
+/* The cell of `cells` that `text` names and that has evaluated runs; NULL with a message naming
+ * the cell and the folder `dir` when there is none. */
+const qa_cell *qa_cell_find(const qa_cell *cells, int nc, const char *text, const char *dir, qa_error *err);
+
 #endif

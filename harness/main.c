@@ -13,6 +13,7 @@
 #include "harness/registry.h"
 #include "harness/report.h"
 #include "harness/plot.h"
+#include "harness/verify.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -31,6 +32,10 @@ static void usage(FILE *f) {
             "                            (A, B = method:bits[:deploy[:setting]], e.g.\n"
             "                            intlora-mul:w8a8 qlora:w8a8:int)\n"
             "  plot DIR                  figures of a results folder (PNG + SVG, gnuplot)\n"
+            "  verify DIR CLAIMS         judge each claim of a claims file from the run files of\n"
+            "                            DIR and its sibling folders (paired by seed, p adjusted\n"
+            "                            by Holm-Bonferroni over the file): the table to stdout,\n"
+            "                            DIR/claims.{md,csv}; a failed claim is a verdict (exit 0)\n"
             "  bench-layer --method M --tokens T --in I --out O --rank R --bits N [--json]\n"
             "              [--merge] [--deployed] [--repeats K]\n"
             "                            time one adapted layer (forward + backward, median);\n"
@@ -115,6 +120,9 @@ int main(int argc, char **argv) {
     } else if (!strcmp(cmd, "plot")) {
         if (argc != 3) { fprintf(stderr, "usage: qadapt plot DIR\n"); return 2; }
         rc = plot_results(argv[2], &err);
+    } else if (!strcmp(cmd, "verify")) {
+        if (argc != 4) { fprintf(stderr, "usage: qadapt verify DIR CLAIMS\n"); return 2; }
+        rc = qa_verify(argv[2], argv[3], stdout, &err);
     } else if (!strcmp(cmd, "bench-layer")) {
         qa_bench_layer_opts o;
         rc = bench_layer_parse(argc - 2, argv + 2, &o, &err);

@@ -140,8 +140,6 @@ static void write_efficiency(FILE *f, const cell *cells, int nc, FILE *csv) {
     }
 }
 
-static const cell *find_spec(const cell *cells, int nc, const char *spec, const char *dir, qa_error *err);
-
 /* A - B on metric m: paired by seed when every seed of A has one in B (and a value per seed),
  * mean and 95% CI of the differences with a paired t-test; otherwise the difference of the
  * means, no CI (NaN) and Welch's p. Returns 1 when paired. */
@@ -186,7 +184,7 @@ int report_write_baseline(const char *dir, const char *baseline, FILE *out, qa_e
     int base = 0;
     for (int i = 0; i < nc; i++) if (cells[i].w_bits == 0 && cells[i].n > 0) { base = i; break; }
     if (baseline) {
-        const cell *b = find_spec(cells, nc, baseline, dir, err);
+        const cell *b = qa_cell_find(cells, nc, baseline, dir, err);
         if (!b) { qa_free(cells); qa_free(dl); runs_free(runs, nr); return QA_ERR_INPUT; }
         base = (int)(b - cells);
     }
@@ -363,39 +361,6 @@ int report_write_baseline(const char *dir, const char *baseline, FILE *out, qa_e
 
 /* ---- qadapt compare: one cell against another, every metric, paired by seed ---- */
 
-/* "method:bits[:deploy[:setting]]"; deploy defaults to int for quantized bits, fp otherwise */
-static const cell *find_spec(const cell *cells, int nc, const char *spec, const char *dir, qa_error *err) {
-    char buf[160], *part[5] = {NULL, NULL, NULL, NULL, NULL};
-    snprintf(buf, sizeof buf, "%s", spec);
-    int np = 0;
-    for (char *q = buf; q && np < 5;) {
-        part[np++] = q;
-        q = strchr(q, ':');
-        if (q) *q++ = 0;
-    }
-    if (np < 2) {
-        qa_fail(err, QA_ERR_INPUT, "cell '%s': expected method:bits[:deploy[:setting]][:rN], e.g. intlora-mul:w4a8, lora:w8a8:int or lora:w4a8:int:r8", spec);
-        return NULL;
-    }
-    /* a part "r<N>" after the bits selects the rank (any rank when absent) */
-    int rank = 0;
-    for (int k = np - 1; k >= 2; k--)
-        if (part[k][0] == 'r' && part[k][1] >= '0' && part[k][1] <= '9') {
-            rank = atoi(part[k] + 1);
-            for (int j = k; j < np - 1; j++) part[j] = part[j + 1];
-            part[--np] = NULL;
-        }
-    const char *variant = part[2] && part[2][0] ? part[2] : (strcmp(part[1], "fp") ? "int" : "fp");
-    const char *axes = part[3] ? part[3] : "";
-    for (int i = 0; i < nc; i++)
-        if (!strcmp(cells[i].method, part[0]) && !strcmp(cells[i].bits, part[1]) && !strcmp(cells[i].variant, variant) &&
-            !strcmp(cells[i].axes, axes) && (rank == 0 || cells[i].rank == rank) && cells[i].n > 0)
-            return &cells[i];
-    qa_fail(err, QA_ERR_INPUT, "cell %s: no evaluated runs of method %s, bits %s, deploy %s%s%s in %s", spec, part[0], part[1], variant,
-            axes[0] ? ", setting " : "", axes, dir);
-    return NULL;
-}
-
 int report_compare(const char *dir, const char *spec_a, const char *spec_b, FILE *out, qa_error *err) {
     qa_run_record *runs;
     int nr;
@@ -404,7 +369,7 @@ int report_compare(const char *dir, const char *spec_a, const char *spec_b, FILE
     cell *cells;
     int nc;
     cells_build(runs, nr, &cells, &nc);
-    const cell *a = find_spec(cells, nc, spec_a, dir, err), *b = a ? find_spec(cells, nc, spec_b, dir, err) : NULL;
+    const cell *a = qa_cell_find(cells, nc, spec_a, dir, err), *b = a ? qa_cell_find(cells, nc, spec_b, dir, err) : NULL;
     if (!a || !b) { qa_free(cells); runs_free(runs, nr); return QA_ERR_INPUT; }
     char la[48], lb[48];
     fprintf(out, "A = %s %s %s%s%s (n = %d), B = %s %s %s%s%s (n = %d), %s\n\n", a->method, a->bits, cells_deploy_label(a, la, sizeof la),

@@ -5,6 +5,7 @@
 
 #include <gsl/gsl_cdf.h>
 #include <gsl/gsl_statistics_double.h>
+#include <string.h>
 
 qa_summary stats_summarize(const double *x, int n) {
     qa_summary s = {n, NAN, NAN, NAN};
@@ -38,4 +39,44 @@ double stats_paired_p(const double *a, const double *b, int n, double *t_out) {
     double t = m / (sd / sqrt((double)n));
     if (t_out) *t_out = t;
     return 2.0 * gsl_cdf_tdist_Q(fabs(t), n - 1);
+}
+
+double qa_stats_one_sided_p(const double *d, int n, double bound) {
+    if (n < 2) return NAN;
+    double m = gsl_stats_mean(d, 1, (size_t)n), sd = gsl_stats_sd_m(d, 1, (size_t)n, m);
+    if (sd == 0) return m > bound ? 0.0 : 1.0;
+    return gsl_cdf_tdist_Q((m - bound) / (sd / sqrt((double)n)), n - 1);
+}
+
+void qa_stats_holm(const double *p, int n, double *adj) {
+    int *order = malloc(sizeof(int) * (size_t)(n > 0 ? n : 1)), k = 0;
+    double *copy = malloc(sizeof(double) * (size_t)(n > 0 ? n : 1));
+    memcpy(copy, p, sizeof(double) * (size_t)n);
+    for (int i = 0; i < n; i++)
+        if (!isnan(copy[i])) order[k++] = i;
+    for (int i = 1; i < k; i++) /* insertion sort by p: families are small */
+        for (int j = i; j > 0 && copy[order[j]] < copy[order[j - 1]]; j--) {
+            int t = order[j];
+            order[j] = order[j - 1];
+            order[j - 1] = t;
+        }
+    for (int i = 0; i < n; i++) adj[i] = NAN;
+    double running = 0;
+    for (int r = 0; r < k; r++) {
+        double a = (k - r) * copy[order[r]];
+        a = a > 1 ? 1 : a;
+        running = a > running ? a : running;
+        adj[order[r]] = running;
+    }
+    free(order);
+    free(copy);
+}
+
+int qa_stats_seeds_needed(double gap, double sd, double alpha, double power) {
+    if (!(gap > 0)) return -1;
+    double za = gsl_cdf_ugaussian_Pinv(1 - alpha), zb = gsl_cdf_ugaussian_Pinv(power);
+    double n = (za + zb) * (za + zb) * sd * sd / (gap * gap) + za * za / 2;
+    if (n > 1e6) return 1000000;
+    int seeds = (int)ceil(n - 1e-9);
+    return seeds < 2 ? 2 : seeds;
 }

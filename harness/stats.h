@@ -14,4 +14,18 @@ double stats_welch_p(const double *a, int na, const double *b, int nb, double *t
 /* Paired: t = mean(d) / (sd(d)/sqrt(n)), d = a - b, df = n - 1; returns p (NaN if n < 2). */
 double stats_paired_p(const double *a, const double *b, int n, double *t_out);
 
+/* One-sided test on per-seed paired differences d (n >= 2) of H1: mean(d) > bound:
+ * t = (mean(d) - bound) / (sd(d) / sqrt(n)), df = n - 1, returns P(T > t). With sd = 0 the
+ * difference is exact: 0 when mean(d) > bound, else 1. NaN when n < 2. */
+double qa_stats_one_sided_p(const double *d, int n, double bound);
+/* Holm-Bonferroni step-down adjustment of a family of p-values: with the k non-NaN p sorted
+ * ascending, adj_(i) = max over j <= i of min(1, (k - j + 1) p_(j)) (1-based ranks). NaN entries
+ * are not part of the family and stay NaN. adj may alias p. */
+void qa_stats_holm(const double *p, int n, double *adj);
+/* Seeds needed for a one-sided paired t at level alpha to reach the given power when the true
+ * mean difference lies `gap` beyond the test's bound and the paired sd is `sd`: Guenther's (1981)
+ * normal approximation to the noncentral t, n = ((z_{1-alpha} + z_{power}) sd / gap)^2
+ * + z_{1-alpha}^2 / 2, rounded up, at least 2. -1 when gap <= 0: no number of seeds will do. */
+int qa_stats_seeds_needed(double gap, double sd, double alpha, double power);
+
 #endif

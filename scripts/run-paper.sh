@@ -6,6 +6,9 @@
 #   scripts/run-paper.sh fig_bits ...    only the named recipes
 #   scripts/run-paper.sh --report-only [NAME ...]
 #                                        tables and figures again from the run files, no runs
+# Then the paper's claims are judged from the run files (qadapt verify: results/table_subject/
+# claims.{md,csv}) and the README's claims table, between its two marker lines, is replaced by
+# claims.md.
 set -eu
 cd "$(dirname "$0")/.."
 QADAPT=${QADAPT:-build/qadapt}
@@ -31,3 +34,14 @@ for name in $RECIPES; do
     "$QADAPT" plot "results/$name"
     echo "run-paper: $name done in $(( $(date +%s) - start )) s"
 done
+
+"$QADAPT" verify results/table_subject experiments/intlora.claims > /dev/null
+if grep -q '^<!-- claims:begin' README.md && grep -q '^<!-- claims:end' README.md; then
+    awk -v table=results/table_subject/claims.md '
+        /^<!-- claims:begin/ { print; while ((getline line < table) > 0) print line; skipping = 1; next }
+        /^<!-- claims:end/ { skipping = 0 }
+        !skipping' README.md > README.md.tmp && mv README.md.tmp README.md
+    echo "run-paper: claims judged; README claims table regenerated"
+else
+    echo "run-paper: README.md has no claims:begin/claims:end markers; claims table not updated" >&2
+fi

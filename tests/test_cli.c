@@ -44,7 +44,8 @@ TestSuite(cli, .init = mk);
 
 Test(cli, help_and_list) {
     cr_expect_eq(run("--help", NULL), 0);
-    cr_expect(strstr(out_buf, "run RECIPE") && strstr(out_buf, "report DIR") && strstr(out_buf, "plot DIR"), "%s", out_buf);
+    cr_expect(strstr(out_buf, "run RECIPE") && strstr(out_buf, "report DIR") && strstr(out_buf, "plot DIR") &&
+              strstr(out_buf, "verify DIR CLAIMS"), "%s", out_buf);
     cr_expect_eq(run("list", NULL), 0);
     cr_expect(strstr(out_buf, "lora ") != NULL, "%s", out_buf);
 }
@@ -131,4 +132,29 @@ Test(cli, project_sd_bad_arguments_exit_2) {
     cr_expect(strstr(out_buf, "usage: qadapt project-sd") != NULL, "%s", out_buf);
     cr_expect_eq(run("project-sd --methods lora,dora --rank 1", NULL), 2);
     cr_expect(strstr(out_buf, "unknown method 'dora'") != NULL, "%s", out_buf);
+}
+
+Test(cli, verify_a_malformed_claims_file_exits_2_naming_file_line_and_allowed) {
+    write_file("bad.claims", "[claim C1]\npaper = p\nfolder = table_subject\nmetric = subject_fidelity\ntest = betterness\n");
+    char p[512];
+    snprintf(p, sizeof p, "%s %s/bad.claims", tmpdir, tmpdir);
+    cr_expect_eq(run("verify %s", p), 2);
+    cr_expect(strstr(out_buf, "bad.claims:5:") && strstr(out_buf, "betterness") &&
+                  strstr(out_buf, "allowed: superiority non-inferiority equivalence trend interaction"),
+              "%s", out_buf);
+    cr_expect_eq(run("verify %s", tmpdir), 2);
+    cr_expect(strstr(out_buf, "usage: qadapt verify DIR CLAIMS") != NULL, "%s", out_buf);
+}
+
+Test(cli, verify_without_runs_judges_not_testable_and_exits_0) {
+    write_file("ok.claims", "[claim C1]\npaper = p\nfolder = elsewhere\nmetric = fid\ntest = superiority\ncells = a:w8a8 b:w8a8\n");
+    char p[512];
+    snprintf(p, sizeof p, "%s %s/ok.claims", tmpdir, tmpdir);
+    cr_expect_eq(run("verify %s", p), 0);
+    cr_expect(strstr(out_buf, "Holm-Bonferroni") && strstr(out_buf, "not testable: no runs in") && strstr(out_buf, "/elsewhere"),
+              "%s", out_buf);
+    snprintf(p, sizeof p, "%s/claims.md", tmpdir);
+    cr_expect(access(p, F_OK) == 0, "claims.md written in DIR");
+    snprintf(p, sizeof p, "%s/claims.csv", tmpdir);
+    cr_expect(access(p, F_OK) == 0, "claims.csv written in DIR");
 }

@@ -176,3 +176,46 @@ Test(stats, paired_constant_shift_and_small_n) {
     cr_expect(isnan(stats_paired_p(a, b, 1, NULL)), "n = 1: NaN");
     cr_expect(isnan(stats_paired_p(a, b, 0, NULL)), "n = 0: NaN");
 }
+
+Test(stats, one_sided_p_df2_closed_form) {
+    /* d = {0.10, 0.07, 0.10}: mean 0.09, sd sqrt(0.0006 / 2) = 0.017320508, se 0.01. With df = 2,
+     * P(T > t) = (1 - t / sqrt(t^2 + 2)) / 2: bound 0 gives t = 9, p = 0.0060608; bound 0.08 gives
+     * t = 1, p = (1 - 1 / sqrt 3) / 2 = 0.2113249 */
+    const double d[3] = {0.10, 0.07, 0.10};
+    cr_expect(fabs(qa_stats_one_sided_p(d, 3, 0.0) - 0.5 * (1 - 9 / sqrt(83.0))) < 1e-12);
+    cr_expect(fabs(qa_stats_one_sided_p(d, 3, 0.0) - 0.0060608) < 1e-7);
+    cr_expect(fabs(qa_stats_one_sided_p(d, 3, 0.08) - 0.2113249) < 1e-7);
+    cr_expect(fabs(qa_stats_one_sided_p(d, 3, 0.09) - 0.5) < 1e-12, "t = 0: p = 1/2");
+    const double c[3] = {0.2, 0.2, 0.2};
+    cr_expect(qa_stats_one_sided_p(c, 3, 0.1) == 0.0 && qa_stats_one_sided_p(c, 3, 0.3) == 1.0, "sd 0: exact");
+    cr_expect(isnan(qa_stats_one_sided_p(d, 1, 0.0)));
+}
+
+Test(stats, holm_hand_example) {
+    /* p = {0.01, 0.04, 0.03, 0.005}: ascending 0.005 x4 = 0.02, 0.01 x3 = 0.03, 0.03 x2 = 0.06,
+     * 0.04 x1 = 0.04 -> 0.06 (never below the step before) */
+    const double p[4] = {0.01, 0.04, 0.03, 0.005};
+    double adj[4];
+    qa_stats_holm(p, 4, adj);
+    const double want[4] = {0.03, 0.06, 0.06, 0.02};
+    for (int i = 0; i < 4; i++) cr_expect(fabs(adj[i] - want[i]) < 1e-15, "adj[%d] = %g, want %g", i, adj[i], want[i]);
+    /* NaN is outside the family (k = 2), and the adjustment stops at 1 */
+    const double q[3] = {0.01, NAN, 0.04};
+    qa_stats_holm(q, 3, adj);
+    cr_expect(fabs(adj[0] - 0.02) < 1e-15 && isnan(adj[1]) && fabs(adj[2] - 0.04) < 1e-15);
+    double r[2] = {0.6, 0.7};
+    qa_stats_holm(r, 2, r); /* in place */
+    cr_expect(r[0] == 1.0 && r[1] == 1.0);
+}
+
+Test(stats, seeds_needed_guenther_approximation) {
+    /* gap 0.01, sd 0.02, alpha 0.05, power 0.8: z = 1.6448536 + 0.8416212 = 2.4864749;
+     * n = 2.4864749^2 x 4 + 1.6448536^2 / 2 = 24.730230 + 1.352772 = 26.083 -> 27 */
+    cr_expect_eq(qa_stats_seeds_needed(0.01, 0.02, 0.05, 0.8), 27);
+    /* a large effect still needs 2 seeds; an effect on the wrong side of the bound: no number */
+    cr_expect_eq(qa_stats_seeds_needed(1.0, 0.001, 0.05, 0.8), 2);
+    cr_expect_eq(qa_stats_seeds_needed(0.0, 0.02, 0.05, 0.8), -1);
+    cr_expect_eq(qa_stats_seeds_needed(-0.01, 0.02, 0.05, 0.8), -1);
+    /* gap = sd at alpha 0.025, power 0.9: (1.959964 + 1.281552)^2 + 1.959964^2 / 2 = 10.5074 + 1.9207 -> 13 */
+    cr_expect_eq(qa_stats_seeds_needed(0.5, 0.5, 0.025, 0.9), 13);
+}
