@@ -20,7 +20,7 @@
 #include "harness/progress.h"
 #include "harness/quant.h"
 #include "harness/registry.h"
-#include "harness/results.h"
+#include "harness/record.h"
 
 #define D_IMG 784
 #define MAX_PARAMS 256
@@ -192,44 +192,6 @@ static void bind_identifier(float *params, const qa_dit *m, int slot, long seed)
     qa_rng_free(r);
 }
 
-/* ---- provenance ---- */
-
-static void cpu_model(char *buf, size_t len) {
-    snprintf(buf, len, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[512];
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "model name", 10) == 0) {
-            char *c = strchr(line, ':');
-            if (c) { c++; while (*c == ' ') c++; c[strcspn(c, "\n")] = 0; snprintf(buf, len, "%s", c); }
-            break;
-        }
-    fclose(f);
-}
-
-static int write_provenance(qa_h5 *f, const qa_recipe *r, long seed, qa_error *err) {
-    char cpu[256], kernels[2048], buf[64];
-    cpu_model(cpu, sizeof cpu);
-    qa_backend_kernels(kernels, sizeof kernels);
-    time_t now = time(NULL);
-    struct tm tmv;
-    gmtime_r(&now, &tmv);
-    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-    int rc = h5_attr_set_str(f, "/", "harness_version", QA_VERSION, err);
-    if (!rc) rc = h5_attr_set_str(f, "/", "git_commit", QA_GIT_COMMIT, err);
-    if (!rc) rc = h5_attr_set_str(f, "/", "recipe", recipe_text(r), err);
-    if (!rc) rc = h5_attr_set_str(f, "/", "recipe_path", recipe_path(r), err);
-    if (!rc) rc = h5_attr_set_str(f, "/", "created", buf, err);
-    if (!rc) rc = h5_attr_set_str(f, "/", "host_cpu", cpu, err);
-    if (!rc) rc = h5_attr_set_f64(f, "/", "host_cores", (double)sysconf(_SC_NPROCESSORS_ONLN), err);
-    if (!rc) rc = h5_attr_set_str(f, "/", "onednn", qa_backend_version(), err);
-    if (!rc) rc = h5_attr_set_str(f, "/", "onednn_kernels", kernels, err);
-    if (!rc) rc = h5_attr_set_str(f, "/", "hdf5", h5_library_version(), err);
-    if (!rc) rc = h5_attr_set_f64(f, "/", "seed", (double)seed, err);
-    return rc;
-}
-
 /* ---- one run ---- */
 
 typedef struct {
@@ -251,8 +213,8 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 /* Evaluate the current (deployed) model and write /runs/<id>/eval/<variant>. */
-static int eval_variant(sweep_ctx *c, const adapt_task *t, const qa_run_spec *run, qa_h5 *f,
-                        const char *grp, const char *variant, double bits_pw, qa_error *err) {
+static int eval_variant(sweep_ctx *c, const adapt_task *t, const qa_run_spec *run, qa_record *rec,
+                        const char *variant, double bits_pw, qa_error *err) {
     const qa_recipe *r = c->r;
     const int n_classes = c->model->cfg.n_classes;
     int n = (int)recipe_int(r, "eval", "samples");
@@ -364,36 +326,14 @@ static int eval_variant(sweep_ctx *c, const adapt_task *t, const qa_run_spec *ru
         qa_free(xp);
         qa_free(pp);
     }
-    char path[256];
-    snprintf(path, sizeof path, "%s/eval/%s", grp, variant);
-    int rc = h5_attr_set_f64(f, path, "heldout_loss", loss, err);
-    if (!rc && subj >= 0) rc = h5_attr_set_f64(f, path, "subject_fidelity", subj, err);
-    if (!rc) rc = h5_attr_set_f64(f, path, "style_score", style, err);
-    if (!rc) rc = h5_attr_set_f64(f, path, "heldout_loss_se", se_loss, err);
-    if (!rc) rc = h5_attr_set_f64(f, path, "prompt_fidelity_se", se_prompt, err);
-    if (!rc && subj >= 0) rc = h5_attr_set_f64(f, path, "subject_fidelity_se", se_subj, err);
-    if (!rc && fid >= 0) rc = h5_attr_set_f64(f, path, "fid", fid, err);
-    if (!rc) rc = h5_attr_set_f64(f, path, "prompt_fidelity", prompt, err);
-    if (!rc) rc = h5_attr_set_f64(f, path, "diversity", diversity, err);
-    if (!rc && prior >= 0) rc = h5_attr_set_f64(f, path, "prior_preservation", prior, err);
-    if (!rc) rc = h5_attr_set_f64(f, path, "bits_per_weight", bits_pw, err);
-    if (!rc) rc = h5_attr_set_f64(f, path, "eval_seconds", qa_now() - t0, err);
-    if (!rc) rc = h5_attr_set_f64(f, path, "sampling_ms_per_image", 1e3 * t_sample / n, err);
-    if (!rc) {
-        char p2[300];
-        snprintf(p2, sizeof p2, "%s/heldout_per_image", path);
-        int64_t dims[1] = {c->heldout->n_images};
-        rc = h5_write(f, p2, QA_H5_F64, per_image, 1, dims, err);
-    }
-    if (!rc) {
-        uint8_t *pix = qa_alloc((size_t)n * D_IMG);
-        to_pixels(x, (size_t)n * D_IMG, pix);
-        char p2[300];
-        snprintf(p2, sizeof p2, "%s/samples/%s", grp, variant);
-        int64_t dims[3] = {n, 28, 28};
-        rc = h5_write(f, p2, QA_H5_U8, pix, 3, dims, err);
-        qa_free(pix);
-    }
+    qa_record_eval ev = {.variant = variant, .heldout_loss = loss, .heldout_loss_se = se_loss,
+                         .subject_fidelity = subj, .subject_fidelity_se = se_subj,
+                         .prompt_fidelity = prompt, .prompt_fidelity_se = se_prompt,
+                         .style_score = style, .diversity = diversity, .fid = fid, .prior_preservation = prior,
+                         .bits_per_weight = bits_pw, .eval_seconds = qa_now() - t0,
+                         .sampling_ms_per_image = 1e3 * t_sample / n,
+                         .heldout_per_image = per_image, .n_heldout = c->heldout->n_images, .samples = x, .n_samples = n};
+    int rc = qa_record_variant(rec, &ev, err);
     fprintf(stderr, "  %-24s %-4s loss %.5f (se %.5f)", run->id, variant, loss, se_loss);
     if (subj >= 0) fprintf(stderr, "  subject %.4f (se %.4f)", subj, se_subj); /* none for domain */
     fprintf(stderr, "  prompt %.4f (se %.4f)  diversity %.4f", prompt, se_prompt, diversity);
@@ -443,10 +383,8 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const adapt_task *t, co
     qa_dit *m = c->model;
     const qa_method *method = qa_method_find(run->method);
     QA_ASSERT(method); /* validated by the recipe parser */
-    char final_path[4096], tmp_path[4200];
+    char final_path[4096];
     snprintf(final_path, sizeof final_path, "%s/%s.h5", out_dir, run->id);
-    snprintf(tmp_path, sizeof tmp_path, "%s.partial", final_path);
-    unlink(tmp_path);
 
     int rss_reset = qa_reset_peak_rss() == 0;
     /* fresh copy of the pre-trained base; quantize; wrap the attention projections */
@@ -480,39 +418,16 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const adapt_task *t, co
     qa_adamw opt;
     adamw_init(&opt, params, np, (float)recipe_float(r, "train", "weight_decay"), (float)recipe_float(r, "train", "clip"));
 
-    qa_h5 *f;
-    rc = h5_create(tmp_path, &f, err);
+    const qa_record_attr options[] = {{"vmc_alpha", run->vmc_alpha}, {"aux_dist", run->aux_dist}, {"vmc_stat", run->vmc_stat}};
+    qa_record_run rec_run = {.id = run->id, .method = run->method, .bits = run->bits,
+                             .task = recipe_str(r, "adapt", "task"), .objective = recipe_str(r, "train", "objective"),
+                             .w_bits = run->w_bits, .a_bits = run->a_bits, .rank = run->rank, .seed = run->seed,
+                             .item_class = t->item_class, .slot = t->slot, .method_version = method->version,
+                             .options = options, .n_options = 3, .recipe_text = recipe_text(r),
+                             .recipe_path = recipe_path(r), .references = t->item_x, .n_references = t->k};
+    qa_record *rec;
+    rc = qa_record_begin(final_path, &rec_run, &rec, err);
     if (rc) { adamw_free(&opt); return rc; }
-    char grp[160];
-    snprintf(grp, sizeof grp, "/runs/%s", run->id);
-    rc = write_provenance(f, r, run->seed, err);
-    if (!rc) rc = h5_attr_set_str(f, grp, "method", run->method, err);
-    if (!rc) rc = h5_attr_set_str(f, grp, "bits", run->bits, err);
-    if (!rc) rc = h5_attr_set_f64(f, grp, "w_bits", run->w_bits, err);
-    if (!rc) rc = h5_attr_set_f64(f, grp, "a_bits", run->a_bits, err);
-    if (!rc) rc = h5_attr_set_f64(f, grp, "rank", run->rank, err);
-    if (!rc) rc = h5_attr_set_f64(f, grp, "seed", (double)run->seed, err);
-    if (!rc) rc = h5_attr_set_str(f, grp, "task", recipe_str(r, "adapt", "task"), err);
-    if (!rc) rc = h5_attr_set_str(f, grp, "objective", recipe_str(r, "train", "objective"), err);
-    if (!rc) rc = h5_attr_set_f64(f, grp, "item_class", t->item_class, err);
-    if (!rc) rc = h5_attr_set_f64(f, grp, "slot", t->slot, err);
-    if (!rc) rc = h5_attr_set_f64(f, grp, "method_version", method->version, err);
-    if (!rc) rc = h5_attr_set_f64(f, grp, "vmc_alpha", run->vmc_alpha, err);
-    if (!rc) rc = h5_attr_set_f64(f, grp, "aux_dist", run->aux_dist, err);
-    if (!rc) rc = h5_attr_set_f64(f, grp, "vmc_stat", run->vmc_stat, err);
-    if (!rc) rc = h5_attr_set_str(f, grp, "status", "running", err);
-    char table[200];
-    snprintf(table, sizeof table, "%s/train", grp);
-    if (!rc) rc = h5_table_create(f, table, 5, "step,loss,lr,grad_norm,seconds", err);
-    if (!rc && t->k > 0) {
-        uint8_t *pix = qa_alloc((size_t)t->k * D_IMG);
-        to_pixels(t->item_x, (size_t)t->k * D_IMG, pix);
-        char p[220];
-        snprintf(p, sizeof p, "%s/samples/references", grp);
-        int64_t dims[3] = {t->k, 28, 28};
-        rc = h5_write(f, p, QA_H5_U8, pix, 3, dims, err);
-        qa_free(pix);
-    }
 
     /* training: half the batch item images bound to the spare slot, half prior images with
      * the item's class; loss = mse(item) + prior_weight * mse(prior) (DreamBooth) */
@@ -617,9 +532,9 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const adapt_task *t, co
         step_times[step] = qa_now() - ts;
         double *row = rows + 5 * n_rows++;
         row[0] = (double)step; row[1] = loss; row[2] = cur_lr; row[3] = gn; row[4] = qa_now() - t_train0;
-        if (n_rows == 256) { rc = h5_table_append(f, table, rows, n_rows, err); n_rows = 0; }
+        if (n_rows == 256) { rc = qa_record_train_rows(rec, rows, n_rows, err); n_rows = 0; }
     }
-    if (!rc) rc = h5_table_append(f, table, rows, n_rows, err);
+    if (!rc) rc = qa_record_train_rows(rec, rows, n_rows, err);
     double train_seconds = qa_now() - t_train0;
     qa_free(d_x);
     qa_free(d_eps_t);
@@ -628,9 +543,7 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const adapt_task *t, co
     adamw_free(&opt);
 
     if (!rc && *diverged) {
-        rc = h5_attr_set_str(f, grp, "status", "diverged", err);
-        if (!rc) rc = h5_attr_set_str(f, grp, "fail_reason", fail_reason, err);
-        if (!rc) rc = h5_attr_set_f64(f, grp, "fail_step", (double)step, err);
+        rc = qa_record_diverged(rec, fail_reason, step, err);
         fprintf(stderr, "  %s: diverged: %s (recorded, not evaluated)\n", run->id, fail_reason);
     } else if (!rc) {
         /* merge: every adapted layer -> deployable weights */
@@ -644,32 +557,34 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const adapt_task *t, co
         double merge_seconds = qa_now() - tm;
         int needs_ptq = n_ad > 0 && dep[0].needs_ptq;
         double bits_pw = n_ad > 0 ? dep[0].bits_per_weight : 32;
-        if (!rc) rc = h5_attr_set_str(f, grp, "merge_arithmetic", qa_merge_names[n_ad ? dep[0].merge : 0], err);
-        if (!rc) rc = h5_attr_set_f64(f, grp, "needs_ptq", needs_ptq, err);
-        if (!rc && n_ad && dep[0].note[0]) rc = h5_attr_set_str(f, grp, "method_note", dep[0].note, err);
         /* every adapted layer's note, one per line (the first layer's alone can mislead) */
+        char *all = NULL;
         if (!rc && n_ad && dep[0].note[0]) {
             size_t cap = (size_t)n_ad * 200 + 1, off = 0;
-            char *all = qa_alloc(cap);
+            all = qa_alloc(cap);
             int li = 0;
             for (int i = 0; i < m->n_lin; i++) {
                 if (!m->lin[i].method) continue;
                 off += (size_t)snprintf(all + off, cap - off, "%s: %s\n", m->lin[i].name, dep[li++].note);
                 if (off >= cap) break;
             }
-            rc = h5_attr_set_str(f, grp, "method_notes", all, err);
-            qa_free(all);
         }
         /* the method's own measurements, pooled over layers: sum(num) / sum(den) */
-        for (int q = 0; !rc && n_ad && q < dep[0].n_stats; q++) {
+        int n_stats = n_ad ? dep[0].n_stats : 0;
+        const char *stat_name[QA_MAX_DEPLOY_STATS];
+        double stat_value[QA_MAX_DEPLOY_STATS];
+        for (int q = 0; q < n_stats; q++) {
             double num = 0, den = 0;
             for (int i = 0; i < n_ad; i++)
                 for (int j = 0; j < dep[i].n_stats; j++)
                     if (!strcmp(dep[i].stat_name[j], dep[0].stat_name[q])) { num += dep[i].stat_num[j]; den += dep[i].stat_den[j]; }
-            char sp[200];
-            snprintf(sp, sizeof sp, "%s/method_stats", grp);
-            rc = h5_attr_set_f64(f, sp, dep[0].stat_name[q], den > 0 ? num / den : 0.0, err);
+            stat_name[q] = dep[0].stat_name[q];
+            stat_value[q] = den > 0 ? num / den : 0.0;
         }
+        qa_record_merge rm = {qa_merge_names[n_ad ? dep[0].merge : 0], needs_ptq, n_ad ? dep[0].note : NULL, all,
+                              n_stats, stat_name, stat_value};
+        if (!rc) rc = qa_record_merge_info(rec, &rm, err);
+        qa_free(all);
         /* bits per weight over all adapted layers, weighted by their size */
         double wsum = 0, bsum = 0;
         for (int i = 0; i < n_ad; i++) { wsum += (double)dep[i].in * dep[i].out; bsum += dep[i].bits_per_weight * dep[i].in * dep[i].out; }
@@ -678,7 +593,7 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const adapt_task *t, co
         int dummy;
         if (!rc && (needs_ptq || run->w_bits == 0)) {
             set_deploy_weights(m, dep, 0, -1, &dummy);
-            rc = eval_variant(c, t, run, f, grp, "fp", 32, err);
+            rc = eval_variant(c, t, run, rec, "fp", 32, err);
         }
         if (!rc && run->w_bits > 0) {
             double tp = qa_now();
@@ -686,64 +601,40 @@ static int run_one(sweep_ctx *c, const qa_run_spec *run, const adapt_task *t, co
             merge_seconds += qa_now() - tp;
             /* W8A8: layers with per-row 8-bit codes run on the u8 x s8 kernels */
             int n_int8 = run->w_bits == 8 && run->a_bits == 8 ? dit_enable_int8(m) : 0;
-            if (!rc) rc = h5_attr_set_f64(f, grp, "int8_kernel_layers", n_int8, err);
-            if (!rc) rc = eval_variant(c, t, run, f, grp, "int", needs_ptq ? run->w_bits : bits_pw, err);
+            if (!rc) rc = qa_record_int8_layers(rec, n_int8, err);
+            if (!rc) rc = eval_variant(c, t, run, rec, "int", needs_ptq ? run->w_bits : bits_pw, err);
         }
         for (int e = 0; !rc && n_ad > 0 && e < dep[0].n_extra; e++) {
             set_deploy_weights(m, dep, 0, e, &dummy);
-            rc = eval_variant(c, t, run, f, grp, dep[0].extra_name[e], dep[0].extra_bits[e], err);
+            rc = eval_variant(c, t, run, rec, dep[0].extra_name[e], dep[0].extra_bits[e], err);
         }
         /* storage as shipped: the artifact's real size on disk */
         if (!rc && n_ad && recipe_int(r, "eval", "artifact")) {
-            char adir[4200], apath[4400], sp[200];
+            char adir[4200], apath[4400];
             snprintf(adir, sizeof adir, "%s/artifacts", out_dir);
             rc = qa_mkdir_p(adir, err);
             snprintf(apath, sizeof apath, "%s/%s.h5", adir, run->id);
             qa_artifact_size as;
             if (!rc) rc = artifact_write(apath, m, dep, needs_ptq ? run->w_bits : 0, &as, err);
-            snprintf(sp, sizeof sp, "%s/memory", grp);
-            if (!rc) rc = h5_attr_set_f64(f, sp, "artifact_file_bytes", as.file_bytes, err);
-            if (!rc) rc = h5_attr_set_f64(f, sp, "artifact_payload_bytes", as.payload_bytes, err);
-            if (!rc) rc = h5_attr_set_f64(f, sp, "artifact_float_layers", as.float_layers, err);
-            if (!rc) rc = h5_attr_set_f64(f, sp, "artifact_weights", as.weights, err);
+            if (!rc) rc = qa_record_artifact(rec, &as, err);
         }
         for (int i = 0; i < n_ad; i++) qa_deployed_free(&dep[i]);
         qa_free(dep);
         /* memory and timing */
-        char p[200];
-        snprintf(p, sizeof p, "%s/memory", grp);
-        if (!rc) rc = h5_attr_set_f64(f, p, "frozen_bytes", (double)mem.frozen, err);
-        if (!rc) rc = h5_attr_set_f64(f, p, "trainable_bytes", (double)mem.trainable, err);
-        if (!rc) rc = h5_attr_set_f64(f, p, "gradient_bytes", (double)mem.gradients, err);
-        if (!rc) rc = h5_attr_set_f64(f, p, "optimizer_bytes", (double)mem.optimizer, err);
-        if (!rc) rc = h5_attr_set_f64(f, p, "deployed_bytes", (double)mem.deployed, err);
-        /* the whole model's activations at the largest batch it was created for (not per method) */
-        if (!rc) rc = h5_attr_set_f64(f, p, "activation_bytes", (double)dit_activation_bytes(m), err);
-        if (!rc) rc = h5_attr_set_f64(f, p, "activation_batch", (double)m->max_batch, err);
-        if (!rc) rc = h5_attr_set_f64(f, p, "peak_rss_bytes", (double)qa_peak_rss(), err);
-        if (!rc) rc = h5_attr_set_str(f, p, "peak_rss_scope", rss_reset ? "this run" : "the sweep process so far", err);
-        snprintf(p, sizeof p, "%s/timing", grp);
         long warm = steps > 10 ? 5 : 0;
         qsort(step_times + warm, (size_t)(steps - warm), sizeof(double), cmp_double);
-        if (!rc) rc = h5_attr_set_f64(f, p, "train_step_median_ms", 1e3 * step_times[warm + (steps - warm) / 2], err);
-        if (!rc) rc = h5_attr_set_f64(f, p, "train_seconds", train_seconds, err);
-        if (!rc) rc = h5_attr_set_f64(f, p, "merge_seconds", merge_seconds, err);
-        if (!rc) rc = h5_attr_set_str(f, grp, "status", "done", err);
+        qa_record_costs costs = {
+            .frozen_bytes = (double)mem.frozen, .trainable_bytes = (double)mem.trainable,
+            .gradient_bytes = (double)mem.gradients, .optimizer_bytes = (double)mem.optimizer,
+            .deployed_bytes = (double)mem.deployed, .activation_bytes = (double)dit_activation_bytes(m),
+            .activation_batch = (double)m->max_batch, .peak_rss_bytes = (double)qa_peak_rss(),
+            .peak_rss_scope = rss_reset ? "this run" : "the sweep process so far",
+            .train_step_median_ms = 1e3 * step_times[warm + (steps - warm) / 2],
+            .train_seconds = train_seconds, .merge_seconds = merge_seconds};
+        if (!rc) rc = qa_record_finish(rec, &costs, err);
     }
     qa_free(step_times);
-    if (!rc) {
-        char kernels[2048];
-        qa_backend_kernels(kernels, sizeof kernels);
-        rc = h5_attr_set_str(f, "/", "onednn_kernels", kernels, err);
-        if (!rc) rc = h5_attr_set_f64(f, "/", "onednn_reference_kernels", qa_backend_ref_kernels(), err);
-    }
-    if (!rc) rc = h5_flush(f, err);
-    qa_error cerr;
-    int crc = h5_close(f, &cerr);
-    if (!rc && crc) { *err = cerr; rc = crc; }
-    if (!rc && rename(tmp_path, final_path) != 0)
-        rc = qa_fail(err, QA_ERR_RUN, "cannot rename %s to %s", tmp_path, final_path);
-    if (rc) unlink(tmp_path);
+    rc = qa_record_end(rec, rc, err);
     dit_reset_slots(m);
     return rc;
 }
@@ -766,14 +657,9 @@ static char *recipe_substance(const char *text) {
 /* A finished run is reused only if the same recipe produced it (comments aside): a folder of
  * an edited recipe would otherwise mix old and new runs in one table. */
 static int check_same_recipe(const qa_recipe *r, const char *path, qa_error *err) {
-    qa_h5 *f;
-    int rc = h5_open(path, 0, &f, err);
+    char *old;
+    int rc = qa_record_read_recipe(path, strlen(recipe_text(r)) * 2 + 4095, &old, err);
     if (rc) return rc;
-    size_t cap = strlen(recipe_text(r)) * 2 + 4096;
-    char *old = qa_alloc(cap);
-    qa_error e2;
-    if (h5_attr_get_str(f, "/", "recipe", old, cap, &e2) != 0) old[0] = 0;
-    h5_close(f, &e2);
     char *a = recipe_substance(old), *b = recipe_substance(recipe_text(r));
     if (strcmp(a, b) != 0)
         rc = qa_fail(err, QA_ERR_INPUT,
