@@ -54,6 +54,42 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* The deployed layer's forward: W8 with per-row codes on the u8 x s8 kernel, else a float
+ * matmul of the dequantized deployed weights. */
+static int time_deployed(const qa_bench_layer_opts *o, const qa_method *m, void *state, const float *W, const float *b,
+                         const float *x, float *y, double *t, const char **dep_kind, double *ms_dep, qa_error *err) {
+    const int M = o->tokens, in = o->in, n_out = o->out, K = o->repeats, warm = 3;
+    int rc = QA_OK;
+    float *Wd = qa_alloc(sizeof(float) * in * n_out), *dl = qa_alloc(sizeof(float) * n_out), *z = qa_alloc(sizeof(float) * n_out);
+    memcpy(Wd, W, sizeof(float) * in * n_out);
+    if (m) {
+        qa_deployed d;
+        rc = m->merge(state, &d, err);
+        if (!rc) { qa_deployed_weights(&d, Wd); qa_deployed_free(&d); }
+    }
+    quant_search_rows(Wd, n_out, in, o->bits, dl, z);
+    qa_actq aq = {8, 0, 0, 0};
+    float *xh = qa_alloc(sizeof(float) * (size_t)M * in);
+    actq_forward(&aq, xh, x, (size_t)M * in);
+    qa_int8_linear L;
+    int use_int8 = o->bits == 8 && (!m || !strcmp(o->method, "lora") || !strcmp(o->method, "qlora"));
+    if (use_int8) {
+        quant_fake_rows(Wd, Wd, n_out, in, 8, dl, z);
+        use_int8 = int8_linear_init(&L, Wd, dl, z, in, n_out, b) == 0;
+    }
+    *dep_kind = use_int8 ? "u8s8" : "f32";
+    for (int i = 0; i < K + warm && !rc; i++) {
+        double t0 = qa_now();
+        if (use_int8) int8_linear_forward(&L, &aq, x, y, M);
+        else linear_forward(y, xh, Wd, b, M, in, n_out);
+        t[i] = qa_now() - t0;
+    }
+    if (use_int8) int8_linear_free(&L);
+    if (!rc) *ms_dep = 1e3 * median(t + warm, K);
+    qa_free(Wd); qa_free(dl); qa_free(z); qa_free(xh);
+    return rc;
+}
+
 int bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err) {
     const int M = o->tokens, in = o->in, n_out = o->out, K = o->repeats, warm = 3;
     qa_rng *r = qa_rng_new(123);
@@ -122,37 +158,7 @@ int bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err) {
         if (!rc) ms_merge = 1e3 * median(t, K);
     }
     const char *dep_kind = "none";
-    if (!rc && o->deployed) {
-        /* the deployed layer: W8 with per-row codes on the u8 x s8 kernel, else a float matmul of
-         * the dequantized deployed weights */
-        float *Wd = qa_alloc(sizeof(float) * in * n_out), *dl = qa_alloc(sizeof(float) * n_out), *z = qa_alloc(sizeof(float) * n_out);
-        memcpy(Wd, W, sizeof(float) * in * n_out);
-        if (m) {
-            qa_deployed d;
-            rc = m->merge(state, &d, err);
-            if (!rc) { qa_deployed_weights(&d, Wd); qa_deployed_free(&d); }
-        }
-        quant_search_rows(Wd, n_out, in, o->bits, dl, z);
-        qa_actq aq = {8, 0, 0, 0};
-        float *xh = qa_alloc(sizeof(float) * (size_t)M * in);
-        actq_forward(&aq, xh, x, (size_t)M * in);
-        qa_int8_linear L;
-        int use_int8 = o->bits == 8 && (!m || !strcmp(o->method, "lora") || !strcmp(o->method, "qlora"));
-        if (use_int8) {
-            quant_fake_rows(Wd, Wd, n_out, in, 8, dl, z);
-            use_int8 = int8_linear_init(&L, Wd, dl, z, in, n_out, b) == 0;
-        }
-        dep_kind = use_int8 ? "u8s8" : "f32";
-        for (int i = 0; i < K + warm && !rc; i++) {
-            double t0 = qa_now();
-            if (use_int8) int8_linear_forward(&L, &aq, x, y, M);
-            else linear_forward(y, xh, Wd, b, M, in, n_out);
-            t[i] = qa_now() - t0;
-        }
-        if (use_int8) int8_linear_free(&L);
-        if (!rc) ms_dep = 1e3 * median(t + warm, K);
-        qa_free(Wd); qa_free(dl); qa_free(z); qa_free(xh);
-    }
+    if (!rc && o->deployed) rc = time_deployed(o, m, state, W, b, x, y, t, &dep_kind, &ms_dep, err);
     if (!rc) {
         const char *kern = "";
         char kernels[1024];
@@ -227,7 +233,7 @@ typedef struct { double linear, quantize, matmul, correct; } sampling_profile;
 
 static double time_sampling(qa_dit *m, int n, int steps, sampling_profile *prof) {
     qa_schedule s;
-    schedule_linear(&s, 1000, 1e-4f, 0.02f);
+    schedule_default(&s);
     float *x = qa_alloc(sizeof(float) * (size_t)n * 784);
     sample_images(m, &s, 3, n, steps, 3.0f, 11, x); /* warm-up: primitives created */
     dit_profile(m, 1);

@@ -80,13 +80,13 @@ int main(int argc, char **argv) {
         if (rc == 0 && dry) {
             const char *kind = recipe_str(r, "job", "kind");
             if (!strcmp(kind, "adapt")) {
-                qa_run_spec *runs;
-                int n = adapt_plan(r, &runs, &err);
+                qa_sweep_plan plan;
+                int n = adapt_plan(r, &plan, &err);
                 if (n < 0) rc = n;
                 else {
                     printf("%s: %d runs\n", recipe_path, n);
-                    for (int i = 0; i < n; i++) printf("  %s\n", runs[i].id);
-                    free(runs);
+                    for (int i = 0; i < n; i++) printf("  %s\n", plan.runs[i].id);
+                    adapt_plan_free(&plan);
                 }
             } else {
                 printf("%s: a %s job\n", recipe_path, kind);

@@ -69,15 +69,16 @@ TestSuite(adapt, .init = make_checkpoints, .timeout = 240);
 
 Test(adapt, plan_expands_the_grid) {
     qa_recipe *r = tiny_recipe("");
-    qa_run_spec *runs;
+    qa_sweep_plan plan;
     qa_error err;
-    int n = adapt_plan(r, &runs, &err);
+    int n = adapt_plan(r, &plan, &err);
+    const qa_run_spec *runs = plan.runs;
     cr_assert_eq(n, 4, "2 bits x 2 seeds");
     cr_expect_str_eq(runs[0].id, "lora-fp-r2-s0");
     cr_expect_str_eq(runs[1].id, "lora-w8a8-r2-s0");
     cr_expect_eq(runs[1].w_bits, 8);
     cr_expect_eq(runs[1].a_bits, 8);
-    free(runs);
+    adapt_plan_free(&plan);
     recipe_free(r);
 }
 
