@@ -40,73 +40,105 @@ static void sweep_settings(const qa_recipe *r, qa_sweep_settings *s) {
                              .loss_draws = (int)recipe_int(r, "eval", "loss_draws"),
                              .artifact = (int)recipe_int(r, "eval", "artifact")};
     s->lora_scale = (float)recipe_float(r, "adapt", "lora_scale");
-    s->lora_bits = (int)recipe_int(r, "adapt", "lora_bits");
-    s->group_size = (int)recipe_int(r, "adapt", "group_size");
-    const char *qb = recipe_str(r, "adapt", "qlora_base");
-    s->qlora_base = !strcmp(qb, "nf4") ? QA_QLORA_BASE_NF4 : !strcmp(qb, "int") ? QA_QLORA_BASE_INT : QA_QLORA_BASE_AUTO;
     s->recipe_text = recipe_text(r);
     s->recipe_path = recipe_path(r);
 }
 
+/* The values a recipe gives option i of method m: its list, else the method's default. */
+static int option_values(const qa_recipe *r, const qa_method *m, int i, const char *const **vals) {
+    int n = recipe_option_values(r, m->options[i].name, vals);
+    if (n > 0) return n;
+    *vals = &m->options[i].def;
+    return 1;
+}
+
+/* <method>-<bits>-r<rank>[-<tag><value> for each option that is an axis]-s<seed>, allocated */
+static char *run_id(const qa_method *m, const char *bits, int rank, long seed, const char *const *opt_value,
+                    const int *n_values) {
+    size_t len = strlen(m->name) + strlen(bits) + 64;
+    for (int i = 0; i < m->n_options; i++) len += strlen(m->options[i].id_tag) + strlen(opt_value[i]) + 2;
+    char *id = qa_alloc(len);
+    size_t off = (size_t)snprintf(id, len, "%s-%s-r%d", m->name, bits, rank);
+    for (int i = 0; i < m->n_options; i++)
+        if (n_values[i] > 1) off += (size_t)snprintf(id + off, len - off, "-%s%s", m->options[i].id_tag, opt_value[i]);
+    snprintf(id + off, len - off, "-s%ld", seed);
+    return id;
+}
+
+/* Append one run per combination of the method's option values (the first option outermost). */
+static void plan_method(const qa_recipe *r, qa_sweep_plan *plan, const qa_method *m, const char *bits, int rank, long seed,
+                        int *cap) {
+    const char *const *vals[QA_MAX_METHOD_OPTIONS];
+    const char *chosen[QA_MAX_METHOD_OPTIONS];
+    int n_values[QA_MAX_METHOD_OPTIONS], at[QA_MAX_METHOD_OPTIONS] = {0};
+    QA_ASSERT(m->n_options <= QA_MAX_METHOD_OPTIONS);
+    for (int i = 0; i < m->n_options; i++) n_values[i] = option_values(r, m, i, &vals[i]);
+    for (;;) {
+        if (plan->n == *cap) {
+            *cap = *cap ? 2 * *cap : 16;
+            plan->runs = realloc(plan->runs, sizeof(qa_run_spec) * (size_t)*cap);
+        }
+        qa_run_spec *x = &plan->runs[plan->n++];
+        memset(x, 0, sizeof *x);
+        x->settings = &plan->settings;
+        x->method = m;
+        x->bits = bits;
+        parse_bits(bits, &x->w_bits, &x->a_bits);
+        x->rank = rank;
+        x->seed = seed;
+        x->options = m->options_size ? qa_alloc(m->options_size) : NULL;
+        if (x->options) qa_method_options_defaults(m, x->options);
+        for (int i = 0; i < m->n_options; i++) {
+            chosen[i] = vals[i][at[i]];
+            qa_error e;
+            int rc = qa_method_option_set(m, x->options, m->options[i].name, chosen[i], &e);
+            QA_ASSERT(rc == 0); /* validated by the recipe parser */
+        }
+        x->id = run_id(m, bits, rank, seed, chosen, n_values);
+        int i = m->n_options - 1; /* the next combination: the last option turns fastest */
+        while (i >= 0 && ++at[i] == n_values[i]) at[i--] = 0;
+        if (i < 0) return;
+    }
+}
+
 int adapt_plan(const qa_recipe *r, qa_sweep_plan *plan, qa_error *err) {
     memset(plan, 0, sizeof *plan);
-    const char *const *methods, *const *bits, *const *ranks, *const *seeds, *const *alphas, *const *dists, *const *stats;
+    const char *const *methods, *const *bits, *const *ranks, *const *seeds;
     int nm = recipe_values(r, "adapt", "method", &methods);
     int nb = recipe_values(r, "adapt", "bits", &bits);
     int nr = recipe_values(r, "adapt", "rank", &ranks);
     int ns = recipe_values(r, "adapt", "seed", &seeds);
-    int na = recipe_values(r, "adapt", "vmc_alpha", &alphas);
-    int nd = recipe_values(r, "adapt", "aux_dist", &dists);
-    int nv = recipe_values(r, "adapt", "vmc_stat", &stats);
-    int n = nm * nb * nr * ns * na * nd * nv;
-    if (n == 0) return qa_fail(err, QA_ERR_INPUT, "%s: the grid is empty", recipe_path(r));
-    /* IntLoRA's options are grid axes only where they vary; they show in the run name then */
-    static const char *const dist_names[] = {"laplace", "gaussian", "uniform", "zero"};
-    qa_run_spec *out = calloc((size_t)n, sizeof *out);
-    int k = 0;
+    if (nm * nb * nr * ns == 0) return qa_fail(err, QA_ERR_INPUT, "%s: the grid is empty", recipe_path(r));
+    int cap = 0;
     for (int s = 0; s < ns; s++)
         for (int m = 0; m < nm; m++)
             for (int b = 0; b < nb; b++)
-                for (int q = 0; q < nr; q++)
-                    for (int a = 0; a < na; a++)
-                        for (int di = 0; di < nd; di++)
-                            for (int v = 0; v < nv; v++) {
-                                qa_run_spec x;
-                                memset(&x, 0, sizeof x);
-                                x.settings = &plan->settings;
-                                x.method = methods[m];
-                                x.bits = bits[b];
-                                parse_bits(bits[b], &x.w_bits, &x.a_bits);
-                                x.rank = atoi(ranks[q]);
-                                x.seed = atol(seeds[s]);
-                                x.vmc_alpha = (float)atof(alphas[a]);
-                                for (int z = 0; z < QA_AUX_COUNT; z++) if (!strcmp(dists[di], dist_names[z])) x.aux_dist = z;
-                                x.vmc_stat = strcmp(stats[v], "std") == 0 ? QA_VMC_STD : QA_VMC_ABSMAX;
-                                const qa_method *meth = qa_method_find(x.method);
-                                if (meth && meth->needs_weight_bits && x.w_bits == 0) {
-                                    if (s == 0 && q == 0 && a == 0 && di == 0 && v == 0)
-                                        fprintf(stderr, "%s: %s at bits %s left out (it needs integer weights)\n",
-                                                recipe_path(r), x.method, x.bits);
-                                    continue;
-                                }
-                                int off = snprintf(x.id, sizeof x.id, "%s-%s-r%d", x.method, x.bits, x.rank);
-                                if (na > 1) off += snprintf(x.id + off, sizeof x.id - (size_t)off, "-a%s", alphas[a]);
-                                if (nd > 1) off += snprintf(x.id + off, sizeof x.id - (size_t)off, "-%s", dists[di]);
-                                if (nv > 1) off += snprintf(x.id + off, sizeof x.id - (size_t)off, "-%s", stats[v]);
-                                snprintf(x.id + off, sizeof x.id - (size_t)off, "-s%ld", x.seed);
-                                out[k++] = x;
-                            }
-    if (k == 0) {
-        free(out);
+                for (int q = 0; q < nr; q++) {
+                    const qa_method *meth = qa_method_find(methods[m]);
+                    QA_ASSERT(meth); /* validated by the recipe parser */
+                    int w_bits, a_bits;
+                    parse_bits(bits[b], &w_bits, &a_bits);
+                    if (meth->needs_weight_bits && w_bits == 0) {
+                        if (s == 0 && q == 0)
+                            fprintf(stderr, "%s: %s at bits %s left out (it needs integer weights)\n", recipe_path(r),
+                                    meth->name, bits[b]);
+                        continue;
+                    }
+                    plan_method(r, plan, meth, bits[b], atoi(ranks[q]), atol(seeds[s]), &cap);
+                }
+    sweep_settings(r, &plan->settings);
+    if (plan->n == 0) {
+        adapt_plan_free(plan);
         return qa_fail(err, QA_ERR_INPUT, "%s: no run left in the grid (every method needs integer weights)", recipe_path(r));
     }
-    sweep_settings(r, &plan->settings);
-    plan->runs = out;
-    plan->n = k;
-    return k;
+    return plan->n;
 }
 
 void adapt_plan_free(qa_sweep_plan *plan) {
+    for (int i = 0; i < plan->n; i++) {
+        qa_free(plan->runs[i].id);
+        qa_free(plan->runs[i].options);
+    }
     free(plan->runs);
     memset(plan, 0, sizeof *plan);
 }

@@ -11,7 +11,7 @@
 typedef struct {
     qa_deployed *layers;     /* [n_layers], in the order of the model's adapted slots */
     int n_layers;
-    int needs_ptq;           /* the merge ends in float (LoRA, QLoRA) */
+    int needs_ptq;           /* the merge ends in float: PTQ to W bits deploys it */
     double bits_per_weight;  /* over all adapted layers, weighted by their size (32 with none) */
     double merge_seconds;    /* every layer's merge (a PTQ pass adds to it) */
     char *notes;             /* every adapted layer's note, one a line; NULL when the method has none */

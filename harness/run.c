@@ -182,20 +182,22 @@ static qa_record_costs run_costs(const qa_dit *m, const run_model *rm, int rss_r
 int qa_run_one(qa_run_env *env, const qa_run_spec *run, const qa_task *t, const char *out_dir, int *diverged,
                qa_error *err) {
     const qa_sweep_settings *st = run->settings;
-    const qa_method *method = qa_method_find(run->method);
-    QA_ASSERT(method); /* validated by the recipe parser */
+    const qa_method *method = run->method;
     int rss_reset = qa_reset_peak_rss() == 0;
-    qa_method_cfg mcfg = {run->w_bits, run->a_bits, run->rank, st->lora_scale, run->vmc_alpha, run->aux_dist, run->vmc_stat,
-                          st->lora_bits, st->group_size, st->train.lr, st->eval.ddim_steps, st->qlora_base};
+    qa_method_cfg mcfg = {.w_bits = run->w_bits, .a_bits = run->a_bits, .rank = run->rank, .lora_scale = st->lora_scale,
+                          .base_lr = st->train.lr, .sampling_steps = st->eval.ddim_steps, .options = run->options};
     run_model rm;
     int rc = run_prepare(env, run, t, method, &mcfg, &rm, err);
     if (rc) return rc;
-    const qa_record_attr options[] = {{"vmc_alpha", run->vmc_alpha}, {"aux_dist", run->aux_dist}, {"vmc_stat", run->vmc_stat}};
-    qa_record_run rec_run = {.id = run->id, .method = run->method, .bits = run->bits,
+    /* the method's option values, as numbers (an enum: its index) */
+    qa_record_attr options[QA_MAX_METHOD_OPTIONS];
+    for (int i = 0; i < method->n_options; i++)
+        options[i] = (qa_record_attr){method->options[i].name, qa_option_number(&method->options[i], run->options)};
+    qa_record_run rec_run = {.id = run->id, .method = method->name, .bits = run->bits,
                              .task = qa_task_names[st->task.kind], .objective = st->distill ? "distill" : "task",
                              .w_bits = run->w_bits, .a_bits = run->a_bits, .rank = run->rank, .seed = run->seed,
                              .item_class = t->item_class, .slot = t->slot, .method_version = method->version,
-                             .options = options, .n_options = 3, .recipe_text = st->recipe_text,
+                             .options = options, .n_options = method->n_options, .recipe_text = st->recipe_text,
                              .recipe_path = st->recipe_path, .references = t->item_x, .n_references = t->k};
     size_t plen = strlen(out_dir) + strlen(run->id) + 8;
     char *final_path = qa_alloc(plen);

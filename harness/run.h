@@ -24,21 +24,22 @@ typedef struct {
     int distill;             /* objective: 0 the task's loss, 1 distillation from the FP base */
     qa_eval_spec eval;
     float lora_scale;
-    int lora_bits, group_size, qlora_base;
     const char *recipe_text, *recipe_path;
 } qa_sweep_settings;
 
 /* One run of the grid. */
 typedef struct {
-    char id[96];
-    const char *method;
-    const char *bits;
+    char *id;                /* <method>-<bits>-r<rank>[-<option axes>]-s<seed>, owned (no length limit) */
+    const qa_method *method;
+    const char *bits;        /* "fp", "w8a8", ... */
     int w_bits, a_bits, rank;
     long seed;
-    float vmc_alpha;
-    int aux_dist, vmc_stat;
+    void *options;           /* the method's options struct (method->options_size bytes), owned */
     const qa_sweep_settings *settings;
 } qa_run_spec;
+
+/* Options of one method at most (the run id and the grid walk them). */
+#define QA_MAX_METHOD_OPTIONS 16
 
 /* What the runs of a sweep use and load once: the model (reset by every run from base_params),
  * the FP teacher (distillation, else NULL), the training images, the references of scoring. */

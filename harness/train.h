@@ -49,7 +49,7 @@ typedef struct {
 int qa_train(qa_dit *m, qa_param *params, int np, const qa_train_spec *spec, const qa_train_hooks *hooks,
              qa_train_result *res, qa_error *err);
 
-/* Data-free distillation (EfficientDM's setting): x_T ~ N(0, I) with random classes; along the FP
+/* Data-free distillation (objective = distill): x_T ~ N(0, I) with random classes; along the FP
  * teacher's DDIM trajectory the student and the teacher see the same x_t, the target is the
  * teacher's eps, one optimizer step per denoising step; the teacher's eps moves x_t on. */
 typedef struct {
