@@ -1,751 +1,146 @@
 #include "harness/adapt.h"
 
-#include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-#include <unistd.h>
 
 #include "datasets/dataset.h"
-#include "harness/artifact.h"
-#include "harness/backend.h"
 #include "harness/checkpoint.h"
 #include "harness/classifier.h"
 #include "harness/diffusion.h"
 #include "harness/eval.h"
 #include "harness/model.h"
-#include "harness/nn.h"
-#include "harness/optim.h"
-#include "harness/pretrain.h"
 #include "harness/progress.h"
-#include "harness/quant.h"
+#include "harness/record.h"
 #include "harness/registry.h"
-#include "harness/results.h"
 
-#define D_IMG 784
-#define MAX_PARAMS 256
+/* The settings every run of the recipe shares: the recipe is read here, once. */
+static void sweep_settings(const qa_recipe *r, qa_sweep_settings *s) {
+    memset(s, 0, sizeof *s);
+    s->data = (qa_data_spec){(int)recipe_int(r, "data", "synthetic"), recipe_str(r, "data", "dir"), recipe_int(r, "data", "train_limit")};
+    s->checkpoint = recipe_str(r, "model", "checkpoint");
+    s->evaluator = recipe_str(r, "model", "evaluator");
+    const char *task = recipe_str(r, "adapt", "task");
+    for (int k = 0; k < QA_TASK_COUNT; k++) if (!strcmp(task, qa_task_names[k])) s->task.kind = (qa_task_kind)k;
+    s->task.images = (int)recipe_int(r, "adapt", "images");
+    s->task.prior_images = (int)recipe_int(r, "adapt", "prior_images");
+    s->task.prior_weight = (float)recipe_float(r, "adapt", "prior_weight");
+    s->train = (qa_train_spec){.steps = recipe_int(r, "train", "steps"), .warmup = recipe_int(r, "train", "warmup"),
+                               .batch = (int)recipe_int(r, "train", "batch"), .lr = (float)recipe_float(r, "train", "lr"),
+                               .weight_decay = (float)recipe_float(r, "train", "weight_decay"),
+                               .clip = (float)recipe_float(r, "train", "clip"),
+                               .cosine = strcmp(recipe_str(r, "train", "schedule"), "cosine") == 0,
+                               .inject_nan_step = recipe_int(r, "train", "inject_nan_step")};
+    s->distill = strcmp(recipe_str(r, "train", "objective"), "distill") == 0;
+    s->eval = (qa_eval_spec){.samples = (int)recipe_int(r, "eval", "samples"), .ddim_steps = (int)recipe_int(r, "eval", "ddim_steps"),
+                             .guidance = (float)recipe_float(r, "eval", "guidance"),
+                             .prior_samples = (int)recipe_int(r, "eval", "prior_samples"),
+                             .fid_samples = (int)recipe_int(r, "eval", "fid_samples"),
+                             .fid_reference = (int)recipe_int(r, "eval", "fid_reference"),
+                             .loss_images = (int)recipe_int(r, "eval", "loss_images"),
+                             .loss_draws = (int)recipe_int(r, "eval", "loss_draws"),
+                             .artifact = (int)recipe_int(r, "eval", "artifact")};
+    s->lora_scale = (float)recipe_float(r, "adapt", "lora_scale");
+    s->recipe_text = recipe_text(r);
+    s->recipe_path = recipe_path(r);
+}
 
-int adapt_plan(const qa_recipe *r, qa_run_spec **runs, qa_error *err) {
-    const char *const *methods, *const *bits, *const *ranks, *const *seeds, *const *alphas, *const *dists, *const *stats;
+/* The values a recipe gives option i of method m: its list, else the method's default. */
+static int option_values(const qa_recipe *r, const qa_method *m, int i, const char *const **vals) {
+    int n = recipe_option_values(r, m->options[i].name, vals);
+    if (n > 0) return n;
+    *vals = &m->options[i].def;
+    return 1;
+}
+
+/* <method>-<bits>-r<rank>[-<tag><value> for each option that is an axis]-s<seed>, allocated */
+static char *run_id(const qa_method *m, const char *bits, int rank, long seed, const char *const *opt_value,
+                    const int *n_values) {
+    size_t len = strlen(m->name) + strlen(bits) + 64;
+    for (int i = 0; i < m->n_options; i++) len += strlen(m->options[i].id_tag) + strlen(opt_value[i]) + 2;
+    char *id = qa_alloc(len);
+    size_t off = (size_t)snprintf(id, len, "%s-%s-r%d", m->name, bits, rank);
+    for (int i = 0; i < m->n_options; i++)
+        if (n_values[i] > 1) off += (size_t)snprintf(id + off, len - off, "-%s%s", m->options[i].id_tag, opt_value[i]);
+    snprintf(id + off, len - off, "-s%ld", seed);
+    return id;
+}
+
+/* Append one run per combination of the method's option values (the first option outermost). */
+static void plan_method(const qa_recipe *r, qa_sweep_plan *plan, const qa_method *m, const char *bits, int rank, long seed,
+                        int *cap) {
+    const char *const *vals[QA_MAX_METHOD_OPTIONS];
+    const char *chosen[QA_MAX_METHOD_OPTIONS];
+    int n_values[QA_MAX_METHOD_OPTIONS], at[QA_MAX_METHOD_OPTIONS] = {0};
+    QA_ASSERT(m->n_options <= QA_MAX_METHOD_OPTIONS);
+    for (int i = 0; i < m->n_options; i++) n_values[i] = option_values(r, m, i, &vals[i]);
+    for (;;) {
+        if (plan->n == *cap) {
+            *cap = *cap ? 2 * *cap : 16;
+            plan->runs = realloc(plan->runs, sizeof(qa_run_spec) * (size_t)*cap);
+        }
+        qa_run_spec *x = &plan->runs[plan->n++];
+        memset(x, 0, sizeof *x);
+        x->settings = &plan->settings;
+        x->method = m;
+        x->bits = bits;
+        parse_bits(bits, &x->w_bits, &x->a_bits);
+        x->rank = rank;
+        x->seed = seed;
+        x->options = m->options_size ? qa_alloc(m->options_size) : NULL;
+        if (x->options) qa_method_options_defaults(m, x->options);
+        for (int i = 0; i < m->n_options; i++) {
+            chosen[i] = vals[i][at[i]];
+            qa_error e;
+            int rc = qa_method_option_set(m, x->options, m->options[i].name, chosen[i], &e);
+            QA_ASSERT(rc == 0); /* validated by the recipe parser */
+        }
+        x->id = run_id(m, bits, rank, seed, chosen, n_values);
+        int i = m->n_options - 1; /* the next combination: the last option turns fastest */
+        while (i >= 0 && ++at[i] == n_values[i]) at[i--] = 0;
+        if (i < 0) return;
+    }
+}
+
+int adapt_plan(const qa_recipe *r, qa_sweep_plan *plan, qa_error *err) {
+    memset(plan, 0, sizeof *plan);
+    const char *const *methods, *const *bits, *const *ranks, *const *seeds;
     int nm = recipe_values(r, "adapt", "method", &methods);
     int nb = recipe_values(r, "adapt", "bits", &bits);
     int nr = recipe_values(r, "adapt", "rank", &ranks);
     int ns = recipe_values(r, "adapt", "seed", &seeds);
-    int na = recipe_values(r, "adapt", "vmc_alpha", &alphas);
-    int nd = recipe_values(r, "adapt", "aux_dist", &dists);
-    int nv = recipe_values(r, "adapt", "vmc_stat", &stats);
-    int n = nm * nb * nr * ns * na * nd * nv;
-    if (n == 0) return qa_fail(err, QA_ERR_INPUT, "%s: the grid is empty", recipe_path(r));
-    /* IntLoRA's options are grid axes only where they vary; they show in the run name then */
-    static const char *const dist_names[] = {"laplace", "gaussian", "uniform", "zero"};
-    qa_run_spec *out = calloc((size_t)n, sizeof *out);
-    int k = 0;
+    if (nm * nb * nr * ns == 0) return qa_fail(err, QA_ERR_INPUT, "%s: the grid is empty", recipe_path(r));
+    int cap = 0;
     for (int s = 0; s < ns; s++)
         for (int m = 0; m < nm; m++)
             for (int b = 0; b < nb; b++)
-                for (int q = 0; q < nr; q++)
-                    for (int a = 0; a < na; a++)
-                        for (int di = 0; di < nd; di++)
-                            for (int v = 0; v < nv; v++) {
-                                qa_run_spec x;
-                                memset(&x, 0, sizeof x);
-                                x.method = methods[m];
-                                x.bits = bits[b];
-                                parse_bits(bits[b], &x.w_bits, &x.a_bits);
-                                x.rank = atoi(ranks[q]);
-                                x.seed = atol(seeds[s]);
-                                x.vmc_alpha = (float)atof(alphas[a]);
-                                for (int z = 0; z < QA_AUX_COUNT; z++) if (!strcmp(dists[di], dist_names[z])) x.aux_dist = z;
-                                x.vmc_stat = strcmp(stats[v], "std") == 0 ? QA_VMC_STD : QA_VMC_ABSMAX;
-                                const qa_method *meth = qa_method_find(x.method);
-                                if (meth && meth->needs_weight_bits && x.w_bits == 0) {
-                                    if (s == 0 && q == 0 && a == 0 && di == 0 && v == 0)
-                                        fprintf(stderr, "%s: %s at bits %s left out (it needs integer weights)\n",
-                                                recipe_path(r), x.method, x.bits);
-                                    continue;
-                                }
-                                int off = snprintf(x.id, sizeof x.id, "%s-%s-r%d", x.method, x.bits, x.rank);
-                                if (na > 1) off += snprintf(x.id + off, sizeof x.id - (size_t)off, "-a%s", alphas[a]);
-                                if (nd > 1) off += snprintf(x.id + off, sizeof x.id - (size_t)off, "-%s", dists[di]);
-                                if (nv > 1) off += snprintf(x.id + off, sizeof x.id - (size_t)off, "-%s", stats[v]);
-                                snprintf(x.id + off, sizeof x.id - (size_t)off, "-s%ld", x.seed);
-                                out[k++] = x;
-                            }
-    if (k == 0) {
-        free(out);
+                for (int q = 0; q < nr; q++) {
+                    const qa_method *meth = qa_method_find(methods[m]);
+                    QA_ASSERT(meth); /* validated by the recipe parser */
+                    int w_bits, a_bits;
+                    parse_bits(bits[b], &w_bits, &a_bits);
+                    if (meth->needs_weight_bits && w_bits == 0) {
+                        if (s == 0 && q == 0)
+                            fprintf(stderr, "%s: %s at bits %s left out (it needs integer weights)\n", recipe_path(r),
+                                    meth->name, bits[b]);
+                        continue;
+                    }
+                    plan_method(r, plan, meth, bits[b], atoi(ranks[q]), atol(seeds[s]), &cap);
+                }
+    sweep_settings(r, &plan->settings);
+    if (plan->n == 0) {
+        adapt_plan_free(plan);
         return qa_fail(err, QA_ERR_INPUT, "%s: no run left in the grid (every method needs integer weights)", recipe_path(r));
     }
-    *runs = out;
-    return k;
+    return plan->n;
 }
 
-/* ---- the tasks ----
- * subject (DreamBooth analog): an item bound to a spare slot, with prior preservation.
- * style: K images of K different classes in the new style (datasets/style.c) bound to a spare
- *   slot; no prior images.
- * domain: the whole training set in the new style, learned by the class slots themselves. */
-
-enum { TASK_SUBJECT = 0, TASK_STYLE, TASK_DOMAIN };
-
-typedef struct {
-    int kind;                    /* TASK_* */
-    long seed;
-    int item_class, slot, k;     /* item_class -1: none (style); slot -1: no binding (domain) */
-    float *item_x, *item_feat;   /* [k, D], [k, F] */
-    int *item_idx;
-    int n_prior;
-    float *prior_x;              /* [n_prior, D], generated by the FP base */
-} adapt_task;
-
-static void task_free(adapt_task *t) {
-    qa_free(t->item_x); qa_free(t->item_feat); qa_free(t->item_idx); qa_free(t->prior_x);
-    memset(t, 0, sizeof *t);
-}
-
-/* The item: a seed-chosen training image of a seed-chosen class and its k-1 nearest
- * neighbours of the same class in evaluator feature space (cosine). Bound to the first spare
- * slot. The prior: n_prior samples of the item's class from the FP base with guidance. */
-static void task_build_style(adapt_task *t, qa_classifier *clf, const qa_images *train, int k, int n_classes) {
-    qa_rng *r = qa_rng_new(qa_seed_for((uint64_t)t->seed, "style-images"));
-    int *classes = qa_alloc(sizeof(int) * n_classes);
-    for (int c = 0; c < n_classes; c++) classes[c] = c;
-    qa_rng_shuffle(r, classes, (size_t)n_classes);
-    t->item_idx = qa_alloc(sizeof(int) * k);
-    for (int j = 0; j < k; j++) { /* K images of K different classes (cycling if K > classes) */
-        int want = classes[j % n_classes], pick;
-        do pick = (int)qa_rng_below(r, (unsigned long)train->n); while (train->labels[pick] != want);
-        t->item_idx[j] = pick;
+void adapt_plan_free(qa_sweep_plan *plan) {
+    for (int i = 0; i < plan->n; i++) {
+        qa_free(plan->runs[i].id);
+        qa_free(plan->runs[i].options);
     }
-    t->item_x = qa_alloc(sizeof(float) * (size_t)k * D_IMG);
-    t->item_feat = qa_alloc(sizeof(float) * (size_t)k * QA_CLF_FEATURES);
-    qa_images_to_float(train, t->item_idx, k, t->item_x);
-    style_stripes(t->item_x, k, 28);
-    clf_embed(clf, t->item_x, k, t->item_feat, NULL);
-    qa_free(classes);
-    qa_rng_free(r);
-}
-
-static void task_build(adapt_task *t, int kind, long seed, qa_dit *base, qa_classifier *clf, const qa_images *train,
-                       int k, int n_prior, int ddim_steps, float guidance) {
-    memset(t, 0, sizeof *t);
-    t->kind = kind;
-    t->seed = seed;
-    t->item_class = -1;
-    if (kind == TASK_DOMAIN) { t->slot = -1; return; }
-    t->k = k;
-    t->slot = base->cfg.n_classes; /* first spare slot */
-    if (kind == TASK_STYLE) { task_build_style(t, clf, train, k, base->cfg.n_classes); return; }
-    qa_rng *r = qa_rng_new(qa_seed_for((uint64_t)seed, "subject-item"));
-    t->item_class = (int)qa_rng_below(r, (unsigned long)base->cfg.n_classes);
-    int n_cls = 0;
-    for (int i = 0; i < train->n; i++) n_cls += train->labels[i] == t->item_class;
-    int *members = qa_alloc(sizeof(int) * n_cls);
-    for (int i = 0, j = 0; i < train->n; i++) if (train->labels[i] == t->item_class) members[j++] = i;
-    float *x = qa_alloc(sizeof(float) * (size_t)n_cls * D_IMG), *f = qa_alloc(sizeof(float) * (size_t)n_cls * QA_CLF_FEATURES);
-    qa_images_to_float(train, members, n_cls, x);
-    clf_embed(clf, x, n_cls, f, NULL);
-    int anchor = (int)qa_rng_below(r, (unsigned long)n_cls);
-    double *sim = qa_alloc(sizeof(double) * n_cls);
-    for (int i = 0; i < n_cls; i++) sim[i] = mean_cosine(f + (size_t)anchor * QA_CLF_FEATURES, 1, f + (size_t)i * QA_CLF_FEATURES, 1, QA_CLF_FEATURES);
-    sim[anchor] = 2.0; /* the anchor itself first */
-    t->item_idx = qa_alloc(sizeof(int) * k);
-    t->item_x = qa_alloc(sizeof(float) * (size_t)k * D_IMG);
-    t->item_feat = qa_alloc(sizeof(float) * (size_t)k * QA_CLF_FEATURES);
-    for (int j = 0; j < k; j++) { /* k largest similarities, by selection */
-        int best = -1;
-        for (int i = 0; i < n_cls; i++) if (sim[i] > -5 && (best < 0 || sim[i] > sim[best])) best = i;
-        t->item_idx[j] = members[best];
-        memcpy(t->item_x + (size_t)j * D_IMG, x + (size_t)best * D_IMG, sizeof(float) * D_IMG);
-        memcpy(t->item_feat + (size_t)j * QA_CLF_FEATURES, f + (size_t)best * QA_CLF_FEATURES, sizeof(float) * QA_CLF_FEATURES);
-        sim[best] = -10;
-    }
-    qa_free(sim); qa_free(x); qa_free(f); qa_free(members);
-    qa_rng_free(r);
-    t->n_prior = n_prior;
-    if (n_prior > 0) {
-        qa_schedule s;
-        schedule_linear(&s, 1000, 1e-4f, 0.02f);
-        t->prior_x = qa_alloc(sizeof(float) * (size_t)n_prior * D_IMG);
-        sample_images(base, &s, t->item_class, n_prior, ddim_steps, guidance, qa_seed_for((uint64_t)seed, "prior"), t->prior_x);
-    }
-}
-
-/* The spare slot never saw a gradient in pre-training, so its embedding is still its tiny
- * initial draw and the model can barely tell it from the others. As DreamBooth binds a subject
- * to a rare-token identifier, the slot gets a fresh identifier: a seeded random direction with
- * the mean norm of the trained class embeddings. Every method of a seed gets the same one. */
-static void bind_identifier(float *params, const qa_dit *m, int slot, long seed) {
-    const int d = m->cfg.dim;
-    float *table = params + (m->class_table - m->params);
-    double norm = 0;
-    for (int k = 0; k < m->cfg.n_classes; k++) {
-        double s = 0;
-        for (int j = 0; j < d; j++) s += (double)table[(size_t)k * d + j] * table[(size_t)k * d + j];
-        norm += sqrt(s) / m->cfg.n_classes;
-    }
-    qa_rng *r = qa_rng_new(qa_seed_for((uint64_t)seed, "slot-identifier"));
-    float *row = table + (size_t)slot * d;
-    qa_rng_fill_normal(r, row, (size_t)d, 1.0f);
-    double s = 0;
-    for (int j = 0; j < d; j++) s += (double)row[j] * row[j];
-    for (int j = 0; j < d; j++) row[j] = (float)(row[j] * norm / sqrt(s));
-    qa_rng_free(r);
-}
-
-/* ---- provenance ---- */
-
-static void cpu_model(char *buf, size_t len) {
-    snprintf(buf, len, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[512];
-    while (fgets(line, sizeof line, f))
-        if (strncmp(line, "model name", 10) == 0) {
-            char *c = strchr(line, ':');
-            if (c) { c++; while (*c == ' ') c++; c[strcspn(c, "\n")] = 0; snprintf(buf, len, "%s", c); }
-            break;
-        }
-    fclose(f);
-}
-
-static int write_provenance(qa_h5 *f, const qa_recipe *r, long seed, qa_error *err) {
-    char cpu[256], kernels[2048], buf[64];
-    cpu_model(cpu, sizeof cpu);
-    qa_backend_kernels(kernels, sizeof kernels);
-    time_t now = time(NULL);
-    struct tm tmv;
-    gmtime_r(&now, &tmv);
-    strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-    int rc = h5_attr_set_str(f, "/", "harness_version", QA_VERSION, err);
-    if (!rc) rc = h5_attr_set_str(f, "/", "git_commit", QA_GIT_COMMIT, err);
-    if (!rc) rc = h5_attr_set_str(f, "/", "recipe", recipe_text(r), err);
-    if (!rc) rc = h5_attr_set_str(f, "/", "recipe_path", recipe_path(r), err);
-    if (!rc) rc = h5_attr_set_str(f, "/", "created", buf, err);
-    if (!rc) rc = h5_attr_set_str(f, "/", "host_cpu", cpu, err);
-    if (!rc) rc = h5_attr_set_f64(f, "/", "host_cores", (double)sysconf(_SC_NPROCESSORS_ONLN), err);
-    if (!rc) rc = h5_attr_set_str(f, "/", "onednn", qa_backend_version(), err);
-    if (!rc) rc = h5_attr_set_str(f, "/", "onednn_kernels", kernels, err);
-    if (!rc) rc = h5_attr_set_str(f, "/", "hdf5", h5_library_version(), err);
-    if (!rc) rc = h5_attr_set_f64(f, "/", "seed", (double)seed, err);
-    return rc;
-}
-
-/* ---- one run ---- */
-
-typedef struct {
-    const qa_recipe *r;
-    qa_dit *model;
-    qa_dit *teacher;       /* the FP base, for objective = distill (else NULL) */
-    float *base_params;
-    qa_classifier *clf;
-    qa_heldout *heldout;
-    qa_schedule sched;
-    const qa_images *train;
-    float *fid_ref_feat;   /* domain: evaluator features of the styled test images */
-    int n_fid_ref;
-} sweep_ctx;
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-/* Evaluate the current (deployed) model and write /runs/<id>/eval/<variant>. */
-static int eval_variant(sweep_ctx *c, const adapt_task *t, const qa_run_spec *run, qa_h5 *f,
-                        const char *grp, const char *variant, double bits_pw, qa_error *err) {
-    const qa_recipe *r = c->r;
-    const int n_classes = c->model->cfg.n_classes;
-    int n = (int)recipe_int(r, "eval", "samples");
-    int steps = (int)recipe_int(r, "eval", "ddim_steps");
-    float w = (float)recipe_float(r, "eval", "guidance");
-    double t0 = qa_now();
-    double *per_image = qa_alloc(sizeof(double) * c->heldout->n_images);
-    double loss = heldout_loss(c->model, c->heldout, per_image);
-    /* samples: the bound slot (subject, style), or every class in turn (domain, for FID);
-     * sampler noise depends on the seed only, so every method draws from the same noise */
-    int n_gen = t->kind == TASK_DOMAIN ? (int)recipe_int(r, "eval", "fid_samples") : n;
-    if (n_gen < n) n_gen = n;
-    float *x = qa_alloc(sizeof(float) * (size_t)n_gen * D_IMG);
-    int *asked = qa_alloc(sizeof(int) * n_gen);
-    if (t->kind == TASK_DOMAIN) {
-        int per = (n_gen + n_classes - 1) / n_classes;
-        float *tmp = qa_alloc(sizeof(float) * (size_t)per * D_IMG);
-        for (int k = 0; k < n_classes; k++) {
-            char purpose[32];
-            snprintf(purpose, sizeof purpose, "eval-samples-class-%d", k);
-            sample_images(c->model, &c->sched, k, per, steps, w, qa_seed_for((uint64_t)run->seed, purpose), tmp);
-            for (int i = 0; i < per; i++) { /* interleave classes so the first n saved show all */
-                int at = i * n_classes + k;
-                if (at >= n_gen) continue;
-                memcpy(x + (size_t)at * D_IMG, tmp + (size_t)i * D_IMG, sizeof(float) * D_IMG);
-                asked[at] = k;
-            }
-        }
-        qa_free(tmp);
-    } else {
-        sample_images(c->model, &c->sched, t->slot, n_gen, steps, w, qa_seed_for((uint64_t)run->seed, "eval-samples"), x);
-        for (int i = 0; i < n_gen; i++) asked[i] = t->item_class;
-    }
-    double t_sample = qa_now() - t0;
-    float *feat = qa_alloc(sizeof(float) * (size_t)n_gen * QA_CLF_FEATURES);
-    float *probs = qa_alloc(sizeof(float) * (size_t)n_gen * QA_CLF_CLASSES);
-    clf_embed(c->clf, x, n_gen, feat, probs);
-    /* subject fidelity: cosine to the references (subject: the item; style: the styled images) */
-    double subj = t->k > 0 ? mean_cosine(feat, n, t->item_feat, t->k, QA_CLF_FEATURES) : -1;
-    /* prompt fidelity: p(asked class) (subject, domain); style, where no class is asked: the
-     * evaluator's confidence that the sample is some garment (content kept) */
-    double prompt = 0, style = 0;
-    for (int i = 0; i < n_gen; i++) {
-        const float *p = probs + (size_t)i * QA_CLF_CLASSES;
-        if (asked[i] >= 0) prompt += p[asked[i]];
-        else {
-            float mx = p[0];
-            for (int k = 1; k < QA_CLF_CLASSES; k++) mx = p[k] > mx ? p[k] : mx;
-            prompt += mx;
-        }
-        style += style_score(x + (size_t)i * D_IMG, 28);
-    }
-    prompt /= n_gen;
-    style /= n_gen;
-    /* standard errors of the per-sample means (and of the held-out loss over its images), so a
-     * reader can see whether the sample counts are large enough */
-    double se_prompt = 0, se_subj = 0, se_loss = 0;
-    {
-        double acc = 0, acc2 = 0;
-        for (int i = 0; i < n_gen; i++) {
-            const float *p = probs + (size_t)i * QA_CLF_CLASSES;
-            double v = asked[i] >= 0 ? p[asked[i]] : 0;
-            if (asked[i] < 0) for (int k = 0; k < QA_CLF_CLASSES; k++) v = p[k] > v ? p[k] : v;
-            acc += v; acc2 += v * v;
-        }
-        double var = n_gen > 1 ? (acc2 - acc * acc / n_gen) / (n_gen - 1) : 0;
-        se_prompt = sqrt(var > 0 ? var / n_gen : 0);
-        if (t->k > 0) {
-            acc = acc2 = 0;
-            for (int i = 0; i < n; i++) {
-                double v = mean_cosine(feat + (size_t)i * QA_CLF_FEATURES, 1, t->item_feat, t->k, QA_CLF_FEATURES);
-                acc += v; acc2 += v * v;
-            }
-            var = n > 1 ? (acc2 - acc * acc / n) / (n - 1) : 0;
-            se_subj = sqrt(var > 0 ? var / n : 0);
-        }
-        int ni = c->heldout->n_images;
-        acc = acc2 = 0;
-        for (int i = 0; i < ni; i++) { acc += per_image[i]; acc2 += per_image[i] * per_image[i]; }
-        var = ni > 1 ? (acc2 - acc * acc / ni) / (ni - 1) : 0;
-        se_loss = sqrt(var > 0 ? var / ni : 0);
-    }
-    double diversity = mean_pairwise_distance(feat, n, QA_CLF_FEATURES);
-    double fid = t->kind == TASK_DOMAIN ? frechet_distance(feat, n_gen, c->fid_ref_feat, c->n_fid_ref, QA_CLF_FEATURES) : -1;
-    /* prior preservation: do class prompts still give their class after tuning? (subject: the
-     * item's class; style, domain: every class in turn) */
-    int n_prior = (int)recipe_int(r, "eval", "prior_samples");
-    double prior = -1;
-    if (n_prior > 0) {
-        float *xp = qa_alloc(sizeof(float) * (size_t)n_prior * D_IMG);
-        float *pp = qa_alloc(sizeof(float) * (size_t)n_prior * QA_CLF_CLASSES);
-        int ok = 0;
-        int n_cls = t->kind == TASK_SUBJECT ? 1 : n_classes, per = (n_prior + n_cls - 1) / n_cls, done = 0;
-        for (int k = 0; k < n_cls && done < n_prior; k++) {
-            int cls = t->kind == TASK_SUBJECT ? t->item_class : k, cnt = per < n_prior - done ? per : n_prior - done;
-            char purpose[40];
-            snprintf(purpose, sizeof purpose, "eval-prior-samples-%d", cls);
-            sample_images(c->model, &c->sched, cls, cnt, steps, w, qa_seed_for((uint64_t)run->seed, purpose), xp);
-            clf_embed(c->clf, xp, cnt, NULL, pp);
-            for (int i = 0; i < cnt; i++) {
-                const float *p = pp + (size_t)i * QA_CLF_CLASSES;
-                int best = 0;
-                for (int j = 1; j < QA_CLF_CLASSES; j++) if (p[j] > p[best]) best = j;
-                ok += best == cls;
-            }
-            done += cnt;
-        }
-        prior = (double)ok / done;
-        qa_free(xp);
-        qa_free(pp);
-    }
-    char path[256];
-    snprintf(path, sizeof path, "%s/eval/%s", grp, variant);
-    int rc = h5_attr_set_f64(f, path, "heldout_loss", loss, err);
-    if (!rc && subj >= 0) rc = h5_attr_set_f64(f, path, "subject_fidelity", subj, err);
-    if (!rc) rc = h5_attr_set_f64(f, path, "style_score", style, err);
-    if (!rc) rc = h5_attr_set_f64(f, path, "heldout_loss_se", se_loss, err);
-    if (!rc) rc = h5_attr_set_f64(f, path, "prompt_fidelity_se", se_prompt, err);
-    if (!rc && subj >= 0) rc = h5_attr_set_f64(f, path, "subject_fidelity_se", se_subj, err);
-    if (!rc && fid >= 0) rc = h5_attr_set_f64(f, path, "fid", fid, err);
-    if (!rc) rc = h5_attr_set_f64(f, path, "prompt_fidelity", prompt, err);
-    if (!rc) rc = h5_attr_set_f64(f, path, "diversity", diversity, err);
-    if (!rc && prior >= 0) rc = h5_attr_set_f64(f, path, "prior_preservation", prior, err);
-    if (!rc) rc = h5_attr_set_f64(f, path, "bits_per_weight", bits_pw, err);
-    if (!rc) rc = h5_attr_set_f64(f, path, "eval_seconds", qa_now() - t0, err);
-    if (!rc) rc = h5_attr_set_f64(f, path, "sampling_ms_per_image", 1e3 * t_sample / n, err);
-    if (!rc) {
-        char p2[300];
-        snprintf(p2, sizeof p2, "%s/heldout_per_image", path);
-        int64_t dims[1] = {c->heldout->n_images};
-        rc = h5_write(f, p2, QA_H5_F64, per_image, 1, dims, err);
-    }
-    if (!rc) {
-        uint8_t *pix = qa_alloc((size_t)n * D_IMG);
-        to_pixels(x, (size_t)n * D_IMG, pix);
-        char p2[300];
-        snprintf(p2, sizeof p2, "%s/samples/%s", grp, variant);
-        int64_t dims[3] = {n, 28, 28};
-        rc = h5_write(f, p2, QA_H5_U8, pix, 3, dims, err);
-        qa_free(pix);
-    }
-    fprintf(stderr, "  %-24s %-4s loss %.5f (se %.5f)", run->id, variant, loss, se_loss);
-    if (subj >= 0) fprintf(stderr, "  subject %.4f (se %.4f)", subj, se_subj); /* none for domain */
-    fprintf(stderr, "  prompt %.4f (se %.4f)  diversity %.4f", prompt, se_prompt, diversity);
-    if (prior >= 0) fprintf(stderr, "  prior %.3f", prior);
-    fprintf(stderr, "  style %.3f", style);
-    if (fid >= 0) fprintf(stderr, "  FID %.3f", fid);
-    fprintf(stderr, "\n");
-    qa_free(per_image); qa_free(x); qa_free(feat); qa_free(probs); qa_free(asked);
-    return rc;
-}
-
-/* Put every adapted layer's deployed weights in place: the main deploy (PTQ'd at ptq_bits when
- * > 0) or, with extra >= 0, the method's extra variant of that index. */
-static int set_deploy_weights(qa_dit *m, qa_deployed *dep, int ptq_bits, int extra, int *n_adapted) {
-    int k = 0;
-    for (int i = 0; i < m->n_lin; i++) k += m->lin[i].method != NULL;
-    size_t nk = (size_t)(k ? k : 1);
-    float **w = qa_alloc(sizeof(float *) * nk), **dl = qa_alloc(sizeof(float *) * nk), **zp = qa_alloc(sizeof(float *) * nk);
-    for (int j = 0; j < k; j++) {
-        qa_deployed *d = &dep[j];
-        if (!d->w_fp && !d->w_int && extra < 0) continue; /* deployed through the method's forward */
-        w[j] = qa_alloc(sizeof(float) * (size_t)d->in * d->out);
-        if (extra >= 0) {
-            QA_ASSERT(extra < d->n_extra);
-            memcpy(w[j], d->extra_w[extra], sizeof(float) * (size_t)d->in * d->out);
-            continue;
-        }
-        qa_deployed_weights(d, w[j]);
-        if (ptq_bits > 0 && d->w_fp && !d->w_int) {
-            /* PTQ of the merged float weight: section-0 quantizer, per channel, W bits */
-            dl[j] = qa_alloc(sizeof(float) * d->out);
-            zp[j] = qa_alloc(sizeof(float) * d->out);
-            quant_search_rows(d->w_fp, d->out, d->in, ptq_bits, dl[j], zp[j]);
-            quant_fake_rows(w[j], d->w_fp, d->out, d->in, ptq_bits, dl[j], zp[j]);
-        }
-    }
-    dit_set_deployed(m, w, dl, zp, ptq_bits);
-    for (int j = 0; j < k; j++) { qa_free(w[j]); qa_free(dl[j]); qa_free(zp[j]); }
-    qa_free(w); qa_free(dl); qa_free(zp);
-    *n_adapted = k;
-    return QA_OK;
-}
-
-static int run_one(sweep_ctx *c, const qa_run_spec *run, const adapt_task *t, const char *out_dir,
-                   int *diverged, qa_error *err) {
-    const qa_recipe *r = c->r;
-    qa_dit *m = c->model;
-    const qa_method *method = qa_method_find(run->method);
-    QA_ASSERT(method); /* validated by the recipe parser */
-    char final_path[4096], tmp_path[4200];
-    snprintf(final_path, sizeof final_path, "%s/%s.h5", out_dir, run->id);
-    snprintf(tmp_path, sizeof tmp_path, "%s.partial", final_path);
-    unlink(tmp_path);
-
-    int rss_reset = qa_reset_peak_rss() == 0;
-    /* fresh copy of the pre-trained base; quantize; wrap the attention projections */
-    dit_reset_slots(m);
-    memcpy(m->params, c->base_params, sizeof(float) * m->n_params);
-    if (t->slot >= 0) bind_identifier(m->params, m, t->slot, run->seed);
-    m->train_base = 0;
-    dit_quantize_base(m, run->w_bits, run->a_bits, 1);
-    qa_method_cfg mcfg = {run->w_bits, run->a_bits, run->rank, (float)recipe_float(r, "adapt", "lora_scale"),
-                          run->vmc_alpha, run->aux_dist, run->vmc_stat, (int)recipe_int(r, "adapt", "lora_bits"),
-                          (int)recipe_int(r, "adapt", "group_size"), (float)recipe_float(r, "train", "lr"),
-                          (int)recipe_int(r, "eval", "ddim_steps"),
-                          !strcmp(recipe_str(r, "adapt", "qlora_base"), "nf4")   ? QA_QLORA_BASE_NF4
-                          : !strcmp(recipe_str(r, "adapt", "qlora_base"), "int") ? QA_QLORA_BASE_INT
-                                                                                  : QA_QLORA_BASE_AUTO};
-    int rc = dit_attach_method(m, method, &mcfg, qa_seed_for((uint64_t)run->seed, "method-init"), err);
-    if (rc) return rc;
-
-    qa_param params[MAX_PARAMS];
-    int np = 0;
-    qa_bytes mem = {0, 0, 0, 0, 0};
-    for (int i = 0; i < m->n_lin; i++) {
-        qa_linear *s = &m->lin[i];
-        if (!s->method) continue;
-        np += s->method->params(s->state, params + np, MAX_PARAMS - np);
-        qa_bytes b = {0, 0, 0, 0, 0};
-        s->method->bytes(s->state, &b);
-        mem.frozen += b.frozen; mem.trainable += b.trainable; mem.gradients += b.gradients;
-        mem.optimizer += b.optimizer; mem.deployed += b.deployed;
-    }
-    qa_adamw opt;
-    adamw_init(&opt, params, np, (float)recipe_float(r, "train", "weight_decay"), (float)recipe_float(r, "train", "clip"));
-
-    qa_h5 *f;
-    rc = h5_create(tmp_path, &f, err);
-    if (rc) { adamw_free(&opt); return rc; }
-    char grp[160];
-    snprintf(grp, sizeof grp, "/runs/%s", run->id);
-    rc = write_provenance(f, r, run->seed, err);
-    if (!rc) rc = h5_attr_set_str(f, grp, "method", run->method, err);
-    if (!rc) rc = h5_attr_set_str(f, grp, "bits", run->bits, err);
-    if (!rc) rc = h5_attr_set_f64(f, grp, "w_bits", run->w_bits, err);
-    if (!rc) rc = h5_attr_set_f64(f, grp, "a_bits", run->a_bits, err);
-    if (!rc) rc = h5_attr_set_f64(f, grp, "rank", run->rank, err);
-    if (!rc) rc = h5_attr_set_f64(f, grp, "seed", (double)run->seed, err);
-    if (!rc) rc = h5_attr_set_str(f, grp, "task", recipe_str(r, "adapt", "task"), err);
-    if (!rc) rc = h5_attr_set_str(f, grp, "objective", recipe_str(r, "train", "objective"), err);
-    if (!rc) rc = h5_attr_set_f64(f, grp, "item_class", t->item_class, err);
-    if (!rc) rc = h5_attr_set_f64(f, grp, "slot", t->slot, err);
-    if (!rc) rc = h5_attr_set_f64(f, grp, "method_version", method->version, err);
-    if (!rc) rc = h5_attr_set_f64(f, grp, "vmc_alpha", run->vmc_alpha, err);
-    if (!rc) rc = h5_attr_set_f64(f, grp, "aux_dist", run->aux_dist, err);
-    if (!rc) rc = h5_attr_set_f64(f, grp, "vmc_stat", run->vmc_stat, err);
-    if (!rc) rc = h5_attr_set_str(f, grp, "status", "running", err);
-    char table[200];
-    snprintf(table, sizeof table, "%s/train", grp);
-    if (!rc) rc = h5_table_create(f, table, 5, "step,loss,lr,grad_norm,seconds", err);
-    if (!rc && t->k > 0) {
-        uint8_t *pix = qa_alloc((size_t)t->k * D_IMG);
-        to_pixels(t->item_x, (size_t)t->k * D_IMG, pix);
-        char p[220];
-        snprintf(p, sizeof p, "%s/samples/references", grp);
-        int64_t dims[3] = {t->k, 28, 28};
-        rc = h5_write(f, p, QA_H5_U8, pix, 3, dims, err);
-        qa_free(pix);
-    }
-
-    /* training: half the batch item images bound to the spare slot, half prior images with
-     * the item's class; loss = mse(item) + prior_weight * mse(prior) (DreamBooth) */
-    long steps = recipe_int(r, "train", "steps");
-    int B = (int)recipe_int(r, "train", "batch");
-    int B_prior = t->n_prior > 0 ? B / 2 : 0, B_item = B - B_prior;
-    float lr = (float)recipe_float(r, "train", "lr"), prior_w = (float)recipe_float(r, "adapt", "prior_weight");
-    long warmup = recipe_int(r, "train", "warmup");
-    int cosine = strcmp(recipe_str(r, "train", "schedule"), "cosine") == 0;
-    float *x0 = qa_alloc(sizeof(float) * (size_t)B * D_IMG), *xt = qa_alloc(sizeof(float) * (size_t)B * D_IMG);
-    float *eps = qa_alloc(sizeof(float) * (size_t)B * D_IMG), *pred = qa_alloc(sizeof(float) * (size_t)B * D_IMG);
-    float *deps = qa_alloc(sizeof(float) * (size_t)B * D_IMG), *tt = qa_alloc(sizeof(float) * B);
-    int *labels = qa_alloc(sizeof(int) * B);
-    double *rows = qa_alloc(sizeof(double) * 5 * 256), *step_times = qa_alloc(sizeof(double) * (size_t)steps);
-    int n_rows = 0;
-    qa_rng *rng = qa_rng_new(qa_seed_for((uint64_t)run->seed, "adapt-data"));
-    double t_train0 = qa_now();
-    long step = 0;
-    *diverged = 0;
-    char fail_reason[256] = "";
-    /* distill (EfficientDM's data-free setting): x_T ~ N(0, I) with random classes; along the FP
-     * teacher's DDIM trajectory, feed the same x_t to both models, loss = mse(eps_student,
-     * eps_teacher), one optimizer step per denoising step; the teacher's eps moves x_t on. */
-    int distill = c->teacher != NULL;
-    long inject_nan = recipe_int(r, "train", "inject_nan_step");
-    int d_steps = (int)recipe_int(r, "eval", "ddim_steps"), d_i = 0, d_stride = c->sched.T / d_steps;
-    float *d_x = distill ? qa_alloc(sizeof(float) * (size_t)B * D_IMG) : NULL;
-    float *d_eps_t = distill ? qa_alloc(sizeof(float) * (size_t)B * D_IMG) : NULL;
-    for (step = 0; step < steps && !rc; step++) {
-        double ts = qa_now();
-        /* the batch: noisy inputs xt at timesteps tt with labels, and the target the model's eps
-         * is regressed on; the first B_item rows are the main term, the rest the prior term */
-        const float *target = eps;
-        int tcur = 0;
-        if (distill) {
-            if (d_i == 0) { /* a new trajectory */
-                qa_rng_fill_normal(rng, d_x, (size_t)B * D_IMG, 1.0f);
-                for (int b = 0; b < B; b++) labels[b] = (int)qa_rng_below(rng, (unsigned long)m->cfg.n_classes);
-                d_i = d_steps;
-            }
-            d_i--;
-            tcur = d_i * d_stride;
-            for (int b = 0; b < B; b++) tt[b] = (float)tcur;
-            memcpy(xt, d_x, sizeof(float) * (size_t)B * D_IMG);
-            dit_forward(c->teacher, xt, tt, labels, B, d_eps_t);
-            target = d_eps_t;
-            B_item = B;
-            B_prior = 0;
-        } else {
-            if (t->kind == TASK_DOMAIN) { /* the styled training set under its own class slots */
-                int *idx = (int *)labels; /* each label is read from its index in place */
-                for (int b = 0; b < B; b++) idx[b] = (int)qa_rng_below(rng, (unsigned long)c->train->n);
-                qa_images_to_float(c->train, idx, B, x0);
-                for (int b = 0; b < B; b++) labels[b] = c->train->labels[idx[b]];
-                style_stripes(x0, B, 28);
-                B_item = B;
-                B_prior = 0;
-            } else {
-                for (int b = 0; b < B_item; b++) {
-                    int j = (int)qa_rng_below(rng, (unsigned long)t->k);
-                    memcpy(x0 + (size_t)b * D_IMG, t->item_x + (size_t)j * D_IMG, sizeof(float) * D_IMG);
-                    labels[b] = t->slot;
-                }
-                for (int b = 0; b < B_prior; b++) {
-                    int j = (int)qa_rng_below(rng, (unsigned long)t->n_prior);
-                    memcpy(x0 + (size_t)(B_item + b) * D_IMG, t->prior_x + (size_t)j * D_IMG, sizeof(float) * D_IMG);
-                    labels[B_item + b] = t->item_class;
-                }
-            }
-            diffusion_noise(&c->sched, rng, x0, B, D_IMG, xt, eps, tt);
-        }
-        for (int i = 0; i < np; i++) memset(params[i].grad, 0, sizeof(float) * params[i].n);
-        dit_forward(m, xt, tt, labels, B, pred);
-        float l_item = mse_loss(pred, target, (size_t)B_item * D_IMG, deps);
-        float l_prior = B_prior ? mse_loss(pred + (size_t)B_item * D_IMG, target + (size_t)B_item * D_IMG,
-                                           (size_t)B_prior * D_IMG, deps + (size_t)B_item * D_IMG) : 0.f;
-        if (B_prior) vec_scale(deps + (size_t)B_item * D_IMG, prior_w, (size_t)B_prior * D_IMG);
-        float loss = l_item + prior_w * l_prior;
-        if (inject_nan && step + 1 == inject_nan) loss = NAN; /* fault injection (tests) */
-        if (!isfinite(loss)) {
-            *diverged = 1;
-            snprintf(fail_reason, sizeof fail_reason, "non-finite loss (%g) at step %ld", loss, step);
-            break;
-        }
-        dit_backward(m, deps);
-        float cur_lr = lr_at(lr, step, warmup, steps, cosine);
-        float gn = adamw_step(&opt, params, np, cur_lr);
-        if (!isfinite(gn)) {
-            *diverged = 1;
-            snprintf(fail_reason, sizeof fail_reason, "non-finite gradient norm at step %ld", step);
-            break;
-        }
-        if (distill) { /* the teacher's DDIM step moves the trajectory on (eta = 0, x0 clipped) */
-            float abar = c->sched.abar[tcur], abar_prev = d_i > 0 ? c->sched.abar[(d_i - 1) * d_stride] : 1.0f;
-            float sa = sqrtf(abar), ss = sqrtf(1.0f - abar), sap = sqrtf(abar_prev), ssp = sqrtf(1.0f - abar_prev);
-            for (size_t j = 0; j < (size_t)B * D_IMG; j++) {
-                float x0j = (d_x[j] - ss * d_eps_t[j]) / sa;
-                x0j = x0j < -1.f ? -1.f : (x0j > 1.f ? 1.f : x0j);
-                d_x[j] = sap * x0j + ssp * (d_x[j] - sa * x0j) / ss;
-            }
-        }
-        step_times[step] = qa_now() - ts;
-        double *row = rows + 5 * n_rows++;
-        row[0] = (double)step; row[1] = loss; row[2] = cur_lr; row[3] = gn; row[4] = qa_now() - t_train0;
-        if (n_rows == 256) { rc = h5_table_append(f, table, rows, n_rows, err); n_rows = 0; }
-    }
-    if (!rc) rc = h5_table_append(f, table, rows, n_rows, err);
-    double train_seconds = qa_now() - t_train0;
-    qa_free(d_x);
-    qa_free(d_eps_t);
-    qa_rng_free(rng);
-    qa_free(x0); qa_free(xt); qa_free(eps); qa_free(pred); qa_free(deps); qa_free(tt); qa_free(labels); qa_free(rows);
-    adamw_free(&opt);
-
-    if (!rc && *diverged) {
-        rc = h5_attr_set_str(f, grp, "status", "diverged", err);
-        if (!rc) rc = h5_attr_set_str(f, grp, "fail_reason", fail_reason, err);
-        if (!rc) rc = h5_attr_set_f64(f, grp, "fail_step", (double)step, err);
-        fprintf(stderr, "  %s: diverged: %s (recorded, not evaluated)\n", run->id, fail_reason);
-    } else if (!rc) {
-        /* merge: every adapted layer -> deployable weights */
-        double tm = qa_now();
-        int n_ad = 0;
-        for (int i = 0; i < m->n_lin; i++) n_ad += m->lin[i].method != NULL;
-        qa_deployed *dep = qa_alloc(sizeof(qa_deployed) * (size_t)n_ad);
-        int k = 0;
-        for (int i = 0; i < m->n_lin && !rc; i++)
-            if (m->lin[i].method) rc = m->lin[i].method->merge(m->lin[i].state, &dep[k++], err);
-        double merge_seconds = qa_now() - tm;
-        int needs_ptq = n_ad > 0 && dep[0].needs_ptq;
-        double bits_pw = n_ad > 0 ? dep[0].bits_per_weight : 32;
-        if (!rc) rc = h5_attr_set_str(f, grp, "merge_arithmetic", qa_merge_names[n_ad ? dep[0].merge : 0], err);
-        if (!rc) rc = h5_attr_set_f64(f, grp, "needs_ptq", needs_ptq, err);
-        if (!rc && n_ad && dep[0].note[0]) rc = h5_attr_set_str(f, grp, "method_note", dep[0].note, err);
-        /* every adapted layer's note, one per line (the first layer's alone can mislead) */
-        if (!rc && n_ad && dep[0].note[0]) {
-            size_t cap = (size_t)n_ad * 200 + 1, off = 0;
-            char *all = qa_alloc(cap);
-            int li = 0;
-            for (int i = 0; i < m->n_lin; i++) {
-                if (!m->lin[i].method) continue;
-                off += (size_t)snprintf(all + off, cap - off, "%s: %s\n", m->lin[i].name, dep[li++].note);
-                if (off >= cap) break;
-            }
-            rc = h5_attr_set_str(f, grp, "method_notes", all, err);
-            qa_free(all);
-        }
-        /* the method's own measurements, pooled over layers: sum(num) / sum(den) */
-        for (int q = 0; !rc && n_ad && q < dep[0].n_stats; q++) {
-            double num = 0, den = 0;
-            for (int i = 0; i < n_ad; i++)
-                for (int j = 0; j < dep[i].n_stats; j++)
-                    if (!strcmp(dep[i].stat_name[j], dep[0].stat_name[q])) { num += dep[i].stat_num[j]; den += dep[i].stat_den[j]; }
-            char sp[200];
-            snprintf(sp, sizeof sp, "%s/method_stats", grp);
-            rc = h5_attr_set_f64(f, sp, dep[0].stat_name[q], den > 0 ? num / den : 0.0, err);
-        }
-        /* bits per weight over all adapted layers, weighted by their size */
-        double wsum = 0, bsum = 0;
-        for (int i = 0; i < n_ad; i++) { wsum += (double)dep[i].in * dep[i].out; bsum += dep[i].bits_per_weight * dep[i].in * dep[i].out; }
-        if (wsum > 0) bits_pw = bsum / wsum;
-        /* deployed variants: FP deploy before PTQ and INT deploy after it, for float merges */
-        int dummy;
-        if (!rc && (needs_ptq || run->w_bits == 0)) {
-            set_deploy_weights(m, dep, 0, -1, &dummy);
-            rc = eval_variant(c, t, run, f, grp, "fp", 32, err);
-        }
-        if (!rc && run->w_bits > 0) {
-            double tp = qa_now();
-            set_deploy_weights(m, dep, needs_ptq ? run->w_bits : 0, -1, &dummy);
-            merge_seconds += qa_now() - tp;
-            /* W8A8: layers with per-row 8-bit codes run on the u8 x s8 kernels */
-            int n_int8 = run->w_bits == 8 && run->a_bits == 8 ? dit_enable_int8(m) : 0;
-            if (!rc) rc = h5_attr_set_f64(f, grp, "int8_kernel_layers", n_int8, err);
-            if (!rc) rc = eval_variant(c, t, run, f, grp, "int", needs_ptq ? run->w_bits : bits_pw, err);
-        }
-        for (int e = 0; !rc && n_ad > 0 && e < dep[0].n_extra; e++) {
-            set_deploy_weights(m, dep, 0, e, &dummy);
-            rc = eval_variant(c, t, run, f, grp, dep[0].extra_name[e], dep[0].extra_bits[e], err);
-        }
-        /* storage as shipped: the artifact's real size on disk */
-        if (!rc && n_ad && recipe_int(r, "eval", "artifact")) {
-            char adir[4200], apath[4400], sp[200];
-            snprintf(adir, sizeof adir, "%s/artifacts", out_dir);
-            rc = qa_mkdir_p(adir, err);
-            snprintf(apath, sizeof apath, "%s/%s.h5", adir, run->id);
-            qa_artifact_size as;
-            if (!rc) rc = artifact_write(apath, m, dep, needs_ptq ? run->w_bits : 0, &as, err);
-            snprintf(sp, sizeof sp, "%s/memory", grp);
-            if (!rc) rc = h5_attr_set_f64(f, sp, "artifact_file_bytes", as.file_bytes, err);
-            if (!rc) rc = h5_attr_set_f64(f, sp, "artifact_payload_bytes", as.payload_bytes, err);
-            if (!rc) rc = h5_attr_set_f64(f, sp, "artifact_float_layers", as.float_layers, err);
-            if (!rc) rc = h5_attr_set_f64(f, sp, "artifact_weights", as.weights, err);
-        }
-        for (int i = 0; i < n_ad; i++) qa_deployed_free(&dep[i]);
-        qa_free(dep);
-        /* memory and timing */
-        char p[200];
-        snprintf(p, sizeof p, "%s/memory", grp);
-        if (!rc) rc = h5_attr_set_f64(f, p, "frozen_bytes", (double)mem.frozen, err);
-        if (!rc) rc = h5_attr_set_f64(f, p, "trainable_bytes", (double)mem.trainable, err);
-        if (!rc) rc = h5_attr_set_f64(f, p, "gradient_bytes", (double)mem.gradients, err);
-        if (!rc) rc = h5_attr_set_f64(f, p, "optimizer_bytes", (double)mem.optimizer, err);
-        if (!rc) rc = h5_attr_set_f64(f, p, "deployed_bytes", (double)mem.deployed, err);
-        /* the whole model's activations at the largest batch it was created for (not per method) */
-        if (!rc) rc = h5_attr_set_f64(f, p, "activation_bytes", (double)dit_activation_bytes(m), err);
-        if (!rc) rc = h5_attr_set_f64(f, p, "activation_batch", (double)m->max_batch, err);
-        if (!rc) rc = h5_attr_set_f64(f, p, "peak_rss_bytes", (double)qa_peak_rss(), err);
-        if (!rc) rc = h5_attr_set_str(f, p, "peak_rss_scope", rss_reset ? "this run" : "the sweep process so far", err);
-        snprintf(p, sizeof p, "%s/timing", grp);
-        long warm = steps > 10 ? 5 : 0;
-        qsort(step_times + warm, (size_t)(steps - warm), sizeof(double), cmp_double);
-        if (!rc) rc = h5_attr_set_f64(f, p, "train_step_median_ms", 1e3 * step_times[warm + (steps - warm) / 2], err);
-        if (!rc) rc = h5_attr_set_f64(f, p, "train_seconds", train_seconds, err);
-        if (!rc) rc = h5_attr_set_f64(f, p, "merge_seconds", merge_seconds, err);
-        if (!rc) rc = h5_attr_set_str(f, grp, "status", "done", err);
-    }
-    qa_free(step_times);
-    if (!rc) {
-        char kernels[2048];
-        qa_backend_kernels(kernels, sizeof kernels);
-        rc = h5_attr_set_str(f, "/", "onednn_kernels", kernels, err);
-        if (!rc) rc = h5_attr_set_f64(f, "/", "onednn_reference_kernels", qa_backend_ref_kernels(), err);
-    }
-    if (!rc) rc = h5_flush(f, err);
-    qa_error cerr;
-    int crc = h5_close(f, &cerr);
-    if (!rc && crc) { *err = cerr; rc = crc; }
-    if (!rc && rename(tmp_path, final_path) != 0)
-        rc = qa_fail(err, QA_ERR_RUN, "cannot rename %s to %s", tmp_path, final_path);
-    if (rc) unlink(tmp_path);
-    dit_reset_slots(m);
-    return rc;
+    free(plan->runs);
+    memset(plan, 0, sizeof *plan);
 }
 
 /* A recipe's text without comments, blank lines and spaces: what decides the runs. */
@@ -766,14 +161,9 @@ static char *recipe_substance(const char *text) {
 /* A finished run is reused only if the same recipe produced it (comments aside): a folder of
  * an edited recipe would otherwise mix old and new runs in one table. */
 static int check_same_recipe(const qa_recipe *r, const char *path, qa_error *err) {
-    qa_h5 *f;
-    int rc = h5_open(path, 0, &f, err);
+    char *old;
+    int rc = qa_record_read_recipe(path, strlen(recipe_text(r)) * 2 + 4095, &old, err);
     if (rc) return rc;
-    size_t cap = strlen(recipe_text(r)) * 2 + 4096;
-    char *old = qa_alloc(cap);
-    qa_error e2;
-    if (h5_attr_get_str(f, "/", "recipe", old, cap, &e2) != 0) old[0] = 0;
-    h5_close(f, &e2);
     char *a = recipe_substance(old), *b = recipe_substance(recipe_text(r));
     if (strcmp(a, b) != 0)
         rc = qa_fail(err, QA_ERR_INPUT,
@@ -784,118 +174,145 @@ static int check_same_recipe(const qa_recipe *r, const char *path, qa_error *err
     return rc;
 }
 
-int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err) {
-    qa_run_spec *runs;
-    int n = adapt_plan(r, &runs, err);
-    if (n < 0) return n;
-    int rc = qa_mkdir_p(out_dir, err);
-    if (rc) { free(runs); return rc; }
-    int pending = 0;
-    for (int i = 0; i < n; i++) {
-        char p[4096];
-        snprintf(p, sizeof p, "%s/%s.h5", out_dir, runs[i].id);
-        if (!qa_file_exists(p)) pending++;
-        else if ((rc = check_same_recipe(r, p, err)) != 0) { free(runs); return rc; }
-    }
-    fprintf(stderr, "%s: %d runs, %d finished already, %d to do -> %s\n", recipe_path(r), n, n - pending, pending, out_dir);
-    if (pending == 0) { free(runs); return QA_OK; }
+/* What the runs of a sweep load once: base denoiser, evaluator, data, held-out set, the FP
+ * teacher (distillation) and the FID reference (domain). */
+typedef struct {
+    qa_dit model, teacher;
+    int have_model, have_teacher, have_clf, have_train, have_test, have_heldout;
+    qa_classifier clf;
+    qa_images train, test;
+    qa_heldout heldout;
+    float *base_params, *fid_ref_feat;
+    qa_run_env env;
+} sweep_env;
 
-    /* shared, loaded once: base denoiser, evaluator, data, held-out set */
-    int B = (int)recipe_int(r, "train", "batch");
-    int max_batch = B > 64 ? B : 64;
-    qa_dit model;
-    const char *ckpt = recipe_str(r, "model", "checkpoint");
-    rc = dit_load(ckpt, &model, max_batch, err);
+static void sweep_unload(sweep_env *e) {
+    qa_free(e->base_params);
+    qa_free(e->fid_ref_feat);
+    if (e->have_heldout) heldout_free(&e->heldout);
+    if (e->have_teacher) dit_free(&e->teacher);
+    if (e->have_train) qa_images_free(&e->train);
+    if (e->have_test) qa_images_free(&e->test);
+    if (e->have_clf) clf_free(&e->clf);
+    if (e->have_model) dit_free(&e->model);
+    memset(e, 0, sizeof *e);
+}
+
+static int sweep_load(const qa_sweep_settings *s, sweep_env *e, qa_error *err) {
+    memset(e, 0, sizeof *e);
+    int B = s->train.batch, max_batch = B > 64 ? B : 64;
+    int rc = dit_load(s->checkpoint, &e->model, max_batch, err);
     if (rc) {
-        free(runs);
-        if (err->code == QA_ERR_INPUT && !qa_file_exists(ckpt))
+        if (err->code == QA_ERR_INPUT && !qa_file_exists(s->checkpoint))
             return qa_fail(err, QA_ERR_INPUT, "%s: pre-trained checkpoint not found (make it with: "
-                           "build/qadapt run experiments/pretrain.recipe)", ckpt);
+                           "build/qadapt run experiments/pretrain.recipe)", s->checkpoint);
         return rc;
     }
-    qa_classifier clf;
-    const char *evp = recipe_str(r, "model", "evaluator");
-    rc = clf_load(evp, &clf, 128, err);
-    if (rc) { dit_free(&model); free(runs); return rc; }
-    qa_images train, test;
-    rc = load_training_images(r, "train", &train, err);
-    if (rc) { clf_free(&clf); dit_free(&model); free(runs); return rc; }
-    rc = load_training_images(r, "t10k", &test, err);
-    if (rc) { qa_images_free(&train); clf_free(&clf); dit_free(&model); free(runs); return rc; }
-    qa_heldout held;
-    rc = heldout_init(&held, &test, (int)recipe_int(r, "eval", "loss_images"), (int)recipe_int(r, "eval", "loss_draws"), err);
-    qa_dit teacher;
-    int have_teacher = 0;
-    if (!rc && strcmp(recipe_str(r, "train", "objective"), "distill") == 0) {
-        rc = dit_load(ckpt, &teacher, max_batch, err);
-        have_teacher = rc == 0;
+    e->have_model = 1;
+    rc = clf_load(s->evaluator, &e->clf, 128, err);
+    e->have_clf = rc == 0;
+    if (!rc) rc = qa_load_images(&s->data, "train", &e->train, err);
+    e->have_train = e->have_clf && rc == 0;
+    if (!rc) rc = qa_load_images(&s->data, "t10k", &e->test, err);
+    e->have_test = e->have_train && rc == 0;
+    if (!rc) rc = heldout_init(&e->heldout, &e->test, s->eval.loss_images, s->eval.loss_draws, err);
+    e->have_heldout = e->have_test && rc == 0;
+    if (!rc && s->distill) {
+        rc = dit_load(s->checkpoint, &e->teacher, max_batch, err);
+        e->have_teacher = rc == 0;
     }
-    const char *task_name = recipe_str(r, "adapt", "task");
-    int kind = !strcmp(task_name, "style") ? TASK_STYLE : (!strcmp(task_name, "domain") ? TASK_DOMAIN : TASK_SUBJECT);
-    sweep_ctx c = {r, &model, have_teacher ? &teacher : NULL, NULL, &clf, &held, {0, {0}}, &train, NULL, 0};
-    if (!rc && kind == TASK_DOMAIN) {
-        /* FID reference: evaluator features of the styled test set, computed once per sweep */
-        int nref = (int)recipe_int(r, "eval", "fid_reference");
-        if (nref > test.n) nref = test.n;
-        int *idx = qa_alloc(sizeof(int) * nref);
-        for (int i = 0; i < nref; i++) idx[i] = i;
-        float *xr = qa_alloc(sizeof(float) * (size_t)nref * D_IMG);
-        qa_images_to_float(&test, idx, nref, xr);
-        style_stripes(xr, nref, 28);
-        c.fid_ref_feat = qa_alloc(sizeof(float) * (size_t)nref * QA_CLF_FEATURES);
-        clf_embed(&clf, xr, nref, c.fid_ref_feat, NULL);
-        c.n_fid_ref = nref;
-        qa_free(xr);
-        qa_free(idx);
+    if (!rc && s->task.kind == QA_TASK_DOMAIN) { /* computed once per sweep */
+        e->env.refs.n_fid_ref = s->eval.fid_reference;
+        e->fid_ref_feat = qa_task_fid_reference(&e->test, &e->clf, &e->env.refs.n_fid_ref);
     }
-    schedule_linear(&c.sched, 1000, 1e-4f, 0.02f);
-    c.base_params = qa_alloc(sizeof(float) * model.n_params);
-    memcpy(c.base_params, model.params, sizeof(float) * model.n_params);
+    if (rc) { sweep_unload(e); return rc; }
+    e->base_params = qa_alloc(sizeof(float) * e->model.n_params);
+    memcpy(e->base_params, e->model.params, sizeof(float) * e->model.n_params);
+    e->env.model = &e->model;
+    e->env.base_params = e->base_params;
+    e->env.teacher = e->have_teacher ? &e->teacher : NULL;
+    e->env.train = &e->train;
+    schedule_default(&e->env.sched);
+    e->env.refs.clf = &e->clf;
+    e->env.refs.heldout = &e->heldout;
+    e->env.refs.sched = &e->env.sched;
+    e->env.refs.fid_ref_feat = e->fid_ref_feat;
+    return QA_OK;
+}
 
-    adapt_task *tasks = qa_alloc(sizeof(adapt_task) * (size_t)n);
-    int n_tasks = 0, failed = 0;
+/* <out>/<id>.h5, allocated */
+static char *run_file(const char *out_dir, const qa_run_spec *run) {
+    size_t len = strlen(out_dir) + strlen(run->id) + 8;
+    char *p = qa_alloc(len);
+    snprintf(p, len, "%s/%s.h5", out_dir, run->id);
+    return p;
+}
+
+/* Runs still to do (*pending); a finished run made by another recipe is an error. */
+static int count_pending(const qa_recipe *r, const qa_sweep_plan *plan, const char *out_dir, int *pending, qa_error *err) {
+    *pending = 0;
+    for (int i = 0; i < plan->n; i++) {
+        char *p = run_file(out_dir, &plan->runs[i]);
+        int rc = QA_OK;
+        if (qa_file_exists(p)) rc = check_same_recipe(r, p, err);
+        else (*pending)++;
+        qa_free(p);
+        if (rc) return rc;
+    }
+    return QA_OK;
+}
+
+/* The task of a seed, built once and shared by every run of that seed. */
+static const qa_task *task_of(sweep_env *e, const qa_sweep_settings *s, long seed, qa_task *tasks, int *n_tasks) {
+    for (int j = 0; j < *n_tasks; j++) if (tasks[j].seed == seed) return &tasks[j];
+    dit_reset_slots(&e->model);
+    memcpy(e->model.params, e->base_params, sizeof(float) * e->model.n_params);
+    qa_task *t = &tasks[(*n_tasks)++];
+    qa_task_build(t, &s->task, seed, &e->model, &e->clf, &e->train, s->eval.ddim_steps, s->eval.guidance);
+    return t;
+}
+
+int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err) {
+    qa_sweep_plan plan;
+    int n = adapt_plan(r, &plan, err);
+    if (n < 0) return n;
+    int pending = 0, rc = qa_mkdir_p(out_dir, err);
+    if (!rc) rc = count_pending(r, &plan, out_dir, &pending, err);
+    if (rc) { adapt_plan_free(&plan); return rc; }
+    fprintf(stderr, "%s: %d runs, %d finished already, %d to do -> %s\n", recipe_path(r), n, n - pending, pending, out_dir);
+    if (pending == 0) { adapt_plan_free(&plan); return QA_OK; }
+    sweep_env e;
+    rc = sweep_load(&plan.settings, &e, err);
+    if (rc) { adapt_plan_free(&plan); return rc; }
+    qa_task *tasks = qa_alloc(sizeof(qa_task) * (size_t)n);
+    int n_tasks = 0, failed = 0, done = 0;
     qa_progress prog;
     progress_begin(&prog, "sweep", pending);
-    int done = 0;
     for (int i = 0; i < n && !rc; i++) {
-        char p[4096];
-        snprintf(p, sizeof p, "%s/%s.h5", out_dir, runs[i].id);
-        if (qa_file_exists(p)) continue;
-        adapt_task *t = NULL;
-        for (int j = 0; j < n_tasks; j++) if (tasks[j].seed == runs[i].seed) t = &tasks[j];
-        if (!t) {
-            dit_reset_slots(&model);
-            memcpy(model.params, c.base_params, sizeof(float) * model.n_params);
-            t = &tasks[n_tasks++];
-            task_build(t, kind, runs[i].seed, &model, &clf, &train, (int)recipe_int(r, "adapt", "images"),
-                       (int)recipe_int(r, "adapt", "prior_images"), (int)recipe_int(r, "eval", "ddim_steps"),
-                       (float)recipe_float(r, "eval", "guidance"));
-        }
+        const qa_run_spec *run = &plan.runs[i];
+        char *p = run_file(out_dir, run);
+        int finished = qa_file_exists(p);
+        qa_free(p);
+        if (finished) continue;
+        const qa_task *t = task_of(&e, &plan.settings, run->seed, tasks, &n_tasks);
         int diverged = 0;
         double t0 = qa_now();
         qa_error run_err = {0, ""};
-        int rrc = run_one(&c, &runs[i], t, out_dir, &diverged, &run_err);
+        int rrc = qa_run_one(&e.env, run, t, out_dir, &diverged, &run_err);
         done++;
         if (rrc) {
             failed++;
-            fprintf(stderr, "run %s failed: %s\n", runs[i].id, run_err.msg);
+            fprintf(stderr, "run %s failed: %s\n", run->id, run_err.msg);
             if (rrc == QA_ERR_INPUT) { *err = run_err; rc = rrc; }
         } else {
-            progress_log(&prog, done, "%s %s in %.0fs", runs[i].id, diverged ? "diverged" : "done", qa_now() - t0);
+            progress_log(&prog, done, "%s %s in %.0fs", run->id, diverged ? "diverged" : "done", qa_now() - t0);
         }
     }
     progress_end(&prog);
-    for (int j = 0; j < n_tasks; j++) task_free(&tasks[j]);
+    for (int j = 0; j < n_tasks; j++) qa_task_free(&tasks[j]);
     qa_free(tasks);
-    qa_free(c.base_params);
-    heldout_free(&held);
-    qa_free(c.fid_ref_feat);
-    if (have_teacher) dit_free(&teacher);
-    qa_images_free(&train);
-    qa_images_free(&test);
-    clf_free(&clf);
-    dit_free(&model);
-    free(runs);
+    sweep_unload(&e);
+    adapt_plan_free(&plan);
     if (!rc && failed) rc = qa_fail(err, QA_ERR_RUN, "%d of %d runs failed (see the messages above)", failed, pending);
     return rc;
 }

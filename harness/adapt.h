@@ -1,25 +1,24 @@
-/* Adaptation sweeps: expand a recipe's grid (method x bits x rank x seed) into runs, and for
- * each run not finished yet: quantize the frozen base, wrap the attention projections with the
- * method, fine-tune on the task, merge, evaluate the deployed model, and write one HDF5 file
- * (<out>/<run>.h5, written as .partial and renamed when complete). */
+/* Adaptation sweeps: plan and schedule. The recipe is read once, here: its grid (method x bits
+ * x rank x seed, and any method option given as a list) becomes typed run specs; each run not
+ * finished yet goes through the run pipeline (run.h) into one HDF5 file (<out>/<run>.h5,
+ * written as .partial and renamed when complete). */
 #ifndef QA_ADAPT_H
 #define QA_ADAPT_H
 
 #include "harness/recipe.h"
+#include "harness/run.h"
 
 typedef struct {
-    char id[96];
-    const char *method;
-    const char *bits;
-    int w_bits, a_bits, rank;
-    long seed;
-    float vmc_alpha;
-    int aux_dist, vmc_stat;
-} qa_run_spec;
+    qa_sweep_settings settings;  /* shared by every run; runs[i].settings points here */
+    qa_run_spec *runs;           /* [n] */
+    int n;
+} qa_sweep_plan;
 
-/* Expand the grid; returns the number of runs (allocated into *runs, caller frees). A method
- * that needs integer weights is not run at bits = fp: that combination is left out, and said. */
-int adapt_plan(const qa_recipe *r, qa_run_spec **runs, qa_error *err);
+/* Expand the grid; returns the number of runs (or a negative status). A method that needs
+ * integer weights is not run at bits = fp: that combination is left out, and said. Free the
+ * plan with adapt_plan_free. */
+int adapt_plan(const qa_recipe *r, qa_sweep_plan *plan, qa_error *err);
+void adapt_plan_free(qa_sweep_plan *plan);
 /* Run every unfinished run of the recipe into out_dir. Returns 0 when all runs finished (a run
  * recorded as diverged counts as finished), QA_ERR_RUN when any run could not be completed. */
 int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err);

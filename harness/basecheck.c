@@ -25,7 +25,7 @@ int base_check(const qa_basecheck_opts *o, FILE *out, int *passed, qa_error *err
     qa_images_free(&test);
 
     qa_schedule s;
-    schedule_linear(&s, 1000, 1e-4f, 0.02f);
+    schedule_default(&s);
     const int n = o->samples_per_class, C = m.cfg.n_classes, grid_cols = 10;
     float *x = qa_alloc(sizeof(float) * (size_t)n * 784);
     float *probs = qa_alloc(sizeof(float) * (size_t)n * QA_CLF_CLASSES);

@@ -54,6 +54,42 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+/* The deployed layer's forward: W8 with per-row codes on the u8 x s8 kernel, else a float
+ * matmul of the dequantized deployed weights. */
+static int time_deployed(const qa_bench_layer_opts *o, const qa_method *m, void *state, const float *W, const float *b,
+                         const float *x, float *y, double *t, const char **dep_kind, double *ms_dep, qa_error *err) {
+    const int M = o->tokens, in = o->in, n_out = o->out, K = o->repeats, warm = 3;
+    int rc = QA_OK;
+    float *Wd = qa_alloc(sizeof(float) * in * n_out), *dl = qa_alloc(sizeof(float) * n_out), *z = qa_alloc(sizeof(float) * n_out);
+    memcpy(Wd, W, sizeof(float) * in * n_out);
+    if (m) {
+        qa_deployed d;
+        rc = m->merge(state, &d, err);
+        if (!rc) { qa_deployed_weights(&d, Wd); qa_deployed_free(&d); }
+    }
+    quant_search_rows(Wd, n_out, in, o->bits, dl, z);
+    qa_actq aq = {8, 0, 0, 0};
+    float *xh = qa_alloc(sizeof(float) * (size_t)M * in);
+    actq_forward(&aq, xh, x, (size_t)M * in);
+    qa_int8_linear L;
+    int use_int8 = o->bits == 8 && (!m || (m->flags & QA_METHOD_ROW_CODES_DEPLOY));
+    if (use_int8) {
+        quant_fake_rows(Wd, Wd, n_out, in, 8, dl, z);
+        use_int8 = int8_linear_init(&L, Wd, dl, z, in, n_out, b) == 0;
+    }
+    *dep_kind = use_int8 ? "u8s8" : "f32";
+    for (int i = 0; i < K + warm && !rc; i++) {
+        double t0 = qa_now();
+        if (use_int8) int8_linear_forward(&L, &aq, x, y, M);
+        else linear_forward(y, xh, Wd, b, M, in, n_out);
+        t[i] = qa_now() - t0;
+    }
+    if (use_int8) int8_linear_free(&L);
+    if (!rc) *ms_dep = 1e3 * median(t + warm, K);
+    qa_free(Wd); qa_free(dl); qa_free(z); qa_free(xh);
+    return rc;
+}
+
 int bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err) {
     const int M = o->tokens, in = o->in, n_out = o->out, K = o->repeats, warm = 3;
     qa_rng *r = qa_rng_new(123);
@@ -69,9 +105,8 @@ int bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err) {
     void *state = NULL;
     int rc = QA_OK;
     if (m) {
-        qa_method_cfg cfg = {.w_bits = o->bits, .a_bits = 0, .rank = o->rank, .lora_scale = 1.0f, .vmc_alpha = 1.5f,
-                             .aux_dist = QA_AUX_LAPLACE, .vmc_stat = QA_VMC_ABSMAX, .lora_bits = 0, .group_size = 32,
-                             .base_lr = 1e-3f, .sampling_steps = 20};
+        qa_method_cfg cfg = {.w_bits = o->bits, .a_bits = 0, .rank = o->rank, .lora_scale = 1.0f, .base_lr = 1e-3f,
+                             .sampling_steps = 20}; /* the method's own options at their defaults */
         qa_step_ctx step = {NULL, 1, M, 1000};
         float *tt = qa_alloc(sizeof(float));
         step.t = tt;
@@ -122,37 +157,7 @@ int bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err) {
         if (!rc) ms_merge = 1e3 * median(t, K);
     }
     const char *dep_kind = "none";
-    if (!rc && o->deployed) {
-        /* the deployed layer: W8 with per-row codes on the u8 x s8 kernel, else a float matmul of
-         * the dequantized deployed weights */
-        float *Wd = qa_alloc(sizeof(float) * in * n_out), *dl = qa_alloc(sizeof(float) * n_out), *z = qa_alloc(sizeof(float) * n_out);
-        memcpy(Wd, W, sizeof(float) * in * n_out);
-        if (m) {
-            qa_deployed d;
-            rc = m->merge(state, &d, err);
-            if (!rc) { qa_deployed_weights(&d, Wd); qa_deployed_free(&d); }
-        }
-        quant_search_rows(Wd, n_out, in, o->bits, dl, z);
-        qa_actq aq = {8, 0, 0, 0};
-        float *xh = qa_alloc(sizeof(float) * (size_t)M * in);
-        actq_forward(&aq, xh, x, (size_t)M * in);
-        qa_int8_linear L;
-        int use_int8 = o->bits == 8 && (!m || !strcmp(o->method, "lora") || !strcmp(o->method, "qlora"));
-        if (use_int8) {
-            quant_fake_rows(Wd, Wd, n_out, in, 8, dl, z);
-            use_int8 = int8_linear_init(&L, Wd, dl, z, in, n_out, b) == 0;
-        }
-        dep_kind = use_int8 ? "u8s8" : "f32";
-        for (int i = 0; i < K + warm && !rc; i++) {
-            double t0 = qa_now();
-            if (use_int8) int8_linear_forward(&L, &aq, x, y, M);
-            else linear_forward(y, xh, Wd, b, M, in, n_out);
-            t[i] = qa_now() - t0;
-        }
-        if (use_int8) int8_linear_free(&L);
-        if (!rc) ms_dep = 1e3 * median(t + warm, K);
-        qa_free(Wd); qa_free(dl); qa_free(z); qa_free(xh);
-    }
+    if (!rc && o->deployed) rc = time_deployed(o, m, state, W, b, x, y, t, &dep_kind, &ms_dep, err);
     if (!rc) {
         const char *kern = "";
         char kernels[1024];
@@ -227,7 +232,7 @@ typedef struct { double linear, quantize, matmul, correct; } sampling_profile;
 
 static double time_sampling(qa_dit *m, int n, int steps, sampling_profile *prof) {
     qa_schedule s;
-    schedule_linear(&s, 1000, 1e-4f, 0.02f);
+    schedule_default(&s);
     float *x = qa_alloc(sizeof(float) * (size_t)n * 784);
     sample_images(m, &s, 3, n, steps, 3.0f, 11, x); /* warm-up: primitives created */
     dit_profile(m, 1);
@@ -258,7 +263,7 @@ int bench_model(const qa_bench_model_opts *o, FILE *out, qa_error *err) {
     m.train_base = 0;
     dit_quantize_base(&m, 8, 8, 1);
     qa_method_cfg cfg = {.w_bits = 8, .a_bits = 8, .rank = 4, .lora_scale = 1.0f};
-    rc = dit_attach_method(&m, qa_method_find("lora"), &cfg, 1, err);
+    rc = dit_attach_method(&m, qa_method_baseline(), &cfg, 1, err);
     double t_lora = rc ? 0 : time_train_steps(&m, B, o->steps, r);
     dit_reset_slots(&m);
     /* 3. sampling: f32 model vs the W8A8 model on the integer kernels */
@@ -304,10 +309,18 @@ int bench_model(const qa_bench_model_opts *o, FILE *out, qa_error *err) {
     return rc;
 }
 
+/* "name1,name2,..." of every registered method */
+static void method_names(char *buf, size_t len) {
+    size_t off = 0;
+    buf[0] = 0;
+    for (const qa_method *const *m = qa_methods(); *m && off < len; m++)
+        off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? "," : "", (*m)->name);
+}
+
 #define PROJECT_USAGE "usage: qadapt project-sd [--bits N] [--rank R] [--methods a,b,...] [--json]"
 
 int project_sd_parse(int argc, char **argv, qa_project_opts *o, qa_error *err) {
-    *o = (qa_project_opts){8, 4, 0, "lora,qlora,qalora,efficientdm,intlora-mul,intlora-shift"};
+    *o = (qa_project_opts){8, 4, 0, NULL}; /* NULL: every registered method */
     for (int i = 0; i < argc; i++) {
         int more = i + 1 < argc;
         char *end = NULL;
@@ -319,6 +332,7 @@ int project_sd_parse(int argc, char **argv, qa_project_opts *o, qa_error *err) {
         else if (!strcmp(argv[i], "--methods") && more) o->methods = argv[++i];
         else return qa_fail(err, QA_ERR_INPUT, "project-sd: bad argument '%s'\n" PROJECT_USAGE, argv[i]);
     }
+    if (!o->methods) return QA_OK;
     /* every name is checked before anything runs */
     char list[512];
     snprintf(list, sizeof list, "%s", o->methods);
@@ -333,7 +347,8 @@ int project_sd(const qa_project_opts *o, FILE *out, qa_error *err) {
     /* distinct shapes: width w in {320, 640, 1280}; in = w (6 per block) or 768 (2 per block) */
     const int widths[3] = {320, 640, 1280}, blocks[3] = {5, 5, 6}, tokens[3] = {4096, 1024, 256};
     char list[512];
-    snprintf(list, sizeof list, "%s", o->methods);
+    if (o->methods) snprintf(list, sizeof list, "%s", o->methods);
+    else method_names(list, sizeof list);
     if (!o->json)
         fprintf(out, "SD-1.5's 128 attention projections at W%d, rank %d (bytes summed over the layers; times on this CPU)\n"
                      "| method | frozen MB | trainable MB | optimizer MB | deployed MB | merge all (ms) | fwd+bwd all (ms) |\n"
@@ -351,8 +366,8 @@ int project_sd(const qa_project_opts *o, FILE *out, qa_error *err) {
                 qa_rng *r = qa_rng_new(7);
                 float *W = qa_alloc(sizeof(float) * (size_t)in_f * out_f), *b = qa_alloc(sizeof(float) * out_f);
                 qa_rng_fill_normal(r, W, (size_t)in_f * out_f, 0.02f);
-                qa_method_cfg cfg = {.w_bits = o->bits, .a_bits = 0, .rank = o->rank, .lora_scale = 1.0f, .vmc_alpha = 1.5f,
-                                     .group_size = 32, .base_lr = 1e-3f, .sampling_steps = 20};
+                qa_method_cfg cfg = {.w_bits = o->bits, .a_bits = 0, .rank = o->rank, .lora_scale = 1.0f, .base_lr = 1e-3f,
+                                     .sampling_steps = 20}; /* the method's own options at their defaults */
                 qa_layer_init li = {in_f, out_f, W, b, &cfg, r, "sd", NULL, NULL};
                 void *st = qa_alloc(m->state_size);
                 int rc = m->init(st, &li, err);

@@ -42,7 +42,7 @@ int bench_model(const qa_bench_model_opts *o, FILE *out, qa_error *err);
  * 1024 at 640, 256 at 1280, i.e. a 512x512 image's latents). */
 typedef struct {
     int bits, rank, json;
-    const char *methods;
+    const char *methods;   /* "a,b,..."; NULL: every registered method */
 } qa_project_opts;
 
 int project_sd_parse(int argc, char **argv, qa_project_opts *o, qa_error *err);

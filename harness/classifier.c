@@ -219,3 +219,27 @@ int clf_load(const char *path, qa_classifier *c, int max_batch, qa_error *err) {
     h5_close(f, &e2);
     return rc;
 }
+
+double evaluator_accuracy(qa_classifier *c, const qa_images *test, double *per_class) {
+    float *x = qa_alloc(sizeof(float) * (size_t)c->max_batch * 784);
+    float *probs = qa_alloc(sizeof(float) * (size_t)c->max_batch * QA_CLF_CLASSES);
+    int *idx = qa_alloc(sizeof(int) * c->max_batch);
+    long correct = 0, n_class[QA_CLF_CLASSES] = {0}, ok_class[QA_CLF_CLASSES] = {0};
+    for (int s = 0; s < test->n; s += c->max_batch) {
+        int B = test->n - s < c->max_batch ? test->n - s : c->max_batch;
+        for (int b = 0; b < B; b++) idx[b] = s + b;
+        qa_images_to_float(test, idx, B, x);
+        clf_embed(c, x, B, NULL, probs);
+        for (int b = 0; b < B; b++) {
+            int best = 0;
+            for (int k = 1; k < QA_CLF_CLASSES; k++) if (probs[b * QA_CLF_CLASSES + k] > probs[b * QA_CLF_CLASSES + best]) best = k;
+            int y = test->labels[s + b];
+            n_class[y]++;
+            if (best == y) { correct++; ok_class[y]++; }
+        }
+    }
+    if (per_class)
+        for (int k = 0; k < QA_CLF_CLASSES; k++) per_class[k] = n_class[k] ? (double)ok_class[k] / n_class[k] : 0;
+    qa_free(x); qa_free(probs); qa_free(idx);
+    return (double)correct / test->n;
+}

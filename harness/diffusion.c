@@ -14,6 +14,8 @@ void schedule_linear(qa_schedule *s, int T, float beta_start, float beta_end) {
     }
 }
 
+void schedule_default(qa_schedule *s) { schedule_linear(s, 1000, 1e-4f, 0.02f); }
+
 void diffusion_noise_at(const qa_schedule *s, const float *x0, const float *eps, const float *t,
                         int B, int D, float *x_t) {
     for (int b = 0; b < B; b++) {

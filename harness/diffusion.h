@@ -16,6 +16,9 @@ typedef struct {
 
 /* Linear betas from beta_start to beta_end over T steps (DDPM: 1e-4, 0.02, 1000). */
 void schedule_linear(qa_schedule *s, int T, float beta_start, float beta_end);
+/* The schedule the denoiser is pre-trained, adapted and evaluated with: DDPM's linear betas,
+ * 1e-4 to 0.02 over 1000 steps. */
+void schedule_default(qa_schedule *s);
 
 /* Noise a batch: t uniform in [0, T), eps ~ N(0, I). x0, x_t, eps are [B, D]. */
 void diffusion_noise(const qa_schedule *s, qa_rng *r, const float *x0, int B, int D, float *x_t,

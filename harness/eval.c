@@ -23,7 +23,7 @@ int heldout_init(qa_heldout *h, const qa_images *test, int n_images, int draws, 
     h->eps = qa_alloc(sizeof(float) * n * D);
     h->t = qa_alloc(sizeof(float) * n);
     h->y = qa_alloc(sizeof(int) * n);
-    schedule_linear(&h->sched, 1000, 1e-4f, 0.02f);
+    schedule_default(&h->sched);
     qa_rng *r = qa_rng_new(qa_seed_for(HELDOUT_SEED, "heldout"));
     int *idx = qa_alloc(sizeof(int) * test->n);
     for (int i = 0; i < test->n; i++) idx[i] = i;

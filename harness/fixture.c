@@ -49,6 +49,21 @@ static int write_f32(qa_h5 *o, const char *cs, const char *stage, const char *na
     return h5_write(o, p, QA_H5_F32, d, cols > 1 || rows == 1 ? 2 : 1, dims, err);
 }
 
+/* The method's options: its defaults, and those its fixture attributes set. */
+static int fixture_options(qa_h5 *f, const char *grp, const qa_method *m, void *options, char *why, size_t wl) {
+    qa_method_options_defaults(m, options);
+    for (int i = 0; i < m->n_fixture_options; i++) {
+        const qa_fixture_option *fo = &m->fixture_options[i];
+        double v;
+        qa_error e;
+        char text[64];
+        if (h5_attr_get_f64(f, grp, fo->attr, &v, &e)) { snprintf(why, wl, "missing attribute '%s'", fo->attr); return -1; }
+        snprintf(text, sizeof text, "%.17g", v);
+        if (qa_method_option_set(m, options, fo->option, text, &e)) { snprintf(why, wl, "%.500s", e.msg); return -1; }
+    }
+    return 0;
+}
+
 /* One case; returns 0, or -1 with `why` (bad input) / a qa_error code (I/O). */
 static int one_case(qa_h5 *f, qa_h5 *o, const char *cs, char *why, size_t wl, qa_error *err) {
     char grp[128], method_name[64];
@@ -59,8 +74,13 @@ static int one_case(qa_h5 *f, qa_h5 *o, const char *cs, char *why, size_t wl, qa
         return -1;
     }
     const qa_method *m = qa_method_find(method_name);
-    if (!m || !m->inspect) {
-        snprintf(why, wl, "unknown method '%s' (the fixture command knows: intlora-mul, intlora-shift)", method_name);
+    if (!m || !m->inspect || !m->fixture_options) {
+        char known[256] = "";
+        size_t off = 0;
+        for (const qa_method *const *k = qa_methods(); *k && off < sizeof known; k++)
+            if ((*k)->fixture_options && (*k)->inspect)
+                off += (size_t)snprintf(known + off, sizeof known - off, "%s%s", off ? ", " : "", (*k)->name);
+        snprintf(why, wl, "unknown method '%s' (the fixture command knows: %s)", method_name, known);
         return -1;
     }
     const char *attrs[] = {"in_features", "out_features", "rank", "n_bits", "lora_bits", "alpha"};
@@ -84,10 +104,10 @@ static int one_case(qa_h5 *f, qa_h5 *o, const char *cs, char *why, size_t wl, qa
         read_matrix(f, cs, "dy", tokens, out, &dy, why, wl) < 0) {
         rc = -1;
     }
-    void *state = NULL;
+    void *state = NULL, *options = m->options_size ? qa_alloc(m->options_size) : NULL;
+    if (rc == 0 && options) rc = fixture_options(f, grp, m, options, why, wl);
     if (rc == 0) {
-        qa_method_cfg cfg = {.w_bits = n_bits, .a_bits = 0, .rank = rank, .lora_scale = 1.0f, .vmc_alpha = (float)v[5],
-                             .aux_dist = QA_AUX_LAPLACE, .vmc_stat = QA_VMC_ABSMAX, .lora_bits = lora_bits};
+        qa_method_cfg cfg = {.w_bits = n_bits, .a_bits = 0, .rank = rank, .lora_scale = 1.0f, .options = options};
         qa_rng *r = qa_rng_new(1);
         qa_layer_init li = {in, out, W, bias, &cfg, r, cs, R, NULL};
         state = qa_alloc(m->state_size);
@@ -133,6 +153,7 @@ static int one_case(qa_h5 *f, qa_h5 *o, const char *cs, char *why, size_t wl, qa
         m->destroy(state);
     }
     qa_free(state);
+    qa_free(options);
     qa_free(W); qa_free(bias); qa_free(R); qa_free(A); qa_free(B); qa_free(x); qa_free(dy);
     return rc;
 }

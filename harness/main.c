@@ -20,7 +20,10 @@ static void usage(FILE *f) {
             "usage: qadapt COMMAND [ARGS]\n"
             "\n"
             "commands:\n"
-            "  list                      registered adaptation methods, one line each\n"
+            "  list [--markdown]         registered adaptation methods and their options\n"
+            "                            (--markdown: the options table of experiments/README.md)\n"
+            "  help METHOD               one method: what it does and its options (recipe keys\n"
+            "                            of [adapt]; a list of values makes a grid axis)\n"
             "  run RECIPE [--out DIR] [--dry-run]\n"
             "                            run a recipe (pretrain | evaluator | adapt); an adapt\n"
             "                            sweep resumes in DIR, skipping finished runs;\n"
@@ -58,55 +61,83 @@ static void usage(FILE *f) {
 
 static int exit_code(int rc) { return rc == 0 ? 0 : (rc == QA_ERR_INPUT ? 2 : 1); }
 
+/* A usage error already printed (exit 2). */
+enum { USAGE_ERROR = 1 };
+
+/* qadapt run RECIPE [--out DIR] [--dry-run] */
+static int cmd_run(int argc, char **argv, qa_error *err) {
+    int rc = 0;
+    const char *recipe_path = NULL, *out = NULL;
+    int dry = 0;
+    for (int i = 2; i < argc; i++) {
+        if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+        else if (!strcmp(argv[i], "--dry-run")) dry = 1;
+        else if (argv[i][0] == '-') { fprintf(stderr, "qadapt run: unknown option '%s'\n", argv[i]); return USAGE_ERROR; }
+        else if (!recipe_path) recipe_path = argv[i];
+        else { fprintf(stderr, "qadapt run: unexpected argument '%s'\n", argv[i]); return USAGE_ERROR; }
+    }
+    if (!recipe_path) { fprintf(stderr, "usage: qadapt run RECIPE [--out DIR]\n"); return USAGE_ERROR; }
+    qa_recipe *r;
+    rc = recipe_load(recipe_path, &r, err);
+    if (rc == 0 && dry) {
+        const char *kind = recipe_str(r, "job", "kind");
+        if (!strcmp(kind, "adapt")) {
+            qa_sweep_plan plan;
+            int n = adapt_plan(r, &plan, err);
+            if (n < 0) rc = n;
+            else {
+                printf("%s: %d runs\n", recipe_path, n);
+                for (int i = 0; i < n; i++) printf("  %s\n", plan.runs[i].id);
+                adapt_plan_free(&plan);
+            }
+        } else {
+            printf("%s: a %s job\n", recipe_path, kind);
+        }
+        recipe_free(r);
+    } else if (rc == 0) {
+        const char *kind = recipe_str(r, "job", "kind");
+        if (!strcmp(kind, "pretrain"))
+            rc = pretrain_dit(r, out ? out : recipe_str(r, "model", "checkpoint"), err);
+        else if (!strcmp(kind, "evaluator"))
+            rc = pretrain_evaluator(r, out ? out : recipe_str(r, "model", "evaluator"), err);
+        else
+            rc = adapt_sweep(r, out ? out : "results/scratch", err);
+        recipe_free(r);
+    }
+    return rc;
+}
+
 int main(int argc, char **argv) {
     if (argc < 2) { usage(stderr); return 2; }
     const char *cmd = argv[1];
     qa_error err = {0, ""};
     int rc = 0;
-    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || !strcmp(cmd, "help")) {
+    if (!strcmp(cmd, "--help") || !strcmp(cmd, "-h") || (!strcmp(cmd, "help") && argc == 2)) {
         usage(stdout);
         return 0;
+    } else if (!strcmp(cmd, "help")) {
+        const qa_method *m = qa_method_find(argv[2]);
+        if (!m || argc != 3) {
+            fprintf(stderr, "usage: qadapt help METHOD (the methods: qadapt list)\n");
+            return 2;
+        }
+        printf("%s (version %d): %s\n", m->name, m->version, m->summary);
+        if (m->n_options) printf("options ([adapt] keys):\n");
+        else printf("no options of its own\n");
+        qa_method_print_options(m, stdout, "  ");
+        return 0;
+    } else if (!strcmp(cmd, "list") && argc == 3 && !strcmp(argv[2], "--markdown")) {
+        qa_method_options_markdown(stdout);
+        return 0;
     } else if (!strcmp(cmd, "list")) {
-        for (const qa_method *const *m = qa_methods(); *m; m++) printf("%-16s %s\n", (*m)->name, (*m)->summary);
+        for (const qa_method *const *m = qa_methods(); *m; m++) {
+            printf("%-16s %s\n", (*m)->name, (*m)->summary);
+            qa_method_print_options(*m, stdout, "                   ");
+        }
         return 0;
     } else if (!strcmp(cmd, "run")) {
-        const char *recipe_path = NULL, *out = NULL;
-        int dry = 0;
-        for (int i = 2; i < argc; i++) {
-            if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-            else if (!strcmp(argv[i], "--dry-run")) dry = 1;
-            else if (argv[i][0] == '-') { fprintf(stderr, "qadapt run: unknown option '%s'\n", argv[i]); return 2; }
-            else if (!recipe_path) recipe_path = argv[i];
-            else { fprintf(stderr, "qadapt run: unexpected argument '%s'\n", argv[i]); return 2; }
-        }
-        if (!recipe_path) { fprintf(stderr, "usage: qadapt run RECIPE [--out DIR]\n"); return 2; }
-        qa_recipe *r;
-        rc = recipe_load(recipe_path, &r, &err);
-        if (rc == 0 && dry) {
-            const char *kind = recipe_str(r, "job", "kind");
-            if (!strcmp(kind, "adapt")) {
-                qa_run_spec *runs;
-                int n = adapt_plan(r, &runs, &err);
-                if (n < 0) rc = n;
-                else {
-                    printf("%s: %d runs\n", recipe_path, n);
-                    for (int i = 0; i < n; i++) printf("  %s\n", runs[i].id);
-                    free(runs);
-                }
-            } else {
-                printf("%s: a %s job\n", recipe_path, kind);
-            }
-            recipe_free(r);
-        } else if (rc == 0) {
-            const char *kind = recipe_str(r, "job", "kind");
-            if (!strcmp(kind, "pretrain"))
-                rc = pretrain_dit(r, out ? out : recipe_str(r, "model", "checkpoint"), &err);
-            else if (!strcmp(kind, "evaluator"))
-                rc = pretrain_evaluator(r, out ? out : recipe_str(r, "model", "evaluator"), &err);
-            else
-                rc = adapt_sweep(r, out ? out : "results/scratch", &err);
-            recipe_free(r);
-        }
+        rc = cmd_run(argc, argv, &err);
+        if (rc == USAGE_ERROR) return 2;
     } else if (!strcmp(cmd, "report")) {
         int with_base = argc == 5 && !strcmp(argv[3], "--baseline");
         if (argc != 3 && !with_base) { fprintf(stderr, "usage: qadapt report DIR [--baseline METHOD:BITS[:DEPLOY[:SETTING]]]\n"); return 2; }

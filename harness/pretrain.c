@@ -11,133 +11,149 @@
 #include "harness/model.h"
 #include "harness/optim.h"
 #include "harness/progress.h"
+#include "harness/results.h"
 #include "harness/rng.h"
+#include "harness/task.h"
+#include "harness/train.h"
 
-float lr_at(float peak, long step, long warmup, long total, int cosine) {
-    if (warmup > 0 && step < warmup) return peak * (float)(step + 1) / (float)warmup;
-    if (!cosine || total <= warmup) return peak;
-    double p = (double)(step - warmup) / (double)(total - warmup);
-    return (float)(peak * (0.1 + 0.9 * 0.5 * (1.0 + cos(3.14159265358979323846 * p))));
+/* A single-run training job, as its recipe sets it (read once, here). */
+typedef struct {
+    qa_data_spec data;
+    qa_dit_config model;
+    qa_train_spec train;
+    float ema_decay, label_dropout;
+    uint64_t seed;
+    long log_every;
+    const char *recipe_text;
+} pretrain_spec;
+
+static pretrain_spec pretrain_spec_from_recipe(const qa_recipe *r) {
+    pretrain_spec p;
+    memset(&p, 0, sizeof p);
+    p.data = (qa_data_spec){(int)recipe_int(r, "data", "synthetic"), recipe_str(r, "data", "dir"), recipe_int(r, "data", "train_limit")};
+    p.model = (qa_dit_config){QA_IMAGE_SIDE, (int)recipe_int(r, "model", "patch"), (int)recipe_int(r, "model", "dim"),
+                              (int)recipe_int(r, "model", "depth"), (int)recipe_int(r, "model", "heads"),
+                              (int)recipe_int(r, "model", "mlp_ratio"), 10, (int)recipe_int(r, "model", "spare_slots")};
+    p.train = (qa_train_spec){.steps = recipe_int(r, "train", "steps"), .warmup = recipe_int(r, "train", "warmup"),
+                              .batch = (int)recipe_int(r, "train", "batch"), .lr = (float)recipe_float(r, "train", "lr"),
+                              .weight_decay = (float)recipe_float(r, "train", "weight_decay"),
+                              .clip = (float)recipe_float(r, "train", "clip"),
+                              .cosine = strcmp(recipe_str(r, "train", "schedule"), "cosine") == 0,
+                              .max_seconds = 60.0 * recipe_float(r, "train", "max_minutes"),
+                              .inject_nan_step = recipe_int(r, "train", "inject_nan_step")};
+    p.ema_decay = (float)recipe_float(r, "train", "ema");
+    p.label_dropout = (float)recipe_float(r, "train", "label_dropout");
+    p.seed = (uint64_t)recipe_int(r, "train", "seed");
+    p.log_every = recipe_int(r, "train", "log_every");
+    p.recipe_text = recipe_text(r);
+    return p;
 }
 
-int load_training_images(const qa_recipe *r, const char *split, qa_images *im, qa_error *err) {
-    if (recipe_int(r, "data", "synthetic")) {
-        synthetic_images(im, strcmp(split, "train") == 0 ? 2000 : 500, 28, 10,
-                         strcmp(split, "train") == 0 ? 1 : 2);
-        return QA_OK;
+/* Pre-training's side of the shared loop: epochs of shuffled images with label dropout; the
+ * EMA of the weights, log lines and a snapshot every 10 minutes. */
+typedef struct {
+    const pretrain_spec *spec;
+    qa_dit *m;
+    const qa_images *data;
+    const qa_schedule *sched;
+    qa_rng *rng;
+    int *order, *idx;
+    float *x0, *ema;
+    long pos, n_acc;
+    double t0, last_save, loss_acc, recent, flops_step;
+    qa_progress *prog;
+    const char *out_path;
+} pretrain_ctx;
+
+static void pretrain_batch(void *ctx, long step, qa_train_batch *b) {
+    pretrain_ctx *c = ctx;
+    (void)step;
+    for (int i = 0; i < b->B; i++) {
+        if (c->pos == c->data->n) { qa_rng_shuffle(c->rng, c->order, (size_t)c->data->n); c->pos = 0; }
+        c->idx[i] = c->order[c->pos++];
+        b->labels[i] = qa_rng_uniform(c->rng) < c->spec->label_dropout ? c->m->null_class : c->data->labels[c->idx[i]];
     }
-    const char *dir = recipe_str(r, "data", "dir");
-    int rc = fmnist_load(*dir ? dir : NULL, split, im, err);
-    if (rc) return rc;
-    long lim = recipe_int(r, "data", "train_limit");
-    if (lim > 0 && lim < im->n) im->n = (int)lim;
+    qa_images_to_float(c->data, c->idx, b->B, c->x0);
+    diffusion_noise(c->sched, c->rng, c->x0, b->B, QA_IMAGE_PIXELS, b->xt, b->target, b->tt);
+}
+
+static int pretrain_after_step(void *ctx, long step, float loss, float lr, float gn, qa_error *err) {
+    pretrain_ctx *c = ctx;
+    qa_dit *m = c->m;
+    const float ema_decay = c->spec->ema_decay;
+    const int B = c->spec->train.batch;
+    (void)err;
+    if (ema_decay > 0) {
+        float d = step < 1000 ? fminf(ema_decay, (1.0f + step) / (10.0f + step)) : ema_decay;
+        for (size_t i = 0; i < m->n_params; i++) c->ema[i] = d * c->ema[i] + (1.0f - d) * m->params[i];
+    } else {
+        memcpy(c->ema, m->params, sizeof(float) * m->n_params);
+    }
+    c->loss_acc += loss;
+    c->n_acc++;
+    c->recent = c->recent == 0 ? loss : 0.99 * c->recent + 0.01 * loss;
+    if ((step + 1) % c->spec->log_every == 0) {
+        double el = qa_now() - c->t0;
+        progress_log(c->prog, step + 1, "loss %.4f (ema %.4f) lr %.2e |g| %.3f  %.1f img/s  %.0f GFLOP/s  epoch %.2f",
+                     c->loss_acc / c->n_acc, c->recent, lr, gn, (step + 1) * B / el,
+                     c->flops_step * (step + 1) / el * 1e-9, (double)(step + 1) * B / c->data->n);
+        c->loss_acc = 0;
+        c->n_acc = 0;
+    }
+    if (qa_now() - c->last_save > 600) { /* snapshot every 10 minutes */
+        qa_ckpt_meta meta = {"dit", c->spec->recipe_text, c->recent, qa_now() - c->t0, step + 1,
+                             (double)(step + 1) * B / c->data->n, -1};
+        qa_error serr;
+        if (dit_save(c->out_path, m, c->ema, &meta, &serr)) fprintf(stderr, "warning: %s\n", serr.msg);
+        c->last_save = qa_now();
+    }
     return QA_OK;
 }
 
-qa_dit_config dit_config_from_recipe(const qa_recipe *r) {
-    qa_dit_config c = {28, (int)recipe_int(r, "model", "patch"), (int)recipe_int(r, "model", "dim"),
-                       (int)recipe_int(r, "model", "depth"), (int)recipe_int(r, "model", "heads"),
-                       (int)recipe_int(r, "model", "mlp_ratio"), 10, (int)recipe_int(r, "model", "spare_slots")};
-    return c;
-}
-
 int pretrain_dit(const qa_recipe *r, const char *out_path, qa_error *err) {
+    const pretrain_spec spec = pretrain_spec_from_recipe(r);
     qa_images data;
-    int rc = load_training_images(r, "train", &data, err);
+    int rc = qa_load_images(&spec.data, "train", &data, err);
     if (rc) return rc;
-    qa_dit_config cfg = dit_config_from_recipe(r);
-    int B = (int)recipe_int(r, "train", "batch");
-    long steps = recipe_int(r, "train", "steps"), warmup = recipe_int(r, "train", "warmup");
-    double max_sec = 60.0 * recipe_float(r, "train", "max_minutes");
-    float lr = (float)recipe_float(r, "train", "lr"), ema_decay = (float)recipe_float(r, "train", "ema");
-    float drop = (float)recipe_float(r, "train", "label_dropout");
-    int cosine = strcmp(recipe_str(r, "train", "schedule"), "cosine") == 0;
-    uint64_t seed = (uint64_t)recipe_int(r, "train", "seed");
-    long log_every = recipe_int(r, "train", "log_every");
-
+    const int B = spec.train.batch;
     qa_dit m;
-    rc = dit_create(&m, &cfg, B, err);
+    rc = dit_create(&m, &spec.model, B, err);
     if (rc) { qa_images_free(&data); return rc; }
-    dit_init_weights(&m, seed);
+    dit_init_weights(&m, spec.seed);
     qa_param p = {"dit", m.params, m.grads, m.n_params, 1.0f};
-    qa_adamw opt;
-    adamw_init(&opt, &p, 1, (float)recipe_float(r, "train", "weight_decay"), (float)recipe_float(r, "train", "clip"));
-    float *ema = qa_alloc(sizeof(float) * m.n_params);
-    memcpy(ema, m.params, sizeof(float) * m.n_params);
-
-    const int D = 28 * 28;
-    float *x0 = qa_alloc(sizeof(float) * B * D), *xt = qa_alloc(sizeof(float) * B * D);
-    float *eps = qa_alloc(sizeof(float) * B * D), *pred = qa_alloc(sizeof(float) * B * D);
-    float *deps = qa_alloc(sizeof(float) * B * D), *tt = qa_alloc(sizeof(float) * B);
-    int *labels = qa_alloc(sizeof(int) * B), *order = qa_alloc(sizeof(int) * data.n), *idx = qa_alloc(sizeof(int) * B);
-    for (int i = 0; i < data.n; i++) order[i] = i;
-    qa_rng *rng = qa_rng_new(qa_seed_for(seed, "pretrain-data"));
-    qa_rng_shuffle(rng, order, (size_t)data.n);
     qa_schedule sched;
-    schedule_linear(&sched, 1000, 1e-4f, 0.02f);
-
-    fprintf(stderr, "pretrain: %zu parameters, batch %d, up to %ld steps%s\n", m.n_params, B, steps,
-            max_sec > 0 ? " (or the time limit)" : "");
-    double t0 = qa_now(), last_save = t0, loss_acc = 0, recent = 0;
-    long pos = 0, step, n_acc = 0;
-    double flops_step = 3.0 * dit_forward_flops(&m, B);
+    schedule_default(&sched);
     qa_progress prog;
-    progress_begin(&prog, "pretrain", steps);
-    for (step = 0; step < steps; step++) {
-        if (max_sec > 0 && qa_now() - t0 > max_sec) break;
-        for (int b = 0; b < B; b++) {
-            if (pos == data.n) { qa_rng_shuffle(rng, order, (size_t)data.n); pos = 0; }
-            idx[b] = order[pos++];
-            labels[b] = qa_rng_uniform(rng) < drop ? m.null_class : data.labels[idx[b]];
-        }
-        qa_images_to_float(&data, idx, B, x0);
-        diffusion_noise(&sched, rng, x0, B, D, xt, eps, tt);
-        dit_zero_grads(&m);
-        dit_forward(&m, xt, tt, labels, B, pred);
-        float loss = mse_loss(pred, eps, (size_t)B * D, deps);
-        if (!isfinite(loss)) {
-            rc = qa_fail(err, QA_ERR_RUN, "pretrain diverged at step %ld (loss %g)", step, loss);
-            break;
-        }
-        dit_backward(&m, deps);
-        float cur_lr = lr_at(lr, step, warmup, steps, cosine);
-        float gn = adamw_step(&opt, &p, 1, cur_lr);
-        if (ema_decay > 0) {
-            float d = step < 1000 ? fminf(ema_decay, (1.0f + step) / (10.0f + step)) : ema_decay;
-            for (size_t i = 0; i < m.n_params; i++) ema[i] = d * ema[i] + (1.0f - d) * m.params[i];
-        } else {
-            memcpy(ema, m.params, sizeof(float) * m.n_params);
-        }
-        loss_acc += loss;
-        n_acc++;
-        recent = recent == 0 ? loss : 0.99 * recent + 0.01 * loss;
-        if ((step + 1) % log_every == 0) {
-            double el = qa_now() - t0;
-            progress_log(&prog, step + 1, "loss %.4f (ema %.4f) lr %.2e |g| %.3f  %.1f img/s  %.0f GFLOP/s  epoch %.2f",
-                         loss_acc / n_acc, recent, cur_lr, gn, (step + 1) * B / el,
-                         flops_step * (step + 1) / el * 1e-9, (double)(step + 1) * B / data.n);
-            loss_acc = 0; n_acc = 0;
-        }
-        if (qa_now() - last_save > 600) { /* snapshot every 10 minutes */
-            qa_ckpt_meta meta = {"dit", recipe_text(r), recent, qa_now() - t0, step + 1,
-                                 (double)(step + 1) * B / data.n, -1};
-            qa_error serr;
-            if (dit_save(out_path, &m, ema, &meta, &serr)) fprintf(stderr, "warning: %s\n", serr.msg);
-            last_save = qa_now();
-        }
-    }
+    pretrain_ctx c = {.spec = &spec, .m = &m, .data = &data, .sched = &sched, .prog = &prog, .out_path = out_path};
+    c.ema = qa_alloc(sizeof(float) * m.n_params);
+    memcpy(c.ema, m.params, sizeof(float) * m.n_params);
+    c.x0 = qa_alloc(sizeof(float) * (size_t)B * QA_IMAGE_PIXELS);
+    c.order = qa_alloc(sizeof(int) * data.n);
+    c.idx = qa_alloc(sizeof(int) * B);
+    for (int i = 0; i < data.n; i++) c.order[i] = i;
+    c.rng = qa_rng_new(qa_seed_for(spec.seed, "pretrain-data"));
+    qa_rng_shuffle(c.rng, c.order, (size_t)data.n);
+    c.flops_step = 3.0 * dit_forward_flops(&m, B);
+
+    fprintf(stderr, "pretrain: %zu parameters, batch %d, up to %ld steps%s\n", m.n_params, B, spec.train.steps,
+            spec.train.max_seconds > 0 ? " (or the time limit)" : "");
+    c.t0 = c.last_save = qa_now();
+    progress_begin(&prog, "pretrain", spec.train.steps);
+    qa_train_hooks hooks = {&c, pretrain_batch, pretrain_after_step};
+    qa_train_result res;
+    rc = qa_train(&m, &p, 1, &spec.train, &hooks, &res, err);
     progress_end(&prog);
+    if (!rc && res.diverged) rc = qa_fail(err, QA_ERR_RUN, "pretrain diverged: %s", res.fail_reason);
     if (rc == 0) {
-        qa_ckpt_meta meta = {"dit", recipe_text(r), recent, qa_now() - t0, step, (double)step * B / data.n, -1};
-        rc = dit_save(out_path, &m, ema, &meta, err);
+        long step = res.steps_done;
+        qa_ckpt_meta meta = {"dit", spec.recipe_text, c.recent, qa_now() - c.t0, step, (double)step * B / data.n, -1};
+        rc = dit_save(out_path, &m, c.ema, &meta, err);
         if (rc == 0)
             fprintf(stderr, "pretrain: %ld steps (%.2f epochs) in %.1f min, loss %.4f -> %s\n", step,
-                    meta.epochs, meta.wall_seconds / 60, recent, out_path);
+                    meta.epochs, meta.wall_seconds / 60, c.recent, out_path);
     }
-    qa_rng_free(rng);
-    qa_free(x0); qa_free(xt); qa_free(eps); qa_free(pred); qa_free(deps); qa_free(tt);
-    qa_free(labels); qa_free(order); qa_free(idx); qa_free(ema);
-    adamw_free(&opt);
+    qa_rng_free(c.rng);
+    qa_free(c.x0); qa_free(c.order); qa_free(c.idx); qa_free(c.ema);
     dit_free(&m);
     qa_images_free(&data);
     return rc;
@@ -157,53 +173,31 @@ static void augment(float *x, qa_rng *r) {
     memcpy(x, tmp, sizeof tmp);
 }
 
-double evaluator_accuracy(qa_classifier *c, const qa_images *test, double *per_class) {
-    float *x = qa_alloc(sizeof(float) * (size_t)c->max_batch * 784);
-    float *probs = qa_alloc(sizeof(float) * (size_t)c->max_batch * QA_CLF_CLASSES);
-    int *idx = qa_alloc(sizeof(int) * c->max_batch);
-    long correct = 0, n_class[QA_CLF_CLASSES] = {0}, ok_class[QA_CLF_CLASSES] = {0};
-    for (int s = 0; s < test->n; s += c->max_batch) {
-        int B = test->n - s < c->max_batch ? test->n - s : c->max_batch;
-        for (int b = 0; b < B; b++) idx[b] = s + b;
-        qa_images_to_float(test, idx, B, x);
-        clf_embed(c, x, B, NULL, probs);
-        for (int b = 0; b < B; b++) {
-            int best = 0;
-            for (int k = 1; k < QA_CLF_CLASSES; k++) if (probs[b * QA_CLF_CLASSES + k] > probs[b * QA_CLF_CLASSES + best]) best = k;
-            int y = test->labels[s + b];
-            n_class[y]++;
-            if (best == y) { correct++; ok_class[y]++; }
-        }
-    }
-    if (per_class)
-        for (int k = 0; k < QA_CLF_CLASSES; k++) per_class[k] = n_class[k] ? (double)ok_class[k] / n_class[k] : 0;
-    qa_free(x); qa_free(probs); qa_free(idx);
-    return (double)correct / test->n;
-}
 
 int pretrain_evaluator(const qa_recipe *r, const char *out_path, qa_error *err) {
+    const pretrain_spec spec = pretrain_spec_from_recipe(r);
     qa_images train, test;
-    int rc = load_training_images(r, "train", &train, err);
+    int rc = qa_load_images(&spec.data, "train", &train, err);
     if (rc) return rc;
-    rc = load_training_images(r, "t10k", &test, err);
+    rc = qa_load_images(&spec.data, "t10k", &test, err);
     if (rc) { qa_images_free(&train); return rc; }
-    int B = (int)recipe_int(r, "train", "batch");
-    long steps = recipe_int(r, "train", "steps"), warmup = recipe_int(r, "train", "warmup");
-    float lr = (float)recipe_float(r, "train", "lr");
-    int cosine = strcmp(recipe_str(r, "train", "schedule"), "cosine") == 0;
-    uint64_t seed = (uint64_t)recipe_int(r, "train", "seed");
+    const int B = spec.train.batch;
+    const long steps = spec.train.steps, warmup = spec.train.warmup;
+    const float lr = spec.train.lr;
+    const int cosine = spec.train.cosine;
+    const uint64_t seed = spec.seed;
     qa_classifier c;
     clf_create(&c, B, err);
     clf_init_weights(&c, seed);
     qa_param p = {"evaluator", c.params, c.grads, c.n_params, 1.0f};
     qa_adamw opt;
-    adamw_init(&opt, &p, 1, (float)recipe_float(r, "train", "weight_decay"), (float)recipe_float(r, "train", "clip"));
+    adamw_init(&opt, &p, 1, spec.train.weight_decay, spec.train.clip);
     float *x = qa_alloc(sizeof(float) * (size_t)B * 784);
     int *labels = qa_alloc(sizeof(int) * B), *order = qa_alloc(sizeof(int) * train.n), *idx = qa_alloc(sizeof(int) * B);
     for (int i = 0; i < train.n; i++) order[i] = i;
     qa_rng *rng = qa_rng_new(qa_seed_for(seed, "evaluator-data"));
     qa_rng_shuffle(rng, order, (size_t)train.n);
-    long pos = 0, log_every = recipe_int(r, "train", "log_every");
+    long pos = 0, log_every = spec.log_every;
     double t0 = qa_now(), loss_acc = 0;
     qa_progress prog;
     progress_begin(&prog, "evaluator", steps);
@@ -229,7 +223,7 @@ int pretrain_evaluator(const qa_recipe *r, const char *out_path, qa_error *err) 
     double acc = evaluator_accuracy(&c, &test, per_class);
     double wall = qa_now() - t0;
     fprintf(stderr, "evaluator: test accuracy %.4f after %ld steps (%.1f min)\n", acc, steps, wall / 60);
-    rc = clf_save(out_path, &c, acc, recipe_text(r), wall, steps, err);
+    rc = clf_save(out_path, &c, acc, spec.recipe_text, wall, steps, err);
     if (rc == 0) {
         qa_h5 *f;
         rc = h5_open(out_path, 1, &f, err);

@@ -6,7 +6,8 @@
  *   key = [v1, v2, v3]      # a list: the key becomes an axis of the run grid
  *
  * Every key is declared in the schema (recipe.c) with its section, type, default, allowed values
- * and whether it may be a list. Errors name the file, the line and the key, and list what is
+ * and whether it may be a list; [adapt] also takes the options the methods declare (qa_option),
+ * for the methods the recipe names. Errors name the file, the line and the key, and list what is
  * allowed; unknown sections and keys are errors. */
 #ifndef QA_RECIPE_H
 #define QA_RECIPE_H
@@ -27,6 +28,9 @@ const char *recipe_str(const qa_recipe *r, const char *section, const char *key)
 long recipe_int(const qa_recipe *r, const char *section, const char *key);
 double recipe_float(const qa_recipe *r, const char *section, const char *key);
 int recipe_has(const qa_recipe *r, const char *section, const char *key); /* set explicitly */
+/* Values of a method option set in [adapt]; 0 when the recipe does not set it (the methods'
+ * defaults apply). */
+int recipe_option_values(const qa_recipe *r, const char *key, const char *const **vals);
 
 /* Bit settings: "fp" -> (0, 0); "wNaM" -> (N, M) with N in 2..8 and M in 2..8, or "wNa16" -> (N, 0):
  * FP activations. Anything else (spaces, leading zeros, a32) is rejected. */

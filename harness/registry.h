@@ -3,37 +3,47 @@
  * A method sees one linear layer y = x W^T + b at a time (x [M, in], W [out, in]) and owns its
  * state; the core allocates state_size zeroed bytes per adapted layer. Everything else (model,
  * training loop, evaluation, logging) is method-agnostic: adding a method is one new file in
- * methods/ and one line in registry.c. */
+ * methods/ and one line in registry.c; its options are declared in its file (qa_option). */
 #ifndef QA_REGISTRY_H
 #define QA_REGISTRY_H
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "harness/rng.h"
 #include "harness/util.h"
 
-/* Per-run method configuration, from the recipe. */
+/* A method's options, in the spirit of FFmpeg's AVOption: each method declares in its own file a
+ * const table of what a recipe may set for it in [adapt] (name, type, default, range or allowed
+ * values, one-line doc, whether a list of values makes it a grid axis). The recipe parser, the
+ * grid, the run id, `qadapt list` / `qadapt help METHOD` and the recipe documentation all read
+ * these tables. The parsed values live in the method's own options struct (options_size bytes):
+ * an int (QA_OPT_INT, QA_OPT_ENUM: the index into allowed) or a float (QA_OPT_FLOAT) at offset. */
+typedef enum { QA_OPT_INT = 0, QA_OPT_FLOAT, QA_OPT_ENUM, QA_OPT_TYPE_COUNT } qa_option_type;
+
+typedef struct {
+    const char *name;      /* the key in [adapt] */
+    qa_option_type type;
+    const char *def;       /* the default, as a recipe value */
+    double lo, hi;         /* QA_OPT_INT, QA_OPT_FLOAT: allowed range, inclusive */
+    const char *allowed;   /* QA_OPT_ENUM: '|'-separated values */
+    const char *doc;       /* one line */
+    int axis_ok;           /* a list of values is a grid axis */
+    const char *id_tag;    /* a grid axis shows in the run id as "-<id_tag><value>" ("" = the value alone) */
+    size_t offset;         /* of the value in the method's options struct */
+} qa_option;
+
+/* Per-run method configuration: what every method reads, and the method's own options. */
 typedef struct {
     int w_bits;            /* 0 = full precision */
     int a_bits;            /* 0 = full precision */
     int rank;
     float lora_scale;      /* s in y += s (x A^T) B^T; 1.0 = no alpha/r scaling (the reference) */
-    /* IntLoRA options (specified in methods/intlora.c) */
-    float vmc_alpha;       /* variance-matching exponent (1.5) */
-    int aux_dist;          /* QA_AUX_LAPLACE | GAUSSIAN | UNIFORM | ZERO */
-    int vmc_stat;          /* QA_VMC_ABSMAX (the code) | QA_VMC_STD (the paper) */
-    int lora_bits;         /* bits of IntLoRA-MUL's update quantizer (0 = W bits) */
-    int group_size;        /* QA-LoRA's group size along d_in (0 = 32) */
     float base_lr;         /* the recipe's learning rate (qa_param.lr_scale multiplies it) */
     int sampling_steps;    /* DDIM steps at evaluation (EfficientDM's per-timestep quantizers) */
-    int qlora_base;        /* QA_QLORA_BASE_AUTO (nf4 at 4 bits, int otherwise) | NF4 | INT */
+    const void *options;   /* the method's options struct; NULL = its defaults (qa_method_options) */
 } qa_method_cfg;
-
-enum { QA_QLORA_BASE_AUTO = 0, QA_QLORA_BASE_NF4, QA_QLORA_BASE_INT };
-
-enum { QA_AUX_LAPLACE = 0, QA_AUX_GAUSSIAN, QA_AUX_UNIFORM, QA_AUX_ZERO, QA_AUX_COUNT };
-enum { QA_VMC_ABSMAX = 0, QA_VMC_STD, QA_VMC_COUNT };
 
 /* Per-forward context the model keeps current for the layers: the diffusion timestep of each
  * sample (row m of a layer's input belongs to sample m / rows_per_sample). */
@@ -48,7 +58,16 @@ enum {
      * passes raw inputs, and after merge() the deployed layer is computed by forward() itself
      * (which must then use only the deployed weights and quantizers). */
     QA_METHOD_OWNS_ACT_QUANT = 1u << 0,
+    /* The deployed layer is the per-row W-bit PTQ codes of a float merge: at 8 bits it runs on
+     * the u8 x s8 integer kernel (bench-layer --deployed). */
+    QA_METHOD_ROW_CODES_DEPLOY = 1u << 1,
 };
+
+/* A reference-fixture attribute (the layer-fixture schema of `qadapt fixture`) that sets one of
+ * the method's options, e.g. the fixture's "alpha" is IntLoRA's vmc_alpha. */
+typedef struct {
+    const char *attr, *option;
+} qa_fixture_option;
 
 /* What init() receives: the pre-trained FP layer, which the method may keep or drop. */
 typedef struct {
@@ -171,10 +190,45 @@ typedef struct qa_method {
     /* Optional: bits the method needs (0 = runs at full precision too). */
     int needs_weight_bits;
     unsigned flags;        /* QA_METHOD_* */
+    /* Optional: the method's options (see qa_option) and the size of its options struct. */
+    const qa_option *options;
+    int n_options;
+    size_t options_size;
+    /* Optional: the method's layers can be recomputed from reference layer fixtures (`qadapt
+     * fixture`); these fixture attributes set its options. */
+    const qa_fixture_option *fixture_options;
+    int n_fixture_options;
 } qa_method;
 
 const qa_method *qa_method_find(const char *name);
 const qa_method *const *qa_methods(void); /* NULL-terminated */
+/* Add a method defined outside methods/ (tests, out-of-tree plugins) for the rest of the
+ * process; its name must be new. At most QA_MAX_ADDED_METHODS. */
+#define QA_MAX_ADDED_METHODS 8
+int qa_method_register(const qa_method *m, qa_error *err);
+/* The plain LoRA baseline that bench-model times. */
+const qa_method *qa_method_baseline(void);
+
+/* ---- options ---- */
+const qa_option *qa_method_option(const qa_method *m, const char *name);
+/* Parse value for o into options (may be NULL: only check it). On a bad value returns -1 and
+ * says in why what is allowed (the values, or the type and range). */
+int qa_option_parse(const qa_option *o, const char *value, void *options, char *why, size_t why_len);
+/* The option's value in options, as a number (an enum: its index). */
+double qa_option_number(const qa_option *o, const void *options);
+/* The allowed values or range of o in words, e.g. "laplace|gaussian" or "an integer in 0..8". */
+void qa_option_describe(const qa_option *o, char *buf, size_t len);
+/* options (m->options_size bytes) = every option's default. */
+void qa_method_options_defaults(const qa_method *m, void *options);
+/* Set one option by name from a recipe value (QA_ERR_INPUT naming the option and what is allowed). */
+int qa_method_option_set(const qa_method *m, void *options, const char *name, const char *value, qa_error *err);
+/* What a method's init reads: a copy of cfg->options into out, or m's defaults when NULL. */
+void qa_method_options_of(const qa_method *m, const qa_method_cfg *cfg, void *out);
+/* Print the method's options, one line each (`qadapt list`, `qadapt help METHOD`). */
+void qa_method_print_options(const qa_method *m, FILE *out, const char *indent);
+/* Every registered method's options as a markdown table, one row per option name (`qadapt list
+ * --markdown`: the table of experiments/README.md). */
+void qa_method_options_markdown(FILE *out);
 
 void qa_deployed_free(qa_deployed *d);
 /* W_out[out,in] = the deployed weights in float (dequantized), whatever the encoding. */

@@ -70,6 +70,7 @@
  *   would be 0 * (L - 1) * W_int = 0, the layer's weight wiped out). SHIFT has no update quantizer
  *   and is unaffected. */
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "harness/backend.h"
@@ -108,9 +109,25 @@ static float row_std(const float *row, int n) {
     return (float)sqrt(v / (n > 1 ? n - 1 : 1)); /* unbiased, as torch.std */
 }
 
+/* The options of both variants (the table is at the end of this file); SHIFT has no update
+ * quantizer, so its table stops before lora_bits. */
+typedef struct {
+    float vmc_alpha;       /* variance-matching exponent */
+    int aux_dist;          /* INTLORA_AUX_* */
+    int vmc_stat;          /* INTLORA_VMC_* */
+    int lora_bits;         /* bits of MUL's update quantizer (0 = the W bits) */
+} intlora_options;
+
+enum { INTLORA_AUX_LAPLACE = 0, INTLORA_AUX_GAUSSIAN, INTLORA_AUX_UNIFORM, INTLORA_AUX_ZERO };
+enum { INTLORA_VMC_ABSMAX = 0, INTLORA_VMC_STD };
+
+extern const qa_method qa_method_intlora_mul;
+
 static int intlora_init_common(void *state, const qa_layer_init *li, int shift, qa_error *err) {
     intlora_state *s = state;
     const qa_method_cfg *c = li->cfg;
+    intlora_options opt;
+    qa_method_options_of(&qa_method_intlora_mul, c, &opt);
     if (c->w_bits < 2)
         return qa_fail(err, QA_ERR_INPUT, "%s: IntLoRA needs integer weights (bits wNaM), not full precision (%s)",
                        shift ? "intlora-shift" : "intlora-mul", li->layer_name);
@@ -120,27 +137,27 @@ static int intlora_init_common(void *state, const qa_layer_init *li, int shift, 
     int in = li->in, out = li->out;
     size_t n = (size_t)in * out;
     s->in = in; s->out = out; s->rank = c->rank; s->n_bits = c->w_bits; s->shift = shift;
-    s->lora_bits = c->lora_bits > 0 ? c->lora_bits : c->w_bits;
+    s->lora_bits = opt.lora_bits > 0 ? opt.lora_bits : c->w_bits;
     s->R = qa_alloc(sizeof(float) * n);
     if (li->aux_init) {
         memcpy(s->R, li->aux_init, sizeof(float) * n);
     } else {
         for (size_t i = 0; i < n; i++) {
-            switch (c->aux_dist) {
-            case QA_AUX_GAUSSIAN: s->R[i] = (float)(0.5 * qa_rng_normal(li->rng)); break;
-            case QA_AUX_UNIFORM: s->R[i] = (float)(qa_rng_uniform(li->rng) - 0.5); break;
-            case QA_AUX_ZERO: s->R[i] = 0.0f; break;
+            switch (opt.aux_dist) {
+            case INTLORA_AUX_GAUSSIAN: s->R[i] = (float)(0.5 * qa_rng_normal(li->rng)); break;
+            case INTLORA_AUX_UNIFORM: s->R[i] = (float)(qa_rng_uniform(li->rng) - 0.5); break;
+            case INTLORA_AUX_ZERO: s->R[i] = 0.0f; break;
             default: s->R[i] = (float)qa_rng_laplace(li->rng, 0.5); break;
             }
         }
     }
     /* step 2: variance matching */
-    float alpha = c->vmc_alpha;
+    float alpha = opt.vmc_alpha;
     for (int i = 0; i < out; i++) {
         float *r = s->R + (size_t)i * in;
         const float *w = li->W + (size_t)i * in;
         float wa, ra, dummy;
-        if (c->vmc_stat == QA_VMC_STD) {
+        if (opt.vmc_stat == INTLORA_VMC_STD) {
             wa = row_std(w, in);
             ra = row_std(r, in);
         } else {
@@ -411,6 +428,23 @@ static void intlora_destroy(void *state) {
     qa_free(s->w_round);
 }
 
+/* ---- options ---- */
+
+static const qa_option intlora_option_table[] = {
+    {"vmc_alpha", QA_OPT_FLOAT, "1.5", 0, 10, NULL, "variance-matching exponent (5.2)", 1, "a",
+     offsetof(intlora_options, vmc_alpha)},
+    {"aux_dist", QA_OPT_ENUM, "laplace", 0, 0, "laplace|gaussian|uniform|zero", "distribution of the auxiliary matrix R (5.1)",
+     1, "", offsetof(intlora_options, aux_dist)},
+    {"vmc_stat", QA_OPT_ENUM, "absmax", 0, 0, "absmax|std", "VMC statistic: absmax (the reference code) or std (the paper)",
+     1, "", offsetof(intlora_options, vmc_stat)},
+    {"lora_bits", QA_OPT_INT, "0", 0, 8, NULL, "bits of MUL's update quantizer (0 = the W bits)", 1, "lb",
+     offsetof(intlora_options, lora_bits)},
+};
+
+/* the reference layer fixtures: their "alpha" and "lora_bits" attributes */
+static const qa_fixture_option intlora_mul_fixture[] = {{"lora_bits", "lora_bits"}, {"alpha", "vmc_alpha"}};
+static const qa_fixture_option intlora_shift_fixture[] = {{"alpha", "vmc_alpha"}};
+
 const qa_method qa_method_intlora_mul = {
     .name = "intlora-mul",
     .summary = "IntLoRA, multiplicative: W' = dU * (U_int . W_int), integer merge, no PTQ",
@@ -425,6 +459,11 @@ const qa_method qa_method_intlora_mul = {
     .destroy = intlora_destroy,
     .inspect = intlora_inspect,
     .needs_weight_bits = 1,
+    .options = intlora_option_table,
+    .n_options = 4,
+    .options_size = sizeof(intlora_options),
+    .fixture_options = intlora_mul_fixture,
+    .n_fixture_options = 2,
 };
 
 const qa_method qa_method_intlora_shift = {
@@ -441,4 +480,9 @@ const qa_method qa_method_intlora_shift = {
     .destroy = intlora_destroy,
     .inspect = intlora_inspect,
     .needs_weight_bits = 1,
+    .options = intlora_option_table,
+    .n_options = 3, /* no lora_bits: SHIFT has no update quantizer */
+    .options_size = sizeof(intlora_options),
+    .fixture_options = intlora_shift_fixture,
+    .n_fixture_options = 1,
 };

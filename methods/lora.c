@@ -110,4 +110,5 @@ const qa_method qa_method_lora = {
     .merge = lora_merge,
     .bytes = lora_bytes,
     .destroy = lora_destroy,
+    .flags = QA_METHOD_ROW_CODES_DEPLOY,
 };

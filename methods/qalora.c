@@ -40,6 +40,7 @@
 #include "methods/qalora.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -171,9 +172,15 @@ int qa_qalora_init_grouped(void *state, const qa_layer_init *li, int group_size,
     return QA_OK;
 }
 
+/* The options (the table is at the end of this file). */
+typedef struct {
+    int group_size;        /* along d_in */
+} qalora_options;
+
 static int qalora_init(void *state, const qa_layer_init *li, qa_error *err) {
-    int g = li->cfg->group_size > 0 ? li->cfg->group_size : QA_QALORA_DEFAULT_GROUP;
-    return qa_qalora_init_grouped(state, li, g, err);
+    qalora_options opt;
+    qa_method_options_of(&qa_method_qalora, li->cfg, &opt);
+    return qa_qalora_init_grouped(state, li, opt.group_size, err);
 }
 
 /* ---- forward / backward ------------------------------------------------------------------- */
@@ -318,6 +325,15 @@ static void qalora_destroy(void *state) {
     qa_free(s->w_code);
 }
 
+/* ---- options ---- */
+
+#define QALORA_STR(x) #x
+#define QALORA_XSTR(x) QALORA_STR(x)
+static const qa_option qalora_option_table[] = {
+    {"group_size", QA_OPT_INT, QALORA_XSTR(QA_QALORA_DEFAULT_GROUP), 1, 4096, NULL,
+     "group size along d_in (d_in must be a multiple)", 1, "g", offsetof(qalora_options, group_size)},
+};
+
 const qa_method qa_method_qalora = {
     .name = "qalora",
     .summary = "QA-LoRA: group-wise INT-N base (g = 32 default), pooled-input LoRA folded into FP16 zero points, no PTQ",
@@ -332,4 +348,7 @@ const qa_method qa_method_qalora = {
     .destroy = qalora_destroy,
     .inspect = qalora_inspect,
     .needs_weight_bits = 1,
+    .options = qalora_option_table,
+    .n_options = 1,
+    .options_size = sizeof(qalora_options),
 };

@@ -14,7 +14,8 @@
 
 extern const qa_method qa_method_qalora;
 
-/* init() with an explicit group size g along d_in (init() itself uses QA_QALORA_DEFAULT_GROUP). */
+/* init() with an explicit group size g along d_in (init() itself reads its group_size option,
+ * default QA_QALORA_DEFAULT_GROUP). */
 int qa_qalora_init_grouped(void *state, const qa_layer_init *li, int group_size, qa_error *err);
 
 /* IEEE 754 binary16: float -> half bits with round-to-nearest-even (overflow -> inf, NaN kept,

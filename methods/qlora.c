@@ -68,6 +68,7 @@
  *   - The INT base holds uint8 codes, so it takes N = 1..8 (other N are rejected at init).
  * Deviation: compute in f32, not bf16 (above); everything else follows bitsandbytes and PEFT. */
 #include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,9 +287,16 @@ static void dequantize_base(qlora_state *s) {
     }
 }
 
+/* The options (the table is at the end of this file): the frozen base the recipe asks for. */
+typedef struct {
+    int base;              /* a qlora_base_kind, where QLORA_BASE_FP (0) stands for "auto" */
+} qlora_options;
+
 static int qlora_init(void *state, const qa_layer_init *li, qa_error *err) {
     qlora_state *s = state;
     const qa_method_cfg *c = li->cfg;
+    qlora_options opt;
+    qa_method_options_of(&qa_method_qlora, c, &opt);
     if (c->rank < 1 || c->rank > li->in || c->rank > li->out)
         return qa_fail(err, QA_ERR_INPUT, "qlora: rank %d is outside 1..min(in=%d, out=%d) for %s", c->rank, li->in,
                        li->out, li->layer_name);
@@ -300,13 +308,13 @@ static int qlora_init(void *state, const qa_layer_init *li, qa_error *err) {
     s->rank = c->rank;
     s->w_bits = c->w_bits;
     s->scale = c->lora_scale;
-    if (c->qlora_base == QA_QLORA_BASE_NF4 && c->w_bits != 4)
+    if (opt.base == QLORA_BASE_NF4 && c->w_bits != 4)
         return qa_fail(err, QA_ERR_INPUT, "qlora: base nf4 exists only at 4 bits (bits give %d) for %s", c->w_bits,
                        li->layer_name);
     /* base = nf4 | int (the recipe's qlora_base; auto: nf4 at 4 bits, the uniform INT base of
      * section 0 at any other width, as the IntLoRA paper's W8 "QLoRA" rows) */
     if (c->w_bits == 0) s->base = QLORA_BASE_FP;
-    else if (c->qlora_base == QA_QLORA_BASE_INT) s->base = QLORA_BASE_INT;
+    else if (opt.base == QLORA_BASE_INT) s->base = QLORA_BASE_INT;
     else s->base = c->w_bits == 4 ? QLORA_BASE_NF4 : QLORA_BASE_INT;
     s->base_kind_i32 = (int32_t)s->base;
     const size_t n = (size_t)s->in * s->out;
@@ -425,6 +433,15 @@ static void qlora_destroy(void *state) {
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) qa_free(ps[i]);
 }
 
+/* ---- options ---- */
+
+/* the allowed values in qlora_base_kind's order, "auto" in the place of fp */
+_Static_assert(QLORA_BASE_FP == 0 && QLORA_BASE_INT == 1 && QLORA_BASE_NF4 == 2, "qlora_base values are qlora_base_kind");
+static const qa_option qlora_option_table[] = {
+    {"qlora_base", QA_OPT_ENUM, "auto", 0, 0, "auto|int|nf4", "the frozen base: auto (nf4 at 4 bits, int otherwise), int, nf4",
+     1, "", offsetof(qlora_options, base)},
+};
+
 const qa_method qa_method_qlora = {
     .name = "qlora",
     .summary = "QLoRA: LoRA over a frozen NF4+DQ base at W4 (uniform INT base at other W, FP at fp), "
@@ -439,4 +456,8 @@ const qa_method qa_method_qlora = {
     .bytes = qlora_bytes,
     .destroy = qlora_destroy,
     .inspect = qlora_inspect,
+    .flags = QA_METHOD_ROW_CODES_DEPLOY,
+    .options = qlora_option_table,
+    .n_options = 1,
+    .options_size = sizeof(qlora_options),
 };

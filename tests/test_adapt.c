@@ -3,6 +3,7 @@
  * finished runs, cleans a stale .partial, and report/plot read the folder back. */
 #include <criterion/criterion.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
@@ -69,15 +70,16 @@ TestSuite(adapt, .init = make_checkpoints, .timeout = 240);
 
 Test(adapt, plan_expands_the_grid) {
     qa_recipe *r = tiny_recipe("");
-    qa_run_spec *runs;
+    qa_sweep_plan plan;
     qa_error err;
-    int n = adapt_plan(r, &runs, &err);
+    int n = adapt_plan(r, &plan, &err);
+    const qa_run_spec *runs = plan.runs;
     cr_assert_eq(n, 4, "2 bits x 2 seeds");
     cr_expect_str_eq(runs[0].id, "lora-fp-r2-s0");
     cr_expect_str_eq(runs[1].id, "lora-w8a8-r2-s0");
     cr_expect_eq(runs[1].w_bits, 8);
     cr_expect_eq(runs[1].a_bits, 8);
-    free(runs);
+    adapt_plan_free(&plan);
     recipe_free(r);
 }
 
@@ -408,4 +410,223 @@ Test(adapt, a_folder_of_another_recipe_is_refused) {
     cr_expect_eq(adapt_sweep(other, out, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "lora-fp-r2-s0.h5") != NULL && strstr(err.msg, "different recipe") != NULL, "%s", err.msg);
     recipe_free(r); recipe_free(one); recipe_free(same); recipe_free(other);
+}
+
+/* ---- the grid: method options as axes, run ids ---- */
+
+static qa_recipe *grid_recipe(const char *adapt_lines) {
+    char text[4096];
+    snprintf(text, sizeof text,
+             "[job]\nkind = adapt\n[data]\nsynthetic = 1\n"
+             "[model]\ncheckpoint = %s/dit.h5\nevaluator = %s/evaluator.h5\n"
+             "[train]\nsteps = 3\nbatch = 4\nlr = 1e-3\n"
+             "[eval]\nsamples = 4\nddim_steps = 2\nloss_images = 8\nloss_draws = 1\nprior_samples = 0\n"
+             "[adapt]\nimages = 3\nprior_images = 4\nrank = 2\n%s",
+             dir, dir, adapt_lines);
+    qa_recipe *r;
+    qa_error err;
+    cr_assert_eq(recipe_parse("grid.recipe", text, &r, &err), 0, "%s", err.msg);
+    return r;
+}
+
+static void expect_ids(const char *adapt_lines, const char *const want[], int n_want) {
+    qa_recipe *r = grid_recipe(adapt_lines);
+    qa_sweep_plan plan;
+    qa_error err;
+    cr_assert_eq(adapt_plan(r, &plan, &err), n_want, "%s", adapt_lines);
+    for (int i = 0; i < n_want; i++) cr_expect_str_eq(plan.runs[i].id, want[i]);
+    adapt_plan_free(&plan);
+    recipe_free(r);
+}
+
+/* The ids of the committed ablations stay what their result files are named. */
+Test(adapt, option_axes_keep_the_existing_run_ids) {
+    expect_ids("method = intlora-mul\nbits = w4a8\nseed = 0\nvmc_alpha = [0.5, 1]\n",
+               (const char *const[]){"intlora-mul-w4a8-r2-a0.5-s0", "intlora-mul-w4a8-r2-a1-s0"}, 2);
+    expect_ids("method = intlora-mul\nbits = w4a8\nseed = 3\naux_dist = [laplace, zero]\n",
+               (const char *const[]){"intlora-mul-w4a8-r2-laplace-s3", "intlora-mul-w4a8-r2-zero-s3"}, 2);
+    expect_ids("method = [intlora-mul, intlora-shift]\nbits = w4a8\nseed = 0\nvmc_stat = [absmax, std]\n",
+               (const char *const[]){"intlora-mul-w4a8-r2-absmax-s0", "intlora-mul-w4a8-r2-std-s0",
+                                     "intlora-shift-w4a8-r2-absmax-s0", "intlora-shift-w4a8-r2-std-s0"}, 4);
+    /* one value, or a one-element list, is no axis */
+    expect_ids("method = intlora-mul\nbits = w4a8\nseed = 0\nvmc_alpha = [2]\n", (const char *const[]){"intlora-mul-w4a8-r2-s0"}, 1);
+}
+
+/* An option varies only the runs of the methods that have it. */
+Test(adapt, option_axes_apply_to_the_methods_that_declare_them) {
+    expect_ids("method = [lora, qalora, intlora-mul]\nbits = w8a8\nseed = 0\nvmc_alpha = [1, 2]\ngroup_size = [8, 16]\n",
+               (const char *const[]){"lora-w8a8-r2-s0", "qalora-w8a8-r2-g8-s0", "qalora-w8a8-r2-g16-s0",
+                                     "intlora-mul-w8a8-r2-a1-s0", "intlora-mul-w8a8-r2-a2-s0"}, 5);
+}
+
+/* A long list value once overflowed a 96-byte id or cut its "-s<seed>" suffix, so that two seeds
+ * shared one id and the second was skipped as finished. */
+Test(adapt, a_long_option_value_keeps_every_id_whole_and_distinct) {
+    char lines[1024], longv[200] = "1.";
+    for (int i = 0; i < 150; i++) strcat(longv, "0");
+    strcat(longv, "1");
+    snprintf(lines, sizeof lines, "method = intlora-mul\nbits = w4a8\nseed = [0, 1]\nvmc_alpha = [1.5, %s]\n", longv);
+    qa_recipe *r = grid_recipe(lines);
+    qa_sweep_plan plan;
+    qa_error err;
+    cr_assert_eq(adapt_plan(r, &plan, &err), 4, "%s", err.msg);
+    for (int i = 0; i < 4; i++) {
+        char tail[8];
+        snprintf(tail, sizeof tail, "-s%d", i / 2);
+        size_t n = strlen(plan.runs[i].id);
+        cr_expect(n > 3 && !strcmp(plan.runs[i].id + n - 3, tail), "id %s lacks %s", plan.runs[i].id, tail);
+        for (int j = 0; j < i; j++) cr_expect_str_neq(plan.runs[i].id, plan.runs[j].id);
+    }
+    cr_expect(strstr(plan.runs[1].id, longv) != NULL, "the whole value is in the id: %s", plan.runs[1].id);
+    adapt_plan_free(&plan);
+    recipe_free(r);
+}
+
+/* ---- a method defined here, outside methods/: no harness edit to parse, sweep and report it ----
+ * y = (x W^T) (1 + g) + b with a trainable per-output gain g (initial value: its one option);
+ * the merge is W (1 + g) in float, so the harness deploys it through PTQ as it does LoRA. */
+
+typedef struct {
+    float gain_init;
+} toy_options;
+
+typedef struct {
+    int in, out;
+    float *W, *b, *g, *dg;   /* [out, in], [out], [out], [out] */
+    const float *x;          /* the last forward's input [M, in] */
+    float *xw;               /* x W^T [M, out] */
+    int xw_rows;
+} toy_state;
+
+extern const qa_method toy_method;
+
+static int toy_init(void *state, const qa_layer_init *li, qa_error *err) {
+    (void)err;
+    toy_state *s = state;
+    toy_options o;
+    qa_method_options_of(&toy_method, li->cfg, &o);
+    s->in = li->in;
+    s->out = li->out;
+    s->W = qa_alloc(sizeof(float) * (size_t)li->in * li->out);
+    memcpy(s->W, li->W, sizeof(float) * (size_t)li->in * li->out);
+    s->b = qa_alloc(sizeof(float) * li->out);
+    if (li->bias) memcpy(s->b, li->bias, sizeof(float) * li->out);
+    s->g = qa_alloc(sizeof(float) * li->out);
+    s->dg = qa_alloc(sizeof(float) * li->out);
+    for (int o2 = 0; o2 < li->out; o2++) s->g[o2] = o.gain_init;
+    return QA_OK;
+}
+
+static void toy_forward(void *state, const float *x, float *y, int M) {
+    toy_state *s = state;
+    if (M > s->xw_rows) { qa_free(s->xw); s->xw = qa_alloc(sizeof(float) * (size_t)M * s->out); s->xw_rows = M; }
+    s->x = x;
+    for (int m = 0; m < M; m++)
+        for (int o = 0; o < s->out; o++) {
+            double acc = 0;
+            for (int i = 0; i < s->in; i++) acc += (double)x[(size_t)m * s->in + i] * s->W[(size_t)o * s->in + i];
+            s->xw[(size_t)m * s->out + o] = (float)acc;
+            y[(size_t)m * s->out + o] = (float)acc * (1.0f + s->g[o]) + s->b[o];
+        }
+}
+
+static void toy_backward(void *state, const float *dy, float *dx, int M) {
+    toy_state *s = state;
+    for (int m = 0; m < M; m++)
+        for (int o = 0; o < s->out; o++) {
+            float d = dy[(size_t)m * s->out + o];
+            s->dg[o] += d * s->xw[(size_t)m * s->out + o];
+            if (dx)
+                for (int i = 0; i < s->in; i++) dx[(size_t)m * s->in + i] += d * (1.0f + s->g[o]) * s->W[(size_t)o * s->in + i];
+        }
+}
+
+static int toy_params(void *state, qa_param *out, int max) {
+    toy_state *s = state;
+    if (max < 1) return 0;
+    out[0] = (qa_param){"toy_gain", s->g, s->dg, (size_t)s->out, 1.0f};
+    return 1;
+}
+
+static int toy_merge(void *state, qa_deployed *d, qa_error *err) {
+    (void)err;
+    toy_state *s = state;
+    memset(d, 0, sizeof *d);
+    d->in = s->in;
+    d->out = s->out;
+    d->w_fp = qa_alloc(sizeof(float) * (size_t)s->in * s->out);
+    for (int o = 0; o < s->out; o++)
+        for (int i = 0; i < s->in; i++) d->w_fp[(size_t)o * s->in + i] = s->W[(size_t)o * s->in + i] * (1.0f + s->g[o]);
+    d->needs_ptq = 1;
+    d->merge = QA_MERGE_FLOAT_ADD_PTQ;
+    d->bits_per_weight = 32;
+    return QA_OK;
+}
+
+static void toy_bytes(const void *state, qa_bytes *b) {
+    const toy_state *s = state;
+    size_t w = sizeof(float) * (size_t)s->in * s->out, g = sizeof(float) * (size_t)s->out;
+    *b = (qa_bytes){w, g, g, 2 * g, w};
+}
+
+static void toy_destroy(void *state) {
+    toy_state *s = state;
+    qa_free(s->W); qa_free(s->b); qa_free(s->g); qa_free(s->dg); qa_free(s->xw);
+}
+
+static const qa_option toy_option_table[] = {
+    {"toy_gain", QA_OPT_FLOAT, "0", 0, 1, NULL, "initial gain g of every output", 1, "g", offsetof(toy_options, gain_init)},
+};
+
+const qa_method toy_method = {
+    .name = "toy",
+    .summary = "a trainable gain per output over the frozen FP weight (tests)",
+    .version = 1,
+    .state_size = sizeof(toy_state),
+    .init = toy_init,
+    .forward = toy_forward,
+    .backward = toy_backward,
+    .params = toy_params,
+    .merge = toy_merge,
+    .bytes = toy_bytes,
+    .destroy = toy_destroy,
+    .options = toy_option_table,
+    .n_options = 1,
+    .options_size = sizeof(toy_options),
+};
+
+Test(adapt, a_method_defined_in_a_test_is_parsed_swept_and_reported) {
+    qa_error err = {0, ""};
+    cr_assert_eq(qa_method_register(&toy_method, &err), 0, "%s", err.msg);
+    cr_expect_eq(qa_method_register(&toy_method, &err), QA_ERR_INPUT, "a name is registered once");
+    /* its option is validated like any method's */
+    qa_recipe *bad = NULL;
+    cr_expect_eq(recipe_parse("bad.recipe", "[job]\nkind = adapt\n[adapt]\nmethod = toy\ntoy_gain = 3\n", &bad, &err),
+                 QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "bad.recipe:5:") && strstr(err.msg, "toy_gain") && strstr(err.msg, "0..1"), "%s", err.msg);
+    qa_recipe *r = grid_recipe("method = [lora, toy]\nbits = w8a8\nseed = 0\ntoy_gain = [0, 0.5]\n");
+    char out[512], p[700];
+    snprintf(out, sizeof out, "%s/toy", dir);
+    cr_assert_eq(adapt_sweep(r, out, &err), 0, "%s", err.msg);
+    const char *ids[] = {"lora-w8a8-r2-s0", "toy-w8a8-r2-g0-s0", "toy-w8a8-r2-g0.5-s0"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/%s.h5", out, ids[i]);
+        cr_expect(access(p, F_OK) == 0, "missing %s", p);
+    }
+    /* the run file records the option's value */
+    snprintf(p, sizeof p, "%s/toy-w8a8-r2-g0.5-s0.h5", out);
+    qa_h5 *f;
+    cr_assert_eq(h5_open(p, 0, &f, &err), 0, "%s", err.msg);
+    double gain = -1;
+    cr_expect_eq(h5_attr_get_f64(f, "/runs/toy-w8a8-r2-g0.5-s0", "toy_gain", &gain, &err), 0, "%s", err.msg);
+    cr_expect_float_eq(gain, 0.5, 1e-9);
+    h5_close(f, &err);
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    cr_assert_eq(report_write(out, mem, &err), 0, "%s", err.msg);
+    fclose(mem);
+    cr_expect(strstr(buf, "| toy |") && strstr(buf, "g0.5") && strstr(buf, "| lora |"), "report:\n%s", buf);
+    free(buf);
+    recipe_free(r);
 }

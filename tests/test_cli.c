@@ -158,3 +158,46 @@ Test(cli, verify_without_runs_judges_not_testable_and_exits_0) {
     snprintf(p, sizeof p, "%s/claims.csv", tmpdir);
     cr_expect(access(p, F_OK) == 0, "claims.csv written in DIR");
 }
+
+Test(cli, method_option_errors_exit_2_with_file_line_and_key) {
+    write_file("opt.recipe", "[job]\nkind = adapt\n[adapt]\nmethod = lora\nvmc_alpha = 2\n");
+    char path[256];
+    snprintf(path, sizeof path, "%s/opt.recipe", tmpdir);
+    cr_expect_eq(run("run %s --dry-run", path), 2, "%s", out_buf);
+    cr_expect(strstr(out_buf, "opt.recipe:5:") && strstr(out_buf, "vmc_alpha") && strstr(out_buf, "intlora-mul"), "%s", out_buf);
+    write_file("val.recipe", "[job]\nkind = adapt\n[adapt]\nmethod = intlora-shift\n\naux_dist = [laplace, cauchy]\n");
+    snprintf(path, sizeof path, "%s/val.recipe", tmpdir);
+    cr_expect_eq(run("run %s --dry-run", path), 2, "%s", out_buf);
+    cr_expect(strstr(out_buf, "val.recipe:6:") && strstr(out_buf, "aux_dist") && strstr(out_buf, "laplace|gaussian|uniform|zero"),
+              "%s", out_buf);
+}
+
+Test(cli, list_and_help_print_each_methods_options) {
+    cr_expect_eq(run("list", NULL), 0);
+    cr_expect(strstr(out_buf, "group_size") && strstr(out_buf, "qlora_base") && strstr(out_buf, "vmc_stat"), "%s", out_buf);
+    cr_expect_eq(run("help intlora-shift", NULL), 0);
+    cr_expect(strstr(out_buf, "vmc_alpha") && strstr(out_buf, "default 1.5"), "%s", out_buf);
+    cr_expect(strstr(out_buf, "lora_bits") == NULL, "SHIFT has no update quantizer: %s", out_buf);
+    cr_expect_eq(run("help lora", NULL), 0);
+    cr_expect(strstr(out_buf, "no options of its own") != NULL, "%s", out_buf);
+    cr_expect_eq(run("help no-such-method", NULL), 2);
+}
+
+/* The options table of experiments/README.md is what the methods' tables say. */
+Test(cli, readme_options_table_matches_the_method_tables) {
+    /* QA_TEST_SOURCE_ROOT is compiled in by tests/meson.build. */
+    const char *path = QA_TEST_SOURCE_ROOT "/experiments/README.md";
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "cannot read %s", path);
+    static char readme[65536];
+    size_t n = fread(readme, 1, sizeof readme - 1, f);
+    readme[n] = 0;
+    fclose(f);
+    const char *begin_mark = "<!-- method options: begin -->\n", *end_mark = "<!-- method options: end -->";
+    char *begin = strstr(readme, begin_mark), *end = begin ? strstr(begin, end_mark) : NULL;
+    cr_assert(begin && end, "%s lacks the marked options table", path);
+    begin += strlen(begin_mark);
+    *end = 0;
+    cr_assert_eq(run("list --markdown", NULL), 0);
+    cr_expect_str_eq(begin, out_buf, "experiments/README.md's options table differs from `qadapt list --markdown`");
+}

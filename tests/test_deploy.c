@@ -34,11 +34,15 @@ static void tiny_model(tiny *k, const char *method, int w_bits, int a_bits) {
     for (int b = 0; b < B; b++) { k->t[b] = (float)(100 + 300 * b); k->y[b] = b; }
     k->m.train_base = 0;
     dit_quantize_base(&k->m, w_bits, a_bits, 1);
-    qa_method_cfg cfg = {.w_bits = w_bits, .a_bits = a_bits, .rank = 2, .lora_scale = 1.0f, .vmc_alpha = 1.5f,
-                         .aux_dist = QA_AUX_LAPLACE, .vmc_stat = QA_VMC_ABSMAX, .lora_bits = 0, .group_size = 8,
-                         .base_lr = 1e-3f, .sampling_steps = 4};
     const qa_method *meth = qa_method_find(method);
     cr_assert_not_null(meth, "method %s not registered", method);
+    /* the method's defaults, with QA-LoRA's groups at 8 (the layers here are 16 wide) */
+    static double opts[8]; /* any options struct: aligned, 64 bytes */
+    cr_assert(meth->options_size <= sizeof opts);
+    qa_method_options_defaults(meth, opts);
+    if (qa_method_option(meth, "group_size")) cr_assert_eq(qa_method_option_set(meth, opts, "group_size", "8", &err), 0);
+    qa_method_cfg cfg = {.w_bits = w_bits, .a_bits = a_bits, .rank = 2, .lora_scale = 1.0f, .base_lr = 1e-3f,
+                         .sampling_steps = 4, .options = opts};
     cr_assert_eq(dit_attach_method(&k->m, meth, &cfg, 9, &err), 0, "%s", err.msg);
     /* the first forward calibrates (B = 0); then give every B a non-trivial value */
     float eps[B * D];

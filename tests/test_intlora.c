@@ -29,7 +29,7 @@ static void check(const char *method, int bits) {
     qa_rng_fill_normal(r, b, OUT, 0.1f);
     qa_rng_fill_normal(r, x, M * IN, 1.0f);
     qa_rng_fill_normal(r, w, M * OUT, 1.0f);
-    qa_method_cfg cfg = {.w_bits = bits, .rank = R, .lora_scale = 1.0f, .vmc_alpha = 1.5f};
+    qa_method_cfg cfg = {.w_bits = bits, .rank = R, .lora_scale = 1.0f}; /* options: the defaults (vmc_alpha 1.5) */
     qa_layer_init li = {IN, OUT, W, b, &cfg, r, "t", NULL, NULL};
     void *st = qa_alloc(m->state_size);
     qa_error err = {0, ""};

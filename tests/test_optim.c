@@ -3,7 +3,7 @@
 
 #include "common.h"
 #include "harness/optim.h"
-#include "harness/pretrain.h"
+#include "harness/train.h"
 
 /* one AdamW step in double, exactly as documented in optim.h */
 typedef struct { double m, v; } ref_state;

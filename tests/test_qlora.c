@@ -529,7 +529,11 @@ Test(qlora, base_option_int_at_4_bits_and_nf4_only_at_4) {
     qa_rng_fill_normal(r, W, 8 * 64, 0.1f);
     qa_error err = {0, ""};
     /* int at 4 bits: the uniform section-0 base, no nf4 variant at merge */
-    qa_method_cfg cfg = {.w_bits = 4, .rank = 2, .lora_scale = 1.0f, .qlora_base = QA_QLORA_BASE_INT};
+    double opts[8]; /* any options struct: aligned, 64 bytes */
+    cr_assert(qa_method_qlora.options_size <= sizeof opts);
+    qa_method_options_defaults(&qa_method_qlora, opts);
+    cr_assert_eq(qa_method_option_set(&qa_method_qlora, opts, "qlora_base", "int", &err), 0, "%s", err.msg);
+    qa_method_cfg cfg = {.w_bits = 4, .rank = 2, .lora_scale = 1.0f, .options = opts};
     qa_layer_init li = {64, 8, W, b, &cfg, r, "t", NULL, NULL};
     void *st = qa_alloc(qa_method_qlora.state_size);
     cr_assert_eq(qa_method_qlora.init(st, &li, &err), 0, "%s", err.msg);
@@ -541,7 +545,8 @@ Test(qlora, base_option_int_at_4_bits_and_nf4_only_at_4) {
     qa_method_qlora.destroy(st);
     qa_free(st);
     /* nf4 at 8 bits does not exist */
-    cfg = (qa_method_cfg){.w_bits = 8, .rank = 2, .lora_scale = 1.0f, .qlora_base = QA_QLORA_BASE_NF4};
+    cr_assert_eq(qa_method_option_set(&qa_method_qlora, opts, "qlora_base", "nf4", &err), 0, "%s", err.msg);
+    cfg = (qa_method_cfg){.w_bits = 8, .rank = 2, .lora_scale = 1.0f, .options = opts};
     st = qa_alloc(qa_method_qlora.state_size);
     cr_expect_eq(qa_method_qlora.init(st, &li, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "nf4 exists only at 4 bits") != NULL, "%s", err.msg);

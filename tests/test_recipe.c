@@ -199,3 +199,45 @@ Test(recipe, crlf_line_endings_accepted) {
     cr_assert_eq(recipe_int(r, "model", "dim"), 16);
     recipe_free(r);
 }
+
+/* ---- method options: each method's own table (qa_option), checked for the methods named ---- */
+
+Test(recipe, method_option_of_no_named_method_names_the_methods_that_have_it) {
+    /* vmc_alpha is IntLoRA's: a LoRA/QLoRA recipe that sets it is an error, wherever it stands */
+    expect_error("[job]\nkind = adapt\n[adapt]\nvmc_alpha = 2\nmethod = [lora, qlora]\n",
+                 (const char *const[]){"r.recipe:4:", "[adapt] vmc_alpha", "no method of this recipe", "lora, qlora",
+                                       "intlora-mul, intlora-shift", NULL});
+    /* lora_bits belongs to the MUL variant only */
+    expect_error("[job]\nkind = adapt\n[adapt]\nmethod = intlora-shift\nlora_bits = 4\n",
+                 (const char *const[]){"r.recipe:5:", "lora_bits", "intlora-shift", "methods that have it: intlora-mul", NULL});
+}
+
+Test(recipe, method_option_bad_values_name_line_key_and_what_is_allowed) {
+    expect_error("[job]\nkind = adapt\n[adapt]\nmethod = intlora-mul\naux_dist = cauchy\n",
+                 (const char *const[]){"r.recipe:5:", "aux_dist", "'cauchy'", "laplace|gaussian|uniform|zero", NULL});
+    expect_error("[job]\nkind = adapt\n[adapt]\nmethod = intlora-mul\nvmc_alpha = [1, 12]\n",
+                 (const char *const[]){"r.recipe:5:", "vmc_alpha", "12", "0..10", NULL});
+    expect_error("[job]\nkind = adapt\n[adapt]\nmethod = qalora\ngroup_size = 2.5\n",
+                 (const char *const[]){"r.recipe:5:", "group_size", "expected an integer", NULL});
+    expect_error("[job]\nkind = adapt\n[adapt]\nmethod = qlora\nqlora_base = fp8\n",
+                 (const char *const[]){"r.recipe:5:", "qlora_base", "auto|int|nf4", NULL});
+    expect_error("[job]\nkind = adapt\n[adapt]\nmethod = qlora\nqlora_base = int\nqlora_base = nf4\n",
+                 (const char *const[]){"r.recipe:6:", "qlora_base", "set twice", "line 5", NULL});
+}
+
+Test(recipe, unknown_adapt_key_lists_keys_and_method_options) {
+    expect_error("[job]\nkind = adapt\n[adapt]\nvmc_alfa = 2\n",
+                 (const char *const[]){"r.recipe:4:", "unknown key 'vmc_alfa'", "rank", "vmc_alpha", "group_size", NULL});
+}
+
+Test(recipe, method_options_read_back_as_lists) {
+    qa_recipe *r = NULL;
+    qa_error err = {0, ""};
+    const char *text = "[job]\nkind = adapt\n[adapt]\nvmc_stat = [absmax, std]\nmethod = [lora, intlora-mul]\n";
+    cr_assert_eq(recipe_parse("r.recipe", text, &r, &err), QA_OK, "%s", err.msg);
+    const char *const *v;
+    cr_assert_eq(recipe_option_values(r, "vmc_stat", &v), 2);
+    cr_expect_str_eq(v[1], "std");
+    cr_expect_eq(recipe_option_values(r, "vmc_alpha", &v), 0, "not set: the method's default applies");
+    recipe_free(r);
+}

@@ -1,0 +1,168 @@
+#include "harness/task.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "harness/diffusion.h"
+#include "harness/eval.h"
+
+#define D_IMG QA_IMAGE_PIXELS
+
+const char *const qa_task_names[QA_TASK_COUNT] = {
+    [QA_TASK_SUBJECT] = "subject",
+    [QA_TASK_STYLE] = "style",
+    [QA_TASK_DOMAIN] = "domain",
+};
+
+int qa_load_images(const qa_data_spec *data, const char *split, qa_images *im, qa_error *err) {
+    if (data->synthetic) {
+        synthetic_images(im, strcmp(split, "train") == 0 ? 2000 : 500, QA_IMAGE_SIDE, 10, strcmp(split, "train") == 0 ? 1 : 2);
+        return QA_OK;
+    }
+    int rc = fmnist_load(data->dir && *data->dir ? data->dir : NULL, split, im, err);
+    if (rc) return rc;
+    if (data->train_limit > 0 && data->train_limit < im->n) im->n = (int)data->train_limit;
+    return QA_OK;
+}
+
+void qa_task_free(qa_task *t) {
+    qa_free(t->item_x); qa_free(t->item_feat); qa_free(t->item_idx); qa_free(t->prior_x);
+    memset(t, 0, sizeof *t);
+}
+
+/* K images of K different classes (cycling if K > classes), in the new style. */
+static void task_build_style(qa_task *t, qa_classifier *clf, const qa_images *train, int k, int n_classes) {
+    qa_rng *r = qa_rng_new(qa_seed_for((uint64_t)t->seed, "style-images"));
+    int *classes = qa_alloc(sizeof(int) * n_classes);
+    for (int c = 0; c < n_classes; c++) classes[c] = c;
+    qa_rng_shuffle(r, classes, (size_t)n_classes);
+    t->item_idx = qa_alloc(sizeof(int) * k);
+    for (int j = 0; j < k; j++) {
+        int want = classes[j % n_classes], pick;
+        do pick = (int)qa_rng_below(r, (unsigned long)train->n); while (train->labels[pick] != want);
+        t->item_idx[j] = pick;
+    }
+    t->item_x = qa_alloc(sizeof(float) * (size_t)k * D_IMG);
+    t->item_feat = qa_alloc(sizeof(float) * (size_t)k * QA_CLF_FEATURES);
+    qa_images_to_float(train, t->item_idx, k, t->item_x);
+    style_stripes(t->item_x, k, QA_IMAGE_SIDE);
+    clf_embed(clf, t->item_x, k, t->item_feat, NULL);
+    qa_free(classes);
+    qa_rng_free(r);
+}
+
+/* The item: a seed-chosen training image of a seed-chosen class and its k-1 nearest
+ * neighbours of the same class in evaluator feature space (cosine). */
+static void task_build_item(qa_task *t, qa_classifier *clf, const qa_images *train, int k, int n_classes) {
+    qa_rng *r = qa_rng_new(qa_seed_for((uint64_t)t->seed, "subject-item"));
+    t->item_class = (int)qa_rng_below(r, (unsigned long)n_classes);
+    int n_cls = 0;
+    for (int i = 0; i < train->n; i++) n_cls += train->labels[i] == t->item_class;
+    int *members = qa_alloc(sizeof(int) * n_cls);
+    for (int i = 0, j = 0; i < train->n; i++) if (train->labels[i] == t->item_class) members[j++] = i;
+    float *x = qa_alloc(sizeof(float) * (size_t)n_cls * D_IMG), *f = qa_alloc(sizeof(float) * (size_t)n_cls * QA_CLF_FEATURES);
+    qa_images_to_float(train, members, n_cls, x);
+    clf_embed(clf, x, n_cls, f, NULL);
+    int anchor = (int)qa_rng_below(r, (unsigned long)n_cls);
+    double *sim = qa_alloc(sizeof(double) * n_cls);
+    for (int i = 0; i < n_cls; i++) sim[i] = mean_cosine(f + (size_t)anchor * QA_CLF_FEATURES, 1, f + (size_t)i * QA_CLF_FEATURES, 1, QA_CLF_FEATURES);
+    sim[anchor] = 2.0; /* the anchor itself first */
+    t->item_idx = qa_alloc(sizeof(int) * k);
+    t->item_x = qa_alloc(sizeof(float) * (size_t)k * D_IMG);
+    t->item_feat = qa_alloc(sizeof(float) * (size_t)k * QA_CLF_FEATURES);
+    for (int j = 0; j < k; j++) { /* k largest similarities, by selection */
+        int best = -1;
+        for (int i = 0; i < n_cls; i++) if (sim[i] > -5 && (best < 0 || sim[i] > sim[best])) best = i;
+        t->item_idx[j] = members[best];
+        memcpy(t->item_x + (size_t)j * D_IMG, x + (size_t)best * D_IMG, sizeof(float) * D_IMG);
+        memcpy(t->item_feat + (size_t)j * QA_CLF_FEATURES, f + (size_t)best * QA_CLF_FEATURES, sizeof(float) * QA_CLF_FEATURES);
+        sim[best] = -10;
+    }
+    qa_free(sim); qa_free(x); qa_free(f); qa_free(members);
+    qa_rng_free(r);
+}
+
+void qa_task_build(qa_task *t, const qa_task_spec *spec, long seed, qa_dit *base, qa_classifier *clf,
+                   const qa_images *train, int ddim_steps, float guidance) {
+    memset(t, 0, sizeof *t);
+    t->kind = spec->kind;
+    t->seed = seed;
+    t->item_class = -1;
+    if (spec->kind == QA_TASK_DOMAIN) { t->slot = -1; return; }
+    t->k = spec->images;
+    t->slot = base->cfg.n_classes; /* first spare slot */
+    if (spec->kind == QA_TASK_STYLE) { task_build_style(t, clf, train, t->k, base->cfg.n_classes); return; }
+    task_build_item(t, clf, train, t->k, base->cfg.n_classes);
+    /* the prior: samples of the item's class from the FP base with guidance */
+    t->n_prior = spec->prior_images;
+    if (t->n_prior > 0) {
+        qa_schedule s;
+        schedule_default(&s);
+        t->prior_x = qa_alloc(sizeof(float) * (size_t)t->n_prior * D_IMG);
+        sample_images(base, &s, t->item_class, t->n_prior, ddim_steps, guidance, qa_seed_for((uint64_t)seed, "prior"), t->prior_x);
+    }
+}
+
+/* The spare slot never saw a gradient in pre-training, so its embedding is still its tiny
+ * initial draw and the model can barely tell it from the others. As DreamBooth binds a subject
+ * to a rare-token identifier, the slot gets a fresh identifier: a seeded random direction with
+ * the mean norm of the trained class embeddings. Every method of a seed gets the same one. */
+void qa_task_bind_identifier(const qa_task *t, float *params, const qa_dit *m) {
+    if (t->slot < 0) return;
+    const int d = m->cfg.dim;
+    float *table = params + (m->class_table - m->params);
+    double norm = 0;
+    for (int k = 0; k < m->cfg.n_classes; k++) {
+        double s = 0;
+        for (int j = 0; j < d; j++) s += (double)table[(size_t)k * d + j] * table[(size_t)k * d + j];
+        norm += sqrt(s) / m->cfg.n_classes;
+    }
+    qa_rng *r = qa_rng_new(qa_seed_for((uint64_t)t->seed, "slot-identifier"));
+    float *row = table + (size_t)t->slot * d;
+    qa_rng_fill_normal(r, row, (size_t)d, 1.0f);
+    double s = 0;
+    for (int j = 0; j < d; j++) s += (double)row[j] * row[j];
+    for (int j = 0; j < d; j++) row[j] = (float)(row[j] * norm / sqrt(s));
+    qa_rng_free(r);
+}
+
+/* subject, style: half the batch item images bound to the spare slot, half prior images with
+ * the item's class (DreamBooth); domain: the styled training set under its own class slots */
+void qa_task_batch(const qa_task *t, const qa_images *train, qa_rng *rng, int B, float *x0, int *labels, int *B_main) {
+    if (t->kind == QA_TASK_DOMAIN) {
+        int *idx = labels; /* each label is read from its index in place */
+        for (int b = 0; b < B; b++) idx[b] = (int)qa_rng_below(rng, (unsigned long)train->n);
+        qa_images_to_float(train, idx, B, x0);
+        for (int b = 0; b < B; b++) labels[b] = train->labels[idx[b]];
+        style_stripes(x0, B, QA_IMAGE_SIDE);
+        *B_main = B;
+        return;
+    }
+    int B_prior = t->n_prior > 0 ? B / 2 : 0, B_item = B - B_prior;
+    for (int b = 0; b < B_item; b++) {
+        int j = (int)qa_rng_below(rng, (unsigned long)t->k);
+        memcpy(x0 + (size_t)b * D_IMG, t->item_x + (size_t)j * D_IMG, sizeof(float) * D_IMG);
+        labels[b] = t->slot;
+    }
+    for (int b = 0; b < B_prior; b++) {
+        int j = (int)qa_rng_below(rng, (unsigned long)t->n_prior);
+        memcpy(x0 + (size_t)(B_item + b) * D_IMG, t->prior_x + (size_t)j * D_IMG, sizeof(float) * D_IMG);
+        labels[B_item + b] = t->item_class;
+    }
+    *B_main = B_item;
+}
+
+float *qa_task_fid_reference(const qa_images *test, qa_classifier *clf, int *n) {
+    int nref = *n > test->n ? test->n : *n;
+    int *idx = qa_alloc(sizeof(int) * nref);
+    for (int i = 0; i < nref; i++) idx[i] = i;
+    float *xr = qa_alloc(sizeof(float) * (size_t)nref * D_IMG);
+    qa_images_to_float(test, idx, nref, xr);
+    style_stripes(xr, nref, QA_IMAGE_SIDE);
+    float *feat = qa_alloc(sizeof(float) * (size_t)nref * QA_CLF_FEATURES);
+    clf_embed(clf, xr, nref, feat, NULL);
+    qa_free(xr);
+    qa_free(idx);
+    *n = nref;
+    return feat;
+}

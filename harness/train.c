@@ -1,0 +1,108 @@
+#include "harness/train.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "harness/nn.h"
+#include "harness/optim.h"
+#include "harness/task.h"
+
+#define D_IMG QA_IMAGE_PIXELS
+
+float lr_at(float peak, long step, long warmup, long total, int cosine) {
+    if (warmup > 0 && step < warmup) return peak * (float)(step + 1) / (float)warmup;
+    if (!cosine || total <= warmup) return peak;
+    double p = (double)(step - warmup) / (double)(total - warmup);
+    return (float)(peak * (0.1 + 0.9 * 0.5 * (1.0 + cos(3.14159265358979323846 * p))));
+}
+
+int qa_train(qa_dit *m, qa_param *params, int np, const qa_train_spec *spec, const qa_train_hooks *hooks,
+             qa_train_result *res, qa_error *err) {
+    const int B = spec->batch;
+    qa_adamw opt;
+    adamw_init(&opt, params, np, spec->weight_decay, spec->clip);
+    float *xt = qa_alloc(sizeof(float) * (size_t)B * D_IMG), *target = qa_alloc(sizeof(float) * (size_t)B * D_IMG);
+    float *pred = qa_alloc(sizeof(float) * (size_t)B * D_IMG), *deps = qa_alloc(sizeof(float) * (size_t)B * D_IMG);
+    float *tt = qa_alloc(sizeof(float) * B);
+    int *labels = qa_alloc(sizeof(int) * B);
+    memset(res, 0, sizeof *res);
+    double t0 = qa_now();
+    int rc = QA_OK;
+    long step;
+    for (step = 0; step < spec->steps && !rc; step++) {
+        if (spec->max_seconds > 0 && qa_now() - t0 > spec->max_seconds) break;
+        qa_train_batch b = {B, B, 1.0f, xt, tt, target, labels};
+        hooks->batch(hooks->ctx, step, &b);
+        const int B_prior = B - b.B_main;
+        for (int i = 0; i < np; i++) memset(params[i].grad, 0, sizeof(float) * params[i].n);
+        dit_forward(m, xt, tt, labels, B, pred);
+        float l_main = mse_loss(pred, target, (size_t)b.B_main * D_IMG, deps);
+        float l_prior = B_prior ? mse_loss(pred + (size_t)b.B_main * D_IMG, target + (size_t)b.B_main * D_IMG,
+                                           (size_t)B_prior * D_IMG, deps + (size_t)b.B_main * D_IMG) : 0.f;
+        if (B_prior) vec_scale(deps + (size_t)b.B_main * D_IMG, b.prior_weight, (size_t)B_prior * D_IMG);
+        float loss = l_main + b.prior_weight * l_prior;
+        if (spec->inject_nan_step && step + 1 == spec->inject_nan_step) loss = NAN; /* fault injection (tests) */
+        if (!isfinite(loss)) {
+            res->diverged = 1;
+            snprintf(res->fail_reason, sizeof res->fail_reason, "non-finite loss (%g) at step %ld", loss, step);
+            break;
+        }
+        dit_backward(m, deps);
+        float cur_lr = lr_at(spec->lr, step, spec->warmup, spec->steps, spec->cosine);
+        float gn = adamw_step(&opt, params, np, cur_lr);
+        if (!isfinite(gn)) {
+            res->diverged = 1;
+            snprintf(res->fail_reason, sizeof res->fail_reason, "non-finite gradient norm at step %ld", step);
+            break;
+        }
+        if (hooks->after_step) rc = hooks->after_step(hooks->ctx, step, loss, cur_lr, gn, err);
+    }
+    res->steps_done = step;
+    qa_free(xt); qa_free(target); qa_free(pred); qa_free(deps); qa_free(tt); qa_free(labels);
+    adamw_free(&opt);
+    return rc;
+}
+
+void qa_distill_init(qa_distill *d, qa_dit *teacher, const qa_schedule *sched, int ddim_steps, int n_classes, int B) {
+    memset(d, 0, sizeof *d);
+    d->teacher = teacher;
+    d->sched = sched;
+    d->ddim_steps = ddim_steps;
+    d->n_classes = n_classes;
+    d->B = B;
+    d->x = qa_alloc(sizeof(float) * (size_t)B * D_IMG);
+    d->eps_teacher = qa_alloc(sizeof(float) * (size_t)B * D_IMG);
+}
+
+void qa_distill_free(qa_distill *d) {
+    qa_free(d->x);
+    qa_free(d->eps_teacher);
+    memset(d, 0, sizeof *d);
+}
+
+void qa_distill_batch(qa_distill *d, qa_rng *rng, qa_train_batch *b) {
+    const int B = d->B, stride = d->sched->T / d->ddim_steps;
+    if (d->remaining == 0) { /* a new trajectory */
+        qa_rng_fill_normal(rng, d->x, (size_t)B * D_IMG, 1.0f);
+        for (int i = 0; i < B; i++) b->labels[i] = (int)qa_rng_below(rng, (unsigned long)d->n_classes);
+        d->remaining = d->ddim_steps;
+    }
+    d->remaining--;
+    d->t_cur = d->remaining * stride;
+    for (int i = 0; i < B; i++) b->tt[i] = (float)d->t_cur;
+    memcpy(b->xt, d->x, sizeof(float) * (size_t)B * D_IMG);
+    dit_forward(d->teacher, b->xt, b->tt, b->labels, B, d->eps_teacher);
+    memcpy(b->target, d->eps_teacher, sizeof(float) * (size_t)B * D_IMG);
+    b->B_main = B;
+}
+
+void qa_distill_advance(qa_distill *d) {
+    const int stride = d->sched->T / d->ddim_steps;
+    float abar = d->sched->abar[d->t_cur], abar_prev = d->remaining > 0 ? d->sched->abar[(d->remaining - 1) * stride] : 1.0f;
+    float sa = sqrtf(abar), ss = sqrtf(1.0f - abar), sap = sqrtf(abar_prev), ssp = sqrtf(1.0f - abar_prev);
+    for (size_t j = 0; j < (size_t)d->B * D_IMG; j++) {
+        float x0j = (d->x[j] - ss * d->eps_teacher[j]) / sa;
+        x0j = x0j < -1.f ? -1.f : (x0j > 1.f ? 1.f : x0j);
+        d->x[j] = sap * x0j + ssp * (d->x[j] - sa * x0j) / ss;
+    }
+}
