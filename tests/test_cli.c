@@ -132,3 +132,11 @@ Test(cli, project_sd_bad_arguments_exit_2) {
     cr_expect_eq(run("project-sd --methods lora,dora --rank 1", NULL), 2);
     cr_expect(strstr(out_buf, "unknown method 'dora'") != NULL, "%s", out_buf);
 }
+
+Test(cli, plot_arguments_and_an_empty_folder_exit_2) {
+    cr_expect_eq(run("plot %s --baseline", tmpdir), 2);
+    cr_expect(strstr(out_buf, "usage: qadapt plot DIR [--baseline") != NULL, "%s", out_buf);
+    cr_expect_eq(run("plot %s --colour red", tmpdir), 2);
+    cr_expect_eq(run("plot %s --baseline lora:w8a8", tmpdir), 2);
+    cr_expect(strstr(out_buf, "no finished runs") != NULL, "%s", out_buf);
+}
