@@ -343,21 +343,23 @@ static int index_of(char names[][64], int *n, const char *name) {
 }
 
 /* One block per deployed cell (its name, then cost, mean, low, high), then the front. Each cell's
- * marker: its method's colour and its (bits, deploy) shape, as 1-based indices in colours and
- * shapes (space-separated, one per block). Returns the number of cell blocks. */
+ * marker: a colour per method (with its setting and rank where those vary) and a shape per bits
+ * and deploy, as 1-based indices in colours and shapes (space-separated, one per block). Returns
+ * the number of cell blocks. */
 static int write_pareto_blocks(FILE *f, const qa_cell *cells, int nc, int met, int storage, char *colours, char *shapes,
                                size_t len) {
-    char methods[MAX_SERIES * MAX_GROUPS][64], kinds[MAX_SERIES * MAX_GROUPS][64];
-    int nmethods = 0, nkinds = 0, n = 0, idx[MAX_SERIES * MAX_GROUPS], ranks[MAX_GROUPS];
+    char families[MAX_SERIES * MAX_GROUPS][64], kinds[MAX_SERIES * MAX_GROUPS][64];
+    int nfamilies = 0, nkinds = 0, n = 0, idx[MAX_SERIES * MAX_GROUPS], ranks[MAX_GROUPS];
     const int multi_rank = ranks_of(cells, nc, ranks) > 1;
     colours[0] = shapes[0] = 0;
     for (int i = 0; i < nc && n < MAX_SERIES * MAX_GROUPS; i++) {
         const qa_cell *c = &cells[i];
         if (!is_deployed(c, met)) continue;
-        char label[128], deploy[48], kind[64];
+        char label[128], deploy[48], kind[64], family[64];
         cells_series_label(c, label, sizeof label, 1, multi_rank);
         snprintf(kind, sizeof kind, "%s %s", c->bits, cells_deploy_label(c, deploy, sizeof deploy));
-        snprintf(colours + strlen(colours), len - strlen(colours), "%s%d", n ? " " : "", 1 + index_of(methods, &nmethods, c->method));
+        snprintf(family, sizeof family, "%s %s r%d", c->method, c->axes, multi_rank ? c->rank : 0);
+        snprintf(colours + strlen(colours), len - strlen(colours), "%s%d", n ? " " : "", 1 + index_of(families, &nfamilies, family));
         snprintf(shapes + strlen(shapes), len - strlen(shapes), "%s%d", n ? " " : "", 1 + index_of(kinds, &nkinds, kind));
         double lo, hi;
         cell_interval(c, met, &lo, &hi);
@@ -369,11 +371,18 @@ static int write_pareto_blocks(FILE *f, const qa_cell *cells, int nc, int met, i
 }
 
 /* Memory (or storage) against quality, one point per deployed cell with CI bars, a colour per
- * method and a shape per bits and deploy; the Pareto front (no other point costs less and scores better) as a step line. */
+ * method and a shape per bits and deploy; the Pareto front (no other point costs less and scores
+ * better) as a step line. Drawn only where the cells' costs differ. */
 static int plot_pareto(const char *pdir, const qa_cell *cells, int nc, int met, int storage, qa_error *err) {
-    int n = 0;
-    for (int i = 0; i < nc; i++) n += is_deployed(&cells[i], met);
-    if (n < 2) return QA_OK;
+    int n = 0, costs_differ = 0;
+    const qa_cell *first = NULL;
+    for (int i = 0; i < nc; i++) {
+        if (!is_deployed(&cells[i], met)) continue;
+        n++;
+        if (!first) first = &cells[i];
+        costs_differ |= fabs(pareto_cost(&cells[i], storage) - pareto_cost(first, storage)) > 1e-9;
+    }
+    if (n < 2 || !costs_differ) return QA_OK; /* one cost: no trade-off to show */
     char out[4200];
     snprintf(out, sizeof out, "%s/pareto_%s_%s", pdir, storage ? "storage" : "training_memory", qa_met_names[met]);
     FILE *f = plot_open_dat(out, err);
@@ -447,7 +456,8 @@ static int plot_loss_bands(const char *pdir, const qa_cell *cells, int nc, qa_er
         char phrase[80];
         n_phrase(n_lo, n_hi, phrase, sizeof phrase);
         plot_args a = {0};
-        plot_arg(&a, "Fine-tuning loss at %s: %s (band)", bits[b], phrase);
+        if (n_hi <= 1) plot_arg(&a, "Fine-tuning loss at %s: one run per curve, no band", bits[b]);
+        else plot_arg(&a, "Fine-tuning loss at %s: %s (band)", bits[b], phrase);
         plot_arg(&a, "%d", curves);
         rc = plot_draw("loss_curves", out, &a, err);
         if (rc) return rc;

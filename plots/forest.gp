@@ -16,7 +16,7 @@ if (!exists("formats")) formats = "png svg"
 label_px = 40 + 6.5 * label_chars
 panel_px = 270
 width = int(label_px + npanels * panel_px + 20)
-height = 110 + 20 * nrows
+height = 120 + 22 * (nrows > 6 ? nrows : 6)
 # each panel's x range: every interval and zero, with a margin
 array xlow[npanels]
 array xhigh[npanels]

@@ -21,7 +21,14 @@ shape(k) = shape_points[(word(shapes, k + 1) - 1) % 10 + 1]
 colour(k) = word(colours, k + 1) + 0
 
 set grid
-set key outside right top
+# the key right of the plot; below it, in columns, when it is long
+height = 560
+if (ncells > 16) {
+    set key below center maxcols 3 title ' '
+    height = 580 + 18 * int((ncells + 3) / 3)
+} else {
+    set key outside right top
+}
 set xlabel xlabel_text
 set ylabel ylabel_text
 set yrange @yrange_text
@@ -29,7 +36,7 @@ set offsets graph 0.03, graph 0.03, 0, 0
 set title title_text
 
 do for [fmt in formats] {
-    call 'terminal.gp' fmt out 1100 560
+    call 'terminal.gp' fmt out 1100 (height)
     plot out.'.dat' index ncells using 1:2 with steps lw 1.5 dt 2 lc rgb '#888888' title 'Pareto front', \
          for [k=0:ncells-1] out.'.dat' index k using 1:2:3:4 with yerrorbars pt shape(k) ps 1.2 lc colour(k) \
              title columnheader(1)

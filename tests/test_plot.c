@@ -382,9 +382,10 @@ Test(plot, statistics_figures_from_known_cells) {
     cr_expect(strstr(front, "\n1.2 0.503\n1.25 0.513\n1.45 0.515\n3.2 0.603\n3.25 0.613\n3.45 0.615\n") != NULL, "front:\n%s", front);
     cr_expect(strstr(t, "\"lora w4a8 r2\"\n1.2 0.503 0.4902938 0.5157062\n") != NULL, "a cell's block:\n%s", t);
     free(t);
-    /* its script: 8 cells, coloured by method (intlora-mul first), shaped by bits */
+    /* its script: 8 cells (w4a8 r2, w4a8 r4, w8a8 r2, w8a8 r4 of each method), a colour per
+     * method and rank (the ranks vary), a shape per bits */
     t = slurp_rel(dir, "pareto_training_memory_subject_fidelity.gp");
-    cr_expect(strstr(t, "'8' '1 1 1 1 2 2 2 2' '1 1 2 2 1 1 2 2'\n") != NULL, "colours and shapes:\n%s", t);
+    cr_expect(strstr(t, "'8' '1 2 1 2 3 4 3 4' '1 1 2 2 1 1 2 2'\n") != NULL, "colours and shapes:\n%s", t);
     cr_expect(strstr(t, "mean and 95% CI over 2 seeds") != NULL, "title:\n%s", t);
     free(t);
     /* loss bands: every run's loss is 1.0, 0.9, 0.8 -> running means 1, 0.95, 0.9, no spread */
@@ -394,7 +395,7 @@ Test(plot, statistics_figures_from_known_cells) {
     /* as drawn: each kind renders, with its series named */
     char out[400];
     const char *figures[5] = {"bars_subject_fidelity", "bits_subject_fidelity", "heatmap_subject_fidelity_intlora-mul",
-                              "pareto_storage_subject_fidelity", "loss_curves_w4a8"};
+                              "pareto_training_memory_subject_fidelity", "loss_curves_w4a8"};
     const char *named[5] = {"lora r4", "intlora-mul r2", "0.615", "lora w8a8 r4", "intlora-mul r4"};
     for (int k = 0; k < 5; k++) {
         snprintf(out, sizeof out, "%s/plots/%s", dir, figures[k]);
@@ -437,7 +438,8 @@ Test(plot, intervals_are_clipped_to_the_metric_range) {
     rm_rf_dir(dir);
 }
 
-/* A folder with one bit setting (an ablation) has no bit sweep; its other figures are drawn. */
+/* A folder with one bit setting and one cost (an ablation) has no bit sweep and no Pareto
+ * figure; its other figures are drawn. */
 Test(plot, no_sweep_with_one_bit_setting) {
     char dir[256], pdir[300];
     make_tmpdir(dir, sizeof dir, "plot-onebits");
@@ -455,6 +457,8 @@ Test(plot, no_sweep_with_one_bit_setting) {
     cr_expect(!exists_in(pdir, "bits_subject_fidelity.dat") && !exists_in(pdir, "bits_subject_fidelity.gp") &&
                   !exists_in(pdir, "bits_subject_fidelity.png"),
               "no one-point sweep, and no file of one");
+    cr_expect(!exists_in(pdir, "pareto_storage_subject_fidelity.dat") && !exists_in(pdir, "pareto_training_memory_subject_fidelity.gp"),
+              "no trade-off figure where every cell costs the same");
     rm_rf_dir(dir);
 }
 
@@ -498,12 +502,16 @@ Test(plot, titles_say_when_there_is_one_run_per_cell) {
     make_tmpdir(dir, sizeof dir, "plot-n1");
     run_def d[2] = {{"lora-w8a8-r4-s0", "lora", "w8a8", "done", "int", 8, 8, 4, 0, 0, 0.1, 0.8, 0.7, 8},
                     {"qlora-w4a8-r4-s0", "qlora", "w4a8", "done", "int", 4, 8, 4, 0, 0, 0.1, 0.7, 0.6, 4}};
-    for (int k = 0; k < 2; k++) write_run(dir, &d[k]);
+    for (int k = 0; k < 2; k++) {
+        write_run(dir, &d[k]);
+        set_run_f64(dir, d[k].id, "memory", "frozen_bytes", (1 + k) * 1048576.0);
+    }
     plot_folder_statistics(dir);
     const char *scripts[3] = {"bars_subject_fidelity.gp", "pareto_training_memory_subject_fidelity.gp", "loss_curves_w8a8.gp"};
+    const char *says[3] = {"one run per cell, no interval", "one run per cell, no interval", "one run per curve, no band"};
     for (int k = 0; k < 3; k++) {
         char *t = slurp_rel(dir, scripts[k]);
-        cr_expect(strstr(t, "one run per cell, no interval") && !strstr(t, "95% CI"), "%s:\n%s", scripts[k], t);
+        cr_expect(strstr(t, says[k]) && !strstr(t, "95% CI"), "%s:\n%s", scripts[k], t);
         free(t);
     }
     rm_rf_dir(dir);
