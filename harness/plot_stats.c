@@ -387,10 +387,12 @@ static int plot_pareto(const char *pdir, const qa_cell *cells, int nc, int met, 
     snprintf(out, sizeof out, "%s/pareto_%s_%s", pdir, storage ? "storage" : "training_memory", qa_met_names[met]);
     FILE *f = plot_open_dat(out, err);
     if (!f) return err->code;
-    char colours[1024], shapes[1024];
+    char colours[1400], shapes[1400];
     int blocks = write_pareto_blocks(f, cells, nc, met, storage, colours, shapes, sizeof colours);
     int rc = plot_close_dat(f, out, err);
     if (rc) return rc;
+    if (strlen(colours) + 8 >= sizeof colours || strlen(shapes) + 8 >= sizeof shapes)
+        return qa_fail(err, QA_ERR_RUN, "plot: %s: %d cells, more than one figure's markers can name", out, blocks);
     char phrase[80];
     plot_seeds_phrase(cells, nc, met, phrase, sizeof phrase);
     plot_args a = {0};

@@ -621,3 +621,33 @@ Test(plot, results_folder_grids_and_baseline) {
     free(t);
     rm_rf_dir(dir);
 }
+
+/* More cells than a Pareto figure's markers can name: an error naming the figure, not a key
+ * with markers silently cut off. Cells built in memory: 400 methods at one bit setting. */
+Test(plot, too_many_cells_for_one_pareto_figure) {
+    char dir[256], pdir[300];
+    make_tmpdir(dir, sizeof dir, "plot-many");
+    snprintf(pdir, sizeof pdir, "%s/plots", dir);
+    qa_error err = {0, ""};
+    cr_assert_eq(qa_mkdir_p(pdir, &err), 0);
+    const int nc = 400;
+    qa_run_record run;
+    memset(&run, 0, sizeof run);
+    qa_cell *cells = calloc(nc, sizeof *cells);
+    for (int i = 0; i < nc; i++) {
+        qa_cell *c = &cells[i];
+        snprintf(c->method, sizeof c->method, "m%d", i);
+        snprintf(c->variant, sizeof c->variant, "int");
+        snprintf(c->bits, sizeof c->bits, "w8a8");
+        c->w_bits = 8;
+        c->rank = 4;
+        c->n = 1;
+        c->runs[0] = &run;
+        c->sum[MET_LOSS] = (qa_summary){1, 0.1, 0, 0};
+        c->train_mb = (qa_summary){1, 1.0 + i, 0, 0};
+    }
+    cr_expect_eq(plot_statistics(pdir, cells, nc, &err), QA_ERR_RUN);
+    cr_expect(strstr(err.msg, "pareto_training_memory_heldout_loss") && strstr(err.msg, "400 cells"), "%s", err.msg);
+    free(cells);
+    rm_rf_dir(dir);
+}
