@@ -24,7 +24,7 @@ build: deps $(BUILD)/build.ninja
 quickstart: build
 	$(QADAPT) run experiments/quickstart.recipe --out $(QUICK_OUT)
 	$(QADAPT) report $(QUICK_OUT) --baseline lora:w8a8
-	$(QADAPT) plot $(QUICK_OUT)
+	$(QADAPT) plot $(QUICK_OUT) --baseline lora:w8a8
 	@echo "figures: $(QUICK_OUT)/plots/"
 
 test: build

@@ -19,13 +19,17 @@ const char *const qa_met_axis[N_MET] = {
     "FID against the styled test set (evaluator features; lower is better)"};
 const int qa_met_lower_better[N_MET] = {1, 0, 0, 0, 0, 0, 1};
 
-const char *cells_deploy_label(const qa_cell *c, char *buf, size_t len) {
-    if (c->w_bits == 0) snprintf(buf, len, "FP");
-    else if (!strcmp(c->variant, "fp")) snprintf(buf, len, "FP (before PTQ)");
-    else if (!strcmp(c->variant, "int")) snprintf(buf, len, "%s", c->needs_ptq ? "INT (+PTQ)" : "INT");
-    else if (!strcmp(c->variant, "nf4")) snprintf(buf, len, "NF4 (merged, re-quantized)");
-    else snprintf(buf, len, "%s", c->variant);
+const char *cells_variant_label(int w_bits, int needs_ptq, const char *variant, char *buf, size_t len) {
+    if (w_bits == 0) snprintf(buf, len, "FP");
+    else if (!strcmp(variant, "fp")) snprintf(buf, len, "FP (before PTQ)");
+    else if (!strcmp(variant, "int")) snprintf(buf, len, "%s", needs_ptq ? "INT (+PTQ)" : "INT");
+    else if (!strcmp(variant, "nf4")) snprintf(buf, len, "NF4 (merged, re-quantized)");
+    else snprintf(buf, len, "%s", variant);
     return buf;
+}
+
+const char *cells_deploy_label(const qa_cell *c, char *buf, size_t len) {
+    return cells_variant_label(c->w_bits, c->needs_ptq, c->variant, buf, len);
 }
 
 void cells_series_label(const qa_cell *c, char *buf, size_t len, int with_bits, int with_rank) {

@@ -41,6 +41,8 @@ typedef struct {
 int cells_build(const qa_run_record *runs, int nr, qa_cell **out, int *nc);
 /* The deploy label of a cell: "FP", "FP (before PTQ)", "INT (+PTQ)", "INT", "NF4 (...)", ... */
 const char *cells_deploy_label(const qa_cell *c, char *buf, size_t len);
+/* The same for one deploy variant of a run (w_bits 0: a full-precision run). */
+const char *cells_variant_label(int w_bits, int needs_ptq, const char *variant, char *buf, size_t len);
 /* "method bits deploy [axes] rN" for legends, without the parts every cell shares. */
 void cells_series_label(const qa_cell *c, char *buf, size_t len, int with_bits, int with_rank);
 

@@ -34,7 +34,9 @@ static void usage(FILE *f) {
             "  compare DIR A B           cell A against cell B, every metric, paired by seed\n"
             "                            (A, B = method:bits[:deploy[:setting]], e.g.\n"
             "                            intlora-mul:w8a8 qlora:w8a8:int)\n"
-            "  plot DIR                  figures of a results folder (PNG + SVG, gnuplot)\n"
+            "  plot DIR [--baseline C]   figures of a results folder (PNG + SVG, gnuplot, from the\n"
+            "                            templates in plots/ or $QA_PLOTS_DIR); the paired\n"
+            "                            differences against cell C (default as for report)\n"
             "  verify DIR CLAIMS         judge each claim of a claims file from the run files of\n"
             "                            DIR and its sibling folders (paired by seed, p adjusted\n"
             "                            by Holm-Bonferroni over the file): the table to stdout,\n"
@@ -149,8 +151,9 @@ int main(int argc, char **argv) {
         if (argc != 5) { fprintf(stderr, "usage: qadapt compare DIR METHOD:BITS[:DEPLOY[:SETTING]] METHOD:BITS[:DEPLOY[:SETTING]]\n"); return 2; }
         rc = report_compare(argv[2], argv[3], argv[4], stdout, &err);
     } else if (!strcmp(cmd, "plot")) {
-        if (argc != 3) { fprintf(stderr, "usage: qadapt plot DIR\n"); return 2; }
-        rc = plot_results(argv[2], &err);
+        int with_base = argc == 5 && !strcmp(argv[3], "--baseline");
+        if (argc != 3 && !with_base) { fprintf(stderr, "usage: qadapt plot DIR [--baseline METHOD:BITS[:DEPLOY[:SETTING]]]\n"); return 2; }
+        rc = plot_results(argv[2], with_base ? argv[4] : NULL, &err);
     } else if (!strcmp(cmd, "verify")) {
         if (argc != 4) { fprintf(stderr, "usage: qadapt verify DIR CLAIMS\n"); return 2; }
         rc = qa_verify(argv[2], argv[3], stdout, &err);

@@ -143,7 +143,7 @@ static void write_efficiency(FILE *f, const cell *cells, int nc, FILE *csv) {
 /* A - B on metric m: paired by seed when every seed of A has one in B (and a value per seed),
  * mean and 95% CI of the differences with a paired t-test; otherwise the difference of the
  * means, no CI (NaN) and Welch's p. Returns 1 when paired. */
-static int cell_difference(const cell *a, const cell *b, int m, double *mean, double *ci, double *p) {
+int report_cell_difference(const cell *a, const cell *b, int m, double *mean, double *ci, double *p) {
     double x[QA_CELL_MAX_SEEDS], y[QA_CELL_MAX_SEEDS], d[QA_CELL_MAX_SEEDS];
     int k = 0, aligned = a->nm[m] == a->n && b->nm[m] == b->n;
     for (int i = 0; aligned && i < a->n; i++)
@@ -162,6 +162,12 @@ static int cell_difference(const cell *a, const cell *b, int m, double *mean, do
     return 0;
 }
 
+const qa_cell *report_baseline_cell(const qa_cell *cells, int nc, const char *spec, const char *dir, qa_error *err) {
+    if (spec) return qa_cell_find(cells, nc, spec, dir, err);
+    for (int i = 0; i < nc; i++)
+        if (cells[i].w_bits == 0 && cells[i].n > 0) return &cells[i];
+    return &cells[0];
+}
 
 int report_write(const char *dir, FILE *out, qa_error *err) { return report_write_baseline(dir, NULL, out, err); }
 
@@ -179,21 +185,15 @@ int report_write_baseline(const char *dir, const char *baseline, FILE *out, qa_e
     for (int i = 0; i < nc; i++) with_axes |= cells[i].axes[0] != 0;
     delta *dl = qa_alloc(sizeof(delta) * (size_t)(nc + 1));
     memset(dl, 0, sizeof(delta) * (size_t)(nc + 1));
-    /* baseline: the named cell; by default the first cell (runs sorted by id) at full
-     * precision, else the first */
-    int base = 0;
-    for (int i = 0; i < nc; i++) if (cells[i].w_bits == 0 && cells[i].n > 0) { base = i; break; }
-    if (baseline) {
-        const cell *b = qa_cell_find(cells, nc, baseline, dir, err);
-        if (!b) { qa_free(cells); qa_free(dl); runs_free(runs, nr); return QA_ERR_INPUT; }
-        base = (int)(b - cells);
-    }
+    const cell *base_cell = report_baseline_cell(cells, nc, baseline, dir, err);
+    if (!base_cell) { qa_free(cells); qa_free(dl); runs_free(runs, nr); return QA_ERR_INPUT; }
+    int base = (int)(base_cell - cells);
     for (int i = 0; i < nc; i++) {
         cell *c = &cells[i], *b = &cells[base];
         if (i == base || c->n == 0 || b->n == 0) continue;
         delta *dc = &dl[i];
         dc->has_delta = 1;
-        cell_difference(c, b, MET_LOSS, &dc->dloss, &dc->dloss_ci, &dc->dloss_p);
+        report_cell_difference(c, b, MET_LOSS, &dc->dloss, &dc->dloss_ci, &dc->dloss_p);
     }
     /* best per column; none where every cell ties (or only one cell has a value) */
     int best[N_MET];
@@ -383,7 +383,7 @@ int report_compare(const char *dir, const char *spec_a, const char *spec_b, FILE
         fmt_cell(ta, sizeof ta, &a->sum[m], digits);
         fmt_cell(tb, sizeof tb, &b->sum[m], digits);
         double mean, ci, p;
-        int paired = cell_difference(a, b, m, &mean, &ci, &p);
+        int paired = report_cell_difference(a, b, m, &mean, &ci, &p);
         const char *test = paired ? "paired t" : "Welch t";
         int n = paired ? a->n : a->nm[m] + b->nm[m];
         if (paired) snprintf(td, sizeof td, "%+.*f ± %.*f", digits, mean, digits, ci);

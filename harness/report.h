@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 
+#include "harness/cells.h"
 #include "harness/util.h"
 
 int report_write(const char *dir, FILE *out, qa_error *err);
@@ -21,5 +22,14 @@ int report_write_baseline(const char *dir, const char *baseline, FILE *out, qa_e
  * bits, fp for bits fp), setting = an ablation's grid axes as in the run names (e.g. a1.5); a
  * part rN anywhere after the bits picks rank N (else the first cell of any rank). */
 int report_compare(const char *dir, const char *a, const char *b, FILE *out, qa_error *err);
+
+/* A - B on metric m: paired by seed when every seed of A has one in B (and a value per seed),
+ * mean and 95% CI of the differences with a paired t-test; otherwise the difference of the
+ * means, no CI (NaN) and Welch's p. Returns 1 when paired. */
+int report_cell_difference(const qa_cell *a, const qa_cell *b, int m, double *mean, double *ci, double *p);
+
+/* The cell a spec names (as report_compare's; NULL with err when none matches), or for a NULL
+ * spec the default baseline: the first cell at full precision (runs sorted by id), else the first. */
+const qa_cell *report_baseline_cell(const qa_cell *cells, int nc, const char *spec, const char *dir, qa_error *err);
 
 #endif

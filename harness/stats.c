@@ -29,6 +29,14 @@ double stats_welch_p(const double *a, int na, const double *b, int nb, double *t
     return 2.0 * gsl_cdf_tdist_Q(fabs(t), df);
 }
 
+double stats_welch_ci95(const double *a, int na, const double *b, int nb) {
+    if (na < 2 || nb < 2) return NAN;
+    double va = gsl_stats_variance(a, 1, (size_t)na) / na, vb = gsl_stats_variance(b, 1, (size_t)nb) / nb;
+    if (va + vb == 0) return 0;
+    double df = (va + vb) * (va + vb) / (va * va / (na - 1) + vb * vb / (nb - 1));
+    return gsl_cdf_tdist_Pinv(0.975, df) * sqrt(va + vb);
+}
+
 double stats_paired_p(const double *a, const double *b, int n, double *t_out) {
     if (n < 2) return NAN;
     double *d = malloc(sizeof(double) * n);

@@ -20,7 +20,8 @@ for name in $RECIPES; do
     [ -f "$recipe" ] || { echo "run-paper: no recipe $recipe" >&2; exit 2; }
     start=$(date +%s)
     if [ $RUN = 1 ]; then "$QADAPT" run "$recipe" --out "results/$name"; fi
-    # the cell each report's loss differences are taken against (default: the first FP cell)
+    # the cell each report's loss differences and the forest figure are taken against
+    # (default: the first FP cell)
     case $name in
         quickstart) base=lora:w8a8 ;;
         ablate_alpha) base=intlora-mul:w4a8:int:a1.5 ;;
@@ -31,7 +32,7 @@ for name in $RECIPES; do
         *) base= ;;
     esac
     "$QADAPT" report "results/$name" ${base:+--baseline "$base"} > /dev/null
-    "$QADAPT" plot "results/$name"
+    "$QADAPT" plot "results/$name" ${base:+--baseline "$base"}
     echo "run-paper: $name done in $(( $(date +%s) - start )) s"
 done
 

@@ -201,3 +201,11 @@ Test(cli, readme_options_table_matches_the_method_tables) {
     cr_assert_eq(run("list --markdown", NULL), 0);
     cr_expect_str_eq(begin, out_buf, "experiments/README.md's options table differs from `qadapt list --markdown`");
 }
+
+Test(cli, plot_arguments_and_an_empty_folder_exit_2) {
+    cr_expect_eq(run("plot %s --baseline", tmpdir), 2);
+    cr_expect(strstr(out_buf, "usage: qadapt plot DIR [--baseline") != NULL, "%s", out_buf);
+    cr_expect_eq(run("plot %s --colour red", tmpdir), 2);
+    cr_expect_eq(run("plot %s --baseline lora:w8a8", tmpdir), 2);
+    cr_expect(strstr(out_buf, "no finished runs") != NULL, "%s", out_buf);
+}

@@ -113,6 +113,23 @@ Test(stats, welch_zero_variance) {
     cr_expect(stats_welch_p(a, 3, c, 3, NULL, NULL) == 0.0, "different constants: p = 0");
 }
 
+/* The interval and the test agree: shifting b until the difference of the means equals the
+ * half-width leaves both variances (so df) unchanged and puts Welch's p at exactly 0.05. */
+Test(stats, welch_ci95_matches_the_test_at_its_edge) {
+    const double a[4] = {0.50, 0.52, 0.55, 0.49}, b[6] = {0.61, 0.58, 0.66, 0.70, 0.59, 0.64};
+    double half = stats_welch_ci95(a, 4, b, 6);
+    cr_assert(half > 0 && isfinite(half), "half-width %g", half);
+    double ma = (0.50 + 0.52 + 0.55 + 0.49) / 4, mb = (0.61 + 0.58 + 0.66 + 0.70 + 0.59 + 0.64) / 6;
+    double shifted[6];
+    for (int i = 0; i < 6; i++) shifted[i] = b[i] - mb + ma - half; /* mean(a) - mean(shifted) = half */
+    double p = stats_welch_p(a, 4, shifted, 6, NULL, NULL);
+    cr_expect(fabs(p - 0.05) < 1e-9, "p at the CI edge: %.12g", p);
+    cr_expect(fabs(stats_welch_ci95(b, 6, a, 4) - half) < 1e-15, "symmetric in the groups");
+    cr_expect(isnan(stats_welch_ci95(a, 1, b, 6)), "one value: no interval");
+    const double c[3] = {2, 2, 2};
+    cr_expect(stats_welch_ci95(c, 3, c, 3) == 0.0, "no spread: zero width");
+}
+
 Test(stats, paired_equal_arrays_give_one) {
     const double a[5] = {0.3, 0.1, 0.7, 0.2, 0.9};
     cr_expect(stats_paired_p(a, a, 5, NULL) == 1.0);
