@@ -207,7 +207,7 @@ static int read_run(qa_h5 *f, qa_run_record *rec, qa_error *err) {
     return rc;
 }
 
-static void record_free(qa_run_record *r) {
+void runs_record_free(qa_run_record *r) {
     qa_free(r->file);
     qa_free(r->id);
     qa_free(r->axes);
@@ -237,7 +237,7 @@ static int load_one(const char *path, qa_run_record *rec, int *version_error, qa
         rec->file = text_copy(path);
         rc = read_run(f, rec, err);
         if (!rc) rec->axes = axes_of(rec);
-        if (rc) record_free(rec);
+        if (rc) runs_record_free(rec);
     } else {
         qa_free(rec->id);
         rec->id = NULL;
@@ -319,7 +319,7 @@ int runs_load(const char *dir, qa_run_record **out, int *n_out, qa_error *err) {
 }
 
 void runs_free(qa_run_record *runs, int n) {
-    for (int i = 0; i < n; i++) record_free(&runs[i]);
+    for (int i = 0; i < n; i++) runs_record_free(&runs[i]);
     free(runs);
 }
 

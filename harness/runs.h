@@ -65,8 +65,9 @@ int runs_load(const char *dir, qa_run_record **out, int *n, qa_error *err);
  * wrong type or shape) is left out with a warning on stderr and listed in *skipped. A file of a
  * newer format version is still an error. */
 int runs_scan(const char *dir, qa_run_record **out, int *n, qa_run_skipped **skipped, int *n_skipped, qa_error *err);
-/* One run file (path), read as runs_load does. */
+/* One run file (path), read as runs_load does; free it with runs_record_free. */
 int runs_load_file(const char *path, qa_run_record *rec, qa_error *err);
+void runs_record_free(qa_run_record *rec);
 void runs_free(qa_run_record *runs, int n);
 /* Metric m (MET_*) of an evaluated variant into *value; 0 when the file says it was not measured. */
 int runs_eval_metric(const qa_run_eval *e, int m, double *value);
