@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -113,40 +114,96 @@ static void write_method_stats(FILE *f, const cell *cells, int nc) {
     }
 }
 
+/* ---- efficiency: memory by category, timings, storage ---- */
+
+typedef enum { EFF_SUMMARY, EFF_BITS_PER_WEIGHT, EFF_NEEDS_PTQ } efficiency_kind;
+
+/* A column: a cell summary (at `summary`, MiB or ms or s as the cell keeps it) headed by the
+ * label of the run field it summarizes, or by its own heading where it is derived. */
+typedef struct {
+    efficiency_kind kind;
+    qa_run_object object;     /* with field: the run field whose label heads the column */
+    const char *field;
+    const char *heading;      /* a derived column's heading */
+    const char *csv;
+    size_t summary;           /* EFF_SUMMARY: offsetof(qa_cell, <qa_summary>) */
+    int digits;               /* markdown decimals */
+} efficiency_column;
+
+#define CELL_SUMMARY(member) .kind = EFF_SUMMARY, .summary = offsetof(qa_cell, member)
+static const efficiency_column efficiency_columns[] = {
+    {CELL_SUMMARY(frozen_mb), .object = QA_OBJ_MEMORY, .field = "frozen_bytes", .csv = "frozen_mib", .digits = 3},
+    {CELL_SUMMARY(trainable_mb), .object = QA_OBJ_MEMORY, .field = "trainable_bytes", .csv = "trainable_mib", .digits = 3},
+    {CELL_SUMMARY(gradient_mb), .object = QA_OBJ_MEMORY, .field = "gradient_bytes", .csv = "gradient_mib", .digits = 3},
+    {CELL_SUMMARY(optimizer_mb), .object = QA_OBJ_MEMORY, .field = "optimizer_bytes", .csv = "optimizer_mib", .digits = 3},
+    {CELL_SUMMARY(train_mb), .heading = "training total", .csv = "training_mib", .digits = 3},
+    {CELL_SUMMARY(activation_mb), .object = QA_OBJ_MEMORY, .field = "activation_bytes", .csv = "activation_mib", .digits = 1},
+    {CELL_SUMMARY(peak_rss_mb), .object = QA_OBJ_MEMORY, .field = "peak_rss_bytes", .csv = "peak_rss_mib", .digits = 0},
+    {CELL_SUMMARY(step_ms), .object = QA_OBJ_TIMING, .field = "train_step_median_ms", .csv = "train_step_ms", .digits = 1},
+    {CELL_SUMMARY(merge_s), .object = QA_OBJ_TIMING, .field = "merge_seconds", .csv = "merge_s", .digits = 3},
+    {CELL_SUMMARY(sampling_ms), .object = QA_OBJ_EVAL, .field = "sampling_ms_per_image", .csv = "sampling_ms_per_image", .digits = 2},
+    {CELL_SUMMARY(deployed_mb), .heading = "deployed MiB", .csv = "deployed_mib", .digits = 3},
+    {.kind = EFF_BITS_PER_WEIGHT, .object = QA_OBJ_EVAL, .field = "bits_per_weight", .csv = "bits_per_weight"},
+    {CELL_SUMMARY(artifact_kib), .heading = "artifact KiB on disk", .csv = "artifact_kib", .digits = 1},
+    {CELL_SUMMARY(stored_bpw), .heading = "stored bits/weight", .csv = "stored_bits_per_weight", .digits = 2},
+    {.kind = EFF_NEEDS_PTQ, .heading = "PTQ needed", .csv = "needs_ptq"},
+};
+#define N_EFFICIENCY_COLUMNS ((int)(sizeof efficiency_columns / sizeof efficiency_columns[0]))
+
+static const char *efficiency_heading(const efficiency_column *col) {
+    return col->field ? qa_run_field_label(qa_run_field_find(col->object, col->field)) : col->heading;
+}
+
+static const qa_summary *efficiency_summary(const cell *c, const efficiency_column *col) {
+    return (const qa_summary *)((const char *)c + col->summary);
+}
+
+static void write_efficiency_md_row(FILE *f, const cell *c) {
+    fprintf(f, "| %s%s%s%s | %s | %d | %s |", c->method, c->axes[0] ? " (" : "", c->axes, c->axes[0] ? ")" : "", c->bits, c->rank,
+            deploy_of(c).text);
+    for (int k = 0; k < N_EFFICIENCY_COLUMNS; k++) {
+        const efficiency_column *col = &efficiency_columns[k];
+        const qa_summary *sum = col->kind == EFF_SUMMARY ? efficiency_summary(c, col) : NULL;
+        if (col->kind == EFF_BITS_PER_WEIGHT) fprintf(f, " %.3g |", c->bits_pw);
+        else if (col->kind == EFF_NEEDS_PTQ) fprintf(f, " %s |", c->w_bits == 0 ? "-" : (c->needs_ptq ? "yes" : "no"));
+        else if (sum->n == 0) fprintf(f, " - |"); /* e.g. no artifact written */
+        else fprintf(f, " %.*f |", col->digits, sum->mean);
+    }
+    fputc('\n', f);
+}
+
+static void write_efficiency_csv_row(FILE *f, const cell *c) {
+    fprintf(f, "%s,%s,%d,%s,%s,%d", c->method, c->bits, c->rank, c->axes, deploy_of(c).text, c->n);
+    for (int k = 0; k < N_EFFICIENCY_COLUMNS; k++) {
+        const efficiency_column *col = &efficiency_columns[k];
+        if (col->kind == EFF_BITS_PER_WEIGHT) fprintf(f, ",%.4g", c->bits_pw);
+        else if (col->kind == EFF_NEEDS_PTQ) fprintf(f, ",%d", c->needs_ptq);
+        else fprintf(f, ",%.6g", efficiency_summary(c, col)->n ? efficiency_summary(c, col)->mean : NAN);
+    }
+    fputc('\n', f);
+}
+
 /* Training memory of the adapted layers by category, timings and storage, per cell (means over
  * seeds): the efficiency columns of the paper, measured the same way for every method. */
 static void write_efficiency(FILE *f, const cell *cells, int nc, FILE *csv) {
-    if (f)
+    if (f) {
         fprintf(f, "\nEfficiency (MiB as allocated: frozen ... training total = the adapted layers; model activations = the "
                    "whole model's activations and their gradients at its largest batch; process peak RSS; per-run medians of "
-                   "the training step; means over seeds):\n\n"
-                   "| method | bits | rank | deploy | frozen | trainable | gradients | optimizer | training total | model activations | "
-                   "process peak RSS | train step ms | merge s | sampling ms/img | deployed MiB | bits/weight | artifact KiB on disk | "
-                   "stored bits/weight | PTQ needed |\n"
-                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-    if (csv)
-        fprintf(csv, "method,bits,rank,setting,deploy,n,frozen_mib,trainable_mib,gradient_mib,optimizer_mib,training_mib,activation_mib,peak_rss_mib,"
-                     "train_step_ms,merge_s,sampling_ms_per_image,deployed_mib,bits_per_weight,artifact_kib,stored_bits_per_weight,needs_ptq\n");
+                   "the training step; means over seeds):\n\n| method | bits | rank | deploy |");
+        for (int k = 0; k < N_EFFICIENCY_COLUMNS; k++) fprintf(f, " %s |", efficiency_heading(&efficiency_columns[k]));
+        fprintf(f, "\n|---|---|---|---|");
+        for (int k = 0; k < N_EFFICIENCY_COLUMNS; k++) fprintf(f, "---|");
+        fputc('\n', f);
+    }
+    if (csv) {
+        fprintf(csv, "method,bits,rank,setting,deploy,n");
+        for (int k = 0; k < N_EFFICIENCY_COLUMNS; k++) fprintf(csv, ",%s", efficiency_columns[k].csv);
+        fputc('\n', csv);
+    }
     for (int i = 0; i < nc; i++) {
-        const cell *c = &cells[i];
-        if (c->n == 0) continue;
-        char art[32] = "-", sbpw[32] = "-";
-        if (c->artifact_kib.n) {
-            snprintf(art, sizeof art, "%.1f", c->artifact_kib.mean);
-            snprintf(sbpw, sizeof sbpw, "%.2f", c->stored_bpw.mean);
-        }
-        if (f)
-            fprintf(f, "| %s%s%s%s | %s | %d | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.1f | %.0f | %.1f | %.3f | %.2f | %.3f | %.3g | %s | %s | %s |\n",
-                    c->method, c->axes[0] ? " (" : "", c->axes, c->axes[0] ? ")" : "", c->bits, c->rank, deploy_of(c).text,
-                    c->frozen_mb.mean, c->trainable_mb.mean, c->gradient_mb.mean, c->optimizer_mb.mean, c->train_mb.mean,
-                    c->activation_mb.mean, c->peak_rss_mb.mean, c->step_ms.mean, c->merge_s.mean, c->sampling_ms.mean, c->deployed_mb.mean,
-                    c->bits_pw, art, sbpw, c->w_bits == 0 ? "-" : (c->needs_ptq ? "yes" : "no"));
-        if (csv)
-            fprintf(csv, "%s,%s,%d,%s,%s,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.4g,%.6g,%.6g,%d\n", c->method, c->bits,
-                    c->rank, c->axes, deploy_of(c).text, c->n, c->frozen_mb.mean, c->trainable_mb.mean, c->gradient_mb.mean,
-                    c->optimizer_mb.mean, c->train_mb.mean, c->activation_mb.mean, c->peak_rss_mb.mean, c->step_ms.mean, c->merge_s.mean,
-                    c->sampling_ms.mean, c->deployed_mb.mean, c->bits_pw, c->artifact_kib.n ? c->artifact_kib.mean : NAN,
-                    c->stored_bpw.n ? c->stored_bpw.mean : NAN, c->needs_ptq);
+        if (cells[i].n == 0) continue;
+        if (f) write_efficiency_md_row(f, &cells[i]);
+        if (csv) write_efficiency_csv_row(csv, &cells[i]);
     }
 }
 
