@@ -451,6 +451,15 @@ Test(report, foreign_and_damaged_files_are_left_out_and_listed, .init = build_fo
     cr_expect_eq(strncmp(clean, md, table), 0, "the same table:\n%s\n---\n%s", clean, md);
     free(clean);
     free(md);
+    /* compare reads the folder the same way */
+    char *cmp = NULL;
+    size_t cmp_len = 0;
+    FILE *mem = open_memstream(&cmp, &cmp_len);
+    qa_error cerr = {0, ""};
+    cr_expect_eq(report_compare(dir, "qalora:w4a8", "lora:fp", mem, &cerr), 0, "%s", cerr.msg);
+    fclose(mem);
+    cr_expect(strstr(cmp, "held-out loss") != NULL, "%s", cmp);
+    free(cmp);
     /* the strict reader used by verify still refuses the folder, naming a file */
     qa_run_record *runs;
     int n;
