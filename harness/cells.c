@@ -5,20 +5,6 @@
 
 #include "harness/util.h"
 
-const char *const qa_met_names[N_MET] = {"heldout_loss", "subject_fidelity", "prompt_fidelity", "diversity",
-                                         "prior_preservation", "style_score", "fid"};
-const char *const qa_met_titles[N_MET] = {"held-out loss", "subject fidelity", "prompt fidelity", "diversity",
-                                          "prior preservation", "style", "FID"};
-const char *const qa_met_axis[N_MET] = {
-    "held-out denoising loss of the deployed model (lower is better)",
-    "subject fidelity: evaluator-feature cosine to the item images",
-    "prompt fidelity: evaluator p(asked class)",
-    "diversity: mean pairwise feature distance of samples",
-    "prior preservation: class samples still classified as their class",
-    "style score: share of samples the style probe calls striped",
-    "FID against the styled test set (evaluator features; lower is better)"};
-const int qa_met_lower_better[N_MET] = {1, 0, 0, 0, 0, 0, 1};
-
 const char *cells_variant_label(int w_bits, int needs_ptq, const char *variant, char *buf, size_t len) {
     if (w_bits == 0) snprintf(buf, len, "FP");
     else if (!strcmp(variant, "fp")) snprintf(buf, len, "FP (before PTQ)");
@@ -49,10 +35,10 @@ static qa_cell *find_cell(qa_cell *cells, int *n, const qa_run_record *r, const 
             return &cells[i];
     qa_cell *c = &cells[(*n)++];
     memset(c, 0, sizeof *c);
-    snprintf(c->method, sizeof c->method, "%s", r->method);
-    snprintf(c->variant, sizeof c->variant, "%s", variant);
-    snprintf(c->bits, sizeof c->bits, "%s", r->bits);
-    snprintf(c->axes, sizeof c->axes, "%s", r->axes);
+    c->method = r->method;
+    c->variant = variant;
+    c->bits = r->bits;
+    c->axes = r->axes;
     c->rank = r->rank;
     c->w_bits = r->w_bits;
     return c;
@@ -80,14 +66,10 @@ int cells_build(const qa_run_record *runs, int nr, qa_cell **out, int *nc_out) {
             if (c->n >= QA_CELL_MAX_SEEDS) continue;
             c->seeds[c->n] = r->seed;
             c->runs[c->n] = r;
-            c->vals[MET_LOSS][c->nm[MET_LOSS]++] = e->heldout_loss;
-            if (e->subject_fidelity != 0 || strcmp(r->task, "domain") != 0)
-                c->vals[MET_SUBJECT][c->nm[MET_SUBJECT]++] = e->subject_fidelity;
-            c->vals[MET_PROMPT][c->nm[MET_PROMPT]++] = e->prompt_fidelity;
-            c->vals[MET_DIVERSITY][c->nm[MET_DIVERSITY]++] = e->diversity;
-            c->vals[MET_STYLE][c->nm[MET_STYLE]++] = e->style_score;
-            if (e->fid >= 0) c->vals[MET_FID][c->nm[MET_FID]++] = e->fid;
-            if (e->prior_preservation >= 0) c->vals[MET_PRIOR][c->nm[MET_PRIOR]++] = e->prior_preservation;
+            for (int m = 0; m < N_MET; m++) {
+                double value;
+                if (runs_eval_metric(e, m, &value)) c->vals[m][c->nm[m]++] = value;
+            }
             c->bits_pw = e->bits_per_weight;
             c->n++;
         }

@@ -7,17 +7,11 @@
 #include "harness/runs.h"
 #include "harness/stats.h"
 
-enum { MET_LOSS, MET_SUBJECT, MET_PROMPT, MET_DIVERSITY, MET_PRIOR, MET_STYLE, MET_FID, N_MET };
-extern const char *const qa_met_names[N_MET];   /* HDF5/CSV names, e.g. "subject_fidelity" */
-extern const char *const qa_met_titles[N_MET];  /* short table headings */
-extern const char *const qa_met_axis[N_MET];    /* axis labels with what the number means */
-extern const int qa_met_lower_better[N_MET];
-
 #define QA_CELL_MAX_SEEDS 64
 #define QA_CELL_MAX_STATS 8
 
 typedef struct {
-    char method[32], variant[16], bits[16], axes[48];
+    const char *method, *variant, *bits, *axes; /* the first run's (cells point into runs) */
     int rank, w_bits, needs_ptq;
     int n, n_diverged;                          /* evaluated seeds; diverged runs */
     long seeds[QA_CELL_MAX_SEEDS];

@@ -10,7 +10,8 @@
  *   /runs/<id>/timing       training step, training and merge wall time
  *   /runs/<id>/method_stats the method's own measurements, pooled over layers
  *   /runs/<id>/samples/<v>  uint8 [n, 28, 28] samples of each variant, and the references
- * The pipeline hands plain structs of values; only this unit knows the paths. */
+ * The pipeline hands plain structs of values; which value goes to which attribute is declared
+ * once, in the run schema (schema.h), and this unit writes by iterating it. */
 #ifndef QA_RECORD_H
 #define QA_RECORD_H
 
@@ -64,6 +65,29 @@ typedef struct {
     const float *samples;          /* [n_samples, 784] in [-1, 1] */
     int n_samples;
 } qa_record_eval;
+
+/* The file's provenance ("/" attributes), gathered by qa_record_begin. */
+typedef struct {
+    double format_version;         /* QA_RUN_FORMAT_VERSION */
+    const char *harness_version, *git_commit, *recipe, *recipe_path, *created, *host_cpu;
+    double host_cores;
+    const char *onednn, *hdf5;
+    double seed;
+} qa_record_provenance;
+
+/* Why and where a run stopped (status "diverged"). */
+typedef struct {
+    const char *reason;
+    long step;
+} qa_record_failure;
+
+/* The kernels a run used: oneDNN's list and slow reference kernels (at the end), and the
+ * layers of the INT deploy that ran on the integer kernels. */
+typedef struct {
+    const char *onednn_kernels;
+    double reference_kernels;
+    int int8_layers;
+} qa_record_kernels;
 
 /* Memory and time of a finished run. */
 typedef struct {

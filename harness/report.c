@@ -1,8 +1,11 @@
 #include "harness/report.h"
 
+#include <errno.h>
 #include <math.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness/cells.h"
 #include "harness/results.h"
@@ -14,9 +17,13 @@ typedef qa_cell cell;
 /* Paired loss difference against the baseline cell (same seeds), per cell. */
 typedef struct { double dloss, dloss_ci, dloss_p; int has_delta; } delta;
 
-static const char *deploy_label(const cell *c) {
-    static char buf[48];
-    return cells_deploy_label(c, buf, sizeof buf);
+/* A cell's deploy label, returned by value (no shared buffer). */
+typedef struct { char text[48]; } deploy_text;
+
+static deploy_text deploy_of(const cell *c) {
+    deploy_text t;
+    cells_deploy_label(c, t.text, sizeof t.text);
+    return t;
 }
 
 static void fmt_cell(char *buf, size_t len, const qa_summary *s, int digits) {
@@ -25,60 +32,64 @@ static void fmt_cell(char *buf, size_t len, const qa_summary *s, int digits) {
     else snprintf(buf, len, "%.*f ± %.*f", digits, s->mean, digits, s->ci95);
 }
 
+/* The paper layout's row of cell i: FP cells ("FP") join their method's float deploy row. */
+static deploy_text paper_row_label(const cell *c) {
+    deploy_text t = deploy_of(c);
+    if (c->w_bits == 0) snprintf(t.text, sizeof t.text, "FP (before PTQ)");
+    return t;
+}
+
+static int same_paper_row(const cell *a, const cell *b) {
+    return !strcmp(a->method, b->method) && !strcmp(paper_row_label(a).text, paper_row_label(b).text) && a->rank == b->rank &&
+           !strcmp(a->axes, b->axes);
+}
+
+/* The paper layout's metrics, per bit setting, in this order. */
+static const int paper_metrics[] = {MET_SUBJECT, MET_PROMPT, MET_LOSS};
+#define N_PAPER_METRICS ((int)(sizeof paper_metrics / sizeof paper_metrics[0]))
+
+/* " **x** |" when c is the best of its bit setting on metric m (and another cell competes) */
+static void write_paper_value(FILE *f, const cell *cells, int nc, const cell *c, const char *bits, int m) {
+    if (!c || c->sum[m].n == 0) { fprintf(f, " - |"); return; }
+    int is_best = 1, others = 0;
+    for (int j = 0; j < nc; j++) {
+        if (&cells[j] == c || strcmp(cells[j].bits, bits) || cells[j].sum[m].n == 0) continue;
+        others++;
+        double x = c->sum[m].mean, y = cells[j].sum[m].mean;
+        if (qa_metrics[m].better == QA_BETTER_LOWER ? y < x : y > x) is_best = 0;
+    }
+    char tmp[64];
+    fmt_cell(tmp, sizeof tmp, &c->sum[m], qa_metrics[m].detail_digits);
+    fprintf(f, is_best && others ? " **%s** |" : " %s |", tmp);
+}
+
 /* The paper's layout: one row per (method, deploy, rank), one column group per bit setting with
- * subject fidelity, prompt fidelity and held-out loss (mean ± CI), the best per column in bold. */
+ * the paper's metrics (mean ± CI), the best per column in bold. */
 static void write_paper_layout(FILE *f, cell *cells, int nc) {
-    char bits[16][16];
+    const char *bits[16];
     int nb = 0;
     for (int i = 0; i < nc; i++) {
         int seen = 0;
         for (int b = 0; b < nb; b++) seen |= !strcmp(bits[b], cells[i].bits);
-        if (!seen && nb < 16) snprintf(bits[nb++], sizeof bits[0], "%s", cells[i].bits);
+        if (!seen && nb < 16) bits[nb++] = cells[i].bits;
     }
-    const int mets[3] = {MET_SUBJECT, MET_PROMPT, MET_LOSS};
     fprintf(f, "| method | deploy | rank |");
-    for (int b = 0; b < nb; b++) fprintf(f, " %s subject ↑ | %s prompt ↑ | %s held-out loss ↓ |", bits[b], bits[b], bits[b]);
+    for (int b = 0; b < nb; b++)
+        for (int k = 0; k < N_PAPER_METRICS; k++) fprintf(f, " %s %s %s |", bits[b], qa_metrics[paper_metrics[k]].tex, qa_metric_arrow(paper_metrics[k]));
     fprintf(f, "\n|---|---|---|");
-    for (int b = 0; b < nb; b++) fprintf(f, "---|---|---|");
+    for (int b = 0; b < nb * N_PAPER_METRICS; b++) fprintf(f, "---|");
     fprintf(f, "\n");
-    /* rows: distinct (method, deploy label, rank), where the deploy label of a W-bit cell is the
-     * row's; FP cells ("FP") join the row of the same method's float deploy */
     for (int i = 0; i < nc; i++) {
-        const char *lab = cells[i].w_bits == 0 ? "FP (before PTQ)" : deploy_label(&cells[i]);
-        char label_i[48];
-        snprintf(label_i, sizeof label_i, "%s", lab);
         int first = 1;
-        for (int j = 0; j < i; j++) {
-            const char *lj = cells[j].w_bits == 0 ? "FP (before PTQ)" : deploy_label(&cells[j]);
-            if (!strcmp(cells[j].method, cells[i].method) && !strcmp(lj, label_i) && cells[j].rank == cells[i].rank &&
-                !strcmp(cells[j].axes, cells[i].axes))
-                first = 0;
-        }
+        for (int j = 0; j < i && first; j++) first = !same_paper_row(&cells[j], &cells[i]);
         if (!first) continue;
         fprintf(f, "| %s%s%s%s | %s | %d |", cells[i].method, cells[i].axes[0] ? " (" : "", cells[i].axes, cells[i].axes[0] ? ")" : "",
-                cells[i].w_bits == 0 ? "FP" : label_i, cells[i].rank);
+                cells[i].w_bits == 0 ? "FP" : paper_row_label(&cells[i]).text, cells[i].rank);
         for (int b = 0; b < nb; b++) {
             const cell *c = NULL;
-            for (int j = 0; j < nc; j++) {
-                const char *lj = cells[j].w_bits == 0 ? "FP (before PTQ)" : deploy_label(&cells[j]);
-                if (!strcmp(cells[j].method, cells[i].method) && !strcmp(lj, label_i) && cells[j].rank == cells[i].rank &&
-                    !strcmp(cells[j].axes, cells[i].axes) && !strcmp(cells[j].bits, bits[b]))
-                    c = &cells[j];
-            }
-            for (int k = 0; k < 3; k++) {
-                if (!c || c->sum[mets[k]].n == 0) { fprintf(f, " - |"); continue; }
-                /* best in this column: among cells of this bit setting */
-                int is_best = 1, others = 0;
-                for (int j = 0; j < nc; j++) {
-                    if (&cells[j] == c || strcmp(cells[j].bits, bits[b]) || cells[j].sum[mets[k]].n == 0) continue;
-                    others++;
-                    double x = c->sum[mets[k]].mean, y = cells[j].sum[mets[k]].mean;
-                    if (qa_met_lower_better[mets[k]] ? y < x : y > x) is_best = 0;
-                }
-                char tmp[64];
-                fmt_cell(tmp, sizeof tmp, &c->sum[mets[k]], mets[k] == MET_LOSS ? 5 : 4);
-                fprintf(f, is_best && others ? " **%s** |" : " %s |", tmp);
-            }
+            for (int j = 0; j < nc; j++)
+                if (same_paper_row(&cells[j], &cells[i]) && !strcmp(cells[j].bits, bits[b])) c = &cells[j];
+            for (int k = 0; k < N_PAPER_METRICS; k++) write_paper_value(f, cells, nc, c, bits[b], paper_metrics[k]);
         }
         fprintf(f, "\n");
     }
@@ -103,40 +114,96 @@ static void write_method_stats(FILE *f, const cell *cells, int nc) {
     }
 }
 
+/* ---- efficiency: memory by category, timings, storage ---- */
+
+typedef enum { EFF_SUMMARY, EFF_BITS_PER_WEIGHT, EFF_NEEDS_PTQ } efficiency_kind;
+
+/* A column: a cell summary (at `summary`, MiB or ms or s as the cell keeps it) headed by the
+ * label of the run field it summarizes, or by its own heading where it is derived. */
+typedef struct {
+    efficiency_kind kind;
+    qa_run_object object;     /* with field: the run field whose label heads the column */
+    const char *field;
+    const char *heading;      /* a derived column's heading */
+    const char *csv;
+    size_t summary;           /* EFF_SUMMARY: offsetof(qa_cell, <qa_summary>) */
+    int digits;               /* markdown decimals */
+} efficiency_column;
+
+#define CELL_SUMMARY(member) .kind = EFF_SUMMARY, .summary = offsetof(qa_cell, member)
+static const efficiency_column efficiency_columns[] = {
+    {CELL_SUMMARY(frozen_mb), .object = QA_OBJ_MEMORY, .field = "frozen_bytes", .csv = "frozen_mib", .digits = 3},
+    {CELL_SUMMARY(trainable_mb), .object = QA_OBJ_MEMORY, .field = "trainable_bytes", .csv = "trainable_mib", .digits = 3},
+    {CELL_SUMMARY(gradient_mb), .object = QA_OBJ_MEMORY, .field = "gradient_bytes", .csv = "gradient_mib", .digits = 3},
+    {CELL_SUMMARY(optimizer_mb), .object = QA_OBJ_MEMORY, .field = "optimizer_bytes", .csv = "optimizer_mib", .digits = 3},
+    {CELL_SUMMARY(train_mb), .heading = "training total", .csv = "training_mib", .digits = 3},
+    {CELL_SUMMARY(activation_mb), .object = QA_OBJ_MEMORY, .field = "activation_bytes", .csv = "activation_mib", .digits = 1},
+    {CELL_SUMMARY(peak_rss_mb), .object = QA_OBJ_MEMORY, .field = "peak_rss_bytes", .csv = "peak_rss_mib", .digits = 0},
+    {CELL_SUMMARY(step_ms), .object = QA_OBJ_TIMING, .field = "train_step_median_ms", .csv = "train_step_ms", .digits = 1},
+    {CELL_SUMMARY(merge_s), .object = QA_OBJ_TIMING, .field = "merge_seconds", .csv = "merge_s", .digits = 3},
+    {CELL_SUMMARY(sampling_ms), .object = QA_OBJ_EVAL, .field = "sampling_ms_per_image", .csv = "sampling_ms_per_image", .digits = 2},
+    {CELL_SUMMARY(deployed_mb), .heading = "deployed MiB", .csv = "deployed_mib", .digits = 3},
+    {.kind = EFF_BITS_PER_WEIGHT, .object = QA_OBJ_EVAL, .field = "bits_per_weight", .csv = "bits_per_weight"},
+    {CELL_SUMMARY(artifact_kib), .heading = "artifact KiB on disk", .csv = "artifact_kib", .digits = 1},
+    {CELL_SUMMARY(stored_bpw), .heading = "stored bits/weight", .csv = "stored_bits_per_weight", .digits = 2},
+    {.kind = EFF_NEEDS_PTQ, .heading = "PTQ needed", .csv = "needs_ptq"},
+};
+#define N_EFFICIENCY_COLUMNS ((int)(sizeof efficiency_columns / sizeof efficiency_columns[0]))
+
+static const char *efficiency_heading(const efficiency_column *col) {
+    return col->field ? qa_run_field_label(qa_run_field_find(col->object, col->field)) : col->heading;
+}
+
+static const qa_summary *efficiency_summary(const cell *c, const efficiency_column *col) {
+    return (const qa_summary *)((const char *)c + col->summary);
+}
+
+static void write_efficiency_md_row(FILE *f, const cell *c) {
+    fprintf(f, "| %s%s%s%s | %s | %d | %s |", c->method, c->axes[0] ? " (" : "", c->axes, c->axes[0] ? ")" : "", c->bits, c->rank,
+            deploy_of(c).text);
+    for (int k = 0; k < N_EFFICIENCY_COLUMNS; k++) {
+        const efficiency_column *col = &efficiency_columns[k];
+        const qa_summary *sum = col->kind == EFF_SUMMARY ? efficiency_summary(c, col) : NULL;
+        if (col->kind == EFF_BITS_PER_WEIGHT) fprintf(f, " %.3g |", c->bits_pw);
+        else if (col->kind == EFF_NEEDS_PTQ) fprintf(f, " %s |", c->w_bits == 0 ? "-" : (c->needs_ptq ? "yes" : "no"));
+        else if (sum->n == 0) fprintf(f, " - |"); /* e.g. no artifact written */
+        else fprintf(f, " %.*f |", col->digits, sum->mean);
+    }
+    fputc('\n', f);
+}
+
+static void write_efficiency_csv_row(FILE *f, const cell *c) {
+    fprintf(f, "%s,%s,%d,%s,%s,%d", c->method, c->bits, c->rank, c->axes, deploy_of(c).text, c->n);
+    for (int k = 0; k < N_EFFICIENCY_COLUMNS; k++) {
+        const efficiency_column *col = &efficiency_columns[k];
+        if (col->kind == EFF_BITS_PER_WEIGHT) fprintf(f, ",%.4g", c->bits_pw);
+        else if (col->kind == EFF_NEEDS_PTQ) fprintf(f, ",%d", c->needs_ptq);
+        else fprintf(f, ",%.6g", efficiency_summary(c, col)->n ? efficiency_summary(c, col)->mean : NAN);
+    }
+    fputc('\n', f);
+}
+
 /* Training memory of the adapted layers by category, timings and storage, per cell (means over
  * seeds): the efficiency columns of the paper, measured the same way for every method. */
 static void write_efficiency(FILE *f, const cell *cells, int nc, FILE *csv) {
-    if (f)
+    if (f) {
         fprintf(f, "\nEfficiency (MiB as allocated: frozen ... training total = the adapted layers; model activations = the "
                    "whole model's activations and their gradients at its largest batch; process peak RSS; per-run medians of "
-                   "the training step; means over seeds):\n\n"
-                   "| method | bits | rank | deploy | frozen | trainable | gradients | optimizer | training total | model activations | "
-                   "process peak RSS | train step ms | merge s | sampling ms/img | deployed MiB | bits/weight | artifact KiB on disk | "
-                   "stored bits/weight | PTQ needed |\n"
-                   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-    if (csv)
-        fprintf(csv, "method,bits,rank,setting,deploy,n,frozen_mib,trainable_mib,gradient_mib,optimizer_mib,training_mib,activation_mib,peak_rss_mib,"
-                     "train_step_ms,merge_s,sampling_ms_per_image,deployed_mib,bits_per_weight,artifact_kib,stored_bits_per_weight,needs_ptq\n");
+                   "the training step; means over seeds):\n\n| method | bits | rank | deploy |");
+        for (int k = 0; k < N_EFFICIENCY_COLUMNS; k++) fprintf(f, " %s |", efficiency_heading(&efficiency_columns[k]));
+        fprintf(f, "\n|---|---|---|---|");
+        for (int k = 0; k < N_EFFICIENCY_COLUMNS; k++) fprintf(f, "---|");
+        fputc('\n', f);
+    }
+    if (csv) {
+        fprintf(csv, "method,bits,rank,setting,deploy,n");
+        for (int k = 0; k < N_EFFICIENCY_COLUMNS; k++) fprintf(csv, ",%s", efficiency_columns[k].csv);
+        fputc('\n', csv);
+    }
     for (int i = 0; i < nc; i++) {
-        const cell *c = &cells[i];
-        if (c->n == 0) continue;
-        char art[32] = "-", sbpw[32] = "-";
-        if (c->artifact_kib.n) {
-            snprintf(art, sizeof art, "%.1f", c->artifact_kib.mean);
-            snprintf(sbpw, sizeof sbpw, "%.2f", c->stored_bpw.mean);
-        }
-        if (f)
-            fprintf(f, "| %s%s%s%s | %s | %d | %s | %.3f | %.3f | %.3f | %.3f | %.3f | %.1f | %.0f | %.1f | %.3f | %.2f | %.3f | %.3g | %s | %s | %s |\n",
-                    c->method, c->axes[0] ? " (" : "", c->axes, c->axes[0] ? ")" : "", c->bits, c->rank, deploy_label(c),
-                    c->frozen_mb.mean, c->trainable_mb.mean, c->gradient_mb.mean, c->optimizer_mb.mean, c->train_mb.mean,
-                    c->activation_mb.mean, c->peak_rss_mb.mean, c->step_ms.mean, c->merge_s.mean, c->sampling_ms.mean, c->deployed_mb.mean,
-                    c->bits_pw, art, sbpw, c->w_bits == 0 ? "-" : (c->needs_ptq ? "yes" : "no"));
-        if (csv)
-            fprintf(csv, "%s,%s,%d,%s,%s,%d,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.6g,%.4g,%.6g,%.6g,%d\n", c->method, c->bits,
-                    c->rank, c->axes, deploy_label(c), c->n, c->frozen_mb.mean, c->trainable_mb.mean, c->gradient_mb.mean,
-                    c->optimizer_mb.mean, c->train_mb.mean, c->activation_mb.mean, c->peak_rss_mb.mean, c->step_ms.mean, c->merge_s.mean,
-                    c->sampling_ms.mean, c->deployed_mb.mean, c->bits_pw, c->artifact_kib.n ? c->artifact_kib.mean : NAN,
-                    c->stored_bpw.n ? c->stored_bpw.mean : NAN, c->needs_ptq);
+        if (cells[i].n == 0) continue;
+        if (f) write_efficiency_md_row(f, &cells[i]);
+        if (csv) write_efficiency_csv_row(csv, &cells[i]);
     }
 }
 
@@ -169,193 +236,368 @@ const qa_cell *report_baseline_cell(const qa_cell *cells, int nc, const char *sp
     return &cells[0];
 }
 
-int report_write(const char *dir, FILE *out, qa_error *err) { return report_write_baseline(dir, NULL, out, err); }
+/* ---- the tables: columns declared once, for markdown, LaTeX and CSV ---- */
 
-int report_write_baseline(const char *dir, const char *baseline, FILE *out, qa_error *err) {
+typedef enum { COL_METRIC, COL_DELTA, COL_BITS_PER_WEIGHT, COL_SETTING } column_kind;
+enum { IN_MD = 1, IN_TEX = 2, IN_CSV = 4 };
+
+typedef struct {
+    column_kind kind;
+    int metric;           /* COL_METRIC: MET_* */
+    int outputs;          /* IN_MD | IN_TEX | IN_CSV */
+    int style_tasks_only; /* markdown shows it only when a run is not a subject task */
+} column;
+
+/* After method, deploy, bits, rank, (markdown: setting,) n: */
+static const column table_columns[] = {
+    {.kind = COL_METRIC, .metric = MET_LOSS, .outputs = IN_MD | IN_TEX | IN_CSV},
+    {.kind = COL_DELTA, .outputs = IN_MD | IN_TEX | IN_CSV},
+    {.kind = COL_METRIC, .metric = MET_SUBJECT, .outputs = IN_MD | IN_TEX | IN_CSV},
+    {.kind = COL_METRIC, .metric = MET_PROMPT, .outputs = IN_MD | IN_TEX | IN_CSV},
+    {.kind = COL_BITS_PER_WEIGHT, .outputs = IN_MD | IN_CSV},
+    {.kind = COL_METRIC, .metric = MET_DIVERSITY, .outputs = IN_MD | IN_TEX | IN_CSV},
+    {.kind = COL_METRIC, .metric = MET_PRIOR, .outputs = IN_MD | IN_TEX | IN_CSV},
+    {.kind = COL_SETTING, .outputs = IN_CSV},
+    {.kind = COL_METRIC, .metric = MET_STYLE, .outputs = IN_MD | IN_CSV, .style_tasks_only = 1},
+    {.kind = COL_METRIC, .metric = MET_FID, .outputs = IN_MD | IN_CSV, .style_tasks_only = 1},
+};
+#define N_TABLE_COLUMNS ((int)(sizeof table_columns / sizeof table_columns[0]))
+
+/* What the tables show, loaded once: the runs, their cells, the baseline, the best per metric. */
+typedef struct {
+    const char *dir;
     qa_run_record *runs;
     int nr;
-    int rc = runs_load(dir, &runs, &nr, err);
-    if (rc) return rc;
-    if (nr == 0) { runs_free(runs, 0); return qa_fail(err, QA_ERR_INPUT, "%s: no finished runs (*.h5) to report", dir); }
+    qa_run_skipped *skipped;
+    int n_skipped;
     cell *cells;
-    int nc;
-    cells_build(runs, nr, &cells, &nc);
-    int style_tasks = 0, with_axes = 0;
-    for (int i = 0; i < nr; i++) style_tasks |= strcmp(runs[i].task, "subject") != 0;
-    for (int i = 0; i < nc; i++) with_axes |= cells[i].axes[0] != 0;
-    delta *dl = qa_alloc(sizeof(delta) * (size_t)(nc + 1));
-    memset(dl, 0, sizeof(delta) * (size_t)(nc + 1));
-    const cell *base_cell = report_baseline_cell(cells, nc, baseline, dir, err);
-    if (!base_cell) { qa_free(cells); qa_free(dl); runs_free(runs, nr); return QA_ERR_INPUT; }
-    int base = (int)(base_cell - cells);
+    int nc, base;
+    delta *deltas;
+    int best[N_MET];          /* the best cell per metric; -1: none (a tie, or one cell) */
+    int style_tasks, with_axes;
+} report_data;
+
+static int shown_in(const column *col, int output, const report_data *d) {
+    return (col->outputs & output) && !(output == IN_MD && col->style_tasks_only && !d->style_tasks);
+}
+
+/* best per column; none where every cell ties (or only one cell has a value) */
+static int best_cell(const cell *cells, int nc, int m) {
+    int best = -1, tie = 1, have = 0;
+    double first = 0;
     for (int i = 0; i < nc; i++) {
-        cell *c = &cells[i], *b = &cells[base];
-        if (i == base || c->n == 0 || b->n == 0) continue;
-        delta *dc = &dl[i];
+        if (cells[i].sum[m].n == 0) continue;
+        if (!have) first = cells[i].sum[m].mean;
+        else if (cells[i].sum[m].mean != first) tie = 0;
+        have++;
+        if (best < 0) { best = i; continue; }
+        double x = cells[i].sum[m].mean, y = cells[best].sum[m].mean;
+        if (qa_metrics[m].better == QA_BETTER_LOWER ? x < y : x > y) best = i;
+    }
+    return tie || have < 2 ? -1 : best;
+}
+
+static void report_data_free(report_data *d) {
+    qa_free(d->cells);
+    qa_free(d->deltas);
+    runs_free(d->runs, d->nr);
+    runs_skipped_free(d->skipped, d->n_skipped);
+}
+
+/* The baseline: the named cell, or by default as report_baseline_cell says. */
+static int choose_baseline(report_data *d, const char *baseline, qa_error *err) {
+    const cell *b = report_baseline_cell(d->cells, d->nc, baseline, d->dir, err);
+    if (!b) return QA_ERR_INPUT;
+    d->base = (int)(b - d->cells);
+    return QA_OK;
+}
+
+static int report_load(const char *dir, const char *baseline, report_data *d, qa_error *err) {
+    memset(d, 0, sizeof *d);
+    d->dir = dir;
+    int rc = runs_scan(dir, &d->runs, &d->nr, &d->skipped, &d->n_skipped, err);
+    if (rc) return rc;
+    if (d->nr == 0) {
+        report_data_free(d);
+        return qa_fail(err, QA_ERR_INPUT, "%s: no finished runs (*.h5) to report", dir);
+    }
+    cells_build(d->runs, d->nr, &d->cells, &d->nc);
+    for (int i = 0; i < d->nr; i++) d->style_tasks |= strcmp(d->runs[i].task, "subject") != 0;
+    for (int i = 0; i < d->nc; i++) d->with_axes |= d->cells[i].axes[0] != 0;
+    d->deltas = qa_alloc(sizeof(delta) * (size_t)(d->nc + 1));
+    rc = choose_baseline(d, baseline, err);
+    if (rc) { report_data_free(d); return rc; }
+    const cell *b = &d->cells[d->base];
+    for (int i = 0; i < d->nc; i++) {
+        const cell *c = &d->cells[i];
+        if (i == d->base || c->n == 0 || b->n == 0) continue;
+        delta *dc = &d->deltas[i];
         dc->has_delta = 1;
         report_cell_difference(c, b, MET_LOSS, &dc->dloss, &dc->dloss_ci, &dc->dloss_p);
     }
-    /* best per column; none where every cell ties (or only one cell has a value) */
-    int best[N_MET];
-    for (int m = 0; m < N_MET; m++) {
-        best[m] = -1;
-        int tie = 1, have = 0;
-        double first = 0;
-        for (int i = 0; i < nc; i++) {
-            if (cells[i].sum[m].n == 0) continue;
-            if (!have) first = cells[i].sum[m].mean;
-            else if (cells[i].sum[m].mean != first) tie = 0;
-            have++;
-            if (best[m] < 0) { best[m] = i; continue; }
-            double x = cells[i].sum[m].mean, y = cells[best[m]].sum[m].mean;
-            if (qa_met_lower_better[m] ? x < y : x > y) best[m] = i;
-        }
-        if (tie || have < 2) best[m] = -1;
-    }
+    for (int m = 0; m < N_MET; m++) d->best[m] = best_cell(d->cells, d->nc, m);
+    return QA_OK;
+}
 
-    char path[4096];
-    snprintf(path, sizeof path, "%s/report.md", dir);
-    FILE *md = fopen(path, "w");
-    snprintf(path, sizeof path, "%s/report.tex", dir);
-    FILE *tex = fopen(path, "w");
-    snprintf(path, sizeof path, "%s/report.csv", dir);
-    FILE *csv = fopen(path, "w");
-    if (!md || !tex || !csv) {
-        if (md) fclose(md);
-        if (tex) fclose(tex);
-        if (csv) fclose(csv);
-        qa_free(cells); qa_free(dl); runs_free(runs, nr);
-        return qa_fail(err, QA_ERR_RUN, "%s: cannot write report files", dir);
+/* "| method | deploy | bits | rank | [setting |] n | <columns> |" and its separator row */
+static void write_md_header(FILE *f, const report_data *d) {
+    const cell *b = &d->cells[d->base];
+    fprintf(f, "| method | deploy | bits | rank |%s n |", d->with_axes ? " setting |" : "");
+    int n_cols = 5 + d->with_axes;
+    for (int k = 0; k < N_TABLE_COLUMNS; k++) {
+        const column *col = &table_columns[k];
+        if (!shown_in(col, IN_MD, d)) continue;
+        n_cols++;
+        if (col->kind == COL_METRIC) fprintf(f, " %s %s |", qa_metrics[col->metric].title, qa_metric_arrow(col->metric));
+        else if (col->kind == COL_BITS_PER_WEIGHT) fprintf(f, " %s |", qa_run_field_label(qa_run_field_find(QA_OBJ_EVAL, "bits_per_weight")));
+        else if (col->kind == COL_DELTA)
+            fprintf(f, " Δ loss vs %s %s%s%s%s%s (p) |", b->method, b->bits, b->w_bits ? " " : "", b->w_bits ? deploy_of(b).text : "",
+                    b->axes[0] ? " " : "", b->axes);
     }
-    FILE *outs[2] = {md, out};
-    char base_name[96];
-    if (cells[base].w_bits) snprintf(base_name, sizeof base_name, "%s %s", cells[base].bits, deploy_label(&cells[base]));
-    else snprintf(base_name, sizeof base_name, "%s", cells[base].bits);
-    if (cells[base].axes[0]) {
-        size_t l = strlen(base_name);
-        snprintf(base_name + l, sizeof base_name - l, " %s", cells[base].axes);
+    fprintf(f, "\n|");
+    for (int k = 0; k < n_cols; k++) fprintf(f, "---|");
+    fprintf(f, "\n");
+}
+
+static void write_tex_header(FILE *f, const report_data *d) {
+    int n_cols = 0;
+    for (int k = 0; k < N_TABLE_COLUMNS; k++) n_cols += shown_in(&table_columns[k], IN_TEX, d);
+    fprintf(f, "%% generated by qadapt report from %s\n\\begin{tabular}{lllrr", d->dir);
+    for (int k = 0; k < n_cols; k++) fputc('l', f);
+    fprintf(f, "}\n\\toprule\nmethod & deploy & bits & rank & $n$");
+    for (int k = 0; k < N_TABLE_COLUMNS; k++) {
+        const column *col = &table_columns[k];
+        if (!shown_in(col, IN_TEX, d)) continue;
+        if (col->kind == COL_METRIC)
+            fprintf(f, " & %s $\\%s$", qa_metrics[col->metric].tex, qa_metrics[col->metric].better == QA_BETTER_LOWER ? "downarrow" : "uparrow");
+        else if (col->kind == COL_DELTA) fprintf(f, " & $\\Delta$ loss");
     }
-    char hdr[640];
-    snprintf(hdr, sizeof hdr,
-             "| method | deploy | bits | rank | n | %s ↓ | Δ loss vs %s %s (p) | %s ↑ | %s ↑ | bits/weight | %s ↑ | %s ↑ |\n"
-             "|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-             qa_met_titles[0], cells[base].method, base_name, qa_met_titles[1], qa_met_titles[2], qa_met_titles[3], qa_met_titles[4]);
-    if (style_tasks) { /* two more columns: style score and FID */
-        char *nl = strstr(hdr, "|\n");
-        snprintf(nl, sizeof hdr - (size_t)(nl - hdr), "| %s ↑ | %s ↓ |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
-                 qa_met_titles[MET_STYLE], qa_met_titles[MET_FID]);
+    fprintf(f, " \\\\\n\\midrule\n");
+}
+
+static void write_csv_header(FILE *f, const report_data *d) {
+    fprintf(f, "method,deploy,bits,rank,n,n_diverged");
+    for (int k = 0; k < N_TABLE_COLUMNS; k++) {
+        const column *col = &table_columns[k];
+        if (!shown_in(col, IN_CSV, d)) continue;
+        if (col->kind == COL_METRIC) fprintf(f, ",%s_mean,%s_ci95", qa_metrics[col->metric].csv, qa_metrics[col->metric].csv);
+        else if (col->kind == COL_DELTA) fprintf(f, ",delta_loss,delta_loss_ci95,delta_loss_p");
+        else if (col->kind == COL_BITS_PER_WEIGHT) fprintf(f, ",bits_per_weight");
+        else fprintf(f, ",setting");
     }
-    if (with_axes) { /* one more column: the ablation's setting (the grid axes in the run names) */
-        char h2[640], *r = strstr(hdr, "| rank | n |"), *sep = strstr(hdr, "|\n|---");
-        /* header up to rank, the new column, the rest of the header row with its newline, then
-         * one more column in the separator row */
-        snprintf(h2, sizeof h2, "%.*s| rank | setting | n |%.*s|---%s", (int)(r - hdr), hdr, (int)(sep + 2 - (r + 12)), r + 12, sep + 2);
-        memcpy(hdr, h2, sizeof hdr);
+    fprintf(f, "\n");
+}
+
+/* The text of a metric in the markdown table (bold when best) and in LaTeX. */
+static void md_value(const report_data *d, int i, int m, char *buf, size_t len) {
+    char tmp[64];
+    fmt_cell(tmp, sizeof tmp, &d->cells[i].sum[m], qa_metrics[m].table_digits);
+    snprintf(buf, len, i == d->best[m] ? "**%s**" : "%s", tmp);
+}
+
+static void tex_value(const report_data *d, int i, int m, char *buf, size_t len) {
+    char tmp[64], plain[160];
+    fmt_cell(tmp, sizeof tmp, &d->cells[i].sum[m], qa_metrics[m].table_digits);
+    char *pm = strstr(tmp, "±");
+    if (pm) { *pm = 0; snprintf(plain, sizeof plain, "%.60s$\\pm$%.60s", tmp, pm + strlen("±")); }
+    else snprintf(plain, sizeof plain, "%s", tmp);
+    snprintf(buf, len, i == d->best[m] ? "\\textbf{%s}" : "%s", plain);
+}
+
+static void md_delta(const report_data *d, int i, char *buf, size_t len) {
+    const delta *dc = &d->deltas[i];
+    if (i == d->base) snprintf(buf, len, "(baseline)");
+    else if (!dc->has_delta) snprintf(buf, len, "-");
+    else if (isnan(dc->dloss_p)) snprintf(buf, len, "%+.5f", dc->dloss); /* one seed: no test */
+    else if (isnan(dc->dloss_ci)) snprintf(buf, len, "%+.5f (p=%.3g)", dc->dloss, dc->dloss_p);
+    else snprintf(buf, len, "%+.5f ± %.5f (p=%.3g)", dc->dloss, dc->dloss_ci, dc->dloss_p);
+}
+
+static void write_md_row(FILE *f, const report_data *d, int i) {
+    const cell *c = &d->cells[i];
+    fprintf(f, "| %s | %s | %s | %d |", c->method, deploy_of(c).text, c->bits, c->rank);
+    if (d->with_axes) fprintf(f, " %s |", c->axes[0] ? c->axes : "-");
+    fprintf(f, c->n_diverged ? " %d (+%d diverged) |" : " %d |", c->n, c->n_diverged);
+    for (int k = 0; k < N_TABLE_COLUMNS; k++) {
+        const column *col = &table_columns[k];
+        if (!shown_in(col, IN_MD, d)) continue;
+        char v[128];
+        if (col->kind == COL_METRIC) md_value(d, i, col->metric, v, sizeof v);
+        else if (col->kind == COL_DELTA) md_delta(d, i, v, sizeof v);
+        else snprintf(v, sizeof v, "%.3g", c->bits_pw);
+        fprintf(f, " %s |", v);
     }
-    for (int o = 0; o < 2; o++) if (outs[o]) fputs(hdr, outs[o]);
-    fprintf(tex, "%% generated by qadapt report from %s\n\\begin{tabular}{lllrrllllll}\n\\toprule\n"
-                 "method & deploy & bits & rank & $n$ & held-out loss $\\downarrow$ & $\\Delta$ loss & subject $\\uparrow$ & prompt $\\uparrow$ "
-                 "& diversity $\\uparrow$ & prior $\\uparrow$ \\\\\n\\midrule\n", dir);
-    fprintf(csv, "method,deploy,bits,rank,n,n_diverged,heldout_loss_mean,heldout_loss_ci95,delta_loss,delta_loss_ci95,delta_loss_p,"
-                 "subject_fidelity_mean,subject_fidelity_ci95,prompt_fidelity_mean,prompt_fidelity_ci95,bits_per_weight,"
-                 "diversity_mean,diversity_ci95,prior_preservation_mean,prior_preservation_ci95,setting,style_mean,style_ci95,"
-                 "fid_mean,fid_ci95\n");
-    qa_h5 *sf = NULL;
-    snprintf(path, sizeof path, "%s/summary.h5", dir);
-    rc = h5_create(path, &sf, err);
-    for (int i = 0; i < nc && !rc; i++) {
-        cell *c = &cells[i];
-        char v[N_MET][80], d[96] = "-", ntxt[32];
-        int digits[N_MET] = {5, 4, 4, 4, 3, 3, 2};
-        for (int m = 0; m < N_MET; m++) {
-            char tmp[64];
-            fmt_cell(tmp, sizeof tmp, &c->sum[m], digits[m]);
-            snprintf(v[m], sizeof v[m], i == best[m] ? "**%s**" : "%s", tmp);
-        }
-        if (i == base) snprintf(d, sizeof d, "(baseline)");
-        else if (dl[i].has_delta) {
-            const delta *dc = &dl[i];
-            if (isnan(dc->dloss_p)) snprintf(d, sizeof d, "%+.5f", dc->dloss); /* one seed: no test */
-            else if (isnan(dc->dloss_ci)) snprintf(d, sizeof d, "%+.5f (p=%.3g)", dc->dloss, dc->dloss_p);
-            else snprintf(d, sizeof d, "%+.5f ± %.5f (p=%.3g)", dc->dloss, dc->dloss_ci, dc->dloss_p);
-        }
-        snprintf(ntxt, sizeof ntxt, c->n_diverged ? "%d (+%d diverged)" : "%d", c->n, c->n_diverged);
-        for (int o = 0; o < 2; o++)
-            if (outs[o]) {
-                fprintf(outs[o], "| %s | %s | %s | %d |", c->method, deploy_label(c), c->bits, c->rank);
-                if (with_axes) fprintf(outs[o], " %s |", c->axes[0] ? c->axes : "-");
-                fprintf(outs[o], " %s | %s | %s | %s | %s | %.3g | %s | %s |", ntxt, v[0], d, v[1], v[2], c->bits_pw, v[3], v[4]);
-                if (style_tasks) fprintf(outs[o], " %s | %s |", v[MET_STYLE], v[MET_FID]);
-                fputc('\n', outs[o]);
-            }
-        char tl[N_MET][128];
-        for (int m = 0; m < N_MET; m++) {
-            char tmp[64];
-            fmt_cell(tmp, sizeof tmp, &c->sum[m], digits[m]);
-            char *pm = strstr(tmp, "±");
-            if (pm) { *pm = 0; snprintf(tl[m], sizeof tl[m], "%.60s$\\pm$%.60s", tmp, pm + strlen("±")); }
-            else snprintf(tl[m], sizeof tl[m], "%s", tmp);
-            if (i == best[m]) { char t2[160]; snprintf(t2, sizeof t2, "\\textbf{%.127s}", tl[m]); memcpy(tl[m], t2, sizeof tl[m] - 1); tl[m][sizeof tl[m] - 1] = 0; }
-        }
-        char dtex[64] = "--";
-        if (i != base && dl[i].has_delta) snprintf(dtex, sizeof dtex, "%+.5f", dl[i].dloss);
-        fprintf(tex, "%s%s%s%s & %s & %s & %d & %d & %s & %s & %s & %s & %s & %s \\\\\n", c->method, c->axes[0] ? " (" : "", c->axes,
-                c->axes[0] ? ")" : "", deploy_label(c), c->bits, c->rank,
-                c->n, tl[0], dtex, tl[1], tl[2], tl[3], tl[4]);
-        fprintf(csv, "%s,%s,%s,%d,%d,%d,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.4g,%.8g,%.8g,%.8g,%.8g", c->method,
-                deploy_label(c), c->bits, c->rank, c->n, c->n_diverged, c->sum[0].mean, c->sum[0].ci95,
-                dl[i].has_delta ? dl[i].dloss : 0.0, dl[i].has_delta ? dl[i].dloss_ci : 0.0, dl[i].has_delta ? dl[i].dloss_p : NAN,
-                c->sum[1].mean, c->sum[1].ci95, c->sum[2].mean, c->sum[2].ci95, c->bits_pw, c->sum[3].mean, c->sum[3].ci95,
-                c->sum[4].mean, c->sum[4].ci95);
-        fprintf(csv, ",%s,%.8g,%.8g,%.8g,%.8g\n", c->axes, c->sum[MET_STYLE].mean, c->sum[MET_STYLE].ci95,
-                c->sum[MET_FID].n ? c->sum[MET_FID].mean : NAN, c->sum[MET_FID].ci95);
-        char g[320];
-        snprintf(g, sizeof g, "/summary/%s-%s-%s-r%d%s%s", c->method, c->variant, c->bits, c->rank, c->axes[0] ? "-" : "", c->axes);
-        rc = h5_attr_set_f64(sf, g, "n", c->n, err);
-        if (!rc) rc = h5_attr_set_f64(sf, g, "n_diverged", c->n_diverged, err);
-        for (int m = 0; m < N_MET && !rc; m++) {
-            char nm[64];
-            snprintf(nm, sizeof nm, "%s_mean", qa_met_names[m]);
-            rc = h5_attr_set_f64(sf, g, nm, c->sum[m].mean, err);
-            snprintf(nm, sizeof nm, "%s_ci95", qa_met_names[m]);
-            if (!rc) rc = h5_attr_set_f64(sf, g, nm, c->sum[m].ci95, err);
-        }
+    fputc('\n', f);
+}
+
+static void write_tex_row(FILE *f, const report_data *d, int i) {
+    const cell *c = &d->cells[i];
+    fprintf(f, "%s%s%s%s & %s & %s & %d & %d", c->method, c->axes[0] ? " (" : "", c->axes, c->axes[0] ? ")" : "", deploy_of(c).text,
+            c->bits, c->rank, c->n);
+    for (int k = 0; k < N_TABLE_COLUMNS; k++) {
+        const column *col = &table_columns[k];
+        if (!shown_in(col, IN_TEX, d)) continue;
+        char v[200] = "--";
+        if (col->kind == COL_METRIC) tex_value(d, i, col->metric, v, sizeof v);
+        else if (col->kind == COL_DELTA && i != d->base && d->deltas[i].has_delta) snprintf(v, sizeof v, "%+.5f", d->deltas[i].dloss);
+        fprintf(f, " & %s", v);
     }
-    fprintf(tex, "\\bottomrule\n\\end{tabular}\n");
-    /* diverged or failed runs, by name */
+    fprintf(f, " \\\\\n");
+}
+
+static void write_csv_row(FILE *f, const report_data *d, int i) {
+    const cell *c = &d->cells[i];
+    const delta *dc = &d->deltas[i];
+    fprintf(f, "%s,%s,%s,%d,%d,%d", c->method, deploy_of(c).text, c->bits, c->rank, c->n, c->n_diverged);
+    for (int k = 0; k < N_TABLE_COLUMNS; k++) {
+        const column *col = &table_columns[k];
+        if (!shown_in(col, IN_CSV, d)) continue;
+        if (col->kind == COL_METRIC) fprintf(f, ",%.8g,%.8g", c->sum[col->metric].mean, c->sum[col->metric].ci95);
+        else if (col->kind == COL_DELTA)
+            fprintf(f, ",%.8g,%.8g,%.8g", dc->has_delta ? dc->dloss : 0.0, dc->has_delta ? dc->dloss_ci : 0.0, dc->has_delta ? dc->dloss_p : NAN);
+        else if (col->kind == COL_BITS_PER_WEIGHT) fprintf(f, ",%.4g", c->bits_pw);
+        else fprintf(f, ",%s", c->axes);
+    }
+    fprintf(f, "\n");
+}
+
+/* /summary/<method>-<variant>-<bits>-r<rank>[-<axes>]: n, n_diverged, <metric>_mean/_ci95 */
+static int write_summary_cell(qa_h5 *sf, const cell *c, qa_error *err) {
+    size_t len = strlen(c->method) + strlen(c->variant) + strlen(c->bits) + strlen(c->axes) + 64;
+    char *g = qa_alloc(len);
+    snprintf(g, len, "/summary/%s-%s-%s-r%d%s%s", c->method, c->variant, c->bits, c->rank, c->axes[0] ? "-" : "", c->axes);
+    int rc = h5_attr_set_f64(sf, g, "n", c->n, err);
+    if (!rc) rc = h5_attr_set_f64(sf, g, "n_diverged", c->n_diverged, err);
+    for (int m = 0; m < N_MET && !rc; m++) {
+        char nm[96];
+        snprintf(nm, sizeof nm, "%s_mean", qa_metrics[m].name);
+        rc = h5_attr_set_f64(sf, g, nm, c->sum[m].mean, err);
+        snprintf(nm, sizeof nm, "%s_ci95", qa_metrics[m].name);
+        if (!rc) rc = h5_attr_set_f64(sf, g, nm, c->sum[m].ci95, err);
+    }
+    qa_free(g);
+    return rc;
+}
+
+/* ---- files written to a temporary name and renamed when complete ---- */
+
+typedef struct {
+    char *path, *tmp;
+    FILE *f;
+} staged;
+
+static char *path_in(const char *dir, const char *name, const char *suffix) {
+    size_t len = strlen(dir) + strlen(name) + strlen(suffix) + 2;
+    char *p = qa_alloc(len);
+    snprintf(p, len, "%s/%s%s", dir, name, suffix);
+    return p;
+}
+
+/* <dir>/<name> as <dir>/<name>.tmp; with text, opened for writing */
+static int staged_open(staged *s, const char *dir, const char *name, int text, qa_error *err) {
+    s->path = path_in(dir, name, "");
+    s->tmp = path_in(dir, name, ".tmp");
+    s->f = NULL;
+    if (!text) return QA_OK;
+    s->f = fopen(s->tmp, "w");
+    if (!s->f) return qa_fail(err, QA_ERR_RUN, "%s: cannot write: %s", s->tmp, strerror(errno));
+    return QA_OK;
+}
+
+/* Close (checking every write reached the file) and, when all went well, rename into place;
+ * otherwise remove the temporary file. Returns status or the first failure. */
+static int staged_close(staged *s, int status, qa_error *err) {
+    int rc = status;
+    if (s->f) {
+        int failed = ferror(s->f) || fflush(s->f) != 0;
+        int saved = errno;
+        if (fclose(s->f) != 0 && !failed) { failed = 1; saved = errno; }
+        if (!rc && failed) rc = qa_fail(err, QA_ERR_RUN, "%s: cannot write: %s", s->tmp, strerror(saved ? saved : EIO));
+        s->f = NULL;
+    }
+    if (!rc && s->tmp && rename(s->tmp, s->path) != 0)
+        rc = qa_fail(err, QA_ERR_RUN, "cannot rename %s to %s: %s", s->tmp, s->path, strerror(errno));
+    if (rc && s->tmp) unlink(s->tmp);
+    qa_free(s->path);
+    qa_free(s->tmp);
+    s->path = s->tmp = NULL;
+    return rc;
+}
+
+/* ---- qadapt report ---- */
+
+enum { OUT_MD, OUT_TEX, OUT_CSV, OUT_EFFICIENCY_MD, OUT_EFFICIENCY_CSV, OUT_PAPER, OUT_SUMMARY, N_OUT };
+static const struct { const char *name; int text; } report_files[N_OUT] = {
+    [OUT_MD] = {"report.md", 1}, [OUT_TEX] = {"report.tex", 1}, [OUT_CSV] = {"report.csv", 1},
+    [OUT_EFFICIENCY_MD] = {"efficiency.md", 1}, [OUT_EFFICIENCY_CSV] = {"efficiency.csv", 1},
+    [OUT_PAPER] = {"report_paper.md", 1}, [OUT_SUMMARY] = {"summary.h5", 0},
+};
+
+/* Diverged or failed runs by name, the files left out, the note, the method measurements. */
+static void write_md_tail(FILE *f, const report_data *d) {
     int any = 0;
-    for (int i = 0; i < nr; i++)
-        if (strcmp(runs[i].status, "done") != 0) {
-            for (int o = 0; o < 2; o++)
-                if (outs[o]) fprintf(outs[o], "%s- run %s: %s %s\n", any ? "" : "\nNot evaluated:\n", runs[i].id, runs[i].status, runs[i].fail_reason);
+    for (int i = 0; i < d->nr; i++)
+        if (strcmp(d->runs[i].status, "done") != 0) {
+            fprintf(f, "%s- run %s: %s %s\n", any ? "" : "\nNot evaluated:\n", d->runs[i].id, d->runs[i].status, d->runs[i].fail_reason);
             any = 1;
         }
-    const char *note = "\nCells: mean ± 95% CI over seeds (t distribution); n = seeds. Δ loss: paired by seed when every seed "
-                       "has a baseline run, Welch otherwise. Best per column in bold.\n";
-    for (int o = 0; o < 2; o++) if (outs[o]) fputs(note, outs[o]);
-    for (int o = 0; o < 2; o++)
-        if (outs[o]) write_method_stats(outs[o], cells, nc);
-    /* timings vary from run to run of the same sweep: their own files, apart from the tables */
-    snprintf(path, sizeof path, "%s/efficiency.md", dir);
-    FILE *ef = fopen(path, "w");
-    if (ef) { write_efficiency(ef, cells, nc, NULL); fclose(ef); }
-    snprintf(path, sizeof path, "%s/efficiency.csv", dir);
-    ef = fopen(path, "w");
-    if (ef) { write_efficiency(NULL, cells, nc, ef); fclose(ef); }
+    for (int i = 0; i < d->n_skipped; i++)
+        fprintf(f, "%s- %s: %s\n", i ? "" : "\nFiles left out (not readable run files):\n", d->skipped[i].file, d->skipped[i].why);
+    fputs("\nCells: mean ± 95% CI over seeds (t distribution); n = seeds. Δ loss: paired by seed when every seed "
+          "has a baseline run, Welch otherwise. Best per column in bold.\n", f);
+    write_method_stats(f, d->cells, d->nc);
+}
 
-    fclose(md); fclose(tex); fclose(csv);
-    snprintf(path, sizeof path, "%s/report_paper.md", dir);
-    FILE *pl = fopen(path, "w");
-    if (pl) {
-        fprintf(pl, "Paper layout (methods as rows, bit settings as column groups; mean ± 95%% CI over seeds; best per column "
-                    "in bold). FP rows show the method's float deploy.\n\n");
-        write_paper_layout(pl, cells, nc);
-        fclose(pl);
+static void write_tables(const report_data *d, FILE *md, FILE *out, FILE *tex, FILE *csv) {
+    FILE *outs[2] = {md, out};
+    for (int o = 0; o < 2; o++) if (outs[o]) write_md_header(outs[o], d);
+    write_tex_header(tex, d);
+    write_csv_header(csv, d);
+    for (int i = 0; i < d->nc; i++) {
+        for (int o = 0; o < 2; o++) if (outs[o]) write_md_row(outs[o], d, i);
+        write_tex_row(tex, d, i);
+        write_csv_row(csv, d, i);
     }
-    if (sf) { qa_error e2; int crc = h5_close(sf, &e2); if (!rc && crc) { *err = e2; rc = crc; } }
-    qa_free(cells);
-    qa_free(dl);
-    runs_free(runs, nr);
+    fprintf(tex, "\\bottomrule\n\\end{tabular}\n");
+    for (int o = 0; o < 2; o++) if (outs[o]) write_md_tail(outs[o], d);
+}
+
+static int write_summary(const report_data *d, const char *path, qa_error *err) {
+    qa_h5 *sf;
+    int rc = h5_create(path, &sf, err);
+    for (int i = 0; i < d->nc && !rc; i++) rc = write_summary_cell(sf, &d->cells[i], err);
+    if (!rc) return h5_close(sf, err);
+    qa_error ignored;
+    if (sf) h5_close(sf, &ignored);
+    return rc;
+}
+
+static int write_report_files(const report_data *d, FILE *out, qa_error *err) {
+    staged files[N_OUT] = {{0}};
+    int rc = QA_OK;
+    for (int k = 0; k < N_OUT && !rc; k++) rc = staged_open(&files[k], d->dir, report_files[k].name, report_files[k].text, err);
+    if (!rc) {
+        write_tables(d, files[OUT_MD].f, out, files[OUT_TEX].f, files[OUT_CSV].f);
+        /* timings vary from run to run of the same sweep: their own files, apart from the tables */
+        write_efficiency(files[OUT_EFFICIENCY_MD].f, d->cells, d->nc, NULL);
+        write_efficiency(NULL, d->cells, d->nc, files[OUT_EFFICIENCY_CSV].f);
+        fprintf(files[OUT_PAPER].f, "Paper layout (methods as rows, bit settings as column groups; mean ± 95%% CI over seeds; best per column "
+                                    "in bold). FP rows show the method's float deploy.\n\n");
+        write_paper_layout(files[OUT_PAPER].f, d->cells, d->nc);
+        rc = write_summary(d, files[OUT_SUMMARY].tmp, err);
+    }
+    for (int k = 0; k < N_OUT; k++) rc = staged_close(&files[k], rc, err);
+    return rc;
+}
+
+int report_write(const char *dir, FILE *out, qa_error *err) { return report_write_baseline(dir, NULL, out, err); }
+
+int report_write_baseline(const char *dir, const char *baseline, FILE *out, qa_error *err) {
+    report_data d;
+    int rc = report_load(dir, baseline, &d, err);
+    if (rc) return rc;
+    rc = write_report_files(&d, out, err);
+    report_data_free(&d);
     return rc;
 }
 
@@ -363,9 +605,11 @@ int report_write_baseline(const char *dir, const char *baseline, FILE *out, qa_e
 
 int report_compare(const char *dir, const char *spec_a, const char *spec_b, FILE *out, qa_error *err) {
     qa_run_record *runs;
-    int nr;
-    int rc = runs_load(dir, &runs, &nr, err);
+    qa_run_skipped *skipped; /* left out with a warning, as the report does */
+    int nr, n_skipped;
+    int rc = runs_scan(dir, &runs, &nr, &skipped, &n_skipped, err);
     if (rc) return rc;
+    runs_skipped_free(skipped, n_skipped);
     cell *cells;
     int nc;
     cells_build(runs, nr, &cells, &nc);
@@ -379,7 +623,7 @@ int report_compare(const char *dir, const char *spec_a, const char *spec_b, FILE
     for (int m = 0; m < N_MET; m++) {
         if (a->nm[m] == 0 || b->nm[m] == 0) continue;
         char ta[64], tb[64], td[64];
-        int digits = m == MET_LOSS ? 5 : (m == MET_FID ? 2 : 4);
+        int digits = qa_metrics[m].detail_digits;
         fmt_cell(ta, sizeof ta, &a->sum[m], digits);
         fmt_cell(tb, sizeof tb, &b->sum[m], digits);
         double mean, ci, p;
@@ -388,7 +632,7 @@ int report_compare(const char *dir, const char *spec_a, const char *spec_b, FILE
         int n = paired ? a->n : a->nm[m] + b->nm[m];
         if (paired) snprintf(td, sizeof td, "%+.*f ± %.*f", digits, mean, digits, ci);
         else snprintf(td, sizeof td, "%+.*f", digits, mean);
-        fprintf(out, "| %s %s | %s | %s | %s | %s | %.3g | %d |\n", qa_met_titles[m], qa_met_lower_better[m] ? "↓" : "↑", ta, tb, td, test, p, n);
+        fprintf(out, "| %s %s | %s | %s | %s | %s | %.3g | %d |\n", qa_metrics[m].title, qa_metric_arrow(m), ta, tb, td, test, p, n);
     }
     fprintf(out, "\nMeans ± 95%% CI over seeds; A - B paired by seed (mean ± 95%% CI of the per-seed differences) "
                  "when every seed of A has a run in B, Welch's t on the cell values otherwise.\n");

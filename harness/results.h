@@ -18,7 +18,11 @@ int h5_create(const char *path, qa_h5 **out, qa_error *err);      /* truncates *
 /* Same, in the 1.10 format (smaller metadata for many small chunked datasets; not byte-reproducible). */
 int h5_create_compact(const char *path, qa_h5 **out, qa_error *err);
 int h5_open(const char *path, int writable, qa_h5 **out, qa_error *err);
+/* Write failures (flush, close, datasets, attributes) name the file and, when the system gave
+ * one, its reason (e.g. "No space left on device"). */
 int h5_flush(qa_h5 *f, qa_error *err);
+/* Always frees f, also when the close fails (the library then keeps no handle that its shutdown
+ * at exit would retry). */
 int h5_close(qa_h5 *f, qa_error *err);
 const char *h5_path(const qa_h5 *f);
 
@@ -39,13 +43,22 @@ int h5_read(qa_h5 *f, const char *path, int type, void **data, size_t max_elems,
 
 int h5_attr_set_str(qa_h5 *f, const char *obj, const char *name, const char *value, qa_error *err);
 int h5_attr_set_f64(qa_h5 *f, const char *obj, const char *name, double value, qa_error *err);
+/* Reading an attribute checks it holds one value of the expected class (string or number). */
 int h5_attr_get_str(qa_h5 *f, const char *obj, const char *name, char *buf, size_t len, qa_error *err);
+/* The same, the whole string allocated (qa_alloc; the caller frees it with qa_free). */
+int h5_attr_get_text(qa_h5 *f, const char *obj, const char *name, char **text, qa_error *err);
 int h5_attr_get_f64(qa_h5 *f, const char *obj, const char *name, double *value, qa_error *err);
 int h5_has_attr(qa_h5 *f, const char *obj, const char *name);
 
-/* List the names of the members of a group (up to max); returns the count or negative. */
+/* The names of the members of a group, in name order, each of any length: returns the count (or
+ * negative) and *names allocated; free with h5_names_free. */
+int h5_members(qa_h5 *f, const char *group, char ***names, qa_error *err);
+/* The same for the names of an object's attributes. */
+int h5_attr_names(qa_h5 *f, const char *obj, char ***names, qa_error *err);
+void h5_names_free(char **names, int n);
+/* The first max of them into fixed rows of 64: returns the count or negative; a name of 64 or
+ * more characters is bad input naming the file (never cut short). */
 int h5_list(qa_h5 *f, const char *group, char names[][64], int max, qa_error *err);
-/* The names of an object's attributes (up to max), in name order; returns the count or negative. */
 int h5_attr_list(qa_h5 *f, const char *obj, char names[][64], int max, qa_error *err);
 
 /* An extendible 2-D f64 table [rows, cols] with column names as an attribute; append batches. */

@@ -1,6 +1,8 @@
 #include "harness/runs.h"
 
 #include <dirent.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,158 +35,321 @@ static int cmp_runs(const void *a, const void *b) {
     return natural_cmp(((const qa_run_record *)a)->id, ((const qa_run_record *)b)->id);
 }
 
-static double attr_or(qa_h5 *f, const char *obj, const char *name, double dflt) {
-    double v;
-    qa_error e;
-    return h5_has_attr(f, obj, name) && h5_attr_get_f64(f, obj, name, &v, &e) == 0 ? v : dflt;
+static char *text_copy(const char *text) {
+    size_t n = strlen(text) + 1;
+    char *copy = qa_alloc(n);
+    memcpy(copy, text, n);
+    return copy;
 }
 
-static int load_one(const char *path, qa_run_record *rec, qa_error *err) {
+/* "<a><b><c>", allocated */
+static char *joined3(const char *a, const char *b, const char *c) {
+    size_t n = strlen(a) + strlen(b) + strlen(c) + 1;
+    char *p = qa_alloc(n);
+    snprintf(p, n, "%s%s%s", a, b, c);
+    return p;
+}
+
+static void *slot_at(void *base, qa_value_slot slot) { return (char *)base + slot.offset; }
+
+static void store_number(void *base, qa_value_slot slot, double v) {
+    void *at = slot_at(base, slot);
+    if (slot.kind == QA_VAL_INT) *(int *)at = (int)v;
+    else if (slot.kind == QA_VAL_LONG) *(long *)at = (long)v;
+    else *(double *)at = v;
+}
+
+/* One field of the schema from object obj into base (a qa_run_record or qa_run_eval); *present
+ * says whether the file has it. A missing field gets the schema's absent value. */
+static int read_field(qa_h5 *f, const char *obj, const qa_run_field *fd, void *base, int *present, qa_error *err) {
+    const char *name = qa_run_field_name(fd);
+    *present = h5_has_attr(f, obj, name);
+    if (!*present && fd->required) return qa_fail(err, QA_ERR_INPUT, "%s: missing attribute '%s' of %s", h5_path(f), name, obj);
+    if (qa_run_field_is_text(fd)) {
+        char **dst = slot_at(base, fd->to);
+        if (*present) return h5_attr_get_text(f, obj, name, dst, err);
+        *dst = text_copy(fd->absent_text ? fd->absent_text : "");
+        return QA_OK;
+    }
+    double v = fd->absent;
+    int rc = *present ? h5_attr_get_f64(f, obj, name, &v, err) : QA_OK;
+    if (!rc) store_number(base, fd->to, v);
+    return rc;
+}
+
+/* Every field of the schema on object kind obj_kind, read from the HDF5 object obj. */
+static int read_object(qa_h5 *f, qa_run_object obj_kind, const char *obj, void *base, unsigned *measured, qa_error *err) {
+    int rc = QA_OK;
+    for (int i = 0; i < qa_n_run_fields && !rc; i++) {
+        const qa_run_field *fd = &qa_run_fields[i];
+        if (fd->object != obj_kind) continue;
+        int present = 0;
+        rc = read_field(f, obj, fd, base, &present, err);
+        if (present && fd->metric && measured) *measured |= 1u << (fd->metric - 1);
+    }
+    return rc;
+}
+
+static void free_object_text(qa_run_object obj_kind, void *base) {
+    for (int i = 0; i < qa_n_run_fields; i++)
+        if (qa_run_fields[i].object == obj_kind && qa_run_field_is_text(&qa_run_fields[i])) {
+            char **text = slot_at(base, qa_run_fields[i].to);
+            qa_free(*text);
+            *text = NULL;
+        }
+}
+
+static int read_dataset(qa_h5 *f, const char *grp, const char *name, double **data, int *rows, qa_error *err) {
+    char *p = joined3(grp, "/", name);
+    void *values = NULL;
+    int nd;
+    int64_t dims[4];
+    int rc = h5_read(f, p, QA_H5_F64, &values, 0, &nd, dims, err);
+    if (!rc) { *data = values; *rows = (int)dims[0]; }
+    qa_free(p);
+    return rc;
+}
+
+/* The members (attrs 0) or attribute names (attrs 1) of path; none when path is absent. */
+static int names_at(qa_h5 *f, const char *path, int attrs, char ***names, qa_error *err) {
+    *names = NULL;
+    if (!h5_exists(f, path)) return 0;
+    return attrs ? h5_attr_names(f, path, names, err) : h5_members(f, path, names, err);
+}
+
+/* The deploy variants under <grp>/eval (at most QA_MAX_VARIANTS, in name order). */
+static int read_variants(qa_h5 *f, const char *grp, qa_run_record *rec, qa_error *err) {
+    char *eval = joined3(grp, "/eval", "");
+    char **names;
+    int n = names_at(f, eval, 0, &names, err), rc = n < 0 ? n : QA_OK;
+    for (int i = 0; i < n && i < QA_MAX_VARIANTS && !rc; i++) {
+        qa_run_eval *ev = &rec->eval[rec->n_eval++];
+        ev->variant = text_copy(names[i]);
+        char *obj = joined3(eval, "/", names[i]);
+        rc = read_object(f, QA_OBJ_EVAL, obj, ev, &ev->measured, err);
+        if (!rc) rc = read_dataset(f, obj, "heldout_per_image", &ev->heldout_per_image, &ev->n_images, err);
+        qa_free(obj);
+    }
+    if (n > 0) h5_names_free(names, n);
+    qa_free(eval);
+    return rc;
+}
+
+/* The method's own measurements (<grp>/method_stats), at most QA_RUN_MAX_STATS. */
+static int read_method_stats(qa_h5 *f, const char *grp, qa_run_record *rec, qa_error *err) {
+    char *p = joined3(grp, "/method_stats", "");
+    char **names;
+    int n = names_at(f, p, 1, &names, err), rc = n < 0 ? n : QA_OK;
+    for (int i = 0; i < n && rec->n_stats < QA_RUN_MAX_STATS && !rc; i++) {
+        rc = h5_attr_get_f64(f, p, names[i], &rec->stat_value[rec->n_stats], err);
+        if (!rc) rec->stat_name[rec->n_stats++] = text_copy(names[i]);
+    }
+    if (n > 0) h5_names_free(names, n);
+    qa_free(p);
+    return rc;
+}
+
+/* id = <method>-<bits>-r<rank>[-<axis values>]-s<seed>: the axis values */
+static char *axes_of(const qa_run_record *rec) {
+    char head[128];
+    snprintf(head, sizeof head, "%s-%s-r%d-", rec->method, rec->bits, rec->rank);
+    const char *tail = strrchr(rec->id, '-');
+    size_t hl = strlen(head);
+    if (!tail || strncmp(rec->id, head, hl) != 0 || rec->id + hl >= tail) return text_copy("");
+    char *axes = qa_alloc((size_t)(tail - rec->id - (ptrdiff_t)hl) + 1);
+    memcpy(axes, rec->id + hl, (size_t)(tail - rec->id - (ptrdiff_t)hl));
+    return axes;
+}
+
+/* The file's format version first: a newer file may have moved anything else. */
+static int check_version(qa_h5 *f, int *version_error, qa_error *err) {
+    const qa_run_field *fd = qa_run_field_find(QA_OBJ_ROOT, QA_RUN_FORMAT_ATTR);
+    double version = 0;
+    if (h5_has_attr(f, "/", fd->name)) {
+        int rc = h5_attr_get_f64(f, "/", fd->name, &version, err);
+        if (rc) return rc;
+        if (version == 0) version = -1; /* 0 is not a version */
+    }
+    int rc = qa_run_format_check(h5_path(f), version, err);
+    *version_error = rc != 0;
+    return rc;
+}
+
+/* The single run group of the file, or an error saying what is there instead. */
+static int the_run_group(qa_h5 *f, char **id, qa_error *err) {
+    if (!h5_exists(f, "/runs")) return qa_fail(err, QA_ERR_INPUT, "%s: no /runs group (not a run file)", h5_path(f));
+    char **names;
+    int n = h5_members(f, "/runs", &names, err);
+    if (n < 0) return n;
+    int rc = n == 1 ? QA_OK : qa_fail(err, QA_ERR_INPUT, "%s: expected exactly one group under /runs, found %d", h5_path(f), n);
+    if (!rc) *id = text_copy(names[0]);
+    h5_names_free(names, n);
+    return rc;
+}
+
+/* The run's fields on "/", its group, memory and timing, then its tables and variants. */
+static int read_run(qa_h5 *f, qa_run_record *rec, qa_error *err) {
+    static const qa_run_object record_objects[] = {QA_OBJ_ROOT, QA_OBJ_RUN, QA_OBJ_MEMORY, QA_OBJ_TIMING};
+    char *grp = joined3("/runs/", rec->id, "");
+    int rc = QA_OK;
+    for (size_t k = 0; k < sizeof record_objects / sizeof record_objects[0] && !rc; k++) {
+        qa_run_object obj = record_objects[k];
+        char *path = obj == QA_OBJ_ROOT ? joined3("/", "", "") : joined3(grp, qa_run_object_suffix[obj], "");
+        rc = read_object(f, obj, path, rec, NULL, err);
+        qa_free(path);
+    }
+    char *train = joined3(grp, "/train", "");
+    if (!rc && h5_exists(f, train)) rc = read_dataset(f, grp, "train", &rec->train, &rec->n_train, err);
+    qa_free(train);
+    if (!rc) rc = read_method_stats(f, grp, rec, err);
+    if (!rc) rc = read_variants(f, grp, rec, err);
+    qa_free(grp);
+    return rc;
+}
+
+void runs_record_free(qa_run_record *r) {
+    qa_free(r->file);
+    qa_free(r->id);
+    qa_free(r->axes);
+    qa_free(r->train);
+    free_object_text(QA_OBJ_ROOT, r);
+    free_object_text(QA_OBJ_RUN, r);
+    free_object_text(QA_OBJ_MEMORY, r);
+    free_object_text(QA_OBJ_TIMING, r);
+    for (int j = 0; j < r->n_eval; j++) {
+        qa_free(r->eval[j].variant);
+        qa_free(r->eval[j].heldout_per_image);
+        free_object_text(QA_OBJ_EVAL, &r->eval[j]);
+    }
+    for (int j = 0; j < r->n_stats; j++) qa_free(r->stat_name[j]);
+    memset(r, 0, sizeof *r);
+}
+
+static int load_one(const char *path, qa_run_record *rec, int *version_error, qa_error *err) {
     memset(rec, 0, sizeof *rec);
-    snprintf(rec->file, sizeof rec->file, "%s", path);
+    *version_error = 0;
     qa_h5 *f;
     int rc = h5_open(path, 0, &f, err);
     if (rc) return rc;
-    char names[4][64];
-    int n = h5_list(f, "/runs", names, 4, err);
-    if (n != 1) {
-        h5_close(f, err);
-        return qa_fail(err, QA_ERR_INPUT, "%s: expected exactly one group under /runs", path);
-    }
-    char grp[128];
-    snprintf(grp, sizeof grp, "/runs/%s", names[0]);
-    snprintf(rec->id, sizeof rec->id, "%s", names[0]);
-    rc = h5_attr_get_str(f, grp, "method", rec->method, sizeof rec->method, err);
-    if (!rc) rc = h5_attr_get_str(f, grp, "bits", rec->bits, sizeof rec->bits, err);
-    if (!rc) rc = h5_attr_get_str(f, grp, "status", rec->status, sizeof rec->status, err);
+    rc = check_version(f, version_error, err);
+    if (!rc) rc = the_run_group(f, &rec->id, err);
     if (!rc) {
-        rec->rank = (int)attr_or(f, grp, "rank", 0);
-        rec->seed = (long)attr_or(f, grp, "seed", 0);
-        rec->w_bits = (int)attr_or(f, grp, "w_bits", 0);
-        rec->a_bits = (int)attr_or(f, grp, "a_bits", 0);
-        rec->item_class = (int)attr_or(f, grp, "item_class", -1);
-        rec->needs_ptq = (int)attr_or(f, grp, "needs_ptq", 0);
-        qa_error e;
-        if (h5_has_attr(f, grp, "fail_reason")) h5_attr_get_str(f, grp, "fail_reason", rec->fail_reason, sizeof rec->fail_reason, &e);
-        snprintf(rec->task, sizeof rec->task, "subject");
-        if (h5_has_attr(f, grp, "task")) h5_attr_get_str(f, grp, "task", rec->task, sizeof rec->task, &e);
-        if (h5_has_attr(f, grp, "merge_arithmetic")) h5_attr_get_str(f, grp, "merge_arithmetic", rec->merge, sizeof rec->merge, &e);
-        char p[200];
-        snprintf(p, sizeof p, "%s/train", grp);
-        if (h5_exists(f, p)) {
-            void *data = NULL;
-            int nd;
-            int64_t dims[4];
-            rc = h5_read(f, p, QA_H5_F64, &data, 0, &nd, dims, err);
-            if (!rc) { rec->train = data; rec->n_train = (int)dims[0]; }
-        }
-        snprintf(p, sizeof p, "%s/memory", grp);
-        if (h5_exists(f, p)) {
-            rec->frozen_bytes = attr_or(f, p, "frozen_bytes", 0);
-            rec->trainable_bytes = attr_or(f, p, "trainable_bytes", 0);
-            rec->gradient_bytes = attr_or(f, p, "gradient_bytes", 0);
-            rec->activation_bytes = attr_or(f, p, "activation_bytes", 0);
-            rec->artifact_file_bytes = attr_or(f, p, "artifact_file_bytes", 0);
-            rec->artifact_payload_bytes = attr_or(f, p, "artifact_payload_bytes", 0);
-            rec->artifact_weights = attr_or(f, p, "artifact_weights", 0);
-            rec->optimizer_bytes = attr_or(f, p, "optimizer_bytes", 0);
-            rec->deployed_bytes = attr_or(f, p, "deployed_bytes", 0);
-            rec->peak_rss_bytes = attr_or(f, p, "peak_rss_bytes", 0);
-        }
-        snprintf(p, sizeof p, "%s/method_stats", grp);
-        if (h5_exists(f, p)) {
-            int ns = h5_attr_list(f, p, rec->stat_name, 8, &e);
-            for (int i = 0; i < ns; i++) rec->stat_value[rec->n_stats++] = attr_or(f, p, rec->stat_name[i], 0);
-        }
-        snprintf(p, sizeof p, "%s/timing", grp);
-        if (h5_exists(f, p)) {
-            rec->step_ms = attr_or(f, p, "train_step_median_ms", 0);
-            rec->merge_seconds = attr_or(f, p, "merge_seconds", 0);
-        }
-        snprintf(p, sizeof p, "%s/eval", grp);
-        if (!rc && h5_exists(f, p)) {
-            char vn[QA_MAX_VARIANTS][64];
-            int nv = h5_list(f, p, vn, QA_MAX_VARIANTS, err);
-            for (int i = 0; i < nv && !rc; i++) {
-                qa_run_eval *ev = &rec->eval[rec->n_eval++];
-                snprintf(ev->variant, sizeof ev->variant, "%.63s", vn[i]);
-                char q[400];
-                snprintf(q, sizeof q, "%.200s/%.63s", p, vn[i]);
-                ev->heldout_loss = attr_or(f, q, "heldout_loss", 0);
-                ev->subject_fidelity = attr_or(f, q, "subject_fidelity", 0);
-                ev->prompt_fidelity = attr_or(f, q, "prompt_fidelity", 0);
-                ev->bits_per_weight = attr_or(f, q, "bits_per_weight", 0);
-                ev->sampling_ms = attr_or(f, q, "sampling_ms_per_image", 0);
-                ev->diversity = attr_or(f, q, "diversity", 0);
-                ev->prior_preservation = attr_or(f, q, "prior_preservation", -1);
-                ev->style_score = attr_or(f, q, "style_score", 0);
-                ev->fid = attr_or(f, q, "fid", -1);
-                char d[480];
-                snprintf(d, sizeof d, "%s/heldout_per_image", q);
-                void *data = NULL;
-                int nd;
-                int64_t dims[4];
-                rc = h5_read(f, d, QA_H5_F64, &data, 0, &nd, dims, err);
-                if (!rc) { ev->heldout_per_image = data; ev->n_images = (int)dims[0]; }
-            }
-        }
-    }
-    /* id = <method>-<bits>-r<rank>[-<axis values>]-s<seed>: keep the axis values */
-    if (!rc) {
-        char head[80];
-        snprintf(head, sizeof head, "%s-%s-r%d-", rec->method, rec->bits, rec->rank);
-        const char *tail = strrchr(rec->id, '-');
-        size_t hl = strlen(head);
-        if (tail && !strncmp(rec->id, head, hl) && rec->id + hl < tail)
-            snprintf(rec->axes, sizeof rec->axes, "%.*s", (int)(tail - rec->id - hl), rec->id + hl);
+        rec->file = text_copy(path);
+        rc = read_run(f, rec, err);
+        if (!rc) rec->axes = axes_of(rec);
+        if (rc) runs_record_free(rec);
+    } else {
+        qa_free(rec->id);
+        rec->id = NULL;
     }
     qa_error cerr;
     h5_close(f, &cerr);
     return rc;
 }
 
-int runs_load(const char *dir, qa_run_record **out, int *n_out, qa_error *err) {
+int runs_load_file(const char *path, qa_run_record *rec, qa_error *err) {
+    int version_error;
+    return load_one(path, rec, &version_error, err);
+}
+
+static int is_run_file(const char *name) {
+    size_t len = strlen(name);
+    return len >= 4 && strcmp(name + len - 3, ".h5") == 0 && strcmp(name, "summary.h5") != 0;
+}
+
+typedef struct {
+    qa_run_record *runs;
+    int n, cap;
+    qa_run_skipped *skipped;
+    int n_skipped, cap_skipped;
+} folder;
+
+static void *grown(void *items, int n, int *cap, size_t size) {
+    if (n < *cap) return items;
+    *cap = *cap ? 2 * *cap : 16;
+    return realloc(items, size * (size_t)*cap);
+}
+
+static void skip_file(folder *fo, const char *path, const qa_error *why) {
+    fprintf(stderr, "warning: skipping %s: %s\n", path, why->msg);
+    fo->skipped = grown(fo->skipped, fo->n_skipped, &fo->cap_skipped, sizeof *fo->skipped);
+    fo->skipped[fo->n_skipped++] = (qa_run_skipped){text_copy(path), text_copy(why->msg)};
+}
+
+/* Every run file of dir into fo; with skip_damaged, a file that is not a readable run file of a
+ * known version is skipped, else it is the error. */
+static int load_folder(const char *dir, int skip_damaged, folder *fo, qa_error *err) {
     DIR *d = opendir(dir);
     if (!d) return qa_fail(err, QA_ERR_INPUT, "%s: cannot open results folder", dir);
     struct dirent *e;
-    qa_run_record *runs = NULL;
-    int n = 0, rc = 0;
-    while ((e = readdir(d)) && !rc) {
-        size_t len = strlen(e->d_name);
-        if (len < 4 || strcmp(e->d_name + len - 3, ".h5") != 0 || strcmp(e->d_name, "summary.h5") == 0) continue;
-        char path[4096];
-        snprintf(path, sizeof path, "%.3800s/%.255s", dir, e->d_name);
-        runs = realloc(runs, sizeof *runs * (size_t)(n + 1));
-        rc = load_one(path, &runs[n], err);
-        if (!rc) n++;
+    int rc = QA_OK;
+    while (!rc && (e = readdir(d))) {
+        if (!is_run_file(e->d_name)) continue;
+        char *path = joined3(dir, "/", e->d_name);
+        fo->runs = grown(fo->runs, fo->n, &fo->cap, sizeof *fo->runs);
+        int version_error;
+        qa_error why = {0, ""};
+        rc = load_one(path, &fo->runs[fo->n], &version_error, &why);
+        if (!rc) fo->n++;
+        else if (skip_damaged && !version_error) { skip_file(fo, path, &why); rc = QA_OK; }
+        else if (err) *err = why;
+        qa_free(path);
     }
     closedir(d);
-    if (rc) { runs_free(runs, n); return rc; }
-    if (n > 1) qsort(runs, (size_t)n, sizeof *runs, cmp_runs);
-    *out = runs;
-    *n_out = n;
+    return rc;
+}
+
+int runs_scan(const char *dir, qa_run_record **out, int *n_out, qa_run_skipped **skipped, int *n_skipped, qa_error *err) {
+    folder fo = {0};
+    int rc = load_folder(dir, skipped != NULL, &fo, err);
+    if (rc) {
+        runs_free(fo.runs, fo.n);
+        runs_skipped_free(fo.skipped, fo.n_skipped);
+        return rc;
+    }
+    if (fo.n > 1) qsort(fo.runs, (size_t)fo.n, sizeof *fo.runs, cmp_runs);
+    *out = fo.runs;
+    *n_out = fo.n;
+    if (skipped) { *skipped = fo.skipped; *n_skipped = fo.n_skipped; }
     return QA_OK;
 }
 
+int runs_load(const char *dir, qa_run_record **out, int *n_out, qa_error *err) {
+    return runs_scan(dir, out, n_out, NULL, NULL, err);
+}
+
 void runs_free(qa_run_record *runs, int n) {
-    for (int i = 0; i < n; i++) {
-        qa_free(runs[i].train);
-        for (int j = 0; j < runs[i].n_eval; j++) qa_free(runs[i].eval[j].heldout_per_image);
-    }
+    for (int i = 0; i < n; i++) runs_record_free(&runs[i]);
     free(runs);
+}
+
+void runs_skipped_free(qa_run_skipped *skipped, int n) {
+    for (int i = 0; i < n; i++) {
+        qa_free(skipped[i].file);
+        qa_free(skipped[i].why);
+    }
+    free(skipped);
+}
+
+int runs_eval_metric(const qa_run_eval *e, int m, double *value) {
+    const qa_run_field *fd = qa_metric_field(m);
+    *value = *(const double *)((const char *)e + fd->to.offset);
+    return fd->written_if.kind == QA_VAL_NONE || (e->measured >> m & 1u);
 }
 
 int runs_samples(const qa_run_record *run, const char *which, uint8_t **pix, int *n, qa_error *err) {
     qa_h5 *f;
     int rc = h5_open(run->file, 0, &f, err);
     if (rc) return rc;
-    char p[256];
-    snprintf(p, sizeof p, "/runs/%s/samples/%s", run->id, which);
+    size_t len = strlen(run->id) + strlen(which) + sizeof "/runs//samples/";
+    char *p = qa_alloc(len);
+    snprintf(p, len, "/runs/%s/samples/%s", run->id, which);
     void *data = NULL;
     int nd;
     int64_t dims[4];
     rc = h5_read(f, p, QA_H5_U8, &data, 0, &nd, dims, err);
     if (!rc) { *pix = data; *n = (int)dims[0]; }
+    qa_free(p);
     qa_error cerr;
     h5_close(f, &cerr);
     return rc;

@@ -633,11 +633,14 @@ Test(plot, too_many_cells_for_one_pareto_figure) {
     qa_run_record run;
     memset(&run, 0, sizeof run);
     qa_cell *cells = calloc(nc, sizeof *cells);
+    char (*names)[8] = calloc(nc, sizeof *names); /* the cells point at their names, as at runs' */
     for (int i = 0; i < nc; i++) {
         qa_cell *c = &cells[i];
-        snprintf(c->method, sizeof c->method, "m%d", i);
-        snprintf(c->variant, sizeof c->variant, "int");
-        snprintf(c->bits, sizeof c->bits, "w8a8");
+        snprintf(names[i], sizeof names[i], "m%d", i);
+        c->method = names[i];
+        c->variant = "int";
+        c->bits = "w8a8";
+        c->axes = "";
         c->w_bits = 8;
         c->rank = 4;
         c->n = 1;
@@ -647,6 +650,7 @@ Test(plot, too_many_cells_for_one_pareto_figure) {
     }
     cr_expect_eq(plot_statistics(pdir, cells, nc, &err), QA_ERR_RUN);
     cr_expect(strstr(err.msg, "pareto_training_memory_heldout_loss") && strstr(err.msg, "400 cells"), "%s", err.msg);
+    free(names);
     free(cells);
     rm_rf_dir(dir);
 }

@@ -5,6 +5,8 @@
  * the df is an integer). */
 #include <criterion/criterion.h>
 #include <gsl/gsl_cdf.h>
+#include <hdf5.h>
+#include <sys/stat.h>
 
 #include "common.h"
 #include "harness/report.h"
@@ -373,4 +375,151 @@ Test(report, rows_in_natural_order) {
     cr_expect(r2 && r16 && r2 < r16, "rank 2 before rank 16:\n%s", md);
     free(md);
     rm_rf_dir(dir);
+}
+
+/* ---------- foreign and damaged files in a results folder ---------- */
+
+/* An HDF5 file that is not a run file: groups named in `groups` (under /runs when runs_group),
+ * and when array_attr, each run group's "method" is an array of 1000 strings. */
+static void write_foreign_h5(const char *name, const char *const *groups, int n_groups, int array_attr) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert_geq(file, 0);
+    for (int g = 0; g < n_groups; g++) {
+        hid_t lcpl = H5Pcreate(H5P_LINK_CREATE);
+        H5Pset_create_intermediate_group(lcpl, 1);
+        hid_t grp = H5Gcreate2(file, groups[g], lcpl, H5P_DEFAULT, H5P_DEFAULT);
+        H5Pclose(lcpl);
+        cr_assert_geq(grp, 0, "%s", groups[g]);
+        if (array_attr) {
+            hsize_t n = 1000;
+            static char texts[1000][16];
+            hid_t space = H5Screate_simple(1, &n, NULL), text = H5Tcopy(H5T_C_S1);
+            H5Tset_size(text, 16);
+            hid_t a = H5Acreate2(grp, "method", text, space, H5P_DEFAULT, H5P_DEFAULT);
+            cr_assert_geq(H5Awrite(a, text, texts), 0);
+            H5Aclose(a);
+            H5Tclose(text);
+            H5Sclose(space);
+        }
+        H5Gclose(grp);
+    }
+    H5Fclose(file);
+}
+
+/* The first half of a real run file's bytes, as a crash or a full disk may leave it. */
+static void write_truncated_copy(const char *from_id, const char *name) {
+    char from[512], to[512], *bytes;
+    size_t len;
+    qa_error err = {0, ""};
+    snprintf(from, sizeof from, "%s/%s.h5", dir, from_id);
+    snprintf(to, sizeof to, "%s/%s", dir, name);
+    cr_assert_eq(qa_read_file(from, &bytes, &len, &err), 0, "%s", err.msg);
+    FILE *f = fopen(to, "wb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(bytes, 1, len / 2, f), len / 2);
+    fclose(f);
+    free(bytes);
+}
+
+static const char *const foreign_files[] = {"not-hdf5.h5", "no-runs.h5", "two-runs.h5", "array-attrs.h5", "truncated.h5"};
+
+static void add_foreign_files(void) {
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", dir, foreign_files[0]);
+    write_text_file(p, "a text file with an .h5 name\n");
+    const char *other[] = {"/images/train"}, *two[] = {"/runs/a", "/runs/b"}, *one[] = {"/runs/lora-fp-r2-s7"};
+    write_foreign_h5(foreign_files[1], other, 1, 0);
+    write_foreign_h5(foreign_files[2], two, 2, 0);
+    write_foreign_h5(foreign_files[3], one, 1, 1);
+    write_truncated_copy(defs[0].id, foreign_files[4]);
+}
+
+/* Issue: one foreign or damaged .h5 refused the whole folder (or, with array-valued attributes,
+ * overran a buffer). The report leaves each out with its reason and lists it; the table is the
+ * one of the folder without them. */
+Test(report, foreign_and_damaged_files_are_left_out_and_listed, .init = build_folder, .fini = drop_folder) {
+    char *clean = run_report();
+    add_foreign_files();
+    char *md = run_report();
+    for (size_t k = 0; k < sizeof foreign_files / sizeof foreign_files[0]; k++)
+        cr_expect(strstr(md, foreign_files[k]) != NULL, "%s is listed:\n%s", foreign_files[k], md);
+    cr_expect(strstr(md, "Files left out") && strstr(md, "no /runs group") && strstr(md, "found 2") &&
+              strstr(md, "1000 values") && strstr(md, "not an HDF5 file"), "with their reasons:\n%s", md);
+    size_t table = strstr(clean, "\nNot evaluated") - clean;
+    cr_expect_eq(strncmp(clean, md, table), 0, "the same table:\n%s\n---\n%s", clean, md);
+    free(clean);
+    free(md);
+    /* compare reads the folder the same way */
+    char *cmp = NULL;
+    size_t cmp_len = 0;
+    FILE *mem = open_memstream(&cmp, &cmp_len);
+    qa_error cerr = {0, ""};
+    cr_expect_eq(report_compare(dir, "qalora:w4a8", "lora:fp", mem, &cerr), 0, "%s", cerr.msg);
+    fclose(mem);
+    cr_expect(strstr(cmp, "held-out loss") != NULL, "%s", cmp);
+    free(cmp);
+    /* the strict reader used by verify still refuses the folder, naming a file */
+    qa_run_record *runs;
+    int n;
+    qa_error err = {0, ""};
+    cr_expect_neq(runs_load(dir, &runs, &n, &err), 0);
+    int named = 0;
+    for (size_t k = 0; k < sizeof foreign_files / sizeof foreign_files[0]; k++) named |= strstr(err.msg, foreign_files[k]) != NULL;
+    cr_expect(named, "%s", err.msg);
+}
+
+/* Issue: report read ids into 96-byte fields (and axes into 48), so a valid recipe's long run
+ * names were cut, and two settings sharing a long prefix fell into one cell. */
+Test(report, long_run_ids_keep_their_whole_setting) {
+    make_tmpdir(dir, sizeof dir, "report-long");
+    char axes[2][160], id[400], zeros[121];
+    memset(zeros, '0', 120);
+    zeros[120] = 0;
+    for (int a = 0; a < 2; a++) {
+        snprintf(axes[a], sizeof axes[a], "a1.%s%d", zeros, a + 1);
+        for (int s = 0; s < 2; s++) {
+            snprintf(id, sizeof id, "intlora-mul-w4a8-r4-%s-s%d", axes[a], s);
+            run_def d = {id, "intlora-mul", "w4a8", "done", "int", 4, 8, 4, 0, s, 0.1 + 0.01 * a, 0.5, 0.6, 8.75};
+            write_run(dir, &d);
+        }
+    }
+    char *md = run_report();
+    for (int a = 0; a < 2; a++) {
+        char row[256];
+        snprintf(row, sizeof row, "| intlora-mul | INT | w4a8 | 4 | %s | 2 |", axes[a]);
+        cr_expect(strstr(md, row) != NULL, "setting %d whole, in its own cell:\n%s", a, md);
+    }
+    free(md);
+    rm_rf_dir(dir);
+}
+
+/* Tables and summary are written to temporary names and renamed only when all are complete: a
+ * failure leaves the previous report as it was and no temporary file. */
+Test(report, a_failed_write_leaves_the_previous_report, .init = build_folder, .fini = drop_folder) {
+    char *before = run_report();
+    char p[512], *text;
+    size_t len;
+    qa_error err = {0, ""};
+    snprintf(p, sizeof p, "%s/report.md", dir);
+    cr_assert_eq(qa_read_file(p, &text, &len, &err), 0, "%s", err.msg);
+    run_def extra = {"lora-fp-r8-s0", "lora", "fp", "done", "fp", 0, 0, 8, 0, 0, 0.3, 0.3, 0.3, 32};
+    write_run(dir, &extra);
+    snprintf(p, sizeof p, "%s/report.tex.tmp", dir);
+    cr_assert_eq(mkdir(p, 0700), 0, "a directory where the LaTeX table's temporary file goes");
+    cr_expect_eq(report_write(dir, NULL, &err), QA_ERR_RUN);
+    cr_expect(strstr(err.msg, "report.tex.tmp") != NULL, "%s", err.msg);
+    char *after;
+    snprintf(p, sizeof p, "%s/report.md", dir);
+    cr_assert_eq(qa_read_file(p, &after, &len, &err), 0, "%s", err.msg);
+    cr_expect_str_eq(after, text, "report.md unchanged");
+    const char *names[] = {"report.md.tmp", "report.csv.tmp", "summary.h5.tmp", "efficiency.md.tmp"};
+    for (int k = 0; k < 4; k++) {
+        snprintf(p, sizeof p, "%s/%s", dir, names[k]);
+        cr_expect(!qa_file_exists(p), "%s left behind", names[k]);
+    }
+    free(before);
+    free(text);
+    free(after);
 }

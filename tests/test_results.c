@@ -2,6 +2,12 @@
 #include <criterion/criterion.h>
 
 #include "common.h"
+#include <errno.h>
+#include <signal.h>
+#include <sys/resource.h>
+
+#include <hdf5.h>
+
 #include "harness/results.h"
 
 static char dir[256];
@@ -271,4 +277,118 @@ Test(results, equal_content_gives_equal_bytes, .init = setup, .fini = teardown) 
 
 Test(results, library_version_string) {
     cr_assert(strncmp(h5_library_version(), "HDF5 1.", 7) == 0, "%s", h5_library_version());
+}
+
+/* Issue: names were cut to 63 characters by the fixed rows of h5_list (and the readers' buffers). */
+Test(results, member_and_attribute_names_of_any_length, .init = setup, .fini = teardown) {
+    char path[512], longname[201], grp[260];
+    memset(longname, 'n', 200);
+    longname[200] = 0;
+    qa_h5 *f = create_in("names.h5", path, sizeof path);
+    qa_error err = {0, ""};
+    snprintf(grp, sizeof grp, "/runs/%s", longname);
+    cr_assert_eq(h5_attr_set_f64(f, grp, longname, 1.5, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(h5_attr_set_f64(f, "/runs/short", "x", 2, &err), QA_OK, "%s", err.msg);
+    char **names;
+    int n = h5_members(f, "/runs", &names, &err);
+    cr_assert_eq(n, 2, "%s", err.msg);
+    cr_expect_str_eq(names[0], longname, "the whole name, in name order");
+    cr_expect_str_eq(names[1], "short");
+    h5_names_free(names, n);
+    n = h5_attr_names(f, grp, &names, &err);
+    cr_assert_eq(n, 1, "%s", err.msg);
+    cr_expect_str_eq(names[0], longname);
+    h5_names_free(names, n);
+    /* the fixed-row listing refuses the long name instead of cutting it */
+    char rows[4][64];
+    cr_expect_eq(h5_list(f, "/runs", rows, 4, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "names.h5") && strstr(err.msg, "200 characters"), "%s", err.msg);
+    cr_expect_eq(h5_attr_list(f, grp, rows, 4, &err), QA_ERR_INPUT);
+    close_ok(f);
+}
+
+/* An attribute written by another program as an array: reading it as one value overran the
+ * caller's buffer; it must be an error naming the file and the attribute. */
+Test(results, array_valued_attributes_are_refused, .init = setup, .fini = teardown) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/array.h5", dir);
+    hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert_geq(file, 0);
+    hsize_t n = 4096;
+    hid_t space = H5Screate_simple(1, &n, NULL);
+    static double values[4096];
+    hid_t a = H5Acreate2(file, "rank", H5T_NATIVE_DOUBLE, space, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert_geq(H5Awrite(a, H5T_NATIVE_DOUBLE, values), 0);
+    H5Aclose(a);
+    hid_t text = H5Tcopy(H5T_C_S1);
+    H5Tset_size(text, 8);
+    static char texts[4096][8];
+    a = H5Acreate2(file, "method", text, space, H5P_DEFAULT, H5P_DEFAULT);
+    cr_assert_geq(H5Awrite(a, text, texts), 0);
+    H5Aclose(a);
+    H5Tclose(text);
+    H5Sclose(space);
+    H5Fclose(file);
+
+    qa_h5 *f = reopen(path, 0);
+    qa_error err = {0, ""};
+    double v;
+    cr_expect_eq(h5_attr_get_f64(f, "/", "rank", &v, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "array.h5") && strstr(err.msg, "'rank'") && strstr(err.msg, "4096 values"), "%s", err.msg);
+    char buf[16];
+    cr_expect_eq(h5_attr_get_str(f, "/", "method", buf, sizeof buf, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "'method'") && strstr(err.msg, "4096 values"), "%s", err.msg);
+    close_ok(f);
+}
+
+Test(results, a_failed_setter_names_the_file, .init = setup, .fini = teardown) {
+    char path[512];
+    qa_h5 *f = create_in("ro.h5", path, sizeof path);
+    close_ok(f);
+    f = reopen(path, 0); /* read-only: every setter fails */
+    qa_error err = {0, ""};
+    cr_expect_eq(h5_attr_set_f64(f, "/", "x", 1, &err), QA_ERR_RUN);
+    cr_expect(strstr(err.msg, "ro.h5") && strstr(err.msg, "attribute x"), "%s", err.msg);
+    cr_expect_eq(h5_attr_set_str(f, "/runs/a", "method", "lora", &err), QA_ERR_RUN);
+    cr_expect(strstr(err.msg, "ro.h5") && strstr(err.msg, "/runs/a"), "%s", err.msg);
+    float x = 1;
+    int64_t d[1] = {1};
+    cr_expect_eq(h5_write(f, "/y", QA_H5_F32, &x, 1, d, &err), QA_ERR_RUN);
+    cr_expect(strstr(err.msg, "ro.h5") && strstr(err.msg, "/y"), "%s", err.msg);
+    cr_expect_eq(h5_table_create(f, "/t", 2, "a,b", &err), QA_ERR_RUN);
+    cr_expect(strstr(err.msg, "ro.h5") && strstr(err.msg, "/t"), "%s", err.msg);
+    close_ok(f);
+}
+
+/* A full disk: /dev/full fails every write with ENOSPC, so creating a file there fails and says
+ * why, with the file's name. */
+Test(results, no_space_left_is_reported_with_the_file) {
+    if (access("/dev/full", W_OK) != 0) cr_skip_test("no /dev/full on this system");
+    qa_h5 *f = NULL;
+    qa_error err = {0, ""};
+    cr_expect_eq(h5_create("/dev/full", &f, &err), QA_ERR_RUN);
+    cr_expect(strstr(err.msg, "/dev/full") && strstr(err.msg, strerror(ENOSPC)), "%s", err.msg);
+}
+
+/* Writes that stop reaching the disk half way (a file size limit: EFBIG, as a quota or a full
+ * disk would): the write and the close fail with the file's name and the reason, and the process
+ * still exits normally: HDF5's shutdown at exit used to retry the failed close and crash
+ * (Criterion reports a crash of this test's process as a failure). */
+Test(results, a_failed_close_is_reported_and_survived, .init = setup, .fini = teardown) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/limited.h5", dir);
+    signal(SIGXFSZ, SIG_IGN);
+    struct rlimit limit = {.rlim_cur = 16384, .rlim_max = RLIM_INFINITY};
+    cr_assert_eq(setrlimit(RLIMIT_FSIZE, &limit), 0);
+    qa_h5 *f = NULL;
+    qa_error err = {0, ""};
+    cr_assert_eq(h5_create(path, &f, &err), QA_OK, "%s", err.msg);
+    static float big[1 << 16];
+    int64_t d[1] = {1 << 16};
+    cr_expect_eq(h5_write(f, "/x", QA_H5_F32, big, 1, d, &err), QA_ERR_RUN);
+    cr_expect(strstr(err.msg, "limited.h5") && strstr(err.msg, strerror(EFBIG)), "%s", err.msg);
+    cr_expect_eq(h5_attr_set_str(f, "/runs/r", "status", "done", &err), QA_OK, "%s", err.msg);
+    qa_error cerr = {0, ""};
+    cr_expect_eq(h5_close(f, &cerr), QA_ERR_RUN);
+    cr_expect(strstr(cerr.msg, "limited.h5") && strstr(cerr.msg, "close"), "%s", cerr.msg);
 }
