@@ -145,9 +145,11 @@ static int plot_compare_grid(const char *pdir, const qa_run_record *runs, int n,
 
 int plot_results(const char *dir, const char *baseline, qa_error *err) {
     qa_run_record *runs;
-    int n;
-    int rc = runs_load(dir, &runs, &n, err);
+    qa_run_skipped *skipped; /* left out with a warning, as the report does */
+    int n, n_skipped;
+    int rc = runs_scan(dir, &runs, &n, &skipped, &n_skipped, err);
     if (rc) return rc;
+    runs_skipped_free(skipped, n_skipped);
     if (n == 0) { runs_free(runs, 0); return qa_fail(err, QA_ERR_INPUT, "%s: no finished runs (*.h5) to plot", dir); }
     char pdir[4096];
     snprintf(pdir, sizeof pdir, "%s/plots", dir);

@@ -19,7 +19,9 @@ for name in $RECIPES; do
     recipe=experiments/$name.recipe
     [ -f "$recipe" ] || { echo "run-paper: no recipe $recipe" >&2; exit 2; }
     start=$(date +%s)
-    if [ $RUN = 1 ]; then "$QADAPT" run "$recipe" --out "results/$name"; fi
+    if [ $RUN = 1 ]; then "$QADAPT" run "$recipe" --out "results/$name"
+    elif [ ! -d "results/$name" ]; then echo "run-paper: $name has no results folder (not run yet), skipped" >&2; continue
+    fi
     # the cell each report's loss differences and the forest figure are taken against
     # (default: the first FP cell)
     case $name in

@@ -583,6 +583,13 @@ Test(plot, results_folder_grids_and_baseline) {
         add_samples(dir, d[k].id, d[k].variant, 8, (uint8_t)(100 + k));
         add_samples(dir, d[k].id, "references", 5, 255);
     }
+    /* a foreign file is left out with a warning (as report does), not a refusal of the folder */
+    char junk[400];
+    snprintf(junk, sizeof junk, "%s/notes.h5", dir);
+    FILE *jf = fopen(junk, "w");
+    cr_assert_not_null(jf);
+    fputs("not an HDF5 file\n", jf);
+    fclose(jf);
     qa_error err = {0, ""};
     cr_expect_eq(plot_results(dir, "qlora:w9a9", &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "qlora:w9a9") != NULL, "%s", err.msg);
