@@ -9,6 +9,7 @@
 
 #define QA_FMNIST_DEFAULT_DIR "/usr/share/datasets/fashion-mnist"
 #define QA_FMNIST_SIDE 28 /* image side; the denoiser and the evaluator take nothing else */
+#define QA_FMNIST_CLASSES 10
 
 typedef struct {
     int n, rows, cols;

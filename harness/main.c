@@ -7,6 +7,7 @@
 #include "harness/backend.h"
 #include "harness/basecheck.h"
 #include "harness/bench.h"
+#include "harness/checkpoint.h"
 #include "harness/fixture.h"
 #include "harness/pretrain.h"
 #include "harness/recipe.h"
@@ -43,6 +44,8 @@ static void usage(FILE *f) {
             "                            shapes of SD-1.5's 128 attention projections\n"
             "  fixture IN.h5 OUT.h5      recompute reference layer fixtures (shared/golden schema)\n"
             "                            with the harness's method plugins\n"
+            "  checkpoint-upgrade IN OUT rewrite a checkpoint with Fletcher-32 checksums on its\n"
+            "                            tensors (weights and provenance unchanged)\n"
             "  basecheck [--samples N] [--guidance W] [--steps S] [--out DIR]\n"
             "                            score the pre-trained base: guided samples per class\n"
             "                            classified by the evaluator (default out: results/pretrained)\n"
@@ -132,6 +135,9 @@ int main(int argc, char **argv) {
         int done = 0, failed = 0;
         rc = fixture_compute(argv[2], argv[3], stderr, &done, &failed, &err);
         if (done || failed) fprintf(stderr, "fixture: %d cases written to %s, %d could not be computed\n", done, argv[3], failed);
+    } else if (!strcmp(cmd, "checkpoint-upgrade")) {
+        if (argc != 4) { fprintf(stderr, "usage: qadapt checkpoint-upgrade IN.h5 OUT.h5\n"); return 2; }
+        rc = ckpt_upgrade(argv[2], argv[3], &err);
     } else if (!strcmp(cmd, "basecheck")) {
         qa_basecheck_opts o = {"results/pretrained/dit.h5", "results/pretrained/evaluator.h5", "results/pretrained",
                                100, 50, 3.0f, 7};

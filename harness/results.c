@@ -105,8 +105,10 @@ static hid_t lcpl_intermediate(void) {
     return lcpl;
 }
 
-int h5_write(qa_h5 *f, const char *path, int type, const void *data, int ndim, const int64_t *dims,
-             qa_error *err) {
+/* checksummed: chunked (one chunk, Fletcher-32 needs chunked storage) with the Fletcher-32
+ * filter, which HDF5 verifies on every read. */
+static int write_dataset(qa_h5 *f, const char *path, int type, const void *data, int ndim, const int64_t *dims,
+                         int checksummed, qa_error *err) {
     hsize_t hd[8];
     for (int i = 0; i < ndim; i++) hd[i] = (hsize_t)dims[i];
     if (h5_exists(f, path)) H5Ldelete(f->file, path, H5P_DEFAULT);
@@ -114,6 +116,10 @@ int h5_write(qa_h5 *f, const char *path, int type, const void *data, int ndim, c
     hid_t lcpl = lcpl_intermediate();
     hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
     H5Pset_obj_track_times(dcpl, 0);
+    if (checksummed && (H5Pset_chunk(dcpl, ndim, hd) < 0 || H5Pset_fletcher32(dcpl) < 0)) {
+        H5Pclose(lcpl); H5Pclose(dcpl); H5Sclose(space);
+        return qa_fail(err, QA_ERR_RUN, "%s: cannot set up the checksum of dataset %s", f->path, path);
+    }
     hid_t ds = H5Dcreate2(f->file, path, type_of(type), space, lcpl, dcpl, H5P_DEFAULT);
     H5Pclose(lcpl);
     H5Pclose(dcpl);
@@ -123,6 +129,29 @@ int h5_write(qa_h5 *f, const char *path, int type, const void *data, int ndim, c
     H5Dclose(ds);
     if (rc < 0) return qa_fail(err, QA_ERR_RUN, "%s: cannot write dataset %s", f->path, path);
     return QA_OK;
+}
+
+int h5_write(qa_h5 *f, const char *path, int type, const void *data, int ndim, const int64_t *dims,
+             qa_error *err) {
+    return write_dataset(f, path, type, data, ndim, dims, 0, err);
+}
+
+int h5_write_checksummed(qa_h5 *f, const char *path, int type, const void *data, int ndim, const int64_t *dims,
+                         qa_error *err) {
+    return write_dataset(f, path, type, data, ndim, dims, 1, err);
+}
+
+int h5_checksummed(qa_h5 *f, const char *path) {
+    if (!h5_exists(f, path)) return 0;
+    hid_t ds = H5Dopen2(f->file, path, H5P_DEFAULT);
+    if (ds < 0) return 0;
+    hid_t dcpl = H5Dget_create_plist(ds);
+    unsigned flags = 0;
+    size_t n_values = 0;
+    int found = H5Pget_filter_by_id2(dcpl, H5Z_FILTER_FLETCHER32, &flags, &n_values, NULL, 0, NULL, NULL) >= 0;
+    H5Pclose(dcpl);
+    H5Dclose(ds);
+    return found;
 }
 
 /* The file type of a packed dataset: integers narrowed to `bits` of precision (the N-bit filter
@@ -209,6 +238,9 @@ int h5_read(qa_h5 *f, const char *path, int type, void **data, size_t max_elems,
     H5Dclose(ds);
     if (rc < 0) {
         if (allocated) { qa_free(*data); *data = NULL; }
+        if (h5_checksummed(f, path))
+            return qa_fail(err, QA_ERR_INPUT, "%s: cannot read dataset %s: its Fletcher-32 checksum does not match "
+                           "(the stored bytes are damaged)", f->path, path);
         return qa_fail(err, QA_ERR_INPUT, "%s: cannot read dataset %s", f->path, path);
     }
     return QA_OK;
@@ -216,6 +248,17 @@ int h5_read(qa_h5 *f, const char *path, int type, void **data, size_t max_elems,
 
 static hid_t open_obj(qa_h5 *f, const char *obj) {
     return H5Oopen(f->file, obj, H5P_DEFAULT);
+}
+
+/* A value attribute holds exactly one element: reading an array into one value overflows. */
+static int attr_check_single(qa_h5 *f, const char *obj, const char *name, hid_t a, qa_error *err) {
+    hid_t space = H5Aget_space(a);
+    hssize_t n = space < 0 ? -1 : H5Sget_simple_extent_npoints(space);
+    if (space >= 0) H5Sclose(space);
+    if (n != 1)
+        return qa_fail(err, QA_ERR_INPUT, "%s: attribute '%s' of %s holds %lld values, expected one", f->path, name,
+                       obj, (long long)n);
+    return QA_OK;
 }
 
 int h5_has_attr(qa_h5 *f, const char *obj, const char *name) {
@@ -264,16 +307,10 @@ int h5_attr_set_f64(qa_h5 *f, const char *obj, const char *name, double value, q
     return attr_write(f, obj, name, H5T_NATIVE_DOUBLE, &value, err);
 }
 
-int h5_attr_get_str(qa_h5 *f, const char *obj, const char *name, char *buf, size_t len, qa_error *err) {
-    if (!h5_has_attr(f, obj, name))
-        return qa_fail(err, QA_ERR_INPUT, "%s: missing attribute '%s' of %s", f->path, name, obj);
-    hid_t o = open_obj(f, obj);
-    hid_t a = H5Aopen(o, name, H5P_DEFAULT);
-    hid_t ft = H5Aget_type(a);
+/* One string of type ft (variable or fixed length) into buf. */
+static int attr_read_str(qa_h5 *f, const char *name, hid_t a, hid_t ft, char *buf, size_t len, qa_error *err) {
     int rc = QA_OK;
-    if (H5Tget_class(ft) != H5T_STRING) {
-        rc = qa_fail(err, QA_ERR_INPUT, "%s: attribute '%s' of %s is not a string", f->path, name, obj);
-    } else if (H5Tis_variable_str(ft) > 0) {
+    if (H5Tis_variable_str(ft) > 0) {
         hid_t t = H5Tcopy(H5T_C_S1);
         H5Tset_size(t, H5T_VARIABLE);
         H5Tset_cset(t, H5Tget_cset(ft));
@@ -286,16 +323,29 @@ int h5_attr_get_str(qa_h5 *f, const char *obj, const char *name, char *buf, size
             H5Sclose(space);
         }
         H5Tclose(t);
-    } else {
-        size_t sz = H5Tget_size(ft);
-        char *tmp = calloc(1, sz + 1);
-        hid_t t = H5Tcopy(H5T_C_S1);
-        H5Tset_size(t, sz);
-        if (H5Aread(a, t, tmp) < 0) rc = qa_fail(err, QA_ERR_INPUT, "%s: cannot read attribute '%s'", f->path, name);
-        else snprintf(buf, len, "%s", tmp);
-        H5Tclose(t);
-        free(tmp);
+        return rc;
     }
+    size_t sz = H5Tget_size(ft);
+    char *tmp = calloc(1, sz + 1);
+    hid_t t = H5Tcopy(H5T_C_S1);
+    H5Tset_size(t, sz);
+    if (H5Aread(a, t, tmp) < 0) rc = qa_fail(err, QA_ERR_INPUT, "%s: cannot read attribute '%s'", f->path, name);
+    else snprintf(buf, len, "%s", tmp);
+    H5Tclose(t);
+    free(tmp);
+    return rc;
+}
+
+int h5_attr_get_str(qa_h5 *f, const char *obj, const char *name, char *buf, size_t len, qa_error *err) {
+    if (!h5_has_attr(f, obj, name))
+        return qa_fail(err, QA_ERR_INPUT, "%s: missing attribute '%s' of %s", f->path, name, obj);
+    hid_t o = open_obj(f, obj);
+    hid_t a = H5Aopen(o, name, H5P_DEFAULT);
+    hid_t ft = H5Aget_type(a);
+    int rc = attr_check_single(f, obj, name, a, err);
+    if (!rc && H5Tget_class(ft) != H5T_STRING)
+        rc = qa_fail(err, QA_ERR_INPUT, "%s: attribute '%s' of %s is not a string", f->path, name, obj);
+    if (!rc) rc = attr_read_str(f, name, a, ft, buf, len, err);
     H5Tclose(ft);
     H5Aclose(a);
     H5Oclose(o);
@@ -310,10 +360,12 @@ int h5_attr_get_f64(qa_h5 *f, const char *obj, const char *name, double *value, 
     hid_t ft = H5Aget_type(a);
     H5T_class_t cls = H5Tget_class(ft);
     H5Tclose(ft);
+    int single = attr_check_single(f, obj, name, a, err);
     herr_t rc = -1;
-    if (cls == H5T_INTEGER || cls == H5T_FLOAT) rc = H5Aread(a, H5T_NATIVE_DOUBLE, value);
+    if (!single && (cls == H5T_INTEGER || cls == H5T_FLOAT)) rc = H5Aread(a, H5T_NATIVE_DOUBLE, value);
     H5Aclose(a);
     H5Oclose(o);
+    if (single) return single;
     if (rc < 0) return qa_fail(err, QA_ERR_INPUT, "%s: attribute '%s' of %s is not a number", f->path, name, obj);
     return QA_OK;
 }

@@ -25,6 +25,11 @@ const char *h5_path(const qa_h5 *f);
 int h5_exists(qa_h5 *f, const char *path); /* group, dataset (or attribute of "/" with '@name') */
 int h5_write(qa_h5 *f, const char *path, int type, const void *data, int ndim, const int64_t *dims,
              qa_error *err);
+/* Same, stored with a Fletcher-32 checksum that every read verifies (a mismatch is a read error
+ * that says so). h5_checksummed: 1 when a dataset carries one. */
+int h5_write_checksummed(qa_h5 *f, const char *path, int type, const void *data, int ndim, const int64_t *dims,
+                         qa_error *err);
+int h5_checksummed(qa_h5 *f, const char *path);
 /* Read a dataset of any stored numeric type converted to `type`. *data is allocated (qa_alloc)
  * when *data is NULL; otherwise it must hold max_elems. dims (up to 4) and ndim are returned. */
 /* A [rows, cols] dataset stored packed: integers (int32 in memory) at `bits` bits each through
@@ -40,6 +45,7 @@ int h5_read(qa_h5 *f, const char *path, int type, void **data, size_t max_elems,
 int h5_attr_set_str(qa_h5 *f, const char *obj, const char *name, const char *value, qa_error *err);
 int h5_attr_set_f64(qa_h5 *f, const char *obj, const char *name, double value, qa_error *err);
 int h5_attr_get_str(qa_h5 *f, const char *obj, const char *name, char *buf, size_t len, qa_error *err);
+/* Both getters read exactly one value: an array-valued attribute is an input error. */
 int h5_attr_get_f64(qa_h5 *f, const char *obj, const char *name, double *value, qa_error *err);
 int h5_has_attr(qa_h5 *f, const char *obj, const char *name);
 
