@@ -101,3 +101,36 @@ Test(cli_input, checkpoint_upgrade_adds_checksums, .init = setup, .fini = teardo
     cr_expect_eq(qadapt((const char *const[]){"checkpoint-upgrade", in, NULL}), 2);
     expect_text((const char *const[]){"usage: qadapt checkpoint-upgrade", NULL});
 }
+
+static void write_bytes(const char *path, const char *data, size_t len) {
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f, "%s", path);
+    cr_assert_eq(fwrite(data, 1, len, f), len);
+    fclose(f);
+}
+
+/* Each value was silently misread; now exit 2 with file:line and the key. */
+Test(cli_input, misread_recipe_values_exit_2_naming_file_line_and_key, .init = setup, .fini = teardown) {
+    static const struct { const char *line, *key, *needle; } cases[] = {
+        {"rank = 1e1", "rank", "integer"},        {"seed = 1e3", "seed", "integer"},
+        {"rank = 0x10", "rank", "integer"},       {"seed = [0, 0]", "seed", "repeated"},
+        {"vmc_alpha = [1.5, 1.50]", "vmc_alpha", "repeated"},
+    };
+    char recipe[512], location[600];
+    path_in_tmp(recipe, sizeof recipe, "bad.recipe");
+    snprintf(location, sizeof location, "%s:4:", recipe); /* every bad value sits on line 4 */
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char text[256];
+        snprintf(text, sizeof text, "[job]\nkind = adapt\n[adapt]\n%s\n", cases[i].line);
+        write_text_file(recipe, text);
+        cr_expect_eq(qadapt((const char *const[]){"run", recipe, "--dry-run", NULL}), 2, "%s: %s", cases[i].line, out_text);
+        expect_text((const char *const[]){location, cases[i].key, cases[i].needle, NULL});
+    }
+    write_text_file(recipe, "[job]\nkind = adapt\n[train]\nlr = [1e-4, 3e-4]\n");
+    cr_expect_eq(qadapt((const char *const[]){"run", recipe, "--dry-run", NULL}), 2, "%s", out_text);
+    expect_text((const char *const[]){location, "lr", "single value", NULL});
+    static const char with_nul[] = "[job]\nkind = adapt\n[adapt]\nseed = 0\0rank = 1e1\n";
+    write_bytes(recipe, with_nul, sizeof with_nul - 1);
+    cr_expect_eq(qadapt((const char *const[]){"run", recipe, "--dry-run", NULL}), 2, "%s", out_text);
+    expect_text((const char *const[]){location, "NUL", NULL});
+}
