@@ -13,6 +13,7 @@
 #include "harness/classifier.h"
 #include "harness/diffusion.h"
 #include "harness/eval.h"
+#include "harness/lock.h"
 #include "harness/model.h"
 #include "harness/nn.h"
 #include "harness/optim.h"
@@ -784,7 +785,18 @@ static int check_same_recipe(const qa_recipe *r, const char *path, qa_error *err
     return rc;
 }
 
+static int sweep_locked(const qa_recipe *r, const char *out_dir, qa_error *err);
+
+/* One sweep per folder (a second one truncated this one's files): the lock is held around the
+ * whole sweep, and its release syncs the folder, where the finished runs were renamed. */
 int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err) {
+    qa_lock *lock;
+    int rc = qa_lock_acquire(out_dir, &lock, err);
+    if (rc == 0) { rc = sweep_locked(r, out_dir, err); qa_lock_release(lock); }
+    return rc;
+}
+
+static int sweep_locked(const qa_recipe *r, const char *out_dir, qa_error *err) {
     qa_run_spec *runs;
     int n = adapt_plan(r, &runs, err);
     if (n < 0) return n;

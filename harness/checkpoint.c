@@ -5,13 +5,13 @@
 #include <string.h>
 #include <unistd.h>
 
-/* Close a file written under the temporary name tmp and, if all went well (rc), rename it to
- * path; on any failure the temporary file is removed. */
+/* Close (and sync) a file written under the temporary name tmp and, if all went well (rc),
+ * rename it to path durably; on any failure the temporary file is removed. */
 static int finish_file(qa_h5 *f, const char *tmp, const char *path, int rc, qa_error *err) {
     qa_error cerr;
     int crc = h5_close(f, &cerr);
     if (rc == 0 && crc) { *err = cerr; rc = crc; }
-    if (rc == 0 && rename(tmp, path) != 0) rc = qa_fail(err, QA_ERR_RUN, "cannot rename %s to %s", tmp, path);
+    if (rc == 0) rc = h5_rename_durable(tmp, path, err);
     if (rc) unlink(tmp);
     return rc;
 }

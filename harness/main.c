@@ -9,6 +9,7 @@
 #include "harness/bench.h"
 #include "harness/checkpoint.h"
 #include "harness/fixture.h"
+#include "harness/lock.h"
 #include "harness/pretrain.h"
 #include "harness/recipe.h"
 #include "harness/registry.h"
@@ -21,10 +22,11 @@ static void usage(FILE *f) {
             "\n"
             "commands:\n"
             "  list                      registered adaptation methods, one line each\n"
-            "  run RECIPE [--out DIR] [--dry-run]\n"
+            "  run RECIPE [--out DIR] [--dry-run] [--wait]\n"
             "                            run a recipe (pretrain | evaluator | adapt); an adapt\n"
             "                            sweep resumes in DIR, skipping finished runs;\n"
-            "                            --dry-run: check the recipe and print the plan only\n"
+            "                            --dry-run: check the recipe and print the plan only;\n"
+            "                            --wait: if another sweep holds DIR, wait for it\n"
             "  report DIR [--baseline C] tables of a results folder: markdown to stdout,\n"
             "                            DIR/report.{md,tex,csv}; Δ loss against cell C\n"
             "                            (method:bits[:deploy]; default: the first FP cell)\n"
@@ -73,11 +75,12 @@ int main(int argc, char **argv) {
         for (int i = 2; i < argc; i++) {
             if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
             else if (!strcmp(argv[i], "--dry-run")) dry = 1;
+            else if (!strcmp(argv[i], "--wait")) qa_lock_set_wait(1);
             else if (argv[i][0] == '-') { fprintf(stderr, "qadapt run: unknown option '%s'\n", argv[i]); return 2; }
             else if (!recipe_path) recipe_path = argv[i];
             else { fprintf(stderr, "qadapt run: unexpected argument '%s'\n", argv[i]); return 2; }
         }
-        if (!recipe_path) { fprintf(stderr, "usage: qadapt run RECIPE [--out DIR]\n"); return 2; }
+        if (!recipe_path) { fprintf(stderr, "usage: qadapt run RECIPE [--out DIR] [--dry-run] [--wait]\n"); return 2; }
         qa_recipe *r;
         rc = recipe_load(recipe_path, &r, &err);
         if (rc == 0 && dry) {

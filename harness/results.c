@@ -1,12 +1,17 @@
 #include "harness/results.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <hdf5.h>
 
+#include "harness/lock.h"
+
 struct qa_h5 {
     hid_t file;
+    int writable; /* synced to disk on close */
     char path[1024];
 };
 
@@ -44,6 +49,7 @@ static int create_file(const char *path, int compact, qa_h5 **out, qa_error *err
     if (file < 0) return qa_fail(err, QA_ERR_RUN, "%s: cannot create HDF5 file", path);
     qa_h5 *f = qa_alloc(sizeof *f);
     f->file = file;
+    f->writable = 1;
     snprintf(f->path, sizeof f->path, "%s", path);
     *out = f;
     return QA_OK;
@@ -61,6 +67,7 @@ int h5_open(const char *path, int writable, qa_h5 **out, qa_error *err) {
     if (file < 0) return qa_fail(err, QA_ERR_INPUT, "%s: cannot open HDF5 file (damaged?)", path);
     qa_h5 *f = qa_alloc(sizeof *f);
     f->file = file;
+    f->writable = writable;
     snprintf(f->path, sizeof f->path, "%s", path);
     *out = f;
     return QA_OK;
@@ -76,9 +83,24 @@ int h5_close(qa_h5 *f, qa_error *err) {
     herr_t rc = H5Fclose(f->file);
     char path[1024];
     snprintf(path, sizeof path, "%s", f->path);
+    int writable = f->writable;
     qa_free(f);
     if (rc < 0) return qa_fail(err, QA_ERR_RUN, "%s: close failed", path);
-    return QA_OK;
+    /* on disk before anyone renames it finished: a power loss must not leave an empty file */
+    return writable ? qa_fsync_path(path, err) : QA_OK;
+}
+
+int h5_rename_durable(const char *from, const char *to, qa_error *err) {
+    if (rename(from, to) != 0) return qa_fail(err, QA_ERR_RUN, "cannot rename %s to %s: %s", from, to, strerror(errno));
+    const char *slash = strrchr(to, '/');
+    if (!slash) return qa_fsync_path(".", err);
+    size_t n = slash == to ? 1 : (size_t)(slash - to);
+    char *dir = malloc(n + 1);
+    memcpy(dir, to, n);
+    dir[n] = 0;
+    int rc = qa_fsync_path(dir, err);
+    free(dir);
+    return rc;
 }
 
 int h5_exists(qa_h5 *f, const char *path) {

@@ -19,7 +19,11 @@ int h5_create(const char *path, qa_h5 **out, qa_error *err);      /* truncates *
 int h5_create_compact(const char *path, qa_h5 **out, qa_error *err);
 int h5_open(const char *path, int writable, qa_h5 **out, qa_error *err);
 int h5_flush(qa_h5 *f, qa_error *err);
+/* A file created or opened writable is synced to disk (fsync) after it is closed, so a rename
+ * that marks it finished never points at data still in the page cache. */
 int h5_close(qa_h5 *f, qa_error *err);
+/* rename(from, to), then sync to's folder so the rename itself survives a power loss. */
+int h5_rename_durable(const char *from, const char *to, qa_error *err);
 const char *h5_path(const qa_h5 *f);
 
 int h5_exists(qa_h5 *f, const char *path); /* group, dataset (or attribute of "/" with '@name') */
