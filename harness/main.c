@@ -46,11 +46,11 @@ static void usage(FILE *f) {
             "                            shapes of SD-1.5's 128 attention projections\n"
             "  fixture IN.h5 OUT.h5      recompute reference layer fixtures (shared/golden schema)\n"
             "                            with the harness's method plugins\n"
-            "  checkpoint-upgrade IN OUT rewrite a checkpoint with Fletcher-32 checksums on its\n"
-            "                            tensors (weights and provenance unchanged)\n"
             "  basecheck [--samples N] [--guidance W] [--steps S] [--out DIR]\n"
             "                            score the pre-trained base: guided samples per class\n"
             "                            classified by the evaluator (default out: results/pretrained)\n"
+            "  checkpoint-upgrade IN OUT rewrite a checkpoint with Fletcher-32 checksums on its\n"
+            "                            tensors (weights and provenance unchanged)\n"
             "  --help                    this text\n"
             "\n"
             "exit status: 0 ok, 1 a run failed, 2 bad input\n");
