@@ -12,7 +12,7 @@
 struct qa_h5 {
     hid_t file;
     int writable; /* synced to disk on close */
-    char path[1024];
+    char *path;   /* as given, however long: it names the file in messages and is synced on close */
 };
 
 static void quiet(void) {
@@ -50,7 +50,7 @@ static int create_file(const char *path, int compact, qa_h5 **out, qa_error *err
     qa_h5 *f = qa_alloc(sizeof *f);
     f->file = file;
     f->writable = 1;
-    snprintf(f->path, sizeof f->path, "%s", path);
+    f->path = strdup(path);
     *out = f;
     return QA_OK;
 }
@@ -68,7 +68,7 @@ int h5_open(const char *path, int writable, qa_h5 **out, qa_error *err) {
     qa_h5 *f = qa_alloc(sizeof *f);
     f->file = file;
     f->writable = writable;
-    snprintf(f->path, sizeof f->path, "%s", path);
+    f->path = strdup(path);
     *out = f;
     return QA_OK;
 }
@@ -81,13 +81,12 @@ int h5_flush(qa_h5 *f, qa_error *err) {
 int h5_close(qa_h5 *f, qa_error *err) {
     if (!f) return QA_OK;
     herr_t rc = H5Fclose(f->file);
-    char path[1024];
-    snprintf(path, sizeof path, "%s", f->path);
-    int writable = f->writable;
-    qa_free(f);
-    if (rc < 0) return qa_fail(err, QA_ERR_RUN, "%s: close failed", path);
     /* on disk before anyone renames it finished: a power loss must not leave an empty file */
-    return writable ? qa_fsync_path(path, err) : QA_OK;
+    int out = rc < 0 ? qa_fail(err, QA_ERR_RUN, "%s: close failed", f->path)
+                     : (f->writable ? qa_fsync_path(f->path, err) : QA_OK);
+    free(f->path);
+    qa_free(f);
+    return out;
 }
 
 int h5_rename_durable(const char *from, const char *to, qa_error *err) {

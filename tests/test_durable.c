@@ -7,6 +7,7 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 
 #include "common.h"
@@ -14,14 +15,15 @@
 #include "harness/checkpoint.h"
 #include "harness/classifier.h"
 #include "harness/lock.h"
+#include "harness/results.h"
 
-enum { MAX_EVENTS = 4096 };
-static char events[MAX_EVENTS][600]; /* "fsync PATH" or "rename FROM -> TO" */
+enum { MAX_EVENTS = 1024 };
+static char events[MAX_EVENTS][4200]; /* "fsync PATH" or "rename FROM -> TO" */
 static int n_events;
 static char fail_fsync_of[700]; /* a path whose fsync reports ENOSPC ("" = none) */
 
 int fsync(int fd) {
-    char link[64], path[512];
+    char link[64], path[4096];
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
     ssize_t n = readlink(link, path, sizeof path - 1);
     path[n > 0 ? n : 0] = 0;
@@ -144,4 +146,28 @@ Test(durable, releasing_the_folder_lock_syncs_the_folder, .init = setup, .fini =
     char want[300];
     snprintf(want, sizeof want, "fsync %s", dir);
     cr_expect(find_event(0, want) >= 0, "the folder was not synced");
+}
+
+/* The file's name was kept in 1024 bytes: a longer path was cut, and the sync after closing
+ * then opened the cut name. Six 200-character folders make a 1,200-character path. */
+Test(durable, a_file_with_a_long_path_closes_and_syncs, .init = setup, .fini = teardown) {
+    char path[2048], part[201];
+    memset(part, 'd', 200);
+    part[200] = 0;
+    size_t n = (size_t)snprintf(path, sizeof path, "%s", dir);
+    for (int i = 0; i < 6; i++) {
+        n += (size_t)snprintf(path + n, sizeof path - n, "/%s", part);
+        cr_assert_eq(mkdir(path, 0755), 0, "mkdir: %s", strerror(errno));
+    }
+    snprintf(path + n, sizeof path - n, "/run.h5");
+    qa_h5 *f;
+    qa_error err = {0, ""};
+    cr_assert_eq(h5_create(path, &f, &err), QA_OK, "%s", err.msg);
+    cr_assert_str_eq(h5_path(f), path);
+    cr_assert_eq(h5_attr_set_f64(f, "/", "x", 1.0, &err), QA_OK, "%s", err.msg);
+    n_events = 0;
+    cr_expect_eq(h5_close(f, &err), QA_OK, "%s", err.msg);
+    char want[2100];
+    snprintf(want, sizeof want, "fsync %s", path);
+    cr_expect(find_event(0, want) >= 0, "the file was not synced under its full name");
 }
