@@ -207,10 +207,11 @@ static int cmp_list_value(const void *pa, const void *pb) {
 }
 
 /* Each list value once: a repeated seed made two runs with one name, and the second was skipped
- * as finished. Sorted, so a long list costs n log n. Runs after check_value. */
-static int check_repeats(const char *path, int line, const key_spec *k, char *const *vals, int n, qa_error *err) {
+ * as finished. numeric: the values are numbers (checked already). Sorted: n log n for a long list. */
+static int check_repeats(const char *path, int line, const char *section, const char *key, int numeric,
+                         char *const *vals, int n, qa_error *err) {
     if (n < 2) return 0;
-    int numeric = k->type == T_INT || k->type == T_FLOAT, rc = 0;
+    int rc = 0;
     list_value *sorted = malloc(sizeof *sorted * (size_t)n);
     for (int i = 0; i < n; i++)
         sorted[i] = (list_value){numeric ? strtod(vals[i], NULL) : 0, numeric ? NULL : vals[i], i};
@@ -218,8 +219,7 @@ static int check_repeats(const char *path, int line, const key_spec *k, char *co
     for (int i = 1; i < n && rc == 0; i++)
         if (same_list_value(&sorted[i - 1], &sorted[i]))
             rc = qa_fail(err, QA_ERR_INPUT, "%s:%d: [%s] %s: '%s' is repeated (list item %d, the same value as item %d)",
-                         path, line, k->section, k->key, vals[sorted[i].index], sorted[i].index + 1,
-                         sorted[i - 1].index + 1);
+                         path, line, section, key, vals[sorted[i].index], sorted[i].index + 1, sorted[i - 1].index + 1);
     free(sorted);
     return rc;
 }
@@ -365,7 +365,8 @@ int recipe_parse(const char *path, const char *text, qa_recipe **out, qa_error *
         r->n_entries++;
         if (rc) break;
         for (int j = 0; j < e->n && rc == 0; j++) rc = check_value(path, line_no, k, e->vals[j], err);
-        if (rc == 0) rc = check_repeats(path, line_no, k, e->vals, e->n, err);
+        if (rc == 0)
+            rc = check_repeats(path, line_no, k->section, k->key, k->type == T_INT || k->type == T_FLOAT, e->vals, e->n, err);
     }
     free(copy);
     if (rc == 0) {

@@ -7,6 +7,7 @@
 #include <math.h>
 
 #include "common.h"
+#include "source_root.h"
 #include "harness/checkpoint.h"
 #include "harness/model.h"
 
@@ -166,8 +167,8 @@ Test(checkpoint, flipped_weight_bytes_fail_the_checksum, .init = setup, .fini = 
 /* The committed checkpoints were written before checksums: they load, and an upgraded copy
  * carries checksums and the same weights and provenance. */
 Test(checkpoint, committed_checkpoint_loads_and_upgrades, .init = setup, .fini = teardown) {
-    const char *root = getenv("QA_SOURCE_ROOT");
-    cr_assert_not_null(root, "QA_SOURCE_ROOT not set");
+    const char *root = test_source_root();
+    cr_assert_not_null(root, "source root unknown (QA_TEST_SOURCE_ROOT or $QA_SOURCE_ROOT)");
     char old_path[1024];
     snprintf(old_path, sizeof old_path, "%s/results/pretrained/dit.h5", root);
     qa_dit a, b;

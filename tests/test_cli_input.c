@@ -6,6 +6,7 @@
 #include <time.h>
 
 #include "common.h"
+#include "source_root.h"
 #include "harness/checkpoint.h"
 #include "harness/lock.h"
 
@@ -85,7 +86,7 @@ Test(cli_input, checkpoint_with_patch_zero_exits_2, .init = setup, .fini = teard
 }
 
 Test(cli_input, checkpoint_upgrade_adds_checksums, .init = setup, .fini = teardown) {
-    const char *root = getenv("QA_SOURCE_ROOT");
+    const char *root = test_source_root();
     cr_assert_not_null(root);
     char in[1024], out[512];
     snprintf(in, sizeof in, "%s/results/pretrained/evaluator.h5", root);

@@ -8,6 +8,7 @@
 #include <dirent.h>
 
 #include "common.h"
+#include "source_root.h"
 #include "harness/recipe.h"
 
 enum { N_MUTANTS = 400, MAX_SEEDS = 64 };
@@ -92,8 +93,8 @@ static int load_seeds(char *seeds[], int max) {
     };
     int n = 0;
     for (size_t i = 0; i < sizeof inline_seeds / sizeof inline_seeds[0]; i++) seeds[n++] = strdup(inline_seeds[i]);
-    const char *root = getenv("QA_SOURCE_ROOT");
-    cr_assert_not_null(root, "QA_SOURCE_ROOT not set");
+    const char *root = test_source_root();
+    cr_assert_not_null(root, "source root unknown (QA_TEST_SOURCE_ROOT or $QA_SOURCE_ROOT)");
     char dir_path[1024];
     snprintf(dir_path, sizeof dir_path, "%s/experiments", root);
     DIR *d = opendir(dir_path);
