@@ -76,7 +76,7 @@ Test(recipe_strict, repeated_list_values_are_errors) {
     expect_line4_error("adapt", "vmc_alpha = [1.5, 1.50]", (const char *const[]){"vmc_alpha", "repeated", NULL});
     expect_line4_error("adapt", "aux_dist = [zero, laplace, zero]", (const char *const[]){"aux_dist", "repeated", NULL});
     expect_ok("adapt", "seed = [0, 1, 2]");
-    expect_ok("adapt", "vmc_alpha = [1.5, 1.25]");
+    expect_ok("adapt", "rank = [2, 4, 16]");
 }
 
 /* lr took a list and used only its first value. */
