@@ -8,6 +8,8 @@
 #include "harness/util.h"
 
 #define QA_FMNIST_DEFAULT_DIR "/usr/share/datasets/fashion-mnist"
+#define QA_FMNIST_SIDE 28 /* image side; the denoiser and the evaluator take nothing else */
+#define QA_FMNIST_CLASSES 10
 
 typedef struct {
     int n, rows, cols;
@@ -17,7 +19,8 @@ typedef struct {
 
 /* split: "train" or "t10k". dir NULL = $QA_FMNIST_DIR or the Debian package's folder.
  * Errors (QA_ERR_INPUT): missing file (names the package to install), bad magic, bad
- * dimensions, truncated data, label/image count mismatch, label out of range. */
+ * dimensions, images not 28 x 28, truncated data, a gzip CRC-32 or length mismatch, data past
+ * the header's size, label/image count mismatch, label out of range. */
 int fmnist_load(const char *dir, const char *split, qa_images *out, qa_error *err);
 /* Read one IDX file (gzip or plain): dims[0..ndim) and the payload (caller frees). */
 int idx_read(const char *path, int expect_ndim, int *dims, uint8_t **data, qa_error *err);

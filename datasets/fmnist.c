@@ -10,47 +10,47 @@ static const char *const class_names[10] = {"T-shirt/top", "Trouser", "Pullover"
 
 const char *const *fmnist_class_names(void) { return class_names; }
 
-int idx_read(const char *path, int expect_ndim, int *dims, uint8_t **data, qa_error *err) {
-    if (!qa_file_exists(path))
-        return qa_fail(err, QA_ERR_INPUT,
-                       "%s: file not found (Fashion-MNIST comes from the Debian package "
-                       "'dataset-fashion-mnist': apt-get install dataset-fashion-mnist)", path);
-    gzFile f = gzopen(path, "rb");
-    if (!f) return qa_fail(err, QA_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+/* zlib's error code for the stream (Z_OK: fine, or a plain end of file) and its message, copied:
+ * gzerror's string dies with gzclose. Z_BUF_ERROR: the file ends inside the stream. */
+static int gz_problem(gzFile f, char *buf, size_t len) {
+    int zerr = Z_OK;
+    const char *msg = gzerror(f, &zerr);
+    snprintf(buf, len, "%s", zerr == Z_ERRNO ? strerror(errno) : msg);
+    return zerr;
+}
+
+static int idx_read_header(gzFile f, const char *path, int expect_ndim, int *dims, size_t *total, qa_error *err) {
+    char why[256];
     uint8_t hdr[4];
     int got = gzread(f, hdr, 4);
-    int expect_magic = 0x0800 | expect_ndim;
-    if (got != 4) {
-        gzclose(f);
+    if (got != 4 && gz_problem(f, why, sizeof why) != Z_OK)
+        return qa_fail(err, QA_ERR_INPUT, "%s: corrupt compressed data (%s)", path, why);
+    if (got != 4)
         return qa_fail(err, QA_ERR_INPUT, "%s: truncated header (%d of 4 magic bytes)", path, got < 0 ? 0 : got);
-    }
-    int magic = (hdr[0] << 24) | (hdr[1] << 16) | (hdr[2] << 8) | hdr[3];
-    if (magic != expect_magic) {
-        gzclose(f);
+    int magic = (hdr[0] << 24) | (hdr[1] << 16) | (hdr[2] << 8) | hdr[3], expect_magic = 0x0800 | expect_ndim;
+    if (magic != expect_magic)
         return qa_fail(err, QA_ERR_INPUT, "%s: bad IDX magic 0x%08x (expected 0x%08x: unsigned bytes, %d dims)",
                        path, (unsigned)magic, (unsigned)expect_magic, expect_ndim);
-    }
-    size_t total = 1;
+    *total = 1;
     for (int i = 0; i < expect_ndim; i++) {
         uint8_t b[4];
-        if (gzread(f, b, 4) != 4) {
-            gzclose(f);
+        if (gzread(f, b, 4) != 4)
             return qa_fail(err, QA_ERR_INPUT, "%s: truncated header (dimension %d missing)", path, i);
-        }
         uint32_t v = ((uint32_t)b[0] << 24) | ((uint32_t)b[1] << 16) | ((uint32_t)b[2] << 8) | b[3];
-        if (v == 0 || v > 10000000u) {
-            gzclose(f);
+        if (v == 0 || v > 10000000u)
             return qa_fail(err, QA_ERR_INPUT, "%s: implausible dimension %d = %u in header", path, i, v);
-        }
         dims[i] = (int)v;
-        if (total > (size_t)(1u << 31) / v) { /* the product, not only each dimension, must be sane */
-            gzclose(f);
+        if (*total > (size_t)(1u << 31) / v) /* the product, not only each dimension, must be sane */
             return qa_fail(err, QA_ERR_INPUT, "%s: header dimensions multiply to more than 2^31 bytes", path);
-        }
-        total *= v;
+        *total *= v;
     }
-    uint8_t *buf = malloc(total + 1);
-    if (!buf) { gzclose(f); return qa_fail(err, QA_ERR_RUN, "%s: out of memory", path); }
+    return QA_OK;
+}
+
+/* The payload, then the end of the stream: zlib checks the gzip trailer (CRC-32 and length) only
+ * when a read reaches it, so one more read must meet a clean end of file. */
+static int idx_read_payload(gzFile f, const char *path, uint8_t *buf, size_t total, qa_error *err) {
+    char why[256];
     size_t have = 0;
     while (have < total) {
         unsigned chunk = (unsigned)((total - have) > (1u << 30) ? (1u << 30) : (total - have));
@@ -58,17 +58,38 @@ int idx_read(const char *path, int expect_ndim, int *dims, uint8_t **data, qa_er
         if (r <= 0) break;
         have += (size_t)r;
     }
-    int zerr = 0;
-    const char *zmsg = gzerror(f, &zerr);
-    gzclose(f);
-    if (have < total) {
-        free(buf);
-        if (zerr != Z_OK && zerr != Z_BUF_ERROR)
-            return qa_fail(err, QA_ERR_INPUT, "%s: corrupt compressed data (%s) after %zu of %zu bytes",
-                           path, zmsg, have, total);
+    uint8_t extra;
+    int past_end = have == total ? gzread(f, &extra, 1) : 0;
+    int zerr = gz_problem(f, why, sizeof why);
+    if (zerr != Z_OK && zerr != Z_BUF_ERROR)
+        return qa_fail(err, QA_ERR_INPUT, "%s: corrupt compressed data (%s) after %zu of %zu bytes", path, why,
+                       have, total);
+    if (have < total)
         return qa_fail(err, QA_ERR_INPUT, "%s: truncated: header promises %zu data bytes, file has %zu",
                        path, total, have);
-    }
+    if (zerr == Z_BUF_ERROR)
+        return qa_fail(err, QA_ERR_INPUT, "%s: truncated: the gzip stream ends before its CRC-32 and length",
+                       path);
+    if (past_end > 0)
+        return qa_fail(err, QA_ERR_INPUT, "%s: more data than the header's %zu bytes (damaged header?)", path,
+                       total);
+    return QA_OK;
+}
+
+int idx_read(const char *path, int expect_ndim, int *dims, uint8_t **data, qa_error *err) {
+    if (!qa_file_exists(path))
+        return qa_fail(err, QA_ERR_INPUT,
+                       "%s: file not found (Fashion-MNIST comes from the Debian package "
+                       "'dataset-fashion-mnist': apt-get install dataset-fashion-mnist)", path);
+    gzFile f = gzopen(path, "rb");
+    if (!f) return qa_fail(err, QA_ERR_INPUT, "%s: cannot open: %s", path, strerror(errno));
+    size_t total = 0;
+    int rc = idx_read_header(f, path, expect_ndim, dims, &total, err);
+    uint8_t *buf = rc ? NULL : malloc(total + 1);
+    if (!rc && !buf) rc = qa_fail(err, QA_ERR_RUN, "%s: out of memory", path);
+    if (!rc) rc = idx_read_payload(f, path, buf, total, err);
+    gzclose(f);
+    if (rc) { free(buf); return rc; }
     *data = buf;
     return QA_OK;
 }
@@ -86,6 +107,11 @@ int fmnist_load(const char *dir, const char *split, qa_images *out, qa_error *er
     if (rc) return rc;
     rc = idx_read(lpath, 1, ldims, &lab, err);
     if (rc) { free(pix); return rc; }
+    if (idims[1] != QA_FMNIST_SIDE || idims[2] != QA_FMNIST_SIDE) {
+        free(pix); free(lab);
+        return qa_fail(err, QA_ERR_INPUT, "%s: images are %d x %d, the model takes %d x %d (Fashion-MNIST)", ipath,
+                       idims[1], idims[2], QA_FMNIST_SIDE, QA_FMNIST_SIDE);
+    }
     if (ldims[0] != idims[0]) {
         free(pix); free(lab);
         return qa_fail(err, QA_ERR_INPUT, "%s: %d labels for %d images in %s", lpath, ldims[0], idims[0], ipath);

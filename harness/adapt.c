@@ -8,6 +8,7 @@
 #include "harness/classifier.h"
 #include "harness/diffusion.h"
 #include "harness/eval.h"
+#include "harness/lock.h"
 #include "harness/model.h"
 #include "harness/progress.h"
 #include "harness/record.h"
@@ -272,7 +273,20 @@ static const qa_task *task_of(sweep_env *e, const qa_sweep_settings *s, long see
     return t;
 }
 
-int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err) {
+static int sweep_locked(const qa_recipe *r, const char *out_dir, qa_error *err);
+
+/* One sweep per folder (a second one truncated this one's files): the lock is held around the
+ * whole sweep, and its release syncs the folder, where the finished runs were renamed. */
+int adapt_sweep_wait(const qa_recipe *r, const char *out_dir, int wait, qa_error *err) {
+    qa_lock *lock;
+    int rc = qa_lock_acquire(out_dir, wait, &lock, err);
+    if (rc == 0) { rc = sweep_locked(r, out_dir, err); qa_lock_release(lock); }
+    return rc;
+}
+
+int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err) { return adapt_sweep_wait(r, out_dir, 0, err); }
+
+static int sweep_locked(const qa_recipe *r, const char *out_dir, qa_error *err) {
     qa_sweep_plan plan;
     int n = adapt_plan(r, &plan, err);
     if (n < 0) return n;

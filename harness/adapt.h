@@ -22,5 +22,7 @@ void adapt_plan_free(qa_sweep_plan *plan);
 /* Run every unfinished run of the recipe into out_dir. Returns 0 when all runs finished (a run
  * recorded as diverged counts as finished), QA_ERR_RUN when any run could not be completed. */
 int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err);
+/* The same; with wait, a folder another sweep holds is waited for instead of refused. */
+int adapt_sweep_wait(const qa_recipe *r, const char *out_dir, int wait, qa_error *err);
 
 #endif

@@ -1,6 +1,9 @@
 /* Model checkpoints in HDF5: the config as root attributes, every parameter tensor under
  * /params/<name>, provenance (recipe, git commit, loss, wall time) as attributes.
- * Written to <path>.partial and renamed, so a killed writer never leaves a half file. */
+ * Written to <path>.partial and renamed, so a killed writer never leaves a half file. Every tensor
+ * carries a Fletcher-32 checksum, verified on load (files written before checksums load too);
+ * a load checks the configuration against the model's limits before allocating, each tensor's
+ * shape, and that every weight is finite. */
 #ifndef QA_CHECKPOINT_H
 #define QA_CHECKPOINT_H
 
@@ -26,6 +29,9 @@ int dit_save(const char *path, const qa_dit *m, const float *params, const qa_ck
              qa_error *err);
 /* Read the config from a checkpoint, create the model (max_batch) and load its weights. */
 int dit_load(const char *path, qa_dit *m, int max_batch, qa_error *err);
+/* Rewrite a checkpoint written before checksums (every tensor gets its Fletcher-32 checksum);
+ * weights and attributes are copied as they are, plus checksums_added_by (this commit). */
+int ckpt_upgrade(const char *in_path, const char *out_path, qa_error *err);
 /* Load named tensors into a table's block; every tensor must be present with its size. */
 int ckpt_load_tensors(qa_h5 *f, const qa_tensor_info *tensors, int n_tensors, float *params,
                       qa_error *err);

@@ -7,6 +7,7 @@
 #include "harness/backend.h"
 #include "harness/basecheck.h"
 #include "harness/bench.h"
+#include "harness/checkpoint.h"
 #include "harness/fixture.h"
 #include "harness/pretrain.h"
 #include "harness/recipe.h"
@@ -24,10 +25,11 @@ static void usage(FILE *f) {
             "                            (--markdown: the options table of experiments/README.md)\n"
             "  help METHOD               one method: what it does and its options (recipe keys\n"
             "                            of [adapt]; a list of values makes a grid axis)\n"
-            "  run RECIPE [--out DIR] [--dry-run]\n"
+            "  run RECIPE [--out DIR] [--dry-run] [--wait]\n"
             "                            run a recipe (pretrain | evaluator | adapt); an adapt\n"
             "                            sweep resumes in DIR, skipping finished runs;\n"
-            "                            --dry-run: check the recipe and print the plan only\n"
+            "                            --dry-run: check the recipe and print the plan only;\n"
+            "                            --wait: if another sweep holds DIR, wait for it\n"
             "  report DIR [--baseline C] tables of a results folder: markdown to stdout,\n"
             "                            DIR/report.{md,tex,csv}; Δ loss against cell C\n"
             "                            (method:bits[:deploy]; default: the first FP cell)\n"
@@ -56,6 +58,8 @@ static void usage(FILE *f) {
             "  basecheck [--samples N] [--guidance W] [--steps S] [--out DIR]\n"
             "                            score the pre-trained base: guided samples per class\n"
             "                            classified by the evaluator (default out: results/pretrained)\n"
+            "  checkpoint-upgrade IN OUT rewrite a checkpoint with Fletcher-32 checksums on its\n"
+            "                            tensors (weights and provenance unchanged)\n"
             "  --help                    this text\n"
             "\n"
             "exit status: 0 ok, 1 a run failed, 2 bad input\n");
@@ -70,15 +74,16 @@ enum { USAGE_ERROR = 1 };
 static int cmd_run(int argc, char **argv, qa_error *err) {
     int rc = 0;
     const char *recipe_path = NULL, *out = NULL;
-    int dry = 0;
+    int dry = 0, wait = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
         else if (!strcmp(argv[i], "--dry-run")) dry = 1;
+        else if (!strcmp(argv[i], "--wait")) wait = 1;
         else if (argv[i][0] == '-') { fprintf(stderr, "qadapt run: unknown option '%s'\n", argv[i]); return USAGE_ERROR; }
         else if (!recipe_path) recipe_path = argv[i];
         else { fprintf(stderr, "qadapt run: unexpected argument '%s'\n", argv[i]); return USAGE_ERROR; }
     }
-    if (!recipe_path) { fprintf(stderr, "usage: qadapt run RECIPE [--out DIR]\n"); return USAGE_ERROR; }
+    if (!recipe_path) { fprintf(stderr, "usage: qadapt run RECIPE [--out DIR] [--dry-run] [--wait]\n"); return USAGE_ERROR; }
     qa_recipe *r;
     rc = recipe_load(recipe_path, &r, err);
     if (rc == 0 && dry) {
@@ -103,7 +108,7 @@ static int cmd_run(int argc, char **argv, qa_error *err) {
         else if (!strcmp(kind, "evaluator"))
             rc = pretrain_evaluator(r, out ? out : recipe_str(r, "model", "evaluator"), err);
         else
-            rc = adapt_sweep(r, out ? out : "results/scratch", err);
+            rc = adapt_sweep_wait(r, out ? out : "results/scratch", wait, err);
         recipe_free(r);
     }
     return rc;
@@ -174,6 +179,9 @@ int main(int argc, char **argv) {
         int done = 0, failed = 0;
         rc = fixture_compute(argv[2], argv[3], stderr, &done, &failed, &err);
         if (done || failed) fprintf(stderr, "fixture: %d cases written to %s, %d could not be computed\n", done, argv[3], failed);
+    } else if (!strcmp(cmd, "checkpoint-upgrade")) {
+        if (argc != 4) { fprintf(stderr, "usage: qadapt checkpoint-upgrade IN.h5 OUT.h5\n"); return 2; }
+        rc = ckpt_upgrade(argv[2], argv[3], &err);
     } else if (!strcmp(cmd, "basecheck")) {
         qa_basecheck_opts o = {"results/pretrained/dit.h5", "results/pretrained/evaluator.h5", "results/pretrained",
                                100, 50, 3.0f, 7};

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "datasets/dataset.h"
 #include "harness/nn.h"
 #include "harness/rng.h"
 
@@ -54,12 +55,37 @@ qa_tensor_info *dit_find_tensor(qa_dit *m, const char *name) {
     return NULL;
 }
 
+/* 2 tensors per linear slot (3 + 7 per block + 2 slots), plus pos_embed and class_embed */
+_Static_assert(2 * (3 + 7 * QA_DIT_MAX_DEPTH + 2) + 2 <= (int)(sizeof ((qa_dit *)0)->tensors / sizeof(qa_tensor_info)),
+               "the tensor table must hold the deepest model allowed");
+
+int dit_config_check(const qa_dit_config *c, const char *where, qa_error *err) {
+    if (c->img != QA_FMNIST_SIDE)
+        return qa_fail(err, QA_ERR_INPUT, "%s: img = %d: the data is %d x %d", where, c->img, QA_FMNIST_SIDE, QA_FMNIST_SIDE);
+    if (c->patch < 1 || c->patch > c->img || c->img % c->patch)
+        return qa_fail(err, QA_ERR_INPUT, "%s: patch = %d: must divide the image side %d (1, 2, 4, 7, 14 or 28)", where,
+                       c->patch, c->img);
+    if (c->dim < 8 || c->dim > 4096 || c->dim % 2)
+        return qa_fail(err, QA_ERR_INPUT, "%s: dim = %d: must be even and in 8..4096", where, c->dim);
+    if (c->heads < 1 || c->heads > 64 || c->dim % c->heads)
+        return qa_fail(err, QA_ERR_INPUT, "%s: heads = %d: must be in 1..64 and divide dim = %d", where, c->heads, c->dim);
+    if (c->depth < 1 || c->depth > QA_DIT_MAX_DEPTH)
+        return qa_fail(err, QA_ERR_INPUT, "%s: depth = %d: must be in 1..%d", where, c->depth, QA_DIT_MAX_DEPTH);
+    if (c->mlp_ratio < 1 || c->mlp_ratio > 16)
+        return qa_fail(err, QA_ERR_INPUT, "%s: mlp_ratio = %d: must be in 1..16", where, c->mlp_ratio);
+    if (c->n_classes != QA_FMNIST_CLASSES)
+        return qa_fail(err, QA_ERR_INPUT, "%s: n_classes = %d: the data has %d classes", where, c->n_classes,
+                       QA_FMNIST_CLASSES);
+    if (c->n_spare < 0 || c->n_spare > 16)
+        return qa_fail(err, QA_ERR_INPUT, "%s: n_spare = %d: must be in 0..16", where, c->n_spare);
+    return QA_OK;
+}
+
 int dit_create(qa_dit *m, const qa_dit_config *cfg, int max_batch, qa_error *err) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
-    if (cfg->img % cfg->patch || cfg->dim % cfg->heads || cfg->dim % 2 || cfg->depth < 1)
-        return qa_fail(err, QA_ERR_INPUT,
-                       "model: img must be a multiple of patch, dim of heads and of 2, depth >= 1");
+    int rc = dit_config_check(cfg, "model", err);
+    if (rc) return rc;
     m->grid = cfg->img / cfg->patch;
     m->n_patches = m->grid * m->grid;
     m->T = 1 + m->n_patches;

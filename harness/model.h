@@ -33,6 +33,9 @@ typedef struct {
     int n_spare;    /* spare slots for new "tokens" bound by adaptation */
 } qa_dit_config;
 
+/* The deepest model the tensor table holds. */
+#define QA_DIT_MAX_DEPTH 10
+
 enum { QA_ROLE_OTHER = 0, QA_ROLE_ATTN = 1 }; /* attention projections q, k, v, out */
 
 typedef struct {
@@ -97,6 +100,10 @@ typedef struct {
 } qa_dit;
 
 int dit_create(qa_dit *m, const qa_dit_config *cfg, int max_batch, qa_error *err);
+/* The model's limits (img 28, patch divides it, heads divide dim, depth 1..QA_DIT_MAX_DEPTH, 10
+ * classes, ...): a QA_ERR_INPUT naming `where` (a checkpoint's path, or "model") and the field.
+ * dit_create checks them before allocating anything. */
+int dit_config_check(const qa_dit_config *c, const char *where, qa_error *err);
 /* Benchmarks: time every linear layer's forward (and the parts of the integer kernels). on = 0
  * stops; dit_profile_read sums the seconds so far: linear layers, and of the int8 layers the
  * activation quantization, the u8 x s8 matmul and the zero-point correction. */

@@ -40,7 +40,7 @@ static const key_spec schema[] = {
     {"train", "steps", T_INT, "1000", NULL, 0, 1, 1e9, "optimizer steps"},
     {"train", "max_minutes", T_FLOAT, "0", NULL, 0, 0, 1e6, "stop after this wall time (0 = no limit)"},
     {"train", "batch", T_INT, "64", NULL, 0, 1, 4096, "batch size"},
-    {"train", "lr", T_FLOAT, "6e-5", NULL, 1, 0, 10, "peak learning rate"},
+    {"train", "lr", T_FLOAT, "6e-5", NULL, 0, 0, 10, "peak learning rate"},
     {"train", "warmup", T_INT, "0", NULL, 0, 0, 1e9, "linear warm-up steps"},
     {"train", "schedule", T_ENUM, "constant", "constant|cosine", 0, 0, 0, "learning-rate schedule after warm-up"},
     {"train", "objective", T_ENUM, "task", "task|distill", 0, 0, 0,
@@ -117,30 +117,47 @@ int parse_bits(const char *s, int *w, int *a) {
     return 0;
 }
 
-static int check_value(const char *path, int line, const key_spec *k, const char *v, qa_error *err) {
+/* An integer token: an optional sign and decimal digits, nothing else (strtod read 1e1 as 10
+ * and 0x10 as 16 where the grid's atoi reads 1 and 0). An overflow saturates at LLONG_MAX or
+ * LLONG_MIN, outside every key's range. */
+static int parse_int_token(const char *v, long long *out) {
+    const char *digits = (*v == '-' || *v == '+') ? v + 1 : v;
+    if (*digits == 0 || strspn(digits, "0123456789") != strlen(digits)) return -1;
+    *out = strtoll(v, NULL, 10);
+    return 0;
+}
+
+/* A decimal number token (no hex floats, no inf or nan), finite. */
+static int parse_float_token(const char *v, double *out) {
+    if (*v == 0 || strspn(v, "0123456789+-.eE") != strlen(v)) return -1;
     char *end;
+    errno = 0;
+    *out = strtod(v, &end);
+    return *end == 0 && errno == 0 && isfinite(*out) ? 0 : -1;
+}
+
+static int check_range(const char *path, int line, const key_spec *k, const char *v, double d, qa_error *err) {
+    if (d < k->lo || d > k->hi)
+        return qa_fail(err, QA_ERR_INPUT, "%s:%d: [%s] %s: %s is outside the allowed range %g..%g",
+                       path, line, k->section, k->key, v, k->lo, k->hi);
+    return 0;
+}
+
+static int check_value(const char *path, int line, const key_spec *k, const char *v, qa_error *err) {
     switch (k->type) {
     case T_INT: {
-        errno = 0;
-        double d = strtod(v, &end);
-        if (*v == 0 || *end != 0 || errno || d != floor(d))
-            return qa_fail(err, QA_ERR_INPUT, "%s:%d: [%s] %s: expected an integer, got '%s'", path, line,
-                           k->section, k->key, v);
-        if (d < k->lo || d > k->hi)
-            return qa_fail(err, QA_ERR_INPUT, "%s:%d: [%s] %s: %s is outside the allowed range %g..%g",
-                           path, line, k->section, k->key, v, k->lo, k->hi);
-        return 0;
+        long long n;
+        if (parse_int_token(v, &n))
+            return qa_fail(err, QA_ERR_INPUT, "%s:%d: [%s] %s: expected an integer (decimal digits), got '%s'", path,
+                           line, k->section, k->key, v);
+        return check_range(path, line, k, v, (double)n, err);
     }
     case T_FLOAT: {
-        errno = 0;
-        double d = strtod(v, &end);
-        if (*v == 0 || *end != 0 || errno || !isfinite(d))
-            return qa_fail(err, QA_ERR_INPUT, "%s:%d: [%s] %s: expected a number, got '%s'", path, line,
+        double d;
+        if (parse_float_token(v, &d))
+            return qa_fail(err, QA_ERR_INPUT, "%s:%d: [%s] %s: expected a decimal number, got '%s'", path, line,
                            k->section, k->key, v);
-        if (d < k->lo || d > k->hi)
-            return qa_fail(err, QA_ERR_INPUT, "%s:%d: [%s] %s: %s is outside the allowed range %g..%g",
-                           path, line, k->section, k->key, v, k->lo, k->hi);
-        return 0;
+        return check_range(path, line, k, v, d, err);
     }
     case T_STRING:
         return 0;
@@ -174,6 +191,43 @@ static int check_value(const char *path, int line, const key_spec *k, const char
     }
     }
     return 0;
+}
+
+/* A list value for the repeat check: numbers compare by value (0 and 00, 1.5 and 1.50 are one
+ * value), everything else by its text (text NULL for numbers). */
+typedef struct {
+    double number;
+    const char *text;
+    int index;
+} list_value;
+
+static int same_list_value(const list_value *a, const list_value *b) {
+    return a->number == b->number && (!a->text || strcmp(a->text, b->text) == 0);
+}
+
+static int cmp_list_value(const void *pa, const void *pb) {
+    const list_value *a = pa, *b = pb;
+    if (a->number != b->number) return a->number < b->number ? -1 : 1;
+    int c = a->text ? strcmp(a->text, b->text) : 0;
+    return c ? c : a->index - b->index;
+}
+
+/* Each list value once: a repeated seed made two runs with one name, and the second was skipped
+ * as finished. numeric: the values are numbers (checked already). Sorted: n log n for a long list. */
+static int check_repeats(const char *path, int line, const char *section, const char *key, int numeric,
+                         char *const *vals, int n, qa_error *err) {
+    if (n < 2) return 0;
+    int rc = 0;
+    list_value *sorted = malloc(sizeof *sorted * (size_t)n);
+    for (int i = 0; i < n; i++)
+        sorted[i] = (list_value){numeric ? strtod(vals[i], NULL) : 0, numeric ? NULL : vals[i], i};
+    qsort(sorted, (size_t)n, sizeof *sorted, cmp_list_value);
+    for (int i = 1; i < n && rc == 0; i++)
+        if (same_list_value(&sorted[i - 1], &sorted[i]))
+            rc = qa_fail(err, QA_ERR_INPUT, "%s:%d: [%s] %s: '%s' is repeated (list item %d, the same value as item %d)",
+                         path, line, section, key, vals[sorted[i].index], sorted[i].index + 1, sorted[i - 1].index + 1);
+    free(sorted);
+    return rc;
 }
 
 static char *trim(char *s) {
@@ -300,6 +354,7 @@ static int add_option(qa_recipe *r, const char *path, int line, const char *key,
     option_entry *ep = &r->options[r->n_options++];
     int rc = split_values(path, line, "adapt", key, val, o->axis_ok, &ep->vals, &ep->n, err);
     for (int j = 0; j < ep->n && rc == 0; j++) rc = check_option_value(path, line, o, ep->vals[j], err);
+    if (rc == 0) rc = check_repeats(path, line, "adapt", key, o->type != QA_OPT_ENUM, ep->vals, ep->n, err);
     return rc;
 }
 
@@ -323,6 +378,7 @@ static int add_entry(qa_recipe *r, const char *path, int line, const char *secti
     e->line = line;
     int rc = split_values(path, line, section, key, val, k->list_ok, &e->vals, &e->n, err);
     for (int j = 0; j < e->n && rc == 0; j++) rc = check_value(path, line, k, e->vals[j], err);
+    if (rc == 0) rc = check_repeats(path, line, section, key, k->type == T_INT || k->type == T_FLOAT, e->vals, e->n, err);
     return rc;
 }
 
@@ -410,11 +466,28 @@ int recipe_parse(const char *path, const char *text, qa_recipe **out, qa_error *
     return QA_OK;
 }
 
+int recipe_parse_buffer(const char *path, const char *data, size_t len, qa_recipe **out, qa_error *err) {
+    const char *nul = memchr(data, 0, len);
+    if (nul) {
+        int line = 1;
+        for (const char *p = data; p < nul; p++) line += *p == '\n';
+        return qa_fail(err, QA_ERR_INPUT, "%s:%d: a NUL byte (not a text file?): the recipe would end there", path,
+                       line);
+    }
+    char *text = malloc(len + 1);
+    memcpy(text, data, len);
+    text[len] = 0;
+    int rc = recipe_parse(path, text, out, err);
+    free(text);
+    return rc;
+}
+
 int recipe_load(const char *path, qa_recipe **out, qa_error *err) {
     char *text;
-    int rc = qa_read_file(path, &text, NULL, err);
+    size_t len;
+    int rc = qa_read_file(path, &text, &len, err);
     if (rc) return rc;
-    rc = recipe_parse(path, text, out, err);
+    rc = recipe_parse_buffer(path, text, len, out, err);
     free(text);
     return rc;
 }

@@ -18,6 +18,9 @@ typedef struct qa_recipe qa_recipe;
 
 int recipe_load(const char *path, qa_recipe **out, qa_error *err);
 int recipe_parse(const char *path, const char *text, qa_recipe **out, qa_error *err);
+/* The same for a buffer of len bytes (a file's contents): a NUL byte in it is an error naming
+ * its line, where recipe_parse would silently stop. */
+int recipe_parse_buffer(const char *path, const char *data, size_t len, qa_recipe **out, qa_error *err);
 void recipe_free(qa_recipe *r);
 
 const char *recipe_path(const qa_recipe *r);

@@ -215,8 +215,8 @@ int qa_record_end(qa_record *rec, int status, qa_error *err) {
     qa_error cerr;
     int crc = h5_close(rec->file, &cerr);
     if (!rc && crc) { if (err) *err = cerr; rc = crc; }
-    if (!rc && rename(rec->tmp_path, rec->final_path) != 0)
-        rc = qa_fail(err, QA_ERR_RUN, "cannot rename %s to %s", rec->tmp_path, rec->final_path);
+    /* the file was synced by its close; the rename that marks it finished is synced too */
+    if (!rc) rc = h5_rename_durable(rec->tmp_path, rec->final_path, err);
     if (rc) unlink(rec->tmp_path);
     record_free(rec);
     return rc;

@@ -2,14 +2,18 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <hdf5.h>
 
+#include "harness/lock.h"
+
 struct qa_h5 {
     hid_t file;
-    char *path;
+    int writable; /* synced to disk on close */
+    char *path;   /* as given, however long: it names the file in messages and is synced on close */
 };
 
 /* Before any other HDF5 call: no error printing, and no library shutdown at exit, which would
@@ -55,9 +59,10 @@ static size_t size_of(int type) {
 
 const char *h5_path(const qa_h5 *f) { return f->path; }
 
-static qa_h5 *handle(hid_t file, const char *path) {
+static qa_h5 *handle(hid_t file, const char *path, int writable) {
     qa_h5 *f = qa_alloc(sizeof *f);
     f->file = file;
+    f->writable = writable;
     f->path = text_copy(path);
     return f;
 }
@@ -77,7 +82,7 @@ static int create_file(const char *path, int compact, qa_h5 **out, qa_error *err
     hid_t file = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
     H5Pclose(fapl);
     if (file < 0) return fail_io(err, path, "cannot create HDF5 file");
-    *out = handle(file, path);
+    *out = handle(file, path, 1);
     return QA_OK;
 }
 
@@ -91,7 +96,7 @@ int h5_open(const char *path, int writable, qa_h5 **out, qa_error *err) {
     if (H5Fis_hdf5(path) <= 0) return qa_fail(err, QA_ERR_INPUT, "%s: not an HDF5 file", path);
     hid_t file = H5Fopen(path, writable ? H5F_ACC_RDWR : H5F_ACC_RDONLY, H5P_DEFAULT);
     if (file < 0) return qa_fail(err, QA_ERR_INPUT, "%s: cannot open HDF5 file (damaged?)", path);
-    *out = handle(file, path);
+    *out = handle(file, path, writable);
     return QA_OK;
 }
 
@@ -106,9 +111,24 @@ int h5_close(qa_h5 *f, qa_error *err) {
     errno = 0;
     herr_t rc = H5Fclose(f->file);
     int status = rc < 0 ? fail_io(err, f->path, "cannot close the file (its last writes failed)") : QA_OK;
+    /* on disk before anyone renames it finished: a power loss must not leave an empty file */
+    if (!status && f->writable) status = qa_fsync_path(f->path, err);
     qa_free(f->path);
     qa_free(f);
     return status;
+}
+
+int h5_rename_durable(const char *from, const char *to, qa_error *err) {
+    if (rename(from, to) != 0) return qa_fail(err, QA_ERR_RUN, "cannot rename %s to %s: %s", from, to, strerror(errno));
+    const char *slash = strrchr(to, '/');
+    if (!slash) return qa_fsync_path(".", err);
+    size_t n = slash == to ? 1 : (size_t)(slash - to);
+    char *dir = qa_alloc(n + 1);
+    memcpy(dir, to, n);
+    dir[n] = 0;
+    int rc = qa_fsync_path(dir, err);
+    qa_free(dir);
+    return rc;
 }
 
 int h5_exists(qa_h5 *f, const char *path) {
@@ -163,14 +183,18 @@ static void close_creation(creation *c) {
     if (c->dcpl >= 0) H5Pclose(c->dcpl);
 }
 
-int h5_write(qa_h5 *f, const char *path, int type, const void *data, int ndim, const int64_t *dims,
-             qa_error *err) {
+/* checksummed: chunked (one chunk: Fletcher-32 needs chunked storage) with the Fletcher-32
+ * filter, which HDF5 verifies on every read. */
+static int write_dataset(qa_h5 *f, const char *path, int type, const void *data, int ndim, const int64_t *dims,
+                         int checksummed, qa_error *err) {
     hsize_t hd[8];
     for (int i = 0; i < ndim; i++) hd[i] = (hsize_t)dims[i];
     if (h5_exists(f, path) && H5Ldelete(f->file, path, H5P_DEFAULT) < 0)
         return qa_fail(err, QA_ERR_RUN, "%s: cannot replace dataset %s", f->path, path);
     creation c;
     int rc = open_creation(f, path, ndim, hd, NULL, &c, err);
+    if (!rc && checksummed && (H5Pset_chunk(c.dcpl, ndim, hd) < 0 || H5Pset_fletcher32(c.dcpl) < 0))
+        rc = qa_fail(err, QA_ERR_RUN, "%s: cannot set up the checksum of dataset %s", f->path, path);
     errno = 0;
     hid_t ds = rc ? -1 : H5Dcreate2(f->file, path, type_of(type), c.space, c.lcpl, c.dcpl, H5P_DEFAULT);
     close_creation(&c);
@@ -183,6 +207,29 @@ int h5_write(qa_h5 *f, const char *path, int type, const void *data, int ndim, c
     errno = saved;
     if (wrc < 0) return fail_io(err, f->path, "cannot write dataset %s", path);
     return QA_OK;
+}
+
+int h5_write(qa_h5 *f, const char *path, int type, const void *data, int ndim, const int64_t *dims,
+             qa_error *err) {
+    return write_dataset(f, path, type, data, ndim, dims, 0, err);
+}
+
+int h5_write_checksummed(qa_h5 *f, const char *path, int type, const void *data, int ndim, const int64_t *dims,
+                         qa_error *err) {
+    return write_dataset(f, path, type, data, ndim, dims, 1, err);
+}
+
+int h5_checksummed(qa_h5 *f, const char *path) {
+    if (!h5_exists(f, path)) return 0;
+    hid_t ds = H5Dopen2(f->file, path, H5P_DEFAULT);
+    if (ds < 0) return 0;
+    hid_t dcpl = H5Dget_create_plist(ds);
+    unsigned flags = 0;
+    size_t n_values = 0;
+    int found = H5Pget_filter_by_id2(dcpl, H5Z_FILTER_FLETCHER32, &flags, &n_values, NULL, 0, NULL, NULL) >= 0;
+    H5Pclose(dcpl);
+    H5Dclose(ds);
+    return found;
 }
 
 /* The file type of a packed dataset: integers narrowed to `bits` of precision (the N-bit filter
@@ -274,6 +321,9 @@ int h5_read(qa_h5 *f, const char *path, int type, void **data, size_t max_elems,
     H5Dclose(ds);
     if (rc < 0) {
         if (allocated) { qa_free(*data); *data = NULL; }
+        if (h5_checksummed(f, path))
+            return qa_fail(err, QA_ERR_INPUT, "%s: cannot read dataset %s: its Fletcher-32 checksum does not match "
+                           "(the stored bytes are damaged)", f->path, path);
         return qa_fail(err, QA_ERR_INPUT, "%s: cannot read dataset %s", f->path, path);
     }
     return QA_OK;

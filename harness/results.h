@@ -22,13 +22,22 @@ int h5_open(const char *path, int writable, qa_h5 **out, qa_error *err);
  * one, its reason (e.g. "No space left on device"). */
 int h5_flush(qa_h5 *f, qa_error *err);
 /* Always frees f, also when the close fails (the library then keeps no handle that its shutdown
- * at exit would retry). */
+ * at exit would retry).
+ * A file created or opened writable is synced to disk (fsync) after it is closed, so a rename
+ * that marks it finished never points at data still in the page cache. */
 int h5_close(qa_h5 *f, qa_error *err);
+/* rename(from, to), then sync to's folder so the rename itself survives a power loss. */
+int h5_rename_durable(const char *from, const char *to, qa_error *err);
 const char *h5_path(const qa_h5 *f);
 
 int h5_exists(qa_h5 *f, const char *path); /* group, dataset (or attribute of "/" with '@name') */
 int h5_write(qa_h5 *f, const char *path, int type, const void *data, int ndim, const int64_t *dims,
              qa_error *err);
+/* Same, stored with a Fletcher-32 checksum that every read verifies (a mismatch is a read error
+ * that says so). h5_checksummed: 1 when a dataset carries one. */
+int h5_write_checksummed(qa_h5 *f, const char *path, int type, const void *data, int ndim, const int64_t *dims,
+                         qa_error *err);
+int h5_checksummed(qa_h5 *f, const char *path);
 /* Read a dataset of any stored numeric type converted to `type`. *data is allocated (qa_alloc)
  * when *data is NULL; otherwise it must hold max_elems. dims (up to 4) and ndim are returned. */
 /* A [rows, cols] dataset stored packed: integers (int32 in memory) at `bits` bits each through

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Install the Debian packages the harness needs, only those missing. Safe to run repeatedly;
+# Install the Debian packages the harness needs, only those missing (with --fuzz, also those of
+# the fuzzing target). Safe to run repeatedly;
 # needs root (or sudo) when something is missing. No network access beyond Debian's mirrors.
 set -euo pipefail
 PKGS="gcc make pkg-config meson ninja-build libdnnl-dev libhdf5-dev hdf5-tools libgsl-dev
       gnuplot-nox libcriterion-dev zlib1g-dev dataset-fashion-mnist"
+# `make fuzz` only (install-deps.sh --fuzz): the libFuzzer target is built with clang
+[ "${1:-}" = "--fuzz" ] && PKGS="$PKGS clang libfuzzer-14-dev"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

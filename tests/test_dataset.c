@@ -6,6 +6,8 @@
 #include "common.h"
 #include "datasets/dataset.h"
 
+enum { SIDE = 28 }; /* Fashion-MNIST's image side, the only one the model takes */
+
 static char dir[256];
 static void setup(void) { make_tmpdir(dir, sizeof dir, "idx"); }
 static void teardown(void) { rm_rf_dir(dir); }
@@ -14,13 +16,14 @@ static void put_be32(uint8_t *p, uint32_t v) {
     p[0] = (uint8_t)(v >> 24); p[1] = (uint8_t)(v >> 16); p[2] = (uint8_t)(v >> 8); p[3] = (uint8_t)v;
 }
 
-/* Write an IDX file (gzip) with the given magic, dims, and `len` payload bytes (may be fewer than
- * the dims promise, to make a truncated file). */
-static void write_idx(const char *name, uint32_t magic, int ndim, const uint32_t *dims, const uint8_t *data,
-                      size_t len) {
+/* Write an IDX file with the given magic, dims, and `len` payload bytes (may be fewer than the
+ * dims promise, to make a truncated file); mode is gzopen's ("wb": default level, "wb0": stored
+ * blocks, whose payload bytes can be flipped without breaking the deflate stream). */
+static void write_idx_mode(const char *name, const char *mode, uint32_t magic, int ndim, const uint32_t *dims,
+                           const uint8_t *data, size_t len) {
     char path[512];
     snprintf(path, sizeof path, "%s/%s", dir, name);
-    gzFile f = gzopen(path, "wb");
+    gzFile f = gzopen(path, mode);
     cr_assert_not_null(f, "gzopen %s", path);
     uint8_t hdr[4 + 4 * 4];
     put_be32(hdr, magic);
@@ -28,6 +31,11 @@ static void write_idx(const char *name, uint32_t magic, int ndim, const uint32_t
     cr_assert_eq(gzwrite(f, hdr, (unsigned)(4 + 4 * ndim)), 4 + 4 * ndim);
     if (len) cr_assert_eq(gzwrite(f, data, (unsigned)len), (int)len);
     cr_assert_eq(gzclose(f), Z_OK);
+}
+
+static void write_idx(const char *name, uint32_t magic, int ndim, const uint32_t *dims, const uint8_t *data,
+                      size_t len) {
+    write_idx_mode(name, "wb", magic, ndim, dims, data, len);
 }
 
 /* a good pair of n images of r x c with labels lab */
@@ -53,7 +61,7 @@ static void expect_load_error(const char *split, const char *const needles[]) {
 }
 
 Test(dataset, good_tiny_pair_loads, .init = setup, .fini = teardown) {
-    enum { N = 3, R = 2, C = 4 };
+    enum { N = 3, R = 28, C = 28 };
     uint8_t pix[N * R * C], lab[N] = {9, 0, 4};
     for (int i = 0; i < N * R * C; i++) pix[i] = (uint8_t)(i * 11 % 256);
     write_pair("train", N, R, C, pix, lab, N);
@@ -188,20 +196,20 @@ Test(dataset, corrupt_gzip_stream_is_an_input_error, .init = setup, .fini = tear
 }
 
 Test(dataset, label_count_mismatch, .init = setup, .fini = teardown) {
-    uint8_t pix[3 * 4] = {0}, lab[2] = {1, 2};
-    write_pair("train", 3, 2, 2, pix, lab, 2);
+    uint8_t pix[3 * SIDE * SIDE] = {0}, lab[2] = {1, 2};
+    write_pair("train", 3, SIDE, SIDE, pix, lab, 2);
     expect_load_error("train", (const char *const[]){"2 labels for 3 images", NULL});
 }
 
 Test(dataset, label_out_of_range, .init = setup, .fini = teardown) {
-    uint8_t pix[3 * 4] = {0}, lab[3] = {1, 10, 2};
-    write_pair("train", 3, 2, 2, pix, lab, 3);
+    uint8_t pix[3 * SIDE * SIDE] = {0}, lab[3] = {1, 10, 2};
+    write_pair("train", 3, SIDE, SIDE, pix, lab, 3);
     expect_load_error("train", (const char *const[]){"label 10", "item 1", "0..9", NULL});
 }
 
 Test(dataset, env_var_selects_dir_when_dir_is_null, .init = setup, .fini = teardown) {
-    uint8_t pix[4] = {5, 6, 7, 8}, lab[1] = {3};
-    write_pair("t10k", 1, 2, 2, pix, lab, 1);
+    uint8_t pix[SIDE * SIDE] = {5, 6, 7, 8}, lab[1] = {3};
+    write_pair("t10k", 1, SIDE, SIDE, pix, lab, 1);
     setenv("QA_FMNIST_DIR", dir, 1);
     qa_images im;
     qa_error err = {0, ""};
@@ -261,4 +269,84 @@ Test(dataset, synthetic_images_deterministic_for_a_seed) {
     qa_images_free(&a);
     qa_images_free(&b);
     qa_images_free(&c);
+}
+
+/* The model takes 28 x 28 images only: 56 x 56 images were a heap overflow downstream and
+ * 14 x 14 ones a run "done" with a NaN loss. The error names the file and both sizes. */
+Test(dataset, image_side_other_than_28_is_rejected, .init = setup, .fini = teardown) {
+    static uint8_t pix[2 * 56 * 56];
+    uint8_t lab[2] = {1, 2};
+    write_pair("train", 2, 56, 56, pix, lab, 2);
+    expect_load_error("train", (const char *const[]){"train-images-idx3-ubyte.gz", "56 x 56", "28 x 28", NULL});
+    write_pair("t10k", 2, 14, 14, pix, lab, 2);
+    expect_load_error("t10k", (const char *const[]){"t10k-images-idx3-ubyte.gz", "14 x 14", "28 x 28", NULL});
+    write_pair("train", 2, 28, 14, pix, lab, 2);
+    expect_load_error("train", (const char *const[]){"28 x 14", "28 x 28", NULL});
+}
+
+Test(dataset, truncated_28x28_images_name_the_file, .init = setup, .fini = teardown) {
+    static uint8_t pix[2 * SIDE * SIDE];
+    uint32_t idims[3] = {3, SIDE, SIDE}; /* promises 3 images, holds 2 */
+    write_idx("train-images-idx3-ubyte.gz", 0x803, 3, idims, pix, sizeof pix);
+    expect_load_error("train", (const char *const[]){"train-images-idx3-ubyte.gz", "truncated", "2352", "1568", NULL});
+}
+
+/* Damage a file written here: flip one byte at `flip_at` (counted from the end when negative;
+ * 0 = none), then drop its last `cut` bytes. */
+static void damage_file(const char *name, long flip_at, size_t cut) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    char *buf;
+    size_t len;
+    qa_error err = {0, ""};
+    cr_assert_eq(qa_read_file(path, &buf, &len, &err), QA_OK);
+    if (flip_at) buf[flip_at > 0 ? (size_t)flip_at : len - (size_t)-flip_at] ^= 0x5A;
+    FILE *f = fopen(path, "wb");
+    fwrite(buf, 1, len - cut, f);
+    fclose(f);
+    free(buf);
+}
+
+/* A stored (level 0) stream with one payload byte flipped still inflates: only the CRC-32 in
+ * the gzip trailer tells, and it was never read once the payload was larger than zlib's buffer
+ * (60 images, 47 kB). */
+Test(dataset, gzip_crc_mismatch_in_the_middle_is_rejected, .init = setup, .fini = teardown) {
+    enum { N = 60 };
+    static uint8_t pix[N * SIDE * SIDE], lab[N];
+    for (size_t i = 0; i < sizeof pix; i++) pix[i] = (uint8_t)(i * 7);
+    uint32_t idims[3] = {N, SIDE, SIDE}, ldims[1] = {N};
+    write_idx_mode("train-images-idx3-ubyte.gz", "wb0", 0x803, 3, idims, pix, sizeof pix);
+    write_idx("train-labels-idx1-ubyte.gz", 0x801, 1, ldims, lab, N);
+    damage_file("train-images-idx3-ubyte.gz", 1000, 0);
+    expect_load_error("train", (const char *const[]){"train-images-idx3-ubyte.gz", "corrupt", NULL});
+    /* the same with the stored length (ISIZE, the trailer's last 4 bytes) damaged */
+    write_idx_mode("train-images-idx3-ubyte.gz", "wb0", 0x803, 3, idims, pix, sizeof pix);
+    damage_file("train-images-idx3-ubyte.gz", -2, 0);
+    expect_load_error("train", (const char *const[]){"train-images-idx3-ubyte.gz", "corrupt", NULL});
+}
+
+/* In a small file zlib meets the bad CRC on the first read: the message said "truncated header". */
+Test(dataset, gzip_crc_mismatch_in_a_small_file_says_corrupt, .init = setup, .fini = teardown) {
+    static uint8_t pix[2 * SIDE * SIDE];
+    uint32_t idims[3] = {2, SIDE, SIDE};
+    write_idx_mode("train-images-idx3-ubyte.gz", "wb0", 0x803, 3, idims, pix, sizeof pix);
+    damage_file("train-images-idx3-ubyte.gz", 1000, 0);
+    expect_load_error("train", (const char *const[]){"train-images-idx3-ubyte.gz", "corrupt", NULL});
+}
+
+Test(dataset, gzip_without_its_trailer_is_truncated, .init = setup, .fini = teardown) {
+    static uint8_t pix[SIDE * SIDE];
+    uint8_t lab[1] = {4};
+    write_pair("train", 1, SIDE, SIDE, pix, lab, 1);
+    damage_file("train-images-idx3-ubyte.gz", 0, 8); /* CRC-32 and length gone: the data is all there */
+    expect_load_error("train", (const char *const[]){"train-images-idx3-ubyte.gz", "truncated", NULL});
+}
+
+Test(dataset, more_data_than_the_header_promises_is_rejected, .init = setup, .fini = teardown) {
+    static uint8_t pix[3 * SIDE * SIDE];
+    uint8_t lab[2] = {1, 2};
+    uint32_t idims[3] = {2, SIDE, SIDE}, ldims[1] = {2};
+    write_idx("train-images-idx3-ubyte.gz", 0x803, 3, idims, pix, sizeof pix); /* 3 images, header says 2 */
+    write_idx("train-labels-idx1-ubyte.gz", 0x801, 1, ldims, lab, 2);
+    expect_load_error("train", (const char *const[]){"train-images-idx3-ubyte.gz", "more data", NULL});
 }
