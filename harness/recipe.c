@@ -117,25 +117,6 @@ int parse_bits(const char *s, int *w, int *a) {
     return 0;
 }
 
-/* An integer token: an optional sign and decimal digits, nothing else (strtod read 1e1 as 10
- * and 0x10 as 16 where the grid's atoi reads 1 and 0). An overflow saturates at LLONG_MAX or
- * LLONG_MIN, outside every key's range. */
-static int parse_int_token(const char *v, long long *out) {
-    const char *digits = (*v == '-' || *v == '+') ? v + 1 : v;
-    if (*digits == 0 || strspn(digits, "0123456789") != strlen(digits)) return -1;
-    *out = strtoll(v, NULL, 10);
-    return 0;
-}
-
-/* A decimal number token (no hex floats, no inf or nan), finite. */
-static int parse_float_token(const char *v, double *out) {
-    if (*v == 0 || strspn(v, "0123456789+-.eE") != strlen(v)) return -1;
-    char *end;
-    errno = 0;
-    *out = strtod(v, &end);
-    return *end == 0 && errno == 0 && isfinite(*out) ? 0 : -1;
-}
-
 static int check_range(const char *path, int line, const key_spec *k, const char *v, double d, qa_error *err) {
     if (d < k->lo || d > k->hi)
         return qa_fail(err, QA_ERR_INPUT, "%s:%d: [%s] %s: %s is outside the allowed range %g..%g",
@@ -147,14 +128,14 @@ static int check_value(const char *path, int line, const key_spec *k, const char
     switch (k->type) {
     case T_INT: {
         long long n;
-        if (parse_int_token(v, &n))
+        if (qa_parse_int_token(v, &n))
             return qa_fail(err, QA_ERR_INPUT, "%s:%d: [%s] %s: expected an integer (decimal digits), got '%s'", path,
                            line, k->section, k->key, v);
         return check_range(path, line, k, v, (double)n, err);
     }
     case T_FLOAT: {
         double d;
-        if (parse_float_token(v, &d))
+        if (qa_parse_number_token(v, &d))
             return qa_fail(err, QA_ERR_INPUT, "%s:%d: [%s] %s: expected a decimal number, got '%s'", path, line,
                            k->section, k->key, v);
         return check_range(path, line, k, v, d, err);

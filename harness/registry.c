@@ -98,11 +98,12 @@ int qa_option_parse(const qa_option *o, const char *value, void *options, char *
         if (options) *(int *)((char *)options + o->offset) = k;
         return 0;
     }
-    char *end;
-    errno = 0;
-    double d = strtod(value, &end);
     int is_int = o->type == QA_OPT_INT;
-    if (*value == 0 || *end != 0 || errno || !isfinite(d) || (is_int && d != floor(d))) {
+    long long n = 0;
+    double d = 0;
+    int bad = is_int ? qa_parse_int_token(value, &n) : qa_parse_number_token(value, &d);
+    if (is_int) d = (double)n;
+    if (bad) {
         snprintf(why, why_len, "expected %s, got '%s'", is_int ? "an integer" : "a number", value);
         return -1;
     }

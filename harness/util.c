@@ -1,6 +1,8 @@
 #include "harness/util.h"
 
 #include <errno.h>
+#include <math.h>
+#include <stdlib.h>
 #include <stdarg.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -117,4 +119,19 @@ size_t qa_peak_rss(void) {
         if (strncmp(line, "VmHWM:", 6) == 0) { kb = strtoull(line + 6, NULL, 10); break; }
     fclose(f);
     return kb * 1024;
+}
+
+int qa_parse_int_token(const char *v, long long *out) {
+    const char *digits = (*v == '-' || *v == '+') ? v + 1 : v;
+    if (*digits == 0 || strspn(digits, "0123456789") != strlen(digits)) return -1;
+    *out = strtoll(v, NULL, 10);
+    return 0;
+}
+
+int qa_parse_number_token(const char *v, double *out) {
+    if (*v == 0 || strspn(v, "0123456789+-.eE") != strlen(v)) return -1;
+    char *end;
+    errno = 0;
+    *out = strtod(v, &end);
+    return *end == 0 && errno == 0 && isfinite(*out) ? 0 : -1;
 }

@@ -43,6 +43,12 @@ double qa_now(void); /* monotonic seconds */
 /* Read a whole file into a NUL-terminated buffer (caller frees). */
 int qa_read_file(const char *path, char **text, size_t *len, qa_error *err);
 int qa_mkdir_p(const char *path, qa_error *err);
+/* Strict number tokens, the whole token or nothing (0, else -1): an integer is an optional sign
+ * and decimal digits (strtod would read 1e1 as 10 and 0x10 as 16; an overflow saturates at
+ * LLONG_MAX or LLONG_MIN, outside every range); a number is decimal and finite (no hex floats,
+ * no inf or nan). */
+int qa_parse_int_token(const char *v, long long *out);
+int qa_parse_number_token(const char *v, double *out);
 int qa_file_exists(const char *path);
 
 /* Per-purpose seed derivation: a 64-bit mix of (seed, purpose string), never 0. */

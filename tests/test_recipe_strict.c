@@ -110,3 +110,22 @@ Test(recipe_strict, nul_byte_is_an_error_naming_its_line) {
     cr_assert_eq(recipe_parse_buffer("g.recipe", good, strlen(good), &r, &err), QA_OK, "%s", err.msg);
     recipe_free(r);
 }
+
+/* A method's own options are read as strictly as the recipe's keys (the option parser used
+ * strtod, so lora_bits = 1e0 or group_size = 0x8 were taken as numbers). */
+Test(recipe_strict, method_option_tokens_are_strict_too) {
+    const char *bad[] = {"lora_bits = 4e0", "lora_bits = 0x4", "lora_bits = 4.0", "vmc_alpha = 0x1p0", "vmc_alpha = inf",
+                         "vmc_alpha = 1.5abc"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char line[128];
+        snprintf(line, sizeof line, "method = intlora-mul\n%s", bad[i]);
+        char text[1024];
+        snprintf(text, sizeof text, "%s[adapt]\n%s\n", head, line);
+        qa_recipe *r = NULL;
+        qa_error err = {0, ""};
+        cr_expect_eq(recipe_parse("r.recipe", text, &r, &err), QA_ERR_INPUT, "'%s' accepted", bad[i]);
+        cr_expect(strstr(err.msg, "r.recipe:5:") != NULL, "'%s': %s", bad[i], err.msg);
+        recipe_free(r);
+    }
+    expect_ok("adapt", "method = intlora-mul\nlora_bits = 4\nvmc_alpha = [1.5, 2.5e0]");
+}
