@@ -218,11 +218,10 @@ void qa_backend_kernels(char *buf, size_t len) {
     }
 }
 
-const char *qa_backend_version(void) {
-    static char v[64];
+const char *qa_backend_version(char *buf, size_t len) {
     const dnnl_version_t *ver = dnnl_version();
-    snprintf(v, sizeof v, "oneDNN %d.%d.%d (%s)", ver->major, ver->minor, ver->patch, ver->hash);
-    return v;
+    snprintf(buf, len, "oneDNN %d.%d.%d (%s)", ver->major, ver->minor, ver->patch, ver->hash);
+    return buf;
 }
 
 int qa_backend_ref_kernels(void) { return be.n_ref; }

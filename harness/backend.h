@@ -35,7 +35,7 @@ int qa_matmul_u8s8(int M, int N, int K, const uint8_t *A, const int8_t *B, const
 
 /* Kernel names ("brg:avx512_core", ...) of every primitive created so far, ';'-separated. */
 void qa_backend_kernels(char *buf, size_t len);
-const char *qa_backend_version(void);
+const char *qa_backend_version(char *buf, size_t len); /* into buf, which it returns */
 int qa_backend_ref_kernels(void); /* how many primitives fell back to a slow reference kernel */
 int qa_backend_cached(void);      /* primitives in the cache now (it starts over when full) */
 void qa_backend_shutdown(void);

@@ -106,7 +106,7 @@ int dit_create(qa_dit *m, const qa_dit_config *cfg, int max_batch, qa_error *err
     spec[li].name = "patch_embed"; spec[li].in = pd; spec[li].out = d; spec[li++].role = QA_ROLE_OTHER;
     spec[li].name = "t_embed.fc1"; spec[li].in = d; spec[li].out = d; spec[li++].role = QA_ROLE_OTHER;
     spec[li].name = "t_embed.fc2"; spec[li].in = d; spec[li].out = d; spec[li++].role = QA_ROLE_OTHER;
-    static char block_names[64 * 7][40];
+    char block_names[64 * 7][40]; /* copied into each slot below */
     for (int b = 0; b < L; b++)
         for (int j = 0; j < 7; j++) {
             char *nm = block_names[b * 7 + j];

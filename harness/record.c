@@ -97,10 +97,11 @@ static int write_provenance(qa_record *rec, const qa_record_run *run, qa_error *
     struct tm tmv;
     gmtime_r(&now, &tmv);
     strftime(created, sizeof created, "%Y-%m-%dT%H:%M:%SZ", &tmv);
+    char onednn[64], hdf5[32];
     const qa_record_provenance prov = {
         .format_version = QA_RUN_FORMAT_VERSION, .harness_version = QA_VERSION, .git_commit = QA_GIT_COMMIT,
         .recipe = run->recipe_text, .recipe_path = run->recipe_path, .created = created, .host_cpu = cpu,
-        .host_cores = (double)sysconf(_SC_NPROCESSORS_ONLN), .onednn = qa_backend_version(), .hdf5 = h5_library_version(),
+        .host_cores = (double)sysconf(_SC_NPROCESSORS_ONLN), .onednn = qa_backend_version(onednn, sizeof onednn), .hdf5 = h5_library_version(hdf5, sizeof hdf5),
         .seed = (double)run->seed};
     return write_step(rec, QA_STEP_PROVENANCE, &prov, NULL, err);
 }

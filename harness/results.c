@@ -616,11 +616,10 @@ int h5_table_append(qa_h5 *f, const char *path, const double *rows, int n_rows, 
     return QA_OK;
 }
 
-const char *h5_library_version(void) {
-    static char v[32];
+const char *h5_library_version(char *buf, size_t len) {
     unsigned maj, min, rel;
     quiet();
     H5get_libversion(&maj, &min, &rel);
-    snprintf(v, sizeof v, "HDF5 %u.%u.%u", maj, min, rel);
-    return v;
+    snprintf(buf, len, "HDF5 %u.%u.%u", maj, min, rel);
+    return buf;
 }

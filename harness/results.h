@@ -74,6 +74,6 @@ int h5_attr_list(qa_h5 *f, const char *obj, char names[][64], int max, qa_error 
 int h5_table_create(qa_h5 *f, const char *path, int cols, const char *col_names, qa_error *err);
 int h5_table_append(qa_h5 *f, const char *path, const double *rows, int n_rows, qa_error *err);
 
-const char *h5_library_version(void);
+const char *h5_library_version(char *buf, size_t len); /* into buf, which it returns */
 
 #endif
