@@ -2,7 +2,7 @@
  * (per channel and per group), a hand-computed layer, gradients of the scales and the input by
  * central differences, the deploy (same codes, new scales) against the training forward, the
  * stored tensors decoded by their formula, bits per weight and bytes, and bad options; and a
- * tiny recipe end to end (train, merge, artifact, report). */
+ * tiny recipe with method = [peqa, lr-qat] end to end (train, merge, artifact, report). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
@@ -363,7 +363,7 @@ Test(peqa, a_tiny_recipe_runs_merges_and_reports, .timeout = 240) {
     char text[2048];
     snprintf(text, sizeof text,
              "[job]\nkind = adapt\n[data]\nsynthetic = 1\n[model]\ncheckpoint = %s/dit.h5\nevaluator = %s/evaluator.h5\n"
-             "[adapt]\nmethod = [peqa]\nbits = w4a8\nrank = 2\nseed = 0\nimages = 3\nprior_images = 0\n"
+             "[adapt]\nmethod = [peqa, lr-qat]\nbits = w4a8\nrank = 2\nseed = 0\nimages = 3\nprior_images = 0\n"
              "[train]\nsteps = 3\nbatch = 4\nlr = 1e-2\n"
              "[eval]\nsamples = 4\nddim_steps = 2\nloss_images = 8\nloss_draws = 1\nartifact = 1\n", dir, dir);
     qa_recipe *rec;
@@ -374,7 +374,7 @@ Test(peqa, a_tiny_recipe_runs_merges_and_reports, .timeout = 240) {
     qa_run_record *runs;
     int n;
     cr_assert_eq(runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
-    cr_assert_eq(n, 1);
+    cr_assert_eq(n, 2);
     for (int i = 0; i < n; i++) {
         cr_expect_str_eq(runs[i].status, "done", "%s", runs[i].id);
         cr_expect_eq(runs[i].needs_ptq, 0, "%s deploys without PTQ", runs[i].id);
@@ -387,7 +387,7 @@ Test(peqa, a_tiny_recipe_runs_merges_and_reports, .timeout = 240) {
         snprintf(p, sizeof p, "%s/artifacts/%s.h5", out, runs[i].id);
         cr_expect(access(p, F_OK) == 0, "missing artifact %s", p);
     }
-    /* the artifact's codes are the frozen RTN codes of the checkpoint's weights */
+    /* PEQA's artifact: the codes are the frozen RTN codes of the checkpoint's weights */
     snprintf(p, sizeof p, "%s/artifacts/peqa-w4a8-r2-s0.h5", out);
     qa_h5 *f;
     cr_assert_eq(h5_open(p, 0, &f, &err), 0, "%s", err.msg);
@@ -418,13 +418,36 @@ Test(peqa, a_tiny_recipe_runs_merges_and_reports, .timeout = 240) {
     }
     cr_expect_gt(checked, 0, "the artifact stores the adapted layers' codes");
     h5_close(f, &err);
+    /* LR-QAT's artifact: integer rows of 4-bit signed codes and a scale per row */
+    snprintf(p, sizeof p, "%s/artifacts/lr-qat-w4a8-r2-s0.h5", out);
+    cr_assert_eq(h5_open(p, 0, &f, &err), 0, "%s", err.msg);
+    checked = 0;
+    for (int i = 0; i < m.n_lin; i++) {
+        char grp[200], enc[32], codes_path[240];
+        snprintf(grp, sizeof grp, "/layers/%s", m.lin[i].name);
+        snprintf(codes_path, sizeof codes_path, "%s/codes", grp);
+        if (!h5_exists(f, codes_path)) continue;
+        cr_assert_eq(h5_attr_get_str(f, grp, "encoding", enc, sizeof enc, &err), 0, "%s", err.msg);
+        cr_expect_str_eq(enc, "int_codes");
+        void *codes = NULL;
+        int nd;
+        int64_t dims[4];
+        cr_assert_eq(h5_read(f, codes_path, QA_H5_I32, &codes, 0, &nd, dims, &err), 0, "%s", err.msg);
+        int outside = 0;
+        for (int64_t k = 0; k < dims[0] * dims[1]; k++) outside += ((int32_t *)codes)[k] < -8 || ((int32_t *)codes)[k] > 7;
+        cr_expect_eq(outside, 0, "%s: %d codes outside the signed 4-bit grid", grp, outside);
+        qa_free(codes);
+        checked++;
+    }
+    cr_expect_gt(checked, 0);
+    h5_close(f, &err);
     runs_free(runs, n);
     char *buf = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&buf, &len);
     cr_assert_eq(report_write(out, mem, &err), 0, "%s", err.msg);
     fclose(mem);
-    cr_expect(strstr(buf, "| peqa |") != NULL, "report:\n%s", buf);
+    cr_expect(strstr(buf, "| peqa |") && strstr(buf, "| lr-qat |"), "report:\n%s", buf);
     free(buf);
     recipe_free(rec);
     dit_free(&m);
