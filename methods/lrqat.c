@@ -35,7 +35,9 @@
  *   GM    = c max(s, 1e-8) (G_W . mask)
  *   dB   += GM A^T   [out, r];   dA += B^T GM   [r, in];   dx += dy W_eff   [M, in]
  * Learning rates: A, B at the recipe's lr; s at the recipe's lr times scale_lr (0.01 by default:
- *   the reference's README runs lr_ab = 1e-3 and scales_lr = 1e-5).
+ *   the reference's README runs lr_ab = 1e-3 and scales_lr = 1e-5). The recipe's AdamW weight
+ *   decay applies to A, B and s alike (the reference decays none of them: its LoRA group and its
+ *   scale group both have weight decay 0 in the README's runs; set weight_decay = 0 to match).
  * Merge: W_int = clamp(round(Phi0 / 2^f + C), qmin, qmax) (exactly what training used; no PTQ)
  *   with row scale max(s, 1e-8): the integer row form w_int, row_scale. Stored as the harness
  *   stores integer rows (b-bit signed codes at most, FP32 scale per row):

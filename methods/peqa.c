@@ -32,6 +32,8 @@
  * Only s trains (learning rate: the recipe's lr times scale_lr, default 0.01: Adam moves each
  * parameter by about lr per step and the scales are of the order of 1e-2, so the recipe's LoRA
  * rate would move them by tens of percent per step; the paper tunes the scale rate per model).
+ * The recipe's AdamW weight decay applies to the scales as to any trained tensor (decoupled:
+ * lr * scale_lr * weight_decay of the scale per step, 1e-7 at lr 1e-3 and the defaults).
  * The recipe's rank and lora_scale do not apply: there is no low-rank term.
  * Deploy: the frozen codes with the trained scales: W'[o,i] = s[j,o] (q[o,i] - z0[j,o]), exactly
  *   the training forward's weight (no PTQ). Per channel it is the per-row integer form

@@ -192,31 +192,43 @@ Test(fixture, reproduces_the_reference_lrqat_layers, .timeout = 120) {
     unlink(out);
 }
 
+/* A temporary copy of a fixture file (in: a mkstemp template), to be edited by a test. */
+static void copy_to_temp(const char *src, char *in) {
+    close(mkstemp(in));
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", src, in);
+    cr_assert_eq(system(cmd), 0, "cannot copy %s", src);
+}
+
+/* fixture_compute(in, out) with its log read back into text. */
+static int compute_logged(const char *in, const char *out, char *text, size_t len, int *done, int *failed) {
+    FILE *log = tmpfile();
+    qa_error err = {0, ""};
+    int rc = fixture_compute(in, out, log, done, failed, &err);
+    rewind(log);
+    size_t nr = fread(text, 1, len - 1, log);
+    text[nr] = 0;
+    fclose(log);
+    return rc;
+}
+
 /* A case of the LR-QAT schema whose grid is not the signed n_bits grid is named, not computed. */
 Test(fixture, an_lrqat_case_with_another_grid_is_reported) {
     const char *gp = QA_TEST_DATA_DIR "/lrqat_layers.h5";
     cr_assert(access(gp, R_OK) == 0, "reference fixture file missing: %s", gp);
     char in[] = "/tmp/qa-test-fixture-lrin-XXXXXX", out[] = "/tmp/qa-test-fixture-lrout-XXXXXX";
-    close(mkstemp(in));
+    copy_to_temp(gp, in);
     close(mkstemp(out));
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", gp, in);
-    cr_assert_eq(system(cmd), 0);
     qa_h5 *f;
     qa_error err = {0, ""};
     cr_assert_eq(h5_open(in, 1, &f, &err), 0, "%s", err.msg);
     cr_assert_eq(h5_attr_set_f64(f, "/case_000", "int_min", 0, &err), 0, "%s", err.msg);
     h5_close(f, &err);
-    FILE *log = tmpfile();
     int done = 0, failed = 0;
-    cr_expect_eq(fixture_compute(in, out, log, &done, &failed, &err), QA_ERR_INPUT);
+    char text[2048];
+    cr_expect_eq(compute_logged(in, out, text, sizeof text, &done, &failed), QA_ERR_INPUT);
     cr_expect_eq(failed, 1);
     cr_expect_gt(done, 0);
-    rewind(log);
-    char text[2048] = "";
-    size_t nr = fread(text, 1, sizeof text - 1, log);
-    text[nr] = 0;
-    fclose(log);
     cr_expect(strstr(text, "case_000") && strstr(text, "int_min"), "%s", text);
     unlink(in);
     unlink(out);
@@ -227,11 +239,8 @@ Test(fixture, reports_cases_it_cannot_compute_and_writes_the_rest) {
     cr_assert(access(gp, R_OK) == 0, "reference fixture file missing: %s (see tests/data/README.md)", gp);
     /* a copy of the golden file with one case renamed to an unknown method and one missing in/x */
     char in[] = "/tmp/qa-test-fixture-in-XXXXXX", out[] = "/tmp/qa-test-fixture-out-XXXXXX";
-    close(mkstemp(in));
+    copy_to_temp(gp, in);
     close(mkstemp(out));
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", gp, in);
-    cr_assert_eq(system(cmd), 0);
     qa_h5 *f;
     qa_error err = {0, ""};
     cr_assert_eq(h5_open(in, 1, &f, &err), 0, "%s", err.msg);
@@ -240,16 +249,11 @@ Test(fixture, reports_cases_it_cannot_compute_and_writes_the_rest) {
     int64_t dims[1] = {1};
     cr_assert_eq(h5_write(f, "/case_002/in/x", QA_H5_F32, x, 1, dims, &err), 0); /* wrong shape */
     h5_close(f, &err);
-    FILE *log = tmpfile();
     int done = 0, failed = 0;
-    cr_expect_eq(fixture_compute(in, out, log, &done, &failed, &err), QA_ERR_INPUT);
+    char text[4096];
+    cr_expect_eq(compute_logged(in, out, text, sizeof text, &done, &failed), QA_ERR_INPUT);
     cr_expect_eq(failed, 2);
     cr_expect_eq(done, 4);
-    rewind(log);
-    char text[4096] = "";
-    size_t nr = fread(text, 1, sizeof text - 1, log);
-    text[nr] = 0;
-    fclose(log);
     cr_expect(strstr(text, "case_001") && strstr(text, "unknown method 'dora'"), "%s", text);
     cr_expect(strstr(text, "case_002") && strstr(text, "in/x"), "%s", text);
     cr_assert_eq(h5_open(out, 0, &f, &err), 0);

@@ -363,7 +363,7 @@ Test(peqa, a_tiny_recipe_runs_merges_and_reports, .timeout = 240) {
     char text[2048];
     snprintf(text, sizeof text,
              "[job]\nkind = adapt\n[data]\nsynthetic = 1\n[model]\ncheckpoint = %s/dit.h5\nevaluator = %s/evaluator.h5\n"
-             "[adapt]\nmethod = [peqa, lr-qat]\nbits = w4a8\nrank = 2\nseed = 0\nimages = 3\nprior_images = 0\n"
+             "[adapt]\nmethod = [peqa, lr-qat]\nbits = [w4a8, w8a8]\nrank = 2\nseed = 0\nimages = 3\nprior_images = 0\n"
              "[train]\nsteps = 3\nbatch = 4\nlr = 1e-2\n"
              "[eval]\nsamples = 4\nddim_steps = 2\nloss_images = 8\nloss_draws = 1\nartifact = 1\n", dir, dir);
     qa_recipe *rec;
@@ -374,7 +374,7 @@ Test(peqa, a_tiny_recipe_runs_merges_and_reports, .timeout = 240) {
     qa_run_record *runs;
     int n;
     cr_assert_eq(runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
-    cr_assert_eq(n, 2);
+    cr_assert_eq(n, 4);
     for (int i = 0; i < n; i++) {
         cr_expect_str_eq(runs[i].status, "done", "%s", runs[i].id);
         cr_expect_eq(runs[i].needs_ptq, 0, "%s deploys without PTQ", runs[i].id);
@@ -382,7 +382,8 @@ Test(peqa, a_tiny_recipe_runs_merges_and_reports, .timeout = 240) {
         cr_expect_str_eq(runs[i].eval[0].variant, "int");
         cr_expect(runs[i].eval[0].heldout_loss > 0 && runs[i].eval[0].heldout_loss < 100, "%s loss %g", runs[i].id,
                   runs[i].eval[0].heldout_loss);
-        cr_expect(runs[i].eval[0].bits_per_weight > 4 && runs[i].eval[0].bits_per_weight <= 4 + 64.0 / 16 + 1e-9,
+        const int w = runs[i].w_bits; /* codes + at most two FP32 values per row of 16 */
+        cr_expect(runs[i].eval[0].bits_per_weight > w && runs[i].eval[0].bits_per_weight <= w + 64.0 / 16 + 1e-9,
                   "%s: %g bits per weight", runs[i].id, runs[i].eval[0].bits_per_weight);
         snprintf(p, sizeof p, "%s/artifacts/%s.h5", out, runs[i].id);
         cr_expect(access(p, F_OK) == 0, "missing artifact %s", p);
