@@ -1,8 +1,9 @@
 /* PEQA plugin (methods/peqa.c): the frozen codes against the section-0 search applied by hand
  * (per channel and per group), a hand-computed layer, gradients of the scales and the input by
  * central differences, the deploy (same codes, new scales) against the training forward, the
- * stored tensors decoded by their formula, bits per weight and bytes, and bad options; and a
- * tiny recipe with method = [peqa, lr-qat] end to end (train, merge, artifact, report). */
+ * stored tensors decoded by their formula, bits per weight and bytes, and bad options; the
+ * written artifact of PEQA and of LR-QAT decoded exactly; and a tiny recipe with
+ * method = [peqa, lr-qat] end to end (train, merge, artifact, report). */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 
 #include "harness/adapt.h"
+#include "harness/artifact.h"
 #include "harness/checkpoint.h"
 #include "harness/classifier.h"
 #include "harness/model.h"
@@ -337,6 +339,93 @@ Test(peqa, method_entry) {
     cr_expect_not_null(qa_method_option(m, "peqa_group"));
     cr_expect_not_null(qa_method_option(m, "scale_lr"));
 }
+
+/* ---- the artifact: what is written decodes to the deployed weights, at the stated bits ------ */
+
+/* The deployed layer of method (options as "key=value" or NULL) on a trained-looking layer is
+ * written with artifact_write (a model of one adapted linear), read back, decoded here with the
+ * formula of its encoding and compared exactly; the payload stays within the method's bits per
+ * weight (plus HDF5's rounding to whole bytes). */
+static void artifact_decodes_exactly(const char *method, const char *option, const char *value, int bits) {
+    const qa_method *m = qa_method_find(method);
+    cr_assert_not_null(m, "%s not registered", method);
+    const int in = 32, out = 8;
+    float W[32 * 8], b[8];
+    trng t = trng_new(81);
+    fill_normal(&t, W, sizeof W / sizeof W[0], 0.3);
+    fill_normal(&t, b, 8, 0.1);
+    double opts[8];
+    cr_assert(m->options_size <= sizeof opts);
+    qa_method_options_defaults(m, opts);
+    qa_error err = {0, ""};
+    if (option) cr_assert_eq(qa_method_option_set(m, opts, option, value, &err), 0, "%s", err.msg);
+    qa_method_cfg cfg = {.w_bits = bits, .a_bits = 8, .rank = 2, .lora_scale = 1.0f, .options = opts};
+    qa_rng *r = qa_rng_new(82);
+    qa_layer_init li = {in, out, W, b, &cfg, r, "blocks.0.attn.q", NULL, NULL};
+    void *state = qa_alloc(m->state_size);
+    cr_assert_eq(m->init(state, &li, &err), 0, "%s", err.msg);
+    qa_param ps[4];
+    int np = m->params(state, ps, 4);
+    for (int k = 0; k < np; k++) /* "trained": the scales moved, the low-rank factors non-zero */
+        for (size_t j = 0; j < ps[k].n; j++)
+            ps[k].data[j] = strcmp(ps[k].name, "scale") ? (float)trng_normal(&t) : ps[k].data[j] * (float)trng_unif(&t, 0.8, 1.2);
+    float x[32], y[8];
+    fill_normal(&t, x, 32, 1.0);
+    m->forward(state, x, y, 1);
+    qa_deployed d;
+    cr_assert_eq(m->merge(state, &d, &err), 0, "%s", err.msg);
+    qa_linear lin = {.in = in, .out = out, .method = m, .state = state};
+    snprintf(lin.name, sizeof lin.name, "blocks.0.attn.q");
+    qa_dit model = {.lin = &lin, .n_lin = 1};
+    char dir[256], path[300];
+    make_tmpdir(dir, sizeof dir, "artifact-peqa");
+    snprintf(path, sizeof path, "%s/a.h5", dir);
+    qa_artifact_size size;
+    cr_assert_eq(artifact_write(path, &model, &d, 0, &size, &err), 0, "%s", err.msg);
+    cr_expect_eq(size.float_layers, 0);
+    cr_expect(size.payload_bytes * 8 / size.weights <= d.bits_per_weight + 0.5, "%s: %.3f stored bits per weight, stated %.3f",
+              method, size.payload_bytes * 8 / size.weights, d.bits_per_weight);
+    qa_h5 *f;
+    cr_assert_eq(h5_open(path, 0, &f, &err), 0, "%s", err.msg);
+    const char *grp = "/layers/blocks.0.attn.q";
+    char enc[32];
+    cr_assert_eq(h5_attr_get_str(f, grp, "encoding", enc, sizeof enc, &err), 0, "%s", err.msg);
+    const char *names[3] = {"codes", "scale", "zero"};
+    if (!strcmp(enc, "int_codes")) names[1] = "row_scale";
+    float *data[3] = {NULL, NULL, NULL};
+    int64_t dims[3][4];
+    for (int k = 0; k < (strcmp(enc, "int_codes") ? 3 : 2); k++) {
+        char p[200];
+        snprintf(p, sizeof p, "%s/%s", grp, names[k]);
+        int nd;
+        cr_assert_eq(h5_read(f, p, QA_H5_F32, (void **)&data[k], 0, &nd, dims[k], &err), 0, "%s: %s", p, err.msg);
+    }
+    h5_close(f, &err);
+    float want[32 * 8];
+    qa_deployed_weights(&d, want);
+    for (int o = 0; o < out; o++)
+        for (int i = 0; i < in; i++) {
+            float got;
+            if (!strcmp(enc, "int_codes")) { /* W = row_scale * code */
+                got = data[1][o] * data[0][o * in + i];
+            } else { /* W = scale[j,o] (q - zero[j,o]), groups of in / G inputs */
+                cr_assert_str_eq(enc, "method");
+                int G = (int)dims[1][0], j = i / (in / G);
+                got = data[1][j * out + o] * (data[0][o * in + i] - data[2][j * out + o]);
+            }
+            cr_expect_eq(got, want[o * in + i], "%s: decoded W[%d,%d] %g vs deployed %g", method, o, i, got, want[o * in + i]);
+        }
+    for (int k = 0; k < 3; k++) free(data[k]);
+    qa_deployed_free(&d);
+    m->destroy(state);
+    qa_free(state);
+    qa_rng_free(r);
+    rm_rf_dir(dir);
+}
+
+Test(peqa, artifact_per_channel_decodes_exactly) { artifact_decodes_exactly("peqa", NULL, NULL, 4); }
+Test(peqa, artifact_per_group_decodes_exactly) { artifact_decodes_exactly("peqa", "peqa_group", "8", 3); }
+Test(peqa, artifact_of_lr_qat_decodes_exactly) { artifact_decodes_exactly("lr-qat", NULL, NULL, 4); }
 
 /* ---- end to end: a tiny recipe trains, merges, writes the artifact and reports ------------- */
 
