@@ -13,8 +13,9 @@
  * b = w_bits (2..8), symmetric signed grid qmin = -2^(b-1), qmax = 2^(b-1) - 1; f = 8 - b
  * fractional bits. W [out, in] (dropped after init), x [M, in] (fake-quantized at A bits by the
  * harness), A [r, in] kaiming-uniform, B [out, r] = 0 (lora_factors_init; the reference's
- * `lora_Bt` and `lora_A`, same initialisation), c = lora_scale (the reference's lora_alpha / r;
- * 1 by default, the harness's convention; the fixture sets it to lora_alpha / rank).
+ * `lora_Bt` and `lora_A`, same initialisation), c = lora_scale: the reference's lora_alpha / r
+ * (1 / r at its default alpha = 1); 1 by default here, the harness's convention for every method;
+ * the fixture command sets it to lora_alpha / rank.
  *
  * Init (the reference's symmetric quantizer with the current min-max range, per channel):
  *   s0[o]   = max(|min(min_i W[o,i], 0)|, max(max_i W[o,i], 1e-8)) / qmax                  [out]

@@ -42,9 +42,11 @@
  *   Stored: codes q (N bits, unsigned), scale [G, out] (FP32), zero point z0 [G, out] (FP32: z0 is
  *   an integer from the search and is not clamped, so it may lie outside 0 .. L - 1).
  *   bits per weight = N + (32 + 32) / g   (g = in per channel).
- * Deviations: round-to-nearest codes from the section-0 search (the paper's RTN uses the min-max
- * range; the search is every method's base here); a constant row or group gets the section-0
- * fallback (methods/README.md, 0.2); scales stay FP32 in training and at deploy. */
+ * Deviations: the paper starts from round-to-nearest (RTN) quantization without fixing how the
+ * range is chosen; here the scale and zero point come from the section-0 search, the base every
+ * method adapts, so that PEQA starts from the same quantized model as the others; a constant row
+ * or group gets the section-0 fallback (methods/README.md, 0.2); scales stay FP32 in training
+ * and at deploy. */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
