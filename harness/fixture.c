@@ -64,6 +64,107 @@ static int fixture_options(qa_h5 *f, const char *grp, const qa_method *m, void *
     return 0;
 }
 
+/* The method's options from the fixture's attributes, numeric or text (e.g. LR-QAT's `variant`). */
+static int fixture_options_text(qa_h5 *f, const char *grp, const qa_method *m, void *options, char *why, size_t wl) {
+    qa_method_options_defaults(m, options);
+    for (int i = 0; i < m->n_fixture_options; i++) {
+        const qa_fixture_option *fo = &m->fixture_options[i];
+        char text[64];
+        double v;
+        qa_error e;
+        if (h5_attr_get_str(f, grp, fo->attr, text, sizeof text, &e)) {
+            if (h5_attr_get_f64(f, grp, fo->attr, &v, &e)) { snprintf(why, wl, "missing attribute '%s'", fo->attr); return -1; }
+            snprintf(text, sizeof text, "%.17g", v);
+        }
+        if (qa_method_option_set(m, options, fo->option, text, &e)) { snprintf(why, wl, "%.500s", e.msg); return -1; }
+    }
+    return 0;
+}
+
+/* One case of the low-rank QAT layer schema (tests/data/README.md, "LR-QAT"): attributes
+ * in_features, out_features, rank, n_bits, lora_alpha, int_min, int_max, symmetric = 1,
+ * channel_wise = 1, range_estimator = current_minmax; in/ W, bias, A, B, x, dy. Writes init/
+ * scale, Phi0 (B = 0) and trained/ W_int, W_eff, y, grad_A, grad_B and grad_<name> of every
+ * further trainable tensor (grad_scale) with the given B (gradients of sum(y * dy)). The low-rank
+ * term is scaled by lora_alpha / rank: the method's lora_scale. */
+static int lowrank_qat_case(qa_h5 *f, qa_h5 *o, const char *cs, const qa_method *m, char *why, size_t wl, qa_error *err) {
+    char grp[128];
+    snprintf(grp, sizeof grp, "/%.63s", cs);
+    qa_error e;
+    const char *attrs[] = {"in_features", "out_features", "rank", "n_bits", "lora_alpha", "int_min", "int_max", "symmetric",
+                           "channel_wise"};
+    double v[9];
+    for (int i = 0; i < 9; i++)
+        if (h5_attr_get_f64(f, grp, attrs[i], &v[i], &e)) { snprintf(why, wl, "missing attribute '%s'", attrs[i]); return -1; }
+    char range[64] = "";
+    if (h5_attr_get_str(f, grp, "range_estimator", range, sizeof range, &e) || strcmp(range, "current_minmax") != 0) {
+        snprintf(why, wl, "range_estimator '%s' is not supported (only current_minmax)", range);
+        return -1;
+    }
+    const int in = (int)v[0], out = (int)v[1], rank = (int)v[2], n_bits = (int)v[3];
+    if (v[7] != 1 || v[8] != 1) { snprintf(why, wl, "only symmetric = 1, channel_wise = 1 is supported"); return -1; }
+    if (in < 1 || out < 1 || rank < 1 || n_bits < 2 || n_bits > 8 || !(v[4] > 0)) {
+        snprintf(why, wl, "implausible attributes (in %d, out %d, rank %d, n_bits %d, lora_alpha %g)", in, out, rank, n_bits, v[4]);
+        return -1;
+    }
+    if (v[5] != -(double)(1 << (n_bits - 1)) || v[6] != (double)((1 << (n_bits - 1)) - 1)) {
+        snprintf(why, wl, "int_min %g, int_max %g are not the signed %d-bit grid", v[5], v[6], n_bits);
+        return -1;
+    }
+    float *W = NULL, *bias = NULL, *A = NULL, *B = NULL, *x = NULL, *dy = NULL;
+    int tokens = 0, rc = 0;
+    if (read_matrix(f, cs, "W", out, in, &W, why, wl) < 0 || read_matrix(f, cs, "bias", out, 1, &bias, why, wl) < 0 ||
+        read_matrix(f, cs, "A", rank, in, &A, why, wl) < 0 || read_matrix(f, cs, "B", out, rank, &B, why, wl) < 0 ||
+        (tokens = read_matrix(f, cs, "x", -1, in, &x, why, wl)) < 0 || read_matrix(f, cs, "dy", tokens, out, &dy, why, wl) < 0)
+        rc = -1;
+    void *state = NULL, *options = m->options_size ? qa_alloc(m->options_size) : NULL;
+    if (rc == 0 && options) rc = fixture_options_text(f, grp, m, options, why, wl);
+    if (rc == 0) {
+        qa_method_cfg cfg = {.w_bits = n_bits, .a_bits = 0, .rank = rank, .lora_scale = (float)(v[4] / rank), .options = options};
+        qa_rng *r = qa_rng_new(1);
+        qa_layer_init li = {in, out, W, bias, &cfg, r, cs, NULL, NULL};
+        state = qa_alloc(m->state_size);
+        qa_error ie;
+        if (m->init(state, &li, &ie)) { snprintf(why, wl, "%.500s", ie.msg); rc = -1; }
+        qa_rng_free(r);
+    }
+    if (rc == 0) {
+        qa_param ps[8];
+        int np = m->params(state, ps, 8);
+        QA_ASSERT(np >= 2 && ps[0].n == (size_t)rank * in && ps[1].n == (size_t)out * rank);
+        memcpy(ps[0].data, A, sizeof(float) * ps[0].n);
+        memset(ps[1].data, 0, sizeof(float) * ps[1].n);
+        float *y = qa_alloc(sizeof(float) * (size_t)tokens * out);
+        m->forward(state, x, y, tokens);
+        qa_named_tensor t[16];
+        int nt = m->inspect(state, t, 16);
+        for (int i = 0; i < nt && !rc; i++)
+            if (!strcmp(t[i].name, "scale") || !strcmp(t[i].name, "Phi0")) rc = write_named(o, cs, "init", &t[i], err);
+        memcpy(ps[1].data, B, sizeof(float) * ps[1].n);
+        for (int i = 0; i < np; i++) memset(ps[i].grad, 0, sizeof(float) * ps[i].n);
+        m->forward(state, x, y, tokens);
+        m->backward(state, dy, NULL, tokens);
+        nt = m->inspect(state, t, 16);
+        for (int i = 0; i < nt && !rc; i++)
+            if (!strcmp(t[i].name, "W_int") || !strcmp(t[i].name, "W_eff")) rc = write_named(o, cs, "trained", &t[i], err);
+        if (!rc) rc = write_f32(o, cs, "trained", "y", y, tokens, out, err);
+        if (!rc) rc = write_f32(o, cs, "trained", "grad_A", ps[0].grad, rank, in, err);
+        if (!rc) rc = write_f32(o, cs, "trained", "grad_B", ps[1].grad, out, rank, err);
+        for (int i = 2; i < np && !rc; i++) {
+            char name[80];
+            snprintf(name, sizeof name, "grad_%.60s", ps[i].name);
+            rc = write_f32(o, cs, "trained", name, ps[i].grad, (int)ps[i].n, 1, err);
+        }
+        if (!rc) rc = h5_attr_set_str(o, grp, "method", m->name, err);
+        qa_free(y);
+        m->destroy(state);
+    }
+    qa_free(state);
+    qa_free(options);
+    qa_free(W); qa_free(bias); qa_free(A); qa_free(B); qa_free(x); qa_free(dy);
+    return rc;
+}
+
 /* One case; returns 0, or -1 with `why` (bad input) / a qa_error code (I/O). */
 static int one_case(qa_h5 *f, qa_h5 *o, const char *cs, char *why, size_t wl, qa_error *err) {
     char grp[128], method_name[64];
@@ -83,6 +184,8 @@ static int one_case(qa_h5 *f, qa_h5 *o, const char *cs, char *why, size_t wl, qa
         snprintf(why, wl, "unknown method '%s' (the fixture command knows: %s)", method_name, known);
         return -1;
     }
+    /* the low-rank QAT layer schema (LR-QAT) is told apart by its attributes */
+    if (h5_has_attr(f, grp, "lora_alpha") && h5_has_attr(f, grp, "int_min")) return lowrank_qat_case(f, o, cs, m, why, wl, err);
     const char *attrs[] = {"in_features", "out_features", "rank", "n_bits", "lora_bits", "alpha"};
     double v[6];
     for (int i = 0; i < 6; i++)

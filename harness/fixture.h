@@ -5,6 +5,9 @@
  *   init/    R, delta, zero_point, W_round (int32), U_delta, U_zero_point (MUL), y   (B = 0)
  *   trained/ W_eff, y, grad_A, grad_B, grad_U_delta, grad_U_zero_point (MUL)   (B = in/B,
  *            gradients of sum(y * dy))
+ * A case of the low-rank QAT schema (attributes lora_alpha, int_min, int_max: LR-QAT) gets
+ *   init/    scale, Phi0 (int32)                                                   (B = 0)
+ *   trained/ W_int (int32), W_eff, y, grad_A, grad_B, grad_scale          (B = in/B)
  * A case without the schema, or with an unknown method, gets one line naming the case and what
  * is missing; the cases that can be computed are still written, and the status is QA_ERR_INPUT. */
 #ifndef QA_FIXTURE_H
