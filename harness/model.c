@@ -16,8 +16,10 @@ static void *act_alloc(size_t *counter, size_t bytes) {
 
 size_t dit_activation_bytes(const qa_dit *m) {
     size_t n = m->activation_bytes;
-    for (int i = 0; i < m->n_lin; i++)
+    for (int i = 0; i < m->n_lin; i++) {
         if (m->lin[i].x_hat) n += 2 * sizeof(float) * (size_t)m->lin[i].max_rows * m->lin[i].in; /* x_hat, dx_hat */
+        n += linear_bf16_bytes(&m->lin[i].bf16);
+    }
     return n;
 }
 
@@ -192,9 +194,18 @@ void dit_reset_slots(qa_dit *m) {
     for (int i = 0; i < m->n_lin; i++) slot_clear(&m->lin[i]);
 }
 
+void dit_set_dtype(qa_dit *m, qa_dtype dtype) {
+    for (int i = 0; i < m->n_lin; i++) {
+        qa_linear *s = &m->lin[i];
+        s->dtype = dtype;
+        if (dtype == QA_DTYPE_BF16 && !s->bf16.x) linear_bf16_init(&s->bf16, s->max_rows, s->in, s->out);
+    }
+}
+
 void dit_free(qa_dit *m) {
     if (!m->params) return;
     dit_reset_slots(m);
+    for (int i = 0; i < m->n_lin; i++) linear_bf16_free(&m->lin[i].bf16);
     qa_free(m->lin);
     qa_free(m->adaln); qa_free(m->q); qa_free(m->k); qa_free(m->v); qa_free(m->o);
     qa_free(m->mlp1); qa_free(m->mlp2);
@@ -285,6 +296,7 @@ static void slot_forward_body(qa_linear *s, const float *x, float *y, int M) {
     s->x_used = xin;
     if (s->W_deploy) linear_forward(y, xin, s->W_deploy, s->b, M, s->in, s->out);
     else if (s->method) s->method->forward(s->state, xin, y, M);
+    else if (s->dtype == QA_DTYPE_BF16) linear_forward_bf16(&s->bf16, y, xin, s->W_frozen ? s->W_frozen : s->W, s->b, M);
     else linear_forward(y, xin, s->W_frozen ? s->W_frozen : s->W, s->b, M, s->in, s->out);
 }
 
@@ -301,8 +313,11 @@ static void slot_backward(qa_linear *s, const float *dy, float *dx, int M, int w
         s->method->backward(s->state, dy, dxq, M);
     } else {
         int train = want_params && !s->W_frozen;
-        linear_backward(dxq, train ? s->dW : NULL, train ? s->db : NULL, dy, s->x_used,
-                        s->W_frozen ? s->W_frozen : s->W, M, s->in, s->out);
+        if (s->dtype == QA_DTYPE_BF16)
+            linear_backward_bf16(&s->bf16, dxq, train ? s->dW : NULL, train ? s->db : NULL, dy, M);
+        else
+            linear_backward(dxq, train ? s->dW : NULL, train ? s->db : NULL, dy, s->x_used,
+                            s->W_frozen ? s->W_frozen : s->W, M, s->in, s->out);
     }
     if (s->actq.bits && dx && !own) actq_backward(&s->actq, dx, dxq, s->x_saved, (size_t)M * s->in);
 }
