@@ -8,6 +8,7 @@
 #include "harness/basecheck.h"
 #include "harness/bench.h"
 #include "harness/fixture.h"
+#include "harness/mpi_sweep.h"
 #include "harness/pretrain.h"
 #include "harness/recipe.h"
 #include "harness/registry.h"
@@ -20,10 +21,12 @@ static void usage(FILE *f) {
             "\n"
             "commands:\n"
             "  list                      registered adaptation methods, one line each\n"
-            "  run RECIPE [--out DIR] [--dry-run]\n"
+            "  run RECIPE [--out DIR] [--dry-run [--shard r/n]]\n"
             "                            run a recipe (pretrain | evaluator | adapt); an adapt\n"
             "                            sweep resumes in DIR, skipping finished runs;\n"
             "                            --dry-run: check the recipe and print the plan only\n"
+            "                            (--shard r/n or a launcher's environment: the runs\n"
+            "                            with plan index i mod n == r)\n"
             "  report DIR [--baseline C] tables of a results folder: markdown to stdout,\n"
             "                            DIR/report.{md,tex,csv}; Δ loss against cell C\n"
             "                            (method:bits[:deploy]; default: the first FP cell)\n"
@@ -53,7 +56,7 @@ static void usage(FILE *f) {
 
 static int exit_code(int rc) { return rc == 0 ? 0 : (rc == QA_ERR_INPUT ? 2 : 1); }
 
-int main(int argc, char **argv) {
+static int run_command(int argc, char **argv, const qa_mpi_world *world) {
     if (argc < 2) { usage(stderr); return 2; }
     const char *cmd = argv[1];
     qa_error err = {0, ""};
@@ -65,16 +68,26 @@ int main(int argc, char **argv) {
         for (const qa_method *const *m = qa_methods(); *m; m++) printf("%-16s %s\n", (*m)->name, (*m)->summary);
         return 0;
     } else if (!strcmp(cmd, "run")) {
-        const char *recipe_path = NULL, *out = NULL;
+        const char *recipe_path = NULL, *out = NULL, *shard_text = NULL;
         int dry = 0;
         for (int i = 2; i < argc; i++) {
             if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
             else if (!strcmp(argv[i], "--dry-run")) dry = 1;
+            else if (!strcmp(argv[i], "--shard") && i + 1 < argc) shard_text = argv[++i];
             else if (argv[i][0] == '-') { fprintf(stderr, "qadapt run: unknown option '%s'\n", argv[i]); return 2; }
             else if (!recipe_path) recipe_path = argv[i];
             else { fprintf(stderr, "qadapt run: unexpected argument '%s'\n", argv[i]); return 2; }
         }
-        if (!recipe_path) { fprintf(stderr, "usage: qadapt run RECIPE [--out DIR]\n"); return 2; }
+#define RUN_USAGE "usage: qadapt run RECIPE [--out DIR] [--dry-run [--shard r/n]]\n"
+        if (!recipe_path) { fprintf(stderr, RUN_USAGE); return 2; }
+        /* under MPI the ranks share the plan dynamically: only a Slurm array is a static shard */
+        qa_shard shard;
+        rc = qa_shard_resolve(shard_text, world->under_mpi ? QA_SHARD_ENV_SLURM_ARRAY : QA_SHARD_ENV_ALL, &shard, &err);
+        if (!rc && !dry && (shard.count > 1 || world->size > 1))
+            rc = qa_fail(&err, QA_ERR_INPUT, "run: shard %d/%d (%s), %d MPI rank(s): the sweep does not take a shard yet, "
+                         "so every process would run the whole plan into the same files; list a shard's runs with "
+                         "--dry-run --shard r/n", shard.rank, shard.count, shard.source, world->size);
+        if (rc) { fprintf(stderr, "qadapt: %s\n" RUN_USAGE, err.msg); return 2; }
         qa_recipe *r;
         rc = recipe_load(recipe_path, &r, &err);
         if (rc == 0 && dry) {
@@ -84,8 +97,12 @@ int main(int argc, char **argv) {
                 int n = adapt_plan(r, &runs, &err);
                 if (n < 0) rc = n;
                 else {
-                    printf("%s: %d runs\n", recipe_path, n);
-                    for (int i = 0; i < n; i++) printf("  %s\n", runs[i].id);
+                    printf("%s: %d runs", recipe_path, n);
+                    if (shard.count > 1) printf(", %d in shard %d/%d (%s)", qa_shard_size(&shard, n), shard.rank,
+                                                shard.count, shard.source);
+                    printf("\n");
+                    for (int i = 0; i < n; i++)
+                        if (qa_shard_owns(&shard, i)) printf("  %s\n", runs[i].id);
                     free(runs);
                 }
             } else {
@@ -132,6 +149,8 @@ int main(int argc, char **argv) {
         int done = 0, failed = 0;
         rc = fixture_compute(argv[2], argv[3], stderr, &done, &failed, &err);
         if (done || failed) fprintf(stderr, "fixture: %d cases written to %s, %d could not be computed\n", done, argv[3], failed);
+    } else if (!strcmp(cmd, "mpi-selftest")) {
+        rc = qa_mpi_selftest(world, argc - 2, argv + 2, stdout, &err);
     } else if (!strcmp(cmd, "basecheck")) {
         qa_basecheck_opts o = {"results/pretrained/dit.h5", "results/pretrained/evaluator.h5", "results/pretrained",
                                100, 50, 3.0f, 7};
@@ -159,4 +178,16 @@ int main(int argc, char **argv) {
     if (rc) fprintf(stderr, "qadapt: %s\n", err.msg);
     qa_backend_shutdown();
     return exit_code(rc);
+}
+
+int main(int argc, char **argv) {
+    qa_mpi_world world;
+    qa_error err = {0, ""};
+    if (qa_mpi_start(&argc, &argv, &world, &err)) {
+        fprintf(stderr, "qadapt: %s\n", err.msg);
+        return exit_code(err.code);
+    }
+    int code = run_command(argc, argv, &world);
+    qa_mpi_stop(&world);
+    return code;
 }

@@ -168,3 +168,31 @@ int qa_shard_size(const qa_shard *shard, int n_runs) {
     if (n_runs <= shard->rank) return 0;
     return (n_runs - 1 - shard->rank) / shard->count + 1;
 }
+
+int qa_run_failures(const qa_run_outcome *outcomes, int n_runs, qa_error *err) {
+    int failed = 0;
+    size_t used = 0;
+    char list[768] = "";
+    for (int i = 0; i < n_runs; i++) {
+        if (outcomes[i].status != QA_RUN_FAILED) continue;
+        failed++;
+        if (failed <= 3 && used < sizeof list)
+            used += (size_t)snprintf(list + used, sizeof list - used, "%s run %d (rank %d): %s", failed > 1 ? ";" : "", i,
+                                     outcomes[i].rank, outcomes[i].msg);
+    }
+    if (!failed) return QA_OK;
+    return qa_fail(err, QA_ERR_RUN, "%d of %d runs failed:%s%s", failed, n_runs, list, failed > 3 ? "; ..." : "");
+}
+
+int qa_shard_run(const qa_shard *shard, int n_runs, qa_run_index_fn run_index, void *ctx,
+                 qa_run_outcome *outcomes, qa_error *err) {
+    memset(outcomes, 0, sizeof *outcomes * (size_t)n_runs);
+    for (int i = shard->rank; i < n_runs; i += shard->count) {
+        qa_error run_err = {0, ""};
+        int rc = run_index(ctx, i, &run_err);
+        outcomes[i].status = rc ? QA_RUN_FAILED : QA_RUN_OK;
+        outcomes[i].rank = shard->rank;
+        snprintf(outcomes[i].msg, sizeof outcomes[i].msg, "%s", rc ? run_err.msg : "");
+    }
+    return qa_run_failures(outcomes, n_runs, err);
+}

@@ -61,6 +61,29 @@ int qa_shard_owns(const qa_shard *shard, int index);
 /* How many of the indices 0..n_runs-1 the shard owns. */
 int qa_shard_size(const qa_shard *shard, int n_runs);
 
+/* What became of one run of a plan, wherever it ran. */
+enum { QA_RUN_NOT_RUN = 0, QA_RUN_OK = 1, QA_RUN_FAILED = 2 };
+
+typedef struct {
+    int status;      /* QA_RUN_* */
+    int rank;        /* the rank (or shard) that ran it */
+    char msg[256];   /* the failure's message */
+} qa_run_outcome;
+
+/* QA_OK when none of the n_runs outcomes is QA_RUN_FAILED; else QA_ERR_RUN with a message that
+ * counts the failed runs and names the first three (index, rank, message). */
+int qa_run_failures(const qa_run_outcome *outcomes, int n_runs, qa_error *err);
+
+/* Run one run of the plan; QA_OK, or an error code with err filled (the run failed). Called on
+ * one thread at a time per process. */
+typedef int (*qa_run_index_fn)(void *ctx, int index, qa_error *err);
+
+/* Run, in plan order, every index 0..n_runs-1 the shard owns; a failed run does not stop the
+ * others. outcomes[n_runs] is reset first (runs of other shards stay QA_RUN_NOT_RUN; rank = the
+ * shard's rank). Returns qa_run_failures of the outcomes. */
+int qa_shard_run(const qa_shard *shard, int n_runs, qa_run_index_fn run_index, void *ctx,
+                 qa_run_outcome *outcomes, qa_error *err);
+
 /* Data-parallel training: sum a flat float buffer over every rank, in place, once per step.
  * The training loop holds a `const qa_grad_reducer *`, NULL when the process is not one of
  * several ranks; rank and size tell it which slice of the global batch is its own. */

@@ -202,3 +202,42 @@ Test(shard, flag_and_environment_must_agree) {
     cr_expect_eq(qa_shard_resolve("1/x", QA_SHARD_ENV_ALL, &s, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "decimal integers") != NULL, "%s", err.msg);
 }
+
+/* a run that records its index and fails on every multiple of 4 */
+typedef struct { int ran[16], n_ran; } run_log;
+
+static int logged_run(void *ctx, int index, qa_error *err) {
+    run_log *log = ctx;
+    log->ran[log->n_ran++] = index;
+    if (index % 4 == 0) return qa_fail(err, QA_ERR_RUN, "index %d is a multiple of 4", index);
+    return QA_OK;
+}
+
+Test(shard, shard_run_runs_its_indices_in_order_and_reports_failures) {
+    qa_shard s = {1, 3, "test"};
+    run_log log = {{0}, 0};
+    qa_run_outcome outcomes[10];
+    qa_error err = {0, ""};
+    cr_expect_eq(qa_shard_run(&s, 10, logged_run, &log, outcomes, &err), QA_ERR_RUN);
+    cr_assert_eq(log.n_ran, 3);
+    cr_expect(log.ran[0] == 1 && log.ran[1] == 4 && log.ran[2] == 7);
+    for (int i = 0; i < 10; i++) {
+        int want = i % 3 != 1 ? QA_RUN_NOT_RUN : (i % 4 == 0 ? QA_RUN_FAILED : QA_RUN_OK);
+        cr_expect_eq(outcomes[i].status, want, "outcome %d", i);
+    }
+    cr_expect_str_eq(err.msg, "1 of 10 runs failed: run 4 (rank 1): index 4 is a multiple of 4");
+}
+
+Test(shard, failures_name_the_first_three) {
+    qa_shard whole = qa_shard_whole();
+    run_log log = {{0}, 0};
+    qa_run_outcome outcomes[16];
+    qa_error err = {0, ""};
+    cr_expect_eq(qa_shard_run(&whole, 16, logged_run, &log, outcomes, &err), QA_ERR_RUN);
+    cr_expect_eq(log.n_ran, 16);
+    cr_expect(strstr(err.msg, "4 of 16 runs failed: run 0 (rank 0)") && strstr(err.msg, "; run 8 (rank 0)") &&
+              !strstr(err.msg, "run 12 (") && strstr(err.msg, "; ..."), "%s", err.msg);
+    qa_shard s = {1, 4, "test"}; /* indices 1, 5, 9, 13: none fails */
+    log.n_ran = 0;
+    cr_expect_eq(qa_shard_run(&s, 16, logged_run, &log, outcomes, &err), QA_OK);
+}
