@@ -119,6 +119,7 @@ int dit_create(qa_dit *m, const qa_dit_config *cfg, int max_batch, qa_error *err
         *per_block[j] = qa_alloc(sizeof(qa_linear *) * L);
         for (int b = 0; b < L; b++) (*per_block[j])[b] = &m->lin[3 + b * 7 + j];
     }
+    for (int b = 0; b < L; b++) m->k[b]->bf16_input_owner = m->v[b]->bf16_input_owner = m->q[b];
 
     /* activations */
     size_t B = (size_t)max_batch, T = (size_t)m->T, M = B * T, D = (size_t)d, H = (size_t)cfg->heads;
@@ -280,6 +281,18 @@ static void slot_forward(qa_linear *s, const float *x, float *y, int M) {
     }
 }
 
+/* bf16: q, k and v read the same input, so k and v use the bf16 copy q made in this forward */
+static void slot_forward_bf16(qa_linear *s, const float *xin, float *y, int M) {
+    const float *W = s->W_frozen ? s->W_frozen : s->W;
+    const qa_linear *owner = s->bf16_input_owner;
+    if (owner && owner->bf16_x_source == xin && owner->bf16.rows == M) {
+        linear_forward_bf16_on(&s->bf16, y, owner->bf16.x, W, s->b, M);
+    } else {
+        linear_forward_bf16(&s->bf16, y, xin, W, s->b, M);
+        s->bf16_x_source = xin;
+    }
+}
+
 static void slot_forward_body(qa_linear *s, const float *x, float *y, int M) {
     QA_ASSERT(M <= s->max_rows);
     if (s->i8) { /* deployed W8A8 on the integer kernels: quantizes x itself; no backward */
@@ -296,7 +309,7 @@ static void slot_forward_body(qa_linear *s, const float *x, float *y, int M) {
     s->x_used = xin;
     if (s->W_deploy) linear_forward(y, xin, s->W_deploy, s->b, M, s->in, s->out);
     else if (s->method) s->method->forward(s->state, xin, y, M);
-    else if (s->dtype == QA_DTYPE_BF16) linear_forward_bf16(&s->bf16, y, xin, s->W_frozen ? s->W_frozen : s->W, s->b, M);
+    else if (s->dtype == QA_DTYPE_BF16) slot_forward_bf16(s, xin, y, M);
     else linear_forward(y, xin, s->W_frozen ? s->W_frozen : s->W, s->b, M, s->in, s->out);
 }
 
@@ -331,6 +344,7 @@ void dit_forward(qa_dit *m, const float *x_t, const float *t, const int *y, int 
     const int hid = d * m->cfg.mlp_ratio, M = B * T;
     m->last_B = B;
     m->last_y = y;
+    for (int i = 0; i < m->n_lin; i++) m->lin[i].bf16_x_source = NULL; /* no bf16 copy is of this forward yet */
     m->step.t = t;
     m->step.B = B;
     m->step.rows_per_sample = T;

@@ -36,7 +36,7 @@ typedef struct {
 
 enum { QA_ROLE_OTHER = 0, QA_ROLE_ATTN = 1 }; /* attention projections q, k, v, out */
 
-typedef struct {
+typedef struct qa_linear_s {
     char name[40];
     int in, out, role;
     float *W, *b, *dW, *db;       /* views into the model's parameter / gradient blocks */
@@ -56,6 +56,8 @@ typedef struct {
     double fwd_seconds;
     qa_dtype dtype;               /* matmul arithmetic of the plain / frozen layer (f32 by default) */
     qa_linear_bf16 bf16;          /* bf16 copies of x and W kept from forward to backward (owned) */
+    const float *bf16_x_source;   /* the f32 input bf16.x holds in this forward (NULL: none yet) */
+    const struct qa_linear_s *bf16_input_owner; /* k, v: q of the block, whose bf16 x they may share */
 } qa_linear;
 
 typedef struct {

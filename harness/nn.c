@@ -40,7 +40,7 @@ int qa_dtype_parse(const char *name, qa_dtype *dtype) {
 }
 
 void linear_bf16_init(qa_linear_bf16 *c, int max_rows, int in, int out) {
-    c->max_rows = max_rows; c->in = in; c->out = out; c->rows = 0;
+    c->max_rows = max_rows; c->in = in; c->out = out; c->rows = 0; c->x_used = NULL;
     c->x = qa_alloc(sizeof(qa_bf16) * (size_t)max_rows * in);
     c->W = qa_alloc(sizeof(qa_bf16) * (size_t)out * in);
     c->dy = qa_alloc(sizeof(qa_bf16) * (size_t)max_rows * out);
@@ -56,19 +56,25 @@ size_t linear_bf16_bytes(const qa_linear_bf16 *c) {
     return sizeof(qa_bf16) * ((size_t)c->max_rows * c->in + (size_t)c->out * c->in + (size_t)c->max_rows * c->out);
 }
 
+void linear_forward_bf16_on(qa_linear_bf16 *c, float *y, const qa_bf16 *x_bf16, const float *W, const float *b, int M) {
+    QA_ASSERT(c->x && M <= c->max_rows);
+    qa_convert_to_bf16(c->W, W, (size_t)c->out * c->in);
+    c->rows = M;
+    c->x_used = x_bf16;
+    qa_matmul_bf16(M, c->out, c->in, x_bf16, 0, c->W, 1, y, 0, b);
+}
+
 void linear_forward_bf16(qa_linear_bf16 *c, float *y, const float *x, const float *W, const float *b, int M) {
     QA_ASSERT(c->x && M <= c->max_rows);
     qa_convert_to_bf16(c->x, x, (size_t)M * c->in);
-    qa_convert_to_bf16(c->W, W, (size_t)c->out * c->in);
-    c->rows = M;
-    qa_matmul_bf16(M, c->out, c->in, c->x, 0, c->W, 1, y, 0, b);
+    linear_forward_bf16_on(c, y, c->x, W, b, M);
 }
 
 void linear_backward_bf16(qa_linear_bf16 *c, float *dx, float *dW, float *db, const float *dy, int M) {
     QA_ASSERT(c->x && M == c->rows);
     if (dx || dW) qa_convert_to_bf16(c->dy, dy, (size_t)M * c->out);
     if (dx) qa_matmul_bf16(M, c->in, c->out, c->dy, 0, c->W, 0, dx, 1, NULL);  /* [M,out]·[out,in] */
-    if (dW) qa_matmul_bf16(c->out, c->in, M, c->dy, 1, c->x, 0, dW, 1, NULL);  /* [out,M]·[M,in] */
+    if (dW) qa_matmul_bf16(c->out, c->in, M, c->dy, 1, c->x_used, 0, dW, 1, NULL);  /* [out,M]·[M,in] */
     if (db) bias_backward(db, dy, M, c->out);
 }
 

@@ -30,13 +30,17 @@ void linear_backward(float *dx, float *dW, float *db, const float *dy, const flo
 typedef struct {
     qa_bf16 *x, *W, *dy;  /* [max_rows, in], [out, in], [max_rows, out] */
     int max_rows, in, out;
-    int rows;             /* rows of the last forward (its x is what the backward's dW uses) */
+    int rows;             /* rows of the last forward */
+    const qa_bf16 *x_used;/* its bf16 input, which the backward's dW reads: x, or another layer's copy */
 } qa_linear_bf16;
 
 void linear_bf16_init(qa_linear_bf16 *c, int max_rows, int in, int out);
 void linear_bf16_free(qa_linear_bf16 *c);
 size_t linear_bf16_bytes(const qa_linear_bf16 *c);
 void linear_forward_bf16(qa_linear_bf16 *c, float *y, const float *x, const float *W, const float *b, int M);
+/* The same forward on an input already in bf16 (another layer's c->x: q, k and v read one x), which
+ * must stay unchanged until this layer's backward. */
+void linear_forward_bf16_on(qa_linear_bf16 *c, float *y, const qa_bf16 *x_bf16, const float *W, const float *b, int M);
 /* Backward of c's last forward (same M); dx, dW, db may be NULL. */
 void linear_backward_bf16(qa_linear_bf16 *c, float *dx, float *dW, float *db, const float *dy, int M);
 

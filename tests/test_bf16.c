@@ -219,3 +219,49 @@ Test(bf16, model_default_is_f32_and_switching_back_restores_it) {
     cr_expect(memcmp(again, e32, sizeof again) == 0, "f32 again gives the f32 numbers bit for bit");
     dit_free(&m);
 }
+
+/* k and v read the bf16 copy of the input q made: their weight gradients (dW = dY^T x) must still
+ * be the gradients of their own input, as in f32. */
+Test(bf16, model_gradients_match_f32_for_every_tensor) {
+    qa_dit m;
+    qa_error err = {0, ""};
+    cr_assert_eq(dit_create(&m, &TINY, 4, &err), QA_OK, "%s", err.msg);
+    dit_init_weights(&m, 6);
+    trng r = trng_new(9);
+    for (size_t i = 0; i < m.n_params; i++) m.params[i] += (float)(0.05 * trng_normal(&r));
+    static float x[4 * D], target[4 * D], pred[4 * D], deps[4 * D];
+    fill_normal(&r, x, 4 * D, 1.0);
+    fill_normal(&r, target, 4 * D, 1.0);
+    float t[4] = {3.f, 250.f, 600.f, 990.f};
+    int y[4] = {0, 4, 9, 12};
+    float *g32 = malloc(sizeof(float) * m.n_params);
+    for (int pass = 0; pass < 2; pass++) {
+        dit_set_dtype(&m, pass ? QA_DTYPE_BF16 : QA_DTYPE_F32);
+        dit_zero_grads(&m);
+        dit_forward(&m, x, t, y, 4, pred);
+        mse_loss(pred, target, 4 * D, deps);
+        dit_backward(&m, deps);
+        if (!pass) memcpy(g32, m.grads, sizeof(float) * m.n_params);
+    }
+    /* Tensors whose true gradient is zero (the key bias: softmax ignores a shift q.b shared by a
+     * row's scores) hold round-off only; they are measured against 1e-3 of the largest norm. */
+    double largest = 0;
+    for (int i = 0; i < m.n_tensors; i++) {
+        double r2 = 0;
+        for (size_t j = m.tensors[i].offset; j < m.tensors[i].offset + m.tensors[i].n; j++) r2 += (double)g32[j] * g32[j];
+        largest = fmax(largest, sqrt(r2));
+    }
+    for (int i = 0; i < m.n_tensors; i++) {
+        const qa_tensor_info *ti = &m.tensors[i];
+        double d2 = 0, r2 = 0;
+        for (size_t j = ti->offset; j < ti->offset + ti->n; j++) {
+            d2 += ((double)m.grads[j] - g32[j]) * ((double)m.grads[j] - g32[j]);
+            r2 += (double)g32[j] * g32[j];
+        }
+        double scale = fmax(sqrt(r2), 1e-3 * largest);
+        /* bf16 rounding through a few layers: a few u = 2^-8, far below a wrong input (~100%) */
+        cr_expect(sqrt(d2) < 0.03 * scale, "%s: bf16 gradient off by %.3g of %.3g", ti->name, sqrt(d2), scale);
+    }
+    free(g32);
+    dit_free(&m);
+}
