@@ -1,10 +1,12 @@
 /* Sharded and MPI sweeps through the qadapt command (QADAPT_BIN): `run --dry-run --shard`, the
- * shard environment, and the MPI driver and gradient sum under `mpirun -np 2` (MPIRUN; the test
- * binary itself never initialises MPI). QADAPT_HAS_MPI says whether the build has MPI. */
+ * shard environment, the MPI driver and gradient sum under `mpirun -np 2` (MPIRUN; the test
+ * binary itself never initialises MPI; QADAPT_HAS_MPI says whether the build has MPI), and
+ * scripts/slurm-sweep.sbatch with a stand-in sbatch (no Slurm daemon needed). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common.h"
 
@@ -161,4 +163,64 @@ Test(mpi, without_a_launcher_the_selftest_runs_in_one_process) {
     cr_expect(strstr(out_buf, "3 runs over 1 rank") && strstr(out_buf, "rank 0 ran 3"), "%s", out_buf);
     cr_expect_eq(run_env("", "mpi-selftest 0"), 2, "%s", out_buf);
     cr_expect(strstr(out_buf, "usage: qadapt mpi-selftest") != NULL, "%s", out_buf);
+}
+
+/* ---- scripts/slurm-sweep.sbatch, with a stand-in sbatch that logs its arguments ---- */
+
+static char slurm_dir[128];
+
+static void make_fake_sbatch(void) {
+    make_tmpdir(slurm_dir, sizeof slurm_dir, "slurm");
+    char path[256], text[512];
+    snprintf(path, sizeof path, "%s/sbatch", slurm_dir);
+    snprintf(text, sizeof text,
+             "#!/bin/sh\n# stand-in: log the arguments, answer a job id as --parsable does\n"
+             "echo \"$*\" >> %s/sbatch.log\nn=$(wc -l < %s/sbatch.log)\necho $((1000 + n))\n",
+             slurm_dir, slurm_dir);
+    write_text_file(path, text);
+    cr_assert_eq(chmod(path, 0755), 0);
+}
+
+static void remove_fake_sbatch(void) { rm_rf_dir(slurm_dir); }
+
+TestSuite(slurm, .init = make_fake_sbatch, .fini = remove_fake_sbatch);
+
+static int run_script(const char *env, const char *args) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "env PATH=%s:$PATH QADAPT=%s %s %s/scripts/slurm-sweep.sbatch %s 2>&1", slurm_dir,
+             getenv("QADAPT_BIN"), env, QA_TEST_SOURCE_ROOT, args);
+    return capture_command(cmd, out_buf, sizeof out_buf);
+}
+
+Test(slurm, submits_an_array_and_a_report_job_after_it) {
+    char args[1024], log_path[256];
+    snprintf(args, sizeof args, "%s /tmp/qa-sweep-out 4", recipe());
+    cr_assert_eq(run_script("", args), 0, "%s", out_buf);
+    cr_expect(strstr(out_buf, "array job 1001 (4 tasks), report job 1002 after it") != NULL, "%s", out_buf);
+    snprintf(log_path, sizeof log_path, "cat %s/sbatch.log", slurm_dir);
+    cr_assert_eq(capture_command(log_path, out_buf, sizeof out_buf), 0);
+    const char *second = strchr(out_buf, '\n');
+    cr_assert_not_null(second, "%s", out_buf);
+    cr_expect(strstr(out_buf, "--array=0-3 ") && strstr(out_buf, "slurm-sweep.sbatch") &&
+              strstr(out_buf, "/tmp/qa-sweep-out 4") && strstr(out_buf, "--array") < second, "%s", out_buf);
+    cr_expect(strstr(second, "--dependency=afterany:1001") && strstr(second, "report") &&
+              strstr(second, "/tmp/qa-sweep-out"), "%s", out_buf);
+}
+
+Test(slurm, an_array_task_takes_its_shard_from_the_environment) {
+    char args[1024];
+    snprintf(args, sizeof args, "%s /tmp/qa-sweep-out 4 --dry-run", recipe());
+    cr_assert_eq(run_script("SLURM_JOB_ID=7 SLURM_ARRAY_TASK_ID=2 SLURM_ARRAY_TASK_COUNT=4", args), 0, "%s", out_buf);
+    cr_expect(strstr(out_buf, "in shard 2/4 (SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT)") != NULL, "%s", out_buf);
+}
+
+Test(slurm, bad_arguments_exit_2_before_anything_is_queued) {
+    char args[1024];
+    snprintf(args, sizeof args, "%s /tmp/qa-sweep-out 0", recipe());
+    cr_expect_eq(run_script("", args), 2, "%s", out_buf);
+    cr_expect(strstr(out_buf, "usage:") != NULL, "%s", out_buf);
+    cr_expect_eq(run_script("", "/nonexistent.recipe /tmp/qa-sweep-out 2"), 2, "%s", out_buf);
+    char log_path[256];
+    snprintf(log_path, sizeof log_path, "%s/sbatch.log", slurm_dir);
+    cr_expect_not(access(log_path, F_OK) == 0, "sbatch was called");
 }
