@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "harness/backend.h"
 #include "harness/checkpoint.h"
@@ -219,13 +220,22 @@ static void train_batch_free(train_batch *tb) {
     qa_free(tb->x); qa_free(tb->eps); qa_free(tb->pred); qa_free(tb->d); qa_free(tb->t); qa_free(tb->y);
 }
 
-/* Seconds of one training step (forward, loss, backward). */
-static double time_train_step(qa_dit *m, train_batch *tb) {
-    double t0 = qa_now();
+/* CPU seconds used by this process so far, all threads (on a shared machine it leaves out the
+ * time other processes held the cores). */
+static double process_cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Wall seconds of one training step (forward, loss, backward); its CPU seconds in *cpu when not NULL. */
+static double time_train_step(qa_dit *m, train_batch *tb, double *cpu) {
+    double t0 = qa_now(), c0 = process_cpu_seconds();
     if (m->train_base) dit_zero_grads(m);
     dit_forward(m, tb->x, tb->t, tb->y, tb->B, tb->pred);
     mse_loss(tb->pred, tb->eps, (size_t)tb->B * 784, tb->d);
     dit_backward(m, tb->d);
+    if (cpu) *cpu = process_cpu_seconds() - c0;
     return qa_now() - t0;
 }
 
@@ -233,29 +243,35 @@ static double time_train_step(qa_dit *m, train_batch *tb) {
 static double time_train_steps(qa_dit *m, int B, int steps, qa_rng *r) {
     train_batch tb = train_batch_new(B, r);
     double *ts = qa_alloc(sizeof(double) * (size_t)(steps + 2));
-    for (int i = 0; i < steps + 2; i++) ts[i] = time_train_step(m, &tb);
+    for (int i = 0; i < steps + 2; i++) ts[i] = time_train_step(m, &tb, NULL);
     double med = median(ts + 2, steps);
     train_batch_free(&tb);
     qa_free(ts);
     return med;
 }
 
+/* Medians of the f32 and the bf16 training step: wall seconds and process CPU seconds. */
+typedef struct { double wall_f32, wall_bf16, cpu_f32, cpu_bf16; } dtype_times;
+
 /* The full training step in f32 and in bf16, interleaved step by step (so both see the same
- * machine load), after 2 warm-up steps of each: the median seconds of `steps` repeats of each. */
-static void time_train_dtypes(qa_dit *m, int B, int steps, qa_rng *r, double *t_f32, double *t_bf16) {
+ * machine load), after 2 warm-up steps of each: medians of `steps` repeats of each. */
+static dtype_times time_train_dtypes(qa_dit *m, int B, int steps, qa_rng *r) {
     train_batch tb = train_batch_new(B, r);
-    double *ts = qa_alloc(sizeof(double) * 2 * (size_t)(steps + 2));
-    for (int i = 0; i < steps + 2; i++) {
+    const size_t n = (size_t)steps + 2;
+    double *wall = qa_alloc(sizeof(double) * 2 * n), *cpu = qa_alloc(sizeof(double) * 2 * n);
+    for (size_t i = 0; i < n; i++) {
         dit_set_dtype(m, QA_DTYPE_F32);
-        ts[i] = time_train_step(m, &tb);
+        wall[i] = time_train_step(m, &tb, &cpu[i]);
         dit_set_dtype(m, QA_DTYPE_BF16);
-        ts[steps + 2 + i] = time_train_step(m, &tb);
+        wall[n + i] = time_train_step(m, &tb, &cpu[n + i]);
     }
     dit_set_dtype(m, QA_DTYPE_F32);
-    *t_f32 = median(ts + 2, steps);
-    *t_bf16 = median(ts + steps + 4, steps);
+    dtype_times t = {median(wall + 2, steps), median(wall + n + 2, steps), median(cpu + 2, steps),
+                     median(cpu + n + 2, steps)};
     train_batch_free(&tb);
-    qa_free(ts);
+    qa_free(wall);
+    qa_free(cpu);
+    return t;
 }
 
 /* Where sampling time goes: shares of the wall time in the linear layers and, of the int8
@@ -290,17 +306,19 @@ int bench_model(const qa_bench_model_opts *o, FILE *out, qa_error *err) {
     double flops = 3.0 * dit_forward_flops(&m, B);
     /* 1. full FP training step, f32 and bf16 matmuls */
     m.train_base = 1;
-    double t_fp, t_bf16;
-    time_train_dtypes(&m, B, o->steps, r, &t_fp, &t_bf16);
+    dtype_times dt = time_train_dtypes(&m, B, o->steps, r);
+    double t_fp = dt.wall_f32, t_bf16 = dt.wall_bf16;
     if (o->train_only) {
         if (o->json)
             fprintf(out, "{\"threads\": %d, \"batch\": %d, \"train_step_fp_ms\": %.2f, \"train_step_bf16_ms\": %.2f, "
-                         "\"speedup_bf16_vs_f32\": %.3f, \"steps\": %d}\n", threads, B, 1e3 * t_fp, 1e3 * t_bf16,
-                    t_fp / t_bf16, o->steps);
+                         "\"speedup_bf16_vs_f32\": %.3f, \"cpu_ms_fp\": %.2f, \"cpu_ms_bf16\": %.2f, "
+                         "\"cpu_ratio_bf16_vs_f32\": %.3f, \"steps\": %d}\n", threads, B, 1e3 * t_fp, 1e3 * t_bf16,
+                    t_fp / t_bf16, 1e3 * dt.cpu_f32, 1e3 * dt.cpu_bf16, dt.cpu_f32 / dt.cpu_bf16, o->steps);
         else
             fprintf(out, "threads %d, batch %d: full FP training step, interleaved, median of %d each: f32 %.2f ms, "
-                         "bf16 matmuls %.2f ms: %.2fx the f32 step\n", threads, B, o->steps, 1e3 * t_fp, 1e3 * t_bf16,
-                    t_fp / t_bf16);
+                         "bf16 matmuls %.2f ms: %.2fx the f32 step (CPU time per step: f32 %.2f ms, bf16 %.2f ms, "
+                         "%.2fx)\n", threads, B, o->steps, 1e3 * t_fp, 1e3 * t_bf16, t_fp / t_bf16, 1e3 * dt.cpu_f32,
+                    1e3 * dt.cpu_bf16, dt.cpu_f32 / dt.cpu_bf16);
         qa_rng_free(r);
         dit_free(&m);
         return QA_OK;
