@@ -6,8 +6,8 @@
  * rank 0 works through the plan itself on a second thread while its main thread hands out the
  * rest. Each rank runs its index with the caller's run_index, reports success or failure, and
  * asks again; at the end rank 0 holds every run's outcome. Built without MPI, mpi_sweep_serial.c
- * runs every index in this process, in plan order, and refuses to start under an MPI launcher
- * (two copies of the whole sweep would write the same files). */
+ * runs every index in this process, in plan order; a process such a build starts under mpirun is
+ * a static shard of the plan (shard.h reads the launcher's rank and size), not a shared-plan rank. */
 #ifndef QA_MPI_SWEEP_H
 #define QA_MPI_SWEEP_H
 
