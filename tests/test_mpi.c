@@ -139,6 +139,12 @@ Test(mpi, two_ranks_share_the_plan_and_sum_gradients, .timeout = 60) {
     /* dynamic sharing: the runs sleep 20-60 ms, so both ranks get some */
     cr_expect(per_rank[0] > 0 && per_rank[1] > 0, "rank 0 ran %d, rank 1 ran %d", per_rank[0], per_rank[1]);
     cr_expect(strstr(out_buf, "gradient sum: 1000003 floats over 2 ranks: exact") != NULL, "%s", out_buf);
+    /* data parallel: two half batches, summed, against the whole batch within reduction-order rounding */
+    const char *dp = strstr(out_buf, "data-parallel gradient: 2 ranks' slices of a batch of 8");
+    cr_assert_not_null(dp, "%s", out_buf);
+    double difference = 1;
+    cr_assert_eq(sscanf(strstr(dp, "largest difference"), "largest difference %lf", &difference), 1, "%s", dp);
+    cr_expect(difference < 1e-5, "relative difference %g", difference);
 }
 
 Test(mpi, a_failed_run_is_named_the_others_finish_and_the_status_says_so, .timeout = 60) {
