@@ -57,6 +57,26 @@ static void usage(FILE *f) {
 
 static int exit_code(int rc) { return rc == 0 ? 0 : (rc == QA_ERR_INPUT ? 2 : 1); }
 
+/* run --dry-run: the runs of the plan this shard owns, in plan order (an adapt sweep), or the job kind. */
+static int print_plan(qa_recipe *r, const char *recipe_path, const qa_shard *shard, qa_error *err) {
+    const char *kind = recipe_str(r, "job", "kind");
+    if (strcmp(kind, "adapt")) {
+        printf("%s: a %s job\n", recipe_path, kind);
+        return QA_OK;
+    }
+    qa_run_spec *runs;
+    int n = adapt_plan(r, &runs, err);
+    if (n < 0) return n;
+    printf("%s: %d runs", recipe_path, n);
+    if (shard->count > 1)
+        printf(", %d in shard %d/%d (%s)", qa_shard_size(shard, n), shard->rank, shard->count, shard->source);
+    printf("\n");
+    for (int i = 0; i < n; i++)
+        if (qa_shard_owns(shard, i)) printf("  %s\n", runs[i].id);
+    free(runs);
+    return QA_OK;
+}
+
 static int run_command(int argc, char **argv, const qa_mpi_world *world) {
     if (argc < 2) { usage(stderr); return 2; }
     const char *cmd = argv[1];
@@ -92,23 +112,7 @@ static int run_command(int argc, char **argv, const qa_mpi_world *world) {
         qa_recipe *r;
         rc = recipe_load(recipe_path, &r, &err);
         if (rc == 0 && dry) {
-            const char *kind = recipe_str(r, "job", "kind");
-            if (!strcmp(kind, "adapt")) {
-                qa_run_spec *runs;
-                int n = adapt_plan(r, &runs, &err);
-                if (n < 0) rc = n;
-                else {
-                    printf("%s: %d runs", recipe_path, n);
-                    if (shard.count > 1) printf(", %d in shard %d/%d (%s)", qa_shard_size(&shard, n), shard.rank,
-                                                shard.count, shard.source);
-                    printf("\n");
-                    for (int i = 0; i < n; i++)
-                        if (qa_shard_owns(&shard, i)) printf("  %s\n", runs[i].id);
-                    free(runs);
-                }
-            } else {
-                printf("%s: a %s job\n", recipe_path, kind);
-            }
+            rc = print_plan(r, recipe_path, &shard, &err);
             recipe_free(r);
         } else if (rc == 0) {
             const char *kind = recipe_str(r, "job", "kind");
