@@ -20,7 +20,7 @@
         }                                                                                  \
     } while (0)
 
-enum { MM_F32 = 0, MM_U8S8 = 1 };
+enum { MM_F32 = 0, MM_U8S8 = 1, MM_BF16 = 2 };
 
 typedef struct {
     int kind;
@@ -41,6 +41,14 @@ typedef struct {
 } mm_entry;
 
 #define MAX_PRIMS 512
+#define MAX_CONVERTERS 64
+
+/* An f32 -> bf16 reorder of n contiguous elements. */
+typedef struct {
+    int64_t n;
+    dnnl_primitive_t prim;
+    dnnl_memory_t mem_src, mem_dst;
+} cv_entry;
 
 static struct {
     int ready;
@@ -49,6 +57,8 @@ static struct {
     mm_entry entries[MAX_PRIMS];
     int n_entries;
     int n_ref;
+    cv_entry converters[MAX_CONVERTERS];
+    int n_converters;
 } be;
 
 static void backend_init(void) {
@@ -101,8 +111,9 @@ static mm_entry *find_or_create(const mm_key *key_in) {
 
     dnnl_memory_desc_t md_a, md_b, md_c, md_bias;
     int int8 = key->kind == MM_U8S8;
-    view_md(&md_a, &key->a, int8 ? dnnl_u8 : dnnl_f32);
-    view_md(&md_b, &key->b, int8 ? dnnl_s8 : dnnl_f32);
+    dnnl_data_type_t dt_a = int8 ? dnnl_u8 : (key->kind == MM_BF16 ? dnnl_bf16 : dnnl_f32);
+    view_md(&md_a, &key->a, dt_a);
+    view_md(&md_b, &key->b, int8 ? dnnl_s8 : dt_a);
     view_md(&md_c, &key->c, dnnl_f32);
     if (key->has_bias) {
         dnnl_dims_t bd = {1, 1, 1, key->c.dims[3]};
@@ -166,13 +177,14 @@ static void execute(mm_entry *e, const void *A, const void *B, void *C, const fl
     DNNL_CHECK(dnnl_stream_wait(be.stream));
 }
 
-void qa_matmul_view(const qa_view *a, const float *A, const qa_view *b, const float *B,
-                    const qa_view *c, float *C, float alpha, int accumulate, const float *bias) {
+/* A floating-point matmul (f32 or bf16 operands, f32 destination) over strided views. */
+static void matmul_float(int kind, const qa_view *a, const void *A, const qa_view *b, const void *B,
+                         const qa_view *c, float *C, float alpha, int accumulate, const float *bias) {
     backend_init();
     QA_ASSERT(a->dims[3] == b->dims[2] && a->dims[2] == c->dims[2] && b->dims[3] == c->dims[3]);
     mm_key key;
     memset(&key, 0, sizeof key); /* padding must compare equal */
-    key.kind = MM_F32;
+    key.kind = kind;
     key.a = *a; key.b = *b; key.c = *c;
     key.alpha = alpha;
     key.accumulate = accumulate;
@@ -180,12 +192,71 @@ void qa_matmul_view(const qa_view *a, const float *A, const qa_view *b, const fl
     execute(find_or_create(&key), A, B, C, bias);
 }
 
+void qa_matmul_view(const qa_view *a, const float *A, const qa_view *b, const float *B,
+                    const qa_view *c, float *C, float alpha, int accumulate, const float *bias) {
+    matmul_float(MM_F32, a, A, b, B, c, C, alpha, accumulate, bias);
+}
+
+/* The 2-D views of C[M,N] = op(A)·op(B): op = the transpose of the stored matrix when trans. */
+static void views_2d(int M, int N, int K, int transA, int transB, qa_view *va, qa_view *vb, qa_view *vc) {
+    *va = qa_view_2d(M, K, transA);
+    *vb = qa_view_2d(K, N, transB);
+    *vc = qa_view_2d(M, N, 0);
+}
+
 void qa_matmul(int M, int N, int K, const float *A, int transA, const float *B, int transB,
                float *C, int accumulate, const float *bias) {
-    qa_view va = transA ? qa_view_2d(M, K, 1) : qa_view_2d(M, K, 0);
-    qa_view vb = transB ? qa_view_2d(K, N, 1) : qa_view_2d(K, N, 0);
-    qa_view vc = qa_view_2d(M, N, 0);
-    qa_matmul_view(&va, A, &vb, B, &vc, C, 1.0f, accumulate, bias);
+    qa_view va, vb, vc;
+    views_2d(M, N, K, transA, transB, &va, &vb, &vc);
+    matmul_float(MM_F32, &va, A, &vb, B, &vc, C, 1.0f, accumulate, bias);
+}
+
+void qa_matmul_bf16(int M, int N, int K, const qa_bf16 *A, int transA, const qa_bf16 *B, int transB,
+                    float *C, int accumulate, const float *bias) {
+    qa_view va, vb, vc;
+    views_2d(M, N, K, transA, transB, &va, &vb, &vc);
+    matmul_float(MM_BF16, &va, A, &vb, B, &vc, C, 1.0f, accumulate, bias);
+}
+
+static void destroy_converters(void) {
+    for (int i = 0; i < be.n_converters; i++) {
+        dnnl_primitive_destroy(be.converters[i].prim);
+        dnnl_memory_destroy(be.converters[i].mem_src);
+        dnnl_memory_destroy(be.converters[i].mem_dst);
+    }
+    be.n_converters = 0;
+}
+
+static cv_entry *find_or_create_converter(int64_t n) {
+    for (int i = 0; i < be.n_converters; i++)
+        if (be.converters[i].n == n) return &be.converters[i];
+    if (be.n_converters == MAX_CONVERTERS) destroy_converters();
+    cv_entry *e = &be.converters[be.n_converters];
+    memset(e, 0, sizeof *e);
+    e->n = n;
+    dnnl_dims_t dims = {n};
+    dnnl_memory_desc_t md_src, md_dst;
+    DNNL_CHECK(dnnl_memory_desc_init_by_tag(&md_src, 1, dims, dnnl_f32, dnnl_a));
+    DNNL_CHECK(dnnl_memory_desc_init_by_tag(&md_dst, 1, dims, dnnl_bf16, dnnl_a));
+    dnnl_primitive_desc_t pd;
+    DNNL_CHECK(dnnl_reorder_primitive_desc_create(&pd, &md_src, be.engine, &md_dst, be.engine, NULL));
+    DNNL_CHECK(dnnl_primitive_create(&e->prim, pd));
+    DNNL_CHECK(dnnl_primitive_desc_destroy(pd));
+    DNNL_CHECK(dnnl_memory_create(&e->mem_src, &md_src, be.engine, DNNL_MEMORY_NONE));
+    DNNL_CHECK(dnnl_memory_create(&e->mem_dst, &md_dst, be.engine, DNNL_MEMORY_NONE));
+    be.n_converters++;
+    return e;
+}
+
+void qa_convert_to_bf16(qa_bf16 *dst, const float *src, size_t n) {
+    if (n == 0) return;
+    backend_init();
+    cv_entry *e = find_or_create_converter((int64_t)n);
+    DNNL_CHECK(dnnl_memory_set_data_handle(e->mem_src, (void *)src));
+    DNNL_CHECK(dnnl_memory_set_data_handle(e->mem_dst, dst));
+    dnnl_exec_arg_t args[2] = {{DNNL_ARG_FROM, e->mem_src}, {DNNL_ARG_TO, e->mem_dst}};
+    DNNL_CHECK(dnnl_primitive_execute(e->prim, be.stream, 2, args));
+    DNNL_CHECK(dnnl_stream_wait(be.stream));
 }
 
 int qa_matmul_u8s8(int M, int N, int K, const uint8_t *A, const int8_t *B, const float *scale,
@@ -230,6 +301,7 @@ int qa_backend_cached(void) { return be.n_entries; }
 
 void qa_backend_shutdown(void) {
     destroy_entries();
+    destroy_converters();
     if (be.ready) {
         dnnl_stream_destroy(be.stream);
         dnnl_engine_destroy(be.engine);

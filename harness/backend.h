@@ -27,6 +27,17 @@ void qa_matmul_view(const qa_view *a, const float *A, const qa_view *b, const fl
 void qa_matmul(int M, int N, int K, const float *A, int transA, const float *B, int transB,
                float *C, int accumulate, const float *bias);
 
+/* bf16 storage: the upper 16 bits of an f32 (8 significant bits), as oneDNN's dnnl_bf16. */
+typedef uint16_t qa_bf16;
+
+/* dst[i] = src[i] rounded to bf16 (round to nearest even), by a cached oneDNN reorder. */
+void qa_convert_to_bf16(qa_bf16 *dst, const float *src, size_t n);
+
+/* qa_matmul with bf16 operands: C[M,N] (f32) (+)= op(A)·op(B) (+ bias, f32), the products
+ * accumulated in f32 (oneDNN's bf16 matmul; brgemm with AVX512-BF16 where the CPU has it). */
+void qa_matmul_bf16(int M, int N, int K, const qa_bf16 *A, int transA, const qa_bf16 *B, int transB,
+                    float *C, int accumulate, const float *bias);
+
 /* Integer matmul for deployed W8A8 layers: C[M,N] (f32) = scale[n] * (A_u8[M,K] · B_s8[N,K]^T)
  * accumulated in s32; per-column scales are static (baked into the primitive, cached by pointer
  * contents). Returns 0, or -1 when this oneDNN cannot express it. */

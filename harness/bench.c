@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "harness/backend.h"
 #include "harness/checkpoint.h"
@@ -184,16 +185,17 @@ int bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err) {
     return rc;
 }
 
-#define MODEL_USAGE "usage: qadapt bench-model [--checkpoint P] [--batch B] [--steps S] [--json]"
+#define MODEL_USAGE "usage: qadapt bench-model [--checkpoint P] [--batch B] [--steps S] [--train-only] [--json]"
 
 int bench_model_parse(int argc, char **argv, qa_bench_model_opts *o, qa_error *err) {
-    *o = (qa_bench_model_opts){"results/pretrained/dit.h5", 32, 10, 0};
+    *o = (qa_bench_model_opts){"results/pretrained/dit.h5", 32, 10, 0, 0};
     for (int i = 0; i < argc; i++) {
         int more = i + 1 < argc;
         char *end = NULL;
         long v = more ? strtol(argv[i + 1], &end, 10) : 0;
         int num_ok = more && end && *end == 0 && v > 0 && v <= 4096;
         if (!strcmp(argv[i], "--json")) o->json = 1;
+        else if (!strcmp(argv[i], "--train-only")) o->train_only = 1;
         else if (!strcmp(argv[i], "--checkpoint") && more) o->checkpoint = argv[++i];
         else if (!strcmp(argv[i], "--batch") && num_ok) { o->batch = (int)v; i++; }
         else if (!strcmp(argv[i], "--steps") && num_ok) { o->steps = (int)v; i++; }
@@ -202,28 +204,79 @@ int bench_model_parse(int argc, char **argv, qa_bench_model_opts *o, qa_error *e
     return QA_OK;
 }
 
-/* Median seconds of `steps` repeats of one training step (forward, loss, backward) at batch B. */
+/* One synthetic training batch for the denoiser at batch B. */
+typedef struct {
+    int B;
+    float *x, *eps, *pred, *d, *t;
+    int *y;
+} train_batch;
+
+static train_batch train_batch_new(int B, qa_rng *r) {
+    const size_t n = (size_t)B * 784;
+    train_batch tb = {B, qa_alloc(sizeof(float) * n), qa_alloc(sizeof(float) * n), qa_alloc(sizeof(float) * n),
+                      qa_alloc(sizeof(float) * n), qa_alloc(sizeof(float) * B), qa_alloc(sizeof(int) * B)};
+    qa_rng_fill_normal(r, tb.x, n, 1.0f);
+    qa_rng_fill_normal(r, tb.eps, n, 1.0f);
+    for (int b = 0; b < B; b++) { tb.t[b] = (float)(b * 997 % 1000); tb.y[b] = b % 10; }
+    return tb;
+}
+
+static void train_batch_free(train_batch *tb) {
+    qa_free(tb->x); qa_free(tb->eps); qa_free(tb->pred); qa_free(tb->d); qa_free(tb->t); qa_free(tb->y);
+}
+
+/* CPU seconds used by this process so far, all threads (on a shared machine it leaves out the
+ * time other processes held the cores). */
+static double process_cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Wall seconds of one training step (forward, loss, backward); its CPU seconds in *cpu when not NULL. */
+static double time_train_step(qa_dit *m, train_batch *tb, double *cpu) {
+    double t0 = qa_now(), c0 = process_cpu_seconds();
+    if (m->train_base) dit_zero_grads(m);
+    dit_forward(m, tb->x, tb->t, tb->y, tb->B, tb->pred);
+    mse_loss(tb->pred, tb->eps, (size_t)tb->B * 784, tb->d);
+    dit_backward(m, tb->d);
+    if (cpu) *cpu = process_cpu_seconds() - c0;
+    return qa_now() - t0;
+}
+
+/* Median seconds of `steps` repeats of one training step at batch B (after 2 warm-up steps). */
 static double time_train_steps(qa_dit *m, int B, int steps, qa_rng *r) {
-    const int D = 784;
-    float *x = qa_alloc(sizeof(float) * (size_t)B * D), *eps = qa_alloc(sizeof(float) * (size_t)B * D);
-    float *pred = qa_alloc(sizeof(float) * (size_t)B * D), *d = qa_alloc(sizeof(float) * (size_t)B * D);
-    float *t = qa_alloc(sizeof(float) * B);
-    int *y = qa_alloc(sizeof(int) * B);
+    train_batch tb = train_batch_new(B, r);
     double *ts = qa_alloc(sizeof(double) * (size_t)(steps + 2));
-    qa_rng_fill_normal(r, x, (size_t)B * D, 1.0f);
-    qa_rng_fill_normal(r, eps, (size_t)B * D, 1.0f);
-    for (int b = 0; b < B; b++) { t[b] = (float)(b * 997 % 1000); y[b] = b % 10; }
-    for (int i = 0; i < steps + 2; i++) {
-        double t0 = qa_now();
-        if (m->train_base) dit_zero_grads(m);
-        dit_forward(m, x, t, y, B, pred);
-        mse_loss(pred, eps, (size_t)B * D, d);
-        dit_backward(m, d);
-        ts[i] = qa_now() - t0;
-    }
+    for (int i = 0; i < steps + 2; i++) ts[i] = time_train_step(m, &tb, NULL);
     double med = median(ts + 2, steps);
-    qa_free(x); qa_free(eps); qa_free(pred); qa_free(d); qa_free(t); qa_free(y); qa_free(ts);
+    train_batch_free(&tb);
+    qa_free(ts);
     return med;
+}
+
+/* Medians of the f32 and the bf16 training step: wall seconds and process CPU seconds. */
+typedef struct { double wall_f32, wall_bf16, cpu_f32, cpu_bf16; } dtype_times;
+
+/* The full training step in f32 and in bf16, interleaved step by step (so both see the same
+ * machine load), after 2 warm-up steps of each: medians of `steps` repeats of each. */
+static dtype_times time_train_dtypes(qa_dit *m, int B, int steps, qa_rng *r) {
+    train_batch tb = train_batch_new(B, r);
+    const size_t n = (size_t)steps + 2;
+    double *wall = qa_alloc(sizeof(double) * 2 * n), *cpu = qa_alloc(sizeof(double) * 2 * n);
+    for (size_t i = 0; i < n; i++) {
+        dit_set_dtype(m, QA_DTYPE_F32);
+        wall[i] = time_train_step(m, &tb, &cpu[i]);
+        dit_set_dtype(m, QA_DTYPE_BF16);
+        wall[n + i] = time_train_step(m, &tb, &cpu[n + i]);
+    }
+    dit_set_dtype(m, QA_DTYPE_F32);
+    dtype_times t = {median(wall + 2, steps), median(wall + n + 2, steps), median(cpu + 2, steps),
+                     median(cpu + n + 2, steps)};
+    train_batch_free(&tb);
+    qa_free(wall);
+    qa_free(cpu);
+    return t;
 }
 
 /* Where sampling time goes: shares of the wall time in the linear layers and, of the int8
@@ -256,9 +309,25 @@ int bench_model(const qa_bench_model_opts *o, FILE *out, qa_error *err) {
     const char *env = getenv("OMP_NUM_THREADS");
     if (env) threads = atoi(env);
     double flops = 3.0 * dit_forward_flops(&m, B);
-    /* 1. full FP training step */
+    /* 1. full FP training step, f32 and bf16 matmuls */
     m.train_base = 1;
-    double t_fp = time_train_steps(&m, B, o->steps, r);
+    dtype_times dt = time_train_dtypes(&m, B, o->steps, r);
+    double t_fp = dt.wall_f32, t_bf16 = dt.wall_bf16;
+    if (o->train_only) {
+        if (o->json)
+            fprintf(out, "{\"threads\": %d, \"batch\": %d, \"train_step_fp_ms\": %.2f, \"train_step_bf16_ms\": %.2f, "
+                         "\"speedup_bf16_vs_f32\": %.3f, \"cpu_ms_fp\": %.2f, \"cpu_ms_bf16\": %.2f, "
+                         "\"cpu_ratio_bf16_vs_f32\": %.3f, \"steps\": %d}\n", threads, B, 1e3 * t_fp, 1e3 * t_bf16,
+                    t_fp / t_bf16, 1e3 * dt.cpu_f32, 1e3 * dt.cpu_bf16, dt.cpu_f32 / dt.cpu_bf16, o->steps);
+        else
+            fprintf(out, "threads %d, batch %d: full FP training step, interleaved, median of %d each: f32 %.2f ms, "
+                         "bf16 matmuls %.2f ms: %.2fx the f32 step (CPU time per step: f32 %.2f ms, bf16 %.2f ms, "
+                         "%.2fx)\n", threads, B, o->steps, 1e3 * t_fp, 1e3 * t_bf16, t_fp / t_bf16, 1e3 * dt.cpu_f32,
+                    1e3 * dt.cpu_bf16, dt.cpu_f32 / dt.cpu_bf16);
+        qa_rng_free(r);
+        dit_free(&m);
+        return QA_OK;
+    }
     /* 2. LoRA fine-tuning step over the W8A8 base (adapters on the attention projections) */
     m.train_base = 0;
     dit_quantize_base(&m, 8, 8, 1);
@@ -283,16 +352,20 @@ int bench_model(const qa_bench_model_opts *o, FILE *out, qa_error *err) {
     if (!rc) {
         if (o->json)
             fprintf(out, "{\"threads\": %d, \"batch\": %d, \"train_step_fp_ms\": %.2f, \"train_gflops_fp\": %.1f, "
+                         "\"train_step_bf16_ms\": %.2f, \"speedup_bf16_vs_f32\": %.3f, "
                          "\"train_step_lora_w8a8_ms\": %.2f, \"sample_ips_f32\": %.2f, \"sample_ips_w8a8_fakequant\": %.2f, "
                          "\"sample_ips_w8a8_int8\": %.2f, \"int8_layers\": %d, \"speedup_int8_vs_f32\": %.3f, "
                          "\"f32_linear_share\": %.3f, \"int8_linear_share\": %.3f, \"int8_quantize_share\": %.3f, "
                          "\"int8_matmul_share\": %.3f, \"int8_correct_share\": %.3f}\n",
-                    threads, B, 1e3 * t_fp, flops / t_fp * 1e-9, 1e3 * t_lora, ips_f32, ips_fq, ips_int8, n_int8,
+                    threads, B, 1e3 * t_fp, flops / t_fp * 1e-9, 1e3 * t_bf16, t_fp / t_bf16, 1e3 * t_lora, ips_f32, ips_fq,
+                    ips_int8, n_int8,
                     ips_int8 / ips_f32, p_f32.linear, p_int8.linear, p_int8.quantize, p_int8.matmul, p_int8.correct);
         else
             fprintf(out,
                     "threads %d, batch %d\n"
                     "  full FP training step       %8.2f ms  (%.1f GFLOP/s of matmul FLOPs, %.0f img/s)\n"
+                    "  same step, bf16 matmuls     %8.2f ms  (%.1f GFLOP/s, %.0f img/s): %.2fx the f32 step "
+                    "(interleaved, median of %d each)\n"
                     "  LoRA step over a W8A8 base  %8.2f ms  (%.0f img/s)\n"
                     "  sampling, f32               %8.2f img/s  (DDIM %d steps, guidance 3)\n"
                     "  sampling, W8A8 fake-quant   %8.2f img/s\n"
@@ -300,7 +373,8 @@ int bench_model(const qa_bench_model_opts *o, FILE *out, qa_error *err) {
                     "  time in the linear layers: f32 %.0f%%, fake-quant %.0f%%, int8 %.0f%% (of which quantize x %.0f%%, "
                     "u8 x s8 matmul %.0f%%, zero-point correction %.0f%% of the sampling time)\n"
                     "  Amdahl bound from faster linear layers alone: %.2fx f32\n",
-                    threads, B, 1e3 * t_fp, flops / t_fp * 1e-9, B / t_fp, 1e3 * t_lora, B / t_lora, ips_f32, dsteps, ips_fq,
+                    threads, B, 1e3 * t_fp, flops / t_fp * 1e-9, B / t_fp, 1e3 * t_bf16, flops / t_bf16 * 1e-9, B / t_bf16,
+                    t_fp / t_bf16, o->steps, 1e3 * t_lora, B / t_lora, ips_f32, dsteps, ips_fq,
                     ips_int8, n_int8, ips_int8 / ips_f32, 100 * p_f32.linear, 100 * p_fq.linear, 100 * p_int8.linear,
                     100 * p_int8.quantize, 100 * p_int8.matmul, 100 * p_int8.correct, 1.0 / (1.0 - p_f32.linear));
     }

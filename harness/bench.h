@@ -21,13 +21,15 @@ typedef struct {
 int bench_layer_parse(int argc, char **argv, qa_bench_layer_opts *o, qa_error *err);
 int bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err);
 
-/* qadapt bench-model [--checkpoint P] [--batch B] [--steps S] [--json]: training steps per second
- * of the denoiser (full FP training step, and a LoRA fine-tuning step over the W8A8 base) and
+/* qadapt bench-model [--checkpoint P] [--batch B] [--steps S] [--train-only] [--json]: training steps per second
+ * of the denoiser (full FP training step with f32 and with bf16 matmuls, interleaved step by step,
+ * medians of S each and their ratio; a LoRA fine-tuning step over the W8A8 base) and
  * deployed sampling throughput (images/s, DDIM with guidance) in f32 against W8A8 on the integer
  * kernels, with the matmul FLOP rate of the training step. */
 typedef struct {
     const char *checkpoint;
     int batch, steps, json;
+    int train_only; /* --train-only: the f32 and bf16 training steps alone */
 } qa_bench_model_opts;
 
 int bench_model_parse(int argc, char **argv, qa_bench_model_opts *o, qa_error *err);

@@ -9,6 +9,7 @@
 #include "harness/bench.h"
 #include "harness/checkpoint.h"
 #include "harness/fixture.h"
+#include "harness/mpi_sweep.h"
 #include "harness/pretrain.h"
 #include "harness/recipe.h"
 #include "harness/registry.h"
@@ -25,11 +26,13 @@ static void usage(FILE *f) {
             "                            (--markdown: the options table of experiments/README.md)\n"
             "  help METHOD               one method: what it does and its options (recipe keys\n"
             "                            of [adapt]; a list of values makes a grid axis)\n"
-            "  run RECIPE [--out DIR] [--dry-run] [--wait]\n"
+            "  run RECIPE [--out DIR] [--dry-run] [--wait] [--shard r/n]\n"
             "                            run a recipe (pretrain | evaluator | adapt); an adapt\n"
             "                            sweep resumes in DIR, skipping finished runs;\n"
             "                            --dry-run: check the recipe and print the plan only;\n"
-            "                            --wait: if another sweep holds DIR, wait for it\n"
+            "                            --wait: if another sweep holds DIR, wait for it;\n"
+            "                            --shard r/n (or a launcher's environment): the runs\n"
+            "                            with plan index i mod n == r\n"
             "  report DIR [--baseline C] tables of a results folder: markdown to stdout,\n"
             "                            DIR/report.{md,tex,csv}; Δ loss against cell C\n"
             "                            (method:bits[:deploy]; default: the first FP cell)\n"
@@ -47,9 +50,10 @@ static void usage(FILE *f) {
             "              [--merge] [--deployed] [--repeats K]\n"
             "                            time one adapted layer (forward + backward, median);\n"
             "                            --method linear: a plain f32 linear (the floor)\n"
-            "  bench-model [--checkpoint P] [--batch B] [--steps S] [--json]\n"
-            "                            training steps and deployed sampling throughput of the\n"
-            "                            denoiser, f32 against W8A8 on the integer kernels\n"
+            "  bench-model [--checkpoint P] [--batch B] [--steps S] [--train-only] [--json]\n"
+            "                            training steps (f32 and bf16 matmuls, interleaved) and\n"
+            "                            deployed sampling throughput of the denoiser, f32\n"
+            "                            against W8A8 on the integer kernels\n"
             "  project-sd [--bits N] [--rank R] [--methods a,b] [--json]\n"
             "                            memory, storage and latency of each method at the\n"
             "                            shapes of SD-1.5's 128 attention projections\n"
@@ -70,36 +74,55 @@ static int exit_code(int rc) { return rc == 0 ? 0 : (rc == QA_ERR_INPUT ? 2 : 1)
 /* A usage error already printed (exit 2). */
 enum { USAGE_ERROR = 1 };
 
-/* qadapt run RECIPE [--out DIR] [--dry-run] */
-static int cmd_run(int argc, char **argv, qa_error *err) {
+/* run --dry-run: the runs of the plan this shard owns, in plan order (an adapt sweep), or the job kind. */
+static int print_plan(qa_recipe *r, const char *recipe_path, const qa_shard *shard, qa_error *err) {
+    const char *kind = recipe_str(r, "job", "kind");
+    if (strcmp(kind, "adapt")) {
+        printf("%s: a %s job\n", recipe_path, kind);
+        return QA_OK;
+    }
+    qa_sweep_plan plan;
+    int n = adapt_plan(r, &plan, err);
+    if (n < 0) return n;
+    printf("%s: %d runs", recipe_path, n);
+    if (shard->count > 1)
+        printf(", %d in shard %d/%d (%s)", qa_shard_size(shard, n), shard->rank, shard->count, shard->source);
+    printf("\n");
+    for (int i = 0; i < n; i++)
+        if (qa_shard_owns(shard, i)) printf("  %s\n", plan.runs[i].id);
+    adapt_plan_free(&plan);
+    return QA_OK;
+}
+
+#define RUN_USAGE "usage: qadapt run RECIPE [--out DIR] [--dry-run] [--wait] [--shard r/n]\n"
+
+/* qadapt run RECIPE [--out DIR] [--dry-run] [--wait] [--shard r/n] */
+static int cmd_run(int argc, char **argv, const qa_mpi_world *world, qa_error *err) {
     int rc = 0;
-    const char *recipe_path = NULL, *out = NULL;
+    const char *recipe_path = NULL, *out = NULL, *shard_text = NULL;
     int dry = 0, wait = 0;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
         else if (!strcmp(argv[i], "--dry-run")) dry = 1;
         else if (!strcmp(argv[i], "--wait")) wait = 1;
+        else if (!strcmp(argv[i], "--shard") && i + 1 < argc) shard_text = argv[++i];
         else if (argv[i][0] == '-') { fprintf(stderr, "qadapt run: unknown option '%s'\n", argv[i]); return USAGE_ERROR; }
         else if (!recipe_path) recipe_path = argv[i];
         else { fprintf(stderr, "qadapt run: unexpected argument '%s'\n", argv[i]); return USAGE_ERROR; }
     }
-    if (!recipe_path) { fprintf(stderr, "usage: qadapt run RECIPE [--out DIR] [--dry-run] [--wait]\n"); return USAGE_ERROR; }
+    if (!recipe_path) { fprintf(stderr, RUN_USAGE); return USAGE_ERROR; }
+    /* under MPI the ranks share the plan dynamically: only a Slurm array is a static shard */
+    qa_shard shard;
+    rc = qa_shard_resolve(shard_text, world->under_mpi ? QA_SHARD_ENV_SLURM_ARRAY : QA_SHARD_ENV_ALL, &shard, err);
+    if (!rc && !dry && (shard.count > 1 || world->size > 1))
+        rc = qa_fail(err, QA_ERR_INPUT, "run: shard %d/%d (%s), %d MPI rank(s): the sweep does not take a shard yet, "
+                     "so every process would run the whole plan into the same files; list a shard's runs with "
+                     "--dry-run --shard r/n", shard.rank, shard.count, shard.source, world->size);
+    if (rc) { fprintf(stderr, "qadapt: %s\n" RUN_USAGE, err->msg); return USAGE_ERROR; }
     qa_recipe *r;
     rc = recipe_load(recipe_path, &r, err);
     if (rc == 0 && dry) {
-        const char *kind = recipe_str(r, "job", "kind");
-        if (!strcmp(kind, "adapt")) {
-            qa_sweep_plan plan;
-            int n = adapt_plan(r, &plan, err);
-            if (n < 0) rc = n;
-            else {
-                printf("%s: %d runs\n", recipe_path, n);
-                for (int i = 0; i < n; i++) printf("  %s\n", plan.runs[i].id);
-                adapt_plan_free(&plan);
-            }
-        } else {
-            printf("%s: a %s job\n", recipe_path, kind);
-        }
+        rc = print_plan(r, recipe_path, &shard, err);
         recipe_free(r);
     } else if (rc == 0) {
         const char *kind = recipe_str(r, "job", "kind");
@@ -114,7 +137,7 @@ static int cmd_run(int argc, char **argv, qa_error *err) {
     return rc;
 }
 
-int main(int argc, char **argv) {
+static int run_command(int argc, char **argv, const qa_mpi_world *world) {
     if (argc < 2) { usage(stderr); return 2; }
     const char *cmd = argv[1];
     qa_error err = {0, ""};
@@ -143,7 +166,7 @@ int main(int argc, char **argv) {
         }
         return 0;
     } else if (!strcmp(cmd, "run")) {
-        rc = cmd_run(argc, argv, &err);
+        rc = cmd_run(argc, argv, world, &err);
         if (rc == USAGE_ERROR) return 2;
     } else if (!strcmp(cmd, "report")) {
         int with_base = argc == 5 && !strcmp(argv[3], "--baseline");
@@ -182,6 +205,8 @@ int main(int argc, char **argv) {
     } else if (!strcmp(cmd, "checkpoint-upgrade")) {
         if (argc != 4) { fprintf(stderr, "usage: qadapt checkpoint-upgrade IN.h5 OUT.h5\n"); return 2; }
         rc = ckpt_upgrade(argv[2], argv[3], &err);
+    } else if (!strcmp(cmd, "mpi-selftest")) {
+        rc = qa_mpi_selftest(world, argc - 2, argv + 2, stdout, &err);
     } else if (!strcmp(cmd, "basecheck")) {
         qa_basecheck_opts o = {"results/pretrained/dit.h5", "results/pretrained/evaluator.h5", "results/pretrained",
                                100, 50, 3.0f, 7};
@@ -209,4 +234,16 @@ int main(int argc, char **argv) {
     if (rc) fprintf(stderr, "qadapt: %s\n", err.msg);
     qa_backend_shutdown();
     return exit_code(rc);
+}
+
+int main(int argc, char **argv) {
+    qa_mpi_world world;
+    qa_error err = {0, ""};
+    if (qa_mpi_start(&argc, &argv, &world, &err)) {
+        fprintf(stderr, "qadapt: %s\n", err.msg);
+        return exit_code(err.code);
+    }
+    int code = run_command(argc, argv, &world);
+    qa_mpi_stop(&world);
+    return code;
 }

@@ -17,8 +17,10 @@ static void *act_alloc(size_t *counter, size_t bytes) {
 
 size_t dit_activation_bytes(const qa_dit *m) {
     size_t n = m->activation_bytes;
-    for (int i = 0; i < m->n_lin; i++)
+    for (int i = 0; i < m->n_lin; i++) {
         if (m->lin[i].x_hat) n += 2 * sizeof(float) * (size_t)m->lin[i].max_rows * m->lin[i].in; /* x_hat, dx_hat */
+        n += linear_bf16_bytes(&m->lin[i].bf16);
+    }
     return n;
 }
 
@@ -143,6 +145,7 @@ int dit_create(qa_dit *m, const qa_dit_config *cfg, int max_batch, qa_error *err
         *per_block[j] = qa_alloc(sizeof(qa_linear *) * L);
         for (int b = 0; b < L; b++) (*per_block[j])[b] = &m->lin[3 + b * 7 + j];
     }
+    for (int b = 0; b < L; b++) m->k[b]->bf16_input_owner = m->v[b]->bf16_input_owner = m->q[b];
 
     /* activations */
     size_t B = (size_t)max_batch, T = (size_t)m->T, M = B * T, D = (size_t)d, H = (size_t)cfg->heads;
@@ -218,9 +221,18 @@ void dit_reset_slots(qa_dit *m) {
     for (int i = 0; i < m->n_lin; i++) slot_clear(&m->lin[i]);
 }
 
+void dit_set_dtype(qa_dit *m, qa_dtype dtype) {
+    for (int i = 0; i < m->n_lin; i++) {
+        qa_linear *s = &m->lin[i];
+        s->dtype = dtype;
+        if (dtype == QA_DTYPE_BF16 && !s->bf16.x) linear_bf16_init(&s->bf16, s->max_rows, s->in, s->out);
+    }
+}
+
 void dit_free(qa_dit *m) {
     if (!m->params) return;
     dit_reset_slots(m);
+    for (int i = 0; i < m->n_lin; i++) linear_bf16_free(&m->lin[i].bf16);
     qa_free(m->lin);
     qa_free(m->adaln); qa_free(m->q); qa_free(m->k); qa_free(m->v); qa_free(m->o);
     qa_free(m->mlp1); qa_free(m->mlp2);
@@ -295,6 +307,18 @@ static void slot_forward(qa_linear *s, const float *x, float *y, int M) {
     }
 }
 
+/* bf16: q, k and v read the same input, so k and v use the bf16 copy q made in this forward */
+static void slot_forward_bf16(qa_linear *s, const float *xin, float *y, int M) {
+    const float *W = s->W_frozen ? s->W_frozen : s->W;
+    const qa_linear *owner = s->bf16_input_owner;
+    if (owner && owner->bf16_x_source == xin && owner->bf16.rows == M) {
+        linear_forward_bf16_on(&s->bf16, y, owner->bf16.x, W, s->b, M);
+    } else {
+        linear_forward_bf16(&s->bf16, y, xin, W, s->b, M);
+        s->bf16_x_source = xin;
+    }
+}
+
 static void slot_forward_body(qa_linear *s, const float *x, float *y, int M) {
     QA_ASSERT(M <= s->max_rows);
     if (s->i8) { /* deployed W8A8 on the integer kernels: quantizes x itself; no backward */
@@ -311,6 +335,7 @@ static void slot_forward_body(qa_linear *s, const float *x, float *y, int M) {
     s->x_used = xin;
     if (s->W_deploy) linear_forward(y, xin, s->W_deploy, s->b, M, s->in, s->out);
     else if (s->method) s->method->forward(s->state, xin, y, M);
+    else if (s->dtype == QA_DTYPE_BF16) slot_forward_bf16(s, xin, y, M);
     else linear_forward(y, xin, s->W_frozen ? s->W_frozen : s->W, s->b, M, s->in, s->out);
 }
 
@@ -327,8 +352,11 @@ static void slot_backward(qa_linear *s, const float *dy, float *dx, int M, int w
         s->method->backward(s->state, dy, dxq, M);
     } else {
         int train = want_params && !s->W_frozen;
-        linear_backward(dxq, train ? s->dW : NULL, train ? s->db : NULL, dy, s->x_used,
-                        s->W_frozen ? s->W_frozen : s->W, M, s->in, s->out);
+        if (s->dtype == QA_DTYPE_BF16)
+            linear_backward_bf16(&s->bf16, dxq, train ? s->dW : NULL, train ? s->db : NULL, dy, M);
+        else
+            linear_backward(dxq, train ? s->dW : NULL, train ? s->db : NULL, dy, s->x_used,
+                            s->W_frozen ? s->W_frozen : s->W, M, s->in, s->out);
     }
     if (s->actq.bits && dx && !own) actq_backward(&s->actq, dx, dxq, s->x_saved, (size_t)M * s->in);
 }
@@ -342,6 +370,7 @@ void dit_forward(qa_dit *m, const float *x_t, const float *t, const int *y, int 
     const int hid = d * m->cfg.mlp_ratio, M = B * T;
     m->last_B = B;
     m->last_y = y;
+    for (int i = 0; i < m->n_lin; i++) m->lin[i].bf16_x_source = NULL; /* no bf16 copy is of this forward yet */
     m->step.t = t;
     m->step.B = B;
     m->step.rows_per_sample = T;

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "harness/int8.h"
+#include "harness/nn.h"
 #include "harness/quant.h"
 #include "harness/registry.h"
 
@@ -38,7 +39,7 @@ typedef struct {
 
 enum { QA_ROLE_OTHER = 0, QA_ROLE_ATTN = 1 }; /* attention projections q, k, v, out */
 
-typedef struct {
+typedef struct qa_linear_s {
     char name[40];
     int in, out, role;
     float *W, *b, *dW, *db;       /* views into the model's parameter / gradient blocks */
@@ -56,6 +57,10 @@ typedef struct {
     qa_int8_linear *i8;           /* integer execution (deployed W8A8), or NULL */
     int profile;                  /* 1: accumulate forward seconds (benchmarks) */
     double fwd_seconds;
+    qa_dtype dtype;               /* matmul arithmetic of the plain / frozen layer (f32 by default) */
+    qa_linear_bf16 bf16;          /* bf16 copies of x and W kept from forward to backward (owned) */
+    const float *bf16_x_source;   /* the f32 input bf16.x holds in this forward (NULL: none yet) */
+    const struct qa_linear_s *bf16_input_owner; /* k, v: q of the block, whose bf16 x they may share */
 } qa_linear;
 
 typedef struct {
@@ -138,6 +143,11 @@ void dit_set_deployed(qa_dit *m, float *const *weights, float *const *row_delta,
 /* Run every slot whose weights are per-row 8-bit codes and whose input quantizer is 8-bit on
  * oneDNN's u8 x s8 kernel (see int8.h); returns how many slots switched. dit_reset_slots undoes it. */
 int dit_enable_int8(qa_dit *m);
+/* The arithmetic of every slot's own linear (plain FP or quantized frozen weights) from now on:
+ * QA_DTYPE_F32 (the default) or QA_DTYPE_BF16 (bf16 matmul operands, f32 accumulation; parameters,
+ * gradients and the optimizer stay f32). Slots run by a method plugin, deployed and int8 slots
+ * keep their own arithmetic. Call it again with QA_DTYPE_F32 before evaluating a deployed model. */
+void dit_set_dtype(qa_dit *m, qa_dtype dtype);
 /* Restore plain FP slots (drops quantizers, adapters, deploy overrides). */
 void dit_reset_slots(qa_dit *m);
 /* Matmul FLOPs of one forward at batch B (2 per multiply-add; linear layers and attention). */

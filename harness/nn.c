@@ -11,16 +11,71 @@ void linear_forward(float *y, const float *x, const float *W, const float *b, in
     qa_matmul(M, out, in, x, 0, W, 1, y, 0, b);
 }
 
+/* db[out] += sum over the M rows of dy[M,out] */
+static void bias_backward(float *db, const float *dy, int M, int out) {
+    for (int m = 0; m < M; m++) {
+        const float *row = dy + (size_t)m * out;
+        for (int o = 0; o < out; o++) db[o] += row[o];
+    }
+}
+
 void linear_backward(float *dx, float *dW, float *db, const float *dy, const float *x,
                      const float *W, int M, int in, int out) {
     if (dx) qa_matmul(M, in, out, dy, 0, W, 0, dx, 1, NULL);  /* [M,out]·[out,in] */
     if (dW) qa_matmul(out, in, M, dy, 1, x, 0, dW, 1, NULL);  /* [out,M]·[M,in] */
-    if (db) {
-        for (int m = 0; m < M; m++) {
-            const float *row = dy + (size_t)m * out;
-            for (int o = 0; o < out; o++) db[o] += row[o];
-        }
-    }
+    if (db) bias_backward(db, dy, M, out);
+}
+
+static const char *const DTYPE_NAMES[QA_DTYPE_COUNT] = {[QA_DTYPE_F32] = "f32", [QA_DTYPE_BF16] = "bf16"};
+
+const char *qa_dtype_name(qa_dtype dtype) {
+    QA_ASSERT(dtype >= 0 && dtype < QA_DTYPE_COUNT);
+    return DTYPE_NAMES[dtype];
+}
+
+int qa_dtype_parse(const char *name, qa_dtype *dtype) {
+    for (int d = 0; d < QA_DTYPE_COUNT; d++)
+        if (!strcmp(name, DTYPE_NAMES[d])) { *dtype = (qa_dtype)d; return QA_OK; }
+    return QA_ERR_INPUT;
+}
+
+void linear_bf16_init(qa_linear_bf16 *c, int max_rows, int in, int out) {
+    c->max_rows = max_rows; c->in = in; c->out = out; c->rows = 0; c->x_used = NULL;
+    c->x = qa_alloc(sizeof(qa_bf16) * (size_t)max_rows * in);
+    c->W = qa_alloc(sizeof(qa_bf16) * (size_t)out * in);
+    c->dy = qa_alloc(sizeof(qa_bf16) * (size_t)max_rows * out);
+}
+
+void linear_bf16_free(qa_linear_bf16 *c) {
+    qa_free(c->x); qa_free(c->W); qa_free(c->dy);
+    memset(c, 0, sizeof *c);
+}
+
+size_t linear_bf16_bytes(const qa_linear_bf16 *c) {
+    if (!c->x) return 0;
+    return sizeof(qa_bf16) * ((size_t)c->max_rows * c->in + (size_t)c->out * c->in + (size_t)c->max_rows * c->out);
+}
+
+void linear_forward_bf16_on(qa_linear_bf16 *c, float *y, const qa_bf16 *x_bf16, const float *W, const float *b, int M) {
+    QA_ASSERT(c->x && M <= c->max_rows);
+    qa_convert_to_bf16(c->W, W, (size_t)c->out * c->in);
+    c->rows = M;
+    c->x_used = x_bf16;
+    qa_matmul_bf16(M, c->out, c->in, x_bf16, 0, c->W, 1, y, 0, b);
+}
+
+void linear_forward_bf16(qa_linear_bf16 *c, float *y, const float *x, const float *W, const float *b, int M) {
+    QA_ASSERT(c->x && M <= c->max_rows);
+    qa_convert_to_bf16(c->x, x, (size_t)M * c->in);
+    linear_forward_bf16_on(c, y, c->x, W, b, M);
+}
+
+void linear_backward_bf16(qa_linear_bf16 *c, float *dx, float *dW, float *db, const float *dy, int M) {
+    QA_ASSERT(c->x && M == c->rows);
+    if (dx || dW) qa_convert_to_bf16(c->dy, dy, (size_t)M * c->out);
+    if (dx) qa_matmul_bf16(M, c->in, c->out, c->dy, 0, c->W, 0, dx, 1, NULL);  /* [M,out]·[out,in] */
+    if (dW) qa_matmul_bf16(c->out, c->in, M, c->dy, 1, c->x_used, 0, dW, 1, NULL);  /* [out,M]·[M,in] */
+    if (db) bias_backward(db, dy, M, c->out);
 }
 
 void layernorm_forward(float *y, float *mean, float *rstd, const float *x, int M, int C) {

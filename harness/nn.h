@@ -7,11 +7,42 @@
 
 #include <stddef.h>
 
+#include "harness/backend.h"
+
+/* The arithmetic of a layer's matmuls in training. f32 everywhere, or bf16 operands with f32
+ * accumulation and f32 results (master weights, gradients and optimizer state stay f32). */
+typedef enum { QA_DTYPE_F32 = 0, QA_DTYPE_BF16 = 1, QA_DTYPE_COUNT } qa_dtype;
+const char *qa_dtype_name(qa_dtype dtype);
+/* "f32" | "bf16"; QA_ERR_INPUT (-2) otherwise. */
+int qa_dtype_parse(const char *name, qa_dtype *dtype);
+
 /* y[M,out] = x[M,in] W[out,in]^T + b[out]   (b may be NULL) */
 void linear_forward(float *y, const float *x, const float *W, const float *b, int M, int in, int out);
 /* dx += dy W; dW += dy^T x; db += sum_rows dy.  Any of dx, dW, db may be NULL (not wanted). */
 void linear_backward(float *dx, float *dW, float *db, const float *dy, const float *x,
                      const float *W, int M, int in, int out);
+
+/* The bf16 linear layer: the same products as linear_forward / linear_backward with bf16 operands.
+ * The forward converts x and W (the f32 master weight, every call: once per training step) to bf16
+ * and keeps both for the backward; the backward converts dy once and uses it for both products:
+ *   y = bf16(x) bf16(W)^T + b;  dx += bf16(dy) bf16(W);  dW += bf16(dy)^T bf16(x);  db += sum_rows dy.
+ * Each product's error is bounded by about 2 * 2^-8 * sum_k |a_k b_k| (8 significant bits per operand). */
+typedef struct {
+    qa_bf16 *x, *W, *dy;  /* [max_rows, in], [out, in], [max_rows, out] */
+    int max_rows, in, out;
+    int rows;             /* rows of the last forward */
+    const qa_bf16 *x_used;/* its bf16 input, which the backward's dW reads: x, or another layer's copy */
+} qa_linear_bf16;
+
+void linear_bf16_init(qa_linear_bf16 *c, int max_rows, int in, int out);
+void linear_bf16_free(qa_linear_bf16 *c);
+size_t linear_bf16_bytes(const qa_linear_bf16 *c);
+void linear_forward_bf16(qa_linear_bf16 *c, float *y, const float *x, const float *W, const float *b, int M);
+/* The same forward on an input already in bf16 (another layer's c->x: q, k and v read one x), which
+ * must stay unchanged until this layer's backward. */
+void linear_forward_bf16_on(qa_linear_bf16 *c, float *y, const qa_bf16 *x_bf16, const float *W, const float *b, int M);
+/* Backward of c's last forward (same M); dx, dW, db may be NULL. */
+void linear_backward_bf16(qa_linear_bf16 *c, float *dx, float *dW, float *db, const float *dy, int M);
 
 /* Layer norm without affine parameters over the last dim C (the affine comes from adaLN):
  * y = (x - mean) * rstd, rstd = 1/sqrt(var + 1e-6). mean, rstd are [M] (kept for backward). */

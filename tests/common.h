@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* xorshift64* : a test-local generator, so references never share state with the units. */
@@ -75,6 +76,17 @@ static inline void write_text_file(const char *path, const char *text) {
     if (!f) { perror(path); abort(); }
     fputs(text, f);
     fclose(f);
+}
+
+/* Run a shell command line; its stdout (and stderr, when the line redirects it) into out[cap];
+ * returns its exit status (-1 when it did not exit normally or could not start). */
+static inline int capture_command(const char *cmd, char *out, size_t cap) {
+    FILE *p = popen(cmd, "r");
+    if (!p) { out[0] = 0; return -1; }
+    size_t n = fread(out, 1, cap - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
 #endif

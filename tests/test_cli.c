@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "common.h"
+
 static char out_buf[65536];
 
 /* Run a shell command line with qadapt at $QADAPT_BIN; capture stdout+stderr; return exit code. */
@@ -16,12 +18,7 @@ static int run(const char *fmt, const char *arg) {
     char args[2048], cmd[4096];
     snprintf(args, sizeof args, fmt, arg ? arg : "");
     snprintf(cmd, sizeof cmd, "%s %s 2>&1", bin, args);
-    FILE *p = popen(cmd, "r");
-    cr_assert_not_null(p);
-    size_t n = fread(out_buf, 1, sizeof out_buf - 1, p);
-    out_buf[n] = 0;
-    int st = pclose(p);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    return capture_command(cmd, out_buf, sizeof out_buf);
 }
 
 static char tmpdir[128];

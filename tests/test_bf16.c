@@ -1,0 +1,267 @@
+/* bf16 training arithmetic: the f32 -> bf16 rounding, the bf16 linear layer's three products
+ * against the f32 layer within the error bound of 8-bit-significand operands, and a short
+ * training run of a tiny denoiser in bf16 against the same run in f32. */
+#include <criterion/criterion.h>
+
+#include "common.h"
+#include "harness/diffusion.h"
+#include "harness/model.h"
+#include "harness/nn.h"
+#include "harness/optim.h"
+
+/* bf16 keeps 8 significant bits: each rounded operand carries a relative error of at most
+ * u = 2^-8, so a product of two carries at most 2u + u^2, and a sum of K products at most
+ * (2u + u^2) sum_k |a_k b_k| plus the f32 accumulation error (K 2^-24, negligible here). */
+#define BF16_U (1.0 / 256.0)
+#define BF16_PRODUCT_BOUND (2.0 * BF16_U + BF16_U * BF16_U + 1e-5)
+
+static float bf16_value(qa_bf16 h) {
+    union { uint32_t i; float f; } u = {(uint32_t)h << 16};
+    return u.f;
+}
+
+static qa_bf16 bf16_of(float f) {
+    qa_bf16 h;
+    qa_convert_to_bf16(&h, &f, 1);
+    return h;
+}
+
+Test(bf16, conversion_rounds_to_nearest_even) {
+    cr_expect_eq(bf16_of(1.0f), 0x3F80);
+    cr_expect_eq(bf16_of(-2.0f), 0xC000);
+    cr_expect_eq(bf16_of(1.0f + 0x1p-8f), 0x3F80, "a tie rounds to the even 1.0");
+    cr_expect_eq(bf16_of(1.0f + 3 * 0x1p-8f), 0x3F82, "a tie rounds to the even 1 + 2^-6");
+    cr_expect_eq(bf16_of(1.0f + 0x1p-8f + 0x1p-20f), 0x3F81, "above the tie rounds up");
+    /* a long buffer: every element within half a bf16 ulp of its f32 value */
+    enum { N = 5000 };
+    static float x[N];
+    static qa_bf16 h[N];
+    trng r = trng_new(3);
+    fill_normal(&r, x, N, 10.0);
+    qa_convert_to_bf16(h, x, N);
+    for (int i = 0; i < N; i++)
+        cr_assert(fabs(bf16_value(h[i]) - x[i]) <= fabs(x[i]) * 0x1p-8, "x[%d] = %g -> %g", i, x[i], bf16_value(h[i]));
+}
+
+enum { M = 96, IN = 160, OUT = 72 };
+
+static struct {
+    float x[M * IN], W[OUT * IN], b[OUT], dy[M * OUT];
+    float y32[M * OUT], y16[M * OUT];
+    float dx32[M * IN], dx16[M * IN], dW32[OUT * IN], dW16[OUT * IN], db32[OUT], db16[OUT];
+} L;
+
+static void fill_layer(void) {
+    trng r = trng_new(11);
+    fill_normal(&r, L.x, M * IN, 1.0);
+    fill_normal(&r, L.W, OUT * IN, 0.1);
+    fill_normal(&r, L.b, OUT, 0.1);
+    fill_normal(&r, L.dy, M * OUT, 1.0);
+}
+
+/* Every C[i,j] = sum_k A[i,k] B[k,j] (strided) within BF16_PRODUCT_BOUND * sum_k |A B|; returns
+ * the relative Frobenius error of the bf16 result. */
+static double check_product(const char *name, const float *c16, const float *c32, const float *A, long a_row,
+                            long a_k, const float *B, long b_k, long b_col, int rows, int cols, int K) {
+    double err2 = 0, ref2 = 0;
+    for (int i = 0; i < rows; i++)
+        for (int j = 0; j < cols; j++) {
+            double mag = 0;
+            for (int k = 0; k < K; k++) mag += fabs((double)A[i * a_row + k * a_k] * B[k * b_k + j * b_col]);
+            double d = (double)c16[i * cols + j] - c32[i * cols + j];
+            cr_assert(fabs(d) <= BF16_PRODUCT_BOUND * mag, "%s[%d,%d]: bf16 %.7g vs f32 %.7g, bound %.3g", name, i, j,
+                      c16[i * cols + j], c32[i * cols + j], BF16_PRODUCT_BOUND * mag);
+            err2 += d * d;
+            ref2 += (double)c32[i * cols + j] * c32[i * cols + j];
+        }
+    return sqrt(err2 / ref2);
+}
+
+/* The bf16 path really rounds (error above f32 noise) and stays near its typical size (u). */
+static void expect_bf16_sized(const char *name, double rel) {
+    cr_log_info("%s: relative Frobenius error of bf16 against f32 %.3g (u = 2^-8 = %.3g)", name, rel, BF16_U);
+    cr_expect(rel > 0x1p-14 && rel < 2 * BF16_U, "%s: relative error %.3g", name, rel);
+}
+
+Test(bf16, linear_forward_and_backward_within_the_bf16_bound) {
+    fill_layer();
+    qa_linear_bf16 c;
+    linear_bf16_init(&c, M, IN, OUT);
+    linear_forward(L.y32, L.x, L.W, L.b, M, IN, OUT);
+    linear_forward_bf16(&c, L.y16, L.x, L.W, L.b, M);
+    linear_backward(L.dx32, L.dW32, L.db32, L.dy, L.x, L.W, M, IN, OUT);
+    linear_backward_bf16(&c, L.dx16, L.dW16, L.db16, L.dy, M);
+    /* y - b = x W^T; dx = dy W; dW = dy^T x */
+    float yb32[M * OUT], yb16[M * OUT];
+    for (int i = 0; i < M * OUT; i++) { yb32[i] = L.y32[i] - L.b[i % OUT]; yb16[i] = L.y16[i] - L.b[i % OUT]; }
+    expect_bf16_sized("y", check_product("y", yb16, yb32, L.x, IN, 1, L.W, 1, IN, M, OUT, IN));
+    expect_bf16_sized("dx", check_product("dx", L.dx16, L.dx32, L.dy, OUT, 1, L.W, IN, 1, M, IN, OUT));
+    expect_bf16_sized("dW", check_product("dW", L.dW16, L.dW32, L.dy, 1, OUT, L.x, IN, 1, OUT, IN, M));
+    for (int o = 0; o < OUT; o++) cr_expect_eq(L.db16[o], L.db32[o], "db[%d]: f32 in both", o);
+    linear_bf16_free(&c);
+}
+
+Test(bf16, backward_accumulates_and_skips_null_grads) {
+    fill_layer();
+    qa_linear_bf16 c;
+    linear_bf16_init(&c, M, IN, OUT);
+    linear_forward_bf16(&c, L.y16, L.x, L.W, L.b, M);
+    linear_backward_bf16(&c, L.dx16, L.dW16, NULL, L.dy, M);
+    static float dx2[M * IN], dW2[OUT * IN];
+    for (int i = 0; i < M * IN; i++) dx2[i] = 1.0f;
+    for (int i = 0; i < OUT * IN; i++) dW2[i] = -2.0f;
+    linear_backward_bf16(&c, dx2, dW2, NULL, L.dy, M);
+    for (int i = 0; i < M * IN; i++) cr_assert_float_eq(dx2[i], L.dx16[i] + 1.0f, 1e-5, "dx[%d] += ", i);
+    for (int i = 0; i < OUT * IN; i++) cr_assert_float_eq(dW2[i], L.dW16[i] - 2.0f, 1e-5, "dW[%d] += ", i);
+    float db[OUT] = {0};
+    linear_backward_bf16(&c, NULL, NULL, db, L.dy, M);
+    for (int o = 0; o < OUT; o++) {
+        double s = 0;
+        for (int m = 0; m < M; m++) s += L.dy[m * OUT + o];
+        cr_assert_float_eq(db[o], s, 1e-4, "db[%d] alone", o);
+    }
+    cr_expect(linear_bf16_bytes(&c) == 2 * ((size_t)M * IN + OUT * IN + M * OUT));
+    linear_bf16_free(&c);
+}
+
+Test(bf16, dtype_names_round_trip) {
+    for (int d = 0; d < QA_DTYPE_COUNT; d++) {
+        qa_dtype back;
+        cr_expect_eq(qa_dtype_parse(qa_dtype_name((qa_dtype)d), &back), QA_OK);
+        cr_expect_eq((int)back, d);
+    }
+    qa_dtype dt = QA_DTYPE_F32;
+    cr_expect_eq(qa_dtype_parse("fp16", &dt), QA_ERR_INPUT);
+}
+
+/* ---- a short training run of a tiny denoiser, f32 against bf16 ---- */
+
+static const qa_dit_config TINY = {28, 4, 32, 2, 2, 2, 10, 2};
+enum { BATCH = 16, D = 28 * 28, STEPS = 80, TAIL = 20, N_PROTO = 4 };
+
+/* Loss per step of STEPS AdamW steps from the same initial weights and the same batches. */
+static void train_tiny(qa_dtype dtype, float *losses) {
+    qa_dit m;
+    qa_error err = {0, ""};
+    cr_assert_eq(dit_create(&m, &TINY, BATCH, &err), QA_OK, "%s", err.msg);
+    dit_init_weights(&m, 4);
+    dit_set_dtype(&m, dtype);
+    qa_param p = {"all", m.params, m.grads, m.n_params, 1.0f};
+    qa_adamw opt;
+    adamw_init(&opt, &p, 1, 0.0f, 1.0f);
+    qa_schedule sched;
+    schedule_linear(&sched, 1000, 1e-4f, 0.02f);
+    static float proto[N_PROTO * D], x0[BATCH * D], xt[BATCH * D], eps[BATCH * D], pred[BATCH * D], deps[BATCH * D];
+    float t[BATCH];
+    int y[BATCH];
+    trng r = trng_new(21);
+    fill_unif(&r, proto, N_PROTO * D, -1, 1); /* four "classes" of one fixed image each */
+    qa_rng *noise = qa_rng_new(77);
+    for (int step = 0; step < STEPS; step++) {
+        for (int b = 0; b < BATCH; b++) {
+            y[b] = (step + b) % N_PROTO;
+            memcpy(x0 + b * D, proto + y[b] * D, sizeof(float) * D);
+        }
+        diffusion_noise(&sched, noise, x0, BATCH, D, xt, eps, t);
+        dit_zero_grads(&m);
+        dit_forward(&m, xt, t, y, BATCH, pred);
+        losses[step] = mse_loss(pred, eps, (size_t)BATCH * D, deps);
+        dit_backward(&m, deps);
+        adamw_step(&opt, &p, 1, 3e-3f);
+    }
+    qa_rng_free(noise);
+    adamw_free(&opt);
+    dit_free(&m);
+}
+
+static double tail_mean(const float *losses) {
+    double s = 0;
+    for (int i = STEPS - TAIL; i < STEPS; i++) s += losses[i];
+    return s / TAIL;
+}
+
+Test(bf16, tiny_training_run_reaches_the_f32_loss, .timeout = 120) {
+    static float l32[STEPS], l16[STEPS];
+    train_tiny(QA_DTYPE_F32, l32);
+    train_tiny(QA_DTYPE_BF16, l16);
+    double a = tail_mean(l32), b = tail_mean(l16);
+    cr_log_info("tiny DiT, %d steps: first loss f32 %.4f bf16 %.4f; mean of the last %d: f32 %.4f bf16 %.4f", STEPS,
+                l32[0], l16[0], TAIL, a, b);
+    /* the same initial weights and batch: the first losses differ by bf16 rounding only */
+    cr_expect(close_rel(l16[0], l32[0], 0.02, 0), "first loss: bf16 %.5f vs f32 %.5f", l16[0], l32[0]);
+    cr_expect(a < 0.6 * l32[0], "f32 did not learn: %.4f -> %.4f", l32[0], a);
+    /* stated tolerance: the bf16 run ends within 5% of the f32 run's loss */
+    cr_expect(close_rel(b, a, 0.05, 0), "bf16 tail loss %.4f vs f32 %.4f (5%% tolerance)", b, a);
+}
+
+Test(bf16, model_default_is_f32_and_switching_back_restores_it) {
+    qa_dit m;
+    qa_error err = {0, ""};
+    cr_assert_eq(dit_create(&m, &TINY, 2, &err), QA_OK, "%s", err.msg);
+    dit_init_weights(&m, 5);
+    trng r = trng_new(8);
+    for (size_t i = 0; i < m.n_params; i++) m.params[i] += (float)(0.05 * trng_normal(&r));
+    static float x[2 * D], e32[2 * D], e16[2 * D], again[2 * D];
+    fill_normal(&r, x, 2 * D, 1.0);
+    float t[2] = {10.f, 700.f};
+    int y[2] = {1, 3};
+    size_t bytes_f32 = dit_activation_bytes(&m);
+    for (int i = 0; i < m.n_lin; i++) cr_expect_eq(m.lin[i].dtype, QA_DTYPE_F32, "%s", m.lin[i].name);
+    dit_forward(&m, x, t, y, 2, e32);
+    dit_set_dtype(&m, QA_DTYPE_BF16);
+    cr_expect(dit_activation_bytes(&m) > bytes_f32, "bf16 copies are counted");
+    dit_forward(&m, x, t, y, 2, e16);
+    double diff = 0, ref = 0;
+    for (int i = 0; i < 2 * D; i++) { diff += fabs(e16[i] - e32[i]); ref += fabs(e32[i]); }
+    cr_expect(diff > 0 && diff < 0.05 * ref, "bf16 forward: mean |diff| / mean |eps| = %.3g", diff / ref);
+    dit_set_dtype(&m, QA_DTYPE_F32);
+    dit_forward(&m, x, t, y, 2, again);
+    cr_expect(memcmp(again, e32, sizeof again) == 0, "f32 again gives the f32 numbers bit for bit");
+    dit_free(&m);
+}
+
+/* k and v read the bf16 copy of the input q made: their weight gradients (dW = dY^T x) must still
+ * be the gradients of their own input, as in f32. */
+Test(bf16, model_gradients_match_f32_for_every_tensor) {
+    qa_dit m;
+    qa_error err = {0, ""};
+    cr_assert_eq(dit_create(&m, &TINY, 4, &err), QA_OK, "%s", err.msg);
+    dit_init_weights(&m, 6);
+    trng r = trng_new(9);
+    for (size_t i = 0; i < m.n_params; i++) m.params[i] += (float)(0.05 * trng_normal(&r));
+    static float x[4 * D], target[4 * D], pred[4 * D], deps[4 * D];
+    fill_normal(&r, x, 4 * D, 1.0);
+    fill_normal(&r, target, 4 * D, 1.0);
+    float t[4] = {3.f, 250.f, 600.f, 990.f};
+    int y[4] = {0, 4, 9, 12};
+    float *g32 = malloc(sizeof(float) * m.n_params);
+    for (int pass = 0; pass < 2; pass++) {
+        dit_set_dtype(&m, pass ? QA_DTYPE_BF16 : QA_DTYPE_F32);
+        dit_zero_grads(&m);
+        dit_forward(&m, x, t, y, 4, pred);
+        mse_loss(pred, target, 4 * D, deps);
+        dit_backward(&m, deps);
+        if (!pass) memcpy(g32, m.grads, sizeof(float) * m.n_params);
+    }
+    /* Tensors whose true gradient is zero (the key bias: softmax ignores a shift q.b shared by a
+     * row's scores) hold round-off only; they are measured against 1e-3 of the largest norm. */
+    double largest = 0;
+    for (int i = 0; i < m.n_tensors; i++) {
+        double r2 = 0;
+        for (size_t j = m.tensors[i].offset; j < m.tensors[i].offset + m.tensors[i].n; j++) r2 += (double)g32[j] * g32[j];
+        largest = fmax(largest, sqrt(r2));
+    }
+    for (int i = 0; i < m.n_tensors; i++) {
+        const qa_tensor_info *ti = &m.tensors[i];
+        double d2 = 0, r2 = 0;
+        for (size_t j = ti->offset; j < ti->offset + ti->n; j++) {
+            d2 += ((double)m.grads[j] - g32[j]) * ((double)m.grads[j] - g32[j]);
+            r2 += (double)g32[j] * g32[j];
+        }
+        double scale = fmax(sqrt(r2), 1e-3 * largest);
+        /* bf16 rounding through a few layers: a few u = 2^-8, far below a wrong input (~100%) */
+        cr_expect(sqrt(d2) < 0.03 * scale, "%s: bf16 gradient off by %.3g of %.3g", ti->name, sqrt(d2), scale);
+    }
+    free(g32);
+    dit_free(&m);
+}
