@@ -88,8 +88,7 @@ static int cmd_run(int argc, char **argv, qa_error *err) {
             int n = adapt_plan(r, &plan, err);
             if (n < 0) rc = n;
             else {
-                printf("%s: %d runs\n", recipe_path, n);
-                for (int i = 0; i < n; i++) printf("  %s\n", plan.runs[i].id);
+                adapt_plan_print(&plan, recipe_path, stdout);
                 adapt_plan_free(&plan);
             }
         } else {
@@ -124,6 +123,7 @@ int main(int argc, char **argv) {
             return 2;
         }
         printf("%s (version %d): %s\n", m->name, m->version, m->summary);
+        if (m->reference_lr > 0) printf("reference learning rate: %g (the centre of a [tune] lr_grid)\n", m->reference_lr);
         if (m->n_options) printf("options ([adapt] keys):\n");
         else printf("no options of its own\n");
         qa_method_print_options(m, stdout, "  ");

@@ -338,6 +338,7 @@ const qa_method qa_method_qalora = {
     .name = "qalora",
     .summary = "QA-LoRA: group-wise INT-N base (g = 32 default), pooled-input LoRA folded into FP16 zero points, no PTQ",
     .version = 1,
+    .reference_lr = QA_ADAPTER_REFERENCE_LR, /* see registry.h */
     .state_size = sizeof(qalora_state),
     .init = qalora_init,
     .forward = qalora_forward,

@@ -447,6 +447,7 @@ const qa_method qa_method_qlora = {
     .summary = "QLoRA: LoRA over a frozen NF4+DQ base at W4 (uniform INT base at other W, FP at fp), "
                "f32 compute; deploys FP merge, INT PTQ, and NF4 re-quantization (\"nf4\")",
     .version = 1,
+    .reference_lr = QA_ADAPTER_REFERENCE_LR, /* see registry.h */
     .state_size = sizeof(qlora_state),
     .init = qlora_init,
     .forward = qlora_forward,
