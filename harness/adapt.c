@@ -412,6 +412,11 @@ static int sweep_load(const qa_sweep_settings *s, sweep_env *e, qa_error *err) {
         return rc;
     }
     e->have_model = 1;
+    if (s->task.kind != QA_TASK_DOMAIN && e->model.cfg.n_spare < 1) {
+        sweep_unload(e);
+        return qa_fail(err, QA_ERR_INPUT, "%s: the %s task binds a spare class slot, and this checkpoint has none "
+                       "(pre-train with [model] spare_slots >= 1)", s->checkpoint, qa_task_names[s->task.kind]);
+    }
     rc = clf_load(s->evaluator, &e->clf, 128, err);
     e->have_clf = rc == 0;
     if (!rc) rc = qa_load_images(&s->data, "train", &e->train, err);

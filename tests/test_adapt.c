@@ -823,3 +823,55 @@ Test(adapt, a_tuned_sweep_trains_at_each_cells_chosen_rate_and_resumes) {
     cr_expect_eq(mtime_of(p), before);
     recipe_free(r);
 }
+
+/* ---- items stratified over the classes ------------------------------------------------------- */
+
+Test(adapt, seed_s_picks_its_item_from_class_s_mod_10) {
+    qa_error err;
+    qa_dit m;
+    qa_dit_config c = {28, 7, 16, 1, 2, 2, 10, 2};
+    cr_assert_eq(dit_create(&m, &c, 4, &err), 0, "%s", err.msg);
+    dit_init_weights(&m, 1);
+    qa_classifier clf;
+    clf_create(&clf, 8, &err);
+    clf_init_weights(&clf, 2);
+    qa_images train;
+    synthetic_images(&train, 400, 28, 10, 1);
+    qa_task_spec spec = {.kind = QA_TASK_SUBJECT, .images = 3, .prior_images = 0};
+    int seen[10] = {0};
+    const long seeds[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 100, 4294967295L};
+    for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
+        qa_task t;
+        qa_task_build(&t, &spec, seeds[i], &m, &clf, &train, 2, 1.0f);
+        cr_expect_eq(t.item_class, (int)(seeds[i] % 10), "seed %ld", seeds[i]);
+        cr_expect_eq(t.slot, 10, "the first spare slot");
+        for (int j = 0; j < t.k; j++) cr_expect_eq(train.labels[t.item_idx[j]], t.item_class, "the item's images are of its class");
+        if (i < 10) seen[t.item_class]++;
+        qa_task_free(&t);
+    }
+    for (int k = 0; k < 10; k++) cr_expect_eq(seen[k], 1, "seeds 0..9 cover class %d once", k);
+    qa_images_free(&train);
+    clf_free(&clf);
+    dit_free(&m);
+}
+
+Test(adapt, a_checkpoint_without_a_spare_slot_is_bad_input_for_a_subject_task) {
+    qa_error err = {0, ""};
+    qa_dit m;
+    qa_dit_config c = {28, 7, 16, 1, 2, 2, 10, 0};
+    cr_assert_eq(dit_create(&m, &c, 4, &err), 0, "%s", err.msg);
+    dit_init_weights(&m, 1);
+    char ckpt[512], text[2048], out[512];
+    snprintf(ckpt, sizeof ckpt, "%s/dit-nospare.h5", dir);
+    qa_ckpt_meta meta = {"dit", "test", 0, 0, 0, 0, -1};
+    cr_assert_eq(dit_save(ckpt, &m, NULL, &meta, &err), 0, "%s", err.msg);
+    dit_free(&m);
+    snprintf(text, sizeof text, "[job]\nkind = adapt\n[data]\nsynthetic = 1\n[model]\ncheckpoint = %s\nevaluator = %s/evaluator.h5\n"
+             "[adapt]\nmethod = lora\n[train]\nsteps = 1\nbatch = 2\n", ckpt, dir);
+    qa_recipe *r;
+    cr_assert_eq(recipe_parse("nospare.recipe", text, &r, &err), 0, "%s", err.msg);
+    snprintf(out, sizeof out, "%s/nospare", dir);
+    cr_expect_eq(adapt_sweep(r, out, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "dit-nospare.h5") && strstr(err.msg, "spare class slot"), "%s", err.msg);
+    recipe_free(r);
+}
