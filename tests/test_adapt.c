@@ -875,3 +875,68 @@ Test(adapt, a_checkpoint_without_a_spare_slot_is_bad_input_for_a_subject_task) {
     cr_expect(strstr(err.msg, "dit-nospare.h5") && strstr(err.msg, "spare class slot"), "%s", err.msg);
     recipe_free(r);
 }
+
+/* ---- the committed recipes follow the protocol ------------------------------------------------- */
+
+/* recipe: experiments/<name>.recipe; min_seeds: evaluation seeds per cell (their items cover
+ * min(min_seeds, 10) classes). */
+static void expect_protocol(const char *name, int min_seeds) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/experiments/%s.recipe", QA_TEST_SOURCE_ROOT, name);
+    qa_recipe *r;
+    qa_error err = {0, ""};
+    cr_assert_eq(recipe_load(path, &r, &err), 0, "%s", err.msg);
+    qa_sweep_plan plan;
+    int n = adapt_plan(r, &plan, &err);
+    cr_assert_gt(n, 0, "%s: %s", name, err.msg);
+    const qa_tune_spec *t = &plan.tune;
+    cr_expect(t->n_rates >= 5 && t->rates[0] <= 0.1 + 1e-9 && t->rates[t->n_rates - 1] >= 10 - 1e-9,
+              "%s: a tuning grid of >= 5 rates from 0.1x to 10x the reference", name);
+    for (int k = 1; k < t->n_rates; k++)
+        cr_expect(fabs(log(t->rates[k] / t->rates[k - 1]) - log(t->rates[1] / t->rates[0])) < 0.01, "%s: log-spaced", name);
+    cr_expect_geq(t->n_seeds, 2, "%s: tuning seeds", name);
+    cr_expect_geq(plan.settings.eval.samples, 64, "%s: samples per deployed model", name);
+    if (plan.settings.task.kind == QA_TASK_DOMAIN) cr_expect_geq(plan.settings.eval.fid_samples, 1000, "%s: FID samples", name);
+    /* every cell has min_seeds evaluation seeds over min(min_seeds, 10) classes */
+    for (int i = 0; i < plan.n; i++) {
+        const qa_run_spec *x = &plan.runs[i];
+        if (x->role != QA_RUN_FINAL) continue;
+        int seeds = 0, classes[10] = {0}, n_classes = 0;
+        for (int j = 0; j < plan.n; j++)
+            if (plan.runs[j].role == QA_RUN_FINAL && !strcmp(plan.runs[j].cell, x->cell)) {
+                seeds++;
+                n_classes += classes[plan.runs[j].seed % 10]++ == 0;
+            }
+        cr_expect_geq(seeds, min_seeds, "%s: cell %s", name, x->cell);
+        cr_expect_geq(n_classes, min_seeds < 10 ? min_seeds : 10, "%s: classes of cell %s", name, x->cell);
+        cr_expect_eq(x->train.steps, plan.runs[0].train.steps, "%s: one budget", name);
+    }
+    adapt_plan_free(&plan);
+    recipe_free(r);
+}
+
+Test(adapt, the_tables_and_ablations_follow_the_protocol) {
+    const char *tables[] = {"table_subject", "table_style", "fig_bits", "table_domain"};
+    const char *ablations[] = {"ablate_alpha", "ablate_rdist", "ablate_vmc", "ablate_rank_bits", "ablate_qalora_group"};
+    for (int i = 0; i < 4; i++) expect_protocol(tables[i], 10);
+    for (int i = 0; i < 5; i++) expect_protocol(ablations[i], 5);
+}
+
+Test(adapt, the_style_table_runs_the_style_task_with_the_subject_tables_methods) {
+    qa_recipe *r[2];
+    qa_error err = {0, ""};
+    const char *names[2] = {"table_subject", "table_style"};
+    const char *const *methods[2];
+    int n[2];
+    for (int k = 0; k < 2; k++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/experiments/%s.recipe", QA_TEST_SOURCE_ROOT, names[k]);
+        cr_assert_eq(recipe_load(path, &r[k], &err), 0, "%s", err.msg);
+        n[k] = recipe_values(r[k], "adapt", "method", &methods[k]);
+    }
+    cr_expect_str_eq(recipe_str(r[1], "adapt", "task"), "style");
+    cr_assert_eq(n[0], n[1]);
+    for (int i = 0; i < n[0]; i++) cr_expect_str_eq(methods[1][i], methods[0][i]);
+    recipe_free(r[0]);
+    recipe_free(r[1]);
+}
