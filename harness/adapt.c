@@ -613,6 +613,33 @@ static int apply_tuned_rates(qa_sweep_plan *plan, const char *out_dir, qa_error 
     return rc;
 }
 
+/* The first image two items share (-1: none). */
+static int shared_image(const qa_task *a, const qa_task *b) {
+    for (int i = 0; i < a->k; i++)
+        for (int j = 0; j < b->k; j++)
+            if (a->item_idx[i] == b->item_idx[j]) return a->item_idx[i];
+    return -1;
+}
+
+/* A validation item (a tuning seed's) shares no training image with a reported item (an
+ * evaluation seed's): the seeds differ, but two items of one class could still overlap. */
+static int check_validation_items(const qa_recipe *r, const qa_sweep_plan *plan, sweep_state *st, qa_error *err) {
+    for (int i = 0; i < plan->n; i++) {
+        if (plan->runs[i].role != QA_RUN_TUNING) continue;
+        const qa_task *v = task_of(&st->env, &plan->settings, plan->runs[i].seed, st->tasks, &st->n_tasks);
+        for (int j = 0; j < plan->n; j++) {
+            if (plan->runs[j].role != QA_RUN_FINAL) continue;
+            const qa_task *e = task_of(&st->env, &plan->settings, plan->runs[j].seed, st->tasks, &st->n_tasks);
+            int image = shared_image(v, e);
+            if (image >= 0)
+                return recipe_key_error(r, "tune", "seeds", err, "the validation item of tuning seed %ld shares training "
+                                        "image %d with the item of evaluation seed %ld: choose another tuning seed",
+                                        v->seed, image, e->seed);
+        }
+    }
+    return QA_OK;
+}
+
 /* The results folder and, for a tuned recipe, its tune/ folder. */
 static int make_folders(const qa_sweep_plan *plan, const char *out_dir, qa_error *err) {
     int rc = qa_mkdir_p(out_dir, err);
@@ -642,7 +669,8 @@ int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err) {
     st.tasks = qa_alloc(sizeof(qa_task) * (size_t)n);
     progress_begin(&st.prog, "sweep", pending);
     if (plan.tune.n_rates) {
-        rc = run_role(&plan, QA_RUN_TUNING, out_dir, &st, err);
+        rc = check_validation_items(r, &plan, &st, err);
+        if (!rc) rc = run_role(&plan, QA_RUN_TUNING, out_dir, &st, err);
         if (!rc) rc = apply_tuned_rates(&plan, out_dir, err);
     }
     if (!rc) rc = run_role(&plan, QA_RUN_FINAL, out_dir, &st, err);
