@@ -401,6 +401,22 @@ static void sweep_unload(sweep_env *e) {
     memset(e, 0, sizeof *e);
 }
 
+/* Every class a task may draw from holds the images it needs: K for an item (any class may be a
+ * seed's), one for each style image (drawn class by class). */
+static int check_task_images(const qa_sweep_settings *s, const qa_images *train, int n_classes, qa_error *err) {
+    if (s->task.kind == QA_TASK_DOMAIN) return QA_OK;
+    const int need = s->task.kind == QA_TASK_SUBJECT ? s->task.images : 1;
+    for (int c = 0; c < n_classes; c++) {
+        int have = 0;
+        for (int i = 0; i < train->n; i++) have += train->labels[i] == c;
+        if (have < need)
+            return qa_fail(err, QA_ERR_INPUT, "%s: class %d has %d training images, and the %s task needs %d of each "
+                           "class ([adapt] images, [data] train_limit)", s->recipe_path, c, have,
+                           qa_task_names[s->task.kind], need);
+    }
+    return QA_OK;
+}
+
 static int sweep_load(const qa_sweep_settings *s, sweep_env *e, qa_error *err) {
     memset(e, 0, sizeof *e);
     int B = s->train.batch, max_batch = B > 64 ? B : 64;
@@ -421,6 +437,7 @@ static int sweep_load(const qa_sweep_settings *s, sweep_env *e, qa_error *err) {
     e->have_clf = rc == 0;
     if (!rc) rc = qa_load_images(&s->data, "train", &e->train, err);
     e->have_train = e->have_clf && rc == 0;
+    if (!rc) rc = check_task_images(s, &e->train, e->model.cfg.n_classes, err);
     if (!rc) rc = qa_load_images(&s->data, "t10k", &e->test, err);
     e->have_test = e->have_train && rc == 0;
     if (!rc) rc = heldout_init(&e->heldout, &e->test, s->eval.loss_images, s->eval.loss_draws, err);

@@ -962,3 +962,20 @@ Test(adapt, a_validation_item_that_shares_an_image_with_a_reported_item_is_bad_i
     cr_expect(access(p, F_OK) != 0, "no tuning run was made");
     recipe_free(r);
 }
+
+Test(adapt, an_item_larger_than_its_class_is_bad_input) {
+    /* 200 synthetic images per class: an item of 250 cannot be drawn */
+    char text[2048], out[512];
+    snprintf(text, sizeof text,
+             "[job]\nkind = adapt\n[data]\nsynthetic = 1\n[model]\ncheckpoint = %s/dit.h5\nevaluator = %s/evaluator.h5\n"
+             "[train]\nsteps = 1\nbatch = 2\n[adapt]\nmethod = lora\nimages = 250\nprior_images = 0\n",
+             dir, dir);
+    qa_recipe *r;
+    qa_error err = {0, ""};
+    cr_assert_eq(recipe_parse("big.recipe", text, &r, &err), 0, "%s", err.msg);
+    snprintf(out, sizeof out, "%s/big", dir);
+    cr_expect_eq(adapt_sweep(r, out, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "big.recipe") && strstr(err.msg, "has 200 training images") && strstr(err.msg, "needs 250"),
+              "%s", err.msg);
+    recipe_free(r);
+}
