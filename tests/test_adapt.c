@@ -941,40 +941,47 @@ Test(adapt, the_style_table_runs_the_style_task_with_the_subject_tables_methods)
     recipe_free(r[1]);
 }
 
-Test(adapt, a_validation_item_that_shares_an_image_with_a_reported_item_is_bad_input) {
-    /* seeds 0 and 10 both draw class 0; two items of 150 of its 200 synthetic images must overlap */
+/* A recipe on the test's checkpoints and synthetic data: sections follow [model]. */
+static qa_recipe *recipe_on_checkpoints(const char *name, const char *sections) {
+    char text[4096];
+    snprintf(text, sizeof text,
+             "[job]\nkind = adapt\n[data]\nsynthetic = 1\n[model]\ncheckpoint = %s/dit.h5\nevaluator = %s/evaluator.h5\n%s",
+             dir, dir, sections);
     qa_recipe *r;
     qa_error err = {0, ""};
-    char text[2048];
-    snprintf(text, sizeof text,
-             "[job]\nkind = adapt\n[data]\nsynthetic = 1\n[model]\ncheckpoint = %s/dit.h5\nevaluator = %s/evaluator.h5\n"
-             "[train]\nsteps = 1\nbatch = 2\n[eval]\nsamples = 2\nddim_steps = 2\nloss_images = 4\nloss_draws = 1\n"
-             "prior_samples = 0\n[adapt]\nmethod = lora\nbits = w8a8\nrank = 2\nseed = 0\nimages = 150\nprior_images = 0\n"
-             "[tune]\nlr_grid = [1, 2]\nseeds = [10]\n",
-             dir, dir);
-    cr_assert_eq(recipe_parse("overlap.recipe", text, &r, &err), 0, "%s", err.msg);
-    char out[512], p[600];
-    snprintf(out, sizeof out, "%s/overlap", dir);
-    cr_expect_eq(adapt_sweep(r, out, &err), QA_ERR_INPUT);
-    cr_expect(strstr(err.msg, "overlap.recipe:26: [tune] seeds") && strstr(err.msg, "tuning seed 10") &&
+    cr_assert_eq(recipe_parse(name, text, &r, &err), 0, "%s", err.msg);
+    return r;
+}
+
+/* The sweep of r into <dir>/<folder>: its status; err says why. */
+static int sweep_into(const qa_recipe *r, const char *folder, qa_error *err) {
+    char out[512];
+    snprintf(out, sizeof out, "%s/%s", dir, folder);
+    return adapt_sweep(r, out, err);
+}
+
+Test(adapt, a_validation_item_that_shares_an_image_with_a_reported_item_is_bad_input) {
+    /* seeds 0 and 10 both draw class 0; two items of 150 of its 200 synthetic images must overlap */
+    qa_recipe *r = recipe_on_checkpoints("overlap.recipe",
+                                         "[train]\nsteps = 1\nbatch = 2\n[eval]\nsamples = 2\nddim_steps = 2\n"
+                                         "[adapt]\nmethod = lora\nbits = w8a8\nrank = 2\nseed = 0\nimages = 150\n"
+                                         "prior_images = 0\n[tune]\nlr_grid = [1, 2]\nseeds = [10]\n");
+    qa_error err = {0, ""};
+    cr_expect_eq(sweep_into(r, "overlap", &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "overlap.recipe:23: [tune] seeds") && strstr(err.msg, "tuning seed 10") &&
                   strstr(err.msg, "evaluation seed 0"), "%s", err.msg);
-    snprintf(p, sizeof p, "%s/tune/lora-w8a8-r2-lrx1-s10.h5", out);
+    char p[600];
+    snprintf(p, sizeof p, "%s/overlap/tune/lora-w8a8-r2-lrx1-s10.h5", dir);
     cr_expect(access(p, F_OK) != 0, "no tuning run was made");
     recipe_free(r);
 }
 
 Test(adapt, an_item_larger_than_its_class_is_bad_input) {
     /* 200 synthetic images per class: an item of 250 cannot be drawn */
-    char text[2048], out[512];
-    snprintf(text, sizeof text,
-             "[job]\nkind = adapt\n[data]\nsynthetic = 1\n[model]\ncheckpoint = %s/dit.h5\nevaluator = %s/evaluator.h5\n"
-             "[train]\nsteps = 1\nbatch = 2\n[adapt]\nmethod = lora\nimages = 250\nprior_images = 0\n",
-             dir, dir);
-    qa_recipe *r;
+    qa_recipe *r = recipe_on_checkpoints("big.recipe", "[train]\nsteps = 1\nbatch = 2\n"
+                                         "[adapt]\nmethod = lora\nimages = 250\nprior_images = 0\n");
     qa_error err = {0, ""};
-    cr_assert_eq(recipe_parse("big.recipe", text, &r, &err), 0, "%s", err.msg);
-    snprintf(out, sizeof out, "%s/big", dir);
-    cr_expect_eq(adapt_sweep(r, out, &err), QA_ERR_INPUT);
+    cr_expect_eq(sweep_into(r, "big", &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "big.recipe") && strstr(err.msg, "has 200 training images") && strstr(err.msg, "needs 250"),
               "%s", err.msg);
     recipe_free(r);
