@@ -5,20 +5,59 @@
 #ifndef QA_ADAPT_H
 #define QA_ADAPT_H
 
+#include <stdio.h>
+
 #include "harness/recipe.h"
+#include "harness/shard.h"
 #include "harness/run.h"
+
+/* The tuning stage ([tune]): for every cell of the grid (method x bits x rank x option setting),
+ * each rate of a grid (multiples of the method's reference rate, qa_method.reference_lr) is
+ * trained on each tuning seed; a tuning seed's item (chosen by the same seed scheme as the
+ * evaluation seeds, which it never equals) is a validation item, never reported. The rate whose
+ * mean validation score over the tuning seeds is best (ties: the smaller rate; a rate with a
+ * diverged run is never chosen) is the rate of every final run of the cell. Tuning runs are
+ * written to <out>/tune/ (so the report of <out> never mixes them in), with the scores of every
+ * rate and the choice in <out>/tune/rates.csv; like final runs they resume. */
+typedef enum {
+    QA_TUNE_HELDOUT_LOSS = 0, QA_TUNE_SUBJECT_FIDELITY, QA_TUNE_STYLE_SCORE, QA_TUNE_FID, QA_TUNE_METRIC_COUNT
+} qa_tune_metric;
+extern const char *const qa_tune_metric_names[QA_TUNE_METRIC_COUNT];
+
+#define QA_MAX_TUNE_RATES 32
+#define QA_MAX_TUNE_SEEDS 64
+
+typedef struct {
+    int n_rates;                       /* 0: no tuning stage (every run trains at [train] lr) */
+    double rates[QA_MAX_TUNE_RATES];   /* multiples of the method's reference rate, ascending */
+    int n_seeds;
+    long seeds[QA_MAX_TUNE_SEEDS];     /* disjoint from the evaluation seeds */
+    qa_tune_metric metric;             /* scored on the deployed model (INT deploy at W bits > 0) */
+    long steps;                        /* of a tuning run: [tune] steps, else [train] steps */
+} qa_tune_spec;
 
 typedef struct {
     qa_sweep_settings settings;  /* shared by every run; runs[i].settings points here */
-    qa_run_spec *runs;           /* [n] */
-    int n;
+    qa_tune_spec tune;
+    qa_run_spec *runs;           /* [n]: the final runs, then the n_tuning tuning runs */
+    int n, n_tuning;
 } qa_sweep_plan;
 
-/* Expand the grid; returns the number of runs (or a negative status). A method that needs
- * integer weights is not run at bits = fp: that combination is left out, and said. Free the
- * plan with adapt_plan_free. */
+/* Expand the grid; returns the number of runs, tuning runs included (or a negative status). A
+ * method that needs integer weights is not run at bits = fp: that combination is left out, and
+ * said. With a tuning stage the final runs' rate is 0 until adapt_sweep has chosen it. Errors of
+ * the tuning stage (an empty or non-positive grid, tuning seeds that are evaluation seeds, a
+ * validation metric the task does not measure) are QA_ERR_INPUT naming the file, line and key.
+ * Free the plan with adapt_plan_free. */
 int adapt_plan(const qa_recipe *r, qa_sweep_plan *plan, qa_error *err);
 void adapt_plan_free(qa_sweep_plan *plan);
+/* What a dry run prints: the counts by role, then every run (tuning runs as tune/<id>); with a
+ * shard (NULL: all), only the runs it owns. */
+void adapt_plan_print(const qa_sweep_plan *plan, const char *recipe_path, const qa_shard *shard, FILE *out);
+/* The best of n rates (ascending) by their mean validation scores; NAN marks a rate that is never
+ * chosen (a diverged or unscored tuning run); an exact tie goes to the smaller rate. Returns its
+ * index, or -1 when every score is NAN. */
+int adapt_choose_rate(const double *mean_score, int n, int lower_is_better);
 /* Run every unfinished run of the recipe into out_dir. Returns 0 when all runs finished (a run
  * recorded as diverged counts as finished), QA_ERR_RUN when any run could not be completed. */
 int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err);

@@ -84,12 +84,7 @@ static int print_plan(qa_recipe *r, const char *recipe_path, const qa_shard *sha
     qa_sweep_plan plan;
     int n = adapt_plan(r, &plan, err);
     if (n < 0) return n;
-    printf("%s: %d runs", recipe_path, n);
-    if (shard->count > 1)
-        printf(", %d in shard %d/%d (%s)", qa_shard_size(shard, n), shard->rank, shard->count, shard->source);
-    printf("\n");
-    for (int i = 0; i < n; i++)
-        if (qa_shard_owns(shard, i)) printf("  %s\n", plan.runs[i].id);
+    adapt_plan_print(&plan, recipe_path, shard, stdout);
     adapt_plan_free(&plan);
     return QA_OK;
 }
@@ -152,6 +147,7 @@ static int run_command(int argc, char **argv, const qa_mpi_world *world) {
             return 2;
         }
         printf("%s (version %d): %s\n", m->name, m->version, m->summary);
+        if (m->reference_lr > 0) printf("reference learning rate: %g (the centre of a [tune] lr_grid)\n", m->reference_lr);
         if (m->n_options) printf("options ([adapt] keys):\n");
         else printf("no options of its own\n");
         qa_method_print_options(m, stdout, "  ");

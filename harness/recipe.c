@@ -69,6 +69,14 @@ static const key_spec schema[] = {
     {"eval", "fid_reference", T_INT, "2000", NULL, 0, 2, 100000, "domain task: styled test images for the FID reference"},
     {"eval", "loss_images", T_INT, "256", NULL, 0, 1, 100000, "held-out images for the paired denoising loss"},
     {"eval", "loss_draws", T_INT, "4", NULL, 0, 1, 1000, "(t, noise) draws per held-out image"},
+    {"tune", "lr_grid", T_FLOAT, NULL, NULL, 1, 0, 1e6,
+     "the tuning stage's learning rates, as multiples of each method's reference rate (the protocol: >= 5, "
+     "log-spaced, 0.1 to 10 at least); absent: no tuning stage, every run trains at [train] lr"},
+    {"tune", "seeds", T_INT, NULL, NULL, 1, 0, 4294967295.0,
+     "tuning seeds, disjoint from [adapt] seed: their items are the validation items, never reported"},
+    {"tune", "metric", T_ENUM, "heldout_loss", "heldout_loss|subject_fidelity|style_score|fid", 0, 0, 0,
+     "validation metric the rate is chosen by (mean over the tuning seeds of the deployed model's score)"},
+    {"tune", "steps", T_INT, "0", NULL, 0, 0, 1e9, "optimizer steps of a tuning run (0 = the [train] steps)"},
     {"eval", "artifact", T_INT, "0", NULL, 0, 0, 1, "1: write each run's deployed artifact to <out>/artifacts/<run>.h5 and record its size"},
 };
 enum { N_SPEC = sizeof schema / sizeof schema[0] };
@@ -402,7 +410,7 @@ static int parse_section(const char *path, int line, char *s, char *section, siz
     *close = 0;
     char *name = trim(s + 1), buf[512];
     if (allowed_keys(name, buf, sizeof buf) == 0)
-        return qa_fail(err, QA_ERR_INPUT, "%s:%d: unknown section [%s] (allowed: job, data, model, train, adapt, eval)", path,
+        return qa_fail(err, QA_ERR_INPUT, "%s:%d: unknown section [%s] (allowed: job, data, model, train, adapt, eval, tune)", path,
                        line, name);
     snprintf(section, len, "%s", name);
     return QA_OK;
@@ -521,5 +529,13 @@ int recipe_option_values(const qa_recipe *r, const char *key, const char *const 
             *vals = (const char *const *)r->options[i].vals;
             return r->options[i].n;
         }
+    return 0;
+}
+
+int recipe_line(const qa_recipe *r, const char *section, const char *key) {
+    int idx;
+    QA_ASSERT(find_spec(section, key, &idx));
+    for (int i = 0; i < r->n_entries; i++)
+        if (r->entries[i].spec == idx) return r->entries[i].line;
     return 0;
 }

@@ -31,6 +31,8 @@ const char *recipe_str(const qa_recipe *r, const char *section, const char *key)
 long recipe_int(const qa_recipe *r, const char *section, const char *key);
 double recipe_float(const qa_recipe *r, const char *section, const char *key);
 int recipe_has(const qa_recipe *r, const char *section, const char *key); /* set explicitly */
+/* The line a key is set on (0: not set), for errors found after parsing. */
+int recipe_line(const qa_recipe *r, const char *section, const char *key);
 /* Values of a method option set in [adapt]; 0 when the recipe does not set it (the methods'
  * defaults apply). */
 int recipe_option_values(const qa_recipe *r, const char *key, const char *const **vals);

@@ -166,6 +166,13 @@ typedef struct {
 int32_t *qa_deployed_store_int(qa_deployed *d, const char *name, int bits, int is_signed, int rows, int cols);
 float *qa_deployed_store_float(qa_deployed *d, const char *name, int bits, int rows, int cols);
 
+/* The reference rate of a LoRA-style adapter (rank-r factors, AdamW, 300-600 steps at batch 16)
+ * on this harness's 128-wide DiT: the centre of the tuning grids. The reference codes' rates
+ * (IntLoRA 6e-5 and DreamBooth-LoRA 1e-4 over 2000 steps on SD-1.5, QLoRA 2e-4 on LLaMA) are
+ * for models a thousand times larger; a grid spanning 10x each side of 1e-3 holds both the
+ * committed tables' 3e-3 and the low end of those rates. */
+#define QA_ADAPTER_REFERENCE_LR 1e-3
+
 typedef struct qa_method {
     const char *name;
     const char *summary;   /* one line for `qadapt list` */
@@ -187,6 +194,12 @@ typedef struct qa_method {
     /* Optional (may be NULL): internal tensors by name, e.g. "W_round", "delta", "U_delta",
      * "W_eff", "grad_U_delta"; valid until the next forward/backward. Returns how many. */
     int (*inspect)(const void *state, qa_named_tensor *out, int max);
+    /* The method's reference learning rate: the peak AdamW rate of its adapter at which it is
+     * meant to train at this harness's scale (the recipe's [tune] grid multiplies it; each method
+     * says in its file where its value comes from). A method with further rates (quantizer
+     * scales, step sizes) keeps their reference ratio to this one. 0: none declared (the method
+     * cannot be tuned). */
+    double reference_lr;
     /* Optional: bits the method needs (0 = runs at full precision too). */
     int needs_weight_bits;
     unsigned flags;        /* QA_METHOD_* */

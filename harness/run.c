@@ -9,6 +9,12 @@
 
 #define MAX_PARAMS 256
 
+const char *const qa_run_role_names[QA_RUN_ROLE_COUNT] = {
+    [QA_RUN_FINAL] = "final",
+    [QA_RUN_TUNING] = "tuning",
+};
+_Static_assert(sizeof qa_run_role_names / sizeof qa_run_role_names[0] == QA_RUN_ROLE_COUNT, "qa_run_role_names");
+
 /* The adapted model's trainable tensors and its memory by category. */
 typedef struct {
     qa_param params[MAX_PARAMS];
@@ -84,15 +90,15 @@ static int run_train(qa_run_env *env, const qa_run_spec *run, const qa_task *t, 
                      double *step_times, qa_train_result *res, double *train_seconds, qa_error *err) {
     const qa_sweep_settings *st = run->settings;
     qa_distill distill;
-    if (env->teacher) qa_distill_init(&distill, env->teacher, &env->sched, st->eval.ddim_steps, env->model->cfg.n_classes, st->train.batch);
+    if (env->teacher) qa_distill_init(&distill, env->teacher, &env->sched, st->eval.ddim_steps, env->model->cfg.n_classes, run->train.batch);
     run_train_ctx c = {.task = t, .train = env->train, .sched = &env->sched, .prior_weight = st->task.prior_weight,
                        .distill = env->teacher ? &distill : NULL, .rec = rec, .step_times = step_times};
     c.rng = qa_rng_new(qa_seed_for((uint64_t)run->seed, "adapt-data"));
-    c.x0 = qa_alloc(sizeof(float) * (size_t)st->train.batch * QA_IMAGE_PIXELS);
+    c.x0 = qa_alloc(sizeof(float) * (size_t)run->train.batch * QA_IMAGE_PIXELS);
     c.rows = qa_alloc(sizeof(double) * 5 * 256);
     c.t_start = qa_now();
     qa_train_hooks hooks = {&c, run_batch, run_after_step};
-    int rc = qa_train(env->model, rm->params, rm->n_params, &st->train, &hooks, res, err);
+    int rc = qa_train(env->model, rm->params, rm->n_params, &run->train, &hooks, res, err);
     if (!rc) rc = qa_record_train_rows(rec, c.rows, c.n_rows, err);
     *train_seconds = qa_now() - c.t_start;
     qa_free(c.x0); qa_free(c.rows);
@@ -179,25 +185,34 @@ static qa_record_costs run_costs(const qa_dit *m, const run_model *rm, int rss_r
         .train_seconds = train_seconds, .merge_seconds = merge_seconds};
 }
 
+int qa_run_rate_attrs(const qa_run_spec *run, qa_record_attr *out) {
+    out[0] = (qa_record_attr){"learning_rate", run->train.lr};
+    out[1] = (qa_record_attr){"lr_multiplier", run->lr_multiplier};
+    out[2] = (qa_record_attr){"lr_reference", run->method->reference_lr};
+    out[3] = (qa_record_attr){"tuning_run", run->role == QA_RUN_TUNING};
+    return QA_RUN_RATE_ATTRS;
+}
+
 int qa_run_one(qa_run_env *env, const qa_run_spec *run, const qa_task *t, const char *out_dir, int *diverged,
                qa_error *err) {
     const qa_sweep_settings *st = run->settings;
     const qa_method *method = run->method;
     int rss_reset = qa_reset_peak_rss() == 0;
     qa_method_cfg mcfg = {.w_bits = run->w_bits, .a_bits = run->a_bits, .rank = run->rank, .lora_scale = st->lora_scale,
-                          .base_lr = st->train.lr, .sampling_steps = st->eval.ddim_steps, .options = run->options};
+                          .base_lr = run->train.lr, .sampling_steps = st->eval.ddim_steps, .options = run->options};
     run_model rm;
     int rc = run_prepare(env, run, t, method, &mcfg, &rm, err);
     if (rc) return rc;
-    /* the method's option values, as numbers (an enum: its index) */
-    qa_record_attr options[QA_MAX_METHOD_OPTIONS];
+    /* the method's option values, as numbers (an enum: its index), then the run's rate and role */
+    qa_record_attr options[QA_MAX_METHOD_OPTIONS + QA_RUN_RATE_ATTRS];
     for (int i = 0; i < method->n_options; i++)
         options[i] = (qa_record_attr){method->options[i].name, qa_option_number(&method->options[i], run->options)};
+    int n_attrs = method->n_options + qa_run_rate_attrs(run, options + method->n_options);
     qa_record_run rec_run = {.id = run->id, .method = method->name, .bits = run->bits,
                              .task = qa_task_names[st->task.kind], .objective = st->distill ? "distill" : "task",
                              .w_bits = run->w_bits, .a_bits = run->a_bits, .rank = run->rank, .seed = run->seed,
                              .item_class = t->item_class, .slot = t->slot, .method_version = method->version,
-                             .options = options, .n_options = method->n_options, .recipe_text = st->recipe_text,
+                             .options = options, .n_options = n_attrs, .recipe_text = st->recipe_text,
                              .recipe_path = st->recipe_path, .references = t->item_x, .n_references = t->k};
     size_t plen = strlen(out_dir) + strlen(run->id) + 8;
     char *final_path = qa_alloc(plen);
@@ -206,7 +221,7 @@ int qa_run_one(qa_run_env *env, const qa_run_spec *run, const qa_task *t, const 
     rc = qa_record_begin(final_path, &rec_run, &rec, err);
     qa_free(final_path);
     if (rc) return rc;
-    const long steps = st->train.steps;
+    const long steps = run->train.steps;
     double *step_times = qa_alloc(sizeof(double) * (size_t)steps), train_seconds = 0, merge_seconds = 0;
     qa_train_result res;
     rc = run_train(env, run, t, &rm, rec, step_times, &res, &train_seconds, err);

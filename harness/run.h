@@ -10,6 +10,7 @@
 #define QA_RUN_H
 
 #include "harness/evaluate.h"
+#include "harness/record.h"
 #include "harness/registry.h"
 #include "harness/task.h"
 #include "harness/train.h"
@@ -27,14 +28,28 @@ typedef struct {
     const char *recipe_text, *recipe_path;
 } qa_sweep_settings;
 
+/* What a run is for: a final run is reported; a tuning run only chooses the learning rate of its
+ * cell (on tuning seeds, scored by the validation metric) and is kept apart (tune/ in the
+ * results folder). Append-only; names checked against COUNT. */
+typedef enum { QA_RUN_FINAL = 0, QA_RUN_TUNING, QA_RUN_ROLE_COUNT } qa_run_role;
+extern const char *const qa_run_role_names[QA_RUN_ROLE_COUNT];
+
 /* One run of the grid. */
 typedef struct {
-    char *id;                /* <method>-<bits>-r<rank>[-<option axes>]-s<seed>, owned (no length limit) */
+    char *id;                /* <method>-<bits>-r<rank>[-<option axes>][-lr<rate> (tuning)]-s<seed>, owned */
+    char *cell;              /* the id without its seed (and rate): the runs one tuned rate serves, owned */
     const qa_method *method;
     const char *bits;        /* "fp", "w8a8", ... */
     int w_bits, a_bits, rank;
     long seed;
     void *options;           /* the method's options struct (method->options_size bytes), owned */
+    qa_run_role role;
+    /* The run's budget and peak rate: the sweep's [train], with train.lr = lr_multiplier x the
+     * method's reference rate when the recipe tunes (a grid point for a tuning run, the cell's
+     * chosen rate for a final run: 0 until the tuning stage has chosen), else the recipe's lr;
+     * a tuning run's steps may be [tune] steps. */
+    qa_train_spec train;
+    double lr_multiplier;    /* 0: the recipe's lr, not tuned */
     const qa_sweep_settings *settings;
 } qa_run_spec;
 
@@ -51,6 +66,13 @@ typedef struct {
     qa_schedule sched;
     qa_eval_refs refs;
 } qa_run_env;
+
+/* The run's rate and role as numeric run attributes (written beside the method's options):
+ * learning_rate (the peak rate it trained at), lr_multiplier (of the method's reference rate; 0:
+ * the recipe's lr, untuned), lr_reference (the method's reference rate), tuning_run (1: a tuning
+ * run). Fills out[QA_RUN_RATE_ATTRS]; returns QA_RUN_RATE_ATTRS. */
+#define QA_RUN_RATE_ATTRS 4
+int qa_run_rate_attrs(const qa_run_spec *run, qa_record_attr *out);
 
 /* Run one run into out_dir/<id>.h5. *diverged: the run stopped on a non-finite loss or gradient
  * (recorded, not evaluated). */

@@ -51,11 +51,13 @@ static void task_build_style(qa_task *t, qa_classifier *clf, const qa_images *tr
     qa_rng_free(r);
 }
 
-/* The item: a seed-chosen training image of a seed-chosen class and its k-1 nearest
- * neighbours of the same class in evaluator feature space (cosine). */
+/* The item: a seed-chosen training image of class (seed mod classes) and its k-1 nearest
+ * neighbours of the same class in evaluator feature space (cosine). The classes are stratified
+ * over the seeds: any 10 consecutive seeds cover all 10 classes once, so a table's seeds spread
+ * over the classes rather than falling on a few by chance. */
 static void task_build_item(qa_task *t, qa_classifier *clf, const qa_images *train, int k, int n_classes) {
     qa_rng *r = qa_rng_new(qa_seed_for((uint64_t)t->seed, "subject-item"));
-    t->item_class = (int)qa_rng_below(r, (unsigned long)n_classes);
+    t->item_class = (int)(t->seed % n_classes);
     int n_cls = 0;
     for (int i = 0; i < train->n; i++) n_cls += train->labels[i] == t->item_class;
     int *members = qa_alloc(sizeof(int) * n_cls);
@@ -90,6 +92,7 @@ void qa_task_build(qa_task *t, const qa_task_spec *spec, long seed, qa_dit *base
     t->item_class = -1;
     if (spec->kind == QA_TASK_DOMAIN) { t->slot = -1; return; }
     t->k = spec->images;
+    QA_ASSERT(base->cfg.n_spare >= 1); /* slot n_classes would be the null slot of guidance */
     t->slot = base->cfg.n_classes; /* first spare slot */
     if (spec->kind == QA_TASK_STYLE) { task_build_style(t, clf, train, t->k, base->cfg.n_classes); return; }
     task_build_item(t, clf, train, t->k, base->cfg.n_classes);

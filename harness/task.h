@@ -1,7 +1,7 @@
 /* The data side of a run: the training images, and the task an adaptation run learns.
- *   subject (DreamBooth analog): an item (a seed-chosen image and its nearest neighbours of the
- *     same class) bound to a spare slot, with prior preservation (samples of the item's class
- *     drawn from the FP base).
+ *   subject (DreamBooth analog): an item (a seed-chosen image of class seed mod 10 and its
+ *     nearest neighbours of the same class) bound to a spare slot, with prior preservation
+ *     (samples of the item's class drawn from the FP base). Seeds 0..9 cover the 10 classes.
  *   style: K images of K different classes in the new style (datasets/style.c) bound to a spare
  *     slot; no prior images.
  *   domain: the whole training set in the new style, learned by the class slots themselves. */

@@ -449,6 +449,7 @@ const qa_method qa_method_intlora_mul = {
     .name = "intlora-mul",
     .summary = "IntLoRA, multiplicative: W' = dU * (U_int . W_int), integer merge, no PTQ",
     .version = 1,
+    .reference_lr = QA_ADAPTER_REFERENCE_LR, /* see registry.h */
     .state_size = sizeof(intlora_state),
     .init = intlora_mul_init,
     .forward = intlora_forward,
@@ -470,6 +471,7 @@ const qa_method qa_method_intlora_shift = {
     .name = "intlora-shift",
     .summary = "IntLoRA, shift: W' = sign(U) 2^round(log2|U|) W_int, bit-shift merge, no PTQ",
     .version = 1,
+    .reference_lr = QA_ADAPTER_REFERENCE_LR, /* see registry.h */
     .state_size = sizeof(intlora_state),
     .init = intlora_shift_init,
     .forward = intlora_forward,

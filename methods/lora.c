@@ -102,6 +102,7 @@ const qa_method qa_method_lora = {
     .name = "lora",
     .summary = "LoRA on the frozen FP weight; deploy = merge in float then PTQ to W bits (FP and INT scored)",
     .version = 1,
+    .reference_lr = QA_ADAPTER_REFERENCE_LR, /* see registry.h */
     .state_size = sizeof(lora_state),
     .init = lora_init,
     .forward = lora_forward,

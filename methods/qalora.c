@@ -7,8 +7,11 @@
  * methods/README.md.
  *
  * Frozen base: asymmetric INT-N (N = w_bits), groups of g consecutive inputs along d_in (g = the
- * recipe's group_size, 32 by default, as the repo), G = in / g groups (in must be a multiple of
- * g). Per (group j, output row o) a scale and a zero point:
+ * recipe's group_size), G = in / g groups (in must be a multiple of g). The default, group_size =
+ * 0 ("auto"), scales g with the width: the largest divisor of in that is <= in / 16 (at least 1),
+ * so a layer has >= 16 groups: g = 8 at in = 128 (16 groups), g = 48 at SD-1.5's in = 768. The
+ * repo's g = 32 is for LLaMA's in = 4096 (128 groups); at in = 128 it would pool the adapter's
+ * input to 4 features. Per (group j, output row o) a scale and a zero point:
  *   W_hat[o,i] = scale[j,o] (q[o,i] - zero[j,o]),   j = floor(i / g),   q in 0..2^N - 1
  *   scale[j,o], zero[j,o] = the section-0 search (quant_search) on the g weights W[o, jg .. jg+g-1];
  *   q[o,i] = clamp(round(W[o,i] / delta) + zero, 0, 2^N - 1) with the search's FP32 delta.
@@ -35,7 +38,9 @@
  *           rounding of the merge; the deployed weight is scale (q - fp16(zero')). A zero' that
  *           does not fit FP16 fails the merge (QA_ERR_RUN), naming the layer, group and row.
  * bits per weight (deployed):  N (code) + (16 + 16) / g (one FP16 scale and one FP16 zero point
- *           per g weights of a row) = 4 + 32/32 = 5.0 at N = 4, g = 32.
+ *           per g weights of a row) = 4 + 32/32 = 5.0 at N = 4, g = 32; 4 + 32/8 = 8.0 at g = 8
+ *           (the auto group size at width 128: finer groups cost storage, which the
+ *           storage-matched view of a report shows).
  *           The FP32 bias is counted in bytes() but not in bits per weight. */
 #include "methods/qalora.h"
 
@@ -177,10 +182,17 @@ typedef struct {
     int group_size;        /* along d_in */
 } qalora_options;
 
+int qa_qalora_auto_group(int in) {
+    int g = in / QA_QALORA_AUTO_MIN_GROUPS > 1 ? in / QA_QALORA_AUTO_MIN_GROUPS : 1;
+    while (in % g != 0) g--;
+    return g;
+}
+
 static int qalora_init(void *state, const qa_layer_init *li, qa_error *err) {
     qalora_options opt;
     qa_method_options_of(&qa_method_qalora, li->cfg, &opt);
-    return qa_qalora_init_grouped(state, li, opt.group_size, err);
+    int group = opt.group_size == QA_QALORA_AUTO_GROUP ? qa_qalora_auto_group(li->in) : opt.group_size;
+    return qa_qalora_init_grouped(state, li, group, err);
 }
 
 /* ---- forward / backward ------------------------------------------------------------------- */
@@ -330,14 +342,16 @@ static void qalora_destroy(void *state) {
 #define QALORA_STR(x) #x
 #define QALORA_XSTR(x) QALORA_STR(x)
 static const qa_option qalora_option_table[] = {
-    {"group_size", QA_OPT_INT, QALORA_XSTR(QA_QALORA_DEFAULT_GROUP), 1, 4096, NULL,
-     "group size along d_in (d_in must be a multiple)", 1, "g", offsetof(qalora_options, group_size)},
+    {"group_size", QA_OPT_INT, QALORA_XSTR(QA_QALORA_AUTO_GROUP), 0, 4096, NULL,
+     "group size along d_in (d_in must be a multiple); 0 = auto: the largest divisor of d_in <= d_in/16 (8 at 128)",
+     1, "g", offsetof(qalora_options, group_size)},
 };
 
 const qa_method qa_method_qalora = {
     .name = "qalora",
-    .summary = "QA-LoRA: group-wise INT-N base (g = 32 default), pooled-input LoRA folded into FP16 zero points, no PTQ",
+    .summary = "QA-LoRA: group-wise INT-N base (g = d_in/16 by default), pooled-input LoRA folded into FP16 zero points, no PTQ",
     .version = 1,
+    .reference_lr = QA_ADAPTER_REFERENCE_LR, /* see registry.h */
     .state_size = sizeof(qalora_state),
     .init = qalora_init,
     .forward = qalora_forward,

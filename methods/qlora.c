@@ -48,6 +48,16 @@
  *   D4  needs_ptq = (N > 0): the harness applies section-0 PTQ at N bits to W' ("QLoRA + PTQ")
  *   D2  extra variant "nf4", only when the base is NF4: W' re-quantized to NF4 + DQ and
  *       dequantized (PEFT merge_and_unload; an update smaller than an NF4 step rounds away).
+ *   D5  extra variant "basegrid", only when the base is INT: W' re-quantized onto the frozen
+ *       base's own grid (its per-row delta_r, z_r; section 0's fake quantizer):
+ *         q' = clamp(round(W' / delta_r) + z_r, 0, 2^N - 1),  W_deployed = delta_r (q' - z_r)
+ *       = the base's codes moved by the update rounded to whole grid steps: ONE rounding.
+ * What "QLoRA" is at N != 4 (and at qlora_base = int): LoRA over a uniform INT base, deployed by
+ * D4, whose PTQ searches a NEW grid for W' and rounds again: the base, already rounded onto its
+ * grid, is rounded a second time onto another one (double rounding), which at 2-3 bits costs
+ * more than the adapter recovers. It is not the QLoRA of the paper (NF4 exists only at 4 bits);
+ * D5 is the single-rounding deploy of the same trained model, so that a collapse of D4 can be
+ * attributed to the double rounding rather than to the adapter.
  *
  * Memory (bytes()): frozen = the base as stored (NF4 + DQ bytes; or N-bit codes + an FP32 scale
  *   and zero point per row; or FP32 weights at N = 0) + FP32 bias; the f32 W_dq workspace is not
@@ -379,6 +389,15 @@ static int qlora_merge(void *state, qa_deployed *d, qa_error *err) {
     d->merge = QA_MERGE_FLOAT_ADD_PTQ;
     d->bits_per_weight = s->w_bits > 0 ? s->w_bits : 32;
     snprintf(d->note, sizeof d->note, "base %s", s->base == QLORA_BASE_NF4 ? "nf4" : (s->base == QLORA_BASE_INT ? "int" : "fp"));
+    /* D5: W' re-quantized onto the INT base's own grid (single rounding) */
+    if (s->base == QLORA_BASE_INT) {
+        d->extra_w[0] = qa_alloc(sizeof(float) * n);
+        quant_fake_rows(d->extra_w[0], d->w_fp, s->out, s->in, s->w_bits, s->int_delta, s->int_zero);
+        snprintf(d->extra_name[0], sizeof d->extra_name[0], "basegrid");
+        d->extra_bits[0] = s->w_bits;
+        d->n_extra = 1;
+        snprintf(d->note, sizeof d->note, "base int; int deploy = 2nd PTQ (double rounding)");
+    }
     /* D2: W' re-quantized to NF4 + DQ (PEFT merge_and_unload), only over an NF4 base */
     if (s->base == QLORA_BASE_NF4) {
         qlora_nf4_tensor merged;
@@ -438,15 +457,19 @@ static void qlora_destroy(void *state) {
 /* the allowed values in qlora_base_kind's order, "auto" in the place of fp */
 _Static_assert(QLORA_BASE_FP == 0 && QLORA_BASE_INT == 1 && QLORA_BASE_NF4 == 2, "qlora_base values are qlora_base_kind");
 static const qa_option qlora_option_table[] = {
-    {"qlora_base", QA_OPT_ENUM, "auto", 0, 0, "auto|int|nf4", "the frozen base: auto (nf4 at 4 bits, int otherwise), int, nf4",
+    {"qlora_base", QA_OPT_ENUM, "auto", 0, 0, "auto|int|nf4",
+     "the frozen base: auto (nf4 at 4 bits, int otherwise), int, nf4; over int the INT deploy is a second PTQ "
+     "(double rounding) and deploy basegrid the single-rounding merge onto the base's grid",
      1, "", offsetof(qlora_options, base)},
 };
 
 const qa_method qa_method_qlora = {
     .name = "qlora",
-    .summary = "QLoRA: LoRA over a frozen NF4+DQ base at W4 (uniform INT base at other W, FP at fp), "
-               "f32 compute; deploys FP merge, INT PTQ, and NF4 re-quantization (\"nf4\")",
+    .summary = "QLoRA: LoRA over a frozen NF4+DQ base at W4 (at other W: LoRA over a uniform INT base, whose INT "
+               "deploy rounds twice), f32 compute; deploys FP merge, INT PTQ, NF4 re-quantization (\"nf4\") or "
+               "the merge on the INT base's grid (\"basegrid\", one rounding)",
     .version = 1,
+    .reference_lr = QA_ADAPTER_REFERENCE_LR, /* see registry.h */
     .state_size = sizeof(qlora_state),
     .init = qlora_init,
     .forward = qlora_forward,

@@ -631,3 +631,358 @@ Test(adapt, a_method_defined_in_a_test_is_parsed_swept_and_reported) {
     free(buf);
     recipe_free(r);
 }
+
+/* ---- the tuning stage ---------------------------------------------------------------------- */
+
+/* A tiny recipe with a [tune] section (and no [train] lr: the tuning stage chooses it). */
+static int parse_tuned(const char *adapt_lines, const char *tune_lines, qa_recipe **r, qa_error *err) {
+    char text[4096];
+    snprintf(text, sizeof text,
+             "[job]\nkind = adapt\n[data]\nsynthetic = 1\n"
+             "[model]\ncheckpoint = %s/dit.h5\nevaluator = %s/evaluator.h5\n"
+             "[train]\nsteps = 3\nbatch = 4\n"
+             "[eval]\nsamples = 4\nddim_steps = 2\nloss_images = 8\nloss_draws = 1\nprior_samples = 0\n"
+             "[adapt]\nimages = 3\nprior_images = 4\nrank = 2\n%s[tune]\n%s",
+             dir, dir, adapt_lines, tune_lines);
+    return recipe_parse("tune.recipe", text, r, err);
+}
+
+static qa_recipe *tuned_recipe(const char *adapt_lines, const char *tune_lines) {
+    qa_recipe *r;
+    qa_error err;
+    cr_assert_eq(parse_tuned(adapt_lines, tune_lines, &r, &err), 0, "%s", err.msg);
+    return r;
+}
+
+Test(adapt, tuning_plans_each_cells_grid_on_the_tuning_seeds) {
+    qa_recipe *r = tuned_recipe("method = [lora, qlora]\nbits = w8a8\nseed = [0, 1]\n",
+                                "lr_grid = [10, 0.1, 1]\nseeds = [100, 101]\nsteps = 2\n");
+    qa_sweep_plan plan;
+    qa_error err;
+    int n = adapt_plan(r, &plan, &err);
+    cr_assert_eq(n, 4 + 2 * 3 * 2, "%s", err.msg); /* 2 cells x 2 seeds final; 2 cells x 3 rates x 2 seeds tuning */
+    cr_expect_eq(plan.n_tuning, 12);
+    for (int i = 0; i < 4; i++) {
+        cr_expect_eq(plan.runs[i].role, QA_RUN_FINAL);
+        cr_expect_eq(plan.runs[i].train.lr, 0.0f, "a final run's rate waits for the tuning stage");
+        cr_expect_eq(plan.runs[i].train.steps, 3);
+    }
+    /* rates ascending (outer), tuning seeds inner; the rate is a multiple of the method's reference */
+    const qa_run_spec *t = &plan.runs[4];
+    cr_expect_str_eq(t->id, "lora-w8a8-r2-lrx0.1-s100");
+    cr_expect_str_eq(plan.runs[5].id, "lora-w8a8-r2-lrx0.1-s101");
+    cr_expect_str_eq(plan.runs[9].id, "lora-w8a8-r2-lrx10-s101");
+    cr_expect_str_eq(plan.runs[10].id, "qlora-w8a8-r2-lrx0.1-s100");
+    cr_expect_str_eq(t->cell, "lora-w8a8-r2");
+    cr_expect_eq(t->role, QA_RUN_TUNING);
+    cr_expect_float_eq(t->train.lr, 0.1 * qa_method_find("lora")->reference_lr, 1e-9);
+    cr_expect_float_eq(plan.runs[9].train.lr, 10 * qa_method_find("lora")->reference_lr, 1e-9);
+    cr_expect_eq(t->train.steps, 2, "[tune] steps");
+    cr_expect_eq(t->train.batch, 4);
+    cr_expect_eq(plan.tune.metric, QA_TUNE_HELDOUT_LOSS, "the default validation metric");
+    adapt_plan_free(&plan);
+    recipe_free(r);
+}
+
+Test(adapt, every_method_of_a_table_gets_the_same_budget) {
+    qa_recipe *r = tuned_recipe("method = [lora, qlora, qalora, efficientdm, intlora-mul, intlora-shift]\n"
+                                "bits = [w8a8, w4a8]\nseed = [0, 1]\n",
+                                "lr_grid = [0.1, 1, 10]\nseeds = [100]\n");
+    qa_sweep_plan plan;
+    qa_error err;
+    int n = adapt_plan(r, &plan, &err);
+    cr_assert_gt(n, 0, "%s", err.msg);
+    for (int i = 0; i < n; i++) {
+        const qa_run_spec *x = &plan.runs[i];
+        cr_expect(x->train.steps == 3 && x->train.batch == 4 && x->train.warmup == plan.runs[0].train.warmup &&
+                      x->train.cosine == plan.runs[0].train.cosine && x->train.weight_decay == plan.runs[0].train.weight_decay &&
+                      x->train.clip == plan.runs[0].train.clip && x->settings == &plan.settings,
+                  "%s: the table's steps, batch, schedule and data", x->id);
+        cr_expect(x->method->reference_lr > 0, "%s declares its reference rate", x->method->name);
+    }
+    adapt_plan_free(&plan);
+    recipe_free(r);
+}
+
+/* The recipe (adapt lines + tune lines) is bad input naming the file, the line and each of want. */
+static void expect_tune_error(const char *adapt_lines, const char *tune_lines, const char *const want[]) {
+    qa_recipe *r = NULL;
+    qa_error err = {0, ""};
+    int rc = parse_tuned(adapt_lines, tune_lines, &r, &err);
+    if (rc == 0) {
+        qa_sweep_plan plan;
+        rc = adapt_plan(r, &plan, &err);
+        if (rc >= 0) adapt_plan_free(&plan);
+        recipe_free(r);
+    }
+    cr_expect_eq(rc, QA_ERR_INPUT, "accepted: %s", tune_lines);
+    for (int i = 0; want[i]; i++) cr_expect(strstr(err.msg, want[i]) != NULL, "'%s' not in: %s", want[i], err.msg);
+}
+
+Test(adapt, tuning_errors_name_the_file_line_and_key) {
+    const char *one = "method = lora\nbits = w8a8\nseed = [0, 1]\n";
+    /* the [tune] section starts on line 24: lr_grid is line 25, seeds 26, metric 27 */
+    expect_tune_error(one, "lr_grid = []\nseeds = [100]\n", (const char *const[]){"tune.recipe:25:", "lr_grid", "empty", NULL});
+    expect_tune_error(one, "lr_grid = [0, 1]\nseeds = [100]\n",
+                      (const char *const[]){"tune.recipe:25:", "[tune] lr_grid", "positive", NULL});
+    expect_tune_error(one, "lr_grid = [-1, 1]\nseeds = [100]\n", (const char *const[]){"tune.recipe:25:", "lr_grid", NULL});
+    expect_tune_error(one, "lr_grid = [1, 1.0]\nseeds = [100]\n",
+                      (const char *const[]){"tune.recipe:25:", "lr_grid", "repeated", NULL});
+    expect_tune_error(one, "lr_grid = [0.1, 1]\nseeds = [100, 1]\n",
+                      (const char *const[]){"tune.recipe:26:", "[tune] seeds", "seed 1 is also an evaluation seed", NULL});
+    expect_tune_error(one, "lr_grid = [0.1, 1]\n", (const char *const[]){"tune.recipe:25:", "needs its seeds", NULL});
+    expect_tune_error(one, "lr_grid = [0.1, 1]\nseeds = [100]\nmetric = psnr\n",
+                      (const char *const[]){"tune.recipe:27:", "metric", "psnr", "heldout_loss", NULL});
+    expect_tune_error(one, "lr_grid = [0.1, 1]\nseeds = [100]\nmetric = fid\n",
+                      (const char *const[]){"tune.recipe:27:", "[tune] metric", "subject task does not measure fid", NULL});
+    expect_tune_error(one, "seeds = [100]\n", (const char *const[]){"tune.recipe:25:", "[tune] seeds", "lr_grid", NULL});
+    /* a tuned recipe does not also fix the rate */
+    expect_tune_error("method = lora\nbits = w8a8\nseed = 0\n[train]\nlr = 1e-3\n", "lr_grid = [0.1, 1]\nseeds = [100]\n",
+                      (const char *const[]){"tune.recipe:", "[train] lr", "remove", NULL});
+}
+
+Test(adapt, the_best_mean_score_wins_and_a_tie_goes_to_the_smaller_rate) {
+    const double loss[] = {0.30, 0.20, 0.25, 0.20};
+    cr_expect_eq(adapt_choose_rate(loss, 4, 1), 1, "lowest loss; rates 1 and 3 tie: the smaller");
+    cr_expect_eq(adapt_choose_rate(loss, 4, 0), 0, "highest score");
+    const double fidelity[] = {0.5, NAN, 0.7, 0.7};
+    cr_expect_eq(adapt_choose_rate(fidelity, 4, 0), 2, "a diverged rate is never chosen; the tie to the smaller");
+    const double none[] = {NAN, NAN};
+    cr_expect_eq(adapt_choose_rate(none, 2, 1), -1, "every rate diverged");
+}
+
+/* The numeric attribute name of run id in the file path. */
+static double run_attr(const char *path, const char *id, const char *name) {
+    qa_h5 *f;
+    qa_error err;
+    char grp[256];
+    snprintf(grp, sizeof grp, "/runs/%s", id);
+    cr_assert_eq(h5_open(path, 0, &f, &err), 0, "%s", err.msg);
+    double v = NAN;
+    cr_expect_eq(h5_attr_get_f64(f, grp, name, &v, &err), 0, "%s: %s", path, err.msg);
+    h5_close(f, &err);
+    return v;
+}
+
+Test(adapt, a_tuned_sweep_trains_at_each_cells_chosen_rate_and_resumes) {
+    qa_recipe *r = tuned_recipe("method = lora\nbits = w8a8\nseed = 0\n", "lr_grid = [0.5, 50]\nseeds = [100]\nsteps = 2\n");
+    char out[512], p[700];
+    snprintf(out, sizeof out, "%s/tuned", dir);
+    qa_error err = {0, ""};
+    cr_assert_eq(adapt_sweep(r, out, &err), 0, "%s", err.msg);
+    /* the tuning runs in tune/, out of the report's folder, each with its rate and role */
+    const char *tuning[] = {"lora-w8a8-r2-lrx0.5-s100", "lora-w8a8-r2-lrx50-s100"};
+    const double mult[] = {0.5, 50};
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/tune/%s.h5", out, tuning[i]);
+        cr_assert(access(p, F_OK) == 0, "missing %s", p);
+        cr_expect_float_eq(run_attr(p, tuning[i], "learning_rate"), mult[i] * 1e-3, 1e-9);
+        cr_expect_eq(run_attr(p, tuning[i], "tuning_run"), 1);
+    }
+    /* the choice: the rate of the lower mean held-out loss, as rates.csv says */
+    qa_run_record *recs;
+    int n_recs;
+    snprintf(p, sizeof p, "%s/tune", out);
+    cr_assert_eq(runs_load(p, &recs, &n_recs, &err), 0, "%s", err.msg);
+    cr_assert_eq(n_recs, 2);
+    double loss[2];
+    for (int i = 0; i < 2; i++)
+        for (int v = 0; v < recs[i].n_eval; v++)
+            if (!strcmp(recs[i].eval[v].variant, "int")) loss[strstr(recs[i].id, "lrx50") ? 1 : 0] = recs[i].eval[v].heldout_loss;
+    runs_free(recs, n_recs);
+    const double want = loss[1] < loss[0] ? 50 : 0.5;
+    snprintf(p, sizeof p, "%s/lora-w8a8-r2-s0.h5", out);
+    cr_assert(access(p, F_OK) == 0, "missing %s", p);
+    cr_expect_float_eq(run_attr(p, "lora-w8a8-r2-s0", "lr_multiplier"), want, 1e-12);
+    cr_expect_float_eq(run_attr(p, "lora-w8a8-r2-s0", "learning_rate"), want * 1e-3, 1e-9);
+    cr_expect_eq(run_attr(p, "lora-w8a8-r2-s0", "tuning_run"), 0);
+    snprintf(p, sizeof p, "%s/tune/rates.csv", out);
+    FILE *f = fopen(p, "r");
+    cr_assert_not_null(f, "missing %s", p);
+    char csv[2048] = "";
+    size_t len = fread(csv, 1, sizeof csv - 1, f);
+    csv[len] = 0;
+    fclose(f);
+    char row[128];
+    snprintf(row, sizeof row, "lora-w8a8-r2,heldout_loss,%g,%g,1,", want, want * 1e-3);
+    cr_expect(strstr(csv, "cell,metric,lr_multiplier,learning_rate,seeds,mean_score,chosen\n") && strstr(csv, row), "%s", csv);
+    cr_expect(strstr(strstr(csv, row), ",1\n") != NULL, "the chosen row is marked: %s", csv);
+    /* the report of the folder holds the final run only */
+    char *buf = NULL;
+    size_t blen = 0;
+    FILE *mem = open_memstream(&buf, &blen);
+    cr_assert_eq(report_write(out, mem, &err), 0, "%s", err.msg);
+    fclose(mem);
+    cr_expect(strstr(buf, "lrx") == NULL, "no tuning run in the report:\n%s", buf);
+    free(buf);
+    /* resume: nothing is redone */
+    snprintf(p, sizeof p, "%s/lora-w8a8-r2-s0.h5", out);
+    time_t before = mtime_of(p);
+    sleep(1);
+    cr_assert_eq(adapt_sweep(r, out, &err), 0, "%s", err.msg);
+    cr_expect_eq(mtime_of(p), before);
+    recipe_free(r);
+}
+
+/* ---- items stratified over the classes ------------------------------------------------------- */
+
+Test(adapt, seed_s_picks_its_item_from_class_s_mod_10) {
+    qa_error err;
+    qa_dit m;
+    qa_dit_config c = {28, 7, 16, 1, 2, 2, 10, 2};
+    cr_assert_eq(dit_create(&m, &c, 4, &err), 0, "%s", err.msg);
+    dit_init_weights(&m, 1);
+    qa_classifier clf;
+    clf_create(&clf, 8, &err);
+    clf_init_weights(&clf, 2);
+    qa_images train;
+    synthetic_images(&train, 400, 28, 10, 1);
+    qa_task_spec spec = {.kind = QA_TASK_SUBJECT, .images = 3, .prior_images = 0};
+    int seen[10] = {0};
+    const long seeds[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 100, 4294967295L};
+    for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
+        qa_task t;
+        qa_task_build(&t, &spec, seeds[i], &m, &clf, &train, 2, 1.0f);
+        cr_expect_eq(t.item_class, (int)(seeds[i] % 10), "seed %ld", seeds[i]);
+        cr_expect_eq(t.slot, 10, "the first spare slot");
+        for (int j = 0; j < t.k; j++) cr_expect_eq(train.labels[t.item_idx[j]], t.item_class, "the item's images are of its class");
+        if (i < 10) seen[t.item_class]++;
+        qa_task_free(&t);
+    }
+    for (int k = 0; k < 10; k++) cr_expect_eq(seen[k], 1, "seeds 0..9 cover class %d once", k);
+    qa_images_free(&train);
+    clf_free(&clf);
+    dit_free(&m);
+}
+
+Test(adapt, a_checkpoint_without_a_spare_slot_is_bad_input_for_a_subject_task) {
+    qa_error err = {0, ""};
+    qa_dit m;
+    qa_dit_config c = {28, 7, 16, 1, 2, 2, 10, 0};
+    cr_assert_eq(dit_create(&m, &c, 4, &err), 0, "%s", err.msg);
+    dit_init_weights(&m, 1);
+    char ckpt[512], text[2048], out[512];
+    snprintf(ckpt, sizeof ckpt, "%s/dit-nospare.h5", dir);
+    qa_ckpt_meta meta = {"dit", "test", 0, 0, 0, 0, -1};
+    cr_assert_eq(dit_save(ckpt, &m, NULL, &meta, &err), 0, "%s", err.msg);
+    dit_free(&m);
+    snprintf(text, sizeof text, "[job]\nkind = adapt\n[data]\nsynthetic = 1\n[model]\ncheckpoint = %s\nevaluator = %s/evaluator.h5\n"
+             "[adapt]\nmethod = lora\n[train]\nsteps = 1\nbatch = 2\n", ckpt, dir);
+    qa_recipe *r;
+    cr_assert_eq(recipe_parse("nospare.recipe", text, &r, &err), 0, "%s", err.msg);
+    snprintf(out, sizeof out, "%s/nospare", dir);
+    cr_expect_eq(adapt_sweep(r, out, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "dit-nospare.h5") && strstr(err.msg, "spare class slot"), "%s", err.msg);
+    recipe_free(r);
+}
+
+/* ---- the committed recipes follow the protocol ------------------------------------------------- */
+
+/* recipe: experiments/<name>.recipe; min_seeds: evaluation seeds per cell (their items cover
+ * min(min_seeds, 10) classes). */
+static void expect_protocol(const char *name, int min_seeds) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/experiments/%s.recipe", QA_TEST_SOURCE_ROOT, name);
+    qa_recipe *r;
+    qa_error err = {0, ""};
+    cr_assert_eq(recipe_load(path, &r, &err), 0, "%s", err.msg);
+    qa_sweep_plan plan;
+    int n = adapt_plan(r, &plan, &err);
+    cr_assert_gt(n, 0, "%s: %s", name, err.msg);
+    const qa_tune_spec *t = &plan.tune;
+    cr_expect(t->n_rates >= 5 && t->rates[0] <= 0.1 + 1e-9 && t->rates[t->n_rates - 1] >= 10 - 1e-9,
+              "%s: a tuning grid of >= 5 rates from 0.1x to 10x the reference", name);
+    for (int k = 1; k < t->n_rates; k++)
+        cr_expect(fabs(log(t->rates[k] / t->rates[k - 1]) - log(t->rates[1] / t->rates[0])) < 0.01, "%s: log-spaced", name);
+    cr_expect_geq(t->n_seeds, 2, "%s: tuning seeds", name);
+    cr_expect_geq(plan.settings.eval.samples, 64, "%s: samples per deployed model", name);
+    if (plan.settings.task.kind == QA_TASK_DOMAIN) cr_expect_geq(plan.settings.eval.fid_samples, 1000, "%s: FID samples", name);
+    /* every cell has min_seeds evaluation seeds over min(min_seeds, 10) classes */
+    for (int i = 0; i < plan.n; i++) {
+        const qa_run_spec *x = &plan.runs[i];
+        if (x->role != QA_RUN_FINAL) continue;
+        int seeds = 0, classes[10] = {0}, n_classes = 0;
+        for (int j = 0; j < plan.n; j++)
+            if (plan.runs[j].role == QA_RUN_FINAL && !strcmp(plan.runs[j].cell, x->cell)) {
+                seeds++;
+                n_classes += classes[plan.runs[j].seed % 10]++ == 0;
+            }
+        cr_expect_geq(seeds, min_seeds, "%s: cell %s", name, x->cell);
+        cr_expect_geq(n_classes, min_seeds < 10 ? min_seeds : 10, "%s: classes of cell %s", name, x->cell);
+        cr_expect_eq(x->train.steps, plan.runs[0].train.steps, "%s: one budget", name);
+    }
+    adapt_plan_free(&plan);
+    recipe_free(r);
+}
+
+Test(adapt, the_tables_and_ablations_follow_the_protocol) {
+    const char *tables[] = {"table_subject", "table_style", "fig_bits", "table_domain"};
+    const char *ablations[] = {"ablate_alpha", "ablate_rdist", "ablate_vmc", "ablate_rank_bits", "ablate_qalora_group"};
+    for (int i = 0; i < 4; i++) expect_protocol(tables[i], 10);
+    for (int i = 0; i < 5; i++) expect_protocol(ablations[i], 5);
+}
+
+Test(adapt, the_style_table_runs_the_style_task_with_the_subject_tables_methods) {
+    qa_recipe *r[2];
+    qa_error err = {0, ""};
+    const char *names[2] = {"table_subject", "table_style"};
+    const char *const *methods[2];
+    int n[2];
+    for (int k = 0; k < 2; k++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/experiments/%s.recipe", QA_TEST_SOURCE_ROOT, names[k]);
+        cr_assert_eq(recipe_load(path, &r[k], &err), 0, "%s", err.msg);
+        n[k] = recipe_values(r[k], "adapt", "method", &methods[k]);
+    }
+    cr_expect_str_eq(recipe_str(r[1], "adapt", "task"), "style");
+    cr_assert_eq(n[0], n[1]);
+    for (int i = 0; i < n[0]; i++) cr_expect_str_eq(methods[1][i], methods[0][i]);
+    recipe_free(r[0]);
+    recipe_free(r[1]);
+}
+
+/* A recipe on the test's checkpoints and synthetic data: sections follow [model]. */
+static qa_recipe *recipe_on_checkpoints(const char *name, const char *sections) {
+    char text[4096];
+    snprintf(text, sizeof text,
+             "[job]\nkind = adapt\n[data]\nsynthetic = 1\n[model]\ncheckpoint = %s/dit.h5\nevaluator = %s/evaluator.h5\n%s",
+             dir, dir, sections);
+    qa_recipe *r;
+    qa_error err = {0, ""};
+    cr_assert_eq(recipe_parse(name, text, &r, &err), 0, "%s", err.msg);
+    return r;
+}
+
+/* The sweep of r into <dir>/<folder>: its status; err says why. */
+static int sweep_into(const qa_recipe *r, const char *folder, qa_error *err) {
+    char out[512];
+    snprintf(out, sizeof out, "%s/%s", dir, folder);
+    return adapt_sweep(r, out, err);
+}
+
+Test(adapt, a_validation_item_that_shares_an_image_with_a_reported_item_is_bad_input) {
+    /* seeds 0 and 10 both draw class 0; two items of 150 of its 200 synthetic images must overlap */
+    qa_recipe *r = recipe_on_checkpoints("overlap.recipe",
+                                         "[train]\nsteps = 1\nbatch = 2\n[eval]\nsamples = 2\nddim_steps = 2\n"
+                                         "[adapt]\nmethod = lora\nbits = w8a8\nrank = 2\nseed = 0\nimages = 150\n"
+                                         "prior_images = 0\n[tune]\nlr_grid = [1, 2]\nseeds = [10]\n");
+    qa_error err = {0, ""};
+    cr_expect_eq(sweep_into(r, "overlap", &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "overlap.recipe:23: [tune] seeds") && strstr(err.msg, "tuning seed 10") &&
+                  strstr(err.msg, "evaluation seed 0"), "%s", err.msg);
+    char p[600];
+    snprintf(p, sizeof p, "%s/overlap/tune/lora-w8a8-r2-lrx1-s10.h5", dir);
+    cr_expect(access(p, F_OK) != 0, "no tuning run was made");
+    recipe_free(r);
+}
+
+Test(adapt, an_item_larger_than_its_class_is_bad_input) {
+    /* 200 synthetic images per class: an item of 250 cannot be drawn */
+    qa_recipe *r = recipe_on_checkpoints("big.recipe", "[train]\nsteps = 1\nbatch = 2\n"
+                                         "[adapt]\nmethod = lora\nimages = 250\nprior_images = 0\n");
+    qa_error err = {0, ""};
+    cr_expect_eq(sweep_into(r, "big", &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "big.recipe") && strstr(err.msg, "has 200 training images") && strstr(err.msg, "needs 250"),
+              "%s", err.msg);
+    recipe_free(r);
+}

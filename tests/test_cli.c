@@ -117,6 +117,23 @@ Test(cli, dry_run_prints_the_plan_and_runs_nothing) {
     cr_expect(access(p, F_OK) != 0, "a dry run creates nothing");
 }
 
+Test(cli, dry_run_of_a_tuned_recipe_counts_the_tuning_runs) {
+    write_file("tuned.recipe", "[job]\nkind = adapt\n[adapt]\nmethod = [lora, qalora]\nbits = [fp, w4a8]\nseed = [0, 1]\n"
+                               "[tune]\nlr_grid = [0.1, 1, 10]\nseeds = [100, 101]\nmetric = subject_fidelity\n");
+    char p[512];
+    snprintf(p, sizeof p, "%s/tuned.recipe --out %s/never --dry-run", tmpdir, tmpdir);
+    cr_expect_eq(run("run %s", p), 0, "%s", out_buf);
+    /* 3 cells (lora fp, lora w4a8, qalora w4a8) x 2 seeds; 3 cells x 3 rates x 2 tuning seeds */
+    cr_expect(strstr(out_buf, "24 runs: 6 final") && strstr(out_buf, "18 tuning (3 cells x 3 rates x 2 seeds") &&
+                  strstr(out_buf, "chosen by subject_fidelity") && strstr(out_buf, "tune/qalora-w4a8-r4-lrx10-s101"),
+              "%s", out_buf);
+    write_file("overlap.recipe", "[job]\nkind = adapt\n[adapt]\nmethod = lora\nseed = [0, 1]\n"
+                                 "[tune]\nlr_grid = [0.1, 1, 10]\nseeds = [1, 2]\n");
+    snprintf(p, sizeof p, "%s/overlap.recipe --dry-run", tmpdir);
+    cr_expect_eq(run("run %s", p), 2, "%s", out_buf);
+    cr_expect(strstr(out_buf, "overlap.recipe:8: [tune] seeds") != NULL, "%s", out_buf);
+}
+
 Test(cli, bench_model_bad_arguments_exit_2) {
     cr_expect_eq(run("bench-model --batch 0", NULL), 2);
     cr_expect(strstr(out_buf, "usage: qadapt bench-model") != NULL, "%s", out_buf);
@@ -177,6 +194,7 @@ Test(cli, list_and_help_print_each_methods_options) {
     cr_expect(strstr(out_buf, "lora_bits") == NULL, "SHIFT has no update quantizer: %s", out_buf);
     cr_expect_eq(run("help lora", NULL), 0);
     cr_expect(strstr(out_buf, "no options of its own") != NULL, "%s", out_buf);
+    cr_expect(strstr(out_buf, "reference learning rate: 0.001") != NULL, "%s", out_buf);
     cr_expect_eq(run("help no-such-method", NULL), 2);
 }
 

@@ -616,36 +616,31 @@ Test(efficientdm, merge_deploys_the_codes_and_rounded_act_zero_points) {
 
 /* ---- learning rates, bytes, errors, entry ----------------------------------------------------- */
 
-Test(efficientdm, scale_aware_learning_rates) {
+Test(efficientdm, quantizer_rates_keep_their_ratio_to_the_adapter_rate) {
     enum { IN = 16, OUT = 4 };
-    const float base_lr = 1e-4f;
-    layer L;
-    qa_error err;
-    cr_assert_eq(make_layer(&L, IN, OUT, 4, 8, 2, 25, base_lr, 91, &err), QA_OK, "%s", err.msg);
-    float delta[OUT], zero[OUT], q0[OUT * IN];
-    weight_codes_by_hand(&L, 4, delta, zero, q0);
-    double mean = 0;
-    for (int o = 0; o < OUT; o++) mean += delta[o] / OUT;
-    qa_param ps[8];
-    int np = L.m->params(L.state, ps, 8);
-    cr_assert_eq(np, 5);
+    const float base_lrs[] = {1e-4f, 3e-3f, 0.0f};
     const char *names[] = {"lora_A", "lora_B", "w_scale", "act_delta", "act_zero"};
-    double want[] = {mean / 2500 / base_lr, mean / 2500 / base_lr, 1e-6 / base_lr, 5e-4 / base_lr, 5e-4 / base_lr};
-    size_t sizes[] = {2 * IN, OUT * 2, OUT, 25, 25};
-    for (int i = 0; i < 5; i++) {
-        const qa_param *p = find_param(ps, np, names[i]);
-        cr_expect(close_rel(p->lr_scale, want[i], 1e-6, 0), "%s lr_scale %g, want %g", names[i], p->lr_scale, want[i]);
-        cr_expect_eq(p->n, sizes[i], "%s has %zu entries", names[i], p->n);
-        cr_expect(close_rel(base_lr * p->lr_scale, want[i] * base_lr, 1e-6, 0), "absolute lr of %s", names[i]);
+    /* the adapter at the recipe's rate; s_w and the activation quantizers at the paper's 1e-6
+     * and 5e-4 when the adapter is at its reference rate 1e-3, scaling with it */
+    const double want[] = {1, 1, 1e-6 / 1e-3, 5e-4 / 1e-3, 5e-4 / 1e-3};
+    const size_t sizes[] = {2 * IN, OUT * 2, OUT, 25, 25};
+    cr_expect_eq(qa_method_efficientdm.reference_lr, 1e-3);
+    for (int k = 0; k < 3; k++) {
+        layer L;
+        qa_error err;
+        cr_assert_eq(make_layer(&L, IN, OUT, 4, 8, 2, 25, base_lrs[k], 91, &err), QA_OK, "%s", err.msg);
+        qa_param ps[8];
+        int np = L.m->params(L.state, ps, 8);
+        cr_assert_eq(np, 5);
+        for (int i = 0; i < 5; i++) {
+            const qa_param *p = find_param(ps, np, names[i]);
+            cr_expect(close_rel(p->lr_scale, want[i], 1e-6, 0), "%s lr_scale %g, want %g at base lr %g", names[i],
+                      p->lr_scale, want[i], base_lrs[k]);
+            cr_expect_eq(p->n, sizes[i], "%s has %zu entries", names[i], p->n);
+        }
+        cr_expect_eq(L.m->params(L.state, ps, 4), 0, "too little room: nothing");
+        free_layer(&L);
     }
-    cr_expect_eq(L.m->params(L.state, ps, 4), 0, "too little room: nothing");
-    free_layer(&L);
-    /* base_lr = 0: no schedule to scale (documented: lr_scale 1) */
-    cr_assert_eq(make_layer(&L, IN, OUT, 4, 0, 2, 25, 0.0f, 92, &err), QA_OK, "%s", err.msg);
-    np = L.m->params(L.state, ps, 8);
-    cr_assert_eq(np, 3);
-    for (int i = 0; i < np; i++) cr_expect(isfinite(ps[i].lr_scale) && ps[i].lr_scale == 1.0f);
-    free_layer(&L);
 }
 
 Test(efficientdm, bytes) {

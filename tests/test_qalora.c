@@ -35,13 +35,13 @@ typedef struct {
     qa_method_cfg cfg;
 } layer;
 
-/* A layer of size [out, in] with random W, b; group = 0 uses the plugin's own init (g = 32). */
+/* A layer of size [out, in] with random W, b; group = 0 uses the plugin's own init (g = auto). */
 static int make_layer(layer *L, int in, int out, int group, int w_bits, int rank, float scale, uint64_t seed,
                       qa_error *err) {
     L->m = &qa_method_qalora;
     L->in = in;
     L->out = out;
-    L->group = group ? group : QA_QALORA_DEFAULT_GROUP;
+    L->group = group ? group : qa_qalora_auto_group(in);
     L->W = qa_alloc(sizeof(float) * (size_t)in * out);
     L->b = qa_alloc(sizeof(float) * (size_t)out);
     trng t = trng_new(seed);
@@ -115,7 +115,8 @@ static void check_group_quantizer(int in, int out, int group, int bits) {
 }
 
 Test(qalora, group_quantizer_is_quant_search_per_group) {
-    check_group_quantizer(64, 5, 0, 4);  /* the plugin's init: g = 32 */
+    check_group_quantizer(64, 5, 0, 4);  /* the plugin's init: g = auto = 4 */
+    check_group_quantizer(64, 5, 32, 4); /* the reference code's g = 32 */
     check_group_quantizer(24, 3, 8, 3);  /* another g, another N */
     check_group_quantizer(16, 2, 4, 8);
 }
@@ -133,7 +134,8 @@ Test(qalora, group_quantizer_is_not_per_channel) {
     qa_named_tensor ts[8];
     int nt = qa_method_qalora.inspect(st, ts, 8);
     const float *scale = find_tensor(ts, nt, "group_scale")->f32;
-    cr_expect(scale[1] > 50 * scale[0], "group scales %g and %g", scale[0], scale[1]);
+    /* the auto g = 64 / 16 = 4: groups 0-7 hold the small half of the row, groups 8-15 the large */
+    cr_expect(scale[8] > 50 * scale[0], "group scales %g and %g", scale[0], scale[8]);
     qa_method_qalora.destroy(st);
     qa_free(st);
     qa_rng_free(r);
@@ -296,8 +298,8 @@ Test(qalora, starts_as_the_quantized_base_with_xavier_A) {
     cr_assert_eq(make_layer(&L, IN, OUT, 0, 4, R, 1.0f, 41, &err), QA_OK, "%s", err.msg);
     qa_param ps[2];
     L.m->params(L.state, ps, 2);
-    cr_expect_eq(ps[0].n, (size_t)R * (IN / 32));
-    float bound = sqrtf(6.0f / (IN / 32 + R)), mx = 0;
+    cr_expect_eq(ps[0].n, (size_t)R * (IN / L.group));
+    float bound = sqrtf(6.0f / (IN / L.group + R)), mx = 0;
     for (size_t i = 0; i < ps[0].n; i++) mx = fabsf(ps[0].data[i]) > mx ? fabsf(ps[0].data[i]) : mx;
     cr_expect(mx <= bound && mx > 0.3f * bound, "A range %g vs Xavier bound %g", mx, bound);
     for (size_t i = 0; i < ps[1].n; i++) cr_expect_eq(ps[1].data[i], 0.0f, "B must start at zero");
@@ -321,7 +323,7 @@ Test(qalora, starts_as_the_quantized_base_with_xavier_A) {
             err_q += (ref - fp) * (ref - fp);
             norm += fp * fp;
         }
-    cr_expect(sqrt(err_q / norm) < 0.15, "4-bit group-32 base too far from FP: %g", sqrt(err_q / norm));
+    cr_expect(sqrt(err_q / norm) < 0.15, "4-bit group-wise base too far from FP: %g", sqrt(err_q / norm));
     free_layer(&L);
 }
 
@@ -352,7 +354,7 @@ Test(qalora, merged_weight_reproduces_the_forward) {
     const float s = 0.75f, c = 1.0f / 32;
     layer L;
     qa_error err;
-    cr_assert_eq(make_layer(&L, IN, OUT, 0, 4, R, s, 51, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(make_layer(&L, IN, OUT, 32, 4, R, s, 51, &err), QA_OK, "%s", err.msg);
     randomize_B(&L, 52, 0.5);
     trng t = trng_new(53);
     float x[M * IN], y[M * OUT];
@@ -439,7 +441,7 @@ Test(qalora, bits_per_weight_and_bytes) {
     for (int k = 0; k < 3; k++) {
         layer L;
         qa_error err;
-        cr_assert_eq(make_layer(&L, in, out, 0, bits[k], r, 1.0f, 71, &err), QA_OK, "%s", err.msg);
+        cr_assert_eq(make_layer(&L, in, out, 32, bits[k], r, 1.0f, 71, &err), QA_OK, "%s", err.msg);
         qa_deployed d;
         cr_assert_eq(L.m->merge(L.state, &d, &err), QA_OK);
         cr_expect_eq(d.bits_per_weight, want[k], "N = %d, g = 32: %g bits/weight", bits[k], d.bits_per_weight);
@@ -478,7 +480,7 @@ Test(qalora, rejects_full_precision_weights) {
 Test(qalora, rejects_an_input_width_not_a_multiple_of_the_group) {
     layer L;
     qa_error err = {0, ""};
-    cr_expect_eq(make_layer(&L, 40, 2, 0, 4, 2, 1.0f, 82, &err), QA_ERR_INPUT);
+    cr_expect_eq(make_layer(&L, 40, 2, 32, 4, 2, 1.0f, 82, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "blocks.1.attn.qkv") && strstr(err.msg, "in = 40") && strstr(err.msg, "g = 32"),
               "message: %s", err.msg);
     qa_free(L.state);
@@ -489,4 +491,23 @@ Test(qalora, rejects_an_input_width_not_a_multiple_of_the_group) {
     qa_free(L.state);
     qa_free(L.W);
     qa_free(L.b);
+}
+
+Test(qalora, the_auto_group_size_gives_a_layer_at_least_16_groups) {
+    const int in[] = {128, 64, 32, 16, 8, 100, 96, 768, 4096};
+    const int want[] = {8, 4, 2, 1, 1, 5, 6, 48, 256};
+    for (int k = 0; k < 9; k++) cr_expect_eq(qa_qalora_auto_group(in[k]), want[k], "in = %d", in[k]);
+    cr_expect_str_eq(qa_method_option(&qa_method_qalora, "group_size")->def, "0", "auto is the default");
+    /* the plugin's own init at the harness's width: g = 8, 16 groups */
+    layer L;
+    qa_error err;
+    cr_assert_eq(make_layer(&L, 128, 3, 0, 4, 2, 1.0f, 91, &err), QA_OK, "%s", err.msg);
+    qa_named_tensor ts[8];
+    int nt = L.m->inspect(L.state, ts, 8);
+    cr_expect_eq(find_tensor(ts, nt, "group_scale")->dims[0], 16);
+    qa_deployed d;
+    cr_assert_eq(L.m->merge(L.state, &d, &err), QA_OK);
+    cr_expect_eq(d.bits_per_weight, 4 + 32.0 / 8, "N + 32 / g");
+    qa_deployed_free(&d);
+    free_layer(&L);
 }

@@ -454,8 +454,8 @@ Test(qlora, nf4_variant_only_over_an_nf4_base) {
 
     setup_layer(&f, 8, 1.0f, 1);
     cr_assert_eq(f.m->merge(f.state, &d, &err), 0);
-    cr_expect_eq(d.n_extra, 0, "no NF4 variant over an INT8 base");
-    cr_expect_null(d.extra_w[0]);
+    cr_expect_eq(d.n_extra, 1, "no NF4 variant over an INT8 base");
+    cr_expect_str_eq(d.extra_name[0], "basegrid");
     qa_deployed_free(&d);
     teardown_layer(&f);
 }
@@ -539,8 +539,9 @@ Test(qlora, base_option_int_at_4_bits_and_nf4_only_at_4) {
     cr_assert_eq(qa_method_qlora.init(st, &li, &err), 0, "%s", err.msg);
     qa_deployed d;
     cr_assert_eq(qa_method_qlora.merge(st, &d, &err), 0);
-    cr_expect_eq(d.n_extra, 0, "no nf4 re-quantization over an INT base");
-    cr_expect(strstr(d.note, "base int") != NULL, "note: %s", d.note);
+    cr_expect_eq(d.n_extra, 1, "no nf4 re-quantization over an INT base: only the merge on its grid");
+    cr_expect_str_eq(d.extra_name[0], "basegrid");
+    cr_expect(strstr(d.note, "base int") && strstr(d.note, "double rounding"), "note: %s", d.note);
     qa_deployed_free(&d);
     qa_method_qlora.destroy(st);
     qa_free(st);
@@ -550,6 +551,55 @@ Test(qlora, base_option_int_at_4_bits_and_nf4_only_at_4) {
     st = qa_alloc(qa_method_qlora.state_size);
     cr_expect_eq(qa_method_qlora.init(st, &li, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "nf4 exists only at 4 bits") != NULL, "%s", err.msg);
+    qa_free(st);
+    qa_rng_free(r);
+}
+
+/* The single-rounding deploy by hand: one row of 8 weights over a 2-bit INT base; the update is
+ * set to u_i grid steps, so the merge on the base's grid moves code i by round(u_i), clamped to
+ * the 2-bit range, and every deployed weight stays on the base's grid. */
+Test(qlora, basegrid_merge_moves_the_base_codes_by_the_rounded_update) {
+    enum { N_IN = 8, BITS = 2 };
+    float W[N_IN] = {-0.9f, -0.4f, -0.1f, 0.05f, 0.2f, 0.45f, 0.7f, 1.0f}, b[1] = {0};
+    const float u[N_IN] = {0.4f, 1.6f, -0.7f, 5.0f, -5.0f, 0.49f, -1.51f, 0.0f};
+    const int shift[N_IN] = {0, 2, -1, 5, -5, 0, -2, 0}; /* round(u), by hand */
+    qa_rng *r = qa_rng_new(3);
+    qa_method_cfg cfg = {.w_bits = BITS, .rank = 1, .lora_scale = 1.0f};
+    qa_layer_init li = {N_IN, 1, W, b, &cfg, r, "t", NULL, NULL};
+    void *st = qa_alloc(qa_method_qlora.state_size);
+    qa_error err = {0, ""};
+    cr_assert_eq(qa_method_qlora.init(st, &li, &err), 0, "%s", err.msg);
+    /* the base's grid (section 0 on the row) and its codes c = q - z */
+    float delta, zero;
+    int32_t code[N_IN];
+    quant_search_rows(W, 1, N_IN, BITS, &delta, &zero);
+    quant_codes_rows(code, W, 1, N_IN, BITS, &delta, &zero);
+    qa_param ps[2];
+    cr_assert_eq(qa_method_qlora.params(st, ps, 2), 2);
+    ps[1].data[0] = 1.0f;                                     /* B = 1 */
+    for (int i = 0; i < N_IN; i++) ps[0].data[i] = u[i] * delta; /* s B A = u delta */
+    qa_deployed d;
+    cr_assert_eq(qa_method_qlora.merge(st, &d, &err), 0, "%s", err.msg);
+    cr_assert_eq(d.n_extra, 1);
+    cr_expect_str_eq(d.extra_name[0], "basegrid");
+    cr_expect_eq(d.extra_bits[0], BITS);
+    cr_expect_eq(d.needs_ptq, 1, "the INT deploy is still the second PTQ");
+    for (int i = 0; i < N_IN; i++) {
+        int q = code[i] + (int)zero + shift[i];
+        q = q < 0 ? 0 : (q > 3 ? 3 : q);
+        float want = delta * ((float)q - zero);
+        cr_expect(fabsf(d.extra_w[0][i] - want) <= 1e-6f * delta, "w[%d] = %g, want delta (%d - %g) = %g", i,
+                  d.extra_w[0][i], q, zero, want);
+        float steps = d.extra_w[0][i] / delta + zero; /* on the base's grid: a whole code in 0..3 */
+        cr_expect(fabsf(steps - nearbyintf(steps)) < 1e-4f && steps > -0.5f && steps < 3.5f, "w[%d] off the grid: %g", i, steps);
+    }
+    /* the INT deploy's PTQ searches a grid of its own for the merged row: a second rounding */
+    float delta_ptq, zero_ptq;
+    quant_search_rows(d.w_fp, 1, N_IN, BITS, &delta_ptq, &zero_ptq);
+    cr_expect(delta_ptq != delta || zero_ptq != zero, "PTQ grid (%g, %g) vs the base's (%g, %g)", delta_ptq, zero_ptq, delta,
+              zero);
+    qa_deployed_free(&d);
+    qa_method_qlora.destroy(st);
     qa_free(st);
     qa_rng_free(r);
 }
