@@ -5,6 +5,9 @@
  *   init/    R, delta, zero_point, W_round (int32), U_delta, U_zero_point (MUL), y   (B = 0)
  *   trained/ W_eff, y, grad_A, grad_B, grad_U_delta, grad_U_zero_point (MUL)   (B = in/B,
  *            gradients of sum(y * dy))
+ * A case of the per-row quantizer schema of IR-QLoRA's ICQ (method "ir-qlora-icq": attributes
+ * rows, columns, n_bits, symmetric; in/W) gets
+ *   icq/     scale, zero_point, codes (int32), W_q
  * A case without the schema, or with an unknown method, gets one line naming the case and what
  * is missing; the cases that can be computed are still written, and the status is QA_ERR_INPUT. */
 #ifndef QA_FIXTURE_H
