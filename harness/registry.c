@@ -12,6 +12,7 @@ extern const qa_method qa_method_qalora;
 extern const qa_method qa_method_efficientdm;
 extern const qa_method qa_method_intlora_mul;
 extern const qa_method qa_method_intlora_shift;
+extern const qa_method qa_method_irqlora;
 
 static const qa_method *const registry[] = {
     &qa_method_lora,
@@ -20,6 +21,7 @@ static const qa_method *const registry[] = {
     &qa_method_efficientdm,
     &qa_method_intlora_mul,
     &qa_method_intlora_shift,
+    &qa_method_irqlora,
     NULL,
 };
 
