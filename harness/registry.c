@@ -13,6 +13,7 @@ extern const qa_method qa_method_efficientdm;
 extern const qa_method qa_method_intlora_mul;
 extern const qa_method qa_method_intlora_shift;
 extern const qa_method qa_method_irqlora;
+extern const qa_method qa_method_lqlora;
 
 static const qa_method *const registry[] = {
     &qa_method_lora,
@@ -22,6 +23,7 @@ static const qa_method *const registry[] = {
     &qa_method_intlora_mul,
     &qa_method_intlora_shift,
     &qa_method_irqlora,
+    &qa_method_lqlora,
     NULL,
 };
 
