@@ -138,7 +138,7 @@ int qa_cell_spec_parse(const char *text, qa_cell_spec *spec, qa_error *err) {
     }
     if (np < 2 || !part[0][0] || !part[1][0])
         return qa_fail(err, QA_ERR_INPUT,
-                       "cell '%s': expected method:bits[:deploy[:setting]][:rN], e.g. intlora-mul:w4a8, lora:w8a8:int or lora:w4a8:int:r8",
+                       "cell '%s': expected method:bits[:deploy[:setting]][:rN], e.g. M:w4a8, M:w8a8:int or M:w4a8:int:r8 for a method M of qadapt list",
                        text);
     /* a part "r<N>" after the bits selects the rank (any rank when absent) */
     memset(spec, 0, sizeof *spec);

@@ -107,7 +107,7 @@ static int set_cells(qa_claim *c, const char *v, char *why, size_t len) {
         qa_error e;
         if (c->n_cells == QA_CLAIM_MAX_CELLS) { snprintf(why, len, "at most %d cells", QA_CLAIM_MAX_CELLS); return 1; }
         if (strlen(tok) >= sizeof c->cells[0] || qa_cell_spec_parse(tok, &spec, &e)) {
-            snprintf(why, len, "cell '%.80s': expected method:bits[:deploy[:setting]][:rN], e.g. intlora-mul:w4a8 or lora:w8a8:int", tok);
+            snprintf(why, len, "cell '%.80s': expected method:bits[:deploy[:setting]][:rN], e.g. M:w4a8 or M:w8a8:int for a method M of qadapt list", tok);
             return 1;
         }
         snprintf(c->cells[c->n_cells++], sizeof c->cells[0], "%s", tok);

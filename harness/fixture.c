@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "harness/quant.h"
 #include "harness/registry.h"
 #include "harness/results.h"
 #include "harness/rng.h"
@@ -165,6 +166,58 @@ static int lowrank_qat_case(qa_h5 *f, qa_h5 *o, const char *cs, const qa_method 
     return rc;
 }
 
+/* One case of the per-row quantizer schema of IR-QLoRA's information-calibrated quantizer
+ * (tests/data/README.md, "ir-qlora-icq"): attributes rows, columns, n_bits (1..8), symmetric (0 or
+ * 1), channel_wise (1); in/W [rows, columns]; the file's root attributes tau_range and tau_n (the
+ * reference's 0.1 and 50 when absent). Writes icq/scale, zero_point [rows], codes [rows, columns]
+ * (int32, the unsigned codes clamp(round(W / scale) + zero, 0, 2^n_bits - 1)) and W_q = scale
+ * (codes - zero), with the reference's int8 counting (quant_icq_search in harness/quant.c). */
+static int icq_case(qa_h5 *f, qa_h5 *o, const char *cs, const char *label, char *why, size_t wl, qa_error *err) {
+    char grp[128];
+    snprintf(grp, sizeof grp, "/%.63s", cs);
+    qa_error e;
+    const char *attrs[] = {"rows", "columns", "n_bits", "symmetric", "channel_wise"};
+    double v[5];
+    for (int i = 0; i < 5; i++)
+        if (h5_attr_get_f64(f, grp, attrs[i], &v[i], &e)) { snprintf(why, wl, "missing attribute '%s'", attrs[i]); return -1; }
+    const int rows = (int)v[0], cols = (int)v[1], bits = (int)v[2];
+    if (v[4] != 1) { snprintf(why, wl, "only channel_wise = 1 is supported (got %g)", v[4]); return -1; }
+    if (v[3] != 0 && v[3] != 1) { snprintf(why, wl, "symmetric must be 0 or 1 (got %g)", v[3]); return -1; }
+    if (rows < 1 || cols < 1 || bits < 1 || bits > 8) {
+        snprintf(why, wl, "implausible attributes (rows %d, columns %d, n_bits %d: 1..8)", rows, cols, bits);
+        return -1;
+    }
+    quant_icq_cfg cfg = {.tau_range = 0.1f, .tau_n = 50, .symmetric = (int)v[3], .count_int8 = 1};
+    double tau_range = cfg.tau_range, tau_n = cfg.tau_n;
+    if (h5_has_attr(f, "/", "tau_range") && h5_attr_get_f64(f, "/", "tau_range", &tau_range, &e)) tau_range = -1;
+    if (h5_has_attr(f, "/", "tau_n") && h5_attr_get_f64(f, "/", "tau_n", &tau_n, &e)) tau_n = -1;
+    if (!(tau_range >= 0 && tau_range < 1) || tau_n != (int)tau_n || tau_n < 1 || tau_n > 1000) {
+        snprintf(why, wl, "root attributes tau_range %g (0 <= tau_range < 1), tau_n %g (an integer in 1..1000)", tau_range, tau_n);
+        return -1;
+    }
+    cfg.tau_range = (float)tau_range;
+    cfg.tau_n = (int)tau_n;
+    float *W = NULL;
+    if (read_matrix(f, cs, "W", rows, cols, &W, why, wl) < 0) return -1;
+    const size_t n = (size_t)rows * cols;
+    float *scale = qa_alloc(sizeof(float) * rows), *zero = qa_alloc(sizeof(float) * rows);
+    float *W_q = qa_alloc(sizeof(float) * n);
+    int32_t *codes = qa_alloc(sizeof(int32_t) * n);
+    quant_icq_rows(W, rows, cols, bits, &cfg, scale, zero);
+    quant_codes_rows(codes, W, rows, cols, bits, scale, zero); /* q - zero */
+    quant_fake_rows(W_q, W, rows, cols, bits, scale, zero);
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) codes[(size_t)r * cols + c] += (int32_t)zero[r]; /* the unsigned code q */
+    qa_named_tensor t = {"codes", NULL, codes, 2, {rows, cols}};
+    int rc = write_f32(o, cs, "icq", "scale", scale, rows, 1, err);
+    if (!rc) rc = write_f32(o, cs, "icq", "zero_point", zero, rows, 1, err);
+    if (!rc) rc = write_named(o, cs, "icq", &t, err);
+    if (!rc) rc = write_f32(o, cs, "icq", "W_q", W_q, rows, cols, err);
+    if (!rc) rc = h5_attr_set_str(o, grp, "method", label, err); /* the case's own label, kept */
+    qa_free(W); qa_free(scale); qa_free(zero); qa_free(W_q); qa_free(codes);
+    return rc;
+}
+
 /* One case; returns 0, or -1 with `why` (bad input) / a qa_error code (I/O). */
 static int one_case(qa_h5 *f, qa_h5 *o, const char *cs, char *why, size_t wl, qa_error *err) {
     char grp[128], method_name[64];
@@ -174,6 +227,10 @@ static int one_case(qa_h5 *f, qa_h5 *o, const char *cs, char *why, size_t wl, qa
         snprintf(why, wl, "missing attribute 'method'");
         return -1;
     }
+    /* the per-row quantizer schema (IR-QLoRA's ICQ) is not a layer of a method plugin: it is told
+     * apart by its attributes (rows and columns where a layer has in_features and out_features) */
+    if (h5_has_attr(f, grp, "rows") && h5_has_attr(f, grp, "columns") && !h5_has_attr(f, grp, "in_features"))
+        return icq_case(f, o, cs, method_name, why, wl, err);
     const qa_method *m = qa_method_find(method_name);
     if (!m || !m->inspect || !m->fixture_options) {
         char known[256] = "";

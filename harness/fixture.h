@@ -8,6 +8,9 @@
  * A case of the low-rank QAT schema (attributes lora_alpha, int_min, int_max: LR-QAT) gets
  *   init/    scale, Phi0 (int32)                                                   (B = 0)
  *   trained/ W_int (int32), W_eff, y, grad_A, grad_B, grad_scale          (B = in/B)
+ * A case of the per-row quantizer schema of IR-QLoRA's ICQ (method "ir-qlora-icq": attributes
+ * rows, columns, n_bits, symmetric; in/W) gets
+ *   icq/     scale, zero_point, codes (int32), W_q
  * A case without the schema, or with an unknown method, gets one line naming the case and what
  * is missing; the cases that can be computed are still written, and the status is QA_ERR_INPUT. */
 #ifndef QA_FIXTURE_H

@@ -1,6 +1,9 @@
 #include "harness/quant.h"
 
 #include <math.h>
+#include <stdlib.h>
+
+#include "harness/util.h"
 
 static float fake_quant(float v, float delta, float zero, float levels_max) {
     float q = nearbyintf(v / delta) + zero;
@@ -83,4 +86,89 @@ void actq_backward(const qa_actq *q, float *dx, const float *dxhat, const float 
         float v = nearbyintf(x[i] / delta) + zero;
         if (v >= 0.f && v <= lmax) dx[i] += dxhat[i];
     }
+}
+
+/* ---- ICQ (information-calibrated quantization, integer variant): quant.h ---- */
+
+static int cmp_size(const void *a, const void *b) {
+    size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* torch.linspace(start, end, steps) in float32 (its CPU kernel): step = (end - start) / (steps - 1);
+ * the first half counts up from start, the second half down from end. */
+static float linspace_at(float start, float end, int steps, int idx) {
+    float step = (end - start) / (float)(steps - 1);
+    return idx < steps / 2 ? start + step * (float)idx : end - step * (float)(steps - idx - 1);
+}
+
+void quant_icq_candidates(const quant_icq_cfg *cfg, float *p) {
+    const int n = cfg->tau_n;
+    const float right = (float)(1.0 + (double)cfg->tau_range), left = (float)(1.0 - (double)cfg->tau_range);
+    p[0] = 1.0f;
+    for (int k = 1; k <= n; k++) p[k] = linspace_at(1.0f, right, n + 1, k);
+    for (int k = 1; k <= n; k++) p[n + k] = linspace_at(1.0f, left, n + 1, k);
+}
+
+float quant_icq_entropy(const float *x, size_t n, int bits, float scale, float zero, const quant_icq_cfg *cfg) {
+    QA_ASSERT(bits >= 1 && bits <= 8);
+    const int levels = 1 << bits;
+    const float lmax = (float)(levels - 1);
+    size_t count[256] = {0};
+    for (size_t j = 0; j < n; j++) {
+        float q = nearbyintf(x[j] / scale) + zero;
+        q = q < 0.f ? 0.f : (q > lmax ? lmax : q);
+        int code = (int)q;
+        if (cfg->count_int8) code = (int)(int8_t)(uint8_t)code; /* the reference's .char(): 128..255 wrap */
+        if (code >= 0 && code < levels) count[code]++;
+    }
+    /* The entropy depends only on the multiset of counts: sum it over the counts in sorted
+     * order (in double, rounded to float once), so that two histograms that are permutations of
+     * each other score exactly the same and the first candidate is kept, as the reference keeps
+     * it (its float32 sum over codes came out equal for such candidates in its fixtures). */
+    size_t sorted[256];
+    int k = 0;
+    for (int v = 0; v < levels; v++)
+        if (count[v]) sorted[k++] = count[v]; /* 0 log 0 = 0 (the reference turns its NaN into 0) */
+    qsort(sorted, (size_t)k, sizeof sorted[0], cmp_size);
+    double h = 0.0;
+    for (int i = 0; i < k; i++) {
+        float f = (float)sorted[i] / (float)n;
+        h += -(double)f * log2((double)f);
+    }
+    return (float)h;
+}
+
+void quant_icq_search(const float *x, size_t n, int bits, const quant_icq_cfg *cfg, float *scale_out, float *zero_out) {
+    const float lmax = (float)((1 << bits) - 1);
+    float xmin = 0.0f, xmax = 0.0f;
+    for (size_t j = 0; j < n; j++) {
+        xmin = x[j] < xmin ? x[j] : xmin;
+        xmax = x[j] > xmax ? x[j] : xmax;
+    }
+    if (cfg->symmetric) {
+        xmax = fabsf(xmin) > xmax ? fabsf(xmin) : xmax;
+        if (xmin < 0.0f) xmin = -xmax;
+    }
+    if (xmin == 0.0f && xmax == 0.0f) { xmin = -1.0f; xmax = 1.0f; }
+    const int n_p = 2 * cfg->tau_n + 1;
+    float p[2 * 1000 + 1];
+    QA_ASSERT(cfg->tau_n >= 1 && cfg->tau_n <= 1000);
+    quant_icq_candidates(cfg, p);
+    const float zero_sym = (lmax + 1.0f) / 2.0f;
+    float best = INFINITY, best_scale = 0.0f, best_zero = 0.0f;
+    for (int k = 0; k < n_p; k++) {
+        float xmin1 = p[k] * xmin, xmax1 = p[k] * xmax;
+        float scale = (xmax1 - xmin1) / lmax;
+        float zero = cfg->symmetric ? zero_sym : nearbyintf(-xmin1 / scale);
+        float err = -quant_icq_entropy(x, n, bits, scale, zero, cfg);
+        if (err < best) { best = err; best_scale = scale; best_zero = zero; }
+    }
+    *scale_out = best_scale;
+    *zero_out = best_zero;
+}
+
+void quant_icq_rows(const float *W, int rows, int cols, int bits, const quant_icq_cfg *cfg, float *scale, float *zero) {
+    #pragma omp parallel for schedule(dynamic, 4)
+    for (int r = 0; r < rows; r++) quant_icq_search(W + (size_t)r * cols, (size_t)cols, bits, cfg, &scale[r], &zero[r]);
 }

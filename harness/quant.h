@@ -36,4 +36,36 @@ void actq_forward(qa_actq *q, float *xhat, const float *x, size_t n);
 /* Straight-through: dx += dxhat where round(x/delta) + z lies inside [0, L-1] (inclusive). */
 void actq_backward(const qa_actq *q, float *dx, const float *dxhat, const float *x, size_t n);
 
+/* Information-calibrated quantization (ICQ), integer variant: IR-QLoRA's range search that
+ * maximises the entropy of a row's codes (arXiv 2402.05445; reference "integer
+ * quantizer/quantizer_icq.py", Quantizer.find_params, per-channel weights). For a row x, L = 2^N:
+ *   xmin = min(min x, 0), xmax = max(max x, 0)              (the range always includes 0)
+ *   symmetric: xmax = max(|xmin|, xmax); xmin = -xmax where xmin < 0 (a row >= 0 keeps xmin = 0)
+ *   xmin = xmax = 0 (a zero row): xmin = -1, xmax = 1
+ *   candidates p: 1, then linspace(1, 1 + tau_range, tau_n + 1)[1:], then linspace(1, 1 -
+ *   tau_range, tau_n + 1)[1:] (2 tau_n + 1 values, in float32 as torch.linspace computes them)
+ *   scale_p = (p xmax - p xmin) / (L - 1);  zero_p = round(-p xmin / scale_p), or L / 2 when symmetric
+ *   q = clamp(round(x / scale_p) + zero_p, 0, L - 1);  H_p = -sum_v f_v log2 f_v, f_v = #{q = v} / n
+ *   keep the first p whose H_p is strictly the largest.
+ * Its quirk (count_int8 = 1, the reference): q is cast to int8 before counting, so codes >= 128 (at
+ * 8 bits) wrap to negative values and are not counted; count_int8 = 0 counts every code. The
+ * range arithmetic is float32, as the reference; the entropy is summed over the sorted counts (in
+ * double, rounded to float), so that histograms that are permutations of one another tie exactly
+ * and the first is kept, as in the reference's fixtures (where its float32 sum tied them). Codes and dequantization are then quant_codes_rows and
+ * quant_fake_rows with (scale, zero). */
+typedef struct {
+    float tau_range;       /* reference 0.1 */
+    int tau_n;             /* reference 50 */
+    int symmetric;         /* 0: asymmetric (zero from the range); 1: zero = L / 2 */
+    int count_int8;        /* 1: the reference's int8 cast before counting */
+} quant_icq_cfg;
+
+/* The reference's candidates p (2 tau_n + 1 of them) into p[]. */
+void quant_icq_candidates(const quant_icq_cfg *cfg, float *p);
+/* The entropy (bits) of the codes of x under (scale, zero), counted as cfg says. */
+float quant_icq_entropy(const float *x, size_t n, int bits, float scale, float zero, const quant_icq_cfg *cfg);
+void quant_icq_search(const float *x, size_t n, int bits, const quant_icq_cfg *cfg, float *scale, float *zero);
+/* Per row of a [rows, cols] matrix. */
+void quant_icq_rows(const float *W, int rows, int cols, int bits, const quant_icq_cfg *cfg, float *scale, float *zero);
+
 #endif

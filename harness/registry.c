@@ -14,6 +14,8 @@ extern const qa_method qa_method_intlora_mul;
 extern const qa_method qa_method_intlora_shift;
 extern const qa_method qa_method_peqa;
 extern const qa_method qa_method_lrqat;
+extern const qa_method qa_method_irqlora;
+extern const qa_method qa_method_lqlora;
 
 static const qa_method *const registry[] = {
     &qa_method_lora,
@@ -24,6 +26,8 @@ static const qa_method *const registry[] = {
     &qa_method_intlora_shift,
     &qa_method_peqa,
     &qa_method_lrqat,
+    &qa_method_irqlora,
+    &qa_method_lqlora,
     NULL,
 };
 

@@ -269,3 +269,7 @@ Test(deploy, artifact_qalora_codes_fp16_side) { artifact_round_trip("qalora", 4,
 Test(deploy, artifact_efficientdm_int_codes) { artifact_round_trip("efficientdm", 4, 5 + 32.0 / 16 + 0.5); }
 Test(deploy, artifact_intlora_mul_w_round_and_u_codes) { artifact_round_trip("intlora-mul", 4, 8 + 96.0 / 16 + 0.5); }
 Test(deploy, artifact_intlora_shift_sign_and_exponent) { artifact_round_trip("intlora-shift", 4, 4 + 1 + 8 + 32.0 / 16 + 0.5); }
+/* LQ-LoRA and IR-QLoRA deploy the requantized merge: the PTQ codes of W' (their "q+lr", "nf4" and
+ * "icq" variants are scored as dequantized weights, with their stored bits stated by the method) */
+Test(deploy, artifact_lqlora_ptq_codes) { artifact_round_trip("lq-lora", 4, 4 + 64.0 / 16 + 0.5); }
+Test(deploy, artifact_irqlora_ptq_codes) { artifact_round_trip("ir-qlora", 4, 4 + 64.0 / 16 + 0.5); }

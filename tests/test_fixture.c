@@ -280,3 +280,115 @@ Test(fixture, a_file_without_the_schema_is_bad_input) {
     unlink(in);
     unlink("/tmp/qa-test-fixture-bad-out.h5");
 }
+
+/* IR-QLoRA's information-calibrated quantizer (ICQ, integer variant) against the authors'
+ * reference (tests/data/icq_quantizer.h5; QA_GOLDEN_ICQ names another file of that schema):
+ * every case's scale and zero point to relative 1e-4, W_q likewise, the codes exactly except
+ * entries on a rounding boundary (at most one in a thousand off by one). */
+static void expect_icq_floats(qa_h5 *g, qa_h5 *o, const char *p) {
+    void *ref = NULL, *got = NULL;
+    int nd1, nd2;
+    int64_t d1[4], d2[4];
+    qa_error err = {0, ""};
+    cr_assert_eq(h5_read(g, p, QA_H5_F32, &ref, 0, &nd1, d1, &err), 0, "%s: %s", p, err.msg);
+    cr_assert_eq(h5_read(o, p, QA_H5_F32, &got, 0, &nd2, d2, &err), 0, "%s: %s", p, err.msg);
+    size_t cnt = 1, cnt2 = 1;
+    for (int i = 0; i < nd1; i++) cnt *= (size_t)d1[i];
+    for (int i = 0; i < nd2; i++) cnt2 *= (size_t)d2[i];
+    cr_assert_eq(cnt, cnt2, "%s: %zu values, reference %zu", p, cnt2, cnt);
+    double e = rel_err(got, ref, cnt);
+    cr_expect(e < 1e-4, "%s (ir-qlora-icq): relative error %.3g", p, e);
+    qa_free(ref);
+    qa_free(got);
+}
+
+/* Codes: none off by more than one, at most one in a thousand off by one (rounding boundaries). */
+static void expect_icq_codes(qa_h5 *g, qa_h5 *o, const char *p) {
+    void *ref = NULL, *got = NULL;
+    int nd;
+    int64_t d[4];
+    qa_error err = {0, ""};
+    cr_assert_eq(h5_read(g, p, QA_H5_I32, &ref, 0, &nd, d, &err), 0, "%s: %s", p, err.msg);
+    cr_assert_eq(h5_read(o, p, QA_H5_I32, &got, 0, &nd, d, &err), 0, "%s: %s", p, err.msg);
+    size_t cnt = (size_t)d[0] * (size_t)(nd > 1 ? d[1] : 1), off = 0;
+    int worst = 0;
+    for (size_t i = 0; i < cnt; i++) {
+        int diff = abs(((int32_t *)got)[i] - ((int32_t *)ref)[i]);
+        off += diff != 0;
+        worst = diff > worst ? diff : worst;
+    }
+    cr_expect(worst <= 1, "%s: an entry differs by %d", p, worst);
+    cr_expect(off <= cnt / 1000, "%s: %zu of %zu entries differ by one (rounding ties only)", p, off, cnt);
+    qa_free(ref);
+    qa_free(got);
+}
+
+Test(fixture, reproduces_the_reference_icq_quantizer, .timeout = 120) {
+    const char *env = getenv("QA_GOLDEN_ICQ");
+    const char *gp = env ? env : QA_TEST_DATA_DIR "/icq_quantizer.h5";
+    cr_assert(access(gp, R_OK) == 0, "reference fixture file missing: %s (see tests/data/README.md)", gp);
+    char out[] = "/tmp/qa-test-fixture-icq-XXXXXX";
+    close(mkstemp(out));
+    int done = 0, failed = 0;
+    qa_error err = {0, ""};
+    cr_assert_eq(fixture_compute(gp, out, stderr, &done, &failed, &err), 0, "%s", err.msg);
+    cr_assert_gt(done, 0);
+    cr_assert_eq(failed, 0);
+    qa_h5 *g, *o;
+    cr_assert_eq(h5_open(gp, 0, &g, &err), 0, "%s", err.msg);
+    cr_assert_eq(h5_open(out, 0, &o, &err), 0, "%s", err.msg);
+    char cases[64][64];
+    int n = h5_list(g, "/", cases, 64, &err), checked = 0;
+    for (int c = 0; c < n; c++) {
+        if (strncmp(cases[c], "case_", 5)) continue;
+        const char *floats[] = {"icq/scale", "icq/zero_point", "icq/W_q"};
+        char p[160];
+        for (int k = 0; k < 3; k++) {
+            snprintf(p, sizeof p, "/%.63s/%.63s", cases[c], floats[k]);
+            expect_icq_floats(g, o, p);
+        }
+        snprintf(p, sizeof p, "/%.63s/icq/codes", cases[c]);
+        expect_icq_codes(g, o, p);
+        checked++;
+    }
+    cr_expect_eq(checked, done);
+    h5_close(g, &err);
+    h5_close(o, &err);
+    unlink(out);
+}
+
+/* An ICQ case with an unsupported layout is named, not computed; the others are still written. */
+Test(fixture, an_icq_case_it_cannot_compute_is_reported) {
+    const char *gp = QA_TEST_DATA_DIR "/icq_quantizer.h5";
+    cr_assert(access(gp, R_OK) == 0, "reference fixture file missing: %s", gp);
+    char in[] = "/tmp/qa-test-fixture-icqin-XXXXXX", out[] = "/tmp/qa-test-fixture-icqout-XXXXXX";
+    close(mkstemp(in));
+    close(mkstemp(out));
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", gp, in);
+    cr_assert_eq(system(cmd), 0);
+    qa_h5 *f;
+    qa_error err = {0, ""};
+    cr_assert_eq(h5_open(in, 1, &f, &err), 0, "%s", err.msg);
+    cr_assert_eq(h5_attr_set_f64(f, "/case_000", "channel_wise", 0, &err), 0, "%s", err.msg);
+    cr_assert_eq(h5_attr_set_f64(f, "/case_001", "n_bits", 9, &err), 0, "%s", err.msg);
+    h5_close(f, &err);
+    FILE *log = tmpfile();
+    int done = 0, failed = 0;
+    cr_expect_eq(fixture_compute(in, out, log, &done, &failed, &err), QA_ERR_INPUT);
+    cr_expect_eq(failed, 2);
+    cr_expect_gt(done, 0);
+    rewind(log);
+    char text[2048] = "";
+    size_t nr = fread(text, 1, sizeof text - 1, log);
+    text[nr] = 0;
+    fclose(log);
+    cr_expect(strstr(text, "case_000") && strstr(text, "channel_wise"), "%s", text);
+    cr_expect(strstr(text, "case_001") && strstr(text, "n_bits 9"), "%s", text);
+    cr_assert_eq(h5_open(out, 0, &f, &err), 0);
+    cr_expect(h5_exists(f, "/case_002/icq/codes"), "computable cases are still written");
+    cr_expect(!h5_exists(f, "/case_000/icq"), "failed cases are not");
+    h5_close(f, &err);
+    unlink(in);
+    unlink(out);
+}

@@ -1,0 +1,346 @@
+/* IR-QLoRA (methods/irqlora.c) and its quantizer ICQ (quant_icq_* in harness/quant.c): ICQ on
+ * hand-computed rows (the search's order, its ties, the int8 counting quirk, the symmetric and
+ * zero-row cases); the elastic connection against the reference's formula written out here;
+ * gradients by finite differences; merge = training forward; the "icq" deploy on its grid; bad
+ * input. The reference's own numbers (icq_quantizer.h5) are checked in test_fixture.c. */
+#include <criterion/criterion.h>
+#include <math.h>
+#include <string.h>
+
+#include "harness/backend.h"
+#include "harness/quant.h"
+#include "harness/registry.h"
+#include "harness/rng.h"
+#include "tests/common.h"
+
+static const quant_icq_cfg REF = {.tau_range = 0.1f, .tau_n = 50, .symmetric = 0, .count_int8 = 1};
+
+/* ---- ICQ ---- */
+
+Test(icq, candidates_are_one_then_up_then_down) {
+    float p[101];
+    quant_icq_candidates(&REF, p);
+    cr_expect_eq(p[0], 1.0f);
+    cr_expect(fabsf(p[1] - 1.002f) < 1e-6f && fabsf(p[50] - 1.1f) < 1e-6f, "up: %g .. %g", p[1], p[50]);
+    cr_expect(fabsf(p[51] - 0.998f) < 1e-6f && fabsf(p[100] - 0.9f) < 1e-6f, "down: %g .. %g", p[51], p[100]);
+    for (int k = 2; k <= 50; k++) cr_expect(p[k] > p[k - 1], "increasing at %d", k);
+    for (int k = 52; k <= 100; k++) cr_expect(p[k] < p[k - 1], "decreasing at %d", k);
+}
+
+Test(icq, entropy_by_hand_and_the_int8_quirk) {
+    /* codes at scale 1, zero 0: {0, 1, 1, 3} -> f = 1/4, 1/2, 1/4 -> H = 1.5 bits */
+    const float x[4] = {0, 1, 1, 3};
+    cr_expect(fabsf(quant_icq_entropy(x, 4, 2, 1.0f, 0.0f, &REF) - 1.5f) < 1e-6f);
+    /* 8 bits, codes {0, 200}: the reference casts to int8, 200 wraps to -56 and is not counted:
+     * H = -(1/2) log2(1/2) = 0.5; counting every code gives 1 */
+    const float y[2] = {0, 200};
+    quant_icq_cfg all = REF;
+    all.count_int8 = 0;
+    cr_expect(fabsf(quant_icq_entropy(y, 2, 8, 1.0f, 0.0f, &REF) - 0.5f) < 1e-6f);
+    cr_expect(fabsf(quant_icq_entropy(y, 2, 8, 1.0f, 0.0f, &all) - 1.0f) < 1e-6f);
+}
+
+Test(icq, a_row_already_on_distinct_codes_keeps_p_1) {
+    /* 2 bits, {0, 1, 2, 3}: p = 1 gives scale 1, zero 0, four distinct codes, H = 2 (the most
+     * four values can have); no later p is strictly better */
+    const float x[4] = {0, 1, 2, 3};
+    float s, z;
+    quant_icq_search(x, 4, 2, &REF, &s, &z);
+    cr_expect_eq(s, 1.0f);
+    cr_expect_eq(z, 0.0f);
+}
+
+Test(icq, the_first_strictly_better_p_wins) {
+    /* 2 bits, {0, 0.5, 0.5, 3}: at p = 1 (scale 1) 0.5 rounds half-to-even to 0: codes {0,0,0,3},
+     * H = 0.811; every p > 1 keeps that; the first p < 1 (0.998, candidate 51) gives
+     * 0.5 / 0.998 > 0.5 -> codes {0,1,1,3}, H = 1.5, and no later candidate beats 1.5 */
+    const float x[4] = {0, 0.5f, 0.5f, 3};
+    float p[101], s, z;
+    quant_icq_candidates(&REF, p);
+    quant_icq_search(x, 4, 2, &REF, &s, &z);
+    cr_expect_eq(s, (p[51] * 3.0f - p[51] * 0.0f) / 3.0f, "scale %.9g, want p = %.9g", s, p[51]);
+    cr_expect_eq(z, 0.0f);
+}
+
+Test(icq, symmetric_zero_point_is_half_the_levels) {
+    /* 4 bits, {-1, 0.5}: xmax = 1, xmin = -1, scale 2/15, zero 8; codes 0 and 12 are distinct at
+     * p = 1, so p = 1 is kept */
+    const float x[2] = {-1.0f, 0.5f};
+    quant_icq_cfg sym = REF;
+    sym.symmetric = 1;
+    float s, z;
+    quant_icq_search(x, 2, 4, &sym, &s, &z);
+    cr_expect_eq(s, 2.0f / 15.0f);
+    cr_expect_eq(z, 8.0f);
+    /* a row >= 0 keeps xmin = 0 (the reference's quirk): scale = max / 15, zero still 8 */
+    const float y[2] = {0.25f, 1.5f};
+    quant_icq_search(y, 2, 4, &sym, &s, &z);
+    cr_expect_eq(z, 8.0f);
+    cr_expect_eq(s, 1.5f / 15.0f, "scale %.9g", s);
+}
+
+Test(icq, a_zero_row_gets_the_range_minus_one_to_one) {
+    const float x[3] = {0, 0, 0};
+    float s, z, q[3];
+    quant_icq_search(x, 3, 2, &REF, &s, &z);
+    cr_expect_eq(s, 2.0f / 3.0f);
+    cr_expect_eq(z, 2.0f); /* round(1 / (2/3)) = round(1.5) = 2 */
+    quant_fake_rows(q, x, 1, 3, 2, &s, &z);
+    for (int i = 0; i < 3; i++) cr_expect_eq(q[i], 0.0f);
+}
+
+/* ---- the layer ---- */
+
+#define IN 16
+#define OUT 8
+#define R 4
+#define M 5
+#define NW (IN * OUT)
+
+typedef struct {
+    const qa_method *m;
+    void *state;
+    float W[NW], b[OUT];
+    qa_method_cfg cfg;
+    char opts[64];
+} layer;
+
+static int setup(layer *f, int w_bits, float scale, const char *iec, int rank, int in, qa_error *err) {
+    f->m = qa_method_find("ir-qlora");
+    cr_assert_not_null(f->m, "ir-qlora is registered");
+    cr_assert(f->m->options_size <= sizeof f->opts);
+    qa_method_options_defaults(f->m, f->opts);
+    cr_assert_eq(qa_method_option_set(f->m, f->opts, "iec", iec, err), 0);
+    trng t = trng_new(21);
+    fill_normal(&t, f->W, NW, 0.3);
+    fill_normal(&t, f->b, OUT, 0.1);
+    f->cfg = (qa_method_cfg){.w_bits = w_bits, .a_bits = 0, .rank = rank, .lora_scale = scale, .options = f->opts};
+    qa_rng *r = qa_rng_new(21);
+    qa_layer_init li = {in, OUT, f->W, f->b, &f->cfg, r, "test.layer", NULL, NULL};
+    f->state = qa_alloc(f->m->state_size);
+    int rc = f->m->init(f->state, &li, err);
+    qa_rng_free(r);
+    if (rc) qa_free(f->state);
+    return rc;
+}
+
+static void teardown(layer *f) {
+    f->m->destroy(f->state);
+    qa_free(f->state);
+}
+
+/* B and the elastic scalars non-zero, so that every path carries a gradient */
+static void perturb(layer *f) {
+    qa_param ps[4];
+    int np = f->m->params(f->state, ps, 4);
+    trng t = trng_new(4);
+    fill_normal(&t, ps[1].data, ps[1].n, 0.2);
+    for (int i = 2; i < np; i++) ps[i].data[0] = 0.3f + 0.4f * (float)i;
+}
+
+static const float *tensor(layer *f, const char *name) {
+    qa_named_tensor buf[8];
+    int n = f->m->inspect(f->state, buf, 8);
+    for (int i = 0; i < n; i++)
+        if (!strcmp(buf[i].name, name)) return buf[i].f32;
+    cr_assert_fail("inspect() has no %s", name);
+    return NULL;
+}
+
+Test(irqlora, base_is_the_icq_quantizer) {
+    layer f;
+    qa_error err;
+    cr_assert_eq(setup(&f, 4, 1.0f, "learned", R, IN, &err), 0, "%s", err.msg);
+    float s[OUT], z[OUT], Wq[NW];
+    quant_icq_rows(f.W, OUT, IN, 4, &REF, s, z);
+    quant_fake_rows(Wq, f.W, OUT, IN, 4, s, z);
+    const float *W_dq = tensor(&f, "W_dq");
+    for (int i = 0; i < NW; i++) cr_expect_eq(W_dq[i], Wq[i], "W_dq[%d]", i);
+    teardown(&f);
+}
+
+/* The reference's IEC written out: h_j = sum_i A[j,i] x_i + bA mean(x over the j-th group of
+ * in/r inputs); y_o = (W_dq x)_o + b_o + s (sum_j B[o,j] h_j + bB h_(o / (out/r))). */
+static void iec_reference(layer *f, const float *x, double *y) {
+    qa_param ps[4];
+    int np = f->m->params(f->state, ps, 4);
+    const float *A = ps[0].data, *B = ps[1].data, *W_dq = tensor(f, "W_dq");
+    double bA = np > 2 ? ps[2].data[0] : 0, bB = np > 3 ? ps[3].data[0] : 0;
+    const int gi = IN / R, go = OUT / R;
+    for (int m = 0; m < M; m++) {
+        double h[R];
+        for (int j = 0; j < R; j++) {
+            double a = 0, mean = 0;
+            for (int i = 0; i < IN; i++) a += (double)A[j * IN + i] * x[m * IN + i];
+            for (int i = j * gi; i < (j + 1) * gi; i++) mean += x[m * IN + i];
+            h[j] = a + bA * mean / gi;
+        }
+        for (int o = 0; o < OUT; o++) {
+            double v = f->b[o], u = bB * h[o / go];
+            for (int i = 0; i < IN; i++) v += (double)W_dq[o * IN + i] * x[m * IN + i];
+            for (int j = 0; j < R; j++) u += (double)B[o * R + j] * h[j];
+            y[m * OUT + o] = v + f->cfg.lora_scale * u;
+        }
+    }
+}
+
+Test(irqlora, forward_is_the_reference_elastic_connection) {
+    layer f;
+    qa_error err;
+    cr_assert_eq(setup(&f, 4, 0.75f, "learned", R, IN, &err), 0, "%s", err.msg);
+    perturb(&f);
+    trng t = trng_new(6);
+    float x[M * IN], y[M * OUT];
+    double ref[M * OUT];
+    fill_normal(&t, x, M * IN, 1.0);
+    f.m->forward(f.state, x, y, M);
+    iec_reference(&f, x, ref);
+    for (int i = 0; i < M * OUT; i++) cr_expect(fabs(y[i] - ref[i]) < 1e-4, "y[%d] %g vs reference %g", i, y[i], ref[i]);
+    teardown(&f);
+}
+
+static double objective(layer *f, const float *x, const float *w) {
+    float y[M * OUT];
+    f->m->forward(f->state, x, y, M);
+    return dot_fd(y, w, M * OUT);
+}
+
+static void check_grads(int w_bits, float scale, const char *iec, int want_params) {
+    layer f;
+    qa_error err;
+    cr_assert_eq(setup(&f, w_bits, scale, iec, R, IN, &err), 0, "%s", err.msg);
+    perturb(&f);
+    trng t = trng_new(5);
+    float x[M * IN], w[M * OUT], dx[M * IN] = {0}, y[M * OUT];
+    fill_normal(&t, x, M * IN, 1.0);
+    fill_normal(&t, w, M * OUT, 1.0);
+    qa_param ps[4];
+    int np = f.m->params(f.state, ps, 4);
+    cr_assert_eq(np, want_params, "iec %s: %d trainable tensors", iec, np);
+    for (int i = 0; i < np; i++) memset(ps[i].grad, 0, sizeof(float) * ps[i].n);
+    f.m->forward(f.state, x, y, M);
+    f.m->backward(f.state, w, dx, M); /* dL/dy = w for L = sum(y w) */
+    const double h = 1e-2;
+    for (int p = 0; p < np; p++)
+        for (size_t i = 0; i < ps[p].n; i += 3) {
+            float old = ps[p].data[i];
+            ps[p].data[i] = old + (float)h;
+            double lp = objective(&f, x, w);
+            ps[p].data[i] = old - (float)h;
+            double lm = objective(&f, x, w);
+            ps[p].data[i] = old;
+            double num = (lp - lm) / (2 * h);
+            cr_expect(fabs(num - ps[p].grad[i]) < 2e-3 * (1 + fabs(num)), "W%d %s: %s[%zu]: numeric %g analytic %g", w_bits,
+                      iec, ps[p].name, i, num, ps[p].grad[i]);
+        }
+    for (int i = 0; i < M * IN; i += 3) {
+        float old = x[i];
+        x[i] = old + (float)h;
+        double lp = objective(&f, x, w);
+        x[i] = old - (float)h;
+        double lm = objective(&f, x, w);
+        x[i] = old;
+        double num = (lp - lm) / (2 * h);
+        cr_expect(fabs(num - dx[i]) < 2e-3 * (1 + fabs(num)), "W%d %s: dx[%d]: numeric %g analytic %g", w_bits, iec, i, num, dx[i]);
+    }
+    teardown(&f);
+}
+
+Test(irqlora, gradients_learned_elastic_paths) { check_grads(4, 0.5f, "learned", 4); }
+Test(irqlora, gradients_fixed_elastic_paths_int8) { check_grads(8, 1.0f, "fixed", 2); }
+Test(irqlora, gradients_without_elastic_paths_fp) { check_grads(0, 2.0f, "off", 2); }
+
+Test(irqlora, starts_as_the_quantized_base_layer) {
+    layer f;
+    qa_error err;
+    cr_assert_eq(setup(&f, 3, 1.0f, "learned", R, IN, &err), 0, "%s", err.msg);
+    trng t = trng_new(3);
+    float x[M * IN], y[M * OUT];
+    fill_normal(&t, x, M * IN, 1.0);
+    f.m->forward(f.state, x, y, M);
+    const float *W_dq = tensor(&f, "W_dq");
+    for (int m = 0; m < M; m++)
+        for (int o = 0; o < OUT; o++) {
+            double ref = f.b[o];
+            for (int i = 0; i < IN; i++) ref += (double)x[m * IN + i] * W_dq[o * IN + i];
+            cr_expect(fabs(ref - y[m * OUT + o]) < 1e-4, "B = 0, beta = 0 at init: y = x W_dq^T + b");
+        }
+    teardown(&f);
+}
+
+static void check_merge(int w_bits, const char *iec) {
+    layer f;
+    qa_error err;
+    cr_assert_eq(setup(&f, w_bits, 0.75f, iec, R, IN, &err), 0, "%s", err.msg);
+    perturb(&f);
+    trng t = trng_new(8);
+    float x[M * IN], y[M * OUT], y2[M * OUT], Wd[NW];
+    fill_normal(&t, x, M * IN, 1.0);
+    f.m->forward(f.state, x, y, M);
+    qa_deployed d;
+    cr_assert_eq(f.m->merge(f.state, &d, &err), 0);
+    cr_expect_eq(d.needs_ptq, w_bits > 0);
+    cr_expect_eq(d.merge, QA_MERGE_FLOAT_ADD_PTQ);
+    qa_deployed_weights(&d, Wd);
+    qa_matmul(M, OUT, IN, x, 0, Wd, 1, y2, 0, f.b);
+    for (int i = 0; i < M * OUT; i++)
+        cr_expect(fabsf(y[i] - y2[i]) < 1e-4f, "W%d %s: y[%d] %g vs merged %g", w_bits, iec, i, y[i], y2[i]);
+    if (w_bits > 0) {
+        /* "icq": W' re-quantized by ICQ: every row on its own grid of at most 2^N values, and
+         * equal to quant_icq_rows + quant_fake_rows of W' */
+        cr_assert_eq(d.n_extra, 1);
+        cr_expect_str_eq(d.extra_name[0], "icq");
+        cr_expect(d.extra_bits[0] > w_bits && d.extra_bits[0] <= w_bits + 64.0 / IN, "bits %g", d.extra_bits[0]);
+        float s[OUT], z[OUT], Wq[NW];
+        quant_icq_rows(d.w_fp, OUT, IN, w_bits, &REF, s, z);
+        quant_fake_rows(Wq, d.w_fp, OUT, IN, w_bits, s, z);
+        for (int o = 0; o < OUT; o++)
+            for (int i = 0; i < IN; i++) {
+                float v = d.extra_w[0][o * IN + i], k = v / s[o];
+                cr_expect_eq(v, Wq[o * IN + i]);
+                cr_expect(fabsf(k - nearbyintf(k)) < 1e-3f && k + z[o] > -0.5f && k + z[o] < (float)(1 << w_bits) - 0.5f,
+                          "row %d: %g is not a code of the grid", o, v);
+            }
+    } else {
+        cr_expect_eq(d.n_extra, 0);
+    }
+    qa_deployed_free(&d);
+    teardown(&f);
+}
+
+Test(irqlora, merge_reproduces_the_forward_learned_w4) { check_merge(4, "learned"); }
+Test(irqlora, merge_reproduces_the_forward_fixed_w8) { check_merge(8, "fixed"); }
+Test(irqlora, merge_reproduces_the_forward_fp) { check_merge(0, "learned"); }
+
+Test(irqlora, bytes_count_the_elastic_scalars) {
+    layer f;
+    qa_error err;
+    cr_assert_eq(setup(&f, 4, 1.0f, "learned", R, IN, &err), 0, "%s", err.msg);
+    qa_bytes b;
+    f.m->bytes(f.state, &b);
+    cr_expect_eq(b.trainable, sizeof(float) * (R * (IN + OUT) + 2));
+    cr_expect_eq(b.optimizer, 2 * b.trainable);
+    cr_expect_eq(b.deployed, NW * 4 / 8 + 2 * OUT * sizeof(float) + OUT * sizeof(float));
+    teardown(&f);
+}
+
+Test(irqlora, bad_input_is_refused_naming_what_is_allowed) {
+    layer f;
+    qa_error err;
+    /* a rank that does not divide in = 16 (IEC groups the inputs by in / r) */
+    cr_expect_eq(setup(&f, 4, 1.0f, "learned", 3, IN, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "divide") && strstr(err.msg, "iec = off"), "%s", err.msg);
+    cr_expect_eq(setup(&f, 4, 1.0f, "learned", OUT + 1, IN, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "rank 9"), "%s", err.msg);
+    cr_expect_eq(setup(&f, 9, 1.0f, "learned", R, IN, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "1..8"), "%s", err.msg);
+    /* with iec = off any rank up to min(in, out) is fine */
+    cr_assert_eq(setup(&f, 4, 1.0f, "off", 3, IN, &err), 0, "%s", err.msg);
+    teardown(&f);
+    char o[64];
+    qa_method_options_defaults(qa_method_find("ir-qlora"), o);
+    cr_expect_eq(qa_method_option_set(qa_method_find("ir-qlora"), o, "icq_tau_range", "0.7", &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "0..0.5"), "%s", err.msg);
+    cr_expect_eq(qa_method_option_set(qa_method_find("ir-qlora"), o, "iec", "maybe", &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "learned|fixed|off"), "%s", err.msg);
+}
