@@ -179,10 +179,10 @@ int bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err) {
     return rc;
 }
 
-#define MODEL_USAGE "usage: qadapt bench-model [--checkpoint P] [--batch B] [--steps S] [--json]"
+#define MODEL_USAGE "usage: qadapt bench-model [--checkpoint P] [--batch B] [--steps S] [--repeats K] [--json]"
 
 int bench_model_parse(int argc, char **argv, qa_bench_model_opts *o, qa_error *err) {
-    *o = (qa_bench_model_opts){"results/pretrained/dit.h5", 32, 10, 0};
+    *o = (qa_bench_model_opts){"results/pretrained/dit.h5", 32, 10, 0, 3};
     for (int i = 0; i < argc; i++) {
         int more = i + 1 < argc;
         char *end = NULL;
@@ -192,6 +192,7 @@ int bench_model_parse(int argc, char **argv, qa_bench_model_opts *o, qa_error *e
         else if (!strcmp(argv[i], "--checkpoint") && more) o->checkpoint = argv[++i];
         else if (!strcmp(argv[i], "--batch") && num_ok) { o->batch = (int)v; i++; }
         else if (!strcmp(argv[i], "--steps") && num_ok) { o->steps = (int)v; i++; }
+        else if (!strcmp(argv[i], "--repeats") && num_ok && v <= 100) { o->repeats = (int)v; i++; }
         else return qa_fail(err, QA_ERR_INPUT, "bench-model: bad argument '%s'\n" MODEL_USAGE, argv[i]);
     }
     return QA_OK;
@@ -221,24 +222,129 @@ static double time_train_steps(qa_dit *m, int B, int steps, qa_rng *r) {
     return med;
 }
 
-/* Where sampling time goes: shares of the wall time in the linear layers and, of the int8
- * layers, in activation quantization, the u8 x s8 matmul and the zero-point correction. */
-typedef struct { double linear, quantize, matmul, correct; } sampling_profile;
+enum { SAMPLE_IMAGES = 32, SAMPLE_STEPS = 20 };
 
-static double time_sampling(qa_dit *m, int n, int steps, sampling_profile *prof) {
+/* Images per second of one guided DDIM sampling of SAMPLE_IMAGES images. */
+static double sampling_rate(qa_dit *m, uint64_t seed) {
     qa_schedule s;
     schedule_linear(&s, 1000, 1e-4f, 0.02f);
-    float *x = qa_alloc(sizeof(float) * (size_t)n * 784);
-    sample_images(m, &s, 3, n, steps, 3.0f, 11, x); /* warm-up: primitives created */
-    dit_profile(m, 1);
+    float *x = qa_alloc(sizeof(float) * (size_t)SAMPLE_IMAGES * 784);
     double t0 = qa_now();
-    sample_images(m, &s, 3, n, steps, 3.0f, 12, x);
+    sample_images(m, &s, 3, SAMPLE_IMAGES, SAMPLE_STEPS, 3.0f, seed, x);
     double dt = qa_now() - t0;
-    dit_profile_read(m, &prof->linear, &prof->quantize, &prof->matmul, &prof->correct);
-    dit_profile(m, 0);
-    prof->linear /= dt; prof->quantize /= dt; prof->matmul /= dt; prof->correct /= dt;
     qa_free(x);
-    return n / dt;
+    return SAMPLE_IMAGES / dt;
+}
+
+/* Where sampling time goes: one profiled sampling, each part as a share of the forward time. */
+static void sampling_profile(qa_dit *m, qa_dit_profile *p) {
+    dit_profile(m, 1);
+    sampling_rate(m, 12);
+    dit_profile_read(m, p);
+    dit_profile(m, 0);
+    double total = p->total > 0 ? p->total : 1;
+    double *parts[] = {&p->linear, &p->norm, &p->attention, &p->gelu, &p->int8_quantize, &p->int8_matmul, &p->int8_correct};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) *parts[i] /= total;
+}
+
+/* The deployed W8A8 model: every linear frozen at W8 (per-row codes), inputs at A8 calibrated
+ * on one batch; on the integer kernels when int8. */
+static int load_w8a8(const char *checkpoint, qa_dit *m, int int8, qa_error *err) {
+    int rc = dit_load(checkpoint, m, 64, err);
+    if (rc) return rc;
+    m->train_base = 0;
+    dit_quantize_base(m, 8, 8, 0);
+    qa_rng *r = qa_rng_new(6);
+    float *x = qa_alloc(sizeof(float) * 8 * 784), *e = qa_alloc(sizeof(float) * 8 * 784), t[8];
+    int y[8];
+    qa_rng_fill_normal(r, x, 8 * 784, 1.0f);
+    for (int i = 0; i < 8; i++) { t[i] = (float)(i * 125); y[i] = i; }
+    dit_forward(m, x, t, y, 8, e); /* calibrates the activation quantizers */
+    qa_free(x); qa_free(e);
+    qa_rng_free(r);
+    if (int8) dit_enable_int8(m);
+    return QA_OK;
+}
+
+/* Sampling throughput, interleaved: each repeat samples with f32, the fake-quantized W8A8, the
+ * integer W8A8 unfused and fused, so that the ratios are measured under the same load. */
+typedef struct {
+    double f32, fq, int8_unfused, int8; /* median images/s */
+    double ratio, ratio_unfused;        /* median over repeats of int8 / f32 (same repeat) */
+    int n_int8;
+    qa_dit_profile prof_f32, prof_int8;
+} sampling_figures;
+
+static int measure_sampling(const char *checkpoint, int repeats, sampling_figures *f, qa_error *err) {
+    qa_dit m32, mfq, mi8;
+    int rc = dit_load(checkpoint, &m32, 64, err);
+    if (!rc) rc = load_w8a8(checkpoint, &mfq, 0, err);
+    if (!rc) rc = load_w8a8(checkpoint, &mi8, 1, err);
+    if (rc) return rc;
+    for (int i = 0; i < mi8.n_lin; i++) f->n_int8 += mi8.lin[i].i8 != NULL;
+    qa_dit *models[3] = {&m32, &mfq, &mi8};
+    for (int k = 0; k < 3; k++) sampling_rate(models[k], 11); /* warm-up: primitives created */
+    double *v = qa_alloc(sizeof(double) * 6 * repeats);
+    double *f32 = v, *fq = v + repeats, *un = v + 2 * repeats, *fu = v + 3 * repeats, *ratio = v + 4 * repeats, *ratio_un = v + 5 * repeats;
+    for (int i = 0; i < repeats; i++) {
+        f32[i] = sampling_rate(&m32, 12);
+        fq[i] = sampling_rate(&mfq, 12);
+        mi8.int8_unfused = 1;
+        un[i] = sampling_rate(&mi8, 12);
+        mi8.int8_unfused = 0;
+        fu[i] = sampling_rate(&mi8, 12);
+        ratio[i] = fu[i] / f32[i];
+        ratio_un[i] = un[i] / f32[i];
+    }
+    f->ratio = median(ratio, repeats);
+    f->ratio_unfused = median(ratio_un, repeats);
+    f->f32 = median(f32, repeats); f->fq = median(fq, repeats);
+    f->int8_unfused = median(un, repeats); f->int8 = median(fu, repeats);
+    sampling_profile(&m32, &f->prof_f32);
+    sampling_profile(&mi8, &f->prof_int8);
+    qa_free(v);
+    dit_free(&m32); dit_free(&mfq); dit_free(&mi8);
+    return QA_OK;
+}
+
+static void print_profile(FILE *out, const char *label, const qa_dit_profile *p) {
+    double rest = 1.0 - p->linear - p->norm - p->attention - p->gelu;
+    fprintf(out, "  %-16s linear %4.1f%% (int8 matmul %4.1f%%, unfused quantize %4.1f%%, unfused correction %4.1f%%), "
+                 "norm+modulate %4.1f%%, attention %4.1f%%, GELU %4.1f%%, rest %4.1f%%\n",
+            label, 100 * p->linear, 100 * p->int8_matmul, 100 * p->int8_quantize, 100 * p->int8_correct, 100 * p->norm,
+            100 * p->attention, 100 * p->gelu, 100 * rest);
+}
+
+static void print_bench_model(FILE *out, const qa_bench_model_opts *o, int threads, double t_fp, double flops,
+                              double t_lora, const sampling_figures *f) {
+    const int B = o->batch;
+    if (o->json) {
+        fprintf(out, "{\"threads\": %d, \"batch\": %d, \"train_step_fp_ms\": %.2f, \"train_gflops_fp\": %.1f, "
+                     "\"train_step_lora_w8a8_ms\": %.2f, \"sampling_repeats\": %d, \"sample_ips_f32\": %.2f, "
+                     "\"sample_ips_w8a8_fakequant\": %.2f, \"sample_ips_w8a8_int8_unfused\": %.2f, \"sample_ips_w8a8_int8\": %.2f, "
+                     "\"int8_layers\": %d, \"speedup_int8_vs_f32\": %.3f, \"speedup_int8_unfused_vs_f32\": %.3f, "
+                     "\"f32_linear_share\": %.3f, \"f32_attention_share\": %.3f, \"int8_linear_share\": %.3f, "
+                     "\"int8_norm_share\": %.3f, \"int8_attention_share\": %.3f, \"int8_gelu_share\": %.3f}\n",
+                threads, B, 1e3 * t_fp, flops / t_fp * 1e-9, 1e3 * t_lora, o->repeats, f->f32, f->fq, f->int8_unfused,
+                f->int8, f->n_int8, f->ratio, f->ratio_unfused, f->prof_f32.linear, f->prof_f32.attention,
+                f->prof_int8.linear, f->prof_int8.norm, f->prof_int8.attention, f->prof_int8.gelu);
+        return;
+    }
+    fprintf(out,
+            "threads %d, batch %d\n"
+            "  full FP training step       %8.2f ms  (%.1f GFLOP/s of matmul FLOPs, %.0f img/s)\n"
+            "  LoRA step over a W8A8 base  %8.2f ms  (%.0f img/s)\n"
+            "sampling (DDIM %d steps, guidance 3, %d images), median of %d interleaved repeats:\n"
+            "  f32                         %8.2f img/s\n"
+            "  W8A8 fake-quant             %8.2f img/s\n"
+            "  W8A8 int8 kernels, unfused  %8.2f img/s  (%.2fx f32, median of the per-repeat ratios)\n"
+            "  W8A8 int8 kernels, fused    %8.2f img/s  (%.2fx f32; %d layers on u8 x s8)\n"
+            "share of the forward time:\n",
+            threads, B, 1e3 * t_fp, flops / t_fp * 1e-9, B / t_fp, 1e3 * t_lora, B / t_lora, SAMPLE_STEPS, SAMPLE_IMAGES,
+            o->repeats, f->f32, f->fq, f->int8_unfused, f->ratio_unfused, f->int8, f->ratio, f->n_int8);
+    print_profile(out, "f32", &f->prof_f32);
+    print_profile(out, "W8A8 int8 fused", &f->prof_int8);
+    fprintf(out, "  Amdahl bound from faster linear layers alone: %.2fx f32\n", 1.0 / (1.0 - f->prof_f32.linear));
 }
 
 int bench_model(const qa_bench_model_opts *o, FILE *out, qa_error *err) {
@@ -260,47 +366,13 @@ int bench_model(const qa_bench_model_opts *o, FILE *out, qa_error *err) {
     qa_method_cfg cfg = {.w_bits = 8, .a_bits = 8, .rank = 4, .lora_scale = 1.0f};
     rc = dit_attach_method(&m, qa_method_find("lora"), &cfg, 1, err);
     double t_lora = rc ? 0 : time_train_steps(&m, B, o->steps, r);
-    dit_reset_slots(&m);
-    /* 3. sampling: f32 model vs the W8A8 model on the integer kernels */
-    int n = 32, dsteps = 20;
-    sampling_profile p_f32, p_fq, p_int8;
-    double ips_f32 = time_sampling(&m, n, dsteps, &p_f32);
-    dit_quantize_base(&m, 8, 8, 0);
-    float *x = qa_alloc(sizeof(float) * 8 * 784), *e = qa_alloc(sizeof(float) * 8 * 784), t[8];
-    int y[8];
-    qa_rng_fill_normal(r, x, 8 * 784, 1.0f);
-    for (int i = 0; i < 8; i++) { t[i] = (float)(i * 125); y[i] = i; }
-    dit_forward(&m, x, t, y, 8, e); /* calibrates the activation quantizers */
-    double ips_fq = time_sampling(&m, n, dsteps, &p_fq);
-    int n_int8 = dit_enable_int8(&m);
-    double ips_int8 = time_sampling(&m, n, dsteps, &p_int8);
-    qa_free(x); qa_free(e);
-    if (!rc) {
-        if (o->json)
-            fprintf(out, "{\"threads\": %d, \"batch\": %d, \"train_step_fp_ms\": %.2f, \"train_gflops_fp\": %.1f, "
-                         "\"train_step_lora_w8a8_ms\": %.2f, \"sample_ips_f32\": %.2f, \"sample_ips_w8a8_fakequant\": %.2f, "
-                         "\"sample_ips_w8a8_int8\": %.2f, \"int8_layers\": %d, \"speedup_int8_vs_f32\": %.3f, "
-                         "\"f32_linear_share\": %.3f, \"int8_linear_share\": %.3f, \"int8_quantize_share\": %.3f, "
-                         "\"int8_matmul_share\": %.3f, \"int8_correct_share\": %.3f}\n",
-                    threads, B, 1e3 * t_fp, flops / t_fp * 1e-9, 1e3 * t_lora, ips_f32, ips_fq, ips_int8, n_int8,
-                    ips_int8 / ips_f32, p_f32.linear, p_int8.linear, p_int8.quantize, p_int8.matmul, p_int8.correct);
-        else
-            fprintf(out,
-                    "threads %d, batch %d\n"
-                    "  full FP training step       %8.2f ms  (%.1f GFLOP/s of matmul FLOPs, %.0f img/s)\n"
-                    "  LoRA step over a W8A8 base  %8.2f ms  (%.0f img/s)\n"
-                    "  sampling, f32               %8.2f img/s  (DDIM %d steps, guidance 3)\n"
-                    "  sampling, W8A8 fake-quant   %8.2f img/s\n"
-                    "  sampling, W8A8 int8 kernels %8.2f img/s  (%d layers on u8 x s8; %.2fx f32)\n"
-                    "  time in the linear layers: f32 %.0f%%, fake-quant %.0f%%, int8 %.0f%% (of which quantize x %.0f%%, "
-                    "u8 x s8 matmul %.0f%%, zero-point correction %.0f%% of the sampling time)\n"
-                    "  Amdahl bound from faster linear layers alone: %.2fx f32\n",
-                    threads, B, 1e3 * t_fp, flops / t_fp * 1e-9, B / t_fp, 1e3 * t_lora, B / t_lora, ips_f32, dsteps, ips_fq,
-                    ips_int8, n_int8, ips_int8 / ips_f32, 100 * p_f32.linear, 100 * p_fq.linear, 100 * p_int8.linear,
-                    100 * p_int8.quantize, 100 * p_int8.matmul, 100 * p_int8.correct, 1.0 / (1.0 - p_f32.linear));
-    }
     qa_rng_free(r);
     dit_free(&m);
+    /* 3. sampling: f32 against the W8A8 model, fake-quantized and on the integer kernels */
+    sampling_figures f;
+    memset(&f, 0, sizeof f);
+    if (!rc) rc = measure_sampling(o->checkpoint, o->repeats, &f, err);
+    if (!rc) print_bench_model(out, o, threads, t_fp, flops, t_lora, &f);
     return rc;
 }
 

@@ -21,13 +21,15 @@ typedef struct {
 int bench_layer_parse(int argc, char **argv, qa_bench_layer_opts *o, qa_error *err);
 int bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err);
 
-/* qadapt bench-model [--checkpoint P] [--batch B] [--steps S] [--json]: training steps per second
- * of the denoiser (full FP training step, and a LoRA fine-tuning step over the W8A8 base) and
- * deployed sampling throughput (images/s, DDIM with guidance) in f32 against W8A8 on the integer
- * kernels, with the matmul FLOP rate of the training step. */
+/* qadapt bench-model [--checkpoint P] [--batch B] [--steps S] [--repeats K] [--json]: training
+ * steps per second of the denoiser (full FP training step, and a LoRA fine-tuning step over the
+ * W8A8 base) with the matmul FLOP rate of the training step, and deployed sampling throughput
+ * (images/s, DDIM with guidance) in f32 against W8A8 fake-quantized and on the integer kernels
+ * (unfused, and with the fused operations): K interleaved repeats, medians, and where the
+ * forward time goes. */
 typedef struct {
     const char *checkpoint;
-    int batch, steps, json;
+    int batch, steps, json, repeats;
 } qa_bench_model_opts;
 
 int bench_model_parse(int argc, char **argv, qa_bench_model_opts *o, qa_error *err);

@@ -66,6 +66,19 @@ typedef struct {
     float *ln2, *mean2, *rstd2, *h2, *m1, *g, *m2, *mod;
 } qa_block_acts;
 
+/* Seconds of the forward passes while profiling (benchmarks), by operation. In the fused
+ * deployed model the activation quantization runs inside the operation that produces the
+ * activation (norm: layer norm + adaLN modulation; gelu: dequantize + GELU + quantize) and the
+ * dequantization inside the gated residual; int8_* are the parts of unfused integer layers. */
+typedef struct {
+    double total;      /* the whole forward */
+    double linear;     /* every linear layer: f32, fake-quantized, integer (fused epilogues included) */
+    double norm;       /* layer norm + modulation (+ fused quantization) */
+    double attention;  /* QK^T, softmax, PV */
+    double gelu;       /* GELU (+ fused dequantization / quantization) */
+    double int8_quantize, int8_matmul, int8_correct; /* inside the integer layers (all of them) */
+} qa_dit_profile;
+
 typedef struct {
     qa_dit_config cfg;
     int T, grid, n_patches, patch_dim, n_slots, null_class, max_batch;
@@ -94,6 +107,15 @@ typedef struct {
     /* backward scratch */
     float *d_res, *d_h, *d_q, *d_k, *d_v, *d_att, *d_o, *d_m1, *d_g, *d_m2, *d_mod, *d_sc, *d_c;
     float *d_temb, *d_th, *d_ths, *d_tok_patch, *d_out_tok, *att_scratch, *d_fmod;
+
+    /* deployed integer execution (dit_enable_int8): per block, q, k and v stacked into one
+     * integer layer [3 dim, dim] when all three run on the integer kernel with one activation
+     * quantizer (their input is the same), else NULL; its bias (owned) */
+    qa_int8_linear **qkv_i8;
+    float **qkv_bias;
+    int int8_unfused;             /* 1: no fused operations (each integer layer quantizes its own input) */
+    int profiling;
+    qa_dit_profile prof;
 } qa_dit;
 
 int dit_create(qa_dit *m, const qa_dit_config *cfg, int max_batch, qa_error *err);
@@ -101,7 +123,7 @@ int dit_create(qa_dit *m, const qa_dit_config *cfg, int max_batch, qa_error *err
  * stops; dit_profile_read sums the seconds so far: linear layers, and of the int8 layers the
  * activation quantization, the u8 x s8 matmul and the zero-point correction. */
 void dit_profile(qa_dit *m, int on);
-void dit_profile_read(const qa_dit *m, double *linear_s, double *int8_quantize_s, double *int8_matmul_s, double *int8_correct_s);
+void dit_profile_read(const qa_dit *m, qa_dit_profile *p);
 /* Bytes of activations and their gradients held for a step of max_batch, act-quant buffers included. */
 size_t dit_activation_bytes(const qa_dit *m);
 void dit_free(qa_dit *m);
@@ -129,7 +151,12 @@ int dit_attach_method(qa_dit *m, const qa_method *method, const qa_method_cfg *c
 void dit_set_deployed(qa_dit *m, float *const *weights, float *const *row_delta, float *const *row_zero,
                       int code_bits);
 /* Run every slot whose weights are per-row 8-bit codes and whose input quantizer is 8-bit on
- * oneDNN's u8 x s8 kernel (see int8.h); returns how many slots switched. dit_reset_slots undoes it. */
+ * oneDNN's u8 x s8 kernel (see int8.h); returns how many slots switched. dit_reset_slots undoes it.
+ * Where consecutive operations allow (deployed model, inference only), the forward then fuses
+ * them: layer norm + modulation write the next integer layer's u8 codes, q/k/v run as one
+ * stacked integer layer, GELU sits between mlp.fc1's dequantization and mlp.fc2's quantization,
+ * and the attention output and MLP layers dequantize inside the gated residual. The fused model
+ * equals the unfused one bit for bit; m->int8_unfused = 1 turns the fusion off. */
 int dit_enable_int8(qa_dit *m);
 /* Restore plain FP slots (drops quantizers, adapters, deploy overrides). */
 void dit_reset_slots(qa_dit *m);

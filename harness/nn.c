@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "harness/backend.h"
+#include "harness/int8.h"
 #include "harness/util.h"
 
 void linear_forward(float *y, const float *x, const float *W, const float *b, int M, int in, int out) {
@@ -23,18 +24,26 @@ void linear_backward(float *dx, float *dW, float *db, const float *dy, const flo
     }
 }
 
+/* mean and 1/sqrt(var + 1e-6) of one row, summed in order (the fused deployed operations call
+ * it too, so that they compute the same floats as the unfused layers) */
+static inline void layernorm_row_stats(const float *xr, int C, float *mean, float *rstd) {
+    float mu = 0.f;
+    for (int c = 0; c < C; c++) mu += xr[c];
+    mu /= (float)C;
+    float var = 0.f;
+    for (int c = 0; c < C; c++) { float d = xr[c] - mu; var += d * d; }
+    var /= (float)C;
+    *mean = mu;
+    *rstd = 1.0f / sqrtf(var + 1e-6f);
+}
+
 void layernorm_forward(float *y, float *mean, float *rstd, const float *x, int M, int C) {
     #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) {
         const float *xr = x + (size_t)m * C;
         float *yr = y + (size_t)m * C;
-        float mu = 0.f;
-        for (int c = 0; c < C; c++) mu += xr[c];
-        mu /= (float)C;
-        float var = 0.f;
-        for (int c = 0; c < C; c++) { float d = xr[c] - mu; var += d * d; }
-        var /= (float)C;
-        float rs = 1.0f / sqrtf(var + 1e-6f);
+        float mu, rs;
+        layernorm_row_stats(xr, C, &mu, &rs);
         for (int c = 0; c < C; c++) yr[c] = (xr[c] - mu) * rs;
         mean[m] = mu;
         rstd[m] = rs;
@@ -145,12 +154,11 @@ static inline float exp_fast(float x) {
 /* 0.5 (1 + tanh(u)) = sigmoid(2u) */
 static inline float sigmoid_fast(float x) { return 1.0f / (1.0f + exp_fast(-x)); }
 
+static inline float gelu_value(float v) { return v * sigmoid_fast(2.0f * GELU_K * (v + 0.044715f * v * v * v)); }
+
 void gelu_forward(float *y, const float *x, size_t n) {
     #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        y[i] = v * sigmoid_fast(2.0f * GELU_K * (v + 0.044715f * v * v * v));
-    }
+    for (size_t i = 0; i < n; i++) y[i] = gelu_value(x[i]);
 }
 
 void gelu_backward(float *dx, const float *dy, const float *x, size_t n) {
@@ -293,3 +301,68 @@ float softmax_xent_forward_backward(float *dlogits, float *probs, const float *l
 
 void vec_add(float *y, const float *x, size_t n) { for (size_t i = 0; i < n; i++) y[i] += x[i]; }
 void vec_scale(float *y, float s, size_t n) { for (size_t i = 0; i < n; i++) y[i] *= s; }
+
+/* ---- deployed (inference-only) operations fused with the integer layers around them ----
+ * Each computes, row by row, the same float expressions as the unfused layers (layernorm_forward,
+ * modulate_forward, gelu_forward, gated_residual_forward and the integer layer's own
+ * quantization and dequantization), so the fused model equals the unfused one bit for bit; what
+ * is saved is the memory passes in between. A row of the intermediate lives in a stack buffer. */
+
+#define QA_FUSED_ROW_MAX 4096
+
+void qa_layernorm_modulate_quantize(qa_int8_linear *next, const qa_actq *aq, const float *x, const float *shift,
+                                    const float *scale, int cond_stride, int B, int T, int C) {
+    QA_ASSERT(C == next->in && C <= QA_FUSED_ROW_MAX);
+    qa_int8_linear_reserve(next, B * T);
+    const float dx = aq->delta, zx = aq->zero;
+    #pragma omp parallel for schedule(static)
+    for (int bt = 0; bt < B * T; bt++) {
+        float h[QA_FUSED_ROW_MAX];
+        const float *xr = x + (size_t)bt * C;
+        const float *sh = shift + (size_t)(bt / T) * cond_stride, *sc = scale + (size_t)(bt / T) * cond_stride;
+        float mu, rs;
+        layernorm_row_stats(xr, C, &mu, &rs);
+        for (int c = 0; c < C; c++) h[c] = (xr[c] - mu) * rs;
+        for (int c = 0; c < C; c++) h[c] = h[c] * (1.0f + sc[c]) + sh[c];
+        next->xsum[bt] = qa_int8_quantize_row(h, next->xq + (size_t)bt * C, C, dx, zx);
+    }
+}
+
+void qa_int8_gelu_quantize(const qa_int8_linear *L, qa_int8_linear *next, const qa_actq *aq, int M) {
+    const int N = L->out;
+    QA_ASSERT(N == next->in && N <= QA_FUSED_ROW_MAX);
+    qa_int8_linear_reserve(next, M);
+    const float dx = aq->delta, zx = aq->zero;
+    #pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; m++) {
+        float y[QA_FUSED_ROW_MAX];
+        qa_int8_dequant_row(L, m, y);
+        for (int o = 0; o < N; o++) y[o] = gelu_value(y[o]);
+        next->xsum[m] = qa_int8_quantize_row(y, next->xq + (size_t)m * N, N, dx, zx);
+    }
+}
+
+void qa_int8_gated_residual(const qa_int8_linear *L, float *x_out, const float *x_res, const float *gate,
+                            int cond_stride, int B, int T) {
+    const int C = L->out;
+    QA_ASSERT(C <= QA_FUSED_ROW_MAX);
+    #pragma omp parallel for schedule(static)
+    for (int bt = 0; bt < B * T; bt++) {
+        float y[QA_FUSED_ROW_MAX];
+        qa_int8_dequant_row(L, bt, y);
+        const float *g = gate + (size_t)(bt / T) * cond_stride, *xr = x_res + (size_t)bt * C;
+        float *xo = x_out + (size_t)bt * C;
+        for (int c = 0; c < C; c++) xo[c] = xr[c] + g[c] * y[c];
+    }
+}
+
+void qa_int8_split_rows(const qa_int8_linear *L, float *const *parts, int n_parts, int M) {
+    const int N = L->out, w = N / n_parts;
+    QA_ASSERT(N % n_parts == 0 && N <= QA_FUSED_ROW_MAX);
+    #pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; m++) {
+        float y[QA_FUSED_ROW_MAX];
+        qa_int8_dequant_row(L, m, y);
+        for (int p = 0; p < n_parts; p++) memcpy(parts[p] + (size_t)m * w, y + p * w, sizeof(float) * w);
+    }
+}

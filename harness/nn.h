@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include "harness/int8.h"
+
 /* y[M,out] = x[M,in] W[out,in]^T + b[out]   (b may be NULL) */
 void linear_forward(float *y, const float *x, const float *W, const float *b, int M, int in, int out);
 /* dx += dy W; dW += dy^T x; db += sum_rows dy.  Any of dx, dW, db may be NULL (not wanted). */
@@ -66,6 +68,20 @@ void embedding_backward(float *dtable, const float *dy, const int *ids, int B, i
 /* Softmax cross-entropy over K classes: returns mean loss; dlogits = (softmax - onehot)/B. */
 float softmax_xent_forward_backward(float *dlogits, float *probs, const float *logits,
                                     const int *labels, int B, int K);
+
+/* Deployed (inference-only) operations fused with integer layers (harness/int8.h): each equals
+ * the unfused composition bit for bit.
+ * Codes of LN(x)(1 + scale) + shift for the integer layer `next` (into next->xq, next->xsum),
+ * quantized with next's activation quantizer aq. */
+void qa_layernorm_modulate_quantize(qa_int8_linear *next, const qa_actq *aq, const float *x, const float *shift,
+                                    const float *scale, int cond_stride, int B, int T, int C);
+/* Codes of GELU(L's output) for `next` (L's accumulator must hold its matmul; L prepared). */
+void qa_int8_gelu_quantize(const qa_int8_linear *L, qa_int8_linear *next, const qa_actq *aq, int M);
+/* x_out[b,t,:] = x_res[b,t,:] + gate[b,:] * L's output row (x_out may not alias x_res). */
+void qa_int8_gated_residual(const qa_int8_linear *L, float *x_out, const float *x_res, const float *gate,
+                            int cond_stride, int B, int T);
+/* L's output rows [M, N] split column-wise into n_parts buffers [M, N / n_parts]. */
+void qa_int8_split_rows(const qa_int8_linear *L, float *const *parts, int n_parts, int M);
 
 /* Elementwise helpers */
 void vec_add(float *y, const float *x, size_t n);      /* y += x */
