@@ -3,7 +3,7 @@
 # needs root (or sudo) when something is missing. No network access beyond Debian's mirrors.
 set -euo pipefail
 PKGS="gcc make pkg-config meson ninja-build libdnnl-dev libhdf5-dev hdf5-tools libgsl-dev
-      gnuplot-nox libcriterion-dev zlib1g-dev dataset-fashion-mnist"
+      gnuplot-nox libcriterion-dev zlib1g-dev libjansson-dev dataset-fashion-mnist"
 missing=""
 for p in $PKGS; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
