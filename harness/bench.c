@@ -269,10 +269,10 @@ static int load_w8a8(const char *checkpoint, qa_dit *m, int int8, qa_error *err)
 /* Sampling throughput, interleaved: each repeat samples with f32, the fake-quantized W8A8, the
  * integer W8A8 unfused and fused, so that the ratios are measured under the same load. */
 typedef struct {
-    double f32, fq, int8_unfused, int8; /* median images/s */
-    double ratio, ratio_unfused;        /* median over repeats of int8 / f32 (same repeat) */
+    double f32, fq, int8_unfused, int8, int8_attn; /* median images/s */
+    double ratio, ratio_unfused, ratio_attn;      /* median over repeats of int8 / f32 (same repeat) */
     int n_int8;
-    qa_dit_profile prof_f32, prof_int8;
+    qa_dit_profile prof_f32, prof_int8, prof_int8_attn;
 } sampling_figures;
 
 static int measure_sampling(const char *checkpoint, int repeats, sampling_figures *f, qa_error *err) {
@@ -284,8 +284,12 @@ static int measure_sampling(const char *checkpoint, int repeats, sampling_figure
     for (int i = 0; i < mi8.n_lin; i++) f->n_int8 += mi8.lin[i].i8 != NULL;
     qa_dit *models[3] = {&m32, &mfq, &mi8};
     for (int k = 0; k < 3; k++) sampling_rate(models[k], 11); /* warm-up: primitives created */
-    double *v = qa_alloc(sizeof(double) * 6 * repeats);
+    dit_set_attention_quant(&mi8, QA_ATTN_INT8);
+    sampling_rate(&mi8, 11); /* calibrates the attention quantizers on its first forward */
+    dit_set_attention_quant(&mi8, QA_ATTN_FLOAT);
+    double *v = qa_alloc(sizeof(double) * 8 * repeats);
     double *f32 = v, *fq = v + repeats, *un = v + 2 * repeats, *fu = v + 3 * repeats, *ratio = v + 4 * repeats, *ratio_un = v + 5 * repeats;
+    double *at = v + 6 * repeats, *ratio_at = v + 7 * repeats;
     for (int i = 0; i < repeats; i++) {
         f32[i] = sampling_rate(&m32, 12);
         fq[i] = sampling_rate(&mfq, 12);
@@ -293,15 +297,23 @@ static int measure_sampling(const char *checkpoint, int repeats, sampling_figure
         un[i] = sampling_rate(&mi8, 12);
         mi8.int8_unfused = 0;
         fu[i] = sampling_rate(&mi8, 12);
+        dit_set_attention_quant(&mi8, QA_ATTN_INT8);
+        at[i] = sampling_rate(&mi8, 12);
+        dit_set_attention_quant(&mi8, QA_ATTN_FLOAT);
         ratio[i] = fu[i] / f32[i];
         ratio_un[i] = un[i] / f32[i];
+        ratio_at[i] = at[i] / f32[i];
     }
+    f->ratio_attn = median(ratio_at, repeats);
+    f->int8_attn = median(at, repeats);
     f->ratio = median(ratio, repeats);
     f->ratio_unfused = median(ratio_un, repeats);
     f->f32 = median(f32, repeats); f->fq = median(fq, repeats);
     f->int8_unfused = median(un, repeats); f->int8 = median(fu, repeats);
     sampling_profile(&m32, &f->prof_f32);
     sampling_profile(&mi8, &f->prof_int8);
+    dit_set_attention_quant(&mi8, QA_ATTN_INT8);
+    sampling_profile(&mi8, &f->prof_int8_attn);
     qa_free(v);
     dit_free(&m32); dit_free(&mfq); dit_free(&mi8);
     return QA_OK;
@@ -324,10 +336,12 @@ static void print_bench_model(FILE *out, const qa_bench_model_opts *o, int threa
                      "\"sample_ips_w8a8_fakequant\": %.2f, \"sample_ips_w8a8_int8_unfused\": %.2f, \"sample_ips_w8a8_int8\": %.2f, "
                      "\"int8_layers\": %d, \"speedup_int8_vs_f32\": %.3f, \"speedup_int8_unfused_vs_f32\": %.3f, "
                      "\"f32_linear_share\": %.3f, \"f32_attention_share\": %.3f, \"int8_linear_share\": %.3f, "
-                     "\"int8_norm_share\": %.3f, \"int8_attention_share\": %.3f, \"int8_gelu_share\": %.3f}\n",
+                     "\"int8_norm_share\": %.3f, \"int8_attention_share\": %.3f, \"int8_gelu_share\": %.3f, "
+                     "\"sample_ips_w8a8_int8_int_attention\": %.2f, \"speedup_int8_int_attention_vs_f32\": %.3f}\n",
                 threads, B, 1e3 * t_fp, flops / t_fp * 1e-9, 1e3 * t_lora, o->repeats, f->f32, f->fq, f->int8_unfused,
                 f->int8, f->n_int8, f->ratio, f->ratio_unfused, f->prof_f32.linear, f->prof_f32.attention,
-                f->prof_int8.linear, f->prof_int8.norm, f->prof_int8.attention, f->prof_int8.gelu);
+                f->prof_int8.linear, f->prof_int8.norm, f->prof_int8.attention, f->prof_int8.gelu, f->int8_attn,
+                f->ratio_attn);
         return;
     }
     fprintf(out,
@@ -339,11 +353,14 @@ static void print_bench_model(FILE *out, const qa_bench_model_opts *o, int threa
             "  W8A8 fake-quant             %8.2f img/s\n"
             "  W8A8 int8 kernels, unfused  %8.2f img/s  (%.2fx f32, median of the per-repeat ratios)\n"
             "  W8A8 int8 kernels, fused    %8.2f img/s  (%.2fx f32; %d layers on u8 x s8)\n"
+            "  + integer attention         %8.2f img/s  (%.2fx f32; QK^T and PV on u8 x s8, beyond the paper's W8A8)\n"
             "share of the forward time:\n",
             threads, B, 1e3 * t_fp, flops / t_fp * 1e-9, B / t_fp, 1e3 * t_lora, B / t_lora, SAMPLE_STEPS, SAMPLE_IMAGES,
-            o->repeats, f->f32, f->fq, f->int8_unfused, f->ratio_unfused, f->int8, f->ratio, f->n_int8);
+            o->repeats, f->f32, f->fq, f->int8_unfused, f->ratio_unfused, f->int8, f->ratio, f->n_int8, f->int8_attn,
+            f->ratio_attn);
     print_profile(out, "f32", &f->prof_f32);
     print_profile(out, "W8A8 int8 fused", &f->prof_int8);
+    print_profile(out, "+ int attention", &f->prof_int8_attn);
     fprintf(out, "  Amdahl bound from faster linear layers alone: %.2fx f32\n", 1.0 / (1.0 - f->prof_f32.linear));
 }
 

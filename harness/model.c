@@ -190,6 +190,15 @@ static void slot_clear(qa_linear *s) {
     memset(&s->actq, 0, sizeof s->actq);
 }
 
+static void free_attention_quant(qa_dit *m) {
+    for (int l = 0; m->att_q && l < m->cfg.depth; l++) qa_int8_attention_release(&m->att_q[l]);
+    qa_free(m->att_q);
+    qa_free(m->att_scratch_fq);
+    m->att_q = NULL;
+    m->att_scratch_fq = NULL;
+    m->attention_mode = QA_ATTN_FLOAT;
+}
+
 static void clear_stacked_qkv(qa_dit *m) {
     for (int l = 0; l < m->cfg.depth; l++) {
         if (m->qkv_i8[l]) int8_linear_free(m->qkv_i8[l]);
@@ -202,6 +211,7 @@ static void clear_stacked_qkv(qa_dit *m) {
 
 void dit_reset_slots(qa_dit *m) {
     clear_stacked_qkv(m);
+    free_attention_quant(m);
     for (int i = 0; i < m->n_lin; i++) slot_clear(&m->lin[i]);
 }
 
@@ -341,10 +351,34 @@ static void slot_backward(qa_linear *s, const float *dy, float *dx, int M, int w
 
 /* ---- forward ---- */
 
+/* a->att from block l's q, k, v, as attention_mode says. */
+static void block_attention(qa_dit *m, int l, int B) {
+    qa_block_acts *a = &m->acts[l];
+    const int d = m->cfg.dim, T = m->T, H = m->cfg.heads;
+    if (m->attention_mode == QA_ATTN_FLOAT) {
+        attention_forward(a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
+        return;
+    }
+    qa_int8_attention *A = &m->att_q[l];
+    if (m->attention_mode == QA_ATTN_INT8 && qa_int8_attention_ready(A))
+        qa_int8_attention_forward(A, a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
+    else
+        qa_attention_fakequant_forward(A, a->att, a->probs, a->q, a->k, a->v, m->att_scratch_fq, B, T, d, H);
+}
+
+void dit_set_attention_quant(qa_dit *m, int mode) {
+    QA_ASSERT(mode == QA_ATTN_FLOAT || mode == QA_ATTN_INT8 || mode == QA_ATTN_FAKEQUANT);
+    if (mode != QA_ATTN_FLOAT && !m->att_q) {
+        m->att_q = qa_alloc(sizeof(qa_int8_attention) * m->cfg.depth);
+        m->att_scratch_fq = qa_alloc(sizeof(float) * 3 * (size_t)m->max_batch * m->T * m->cfg.dim);
+    }
+    m->attention_mode = mode;
+}
+
 /* Block l's attention half, x_mid = x_in + g1 * out(Attn(LN(x_in)(1 + scale1) + shift1)). */
 static void attention_half_forward(qa_dit *m, int l, int B) {
     qa_block_acts *a = &m->acts[l];
-    const int d = m->cfg.dim, T = m->T, M = B * T, H = m->cfg.heads;
+    const int d = m->cfg.dim, T = m->T, M = B * T;
     const float *sh1 = a->mod, *sc1 = a->mod + d, *g1 = a->mod + 2 * d;
     double t0 = m->profiling ? qa_now() : 0;
     qa_int8_linear *qkv = m->qkv_i8[l], *o = m->o[l]->i8;
@@ -357,7 +391,7 @@ static void attention_half_forward(qa_dit *m, int l, int B) {
         float *parts[3] = {a->q, a->k, a->v};
         qa_int8_split_rows(qkv, parts, 3, M);
         prof_lap(m, &m->prof.linear, &t0);
-        attention_forward(a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
+        block_attention(m, l, B);
         prof_lap(m, &m->prof.attention, &t0);
         qa_int8_linear_quantize(o, &m->o[l]->actq, a->att, M);
         qa_int8_linear_matmul(o, M);
@@ -372,7 +406,7 @@ static void attention_half_forward(qa_dit *m, int l, int B) {
     slot_forward(m->k[l], a->h1, a->k, M);
     slot_forward(m->v[l], a->h1, a->v, M);
     t0 = m->profiling ? qa_now() : 0; /* the slots time themselves */
-    attention_forward(a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
+    block_attention(m, l, B);
     prof_lap(m, &m->prof.attention, &t0);
     slot_forward(m->o[l], a->att, a->o, M);
     memcpy(a->x_mid, a->x_in, sizeof(float) * (size_t)M * d);

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "harness/int8.h"
+#include "harness/nn.h"
 #include "harness/quant.h"
 #include "harness/registry.h"
 
@@ -114,6 +115,9 @@ typedef struct {
     qa_int8_linear **qkv_i8;
     float **qkv_bias;
     int int8_unfused;             /* 1: no fused operations (each integer layer quantizes its own input) */
+    int attention_mode;           /* QA_ATTN_*: how the deployed model computes attention */
+    qa_int8_attention *att_q;     /* per block, when attention_mode != QA_ATTN_FLOAT */
+    float *att_scratch_fq;        /* fake-quantized q, k, v of the reference */
     int profiling;
     qa_dit_profile prof;
 } qa_dit;
@@ -158,6 +162,14 @@ void dit_set_deployed(qa_dit *m, float *const *weights, float *const *row_delta,
  * and the attention output and MLP layers dequantize inside the gated residual. The fused model
  * equals the unfused one bit for bit; m->int8_unfused = 1 turns the fusion off. */
 int dit_enable_int8(qa_dit *m);
+/* Attention of the deployed model (an option beyond the paper's W8A8, off by default):
+ * QA_ATTN_FLOAT, QA_ATTN_INT8 (QK^T and PV on u8 x s8 kernels, nn.h) or QA_ATTN_FAKEQUANT (its
+ * float reference: attention on fake-quantized q, k, v and P). Each block's quantizers are
+ * calibrated on the first forward after switching away from FLOAT, which runs the reference;
+ * later forwards run the integer kernels in QA_ATTN_INT8 (a block whose calibrated zero points
+ * the integer path cannot take keeps running the reference). Inference only. */
+enum { QA_ATTN_FLOAT = 0, QA_ATTN_INT8 = 1, QA_ATTN_FAKEQUANT = 2 };
+void dit_set_attention_quant(qa_dit *m, int mode);
 /* Restore plain FP slots (drops quantizers, adapters, deploy overrides). */
 void dit_reset_slots(qa_dit *m);
 /* Matmul FLOPs of one forward at batch B (2 per multiply-add; linear layers and attention). */

@@ -213,3 +213,52 @@ Test(int8, gelu_between_integer_layers_equals_unfused) {
     int8_linear_free(&fc1); int8_linear_free(&fc2_ref); int8_linear_free(&fc2);
     qa_rng_free(r);
 }
+
+/* Integer attention against its fake-quantized float reference (same quantizers): the integer
+ * scores equal the reference's up to float rounding, so a P code can at most move across a
+ * rounding boundary, which changes an output by one code step dp times |v_hat|. */
+Test(int8, integer_attention_matches_fake_quant_reference) {
+    enum { B = 3, T = 17, C = 32, H = 2, N = B * T * C };
+    qa_rng *r = qa_rng_new(11);
+    float *q = qa_alloc(sizeof(float) * N), *k = qa_alloc(sizeof(float) * N), *v = qa_alloc(sizeof(float) * N);
+    float *ref = qa_alloc(sizeof(float) * N), *out = qa_alloc(sizeof(float) * N), *scratch = qa_alloc(sizeof(float) * 3 * N);
+    float *probs = qa_alloc(sizeof(float) * B * H * T * T);
+    qa_rng_fill_normal(r, q, N, 1.5f);
+    qa_rng_fill_normal(r, k, N, 1.0f);
+    qa_rng_fill_normal(r, v, N, 0.7f);
+    for (int i = 0; i < N; i++) { q[i] += 0.4f; v[i] -= 0.2f; } /* zero points away from the middle */
+    qa_int8_attention A;
+    memset(&A, 0, sizeof A);
+    qa_attention_fakequant_forward(&A, ref, probs, q, k, v, scratch, B, T, C, H); /* calibrates */
+    cr_assert(qa_int8_attention_ready(&A), "zero points q %g k %g v %g p %g", A.q.zero, A.k.zero, A.v.zero, A.p.zero);
+    qa_attention_fakequant_forward(&A, ref, probs, q, k, v, scratch, B, T, C, H);
+    qa_int8_attention_forward(&A, out, probs, q, k, v, B, T, C, H);
+    double vmax = 0, emax = 0, rmax = 0;
+    for (int i = 0; i < N; i++) vmax = fmax(vmax, fabs(A.v.delta * (double)(nearbyintf(v[i] / A.v.delta))) + 2 * A.v.delta);
+    for (int i = 0; i < N; i++) { emax = fmax(emax, fabs((double)out[i] - ref[i])); rmax = fmax(rmax, fabs((double)ref[i])); }
+    cr_expect(emax <= A.p.delta * vmax + 1e-5 * rmax, "max error %g, one P step x max |v_hat| = %g", emax, A.p.delta * vmax);
+    cr_expect(rmax > 0.01, "the reference is not all zeros (%g)", rmax);
+    qa_int8_attention_release(&A);
+    qa_free(q); qa_free(k); qa_free(v); qa_free(ref); qa_free(out); qa_free(scratch); qa_free(probs);
+    qa_rng_free(r);
+}
+
+Test(int8, model_with_integer_attention_matches_its_reference) {
+    qa_rng *r = qa_rng_new(12);
+    qa_dit m;
+    float x[4 * 784], t[4] = {10, 300, 600, 990}, ref[4 * 784], out[4 * 784], plain[4 * 784];
+    int y[4] = {0, 3, 11, 12};
+    make_int8_model(&m, r, x, t, y);
+    dit_forward(&m, x, t, y, 4, plain); /* float attention */
+    dit_set_attention_quant(&m, QA_ATTN_FAKEQUANT);
+    dit_forward(&m, x, t, y, 4, ref); /* calibrates the attention quantizers */
+    dit_forward(&m, x, t, y, 4, ref);
+    for (int l = 0; l < m.cfg.depth; l++) cr_expect(qa_int8_attention_ready(&m.att_q[l]), "block %d", l);
+    dit_set_attention_quant(&m, QA_ATTN_INT8);
+    dit_forward(&m, x, t, y, 4, out);
+    double e = max_rel(out, ref, 4 * 784), moved = max_rel(plain, ref, 4 * 784);
+    cr_expect(e < 1e-3, "integer attention vs its fake-quant reference: relative error %g", e);
+    cr_expect(moved > 0, "quantizing attention changes the output (%g)", moved);
+    dit_free(&m);
+    qa_rng_free(r);
+}
