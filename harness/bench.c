@@ -2,6 +2,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "harness/backend.h"
 #include "harness/checkpoint.h"
@@ -224,22 +225,30 @@ static double time_train_steps(qa_dit *m, int B, int steps, qa_rng *r) {
 
 enum { SAMPLE_IMAGES = 32, SAMPLE_STEPS = 20 };
 
-/* Images per second of one guided DDIM sampling of SAMPLE_IMAGES images. */
-static double sampling_rate(qa_dit *m, uint64_t seed) {
+static double cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Images per second of one guided DDIM sampling of SAMPLE_IMAGES images, by the wall clock and
+ * by this process's CPU time (which other processes on a shared machine disturb far less). */
+static void sampling_rate(qa_dit *m, uint64_t seed, double *wall_ips, double *cpu_ips) {
     qa_schedule s;
     schedule_linear(&s, 1000, 1e-4f, 0.02f);
     float *x = qa_alloc(sizeof(float) * (size_t)SAMPLE_IMAGES * 784);
-    double t0 = qa_now();
+    double t0 = qa_now(), c0 = cpu_seconds();
     sample_images(m, &s, 3, SAMPLE_IMAGES, SAMPLE_STEPS, 3.0f, seed, x);
-    double dt = qa_now() - t0;
+    double dt = qa_now() - t0, dc = cpu_seconds() - c0;
     qa_free(x);
-    return SAMPLE_IMAGES / dt;
+    if (wall_ips) *wall_ips = SAMPLE_IMAGES / dt;
+    if (cpu_ips) *cpu_ips = SAMPLE_IMAGES / dc;
 }
 
 /* Where sampling time goes: one profiled sampling, each part as a share of the forward time. */
 static void sampling_profile(qa_dit *m, qa_dit_profile *p) {
     dit_profile(m, 1);
-    sampling_rate(m, 12);
+    sampling_rate(m, 12, NULL, NULL);
     dit_profile_read(m, p);
     dit_profile(m, 0);
     double total = p->total > 0 ? p->total : 1;
@@ -266,15 +275,33 @@ static int load_w8a8(const char *checkpoint, qa_dit *m, int int8, qa_error *err)
     return QA_OK;
 }
 
-/* Sampling throughput, interleaved: each repeat samples with f32, the fake-quantized W8A8, the
- * integer W8A8 unfused and fused, so that the ratios are measured under the same load. */
+/* The sampling variants bench-model compares, each against f32 (the first). */
+enum { SV_F32, SV_FAKEQUANT, SV_INT8_UNFUSED, SV_INT8, SV_INT8_ATTENTION, SV_COUNT };
+static const char *const sv_labels[SV_COUNT] = {
+    [SV_F32] = "f32", [SV_FAKEQUANT] = "W8A8 fake-quant", [SV_INT8_UNFUSED] = "W8A8 int8, unfused",
+    [SV_INT8] = "W8A8 int8, fused", [SV_INT8_ATTENTION] = "+ integer attention"};
+static const char *const sv_keys[SV_COUNT] = {
+    [SV_F32] = "f32", [SV_FAKEQUANT] = "w8a8_fakequant", [SV_INT8_UNFUSED] = "w8a8_int8_unfused",
+    [SV_INT8] = "w8a8_int8", [SV_INT8_ATTENTION] = "w8a8_int8_int_attention"};
+
 typedef struct {
-    double f32, fq, int8_unfused, int8, int8_attn; /* median images/s */
-    double ratio, ratio_unfused, ratio_attn;      /* median over repeats of int8 / f32 (same repeat) */
+    double ips[SV_COUNT], cpu_ips[SV_COUNT];     /* medians over the repeats */
+    double ratio[SV_COUNT], cpu_ratio[SV_COUNT]; /* medians of the per-repeat ratios to f32 */
     int n_int8;
     qa_dit_profile prof_f32, prof_int8, prof_int8_attn;
 } sampling_figures;
 
+/* Variant v on the three models: the integer model switches fusion and attention per call. */
+static void sample_variant(qa_dit *const *models, int v, uint64_t seed, double *wall, double *cpu) {
+    qa_dit *mi8 = models[2];
+    mi8->int8_unfused = v == SV_INT8_UNFUSED;
+    dit_set_attention_quant(mi8, v == SV_INT8_ATTENTION ? QA_ATTN_INT8 : QA_ATTN_FLOAT);
+    sampling_rate(v == SV_F32 ? models[0] : (v == SV_FAKEQUANT ? models[1] : mi8), seed, wall, cpu);
+    mi8->int8_unfused = 0;
+    dit_set_attention_quant(mi8, QA_ATTN_FLOAT);
+}
+
+/* Every variant in each repeat, interleaved, so that the ratios are measured under the same load. */
 static int measure_sampling(const char *checkpoint, int repeats, sampling_figures *f, qa_error *err) {
     qa_dit m32, mfq, mi8;
     int rc = dit_load(checkpoint, &m32, 64, err);
@@ -282,85 +309,77 @@ static int measure_sampling(const char *checkpoint, int repeats, sampling_figure
     if (!rc) rc = load_w8a8(checkpoint, &mi8, 1, err);
     if (rc) return rc;
     for (int i = 0; i < mi8.n_lin; i++) f->n_int8 += mi8.lin[i].i8 != NULL;
-    qa_dit *models[3] = {&m32, &mfq, &mi8};
-    for (int k = 0; k < 3; k++) sampling_rate(models[k], 11); /* warm-up: primitives created */
-    dit_set_attention_quant(&mi8, QA_ATTN_INT8);
-    sampling_rate(&mi8, 11); /* calibrates the attention quantizers on its first forward */
-    dit_set_attention_quant(&mi8, QA_ATTN_FLOAT);
-    double *v = qa_alloc(sizeof(double) * 8 * repeats);
-    double *f32 = v, *fq = v + repeats, *un = v + 2 * repeats, *fu = v + 3 * repeats, *ratio = v + 4 * repeats, *ratio_un = v + 5 * repeats;
-    double *at = v + 6 * repeats, *ratio_at = v + 7 * repeats;
-    for (int i = 0; i < repeats; i++) {
-        f32[i] = sampling_rate(&m32, 12);
-        fq[i] = sampling_rate(&mfq, 12);
-        mi8.int8_unfused = 1;
-        un[i] = sampling_rate(&mi8, 12);
-        mi8.int8_unfused = 0;
-        fu[i] = sampling_rate(&mi8, 12);
-        dit_set_attention_quant(&mi8, QA_ATTN_INT8);
-        at[i] = sampling_rate(&mi8, 12);
-        dit_set_attention_quant(&mi8, QA_ATTN_FLOAT);
-        ratio[i] = fu[i] / f32[i];
-        ratio_un[i] = un[i] / f32[i];
-        ratio_at[i] = at[i] / f32[i];
+    qa_dit *const models[3] = {&m32, &mfq, &mi8};
+    /* warm-up: primitives created; the attention quantizers calibrate on their first forward */
+    for (int v = 0; v < SV_COUNT; v++) sample_variant(models, v, 11, NULL, NULL);
+    double *buf = qa_alloc(sizeof(double) * 4 * SV_COUNT * repeats);
+    for (int i = 0; i < repeats; i++)
+        for (int v = 0; v < SV_COUNT; v++) {
+            double *wall = buf + (size_t)v * repeats, *cpu = buf + (size_t)(SV_COUNT + v) * repeats;
+            sample_variant(models, v, 12, &wall[i], &cpu[i]);
+        }
+    for (int v = 0; v < SV_COUNT; v++) {
+        double *wall = buf + (size_t)v * repeats, *cpu = buf + (size_t)(SV_COUNT + v) * repeats;
+        double *rw = buf + (size_t)(2 * SV_COUNT) * repeats, *rc_ = rw + repeats;
+        for (int i = 0; i < repeats; i++) { rw[i] = wall[i] / buf[i]; rc_[i] = cpu[i] / buf[(size_t)SV_COUNT * repeats + i]; }
+        f->ratio[v] = median(rw, repeats);
+        f->cpu_ratio[v] = median(rc_, repeats);
     }
-    f->ratio_attn = median(ratio_at, repeats);
-    f->int8_attn = median(at, repeats);
-    f->ratio = median(ratio, repeats);
-    f->ratio_unfused = median(ratio_un, repeats);
-    f->f32 = median(f32, repeats); f->fq = median(fq, repeats);
-    f->int8_unfused = median(un, repeats); f->int8 = median(fu, repeats);
+    for (int v = 0; v < SV_COUNT; v++) {
+        f->ips[v] = median(buf + (size_t)v * repeats, repeats);
+        f->cpu_ips[v] = median(buf + (size_t)(SV_COUNT + v) * repeats, repeats);
+    }
     sampling_profile(&m32, &f->prof_f32);
     sampling_profile(&mi8, &f->prof_int8);
     dit_set_attention_quant(&mi8, QA_ATTN_INT8);
     sampling_profile(&mi8, &f->prof_int8_attn);
-    qa_free(v);
+    qa_free(buf);
     dit_free(&m32); dit_free(&mfq); dit_free(&mi8);
     return QA_OK;
 }
 
 static void print_profile(FILE *out, const char *label, const qa_dit_profile *p) {
     double rest = 1.0 - p->linear - p->norm - p->attention - p->gelu;
-    fprintf(out, "  %-16s linear %4.1f%% (int8 matmul %4.1f%%, unfused quantize %4.1f%%, unfused correction %4.1f%%), "
+    fprintf(out, "  %-20s linear %4.1f%% (int8 matmul %4.1f%%, unfused quantize %4.1f%%, unfused correction %4.1f%%), "
                  "norm+modulate %4.1f%%, attention %4.1f%%, GELU %4.1f%%, rest %4.1f%%\n",
             label, 100 * p->linear, 100 * p->int8_matmul, 100 * p->int8_quantize, 100 * p->int8_correct, 100 * p->norm,
             100 * p->attention, 100 * p->gelu, 100 * rest);
 }
 
+static void print_bench_model_json(FILE *out, const qa_bench_model_opts *o, int threads, double t_fp, double flops,
+                                   double t_lora, const sampling_figures *f) {
+    fprintf(out, "{\"threads\": %d, \"batch\": %d, \"train_step_fp_ms\": %.2f, \"train_gflops_fp\": %.1f, "
+                 "\"train_step_lora_w8a8_ms\": %.2f, \"sampling_repeats\": %d, \"int8_layers\": %d",
+            threads, o->batch, 1e3 * t_fp, flops / t_fp * 1e-9, 1e3 * t_lora, o->repeats, f->n_int8);
+    for (int v = 0; v < SV_COUNT; v++)
+        fprintf(out, ", \"sample_ips_%s\": %.3f, \"speedup_%s_vs_f32\": %.3f, \"cpu_speedup_%s_vs_f32\": %.3f", sv_keys[v],
+                f->ips[v], sv_keys[v], f->ratio[v], sv_keys[v], f->cpu_ratio[v]);
+    fprintf(out, ", \"f32_linear_share\": %.3f, \"f32_attention_share\": %.3f, \"int8_linear_share\": %.3f, "
+                 "\"int8_norm_share\": %.3f, \"int8_attention_share\": %.3f, \"int8_gelu_share\": %.3f}\n",
+            f->prof_f32.linear, f->prof_f32.attention, f->prof_int8.linear, f->prof_int8.norm, f->prof_int8.attention,
+            f->prof_int8.gelu);
+}
+
 static void print_bench_model(FILE *out, const qa_bench_model_opts *o, int threads, double t_fp, double flops,
                               double t_lora, const sampling_figures *f) {
+    if (o->json) { print_bench_model_json(out, o, threads, t_fp, flops, t_lora, f); return; }
     const int B = o->batch;
-    if (o->json) {
-        fprintf(out, "{\"threads\": %d, \"batch\": %d, \"train_step_fp_ms\": %.2f, \"train_gflops_fp\": %.1f, "
-                     "\"train_step_lora_w8a8_ms\": %.2f, \"sampling_repeats\": %d, \"sample_ips_f32\": %.2f, "
-                     "\"sample_ips_w8a8_fakequant\": %.2f, \"sample_ips_w8a8_int8_unfused\": %.2f, \"sample_ips_w8a8_int8\": %.2f, "
-                     "\"int8_layers\": %d, \"speedup_int8_vs_f32\": %.3f, \"speedup_int8_unfused_vs_f32\": %.3f, "
-                     "\"f32_linear_share\": %.3f, \"f32_attention_share\": %.3f, \"int8_linear_share\": %.3f, "
-                     "\"int8_norm_share\": %.3f, \"int8_attention_share\": %.3f, \"int8_gelu_share\": %.3f, "
-                     "\"sample_ips_w8a8_int8_int_attention\": %.2f, \"speedup_int8_int_attention_vs_f32\": %.3f}\n",
-                threads, B, 1e3 * t_fp, flops / t_fp * 1e-9, 1e3 * t_lora, o->repeats, f->f32, f->fq, f->int8_unfused,
-                f->int8, f->n_int8, f->ratio, f->ratio_unfused, f->prof_f32.linear, f->prof_f32.attention,
-                f->prof_int8.linear, f->prof_int8.norm, f->prof_int8.attention, f->prof_int8.gelu, f->int8_attn,
-                f->ratio_attn);
-        return;
-    }
     fprintf(out,
             "threads %d, batch %d\n"
             "  full FP training step       %8.2f ms  (%.1f GFLOP/s of matmul FLOPs, %.0f img/s)\n"
             "  LoRA step over a W8A8 base  %8.2f ms  (%.0f img/s)\n"
-            "sampling (DDIM %d steps, guidance 3, %d images), median of %d interleaved repeats:\n"
-            "  f32                         %8.2f img/s\n"
-            "  W8A8 fake-quant             %8.2f img/s\n"
-            "  W8A8 int8 kernels, unfused  %8.2f img/s  (%.2fx f32, median of the per-repeat ratios)\n"
-            "  W8A8 int8 kernels, fused    %8.2f img/s  (%.2fx f32; %d layers on u8 x s8)\n"
-            "  + integer attention         %8.2f img/s  (%.2fx f32; QK^T and PV on u8 x s8, beyond the paper's W8A8)\n"
-            "share of the forward time:\n",
+            "sampling (DDIM %d steps, guidance 3, %d images; %d layers on u8 x s8), %d interleaved repeats:\n"
+            "  %-22s %10s %12s %12s\n",
             threads, B, 1e3 * t_fp, flops / t_fp * 1e-9, B / t_fp, 1e3 * t_lora, B / t_lora, SAMPLE_STEPS, SAMPLE_IMAGES,
-            o->repeats, f->f32, f->fq, f->int8_unfused, f->ratio_unfused, f->int8, f->ratio, f->n_int8, f->int8_attn,
-            f->ratio_attn);
+            f->n_int8, o->repeats, "", "img/s", "x f32 wall", "x f32 CPU");
+    for (int v = 0; v < SV_COUNT; v++)
+        fprintf(out, "  %-22s %10.2f %11.2fx %11.2fx\n", sv_labels[v], f->ips[v], f->ratio[v], f->cpu_ratio[v]);
+    fprintf(out, "  (medians; the ratios are medians of the per-repeat ratios, by the wall clock and by this\n"
+                 "  process's CPU time; integer attention goes beyond the paper's W8A8 setting)\n"
+                 "share of the forward time:\n");
     print_profile(out, "f32", &f->prof_f32);
     print_profile(out, "W8A8 int8 fused", &f->prof_int8);
-    print_profile(out, "+ int attention", &f->prof_int8_attn);
+    print_profile(out, "+ integer attention", &f->prof_int8_attn);
     fprintf(out, "  Amdahl bound from faster linear layers alone: %.2fx f32\n", 1.0 / (1.0 - f->prof_f32.linear));
 }
 

@@ -360,7 +360,9 @@ static void block_attention(qa_dit *m, int l, int B) {
         return;
     }
     qa_int8_attention *A = &m->att_q[l];
-    if (m->attention_mode == QA_ATTN_INT8 && qa_int8_attention_ready(A))
+    /* the integer products are exact in the f32 accumulator up to QA_INT8_MAX_K terms */
+    int fits = T <= QA_INT8_MAX_K && d / H <= QA_INT8_MAX_K;
+    if (m->attention_mode == QA_ATTN_INT8 && fits && qa_int8_attention_ready(A))
         qa_int8_attention_forward(A, a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
     else
         qa_attention_fakequant_forward(A, a->att, a->probs, a->q, a->k, a->v, m->att_scratch_fq, B, T, d, H);

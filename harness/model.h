@@ -123,9 +123,8 @@ typedef struct {
 } qa_dit;
 
 int dit_create(qa_dit *m, const qa_dit_config *cfg, int max_batch, qa_error *err);
-/* Benchmarks: time every linear layer's forward (and the parts of the integer kernels). on = 0
- * stops; dit_profile_read sums the seconds so far: linear layers, and of the int8 layers the
- * activation quantization, the u8 x s8 matmul and the zero-point correction. */
+/* Benchmarks: time the forward by operation (qa_dit_profile). on = 1 starts from zero, 0 stops;
+ * dit_profile_read gives the seconds so far. */
 void dit_profile(qa_dit *m, int on);
 void dit_profile_read(const qa_dit *m, qa_dit_profile *p);
 /* Bytes of activations and their gradients held for a step of max_batch, act-quant buffers included. */
@@ -167,7 +166,8 @@ int dit_enable_int8(qa_dit *m);
  * float reference: attention on fake-quantized q, k, v and P). Each block's quantizers are
  * calibrated on the first forward after switching away from FLOAT, which runs the reference;
  * later forwards run the integer kernels in QA_ATTN_INT8 (a block whose calibrated zero points
- * the integer path cannot take keeps running the reference). Inference only. */
+ * the integer path cannot take, or with more than QA_INT8_MAX_K tokens or head channels, keeps
+ * running the reference). Inference only. */
 enum { QA_ATTN_FLOAT = 0, QA_ATTN_INT8 = 1, QA_ATTN_FAKEQUANT = 2 };
 void dit_set_attention_quant(qa_dit *m, int mode);
 /* Restore plain FP slots (drops quantizers, adapters, deploy overrides). */
