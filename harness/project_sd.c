@@ -177,9 +177,10 @@ static void print_method(FILE *out, const qa_project_opts *o, const qa_method *m
     char stats[256] = "";
     size_t n = 0;
     for (int k = 0; k < t->n_stats && n < sizeof stats; k++) {
-        double v = t->stat_den[k] > 0 ? t->stat_num[k] / t->stat_den[k] : 0;
+        if (t->stat_den[k] <= 0) continue; /* nothing to share out (e.g. the update's energy while B = 0) */
+        double v = t->stat_num[k] / t->stat_den[k];
         if (o->json) n += (size_t)snprintf(stats + n, sizeof stats - n, ", \"%s\": %.6f", t->stat_name[k], v);
-        else n += (size_t)snprintf(stats + n, sizeof stats - n, "%s%s %.3f%%", k ? ", " : "", t->stat_name[k], 100 * v);
+        else n += (size_t)snprintf(stats + n, sizeof stats - n, "%s%s %.3f%%", n ? ", " : "", t->stat_name[k], 100 * v);
     }
     if (o->json)
         fprintf(out, "{\"method\": \"%s\", \"bits\": %d, \"rank\": %d, \"frozen_mb\": %.2f, \"trainable_mb\": %.3f, "
