@@ -384,7 +384,10 @@ static void attention_half_forward(qa_dit *m, int l, int B) {
     const float *sh1 = a->mod, *sc1 = a->mod + d, *g1 = a->mod + 2 * d;
     double t0 = m->profiling ? qa_now() : 0;
     qa_int8_linear *qkv = m->qkv_i8[l], *o = m->o[l]->i8;
-    if (qkv && o && !m->int8_unfused) { /* deployed: fused integer path */
+    /* the stack is current only while q, k and v still run on the integer kernel (re-deploying a
+     * slot drops its integer layer; dit_enable_int8 stacks again) */
+    int stacked = qkv && m->q[l]->i8 && m->k[l]->i8 && m->v[l]->i8;
+    if (stacked && o && !m->int8_unfused) { /* deployed: fused integer path */
         qa_int8_linear_prepare(qkv, &m->q[l]->actq);
         qa_int8_linear_prepare(o, &m->o[l]->actq);
         qa_layernorm_modulate_quantize(qkv, &m->q[l]->actq, a->x_in, sh1, sc1, 6 * d, B, T, d);
