@@ -279,6 +279,22 @@ int qa_matmul_u8s8(int M, int N, int K, const uint8_t *A, const int8_t *B, const
     return 0;
 }
 
+int qa_matmul_u8s8_view(const qa_view *a, const uint8_t *A, const qa_view *b, const int8_t *B, const qa_view *c,
+                        float *C) {
+    backend_init();
+    QA_ASSERT(a->dims[3] == b->dims[2] && a->dims[2] == c->dims[2] && b->dims[3] == c->dims[3]);
+    static const float unit = 1.0f;
+    mm_key key;
+    memset(&key, 0, sizeof key);
+    key.kind = MM_U8S8;
+    key.a = *a; key.b = *b; key.c = *c;
+    key.alpha = 1.0f;
+    key.n_scales = 1;
+    key.scale_ptr = &unit;
+    execute(find_or_create(&key), A, B, C, NULL);
+    return 0;
+}
+
 void qa_backend_kernels(char *buf, size_t len) {
     size_t n = 0;
     buf[0] = 0;

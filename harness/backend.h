@@ -44,6 +44,11 @@ void qa_matmul_bf16(int M, int N, int K, const qa_bf16 *A, int transA, const qa_
 int qa_matmul_u8s8(int M, int N, int K, const uint8_t *A, const int8_t *B, const float *scale,
                    float *C);
 
+/* The batched strided form, unit scale: C[.., M, N] (f32) = A_u8[.., M, K] · B_s8[.., K, N]
+ * accumulated in s32 (integer attention: per-head views of token-major buffers). */
+int qa_matmul_u8s8_view(const qa_view *a, const uint8_t *A, const qa_view *b, const int8_t *B, const qa_view *c,
+                        float *C);
+
 /* Kernel names ("brg:avx512_core", ...) of every primitive created so far, ';'-separated. */
 void qa_backend_kernels(char *buf, size_t len);
 const char *qa_backend_version(char *buf, size_t len); /* into buf, which it returns */

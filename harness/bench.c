@@ -185,10 +185,10 @@ int bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err) {
     return rc;
 }
 
-#define MODEL_USAGE "usage: qadapt bench-model [--checkpoint P] [--batch B] [--steps S] [--train-only] [--json]"
+#define MODEL_USAGE "usage: qadapt bench-model [--checkpoint P] [--batch B] [--steps S] [--repeats K] [--train-only] [--json]"
 
 int bench_model_parse(int argc, char **argv, qa_bench_model_opts *o, qa_error *err) {
-    *o = (qa_bench_model_opts){"results/pretrained/dit.h5", 32, 10, 0, 0};
+    *o = (qa_bench_model_opts){"results/pretrained/dit.h5", 32, 10, 0, 3, 0};
     for (int i = 0; i < argc; i++) {
         int more = i + 1 < argc;
         char *end = NULL;
@@ -199,6 +199,7 @@ int bench_model_parse(int argc, char **argv, qa_bench_model_opts *o, qa_error *e
         else if (!strcmp(argv[i], "--checkpoint") && more) o->checkpoint = argv[++i];
         else if (!strcmp(argv[i], "--batch") && num_ok) { o->batch = (int)v; i++; }
         else if (!strcmp(argv[i], "--steps") && num_ok) { o->steps = (int)v; i++; }
+        else if (!strcmp(argv[i], "--repeats") && num_ok && v <= 100) { o->repeats = (int)v; i++; }
         else return qa_fail(err, QA_ERR_INPUT, "bench-model: bad argument '%s'\n" MODEL_USAGE, argv[i]);
     }
     return QA_OK;
@@ -279,24 +280,171 @@ static dtype_times time_train_dtypes(qa_dit *m, int B, int steps, qa_rng *r) {
     return t;
 }
 
-/* Where sampling time goes: shares of the wall time in the linear layers and, of the int8
- * layers, in activation quantization, the u8 x s8 matmul and the zero-point correction. */
-typedef struct { double linear, quantize, matmul, correct; } sampling_profile;
+enum { SAMPLE_IMAGES = 32, SAMPLE_STEPS = 20 };
 
-static double time_sampling(qa_dit *m, int n, int steps, sampling_profile *prof) {
+static double cpu_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Images per second of one guided DDIM sampling of SAMPLE_IMAGES images, by the wall clock and
+ * by this process's CPU time (which other processes on a shared machine disturb far less). */
+static void sampling_rate(qa_dit *m, uint64_t seed, double *wall_ips, double *cpu_ips) {
     qa_schedule s;
-    schedule_default(&s);
-    float *x = qa_alloc(sizeof(float) * (size_t)n * 784);
-    sample_images(m, &s, 3, n, steps, 3.0f, 11, x); /* warm-up: primitives created */
-    dit_profile(m, 1);
-    double t0 = qa_now();
-    sample_images(m, &s, 3, n, steps, 3.0f, 12, x);
-    double dt = qa_now() - t0;
-    dit_profile_read(m, &prof->linear, &prof->quantize, &prof->matmul, &prof->correct);
-    dit_profile(m, 0);
-    prof->linear /= dt; prof->quantize /= dt; prof->matmul /= dt; prof->correct /= dt;
+    schedule_linear(&s, 1000, 1e-4f, 0.02f);
+    float *x = qa_alloc(sizeof(float) * (size_t)SAMPLE_IMAGES * 784);
+    double t0 = qa_now(), c0 = cpu_seconds();
+    sample_images(m, &s, 3, SAMPLE_IMAGES, SAMPLE_STEPS, 3.0f, seed, x);
+    double dt = qa_now() - t0, dc = cpu_seconds() - c0;
     qa_free(x);
-    return n / dt;
+    if (wall_ips) *wall_ips = SAMPLE_IMAGES / dt;
+    if (cpu_ips) *cpu_ips = SAMPLE_IMAGES / dc;
+}
+
+/* Where sampling time goes: one profiled sampling, each part as a share of the forward time. */
+static void sampling_profile(qa_dit *m, qa_dit_profile *p) {
+    dit_profile(m, 1);
+    sampling_rate(m, 12, NULL, NULL);
+    dit_profile_read(m, p);
+    dit_profile(m, 0);
+    double total = p->total > 0 ? p->total : 1;
+    double *parts[] = {&p->linear, &p->norm, &p->attention, &p->gelu, &p->int8_quantize, &p->int8_matmul, &p->int8_correct};
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) *parts[i] /= total;
+}
+
+/* The deployed W8A8 model: every linear frozen at W8 (per-row codes), inputs at A8 calibrated
+ * on one batch; on the integer kernels when int8. */
+static int load_w8a8(const char *checkpoint, qa_dit *m, int int8, qa_error *err) {
+    int rc = dit_load(checkpoint, m, 64, err);
+    if (rc) return rc;
+    m->train_base = 0;
+    dit_quantize_base(m, 8, 8, 0);
+    qa_rng *r = qa_rng_new(6);
+    float *x = qa_alloc(sizeof(float) * 8 * 784), *e = qa_alloc(sizeof(float) * 8 * 784), t[8];
+    int y[8];
+    qa_rng_fill_normal(r, x, 8 * 784, 1.0f);
+    for (int i = 0; i < 8; i++) { t[i] = (float)(i * 125); y[i] = i; }
+    dit_forward(m, x, t, y, 8, e); /* calibrates the activation quantizers */
+    qa_free(x); qa_free(e);
+    qa_rng_free(r);
+    if (int8) dit_enable_int8(m);
+    return QA_OK;
+}
+
+/* The sampling variants bench-model compares, each against f32 (the first). */
+enum { SV_F32, SV_FAKEQUANT, SV_INT8_UNFUSED, SV_INT8, SV_INT8_ATTENTION, SV_COUNT };
+static const char *const sv_labels[SV_COUNT] = {
+    [SV_F32] = "f32", [SV_FAKEQUANT] = "W8A8 fake-quant", [SV_INT8_UNFUSED] = "W8A8 int8, unfused",
+    [SV_INT8] = "W8A8 int8, fused", [SV_INT8_ATTENTION] = "+ integer attention"};
+static const char *const sv_keys[SV_COUNT] = {
+    [SV_F32] = "f32", [SV_FAKEQUANT] = "w8a8_fakequant", [SV_INT8_UNFUSED] = "w8a8_int8_unfused",
+    [SV_INT8] = "w8a8_int8", [SV_INT8_ATTENTION] = "w8a8_int8_int_attention"};
+
+typedef struct {
+    double ips[SV_COUNT], cpu_ips[SV_COUNT];     /* medians over the repeats */
+    double ratio[SV_COUNT], cpu_ratio[SV_COUNT]; /* medians of the per-repeat ratios to f32 */
+    int n_int8;
+    qa_dit_profile prof_f32, prof_int8, prof_int8_attn;
+} sampling_figures;
+
+/* Variant v on the three models: the integer model switches fusion and attention per call. */
+static void sample_variant(qa_dit *const *models, int v, uint64_t seed, double *wall, double *cpu) {
+    qa_dit *mi8 = models[2];
+    mi8->int8_unfused = v == SV_INT8_UNFUSED;
+    dit_set_attention_quant(mi8, v == SV_INT8_ATTENTION ? QA_ATTN_INT8 : QA_ATTN_FLOAT);
+    sampling_rate(v == SV_F32 ? models[0] : (v == SV_FAKEQUANT ? models[1] : mi8), seed, wall, cpu);
+    mi8->int8_unfused = 0;
+    dit_set_attention_quant(mi8, QA_ATTN_FLOAT);
+}
+
+/* Every variant in each repeat, interleaved, so that the ratios are measured under the same load. */
+static int measure_sampling(const char *checkpoint, int repeats, sampling_figures *f, qa_error *err) {
+    qa_dit m32, mfq, mi8;
+    int rc = dit_load(checkpoint, &m32, 64, err);
+    if (!rc) rc = load_w8a8(checkpoint, &mfq, 0, err);
+    if (!rc) rc = load_w8a8(checkpoint, &mi8, 1, err);
+    if (rc) return rc;
+    for (int i = 0; i < mi8.n_lin; i++) f->n_int8 += mi8.lin[i].i8 != NULL;
+    qa_dit *const models[3] = {&m32, &mfq, &mi8};
+    /* warm-up: primitives created; the attention quantizers calibrate on their first forward */
+    for (int v = 0; v < SV_COUNT; v++) sample_variant(models, v, 11, NULL, NULL);
+    double *buf = qa_alloc(sizeof(double) * 4 * SV_COUNT * repeats);
+    for (int i = 0; i < repeats; i++)
+        for (int v = 0; v < SV_COUNT; v++) {
+            double *wall = buf + (size_t)v * repeats, *cpu = buf + (size_t)(SV_COUNT + v) * repeats;
+            sample_variant(models, v, 12, &wall[i], &cpu[i]);
+        }
+    for (int v = 0; v < SV_COUNT; v++) {
+        double *wall = buf + (size_t)v * repeats, *cpu = buf + (size_t)(SV_COUNT + v) * repeats;
+        double *rw = buf + (size_t)(2 * SV_COUNT) * repeats, *rc_ = rw + repeats;
+        for (int i = 0; i < repeats; i++) { rw[i] = wall[i] / buf[i]; rc_[i] = cpu[i] / buf[(size_t)SV_COUNT * repeats + i]; }
+        f->ratio[v] = median(rw, repeats);
+        f->cpu_ratio[v] = median(rc_, repeats);
+    }
+    for (int v = 0; v < SV_COUNT; v++) {
+        f->ips[v] = median(buf + (size_t)v * repeats, repeats);
+        f->cpu_ips[v] = median(buf + (size_t)(SV_COUNT + v) * repeats, repeats);
+    }
+    sampling_profile(&m32, &f->prof_f32);
+    sampling_profile(&mi8, &f->prof_int8);
+    dit_set_attention_quant(&mi8, QA_ATTN_INT8);
+    sampling_profile(&mi8, &f->prof_int8_attn);
+    qa_free(buf);
+    dit_free(&m32); dit_free(&mfq); dit_free(&mi8);
+    return QA_OK;
+}
+
+static void print_profile(FILE *out, const char *label, const qa_dit_profile *p) {
+    double rest = 1.0 - p->linear - p->norm - p->attention - p->gelu;
+    fprintf(out, "  %-20s linear %4.1f%% (int8 matmul %4.1f%%, unfused quantize %4.1f%%, unfused correction %4.1f%%), "
+                 "norm+modulate %4.1f%%, attention %4.1f%%, GELU %4.1f%%, rest %4.1f%%\n",
+            label, 100 * p->linear, 100 * p->int8_matmul, 100 * p->int8_quantize, 100 * p->int8_correct, 100 * p->norm,
+            100 * p->attention, 100 * p->gelu, 100 * rest);
+}
+
+static void print_bench_model_json(FILE *out, const qa_bench_model_opts *o, int threads, const dtype_times *dt,
+                                   double flops, double t_lora, const sampling_figures *f) {
+    const double t_fp = dt->wall_f32;
+    fprintf(out, "{\"threads\": %d, \"batch\": %d, \"train_step_fp_ms\": %.2f, \"train_gflops_fp\": %.1f, "
+                 "\"train_step_bf16_ms\": %.2f, \"speedup_bf16_vs_f32\": %.3f, "
+                 "\"train_step_lora_w8a8_ms\": %.2f, \"sampling_repeats\": %d, \"int8_layers\": %d",
+            threads, o->batch, 1e3 * t_fp, flops / t_fp * 1e-9, 1e3 * dt->wall_bf16, t_fp / dt->wall_bf16, 1e3 * t_lora,
+            o->repeats, f->n_int8);
+    for (int v = 0; v < SV_COUNT; v++)
+        fprintf(out, ", \"sample_ips_%s\": %.3f, \"speedup_%s_vs_f32\": %.3f, \"cpu_speedup_%s_vs_f32\": %.3f", sv_keys[v],
+                f->ips[v], sv_keys[v], f->ratio[v], sv_keys[v], f->cpu_ratio[v]);
+    fprintf(out, ", \"f32_linear_share\": %.3f, \"f32_attention_share\": %.3f, \"int8_linear_share\": %.3f, "
+                 "\"int8_norm_share\": %.3f, \"int8_attention_share\": %.3f, \"int8_gelu_share\": %.3f}\n",
+            f->prof_f32.linear, f->prof_f32.attention, f->prof_int8.linear, f->prof_int8.norm, f->prof_int8.attention,
+            f->prof_int8.gelu);
+}
+
+static void print_bench_model(FILE *out, const qa_bench_model_opts *o, int threads, const dtype_times *dt,
+                              double flops, double t_lora, const sampling_figures *f) {
+    if (o->json) { print_bench_model_json(out, o, threads, dt, flops, t_lora, f); return; }
+    const int B = o->batch;
+    const double t_fp = dt->wall_f32, t_bf16 = dt->wall_bf16;
+    fprintf(out,
+            "threads %d, batch %d\n"
+            "  full FP training step       %8.2f ms  (%.1f GFLOP/s of matmul FLOPs, %.0f img/s)\n"
+            "  same step, bf16 matmuls     %8.2f ms  (%.1f GFLOP/s, %.0f img/s): %.2fx the f32 step "
+            "(interleaved, median of %d each)\n"
+            "  LoRA step over a W8A8 base  %8.2f ms  (%.0f img/s)\n"
+            "sampling (DDIM %d steps, guidance 3, %d images; %d layers on u8 x s8), %d interleaved repeats:\n"
+            "  %-22s %10s %12s %12s\n",
+            threads, B, 1e3 * t_fp, flops / t_fp * 1e-9, B / t_fp, 1e3 * t_bf16, flops / t_bf16 * 1e-9, B / t_bf16,
+            t_fp / t_bf16, o->steps, 1e3 * t_lora, B / t_lora, SAMPLE_STEPS, SAMPLE_IMAGES, f->n_int8, o->repeats, "",
+            "img/s", "x f32 wall", "x f32 CPU");
+    for (int v = 0; v < SV_COUNT; v++)
+        fprintf(out, "  %-22s %10.2f %11.2fx %11.2fx\n", sv_labels[v], f->ips[v], f->ratio[v], f->cpu_ratio[v]);
+    fprintf(out, "  (medians; the ratios are medians of the per-repeat ratios, by the wall clock and by this\n"
+                 "  process's CPU time; integer attention goes beyond the paper's W8A8 setting)\n"
+                 "share of the forward time:\n");
+    print_profile(out, "f32", &f->prof_f32);
+    print_profile(out, "W8A8 int8 fused", &f->prof_int8);
+    print_profile(out, "+ integer attention", &f->prof_int8_attn);
+    fprintf(out, "  Amdahl bound from faster linear layers alone: %.2fx f32\n", 1.0 / (1.0 - f->prof_f32.linear));
 }
 
 int bench_model(const qa_bench_model_opts *o, FILE *out, qa_error *err) {
@@ -334,147 +482,12 @@ int bench_model(const qa_bench_model_opts *o, FILE *out, qa_error *err) {
     qa_method_cfg cfg = {.w_bits = 8, .a_bits = 8, .rank = 4, .lora_scale = 1.0f};
     rc = dit_attach_method(&m, qa_method_baseline(), &cfg, 1, err);
     double t_lora = rc ? 0 : time_train_steps(&m, B, o->steps, r);
-    dit_reset_slots(&m);
-    /* 3. sampling: f32 model vs the W8A8 model on the integer kernels */
-    int n = 32, dsteps = 20;
-    sampling_profile p_f32, p_fq, p_int8;
-    double ips_f32 = time_sampling(&m, n, dsteps, &p_f32);
-    dit_quantize_base(&m, 8, 8, 0);
-    float *x = qa_alloc(sizeof(float) * 8 * 784), *e = qa_alloc(sizeof(float) * 8 * 784), t[8];
-    int y[8];
-    qa_rng_fill_normal(r, x, 8 * 784, 1.0f);
-    for (int i = 0; i < 8; i++) { t[i] = (float)(i * 125); y[i] = i; }
-    dit_forward(&m, x, t, y, 8, e); /* calibrates the activation quantizers */
-    double ips_fq = time_sampling(&m, n, dsteps, &p_fq);
-    int n_int8 = dit_enable_int8(&m);
-    double ips_int8 = time_sampling(&m, n, dsteps, &p_int8);
-    qa_free(x); qa_free(e);
-    if (!rc) {
-        if (o->json)
-            fprintf(out, "{\"threads\": %d, \"batch\": %d, \"train_step_fp_ms\": %.2f, \"train_gflops_fp\": %.1f, "
-                         "\"train_step_bf16_ms\": %.2f, \"speedup_bf16_vs_f32\": %.3f, "
-                         "\"train_step_lora_w8a8_ms\": %.2f, \"sample_ips_f32\": %.2f, \"sample_ips_w8a8_fakequant\": %.2f, "
-                         "\"sample_ips_w8a8_int8\": %.2f, \"int8_layers\": %d, \"speedup_int8_vs_f32\": %.3f, "
-                         "\"f32_linear_share\": %.3f, \"int8_linear_share\": %.3f, \"int8_quantize_share\": %.3f, "
-                         "\"int8_matmul_share\": %.3f, \"int8_correct_share\": %.3f}\n",
-                    threads, B, 1e3 * t_fp, flops / t_fp * 1e-9, 1e3 * t_bf16, t_fp / t_bf16, 1e3 * t_lora, ips_f32, ips_fq,
-                    ips_int8, n_int8,
-                    ips_int8 / ips_f32, p_f32.linear, p_int8.linear, p_int8.quantize, p_int8.matmul, p_int8.correct);
-        else
-            fprintf(out,
-                    "threads %d, batch %d\n"
-                    "  full FP training step       %8.2f ms  (%.1f GFLOP/s of matmul FLOPs, %.0f img/s)\n"
-                    "  same step, bf16 matmuls     %8.2f ms  (%.1f GFLOP/s, %.0f img/s): %.2fx the f32 step "
-                    "(interleaved, median of %d each)\n"
-                    "  LoRA step over a W8A8 base  %8.2f ms  (%.0f img/s)\n"
-                    "  sampling, f32               %8.2f img/s  (DDIM %d steps, guidance 3)\n"
-                    "  sampling, W8A8 fake-quant   %8.2f img/s\n"
-                    "  sampling, W8A8 int8 kernels %8.2f img/s  (%d layers on u8 x s8; %.2fx f32)\n"
-                    "  time in the linear layers: f32 %.0f%%, fake-quant %.0f%%, int8 %.0f%% (of which quantize x %.0f%%, "
-                    "u8 x s8 matmul %.0f%%, zero-point correction %.0f%% of the sampling time)\n"
-                    "  Amdahl bound from faster linear layers alone: %.2fx f32\n",
-                    threads, B, 1e3 * t_fp, flops / t_fp * 1e-9, B / t_fp, 1e3 * t_bf16, flops / t_bf16 * 1e-9, B / t_bf16,
-                    t_fp / t_bf16, o->steps, 1e3 * t_lora, B / t_lora, ips_f32, dsteps, ips_fq,
-                    ips_int8, n_int8, ips_int8 / ips_f32, 100 * p_f32.linear, 100 * p_fq.linear, 100 * p_int8.linear,
-                    100 * p_int8.quantize, 100 * p_int8.matmul, 100 * p_int8.correct, 1.0 / (1.0 - p_f32.linear));
-    }
     qa_rng_free(r);
     dit_free(&m);
+    /* 3. sampling: f32 against the W8A8 model, fake-quantized and on the integer kernels */
+    sampling_figures f;
+    memset(&f, 0, sizeof f);
+    if (!rc) rc = measure_sampling(o->checkpoint, o->repeats, &f, err);
+    if (!rc) print_bench_model(out, o, threads, &dt, flops, t_lora, &f);
     return rc;
-}
-
-/* "name1,name2,..." of every registered method */
-static void method_names(char *buf, size_t len) {
-    size_t off = 0;
-    buf[0] = 0;
-    for (const qa_method *const *m = qa_methods(); *m && off < len; m++)
-        off += (size_t)snprintf(buf + off, len - off, "%s%s", off ? "," : "", (*m)->name);
-}
-
-#define PROJECT_USAGE "usage: qadapt project-sd [--bits N] [--rank R] [--methods a,b,...] [--json]"
-
-int project_sd_parse(int argc, char **argv, qa_project_opts *o, qa_error *err) {
-    *o = (qa_project_opts){8, 4, 0, NULL}; /* NULL: every registered method */
-    for (int i = 0; i < argc; i++) {
-        int more = i + 1 < argc;
-        char *end = NULL;
-        long v = more ? strtol(argv[i + 1], &end, 10) : 0;
-        int num_ok = more && end && *end == 0 && v > 0;
-        if (!strcmp(argv[i], "--json")) o->json = 1;
-        else if (!strcmp(argv[i], "--bits") && num_ok && v >= 2 && v <= 8) { o->bits = (int)v; i++; }
-        else if (!strcmp(argv[i], "--rank") && num_ok && v <= 256) { o->rank = (int)v; i++; }
-        else if (!strcmp(argv[i], "--methods") && more) o->methods = argv[++i];
-        else return qa_fail(err, QA_ERR_INPUT, "project-sd: bad argument '%s'\n" PROJECT_USAGE, argv[i]);
-    }
-    if (!o->methods) return QA_OK;
-    /* every name is checked before anything runs */
-    char list[512];
-    snprintf(list, sizeof list, "%s", o->methods);
-    char *save = NULL;
-    for (char *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save))
-        if (!qa_method_find(name))
-            return qa_fail(err, QA_ERR_INPUT, "project-sd: unknown method '%s'\n" PROJECT_USAGE, name);
-    return QA_OK;
-}
-
-int project_sd(const qa_project_opts *o, FILE *out, qa_error *err) {
-    /* distinct shapes: width w in {320, 640, 1280}; in = w (6 per block) or 768 (2 per block) */
-    const int widths[3] = {320, 640, 1280}, blocks[3] = {5, 5, 6}, tokens[3] = {4096, 1024, 256};
-    char list[512];
-    if (o->methods) snprintf(list, sizeof list, "%s", o->methods);
-    else method_names(list, sizeof list);
-    if (!o->json)
-        fprintf(out, "SD-1.5's 128 attention projections at W%d, rank %d (bytes summed over the layers; times on this CPU)\n"
-                     "| method | frozen MB | trainable MB | optimizer MB | deployed MB | merge all (ms) | fwd+bwd all (ms) |\n"
-                     "|---|---|---|---|---|---|---|\n", o->bits, o->rank);
-    char *save = NULL;
-    for (char *name = strtok_r(list, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
-        const qa_method *m = qa_method_find(name);
-        if (!m) return qa_fail(err, QA_ERR_INPUT, "project-sd: unknown method '%s'", name);
-        double frozen = 0, trainable = 0, optim = 0, deployed = 0, t_merge = 0, t_fb = 0;
-        for (int wi = 0; wi < 3; wi++)
-            for (int kind = 0; kind < 2; kind++) {
-                int out_f = widths[wi], in_f = kind ? 768 : widths[wi], count = blocks[wi] * (kind ? 2 : 6);
-                qa_bench_layer_opts bo = {name, tokens[wi], in_f, out_f, o->rank, o->bits, 3, 0, 0, 0};
-                /* memory from the plugin itself */
-                qa_rng *r = qa_rng_new(7);
-                float *W = qa_alloc(sizeof(float) * (size_t)in_f * out_f), *b = qa_alloc(sizeof(float) * out_f);
-                qa_rng_fill_normal(r, W, (size_t)in_f * out_f, 0.02f);
-                qa_method_cfg cfg = {.w_bits = o->bits, .a_bits = 0, .rank = o->rank, .lora_scale = 1.0f, .base_lr = 1e-3f,
-                                     .sampling_steps = 20}; /* the method's own options at their defaults */
-                qa_layer_init li = {in_f, out_f, W, b, &cfg, r, "sd", NULL, NULL};
-                void *st = qa_alloc(m->state_size);
-                int rc = m->init(st, &li, err);
-                if (rc) { qa_free(st); qa_free(W); qa_free(b); qa_rng_free(r); return rc; }
-                qa_bytes by = {0, 0, 0, 0, 0};
-                m->bytes(st, &by);
-                frozen += (double)by.frozen * count;
-                trainable += (double)by.trainable * count;
-                optim += (double)by.optimizer * count;
-                deployed += (double)by.deployed * count;
-                m->destroy(st);
-                qa_free(st); qa_free(W); qa_free(b);
-                qa_rng_free(r);
-                /* latencies from the layer benchmark */
-                char buf[2048];
-                FILE *mem = fmemopen(buf, sizeof buf, "w");
-                bo.json = 1;
-                bo.merge = 1;
-                rc = bench_layer(&bo, mem, err);
-                fclose(mem);
-                if (rc) return rc;
-                const char *pf = strstr(buf, "\"ms_fwd_bwd\": "), *pm = strstr(buf, "\"ms_merge\": ");
-                if (pf) t_fb += atof(pf + 14) * count;
-                if (pm) t_merge += atof(pm + 12) * count;
-            }
-        if (o->json)
-            fprintf(out, "{\"method\": \"%s\", \"bits\": %d, \"rank\": %d, \"frozen_mb\": %.2f, \"trainable_mb\": %.3f, "
-                         "\"optimizer_mb\": %.3f, \"deployed_mb\": %.2f, \"merge_ms\": %.1f, \"fwd_bwd_ms\": %.1f}\n",
-                    name, o->bits, o->rank, frozen / 1e6, trainable / 1e6, optim / 1e6, deployed / 1e6, t_merge, t_fb);
-        else
-            fprintf(out, "| %s | %.2f | %.3f | %.3f | %.2f | %.1f | %.1f |\n", name, frozen / 1e6, trainable / 1e6, optim / 1e6,
-                    deployed / 1e6, t_merge, t_fb);
-        fflush(out);
-    }
-    return QA_OK;
 }

@@ -10,6 +10,7 @@
 
 #include <stdio.h>
 
+#include "harness/registry.h"
 #include "harness/util.h"
 
 typedef struct {
@@ -21,30 +22,41 @@ typedef struct {
 int bench_layer_parse(int argc, char **argv, qa_bench_layer_opts *o, qa_error *err);
 int bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err);
 
-/* qadapt bench-model [--checkpoint P] [--batch B] [--steps S] [--train-only] [--json]: training steps per second
- * of the denoiser (full FP training step with f32 and with bf16 matmuls, interleaved step by step,
- * medians of S each and their ratio; a LoRA fine-tuning step over the W8A8 base) and
- * deployed sampling throughput (images/s, DDIM with guidance) in f32 against W8A8 on the integer
- * kernels, with the matmul FLOP rate of the training step. */
+/* qadapt bench-model [--checkpoint P] [--batch B] [--steps S] [--repeats K] [--train-only] [--json]:
+ * training steps per second of the denoiser (full FP training step with f32 and with bf16 matmuls,
+ * interleaved step by step, medians of S each and their ratio; a LoRA fine-tuning step over the
+ * W8A8 base) with the matmul FLOP rate of the training step, and deployed sampling throughput
+ * (images/s, DDIM with guidance) in f32 against W8A8 fake-quantized and on the integer kernels
+ * (unfused, and with the fused operations): K interleaved repeats, medians, and where the
+ * forward time goes. */
 typedef struct {
     const char *checkpoint;
-    int batch, steps, json;
+    int batch, steps, json, repeats;
     int train_only; /* --train-only: the f32 and bf16 training steps alone */
 } qa_bench_model_opts;
 
 int bench_model_parse(int argc, char **argv, qa_bench_model_opts *o, qa_error *err);
 int bench_model(const qa_bench_model_opts *o, FILE *out, qa_error *err);
 
-/* qadapt project-sd [--bits N] [--rank R] [--methods a,b,...] [--json]: the paper's scale. SD-1.5
- * has 16 transformer blocks (widths 320 x5, 640 x5, 1280 x6), each with 8 attention projections:
- * self-attention q, k, v, out and cross-attention q, out ([w, w]) and cross-attention k, v
- * ([w, 768]): 128 projections. Per method, every distinct shape is instantiated once: memory by
- * category and deployed storage come from the plugin's bytes() (summed over the 128 layers), and
- * the merge and forward+backward latencies are measured on this CPU (tokens: 4096 at width 320,
- * 1024 at 640, 256 at 1280, i.e. a 512x512 image's latents). */
+/* qadapt project-sd [--bits N] [--rank R] [--methods a,b,...] [--weights FILE.safetensors]
+ * [--pattern REGEX] [--json]: the paper's scale (harness/project_sd.c). SD-1.5 has 16 transformer
+ * blocks (widths 320 x5, 640 x5, 1280 x6), each with 8 attention projections: self-attention q,
+ * k, v, out and cross-attention q, out ([w, w]) and cross-attention k, v ([w, 768]): 128
+ * projections. Per method (every registered one, or those --methods names): memory by category
+ * and deployed storage from the plugin's bytes() summed over the layers; the deployed weights'
+ * relative error against the layer's weights and the method's own quantizer statistics (e.g.
+ * IntLoRA's W_int = 0 share) pooled over the layers; merge and forward+backward latencies
+ * measured on this CPU at each distinct shape (tokens: 4096 at width 320, 1024 at 640, 256 at
+ * 1280, i.e. a 512x512 image's latents). Without --weights the layers are SD-1.5's shapes with
+ * drawn weights; with it, the checkpoint's tensors whose names match --pattern (POSIX extended
+ * regular expression; default SD-1.5's attn1/attn2 to_q/to_k/to_v/to_out.0 weights). */
+#define QA_PROJECT_MAX_METHODS 32
 typedef struct {
     int bits, rank, json;
-    const char *methods;   /* "a,b,..."; NULL: every registered method */
+    const char *weights;  /* a safetensors file, or NULL */
+    const char *pattern;  /* which of its tensors are the projections */
+    const qa_method *methods[QA_PROJECT_MAX_METHODS];
+    int n_methods;
 } qa_project_opts;
 
 int project_sd_parse(int argc, char **argv, qa_project_opts *o, qa_error *err);

@@ -25,7 +25,10 @@ typedef struct {
     float *dw;          /* per row: scale */
     int32_t *c;         /* per row: 128 - zero point */
     int32_t *usum;      /* per row: sum_k u_ok */
-    int32_t *zu;        /* per row: zx * usum, for the current activation zero point zx */
+    int32_t *zu;        /* per row: zx * usum, for the prepared activation zero point zx */
+    float *scale;       /* per row: dx * dw, for the prepared activation step dx */
+    int32_t kzx;        /* K * zx */
+    float prepared_dx, prepared_zx; /* the activation quantizer the two rows above belong to */
     float *ones;        /* [out] unit output scales for the primitive */
     const float *bias;  /* borrowed, may be NULL */
     uint8_t *xq;        /* [cap, in] */
@@ -44,5 +47,57 @@ int int8_linear_init(qa_int8_linear *L, const float *W, const float *dw, const f
 /* y[M,out] = x_hat W^T + b with the activation quantizer aq (8 bits, calibrated). */
 void int8_linear_forward(qa_int8_linear *L, const qa_actq *aq, const float *x, float *y, int M);
 void int8_linear_free(qa_int8_linear *L);
+
+/* ---- the parts of int8_linear_forward, for the deployed model's fused operations ----
+ * A producer that knows its consumer is an integer layer writes the consumer's codes itself
+ * (qa_int8_quantize_row into L->xq, sums into L->xsum), the consumer runs the matmul, and its
+ * output rows are dequantized inside the next operation (qa_int8_dequant_row). Each part is the
+ * same arithmetic as the unfused layer, so the fused model equals it bit for bit. */
+
+/* Grow the code and accumulator buffers to M rows. */
+void qa_int8_linear_reserve(qa_int8_linear *L, int M);
+/* Per-row constants of the correction for the activation quantizer aq (cheap; recomputed only
+ * when aq changed): scale[o] = dx dw[o], zu[o] = zx usum[o], kzx = K zx. */
+void qa_int8_linear_prepare(qa_int8_linear *L, const qa_actq *aq);
+/* Codes of x [M, in] with the activation quantizer aq into L->xq, their row sums into L->xsum. */
+void qa_int8_linear_quantize(qa_int8_linear *L, const qa_actq *aq, const float *x, int M);
+/* acc[M, out] = xq[M, in] . u^T on the u8 x s8 kernel (xq: L->xq, filled by a producer). */
+void qa_int8_linear_matmul(qa_int8_linear *L, int M);
+
+/* Codes of one row, q[k] = clamp(nearbyint(x[k] / dx) + zx, 0, 255) (the section-0 quantizer);
+ * returns sum_k q[k]. Written to vectorise: ternary clamps, the sum in its own loop;
+ * nearbyintf (ties to even) as (t + 1.5 2^23) - 1.5 2^23, exact for |t| < 2^22 under
+ * round-to-nearest; t is clamped to +-512 first, which changes no code: beyond it the code
+ * clamps to 0 or 255 either way (0 <= zx <= 255). */
+static inline int32_t qa_int8_quantize_row(const float *restrict x, uint8_t *restrict q, int K, float dx,
+                                           float zx) {
+    const float magic = 12582912.0f;
+    for (int k = 0; k < K; k++) {
+        float t = x[k] / dx;
+        t = t < -512.f ? -512.f : (t > 512.f ? 512.f : t);
+        float v = ((t + magic) - magic) + zx;
+        v = v < 0.f ? 0.f : (v > 255.f ? 255.f : v);
+        q[k] = (uint8_t)(int32_t)v;
+    }
+    int32_t s = 0;
+    for (int k = 0; k < K; k++) s += q[k];
+    return s;
+}
+
+/* Output row m of the prepared layer from its accumulator: the zero-point correction as one
+ * rank-1 update c[o] (xsum_m - K zx) with the precomputed column sums zu, fused with the
+ * dequantization and the bias:
+ *   y[o] = scale[o] (acc[m,o] + c[o] (xsum_m - K zx) - zu[o]) + b[o]
+ * summed in int32 (exact: every term is a whole number below 2^26 at K <= 513). */
+static inline void qa_int8_dequant_row(const qa_int8_linear *L, int m, float *restrict y) {
+    const int out = L->out;
+    const int32_t d = L->xsum[m] - L->kzx;
+    const float *restrict acc = L->acc + (size_t)m * out;
+    const int32_t *restrict c = L->c, *restrict zu = L->zu;
+    const float *restrict scale = L->scale;
+    for (int o = 0; o < out; o++) y[o] = scale[o] * (float)((int32_t)acc[o] + c[o] * d - zu[o]);
+    if (L->bias)
+        for (int o = 0; o < out; o++) y[o] += L->bias[o];
+}
 
 #endif

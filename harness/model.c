@@ -192,6 +192,8 @@ int dit_create(qa_dit *m, const qa_dit_config *cfg, int max_batch, qa_error *err
     m->d_tok_patch = act_alloc(&m->activation_bytes, sizeof(float) * B * m->n_patches * D);
     m->d_out_tok = act_alloc(&m->activation_bytes, sizeof(float) * M * pd);
     m->att_scratch = qa_alloc(sizeof(float) * 2 * B * H * T * T);
+    m->qkv_i8 = qa_alloc(sizeof(qa_int8_linear *) * L);
+    m->qkv_bias = qa_alloc(sizeof(float *) * L);
     m->train_base = 1;
     return QA_OK;
 }
@@ -217,7 +219,28 @@ static void slot_clear(qa_linear *s) {
     memset(&s->actq, 0, sizeof s->actq);
 }
 
+static void free_attention_quant(qa_dit *m) {
+    for (int l = 0; m->att_q && l < m->cfg.depth; l++) qa_int8_attention_release(&m->att_q[l]);
+    qa_free(m->att_q);
+    qa_free(m->att_scratch_fq);
+    m->att_q = NULL;
+    m->att_scratch_fq = NULL;
+    m->attention_mode = QA_ATTN_FLOAT;
+}
+
+static void clear_stacked_qkv(qa_dit *m) {
+    for (int l = 0; l < m->cfg.depth; l++) {
+        if (m->qkv_i8[l]) int8_linear_free(m->qkv_i8[l]);
+        qa_free(m->qkv_i8[l]);
+        qa_free(m->qkv_bias[l]);
+        m->qkv_i8[l] = NULL;
+        m->qkv_bias[l] = NULL;
+    }
+}
+
 void dit_reset_slots(qa_dit *m) {
+    clear_stacked_qkv(m);
+    free_attention_quant(m);
     for (int i = 0; i < m->n_lin; i++) slot_clear(&m->lin[i]);
 }
 
@@ -235,7 +258,7 @@ void dit_free(qa_dit *m) {
     for (int i = 0; i < m->n_lin; i++) linear_bf16_free(&m->lin[i].bf16);
     qa_free(m->lin);
     qa_free(m->adaln); qa_free(m->q); qa_free(m->k); qa_free(m->v); qa_free(m->o);
-    qa_free(m->mlp1); qa_free(m->mlp2);
+    qa_free(m->mlp1); qa_free(m->mlp2); qa_free(m->qkv_i8); qa_free(m->qkv_bias);
     for (int b = 0; b < m->cfg.depth; b++) {
         qa_block_acts *a = &m->acts[b];
         float *ps[] = {a->x_in, a->ln1, a->mean1, a->rstd1, a->h1, a->q, a->k, a->v, a->probs, a->att,
@@ -277,22 +300,41 @@ void dit_zero_grads(qa_dit *m) {
 
 /* ---- the linear-layer hook: quantized input, frozen / adapted / deployed weights ---- */
 
+static void int8_profile(qa_int8_linear *L, int on) {
+    L->profile = on;
+    L->t_quantize = L->t_matmul = L->t_correct = 0;
+}
+
 void dit_profile(qa_dit *m, int on) {
     for (int i = 0; i < m->n_lin; i++) {
         qa_linear *s = &m->lin[i];
         s->profile = on;
         s->fwd_seconds = 0;
-        if (s->i8) { s->i8->profile = on; s->i8->t_quantize = s->i8->t_matmul = s->i8->t_correct = 0; }
+        if (s->i8) int8_profile(s->i8, on);
     }
+    for (int l = 0; l < m->cfg.depth; l++)
+        if (m->qkv_i8[l]) int8_profile(m->qkv_i8[l], on);
+    m->profiling = on;
+    memset(&m->prof, 0, sizeof m->prof);
 }
 
-void dit_profile_read(const qa_dit *m, double *linear_s, double *int8_quantize_s, double *int8_matmul_s, double *int8_correct_s) {
-    *linear_s = *int8_quantize_s = *int8_matmul_s = *int8_correct_s = 0;
+void dit_profile_read(const qa_dit *m, qa_dit_profile *p) {
+    *p = m->prof;
     for (int i = 0; i < m->n_lin; i++) {
         const qa_linear *s = &m->lin[i];
-        *linear_s += s->fwd_seconds;
-        if (s->i8) { *int8_quantize_s += s->i8->t_quantize; *int8_matmul_s += s->i8->t_matmul; *int8_correct_s += s->i8->t_correct; }
+        p->linear += s->fwd_seconds;
+        if (s->i8) { p->int8_quantize += s->i8->t_quantize; p->int8_matmul += s->i8->t_matmul; p->int8_correct += s->i8->t_correct; }
     }
+    for (int l = 0; l < m->cfg.depth; l++)
+        if (m->qkv_i8[l]) p->int8_matmul += m->qkv_i8[l]->t_matmul;
+}
+
+/* While profiling, the seconds since *t0 go to *field and *t0 moves on. */
+static void prof_lap(qa_dit *m, double *field, double *t0) {
+    if (!m->profiling) return;
+    double t = qa_now();
+    *field += t - *t0;
+    *t0 = t;
 }
 
 static void slot_forward_body(qa_linear *s, const float *x, float *y, int M);
@@ -363,11 +405,133 @@ static void slot_backward(qa_linear *s, const float *dy, float *dx, int M, int w
 
 /* ---- forward ---- */
 
+/* a->att from block l's q, k, v, as attention_mode says. */
+static void block_attention(qa_dit *m, int l, int B) {
+    qa_block_acts *a = &m->acts[l];
+    const int d = m->cfg.dim, T = m->T, H = m->cfg.heads;
+    if (m->attention_mode == QA_ATTN_FLOAT) {
+        attention_forward(a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
+        return;
+    }
+    qa_int8_attention *A = &m->att_q[l];
+    /* the integer products are exact in the f32 accumulator up to QA_INT8_MAX_K terms */
+    int fits = T <= QA_INT8_MAX_K && d / H <= QA_INT8_MAX_K;
+    if (m->attention_mode == QA_ATTN_INT8 && fits && qa_int8_attention_ready(A))
+        qa_int8_attention_forward(A, a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
+    else
+        qa_attention_fakequant_forward(A, a->att, a->probs, a->q, a->k, a->v, m->att_scratch_fq, B, T, d, H);
+}
+
+void dit_set_attention_quant(qa_dit *m, int mode) {
+    QA_ASSERT(mode == QA_ATTN_FLOAT || mode == QA_ATTN_INT8 || mode == QA_ATTN_FAKEQUANT);
+    if (mode != QA_ATTN_FLOAT && !m->att_q) {
+        m->att_q = qa_alloc(sizeof(qa_int8_attention) * m->cfg.depth);
+        m->att_scratch_fq = qa_alloc(sizeof(float) * 3 * (size_t)m->max_batch * m->T * m->cfg.dim);
+    }
+    m->attention_mode = mode;
+}
+
+/* Block l's attention half, x_mid = x_in + g1 * out(Attn(LN(x_in)(1 + scale1) + shift1)). */
+static void attention_half_forward(qa_dit *m, int l, int B) {
+    qa_block_acts *a = &m->acts[l];
+    const int d = m->cfg.dim, T = m->T, M = B * T;
+    const float *sh1 = a->mod, *sc1 = a->mod + d, *g1 = a->mod + 2 * d;
+    double t0 = m->profiling ? qa_now() : 0;
+    qa_int8_linear *qkv = m->qkv_i8[l], *o = m->o[l]->i8;
+    /* the stack is current only while q, k and v still run on the integer kernel (re-deploying a
+     * slot drops its integer layer; dit_enable_int8 stacks again) */
+    int stacked = qkv && m->q[l]->i8 && m->k[l]->i8 && m->v[l]->i8;
+    if (stacked && o && !m->int8_unfused) { /* deployed: fused integer path */
+        qa_int8_linear_prepare(qkv, &m->q[l]->actq);
+        qa_int8_linear_prepare(o, &m->o[l]->actq);
+        qa_layernorm_modulate_quantize(qkv, &m->q[l]->actq, a->x_in, sh1, sc1, 6 * d, B, T, d);
+        prof_lap(m, &m->prof.norm, &t0);
+        qa_int8_linear_matmul(qkv, M);
+        float *parts[3] = {a->q, a->k, a->v};
+        qa_int8_split_rows(qkv, parts, 3, M);
+        prof_lap(m, &m->prof.linear, &t0);
+        block_attention(m, l, B);
+        prof_lap(m, &m->prof.attention, &t0);
+        qa_int8_linear_quantize(o, &m->o[l]->actq, a->att, M);
+        qa_int8_linear_matmul(o, M);
+        qa_int8_gated_residual(o, a->x_mid, a->x_in, g1, 6 * d, B, T);
+        prof_lap(m, &m->prof.linear, &t0);
+        return;
+    }
+    layernorm_forward(a->ln1, a->mean1, a->rstd1, a->x_in, M, d);
+    modulate_forward(a->h1, a->ln1, sh1, sc1, 6 * d, B, T, d);
+    prof_lap(m, &m->prof.norm, &t0);
+    slot_forward(m->q[l], a->h1, a->q, M);
+    slot_forward(m->k[l], a->h1, a->k, M);
+    slot_forward(m->v[l], a->h1, a->v, M);
+    t0 = m->profiling ? qa_now() : 0; /* the slots time themselves */
+    block_attention(m, l, B);
+    prof_lap(m, &m->prof.attention, &t0);
+    slot_forward(m->o[l], a->att, a->o, M);
+    memcpy(a->x_mid, a->x_in, sizeof(float) * (size_t)M * d);
+    gated_residual_forward(a->x_mid, a->o, g1, 6 * d, B, T, d);
+}
+
+/* Block l's MLP half, x_out = x_mid + g2 * fc2(GELU(fc1(LN(x_mid)(1 + scale2) + shift2))). */
+static void mlp_half_forward(qa_dit *m, int l, int B, float *x_out) {
+    qa_block_acts *a = &m->acts[l];
+    const int d = m->cfg.dim, T = m->T, M = B * T, hid = d * m->cfg.mlp_ratio;
+    const float *sh2 = a->mod + 3 * d, *sc2 = a->mod + 4 * d, *g2 = a->mod + 5 * d;
+    double t0 = m->profiling ? qa_now() : 0;
+    qa_int8_linear *fc1 = m->mlp1[l]->i8, *fc2 = m->mlp2[l]->i8;
+    if (fc1 && fc2 && !m->int8_unfused) { /* deployed: fused integer path */
+        qa_int8_linear_prepare(fc1, &m->mlp1[l]->actq);
+        qa_int8_linear_prepare(fc2, &m->mlp2[l]->actq);
+        qa_layernorm_modulate_quantize(fc1, &m->mlp1[l]->actq, a->x_mid, sh2, sc2, 6 * d, B, T, d);
+        prof_lap(m, &m->prof.norm, &t0);
+        qa_int8_linear_matmul(fc1, M);
+        prof_lap(m, &m->prof.linear, &t0);
+        qa_int8_gelu_quantize(fc1, fc2, &m->mlp2[l]->actq, M);
+        prof_lap(m, &m->prof.gelu, &t0);
+        qa_int8_linear_matmul(fc2, M);
+        qa_int8_gated_residual(fc2, x_out, a->x_mid, g2, 6 * d, B, T);
+        prof_lap(m, &m->prof.linear, &t0);
+        return;
+    }
+    layernorm_forward(a->ln2, a->mean2, a->rstd2, a->x_mid, M, d);
+    modulate_forward(a->h2, a->ln2, sh2, sc2, 6 * d, B, T, d);
+    prof_lap(m, &m->prof.norm, &t0);
+    slot_forward(m->mlp1[l], a->h2, a->m1, M);
+    t0 = m->profiling ? qa_now() : 0;
+    gelu_forward(a->g, a->m1, (size_t)M * hid);
+    prof_lap(m, &m->prof.gelu, &t0);
+    slot_forward(m->mlp2[l], a->g, a->m2, M);
+    memcpy(x_out, a->x_mid, sizeof(float) * (size_t)M * d);
+    gated_residual_forward(x_out, a->m2, g2, 6 * d, B, T, d);
+}
+
+/* The output layer on the patch tokens' LN(x)(1 + scale) + shift. */
+static void final_forward(qa_dit *m, int B) {
+    const int d = m->cfg.dim, T = m->T, M = B * T;
+    slot_forward(m->final_adaln, m->sc, m->fmod, B);
+    double t0 = m->profiling ? qa_now() : 0;
+    qa_int8_linear *fin = m->final->i8;
+    if (fin && !m->int8_unfused) {
+        qa_int8_linear_prepare(fin, &m->final->actq);
+        qa_layernorm_modulate_quantize(fin, &m->final->actq, m->x_final, m->fmod, m->fmod + d, 2 * d, B, T, d);
+        prof_lap(m, &m->prof.norm, &t0);
+        qa_int8_linear_matmul(fin, M);
+        #pragma omp parallel for schedule(static)
+        for (int r = 0; r < M; r++) qa_int8_dequant_row(fin, r, m->out_tok + (size_t)r * fin->out);
+        prof_lap(m, &m->prof.linear, &t0);
+        return;
+    }
+    layernorm_forward(m->lnf, m->meanf, m->rstdf, m->x_final, M, d);
+    modulate_forward(m->hf, m->lnf, m->fmod, m->fmod + d, 2 * d, B, T, d);
+    prof_lap(m, &m->prof.norm, &t0);
+    slot_forward(m->final, m->hf, m->out_tok, M);
+}
+
 void dit_forward(qa_dit *m, const float *x_t, const float *t, const int *y, int B, float *eps) {
     QA_ASSERT(B <= m->max_batch);
     const int d = m->cfg.dim, T = m->T, P = m->cfg.patch, G = m->grid, img = m->cfg.img;
-    const int pd = m->patch_dim, NP = m->n_patches, L = m->cfg.depth, H = m->cfg.heads;
-    const int hid = d * m->cfg.mlp_ratio, M = B * T;
+    const int pd = m->patch_dim, NP = m->n_patches, L = m->cfg.depth;
+    double t_start = m->profiling ? qa_now() : 0;
     m->last_B = B;
     m->last_y = y;
     for (int i = 0; i < m->n_lin; i++) m->lin[i].bf16_x_source = NULL; /* no bf16 copy is of this forward yet */
@@ -406,33 +570,13 @@ void dit_forward(qa_dit *m, const float *x_t, const float *t, const int *y, int 
     }
 
     for (int l = 0; l < L; l++) {
-        qa_block_acts *a = &m->acts[l];
         float *x_out = l + 1 < L ? m->acts[l + 1].x_in : m->x_final;
-        slot_forward(m->adaln[l], m->sc, a->mod, B);
-        const float *sh1 = a->mod, *sc1 = a->mod + d, *g1 = a->mod + 2 * d;
-        const float *sh2 = a->mod + 3 * d, *sc2 = a->mod + 4 * d, *g2 = a->mod + 5 * d;
-        layernorm_forward(a->ln1, a->mean1, a->rstd1, a->x_in, M, d);
-        modulate_forward(a->h1, a->ln1, sh1, sc1, 6 * d, B, T, d);
-        slot_forward(m->q[l], a->h1, a->q, M);
-        slot_forward(m->k[l], a->h1, a->k, M);
-        slot_forward(m->v[l], a->h1, a->v, M);
-        attention_forward(a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
-        slot_forward(m->o[l], a->att, a->o, M);
-        memcpy(a->x_mid, a->x_in, sizeof(float) * (size_t)M * d);
-        gated_residual_forward(a->x_mid, a->o, g1, 6 * d, B, T, d);
-        layernorm_forward(a->ln2, a->mean2, a->rstd2, a->x_mid, M, d);
-        modulate_forward(a->h2, a->ln2, sh2, sc2, 6 * d, B, T, d);
-        slot_forward(m->mlp1[l], a->h2, a->m1, M);
-        gelu_forward(a->g, a->m1, (size_t)M * hid);
-        slot_forward(m->mlp2[l], a->g, a->m2, M);
-        memcpy(x_out, a->x_mid, sizeof(float) * (size_t)M * d);
-        gated_residual_forward(x_out, a->m2, g2, 6 * d, B, T, d);
+        slot_forward(m->adaln[l], m->sc, m->acts[l].mod, B);
+        attention_half_forward(m, l, B);
+        mlp_half_forward(m, l, B, x_out);
     }
 
-    slot_forward(m->final_adaln, m->sc, m->fmod, B);
-    layernorm_forward(m->lnf, m->meanf, m->rstdf, m->x_final, M, d);
-    modulate_forward(m->hf, m->lnf, m->fmod, m->fmod + d, 2 * d, B, T, d);
-    slot_forward(m->final, m->hf, m->out_tok, M);
+    final_forward(m, B);
 
     /* unpatchify the patch tokens (token 0, the conditioning token, has no pixels) */
     for (int b = 0; b < B; b++)
@@ -442,6 +586,7 @@ void dit_forward(qa_dit *m, const float *x_t, const float *t, const int *y, int 
                     for (int px = 0; px < P; px++)
                         eps[(size_t)b * img * img + (gy * P + py) * img + gx * P + px] =
                             m->out_tok[((size_t)b * T + 1 + gy * G + gx) * pd + py * P + px];
+    prof_lap(m, &m->prof.total, &t_start);
 }
 
 /* ---- backward ---- */
@@ -608,6 +753,35 @@ void dit_set_deployed(qa_dit *m, float *const *weights, float *const *row_delta,
     }
 }
 
+/* q, k and v of block l as one integer layer [3 dim, dim], when all three run on the integer
+ * kernel with the same activation quantizer (they read the same input, so calibration gives them
+ * the same one). The stacked codes, scales and biases are the three layers' own. */
+static void stack_qkv(qa_dit *m, int l) {
+    const qa_linear *parts[3] = {m->q[l], m->k[l], m->v[l]};
+    for (int p = 0; p < 3; p++)
+        if (!parts[p]->i8 || parts[p]->actq.delta != parts[0]->actq.delta || parts[p]->actq.zero != parts[0]->actq.zero)
+            return;
+    const int d = m->cfg.dim;
+    float *W = qa_alloc(sizeof(float) * 3 * (size_t)d * d), *dw = qa_alloc(sizeof(float) * 3 * d);
+    float *zw = qa_alloc(sizeof(float) * 3 * d), *bias = qa_alloc(sizeof(float) * 3 * d);
+    for (int p = 0; p < 3; p++) {
+        const qa_linear *s = parts[p];
+        memcpy(W + (size_t)p * d * d, s->W_deploy ? s->W_deploy : s->W_frozen, sizeof(float) * (size_t)d * d);
+        memcpy(dw + p * d, s->code_delta, sizeof(float) * d);
+        memcpy(zw + p * d, s->code_zero, sizeof(float) * d);
+        memcpy(bias + p * d, s->b, sizeof(float) * d);
+    }
+    qa_int8_linear *L = qa_alloc(sizeof(qa_int8_linear));
+    if (int8_linear_init(L, W, dw, zw, d, 3 * d, bias) == 0) {
+        m->qkv_i8[l] = L;
+        m->qkv_bias[l] = bias;
+    } else { /* cannot happen: each part was accepted alone */
+        qa_free(L);
+        qa_free(bias);
+    }
+    qa_free(W); qa_free(dw); qa_free(zw);
+}
+
 int dit_enable_int8(qa_dit *m) {
     int n = 0;
     for (int i = 0; i < m->n_lin; i++) {
@@ -623,6 +797,8 @@ int dit_enable_int8(qa_dit *m) {
         }
         n++;
     }
+    clear_stacked_qkv(m);
+    for (int l = 0; l < m->cfg.depth; l++) stack_qkv(m, l);
     return n;
 }
 

@@ -74,6 +74,19 @@ typedef struct {
     float *ln2, *mean2, *rstd2, *h2, *m1, *g, *m2, *mod;
 } qa_block_acts;
 
+/* Seconds of the forward passes while profiling (benchmarks), by operation. In the fused
+ * deployed model the activation quantization runs inside the operation that produces the
+ * activation (norm: layer norm + adaLN modulation; gelu: dequantize + GELU + quantize) and the
+ * dequantization inside the gated residual; int8_* are the parts of unfused integer layers. */
+typedef struct {
+    double total;      /* the whole forward */
+    double linear;     /* every linear layer: f32, fake-quantized, integer (fused epilogues included) */
+    double norm;       /* layer norm + modulation (+ fused quantization) */
+    double attention;  /* QK^T, softmax, PV */
+    double gelu;       /* GELU (+ fused dequantization / quantization) */
+    double int8_quantize, int8_matmul, int8_correct; /* inside the integer layers (all of them) */
+} qa_dit_profile;
+
 typedef struct {
     qa_dit_config cfg;
     int T, grid, n_patches, patch_dim, n_slots, null_class, max_batch;
@@ -102,6 +115,18 @@ typedef struct {
     /* backward scratch */
     float *d_res, *d_h, *d_q, *d_k, *d_v, *d_att, *d_o, *d_m1, *d_g, *d_m2, *d_mod, *d_sc, *d_c;
     float *d_temb, *d_th, *d_ths, *d_tok_patch, *d_out_tok, *att_scratch, *d_fmod;
+
+    /* deployed integer execution (dit_enable_int8): per block, q, k and v stacked into one
+     * integer layer [3 dim, dim] when all three run on the integer kernel with one activation
+     * quantizer (their input is the same), else NULL; its bias (owned) */
+    qa_int8_linear **qkv_i8;
+    float **qkv_bias;
+    int int8_unfused;             /* 1: no fused operations (each integer layer quantizes its own input) */
+    int attention_mode;           /* QA_ATTN_*: how the deployed model computes attention */
+    qa_int8_attention *att_q;     /* per block, when attention_mode != QA_ATTN_FLOAT */
+    float *att_scratch_fq;        /* fake-quantized q, k, v of the reference */
+    int profiling;
+    qa_dit_profile prof;
 } qa_dit;
 
 int dit_create(qa_dit *m, const qa_dit_config *cfg, int max_batch, qa_error *err);
@@ -109,11 +134,10 @@ int dit_create(qa_dit *m, const qa_dit_config *cfg, int max_batch, qa_error *err
  * classes, ...): a QA_ERR_INPUT naming `where` (a checkpoint's path, or "model") and the field.
  * dit_create checks them before allocating anything. */
 int dit_config_check(const qa_dit_config *c, const char *where, qa_error *err);
-/* Benchmarks: time every linear layer's forward (and the parts of the integer kernels). on = 0
- * stops; dit_profile_read sums the seconds so far: linear layers, and of the int8 layers the
- * activation quantization, the u8 x s8 matmul and the zero-point correction. */
+/* Benchmarks: time the forward by operation (qa_dit_profile). on = 1 starts from zero, 0 stops;
+ * dit_profile_read gives the seconds so far. */
 void dit_profile(qa_dit *m, int on);
-void dit_profile_read(const qa_dit *m, double *linear_s, double *int8_quantize_s, double *int8_matmul_s, double *int8_correct_s);
+void dit_profile_read(const qa_dit *m, qa_dit_profile *p);
 /* Bytes of activations and their gradients held for a step of max_batch, act-quant buffers included. */
 size_t dit_activation_bytes(const qa_dit *m);
 void dit_free(qa_dit *m);
@@ -141,13 +165,27 @@ int dit_attach_method(qa_dit *m, const qa_method *method, const qa_method_cfg *c
 void dit_set_deployed(qa_dit *m, float *const *weights, float *const *row_delta, float *const *row_zero,
                       int code_bits);
 /* Run every slot whose weights are per-row 8-bit codes and whose input quantizer is 8-bit on
- * oneDNN's u8 x s8 kernel (see int8.h); returns how many slots switched. dit_reset_slots undoes it. */
+ * oneDNN's u8 x s8 kernel (see int8.h); returns how many slots switched. dit_reset_slots undoes it.
+ * Where consecutive operations allow (deployed model, inference only), the forward then fuses
+ * them: layer norm + modulation write the next integer layer's u8 codes, q/k/v run as one
+ * stacked integer layer, GELU sits between mlp.fc1's dequantization and mlp.fc2's quantization,
+ * and the attention output and MLP layers dequantize inside the gated residual. The fused model
+ * equals the unfused one bit for bit; m->int8_unfused = 1 turns the fusion off. */
 int dit_enable_int8(qa_dit *m);
 /* The arithmetic of every slot's own linear (plain FP or quantized frozen weights) from now on:
  * QA_DTYPE_F32 (the default) or QA_DTYPE_BF16 (bf16 matmul operands, f32 accumulation; parameters,
  * gradients and the optimizer stay f32). Slots run by a method plugin, deployed and int8 slots
  * keep their own arithmetic. Call it again with QA_DTYPE_F32 before evaluating a deployed model. */
 void dit_set_dtype(qa_dit *m, qa_dtype dtype);
+/* Attention of the deployed model (an option beyond the paper's W8A8, off by default):
+ * QA_ATTN_FLOAT, QA_ATTN_INT8 (QK^T and PV on u8 x s8 kernels, nn.h) or QA_ATTN_FAKEQUANT (its
+ * float reference: attention on fake-quantized q, k, v and P). Each block's quantizers are
+ * calibrated on the first forward after switching away from FLOAT, which runs the reference;
+ * later forwards run the integer kernels in QA_ATTN_INT8 (a block whose calibrated zero points
+ * the integer path cannot take, or with more than QA_INT8_MAX_K tokens or head channels, keeps
+ * running the reference). Inference only. */
+enum { QA_ATTN_FLOAT = 0, QA_ATTN_INT8 = 1, QA_ATTN_FAKEQUANT = 2 };
+void dit_set_attention_quant(qa_dit *m, int mode);
 /* Restore plain FP slots (drops quantizers, adapters, deploy overrides). */
 void dit_reset_slots(qa_dit *m);
 /* Matmul FLOPs of one forward at batch B (2 per multiply-add; linear layers and attention). */

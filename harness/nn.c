@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "harness/backend.h"
+#include "harness/int8.h"
 #include "harness/util.h"
 
 void linear_forward(float *y, const float *x, const float *W, const float *b, int M, int in, int out) {
@@ -78,18 +79,26 @@ void linear_backward_bf16(qa_linear_bf16 *c, float *dx, float *dW, float *db, co
     if (db) bias_backward(db, dy, M, c->out);
 }
 
+/* mean and 1/sqrt(var + 1e-6) of one row, summed in order (the fused deployed operations call
+ * it too, so that they compute the same floats as the unfused layers) */
+static inline void layernorm_row_stats(const float *xr, int C, float *mean, float *rstd) {
+    float mu = 0.f;
+    for (int c = 0; c < C; c++) mu += xr[c];
+    mu /= (float)C;
+    float var = 0.f;
+    for (int c = 0; c < C; c++) { float d = xr[c] - mu; var += d * d; }
+    var /= (float)C;
+    *mean = mu;
+    *rstd = 1.0f / sqrtf(var + 1e-6f);
+}
+
 void layernorm_forward(float *y, float *mean, float *rstd, const float *x, int M, int C) {
     #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) {
         const float *xr = x + (size_t)m * C;
         float *yr = y + (size_t)m * C;
-        float mu = 0.f;
-        for (int c = 0; c < C; c++) mu += xr[c];
-        mu /= (float)C;
-        float var = 0.f;
-        for (int c = 0; c < C; c++) { float d = xr[c] - mu; var += d * d; }
-        var /= (float)C;
-        float rs = 1.0f / sqrtf(var + 1e-6f);
+        float mu, rs;
+        layernorm_row_stats(xr, C, &mu, &rs);
         for (int c = 0; c < C; c++) yr[c] = (xr[c] - mu) * rs;
         mean[m] = mu;
         rstd[m] = rs;
@@ -200,12 +209,11 @@ static inline float exp_fast(float x) {
 /* 0.5 (1 + tanh(u)) = sigmoid(2u) */
 static inline float sigmoid_fast(float x) { return 1.0f / (1.0f + exp_fast(-x)); }
 
+static inline float gelu_value(float v) { return v * sigmoid_fast(2.0f * GELU_K * (v + 0.044715f * v * v * v)); }
+
 void gelu_forward(float *y, const float *x, size_t n) {
     #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        y[i] = v * sigmoid_fast(2.0f * GELU_K * (v + 0.044715f * v * v * v));
-    }
+    for (size_t i = 0; i < n; i++) y[i] = gelu_value(x[i]);
 }
 
 void gelu_backward(float *dx, const float *dy, const float *x, size_t n) {
@@ -258,6 +266,15 @@ static qa_view square_view(int B, int H, int T, int transposed) {
     return v;
 }
 
+static inline void softmax_row(float *p, int T) {
+    float mx = p[0];
+    for (int j = 1; j < T; j++) mx = p[j] > mx ? p[j] : mx;
+    float sum = 0.f;
+    for (int j = 0; j < T; j++) { p[j] = exp_fast(p[j] - mx); sum += p[j]; }
+    float inv = 1.0f / sum;
+    for (int j = 0; j < T; j++) p[j] *= inv;
+}
+
 void attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
                        int B, int T, int C, int H) {
     int hd = C / H;
@@ -267,15 +284,7 @@ void attention_forward(float *out, float *probs, const float *q, const float *k,
     qa_matmul_view(&vq, q, &vkt, k, &vs, probs, scale, 0, NULL);
     size_t rows = (size_t)B * H * T;
     #pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < rows; r++) {
-        float *p = probs + r * T;
-        float mx = p[0];
-        for (int j = 1; j < T; j++) mx = p[j] > mx ? p[j] : mx;
-        float sum = 0.f;
-        for (int j = 0; j < T; j++) { p[j] = exp_fast(p[j] - mx); sum += p[j]; }
-        float inv = 1.0f / sum;
-        for (int j = 0; j < T; j++) p[j] *= inv;
-    }
+    for (size_t r = 0; r < rows; r++) softmax_row(probs + r * T, T);
     qa_view vv = head_view(B, T, C, H, 0), vo = head_view(B, T, C, H, 0);
     qa_matmul_view(&vs, probs, &vv, v, &vo, out, 1.0f, 0, NULL);
 }
@@ -348,3 +357,197 @@ float softmax_xent_forward_backward(float *dlogits, float *probs, const float *l
 
 void vec_add(float *y, const float *x, size_t n) { for (size_t i = 0; i < n; i++) y[i] += x[i]; }
 void vec_scale(float *y, float s, size_t n) { for (size_t i = 0; i < n; i++) y[i] *= s; }
+
+/* ---- deployed (inference-only) operations fused with the integer layers around them ----
+ * Each computes, row by row, the same float expressions as the unfused layers (layernorm_forward,
+ * modulate_forward, gelu_forward, gated_residual_forward and the integer layer's own
+ * quantization and dequantization), so the fused model equals the unfused one bit for bit; what
+ * is saved is the memory passes in between. A row of the intermediate lives in a stack buffer. */
+
+#define QA_FUSED_ROW_MAX 4096
+
+void qa_layernorm_modulate_quantize(qa_int8_linear *next, const qa_actq *aq, const float *x, const float *shift,
+                                    const float *scale, int cond_stride, int B, int T, int C) {
+    QA_ASSERT(C == next->in && C <= QA_FUSED_ROW_MAX);
+    qa_int8_linear_reserve(next, B * T);
+    const float dx = aq->delta, zx = aq->zero;
+    #pragma omp parallel for schedule(static)
+    for (int bt = 0; bt < B * T; bt++) {
+        float h[QA_FUSED_ROW_MAX];
+        const float *xr = x + (size_t)bt * C;
+        const float *sh = shift + (size_t)(bt / T) * cond_stride, *sc = scale + (size_t)(bt / T) * cond_stride;
+        float mu, rs;
+        layernorm_row_stats(xr, C, &mu, &rs);
+        for (int c = 0; c < C; c++) h[c] = (xr[c] - mu) * rs;
+        for (int c = 0; c < C; c++) h[c] = h[c] * (1.0f + sc[c]) + sh[c];
+        next->xsum[bt] = qa_int8_quantize_row(h, next->xq + (size_t)bt * C, C, dx, zx);
+    }
+}
+
+void qa_int8_gelu_quantize(const qa_int8_linear *L, qa_int8_linear *next, const qa_actq *aq, int M) {
+    const int N = L->out;
+    QA_ASSERT(N == next->in && N <= QA_FUSED_ROW_MAX);
+    qa_int8_linear_reserve(next, M);
+    const float dx = aq->delta, zx = aq->zero;
+    #pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; m++) {
+        float y[QA_FUSED_ROW_MAX];
+        qa_int8_dequant_row(L, m, y);
+        for (int o = 0; o < N; o++) y[o] = gelu_value(y[o]);
+        next->xsum[m] = qa_int8_quantize_row(y, next->xq + (size_t)m * N, N, dx, zx);
+    }
+}
+
+void qa_int8_gated_residual(const qa_int8_linear *L, float *x_out, const float *x_res, const float *gate,
+                            int cond_stride, int B, int T) {
+    const int C = L->out;
+    QA_ASSERT(C <= QA_FUSED_ROW_MAX);
+    #pragma omp parallel for schedule(static)
+    for (int bt = 0; bt < B * T; bt++) {
+        float y[QA_FUSED_ROW_MAX];
+        qa_int8_dequant_row(L, bt, y);
+        const float *g = gate + (size_t)(bt / T) * cond_stride, *xr = x_res + (size_t)bt * C;
+        float *xo = x_out + (size_t)bt * C;
+        for (int c = 0; c < C; c++) xo[c] = xr[c] + g[c] * y[c];
+    }
+}
+
+void qa_int8_split_rows(const qa_int8_linear *L, float *const *parts, int n_parts, int M) {
+    const int N = L->out, w = N / n_parts;
+    QA_ASSERT(N % n_parts == 0 && N <= QA_FUSED_ROW_MAX);
+    #pragma omp parallel for schedule(static)
+    for (int m = 0; m < M; m++) {
+        float y[QA_FUSED_ROW_MAX];
+        qa_int8_dequant_row(L, m, y);
+        for (int p = 0; p < n_parts; p++) memcpy(parts[p] + (size_t)m * w, y + p * w, sizeof(float) * w);
+    }
+}
+
+/* ---- integer attention (deployed model, optional) ---- */
+
+static void int8_attention_reserve(qa_int8_attention *A, int B, int T, int C, int H) {
+    size_t M = (size_t)B * T, P = (size_t)B * H * T * T;
+    if (M <= A->cap_tokens && P <= A->cap_probs) return;
+    qa_int8_attention_release(A);
+    A->qc = qa_alloc(M * C);
+    A->kc = qa_alloc(M * C);
+    A->vc = qa_alloc(M * C);
+    A->pc = qa_alloc(P);
+    A->qsum = qa_alloc(sizeof(int32_t) * M * H);
+    A->ksum = qa_alloc(sizeof(int32_t) * M * H);
+    A->vsum = qa_alloc(sizeof(int32_t) * (size_t)B * C);
+    A->psum = qa_alloc(sizeof(int32_t) * (size_t)B * H * T);
+    A->acc = qa_alloc(sizeof(float) * P);
+    A->cap_tokens = M;
+    A->cap_probs = P;
+}
+
+void qa_int8_attention_release(qa_int8_attention *A) {
+    void *bufs[] = {A->qc, A->kc, A->vc, A->pc, A->qsum, A->ksum, A->vsum, A->psum, A->acc};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) qa_free(bufs[i]);
+    A->qc = A->pc = NULL;
+    A->kc = A->vc = NULL;
+    A->qsum = A->ksum = A->vsum = A->psum = NULL;
+    A->acc = NULL;
+    A->cap_tokens = A->cap_probs = 0;
+}
+
+void qa_attention_fakequant_forward(qa_int8_attention *A, float *out, float *probs, const float *q, const float *k,
+                                    const float *v, float *scratch, int B, int T, int C, int H) {
+    const size_t n = (size_t)B * T * C;
+    float *qh = scratch, *kh = scratch + n, *vh = scratch + 2 * n;
+    qa_actq *qs[3] = {&A->q, &A->k, &A->v};
+    for (int i = 0; i < 3; i++) qs[i]->bits = 8;
+    A->p.bits = 8;
+    actq_forward(&A->q, qh, q, n);
+    actq_forward(&A->k, kh, k, n);
+    actq_forward(&A->v, vh, v, n);
+    const int hd = C / H;
+    qa_view vq = head_view(B, T, C, H, 0), vkt = head_view(B, T, C, H, 1), vs = square_view(B, H, T, 0);
+    qa_matmul_view(&vq, qh, &vkt, kh, &vs, probs, 1.0f / sqrtf((float)hd), 0, NULL);
+    size_t rows = (size_t)B * H * T;
+    #pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++) softmax_row(probs + r * T, T);
+    actq_forward(&A->p, probs, probs, rows * T);
+    qa_view vv = head_view(B, T, C, H, 0);
+    qa_matmul_view(&vs, probs, &vv, vh, &vv, out, 1.0f, 0, NULL);
+}
+
+/* Codes of a [B*T, C] activation: u8 (q) or s8 = code - 128 (k, v), with the sums the zero-point
+ * corrections need: per (token, head) for q and k, per (sample, channel) over tokens for v. */
+static void attention_codes(qa_int8_attention *A, const float *q, const float *k, const float *v, int B, int T,
+                            int C, int H) {
+    const int hd = C / H;
+    #pragma omp parallel for schedule(static)
+    for (int m = 0; m < B * T; m++) {
+        uint8_t *qc = A->qc + (size_t)m * C, *kc = (uint8_t *)A->kc + (size_t)m * C, *vc = (uint8_t *)A->vc + (size_t)m * C;
+        for (int h = 0; h < H; h++) {
+            A->qsum[(size_t)m * H + h] = qa_int8_quantize_row(q + (size_t)m * C + h * hd, qc + h * hd, hd, A->q.delta, A->q.zero);
+            A->ksum[(size_t)m * H + h] = qa_int8_quantize_row(k + (size_t)m * C + h * hd, kc + h * hd, hd, A->k.delta, A->k.zero)
+                                         - 128 * hd;
+        }
+        qa_int8_quantize_row(v + (size_t)m * C, vc, C, A->v.delta, A->v.zero);
+        for (int c = 0; c < C; c++) { kc[c] = (uint8_t)(kc[c] ^ 0x80); vc[c] = (uint8_t)(vc[c] ^ 0x80); } /* u - 128 as s8 */
+    }
+    #pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++)
+        for (int c = 0; c < C; c++) {
+            int32_t s = 0;
+            for (int t = 0; t < T; t++) s += A->vc[((size_t)b * T + t) * C + c];
+            A->vsum[(size_t)b * C + c] = s;
+        }
+}
+
+/* Scores of row (b, h, i) from the integer QK^T, softmax, and the row's P codes. */
+static void attention_probs_row(qa_int8_attention *A, float *p, const float *acc, int b, int h, int i, int T, int H,
+                                int hd, float alpha) {
+    const int32_t zq = (int32_t)A->q.zero, ck = 128 - (int32_t)A->k.zero;
+    const int32_t qs = A->qsum[((size_t)b * T + i) * H + h], base = ck * qs - hd * zq * ck;
+    for (int j = 0; j < T; j++) {
+        int32_t s = (int32_t)acc[j] + base - zq * A->ksum[((size_t)b * T + j) * H + h];
+        p[j] = alpha * (float)s;
+    }
+    softmax_row(p, T);
+    size_t r = ((size_t)b * H + h) * T + i;
+    A->psum[r] = qa_int8_quantize_row(p, A->pc + r * T, T, A->p.delta, A->p.zero);
+}
+
+int qa_int8_attention_ready(const qa_int8_attention *A) {
+    const qa_actq *qs[4] = {&A->q, &A->k, &A->v, &A->p};
+    for (int i = 0; i < 4; i++)  /* whole zero points the row quantizer's +-512 clamp leaves exact */
+        if (!qs[i]->calibrated || qs[i]->zero != nearbyintf(qs[i]->zero) || qs[i]->zero < -257.f || qs[i]->zero > 512.f)
+            return 0;
+    return 1;
+}
+
+void qa_int8_attention_forward(qa_int8_attention *A, float *out, float *probs, const float *q, const float *k,
+                               const float *v, int B, int T, int C, int H) {
+    const int hd = C / H;
+    QA_ASSERT(qa_int8_attention_ready(A) && hd <= QA_INT8_MAX_K && T <= QA_INT8_MAX_K);
+    int8_attention_reserve(A, B, T, C, H);
+    attention_codes(A, q, k, v, B, T, C, H);
+    qa_view vq = head_view(B, T, C, H, 0), vkt = head_view(B, T, C, H, 1), vs = square_view(B, H, T, 0);
+    qa_matmul_u8s8_view(&vq, A->qc, &vkt, A->kc, &vs, A->acc);
+    /* S = scale (q_hat . k_hat) = scale dq dk [sum (qq - zq)(kq - zk)], the bracket exact in int32 */
+    const float alpha = A->q.delta * A->k.delta / sqrtf((float)hd);
+    #pragma omp parallel for schedule(static)
+    for (int r = 0; r < B * H * T; r++) {
+        int b = r / (H * T), h = (r / T) % H, i = r % T;
+        attention_probs_row(A, probs + (size_t)r * T, A->acc + (size_t)r * T, b, h, i, T, H, hd, alpha);
+    }
+    qa_view vv = head_view(B, T, C, H, 0);
+    qa_matmul_u8s8_view(&vs, A->pc, &vv, A->vc, &vv, out);
+    /* out = dp dv [sum_j (pq - zp)(vq - zv)] = dp dv [acc + cv psum - zp vsum - T zp cv], cv = 128 - zv */
+    const int32_t zp = (int32_t)A->p.zero, cv = 128 - (int32_t)A->v.zero;
+    const float scale = A->p.delta * A->v.delta;
+    #pragma omp parallel for schedule(static)
+    for (int m = 0; m < B * T; m++) {
+        int b = m / T, i = m % T;
+        float *o = out + (size_t)m * C;
+        for (int c = 0; c < C; c++) {
+            int32_t ps = A->psum[((size_t)b * H + c / hd) * T + i];
+            int32_t s = (int32_t)o[c] + cv * ps - zp * A->vsum[(size_t)b * C + c] - T * zp * cv;
+            o[c] = scale * (float)s;
+        }
+    }
+}

@@ -6,6 +6,9 @@
 #define QA_NN_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include "harness/int8.h"
 
 #include "harness/backend.h"
 
@@ -97,6 +100,48 @@ void embedding_backward(float *dtable, const float *dy, const int *ids, int B, i
 /* Softmax cross-entropy over K classes: returns mean loss; dlogits = (softmax - onehot)/B. */
 float softmax_xent_forward_backward(float *dlogits, float *probs, const float *logits,
                                     const int *labels, int B, int K);
+
+/* Deployed (inference-only) operations fused with integer layers (harness/int8.h): each equals
+ * the unfused composition bit for bit.
+ * Codes of LN(x)(1 + scale) + shift for the integer layer `next` (into next->xq, next->xsum),
+ * quantized with next's activation quantizer aq. */
+void qa_layernorm_modulate_quantize(qa_int8_linear *next, const qa_actq *aq, const float *x, const float *shift,
+                                    const float *scale, int cond_stride, int B, int T, int C);
+/* Codes of GELU(L's output) for `next` (L's accumulator must hold its matmul; L prepared). */
+void qa_int8_gelu_quantize(const qa_int8_linear *L, qa_int8_linear *next, const qa_actq *aq, int M);
+/* x_out[b,t,:] = x_res[b,t,:] + gate[b,:] * L's output row (x_out may not alias x_res). */
+void qa_int8_gated_residual(const qa_int8_linear *L, float *x_out, const float *x_res, const float *gate,
+                            int cond_stride, int B, int T);
+/* L's output rows [M, N] split column-wise into n_parts buffers [M, N / n_parts]. */
+void qa_int8_split_rows(const qa_int8_linear *L, float *const *parts, int n_parts, int M);
+
+/* Integer attention (deployed model, an option beyond the paper's W8A8): q, k, v and the softmax
+ * probabilities P quantized per tensor at 8 bits (the section-0 quantizer, calibrated on the first
+ * call of the fake-quantized reference), QK^T and PV on u8 x s8 kernels with the zero points
+ * corrected exactly in int32 (k and v held as s8 = code - 128, as the linear layers' weights),
+ * softmax in float. */
+typedef struct {
+    qa_actq q, k, v, p;
+    uint8_t *qc, *pc;            /* q codes [B*T, C], P codes [B, H, T, T] */
+    int8_t *kc, *vc;             /* k, v codes - 128 [B*T, C] */
+    int32_t *qsum, *ksum;        /* per (token, head): sum of q codes, of k codes - 128 */
+    int32_t *vsum, *psum;        /* per (sample, channel): sum over tokens of v codes - 128; per P row: code sum */
+    float *acc;                  /* [B, H, T, T] */
+    size_t cap_tokens, cap_probs;
+} qa_int8_attention;
+
+/* The reference: float attention on fake-quantized q, k, v and P (calibrates A's quantizers on
+ * the first call). scratch holds 3 B*T*C floats. */
+void qa_attention_fakequant_forward(qa_int8_attention *A, float *out, float *probs, const float *q, const float *k,
+                                    const float *v, float *scratch, int B, int T, int C, int H);
+/* The same on the integer kernels (A calibrated). Equal to the reference up to float rounding,
+ * which can move a P code across a rounding boundary (one code step dp times |v_hat|). */
+void qa_int8_attention_forward(qa_int8_attention *A, float *out, float *probs, const float *q, const float *k,
+                               const float *v, int B, int T, int C, int H);
+void qa_int8_attention_release(qa_int8_attention *A); /* frees the buffers, keeps the quantizers */
+/* 1 when A's quantizers are calibrated with whole zero points the integer path handles exactly
+ * (-257..512; the codes themselves are clamped to 0..255). */
+int qa_int8_attention_ready(const qa_int8_attention *A);
 
 /* Elementwise helpers */
 void vec_add(float *y, const float *x, size_t n);      /* y += x */

@@ -4,7 +4,7 @@
 # needs root (or sudo) when something is missing. No network access beyond Debian's mirrors.
 set -euo pipefail
 PKGS="gcc make pkg-config meson ninja-build libdnnl-dev libhdf5-dev hdf5-tools libgsl-dev
-      gnuplot-nox libcriterion-dev zlib1g-dev dataset-fashion-mnist openmpi-bin libopenmpi-dev"
+      gnuplot-nox libcriterion-dev zlib1g-dev libjansson-dev dataset-fashion-mnist openmpi-bin libopenmpi-dev"
 # `make fuzz` only (install-deps.sh --fuzz): the libFuzzer target is built with clang
 [ "${1:-}" = "--fuzz" ] && PKGS="$PKGS clang libfuzzer-14-dev"
 missing=""

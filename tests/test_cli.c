@@ -224,3 +224,27 @@ Test(cli, plot_arguments_and_an_empty_folder_exit_2) {
     cr_expect_eq(run("plot %s --baseline lora:w8a8", tmpdir), 2);
     cr_expect(strstr(out_buf, "no finished runs") != NULL, "%s", out_buf);
 }
+
+/* project-sd --weights: a malformed safetensors file is bad input (exit 2, the file named), not a crash. */
+Test(cli, project_sd_malformed_weights_exit_2) {
+    char p[256];
+    snprintf(p, sizeof p, "%s/bad.safetensors", tmpdir);
+    FILE *f = fopen(p, "wb");
+    cr_assert_not_null(f);
+    const char *hdr = "{\"w\": {\"dtype\": \"F16\", \"shape\": [4, 4], \"data_offsets\": [0, 32]}}";
+    unsigned char le[8] = {(unsigned char)strlen(hdr), 0, 0, 0, 0, 0, 0, 0};
+    fwrite(le, 1, 8, f);
+    fputs(hdr, f); /* no data: the offsets run past the end of the file */
+    fclose(f);
+    cr_expect_eq(run("project-sd --weights %s", p), 2);
+    cr_expect(strstr(out_buf, "bad.safetensors") && strstr(out_buf, "past the end"), "%s", out_buf);
+    snprintf(p, sizeof p, "%s/notjson.safetensors", tmpdir);
+    f = fopen(p, "wb");
+    cr_assert_not_null(f);
+    le[0] = 5;
+    fwrite(le, 1, 8, f);
+    fputs("{{{{{", f);
+    fclose(f);
+    cr_expect_eq(run("project-sd --weights %s", p), 2);
+    cr_expect(strstr(out_buf, "not valid JSON") != NULL, "%s", out_buf);
+}

@@ -115,3 +115,150 @@ Test(int8, activation_codes_at_ties_and_extremes) {
     cr_expect_eq(bad, 0, "%d codes differ", bad);
     int8_linear_free(&L);
 }
+
+/* A small model whose every linear runs on the integer kernel (W8A8), calibrated on one batch. */
+static void make_int8_model(qa_dit *m, qa_rng *r, float *x, float *t, int *y) {
+    qa_error err = {0, ""};
+    qa_dit_config c = {28, 7, 32, 2, 2, 2, 10, 2};
+    cr_assert_eq(dit_create(m, &c, 4, &err), 0);
+    dit_init_weights(m, 5);
+    for (size_t i = 0; i < m->n_params; i++) m->params[i] += 0.05f * (float)qa_rng_normal(r);
+    qa_rng_fill_normal(r, x, 4 * 784, 1.0f);
+    dit_quantize_base(m, 8, 8, 0);
+    float eps[4 * 784];
+    dit_forward(m, x, t, y, 4, eps); /* calibrates */
+    cr_assert_eq(dit_enable_int8(m), m->n_lin);
+}
+
+/* The fused deployed forward (layer norm + modulation writing u8 codes, stacked q/k/v, GELU between
+ * two integer layers, dequantization inside the gated residual) is the same arithmetic as the
+ * unfused integer layers: equal bit for bit. */
+Test(int8, fused_model_equals_unfused_bit_for_bit) {
+    qa_rng *r = qa_rng_new(8);
+    qa_dit m;
+    float x[4 * 784], t[4] = {10, 300, 600, 990}, fused[4 * 784], unfused[4 * 784];
+    int y[4] = {0, 3, 11, 12};
+    make_int8_model(&m, r, x, t, y);
+    for (int l = 0; l < m.cfg.depth; l++) cr_expect(m.qkv_i8[l] != NULL, "block %d: q, k, v stacked", l);
+    m.int8_unfused = 1;
+    dit_forward(&m, x, t, y, 4, unfused);
+    m.int8_unfused = 0;
+    dit_forward(&m, x, t, y, 4, fused);
+    int differ = 0;
+    for (int i = 0; i < 4 * 784; i++) differ += memcmp(&fused[i], &unfused[i], sizeof(float)) != 0;
+    cr_expect_eq(differ, 0, "%d of %d outputs differ between the fused and unfused integer model", differ, 4 * 784);
+    /* and the outputs are the model's, not zeros */
+    double norm = 0;
+    for (int i = 0; i < 4 * 784; i++) norm += (double)fused[i] * fused[i];
+    cr_expect(norm > 1e-3, "output norm %g", norm);
+    dit_free(&m);
+    qa_rng_free(r);
+}
+
+/* The fused producers, one at a time, against the unfused layers they replace: the same codes. */
+Test(int8, layernorm_modulate_quantize_codes_equal_unfused) {
+    enum { B = 3, T = 5, C = 48, M = B * T };
+    qa_rng *r = qa_rng_new(9);
+    float x[M * C], mod[B * 4 * C], ln[M * C], h[M * C], mean[M], rstd[M], W[C * 8], dl[8], z[8];
+    qa_rng_fill_normal(r, x, M * C, 2.0f);
+    for (int i = 0; i < M * C; i++) x[i] += 0.3f;
+    qa_rng_fill_normal(r, mod, B * 4 * C, 0.5f);
+    qa_rng_fill_normal(r, W, C * 8, 0.1f);
+    quant_search_rows(W, 8, C, 8, dl, z);
+    quant_fake_rows(W, W, 8, C, 8, dl, z);
+    layernorm_forward(ln, mean, rstd, x, M, C);
+    modulate_forward(h, ln, mod, mod + C, 4 * C, B, T, C); /* shift, scale inside a wider row */
+    qa_actq aq = {8, 0, 0, 0};
+    float hq[M * C];
+    actq_forward(&aq, hq, h, M * C); /* calibrates on the unfused output */
+    qa_int8_linear ref, fused;
+    cr_assert_eq(int8_linear_init(&ref, W, dl, z, C, 8, NULL), 0);
+    cr_assert_eq(int8_linear_init(&fused, W, dl, z, C, 8, NULL), 0);
+    qa_int8_linear_quantize(&ref, &aq, h, M);
+    qa_layernorm_modulate_quantize(&fused, &aq, x, mod, mod + C, 4 * C, B, T, C);
+    cr_expect_eq(memcmp(ref.xq, fused.xq, M * C), 0, "codes differ");
+    cr_expect_eq(memcmp(ref.xsum, fused.xsum, sizeof(int32_t) * M), 0, "code sums differ");
+    int spread = 0;
+    for (int i = 1; i < M * C; i++) spread += fused.xq[i] != fused.xq[0];
+    cr_expect(spread > M * C / 2, "the codes span the range");
+    int8_linear_free(&ref); int8_linear_free(&fused);
+    qa_rng_free(r);
+}
+
+Test(int8, gelu_between_integer_layers_equals_unfused) {
+    enum { M = 9, K = 32, N = 64, N2 = 16 };
+    qa_rng *r = qa_rng_new(10);
+    float x[M * K], W1[N * K], W2[N2 * N], d1[N], z1[N], d2[N2], z2[N2], y1[M * N], g[M * N], gq[M * N];
+    qa_rng_fill_normal(r, x, M * K, 1.0f);
+    qa_rng_fill_normal(r, W1, N * K, 0.2f);
+    qa_rng_fill_normal(r, W2, N2 * N, 0.2f);
+    quant_search_rows(W1, N, K, 8, d1, z1);
+    quant_fake_rows(W1, W1, N, K, 8, d1, z1);
+    quant_search_rows(W2, N2, N, 8, d2, z2);
+    quant_fake_rows(W2, W2, N2, N, 8, d2, z2);
+    qa_actq a1 = {8, 0, 0, 0}, a2 = {8, 0, 0, 0};
+    float xq[M * K];
+    actq_forward(&a1, xq, x, M * K);
+    qa_int8_linear fc1, fc2_ref, fc2;
+    cr_assert_eq(int8_linear_init(&fc1, W1, d1, z1, K, N, NULL), 0);
+    cr_assert_eq(int8_linear_init(&fc2_ref, W2, d2, z2, N, N2, NULL), 0);
+    cr_assert_eq(int8_linear_init(&fc2, W2, d2, z2, N, N2, NULL), 0);
+    int8_linear_forward(&fc1, &a1, x, y1, M); /* unfused: y1, GELU, then fc2 quantizes */
+    gelu_forward(g, y1, M * N);
+    actq_forward(&a2, gq, g, M * N);
+    qa_int8_linear_quantize(&fc2_ref, &a2, g, M);
+    qa_int8_gelu_quantize(&fc1, &fc2, &a2, M); /* fused, from fc1's accumulator */
+    cr_expect_eq(memcmp(fc2_ref.xq, fc2.xq, M * N), 0, "codes differ");
+    cr_expect_eq(memcmp(fc2_ref.xsum, fc2.xsum, sizeof(int32_t) * M), 0, "code sums differ");
+    int8_linear_free(&fc1); int8_linear_free(&fc2_ref); int8_linear_free(&fc2);
+    qa_rng_free(r);
+}
+
+/* Integer attention against its fake-quantized float reference (same quantizers): the integer
+ * scores equal the reference's up to float rounding, so a P code can at most move across a
+ * rounding boundary, which changes an output by one code step dp times |v_hat|. */
+Test(int8, integer_attention_matches_fake_quant_reference) {
+    enum { B = 3, T = 17, C = 32, H = 2, N = B * T * C };
+    qa_rng *r = qa_rng_new(11);
+    float *q = qa_alloc(sizeof(float) * N), *k = qa_alloc(sizeof(float) * N), *v = qa_alloc(sizeof(float) * N);
+    float *ref = qa_alloc(sizeof(float) * N), *out = qa_alloc(sizeof(float) * N), *scratch = qa_alloc(sizeof(float) * 3 * N);
+    float *probs = qa_alloc(sizeof(float) * B * H * T * T);
+    qa_rng_fill_normal(r, q, N, 1.5f);
+    qa_rng_fill_normal(r, k, N, 1.0f);
+    qa_rng_fill_normal(r, v, N, 0.7f);
+    for (int i = 0; i < N; i++) { q[i] += 0.4f; v[i] -= 0.2f; } /* zero points away from the middle */
+    qa_int8_attention A;
+    memset(&A, 0, sizeof A);
+    qa_attention_fakequant_forward(&A, ref, probs, q, k, v, scratch, B, T, C, H); /* calibrates */
+    cr_assert(qa_int8_attention_ready(&A), "zero points q %g k %g v %g p %g", A.q.zero, A.k.zero, A.v.zero, A.p.zero);
+    qa_attention_fakequant_forward(&A, ref, probs, q, k, v, scratch, B, T, C, H);
+    qa_int8_attention_forward(&A, out, probs, q, k, v, B, T, C, H);
+    double vmax = 0, emax = 0, rmax = 0;
+    for (int i = 0; i < N; i++) vmax = fmax(vmax, fabs(A.v.delta * (double)(nearbyintf(v[i] / A.v.delta))) + 2 * A.v.delta);
+    for (int i = 0; i < N; i++) { emax = fmax(emax, fabs((double)out[i] - ref[i])); rmax = fmax(rmax, fabs((double)ref[i])); }
+    cr_expect(emax <= A.p.delta * vmax + 1e-5 * rmax, "max error %g, one P step x max |v_hat| = %g", emax, A.p.delta * vmax);
+    cr_expect(rmax > 0.01, "the reference is not all zeros (%g)", rmax);
+    qa_int8_attention_release(&A);
+    qa_free(q); qa_free(k); qa_free(v); qa_free(ref); qa_free(out); qa_free(scratch); qa_free(probs);
+    qa_rng_free(r);
+}
+
+Test(int8, model_with_integer_attention_matches_its_reference) {
+    qa_rng *r = qa_rng_new(12);
+    qa_dit m;
+    float x[4 * 784], t[4] = {10, 300, 600, 990}, ref[4 * 784], out[4 * 784], plain[4 * 784];
+    int y[4] = {0, 3, 11, 12};
+    make_int8_model(&m, r, x, t, y);
+    dit_forward(&m, x, t, y, 4, plain); /* float attention */
+    dit_set_attention_quant(&m, QA_ATTN_FAKEQUANT);
+    dit_forward(&m, x, t, y, 4, ref); /* calibrates the attention quantizers */
+    dit_forward(&m, x, t, y, 4, ref);
+    for (int l = 0; l < m.cfg.depth; l++) cr_expect(qa_int8_attention_ready(&m.att_q[l]), "block %d", l);
+    dit_set_attention_quant(&m, QA_ATTN_INT8);
+    dit_forward(&m, x, t, y, 4, out);
+    double e = max_rel(out, ref, 4 * 784), moved = max_rel(plain, ref, 4 * 784);
+    cr_expect(e < 1e-3, "integer attention vs its fake-quant reference: relative error %g", e);
+    cr_expect(moved > 0, "quantizing attention changes the output (%g)", moved);
+    dit_free(&m);
+    qa_rng_free(r);
+}
