@@ -263,14 +263,37 @@ static int count_pending(const qa_recipe *r, const qa_sweep_plan *plan, const ch
     return QA_OK;
 }
 
-/* The task of a seed, built once and shared by every run of that seed. */
-static const qa_task *task_of(sweep_env *e, const qa_sweep_settings *s, long seed, qa_task *tasks, int *n_tasks) {
+/* The task of a seed, built once and shared by every run of that seed (checked before the
+ * sweep's first run by check_tasks). */
+static const qa_task *task_of(sweep_env *e, const qa_sweep_settings *s, long seed, qa_task *tasks, int *n_tasks,
+                              qa_error *err) {
     for (int j = 0; j < *n_tasks; j++) if (tasks[j].seed == seed) return &tasks[j];
     dit_reset_slots(&e->model);
     memcpy(e->model.params, e->base_params, sizeof(float) * e->model.n_params);
-    qa_task *t = &tasks[(*n_tasks)++];
-    qa_task_build(t, &s->task, seed, &e->model, &e->clf, &e->train, s->eval.ddim_steps, s->eval.guidance);
+    qa_task *t = &tasks[*n_tasks];
+    if (qa_task_build(t, &s->task, seed, &e->model, &e->clf, &e->train, s->eval.ddim_steps, s->eval.guidance, err)) return NULL;
+    (*n_tasks)++;
     return t;
+}
+
+/* Every seed's task can be made from the base and the training images, before any run trains:
+ * a base without a spare slot is an error naming the checkpoint, too few images of a class one
+ * naming the recipe and its train_limit. */
+static int check_tasks(const qa_recipe *r, const qa_sweep_plan *plan, const sweep_env *e, qa_error *err) {
+    const qa_sweep_settings *s = &plan->settings;
+    for (int i = 0; i < plan->n; i++) {
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++) seen = plan->runs[j].seed == plan->runs[i].seed;
+        qa_error why = {0, ""};
+        if (seen || qa_task_check(&s->task, plan->runs[i].seed, &e->model.cfg, &e->train, &why) == QA_OK) continue;
+        if (s->task.kind != QA_TASK_DOMAIN && e->model.cfg.n_spare < 1)
+            return qa_fail(err, QA_ERR_INPUT, "%s: %s: %s", recipe_path(r), s->checkpoint, why.msg);
+        if (s->data.train_limit > 0)
+            return qa_fail(err, QA_ERR_INPUT, "%s: %s ([data] train_limit = %ld keeps only the first %ld training images: "
+                           "raise it, or 0 for all)", recipe_path(r), why.msg, s->data.train_limit, s->data.train_limit);
+        return qa_fail(err, QA_ERR_INPUT, "%s: %s", recipe_path(r), why.msg);
+    }
+    return QA_OK;
 }
 
 static int sweep_locked(const qa_recipe *r, const char *out_dir, qa_error *err);
@@ -298,6 +321,8 @@ static int sweep_locked(const qa_recipe *r, const char *out_dir, qa_error *err) 
     sweep_env e;
     rc = sweep_load(&plan.settings, &e, err);
     if (rc) { adapt_plan_free(&plan); return rc; }
+    rc = check_tasks(r, &plan, &e, err);
+    if (rc) { sweep_unload(&e); adapt_plan_free(&plan); return rc; }
     qa_task *tasks = qa_alloc(sizeof(qa_task) * (size_t)n);
     int n_tasks = 0, failed = 0, done = 0;
     qa_progress prog;
@@ -308,7 +333,8 @@ static int sweep_locked(const qa_recipe *r, const char *out_dir, qa_error *err) 
         int finished = qa_file_exists(p);
         qa_free(p);
         if (finished) continue;
-        const qa_task *t = task_of(&e, &plan.settings, run->seed, tasks, &n_tasks);
+        const qa_task *t = task_of(&e, &plan.settings, run->seed, tasks, &n_tasks, err);
+        if (!t) { rc = err->code; break; }
         int diverged = 0;
         double t0 = qa_now();
         qa_error run_err = {0, ""};

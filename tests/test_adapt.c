@@ -631,3 +631,95 @@ Test(adapt, a_method_defined_in_a_test_is_parsed_swept_and_reported) {
     free(buf);
     recipe_free(r);
 }
+
+/* ---- a task the training images cannot make (issue 14, item 5) ---- */
+
+/* A small train_limit read past the item's class members (subject, k > images of the class),
+ * aborted in GSL (no image of the class: a draw below 0), or looped for ever waiting for a class
+ * that was not there (style); a base without a spare slot bound the item to the null slot.
+ * Each is now bad input saying which task needs how many images of which class. */
+Test(adapt, a_task_without_enough_images_of_its_classes_is_bad_input) {
+    const qa_dit_config cfg = {28, 7, 16, 1, 2, 2, 10, 2};
+    qa_images im;
+    synthetic_images(&im, 2000, 28, 10, 1);
+    const int full = im.n;
+    qa_error err = {0, ""};
+    qa_task_spec subject = {QA_TASK_SUBJECT, 3, 0, 1}, style = {QA_TASK_STYLE, 3, 0, 0}, domain = {QA_TASK_DOMAIN, 0, 0, 0};
+    cr_expect_eq(qa_task_check(&subject, 0, &cfg, &im, &err), QA_OK, "%s", err.msg);
+    cr_expect_eq(qa_task_check(&style, 0, &cfg, &im, &err), QA_OK, "%s", err.msg);
+    /* 1 to 3 images: one of each of the first classes, never 3 of one */
+    qa_dit m;
+    qa_classifier clf;
+    cr_assert_eq(dit_create(&m, &cfg, 4, &err), 0, "%s", err.msg);
+    dit_init_weights(&m, 1);
+    cr_assert_eq(clf_create(&clf, 8, &err), 0, "%s", err.msg);
+    clf_init_weights(&clf, 2);
+    for (int n = 1; n <= 3; n++) {
+        im.n = n;
+        qa_task t;
+        err = (qa_error){0, ""};
+        cr_expect_eq(qa_task_build(&t, &subject, 0, &m, &clf, &im, 2, 1.0f, &err), QA_ERR_INPUT, "%d images", n);
+        cr_expect(strstr(err.msg, "subject task of seed 0 needs 3 images of its item's class") &&
+                  strstr(err.msg, "hold"), "%s", err.msg);
+    }
+    /* style: every image of one class */
+    im.n = full;
+    for (int i = 0; i < im.n; i++) im.labels[i] = 4;
+    err = (qa_error){0, ""};
+    cr_expect_eq(qa_task_check(&style, 0, &cfg, &im, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "style task of seed 0 needs one image of each of 3 classes") && strstr(err.msg, "none of class"),
+              "%s", err.msg);
+    qa_task t;
+    cr_expect_eq(qa_task_build(&t, &style, 0, &m, &clf, &im, 2, 1.0f, &err), QA_ERR_INPUT, "built, not looped");
+    cr_expect_eq(qa_task_check(&domain, 0, &cfg, &im, &err), QA_OK, "%s", err.msg);
+    /* no spare slot */
+    qa_dit_config no_spare = cfg;
+    no_spare.n_spare = 0;
+    err = (qa_error){0, ""};
+    cr_expect_eq(qa_task_check(&subject, 0, &no_spare, &im, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "n_spare = 0") != NULL, "%s", err.msg);
+    cr_expect_eq(qa_task_check(&domain, 0, &no_spare, &im, &err), QA_OK, "the domain task binds no slot");
+    clf_free(&clf);
+    dit_free(&m);
+    qa_images_free(&im);
+}
+
+/* The sweep says so before any run trains: the recipe's train_limit, or the checkpoint. */
+Test(adapt, a_small_train_limit_or_a_base_without_spare_slots_stops_the_sweep) {
+    char text[4096], out[512], p[700], ckpt[512];
+    snprintf(ckpt, sizeof ckpt, "%s/dit.h5", dir);
+    for (int k = 0; k < 3; k++) {
+        if (k == 2) { /* the base again, without a spare slot */
+            qa_dit m;
+            qa_dit_config c = {28, 7, 16, 1, 2, 2, 10, 0};
+            qa_error e = {0, ""};
+            cr_assert_eq(dit_create(&m, &c, 4, &e), 0, "%s", e.msg);
+            dit_init_weights(&m, 1);
+            snprintf(ckpt, sizeof ckpt, "%s/dit-no-spare.h5", dir);
+            qa_ckpt_meta meta = {"dit", "test", 0, 0, 0, 0, -1};
+            cr_assert_eq(dit_save(ckpt, &m, NULL, &meta, &e), 0, "%s", e.msg);
+            dit_free(&m);
+        }
+        snprintf(text, sizeof text,
+                 "[job]\nkind = adapt\n[data]\nsynthetic = 1\ntrain_limit = %s\n"
+                 "[model]\ncheckpoint = %s\nevaluator = %s/evaluator.h5\n"
+                 "[adapt]\ntask = %s\nmethod = lora\nbits = fp\nrank = 2\nseed = 0\nimages = 3\nprior_images = 2\n"
+                 "[train]\nsteps = 2\nbatch = 4\nlr = 1e-3\n"
+                 "[eval]\nsamples = 2\nddim_steps = 2\nloss_images = 4\nloss_draws = 1\nprior_samples = 0\n",
+                 k == 2 ? "0" : "3", ckpt, dir, k == 1 ? "style" : "subject");
+        qa_recipe *r;
+        qa_error err = {0, ""};
+        cr_assert_eq(recipe_parse("limit.recipe", text, &r, &err), 0, "%s", err.msg);
+        snprintf(out, sizeof out, "%s/limit%d", dir, k);
+        cr_expect_eq(adapt_sweep(r, out, &err), QA_ERR_INPUT, "case %d", k);
+        if (k == 2)
+            cr_expect(strstr(err.msg, ckpt) && strstr(err.msg, "n_spare = 0"), "%s", err.msg);
+        else
+            cr_expect(strstr(err.msg, "limit.recipe") && strstr(err.msg, k ? "style task" : "subject task") &&
+                      strstr(err.msg, "train_limit = 3"), "%s", err.msg);
+        snprintf(p, sizeof p, "%s/lora-fp-r2-s0.h5", out);
+        cr_expect(access(p, F_OK) != 0, "no run was recorded");
+        recipe_free(r);
+    }
+}
+
