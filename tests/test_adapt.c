@@ -21,6 +21,7 @@
 #include "harness/results.h"
 #include "harness/runs.h"
 #include "datasets/dataset.h"
+#include "fake_runs.h"
 
 static char dir[256];
 
@@ -723,3 +724,98 @@ Test(adapt, a_small_train_limit_or_a_base_without_spare_slots_stops_the_sweep) {
     }
 }
 
+/* ---- damaged run files: checksums (item 8) and resume (item 7) ---- */
+
+/* One run (lora, fp, seed 0) into <dir>/<sub>; returns its file in path. */
+static void one_run_sweep(const char *sub, char *path, size_t len, int expect_rc) {
+    char text[4096], out[512];
+    snprintf(text, sizeof text,
+             "[job]\nkind = adapt\n[data]\nsynthetic = 1\n"
+             "[model]\ncheckpoint = %s/dit.h5\nevaluator = %s/evaluator.h5\n"
+             "[adapt]\nmethod = lora\nbits = fp\nrank = 2\nseed = 0\nimages = 3\nprior_images = 2\n"
+             "[train]\nsteps = 2\nbatch = 4\nlr = 1e-3\n"
+             "[eval]\nsamples = 2\nddim_steps = 2\nloss_images = 4\nloss_draws = 1\nprior_samples = 0\n",
+             dir, dir);
+    qa_recipe *r;
+    qa_error err = {0, ""};
+    cr_assert_eq(recipe_parse("one.recipe", text, &r, &err), 0, "%s", err.msg);
+    snprintf(out, sizeof out, "%s/%s", dir, sub);
+    cr_assert_eq(adapt_sweep(r, out, &err), expect_rc, "%s", err.msg);
+    snprintf(path, len, "%s/lora-fp-r2-s0.h5", out);
+    recipe_free(r);
+}
+
+/* Flip one byte of the stored values of dataset ds (found by their bytes in the file). */
+static void flip_dataset_byte(const char *path, const char *ds) {
+    qa_h5 *f;
+    qa_error err = {0, ""};
+    cr_assert_eq(h5_open(path, 0, &f, &err), 0, "%s", err.msg);
+    void *values = NULL;
+    int nd;
+    int64_t dims[4];
+    cr_assert_eq(h5_read(f, ds, QA_H5_F64, &values, 0, &nd, dims, &err), 0, "%s", err.msg);
+    h5_close(f, &err);
+    char *bytes;
+    size_t len;
+    cr_assert_eq(qa_read_file(path, &bytes, &len, &err), 0, "%s", err.msg);
+    size_t n = (size_t)dims[0] * sizeof(double);
+    char *at = NULL;
+    for (size_t i = 0; !at && i + n <= len; i++)
+        if (memcmp(bytes + i, values, n) == 0) at = bytes + i;
+    cr_assert_not_null(at, "the values of %s are not in the file as stored", ds);
+    at[n / 2] ^= 0x10;
+    FILE *out = fopen(path, "wb");
+    cr_assert_eq(fwrite(bytes, 1, len, out), len);
+    fclose(out);
+    free(bytes);
+    qa_free(values);
+}
+
+Test(adapt, run_files_carry_checksums_and_a_flipped_byte_is_named) {
+    char path[700], p[800];
+    one_run_sweep("sum", path, sizeof path, 0);
+    const char *datasets[] = {"train", "eval/fp/heldout_per_image", "samples/fp", "samples/references"};
+    qa_h5 *f;
+    qa_error err = {0, ""};
+    cr_assert_eq(h5_open(path, 0, &f, &err), 0, "%s", err.msg);
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "/runs/lora-fp-r2-s0/%s", datasets[i]);
+        cr_expect_eq(h5_checksummed(f, p), 1, "%s has no checksum", p);
+    }
+    h5_close(f, &err);
+    flip_dataset_byte(path, "/runs/lora-fp-r2-s0/eval/fp/heldout_per_image");
+    qa_run_record rec;
+    cr_expect_eq(runs_load_file(path, &rec, &err), QA_ERR_INPUT, "a flipped byte was read as a number");
+    cr_expect(strstr(err.msg, path) && strstr(err.msg, "heldout_per_image") && strstr(err.msg, "Fletcher-32"), "%s", err.msg);
+    /* the report leaves it out, listed with the reason, instead of using the wrong numbers */
+    char out[300];
+    snprintf(out, sizeof out, "%s/sum", dir);
+    run_def other = {"lora-fp-r2-s1", "lora", "fp", "done", "fp", 0, 0, 2, 0, 1, 0.9, 0.5, 0.5, 32};
+    write_run(out, &other);
+    char *md = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&md, &len);
+    err = (qa_error){0, ""};
+    report_write(out, mem, &err);
+    fclose(mem);
+    cr_expect(md && strstr(md, "Files left out") && strstr(md, "lora-fp-r2-s0.h5") && strstr(md, "Fletcher-32"), "%s\n%s",
+              md ? md : "", err.msg);
+    free(md);
+}
+
+/* Run files written before the checksums (the committed quickstart) read as before. */
+Test(adapt, run_files_without_checksums_still_load) {
+    char quick[1024], p[1200];
+    snprintf(quick, sizeof quick, "%s/results/quickstart", QA_TEST_SOURCE_ROOT);
+    snprintf(p, sizeof p, "%s/lora-w8a8-r4-s0.h5", quick);
+    qa_h5 *f;
+    qa_error err = {0, ""};
+    cr_assert_eq(h5_open(p, 0, &f, &err), 0, "%s", err.msg);
+    cr_expect_eq(h5_checksummed(f, "/runs/lora-w8a8-r4-s0/train"), 0, "an old file, written without checksums");
+    h5_close(f, &err);
+    qa_run_record *runs;
+    int n;
+    cr_assert_eq(runs_load(quick, &runs, &n, &err), 0, "%s", err.msg);
+    cr_expect_eq(n, 12);
+    runs_free(runs, n);
+}
