@@ -13,6 +13,8 @@
 #include "harness/progress.h"
 #include "harness/record.h"
 #include "harness/registry.h"
+#include "harness/results.h"
+#include "harness/runs.h"
 
 /* The settings every run of the recipe shares: the recipe is read here, once. */
 static void sweep_settings(const qa_recipe *r, qa_sweep_settings *s) {
@@ -249,14 +251,32 @@ static char *run_file(const char *out_dir, const qa_run_spec *run) {
     return p;
 }
 
-/* Runs still to do (*pending); a finished run made by another recipe is an error. */
+/* A finished run's file that cannot be read back (not HDF5, cut short, a checksum that does not
+ * match, a missing field) is renamed <file>.damaged (.damaged.2, ... when taken), kept for a
+ * look, and its run is redone: said on stderr with the reason. */
+static int set_aside_damaged(const char *path, const qa_error *why, qa_error *err) {
+    size_t len = strlen(path) + 32;
+    char *aside = qa_alloc(len);
+    snprintf(aside, len, "%s.damaged", path);
+    for (int k = 2; qa_file_exists(aside) && k < 1000; k++) snprintf(aside, len, "%s.damaged.%d", path, k);
+    int rc = h5_rename_durable(path, aside, err);
+    if (!rc) fprintf(stderr, "warning: %s is damaged (%s): moved aside to %s; its run is done again\n", path, why->msg, aside);
+    qa_free(aside);
+    return rc;
+}
+
+/* Runs still to do (*pending): those without a file, and those whose file is damaged (set
+ * aside); a finished run made by another recipe, or by a newer harness, is an error. */
 static int count_pending(const qa_recipe *r, const qa_sweep_plan *plan, const char *out_dir, int *pending, qa_error *err) {
     *pending = 0;
     for (int i = 0; i < plan->n; i++) {
         char *p = run_file(out_dir, &plan->runs[i]);
-        int rc = QA_OK;
-        if (qa_file_exists(p)) rc = check_same_recipe(r, p, err);
-        else (*pending)++;
+        int rc = QA_OK, damaged = 0;
+        qa_error why = {0, ""};
+        if (!qa_file_exists(p)) (*pending)++;
+        else if (runs_check_file(p, &damaged, &why) == QA_OK) rc = check_same_recipe(r, p, err);
+        else if (damaged) { rc = set_aside_damaged(p, &why, err); if (!rc) (*pending)++; }
+        else { *err = why; rc = why.code; }
         qa_free(p);
         if (rc) return rc;
     }

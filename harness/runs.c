@@ -317,6 +317,15 @@ int runs_load_file(const char *path, qa_run_record *rec, qa_error *err) {
     return load_one(path, rec, &version_error, err);
 }
 
+int runs_check_file(const char *path, int *damaged, qa_error *err) {
+    qa_run_record rec;
+    int version_error;
+    int rc = load_one(path, &rec, &version_error, err);
+    if (!rc) runs_record_free(&rec);
+    *damaged = rc != 0 && !version_error;
+    return rc;
+}
+
 static int is_run_file(const char *name) {
     size_t len = strlen(name);
     return len >= 4 && strcmp(name + len - 3, ".h5") == 0 && strcmp(name, "summary.h5") != 0;

@@ -803,6 +803,34 @@ Test(adapt, run_files_carry_checksums_and_a_flipped_byte_is_named) {
     free(md);
 }
 
+/* A damaged finished run blocked the resume with no hint; now it is set aside as .damaged and
+ * redone, whether cut short or with a checksum that does not match. */
+Test(adapt, a_damaged_finished_run_is_set_aside_and_redone) {
+    char path[700], aside[800];
+    one_run_sweep("damaged", path, sizeof path, 0);
+    char *bytes;
+    size_t len;
+    qa_error err = {0, ""};
+    cr_assert_eq(qa_read_file(path, &bytes, &len, &err), 0, "%s", err.msg);
+    FILE *f = fopen(path, "wb");
+    cr_assert_eq(fwrite(bytes, 1, len / 2, f), len / 2);
+    fclose(f);
+    free(bytes);
+    one_run_sweep("damaged", path, sizeof path, 0);
+    qa_run_record rec;
+    cr_assert_eq(runs_load_file(path, &rec, &err), 0, "the run was redone: %s", err.msg);
+    runs_record_free(&rec);
+    snprintf(aside, sizeof aside, "%s.damaged", path);
+    struct stat st;
+    cr_expect(stat(aside, &st) == 0 && (size_t)st.st_size == len / 2, "the damaged file is kept as %s", aside);
+    flip_dataset_byte(path, "/runs/lora-fp-r2-s0/eval/fp/heldout_per_image");
+    one_run_sweep("damaged", path, sizeof path, 0);
+    cr_expect_eq(runs_load_file(path, &rec, &err), 0, "redone again: %s", err.msg);
+    runs_record_free(&rec);
+    snprintf(aside, sizeof aside, "%s.damaged.2", path);
+    cr_expect(access(aside, F_OK) == 0, "the second damaged file is kept as %s", aside);
+}
+
 /* Run files written before the checksums (the committed quickstart) read as before. */
 Test(adapt, run_files_without_checksums_still_load) {
     char quick[1024], p[1200];
