@@ -1,6 +1,8 @@
 #include "harness/runs.h"
 
 #include <dirent.h>
+#include <limits.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,11 +54,23 @@ static char *joined3(const char *a, const char *b, const char *c) {
 
 static void *slot_at(void *base, qa_value_slot slot) { return (char *)base + slot.offset; }
 
-static void store_number(void *base, qa_value_slot slot, double v) {
+/* v into the slot; an int or long slot takes only a whole number in its range (a NaN, 1e300 or
+ * 2.5 in a file is bad input, and converting it would be undefined). */
+static int store_number(qa_h5 *f, const char *obj, const char *name, void *base, qa_value_slot slot, double v,
+                        qa_error *err) {
     void *at = slot_at(base, slot);
-    if (slot.kind == QA_VAL_INT) *(int *)at = (int)v;
-    else if (slot.kind == QA_VAL_LONG) *(long *)at = (long)v;
-    else *(double *)at = v;
+    if (slot.kind == QA_VAL_INT || slot.kind == QA_VAL_LONG) {
+        double lo = slot.kind == QA_VAL_INT ? (double)INT_MIN : -9007199254740992.0;
+        double hi = slot.kind == QA_VAL_INT ? (double)INT_MAX : 9007199254740992.0;
+        if (!(v >= lo && v <= hi) || v != floor(v))
+            return qa_fail(err, QA_ERR_INPUT, "%s: attribute '%s' of %s is %g, expected a whole number in [%.0f, %.0f]",
+                           h5_path(f), name, obj, v, lo, hi);
+        if (slot.kind == QA_VAL_INT) *(int *)at = (int)v;
+        else *(long *)at = (long)v;
+    } else {
+        *(double *)at = v;
+    }
+    return QA_OK;
 }
 
 /* One field of the schema from object obj into base (a qa_run_record or qa_run_eval); *present
@@ -73,8 +87,7 @@ static int read_field(qa_h5 *f, const char *obj, const qa_run_field *fd, void *b
     }
     double v = fd->absent;
     int rc = *present ? h5_attr_get_f64(f, obj, name, &v, err) : QA_OK;
-    if (!rc) store_number(base, fd->to, v);
-    return rc;
+    return rc ? rc : store_number(f, obj, name, base, fd->to, v, err);
 }
 
 /* Every field of the schema on object kind obj_kind, read from the HDF5 object obj. */
@@ -235,7 +248,8 @@ static int check_version(qa_h5 *f, int *version_error, qa_error *err) {
         if (version == 0) version = -1; /* 0 is not a version */
     }
     int rc = qa_run_format_check(h5_path(f), version, err);
-    *version_error = rc != 0;
+    /* a newer version is for a newer build to read; 2.5, -1 or NaN is a damaged file */
+    *version_error = rc != 0 && isfinite(version) && version > QA_RUN_FORMAT_VERSION && version == floor(version);
     return rc;
 }
 
