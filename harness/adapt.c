@@ -15,6 +15,7 @@
 #include "harness/progress.h"
 #include "harness/record.h"
 #include "harness/registry.h"
+#include "harness/results.h"
 #include "harness/runs.h"
 
 /* The settings every run of the recipe shares: the recipe is read here, once. */
@@ -399,22 +400,6 @@ static void sweep_unload(sweep_env *e) {
     memset(e, 0, sizeof *e);
 }
 
-/* Every class a task may draw from holds the images it needs: K for an item (any class may be a
- * seed's), one for each style image (drawn class by class). */
-static int check_task_images(const qa_sweep_settings *s, const qa_images *train, int n_classes, qa_error *err) {
-    if (s->task.kind == QA_TASK_DOMAIN) return QA_OK;
-    const int need = s->task.kind == QA_TASK_SUBJECT ? s->task.images : 1;
-    for (int c = 0; c < n_classes; c++) {
-        int have = 0;
-        for (int i = 0; i < train->n; i++) have += train->labels[i] == c;
-        if (have < need)
-            return qa_fail(err, QA_ERR_INPUT, "%s: class %d has %d training images, and the %s task needs %d of each "
-                           "class ([adapt] images, [data] train_limit)", s->recipe_path, c, have,
-                           qa_task_names[s->task.kind], need);
-    }
-    return QA_OK;
-}
-
 static int sweep_load(const qa_sweep_settings *s, sweep_env *e, qa_error *err) {
     memset(e, 0, sizeof *e);
     int B = s->train.batch, max_batch = B > 64 ? B : 64;
@@ -426,16 +411,10 @@ static int sweep_load(const qa_sweep_settings *s, sweep_env *e, qa_error *err) {
         return rc;
     }
     e->have_model = 1;
-    if (s->task.kind != QA_TASK_DOMAIN && e->model.cfg.n_spare < 1) {
-        sweep_unload(e);
-        return qa_fail(err, QA_ERR_INPUT, "%s: the %s task binds a spare class slot, and this checkpoint has none "
-                       "(pre-train with [model] spare_slots >= 1)", s->checkpoint, qa_task_names[s->task.kind]);
-    }
     rc = clf_load(s->evaluator, &e->clf, 128, err);
     e->have_clf = rc == 0;
     if (!rc) rc = qa_load_images(&s->data, "train", &e->train, err);
     e->have_train = e->have_clf && rc == 0;
-    if (!rc) rc = check_task_images(s, &e->train, e->model.cfg.n_classes, err);
     if (!rc) rc = qa_load_images(&s->data, "t10k", &e->test, err);
     e->have_test = e->have_train && rc == 0;
     if (!rc) rc = heldout_init(&e->heldout, &e->test, s->eval.loss_images, s->eval.loss_draws, err);
@@ -481,28 +460,69 @@ static char *run_file(const char *out_dir, const qa_run_spec *run) {
     return p;
 }
 
-/* Runs still to do (*pending); a finished run made by another recipe is an error. */
+/* A finished run's file that cannot be read back (not HDF5, cut short, a checksum that does not
+ * match, a missing field) is renamed <file>.damaged (.damaged.2, ... when taken), kept for a
+ * look, and its run is redone: said on stderr with the reason. */
+static int set_aside_damaged(const char *path, const qa_error *why, qa_error *err) {
+    size_t len = strlen(path) + 32;
+    char *aside = qa_alloc(len);
+    snprintf(aside, len, "%s.damaged", path);
+    for (int k = 2; qa_file_exists(aside) && k < 1000; k++) snprintf(aside, len, "%s.damaged.%d", path, k);
+    int rc = h5_rename_durable(path, aside, err);
+    if (!rc) fprintf(stderr, "warning: %s is damaged (%s): moved aside to %s; its run is done again\n", path, why->msg, aside);
+    qa_free(aside);
+    return rc;
+}
+
+/* Runs still to do (*pending): those without a file, and those whose file is damaged (set
+ * aside); a finished run made by another recipe, or by a newer harness, is an error. */
 static int count_pending(const qa_recipe *r, const qa_sweep_plan *plan, const char *out_dir, int *pending, qa_error *err) {
     *pending = 0;
     for (int i = 0; i < plan->n; i++) {
         char *p = run_file(out_dir, &plan->runs[i]);
-        int rc = QA_OK;
-        if (qa_file_exists(p)) rc = check_same_recipe(r, p, err);
-        else (*pending)++;
+        int rc = QA_OK, damaged = 0;
+        qa_error why = {0, ""};
+        if (!qa_file_exists(p)) (*pending)++;
+        else if (runs_check_file(p, &damaged, &why) == QA_OK) rc = check_same_recipe(r, p, err);
+        else if (damaged) { rc = set_aside_damaged(p, &why, err); if (!rc) (*pending)++; }
+        else { *err = why; rc = why.code; }
         qa_free(p);
         if (rc) return rc;
     }
     return QA_OK;
 }
 
-/* The task of a seed, built once and shared by every run of that seed. */
-static const qa_task *task_of(sweep_env *e, const qa_sweep_settings *s, long seed, qa_task *tasks, int *n_tasks) {
+/* The task of a seed, built once and shared by every run of that seed (checked before the
+ * sweep's first run by check_tasks). */
+static const qa_task *task_of(sweep_env *e, const qa_sweep_settings *s, long seed, qa_task *tasks, int *n_tasks,
+                              qa_error *err) {
     for (int j = 0; j < *n_tasks; j++) if (tasks[j].seed == seed) return &tasks[j];
     dit_reset_slots(&e->model);
     memcpy(e->model.params, e->base_params, sizeof(float) * e->model.n_params);
-    qa_task *t = &tasks[(*n_tasks)++];
-    qa_task_build(t, &s->task, seed, &e->model, &e->clf, &e->train, s->eval.ddim_steps, s->eval.guidance);
+    qa_task *t = &tasks[*n_tasks];
+    if (qa_task_build(t, &s->task, seed, &e->model, &e->clf, &e->train, s->eval.ddim_steps, s->eval.guidance, err)) return NULL;
+    (*n_tasks)++;
     return t;
+}
+
+/* Every seed's task can be made from the base and the training images, before any run trains:
+ * a base without a spare slot is an error naming the checkpoint, too few images of a class one
+ * naming the recipe and its train_limit. */
+static int check_tasks(const qa_recipe *r, const qa_sweep_plan *plan, const sweep_env *e, qa_error *err) {
+    const qa_sweep_settings *s = &plan->settings;
+    for (int i = 0; i < plan->n; i++) {
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++) seen = plan->runs[j].seed == plan->runs[i].seed;
+        qa_error why = {0, ""};
+        if (seen || qa_task_check(&s->task, plan->runs[i].seed, &e->model.cfg, &e->train, &why) == QA_OK) continue;
+        if (s->task.kind != QA_TASK_DOMAIN && e->model.cfg.n_spare < 1)
+            return qa_fail(err, QA_ERR_INPUT, "%s: %s: %s", recipe_path(r), s->checkpoint, why.msg);
+        if (s->data.train_limit > 0)
+            return qa_fail(err, QA_ERR_INPUT, "%s: %s ([data] train_limit = %ld keeps only the first %ld training images: "
+                           "raise it, or 0 for all)", recipe_path(r), why.msg, s->data.train_limit, s->data.train_limit);
+        return qa_fail(err, QA_ERR_INPUT, "%s: %s", recipe_path(r), why.msg);
+    }
+    return QA_OK;
 }
 
 /* What the scheduler carries from run to run. */
@@ -522,7 +542,8 @@ static int run_role(const qa_sweep_plan *plan, qa_run_role role, const char *out
         int finished = qa_file_exists(p);
         qa_free(p);
         if (finished) { qa_free(folder); continue; }
-        const qa_task *t = task_of(&st->env, &plan->settings, run->seed, st->tasks, &st->n_tasks);
+        const qa_task *t = task_of(&st->env, &plan->settings, run->seed, st->tasks, &st->n_tasks, err);
+        if (!t) return err->code;
         int diverged = 0;
         double t0 = qa_now();
         qa_error run_err = {0, ""};
@@ -641,10 +662,12 @@ static int shared_image(const qa_task *a, const qa_task *b) {
 static int check_validation_items(const qa_recipe *r, const qa_sweep_plan *plan, sweep_state *st, qa_error *err) {
     for (int i = 0; i < plan->n; i++) {
         if (plan->runs[i].role != QA_RUN_TUNING) continue;
-        const qa_task *v = task_of(&st->env, &plan->settings, plan->runs[i].seed, st->tasks, &st->n_tasks);
+        const qa_task *v = task_of(&st->env, &plan->settings, plan->runs[i].seed, st->tasks, &st->n_tasks, err);
+        if (!v) return err->code;
         for (int j = 0; j < plan->n; j++) {
             if (plan->runs[j].role != QA_RUN_FINAL) continue;
-            const qa_task *e = task_of(&st->env, &plan->settings, plan->runs[j].seed, st->tasks, &st->n_tasks);
+            const qa_task *e = task_of(&st->env, &plan->settings, plan->runs[j].seed, st->tasks, &st->n_tasks, err);
+            if (!e) return err->code;
             int image = shared_image(v, e);
             if (image >= 0)
                 return recipe_key_error(r, "tune", "seeds", err, "the validation item of tuning seed %ld shares training "
@@ -694,6 +717,8 @@ static int sweep_locked(const qa_recipe *r, const char *out_dir, qa_error *err) 
     memset(&st, 0, sizeof st);
     rc = sweep_load(&plan.settings, &st.env, err);
     if (rc) { adapt_plan_free(&plan); return rc; }
+    rc = check_tasks(r, &plan, &st.env, err);
+    if (rc) { sweep_unload(&st.env); adapt_plan_free(&plan); return rc; }
     st.tasks = qa_alloc(sizeof(qa_task) * (size_t)n);
     progress_begin(&st.prog, "sweep", pending);
     if (plan.tune.n_rates) {

@@ -118,7 +118,7 @@ static int write_samples(qa_record *rec, const char *name, const float *x, int n
     char *p = qa_alloc(len);
     snprintf(p, len, "%s/samples/%s", rec->grp, name);
     int64_t dims[3] = {n, 28, 28};
-    int rc = h5_write(rec->file, p, QA_H5_U8, pix, 3, dims, err);
+    int rc = h5_write_checksummed(rec->file, p, QA_H5_U8, pix, 3, dims, err);
     qa_free(p);
     qa_free(pix);
     return rc;
@@ -187,7 +187,7 @@ int qa_record_variant(qa_record *rec, const qa_record_eval *ev, qa_error *err) {
         char *dataset = qa_alloc(len);
         snprintf(dataset, len, "%s/heldout_per_image", path);
         int64_t dims[1] = {ev->n_heldout};
-        rc = h5_write(rec->file, dataset, QA_H5_F64, ev->heldout_per_image, 1, dims, err);
+        rc = h5_write_checksummed(rec->file, dataset, QA_H5_F64, ev->heldout_per_image, 1, dims, err);
         qa_free(dataset);
         qa_free(path);
     }

@@ -10,6 +10,8 @@
  *   /runs/<id>/timing       training step, training and merge wall time
  *   /runs/<id>/method_stats the method's own measurements, pooled over layers
  *   /runs/<id>/samples/<v>  uint8 [n, 28, 28] samples of each variant, and the references
+ * Every dataset (the training table, held-out losses, samples) carries a Fletcher-32 checksum
+ * that each read verifies; files written before them read unchecked.
  * The pipeline hands plain structs of values; which value goes to which attribute is declared
  * once, in the run schema (schema.h), and this unit writes by iterating it. */
 #ifndef QA_RECORD_H

@@ -184,11 +184,12 @@ static void close_creation(creation *c) {
 }
 
 /* checksummed: chunked (one chunk: Fletcher-32 needs chunked storage) with the Fletcher-32
- * filter, which HDF5 verifies on every read. */
+ * filter, which HDF5 verifies on every read. An empty dataset has no bytes to check (and a
+ * chunk cannot be empty): it is stored plain. */
 static int write_dataset(qa_h5 *f, const char *path, int type, const void *data, int ndim, const int64_t *dims,
                          int checksummed, qa_error *err) {
     hsize_t hd[8];
-    for (int i = 0; i < ndim; i++) hd[i] = (hsize_t)dims[i];
+    for (int i = 0; i < ndim; i++) { hd[i] = (hsize_t)dims[i]; if (hd[i] == 0) checksummed = 0; }
     if (h5_exists(f, path) && H5Ldelete(f->file, path, H5P_DEFAULT) < 0)
         return qa_fail(err, QA_ERR_RUN, "%s: cannot replace dataset %s", f->path, path);
     creation c;
@@ -570,11 +571,13 @@ int h5_attr_list(qa_h5 *f, const char *obj, char names[][64], int max, qa_error 
 
 /* ---- extendible tables ---- */
 
+/* Chunks of 1024 rows, each with a Fletcher-32 checksum that every read verifies. */
 int h5_table_create(qa_h5 *f, const char *path, int cols, const char *col_names, qa_error *err) {
     hsize_t dims[2] = {0, (hsize_t)cols}, maxd[2] = {H5S_UNLIMITED, (hsize_t)cols}, chunk[2] = {1024, (hsize_t)cols};
     creation c;
     int rc = open_creation(f, path, 2, dims, maxd, &c, err);
-    if (!rc && H5Pset_chunk(c.dcpl, 2, chunk) < 0) rc = qa_fail(err, QA_ERR_RUN, "%s: cannot set the chunks of table %s", f->path, path);
+    if (!rc && (H5Pset_chunk(c.dcpl, 2, chunk) < 0 || H5Pset_fletcher32(c.dcpl) < 0))
+        rc = qa_fail(err, QA_ERR_RUN, "%s: cannot set the chunks and checksum of table %s", f->path, path);
     errno = 0;
     hid_t ds = rc ? -1 : H5Dcreate2(f->file, path, H5T_NATIVE_DOUBLE, c.space, c.lcpl, c.dcpl, H5P_DEFAULT);
     close_creation(&c);

@@ -34,7 +34,7 @@ int h5_exists(qa_h5 *f, const char *path); /* group, dataset (or attribute of "/
 int h5_write(qa_h5 *f, const char *path, int type, const void *data, int ndim, const int64_t *dims,
              qa_error *err);
 /* Same, stored with a Fletcher-32 checksum that every read verifies (a mismatch is a read error
- * that says so). h5_checksummed: 1 when a dataset carries one. */
+ * that says so; an empty dataset is stored plain). h5_checksummed: 1 when a dataset carries one. */
 int h5_write_checksummed(qa_h5 *f, const char *path, int type, const void *data, int ndim, const int64_t *dims,
                          qa_error *err);
 int h5_checksummed(qa_h5 *f, const char *path);
@@ -70,7 +70,8 @@ void h5_names_free(char **names, int n);
 int h5_list(qa_h5 *f, const char *group, char names[][64], int max, qa_error *err);
 int h5_attr_list(qa_h5 *f, const char *obj, char names[][64], int max, qa_error *err);
 
-/* An extendible 2-D f64 table [rows, cols] with column names as an attribute; append batches. */
+/* An extendible 2-D f64 table [rows, cols] with column names as an attribute; append batches.
+ * Stored with Fletcher-32 checksums (per chunk), verified by h5_read as for h5_write_checksummed. */
 int h5_table_create(qa_h5 *f, const char *path, int cols, const char *col_names, qa_error *err);
 int h5_table_append(qa_h5 *f, const char *path, const double *rows, int n_rows, qa_error *err);
 

@@ -1,6 +1,8 @@
 #include "harness/runs.h"
 
 #include <dirent.h>
+#include <limits.h>
+#include <math.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -52,11 +54,23 @@ static char *joined3(const char *a, const char *b, const char *c) {
 
 static void *slot_at(void *base, qa_value_slot slot) { return (char *)base + slot.offset; }
 
-static void store_number(void *base, qa_value_slot slot, double v) {
+/* v into the slot; an int or long slot takes only a whole number in its range (a NaN, 1e300 or
+ * 2.5 in a file is bad input, and converting it would be undefined). */
+static int store_number(qa_h5 *f, const char *obj, const char *name, void *base, qa_value_slot slot, double v,
+                        qa_error *err) {
     void *at = slot_at(base, slot);
-    if (slot.kind == QA_VAL_INT) *(int *)at = (int)v;
-    else if (slot.kind == QA_VAL_LONG) *(long *)at = (long)v;
-    else *(double *)at = v;
+    if (slot.kind == QA_VAL_INT || slot.kind == QA_VAL_LONG) {
+        double lo = slot.kind == QA_VAL_INT ? (double)INT_MIN : -9007199254740992.0;
+        double hi = slot.kind == QA_VAL_INT ? (double)INT_MAX : 9007199254740992.0;
+        if (!(v >= lo && v <= hi) || v != floor(v))
+            return qa_fail(err, QA_ERR_INPUT, "%s: attribute '%s' of %s is %g, expected a whole number in [%.0f, %.0f]",
+                           h5_path(f), name, obj, v, lo, hi);
+        if (slot.kind == QA_VAL_INT) *(int *)at = (int)v;
+        else *(long *)at = (long)v;
+    } else {
+        *(double *)at = v;
+    }
+    return QA_OK;
 }
 
 /* One field of the schema from object obj into base (a qa_run_record or qa_run_eval); *present
@@ -73,8 +87,7 @@ static int read_field(qa_h5 *f, const char *obj, const qa_run_field *fd, void *b
     }
     double v = fd->absent;
     int rc = *present ? h5_attr_get_f64(f, obj, name, &v, err) : QA_OK;
-    if (!rc) store_number(base, fd->to, v);
-    return rc;
+    return rc ? rc : store_number(f, obj, name, base, fd->to, v, err);
 }
 
 /* Every field of the schema on object kind obj_kind, read from the HDF5 object obj. */
@@ -99,14 +112,59 @@ static void free_object_text(qa_run_object obj_kind, void *base) {
         }
 }
 
-static int read_dataset(qa_h5 *f, const char *grp, const char *name, double **data, int *rows, qa_error *err) {
-    char *p = joined3(grp, "/", name);
+/* "[d0, d1, ...]" of a dataset's shape, for messages */
+static void shape_text(char *buf, size_t len, int nd, const int64_t *dims) {
+    size_t at = (size_t)snprintf(buf, len, "[");
+    for (int i = 0; i < nd && at < len; i++) at += (size_t)snprintf(buf + at, len - at, i ? ", %lld" : "%lld", (long long)dims[i]);
+    if (at < len) snprintf(buf + at, len - at, "]");
+}
+
+/* The dataset at path, read as `type` and checked to have ndim dimensions and, after the first,
+ * the sizes in tail (0: any); a shape the readers would index past is an error naming the file,
+ * the dataset and both shapes. *rows: the first dimension. */
+static int read_shaped(qa_h5 *f, const char *path, int type, int ndim, const int64_t *tail, void **data, int *rows,
+                       qa_error *err) {
     void *values = NULL;
-    int nd;
-    int64_t dims[4];
-    int rc = h5_read(f, p, QA_H5_F64, &values, 0, &nd, dims, err);
-    if (!rc) { *data = values; *rows = (int)dims[0]; }
+    int nd = 0;
+    int64_t dims[4] = {0, 0, 0, 0};
+    int rc = h5_read(f, path, type, &values, 0, &nd, dims, err);
+    if (rc) return rc;
+    int ok = nd == ndim && dims[0] <= 100000000;
+    for (int i = 1; ok && i < ndim; i++) ok = !tail[i - 1] || dims[i] == tail[i - 1];
+    if (!ok) {
+        char got[96], want[96] = "[n";
+        shape_text(got, sizeof got, nd, dims);
+        for (int i = 1; i < ndim; i++) {
+            size_t at = strlen(want);
+            snprintf(want + at, sizeof want - at, ", %lld", (long long)tail[i - 1]);
+        }
+        strcat(want, "]");
+        qa_free(values);
+        return qa_fail(err, QA_ERR_INPUT, "%s: dataset %s has shape %s, expected %s", h5_path(f), path, got, want);
+    }
+    *data = values;
+    *rows = (int)dims[0];
+    return QA_OK;
+}
+
+/* <grp>/<name>: f64 of ndim dimensions, cols columns when 2-D */
+static int read_dataset(qa_h5 *f, const char *grp, const char *name, int ndim, int cols, double **data, int *rows,
+                        qa_error *err) {
+    char *p = joined3(grp, "/", name);
+    const int64_t tail[1] = {cols};
+    void *values = NULL;
+    int rc = read_shaped(f, p, QA_H5_F64, ndim, tail, &values, rows, err);
+    if (!rc) *data = values;
     qa_free(p);
+    return rc;
+}
+
+/* uint8 samples [n, 28, 28] at path */
+static int read_samples(qa_h5 *f, const char *path, uint8_t **pix, int *n, qa_error *err) {
+    const int64_t tail[2] = {28, 28};
+    void *data = NULL;
+    int rc = read_shaped(f, path, QA_H5_U8, 3, tail, &data, n, err);
+    if (!rc) *pix = data;
     return rc;
 }
 
@@ -127,7 +185,7 @@ static int read_variants(qa_h5 *f, const char *grp, qa_run_record *rec, qa_error
         ev->variant = text_copy(names[i]);
         char *obj = joined3(eval, "/", names[i]);
         rc = read_object(f, QA_OBJ_EVAL, obj, ev, &ev->measured, err);
-        if (!rc) rc = read_dataset(f, obj, "heldout_per_image", &ev->heldout_per_image, &ev->n_images, err);
+        if (!rc) rc = read_dataset(f, obj, "heldout_per_image", 1, 0, &ev->heldout_per_image, &ev->n_images, err);
         qa_free(obj);
     }
     if (n > 0) h5_names_free(names, n);
@@ -146,6 +204,25 @@ static int read_method_stats(qa_h5 *f, const char *grp, qa_run_record *rec, qa_e
     }
     if (n > 0) h5_names_free(names, n);
     qa_free(p);
+    return rc;
+}
+
+/* Every sample set under <grp>/samples, read once so that their shapes and checksums are
+ * checked when the file is loaded, not first when a plot draws them. */
+static int check_samples(qa_h5 *f, const char *grp, qa_error *err) {
+    char *dir = joined3(grp, "/samples", "");
+    char **names;
+    int n = names_at(f, dir, 0, &names, err), rc = n < 0 ? n : QA_OK;
+    for (int i = 0; i < n && !rc; i++) {
+        char *p = joined3(dir, "/", names[i]);
+        uint8_t *pix = NULL;
+        int count;
+        rc = read_samples(f, p, &pix, &count, err);
+        qa_free(pix);
+        qa_free(p);
+    }
+    if (n > 0) h5_names_free(names, n);
+    qa_free(dir);
     return rc;
 }
 
@@ -171,7 +248,8 @@ static int check_version(qa_h5 *f, int *version_error, qa_error *err) {
         if (version == 0) version = -1; /* 0 is not a version */
     }
     int rc = qa_run_format_check(h5_path(f), version, err);
-    *version_error = rc != 0;
+    /* a newer version is for a newer build to read; 2.5, -1 or NaN is a damaged file */
+    *version_error = rc != 0 && isfinite(version) && version > QA_RUN_FORMAT_VERSION && version == floor(version);
     return rc;
 }
 
@@ -199,10 +277,11 @@ static int read_run(qa_h5 *f, qa_run_record *rec, qa_error *err) {
         qa_free(path);
     }
     char *train = joined3(grp, "/train", "");
-    if (!rc && h5_exists(f, train)) rc = read_dataset(f, grp, "train", &rec->train, &rec->n_train, err);
+    if (!rc && h5_exists(f, train)) rc = read_dataset(f, grp, "train", 2, 5, &rec->train, &rec->n_train, err);
     qa_free(train);
     if (!rc) rc = read_method_stats(f, grp, rec, err);
     if (!rc) rc = read_variants(f, grp, rec, err);
+    if (!rc) rc = check_samples(f, grp, err);
     qa_free(grp);
     return rc;
 }
@@ -250,6 +329,15 @@ static int load_one(const char *path, qa_run_record *rec, int *version_error, qa
 int runs_load_file(const char *path, qa_run_record *rec, qa_error *err) {
     int version_error;
     return load_one(path, rec, &version_error, err);
+}
+
+int runs_check_file(const char *path, int *damaged, qa_error *err) {
+    qa_run_record rec;
+    int version_error;
+    int rc = load_one(path, &rec, &version_error, err);
+    if (!rc) runs_record_free(&rec);
+    *damaged = rc != 0 && !version_error;
+    return rc;
 }
 
 static int is_run_file(const char *name) {
@@ -344,11 +432,7 @@ int runs_samples(const qa_run_record *run, const char *which, uint8_t **pix, int
     size_t len = strlen(run->id) + strlen(which) + sizeof "/runs//samples/";
     char *p = qa_alloc(len);
     snprintf(p, len, "/runs/%s/samples/%s", run->id, which);
-    void *data = NULL;
-    int nd;
-    int64_t dims[4];
-    rc = h5_read(f, p, QA_H5_U8, &data, 0, &nd, dims, err);
-    if (!rc) { *pix = data; *n = (int)dims[0]; }
+    rc = read_samples(f, p, pix, n, err);
     qa_free(p);
     qa_error cerr;
     h5_close(f, &cerr);

@@ -68,6 +68,10 @@ int runs_scan(const char *dir, qa_run_record **out, int *n, qa_run_skipped **ski
 /* One run file (path), read as runs_load does; free it with runs_record_free. */
 int runs_load_file(const char *path, qa_run_record *rec, qa_error *err);
 void runs_record_free(qa_run_record *rec);
+/* Read path as runs_load_file does (every dataset's shape and checksum included) and keep
+ * nothing: QA_OK, or the error with *damaged = 1 when the file is not a readable run file, 0 when
+ * it is one of a newer format version (not damaged: a newer harness reads it). */
+int runs_check_file(const char *path, int *damaged, qa_error *err);
 void runs_free(qa_run_record *runs, int n);
 /* Metric m (MET_*) of an evaluated variant into *value; 0 when the file says it was not measured. */
 int runs_eval_metric(const qa_run_eval *e, int m, double *value);

@@ -15,14 +15,69 @@ const char *const qa_task_names[QA_TASK_COUNT] = {
 };
 
 int qa_load_images(const qa_data_spec *data, const char *split, qa_images *im, qa_error *err) {
-    if (data->synthetic) {
-        synthetic_images(im, strcmp(split, "train") == 0 ? 2000 : 500, QA_IMAGE_SIDE, 10, strcmp(split, "train") == 0 ? 1 : 2);
+    const int is_train = strcmp(split, "train") == 0;
+    if (data->synthetic) synthetic_images(im, is_train ? 2000 : 500, QA_IMAGE_SIDE, 10, is_train ? 1 : 2);
+    else {
+        int rc = fmnist_load(data->dir && *data->dir ? data->dir : NULL, split, im, err);
+        if (rc) return rc;
+    }
+    /* the limit is on the training images only: the test set scores every run the same way */
+    if (is_train && data->train_limit > 0 && data->train_limit < im->n) im->n = (int)data->train_limit;
+    return QA_OK;
+}
+
+/* The name of class c for messages ("?" past Fashion-MNIST's ten). */
+static const char *class_name(int c) { return c >= 0 && c < QA_FMNIST_CLASSES ? fmnist_class_names()[c] : "?"; }
+
+static int count_of_class(const qa_images *train, int c) {
+    int n = 0;
+    for (int i = 0; i < train->n; i++) n += train->labels[i] == c;
+    return n;
+}
+
+/* The seed's item class, seed mod classes (stratified), and the subject-item stream from which
+ * task_build_item draws the anchor image. */
+static qa_rng *item_stream(long seed, int n_classes, int *item_class) {
+    *item_class = (int)(seed % n_classes);
+    return qa_rng_new(qa_seed_for((uint64_t)seed, "subject-item"));
+}
+
+/* The style task's classes in the seed's order: images j takes class classes[j % n_classes]. */
+static qa_rng *style_stream(long seed, int n_classes, int *classes) {
+    qa_rng *r = qa_rng_new(qa_seed_for((uint64_t)seed, "style-images"));
+    for (int c = 0; c < n_classes; c++) classes[c] = c;
+    qa_rng_shuffle(r, classes, (size_t)n_classes);
+    return r;
+}
+
+int qa_task_check(const qa_task_spec *spec, long seed, const qa_dit_config *base, const qa_images *train, qa_error *err) {
+    const char *task = qa_task_names[spec->kind];
+    if (train->n < 1) return qa_fail(err, QA_ERR_INPUT, "the %s task needs training images, but there are none", task);
+    if (spec->kind == QA_TASK_DOMAIN) return QA_OK;
+    if (base->n_spare < 1)
+        return qa_fail(err, QA_ERR_INPUT, "the %s task binds its images to a spare class slot, but the base model has "
+                       "n_spare = %d (pre-train one with [model] n_spare >= 1)", task, base->n_spare);
+    if (spec->images < 1) return qa_fail(err, QA_ERR_INPUT, "the %s task needs images >= 1, got %d", task, spec->images);
+    if (spec->kind == QA_TASK_SUBJECT) {
+        int c;
+        qa_rng_free(item_stream(seed, base->n_classes, &c));
+        int have = count_of_class(train, c);
+        if (have < spec->images)
+            return qa_fail(err, QA_ERR_INPUT, "the subject task of seed %ld needs %d images of its item's class %d (%s), "
+                           "but the %d training images hold %d of that class", seed, spec->images, c, class_name(c),
+                           train->n, have);
         return QA_OK;
     }
-    int rc = fmnist_load(data->dir && *data->dir ? data->dir : NULL, split, im, err);
-    if (rc) return rc;
-    if (data->train_limit > 0 && data->train_limit < im->n) im->n = (int)data->train_limit;
-    return QA_OK;
+    int *classes = qa_alloc(sizeof(int) * (size_t)base->n_classes), rc = QA_OK;
+    qa_rng_free(style_stream(seed, base->n_classes, classes));
+    int n_distinct = spec->images < base->n_classes ? spec->images : base->n_classes;
+    for (int j = 0; j < n_distinct && !rc; j++)
+        if (count_of_class(train, classes[j]) == 0)
+            rc = qa_fail(err, QA_ERR_INPUT, "the style task of seed %ld needs one image of each of %d classes, but the %d "
+                         "training images hold none of class %d (%s)", seed, n_distinct, train->n, classes[j],
+                         class_name(classes[j]));
+    qa_free(classes);
+    return rc;
 }
 
 void qa_task_free(qa_task *t) {
@@ -30,12 +85,11 @@ void qa_task_free(qa_task *t) {
     memset(t, 0, sizeof *t);
 }
 
-/* K images of K different classes (cycling if K > classes), in the new style. */
+/* K images of K different classes (cycling if K > classes), in the new style; qa_task_check
+ * made sure each class drawn has an image. */
 static void task_build_style(qa_task *t, qa_classifier *clf, const qa_images *train, int k, int n_classes) {
-    qa_rng *r = qa_rng_new(qa_seed_for((uint64_t)t->seed, "style-images"));
     int *classes = qa_alloc(sizeof(int) * n_classes);
-    for (int c = 0; c < n_classes; c++) classes[c] = c;
-    qa_rng_shuffle(r, classes, (size_t)n_classes);
+    qa_rng *r = style_stream(t->seed, n_classes, classes);
     t->item_idx = qa_alloc(sizeof(int) * k);
     for (int j = 0; j < k; j++) {
         int want = classes[j % n_classes], pick;
@@ -51,15 +105,14 @@ static void task_build_style(qa_task *t, qa_classifier *clf, const qa_images *tr
     qa_rng_free(r);
 }
 
-/* The item: a seed-chosen training image of class (seed mod classes) and its k-1 nearest
+/* The item: a training image of class (seed mod classes) drawn by the seed, and its k-1 nearest
  * neighbours of the same class in evaluator feature space (cosine). The classes are stratified
  * over the seeds: any 10 consecutive seeds cover all 10 classes once, so a table's seeds spread
- * over the classes rather than falling on a few by chance. */
+ * over the classes rather than falling on a few by chance. qa_task_check made sure the class has
+ * k images. */
 static void task_build_item(qa_task *t, qa_classifier *clf, const qa_images *train, int k, int n_classes) {
-    qa_rng *r = qa_rng_new(qa_seed_for((uint64_t)t->seed, "subject-item"));
-    t->item_class = (int)(t->seed % n_classes);
-    int n_cls = 0;
-    for (int i = 0; i < train->n; i++) n_cls += train->labels[i] == t->item_class;
+    qa_rng *r = item_stream(t->seed, n_classes, &t->item_class);
+    int n_cls = count_of_class(train, t->item_class);
     int *members = qa_alloc(sizeof(int) * n_cls);
     for (int i = 0, j = 0; i < train->n; i++) if (train->labels[i] == t->item_class) members[j++] = i;
     float *x = qa_alloc(sizeof(float) * (size_t)n_cls * D_IMG), *f = qa_alloc(sizeof(float) * (size_t)n_cls * QA_CLF_FEATURES);
@@ -84,17 +137,19 @@ static void task_build_item(qa_task *t, qa_classifier *clf, const qa_images *tra
     qa_rng_free(r);
 }
 
-void qa_task_build(qa_task *t, const qa_task_spec *spec, long seed, qa_dit *base, qa_classifier *clf,
-                   const qa_images *train, int ddim_steps, float guidance) {
+int qa_task_build(qa_task *t, const qa_task_spec *spec, long seed, qa_dit *base, qa_classifier *clf,
+                  const qa_images *train, int ddim_steps, float guidance, qa_error *err) {
     memset(t, 0, sizeof *t);
+    int rc = qa_task_check(spec, seed, &base->cfg, train, err);
+    if (rc) return rc;
     t->kind = spec->kind;
     t->seed = seed;
     t->item_class = -1;
-    if (spec->kind == QA_TASK_DOMAIN) { t->slot = -1; return; }
+    if (spec->kind == QA_TASK_DOMAIN) { t->slot = -1; return QA_OK; }
     t->k = spec->images;
     QA_ASSERT(base->cfg.n_spare >= 1); /* slot n_classes would be the null slot of guidance */
     t->slot = base->cfg.n_classes; /* first spare slot */
-    if (spec->kind == QA_TASK_STYLE) { task_build_style(t, clf, train, t->k, base->cfg.n_classes); return; }
+    if (spec->kind == QA_TASK_STYLE) { task_build_style(t, clf, train, t->k, base->cfg.n_classes); return QA_OK; }
     task_build_item(t, clf, train, t->k, base->cfg.n_classes);
     /* the prior: samples of the item's class from the FP base with guidance */
     t->n_prior = spec->prior_images;
@@ -104,6 +159,7 @@ void qa_task_build(qa_task *t, const qa_task_spec *spec, long seed, qa_dit *base
         t->prior_x = qa_alloc(sizeof(float) * (size_t)t->n_prior * D_IMG);
         sample_images(base, &s, t->item_class, t->n_prior, ddim_steps, guidance, qa_seed_for((uint64_t)seed, "prior"), t->prior_x);
     }
+    return QA_OK;
 }
 
 /* The spare slot never saw a gradient in pre-training, so its embedding is still its tiny

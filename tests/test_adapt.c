@@ -21,6 +21,7 @@
 #include "harness/results.h"
 #include "harness/runs.h"
 #include "datasets/dataset.h"
+#include "fake_runs.h"
 
 static char dir[256];
 
@@ -842,7 +843,7 @@ Test(adapt, seed_s_picks_its_item_from_class_s_mod_10) {
     const long seeds[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 100, 4294967295L};
     for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
         qa_task t;
-        qa_task_build(&t, &spec, seeds[i], &m, &clf, &train, 2, 1.0f);
+        cr_assert_eq(qa_task_build(&t, &spec, seeds[i], &m, &clf, &train, 2, 1.0f, &err), 0, "%s", err.msg);
         cr_expect_eq(t.item_class, (int)(seeds[i] % 10), "seed %ld", seeds[i]);
         cr_expect_eq(t.slot, 10, "the first spare slot");
         for (int j = 0; j < t.k; j++) cr_expect_eq(train.labels[t.item_idx[j]], t.item_class, "the item's images are of its class");
@@ -982,7 +983,222 @@ Test(adapt, an_item_larger_than_its_class_is_bad_input) {
                                          "[adapt]\nmethod = lora\nimages = 250\nprior_images = 0\n");
     qa_error err = {0, ""};
     cr_expect_eq(sweep_into(r, "big", &err), QA_ERR_INPUT);
-    cr_expect(strstr(err.msg, "big.recipe") && strstr(err.msg, "has 200 training images") && strstr(err.msg, "needs 250"),
+    cr_expect(strstr(err.msg, "big.recipe") && strstr(err.msg, "hold 200 of that class") && strstr(err.msg, "needs 250"),
               "%s", err.msg);
     recipe_free(r);
+}
+
+/* ---- a task the training images cannot make (issue 14, item 5) ---- */
+
+/* A small train_limit read past the item's class members (subject, k > images of the class),
+ * aborted in GSL (no image of the class: a draw below 0), or looped for ever waiting for a class
+ * that was not there (style); a base without a spare slot bound the item to the null slot.
+ * Each is now bad input saying which task needs how many images of which class. */
+Test(adapt, a_task_without_enough_images_of_its_classes_is_bad_input) {
+    const qa_dit_config cfg = {28, 7, 16, 1, 2, 2, 10, 2};
+    qa_images im;
+    synthetic_images(&im, 2000, 28, 10, 1);
+    const int full = im.n;
+    qa_error err = {0, ""};
+    qa_task_spec subject = {QA_TASK_SUBJECT, 3, 0, 1}, style = {QA_TASK_STYLE, 3, 0, 0}, domain = {QA_TASK_DOMAIN, 0, 0, 0};
+    cr_expect_eq(qa_task_check(&subject, 0, &cfg, &im, &err), QA_OK, "%s", err.msg);
+    cr_expect_eq(qa_task_check(&style, 0, &cfg, &im, &err), QA_OK, "%s", err.msg);
+    /* 1 to 3 images: one of each of the first classes, never 3 of one */
+    qa_dit m;
+    qa_classifier clf;
+    cr_assert_eq(dit_create(&m, &cfg, 4, &err), 0, "%s", err.msg);
+    dit_init_weights(&m, 1);
+    cr_assert_eq(clf_create(&clf, 8, &err), 0, "%s", err.msg);
+    clf_init_weights(&clf, 2);
+    for (int n = 1; n <= 3; n++) {
+        im.n = n;
+        qa_task t;
+        err = (qa_error){0, ""};
+        cr_expect_eq(qa_task_build(&t, &subject, 0, &m, &clf, &im, 2, 1.0f, &err), QA_ERR_INPUT, "%d images", n);
+        cr_expect(strstr(err.msg, "subject task of seed 0 needs 3 images of its item's class") &&
+                  strstr(err.msg, "hold"), "%s", err.msg);
+    }
+    /* style: every image of one class */
+    im.n = full;
+    for (int i = 0; i < im.n; i++) im.labels[i] = 4;
+    err = (qa_error){0, ""};
+    cr_expect_eq(qa_task_check(&style, 0, &cfg, &im, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "style task of seed 0 needs one image of each of 3 classes") && strstr(err.msg, "none of class"),
+              "%s", err.msg);
+    qa_task t;
+    cr_expect_eq(qa_task_build(&t, &style, 0, &m, &clf, &im, 2, 1.0f, &err), QA_ERR_INPUT, "built, not looped");
+    cr_expect_eq(qa_task_check(&domain, 0, &cfg, &im, &err), QA_OK, "%s", err.msg);
+    /* no spare slot */
+    qa_dit_config no_spare = cfg;
+    no_spare.n_spare = 0;
+    err = (qa_error){0, ""};
+    cr_expect_eq(qa_task_check(&subject, 0, &no_spare, &im, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "n_spare = 0") != NULL, "%s", err.msg);
+    cr_expect_eq(qa_task_check(&domain, 0, &no_spare, &im, &err), QA_OK, "the domain task binds no slot");
+    clf_free(&clf);
+    dit_free(&m);
+    qa_images_free(&im);
+}
+
+/* The sweep says so before any run trains: the recipe's train_limit, or the checkpoint. */
+Test(adapt, a_small_train_limit_or_a_base_without_spare_slots_stops_the_sweep) {
+    char text[4096], out[512], p[700], ckpt[512];
+    snprintf(ckpt, sizeof ckpt, "%s/dit.h5", dir);
+    for (int k = 0; k < 3; k++) {
+        if (k == 2) { /* the base again, without a spare slot */
+            qa_dit m;
+            qa_dit_config c = {28, 7, 16, 1, 2, 2, 10, 0};
+            qa_error e = {0, ""};
+            cr_assert_eq(dit_create(&m, &c, 4, &e), 0, "%s", e.msg);
+            dit_init_weights(&m, 1);
+            snprintf(ckpt, sizeof ckpt, "%s/dit-no-spare.h5", dir);
+            qa_ckpt_meta meta = {"dit", "test", 0, 0, 0, 0, -1};
+            cr_assert_eq(dit_save(ckpt, &m, NULL, &meta, &e), 0, "%s", e.msg);
+            dit_free(&m);
+        }
+        snprintf(text, sizeof text,
+                 "[job]\nkind = adapt\n[data]\nsynthetic = 1\ntrain_limit = %s\n"
+                 "[model]\ncheckpoint = %s\nevaluator = %s/evaluator.h5\n"
+                 "[adapt]\ntask = %s\nmethod = lora\nbits = fp\nrank = 2\nseed = 0\nimages = 3\nprior_images = 2\n"
+                 "[train]\nsteps = 2\nbatch = 4\nlr = 1e-3\n"
+                 "[eval]\nsamples = 2\nddim_steps = 2\nloss_images = 4\nloss_draws = 1\nprior_samples = 0\n",
+                 k == 2 ? "0" : "3", ckpt, dir, k == 1 ? "style" : "subject");
+        qa_recipe *r;
+        qa_error err = {0, ""};
+        cr_assert_eq(recipe_parse("limit.recipe", text, &r, &err), 0, "%s", err.msg);
+        snprintf(out, sizeof out, "%s/limit%d", dir, k);
+        cr_expect_eq(adapt_sweep(r, out, &err), QA_ERR_INPUT, "case %d", k);
+        if (k == 2)
+            cr_expect(strstr(err.msg, ckpt) && strstr(err.msg, "n_spare = 0"), "%s", err.msg);
+        else
+            cr_expect(strstr(err.msg, "limit.recipe") && strstr(err.msg, k ? "style task" : "subject task") &&
+                      strstr(err.msg, "train_limit = 3"), "%s", err.msg);
+        snprintf(p, sizeof p, "%s/lora-fp-r2-s0.h5", out);
+        cr_expect(access(p, F_OK) != 0, "no run was recorded");
+        recipe_free(r);
+    }
+}
+
+/* ---- damaged run files: checksums (item 8) and resume (item 7) ---- */
+
+/* One run (lora, fp, seed 0) into <dir>/<sub>; returns its file in path. */
+static void one_run_sweep(const char *sub, char *path, size_t len, int expect_rc) {
+    char text[4096], out[512];
+    snprintf(text, sizeof text,
+             "[job]\nkind = adapt\n[data]\nsynthetic = 1\n"
+             "[model]\ncheckpoint = %s/dit.h5\nevaluator = %s/evaluator.h5\n"
+             "[adapt]\nmethod = lora\nbits = fp\nrank = 2\nseed = 0\nimages = 3\nprior_images = 2\n"
+             "[train]\nsteps = 2\nbatch = 4\nlr = 1e-3\n"
+             "[eval]\nsamples = 2\nddim_steps = 2\nloss_images = 4\nloss_draws = 1\nprior_samples = 0\n",
+             dir, dir);
+    qa_recipe *r;
+    qa_error err = {0, ""};
+    cr_assert_eq(recipe_parse("one.recipe", text, &r, &err), 0, "%s", err.msg);
+    snprintf(out, sizeof out, "%s/%s", dir, sub);
+    cr_assert_eq(adapt_sweep(r, out, &err), expect_rc, "%s", err.msg);
+    snprintf(path, len, "%s/lora-fp-r2-s0.h5", out);
+    recipe_free(r);
+}
+
+/* Flip one byte of the stored values of dataset ds (found by their bytes in the file). */
+static void flip_dataset_byte(const char *path, const char *ds) {
+    qa_h5 *f;
+    qa_error err = {0, ""};
+    cr_assert_eq(h5_open(path, 0, &f, &err), 0, "%s", err.msg);
+    void *values = NULL;
+    int nd;
+    int64_t dims[4];
+    cr_assert_eq(h5_read(f, ds, QA_H5_F64, &values, 0, &nd, dims, &err), 0, "%s", err.msg);
+    h5_close(f, &err);
+    char *bytes;
+    size_t len;
+    cr_assert_eq(qa_read_file(path, &bytes, &len, &err), 0, "%s", err.msg);
+    size_t n = (size_t)dims[0] * sizeof(double);
+    char *at = NULL;
+    for (size_t i = 0; !at && i + n <= len; i++)
+        if (memcmp(bytes + i, values, n) == 0) at = bytes + i;
+    cr_assert_not_null(at, "the values of %s are not in the file as stored", ds);
+    at[n / 2] ^= 0x10;
+    FILE *out = fopen(path, "wb");
+    cr_assert_eq(fwrite(bytes, 1, len, out), len);
+    fclose(out);
+    free(bytes);
+    qa_free(values);
+}
+
+Test(adapt, run_files_carry_checksums_and_a_flipped_byte_is_named) {
+    char path[700], p[800];
+    one_run_sweep("sum", path, sizeof path, 0);
+    const char *datasets[] = {"train", "eval/fp/heldout_per_image", "samples/fp", "samples/references"};
+    qa_h5 *f;
+    qa_error err = {0, ""};
+    cr_assert_eq(h5_open(path, 0, &f, &err), 0, "%s", err.msg);
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "/runs/lora-fp-r2-s0/%s", datasets[i]);
+        cr_expect_eq(h5_checksummed(f, p), 1, "%s has no checksum", p);
+    }
+    h5_close(f, &err);
+    flip_dataset_byte(path, "/runs/lora-fp-r2-s0/eval/fp/heldout_per_image");
+    qa_run_record rec;
+    cr_expect_eq(runs_load_file(path, &rec, &err), QA_ERR_INPUT, "a flipped byte was read as a number");
+    cr_expect(strstr(err.msg, path) && strstr(err.msg, "heldout_per_image") && strstr(err.msg, "Fletcher-32"), "%s", err.msg);
+    /* the report leaves it out, listed with the reason, instead of using the wrong numbers */
+    char out[300];
+    snprintf(out, sizeof out, "%s/sum", dir);
+    run_def other = {"lora-fp-r2-s1", "lora", "fp", "done", "fp", 0, 0, 2, 0, 1, 0.9, 0.5, 0.5, 32};
+    write_run(out, &other);
+    char *md = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&md, &len);
+    err = (qa_error){0, ""};
+    report_write(out, mem, &err);
+    fclose(mem);
+    cr_expect(md && strstr(md, "Files left out") && strstr(md, "lora-fp-r2-s0.h5") && strstr(md, "Fletcher-32"), "%s\n%s",
+              md ? md : "", err.msg);
+    free(md);
+}
+
+/* A damaged finished run blocked the resume with no hint; now it is set aside as .damaged and
+ * redone, whether cut short or with a checksum that does not match. */
+Test(adapt, a_damaged_finished_run_is_set_aside_and_redone) {
+    char path[700], aside[800];
+    one_run_sweep("damaged", path, sizeof path, 0);
+    char *bytes;
+    size_t len;
+    qa_error err = {0, ""};
+    cr_assert_eq(qa_read_file(path, &bytes, &len, &err), 0, "%s", err.msg);
+    FILE *f = fopen(path, "wb");
+    cr_assert_eq(fwrite(bytes, 1, len / 2, f), len / 2);
+    fclose(f);
+    free(bytes);
+    one_run_sweep("damaged", path, sizeof path, 0);
+    qa_run_record rec;
+    cr_assert_eq(runs_load_file(path, &rec, &err), 0, "the run was redone: %s", err.msg);
+    runs_record_free(&rec);
+    snprintf(aside, sizeof aside, "%s.damaged", path);
+    struct stat st;
+    cr_expect(stat(aside, &st) == 0 && (size_t)st.st_size == len / 2, "the damaged file is kept as %s", aside);
+    flip_dataset_byte(path, "/runs/lora-fp-r2-s0/eval/fp/heldout_per_image");
+    one_run_sweep("damaged", path, sizeof path, 0);
+    cr_expect_eq(runs_load_file(path, &rec, &err), 0, "redone again: %s", err.msg);
+    runs_record_free(&rec);
+    snprintf(aside, sizeof aside, "%s.damaged.2", path);
+    cr_expect(access(aside, F_OK) == 0, "the second damaged file is kept as %s", aside);
+}
+
+/* Run files written before the checksums (the committed quickstart) read as before. */
+Test(adapt, run_files_without_checksums_still_load) {
+    char quick[1024], p[1200];
+    snprintf(quick, sizeof quick, "%s/results/quickstart", QA_TEST_SOURCE_ROOT);
+    snprintf(p, sizeof p, "%s/lora-w8a8-r4-s0.h5", quick);
+    qa_h5 *f;
+    qa_error err = {0, ""};
+    cr_assert_eq(h5_open(p, 0, &f, &err), 0, "%s", err.msg);
+    cr_expect_eq(h5_checksummed(f, "/runs/lora-w8a8-r4-s0/train"), 0, "an old file, written without checksums");
+    h5_close(f, &err);
+    qa_run_record *runs;
+    int n;
+    cr_assert_eq(runs_load(quick, &runs, &n, &err), 0, "%s", err.msg);
+    cr_expect_eq(n, 12);
+    runs_free(runs, n);
 }

@@ -8,6 +8,7 @@
 #include "common.h"
 #include "source_root.h"
 #include "harness/checkpoint.h"
+#include "harness/classifier.h"
 #include "harness/lock.h"
 
 static char tmpdir[256], out_text[65536];
@@ -177,4 +178,35 @@ Test(cli_input, wait_queues_behind_the_holder, .init = setup, .fini = teardown) 
     qa_lock_release(lock);
     cr_expect_eq(finish_qadapt(pid, fd), 2, "%s", out_text);
     expect_text((const char *const[]){"waiting for", "/.lock", "/nonexistent/dit.h5", NULL});
+}
+
+/* A small train_limit read out of bounds (subject task), aborted in GSL or looped for ever
+ * (style task); now exit 2 naming the task, the class and the train_limit. */
+Test(cli_input, small_train_limit_exits_2_naming_task_class_and_limit, .init = setup, .fini = teardown) {
+    const qa_dit_config cfg = {28, 7, 16, 1, 2, 2, 10, 2};
+    qa_dit m;
+    qa_error err = {0, ""};
+    char ckpt[512], eval[512], recipe[512], out[512], text[2048];
+    cr_assert_eq(dit_create(&m, &cfg, 4, &err), QA_OK, "%s", err.msg);
+    dit_init_weights(&m, 1);
+    path_in_tmp(ckpt, sizeof ckpt, "dit.h5");
+    qa_ckpt_meta meta = {"dit", "", 0, 0, 0, 0, -1};
+    cr_assert_eq(dit_save(ckpt, &m, NULL, &meta, &err), QA_OK, "%s", err.msg);
+    dit_free(&m);
+    qa_classifier clf;
+    cr_assert_eq(clf_create(&clf, 8, &err), QA_OK, "%s", err.msg);
+    clf_init_weights(&clf, 2);
+    path_in_tmp(eval, sizeof eval, "evaluator.h5");
+    cr_assert_eq(clf_save(eval, &clf, 0.5, "test", 0, 0, &err), QA_OK, "%s", err.msg);
+    clf_free(&clf);
+    path_in_tmp(recipe, sizeof recipe, "limit.recipe");
+    path_in_tmp(out, sizeof out, "runs");
+    snprintf(text, sizeof text,
+             "[job]\nkind = adapt\n[data]\nsynthetic = 1\ntrain_limit = 2\n[model]\ncheckpoint = %s\nevaluator = %s\n"
+             "[adapt]\nmethod = lora\nbits = fp\nrank = 2\nseed = 0\nimages = 3\nprior_images = 2\n"
+             "[train]\nsteps = 2\nbatch = 4\n[eval]\nsamples = 2\nddim_steps = 2\nloss_images = 4\nloss_draws = 1\n",
+             ckpt, eval);
+    write_text_file(recipe, text);
+    cr_expect_eq(qadapt((const char *const[]){"run", recipe, "--out", out, NULL}), 2, "%s", out_text);
+    expect_text((const char *const[]){recipe, "subject task of seed 0 needs 3 images", "train_limit = 2", NULL});
 }

@@ -261,6 +261,12 @@ Test(results, equal_content_gives_equal_bytes, .init = setup, .fini = teardown) 
         int64_t d[1] = {4};
         cr_assert_eq(h5_write(f, "/g/x", QA_H5_F32, x, 1, d, &err), QA_OK, "%s", err.msg);
         cr_assert_eq(h5_attr_set_str(f, "/", "k", "v", &err), QA_OK, "%s", err.msg);
+        /* checksummed datasets and the checksummed table of run files too */
+        cr_assert_eq(h5_write_checksummed(f, "/g/y", QA_H5_F32, x, 1, d, &err), QA_OK, "%s", err.msg);
+        double rows[2 * 5] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9};
+        cr_assert_eq(h5_table_create(f, "/g/t", 5, "a,b,c,d,e", &err), QA_OK, "%s", err.msg);
+        cr_assert_eq(h5_table_append(f, "/g/t", rows, 2, &err), QA_OK, "%s", err.msg);
+        cr_expect_eq(h5_checksummed(f, "/g/t"), 1, "the table carries a checksum");
         close_ok(f);
         if (k == 0) sleep(1); /* would change any object timestamp */
     }
