@@ -2,7 +2,9 @@
 # Runs every recipe behind the README's Results section, in order of importance, each into
 # results/<recipe name>, then writes its tables and figures. Safe to interrupt and re-run: a
 # sweep resumes in its folder, skipping finished runs.
-#   scripts/run-paper.sh                 all of them (about 2 hours 15 minutes on 2 cores)
+#   scripts/run-paper.sh                 all of them (about 2 hours 15 minutes on 2 cores, before
+#                                        ablate_zero_path, ablate_constant_row and timing were
+#                                        added; timing wants an otherwise idle machine)
 #   scripts/run-paper.sh fig_bits ...    only the named recipes
 #   scripts/run-paper.sh --report-only [NAME ...]
 #                                        tables and figures again from the run files, no runs
@@ -14,7 +16,7 @@ cd "$(dirname "$0")/.."
 QADAPT=${QADAPT:-build/qadapt}
 RUN=1
 if [ "${1:-}" = "--report-only" ]; then RUN=0; shift; fi
-RECIPES=${*:-quickstart table_subject fig_bits ablate_alpha ablate_rdist ablate_vmc table_domain ablate_rank_bits recovery efficiency}
+RECIPES=${*:-quickstart table_subject fig_bits ablate_alpha ablate_rdist ablate_vmc ablate_zero_path ablate_constant_row table_domain ablate_rank_bits recovery efficiency timing}
 for name in $RECIPES; do
     recipe=experiments/$name.recipe
     [ -f "$recipe" ] || { echo "run-paper: no recipe $recipe" >&2; exit 2; }
@@ -26,6 +28,8 @@ for name in $RECIPES; do
         ablate_alpha) base=intlora-mul:w4a8:int:a1.5 ;;
         ablate_rdist) base=intlora-mul:w4a8:int:laplace ;;
         ablate_vmc) base=intlora-mul:w4a8:int:absmax ;;
+        ablate_zero_path) base=intlora-mul:w4a8:int:none ;;
+        ablate_constant_row) base=intlora-mul:w4a8:int:fallback ;;
         ablate_rank_bits) base=lora:w8a8:int:r4 ;;
         recovery) base=qlora:w8a8:int ;;
         *) base= ;;
