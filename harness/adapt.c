@@ -248,14 +248,20 @@ static char *run_file(const char *out_dir, const qa_run_spec *run) {
     return p;
 }
 
-/* Runs still to do (*pending); a finished run made by another recipe is an error. */
-static int count_pending(const qa_recipe *r, const qa_sweep_plan *plan, const char *out_dir, int *pending, qa_error *err) {
+/* Plan position i of n falls in block `shard` of n_shards contiguous blocks. */
+static int in_shard(int i, int n, int shard, int n_shards) {
+    return (long)i * n_shards / n == shard;
+}
+
+/* Runs of this shard still to do (*pending); a finished run made by another recipe is an error. */
+static int count_pending(const qa_recipe *r, const qa_sweep_plan *plan, const char *out_dir, int shard, int n_shards, int *pending,
+                         qa_error *err) {
     *pending = 0;
     for (int i = 0; i < plan->n; i++) {
         char *p = run_file(out_dir, &plan->runs[i]);
         int rc = QA_OK;
         if (qa_file_exists(p)) rc = check_same_recipe(r, p, err);
-        else (*pending)++;
+        else if (in_shard(i, plan->n, shard, n_shards)) (*pending)++;
         qa_free(p);
         if (rc) return rc;
     }
@@ -272,14 +278,20 @@ static const qa_task *task_of(sweep_env *e, const qa_sweep_settings *s, long see
     return t;
 }
 
-int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err) {
+int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err) { return adapt_sweep_shard(r, out_dir, 0, 1, err); }
+
+int adapt_sweep_shard(const qa_recipe *r, const char *out_dir, int shard, int n_shards, qa_error *err) {
+    QA_ASSERT(n_shards >= 1 && shard >= 0 && shard < n_shards);
     qa_sweep_plan plan;
     int n = adapt_plan(r, &plan, err);
     if (n < 0) return n;
     int pending = 0, rc = qa_mkdir_p(out_dir, err);
-    if (!rc) rc = count_pending(r, &plan, out_dir, &pending, err);
+    if (!rc) rc = count_pending(r, &plan, out_dir, shard, n_shards, &pending, err);
     if (rc) { adapt_plan_free(&plan); return rc; }
-    fprintf(stderr, "%s: %d runs, %d finished already, %d to do -> %s\n", recipe_path(r), n, n - pending, pending, out_dir);
+    if (n_shards > 1)
+        fprintf(stderr, "%s: shard %d/%d: %d to do -> %s\n", recipe_path(r), shard + 1, n_shards, pending, out_dir);
+    else
+        fprintf(stderr, "%s: %d runs, %d finished already, %d to do -> %s\n", recipe_path(r), n, n - pending, pending, out_dir);
     if (pending == 0) { adapt_plan_free(&plan); return QA_OK; }
     sweep_env e;
     rc = sweep_load(&plan.settings, &e, err);
@@ -289,6 +301,7 @@ int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err) {
     qa_progress prog;
     progress_begin(&prog, "sweep", pending);
     for (int i = 0; i < n && !rc; i++) {
+        if (!in_shard(i, n, shard, n_shards)) continue;
         const qa_run_spec *run = &plan.runs[i];
         char *p = run_file(out_dir, run);
         int finished = qa_file_exists(p);

@@ -22,5 +22,11 @@ void adapt_plan_free(qa_sweep_plan *plan);
 /* Run every unfinished run of the recipe into out_dir. Returns 0 when all runs finished (a run
  * recorded as diverged counts as finished), QA_ERR_RUN when any run could not be completed. */
 int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err);
+/* The same for shard k of n (0 <= k < n): only the k-th of n contiguous blocks of the plan
+ * (positions [k P / n, (k + 1) P / n) of its P runs; the plan is seed-major, so a block holds
+ * whole seeds and each process builds few tasks), so that n processes can share one sweep folder
+ * without running a run twice. Each run file is what the unsharded sweep writes. Not for timing
+ * recipes: their methods must interleave within one process. */
+int adapt_sweep_shard(const qa_recipe *r, const char *out_dir, int shard, int n_shards, qa_error *err);
 
 #endif

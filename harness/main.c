@@ -24,10 +24,12 @@ static void usage(FILE *f) {
             "                            (--markdown: the options table of experiments/README.md)\n"
             "  help METHOD               one method: what it does and its options (recipe keys\n"
             "                            of [adapt]; a list of values makes a grid axis)\n"
-            "  run RECIPE [--out DIR] [--dry-run]\n"
+            "  run RECIPE [--out DIR] [--dry-run] [--shard K/N]\n"
             "                            run a recipe (pretrain | evaluator | adapt); an adapt\n"
             "                            sweep resumes in DIR, skipping finished runs;\n"
-            "                            --dry-run: check the recipe and print the plan only\n"
+            "                            --dry-run: check the recipe and print the plan only;\n"
+            "                            --shard K/N: only the K-th of N contiguous blocks of\n"
+            "                            the plan (K = 1..N), so N processes share one sweep\n"
             "  report DIR [--baseline C] tables of a results folder: markdown to stdout,\n"
             "                            DIR/report.{md,tex,csv}; Δ loss against cell C\n"
             "                            (method:bits[:deploy]; default: the first FP cell)\n"
@@ -64,14 +66,22 @@ static int exit_code(int rc) { return rc == 0 ? 0 : (rc == QA_ERR_INPUT ? 2 : 1)
 /* A usage error already printed (exit 2). */
 enum { USAGE_ERROR = 1 };
 
-/* qadapt run RECIPE [--out DIR] [--dry-run] */
+/* qadapt run RECIPE [--out DIR] [--dry-run] [--shard K/N] */
 static int cmd_run(int argc, char **argv, qa_error *err) {
     int rc = 0;
     const char *recipe_path = NULL, *out = NULL;
-    int dry = 0;
+    int dry = 0, shard = 1, n_shards = 1;
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
         else if (!strcmp(argv[i], "--dry-run")) dry = 1;
+        else if (!strcmp(argv[i], "--shard") && i + 1 < argc) {
+            char tail;
+            if (sscanf(argv[++i], "%d/%d%c", &shard, &n_shards, &tail) != 2 || n_shards < 1 || n_shards > 1000 || shard < 1 ||
+                shard > n_shards) {
+                fprintf(stderr, "qadapt run: --shard '%s': expected K/N with 1 <= K <= N, e.g. 1/2\n", argv[i]);
+                return USAGE_ERROR;
+            }
+        }
         else if (argv[i][0] == '-') { fprintf(stderr, "qadapt run: unknown option '%s'\n", argv[i]); return USAGE_ERROR; }
         else if (!recipe_path) recipe_path = argv[i];
         else { fprintf(stderr, "qadapt run: unexpected argument '%s'\n", argv[i]); return USAGE_ERROR; }
@@ -101,7 +111,7 @@ static int cmd_run(int argc, char **argv, qa_error *err) {
         else if (!strcmp(kind, "evaluator"))
             rc = pretrain_evaluator(r, out ? out : recipe_str(r, "model", "evaluator"), err);
         else
-            rc = adapt_sweep(r, out ? out : "results/scratch", err);
+            rc = adapt_sweep_shard(r, out ? out : "results/scratch", shard - 1, n_shards, err);
         recipe_free(r);
     }
     return rc;

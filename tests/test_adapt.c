@@ -492,6 +492,35 @@ Test(adapt, intlora_reference_constant_row_run_is_recorded_as_diverged) {
     recipe_free(r);
 }
 
+/* Two shards of one sweep folder: each runs its contiguous block of the plan, together every run
+ * exactly once, and a later unsharded sweep finds nothing left to do. */
+Test(adapt, two_shards_share_a_sweep_folder) {
+    qa_recipe *r = tiny_recipe("");
+    char out[512], p[600];
+    snprintf(out, sizeof out, "%s/shards", dir);
+    qa_error err = {0, ""};
+    const char *ids[4] = {"lora-fp-r2-s0", "lora-w8a8-r2-s0", "lora-fp-r2-s1", "lora-w8a8-r2-s1"};
+    cr_assert_eq(adapt_sweep_shard(r, out, 1, 2, &err), 0, "%s", err.msg);
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s.h5", out, ids[i]);
+        cr_expect_eq(access(p, F_OK) == 0, i >= 2, "shard 2/2 runs the second block only: %s", ids[i]);
+    }
+    cr_assert_eq(adapt_sweep_shard(r, out, 0, 2, &err), 0, "%s", err.msg);
+    time_t before[4];
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s.h5", out, ids[i]);
+        cr_expect(access(p, F_OK) == 0, "missing %s", p);
+        before[i] = mtime_of(p);
+    }
+    sleep(1);
+    cr_assert_eq(adapt_sweep(r, out, &err), 0, "%s", err.msg);
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s.h5", out, ids[i]);
+        cr_expect_eq(mtime_of(p), before[i], "nothing is redone: %s", ids[i]);
+    }
+    recipe_free(r);
+}
+
 /* An option varies only the runs of the methods that have it. */
 Test(adapt, option_axes_apply_to_the_methods_that_declare_them) {
     expect_ids("method = [lora, qalora, intlora-mul]\nbits = w8a8\nseed = 0\nvmc_alpha = [1, 2]\ngroup_size = [8, 16]\n",

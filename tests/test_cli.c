@@ -120,6 +120,17 @@ Test(cli, dry_run_prints_the_plan_and_runs_nothing) {
     cr_expect(access(p, F_OK) != 0, "a dry run creates nothing");
 }
 
+Test(cli, run_with_a_bad_shard_exits_2) {
+    write_file("shard.recipe", "[job]\nkind = adapt\n[adapt]\nmethod = lora\nseed = [0, 1]\n");
+    const char *bad[] = {"0/2", "3/2", "1/0", "2", "1/2x", "a/b"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char p[512];
+        snprintf(p, sizeof p, "%s/shard.recipe --out %s/never --shard %s", tmpdir, tmpdir, bad[i]);
+        cr_expect_eq(run("run %s", p), 2, "--shard %s", bad[i]);
+        cr_expect(strstr(out_buf, "expected K/N with 1 <= K <= N") != NULL, "%s", out_buf);
+    }
+}
+
 Test(cli, bench_model_bad_arguments_exit_2) {
     cr_expect_eq(run("bench-model --batch 0", NULL), 2);
     cr_expect(strstr(out_buf, "usage: qadapt bench-model") != NULL, "%s", out_buf);
