@@ -26,6 +26,13 @@
  *   4 D = (W_int == 0 ? 1 : W_int);   U = delta_i + (R* + BA) / D                 U [out,in]
  *     Where W_int = 0 the merged weight is 0 whatever the adapter does (a property of the method;
  *     merge() reports the share of such entries and the part of ||B A||^2 they lose).
+ *   4a zero_path = additive (MUL; an intervention for claim C10, not the paper's method; default
+ *     none): where W_int = 0 the adapter reaches the weight additively, on the update grid dU:
+ *       c = clamp(round((B A)_ij / dU_i), -2^(N-1), 2^(N-1) - 1);   W'_ij = dU_i c      (signed N bits)
+ *     dU is the weight step an entry with |W_int| = 1 adapts by, and c has as many levels as U_int,
+ *     so such an entry adapts as if W_int were 1 with its zero at code 2^(N-1). B = 0 gives c = 0:
+ *     the layer starts exactly where the default does, so the option changes only whether those
+ *     entries can adapt (it does not restore their share of R*, which the default also drops).
  *   5 MUL: on the first forward (B = 0) a per-row quantizer dU, zU [out] of U is calibrated with
  *     the section-0 search at lora_bits (0 = N) and then frozen (not trained):
  *       U_int = clamp(round(U / dU_i) + zU_i, 0, L - 1) - zU_i
@@ -39,18 +46,26 @@
  * Backward (7), straight-through roundings: with G_W = dy^T x [out,in], dW'/dU = W_int (MUL) or
  * 2^k W_int / (|U| + 1e-16) (SHIFT), and dU/d(BA) = 1 / D:
  *   M = 0 where W_int = 0, or (MUL) round(U / dU) + zU lies outside [0, L - 1], or (SHIFT) U = 0;
- *   else M = 1 (MUL) or 2^k / (|U| + 1e-16) (SHIFT)
+ *   else M = 1 (MUL) or 2^k / (|U| + 1e-16) (SHIFT). With zero_path = additive, where W_int = 0:
+ *   M = 1 if round(B A / dU) lies inside [-2^(N-1), 2^(N-1) - 1], else 0 (dW'/d(BA) = 1, STE)
  *   GM = G_W . M;   dB += GM A^T  [out,r];   dA += B^T GM  [r,in];   dx += dy W'  [M,in]
  *   Only A and B train, as in the reference (its optimizer gets loraA and loraB only). For the
  *   fixture check, MUL also computes the gradients of its frozen quantizer (parameters in the
  *   reference, double_quant_delta / double_quant_zero_point, though never optimized):
  *     dL/d dU_i = sum_j G_W W_int (U_int - U / dU_i inside the clamp, U_int outside)
+ *                 (+ with zero_path = additive, over W_int = 0: G_W (c - B A / dU_i inside, c outside))
  *     dL/d zU_i = sum_j G_W dU_i W_int (0 inside, -1 outside)
  *
  * Deploy (8): merge() recomputes W' from the trained A, B: what training used, so no PTQ.
  *   MUL   w_int = U_int * W_int in int32 (|.| < 2^(2N)), row_scale = dU. Stored: W_round and the
  *         codes of U (N bits each, full [out,in], not low-rank) and per row z, dU, zU (FP32):
  *         W' = dU (u - zU)(W_round - z). bits per weight = 2N + 3 * 32 / in.
+ *         zero_path = additive: the deployed integer is c where W_int = 0 (U_int * W_int elsewhere),
+ *         still one int32 matrix times dU per row. Its code is stored in U's code slot of that
+ *         entry (u = c + 2^(N-1)), which the default stores but never reads (its product with
+ *         W_int = 0 is 0), plus one 8-bit constant per layer (add_zero = 2^(N-1)); where W_round = z,
+ *         W' = dU (u - add_zero). Storage: no extra bits per weight (2N + 3 * 32 / in, the 8 bits
+ *         per layer not counted); deploy: one select per entry (W_round = z) when decoding.
  *   SHIFT W' kept in float (exact: a small integer times a power of two; the shift is not run as
  *         integer shifts here). Stored: W_round (N bits; stored as z where U = 0, so that the
  *         product is 0 too), a sign bit, the exponent e = k - k_min in kbits bits, the least
@@ -60,15 +75,19 @@
  *   (MUL) or N + 1 + 5 (SHIFT: a 5-bit exponent assumed) bits per weight + 4 FP32 per row.
  *
  * R = 0 (aux_dist = zero): R* = 0, so at calibration U = delta_i on every entry of row i: a
- *   constant row, which the section-0 search handles with its documented fallback (dU = delta_i,
- *   zU = -1). MUL then starts exactly at the RTN weight delta_i W_int (U_int = 1), and U_int stays
- *   in 1..L: the adapter can only scale a weight up by whole multiples (a degenerate update
- *   quantizer; the ablate_rdist recipe measures it). The authors' code instead keeps dU = 0, zU = 0 for such a row
- *   (every candidate of its search scores NaN, none is accepted); its forward divides U by that
- *   zero step, and its straight-through rounding (round(v) - v) + v turns v = inf into NaN, so its
- *   merged weight dU * U_int * W_int is NaN from the first forward (0 * NaN; with a plain round it
- *   would be 0 * (L - 1) * W_int = 0, the layer's weight wiped out). SHIFT has no update quantizer
- *   and is unaffected. */
+ *   constant row. Option constant_row (MUL) says what the update quantizer does with it:
+ *   fallback (default): the section-0 search's documented fallback (dU = delta_i, zU = -1). MUL
+ *     then starts exactly at the RTN weight delta_i W_int (U_int = 1), and U_int stays in 1..L:
+ *     the adapter can only scale a weight up by whole multiples (a degenerate update quantizer;
+ *     the ablate_rdist recipe measures it).
+ *   reference: the authors' code, which keeps dU = 0, zU = 0 for such a row (every candidate of
+ *     its search scores NaN, none is accepted); its forward divides U by that zero step, and its
+ *     straight-through rounding (round(v) - v) + v turns v = inf into NaN, so its merged weight
+ *     dU * U_int * W_int is NaN from the first forward (0 * NaN; with a plain round it would be
+ *     0 * (L - 1) * W_int = 0, the layer's weight wiped out). Here too: every output of such a row
+ *     is NaN, the first training step's loss is NaN and the run is recorded as diverged; merge()
+ *     refuses such a layer (no integer form). On a row that is not constant both are the same.
+ *   SHIFT has no update quantizer and is unaffected. */
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
@@ -81,6 +100,8 @@
 
 typedef struct {
     int in, out, rank, n_bits, lora_bits, shift, calibrated;
+    int zero_path;            /* INTLORA_ZERO_PATH_* (MUL) */
+    int constant_row;         /* INTLORA_CONSTANT_ROW_* (MUL) */
     float *R;                 /* R* [out,in] */
     float *delta, *zero;      /* quantizer of W - R*, per row */
     int32_t *w_round;         /* [out,in] */
@@ -116,10 +137,15 @@ typedef struct {
     int aux_dist;          /* INTLORA_AUX_* */
     int vmc_stat;          /* INTLORA_VMC_* */
     int lora_bits;         /* bits of MUL's update quantizer (0 = the W bits) */
+    int zero_path;         /* INTLORA_ZERO_PATH_* */
+    int constant_row;      /* INTLORA_CONSTANT_ROW_* */
 } intlora_options;
 
 enum { INTLORA_AUX_LAPLACE = 0, INTLORA_AUX_GAUSSIAN, INTLORA_AUX_UNIFORM, INTLORA_AUX_ZERO };
 enum { INTLORA_VMC_ABSMAX = 0, INTLORA_VMC_STD };
+/* index 0 is the default of each: an options struct left zeroed (SHIFT's) means the method itself */
+enum { INTLORA_ZERO_PATH_NONE = 0, INTLORA_ZERO_PATH_ADDITIVE };
+enum { INTLORA_CONSTANT_ROW_FALLBACK = 0, INTLORA_CONSTANT_ROW_REFERENCE };
 
 extern const qa_method qa_method_intlora_mul;
 
@@ -138,6 +164,8 @@ static int intlora_init_common(void *state, const qa_layer_init *li, int shift, 
     size_t n = (size_t)in * out;
     s->in = in; s->out = out; s->rank = c->rank; s->n_bits = c->w_bits; s->shift = shift;
     s->lora_bits = opt.lora_bits > 0 ? opt.lora_bits : c->w_bits;
+    s->zero_path = shift ? INTLORA_ZERO_PATH_NONE : opt.zero_path;
+    s->constant_row = shift ? INTLORA_CONSTANT_ROW_FALLBACK : opt.constant_row;
     s->R = qa_alloc(sizeof(float) * n);
     if (li->aux_init) {
         memcpy(s->R, li->aux_init, sizeof(float) * n);
@@ -203,6 +231,25 @@ static int intlora_shift_init(void *state, const qa_layer_init *li, qa_error *er
     return intlora_init_common(state, li, 1, err);
 }
 
+/* Step 4a, zero_path = additive: the signed N-bit code of B A on the update grid dU, and whether
+ * round(B A / dU) lies inside its range (the straight-through mask). */
+static inline float add_code(float ba, float du, int n_bits) {
+    const float lo = -(float)(1 << (n_bits - 1)), hi = (float)((1 << (n_bits - 1)) - 1);
+    float c = nearbyintf(ba / du);
+    return c < lo ? lo : (c > hi ? hi : c);
+}
+
+static inline float add_inside(float ba, float du, int n_bits) {
+    const float lo = -(float)(1 << (n_bits - 1)), hi = (float)((1 << (n_bits - 1)) - 1);
+    float c = nearbyintf(ba / du);
+    return c >= lo && c <= hi ? 1.f : 0.f;
+}
+
+/* constant_row = reference, on a row whose step is 0: the reference's straight-through rounding
+ * (round(v) - v) + v, which equals round(v) for a finite v (both operations are exact) and is NaN
+ * for v = +-inf or NaN. */
+static inline float reference_round(float v) { return isfinite(v) ? nearbyintf(v) : NAN; }
+
 /* The merged weight W' (and the backward mask) in one pass over [out,in]. */
 static void build_weight(intlora_state *s) {
     const int in = s->in, out = s->out;
@@ -219,6 +266,13 @@ static void build_weight(intlora_state *s) {
     }
     if (!s->shift && !s->calibrated) { /* step 5: calibrate the update quantizer on the first forward */
         quant_search_rows(s->U, out, in, s->lora_bits, s->dU, s->zU);
+        if (s->constant_row == INTLORA_CONSTANT_ROW_REFERENCE) /* the reference's search on a constant row */
+            for (int i = 0; i < out; i++) {
+                const float *u = s->U + (size_t)i * in;
+                int constant = 1;
+                for (int j = 1; j < in && constant; j++) constant = u[j] == u[0];
+                if (constant) s->dU[i] = s->zU[i] = 0.f;
+            }
         s->calibrated = 1;
     }
     const float lmax = (float)((1 << s->n_bits) - 1);
@@ -229,10 +283,18 @@ static void build_weight(intlora_state *s) {
         float *we = s->W_eff + (size_t)i * in, *mk = s->mask + (size_t)i * in;
         if (!s->shift) {
             const float du = s->dU[i], zu = s->zU[i];
+            const float *ba = s->BA + (size_t)i * in;
             for (int j = 0; j < in; j++) {
-                float q = nearbyintf(u[j] / du) + zu;
+                if (wi[j] == 0.f && s->zero_path == INTLORA_ZERO_PATH_ADDITIVE) { /* step 4a */
+                    float c = add_code(ba[j], du, s->n_bits);
+                    we[j] = du * c;
+                    mk[j] = add_inside(ba[j], du, s->n_bits);
+                    continue;
+                }
+                float v = u[j] / du;
+                float q = (du == 0.f ? reference_round(v) : nearbyintf(v)) + zu;
                 float inside = (q >= 0.f && q <= lmax) ? 1.f : 0.f;
-                q = q < 0.f ? 0.f : (q > lmax ? lmax : q);
+                q = q < 0.f ? 0.f : (q > lmax ? lmax : q); /* NaN stays NaN, as torch.clamp */
                 we[j] = du * (q - zu) * wi[j];
                 mk[j] = wi[j] != 0.f ? inside : 0.f;
             }
@@ -275,6 +337,12 @@ static void intlora_backward(void *state, const float *dy, float *dx, int M) {
             double gd = 0, gz = 0;
             for (int j = 0; j < in; j++) {
                 size_t k = (size_t)i * in + j;
+                if (s->w_int[k] == 0.f && s->zero_path == INTLORA_ZERO_PATH_ADDITIVE) {
+                    /* W' = dU c, c = clamp(round(B A / dU)): d/d dU = c - B A / dU inside, c outside */
+                    float c = add_code(s->BA[k], du, s->n_bits);
+                    gd += (double)s->G[k] * (add_inside(s->BA[k], du, s->n_bits) ? c - s->BA[k] / du : c);
+                    continue;
+                }
                 float v = s->U[k] / du, q = nearbyintf(v) + zu;
                 int inside = q >= 0.f && q <= lmax;
                 float qc = q < 0.f ? 0.f : (q > lmax ? lmax : q);
@@ -302,9 +370,15 @@ static int intlora_params(void *state, qa_param *outp, int max) {
 }
 
 static int intlora_merge(void *state, qa_deployed *d, qa_error *err) {
-    (void)err;
     intlora_state *s = state;
     build_weight(s);
+    if (!s->shift)
+        for (int i = 0; i < s->out; i++)
+            if (s->dU[i] == 0.f) /* constant_row = reference: no integer form exists */
+                return qa_fail(err, QA_ERR_RUN,
+                               "intlora-mul: row %d of the update quantizer has step 0 (constant_row = reference on a constant "
+                               "row): the merged weight is NaN",
+                               i);
     memset(d, 0, sizeof *d);
     d->in = s->in;
     d->out = s->out;
@@ -318,6 +392,10 @@ static int intlora_merge(void *state, qa_deployed *d, qa_error *err) {
             d->row_scale[i] = s->dU[i];
             for (int j = 0; j < s->in; j++) {
                 size_t k = (size_t)i * s->in + j;
+                if (s->w_int[k] == 0.f && s->zero_path == INTLORA_ZERO_PATH_ADDITIVE) {
+                    d->w_int[k] = (int32_t)add_code(s->BA[k], s->dU[i], s->n_bits);
+                    continue;
+                }
                 float q = nearbyintf(s->U[k] / s->dU[i]) + s->zU[i];
                 q = q < 0.f ? 0.f : (q > lmax ? lmax : q);
                 d->w_int[k] = (int32_t)(q - s->zU[i]) * (int32_t)s->w_int[k];
@@ -325,19 +403,26 @@ static int intlora_merge(void *state, qa_deployed *d, qa_error *err) {
         }
         d->merge = QA_MERGE_INT_MULTIPLY;
         /* stored (header, step 8): W_round and U's codes, N bits each, with W's zero point and U's
-         * scale and zero point per row; W' = dU (u - zU)(W_round - z) */
+         * scale and zero point per row; W' = dU (u - zU)(W_round - z). zero_path = additive: where
+         * W_round = z the code slot of U holds c + 2^(N-1) instead, and W' = dU (u - add_zero). */
+        const int add_zero = 1 << (s->n_bits - 1);
         int32_t *wr = qa_deployed_store_int(d, "w_round", s->n_bits, 0, s->out, s->in);
         int32_t *uq = qa_deployed_store_int(d, "u_codes", s->n_bits, 0, s->out, s->in);
         memcpy(wr, s->w_round, sizeof(int32_t) * n);
         for (int i = 0; i < s->out; i++)
             for (int j = 0; j < s->in; j++) {
                 size_t k = (size_t)i * s->in + j;
+                if (s->w_int[k] == 0.f && s->zero_path == INTLORA_ZERO_PATH_ADDITIVE) {
+                    uq[k] = (int32_t)add_code(s->BA[k], s->dU[i], s->n_bits) + add_zero;
+                    continue;
+                }
                 float q = nearbyintf(s->U[k] / s->dU[i]) + s->zU[i];
                 uq[k] = (int32_t)(q < 0.f ? 0.f : (q > lmax ? lmax : q));
             }
         memcpy(qa_deployed_store_float(d, "zero", 32, s->out, 1), s->zero, sizeof(float) * s->out);
         memcpy(qa_deployed_store_float(d, "u_scale", 32, s->out, 1), s->dU, sizeof(float) * s->out);
         memcpy(qa_deployed_store_float(d, "u_zero", 32, s->out, 1), s->zU, sizeof(float) * s->out);
+        if (s->zero_path == INTLORA_ZERO_PATH_ADDITIVE) *qa_deployed_store_int(d, "add_zero", 8, 0, 1, 1) = add_zero;
         d->bits_per_weight = 2.0 * s->n_bits + 3 * 32.0 / s->in; /* W_round + U_int; delta, z, dU per row */
     } else {
         /* exact powers of two times small integers: representable in float */
@@ -369,11 +454,17 @@ static int intlora_merge(void *state, qa_deployed *d, qa_error *err) {
     /* what the paper's claims ask to measure: the entries that cannot adapt (W_int = 0, C10) and,
      * for SHIFT, the exponent range actually used (header, step 6) */
     size_t zeros = 0;
-    double upd_all = 0, upd_zero = 0; /* energy of the adapter's update B·A, and the part it loses */
+    /* energy of the adapter's update B·A, and the part the entries with W_int = 0 lose: all of
+     * it (W' = 0 there), or with zero_path = additive what its code misses (rounding, clamp) */
+    double upd_all = 0, upd_zero = 0;
     for (size_t k = 0; k < n; k++) {
         double u2 = (double)s->BA[k] * s->BA[k];
         upd_all += u2;
-        if (s->w_int[k] == 0.f) { zeros++; upd_zero += u2; }
+        if (s->w_int[k] == 0.f) {
+            double miss = (double)s->BA[k] - s->W_eff[k];
+            zeros++;
+            upd_zero += miss * miss;
+        }
     }
     d->n_stats = 2;
     snprintf(d->stat_name[0], sizeof d->stat_name[0], "w_int_zero_share");
@@ -385,7 +476,8 @@ static int intlora_merge(void *state, qa_deployed *d, qa_error *err) {
     if (s->shift)
         snprintf(d->note, sizeof d->note, "W_int=0 %.2f%%; exponents %d..%d", 100.0 * zeros / n, s->k_min, s->k_max);
     else
-        snprintf(d->note, sizeof d->note, "W_int=0 %.2f%%", 100.0 * zeros / n);
+        snprintf(d->note, sizeof d->note, "W_int=0 %.2f%%%s", 100.0 * zeros / n,
+                 s->zero_path == INTLORA_ZERO_PATH_ADDITIVE ? " (additive path)" : "");
     return QA_OK;
 }
 
@@ -439,6 +531,12 @@ static const qa_option intlora_option_table[] = {
      1, "", offsetof(intlora_options, vmc_stat)},
     {"lora_bits", QA_OPT_INT, "0", 0, 8, NULL, "bits of MUL's update quantizer (0 = the W bits)", 1, "lb",
      offsetof(intlora_options, lora_bits)},
+    {"zero_path", QA_OPT_ENUM, "none", 0, 0, "none|additive",
+     "entries with W_int = 0: none (W' = 0, the method) or additive (W' = dU times the N-bit code of B A / dU)", 1, "",
+     offsetof(intlora_options, zero_path)},
+    {"constant_row", QA_OPT_ENUM, "fallback", 0, 0, "fallback|reference",
+     "update quantizer of a constant row (R = 0): fallback (the harness's rule) or reference (the authors': NaN weights)", 1, "",
+     offsetof(intlora_options, constant_row)},
 };
 
 /* the reference layer fixtures: their "alpha" and "lora_bits" attributes */
@@ -461,7 +559,7 @@ const qa_method qa_method_intlora_mul = {
     .inspect = intlora_inspect,
     .needs_weight_bits = 1,
     .options = intlora_option_table,
-    .n_options = 4,
+    .n_options = 6,
     .options_size = sizeof(intlora_options),
     .fixture_options = intlora_mul_fixture,
     .n_fixture_options = 2,
@@ -483,7 +581,7 @@ const qa_method qa_method_intlora_shift = {
     .inspect = intlora_inspect,
     .needs_weight_bits = 1,
     .options = intlora_option_table,
-    .n_options = 3, /* no lora_bits: SHIFT has no update quantizer */
+    .n_options = 3, /* no lora_bits, zero_path, constant_row: SHIFT has no update quantizer */
     .options_size = sizeof(intlora_options),
     .fixture_options = intlora_shift_fixture,
     .n_fixture_options = 1,

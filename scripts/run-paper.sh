@@ -15,7 +15,7 @@ cd "$(dirname "$0")/.."
 QADAPT=${QADAPT:-build/qadapt}
 RUN=1
 if [ "${1:-}" = "--report-only" ]; then RUN=0; shift; fi
-RECIPES=${*:-quickstart table_subject table_style fig_bits ablate_alpha ablate_rdist ablate_vmc ablate_qalora_group table_domain ablate_rank_bits recovery efficiency}
+RECIPES=${*:-quickstart table_subject table_style fig_bits ablate_alpha ablate_rdist ablate_vmc ablate_zero_path ablate_constant_row ablate_qalora_group table_domain ablate_rank_bits recovery efficiency timing}
 for name in $RECIPES; do
     recipe=experiments/$name.recipe
     [ -f "$recipe" ] || { echo "run-paper: no recipe $recipe" >&2; exit 2; }
@@ -31,6 +31,8 @@ for name in $RECIPES; do
         ablate_rdist) base=intlora-mul:w4a8:int:laplace ;;
         ablate_vmc) base=intlora-mul:w4a8:int:absmax ;;
         ablate_qalora_group) base=qalora:w4a8:int:g8 ;;
+        ablate_zero_path) base=intlora-mul:w4a8:int:none ;;
+        ablate_constant_row) base=intlora-mul:w4a8:int:fallback ;;
         ablate_rank_bits) base=lora:w8a8:int:r4 ;;
         recovery) base=qlora:w8a8:int ;;
         *) base= ;;

@@ -454,6 +454,46 @@ Test(adapt, option_axes_keep_the_existing_run_ids) {
     expect_ids("method = intlora-mul\nbits = w4a8\nseed = 0\nvmc_alpha = [2]\n", (const char *const[]){"intlora-mul-w4a8-r2-s0"}, 1);
 }
 
+/* The plan is seed-major: every method and bit setting of seed 0, then of seed 1, ... so a sweep
+ * interleaves the methods, and the repeats of a timing (one per seed) are spread over the sweep's
+ * wall time instead of one method's runs following another's (experiments/README.md, timings). */
+Test(adapt, the_plan_interleaves_methods_seed_by_seed) {
+    expect_ids("method = [lora, intlora-mul]\nbits = w8a8\nseed = [0, 1, 2]\n",
+               (const char *const[]){"lora-w8a8-r2-s0", "intlora-mul-w8a8-r2-s0", "lora-w8a8-r2-s1", "intlora-mul-w8a8-r2-s1",
+                                     "lora-w8a8-r2-s2", "intlora-mul-w8a8-r2-s2"}, 6);
+}
+
+/* IntLoRA-MUL's zero_path and constant_row axes: the value alone in the id (cells name it). */
+Test(adapt, intlora_zero_path_and_constant_row_axes) {
+    expect_ids("method = [intlora-mul, intlora-shift]\nbits = w4a8\nseed = 0\nzero_path = [none, additive]\n",
+               (const char *const[]){"intlora-mul-w4a8-r2-none-s0", "intlora-mul-w4a8-r2-additive-s0", "intlora-shift-w4a8-r2-s0"}, 3);
+    expect_ids("method = intlora-mul\nbits = w4a8\nseed = 0\naux_dist = zero\nconstant_row = [fallback, reference]\n",
+               (const char *const[]){"intlora-mul-w4a8-r2-fallback-s0", "intlora-mul-w4a8-r2-reference-s0"}, 2);
+}
+
+/* R = 0 with the authors' constant-row behaviour: NaN weights from the first forward, so the run
+ * is recorded as diverged at the first step, step 0 (not a crash, not evaluated); the fallback run trains. */
+Test(adapt, intlora_reference_constant_row_run_is_recorded_as_diverged) {
+    qa_recipe *r = grid_recipe("method = intlora-mul\nbits = w8a8\nseed = 0\naux_dist = zero\nconstant_row = [fallback, reference]\n");
+    char out[512];
+    snprintf(out, sizeof out, "%s/constant_row", dir);
+    qa_error err = {0, ""};
+    cr_assert_eq(adapt_sweep(r, out, &err), 0, "a diverged run is a finished run: %s", err.msg);
+    qa_run_record *runs;
+    int n;
+    cr_assert_eq(runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(n, 2);
+    for (int i = 0; i < n; i++) {
+        int reference = strstr(runs[i].id, "-reference-") != NULL;
+        cr_expect_str_eq(runs[i].status, reference ? "diverged" : "done", "%s", runs[i].id);
+        if (!reference) continue;
+        cr_expect(strstr(runs[i].fail_reason, "at step 0") != NULL, "the first step (0): %s", runs[i].fail_reason);
+        cr_expect_eq(runs[i].n_eval, 0, "a diverged run is evaluated as nothing");
+    }
+    runs_free(runs, n);
+    recipe_free(r);
+}
+
 /* An option varies only the runs of the methods that have it. */
 Test(adapt, option_axes_apply_to_the_methods_that_declare_them) {
     expect_ids("method = [lora, qalora, intlora-mul]\nbits = w8a8\nseed = 0\nvmc_alpha = [1, 2]\ngroup_size = [8, 16]\n",

@@ -23,7 +23,8 @@ typedef struct {
     int y[B];
 } tiny;
 
-static void tiny_model(tiny *k, const char *method, int w_bits, int a_bits) {
+/* the method's defaults, or with one option set (opt_name NULL: none) */
+static void tiny_model_with(tiny *k, const char *method, int w_bits, int a_bits, const char *opt_name, const char *opt_value) {
     qa_error err = {0, ""};
     qa_dit_config c = {28, 7, 16, 2, 2, 2, 10, 2};
     cr_assert_eq(dit_create(&k->m, &c, B, &err), 0);
@@ -41,6 +42,7 @@ static void tiny_model(tiny *k, const char *method, int w_bits, int a_bits) {
     cr_assert(meth->options_size <= sizeof opts);
     qa_method_options_defaults(meth, opts);
     if (qa_method_option(meth, "group_size")) cr_assert_eq(qa_method_option_set(meth, opts, "group_size", "8", &err), 0);
+    if (opt_name) cr_assert_eq(qa_method_option_set(meth, opts, opt_name, opt_value, &err), 0, "%s", err.msg);
     qa_method_cfg cfg = {.w_bits = w_bits, .a_bits = a_bits, .rank = 2, .lora_scale = 1.0f, .base_lr = 1e-3f,
                          .sampling_steps = 4, .options = opts};
     cr_assert_eq(dit_attach_method(&k->m, meth, &cfg, 9, &err), 0, "%s", err.msg);
@@ -57,6 +59,8 @@ static void tiny_model(tiny *k, const char *method, int w_bits, int a_bits) {
     }
     qa_rng_free(r);
 }
+
+static void tiny_model(tiny *k, const char *method, int w_bits, int a_bits) { tiny_model_with(k, method, w_bits, a_bits, NULL, NULL); }
 
 /* max |deployed - training| / max |training| over the model output */
 static double deploy_gap(tiny *k, int ptq_bits) {
@@ -100,6 +104,13 @@ Test(deploy, intlora_mul_deployed_equals_training_forward) {
     tiny_model(&k, "intlora-mul", 8, 8);
     double g = deploy_gap(&k, 0);
     cr_expect(g < 1e-5, "IntLoRA-MUL deploy gap %g", g);
+}
+
+Test(deploy, intlora_mul_additive_zero_path_deployed_equals_training_forward) {
+    tiny k;
+    tiny_model_with(&k, "intlora-mul", 4, 8, "zero_path", "additive");
+    double g = deploy_gap(&k, 0);
+    cr_expect(g < 1e-5, "IntLoRA-MUL (zero_path = additive) deploy gap %g", g);
 }
 
 Test(deploy, intlora_shift_deployed_equals_training_forward) {
@@ -183,8 +194,10 @@ static void decode_layer(qa_h5 *f, const char *grp, int in, int out, int group_s
     } else if (has(f, grp, "u_codes")) { /* IntLoRA-MUL: W = dU (u - zU)(W_round - z) */
         float *wr = read_f(f, grp, "w_round"), *z = read_f(f, grp, "zero"), *u = read_f(f, grp, "u_codes");
         float *du = read_f(f, grp, "u_scale"), *zu = read_f(f, grp, "u_zero");
-        for (size_t k = 0; k < n; k++) W[k] = du[k / in] * ((u[k] - zu[k / in]) * (wr[k] - z[k / in]));
-        free(wr); free(z); free(u); free(du); free(zu);
+        float *az = has(f, grp, "add_zero") ? read_f(f, grp, "add_zero") : NULL; /* zero_path = additive */
+        for (size_t k = 0; k < n; k++)
+            W[k] = az && wr[k] == z[k / in] ? du[k / in] * (u[k] - az[0]) : du[k / in] * ((u[k] - zu[k / in]) * (wr[k] - z[k / in]));
+        free(wr); free(z); free(u); free(du); free(zu); free(az);
     } else if (has(f, grp, "exponent")) { /* IntLoRA-SHIFT: W = (-1)^sign 2^(k_min + e)(W_round - z) */
         float *wr = read_f(f, grp, "w_round"), *z = read_f(f, grp, "zero"), *sg = read_f(f, grp, "sign");
         float *e = read_f(f, grp, "exponent"), *km = read_f(f, grp, "k_min");
@@ -206,9 +219,10 @@ static void decode_layer(qa_h5 *f, const char *grp, int in, int out, int group_s
 /* Write the artifact of a tiny model, read it back, decode every layer and compare with the
  * deployed weights (after the PTQ a float merge needs); check the codes are stored packed:
  * the stored bytes are what the formats say, not 4 bytes a value. */
-static void artifact_round_trip(const char *method, int w_bits, double max_payload_bits_per_weight) {
+static void artifact_round_trip_with(const char *method, int w_bits, double max_payload_bits_per_weight, const char *opt_name,
+                                     const char *opt_value) {
     tiny k;
-    tiny_model(&k, method, w_bits, 8);
+    tiny_model_with(&k, method, w_bits, 8, opt_name, opt_value);
     float eps[B * D];
     dit_forward(&k.m, k.x, k.t, k.y, B, eps);
     qa_error err = {0, ""};
@@ -261,6 +275,10 @@ static void artifact_round_trip(const char *method, int w_bits, double max_paylo
     rm_rf_dir(dir);
 }
 
+static void artifact_round_trip(const char *method, int w_bits, double max_payload_bits_per_weight) {
+    artifact_round_trip_with(method, w_bits, max_payload_bits_per_weight, NULL, NULL);
+}
+
 /* bounds: the codes at their width plus the side information of a 16-wide layer (and HDF5's
  * chunk rounding): e.g. MUL 4 bits: 4 + 4 + 3 x 32 / 16 = 14 */
 Test(deploy, artifact_lora_ptq_codes) { artifact_round_trip("lora", 4, 4 + 64.0 / 16 + 0.5); }
@@ -273,3 +291,7 @@ Test(deploy, artifact_intlora_shift_sign_and_exponent) { artifact_round_trip("in
  * "icq" variants are scored as dequantized weights, with their stored bits stated by the method) */
 Test(deploy, artifact_lqlora_ptq_codes) { artifact_round_trip("lq-lora", 4, 4 + 64.0 / 16 + 0.5); }
 Test(deploy, artifact_irqlora_ptq_codes) { artifact_round_trip("ir-qlora", 4, 4 + 64.0 / 16 + 0.5); }
+
+Test(deploy, artifact_intlora_mul_additive_zero_path) {
+    artifact_round_trip_with("intlora-mul", 4, 8 + 96.0 / 16 + 0.5, "zero_path", "additive");
+}

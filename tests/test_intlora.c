@@ -4,7 +4,11 @@
  *   MUL:   W_sur = W' + mask (U - U0) W_int           (round(U/dU) passes U/dU straight through)
  *   SHIFT: W_sur = W' + mask (2^k0 / |U0|) (U - U0) W_int  (round(log2|U|) passes straight through)
  * with mask = 0 where W_int = 0 or (MUL) the update code is clamped. A true finite difference of
- * the layer would be zero almost everywhere (rounding), so this is the check that can fail. */
+ * the layer would be zero almost everywhere (rounding), so this is the check that can fail.
+ * MUL with zero_path = additive: where W_int = 0, W' = dU clamp(round(B A / dU)) and (D = 1 there)
+ * U - U0 = B A - (B A)0, so W_sur = W' + mask (U - U0) with mask = 1 inside the code's range.
+ * Then a hand-computed 2 x 4 layer at 2 bits checks the forward, the straight-through masks and
+ * both options (zero_path, constant_row) against numbers worked out in the comments. */
 #include <criterion/criterion.h>
 #include <math.h>
 #include <string.h>
@@ -20,7 +24,17 @@ static const qa_named_tensor *find(const qa_named_tensor *t, int n, const char *
     return NULL;
 }
 
-static void check(const char *method, int bits) {
+/* an options struct of any method (aligned, 64 bytes), the defaults plus name = value */
+static void *options_with(const qa_method *m, const char *name, const char *value) {
+    static double opts[8];
+    cr_assert(m->options_size <= sizeof opts);
+    qa_method_options_defaults(m, opts);
+    qa_error err = {0, ""};
+    if (name) cr_assert_eq(qa_method_option_set(m, opts, name, value, &err), 0, "%s", err.msg);
+    return opts;
+}
+
+static void check_with(const char *method, int bits, const char *opt_name, const char *opt_value) {
     const qa_method *m = qa_method_find(method);
     cr_assert_not_null(m);
     qa_rng *r = qa_rng_new(21);
@@ -29,7 +43,9 @@ static void check(const char *method, int bits) {
     qa_rng_fill_normal(r, b, OUT, 0.1f);
     qa_rng_fill_normal(r, x, M * IN, 1.0f);
     qa_rng_fill_normal(r, w, M * OUT, 1.0f);
-    qa_method_cfg cfg = {.w_bits = bits, .rank = R, .lora_scale = 1.0f}; /* options: the defaults (vmc_alpha 1.5) */
+    /* options: the defaults (vmc_alpha 1.5), or one set */
+    qa_method_cfg cfg = {.w_bits = bits, .rank = R, .lora_scale = 1.0f, .options = options_with(m, opt_name, opt_value)};
+    int additive = opt_name && !strcmp(opt_name, "zero_path") && !strcmp(opt_value, "additive");
     qa_layer_init li = {IN, OUT, W, b, &cfg, r, "t", NULL, NULL};
     void *st = qa_alloc(m->state_size);
     qa_error err = {0, ""};
@@ -61,7 +77,10 @@ static void check(const char *method, int bits) {
             double u = delta[o] + (Rs[o * IN + i] + ba) / D;
             U0[o * IN + i] = u;
             double sl = 0;
-            if (wi != 0) {
+            if (wi == 0 && additive) {
+                double c = nearbyint(ba / dU[o]);
+                sl = (c >= -(1 << (bits - 1)) && c <= (1 << (bits - 1)) - 1) ? 1 : 0;
+            } else if (wi != 0) {
                 if (mul) {
                     double q = nearbyint(u / dU[o]) + zU[o];
                     sl = (q >= 0 && q <= L) ? wi : 0;
@@ -74,6 +93,11 @@ static void check(const char *method, int bits) {
             active += sl != 0;
         }
     cr_assert_gt(active, OUT * IN / 2, "most entries must be adaptable");
+    if (additive) { /* the additive path is exercised: some W_int = 0 entry adapts */
+        int zero_active = 0;
+        for (int k = 0; k < OUT * IN; k++) zero_active += Wr[k] - zero[k / IN] == 0 && slope[k] != 0;
+        cr_assert_gt(zero_active, 0, "no W_int = 0 entry to check at %d bits", bits);
+    }
     /* L_s(A, B) = sum_m sum_o w[m,o] (sum_i x[m,i] W_sur[o,i]) */
     double h = 1e-3;
     for (int p = 0; p < 2; p++)
@@ -116,7 +140,166 @@ static void check(const char *method, int bits) {
     qa_rng_free(r);
 }
 
+static void check(const char *method, int bits) { check_with(method, bits, NULL, NULL); }
+
 Test(intlora, mul_gradients_match_the_ste_surrogate) { check("intlora-mul", 8); }
 Test(intlora, mul_gradients_at_4_bits) { check("intlora-mul", 4); }
 Test(intlora, shift_gradients_match_the_ste_surrogate) { check("intlora-shift", 8); }
 Test(intlora, shift_gradients_at_4_bits) { check("intlora-shift", 4); }
+Test(intlora, mul_additive_zero_path_gradients_match_the_ste_surrogate) {
+    check_with("intlora-mul", 4, "zero_path", "additive");
+    check_with("intlora-mul", 3, "zero_path", "additive");
+}
+
+/* ---- a layer small enough to work out by hand: 2 x 4, 2 bits (L - 1 = 3), rank 1, R = 0 ----
+ *
+ * W = [ 0     0.25  0.5  0.75 ]   row 0: m = 0, M = 0.75: delta = 0.25, z = 0,  W_int = [ 0  1 2 3]
+ *     [-0.5  -0.25  0    0.25 ]   row 1: m = -0.5, M = 0.25: delta = 0.25, z = 2, W_int = [-2 -1 0 1]
+ * (the search's first candidate is exact, score 0, and is kept). R = 0, so R* = 0 and, while B = 0,
+ * U = delta = 0.25 on every entry: both rows are constant at calibration. The fallback gives
+ * dU = 0.25, zU = -1: U_int = clamp(round(U / 0.25) - 1, 0, 3) + 1, W' = 0.25 U_int W_int.
+ * Then A = [0.5 1 -2 0.25], B = [0.6 -0.3]^T:
+ *   row 0: B A = [0.3 0.6 -1.2 0.15], D = [1 1 2 3], U = 0.25 + B A / D = [0.55 0.85 -0.35 0.3]
+ *          U / 0.25 = [2.2 3.4 -1.4 1.2], round - 1 = [1 2 -2 0] (-2 clamped to 0), U_int = [2 3 1 1]
+ *          W' = [0 (W_int = 0), 0.75, 0.5, 0.75]; mask = [0 1 0 1]
+ *   row 1: B A = [-0.15 -0.3 0.6 -0.075], D = [-2 -1 1 1], U = [0.325 0.55 0.85 0.175]
+ *          U / 0.25 = [1.3 2.2 3.4 0.7], round - 1 = [0 1 2 0], U_int = [1 2 3 1]
+ *          W' = [-0.5, -0.5, 0 (W_int = 0), 0.25]; mask = [1 1 0 1]
+ * zero_path = additive, where W_int = 0: c = clamp(round(B A / 0.25), -2, 1):
+ *   row 0 col 0: 0.3 / 0.25 = 1.2 -> 1, W' = 0.25, inside (mask 1)
+ *   row 1 col 2: 0.6 / 0.25 = 2.4 -> 2, clamped to 1, W' = 0.25, outside (mask 0)
+ * With x = I (4 rows) and b = 0, y[m][o] = W'[o][m]; with dy = 1, G_W = 1, so
+ *   dB[o] = sum_j mask[o][j] A[j], dA[j] = sum_o B[o] mask[o][j]:
+ *   none:     dB = [1 + 0.25, 0.5 + 1 + 0.25] = [1.25 1.75]; dA = [-0.3 0.3 0 0.3]
+ *   additive: dB = [0.5 + 1 + 0.25, 1.75] = [1.75 1.75];     dA = [0.6 - 0.3, 0.3, 0, 0.3] = [0.3 0.3 0 0.3]
+ * constant_row = reference: dU = zU = 0 on both (constant) rows: U / 0 = inf, its straight-through
+ *   rounding NaN, and every W' (W_int = 0 entries too: 0 * NaN) is NaN. */
+
+typedef struct {
+    void *st;
+    const qa_method *m;
+    float y[4 * 2];
+    float dA[4], dB[2];
+} hand_layer;
+
+static void hand_run(hand_layer *h, const char *opt_name, const char *opt_value) {
+    static const float W[8] = {0, 0.25f, 0.5f, 0.75f, -0.5f, -0.25f, 0, 0.25f}, bias[2] = {0, 0}, Rz[8] = {0};
+    static const float x[16] = {1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1}, dy[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+    h->m = qa_method_find("intlora-mul");
+    qa_rng *r = qa_rng_new(3);
+    qa_method_cfg cfg = {.w_bits = 2, .rank = 1, .lora_scale = 1.0f, .options = options_with(h->m, opt_name, opt_value)};
+    qa_layer_init li = {4, 2, W, bias, &cfg, r, "hand", Rz, NULL};
+    h->st = qa_alloc(h->m->state_size);
+    qa_error err = {0, ""};
+    cr_assert_eq(h->m->init(h->st, &li, &err), 0, "%s", err.msg);
+    h->m->forward(h->st, x, h->y, 4); /* calibration, B = 0 */
+    qa_param ps[2];
+    cr_assert_eq(h->m->params(h->st, ps, 2), 2);
+    const float A[4] = {0.5f, 1.0f, -2.0f, 0.25f}, B[2] = {0.6f, -0.3f};
+    memcpy(ps[0].data, A, sizeof A);
+    memcpy(ps[1].data, B, sizeof B);
+    memset(ps[0].grad, 0, sizeof(float) * 4);
+    memset(ps[1].grad, 0, sizeof(float) * 2);
+    h->m->forward(h->st, x, h->y, 4);
+    h->m->backward(h->st, dy, NULL, 4);
+    memcpy(h->dA, ps[0].grad, sizeof h->dA);
+    memcpy(h->dB, ps[1].grad, sizeof h->dB);
+    qa_rng_free(r);
+}
+
+static void hand_free(hand_layer *h) {
+    h->m->destroy(h->st);
+    qa_free(h->st);
+}
+
+static void expect_hand(const hand_layer *h, const float Wp[8], const float dA[4], const float dB[2], const char *what) {
+    for (int m = 0; m < 4; m++)
+        for (int o = 0; o < 2; o++)
+            cr_expect(fabsf(h->y[m * 2 + o] - Wp[o * 4 + m]) < 1e-6f, "%s: W'[%d][%d] = %g, by hand %g", what, o, m, h->y[m * 2 + o],
+                      Wp[o * 4 + m]);
+    for (int j = 0; j < 4; j++) cr_expect(fabsf(h->dA[j] - dA[j]) < 1e-6f, "%s: dA[%d] = %g, by hand %g", what, j, h->dA[j], dA[j]);
+    for (int o = 0; o < 2; o++) cr_expect(fabsf(h->dB[o] - dB[o]) < 1e-6f, "%s: dB[%d] = %g, by hand %g", what, o, h->dB[o], dB[o]);
+}
+
+Test(intlora, hand_case_default_fallback) {
+    hand_layer h;
+    hand_run(&h, NULL, NULL);
+    const float Wp[8] = {0, 0.75f, 0.5f, 0.75f, -0.5f, -0.5f, 0, 0.25f};
+    expect_hand(&h, Wp, (const float[]){-0.3f, 0.3f, 0, 0.3f}, (const float[]){1.25f, 1.75f}, "zero_path = none");
+    qa_named_tensor t[16];
+    int nt = h.m->inspect(h.st, t, 16);
+    const float *dU = find(t, nt, "U_delta")->f32, *zU = find(t, nt, "U_zero_point")->f32;
+    for (int o = 0; o < 2; o++) cr_expect(dU[o] == 0.25f && zU[o] == -1.f, "row %d: dU %g zU %g, want 0.25, -1", o, dU[o], zU[o]);
+    hand_free(&h);
+}
+
+Test(intlora, hand_case_additive_zero_path) {
+    hand_layer h;
+    hand_run(&h, "zero_path", "additive");
+    const float Wp[8] = {0.25f, 0.75f, 0.5f, 0.75f, -0.5f, -0.5f, 0.25f, 0.25f};
+    expect_hand(&h, Wp, (const float[]){0.3f, 0.3f, 0, 0.3f}, (const float[]){1.75f, 1.75f}, "zero_path = additive");
+    /* merged integers: c where W_int = 0, U_int W_int elsewhere; one scale dU per row */
+    qa_deployed d;
+    qa_error err = {0, ""};
+    cr_assert_eq(h.m->merge(h.st, &d, &err), 0, "%s", err.msg);
+    const int32_t want[8] = {1, 3, 2, 3, -2, -2, 1, 1};
+    for (int k = 0; k < 8; k++) cr_expect_eq(d.w_int[k], want[k], "w_int[%d] = %d, by hand %d", k, d.w_int[k], want[k]);
+    /* the stored form: c + 2^(N-1) = 3 in U's code slot where W_round = z, and add_zero = 2 */
+    const qa_stored_tensor *u = NULL, *az = NULL;
+    for (int i = 0; i < d.n_stored; i++) {
+        if (!strcmp(d.stored[i].name, "u_codes")) u = &d.stored[i];
+        if (!strcmp(d.stored[i].name, "add_zero")) az = &d.stored[i];
+    }
+    cr_assert(u && az, "u_codes and add_zero stored");
+    cr_expect_eq(az->i32[0], 2);
+    cr_expect_eq(u->i32[0], 3, "row 0 col 0: c = 1 stored as 3, got %d", u->i32[0]);
+    cr_expect_eq(u->i32[6], 3, "row 1 col 2: c = 1 stored as 3, got %d", u->i32[6]);
+    cr_expect(fabs(d.bits_per_weight - (2 * 2 + 3 * 32.0 / 4)) < 1e-12, "no extra bits per weight: %g", d.bits_per_weight);
+    /* the update energy lost on W_int = 0 entries: what the codes miss, (0.3 - 0.25)^2 + (0.6 - 0.25)^2 */
+    cr_expect(fabs(d.stat_num[1] - (0.05 * 0.05 + 0.35 * 0.35)) < 1e-6, "lost %g", d.stat_num[1]);
+    qa_deployed_free(&d);
+    hand_free(&h);
+}
+
+Test(intlora, hand_case_reference_constant_row_is_nan_and_does_not_merge) {
+    hand_layer h;
+    hand_run(&h, "constant_row", "reference");
+    for (int k = 0; k < 8; k++) cr_expect(isnan(h.y[k]), "y[%d] = %g, the reference's weight is NaN", k, h.y[k]);
+    qa_named_tensor t[16];
+    int nt = h.m->inspect(h.st, t, 16);
+    const float *dU = find(t, nt, "U_delta")->f32, *zU = find(t, nt, "U_zero_point")->f32;
+    for (int o = 0; o < 2; o++) cr_expect(dU[o] == 0.f && zU[o] == 0.f, "row %d keeps the reference's dU = zU = 0", o);
+    qa_deployed d;
+    qa_error err = {0, ""};
+    cr_expect_neq(h.m->merge(h.st, &d, &err), 0, "a NaN layer has no integer form");
+    cr_expect(strstr(err.msg, "constant_row = reference") != NULL, "%s", err.msg);
+    hand_free(&h);
+}
+
+/* On rows that are not constant (R ~ Laplace), the reference's rule never applies: the same layer. */
+Test(intlora, reference_constant_row_changes_nothing_when_no_row_is_constant) {
+    const qa_method *m = qa_method_find("intlora-mul");
+    float y[2][M * OUT];
+    for (int v = 0; v < 2; v++) {
+        qa_rng *r = qa_rng_new(5);
+        float W[OUT * IN], b[OUT], x[M * IN];
+        qa_rng_fill_normal(r, W, OUT * IN, 0.3f);
+        qa_rng_fill_normal(r, b, OUT, 0.1f);
+        qa_rng_fill_normal(r, x, M * IN, 1.0f);
+        qa_method_cfg cfg = {.w_bits = 4, .rank = R, .lora_scale = 1.0f,
+                             .options = options_with(m, "constant_row", v ? "reference" : "fallback")};
+        qa_layer_init li = {IN, OUT, W, b, &cfg, r, "t", NULL, NULL};
+        void *st = qa_alloc(m->state_size);
+        qa_error err = {0, ""};
+        cr_assert_eq(m->init(st, &li, &err), 0, "%s", err.msg);
+        m->forward(st, x, y[v], M);
+        qa_param ps[2];
+        m->params(st, ps, 2);
+        qa_rng_fill_normal(r, ps[1].data, ps[1].n, 0.05f);
+        m->forward(st, x, y[v], M);
+        m->destroy(st);
+        qa_free(st);
+        qa_rng_free(r);
+    }
+    for (int k = 0; k < M * OUT; k++) cr_expect(isfinite(y[1][k]) && y[0][k] == y[1][k], "y[%d]: %g vs %g", k, y[0][k], y[1][k]);
+}
