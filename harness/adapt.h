@@ -51,6 +51,8 @@ typedef struct {
  * Free the plan with adapt_plan_free. */
 int adapt_plan(const qa_recipe *r, qa_sweep_plan *plan, qa_error *err);
 void adapt_plan_free(qa_sweep_plan *plan);
+/* 1 when final run i is the first final run of its cell (runs [0, i) hold no other). */
+int adapt_plan_first_of_cell(const qa_sweep_plan *plan, int i);
 /* What a dry run prints: the counts by role, then every run (tuning runs as tune/<id>); with a
  * shard (NULL: all), only the runs it owns. */
 void adapt_plan_print(const qa_sweep_plan *plan, const char *recipe_path, const qa_shard *shard, FILE *out);
@@ -58,6 +60,9 @@ void adapt_plan_print(const qa_sweep_plan *plan, const char *recipe_path, const 
  * chosen (a diverged or unscored tuning run); an exact tie goes to the smaller rate. Returns its
  * index, or -1 when every score is NAN. */
 int adapt_choose_rate(const double *mean_score, int n, int lower_is_better);
+/* Choose each cell's rate from the tuning runs' files in out_dir/tune (so a resumed sweep
+ * chooses the same), give it to the cell's final runs, and write out_dir/tune/rates.csv. */
+int qa_tune_apply(qa_sweep_plan *plan, const char *out_dir, qa_error *err);
 /* Run every unfinished run of the recipe into out_dir. Returns 0 when all runs finished (a run
  * recorded as diverged counts as finished), QA_ERR_RUN when any run could not be completed. */
 int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err);

@@ -3,6 +3,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -538,4 +539,13 @@ int recipe_line(const qa_recipe *r, const char *section, const char *key) {
     for (int i = 0; i < r->n_entries; i++)
         if (r->entries[i].spec == idx) return r->entries[i].line;
     return 0;
+}
+
+int recipe_key_fail(const qa_recipe *r, const char *section, const char *key, qa_error *err, const char *fmt, ...) {
+    char what[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    return qa_fail(err, QA_ERR_INPUT, "%s:%d: [%s] %s: %s", recipe_path(r), recipe_line(r, section, key), section, key, what);
 }

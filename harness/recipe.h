@@ -33,6 +33,10 @@ double recipe_float(const qa_recipe *r, const char *section, const char *key);
 int recipe_has(const qa_recipe *r, const char *section, const char *key); /* set explicitly */
 /* The line a key is set on (0: not set), for errors found after parsing. */
 int recipe_line(const qa_recipe *r, const char *section, const char *key);
+/* A recipe error at the line of [section] key: "<file>:<line>: [section] key: <what>"; returns
+ * QA_ERR_INPUT. */
+int recipe_key_fail(const qa_recipe *r, const char *section, const char *key, qa_error *err, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
 /* Values of a method option set in [adapt]; 0 when the recipe does not set it (the methods'
  * defaults apply). */
 int recipe_option_values(const qa_recipe *r, const char *key, const char *const **vals);

@@ -1,0 +1,106 @@
+/* The tuning stage's choice: each cell's learning rate from its tuning runs' files (declared in
+ * adapt.h; the stage itself is described there). */
+#include "harness/adapt.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness/runs.h"
+
+int adapt_choose_rate(const double *mean_score, int n, int lower_is_better) {
+    int best = -1;
+    for (int k = 0; k < n; k++) {
+        if (isnan(mean_score[k])) continue;
+        double gain = best < 0 ? 1 : (lower_is_better ? mean_score[best] - mean_score[k] : mean_score[k] - mean_score[best]);
+        if (gain > 0) best = k; /* strictly better: a tie keeps the smaller rate */
+    }
+    return best;
+}
+
+/* A tuning run's validation score: the metric of its deployed model (the INT deploy at W bits >
+ * 0, else the FP one); NAN when it diverged or was not scored. */
+static double validation_score(const qa_run_record *rec, qa_tune_metric metric) {
+    if (strcmp(rec->status, "done") != 0) return NAN;
+    const char *variant = rec->w_bits > 0 ? "int" : "fp";
+    for (int v = 0; v < rec->n_eval; v++) {
+        const qa_run_eval *e = &rec->eval[v];
+        if (strcmp(e->variant, variant) != 0) continue;
+        const double by_metric[QA_TUNE_METRIC_COUNT] = {e->heldout_loss, e->subject_fidelity, e->style_score, e->fid};
+        return by_metric[metric] >= 0 && isfinite(by_metric[metric]) ? by_metric[metric] : NAN;
+    }
+    return NAN;
+}
+
+/* Mean validation score of each rate of cell f over the tuning seeds (NAN: a rate with a
+ * diverged or unscored run). A tuning run without a file is an error. */
+static int cell_scores(const qa_sweep_plan *plan, int f, const qa_run_record *recs, int n_recs, double *mean, qa_error *err) {
+    const qa_tune_spec *t = &plan->tune;
+    for (int k = 0; k < t->n_rates; k++) mean[k] = 0;
+    for (int i = 0; i < plan->n; i++) {
+        const qa_run_spec *x = &plan->runs[i];
+        if (x->role != QA_RUN_TUNING || strcmp(x->cell, plan->runs[f].cell) != 0) continue;
+        int k = 0, j = 0;
+        while (t->rates[k] != x->lr_multiplier) k++;
+        while (j < n_recs && strcmp(recs[j].id, x->id) != 0) j++;
+        if (j == n_recs) return qa_fail(err, QA_ERR_RUN, "tuning run tune/%s has no result: its cell's rate cannot be chosen", x->id);
+        mean[k] += validation_score(&recs[j], t->metric) / t->n_seeds;
+    }
+    return QA_OK;
+}
+
+/* One line of <out>/tune/rates.csv per rate of the cell. */
+static void write_cell_rates(FILE *csv, const qa_sweep_plan *plan, int f, const double *mean, int best) {
+    const qa_run_spec *x = &plan->runs[f];
+    for (int k = 0; k < plan->tune.n_rates; k++)
+        fprintf(csv, "%s,%s,%g,%g,%d,%.9g,%d\n", x->cell, qa_tune_metric_names[plan->tune.metric], plan->tune.rates[k],
+                plan->tune.rates[k] * x->method->reference_lr, plan->tune.n_seeds, mean[k], k == best);
+}
+
+/* Choose each cell's rate from its tuning runs and give it to the cell's final runs. */
+static int choose_rates(qa_sweep_plan *plan, const qa_run_record *recs, int n_recs, FILE *csv, qa_error *err) {
+    const qa_tune_spec *t = &plan->tune;
+    const int lower_is_better = t->metric == QA_TUNE_HELDOUT_LOSS || t->metric == QA_TUNE_FID;
+    double mean[QA_MAX_TUNE_RATES];
+    for (int f = 0; f < plan->n; f++) {
+        if (plan->runs[f].role != QA_RUN_FINAL || !adapt_plan_first_of_cell(plan, f)) continue;
+        int rc = cell_scores(plan, f, recs, n_recs, mean, err);
+        if (rc) return rc;
+        int best = adapt_choose_rate(mean, t->n_rates, lower_is_better);
+        write_cell_rates(csv, plan, f, mean, best);
+        if (best < 0) return qa_fail(err, QA_ERR_RUN, "%s: every rate of the tuning grid diverged", plan->runs[f].cell);
+        const double lr = t->rates[best] * plan->runs[f].method->reference_lr;
+        fprintf(stderr, "tuned %s: lr %g (x%g of its reference; %s %.4g)%s\n", plan->runs[f].cell, lr, t->rates[best],
+                qa_tune_metric_names[t->metric], mean[best],
+                t->n_rates > 2 && (best == 0 || best == t->n_rates - 1) ? " -- at the edge of the grid: widen it" : "");
+        for (int i = f; i < plan->n; i++)
+            if (plan->runs[i].role == QA_RUN_FINAL && !strcmp(plan->runs[i].cell, plan->runs[f].cell)) {
+                plan->runs[i].train.lr = (float)lr;
+                plan->runs[i].lr_multiplier = t->rates[best];
+            }
+    }
+    return QA_OK;
+}
+
+/* The tuning stage's choice, from the tuning runs' files (so a resumed sweep chooses the same);
+ * every rate's mean score and the choice go to <out>/tune/rates.csv. */
+int qa_tune_apply(qa_sweep_plan *plan, const char *out_dir, qa_error *err) {
+    size_t len = strlen(out_dir) + 32;
+    char *dir = qa_alloc(len), *csv_path = qa_alloc(len), *tmp = qa_alloc(len + 8);
+    snprintf(dir, len, "%s/tune", out_dir);
+    snprintf(csv_path, len, "%s/rates.csv", dir);
+    snprintf(tmp, len + 8, "%s.partial", csv_path);
+    qa_run_record *recs = NULL;
+    int n_recs = 0, rc = runs_load(dir, &recs, &n_recs, err);
+    FILE *csv = rc ? NULL : fopen(tmp, "w");
+    if (!rc && !csv) rc = qa_fail(err, QA_ERR_RUN, "cannot write %s", tmp);
+    if (!rc) {
+        fprintf(csv, "cell,metric,lr_multiplier,learning_rate,seeds,mean_score,chosen\n");
+        rc = choose_rates(plan, recs, n_recs, csv, err);
+        if (fclose(csv) != 0 && !rc) rc = qa_fail(err, QA_ERR_RUN, "cannot write %s", tmp);
+        if (!rc && rename(tmp, csv_path) != 0) rc = qa_fail(err, QA_ERR_RUN, "cannot rename %s", tmp);
+    }
+    runs_free(recs, n_recs);
+    qa_free(dir); qa_free(csv_path); qa_free(tmp);
+    return rc;
+}
