@@ -296,6 +296,7 @@ const qa_method qa_method_irqlora = {
     .summary = "IR-QLoRA: LoRA over an entropy-calibrated (ICQ) INT base with elastic pooling/repeat paths (IEC); "
                "deploys FP merge, INT PTQ, and ICQ re-quantization (\"icq\")",
     .version = 1,
+    .reference_lr = QA_ADAPTER_REFERENCE_LR, /* see registry.h */
     .state_size = sizeof(irqlora_state),
     .init = irqlora_init,
     .forward = irqlora_forward,

@@ -526,6 +526,7 @@ const qa_method qa_method_lqlora = {
     .summary = "LQ-LoRA: factors from the low-rank plus quantized decomposition W ~ Q + L1 L2 (or LoftQ's), trained over "
                "frozen Q; deploys the requantized merge (INT PTQ), Q + FP16 factors (\"q+lr\"), NF4 re-quantization",
     .version = 1,
+    .reference_lr = QA_ADAPTER_REFERENCE_LR, /* see registry.h */
     .state_size = sizeof(lqlora_state),
     .init = lqlora_init,
     .forward = lqlora_forward,

@@ -278,6 +278,7 @@ const qa_method qa_method_lrqat = {
     .summary = "LR-QAT: low-rank term in grid units inside the rounding of an 8-bit fixed-point Phi0; A, B and the scale train; "
                "merges into a pure W-bit weight",
     .version = 1,
+    .reference_lr = QA_ADAPTER_REFERENCE_LR, /* see registry.h */
     .state_size = sizeof(lrqat_state),
     .init = lrqat_init,
     .forward = lrqat_forward,

@@ -273,6 +273,7 @@ const qa_method qa_method_peqa = {
     .name = "peqa",
     .summary = "PEQA: frozen per-channel (or per-group) INT-N codes, only the scales train; deploys the codes with the new scales, no PTQ",
     .version = 1,
+    .reference_lr = QA_ADAPTER_REFERENCE_LR, /* see registry.h */
     .state_size = sizeof(peqa_state),
     .init = peqa_init,
     .forward = peqa_forward,
