@@ -249,10 +249,12 @@ static char *run_file(const char *out_dir, const qa_run_spec *run) {
     return p;
 }
 
-/* Runs still to do (*pending); a finished run made by another recipe is an error. */
-static int count_pending(const qa_recipe *r, const qa_sweep_plan *plan, const char *out_dir, int *pending, qa_error *err) {
+/* Runs of the shard still to do (*pending); a finished run made by another recipe is an error. */
+static int count_pending(const qa_recipe *r, const qa_sweep_plan *plan, const qa_shard *shard, const char *out_dir,
+                         int *pending, qa_error *err) {
     *pending = 0;
     for (int i = 0; i < plan->n; i++) {
+        if (!qa_shard_owns(shard, i)) continue;
         char *p = run_file(out_dir, &plan->runs[i]);
         int rc = QA_OK;
         if (qa_file_exists(p)) rc = check_same_recipe(r, p, err);
@@ -273,60 +275,167 @@ static const qa_task *task_of(sweep_env *e, const qa_sweep_settings *s, long see
     return t;
 }
 
-static int sweep_locked(const qa_recipe *r, const char *out_dir, qa_error *err);
+/* One process's side of a sweep: its plan, what it loaded (on its first unfinished run), and
+ * its progress. Under a shared plan, rank 0 calls run_owned from its second thread while the
+ * main thread only talks to the other ranks: one thread at a time touches this. */
+typedef struct {
+    const qa_recipe *r;
+    const char *out_dir;
+    qa_sweep_plan plan;
+    const qa_shard *shard;
+    sweep_env e;
+    int loaded, load_rc;
+    qa_error load_err;
+    qa_task *tasks;
+    int n_tasks, done, skipped, input_failed;
+    qa_progress prog;
+} sweep_state;
+
+/* qa_run_index_fn over the shard's runs: local index k is plan index shard.rank + k * shard.count.
+ * A run finished already (a resumed sweep) is skipped; a run that fails does not stop the
+ * others, except that after a bad-input failure (the same for every run) the rest are not tried. */
+static int run_owned(void *ctx, int k, qa_error *err) {
+    sweep_state *st = ctx;
+    const qa_run_spec *run = &st->plan.runs[st->shard->rank + k * st->shard->count];
+    char *p = run_file(st->out_dir, run);
+    int finished = qa_file_exists(p);
+    qa_free(p);
+    if (finished) { st->skipped++; return QA_OK; }
+    if (st->input_failed) return qa_fail(err, QA_ERR_INPUT, "%s not run: an earlier run failed on bad input", run->id);
+    if (!st->loaded) {
+        st->loaded = 1;
+        st->load_rc = sweep_load(&st->plan.settings, &st->e, &st->load_err);
+        st->tasks = qa_alloc(sizeof(qa_task) * (size_t)st->plan.n);
+    }
+    if (st->load_rc) {
+        st->input_failed = st->load_rc == QA_ERR_INPUT;
+        return qa_fail(err, st->load_rc, "%s", st->load_err.msg);
+    }
+    const qa_task *t = task_of(&st->e, &st->plan.settings, run->seed, st->tasks, &st->n_tasks);
+    int diverged = 0;
+    double t0 = qa_now();
+    int rc = qa_run_one(&st->e.env, run, t, st->out_dir, &diverged, err);
+    st->done++;
+    if (rc) {
+        fprintf(stderr, "run %s failed%s%s: %s\n", run->id, st->prog.who[0] ? " on" : "", st->prog.who, err->msg);
+        st->input_failed = rc == QA_ERR_INPUT;
+        /* the message that travels to rank 0 names the run */
+        qa_error named = *err;
+        snprintf(err->msg, sizeof err->msg, "%s: %.*s", run->id, (int)sizeof err->msg - 200, named.msg);
+    } else {
+        progress_log(&st->prog, st->done, "%s %s in %.0fs", run->id, diverged ? "diverged" : "done", qa_now() - t0);
+    }
+    return rc;
+}
+
+static void sweep_state_free(sweep_state *st) {
+    if (st->loaded) {
+        for (int j = 0; j < st->n_tasks; j++) qa_task_free(&st->tasks[j]);
+        qa_free(st->tasks);
+        if (!st->load_rc) sweep_unload(&st->e);
+    }
+    adapt_plan_free(&st->plan);
+}
+
+/* The first failure's code in the outcomes (bad input before a failed run), or QA_OK. */
+static int failure_code(const qa_run_outcome *outcomes, int n, int input_failed) {
+    for (int k = 0; k < n; k++)
+        if (outcomes[k].status == QA_RUN_FAILED) return input_failed ? QA_ERR_INPUT : QA_ERR_RUN;
+    return QA_OK;
+}
+
+int adapt_sweep_sched(const qa_recipe *r, const char *out_dir, int wait, const qa_sweep_sched *sched, qa_error *err) {
+    qa_sweep_sched alone = {.shard = qa_shard_whole(), .rank = 0, .size = 1};
+    if (!sched) sched = &alone;
+    const int shared = sched->share && sched->size > 1;
+    sweep_state st;
+    memset(&st, 0, sizeof st);
+    st.r = r;
+    st.out_dir = out_dir;
+    st.shard = &sched->shard;
+    int n = adapt_plan(r, &st.plan, err);
+    if (n < 0) return n;
+    const int n_owned = qa_shard_size(&sched->shard, n);
+    /* rank 0 (or the one process) locks the folder and counts what is left; every rank then
+     * hears whether it may start */
+    qa_lock *lock = NULL;
+    int pending = 0, rc = QA_OK;
+    if (sched->rank == 0) {
+        rc = qa_lock_acquire_shard(out_dir, sched->shard.rank, sched->shard.count, wait, &lock, err);
+        if (!rc) rc = count_pending(r, &st.plan, &sched->shard, out_dir, &pending, err);
+    }
+    if (shared) {
+        int rank0 = sched->agree(sched->ctx, rc);
+        if (rank0 && sched->rank != 0)
+            rc = qa_fail(err, rank0, "rank %d: rank 0 could not start the sweep (its message says why)", sched->rank);
+    }
+    if (rc) { qa_lock_release(lock); adapt_plan_free(&st.plan); return rc; }
+    char who[64] = "";
+    if (sched->shard.count > 1) snprintf(who, sizeof who, " shard %d/%d", sched->shard.rank, sched->shard.count);
+    if (shared) snprintf(who + strlen(who), sizeof who - strlen(who), " rank %d/%d", sched->rank, sched->size);
+    if (sched->rank == 0) {
+        fprintf(stderr, "%s: %d runs", recipe_path(r), n);
+        if (sched->shard.count > 1) fprintf(stderr, ", %d in shard %d/%d (%s)", n_owned, sched->shard.rank,
+                                            sched->shard.count, sched->shard.source);
+        fprintf(stderr, ", %d finished already, %d to do%s -> %s\n", n_owned - pending, pending,
+                shared ? (sched->size > 1 ? " over the ranks" : "") : "", out_dir);
+    }
+    if (!shared && pending == 0) { qa_lock_release(lock); adapt_plan_free(&st.plan); return QA_OK; }
+    if (sched->rank == 0 && pending > 0) { /* a missing checkpoint is bad input, said once, before any run */
+        st.loaded = 1;
+        st.load_rc = sweep_load(&st.plan.settings, &st.e, &st.load_err);
+        st.tasks = qa_alloc(sizeof(qa_task) * (size_t)n);
+        if (st.load_rc && !shared) {
+            *err = st.load_err;
+            rc = st.load_rc;
+            sweep_state_free(&st);
+            qa_lock_release(lock);
+            return rc;
+        }
+    }
+    /* under a shared plan every rank's count is its own; the ETA assumes the ranks keep pace */
+    progress_begin(&st.prog, "sweep", pending > 0 ? pending : n_owned);
+    progress_share(&st.prog, who, shared ? sched->size : 1);
+    qa_run_outcome *outcomes = qa_alloc(sizeof(qa_run_outcome) * (size_t)(n_owned > 0 ? n_owned : 1));
+    if (shared) {
+        rc = sched->share(sched->ctx, n_owned, run_owned, &st, outcomes, err);
+    } else {
+        qa_shard whole = qa_shard_whole();
+        rc = qa_shard_run(&whole, n_owned, run_owned, &st, outcomes, err);
+    }
+    progress_end(&st.prog);
+    /* outcome indices are the shard's: say them as plan indices and run ids */
+    if (rc == QA_ERR_RUN && sched->rank == 0) {
+        int failed = 0;
+        for (int k = 0; k < n_owned; k++) failed += outcomes[k].status == QA_RUN_FAILED;
+        if (failed) {
+            int code = failure_code(outcomes, n_owned, st.input_failed);
+            char list[768] = "";
+            size_t used = 0;
+            for (int k = 0, named = 0; k < n_owned && named < 3; k++) {
+                if (outcomes[k].status != QA_RUN_FAILED) continue;
+                named++;
+                char where[32] = "";
+                if (shared) snprintf(where, sizeof where, " on rank %d", outcomes[k].rank);
+                used += (size_t)snprintf(list + used, sizeof list - used, "%s run %d%s, %.300s", named > 1 ? ";" : "",
+                                         sched->shard.rank + k * sched->shard.count, where, outcomes[k].msg);
+                if (used >= sizeof list) break;
+            }
+            qa_fail(err, code, "%d of %d runs failed (see the messages above):%s%s", failed, pending, list,
+                    failed > 3 ? "; ..." : "");
+            rc = code;
+        }
+    }
+    qa_free(outcomes);
+    sweep_state_free(&st);
+    qa_lock_release(lock);
+    return rc;
+}
 
 /* One sweep per folder (a second one truncated this one's files): the lock is held around the
  * whole sweep, and its release syncs the folder, where the finished runs were renamed. */
 int adapt_sweep_wait(const qa_recipe *r, const char *out_dir, int wait, qa_error *err) {
-    qa_lock *lock;
-    int rc = qa_lock_acquire(out_dir, wait, &lock, err);
-    if (rc == 0) { rc = sweep_locked(r, out_dir, err); qa_lock_release(lock); }
-    return rc;
+    return adapt_sweep_sched(r, out_dir, wait, NULL, err);
 }
 
 int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err) { return adapt_sweep_wait(r, out_dir, 0, err); }
-
-static int sweep_locked(const qa_recipe *r, const char *out_dir, qa_error *err) {
-    qa_sweep_plan plan;
-    int n = adapt_plan(r, &plan, err);
-    if (n < 0) return n;
-    int pending = 0, rc = qa_mkdir_p(out_dir, err);
-    if (!rc) rc = count_pending(r, &plan, out_dir, &pending, err);
-    if (rc) { adapt_plan_free(&plan); return rc; }
-    fprintf(stderr, "%s: %d runs, %d finished already, %d to do -> %s\n", recipe_path(r), n, n - pending, pending, out_dir);
-    if (pending == 0) { adapt_plan_free(&plan); return QA_OK; }
-    sweep_env e;
-    rc = sweep_load(&plan.settings, &e, err);
-    if (rc) { adapt_plan_free(&plan); return rc; }
-    qa_task *tasks = qa_alloc(sizeof(qa_task) * (size_t)n);
-    int n_tasks = 0, failed = 0, done = 0;
-    qa_progress prog;
-    progress_begin(&prog, "sweep", pending);
-    for (int i = 0; i < n && !rc; i++) {
-        const qa_run_spec *run = &plan.runs[i];
-        char *p = run_file(out_dir, run);
-        int finished = qa_file_exists(p);
-        qa_free(p);
-        if (finished) continue;
-        const qa_task *t = task_of(&e, &plan.settings, run->seed, tasks, &n_tasks);
-        int diverged = 0;
-        double t0 = qa_now();
-        qa_error run_err = {0, ""};
-        int rrc = qa_run_one(&e.env, run, t, out_dir, &diverged, &run_err);
-        done++;
-        if (rrc) {
-            failed++;
-            fprintf(stderr, "run %s failed: %s\n", run->id, run_err.msg);
-            if (rrc == QA_ERR_INPUT) { *err = run_err; rc = rrc; }
-        } else {
-            progress_log(&prog, done, "%s %s in %.0fs", run->id, diverged ? "diverged" : "done", qa_now() - t0);
-        }
-    }
-    progress_end(&prog);
-    for (int j = 0; j < n_tasks; j++) qa_task_free(&tasks[j]);
-    qa_free(tasks);
-    sweep_unload(&e);
-    adapt_plan_free(&plan);
-    if (!rc && failed) rc = qa_fail(err, QA_ERR_RUN, "%d of %d runs failed (see the messages above)", failed, pending);
-    return rc;
-}

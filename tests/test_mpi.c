@@ -1,7 +1,9 @@
-/* Sharded and MPI sweeps through the qadapt command (QADAPT_BIN): `run --dry-run --shard`, the
- * shard environment, the MPI driver and gradient sum under `mpirun -np 2` (MPIRUN; the test
+/* Sharded and MPI sweeps through the qadapt command (QADAPT_BIN): `run --shard` (the plan, and
+ * real sweeps of two concurrent shards against one process), the shard environment, the folder
+ * lock of shards, the MPI driver, gradient sum and a sweep under `mpirun -np 2` (MPIRUN; the test
  * binary itself never initialises MPI; QADAPT_HAS_MPI says whether the build has MPI), and
- * scripts/slurm-sweep.sbatch with a stand-in sbatch (no Slurm daemon needed). */
+ * scripts/slurm-sweep.sbatch with a stand-in sbatch (no Slurm daemon needed). The run files are
+ * compared with the runs reader (the library, which never touches MPI). */
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +11,8 @@
 #include <sys/stat.h>
 
 #include "common.h"
+#include "harness/lock.h"
+#include "harness/runs.h"
 
 static char out_buf[65536];
 
@@ -76,11 +80,125 @@ Test(shard_cli, environment_shard_and_its_disagreement) {
     cr_expect(strstr(out_buf, "disagrees with the environment") != NULL, "%s", out_buf);
 }
 
-Test(shard_cli, a_real_run_of_a_shard_is_refused_until_the_sweep_takes_it) {
+/* ---- real sweeps of a tiny synthetic recipe: a checkpoint and an evaluator made by the command ---- */
+
+static char sweep_dir[128];
+
+static int run_in(const char *env, const char *fmt, const char *arg) {
     char args[1024];
-    snprintf(args, sizeof args, "run %s --out /tmp/qa-never-written --shard 0/2", recipe());
-    cr_expect_eq(run_env("", args), 2, "%s", out_buf);
-    cr_expect(strstr(out_buf, "the sweep does not take a shard yet") != NULL, "%s", out_buf);
+    snprintf(args, sizeof args, fmt, sweep_dir, sweep_dir, arg);
+    return run_env(env, args);
+}
+
+/* sweep_dir/{dit,ev}.h5 from tiny synthetic recipes, and the 8-run adapt recipe sweep_dir/ad.recipe. */
+static void make_tiny_sweep(void) {
+    make_tmpdir(sweep_dir, sizeof sweep_dir, "sweep");
+    char path[256], text[2048];
+    snprintf(path, sizeof path, "%s/pre.recipe", sweep_dir);
+    write_text_file(path, "[job]\nkind = pretrain\n[data]\nsynthetic = 1\n[model]\ndim = 16\ndepth = 1\nheads = 2\n"
+                          "patch = 7\nmlp_ratio = 2\n[train]\nsteps = 10\nbatch = 8\nlr = 1e-3\nlog_every = 5\n");
+    snprintf(path, sizeof path, "%s/ev.recipe", sweep_dir);
+    write_text_file(path, "[job]\nkind = evaluator\n[data]\nsynthetic = 1\n[train]\nsteps = 2\nbatch = 8\nlog_every = 1\n");
+    snprintf(path, sizeof path, "%s/ad.recipe", sweep_dir);
+    snprintf(text, sizeof text,
+             "[job]\nkind = adapt\n[data]\nsynthetic = 1\n[model]\ncheckpoint = %s/dit.h5\nevaluator = %s/ev.h5\n"
+             "[adapt]\nmethod = [lora, qlora]\nbits = [fp, w8a8]\nrank = 2\nseed = [0, 1]\nimages = 3\nprior_images = 4\n"
+             "[train]\nsteps = 3\nbatch = 4\nlr = 1e-3\n"
+             "[eval]\nsamples = 2\nddim_steps = 2\nloss_images = 4\nloss_draws = 1\nprior_samples = 0\n",
+             sweep_dir, sweep_dir);
+    write_text_file(path, text);
+    cr_assert_eq(run_in("", "run %s/pre.recipe --out %s/dit.h5%s", ""), 0, "%s", out_buf);
+    cr_assert_eq(run_in("", "run %s/ev.recipe --out %s/ev.h5%s", ""), 0, "%s", out_buf);
+}
+
+static void remove_tiny_sweep(void) { rm_rf_dir(sweep_dir); }
+
+/* The run files of folders a and b carry the same runs and the same numbers: every evaluated
+ * metric, the held-out loss per image, and the training curve's step, loss, lr and gradient norm,
+ * bit for bit (timings, creation time, host and kernel lists aside). */
+static void expect_same_runs(const char *a, const char *b) {
+    qa_run_record *ra, *rb;
+    int na, nb;
+    qa_error err = {0, ""};
+    cr_assert_eq(runs_load(a, &ra, &na, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(runs_load(b, &rb, &nb, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(na, nb, "%s has %d runs, %s %d", a, na, b, nb);
+    for (int i = 0; i < na; i++) {
+        const qa_run_record *x = &ra[i], *y = &rb[i];
+        cr_assert_str_eq(x->id, y->id);
+        cr_expect_str_eq(x->status, y->status, "%s", x->id);
+        cr_assert_eq(x->n_eval, y->n_eval, "%s", x->id);
+        cr_assert_eq(x->n_train, y->n_train, "%s", x->id);
+        for (int s = 0; s < x->n_train; s++)
+            for (int c = 0; c < 4; c++) /* column 4 is the wall time */
+                cr_expect_eq(x->train[s * 5 + c], y->train[s * 5 + c], "%s: train row %d column %d", x->id, s, c);
+        for (int v = 0; v < x->n_eval; v++) {
+            const qa_run_eval *ex = &x->eval[v], *ey = &y->eval[v];
+            cr_expect_str_eq(ex->variant, ey->variant);
+            cr_expect_eq(ex->heldout_loss, ey->heldout_loss, "%s %s", x->id, ex->variant);
+            cr_expect_eq(ex->subject_fidelity, ey->subject_fidelity, "%s %s", x->id, ex->variant);
+            cr_expect_eq(ex->prompt_fidelity, ey->prompt_fidelity, "%s %s", x->id, ex->variant);
+            cr_expect_eq(ex->diversity, ey->diversity, "%s %s", x->id, ex->variant);
+            cr_expect_eq(ex->style_score, ey->style_score, "%s %s", x->id, ex->variant);
+            cr_expect_eq(ex->bits_per_weight, ey->bits_per_weight, "%s %s", x->id, ex->variant);
+            cr_assert_eq(ex->n_images, ey->n_images);
+            for (int k = 0; k < ex->n_images; k++)
+                cr_expect_eq(ex->heldout_per_image[k], ey->heldout_per_image[k], "%s %s image %d", x->id, ex->variant, k);
+        }
+    }
+    runs_free(ra, na);
+    runs_free(rb, nb);
+}
+
+TestSuite(shard_sweep, .init = make_tiny_sweep, .fini = remove_tiny_sweep);
+
+Test(shard_sweep, two_concurrent_shards_write_the_files_and_numbers_of_one_process, .timeout = 120) {
+    cr_assert_eq(run_in("", "run %s/ad.recipe --out %s/one%s", ""), 0, "%s", out_buf);
+    /* both shards at once, into one folder: each runs its half; the lock lets both in */
+    char cmd[4096];
+    const char *bin = getenv("QADAPT_BIN");
+    snprintf(cmd, sizeof cmd,
+             "cd %s || exit 9; (%s run ad.recipe --out two --shard 0/2 > s0.log 2>&1; echo \"rc $?\" >> s0.log) & "
+             "(%s run ad.recipe --out two --shard 1/2 > s1.log 2>&1; echo \"rc $?\" >> s1.log) & wait; "
+             "cat s0.log s1.log", sweep_dir, bin, bin);
+    capture_command(cmd, out_buf, sizeof out_buf);
+    cr_expect(strstr(out_buf, "8 runs, 4 in shard 0/2 (--shard), 0 finished already, 4 to do") &&
+              strstr(out_buf, "8 runs, 4 in shard 1/2 (--shard), 0 finished already, 4 to do"), "%s", out_buf);
+    cr_expect_eq(count_lines_starting("rc 0"), 2, "%s", out_buf);
+    cr_expect(strstr(out_buf, "sweep shard 1/2 4/4") != NULL, "the progress line names the shard:\n%s", out_buf);
+    char one[256], two[256];
+    snprintf(one, sizeof one, "%s/one", sweep_dir);
+    snprintf(two, sizeof two, "%s/two", sweep_dir);
+    expect_same_runs(one, two);
+    /* the folder reads as one sweep: a rerun of either shard finds its runs finished */
+    cr_expect_eq(run_in("", "run %s/ad.recipe --out %s/two --shard %s", "1/2"), 0, "%s", out_buf);
+    cr_expect(strstr(out_buf, "4 finished already, 0 to do") != NULL, "%s", out_buf);
+    char args[600];
+    snprintf(args, sizeof args, "report %s", two);
+    cr_expect_eq(run_env("", args), 0, "%s", out_buf);
+    cr_expect(strstr(out_buf, "qlora") != NULL, "%s", out_buf);
+}
+
+Test(shard_sweep, the_same_shard_twice_is_refused_another_shard_is_let_in, .timeout = 120) {
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s/locked", sweep_dir);
+    qa_lock *lock;
+    qa_error err = {0, ""};
+    /* this test process holds shard 0/2 of the folder, as a running `run --shard 0/2` would */
+    cr_assert_eq(qa_lock_acquire_shard(dir, 0, 2, 0, &lock, &err), QA_OK, "%s", err.msg);
+    cr_expect_eq(run_in("", "run %s/ad.recipe --out %s/locked --shard %s", "0/2"), 2, "%s", out_buf);
+    cr_expect(strstr(out_buf, ".lock.0-of-2 is held by") && strstr(out_buf, "(shard 0/2)"), "%s", out_buf);
+    cr_expect_eq(run_in("", "run %s/ad.recipe --out %s/locked%s", ""), 2, "a whole-plan sweep waits for no shard: %s",
+                 out_buf);
+    cr_expect(strstr(out_buf, "/.lock is held by") != NULL, "%s", out_buf);
+    cr_expect_eq(run_in("", "run %s/ad.recipe --out %s/locked --shard %s", "1/2"), 0, "%s", out_buf);
+    cr_expect(strstr(out_buf, "4 in shard 1/2") != NULL, "%s", out_buf);
+    qa_lock_release(lock);
+    /* and the other way round: a whole-plan sweep keeps every shard out */
+    cr_assert_eq(qa_lock_acquire(dir, 0, &lock, &err), QA_OK, "%s", err.msg);
+    cr_expect_eq(run_in("", "run %s/ad.recipe --out %s/locked --shard %s", "0/2"), 2, "%s", out_buf);
+    cr_expect(strstr(out_buf, "/.lock is held by") != NULL, "%s", out_buf);
+    qa_lock_release(lock);
 }
 
 /* ---- MPI ---- */
@@ -159,11 +277,41 @@ Test(mpi, a_failed_run_is_named_the_others_finish_and_the_status_says_so, .timeo
               "%s", out_buf);
 }
 
-Test(mpi, a_sweep_under_mpirun_is_refused_until_the_sweep_takes_ranks, .timeout = 60) {
+TestSuite(mpi_sweep, .init = make_tiny_sweep, .fini = remove_tiny_sweep);
+
+Test(mpi_sweep, two_ranks_write_the_files_and_numbers_of_one_process, .timeout = 150) {
+    mpirun_or_skip();
+    cr_assert_eq(run_in("", "run %s/ad.recipe --out %s/one%s", ""), 0, "%s", out_buf);
     char args[1024];
-    snprintf(args, sizeof args, "run %s --out /tmp/qa-never-written", recipe());
-    cr_expect_eq(mpirun2(args), 2, "%s", out_buf);
-    cr_expect(strstr(out_buf, "2 MPI rank(s)") != NULL, "%s", out_buf);
+    snprintf(args, sizeof args, "run %s/ad.recipe --out %s/mpi", sweep_dir, sweep_dir);
+    cr_assert_eq(mpirun2(args), 0, "%s", out_buf);
+    cr_expect(strstr(out_buf, "8 runs, 0 finished already, 8 to do over the ranks") != NULL, "%s", out_buf);
+    cr_expect(strstr(out_buf, "sweep rank 0/2") && strstr(out_buf, "overall ETA"), "%s", out_buf);
+    char one[256], mpi[256];
+    snprintf(one, sizeof one, "%s/one", sweep_dir);
+    snprintf(mpi, sizeof mpi, "%s/mpi", sweep_dir);
+    expect_same_runs(one, mpi);
+}
+
+Test(mpi_sweep, a_failed_run_is_named_the_others_finish_and_the_status_says_so, .timeout = 150) {
+    mpirun_or_skip();
+    /* a folder where one run's partial file cannot be created */
+    char path[512], args[1024];
+    snprintf(path, sizeof path, "%s/bad/lora-w8a8-r2-s0.h5.partial", sweep_dir);
+    char mk[600];
+    snprintf(mk, sizeof mk, "mkdir -p %s", path);
+    cr_assert_eq(system(mk), 0);
+    snprintf(args, sizeof args, "run %s/ad.recipe --out %s/bad", sweep_dir, sweep_dir);
+    cr_expect_eq(mpirun2(args), 1, "%s", out_buf);
+    cr_expect(strstr(out_buf, "1 of 8 runs failed") && strstr(out_buf, "lora-w8a8-r2-s0") && strstr(out_buf, "on rank "),
+              "%s", out_buf);
+    qa_run_record *runs;
+    int n;
+    qa_error err = {0, ""};
+    snprintf(path, sizeof path, "%s/bad", sweep_dir);
+    cr_assert_eq(runs_load(path, &runs, &n, &err), QA_OK, "%s", err.msg);
+    cr_expect_eq(n, 7, "the other runs finished:\n%s", out_buf);
+    runs_free(runs, n);
 }
 
 Test(mpi, without_a_launcher_the_selftest_runs_in_one_process) {
