@@ -133,13 +133,16 @@ static int cmd_run(int argc, char **argv, const qa_mpi_world *world, qa_error *e
         recipe_free(r);
     } else if (rc == 0) {
         const char *kind = recipe_str(r, "job", "kind");
-        /* a single-run job is shard 0's (and rank 0's) alone; the others have nothing to write */
-        int mine = shard.rank == 0 && world->rank == 0;
+        /* a single-run job is shard 0's alone; its MPI ranks all pre-train the denoiser (data
+         * parallel, rank 0 writes), and rank 0 alone trains the evaluator */
+        int mine = shard.rank == 0 && (world->rank == 0 || !strcmp(kind, "pretrain"));
+        qa_grad_reducer reducer;
         if (strcmp(kind, "adapt") && !mine)
             fprintf(stderr, "qadapt: a %s job is one run: shard 0 rank 0 runs it; shard %d/%d rank %d/%d has nothing "
                     "to do\n", kind, shard.rank, shard.count, world->rank, world->size);
         else if (!strcmp(kind, "pretrain"))
-            rc = pretrain_dit(r, out ? out : recipe_str(r, "model", "checkpoint"), err);
+            rc = pretrain_dit(r, out ? out : recipe_str(r, "model", "checkpoint"), qa_mpi_grad_reducer(world, &reducer),
+                              err);
         else if (!strcmp(kind, "evaluator"))
             rc = pretrain_evaluator(r, out ? out : recipe_str(r, "model", "evaluator"), err);
         else
