@@ -41,6 +41,8 @@ static pretrain_spec pretrain_spec_from_recipe(const qa_recipe *r) {
                               .cosine = strcmp(recipe_str(r, "train", "schedule"), "cosine") == 0,
                               .max_seconds = 60.0 * recipe_float(r, "train", "max_minutes"),
                               .inject_nan_step = recipe_int(r, "train", "inject_nan_step")};
+    int rc = qa_dtype_parse(recipe_str(r, "train", "dtype"), &p.train.dtype);
+    QA_ASSERT(rc == QA_OK); /* validated by the recipe parser */
     p.ema_decay = (float)recipe_float(r, "train", "ema");
     p.label_dropout = (float)recipe_float(r, "train", "label_dropout");
     p.seed = (uint64_t)recipe_int(r, "train", "seed");

@@ -56,6 +56,7 @@ int qa_train(qa_dit *m, qa_param *params, int np, const qa_train_spec *spec, con
     float *flat = red ? qa_alloc(sizeof(float) * (n_grads + 2)) : NULL;
     double t0 = qa_now();
     int rc = QA_OK, time_up = 0;
+    dit_set_dtype(m, spec->dtype);
     long step;
     for (step = 0; step < spec->steps && !rc && !time_up; step++) {
         /* alone, stop before the step; ranks agree through the reduction below */
@@ -103,6 +104,7 @@ int qa_train(qa_dit *m, qa_param *params, int np, const qa_train_spec *spec, con
         if (hooks->after_step) rc = hooks->after_step(hooks->ctx, step, loss, cur_lr, gn, err);
     }
     res->steps_done = step;
+    dit_set_dtype(m, QA_DTYPE_F32); /* evaluation and deployment compute in f32 */
     qa_free(xt); qa_free(target); qa_free(pred); qa_free(deps); qa_free(tt); qa_free(labels); qa_free(flat);
     adamw_free(&opt);
     return rc;

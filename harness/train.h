@@ -25,6 +25,10 @@ typedef struct {
      * buffer of every gradient, the loss and a time-limit flag over the ranks. Every rank then
      * takes the same optimizer step. Differences from one process are reduction order only. */
     const qa_grad_reducer *reduce;
+    /* The arithmetic of the matmuls while training ([train] dtype): qa_train sets it on the model
+     * (dit_set_dtype: every plain slot and every method's frozen base product) for the loop, and
+     * sets f32 back when the loop ends, before the caller deploys or evaluates. */
+    qa_dtype dtype;
 } qa_train_spec;
 
 /* Learning rate at a step: linear warm-up, then constant or cosine to 10% at total. */
