@@ -372,13 +372,19 @@ int adapt_sweep_sched(const qa_recipe *r, const char *out_dir, int wait, const q
     if (sched->rank == 0) {
         rc = qa_lock_acquire_shard(out_dir, sched->shard.rank, sched->shard.count, wait, &lock, err);
         if (!rc) rc = count_pending(r, &st.plan, &sched->shard, out_dir, &pending, err);
+        if (!rc && pending > 0) { /* a missing checkpoint is bad input, said once, before any run */
+            st.loaded = 1;
+            st.load_rc = sweep_load(&st.plan.settings, &st.e, &st.load_err);
+            st.tasks = qa_alloc(sizeof(qa_task) * (size_t)n);
+            if (st.load_rc) { *err = st.load_err; rc = st.load_rc; }
+        }
     }
     if (shared) {
         int rank0 = sched->agree(sched->ctx, rc);
         if (rank0 && sched->rank != 0)
             rc = qa_fail(err, rank0, "rank %d: rank 0 could not start the sweep (its message says why)", sched->rank);
     }
-    if (rc) { qa_lock_release(lock); adapt_plan_free(&st.plan); return rc; }
+    if (rc) { sweep_state_free(&st); qa_lock_release(lock); return rc; }
     char who[64] = "";
     if (sched->shard.count > 1) snprintf(who, sizeof who, " shard %d/%d", sched->shard.rank, sched->shard.count);
     if (shared) snprintf(who + strlen(who), sizeof who - strlen(who), " rank %d/%d", sched->rank, sched->size);
@@ -389,19 +395,7 @@ int adapt_sweep_sched(const qa_recipe *r, const char *out_dir, int wait, const q
         fprintf(stderr, ", %d finished already, %d to do%s -> %s\n", n_owned - pending, pending,
                 shared ? (sched->size > 1 ? " over the ranks" : "") : "", out_dir);
     }
-    if (!shared && pending == 0) { qa_lock_release(lock); adapt_plan_free(&st.plan); return QA_OK; }
-    if (sched->rank == 0 && pending > 0) { /* a missing checkpoint is bad input, said once, before any run */
-        st.loaded = 1;
-        st.load_rc = sweep_load(&st.plan.settings, &st.e, &st.load_err);
-        st.tasks = qa_alloc(sizeof(qa_task) * (size_t)n);
-        if (st.load_rc && !shared) {
-            *err = st.load_err;
-            rc = st.load_rc;
-            sweep_state_free(&st);
-            qa_lock_release(lock);
-            return rc;
-        }
-    }
+    if (!shared && pending == 0) { sweep_state_free(&st); qa_lock_release(lock); return QA_OK; }
     /* under a shared plan every rank's count is its own; the ETA assumes the ranks keep pace */
     progress_begin(&st.prog, "sweep", pending > 0 ? pending : n_owned);
     progress_share(&st.prog, who, shared ? sched->size : 1);

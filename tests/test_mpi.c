@@ -417,6 +417,21 @@ Test(mpi_sweep, a_failed_run_is_named_the_others_finish_and_the_status_says_so, 
     runs_free(runs, n);
 }
 
+/* Rank 0 loads what the runs share before any rank starts: a missing checkpoint is bad input,
+ * said once, and no rank runs anything. */
+Test(mpi, a_sweep_without_its_checkpoint_is_bad_input_on_every_rank, .timeout = 60) {
+    mpirun_or_skip();
+    char dir[128], path[256], args[600];
+    make_tmpdir(dir, sizeof dir, "mpi-nockpt");
+    snprintf(path, sizeof path, "%s/x.recipe", dir);
+    write_text_file(path, "[job]\nkind = adapt\n[data]\nsynthetic = 1\n[model]\ncheckpoint = /nonexistent/dit.h5\n");
+    snprintf(args, sizeof args, "run %s --out %s/out", path, dir);
+    cr_expect_eq(mpirun2(args), 2, "%s", out_buf);
+    cr_expect(strstr(out_buf, "/nonexistent/dit.h5") && strstr(out_buf, "pretrain.recipe"), "%s", out_buf);
+    cr_expect(strstr(out_buf, "failed") == NULL, "no run was tried:\n%s", out_buf);
+    rm_rf_dir(dir);
+}
+
 Test(mpi, without_a_launcher_the_selftest_runs_in_one_process) {
     cr_assert_eq(run_env("", "mpi-selftest 3"), 0, "%s", out_buf);
     cr_expect(strstr(out_buf, "3 runs over 1 rank") && strstr(out_buf, "rank 0 ran 3"), "%s", out_buf);
