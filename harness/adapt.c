@@ -393,7 +393,7 @@ int adapt_sweep_sched(const qa_recipe *r, const char *out_dir, int wait, const q
         if (sched->shard.count > 1) fprintf(stderr, ", %d in shard %d/%d (%s)", n_owned, sched->shard.rank,
                                             sched->shard.count, sched->shard.source);
         fprintf(stderr, ", %d finished already, %d to do%s -> %s\n", n_owned - pending, pending,
-                shared ? (sched->size > 1 ? " over the ranks" : "") : "", out_dir);
+                shared ? " over the ranks" : "", out_dir);
     }
     if (!shared && pending == 0) { sweep_state_free(&st); qa_lock_release(lock); return QA_OK; }
     /* under a shared plan every rank's count is its own; the ETA assumes the ranks keep pace */
