@@ -149,11 +149,13 @@ static int set_aside_damaged(const char *path, const qa_error *why, qa_error *er
     return rc;
 }
 
-/* Runs still to do (*pending): those without a file, and those whose file is damaged (set
- * aside); a finished run made by another recipe, or by a newer harness, is an error. */
-static int count_pending(const qa_recipe *r, const qa_sweep_plan *plan, const char *out_dir, int *pending, qa_error *err) {
+/* Runs of the shard still to do (*pending): those without a file, and those whose file is
+ * damaged (set aside); a finished run made by another recipe, or by a newer harness, is an error. */
+static int count_pending(const qa_recipe *r, const qa_sweep_plan *plan, const qa_shard *shard, const char *out_dir,
+                         int *pending, qa_error *err) {
     *pending = 0;
     for (int i = 0; i < plan->n; i++) {
+        if (!qa_shard_owns(shard, i)) continue;
         char *p = run_file(out_dir, &plan->runs[i]);
         int rc = QA_OK, damaged = 0;
         qa_error why = {0, ""};
@@ -200,43 +202,123 @@ static int check_tasks(const qa_recipe *r, const qa_sweep_plan *plan, const swee
     return QA_OK;
 }
 
-/* What the scheduler carries from run to run. */
+/* One process's side of a sweep: its plan, what it loaded (on its first unfinished run), its
+ * share of the current phase (tuning runs, then final runs) and its progress. Under a shared plan
+ * rank 0 calls run_owned from its second thread while the main thread only talks to the other
+ * ranks: one thread at a time touches this. */
 typedef struct {
+    const qa_recipe *r;
+    const char *out_dir;
+    qa_sweep_plan plan;
+    const qa_shard *shard;
     sweep_env env;
+    int loaded, load_rc;
+    qa_error load_err;
     qa_task *tasks;
-    int n_tasks, done, failed;
+    int n_tasks, done, input_failed;
+    int *phase, n_phase;       /* plan indices of this shard's runs of the current phase */
     qa_progress prog;
 } sweep_state;
 
-/* Run every unfinished run of the role; a bad-input failure stops the sweep, any other is counted. */
-static int run_role(const qa_sweep_plan *plan, qa_run_role role, const char *out_dir, sweep_state *st, qa_error *err) {
-    for (int i = 0; i < plan->n; i++) {
-        const qa_run_spec *run = &plan->runs[i];
-        if (run->role != role) continue;
-        char *p = run_file(out_dir, run), *folder = run_folder(out_dir, run);
-        int finished = qa_file_exists(p);
-        qa_free(p);
-        if (finished) { qa_free(folder); continue; }
-        const qa_task *t = task_of(&st->env, &plan->settings, run->seed, st->tasks, &st->n_tasks, err);
-        if (!t) return err->code;
-        int diverged = 0;
-        double t0 = qa_now();
-        qa_error run_err = {0, ""};
-        int rrc = qa_run_one(&st->env.env, run, t, folder, &diverged, &run_err);
-        qa_free(folder);
-        st->done++;
-        if (rrc) {
-            st->failed++;
-            fprintf(stderr, "run %s failed: %s\n", run->id, run_err.msg);
-            if (rrc == QA_ERR_INPUT) { *err = run_err; return rrc; }
-        } else {
-            progress_log(&st->prog, st->done, "%s%s %s in %.0fs", role == QA_RUN_TUNING ? "tune/" : "", run->id,
-                         diverged ? "diverged" : "done", qa_now() - t0);
-        }
-    }
-    return QA_OK;
+static int check_validation_items(const qa_recipe *r, const qa_sweep_plan *plan, sweep_state *st, qa_error *err);
+
+/* Load what every run needs, once, and check that every task can be made (and, for a tuned
+ * recipe, that no validation item overlaps a reported one). */
+static int sweep_ensure_loaded(sweep_state *st) {
+    if (st->loaded) return st->load_rc;
+    st->loaded = 1;
+    st->tasks = qa_alloc(sizeof(qa_task) * (size_t)st->plan.n);
+    st->load_rc = sweep_load(&st->plan.settings, &st->env, &st->load_err);
+    if (st->load_rc) return st->load_rc;
+    st->load_rc = check_tasks(st->r, &st->plan, &st->env, &st->load_err);
+    if (!st->load_rc && st->plan.tune.n_rates) st->load_rc = check_validation_items(st->r, &st->plan, st, &st->load_err);
+    return st->load_rc;
 }
 
+/* qa_run_index_fn over the phase's runs. A run finished already (a resumed sweep) is skipped; a
+ * run that fails does not stop the others, except that after a bad-input failure (the same for
+ * every run) the rest are not tried. */
+static int run_owned(void *ctx, int k, qa_error *err) {
+    sweep_state *st = ctx;
+    const qa_run_spec *run = &st->plan.runs[st->phase[k]];
+    char *p = run_file(st->out_dir, run);
+    int finished = qa_file_exists(p);
+    qa_free(p);
+    if (finished) return QA_OK;
+    if (st->input_failed) return qa_fail(err, QA_ERR_INPUT, "%s not run: an earlier run failed on bad input", run->id);
+    if (sweep_ensure_loaded(st)) {
+        st->input_failed = st->load_rc == QA_ERR_INPUT;
+        return qa_fail(err, st->load_rc, "%s", st->load_err.msg);
+    }
+    const qa_task *t = task_of(&st->env, &st->plan.settings, run->seed, st->tasks, &st->n_tasks, err);
+    if (!t) { st->input_failed = 1; return err->code; }
+    int diverged = 0;
+    double t0 = qa_now();
+    char *folder = run_folder(st->out_dir, run);
+    int rc = qa_run_one(&st->env.env, run, t, folder, &diverged, err);
+    qa_free(folder);
+    st->done++;
+    const char *tune = run->role == QA_RUN_TUNING ? "tune/" : "";
+    if (rc) {
+        fprintf(stderr, "run %s%s failed%s%s: %s\n", tune, run->id, st->prog.who[0] ? " on" : "", st->prog.who, err->msg);
+        st->input_failed = rc == QA_ERR_INPUT;
+        qa_error named = *err; /* the message that travels to rank 0 names the run */
+        snprintf(err->msg, sizeof err->msg, "%s%s: %.*s", tune, run->id, (int)sizeof err->msg - 200, named.msg);
+    } else {
+        progress_log(&st->prog, st->done, "%s%s %s in %.0fs", tune, run->id, diverged ? "diverged" : "done", qa_now() - t0);
+    }
+    return rc;
+}
+
+static void sweep_state_free(sweep_state *st) {
+    if (st->loaded) {
+        for (int j = 0; j < st->n_tasks; j++) qa_task_free(&st->tasks[j]);
+        qa_free(st->tasks);
+        if (st->env.have_model) sweep_unload(&st->env);
+    }
+    qa_free(st->phase);
+    adapt_plan_free(&st->plan);
+}
+
+/* The failures of a phase as rank 0 reports them: how many, and the first three with their plan
+ * index (and rank); bad input when a run failed on it. */
+static int report_failures(const sweep_state *st, const qa_run_outcome *outcomes, int shared, qa_error *err) {
+    int failed = 0;
+    for (int k = 0; k < st->n_phase; k++) failed += outcomes[k].status == QA_RUN_FAILED;
+    if (!failed) return QA_OK;
+    char list[768] = "";
+    size_t used = 0;
+    for (int k = 0, named = 0; k < st->n_phase && named < 3 && used < sizeof list; k++) {
+        if (outcomes[k].status != QA_RUN_FAILED) continue;
+        named++;
+        char where[32] = "";
+        if (shared) snprintf(where, sizeof where, " on rank %d", outcomes[k].rank);
+        used += (size_t)snprintf(list + used, sizeof list - used, "%s run %d%s, %.300s", named > 1 ? ";" : "", st->phase[k],
+                                 where, outcomes[k].msg);
+    }
+    int code = st->input_failed ? QA_ERR_INPUT : QA_ERR_RUN;
+    return qa_fail(err, code, "%d of %d runs failed (see the messages above):%s%s", failed, st->n_phase, list,
+                   failed > 3 ? "; ..." : "");
+}
+
+/* Run this process's share of the runs of one role: by itself (a shard, or the whole plan) or
+ * handed out by rank 0 to the ranks (sched->share). */
+static int run_phase(sweep_state *st, const qa_sweep_sched *sched, int shared, qa_run_role role, qa_error *err) {
+    st->n_phase = 0;
+    for (int i = 0; i < st->plan.n; i++)
+        if (st->plan.runs[i].role == role && qa_shard_owns(st->shard, i)) st->phase[st->n_phase++] = i;
+    qa_run_outcome *outcomes = qa_alloc(sizeof(qa_run_outcome) * (size_t)(st->n_phase > 0 ? st->n_phase : 1));
+    int rc;
+    if (shared) {
+        rc = sched->share(sched->ctx, st->n_phase, run_owned, st, outcomes, err);
+    } else {
+        qa_shard whole = qa_shard_whole();
+        rc = qa_shard_run(&whole, st->n_phase, run_owned, st, outcomes, err);
+    }
+    if (rc == QA_ERR_RUN && sched->rank == 0) rc = report_failures(st, outcomes, shared, err);
+    qa_free(outcomes);
+    return rc;
+}
 
 /* The first image two items share (-1: none). */
 static int shared_image(const qa_task *a, const qa_task *b) {
@@ -279,48 +361,86 @@ static int make_folders(const qa_sweep_plan *plan, const char *out_dir, qa_error
     return rc;
 }
 
-static int sweep_locked(const qa_recipe *r, const char *out_dir, qa_error *err);
+/* A shard of a tuned recipe runs its tuning runs, but its final runs need every cell's rate,
+ * chosen from every shard's tuning runs: until those are all there, it stops saying so. */
+static int tuning_complete(const sweep_state *st, qa_error *err) {
+    int missing = 0;
+    for (int i = 0; i < st->plan.n; i++) {
+        if (st->plan.runs[i].role != QA_RUN_TUNING) continue;
+        char *p = run_file(st->out_dir, &st->plan.runs[i]);
+        missing += !qa_file_exists(p);
+        qa_free(p);
+    }
+    if (!missing) return QA_OK;
+    return qa_fail(err, QA_ERR_RUN, "shard %d/%d: its tuning runs are done, but %d tuning runs of other shards are not: "
+                   "the final runs take each cell's rate from all of them, so run this shard again once the other "
+                   "shards have finished their tuning runs", st->shard->rank, st->shard->count, missing);
+}
+
+/* Rank 0 (or the one process): lock the folder (shards of one sweep share it), count what is
+ * left, and load what the runs need, so that a missing checkpoint is said once. */
+static int sweep_open(sweep_state *st, const qa_sweep_sched *sched, int wait, qa_lock **lock, int *pending,
+                      qa_error *err) {
+    int rc = qa_lock_acquire_shard(st->out_dir, sched->shard.rank, sched->shard.count, wait, lock, err);
+    if (!rc) rc = make_folders(&st->plan, st->out_dir, err);
+    if (!rc) rc = count_pending(st->r, &st->plan, &sched->shard, st->out_dir, pending, err);
+    if (!rc && *pending > 0 && sweep_ensure_loaded(st)) { *err = st->load_err; rc = st->load_rc; }
+    if (rc) return rc;
+    int n_owned = qa_shard_size(&sched->shard, st->plan.n);
+    fprintf(stderr, "%s: %d runs (%d tuning)", recipe_path(st->r), st->plan.n, st->plan.n_tuning);
+    if (sched->shard.count > 1)
+        fprintf(stderr, ", %d in shard %d/%d (%s)", n_owned, sched->shard.rank, sched->shard.count, sched->shard.source);
+    fprintf(stderr, ", %d finished already, %d to do%s -> %s\n", n_owned - *pending, *pending,
+            sched->share && sched->size > 1 ? " over the ranks" : "", st->out_dir);
+    return QA_OK;
+}
+
+int adapt_sweep_sched(const qa_recipe *r, const char *out_dir, int wait, const qa_sweep_sched *sched, qa_error *err) {
+    qa_sweep_sched alone = {.shard = qa_shard_whole(), .rank = 0, .size = 1};
+    if (!sched) sched = &alone;
+    const int shared = sched->share && sched->size > 1;
+    sweep_state st;
+    memset(&st, 0, sizeof st);
+    st.r = r;
+    st.out_dir = out_dir;
+    st.shard = &sched->shard;
+    int n = adapt_plan(r, &st.plan, err);
+    if (n < 0) return n;
+    st.phase = qa_alloc(sizeof(int) * (size_t)n);
+    qa_lock *lock = NULL;
+    int pending = 0, rc = sched->rank == 0 ? sweep_open(&st, sched, wait, &lock, &pending, err) : QA_OK;
+    if (shared) { /* every rank hears whether it may start */
+        int rank0 = sched->agree(sched->ctx, rc);
+        if (rank0 && sched->rank != 0)
+            rc = qa_fail(err, rank0, "rank %d: rank 0 could not start the sweep (its message says why)", sched->rank);
+    }
+    if (rc || (!shared && pending == 0)) { sweep_state_free(&st); qa_lock_release(lock); return rc; }
+    char who[64] = "";
+    if (sched->shard.count > 1) snprintf(who, sizeof who, " shard %d/%d", sched->shard.rank, sched->shard.count);
+    if (shared) snprintf(who + strlen(who), sizeof who - strlen(who), " rank %d/%d", sched->rank, sched->size);
+    /* under a shared plan every rank's count is its own; the ETA assumes the ranks keep pace */
+    progress_begin(&st.prog, "sweep", pending > 0 ? pending : qa_shard_size(&sched->shard, n));
+    progress_share(&st.prog, who, shared ? sched->size : 1);
+    if (st.plan.tune.n_rates) {
+        rc = run_phase(&st, sched, shared, QA_RUN_TUNING, err);
+        if (shared) { /* a barrier: the rates are chosen from every rank's tuning runs */
+            int rank0 = sched->agree(sched->ctx, rc);
+            if (rank0 && !rc) rc = qa_fail(err, rank0, "rank %d: a tuning run failed (rank 0 says which)", sched->rank);
+        }
+        if (!rc && sched->shard.count > 1) rc = tuning_complete(&st, err);
+        if (!rc) rc = qa_tune_apply(&st.plan, out_dir, err);
+    }
+    if (!rc) rc = run_phase(&st, sched, shared, QA_RUN_FINAL, err);
+    progress_end(&st.prog);
+    sweep_state_free(&st);
+    qa_lock_release(lock);
+    return rc;
+}
 
 /* One sweep per folder (a second one truncated this one's files): the lock is held around the
  * whole sweep, and its release syncs the folder, where the finished runs were renamed. */
 int adapt_sweep_wait(const qa_recipe *r, const char *out_dir, int wait, qa_error *err) {
-    qa_lock *lock;
-    int rc = qa_lock_acquire(out_dir, wait, &lock, err);
-    if (rc == 0) { rc = sweep_locked(r, out_dir, err); qa_lock_release(lock); }
-    return rc;
+    return adapt_sweep_sched(r, out_dir, wait, NULL, err);
 }
 
 int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err) { return adapt_sweep_wait(r, out_dir, 0, err); }
-
-static int sweep_locked(const qa_recipe *r, const char *out_dir, qa_error *err) {
-    qa_sweep_plan plan;
-    int n = adapt_plan(r, &plan, err);
-    if (n < 0) return n;
-    int pending = 0, rc = make_folders(&plan, out_dir, err);
-    if (!rc) rc = count_pending(r, &plan, out_dir, &pending, err);
-    if (rc) { adapt_plan_free(&plan); return rc; }
-    fprintf(stderr, "%s: %d runs (%d tuning), %d finished already, %d to do -> %s\n", recipe_path(r), n, plan.n_tuning,
-            n - pending, pending, out_dir);
-    if (pending == 0) { adapt_plan_free(&plan); return QA_OK; }
-    sweep_state st;
-    memset(&st, 0, sizeof st);
-    rc = sweep_load(&plan.settings, &st.env, err);
-    if (rc) { adapt_plan_free(&plan); return rc; }
-    rc = check_tasks(r, &plan, &st.env, err);
-    if (rc) { sweep_unload(&st.env); adapt_plan_free(&plan); return rc; }
-    st.tasks = qa_alloc(sizeof(qa_task) * (size_t)n);
-    progress_begin(&st.prog, "sweep", pending);
-    if (plan.tune.n_rates) {
-        rc = check_validation_items(r, &plan, &st, err);
-        if (!rc) rc = run_role(&plan, QA_RUN_TUNING, out_dir, &st, err);
-        if (!rc) rc = qa_tune_apply(&plan, out_dir, err);
-    }
-    if (!rc) rc = run_role(&plan, QA_RUN_FINAL, out_dir, &st, err);
-    progress_end(&st.prog);
-    for (int j = 0; j < st.n_tasks; j++) qa_task_free(&st.tasks[j]);
-    qa_free(st.tasks);
-    sweep_unload(&st.env);
-    adapt_plan_free(&plan);
-    if (!rc && st.failed) rc = qa_fail(err, QA_ERR_RUN, "%d of %d runs failed (see the messages above)", st.failed, pending);
-    return rc;
-}

@@ -16,10 +16,10 @@
 #include "harness/rng.h"
 
 #define BENCH_USAGE "usage: qadapt bench-layer --method M --tokens T --in I --out O --rank R --bits N " \
-                    "[--json] [--merge] [--deployed] [--repeats K]"
+                    "[--json] [--merge] [--deployed] [--repeats K] [--dtype f32|bf16]"
 
 int bench_layer_parse(int argc, char **argv, qa_bench_layer_opts *o, qa_error *err) {
-    *o = (qa_bench_layer_opts){"linear", 1568, 128, 128, 4, 8, 20, 0, 0, 0};
+    *o = (qa_bench_layer_opts){"linear", 1568, 128, 128, 4, 8, 20, 0, 0, 0, QA_DTYPE_F32};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
@@ -36,6 +36,7 @@ int bench_layer_parse(int argc, char **argv, qa_bench_layer_opts *o, qa_error *e
         else if (!strcmp(a, "--rank") && num_ok) { o->rank = (int)v; i++; }
         else if (!strcmp(a, "--bits") && num_ok && v <= 8) { o->bits = (int)v; i++; }
         else if (!strcmp(a, "--repeats") && num_ok) { o->repeats = (int)v; i++; }
+        else if (!strcmp(a, "--dtype") && more && qa_dtype_parse(argv[i + 1], &o->dtype) == QA_OK) i++;
         else return qa_fail(err, QA_ERR_INPUT, "bench-layer: bad argument '%s'\n" BENCH_USAGE, a);
     }
     if (strcmp(o->method, "linear") && !qa_method_find(o->method))
@@ -108,7 +109,7 @@ int bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err) {
     if (m) {
         qa_method_cfg cfg = {.w_bits = o->bits, .a_bits = 0, .rank = o->rank, .lora_scale = 1.0f, .base_lr = 1e-3f,
                              .sampling_steps = 20}; /* the method's own options at their defaults */
-        qa_step_ctx step = {NULL, 1, M, 1000};
+        qa_step_ctx step = {NULL, 1, M, 1000, o->dtype}; /* the training dtype of the frozen base product */
         float *tt = qa_alloc(sizeof(float));
         step.t = tt;
         qa_layer_init li = {in, n_out, W, b, &cfg, r, "bench", NULL, &step};
@@ -128,6 +129,17 @@ int bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err) {
             }
         }
         qa_free(tt);
+    } else if (o->dtype == QA_DTYPE_BF16) {
+        qa_linear_bf16 L;
+        linear_bf16_init(&L, M, in, n_out);
+        for (int i = 0; i < K + warm; i++) {
+            double t0 = qa_now();
+            linear_forward_bf16(&L, y, x, W, b, M);
+            memset(dx, 0, sizeof(float) * (size_t)M * in);
+            linear_backward_bf16(&L, dx, dW, db, dy, M);
+            t[i] = qa_now() - t0;
+        }
+        linear_bf16_free(&L);
     } else {
         for (int i = 0; i < K + warm; i++) {
             double t0 = qa_now();
@@ -165,14 +177,14 @@ int bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err) {
         qa_backend_kernels(kernels, sizeof kernels);
         kern = kernels;
         if (o->json)
-            fprintf(out, "{\"method\": \"%s\", \"tokens\": %d, \"in\": %d, \"out\": %d, \"rank\": %d, \"bits\": %d, "
+            fprintf(out, "{\"method\": \"%s\", \"dtype\": \"%s\", \"tokens\": %d, \"in\": %d, \"out\": %d, \"rank\": %d, \"bits\": %d, "
                          "\"ms_fwd_bwd\": %.4f, \"gflops_fwd_bwd\": %.2f, \"ms_merge\": %.4f, \"ms_deployed\": %.4f, "
                          "\"deployed_kernel\": \"%s\", \"repeats\": %d, \"kernels\": \"%s\"}\n",
-                    o->method, M, in, n_out, o->rank, o->bits, ms_fb, flops / (ms_fb * 1e-3) * 1e-9, ms_merge, ms_dep,
+                    o->method, qa_dtype_name(o->dtype), M, in, n_out, o->rank, o->bits, ms_fb, flops / (ms_fb * 1e-3) * 1e-9, ms_merge, ms_dep,
                     dep_kind, K, kern);
         else {
-            fprintf(out, "%s: tokens %d, %dx%d, rank %d, %d bits: forward+backward %.3f ms (%.1f GFLOP/s of the layer's matmuls)",
-                    o->method, M, in, n_out, o->rank, o->bits, ms_fb, flops / (ms_fb * 1e-3) * 1e-9);
+            fprintf(out, "%s (%s): tokens %d, %dx%d, rank %d, %d bits: forward+backward %.3f ms (%.1f GFLOP/s of the layer's matmuls)",
+                    o->method, qa_dtype_name(o->dtype), M, in, n_out, o->rank, o->bits, ms_fb, flops / (ms_fb * 1e-3) * 1e-9);
             if (ms_merge >= 0) fprintf(out, ", merge %.3f ms", ms_merge);
             if (ms_dep >= 0) fprintf(out, ", deployed forward %.3f ms (%s)", ms_dep, dep_kind);
             fprintf(out, "\n");

@@ -1,21 +1,25 @@
 /* Benchmarks (never timed tests): figures printed, one JSON object per line with --json.
  *   qadapt bench-layer --method M --tokens T --in I --out O --rank R --bits N [--json]
- *                      [--merge] [--deployed] [--repeats K]
+ *                      [--merge] [--deployed] [--repeats K] [--dtype f32|bf16]
  * times one adapted layer's forward + backward (median of K repeats after warm-up); --method
  * linear times a plain f32 linear with a trainable weight (full fine-tuning: the floor).
  * --merge adds the merge time (with the PTQ pass where the method needs it), --deployed the
- * deployed layer's inference time (u8 x s8 kernel at 8 bits where the weights are per-row codes). */
+ * deployed layer's inference time (u8 x s8 kernel at 8 bits where the weights are per-row codes).
+ * --dtype bf16 trains the layer as `[train] dtype = bf16` does: the frozen base product (the
+ * plain linear's every product) with bf16 operands and f32 accumulation. */
 #ifndef QA_BENCH_H
 #define QA_BENCH_H
 
 #include <stdio.h>
 
 #include "harness/registry.h"
+#include "harness/nn.h"
 #include "harness/util.h"
 
 typedef struct {
     const char *method;
     int tokens, in, out, rank, bits, repeats, json, merge, deployed;
+    qa_dtype dtype;
 } qa_bench_layer_opts;
 
 /* Parse argv (after the command word); returns 0 or QA_ERR_INPUT with a usage message. */

@@ -32,7 +32,8 @@ static void usage(FILE *f) {
             "                            --dry-run: check the recipe and print the plan only;\n"
             "                            --wait: if another sweep holds DIR, wait for it;\n"
             "                            --shard r/n (or a launcher's environment): the runs\n"
-            "                            with plan index i mod n == r\n"
+            "                            with plan index i mod n == r; under mpirun the ranks\n"
+            "                            share them (a pretrain job: data parallel)\n"
             "  report DIR [--baseline C] tables of a results folder: markdown to stdout,\n"
             "                            DIR/report.{md,tex,csv}; Δ loss against cell C\n"
             "                            (method:bits[:deploy]; default: the first FP cell)\n"
@@ -93,6 +94,14 @@ static int print_plan(qa_recipe *r, const char *recipe_path, const qa_shard *sha
     return QA_OK;
 }
 
+/* qa_sweep_sched's functions over MPI (adapt.c never calls MPI itself) */
+static int share_runs(void *ctx, int n_runs, qa_run_index_fn run_index, void *run_ctx, qa_run_outcome *outcomes,
+                      qa_error *err) {
+    return qa_mpi_share_runs(ctx, n_runs, run_index, run_ctx, outcomes, err);
+}
+
+static int agree(void *ctx, int rank0_status) { return qa_mpi_agree(ctx, rank0_status); }
+
 #define RUN_USAGE "usage: qadapt run RECIPE [--out DIR] [--dry-run] [--wait] [--shard r/n]\n"
 
 /* qadapt run RECIPE [--out DIR] [--dry-run] [--wait] [--shard r/n] */
@@ -113,11 +122,10 @@ static int cmd_run(int argc, char **argv, const qa_mpi_world *world, qa_error *e
     /* under MPI the ranks share the plan dynamically: only a Slurm array is a static shard */
     qa_shard shard;
     rc = qa_shard_resolve(shard_text, world->under_mpi ? QA_SHARD_ENV_SLURM_ARRAY : QA_SHARD_ENV_ALL, &shard, err);
-    if (!rc && !dry && (shard.count > 1 || world->size > 1))
-        rc = qa_fail(err, QA_ERR_INPUT, "run: shard %d/%d (%s), %d MPI rank(s): the sweep does not take a shard yet, "
-                     "so every process would run the whole plan into the same files; list a shard's runs with "
-                     "--dry-run --shard r/n", shard.rank, shard.count, shard.source, world->size);
     if (rc) { fprintf(stderr, "qadapt: %s\n" RUN_USAGE, err->msg); return USAGE_ERROR; }
+    /* the ranks of an MPI job share the shard's runs dynamically; alone, this process runs them */
+    qa_sweep_sched sched = {.shard = shard, .rank = world->rank, .size = world->size, .ctx = (void *)world,
+                            .share = world->under_mpi && world->size > 1 ? share_runs : NULL, .agree = agree};
     qa_recipe *r;
     rc = recipe_load(recipe_path, &r, err);
     if (rc == 0 && dry) {
@@ -125,12 +133,20 @@ static int cmd_run(int argc, char **argv, const qa_mpi_world *world, qa_error *e
         recipe_free(r);
     } else if (rc == 0) {
         const char *kind = recipe_str(r, "job", "kind");
-        if (!strcmp(kind, "pretrain"))
-            rc = pretrain_dit(r, out ? out : recipe_str(r, "model", "checkpoint"), err);
+        /* a single-run job is shard 0's alone; its MPI ranks all pre-train the denoiser (data
+         * parallel, rank 0 writes), and rank 0 alone trains the evaluator */
+        int mine = shard.rank == 0 && (world->rank == 0 || !strcmp(kind, "pretrain"));
+        qa_grad_reducer reducer;
+        if (strcmp(kind, "adapt") && !mine)
+            fprintf(stderr, "qadapt: a %s job is one run: shard 0 rank 0 runs it; shard %d/%d rank %d/%d has nothing "
+                    "to do\n", kind, shard.rank, shard.count, world->rank, world->size);
+        else if (!strcmp(kind, "pretrain"))
+            rc = pretrain_dit(r, out ? out : recipe_str(r, "model", "checkpoint"), qa_mpi_grad_reducer(world, &reducer),
+                              err);
         else if (!strcmp(kind, "evaluator"))
             rc = pretrain_evaluator(r, out ? out : recipe_str(r, "model", "evaluator"), err);
         else
-            rc = adapt_sweep_wait(r, out ? out : "results/scratch", wait, err);
+            rc = adapt_sweep_sched(r, out ? out : "results/scratch", wait, &sched, err);
         recipe_free(r);
     }
     return rc;

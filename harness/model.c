@@ -245,6 +245,7 @@ void dit_reset_slots(qa_dit *m) {
 }
 
 void dit_set_dtype(qa_dit *m, qa_dtype dtype) {
+    m->step.dtype = dtype; /* the adapted slots' methods read it (their frozen base product) */
     for (int i = 0; i < m->n_lin; i++) {
         qa_linear *s = &m->lin[i];
         s->dtype = dtype;

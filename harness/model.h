@@ -174,8 +174,10 @@ void dit_set_deployed(qa_dit *m, float *const *weights, float *const *row_delta,
 int dit_enable_int8(qa_dit *m);
 /* The arithmetic of every slot's own linear (plain FP or quantized frozen weights) from now on:
  * QA_DTYPE_F32 (the default) or QA_DTYPE_BF16 (bf16 matmul operands, f32 accumulation; parameters,
- * gradients and the optimizer stay f32). Slots run by a method plugin, deployed and int8 slots
- * keep their own arithmetic. Call it again with QA_DTYPE_F32 before evaluating a deployed model. */
+ * gradients and the optimizer stay f32). Slots run by a method plugin compute their frozen base
+ * product in it too (m->step.dtype, methods/base_product.h); deployed and int8 slots keep their
+ * own arithmetic. qa_train sets the recipe's dtype for its loop and QA_DTYPE_F32 after it, before
+ * the model is deployed or evaluated. */
 void dit_set_dtype(qa_dit *m, qa_dtype dtype);
 /* Attention of the deployed model (an option beyond the paper's W8A8, off by default):
  * QA_ATTN_FLOAT, QA_ATTN_INT8 (QK^T and PV on u8 x s8 kernels, nn.h) or QA_ATTN_FAKEQUANT (its

@@ -186,6 +186,13 @@ int qa_mpi_share_runs(const qa_mpi_world *world, int n_runs, qa_run_index_fn run
     return qa_run_failures(outcomes, n_runs, err);
 }
 
+int qa_mpi_agree(const qa_mpi_world *world, int status) {
+    if (!world->under_mpi) return status;
+    /* a failed broadcast leaves the ranks disagreeing: the job cannot go on */
+    if (MPI_Bcast(&status, 1, MPI_INT, 0, MPI_COMM_WORLD) != MPI_SUCCESS) MPI_Abort(MPI_COMM_WORLD, 1);
+    return status;
+}
+
 /* ---- data-parallel training ---- */
 
 static int allreduce_sum(void *ctx, float *values, size_t n, qa_error *err) {

@@ -37,6 +37,10 @@ void qa_mpi_stop(const qa_mpi_world *world);
 int qa_mpi_share_runs(const qa_mpi_world *world, int n_runs, qa_run_index_fn run_index, void *ctx,
                       qa_run_outcome *outcomes, qa_error *err);
 
+/* A collective every rank calls: returns rank 0's status on every rank (MPI_Bcast), so that the
+ * ranks start a shared loop together or not at all. Not under MPI: status itself. */
+int qa_mpi_agree(const qa_mpi_world *world, int status);
+
 /* Data-parallel training: fill *reducer with an MPI_Allreduce (sum, in place, over every rank)
  * and return it, or return NULL when this process is not one of several MPI ranks; the training
  * loop calls reducer->sum once per step on its flat gradient buffer. */

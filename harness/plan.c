@@ -8,6 +8,14 @@
 
 #include "harness/registry.h"
 
+/* [train] dtype (validated by the recipe parser). */
+static qa_dtype train_dtype(const qa_recipe *r) {
+    qa_dtype d = QA_DTYPE_F32;
+    int rc = qa_dtype_parse(recipe_str(r, "train", "dtype"), &d);
+    QA_ASSERT(rc == QA_OK);
+    return d;
+}
+
 /* The settings every run of the recipe shares: the recipe is read here, once. */
 static void sweep_settings(const qa_recipe *r, qa_sweep_settings *s) {
     memset(s, 0, sizeof *s);
@@ -24,7 +32,8 @@ static void sweep_settings(const qa_recipe *r, qa_sweep_settings *s) {
                                .weight_decay = (float)recipe_float(r, "train", "weight_decay"),
                                .clip = (float)recipe_float(r, "train", "clip"),
                                .cosine = strcmp(recipe_str(r, "train", "schedule"), "cosine") == 0,
-                               .inject_nan_step = recipe_int(r, "train", "inject_nan_step")};
+                               .inject_nan_step = recipe_int(r, "train", "inject_nan_step"),
+                               .dtype = train_dtype(r)};
     s->distill = strcmp(recipe_str(r, "train", "objective"), "distill") == 0;
     s->eval = (qa_eval_spec){.samples = (int)recipe_int(r, "eval", "samples"), .ddim_steps = (int)recipe_int(r, "eval", "ddim_steps"),
                              .guidance = (float)recipe_float(r, "eval", "guidance"),

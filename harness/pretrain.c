@@ -41,6 +41,8 @@ static pretrain_spec pretrain_spec_from_recipe(const qa_recipe *r) {
                               .cosine = strcmp(recipe_str(r, "train", "schedule"), "cosine") == 0,
                               .max_seconds = 60.0 * recipe_float(r, "train", "max_minutes"),
                               .inject_nan_step = recipe_int(r, "train", "inject_nan_step")};
+    int rc = qa_dtype_parse(recipe_str(r, "train", "dtype"), &p.train.dtype);
+    QA_ASSERT(rc == QA_OK); /* validated by the recipe parser */
     p.ema_decay = (float)recipe_float(r, "train", "ema");
     p.label_dropout = (float)recipe_float(r, "train", "label_dropout");
     p.seed = (uint64_t)recipe_int(r, "train", "seed");
@@ -63,6 +65,7 @@ typedef struct {
     double t0, last_save, loss_acc, recent, flops_step;
     qa_progress *prog;
     const char *out_path;
+    int writer;                 /* 1: this process logs and saves (rank 0, or alone) */
 } pretrain_ctx;
 
 static void pretrain_batch(void *ctx, long step, qa_train_batch *b) {
@@ -92,7 +95,7 @@ static int pretrain_after_step(void *ctx, long step, float loss, float lr, float
     c->loss_acc += loss;
     c->n_acc++;
     c->recent = c->recent == 0 ? loss : 0.99 * c->recent + 0.01 * loss;
-    if ((step + 1) % c->spec->log_every == 0) {
+    if (c->writer && (step + 1) % c->spec->log_every == 0) {
         double el = qa_now() - c->t0;
         progress_log(c->prog, step + 1, "loss %.4f (ema %.4f) lr %.2e |g| %.3f  %.1f img/s  %.0f GFLOP/s  epoch %.2f",
                      c->loss_acc / c->n_acc, c->recent, lr, gn, (step + 1) * B / el,
@@ -100,7 +103,7 @@ static int pretrain_after_step(void *ctx, long step, float loss, float lr, float
         c->loss_acc = 0;
         c->n_acc = 0;
     }
-    if (qa_now() - c->last_save > 600) { /* snapshot every 10 minutes */
+    if (c->writer && qa_now() - c->last_save > 600) { /* snapshot every 10 minutes */
         qa_ckpt_meta meta = {"dit", c->spec->recipe_text, c->recent, qa_now() - c->t0, step + 1,
                              (double)(step + 1) * B / c->data->n, -1};
         qa_error serr;
@@ -110,8 +113,9 @@ static int pretrain_after_step(void *ctx, long step, float loss, float lr, float
     return QA_OK;
 }
 
-int pretrain_dit(const qa_recipe *r, const char *out_path, qa_error *err) {
-    const pretrain_spec spec = pretrain_spec_from_recipe(r);
+int pretrain_dit(const qa_recipe *r, const char *out_path, const qa_grad_reducer *reduce, qa_error *err) {
+    pretrain_spec spec = pretrain_spec_from_recipe(r);
+    spec.train.reduce = reduce;
     qa_images data;
     int rc = qa_load_images(&spec.data, "train", &data, err);
     if (rc) return rc;
@@ -124,7 +128,9 @@ int pretrain_dit(const qa_recipe *r, const char *out_path, qa_error *err) {
     qa_schedule sched;
     schedule_default(&sched);
     qa_progress prog;
-    pretrain_ctx c = {.spec = &spec, .m = &m, .data = &data, .sched = &sched, .prog = &prog, .out_path = out_path};
+    const int writer = !reduce || reduce->rank == 0;
+    pretrain_ctx c = {.spec = &spec, .m = &m, .data = &data, .sched = &sched, .prog = &prog, .out_path = out_path,
+                      .writer = writer};
     c.ema = qa_alloc(sizeof(float) * m.n_params);
     memcpy(c.ema, m.params, sizeof(float) * m.n_params);
     c.x0 = qa_alloc(sizeof(float) * (size_t)B * QA_IMAGE_PIXELS);
@@ -135,16 +141,23 @@ int pretrain_dit(const qa_recipe *r, const char *out_path, qa_error *err) {
     qa_rng_shuffle(c.rng, c.order, (size_t)data.n);
     c.flops_step = 3.0 * dit_forward_flops(&m, B);
 
-    fprintf(stderr, "pretrain: %zu parameters, batch %d, up to %ld steps%s\n", m.n_params, B, spec.train.steps,
-            spec.train.max_seconds > 0 ? " (or the time limit)" : "");
+    if (writer)
+        fprintf(stderr, "pretrain: %zu parameters, batch %d%s, up to %ld steps%s\n", m.n_params, B,
+                reduce ? " (data parallel: each rank a slice)" : "", spec.train.steps,
+                spec.train.max_seconds > 0 ? " (or the time limit)" : "");
     c.t0 = c.last_save = qa_now();
     progress_begin(&prog, "pretrain", spec.train.steps);
+    if (reduce) {
+        char who[64];
+        snprintf(who, sizeof who, " over %d ranks", reduce->size);
+        progress_share(&prog, who, 1); /* the steps are the job's: every rank takes each */
+    }
     qa_train_hooks hooks = {&c, pretrain_batch, pretrain_after_step};
     qa_train_result res;
     rc = qa_train(&m, &p, 1, &spec.train, &hooks, &res, err);
     progress_end(&prog);
     if (!rc && res.diverged) rc = qa_fail(err, QA_ERR_RUN, "pretrain diverged: %s", res.fail_reason);
-    if (rc == 0) {
+    if (rc == 0 && writer) {
         long step = res.steps_done;
         qa_ckpt_meta meta = {"dit", spec.recipe_text, c.recent, qa_now() - c.t0, step, (double)step * B / data.n, -1};
         rc = dit_save(out_path, &m, c.ema, &meta, err);

@@ -46,6 +46,8 @@ static const key_spec schema[] = {
     {"train", "schedule", T_ENUM, "constant", "constant|cosine", 0, 0, 0, "learning-rate schedule after warm-up"},
     {"train", "objective", T_ENUM, "task", "task|distill", 0, 0, 0,
      "task: the task's loss; distill: data-free distillation from the FP model along its DDIM trajectory"},
+    {"train", "dtype", T_ENUM, "f32", "f32|bf16", 0, 0, 0,
+     "training matmuls: bf16 operands with f32 accumulation (weights, gradients, optimizer stay f32); evaluation is f32"},
     {"train", "weight_decay", T_FLOAT, "0.01", NULL, 0, 0, 10, "AdamW decoupled weight decay"},
     {"train", "clip", T_FLOAT, "1.0", NULL, 0, 0, 1e9, "global grad-norm clip (0 = off)"},
     {"train", "ema", T_FLOAT, "0", NULL, 0, 0, 0.99999, "EMA decay of the weights (0 = off)"},

@@ -31,6 +31,7 @@ typedef struct {
 /* What /runs/<id> says about the run, and the provenance of the file's root. */
 typedef struct {
     const char *id, *method, *bits, *task, *objective;
+    const char *dtype;             /* the training matmuls' arithmetic: "f32" | "bf16" */
     int w_bits, a_bits, rank;
     long seed;
     int item_class, slot;          /* -1: no item class (style, domain), no bound slot (domain) */

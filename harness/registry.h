@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "harness/nn.h"
 #include "harness/rng.h"
 #include "harness/util.h"
 
@@ -50,6 +51,7 @@ typedef struct {
 typedef struct {
     const float *t;        /* [B] timesteps of the current forward, in [0, T_train) */
     int B, rows_per_sample, T_train;
+    qa_dtype dtype;        /* the training arithmetic of the big matmuls (dit_set_dtype; f32 to evaluate) */
 } qa_step_ctx;
 
 /* Method flags */

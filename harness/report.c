@@ -543,6 +543,11 @@ static void write_md_tail(FILE *f, const report_data *d) {
         }
     for (int i = 0; i < d->n_skipped; i++)
         fprintf(f, "%s- %s: %s\n", i ? "" : "\nFiles left out (not readable run files):\n", d->skipped[i].file, d->skipped[i].why);
+    int n_bf16 = 0;
+    for (int i = 0; i < d->nr; i++) n_bf16 += !strcmp(d->runs[i].dtype, "bf16");
+    if (n_bf16) /* f32 goes unsaid: every run before [train] dtype existed was f32 */
+        fprintf(f, "\nTraining dtype: bf16 matmuls (f32 accumulation, master weights and optimizer) in %d of %d runs%s.\n",
+                n_bf16, d->nr, n_bf16 < d->nr ? ", f32 in the others" : "");
     fputs("\nCells: mean ± 95% CI over seeds (t distribution); n = seeds. Δ loss: paired by seed when every seed "
           "has a baseline run, Welch otherwise. Best per column in bold.\n", f);
     write_method_stats(f, d->cells, d->nc);

@@ -210,6 +210,7 @@ int qa_run_one(qa_run_env *env, const qa_run_spec *run, const qa_task *t, const 
     int n_attrs = method->n_options + qa_run_rate_attrs(run, options + method->n_options);
     qa_record_run rec_run = {.id = run->id, .method = method->name, .bits = run->bits,
                              .task = qa_task_names[st->task.kind], .objective = st->distill ? "distill" : "task",
+                             .dtype = qa_dtype_name(st->train.dtype),
                              .w_bits = run->w_bits, .a_bits = run->a_bits, .rank = run->rank, .seed = run->seed,
                              .item_class = t->item_class, .slot = t->slot, .method_version = method->version,
                              .options = options, .n_options = n_attrs, .recipe_text = st->recipe_text,

@@ -35,6 +35,7 @@ typedef struct {
     int format_version;           /* 1: written before run files recorded their version */
     qa_run_provenance provenance;
     char *method, *bits, *status, *fail_reason, *merge, *task, *objective, *method_note, *method_notes;
+    char *dtype;                  /* the training matmuls' arithmetic ("f32" when the file predates it) */
     int rank, w_bits, a_bits, item_class, slot, needs_ptq, method_version, int8_kernel_layers;
     long seed, fail_step;
     qa_run_eval eval[QA_MAX_VARIANTS];

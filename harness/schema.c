@@ -108,6 +108,8 @@ const qa_run_field qa_run_fields[] = {
      .absent_text = "subject", .label = "task"},
     {.name = "objective", .object = QA_OBJ_RUN, .step = QA_STEP_BEGIN, .from = RUN(TEXT, objective), .to = READ(TEXT, objective),
      .label = "objective"},
+    {.name = "dtype", .object = QA_OBJ_RUN, .step = QA_STEP_BEGIN, .from = RUN(TEXT, dtype), .to = READ(TEXT, dtype),
+     .absent_text = "f32", .label = "training dtype"},
     {.name = "item_class", .object = QA_OBJ_RUN, .step = QA_STEP_BEGIN, .from = RUN(INT, item_class), .to = READ(INT, item_class),
      .absent = -1, .label = "item class"},
     {.name = "slot", .object = QA_OBJ_RUN, .step = QA_STEP_BEGIN, .from = RUN(INT, slot), .to = READ(INT, slot), .absent = -1,

@@ -9,6 +9,7 @@
 #include "harness/diffusion.h"
 #include "harness/model.h"
 #include "harness/registry.h"
+#include "harness/shard.h"
 
 typedef struct {
     long steps, warmup;
@@ -17,6 +18,17 @@ typedef struct {
     int cosine;               /* 1: cosine decay to 10% after the warm-up; 0: constant */
     double max_seconds;       /* stop after this wall time (0: no limit) */
     long inject_nan_step;     /* fault injection for tests: the loss is NaN at this step (0: off) */
+    /* Data parallel (NULL: one process). Every rank fills the same global batch of `batch`
+     * rows (the same random streams, so sample j has the same image, label, t and noise for
+     * any number of ranks) and computes rows [rank*B/size, (rank+1)*B/size) only; its loss and
+     * gradient are scaled to the global mean, and one reducer->sum per step adds the flat
+     * buffer of every gradient, the loss and a time-limit flag over the ranks. Every rank then
+     * takes the same optimizer step. Differences from one process are reduction order only. */
+    const qa_grad_reducer *reduce;
+    /* The arithmetic of the matmuls while training ([train] dtype): qa_train sets it on the model
+     * (dit_set_dtype: every plain slot and every method's frozen base product) for the loop, and
+     * sets f32 back when the loop ends, before the caller deploys or evaluates. */
+    qa_dtype dtype;
 } qa_train_spec;
 
 /* Learning rate at a step: linear warm-up, then constant or cosine to 10% at total. */

@@ -91,6 +91,7 @@
 #include "harness/nn.h"
 #include "harness/quant.h"
 #include "harness/registry.h"
+#include "methods/base_product.h"
 #include "methods/lora_adapter.h"
 
 #define EDM_SCALE_LR 1e-6          /* absolute lr of s_w at the adapter's reference rate */
@@ -121,10 +122,12 @@ typedef struct {
     int32_t *row_bucket;      /* [rows_cap] */
     double *row_grad_delta, *row_grad_zero; /* [rows_cap] per-row partial sums */
     int rows_cap, last_rows;
+    qa_base_product base_mm; /* the frozen base product, in the training dtype (base_product.h) */
 } efficientdm_state;
 
 static int efficientdm_init(void *state, const qa_layer_init *li, qa_error *err) {
     efficientdm_state *s = state;
+    base_product_init(&s->base_mm, li->in, li->out, li->step);
     const qa_method_cfg *c = li->cfg;
     if (c->w_bits < 1)
         return qa_fail(err, QA_ERR_INPUT,
@@ -265,7 +268,7 @@ static void efficientdm_forward(void *state, const float *x, float *y, int M) {
         }
         x_used = s->x_hat;
     }
-    linear_forward(y, x_used, s->W_hat, s->bias, M, in, s->out); /* y = X_hat W_hat^T + b */
+    base_product_forward(&s->base_mm, y, x_used, s->W_hat, s->bias, M); /* y = X_hat W_hat^T + b */
 }
 
 static void efficientdm_backward(void *state, const float *dy, float *dx, int M) {
@@ -303,7 +306,7 @@ static void efficientdm_backward(void *state, const float *dy, float *dx, int M)
             s->grad_act_zero[s->row_bucket[m]] += (float)s->row_grad_zero[m];
         }
     } else if (dx) {
-        qa_matmul(M, in, out, dy, 0, s->W_hat, 0, dx, 1, NULL); /* dx += dy W_hat */
+        base_product_backward_dx(&s->base_mm, dx, dy, s->W_hat, M); /* dx += dy W_hat */
     }
 
     /* weights: G_W = dy^T X_hat; s_w by the full LSQ+ derivative; A, B through the masked STE */
@@ -405,6 +408,7 @@ static int efficientdm_inspect(const void *state, qa_named_tensor *o, int max) {
 
 static void efficientdm_destroy(void *state) {
     efficientdm_state *s = state;
+    base_product_free(&s->base_mm);
     float *fs[] = {s->w_code_init, s->w_zero, s->w_scale, s->grad_w_scale, s->bias, s->A, s->B, s->dA, s->dB,
                    s->lora_update, s->W_hat, s->w_in_range, s->dW_hat_dscale, s->grad_w, s->act_delta,
                    s->act_zero, s->grad_act_delta, s->grad_act_zero, s->x_hat, s->dx_hat};

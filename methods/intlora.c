@@ -96,6 +96,7 @@
 #include "harness/nn.h"
 #include "harness/quant.h"
 #include "harness/registry.h"
+#include "methods/base_product.h"
 #include "methods/lora_adapter.h"
 
 typedef struct {
@@ -112,6 +113,7 @@ typedef struct {
     float *dU, *zU, *grad_dU, *grad_zU;  /* MUL update quantizer, per row */
     int k_min, k_max;         /* SHIFT: exponent range seen in the last forward */
     const float *x;
+    qa_base_product base_mm; /* the frozen base product, in the training dtype (base_product.h) */
 } intlora_state;
 
 static void row_absmax_stats(const float *row, int n, float *absmax_of_extremes, float *absmin_of_extremes) {
@@ -151,6 +153,7 @@ extern const qa_method qa_method_intlora_mul;
 
 static int intlora_init_common(void *state, const qa_layer_init *li, int shift, qa_error *err) {
     intlora_state *s = state;
+    base_product_init(&s->base_mm, li->in, li->out, li->step);
     const qa_method_cfg *c = li->cfg;
     intlora_options opt;
     qa_method_options_of(&qa_method_intlora_mul, c, &opt);
@@ -322,13 +325,13 @@ static void intlora_forward(void *state, const float *x, float *y, int M) {
     intlora_state *s = state;
     s->x = x;
     build_weight(s);
-    linear_forward(y, x, s->W_eff, s->bias, M, s->in, s->out);
+    base_product_forward(&s->base_mm, y, x, s->W_eff, s->bias, M);
 }
 
 static void intlora_backward(void *state, const float *dy, float *dx, int M) {
     intlora_state *s = state;
     const int in = s->in, out = s->out;
-    if (dx) qa_matmul(M, in, out, dy, 0, s->W_eff, 0, dx, 1, NULL);    /* dx += dy W' */
+    base_product_backward_dx(&s->base_mm, dx, dy, s->W_eff, M);    /* dx += dy W' */
     qa_matmul(out, in, M, dy, 1, s->x, 0, s->G, 0, NULL);              /* G_W = dy^T x */
     if (!s->shift) { /* gradients of the frozen update quantizer, for the reference check */
         const float lmax = (float)((1 << s->n_bits) - 1);
@@ -514,6 +517,7 @@ static int intlora_inspect(const void *state, qa_named_tensor *o, int max) {
 
 static void intlora_destroy(void *state) {
     intlora_state *s = state;
+    base_product_free(&s->base_mm);
     float *ps[] = {s->R, s->delta, s->zero, s->w_int, s->bias, s->A, s->B, s->dA, s->dB, s->BA, s->U,
                    s->W_eff, s->mask, s->G, s->dU, s->zU, s->grad_dU, s->grad_zU};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) qa_free(ps[i]);

@@ -24,16 +24,19 @@
 #include "harness/backend.h"
 #include "harness/nn.h"
 #include "harness/registry.h"
+#include "methods/base_product.h"
 #include "methods/lora_adapter.h"
 
 typedef struct {
     int in, out, w_bits;
     float *W, *bias;        /* frozen copy of the pre-trained layer */
     qa_lora_adapter ad;
+    qa_base_product base_mm; /* the frozen base product, in the training dtype (base_product.h) */
 } lora_state;
 
 static int lora_init(void *state, const qa_layer_init *li, qa_error *err) {
     lora_state *s = state;
+    base_product_init(&s->base_mm, li->in, li->out, li->step);
     if (li->cfg->rank < 1 || li->cfg->rank > li->in || li->cfg->rank > li->out)
         return qa_fail(err, QA_ERR_INPUT, "lora: rank %d is outside 1..min(in=%d, out=%d) for %s", li->cfg->rank,
                        li->in, li->out, li->layer_name);
@@ -50,14 +53,14 @@ static int lora_init(void *state, const qa_layer_init *li, qa_error *err) {
 
 static void lora_forward(void *state, const float *x, float *y, int M) {
     lora_state *s = state;
-    linear_forward(y, x, s->W, s->bias, M, s->in, s->out); /* y = x W^T + b */
+    base_product_forward(&s->base_mm, y, x, s->W, s->bias, M); /* y = x W^T + b */
     lora_adapter_forward(&s->ad, x, y, M);                  /* y += s (x A^T) B^T */
 }
 
 static void lora_backward(void *state, const float *dy, float *dx, int M) {
     lora_state *s = state;
     lora_adapter_backward(&s->ad, dy, dx, M);
-    if (dx) qa_matmul(M, s->in, s->out, dy, 0, s->W, 0, dx, 1, NULL); /* dx += dy W */
+    base_product_backward_dx(&s->base_mm, dx, dy, s->W, M); /* dx += dy W */
 }
 
 static int lora_params(void *state, qa_param *out, int max) {
@@ -93,6 +96,7 @@ static void lora_bytes(const void *state, qa_bytes *b) {
 
 static void lora_destroy(void *state) {
     lora_state *s = state;
+    base_product_free(&s->base_mm);
     qa_free(s->W);
     qa_free(s->bias);
     lora_adapter_free(&s->ad);

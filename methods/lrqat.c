@@ -60,6 +60,7 @@
 #include "harness/backend.h"
 #include "harness/nn.h"
 #include "harness/registry.h"
+#include "methods/base_product.h"
 #include "methods/lora_adapter.h"
 
 enum { LRQAT_PHI_FIXED8 = 0, LRQAT_PHI_FP32 };
@@ -83,6 +84,7 @@ typedef struct {
     float *grad_w;            /* G_W, then GM [out, in] */
     float *bias;
     const float *x;
+    qa_base_product base_mm; /* the frozen base product, in the training dtype (base_product.h) */
 } lrqat_state;
 
 typedef struct {
@@ -94,6 +96,7 @@ extern const qa_method qa_method_lrqat;
 
 static int lrqat_init(void *state, const qa_layer_init *li, qa_error *err) {
     lrqat_state *s = state;
+    base_product_init(&s->base_mm, li->in, li->out, li->step);
     lrqat_options opt;
     qa_method_options_of(&qa_method_lrqat, li->cfg, &opt);
     const char *name = li->layer_name ? li->layer_name : "?";
@@ -176,7 +179,7 @@ static void lrqat_forward(void *state, const float *x, float *y, int M) {
     lrqat_state *s = state;
     s->x = x;
     quantize_weight(s);
-    linear_forward(y, x, s->w_eff, s->bias, M, s->in, s->out);              /* y = x W_eff^T + b */
+    base_product_forward(&s->base_mm, y, x, s->w_eff, s->bias, M);              /* y = x W_eff^T + b */
 }
 
 static void lrqat_backward(void *state, const float *dy, float *dx, int M) {
@@ -196,7 +199,7 @@ static void lrqat_backward(void *state, const float *dy, float *dx, int M) {
     }
     qa_matmul(out, r, in, s->grad_w, 0, s->A, 1, s->dB, 1, NULL);            /* dB += GM A^T */
     qa_matmul(r, in, out, s->B, 1, s->grad_w, 0, s->dA, 1, NULL);            /* dA += B^T GM */
-    if (dx) qa_matmul(M, in, out, dy, 0, s->w_eff, 0, dx, 1, NULL);          /* dx += dy W_eff */
+    base_product_backward_dx(&s->base_mm, dx, dy, s->w_eff, M);          /* dx += dy W_eff */
 }
 
 static int lrqat_params(void *state, qa_param *out, int max) {
@@ -255,6 +258,7 @@ static int lrqat_inspect(const void *state, qa_named_tensor *o, int max) {
 
 static void lrqat_destroy(void *state) {
     lrqat_state *s = state;
+    base_product_free(&s->base_mm);
     float *ps[] = {s->phi_fp, s->scale, s->dscale, s->A, s->B, s->dA, s->dB, s->BA, s->w_eff, s->grad_w, s->bias};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) qa_free(ps[i]);
     qa_free(s->phi_fixed);

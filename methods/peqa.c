@@ -56,6 +56,7 @@
 #include "harness/nn.h"
 #include "harness/quant.h"
 #include "harness/registry.h"
+#include "methods/base_product.h"
 
 typedef struct {
     int in, out, n_bits, group, n_groups; /* group = g (in when per channel) */
@@ -71,6 +72,7 @@ typedef struct {
     const float *x;          /* input of the last forward (owned by the caller) */
     float *z_cache, *dy_scaled; /* Z, dy . s [rows_cap, out] (per channel) */
     int rows_cap;
+    qa_base_product base_mm; /* the frozen base product, in the training dtype (base_product.h) */
 } peqa_state;
 
 typedef struct {
@@ -82,6 +84,7 @@ extern const qa_method qa_method_peqa;
 
 static int peqa_init(void *state, const qa_layer_init *li, qa_error *err) {
     peqa_state *s = state;
+    base_product_init(&s->base_mm, li->in, li->out, li->step);
     peqa_options opt;
     qa_method_options_of(&qa_method_peqa, li->cfg, &opt);
     const char *name = li->layer_name ? li->layer_name : "?";
@@ -156,7 +159,7 @@ static void peqa_forward(void *state, const float *x, float *y, int M) {
     s->x = x;
     if (s->n_groups > 1) {
         refresh_w_hat(s);
-        linear_forward(y, x, s->w_hat, s->bias, M, s->in, out);            /* y = x W_hat^T + b */
+        base_product_forward(&s->base_mm, y, x, s->w_hat, s->bias, M);            /* y = x W_hat^T + b */
         return;
     }
     ensure_rows(s, M);
@@ -180,7 +183,7 @@ static void peqa_backward(void *state, const float *dy, float *dx, int M) {
                 }
                 s->dscale[(size_t)j * out + o] += (float)acc;
             }
-        if (dx) qa_matmul(M, in, out, dy, 0, s->w_hat, 0, dx, 1, NULL);     /* dx += dy W_hat */
+        base_product_backward_dx(&s->base_mm, dx, dy, s->w_hat, M);     /* dx += dy W_hat */
         return;
     }
     for (int o = 0; o < out; o++) {                         /* ds[o] += sum_m dy[m,o] Z[m,o] */
@@ -256,6 +259,7 @@ static int peqa_inspect(const void *state, qa_named_tensor *o, int max) {
 
 static void peqa_destroy(void *state) {
     peqa_state *s = state;
+    base_product_free(&s->base_mm);
     float *ps[] = {s->code, s->zero, s->scale, s->dscale, s->w_hat, s->grad_w, s->bias, s->z_cache, s->dy_scaled};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) qa_free(ps[i]);
     qa_free(s->q);

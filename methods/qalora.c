@@ -53,6 +53,7 @@
 #include "harness/nn.h"
 #include "harness/quant.h"
 #include "harness/registry.h"
+#include "methods/base_product.h"
 
 typedef struct {
     int in, out, rank, n_bits, group_size, n_groups;
@@ -70,6 +71,7 @@ typedef struct {
     float *pooled, *dpooled;     /* p, dp [rows_cap, G] */
     float *pooled_a, *dpooled_a; /* pa, dpa [rows_cap, r] */
     int rows_cap;
+    qa_base_product base_mm; /* the frozen base product, in the training dtype (base_product.h) */
 } qalora_state;
 
 /* ---- IEEE binary16 ---------------------------------------------------------------------- */
@@ -113,6 +115,7 @@ static float fp16_round(float x) { return qa_qalora_half_to_float(qa_qalora_half
 
 int qa_qalora_init_grouped(void *state, const qa_layer_init *li, int group_size, qa_error *err) {
     qalora_state *s = state;
+    base_product_init(&s->base_mm, li->in, li->out, li->step);
     const qa_method_cfg *c = li->cfg;
     const char *name = li->layer_name ? li->layer_name : "?";
     if (c->w_bits == 0)
@@ -222,7 +225,7 @@ static void qalora_forward(void *state, const float *x, float *y, int M) {
     const int in = s->in, G = s->n_groups, g = s->group_size;
     ensure_rows(s, M);
     s->x = x;
-    linear_forward(y, x, s->w_hat, s->bias, M, in, s->out);            /* y = x W_hat^T + b */
+    base_product_forward(&s->base_mm, y, x, s->w_hat, s->bias, M);            /* y = x W_hat^T + b */
     for (int m = 0; m < M; m++)                                          /* p = AvgPool_g(x) */
         for (int j = 0; j < G; j++) {
             const float *xg = x + (size_t)m * in + (size_t)j * g;
@@ -242,7 +245,7 @@ static void qalora_backward(void *state, const float *dy, float *dx, int M) {
     qa_matmul(r, G, M, s->dpooled_a, 1, s->pooled, 0, s->dA, 1, NULL);        /* dA += dpa^T p */
     if (!dx) return;
     qa_matmul(M, G, r, s->dpooled_a, 0, s->A, 0, s->dpooled, 0, NULL);        /* dp = dpa A */
-    qa_matmul(M, in, out, dy, 0, s->w_hat, 0, dx, 1, NULL);                   /* dx += dy W_hat */
+    base_product_backward_dx(&s->base_mm, dx, dy, s->w_hat, M);                   /* dx += dy W_hat */
     for (int m = 0; m < M; m++)                                  /* dx[m,i] += c dp[m, i/g] */
         for (int j = 0; j < G; j++) {
             const float share = s->pool_factor * s->dpooled[(size_t)m * G + j];
@@ -331,6 +334,7 @@ static int qalora_inspect(const void *state, qa_named_tensor *o, int max) {
 
 static void qalora_destroy(void *state) {
     qalora_state *s = state;
+    base_product_free(&s->base_mm);
     float *ps[] = {s->group_scale, s->group_zero, s->merged_zero, s->w_hat, s->bias, s->A, s->B,
                    s->dA, s->dB, s->pooled, s->dpooled, s->pooled_a, s->dpooled_a};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) qa_free(ps[i]);

@@ -87,6 +87,7 @@
 #include "harness/nn.h"
 #include "harness/quant.h"
 #include "harness/registry.h"
+#include "methods/base_product.h"
 #include "methods/lora_adapter.h"
 #include "methods/qlora.h"
 
@@ -280,6 +281,7 @@ typedef struct {
     float *W_dq;               /* [out,in] f32 compute copy, refilled every forward; at FP it is the base */
     float *bias;
     qa_lora_adapter ad;        /* the trainable low-rank term */
+    qa_base_product base_mm; /* the frozen base product, in the training dtype (base_product.h) */
 } qlora_state;
 
 /* W_dq from the stored base (a no-op at FP, where W_dq is the base). */
@@ -304,6 +306,7 @@ typedef struct {
 
 static int qlora_init(void *state, const qa_layer_init *li, qa_error *err) {
     qlora_state *s = state;
+    base_product_init(&s->base_mm, li->in, li->out, li->step);
     const qa_method_cfg *c = li->cfg;
     qlora_options opt;
     qa_method_options_of(&qa_method_qlora, c, &opt);
@@ -358,14 +361,14 @@ static int qlora_init(void *state, const qa_layer_init *li, qa_error *err) {
 static void qlora_forward(void *state, const float *x, float *y, int M) {
     qlora_state *s = state;
     dequantize_base(s);
-    linear_forward(y, x, s->W_dq, s->bias, M, s->in, s->out); /* y = x W_dq^T + b */
+    base_product_forward(&s->base_mm, y, x, s->W_dq, s->bias, M); /* y = x W_dq^T + b */
     lora_adapter_forward(&s->ad, x, y, M);                     /* y += s (x A^T) B^T */
 }
 
 static void qlora_backward(void *state, const float *dy, float *dx, int M) {
     qlora_state *s = state;
     lora_adapter_backward(&s->ad, dy, dx, M);
-    if (dx) qa_matmul(M, s->in, s->out, dy, 0, s->W_dq, 0, dx, 1, NULL); /* dx += dy W_dq */
+    base_product_backward_dx(&s->base_mm, dx, dy, s->W_dq, M); /* dx += dy W_dq */
 }
 
 static int qlora_params(void *state, qa_param *out, int max) {
@@ -445,6 +448,7 @@ static int qlora_inspect(const void *state, qa_named_tensor *o, int max) {
 
 static void qlora_destroy(void *state) {
     qlora_state *s = state;
+    base_product_free(&s->base_mm);
     qlora_nf4_tensor_free(&s->nf4);
     qa_free(s->int_codes);
     lora_adapter_free(&s->ad);

@@ -97,6 +97,22 @@ Test(cli, bench_layer_prints_one_json_object_per_line) {
     cr_expect(strstr(out_buf, "\"method\": \"linear\"") != NULL, "%s", out_buf);
 }
 
+/* --dtype bf16: the frozen base product of every method (and each product of the plain linear)
+ * with bf16 operands; every method runs and says so. */
+Test(cli, bench_layer_takes_a_dtype_for_every_method) {
+    const char *methods[] = {"linear", "lora", "qlora", "qalora", "efficientdm", "intlora-mul", "intlora-shift", "peqa",
+                             "lr-qat"};
+    for (size_t i = 0; i < sizeof methods / sizeof methods[0]; i++) {
+        char cmd[256];
+        snprintf(cmd, sizeof cmd, "bench-layer --method %s --tokens 12 --in 64 --out 32 --rank 2 --bits 4 --repeats 2 "
+                 "--json --dtype bf16", methods[i]);
+        cr_expect_eq(run(cmd, NULL), 0, "%s: %s", methods[i], out_buf);
+        cr_expect(strstr(out_buf, "\"dtype\": \"bf16\"") != NULL, "%s: %s", methods[i], out_buf);
+    }
+    cr_expect_eq(run("bench-layer --method lora --dtype f16", NULL), 2);
+    cr_expect(strstr(out_buf, "--dtype f32|bf16") != NULL, "%s", out_buf);
+}
+
 Test(cli, bench_layer_bad_arguments_exit_2_with_usage) {
     cr_expect_eq(run("bench-layer --tokens -5", NULL), 2);
     cr_expect(strstr(out_buf, "usage: qadapt bench-layer") != NULL, "%s", out_buf);

@@ -42,7 +42,7 @@ static int make_layer(layer *L, int in, int out, int w_bits, int a_bits, int ran
     fill_normal(&t, L->b, (size_t)out, 0.1);
     L->cfg = (qa_method_cfg){.w_bits = w_bits, .a_bits = a_bits, .rank = rank, .lora_scale = 1.0f,
                              .base_lr = base_lr, .sampling_steps = steps};
-    L->step = (qa_step_ctx){L->t, 1, 1, 1000};
+    L->step = (qa_step_ctx){L->t, 1, 1, 1000, QA_DTYPE_F32};
     qa_rng *r = qa_rng_new(seed + 100);
     qa_layer_init li = {in, out, L->W, L->b, &L->cfg, r, "blocks.2.attn.qkv", NULL, &L->step};
     L->state = qa_alloc(L->m->state_size);
