@@ -32,6 +32,18 @@ static void fmt_cell(char *buf, size_t len, const qa_summary *s, int digits) {
     else snprintf(buf, len, "%.*f ± %.*f", digits, s->mean, digits, s->ci95);
 }
 
+/* A metric's cell: mean ± 95% CI, or mean [lo, hi] where the interval reaches past the metric's
+ * range (schema.c), clipped to it: a share is never shown above 1. */
+static void fmt_metric(char *buf, size_t len, const qa_summary *s, int m, int digits) {
+    double lo, hi;
+    if (s->n >= 2 && isfinite(s->ci95)) qa_metric_interval(m, s->mean, s->ci95, &lo, &hi);
+    if (s->n < 2 || !isfinite(s->ci95) || (lo == s->mean - s->ci95 && hi == s->mean + s->ci95)) {
+        fmt_cell(buf, len, s, digits);
+        return;
+    }
+    snprintf(buf, len, "%.*f [%.*f, %.*f]", digits, s->mean, digits, lo, digits, hi);
+}
+
 /* The paper layout's row of cell i: FP cells ("FP") join their method's float deploy row. */
 static deploy_text paper_row_label(const cell *c) {
     deploy_text t = deploy_of(c);
@@ -59,7 +71,7 @@ static void write_paper_value(FILE *f, const cell *cells, int nc, const cell *c,
         if (qa_metrics[m].better == QA_BETTER_LOWER ? y < x : y > x) is_best = 0;
     }
     char tmp[64];
-    fmt_cell(tmp, sizeof tmp, &c->sum[m], qa_metrics[m].detail_digits);
+    fmt_metric(tmp, sizeof tmp, &c->sum[m], m, qa_metrics[m].detail_digits);
     fprintf(f, is_best && others ? " **%s** |" : " %s |", tmp);
 }
 
@@ -246,6 +258,7 @@ typedef struct {
     int metric;           /* COL_METRIC: MET_* */
     int outputs;          /* IN_MD | IN_TEX | IN_CSV */
     int style_tasks_only; /* markdown shows it only when a run is not a subject task */
+    int if_measured;      /* shown only when some cell has a value (metrics older run files lack) */
 } column;
 
 /* After method, deploy, bits, rank, (markdown: setting,) n: */
@@ -253,10 +266,14 @@ static const column table_columns[] = {
     {.kind = COL_METRIC, .metric = MET_LOSS, .outputs = IN_MD | IN_TEX | IN_CSV},
     {.kind = COL_DELTA, .outputs = IN_MD | IN_TEX | IN_CSV},
     {.kind = COL_METRIC, .metric = MET_SUBJECT, .outputs = IN_MD | IN_TEX | IN_CSV},
+    {.kind = COL_METRIC, .metric = MET_FLOOR, .outputs = IN_MD | IN_TEX | IN_CSV, .if_measured = 1},
+    {.kind = COL_METRIC, .metric = MET_GAIN, .outputs = IN_MD | IN_TEX | IN_CSV, .if_measured = 1},
+    {.kind = COL_METRIC, .metric = MET_IDENT, .outputs = IN_MD | IN_TEX | IN_CSV, .if_measured = 1},
     {.kind = COL_METRIC, .metric = MET_PROMPT, .outputs = IN_MD | IN_TEX | IN_CSV},
     {.kind = COL_BITS_PER_WEIGHT, .outputs = IN_MD | IN_CSV},
     {.kind = COL_METRIC, .metric = MET_DIVERSITY, .outputs = IN_MD | IN_TEX | IN_CSV},
     {.kind = COL_METRIC, .metric = MET_PRIOR, .outputs = IN_MD | IN_TEX | IN_CSV},
+    {.kind = COL_METRIC, .metric = MET_PRIOR_DIST, .outputs = IN_MD | IN_TEX | IN_CSV, .if_measured = 1},
     {.kind = COL_SETTING, .outputs = IN_CSV},
     {.kind = COL_METRIC, .metric = MET_STYLE, .outputs = IN_MD | IN_CSV, .style_tasks_only = 1},
     {.kind = COL_METRIC, .metric = MET_FID, .outputs = IN_MD | IN_CSV, .style_tasks_only = 1},
@@ -274,15 +291,18 @@ typedef struct {
     int nc, base;
     delta *deltas;
     int best[N_MET];          /* the best cell per metric; -1: none (a tie, or one cell) */
+    int measured[N_MET];      /* some cell has a value of the metric */
     int style_tasks, with_axes;
 } report_data;
 
 static int shown_in(const column *col, int output, const report_data *d) {
-    return (col->outputs & output) && !(output == IN_MD && col->style_tasks_only && !d->style_tasks);
+    return (col->outputs & output) && !(output == IN_MD && col->style_tasks_only && !d->style_tasks) &&
+           !(col->if_measured && !d->measured[col->metric]);
 }
 
 /* best per column; none where every cell ties (or only one cell has a value) */
 static int best_cell(const cell *cells, int nc, int m) {
+    if (qa_metrics[m].better == QA_BETTER_NONE) return -1; /* a reference value */
     int best = -1, tie = 1, have = 0;
     double first = 0;
     for (int i = 0; i < nc; i++) {
@@ -336,6 +356,8 @@ static int report_load(const char *dir, const char *baseline, report_data *d, qa
         report_cell_difference(c, b, MET_LOSS, &dc->dloss, &dc->dloss_ci, &dc->dloss_p);
     }
     for (int m = 0; m < N_MET; m++) d->best[m] = best_cell(d->cells, d->nc, m);
+    for (int i = 0; i < d->nc; i++)
+        for (int m = 0; m < N_MET; m++) d->measured[m] |= d->cells[i].nm[m] > 0;
     return QA_OK;
 }
 
@@ -348,7 +370,8 @@ static void write_md_header(FILE *f, const report_data *d) {
         const column *col = &table_columns[k];
         if (!shown_in(col, IN_MD, d)) continue;
         n_cols++;
-        if (col->kind == COL_METRIC) fprintf(f, " %s %s |", qa_metrics[col->metric].title, qa_metric_arrow(col->metric));
+        if (col->kind == COL_METRIC)
+            fprintf(f, " %s%s%s |", qa_metrics[col->metric].title, *qa_metric_arrow(col->metric) ? " " : "", qa_metric_arrow(col->metric));
         else if (col->kind == COL_BITS_PER_WEIGHT) fprintf(f, " %s |", qa_run_field_label(qa_run_field_find(QA_OBJ_EVAL, "bits_per_weight")));
         else if (col->kind == COL_DELTA)
             fprintf(f, " Δ loss vs %s %s%s%s%s%s (p) |", b->method, b->bits, b->w_bits ? " " : "", b->w_bits ? deploy_of(b).text : "",
@@ -369,7 +392,8 @@ static void write_tex_header(FILE *f, const report_data *d) {
         const column *col = &table_columns[k];
         if (!shown_in(col, IN_TEX, d)) continue;
         if (col->kind == COL_METRIC)
-            fprintf(f, " & %s $\\%s$", qa_metrics[col->metric].tex, qa_metrics[col->metric].better == QA_BETTER_LOWER ? "downarrow" : "uparrow");
+            fprintf(f, " & %s%s", qa_metrics[col->metric].tex, qa_metrics[col->metric].better == QA_BETTER_NONE ? ""
+                    : qa_metrics[col->metric].better == QA_BETTER_LOWER ? " $\\downarrow$" : " $\\uparrow$");
         else if (col->kind == COL_DELTA) fprintf(f, " & $\\Delta$ loss");
     }
     fprintf(f, " \\\\\n\\midrule\n");
@@ -391,13 +415,13 @@ static void write_csv_header(FILE *f, const report_data *d) {
 /* The text of a metric in the markdown table (bold when best) and in LaTeX. */
 static void md_value(const report_data *d, int i, int m, char *buf, size_t len) {
     char tmp[64];
-    fmt_cell(tmp, sizeof tmp, &d->cells[i].sum[m], qa_metrics[m].table_digits);
+    fmt_metric(tmp, sizeof tmp, &d->cells[i].sum[m], m, qa_metrics[m].table_digits);
     snprintf(buf, len, i == d->best[m] ? "**%s**" : "%s", tmp);
 }
 
 static void tex_value(const report_data *d, int i, int m, char *buf, size_t len) {
     char tmp[64], plain[160];
-    fmt_cell(tmp, sizeof tmp, &d->cells[i].sum[m], qa_metrics[m].table_digits);
+    fmt_metric(tmp, sizeof tmp, &d->cells[i].sum[m], m, qa_metrics[m].table_digits);
     char *pm = strstr(tmp, "±");
     if (pm) { *pm = 0; snprintf(plain, sizeof plain, "%.60s$\\pm$%.60s", tmp, pm + strlen("±")); }
     else snprintf(plain, sizeof plain, "%s", tmp);
@@ -545,6 +569,8 @@ static void write_md_tail(FILE *f, const report_data *d) {
         fprintf(f, "%s- %s: %s\n", i ? "" : "\nFiles left out (not readable run files):\n", d->skipped[i].file, d->skipped[i].why);
     fputs("\nCells: mean ± 95% CI over seeds (t distribution); n = seeds. Δ loss: paired by seed when every seed "
           "has a baseline run, Welch otherwise. Best per column in bold.\n", f);
+    fputs("An interval in brackets [lo, hi] is the 95% CI clipped to the metric's range (a share never above 1, a "
+          "distance never below 0).\n", f);
     write_method_stats(f, d->cells, d->nc);
 }
 
@@ -624,8 +650,8 @@ int report_compare(const char *dir, const char *spec_a, const char *spec_b, FILE
         if (a->nm[m] == 0 || b->nm[m] == 0) continue;
         char ta[64], tb[64], td[64];
         int digits = qa_metrics[m].detail_digits;
-        fmt_cell(ta, sizeof ta, &a->sum[m], digits);
-        fmt_cell(tb, sizeof tb, &b->sum[m], digits);
+        fmt_metric(ta, sizeof ta, &a->sum[m], m, digits);
+        fmt_metric(tb, sizeof tb, &b->sum[m], m, digits);
         double mean, ci, p;
         int paired = report_cell_difference(a, b, m, &mean, &ci, &p);
         const char *test = paired ? "paired t" : "Welch t";

@@ -19,6 +19,7 @@ typedef struct {
     double prompt_fidelity, prompt_fidelity_se, bits_per_weight, sampling_ms, eval_seconds;
     double diversity, prior_preservation; /* prior_preservation < 0: not measured */
     double style_score, fid;              /* fid < 0: not measured (domain task only) */
+    double subject_floor, subject_gain, identification, prior_distance; /* see measured */
     unsigned measured;            /* bit m: metric m (MET_*) is in the file */
     double *heldout_per_image;
     int n_images;

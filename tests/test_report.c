@@ -84,7 +84,13 @@ static void cell_text(char *buf, size_t len, const char *method, int m, int bold
     ref_sum s = ref_summary(x, n);
     int digits = m == 0 ? 5 : 4;
     char tmp[96];
-    snprintf(tmp, sizeof tmp, "%.*f ± %.*f", digits, s.mean, digits, s.ci);
+    /* the metrics' ranges: loss >= 0, subject fidelity (a cosine) in [-1, 1], prompt fidelity (a
+     * probability) in [0, 1]; an interval reaching past its range is shown clipped, in brackets */
+    const double lo_of[3] = {0, -1, 0}, hi_of[3] = {HUGE_VAL, 1, 1};
+    double lo = s.mean - s.ci, hi = s.mean + s.ci;
+    if (lo >= lo_of[m] && hi <= hi_of[m]) snprintf(tmp, sizeof tmp, "%.*f ± %.*f", digits, s.mean, digits, s.ci);
+    else snprintf(tmp, sizeof tmp, "%.*f [%.*f, %.*f]", digits, s.mean, digits, lo < lo_of[m] ? lo_of[m] : lo, digits,
+                  hi > hi_of[m] ? hi_of[m] : hi);
     snprintf(buf, len, bold ? "**%s**" : "%s", tmp);
 }
 

@@ -160,7 +160,10 @@ Test(schema, every_metric_has_a_field_and_a_direction) {
         const qa_run_field *fd = qa_metric_field(m);
         cr_expect_eq(fd->object, QA_OBJ_EVAL, "%s", qa_metrics[m].name);
         cr_expect_eq(fd->to.kind, QA_VAL_F64, "%s", qa_metrics[m].name);
-        cr_expect_neq(qa_metrics[m].better, QA_BETTER_NONE, "%s", qa_metrics[m].name);
+        /* every metric has a direction but the floor, a reference value */
+        if (m == MET_FLOOR) cr_expect_str_eq(qa_metric_arrow(m), "");
+        else cr_expect_neq(qa_metrics[m].better, QA_BETTER_NONE, "%s", qa_metrics[m].name);
+        cr_expect(qa_metrics[m].lo < qa_metrics[m].hi, "%s has a range", qa_metrics[m].name);
         cr_expect_str_eq(qa_met_names[m], qa_metrics[m].name);
         cr_expect_eq(qa_met_lower_better[m], qa_metrics[m].better == QA_BETTER_LOWER);
         cr_expect_eq(qa_run_field_find(QA_OBJ_EVAL, qa_metrics[m].name), fd);
@@ -244,4 +247,19 @@ Test(schema, ids_of_any_length_are_written_and_read_whole, .init = setup, .fini 
     cr_expect_eq(ns, 1);
     qa_free(pix);
     runs_free(runs, n);
+}
+
+Test(schema, bounded_metrics_get_bounded_intervals) {
+    double lo, hi;
+    /* identification is a share: 0.95 +- 0.1 is [0.85, 1], not [0.85, 1.05] */
+    qa_metric_interval(MET_IDENT, 0.95, 0.1, &lo, &hi);
+    cr_expect(fabs(lo - 0.85) < 1e-12 && hi == 1.0, "[%g, %g]", lo, hi);
+    qa_metric_interval(MET_PRIOR_DIST, 0.01, 0.03, &lo, &hi);
+    cr_expect(lo == 0.0 && fabs(hi - 0.04) < 1e-12, "[%g, %g]", lo, hi);
+    qa_metric_interval(MET_GAIN, -0.1, 0.05, &lo, &hi); /* a gain may be negative */
+    cr_expect(fabs(lo + 0.15) < 1e-12 && fabs(hi + 0.05) < 1e-12, "[%g, %g]", lo, hi);
+    qa_metric_interval(MET_LOSS, 0.02, 0.05, &lo, &hi); /* bounded below only */
+    cr_expect(lo == 0.0 && fabs(hi - 0.07) < 1e-12, "[%g, %g]", lo, hi);
+    qa_metric_interval(MET_FID, 100, 1e6, &lo, &hi);
+    cr_expect(lo == 0.0 && hi == 100 + 1e6);
 }
