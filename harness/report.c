@@ -250,7 +250,7 @@ const qa_cell *report_baseline_cell(const qa_cell *cells, int nc, const char *sp
 
 /* ---- the tables: columns declared once, for markdown, LaTeX and CSV ---- */
 
-typedef enum { COL_METRIC, COL_DELTA, COL_BITS_PER_WEIGHT, COL_SETTING } column_kind;
+typedef enum { COL_METRIC, COL_DELTA, COL_BITS_PER_WEIGHT, COL_SETTING, COL_LR } column_kind;
 enum { IN_MD = 1, IN_TEX = 2, IN_CSV = 4 };
 
 typedef struct {
@@ -271,6 +271,7 @@ static const column table_columns[] = {
     {.kind = COL_METRIC, .metric = MET_IDENT, .outputs = IN_MD | IN_TEX | IN_CSV, .if_measured = 1},
     {.kind = COL_METRIC, .metric = MET_PROMPT, .outputs = IN_MD | IN_TEX | IN_CSV},
     {.kind = COL_BITS_PER_WEIGHT, .outputs = IN_MD | IN_CSV},
+    {.kind = COL_LR, .outputs = IN_MD | IN_CSV, .if_measured = 1}, /* when some run records its rate */
     {.kind = COL_METRIC, .metric = MET_DIVERSITY, .outputs = IN_MD | IN_TEX | IN_CSV},
     {.kind = COL_METRIC, .metric = MET_PRIOR, .outputs = IN_MD | IN_TEX | IN_CSV},
     {.kind = COL_METRIC, .metric = MET_PRIOR_DIST, .outputs = IN_MD | IN_TEX | IN_CSV, .if_measured = 1},
@@ -292,12 +293,13 @@ typedef struct {
     delta *deltas;
     int best[N_MET];          /* the best cell per metric; -1: none (a tie, or one cell) */
     int measured[N_MET];      /* some cell has a value of the metric */
+    int have_lr;              /* some run records the learning rate it trained at */
     int style_tasks, with_axes;
 } report_data;
 
 static int shown_in(const column *col, int output, const report_data *d) {
     return (col->outputs & output) && !(output == IN_MD && col->style_tasks_only && !d->style_tasks) &&
-           !(col->if_measured && !d->measured[col->metric]);
+           !(col->if_measured && (col->kind == COL_LR ? !d->have_lr : !d->measured[col->metric]));
 }
 
 /* best per column; none where every cell ties (or only one cell has a value) */
@@ -358,6 +360,7 @@ static int report_load(const char *dir, const char *baseline, report_data *d, qa
     for (int m = 0; m < N_MET; m++) d->best[m] = best_cell(d->cells, d->nc, m);
     for (int i = 0; i < d->nc; i++)
         for (int m = 0; m < N_MET; m++) d->measured[m] |= d->cells[i].nm[m] > 0;
+    for (int i = 0; i < d->nr; i++) d->have_lr |= isfinite(d->runs[i].learning_rate);
     return QA_OK;
 }
 
@@ -373,6 +376,7 @@ static void write_md_header(FILE *f, const report_data *d) {
         if (col->kind == COL_METRIC)
             fprintf(f, " %s%s%s |", qa_metrics[col->metric].title, *qa_metric_arrow(col->metric) ? " " : "", qa_metric_arrow(col->metric));
         else if (col->kind == COL_BITS_PER_WEIGHT) fprintf(f, " %s |", qa_run_field_label(qa_run_field_find(QA_OBJ_EVAL, "bits_per_weight")));
+        else if (col->kind == COL_LR) fprintf(f, " %s |", qa_run_field_label(qa_run_field_find(QA_OBJ_RUN, "learning_rate")));
         else if (col->kind == COL_DELTA)
             fprintf(f, " Δ loss vs %s %s%s%s%s%s (p) |", b->method, b->bits, b->w_bits ? " " : "", b->w_bits ? deploy_of(b).text : "",
                     b->axes[0] ? " " : "", b->axes);
@@ -407,9 +411,29 @@ static void write_csv_header(FILE *f, const report_data *d) {
         if (col->kind == COL_METRIC) fprintf(f, ",%s_mean,%s_ci95", qa_metrics[col->metric].csv, qa_metrics[col->metric].csv);
         else if (col->kind == COL_DELTA) fprintf(f, ",delta_loss,delta_loss_ci95,delta_loss_p");
         else if (col->kind == COL_BITS_PER_WEIGHT) fprintf(f, ",bits_per_weight");
+        else if (col->kind == COL_LR) fprintf(f, ",learning_rate");
         else fprintf(f, ",setting");
     }
     fprintf(f, "\n");
+}
+
+/* The learning rate a cell's runs trained at: one value, "lo–hi" when the seeds differ, "-" when
+ * no run records it; *mean for the CSV (NaN: none). */
+static void lr_text(const cell *c, char *buf, size_t len, double *mean) {
+    double lo = HUGE_VAL, hi = -HUGE_VAL, acc = 0;
+    int n = 0;
+    for (int s = 0; s < c->n; s++) {
+        double v = c->runs[s]->learning_rate;
+        if (!isfinite(v)) continue;
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+        acc += v;
+        n++;
+    }
+    *mean = n ? acc / n : NAN;
+    if (!n) snprintf(buf, len, "-");
+    else if (lo == hi) snprintf(buf, len, "%.3g", lo);
+    else snprintf(buf, len, "%.3g–%.3g", lo, hi);
 }
 
 /* The text of a metric in the markdown table (bold when best) and in LaTeX. */
@@ -448,6 +472,7 @@ static void write_md_row(FILE *f, const report_data *d, int i) {
         char v[128];
         if (col->kind == COL_METRIC) md_value(d, i, col->metric, v, sizeof v);
         else if (col->kind == COL_DELTA) md_delta(d, i, v, sizeof v);
+        else if (col->kind == COL_LR) { double mean; lr_text(c, v, sizeof v, &mean); }
         else snprintf(v, sizeof v, "%.3g", c->bits_pw);
         fprintf(f, " %s |", v);
     }
@@ -480,6 +505,7 @@ static void write_csv_row(FILE *f, const report_data *d, int i) {
         else if (col->kind == COL_DELTA)
             fprintf(f, ",%.8g,%.8g,%.8g", dc->has_delta ? dc->dloss : 0.0, dc->has_delta ? dc->dloss_ci : 0.0, dc->has_delta ? dc->dloss_p : NAN);
         else if (col->kind == COL_BITS_PER_WEIGHT) fprintf(f, ",%.4g", c->bits_pw);
+        else if (col->kind == COL_LR) { char v[64]; double mean; lr_text(c, v, sizeof v, &mean); fprintf(f, ",%.6g", mean); }
         else fprintf(f, ",%s", c->axes);
     }
     fprintf(f, "\n");
@@ -574,6 +600,160 @@ static void write_md_tail(FILE *f, const report_data *d) {
     write_method_stats(f, d->cells, d->nc);
 }
 
+/* ---- storage-matched view: methods at the same stored bits per weight ---- */
+
+/* The width of a storage group: a group opens at the smallest bits/weight not yet grouped and
+ * takes every deployed cell below that + QA_STORAGE_WINDOW (a bin of +-0.5 b/w around its
+ * centre), so IntLoRA-MUL at W4 (8.75 b/w) meets LoRA / QLoRA + PTQ at W8 (8 to 8.5 b/w). */
+#define QA_STORAGE_WINDOW 1.0
+
+/* A cell as deployed: not the float deploy of a quantized run (before PTQ, nothing stored). */
+static int deployed_cell(const cell *c) { return c->n > 0 && !(c->w_bits > 0 && c->bits_pw >= 32); }
+
+static int by_storage(const void *a, const void *b) {
+    const cell *x = *(const cell *const *)a, *y = *(const cell *const *)b;
+    return x->bits_pw < y->bits_pw ? -1 : x->bits_pw > y->bits_pw;
+}
+
+/* The metric a storage group compares on: subject fidelity where measured, else FID, style, loss. */
+static int storage_metric(const cell *const *g, int n) {
+    const int order[] = {MET_SUBJECT, MET_FID, MET_STYLE, MET_LOSS};
+    for (int k = 0; k < 4; k++) {
+        int all = 1;
+        for (int i = 0; i < n; i++) all &= g[i]->nm[order[k]] > 0;
+        if (all) return order[k];
+    }
+    return MET_LOSS;
+}
+
+static void write_storage_difference(FILE *f, const cell *a, const cell *b, int m) {
+    double mean, ci, p;
+    if (a->nm[m] == 0 || b->nm[m] == 0) { fprintf(f, " - |"); return; }
+    int paired = report_cell_difference(a, b, m, &mean, &ci, &p);
+    int dg = qa_metrics[m].detail_digits;
+    if (paired) fprintf(f, " %+.*f ± %.*f (paired, p=%.3g) |", dg, mean, dg, ci, p);
+    else if (isnan(p)) fprintf(f, " %+.*f |", dg, mean);
+    else fprintf(f, " %+.*f (Welch, p=%.3g) |", dg, mean, p);
+}
+
+/* Cells grouped by the bits per weight their deploy stores (the run files' bits_per_weight),
+ * each group's cells against its lowest-storage cell on the group's quality metric and the
+ * held-out loss: does paying more bits buy quality? */
+static void write_storage_matched(FILE *f, const report_data *d) {
+    const cell **g = qa_alloc(sizeof(cell *) * (size_t)(d->nc + 1));
+    int n = 0;
+    for (int i = 0; i < d->nc; i++) if (deployed_cell(&d->cells[i])) g[n++] = &d->cells[i];
+    qsort(g, (size_t)n, sizeof *g, by_storage);
+    fprintf(f, "\nStorage-matched comparison (cells grouped by the bits per weight their deploy stores, the run files' "
+               "bits_per_weight: a group takes every deployed cell within %.1f b/w above its smallest, i.e. bins of "
+               "±%.1f b/w; float deploys of quantized runs are left out; each cell against its group's lowest-storage "
+               "cell, paired by seed when every seed has a run in both, Welch otherwise):\n",
+            QA_STORAGE_WINDOW, QA_STORAGE_WINDOW / 2);
+    int shown = 0;
+    for (int s = 0; s < n;) {
+        int e = s + 1;
+        while (e < n && g[e]->bits_pw < g[s]->bits_pw + QA_STORAGE_WINDOW) e++;
+        if (e - s < 2) { s = e; continue; }
+        int m = storage_metric(g + s, e - s);
+        fprintf(f, "\n%.3g to %.3g b/w:\n\n| method | bits | deploy | rank | b/w | n | %s %s | Δ %s vs %s %s | %s %s | Δ %s vs %s %s |\n"
+                   "|---|---|---|---|---|---|---|---|---|---|\n",
+                g[s]->bits_pw, g[e - 1]->bits_pw, qa_metrics[m].title, qa_metric_arrow(m), qa_metrics[m].title, g[s]->method,
+                g[s]->bits, qa_metrics[MET_LOSS].title, qa_metric_arrow(MET_LOSS), qa_metrics[MET_LOSS].title, g[s]->method, g[s]->bits);
+        for (int i = s; i < e; i++) {
+            const cell *c = g[i];
+            char v[96], l[96];
+            fmt_metric(v, sizeof v, &c->sum[m], m, qa_metrics[m].table_digits);
+            fmt_metric(l, sizeof l, &c->sum[MET_LOSS], MET_LOSS, qa_metrics[MET_LOSS].table_digits);
+            fprintf(f, "| %s%s%s%s | %s | %s | %d | %.3g | %d | %s |", c->method, c->axes[0] ? " (" : "", c->axes, c->axes[0] ? ")" : "",
+                    c->bits, deploy_of(c).text, c->rank, c->bits_pw, c->n, v);
+            if (i == s) fprintf(f, " (reference) |");
+            else write_storage_difference(f, c, g[s], m);
+            fprintf(f, " %s |", l);
+            if (i == s) fprintf(f, " (reference) |");
+            else write_storage_difference(f, c, g[s], MET_LOSS);
+            fputc('\n', f);
+        }
+        shown++;
+        s = e;
+    }
+    if (!shown) fprintf(f, "\nNo two deployed cells store within %.1f b/w of each other.\n", QA_STORAGE_WINDOW);
+    qa_free(g);
+}
+
+/* ---- the tuning stage: <dir>/tune/rates.csv, one row per method x bits cell ---- */
+
+#define QA_TUNE_MAX_RATES 16
+#define QA_TUNE_MAX_CELLS 64
+
+typedef struct {
+    char cell[96], metric[32];
+    double score[QA_TUNE_MAX_RATES], lr[QA_TUNE_MAX_RATES];
+    int has[QA_TUNE_MAX_RATES], chosen, seeds;
+} tune_row;
+
+/* rates.csv: cell,metric,lr_multiplier,learning_rate,seeds,mean_score,chosen (no file: nothing) */
+static void write_tuning(FILE *f, const char *dir) {
+    size_t len = strlen(dir) + 32;
+    char *path = qa_alloc(len), *text = NULL;
+    snprintf(path, len, "%s/tune/rates.csv", dir);
+    size_t tl;
+    qa_error err;
+    if (!qa_file_exists(path) || qa_read_file(path, &text, &tl, &err)) { qa_free(path); return; }
+    double rates[QA_TUNE_MAX_RATES];
+    int nr = 0, nrow = 0;
+    tune_row *rows = qa_alloc(sizeof(tune_row) * QA_TUNE_MAX_CELLS);
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char cellname[96], metric[32];
+        double mult, lr, score;
+        int seeds, chosen;
+        if (sscanf(line, "%95[^,],%31[^,],%lf,%lf,%d,%lf,%d", cellname, metric, &mult, &lr, &seeds, &score, &chosen) != 7) continue;
+        int k = 0, r = 0;
+        while (k < nr && rates[k] != mult) k++;
+        if (k == nr) { if (nr == QA_TUNE_MAX_RATES) continue; rates[nr++] = mult; }
+        while (r < nrow && strcmp(rows[r].cell, cellname)) r++;
+        if (r == nrow) {
+            if (nrow == QA_TUNE_MAX_CELLS) continue;
+            memset(&rows[nrow], 0, sizeof rows[nrow]);
+            snprintf(rows[nrow].cell, sizeof rows[nrow].cell, "%s", cellname);
+            snprintf(rows[nrow].metric, sizeof rows[nrow].metric, "%s", metric);
+            rows[nrow++].chosen = -1;
+        }
+        rows[r].score[k] = score;
+        rows[r].lr[k] = lr;
+        rows[r].has[k] = 1;
+        rows[r].seeds = seeds;
+        if (chosen) rows[r].chosen = k;
+    }
+    if (nrow > 0) {
+        /* the rate columns in increasing order; rows keep the file's order */
+        int order[QA_TUNE_MAX_RATES];
+        for (int k = 0; k < nr; k++) order[k] = k;
+        for (int a = 1; a < nr; a++)
+            for (int b = a; b > 0 && rates[order[b]] < rates[order[b - 1]]; b--) { int t = order[b]; order[b] = order[b - 1]; order[b - 1] = t; }
+        fprintf(f, "\nLearning-rate tuning (%s: each cell's mean validation score over its tuning seeds, per rate as a "
+                   "multiple of the method's reference rate; the chosen rate in bold; nan: a rate with a diverged run):\n\n"
+                   "| cell | metric | seeds |", path);
+        for (int k = 0; k < nr; k++) fprintf(f, " ×%g |", rates[order[k]]);
+        fprintf(f, " chosen lr |\n|---|---|---|");
+        for (int k = 0; k < nr; k++) fprintf(f, "---|");
+        fprintf(f, "---|\n");
+        for (int r = 0; r < nrow; r++) {
+            fprintf(f, "| %s | %s | %d |", rows[r].cell, rows[r].metric, rows[r].seeds);
+            for (int k = 0; k < nr; k++) {
+                int j = order[k];
+                if (!rows[r].has[j]) fprintf(f, " - |");
+                else fprintf(f, j == rows[r].chosen ? " **%.4g** |" : " %.4g |", rows[r].score[j]);
+            }
+            if (rows[r].chosen >= 0) fprintf(f, " %g |\n", rows[r].lr[rows[r].chosen]);
+            else fprintf(f, " - |\n");
+        }
+    }
+    qa_free(rows);
+    free(text); /* qa_read_file's buffer */
+    qa_free(path);
+}
+
 static void write_tables(const report_data *d, FILE *md, FILE *out, FILE *tex, FILE *csv) {
     FILE *outs[2] = {md, out};
     for (int o = 0; o < 2; o++) if (outs[o]) write_md_header(outs[o], d);
@@ -585,7 +765,12 @@ static void write_tables(const report_data *d, FILE *md, FILE *out, FILE *tex, F
         write_csv_row(csv, d, i);
     }
     fprintf(tex, "\\bottomrule\n\\end{tabular}\n");
-    for (int o = 0; o < 2; o++) if (outs[o]) write_md_tail(outs[o], d);
+    for (int o = 0; o < 2; o++)
+        if (outs[o]) {
+            write_md_tail(outs[o], d);
+            write_storage_matched(outs[o], d);
+            write_tuning(outs[o], d->dir);
+        }
 }
 
 static int write_summary(const report_data *d, const char *path, qa_error *err) {

@@ -38,6 +38,7 @@ typedef struct {
     char *method, *bits, *status, *fail_reason, *merge, *task, *objective, *method_note, *method_notes;
     int rank, w_bits, a_bits, item_class, slot, needs_ptq, method_version, int8_kernel_layers;
     long seed, fail_step;
+    double learning_rate;         /* the rate it trained at; NaN: not recorded (older files) */
     qa_run_eval eval[QA_MAX_VARIANTS];
     int n_eval;
     double *train;                /* [n_train, 5]: step, loss, lr, grad_norm, seconds */

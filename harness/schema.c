@@ -125,6 +125,10 @@ const qa_run_field qa_run_fields[] = {
      .label = "bound class slot"},
     {.name = "method_version", .object = QA_OBJ_RUN, .step = QA_STEP_BEGIN, .from = RUN(INT, method_version),
      .to = READ(INT, method_version), .label = "method version"},
+    /* the rate the run trained at: written with the run's options (qa_run_rate_attrs), so no
+     * struct member (from QA_VAL_NONE); NaN in files older than the tuning stage */
+    {.name = "learning_rate", .object = QA_OBJ_RUN, .step = QA_STEP_BEGIN, .to = READ(NUM, learning_rate), .absent = NAN,
+     .label = "learning rate"},
     {.name = "status", .required = 1, .object = QA_OBJ_RUN, .step = QA_STEP_STATUS, .to = READ(TEXT, status), .label = "status"},
     {.name = "fail_reason", .object = QA_OBJ_RUN, .step = QA_STEP_DIVERGED, .from = AT(qa_record_failure, TEXT, reason),
      .to = READ(TEXT, fail_reason), .label = "why it stopped"},
