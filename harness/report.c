@@ -843,7 +843,8 @@ int report_compare(const char *dir, const char *spec_a, const char *spec_b, FILE
         int n = paired ? a->n : a->nm[m] + b->nm[m];
         if (paired) snprintf(td, sizeof td, "%+.*f ± %.*f", digits, mean, digits, ci);
         else snprintf(td, sizeof td, "%+.*f", digits, mean);
-        fprintf(out, "| %s %s | %s | %s | %s | %s | %.3g | %d |\n", qa_metrics[m].title, qa_metric_arrow(m), ta, tb, td, test, p, n);
+        fprintf(out, "| %s%s%s | %s | %s | %s | %s | %.3g | %d |\n", qa_metrics[m].title, *qa_metric_arrow(m) ? " " : "",
+                qa_metric_arrow(m), ta, tb, td, test, p, n);
     }
     fprintf(out, "\nMeans ± 95%% CI over seeds; A - B paired by seed (mean ± 95%% CI of the per-seed differences) "
                  "when every seed of A has a run in B, Welch's t on the cell values otherwise.\n");
