@@ -94,6 +94,26 @@ double mean_pairwise_distance(const float *a, int n, int F) {
     return acc / (0.5 * n * (n - 1));
 }
 
+double identification_score(const float *samples, int n, const float *refs, int k, const float *other, int n_other, int F) {
+    if (n < 1 || k < 1) return -1;
+    int hits = 0;
+    for (int i = 0; i < n; i++) {
+        const float *x = samples + (size_t)i * F;
+        double own = mean_cosine(x, 1, refs, k, F);
+        int closer = 1;
+        for (int j = 0; j < n_other && closer; j++) closer = own > mean_cosine(x, 1, other + (size_t)j * k * F, k, F);
+        hits += closer;
+    }
+    return (double)hits / n;
+}
+
+double mean_paired_distance(const float *a, const float *b, int n, int F) {
+    if (n < 1) return -1;
+    double acc = 0;
+    for (int i = 0; i < n; i++) acc += 1.0 - mean_cosine(a + (size_t)i * F, 1, b + (size_t)i * F, 1, F);
+    return acc / n;
+}
+
 static void mean_cov(const float *x, int n, int F, double *mu, gsl_matrix *S) {
     for (int k = 0; k < F; k++) {
         double m = 0;

@@ -10,6 +10,12 @@
  *   diversity        (LPIPS analog)         = mean_{i<j} (1 - cos(f(sample_i), f(sample_j)))
  *   prior preservation                      = share of samples of the item's *class* prompt that the
  *                                             evaluator classifies as that class, after tuning
+ *   subject floor    = subject fidelity of the FP base's own samples of the item's class (same
+ *                      sampler noise as the adapted model's samples); gain = fidelity - floor
+ *   identification   = share of samples i with mean_j cos(f(sample_i), f(ref_j)) strictly above
+ *                      the same mean over each other item's references (other items of the class)
+ *   prior distance   = mean_i (1 - cos(f(adapted class sample_i), f(base class sample_i))), the
+ *                      same class prompt and sampler noise for both: 0 = prior untouched
  *   FID (domain)  = |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr sqrt(sqrt(S1) S2 sqrt(S1)) on features */
 #ifndef QA_EVAL_H
 #define QA_EVAL_H
@@ -35,6 +41,12 @@ double heldout_loss(qa_dit *m, const qa_heldout *h, double *per_image);
 double mean_cosine(const float *a, int na, const float *b, int nb, int F);
 /* mean over pairs i < j of 1 - cos(a_i, a_j) */
 double mean_pairwise_distance(const float *a, int n, int F);
+/* Share of the n samples closer (mean cosine) to the k references refs than to the k references
+ * of every one of the n_other other items (other [n_other, k, F]; strictly closer: a tie is a
+ * miss); with no other item, 1. -1 when n < 1 or k < 1. */
+double identification_score(const float *samples, int n, const float *refs, int k, const float *other, int n_other, int F);
+/* mean_i (1 - cos(a_i, b_i)) over paired rows of [n, F]; -1 when n < 1. */
+double mean_paired_distance(const float *a, const float *b, int n, int F);
 /* Frechet distance between Gaussians fitted to two feature sets (GSL eigen-decompositions:
  * sqrt(S1) from the symmetric eigensystem of S1, then the eigenvalues of sqrt(S1) S2 sqrt(S1),
  * negative round-off clipped to 0). Needs n >= 2 per set. */

@@ -73,11 +73,14 @@ static void score_samples(const qa_task *t, const float *x, const float *feat, c
     }
 }
 
-/* Do class prompts still give their class after tuning? (subject: the item's class; style,
- * domain: every class in turn). -1 when not measured. */
-static double prior_preservation(qa_dit *m, const qa_eval_refs *refs, const qa_eval_spec *spec, const qa_task *t, long seed) {
+/* The class-prompt samples of prior preservation (subject: the item's class; style, domain:
+ * every class in turn), each class under its own eval-prior noise: their evaluator features
+ * feat [n_prior, F] (may be NULL), and the share the evaluator classifies as their class.
+ * Returns the samples drawn (0: not measured). */
+static int prior_samples(qa_dit *m, const qa_eval_refs *refs, const qa_eval_spec *spec, const qa_task *t, long seed, float *feat,
+                         double *share) {
     const int n_prior = spec->prior_samples;
-    if (n_prior <= 0) return -1;
+    if (n_prior <= 0) return 0;
     float *xp = qa_alloc(sizeof(float) * (size_t)n_prior * D_IMG);
     float *pp = qa_alloc(sizeof(float) * (size_t)n_prior * QA_CLF_CLASSES);
     int ok = 0;
@@ -87,7 +90,7 @@ static double prior_preservation(qa_dit *m, const qa_eval_refs *refs, const qa_e
         char purpose[40];
         snprintf(purpose, sizeof purpose, "eval-prior-samples-%d", cls);
         sample_images(m, refs->sched, cls, cnt, spec->ddim_steps, spec->guidance, qa_seed_for((uint64_t)seed, purpose), xp);
-        clf_embed(refs->clf, xp, cnt, NULL, pp);
+        clf_embed(refs->clf, xp, cnt, feat ? feat + (size_t)done * QA_CLF_FEATURES : NULL, pp);
         for (int i = 0; i < cnt; i++) {
             const float *p = pp + (size_t)i * QA_CLF_CLASSES;
             int best = 0;
@@ -98,7 +101,57 @@ static double prior_preservation(qa_dit *m, const qa_eval_refs *refs, const qa_e
     }
     qa_free(xp);
     qa_free(pp);
-    return (double)ok / done;
+    *share = (double)ok / done;
+    return done;
+}
+
+void qa_evaluate_base(qa_dit *base, const qa_eval_refs *refs, const qa_eval_spec *spec, const qa_task *t, long seed) {
+    qa_task_base *b = t->base;
+    if (!b || b->filled) return;
+    b->filled = 1;
+    b->floor = -1;
+    if (t->kind == QA_TASK_SUBJECT && t->k > 0 && spec->samples > 0) {
+        /* the adapted model's samples ask for the bound slot; the base's for the item's class */
+        b->n = spec->samples;
+        float *x = qa_alloc(sizeof(float) * (size_t)b->n * D_IMG);
+        b->feat = qa_alloc(sizeof(float) * (size_t)b->n * QA_CLF_FEATURES);
+        sample_images(base, refs->sched, t->item_class, b->n, spec->ddim_steps, spec->guidance,
+                      qa_seed_for((uint64_t)seed, "eval-samples"), x);
+        clf_embed(refs->clf, x, b->n, b->feat, NULL);
+        b->floor = mean_cosine(b->feat, b->n, t->item_feat, t->k, QA_CLF_FEATURES);
+        qa_free(x);
+    }
+    if (spec->prior_samples > 0) {
+        double share;
+        b->prior_feat = qa_alloc(sizeof(float) * (size_t)spec->prior_samples * QA_CLF_FEATURES);
+        b->n_prior = prior_samples(base, refs, spec, t, seed, b->prior_feat, &share);
+    }
+}
+
+/* Prior preservation (the share kept), and the prior distance to the base's samples of the same
+ * prompts and noise when the task holds them (else -1). */
+static void score_prior(qa_dit *m, const qa_eval_refs *refs, const qa_eval_spec *spec, const qa_task *t, long seed,
+                        qa_record_eval *ev) {
+    ev->prior_preservation = ev->prior_distance = -1;
+    if (spec->prior_samples <= 0) return;
+    float *feat = qa_alloc(sizeof(float) * (size_t)spec->prior_samples * QA_CLF_FEATURES);
+    int done = prior_samples(m, refs, spec, t, seed, feat, &ev->prior_preservation);
+    if (t->base && t->base->filled && t->base->n_prior == done)
+        ev->prior_distance = mean_paired_distance(feat, t->base->prior_feat, done, QA_CLF_FEATURES);
+    qa_free(feat);
+}
+
+/* Subject fidelity's floor and the gain over it, and identification (subject task). */
+static void score_floor(const qa_task *t, const float *feat, int n, qa_record_eval *ev) {
+    ev->subject_floor = -1;
+    ev->subject_gain = 0;
+    ev->identification = -1;
+    if (t->kind != QA_TASK_SUBJECT || t->k < 1) return;
+    if (t->n_other > 0) ev->identification = identification_score(feat, n, t->item_feat, t->k, t->other_feat, t->n_other, QA_CLF_FEATURES);
+    const qa_task_base *b = t->base;
+    if (!b || !b->filled || b->floor < 0 || b->n < n) return;
+    ev->subject_floor = b->n == n ? b->floor : mean_cosine(b->feat, n, t->item_feat, t->k, QA_CLF_FEATURES);
+    ev->subject_gain = ev->subject_fidelity - ev->subject_floor;
 }
 
 void qa_evaluate(qa_dit *m, const qa_eval_refs *refs, const qa_eval_spec *spec, const qa_task *t, long seed,
@@ -128,7 +181,8 @@ void qa_evaluate(qa_dit *m, const qa_eval_refs *refs, const qa_eval_spec *spec, 
     ev->heldout_loss_se = std_error(acc, acc2, ni);
     ev->diversity = mean_pairwise_distance(feat, n, QA_CLF_FEATURES);
     ev->fid = t->kind == QA_TASK_DOMAIN ? frechet_distance(feat, n_gen, refs->fid_ref_feat, refs->n_fid_ref, QA_CLF_FEATURES) : -1;
-    ev->prior_preservation = prior_preservation(m, refs, spec, t, seed);
+    score_floor(t, feat, n, ev);
+    score_prior(m, refs, spec, t, seed, ev);
     ev->eval_seconds = qa_now() - t0;
     ev->sampling_ms_per_image = 1e3 * t_sample / n;
     ev->heldout_per_image = per_image;
@@ -150,6 +204,9 @@ void qa_evaluate_log(const char *run_id, const qa_record_eval *ev) {
     if (ev->subject_fidelity >= 0) fprintf(stderr, "  subject %.4f (se %.4f)", ev->subject_fidelity, ev->subject_fidelity_se); /* none for domain */
     fprintf(stderr, "  prompt %.4f (se %.4f)  diversity %.4f", ev->prompt_fidelity, ev->prompt_fidelity_se, ev->diversity);
     if (ev->prior_preservation >= 0) fprintf(stderr, "  prior %.3f", ev->prior_preservation);
+    if (ev->prior_distance >= 0) fprintf(stderr, "  prior distance %.4f", ev->prior_distance);
+    if (ev->subject_floor >= 0) fprintf(stderr, "  floor %.4f (gain %+.4f)", ev->subject_floor, ev->subject_gain);
+    if (ev->identification >= 0) fprintf(stderr, "  identification %.3f", ev->identification);
     fprintf(stderr, "  style %.3f", ev->style_score);
     if (ev->fid >= 0) fprintf(stderr, "  FID %.3f", ev->fid);
     fprintf(stderr, "\n");

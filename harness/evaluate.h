@@ -1,7 +1,7 @@
 /* Scoring a deployed model, the evaluate step of a run: the paired held-out loss, samples of
  * the task's prompt (the bound slot; every class in turn for the domain task), subject and
- * prompt fidelity with their standard errors, style, diversity, FID (domain), and prior
- * preservation. The metrics themselves are in eval.h. */
+ * prompt fidelity with their standard errors, style, diversity, FID (domain), prior
+ * preservation and distance, and (subject) fidelity's floor, the gain over it, identification. The metrics themselves are in eval.h. */
 #ifndef QA_EVALUATE_H
 #define QA_EVALUATE_H
 
@@ -35,6 +35,11 @@ typedef struct {
 void qa_evaluate(qa_dit *m, const qa_eval_refs *refs, const qa_eval_spec *spec, const qa_task *t, long seed,
                  qa_record_eval *out);
 void qa_evaluate_free(qa_record_eval *ev);
+/* Score the FP base's own samples once per task (a no-op when t->base is NULL or already
+ * filled): the item's class under the eval-samples noise (the floor of subject fidelity) and
+ * the class prompts of prior preservation (what the prior distance compares against). base is
+ * the FP base model; the task's metrics with a floor need this before qa_evaluate. */
+void qa_evaluate_base(qa_dit *base, const qa_eval_refs *refs, const qa_eval_spec *spec, const qa_task *t, long seed);
 /* One line on stderr: the run, the variant and its scores. */
 void qa_evaluate_log(const char *run_id, const qa_record_eval *ev);
 

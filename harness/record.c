@@ -77,7 +77,7 @@ static int write_step(qa_record *rec, qa_record_step step, const void *src, cons
     int rc = QA_OK;
     for (int i = 0; i < qa_n_run_fields && !rc; i++) {
         const qa_run_field *fd = &qa_run_fields[i];
-        if (fd->step != step || !field_measured(fd, src)) continue;
+        if (fd->step != step || fd->from.kind == QA_VAL_NONE || !field_measured(fd, src)) continue; /* NONE: written elsewhere */
         char *obj = object_path(rec, fd->object, variant);
         if (qa_run_field_is_text(fd)) {
             const char *text = *(const char *const *)slot_at(src, fd->from);

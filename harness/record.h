@@ -62,6 +62,8 @@ typedef struct {
     double subject_fidelity, subject_fidelity_se;
     double prompt_fidelity, prompt_fidelity_se;
     double style_score, diversity, fid, prior_preservation;
+    /* negative: not measured (subject_gain is written with subject_floor) */
+    double subject_floor, subject_gain, identification, prior_distance;
     double bits_per_weight, eval_seconds, sampling_ms_per_image;
     const double *heldout_per_image; /* [n_heldout] */
     int n_heldout;

@@ -32,6 +32,18 @@ static void fmt_cell(char *buf, size_t len, const qa_summary *s, int digits) {
     else snprintf(buf, len, "%.*f ± %.*f", digits, s->mean, digits, s->ci95);
 }
 
+/* A metric's cell: mean ± 95% CI, or mean [lo, hi] where the interval reaches past the metric's
+ * range (schema.c), clipped to it: a share is never shown above 1. */
+static void fmt_metric(char *buf, size_t len, const qa_summary *s, int m, int digits) {
+    double lo, hi;
+    if (s->n >= 2 && isfinite(s->ci95)) qa_metric_interval(m, s->mean, s->ci95, &lo, &hi);
+    if (s->n < 2 || !isfinite(s->ci95) || (lo == s->mean - s->ci95 && hi == s->mean + s->ci95)) {
+        fmt_cell(buf, len, s, digits);
+        return;
+    }
+    snprintf(buf, len, "%.*f [%.*f, %.*f]", digits, s->mean, digits, lo, digits, hi);
+}
+
 /* The paper layout's row of cell i: FP cells ("FP") join their method's float deploy row. */
 static deploy_text paper_row_label(const cell *c) {
     deploy_text t = deploy_of(c);
@@ -59,7 +71,7 @@ static void write_paper_value(FILE *f, const cell *cells, int nc, const cell *c,
         if (qa_metrics[m].better == QA_BETTER_LOWER ? y < x : y > x) is_best = 0;
     }
     char tmp[64];
-    fmt_cell(tmp, sizeof tmp, &c->sum[m], qa_metrics[m].detail_digits);
+    fmt_metric(tmp, sizeof tmp, &c->sum[m], m, qa_metrics[m].detail_digits);
     fprintf(f, is_best && others ? " **%s** |" : " %s |", tmp);
 }
 
@@ -238,7 +250,7 @@ const qa_cell *report_baseline_cell(const qa_cell *cells, int nc, const char *sp
 
 /* ---- the tables: columns declared once, for markdown, LaTeX and CSV ---- */
 
-typedef enum { COL_METRIC, COL_DELTA, COL_BITS_PER_WEIGHT, COL_SETTING } column_kind;
+typedef enum { COL_METRIC, COL_DELTA, COL_BITS_PER_WEIGHT, COL_SETTING, COL_LR } column_kind;
 enum { IN_MD = 1, IN_TEX = 2, IN_CSV = 4 };
 
 typedef struct {
@@ -246,6 +258,7 @@ typedef struct {
     int metric;           /* COL_METRIC: MET_* */
     int outputs;          /* IN_MD | IN_TEX | IN_CSV */
     int style_tasks_only; /* markdown shows it only when a run is not a subject task */
+    int if_measured;      /* shown only when some cell has a value (metrics older run files lack) */
 } column;
 
 /* After method, deploy, bits, rank, (markdown: setting,) n: */
@@ -253,10 +266,15 @@ static const column table_columns[] = {
     {.kind = COL_METRIC, .metric = MET_LOSS, .outputs = IN_MD | IN_TEX | IN_CSV},
     {.kind = COL_DELTA, .outputs = IN_MD | IN_TEX | IN_CSV},
     {.kind = COL_METRIC, .metric = MET_SUBJECT, .outputs = IN_MD | IN_TEX | IN_CSV},
+    {.kind = COL_METRIC, .metric = MET_FLOOR, .outputs = IN_MD | IN_TEX | IN_CSV, .if_measured = 1},
+    {.kind = COL_METRIC, .metric = MET_GAIN, .outputs = IN_MD | IN_TEX | IN_CSV, .if_measured = 1},
+    {.kind = COL_METRIC, .metric = MET_IDENT, .outputs = IN_MD | IN_TEX | IN_CSV, .if_measured = 1},
     {.kind = COL_METRIC, .metric = MET_PROMPT, .outputs = IN_MD | IN_TEX | IN_CSV},
     {.kind = COL_BITS_PER_WEIGHT, .outputs = IN_MD | IN_CSV},
+    {.kind = COL_LR, .outputs = IN_MD | IN_CSV, .if_measured = 1}, /* when some run records its rate */
     {.kind = COL_METRIC, .metric = MET_DIVERSITY, .outputs = IN_MD | IN_TEX | IN_CSV},
     {.kind = COL_METRIC, .metric = MET_PRIOR, .outputs = IN_MD | IN_TEX | IN_CSV},
+    {.kind = COL_METRIC, .metric = MET_PRIOR_DIST, .outputs = IN_MD | IN_TEX | IN_CSV, .if_measured = 1},
     {.kind = COL_SETTING, .outputs = IN_CSV},
     {.kind = COL_METRIC, .metric = MET_STYLE, .outputs = IN_MD | IN_CSV, .style_tasks_only = 1},
     {.kind = COL_METRIC, .metric = MET_FID, .outputs = IN_MD | IN_CSV, .style_tasks_only = 1},
@@ -274,15 +292,19 @@ typedef struct {
     int nc, base;
     delta *deltas;
     int best[N_MET];          /* the best cell per metric; -1: none (a tie, or one cell) */
+    int measured[N_MET];      /* some cell has a value of the metric */
+    int have_lr;              /* some run records the learning rate it trained at */
     int style_tasks, with_axes;
 } report_data;
 
 static int shown_in(const column *col, int output, const report_data *d) {
-    return (col->outputs & output) && !(output == IN_MD && col->style_tasks_only && !d->style_tasks);
+    return (col->outputs & output) && !(output == IN_MD && col->style_tasks_only && !d->style_tasks) &&
+           !(col->if_measured && (col->kind == COL_LR ? !d->have_lr : !d->measured[col->metric]));
 }
 
 /* best per column; none where every cell ties (or only one cell has a value) */
 static int best_cell(const cell *cells, int nc, int m) {
+    if (qa_metrics[m].better == QA_BETTER_NONE) return -1; /* a reference value */
     int best = -1, tie = 1, have = 0;
     double first = 0;
     for (int i = 0; i < nc; i++) {
@@ -336,6 +358,9 @@ static int report_load(const char *dir, const char *baseline, report_data *d, qa
         report_cell_difference(c, b, MET_LOSS, &dc->dloss, &dc->dloss_ci, &dc->dloss_p);
     }
     for (int m = 0; m < N_MET; m++) d->best[m] = best_cell(d->cells, d->nc, m);
+    for (int i = 0; i < d->nc; i++)
+        for (int m = 0; m < N_MET; m++) d->measured[m] |= d->cells[i].nm[m] > 0;
+    for (int i = 0; i < d->nr; i++) d->have_lr |= isfinite(d->runs[i].learning_rate);
     return QA_OK;
 }
 
@@ -348,8 +373,10 @@ static void write_md_header(FILE *f, const report_data *d) {
         const column *col = &table_columns[k];
         if (!shown_in(col, IN_MD, d)) continue;
         n_cols++;
-        if (col->kind == COL_METRIC) fprintf(f, " %s %s |", qa_metrics[col->metric].title, qa_metric_arrow(col->metric));
+        if (col->kind == COL_METRIC)
+            fprintf(f, " %s%s%s |", qa_metrics[col->metric].title, *qa_metric_arrow(col->metric) ? " " : "", qa_metric_arrow(col->metric));
         else if (col->kind == COL_BITS_PER_WEIGHT) fprintf(f, " %s |", qa_run_field_label(qa_run_field_find(QA_OBJ_EVAL, "bits_per_weight")));
+        else if (col->kind == COL_LR) fprintf(f, " %s |", qa_run_field_label(qa_run_field_find(QA_OBJ_RUN, "learning_rate")));
         else if (col->kind == COL_DELTA)
             fprintf(f, " Δ loss vs %s %s%s%s%s%s (p) |", b->method, b->bits, b->w_bits ? " " : "", b->w_bits ? deploy_of(b).text : "",
                     b->axes[0] ? " " : "", b->axes);
@@ -369,7 +396,8 @@ static void write_tex_header(FILE *f, const report_data *d) {
         const column *col = &table_columns[k];
         if (!shown_in(col, IN_TEX, d)) continue;
         if (col->kind == COL_METRIC)
-            fprintf(f, " & %s $\\%s$", qa_metrics[col->metric].tex, qa_metrics[col->metric].better == QA_BETTER_LOWER ? "downarrow" : "uparrow");
+            fprintf(f, " & %s%s", qa_metrics[col->metric].tex, qa_metrics[col->metric].better == QA_BETTER_NONE ? ""
+                    : qa_metrics[col->metric].better == QA_BETTER_LOWER ? " $\\downarrow$" : " $\\uparrow$");
         else if (col->kind == COL_DELTA) fprintf(f, " & $\\Delta$ loss");
     }
     fprintf(f, " \\\\\n\\midrule\n");
@@ -383,21 +411,41 @@ static void write_csv_header(FILE *f, const report_data *d) {
         if (col->kind == COL_METRIC) fprintf(f, ",%s_mean,%s_ci95", qa_metrics[col->metric].csv, qa_metrics[col->metric].csv);
         else if (col->kind == COL_DELTA) fprintf(f, ",delta_loss,delta_loss_ci95,delta_loss_p");
         else if (col->kind == COL_BITS_PER_WEIGHT) fprintf(f, ",bits_per_weight");
+        else if (col->kind == COL_LR) fprintf(f, ",learning_rate");
         else fprintf(f, ",setting");
     }
     fprintf(f, "\n");
 }
 
+/* The learning rate a cell's runs trained at: one value, "lo–hi" when the seeds differ, "-" when
+ * no run records it; *mean for the CSV (NaN: none). */
+static void lr_text(const cell *c, char *buf, size_t len, double *mean) {
+    double lo = HUGE_VAL, hi = -HUGE_VAL, acc = 0;
+    int n = 0;
+    for (int s = 0; s < c->n; s++) {
+        double v = c->runs[s]->learning_rate;
+        if (!isfinite(v)) continue;
+        lo = v < lo ? v : lo;
+        hi = v > hi ? v : hi;
+        acc += v;
+        n++;
+    }
+    *mean = n ? acc / n : NAN;
+    if (!n) snprintf(buf, len, "-");
+    else if (lo == hi) snprintf(buf, len, "%.3g", lo);
+    else snprintf(buf, len, "%.3g–%.3g", lo, hi);
+}
+
 /* The text of a metric in the markdown table (bold when best) and in LaTeX. */
 static void md_value(const report_data *d, int i, int m, char *buf, size_t len) {
     char tmp[64];
-    fmt_cell(tmp, sizeof tmp, &d->cells[i].sum[m], qa_metrics[m].table_digits);
+    fmt_metric(tmp, sizeof tmp, &d->cells[i].sum[m], m, qa_metrics[m].table_digits);
     snprintf(buf, len, i == d->best[m] ? "**%s**" : "%s", tmp);
 }
 
 static void tex_value(const report_data *d, int i, int m, char *buf, size_t len) {
     char tmp[64], plain[160];
-    fmt_cell(tmp, sizeof tmp, &d->cells[i].sum[m], qa_metrics[m].table_digits);
+    fmt_metric(tmp, sizeof tmp, &d->cells[i].sum[m], m, qa_metrics[m].table_digits);
     char *pm = strstr(tmp, "±");
     if (pm) { *pm = 0; snprintf(plain, sizeof plain, "%.60s$\\pm$%.60s", tmp, pm + strlen("±")); }
     else snprintf(plain, sizeof plain, "%s", tmp);
@@ -424,6 +472,7 @@ static void write_md_row(FILE *f, const report_data *d, int i) {
         char v[128];
         if (col->kind == COL_METRIC) md_value(d, i, col->metric, v, sizeof v);
         else if (col->kind == COL_DELTA) md_delta(d, i, v, sizeof v);
+        else if (col->kind == COL_LR) { double mean; lr_text(c, v, sizeof v, &mean); }
         else snprintf(v, sizeof v, "%.3g", c->bits_pw);
         fprintf(f, " %s |", v);
     }
@@ -456,6 +505,7 @@ static void write_csv_row(FILE *f, const report_data *d, int i) {
         else if (col->kind == COL_DELTA)
             fprintf(f, ",%.8g,%.8g,%.8g", dc->has_delta ? dc->dloss : 0.0, dc->has_delta ? dc->dloss_ci : 0.0, dc->has_delta ? dc->dloss_p : NAN);
         else if (col->kind == COL_BITS_PER_WEIGHT) fprintf(f, ",%.4g", c->bits_pw);
+        else if (col->kind == COL_LR) { char v[64]; double mean; lr_text(c, v, sizeof v, &mean); fprintf(f, ",%.6g", mean); }
         else fprintf(f, ",%s", c->axes);
     }
     fprintf(f, "\n");
@@ -550,7 +600,163 @@ static void write_md_tail(FILE *f, const report_data *d) {
                 n_bf16, d->nr, n_bf16 < d->nr ? ", f32 in the others" : "");
     fputs("\nCells: mean ± 95% CI over seeds (t distribution); n = seeds. Δ loss: paired by seed when every seed "
           "has a baseline run, Welch otherwise. Best per column in bold.\n", f);
+    fputs("An interval in brackets [lo, hi] is the 95% CI clipped to the metric's range (a share never above 1, a "
+          "distance never below 0).\n", f);
     write_method_stats(f, d->cells, d->nc);
+}
+
+/* ---- storage-matched view: methods at the same stored bits per weight ---- */
+
+/* The width of a storage group: a group opens at the smallest bits/weight not yet grouped and
+ * takes every deployed cell below that + QA_STORAGE_WINDOW (a bin of +-0.5 b/w around its
+ * centre), so IntLoRA-MUL at W4 (8.75 b/w) meets LoRA / QLoRA + PTQ at W8 (8 to 8.5 b/w). */
+#define QA_STORAGE_WINDOW 1.0
+
+/* A cell as deployed: not the float deploy of a quantized run (before PTQ, nothing stored). */
+static int deployed_cell(const cell *c) { return c->n > 0 && !(c->w_bits > 0 && c->bits_pw >= 32); }
+
+static int by_storage(const void *a, const void *b) {
+    const cell *x = *(const cell *const *)a, *y = *(const cell *const *)b;
+    return x->bits_pw < y->bits_pw ? -1 : x->bits_pw > y->bits_pw;
+}
+
+/* The metric a storage group compares on: subject fidelity where measured, else FID, style, loss. */
+static int storage_metric(const cell *const *g, int n) {
+    const int order[] = {MET_SUBJECT, MET_FID, MET_STYLE, MET_LOSS};
+    for (int k = 0; k < 4; k++) {
+        int all = 1;
+        for (int i = 0; i < n; i++) all &= g[i]->nm[order[k]] > 0;
+        if (all) return order[k];
+    }
+    return MET_LOSS;
+}
+
+static void write_storage_difference(FILE *f, const cell *a, const cell *b, int m) {
+    double mean, ci, p;
+    if (a->nm[m] == 0 || b->nm[m] == 0) { fprintf(f, " - |"); return; }
+    int paired = report_cell_difference(a, b, m, &mean, &ci, &p);
+    int dg = qa_metrics[m].detail_digits;
+    if (paired) fprintf(f, " %+.*f ± %.*f (paired, p=%.3g) |", dg, mean, dg, ci, p);
+    else if (isnan(p)) fprintf(f, " %+.*f |", dg, mean);
+    else fprintf(f, " %+.*f (Welch, p=%.3g) |", dg, mean, p);
+}
+
+/* Cells grouped by the bits per weight their deploy stores (the run files' bits_per_weight),
+ * each group's cells against its lowest-storage cell on the group's quality metric and the
+ * held-out loss: does paying more bits buy quality? */
+static void write_storage_matched(FILE *f, const report_data *d) {
+    const cell **g = qa_alloc(sizeof(cell *) * (size_t)(d->nc + 1));
+    int n = 0;
+    for (int i = 0; i < d->nc; i++) if (deployed_cell(&d->cells[i])) g[n++] = &d->cells[i];
+    qsort(g, (size_t)n, sizeof *g, by_storage);
+    fprintf(f, "\nStorage-matched comparison (cells grouped by the bits per weight their deploy stores, the run files' "
+               "bits_per_weight: a group takes every deployed cell within %.1f b/w above its smallest, i.e. bins of "
+               "±%.1f b/w; float deploys of quantized runs are left out; each cell against its group's lowest-storage "
+               "cell, paired by seed when every seed has a run in both, Welch otherwise):\n",
+            QA_STORAGE_WINDOW, QA_STORAGE_WINDOW / 2);
+    int shown = 0;
+    for (int s = 0; s < n;) {
+        int e = s + 1;
+        while (e < n && g[e]->bits_pw < g[s]->bits_pw + QA_STORAGE_WINDOW) e++;
+        if (e - s < 2) { s = e; continue; }
+        int m = storage_metric(g + s, e - s);
+        fprintf(f, "\n%.3g to %.3g b/w:\n\n| method | bits | deploy | rank | b/w | n | %s %s | Δ %s vs %s %s | %s %s | Δ %s vs %s %s |\n"
+                   "|---|---|---|---|---|---|---|---|---|---|\n",
+                g[s]->bits_pw, g[e - 1]->bits_pw, qa_metrics[m].title, qa_metric_arrow(m), qa_metrics[m].title, g[s]->method,
+                g[s]->bits, qa_metrics[MET_LOSS].title, qa_metric_arrow(MET_LOSS), qa_metrics[MET_LOSS].title, g[s]->method, g[s]->bits);
+        for (int i = s; i < e; i++) {
+            const cell *c = g[i];
+            char v[96], l[96];
+            fmt_metric(v, sizeof v, &c->sum[m], m, qa_metrics[m].table_digits);
+            fmt_metric(l, sizeof l, &c->sum[MET_LOSS], MET_LOSS, qa_metrics[MET_LOSS].table_digits);
+            fprintf(f, "| %s%s%s%s | %s | %s | %d | %.3g | %d | %s |", c->method, c->axes[0] ? " (" : "", c->axes, c->axes[0] ? ")" : "",
+                    c->bits, deploy_of(c).text, c->rank, c->bits_pw, c->n, v);
+            if (i == s) fprintf(f, " (reference) |");
+            else write_storage_difference(f, c, g[s], m);
+            fprintf(f, " %s |", l);
+            if (i == s) fprintf(f, " (reference) |");
+            else write_storage_difference(f, c, g[s], MET_LOSS);
+            fputc('\n', f);
+        }
+        shown++;
+        s = e;
+    }
+    if (!shown) fprintf(f, "\nNo two deployed cells store within %.1f b/w of each other.\n", QA_STORAGE_WINDOW);
+    qa_free(g);
+}
+
+/* ---- the tuning stage: <dir>/tune/rates.csv, one row per method x bits cell ---- */
+
+#define QA_TUNE_MAX_RATES 16
+#define QA_TUNE_MAX_CELLS 64
+
+typedef struct {
+    char cell[96], metric[32];
+    double score[QA_TUNE_MAX_RATES], lr[QA_TUNE_MAX_RATES];
+    int has[QA_TUNE_MAX_RATES], chosen, seeds;
+} tune_row;
+
+/* rates.csv: cell,metric,lr_multiplier,learning_rate,seeds,mean_score,chosen (no file: nothing) */
+static void write_tuning(FILE *f, const char *dir) {
+    size_t len = strlen(dir) + 32;
+    char *path = qa_alloc(len), *text = NULL;
+    snprintf(path, len, "%s/tune/rates.csv", dir);
+    size_t tl;
+    qa_error err;
+    if (!qa_file_exists(path) || qa_read_file(path, &text, &tl, &err)) { qa_free(path); return; }
+    double rates[QA_TUNE_MAX_RATES];
+    int nr = 0, nrow = 0;
+    tune_row *rows = qa_alloc(sizeof(tune_row) * QA_TUNE_MAX_CELLS);
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char cellname[96], metric[32];
+        double mult, lr, score;
+        int seeds, chosen;
+        if (sscanf(line, "%95[^,],%31[^,],%lf,%lf,%d,%lf,%d", cellname, metric, &mult, &lr, &seeds, &score, &chosen) != 7) continue;
+        int k = 0, r = 0;
+        while (k < nr && rates[k] != mult) k++;
+        if (k == nr) { if (nr == QA_TUNE_MAX_RATES) continue; rates[nr++] = mult; }
+        while (r < nrow && strcmp(rows[r].cell, cellname)) r++;
+        if (r == nrow) {
+            if (nrow == QA_TUNE_MAX_CELLS) continue;
+            memset(&rows[nrow], 0, sizeof rows[nrow]);
+            snprintf(rows[nrow].cell, sizeof rows[nrow].cell, "%s", cellname);
+            snprintf(rows[nrow].metric, sizeof rows[nrow].metric, "%s", metric);
+            rows[nrow++].chosen = -1;
+        }
+        rows[r].score[k] = score;
+        rows[r].lr[k] = lr;
+        rows[r].has[k] = 1;
+        rows[r].seeds = seeds;
+        if (chosen) rows[r].chosen = k;
+    }
+    if (nrow > 0) {
+        /* the rate columns in increasing order; rows keep the file's order */
+        int order[QA_TUNE_MAX_RATES];
+        for (int k = 0; k < nr; k++) order[k] = k;
+        for (int a = 1; a < nr; a++)
+            for (int b = a; b > 0 && rates[order[b]] < rates[order[b - 1]]; b--) { int t = order[b]; order[b] = order[b - 1]; order[b - 1] = t; }
+        fprintf(f, "\nLearning-rate tuning (%s: each cell's mean validation score over its tuning seeds, per rate as a "
+                   "multiple of the method's reference rate; the chosen rate in bold; nan: a rate with a diverged run):\n\n"
+                   "| cell | metric | seeds |", path);
+        for (int k = 0; k < nr; k++) fprintf(f, " ×%g |", rates[order[k]]);
+        fprintf(f, " chosen lr |\n|---|---|---|");
+        for (int k = 0; k < nr; k++) fprintf(f, "---|");
+        fprintf(f, "---|\n");
+        for (int r = 0; r < nrow; r++) {
+            fprintf(f, "| %s | %s | %d |", rows[r].cell, rows[r].metric, rows[r].seeds);
+            for (int k = 0; k < nr; k++) {
+                int j = order[k];
+                if (!rows[r].has[j]) fprintf(f, " - |");
+                else fprintf(f, j == rows[r].chosen ? " **%.4g** |" : " %.4g |", rows[r].score[j]);
+            }
+            if (rows[r].chosen >= 0) fprintf(f, " %g |\n", rows[r].lr[rows[r].chosen]);
+            else fprintf(f, " - |\n");
+        }
+    }
+    qa_free(rows);
+    free(text); /* qa_read_file's buffer */
+    qa_free(path);
 }
 
 static void write_tables(const report_data *d, FILE *md, FILE *out, FILE *tex, FILE *csv) {
@@ -564,7 +770,12 @@ static void write_tables(const report_data *d, FILE *md, FILE *out, FILE *tex, F
         write_csv_row(csv, d, i);
     }
     fprintf(tex, "\\bottomrule\n\\end{tabular}\n");
-    for (int o = 0; o < 2; o++) if (outs[o]) write_md_tail(outs[o], d);
+    for (int o = 0; o < 2; o++)
+        if (outs[o]) {
+            write_md_tail(outs[o], d);
+            write_storage_matched(outs[o], d);
+            write_tuning(outs[o], d->dir);
+        }
 }
 
 static int write_summary(const report_data *d, const char *path, qa_error *err) {
@@ -629,15 +840,16 @@ int report_compare(const char *dir, const char *spec_a, const char *spec_b, FILE
         if (a->nm[m] == 0 || b->nm[m] == 0) continue;
         char ta[64], tb[64], td[64];
         int digits = qa_metrics[m].detail_digits;
-        fmt_cell(ta, sizeof ta, &a->sum[m], digits);
-        fmt_cell(tb, sizeof tb, &b->sum[m], digits);
+        fmt_metric(ta, sizeof ta, &a->sum[m], m, digits);
+        fmt_metric(tb, sizeof tb, &b->sum[m], m, digits);
         double mean, ci, p;
         int paired = report_cell_difference(a, b, m, &mean, &ci, &p);
         const char *test = paired ? "paired t" : "Welch t";
         int n = paired ? a->n : a->nm[m] + b->nm[m];
         if (paired) snprintf(td, sizeof td, "%+.*f ± %.*f", digits, mean, digits, ci);
         else snprintf(td, sizeof td, "%+.*f", digits, mean);
-        fprintf(out, "| %s %s | %s | %s | %s | %s | %.3g | %d |\n", qa_metrics[m].title, qa_metric_arrow(m), ta, tb, td, test, p, n);
+        fprintf(out, "| %s%s%s | %s | %s | %s | %s | %.3g | %d |\n", qa_metrics[m].title, *qa_metric_arrow(m) ? " " : "",
+                qa_metric_arrow(m), ta, tb, td, test, p, n);
     }
     fprintf(out, "\nMeans ± 95%% CI over seeds; A - B paired by seed (mean ± 95%% CI of the per-seed differences) "
                  "when every seed of A has a run in B, Welch's t on the cell values otherwise.\n");

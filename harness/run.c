@@ -29,6 +29,7 @@ static int run_prepare(qa_run_env *env, const qa_run_spec *run, const qa_task *t
     qa_dit *m = env->model;
     dit_reset_slots(m);
     memcpy(m->params, env->base_params, sizeof(float) * m->n_params);
+    qa_evaluate_base(m, &env->refs, &run->settings->eval, t, run->seed); /* once per task: the FP base's samples */
     qa_task_bind_identifier(t, m->params, m);
     m->train_base = 0;
     dit_quantize_base(m, run->w_bits, run->a_bits, 1);

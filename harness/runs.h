@@ -19,6 +19,7 @@ typedef struct {
     double prompt_fidelity, prompt_fidelity_se, bits_per_weight, sampling_ms, eval_seconds;
     double diversity, prior_preservation; /* prior_preservation < 0: not measured */
     double style_score, fid;              /* fid < 0: not measured (domain task only) */
+    double subject_floor, subject_gain, identification, prior_distance; /* see measured */
     unsigned measured;            /* bit m: metric m (MET_*) is in the file */
     double *heldout_per_image;
     int n_images;
@@ -38,6 +39,7 @@ typedef struct {
     char *dtype;                  /* the training matmuls' arithmetic ("f32" when the file predates it) */
     int rank, w_bits, a_bits, item_class, slot, needs_ptq, method_version, int8_kernel_layers;
     long seed, fail_step;
+    double learning_rate;         /* the rate it trained at; NaN: not recorded (older files) */
     qa_run_eval eval[QA_MAX_VARIANTS];
     int n_eval;
     double *train;                /* [n_train, 5]: step, loss, lr, grad_norm, seconds */

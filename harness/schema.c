@@ -18,24 +18,35 @@ const char *const qa_run_object_suffix[QA_OBJ_COUNT] = {
  * Expanded into qa_metrics and into the parallel arrays the plot units index. */
 #define QA_METRIC_ROWS(ROW)                                                                                                \
     ROW(MET_LOSS, "heldout_loss", "held-out loss", "held-out denoising loss of the deployed model (lower is better)",     \
-        "held-out loss", "heldout_loss", QA_BETTER_LOWER, 5, 5)                                                           \
+        "held-out loss", "heldout_loss", QA_BETTER_LOWER, 0, HUGE_VAL, 5, 5)                                              \
     ROW(MET_SUBJECT, "subject_fidelity", "subject fidelity", "subject fidelity: evaluator-feature cosine to the item images", \
-        "subject", "subject_fidelity", QA_BETTER_HIGHER, 4, 4)                                                            \
+        "subject", "subject_fidelity", QA_BETTER_HIGHER, -1, 1, 4, 4)                                                     \
     ROW(MET_PROMPT, "prompt_fidelity", "prompt fidelity", "prompt fidelity: evaluator p(asked class)", "prompt",          \
-        "prompt_fidelity", QA_BETTER_HIGHER, 4, 4)                                                                        \
+        "prompt_fidelity", QA_BETTER_HIGHER, 0, 1, 4, 4)                                                                  \
     ROW(MET_DIVERSITY, "diversity", "diversity", "diversity: mean pairwise feature distance of samples", "diversity",     \
-        "diversity", QA_BETTER_HIGHER, 4, 4)                                                                              \
+        "diversity", QA_BETTER_HIGHER, 0, 2, 4, 4)                                                                        \
     ROW(MET_PRIOR, "prior_preservation", "prior preservation",                                                            \
         "prior preservation: class samples still classified as their class", "prior", "prior_preservation",              \
-        QA_BETTER_HIGHER, 3, 4)                                                                                           \
+        QA_BETTER_HIGHER, 0, 1, 3, 4)                                                                                     \
     ROW(MET_STYLE, "style_score", "style", "style score: share of samples the style probe calls striped", "style",        \
-        "style", QA_BETTER_HIGHER, 3, 4)                                                                                  \
+        "style", QA_BETTER_HIGHER, 0, 1, 3, 4)                                                                            \
     ROW(MET_FID, "fid", "FID", "FID against the styled test set (evaluator features; lower is better)", "FID", "fid",     \
-        QA_BETTER_LOWER, 2, 2)
+        QA_BETTER_LOWER, 0, HUGE_VAL, 2, 2)                                                                               \
+    ROW(MET_FLOOR, "subject_floor", "subject floor",                                                                      \
+        "subject fidelity floor: the FP base's own samples of the item's class, same noise", "floor", "subject_floor",    \
+        QA_BETTER_NONE, -1, 1, 4, 4)                                                                                      \
+    ROW(MET_GAIN, "subject_gain", "gain over floor", "subject fidelity minus its floor (the base's class samples)",       \
+        "gain", "subject_gain", QA_BETTER_HIGHER, -2, 2, 4, 4)                                                            \
+    ROW(MET_IDENT, "identification", "identification",                                                                   \
+        "identification: share of samples closer to this item than to other items of its class", "ident.",               \
+        "identification", QA_BETTER_HIGHER, 0, 1, 3, 4)                                                                   \
+    ROW(MET_PRIOR_DIST, "prior_distance", "prior distance",                                                               \
+        "prior distance: mean feature distance to the base's class samples under the same noise (lower is better)",       \
+        "prior dist.", "prior_distance", QA_BETTER_LOWER, 0, 2, 4, 4)
 
-#define METRIC_ENTRY(id, name_, title_, axis_, tex_, csv_, better_, table_, detail_)                                       \
-    [id] = {.name = name_, .title = title_, .axis = axis_, .tex = tex_, .csv = csv_, .better = better_,                   \
-            .table_digits = table_, .detail_digits = detail_},
+#define METRIC_ENTRY(id, name_, title_, axis_, tex_, csv_, better_, lo_, hi_, table_, detail_)                            \
+    [id] = {.name = name_, .title = title_, .axis = axis_, .tex = tex_, .csv = csv_, .better = better_, .lo = lo_,        \
+            .hi = hi_, .table_digits = table_, .detail_digits = detail_},
 #define METRIC_NAME(id, name_, ...) [id] = name_,
 #define METRIC_TITLE(id, name_, title_, ...) [id] = title_,
 #define METRIC_AXIS(id, name_, title_, axis_, ...) [id] = axis_,
@@ -116,6 +127,10 @@ const qa_run_field qa_run_fields[] = {
      .label = "bound class slot"},
     {.name = "method_version", .object = QA_OBJ_RUN, .step = QA_STEP_BEGIN, .from = RUN(INT, method_version),
      .to = READ(INT, method_version), .label = "method version"},
+    /* the rate the run trained at: written with the run's options (qa_run_rate_attrs), so no
+     * struct member (from QA_VAL_NONE); NaN in files older than the tuning stage */
+    {.name = "learning_rate", .object = QA_OBJ_RUN, .step = QA_STEP_BEGIN, .to = READ(NUM, learning_rate), .absent = NAN,
+     .label = "learning rate"},
     {.name = "status", .required = 1, .object = QA_OBJ_RUN, .step = QA_STEP_STATUS, .to = READ(TEXT, status), .label = "status"},
     {.name = "fail_reason", .object = QA_OBJ_RUN, .step = QA_STEP_DIVERGED, .from = AT(qa_record_failure, TEXT, reason),
      .to = READ(TEXT, fail_reason), .label = "why it stopped"},
@@ -152,6 +167,15 @@ const qa_run_field qa_run_fields[] = {
      .to = READ_EVAL(NUM, diversity)},
     {.metric = 1 + MET_PRIOR, .object = QA_OBJ_EVAL, .step = QA_STEP_VARIANT, .from = EVAL(NUM, prior_preservation),
      .written_if = EVAL(NUM, prior_preservation), .to = READ_EVAL(NUM, prior_preservation), .absent = -1},
+    /* the protocol's metrics with a floor (subject) and the continuous prior distance */
+    {.metric = 1 + MET_FLOOR, .object = QA_OBJ_EVAL, .step = QA_STEP_VARIANT, .from = EVAL(NUM, subject_floor),
+     .written_if = EVAL(NUM, subject_floor), .to = READ_EVAL(NUM, subject_floor), .absent = -1},
+    {.metric = 1 + MET_GAIN, .object = QA_OBJ_EVAL, .step = QA_STEP_VARIANT, .from = EVAL(NUM, subject_gain),
+     .written_if = EVAL(NUM, subject_floor), .to = READ_EVAL(NUM, subject_gain), .absent = NAN},
+    {.metric = 1 + MET_IDENT, .object = QA_OBJ_EVAL, .step = QA_STEP_VARIANT, .from = EVAL(NUM, identification),
+     .written_if = EVAL(NUM, identification), .to = READ_EVAL(NUM, identification), .absent = -1},
+    {.metric = 1 + MET_PRIOR_DIST, .object = QA_OBJ_EVAL, .step = QA_STEP_VARIANT, .from = EVAL(NUM, prior_distance),
+     .written_if = EVAL(NUM, prior_distance), .to = READ_EVAL(NUM, prior_distance), .absent = -1},
     {.name = "bits_per_weight", .object = QA_OBJ_EVAL, .step = QA_STEP_VARIANT, .from = EVAL(NUM, bits_per_weight),
      .to = READ_EVAL(NUM, bits_per_weight), .unit = "bits", .label = "bits/weight", .better = QA_BETTER_LOWER},
     {.name = "eval_seconds", .object = QA_OBJ_EVAL, .step = QA_STEP_VARIANT, .from = EVAL(NUM, eval_seconds),
@@ -221,7 +245,16 @@ const qa_run_field *qa_metric_field(int m) {
     return NULL;
 }
 
-const char *qa_metric_arrow(int m) { return qa_metrics[m].better == QA_BETTER_LOWER ? "↓" : "↑"; }
+const char *qa_metric_arrow(int m) {
+    return qa_metrics[m].better == QA_BETTER_NONE ? "" : qa_metrics[m].better == QA_BETTER_LOWER ? "↓" : "↑";
+}
+
+void qa_metric_interval(int m, double mean, double ci, double *lo, double *hi) {
+    *lo = mean - ci;
+    *hi = mean + ci;
+    if (*lo < qa_metrics[m].lo) *lo = qa_metrics[m].lo;
+    if (*hi > qa_metrics[m].hi) *hi = qa_metrics[m].hi;
+}
 
 int qa_run_format_check(const char *path, double version, qa_error *err) {
     if (version == 0) return QA_OK; /* no attribute: version 1 */

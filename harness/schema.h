@@ -85,7 +85,11 @@ const qa_run_field *qa_run_field_find(qa_run_object obj, const char *name);
 
 /* ---- metrics: the deployed model's scores that the tables, compare and the plots show ---- */
 
-enum { MET_LOSS, MET_SUBJECT, MET_PROMPT, MET_DIVERSITY, MET_PRIOR, MET_STYLE, MET_FID, N_MET };
+enum {
+    MET_LOSS, MET_SUBJECT, MET_PROMPT, MET_DIVERSITY, MET_PRIOR, MET_STYLE, MET_FID,
+    MET_FLOOR, MET_GAIN, MET_IDENT, MET_PRIOR_DIST, /* the protocol's: absent from older run files */
+    N_MET
+};
 
 typedef struct {
     const char *name;        /* its attribute under /runs/<id>/eval/<variant> (a qa_run_fields entry) */
@@ -93,7 +97,8 @@ typedef struct {
     const char *axis;        /* an axis label saying what the number means */
     const char *tex;         /* LaTeX heading (before the arrow) */
     const char *csv;         /* CSV column stem: <csv>_mean, <csv>_ci95 */
-    qa_better better;
+    qa_better better;        /* QA_BETTER_NONE: a reference value (no best, no arrow) */
+    double lo, hi;           /* its range: intervals are clipped to it (+-HUGE_VAL: unbounded) */
     int table_digits;        /* decimals in the report's tables */
     int detail_digits;       /* decimals in compare and the paper layout */
 } qa_metric;
@@ -107,8 +112,11 @@ extern const int qa_met_lower_better[N_MET];
 
 /* The run field behind metric m (never NULL). */
 const qa_run_field *qa_metric_field(int m);
-/* "↓" or "↑" */
+/* "↓" or "↑" ("" for a reference value) */
 const char *qa_metric_arrow(int m);
+
+/* [mean - ci, mean + ci] clipped to metric m's range */
+void qa_metric_interval(int m, double mean, double ci, double *lo, double *hi);
 
 /* Check a file's format version (0: the file has no version attribute, i.e. version 1):
  * a version newer than this build reads, or below 1, is bad input naming the file and both. */

@@ -81,7 +81,8 @@ int qa_task_check(const qa_task_spec *spec, long seed, const qa_dit_config *base
 }
 
 void qa_task_free(qa_task *t) {
-    qa_free(t->item_x); qa_free(t->item_feat); qa_free(t->item_idx); qa_free(t->prior_x);
+    qa_free(t->item_x); qa_free(t->item_feat); qa_free(t->item_idx); qa_free(t->prior_x); qa_free(t->other_feat);
+    if (t->base) { qa_free(t->base->feat); qa_free(t->base->prior_feat); qa_free(t->base); }
     memset(t, 0, sizeof *t);
 }
 
@@ -105,36 +106,70 @@ static void task_build_style(qa_task *t, qa_classifier *clf, const qa_images *tr
     qa_rng_free(r);
 }
 
+/* The k members of the class most similar (cosine of evaluator features f [n_cls, F]) to the
+ * anchor, the anchor first, by selection; into sel [k]. */
+static void nearest_members(const float *f, int n_cls, int anchor, int k, int *sel) {
+    double *sim = qa_alloc(sizeof(double) * n_cls);
+    for (int i = 0; i < n_cls; i++) sim[i] = mean_cosine(f + (size_t)anchor * QA_CLF_FEATURES, 1, f + (size_t)i * QA_CLF_FEATURES, 1, QA_CLF_FEATURES);
+    sim[anchor] = 2.0; /* the anchor itself first */
+    for (int j = 0; j < k; j++) { /* k largest similarities, by selection */
+        int best = -1;
+        for (int i = 0; i < n_cls; i++) if (sim[i] > -5 && (best < 0 || sim[i] > sim[best])) best = i;
+        sel[j] = best;
+        sim[best] = -10;
+    }
+    qa_free(sim);
+}
+
+/* The seed's anchor: a member of its class drawn from its subject-item stream. */
+static int item_anchor(long seed, int n_classes, int n_cls) {
+    int c;
+    qa_rng *r = item_stream(seed, n_classes, &c);
+    int anchor = (int)qa_rng_below(r, (unsigned long)n_cls);
+    qa_rng_free(r);
+    return anchor;
+}
+
 /* The item: a training image of class (seed mod classes) drawn by the seed, and its k-1 nearest
  * neighbours of the same class in evaluator feature space (cosine). The classes are stratified
  * over the seeds: any 10 consecutive seeds cover all 10 classes once, so a table's seeds spread
  * over the classes rather than falling on a few by chance. qa_task_check made sure the class has
- * k images. */
+ * k images. The other items of identification are built the same way from the seeds
+ * seed + j * classes (j = 1, 2, ...: the same class), skipping an anchor already used. */
 static void task_build_item(qa_task *t, qa_classifier *clf, const qa_images *train, int k, int n_classes) {
-    qa_rng *r = item_stream(t->seed, n_classes, &t->item_class);
+    qa_rng_free(item_stream(t->seed, n_classes, &t->item_class));
     int n_cls = count_of_class(train, t->item_class);
     int *members = qa_alloc(sizeof(int) * n_cls);
     for (int i = 0, j = 0; i < train->n; i++) if (train->labels[i] == t->item_class) members[j++] = i;
     float *x = qa_alloc(sizeof(float) * (size_t)n_cls * D_IMG), *f = qa_alloc(sizeof(float) * (size_t)n_cls * QA_CLF_FEATURES);
     qa_images_to_float(train, members, n_cls, x);
     clf_embed(clf, x, n_cls, f, NULL);
-    int anchor = (int)qa_rng_below(r, (unsigned long)n_cls);
-    double *sim = qa_alloc(sizeof(double) * n_cls);
-    for (int i = 0; i < n_cls; i++) sim[i] = mean_cosine(f + (size_t)anchor * QA_CLF_FEATURES, 1, f + (size_t)i * QA_CLF_FEATURES, 1, QA_CLF_FEATURES);
-    sim[anchor] = 2.0; /* the anchor itself first */
+    int anchors[1 + QA_TASK_OTHER_ITEMS], n_anchors = 0;
+    anchors[n_anchors++] = item_anchor(t->seed, n_classes, n_cls);
+    for (int j = 1; j <= 4 * QA_TASK_OTHER_ITEMS && n_anchors < 1 + QA_TASK_OTHER_ITEMS; j++) {
+        int a = item_anchor(t->seed + (long)j * n_classes, n_classes, n_cls), seen = 0;
+        for (int q = 0; q < n_anchors; q++) seen |= anchors[q] == a;
+        if (!seen) anchors[n_anchors++] = a;
+    }
+    int *sel = qa_alloc(sizeof(int) * k);
+    nearest_members(f, n_cls, anchors[0], k, sel);
     t->item_idx = qa_alloc(sizeof(int) * k);
     t->item_x = qa_alloc(sizeof(float) * (size_t)k * D_IMG);
     t->item_feat = qa_alloc(sizeof(float) * (size_t)k * QA_CLF_FEATURES);
-    for (int j = 0; j < k; j++) { /* k largest similarities, by selection */
-        int best = -1;
-        for (int i = 0; i < n_cls; i++) if (sim[i] > -5 && (best < 0 || sim[i] > sim[best])) best = i;
-        t->item_idx[j] = members[best];
-        memcpy(t->item_x + (size_t)j * D_IMG, x + (size_t)best * D_IMG, sizeof(float) * D_IMG);
-        memcpy(t->item_feat + (size_t)j * QA_CLF_FEATURES, f + (size_t)best * QA_CLF_FEATURES, sizeof(float) * QA_CLF_FEATURES);
-        sim[best] = -10;
+    for (int j = 0; j < k; j++) {
+        t->item_idx[j] = members[sel[j]];
+        memcpy(t->item_x + (size_t)j * D_IMG, x + (size_t)sel[j] * D_IMG, sizeof(float) * D_IMG);
+        memcpy(t->item_feat + (size_t)j * QA_CLF_FEATURES, f + (size_t)sel[j] * QA_CLF_FEATURES, sizeof(float) * QA_CLF_FEATURES);
     }
-    qa_free(sim); qa_free(x); qa_free(f); qa_free(members);
-    qa_rng_free(r);
+    t->n_other = n_anchors - 1;
+    t->other_feat = qa_alloc(sizeof(float) * (size_t)(t->n_other > 0 ? t->n_other : 1) * k * QA_CLF_FEATURES);
+    for (int o = 0; o < t->n_other; o++) {
+        nearest_members(f, n_cls, anchors[1 + o], k, sel);
+        for (int j = 0; j < k; j++)
+            memcpy(t->other_feat + ((size_t)o * k + j) * QA_CLF_FEATURES, f + (size_t)sel[j] * QA_CLF_FEATURES,
+                   sizeof(float) * QA_CLF_FEATURES);
+    }
+    qa_free(sel); qa_free(x); qa_free(f); qa_free(members);
 }
 
 int qa_task_build(qa_task *t, const qa_task_spec *spec, long seed, qa_dit *base, qa_classifier *clf,
@@ -145,6 +180,7 @@ int qa_task_build(qa_task *t, const qa_task_spec *spec, long seed, qa_dit *base,
     t->kind = spec->kind;
     t->seed = seed;
     t->item_class = -1;
+    t->base = qa_alloc(sizeof *t->base);
     if (spec->kind == QA_TASK_DOMAIN) { t->slot = -1; return QA_OK; }
     t->k = spec->images;
     QA_ASSERT(base->cfg.n_spare >= 1); /* slot n_classes would be the null slot of guidance */

@@ -241,6 +241,31 @@ static void run_task(const char *task, const char *sub, const char *extra_eval) 
     recipe_free(r);
 }
 
+/* The protocol's metrics in a real run: the floor (the FP base's samples of the item's class,
+ * once per task, the same in every variant), the gain over it, identification among the other
+ * items of the class, and the prior distance to the base's class samples. */
+Test(adapt, subject_run_records_floor_gain_identification_and_prior_distance) {
+    run_task("subject", "subject_metrics", "");
+    char out[512];
+    snprintf(out, sizeof out, "%s/subject_metrics", dir);
+    qa_run_record *runs;
+    int n;
+    qa_error err = {0, ""};
+    cr_assert_eq(runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(n, 1);
+    cr_assert_geq(runs[0].n_eval, 1);
+    for (int v = 0; v < runs[0].n_eval; v++) {
+        const qa_run_eval *e = &runs[0].eval[v];
+        double x;
+        cr_expect(runs_eval_metric(e, MET_FLOOR, &x) && x >= -1 && x <= 1, "floor %g", x);
+        cr_expect_eq(e->subject_floor, runs[0].eval[0].subject_floor, "one floor per task");
+        cr_expect(runs_eval_metric(e, MET_GAIN, &x) && fabs(x - (e->subject_fidelity - e->subject_floor)) < 1e-12);
+        cr_expect(runs_eval_metric(e, MET_IDENT, &x) && x >= 0 && x <= 1, "identification %g", x);
+        cr_expect(runs_eval_metric(e, MET_PRIOR_DIST, &x) && x >= 0 && x <= 2, "prior distance %g", x);
+    }
+    runs_free(runs, n);
+}
+
 Test(adapt, style_task_binds_styled_images_of_several_classes) {
     run_task("style", "style", "");
     char out[512];
@@ -255,6 +280,10 @@ Test(adapt, style_task_binds_styled_images_of_several_classes) {
     for (int v = 0; v < runs[0].n_eval; v++) {
         cr_expect(runs[0].eval[v].prior_preservation >= 0 && runs[0].eval[v].prior_preservation <= 1);
         cr_expect(runs[0].eval[v].fid < 0, "FID is for the domain task only");
+        double x;
+        cr_expect(!runs_eval_metric(&runs[0].eval[v], MET_FLOOR, &x), "no item: no floor");
+        cr_expect(!runs_eval_metric(&runs[0].eval[v], MET_IDENT, &x), "no item: no identification");
+        cr_expect(runs_eval_metric(&runs[0].eval[v], MET_PRIOR_DIST, &x) && x >= 0, "prior distance %g", x);
     }
     uint8_t *ref = NULL;
     int nref = 0;

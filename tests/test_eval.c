@@ -429,3 +429,29 @@ Test(eval, stripes_style_score_on_real_fashion_mnist) {
     cr_expect(plain < 0.3 && styled > 0.9, "plain %g, styled %g", plain, styled);
     qa_images_free(&im);
 }
+
+/* ---------- identification score and paired feature distance ---------- */
+
+Test(eval, identification_score_by_hand) {
+    /* own reference e1, one other item's reference e2: (1, .1) is closer to e1 (hit), (.1, 1) to
+     * e2 (miss), (1, 1) ties (a miss: not strictly closer), (2, 0) is e1 itself (hit): 2 of 4 */
+    const float own[2] = {1, 0}, other[2] = {0, 1};
+    const float x[8] = {1, 0.1f, 0.1f, 1, 1, 1, 2, 0};
+    cr_expect(fabs(identification_score(x, 4, own, 1, other, 1, 2) - 0.5) < 1e-12, "%g", identification_score(x, 4, own, 1, other, 1, 2));
+    /* no other item: every sample identifies its item */
+    cr_expect(fabs(identification_score(x, 4, own, 1, NULL, 0, 2) - 1.0) < 1e-12);
+    /* two references per item, two other items: own {e1, e1}, others {e2, e2} and {-e1, -e1};
+     * (.1, 1) beats -e1 (cos .0995 > -.0995) but not e2: a miss; (1, .1) beats both: 1 of 2 */
+    const float own2[4] = {1, 0, 1, 0}, others2[8] = {0, 1, 0, 1, -1, 0, -1, 0};
+    cr_expect(fabs(identification_score(x, 2, own2, 2, others2, 2, 2) - 0.5) < 1e-12);
+    cr_expect(identification_score(x, 0, own, 1, other, 1, 2) < 0, "no samples: not measured");
+}
+
+Test(eval, mean_paired_distance_by_hand) {
+    /* pairs (e1, e1): 0, (e2, e1): 1 -> 0.5; (e1, -e1): 2; pairs are by row, not all against all */
+    const float a[4] = {1, 0, 0, 1}, b[4] = {1, 0, 1, 0}, c[2] = {-3, 0};
+    cr_expect(fabs(mean_paired_distance(a, b, 2, 2) - 0.5) < 1e-12);
+    cr_expect(fabs(mean_paired_distance(a, c, 1, 2) - 2.0) < 1e-12);
+    cr_expect(fabs(mean_paired_distance(a, a, 2, 2)) < 1e-12, "identical samples: 0");
+    cr_expect(mean_paired_distance(a, b, 0, 2) < 0);
+}

@@ -84,7 +84,13 @@ static void cell_text(char *buf, size_t len, const char *method, int m, int bold
     ref_sum s = ref_summary(x, n);
     int digits = m == 0 ? 5 : 4;
     char tmp[96];
-    snprintf(tmp, sizeof tmp, "%.*f ± %.*f", digits, s.mean, digits, s.ci);
+    /* the metrics' ranges: loss >= 0, subject fidelity (a cosine) in [-1, 1], prompt fidelity (a
+     * probability) in [0, 1]; an interval reaching past its range is shown clipped, in brackets */
+    const double lo_of[3] = {0, -1, 0}, hi_of[3] = {HUGE_VAL, 1, 1};
+    double lo = s.mean - s.ci, hi = s.mean + s.ci;
+    if (lo >= lo_of[m] && hi <= hi_of[m]) snprintf(tmp, sizeof tmp, "%.*f ± %.*f", digits, s.mean, digits, s.ci);
+    else snprintf(tmp, sizeof tmp, "%.*f [%.*f, %.*f]", digits, s.mean, digits, lo < lo_of[m] ? lo_of[m] : lo, digits,
+                  hi > hi_of[m] ? hi_of[m] : hi);
     snprintf(buf, len, bold ? "**%s**" : "%s", tmp);
 }
 
@@ -522,4 +528,116 @@ Test(report, a_failed_write_leaves_the_previous_report, .init = build_folder, .f
     free(before);
     free(text);
     free(after);
+}
+
+/* ---------- the protocol's views: storage-matched groups, new metrics, rates, tuning ---------- */
+
+/* IntLoRA-MUL at W4 stores 8.75 b/w, LoRA + PTQ at W8 8.5: one storage group (within 1 b/w of
+ * its smallest), paired by seed; LoRA at W4 (4.5) and EfficientDM at W8 (9.6) have no partner. */
+static const run_def storage_defs[] = {
+    {"intlora-mul-w4a8-r4-s0", "intlora-mul", "w4a8", "done", "int", 4, 8, 4, 0, 0, 0.10, 0.80, 0.6, 8.75},
+    {"intlora-mul-w4a8-r4-s1", "intlora-mul", "w4a8", "done", "int", 4, 8, 4, 0, 1, 0.11, 0.82, 0.6, 8.75},
+    {"intlora-mul-w4a8-r4-s2", "intlora-mul", "w4a8", "done", "int", 4, 8, 4, 0, 2, 0.12, 0.84, 0.6, 8.75},
+    {"lora-w8a8-r4-s0", "lora", "w8a8", "done", "int", 8, 8, 4, 1, 0, 0.09, 0.90, 0.7, 8.5},
+    {"lora-w8a8-r4-s1", "lora", "w8a8", "done", "int", 8, 8, 4, 1, 1, 0.10, 0.91, 0.7, 8.5},
+    {"lora-w8a8-r4-s2", "lora", "w8a8", "done", "int", 8, 8, 4, 1, 2, 0.10, 0.95, 0.7, 8.5},
+    {"lora-w4a8-r4-s0", "lora", "w4a8", "done", "int", 4, 8, 4, 1, 0, 0.12, 0.85, 0.7, 4.5},
+    {"efficientdm-w8a8-r4-s0", "efficientdm", "w8a8", "done", "int", 8, 8, 4, 0, 0, 0.09, 0.50, 0.7, 9.6},
+};
+#define N_STORAGE_DEFS ((int)(sizeof storage_defs / sizeof storage_defs[0]))
+
+static void set_run_attr(const char *folder, const char *id, const char *name, double value) {
+    char path[512], grp[200];
+    snprintf(path, sizeof path, "%s/%s.h5", folder, id);
+    snprintf(grp, sizeof grp, "/runs/%s", id);
+    qa_h5 *f;
+    qa_error err = {0, ""};
+    cr_assert_eq(h5_open(path, 1, &f, &err), 0, "%s", err.msg);
+    cr_assert_eq(h5_attr_set_f64(f, grp, name, value, &err), 0, "%s", err.msg);
+    cr_assert_eq(h5_close(f, &err), 0, "%s", err.msg);
+}
+
+static char *report_of(const char *folder) {
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&buf, &len);
+    qa_error err = {0, ""};
+    cr_assert_eq(report_write(folder, mem, &err), 0, "%s", err.msg);
+    fclose(mem);
+    return buf;
+}
+
+Test(report, storage_matched_groups_pair_methods_at_the_same_stored_bits) {
+    char folder[256];
+    make_tmpdir(folder, sizeof folder, "report-storage");
+    for (int i = 0; i < N_STORAGE_DEFS; i++) write_run(folder, &storage_defs[i]);
+    char *md = report_of(folder);
+    cr_expect(strstr(md, "Storage-matched comparison") != NULL, "%s", md);
+    cr_expect(strstr(md, "\n8.5 to 8.75 b/w:\n") != NULL, "one group at 8.5-8.75 b/w:\n%s", md);
+    cr_expect(strstr(md, "4.5 to") == NULL && strstr(md, "9.6 to") == NULL, "no group of one:\n%s", md);
+    /* intlora-mul - lora w8a8 per seed: -0.10, -0.09, -0.11 (subject); +0.01, +0.01, +0.02 (loss) */
+    double ds[3] = {-0.10, -0.09, -0.11}, dl[3] = {0.01, 0.01, 0.02}, xs[3] = {0.80, 0.82, 0.84}, ys[3] = {0.90, 0.91, 0.95};
+    double xl[3] = {0.10, 0.11, 0.12}, yl[3] = {0.09, 0.10, 0.10};
+    ref_sum ss = ref_summary(ds, 3), sl = ref_summary(dl, 3), sx = ref_summary(xs, 3), sy = ref_summary(ys, 3);
+    ref_sum sxl = ref_summary(xl, 3), syl = ref_summary(yl, 3);
+    double ps = 2 * gsl_cdf_tdist_Q(fabs(ss.mean / (ss.sd / sqrt(3.0))), 2), pl = 2 * gsl_cdf_tdist_Q(fabs(sl.mean / (sl.sd / sqrt(3.0))), 2);
+    char ref_row[512], row[512], ysub[64], xsub[64];
+    cr_assert(sy.mean + sy.ci < 1 && sx.mean + sx.ci < 1, "intervals within the range here");
+    snprintf(ysub, sizeof ysub, "%.4f ± %.4f", sy.mean, sy.ci);
+    snprintf(xsub, sizeof xsub, "%.4f ± %.4f", sx.mean, sx.ci);
+    snprintf(ref_row, sizeof ref_row, "| lora | w8a8 | INT (+PTQ) | 4 | 8.5 | 3 | %s | (reference) | %.5f ± %.5f | (reference) |\n", ysub,
+             syl.mean, syl.ci);
+    snprintf(row, sizeof row, "| intlora-mul | w4a8 | INT | 4 | 8.75 | 3 | %s | %+.4f ± %.4f (paired, p=%.3g) | %.5f ± %.5f | %+.5f ± %.5f (paired, p=%.3g) |\n",
+             xsub, ss.mean, ss.ci, ps, sxl.mean, sxl.ci, sl.mean, sl.ci, pl);
+    const char *at_ref = strstr(md, ref_row), *at_row = strstr(md, row);
+    cr_expect(at_ref != NULL, "reference row\n  want: %s\nreport:\n%s", ref_row, md);
+    cr_expect(at_row != NULL && at_row > at_ref, "paired row after it\n  want: %s\nreport:\n%s", row, md);
+    cr_expect(strstr(md, "Δ subject fidelity vs lora w8a8") != NULL);
+    /* no run records the protocol's metrics or a rate: no column for them, no tuning table */
+    cr_expect(strstr(md, "subject floor") == NULL && strstr(md, "identification") == NULL && strstr(md, "learning rate") == NULL, "%s", md);
+    cr_expect(strstr(md, "Learning-rate tuning") == NULL);
+    free(md);
+    rm_rf_dir(folder);
+}
+
+Test(report, new_metrics_rates_and_tuning_show_when_recorded) {
+    char folder[256], p[512];
+    make_tmpdir(folder, sizeof folder, "report-protocol");
+    for (int i = 0; i < N_STORAGE_DEFS; i++) write_run(folder, &storage_defs[i]);
+    const double ident[3] = {0.9, 1.0, 1.0}, lr[3] = {1e-3, 2e-3, 1e-3};
+    for (int s = 0; s < 3; s++) {
+        char id[64];
+        snprintf(id, sizeof id, "intlora-mul-w4a8-r4-s%d", s);
+        set_run_f64(folder, id, "eval/int", "subject_floor", 0.5);
+        set_run_f64(folder, id, "eval/int", "subject_gain", storage_defs[s].subj - 0.5);
+        set_run_f64(folder, id, "eval/int", "identification", ident[s]);
+        set_run_attr(folder, id, "learning_rate", 3e-3);
+        snprintf(id, sizeof id, "lora-w8a8-r4-s%d", s);
+        set_run_attr(folder, id, "learning_rate", lr[s]);
+    }
+    snprintf(p, sizeof p, "%s/tune", folder);
+    cr_assert_eq(mkdir(p, 0755), 0);
+    snprintf(p, sizeof p, "%s/tune/rates.csv", folder);
+    write_text_file(p, "cell,metric,lr_multiplier,learning_rate,seeds,mean_score,chosen\n"
+                       "lora-w8a8-r4,subject_fidelity,0.1,0.0001,2,0.5,0\n"
+                       "lora-w8a8-r4,subject_fidelity,1,0.001,2,0.9,1\n"
+                       "lora-w8a8-r4,subject_fidelity,10,0.01,2,nan,0\n"
+                       "intlora-mul-w4a8-r4,subject_fidelity,1,0.003,2,0.8,0\n"
+                       "intlora-mul-w4a8-r4,subject_fidelity,0.1,0.0003,2,0.85,1\n");
+    char *md = report_of(folder);
+    cr_expect(strstr(md, " subject floor | gain over floor ↑ | identification ↑ |") != NULL, "%s", md);
+    cr_expect(strstr(md, "prior distance") == NULL, "no run has it: no column\n%s", md);
+    /* identification 0.9, 1, 1: its interval is clipped at 1 (not bold: one cell has it) */
+    ref_sum si = ref_summary(ident, 3);
+    char want[160];
+    snprintf(want, sizeof want, "| 0.5000 ± 0.0000 | %.4f ± %.4f | %.3f [%.3f, 1.000] | 0.6000 ± 0.0000 | 8.75 | 0.003 |", 0.82 - 0.5, ref_summary((double[]){0.3, 0.32, 0.34}, 3).ci,
+             si.mean, si.mean - si.ci);
+    cr_expect(strstr(md, want) != NULL, "intlora-mul's floor, gain, identification, rate\n  want: %s\nreport:\n%s", want, md);
+    cr_expect(strstr(md, "| 8.5 | 0.001–0.002 |") != NULL, "rates that differ by seed show their range\n%s", md);
+    cr_expect(strstr(md, "| 4.5 | - |") != NULL, "no rate recorded: -\n%s", md);
+    cr_expect(strstr(md, "| cell | metric | seeds | ×0.1 | ×1 | ×10 | chosen lr |") != NULL, "%s", md);
+    cr_expect(strstr(md, "| lora-w8a8-r4 | subject_fidelity | 2 | 0.5 | **0.9** | nan | 0.001 |") != NULL, "%s", md);
+    cr_expect(strstr(md, "| intlora-mul-w4a8-r4 | subject_fidelity | 2 | **0.85** | 0.8 | - | 0.0003 |") != NULL, "%s", md);
+    free(md);
+    rm_rf_dir(folder);
 }

@@ -52,7 +52,7 @@ static void fill_values(step_values *v) {
     for (int i = 0; i < qa_n_run_fields; i++) {
         const qa_run_field *fd = &qa_run_fields[i];
         char *src = step_source(v, fd->step);
-        if (!src) continue;
+        if (!src || fd->from.kind == QA_VAL_NONE) continue; /* NONE: written with the run's options */
         char *at = src + fd->from.offset;
         snprintf(v->texts[i], sizeof v->texts[i], "value-%d", i);
         switch (fd->from.kind) {
@@ -75,6 +75,13 @@ static void record_all(step_values *v, const char *id, char *path, size_t len) {
     static float image[784];
     v->eval.samples = image;
     v->eval.n_samples = 1;
+    /* a field no struct member writes (learning_rate) comes with the run's options, as in run.c */
+    static qa_record_attr opts[4];
+    v->run.n_options = 0;
+    for (int i = 0; i < qa_n_run_fields; i++)
+        if (qa_run_fields[i].step == QA_STEP_BEGIN && qa_run_fields[i].from.kind == QA_VAL_NONE)
+            opts[v->run.n_options++] = (qa_record_attr){qa_run_fields[i].name, field_value(i, QA_VAL_F64)};
+    v->run.options = opts;
     snprintf(path, len, "%s/%s.h5", dir, id);
     qa_record *rec;
     qa_error err = {0, ""};
@@ -143,6 +150,10 @@ Test(schema, every_field_of_the_table_round_trips, .init = setup, .fini = teardo
         const char *text = read_back(&r, fd, &number);
         expect_file_agrees(f, obj, fd, text, number);
         if (!step_source(&v, fd->step)) continue; /* computed by the writer: the file agreeing is the check */
+        if (fd->from.kind == QA_VAL_NONE) { /* an option of the run */
+            cr_expect_eq(number, field_value(i, QA_VAL_F64), "%s: %.17g", qa_run_field_name(fd), number);
+            continue;
+        }
         if (qa_run_field_is_text(fd)) cr_expect_str_eq(text, v.texts[i], "%s", qa_run_field_name(fd));
         else cr_expect_eq(number, field_value(i, fd->from.kind), "%s: %.17g", qa_run_field_name(fd), number);
     }
@@ -160,7 +171,10 @@ Test(schema, every_metric_has_a_field_and_a_direction) {
         const qa_run_field *fd = qa_metric_field(m);
         cr_expect_eq(fd->object, QA_OBJ_EVAL, "%s", qa_metrics[m].name);
         cr_expect_eq(fd->to.kind, QA_VAL_F64, "%s", qa_metrics[m].name);
-        cr_expect_neq(qa_metrics[m].better, QA_BETTER_NONE, "%s", qa_metrics[m].name);
+        /* every metric has a direction but the floor, a reference value */
+        if (m == MET_FLOOR) cr_expect_str_eq(qa_metric_arrow(m), "");
+        else cr_expect_neq(qa_metrics[m].better, QA_BETTER_NONE, "%s", qa_metrics[m].name);
+        cr_expect(qa_metrics[m].lo < qa_metrics[m].hi, "%s has a range", qa_metrics[m].name);
         cr_expect_str_eq(qa_met_names[m], qa_metrics[m].name);
         cr_expect_eq(qa_met_lower_better[m], qa_metrics[m].better == QA_BETTER_LOWER);
         cr_expect_eq(qa_run_field_find(QA_OBJ_EVAL, qa_metrics[m].name), fd);
@@ -244,4 +258,19 @@ Test(schema, ids_of_any_length_are_written_and_read_whole, .init = setup, .fini 
     cr_expect_eq(ns, 1);
     qa_free(pix);
     runs_free(runs, n);
+}
+
+Test(schema, bounded_metrics_get_bounded_intervals) {
+    double lo, hi;
+    /* identification is a share: 0.95 +- 0.1 is [0.85, 1], not [0.85, 1.05] */
+    qa_metric_interval(MET_IDENT, 0.95, 0.1, &lo, &hi);
+    cr_expect(fabs(lo - 0.85) < 1e-12 && hi == 1.0, "[%g, %g]", lo, hi);
+    qa_metric_interval(MET_PRIOR_DIST, 0.01, 0.03, &lo, &hi);
+    cr_expect(lo == 0.0 && fabs(hi - 0.04) < 1e-12, "[%g, %g]", lo, hi);
+    qa_metric_interval(MET_GAIN, -0.1, 0.05, &lo, &hi); /* a gain may be negative */
+    cr_expect(fabs(lo + 0.15) < 1e-12 && fabs(hi + 0.05) < 1e-12, "[%g, %g]", lo, hi);
+    qa_metric_interval(MET_LOSS, 0.02, 0.05, &lo, &hi); /* bounded below only */
+    cr_expect(lo == 0.0 && fabs(hi - 0.07) < 1e-12, "[%g, %g]", lo, hi);
+    qa_metric_interval(MET_FID, 100, 1e6, &lo, &hi);
+    cr_expect(lo == 0.0 && hi == 100 + 1e6);
 }
