@@ -17,6 +17,7 @@
 #include "harness/registry.h"
 #include "harness/results.h"
 #include "harness/runs.h"
+#include "harness/sweep_env.h"
 
 
 
@@ -51,71 +52,6 @@ static int check_same_recipe(const qa_recipe *r, const char *path, qa_error *err
     return rc;
 }
 
-/* What the runs of a sweep load once: base denoiser, evaluator, data, held-out set, the FP
- * teacher (distillation) and the FID reference (domain). */
-typedef struct {
-    qa_dit model, teacher;
-    int have_model, have_teacher, have_clf, have_train, have_test, have_heldout;
-    qa_classifier clf;
-    qa_images train, test;
-    qa_heldout heldout;
-    float *base_params, *fid_ref_feat;
-    qa_run_env env;
-} sweep_env;
-
-static void sweep_unload(sweep_env *e) {
-    qa_free(e->base_params);
-    qa_free(e->fid_ref_feat);
-    if (e->have_heldout) heldout_free(&e->heldout);
-    if (e->have_teacher) dit_free(&e->teacher);
-    if (e->have_train) qa_images_free(&e->train);
-    if (e->have_test) qa_images_free(&e->test);
-    if (e->have_clf) clf_free(&e->clf);
-    if (e->have_model) dit_free(&e->model);
-    memset(e, 0, sizeof *e);
-}
-
-static int sweep_load(const qa_sweep_settings *s, sweep_env *e, qa_error *err) {
-    memset(e, 0, sizeof *e);
-    int B = s->train.batch, max_batch = B > 64 ? B : 64;
-    int rc = dit_load(s->checkpoint, &e->model, max_batch, err);
-    if (rc) {
-        if (err->code == QA_ERR_INPUT && !qa_file_exists(s->checkpoint))
-            return qa_fail(err, QA_ERR_INPUT, "%s: pre-trained checkpoint not found (make it with: "
-                           "build/qadapt run experiments/pretrain.recipe)", s->checkpoint);
-        return rc;
-    }
-    e->have_model = 1;
-    rc = clf_load(s->evaluator, &e->clf, 128, err);
-    e->have_clf = rc == 0;
-    if (!rc) rc = qa_load_images(&s->data, "train", &e->train, err);
-    e->have_train = e->have_clf && rc == 0;
-    if (!rc) rc = qa_load_images(&s->data, "t10k", &e->test, err);
-    e->have_test = e->have_train && rc == 0;
-    if (!rc) rc = heldout_init(&e->heldout, &e->test, s->eval.loss_images, s->eval.loss_draws, err);
-    e->have_heldout = e->have_test && rc == 0;
-    if (!rc && s->distill) {
-        rc = dit_load(s->checkpoint, &e->teacher, max_batch, err);
-        e->have_teacher = rc == 0;
-    }
-    if (!rc && s->task.kind == QA_TASK_DOMAIN) { /* computed once per sweep */
-        e->env.refs.n_fid_ref = s->eval.fid_reference;
-        e->fid_ref_feat = qa_task_fid_reference(&e->test, &e->clf, &e->env.refs.n_fid_ref);
-    }
-    if (rc) { sweep_unload(e); return rc; }
-    e->base_params = qa_alloc(sizeof(float) * e->model.n_params);
-    memcpy(e->base_params, e->model.params, sizeof(float) * e->model.n_params);
-    e->env.model = &e->model;
-    e->env.base_params = e->base_params;
-    e->env.teacher = e->have_teacher ? &e->teacher : NULL;
-    e->env.train = &e->train;
-    schedule_default(&e->env.sched);
-    e->env.refs.clf = &e->clf;
-    e->env.refs.heldout = &e->heldout;
-    e->env.refs.sched = &e->env.sched;
-    e->env.refs.fid_ref_feat = e->fid_ref_feat;
-    return QA_OK;
-}
 
 /* Where a run's file goes: out_dir for a final run, out_dir/tune for a tuning run; allocated. */
 static char *run_folder(const char *out_dir, const qa_run_spec *run) {
@@ -169,38 +105,7 @@ static int count_pending(const qa_recipe *r, const qa_sweep_plan *plan, const qa
     return QA_OK;
 }
 
-/* The task of a seed, built once and shared by every run of that seed (checked before the
- * sweep's first run by check_tasks). */
-static const qa_task *task_of(sweep_env *e, const qa_sweep_settings *s, long seed, qa_task *tasks, int *n_tasks,
-                              qa_error *err) {
-    for (int j = 0; j < *n_tasks; j++) if (tasks[j].seed == seed) return &tasks[j];
-    dit_reset_slots(&e->model);
-    memcpy(e->model.params, e->base_params, sizeof(float) * e->model.n_params);
-    qa_task *t = &tasks[*n_tasks];
-    if (qa_task_build(t, &s->task, seed, &e->model, &e->clf, &e->train, s->eval.ddim_steps, s->eval.guidance, err)) return NULL;
-    (*n_tasks)++;
-    return t;
-}
 
-/* Every seed's task can be made from the base and the training images, before any run trains:
- * a base without a spare slot is an error naming the checkpoint, too few images of a class one
- * naming the recipe and its train_limit. */
-static int check_tasks(const qa_recipe *r, const qa_sweep_plan *plan, const sweep_env *e, qa_error *err) {
-    const qa_sweep_settings *s = &plan->settings;
-    for (int i = 0; i < plan->n; i++) {
-        int seen = 0;
-        for (int j = 0; j < i && !seen; j++) seen = plan->runs[j].seed == plan->runs[i].seed;
-        qa_error why = {0, ""};
-        if (seen || qa_task_check(&s->task, plan->runs[i].seed, &e->model.cfg, &e->train, &why) == QA_OK) continue;
-        if (s->task.kind != QA_TASK_DOMAIN && e->model.cfg.n_spare < 1)
-            return qa_fail(err, QA_ERR_INPUT, "%s: %s: %s", recipe_path(r), s->checkpoint, why.msg);
-        if (s->data.train_limit > 0)
-            return qa_fail(err, QA_ERR_INPUT, "%s: %s ([data] train_limit = %ld keeps only the first %ld training images: "
-                           "raise it, or 0 for all)", recipe_path(r), why.msg, s->data.train_limit, s->data.train_limit);
-        return qa_fail(err, QA_ERR_INPUT, "%s: %s", recipe_path(r), why.msg);
-    }
-    return QA_OK;
-}
 
 /* One process's side of a sweep: its plan, what it loaded (on its first unfinished run), its
  * share of the current phase (tuning runs, then final runs) and its progress. Under a shared plan
@@ -211,7 +116,7 @@ typedef struct {
     const char *out_dir;
     qa_sweep_plan plan;
     const qa_shard *shard;
-    sweep_env env;
+    qa_sweep_env env;
     int loaded, load_rc;
     qa_error load_err;
     qa_task *tasks;
@@ -228,9 +133,9 @@ static int sweep_ensure_loaded(sweep_state *st) {
     if (st->loaded) return st->load_rc;
     st->loaded = 1;
     st->tasks = qa_alloc(sizeof(qa_task) * (size_t)st->plan.n);
-    st->load_rc = sweep_load(&st->plan.settings, &st->env, &st->load_err);
+    st->load_rc = qa_sweep_env_load(&st->plan.settings, &st->env, &st->load_err);
     if (st->load_rc) return st->load_rc;
-    st->load_rc = check_tasks(st->r, &st->plan, &st->env, &st->load_err);
+    st->load_rc = qa_sweep_env_check_tasks(st->r, &st->plan, &st->env, &st->load_err);
     if (!st->load_rc && st->plan.tune.n_rates) st->load_rc = check_validation_items(st->r, &st->plan, st, &st->load_err);
     return st->load_rc;
 }
@@ -250,7 +155,7 @@ static int run_owned(void *ctx, int k, qa_error *err) {
         st->input_failed = st->load_rc == QA_ERR_INPUT;
         return qa_fail(err, st->load_rc, "%s", st->load_err.msg);
     }
-    const qa_task *t = task_of(&st->env, &st->plan.settings, run->seed, st->tasks, &st->n_tasks, err);
+    const qa_task *t = qa_sweep_env_task(&st->env, &st->plan.settings, run->seed, st->tasks, &st->n_tasks, err);
     if (!t) { st->input_failed = 1; return err->code; }
     int diverged = 0;
     double t0 = qa_now();
@@ -274,7 +179,7 @@ static void sweep_state_free(sweep_state *st) {
     if (st->loaded) {
         for (int j = 0; j < st->n_tasks; j++) qa_task_free(&st->tasks[j]);
         qa_free(st->tasks);
-        if (st->env.have_model) sweep_unload(&st->env);
+        if (st->env.have_model) qa_sweep_env_unload(&st->env);
     }
     qa_free(st->phase);
     adapt_plan_free(&st->plan);
@@ -333,11 +238,11 @@ static int shared_image(const qa_task *a, const qa_task *b) {
 static int check_validation_items(const qa_recipe *r, const qa_sweep_plan *plan, sweep_state *st, qa_error *err) {
     for (int i = 0; i < plan->n; i++) {
         if (plan->runs[i].role != QA_RUN_TUNING) continue;
-        const qa_task *v = task_of(&st->env, &plan->settings, plan->runs[i].seed, st->tasks, &st->n_tasks, err);
+        const qa_task *v = qa_sweep_env_task(&st->env, &plan->settings, plan->runs[i].seed, st->tasks, &st->n_tasks, err);
         if (!v) return err->code;
         for (int j = 0; j < plan->n; j++) {
             if (plan->runs[j].role != QA_RUN_FINAL) continue;
-            const qa_task *e = task_of(&st->env, &plan->settings, plan->runs[j].seed, st->tasks, &st->n_tasks, err);
+            const qa_task *e = qa_sweep_env_task(&st->env, &plan->settings, plan->runs[j].seed, st->tasks, &st->n_tasks, err);
             if (!e) return err->code;
             int image = shared_image(v, e);
             if (image >= 0)
