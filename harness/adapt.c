@@ -333,7 +333,13 @@ int adapt_sweep_sched(const qa_recipe *r, const char *out_dir, int wait, const q
             if (rank0 && !rc) rc = qa_fail(err, rank0, "rank %d: a tuning run failed (rank 0 says which)", sched->rank);
         }
         if (!rc && sched->shard.count > 1) rc = tuning_complete(&st, err);
-        if (!rc) rc = qa_tune_apply(&st.plan, out_dir, err);
+        if (!rc) rc = qa_tune_apply(&st.plan, out_dir, sched->rank == 0, err);
+        if (shared) { /* every rank goes on to the final runs, or none does (a rank left out would
+                       * leave the others waiting for it) */
+            int rank0 = sched->agree(sched->ctx, rc);
+            if (rank0 && !rc) rc = qa_fail(err, rank0, "rank %d: rank 0 could not choose the rates (its message says why)",
+                                           sched->rank);
+        }
     }
     if (!rc) rc = run_phase(&st, sched, shared, QA_RUN_FINAL, err);
     progress_end(&st.prog);

@@ -62,8 +62,9 @@ void adapt_plan_print(const qa_sweep_plan *plan, const char *recipe_path, const 
  * index, or -1 when every score is NAN. */
 int adapt_choose_rate(const double *mean_score, int n, int lower_is_better);
 /* Choose each cell's rate from the tuning runs' files in out_dir/tune (so a resumed sweep
- * chooses the same), give it to the cell's final runs, and write out_dir/tune/rates.csv. */
-int qa_tune_apply(qa_sweep_plan *plan, const char *out_dir, qa_error *err);
+ * chooses the same) and give it to the cell's final runs; with write_csv, also write (and say)
+ * the scores and choices, out_dir/tune/rates.csv (under mpirun rank 0 alone does). */
+int qa_tune_apply(qa_sweep_plan *plan, const char *out_dir, int write_csv, qa_error *err);
 /* Run every unfinished run of the recipe into out_dir. Returns 0 when all runs finished (a run
  * recorded as diverged counts as finished), QA_ERR_RUN when any run could not be completed. */
 int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err);

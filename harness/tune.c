@@ -2,9 +2,11 @@
  * adapt.h; the stage itself is described there). */
 #include "harness/adapt.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "harness/runs.h"
 
@@ -67,10 +69,10 @@ static int choose_rates(qa_sweep_plan *plan, const qa_run_record *recs, int n_re
         int rc = cell_scores(plan, f, recs, n_recs, mean, err);
         if (rc) return rc;
         int best = adapt_choose_rate(mean, t->n_rates, lower_is_better);
-        write_cell_rates(csv, plan, f, mean, best);
+        if (csv) write_cell_rates(csv, plan, f, mean, best);
         if (best < 0) return qa_fail(err, QA_ERR_RUN, "%s: every rate of the tuning grid diverged", plan->runs[f].cell);
         const double lr = t->rates[best] * plan->runs[f].method->reference_lr;
-        fprintf(stderr, "tuned %s: lr %g (x%g of its reference; %s %.4g)%s\n", plan->runs[f].cell, lr, t->rates[best],
+        if (csv) fprintf(stderr, "tuned %s: lr %g (x%g of its reference; %s %.4g)%s\n", plan->runs[f].cell, lr, t->rates[best],
                 qa_tune_metric_names[t->metric], mean[best],
                 t->n_rates > 2 && (best == 0 || best == t->n_rates - 1) ? " -- at the edge of the grid: widen it" : "");
         for (int i = f; i < plan->n; i++)
@@ -84,21 +86,23 @@ static int choose_rates(qa_sweep_plan *plan, const qa_run_record *recs, int n_re
 
 /* The tuning stage's choice, from the tuning runs' files (so a resumed sweep chooses the same);
  * every rate's mean score and the choice go to <out>/tune/rates.csv. */
-int qa_tune_apply(qa_sweep_plan *plan, const char *out_dir, qa_error *err) {
-    size_t len = strlen(out_dir) + 32;
-    char *dir = qa_alloc(len), *csv_path = qa_alloc(len), *tmp = qa_alloc(len + 8);
+int qa_tune_apply(qa_sweep_plan *plan, const char *out_dir, int write_csv, qa_error *err) {
+    size_t len = strlen(out_dir) + 48;
+    char *dir = qa_alloc(len), *csv_path = qa_alloc(len), *tmp = qa_alloc(len + 32);
     snprintf(dir, len, "%s/tune", out_dir);
     snprintf(csv_path, len, "%s/rates.csv", dir);
-    snprintf(tmp, len + 8, "%s.partial", csv_path);
+    /* a name of this process's own: shards finishing together each write theirs, then rename */
+    snprintf(tmp, len + 32, "%s.partial.%ld", csv_path, (long)getpid());
     qa_run_record *recs = NULL;
     int n_recs = 0, rc = runs_load(dir, &recs, &n_recs, err);
-    FILE *csv = rc ? NULL : fopen(tmp, "w");
-    if (!rc && !csv) rc = qa_fail(err, QA_ERR_RUN, "cannot write %s", tmp);
-    if (!rc) {
-        fprintf(csv, "cell,metric,lr_multiplier,learning_rate,seeds,mean_score,chosen\n");
-        rc = choose_rates(plan, recs, n_recs, csv, err);
-        if (fclose(csv) != 0 && !rc) rc = qa_fail(err, QA_ERR_RUN, "cannot write %s", tmp);
-        if (!rc && rename(tmp, csv_path) != 0) rc = qa_fail(err, QA_ERR_RUN, "cannot rename %s", tmp);
+    FILE *csv = rc || !write_csv ? NULL : fopen(tmp, "w");
+    if (!rc && write_csv && !csv) rc = qa_fail(err, QA_ERR_RUN, "cannot write %s: %s", tmp, strerror(errno));
+    if (!rc && csv) fprintf(csv, "cell,metric,lr_multiplier,learning_rate,seeds,mean_score,chosen\n");
+    if (!rc) rc = choose_rates(plan, recs, n_recs, csv, err);
+    if (csv) {
+        if (fclose(csv) != 0 && !rc) rc = qa_fail(err, QA_ERR_RUN, "cannot write %s: %s", tmp, strerror(errno));
+        if (!rc && rename(tmp, csv_path) != 0) rc = qa_fail(err, QA_ERR_RUN, "cannot rename %s: %s", tmp, strerror(errno));
+        if (rc) remove(tmp);
     }
     runs_free(recs, n_recs);
     qa_free(dir); qa_free(csv_path); qa_free(tmp);
