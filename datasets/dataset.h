@@ -21,23 +21,23 @@ typedef struct {
  * Errors (QA_ERR_INPUT): missing file (names the package to install), bad magic, bad
  * dimensions, images not 28 x 28, truncated data, a gzip CRC-32 or length mismatch, data past
  * the header's size, label/image count mismatch, label out of range. */
-int fmnist_load(const char *dir, const char *split, qa_images *out, qa_error *err);
+int qa_fmnist_load(const char *dir, const char *split, qa_images *out, qa_error *err);
 /* Read one IDX file (gzip or plain): dims[0..ndim) and the payload (caller frees). */
-int idx_read(const char *path, int expect_ndim, int *dims, uint8_t **data, qa_error *err);
+int qa_idx_read(const char *path, int expect_ndim, int *dims, uint8_t **data, qa_error *err);
 
 /* A tiny deterministic synthetic set: class k is a bright bar at an angle/position set by k,
  * plus noise. For tests that must not depend on the package. */
-void synthetic_images(qa_images *out, int n, int side, int n_classes, uint64_t seed);
+void qa_synthetic_images(qa_images *out, int n, int side, int n_classes, uint64_t seed);
 
 /* The new visual style of the style and domain tasks (see style.c): x is [n, side*side] in [-1,1]. */
-void style_stripes(float *x, int n, int side);
+void qa_style_stripes(float *x, int n, int side);
 /* About 1 for a styled image, near 0 for a plain one. */
-double style_score(const float *x, int side);
+double qa_style_score(const float *x, int side);
 
 void qa_images_free(qa_images *im);
 /* x[i, :] = pixels / 127.5 - 1 for the given indices */
 void qa_images_to_float(const qa_images *im, const int *idx, int count, float *x);
 
-const char *const *fmnist_class_names(void);
+const char *const *qa_fmnist_class_names(void);
 
 #endif

@@ -8,7 +8,7 @@
 static const char *const class_names[10] = {"T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                                              "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"};
 
-const char *const *fmnist_class_names(void) { return class_names; }
+const char *const *qa_fmnist_class_names(void) { return class_names; }
 
 /* zlib's error code for the stream (Z_OK: fine, or a plain end of file) and its message, copied:
  * gzerror's string dies with gzclose. Z_BUF_ERROR: the file ends inside the stream. */
@@ -76,7 +76,7 @@ static int idx_read_payload(gzFile f, const char *path, uint8_t *buf, size_t tot
     return QA_OK;
 }
 
-int idx_read(const char *path, int expect_ndim, int *dims, uint8_t **data, qa_error *err) {
+int qa_idx_read(const char *path, int expect_ndim, int *dims, uint8_t **data, qa_error *err) {
     if (!qa_file_exists(path))
         return qa_fail(err, QA_ERR_INPUT,
                        "%s: file not found (Fashion-MNIST comes from the Debian package "
@@ -94,7 +94,7 @@ int idx_read(const char *path, int expect_ndim, int *dims, uint8_t **data, qa_er
     return QA_OK;
 }
 
-int fmnist_load(const char *dir, const char *split, qa_images *out, qa_error *err) {
+int qa_fmnist_load(const char *dir, const char *split, qa_images *out, qa_error *err) {
     memset(out, 0, sizeof *out);
     if (!dir) dir = getenv("QA_FMNIST_DIR");
     if (!dir || !*dir) dir = QA_FMNIST_DEFAULT_DIR;
@@ -103,9 +103,9 @@ int fmnist_load(const char *dir, const char *split, qa_images *out, qa_error *er
     snprintf(lpath, sizeof lpath, "%s/%s-labels-idx1-ubyte.gz", dir, split);
     int idims[3] = {0, 0, 0}, ldims[1] = {0};
     uint8_t *pix = NULL, *lab = NULL;
-    int rc = idx_read(ipath, 3, idims, &pix, err);
+    int rc = qa_idx_read(ipath, 3, idims, &pix, err);
     if (rc) return rc;
-    rc = idx_read(lpath, 1, ldims, &lab, err);
+    rc = qa_idx_read(lpath, 1, ldims, &lab, err);
     if (rc) { free(pix); return rc; }
     if (idims[1] != QA_FMNIST_SIDE || idims[2] != QA_FMNIST_SIDE) {
         free(pix); free(lab);

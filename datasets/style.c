@@ -10,7 +10,7 @@
 
 #define STRIPE_DARK 0.35f
 
-void style_stripes(float *x, int n, int side) {
+void qa_style_stripes(float *x, int n, int side) {
     for (int i = 0; i < n; i++)
         for (int y = 0; y < side; y++) {
             if ((y & 3) < 2) continue;
@@ -22,7 +22,7 @@ void style_stripes(float *x, int n, int side) {
         }
 }
 
-double style_score(const float *x, int side) {
+double qa_style_score(const float *x, int side) {
     double best = 0;
     for (int f = 0; f < 4; f++) {
         double bright = 0, dark = 0;

@@ -5,7 +5,7 @@
 #include "datasets/dataset.h"
 #include "harness/rng.h"
 
-void synthetic_images(qa_images *out, int n, int side, int n_classes, uint64_t seed) {
+void qa_synthetic_images(qa_images *out, int n, int side, int n_classes, uint64_t seed) {
     memset(out, 0, sizeof *out);
     out->n = n; out->rows = side; out->cols = side;
     out->pixels = malloc((size_t)n * side * side);

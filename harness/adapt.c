@@ -40,14 +40,14 @@ static char *recipe_substance(const char *text) {
  * an edited recipe would otherwise mix old and new runs in one table. */
 static int check_same_recipe(const qa_recipe *r, const char *path, qa_error *err) {
     char *old;
-    int rc = qa_record_read_recipe(path, strlen(recipe_text(r)) * 2 + 4095, &old, err);
+    int rc = qa_record_read_recipe(path, strlen(qa_recipe_text(r)) * 2 + 4095, &old, err);
     if (rc) return rc;
-    char *a = recipe_substance(old), *b = recipe_substance(recipe_text(r));
+    char *a = recipe_substance(old), *b = recipe_substance(qa_recipe_text(r));
     if (strcmp(a, b) != 0)
         rc = qa_fail(err, QA_ERR_INPUT,
                      "%s was made by a different recipe than %s (settings differ, not just comments): "
                      "write to another --out folder, or remove the old runs to redo them",
-                     path, recipe_path(r));
+                     path, qa_recipe_path(r));
     qa_free(a); qa_free(b); qa_free(old);
     return rc;
 }
@@ -79,7 +79,7 @@ static int set_aside_damaged(const char *path, const qa_error *why, qa_error *er
     char *aside = qa_alloc(len);
     snprintf(aside, len, "%s.damaged", path);
     for (int k = 2; qa_file_exists(aside) && k < 1000; k++) snprintf(aside, len, "%s.damaged.%d", path, k);
-    int rc = h5_rename_durable(path, aside, err);
+    int rc = qa_h5_rename_durable(path, aside, err);
     if (!rc) fprintf(stderr, "warning: %s is damaged (%s): moved aside to %s; its run is done again\n", path, why->msg, aside);
     qa_free(aside);
     return rc;
@@ -96,7 +96,7 @@ static int count_pending(const qa_recipe *r, const qa_sweep_plan *plan, const qa
         int rc = QA_OK, damaged = 0;
         qa_error why = {0, ""};
         if (!qa_file_exists(p)) (*pending)++;
-        else if (runs_check_file(p, &damaged, &why) == QA_OK) rc = check_same_recipe(r, p, err);
+        else if (qa_runs_check_file(p, &damaged, &why) == QA_OK) rc = check_same_recipe(r, p, err);
         else if (damaged) { rc = set_aside_damaged(p, &why, err); if (!rc) (*pending)++; }
         else { *err = why; rc = why.code; }
         qa_free(p);
@@ -170,7 +170,7 @@ static int run_owned(void *ctx, int k, qa_error *err) {
         qa_error named = *err; /* the message that travels to rank 0 names the run */
         snprintf(err->msg, sizeof err->msg, "%s%s: %.*s", tune, run->id, (int)sizeof err->msg - 200, named.msg);
     } else {
-        progress_log(&st->prog, st->done, "%s%s %s in %.0fs", tune, run->id, diverged ? "diverged" : "done", qa_now() - t0);
+        qa_progress_log(&st->prog, st->done, "%s%s %s in %.0fs", tune, run->id, diverged ? "diverged" : "done", qa_now() - t0);
     }
     return rc;
 }
@@ -182,7 +182,7 @@ static void sweep_state_free(sweep_state *st) {
         if (st->env.have_model) qa_sweep_env_unload(&st->env);
     }
     qa_free(st->phase);
-    adapt_plan_free(&st->plan);
+    qa_adapt_plan_free(&st->plan);
 }
 
 /* The failures of a phase as rank 0 reports them: how many, and the first three with their plan
@@ -246,7 +246,7 @@ static int check_validation_items(const qa_recipe *r, const qa_sweep_plan *plan,
             if (!e) return err->code;
             int image = shared_image(v, e);
             if (image >= 0)
-                return recipe_key_fail(r, "tune", "seeds", err, "the validation item of tuning seed %ld shares training "
+                return qa_recipe_key_fail(r, "tune", "seeds", err, "the validation item of tuning seed %ld shares training "
                                         "image %d with the item of evaluation seed %ld: choose another tuning seed",
                                         v->seed, image, e->seed);
         }
@@ -292,7 +292,7 @@ static int sweep_open(sweep_state *st, const qa_sweep_sched *sched, int wait, qa
     if (!rc && *pending > 0 && sweep_ensure_loaded(st)) { *err = st->load_err; rc = st->load_rc; }
     if (rc) return rc;
     int n_owned = qa_shard_size(&sched->shard, st->plan.n);
-    fprintf(stderr, "%s: %d runs (%d tuning)", recipe_path(st->r), st->plan.n, st->plan.n_tuning);
+    fprintf(stderr, "%s: %d runs (%d tuning)", qa_recipe_path(st->r), st->plan.n, st->plan.n_tuning);
     if (sched->shard.count > 1)
         fprintf(stderr, ", %d in shard %d/%d (%s)", n_owned, sched->shard.rank, sched->shard.count, sched->shard.source);
     fprintf(stderr, ", %d finished already, %d to do%s -> %s\n", n_owned - *pending, *pending,
@@ -300,7 +300,7 @@ static int sweep_open(sweep_state *st, const qa_sweep_sched *sched, int wait, qa
     return QA_OK;
 }
 
-int adapt_sweep_sched(const qa_recipe *r, const char *out_dir, int wait, const qa_sweep_sched *sched, qa_error *err) {
+int qa_adapt_sweep_sched(const qa_recipe *r, const char *out_dir, int wait, const qa_sweep_sched *sched, qa_error *err) {
     qa_sweep_sched alone = {.shard = qa_shard_whole(), .rank = 0, .size = 1};
     if (!sched) sched = &alone;
     const int shared = sched->share && sched->size > 1;
@@ -309,7 +309,7 @@ int adapt_sweep_sched(const qa_recipe *r, const char *out_dir, int wait, const q
     st.r = r;
     st.out_dir = out_dir;
     st.shard = &sched->shard;
-    int n = adapt_plan(r, &st.plan, err);
+    int n = qa_adapt_plan(r, &st.plan, err);
     if (n < 0) return n;
     st.phase = qa_alloc(sizeof(int) * (size_t)n);
     qa_lock *lock = NULL;
@@ -324,8 +324,8 @@ int adapt_sweep_sched(const qa_recipe *r, const char *out_dir, int wait, const q
     if (sched->shard.count > 1) snprintf(who, sizeof who, " shard %d/%d", sched->shard.rank, sched->shard.count);
     if (shared) snprintf(who + strlen(who), sizeof who - strlen(who), " rank %d/%d", sched->rank, sched->size);
     /* under a shared plan every rank's count is its own; the ETA assumes the ranks keep pace */
-    progress_begin(&st.prog, "sweep", pending > 0 ? pending : qa_shard_size(&sched->shard, n));
-    progress_share(&st.prog, who, shared ? sched->size : 1);
+    qa_progress_begin(&st.prog, "sweep", pending > 0 ? pending : qa_shard_size(&sched->shard, n));
+    qa_progress_share(&st.prog, who, shared ? sched->size : 1);
     if (st.plan.tune.n_rates) {
         rc = run_phase(&st, sched, shared, QA_RUN_TUNING, err);
         if (shared) { /* a barrier: the rates are chosen from every rank's tuning runs */
@@ -342,7 +342,7 @@ int adapt_sweep_sched(const qa_recipe *r, const char *out_dir, int wait, const q
         }
     }
     if (!rc) rc = run_phase(&st, sched, shared, QA_RUN_FINAL, err);
-    progress_end(&st.prog);
+    qa_progress_end(&st.prog);
     sweep_state_free(&st);
     qa_lock_release(lock);
     return rc;
@@ -350,8 +350,8 @@ int adapt_sweep_sched(const qa_recipe *r, const char *out_dir, int wait, const q
 
 /* One sweep per folder (a second one truncated this one's files): the lock is held around the
  * whole sweep, and its release syncs the folder, where the finished runs were renamed. */
-int adapt_sweep_wait(const qa_recipe *r, const char *out_dir, int wait, qa_error *err) {
-    return adapt_sweep_sched(r, out_dir, wait, NULL, err);
+int qa_adapt_sweep_wait(const qa_recipe *r, const char *out_dir, int wait, qa_error *err) {
+    return qa_adapt_sweep_sched(r, out_dir, wait, NULL, err);
 }
 
-int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err) { return adapt_sweep_wait(r, out_dir, 0, err); }
+int qa_adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err) { return qa_adapt_sweep_wait(r, out_dir, 0, err); }

@@ -50,26 +50,26 @@ typedef struct {
  * the tuning stage (an empty or non-positive grid, tuning seeds that are evaluation seeds, a
  * validation metric the task does not measure) are QA_ERR_INPUT naming the file, line and key.
  * Free the plan with adapt_plan_free. */
-int adapt_plan(const qa_recipe *r, qa_sweep_plan *plan, qa_error *err);
-void adapt_plan_free(qa_sweep_plan *plan);
+int qa_adapt_plan(const qa_recipe *r, qa_sweep_plan *plan, qa_error *err);
+void qa_adapt_plan_free(qa_sweep_plan *plan);
 /* 1 when final run i is the first final run of its cell (runs [0, i) hold no other). */
-int adapt_plan_first_of_cell(const qa_sweep_plan *plan, int i);
+int qa_adapt_plan_first_of_cell(const qa_sweep_plan *plan, int i);
 /* What a dry run prints: the counts by role, then every run (tuning runs as tune/<id>); with a
  * shard (NULL: all), only the runs it owns. */
-void adapt_plan_print(const qa_sweep_plan *plan, const char *recipe_path, const qa_shard *shard, FILE *out);
+void qa_adapt_plan_print(const qa_sweep_plan *plan, const char *recipe_path, const qa_shard *shard, FILE *out);
 /* The best of n rates (ascending) by their mean validation scores; NAN marks a rate that is never
  * chosen (a diverged or unscored tuning run); an exact tie goes to the smaller rate. Returns its
  * index, or -1 when every score is NAN. */
-int adapt_choose_rate(const double *mean_score, int n, int lower_is_better);
+int qa_adapt_choose_rate(const double *mean_score, int n, int lower_is_better);
 /* Choose each cell's rate from the tuning runs' files in out_dir/tune (so a resumed sweep
  * chooses the same) and give it to the cell's final runs; with write_csv, also write (and say)
  * the scores and choices, out_dir/tune/rates.csv (under mpirun rank 0 alone does). */
 int qa_tune_apply(qa_sweep_plan *plan, const char *out_dir, int write_csv, qa_error *err);
 /* Run every unfinished run of the recipe into out_dir. Returns 0 when all runs finished (a run
  * recorded as diverged counts as finished), QA_ERR_RUN when any run could not be completed. */
-int adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err);
+int qa_adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err);
 /* The same; with wait, a folder another sweep holds is waited for instead of refused. */
-int adapt_sweep_wait(const qa_recipe *r, const char *out_dir, int wait, qa_error *err);
+int qa_adapt_sweep_wait(const qa_recipe *r, const char *out_dir, int wait, qa_error *err);
 
 /* How the runs of a sweep are divided between processes. This unit never calls MPI: the
  * command passes the functions that do (qa_mpi_share_runs, a broadcast of rank 0's status).
@@ -98,6 +98,6 @@ typedef struct {
  * The folder lock is qa_lock_acquire_shard's (lock.h): shards of one sweep share the folder,
  * two processes of the same shard do not. Returns QA_ERR_RUN when a run of this shard (on any
  * rank, as rank 0 reports it) failed, naming the run and its rank; the other runs finish. */
-int adapt_sweep_sched(const qa_recipe *r, const char *out_dir, int wait, const qa_sweep_sched *sched, qa_error *err);
+int qa_adapt_sweep_sched(const qa_recipe *r, const char *out_dir, int wait, const qa_sweep_sched *sched, qa_error *err);
 
 #endif

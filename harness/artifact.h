@@ -21,10 +21,10 @@ typedef struct {
  *     + delta and zero per row (f32): what the INT (+PTQ) deploy runs;
  *   - else the float32 weights (counted in float_layers).
  * Biases are left out: FP32 and the same for every method. */
-int artifact_write(const char *path, const qa_dit *m, const qa_deployed *dep, int ptq_bits, qa_artifact_size *size,
+int qa_artifact_write(const char *path, const qa_dit *m, const qa_deployed *dep, int ptq_bits, qa_artifact_size *size,
                    qa_error *err);
 
 /* Smallest two's-complement width that holds every value of v. */
-int artifact_signed_bits(const int32_t *v, size_t n);
+int qa_artifact_signed_bits(const int32_t *v, size_t n);
 
 #endif

@@ -18,6 +18,6 @@ typedef struct {
 } qa_basecheck_opts;
 
 /* Returns 0 when computed (whether or not the bar is met: *passed says), an error otherwise. */
-int base_check(const qa_basecheck_opts *o, FILE *out, int *passed, qa_error *err);
+int qa_base_check(const qa_basecheck_opts *o, FILE *out, int *passed, qa_error *err);
 
 #endif

@@ -18,7 +18,7 @@
 #define BENCH_USAGE "usage: qadapt bench-layer --method M --tokens T --in I --out O --rank R --bits N " \
                     "[--json] [--merge] [--deployed] [--repeats K] [--dtype f32|bf16]"
 
-int bench_layer_parse(int argc, char **argv, qa_bench_layer_opts *o, qa_error *err) {
+int qa_bench_layer_parse(int argc, char **argv, qa_bench_layer_opts *o, qa_error *err) {
     *o = (qa_bench_layer_opts){"linear", 1568, 128, 128, 4, 8, 20, 0, 0, 0, QA_DTYPE_F32};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -69,30 +69,30 @@ static int time_deployed(const qa_bench_layer_opts *o, const qa_method *m, void 
         rc = m->merge(state, &d, err);
         if (!rc) { qa_deployed_weights(&d, Wd); qa_deployed_free(&d); }
     }
-    quant_search_rows(Wd, n_out, in, o->bits, dl, z);
+    qa_quant_search_rows(Wd, n_out, in, o->bits, dl, z);
     qa_actq aq = {8, 0, 0, 0};
     float *xh = qa_alloc(sizeof(float) * (size_t)M * in);
-    actq_forward(&aq, xh, x, (size_t)M * in);
+    qa_actq_forward(&aq, xh, x, (size_t)M * in);
     qa_int8_linear L;
     int use_int8 = o->bits == 8 && (!m || (m->flags & QA_METHOD_ROW_CODES_DEPLOY));
     if (use_int8) {
-        quant_fake_rows(Wd, Wd, n_out, in, 8, dl, z);
-        use_int8 = int8_linear_init(&L, Wd, dl, z, in, n_out, b) == 0;
+        qa_quant_fake_rows(Wd, Wd, n_out, in, 8, dl, z);
+        use_int8 = qa_int8_linear_init(&L, Wd, dl, z, in, n_out, b) == 0;
     }
     *dep_kind = use_int8 ? "u8s8" : "f32";
     for (int i = 0; i < K + warm && !rc; i++) {
         double t0 = qa_now();
-        if (use_int8) int8_linear_forward(&L, &aq, x, y, M);
-        else linear_forward(y, xh, Wd, b, M, in, n_out);
+        if (use_int8) qa_int8_linear_forward(&L, &aq, x, y, M);
+        else qa_linear_forward(y, xh, Wd, b, M, in, n_out);
         t[i] = qa_now() - t0;
     }
-    if (use_int8) int8_linear_free(&L);
+    if (use_int8) qa_int8_linear_free(&L);
     if (!rc) *ms_dep = 1e3 * median(t + warm, K);
     qa_free(Wd); qa_free(dl); qa_free(z); qa_free(xh);
     return rc;
 }
 
-int bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err) {
+int qa_bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err) {
     const int M = o->tokens, in = o->in, n_out = o->out, K = o->repeats, warm = 3;
     qa_rng *r = qa_rng_new(123);
     float *W = qa_alloc(sizeof(float) * in * n_out), *b = qa_alloc(sizeof(float) * n_out);
@@ -131,21 +131,21 @@ int bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err) {
         qa_free(tt);
     } else if (o->dtype == QA_DTYPE_BF16) {
         qa_linear_bf16 L;
-        linear_bf16_init(&L, M, in, n_out);
+        qa_linear_bf16_init(&L, M, in, n_out);
         for (int i = 0; i < K + warm; i++) {
             double t0 = qa_now();
-            linear_forward_bf16(&L, y, x, W, b, M);
+            qa_linear_forward_bf16(&L, y, x, W, b, M);
             memset(dx, 0, sizeof(float) * (size_t)M * in);
-            linear_backward_bf16(&L, dx, dW, db, dy, M);
+            qa_linear_backward_bf16(&L, dx, dW, db, dy, M);
             t[i] = qa_now() - t0;
         }
-        linear_bf16_free(&L);
+        qa_linear_bf16_free(&L);
     } else {
         for (int i = 0; i < K + warm; i++) {
             double t0 = qa_now();
-            linear_forward(y, x, W, b, M, in, n_out);
+            qa_linear_forward(y, x, W, b, M, in, n_out);
             memset(dx, 0, sizeof(float) * (size_t)M * in);
-            linear_backward(dx, dW, db, dy, x, W, M, in, n_out);
+            qa_linear_backward(dx, dW, db, dy, x, W, M, in, n_out);
             t[i] = qa_now() - t0;
         }
     }
@@ -159,8 +159,8 @@ int bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err) {
             if (!rc && d.needs_ptq && d.w_fp) {
                 float *dl = qa_alloc(sizeof(float) * n_out), *z = qa_alloc(sizeof(float) * n_out);
                 float *wq = qa_alloc(sizeof(float) * in * n_out);
-                quant_search_rows(d.w_fp, n_out, in, o->bits, dl, z);
-                quant_fake_rows(wq, d.w_fp, n_out, in, o->bits, dl, z);
+                qa_quant_search_rows(d.w_fp, n_out, in, o->bits, dl, z);
+                qa_quant_fake_rows(wq, d.w_fp, n_out, in, o->bits, dl, z);
                 qa_free(dl); qa_free(z); qa_free(wq);
             }
             t[i] = qa_now() - t0;
@@ -199,7 +199,7 @@ int bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err) {
 
 #define MODEL_USAGE "usage: qadapt bench-model [--checkpoint P] [--batch B] [--steps S] [--repeats K] [--train-only] [--json]"
 
-int bench_model_parse(int argc, char **argv, qa_bench_model_opts *o, qa_error *err) {
+int qa_bench_model_parse(int argc, char **argv, qa_bench_model_opts *o, qa_error *err) {
     *o = (qa_bench_model_opts){"results/pretrained/dit.h5", 32, 10, 0, 3, 0};
     for (int i = 0; i < argc; i++) {
         int more = i + 1 < argc;
@@ -249,10 +249,10 @@ static double process_cpu_seconds(void) {
 /* Wall seconds of one training step (forward, loss, backward); its CPU seconds in *cpu when not NULL. */
 static double time_train_step(qa_dit *m, train_batch *tb, double *cpu) {
     double t0 = qa_now(), c0 = process_cpu_seconds();
-    if (m->train_base) dit_zero_grads(m);
-    dit_forward(m, tb->x, tb->t, tb->y, tb->B, tb->pred);
-    mse_loss(tb->pred, tb->eps, (size_t)tb->B * 784, tb->d);
-    dit_backward(m, tb->d);
+    if (m->train_base) qa_dit_zero_grads(m);
+    qa_dit_forward(m, tb->x, tb->t, tb->y, tb->B, tb->pred);
+    qa_mse_loss(tb->pred, tb->eps, (size_t)tb->B * 784, tb->d);
+    qa_dit_backward(m, tb->d);
     if (cpu) *cpu = process_cpu_seconds() - c0;
     return qa_now() - t0;
 }
@@ -278,12 +278,12 @@ static dtype_times time_train_dtypes(qa_dit *m, int B, int steps, qa_rng *r) {
     const size_t n = (size_t)steps + 2;
     double *wall = qa_alloc(sizeof(double) * 2 * n), *cpu = qa_alloc(sizeof(double) * 2 * n);
     for (size_t i = 0; i < n; i++) {
-        dit_set_dtype(m, QA_DTYPE_F32);
+        qa_dit_set_dtype(m, QA_DTYPE_F32);
         wall[i] = time_train_step(m, &tb, &cpu[i]);
-        dit_set_dtype(m, QA_DTYPE_BF16);
+        qa_dit_set_dtype(m, QA_DTYPE_BF16);
         wall[n + i] = time_train_step(m, &tb, &cpu[n + i]);
     }
-    dit_set_dtype(m, QA_DTYPE_F32);
+    qa_dit_set_dtype(m, QA_DTYPE_F32);
     dtype_times t = {median(wall + 2, steps), median(wall + n + 2, steps), median(cpu + 2, steps),
                      median(cpu + n + 2, steps)};
     train_batch_free(&tb);
@@ -304,10 +304,10 @@ static double cpu_seconds(void) {
  * by this process's CPU time (which other processes on a shared machine disturb far less). */
 static void sampling_rate(qa_dit *m, uint64_t seed, double *wall_ips, double *cpu_ips) {
     qa_schedule s;
-    schedule_linear(&s, 1000, 1e-4f, 0.02f);
+    qa_schedule_linear(&s, 1000, 1e-4f, 0.02f);
     float *x = qa_alloc(sizeof(float) * (size_t)SAMPLE_IMAGES * 784);
     double t0 = qa_now(), c0 = cpu_seconds();
-    sample_images(m, &s, 3, SAMPLE_IMAGES, SAMPLE_STEPS, 3.0f, seed, x);
+    qa_sample_images(m, &s, 3, SAMPLE_IMAGES, SAMPLE_STEPS, 3.0f, seed, x);
     double dt = qa_now() - t0, dc = cpu_seconds() - c0;
     qa_free(x);
     if (wall_ips) *wall_ips = SAMPLE_IMAGES / dt;
@@ -316,10 +316,10 @@ static void sampling_rate(qa_dit *m, uint64_t seed, double *wall_ips, double *cp
 
 /* Where sampling time goes: one profiled sampling, each part as a share of the forward time. */
 static void sampling_profile(qa_dit *m, qa_dit_profile *p) {
-    dit_profile(m, 1);
+    qa_dit_profiling(m, 1);
     sampling_rate(m, 12, NULL, NULL);
-    dit_profile_read(m, p);
-    dit_profile(m, 0);
+    qa_dit_profile_read(m, p);
+    qa_dit_profiling(m, 0);
     double total = p->total > 0 ? p->total : 1;
     double *parts[] = {&p->linear, &p->norm, &p->attention, &p->gelu, &p->int8_quantize, &p->int8_matmul, &p->int8_correct};
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) *parts[i] /= total;
@@ -328,19 +328,19 @@ static void sampling_profile(qa_dit *m, qa_dit_profile *p) {
 /* The deployed W8A8 model: every linear frozen at W8 (per-row codes), inputs at A8 calibrated
  * on one batch; on the integer kernels when int8. */
 static int load_w8a8(const char *checkpoint, qa_dit *m, int int8, qa_error *err) {
-    int rc = dit_load(checkpoint, m, 64, err);
+    int rc = qa_dit_load(checkpoint, m, 64, err);
     if (rc) return rc;
     m->train_base = 0;
-    dit_quantize_base(m, 8, 8, 0);
+    qa_dit_quantize_base(m, 8, 8, 0);
     qa_rng *r = qa_rng_new(6);
     float *x = qa_alloc(sizeof(float) * 8 * 784), *e = qa_alloc(sizeof(float) * 8 * 784), t[8];
     int y[8];
     qa_rng_fill_normal(r, x, 8 * 784, 1.0f);
     for (int i = 0; i < 8; i++) { t[i] = (float)(i * 125); y[i] = i; }
-    dit_forward(m, x, t, y, 8, e); /* calibrates the activation quantizers */
+    qa_dit_forward(m, x, t, y, 8, e); /* calibrates the activation quantizers */
     qa_free(x); qa_free(e);
     qa_rng_free(r);
-    if (int8) dit_enable_int8(m);
+    if (int8) qa_dit_enable_int8(m);
     return QA_OK;
 }
 
@@ -364,16 +364,16 @@ typedef struct {
 static void sample_variant(qa_dit *const *models, int v, uint64_t seed, double *wall, double *cpu) {
     qa_dit *mi8 = models[2];
     mi8->int8_unfused = v == SV_INT8_UNFUSED;
-    dit_set_attention_quant(mi8, v == SV_INT8_ATTENTION ? QA_ATTN_INT8 : QA_ATTN_FLOAT);
+    qa_dit_set_attention_quant(mi8, v == SV_INT8_ATTENTION ? QA_ATTN_INT8 : QA_ATTN_FLOAT);
     sampling_rate(v == SV_F32 ? models[0] : (v == SV_FAKEQUANT ? models[1] : mi8), seed, wall, cpu);
     mi8->int8_unfused = 0;
-    dit_set_attention_quant(mi8, QA_ATTN_FLOAT);
+    qa_dit_set_attention_quant(mi8, QA_ATTN_FLOAT);
 }
 
 /* Every variant in each repeat, interleaved, so that the ratios are measured under the same load. */
 static int measure_sampling(const char *checkpoint, int repeats, sampling_figures *f, qa_error *err) {
     qa_dit m32, mfq, mi8;
-    int rc = dit_load(checkpoint, &m32, 64, err);
+    int rc = qa_dit_load(checkpoint, &m32, 64, err);
     if (!rc) rc = load_w8a8(checkpoint, &mfq, 0, err);
     if (!rc) rc = load_w8a8(checkpoint, &mi8, 1, err);
     if (rc) return rc;
@@ -400,10 +400,10 @@ static int measure_sampling(const char *checkpoint, int repeats, sampling_figure
     }
     sampling_profile(&m32, &f->prof_f32);
     sampling_profile(&mi8, &f->prof_int8);
-    dit_set_attention_quant(&mi8, QA_ATTN_INT8);
+    qa_dit_set_attention_quant(&mi8, QA_ATTN_INT8);
     sampling_profile(&mi8, &f->prof_int8_attn);
     qa_free(buf);
-    dit_free(&m32); dit_free(&mfq); dit_free(&mi8);
+    qa_dit_free(&m32); qa_dit_free(&mfq); qa_dit_free(&mi8);
     return QA_OK;
 }
 
@@ -459,16 +459,16 @@ static void print_bench_model(FILE *out, const qa_bench_model_opts *o, int threa
     fprintf(out, "  Amdahl bound from faster linear layers alone: %.2fx f32\n", 1.0 / (1.0 - f->prof_f32.linear));
 }
 
-int bench_model(const qa_bench_model_opts *o, FILE *out, qa_error *err) {
+int qa_bench_model(const qa_bench_model_opts *o, FILE *out, qa_error *err) {
     qa_dit m;
     int B = o->batch;
-    int rc = dit_load(o->checkpoint, &m, B > 64 ? B : 64, err);
+    int rc = qa_dit_load(o->checkpoint, &m, B > 64 ? B : 64, err);
     if (rc) return rc;
     qa_rng *r = qa_rng_new(5);
     int threads = 1;
     const char *env = getenv("OMP_NUM_THREADS");
     if (env) threads = atoi(env);
-    double flops = 3.0 * dit_forward_flops(&m, B);
+    double flops = 3.0 * qa_dit_forward_flops(&m, B);
     /* 1. full FP training step, f32 and bf16 matmuls */
     m.train_base = 1;
     dtype_times dt = time_train_dtypes(&m, B, o->steps, r);
@@ -485,17 +485,17 @@ int bench_model(const qa_bench_model_opts *o, FILE *out, qa_error *err) {
                          "%.2fx)\n", threads, B, o->steps, 1e3 * t_fp, 1e3 * t_bf16, t_fp / t_bf16, 1e3 * dt.cpu_f32,
                     1e3 * dt.cpu_bf16, dt.cpu_f32 / dt.cpu_bf16);
         qa_rng_free(r);
-        dit_free(&m);
+        qa_dit_free(&m);
         return QA_OK;
     }
     /* 2. LoRA fine-tuning step over the W8A8 base (adapters on the attention projections) */
     m.train_base = 0;
-    dit_quantize_base(&m, 8, 8, 1);
+    qa_dit_quantize_base(&m, 8, 8, 1);
     qa_method_cfg cfg = {.w_bits = 8, .a_bits = 8, .rank = 4, .lora_scale = 1.0f};
-    rc = dit_attach_method(&m, qa_method_baseline(), &cfg, 1, err);
+    rc = qa_dit_attach_method(&m, qa_method_baseline(), &cfg, 1, err);
     double t_lora = rc ? 0 : time_train_steps(&m, B, o->steps, r);
     qa_rng_free(r);
-    dit_free(&m);
+    qa_dit_free(&m);
     /* 3. sampling: f32 against the W8A8 model, fake-quantized and on the integer kernels */
     sampling_figures f;
     memset(&f, 0, sizeof f);

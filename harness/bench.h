@@ -23,8 +23,8 @@ typedef struct {
 } qa_bench_layer_opts;
 
 /* Parse argv (after the command word); returns 0 or QA_ERR_INPUT with a usage message. */
-int bench_layer_parse(int argc, char **argv, qa_bench_layer_opts *o, qa_error *err);
-int bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err);
+int qa_bench_layer_parse(int argc, char **argv, qa_bench_layer_opts *o, qa_error *err);
+int qa_bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err);
 
 /* qadapt bench-model [--checkpoint P] [--batch B] [--steps S] [--repeats K] [--train-only] [--json]:
  * training steps per second of the denoiser (full FP training step with f32 and with bf16 matmuls,
@@ -39,8 +39,8 @@ typedef struct {
     int train_only; /* --train-only: the f32 and bf16 training steps alone */
 } qa_bench_model_opts;
 
-int bench_model_parse(int argc, char **argv, qa_bench_model_opts *o, qa_error *err);
-int bench_model(const qa_bench_model_opts *o, FILE *out, qa_error *err);
+int qa_bench_model_parse(int argc, char **argv, qa_bench_model_opts *o, qa_error *err);
+int qa_bench_model(const qa_bench_model_opts *o, FILE *out, qa_error *err);
 
 /* qadapt project-sd [--bits N] [--rank R] [--methods a,b,...] [--weights FILE.safetensors]
  * [--pattern REGEX] [--json]: the paper's scale (harness/project_sd.c). SD-1.5 has 16 transformer
@@ -63,7 +63,7 @@ typedef struct {
     int n_methods;
 } qa_project_opts;
 
-int project_sd_parse(int argc, char **argv, qa_project_opts *o, qa_error *err);
-int project_sd(const qa_project_opts *o, FILE *out, qa_error *err);
+int qa_project_sd_parse(int argc, char **argv, qa_project_opts *o, qa_error *err);
+int qa_project_sd(const qa_project_opts *o, FILE *out, qa_error *err);
 
 #endif

@@ -5,7 +5,7 @@
 
 #include "harness/util.h"
 
-const char *cells_variant_label(int w_bits, int needs_ptq, const char *variant, char *buf, size_t len) {
+const char *qa_cells_variant_label(int w_bits, int needs_ptq, const char *variant, char *buf, size_t len) {
     if (w_bits == 0) snprintf(buf, len, "FP");
     else if (!strcmp(variant, "fp")) snprintf(buf, len, "FP (before PTQ)");
     else if (!strcmp(variant, "int")) snprintf(buf, len, "%s", needs_ptq ? "INT (+PTQ)" : "INT");
@@ -14,13 +14,13 @@ const char *cells_variant_label(int w_bits, int needs_ptq, const char *variant, 
     return buf;
 }
 
-const char *cells_deploy_label(const qa_cell *c, char *buf, size_t len) {
-    return cells_variant_label(c->w_bits, c->needs_ptq, c->variant, buf, len);
+const char *qa_cells_deploy_label(const qa_cell *c, char *buf, size_t len) {
+    return qa_cells_variant_label(c->w_bits, c->needs_ptq, c->variant, buf, len);
 }
 
-void cells_series_label(const qa_cell *c, char *buf, size_t len, int with_bits, int with_rank) {
+void qa_cells_series_label(const qa_cell *c, char *buf, size_t len, int with_bits, int with_rank) {
     char dl[48];
-    cells_deploy_label(c, dl, sizeof dl);
+    qa_cells_deploy_label(c, dl, sizeof dl);
     int off = snprintf(buf, len, "%s", c->method);
     if (with_bits) off += snprintf(buf + off, len - (size_t)off, " %s", c->bits);
     if (c->w_bits && strcmp(dl, "INT")) off += snprintf(buf + off, len - (size_t)off, " %s", dl);
@@ -47,10 +47,10 @@ static qa_cell *find_cell(qa_cell *cells, int *n, const qa_run_record *r, const 
 static qa_summary summarize_field(const qa_cell *c, size_t offset, double scale) {
     double x[QA_CELL_MAX_SEEDS];
     for (int s = 0; s < c->n; s++) x[s] = *(const double *)((const char *)c->runs[s] + offset) * scale;
-    return stats_summarize(x, c->n);
+    return qa_stats_summarize(x, c->n);
 }
 
-int cells_build(const qa_run_record *runs, int nr, qa_cell **out, int *nc_out) {
+int qa_cells_build(const qa_run_record *runs, int nr, qa_cell **out, int *nc_out) {
     qa_cell *cells = qa_alloc(sizeof(qa_cell) * ((size_t)nr * QA_MAX_VARIANTS + 1));
     int nc = 0;
     for (int i = 0; i < nr; i++) {
@@ -68,7 +68,7 @@ int cells_build(const qa_run_record *runs, int nr, qa_cell **out, int *nc_out) {
             c->runs[c->n] = r;
             for (int m = 0; m < N_MET; m++) {
                 double value;
-                if (runs_eval_metric(e, m, &value)) c->vals[m][c->nm[m]++] = value;
+                if (qa_runs_eval_metric(e, m, &value)) c->vals[m][c->nm[m]++] = value;
             }
             c->bits_pw = e->bits_per_weight;
             c->n++;
@@ -77,7 +77,7 @@ int cells_build(const qa_run_record *runs, int nr, qa_cell **out, int *nc_out) {
     const double mb = 1.0 / (1024.0 * 1024.0);
     for (int i = 0; i < nc; i++) {
         qa_cell *c = &cells[i];
-        for (int m = 0; m < N_MET; m++) c->sum[m] = stats_summarize(c->vals[m], c->nm[m]);
+        for (int m = 0; m < N_MET; m++) c->sum[m] = qa_stats_summarize(c->vals[m], c->nm[m]);
         if (c->n == 0) continue;
         c->frozen_mb = summarize_field(c, offsetof(qa_run_record, frozen_bytes), mb);
         c->trainable_mb = summarize_field(c, offsetof(qa_run_record, trainable_bytes), mb);
@@ -93,14 +93,14 @@ int cells_build(const qa_run_record *runs, int nr, qa_cell **out, int *nc_out) {
             const qa_run_record *r = c->runs[s];
             x[s] = (r->frozen_bytes + r->trainable_bytes + r->gradient_bytes + r->optimizer_bytes) * mb;
         }
-        c->train_mb = stats_summarize(x, c->n);
+        c->train_mb = qa_stats_summarize(x, c->n);
         for (int s = 0; s < c->n; s++) {
             const qa_run_record *r = c->runs[s];
             x[s] = 0;
             for (int v = 0; v < r->n_eval; v++)
                 if (!strcmp(r->eval[v].variant, c->variant)) x[s] = r->eval[v].sampling_ms;
         }
-        c->sampling_ms = stats_summarize(x, c->n);
+        c->sampling_ms = qa_stats_summarize(x, c->n);
         int na = 0;
         double y[QA_CELL_MAX_SEEDS];
         for (int s = 0; s < c->n; s++) {
@@ -109,8 +109,8 @@ int cells_build(const qa_run_record *runs, int nr, qa_cell **out, int *nc_out) {
             x[na] = r->artifact_file_bytes / 1024.0;
             y[na++] = 8.0 * r->artifact_payload_bytes / r->artifact_weights;
         }
-        c->artifact_kib = stats_summarize(x, na);
-        c->stored_bpw = stats_summarize(y, na);
+        c->artifact_kib = qa_stats_summarize(x, na);
+        c->stored_bpw = qa_stats_summarize(y, na);
         /* method measurements: the names of the first run; a run without one is left out */
         const qa_run_record *r0 = c->runs[0];
         for (int k = 0; k < r0->n_stats && c->n_stats < QA_CELL_MAX_STATS; k++) {
@@ -119,7 +119,7 @@ int cells_build(const qa_run_record *runs, int nr, qa_cell **out, int *nc_out) {
                 for (int j = 0; j < c->runs[s]->n_stats; j++)
                     if (!strcmp(c->runs[s]->stat_name[j], r0->stat_name[k])) x[nv++] = c->runs[s]->stat_value[j];
             snprintf(c->stat_name[c->n_stats], sizeof c->stat_name[0], "%s", r0->stat_name[k]);
-            c->stat[c->n_stats++] = stats_summarize(x, nv);
+            c->stat[c->n_stats++] = qa_stats_summarize(x, nv);
         }
     }
     *out = cells;

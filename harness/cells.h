@@ -32,13 +32,13 @@ typedef struct {
 } qa_cell;
 
 /* Group the runs (sorted by id) into cells, in first-seen order; cells point into runs. */
-int cells_build(const qa_run_record *runs, int nr, qa_cell **out, int *nc);
+int qa_cells_build(const qa_run_record *runs, int nr, qa_cell **out, int *nc);
 /* The deploy label of a cell: "FP", "FP (before PTQ)", "INT (+PTQ)", "INT", "NF4 (...)", ... */
-const char *cells_deploy_label(const qa_cell *c, char *buf, size_t len);
+const char *qa_cells_deploy_label(const qa_cell *c, char *buf, size_t len);
 /* The same for one deploy variant of a run (w_bits 0: a full-precision run). */
-const char *cells_variant_label(int w_bits, int needs_ptq, const char *variant, char *buf, size_t len);
+const char *qa_cells_variant_label(int w_bits, int needs_ptq, const char *variant, char *buf, size_t len);
 /* "method bits deploy [axes] rN" for legends, without the parts every cell shares. */
-void cells_series_label(const qa_cell *c, char *buf, size_t len, int with_bits, int with_rank);
+void qa_cells_series_label(const qa_cell *c, char *buf, size_t len, int with_bits, int with_rank);
 
 /* A cell as the commands name it: "method:bits[:deploy[:setting]]", with a part "rN" anywhere
  * after the bits picking rank N (rank 0: any rank). deploy defaults to int for quantized bits and

@@ -21,19 +21,19 @@ typedef struct {
 } qa_ckpt_meta;
 
 /* Save params [n] with the tensor table; extra attributes via meta. */
-int ckpt_save_tensors(const char *path, const qa_tensor_info *tensors, int n_tensors,
+int qa_ckpt_save_tensors(const char *path, const qa_tensor_info *tensors, int n_tensors,
                       const float *params, const char *config_keys[], const double config_vals[],
                       int n_config, const qa_ckpt_meta *meta, qa_error *err);
 
-int dit_save(const char *path, const qa_dit *m, const float *params, const qa_ckpt_meta *meta,
+int qa_dit_save(const char *path, const qa_dit *m, const float *params, const qa_ckpt_meta *meta,
              qa_error *err);
 /* Read the config from a checkpoint, create the model (max_batch) and load its weights. */
-int dit_load(const char *path, qa_dit *m, int max_batch, qa_error *err);
+int qa_dit_load(const char *path, qa_dit *m, int max_batch, qa_error *err);
 /* Rewrite a checkpoint written before checksums (every tensor gets its Fletcher-32 checksum);
  * weights and attributes are copied as they are, plus checksums_added_by (this commit). */
-int ckpt_upgrade(const char *in_path, const char *out_path, qa_error *err);
+int qa_ckpt_upgrade(const char *in_path, const char *out_path, qa_error *err);
 /* Load named tensors into a table's block; every tensor must be present with its size. */
-int ckpt_load_tensors(qa_h5 *f, const qa_tensor_info *tensors, int n_tensors, float *params,
+int qa_ckpt_load_tensors(qa_h5 *f, const qa_tensor_info *tensors, int n_tensors, float *params,
                       qa_error *err);
 
 #endif

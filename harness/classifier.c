@@ -20,7 +20,7 @@ static size_t add_t(qa_classifier *c, const char *name, int rows, int cols) {
     return t->offset;
 }
 
-int clf_create(qa_classifier *c, int max_batch, qa_error *err) {
+int qa_clf_create(qa_classifier *c, int max_batch, qa_error *err) {
     (void)err;
     memset(c, 0, sizeof *c);
     c->max_batch = max_batch;
@@ -64,7 +64,7 @@ int clf_create(qa_classifier *c, int max_batch, qa_error *err) {
     return QA_OK;
 }
 
-void clf_free(qa_classifier *c) {
+void qa_clf_free(qa_classifier *c) {
     float *ps[] = {c->params, c->grads, c->col1, c->a1, c->r1, c->p1, c->col2, c->a2, c->r2, c->p2, c->h,
                    c->feat, c->logits, c->probs, c->d_logits, c->d_feat, c->d_h, c->d_p2, c->d_r2, c->d_col2,
                    c->d_p1, c->d_r1, c->d_col1};
@@ -74,7 +74,7 @@ void clf_free(qa_classifier *c) {
     memset(c, 0, sizeof *c);
 }
 
-void clf_init_weights(qa_classifier *c, uint64_t seed) {
+void qa_clf_init_weights(qa_classifier *c, uint64_t seed) {
     qa_rng *r = qa_rng_new(qa_seed_for(seed, "classifier-init"));
     memset(c->params, 0, sizeof(float) * c->n_params);
     for (int i = 0; i < c->n_tensors; i += 2) { /* He-uniform on weights, zero biases */
@@ -139,53 +139,53 @@ static void maxpool_forward(float *y, int *arg, const float *x, int B, int S, in
                 }
 }
 
-void clf_forward(qa_classifier *c, const float *x, int B) {
+void qa_clf_forward(qa_classifier *c, const float *x, int B) {
     QA_ASSERT(B <= c->max_batch);
     c->x = x;
     c->last_B = B;
     im2col(c->col1, x, B, 28, 1);
-    linear_forward(c->a1, c->col1, c->c1w, c->c1b, B * 784, 9, 32);
-    relu_forward(c->r1, c->a1, (size_t)B * 784 * 32);
+    qa_linear_forward(c->a1, c->col1, c->c1w, c->c1b, B * 784, 9, 32);
+    qa_relu_forward(c->r1, c->a1, (size_t)B * 784 * 32);
     maxpool_forward(c->p1, c->arg1, c->r1, B, 28, 32);
     im2col(c->col2, c->p1, B, 14, 32);
-    linear_forward(c->a2, c->col2, c->c2w, c->c2b, B * 196, 288, 64);
-    relu_forward(c->r2, c->a2, (size_t)B * 196 * 64);
+    qa_linear_forward(c->a2, c->col2, c->c2w, c->c2b, B * 196, 288, 64);
+    qa_relu_forward(c->r2, c->a2, (size_t)B * 196 * 64);
     maxpool_forward(c->p2, c->arg2, c->r2, B, 14, 64);
-    linear_forward(c->h, c->p2, c->f1w, c->f1b, B, 49 * 64, QA_CLF_FEATURES);
-    relu_forward(c->feat, c->h, (size_t)B * QA_CLF_FEATURES);
-    linear_forward(c->logits, c->feat, c->f2w, c->f2b, B, QA_CLF_FEATURES, QA_CLF_CLASSES);
+    qa_linear_forward(c->h, c->p2, c->f1w, c->f1b, B, 49 * 64, QA_CLF_FEATURES);
+    qa_relu_forward(c->feat, c->h, (size_t)B * QA_CLF_FEATURES);
+    qa_linear_forward(c->logits, c->feat, c->f2w, c->f2b, B, QA_CLF_FEATURES, QA_CLF_CLASSES);
 }
 
-float clf_backward(qa_classifier *c, const int *labels) {
+float qa_clf_backward(qa_classifier *c, const int *labels) {
     int B = c->last_B;
     qa_tensor_info *t = c->tensors;
     float *g[8];
     for (int i = 0; i < 8; i++) g[i] = c->grads + t[i].offset;
-    float loss = softmax_xent_forward_backward(c->d_logits, c->probs, c->logits, labels, B, QA_CLF_CLASSES);
+    float loss = qa_softmax_xent_forward_backward(c->d_logits, c->probs, c->logits, labels, B, QA_CLF_CLASSES);
     memset(c->d_feat, 0, sizeof(float) * B * QA_CLF_FEATURES);
-    linear_backward(c->d_feat, g[6], g[7], c->d_logits, c->feat, c->f2w, B, QA_CLF_FEATURES, QA_CLF_CLASSES);
+    qa_linear_backward(c->d_feat, g[6], g[7], c->d_logits, c->feat, c->f2w, B, QA_CLF_FEATURES, QA_CLF_CLASSES);
     memset(c->d_h, 0, sizeof(float) * B * QA_CLF_FEATURES);
-    relu_backward(c->d_h, c->d_feat, c->h, (size_t)B * QA_CLF_FEATURES);
+    qa_relu_backward(c->d_h, c->d_feat, c->h, (size_t)B * QA_CLF_FEATURES);
     memset(c->d_p2, 0, sizeof(float) * B * 49 * 64);
-    linear_backward(c->d_p2, g[4], g[5], c->d_h, c->p2, c->f1w, B, 49 * 64, QA_CLF_FEATURES);
+    qa_linear_backward(c->d_p2, g[4], g[5], c->d_h, c->p2, c->f1w, B, 49 * 64, QA_CLF_FEATURES);
     memset(c->d_r2, 0, sizeof(float) * B * 196 * 64);
     for (size_t i = 0; i < (size_t)B * 49 * 64; i++) c->d_r2[c->arg2[i]] += c->d_p2[i];
     for (size_t i = 0; i < (size_t)B * 196 * 64; i++) if (c->a2[i] <= 0.f) c->d_r2[i] = 0.f;
     memset(c->d_col2, 0, sizeof(float) * B * 196 * 288);
-    linear_backward(c->d_col2, g[2], g[3], c->d_r2, c->col2, c->c2w, B * 196, 288, 64);
+    qa_linear_backward(c->d_col2, g[2], g[3], c->d_r2, c->col2, c->c2w, B * 196, 288, 64);
     memset(c->d_p1, 0, sizeof(float) * B * 196 * 32);
     col2im(c->d_p1, c->d_col2, B, 14, 32);
     memset(c->d_r1, 0, sizeof(float) * B * 784 * 32);
     for (size_t i = 0; i < (size_t)B * 196 * 32; i++) c->d_r1[c->arg1[i]] += c->d_p1[i];
     for (size_t i = 0; i < (size_t)B * 784 * 32; i++) if (c->a1[i] <= 0.f) c->d_r1[i] = 0.f;
-    linear_backward(NULL, g[0], g[1], c->d_r1, c->col1, c->c1w, B * 784, 9, 32);
+    qa_linear_backward(NULL, g[0], g[1], c->d_r1, c->col1, c->c1w, B * 784, 9, 32);
     return loss;
 }
 
-void clf_embed(qa_classifier *c, const float *x, int n, float *feat, float *probs) {
+void qa_clf_embed(qa_classifier *c, const float *x, int n, float *feat, float *probs) {
     for (int s = 0; s < n; s += c->max_batch) {
         int B = n - s < c->max_batch ? n - s : c->max_batch;
-        clf_forward(c, x + (size_t)s * 784, B);
+        qa_clf_forward(c, x + (size_t)s * 784, B);
         if (feat) memcpy(feat + (size_t)s * QA_CLF_FEATURES, c->feat, sizeof(float) * B * QA_CLF_FEATURES);
         if (probs) {
             for (int b = 0; b < B; b++) {
@@ -200,27 +200,27 @@ void clf_embed(qa_classifier *c, const float *x, int n, float *feat, float *prob
     }
 }
 
-int clf_save(const char *path, const qa_classifier *c, double test_accuracy, const char *recipe,
+int qa_clf_save(const char *path, const qa_classifier *c, double test_accuracy, const char *recipe,
              double wall, long steps, qa_error *err) {
     const char *keys[] = {"features", "classes"};
     double vals[] = {QA_CLF_FEATURES, QA_CLF_CLASSES};
     qa_ckpt_meta meta = {"evaluator", recipe, 0, wall, steps, 0, test_accuracy};
-    return ckpt_save_tensors(path, c->tensors, c->n_tensors, c->params, keys, vals, 2, &meta, err);
+    return qa_ckpt_save_tensors(path, c->tensors, c->n_tensors, c->params, keys, vals, 2, &meta, err);
 }
 
-int clf_load(const char *path, qa_classifier *c, int max_batch, qa_error *err) {
+int qa_clf_load(const char *path, qa_classifier *c, int max_batch, qa_error *err) {
     qa_h5 *f;
-    int rc = h5_open(path, 0, &f, err);
+    int rc = qa_h5_open(path, 0, &f, err);
     if (rc) return rc;
-    rc = clf_create(c, max_batch, err);
-    if (rc == 0) rc = ckpt_load_tensors(f, c->tensors, c->n_tensors, c->params, err);
-    if (rc) clf_free(c);
+    rc = qa_clf_create(c, max_batch, err);
+    if (rc == 0) rc = qa_ckpt_load_tensors(f, c->tensors, c->n_tensors, c->params, err);
+    if (rc) qa_clf_free(c);
     qa_error e2;
-    h5_close(f, &e2);
+    qa_h5_close(f, &e2);
     return rc;
 }
 
-double evaluator_accuracy(qa_classifier *c, const qa_images *test, double *per_class) {
+double qa_evaluator_accuracy(qa_classifier *c, const qa_images *test, double *per_class) {
     float *x = qa_alloc(sizeof(float) * (size_t)c->max_batch * 784);
     float *probs = qa_alloc(sizeof(float) * (size_t)c->max_batch * QA_CLF_CLASSES);
     int *idx = qa_alloc(sizeof(int) * c->max_batch);
@@ -229,7 +229,7 @@ double evaluator_accuracy(qa_classifier *c, const qa_images *test, double *per_c
         int B = test->n - s < c->max_batch ? test->n - s : c->max_batch;
         for (int b = 0; b < B; b++) idx[b] = s + b;
         qa_images_to_float(test, idx, B, x);
-        clf_embed(c, x, B, NULL, probs);
+        qa_clf_embed(c, x, B, NULL, probs);
         for (int b = 0; b < B; b++) {
             int best = 0;
             for (int k = 1; k < QA_CLF_CLASSES; k++) if (probs[b * QA_CLF_CLASSES + k] > probs[b * QA_CLF_CLASSES + best]) best = k;

@@ -31,20 +31,20 @@ typedef struct {
     float *d_logits, *d_feat, *d_h, *d_p2, *d_r2, *d_col2, *d_p1, *d_r1, *d_col1;
 } qa_classifier;
 
-int clf_create(qa_classifier *c, int max_batch, qa_error *err);
-void clf_free(qa_classifier *c);
-void clf_init_weights(qa_classifier *c, uint64_t seed);
+int qa_clf_create(qa_classifier *c, int max_batch, qa_error *err);
+void qa_clf_free(qa_classifier *c);
+void qa_clf_init_weights(qa_classifier *c, uint64_t seed);
 /* x [B, 784] in [-1, 1] -> c->feat [B,128], c->logits [B,10] */
-void clf_forward(qa_classifier *c, const float *x, int B);
+void qa_clf_forward(qa_classifier *c, const float *x, int B);
 /* Softmax cross-entropy on the last forward; accumulates grads; returns the mean loss. */
-float clf_backward(qa_classifier *c, const int *labels);
+float qa_clf_backward(qa_classifier *c, const int *labels);
 /* Features and class probabilities of n images, in batches (either output may be NULL). */
-void clf_embed(qa_classifier *c, const float *x, int n, float *feat, float *probs);
-int clf_save(const char *path, const qa_classifier *c, double test_accuracy, const char *recipe,
+void qa_clf_embed(qa_classifier *c, const float *x, int n, float *feat, float *probs);
+int qa_clf_save(const char *path, const qa_classifier *c, double test_accuracy, const char *recipe,
              double wall, long steps, qa_error *err);
-int clf_load(const char *path, qa_classifier *c, int max_batch, qa_error *err);
+int qa_clf_load(const char *path, qa_classifier *c, int max_batch, qa_error *err);
 
 /* Top-1 accuracy on a labelled set, and per class (per_class may be NULL). */
-double evaluator_accuracy(qa_classifier *c, const qa_images *test, double *per_class);
+double qa_evaluator_accuracy(qa_classifier *c, const qa_images *test, double *per_class);
 
 #endif

@@ -89,16 +89,16 @@ void qa_deploy_set(qa_dit *m, const qa_deploy *d, int ptq_bits, int extra) {
             /* PTQ of the merged float weight: section-0 quantizer, per channel, W bits */
             dl[j] = qa_alloc(sizeof(float) * l->out);
             zp[j] = qa_alloc(sizeof(float) * l->out);
-            quant_search_rows(l->w_fp, l->out, l->in, ptq_bits, dl[j], zp[j]);
-            quant_fake_rows(w[j], l->w_fp, l->out, l->in, ptq_bits, dl[j], zp[j]);
+            qa_quant_search_rows(l->w_fp, l->out, l->in, ptq_bits, dl[j], zp[j]);
+            qa_quant_fake_rows(w[j], l->w_fp, l->out, l->in, ptq_bits, dl[j], zp[j]);
         }
     }
-    dit_set_deployed(m, w, dl, zp, ptq_bits);
+    qa_dit_set_deployed(m, w, dl, zp, ptq_bits);
     for (int j = 0; j < k; j++) { qa_free(w[j]); qa_free(dl[j]); qa_free(zp[j]); }
     qa_free(w); qa_free(dl); qa_free(zp);
 }
 
 int qa_deploy_artifact(const char *path, const qa_dit *m, const qa_deploy *d, int ptq_bits, qa_artifact_size *size,
                        qa_error *err) {
-    return artifact_write(path, m, d->layers, ptq_bits, size, err);
+    return qa_artifact_write(path, m, d->layers, ptq_bits, size, err);
 }

@@ -3,7 +3,7 @@
 #include <math.h>
 #include <string.h>
 
-void schedule_linear(qa_schedule *s, int T, float beta_start, float beta_end) {
+void qa_schedule_linear(qa_schedule *s, int T, float beta_start, float beta_end) {
     QA_ASSERT(T > 1 && T <= 4096);
     s->T = T;
     double abar = 1.0;
@@ -14,9 +14,9 @@ void schedule_linear(qa_schedule *s, int T, float beta_start, float beta_end) {
     }
 }
 
-void schedule_default(qa_schedule *s) { schedule_linear(s, 1000, 1e-4f, 0.02f); }
+void qa_schedule_default(qa_schedule *s) { qa_schedule_linear(s, 1000, 1e-4f, 0.02f); }
 
-void diffusion_noise_at(const qa_schedule *s, const float *x0, const float *eps, const float *t,
+void qa_diffusion_noise_at(const qa_schedule *s, const float *x0, const float *eps, const float *t,
                         int B, int D, float *x_t) {
     for (int b = 0; b < B; b++) {
         int ti = (int)t[b];
@@ -26,14 +26,14 @@ void diffusion_noise_at(const qa_schedule *s, const float *x0, const float *eps,
     }
 }
 
-void diffusion_noise(const qa_schedule *s, qa_rng *r, const float *x0, int B, int D, float *x_t,
+void qa_diffusion_noise(const qa_schedule *s, qa_rng *r, const float *x0, int B, int D, float *x_t,
                      float *eps, float *t) {
     for (int b = 0; b < B; b++) t[b] = (float)qa_rng_below(r, (unsigned long)s->T);
     qa_rng_fill_normal(r, eps, (size_t)B * D, 1.0f);
-    diffusion_noise_at(s, x0, eps, t, B, D, x_t);
+    qa_diffusion_noise_at(s, x0, eps, t, B, D, x_t);
 }
 
-float mse_loss(const float *pred, const float *target, size_t n, float *dpred) {
+float qa_mse_loss(const float *pred, const float *target, size_t n, float *dpred) {
     double acc = 0;
     for (size_t i = 0; i < n; i++) {
         float e = pred[i] - target[i];
@@ -43,7 +43,7 @@ float mse_loss(const float *pred, const float *target, size_t n, float *dpred) {
     return (float)(acc / (double)n);
 }
 
-void ddim_sample(qa_dit *m, const qa_schedule *s, const int *y, int B, int steps, float guidance,
+void qa_ddim_sample(qa_dit *m, const qa_schedule *s, const int *y, int B, int steps, float guidance,
                  uint64_t seed, float *out) {
     const int D = m->cfg.img * m->cfg.img;
     int guided = guidance != 1.0f;
@@ -67,7 +67,7 @@ void ddim_sample(qa_dit *m, const qa_schedule *s, const int *y, int B, int steps
         memcpy(xin, out, sizeof(float) * (size_t)B * D);
         if (guided) memcpy(xin + (size_t)B * D, out, sizeof(float) * (size_t)B * D);
         for (int b = 0; b < NB; b++) tt[b] = (float)t;
-        dit_forward(m, xin, tt, yy, NB, eps);
+        qa_dit_forward(m, xin, tt, yy, NB, eps);
         float sa = sqrtf(abar), ss = sqrtf(1.0f - abar);
         float sap = sqrtf(abar_prev), ssp = sqrtf(1.0f - abar_prev);
         for (size_t j = 0; j < (size_t)B * D; j++) {

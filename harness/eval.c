@@ -11,7 +11,7 @@
 
 #define HELDOUT_SEED 20241028u /* fixed: the same test images, t and noise for every run */
 
-int heldout_init(qa_heldout *h, const qa_images *test, int n_images, int draws, qa_error *err) {
+int qa_heldout_init(qa_heldout *h, const qa_images *test, int n_images, int draws, qa_error *err) {
     memset(h, 0, sizeof *h);
     if (n_images > test->n)
         return qa_fail(err, QA_ERR_INPUT, "eval: loss_images = %d but the test set has %d images", n_images, test->n);
@@ -23,7 +23,7 @@ int heldout_init(qa_heldout *h, const qa_images *test, int n_images, int draws, 
     h->eps = qa_alloc(sizeof(float) * n * D);
     h->t = qa_alloc(sizeof(float) * n);
     h->y = qa_alloc(sizeof(int) * n);
-    schedule_default(&h->sched);
+    qa_schedule_default(&h->sched);
     qa_rng *r = qa_rng_new(qa_seed_for(HELDOUT_SEED, "heldout"));
     int *idx = qa_alloc(sizeof(int) * test->n);
     for (int i = 0; i < test->n; i++) idx[i] = i;
@@ -44,12 +44,12 @@ int heldout_init(qa_heldout *h, const qa_images *test, int n_images, int draws, 
     return QA_OK;
 }
 
-void heldout_free(qa_heldout *h) {
+void qa_heldout_free(qa_heldout *h) {
     qa_free(h->x0); qa_free(h->eps); qa_free(h->t); qa_free(h->y);
     memset(h, 0, sizeof *h);
 }
 
-double heldout_loss(qa_dit *m, const qa_heldout *h, double *per_image) {
+double qa_heldout_loss(qa_dit *m, const qa_heldout *h, double *per_image) {
     const int D = m->cfg.img * m->cfg.img, B = m->max_batch;
     size_t n = (size_t)h->n_images * h->draws;
     float *xt = qa_alloc(sizeof(float) * (size_t)B * D), *pred = qa_alloc(sizeof(float) * (size_t)B * D);
@@ -57,10 +57,10 @@ double heldout_loss(qa_dit *m, const qa_heldout *h, double *per_image) {
     if (per_image) memset(per_image, 0, sizeof(double) * h->n_images);
     for (size_t s = 0; s < n; s += (size_t)B) {
         int nb = (int)(n - s < (size_t)B ? n - s : (size_t)B);
-        diffusion_noise_at(&h->sched, h->x0 + s * D, h->eps + s * D, h->t + s, nb, D, xt);
-        dit_forward(m, xt, h->t + s, h->y + s, nb, pred);
+        qa_diffusion_noise_at(&h->sched, h->x0 + s * D, h->eps + s * D, h->t + s, nb, D, xt);
+        qa_dit_forward(m, xt, h->t + s, h->y + s, nb, pred);
         for (int b = 0; b < nb; b++) {
-            double l = mse_loss(pred + (size_t)b * D, h->eps + (s + b) * D, (size_t)D, NULL);
+            double l = qa_mse_loss(pred + (size_t)b * D, h->eps + (s + b) * D, (size_t)D, NULL);
             total += l;
             if (per_image) per_image[(s + b) / h->draws] += l / h->draws;
         }
@@ -70,7 +70,7 @@ double heldout_loss(qa_dit *m, const qa_heldout *h, double *per_image) {
     return total / (double)n;
 }
 
-double mean_cosine(const float *a, int na, const float *b, int nb, int F) {
+double qa_mean_cosine(const float *a, int na, const float *b, int nb, int F) {
     double acc = 0;
     for (int i = 0; i < na; i++) {
         const float *x = a + (size_t)i * F;
@@ -86,31 +86,31 @@ double mean_cosine(const float *a, int na, const float *b, int nb, int F) {
     return acc / ((double)na * nb);
 }
 
-double mean_pairwise_distance(const float *a, int n, int F) {
+double qa_mean_pairwise_distance(const float *a, int n, int F) {
     if (n < 2) return 0;
     double acc = 0;
     for (int i = 0; i < n; i++)
-        for (int j = i + 1; j < n; j++) acc += 1.0 - mean_cosine(a + (size_t)i * F, 1, a + (size_t)j * F, 1, F);
+        for (int j = i + 1; j < n; j++) acc += 1.0 - qa_mean_cosine(a + (size_t)i * F, 1, a + (size_t)j * F, 1, F);
     return acc / (0.5 * n * (n - 1));
 }
 
-double identification_score(const float *samples, int n, const float *refs, int k, const float *other, int n_other, int F) {
+double qa_identification_score(const float *samples, int n, const float *refs, int k, const float *other, int n_other, int F) {
     if (n < 1 || k < 1) return -1;
     int hits = 0;
     for (int i = 0; i < n; i++) {
         const float *x = samples + (size_t)i * F;
-        double own = mean_cosine(x, 1, refs, k, F);
+        double own = qa_mean_cosine(x, 1, refs, k, F);
         int closer = 1;
-        for (int j = 0; j < n_other && closer; j++) closer = own > mean_cosine(x, 1, other + (size_t)j * k * F, k, F);
+        for (int j = 0; j < n_other && closer; j++) closer = own > qa_mean_cosine(x, 1, other + (size_t)j * k * F, k, F);
         hits += closer;
     }
     return (double)hits / n;
 }
 
-double mean_paired_distance(const float *a, const float *b, int n, int F) {
+double qa_mean_paired_distance(const float *a, const float *b, int n, int F) {
     if (n < 1) return -1;
     double acc = 0;
-    for (int i = 0; i < n; i++) acc += 1.0 - mean_cosine(a + (size_t)i * F, 1, b + (size_t)i * F, 1, F);
+    for (int i = 0; i < n; i++) acc += 1.0 - qa_mean_cosine(a + (size_t)i * F, 1, b + (size_t)i * F, 1, F);
     return acc / n;
 }
 
@@ -130,7 +130,7 @@ static void mean_cov(const float *x, int n, int F, double *mu, gsl_matrix *S) {
         }
 }
 
-double frechet_distance(const float *a, int na, const float *b, int nb, int F) {
+double qa_frechet_distance(const float *a, int na, const float *b, int nb, int F) {
     QA_ASSERT(na >= 2 && nb >= 2);
     double *m1 = qa_alloc(sizeof(double) * F), *m2 = qa_alloc(sizeof(double) * F);
     gsl_matrix *S1 = gsl_matrix_alloc(F, F), *S2 = gsl_matrix_alloc(F, F), *V = gsl_matrix_alloc(F, F);
@@ -172,7 +172,7 @@ double frechet_distance(const float *a, int na, const float *b, int nb, int F) {
     return fd > 0 ? fd : 0;
 }
 
-void sample_images(qa_dit *m, const qa_schedule *s, int y, int n, int steps, float guidance,
+void qa_sample_images(qa_dit *m, const qa_schedule *s, int y, int n, int steps, float guidance,
                    uint64_t seed, float *out) {
     const int D = m->cfg.img * m->cfg.img;
     int chunk = guidance != 1.0f ? m->max_batch / 2 : m->max_batch;
@@ -182,12 +182,12 @@ void sample_images(qa_dit *m, const qa_schedule *s, int y, int n, int steps, flo
         int nb = n - s0 < chunk ? n - s0 : chunk;
         char purpose[32];
         snprintf(purpose, sizeof purpose, "samples-%d", c);
-        ddim_sample(m, s, ys, nb, steps, guidance, qa_seed_for(seed, purpose), out + (size_t)s0 * D);
+        qa_ddim_sample(m, s, ys, nb, steps, guidance, qa_seed_for(seed, purpose), out + (size_t)s0 * D);
     }
     qa_free(ys);
 }
 
-void to_pixels(const float *x, size_t n, uint8_t *out) {
+void qa_to_pixels(const float *x, size_t n, uint8_t *out) {
     for (size_t i = 0; i < n; i++) {
         float v = (x[i] + 1.0f) * 127.5f;
         v = v < 0.f ? 0.f : (v > 255.f ? 255.f : v);

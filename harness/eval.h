@@ -32,30 +32,30 @@ typedef struct {
     qa_schedule sched;
 } qa_heldout;
 
-int heldout_init(qa_heldout *h, const qa_images *test, int n_images, int draws, qa_error *err);
-void heldout_free(qa_heldout *h);
+int qa_heldout_init(qa_heldout *h, const qa_images *test, int n_images, int draws, qa_error *err);
+void qa_heldout_free(qa_heldout *h);
 /* Mean loss; per_image [n_images] (may be NULL). Batches of m->max_batch. */
-double heldout_loss(qa_dit *m, const qa_heldout *h, double *per_image);
+double qa_heldout_loss(qa_dit *m, const qa_heldout *h, double *per_image);
 
 /* mean_{i,j} cos(a_i, b_j) over [na, F] x [nb, F] features */
-double mean_cosine(const float *a, int na, const float *b, int nb, int F);
+double qa_mean_cosine(const float *a, int na, const float *b, int nb, int F);
 /* mean over pairs i < j of 1 - cos(a_i, a_j) */
-double mean_pairwise_distance(const float *a, int n, int F);
+double qa_mean_pairwise_distance(const float *a, int n, int F);
 /* Share of the n samples closer (mean cosine) to the k references refs than to the k references
  * of every one of the n_other other items (other [n_other, k, F]; strictly closer: a tie is a
  * miss); with no other item, 1. -1 when n < 1 or k < 1. */
-double identification_score(const float *samples, int n, const float *refs, int k, const float *other, int n_other, int F);
+double qa_identification_score(const float *samples, int n, const float *refs, int k, const float *other, int n_other, int F);
 /* mean_i (1 - cos(a_i, b_i)) over paired rows of [n, F]; -1 when n < 1. */
-double mean_paired_distance(const float *a, const float *b, int n, int F);
+double qa_mean_paired_distance(const float *a, const float *b, int n, int F);
 /* Frechet distance between Gaussians fitted to two feature sets (GSL eigen-decompositions:
  * sqrt(S1) from the symmetric eigensystem of S1, then the eigenvalues of sqrt(S1) S2 sqrt(S1),
  * negative round-off clipped to 0). Needs n >= 2 per set. */
-double frechet_distance(const float *a, int na, const float *b, int nb, int F);
+double qa_frechet_distance(const float *a, int na, const float *b, int nb, int F);
 
 /* Sample n images of class slot y (batches within max_batch / 2 for CFG); out [n, D] in [-1,1]. */
-void sample_images(qa_dit *m, const qa_schedule *s, int y, int n, int steps, float guidance,
+void qa_sample_images(qa_dit *m, const qa_schedule *s, int y, int n, int steps, float guidance,
                    uint64_t seed, float *out);
 /* [-1,1] floats -> uint8 pixels */
-void to_pixels(const float *x, size_t n, uint8_t *out);
+void qa_to_pixels(const float *x, size_t n, uint8_t *out);
 
 #endif

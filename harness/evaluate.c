@@ -11,7 +11,7 @@ static void generate_samples(qa_dit *m, const qa_eval_refs *refs, const qa_eval_
                              int n_gen, float *x, int *asked) {
     const int n_classes = m->cfg.n_classes;
     if (t->kind != QA_TASK_DOMAIN) {
-        sample_images(m, refs->sched, t->slot, n_gen, spec->ddim_steps, spec->guidance, qa_seed_for((uint64_t)seed, "eval-samples"), x);
+        qa_sample_images(m, refs->sched, t->slot, n_gen, spec->ddim_steps, spec->guidance, qa_seed_for((uint64_t)seed, "eval-samples"), x);
         for (int i = 0; i < n_gen; i++) asked[i] = t->item_class;
         return;
     }
@@ -20,7 +20,7 @@ static void generate_samples(qa_dit *m, const qa_eval_refs *refs, const qa_eval_
     for (int k = 0; k < n_classes; k++) {
         char purpose[32];
         snprintf(purpose, sizeof purpose, "eval-samples-class-%d", k);
-        sample_images(m, refs->sched, k, per, spec->ddim_steps, spec->guidance, qa_seed_for((uint64_t)seed, purpose), tmp);
+        qa_sample_images(m, refs->sched, k, per, spec->ddim_steps, spec->guidance, qa_seed_for((uint64_t)seed, purpose), tmp);
         for (int i = 0; i < per; i++) { /* interleave classes so the first n saved show all */
             int at = i * n_classes + k;
             if (at >= n_gen) continue;
@@ -53,7 +53,7 @@ static void score_samples(const qa_task *t, const float *x, const float *feat, c
             for (int k = 1; k < QA_CLF_CLASSES; k++) mx = p[k] > mx ? p[k] : mx;
             prompt += mx;
         }
-        style += style_score(x + (size_t)i * D_IMG, QA_IMAGE_SIDE);
+        style += qa_style_score(x + (size_t)i * D_IMG, QA_IMAGE_SIDE);
         double v = asked[i] >= 0 ? p[asked[i]] : 0;
         if (asked[i] < 0) for (int k = 0; k < QA_CLF_CLASSES; k++) v = p[k] > v ? p[k] : v;
         acc += v; acc2 += v * v;
@@ -61,12 +61,12 @@ static void score_samples(const qa_task *t, const float *x, const float *feat, c
     ev->prompt_fidelity = prompt / n_gen;
     ev->style_score = style / n_gen;
     ev->prompt_fidelity_se = std_error(acc, acc2, n_gen);
-    ev->subject_fidelity = t->k > 0 ? mean_cosine(feat, n, t->item_feat, t->k, QA_CLF_FEATURES) : -1;
+    ev->subject_fidelity = t->k > 0 ? qa_mean_cosine(feat, n, t->item_feat, t->k, QA_CLF_FEATURES) : -1;
     ev->subject_fidelity_se = 0;
     if (t->k > 0) {
         acc = acc2 = 0;
         for (int i = 0; i < n; i++) {
-            double v = mean_cosine(feat + (size_t)i * QA_CLF_FEATURES, 1, t->item_feat, t->k, QA_CLF_FEATURES);
+            double v = qa_mean_cosine(feat + (size_t)i * QA_CLF_FEATURES, 1, t->item_feat, t->k, QA_CLF_FEATURES);
             acc += v; acc2 += v * v;
         }
         ev->subject_fidelity_se = std_error(acc, acc2, n);
@@ -89,8 +89,8 @@ static int prior_samples(qa_dit *m, const qa_eval_refs *refs, const qa_eval_spec
         int cls = t->kind == QA_TASK_SUBJECT ? t->item_class : k, cnt = per < n_prior - done ? per : n_prior - done;
         char purpose[40];
         snprintf(purpose, sizeof purpose, "eval-prior-samples-%d", cls);
-        sample_images(m, refs->sched, cls, cnt, spec->ddim_steps, spec->guidance, qa_seed_for((uint64_t)seed, purpose), xp);
-        clf_embed(refs->clf, xp, cnt, feat ? feat + (size_t)done * QA_CLF_FEATURES : NULL, pp);
+        qa_sample_images(m, refs->sched, cls, cnt, spec->ddim_steps, spec->guidance, qa_seed_for((uint64_t)seed, purpose), xp);
+        qa_clf_embed(refs->clf, xp, cnt, feat ? feat + (size_t)done * QA_CLF_FEATURES : NULL, pp);
         for (int i = 0; i < cnt; i++) {
             const float *p = pp + (size_t)i * QA_CLF_CLASSES;
             int best = 0;
@@ -115,10 +115,10 @@ void qa_evaluate_base(qa_dit *base, const qa_eval_refs *refs, const qa_eval_spec
         b->n = spec->samples;
         float *x = qa_alloc(sizeof(float) * (size_t)b->n * D_IMG);
         b->feat = qa_alloc(sizeof(float) * (size_t)b->n * QA_CLF_FEATURES);
-        sample_images(base, refs->sched, t->item_class, b->n, spec->ddim_steps, spec->guidance,
+        qa_sample_images(base, refs->sched, t->item_class, b->n, spec->ddim_steps, spec->guidance,
                       qa_seed_for((uint64_t)seed, "eval-samples"), x);
-        clf_embed(refs->clf, x, b->n, b->feat, NULL);
-        b->floor = mean_cosine(b->feat, b->n, t->item_feat, t->k, QA_CLF_FEATURES);
+        qa_clf_embed(refs->clf, x, b->n, b->feat, NULL);
+        b->floor = qa_mean_cosine(b->feat, b->n, t->item_feat, t->k, QA_CLF_FEATURES);
         qa_free(x);
     }
     if (spec->prior_samples > 0) {
@@ -137,7 +137,7 @@ static void score_prior(qa_dit *m, const qa_eval_refs *refs, const qa_eval_spec 
     float *feat = qa_alloc(sizeof(float) * (size_t)spec->prior_samples * QA_CLF_FEATURES);
     int done = prior_samples(m, refs, spec, t, seed, feat, &ev->prior_preservation);
     if (t->base && t->base->filled && t->base->n_prior == done)
-        ev->prior_distance = mean_paired_distance(feat, t->base->prior_feat, done, QA_CLF_FEATURES);
+        ev->prior_distance = qa_mean_paired_distance(feat, t->base->prior_feat, done, QA_CLF_FEATURES);
     qa_free(feat);
 }
 
@@ -147,10 +147,10 @@ static void score_floor(const qa_task *t, const float *feat, int n, qa_record_ev
     ev->subject_gain = 0;
     ev->identification = -1;
     if (t->kind != QA_TASK_SUBJECT || t->k < 1) return;
-    if (t->n_other > 0) ev->identification = identification_score(feat, n, t->item_feat, t->k, t->other_feat, t->n_other, QA_CLF_FEATURES);
+    if (t->n_other > 0) ev->identification = qa_identification_score(feat, n, t->item_feat, t->k, t->other_feat, t->n_other, QA_CLF_FEATURES);
     const qa_task_base *b = t->base;
     if (!b || !b->filled || b->floor < 0 || b->n < n) return;
-    ev->subject_floor = b->n == n ? b->floor : mean_cosine(b->feat, n, t->item_feat, t->k, QA_CLF_FEATURES);
+    ev->subject_floor = b->n == n ? b->floor : qa_mean_cosine(b->feat, n, t->item_feat, t->k, QA_CLF_FEATURES);
     ev->subject_gain = ev->subject_fidelity - ev->subject_floor;
 }
 
@@ -164,7 +164,7 @@ void qa_evaluate(qa_dit *m, const qa_eval_refs *refs, const qa_eval_spec *spec, 
     const int n = spec->samples;
     double t0 = qa_now();
     double *per_image = qa_alloc(sizeof(double) * refs->heldout->n_images);
-    ev->heldout_loss = heldout_loss(m, refs->heldout, per_image);
+    ev->heldout_loss = qa_heldout_loss(m, refs->heldout, per_image);
     int n_gen = t->kind == QA_TASK_DOMAIN ? spec->fid_samples : n;
     if (n_gen < n) n_gen = n;
     float *x = qa_alloc(sizeof(float) * (size_t)n_gen * D_IMG);
@@ -173,14 +173,14 @@ void qa_evaluate(qa_dit *m, const qa_eval_refs *refs, const qa_eval_spec *spec, 
     double t_sample = qa_now() - t0;
     float *feat = qa_alloc(sizeof(float) * (size_t)n_gen * QA_CLF_FEATURES);
     float *probs = qa_alloc(sizeof(float) * (size_t)n_gen * QA_CLF_CLASSES);
-    clf_embed(refs->clf, x, n_gen, feat, probs);
+    qa_clf_embed(refs->clf, x, n_gen, feat, probs);
     score_samples(t, x, feat, probs, asked, n_gen, n, ev);
     double acc = 0, acc2 = 0;
     const int ni = refs->heldout->n_images;
     for (int i = 0; i < ni; i++) { acc += per_image[i]; acc2 += per_image[i] * per_image[i]; }
     ev->heldout_loss_se = std_error(acc, acc2, ni);
-    ev->diversity = mean_pairwise_distance(feat, n, QA_CLF_FEATURES);
-    ev->fid = t->kind == QA_TASK_DOMAIN ? frechet_distance(feat, n_gen, refs->fid_ref_feat, refs->n_fid_ref, QA_CLF_FEATURES) : -1;
+    ev->diversity = qa_mean_pairwise_distance(feat, n, QA_CLF_FEATURES);
+    ev->fid = t->kind == QA_TASK_DOMAIN ? qa_frechet_distance(feat, n_gen, refs->fid_ref_feat, refs->n_fid_ref, QA_CLF_FEATURES) : -1;
     score_floor(t, feat, n, ev);
     score_prior(m, refs, spec, t, seed, ev);
     ev->eval_seconds = qa_now() - t0;

@@ -15,12 +15,12 @@ typedef struct {
 static int read_matrix(qa_h5 *f, const char *cs, const char *name, int rows, int cols, float **out, char *why, size_t wl) {
     char p[256];
     snprintf(p, sizeof p, "/%.63s/in/%.63s", cs, name);
-    if (!h5_exists(f, p)) { snprintf(why, wl, "missing dataset in/%s", name); return -1; }
+    if (!qa_h5_exists(f, p)) { snprintf(why, wl, "missing dataset in/%s", name); return -1; }
     void *data = NULL;
     int nd;
     int64_t dims[4];
     qa_error e;
-    if (h5_read(f, p, QA_H5_F32, &data, 0, &nd, dims, &e)) { snprintf(why, wl, "in/%.63s: %.400s", name, e.msg); return -1; }
+    if (qa_h5_read(f, p, QA_H5_F32, &data, 0, &nd, dims, &e)) { snprintf(why, wl, "in/%.63s: %.400s", name, e.msg); return -1; }
     int64_t n = 1;
     for (int i = 0; i < nd; i++) n *= dims[i];
     int tokens_ok = rows < 0 && nd == 2 && dims[1] == cols; /* rows < 0: any number of rows (tokens) */
@@ -38,8 +38,8 @@ static int write_named(qa_h5 *o, const char *cs, const char *stage, const qa_nam
     char p[256];
     snprintf(p, sizeof p, "/%.63s/%.15s/%.63s", cs, stage, t->name);
     int64_t dims[2] = {t->dims[0], t->dims[1]};
-    if (t->i32) return h5_write(o, p, QA_H5_I32, t->i32, t->ndim, dims, err);
-    return h5_write(o, p, QA_H5_F32, t->f32, t->ndim, dims, err);
+    if (t->i32) return qa_h5_write(o, p, QA_H5_I32, t->i32, t->ndim, dims, err);
+    return qa_h5_write(o, p, QA_H5_F32, t->f32, t->ndim, dims, err);
 }
 
 static int write_f32(qa_h5 *o, const char *cs, const char *stage, const char *name, const float *d, int rows,
@@ -47,7 +47,7 @@ static int write_f32(qa_h5 *o, const char *cs, const char *stage, const char *na
     char p[256];
     snprintf(p, sizeof p, "/%.63s/%.15s/%.63s", cs, stage, name);
     int64_t dims[2] = {rows, cols};
-    return h5_write(o, p, QA_H5_F32, d, cols > 1 || rows == 1 ? 2 : 1, dims, err);
+    return qa_h5_write(o, p, QA_H5_F32, d, cols > 1 || rows == 1 ? 2 : 1, dims, err);
 }
 
 /* The method's options: its defaults, and those its fixture attributes set. */
@@ -58,7 +58,7 @@ static int fixture_options(qa_h5 *f, const char *grp, const qa_method *m, void *
         double v;
         qa_error e;
         char text[64];
-        if (h5_attr_get_f64(f, grp, fo->attr, &v, &e)) { snprintf(why, wl, "missing attribute '%s'", fo->attr); return -1; }
+        if (qa_h5_attr_get_f64(f, grp, fo->attr, &v, &e)) { snprintf(why, wl, "missing attribute '%s'", fo->attr); return -1; }
         snprintf(text, sizeof text, "%.17g", v);
         if (qa_method_option_set(m, options, fo->option, text, &e)) { snprintf(why, wl, "%.500s", e.msg); return -1; }
     }
@@ -73,8 +73,8 @@ static int fixture_options_text(qa_h5 *f, const char *grp, const qa_method *m, v
         char text[64];
         double v;
         qa_error e;
-        if (h5_attr_get_str(f, grp, fo->attr, text, sizeof text, &e)) {
-            if (h5_attr_get_f64(f, grp, fo->attr, &v, &e)) { snprintf(why, wl, "missing attribute '%s'", fo->attr); return -1; }
+        if (qa_h5_attr_get_str(f, grp, fo->attr, text, sizeof text, &e)) {
+            if (qa_h5_attr_get_f64(f, grp, fo->attr, &v, &e)) { snprintf(why, wl, "missing attribute '%s'", fo->attr); return -1; }
             snprintf(text, sizeof text, "%.17g", v);
         }
         if (qa_method_option_set(m, options, fo->option, text, &e)) { snprintf(why, wl, "%.500s", e.msg); return -1; }
@@ -96,9 +96,9 @@ static int lowrank_qat_case(qa_h5 *f, qa_h5 *o, const char *cs, const qa_method 
                            "channel_wise"};
     double v[9];
     for (int i = 0; i < 9; i++)
-        if (h5_attr_get_f64(f, grp, attrs[i], &v[i], &e)) { snprintf(why, wl, "missing attribute '%s'", attrs[i]); return -1; }
+        if (qa_h5_attr_get_f64(f, grp, attrs[i], &v[i], &e)) { snprintf(why, wl, "missing attribute '%s'", attrs[i]); return -1; }
     char range[64] = "";
-    if (h5_attr_get_str(f, grp, "range_estimator", range, sizeof range, &e) || strcmp(range, "current_minmax") != 0) {
+    if (qa_h5_attr_get_str(f, grp, "range_estimator", range, sizeof range, &e) || strcmp(range, "current_minmax") != 0) {
         snprintf(why, wl, "range_estimator '%s' is not supported (only current_minmax)", range);
         return -1;
     }
@@ -156,7 +156,7 @@ static int lowrank_qat_case(qa_h5 *f, qa_h5 *o, const char *cs, const qa_method 
             snprintf(name, sizeof name, "grad_%.60s", ps[i].name);
             rc = write_f32(o, cs, "trained", name, ps[i].grad, (int)ps[i].n, 1, err);
         }
-        if (!rc) rc = h5_attr_set_str(o, grp, "method", m->name, err);
+        if (!rc) rc = qa_h5_attr_set_str(o, grp, "method", m->name, err);
         qa_free(y);
         m->destroy(state);
     }
@@ -179,7 +179,7 @@ static int icq_case(qa_h5 *f, qa_h5 *o, const char *cs, const char *label, char 
     const char *attrs[] = {"rows", "columns", "n_bits", "symmetric", "channel_wise"};
     double v[5];
     for (int i = 0; i < 5; i++)
-        if (h5_attr_get_f64(f, grp, attrs[i], &v[i], &e)) { snprintf(why, wl, "missing attribute '%s'", attrs[i]); return -1; }
+        if (qa_h5_attr_get_f64(f, grp, attrs[i], &v[i], &e)) { snprintf(why, wl, "missing attribute '%s'", attrs[i]); return -1; }
     const int rows = (int)v[0], cols = (int)v[1], bits = (int)v[2];
     if (v[4] != 1) { snprintf(why, wl, "only channel_wise = 1 is supported (got %g)", v[4]); return -1; }
     if (v[3] != 0 && v[3] != 1) { snprintf(why, wl, "symmetric must be 0 or 1 (got %g)", v[3]); return -1; }
@@ -189,8 +189,8 @@ static int icq_case(qa_h5 *f, qa_h5 *o, const char *cs, const char *label, char 
     }
     quant_icq_cfg cfg = {.tau_range = 0.1f, .tau_n = 50, .symmetric = (int)v[3], .count_int8 = 1};
     double tau_range = cfg.tau_range, tau_n = cfg.tau_n;
-    if (h5_has_attr(f, "/", "tau_range") && h5_attr_get_f64(f, "/", "tau_range", &tau_range, &e)) tau_range = -1;
-    if (h5_has_attr(f, "/", "tau_n") && h5_attr_get_f64(f, "/", "tau_n", &tau_n, &e)) tau_n = -1;
+    if (qa_h5_has_attr(f, "/", "tau_range") && qa_h5_attr_get_f64(f, "/", "tau_range", &tau_range, &e)) tau_range = -1;
+    if (qa_h5_has_attr(f, "/", "tau_n") && qa_h5_attr_get_f64(f, "/", "tau_n", &tau_n, &e)) tau_n = -1;
     if (!(tau_range >= 0 && tau_range < 1) || tau_n != (int)tau_n || tau_n < 1 || tau_n > 1000) {
         snprintf(why, wl, "root attributes tau_range %g (0 <= tau_range < 1), tau_n %g (an integer in 1..1000)", tau_range, tau_n);
         return -1;
@@ -203,9 +203,9 @@ static int icq_case(qa_h5 *f, qa_h5 *o, const char *cs, const char *label, char 
     float *scale = qa_alloc(sizeof(float) * rows), *zero = qa_alloc(sizeof(float) * rows);
     float *W_q = qa_alloc(sizeof(float) * n);
     int32_t *codes = qa_alloc(sizeof(int32_t) * n);
-    quant_icq_rows(W, rows, cols, bits, &cfg, scale, zero);
-    quant_codes_rows(codes, W, rows, cols, bits, scale, zero); /* q - zero */
-    quant_fake_rows(W_q, W, rows, cols, bits, scale, zero);
+    qa_quant_icq_rows(W, rows, cols, bits, &cfg, scale, zero);
+    qa_quant_codes_rows(codes, W, rows, cols, bits, scale, zero); /* q - zero */
+    qa_quant_fake_rows(W_q, W, rows, cols, bits, scale, zero);
     for (int r = 0; r < rows; r++)
         for (int c = 0; c < cols; c++) codes[(size_t)r * cols + c] += (int32_t)zero[r]; /* the unsigned code q */
     qa_named_tensor t = {"codes", NULL, codes, 2, {rows, cols}};
@@ -213,7 +213,7 @@ static int icq_case(qa_h5 *f, qa_h5 *o, const char *cs, const char *label, char 
     if (!rc) rc = write_f32(o, cs, "icq", "zero_point", zero, rows, 1, err);
     if (!rc) rc = write_named(o, cs, "icq", &t, err);
     if (!rc) rc = write_f32(o, cs, "icq", "W_q", W_q, rows, cols, err);
-    if (!rc) rc = h5_attr_set_str(o, grp, "method", label, err); /* the case's own label, kept */
+    if (!rc) rc = qa_h5_attr_set_str(o, grp, "method", label, err); /* the case's own label, kept */
     qa_free(W); qa_free(scale); qa_free(zero); qa_free(W_q); qa_free(codes);
     return rc;
 }
@@ -223,13 +223,13 @@ static int one_case(qa_h5 *f, qa_h5 *o, const char *cs, char *why, size_t wl, qa
     char grp[128], method_name[64];
     snprintf(grp, sizeof grp, "/%.63s", cs);
     qa_error e;
-    if (h5_attr_get_str(f, grp, "method", method_name, sizeof method_name, &e)) {
+    if (qa_h5_attr_get_str(f, grp, "method", method_name, sizeof method_name, &e)) {
         snprintf(why, wl, "missing attribute 'method'");
         return -1;
     }
     /* the per-row quantizer schema (IR-QLoRA's ICQ) is not a layer of a method plugin: it is told
      * apart by its attributes (rows and columns where a layer has in_features and out_features) */
-    if (h5_has_attr(f, grp, "rows") && h5_has_attr(f, grp, "columns") && !h5_has_attr(f, grp, "in_features"))
+    if (qa_h5_has_attr(f, grp, "rows") && qa_h5_has_attr(f, grp, "columns") && !qa_h5_has_attr(f, grp, "in_features"))
         return icq_case(f, o, cs, method_name, why, wl, err);
     const qa_method *m = qa_method_find(method_name);
     if (!m || !m->inspect || !m->fixture_options) {
@@ -242,15 +242,15 @@ static int one_case(qa_h5 *f, qa_h5 *o, const char *cs, char *why, size_t wl, qa
         return -1;
     }
     /* the low-rank QAT layer schema (LR-QAT) is told apart by its attributes */
-    if (h5_has_attr(f, grp, "lora_alpha") && h5_has_attr(f, grp, "int_min")) return lowrank_qat_case(f, o, cs, m, why, wl, err);
+    if (qa_h5_has_attr(f, grp, "lora_alpha") && qa_h5_has_attr(f, grp, "int_min")) return lowrank_qat_case(f, o, cs, m, why, wl, err);
     const char *attrs[] = {"in_features", "out_features", "rank", "n_bits", "lora_bits", "alpha"};
     double v[6];
     for (int i = 0; i < 6; i++)
-        if (h5_attr_get_f64(f, grp, attrs[i], &v[i], &e)) { snprintf(why, wl, "missing attribute '%s'", attrs[i]); return -1; }
+        if (qa_h5_attr_get_f64(f, grp, attrs[i], &v[i], &e)) { snprintf(why, wl, "missing attribute '%s'", attrs[i]); return -1; }
     int in = (int)v[0], out = (int)v[1], rank = (int)v[2], n_bits = (int)v[3], lora_bits = (int)v[4];
     double sym = 0, cw = 1;
-    if (h5_has_attr(f, grp, "symmetric")) h5_attr_get_f64(f, grp, "symmetric", &sym, &e);
-    if (h5_has_attr(f, grp, "channel_wise")) h5_attr_get_f64(f, grp, "channel_wise", &cw, &e);
+    if (qa_h5_has_attr(f, grp, "symmetric")) qa_h5_attr_get_f64(f, grp, "symmetric", &sym, &e);
+    if (qa_h5_has_attr(f, grp, "channel_wise")) qa_h5_attr_get_f64(f, grp, "channel_wise", &cw, &e);
     if (sym != 0 || cw != 1) { snprintf(why, wl, "only symmetric = 0, channel_wise = 1 is supported"); return -1; }
     if (in < 1 || out < 1 || rank < 1 || n_bits < 2 || n_bits > 8 || lora_bits < 2 || lora_bits > 8) {
         snprintf(why, wl, "implausible attributes (in %d, out %d, rank %d, n_bits %d, lora_bits %d)", in, out, rank, n_bits, lora_bits);
@@ -307,7 +307,7 @@ static int one_case(qa_h5 *f, qa_h5 *o, const char *cs, char *why, size_t wl, qa
         if (!rc) {
             char p[160];
             snprintf(p, sizeof p, "/%.63s", cs);
-            rc = h5_attr_set_str(o, p, "method", method_name, err);
+            rc = qa_h5_attr_set_str(o, p, "method", method_name, err);
         }
         qa_free(y);
         m->destroy(state);
@@ -318,18 +318,18 @@ static int one_case(qa_h5 *f, qa_h5 *o, const char *cs, char *why, size_t wl, qa
     return rc;
 }
 
-int fixture_compute(const char *in_path, const char *out_path, FILE *log, int *n_done, int *n_failed,
+int qa_fixture_compute(const char *in_path, const char *out_path, FILE *log, int *n_done, int *n_failed,
                     qa_error *err) {
     *n_done = *n_failed = 0;
     qa_h5 *f;
-    int rc = h5_open(in_path, 0, &f, err);
+    int rc = qa_h5_open(in_path, 0, &f, err);
     if (rc) return rc;
     static char names[4096][64];
-    int n = h5_list(f, "/", names, 4096, err);
-    if (n < 0) { h5_close(f, err); return n; }
+    int n = qa_h5_list(f, "/", names, 4096, err);
+    if (n < 0) { qa_h5_close(f, err); return n; }
     qa_h5 *o;
-    rc = h5_create(out_path, &o, err);
-    if (rc) { qa_error e; h5_close(f, &e); return rc; }
+    rc = qa_h5_create(out_path, &o, err);
+    if (rc) { qa_error e; qa_h5_close(f, &e); return rc; }
     int cases = 0;
     for (int i = 0; i < n && rc == 0; i++) {
         if (strncmp(names[i], "case_", 5) != 0) continue;
@@ -346,9 +346,9 @@ int fixture_compute(const char *in_path, const char *out_path, FILE *log, int *n
         }
     }
     qa_error e;
-    int crc = h5_close(o, &e);
+    int crc = qa_h5_close(o, &e);
     if (!rc && crc) { *err = e; rc = crc; }
-    h5_close(f, &e);
+    qa_h5_close(f, &e);
     if (rc) return rc;
     if (cases == 0) return qa_fail(err, QA_ERR_INPUT, "%s: no /case_NNN groups (not a layer-fixture file)", in_path);
     if (*n_failed) return qa_fail(err, QA_ERR_INPUT, "%s: %d of %d cases could not be computed (see above)", in_path, *n_failed, cases);

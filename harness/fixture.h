@@ -20,7 +20,7 @@
 
 #include "harness/util.h"
 
-int fixture_compute(const char *in_path, const char *out_path, FILE *log, int *n_done, int *n_failed,
+int qa_fixture_compute(const char *in_path, const char *out_path, FILE *log, int *n_done, int *n_failed,
                     qa_error *err);
 
 #endif

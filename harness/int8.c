@@ -6,7 +6,7 @@
 #include "harness/backend.h"
 #include "harness/util.h"
 
-int int8_linear_init(qa_int8_linear *L, const float *W, const float *dw, const float *zw, int in, int out,
+int qa_int8_linear_init(qa_int8_linear *L, const float *W, const float *dw, const float *zw, int in, int out,
                      const float *bias) {
     memset(L, 0, sizeof *L);
     if (in > QA_INT8_MAX_K) return -1;
@@ -20,14 +20,14 @@ int int8_linear_init(qa_int8_linear *L, const float *W, const float *dw, const f
     L->ones = qa_alloc(sizeof(float) * out);
     L->bias = bias;
     for (int o = 0; o < out; o++) {
-        if (zw[o] != nearbyintf(zw[o])) { int8_linear_free(L); return -1; } /* the correction needs whole zero points */
+        if (zw[o] != nearbyintf(zw[o])) { qa_int8_linear_free(L); return -1; } /* the correction needs whole zero points */
         int32_t s = 0;
         for (int k = 0; k < in; k++) {
             float w = W[(size_t)o * in + k];
             float q = nearbyintf(w / dw[o]) + zw[o];
             /* the weight must sit on its grid: dequantizing the code gives it back */
             if (q < 0.f || q > 255.f || fabsf(dw[o] * (q - zw[o]) - w) > 1e-6f * (fabsf(w) + fabsf(dw[o]))) {
-                int8_linear_free(L);
+                qa_int8_linear_free(L);
                 return -1;
             }
             int8_t u = (int8_t)((int)q - 128);
@@ -85,7 +85,7 @@ void qa_int8_linear_quantize(qa_int8_linear *L, const qa_actq *aq, const float *
     if (L->profile) L->t_quantize += qa_now() - t0;
 }
 
-void int8_linear_forward(qa_int8_linear *L, const qa_actq *aq, const float *x, float *y, int M) {
+void qa_int8_linear_forward(qa_int8_linear *L, const qa_actq *aq, const float *x, float *y, int M) {
     const int out = L->out;
     qa_int8_linear_reserve(L, M);
     qa_int8_linear_prepare(L, aq);
@@ -97,7 +97,7 @@ void int8_linear_forward(qa_int8_linear *L, const qa_actq *aq, const float *x, f
     if (L->profile) L->t_correct += qa_now() - t2;
 }
 
-void int8_linear_free(qa_int8_linear *L) {
+void qa_int8_linear_free(qa_int8_linear *L) {
     qa_free(L->u); qa_free(L->dw); qa_free(L->c); qa_free(L->usum); qa_free(L->zu); qa_free(L->ones); qa_free(L->scale);
     qa_free(L->xq); qa_free(L->xsum); qa_free(L->acc);
     memset(L, 0, sizeof *L);

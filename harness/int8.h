@@ -42,11 +42,11 @@ typedef struct {
 /* From dequantized weights W [out,in] = dw (q - zw) with their per-row (dw, zw) at 8 bits.
  * Returns 0, or -1 when the layer cannot run on the kernel (K > QA_INT8_MAX_K, or W is not on
  * the grid of (dw, zw)). */
-int int8_linear_init(qa_int8_linear *L, const float *W, const float *dw, const float *zw, int in, int out,
+int qa_int8_linear_init(qa_int8_linear *L, const float *W, const float *dw, const float *zw, int in, int out,
                      const float *bias);
 /* y[M,out] = x_hat W^T + b with the activation quantizer aq (8 bits, calibrated). */
-void int8_linear_forward(qa_int8_linear *L, const qa_actq *aq, const float *x, float *y, int M);
-void int8_linear_free(qa_int8_linear *L);
+void qa_int8_linear_forward(qa_int8_linear *L, const qa_actq *aq, const float *x, float *y, int M);
+void qa_int8_linear_free(qa_int8_linear *L);
 
 /* ---- the parts of int8_linear_forward, for the deployed model's fused operations ----
  * A producer that knows its consumer is an integer layer writes the consumer's codes itself

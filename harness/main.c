@@ -81,16 +81,16 @@ enum { USAGE_ERROR = 1 };
 
 /* run --dry-run: the runs of the plan this shard owns, in plan order (an adapt sweep), or the job kind. */
 static int print_plan(qa_recipe *r, const char *recipe_path, const qa_shard *shard, qa_error *err) {
-    const char *kind = recipe_str(r, "job", "kind");
+    const char *kind = qa_recipe_str(r, "job", "kind");
     if (strcmp(kind, "adapt")) {
         printf("%s: a %s job\n", recipe_path, kind);
         return QA_OK;
     }
     qa_sweep_plan plan;
-    int n = adapt_plan(r, &plan, err);
+    int n = qa_adapt_plan(r, &plan, err);
     if (n < 0) return n;
-    adapt_plan_print(&plan, recipe_path, shard, stdout);
-    adapt_plan_free(&plan);
+    qa_adapt_plan_print(&plan, recipe_path, shard, stdout);
+    qa_adapt_plan_free(&plan);
     return QA_OK;
 }
 
@@ -127,12 +127,12 @@ static int cmd_run(int argc, char **argv, const qa_mpi_world *world, qa_error *e
     qa_sweep_sched sched = {.shard = shard, .rank = world->rank, .size = world->size, .ctx = (void *)world,
                             .share = world->under_mpi && world->size > 1 ? share_runs : NULL, .agree = agree};
     qa_recipe *r;
-    rc = recipe_load(recipe_path, &r, err);
+    rc = qa_recipe_load(recipe_path, &r, err);
     if (rc == 0 && dry) {
         rc = print_plan(r, recipe_path, &shard, err);
-        recipe_free(r);
+        qa_recipe_free(r);
     } else if (rc == 0) {
-        const char *kind = recipe_str(r, "job", "kind");
+        const char *kind = qa_recipe_str(r, "job", "kind");
         /* a single-run job is shard 0's alone; its MPI ranks all pre-train the denoiser (data
          * parallel, rank 0 writes), and rank 0 alone trains the evaluator */
         int mine = shard.rank == 0 && (world->rank == 0 || !strcmp(kind, "pretrain"));
@@ -141,13 +141,13 @@ static int cmd_run(int argc, char **argv, const qa_mpi_world *world, qa_error *e
             fprintf(stderr, "qadapt: a %s job is one run: shard 0 rank 0 runs it; shard %d/%d rank %d/%d has nothing "
                     "to do\n", kind, shard.rank, shard.count, world->rank, world->size);
         else if (!strcmp(kind, "pretrain"))
-            rc = pretrain_dit(r, out ? out : recipe_str(r, "model", "checkpoint"), qa_mpi_grad_reducer(world, &reducer),
+            rc = qa_pretrain_dit(r, out ? out : qa_recipe_str(r, "model", "checkpoint"), qa_mpi_grad_reducer(world, &reducer),
                               err);
         else if (!strcmp(kind, "evaluator"))
-            rc = pretrain_evaluator(r, out ? out : recipe_str(r, "model", "evaluator"), err);
+            rc = qa_pretrain_evaluator(r, out ? out : qa_recipe_str(r, "model", "evaluator"), err);
         else
-            rc = adapt_sweep_sched(r, out ? out : "results/scratch", wait, &sched, err);
-        recipe_free(r);
+            rc = qa_adapt_sweep_sched(r, out ? out : "results/scratch", wait, &sched, err);
+        qa_recipe_free(r);
     }
     return rc;
 }
@@ -187,40 +187,40 @@ static int run_command(int argc, char **argv, const qa_mpi_world *world) {
     } else if (!strcmp(cmd, "report")) {
         int with_base = argc == 5 && !strcmp(argv[3], "--baseline");
         if (argc != 3 && !with_base) { fprintf(stderr, "usage: qadapt report DIR [--baseline METHOD:BITS[:DEPLOY[:SETTING]]]\n"); return 2; }
-        rc = report_write_baseline(argv[2], with_base ? argv[4] : NULL, stdout, &err);
+        rc = qa_report_write_baseline(argv[2], with_base ? argv[4] : NULL, stdout, &err);
         if (!rc)
             printf("\nwritten: %s/report.{md,tex,csv}, report_paper.md (the paper's layout), efficiency.{md,csv}, summary.h5\n",
                    argv[2]);
     } else if (!strcmp(cmd, "compare")) {
         if (argc != 5) { fprintf(stderr, "usage: qadapt compare DIR METHOD:BITS[:DEPLOY[:SETTING]] METHOD:BITS[:DEPLOY[:SETTING]]\n"); return 2; }
-        rc = report_compare(argv[2], argv[3], argv[4], stdout, &err);
+        rc = qa_report_compare(argv[2], argv[3], argv[4], stdout, &err);
     } else if (!strcmp(cmd, "plot")) {
         int with_base = argc == 5 && !strcmp(argv[3], "--baseline");
         if (argc != 3 && !with_base) { fprintf(stderr, "usage: qadapt plot DIR [--baseline METHOD:BITS[:DEPLOY[:SETTING]]]\n"); return 2; }
-        rc = plot_results(argv[2], with_base ? argv[4] : NULL, &err);
+        rc = qa_plot_results(argv[2], with_base ? argv[4] : NULL, &err);
     } else if (!strcmp(cmd, "verify")) {
         if (argc != 4) { fprintf(stderr, "usage: qadapt verify DIR CLAIMS\n"); return 2; }
         rc = qa_verify(argv[2], argv[3], stdout, &err);
     } else if (!strcmp(cmd, "bench-layer")) {
         qa_bench_layer_opts o;
-        rc = bench_layer_parse(argc - 2, argv + 2, &o, &err);
-        if (!rc) rc = bench_layer(&o, stdout, &err);
+        rc = qa_bench_layer_parse(argc - 2, argv + 2, &o, &err);
+        if (!rc) rc = qa_bench_layer(&o, stdout, &err);
     } else if (!strcmp(cmd, "bench-model")) {
         qa_bench_model_opts o;
-        rc = bench_model_parse(argc - 2, argv + 2, &o, &err);
-        if (!rc) rc = bench_model(&o, stdout, &err);
+        rc = qa_bench_model_parse(argc - 2, argv + 2, &o, &err);
+        if (!rc) rc = qa_bench_model(&o, stdout, &err);
     } else if (!strcmp(cmd, "project-sd")) {
         qa_project_opts o;
-        rc = project_sd_parse(argc - 2, argv + 2, &o, &err);
-        if (!rc) rc = project_sd(&o, stdout, &err);
+        rc = qa_project_sd_parse(argc - 2, argv + 2, &o, &err);
+        if (!rc) rc = qa_project_sd(&o, stdout, &err);
     } else if (!strcmp(cmd, "fixture")) {
         if (argc != 4) { fprintf(stderr, "usage: qadapt fixture IN.h5 OUT.h5\n"); return 2; }
         int done = 0, failed = 0;
-        rc = fixture_compute(argv[2], argv[3], stderr, &done, &failed, &err);
+        rc = qa_fixture_compute(argv[2], argv[3], stderr, &done, &failed, &err);
         if (done || failed) fprintf(stderr, "fixture: %d cases written to %s, %d could not be computed\n", done, argv[3], failed);
     } else if (!strcmp(cmd, "checkpoint-upgrade")) {
         if (argc != 4) { fprintf(stderr, "usage: qadapt checkpoint-upgrade IN.h5 OUT.h5\n"); return 2; }
-        rc = ckpt_upgrade(argv[2], argv[3], &err);
+        rc = qa_ckpt_upgrade(argv[2], argv[3], &err);
     } else if (!strcmp(cmd, "mpi-selftest")) {
         rc = qa_mpi_selftest(world, argc - 2, argv + 2, stdout, &err);
     } else if (!strcmp(cmd, "basecheck")) {
@@ -241,7 +241,7 @@ static int run_command(int argc, char **argv, const qa_mpi_world *world) {
         }
         int passed = 0;
         rc = qa_mkdir_p(o.out_dir, &err);
-        if (!rc) rc = base_check(&o, stdout, &passed, &err);
+        if (!rc) rc = qa_base_check(&o, stdout, &passed, &err);
     } else {
         fprintf(stderr, "qadapt: unknown command '%s'\n\n", cmd);
         usage(stderr);

@@ -15,11 +15,11 @@ static void *act_alloc(size_t *counter, size_t bytes) {
     return qa_alloc(bytes);
 }
 
-size_t dit_activation_bytes(const qa_dit *m) {
+size_t qa_dit_activation_bytes(const qa_dit *m) {
     size_t n = m->activation_bytes;
     for (int i = 0; i < m->n_lin; i++) {
         if (m->lin[i].x_hat) n += 2 * sizeof(float) * (size_t)m->lin[i].max_rows * m->lin[i].in; /* x_hat, dx_hat */
-        n += linear_bf16_bytes(&m->lin[i].bf16);
+        n += qa_linear_bf16_bytes(&m->lin[i].bf16);
     }
     return n;
 }
@@ -51,7 +51,7 @@ static lin_offsets plan_linear(qa_dit *m, const char *name, int in, int out) {
     return o;
 }
 
-qa_tensor_info *dit_find_tensor(qa_dit *m, const char *name) {
+qa_tensor_info *qa_dit_find_tensor(qa_dit *m, const char *name) {
     for (int i = 0; i < m->n_tensors; i++)
         if (strcmp(m->tensors[i].name, name) == 0) return &m->tensors[i];
     return NULL;
@@ -61,7 +61,7 @@ qa_tensor_info *dit_find_tensor(qa_dit *m, const char *name) {
 _Static_assert(2 * (3 + 7 * QA_DIT_MAX_DEPTH + 2) + 2 <= (int)(sizeof ((qa_dit *)0)->tensors / sizeof(qa_tensor_info)),
                "the tensor table must hold the deepest model allowed");
 
-int dit_config_check(const qa_dit_config *c, const char *where, qa_error *err) {
+int qa_dit_config_check(const qa_dit_config *c, const char *where, qa_error *err) {
     if (c->img != QA_FMNIST_SIDE)
         return qa_fail(err, QA_ERR_INPUT, "%s: img = %d: the data is %d x %d", where, c->img, QA_FMNIST_SIDE, QA_FMNIST_SIDE);
     if (c->patch < 1 || c->patch > c->img || c->img % c->patch)
@@ -83,10 +83,10 @@ int dit_config_check(const qa_dit_config *c, const char *where, qa_error *err) {
     return QA_OK;
 }
 
-int dit_create(qa_dit *m, const qa_dit_config *cfg, int max_batch, qa_error *err) {
+int qa_dit_create(qa_dit *m, const qa_dit_config *cfg, int max_batch, qa_error *err) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
-    int rc = dit_config_check(cfg, "model", err);
+    int rc = qa_dit_config_check(cfg, "model", err);
     if (rc) return rc;
     m->grid = cfg->img / cfg->patch;
     m->n_patches = m->grid * m->grid;
@@ -199,7 +199,7 @@ int dit_create(qa_dit *m, const qa_dit_config *cfg, int max_batch, qa_error *err
 }
 
 static void slot_clear_codes(qa_linear *s) {
-    if (s->i8) { int8_linear_free(s->i8); qa_free(s->i8); s->i8 = NULL; }
+    if (s->i8) { qa_int8_linear_free(s->i8); qa_free(s->i8); s->i8 = NULL; }
     qa_free(s->code_delta);
     qa_free(s->code_zero);
     s->code_delta = s->code_zero = NULL;
@@ -230,7 +230,7 @@ static void free_attention_quant(qa_dit *m) {
 
 static void clear_stacked_qkv(qa_dit *m) {
     for (int l = 0; l < m->cfg.depth; l++) {
-        if (m->qkv_i8[l]) int8_linear_free(m->qkv_i8[l]);
+        if (m->qkv_i8[l]) qa_int8_linear_free(m->qkv_i8[l]);
         qa_free(m->qkv_i8[l]);
         qa_free(m->qkv_bias[l]);
         m->qkv_i8[l] = NULL;
@@ -238,25 +238,25 @@ static void clear_stacked_qkv(qa_dit *m) {
     }
 }
 
-void dit_reset_slots(qa_dit *m) {
+void qa_dit_reset_slots(qa_dit *m) {
     clear_stacked_qkv(m);
     free_attention_quant(m);
     for (int i = 0; i < m->n_lin; i++) slot_clear(&m->lin[i]);
 }
 
-void dit_set_dtype(qa_dit *m, qa_dtype dtype) {
+void qa_dit_set_dtype(qa_dit *m, qa_dtype dtype) {
     m->step.dtype = dtype; /* the adapted slots' methods read it (their frozen base product) */
     for (int i = 0; i < m->n_lin; i++) {
         qa_linear *s = &m->lin[i];
         s->dtype = dtype;
-        if (dtype == QA_DTYPE_BF16 && !s->bf16.x) linear_bf16_init(&s->bf16, s->max_rows, s->in, s->out);
+        if (dtype == QA_DTYPE_BF16 && !s->bf16.x) qa_linear_bf16_init(&s->bf16, s->max_rows, s->in, s->out);
     }
 }
 
-void dit_free(qa_dit *m) {
+void qa_dit_free(qa_dit *m) {
     if (!m->params) return;
-    dit_reset_slots(m);
-    for (int i = 0; i < m->n_lin; i++) linear_bf16_free(&m->lin[i].bf16);
+    qa_dit_reset_slots(m);
+    for (int i = 0; i < m->n_lin; i++) qa_linear_bf16_free(&m->lin[i].bf16);
     qa_free(m->lin);
     qa_free(m->adaln); qa_free(m->q); qa_free(m->k); qa_free(m->v); qa_free(m->o);
     qa_free(m->mlp1); qa_free(m->mlp2); qa_free(m->qkv_i8); qa_free(m->qkv_bias);
@@ -276,7 +276,7 @@ void dit_free(qa_dit *m) {
     memset(m, 0, sizeof *m);
 }
 
-void dit_init_weights(qa_dit *m, uint64_t seed) {
+void qa_dit_init_weights(qa_dit *m, uint64_t seed) {
     qa_rng *r = qa_rng_new(qa_seed_for(seed, "dit-init"));
     memset(m->params, 0, sizeof(float) * m->n_params);
     for (int i = 0; i < m->n_lin; i++) {
@@ -295,7 +295,7 @@ void dit_init_weights(qa_dit *m, uint64_t seed) {
     qa_rng_free(r);
 }
 
-void dit_zero_grads(qa_dit *m) {
+void qa_dit_zero_grads(qa_dit *m) {
     memset(m->grads, 0, sizeof(float) * m->n_params);
 }
 
@@ -306,7 +306,7 @@ static void int8_profile(qa_int8_linear *L, int on) {
     L->t_quantize = L->t_matmul = L->t_correct = 0;
 }
 
-void dit_profile(qa_dit *m, int on) {
+void qa_dit_profiling(qa_dit *m, int on) {
     for (int i = 0; i < m->n_lin; i++) {
         qa_linear *s = &m->lin[i];
         s->profile = on;
@@ -319,7 +319,7 @@ void dit_profile(qa_dit *m, int on) {
     memset(&m->prof, 0, sizeof m->prof);
 }
 
-void dit_profile_read(const qa_dit *m, qa_dit_profile *p) {
+void qa_dit_profile_read(const qa_dit *m, qa_dit_profile *p) {
     *p = m->prof;
     for (int i = 0; i < m->n_lin; i++) {
         const qa_linear *s = &m->lin[i];
@@ -355,9 +355,9 @@ static void slot_forward_bf16(qa_linear *s, const float *xin, float *y, int M) {
     const float *W = s->W_frozen ? s->W_frozen : s->W;
     const qa_linear *owner = s->bf16_input_owner;
     if (owner && owner->bf16_x_source == xin && owner->bf16.rows == M) {
-        linear_forward_bf16_on(&s->bf16, y, owner->bf16.x, W, s->b, M);
+        qa_linear_forward_bf16_on(&s->bf16, y, owner->bf16.x, W, s->b, M);
     } else {
-        linear_forward_bf16(&s->bf16, y, xin, W, s->b, M);
+        qa_linear_forward_bf16(&s->bf16, y, xin, W, s->b, M);
         s->bf16_x_source = xin;
     }
 }
@@ -365,21 +365,21 @@ static void slot_forward_bf16(qa_linear *s, const float *xin, float *y, int M) {
 static void slot_forward_body(qa_linear *s, const float *x, float *y, int M) {
     QA_ASSERT(M <= s->max_rows);
     if (s->i8) { /* deployed W8A8 on the integer kernels: quantizes x itself; no backward */
-        int8_linear_forward(s->i8, &s->actq, x, y, M);
+        qa_int8_linear_forward(s->i8, &s->actq, x, y, M);
         return;
     }
     const float *xin = x;
     s->x_saved = x;
     int own = s->method && (s->method->flags & QA_METHOD_OWNS_ACT_QUANT);
     if (s->actq.bits && !own) {
-        actq_forward(&s->actq, s->x_hat, x, (size_t)M * s->in);
+        qa_actq_forward(&s->actq, s->x_hat, x, (size_t)M * s->in);
         xin = s->x_hat;
     }
     s->x_used = xin;
-    if (s->W_deploy) linear_forward(y, xin, s->W_deploy, s->b, M, s->in, s->out);
+    if (s->W_deploy) qa_linear_forward(y, xin, s->W_deploy, s->b, M, s->in, s->out);
     else if (s->method) s->method->forward(s->state, xin, y, M);
     else if (s->dtype == QA_DTYPE_BF16) slot_forward_bf16(s, xin, y, M);
-    else linear_forward(y, xin, s->W_frozen ? s->W_frozen : s->W, s->b, M, s->in, s->out);
+    else qa_linear_forward(y, xin, s->W_frozen ? s->W_frozen : s->W, s->b, M, s->in, s->out);
 }
 
 /* dx += dL/dx (dx may be NULL); parameter grads when want_params (and the slot is not frozen). */
@@ -396,12 +396,12 @@ static void slot_backward(qa_linear *s, const float *dy, float *dx, int M, int w
     } else {
         int train = want_params && !s->W_frozen;
         if (s->dtype == QA_DTYPE_BF16)
-            linear_backward_bf16(&s->bf16, dxq, train ? s->dW : NULL, train ? s->db : NULL, dy, M);
+            qa_linear_backward_bf16(&s->bf16, dxq, train ? s->dW : NULL, train ? s->db : NULL, dy, M);
         else
-            linear_backward(dxq, train ? s->dW : NULL, train ? s->db : NULL, dy, s->x_used,
+            qa_linear_backward(dxq, train ? s->dW : NULL, train ? s->db : NULL, dy, s->x_used,
                             s->W_frozen ? s->W_frozen : s->W, M, s->in, s->out);
     }
-    if (s->actq.bits && dx && !own) actq_backward(&s->actq, dx, dxq, s->x_saved, (size_t)M * s->in);
+    if (s->actq.bits && dx && !own) qa_actq_backward(&s->actq, dx, dxq, s->x_saved, (size_t)M * s->in);
 }
 
 /* ---- forward ---- */
@@ -411,7 +411,7 @@ static void block_attention(qa_dit *m, int l, int B) {
     qa_block_acts *a = &m->acts[l];
     const int d = m->cfg.dim, T = m->T, H = m->cfg.heads;
     if (m->attention_mode == QA_ATTN_FLOAT) {
-        attention_forward(a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
+        qa_attention_forward(a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
         return;
     }
     qa_int8_attention *A = &m->att_q[l];
@@ -423,7 +423,7 @@ static void block_attention(qa_dit *m, int l, int B) {
         qa_attention_fakequant_forward(A, a->att, a->probs, a->q, a->k, a->v, m->att_scratch_fq, B, T, d, H);
 }
 
-void dit_set_attention_quant(qa_dit *m, int mode) {
+void qa_dit_set_attention_quant(qa_dit *m, int mode) {
     QA_ASSERT(mode == QA_ATTN_FLOAT || mode == QA_ATTN_INT8 || mode == QA_ATTN_FAKEQUANT);
     if (mode != QA_ATTN_FLOAT && !m->att_q) {
         m->att_q = qa_alloc(sizeof(qa_int8_attention) * m->cfg.depth);
@@ -459,8 +459,8 @@ static void attention_half_forward(qa_dit *m, int l, int B) {
         prof_lap(m, &m->prof.linear, &t0);
         return;
     }
-    layernorm_forward(a->ln1, a->mean1, a->rstd1, a->x_in, M, d);
-    modulate_forward(a->h1, a->ln1, sh1, sc1, 6 * d, B, T, d);
+    qa_layernorm_forward(a->ln1, a->mean1, a->rstd1, a->x_in, M, d);
+    qa_modulate_forward(a->h1, a->ln1, sh1, sc1, 6 * d, B, T, d);
     prof_lap(m, &m->prof.norm, &t0);
     slot_forward(m->q[l], a->h1, a->q, M);
     slot_forward(m->k[l], a->h1, a->k, M);
@@ -470,7 +470,7 @@ static void attention_half_forward(qa_dit *m, int l, int B) {
     prof_lap(m, &m->prof.attention, &t0);
     slot_forward(m->o[l], a->att, a->o, M);
     memcpy(a->x_mid, a->x_in, sizeof(float) * (size_t)M * d);
-    gated_residual_forward(a->x_mid, a->o, g1, 6 * d, B, T, d);
+    qa_gated_residual_forward(a->x_mid, a->o, g1, 6 * d, B, T, d);
 }
 
 /* Block l's MLP half, x_out = x_mid + g2 * fc2(GELU(fc1(LN(x_mid)(1 + scale2) + shift2))). */
@@ -494,16 +494,16 @@ static void mlp_half_forward(qa_dit *m, int l, int B, float *x_out) {
         prof_lap(m, &m->prof.linear, &t0);
         return;
     }
-    layernorm_forward(a->ln2, a->mean2, a->rstd2, a->x_mid, M, d);
-    modulate_forward(a->h2, a->ln2, sh2, sc2, 6 * d, B, T, d);
+    qa_layernorm_forward(a->ln2, a->mean2, a->rstd2, a->x_mid, M, d);
+    qa_modulate_forward(a->h2, a->ln2, sh2, sc2, 6 * d, B, T, d);
     prof_lap(m, &m->prof.norm, &t0);
     slot_forward(m->mlp1[l], a->h2, a->m1, M);
     t0 = m->profiling ? qa_now() : 0;
-    gelu_forward(a->g, a->m1, (size_t)M * hid);
+    qa_gelu_forward(a->g, a->m1, (size_t)M * hid);
     prof_lap(m, &m->prof.gelu, &t0);
     slot_forward(m->mlp2[l], a->g, a->m2, M);
     memcpy(x_out, a->x_mid, sizeof(float) * (size_t)M * d);
-    gated_residual_forward(x_out, a->m2, g2, 6 * d, B, T, d);
+    qa_gated_residual_forward(x_out, a->m2, g2, 6 * d, B, T, d);
 }
 
 /* The output layer on the patch tokens' LN(x)(1 + scale) + shift. */
@@ -522,13 +522,13 @@ static void final_forward(qa_dit *m, int B) {
         prof_lap(m, &m->prof.linear, &t0);
         return;
     }
-    layernorm_forward(m->lnf, m->meanf, m->rstdf, m->x_final, M, d);
-    modulate_forward(m->hf, m->lnf, m->fmod, m->fmod + d, 2 * d, B, T, d);
+    qa_layernorm_forward(m->lnf, m->meanf, m->rstdf, m->x_final, M, d);
+    qa_modulate_forward(m->hf, m->lnf, m->fmod, m->fmod + d, 2 * d, B, T, d);
     prof_lap(m, &m->prof.norm, &t0);
     slot_forward(m->final, m->hf, m->out_tok, M);
 }
 
-void dit_forward(qa_dit *m, const float *x_t, const float *t, const int *y, int B, float *eps) {
+void qa_dit_forward(qa_dit *m, const float *x_t, const float *t, const int *y, int B, float *eps) {
     QA_ASSERT(B <= m->max_batch);
     const int d = m->cfg.dim, T = m->T, P = m->cfg.patch, G = m->grid, img = m->cfg.img;
     const int pd = m->patch_dim, NP = m->n_patches, L = m->cfg.depth;
@@ -542,13 +542,13 @@ void dit_forward(qa_dit *m, const float *x_t, const float *t, const int *y, int 
     m->step.T_train = 1000;
 
     /* conditioning: c = MLP(features(t)) + class_table[y];  sc = SiLU(c) */
-    timestep_features(m->tfeat, t, B, d);
+    qa_timestep_features(m->tfeat, t, B, d);
     slot_forward(m->t1, m->tfeat, m->th, B);
-    silu_forward(m->ths, m->th, (size_t)B * d);
+    qa_silu_forward(m->ths, m->th, (size_t)B * d);
     slot_forward(m->t2, m->ths, m->temb, B);
-    embedding_forward(m->yemb, m->class_table, y, B, d);
+    qa_embedding_forward(m->yemb, m->class_table, y, B, d);
     for (size_t i = 0; i < (size_t)B * d; i++) m->c[i] = m->temb[i] + m->yemb[i];
-    silu_forward(m->sc, m->c, (size_t)B * d);
+    qa_silu_forward(m->sc, m->c, (size_t)B * d);
 
     /* patchify: patches[b, gy*G+gx, py*P+px] = x[b, (gy*P+py)*img + gx*P+px] */
     for (int b = 0; b < B; b++)
@@ -592,7 +592,7 @@ void dit_forward(qa_dit *m, const float *x_t, const float *t, const int *y, int 
 
 /* ---- backward ---- */
 
-void dit_backward(qa_dit *m, const float *deps) {
+void qa_dit_backward(qa_dit *m, const float *deps) {
     const int B = m->last_B, d = m->cfg.dim, T = m->T, P = m->cfg.patch, G = m->grid;
     const int img = m->cfg.img, pd = m->patch_dim, NP = m->n_patches, L = m->cfg.depth;
     const int H = m->cfg.heads, hid = d * m->cfg.mlp_ratio, M = B * T;
@@ -615,8 +615,8 @@ void dit_backward(qa_dit *m, const float *deps) {
     memset(m->d_res, 0, sizeof(float) * (size_t)M * d);
     memset(m->d_fmod, 0, sizeof(float) * (size_t)B * 2 * d);
     memset(m->d_att, 0, sizeof(float) * (size_t)M * d); /* d_lnf */
-    modulate_backward(m->d_att, m->d_fmod, m->d_fmod + d, m->d_h, m->lnf, m->fmod + d, 2 * d, B, T, d);
-    layernorm_backward(m->d_res, m->d_att, m->x_final, m->meanf, m->rstdf, M, d);
+    qa_modulate_backward(m->d_att, m->d_fmod, m->d_fmod + d, m->d_h, m->lnf, m->fmod + d, 2 * d, B, T, d);
+    qa_layernorm_backward(m->d_res, m->d_att, m->x_final, m->meanf, m->rstdf, M, d);
     if (tb) slot_backward(m->final_adaln, m->d_fmod, m->d_sc, B, tb);
 
     for (int l = L - 1; l >= 0; l--) {
@@ -629,34 +629,34 @@ void dit_backward(qa_dit *m, const float *deps) {
 
         /* x_out = x_mid + g2 * m2: d_res is d x_out and flows on unchanged as d x_mid */
         memset(m->d_m2, 0, sizeof(float) * (size_t)M * d);
-        gated_residual_backward(m->d_m2, dg2, m->d_res, a->m2, g2, 6 * d, B, T, d);
+        qa_gated_residual_backward(m->d_m2, dg2, m->d_res, a->m2, g2, 6 * d, B, T, d);
         memset(m->d_g, 0, sizeof(float) * (size_t)M * hid);
         slot_backward(m->mlp2[l], m->d_m2, m->d_g, M, tb);
         memset(m->d_m1, 0, sizeof(float) * (size_t)M * hid);
-        gelu_backward(m->d_m1, m->d_g, a->m1, (size_t)M * hid);
+        qa_gelu_backward(m->d_m1, m->d_g, a->m1, (size_t)M * hid);
         memset(m->d_h, 0, sizeof(float) * (size_t)M * d);
         slot_backward(m->mlp1[l], m->d_m1, m->d_h, M, tb);
         memset(m->d_att, 0, sizeof(float) * (size_t)M * d); /* d_ln2 */
-        modulate_backward(m->d_att, dsh2, dsc2, m->d_h, a->ln2, sc2, 6 * d, B, T, d);
-        layernorm_backward(m->d_res, m->d_att, a->x_mid, a->mean2, a->rstd2, M, d);
+        qa_modulate_backward(m->d_att, dsh2, dsc2, m->d_h, a->ln2, sc2, 6 * d, B, T, d);
+        qa_layernorm_backward(m->d_res, m->d_att, a->x_mid, a->mean2, a->rstd2, M, d);
 
         /* x_mid = x_in + g1 * o */
         memset(m->d_o, 0, sizeof(float) * (size_t)M * d);
-        gated_residual_backward(m->d_o, dg1, m->d_res, a->o, g1, 6 * d, B, T, d);
+        qa_gated_residual_backward(m->d_o, dg1, m->d_res, a->o, g1, 6 * d, B, T, d);
         memset(m->d_att, 0, sizeof(float) * (size_t)M * d);
         slot_backward(m->o[l], m->d_o, m->d_att, M, tb);
         memset(m->d_q, 0, sizeof(float) * (size_t)M * d);
         memset(m->d_k, 0, sizeof(float) * (size_t)M * d);
         memset(m->d_v, 0, sizeof(float) * (size_t)M * d);
-        attention_backward(m->d_q, m->d_k, m->d_v, m->d_att, a->probs, a->q, a->k, a->v,
+        qa_attention_backward(m->d_q, m->d_k, m->d_v, m->d_att, a->probs, a->q, a->k, a->v,
                            m->att_scratch, B, T, d, H);
         memset(m->d_h, 0, sizeof(float) * (size_t)M * d);
         slot_backward(m->q[l], m->d_q, m->d_h, M, tb);
         slot_backward(m->k[l], m->d_k, m->d_h, M, tb);
         slot_backward(m->v[l], m->d_v, m->d_h, M, tb);
         memset(m->d_att, 0, sizeof(float) * (size_t)M * d); /* d_ln1 */
-        modulate_backward(m->d_att, dsh1, dsc1, m->d_h, a->ln1, sc1, 6 * d, B, T, d);
-        layernorm_backward(m->d_res, m->d_att, a->x_in, a->mean1, a->rstd1, M, d);
+        qa_modulate_backward(m->d_att, dsh1, dsc1, m->d_h, a->ln1, sc1, 6 * d, B, T, d);
+        qa_layernorm_backward(m->d_res, m->d_att, a->x_in, a->mean1, a->rstd1, M, d);
         if (tb) slot_backward(m->adaln[l], m->d_mod, m->d_sc, B, tb);
     }
     if (!tb) return; /* adapters only: nothing trainable upstream of the blocks */
@@ -680,26 +680,26 @@ void dit_backward(qa_dit *m, const float *deps) {
     }
     slot_backward(m->patch, m->d_tok_patch, NULL, B * NP, tb);
     /* c = temb + yemb, sc = SiLU(c) */
-    silu_backward(m->d_c, m->d_sc, m->c, (size_t)B * d);
-    embedding_backward(dcls, m->d_c, m->last_y, B, d);
+    qa_silu_backward(m->d_c, m->d_sc, m->c, (size_t)B * d);
+    qa_embedding_backward(dcls, m->d_c, m->last_y, B, d);
     memset(m->d_ths, 0, sizeof(float) * (size_t)B * d);
     slot_backward(m->t2, m->d_c, m->d_ths, B, tb);
     memset(m->d_th, 0, sizeof(float) * (size_t)B * d);
-    silu_backward(m->d_th, m->d_ths, m->th, (size_t)B * d);
+    qa_silu_backward(m->d_th, m->d_ths, m->th, (size_t)B * d);
     slot_backward(m->t1, m->d_th, NULL, B, tb);
 }
 
 /* ---- quantized base and adapters ---- */
 
-void dit_quantize_base(qa_dit *m, int w_bits, int a_bits, int adapt_attn) {
+void qa_dit_quantize_base(qa_dit *m, int w_bits, int a_bits, int adapt_attn) {
     for (int i = 0; i < m->n_lin; i++) {
         qa_linear *s = &m->lin[i];
         int adapted = adapt_attn && s->role == QA_ROLE_ATTN;
         if (w_bits > 0 && !adapted) {
             float *delta = qa_alloc(sizeof(float) * s->out), *zero = qa_alloc(sizeof(float) * s->out);
             s->W_frozen = qa_alloc(sizeof(float) * (size_t)s->out * s->in);
-            quant_search_rows(s->W, s->out, s->in, w_bits, delta, zero);
-            quant_fake_rows(s->W_frozen, s->W, s->out, s->in, w_bits, delta, zero);
+            qa_quant_search_rows(s->W, s->out, s->in, w_bits, delta, zero);
+            qa_quant_fake_rows(s->W_frozen, s->W, s->out, s->in, w_bits, delta, zero);
             s->code_delta = delta; /* kept: the integer kernel needs the codes */
             s->code_zero = zero;
             s->code_bits = w_bits;
@@ -713,7 +713,7 @@ void dit_quantize_base(qa_dit *m, int w_bits, int a_bits, int adapt_attn) {
     }
 }
 
-int dit_attach_method(qa_dit *m, const qa_method *method, const qa_method_cfg *cfg, uint64_t seed,
+int qa_dit_attach_method(qa_dit *m, const qa_method *method, const qa_method_cfg *cfg, uint64_t seed,
                       qa_error *err) {
     for (int i = 0; i < m->n_lin; i++) {
         qa_linear *s = &m->lin[i];
@@ -729,7 +729,7 @@ int dit_attach_method(qa_dit *m, const qa_method *method, const qa_method_cfg *c
     return QA_OK;
 }
 
-void dit_set_deployed(qa_dit *m, float *const *weights, float *const *row_delta, float *const *row_zero,
+void qa_dit_set_deployed(qa_dit *m, float *const *weights, float *const *row_delta, float *const *row_zero,
                       int code_bits) {
     int k = 0;
     for (int i = 0; i < m->n_lin; i++) {
@@ -773,7 +773,7 @@ static void stack_qkv(qa_dit *m, int l) {
         memcpy(bias + p * d, s->b, sizeof(float) * d);
     }
     qa_int8_linear *L = qa_alloc(sizeof(qa_int8_linear));
-    if (int8_linear_init(L, W, dw, zw, d, 3 * d, bias) == 0) {
+    if (qa_int8_linear_init(L, W, dw, zw, d, 3 * d, bias) == 0) {
         m->qkv_i8[l] = L;
         m->qkv_bias[l] = bias;
     } else { /* cannot happen: each part was accepted alone */
@@ -783,7 +783,7 @@ static void stack_qkv(qa_dit *m, int l) {
     qa_free(W); qa_free(dw); qa_free(zw);
 }
 
-int dit_enable_int8(qa_dit *m) {
+int qa_dit_enable_int8(qa_dit *m) {
     int n = 0;
     for (int i = 0; i < m->n_lin; i++) {
         qa_linear *s = &m->lin[i];
@@ -791,7 +791,7 @@ int dit_enable_int8(qa_dit *m) {
         const float *W = s->W_deploy ? s->W_deploy : (s->method ? NULL : s->W_frozen);
         if (!W) continue;
         s->i8 = qa_alloc(sizeof(qa_int8_linear));
-        if (int8_linear_init(s->i8, W, s->code_delta, s->code_zero, s->in, s->out, s->b) != 0) {
+        if (qa_int8_linear_init(s->i8, W, s->code_delta, s->code_zero, s->in, s->out, s->b) != 0) {
             qa_free(s->i8);
             s->i8 = NULL;
             continue;
@@ -803,7 +803,7 @@ int dit_enable_int8(qa_dit *m) {
     return n;
 }
 
-double dit_forward_flops(const qa_dit *m, int B) {
+double qa_dit_forward_flops(const qa_dit *m, int B) {
     double f = 0;
     int T = m->T;
     for (int i = 0; i < m->n_lin; i++) {

@@ -1,7 +1,7 @@
 /* The denoiser: a small class-conditional DiT for 28x28 single-channel images.
  *
  *   tokens   = [ c ; patchify(x_t) W_patch^T + b ] + pos          T = 1 + (28/p)^2 tokens
- *   c        = MLP(timestep_features(t)) + class_table[y]          (y = null slot for CFG)
+ *   c        = MLP(qa_timestep_features(t)) + class_table[y]          (y = null slot for CFG)
  *   block    : x += gate1 * Attn(LN(x)(1 + scale1) + shift1)
  *              x += gate2 * MLP (LN(x)(1 + scale2) + shift2),      (shift|scale|gate)x2 = adaLN(SiLU(c))
  *   output   = Linear(LN(x)(1 + scale) + shift) on the patch tokens, unpatchified -> epsilon
@@ -129,40 +129,40 @@ typedef struct {
     qa_dit_profile prof;
 } qa_dit;
 
-int dit_create(qa_dit *m, const qa_dit_config *cfg, int max_batch, qa_error *err);
+int qa_dit_create(qa_dit *m, const qa_dit_config *cfg, int max_batch, qa_error *err);
 /* The model's limits (img 28, patch divides it, heads divide dim, depth 1..QA_DIT_MAX_DEPTH, 10
  * classes, ...): a QA_ERR_INPUT naming `where` (a checkpoint's path, or "model") and the field.
  * dit_create checks them before allocating anything. */
-int dit_config_check(const qa_dit_config *c, const char *where, qa_error *err);
+int qa_dit_config_check(const qa_dit_config *c, const char *where, qa_error *err);
 /* Benchmarks: time the forward by operation (qa_dit_profile). on = 1 starts from zero, 0 stops;
  * dit_profile_read gives the seconds so far. */
-void dit_profile(qa_dit *m, int on);
-void dit_profile_read(const qa_dit *m, qa_dit_profile *p);
+void qa_dit_profiling(qa_dit *m, int on);
+void qa_dit_profile_read(const qa_dit *m, qa_dit_profile *p);
 /* Bytes of activations and their gradients held for a step of max_batch, act-quant buffers included. */
-size_t dit_activation_bytes(const qa_dit *m);
-void dit_free(qa_dit *m);
-void dit_init_weights(qa_dit *m, uint64_t seed);
+size_t qa_dit_activation_bytes(const qa_dit *m);
+void qa_dit_free(qa_dit *m);
+void qa_dit_init_weights(qa_dit *m, uint64_t seed);
 /* eps[B, img*img] = model(x_t[B, img*img], t[B], y[B]) */
-void dit_forward(qa_dit *m, const float *x_t, const float *t, const int *y, int B, float *eps);
+void qa_dit_forward(qa_dit *m, const float *x_t, const float *t, const int *y, int B, float *eps);
 /* Backward of the last forward, from deps = dL/deps. Accumulates parameter grads when
  * train_base, and method grads always. */
-void dit_backward(qa_dit *m, const float *deps);
-void dit_zero_grads(qa_dit *m);
-qa_tensor_info *dit_find_tensor(qa_dit *m, const char *name);
+void qa_dit_backward(qa_dit *m, const float *deps);
+void qa_dit_zero_grads(qa_dit *m);
+qa_tensor_info *qa_dit_find_tensor(qa_dit *m, const char *name);
 
 /* Quantize the frozen base: every linear that will not be adapted (role != ATTN, or all when
  * adapt_attn == 0) gets Q_N per channel at w_bits; every linear's input is fake-quantized at
  * a_bits (calibrated on the first batch). w_bits/a_bits 0 leave that part in FP. */
-void dit_quantize_base(qa_dit *m, int w_bits, int a_bits, int adapt_attn);
+void qa_dit_quantize_base(qa_dit *m, int w_bits, int a_bits, int adapt_attn);
 /* Wrap every attention projection with the method. */
-int dit_attach_method(qa_dit *m, const qa_method *method, const qa_method_cfg *cfg, uint64_t seed,
+int qa_dit_attach_method(qa_dit *m, const qa_method *method, const qa_method_cfg *cfg, uint64_t seed,
                       qa_error *err);
 /* Deploy: every adapted slot computes with the deployed weights from now on. weights[k] is the
  * k-th adapted slot's [out,in] deployed weight (copied); a method with QA_METHOD_OWNS_ACT_QUANT
  * keeps computing through its own forward (its merge() switched it to the deployed layer), so
  * its weights[k] may be NULL. row_delta / row_zero (may be NULL, or NULL entries): the per-row
  * quantizer whose code_bits-bit codes the weights are, when they are. */
-void dit_set_deployed(qa_dit *m, float *const *weights, float *const *row_delta, float *const *row_zero,
+void qa_dit_set_deployed(qa_dit *m, float *const *weights, float *const *row_delta, float *const *row_zero,
                       int code_bits);
 /* Run every slot whose weights are per-row 8-bit codes and whose input quantizer is 8-bit on
  * oneDNN's u8 x s8 kernel (see int8.h); returns how many slots switched. dit_reset_slots undoes it.
@@ -171,14 +171,14 @@ void dit_set_deployed(qa_dit *m, float *const *weights, float *const *row_delta,
  * stacked integer layer, GELU sits between mlp.fc1's dequantization and mlp.fc2's quantization,
  * and the attention output and MLP layers dequantize inside the gated residual. The fused model
  * equals the unfused one bit for bit; m->int8_unfused = 1 turns the fusion off. */
-int dit_enable_int8(qa_dit *m);
+int qa_dit_enable_int8(qa_dit *m);
 /* The arithmetic of every slot's own linear (plain FP or quantized frozen weights) from now on:
  * QA_DTYPE_F32 (the default) or QA_DTYPE_BF16 (bf16 matmul operands, f32 accumulation; parameters,
  * gradients and the optimizer stay f32). Slots run by a method plugin compute their frozen base
  * product in it too (m->step.dtype, methods/base_product.h); deployed and int8 slots keep their
  * own arithmetic. qa_train sets the recipe's dtype for its loop and QA_DTYPE_F32 after it, before
  * the model is deployed or evaluated. */
-void dit_set_dtype(qa_dit *m, qa_dtype dtype);
+void qa_dit_set_dtype(qa_dit *m, qa_dtype dtype);
 /* Attention of the deployed model (an option beyond the paper's W8A8, off by default):
  * QA_ATTN_FLOAT, QA_ATTN_INT8 (QK^T and PV on u8 x s8 kernels, nn.h) or QA_ATTN_FAKEQUANT (its
  * float reference: attention on fake-quantized q, k, v and P). Each block's quantizers are
@@ -187,10 +187,10 @@ void dit_set_dtype(qa_dit *m, qa_dtype dtype);
  * the integer path cannot take, or with more than QA_INT8_MAX_K tokens or head channels, keeps
  * running the reference). Inference only. */
 enum { QA_ATTN_FLOAT = 0, QA_ATTN_INT8 = 1, QA_ATTN_FAKEQUANT = 2 };
-void dit_set_attention_quant(qa_dit *m, int mode);
+void qa_dit_set_attention_quant(qa_dit *m, int mode);
 /* Restore plain FP slots (drops quantizers, adapters, deploy overrides). */
-void dit_reset_slots(qa_dit *m);
+void qa_dit_reset_slots(qa_dit *m);
 /* Matmul FLOPs of one forward at batch B (2 per multiply-add; linear layers and attention). */
-double dit_forward_flops(const qa_dit *m, int B);
+double qa_dit_forward_flops(const qa_dit *m, int B);
 
 #endif

@@ -63,8 +63,8 @@ static double data_parallel_difference(const qa_mpi_world *world, const qa_grad_
     enum { GLOBAL_BATCH = 8, PIXELS = 28 * 28 };
     const qa_dit_config tiny = {28, 4, 32, 2, 2, 2, 10, 2};
     qa_dit m;
-    if (dit_create(&m, &tiny, GLOBAL_BATCH, err)) return -1;
-    dit_init_weights(&m, 3);
+    if (qa_dit_create(&m, &tiny, GLOBAL_BATCH, err)) return -1;
+    qa_dit_init_weights(&m, 3);
     qa_rng *r = qa_rng_new(17);
     for (size_t i = 0; i < m.n_params; i++) m.params[i] += 0.05f * (float)qa_rng_normal(r);
     float *x = qa_alloc(sizeof(float) * GLOBAL_BATCH * PIXELS), *target = qa_alloc(sizeof(float) * GLOBAL_BATCH * PIXELS);
@@ -80,11 +80,11 @@ static double data_parallel_difference(const qa_mpi_world *world, const qa_grad_
     for (int pass = 0; pass < 2 && !rc; pass++) {
         int first = pass ? lo : 0, count = pass ? hi - lo : GLOBAL_BATCH;
         size_t n = (size_t)count * PIXELS;
-        dit_zero_grads(&m);
-        dit_forward(&m, x + (size_t)first * PIXELS, t + first, y + first, count, pred);
-        mse_loss(pred, target + (size_t)first * PIXELS, n, deps);
-        vec_scale(deps, (float)count / GLOBAL_BATCH, n); /* d(global mean) = (count / global) d(slice mean) */
-        dit_backward(&m, deps);
+        qa_dit_zero_grads(&m);
+        qa_dit_forward(&m, x + (size_t)first * PIXELS, t + first, y + first, count, pred);
+        qa_mse_loss(pred, target + (size_t)first * PIXELS, n, deps);
+        qa_vec_scale(deps, (float)count / GLOBAL_BATCH, n); /* d(global mean) = (count / global) d(slice mean) */
+        qa_dit_backward(&m, deps);
         if (pass) rc = reducer->sum(reducer->ctx, m.grads, m.n_params, err);
         else memcpy(whole, m.grads, sizeof(float) * m.n_params);
     }
@@ -95,7 +95,7 @@ static double data_parallel_difference(const qa_mpi_world *world, const qa_grad_
     }
     qa_free(x); qa_free(target); qa_free(pred); qa_free(deps); qa_free(whole);
     qa_rng_free(r);
-    dit_free(&m);
+    qa_dit_free(&m);
     return rc ? -1 : diff / largest;
 }
 

@@ -8,7 +8,7 @@
 #include "harness/int8.h"
 #include "harness/util.h"
 
-void linear_forward(float *y, const float *x, const float *W, const float *b, int M, int in, int out) {
+void qa_linear_forward(float *y, const float *x, const float *W, const float *b, int M, int in, int out) {
     qa_matmul(M, out, in, x, 0, W, 1, y, 0, b);
 }
 
@@ -20,7 +20,7 @@ static void bias_backward(float *db, const float *dy, int M, int out) {
     }
 }
 
-void linear_backward(float *dx, float *dW, float *db, const float *dy, const float *x,
+void qa_linear_backward(float *dx, float *dW, float *db, const float *dy, const float *x,
                      const float *W, int M, int in, int out) {
     if (dx) qa_matmul(M, in, out, dy, 0, W, 0, dx, 1, NULL);  /* [M,out]·[out,in] */
     if (dW) qa_matmul(out, in, M, dy, 1, x, 0, dW, 1, NULL);  /* [out,M]·[M,in] */
@@ -40,24 +40,24 @@ int qa_dtype_parse(const char *name, qa_dtype *dtype) {
     return QA_ERR_INPUT;
 }
 
-void linear_bf16_init(qa_linear_bf16 *c, int max_rows, int in, int out) {
+void qa_linear_bf16_init(qa_linear_bf16 *c, int max_rows, int in, int out) {
     c->max_rows = max_rows; c->in = in; c->out = out; c->rows = 0; c->x_used = NULL;
     c->x = qa_alloc(sizeof(qa_bf16) * (size_t)max_rows * in);
     c->W = qa_alloc(sizeof(qa_bf16) * (size_t)out * in);
     c->dy = qa_alloc(sizeof(qa_bf16) * (size_t)max_rows * out);
 }
 
-void linear_bf16_free(qa_linear_bf16 *c) {
+void qa_linear_bf16_free(qa_linear_bf16 *c) {
     qa_free(c->x); qa_free(c->W); qa_free(c->dy);
     memset(c, 0, sizeof *c);
 }
 
-size_t linear_bf16_bytes(const qa_linear_bf16 *c) {
+size_t qa_linear_bf16_bytes(const qa_linear_bf16 *c) {
     if (!c->x) return 0;
     return sizeof(qa_bf16) * ((size_t)c->max_rows * c->in + (size_t)c->out * c->in + (size_t)c->max_rows * c->out);
 }
 
-void linear_forward_bf16_on(qa_linear_bf16 *c, float *y, const qa_bf16 *x_bf16, const float *W, const float *b, int M) {
+void qa_linear_forward_bf16_on(qa_linear_bf16 *c, float *y, const qa_bf16 *x_bf16, const float *W, const float *b, int M) {
     QA_ASSERT(c->x && M <= c->max_rows);
     qa_convert_to_bf16(c->W, W, (size_t)c->out * c->in);
     c->rows = M;
@@ -65,13 +65,13 @@ void linear_forward_bf16_on(qa_linear_bf16 *c, float *y, const qa_bf16 *x_bf16, 
     qa_matmul_bf16(M, c->out, c->in, x_bf16, 0, c->W, 1, y, 0, b);
 }
 
-void linear_forward_bf16(qa_linear_bf16 *c, float *y, const float *x, const float *W, const float *b, int M) {
+void qa_linear_forward_bf16(qa_linear_bf16 *c, float *y, const float *x, const float *W, const float *b, int M) {
     QA_ASSERT(c->x && M <= c->max_rows);
     qa_convert_to_bf16(c->x, x, (size_t)M * c->in);
-    linear_forward_bf16_on(c, y, c->x, W, b, M);
+    qa_linear_forward_bf16_on(c, y, c->x, W, b, M);
 }
 
-void linear_backward_bf16(qa_linear_bf16 *c, float *dx, float *dW, float *db, const float *dy, int M) {
+void qa_linear_backward_bf16(qa_linear_bf16 *c, float *dx, float *dW, float *db, const float *dy, int M) {
     QA_ASSERT(c->x && M == c->rows);
     if (dx || dW) qa_convert_to_bf16(c->dy, dy, (size_t)M * c->out);
     if (dx) qa_matmul_bf16(M, c->in, c->out, c->dy, 0, c->W, 0, dx, 1, NULL);  /* [M,out]·[out,in] */
@@ -92,7 +92,7 @@ static inline void layernorm_row_stats(const float *xr, int C, float *mean, floa
     *rstd = 1.0f / sqrtf(var + 1e-6f);
 }
 
-void layernorm_forward(float *y, float *mean, float *rstd, const float *x, int M, int C) {
+void qa_layernorm_forward(float *y, float *mean, float *rstd, const float *x, int M, int C) {
     #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) {
         const float *xr = x + (size_t)m * C;
@@ -105,7 +105,7 @@ void layernorm_forward(float *y, float *mean, float *rstd, const float *x, int M
     }
 }
 
-void layernorm_backward(float *dx, const float *dy, const float *x, const float *mean,
+void qa_layernorm_backward(float *dx, const float *dy, const float *x, const float *mean,
                         const float *rstd, int M, int C) {
     #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) {
@@ -127,7 +127,7 @@ void layernorm_backward(float *dx, const float *dy, const float *x, const float 
     }
 }
 
-void modulate_forward(float *y, const float *x, const float *shift, const float *scale,
+void qa_modulate_forward(float *y, const float *x, const float *shift, const float *scale,
                       int cond_stride, int B, int T, int C) {
     #pragma omp parallel for schedule(static)
     for (int bt = 0; bt < B * T; bt++) {
@@ -139,7 +139,7 @@ void modulate_forward(float *y, const float *x, const float *shift, const float 
     }
 }
 
-void modulate_backward(float *dx, float *dshift, float *dscale, const float *dy, const float *x,
+void qa_modulate_backward(float *dx, float *dshift, float *dscale, const float *dy, const float *x,
                        const float *scale, int cond_stride, int B, int T, int C) {
     #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
@@ -157,7 +157,7 @@ void modulate_backward(float *dx, float *dshift, float *dscale, const float *dy,
     }
 }
 
-void gated_residual_forward(float *x, const float *y, const float *gate, int cond_stride, int B,
+void qa_gated_residual_forward(float *x, const float *y, const float *gate, int cond_stride, int B,
                             int T, int C) {
     #pragma omp parallel for schedule(static)
     for (int bt = 0; bt < B * T; bt++) {
@@ -168,7 +168,7 @@ void gated_residual_forward(float *x, const float *y, const float *gate, int con
     }
 }
 
-void gated_residual_backward(float *dy, float *dgate, const float *dx, const float *y,
+void qa_gated_residual_backward(float *dy, float *dgate, const float *dx, const float *y,
                              const float *gate, int cond_stride, int B, int T, int C) {
     #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
@@ -211,12 +211,12 @@ static inline float sigmoid_fast(float x) { return 1.0f / (1.0f + exp_fast(-x));
 
 static inline float gelu_value(float v) { return v * sigmoid_fast(2.0f * GELU_K * (v + 0.044715f * v * v * v)); }
 
-void gelu_forward(float *y, const float *x, size_t n) {
+void qa_gelu_forward(float *y, const float *x, size_t n) {
     #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) y[i] = gelu_value(x[i]);
 }
 
-void gelu_backward(float *dx, const float *dy, const float *x, size_t n) {
+void qa_gelu_backward(float *dx, const float *dy, const float *x, size_t n) {
     #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float v = x[i];
@@ -228,23 +228,23 @@ void gelu_backward(float *dx, const float *dy, const float *x, size_t n) {
     }
 }
 
-void silu_forward(float *y, const float *x, size_t n) {
+void qa_silu_forward(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = x[i] * sigmoid_fast(x[i]);
 }
 
-void silu_backward(float *dx, const float *dy, const float *x, size_t n) {
+void qa_silu_backward(float *dx, const float *dy, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) {
         float s = sigmoid_fast(x[i]);
         dx[i] += dy[i] * s * (1.0f + x[i] * (1.0f - s));
     }
 }
 
-void relu_forward(float *y, const float *x, size_t n) {
+void qa_relu_forward(float *y, const float *x, size_t n) {
     #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) y[i] = x[i] > 0.f ? x[i] : 0.f;
 }
 
-void relu_backward(float *dx, const float *dy, const float *x, size_t n) {
+void qa_relu_backward(float *dx, const float *dy, const float *x, size_t n) {
     #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) if (x[i] > 0.f) dx[i] += dy[i];
 }
@@ -275,7 +275,7 @@ static inline void softmax_row(float *p, int T) {
     for (int j = 0; j < T; j++) p[j] *= inv;
 }
 
-void attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+void qa_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
                        int B, int T, int C, int H) {
     int hd = C / H;
     float scale = 1.0f / sqrtf((float)hd);
@@ -289,7 +289,7 @@ void attention_forward(float *out, float *probs, const float *q, const float *k,
     qa_matmul_view(&vs, probs, &vv, v, &vo, out, 1.0f, 0, NULL);
 }
 
-void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+void qa_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                         const float *q, const float *k, const float *v, float *scratch, int B,
                         int T, int C, int H) {
     int hd = C / H;
@@ -317,7 +317,7 @@ void attention_backward(float *dq, float *dk, float *dv, const float *dout, cons
     qa_matmul_view(&vst, dp, &vhead, q, &vhead, dk, scale, 1, NULL);
 }
 
-void timestep_features(float *y, const float *t, int B, int C) {
+void qa_timestep_features(float *y, const float *t, int B, int C) {
     int half = C / 2;
     for (int b = 0; b < B; b++)
         for (int i = 0; i < half; i++) {
@@ -327,16 +327,16 @@ void timestep_features(float *y, const float *t, int B, int C) {
         }
 }
 
-void embedding_forward(float *y, const float *table, const int *ids, int B, int C) {
+void qa_embedding_forward(float *y, const float *table, const int *ids, int B, int C) {
     for (int b = 0; b < B; b++) memcpy(y + (size_t)b * C, table + (size_t)ids[b] * C, sizeof(float) * C);
 }
 
-void embedding_backward(float *dtable, const float *dy, const int *ids, int B, int C) {
+void qa_embedding_backward(float *dtable, const float *dy, const int *ids, int B, int C) {
     for (int b = 0; b < B; b++)
         for (int c = 0; c < C; c++) dtable[(size_t)ids[b] * C + c] += dy[(size_t)b * C + c];
 }
 
-float softmax_xent_forward_backward(float *dlogits, float *probs, const float *logits,
+float qa_softmax_xent_forward_backward(float *dlogits, float *probs, const float *logits,
                                     const int *labels, int B, int K) {
     double loss = 0;
     for (int b = 0; b < B; b++) {
@@ -355,8 +355,8 @@ float softmax_xent_forward_backward(float *dlogits, float *probs, const float *l
     return (float)(loss / B);
 }
 
-void vec_add(float *y, const float *x, size_t n) { for (size_t i = 0; i < n; i++) y[i] += x[i]; }
-void vec_scale(float *y, float s, size_t n) { for (size_t i = 0; i < n; i++) y[i] *= s; }
+void qa_vec_add(float *y, const float *x, size_t n) { for (size_t i = 0; i < n; i++) y[i] += x[i]; }
+void qa_vec_scale(float *y, float s, size_t n) { for (size_t i = 0; i < n; i++) y[i] *= s; }
 
 /* ---- deployed (inference-only) operations fused with the integer layers around them ----
  * Each computes, row by row, the same float expressions as the unfused layers (layernorm_forward,
@@ -459,16 +459,16 @@ void qa_attention_fakequant_forward(qa_int8_attention *A, float *out, float *pro
     qa_actq *qs[3] = {&A->q, &A->k, &A->v};
     for (int i = 0; i < 3; i++) qs[i]->bits = 8;
     A->p.bits = 8;
-    actq_forward(&A->q, qh, q, n);
-    actq_forward(&A->k, kh, k, n);
-    actq_forward(&A->v, vh, v, n);
+    qa_actq_forward(&A->q, qh, q, n);
+    qa_actq_forward(&A->k, kh, k, n);
+    qa_actq_forward(&A->v, vh, v, n);
     const int hd = C / H;
     qa_view vq = head_view(B, T, C, H, 0), vkt = head_view(B, T, C, H, 1), vs = square_view(B, H, T, 0);
     qa_matmul_view(&vq, qh, &vkt, kh, &vs, probs, 1.0f / sqrtf((float)hd), 0, NULL);
     size_t rows = (size_t)B * H * T;
     #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < rows; r++) softmax_row(probs + r * T, T);
-    actq_forward(&A->p, probs, probs, rows * T);
+    qa_actq_forward(&A->p, probs, probs, rows * T);
     qa_view vv = head_view(B, T, C, H, 0);
     qa_matmul_view(&vs, probs, &vv, vh, &vv, out, 1.0f, 0, NULL);
 }

@@ -20,9 +20,9 @@ const char *qa_dtype_name(qa_dtype dtype);
 int qa_dtype_parse(const char *name, qa_dtype *dtype);
 
 /* y[M,out] = x[M,in] W[out,in]^T + b[out]   (b may be NULL) */
-void linear_forward(float *y, const float *x, const float *W, const float *b, int M, int in, int out);
+void qa_linear_forward(float *y, const float *x, const float *W, const float *b, int M, int in, int out);
 /* dx += dy W; dW += dy^T x; db += sum_rows dy.  Any of dx, dW, db may be NULL (not wanted). */
-void linear_backward(float *dx, float *dW, float *db, const float *dy, const float *x,
+void qa_linear_backward(float *dx, float *dW, float *db, const float *dy, const float *x,
                      const float *W, int M, int in, int out);
 
 /* The bf16 linear layer: the same products as linear_forward / linear_backward with bf16 operands.
@@ -37,68 +37,68 @@ typedef struct {
     const qa_bf16 *x_used;/* its bf16 input, which the backward's dW reads: x, or another layer's copy */
 } qa_linear_bf16;
 
-void linear_bf16_init(qa_linear_bf16 *c, int max_rows, int in, int out);
-void linear_bf16_free(qa_linear_bf16 *c);
-size_t linear_bf16_bytes(const qa_linear_bf16 *c);
-void linear_forward_bf16(qa_linear_bf16 *c, float *y, const float *x, const float *W, const float *b, int M);
+void qa_linear_bf16_init(qa_linear_bf16 *c, int max_rows, int in, int out);
+void qa_linear_bf16_free(qa_linear_bf16 *c);
+size_t qa_linear_bf16_bytes(const qa_linear_bf16 *c);
+void qa_linear_forward_bf16(qa_linear_bf16 *c, float *y, const float *x, const float *W, const float *b, int M);
 /* The same forward on an input already in bf16 (another layer's c->x: q, k and v read one x), which
  * must stay unchanged until this layer's backward. */
-void linear_forward_bf16_on(qa_linear_bf16 *c, float *y, const qa_bf16 *x_bf16, const float *W, const float *b, int M);
+void qa_linear_forward_bf16_on(qa_linear_bf16 *c, float *y, const qa_bf16 *x_bf16, const float *W, const float *b, int M);
 /* Backward of c's last forward (same M); dx, dW, db may be NULL. */
-void linear_backward_bf16(qa_linear_bf16 *c, float *dx, float *dW, float *db, const float *dy, int M);
+void qa_linear_backward_bf16(qa_linear_bf16 *c, float *dx, float *dW, float *db, const float *dy, int M);
 
 /* Layer norm without affine parameters over the last dim C (the affine comes from adaLN):
  * y = (x - mean) * rstd, rstd = 1/sqrt(var + 1e-6). mean, rstd are [M] (kept for backward). */
-void layernorm_forward(float *y, float *mean, float *rstd, const float *x, int M, int C);
+void qa_layernorm_forward(float *y, float *mean, float *rstd, const float *x, int M, int C);
 /* dx += rstd * (dy - mean(dy) - xhat * mean(dy * xhat)) */
-void layernorm_backward(float *dx, const float *dy, const float *x, const float *mean,
+void qa_layernorm_backward(float *dx, const float *dy, const float *x, const float *mean,
                         const float *rstd, int M, int C);
 
 /* adaLN modulation, per sample b: y[b,t,:] = x[b,t,:] * (1 + scale[b,:]) + shift[b,:].
  * shift and scale are rows of a [B, cond_stride] array (offsets into the adaLN output). */
-void modulate_forward(float *y, const float *x, const float *shift, const float *scale,
+void qa_modulate_forward(float *y, const float *x, const float *shift, const float *scale,
                       int cond_stride, int B, int T, int C);
 /* dx += dy (1 + scale); dshift += sum_t dy; dscale += sum_t dy x */
-void modulate_backward(float *dx, float *dshift, float *dscale, const float *dy, const float *x,
+void qa_modulate_backward(float *dx, float *dshift, float *dscale, const float *dy, const float *x,
                        const float *scale, int cond_stride, int B, int T, int C);
 
 /* Gated residual: x[b,t,:] += gate[b,:] * y[b,t,:] */
-void gated_residual_forward(float *x, const float *y, const float *gate, int cond_stride, int B,
+void qa_gated_residual_forward(float *x, const float *y, const float *gate, int cond_stride, int B,
                             int T, int C);
 /* dy += gate * dx; dgate += sum_t dx * y   (dx, the residual stream grad, passes through) */
-void gated_residual_backward(float *dy, float *dgate, const float *dx, const float *y,
+void qa_gated_residual_backward(float *dy, float *dgate, const float *dx, const float *y,
                              const float *gate, int cond_stride, int B, int T, int C);
 
 /* GELU, tanh approximation (as in GPT-2 and DiT): y = 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))) */
-void gelu_forward(float *y, const float *x, size_t n);
-void gelu_backward(float *dx, const float *dy, const float *x, size_t n);
+void qa_gelu_forward(float *y, const float *x, size_t n);
+void qa_gelu_backward(float *dx, const float *dy, const float *x, size_t n);
 /* SiLU: y = x sigmoid(x) */
-void silu_forward(float *y, const float *x, size_t n);
-void silu_backward(float *dx, const float *dy, const float *x, size_t n);
-void relu_forward(float *y, const float *x, size_t n);
-void relu_backward(float *dx, const float *dy, const float *x, size_t n);
+void qa_silu_forward(float *y, const float *x, size_t n);
+void qa_silu_backward(float *dx, const float *dy, const float *x, size_t n);
+void qa_relu_forward(float *y, const float *x, size_t n);
+void qa_relu_backward(float *dx, const float *dy, const float *x, size_t n);
 
 /* Multi-head softmax attention, no mask. q, k, v, out are [B,T,C] with C = H*hd (head h uses
  * channels h*hd..); probs is [B,H,T,T] (kept for backward).
  * S = q k^T / sqrt(hd);  P = softmax_rows(S);  out = P v */
-void attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+void qa_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
                        int B, int T, int C, int H);
 /* dP = dout v^T; dv += P^T dout; dS = P (dP - rowsum(dP P)); dq += dS k / sqrt(hd);
  * dk += dS^T q / sqrt(hd).  scratch must hold 2 * B*H*T*T floats. */
-void attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
+void qa_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                         const float *q, const float *k, const float *v, float *scratch, int B,
                         int T, int C, int H);
 
 /* Sinusoidal timestep features (DiT / ADM convention): for i < C/2, f = exp(-ln(10000) i/(C/2)),
  * y[b, i] = cos(t_b f), y[b, C/2 + i] = sin(t_b f). */
-void timestep_features(float *y, const float *t, int B, int C);
+void qa_timestep_features(float *y, const float *t, int B, int C);
 
 /* Embedding lookup y[b,:] = table[ids[b],:] and its backward dtable[ids[b],:] += dy[b,:]. */
-void embedding_forward(float *y, const float *table, const int *ids, int B, int C);
-void embedding_backward(float *dtable, const float *dy, const int *ids, int B, int C);
+void qa_embedding_forward(float *y, const float *table, const int *ids, int B, int C);
+void qa_embedding_backward(float *dtable, const float *dy, const int *ids, int B, int C);
 
 /* Softmax cross-entropy over K classes: returns mean loss; dlogits = (softmax - onehot)/B. */
-float softmax_xent_forward_backward(float *dlogits, float *probs, const float *logits,
+float qa_softmax_xent_forward_backward(float *dlogits, float *probs, const float *logits,
                                     const int *labels, int B, int K);
 
 /* Deployed (inference-only) operations fused with integer layers (harness/int8.h): each equals
@@ -144,7 +144,7 @@ void qa_int8_attention_release(qa_int8_attention *A); /* frees the buffers, keep
 int qa_int8_attention_ready(const qa_int8_attention *A);
 
 /* Elementwise helpers */
-void vec_add(float *y, const float *x, size_t n);      /* y += x */
-void vec_scale(float *y, float s, size_t n);           /* y *= s */
+void qa_vec_add(float *y, const float *x, size_t n);      /* y += x */
+void qa_vec_scale(float *y, float s, size_t n);           /* y *= s */
 
 #endif

@@ -2,7 +2,7 @@
 
 #include <math.h>
 
-void adamw_init(qa_adamw *o, const qa_param *ps, int np, float weight_decay, float clip) {
+void qa_adamw_init(qa_adamw *o, const qa_param *ps, int np, float weight_decay, float clip) {
     o->beta1 = 0.9f; o->beta2 = 0.999f; o->eps = 1e-8f;
     o->weight_decay = weight_decay;
     o->clip = clip;
@@ -13,21 +13,21 @@ void adamw_init(qa_adamw *o, const qa_param *ps, int np, float weight_decay, flo
     o->v = qa_alloc(sizeof(float) * o->n);
 }
 
-void adamw_free(qa_adamw *o) {
+void qa_adamw_free(qa_adamw *o) {
     qa_free(o->m);
     qa_free(o->v);
     o->m = o->v = NULL;
 }
 
-float grad_norm(const qa_param *ps, int np) {
+float qa_grad_norm(const qa_param *ps, int np) {
     double acc = 0;
     for (int i = 0; i < np; i++)
         for (size_t j = 0; j < ps[i].n; j++) acc += (double)ps[i].grad[j] * ps[i].grad[j];
     return (float)sqrt(acc);
 }
 
-float adamw_step(qa_adamw *o, qa_param *ps, int np, float lr) {
-    float norm = grad_norm(ps, np);
+float qa_adamw_step(qa_adamw *o, qa_param *ps, int np, float lr) {
+    float norm = qa_grad_norm(ps, np);
     float gscale = (o->clip > 0 && norm > o->clip) ? o->clip / (norm + 1e-6f) : 1.0f;
     o->step++;
     float bc1 = 1.0f - powf(o->beta1, (float)o->step), bc2 = 1.0f - powf(o->beta2, (float)o->step);

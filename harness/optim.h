@@ -13,11 +13,11 @@ typedef struct {
     float *m, *v;
 } qa_adamw;
 
-void adamw_init(qa_adamw *o, const qa_param *ps, int np, float weight_decay, float clip);
+void qa_adamw_init(qa_adamw *o, const qa_param *ps, int np, float weight_decay, float clip);
 /* One update at learning rate lr; returns the gradient norm before clipping. */
-float adamw_step(qa_adamw *o, qa_param *ps, int np, float lr);
-void adamw_free(qa_adamw *o);
+float qa_adamw_step(qa_adamw *o, qa_param *ps, int np, float lr);
+void qa_adamw_free(qa_adamw *o);
 /* Global L2 norm of all grads. */
-float grad_norm(const qa_param *ps, int np);
+float qa_grad_norm(const qa_param *ps, int np);
 
 #endif

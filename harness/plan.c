@@ -11,7 +11,7 @@
 /* [train] dtype (validated by the recipe parser). */
 static qa_dtype train_dtype(const qa_recipe *r) {
     qa_dtype d = QA_DTYPE_F32;
-    int rc = qa_dtype_parse(recipe_str(r, "train", "dtype"), &d);
+    int rc = qa_dtype_parse(qa_recipe_str(r, "train", "dtype"), &d);
     QA_ASSERT(rc == QA_OK);
     return d;
 }
@@ -19,38 +19,38 @@ static qa_dtype train_dtype(const qa_recipe *r) {
 /* The settings every run of the recipe shares: the recipe is read here, once. */
 static void sweep_settings(const qa_recipe *r, qa_sweep_settings *s) {
     memset(s, 0, sizeof *s);
-    s->data = (qa_data_spec){(int)recipe_int(r, "data", "synthetic"), recipe_str(r, "data", "dir"), recipe_int(r, "data", "train_limit")};
-    s->checkpoint = recipe_str(r, "model", "checkpoint");
-    s->evaluator = recipe_str(r, "model", "evaluator");
-    const char *task = recipe_str(r, "adapt", "task");
+    s->data = (qa_data_spec){(int)qa_recipe_int(r, "data", "synthetic"), qa_recipe_str(r, "data", "dir"), qa_recipe_int(r, "data", "train_limit")};
+    s->checkpoint = qa_recipe_str(r, "model", "checkpoint");
+    s->evaluator = qa_recipe_str(r, "model", "evaluator");
+    const char *task = qa_recipe_str(r, "adapt", "task");
     for (int k = 0; k < QA_TASK_COUNT; k++) if (!strcmp(task, qa_task_names[k])) s->task.kind = (qa_task_kind)k;
-    s->task.images = (int)recipe_int(r, "adapt", "images");
-    s->task.prior_images = (int)recipe_int(r, "adapt", "prior_images");
-    s->task.prior_weight = (float)recipe_float(r, "adapt", "prior_weight");
-    s->train = (qa_train_spec){.steps = recipe_int(r, "train", "steps"), .warmup = recipe_int(r, "train", "warmup"),
-                               .batch = (int)recipe_int(r, "train", "batch"), .lr = (float)recipe_float(r, "train", "lr"),
-                               .weight_decay = (float)recipe_float(r, "train", "weight_decay"),
-                               .clip = (float)recipe_float(r, "train", "clip"),
-                               .cosine = strcmp(recipe_str(r, "train", "schedule"), "cosine") == 0,
-                               .inject_nan_step = recipe_int(r, "train", "inject_nan_step"),
+    s->task.images = (int)qa_recipe_int(r, "adapt", "images");
+    s->task.prior_images = (int)qa_recipe_int(r, "adapt", "prior_images");
+    s->task.prior_weight = (float)qa_recipe_float(r, "adapt", "prior_weight");
+    s->train = (qa_train_spec){.steps = qa_recipe_int(r, "train", "steps"), .warmup = qa_recipe_int(r, "train", "warmup"),
+                               .batch = (int)qa_recipe_int(r, "train", "batch"), .lr = (float)qa_recipe_float(r, "train", "lr"),
+                               .weight_decay = (float)qa_recipe_float(r, "train", "weight_decay"),
+                               .clip = (float)qa_recipe_float(r, "train", "clip"),
+                               .cosine = strcmp(qa_recipe_str(r, "train", "schedule"), "cosine") == 0,
+                               .inject_nan_step = qa_recipe_int(r, "train", "inject_nan_step"),
                                .dtype = train_dtype(r)};
-    s->distill = strcmp(recipe_str(r, "train", "objective"), "distill") == 0;
-    s->eval = (qa_eval_spec){.samples = (int)recipe_int(r, "eval", "samples"), .ddim_steps = (int)recipe_int(r, "eval", "ddim_steps"),
-                             .guidance = (float)recipe_float(r, "eval", "guidance"),
-                             .prior_samples = (int)recipe_int(r, "eval", "prior_samples"),
-                             .fid_samples = (int)recipe_int(r, "eval", "fid_samples"),
-                             .fid_reference = (int)recipe_int(r, "eval", "fid_reference"),
-                             .loss_images = (int)recipe_int(r, "eval", "loss_images"),
-                             .loss_draws = (int)recipe_int(r, "eval", "loss_draws"),
-                             .artifact = (int)recipe_int(r, "eval", "artifact")};
-    s->lora_scale = (float)recipe_float(r, "adapt", "lora_scale");
-    s->recipe_text = recipe_text(r);
-    s->recipe_path = recipe_path(r);
+    s->distill = strcmp(qa_recipe_str(r, "train", "objective"), "distill") == 0;
+    s->eval = (qa_eval_spec){.samples = (int)qa_recipe_int(r, "eval", "samples"), .ddim_steps = (int)qa_recipe_int(r, "eval", "ddim_steps"),
+                             .guidance = (float)qa_recipe_float(r, "eval", "guidance"),
+                             .prior_samples = (int)qa_recipe_int(r, "eval", "prior_samples"),
+                             .fid_samples = (int)qa_recipe_int(r, "eval", "fid_samples"),
+                             .fid_reference = (int)qa_recipe_int(r, "eval", "fid_reference"),
+                             .loss_images = (int)qa_recipe_int(r, "eval", "loss_images"),
+                             .loss_draws = (int)qa_recipe_int(r, "eval", "loss_draws"),
+                             .artifact = (int)qa_recipe_int(r, "eval", "artifact")};
+    s->lora_scale = (float)qa_recipe_float(r, "adapt", "lora_scale");
+    s->recipe_text = qa_recipe_text(r);
+    s->recipe_path = qa_recipe_path(r);
 }
 
 /* The values a recipe gives option i of method m: its list, else the method's default. */
 static int option_values(const qa_recipe *r, const qa_method *m, int i, const char *const **vals) {
-    int n = recipe_option_values(r, m->options[i].name, vals);
+    int n = qa_recipe_option_values(r, m->options[i].name, vals);
     if (n > 0) return n;
     *vals = &m->options[i].def;
     return 1;
@@ -109,7 +109,7 @@ static void plan_method(const qa_recipe *r, qa_sweep_plan *plan, const qa_method
         x->settings = &plan->settings;
         x->method = m;
         x->bits = bits;
-        parse_bits(bits, &x->w_bits, &x->a_bits);
+        qa_parse_bits(bits, &x->w_bits, &x->a_bits);
         x->rank = rank;
         x->seed = seed;
         x->role = QA_RUN_FINAL;
@@ -131,7 +131,7 @@ static void plan_method(const qa_recipe *r, qa_sweep_plan *plan, const qa_method
     }
 }
 
-int adapt_plan_first_of_cell(const qa_sweep_plan *plan, int i) {
+int qa_adapt_plan_first_of_cell(const qa_sweep_plan *plan, int i) {
     for (int j = 0; j < i; j++)
         if (plan->runs[j].role == QA_RUN_FINAL && !strcmp(plan->runs[j].cell, plan->runs[i].cell)) return 0;
     return 1;
@@ -162,7 +162,7 @@ static void plan_tuning_run(qa_sweep_plan *plan, int f, int k, int t, int *cap) 
 static void plan_tuning(qa_sweep_plan *plan, int *cap) {
     const int n_final = plan->n;
     for (int f = 0; f < n_final; f++) {
-        if (!adapt_plan_first_of_cell(plan, f)) continue;
+        if (!qa_adapt_plan_first_of_cell(plan, f)) continue;
         for (int k = 0; k < plan->tune.n_rates; k++)
             for (int t = 0; t < plan->tune.n_seeds; t++) plan_tuning_run(plan, f, k, t, cap);
     }
@@ -178,13 +178,13 @@ static int cmp_rate(const void *a, const void *b) {
 /* [tune] lr_grid: positive multipliers, each once, sorted ascending. */
 static int read_tune_rates(const qa_recipe *r, qa_tune_spec *t, qa_error *err) {
     const char *const *vals;
-    t->n_rates = recipe_values(r, "tune", "lr_grid", &vals);
+    t->n_rates = qa_recipe_values(r, "tune", "lr_grid", &vals);
     if (t->n_rates > QA_MAX_TUNE_RATES)
-        return recipe_key_fail(r, "tune", "lr_grid", err, "%d rates, at most %d", t->n_rates, QA_MAX_TUNE_RATES);
+        return qa_recipe_key_fail(r, "tune", "lr_grid", err, "%d rates, at most %d", t->n_rates, QA_MAX_TUNE_RATES);
     for (int i = 0; i < t->n_rates; i++) {
         t->rates[i] = strtod(vals[i], NULL);
         if (!(t->rates[i] > 0))
-            return recipe_key_fail(r, "tune", "lr_grid", err,
+            return qa_recipe_key_fail(r, "tune", "lr_grid", err,
                                     "'%s': the rates must be positive (multiples of each method's reference rate)", vals[i]);
     }
     qsort(t->rates, (size_t)t->n_rates, sizeof(double), cmp_rate); /* distinct: the parser refuses repeats */
@@ -194,18 +194,18 @@ static int read_tune_rates(const qa_recipe *r, qa_tune_spec *t, qa_error *err) {
 /* [tune] seeds: given, and none of them an evaluation seed. */
 static int read_tune_seeds(const qa_recipe *r, qa_tune_spec *t, qa_error *err) {
     const char *const *vals, *const *eval_seeds;
-    t->n_seeds = recipe_values(r, "tune", "seeds", &vals);
+    t->n_seeds = qa_recipe_values(r, "tune", "seeds", &vals);
     if (t->n_seeds == 0)
-        return recipe_key_fail(r, "tune", "lr_grid", err, "a tuning stage needs its seeds ([tune] seeds = [...], "
+        return qa_recipe_key_fail(r, "tune", "lr_grid", err, "a tuning stage needs its seeds ([tune] seeds = [...], "
                                 "disjoint from [adapt] seed)");
     if (t->n_seeds > QA_MAX_TUNE_SEEDS)
-        return recipe_key_fail(r, "tune", "seeds", err, "%d seeds, at most %d", t->n_seeds, QA_MAX_TUNE_SEEDS);
-    int n_eval = recipe_values(r, "adapt", "seed", &eval_seeds);
+        return qa_recipe_key_fail(r, "tune", "seeds", err, "%d seeds, at most %d", t->n_seeds, QA_MAX_TUNE_SEEDS);
+    int n_eval = qa_recipe_values(r, "adapt", "seed", &eval_seeds);
     for (int i = 0; i < t->n_seeds; i++) {
         t->seeds[i] = atol(vals[i]);
         for (int j = 0; j < n_eval; j++)
             if (t->seeds[i] == atol(eval_seeds[j]))
-                return recipe_key_fail(r, "tune", "seeds", err,
+                return qa_recipe_key_fail(r, "tune", "seeds", err,
                                         "seed %ld is also an evaluation seed ([adapt] seed): a validation item must "
                                         "never be a reported item", t->seeds[i]);
     }
@@ -214,7 +214,7 @@ static int read_tune_seeds(const qa_recipe *r, qa_tune_spec *t, qa_error *err) {
 
 /* [tune] metric: one the task measures. */
 static int read_tune_metric(const qa_recipe *r, qa_tune_spec *t, qa_task_kind task, qa_error *err) {
-    const char *name = recipe_str(r, "tune", "metric");
+    const char *name = qa_recipe_str(r, "tune", "metric");
     for (int k = 0; k < QA_TUNE_METRIC_COUNT; k++) if (!strcmp(name, qa_tune_metric_names[k])) t->metric = (qa_tune_metric)k;
     /* which tasks score each metric: subject fidelity needs item references, the style score a
      * style to learn, FID the domain task's reference set */
@@ -225,7 +225,7 @@ static int read_tune_metric(const qa_recipe *r, qa_tune_spec *t, qa_task_kind ta
         [QA_TUNE_FID] = 1u << QA_TASK_DOMAIN,
     };
     if (!(measured_by[t->metric] & 1u << task))
-        return recipe_key_fail(r, "tune", "metric", err, "the %s task does not measure %s", qa_task_names[task], name);
+        return qa_recipe_key_fail(r, "tune", "metric", err, "the %s task does not measure %s", qa_task_names[task], name);
     return QA_OK;
 }
 
@@ -233,19 +233,19 @@ static int read_tune_metric(const qa_recipe *r, qa_tune_spec *t, qa_task_kind ta
 static int read_tune(const qa_recipe *r, const qa_sweep_settings *s, qa_tune_spec *t, qa_error *err) {
     memset(t, 0, sizeof *t);
     const char *other[] = {"seeds", "metric", "steps"};
-    if (!recipe_has(r, "tune", "lr_grid")) {
+    if (!qa_recipe_has(r, "tune", "lr_grid")) {
         for (int i = 0; i < 3; i++)
-            if (recipe_has(r, "tune", other[i]))
-                return recipe_key_fail(r, "tune", other[i], err, "set without a tuning grid ([tune] lr_grid)");
+            if (qa_recipe_has(r, "tune", other[i]))
+                return qa_recipe_key_fail(r, "tune", other[i], err, "set without a tuning grid ([tune] lr_grid)");
         return QA_OK;
     }
-    if (recipe_has(r, "train", "lr"))
-        return recipe_key_fail(r, "train", "lr", err, "the recipe tunes the rate of each cell ([tune] lr_grid): "
+    if (qa_recipe_has(r, "train", "lr"))
+        return qa_recipe_key_fail(r, "train", "lr", err, "the recipe tunes the rate of each cell ([tune] lr_grid): "
                                 "remove [train] lr");
     int rc = read_tune_rates(r, t, err);
     if (!rc) rc = read_tune_seeds(r, t, err);
     if (!rc) rc = read_tune_metric(r, t, s->task.kind, err);
-    t->steps = recipe_int(r, "tune", "steps") > 0 ? recipe_int(r, "tune", "steps") : s->train.steps;
+    t->steps = qa_recipe_int(r, "tune", "steps") > 0 ? qa_recipe_int(r, "tune", "steps") : s->train.steps;
     return rc;
 }
 
@@ -254,20 +254,20 @@ static int check_tunable(const qa_recipe *r, const char *const *methods, int nm,
     for (int m = 0; m < nm; m++) {
         const qa_method *meth = qa_method_find(methods[m]);
         if (meth && !(meth->reference_lr > 0))
-            return recipe_key_fail(r, "adapt", "method", err, "%s declares no reference learning rate "
+            return qa_recipe_key_fail(r, "adapt", "method", err, "%s declares no reference learning rate "
                                     "(qa_method.reference_lr), so [tune] cannot place its grid", meth->name);
     }
     return QA_OK;
 }
 
-int adapt_plan(const qa_recipe *r, qa_sweep_plan *plan, qa_error *err) {
+int qa_adapt_plan(const qa_recipe *r, qa_sweep_plan *plan, qa_error *err) {
     memset(plan, 0, sizeof *plan);
     const char *const *methods, *const *bits, *const *ranks, *const *seeds;
-    int nm = recipe_values(r, "adapt", "method", &methods);
-    int nb = recipe_values(r, "adapt", "bits", &bits);
-    int nr = recipe_values(r, "adapt", "rank", &ranks);
-    int ns = recipe_values(r, "adapt", "seed", &seeds);
-    if (nm * nb * nr * ns == 0) return qa_fail(err, QA_ERR_INPUT, "%s: the grid is empty", recipe_path(r));
+    int nm = qa_recipe_values(r, "adapt", "method", &methods);
+    int nb = qa_recipe_values(r, "adapt", "bits", &bits);
+    int nr = qa_recipe_values(r, "adapt", "rank", &ranks);
+    int ns = qa_recipe_values(r, "adapt", "seed", &seeds);
+    if (nm * nb * nr * ns == 0) return qa_fail(err, QA_ERR_INPUT, "%s: the grid is empty", qa_recipe_path(r));
     sweep_settings(r, &plan->settings);
     int rc = read_tune(r, &plan->settings, &plan->tune, err);
     if (!rc && plan->tune.n_rates) rc = check_tunable(r, methods, nm, err);
@@ -280,24 +280,24 @@ int adapt_plan(const qa_recipe *r, qa_sweep_plan *plan, qa_error *err) {
                     const qa_method *meth = qa_method_find(methods[m]);
                     QA_ASSERT(meth); /* validated by the recipe parser */
                     int w_bits, a_bits;
-                    parse_bits(bits[b], &w_bits, &a_bits);
+                    qa_parse_bits(bits[b], &w_bits, &a_bits);
                     if (meth->needs_weight_bits && w_bits == 0) {
                         if (s == 0 && q == 0)
-                            fprintf(stderr, "%s: %s at bits %s left out (it needs integer weights)\n", recipe_path(r),
+                            fprintf(stderr, "%s: %s at bits %s left out (it needs integer weights)\n", qa_recipe_path(r),
                                     meth->name, bits[b]);
                         continue;
                     }
                     plan_method(r, plan, meth, bits[b], atoi(ranks[q]), atol(seeds[s]), &cap);
                 }
     if (plan->n == 0) {
-        adapt_plan_free(plan);
-        return qa_fail(err, QA_ERR_INPUT, "%s: no run left in the grid (every method needs integer weights)", recipe_path(r));
+        qa_adapt_plan_free(plan);
+        return qa_fail(err, QA_ERR_INPUT, "%s: no run left in the grid (every method needs integer weights)", qa_recipe_path(r));
     }
     if (plan->tune.n_rates) plan_tuning(plan, &cap);
     return plan->n;
 }
 
-void adapt_plan_free(qa_sweep_plan *plan) {
+void qa_adapt_plan_free(qa_sweep_plan *plan) {
     for (int i = 0; i < plan->n; i++) {
         qa_free(plan->runs[i].id);
         qa_free(plan->runs[i].cell);
@@ -307,7 +307,7 @@ void adapt_plan_free(qa_sweep_plan *plan) {
     memset(plan, 0, sizeof *plan);
 }
 
-void adapt_plan_print(const qa_sweep_plan *plan, const char *recipe_path, const qa_shard *shard, FILE *out) {
+void qa_adapt_plan_print(const qa_sweep_plan *plan, const char *recipe_path, const qa_shard *shard, FILE *out) {
     const qa_tune_spec *t = &plan->tune;
     int n_final = plan->n - plan->n_tuning;
     fprintf(out, "%s: %d runs: %d final", recipe_path, plan->n, n_final);

@@ -29,9 +29,9 @@ static void write_matrix(FILE *f, const uint8_t *tiles, int rows, int cols) {
     }
 }
 
-int plot_image_grid(const char *out, const uint8_t *tiles, int rows, int cols, const char *const *row_labels,
+int qa_plot_image_grid(const char *out, const uint8_t *tiles, int rows, int cols, const char *const *row_labels,
                     const char *title, qa_error *err) {
-    FILE *f = plot_open_dat(out, err);
+    FILE *f = qa_plot_open_dat(out, err);
     if (!f) return err->code;
     write_matrix(f, tiles, rows, cols);
     /* the labels block: each row's middle, counted in pixels from the bottom */
@@ -42,21 +42,21 @@ int plot_image_grid(const char *out, const uint8_t *tiles, int rows, int cols, c
         if ((int)strlen(label) > label_chars) label_chars = (int)strlen(label);
         fprintf(f, "%d \"%s\"\n", (rows - 1 - r) * (TILE + GUTTER) + GUTTER + TILE / 2, label);
     }
-    int rc = plot_close_dat(f, out, err);
+    int rc = qa_plot_close_dat(f, out, err);
     if (rc) return rc;
     plot_args a = {0};
-    plot_arg(&a, "%s", title ? title : "");
-    plot_arg(&a, "%d", rows);
-    plot_arg(&a, "%d", cols);
-    plot_arg(&a, "%d", label_chars);
-    return plot_draw("samples", out, &a, err);
+    qa_plot_arg(&a, "%s", title ? title : "");
+    qa_plot_arg(&a, "%d", rows);
+    qa_plot_arg(&a, "%d", cols);
+    qa_plot_arg(&a, "%d", label_chars);
+    return qa_plot_draw("samples", out, &a, err);
 }
 
 /* "lora w4a8 INT (+PTQ) a1.5 r8": what tells a run's deploy variant from the others of a grid */
 static void variant_row_label(const qa_run_record *r, int v, int with_rank, char *buf, size_t len) {
     char deploy[48];
     int off = r->w_bits ? snprintf(buf, len, "%s %s %s", r->method, r->bits,
-                                   cells_variant_label(r->w_bits, r->needs_ptq, r->eval[v].variant, deploy, sizeof deploy))
+                                   qa_cells_variant_label(r->w_bits, r->needs_ptq, r->eval[v].variant, deploy, sizeof deploy))
                         : snprintf(buf, len, "%s fp", r->method);
     if (r->axes[0]) off += snprintf(buf + off, len - (size_t)off, " %s", r->axes);
     if (with_rank) snprintf(buf + off, len - (size_t)off, " r%d", r->rank);
@@ -69,7 +69,7 @@ static int copy_samples(const qa_run_record *r, const char *group, uint8_t *grid
     uint8_t *pix = NULL;
     int n = 0;
     *copied = 0;
-    if (runs_samples(r, group, &pix, &n, err)) return strcmp(group, "references") ? err->code : QA_OK;
+    if (qa_runs_samples(r, group, &pix, &n, err)) return strcmp(group, "references") ? err->code : QA_OK;
     *copied = n < max ? n : max;
     memcpy(grid + (size_t)row * GRID_COLS * TILE * TILE, pix, (size_t)*copied * TILE * TILE);
     qa_free(pix);
@@ -94,7 +94,7 @@ static int plot_run_grids(const char *pdir, const qa_run_record *r, qa_error *er
         snprintf(out, sizeof out, "%s/%s_%s_samples", pdir, r->id, r->eval[v].variant);
         variant_row_label(r, v, 0, label, sizeof label);
         snprintf(title, sizeof title, "%s (%s): seed %ld", r->id, label, r->seed);
-        if (!rc && rows > 0) rc = plot_image_grid(out, tiles, rows, GRID_COLS, labels, title, err);
+        if (!rc && rows > 0) rc = qa_plot_image_grid(out, tiles, rows, GRID_COLS, labels, title, err);
         qa_free(tiles);
     }
     return rc;
@@ -136,33 +136,33 @@ static int plot_compare_grid(const char *pdir, const qa_run_record *runs, int n,
     char out[4400], title[200];
     snprintf(out, sizeof out, "%s/compare_seed%ld", pdir, seed0);
     compare_title(&runs[0], title, sizeof title);
-    if (!rc && r > 0) rc = plot_image_grid(out, tiles, r, GRID_COLS, labels, title, err);
+    if (!rc && r > 0) rc = qa_plot_image_grid(out, tiles, r, GRID_COLS, labels, title, err);
     qa_free(tiles);
     qa_free(label_text);
     qa_free(labels);
     return rc;
 }
 
-int plot_results(const char *dir, const char *baseline, qa_error *err) {
+int qa_plot_results(const char *dir, const char *baseline, qa_error *err) {
     qa_run_record *runs;
     qa_run_skipped *skipped; /* left out with a warning, as the report does */
     int n, n_skipped;
-    int rc = runs_scan(dir, &runs, &n, &skipped, &n_skipped, err);
+    int rc = qa_runs_scan(dir, &runs, &n, &skipped, &n_skipped, err);
     if (rc) return rc;
-    runs_skipped_free(skipped, n_skipped);
-    if (n == 0) { runs_free(runs, 0); return qa_fail(err, QA_ERR_INPUT, "%s: no finished runs (*.h5) to plot", dir); }
+    qa_runs_skipped_free(skipped, n_skipped);
+    if (n == 0) { qa_runs_free(runs, 0); return qa_fail(err, QA_ERR_INPUT, "%s: no finished runs (*.h5) to plot", dir); }
     char pdir[4096];
     snprintf(pdir, sizeof pdir, "%s/plots", dir);
     qa_cell *cells;
     int nc;
-    cells_build(runs, n, &cells, &nc);
-    const qa_cell *base = report_baseline_cell(cells, nc, baseline, dir, err);
+    qa_cells_build(runs, n, &cells, &nc);
+    const qa_cell *base = qa_report_baseline_cell(cells, nc, baseline, dir, err);
     rc = base ? qa_mkdir_p(pdir, err) : QA_ERR_INPUT;
-    if (!rc) rc = plot_statistics(pdir, cells, nc, err);
-    if (!rc) rc = plot_forest(pdir, cells, nc, base, err);
+    if (!rc) rc = qa_plot_statistics(pdir, cells, nc, err);
+    if (!rc) rc = qa_plot_forest(pdir, cells, nc, base, err);
     qa_free(cells);
     for (int i = 0; i < n && !rc; i++) rc = plot_run_grids(pdir, &runs[i], err);
     if (!rc) rc = plot_compare_grid(pdir, runs, n, err);
-    runs_free(runs, n);
+    qa_runs_free(runs, n);
     return rc;
 }

@@ -12,11 +12,11 @@
  * differences against the baseline cell (harness/plot_stats.h; baseline: a cell spec as the
  * report's --baseline, NULL for the report's default), a sample grid per run and deploy variant,
  * and the grid of every run of the first seed side by side. */
-int plot_results(const char *dir, const char *baseline, qa_error *err);
+int qa_plot_results(const char *dir, const char *baseline, qa_error *err);
 
 /* A grid of 28x28 tiles: rows x cols tiles ([rows*cols, 28*28] uint8, row-major), a label per
  * row (may be NULL), drawn by plots/samples.gp to out.{png,svg}. */
-int plot_image_grid(const char *out, const uint8_t *tiles, int rows, int cols, const char *const *row_labels,
+int qa_plot_image_grid(const char *out, const uint8_t *tiles, int rows, int cols, const char *const *row_labels,
                     const char *title, qa_error *err);
 
 #endif

@@ -21,10 +21,10 @@ static int is_row(const qa_cell *c, const qa_cell *base) { return c != base && c
  * in [0, U] lies in [-U, U]: the interval is clipped to it. Returns 1 when paired. */
 static int difference(const qa_cell *c, const qa_cell *base, int met, double *mean, double *lo, double *hi) {
     double ci, p;
-    int paired = report_cell_difference(c, base, met, mean, &ci, &p);
-    if (!paired) ci = stats_welch_ci95(c->vals[met], c->nm[met], base->vals[met], base->nm[met]);
+    int paired = qa_report_cell_difference(c, base, met, mean, &ci, &p);
+    if (!paired) ci = qa_stats_welch_ci95(c->vals[met], c->nm[met], base->vals[met], base->nm[met]);
     if (isnan(ci)) ci = 0;
-    double span = plot_metric_upper(met);
+    double span = qa_plot_metric_upper(met);
     *lo = fmax(*mean - ci, -span);
     *hi = fmin(*mean + ci, span);
     return paired;
@@ -42,7 +42,7 @@ static void write_forest_blocks(FILE *f, const qa_cell *cells, int nc, const qa_
             const qa_cell *c = &cells[i];
             if (!is_row(c, base)) continue;
             char label[160];
-            cells_series_label(c, label, sizeof label, 1, multi_rank);
+            qa_cells_series_label(c, label, sizeof label, 1, multi_rank);
             if (c->nm[met] == 0 || base->nm[met] == 0) {
                 fprintf(f, "%d NaN NaN NaN 1 \"%s\"\n", row--, label);
                 continue;
@@ -61,7 +61,7 @@ static void write_forest_blocks(FILE *f, const qa_cell *cells, int nc, const qa_
 
 static void forest_title(const qa_cell *base, int multi_rank, const forest_tally *t, char *buf, size_t len) {
     char base_label[160];
-    cells_series_label(base, base_label, sizeof base_label, 1, multi_rank);
+    qa_cells_series_label(base, base_label, sizeof base_label, 1, multi_rank);
     int off = snprintf(buf, len, "Each cell minus %s: ", base_label);
     if (t->n_hi <= 1) snprintf(buf + off, len - (size_t)off, "one run per cell, differences without intervals");
     else if (t->n_lo == t->n_hi)
@@ -70,8 +70,8 @@ static void forest_title(const qa_cell *base, int multi_rank, const forest_tally
     if (t->n_hi > 1 && t->any_welch) snprintf(buf + off, len - (size_t)off, "; open points: Welch, not paired");
 }
 
-int plot_forest(const char *pdir, const qa_cell *cells, int nc, const qa_cell *base, qa_error *err) {
-    int mets[8], nm = plot_folder_metrics(cells, nc, mets), nrows = 0, label_chars = 0, multi_rank = 0;
+int qa_plot_forest(const char *pdir, const qa_cell *cells, int nc, const qa_cell *base, qa_error *err) {
+    int mets[8], nm = qa_plot_folder_metrics(cells, nc, mets), nrows = 0, label_chars = 0, multi_rank = 0;
     for (int i = 0; i < nc; i++) {
         if (!is_row(&cells[i], base)) continue;
         multi_rank |= cells[i].rank != base->rank;
@@ -81,16 +81,16 @@ int plot_forest(const char *pdir, const qa_cell *cells, int nc, const qa_cell *b
     for (int i = 0; i < nc; i++) {
         char label[160];
         if (!is_row(&cells[i], base)) continue;
-        cells_series_label(&cells[i], label, sizeof label, 1, multi_rank);
+        qa_cells_series_label(&cells[i], label, sizeof label, 1, multi_rank);
         if ((int)strlen(label) > label_chars) label_chars = (int)strlen(label);
     }
     char out[4200];
     snprintf(out, sizeof out, "%s/forest", pdir);
-    FILE *f = plot_open_dat(out, err);
+    FILE *f = qa_plot_open_dat(out, err);
     if (!f) return err->code;
     forest_tally tally = {1 << 30, 0, 0};
     write_forest_blocks(f, cells, nc, base, mets, nm, multi_rank, nrows, &tally);
-    int rc = plot_close_dat(f, out, err);
+    int rc = qa_plot_close_dat(f, out, err);
     if (rc) return rc;
     char title[400], panels[600] = "";
     forest_title(base, multi_rank, &tally, title, sizeof title);
@@ -98,10 +98,10 @@ int plot_forest(const char *pdir, const qa_cell *cells, int nc, const qa_cell *b
         snprintf(panels + strlen(panels), sizeof panels - strlen(panels), "%s\"%s: %s is better\"", k ? " " : "",
                  qa_met_titles[mets[k]], qa_met_lower_better[mets[k]] ? "lower" : "higher");
     plot_args a = {0};
-    plot_arg(&a, "%s", title);
-    plot_arg(&a, "%d", nm);
-    plot_arg(&a, "%s", panels);
-    plot_arg(&a, "%d", nrows);
-    plot_arg(&a, "%d", label_chars);
-    return plot_draw("forest", out, &a, err);
+    qa_plot_arg(&a, "%s", title);
+    qa_plot_arg(&a, "%d", nm);
+    qa_plot_arg(&a, "%s", panels);
+    qa_plot_arg(&a, "%d", nrows);
+    qa_plot_arg(&a, "%d", label_chars);
+    return qa_plot_draw("forest", out, &a, err);
 }

@@ -7,6 +7,6 @@
 #include "harness/cells.h"
 
 /* Writes pdir/forest.{dat,gp,png,svg}; nothing when no other cell has a value. */
-int plot_forest(const char *pdir, const qa_cell *cells, int nc, const qa_cell *baseline, qa_error *err);
+int qa_plot_forest(const char *pdir, const qa_cell *cells, int nc, const qa_cell *baseline, qa_error *err);
 
 #endif

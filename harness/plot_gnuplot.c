@@ -9,7 +9,7 @@
 #define QA_PLOTS_SOURCE_DIR "plots"
 #endif
 
-void plot_arg(plot_args *a, const char *fmt, ...) {
+void qa_plot_arg(plot_args *a, const char *fmt, ...) {
     if (a->n == PLOT_MAX_ARGS) { a->overflow = 1; return; }
     va_list ap;
     va_start(ap, fmt);
@@ -25,7 +25,7 @@ static int has_template(const char *dir, const char *kind) {
     return qa_file_exists(path);
 }
 
-int plot_templates_dir(const char *kind, char *dir, size_t len, qa_error *err) {
+int qa_plot_templates_dir(const char *kind, char *dir, size_t len, qa_error *err) {
     const char *env = getenv("QA_PLOTS_DIR");
     if (env && env[0]) {
         if (!has_template(env, kind))
@@ -71,14 +71,14 @@ static int write_call(const char *kind, const char *out, const plot_args *a, con
     return QA_OK;
 }
 
-int plot_draw(const char *kind, const char *out, const plot_args *a, qa_error *err) {
+int qa_plot_draw(const char *kind, const char *out, const plot_args *a, qa_error *err) {
     QA_ASSERT(!a->overflow);
     char dir[4096], script[4200];
-    int rc = plot_templates_dir(kind, dir, sizeof dir, err);
+    int rc = qa_plot_templates_dir(kind, dir, sizeof dir, err);
     if (rc) return rc;
     snprintf(script, sizeof script, "%s.gp", out);
     rc = write_call(kind, out, a, script, err);
-    return rc ? rc : plot_run_script(script, NULL, err);
+    return rc ? rc : qa_plot_run_script(script, NULL, err);
 }
 
 /* gnuplot's messages, one line, for the error of a failed script */
@@ -92,9 +92,9 @@ static void read_messages(FILE *p, char *out, size_t len) {
     }
 }
 
-int plot_run_script(const char *script, const char *formats, qa_error *err) {
+int qa_plot_run_script(const char *script, const char *formats, qa_error *err) {
     char dir[4096];
-    int rc = plot_templates_dir("terminal", dir, sizeof dir, err);
+    int rc = qa_plot_templates_dir("terminal", dir, sizeof dir, err);
     if (rc) return rc;
     if (strchr(script, '\'') || strchr(dir, '\''))
         return qa_fail(err, QA_ERR_INPUT, "plot: path with a quote character: %s", strchr(script, '\'') ? script : dir);
@@ -114,7 +114,7 @@ int plot_run_script(const char *script, const char *formats, qa_error *err) {
     return qa_fail(err, QA_ERR_RUN, "plot: gnuplot failed on %s: %s", script, messages);
 }
 
-FILE *plot_open_dat(const char *out, qa_error *err) {
+FILE *qa_plot_open_dat(const char *out, qa_error *err) {
     char path[4200];
     snprintf(path, sizeof path, "%s.dat", out);
     FILE *f = fopen(path, "w");
@@ -122,7 +122,7 @@ FILE *plot_open_dat(const char *out, qa_error *err) {
     return f;
 }
 
-int plot_close_dat(FILE *f, const char *out, qa_error *err) {
+int qa_plot_close_dat(FILE *f, const char *out, qa_error *err) {
     int bad = ferror(f);
     int saved = errno;
     if (fclose(f) != 0) { bad = 1; saved = errno; }

@@ -20,22 +20,22 @@ typedef struct {
 } plot_args;
 
 /* Append one template argument, printf-style. */
-void plot_arg(plot_args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void qa_plot_arg(plot_args *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* The folder holding the templates: $QA_PLOTS_DIR when set, else the source tree's plots/ the
  * binary was built from, else ./plots. A folder without kind.gp is an input error (exit 2) that
  * says where it looked. */
-int plot_templates_dir(const char *kind, char *dir, size_t len, qa_error *err);
+int qa_plot_templates_dir(const char *kind, char *dir, size_t len, qa_error *err);
 
 /* Write OUT.gp calling plots/<kind>.gp with OUT and the arguments, then run it. */
-int plot_draw(const char *kind, const char *out, const plot_args *a, qa_error *err);
+int qa_plot_draw(const char *kind, const char *out, const plot_args *a, qa_error *err);
 
 /* Run a script with the templates on the load path. formats: NULL for the templates' default
  * (png and svg), or e.g. "dumb" to render OUT.txt as text. */
-int plot_run_script(const char *script, const char *formats, qa_error *err);
+int qa_plot_run_script(const char *script, const char *formats, qa_error *err);
 
 /* OUT.dat for writing, and its checked close (a write error names the file and the cause). */
-FILE *plot_open_dat(const char *out, qa_error *err);
-int plot_close_dat(FILE *f, const char *out, qa_error *err);
+FILE *qa_plot_open_dat(const char *out, qa_error *err);
+int qa_plot_close_dat(FILE *f, const char *out, qa_error *err);
 
 #endif

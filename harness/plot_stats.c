@@ -35,7 +35,7 @@ static int group_series(const qa_cell *cells, int nc, int rank_is_dim, series *o
         if (k == ns) {
             if (ns == MAX_SERIES) continue;
             out[ns].n = 0;
-            cells_series_label(&cells[i], out[ns].label, sizeof out[ns].label, 0, multi_rank);
+            qa_cells_series_label(&cells[i], out[ns].label, sizeof out[ns].label, 0, multi_rank);
             ns++;
         }
         if (out[k].n < MAX_GROUPS * MAX_GROUPS) out[k].cells[out[k].n++] = i;
@@ -76,7 +76,7 @@ static int ranks_of(const qa_cell *cells, int nc, int *ranks) {
     return nr;
 }
 
-int plot_folder_metrics(const qa_cell *cells, int nc, int *mets) {
+int qa_plot_folder_metrics(const qa_cell *cells, int nc, int *mets) {
     int n = 0, domain = 0;
     const int order[] = {MET_SUBJECT, MET_PROMPT, MET_FID, MET_STYLE, MET_LOSS};
     for (int i = 0; i < nc; i++) domain |= cells[i].sum[MET_FID].n > 0;
@@ -90,7 +90,7 @@ int plot_folder_metrics(const qa_cell *cells, int nc, int *mets) {
     return n;
 }
 
-double plot_metric_upper(int met) {
+double qa_plot_metric_upper(int met) {
     return met == MET_SUBJECT || met == MET_PROMPT || met == MET_PRIOR || met == MET_STYLE ? 1.0 : INFINITY;
 }
 
@@ -98,8 +98,8 @@ static double clip(double x, double lo, double hi) { return x < lo ? lo : (x > h
 
 /* the interval of a cell's metric, clipped to the metric's range */
 static void cell_interval(const qa_cell *c, int met, double *lo, double *hi) {
-    *lo = clip(c->sum[met].mean - c->sum[met].ci95, 0, plot_metric_upper(met));
-    *hi = clip(c->sum[met].mean + c->sum[met].ci95, 0, plot_metric_upper(met));
+    *lo = clip(c->sum[met].mean - c->sum[met].ci95, 0, qa_plot_metric_upper(met));
+    *hi = clip(c->sum[met].mean + c->sum[met].ci95, 0, qa_plot_metric_upper(met));
 }
 
 static void n_phrase(int lo, int hi, char *buf, size_t len) {
@@ -108,7 +108,7 @@ static void n_phrase(int lo, int hi, char *buf, size_t len) {
     else snprintf(buf, len, "mean and 95%% CI over %d-%d seeds", lo < 1 ? 1 : lo, hi);
 }
 
-void plot_seeds_phrase(const qa_cell *cells, int nc, int met, char *buf, size_t len) {
+void qa_plot_seeds_phrase(const qa_cell *cells, int nc, int met, char *buf, size_t len) {
     int lo = 1 << 30, hi = 0;
     for (int i = 0; i < nc; i++) {
         int n = cells[i].sum[met].n;
@@ -121,7 +121,7 @@ void plot_seeds_phrase(const qa_cell *cells, int nc, int met, char *buf, size_t 
 
 /* y range: bounded scores on [0, 1.05], bars of other metrics from 0 */
 static const char *y_range(int met, int bars) {
-    if (isfinite(plot_metric_upper(met))) return "[0:1.05]";
+    if (isfinite(qa_plot_metric_upper(met))) return "[0:1.05]";
     return bars ? "[0:*]" : "[*:*]";
 }
 
@@ -129,10 +129,10 @@ static const char *y_range(int met, int bars) {
  * intervals were made), the metric's axis label and the y range. */
 static void metric_args(plot_args *a, const char *what, const qa_cell *cells, int nc, int met, int bars) {
     char phrase[80];
-    plot_seeds_phrase(cells, nc, met, phrase, sizeof phrase);
-    plot_arg(a, "%s%s: %s", what, qa_met_titles[met], phrase);
-    plot_arg(a, "%s", qa_met_axis[met]);
-    plot_arg(a, "%s", y_range(met, bars));
+    qa_plot_seeds_phrase(cells, nc, met, phrase, sizeof phrase);
+    qa_plot_arg(a, "%s%s: %s", what, qa_met_titles[met], phrase);
+    qa_plot_arg(a, "%s", qa_met_axis[met]);
+    qa_plot_arg(a, "%s", y_range(met, bars));
 }
 
 static const qa_cell *series_cell_at(const qa_cell *cells, const series *s, const char *bits, int met) {
@@ -153,7 +153,7 @@ static int plot_bars(const char *pdir, const qa_cell *cells, int nc, int met, qa
     if (ns == 0 || nb == 0) return QA_OK;
     char out[4200];
     snprintf(out, sizeof out, "%s/bars_%s", pdir, qa_met_names[met]);
-    FILE *f = plot_open_dat(out, err);
+    FILE *f = qa_plot_open_dat(out, err);
     if (!f) return err->code;
     fprintf(f, "# per bit setting and series: mean, low and high end of the 95%% CI ('?': no such cell)\nbits");
     for (int k = 0; k < ns; k++) fprintf(f, " \"%s\" low high", ser[k].label);
@@ -169,12 +169,12 @@ static int plot_bars(const char *pdir, const qa_cell *cells, int nc, int met, qa
         }
         fprintf(f, "\n");
     }
-    int rc = plot_close_dat(f, out, err);
+    int rc = qa_plot_close_dat(f, out, err);
     if (rc) return rc;
     plot_args a = {0};
     metric_args(&a, "", cells, nc, met, 1);
-    plot_arg(&a, "%d", ns);
-    return plot_draw("bars", out, &a, err);
+    qa_plot_arg(&a, "%d", ns);
+    return qa_plot_draw("bars", out, &a, err);
 }
 
 /* The series of a bit sweep, quantized ones first: their indices into ser, and how many of them
@@ -240,20 +240,20 @@ static int plot_bit_sweep(const char *pdir, const qa_cell *cells, int nc, int me
     const int has_fp = wbits[0] == 0, fp_x = wbits[nw - 1] + 2;
     char out[4200], xtics[256] = "(";
     snprintf(out, sizeof out, "%s/bits_%s", pdir, qa_met_names[met]);
-    FILE *f = plot_open_dat(out, err);
+    FILE *f = qa_plot_open_dat(out, err);
     if (!f) return err->code;
     write_sweep_blocks(f, cells, ser, order, nd, nq, met, fp_x);
-    int rc = plot_close_dat(f, out, err);
+    int rc = qa_plot_close_dat(f, out, err);
     if (rc) return rc;
     for (int k = has_fp; k < nw; k++) snprintf(xtics + strlen(xtics), sizeof xtics - strlen(xtics), "%s%d", k > has_fp ? ", " : "", wbits[k]);
     snprintf(xtics + strlen(xtics), sizeof xtics - strlen(xtics), has_fp ? ", 'fp' %d)" : ")", fp_x);
     plot_args a = {0};
     metric_args(&a, "Bit sweep of ", cells, nc, met, 0);
-    plot_arg(&a, "[%g:%g]", wbits[has_fp] - 1.0, (has_fp ? fp_x : wbits[nw - 1]) + 1.0);
-    plot_arg(&a, "%s", xtics);
-    plot_arg(&a, "%d", nq);
-    plot_arg(&a, "%d", nd - nq);
-    return plot_draw("bits", out, &a, err);
+    qa_plot_arg(&a, "[%g:%g]", wbits[has_fp] - 1.0, (has_fp ? fp_x : wbits[nw - 1]) + 1.0);
+    qa_plot_arg(&a, "%s", xtics);
+    qa_plot_arg(&a, "%d", nq);
+    qa_plot_arg(&a, "%d", nd - nq);
+    return qa_plot_draw("bits", out, &a, err);
 }
 
 /* file-name form of a series label */
@@ -281,13 +281,13 @@ static int plot_heatmaps(const char *pdir, const qa_cell *cells, int nc, int met
     series ser[MAX_SERIES];
     int ns = group_series(cells, nc, 1, ser);
     char phrase[80];
-    plot_seeds_phrase(cells, nc, met, phrase, sizeof phrase);
+    qa_plot_seeds_phrase(cells, nc, met, phrase, sizeof phrase);
     for (int k = 0; k < ns; k++) {
         if (heatmap_cells(cells, &ser[k], met) < 4) continue;
         char name[128], out[4200];
         file_name_of(ser[k].label, name, sizeof name);
         snprintf(out, sizeof out, "%s/heatmap_%s_%s", pdir, qa_met_names[met], name);
-        FILE *f = plot_open_dat(out, err);
+        FILE *f = qa_plot_open_dat(out, err);
         if (!f) return err->code;
         fprintf(f, "# rank_index bits_index mean ci95 rank bits\n");
         for (int j = 0; j < ser[k].n; j++) {
@@ -298,14 +298,14 @@ static int plot_heatmaps(const char *pdir, const qa_cell *cells, int nc, int met
             while (strcmp(bits[bi], c->bits)) bi++;
             fprintf(f, "%d %d %.8g %.8g %d %s\n", ri, bi, c->sum[met].mean, c->sum[met].ci95, c->rank, c->bits);
         }
-        int rc = plot_close_dat(f, out, err);
+        int rc = qa_plot_close_dat(f, out, err);
         if (rc) return rc;
         plot_args a = {0};
-        plot_arg(&a, "%s, %s: %s", ser[k].label, qa_met_titles[met], phrase);
-        plot_arg(&a, "%s", qa_met_titles[met]);
-        plot_arg(&a, "%d", nr);
-        plot_arg(&a, "%d", nb);
-        rc = plot_draw("heatmap", out, &a, err);
+        qa_plot_arg(&a, "%s, %s: %s", ser[k].label, qa_met_titles[met], phrase);
+        qa_plot_arg(&a, "%s", qa_met_titles[met]);
+        qa_plot_arg(&a, "%d", nr);
+        qa_plot_arg(&a, "%d", nb);
+        rc = qa_plot_draw("heatmap", out, &a, err);
         if (rc) return rc;
     }
     return QA_OK;
@@ -356,8 +356,8 @@ static int write_pareto_blocks(FILE *f, const qa_cell *cells, int nc, int met, i
         const qa_cell *c = &cells[i];
         if (!is_deployed(c, met)) continue;
         char label[128], deploy[48], kind[64], family[64];
-        cells_series_label(c, label, sizeof label, 1, multi_rank);
-        snprintf(kind, sizeof kind, "%s %s", c->bits, cells_deploy_label(c, deploy, sizeof deploy));
+        qa_cells_series_label(c, label, sizeof label, 1, multi_rank);
+        snprintf(kind, sizeof kind, "%s %s", c->bits, qa_cells_deploy_label(c, deploy, sizeof deploy));
         snprintf(family, sizeof family, "%s %s r%d", c->method, c->axes, multi_rank ? c->rank : 0);
         snprintf(colours + strlen(colours), len - strlen(colours), "%s%d", n ? " " : "", 1 + index_of(families, &nfamilies, family));
         snprintf(shapes + strlen(shapes), len - strlen(shapes), "%s%d", n ? " " : "", 1 + index_of(kinds, &nkinds, kind));
@@ -385,26 +385,26 @@ static int plot_pareto(const char *pdir, const qa_cell *cells, int nc, int met, 
     if (n < 2 || !costs_differ) return QA_OK; /* one cost: no trade-off to show */
     char out[4200];
     snprintf(out, sizeof out, "%s/pareto_%s_%s", pdir, storage ? "storage" : "training_memory", qa_met_names[met]);
-    FILE *f = plot_open_dat(out, err);
+    FILE *f = qa_plot_open_dat(out, err);
     if (!f) return err->code;
     char colours[1400], shapes[1400];
     int blocks = write_pareto_blocks(f, cells, nc, met, storage, colours, shapes, sizeof colours);
-    int rc = plot_close_dat(f, out, err);
+    int rc = qa_plot_close_dat(f, out, err);
     if (rc) return rc;
     if (strlen(colours) + 8 >= sizeof colours || strlen(shapes) + 8 >= sizeof shapes)
         return qa_fail(err, QA_ERR_RUN, "plot: %s: %d cells, more than one figure's markers can name", out, blocks);
     char phrase[80];
-    plot_seeds_phrase(cells, nc, met, phrase, sizeof phrase);
+    qa_plot_seeds_phrase(cells, nc, met, phrase, sizeof phrase);
     plot_args a = {0};
-    plot_arg(&a, "%s against %s: %s; dashed: the Pareto front", qa_met_titles[met], storage ? "storage" : "training memory", phrase);
-    plot_arg(&a, "%s", storage ? "deployed bits per weight of the adapted layers"
+    qa_plot_arg(&a, "%s against %s: %s; dashed: the Pareto front", qa_met_titles[met], storage ? "storage" : "training memory", phrase);
+    qa_plot_arg(&a, "%s", storage ? "deployed bits per weight of the adapted layers"
                                : "training memory of the adapted layers (MiB: frozen + trainable + gradients + optimizer)");
-    plot_arg(&a, "%s", qa_met_axis[met]);
-    plot_arg(&a, "%s", y_range(met, 0));
-    plot_arg(&a, "%d", blocks);
-    plot_arg(&a, "%s", colours);
-    plot_arg(&a, "%s", shapes);
-    return plot_draw("pareto", out, &a, err);
+    qa_plot_arg(&a, "%s", qa_met_axis[met]);
+    qa_plot_arg(&a, "%s", y_range(met, 0));
+    qa_plot_arg(&a, "%d", blocks);
+    qa_plot_arg(&a, "%s", colours);
+    qa_plot_arg(&a, "%s", shapes);
+    return qa_plot_draw("pareto", out, &a, err);
 }
 
 /* one curve per run group: the cell of the run's first deploy variant */
@@ -427,7 +427,7 @@ static void write_loss_block(FILE *f, const qa_cell *c, int first) {
             if (t >= 20) acc[s] -= tr[(t - 20) * 5 + 1];
             x[s] = acc[s] / (t < 20 ? t + 1 : 20);
         }
-        qa_summary sm = stats_summarize(x, c->n);
+        qa_summary sm = qa_stats_summarize(x, c->n);
         fprintf(f, "%g %.8g %.8g %.8g\n", c->runs[0]->train[t * 5], sm.mean, fmax(0, sm.mean - sm.ci95), sm.mean + sm.ci95);
     }
 }
@@ -443,7 +443,7 @@ static int plot_loss_bands(const char *pdir, const qa_cell *cells, int nc, qa_er
         if (curves == 0) continue;
         char out[4200];
         snprintf(out, sizeof out, "%s/loss_curves_%s", pdir, bits[b]);
-        FILE *f = plot_open_dat(out, err);
+        FILE *f = qa_plot_open_dat(out, err);
         if (!f) return err->code;
         fprintf(f, "# per curve: step, mean, low, high\n");
         curves = 0;
@@ -453,22 +453,22 @@ static int plot_loss_bands(const char *pdir, const qa_cell *cells, int nc, qa_er
             n_lo = cells[i].n < n_lo ? cells[i].n : n_lo;
             n_hi = cells[i].n > n_hi ? cells[i].n : n_hi;
         }
-        int rc = plot_close_dat(f, out, err);
+        int rc = qa_plot_close_dat(f, out, err);
         if (rc) return rc;
         char phrase[80];
         n_phrase(n_lo, n_hi, phrase, sizeof phrase);
         plot_args a = {0};
-        if (n_hi <= 1) plot_arg(&a, "Fine-tuning loss at %s: one run per curve, no band", bits[b]);
-        else plot_arg(&a, "Fine-tuning loss at %s: %s (band)", bits[b], phrase);
-        plot_arg(&a, "%d", curves);
-        rc = plot_draw("loss_curves", out, &a, err);
+        if (n_hi <= 1) qa_plot_arg(&a, "Fine-tuning loss at %s: one run per curve, no band", bits[b]);
+        else qa_plot_arg(&a, "Fine-tuning loss at %s: %s (band)", bits[b], phrase);
+        qa_plot_arg(&a, "%d", curves);
+        rc = qa_plot_draw("loss_curves", out, &a, err);
         if (rc) return rc;
     }
     return QA_OK;
 }
 
-int plot_statistics(const char *pdir, const qa_cell *cells, int nc, qa_error *err) {
-    int mets[8], nm = plot_folder_metrics(cells, nc, mets);
+int qa_plot_statistics(const char *pdir, const qa_cell *cells, int nc, qa_error *err) {
+    int mets[8], nm = qa_plot_folder_metrics(cells, nc, mets);
     int rc = plot_loss_bands(pdir, cells, nc, err);
     for (int k = 0; k < nm && !rc; k++) rc = plot_bars(pdir, cells, nc, mets[k], err);
     for (int k = 0; k < nm && !rc; k++) rc = plot_bit_sweep(pdir, cells, nc, mets[k], err);

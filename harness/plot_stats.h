@@ -10,16 +10,16 @@
 
 #include "harness/cells.h"
 
-int plot_statistics(const char *pdir, const qa_cell *cells, int nc, qa_error *err);
+int qa_plot_statistics(const char *pdir, const qa_cell *cells, int nc, qa_error *err);
 
 /* The metrics a folder's figures show, most telling first: subject (or, for the domain task,
  * FID and style), prompt fidelity, held-out loss. Returns how many. */
-int plot_folder_metrics(const qa_cell *cells, int nc, int *mets);
+int qa_plot_folder_metrics(const qa_cell *cells, int nc, int *mets);
 /* The largest value a metric can take: 1 for shares, probabilities and cosines, else infinity;
  * every metric is at least 0. Intervals drawn are clipped to this range. */
-double plot_metric_upper(int met);
+double qa_plot_metric_upper(int met);
 /* How the cells' intervals were made, for titles: "mean and 95% CI over 5 seeds", "... over 3-5
  * seeds", or "one run per cell, no interval". */
-void plot_seeds_phrase(const qa_cell *cells, int nc, int met, char *buf, size_t len);
+void qa_plot_seeds_phrase(const qa_cell *cells, int nc, int met, char *buf, size_t len);
 
 #endif

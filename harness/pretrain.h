@@ -11,7 +11,7 @@
 /* reduce: NULL for one process; under mpirun, the ranks' gradient sum (qa_mpi_grad_reducer):
  * each rank trains its slice of every batch (train.h), and rank 0 alone logs and writes the
  * checkpoint. Every rank calls it. */
-int pretrain_dit(const qa_recipe *r, const char *out_path, const qa_grad_reducer *reduce, qa_error *err);
-int pretrain_evaluator(const qa_recipe *r, const char *out_path, qa_error *err);
+int qa_pretrain_dit(const qa_recipe *r, const char *out_path, const qa_grad_reducer *reduce, qa_error *err);
+int qa_pretrain_evaluator(const qa_recipe *r, const char *out_path, qa_error *err);
 
 #endif

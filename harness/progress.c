@@ -6,7 +6,7 @@
 
 #include "harness/util.h"
 
-void progress_begin(qa_progress *p, const char *what, long total) {
+void qa_progress_begin(qa_progress *p, const char *what, long total) {
     p->what = what;
     p->total = total;
     p->t0 = qa_now();
@@ -15,12 +15,12 @@ void progress_begin(qa_progress *p, const char *what, long total) {
     p->ranks = 1;
 }
 
-void progress_share(qa_progress *p, const char *who, int ranks) {
+void qa_progress_share(qa_progress *p, const char *who, int ranks) {
     snprintf(p->who, sizeof p->who, "%s", who);
     p->ranks = ranks > 1 ? ranks : 1;
 }
 
-void progress_log(qa_progress *p, long done, const char *fmt, ...) {
+void qa_progress_log(qa_progress *p, long done, const char *fmt, ...) {
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
@@ -40,6 +40,6 @@ void progress_log(qa_progress *p, long done, const char *fmt, ...) {
     fflush(stderr);
 }
 
-void progress_end(qa_progress *p) {
+void qa_progress_end(qa_progress *p) {
     if (p->tty) fprintf(stderr, "\n");
 }

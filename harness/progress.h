@@ -12,11 +12,11 @@ typedef struct {
     int ranks;        /* processes sharing `total` (done counts this one's); 1 alone */
 } qa_progress;
 
-void progress_begin(qa_progress *p, const char *what, long total);
+void qa_progress_begin(qa_progress *p, const char *what, long total);
 /* A sweep shared by `ranks` processes, `who` naming this one: the line shows it, and the ETA is
  * the whole job's, assuming the other ranks keep this one's pace. */
-void progress_share(qa_progress *p, const char *who, int ranks);
-void progress_log(qa_progress *p, long done, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-void progress_end(qa_progress *p);
+void qa_progress_share(qa_progress *p, const char *who, int ranks);
+void qa_progress_log(qa_progress *p, long done, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void qa_progress_end(qa_progress *p);
 
 #endif

@@ -18,7 +18,7 @@
  * attn1 (self-attention) and attn2 (cross-attention) q, k, v and out weights. */
 #define PROJECT_DEFAULT_PATTERN "attn[12]\\.(to_q|to_k|to_v|to_out\\.0)\\.weight$"
 
-int project_sd_parse(int argc, char **argv, qa_project_opts *o, qa_error *err) {
+int qa_project_sd_parse(int argc, char **argv, qa_project_opts *o, qa_error *err) {
     memset(o, 0, sizeof *o);
     o->bits = 8;
     o->rank = 4;
@@ -80,8 +80,8 @@ static void deployed_float(const qa_deployed *d, int bits, float *Wd) {
     qa_deployed_weights(d, Wd);
     if (!d->needs_ptq) return;
     float *delta = qa_alloc(sizeof(float) * d->out), *zero = qa_alloc(sizeof(float) * d->out);
-    quant_search_rows(Wd, d->out, d->in, bits, delta, zero);
-    quant_fake_rows(Wd, Wd, d->out, d->in, bits, delta, zero);
+    qa_quant_search_rows(Wd, d->out, d->in, bits, delta, zero);
+    qa_quant_fake_rows(Wd, Wd, d->out, d->in, bits, delta, zero);
     qa_free(delta); qa_free(zero);
 }
 
@@ -151,7 +151,7 @@ static int project_latency(const qa_method *m, const qa_project_opts *o, int in,
     char buf[2048];
     FILE *mem = fmemopen(buf, sizeof buf, "w");
     if (!mem) return qa_fail(err, QA_ERR_RUN, "project-sd: fmemopen failed");
-    int rc = bench_layer(&bo, mem, err);
+    int rc = qa_bench_layer(&bo, mem, err);
     fclose(mem);
     if (rc) return rc;
     const char *pf = strstr(buf, "\"ms_fwd_bwd\": "), *pm = strstr(buf, "\"ms_merge\": ");
@@ -297,7 +297,7 @@ static int project_all_latencies(const qa_project_opts *o, const project_layer *
     return rc;
 }
 
-int project_sd(const qa_project_opts *o, FILE *out, qa_error *err) {
+int qa_project_sd(const qa_project_opts *o, FILE *out, qa_error *err) {
     qa_safetensors st;
     project_layer *layers = NULL;
     int n = 0, rc = QA_OK, have_file = o->weights != NULL;

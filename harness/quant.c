@@ -11,7 +11,7 @@ static float fake_quant(float v, float delta, float zero, float levels_max) {
     return delta * (q - zero);
 }
 
-void quant_search(const float *x, size_t n, int bits, float *delta_out, float *zero_out) {
+void qa_quant_search(const float *x, size_t n, int bits, float *delta_out, float *zero_out) {
     float lmax = (float)((1 << bits) - 1);
     float m = x[0], M = x[0];
     for (size_t i = 1; i < n; i++) {
@@ -45,12 +45,12 @@ void quant_search(const float *x, size_t n, int bits, float *delta_out, float *z
     *zero_out = best_zero;
 }
 
-void quant_search_rows(const float *W, int rows, int cols, int bits, float *delta, float *zero) {
+void qa_quant_search_rows(const float *W, int rows, int cols, int bits, float *delta, float *zero) {
     #pragma omp parallel for schedule(dynamic, 4)
-    for (int r = 0; r < rows; r++) quant_search(W + (size_t)r * cols, (size_t)cols, bits, &delta[r], &zero[r]);
+    for (int r = 0; r < rows; r++) qa_quant_search(W + (size_t)r * cols, (size_t)cols, bits, &delta[r], &zero[r]);
 }
 
-void quant_codes_rows(int32_t *codes, const float *W, int rows, int cols, int bits,
+void qa_quant_codes_rows(int32_t *codes, const float *W, int rows, int cols, int bits,
                       const float *delta, const float *zero) {
     float lmax = (float)((1 << bits) - 1);
     for (int r = 0; r < rows; r++)
@@ -61,7 +61,7 @@ void quant_codes_rows(int32_t *codes, const float *W, int rows, int cols, int bi
         }
 }
 
-void quant_fake_rows(float *Wq, const float *W, int rows, int cols, int bits, const float *delta,
+void qa_quant_fake_rows(float *Wq, const float *W, int rows, int cols, int bits, const float *delta,
                      const float *zero) {
     float lmax = (float)((1 << bits) - 1);
     for (int r = 0; r < rows; r++)
@@ -69,9 +69,9 @@ void quant_fake_rows(float *Wq, const float *W, int rows, int cols, int bits, co
             Wq[(size_t)r * cols + c] = fake_quant(W[(size_t)r * cols + c], delta[r], zero[r], lmax);
 }
 
-void actq_forward(qa_actq *q, float *xhat, const float *x, size_t n) {
+void qa_actq_forward(qa_actq *q, float *xhat, const float *x, size_t n) {
     if (!q->calibrated) {
-        quant_search(x, n, q->bits, &q->delta, &q->zero);
+        qa_quant_search(x, n, q->bits, &q->delta, &q->zero);
         q->calibrated = 1;
     }
     float lmax = (float)((1 << q->bits) - 1), delta = q->delta, zero = q->zero;
@@ -79,7 +79,7 @@ void actq_forward(qa_actq *q, float *xhat, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) xhat[i] = fake_quant(x[i], delta, zero, lmax);
 }
 
-void actq_backward(const qa_actq *q, float *dx, const float *dxhat, const float *x, size_t n) {
+void qa_actq_backward(const qa_actq *q, float *dx, const float *dxhat, const float *x, size_t n) {
     float lmax = (float)((1 << q->bits) - 1), delta = q->delta, zero = q->zero;
     #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
@@ -102,7 +102,7 @@ static float linspace_at(float start, float end, int steps, int idx) {
     return idx < steps / 2 ? start + step * (float)idx : end - step * (float)(steps - idx - 1);
 }
 
-void quant_icq_candidates(const quant_icq_cfg *cfg, float *p) {
+void qa_quant_icq_candidates(const quant_icq_cfg *cfg, float *p) {
     const int n = cfg->tau_n;
     const float right = (float)(1.0 + (double)cfg->tau_range), left = (float)(1.0 - (double)cfg->tau_range);
     p[0] = 1.0f;
@@ -110,7 +110,7 @@ void quant_icq_candidates(const quant_icq_cfg *cfg, float *p) {
     for (int k = 1; k <= n; k++) p[n + k] = linspace_at(1.0f, left, n + 1, k);
 }
 
-float quant_icq_entropy(const float *x, size_t n, int bits, float scale, float zero, const quant_icq_cfg *cfg) {
+float qa_quant_icq_entropy(const float *x, size_t n, int bits, float scale, float zero, const quant_icq_cfg *cfg) {
     QA_ASSERT(bits >= 1 && bits <= 8);
     const int levels = 1 << bits;
     const float lmax = (float)(levels - 1);
@@ -139,7 +139,7 @@ float quant_icq_entropy(const float *x, size_t n, int bits, float scale, float z
     return (float)h;
 }
 
-void quant_icq_search(const float *x, size_t n, int bits, const quant_icq_cfg *cfg, float *scale_out, float *zero_out) {
+void qa_quant_icq_search(const float *x, size_t n, int bits, const quant_icq_cfg *cfg, float *scale_out, float *zero_out) {
     const float lmax = (float)((1 << bits) - 1);
     float xmin = 0.0f, xmax = 0.0f;
     for (size_t j = 0; j < n; j++) {
@@ -154,21 +154,21 @@ void quant_icq_search(const float *x, size_t n, int bits, const quant_icq_cfg *c
     const int n_p = 2 * cfg->tau_n + 1;
     float p[2 * 1000 + 1];
     QA_ASSERT(cfg->tau_n >= 1 && cfg->tau_n <= 1000);
-    quant_icq_candidates(cfg, p);
+    qa_quant_icq_candidates(cfg, p);
     const float zero_sym = (lmax + 1.0f) / 2.0f;
     float best = INFINITY, best_scale = 0.0f, best_zero = 0.0f;
     for (int k = 0; k < n_p; k++) {
         float xmin1 = p[k] * xmin, xmax1 = p[k] * xmax;
         float scale = (xmax1 - xmin1) / lmax;
         float zero = cfg->symmetric ? zero_sym : nearbyintf(-xmin1 / scale);
-        float err = -quant_icq_entropy(x, n, bits, scale, zero, cfg);
+        float err = -qa_quant_icq_entropy(x, n, bits, scale, zero, cfg);
         if (err < best) { best = err; best_scale = scale; best_zero = zero; }
     }
     *scale_out = best_scale;
     *zero_out = best_zero;
 }
 
-void quant_icq_rows(const float *W, int rows, int cols, int bits, const quant_icq_cfg *cfg, float *scale, float *zero) {
+void qa_quant_icq_rows(const float *W, int rows, int cols, int bits, const quant_icq_cfg *cfg, float *scale, float *zero) {
     #pragma omp parallel for schedule(dynamic, 4)
-    for (int r = 0; r < rows; r++) quant_icq_search(W + (size_t)r * cols, (size_t)cols, bits, cfg, &scale[r], &zero[r]);
+    for (int r = 0; r < rows; r++) qa_quant_icq_search(W + (size_t)r * cols, (size_t)cols, bits, cfg, &scale[r], &zero[r]);
 }

@@ -14,14 +14,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-void quant_search(const float *x, size_t n, int bits, float *delta, float *zero);
+void qa_quant_search(const float *x, size_t n, int bits, float *delta, float *zero);
 /* Per output channel (row) search of a [rows, cols] matrix. */
-void quant_search_rows(const float *W, int rows, int cols, int bits, float *delta, float *zero);
+void qa_quant_search_rows(const float *W, int rows, int cols, int bits, float *delta, float *zero);
 /* codes[r,c] = clamp(round(W/delta_r) + z_r, 0, L-1) - z_r   (the signed integer weight) */
-void quant_codes_rows(int32_t *codes, const float *W, int rows, int cols, int bits,
+void qa_quant_codes_rows(int32_t *codes, const float *W, int rows, int cols, int bits,
                       const float *delta, const float *zero);
 /* Wq = delta_r * codes  (dequantized, "fake-quantized" weight) */
-void quant_fake_rows(float *Wq, const float *W, int rows, int cols, int bits, const float *delta,
+void qa_quant_fake_rows(float *Wq, const float *W, int rows, int cols, int bits, const float *delta,
                      const float *zero);
 
 /* Per-tensor activation quantizer, calibrated with the search on the first batch, then frozen. */
@@ -32,9 +32,9 @@ typedef struct {
 } qa_actq;
 
 /* xhat = delta (clamp(round(x/delta) + z, 0, L-1) - z); calibrates on the first call. */
-void actq_forward(qa_actq *q, float *xhat, const float *x, size_t n);
+void qa_actq_forward(qa_actq *q, float *xhat, const float *x, size_t n);
 /* Straight-through: dx += dxhat where round(x/delta) + z lies inside [0, L-1] (inclusive). */
-void actq_backward(const qa_actq *q, float *dx, const float *dxhat, const float *x, size_t n);
+void qa_actq_backward(const qa_actq *q, float *dx, const float *dxhat, const float *x, size_t n);
 
 /* Information-calibrated quantization (ICQ), integer variant: IR-QLoRA's range search that
  * maximises the entropy of a row's codes (arXiv 2402.05445; reference "integer
@@ -61,11 +61,11 @@ typedef struct {
 } quant_icq_cfg;
 
 /* The reference's candidates p (2 tau_n + 1 of them) into p[]. */
-void quant_icq_candidates(const quant_icq_cfg *cfg, float *p);
+void qa_quant_icq_candidates(const quant_icq_cfg *cfg, float *p);
 /* The entropy (bits) of the codes of x under (scale, zero), counted as cfg says. */
-float quant_icq_entropy(const float *x, size_t n, int bits, float scale, float zero, const quant_icq_cfg *cfg);
-void quant_icq_search(const float *x, size_t n, int bits, const quant_icq_cfg *cfg, float *scale, float *zero);
+float qa_quant_icq_entropy(const float *x, size_t n, int bits, float scale, float zero, const quant_icq_cfg *cfg);
+void qa_quant_icq_search(const float *x, size_t n, int bits, const quant_icq_cfg *cfg, float *scale, float *zero);
 /* Per row of a [rows, cols] matrix. */
-void quant_icq_rows(const float *W, int rows, int cols, int bits, const quant_icq_cfg *cfg, float *scale, float *zero);
+void qa_quant_icq_rows(const float *W, int rows, int cols, int bits, const quant_icq_cfg *cfg, float *scale, float *zero);
 
 #endif

@@ -117,7 +117,7 @@ static const key_spec *find_spec(const char *section, const char *key, int *idx)
 }
 
 /* Strict: "fp", or 'w' + a digit 2..8 + 'a' + a digit 2..8 or "16" (FP activations). */
-int parse_bits(const char *s, int *w, int *a) {
+int qa_parse_bits(const char *s, int *w, int *a) {
     if (strcmp(s, "fp") == 0) { *w = 0; *a = 0; return 0; }
     if (s[0] != 'w' || s[1] < '2' || s[1] > '8' || s[2] != 'a') return -1;
     int ww = s[1] - '0', aa;
@@ -166,7 +166,7 @@ static int check_value(const char *path, int line, const key_spec *k, const char
     }
     case T_BITS: {
         int w, a;
-        if (parse_bits(v, &w, &a))
+        if (qa_parse_bits(v, &w, &a))
             return qa_fail(err, QA_ERR_INPUT,
                            "%s:%d: [%s] %s: '%s' is not a bit setting (allowed: fp, or wNaM with N in 2..8 "
                            "and M in 2..8 or 16, e.g. w8a8, w4a8, w4a16)", path, line, k->section, k->key, v);
@@ -246,7 +246,7 @@ static void free_entries(qa_recipe *r) {
     r->n_options = 0;
 }
 
-void recipe_free(qa_recipe *r) {
+void qa_recipe_free(qa_recipe *r) {
     if (!r) return;
     free_entries(r);
     free(r->path);
@@ -377,7 +377,7 @@ static int add_entry(qa_recipe *r, const char *path, int line, const char *secti
 /* Every method option must belong to a method the recipe names, and suit each one that has it. */
 static int check_named_methods(const qa_recipe *r, qa_error *err) {
     const char *const *names;
-    int nm = recipe_values(r, "adapt", "method", &names);
+    int nm = qa_recipe_values(r, "adapt", "method", &names);
     for (int i = 0; i < r->n_options; i++) {
         const option_entry *e = &r->options[i];
         int owners = 0;
@@ -419,7 +419,7 @@ static int parse_section(const char *path, int line, char *s, char *section, siz
     return QA_OK;
 }
 
-int recipe_parse(const char *path, const char *text, qa_recipe **out, qa_error *err) {
+int qa_recipe_parse(const char *path, const char *text, qa_recipe **out, qa_error *err) {
     qa_recipe *r = calloc(1, sizeof *r);
     r->path = strdup(path);
     r->text = strdup(text);
@@ -453,12 +453,12 @@ int recipe_parse(const char *path, const char *text, qa_recipe **out, qa_error *
             rc = qa_fail(err, QA_ERR_INPUT, "%s: missing required key 'kind' in [job] (allowed: %s)", path, schema[idx].allowed);
     }
     if (rc == 0) rc = check_named_methods(r, err);
-    if (rc) { recipe_free(r); return rc; }
+    if (rc) { qa_recipe_free(r); return rc; }
     *out = r;
     return QA_OK;
 }
 
-int recipe_parse_buffer(const char *path, const char *data, size_t len, qa_recipe **out, qa_error *err) {
+int qa_recipe_parse_buffer(const char *path, const char *data, size_t len, qa_recipe **out, qa_error *err) {
     const char *nul = memchr(data, 0, len);
     if (nul) {
         int line = 1;
@@ -469,25 +469,25 @@ int recipe_parse_buffer(const char *path, const char *data, size_t len, qa_recip
     char *text = malloc(len + 1);
     memcpy(text, data, len);
     text[len] = 0;
-    int rc = recipe_parse(path, text, out, err);
+    int rc = qa_recipe_parse(path, text, out, err);
     free(text);
     return rc;
 }
 
-int recipe_load(const char *path, qa_recipe **out, qa_error *err) {
+int qa_recipe_load(const char *path, qa_recipe **out, qa_error *err) {
     char *text;
     size_t len;
     int rc = qa_read_file(path, &text, &len, err);
     if (rc) return rc;
-    rc = recipe_parse_buffer(path, text, len, out, err);
+    rc = qa_recipe_parse_buffer(path, text, len, out, err);
     free(text);
     return rc;
 }
 
-const char *recipe_path(const qa_recipe *r) { return r->path; }
-const char *recipe_text(const qa_recipe *r) { return r->text; }
+const char *qa_recipe_path(const qa_recipe *r) { return r->path; }
+const char *qa_recipe_text(const qa_recipe *r) { return r->text; }
 
-int recipe_values(const qa_recipe *r, const char *section, const char *key, const char *const **vals) {
+int qa_recipe_values(const qa_recipe *r, const char *section, const char *key, const char *const **vals) {
     int idx;
     const key_spec *k = find_spec(section, key, &idx);
     QA_ASSERT(k); /* asking for an undeclared key is a programming error */
@@ -504,7 +504,7 @@ int recipe_values(const qa_recipe *r, const char *section, const char *key, cons
     return schema[idx].def ? 1 : 0;
 }
 
-int recipe_has(const qa_recipe *r, const char *section, const char *key) {
+int qa_recipe_has(const qa_recipe *r, const char *section, const char *key) {
     int idx;
     QA_ASSERT(find_spec(section, key, &idx));
     for (int i = 0; i < r->n_entries; i++)
@@ -512,21 +512,21 @@ int recipe_has(const qa_recipe *r, const char *section, const char *key) {
     return 0;
 }
 
-const char *recipe_str(const qa_recipe *r, const char *section, const char *key) {
+const char *qa_recipe_str(const qa_recipe *r, const char *section, const char *key) {
     const char *const *v;
-    int n = recipe_values(r, section, key, &v);
+    int n = qa_recipe_values(r, section, key, &v);
     return n > 0 ? v[0] : "";
 }
 
-long recipe_int(const qa_recipe *r, const char *section, const char *key) {
-    return (long)strtod(recipe_str(r, section, key), NULL);
+long qa_recipe_int(const qa_recipe *r, const char *section, const char *key) {
+    return (long)strtod(qa_recipe_str(r, section, key), NULL);
 }
 
-double recipe_float(const qa_recipe *r, const char *section, const char *key) {
-    return strtod(recipe_str(r, section, key), NULL);
+double qa_recipe_float(const qa_recipe *r, const char *section, const char *key) {
+    return strtod(qa_recipe_str(r, section, key), NULL);
 }
 
-int recipe_option_values(const qa_recipe *r, const char *key, const char *const **vals) {
+int qa_recipe_option_values(const qa_recipe *r, const char *key, const char *const **vals) {
     for (int i = 0; i < r->n_options; i++)
         if (!strcmp(r->options[i].key, key)) {
             *vals = (const char *const *)r->options[i].vals;
@@ -535,7 +535,7 @@ int recipe_option_values(const qa_recipe *r, const char *key, const char *const 
     return 0;
 }
 
-int recipe_line(const qa_recipe *r, const char *section, const char *key) {
+int qa_recipe_line(const qa_recipe *r, const char *section, const char *key) {
     int idx;
     QA_ASSERT(find_spec(section, key, &idx));
     for (int i = 0; i < r->n_entries; i++)
@@ -543,11 +543,11 @@ int recipe_line(const qa_recipe *r, const char *section, const char *key) {
     return 0;
 }
 
-int recipe_key_fail(const qa_recipe *r, const char *section, const char *key, qa_error *err, const char *fmt, ...) {
+int qa_recipe_key_fail(const qa_recipe *r, const char *section, const char *key, qa_error *err, const char *fmt, ...) {
     char what[768];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(what, sizeof what, fmt, ap);
     va_end(ap);
-    return qa_fail(err, QA_ERR_INPUT, "%s:%d: [%s] %s: %s", recipe_path(r), recipe_line(r, section, key), section, key, what);
+    return qa_fail(err, QA_ERR_INPUT, "%s:%d: [%s] %s: %s", qa_recipe_path(r), qa_recipe_line(r, section, key), section, key, what);
 }

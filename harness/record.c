@@ -81,9 +81,9 @@ static int write_step(qa_record *rec, qa_record_step step, const void *src, cons
         char *obj = object_path(rec, fd->object, variant);
         if (qa_run_field_is_text(fd)) {
             const char *text = *(const char *const *)slot_at(src, fd->from);
-            rc = h5_attr_set_str(rec->file, obj, qa_run_field_name(fd), text ? text : "", err);
+            rc = qa_h5_attr_set_str(rec->file, obj, qa_run_field_name(fd), text ? text : "", err);
         } else {
-            rc = h5_attr_set_f64(rec->file, obj, qa_run_field_name(fd), slot_number(src, fd->from), err);
+            rc = qa_h5_attr_set_f64(rec->file, obj, qa_run_field_name(fd), slot_number(src, fd->from), err);
         }
         qa_free(obj);
     }
@@ -101,24 +101,24 @@ static int write_provenance(qa_record *rec, const qa_record_run *run, qa_error *
     const qa_record_provenance prov = {
         .format_version = QA_RUN_FORMAT_VERSION, .harness_version = QA_VERSION, .git_commit = QA_GIT_COMMIT,
         .recipe = run->recipe_text, .recipe_path = run->recipe_path, .created = created, .host_cpu = cpu,
-        .host_cores = (double)sysconf(_SC_NPROCESSORS_ONLN), .onednn = qa_backend_version(onednn, sizeof onednn), .hdf5 = h5_library_version(hdf5, sizeof hdf5),
+        .host_cores = (double)sysconf(_SC_NPROCESSORS_ONLN), .onednn = qa_backend_version(onednn, sizeof onednn), .hdf5 = qa_h5_library_version(hdf5, sizeof hdf5),
         .seed = (double)run->seed};
     return write_step(rec, QA_STEP_PROVENANCE, &prov, NULL, err);
 }
 
 static int set_status(qa_record *rec, const char *status, qa_error *err) {
-    return h5_attr_set_str(rec->file, rec->grp, qa_run_field_name(qa_run_field_find(QA_OBJ_RUN, "status")), status, err);
+    return qa_h5_attr_set_str(rec->file, rec->grp, qa_run_field_name(qa_run_field_find(QA_OBJ_RUN, "status")), status, err);
 }
 
 /* uint8 [n, 28, 28] at <grp>/samples/<name> */
 static int write_samples(qa_record *rec, const char *name, const float *x, int n, qa_error *err) {
     uint8_t *pix = qa_alloc((size_t)n * D_IMG);
-    to_pixels(x, (size_t)n * D_IMG, pix);
+    qa_to_pixels(x, (size_t)n * D_IMG, pix);
     size_t len = strlen(rec->grp) + strlen(name) + 16;
     char *p = qa_alloc(len);
     snprintf(p, len, "%s/samples/%s", rec->grp, name);
     int64_t dims[3] = {n, 28, 28};
-    int rc = h5_write_checksummed(rec->file, p, QA_H5_U8, pix, 3, dims, err);
+    int rc = qa_h5_write_checksummed(rec->file, p, QA_H5_U8, pix, 3, dims, err);
     qa_free(p);
     qa_free(pix);
     return rc;
@@ -137,15 +137,15 @@ int qa_record_begin(const char *final_path, const qa_record_run *run, qa_record 
     rec->tmp_path = joined(final_path, ".partial");
     rec->grp = joined("/runs/", run->id);
     unlink(rec->tmp_path);
-    int rc = h5_create(rec->tmp_path, &rec->file, err);
+    int rc = qa_h5_create(rec->tmp_path, &rec->file, err);
     if (rc) { record_free(rec); return rc; }
     rc = write_provenance(rec, run, err);
     if (!rc) rc = write_step(rec, QA_STEP_BEGIN, run, NULL, err);
     for (int i = 0; !rc && i < run->n_options; i++)
-        rc = h5_attr_set_f64(rec->file, rec->grp, run->options[i].name, run->options[i].value, err);
+        rc = qa_h5_attr_set_f64(rec->file, rec->grp, run->options[i].name, run->options[i].value, err);
     if (!rc) rc = set_status(rec, "running", err);
     char *table = group_path(rec, "/train");
-    if (!rc) rc = h5_table_create(rec->file, table, 5, "step,loss,lr,grad_norm,seconds", err);
+    if (!rc) rc = qa_h5_table_create(rec->file, table, 5, "step,loss,lr,grad_norm,seconds", err);
     qa_free(table);
     if (!rc && run->n_references > 0) rc = write_samples(rec, "references", run->references, run->n_references, err);
     if (rc) { qa_record_end(rec, rc, NULL); return rc; }
@@ -155,7 +155,7 @@ int qa_record_begin(const char *final_path, const qa_record_run *run, qa_record 
 
 int qa_record_train_rows(qa_record *rec, const double *rows, int n_rows, qa_error *err) {
     char *table = group_path(rec, "/train");
-    int rc = h5_table_append(rec->file, table, rows, n_rows, err);
+    int rc = qa_h5_table_append(rec->file, table, rows, n_rows, err);
     qa_free(table);
     return rc;
 }
@@ -169,7 +169,7 @@ int qa_record_diverged(qa_record *rec, const char *reason, long step, qa_error *
 int qa_record_merge_info(qa_record *rec, const qa_record_merge *merge, qa_error *err) {
     int rc = write_step(rec, QA_STEP_MERGE, merge, NULL, err);
     char *sp = group_path(rec, "/method_stats");
-    for (int q = 0; !rc && q < merge->n_stats; q++) rc = h5_attr_set_f64(rec->file, sp, merge->stat_name[q], merge->stat_value[q], err);
+    for (int q = 0; !rc && q < merge->n_stats; q++) rc = qa_h5_attr_set_f64(rec->file, sp, merge->stat_name[q], merge->stat_value[q], err);
     qa_free(sp);
     return rc;
 }
@@ -187,7 +187,7 @@ int qa_record_variant(qa_record *rec, const qa_record_eval *ev, qa_error *err) {
         char *dataset = qa_alloc(len);
         snprintf(dataset, len, "%s/heldout_per_image", path);
         int64_t dims[1] = {ev->n_heldout};
-        rc = h5_write_checksummed(rec->file, dataset, QA_H5_F64, ev->heldout_per_image, 1, dims, err);
+        rc = qa_h5_write_checksummed(rec->file, dataset, QA_H5_F64, ev->heldout_per_image, 1, dims, err);
         qa_free(dataset);
         qa_free(path);
     }
@@ -212,12 +212,12 @@ int qa_record_end(qa_record *rec, int status, qa_error *err) {
         const qa_record_kernels used = {.onednn_kernels = kernels, .reference_kernels = qa_backend_ref_kernels()};
         rc = write_step(rec, QA_STEP_END, &used, NULL, err);
     }
-    if (!rc) rc = h5_flush(rec->file, err);
+    if (!rc) rc = qa_h5_flush(rec->file, err);
     qa_error cerr;
-    int crc = h5_close(rec->file, &cerr);
+    int crc = qa_h5_close(rec->file, &cerr);
     if (!rc && crc) { if (err) *err = cerr; rc = crc; }
     /* the file was synced by its close; the rename that marks it finished is synced too */
-    if (!rc) rc = h5_rename_durable(rec->tmp_path, rec->final_path, err);
+    if (!rc) rc = qa_h5_rename_durable(rec->tmp_path, rec->final_path, err);
     if (rc) unlink(rec->tmp_path);
     record_free(rec);
     return rc;
@@ -225,13 +225,13 @@ int qa_record_end(qa_record *rec, int status, qa_error *err) {
 
 int qa_record_read_recipe(const char *path, size_t max_len, char **text, qa_error *err) {
     qa_h5 *f;
-    int rc = h5_open(path, 0, &f, err);
+    int rc = qa_h5_open(path, 0, &f, err);
     if (rc) return rc;
     size_t cap = max_len + 1;
     char *old = qa_alloc(cap);
     qa_error e2;
-    if (h5_attr_get_str(f, "/", "recipe", old, cap, &e2) != 0) old[0] = 0;
-    h5_close(f, &e2);
+    if (qa_h5_attr_get_str(f, "/", "recipe", old, cap, &e2) != 0) old[0] = 0;
+    qa_h5_close(f, &e2);
     *text = old;
     return QA_OK;
 }

@@ -22,7 +22,7 @@ typedef struct { char text[48]; } deploy_text;
 
 static deploy_text deploy_of(const cell *c) {
     deploy_text t;
-    cells_deploy_label(c, t.text, sizeof t.text);
+    qa_cells_deploy_label(c, t.text, sizeof t.text);
     return t;
 }
 
@@ -222,26 +222,26 @@ static void write_efficiency(FILE *f, const cell *cells, int nc, FILE *csv) {
 /* A - B on metric m: paired by seed when every seed of A has one in B (and a value per seed),
  * mean and 95% CI of the differences with a paired t-test; otherwise the difference of the
  * means, no CI (NaN) and Welch's p. Returns 1 when paired. */
-int report_cell_difference(const cell *a, const cell *b, int m, double *mean, double *ci, double *p) {
+int qa_report_cell_difference(const cell *a, const cell *b, int m, double *mean, double *ci, double *p) {
     double x[QA_CELL_MAX_SEEDS], y[QA_CELL_MAX_SEEDS], d[QA_CELL_MAX_SEEDS];
     int k = 0, aligned = a->nm[m] == a->n && b->nm[m] == b->n;
     for (int i = 0; aligned && i < a->n; i++)
         for (int j = 0; j < b->n; j++)
             if (a->seeds[i] == b->seeds[j]) { x[k] = a->vals[m][i]; y[k] = b->vals[m][j]; d[k] = x[k] - y[k]; k++; }
     if (aligned && k == a->n && k >= 2) {
-        qa_summary ds = stats_summarize(d, k);
+        qa_summary ds = qa_stats_summarize(d, k);
         *mean = ds.mean;
         *ci = ds.ci95;
-        *p = stats_paired_p(x, y, k, NULL);
+        *p = qa_stats_paired_p(x, y, k, NULL);
         return 1;
     }
     *mean = a->sum[m].mean - b->sum[m].mean;
     *ci = NAN;
-    *p = stats_welch_p(a->vals[m], a->nm[m], b->vals[m], b->nm[m], NULL, NULL);
+    *p = qa_stats_welch_p(a->vals[m], a->nm[m], b->vals[m], b->nm[m], NULL, NULL);
     return 0;
 }
 
-const qa_cell *report_baseline_cell(const qa_cell *cells, int nc, const char *spec, const char *dir, qa_error *err) {
+const qa_cell *qa_report_baseline_cell(const qa_cell *cells, int nc, const char *spec, const char *dir, qa_error *err) {
     if (spec) return qa_cell_find(cells, nc, spec, dir, err);
     for (int i = 0; i < nc; i++)
         if (cells[i].w_bits == 0 && cells[i].n > 0) return &cells[i];
@@ -322,13 +322,13 @@ static int best_cell(const cell *cells, int nc, int m) {
 static void report_data_free(report_data *d) {
     qa_free(d->cells);
     qa_free(d->deltas);
-    runs_free(d->runs, d->nr);
-    runs_skipped_free(d->skipped, d->n_skipped);
+    qa_runs_free(d->runs, d->nr);
+    qa_runs_skipped_free(d->skipped, d->n_skipped);
 }
 
 /* The baseline: the named cell, or by default as report_baseline_cell says. */
 static int choose_baseline(report_data *d, const char *baseline, qa_error *err) {
-    const cell *b = report_baseline_cell(d->cells, d->nc, baseline, d->dir, err);
+    const cell *b = qa_report_baseline_cell(d->cells, d->nc, baseline, d->dir, err);
     if (!b) return QA_ERR_INPUT;
     d->base = (int)(b - d->cells);
     return QA_OK;
@@ -337,13 +337,13 @@ static int choose_baseline(report_data *d, const char *baseline, qa_error *err) 
 static int report_load(const char *dir, const char *baseline, report_data *d, qa_error *err) {
     memset(d, 0, sizeof *d);
     d->dir = dir;
-    int rc = runs_scan(dir, &d->runs, &d->nr, &d->skipped, &d->n_skipped, err);
+    int rc = qa_runs_scan(dir, &d->runs, &d->nr, &d->skipped, &d->n_skipped, err);
     if (rc) return rc;
     if (d->nr == 0) {
         report_data_free(d);
         return qa_fail(err, QA_ERR_INPUT, "%s: no finished runs (*.h5) to report", dir);
     }
-    cells_build(d->runs, d->nr, &d->cells, &d->nc);
+    qa_cells_build(d->runs, d->nr, &d->cells, &d->nc);
     for (int i = 0; i < d->nr; i++) d->style_tasks |= strcmp(d->runs[i].task, "subject") != 0;
     for (int i = 0; i < d->nc; i++) d->with_axes |= d->cells[i].axes[0] != 0;
     d->deltas = qa_alloc(sizeof(delta) * (size_t)(d->nc + 1));
@@ -355,7 +355,7 @@ static int report_load(const char *dir, const char *baseline, report_data *d, qa
         if (i == d->base || c->n == 0 || b->n == 0) continue;
         delta *dc = &d->deltas[i];
         dc->has_delta = 1;
-        report_cell_difference(c, b, MET_LOSS, &dc->dloss, &dc->dloss_ci, &dc->dloss_p);
+        qa_report_cell_difference(c, b, MET_LOSS, &dc->dloss, &dc->dloss_ci, &dc->dloss_p);
     }
     for (int m = 0; m < N_MET; m++) d->best[m] = best_cell(d->cells, d->nc, m);
     for (int i = 0; i < d->nc; i++)
@@ -516,14 +516,14 @@ static int write_summary_cell(qa_h5 *sf, const cell *c, qa_error *err) {
     size_t len = strlen(c->method) + strlen(c->variant) + strlen(c->bits) + strlen(c->axes) + 64;
     char *g = qa_alloc(len);
     snprintf(g, len, "/summary/%s-%s-%s-r%d%s%s", c->method, c->variant, c->bits, c->rank, c->axes[0] ? "-" : "", c->axes);
-    int rc = h5_attr_set_f64(sf, g, "n", c->n, err);
-    if (!rc) rc = h5_attr_set_f64(sf, g, "n_diverged", c->n_diverged, err);
+    int rc = qa_h5_attr_set_f64(sf, g, "n", c->n, err);
+    if (!rc) rc = qa_h5_attr_set_f64(sf, g, "n_diverged", c->n_diverged, err);
     for (int m = 0; m < N_MET && !rc; m++) {
         char nm[96];
         snprintf(nm, sizeof nm, "%s_mean", qa_metrics[m].name);
-        rc = h5_attr_set_f64(sf, g, nm, c->sum[m].mean, err);
+        rc = qa_h5_attr_set_f64(sf, g, nm, c->sum[m].mean, err);
         snprintf(nm, sizeof nm, "%s_ci95", qa_metrics[m].name);
-        if (!rc) rc = h5_attr_set_f64(sf, g, nm, c->sum[m].ci95, err);
+        if (!rc) rc = qa_h5_attr_set_f64(sf, g, nm, c->sum[m].ci95, err);
     }
     qa_free(g);
     return rc;
@@ -634,7 +634,7 @@ static int storage_metric(const cell *const *g, int n) {
 static void write_storage_difference(FILE *f, const cell *a, const cell *b, int m) {
     double mean, ci, p;
     if (a->nm[m] == 0 || b->nm[m] == 0) { fprintf(f, " - |"); return; }
-    int paired = report_cell_difference(a, b, m, &mean, &ci, &p);
+    int paired = qa_report_cell_difference(a, b, m, &mean, &ci, &p);
     int dg = qa_metrics[m].detail_digits;
     if (paired) fprintf(f, " %+.*f ± %.*f (paired, p=%.3g) |", dg, mean, dg, ci, p);
     else if (isnan(p)) fprintf(f, " %+.*f |", dg, mean);
@@ -780,11 +780,11 @@ static void write_tables(const report_data *d, FILE *md, FILE *out, FILE *tex, F
 
 static int write_summary(const report_data *d, const char *path, qa_error *err) {
     qa_h5 *sf;
-    int rc = h5_create(path, &sf, err);
+    int rc = qa_h5_create(path, &sf, err);
     for (int i = 0; i < d->nc && !rc; i++) rc = write_summary_cell(sf, &d->cells[i], err);
-    if (!rc) return h5_close(sf, err);
+    if (!rc) return qa_h5_close(sf, err);
     qa_error ignored;
-    if (sf) h5_close(sf, &ignored);
+    if (sf) qa_h5_close(sf, &ignored);
     return rc;
 }
 
@@ -806,9 +806,9 @@ static int write_report_files(const report_data *d, FILE *out, qa_error *err) {
     return rc;
 }
 
-int report_write(const char *dir, FILE *out, qa_error *err) { return report_write_baseline(dir, NULL, out, err); }
+int qa_report_write(const char *dir, FILE *out, qa_error *err) { return qa_report_write_baseline(dir, NULL, out, err); }
 
-int report_write_baseline(const char *dir, const char *baseline, FILE *out, qa_error *err) {
+int qa_report_write_baseline(const char *dir, const char *baseline, FILE *out, qa_error *err) {
     report_data d;
     int rc = report_load(dir, baseline, &d, err);
     if (rc) return rc;
@@ -819,21 +819,21 @@ int report_write_baseline(const char *dir, const char *baseline, FILE *out, qa_e
 
 /* ---- qadapt compare: one cell against another, every metric, paired by seed ---- */
 
-int report_compare(const char *dir, const char *spec_a, const char *spec_b, FILE *out, qa_error *err) {
+int qa_report_compare(const char *dir, const char *spec_a, const char *spec_b, FILE *out, qa_error *err) {
     qa_run_record *runs;
     qa_run_skipped *skipped; /* left out with a warning, as the report does */
     int nr, n_skipped;
-    int rc = runs_scan(dir, &runs, &nr, &skipped, &n_skipped, err);
+    int rc = qa_runs_scan(dir, &runs, &nr, &skipped, &n_skipped, err);
     if (rc) return rc;
-    runs_skipped_free(skipped, n_skipped);
+    qa_runs_skipped_free(skipped, n_skipped);
     cell *cells;
     int nc;
-    cells_build(runs, nr, &cells, &nc);
+    qa_cells_build(runs, nr, &cells, &nc);
     const cell *a = qa_cell_find(cells, nc, spec_a, dir, err), *b = a ? qa_cell_find(cells, nc, spec_b, dir, err) : NULL;
-    if (!a || !b) { qa_free(cells); runs_free(runs, nr); return QA_ERR_INPUT; }
+    if (!a || !b) { qa_free(cells); qa_runs_free(runs, nr); return QA_ERR_INPUT; }
     char la[48], lb[48];
-    fprintf(out, "A = %s %s %s%s%s (n = %d), B = %s %s %s%s%s (n = %d), %s\n\n", a->method, a->bits, cells_deploy_label(a, la, sizeof la),
-            a->axes[0] ? " " : "", a->axes, a->n, b->method, b->bits, cells_deploy_label(b, lb, sizeof lb), b->axes[0] ? " " : "", b->axes,
+    fprintf(out, "A = %s %s %s%s%s (n = %d), B = %s %s %s%s%s (n = %d), %s\n\n", a->method, a->bits, qa_cells_deploy_label(a, la, sizeof la),
+            a->axes[0] ? " " : "", a->axes, a->n, b->method, b->bits, qa_cells_deploy_label(b, lb, sizeof lb), b->axes[0] ? " " : "", b->axes,
             b->n, dir);
     fprintf(out, "| metric | A | B | A - B | test | p | n |\n|---|---|---|---|---|---|---|\n");
     for (int m = 0; m < N_MET; m++) {
@@ -843,7 +843,7 @@ int report_compare(const char *dir, const char *spec_a, const char *spec_b, FILE
         fmt_metric(ta, sizeof ta, &a->sum[m], m, digits);
         fmt_metric(tb, sizeof tb, &b->sum[m], m, digits);
         double mean, ci, p;
-        int paired = report_cell_difference(a, b, m, &mean, &ci, &p);
+        int paired = qa_report_cell_difference(a, b, m, &mean, &ci, &p);
         const char *test = paired ? "paired t" : "Welch t";
         int n = paired ? a->n : a->nm[m] + b->nm[m];
         if (paired) snprintf(td, sizeof td, "%+.*f ± %.*f", digits, mean, digits, ci);
@@ -854,6 +854,6 @@ int report_compare(const char *dir, const char *spec_a, const char *spec_b, FILE
     fprintf(out, "\nMeans ± 95%% CI over seeds; A - B paired by seed (mean ± 95%% CI of the per-seed differences) "
                  "when every seed of A has a run in B, Welch's t on the cell values otherwise.\n");
     qa_free(cells);
-    runs_free(runs, nr);
+    qa_runs_free(runs, nr);
     return QA_OK;
 }

@@ -11,25 +11,25 @@
 #include "harness/cells.h"
 #include "harness/util.h"
 
-int report_write(const char *dir, FILE *out, qa_error *err);
+int qa_report_write(const char *dir, FILE *out, qa_error *err);
 /* Same, with the Δ-loss column against a named cell ("method:bits[:deploy[:setting]]", as
  * report_compare's); NULL: the default (the first FP cell, else the first cell). */
-int report_write_baseline(const char *dir, const char *baseline, FILE *out, qa_error *err);
+int qa_report_write_baseline(const char *dir, const char *baseline, FILE *out, qa_error *err);
 
 /* Cell A against cell B of a results folder (`qadapt compare`): each metric's mean ± CI for both
  * and A - B, paired by seed when every seed of A has a run in B (Welch otherwise), with p.
  * A cell is "method:bits[:deploy[:setting]]": deploy fp | int | nf4 (default int for quantized
  * bits, fp for bits fp), setting = an ablation's grid axes as in the run names (e.g. a1.5); a
  * part rN anywhere after the bits picks rank N (else the first cell of any rank). */
-int report_compare(const char *dir, const char *a, const char *b, FILE *out, qa_error *err);
+int qa_report_compare(const char *dir, const char *a, const char *b, FILE *out, qa_error *err);
 
 /* A - B on metric m: paired by seed when every seed of A has one in B (and a value per seed),
  * mean and 95% CI of the differences with a paired t-test; otherwise the difference of the
  * means, no CI (NaN) and Welch's p. Returns 1 when paired. */
-int report_cell_difference(const qa_cell *a, const qa_cell *b, int m, double *mean, double *ci, double *p);
+int qa_report_cell_difference(const qa_cell *a, const qa_cell *b, int m, double *mean, double *ci, double *p);
 
 /* The cell a spec names (as report_compare's; NULL with err when none matches), or for a NULL
  * spec the default baseline: the first cell at full precision (runs sorted by id), else the first. */
-const qa_cell *report_baseline_cell(const qa_cell *cells, int nc, const char *spec, const char *dir, qa_error *err);
+const qa_cell *qa_report_baseline_cell(const qa_cell *cells, int nc, const char *spec, const char *dir, qa_error *err);
 
 #endif

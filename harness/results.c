@@ -57,7 +57,7 @@ static size_t size_of(int type) {
     return type == QA_H5_F64 ? 8 : (type == QA_H5_U8 ? 1 : 4);
 }
 
-const char *h5_path(const qa_h5 *f) { return f->path; }
+const char *qa_h5_path(const qa_h5 *f) { return f->path; }
 
 static qa_h5 *handle(hid_t file, const char *path, int writable) {
     qa_h5 *f = qa_alloc(sizeof *f);
@@ -86,11 +86,11 @@ static int create_file(const char *path, int compact, qa_h5 **out, qa_error *err
     return QA_OK;
 }
 
-int h5_create(const char *path, qa_h5 **out, qa_error *err) { return create_file(path, 0, out, err); }
+int qa_h5_create(const char *path, qa_h5 **out, qa_error *err) { return create_file(path, 0, out, err); }
 
-int h5_create_compact(const char *path, qa_h5 **out, qa_error *err) { return create_file(path, 1, out, err); }
+int qa_h5_create_compact(const char *path, qa_h5 **out, qa_error *err) { return create_file(path, 1, out, err); }
 
-int h5_open(const char *path, int writable, qa_h5 **out, qa_error *err) {
+int qa_h5_open(const char *path, int writable, qa_h5 **out, qa_error *err) {
     quiet();
     if (!qa_file_exists(path)) return qa_fail(err, QA_ERR_INPUT, "%s: file not found", path);
     if (H5Fis_hdf5(path) <= 0) return qa_fail(err, QA_ERR_INPUT, "%s: not an HDF5 file", path);
@@ -100,13 +100,13 @@ int h5_open(const char *path, int writable, qa_h5 **out, qa_error *err) {
     return QA_OK;
 }
 
-int h5_flush(qa_h5 *f, qa_error *err) {
+int qa_h5_flush(qa_h5 *f, qa_error *err) {
     errno = 0;
     if (H5Fflush(f->file, H5F_SCOPE_GLOBAL) < 0) return fail_io(err, f->path, "cannot write the file to disk (flush failed)");
     return QA_OK;
 }
 
-int h5_close(qa_h5 *f, qa_error *err) {
+int qa_h5_close(qa_h5 *f, qa_error *err) {
     if (!f) return QA_OK;
     errno = 0;
     herr_t rc = H5Fclose(f->file);
@@ -118,7 +118,7 @@ int h5_close(qa_h5 *f, qa_error *err) {
     return status;
 }
 
-int h5_rename_durable(const char *from, const char *to, qa_error *err) {
+int qa_h5_rename_durable(const char *from, const char *to, qa_error *err) {
     if (rename(from, to) != 0) return qa_fail(err, QA_ERR_RUN, "cannot rename %s to %s: %s", from, to, strerror(errno));
     const char *slash = strrchr(to, '/');
     if (!slash) return qa_fsync_path(".", err);
@@ -131,7 +131,7 @@ int h5_rename_durable(const char *from, const char *to, qa_error *err) {
     return rc;
 }
 
-int h5_exists(qa_h5 *f, const char *path) {
+int qa_h5_exists(qa_h5 *f, const char *path) {
     if (strcmp(path, "/") == 0) return 1;
     if (path[0] == '@') return H5Aexists(f->file, path + 1) > 0; /* attribute of the root */
     /* check each prefix: H5Lexists fails on a missing intermediate group */
@@ -190,7 +190,7 @@ static int write_dataset(qa_h5 *f, const char *path, int type, const void *data,
                          int checksummed, qa_error *err) {
     hsize_t hd[8];
     for (int i = 0; i < ndim; i++) { hd[i] = (hsize_t)dims[i]; if (hd[i] == 0) checksummed = 0; }
-    if (h5_exists(f, path) && H5Ldelete(f->file, path, H5P_DEFAULT) < 0)
+    if (qa_h5_exists(f, path) && H5Ldelete(f->file, path, H5P_DEFAULT) < 0)
         return qa_fail(err, QA_ERR_RUN, "%s: cannot replace dataset %s", f->path, path);
     creation c;
     int rc = open_creation(f, path, ndim, hd, NULL, &c, err);
@@ -210,18 +210,18 @@ static int write_dataset(qa_h5 *f, const char *path, int type, const void *data,
     return QA_OK;
 }
 
-int h5_write(qa_h5 *f, const char *path, int type, const void *data, int ndim, const int64_t *dims,
+int qa_h5_write(qa_h5 *f, const char *path, int type, const void *data, int ndim, const int64_t *dims,
              qa_error *err) {
     return write_dataset(f, path, type, data, ndim, dims, 0, err);
 }
 
-int h5_write_checksummed(qa_h5 *f, const char *path, int type, const void *data, int ndim, const int64_t *dims,
+int qa_h5_write_checksummed(qa_h5 *f, const char *path, int type, const void *data, int ndim, const int64_t *dims,
                          qa_error *err) {
     return write_dataset(f, path, type, data, ndim, dims, 1, err);
 }
 
-int h5_checksummed(qa_h5 *f, const char *path) {
-    if (!h5_exists(f, path)) return 0;
+int qa_h5_checksummed(qa_h5 *f, const char *path) {
+    if (!qa_h5_exists(f, path)) return 0;
     hid_t ds = H5Dopen2(f->file, path, H5P_DEFAULT);
     if (ds < 0) return 0;
     hid_t dcpl = H5Dget_create_plist(ds);
@@ -252,7 +252,7 @@ static hid_t packed_type(int bits, int is_float, int is_signed) {
     return t;
 }
 
-int h5_write_packed(qa_h5 *f, const char *path, const void *data, int rows, int cols, int bits, int is_float, int is_signed,
+int qa_h5_write_packed(qa_h5 *f, const char *path, const void *data, int rows, int cols, int bits, int is_float, int is_signed,
                     qa_error *err) {
     if (is_float ? (bits != 16 && bits != 32) : (bits < 1 || bits > 32))
         return qa_fail(err, QA_ERR_INPUT, "%s: %s: cannot store %s at %d bits", f->path, path, is_float ? "floats" : "integers", bits);
@@ -279,7 +279,7 @@ int h5_write_packed(qa_h5 *f, const char *path, const void *data, int rows, int 
     return QA_OK;
 }
 
-double h5_storage_bytes(qa_h5 *f, const char *path) {
+double qa_h5_storage_bytes(qa_h5 *f, const char *path) {
     hid_t ds = H5Dopen2(f->file, path, H5P_DEFAULT);
     if (ds < 0) return -1;
     hsize_t n = H5Dget_storage_size(ds);
@@ -287,9 +287,9 @@ double h5_storage_bytes(qa_h5 *f, const char *path) {
     return (double)n;
 }
 
-int h5_read(qa_h5 *f, const char *path, int type, void **data, size_t max_elems, int *ndim,
+int qa_h5_read(qa_h5 *f, const char *path, int type, void **data, size_t max_elems, int *ndim,
             int64_t *dims, qa_error *err) {
-    if (!h5_exists(f, path)) return qa_fail(err, QA_ERR_INPUT, "%s: missing dataset %s", f->path, path);
+    if (!qa_h5_exists(f, path)) return qa_fail(err, QA_ERR_INPUT, "%s: missing dataset %s", f->path, path);
     hid_t ds = H5Dopen2(f->file, path, H5P_DEFAULT);
     if (ds < 0) return qa_fail(err, QA_ERR_INPUT, "%s: %s is not a dataset", f->path, path);
     hid_t space = H5Dget_space(ds);
@@ -322,7 +322,7 @@ int h5_read(qa_h5 *f, const char *path, int type, void **data, size_t max_elems,
     H5Dclose(ds);
     if (rc < 0) {
         if (allocated) { qa_free(*data); *data = NULL; }
-        if (h5_checksummed(f, path))
+        if (qa_h5_checksummed(f, path))
             return qa_fail(err, QA_ERR_INPUT, "%s: cannot read dataset %s: its Fletcher-32 checksum does not match "
                            "(the stored bytes are damaged)", f->path, path);
         return qa_fail(err, QA_ERR_INPUT, "%s: cannot read dataset %s", f->path, path);
@@ -334,8 +334,8 @@ static hid_t open_obj(qa_h5 *f, const char *obj) {
     return H5Oopen(f->file, obj, H5P_DEFAULT);
 }
 
-int h5_has_attr(qa_h5 *f, const char *obj, const char *name) {
-    if (!h5_exists(f, obj)) return 0;
+int qa_h5_has_attr(qa_h5 *f, const char *obj, const char *name) {
+    if (!qa_h5_exists(f, obj)) return 0;
     hid_t o = open_obj(f, obj);
     if (o < 0) return 0;
     int r = H5Aexists(o, name) > 0;
@@ -345,7 +345,7 @@ int h5_has_attr(qa_h5 *f, const char *obj, const char *name) {
 
 /* The group obj, made with its missing parents when it does not exist yet. */
 static int ensure_group(qa_h5 *f, const char *obj, qa_error *err) {
-    if (h5_exists(f, obj)) return QA_OK;
+    if (qa_h5_exists(f, obj)) return QA_OK;
     hid_t lcpl = lcpl_intermediate(), gcpl = untimed(H5P_GROUP_CREATE);
     errno = 0;
     hid_t g = lcpl < 0 || gcpl < 0 ? -1 : H5Gcreate2(f->file, obj, lcpl, gcpl, H5P_DEFAULT);
@@ -387,7 +387,7 @@ static hid_t text_type(H5T_cset_t cset) {
     return t;
 }
 
-int h5_attr_set_str(qa_h5 *f, const char *obj, const char *name, const char *value, qa_error *err) {
+int qa_h5_attr_set_str(qa_h5 *f, const char *obj, const char *name, const char *value, qa_error *err) {
     hid_t t = text_type(H5T_CSET_UTF8);
     if (t < 0) return qa_fail(err, QA_ERR_RUN, "%s: cannot make the string type of attribute %s", f->path, name);
     int rc = attr_write(f, obj, name, t, &value, err);
@@ -395,7 +395,7 @@ int h5_attr_set_str(qa_h5 *f, const char *obj, const char *name, const char *val
     return rc;
 }
 
-int h5_attr_set_f64(qa_h5 *f, const char *obj, const char *name, double value, qa_error *err) {
+int qa_h5_attr_set_f64(qa_h5 *f, const char *obj, const char *name, double value, qa_error *err) {
     return attr_write(f, obj, name, H5T_NATIVE_DOUBLE, &value, err);
 }
 
@@ -410,7 +410,7 @@ static void attr_release(attr_handle *h) {
 
 static int attr_acquire(qa_h5 *f, const char *obj, const char *name, int want_text, attr_handle *h, qa_error *err) {
     *h = (attr_handle){-1, -1, -1};
-    if (!h5_has_attr(f, obj, name)) return qa_fail(err, QA_ERR_INPUT, "%s: missing attribute '%s' of %s", f->path, name, obj);
+    if (!qa_h5_has_attr(f, obj, name)) return qa_fail(err, QA_ERR_INPUT, "%s: missing attribute '%s' of %s", f->path, name, obj);
     h->obj = open_obj(f, obj);
     h->attr = h->obj < 0 ? -1 : H5Aopen(h->obj, name, H5P_DEFAULT);
     h->type = h->attr < 0 ? -1 : H5Aget_type(h->attr);
@@ -454,7 +454,7 @@ static int attr_read_text(qa_h5 *f, const char *name, const attr_handle *h, char
     return QA_OK;
 }
 
-int h5_attr_get_text(qa_h5 *f, const char *obj, const char *name, char **text, qa_error *err) {
+int qa_h5_attr_get_text(qa_h5 *f, const char *obj, const char *name, char **text, qa_error *err) {
     attr_handle h;
     int rc = attr_acquire(f, obj, name, 1, &h, err);
     if (rc) return rc;
@@ -463,16 +463,16 @@ int h5_attr_get_text(qa_h5 *f, const char *obj, const char *name, char **text, q
     return rc;
 }
 
-int h5_attr_get_str(qa_h5 *f, const char *obj, const char *name, char *buf, size_t len, qa_error *err) {
+int qa_h5_attr_get_str(qa_h5 *f, const char *obj, const char *name, char *buf, size_t len, qa_error *err) {
     char *text;
-    int rc = h5_attr_get_text(f, obj, name, &text, err);
+    int rc = qa_h5_attr_get_text(f, obj, name, &text, err);
     if (rc) return rc;
     snprintf(buf, len, "%s", text);
     qa_free(text);
     return QA_OK;
 }
 
-int h5_attr_get_f64(qa_h5 *f, const char *obj, const char *name, double *value, qa_error *err) {
+int qa_h5_attr_get_f64(qa_h5 *f, const char *obj, const char *name, double *value, qa_error *err) {
     attr_handle h;
     int rc = attr_acquire(f, obj, name, 0, &h, err);
     if (rc) return rc;
@@ -509,28 +509,28 @@ static herr_t attr_name_cb(hid_t o, const char *name, const H5A_info_t *info, vo
     return 0;
 }
 
-void h5_names_free(char **names, int n) {
+void qa_h5_names_free(char **names, int n) {
     for (int i = 0; i < n; i++) qa_free(names[i]);
     qa_free(names);
 }
 
-int h5_members(qa_h5 *f, const char *group, char ***names, qa_error *err) {
+int qa_h5_members(qa_h5 *f, const char *group, char ***names, qa_error *err) {
     *names = NULL;
-    if (!h5_exists(f, group)) return qa_fail(err, QA_ERR_INPUT, "%s: missing group %s", f->path, group);
+    if (!qa_h5_exists(f, group)) return qa_fail(err, QA_ERR_INPUT, "%s: missing group %s", f->path, group);
     hid_t g = H5Gopen2(f->file, group, H5P_DEFAULT);
     if (g < 0) return qa_fail(err, QA_ERR_INPUT, "%s: %s is not a group", f->path, group);
     name_list l = {NULL, 0, 0};
     hsize_t idx = 0;
     herr_t rc = H5Literate(g, H5_INDEX_NAME, H5_ITER_INC, &idx, link_name_cb, &l);
     H5Gclose(g);
-    if (rc < 0) { h5_names_free(l.names, l.n); return qa_fail(err, QA_ERR_INPUT, "%s: cannot list %s", f->path, group); }
+    if (rc < 0) { qa_h5_names_free(l.names, l.n); return qa_fail(err, QA_ERR_INPUT, "%s: cannot list %s", f->path, group); }
     *names = l.names;
     return l.n;
 }
 
-int h5_attr_names(qa_h5 *f, const char *obj, char ***names, qa_error *err) {
+int qa_h5_attr_names(qa_h5 *f, const char *obj, char ***names, qa_error *err) {
     *names = NULL;
-    if (!h5_exists(f, obj)) return qa_fail(err, QA_ERR_INPUT, "%s: missing object %s", f->path, obj);
+    if (!qa_h5_exists(f, obj)) return qa_fail(err, QA_ERR_INPUT, "%s: missing object %s", f->path, obj);
     hid_t o = open_obj(f, obj);
     if (o < 0) return qa_fail(err, QA_ERR_INPUT, "%s: cannot open %s", f->path, obj);
     name_list l = {NULL, 0, 0};
@@ -538,7 +538,7 @@ int h5_attr_names(qa_h5 *f, const char *obj, char ***names, qa_error *err) {
     herr_t rc = H5Aiterate2(o, H5_INDEX_NAME, H5_ITER_INC, &idx, attr_name_cb, &l);
     H5Oclose(o);
     if (rc < 0) {
-        h5_names_free(l.names, l.n);
+        qa_h5_names_free(l.names, l.n);
         return qa_fail(err, QA_ERR_INPUT, "%s: cannot list the attributes of %s", f->path, obj);
     }
     *names = l.names;
@@ -553,26 +553,26 @@ static int copy_names(qa_h5 *f, const char *obj, char **all, int n, char names[]
         if (strlen(all[i]) >= 64) rc = qa_fail(err, QA_ERR_INPUT, "%s: %s has a member name of %zu characters (at most 63 here): %.40s...", f->path, obj, strlen(all[i]), all[i]);
         else snprintf(names[i], 64, "%s", all[i]);
     }
-    h5_names_free(all, n);
+    qa_h5_names_free(all, n);
     return rc ? rc : kept;
 }
 
-int h5_list(qa_h5 *f, const char *group, char names[][64], int max, qa_error *err) {
+int qa_h5_list(qa_h5 *f, const char *group, char names[][64], int max, qa_error *err) {
     char **all;
-    int n = h5_members(f, group, &all, err);
+    int n = qa_h5_members(f, group, &all, err);
     return copy_names(f, group, all, n, names, max, err);
 }
 
-int h5_attr_list(qa_h5 *f, const char *obj, char names[][64], int max, qa_error *err) {
+int qa_h5_attr_list(qa_h5 *f, const char *obj, char names[][64], int max, qa_error *err) {
     char **all;
-    int n = h5_attr_names(f, obj, &all, err);
+    int n = qa_h5_attr_names(f, obj, &all, err);
     return copy_names(f, obj, all, n, names, max, err);
 }
 
 /* ---- extendible tables ---- */
 
 /* Chunks of 1024 rows, each with a Fletcher-32 checksum that every read verifies. */
-int h5_table_create(qa_h5 *f, const char *path, int cols, const char *col_names, qa_error *err) {
+int qa_h5_table_create(qa_h5 *f, const char *path, int cols, const char *col_names, qa_error *err) {
     hsize_t dims[2] = {0, (hsize_t)cols}, maxd[2] = {H5S_UNLIMITED, (hsize_t)cols}, chunk[2] = {1024, (hsize_t)cols};
     creation c;
     int rc = open_creation(f, path, 2, dims, maxd, &c, err);
@@ -584,7 +584,7 @@ int h5_table_create(qa_h5 *f, const char *path, int cols, const char *col_names,
     if (rc) return rc;
     if (ds < 0) return fail_io(err, f->path, "cannot create table %s", path);
     H5Dclose(ds);
-    return h5_attr_set_str(f, path, "columns", col_names, err);
+    return qa_h5_attr_set_str(f, path, "columns", col_names, err);
 }
 
 /* Write rows [n_rows, dims[1]] after the dims[0] rows the table ds holds. */
@@ -601,7 +601,7 @@ static herr_t append_rows(hid_t ds, const hsize_t *dims, const double *rows, int
     return rc;
 }
 
-int h5_table_append(qa_h5 *f, const char *path, const double *rows, int n_rows, qa_error *err) {
+int qa_h5_table_append(qa_h5 *f, const char *path, const double *rows, int n_rows, qa_error *err) {
     if (n_rows <= 0) return QA_OK;
     hid_t ds = H5Dopen2(f->file, path, H5P_DEFAULT);
     if (ds < 0) return qa_fail(err, QA_ERR_RUN, "%s: missing table %s", f->path, path);
@@ -619,7 +619,7 @@ int h5_table_append(qa_h5 *f, const char *path, const double *rows, int n_rows, 
     return QA_OK;
 }
 
-const char *h5_library_version(char *buf, size_t len) {
+const char *qa_h5_library_version(char *buf, size_t len) {
     unsigned maj, min, rel;
     quiet();
     H5get_libversion(&maj, &min, &rel);

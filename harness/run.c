@@ -27,13 +27,13 @@ typedef struct {
 static int run_prepare(qa_run_env *env, const qa_run_spec *run, const qa_task *t, const qa_method *method,
                        const qa_method_cfg *mcfg, run_model *rm, qa_error *err) {
     qa_dit *m = env->model;
-    dit_reset_slots(m);
+    qa_dit_reset_slots(m);
     memcpy(m->params, env->base_params, sizeof(float) * m->n_params);
     qa_evaluate_base(m, &env->refs, &run->settings->eval, t, run->seed); /* once per task: the FP base's samples */
     qa_task_bind_identifier(t, m->params, m);
     m->train_base = 0;
-    dit_quantize_base(m, run->w_bits, run->a_bits, 1);
-    int rc = dit_attach_method(m, method, mcfg, qa_seed_for((uint64_t)run->seed, "method-init"), err);
+    qa_dit_quantize_base(m, run->w_bits, run->a_bits, 1);
+    int rc = qa_dit_attach_method(m, method, mcfg, qa_seed_for((uint64_t)run->seed, "method-init"), err);
     if (rc) return rc;
     memset(rm, 0, sizeof *rm);
     for (int i = 0; i < m->n_lin; i++) {
@@ -72,7 +72,7 @@ static void run_batch(void *ctx, long step, qa_train_batch *b) {
     b->prior_weight = c->prior_weight;
     if (c->distill) { qa_distill_batch(c->distill, c->rng, b); return; }
     qa_task_batch(c->task, c->train, c->rng, b->B, c->x0, b->labels, &b->B_main);
-    diffusion_noise(c->sched, c->rng, c->x0, b->B, QA_IMAGE_PIXELS, b->xt, b->target, b->tt);
+    qa_diffusion_noise(c->sched, c->rng, c->x0, b->B, QA_IMAGE_PIXELS, b->xt, b->target, b->tt);
 }
 
 static int run_after_step(void *ctx, long step, float loss, float lr, float gn, qa_error *err) {
@@ -141,7 +141,7 @@ static int run_deploy(qa_run_env *env, const qa_run_spec *run, const qa_task *t,
         qa_deploy_set(m, &d, ptq_bits, -1);
         *merge_seconds += qa_now() - tp;
         /* W8A8: layers with per-row 8-bit codes run on the u8 x s8 kernels */
-        int n_int8 = run->w_bits == 8 && run->a_bits == 8 ? dit_enable_int8(m) : 0;
+        int n_int8 = run->w_bits == 8 && run->a_bits == 8 ? qa_dit_enable_int8(m) : 0;
         rc = qa_record_int8_layers(rec, n_int8, err);
         if (!rc) rc = run_score(env, run, t, rec, "int", d.needs_ptq ? run->w_bits : d.bits_per_weight, err);
     }
@@ -179,7 +179,7 @@ static qa_record_costs run_costs(const qa_dit *m, const run_model *rm, int rss_r
     return (qa_record_costs){
         .frozen_bytes = (double)rm->mem.frozen, .trainable_bytes = (double)rm->mem.trainable,
         .gradient_bytes = (double)rm->mem.gradients, .optimizer_bytes = (double)rm->mem.optimizer,
-        .deployed_bytes = (double)rm->mem.deployed, .activation_bytes = (double)dit_activation_bytes(m),
+        .deployed_bytes = (double)rm->mem.deployed, .activation_bytes = (double)qa_dit_activation_bytes(m),
         .activation_batch = (double)m->max_batch, .peak_rss_bytes = (double)qa_peak_rss(),
         .peak_rss_scope = rss_reset ? "this run" : "the sweep process so far",
         .train_step_median_ms = 1e3 * step_times[warm + (steps - warm) / 2],
@@ -238,6 +238,6 @@ int qa_run_one(qa_run_env *env, const qa_run_spec *run, const qa_task *t, const 
     }
     qa_free(step_times);
     rc = qa_record_end(rec, rc, err);
-    dit_reset_slots(env->model);
+    qa_dit_reset_slots(env->model);
     return rc;
 }

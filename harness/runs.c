@@ -64,7 +64,7 @@ static int store_number(qa_h5 *f, const char *obj, const char *name, void *base,
         double hi = slot.kind == QA_VAL_INT ? (double)INT_MAX : 9007199254740992.0;
         if (!(v >= lo && v <= hi) || v != floor(v))
             return qa_fail(err, QA_ERR_INPUT, "%s: attribute '%s' of %s is %g, expected a whole number in [%.0f, %.0f]",
-                           h5_path(f), name, obj, v, lo, hi);
+                           qa_h5_path(f), name, obj, v, lo, hi);
         if (slot.kind == QA_VAL_INT) *(int *)at = (int)v;
         else *(long *)at = (long)v;
     } else {
@@ -77,16 +77,16 @@ static int store_number(qa_h5 *f, const char *obj, const char *name, void *base,
  * says whether the file has it. A missing field gets the schema's absent value. */
 static int read_field(qa_h5 *f, const char *obj, const qa_run_field *fd, void *base, int *present, qa_error *err) {
     const char *name = qa_run_field_name(fd);
-    *present = h5_has_attr(f, obj, name);
-    if (!*present && fd->required) return qa_fail(err, QA_ERR_INPUT, "%s: missing attribute '%s' of %s", h5_path(f), name, obj);
+    *present = qa_h5_has_attr(f, obj, name);
+    if (!*present && fd->required) return qa_fail(err, QA_ERR_INPUT, "%s: missing attribute '%s' of %s", qa_h5_path(f), name, obj);
     if (qa_run_field_is_text(fd)) {
         char **dst = slot_at(base, fd->to);
-        if (*present) return h5_attr_get_text(f, obj, name, dst, err);
+        if (*present) return qa_h5_attr_get_text(f, obj, name, dst, err);
         *dst = text_copy(fd->absent_text ? fd->absent_text : "");
         return QA_OK;
     }
     double v = fd->absent;
-    int rc = *present ? h5_attr_get_f64(f, obj, name, &v, err) : QA_OK;
+    int rc = *present ? qa_h5_attr_get_f64(f, obj, name, &v, err) : QA_OK;
     return rc ? rc : store_number(f, obj, name, base, fd->to, v, err);
 }
 
@@ -127,7 +127,7 @@ static int read_shaped(qa_h5 *f, const char *path, int type, int ndim, const int
     void *values = NULL;
     int nd = 0;
     int64_t dims[4] = {0, 0, 0, 0};
-    int rc = h5_read(f, path, type, &values, 0, &nd, dims, err);
+    int rc = qa_h5_read(f, path, type, &values, 0, &nd, dims, err);
     if (rc) return rc;
     int ok = nd == ndim && dims[0] <= 100000000;
     for (int i = 1; ok && i < ndim; i++) ok = !tail[i - 1] || dims[i] == tail[i - 1];
@@ -140,7 +140,7 @@ static int read_shaped(qa_h5 *f, const char *path, int type, int ndim, const int
         }
         strcat(want, "]");
         qa_free(values);
-        return qa_fail(err, QA_ERR_INPUT, "%s: dataset %s has shape %s, expected %s", h5_path(f), path, got, want);
+        return qa_fail(err, QA_ERR_INPUT, "%s: dataset %s has shape %s, expected %s", qa_h5_path(f), path, got, want);
     }
     *data = values;
     *rows = (int)dims[0];
@@ -171,8 +171,8 @@ static int read_samples(qa_h5 *f, const char *path, uint8_t **pix, int *n, qa_er
 /* The members (attrs 0) or attribute names (attrs 1) of path; none when path is absent. */
 static int names_at(qa_h5 *f, const char *path, int attrs, char ***names, qa_error *err) {
     *names = NULL;
-    if (!h5_exists(f, path)) return 0;
-    return attrs ? h5_attr_names(f, path, names, err) : h5_members(f, path, names, err);
+    if (!qa_h5_exists(f, path)) return 0;
+    return attrs ? qa_h5_attr_names(f, path, names, err) : qa_h5_members(f, path, names, err);
 }
 
 /* The deploy variants under <grp>/eval (at most QA_MAX_VARIANTS, in name order). */
@@ -188,7 +188,7 @@ static int read_variants(qa_h5 *f, const char *grp, qa_run_record *rec, qa_error
         if (!rc) rc = read_dataset(f, obj, "heldout_per_image", 1, 0, &ev->heldout_per_image, &ev->n_images, err);
         qa_free(obj);
     }
-    if (n > 0) h5_names_free(names, n);
+    if (n > 0) qa_h5_names_free(names, n);
     qa_free(eval);
     return rc;
 }
@@ -199,10 +199,10 @@ static int read_method_stats(qa_h5 *f, const char *grp, qa_run_record *rec, qa_e
     char **names;
     int n = names_at(f, p, 1, &names, err), rc = n < 0 ? n : QA_OK;
     for (int i = 0; i < n && rec->n_stats < QA_RUN_MAX_STATS && !rc; i++) {
-        rc = h5_attr_get_f64(f, p, names[i], &rec->stat_value[rec->n_stats], err);
+        rc = qa_h5_attr_get_f64(f, p, names[i], &rec->stat_value[rec->n_stats], err);
         if (!rc) rec->stat_name[rec->n_stats++] = text_copy(names[i]);
     }
-    if (n > 0) h5_names_free(names, n);
+    if (n > 0) qa_h5_names_free(names, n);
     qa_free(p);
     return rc;
 }
@@ -221,7 +221,7 @@ static int check_samples(qa_h5 *f, const char *grp, qa_error *err) {
         qa_free(pix);
         qa_free(p);
     }
-    if (n > 0) h5_names_free(names, n);
+    if (n > 0) qa_h5_names_free(names, n);
     qa_free(dir);
     return rc;
 }
@@ -242,12 +242,12 @@ static char *axes_of(const qa_run_record *rec) {
 static int check_version(qa_h5 *f, int *version_error, qa_error *err) {
     const qa_run_field *fd = qa_run_field_find(QA_OBJ_ROOT, QA_RUN_FORMAT_ATTR);
     double version = 0;
-    if (h5_has_attr(f, "/", fd->name)) {
-        int rc = h5_attr_get_f64(f, "/", fd->name, &version, err);
+    if (qa_h5_has_attr(f, "/", fd->name)) {
+        int rc = qa_h5_attr_get_f64(f, "/", fd->name, &version, err);
         if (rc) return rc;
         if (version == 0) version = -1; /* 0 is not a version */
     }
-    int rc = qa_run_format_check(h5_path(f), version, err);
+    int rc = qa_run_format_check(qa_h5_path(f), version, err);
     /* a newer version is for a newer build to read; 2.5, -1 or NaN is a damaged file */
     *version_error = rc != 0 && isfinite(version) && version > QA_RUN_FORMAT_VERSION && version == floor(version);
     return rc;
@@ -255,13 +255,13 @@ static int check_version(qa_h5 *f, int *version_error, qa_error *err) {
 
 /* The single run group of the file, or an error saying what is there instead. */
 static int the_run_group(qa_h5 *f, char **id, qa_error *err) {
-    if (!h5_exists(f, "/runs")) return qa_fail(err, QA_ERR_INPUT, "%s: no /runs group (not a run file)", h5_path(f));
+    if (!qa_h5_exists(f, "/runs")) return qa_fail(err, QA_ERR_INPUT, "%s: no /runs group (not a run file)", qa_h5_path(f));
     char **names;
-    int n = h5_members(f, "/runs", &names, err);
+    int n = qa_h5_members(f, "/runs", &names, err);
     if (n < 0) return n;
-    int rc = n == 1 ? QA_OK : qa_fail(err, QA_ERR_INPUT, "%s: expected exactly one group under /runs, found %d", h5_path(f), n);
+    int rc = n == 1 ? QA_OK : qa_fail(err, QA_ERR_INPUT, "%s: expected exactly one group under /runs, found %d", qa_h5_path(f), n);
     if (!rc) *id = text_copy(names[0]);
-    h5_names_free(names, n);
+    qa_h5_names_free(names, n);
     return rc;
 }
 
@@ -277,7 +277,7 @@ static int read_run(qa_h5 *f, qa_run_record *rec, qa_error *err) {
         qa_free(path);
     }
     char *train = joined3(grp, "/train", "");
-    if (!rc && h5_exists(f, train)) rc = read_dataset(f, grp, "train", 2, 5, &rec->train, &rec->n_train, err);
+    if (!rc && qa_h5_exists(f, train)) rc = read_dataset(f, grp, "train", 2, 5, &rec->train, &rec->n_train, err);
     qa_free(train);
     if (!rc) rc = read_method_stats(f, grp, rec, err);
     if (!rc) rc = read_variants(f, grp, rec, err);
@@ -286,7 +286,7 @@ static int read_run(qa_h5 *f, qa_run_record *rec, qa_error *err) {
     return rc;
 }
 
-void runs_record_free(qa_run_record *r) {
+void qa_runs_record_free(qa_run_record *r) {
     qa_free(r->file);
     qa_free(r->id);
     qa_free(r->axes);
@@ -308,7 +308,7 @@ static int load_one(const char *path, qa_run_record *rec, int *version_error, qa
     memset(rec, 0, sizeof *rec);
     *version_error = 0;
     qa_h5 *f;
-    int rc = h5_open(path, 0, &f, err);
+    int rc = qa_h5_open(path, 0, &f, err);
     if (rc) return rc;
     rc = check_version(f, version_error, err);
     if (!rc) rc = the_run_group(f, &rec->id, err);
@@ -316,26 +316,26 @@ static int load_one(const char *path, qa_run_record *rec, int *version_error, qa
         rec->file = text_copy(path);
         rc = read_run(f, rec, err);
         if (!rc) rec->axes = axes_of(rec);
-        if (rc) runs_record_free(rec);
+        if (rc) qa_runs_record_free(rec);
     } else {
         qa_free(rec->id);
         rec->id = NULL;
     }
     qa_error cerr;
-    h5_close(f, &cerr);
+    qa_h5_close(f, &cerr);
     return rc;
 }
 
-int runs_load_file(const char *path, qa_run_record *rec, qa_error *err) {
+int qa_runs_load_file(const char *path, qa_run_record *rec, qa_error *err) {
     int version_error;
     return load_one(path, rec, &version_error, err);
 }
 
-int runs_check_file(const char *path, int *damaged, qa_error *err) {
+int qa_runs_check_file(const char *path, int *damaged, qa_error *err) {
     qa_run_record rec;
     int version_error;
     int rc = load_one(path, &rec, &version_error, err);
-    if (!rc) runs_record_free(&rec);
+    if (!rc) qa_runs_record_free(&rec);
     *damaged = rc != 0 && !version_error;
     return rc;
 }
@@ -387,12 +387,12 @@ static int load_folder(const char *dir, int skip_damaged, folder *fo, qa_error *
     return rc;
 }
 
-int runs_scan(const char *dir, qa_run_record **out, int *n_out, qa_run_skipped **skipped, int *n_skipped, qa_error *err) {
+int qa_runs_scan(const char *dir, qa_run_record **out, int *n_out, qa_run_skipped **skipped, int *n_skipped, qa_error *err) {
     folder fo = {0};
     int rc = load_folder(dir, skipped != NULL, &fo, err);
     if (rc) {
-        runs_free(fo.runs, fo.n);
-        runs_skipped_free(fo.skipped, fo.n_skipped);
+        qa_runs_free(fo.runs, fo.n);
+        qa_runs_skipped_free(fo.skipped, fo.n_skipped);
         return rc;
     }
     if (fo.n > 1) qsort(fo.runs, (size_t)fo.n, sizeof *fo.runs, cmp_runs);
@@ -402,16 +402,16 @@ int runs_scan(const char *dir, qa_run_record **out, int *n_out, qa_run_skipped *
     return QA_OK;
 }
 
-int runs_load(const char *dir, qa_run_record **out, int *n_out, qa_error *err) {
-    return runs_scan(dir, out, n_out, NULL, NULL, err);
+int qa_runs_load(const char *dir, qa_run_record **out, int *n_out, qa_error *err) {
+    return qa_runs_scan(dir, out, n_out, NULL, NULL, err);
 }
 
-void runs_free(qa_run_record *runs, int n) {
-    for (int i = 0; i < n; i++) runs_record_free(&runs[i]);
+void qa_runs_free(qa_run_record *runs, int n) {
+    for (int i = 0; i < n; i++) qa_runs_record_free(&runs[i]);
     free(runs);
 }
 
-void runs_skipped_free(qa_run_skipped *skipped, int n) {
+void qa_runs_skipped_free(qa_run_skipped *skipped, int n) {
     for (int i = 0; i < n; i++) {
         qa_free(skipped[i].file);
         qa_free(skipped[i].why);
@@ -419,15 +419,15 @@ void runs_skipped_free(qa_run_skipped *skipped, int n) {
     free(skipped);
 }
 
-int runs_eval_metric(const qa_run_eval *e, int m, double *value) {
+int qa_runs_eval_metric(const qa_run_eval *e, int m, double *value) {
     const qa_run_field *fd = qa_metric_field(m);
     *value = *(const double *)((const char *)e + fd->to.offset);
     return fd->written_if.kind == QA_VAL_NONE || (e->measured >> m & 1u);
 }
 
-int runs_samples(const qa_run_record *run, const char *which, uint8_t **pix, int *n, qa_error *err) {
+int qa_runs_samples(const qa_run_record *run, const char *which, uint8_t **pix, int *n, qa_error *err) {
     qa_h5 *f;
-    int rc = h5_open(run->file, 0, &f, err);
+    int rc = qa_h5_open(run->file, 0, &f, err);
     if (rc) return rc;
     size_t len = strlen(run->id) + strlen(which) + sizeof "/runs//samples/";
     char *p = qa_alloc(len);
@@ -435,6 +435,6 @@ int runs_samples(const qa_run_record *run, const char *which, uint8_t **pix, int
     rc = read_samples(f, p, pix, n, err);
     qa_free(p);
     qa_error cerr;
-    h5_close(f, &cerr);
+    qa_h5_close(f, &cerr);
     return rc;
 }

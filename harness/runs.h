@@ -63,23 +63,23 @@ typedef struct {
 
 /* Load the runs of dir sorted by id in natural order (r2 before r16); a damaged or foreign
  * file is an error naming it, a file of a newer format version bad input naming both versions. */
-int runs_load(const char *dir, qa_run_record **out, int *n, qa_error *err);
+int qa_runs_load(const char *dir, qa_run_record **out, int *n, qa_error *err);
 /* The same, but a damaged or foreign .h5 (not HDF5, no single run under /runs, a field of the
  * wrong type or shape) is left out with a warning on stderr and listed in *skipped. A file of a
  * newer format version is still an error. */
-int runs_scan(const char *dir, qa_run_record **out, int *n, qa_run_skipped **skipped, int *n_skipped, qa_error *err);
+int qa_runs_scan(const char *dir, qa_run_record **out, int *n, qa_run_skipped **skipped, int *n_skipped, qa_error *err);
 /* One run file (path), read as runs_load does; free it with runs_record_free. */
-int runs_load_file(const char *path, qa_run_record *rec, qa_error *err);
-void runs_record_free(qa_run_record *rec);
+int qa_runs_load_file(const char *path, qa_run_record *rec, qa_error *err);
+void qa_runs_record_free(qa_run_record *rec);
 /* Read path as runs_load_file does (every dataset's shape and checksum included) and keep
  * nothing: QA_OK, or the error with *damaged = 1 when the file is not a readable run file, 0 when
  * it is one of a newer format version (not damaged: a newer harness reads it). */
-int runs_check_file(const char *path, int *damaged, qa_error *err);
-void runs_free(qa_run_record *runs, int n);
+int qa_runs_check_file(const char *path, int *damaged, qa_error *err);
+void qa_runs_free(qa_run_record *runs, int n);
 /* Metric m (MET_*) of an evaluated variant into *value; 0 when the file says it was not measured. */
-int runs_eval_metric(const qa_run_eval *e, int m, double *value);
-void runs_skipped_free(qa_run_skipped *skipped, int n);
+int qa_runs_eval_metric(const qa_run_eval *e, int m, double *value);
+void qa_runs_skipped_free(qa_run_skipped *skipped, int n);
 /* Read one group's uint8 samples [n,28,28] ("fp", "int" or "references"); caller frees. */
-int runs_samples(const qa_run_record *run, const char *which, uint8_t **pix, int *n, qa_error *err);
+int qa_runs_samples(const qa_run_record *run, const char *which, uint8_t **pix, int *n, qa_error *err);
 
 #endif

@@ -7,7 +7,7 @@
 #include <gsl/gsl_statistics_double.h>
 #include <string.h>
 
-qa_summary stats_summarize(const double *x, int n) {
+qa_summary qa_stats_summarize(const double *x, int n) {
     qa_summary s = {n, NAN, NAN, NAN};
     if (n < 1) return s;
     s.mean = gsl_stats_mean(x, 1, (size_t)n);
@@ -17,7 +17,7 @@ qa_summary stats_summarize(const double *x, int n) {
     return s;
 }
 
-double stats_welch_p(const double *a, int na, const double *b, int nb, double *t_out, double *df_out) {
+double qa_stats_welch_p(const double *a, int na, const double *b, int nb, double *t_out, double *df_out) {
     if (na < 2 || nb < 2) return NAN;
     double ma = gsl_stats_mean(a, 1, (size_t)na), mb = gsl_stats_mean(b, 1, (size_t)nb);
     double va = gsl_stats_variance_m(a, 1, (size_t)na, ma) / na, vb = gsl_stats_variance_m(b, 1, (size_t)nb, mb) / nb;
@@ -29,7 +29,7 @@ double stats_welch_p(const double *a, int na, const double *b, int nb, double *t
     return 2.0 * gsl_cdf_tdist_Q(fabs(t), df);
 }
 
-double stats_welch_ci95(const double *a, int na, const double *b, int nb) {
+double qa_stats_welch_ci95(const double *a, int na, const double *b, int nb) {
     if (na < 2 || nb < 2) return NAN;
     double va = gsl_stats_variance(a, 1, (size_t)na) / na, vb = gsl_stats_variance(b, 1, (size_t)nb) / nb;
     if (va + vb == 0) return 0;
@@ -37,7 +37,7 @@ double stats_welch_ci95(const double *a, int na, const double *b, int nb) {
     return gsl_cdf_tdist_Pinv(0.975, df) * sqrt(va + vb);
 }
 
-double stats_paired_p(const double *a, const double *b, int n, double *t_out) {
+double qa_stats_paired_p(const double *a, const double *b, int n, double *t_out) {
     if (n < 2) return NAN;
     double *d = malloc(sizeof(double) * n);
     for (int i = 0; i < n; i++) d[i] = a[i] - b[i];

@@ -13,19 +13,19 @@
 void qa_sweep_env_unload(qa_sweep_env *e) {
     qa_free(e->base_params);
     qa_free(e->fid_ref_feat);
-    if (e->have_heldout) heldout_free(&e->heldout);
-    if (e->have_teacher) dit_free(&e->teacher);
+    if (e->have_heldout) qa_heldout_free(&e->heldout);
+    if (e->have_teacher) qa_dit_free(&e->teacher);
     if (e->have_train) qa_images_free(&e->train);
     if (e->have_test) qa_images_free(&e->test);
-    if (e->have_clf) clf_free(&e->clf);
-    if (e->have_model) dit_free(&e->model);
+    if (e->have_clf) qa_clf_free(&e->clf);
+    if (e->have_model) qa_dit_free(&e->model);
     memset(e, 0, sizeof *e);
 }
 
 int qa_sweep_env_load(const qa_sweep_settings *s, qa_sweep_env *e, qa_error *err) {
     memset(e, 0, sizeof *e);
     int B = s->train.batch, max_batch = B > 64 ? B : 64;
-    int rc = dit_load(s->checkpoint, &e->model, max_batch, err);
+    int rc = qa_dit_load(s->checkpoint, &e->model, max_batch, err);
     if (rc) {
         if (err->code == QA_ERR_INPUT && !qa_file_exists(s->checkpoint))
             return qa_fail(err, QA_ERR_INPUT, "%s: pre-trained checkpoint not found (make it with: "
@@ -33,16 +33,16 @@ int qa_sweep_env_load(const qa_sweep_settings *s, qa_sweep_env *e, qa_error *err
         return rc;
     }
     e->have_model = 1;
-    rc = clf_load(s->evaluator, &e->clf, 128, err);
+    rc = qa_clf_load(s->evaluator, &e->clf, 128, err);
     e->have_clf = rc == 0;
     if (!rc) rc = qa_load_images(&s->data, "train", &e->train, err);
     e->have_train = e->have_clf && rc == 0;
     if (!rc) rc = qa_load_images(&s->data, "t10k", &e->test, err);
     e->have_test = e->have_train && rc == 0;
-    if (!rc) rc = heldout_init(&e->heldout, &e->test, s->eval.loss_images, s->eval.loss_draws, err);
+    if (!rc) rc = qa_heldout_init(&e->heldout, &e->test, s->eval.loss_images, s->eval.loss_draws, err);
     e->have_heldout = e->have_test && rc == 0;
     if (!rc && s->distill) {
-        rc = dit_load(s->checkpoint, &e->teacher, max_batch, err);
+        rc = qa_dit_load(s->checkpoint, &e->teacher, max_batch, err);
         e->have_teacher = rc == 0;
     }
     if (!rc && s->task.kind == QA_TASK_DOMAIN) { /* computed once per sweep */
@@ -56,7 +56,7 @@ int qa_sweep_env_load(const qa_sweep_settings *s, qa_sweep_env *e, qa_error *err
     e->env.base_params = e->base_params;
     e->env.teacher = e->have_teacher ? &e->teacher : NULL;
     e->env.train = &e->train;
-    schedule_default(&e->env.sched);
+    qa_schedule_default(&e->env.sched);
     e->env.refs.clf = &e->clf;
     e->env.refs.heldout = &e->heldout;
     e->env.refs.sched = &e->env.sched;
@@ -69,7 +69,7 @@ int qa_sweep_env_load(const qa_sweep_settings *s, qa_sweep_env *e, qa_error *err
 const qa_task *qa_sweep_env_task(qa_sweep_env *e, const qa_sweep_settings *s, long seed, qa_task *tasks, int *n_tasks,
                               qa_error *err) {
     for (int j = 0; j < *n_tasks; j++) if (tasks[j].seed == seed) return &tasks[j];
-    dit_reset_slots(&e->model);
+    qa_dit_reset_slots(&e->model);
     memcpy(e->model.params, e->base_params, sizeof(float) * e->model.n_params);
     qa_task *t = &tasks[*n_tasks];
     if (qa_task_build(t, &s->task, seed, &e->model, &e->clf, &e->train, s->eval.ddim_steps, s->eval.guidance, err)) return NULL;
@@ -88,11 +88,11 @@ int qa_sweep_env_check_tasks(const qa_recipe *r, const qa_sweep_plan *plan, cons
         qa_error why = {0, ""};
         if (seen || qa_task_check(&s->task, plan->runs[i].seed, &e->model.cfg, &e->train, &why) == QA_OK) continue;
         if (s->task.kind != QA_TASK_DOMAIN && e->model.cfg.n_spare < 1)
-            return qa_fail(err, QA_ERR_INPUT, "%s: %s: %s", recipe_path(r), s->checkpoint, why.msg);
+            return qa_fail(err, QA_ERR_INPUT, "%s: %s: %s", qa_recipe_path(r), s->checkpoint, why.msg);
         if (s->data.train_limit > 0)
             return qa_fail(err, QA_ERR_INPUT, "%s: %s ([data] train_limit = %ld keeps only the first %ld training images: "
-                           "raise it, or 0 for all)", recipe_path(r), why.msg, s->data.train_limit, s->data.train_limit);
-        return qa_fail(err, QA_ERR_INPUT, "%s: %s", recipe_path(r), why.msg);
+                           "raise it, or 0 for all)", qa_recipe_path(r), why.msg, s->data.train_limit, s->data.train_limit);
+        return qa_fail(err, QA_ERR_INPUT, "%s: %s", qa_recipe_path(r), why.msg);
     }
     return QA_OK;
 }

@@ -16,9 +16,9 @@ const char *const qa_task_names[QA_TASK_COUNT] = {
 
 int qa_load_images(const qa_data_spec *data, const char *split, qa_images *im, qa_error *err) {
     const int is_train = strcmp(split, "train") == 0;
-    if (data->synthetic) synthetic_images(im, is_train ? 2000 : 500, QA_IMAGE_SIDE, 10, is_train ? 1 : 2);
+    if (data->synthetic) qa_synthetic_images(im, is_train ? 2000 : 500, QA_IMAGE_SIDE, 10, is_train ? 1 : 2);
     else {
-        int rc = fmnist_load(data->dir && *data->dir ? data->dir : NULL, split, im, err);
+        int rc = qa_fmnist_load(data->dir && *data->dir ? data->dir : NULL, split, im, err);
         if (rc) return rc;
     }
     /* the limit is on the training images only: the test set scores every run the same way */
@@ -27,7 +27,7 @@ int qa_load_images(const qa_data_spec *data, const char *split, qa_images *im, q
 }
 
 /* The name of class c for messages ("?" past Fashion-MNIST's ten). */
-static const char *class_name(int c) { return c >= 0 && c < QA_FMNIST_CLASSES ? fmnist_class_names()[c] : "?"; }
+static const char *class_name(int c) { return c >= 0 && c < QA_FMNIST_CLASSES ? qa_fmnist_class_names()[c] : "?"; }
 
 static int count_of_class(const qa_images *train, int c) {
     int n = 0;
@@ -100,8 +100,8 @@ static void task_build_style(qa_task *t, qa_classifier *clf, const qa_images *tr
     t->item_x = qa_alloc(sizeof(float) * (size_t)k * D_IMG);
     t->item_feat = qa_alloc(sizeof(float) * (size_t)k * QA_CLF_FEATURES);
     qa_images_to_float(train, t->item_idx, k, t->item_x);
-    style_stripes(t->item_x, k, QA_IMAGE_SIDE);
-    clf_embed(clf, t->item_x, k, t->item_feat, NULL);
+    qa_style_stripes(t->item_x, k, QA_IMAGE_SIDE);
+    qa_clf_embed(clf, t->item_x, k, t->item_feat, NULL);
     qa_free(classes);
     qa_rng_free(r);
 }
@@ -110,7 +110,7 @@ static void task_build_style(qa_task *t, qa_classifier *clf, const qa_images *tr
  * anchor, the anchor first, by selection; into sel [k]. */
 static void nearest_members(const float *f, int n_cls, int anchor, int k, int *sel) {
     double *sim = qa_alloc(sizeof(double) * n_cls);
-    for (int i = 0; i < n_cls; i++) sim[i] = mean_cosine(f + (size_t)anchor * QA_CLF_FEATURES, 1, f + (size_t)i * QA_CLF_FEATURES, 1, QA_CLF_FEATURES);
+    for (int i = 0; i < n_cls; i++) sim[i] = qa_mean_cosine(f + (size_t)anchor * QA_CLF_FEATURES, 1, f + (size_t)i * QA_CLF_FEATURES, 1, QA_CLF_FEATURES);
     sim[anchor] = 2.0; /* the anchor itself first */
     for (int j = 0; j < k; j++) { /* k largest similarities, by selection */
         int best = -1;
@@ -143,7 +143,7 @@ static void task_build_item(qa_task *t, qa_classifier *clf, const qa_images *tra
     for (int i = 0, j = 0; i < train->n; i++) if (train->labels[i] == t->item_class) members[j++] = i;
     float *x = qa_alloc(sizeof(float) * (size_t)n_cls * D_IMG), *f = qa_alloc(sizeof(float) * (size_t)n_cls * QA_CLF_FEATURES);
     qa_images_to_float(train, members, n_cls, x);
-    clf_embed(clf, x, n_cls, f, NULL);
+    qa_clf_embed(clf, x, n_cls, f, NULL);
     int anchors[1 + QA_TASK_OTHER_ITEMS], n_anchors = 0;
     anchors[n_anchors++] = item_anchor(t->seed, n_classes, n_cls);
     for (int j = 1; j <= 4 * QA_TASK_OTHER_ITEMS && n_anchors < 1 + QA_TASK_OTHER_ITEMS; j++) {
@@ -191,9 +191,9 @@ int qa_task_build(qa_task *t, const qa_task_spec *spec, long seed, qa_dit *base,
     t->n_prior = spec->prior_images;
     if (t->n_prior > 0) {
         qa_schedule s;
-        schedule_default(&s);
+        qa_schedule_default(&s);
         t->prior_x = qa_alloc(sizeof(float) * (size_t)t->n_prior * D_IMG);
-        sample_images(base, &s, t->item_class, t->n_prior, ddim_steps, guidance, qa_seed_for((uint64_t)seed, "prior"), t->prior_x);
+        qa_sample_images(base, &s, t->item_class, t->n_prior, ddim_steps, guidance, qa_seed_for((uint64_t)seed, "prior"), t->prior_x);
     }
     return QA_OK;
 }
@@ -229,7 +229,7 @@ void qa_task_batch(const qa_task *t, const qa_images *train, qa_rng *rng, int B,
         for (int b = 0; b < B; b++) idx[b] = (int)qa_rng_below(rng, (unsigned long)train->n);
         qa_images_to_float(train, idx, B, x0);
         for (int b = 0; b < B; b++) labels[b] = train->labels[idx[b]];
-        style_stripes(x0, B, QA_IMAGE_SIDE);
+        qa_style_stripes(x0, B, QA_IMAGE_SIDE);
         *B_main = B;
         return;
     }
@@ -253,9 +253,9 @@ float *qa_task_fid_reference(const qa_images *test, qa_classifier *clf, int *n) 
     for (int i = 0; i < nref; i++) idx[i] = i;
     float *xr = qa_alloc(sizeof(float) * (size_t)nref * D_IMG);
     qa_images_to_float(test, idx, nref, xr);
-    style_stripes(xr, nref, QA_IMAGE_SIDE);
+    qa_style_stripes(xr, nref, QA_IMAGE_SIDE);
     float *feat = qa_alloc(sizeof(float) * (size_t)nref * QA_CLF_FEATURES);
-    clf_embed(clf, xr, nref, feat, NULL);
+    qa_clf_embed(clf, xr, nref, feat, NULL);
     qa_free(xr);
     qa_free(idx);
     *n = nref;

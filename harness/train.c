@@ -9,7 +9,7 @@
 
 #define D_IMG QA_IMAGE_PIXELS
 
-float lr_at(float peak, long step, long warmup, long total, int cosine) {
+float qa_lr_at(float peak, long step, long warmup, long total, int cosine) {
     if (warmup > 0 && step < warmup) return peak * (float)(step + 1) / (float)warmup;
     if (!cosine || total <= warmup) return peak;
     double p = (double)(step - warmup) / (double)(total - warmup);
@@ -29,9 +29,9 @@ static float term_share(const float *pred, const float *target, float *deps, int
     int a = lo > t_lo ? lo : t_lo, b = hi < t_hi ? hi : t_hi;
     if (b <= a) return 0.f;
     const size_t off = (size_t)(a - lo) * D_IMG, n = (size_t)(b - a) * D_IMG;
-    float l = mse_loss(pred + off, target + (size_t)a * D_IMG, n, deps + off);
+    float l = qa_mse_loss(pred + off, target + (size_t)a * D_IMG, n, deps + off);
     float share = (float)(b - a) / (float)(t_hi - t_lo); /* 1 exactly when the slice holds the whole term */
-    if (share * weight != 1.0f) vec_scale(deps + off, share * weight, n);
+    if (share * weight != 1.0f) qa_vec_scale(deps + off, share * weight, n);
     return l * share;
 }
 
@@ -45,7 +45,7 @@ int qa_train(qa_dit *m, qa_param *params, int np, const qa_train_spec *spec, con
     int lo, hi;
     slice_of(B, rank, size, &lo, &hi);
     qa_adamw opt;
-    adamw_init(&opt, params, np, spec->weight_decay, spec->clip);
+    qa_adamw_init(&opt, params, np, spec->weight_decay, spec->clip);
     float *xt = qa_alloc(sizeof(float) * (size_t)B * D_IMG), *target = qa_alloc(sizeof(float) * (size_t)B * D_IMG);
     float *pred = qa_alloc(sizeof(float) * (size_t)B * D_IMG), *deps = qa_alloc(sizeof(float) * (size_t)B * D_IMG);
     float *tt = qa_alloc(sizeof(float) * B);
@@ -56,7 +56,7 @@ int qa_train(qa_dit *m, qa_param *params, int np, const qa_train_spec *spec, con
     float *flat = red ? qa_alloc(sizeof(float) * (n_grads + 2)) : NULL;
     double t0 = qa_now();
     int rc = QA_OK, time_up = 0;
-    dit_set_dtype(m, spec->dtype);
+    qa_dit_set_dtype(m, spec->dtype);
     long step;
     for (step = 0; step < spec->steps && !rc && !time_up; step++) {
         /* alone, stop before the step; ranks agree through the reduction below */
@@ -64,12 +64,12 @@ int qa_train(qa_dit *m, qa_param *params, int np, const qa_train_spec *spec, con
         qa_train_batch b = {B, B, 1.0f, xt, tt, target, labels};
         hooks->batch(hooks->ctx, step, &b);
         for (int i = 0; i < np; i++) memset(params[i].grad, 0, sizeof(float) * params[i].n);
-        dit_forward(m, xt + (size_t)lo * D_IMG, tt + lo, labels + lo, hi - lo, pred);
+        qa_dit_forward(m, xt + (size_t)lo * D_IMG, tt + lo, labels + lo, hi - lo, pred);
         float l_main = term_share(pred, target, deps, lo, hi, 0, b.B_main, 1.0f);
         float l_prior = term_share(pred, target, deps, lo, hi, b.B_main, B, b.prior_weight);
         float loss = l_main + b.prior_weight * l_prior;
         if (red) { /* backward first: the loss travels with the gradient */
-            dit_backward(m, deps);
+            qa_dit_backward(m, deps);
             size_t at = 0;
             for (int i = 0; i < np; i++) {
                 memcpy(flat + at, params[i].grad, sizeof(float) * params[i].n);
@@ -93,9 +93,9 @@ int qa_train(qa_dit *m, qa_param *params, int np, const qa_train_spec *spec, con
             snprintf(res->fail_reason, sizeof res->fail_reason, "non-finite loss (%g) at step %ld", loss, step);
             break;
         }
-        if (!red) dit_backward(m, deps);
-        float cur_lr = lr_at(spec->lr, step, spec->warmup, spec->steps, spec->cosine);
-        float gn = adamw_step(&opt, params, np, cur_lr);
+        if (!red) qa_dit_backward(m, deps);
+        float cur_lr = qa_lr_at(spec->lr, step, spec->warmup, spec->steps, spec->cosine);
+        float gn = qa_adamw_step(&opt, params, np, cur_lr);
         if (!isfinite(gn)) {
             res->diverged = 1;
             snprintf(res->fail_reason, sizeof res->fail_reason, "non-finite gradient norm at step %ld", step);
@@ -104,9 +104,9 @@ int qa_train(qa_dit *m, qa_param *params, int np, const qa_train_spec *spec, con
         if (hooks->after_step) rc = hooks->after_step(hooks->ctx, step, loss, cur_lr, gn, err);
     }
     res->steps_done = step;
-    dit_set_dtype(m, QA_DTYPE_F32); /* evaluation and deployment compute in f32 */
+    qa_dit_set_dtype(m, QA_DTYPE_F32); /* evaluation and deployment compute in f32 */
     qa_free(xt); qa_free(target); qa_free(pred); qa_free(deps); qa_free(tt); qa_free(labels); qa_free(flat);
-    adamw_free(&opt);
+    qa_adamw_free(&opt);
     return rc;
 }
 
@@ -138,7 +138,7 @@ void qa_distill_batch(qa_distill *d, qa_rng *rng, qa_train_batch *b) {
     d->t_cur = d->remaining * stride;
     for (int i = 0; i < B; i++) b->tt[i] = (float)d->t_cur;
     memcpy(b->xt, d->x, sizeof(float) * (size_t)B * D_IMG);
-    dit_forward(d->teacher, b->xt, b->tt, b->labels, B, d->eps_teacher);
+    qa_dit_forward(d->teacher, b->xt, b->tt, b->labels, B, d->eps_teacher);
     memcpy(b->target, d->eps_teacher, sizeof(float) * (size_t)B * D_IMG);
     b->B_main = B;
 }

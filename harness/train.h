@@ -32,7 +32,7 @@ typedef struct {
 } qa_train_spec;
 
 /* Learning rate at a step: linear warm-up, then constant or cosine to 10% at total. */
-float lr_at(float peak, long step, long warmup, long total, int cosine);
+float qa_lr_at(float peak, long step, long warmup, long total, int cosine);
 
 /* One step's batch, filled by the caller: rows [0, B_main) are the main term, [B_main, B) the
  * prior term, weighted by prior_weight. */
@@ -48,7 +48,7 @@ typedef struct {
     /* Fill the batch of this step (B and the buffers are set; B_main defaults to B). */
     void (*batch)(void *ctx, long step, qa_train_batch *b);
     /* After the optimizer step; a nonzero return stops the loop with that status. May be NULL. */
-    int (*after_step)(void *ctx, long step, float loss, float lr, float grad_norm, qa_error *err);
+    int (*after_step)(void *ctx, long step, float loss, float lr, float qa_grad_norm, qa_error *err);
 } qa_train_hooks;
 
 typedef struct {

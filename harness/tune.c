@@ -10,7 +10,7 @@
 
 #include "harness/runs.h"
 
-int adapt_choose_rate(const double *mean_score, int n, int lower_is_better) {
+int qa_adapt_choose_rate(const double *mean_score, int n, int lower_is_better) {
     int best = -1;
     for (int k = 0; k < n; k++) {
         if (isnan(mean_score[k])) continue;
@@ -65,10 +65,10 @@ static int choose_rates(qa_sweep_plan *plan, const qa_run_record *recs, int n_re
     const int lower_is_better = t->metric == QA_TUNE_HELDOUT_LOSS || t->metric == QA_TUNE_FID;
     double mean[QA_MAX_TUNE_RATES];
     for (int f = 0; f < plan->n; f++) {
-        if (plan->runs[f].role != QA_RUN_FINAL || !adapt_plan_first_of_cell(plan, f)) continue;
+        if (plan->runs[f].role != QA_RUN_FINAL || !qa_adapt_plan_first_of_cell(plan, f)) continue;
         int rc = cell_scores(plan, f, recs, n_recs, mean, err);
         if (rc) return rc;
-        int best = adapt_choose_rate(mean, t->n_rates, lower_is_better);
+        int best = qa_adapt_choose_rate(mean, t->n_rates, lower_is_better);
         if (csv) write_cell_rates(csv, plan, f, mean, best);
         if (best < 0) return qa_fail(err, QA_ERR_RUN, "%s: every rate of the tuning grid diverged", plan->runs[f].cell);
         const double lr = t->rates[best] * plan->runs[f].method->reference_lr;
@@ -94,7 +94,7 @@ int qa_tune_apply(qa_sweep_plan *plan, const char *out_dir, int write_csv, qa_er
     /* a name of this process's own: shards finishing together each write theirs, then rename */
     snprintf(tmp, len + 32, "%s.partial.%ld", csv_path, (long)getpid());
     qa_run_record *recs = NULL;
-    int n_recs = 0, rc = runs_load(dir, &recs, &n_recs, err);
+    int n_recs = 0, rc = qa_runs_load(dir, &recs, &n_recs, err);
     FILE *csv = rc || !write_csv ? NULL : fopen(tmp, "w");
     if (!rc && write_csv && !csv) rc = qa_fail(err, QA_ERR_RUN, "cannot write %s: %s", tmp, strerror(errno));
     if (!rc && csv) fprintf(csv, "cell,metric,lr_multiplier,learning_rate,seeds,mean_score,chosen\n");
@@ -104,7 +104,7 @@ int qa_tune_apply(qa_sweep_plan *plan, const char *out_dir, int write_csv, qa_er
         if (!rc && rename(tmp, csv_path) != 0) rc = qa_fail(err, QA_ERR_RUN, "cannot rename %s: %s", tmp, strerror(errno));
         if (rc) remove(tmp);
     }
-    runs_free(recs, n_recs);
+    qa_runs_free(recs, n_recs);
     qa_free(dir); qa_free(csv_path); qa_free(tmp);
     return rc;
 }

@@ -64,12 +64,12 @@ static int load_folder(folder_cache *fc, const char *path, folder **out, qa_erro
     if (!d) return QA_OK; /* a missing folder: its claims are not testable */
     closedir(d);
     f->exists = 1;
-    int rc = runs_load(path, &f->runs, &f->nr, err);
+    int rc = qa_runs_load(path, &f->runs, &f->nr, err);
     if (rc) { /* a damaged run file: the message names it; the runs are unreadable, not the input */
         err->code = QA_ERR_RUN;
         return QA_ERR_RUN;
     }
-    cells_build(f->runs, f->nr, &f->cells, &f->nc);
+    qa_cells_build(f->runs, f->nr, &f->cells, &f->nc);
     return QA_OK;
 }
 
@@ -77,7 +77,7 @@ static void free_folders(folder_cache *fc) {
     for (int i = 0; i < fc->n; i++)
         if (fc->f[i].exists) {
             qa_free(fc->f[i].cells);
-            runs_free(fc->f[i].runs, fc->f[i].nr);
+            qa_runs_free(fc->f[i].runs, fc->f[i].nr);
         }
 }
 
@@ -116,7 +116,7 @@ typedef struct {
 } comparison;
 
 static void describe(comparison *c, const double *d, int n, double alpha) {
-    qa_summary s = stats_summarize(d, n);
+    qa_summary s = qa_stats_summarize(d, n);
     double half = gsl_cdf_tdist_Pinv(1 - alpha, n - 1) * s.sd / sqrt((double)n);
     c->effect = s.mean;
     c->sd = s.sd;
@@ -223,7 +223,7 @@ static int judge_one(folder_cache *fc, const char *dir, const qa_claim *cl, qa_c
     }
     r->margin = cl->margin;
     if (cl->margin_relative) {
-        qa_summary b = stats_summarize(x[1], r->n);
+        qa_summary b = qa_stats_summarize(x[1], r->n);
         r->margin = cl->margin * fabs(b.mean);
     }
     run_comparisons(cl, x, r->n, r);

@@ -2,7 +2,7 @@
 
 #include <string.h>
 
-void base_product_init(qa_base_product *p, int in, int out, const qa_step_ctx *step) {
+void qa_base_product_init(qa_base_product *p, int in, int out, const qa_step_ctx *step) {
     memset(p, 0, sizeof *p);
     p->in = in;
     p->out = out;
@@ -11,26 +11,26 @@ void base_product_init(qa_base_product *p, int in, int out, const qa_step_ctx *s
     p->last = QA_DTYPE_F32;
 }
 
-void base_product_free(qa_base_product *p) {
-    if (p->bf16.x) linear_bf16_free(&p->bf16);
+void qa_base_product_free(qa_base_product *p) {
+    if (p->bf16.x) qa_linear_bf16_free(&p->bf16);
     memset(&p->bf16, 0, sizeof p->bf16);
 }
 
-void base_product_forward(qa_base_product *p, float *y, const float *x, const float *W, const float *b, int M) {
+void qa_base_product_forward(qa_base_product *p, float *y, const float *x, const float *W, const float *b, int M) {
     p->last = p->step ? p->step->dtype : p->step_dtype;
     if (p->last == QA_DTYPE_BF16) {
         if (!p->bf16.x || M > p->bf16.max_rows) {
-            base_product_free(p);
-            linear_bf16_init(&p->bf16, M, p->in, p->out);
+            qa_base_product_free(p);
+            qa_linear_bf16_init(&p->bf16, M, p->in, p->out);
         }
-        linear_forward_bf16(&p->bf16, y, x, W, b, M);
+        qa_linear_forward_bf16(&p->bf16, y, x, W, b, M);
     } else {
-        linear_forward(y, x, W, b, M, p->in, p->out);
+        qa_linear_forward(y, x, W, b, M, p->in, p->out);
     }
 }
 
-void base_product_backward_dx(qa_base_product *p, float *dx, const float *dy, const float *W, int M) {
+void qa_base_product_backward_dx(qa_base_product *p, float *dx, const float *dy, const float *W, int M) {
     if (!dx) return;
-    if (p->last == QA_DTYPE_BF16) linear_backward_bf16(&p->bf16, dx, NULL, NULL, dy, M);
+    if (p->last == QA_DTYPE_BF16) qa_linear_backward_bf16(&p->bf16, dx, NULL, NULL, dy, M);
     else qa_matmul(M, p->in, p->out, dy, 0, W, 0, dx, 1, NULL);
 }

@@ -20,10 +20,10 @@ typedef struct {
     qa_linear_bf16 bf16;       /* allocated on the first bf16 forward, regrown for more rows */
 } qa_base_product;
 
-void base_product_init(qa_base_product *p, int in, int out, const qa_step_ctx *step);
-void base_product_free(qa_base_product *p);
-void base_product_forward(qa_base_product *p, float *y, const float *x, const float *W, const float *b, int M);
+void qa_base_product_init(qa_base_product *p, int in, int out, const qa_step_ctx *step);
+void qa_base_product_free(qa_base_product *p);
+void qa_base_product_forward(qa_base_product *p, float *y, const float *x, const float *W, const float *b, int M);
 /* dx += dy W, in the dtype of the last forward (same M). */
-void base_product_backward_dx(qa_base_product *p, float *dx, const float *dy, const float *W, int M);
+void qa_base_product_backward_dx(qa_base_product *p, float *dx, const float *dy, const float *W, int M);
 
 #endif

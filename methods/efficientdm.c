@@ -127,7 +127,7 @@ typedef struct {
 
 static int efficientdm_init(void *state, const qa_layer_init *li, qa_error *err) {
     efficientdm_state *s = state;
-    base_product_init(&s->base_mm, li->in, li->out, li->step);
+    qa_base_product_init(&s->base_mm, li->in, li->out, li->step);
     const qa_method_cfg *c = li->cfg;
     if (c->w_bits < 1)
         return qa_fail(err, QA_ERR_INPUT,
@@ -154,7 +154,7 @@ static int efficientdm_init(void *state, const qa_layer_init *li, qa_error *err)
     s->w_scale = qa_alloc(sizeof(float) * out);
     s->grad_w_scale = qa_alloc(sizeof(float) * out);
     s->w_zero = qa_alloc(sizeof(float) * out);
-    quant_search_rows(li->W, out, in, s->w_bits, s->w_scale, s->w_zero);
+    qa_quant_search_rows(li->W, out, in, s->w_bits, s->w_scale, s->w_zero);
     s->w_code_init = qa_alloc(sizeof(float) * n);
     const float lmax = (float)((1 << s->w_bits) - 1);
     for (int o = 0; o < out; o++)
@@ -167,7 +167,7 @@ static int efficientdm_init(void *state, const qa_layer_init *li, qa_error *err)
     if (li->bias) memcpy(s->bias, li->bias, sizeof(float) * out);
 
     /* LoRA: A kaiming-uniform, B zeros */
-    lora_factors_init(in, out, s->rank, li->rng, &s->A, &s->B, &s->dA, &s->dB);
+    qa_lora_factors_init(in, out, s->rank, li->rng, &s->A, &s->B, &s->dA, &s->dB);
 
     float **weight_bufs[] = {&s->lora_update, &s->W_hat, &s->w_in_range, &s->dW_hat_dscale, &s->grad_w};
     for (size_t b = 0; b < sizeof weight_bufs / sizeof weight_bufs[0]; b++)
@@ -246,7 +246,7 @@ static void efficientdm_forward(void *state, const float *x, float *y, int M) {
     if (s->a_bits > 0) {
         if (!s->calibrated) { /* the first batch initialises every timestep's quantizer */
             float delta, zero;
-            quant_search(x, (size_t)M * in, s->a_bits, &delta, &zero);
+            qa_quant_search(x, (size_t)M * in, s->a_bits, &delta, &zero);
             for (int k = 0; k < s->n_buckets; k++) {
                 s->act_delta[k] = delta;
                 s->act_zero[k] = zero;
@@ -268,7 +268,7 @@ static void efficientdm_forward(void *state, const float *x, float *y, int M) {
         }
         x_used = s->x_hat;
     }
-    base_product_forward(&s->base_mm, y, x_used, s->W_hat, s->bias, M); /* y = X_hat W_hat^T + b */
+    qa_base_product_forward(&s->base_mm, y, x_used, s->W_hat, s->bias, M); /* y = X_hat W_hat^T + b */
 }
 
 static void efficientdm_backward(void *state, const float *dy, float *dx, int M) {
@@ -306,7 +306,7 @@ static void efficientdm_backward(void *state, const float *dy, float *dx, int M)
             s->grad_act_zero[s->row_bucket[m]] += (float)s->row_grad_zero[m];
         }
     } else if (dx) {
-        base_product_backward_dx(&s->base_mm, dx, dy, s->W_hat, M); /* dx += dy W_hat */
+        qa_base_product_backward_dx(&s->base_mm, dx, dy, s->W_hat, M); /* dx += dy W_hat */
     }
 
     /* weights: G_W = dy^T X_hat; s_w by the full LSQ+ derivative; A, B through the masked STE */
@@ -408,7 +408,7 @@ static int efficientdm_inspect(const void *state, qa_named_tensor *o, int max) {
 
 static void efficientdm_destroy(void *state) {
     efficientdm_state *s = state;
-    base_product_free(&s->base_mm);
+    qa_base_product_free(&s->base_mm);
     float *fs[] = {s->w_code_init, s->w_zero, s->w_scale, s->grad_w_scale, s->bias, s->A, s->B, s->dA, s->dB,
                    s->lora_update, s->W_hat, s->w_in_range, s->dW_hat_dscale, s->grad_w, s->act_delta,
                    s->act_zero, s->grad_act_delta, s->grad_act_zero, s->x_hat, s->dx_hat};

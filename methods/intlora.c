@@ -153,7 +153,7 @@ extern const qa_method qa_method_intlora_mul;
 
 static int intlora_init_common(void *state, const qa_layer_init *li, int shift, qa_error *err) {
     intlora_state *s = state;
-    base_product_init(&s->base_mm, li->in, li->out, li->step);
+    qa_base_product_init(&s->base_mm, li->in, li->out, li->step);
     const qa_method_cfg *c = li->cfg;
     intlora_options opt;
     qa_method_options_of(&qa_method_intlora_mul, c, &opt);
@@ -203,7 +203,7 @@ static int intlora_init_common(void *state, const qa_layer_init *li, int shift, 
     for (size_t i = 0; i < n; i++) sep[i] = li->W[i] - s->R[i];
     s->delta = qa_alloc(sizeof(float) * out);
     s->zero = qa_alloc(sizeof(float) * out);
-    quant_search_rows(sep, out, in, s->n_bits, s->delta, s->zero);
+    qa_quant_search_rows(sep, out, in, s->n_bits, s->delta, s->zero);
     s->w_round = qa_alloc(sizeof(int32_t) * n);
     s->w_int = qa_alloc(sizeof(float) * n);
     float lmax = (float)((1 << s->n_bits) - 1);
@@ -218,7 +218,7 @@ static int intlora_init_common(void *state, const qa_layer_init *li, int shift, 
     qa_free(sep);
     s->bias = qa_alloc(sizeof(float) * out);
     if (li->bias) memcpy(s->bias, li->bias, sizeof(float) * out);
-    lora_factors_init(in, out, s->rank, li->rng, &s->A, &s->B, &s->dA, &s->dB);
+    qa_lora_factors_init(in, out, s->rank, li->rng, &s->A, &s->B, &s->dA, &s->dB);
     float **bufs[] = {&s->BA, &s->U, &s->W_eff, &s->mask, &s->G};
     for (size_t b = 0; b < sizeof bufs / sizeof bufs[0]; b++) *bufs[b] = qa_alloc(sizeof(float) * n);
     float **rows[] = {&s->dU, &s->zU, &s->grad_dU, &s->grad_zU};
@@ -268,7 +268,7 @@ static void build_weight(intlora_state *s) {
         }
     }
     if (!s->shift && !s->calibrated) { /* step 5: calibrate the update quantizer on the first forward */
-        quant_search_rows(s->U, out, in, s->lora_bits, s->dU, s->zU);
+        qa_quant_search_rows(s->U, out, in, s->lora_bits, s->dU, s->zU);
         if (s->constant_row == INTLORA_CONSTANT_ROW_REFERENCE) /* the reference's search on a constant row */
             for (int i = 0; i < out; i++) {
                 const float *u = s->U + (size_t)i * in;
@@ -325,13 +325,13 @@ static void intlora_forward(void *state, const float *x, float *y, int M) {
     intlora_state *s = state;
     s->x = x;
     build_weight(s);
-    base_product_forward(&s->base_mm, y, x, s->W_eff, s->bias, M);
+    qa_base_product_forward(&s->base_mm, y, x, s->W_eff, s->bias, M);
 }
 
 static void intlora_backward(void *state, const float *dy, float *dx, int M) {
     intlora_state *s = state;
     const int in = s->in, out = s->out;
-    base_product_backward_dx(&s->base_mm, dx, dy, s->W_eff, M);    /* dx += dy W' */
+    qa_base_product_backward_dx(&s->base_mm, dx, dy, s->W_eff, M);    /* dx += dy W' */
     qa_matmul(out, in, M, dy, 1, s->x, 0, s->G, 0, NULL);              /* G_W = dy^T x */
     if (!s->shift) { /* gradients of the frozen update quantizer, for the reference check */
         const float lmax = (float)((1 << s->n_bits) - 1);
@@ -517,7 +517,7 @@ static int intlora_inspect(const void *state, qa_named_tensor *o, int max) {
 
 static void intlora_destroy(void *state) {
     intlora_state *s = state;
-    base_product_free(&s->base_mm);
+    qa_base_product_free(&s->base_mm);
     float *ps[] = {s->R, s->delta, s->zero, s->w_int, s->bias, s->A, s->B, s->dA, s->dB, s->BA, s->U,
                    s->W_eff, s->mask, s->G, s->dU, s->zU, s->grad_dU, s->grad_zU};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) qa_free(ps[i]);

@@ -113,8 +113,8 @@ static void irqlora_forward(void *state, const float *x, float *y, int M) {
     }
     s->x = x;
     effective_factors(s);
-    linear_forward(y, x, s->W_dq, s->bias, M, s->in, s->out);        /* y = x W_dq^T + b */
-    linear_forward(s->h, x, s->A_e, NULL, M, s->in, s->rank);        /* h = x A_e^T */
+    qa_linear_forward(y, x, s->W_dq, s->bias, M, s->in, s->out);        /* y = x W_dq^T + b */
+    qa_linear_forward(s->h, x, s->A_e, NULL, M, s->in, s->rank);        /* h = x A_e^T */
     for (size_t i = 0; i < (size_t)M * s->rank; i++) s->dh[i] = s->scale * s->h[i]; /* dh: free until backward */
     qa_matmul(M, s->out, s->rank, s->dh, 0, s->B_e, 1, y, 1, NULL);  /* y += s h B_e^T */
 }
@@ -177,9 +177,9 @@ static int irqlora_merge(void *state, qa_deployed *d, qa_error *err) {
     if (s->w_bits > 0) { /* "icq": W' re-quantized by ICQ itself */
         quant_icq_cfg cfg = icq_cfg(&s->opt);
         float *sc = qa_alloc(sizeof(float) * s->out), *z = qa_alloc(sizeof(float) * s->out);
-        quant_icq_rows(d->w_fp, s->out, s->in, s->w_bits, &cfg, sc, z);
+        qa_quant_icq_rows(d->w_fp, s->out, s->in, s->w_bits, &cfg, sc, z);
         d->extra_w[0] = qa_alloc(sizeof(float) * n);
-        quant_fake_rows(d->extra_w[0], d->w_fp, s->out, s->in, s->w_bits, sc, z);
+        qa_quant_fake_rows(d->extra_w[0], d->w_fp, s->out, s->in, s->w_bits, sc, z);
         snprintf(d->extra_name[0], sizeof d->extra_name[0], "icq");
         d->extra_bits[0] = s->w_bits + 64.0 / s->in;
         d->n_extra = 1;
@@ -266,9 +266,9 @@ static int irqlora_init(void *state, const qa_layer_init *li, qa_error *err) {
         s->q_scale = qa_alloc(sizeof(float) * s->out);
         s->q_zero = qa_alloc(sizeof(float) * s->out);
         s->codes = qa_alloc(n);
-        quant_icq_rows(li->W, s->out, s->in, s->w_bits, &cfg, s->q_scale, s->q_zero);
+        qa_quant_icq_rows(li->W, s->out, s->in, s->w_bits, &cfg, s->q_scale, s->q_zero);
         int32_t *signed_codes = qa_alloc(sizeof(int32_t) * n);
-        quant_codes_rows(signed_codes, li->W, s->out, s->in, s->w_bits, s->q_scale, s->q_zero);
+        qa_quant_codes_rows(signed_codes, li->W, s->out, s->in, s->w_bits, s->q_scale, s->q_zero);
         for (int r = 0; r < s->out; r++)
             for (int col = 0; col < s->in; col++) {
                 size_t k = (size_t)r * s->in + col;
@@ -281,7 +281,7 @@ static int irqlora_init(void *state, const qa_layer_init *li, qa_error *err) {
     }
     s->bias = qa_alloc(sizeof(float) * s->out);
     if (li->bias) memcpy(s->bias, li->bias, sizeof(float) * s->out);
-    lora_factors_init(s->in, s->out, s->rank, li->rng, &s->A, &s->B, &s->dA, &s->dB);
+    qa_lora_factors_init(s->in, s->out, s->rank, li->rng, &s->A, &s->B, &s->dA, &s->dB);
     s->beta[0] = s->beta[1] = s->opt.iec == IRQ_IEC_FIXED ? 1.0f : 0.0f;
     s->A_e = qa_alloc(sizeof(float) * (size_t)s->rank * s->in);
     s->B_e = qa_alloc(sizeof(float) * (size_t)s->out * s->rank);

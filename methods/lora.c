@@ -36,7 +36,7 @@ typedef struct {
 
 static int lora_init(void *state, const qa_layer_init *li, qa_error *err) {
     lora_state *s = state;
-    base_product_init(&s->base_mm, li->in, li->out, li->step);
+    qa_base_product_init(&s->base_mm, li->in, li->out, li->step);
     if (li->cfg->rank < 1 || li->cfg->rank > li->in || li->cfg->rank > li->out)
         return qa_fail(err, QA_ERR_INPUT, "lora: rank %d is outside 1..min(in=%d, out=%d) for %s", li->cfg->rank,
                        li->in, li->out, li->layer_name);
@@ -47,25 +47,25 @@ static int lora_init(void *state, const qa_layer_init *li, qa_error *err) {
     memcpy(s->W, li->W, sizeof(float) * (size_t)s->in * s->out);
     s->bias = qa_alloc(sizeof(float) * s->out);
     if (li->bias) memcpy(s->bias, li->bias, sizeof(float) * s->out);
-    lora_adapter_init(&s->ad, s->in, s->out, li->cfg->rank, li->cfg->lora_scale, li->rng);
+    qa_lora_adapter_init(&s->ad, s->in, s->out, li->cfg->rank, li->cfg->lora_scale, li->rng);
     return QA_OK;
 }
 
 static void lora_forward(void *state, const float *x, float *y, int M) {
     lora_state *s = state;
-    base_product_forward(&s->base_mm, y, x, s->W, s->bias, M); /* y = x W^T + b */
-    lora_adapter_forward(&s->ad, x, y, M);                  /* y += s (x A^T) B^T */
+    qa_base_product_forward(&s->base_mm, y, x, s->W, s->bias, M); /* y = x W^T + b */
+    qa_lora_adapter_forward(&s->ad, x, y, M);                  /* y += s (x A^T) B^T */
 }
 
 static void lora_backward(void *state, const float *dy, float *dx, int M) {
     lora_state *s = state;
-    lora_adapter_backward(&s->ad, dy, dx, M);
-    base_product_backward_dx(&s->base_mm, dx, dy, s->W, M); /* dx += dy W */
+    qa_lora_adapter_backward(&s->ad, dy, dx, M);
+    qa_base_product_backward_dx(&s->base_mm, dx, dy, s->W, M); /* dx += dy W */
 }
 
 static int lora_params(void *state, qa_param *out, int max) {
     lora_state *s = state;
-    return lora_adapter_params(&s->ad, out, max);
+    return qa_lora_adapter_params(&s->ad, out, max);
 }
 
 static int lora_merge(void *state, qa_deployed *d, qa_error *err) {
@@ -75,7 +75,7 @@ static int lora_merge(void *state, qa_deployed *d, qa_error *err) {
     d->in = s->in;
     d->out = s->out;
     d->w_fp = qa_alloc(sizeof(float) * (size_t)s->in * s->out);
-    lora_adapter_merge(&s->ad, s->W, d->w_fp); /* W' = W + s B A */
+    qa_lora_adapter_merge(&s->ad, s->W, d->w_fp); /* W' = W + s B A */
     d->needs_ptq = s->w_bits > 0;
     d->merge = QA_MERGE_FLOAT_ADD_PTQ;
     d->bits_per_weight = s->w_bits > 0 ? s->w_bits : 32;
@@ -96,10 +96,10 @@ static void lora_bytes(const void *state, qa_bytes *b) {
 
 static void lora_destroy(void *state) {
     lora_state *s = state;
-    base_product_free(&s->base_mm);
+    qa_base_product_free(&s->base_mm);
     qa_free(s->W);
     qa_free(s->bias);
-    lora_adapter_free(&s->ad);
+    qa_lora_adapter_free(&s->ad);
 }
 
 const qa_method qa_method_lora = {

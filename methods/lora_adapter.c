@@ -20,7 +20,7 @@
 #include "harness/backend.h"
 #include "harness/nn.h"
 
-void lora_factors_init(int in, int out, int rank, qa_rng *rng, float **A, float **B, float **dA, float **dB) {
+void qa_lora_factors_init(int in, int out, int rank, qa_rng *rng, float **A, float **B, float **dA, float **dB) {
     *A = qa_alloc(sizeof(float) * (size_t)rank * in);
     *B = qa_alloc(sizeof(float) * (size_t)out * rank); /* zeros */
     *dA = qa_alloc(sizeof(float) * (size_t)rank * in);
@@ -29,13 +29,13 @@ void lora_factors_init(int in, int out, int rank, qa_rng *rng, float **A, float 
     qa_rng_fill_uniform(rng, *A, (size_t)rank * in, -bound, bound);
 }
 
-void lora_adapter_init(qa_lora_adapter *a, int in, int out, int rank, float scale, qa_rng *rng) {
+void qa_lora_adapter_init(qa_lora_adapter *a, int in, int out, int rank, float scale, qa_rng *rng) {
     memset(a, 0, sizeof *a);
     a->in = in;
     a->out = out;
     a->rank = rank;
     a->scale = scale;
-    lora_factors_init(in, out, rank, rng, &a->A, &a->B, &a->dA, &a->dB);
+    qa_lora_factors_init(in, out, rank, rng, &a->A, &a->B, &a->dA, &a->dB);
 }
 
 static void ensure_rows(qa_lora_adapter *a, int M) {
@@ -47,10 +47,10 @@ static void ensure_rows(qa_lora_adapter *a, int M) {
     a->rows_cap = M;
 }
 
-void lora_adapter_forward(qa_lora_adapter *a, const float *x, float *y, int M) {
+void qa_lora_adapter_forward(qa_lora_adapter *a, const float *x, float *y, int M) {
     ensure_rows(a, M);
     a->x = x;
-    linear_forward(a->xa, x, a->A, NULL, M, a->in, a->rank); /* xa = x A^T */
+    qa_linear_forward(a->xa, x, a->A, NULL, M, a->in, a->rank); /* xa = x A^T */
     /* y += s xa B^T: fold s into a copy of xa (dxa is free until backward) */
     const float *xa_scaled = a->xa;
     if (a->scale != 1.0f) {
@@ -60,7 +60,7 @@ void lora_adapter_forward(qa_lora_adapter *a, const float *x, float *y, int M) {
     qa_matmul(M, a->out, a->rank, xa_scaled, 0, a->B, 1, y, 1, NULL);
 }
 
-void lora_adapter_backward(qa_lora_adapter *a, const float *dy, float *dx, int M) {
+void qa_lora_adapter_backward(qa_lora_adapter *a, const float *dy, float *dx, int M) {
     /* dB += s dy^T xa  ([out,M]·[M,r]); xa is scaled in place, it is not needed afterwards */
     if (a->scale != 1.0f) for (size_t i = 0; i < (size_t)M * a->rank; i++) a->xa[i] *= a->scale;
     qa_matmul(a->out, a->rank, M, dy, 1, a->xa, 0, a->dB, 1, NULL);
@@ -72,20 +72,20 @@ void lora_adapter_backward(qa_lora_adapter *a, const float *dy, float *dx, int M
     if (dx) qa_matmul(M, a->in, a->rank, a->dxa, 0, a->A, 0, dx, 1, NULL); /* dx += dxa A */
 }
 
-int lora_adapter_params(qa_lora_adapter *a, qa_param *out, int max) {
+int qa_lora_adapter_params(qa_lora_adapter *a, qa_param *out, int max) {
     if (max < 2) return 0;
     out[0] = (qa_param){"lora_A", a->A, a->dA, (size_t)a->rank * a->in, 1.0f};
     out[1] = (qa_param){"lora_B", a->B, a->dB, (size_t)a->out * a->rank, 1.0f};
     return 2;
 }
 
-void lora_adapter_merge(const qa_lora_adapter *a, const float *W_base, float *W_out) {
+void qa_lora_adapter_merge(const qa_lora_adapter *a, const float *W_base, float *W_out) {
     const size_t n = (size_t)a->in * a->out;
     qa_matmul(a->out, a->in, a->rank, a->B, 0, a->A, 0, W_out, 0, NULL); /* B A: [out,r]·[r,in] */
     for (size_t i = 0; i < n; i++) W_out[i] = W_base[i] + a->scale * W_out[i];
 }
 
-void lora_adapter_free(qa_lora_adapter *a) {
+void qa_lora_adapter_free(qa_lora_adapter *a) {
     float *ps[] = {a->A, a->B, a->dA, a->dB, a->xa, a->dxa};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) qa_free(ps[i]);
     memset(a, 0, sizeof *a);

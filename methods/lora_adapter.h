@@ -22,14 +22,14 @@ typedef struct {
 /* The LoRA factors alone, for methods that use B A inside their own formula (IntLoRA,
  * EfficientDM): A [rank,in] kaiming-uniform (bound 1/sqrt(in)), B [out,rank] = 0, and their
  * gradient buffers. */
-void lora_factors_init(int in, int out, int rank, qa_rng *rng, float **A, float **B, float **dA, float **dB);
+void qa_lora_factors_init(int in, int out, int rank, qa_rng *rng, float **A, float **B, float **dA, float **dB);
 
-void lora_adapter_init(qa_lora_adapter *a, int in, int out, int rank, float scale, qa_rng *rng);
-void lora_adapter_forward(qa_lora_adapter *a, const float *x, float *y, int M);
-void lora_adapter_backward(qa_lora_adapter *a, const float *dy, float *dx, int M);
-int lora_adapter_params(qa_lora_adapter *a, qa_param *out, int max);
+void qa_lora_adapter_init(qa_lora_adapter *a, int in, int out, int rank, float scale, qa_rng *rng);
+void qa_lora_adapter_forward(qa_lora_adapter *a, const float *x, float *y, int M);
+void qa_lora_adapter_backward(qa_lora_adapter *a, const float *dy, float *dx, int M);
+int qa_lora_adapter_params(qa_lora_adapter *a, qa_param *out, int max);
 /* W_out[out,in] = W_base + s B A */
-void lora_adapter_merge(const qa_lora_adapter *a, const float *W_base, float *W_out);
-void lora_adapter_free(qa_lora_adapter *a);
+void qa_lora_adapter_merge(const qa_lora_adapter *a, const float *W_base, float *W_out);
+void qa_lora_adapter_free(qa_lora_adapter *a);
 
 #endif

@@ -82,7 +82,7 @@ extern const qa_method qa_method_lqlora;
 
 /* ---- the decomposition ---------------------------------------------------------------------- */
 
-void lqlora_svd_rank(const float *E, int out, int in, int rank, float *L1, float *L2) {
+void qa_lqlora_svd_rank(const float *E, int out, int in, int rank, float *L1, float *L2) {
     /* GSL's thin SVD needs rows >= columns: decompose E or E^T */
     const int tall = out >= in, rows = tall ? out : in, cols = tall ? in : out;
     gsl_matrix *U = gsl_matrix_alloc((size_t)rows, (size_t)cols), *V = gsl_matrix_alloc((size_t)cols, (size_t)cols);
@@ -137,7 +137,7 @@ static void mul_EX(const float *E, int out, int in, int transpose, const double 
         }
 }
 
-void lqlora_svd_rank_randomized(const float *E, int out, int in, int rank, uint64_t seed, float *L1, float *L2) {
+void qa_lqlora_svd_rank_randomized(const float *E, int out, int in, int rank, uint64_t seed, float *L1, float *L2) {
     const int q0 = rank + 10, q = q0 < (out < in ? out : in) ? q0 : (out < in ? out : in);
     double *Om = qa_alloc(sizeof(double) * (size_t)in * q), *Y = qa_alloc(sizeof(double) * (size_t)out * q);
     double *Z = qa_alloc(sizeof(double) * (size_t)in * q);
@@ -179,8 +179,8 @@ void lqlora_svd_rank_randomized(const float *E, int out, int in, int rank, uint6
 #define LQ_EXACT_SVD_MAX 256
 static void svd_rank(const float *E, int out, int in, const lqlora_cfg *cfg, int iteration, float *L1, float *L2) {
     int small = (out < in ? out : in) <= LQ_EXACT_SVD_MAX;
-    if (cfg->svd == LQ_SVD_EXACT || (cfg->svd == LQ_SVD_AUTO && small)) lqlora_svd_rank(E, out, in, cfg->rank, L1, L2);
-    else lqlora_svd_rank_randomized(E, out, in, cfg->rank, cfg->seed + (uint64_t)iteration, L1, L2);
+    if (cfg->svd == LQ_SVD_EXACT || (cfg->svd == LQ_SVD_AUTO && small)) qa_lqlora_svd_rank(E, out, in, cfg->rank, L1, L2);
+    else qa_lqlora_svd_rank_randomized(E, out, in, cfg->rank, cfg->seed + (uint64_t)iteration, L1, L2);
 }
 
 /* Q_dq = quant(E) */
@@ -188,14 +188,14 @@ static void quantize(const float *E, int out, int in, int bits, lqlora_quant_kin
     const size_t n = (size_t)out * in;
     if (quant == LQ_QUANT_NF4) {
         qlora_nf4_tensor t;
-        qlora_nf4_tensor_encode(&t, E, n);
-        qlora_nf4_tensor_decode(&t, Q_dq);
-        qlora_nf4_tensor_free(&t);
+        qa_qlora_nf4_tensor_encode(&t, E, n);
+        qa_qlora_nf4_tensor_decode(&t, Q_dq);
+        qa_qlora_nf4_tensor_free(&t);
         return;
     }
     float *delta = qa_alloc(sizeof(float) * out), *zero = qa_alloc(sizeof(float) * out);
-    quant_search_rows(E, out, in, bits, delta, zero);
-    quant_fake_rows(Q_dq, E, out, in, bits, delta, zero);
+    qa_quant_search_rows(E, out, in, bits, delta, zero);
+    qa_quant_fake_rows(Q_dq, E, out, in, bits, delta, zero);
     qa_free(delta);
     qa_free(zero);
 }
@@ -210,7 +210,7 @@ static double residual_norm(const float *W, const float *Q, const float *LR, siz
     return sqrt(s);
 }
 
-int lqlora_decompose(const float *W, int out, int in, const lqlora_cfg *cfg, float *Q_dq, float *L1, float *L2,
+int qa_lqlora_decompose(const float *W, int out, int in, const lqlora_cfg *cfg, float *Q_dq, float *L1, float *L2,
                      lqlora_stats *st, qa_error *err) {
     const int r = cfg->rank;
     if (r < 1 || r > out || r > in)
@@ -277,9 +277,9 @@ int lqlora_decompose(const float *W, int out, int in, const lqlora_cfg *cfg, flo
     return QA_OK;
 }
 
-int64_t lqlora_storage_bits(int out, int in, int bits, lqlora_quant_kind quant) {
+int64_t qa_lqlora_storage_bits(int out, int in, int bits, lqlora_quant_kind quant) {
     const size_t n = (size_t)out * in;
-    if (quant == LQ_QUANT_NF4 || (quant == LQ_QUANT_AUTO && bits == 4)) return 8 * (int64_t)qlora_nf4_tensor_bytes(n);
+    if (quant == LQ_QUANT_NF4 || (quant == LQ_QUANT_AUTO && bits == 4)) return 8 * (int64_t)qa_qlora_nf4_tensor_bytes(n);
     return (int64_t)n * bits + 64 * (int64_t)out;
 }
 
@@ -290,7 +290,7 @@ static int64_t gcd64(int64_t a, int64_t b) {
     return a;
 }
 
-int lqlora_allocate(int n_layers, int n_configs, const double *cost, const int64_t *storage, int64_t budget, int *choice,
+int qa_lqlora_allocate(int n_layers, int n_configs, const double *cost, const int64_t *storage, int64_t budget, int *choice,
                     double *total_cost, qa_error *err) {
     QA_ASSERT(n_layers >= 1 && n_configs >= 1 && n_configs <= 255);
     int64_t g = 0, cheapest = 0, dearest = 0;
@@ -391,7 +391,7 @@ static int lqlora_init(void *state, const qa_layer_init *li, qa_error *err) {
     float *L2 = qa_alloc(sizeof(float) * (size_t)(c->rank > 0 ? c->rank : 1) * s->in);
     s->Q_dq = qa_alloc(sizeof(float) * n);
     lqlora_stats st;
-    int rc = lqlora_decompose(li->W, s->out, s->in, &cfg, s->Q_dq, L1, L2, &st, err);
+    int rc = qa_lqlora_decompose(li->W, s->out, s->in, &cfg, s->Q_dq, L1, L2, &st, err);
     if (rc) {
         snprintf(err->msg + strlen(err->msg), sizeof err->msg - strlen(err->msg), " for %s", li->layer_name);
         qa_free(L1); qa_free(L2); qa_free(s->Q_dq); s->Q_dq = NULL;
@@ -403,7 +403,7 @@ static int lqlora_init(void *state, const qa_layer_init *li, qa_error *err) {
     s->iterations = st.iterations;
     s->bias = qa_alloc(sizeof(float) * s->out);
     if (li->bias) memcpy(s->bias, li->bias, sizeof(float) * s->out);
-    lora_adapter_init(&s->ad, s->in, s->out, s->rank, s->scale, li->rng);
+    qa_lora_adapter_init(&s->ad, s->in, s->out, s->rank, s->scale, li->rng);
     /* s B A = L1 L2: B = L1 / s, A = L2 */
     memcpy(s->ad.A, L2, sizeof(float) * (size_t)s->rank * s->in);
     for (size_t i = 0; i < (size_t)s->out * s->rank; i++) s->ad.B[i] = L1[i] / s->scale;
@@ -414,23 +414,23 @@ static int lqlora_init(void *state, const qa_layer_init *li, qa_error *err) {
 
 static void lqlora_forward(void *state, const float *x, float *y, int M) {
     lqlora_state *s = state;
-    linear_forward(y, x, s->Q_dq, s->bias, M, s->in, s->out); /* y = x Q^T + b */
-    lora_adapter_forward(&s->ad, x, y, M);                     /* y += s (x A^T) B^T */
+    qa_linear_forward(y, x, s->Q_dq, s->bias, M, s->in, s->out); /* y = x Q^T + b */
+    qa_lora_adapter_forward(&s->ad, x, y, M);                     /* y += s (x A^T) B^T */
 }
 
 static void lqlora_backward(void *state, const float *dy, float *dx, int M) {
     lqlora_state *s = state;
-    lora_adapter_backward(&s->ad, dy, dx, M);
+    qa_lora_adapter_backward(&s->ad, dy, dx, M);
     if (dx) qa_matmul(M, s->in, s->out, dy, 0, s->Q_dq, 0, dx, 1, NULL); /* dx += dy Q */
 }
 
 static int lqlora_params(void *state, qa_param *out, int max) {
     lqlora_state *s = state;
-    return lora_adapter_params(&s->ad, out, max);
+    return qa_lora_adapter_params(&s->ad, out, max);
 }
 
 static double q_bits_per_weight(const lqlora_state *s) {
-    return (double)lqlora_storage_bits(s->out, s->in, s->bits, s->quant) / ((double)s->in * s->out);
+    return (double)qa_lqlora_storage_bits(s->out, s->in, s->bits, s->quant) / ((double)s->in * s->out);
 }
 
 static int lqlora_merge(void *state, qa_deployed *d, qa_error *err) {
@@ -441,7 +441,7 @@ static int lqlora_merge(void *state, qa_deployed *d, qa_error *err) {
     d->in = s->in;
     d->out = s->out;
     d->w_fp = qa_alloc(sizeof(float) * n);
-    lora_adapter_merge(&s->ad, s->Q_dq, d->w_fp); /* W' = Q + s B A */
+    qa_lora_adapter_merge(&s->ad, s->Q_dq, d->w_fp); /* W' = Q + s B A */
     d->needs_ptq = s->w_bits > 0; /* the harness's PTQ at the experiment's W bits */
     d->merge = QA_MERGE_FLOAT_ADD_PTQ;
     d->bits_per_weight = s->w_bits > 0 ? s->w_bits : 32;
@@ -463,7 +463,7 @@ static int lqlora_merge(void *state, qa_deployed *d, qa_error *err) {
         d->extra_w[1] = qa_alloc(sizeof(float) * n);
         quantize(d->w_fp, s->out, s->in, 4, LQ_QUANT_NF4, d->extra_w[1]);
         snprintf(d->extra_name[1], sizeof d->extra_name[1], "nf4");
-        d->extra_bits[1] = qlora_nf4_bits_per_weight(n);
+        d->extra_bits[1] = qa_qlora_nf4_bits_per_weight(n);
         d->n_extra = 2;
     }
     return QA_OK;
@@ -473,7 +473,7 @@ static void lqlora_bytes(const void *state, qa_bytes *b) {
     const lqlora_state *s = state;
     size_t n = (size_t)s->in * s->out, lr = (size_t)s->rank * (s->in + s->out);
     size_t bias_bytes = s->out * sizeof(float);
-    b->frozen = (size_t)((lqlora_storage_bits(s->out, s->in, s->bits, s->quant) + 7) / 8) + bias_bytes;
+    b->frozen = (size_t)((qa_lqlora_storage_bits(s->out, s->in, s->bits, s->quant) + 7) / 8) + bias_bytes;
     b->trainable = lr * sizeof(float);
     b->gradients = lr * sizeof(float);
     b->optimizer = 2 * lr * sizeof(float);
@@ -495,7 +495,7 @@ static int lqlora_inspect(const void *state, qa_named_tensor *o, int max) {
 
 static void lqlora_destroy(void *state) {
     lqlora_state *s = state;
-    lora_adapter_free(&s->ad);
+    qa_lora_adapter_free(&s->ad);
     qa_free(s->Q_dq);
     qa_free(s->bias);
 }

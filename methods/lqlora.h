@@ -34,21 +34,21 @@ typedef struct {
 /* W [out,in] ~ Q + L1 L2: Q_dq [out,in] (the dequantized quantized part), L1 [out,rank],
  * L2 [rank,in]. Returns QA_ERR_INPUT for a rank outside 1..min(out, in) or bits outside 1..8 (NF4:
  * only 4). */
-int lqlora_decompose(const float *W, int out, int in, const lqlora_cfg *cfg, float *Q_dq, float *L1, float *L2,
+int qa_lqlora_decompose(const float *W, int out, int in, const lqlora_cfg *cfg, float *Q_dq, float *L1, float *L2,
                      lqlora_stats *st, qa_error *err);
 
 /* Rank-r truncated SVD of E [out,in] (GSL, in double): L1 = U_r sqrt(S_r) [out,r],
  * L2 = sqrt(S_r) V_r^T [r,in] (the reference's split of the singular values). */
-void lqlora_svd_rank(const float *E, int out, int in, int rank, float *L1, float *L2);
+void qa_lqlora_svd_rank(const float *E, int out, int in, int rank, float *L1, float *L2);
 
 /* The same by the randomized range finder of the reference's torch.svd_lowrank: q = rank + 10
  * Gaussian test vectors (seeded), two power iterations, orthonormalized by Gram-Schmidt, then
  * the exact SVD of the small projected matrix. */
-void lqlora_svd_rank_randomized(const float *E, int out, int in, int rank, uint64_t seed, float *L1, float *L2);
+void qa_lqlora_svd_rank_randomized(const float *E, int out, int in, int rank, uint64_t seed, float *L1, float *L2);
 
 /* Bits of the quantized part as stored: INT b-bit codes + an FP32 scale and zero per row; NF4 +
  * double quantization as QLoRA stores it. */
-int64_t lqlora_storage_bits(int out, int in, int bits, lqlora_quant_kind quant);
+int64_t qa_lqlora_storage_bits(int out, int in, int bits, lqlora_quant_kind quant);
 
 /* The multiple-choice knapsack of LQ-LoRA's bit allocation: one config per layer (n_layers rows
  * of n_configs), minimise sum cost[l][choice_l] subject to sum storage[l][choice_l] <= budget.
@@ -56,7 +56,7 @@ int64_t lqlora_storage_bits(int out, int in, int bits, lqlora_quant_kind quant);
  * storage < 0 marks a config as unavailable for that layer. Returns QA_ERR_INPUT when the budget
  * is smaller than the cheapest assignment (the message names both) or its resolution would need
  * more than 2^27 states. */
-int lqlora_allocate(int n_layers, int n_configs, const double *cost, const int64_t *storage, int64_t budget, int *choice,
+int qa_lqlora_allocate(int n_layers, int n_configs, const double *cost, const int64_t *storage, int64_t budget, int *choice,
                     double *total_cost, qa_error *err);
 
 #endif

@@ -96,7 +96,7 @@ extern const qa_method qa_method_lrqat;
 
 static int lrqat_init(void *state, const qa_layer_init *li, qa_error *err) {
     lrqat_state *s = state;
-    base_product_init(&s->base_mm, li->in, li->out, li->step);
+    qa_base_product_init(&s->base_mm, li->in, li->out, li->step);
     lrqat_options opt;
     qa_method_options_of(&qa_method_lrqat, li->cfg, &opt);
     const char *name = li->layer_name ? li->layer_name : "?";
@@ -141,7 +141,7 @@ static int lrqat_init(void *state, const qa_layer_init *li, qa_error *err) {
             s->phi_fixed[(size_t)o * in + i] = (int32_t)nearbyintf(phi * to_fixed); /* in -128 .. 127 */
         }
     }
-    lora_factors_init(in, out, r, li->rng, &s->A, &s->B, &s->dA, &s->dB);
+    qa_lora_factors_init(in, out, r, li->rng, &s->A, &s->B, &s->dA, &s->dB);
     s->BA = qa_alloc(sizeof(float) * n);
     s->w_int = qa_alloc(sizeof(int32_t) * n);
     s->w_eff = qa_alloc(sizeof(float) * n);
@@ -179,7 +179,7 @@ static void lrqat_forward(void *state, const float *x, float *y, int M) {
     lrqat_state *s = state;
     s->x = x;
     quantize_weight(s);
-    base_product_forward(&s->base_mm, y, x, s->w_eff, s->bias, M);              /* y = x W_eff^T + b */
+    qa_base_product_forward(&s->base_mm, y, x, s->w_eff, s->bias, M);              /* y = x W_eff^T + b */
 }
 
 static void lrqat_backward(void *state, const float *dy, float *dx, int M) {
@@ -199,7 +199,7 @@ static void lrqat_backward(void *state, const float *dy, float *dx, int M) {
     }
     qa_matmul(out, r, in, s->grad_w, 0, s->A, 1, s->dB, 1, NULL);            /* dB += GM A^T */
     qa_matmul(r, in, out, s->B, 1, s->grad_w, 0, s->dA, 1, NULL);            /* dA += B^T GM */
-    base_product_backward_dx(&s->base_mm, dx, dy, s->w_eff, M);          /* dx += dy W_eff */
+    qa_base_product_backward_dx(&s->base_mm, dx, dy, s->w_eff, M);          /* dx += dy W_eff */
 }
 
 static int lrqat_params(void *state, qa_param *out, int max) {
@@ -258,7 +258,7 @@ static int lrqat_inspect(const void *state, qa_named_tensor *o, int max) {
 
 static void lrqat_destroy(void *state) {
     lrqat_state *s = state;
-    base_product_free(&s->base_mm);
+    qa_base_product_free(&s->base_mm);
     float *ps[] = {s->phi_fp, s->scale, s->dscale, s->A, s->B, s->dA, s->dB, s->BA, s->w_eff, s->grad_w, s->bias};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) qa_free(ps[i]);
     qa_free(s->phi_fixed);

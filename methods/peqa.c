@@ -84,7 +84,7 @@ extern const qa_method qa_method_peqa;
 
 static int peqa_init(void *state, const qa_layer_init *li, qa_error *err) {
     peqa_state *s = state;
-    base_product_init(&s->base_mm, li->in, li->out, li->step);
+    qa_base_product_init(&s->base_mm, li->in, li->out, li->step);
     peqa_options opt;
     qa_method_options_of(&qa_method_peqa, li->cfg, &opt);
     const char *name = li->layer_name ? li->layer_name : "?";
@@ -115,7 +115,7 @@ static int peqa_init(void *state, const qa_layer_init *li, qa_error *err) {
         for (int j = 0; j < G; j++) {
             const float *w = li->W + (size_t)o * in + (size_t)j * g;
             float delta, z;
-            quant_search(w, (size_t)g, bits, &delta, &z);
+            qa_quant_search(w, (size_t)g, bits, &delta, &z);
             s->scale[(size_t)j * out + o] = delta;
             s->zero[(size_t)j * out + o] = z;
             for (int k = 0; k < g; k++) {
@@ -159,7 +159,7 @@ static void peqa_forward(void *state, const float *x, float *y, int M) {
     s->x = x;
     if (s->n_groups > 1) {
         refresh_w_hat(s);
-        base_product_forward(&s->base_mm, y, x, s->w_hat, s->bias, M);            /* y = x W_hat^T + b */
+        qa_base_product_forward(&s->base_mm, y, x, s->w_hat, s->bias, M);            /* y = x W_hat^T + b */
         return;
     }
     ensure_rows(s, M);
@@ -183,7 +183,7 @@ static void peqa_backward(void *state, const float *dy, float *dx, int M) {
                 }
                 s->dscale[(size_t)j * out + o] += (float)acc;
             }
-        base_product_backward_dx(&s->base_mm, dx, dy, s->w_hat, M);     /* dx += dy W_hat */
+        qa_base_product_backward_dx(&s->base_mm, dx, dy, s->w_hat, M);     /* dx += dy W_hat */
         return;
     }
     for (int o = 0; o < out; o++) {                         /* ds[o] += sum_m dy[m,o] Z[m,o] */
@@ -259,7 +259,7 @@ static int peqa_inspect(const void *state, qa_named_tensor *o, int max) {
 
 static void peqa_destroy(void *state) {
     peqa_state *s = state;
-    base_product_free(&s->base_mm);
+    qa_base_product_free(&s->base_mm);
     float *ps[] = {s->code, s->zero, s->scale, s->dscale, s->w_hat, s->grad_w, s->bias, s->z_cache, s->dy_scaled};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) qa_free(ps[i]);
     qa_free(s->q);

@@ -115,7 +115,7 @@ static float fp16_round(float x) { return qa_qalora_half_to_float(qa_qalora_half
 
 int qa_qalora_init_grouped(void *state, const qa_layer_init *li, int group_size, qa_error *err) {
     qalora_state *s = state;
-    base_product_init(&s->base_mm, li->in, li->out, li->step);
+    qa_base_product_init(&s->base_mm, li->in, li->out, li->step);
     const qa_method_cfg *c = li->cfg;
     const char *name = li->layer_name ? li->layer_name : "?";
     if (c->w_bits == 0)
@@ -154,7 +154,7 @@ int qa_qalora_init_grouped(void *state, const qa_layer_init *li, int group_size,
         for (int j = 0; j < G; j++) {
             const float *w = li->W + (size_t)o * in + (size_t)j * group_size;
             float delta, zero;
-            quant_search(w, (size_t)group_size, s->n_bits, &delta, &zero);
+            qa_quant_search(w, (size_t)group_size, s->n_bits, &delta, &zero);
             const float scale16 = fp16_round(delta), zero16 = fp16_round(zero);
             s->group_scale[(size_t)j * out + o] = scale16;
             s->group_zero[(size_t)j * out + o] = zero16;
@@ -225,7 +225,7 @@ static void qalora_forward(void *state, const float *x, float *y, int M) {
     const int in = s->in, G = s->n_groups, g = s->group_size;
     ensure_rows(s, M);
     s->x = x;
-    base_product_forward(&s->base_mm, y, x, s->w_hat, s->bias, M);            /* y = x W_hat^T + b */
+    qa_base_product_forward(&s->base_mm, y, x, s->w_hat, s->bias, M);            /* y = x W_hat^T + b */
     for (int m = 0; m < M; m++)                                          /* p = AvgPool_g(x) */
         for (int j = 0; j < G; j++) {
             const float *xg = x + (size_t)m * in + (size_t)j * g;
@@ -245,7 +245,7 @@ static void qalora_backward(void *state, const float *dy, float *dx, int M) {
     qa_matmul(r, G, M, s->dpooled_a, 1, s->pooled, 0, s->dA, 1, NULL);        /* dA += dpa^T p */
     if (!dx) return;
     qa_matmul(M, G, r, s->dpooled_a, 0, s->A, 0, s->dpooled, 0, NULL);        /* dp = dpa A */
-    base_product_backward_dx(&s->base_mm, dx, dy, s->w_hat, M);                   /* dx += dy W_hat */
+    qa_base_product_backward_dx(&s->base_mm, dx, dy, s->w_hat, M);                   /* dx += dy W_hat */
     for (int m = 0; m < M; m++)                                  /* dx[m,i] += c dp[m, i/g] */
         for (int j = 0; j < G; j++) {
             const float share = s->pool_factor * s->dpooled[(size_t)m * G + j];
@@ -334,7 +334,7 @@ static int qalora_inspect(const void *state, qa_named_tensor *o, int max) {
 
 static void qalora_destroy(void *state) {
     qalora_state *s = state;
-    base_product_free(&s->base_mm);
+    qa_base_product_free(&s->base_mm);
     float *ps[] = {s->group_scale, s->group_zero, s->merged_zero, s->w_hat, s->bias, s->A, s->B,
                    s->dA, s->dB, s->pooled, s->dpooled, s->pooled_a, s->dpooled_a};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) qa_free(ps[i]);

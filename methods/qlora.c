@@ -119,7 +119,7 @@ const float qlora_nf4_code[16] = {
     1.0f,
 };
 
-uint8_t qlora_nf4_index(float v) {
+uint8_t qa_qlora_nf4_index(float v) {
     uint8_t idx = 0;
     for (int k = 0; k < 15; k++) {
         float midpoint = (float)(0.5 * ((double)qlora_nf4_code[k] + (double)qlora_nf4_code[k + 1]));
@@ -128,15 +128,15 @@ uint8_t qlora_nf4_index(float v) {
     return idx;
 }
 
-float qlora_nf4_encode_block(const float *w, int n, uint8_t *packed) {
+float qa_qlora_nf4_encode_block(const float *w, int n, uint8_t *packed) {
     QA_ASSERT(n >= 1 && n <= QLORA_NF4_BLOCK);
     float absmax = 0.0f;
     for (int i = 0; i < n; i++) absmax = fabsf(w[i]) > absmax ? fabsf(w[i]) : absmax;
     const uint8_t zero_code = 7;
     for (int i = 0; i < n; i += 2) {
-        uint8_t hi = absmax > 0.0f ? qlora_nf4_index(w[i] / absmax) : zero_code;
+        uint8_t hi = absmax > 0.0f ? qa_qlora_nf4_index(w[i] / absmax) : zero_code;
         uint8_t lo = zero_code; /* the pad of an odd block */
-        if (i + 1 < n) lo = absmax > 0.0f ? qlora_nf4_index(w[i + 1] / absmax) : zero_code;
+        if (i + 1 < n) lo = absmax > 0.0f ? qa_qlora_nf4_index(w[i + 1] / absmax) : zero_code;
         packed[i / 2] = (uint8_t)(hi << 4 | lo);
     }
     return absmax;
@@ -146,7 +146,7 @@ static inline uint8_t nf4_code_at(const uint8_t *packed, size_t i) {
     return i % 2 == 0 ? packed[i / 2] >> 4 : packed[i / 2] & 0x0F;
 }
 
-void qlora_nf4_decode(const uint8_t *packed, const float *absmax, size_t n, float *w) {
+void qa_qlora_nf4_decode(const uint8_t *packed, const float *absmax, size_t n, float *w) {
     for (size_t i = 0; i < n; i++) w[i] = qlora_nf4_code[nf4_code_at(packed, i)] * absmax[i / QLORA_NF4_BLOCK];
 }
 
@@ -157,7 +157,7 @@ static int cmp_float(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-void qlora_dynamic_code_table(float code[QLORA_DYNAMIC_CODE_SIZE]) {
+void qa_qlora_dynamic_code_table(float code[QLORA_DYNAMIC_CODE_SIZE]) {
     int k = 0;
     for (int i = 0; i <= 6; i++) {
         int n_means = 1 << i; /* linspace(0.1, 1, 2^i + 1) has 2^i midpoints */
@@ -185,9 +185,9 @@ static uint8_t dynamic_code_nearest(const float *code, float v) {
     return (uint8_t)best;
 }
 
-void qlora_dq_encode(const float *absmax, size_t n_blocks, uint8_t *q8, float *absmax2, float *offset) {
+void qa_qlora_dq_encode(const float *absmax, size_t n_blocks, uint8_t *q8, float *absmax2, float *offset) {
     float code[QLORA_DYNAMIC_CODE_SIZE];
-    qlora_dynamic_code_table(code);
+    qa_qlora_dynamic_code_table(code);
     uint8_t zero_index = dynamic_code_nearest(code, 0.0f);
     double sum = 0.0;
     for (size_t b = 0; b < n_blocks; b++) sum += absmax[b];
@@ -207,15 +207,15 @@ void qlora_dq_encode(const float *absmax, size_t n_blocks, uint8_t *q8, float *a
     }
 }
 
-void qlora_dq_decode(const uint8_t *q8, const float *absmax2, float offset, size_t n_blocks, float *absmax) {
+void qa_qlora_dq_decode(const uint8_t *q8, const float *absmax2, float offset, size_t n_blocks, float *absmax) {
     float code[QLORA_DYNAMIC_CODE_SIZE];
-    qlora_dynamic_code_table(code);
+    qa_qlora_dynamic_code_table(code);
     for (size_t b = 0; b < n_blocks; b++) absmax[b] = code[q8[b]] * absmax2[b / QLORA_DQ_BLOCK] + offset;
 }
 
 /* ---- a whole tensor as NF4 + DQ ------------------------------------------------------------- */
 
-void qlora_nf4_tensor_encode(qlora_nf4_tensor *t, const float *w, size_t n) {
+void qa_qlora_nf4_tensor_encode(qlora_nf4_tensor *t, const float *w, size_t n) {
     QA_ASSERT(n > 0);
     t->n = n;
     t->n_blocks = (n + QLORA_NF4_BLOCK - 1) / QLORA_NF4_BLOCK;
@@ -228,15 +228,15 @@ void qlora_nf4_tensor_encode(qlora_nf4_tensor *t, const float *w, size_t n) {
     for (size_t b = 0; b < t->n_blocks; b++) {
         size_t first = b * QLORA_NF4_BLOCK;
         int len = (int)(n - first < QLORA_NF4_BLOCK ? n - first : QLORA_NF4_BLOCK);
-        absmax[b] = qlora_nf4_encode_block(w + first, len, t->packed + first / 2);
+        absmax[b] = qa_qlora_nf4_encode_block(w + first, len, t->packed + first / 2);
     }
-    qlora_dq_encode(absmax, t->n_blocks, t->absmax_q8, t->absmax2, &t->offset);
+    qa_qlora_dq_encode(absmax, t->n_blocks, t->absmax_q8, t->absmax2, &t->offset);
     qa_free(absmax);
 }
 
-void qlora_nf4_tensor_decode(const qlora_nf4_tensor *t, float *w) {
+void qa_qlora_nf4_tensor_decode(const qlora_nf4_tensor *t, float *w) {
     float code[QLORA_DYNAMIC_CODE_SIZE];
-    qlora_dynamic_code_table(code);
+    qa_qlora_dynamic_code_table(code);
     const size_t n = t->n;
     #pragma omp parallel for schedule(static)
     for (size_t b = 0; b < t->n_blocks; b++) {
@@ -247,14 +247,14 @@ void qlora_nf4_tensor_decode(const qlora_nf4_tensor *t, float *w) {
     }
 }
 
-void qlora_nf4_tensor_free(qlora_nf4_tensor *t) {
+void qa_qlora_nf4_tensor_free(qlora_nf4_tensor *t) {
     qa_free(t->packed);
     qa_free(t->absmax_q8);
     qa_free(t->absmax2);
     memset(t, 0, sizeof *t);
 }
 
-size_t qlora_nf4_tensor_bytes(size_t n) {
+size_t qa_qlora_nf4_tensor_bytes(size_t n) {
     size_t n_blocks = (n + QLORA_NF4_BLOCK - 1) / QLORA_NF4_BLOCK;
     size_t n_blocks2 = (n_blocks + QLORA_DQ_BLOCK - 1) / QLORA_DQ_BLOCK;
     return (n + 1) / 2                 /* packed NF4 codes */
@@ -263,8 +263,8 @@ size_t qlora_nf4_tensor_bytes(size_t n) {
            + sizeof(float);            /* FP32 offset */
 }
 
-double qlora_nf4_bits_per_weight(size_t n) {
-    return 8.0 * (double)qlora_nf4_tensor_bytes(n) / (double)n;
+double qa_qlora_nf4_bits_per_weight(size_t n) {
+    return 8.0 * (double)qa_qlora_nf4_tensor_bytes(n) / (double)n;
 }
 
 /* ---- the method ----------------------------------------------------------------------------- */
@@ -287,7 +287,7 @@ typedef struct {
 /* W_dq from the stored base (a no-op at FP, where W_dq is the base). */
 static void dequantize_base(qlora_state *s) {
     if (s->base == QLORA_BASE_NF4) {
-        qlora_nf4_tensor_decode(&s->nf4, s->W_dq);
+        qa_qlora_nf4_tensor_decode(&s->nf4, s->W_dq);
     } else if (s->base == QLORA_BASE_INT) {
         const int in = s->in;
         #pragma omp parallel for schedule(static)
@@ -306,7 +306,7 @@ typedef struct {
 
 static int qlora_init(void *state, const qa_layer_init *li, qa_error *err) {
     qlora_state *s = state;
-    base_product_init(&s->base_mm, li->in, li->out, li->step);
+    qa_base_product_init(&s->base_mm, li->in, li->out, li->step);
     const qa_method_cfg *c = li->cfg;
     qlora_options opt;
     qa_method_options_of(&qa_method_qlora, c, &opt);
@@ -333,15 +333,15 @@ static int qlora_init(void *state, const qa_layer_init *li, qa_error *err) {
     const size_t n = (size_t)s->in * s->out;
     s->W_dq = qa_alloc(sizeof(float) * n);
     if (s->base == QLORA_BASE_NF4) {
-        qlora_nf4_tensor_encode(&s->nf4, li->W, n);
+        qa_qlora_nf4_tensor_encode(&s->nf4, li->W, n);
     } else if (s->base == QLORA_BASE_INT) {
         s->int_delta = qa_alloc(sizeof(float) * s->out);
         s->int_zero = qa_alloc(sizeof(float) * s->out);
         s->int_codes = qa_alloc(n);
-        quant_search_rows(li->W, s->out, s->in, s->w_bits, s->int_delta, s->int_zero);
+        qa_quant_search_rows(li->W, s->out, s->in, s->w_bits, s->int_delta, s->int_zero);
         /* the section-0 codes q - z (signed), kept as the unsigned q = (q - z) + z in [0, 2^N - 1] */
         int32_t *signed_codes = qa_alloc(sizeof(int32_t) * n);
-        quant_codes_rows(signed_codes, li->W, s->out, s->in, s->w_bits, s->int_delta, s->int_zero);
+        qa_quant_codes_rows(signed_codes, li->W, s->out, s->in, s->w_bits, s->int_delta, s->int_zero);
         for (int r = 0; r < s->out; r++)
             for (int col = 0; col < s->in; col++) {
                 size_t k = (size_t)r * s->in + col;
@@ -354,26 +354,26 @@ static int qlora_init(void *state, const qa_layer_init *li, qa_error *err) {
     dequantize_base(s); /* so inspect("W_dq") is valid before the first forward */
     s->bias = qa_alloc(sizeof(float) * s->out);
     if (li->bias) memcpy(s->bias, li->bias, sizeof(float) * s->out);
-    lora_adapter_init(&s->ad, s->in, s->out, s->rank, s->scale, li->rng);
+    qa_lora_adapter_init(&s->ad, s->in, s->out, s->rank, s->scale, li->rng);
     return QA_OK;
 }
 
 static void qlora_forward(void *state, const float *x, float *y, int M) {
     qlora_state *s = state;
     dequantize_base(s);
-    base_product_forward(&s->base_mm, y, x, s->W_dq, s->bias, M); /* y = x W_dq^T + b */
-    lora_adapter_forward(&s->ad, x, y, M);                     /* y += s (x A^T) B^T */
+    qa_base_product_forward(&s->base_mm, y, x, s->W_dq, s->bias, M); /* y = x W_dq^T + b */
+    qa_lora_adapter_forward(&s->ad, x, y, M);                     /* y += s (x A^T) B^T */
 }
 
 static void qlora_backward(void *state, const float *dy, float *dx, int M) {
     qlora_state *s = state;
-    lora_adapter_backward(&s->ad, dy, dx, M);
-    base_product_backward_dx(&s->base_mm, dx, dy, s->W_dq, M); /* dx += dy W_dq */
+    qa_lora_adapter_backward(&s->ad, dy, dx, M);
+    qa_base_product_backward_dx(&s->base_mm, dx, dy, s->W_dq, M); /* dx += dy W_dq */
 }
 
 static int qlora_params(void *state, qa_param *out, int max) {
     qlora_state *s = state;
-    return lora_adapter_params(&s->ad, out, max);
+    return qa_lora_adapter_params(&s->ad, out, max);
 }
 
 static int qlora_merge(void *state, qa_deployed *d, qa_error *err) {
@@ -386,7 +386,7 @@ static int qlora_merge(void *state, qa_deployed *d, qa_error *err) {
     /* D3: W' = W_dq + s B A  ([out,r]·[r,in], added onto the dequantized base) */
     dequantize_base(s);
     d->w_fp = qa_alloc(sizeof(float) * n);
-    lora_adapter_merge(&s->ad, s->W_dq, d->w_fp);
+    qa_lora_adapter_merge(&s->ad, s->W_dq, d->w_fp);
     /* D4 is the harness's PTQ of w_fp at N bits */
     d->needs_ptq = s->w_bits > 0;
     d->merge = QA_MERGE_FLOAT_ADD_PTQ;
@@ -395,7 +395,7 @@ static int qlora_merge(void *state, qa_deployed *d, qa_error *err) {
     /* D5: W' re-quantized onto the INT base's own grid (single rounding) */
     if (s->base == QLORA_BASE_INT) {
         d->extra_w[0] = qa_alloc(sizeof(float) * n);
-        quant_fake_rows(d->extra_w[0], d->w_fp, s->out, s->in, s->w_bits, s->int_delta, s->int_zero);
+        qa_quant_fake_rows(d->extra_w[0], d->w_fp, s->out, s->in, s->w_bits, s->int_delta, s->int_zero);
         snprintf(d->extra_name[0], sizeof d->extra_name[0], "basegrid");
         d->extra_bits[0] = s->w_bits;
         d->n_extra = 1;
@@ -404,12 +404,12 @@ static int qlora_merge(void *state, qa_deployed *d, qa_error *err) {
     /* D2: W' re-quantized to NF4 + DQ (PEFT merge_and_unload), only over an NF4 base */
     if (s->base == QLORA_BASE_NF4) {
         qlora_nf4_tensor merged;
-        qlora_nf4_tensor_encode(&merged, d->w_fp, n);
+        qa_qlora_nf4_tensor_encode(&merged, d->w_fp, n);
         d->extra_w[0] = qa_alloc(sizeof(float) * n);
-        qlora_nf4_tensor_decode(&merged, d->extra_w[0]);
-        qlora_nf4_tensor_free(&merged);
+        qa_qlora_nf4_tensor_decode(&merged, d->extra_w[0]);
+        qa_qlora_nf4_tensor_free(&merged);
         snprintf(d->extra_name[0], sizeof d->extra_name[0], "nf4");
-        d->extra_bits[0] = qlora_nf4_bits_per_weight(n);
+        d->extra_bits[0] = qa_qlora_nf4_bits_per_weight(n);
         d->n_extra = 1;
     }
     return QA_OK;
@@ -422,7 +422,7 @@ static void qlora_bytes(const void *state, qa_bytes *b) {
     /* frozen: the base as deployed storage holds it (the f32 W_dq workspace is not counted:
      * bitsandbytes allocates it per matmul); INT codes at N/8 bytes per weight + scale/zero */
     switch (s->base) {
-    case QLORA_BASE_NF4: b->frozen = qlora_nf4_tensor_bytes(n) + bias_bytes; break;
+    case QLORA_BASE_NF4: b->frozen = qa_qlora_nf4_tensor_bytes(n) + bias_bytes; break;
     case QLORA_BASE_INT: b->frozen = (n * s->w_bits + 7) / 8 + 2 * s->out * sizeof(float) + bias_bytes; break;
     default: b->frozen = n * sizeof(float) + bias_bytes; break;
     }
@@ -448,10 +448,10 @@ static int qlora_inspect(const void *state, qa_named_tensor *o, int max) {
 
 static void qlora_destroy(void *state) {
     qlora_state *s = state;
-    base_product_free(&s->base_mm);
-    qlora_nf4_tensor_free(&s->nf4);
+    qa_base_product_free(&s->base_mm);
+    qa_qlora_nf4_tensor_free(&s->nf4);
     qa_free(s->int_codes);
-    lora_adapter_free(&s->ad);
+    qa_lora_adapter_free(&s->ad);
     float *ps[] = {s->int_delta, s->int_zero, s->W_dq, s->bias};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) qa_free(ps[i]);
 }

@@ -33,28 +33,28 @@ extern const char *const qlora_base_names[QLORA_BASE_COUNT];
 extern const float qlora_nf4_code[16];
 
 /* The NF4 index of a normalized value v (v in [-1, 1]; NaN maps to 0). */
-uint8_t qlora_nf4_index(float v);
+uint8_t qa_qlora_nf4_index(float v);
 
 /* Quantize one block w[0..n) (1 <= n <= QLORA_NF4_BLOCK) into (n+1)/2 packed bytes; returns the
  * block's absmax (FP32). A block of zeros has absmax 0 and every code is 7 (the code of 0.0);
  * an odd n pads the last low nibble with 7 too (bitsandbytes loads the pad as 0.0). */
-float qlora_nf4_encode_block(const float *w, int n, uint8_t *packed);
+float qa_qlora_nf4_encode_block(const float *w, int n, uint8_t *packed);
 
 /* w[i] = NF4[code i of packed] * absmax[i / QLORA_NF4_BLOCK], i < n. */
-void qlora_nf4_decode(const uint8_t *packed, const float *absmax, size_t n, float *w);
+void qa_qlora_nf4_decode(const uint8_t *packed, const float *absmax, size_t n, float *w);
 
 /* The 256 sorted entries of bitsandbytes' signed dynamic code (create_dynamic_map(True, 7, 8)):
  * for i = 0..6 the 2^i midpoints of linspace(0.1, 1, 2^i + 1) times 10^(i-6), both signs, plus
  * 0 and 1.0. Computed in double and rounded to float (bitsandbytes builds it with float32 torch
  * ops, so an entry may differ from it in the last bit). */
-void qlora_dynamic_code_table(float code[QLORA_DYNAMIC_CODE_SIZE]);
+void qa_qlora_dynamic_code_table(float code[QLORA_DYNAMIC_CODE_SIZE]);
 
 /* Double quantization of absmax[0..n_blocks): q8[n_blocks], absmax2[ceil(n_blocks / 256)],
  * *offset. A 256-block whose c are all 0 gets absmax2 = 0 and q8 = the index of 0.0 (the
  * division would be 0/0); it then decodes to the offset exactly. */
-void qlora_dq_encode(const float *absmax, size_t n_blocks, uint8_t *q8, float *absmax2, float *offset);
+void qa_qlora_dq_encode(const float *absmax, size_t n_blocks, uint8_t *q8, float *absmax2, float *offset);
 /* absmax[b] = code8[q8[b]] * absmax2[b / 256] + offset */
-void qlora_dq_decode(const uint8_t *q8, const float *absmax2, float offset, size_t n_blocks, float *absmax);
+void qa_qlora_dq_decode(const uint8_t *q8, const float *absmax2, float offset, size_t n_blocks, float *absmax);
 
 /* A tensor of n weights stored as NF4 + DQ, exactly as deployed. */
 typedef struct {
@@ -65,13 +65,13 @@ typedef struct {
     float offset;
 } qlora_nf4_tensor;
 
-void qlora_nf4_tensor_encode(qlora_nf4_tensor *t, const float *w, size_t n);
-void qlora_nf4_tensor_decode(const qlora_nf4_tensor *t, float *w);
-void qlora_nf4_tensor_free(qlora_nf4_tensor *t);
+void qa_qlora_nf4_tensor_encode(qlora_nf4_tensor *t, const float *w, size_t n);
+void qa_qlora_nf4_tensor_decode(const qlora_nf4_tensor *t, float *w);
+void qa_qlora_nf4_tensor_free(qlora_nf4_tensor *t);
 /* Bytes of that storage: packed codes + q8 + absmax2 + offset. */
-size_t qlora_nf4_tensor_bytes(size_t n);
-/* 8 * qlora_nf4_tensor_bytes(n) / n  (4.127 for large n) */
-double qlora_nf4_bits_per_weight(size_t n);
+size_t qa_qlora_nf4_tensor_bytes(size_t n);
+/* 8 * qa_qlora_nf4_tensor_bytes(n) / n  (4.127 for large n) */
+double qa_qlora_nf4_bits_per_weight(size_t n);
 
 extern const qa_method qa_method_qlora;
 

@@ -31,20 +31,20 @@ static void make_checkpoints(void) {
     qa_error err;
     qa_dit m;
     qa_dit_config c = {28, 7, 16, 1, 2, 2, 10, 2};
-    cr_assert_eq(dit_create(&m, &c, 4, &err), 0);
-    dit_init_weights(&m, 1);
+    cr_assert_eq(qa_dit_create(&m, &c, 4, &err), 0);
+    qa_dit_init_weights(&m, 1);
     for (size_t i = 0; i < m.n_params; i++) m.params[i] += 0.01f * (float)((i * 2654435761u) % 1000) / 1000.0f;
     char p[512];
     snprintf(p, sizeof p, "%s/dit.h5", dir);
     qa_ckpt_meta meta = {"dit", "test", 0, 0, 0, 0, -1};
-    cr_assert_eq(dit_save(p, &m, NULL, &meta, &err), 0, "%s", err.msg);
-    dit_free(&m);
+    cr_assert_eq(qa_dit_save(p, &m, NULL, &meta, &err), 0, "%s", err.msg);
+    qa_dit_free(&m);
     qa_classifier clf;
-    clf_create(&clf, 8, &err);
-    clf_init_weights(&clf, 2);
+    qa_clf_create(&clf, 8, &err);
+    qa_clf_init_weights(&clf, 2);
     snprintf(p, sizeof p, "%s/evaluator.h5", dir);
-    cr_assert_eq(clf_save(p, &clf, 0.5, "test", 0, 0, &err), 0, "%s", err.msg);
-    clf_free(&clf);
+    cr_assert_eq(qa_clf_save(p, &clf, 0.5, "test", 0, 0, &err), 0, "%s", err.msg);
+    qa_clf_free(&clf);
 }
 
 static qa_recipe *tiny_recipe(const char *extra) {
@@ -58,7 +58,7 @@ static qa_recipe *tiny_recipe(const char *extra) {
              dir, dir, extra);
     qa_recipe *r;
     qa_error err;
-    cr_assert_eq(recipe_parse("tiny.recipe", text, &r, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_recipe_parse("tiny.recipe", text, &r, &err), 0, "%s", err.msg);
     return r;
 }
 
@@ -73,15 +73,15 @@ Test(adapt, plan_expands_the_grid) {
     qa_recipe *r = tiny_recipe("");
     qa_sweep_plan plan;
     qa_error err;
-    int n = adapt_plan(r, &plan, &err);
+    int n = qa_adapt_plan(r, &plan, &err);
     const qa_run_spec *runs = plan.runs;
     cr_assert_eq(n, 4, "2 bits x 2 seeds");
     cr_expect_str_eq(runs[0].id, "lora-fp-r2-s0");
     cr_expect_str_eq(runs[1].id, "lora-w8a8-r2-s0");
     cr_expect_eq(runs[1].w_bits, 8);
     cr_expect_eq(runs[1].a_bits, 8);
-    adapt_plan_free(&plan);
-    recipe_free(r);
+    qa_adapt_plan_free(&plan);
+    qa_recipe_free(r);
 }
 
 Test(adapt, sweep_writes_runs_resumes_and_reports) {
@@ -89,7 +89,7 @@ Test(adapt, sweep_writes_runs_resumes_and_reports) {
     char out[512], p[600];
     snprintf(out, sizeof out, "%s/sweep", dir);
     qa_error err = {0, ""};
-    cr_assert_eq(adapt_sweep(r, out, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_adapt_sweep(r, out, &err), 0, "%s", err.msg);
     const char *ids[4] = {"lora-fp-r2-s0", "lora-w8a8-r2-s0", "lora-fp-r2-s1", "lora-w8a8-r2-s1"};
     for (int i = 0; i < 4; i++) {
         snprintf(p, sizeof p, "%s/%s.h5", out, ids[i]);
@@ -99,7 +99,7 @@ Test(adapt, sweep_writes_runs_resumes_and_reports) {
     }
     qa_run_record *runs;
     int n;
-    cr_assert_eq(runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
     cr_assert_eq(n, 4);
     for (int i = 0; i < n; i++) {
         cr_expect_str_eq(runs[i].status, "done");
@@ -115,7 +115,7 @@ Test(adapt, sweep_writes_runs_resumes_and_reports) {
     }
     /* the held-out loss is paired: the FP deploy of w8a8 and the fp run share images/noise,
      * so two runs of the same seed differ only by the model */
-    runs_free(runs, n);
+    qa_runs_free(runs, n);
 
     /* resume: remove one run, leave a stale .partial of another, run again */
     snprintf(p, sizeof p, "%s/lora-w8a8-r2-s1.h5", out);
@@ -128,7 +128,7 @@ Test(adapt, sweep_writes_runs_resumes_and_reports) {
     FILE *f = fopen(p, "w");
     fputs("half a file", f);
     fclose(f);
-    cr_assert_eq(adapt_sweep(r, out, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_adapt_sweep(r, out, &err), 0, "%s", err.msg);
     snprintf(p, sizeof p, "%s/lora-w8a8-r2-s1.h5", out);
     cr_expect(access(p, F_OK) == 0, "the removed run was redone");
     snprintf(p, sizeof p, "%s/lora-w8a8-r2-s1.h5.partial", out);
@@ -139,7 +139,7 @@ Test(adapt, sweep_writes_runs_resumes_and_reports) {
     char *buf = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&buf, &len);
-    cr_assert_eq(report_write(out, mem, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_report_write(out, mem, &err), 0, "%s", err.msg);
     fclose(mem);
     cr_expect(strstr(buf, "| lora | FP | fp | 2 | 2 |") != NULL, "report:\n%s", buf);
     cr_expect(strstr(buf, "INT (+PTQ)") != NULL, "report:\n%s", buf);
@@ -161,7 +161,7 @@ Test(adapt, sweep_writes_runs_resumes_and_reports) {
     /* figures: the bit sweep has both deploys of the w8a8 runs and the FP run as its own point
      * at the 'fp' tic (8 + 2), 2 seeds each */
     if (system("gnuplot --version > /dev/null 2>&1") == 0) {
-        cr_assert_eq(plot_results(out, NULL, &err), 0, "%s", err.msg);
+        cr_assert_eq(qa_plot_results(out, NULL, &err), 0, "%s", err.msg);
         snprintf(p, sizeof p, "%s/plots/bits_heldout_loss.dat", out);
         FILE *bf = fopen(p, "r");
         cr_assert_not_null(bf);
@@ -178,24 +178,24 @@ Test(adapt, sweep_writes_runs_resumes_and_reports) {
             cr_expect(access(p, F_OK) == 0, "missing %s", p);
         }
     }
-    recipe_free(r);
+    qa_recipe_free(r);
 }
 
 Test(adapt, missing_checkpoint_is_bad_input) {
     const char *text = "[job]\nkind = adapt\n[data]\nsynthetic = 1\n[model]\ncheckpoint = /nonexistent/dit.h5\n";
     qa_recipe *r;
     qa_error err = {0, ""};
-    cr_assert_eq(recipe_parse("x.recipe", text, &r, &err), 0);
+    cr_assert_eq(qa_recipe_parse("x.recipe", text, &r, &err), 0);
     char out[512];
     snprintf(out, sizeof out, "%s/none", dir);
-    cr_expect_eq(adapt_sweep(r, out, &err), QA_ERR_INPUT);
+    cr_expect_eq(qa_adapt_sweep(r, out, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "/nonexistent/dit.h5") && strstr(err.msg, "pretrain.recipe"), "message: %s", err.msg);
-    recipe_free(r);
+    qa_recipe_free(r);
 }
 
 Test(adapt, distillation_objective_trains_against_the_fp_teacher) {
     qa_recipe *r = tiny_recipe("");
-    recipe_free(r);
+    qa_recipe_free(r);
     char text[4096];
     snprintf(text, sizeof text,
              "[job]\nkind = adapt\n[data]\nsynthetic = 1\n"
@@ -205,13 +205,13 @@ Test(adapt, distillation_objective_trains_against_the_fp_teacher) {
              "[eval]\nsamples = 2\nddim_steps = 2\nloss_images = 4\nloss_draws = 1\n",
              dir, dir);
     qa_error err = {0, ""};
-    cr_assert_eq(recipe_parse("distill.recipe", text, &r, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_recipe_parse("distill.recipe", text, &r, &err), 0, "%s", err.msg);
     char out[512];
     snprintf(out, sizeof out, "%s/distill", dir);
-    cr_assert_eq(adapt_sweep(r, out, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_adapt_sweep(r, out, &err), 0, "%s", err.msg);
     qa_run_record *runs;
     int n;
-    cr_assert_eq(runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
     cr_assert_eq(n, 1);
     cr_expect_str_eq(runs[0].status, "done");
     cr_expect_eq(runs[0].n_train, 5);
@@ -219,8 +219,8 @@ Test(adapt, distillation_objective_trains_against_the_fp_teacher) {
     for (int s = 0; s < runs[0].n_train; s++) cr_expect(runs[0].train[s * 5 + 1] >= 0 && isfinite(runs[0].train[s * 5 + 1]));
     cr_expect_eq(runs[0].n_eval, 1, "IntLoRA deploys once: the integer merge, no PTQ");
     cr_expect_str_eq(runs[0].eval[0].variant, "int");
-    runs_free(runs, n);
-    recipe_free(r);
+    qa_runs_free(runs, n);
+    qa_recipe_free(r);
 }
 
 static void run_task(const char *task, const char *sub, const char *extra_eval) {
@@ -234,11 +234,11 @@ static void run_task(const char *task, const char *sub, const char *extra_eval) 
              dir, dir, task, extra_eval);
     qa_recipe *r;
     qa_error err = {0, ""};
-    cr_assert_eq(recipe_parse("task.recipe", text, &r, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_recipe_parse("task.recipe", text, &r, &err), 0, "%s", err.msg);
     char out[512];
     snprintf(out, sizeof out, "%s/%s", dir, sub);
-    cr_assert_eq(adapt_sweep(r, out, &err), 0, "%s", err.msg);
-    recipe_free(r);
+    cr_assert_eq(qa_adapt_sweep(r, out, &err), 0, "%s", err.msg);
+    qa_recipe_free(r);
 }
 
 /* The protocol's metrics in a real run: the floor (the FP base's samples of the item's class,
@@ -251,19 +251,19 @@ Test(adapt, subject_run_records_floor_gain_identification_and_prior_distance) {
     qa_run_record *runs;
     int n;
     qa_error err = {0, ""};
-    cr_assert_eq(runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
     cr_assert_eq(n, 1);
     cr_assert_geq(runs[0].n_eval, 1);
     for (int v = 0; v < runs[0].n_eval; v++) {
         const qa_run_eval *e = &runs[0].eval[v];
         double x;
-        cr_expect(runs_eval_metric(e, MET_FLOOR, &x) && x >= -1 && x <= 1, "floor %g", x);
+        cr_expect(qa_runs_eval_metric(e, MET_FLOOR, &x) && x >= -1 && x <= 1, "floor %g", x);
         cr_expect_eq(e->subject_floor, runs[0].eval[0].subject_floor, "one floor per task");
-        cr_expect(runs_eval_metric(e, MET_GAIN, &x) && fabs(x - (e->subject_fidelity - e->subject_floor)) < 1e-12);
-        cr_expect(runs_eval_metric(e, MET_IDENT, &x) && x >= 0 && x <= 1, "identification %g", x);
-        cr_expect(runs_eval_metric(e, MET_PRIOR_DIST, &x) && x >= 0 && x <= 2, "prior distance %g", x);
+        cr_expect(qa_runs_eval_metric(e, MET_GAIN, &x) && fabs(x - (e->subject_fidelity - e->subject_floor)) < 1e-12);
+        cr_expect(qa_runs_eval_metric(e, MET_IDENT, &x) && x >= 0 && x <= 1, "identification %g", x);
+        cr_expect(qa_runs_eval_metric(e, MET_PRIOR_DIST, &x) && x >= 0 && x <= 2, "prior distance %g", x);
     }
-    runs_free(runs, n);
+    qa_runs_free(runs, n);
 }
 
 Test(adapt, style_task_binds_styled_images_of_several_classes) {
@@ -273,7 +273,7 @@ Test(adapt, style_task_binds_styled_images_of_several_classes) {
     qa_run_record *runs;
     int n;
     qa_error err = {0, ""};
-    cr_assert_eq(runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
     cr_assert_eq(n, 1);
     cr_expect_str_eq(runs[0].task, "style");
     cr_expect_eq(runs[0].item_class, -1, "no single class is asked for");
@@ -281,19 +281,19 @@ Test(adapt, style_task_binds_styled_images_of_several_classes) {
         cr_expect(runs[0].eval[v].prior_preservation >= 0 && runs[0].eval[v].prior_preservation <= 1);
         cr_expect(runs[0].eval[v].fid < 0, "FID is for the domain task only");
         double x;
-        cr_expect(!runs_eval_metric(&runs[0].eval[v], MET_FLOOR, &x), "no item: no floor");
-        cr_expect(!runs_eval_metric(&runs[0].eval[v], MET_IDENT, &x), "no item: no identification");
-        cr_expect(runs_eval_metric(&runs[0].eval[v], MET_PRIOR_DIST, &x) && x >= 0, "prior distance %g", x);
+        cr_expect(!qa_runs_eval_metric(&runs[0].eval[v], MET_FLOOR, &x), "no item: no floor");
+        cr_expect(!qa_runs_eval_metric(&runs[0].eval[v], MET_IDENT, &x), "no item: no identification");
+        cr_expect(qa_runs_eval_metric(&runs[0].eval[v], MET_PRIOR_DIST, &x) && x >= 0, "prior distance %g", x);
     }
     uint8_t *ref = NULL;
     int nref = 0;
-    cr_assert_eq(runs_samples(&runs[0], "references", &ref, &nref, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_runs_samples(&runs[0], "references", &ref, &nref, &err), 0, "%s", err.msg);
     cr_expect_eq(nref, 3);
     float x[784];
     for (int i = 0; i < 784; i++) x[i] = ref[i] / 127.5f - 1.0f;
-    cr_expect(style_score(x, 28) > 0.8, "the references are styled: score %g", style_score(x, 28));
+    cr_expect(qa_style_score(x, 28) > 0.8, "the references are styled: score %g", qa_style_score(x, 28));
     qa_free(ref);
-    runs_free(runs, n);
+    qa_runs_free(runs, n);
 }
 
 Test(adapt, domain_task_is_scored_with_fid) {
@@ -303,15 +303,15 @@ Test(adapt, domain_task_is_scored_with_fid) {
     qa_run_record *runs;
     int n;
     qa_error err = {0, ""};
-    cr_assert_eq(runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
     cr_assert_eq(n, 1);
     cr_expect_str_eq(runs[0].task, "domain");
     for (int v = 0; v < runs[0].n_eval; v++) cr_expect(runs[0].eval[v].fid > 0, "FID %g", runs[0].eval[v].fid);
-    runs_free(runs, n);
+    qa_runs_free(runs, n);
     char *buf = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&buf, &len);
-    cr_assert_eq(report_write(out, mem, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_report_write(out, mem, &err), 0, "%s", err.msg);
     fclose(mem);
     cr_expect(strstr(buf, "| style ↑ | FID ↓ |") != NULL, "style and FID columns for a domain folder:\n%s", buf);
     free(buf);
@@ -328,13 +328,13 @@ Test(adapt, a_diverged_run_is_recorded_and_the_sweep_goes_on) {
              dir, dir);
     qa_recipe *r;
     qa_error err = {0, ""};
-    cr_assert_eq(recipe_parse("nan.recipe", text, &r, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_recipe_parse("nan.recipe", text, &r, &err), 0, "%s", err.msg);
     char out[512];
     snprintf(out, sizeof out, "%s/nan", dir);
-    cr_assert_eq(adapt_sweep(r, out, &err), 0, "a diverged run is a finished run: %s", err.msg);
+    cr_assert_eq(qa_adapt_sweep(r, out, &err), 0, "a diverged run is a finished run: %s", err.msg);
     qa_run_record *runs;
     int n;
-    cr_assert_eq(runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
     cr_assert_eq(n, 2, "the sweep went on to the second seed");
     for (int i = 0; i < n; i++) {
         cr_expect_str_eq(runs[i].status, "diverged");
@@ -342,15 +342,15 @@ Test(adapt, a_diverged_run_is_recorded_and_the_sweep_goes_on) {
         cr_expect_eq(runs[i].n_eval, 0, "a diverged run is evaluated as nothing");
         cr_expect_eq(runs[i].n_train, 1, "the steps before the divergence are logged");
     }
-    runs_free(runs, n);
+    qa_runs_free(runs, n);
     char *buf = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&buf, &len);
-    cr_assert_eq(report_write(out, mem, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_report_write(out, mem, &err), 0, "%s", err.msg);
     fclose(mem);
     cr_expect(strstr(buf, "Not evaluated:") && strstr(buf, "lora-fp-r2-s0: diverged"), "%s", buf);
     free(buf);
-    recipe_free(r);
+    qa_recipe_free(r);
 }
 
 static char *slurp(const char *path) {
@@ -375,7 +375,7 @@ Test(adapt, a_sweep_killed_mid_run_resumes_to_the_same_tables, .timeout = 240) {
     cr_assert(pid >= 0);
     if (pid == 0) {
         qa_error e2;
-        int rc = adapt_sweep(r, killed, &e2);
+        int rc = qa_adapt_sweep(r, killed, &e2);
         _exit(rc ? 1 : 0);
     }
     snprintf(p, sizeof p, "%s/lora-fp-r2-s0.h5", killed);
@@ -387,11 +387,11 @@ Test(adapt, a_sweep_killed_mid_run_resumes_to_the_same_tables, .timeout = 240) {
     waitpid(pid, &status, 0);
     cr_assert(WIFSIGNALED(status) || WIFEXITED(status));
     /* resume, and an uninterrupted sweep to compare with */
-    cr_assert_eq(adapt_sweep(r, killed, &err), 0, "%s", err.msg);
-    cr_assert_eq(adapt_sweep(r, clean, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_adapt_sweep(r, killed, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_adapt_sweep(r, clean, &err), 0, "%s", err.msg);
     FILE *devnull = fopen("/dev/null", "w");
-    cr_assert_eq(report_write(killed, devnull, &err), 0, "%s", err.msg);
-    cr_assert_eq(report_write(clean, devnull, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_report_write(killed, devnull, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_report_write(clean, devnull, &err), 0, "%s", err.msg);
     fclose(devnull);
     snprintf(p, sizeof p, "%s/report.md", killed);
     char *a = slurp(p);
@@ -404,7 +404,7 @@ Test(adapt, a_sweep_killed_mid_run_resumes_to_the_same_tables, .timeout = 240) {
     char *d = slurp(p);
     cr_expect_str_eq(c, d);
     free(a); free(b); free(c); free(d);
-    recipe_free(r);
+    qa_recipe_free(r);
 }
 
 /* A folder holds the runs of one recipe: running an edited recipe (other settings) on it is bad
@@ -416,31 +416,31 @@ Test(adapt, a_folder_of_another_recipe_is_refused) {
     qa_recipe *r = tiny_recipe("");
     qa_recipe *one;
     char text[4096];
-    snprintf(text, sizeof text, "%s", recipe_text(r));
+    snprintf(text, sizeof text, "%s", qa_recipe_text(r));
     /* one run only (fp, seed 0) to keep it short */
     char *b = strstr(text, "bits = [fp, w8a8]");
     cr_assert_not_null(b);
     memcpy(b, "bits = fp        ", strlen("bits = [fp, w8a8]"));
     char *sd = strstr(text, "seed = [0, 1]");
     memcpy(sd, "seed = 0     ", strlen("seed = [0, 1]"));
-    cr_assert_eq(recipe_parse("one.recipe", text, &one, &err), 0, "%s", err.msg);
-    cr_assert_eq(adapt_sweep(one, out, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_recipe_parse("one.recipe", text, &one, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_adapt_sweep(one, out, &err), 0, "%s", err.msg);
     /* comments and spacing only: the finished run is reused */
     char commented[4200];
     snprintf(commented, sizeof commented, "# the same recipe, annotated\n%s", text);
     char *st = strstr(commented, "steps = 4");
     memcpy(st, "steps=4  ", strlen("steps = 4"));
     qa_recipe *same;
-    cr_assert_eq(recipe_parse("one.recipe", commented, &same, &err), 0, "%s", err.msg);
-    cr_expect_eq(adapt_sweep(same, out, &err), 0, "a comment is not a different recipe: %s", err.msg);
+    cr_assert_eq(qa_recipe_parse("one.recipe", commented, &same, &err), 0, "%s", err.msg);
+    cr_expect_eq(qa_adapt_sweep(same, out, &err), 0, "a comment is not a different recipe: %s", err.msg);
     /* another number of steps: refused, naming the file */
     st = strstr(text, "steps = 4");
     memcpy(st, "steps = 5", strlen("steps = 4"));
     qa_recipe *other;
-    cr_assert_eq(recipe_parse("one.recipe", text, &other, &err), 0, "%s", err.msg);
-    cr_expect_eq(adapt_sweep(other, out, &err), QA_ERR_INPUT);
+    cr_assert_eq(qa_recipe_parse("one.recipe", text, &other, &err), 0, "%s", err.msg);
+    cr_expect_eq(qa_adapt_sweep(other, out, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "lora-fp-r2-s0.h5") != NULL && strstr(err.msg, "different recipe") != NULL, "%s", err.msg);
-    recipe_free(r); recipe_free(one); recipe_free(same); recipe_free(other);
+    qa_recipe_free(r); qa_recipe_free(one); qa_recipe_free(same); qa_recipe_free(other);
 }
 
 /* ---- the grid: method options as axes, run ids ---- */
@@ -456,7 +456,7 @@ static qa_recipe *grid_recipe(const char *adapt_lines) {
              dir, dir, adapt_lines);
     qa_recipe *r;
     qa_error err;
-    cr_assert_eq(recipe_parse("grid.recipe", text, &r, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_recipe_parse("grid.recipe", text, &r, &err), 0, "%s", err.msg);
     return r;
 }
 
@@ -464,10 +464,10 @@ static void expect_ids(const char *adapt_lines, const char *const want[], int n_
     qa_recipe *r = grid_recipe(adapt_lines);
     qa_sweep_plan plan;
     qa_error err;
-    cr_assert_eq(adapt_plan(r, &plan, &err), n_want, "%s", adapt_lines);
+    cr_assert_eq(qa_adapt_plan(r, &plan, &err), n_want, "%s", adapt_lines);
     for (int i = 0; i < n_want; i++) cr_expect_str_eq(plan.runs[i].id, want[i]);
-    adapt_plan_free(&plan);
-    recipe_free(r);
+    qa_adapt_plan_free(&plan);
+    qa_recipe_free(r);
 }
 
 /* The ids of the committed ablations stay what their result files are named. */
@@ -507,10 +507,10 @@ Test(adapt, intlora_reference_constant_row_run_is_recorded_as_diverged) {
     char out[512];
     snprintf(out, sizeof out, "%s/constant_row", dir);
     qa_error err = {0, ""};
-    cr_assert_eq(adapt_sweep(r, out, &err), 0, "a diverged run is a finished run: %s", err.msg);
+    cr_assert_eq(qa_adapt_sweep(r, out, &err), 0, "a diverged run is a finished run: %s", err.msg);
     qa_run_record *runs;
     int n;
-    cr_assert_eq(runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
     cr_assert_eq(n, 2);
     for (int i = 0; i < n; i++) {
         int reference = strstr(runs[i].id, "-reference-") != NULL;
@@ -519,8 +519,8 @@ Test(adapt, intlora_reference_constant_row_run_is_recorded_as_diverged) {
         cr_expect(strstr(runs[i].fail_reason, "at step 0") != NULL, "the first step (0): %s", runs[i].fail_reason);
         cr_expect_eq(runs[i].n_eval, 0, "a diverged run is evaluated as nothing");
     }
-    runs_free(runs, n);
-    recipe_free(r);
+    qa_runs_free(runs, n);
+    qa_recipe_free(r);
 }
 
 /* An option varies only the runs of the methods that have it. */
@@ -540,7 +540,7 @@ Test(adapt, a_long_option_value_keeps_every_id_whole_and_distinct) {
     qa_recipe *r = grid_recipe(lines);
     qa_sweep_plan plan;
     qa_error err;
-    cr_assert_eq(adapt_plan(r, &plan, &err), 4, "%s", err.msg);
+    cr_assert_eq(qa_adapt_plan(r, &plan, &err), 4, "%s", err.msg);
     for (int i = 0; i < 4; i++) {
         char tail[8];
         snprintf(tail, sizeof tail, "-s%d", i / 2);
@@ -549,8 +549,8 @@ Test(adapt, a_long_option_value_keeps_every_id_whole_and_distinct) {
         for (int j = 0; j < i; j++) cr_expect_str_neq(plan.runs[i].id, plan.runs[j].id);
     }
     cr_expect(strstr(plan.runs[1].id, longv) != NULL, "the whole value is in the id: %s", plan.runs[1].id);
-    adapt_plan_free(&plan);
-    recipe_free(r);
+    qa_adapt_plan_free(&plan);
+    qa_recipe_free(r);
 }
 
 /* ---- a method defined here, outside methods/: no harness edit to parse, sweep and report it ----
@@ -672,13 +672,13 @@ Test(adapt, a_method_defined_in_a_test_is_parsed_swept_and_reported) {
     cr_expect_eq(qa_method_register(&toy_method, &err), QA_ERR_INPUT, "a name is registered once");
     /* its option is validated like any method's */
     qa_recipe *bad = NULL;
-    cr_expect_eq(recipe_parse("bad.recipe", "[job]\nkind = adapt\n[adapt]\nmethod = toy\ntoy_gain = 3\n", &bad, &err),
+    cr_expect_eq(qa_recipe_parse("bad.recipe", "[job]\nkind = adapt\n[adapt]\nmethod = toy\ntoy_gain = 3\n", &bad, &err),
                  QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "bad.recipe:5:") && strstr(err.msg, "toy_gain") && strstr(err.msg, "0..1"), "%s", err.msg);
     qa_recipe *r = grid_recipe("method = [lora, toy]\nbits = w8a8\nseed = 0\ntoy_gain = [0, 0.5]\n");
     char out[512], p[700];
     snprintf(out, sizeof out, "%s/toy", dir);
-    cr_assert_eq(adapt_sweep(r, out, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_adapt_sweep(r, out, &err), 0, "%s", err.msg);
     const char *ids[] = {"lora-w8a8-r2-s0", "toy-w8a8-r2-g0-s0", "toy-w8a8-r2-g0.5-s0"};
     for (int i = 0; i < 3; i++) {
         snprintf(p, sizeof p, "%s/%s.h5", out, ids[i]);
@@ -687,19 +687,19 @@ Test(adapt, a_method_defined_in_a_test_is_parsed_swept_and_reported) {
     /* the run file records the option's value */
     snprintf(p, sizeof p, "%s/toy-w8a8-r2-g0.5-s0.h5", out);
     qa_h5 *f;
-    cr_assert_eq(h5_open(p, 0, &f, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_open(p, 0, &f, &err), 0, "%s", err.msg);
     double gain = -1;
-    cr_expect_eq(h5_attr_get_f64(f, "/runs/toy-w8a8-r2-g0.5-s0", "toy_gain", &gain, &err), 0, "%s", err.msg);
+    cr_expect_eq(qa_h5_attr_get_f64(f, "/runs/toy-w8a8-r2-g0.5-s0", "toy_gain", &gain, &err), 0, "%s", err.msg);
     cr_expect_float_eq(gain, 0.5, 1e-9);
-    h5_close(f, &err);
+    qa_h5_close(f, &err);
     char *buf = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&buf, &len);
-    cr_assert_eq(report_write(out, mem, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_report_write(out, mem, &err), 0, "%s", err.msg);
     fclose(mem);
     cr_expect(strstr(buf, "| toy |") && strstr(buf, "g0.5") && strstr(buf, "| lora |"), "report:\n%s", buf);
     free(buf);
-    recipe_free(r);
+    qa_recipe_free(r);
 }
 
 /* ---- the tuning stage ---------------------------------------------------------------------- */
@@ -714,7 +714,7 @@ static int parse_tuned(const char *adapt_lines, const char *tune_lines, qa_recip
              "[eval]\nsamples = 4\nddim_steps = 2\nloss_images = 8\nloss_draws = 1\nprior_samples = 0\n"
              "[adapt]\nimages = 3\nprior_images = 4\nrank = 2\n%s[tune]\n%s",
              dir, dir, adapt_lines, tune_lines);
-    return recipe_parse("tune.recipe", text, r, err);
+    return qa_recipe_parse("tune.recipe", text, r, err);
 }
 
 static qa_recipe *tuned_recipe(const char *adapt_lines, const char *tune_lines) {
@@ -729,7 +729,7 @@ Test(adapt, tuning_plans_each_cells_grid_on_the_tuning_seeds) {
                                 "lr_grid = [10, 0.1, 1]\nseeds = [100, 101]\nsteps = 2\n");
     qa_sweep_plan plan;
     qa_error err;
-    int n = adapt_plan(r, &plan, &err);
+    int n = qa_adapt_plan(r, &plan, &err);
     cr_assert_eq(n, 4 + 2 * 3 * 2, "%s", err.msg); /* 2 cells x 2 seeds final; 2 cells x 3 rates x 2 seeds tuning */
     cr_expect_eq(plan.n_tuning, 12);
     for (int i = 0; i < 4; i++) {
@@ -750,8 +750,8 @@ Test(adapt, tuning_plans_each_cells_grid_on_the_tuning_seeds) {
     cr_expect_eq(t->train.steps, 2, "[tune] steps");
     cr_expect_eq(t->train.batch, 4);
     cr_expect_eq(plan.tune.metric, QA_TUNE_HELDOUT_LOSS, "the default validation metric");
-    adapt_plan_free(&plan);
-    recipe_free(r);
+    qa_adapt_plan_free(&plan);
+    qa_recipe_free(r);
 }
 
 Test(adapt, every_method_of_a_table_gets_the_same_budget) {
@@ -760,7 +760,7 @@ Test(adapt, every_method_of_a_table_gets_the_same_budget) {
                                 "lr_grid = [0.1, 1, 10]\nseeds = [100]\n");
     qa_sweep_plan plan;
     qa_error err;
-    int n = adapt_plan(r, &plan, &err);
+    int n = qa_adapt_plan(r, &plan, &err);
     cr_assert_gt(n, 0, "%s", err.msg);
     for (int i = 0; i < n; i++) {
         const qa_run_spec *x = &plan.runs[i];
@@ -770,8 +770,8 @@ Test(adapt, every_method_of_a_table_gets_the_same_budget) {
                   "%s: the table's steps, batch, schedule and data", x->id);
         cr_expect(x->method->reference_lr > 0, "%s declares its reference rate", x->method->name);
     }
-    adapt_plan_free(&plan);
-    recipe_free(r);
+    qa_adapt_plan_free(&plan);
+    qa_recipe_free(r);
 }
 
 /* The recipe (adapt lines + tune lines) is bad input naming the file, the line and each of want. */
@@ -781,9 +781,9 @@ static void expect_tune_error(const char *adapt_lines, const char *tune_lines, c
     int rc = parse_tuned(adapt_lines, tune_lines, &r, &err);
     if (rc == 0) {
         qa_sweep_plan plan;
-        rc = adapt_plan(r, &plan, &err);
-        if (rc >= 0) adapt_plan_free(&plan);
-        recipe_free(r);
+        rc = qa_adapt_plan(r, &plan, &err);
+        if (rc >= 0) qa_adapt_plan_free(&plan);
+        qa_recipe_free(r);
     }
     cr_expect_eq(rc, QA_ERR_INPUT, "accepted: %s", tune_lines);
     for (int i = 0; want[i]; i++) cr_expect(strstr(err.msg, want[i]) != NULL, "'%s' not in: %s", want[i], err.msg);
@@ -813,12 +813,12 @@ Test(adapt, tuning_errors_name_the_file_line_and_key) {
 
 Test(adapt, the_best_mean_score_wins_and_a_tie_goes_to_the_smaller_rate) {
     const double loss[] = {0.30, 0.20, 0.25, 0.20};
-    cr_expect_eq(adapt_choose_rate(loss, 4, 1), 1, "lowest loss; rates 1 and 3 tie: the smaller");
-    cr_expect_eq(adapt_choose_rate(loss, 4, 0), 0, "highest score");
+    cr_expect_eq(qa_adapt_choose_rate(loss, 4, 1), 1, "lowest loss; rates 1 and 3 tie: the smaller");
+    cr_expect_eq(qa_adapt_choose_rate(loss, 4, 0), 0, "highest score");
     const double fidelity[] = {0.5, NAN, 0.7, 0.7};
-    cr_expect_eq(adapt_choose_rate(fidelity, 4, 0), 2, "a diverged rate is never chosen; the tie to the smaller");
+    cr_expect_eq(qa_adapt_choose_rate(fidelity, 4, 0), 2, "a diverged rate is never chosen; the tie to the smaller");
     const double none[] = {NAN, NAN};
-    cr_expect_eq(adapt_choose_rate(none, 2, 1), -1, "every rate diverged");
+    cr_expect_eq(qa_adapt_choose_rate(none, 2, 1), -1, "every rate diverged");
 }
 
 /* The numeric attribute name of run id in the file path. */
@@ -827,10 +827,10 @@ static double run_attr(const char *path, const char *id, const char *name) {
     qa_error err;
     char grp[256];
     snprintf(grp, sizeof grp, "/runs/%s", id);
-    cr_assert_eq(h5_open(path, 0, &f, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_open(path, 0, &f, &err), 0, "%s", err.msg);
     double v = NAN;
-    cr_expect_eq(h5_attr_get_f64(f, grp, name, &v, &err), 0, "%s: %s", path, err.msg);
-    h5_close(f, &err);
+    cr_expect_eq(qa_h5_attr_get_f64(f, grp, name, &v, &err), 0, "%s: %s", path, err.msg);
+    qa_h5_close(f, &err);
     return v;
 }
 
@@ -839,7 +839,7 @@ Test(adapt, a_tuned_sweep_trains_at_each_cells_chosen_rate_and_resumes) {
     char out[512], p[700];
     snprintf(out, sizeof out, "%s/tuned", dir);
     qa_error err = {0, ""};
-    cr_assert_eq(adapt_sweep(r, out, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_adapt_sweep(r, out, &err), 0, "%s", err.msg);
     /* the tuning runs in tune/, out of the report's folder, each with its rate and role */
     const char *tuning[] = {"lora-w8a8-r2-lrx0.5-s100", "lora-w8a8-r2-lrx50-s100"};
     const double mult[] = {0.5, 50};
@@ -853,13 +853,13 @@ Test(adapt, a_tuned_sweep_trains_at_each_cells_chosen_rate_and_resumes) {
     qa_run_record *recs;
     int n_recs;
     snprintf(p, sizeof p, "%s/tune", out);
-    cr_assert_eq(runs_load(p, &recs, &n_recs, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_runs_load(p, &recs, &n_recs, &err), 0, "%s", err.msg);
     cr_assert_eq(n_recs, 2);
     double loss[2];
     for (int i = 0; i < 2; i++)
         for (int v = 0; v < recs[i].n_eval; v++)
             if (!strcmp(recs[i].eval[v].variant, "int")) loss[strstr(recs[i].id, "lrx50") ? 1 : 0] = recs[i].eval[v].heldout_loss;
-    runs_free(recs, n_recs);
+    qa_runs_free(recs, n_recs);
     const double want = loss[1] < loss[0] ? 50 : 0.5;
     snprintf(p, sizeof p, "%s/lora-w8a8-r2-s0.h5", out);
     cr_assert(access(p, F_OK) == 0, "missing %s", p);
@@ -881,7 +881,7 @@ Test(adapt, a_tuned_sweep_trains_at_each_cells_chosen_rate_and_resumes) {
     char *buf = NULL;
     size_t blen = 0;
     FILE *mem = open_memstream(&buf, &blen);
-    cr_assert_eq(report_write(out, mem, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_report_write(out, mem, &err), 0, "%s", err.msg);
     fclose(mem);
     cr_expect(strstr(buf, "lrx") == NULL, "no tuning run in the report:\n%s", buf);
     free(buf);
@@ -889,9 +889,9 @@ Test(adapt, a_tuned_sweep_trains_at_each_cells_chosen_rate_and_resumes) {
     snprintf(p, sizeof p, "%s/lora-w8a8-r2-s0.h5", out);
     time_t before = mtime_of(p);
     sleep(1);
-    cr_assert_eq(adapt_sweep(r, out, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_adapt_sweep(r, out, &err), 0, "%s", err.msg);
     cr_expect_eq(mtime_of(p), before);
-    recipe_free(r);
+    qa_recipe_free(r);
 }
 
 /* ---- items stratified over the classes ------------------------------------------------------- */
@@ -900,13 +900,13 @@ Test(adapt, seed_s_picks_its_item_from_class_s_mod_10) {
     qa_error err;
     qa_dit m;
     qa_dit_config c = {28, 7, 16, 1, 2, 2, 10, 2};
-    cr_assert_eq(dit_create(&m, &c, 4, &err), 0, "%s", err.msg);
-    dit_init_weights(&m, 1);
+    cr_assert_eq(qa_dit_create(&m, &c, 4, &err), 0, "%s", err.msg);
+    qa_dit_init_weights(&m, 1);
     qa_classifier clf;
-    clf_create(&clf, 8, &err);
-    clf_init_weights(&clf, 2);
+    qa_clf_create(&clf, 8, &err);
+    qa_clf_init_weights(&clf, 2);
     qa_images train;
-    synthetic_images(&train, 400, 28, 10, 1);
+    qa_synthetic_images(&train, 400, 28, 10, 1);
     qa_task_spec spec = {.kind = QA_TASK_SUBJECT, .images = 3, .prior_images = 0};
     int seen[10] = {0};
     const long seeds[] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 100, 4294967295L};
@@ -921,29 +921,29 @@ Test(adapt, seed_s_picks_its_item_from_class_s_mod_10) {
     }
     for (int k = 0; k < 10; k++) cr_expect_eq(seen[k], 1, "seeds 0..9 cover class %d once", k);
     qa_images_free(&train);
-    clf_free(&clf);
-    dit_free(&m);
+    qa_clf_free(&clf);
+    qa_dit_free(&m);
 }
 
 Test(adapt, a_checkpoint_without_a_spare_slot_is_bad_input_for_a_subject_task) {
     qa_error err = {0, ""};
     qa_dit m;
     qa_dit_config c = {28, 7, 16, 1, 2, 2, 10, 0};
-    cr_assert_eq(dit_create(&m, &c, 4, &err), 0, "%s", err.msg);
-    dit_init_weights(&m, 1);
+    cr_assert_eq(qa_dit_create(&m, &c, 4, &err), 0, "%s", err.msg);
+    qa_dit_init_weights(&m, 1);
     char ckpt[512], text[2048], out[512];
     snprintf(ckpt, sizeof ckpt, "%s/dit-nospare.h5", dir);
     qa_ckpt_meta meta = {"dit", "test", 0, 0, 0, 0, -1};
-    cr_assert_eq(dit_save(ckpt, &m, NULL, &meta, &err), 0, "%s", err.msg);
-    dit_free(&m);
+    cr_assert_eq(qa_dit_save(ckpt, &m, NULL, &meta, &err), 0, "%s", err.msg);
+    qa_dit_free(&m);
     snprintf(text, sizeof text, "[job]\nkind = adapt\n[data]\nsynthetic = 1\n[model]\ncheckpoint = %s\nevaluator = %s/evaluator.h5\n"
              "[adapt]\nmethod = lora\n[train]\nsteps = 1\nbatch = 2\n", ckpt, dir);
     qa_recipe *r;
-    cr_assert_eq(recipe_parse("nospare.recipe", text, &r, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_recipe_parse("nospare.recipe", text, &r, &err), 0, "%s", err.msg);
     snprintf(out, sizeof out, "%s/nospare", dir);
-    cr_expect_eq(adapt_sweep(r, out, &err), QA_ERR_INPUT);
+    cr_expect_eq(qa_adapt_sweep(r, out, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "dit-nospare.h5") && strstr(err.msg, "spare class slot"), "%s", err.msg);
-    recipe_free(r);
+    qa_recipe_free(r);
 }
 
 /* ---- the committed recipes follow the protocol ------------------------------------------------- */
@@ -955,9 +955,9 @@ static void expect_protocol(const char *name, int min_seeds) {
     snprintf(path, sizeof path, "%s/experiments/%s.recipe", QA_TEST_SOURCE_ROOT, name);
     qa_recipe *r;
     qa_error err = {0, ""};
-    cr_assert_eq(recipe_load(path, &r, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_recipe_load(path, &r, &err), 0, "%s", err.msg);
     qa_sweep_plan plan;
-    int n = adapt_plan(r, &plan, &err);
+    int n = qa_adapt_plan(r, &plan, &err);
     cr_assert_gt(n, 0, "%s: %s", name, err.msg);
     const qa_tune_spec *t = &plan.tune;
     cr_expect(t->n_rates >= 5 && t->rates[0] <= 0.1 + 1e-9 && t->rates[t->n_rates - 1] >= 10 - 1e-9,
@@ -981,8 +981,8 @@ static void expect_protocol(const char *name, int min_seeds) {
         cr_expect_geq(n_classes, min_seeds < 10 ? min_seeds : 10, "%s: classes of cell %s", name, x->cell);
         cr_expect_eq(x->train.steps, plan.runs[0].train.steps, "%s: one budget", name);
     }
-    adapt_plan_free(&plan);
-    recipe_free(r);
+    qa_adapt_plan_free(&plan);
+    qa_recipe_free(r);
 }
 
 Test(adapt, the_tables_and_ablations_follow_the_protocol) {
@@ -1001,14 +1001,14 @@ Test(adapt, the_style_table_runs_the_style_task_with_the_subject_tables_methods)
     for (int k = 0; k < 2; k++) {
         char path[1024];
         snprintf(path, sizeof path, "%s/experiments/%s.recipe", QA_TEST_SOURCE_ROOT, names[k]);
-        cr_assert_eq(recipe_load(path, &r[k], &err), 0, "%s", err.msg);
-        n[k] = recipe_values(r[k], "adapt", "method", &methods[k]);
+        cr_assert_eq(qa_recipe_load(path, &r[k], &err), 0, "%s", err.msg);
+        n[k] = qa_recipe_values(r[k], "adapt", "method", &methods[k]);
     }
-    cr_expect_str_eq(recipe_str(r[1], "adapt", "task"), "style");
+    cr_expect_str_eq(qa_recipe_str(r[1], "adapt", "task"), "style");
     cr_assert_eq(n[0], n[1]);
     for (int i = 0; i < n[0]; i++) cr_expect_str_eq(methods[1][i], methods[0][i]);
-    recipe_free(r[0]);
-    recipe_free(r[1]);
+    qa_recipe_free(r[0]);
+    qa_recipe_free(r[1]);
 }
 
 /* A recipe on the test's checkpoints and synthetic data: sections follow [model]. */
@@ -1019,7 +1019,7 @@ static qa_recipe *recipe_on_checkpoints(const char *name, const char *sections) 
              dir, dir, sections);
     qa_recipe *r;
     qa_error err = {0, ""};
-    cr_assert_eq(recipe_parse(name, text, &r, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_recipe_parse(name, text, &r, &err), 0, "%s", err.msg);
     return r;
 }
 
@@ -1027,7 +1027,7 @@ static qa_recipe *recipe_on_checkpoints(const char *name, const char *sections) 
 static int sweep_into(const qa_recipe *r, const char *folder, qa_error *err) {
     char out[512];
     snprintf(out, sizeof out, "%s/%s", dir, folder);
-    return adapt_sweep(r, out, err);
+    return qa_adapt_sweep(r, out, err);
 }
 
 Test(adapt, a_validation_item_that_shares_an_image_with_a_reported_item_is_bad_input) {
@@ -1043,7 +1043,7 @@ Test(adapt, a_validation_item_that_shares_an_image_with_a_reported_item_is_bad_i
     char p[600];
     snprintf(p, sizeof p, "%s/overlap/tune/lora-w8a8-r2-lrx1-s10.h5", dir);
     cr_expect(access(p, F_OK) != 0, "no tuning run was made");
-    recipe_free(r);
+    qa_recipe_free(r);
 }
 
 Test(adapt, an_item_larger_than_its_class_is_bad_input) {
@@ -1054,7 +1054,7 @@ Test(adapt, an_item_larger_than_its_class_is_bad_input) {
     cr_expect_eq(sweep_into(r, "big", &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "big.recipe") && strstr(err.msg, "hold 200 of that class") && strstr(err.msg, "needs 250"),
               "%s", err.msg);
-    recipe_free(r);
+    qa_recipe_free(r);
 }
 
 /* ---- a task the training images cannot make (issue 14, item 5) ---- */
@@ -1066,7 +1066,7 @@ Test(adapt, an_item_larger_than_its_class_is_bad_input) {
 Test(adapt, a_task_without_enough_images_of_its_classes_is_bad_input) {
     const qa_dit_config cfg = {28, 7, 16, 1, 2, 2, 10, 2};
     qa_images im;
-    synthetic_images(&im, 2000, 28, 10, 1);
+    qa_synthetic_images(&im, 2000, 28, 10, 1);
     const int full = im.n;
     qa_error err = {0, ""};
     qa_task_spec subject = {QA_TASK_SUBJECT, 3, 0, 1}, style = {QA_TASK_STYLE, 3, 0, 0}, domain = {QA_TASK_DOMAIN, 0, 0, 0};
@@ -1075,10 +1075,10 @@ Test(adapt, a_task_without_enough_images_of_its_classes_is_bad_input) {
     /* 1 to 3 images: one of each of the first classes, never 3 of one */
     qa_dit m;
     qa_classifier clf;
-    cr_assert_eq(dit_create(&m, &cfg, 4, &err), 0, "%s", err.msg);
-    dit_init_weights(&m, 1);
-    cr_assert_eq(clf_create(&clf, 8, &err), 0, "%s", err.msg);
-    clf_init_weights(&clf, 2);
+    cr_assert_eq(qa_dit_create(&m, &cfg, 4, &err), 0, "%s", err.msg);
+    qa_dit_init_weights(&m, 1);
+    cr_assert_eq(qa_clf_create(&clf, 8, &err), 0, "%s", err.msg);
+    qa_clf_init_weights(&clf, 2);
     for (int n = 1; n <= 3; n++) {
         im.n = n;
         qa_task t;
@@ -1104,8 +1104,8 @@ Test(adapt, a_task_without_enough_images_of_its_classes_is_bad_input) {
     cr_expect_eq(qa_task_check(&subject, 0, &no_spare, &im, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "n_spare = 0") != NULL, "%s", err.msg);
     cr_expect_eq(qa_task_check(&domain, 0, &no_spare, &im, &err), QA_OK, "the domain task binds no slot");
-    clf_free(&clf);
-    dit_free(&m);
+    qa_clf_free(&clf);
+    qa_dit_free(&m);
     qa_images_free(&im);
 }
 
@@ -1118,12 +1118,12 @@ Test(adapt, a_small_train_limit_or_a_base_without_spare_slots_stops_the_sweep) {
             qa_dit m;
             qa_dit_config c = {28, 7, 16, 1, 2, 2, 10, 0};
             qa_error e = {0, ""};
-            cr_assert_eq(dit_create(&m, &c, 4, &e), 0, "%s", e.msg);
-            dit_init_weights(&m, 1);
+            cr_assert_eq(qa_dit_create(&m, &c, 4, &e), 0, "%s", e.msg);
+            qa_dit_init_weights(&m, 1);
             snprintf(ckpt, sizeof ckpt, "%s/dit-no-spare.h5", dir);
             qa_ckpt_meta meta = {"dit", "test", 0, 0, 0, 0, -1};
-            cr_assert_eq(dit_save(ckpt, &m, NULL, &meta, &e), 0, "%s", e.msg);
-            dit_free(&m);
+            cr_assert_eq(qa_dit_save(ckpt, &m, NULL, &meta, &e), 0, "%s", e.msg);
+            qa_dit_free(&m);
         }
         snprintf(text, sizeof text,
                  "[job]\nkind = adapt\n[data]\nsynthetic = 1\ntrain_limit = %s\n"
@@ -1134,9 +1134,9 @@ Test(adapt, a_small_train_limit_or_a_base_without_spare_slots_stops_the_sweep) {
                  k == 2 ? "0" : "3", ckpt, dir, k == 1 ? "style" : "subject");
         qa_recipe *r;
         qa_error err = {0, ""};
-        cr_assert_eq(recipe_parse("limit.recipe", text, &r, &err), 0, "%s", err.msg);
+        cr_assert_eq(qa_recipe_parse("limit.recipe", text, &r, &err), 0, "%s", err.msg);
         snprintf(out, sizeof out, "%s/limit%d", dir, k);
-        cr_expect_eq(adapt_sweep(r, out, &err), QA_ERR_INPUT, "case %d", k);
+        cr_expect_eq(qa_adapt_sweep(r, out, &err), QA_ERR_INPUT, "case %d", k);
         if (k == 2)
             cr_expect(strstr(err.msg, ckpt) && strstr(err.msg, "n_spare = 0"), "%s", err.msg);
         else
@@ -1144,7 +1144,7 @@ Test(adapt, a_small_train_limit_or_a_base_without_spare_slots_stops_the_sweep) {
                       strstr(err.msg, "train_limit = 3"), "%s", err.msg);
         snprintf(p, sizeof p, "%s/lora-fp-r2-s0.h5", out);
         cr_expect(access(p, F_OK) != 0, "no run was recorded");
-        recipe_free(r);
+        qa_recipe_free(r);
     }
 }
 
@@ -1162,23 +1162,23 @@ static void one_run_sweep(const char *sub, char *path, size_t len, int expect_rc
              dir, dir);
     qa_recipe *r;
     qa_error err = {0, ""};
-    cr_assert_eq(recipe_parse("one.recipe", text, &r, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_recipe_parse("one.recipe", text, &r, &err), 0, "%s", err.msg);
     snprintf(out, sizeof out, "%s/%s", dir, sub);
-    cr_assert_eq(adapt_sweep(r, out, &err), expect_rc, "%s", err.msg);
+    cr_assert_eq(qa_adapt_sweep(r, out, &err), expect_rc, "%s", err.msg);
     snprintf(path, len, "%s/lora-fp-r2-s0.h5", out);
-    recipe_free(r);
+    qa_recipe_free(r);
 }
 
 /* Flip one byte of the stored values of dataset ds (found by their bytes in the file). */
 static void flip_dataset_byte(const char *path, const char *ds) {
     qa_h5 *f;
     qa_error err = {0, ""};
-    cr_assert_eq(h5_open(path, 0, &f, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_open(path, 0, &f, &err), 0, "%s", err.msg);
     void *values = NULL;
     int nd;
     int64_t dims[4];
-    cr_assert_eq(h5_read(f, ds, QA_H5_F64, &values, 0, &nd, dims, &err), 0, "%s", err.msg);
-    h5_close(f, &err);
+    cr_assert_eq(qa_h5_read(f, ds, QA_H5_F64, &values, 0, &nd, dims, &err), 0, "%s", err.msg);
+    qa_h5_close(f, &err);
     char *bytes;
     size_t len;
     cr_assert_eq(qa_read_file(path, &bytes, &len, &err), 0, "%s", err.msg);
@@ -1201,15 +1201,15 @@ Test(adapt, run_files_carry_checksums_and_a_flipped_byte_is_named) {
     const char *datasets[] = {"train", "eval/fp/heldout_per_image", "samples/fp", "samples/references"};
     qa_h5 *f;
     qa_error err = {0, ""};
-    cr_assert_eq(h5_open(path, 0, &f, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_open(path, 0, &f, &err), 0, "%s", err.msg);
     for (int i = 0; i < 4; i++) {
         snprintf(p, sizeof p, "/runs/lora-fp-r2-s0/%s", datasets[i]);
-        cr_expect_eq(h5_checksummed(f, p), 1, "%s has no checksum", p);
+        cr_expect_eq(qa_h5_checksummed(f, p), 1, "%s has no checksum", p);
     }
-    h5_close(f, &err);
+    qa_h5_close(f, &err);
     flip_dataset_byte(path, "/runs/lora-fp-r2-s0/eval/fp/heldout_per_image");
     qa_run_record rec;
-    cr_expect_eq(runs_load_file(path, &rec, &err), QA_ERR_INPUT, "a flipped byte was read as a number");
+    cr_expect_eq(qa_runs_load_file(path, &rec, &err), QA_ERR_INPUT, "a flipped byte was read as a number");
     cr_expect(strstr(err.msg, path) && strstr(err.msg, "heldout_per_image") && strstr(err.msg, "Fletcher-32"), "%s", err.msg);
     /* the report leaves it out, listed with the reason, instead of using the wrong numbers */
     char out[300];
@@ -1220,7 +1220,7 @@ Test(adapt, run_files_carry_checksums_and_a_flipped_byte_is_named) {
     size_t len = 0;
     FILE *mem = open_memstream(&md, &len);
     err = (qa_error){0, ""};
-    report_write(out, mem, &err);
+    qa_report_write(out, mem, &err);
     fclose(mem);
     cr_expect(md && strstr(md, "Files left out") && strstr(md, "lora-fp-r2-s0.h5") && strstr(md, "Fletcher-32"), "%s\n%s",
               md ? md : "", err.msg);
@@ -1242,15 +1242,15 @@ Test(adapt, a_damaged_finished_run_is_set_aside_and_redone) {
     free(bytes);
     one_run_sweep("damaged", path, sizeof path, 0);
     qa_run_record rec;
-    cr_assert_eq(runs_load_file(path, &rec, &err), 0, "the run was redone: %s", err.msg);
-    runs_record_free(&rec);
+    cr_assert_eq(qa_runs_load_file(path, &rec, &err), 0, "the run was redone: %s", err.msg);
+    qa_runs_record_free(&rec);
     snprintf(aside, sizeof aside, "%s.damaged", path);
     struct stat st;
     cr_expect(stat(aside, &st) == 0 && (size_t)st.st_size == len / 2, "the damaged file is kept as %s", aside);
     flip_dataset_byte(path, "/runs/lora-fp-r2-s0/eval/fp/heldout_per_image");
     one_run_sweep("damaged", path, sizeof path, 0);
-    cr_expect_eq(runs_load_file(path, &rec, &err), 0, "redone again: %s", err.msg);
-    runs_record_free(&rec);
+    cr_expect_eq(qa_runs_load_file(path, &rec, &err), 0, "redone again: %s", err.msg);
+    qa_runs_record_free(&rec);
     snprintf(aside, sizeof aside, "%s.damaged.2", path);
     cr_expect(access(aside, F_OK) == 0, "the second damaged file is kept as %s", aside);
 }
@@ -1262,12 +1262,12 @@ Test(adapt, run_files_without_checksums_still_load) {
     snprintf(p, sizeof p, "%s/lora-w8a8-r4-s0.h5", quick);
     qa_h5 *f;
     qa_error err = {0, ""};
-    cr_assert_eq(h5_open(p, 0, &f, &err), 0, "%s", err.msg);
-    cr_expect_eq(h5_checksummed(f, "/runs/lora-w8a8-r4-s0/train"), 0, "an old file, written without checksums");
-    h5_close(f, &err);
+    cr_assert_eq(qa_h5_open(p, 0, &f, &err), 0, "%s", err.msg);
+    cr_expect_eq(qa_h5_checksummed(f, "/runs/lora-w8a8-r4-s0/train"), 0, "an old file, written without checksums");
+    qa_h5_close(f, &err);
     qa_run_record *runs;
     int n;
-    cr_assert_eq(runs_load(quick, &runs, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_runs_load(quick, &runs, &n, &err), 0, "%s", err.msg);
     cr_expect_eq(n, 12);
-    runs_free(runs, n);
+    qa_runs_free(runs, n);
 }

@@ -86,11 +86,11 @@ static void expect_bf16_sized(const char *name, double rel) {
 Test(bf16, linear_forward_and_backward_within_the_bf16_bound) {
     fill_layer();
     qa_linear_bf16 c;
-    linear_bf16_init(&c, M, IN, OUT);
-    linear_forward(L.y32, L.x, L.W, L.b, M, IN, OUT);
-    linear_forward_bf16(&c, L.y16, L.x, L.W, L.b, M);
-    linear_backward(L.dx32, L.dW32, L.db32, L.dy, L.x, L.W, M, IN, OUT);
-    linear_backward_bf16(&c, L.dx16, L.dW16, L.db16, L.dy, M);
+    qa_linear_bf16_init(&c, M, IN, OUT);
+    qa_linear_forward(L.y32, L.x, L.W, L.b, M, IN, OUT);
+    qa_linear_forward_bf16(&c, L.y16, L.x, L.W, L.b, M);
+    qa_linear_backward(L.dx32, L.dW32, L.db32, L.dy, L.x, L.W, M, IN, OUT);
+    qa_linear_backward_bf16(&c, L.dx16, L.dW16, L.db16, L.dy, M);
     /* y - b = x W^T; dx = dy W; dW = dy^T x */
     float yb32[M * OUT], yb16[M * OUT];
     for (int i = 0; i < M * OUT; i++) { yb32[i] = L.y32[i] - L.b[i % OUT]; yb16[i] = L.y16[i] - L.b[i % OUT]; }
@@ -98,30 +98,30 @@ Test(bf16, linear_forward_and_backward_within_the_bf16_bound) {
     expect_bf16_sized("dx", check_product("dx", L.dx16, L.dx32, L.dy, OUT, 1, L.W, IN, 1, M, IN, OUT));
     expect_bf16_sized("dW", check_product("dW", L.dW16, L.dW32, L.dy, 1, OUT, L.x, IN, 1, OUT, IN, M));
     for (int o = 0; o < OUT; o++) cr_expect_eq(L.db16[o], L.db32[o], "db[%d]: f32 in both", o);
-    linear_bf16_free(&c);
+    qa_linear_bf16_free(&c);
 }
 
 Test(bf16, backward_accumulates_and_skips_null_grads) {
     fill_layer();
     qa_linear_bf16 c;
-    linear_bf16_init(&c, M, IN, OUT);
-    linear_forward_bf16(&c, L.y16, L.x, L.W, L.b, M);
-    linear_backward_bf16(&c, L.dx16, L.dW16, NULL, L.dy, M);
+    qa_linear_bf16_init(&c, M, IN, OUT);
+    qa_linear_forward_bf16(&c, L.y16, L.x, L.W, L.b, M);
+    qa_linear_backward_bf16(&c, L.dx16, L.dW16, NULL, L.dy, M);
     static float dx2[M * IN], dW2[OUT * IN];
     for (int i = 0; i < M * IN; i++) dx2[i] = 1.0f;
     for (int i = 0; i < OUT * IN; i++) dW2[i] = -2.0f;
-    linear_backward_bf16(&c, dx2, dW2, NULL, L.dy, M);
+    qa_linear_backward_bf16(&c, dx2, dW2, NULL, L.dy, M);
     for (int i = 0; i < M * IN; i++) cr_assert_float_eq(dx2[i], L.dx16[i] + 1.0f, 1e-5, "dx[%d] += ", i);
     for (int i = 0; i < OUT * IN; i++) cr_assert_float_eq(dW2[i], L.dW16[i] - 2.0f, 1e-5, "dW[%d] += ", i);
     float db[OUT] = {0};
-    linear_backward_bf16(&c, NULL, NULL, db, L.dy, M);
+    qa_linear_backward_bf16(&c, NULL, NULL, db, L.dy, M);
     for (int o = 0; o < OUT; o++) {
         double s = 0;
         for (int m = 0; m < M; m++) s += L.dy[m * OUT + o];
         cr_assert_float_eq(db[o], s, 1e-4, "db[%d] alone", o);
     }
-    cr_expect(linear_bf16_bytes(&c) == 2 * ((size_t)M * IN + OUT * IN + M * OUT));
-    linear_bf16_free(&c);
+    cr_expect(qa_linear_bf16_bytes(&c) == 2 * ((size_t)M * IN + OUT * IN + M * OUT));
+    qa_linear_bf16_free(&c);
 }
 
 Test(bf16, dtype_names_round_trip) {
@@ -143,14 +143,14 @@ enum { BATCH = 16, D = 28 * 28, STEPS = 80, TAIL = 20, N_PROTO = 4 };
 static void train_tiny(qa_dtype dtype, float *losses) {
     qa_dit m;
     qa_error err = {0, ""};
-    cr_assert_eq(dit_create(&m, &TINY, BATCH, &err), QA_OK, "%s", err.msg);
-    dit_init_weights(&m, 4);
-    dit_set_dtype(&m, dtype);
+    cr_assert_eq(qa_dit_create(&m, &TINY, BATCH, &err), QA_OK, "%s", err.msg);
+    qa_dit_init_weights(&m, 4);
+    qa_dit_set_dtype(&m, dtype);
     qa_param p = {"all", m.params, m.grads, m.n_params, 1.0f};
     qa_adamw opt;
-    adamw_init(&opt, &p, 1, 0.0f, 1.0f);
+    qa_adamw_init(&opt, &p, 1, 0.0f, 1.0f);
     qa_schedule sched;
-    schedule_linear(&sched, 1000, 1e-4f, 0.02f);
+    qa_schedule_linear(&sched, 1000, 1e-4f, 0.02f);
     static float proto[N_PROTO * D], x0[BATCH * D], xt[BATCH * D], eps[BATCH * D], pred[BATCH * D], deps[BATCH * D];
     float t[BATCH];
     int y[BATCH];
@@ -162,16 +162,16 @@ static void train_tiny(qa_dtype dtype, float *losses) {
             y[b] = (step + b) % N_PROTO;
             memcpy(x0 + b * D, proto + y[b] * D, sizeof(float) * D);
         }
-        diffusion_noise(&sched, noise, x0, BATCH, D, xt, eps, t);
-        dit_zero_grads(&m);
-        dit_forward(&m, xt, t, y, BATCH, pred);
-        losses[step] = mse_loss(pred, eps, (size_t)BATCH * D, deps);
-        dit_backward(&m, deps);
-        adamw_step(&opt, &p, 1, 3e-3f);
+        qa_diffusion_noise(&sched, noise, x0, BATCH, D, xt, eps, t);
+        qa_dit_zero_grads(&m);
+        qa_dit_forward(&m, xt, t, y, BATCH, pred);
+        losses[step] = qa_mse_loss(pred, eps, (size_t)BATCH * D, deps);
+        qa_dit_backward(&m, deps);
+        qa_adamw_step(&opt, &p, 1, 3e-3f);
     }
     qa_rng_free(noise);
-    adamw_free(&opt);
-    dit_free(&m);
+    qa_adamw_free(&opt);
+    qa_dit_free(&m);
 }
 
 static double tail_mean(const float *losses) {
@@ -197,27 +197,27 @@ Test(bf16, tiny_training_run_reaches_the_f32_loss, .timeout = 120) {
 Test(bf16, model_default_is_f32_and_switching_back_restores_it) {
     qa_dit m;
     qa_error err = {0, ""};
-    cr_assert_eq(dit_create(&m, &TINY, 2, &err), QA_OK, "%s", err.msg);
-    dit_init_weights(&m, 5);
+    cr_assert_eq(qa_dit_create(&m, &TINY, 2, &err), QA_OK, "%s", err.msg);
+    qa_dit_init_weights(&m, 5);
     trng r = trng_new(8);
     for (size_t i = 0; i < m.n_params; i++) m.params[i] += (float)(0.05 * trng_normal(&r));
     static float x[2 * D], e32[2 * D], e16[2 * D], again[2 * D];
     fill_normal(&r, x, 2 * D, 1.0);
     float t[2] = {10.f, 700.f};
     int y[2] = {1, 3};
-    size_t bytes_f32 = dit_activation_bytes(&m);
+    size_t bytes_f32 = qa_dit_activation_bytes(&m);
     for (int i = 0; i < m.n_lin; i++) cr_expect_eq(m.lin[i].dtype, QA_DTYPE_F32, "%s", m.lin[i].name);
-    dit_forward(&m, x, t, y, 2, e32);
-    dit_set_dtype(&m, QA_DTYPE_BF16);
-    cr_expect(dit_activation_bytes(&m) > bytes_f32, "bf16 copies are counted");
-    dit_forward(&m, x, t, y, 2, e16);
+    qa_dit_forward(&m, x, t, y, 2, e32);
+    qa_dit_set_dtype(&m, QA_DTYPE_BF16);
+    cr_expect(qa_dit_activation_bytes(&m) > bytes_f32, "bf16 copies are counted");
+    qa_dit_forward(&m, x, t, y, 2, e16);
     double diff = 0, ref = 0;
     for (int i = 0; i < 2 * D; i++) { diff += fabs(e16[i] - e32[i]); ref += fabs(e32[i]); }
     cr_expect(diff > 0 && diff < 0.05 * ref, "bf16 forward: mean |diff| / mean |eps| = %.3g", diff / ref);
-    dit_set_dtype(&m, QA_DTYPE_F32);
-    dit_forward(&m, x, t, y, 2, again);
+    qa_dit_set_dtype(&m, QA_DTYPE_F32);
+    qa_dit_forward(&m, x, t, y, 2, again);
     cr_expect(memcmp(again, e32, sizeof again) == 0, "f32 again gives the f32 numbers bit for bit");
-    dit_free(&m);
+    qa_dit_free(&m);
 }
 
 /* k and v read the bf16 copy of the input q made: their weight gradients (dW = dY^T x) must still
@@ -225,8 +225,8 @@ Test(bf16, model_default_is_f32_and_switching_back_restores_it) {
 Test(bf16, model_gradients_match_f32_for_every_tensor) {
     qa_dit m;
     qa_error err = {0, ""};
-    cr_assert_eq(dit_create(&m, &TINY, 4, &err), QA_OK, "%s", err.msg);
-    dit_init_weights(&m, 6);
+    cr_assert_eq(qa_dit_create(&m, &TINY, 4, &err), QA_OK, "%s", err.msg);
+    qa_dit_init_weights(&m, 6);
     trng r = trng_new(9);
     for (size_t i = 0; i < m.n_params; i++) m.params[i] += (float)(0.05 * trng_normal(&r));
     static float x[4 * D], target[4 * D], pred[4 * D], deps[4 * D];
@@ -236,11 +236,11 @@ Test(bf16, model_gradients_match_f32_for_every_tensor) {
     int y[4] = {0, 4, 9, 12};
     float *g32 = malloc(sizeof(float) * m.n_params);
     for (int pass = 0; pass < 2; pass++) {
-        dit_set_dtype(&m, pass ? QA_DTYPE_BF16 : QA_DTYPE_F32);
-        dit_zero_grads(&m);
-        dit_forward(&m, x, t, y, 4, pred);
-        mse_loss(pred, target, 4 * D, deps);
-        dit_backward(&m, deps);
+        qa_dit_set_dtype(&m, pass ? QA_DTYPE_BF16 : QA_DTYPE_F32);
+        qa_dit_zero_grads(&m);
+        qa_dit_forward(&m, x, t, y, 4, pred);
+        qa_mse_loss(pred, target, 4 * D, deps);
+        qa_dit_backward(&m, deps);
         if (!pass) memcpy(g32, m.grads, sizeof(float) * m.n_params);
     }
     /* Tensors whose true gradient is zero (the key bias: softmax ignores a shift q.b shared by a
@@ -263,5 +263,5 @@ Test(bf16, model_gradients_match_f32_for_every_tensor) {
         cr_expect(sqrt(d2) < 0.03 * scale, "%s: bf16 gradient off by %.3g of %.3g", ti->name, sqrt(d2), scale);
     }
     free(g32);
-    dit_free(&m);
+    qa_dit_free(&m);
 }

@@ -13,8 +13,8 @@ TestSuite(classifier, .timeout = 120);
 
 static void make_clf(qa_classifier *c, int max_batch, uint64_t seed) {
     qa_error err = {0, ""};
-    cr_assert_eq(clf_create(c, max_batch, &err), 0, "%s", err.msg);
-    clf_init_weights(c, seed);
+    cr_assert_eq(qa_clf_create(c, max_batch, &err), 0, "%s", err.msg);
+    qa_clf_init_weights(c, seed);
     /* non-zero biases, so the bias gradients and the ReLU pattern are not degenerate */
     trng r = trng_new(seed + 99);
     for (int i = 1; i < c->n_tensors; i += 2) fill_unif(&r, c->params + c->tensors[i].offset, c->tensors[i].n, -0.1, 0.1);
@@ -34,7 +34,7 @@ static double xent_double(const float *logits, const int *labels, int B) {
 }
 
 static double loss_at(qa_classifier *c, const float *x, const int *y, int B) {
-    clf_forward(c, x, B);
+    qa_clf_forward(c, x, B);
     return xent_double(c->logits, y, B);
 }
 
@@ -94,17 +94,17 @@ static void grad_setup(qa_classifier *c, float **x, int **y, int B) {
      * ReLU kink (each of these 128 units carries a large share of the gradient; the conv units
      * are too many and too small to matter one by one) */
     for (int it = 0; it < 40; it++) {
-        clf_forward(c, *x, B);
+        qa_clf_forward(c, *x, B);
         int moved = 0;
         for (int o = 0; o < QA_CLF_FEATURES; o++)
             for (int b = 0; b < B; b++)
                 if (fabsf(c->h[b * QA_CLF_FEATURES + o]) < 0.05f) { c->f1b[o] += 0.05f; moved = 1; break; }
         if (!moved) break;
     }
-    clf_forward(c, *x, B);
+    qa_clf_forward(c, *x, B);
     memset(c->grads, 0, sizeof(float) * c->n_params);
     double Ld = xent_double(c->logits, *y, B);
-    float L = clf_backward(c, *y);
+    float L = qa_clf_backward(c, *y);
     cr_assert(fabs(L - Ld) < 1e-5 * (1 + Ld), "clf_backward's loss %.7g vs softmax xent in double %.7g", L, Ld);
 }
 
@@ -117,7 +117,7 @@ static void grad_check_tensor(int ti) {
     cr_assert(ti < c.n_tensors);
     for (int d = 0; d < 3; d++) check_tensor_grad(&c, ti, x, y, B, 300 + 7 * ti + d);
     free(x); free(y);
-    clf_free(&c);
+    qa_clf_free(&c);
 }
 
 Test(classifier, grad_conv1_weight) { grad_check_tensor(0); }
@@ -159,7 +159,7 @@ Test(classifier, grad_largest_single_entries) {
                   jm, g, fd);
     }
     free(x); free(y);
-    clf_free(&c);
+    qa_clf_free(&c);
 }
 
 Test(classifier, backward_accumulates) {
@@ -169,15 +169,15 @@ Test(classifier, backward_accumulates) {
     grad_setup(&c, &x, &y, 2);
     float *g1 = malloc(sizeof(float) * c.n_params);
     memcpy(g1, c.grads, sizeof(float) * c.n_params);
-    clf_forward(&c, x, 2);
-    clf_backward(&c, y);
+    qa_clf_forward(&c, x, 2);
+    qa_clf_backward(&c, y);
     size_t bad = 0, first = 0;
     for (size_t j = 0; j < c.n_params; j++)
         if (fabsf(c.grads[j] - 2 * g1[j]) > 1e-6f + 1e-5f * fabsf(g1[j])) { if (!bad) first = j; bad++; }
     cr_expect_eq(bad, 0, "%zu grads are not 2x after two backward calls (first %zu: %g vs %g)", bad, first,
                  c.grads[first], 2 * g1[first]);
     free(g1); free(x); free(y);
-    clf_free(&c);
+    qa_clf_free(&c);
 }
 
 /* ---------- forward pieces against their definitions ---------- */
@@ -210,7 +210,7 @@ Test(classifier, conv1_hand_kernel) {
     for (int b = 0; b < 2; b++)
         for (int i = 0; i < 28; i++)
             for (int j = 0; j < 28; j++) x[b * 784 + i * 28 + j] = (float)(0.01 * (i * 28 + j) - b);
-    clf_forward(&c, x, 2);
+    qa_clf_forward(&c, x, 2);
     /* hand values at a few places */
     /* ch0 at (5,7) of image 0 = x[4][6] = 0.01*(4*28+6) */
     cr_expect(fabs(c.a1[((0 * 28 + 5) * 28 + 7) * 32 + 0] - 0.01 * (4 * 28 + 6)) < 1e-6, "shift kernel: %g",
@@ -237,7 +237,7 @@ Test(classifier, conv1_hand_kernel) {
                 }
     cr_expect(worst < 1e-5, "conv1 vs direct convolution: max error %g", worst);
     free(x);
-    clf_free(&c);
+    qa_clf_free(&c);
 }
 
 Test(classifier, conv1_random_against_direct) {
@@ -246,7 +246,7 @@ Test(classifier, conv1_random_against_direct) {
     trng r = trng_new(8);
     float *x = malloc(sizeof(float) * 3 * 784);
     fill_unif(&r, x, 3 * 784, -1, 1);
-    clf_forward(&c, x, 3);
+    qa_clf_forward(&c, x, 3);
     double worst = 0;
     for (int b = 0; b < 3; b++)
         for (int i = 0; i < 28; i++)
@@ -258,7 +258,7 @@ Test(classifier, conv1_random_against_direct) {
                 }
     cr_expect(worst < 1e-5, "conv1 vs direct: max error %g", worst);
     free(x);
-    clf_free(&c);
+    qa_clf_free(&c);
 }
 
 Test(classifier, conv2_against_direct_on_pooled_input) {
@@ -267,7 +267,7 @@ Test(classifier, conv2_against_direct_on_pooled_input) {
     trng r = trng_new(9);
     float *x = malloc(sizeof(float) * 2 * 784);
     fill_unif(&r, x, 2 * 784, -1, 1);
-    clf_forward(&c, x, 2);
+    qa_clf_forward(&c, x, 2);
     double worst = 0, scale = 0;
     for (int b = 0; b < 2; b++)
         for (int i = 0; i < 14; i++)
@@ -280,7 +280,7 @@ Test(classifier, conv2_against_direct_on_pooled_input) {
                 }
     cr_expect(worst < 1e-5 * (1 + scale), "conv2 vs direct (32 in-channels, 14x14): max error %g (scale %g)", worst, scale);
     free(x);
-    clf_free(&c);
+    qa_clf_free(&c);
 }
 
 static void check_relu_pool(const float *a, const float *rl, const float *p, const int *arg, int B, int S, int C,
@@ -314,7 +314,7 @@ Test(classifier, relu_and_maxpool_pick_the_max) {
     trng r = trng_new(10);
     float *x = malloc(sizeof(float) * 2 * 784);
     fill_unif(&r, x, 2 * 784, -1, 1);
-    clf_forward(&c, x, 2);
+    qa_clf_forward(&c, x, 2);
     check_relu_pool(c.a1, c.r1, c.p1, c.arg1, 2, 28, 32, "layer 1");
     check_relu_pool(c.a2, c.r2, c.p2, c.arg2, 2, 14, 64, "layer 2");
     /* a hand case: conv1 channel 0 = identity, so p1[..,0] is the 2x2 max of max(x, 0) */
@@ -324,12 +324,12 @@ Test(classifier, relu_and_maxpool_pick_the_max) {
     for (int i = 0; i < 784; i++) x[i] = -0.5f;
     x[2 * 28 + 3] = 0.7f;  /* in window (1,1) */
     x[3 * 28 + 2] = 0.4f;  /* same window, smaller */
-    clf_forward(&c, x, 1);
+    qa_clf_forward(&c, x, 1);
     cr_expect(c.p1[((0 * 14 + 1) * 14 + 1) * 32 + 0] == 0.7f, "window max: %g", c.p1[((0 * 14 + 1) * 14 + 1) * 32]);
     cr_expect_eq(c.arg1[((0 * 14 + 1) * 14 + 1) * 32 + 0], (2 * 28 + 3) * 32, "argmax index");
     cr_expect(c.p1[((0 * 14 + 0) * 14 + 0) * 32 + 0] == 0.0f, "all-negative window after ReLU: 0");
     free(x);
-    clf_free(&c);
+    qa_clf_free(&c);
 }
 
 Test(classifier, fc_layers_against_naive) {
@@ -338,7 +338,7 @@ Test(classifier, fc_layers_against_naive) {
     trng r = trng_new(14);
     float *x = malloc(sizeof(float) * 2 * 784);
     fill_unif(&r, x, 2 * 784, -1, 1);
-    clf_forward(&c, x, 2);
+    qa_clf_forward(&c, x, 2);
     double worst = 0;
     for (int b = 0; b < 2; b++) {
         for (int o = 0; o < QA_CLF_FEATURES; o++) {
@@ -357,7 +357,7 @@ Test(classifier, fc_layers_against_naive) {
     }
     cr_expect(worst < 1e-4, "fc layers vs naive: max error %g", worst);
     free(x);
-    clf_free(&c);
+    qa_clf_free(&c);
 }
 
 /* ---------- embed, save/load, accuracy ---------- */
@@ -370,7 +370,7 @@ Test(classifier, embed_probabilities_and_features) {
     float *x = malloc(sizeof(float) * n * 784);
     fill_unif(&r, x, (size_t)n * 784, -1, 1);
     float *feat = malloc(sizeof(float) * n * QA_CLF_FEATURES), *probs = malloc(sizeof(float) * n * QA_CLF_CLASSES);
-    clf_embed(&c, x, n, feat, probs);
+    qa_clf_embed(&c, x, n, feat, probs);
     for (int i = 0; i < n; i++) {
         double s = 0;
         for (int k = 0; k < QA_CLF_CLASSES; k++) {
@@ -385,7 +385,7 @@ Test(classifier, embed_probabilities_and_features) {
         }
         cr_expect(pos > 0, "image %d: all features are zero", i);
         /* against a single-image forward and a softmax in double */
-        clf_forward(&c, x + (size_t)i * 784, 1);
+        qa_clf_forward(&c, x + (size_t)i * 784, 1);
         double mx = c.logits[0], z = 0;
         for (int k = 1; k < QA_CLF_CLASSES; k++) mx = c.logits[k] > mx ? c.logits[k] : mx;
         for (int k = 0; k < QA_CLF_CLASSES; k++) z += exp(c.logits[k] - mx);
@@ -398,11 +398,11 @@ Test(classifier, embed_probabilities_and_features) {
     }
     /* either output may be NULL */
     float *p2 = malloc(sizeof(float) * n * QA_CLF_CLASSES);
-    clf_embed(&c, x, n, NULL, p2);
+    qa_clf_embed(&c, x, n, NULL, p2);
     cr_expect(memcmp(p2, probs, sizeof(float) * n * QA_CLF_CLASSES) == 0, "probs without feat differ");
-    clf_embed(&c, x, n, feat, NULL);
+    qa_clf_embed(&c, x, n, feat, NULL);
     free(x); free(feat); free(probs); free(p2);
-    clf_free(&c);
+    qa_clf_free(&c);
 }
 
 Test(classifier, save_load_round_trip) {
@@ -412,24 +412,24 @@ Test(classifier, save_load_round_trip) {
     qa_classifier c, d;
     make_clf(&c, 2, 31);
     qa_error err = {0, ""};
-    cr_assert_eq(clf_save(path, &c, 0.875, "[job]\nkind = test\n", 1.5, 42, &err), 0, "%s", err.msg);
-    cr_assert_eq(clf_load(path, &d, 4, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_clf_save(path, &c, 0.875, "[job]\nkind = test\n", 1.5, 42, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_clf_load(path, &d, 4, &err), 0, "%s", err.msg);
     cr_expect_eq(d.max_batch, 4);
     cr_assert_eq(d.n_params, c.n_params);
     cr_expect(memcmp(d.params, c.params, sizeof(float) * c.n_params) == 0, "parameters differ after the round trip");
     trng r = trng_new(32);
     float x[2 * 784];
     fill_unif(&r, x, 2 * 784, -1, 1);
-    clf_forward(&c, x, 2);
+    qa_clf_forward(&c, x, 2);
     float l1[2 * QA_CLF_CLASSES];
     memcpy(l1, c.logits, sizeof l1);
-    clf_forward(&d, x, 2);
+    qa_clf_forward(&d, x, 2);
     cr_expect(memcmp(l1, d.logits, sizeof l1) == 0, "logits differ after save/load");
-    clf_free(&c);
-    clf_free(&d);
+    qa_clf_free(&c);
+    qa_clf_free(&d);
     /* a missing file is an error, not a crash */
     snprintf(path, sizeof path, "%s/none.h5", dir);
-    cr_expect_neq(clf_load(path, &d, 2, &err), 0);
+    cr_expect_neq(qa_clf_load(path, &d, 2, &err), 0);
     rm_rf_dir(dir);
 }
 
@@ -437,13 +437,13 @@ Test(classifier, evaluator_accuracy_against_test_labels) {
     qa_classifier c;
     make_clf(&c, 4, 41); /* 10 images: batches of 4, 4, 2 */
     qa_images im;
-    synthetic_images(&im, 10, 28, 10, 5);
+    qa_synthetic_images(&im, 10, 28, 10, 5);
     /* predictions from clf_embed's argmax, one image at a time */
     int pred[10];
     for (int i = 0; i < 10; i++) {
         float x[784], p[QA_CLF_CLASSES];
         qa_images_to_float(&im, &i, 1, x);
-        clf_embed(&c, x, 1, NULL, p);
+        qa_clf_embed(&c, x, 1, NULL, p);
         pred[i] = 0;
         for (int k = 1; k < QA_CLF_CLASSES; k++) if (p[k] > p[pred[i]]) pred[i] = k;
     }
@@ -451,7 +451,7 @@ Test(classifier, evaluator_accuracy_against_test_labels) {
     const int correct[10] = {1, 0, 1, 1, 0, 1, 0, 0, 1, 1};
     for (int i = 0; i < 10; i++) im.labels[i] = correct[i] ? pred[i] : (pred[i] + 1 + i % 3) % QA_CLF_CLASSES;
     double per[QA_CLF_CLASSES];
-    double acc = evaluator_accuracy(&c, &im, per);
+    double acc = qa_evaluator_accuracy(&c, &im, per);
     cr_expect(fabs(acc - 0.6) < 1e-12, "accuracy %g, want 6/10", acc);
     long nk[QA_CLF_CLASSES] = {0}, ok[QA_CLF_CLASSES] = {0};
     for (int i = 0; i < 10; i++) { nk[im.labels[i]]++; ok[im.labels[i]] += correct[i]; }
@@ -459,10 +459,10 @@ Test(classifier, evaluator_accuracy_against_test_labels) {
         double want = nk[k] ? (double)ok[k] / nk[k] : 0.0;
         cr_expect(fabs(per[k] - want) < 1e-12, "class %d: %g, want %g (%ld of %ld)", k, per[k], want, ok[k], nk[k]);
     }
-    cr_expect(fabs(evaluator_accuracy(&c, &im, NULL) - 0.6) < 1e-12, "per_class may be NULL");
+    cr_expect(fabs(qa_evaluator_accuracy(&c, &im, NULL) - 0.6) < 1e-12, "per_class may be NULL");
     /* all correct */
     for (int i = 0; i < 10; i++) im.labels[i] = pred[i];
-    cr_expect(evaluator_accuracy(&c, &im, per) == 1.0);
+    cr_expect(qa_evaluator_accuracy(&c, &im, per) == 1.0);
     qa_images_free(&im);
-    clf_free(&c);
+    qa_clf_free(&c);
 }

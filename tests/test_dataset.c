@@ -51,7 +51,7 @@ static void write_pair(const char *split, int n, int r, int c, const uint8_t *pi
 static void expect_load_error(const char *split, const char *const needles[]) {
     qa_images im;
     qa_error err = {0, ""};
-    int rc = fmnist_load(dir, split, &im, &err);
+    int rc = qa_fmnist_load(dir, split, &im, &err);
     cr_assert_eq(rc, QA_ERR_INPUT, "expected QA_ERR_INPUT, got %d (%s)", rc, err.msg);
     cr_assert_eq(err.code, QA_ERR_INPUT);
     for (int i = 0; needles[i]; i++)
@@ -67,7 +67,7 @@ Test(dataset, good_tiny_pair_loads, .init = setup, .fini = teardown) {
     write_pair("train", N, R, C, pix, lab, N);
     qa_images im;
     qa_error err = {0, ""};
-    cr_assert_eq(fmnist_load(dir, "train", &im, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_fmnist_load(dir, "train", &im, &err), QA_OK, "%s", err.msg);
     cr_assert_eq(im.n, N);
     cr_assert_eq(im.rows, R);
     cr_assert_eq(im.cols, C);
@@ -95,7 +95,7 @@ Test(dataset, idx_read_plain_uncompressed_file, .init = setup, .fini = teardown)
     int dims[1] = {0};
     uint8_t *data = NULL;
     qa_error err = {0, ""};
-    cr_assert_eq(idx_read(path, 1, dims, &data, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_idx_read(path, 1, dims, &data, &err), QA_OK, "%s", err.msg);
     cr_assert_eq(dims[0], 3);
     cr_assert(data[0] == 7 && data[1] == 8 && data[2] == 9);
     free(data);
@@ -124,7 +124,7 @@ Test(dataset, bad_magic, .init = setup, .fini = teardown) {
     int dims[3];
     uint8_t *data = NULL;
     qa_error err = {0, ""};
-    cr_assert_eq(idx_read(path, 3, dims, &data, &err), QA_ERR_INPUT);
+    cr_assert_eq(qa_idx_read(path, 3, dims, &data, &err), QA_ERR_INPUT);
     cr_assert(strstr(err.msg, "magic") != NULL, "%s", err.msg);
 }
 
@@ -145,12 +145,12 @@ Test(dataset, truncated_header_and_zero_dimension, .init = setup, .fini = teardo
     int dims[3];
     uint8_t *data = NULL;
     qa_error err = {0, ""};
-    cr_assert_eq(idx_read(path, 3, dims, &data, &err), QA_ERR_INPUT);
+    cr_assert_eq(qa_idx_read(path, 3, dims, &data, &err), QA_ERR_INPUT);
     cr_assert(strstr(err.msg, "truncated") != NULL, "%s", err.msg);
     uint32_t zd[3] = {0, 28, 28};
     write_idx("zero.gz", 0x803, 3, zd, NULL, 0);
     snprintf(path, sizeof path, "%s/zero.gz", dir);
-    cr_assert_eq(idx_read(path, 3, dims, &data, &err), QA_ERR_INPUT);
+    cr_assert_eq(qa_idx_read(path, 3, dims, &data, &err), QA_ERR_INPUT);
     cr_assert(strstr(err.msg, "dimension") != NULL, "%s", err.msg);
 }
 
@@ -165,7 +165,7 @@ Test(dataset, header_dims_product_overflow_is_rejected, .init = setup, .fini = t
     int dims[3];
     uint8_t *data = NULL;
     qa_error err = {0, ""};
-    int rc = idx_read(path, 3, dims, &data, &err);
+    int rc = qa_idx_read(path, 3, dims, &data, &err);
     if (rc == QA_OK) free(data);
     cr_expect_eq(rc, QA_ERR_INPUT, "dims %ux%ux%u accepted with rc %d", d[0], d[1], d[2],
                  rc);
@@ -190,7 +190,7 @@ Test(dataset, corrupt_gzip_stream_is_an_input_error, .init = setup, .fini = tear
     free(buf);
     int dims[3];
     uint8_t *data = NULL;
-    int rc = idx_read(path, 3, dims, &data, &err);
+    int rc = qa_idx_read(path, 3, dims, &data, &err);
     cr_assert_eq(rc, QA_ERR_INPUT, "rc %d: %s", rc, err.msg);
     cr_assert(strstr(err.msg, "train-images-idx3-ubyte.gz") != NULL, "%s", err.msg);
 }
@@ -213,7 +213,7 @@ Test(dataset, env_var_selects_dir_when_dir_is_null, .init = setup, .fini = teard
     setenv("QA_FMNIST_DIR", dir, 1);
     qa_images im;
     qa_error err = {0, ""};
-    cr_assert_eq(fmnist_load(NULL, "t10k", &im, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_fmnist_load(NULL, "t10k", &im, &err), QA_OK, "%s", err.msg);
     cr_assert_eq(im.n, 1);
     cr_assert_eq(im.labels[0], 3);
     qa_images_free(&im);
@@ -227,7 +227,7 @@ Test(dataset, real_fashion_mnist) {
     unsetenv("QA_FMNIST_DIR");
     qa_images im;
     qa_error err = {0, ""};
-    cr_assert_eq(fmnist_load(QA_FMNIST_DEFAULT_DIR, "train", &im, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_fmnist_load(QA_FMNIST_DEFAULT_DIR, "train", &im, &err), QA_OK, "%s", err.msg);
     cr_assert_eq(im.n, 60000);
     cr_assert_eq(im.rows, 28);
     cr_assert_eq(im.cols, 28);
@@ -238,16 +238,16 @@ Test(dataset, real_fashion_mnist) {
     }
     for (int k = 0; k < 10; k++) cr_assert_eq(counts[k], 6000, "class %d has %ld images", k, counts[k]);
     qa_images_free(&im);
-    const char *const *names = fmnist_class_names();
+    const char *const *names = qa_fmnist_class_names();
     cr_assert_str_eq(names[0], "T-shirt/top");
     cr_assert_str_eq(names[9], "Ankle boot");
 }
 
 Test(dataset, synthetic_images_deterministic_for_a_seed) {
     qa_images a, b, c;
-    synthetic_images(&a, 20, 12, 10, 7);
-    synthetic_images(&b, 20, 12, 10, 7);
-    synthetic_images(&c, 20, 12, 10, 8);
+    qa_synthetic_images(&a, 20, 12, 10, 7);
+    qa_synthetic_images(&b, 20, 12, 10, 7);
+    qa_synthetic_images(&c, 20, 12, 10, 8);
     cr_assert_eq(a.n, 20);
     cr_assert_eq(a.rows, 12);
     cr_assert_eq(a.cols, 12);

@@ -27,14 +27,14 @@ typedef struct {
 static void tiny_model_with(tiny *k, const char *method, int w_bits, int a_bits, const char *opt_name, const char *opt_value) {
     qa_error err = {0, ""};
     qa_dit_config c = {28, 7, 16, 2, 2, 2, 10, 2};
-    cr_assert_eq(dit_create(&k->m, &c, B, &err), 0);
-    dit_init_weights(&k->m, 3);
+    cr_assert_eq(qa_dit_create(&k->m, &c, B, &err), 0);
+    qa_dit_init_weights(&k->m, 3);
     qa_rng *r = qa_rng_new(4);
     for (size_t i = 0; i < k->m.n_params; i++) k->m.params[i] += 0.05f * (float)qa_rng_normal(r);
     qa_rng_fill_normal(r, k->x, B * D, 1.0f);
     for (int b = 0; b < B; b++) { k->t[b] = (float)(100 + 300 * b); k->y[b] = b; }
     k->m.train_base = 0;
-    dit_quantize_base(&k->m, w_bits, a_bits, 1);
+    qa_dit_quantize_base(&k->m, w_bits, a_bits, 1);
     const qa_method *meth = qa_method_find(method);
     cr_assert_not_null(meth, "method %s not registered", method);
     /* the method's defaults, with QA-LoRA's groups at 8 (the layers here are 16 wide) */
@@ -45,10 +45,10 @@ static void tiny_model_with(tiny *k, const char *method, int w_bits, int a_bits,
     if (opt_name) cr_assert_eq(qa_method_option_set(meth, opts, opt_name, opt_value, &err), 0, "%s", err.msg);
     qa_method_cfg cfg = {.w_bits = w_bits, .a_bits = a_bits, .rank = 2, .lora_scale = 1.0f, .base_lr = 1e-3f,
                          .sampling_steps = 4, .options = opts};
-    cr_assert_eq(dit_attach_method(&k->m, meth, &cfg, 9, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_dit_attach_method(&k->m, meth, &cfg, 9, &err), 0, "%s", err.msg);
     /* the first forward calibrates (B = 0); then give every B a non-trivial value */
     float eps[B * D];
-    dit_forward(&k->m, k->x, k->t, k->y, B, eps);
+    qa_dit_forward(&k->m, k->x, k->t, k->y, B, eps);
     for (int i = 0; i < k->m.n_lin; i++) {
         qa_linear *s = &k->m.lin[i];
         if (!s->method) continue;
@@ -65,7 +65,7 @@ static void tiny_model(tiny *k, const char *method, int w_bits, int a_bits) { ti
 /* max |deployed - training| / max |training| over the model output */
 static double deploy_gap(tiny *k, int ptq_bits) {
     float train_out[B * D], dep_out[B * D];
-    dit_forward(&k->m, k->x, k->t, k->y, B, train_out);
+    qa_dit_forward(&k->m, k->x, k->t, k->y, B, train_out);
     qa_error err = {0, ""};
     int n = 0;
     for (int i = 0; i < k->m.n_lin; i++) n += k->m.lin[i].method != NULL;
@@ -80,13 +80,13 @@ static double deploy_gap(tiny *k, int ptq_bits) {
         qa_deployed_weights(&dep[j], w[j]);
         if (ptq_bits && dep[j].needs_ptq) {
             float dl[256], z[256];
-            quant_search_rows(dep[j].w_fp, s->out, s->in, ptq_bits, dl, z);
-            quant_fake_rows(w[j], dep[j].w_fp, s->out, s->in, ptq_bits, dl, z);
+            qa_quant_search_rows(dep[j].w_fp, s->out, s->in, ptq_bits, dl, z);
+            qa_quant_fake_rows(w[j], dep[j].w_fp, s->out, s->in, ptq_bits, dl, z);
         }
         j++;
     }
-    dit_set_deployed(&k->m, w, NULL, NULL, 0);
-    dit_forward(&k->m, k->x, k->t, k->y, B, dep_out);
+    qa_dit_set_deployed(&k->m, w, NULL, NULL, 0);
+    qa_dit_forward(&k->m, k->x, k->t, k->y, B, dep_out);
     double gap = 0, mx = 0;
     for (int i = 0; i < B * D; i++) {
         gap = fmax(gap, fabs((double)dep_out[i] - train_out[i]));
@@ -95,7 +95,7 @@ static double deploy_gap(tiny *k, int ptq_bits) {
     for (int i = 0; i < n; i++) { qa_deployed_free(&dep[i]); qa_free(w[i]); }
     qa_free(dep);
     qa_free(w);
-    dit_free(&k->m);
+    qa_dit_free(&k->m);
     return gap / mx;
 }
 
@@ -163,21 +163,21 @@ static float *read_f(qa_h5 *f, const char *grp, const char *name) {
     int nd;
     int64_t dims[4];
     qa_error err = {0, ""};
-    cr_assert_eq(h5_read(f, p, QA_H5_F32, &data, 0, &nd, dims, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_read(f, p, QA_H5_F32, &data, 0, &nd, dims, &err), 0, "%s", err.msg);
     return data;
 }
 
 static int has(qa_h5 *f, const char *grp, const char *name) {
     char p[300];
     snprintf(p, sizeof p, "%s/%s", grp, name);
-    return h5_exists(f, p);
+    return qa_h5_exists(f, p);
 }
 
 /* Decode one layer of the artifact with the formula of its encoding, written out here. */
 static void decode_layer(qa_h5 *f, const char *grp, int in, int out, int group_size, float *W) {
     char enc[32];
     qa_error err = {0, ""};
-    cr_assert_eq(h5_attr_get_str(f, grp, "encoding", enc, sizeof enc, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_attr_get_str(f, grp, "encoding", enc, sizeof enc, &err), 0, "%s", err.msg);
     size_t n = (size_t)in * out;
     if (!strcmp(enc, "float32")) {
         float *w = read_f(f, grp, "weights");
@@ -224,7 +224,7 @@ static void artifact_round_trip_with(const char *method, int w_bits, double max_
     tiny k;
     tiny_model_with(&k, method, w_bits, 8, opt_name, opt_value);
     float eps[B * D];
-    dit_forward(&k.m, k.x, k.t, k.y, B, eps);
+    qa_dit_forward(&k.m, k.x, k.t, k.y, B, eps);
     qa_error err = {0, ""};
     int n = 0;
     for (int i = 0; i < k.m.n_lin; i++) n += k.m.lin[i].method != NULL;
@@ -236,13 +236,13 @@ static void artifact_round_trip_with(const char *method, int w_bits, double max_
     snprintf(path, sizeof path, "%s/a.h5", dir);
     qa_artifact_size size;
     int ptq = dep[0].needs_ptq ? w_bits : 0;
-    cr_assert_eq(artifact_write(path, &k.m, dep, ptq, &size, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_artifact_write(path, &k.m, dep, ptq, &size, &err), 0, "%s", err.msg);
     cr_expect_eq(size.float_layers, 0, "%s: every layer has an integer form", method);
     cr_expect(size.file_bytes > size.payload_bytes && size.payload_bytes > 0);
     cr_expect(size.payload_bytes * 8 / size.weights <= max_payload_bits_per_weight, "%s: %.3f stored bits per weight > %.3f", method,
               size.payload_bytes * 8 / size.weights, max_payload_bits_per_weight);
     qa_h5 *f;
-    cr_assert_eq(h5_open(path, 0, &f, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_open(path, 0, &f, &err), 0, "%s", err.msg);
     for (int i = 0, j = 0; i < k.m.n_lin; i++) {
         qa_linear *s = &k.m.lin[i];
         if (!s->method) continue;
@@ -252,8 +252,8 @@ static void artifact_round_trip_with(const char *method, int w_bits, double max_
         qa_deployed_weights(d, want);
         if (ptq) {
             float *dl = qa_alloc(sizeof(float) * s->out), *z = qa_alloc(sizeof(float) * s->out);
-            quant_search_rows(d->w_fp, s->out, s->in, ptq, dl, z);
-            quant_fake_rows(want, d->w_fp, s->out, s->in, ptq, dl, z);
+            qa_quant_search_rows(d->w_fp, s->out, s->in, ptq, dl, z);
+            qa_quant_fake_rows(want, d->w_fp, s->out, s->in, ptq, dl, z);
             qa_free(dl); qa_free(z);
         }
         char grp[200];
@@ -268,10 +268,10 @@ static void artifact_round_trip_with(const char *method, int w_bits, double max_
                   worst, scale);
         qa_free(want); qa_free(got);
     }
-    h5_close(f, &err);
+    qa_h5_close(f, &err);
     for (int j = 0; j < n; j++) qa_deployed_free(&dep[j]);
     qa_free(dep);
-    dit_free(&k.m);
+    qa_dit_free(&k.m);
     rm_rf_dir(dir);
 }
 

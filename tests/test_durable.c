@@ -60,11 +60,11 @@ static void save_tiny_checkpoint(const char *path) {
     const qa_dit_config cfg = {28, 7, 16, 1, 2, 2, 10, 2};
     qa_dit m;
     qa_error err = {0, ""};
-    cr_assert_eq(dit_create(&m, &cfg, 4, &err), QA_OK, "%s", err.msg);
-    dit_init_weights(&m, 1);
+    cr_assert_eq(qa_dit_create(&m, &cfg, 4, &err), QA_OK, "%s", err.msg);
+    qa_dit_init_weights(&m, 1);
     qa_ckpt_meta meta = {"dit", "test", 0, 0, 0, 0, -1};
-    cr_assert_eq(dit_save(path, &m, NULL, &meta, &err), QA_OK, "%s", err.msg);
-    dit_free(&m);
+    cr_assert_eq(qa_dit_save(path, &m, NULL, &meta, &err), QA_OK, "%s", err.msg);
+    qa_dit_free(&m);
 }
 
 /* checks: fsync(file.partial) < rename(file.partial -> file) < fsync(folder) */
@@ -98,10 +98,10 @@ Test(durable, a_sweeps_run_file_is_synced_before_its_rename, .init = setup, .fin
     save_tiny_checkpoint(ckpt);
     qa_classifier clf;
     qa_error err = {0, ""};
-    clf_create(&clf, 8, &err);
-    clf_init_weights(&clf, 2);
-    cr_assert_eq(clf_save(evaluator, &clf, 0.5, "test", 0, 0, &err), QA_OK, "%s", err.msg);
-    clf_free(&clf);
+    qa_clf_create(&clf, 8, &err);
+    qa_clf_init_weights(&clf, 2);
+    cr_assert_eq(qa_clf_save(evaluator, &clf, 0.5, "test", 0, 0, &err), QA_OK, "%s", err.msg);
+    qa_clf_free(&clf);
     char text[2048];
     snprintf(text, sizeof text,
              "[job]\nkind = adapt\n[data]\nsynthetic = 1\n[model]\ncheckpoint = %s\nevaluator = %s\n"
@@ -110,10 +110,10 @@ Test(durable, a_sweeps_run_file_is_synced_before_its_rename, .init = setup, .fin
              "[eval]\nsamples = 2\nddim_steps = 2\nloss_images = 4\nloss_draws = 1\nprior_samples = 0\n",
              ckpt, evaluator);
     qa_recipe *r;
-    cr_assert_eq(recipe_parse("tiny.recipe", text, &r, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_recipe_parse("tiny.recipe", text, &r, &err), QA_OK, "%s", err.msg);
     n_events = 0;
-    cr_assert_eq(adapt_sweep(r, out, &err), QA_OK, "%s", err.msg);
-    recipe_free(r);
+    cr_assert_eq(qa_adapt_sweep(r, out, &err), QA_OK, "%s", err.msg);
+    qa_recipe_free(r);
     char run_path[700];
     snprintf(run_path, sizeof run_path, "%s/lora-fp-r2-s0.h5", out);
     expect_durable_rename(run_path, out);
@@ -127,10 +127,10 @@ Test(durable, a_failed_sync_names_the_file_and_the_reason, .init = setup, .fini 
     const qa_dit_config cfg = {28, 7, 16, 1, 2, 2, 10, 2};
     qa_dit m;
     qa_error err = {0, ""};
-    cr_assert_eq(dit_create(&m, &cfg, 1, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_dit_create(&m, &cfg, 1, &err), QA_OK, "%s", err.msg);
     qa_ckpt_meta meta = {"dit", "test", 0, 0, 0, 0, -1};
-    int rc = dit_save(path, &m, NULL, &meta, &err);
-    dit_free(&m);
+    int rc = qa_dit_save(path, &m, NULL, &meta, &err);
+    qa_dit_free(&m);
     cr_expect_eq(rc, QA_ERR_RUN);
     cr_expect(strstr(err.msg, fail_fsync_of) && strstr(err.msg, strerror(ENOSPC)), "%s", err.msg);
     cr_expect(!qa_file_exists(path), "a checkpoint that did not reach the disk is not renamed finished");
@@ -162,11 +162,11 @@ Test(durable, a_file_with_a_long_path_closes_and_syncs, .init = setup, .fini = t
     snprintf(path + n, sizeof path - n, "/run.h5");
     qa_h5 *f;
     qa_error err = {0, ""};
-    cr_assert_eq(h5_create(path, &f, &err), QA_OK, "%s", err.msg);
-    cr_assert_str_eq(h5_path(f), path);
-    cr_assert_eq(h5_attr_set_f64(f, "/", "x", 1.0, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_h5_create(path, &f, &err), QA_OK, "%s", err.msg);
+    cr_assert_str_eq(qa_h5_path(f), path);
+    cr_assert_eq(qa_h5_attr_set_f64(f, "/", "x", 1.0, &err), QA_OK, "%s", err.msg);
     n_events = 0;
-    cr_expect_eq(h5_close(f, &err), QA_OK, "%s", err.msg);
+    cr_expect_eq(qa_h5_close(f, &err), QA_OK, "%s", err.msg);
     char want[2100];
     snprintf(want, sizeof want, "fsync %s", path);
     cr_expect(find_event(0, want) >= 0, "the file was not synced under its full name");

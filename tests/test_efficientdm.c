@@ -82,7 +82,7 @@ static qa_param *find_param(qa_param *ps, int n, const char *name) {
 
 /* Q0 and z_w, s_w from the section-0 search applied here (float, as the quantizer is defined). */
 static void weight_codes_by_hand(const layer *L, int bits, float *delta, float *zero, float *q0) {
-    quant_search_rows(L->W, L->out, L->in, bits, delta, zero);
+    qa_quant_search_rows(L->W, L->out, L->in, bits, delta, zero);
     const float lmax = (float)((1 << bits) - 1);
     for (int o = 0; o < L->out; o++)
         for (int i = 0; i < L->in; i++) {
@@ -100,7 +100,7 @@ Test(efficientdm, init_is_the_section0_quantizer_of_the_fp_weight) {
     cr_assert_eq(make_layer(&L, IN, OUT, 4, 0, R, 10, 1e-4f, 11, &err), QA_OK, "%s", err.msg);
     float delta[OUT], zero[OUT], q0[OUT * IN], w_ptq[OUT * IN];
     weight_codes_by_hand(&L, 4, delta, zero, q0);
-    quant_fake_rows(w_ptq, L.W, OUT, IN, 4, delta, zero);
+    qa_quant_fake_rows(w_ptq, L.W, OUT, IN, 4, delta, zero);
     trng t = trng_new(12);
     float x[M * IN], y[M * OUT];
     fill_normal(&t, x, M * IN, 1.0);
@@ -239,7 +239,7 @@ Test(efficientdm, activation_quantizer_calibrates_on_the_first_batch_then_stays)
     fill_normal(&r, x1, M * IN, 1.0);
     x1[5] = 4.0f; /* a wide first batch: the search shrinks its range */
     float want_delta, want_zero;
-    quant_search(x1, (size_t)M * IN, 6, &want_delta, &want_zero); /* over the whole first batch */
+    qa_quant_search(x1, (size_t)M * IN, 6, &want_delta, &want_zero); /* over the whole first batch */
     L.m->forward(L.state, x1, y, M);
     qa_named_tensor tn[16];
     int nt = L.m->inspect(L.state, tn, 16);

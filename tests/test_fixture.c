@@ -54,22 +54,22 @@ Test(fixture, reproduces_the_reference_intlora_layers, .timeout = 120) {
     close(fd);
     int done = 0, failed = 0;
     qa_error err = {0, ""};
-    cr_assert_eq(fixture_compute(gp, out, stderr, &done, &failed, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_fixture_compute(gp, out, stderr, &done, &failed, &err), 0, "%s", err.msg);
     cr_assert_gt(done, 0);
     cr_assert_eq(failed, 0);
 
     qa_h5 *g, *o;
-    cr_assert_eq(h5_open(gp, 0, &g, &err), 0, "%s", err.msg);
-    cr_assert_eq(h5_open(out, 0, &o, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_open(gp, 0, &g, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_open(out, 0, &o, &err), 0, "%s", err.msg);
     char cases[64][64];
-    int n = h5_list(g, "/", cases, 64, &err);
+    int n = qa_h5_list(g, "/", cases, 64, &err);
     int checked = 0;
     for (int c = 0; c < n; c++) {
         if (strncmp(cases[c], "case_", 5)) continue;
         char method[64];
         char grp[80];
         snprintf(grp, sizeof grp, "/%.63s", cases[c]);
-        cr_assert_eq(h5_attr_get_str(g, grp, "method", method, sizeof method, &err), 0);
+        cr_assert_eq(qa_h5_attr_get_str(g, grp, "method", method, sizeof method, &err), 0);
         int mul = strcmp(method, "intlora-mul") == 0;
         const char *floats[] = {"init/R", "init/delta", "init/zero_point", "init/y", "trained/W_eff", "trained/y",
                                 "trained/grad_A", "trained/grad_B", "init/U_delta", "init/U_zero_point",
@@ -81,8 +81,8 @@ Test(fixture, reproduces_the_reference_intlora_layers, .timeout = 120) {
             void *ref = NULL, *got = NULL;
             int nd1, nd2;
             int64_t d1[4], d2[4];
-            cr_assert_eq(h5_read(g, p, QA_H5_F32, &ref, 0, &nd1, d1, &err), 0, "%s", err.msg);
-            cr_assert_eq(h5_read(o, p, QA_H5_F32, &got, 0, &nd2, d2, &err), 0, "%s", err.msg);
+            cr_assert_eq(qa_h5_read(g, p, QA_H5_F32, &ref, 0, &nd1, d1, &err), 0, "%s", err.msg);
+            cr_assert_eq(qa_h5_read(o, p, QA_H5_F32, &got, 0, &nd2, d2, &err), 0, "%s", err.msg);
             size_t cnt = 1;
             for (int i = 0; i < nd1; i++) cnt *= (size_t)d1[i];
             size_t cnt2 = 1;
@@ -98,8 +98,8 @@ Test(fixture, reproduces_the_reference_intlora_layers, .timeout = 120) {
         void *ref = NULL, *got = NULL;
         int nd;
         int64_t d[4];
-        cr_assert_eq(h5_read(g, p, QA_H5_I32, &ref, 0, &nd, d, &err), 0, "%s", err.msg);
-        cr_assert_eq(h5_read(o, p, QA_H5_I32, &got, 0, &nd, d, &err), 0, "%s", err.msg);
+        cr_assert_eq(qa_h5_read(g, p, QA_H5_I32, &ref, 0, &nd, d, &err), 0, "%s", err.msg);
+        cr_assert_eq(qa_h5_read(o, p, QA_H5_I32, &got, 0, &nd, d, &err), 0, "%s", err.msg);
         size_t cnt = (size_t)d[0] * (size_t)d[1], off = 0, big = 0;
         for (size_t i = 0; i < cnt; i++) {
             int diff = abs(((int32_t *)got)[i] - ((int32_t *)ref)[i]);
@@ -113,8 +113,8 @@ Test(fixture, reproduces_the_reference_intlora_layers, .timeout = 120) {
         checked++;
     }
     cr_expect_eq(checked, done);
-    h5_close(g, &err);
-    h5_close(o, &err);
+    qa_h5_close(g, &err);
+    qa_h5_close(o, &err);
     unlink(out);
 }
 
@@ -125,8 +125,8 @@ static void expect_grid_values(qa_h5 *g, qa_h5 *o, const char *p) {
     int nd;
     int64_t d[4];
     qa_error err = {0, ""};
-    cr_assert_eq(h5_read(g, p, QA_H5_I32, &ref, 0, &nd, d, &err), 0, "%s: %s", p, err.msg);
-    cr_assert_eq(h5_read(o, p, QA_H5_I32, &got, 0, &nd, d, &err), 0, "%s: %s", p, err.msg);
+    cr_assert_eq(qa_h5_read(g, p, QA_H5_I32, &ref, 0, &nd, d, &err), 0, "%s: %s", p, err.msg);
+    cr_assert_eq(qa_h5_read(o, p, QA_H5_I32, &got, 0, &nd, d, &err), 0, "%s: %s", p, err.msg);
     size_t cnt = (size_t)d[0] * (size_t)(nd > 1 ? d[1] : 1), off = 0, big = 0;
     for (size_t i = 0; i < cnt; i++) {
         int diff = abs(((int32_t *)got)[i] - ((int32_t *)ref)[i]);
@@ -150,14 +150,14 @@ Test(fixture, reproduces_the_reference_lrqat_layers, .timeout = 120) {
     close(mkstemp(out));
     int done = 0, failed = 0;
     qa_error err = {0, ""};
-    cr_assert_eq(fixture_compute(gp, out, stderr, &done, &failed, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_fixture_compute(gp, out, stderr, &done, &failed, &err), 0, "%s", err.msg);
     cr_assert_gt(done, 0);
     cr_assert_eq(failed, 0);
     qa_h5 *g, *o;
-    cr_assert_eq(h5_open(gp, 0, &g, &err), 0, "%s", err.msg);
-    cr_assert_eq(h5_open(out, 0, &o, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_open(gp, 0, &g, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_open(out, 0, &o, &err), 0, "%s", err.msg);
     char cases[64][64];
-    int n = h5_list(g, "/", cases, 64, &err), checked = 0;
+    int n = qa_h5_list(g, "/", cases, 64, &err), checked = 0;
     for (int c = 0; c < n; c++) {
         if (strncmp(cases[c], "case_", 5)) continue;
         const char *floats[] = {"init/scale", "trained/W_eff", "trained/y", "trained/grad_A", "trained/grad_B",
@@ -168,8 +168,8 @@ Test(fixture, reproduces_the_reference_lrqat_layers, .timeout = 120) {
             void *ref = NULL, *got = NULL;
             int nd1, nd2;
             int64_t d1[4], d2[4];
-            cr_assert_eq(h5_read(g, p, QA_H5_F32, &ref, 0, &nd1, d1, &err), 0, "%s", err.msg);
-            cr_assert_eq(h5_read(o, p, QA_H5_F32, &got, 0, &nd2, d2, &err), 0, "%s: %s", p, err.msg);
+            cr_assert_eq(qa_h5_read(g, p, QA_H5_F32, &ref, 0, &nd1, d1, &err), 0, "%s", err.msg);
+            cr_assert_eq(qa_h5_read(o, p, QA_H5_F32, &got, 0, &nd2, d2, &err), 0, "%s: %s", p, err.msg);
             size_t cnt = 1, cnt2 = 1;
             for (int i = 0; i < nd1; i++) cnt *= (size_t)d1[i];
             for (int i = 0; i < nd2; i++) cnt2 *= (size_t)d2[i];
@@ -187,8 +187,8 @@ Test(fixture, reproduces_the_reference_lrqat_layers, .timeout = 120) {
         checked++;
     }
     cr_expect_eq(checked, done);
-    h5_close(g, &err);
-    h5_close(o, &err);
+    qa_h5_close(g, &err);
+    qa_h5_close(o, &err);
     unlink(out);
 }
 
@@ -200,11 +200,11 @@ static void copy_to_temp(const char *src, char *in) {
     cr_assert_eq(system(cmd), 0, "cannot copy %s", src);
 }
 
-/* fixture_compute(in, out) with its log read back into text. */
+/* qa_fixture_compute(in, out) with its log read back into text. */
 static int compute_logged(const char *in, const char *out, char *text, size_t len, int *done, int *failed) {
     FILE *log = tmpfile();
     qa_error err = {0, ""};
-    int rc = fixture_compute(in, out, log, done, failed, &err);
+    int rc = qa_fixture_compute(in, out, log, done, failed, &err);
     rewind(log);
     size_t nr = fread(text, 1, len - 1, log);
     text[nr] = 0;
@@ -221,9 +221,9 @@ Test(fixture, an_lrqat_case_with_another_grid_is_reported) {
     close(mkstemp(out));
     qa_h5 *f;
     qa_error err = {0, ""};
-    cr_assert_eq(h5_open(in, 1, &f, &err), 0, "%s", err.msg);
-    cr_assert_eq(h5_attr_set_f64(f, "/case_000", "int_min", 0, &err), 0, "%s", err.msg);
-    h5_close(f, &err);
+    cr_assert_eq(qa_h5_open(in, 1, &f, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_attr_set_f64(f, "/case_000", "int_min", 0, &err), 0, "%s", err.msg);
+    qa_h5_close(f, &err);
     int done = 0, failed = 0;
     char text[2048];
     cr_expect_eq(compute_logged(in, out, text, sizeof text, &done, &failed), QA_ERR_INPUT);
@@ -243,12 +243,12 @@ Test(fixture, reports_cases_it_cannot_compute_and_writes_the_rest) {
     close(mkstemp(out));
     qa_h5 *f;
     qa_error err = {0, ""};
-    cr_assert_eq(h5_open(in, 1, &f, &err), 0, "%s", err.msg);
-    cr_assert_eq(h5_attr_set_str(f, "/case_001", "method", "dora", &err), 0);
+    cr_assert_eq(qa_h5_open(in, 1, &f, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_attr_set_str(f, "/case_001", "method", "dora", &err), 0);
     float x[1] = {0};
     int64_t dims[1] = {1};
-    cr_assert_eq(h5_write(f, "/case_002/in/x", QA_H5_F32, x, 1, dims, &err), 0); /* wrong shape */
-    h5_close(f, &err);
+    cr_assert_eq(qa_h5_write(f, "/case_002/in/x", QA_H5_F32, x, 1, dims, &err), 0); /* wrong shape */
+    qa_h5_close(f, &err);
     int done = 0, failed = 0;
     char text[4096];
     cr_expect_eq(compute_logged(in, out, text, sizeof text, &done, &failed), QA_ERR_INPUT);
@@ -256,10 +256,10 @@ Test(fixture, reports_cases_it_cannot_compute_and_writes_the_rest) {
     cr_expect_eq(done, 4);
     cr_expect(strstr(text, "case_001") && strstr(text, "unknown method 'dora'"), "%s", text);
     cr_expect(strstr(text, "case_002") && strstr(text, "in/x"), "%s", text);
-    cr_assert_eq(h5_open(out, 0, &f, &err), 0);
-    cr_expect(h5_exists(f, "/case_000/trained/W_eff"), "computable cases are still written");
-    cr_expect(!h5_exists(f, "/case_001/trained"), "failed cases are not");
-    h5_close(f, &err);
+    cr_assert_eq(qa_h5_open(out, 0, &f, &err), 0);
+    cr_expect(qa_h5_exists(f, "/case_000/trained/W_eff"), "computable cases are still written");
+    cr_expect(!qa_h5_exists(f, "/case_001/trained"), "failed cases are not");
+    qa_h5_close(f, &err);
     unlink(in);
     unlink(out);
 }
@@ -269,13 +269,13 @@ Test(fixture, a_file_without_the_schema_is_bad_input) {
     close(mkstemp(in));
     qa_h5 *f;
     qa_error err = {0, ""};
-    cr_assert_eq(h5_create(in, &f, &err), 0);
+    cr_assert_eq(qa_h5_create(in, &f, &err), 0);
     float v = 1;
     int64_t d[1] = {1};
-    h5_write(f, "/something", QA_H5_F32, &v, 1, d, &err);
-    h5_close(f, &err);
+    qa_h5_write(f, "/something", QA_H5_F32, &v, 1, d, &err);
+    qa_h5_close(f, &err);
     int done, failed;
-    cr_expect_eq(fixture_compute(in, "/tmp/qa-test-fixture-bad-out.h5", stderr, &done, &failed, &err), QA_ERR_INPUT);
+    cr_expect_eq(qa_fixture_compute(in, "/tmp/qa-test-fixture-bad-out.h5", stderr, &done, &failed, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "no /case_NNN") != NULL, "%s", err.msg);
     unlink(in);
     unlink("/tmp/qa-test-fixture-bad-out.h5");
@@ -290,8 +290,8 @@ static void expect_icq_floats(qa_h5 *g, qa_h5 *o, const char *p) {
     int nd1, nd2;
     int64_t d1[4], d2[4];
     qa_error err = {0, ""};
-    cr_assert_eq(h5_read(g, p, QA_H5_F32, &ref, 0, &nd1, d1, &err), 0, "%s: %s", p, err.msg);
-    cr_assert_eq(h5_read(o, p, QA_H5_F32, &got, 0, &nd2, d2, &err), 0, "%s: %s", p, err.msg);
+    cr_assert_eq(qa_h5_read(g, p, QA_H5_F32, &ref, 0, &nd1, d1, &err), 0, "%s: %s", p, err.msg);
+    cr_assert_eq(qa_h5_read(o, p, QA_H5_F32, &got, 0, &nd2, d2, &err), 0, "%s: %s", p, err.msg);
     size_t cnt = 1, cnt2 = 1;
     for (int i = 0; i < nd1; i++) cnt *= (size_t)d1[i];
     for (int i = 0; i < nd2; i++) cnt2 *= (size_t)d2[i];
@@ -308,8 +308,8 @@ static void expect_icq_codes(qa_h5 *g, qa_h5 *o, const char *p) {
     int nd;
     int64_t d[4];
     qa_error err = {0, ""};
-    cr_assert_eq(h5_read(g, p, QA_H5_I32, &ref, 0, &nd, d, &err), 0, "%s: %s", p, err.msg);
-    cr_assert_eq(h5_read(o, p, QA_H5_I32, &got, 0, &nd, d, &err), 0, "%s: %s", p, err.msg);
+    cr_assert_eq(qa_h5_read(g, p, QA_H5_I32, &ref, 0, &nd, d, &err), 0, "%s: %s", p, err.msg);
+    cr_assert_eq(qa_h5_read(o, p, QA_H5_I32, &got, 0, &nd, d, &err), 0, "%s: %s", p, err.msg);
     size_t cnt = (size_t)d[0] * (size_t)(nd > 1 ? d[1] : 1), off = 0;
     int worst = 0;
     for (size_t i = 0; i < cnt; i++) {
@@ -331,14 +331,14 @@ Test(fixture, reproduces_the_reference_icq_quantizer, .timeout = 120) {
     close(mkstemp(out));
     int done = 0, failed = 0;
     qa_error err = {0, ""};
-    cr_assert_eq(fixture_compute(gp, out, stderr, &done, &failed, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_fixture_compute(gp, out, stderr, &done, &failed, &err), 0, "%s", err.msg);
     cr_assert_gt(done, 0);
     cr_assert_eq(failed, 0);
     qa_h5 *g, *o;
-    cr_assert_eq(h5_open(gp, 0, &g, &err), 0, "%s", err.msg);
-    cr_assert_eq(h5_open(out, 0, &o, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_open(gp, 0, &g, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_open(out, 0, &o, &err), 0, "%s", err.msg);
     char cases[64][64];
-    int n = h5_list(g, "/", cases, 64, &err), checked = 0;
+    int n = qa_h5_list(g, "/", cases, 64, &err), checked = 0;
     for (int c = 0; c < n; c++) {
         if (strncmp(cases[c], "case_", 5)) continue;
         const char *floats[] = {"icq/scale", "icq/zero_point", "icq/W_q"};
@@ -352,8 +352,8 @@ Test(fixture, reproduces_the_reference_icq_quantizer, .timeout = 120) {
         checked++;
     }
     cr_expect_eq(checked, done);
-    h5_close(g, &err);
-    h5_close(o, &err);
+    qa_h5_close(g, &err);
+    qa_h5_close(o, &err);
     unlink(out);
 }
 
@@ -369,13 +369,13 @@ Test(fixture, an_icq_case_it_cannot_compute_is_reported) {
     cr_assert_eq(system(cmd), 0);
     qa_h5 *f;
     qa_error err = {0, ""};
-    cr_assert_eq(h5_open(in, 1, &f, &err), 0, "%s", err.msg);
-    cr_assert_eq(h5_attr_set_f64(f, "/case_000", "channel_wise", 0, &err), 0, "%s", err.msg);
-    cr_assert_eq(h5_attr_set_f64(f, "/case_001", "n_bits", 9, &err), 0, "%s", err.msg);
-    h5_close(f, &err);
+    cr_assert_eq(qa_h5_open(in, 1, &f, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_attr_set_f64(f, "/case_000", "channel_wise", 0, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_attr_set_f64(f, "/case_001", "n_bits", 9, &err), 0, "%s", err.msg);
+    qa_h5_close(f, &err);
     FILE *log = tmpfile();
     int done = 0, failed = 0;
-    cr_expect_eq(fixture_compute(in, out, log, &done, &failed, &err), QA_ERR_INPUT);
+    cr_expect_eq(qa_fixture_compute(in, out, log, &done, &failed, &err), QA_ERR_INPUT);
     cr_expect_eq(failed, 2);
     cr_expect_gt(done, 0);
     rewind(log);
@@ -385,10 +385,10 @@ Test(fixture, an_icq_case_it_cannot_compute_is_reported) {
     fclose(log);
     cr_expect(strstr(text, "case_000") && strstr(text, "channel_wise"), "%s", text);
     cr_expect(strstr(text, "case_001") && strstr(text, "n_bits 9"), "%s", text);
-    cr_assert_eq(h5_open(out, 0, &f, &err), 0);
-    cr_expect(h5_exists(f, "/case_002/icq/codes"), "computable cases are still written");
-    cr_expect(!h5_exists(f, "/case_000/icq"), "failed cases are not");
-    h5_close(f, &err);
+    cr_assert_eq(qa_h5_open(out, 0, &f, &err), 0);
+    cr_expect(qa_h5_exists(f, "/case_002/icq/codes"), "computable cases are still written");
+    cr_expect(!qa_h5_exists(f, "/case_000/icq"), "failed cases are not");
+    qa_h5_close(f, &err);
     unlink(in);
     unlink(out);
 }

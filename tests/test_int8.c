@@ -28,21 +28,21 @@ static void layer_case(int M, int in, int out, float xshift) {
     qa_rng_fill_normal(r, x, (size_t)M * in, 1.0f);
     for (int i = 0; i < M * in; i++) x[i] += xshift; /* asymmetric activations: zx far from 0 */
     qa_rng_fill_normal(r, b, out, 0.1f);
-    quant_search_rows(W, out, in, 8, dl, z);
-    quant_fake_rows(Wq, W, out, in, 8, dl, z);
+    qa_quant_search_rows(W, out, in, 8, dl, z);
+    qa_quant_fake_rows(Wq, W, out, in, 8, dl, z);
     qa_actq aq = {8, 0, 0, 0};
-    actq_forward(&aq, xh, x, (size_t)M * in); /* calibrates */
-    linear_forward(y_ref, xh, Wq, b, M, in, out);
+    qa_actq_forward(&aq, xh, x, (size_t)M * in); /* calibrates */
+    qa_linear_forward(y_ref, xh, Wq, b, M, in, out);
     qa_int8_linear L;
-    cr_assert_eq(int8_linear_init(&L, Wq, dl, z, in, out, b), 0);
-    int8_linear_forward(&L, &aq, x, y, M);
+    cr_assert_eq(qa_int8_linear_init(&L, Wq, dl, z, in, out, b), 0);
+    qa_int8_linear_forward(&L, &aq, x, y, M);
     double e = max_rel(y, y_ref, (size_t)M * out);
     cr_expect(e < 1e-5, "int8 vs fake-quant float (M %d, K %d, N %d, zx %g): relative error %g", M, in, out, aq.zero, e);
     /* weights off their grid are refused, not silently re-quantized */
     Wq[3] += 0.37f * dl[0];
     qa_int8_linear L2;
-    cr_expect_eq(int8_linear_init(&L2, Wq, dl, z, in, out, b), -1);
-    int8_linear_free(&L);
+    cr_expect_eq(qa_int8_linear_init(&L2, Wq, dl, z, in, out, b), -1);
+    qa_int8_linear_free(&L);
     qa_free(W); qa_free(Wq); qa_free(x); qa_free(xh); qa_free(b); qa_free(y_ref); qa_free(y); qa_free(dl); qa_free(z);
     qa_rng_free(r);
 }
@@ -56,29 +56,29 @@ Test(int8, layer_matches_fake_quant) {
 Test(int8, wider_than_exact_range_is_refused) {
     float W[2 * (QA_INT8_MAX_K + 1)] = {0}, dl[2] = {1, 1}, z[2] = {0, 0};
     qa_int8_linear L;
-    cr_expect_eq(int8_linear_init(&L, W, dl, z, QA_INT8_MAX_K + 1, 2, NULL), -1);
+    cr_expect_eq(qa_int8_linear_init(&L, W, dl, z, QA_INT8_MAX_K + 1, 2, NULL), -1);
 }
 
 Test(int8, w8a8_model_on_integer_kernels_equals_fake_quant_model) {
     qa_error err = {0, ""};
     qa_dit m;
     qa_dit_config c = {28, 7, 32, 2, 2, 2, 10, 2};
-    cr_assert_eq(dit_create(&m, &c, 4, &err), 0);
-    dit_init_weights(&m, 5);
+    cr_assert_eq(qa_dit_create(&m, &c, 4, &err), 0);
+    qa_dit_init_weights(&m, 5);
     qa_rng *r = qa_rng_new(6);
     for (size_t i = 0; i < m.n_params; i++) m.params[i] += 0.05f * (float)qa_rng_normal(r);
     float x[4 * 784], t[4] = {10, 300, 600, 990}, ref[4 * 784], out[4 * 784];
     int y[4] = {0, 3, 11, 12};
     qa_rng_fill_normal(r, x, 4 * 784, 1.0f);
-    dit_quantize_base(&m, 8, 8, 0); /* every linear frozen at W8, inputs at A8 */
-    dit_forward(&m, x, t, y, 4, ref); /* calibrates, fake-quant float path */
-    dit_forward(&m, x, t, y, 4, ref);
-    int n = dit_enable_int8(&m);
+    qa_dit_quantize_base(&m, 8, 8, 0); /* every linear frozen at W8, inputs at A8 */
+    qa_dit_forward(&m, x, t, y, 4, ref); /* calibrates, fake-quant float path */
+    qa_dit_forward(&m, x, t, y, 4, ref);
+    int n = qa_dit_enable_int8(&m);
     cr_expect_eq(n, m.n_lin, "every linear (K <= 513) runs on the integer kernel, got %d of %d", n, m.n_lin);
-    dit_forward(&m, x, t, y, 4, out);
+    qa_dit_forward(&m, x, t, y, 4, out);
     double e = max_rel(out, ref, 4 * 784);
     cr_expect(e < 1e-3, "integer model vs fake-quant model: relative error %g", e);
-    dit_free(&m);
+    qa_dit_free(&m);
     qa_rng_free(r);
 }
 
@@ -102,8 +102,8 @@ Test(int8, activation_codes_at_ties_and_extremes) {
     }
     qa_actq aq = {8, 1, dx, zx};
     qa_int8_linear L;
-    cr_assert_eq(int8_linear_init(&L, W, dl, z, IN, OUT, NULL), 0);
-    int8_linear_forward(&L, &aq, x, y, M);
+    cr_assert_eq(qa_int8_linear_init(&L, W, dl, z, IN, OUT, NULL), 0);
+    qa_int8_linear_forward(&L, &aq, x, y, M);
     int bad = 0;
     for (int i = 0; i < M * IN; i++) {
         float q = nearbyintf(x[i] / dx) + zx;
@@ -113,21 +113,21 @@ Test(int8, activation_codes_at_ties_and_extremes) {
         }
     }
     cr_expect_eq(bad, 0, "%d codes differ", bad);
-    int8_linear_free(&L);
+    qa_int8_linear_free(&L);
 }
 
 /* A small model whose every linear runs on the integer kernel (W8A8), calibrated on one batch. */
 static void make_int8_model(qa_dit *m, qa_rng *r, float *x, float *t, int *y) {
     qa_error err = {0, ""};
     qa_dit_config c = {28, 7, 32, 2, 2, 2, 10, 2};
-    cr_assert_eq(dit_create(m, &c, 4, &err), 0);
-    dit_init_weights(m, 5);
+    cr_assert_eq(qa_dit_create(m, &c, 4, &err), 0);
+    qa_dit_init_weights(m, 5);
     for (size_t i = 0; i < m->n_params; i++) m->params[i] += 0.05f * (float)qa_rng_normal(r);
     qa_rng_fill_normal(r, x, 4 * 784, 1.0f);
-    dit_quantize_base(m, 8, 8, 0);
+    qa_dit_quantize_base(m, 8, 8, 0);
     float eps[4 * 784];
-    dit_forward(m, x, t, y, 4, eps); /* calibrates */
-    cr_assert_eq(dit_enable_int8(m), m->n_lin);
+    qa_dit_forward(m, x, t, y, 4, eps); /* calibrates */
+    cr_assert_eq(qa_dit_enable_int8(m), m->n_lin);
 }
 
 /* The fused deployed forward (layer norm + modulation writing u8 codes, stacked q/k/v, GELU between
@@ -141,9 +141,9 @@ Test(int8, fused_model_equals_unfused_bit_for_bit) {
     make_int8_model(&m, r, x, t, y);
     for (int l = 0; l < m.cfg.depth; l++) cr_expect(m.qkv_i8[l] != NULL, "block %d: q, k, v stacked", l);
     m.int8_unfused = 1;
-    dit_forward(&m, x, t, y, 4, unfused);
+    qa_dit_forward(&m, x, t, y, 4, unfused);
     m.int8_unfused = 0;
-    dit_forward(&m, x, t, y, 4, fused);
+    qa_dit_forward(&m, x, t, y, 4, fused);
     int differ = 0;
     for (int i = 0; i < 4 * 784; i++) differ += memcmp(&fused[i], &unfused[i], sizeof(float)) != 0;
     cr_expect_eq(differ, 0, "%d of %d outputs differ between the fused and unfused integer model", differ, 4 * 784);
@@ -151,7 +151,7 @@ Test(int8, fused_model_equals_unfused_bit_for_bit) {
     double norm = 0;
     for (int i = 0; i < 4 * 784; i++) norm += (double)fused[i] * fused[i];
     cr_expect(norm > 1e-3, "output norm %g", norm);
-    dit_free(&m);
+    qa_dit_free(&m);
     qa_rng_free(r);
 }
 
@@ -164,16 +164,16 @@ Test(int8, layernorm_modulate_quantize_codes_equal_unfused) {
     for (int i = 0; i < M * C; i++) x[i] += 0.3f;
     qa_rng_fill_normal(r, mod, B * 4 * C, 0.5f);
     qa_rng_fill_normal(r, W, C * 8, 0.1f);
-    quant_search_rows(W, 8, C, 8, dl, z);
-    quant_fake_rows(W, W, 8, C, 8, dl, z);
-    layernorm_forward(ln, mean, rstd, x, M, C);
-    modulate_forward(h, ln, mod, mod + C, 4 * C, B, T, C); /* shift, scale inside a wider row */
+    qa_quant_search_rows(W, 8, C, 8, dl, z);
+    qa_quant_fake_rows(W, W, 8, C, 8, dl, z);
+    qa_layernorm_forward(ln, mean, rstd, x, M, C);
+    qa_modulate_forward(h, ln, mod, mod + C, 4 * C, B, T, C); /* shift, scale inside a wider row */
     qa_actq aq = {8, 0, 0, 0};
     float hq[M * C];
-    actq_forward(&aq, hq, h, M * C); /* calibrates on the unfused output */
+    qa_actq_forward(&aq, hq, h, M * C); /* calibrates on the unfused output */
     qa_int8_linear ref, fused;
-    cr_assert_eq(int8_linear_init(&ref, W, dl, z, C, 8, NULL), 0);
-    cr_assert_eq(int8_linear_init(&fused, W, dl, z, C, 8, NULL), 0);
+    cr_assert_eq(qa_int8_linear_init(&ref, W, dl, z, C, 8, NULL), 0);
+    cr_assert_eq(qa_int8_linear_init(&fused, W, dl, z, C, 8, NULL), 0);
     qa_int8_linear_quantize(&ref, &aq, h, M);
     qa_layernorm_modulate_quantize(&fused, &aq, x, mod, mod + C, 4 * C, B, T, C);
     cr_expect_eq(memcmp(ref.xq, fused.xq, M * C), 0, "codes differ");
@@ -181,7 +181,7 @@ Test(int8, layernorm_modulate_quantize_codes_equal_unfused) {
     int spread = 0;
     for (int i = 1; i < M * C; i++) spread += fused.xq[i] != fused.xq[0];
     cr_expect(spread > M * C / 2, "the codes span the range");
-    int8_linear_free(&ref); int8_linear_free(&fused);
+    qa_int8_linear_free(&ref); qa_int8_linear_free(&fused);
     qa_rng_free(r);
 }
 
@@ -192,25 +192,25 @@ Test(int8, gelu_between_integer_layers_equals_unfused) {
     qa_rng_fill_normal(r, x, M * K, 1.0f);
     qa_rng_fill_normal(r, W1, N * K, 0.2f);
     qa_rng_fill_normal(r, W2, N2 * N, 0.2f);
-    quant_search_rows(W1, N, K, 8, d1, z1);
-    quant_fake_rows(W1, W1, N, K, 8, d1, z1);
-    quant_search_rows(W2, N2, N, 8, d2, z2);
-    quant_fake_rows(W2, W2, N2, N, 8, d2, z2);
+    qa_quant_search_rows(W1, N, K, 8, d1, z1);
+    qa_quant_fake_rows(W1, W1, N, K, 8, d1, z1);
+    qa_quant_search_rows(W2, N2, N, 8, d2, z2);
+    qa_quant_fake_rows(W2, W2, N2, N, 8, d2, z2);
     qa_actq a1 = {8, 0, 0, 0}, a2 = {8, 0, 0, 0};
     float xq[M * K];
-    actq_forward(&a1, xq, x, M * K);
+    qa_actq_forward(&a1, xq, x, M * K);
     qa_int8_linear fc1, fc2_ref, fc2;
-    cr_assert_eq(int8_linear_init(&fc1, W1, d1, z1, K, N, NULL), 0);
-    cr_assert_eq(int8_linear_init(&fc2_ref, W2, d2, z2, N, N2, NULL), 0);
-    cr_assert_eq(int8_linear_init(&fc2, W2, d2, z2, N, N2, NULL), 0);
-    int8_linear_forward(&fc1, &a1, x, y1, M); /* unfused: y1, GELU, then fc2 quantizes */
-    gelu_forward(g, y1, M * N);
-    actq_forward(&a2, gq, g, M * N);
+    cr_assert_eq(qa_int8_linear_init(&fc1, W1, d1, z1, K, N, NULL), 0);
+    cr_assert_eq(qa_int8_linear_init(&fc2_ref, W2, d2, z2, N, N2, NULL), 0);
+    cr_assert_eq(qa_int8_linear_init(&fc2, W2, d2, z2, N, N2, NULL), 0);
+    qa_int8_linear_forward(&fc1, &a1, x, y1, M); /* unfused: y1, GELU, then fc2 quantizes */
+    qa_gelu_forward(g, y1, M * N);
+    qa_actq_forward(&a2, gq, g, M * N);
     qa_int8_linear_quantize(&fc2_ref, &a2, g, M);
     qa_int8_gelu_quantize(&fc1, &fc2, &a2, M); /* fused, from fc1's accumulator */
     cr_expect_eq(memcmp(fc2_ref.xq, fc2.xq, M * N), 0, "codes differ");
     cr_expect_eq(memcmp(fc2_ref.xsum, fc2.xsum, sizeof(int32_t) * M), 0, "code sums differ");
-    int8_linear_free(&fc1); int8_linear_free(&fc2_ref); int8_linear_free(&fc2);
+    qa_int8_linear_free(&fc1); qa_int8_linear_free(&fc2_ref); qa_int8_linear_free(&fc2);
     qa_rng_free(r);
 }
 
@@ -249,16 +249,16 @@ Test(int8, model_with_integer_attention_matches_its_reference) {
     float x[4 * 784], t[4] = {10, 300, 600, 990}, ref[4 * 784], out[4 * 784], plain[4 * 784];
     int y[4] = {0, 3, 11, 12};
     make_int8_model(&m, r, x, t, y);
-    dit_forward(&m, x, t, y, 4, plain); /* float attention */
-    dit_set_attention_quant(&m, QA_ATTN_FAKEQUANT);
-    dit_forward(&m, x, t, y, 4, ref); /* calibrates the attention quantizers */
-    dit_forward(&m, x, t, y, 4, ref);
+    qa_dit_forward(&m, x, t, y, 4, plain); /* float attention */
+    qa_dit_set_attention_quant(&m, QA_ATTN_FAKEQUANT);
+    qa_dit_forward(&m, x, t, y, 4, ref); /* calibrates the attention quantizers */
+    qa_dit_forward(&m, x, t, y, 4, ref);
     for (int l = 0; l < m.cfg.depth; l++) cr_expect(qa_int8_attention_ready(&m.att_q[l]), "block %d", l);
-    dit_set_attention_quant(&m, QA_ATTN_INT8);
-    dit_forward(&m, x, t, y, 4, out);
+    qa_dit_set_attention_quant(&m, QA_ATTN_INT8);
+    qa_dit_forward(&m, x, t, y, 4, out);
     double e = max_rel(out, ref, 4 * 784), moved = max_rel(plain, ref, 4 * 784);
     cr_expect(e < 1e-3, "integer attention vs its fake-quant reference: relative error %g", e);
     cr_expect(moved > 0, "quantizing attention changes the output (%g)", moved);
-    dit_free(&m);
+    qa_dit_free(&m);
     qa_rng_free(r);
 }

@@ -19,7 +19,7 @@ static const quant_icq_cfg REF = {.tau_range = 0.1f, .tau_n = 50, .symmetric = 0
 
 Test(icq, candidates_are_one_then_up_then_down) {
     float p[101];
-    quant_icq_candidates(&REF, p);
+    qa_quant_icq_candidates(&REF, p);
     cr_expect_eq(p[0], 1.0f);
     cr_expect(fabsf(p[1] - 1.002f) < 1e-6f && fabsf(p[50] - 1.1f) < 1e-6f, "up: %g .. %g", p[1], p[50]);
     cr_expect(fabsf(p[51] - 0.998f) < 1e-6f && fabsf(p[100] - 0.9f) < 1e-6f, "down: %g .. %g", p[51], p[100]);
@@ -30,14 +30,14 @@ Test(icq, candidates_are_one_then_up_then_down) {
 Test(icq, entropy_by_hand_and_the_int8_quirk) {
     /* codes at scale 1, zero 0: {0, 1, 1, 3} -> f = 1/4, 1/2, 1/4 -> H = 1.5 bits */
     const float x[4] = {0, 1, 1, 3};
-    cr_expect(fabsf(quant_icq_entropy(x, 4, 2, 1.0f, 0.0f, &REF) - 1.5f) < 1e-6f);
+    cr_expect(fabsf(qa_quant_icq_entropy(x, 4, 2, 1.0f, 0.0f, &REF) - 1.5f) < 1e-6f);
     /* 8 bits, codes {0, 200}: the reference casts to int8, 200 wraps to -56 and is not counted:
      * H = -(1/2) log2(1/2) = 0.5; counting every code gives 1 */
     const float y[2] = {0, 200};
     quant_icq_cfg all = REF;
     all.count_int8 = 0;
-    cr_expect(fabsf(quant_icq_entropy(y, 2, 8, 1.0f, 0.0f, &REF) - 0.5f) < 1e-6f);
-    cr_expect(fabsf(quant_icq_entropy(y, 2, 8, 1.0f, 0.0f, &all) - 1.0f) < 1e-6f);
+    cr_expect(fabsf(qa_quant_icq_entropy(y, 2, 8, 1.0f, 0.0f, &REF) - 0.5f) < 1e-6f);
+    cr_expect(fabsf(qa_quant_icq_entropy(y, 2, 8, 1.0f, 0.0f, &all) - 1.0f) < 1e-6f);
 }
 
 Test(icq, a_row_already_on_distinct_codes_keeps_p_1) {
@@ -45,7 +45,7 @@ Test(icq, a_row_already_on_distinct_codes_keeps_p_1) {
      * four values can have); no later p is strictly better */
     const float x[4] = {0, 1, 2, 3};
     float s, z;
-    quant_icq_search(x, 4, 2, &REF, &s, &z);
+    qa_quant_icq_search(x, 4, 2, &REF, &s, &z);
     cr_expect_eq(s, 1.0f);
     cr_expect_eq(z, 0.0f);
 }
@@ -56,8 +56,8 @@ Test(icq, the_first_strictly_better_p_wins) {
      * 0.5 / 0.998 > 0.5 -> codes {0,1,1,3}, H = 1.5, and no later candidate beats 1.5 */
     const float x[4] = {0, 0.5f, 0.5f, 3};
     float p[101], s, z;
-    quant_icq_candidates(&REF, p);
-    quant_icq_search(x, 4, 2, &REF, &s, &z);
+    qa_quant_icq_candidates(&REF, p);
+    qa_quant_icq_search(x, 4, 2, &REF, &s, &z);
     cr_expect_eq(s, (p[51] * 3.0f - p[51] * 0.0f) / 3.0f, "scale %.9g, want p = %.9g", s, p[51]);
     cr_expect_eq(z, 0.0f);
 }
@@ -69,12 +69,12 @@ Test(icq, symmetric_zero_point_is_half_the_levels) {
     quant_icq_cfg sym = REF;
     sym.symmetric = 1;
     float s, z;
-    quant_icq_search(x, 2, 4, &sym, &s, &z);
+    qa_quant_icq_search(x, 2, 4, &sym, &s, &z);
     cr_expect_eq(s, 2.0f / 15.0f);
     cr_expect_eq(z, 8.0f);
     /* a row >= 0 keeps xmin = 0 (the reference's quirk): scale = max / 15, zero still 8 */
     const float y[2] = {0.25f, 1.5f};
-    quant_icq_search(y, 2, 4, &sym, &s, &z);
+    qa_quant_icq_search(y, 2, 4, &sym, &s, &z);
     cr_expect_eq(z, 8.0f);
     cr_expect_eq(s, 1.5f / 15.0f, "scale %.9g", s);
 }
@@ -82,10 +82,10 @@ Test(icq, symmetric_zero_point_is_half_the_levels) {
 Test(icq, a_zero_row_gets_the_range_minus_one_to_one) {
     const float x[3] = {0, 0, 0};
     float s, z, q[3];
-    quant_icq_search(x, 3, 2, &REF, &s, &z);
+    qa_quant_icq_search(x, 3, 2, &REF, &s, &z);
     cr_expect_eq(s, 2.0f / 3.0f);
     cr_expect_eq(z, 2.0f); /* round(1 / (2/3)) = round(1.5) = 2 */
-    quant_fake_rows(q, x, 1, 3, 2, &s, &z);
+    qa_quant_fake_rows(q, x, 1, 3, 2, &s, &z);
     for (int i = 0; i < 3; i++) cr_expect_eq(q[i], 0.0f);
 }
 
@@ -152,8 +152,8 @@ Test(irqlora, base_is_the_icq_quantizer) {
     qa_error err;
     cr_assert_eq(setup(&f, 4, 1.0f, "learned", R, IN, &err), 0, "%s", err.msg);
     float s[OUT], z[OUT], Wq[NW];
-    quant_icq_rows(f.W, OUT, IN, 4, &REF, s, z);
-    quant_fake_rows(Wq, f.W, OUT, IN, 4, s, z);
+    qa_quant_icq_rows(f.W, OUT, IN, 4, &REF, s, z);
+    qa_quant_fake_rows(Wq, f.W, OUT, IN, 4, s, z);
     const float *W_dq = tensor(&f, "W_dq");
     for (int i = 0; i < NW; i++) cr_expect_eq(W_dq[i], Wq[i], "W_dq[%d]", i);
     teardown(&f);
@@ -292,8 +292,8 @@ static void check_merge(int w_bits, const char *iec) {
         cr_expect_str_eq(d.extra_name[0], "icq");
         cr_expect(d.extra_bits[0] > w_bits && d.extra_bits[0] <= w_bits + 64.0 / IN, "bits %g", d.extra_bits[0]);
         float s[OUT], z[OUT], Wq[NW];
-        quant_icq_rows(d.w_fp, OUT, IN, w_bits, &REF, s, z);
-        quant_fake_rows(Wq, d.w_fp, OUT, IN, w_bits, s, z);
+        qa_quant_icq_rows(d.w_fp, OUT, IN, w_bits, &REF, s, z);
+        qa_quant_fake_rows(Wq, d.w_fp, OUT, IN, w_bits, s, z);
         for (int o = 0; o < OUT; o++)
             for (int i = 0; i < IN; i++) {
                 float v = d.extra_w[0][o * IN + i], k = v / s[o];

@@ -62,7 +62,7 @@ static double frob2_residual(const float *W, const float *Q, const float *L1, co
 Test(lqlora_svd, a_rank_one_matrix_is_reproduced_exactly) {
     const float E[6] = {1, 2, 3, 2, 4, 6}; /* [2,3] = (1,2)^T (1,2,3) */
     float L1[2], L2[3];
-    lqlora_svd_rank(E, 2, 3, 1, L1, L2);
+    qa_lqlora_svd_rank(E, 2, 3, 1, L1, L2);
     cr_expect(frob2_residual(E, NULL, L1, L2, 2, 3, 1) < 1e-10);
     /* the singular value sqrt(5 * 14) is split evenly: |L1| = |L2| = 70^(1/4) */
     double n1 = hypot(L1[0], L1[1]), n2 = sqrt((double)L2[0] * L2[0] + L2[1] * L2[1] + L2[2] * L2[2]);
@@ -73,7 +73,7 @@ static void check_truncation(int out, int in, int r) {
     trng t = trng_new((uint64_t)(out * 100 + in));
     float *E = malloc(sizeof(float) * out * in), *L1 = malloc(sizeof(float) * out * r), *L2 = malloc(sizeof(float) * r * in);
     fill_normal(&t, E, (size_t)out * in, 1.0);
-    lqlora_svd_rank(E, out, in, r, L1, L2);
+    qa_lqlora_svd_rank(E, out, in, r, L1, L2);
     double got = frob2_residual(E, NULL, L1, L2, out, in, r), want = discarded_energy(E, out, in, r);
     cr_expect(fabs(got - want) < 1e-4 * (1 + want), "%dx%d rank %d: residual %g, Eckart-Young %g", out, in, r, got, want);
     free(E); free(L1); free(L2);
@@ -100,11 +100,11 @@ Test(lqlora_svd, randomized_is_exact_at_full_rank_and_close_otherwise) {
             E[o * I + i] = (float)s;
         }
     double energy = frob2_residual(E, NULL, L1, L2, O, I, 0);
-    lqlora_svd_rank_randomized(E, O, I, 3, 99, L1, L2);
+    qa_lqlora_svd_rank_randomized(E, O, I, 3, 99, L1, L2);
     cr_expect(frob2_residual(E, NULL, L1, L2, O, I, 3) < 1e-9 * energy, "rank-3 matrix: residual %g of %g",
               frob2_residual(E, NULL, L1, L2, O, I, 3), energy);
     fill_normal(&t, E, O * I, 1.0);
-    lqlora_svd_rank_randomized(E, O, I, 3, 99, L1, L2);
+    qa_lqlora_svd_rank_randomized(E, O, I, 3, 99, L1, L2);
     double got = frob2_residual(E, NULL, L1, L2, O, I, 3), best = discarded_energy(E, O, I, 3);
     cr_expect(got >= best * (1 - 1e-6) && got < 1.02 * best, "randomized %g vs the best %g", got, best);
 }
@@ -133,7 +133,7 @@ Test(lqlora_init, one_lqlora_iteration_is_svd_then_quantize) {
     lqlora_cfg cfg = {.rank = 4, .bits = 3, .init = LQ_INIT_LQLORA, .quant = LQ_QUANT_AUTO, .iters = 1};
     lqlora_stats st;
     qa_error err;
-    cr_assert_eq(lqlora_decompose(W, DO, DI, &cfg, Q, L1, L2, &st, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_lqlora_decompose(W, DO, DI, &cfg, Q, L1, L2, &st, &err), 0, "%s", err.msg);
     cr_expect_eq(st.iterations, 1);
     cr_expect_eq(st.quant, LQ_QUANT_INT);
     /* L1 L2 = svd_r(W): its error is the discarded spectrum of W */
@@ -145,8 +145,8 @@ Test(lqlora_init, one_lqlora_iteration_is_svd_then_quantize) {
             for (int k = 0; k < 4; k++) lr += (double)L1[o * 4 + k] * L2[k * DI + i];
             E[o * DI + i] = W[o * DI + i] - (float)lr;
         }
-    quant_search_rows(E, DO, DI, 3, delta, zero);
-    quant_fake_rows(Qref, E, DO, DI, 3, delta, zero);
+    qa_quant_search_rows(E, DO, DI, 3, delta, zero);
+    qa_quant_fake_rows(Qref, E, DO, DI, 3, delta, zero);
     for (int k = 0; k < DO * DI; k++) cr_expect(fabsf(Q[k] - Qref[k]) < 1e-5f, "Q[%d] %g vs %g", k, Q[k], Qref[k]);
     cr_expect(fabs(st.error - sqrt(frob2_residual(W, Q, L1, L2, DO, DI, 4))) < 1e-4, "reported error %g", st.error);
 }
@@ -157,7 +157,7 @@ Test(lqlora_init, loftq_ends_with_the_best_low_rank_fit_of_its_last_q) {
     lqlora_cfg cfg = {.rank = 4, .bits = 4, .init = LQ_INIT_LOFTQ, .quant = LQ_QUANT_AUTO, .iters = 0};
     lqlora_stats st;
     qa_error err;
-    cr_assert_eq(lqlora_decompose(W, DO, DI, &cfg, Q, L1, L2, &st, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_lqlora_decompose(W, DO, DI, &cfg, Q, L1, L2, &st, &err), 0, "%s", err.msg);
     cr_expect_eq(st.iterations, 5, "LoftQ's default T = 5, no early stop");
     cr_expect_eq(st.quant, LQ_QUANT_NF4);
     for (int k = 0; k < DO * DI; k++) E[k] = W[k] - Q[k];
@@ -172,12 +172,12 @@ Test(lqlora_init, keep_best_is_never_worse_than_the_reference_stop) {
         random_layer(W, 3 + (uint64_t)bits);
         lqlora_cfg cfg = {.rank = 2, .bits = bits, .init = LQ_INIT_LQLORA, .quant = LQ_QUANT_INT, .iters = 30};
         lqlora_stats ref, best, one;
-        cr_assert_eq(lqlora_decompose(W, DO, DI, &cfg, Q, L1, L2, &ref, &err), 0);
+        cr_assert_eq(qa_lqlora_decompose(W, DO, DI, &cfg, Q, L1, L2, &ref, &err), 0);
         cfg.keep_best = 1;
-        cr_assert_eq(lqlora_decompose(W, DO, DI, &cfg, Q, L1, L2, &best, &err), 0);
+        cr_assert_eq(qa_lqlora_decompose(W, DO, DI, &cfg, Q, L1, L2, &best, &err), 0);
         cr_expect(fabs(best.error - sqrt(frob2_residual(W, Q, L1, L2, DO, DI, 2))) < 1e-4);
         cfg.iters = 1;
-        cr_assert_eq(lqlora_decompose(W, DO, DI, &cfg, Q, L1, L2, &one, &err), 0);
+        cr_assert_eq(qa_lqlora_decompose(W, DO, DI, &cfg, Q, L1, L2, &one, &err), 0);
         cr_expect(best.error <= ref.error + 1e-9 && best.error <= one.error + 1e-9, "W%d: best %g, reference %g, T=1 %g",
                   bits, best.error, ref.error, one.error);
     }
@@ -239,7 +239,7 @@ static double brute_force(int L, int C, const double *cost, const int64_t *m, in
     return best;
 }
 
-Test(lqlora_allocate, equals_brute_force_on_random_small_cases) {
+Test(qa_lqlora_allocate, equals_brute_force_on_random_small_cases) {
     trng t = trng_new(77);
     for (int trial = 0; trial < 300; trial++) {
         int L = 1 + (int)(trng_next(&t) % 5), C = 1 + (int)(trng_next(&t) % 4);
@@ -260,7 +260,7 @@ Test(lqlora_allocate, equals_brute_force_on_random_small_cases) {
         int choice[5];
         double total;
         qa_error err;
-        cr_assert_eq(lqlora_allocate(L, C, cost, m, budget, choice, &total, &err), 0, "%s", err.msg);
+        cr_assert_eq(qa_lqlora_allocate(L, C, cost, m, budget, choice, &total, &err), 0, "%s", err.msg);
         double want = brute_force(L, C, cost, m, budget, 0, 0), sum = 0;
         int64_t used = 0;
         for (int l = 0; l < L; l++) {
@@ -274,22 +274,22 @@ Test(lqlora_allocate, equals_brute_force_on_random_small_cases) {
     }
 }
 
-Test(lqlora_allocate, a_budget_below_the_cheapest_configuration_is_bad_input) {
+Test(qa_lqlora_allocate, a_budget_below_the_cheapest_configuration_is_bad_input) {
     const double cost[4] = {1, 2, 3, 4};
     const int64_t m[4] = {10, 20, 30, 40};
     int choice[2];
     double total;
     qa_error err;
-    cr_expect_eq(lqlora_allocate(2, 2, cost, m, 39, choice, &total, &err), QA_ERR_INPUT);
+    cr_expect_eq(qa_lqlora_allocate(2, 2, cost, m, 39, choice, &total, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "39") && strstr(err.msg, "cheapest") && strstr(err.msg, "40"), "%s", err.msg);
-    cr_expect_eq(lqlora_allocate(2, 2, cost, m, 40, choice, &total, &err), 0);
+    cr_expect_eq(qa_lqlora_allocate(2, 2, cost, m, 40, choice, &total, &err), 0);
     cr_expect(choice[0] == 0 && choice[1] == 0 && total == 4.0, "choice %d %d, cost %g", choice[0], choice[1], total);
 }
 
 /* Costs from the decomposition itself (bits 2, 3, 4, 8 on three layers) at an average budget of
  * 3 bits per weight plus the INT side information: the DP is at least as good as 3 bits
  * everywhere, and within the budget. */
-Test(lqlora_allocate, real_layers_at_three_bits_on_average) {
+Test(qa_lqlora_allocate, real_layers_at_three_bits_on_average) {
     const int bits[4] = {2, 3, 4, 8};
     double cost[12];
     int64_t m[12], budget = 0;
@@ -301,9 +301,9 @@ Test(lqlora_allocate, real_layers_at_three_bits_on_average) {
             lqlora_cfg cfg = {.rank = 2, .bits = bits[c], .init = LQ_INIT_LQLORA, .quant = LQ_QUANT_INT, .iters = 10};
             lqlora_stats st;
             qa_error err;
-            cr_assert_eq(lqlora_decompose(W, DO, DI, &cfg, Q, L1, L2, &st, &err), 0);
+            cr_assert_eq(qa_lqlora_decompose(W, DO, DI, &cfg, Q, L1, L2, &st, &err), 0);
             cost[l * 4 + c] = st.error * st.error;
-            m[l * 4 + c] = lqlora_storage_bits(DO, DI, bits[c], LQ_QUANT_INT);
+            m[l * 4 + c] = qa_lqlora_storage_bits(DO, DI, bits[c], LQ_QUANT_INT);
         }
         budget += m[l * 4 + 1];
     }
@@ -311,7 +311,7 @@ Test(lqlora_allocate, real_layers_at_three_bits_on_average) {
     int choice[3];
     double total;
     qa_error err;
-    cr_assert_eq(lqlora_allocate(3, 4, cost, m, budget, choice, &total, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_lqlora_allocate(3, 4, cost, m, budget, choice, &total, &err), 0, "%s", err.msg);
     double uniform = cost[1] + cost[5] + cost[9];
     cr_expect(total <= uniform + 1e-12, "DP %g vs uniform 3 bits %g", total, uniform);
     cr_expect(fabs(total - brute_force(3, 4, cost, m, budget, 0, 0)) < 1e-9);
@@ -467,7 +467,7 @@ static void check_merge(int w_bits, const char *init) {
     cr_expect_str_eq(d.extra_name[0], "q+lr");
     qa_matmul(M, OUT, IN, x, 0, d.extra_w[0], 1, y2, 0, f.b);
     for (int i = 0; i < M * OUT; i++) cr_expect(fabsf(y[i] - y2[i]) < 2e-3f * (1 + fabsf(y[i])), "q+lr: y[%d] %g vs %g", i, y[i], y2[i]);
-    double q_bits = w_bits == 4 ? (double)lqlora_storage_bits(OUT, IN, 4, LQ_QUANT_NF4) / (IN * OUT) : w_bits + 64.0 / IN;
+    double q_bits = w_bits == 4 ? (double)qa_lqlora_storage_bits(OUT, IN, 4, LQ_QUANT_NF4) / (IN * OUT) : w_bits + 64.0 / IN;
     cr_expect(fabs(d.extra_bits[0] - (q_bits + 16.0 * R * (IN + OUT) / (IN * OUT))) < 1e-12, "q+lr bits %g", d.extra_bits[0]);
     cr_expect(d.extra_bits[0] < 16, "bits per weight bounded: %g", d.extra_bits[0]);
     if (w_bits == 4) {
@@ -521,21 +521,21 @@ static void make_checkpoints(void) {
     qa_error err;
     qa_dit m;
     qa_dit_config c = {28, 7, 16, 1, 2, 2, 10, 2};
-    cr_assert_eq(dit_create(&m, &c, 4, &err), 0);
-    dit_init_weights(&m, 1);
+    cr_assert_eq(qa_dit_create(&m, &c, 4, &err), 0);
+    qa_dit_init_weights(&m, 1);
     /* every weight non-zero (the attention projections start at zero), as in test_adapt.c */
     for (size_t i = 0; i < m.n_params; i++) m.params[i] += 0.01f * (float)((i * 2654435761u) % 1000) / 1000.0f;
     char p[512];
     snprintf(p, sizeof p, "%s/dit.h5", dir);
     qa_ckpt_meta meta = {"dit", "test", 0, 0, 0, 0, -1};
-    cr_assert_eq(dit_save(p, &m, NULL, &meta, &err), 0, "%s", err.msg);
-    dit_free(&m);
+    cr_assert_eq(qa_dit_save(p, &m, NULL, &meta, &err), 0, "%s", err.msg);
+    qa_dit_free(&m);
     qa_classifier clf;
-    clf_create(&clf, 8, &err);
-    clf_init_weights(&clf, 2);
+    qa_clf_create(&clf, 8, &err);
+    qa_clf_init_weights(&clf, 2);
     snprintf(p, sizeof p, "%s/evaluator.h5", dir);
-    cr_assert_eq(clf_save(p, &clf, 0.5, "test", 0, 0, &err), 0, "%s", err.msg);
-    clf_free(&clf);
+    cr_assert_eq(qa_clf_save(p, &clf, 0.5, "test", 0, 0, &err), 0, "%s", err.msg);
+    qa_clf_free(&clf);
 }
 
 static void remove_checkpoints(void) { rm_rf_dir(dir); }
@@ -552,13 +552,13 @@ Test(lqlora_e2e, a_recipe_with_lq_lora_and_ir_qlora_runs_merges_and_reports, .in
              dir, dir);
     qa_recipe *r;
     qa_error err = {0, ""};
-    cr_assert_eq(recipe_parse("tiny.recipe", text, &r, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_recipe_parse("tiny.recipe", text, &r, &err), 0, "%s", err.msg);
     char out[512];
     snprintf(out, sizeof out, "%s/sweep", dir);
-    cr_assert_eq(adapt_sweep(r, out, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_adapt_sweep(r, out, &err), 0, "%s", err.msg);
     qa_run_record *runs;
     int n;
-    cr_assert_eq(runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
     cr_assert_eq(n, 2);
     for (int i = 0; i < n; i++) {
         cr_expect_str_eq(runs[i].status, "done");
@@ -569,13 +569,13 @@ Test(lqlora_e2e, a_recipe_with_lq_lora_and_ir_qlora_runs_merges_and_reports, .in
             cr_expect(runs[i].eval[v].heldout_loss > 0 && runs[i].eval[v].heldout_loss < 100, "%s: loss %g", runs[i].id,
                       runs[i].eval[v].heldout_loss);
     }
-    runs_free(runs, n);
+    qa_runs_free(runs, n);
     char *buf = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&buf, &len);
-    cr_assert_eq(report_write(out, mem, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_report_write(out, mem, &err), 0, "%s", err.msg);
     fclose(mem);
     cr_expect(strstr(buf, "| lq-lora |") && strstr(buf, "| ir-qlora |"), "report:\n%s", buf);
     free(buf);
-    recipe_free(r);
+    qa_recipe_free(r);
 }

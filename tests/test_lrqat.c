@@ -304,7 +304,7 @@ Test(lrqat, merge_is_the_training_forward_as_b_bit_codes) {
         moved += d.w_int[k] != start[k];
     }
     cr_expect_gt(moved, 0, "the low-rank term moves codes");
-    cr_expect_leq(artifact_signed_bits(d.w_int, (size_t)in * out), bits, "stored at b bits at most");
+    cr_expect_leq(qa_artifact_signed_bits(d.w_int, (size_t)in * out), bits, "stored at b bits at most");
     float Wd[32 * 8];
     qa_deployed_weights(&d, Wd);
     const float *w_eff = tensor(&L, "W_eff")->f32;

@@ -16,8 +16,8 @@ static const int yy[B] = {1, 7, 12}; /* 12 = the null slot (10 classes + 2 spare
 
 static void make_model(qa_dit *m, float noise) {
     qa_error err = {0, ""};
-    cr_assert_eq(dit_create(m, &CFG, B, &err), QA_OK, "%s", err.msg);
-    dit_init_weights(m, 1);
+    cr_assert_eq(qa_dit_create(m, &CFG, B, &err), QA_OK, "%s", err.msg);
+    qa_dit_init_weights(m, 1);
     trng r = trng_new(99);
     for (size_t i = 0; i < m->n_params; i++) m->params[i] += (float)(noise * trng_normal(&r));
     trng ri = trng_new(7);
@@ -27,7 +27,7 @@ static void make_model(qa_dit *m, float noise) {
 
 static double loss_d(qa_dit *m) {
     static float eps[B * D];
-    dit_forward(m, x_t, tt, yy, B, eps);
+    qa_dit_forward(m, x_t, tt, yy, B, eps);
     double s = 0;
     for (int i = 0; i < B * D; i++) s += ((double)eps[i] - target[i]) * ((double)eps[i] - target[i]);
     return s / (B * D);
@@ -35,10 +35,10 @@ static double loss_d(qa_dit *m) {
 
 static void compute_grads(qa_dit *m) {
     static float eps[B * D], deps[B * D];
-    dit_zero_grads(m);
-    dit_forward(m, x_t, tt, yy, B, eps);
-    mse_loss(eps, target, B * D, deps);
-    dit_backward(m, deps);
+    qa_dit_zero_grads(m);
+    qa_dit_forward(m, x_t, tt, yy, B, eps);
+    qa_mse_loss(eps, target, B * D, deps);
+    qa_dit_backward(m, deps);
 }
 
 /* directional derivative along a unit-norm random u: finite difference vs the gradient */
@@ -126,7 +126,7 @@ Test(model, gradients_match_finite_differences_per_tensor) {
     double fd, an;
     dir_check(&m, &all, 4242, &fd, &an);
     cr_assert(close_rel(fd, an, FD_REL, FD_ABS), "all params jointly: analytic %.6e vs fd %.6e", an, fd);
-    dit_free(&m);
+    qa_dit_free(&m);
 }
 
 Test(model, backward_accumulates_grads) {
@@ -136,14 +136,14 @@ Test(model, backward_accumulates_grads) {
     float *g1 = malloc(sizeof(float) * m.n_params);
     memcpy(g1, m.grads, sizeof(float) * m.n_params);
     static float eps[B * D], deps[B * D];
-    dit_forward(&m, x_t, tt, yy, B, eps);
-    mse_loss(eps, target, B * D, deps);
-    dit_backward(&m, deps); /* no zeroing: grads add up */
+    qa_dit_forward(&m, x_t, tt, yy, B, eps);
+    qa_mse_loss(eps, target, B * D, deps);
+    qa_dit_backward(&m, deps); /* no zeroing: grads add up */
     for (size_t i = 0; i < m.n_params; i++)
         cr_assert_float_eq(m.grads[i], 2 * g1[i], 1e-5 + 1e-4 * fabsf(g1[i]), "grad[%zu] %g vs 2 x %g", i, m.grads[i],
                            g1[i]);
     free(g1);
-    dit_free(&m);
+    qa_dit_free(&m);
 }
 
 Test(model, train_base_off_leaves_base_grads_untouched) {
@@ -152,18 +152,18 @@ Test(model, train_base_off_leaves_base_grads_untouched) {
     m.train_base = 0;
     compute_grads(&m);
     for (size_t i = 0; i < m.n_params; i++) cr_assert_eq(m.grads[i], 0.0f, "grad[%zu] = %g with train_base 0", i, m.grads[i]);
-    dit_free(&m);
+    qa_dit_free(&m);
 }
 
 Test(model, init_is_adaln_zero_and_deterministic) {
     qa_error err = {0, ""};
     qa_dit a, b;
-    cr_assert_eq(dit_create(&a, &CFG, B, &err), QA_OK);
-    cr_assert_eq(dit_create(&b, &CFG, B, &err), QA_OK);
-    dit_init_weights(&a, 3);
-    dit_init_weights(&b, 3);
+    cr_assert_eq(qa_dit_create(&a, &CFG, B, &err), QA_OK);
+    cr_assert_eq(qa_dit_create(&b, &CFG, B, &err), QA_OK);
+    qa_dit_init_weights(&a, 3);
+    qa_dit_init_weights(&b, 3);
     cr_assert_eq(memcmp(a.params, b.params, sizeof(float) * a.n_params), 0, "same seed, different weights");
-    dit_init_weights(&b, 4);
+    qa_dit_init_weights(&b, 4);
     cr_assert_neq(memcmp(a.params, b.params, sizeof(float) * a.n_params), 0, "seed ignored");
     for (int i = 0; i < a.n_tensors; i++) {
         const qa_tensor_info *t = &a.tensors[i];
@@ -177,10 +177,10 @@ Test(model, init_is_adaln_zero_and_deterministic) {
     float x[B * D], eps[B * D];
     trng r = trng_new(1);
     fill_normal(&r, x, B * D, 1);
-    dit_forward(&a, x, tt, yy, B, eps);
+    qa_dit_forward(&a, x, tt, yy, B, eps);
     for (int i = 0; i < B * D; i++) cr_assert_eq(eps[i], 0.0f, "eps[%d] = %g at init", i, eps[i]);
-    dit_free(&a);
-    dit_free(&b);
+    qa_dit_free(&a);
+    qa_dit_free(&b);
 }
 
 Test(model, create_rejects_bad_configs) {
@@ -188,18 +188,18 @@ Test(model, create_rejects_bad_configs) {
     qa_error err = {0, ""};
     qa_dit_config c = CFG;
     c.patch = 5; /* 28 % 5 != 0 */
-    cr_assert_eq(dit_create(&m, &c, 2, &err), QA_ERR_INPUT);
+    cr_assert_eq(qa_dit_create(&m, &c, 2, &err), QA_ERR_INPUT);
     cr_assert(strstr(err.msg, "patch") != NULL, "%s", err.msg);
     c = CFG;
     c.heads = 3; /* 16 % 3 != 0 */
-    cr_assert_eq(dit_create(&m, &c, 2, &err), QA_ERR_INPUT);
+    cr_assert_eq(qa_dit_create(&m, &c, 2, &err), QA_ERR_INPUT);
     c = CFG;
     c.depth = 0;
-    cr_assert_eq(dit_create(&m, &c, 2, &err), QA_ERR_INPUT);
+    cr_assert_eq(qa_dit_create(&m, &c, 2, &err), QA_ERR_INPUT);
 }
 
 static float *P(qa_dit *m, const char *name) {
-    qa_tensor_info *t = dit_find_tensor(m, name);
+    qa_tensor_info *t = qa_dit_find_tensor(m, name);
     cr_assert_not_null(t, "tensor %s", name);
     return m->params + t->offset;
 }
@@ -212,8 +212,8 @@ static double silu_d(double v) { return v / (1 + exp(-v)); }
 Test(model, forward_of_non_block_path_matches_independent_reference) {
     qa_dit m;
     qa_error err = {0, ""};
-    cr_assert_eq(dit_create(&m, &CFG, B, &err), QA_OK);
-    dit_init_weights(&m, 5);
+    cr_assert_eq(qa_dit_create(&m, &CFG, B, &err), QA_OK);
+    qa_dit_init_weights(&m, 5);
     trng r = trng_new(17);
     const int d = CFG.dim, p = CFG.patch, G = 28 / p, pd = p * p;
     /* make biases and the final layers non-zero; keep block adaLN at zero */
@@ -225,7 +225,7 @@ Test(model, forward_of_non_block_path_matches_independent_reference) {
     }
     float x[B * D], eps[B * D];
     fill_normal(&r, x, B * D, 1);
-    dit_forward(&m, x, tt, yy, B, eps);
+    qa_dit_forward(&m, x, tt, yy, B, eps);
 
     const float *W1 = P(&m, "t_embed.fc1.weight"), *b1 = P(&m, "t_embed.fc1.bias");
     const float *W2 = P(&m, "t_embed.fc2.weight"), *b2 = P(&m, "t_embed.fc2.bias");
@@ -286,13 +286,13 @@ Test(model, forward_of_non_block_path_matches_independent_reference) {
     }
     cr_log_info("non-block forward: max |err| %g over max |eps| %g", maxerr, maxval);
     cr_assert(maxval > 0.1, "reference output too small to be a meaningful check");
-    dit_free(&m);
+    qa_dit_free(&m);
 }
 
 Test(model, forward_flops_by_hand) {
     qa_dit m;
     qa_error err = {0, ""};
-    cr_assert_eq(dit_create(&m, &CFG, B, &err), QA_OK);
+    cr_assert_eq(qa_dit_create(&m, &CFG, B, &err), QA_OK);
     const double d = 16, T = 50, NP = 49, pd = 16, hid = 32, L = 2;
     for (int Bb = 1; Bb <= 3; Bb++) {
         double f = 2 * Bb * NP * pd * d          /* patch embed */
@@ -303,11 +303,11 @@ Test(model, forward_flops_by_hand) {
                           + 2 * 2 * Bb * T * T * d)  /* q k^T and P v */
                    + 2 * Bb * d * 2 * d          /* final adaLN */
                    + 2 * Bb * T * d * pd;        /* final linear */
-        double got = dit_forward_flops(&m, Bb);
+        double got = qa_dit_forward_flops(&m, Bb);
         cr_assert(got > 0);
         cr_assert_float_eq(got, f, 1e-9 * f, "B=%d: %.0f FLOPs, want %.0f", Bb, got, f);
     }
-    dit_free(&m);
+    qa_dit_free(&m);
 }
 
 Test(model, quantized_base_keeps_fp_grad_path_for_attention) {
@@ -315,15 +315,15 @@ Test(model, quantized_base_keeps_fp_grad_path_for_attention) {
     make_model(&fp, 0.05f);
     make_model(&m, 0.05f);
     static float e_fp[B * D], e_q[B * D];
-    dit_forward(&fp, x_t, tt, yy, B, e_fp);
-    dit_quantize_base(&m, 8, 0, 1);
+    qa_dit_forward(&fp, x_t, tt, yy, B, e_fp);
+    qa_dit_quantize_base(&m, 8, 0, 1);
     for (int i = 0; i < m.n_lin; i++) {
         qa_linear *s = &m.lin[i];
         if (s->role == QA_ROLE_ATTN) cr_assert_null(s->W_frozen, "%s is adapted: stays FP", s->name);
         else cr_assert_not_null(s->W_frozen, "%s must be frozen-quantized", s->name);
         cr_assert_eq(s->actq.bits, 0, "a_bits 0: no input quantizer on %s", s->name);
     }
-    dit_forward(&m, x_t, tt, yy, B, e_q);
+    qa_dit_forward(&m, x_t, tt, yy, B, e_q);
     double diff = 0, ref = 0;
     for (int i = 0; i < B * D; i++) { diff += fabs(e_q[i] - e_fp[i]); ref += fabs(e_fp[i]); }
     cr_assert(diff > 0, "8-bit weights changed nothing");
@@ -348,11 +348,11 @@ Test(model, quantized_base_keeps_fp_grad_path_for_attention) {
         }
     }
     /* reset restores the FP model exactly */
-    dit_reset_slots(&m);
-    dit_forward(&m, x_t, tt, yy, B, e_q);
+    qa_dit_reset_slots(&m);
+    qa_dit_forward(&m, x_t, tt, yy, B, e_q);
     cr_assert_eq(memcmp(e_q, e_fp, sizeof e_q), 0, "dit_reset_slots must restore FP outputs");
-    dit_free(&fp);
-    dit_free(&m);
+    qa_dit_free(&fp);
+    qa_dit_free(&m);
 }
 
 Test(model, w8a8_base_calibrates_once_and_grads_stay_close_to_fp) {
@@ -360,7 +360,7 @@ Test(model, w8a8_base_calibrates_once_and_grads_stay_close_to_fp) {
     make_model(&fp, 0.05f);
     make_model(&m, 0.05f);
     compute_grads(&fp);
-    dit_quantize_base(&m, 8, 8, 1);
+    qa_dit_quantize_base(&m, 8, 8, 1);
     compute_grads(&m); /* first forward calibrates every input quantizer */
     float *d0 = malloc(sizeof(float) * m.n_lin);
     for (int i = 0; i < m.n_lin; i++) {
@@ -386,11 +386,11 @@ Test(model, w8a8_base_calibrates_once_and_grads_stay_close_to_fp) {
     /* a second batch with a wider range keeps the calibration */
     static float x2[B * D], e2[B * D];
     for (int i = 0; i < B * D; i++) x2[i] = 3.0f * x_t[i];
-    dit_forward(&m, x2, tt, yy, B, e2);
+    qa_dit_forward(&m, x2, tt, yy, B, e2);
     for (int i = 0; i < m.n_lin; i++) cr_assert_eq(m.lin[i].actq.delta, d0[i], "%s: recalibrated", m.lin[i].name);
     free(d0);
-    dit_free(&fp);
-    dit_free(&m);
+    qa_dit_free(&fp);
+    qa_dit_free(&m);
 }
 
 Test(model, checkpoint_round_trip_gives_identical_outputs) {
@@ -401,46 +401,46 @@ Test(model, checkpoint_round_trip_gives_identical_outputs) {
     make_model(&m, 0.05f);
     qa_error err = {0, ""};
     qa_ckpt_meta meta = {"dit", "[job]\nkind = pretrain\n", 0.5, 12.0, 100, 1.5, -1};
-    cr_assert_eq(dit_save(path, &m, NULL, &meta, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_dit_save(path, &m, NULL, &meta, &err), QA_OK, "%s", err.msg);
     char partial[600];
     snprintf(partial, sizeof partial, "%s.partial", path);
     cr_assert(!qa_file_exists(partial), "the .partial file must be renamed away");
-    cr_assert_eq(dit_load(path, &m2, 2, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_dit_load(path, &m2, 2, &err), QA_OK, "%s", err.msg);
     cr_assert_eq(memcmp(&m2.cfg, &m.cfg, sizeof m.cfg), 0, "config differs");
     cr_assert_eq(m2.n_params, m.n_params);
     cr_assert_eq(m2.max_batch, 2);
     cr_assert_eq(memcmp(m2.params, m.params, sizeof(float) * m.n_params), 0, "parameters differ");
     static float e1[2 * D], e2[2 * D];
-    dit_forward(&m, x_t, tt, yy, 2, e1);
-    dit_forward(&m2, x_t, tt, yy, 2, e2);
+    qa_dit_forward(&m, x_t, tt, yy, 2, e1);
+    qa_dit_forward(&m2, x_t, tt, yy, 2, e2);
     cr_assert_eq(memcmp(e1, e2, sizeof e1), 0, "outputs differ after the round trip");
     /* provenance attributes */
     qa_h5 *f;
-    cr_assert_eq(h5_open(path, 0, &f, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_h5_open(path, 0, &f, &err), QA_OK, "%s", err.msg);
     char buf[256];
     double v;
-    cr_assert_eq(h5_attr_get_str(f, "/", "kind", buf, sizeof buf, &err), QA_OK);
+    cr_assert_eq(qa_h5_attr_get_str(f, "/", "kind", buf, sizeof buf, &err), QA_OK);
     cr_assert_str_eq(buf, "dit");
-    cr_assert_eq(h5_attr_get_str(f, "/", "recipe", buf, sizeof buf, &err), QA_OK);
+    cr_assert_eq(qa_h5_attr_get_str(f, "/", "recipe", buf, sizeof buf, &err), QA_OK);
     cr_assert_str_eq(buf, meta.recipe_text);
-    cr_assert_eq(h5_attr_get_f64(f, "/", "steps", &v, &err), QA_OK);
+    cr_assert_eq(qa_h5_attr_get_f64(f, "/", "steps", &v, &err), QA_OK);
     cr_assert_eq(v, 100.0);
-    cr_assert(!h5_has_attr(f, "/", "test_accuracy"), "negative test_accuracy means not set");
-    h5_close(f, &err);
+    cr_assert(!qa_h5_has_attr(f, "/", "test_accuracy"), "negative test_accuracy means not set");
+    qa_h5_close(f, &err);
     /* explicit params (e.g. EMA weights) are saved instead of m.params */
     float *ema = malloc(sizeof(float) * m.n_params);
     for (size_t i = 0; i < m.n_params; i++) ema[i] = 0.5f * m.params[i];
-    cr_assert_eq(dit_save(path, &m, ema, &meta, &err), QA_OK, "%s", err.msg);
-    dit_free(&m2);
-    cr_assert_eq(dit_load(path, &m2, 2, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_dit_save(path, &m, ema, &meta, &err), QA_OK, "%s", err.msg);
+    qa_dit_free(&m2);
+    cr_assert_eq(qa_dit_load(path, &m2, 2, &err), QA_OK, "%s", err.msg);
     cr_assert_eq(memcmp(m2.params, ema, sizeof(float) * m.n_params), 0, "EMA params not the ones saved");
     free(ema);
-    dit_free(&m2);
+    qa_dit_free(&m2);
     /* missing file */
     snprintf(path, sizeof path, "%s/none.h5", dir);
-    cr_assert_eq(dit_load(path, &m2, 2, &err), QA_ERR_INPUT);
+    cr_assert_eq(qa_dit_load(path, &m2, 2, &err), QA_ERR_INPUT);
     cr_assert(strstr(err.msg, "none.h5") != NULL, "%s", err.msg);
-    dit_free(&m);
+    qa_dit_free(&m);
     rm_rf_dir(dir);
 }
 
@@ -455,12 +455,12 @@ Test(model, load_rejects_checkpoint_with_missing_tensor) {
     /* save all but the last tensor (class_embed) */
     const char *keys[] = {"img", "patch", "dim", "depth", "heads", "mlp_ratio", "n_classes", "n_spare"};
     double vals[] = {28, 4, 16, 2, 2, 2, 10, 2};
-    cr_assert_eq(ckpt_save_tensors(path, m.tensors, m.n_tensors - 1, m.params, keys, vals, 8, &meta, &err), QA_OK,
+    cr_assert_eq(qa_ckpt_save_tensors(path, m.tensors, m.n_tensors - 1, m.params, keys, vals, 8, &meta, &err), QA_OK,
                  "%s", err.msg);
-    int rc = dit_load(path, &m2, 2, &err);
+    int rc = qa_dit_load(path, &m2, 2, &err);
     cr_assert_eq(rc, QA_ERR_INPUT, "rc %d", rc);
     cr_assert(strstr(err.msg, "class_embed") != NULL, "message names the tensor: %s", err.msg);
-    dit_free(&m);
+    qa_dit_free(&m);
     rm_rf_dir(dir);
 }
 
@@ -469,15 +469,15 @@ Test(model, load_rejects_checkpoint_with_missing_tensor) {
 Test(model, activation_bytes_scale_with_batch_and_count_act_quant) {
     qa_dit a, b;
     qa_error err = {0, ""};
-    cr_assert_eq(dit_create(&a, &CFG, 3, &err), QA_OK, "%s", err.msg);
-    cr_assert_eq(dit_create(&b, &CFG, 6, &err), QA_OK, "%s", err.msg);
-    size_t na = dit_activation_bytes(&a), nb = dit_activation_bytes(&b);
+    cr_assert_eq(qa_dit_create(&a, &CFG, 3, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_dit_create(&b, &CFG, 6, &err), QA_OK, "%s", err.msg);
+    size_t na = qa_dit_activation_bytes(&a), nb = qa_dit_activation_bytes(&b);
     cr_expect(na > 0);
     cr_expect_eq(nb, 2 * na, "%zu vs 2 x %zu", nb, na);
     size_t extra = 0;
     for (int i = 0; i < a.n_lin; i++) extra += 2 * sizeof(float) * (size_t)(3 * a.T) * a.lin[i].in;
-    dit_quantize_base(&a, 8, 8, 0);
-    cr_expect_eq(dit_activation_bytes(&a), na + extra);
-    dit_free(&a);
-    dit_free(&b);
+    qa_dit_quantize_base(&a, 8, 8, 0);
+    cr_expect_eq(qa_dit_activation_bytes(&a), na + extra);
+    qa_dit_free(&a);
+    qa_dit_free(&b);
 }

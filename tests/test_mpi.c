@@ -121,8 +121,8 @@ static void expect_same_runs(const char *a, const char *b) {
     qa_run_record *ra, *rb;
     int na, nb;
     qa_error err = {0, ""};
-    cr_assert_eq(runs_load(a, &ra, &na, &err), QA_OK, "%s", err.msg);
-    cr_assert_eq(runs_load(b, &rb, &nb, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_runs_load(a, &ra, &na, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_runs_load(b, &rb, &nb, &err), QA_OK, "%s", err.msg);
     cr_assert_eq(na, nb, "%s has %d runs, %s %d", a, na, b, nb);
     for (int i = 0; i < na; i++) {
         const qa_run_record *x = &ra[i], *y = &rb[i];
@@ -147,8 +147,8 @@ static void expect_same_runs(const char *a, const char *b) {
                 cr_expect_eq(ex->heldout_per_image[k], ey->heldout_per_image[k], "%s %s image %d", x->id, ex->variant, k);
         }
     }
-    runs_free(ra, na);
-    runs_free(rb, nb);
+    qa_runs_free(ra, na);
+    qa_runs_free(rb, nb);
 }
 
 TestSuite(shard_sweep, .init = make_tiny_sweep, .fini = remove_tiny_sweep);
@@ -233,8 +233,8 @@ Test(bf16_sweep, a_bf16_lora_run_reaches_the_f32_held_out_loss, .timeout = 150) 
     qa_run_record *ra, *rb;
     int na, nb;
     qa_error err = {0, ""};
-    cr_assert_eq(runs_load(a_dir, &ra, &na, &err), QA_OK, "%s", err.msg);
-    cr_assert_eq(runs_load(b_dir, &rb, &nb, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_runs_load(a_dir, &ra, &na, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_runs_load(b_dir, &rb, &nb, &err), QA_OK, "%s", err.msg);
     cr_assert_eq(na, 2);
     cr_assert_eq(nb, 2);
     for (int i = 0; i < na; i++) {
@@ -250,8 +250,8 @@ Test(bf16_sweep, a_bf16_lora_run_reaches_the_f32_held_out_loss, .timeout = 150) 
                       f, b);
         }
     }
-    runs_free(ra, na);
-    runs_free(rb, nb);
+    qa_runs_free(ra, na);
+    qa_runs_free(rb, nb);
     char args[600];
     snprintf(args, sizeof args, "report %s", b_dir);
     cr_expect_eq(run_env("", args), 0, "%s", out_buf);
@@ -379,21 +379,21 @@ Test(mpi_sweep, two_ranks_pretrain_the_one_process_loss_curve_and_weights, .time
     qa_error err = {0, ""};
     char path[512];
     snprintf(path, sizeof path, "%s/p1.h5", sweep_dir);
-    cr_assert_eq(dit_load(path, &a, 8, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_dit_load(path, &a, 8, &err), QA_OK, "%s", err.msg);
     snprintf(path, sizeof path, "%s/p2.h5", sweep_dir);
-    cr_assert_eq(dit_load(path, &b, 8, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_dit_load(path, &b, 8, &err), QA_OK, "%s", err.msg);
     cr_assert_eq(a.n_params, b.n_params);
     double worst = 0, changed = 0;
     for (size_t i = 0; i < a.n_params; i++) worst = fmax(worst, fabs((double)a.params[i] - b.params[i]));
     snprintf(path, sizeof path, "%s/dit.h5", sweep_dir); /* the fixture's: the same recipe, one process */
     qa_dit c;
-    cr_assert_eq(dit_load(path, &c, 8, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_dit_load(path, &c, 8, &err), QA_OK, "%s", err.msg);
     for (size_t i = 0; i < a.n_params; i++) changed = fmax(changed, fabs((double)a.params[i] - c.params[i]));
     cr_expect(worst <= 1e-5, "largest weight difference %g", worst);
     cr_expect_eq(changed, 0.0, "one process is deterministic");
-    dit_free(&a);
-    dit_free(&b);
-    dit_free(&c);
+    qa_dit_free(&a);
+    qa_dit_free(&b);
+    qa_dit_free(&c);
 }
 
 Test(mpi_sweep, a_failed_run_is_named_the_others_finish_and_the_status_says_so, .timeout = 150) {
@@ -412,9 +412,9 @@ Test(mpi_sweep, a_failed_run_is_named_the_others_finish_and_the_status_says_so, 
     int n;
     qa_error err = {0, ""};
     snprintf(path, sizeof path, "%s/bad", sweep_dir);
-    cr_assert_eq(runs_load(path, &runs, &n, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_runs_load(path, &runs, &n, &err), QA_OK, "%s", err.msg);
     cr_expect_eq(n, 7, "the other runs finished:\n%s", out_buf);
-    runs_free(runs, n);
+    qa_runs_free(runs, n);
 }
 
 /* Rank 0 loads what the runs share before any rank starts: a missing checkpoint is bad input,

@@ -100,12 +100,12 @@ static struct {
 } lin;
 static double lin_loss(layer *L) {
     (void)L;
-    linear_forward(lin.y, lin.x, lin.W, lin.b, LM, LIN, LOUT);
+    qa_linear_forward(lin.y, lin.x, lin.W, lin.b, LM, LIN, LOUT);
     return weighted_sum(lin.y, lin.w, LM * LOUT);
 }
 static void lin_back(layer *L) {
     (void)L;
-    linear_backward(lin.dx, lin.dW, lin.db, lin.w, lin.x, lin.W, LM, LIN, LOUT);
+    qa_linear_backward(lin.dx, lin.dW, lin.db, lin.w, lin.x, lin.W, LM, LIN, LOUT);
 }
 static layer *lin_setup(void) {
     trng r = trng_new(1);
@@ -129,7 +129,7 @@ Test(nn, linear_forward_matches_naive) {
         }
     /* b = NULL: no bias */
     float y2[LM * LOUT];
-    linear_forward(y2, lin.x, lin.W, NULL, LM, LIN, LOUT);
+    qa_linear_forward(y2, lin.x, lin.W, NULL, LM, LIN, LOUT);
     for (int j = 0; j < LM * LOUT; j++)
         cr_assert_float_eq(y2[j], lin.y[j] - lin.b[j % LOUT], 1e-5, "no-bias y[%d]", j);
 }
@@ -143,10 +143,10 @@ Test(nn, linear_backward_null_grads_skipped) {
     float dx_full[LM * LIN];
     memcpy(dx_full, lin.dx, sizeof dx_full);
     memset(lin.dx, 0, sizeof lin.dx);
-    linear_backward(lin.dx, NULL, NULL, lin.w, lin.x, lin.W, LM, LIN, LOUT);
+    qa_linear_backward(lin.dx, NULL, NULL, lin.w, lin.x, lin.W, LM, LIN, LOUT);
     for (int j = 0; j < LM * LIN; j++) cr_assert_float_eq(lin.dx[j], dx_full[j], 1e-6, "dx[%d] with dW=db=NULL", j);
     float db_only[LOUT] = {0};
-    linear_backward(NULL, NULL, db_only, lin.w, lin.x, lin.W, LM, LIN, LOUT);
+    qa_linear_backward(NULL, NULL, db_only, lin.w, lin.x, lin.W, LM, LIN, LOUT);
     for (int o = 0; o < LOUT; o++) {
         double s = 0;
         for (int m = 0; m < LM; m++) s += lin.w[m * LOUT + o];
@@ -162,12 +162,12 @@ static struct {
 } ln;
 static double ln_loss(layer *L) {
     (void)L;
-    layernorm_forward(ln.y, ln.mean, ln.rstd, ln.x, NM, NC);
+    qa_layernorm_forward(ln.y, ln.mean, ln.rstd, ln.x, NM, NC);
     return weighted_sum(ln.y, ln.w, NM * NC);
 }
 static void ln_back(layer *L) {
     (void)L;
-    layernorm_backward(ln.dx, ln.w, ln.x, ln.mean, ln.rstd, NM, NC);
+    qa_layernorm_backward(ln.dx, ln.w, ln.x, ln.mean, ln.rstd, NM, NC);
 }
 static layer *ln_setup(void) {
     trng r = trng_new(2);
@@ -205,12 +205,12 @@ static struct {
 } mod;
 static double mod_loss(layer *L) {
     (void)L;
-    modulate_forward(mod.y, mod.x, mod.cond, mod.cond + MC, MS, MB, MT, MC);
+    qa_modulate_forward(mod.y, mod.x, mod.cond, mod.cond + MC, MS, MB, MT, MC);
     return weighted_sum(mod.y, mod.w, MB * MT * MC);
 }
 static void mod_back(layer *L) {
     (void)L;
-    modulate_backward(mod.dx, mod.dcond, mod.dcond + MC, mod.w, mod.x, mod.cond + MC, MS, MB, MT, MC);
+    qa_modulate_backward(mod.dx, mod.dcond, mod.dcond + MC, mod.w, mod.x, mod.cond + MC, MS, MB, MT, MC);
 }
 static layer *mod_setup(void) {
     trng r = trng_new(3);
@@ -250,12 +250,12 @@ static struct {
 static double gr_loss(layer *L) {
     (void)L;
     memcpy(gr.out, gr.x0, sizeof gr.out);
-    gated_residual_forward(gr.out, gr.y, gr.cond + GC, GS, GB, GT, GC);
+    qa_gated_residual_forward(gr.out, gr.y, gr.cond + GC, GS, GB, GT, GC);
     return weighted_sum(gr.out, gr.w, GB * GT * GC);
 }
 static void gr_back(layer *L) {
     (void)L;
-    gated_residual_backward(gr.dy, gr.dcond + GC, gr.w, gr.y, gr.cond + GC, GS, GB, GT, GC);
+    qa_gated_residual_backward(gr.dy, gr.dcond + GC, gr.w, gr.y, gr.cond + GC, GS, GB, GT, GC);
 }
 static layer *gr_setup(void) {
     trng r = trng_new(4);
@@ -316,7 +316,7 @@ static layer *act_setup(const char *name, act_fwd f, act_bwd b) {
     return &act.L;
 }
 Test(nn, gelu_forward_matches_tanh_formula) {
-    act_setup("gelu", gelu_forward, gelu_backward);
+    act_setup("gelu", qa_gelu_forward, qa_gelu_backward);
     act_loss(&act.L);
     for (int i = 0; i < EN; i++) {
         double v = act.x[i];
@@ -325,7 +325,7 @@ Test(nn, gelu_forward_matches_tanh_formula) {
     }
 }
 Test(nn, silu_forward_matches_formula) {
-    act_setup("silu", silu_forward, silu_backward);
+    act_setup("silu", qa_silu_forward, qa_silu_backward);
     act_loss(&act.L);
     for (int i = 0; i < EN; i++) {
         double v = act.x[i], want = v / (1 + exp(-v));
@@ -333,25 +333,25 @@ Test(nn, silu_forward_matches_formula) {
     }
 }
 Test(nn, relu_forward_matches_formula) {
-    act_setup("relu", relu_forward, relu_backward);
+    act_setup("relu", qa_relu_forward, qa_relu_backward);
     act_loss(&act.L);
     for (int i = 0; i < EN; i++) cr_assert_eq(act.y[i], act.x[i] > 0 ? act.x[i] : 0.0f, "relu(%g)", act.x[i]);
 }
-Test(nn, gelu_gradcheck) { gradcheck(act_setup("gelu", gelu_forward, gelu_backward)); }
-Test(nn, silu_gradcheck) { gradcheck(act_setup("silu", silu_forward, silu_backward)); }
-Test(nn, relu_gradcheck) { gradcheck(act_setup("relu", relu_forward, relu_backward)); }
-Test(nn, gelu_backward_accumulates) { accumcheck(act_setup("gelu", gelu_forward, gelu_backward)); }
-Test(nn, silu_backward_accumulates) { accumcheck(act_setup("silu", silu_forward, silu_backward)); }
-Test(nn, relu_backward_accumulates) { accumcheck(act_setup("relu", relu_forward, relu_backward)); }
+Test(nn, gelu_gradcheck) { gradcheck(act_setup("gelu", qa_gelu_forward, qa_gelu_backward)); }
+Test(nn, silu_gradcheck) { gradcheck(act_setup("silu", qa_silu_forward, qa_silu_backward)); }
+Test(nn, relu_gradcheck) { gradcheck(act_setup("relu", qa_relu_forward, qa_relu_backward)); }
+Test(nn, gelu_backward_accumulates) { accumcheck(act_setup("gelu", qa_gelu_forward, qa_gelu_backward)); }
+Test(nn, silu_backward_accumulates) { accumcheck(act_setup("silu", qa_silu_forward, qa_silu_backward)); }
+Test(nn, relu_backward_accumulates) { accumcheck(act_setup("relu", qa_relu_forward, qa_relu_backward)); }
 Test(nn, activations_extreme_inputs_finite) {
     float x[6] = {-200.f, -90.f, -30.f, 30.f, 90.f, 200.f}, y[6], dx[6] = {0}, dy[6] = {1, 1, 1, 1, 1, 1};
-    gelu_forward(y, x, 6);
-    gelu_backward(dx, dy, x, 6);
+    qa_gelu_forward(y, x, 6);
+    qa_gelu_backward(dx, dy, x, 6);
     for (int i = 0; i < 6; i++) {
         cr_assert(isfinite(y[i]) && isfinite(dx[i]), "gelu(%g) = %g, d = %g", x[i], y[i], dx[i]);
         cr_assert_float_eq(y[i], x[i] > 0 ? x[i] : 0.0f, 1e-4 * fabsf(x[i]), "gelu(%g) saturates", x[i]);
     }
-    silu_forward(y, x, 6);
+    qa_silu_forward(y, x, 6);
     for (int i = 0; i < 6; i++) {
         cr_assert(isfinite(y[i]), "silu(%g) = %g", x[i], y[i]);
         cr_assert_float_eq(y[i], x[i] > 0 ? x[i] : 0.0f, 1e-4 * fabsf(x[i]), "silu(%g) saturates", x[i]);
@@ -367,12 +367,12 @@ static struct {
 } att;
 static double att_loss(layer *L) {
     (void)L;
-    attention_forward(att.out, att.probs, att.q, att.k, att.v, AB, AT, AC, AH);
+    qa_attention_forward(att.out, att.probs, att.q, att.k, att.v, AB, AT, AC, AH);
     return weighted_sum(att.out, att.w, AB * AT * AC);
 }
 static void att_back(layer *L) {
     (void)L;
-    attention_backward(att.dq, att.dk, att.dv, att.w, att.probs, att.q, att.k, att.v, att.scratch, AB, AT, AC, AH);
+    qa_attention_backward(att.dq, att.dk, att.dv, att.w, att.probs, att.q, att.k, att.v, att.scratch, AB, AT, AC, AH);
 }
 static layer *att_setup(void) {
     trng r = trng_new(6);
@@ -423,12 +423,12 @@ static struct {
 } emb;
 static double emb_loss(layer *L) {
     (void)L;
-    embedding_forward(emb.y, emb.table, emb_ids, EB, EC);
+    qa_embedding_forward(emb.y, emb.table, emb_ids, EB, EC);
     return weighted_sum(emb.y, emb.w, EB * EC);
 }
 static void emb_back(layer *L) {
     (void)L;
-    embedding_backward(emb.dtable, emb.w, emb_ids, EB, EC);
+    qa_embedding_backward(emb.dtable, emb.w, emb_ids, EB, EC);
 }
 static layer *emb_setup(void) {
     trng r = trng_new(7);
@@ -471,7 +471,7 @@ Test(nn, softmax_xent_value_probs_and_gradcheck) {
     trng r = trng_new(8);
     float logits[SB * SK], probs[SB * SK], dl[SB * SK];
     fill_unif(&r, logits, SB * SK, -3, 3);
-    float loss = softmax_xent_forward_backward(dl, probs, logits, sx_labels, SB, SK);
+    float loss = qa_softmax_xent_forward_backward(dl, probs, logits, sx_labels, SB, SK);
     cr_assert_float_eq(loss, naive_xent(logits), 1e-5, "loss %g vs naive %g", loss, naive_xent(logits));
     for (int b = 0; b < SB; b++) {
         double mx = -1e300, sum = 0;
@@ -501,14 +501,14 @@ Test(nn, softmax_xent_value_probs_and_gradcheck) {
             lp[j] = (float)(logits[j] + H * u);
             lm[j] = (float)(logits[j] - H * u);
         }
-        double fd2 = ((double)softmax_xent_forward_backward(NULL, p2, lp, sx_labels, SB, SK) -
-                      softmax_xent_forward_backward(NULL, p2, lm, sx_labels, SB, SK)) / (2 * H);
+        double fd2 = ((double)qa_softmax_xent_forward_backward(NULL, p2, lp, sx_labels, SB, SK) -
+                      qa_softmax_xent_forward_backward(NULL, p2, lm, sx_labels, SB, SK)) / (2 * H);
         cr_assert(close_rel(fd2, an, 2e-2, 1e-4), "softmax_xent (unit's loss): analytic %g vs fd %g", an, fd2);
     }
     /* documented as an assignment (dlogits = ...), not an accumulation: a second call gives the same */
     float dl2[SB * SK];
     memcpy(dl2, dl, sizeof dl);
-    softmax_xent_forward_backward(dl2, probs, logits, sx_labels, SB, SK);
+    qa_softmax_xent_forward_backward(dl2, probs, logits, sx_labels, SB, SK);
     for (int j = 0; j < SB * SK; j++) cr_assert_float_eq(dl2[j], dl[j], 1e-7, "dlogits[%d] is assigned", j);
 }
 
@@ -516,7 +516,7 @@ Test(nn, softmax_xent_value_probs_and_gradcheck) {
 Test(nn, timestep_features_match_formula) {
     const int B = 3, C = 8;
     float t[3] = {0.f, 17.f, 999.f}, y[24];
-    timestep_features(y, t, B, C);
+    qa_timestep_features(y, t, B, C);
     for (int b = 0; b < B; b++)
         for (int i = 0; i < C / 2; i++) {
             double f = exp(-log(10000.0) * i / (C / 2));
@@ -529,9 +529,9 @@ Test(nn, timestep_features_match_formula) {
 
 Test(nn, vec_add_and_scale) {
     float y[4] = {1, 2, 3, 4}, x[4] = {0.5f, -1, 2, 0};
-    vec_add(y, x, 4);
+    qa_vec_add(y, x, 4);
     float want[4] = {1.5f, 1, 5, 4};
     for (int i = 0; i < 4; i++) cr_assert_float_eq(y[i], want[i], 1e-7);
-    vec_scale(y, -2.0f, 4);
+    qa_vec_scale(y, -2.0f, 4);
     for (int i = 0; i < 4; i++) cr_assert_float_eq(y[i], -2.0f * want[i], 1e-7);
 }

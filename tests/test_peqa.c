@@ -93,7 +93,7 @@ static void check_codes(int in, int out, const char *group, int g, int bits) {
     for (int o = 0; o < out; o++)
         for (int j = 0; j < G; j++) {
             float delta, z;
-            quant_search(L.W + (size_t)o * in + (size_t)j * g, (size_t)g, bits, &delta, &z);
+            qa_quant_search(L.W + (size_t)o * in + (size_t)j * g, (size_t)g, bits, &delta, &z);
             cr_expect_eq(scale[(size_t)j * out + o], delta);
             cr_expect_eq(zero[(size_t)j * out + o], z);
             for (int k = 0; k < g; k++) {
@@ -381,15 +381,15 @@ static void artifact_decodes_exactly(const char *method, const char *option, con
     make_tmpdir(dir, sizeof dir, "artifact-peqa");
     snprintf(path, sizeof path, "%s/a.h5", dir);
     qa_artifact_size size;
-    cr_assert_eq(artifact_write(path, &model, &d, 0, &size, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_artifact_write(path, &model, &d, 0, &size, &err), 0, "%s", err.msg);
     cr_expect_eq(size.float_layers, 0);
     cr_expect(size.payload_bytes * 8 / size.weights <= d.bits_per_weight + 0.5, "%s: %.3f stored bits per weight, stated %.3f",
               method, size.payload_bytes * 8 / size.weights, d.bits_per_weight);
     qa_h5 *f;
-    cr_assert_eq(h5_open(path, 0, &f, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_open(path, 0, &f, &err), 0, "%s", err.msg);
     const char *grp = "/layers/blocks.0.attn.q";
     char enc[32];
-    cr_assert_eq(h5_attr_get_str(f, grp, "encoding", enc, sizeof enc, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_attr_get_str(f, grp, "encoding", enc, sizeof enc, &err), 0, "%s", err.msg);
     const char *names[3] = {"codes", "scale", "zero"};
     if (!strcmp(enc, "int_codes")) names[1] = "row_scale";
     float *data[3] = {NULL, NULL, NULL};
@@ -398,9 +398,9 @@ static void artifact_decodes_exactly(const char *method, const char *option, con
         char p[200];
         snprintf(p, sizeof p, "%s/%s", grp, names[k]);
         int nd;
-        cr_assert_eq(h5_read(f, p, QA_H5_F32, (void **)&data[k], 0, &nd, dims[k], &err), 0, "%s: %s", p, err.msg);
+        cr_assert_eq(qa_h5_read(f, p, QA_H5_F32, (void **)&data[k], 0, &nd, dims[k], &err), 0, "%s: %s", p, err.msg);
     }
-    h5_close(f, &err);
+    qa_h5_close(f, &err);
     float want[32 * 8];
     qa_deployed_weights(&d, want);
     for (int o = 0; o < out; o++)
@@ -435,20 +435,20 @@ Test(peqa, a_tiny_recipe_runs_merges_and_reports, .timeout = 240) {
     qa_error err = {0, ""};
     qa_dit m;
     qa_dit_config c = {28, 7, 16, 1, 2, 2, 10, 2};
-    cr_assert_eq(dit_create(&m, &c, 4, &err), 0, "%s", err.msg);
-    dit_init_weights(&m, 5);
+    cr_assert_eq(qa_dit_create(&m, &c, 4, &err), 0, "%s", err.msg);
+    qa_dit_init_weights(&m, 5);
     qa_rng *r = qa_rng_new(6);
     for (size_t i = 0; i < m.n_params; i++) m.params[i] += 0.05f * (float)qa_rng_normal(r);
     qa_rng_free(r);
     snprintf(p, sizeof p, "%s/dit.h5", dir);
     qa_ckpt_meta meta = {"dit", "test", 0, 0, 0, 0, -1};
-    cr_assert_eq(dit_save(p, &m, NULL, &meta, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_dit_save(p, &m, NULL, &meta, &err), 0, "%s", err.msg);
     qa_classifier clf;
-    cr_assert_eq(clf_create(&clf, 8, &err), 0);
-    clf_init_weights(&clf, 2);
+    cr_assert_eq(qa_clf_create(&clf, 8, &err), 0);
+    qa_clf_init_weights(&clf, 2);
     snprintf(p, sizeof p, "%s/evaluator.h5", dir);
-    cr_assert_eq(clf_save(p, &clf, 0.5, "test", 0, 0, &err), 0, "%s", err.msg);
-    clf_free(&clf);
+    cr_assert_eq(qa_clf_save(p, &clf, 0.5, "test", 0, 0, &err), 0, "%s", err.msg);
+    qa_clf_free(&clf);
     char text[2048];
     snprintf(text, sizeof text,
              "[job]\nkind = adapt\n[data]\nsynthetic = 1\n[model]\ncheckpoint = %s/dit.h5\nevaluator = %s/evaluator.h5\n"
@@ -456,13 +456,13 @@ Test(peqa, a_tiny_recipe_runs_merges_and_reports, .timeout = 240) {
              "[train]\nsteps = 3\nbatch = 4\nlr = 1e-2\n"
              "[eval]\nsamples = 4\nddim_steps = 2\nloss_images = 8\nloss_draws = 1\nartifact = 1\n", dir, dir);
     qa_recipe *rec;
-    cr_assert_eq(recipe_parse("e2e.recipe", text, &rec, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_recipe_parse("e2e.recipe", text, &rec, &err), 0, "%s", err.msg);
     char out[400];
     snprintf(out, sizeof out, "%s/runs", dir);
-    cr_assert_eq(adapt_sweep(rec, out, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_adapt_sweep(rec, out, &err), 0, "%s", err.msg);
     qa_run_record *runs;
     int n;
-    cr_assert_eq(runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
     cr_assert_eq(n, 4);
     for (int i = 0; i < n; i++) {
         cr_expect_str_eq(runs[i].status, "done", "%s", runs[i].id);
@@ -480,22 +480,22 @@ Test(peqa, a_tiny_recipe_runs_merges_and_reports, .timeout = 240) {
     /* PEQA's artifact: the codes are the frozen RTN codes of the checkpoint's weights */
     snprintf(p, sizeof p, "%s/artifacts/peqa-w4a8-r2-s0.h5", out);
     qa_h5 *f;
-    cr_assert_eq(h5_open(p, 0, &f, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_open(p, 0, &f, &err), 0, "%s", err.msg);
     int checked = 0;
     for (int i = 0; i < m.n_lin; i++) {
         char grp[200];
         snprintf(grp, sizeof grp, "/layers/%s/codes", m.lin[i].name);
-        if (!h5_exists(f, grp)) continue;
+        if (!qa_h5_exists(f, grp)) continue;
         void *codes = NULL;
         int nd;
         int64_t dims[4];
-        cr_assert_eq(h5_read(f, grp, QA_H5_I32, &codes, 0, &nd, dims, &err), 0, "%s", err.msg);
+        cr_assert_eq(qa_h5_read(f, grp, QA_H5_I32, &codes, 0, &nd, dims, &err), 0, "%s", err.msg);
         const int in = m.lin[i].in, nout = m.lin[i].out;
         cr_assert_eq(dims[0] * dims[1], (int64_t)in * nout);
         int differ = 0;
         for (int o = 0; o < nout; o++) {
             float delta, z;
-            quant_search(m.lin[i].W + (size_t)o * in, (size_t)in, 4, &delta, &z);
+            qa_quant_search(m.lin[i].W + (size_t)o * in, (size_t)in, 4, &delta, &z);
             for (int k = 0; k < in; k++) {
                 float v = nearbyintf(m.lin[i].W[(size_t)o * in + k] / delta) + z;
                 v = v < 0 ? 0 : (v > 15 ? 15 : v);
@@ -507,22 +507,22 @@ Test(peqa, a_tiny_recipe_runs_merges_and_reports, .timeout = 240) {
         checked++;
     }
     cr_expect_gt(checked, 0, "the artifact stores the adapted layers' codes");
-    h5_close(f, &err);
+    qa_h5_close(f, &err);
     /* LR-QAT's artifact: integer rows of 4-bit signed codes and a scale per row */
     snprintf(p, sizeof p, "%s/artifacts/lr-qat-w4a8-r2-s0.h5", out);
-    cr_assert_eq(h5_open(p, 0, &f, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_open(p, 0, &f, &err), 0, "%s", err.msg);
     checked = 0;
     for (int i = 0; i < m.n_lin; i++) {
         char grp[200], enc[32], codes_path[240];
         snprintf(grp, sizeof grp, "/layers/%s", m.lin[i].name);
         snprintf(codes_path, sizeof codes_path, "%s/codes", grp);
-        if (!h5_exists(f, codes_path)) continue;
-        cr_assert_eq(h5_attr_get_str(f, grp, "encoding", enc, sizeof enc, &err), 0, "%s", err.msg);
+        if (!qa_h5_exists(f, codes_path)) continue;
+        cr_assert_eq(qa_h5_attr_get_str(f, grp, "encoding", enc, sizeof enc, &err), 0, "%s", err.msg);
         cr_expect_str_eq(enc, "int_codes");
         void *codes = NULL;
         int nd;
         int64_t dims[4];
-        cr_assert_eq(h5_read(f, codes_path, QA_H5_I32, &codes, 0, &nd, dims, &err), 0, "%s", err.msg);
+        cr_assert_eq(qa_h5_read(f, codes_path, QA_H5_I32, &codes, 0, &nd, dims, &err), 0, "%s", err.msg);
         int outside = 0;
         for (int64_t k = 0; k < dims[0] * dims[1]; k++) outside += ((int32_t *)codes)[k] < -8 || ((int32_t *)codes)[k] > 7;
         cr_expect_eq(outside, 0, "%s: %d codes outside the signed 4-bit grid", grp, outside);
@@ -530,16 +530,16 @@ Test(peqa, a_tiny_recipe_runs_merges_and_reports, .timeout = 240) {
         checked++;
     }
     cr_expect_gt(checked, 0);
-    h5_close(f, &err);
-    runs_free(runs, n);
+    qa_h5_close(f, &err);
+    qa_runs_free(runs, n);
     char *buf = NULL;
     size_t len = 0;
     FILE *mem = open_memstream(&buf, &len);
-    cr_assert_eq(report_write(out, mem, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_report_write(out, mem, &err), 0, "%s", err.msg);
     fclose(mem);
     cr_expect(strstr(buf, "| peqa |") && strstr(buf, "| lr-qat |"), "report:\n%s", buf);
     free(buf);
-    recipe_free(rec);
-    dit_free(&m);
+    qa_recipe_free(rec);
+    qa_dit_free(&m);
     rm_rf_dir(dir);
 }

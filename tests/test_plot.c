@@ -63,7 +63,7 @@ static char *render_text(const char *out) {
     char p[700];
     qa_error err = {0, ""};
     snprintf(p, sizeof p, "%s.gp", out);
-    cr_assert_eq(plot_run_script(p, "dumb", &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_plot_run_script(p, "dumb", &err), 0, "%s", err.msg);
     snprintf(p, sizeof p, "%s.txt", out);
     return slurp(p);
 }
@@ -84,9 +84,9 @@ static void add_samples(const char *dir, const char *id, const char *group, int 
     int64_t dims[3] = {n, 28, 28};
     qa_h5 *f;
     qa_error err = {0, ""};
-    cr_assert_eq(h5_open(path, 1, &f, &err), 0, "%s", err.msg);
-    cr_assert_eq(h5_write(f, ds, QA_H5_U8, pix, 3, dims, &err), 0, "%s", err.msg);
-    cr_assert_eq(h5_close(f, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_open(path, 1, &f, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_write(f, ds, QA_H5_U8, pix, 3, dims, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_close(f, &err), 0, "%s", err.msg);
     free(pix);
 }
 
@@ -96,17 +96,17 @@ static void set_run_str(const char *dir, const char *id, const char *name, const
     snprintf(grp, sizeof grp, "/runs/%s", id);
     qa_h5 *f;
     qa_error err = {0, ""};
-    cr_assert_eq(h5_open(path, 1, &f, &err), 0, "%s", err.msg);
-    cr_assert_eq(h5_attr_set_str(f, grp, name, value, &err), 0, "%s", err.msg);
-    cr_assert_eq(h5_close(f, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_open(path, 1, &f, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_attr_set_str(f, grp, name, value, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_close(f, &err), 0, "%s", err.msg);
 }
 
 /* Load a folder's runs into cells (the caller frees both). */
 static qa_cell *load_cells(const char *dir, qa_run_record **runs, int *nr, int *nc) {
     qa_error err = {0, ""};
-    cr_assert_eq(runs_load(dir, runs, nr, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_runs_load(dir, runs, nr, &err), 0, "%s", err.msg);
     qa_cell *cells;
-    cells_build(*runs, *nr, &cells, nc);
+    qa_cells_build(*runs, *nr, &cells, nc);
     return cells;
 }
 
@@ -119,9 +119,9 @@ static void plot_folder_statistics(const char *dir) {
     qa_error err = {0, ""};
     snprintf(pdir, sizeof pdir, "%s/plots", dir);
     cr_assert_eq(qa_mkdir_p(pdir, &err), 0, "%s", err.msg);
-    cr_assert_eq(plot_statistics(pdir, cells, nc, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_plot_statistics(pdir, cells, nc, &err), 0, "%s", err.msg);
     qa_free(cells);
-    runs_free(runs, nr);
+    qa_runs_free(runs, nr);
 }
 
 Test(plot, image_grid_dat_layout) {
@@ -139,7 +139,7 @@ Test(plot, image_grid_dat_layout) {
     tiles[(0 * cols + 1) * S * S + 3 * S + 0] = 7;
     const char *labels[2] = {"references", "intlora-mul w4a8 NF4 (merged)"};
     qa_error err = {0, ""};
-    cr_assert_eq(plot_image_grid(base, tiles, rows, cols, labels, "a title", &err), 0, "plot_image_grid: %s", err.msg);
+    cr_assert_eq(qa_plot_image_grid(base, tiles, rows, cols, labels, "a title", &err), 0, "plot_image_grid: %s", err.msg);
 
     snprintf(p, sizeof p, "%s.dat", base);
     char *dat = slurp(p);
@@ -211,7 +211,7 @@ Test(plot, grid_without_labels_or_title) {
     uint8_t tile[784];
     for (int i = 0; i < 784; i++) tile[i] = (uint8_t)(i % 251);
     qa_error err = {0, ""};
-    cr_expect_eq(plot_image_grid(base, tile, 1, 1, NULL, NULL, &err), 0, "%s", err.msg);
+    cr_expect_eq(qa_plot_image_grid(base, tile, 1, 1, NULL, NULL, &err), 0, "%s", err.msg);
     snprintf(p, sizeof p, "%s.dat", base);
     char *dat = slurp(p);
     int n_lines, n_vals, ragged;
@@ -238,7 +238,7 @@ Test(plot, grid_without_labels_or_title) {
 
 Test(plot, quote_in_script_path_is_rejected) {
     qa_error err = {0, ""};
-    cr_expect_eq(plot_run_script("/tmp/it's.gp", NULL, &err), QA_ERR_INPUT);
+    cr_expect_eq(qa_plot_run_script("/tmp/it's.gp", NULL, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "quote") != NULL, "message: %s", err.msg);
     /* through plot_image_grid: the script it writes is refused before gnuplot runs */
     char dir[256], base[512];
@@ -246,7 +246,7 @@ Test(plot, quote_in_script_path_is_rejected) {
     snprintf(base, sizeof base, "%s/o'brien", dir);
     uint8_t tile[784] = {0};
     err.code = 0;
-    cr_expect_eq(plot_image_grid(base, tile, 1, 1, NULL, "t", &err), QA_ERR_INPUT, "%s", err.msg);
+    cr_expect_eq(qa_plot_image_grid(base, tile, 1, 1, NULL, "t", &err), QA_ERR_INPUT, "%s", err.msg);
     char p[600];
     snprintf(p, sizeof p, "%s.png", base);
     cr_expect(access(p, F_OK) != 0, "no PNG may be rendered from a quoted path");
@@ -259,13 +259,13 @@ Test(plot, failing_script_is_reported_with_its_path) {
     snprintf(p, sizeof p, "%s/bad.gp", dir);
     write_text_file(p, "this is not gnuplot\n");
     qa_error err = {0, ""};
-    cr_expect_eq(plot_run_script(p, NULL, &err), QA_ERR_RUN);
+    cr_expect_eq(qa_plot_run_script(p, NULL, &err), QA_ERR_RUN);
     cr_expect(strstr(err.msg, p) != NULL, "message names the script: %s", err.msg);
     cr_expect(strstr(err.msg, "line 1") != NULL, "and gnuplot's reason: %s", err.msg);
     snprintf(p, sizeof p, "%s/good.gp", dir);
     write_text_file(p, "set terminal dumb\nset output '/dev/null'\nplot x\n");
-    cr_expect_eq(plot_run_script(p, NULL, &err), 0, "%s", err.msg);
-    cr_expect_eq(plot_run_script(p, "png; system", &err), QA_ERR_INPUT, "formats are words only");
+    cr_expect_eq(qa_plot_run_script(p, NULL, &err), 0, "%s", err.msg);
+    cr_expect_eq(qa_plot_run_script(p, "png; system", &err), QA_ERR_INPUT, "formats are words only");
     rm_rf_dir(dir);
 }
 
@@ -274,7 +274,7 @@ Test(plot, write_error_names_the_file_and_cause) {
     cr_assert(f != NULL);
     for (int i = 0; i < 100000; i++) fprintf(f, "%d\n", i);
     qa_error err = {0, ""};
-    cr_expect_eq(plot_close_dat(f, "/dev/full-figure", &err), QA_ERR_RUN);
+    cr_expect_eq(qa_plot_close_dat(f, "/dev/full-figure", &err), QA_ERR_RUN);
     cr_expect(strstr(err.msg, "/dev/full-figure.dat") && strstr(err.msg, strerror(ENOSPC)), "%s", err.msg);
 }
 
@@ -290,9 +290,9 @@ Test(plot, templates_found_from_elsewhere_or_through_the_environment) {
     uint8_t tile[784] = {0};
     cr_assert_eq(chdir(dir), 0);
     unsetenv("QA_PLOTS_DIR");
-    cr_expect_eq(plot_image_grid(base, tile, 1, 1, NULL, "t", &err), 0, "from %s (no plots/ here): %s", dir, err.msg);
+    cr_expect_eq(qa_plot_image_grid(base, tile, 1, 1, NULL, "t", &err), 0, "from %s (no plots/ here): %s", dir, err.msg);
     setenv("QA_PLOTS_DIR", empty, 1);
-    cr_expect_eq(plot_image_grid(base, tile, 1, 1, NULL, "t", &err), QA_ERR_INPUT);
+    cr_expect_eq(qa_plot_image_grid(base, tile, 1, 1, NULL, "t", &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "samples.gp") && strstr(err.msg, empty), "names the template and the folder: %s", err.msg);
     rm_rf_dir(dir);
 }
@@ -422,9 +422,9 @@ Test(plot, intervals_are_clipped_to_the_metric_range) {
         double row[5] = {3, late_loss[s], 1e-3, 1, 0.4};
         qa_h5 *f;
         qa_error err = {0, ""};
-        cr_assert_eq(h5_open(path, 1, &f, &err), 0, "%s", err.msg);
-        cr_assert_eq(h5_table_append(f, table, row, 1, &err), 0, "%s", err.msg);
-        cr_assert_eq(h5_close(f, &err), 0);
+        cr_assert_eq(qa_h5_open(path, 1, &f, &err), 0, "%s", err.msg);
+        cr_assert_eq(qa_h5_table_append(f, table, row, 1, &err), 0, "%s", err.msg);
+        cr_assert_eq(qa_h5_close(f, &err), 0);
     }
     plot_folder_statistics(dir);
     char *t = slurp_rel(dir, "bars_subject_fidelity.dat");
@@ -543,10 +543,10 @@ Test(plot, forest_of_paired_differences) {
     const qa_cell *base = NULL;
     for (int i = 0; i < nc; i++) if (cells[i].w_bits == 0) base = &cells[i];
     cr_assert(base != NULL);
-    cr_assert_eq(plot_forest(pdir, cells, nc, base, &err), 0, "%s", err.msg);
-    double welch = stats_welch_ci95(q_subj, 3, base_subj, 3), q_mean = (0.6 + 0.65 + 0.5) / 3 - 0.75;
+    cr_assert_eq(qa_plot_forest(pdir, cells, nc, base, &err), 0, "%s", err.msg);
+    double welch = qa_stats_welch_ci95(q_subj, 3, base_subj, 3), q_mean = (0.6 + 0.65 + 0.5) / 3 - 0.75;
     qa_free(cells);
-    runs_free(runs, nr);
+    qa_runs_free(runs, nr);
 
     char *t = slurp_rel(dir, "forest.dat"), want[200];
     /* rows top (first cell) to bottom: intlora-mul at row 1, qlora at row 0 */
@@ -591,11 +591,11 @@ Test(plot, results_folder_grids_and_baseline) {
     fputs("not an HDF5 file\n", jf);
     fclose(jf);
     qa_error err = {0, ""};
-    cr_expect_eq(plot_results(dir, "qlora:w9a9", &err), QA_ERR_INPUT);
+    cr_expect_eq(qa_plot_results(dir, "qlora:w9a9", &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "qlora:w9a9") != NULL, "%s", err.msg);
     snprintf(pdir, sizeof pdir, "%s/plots", dir);
     cr_expect(!exists_in(pdir, "forest.dat"), "nothing drawn for a bad baseline");
-    cr_assert_eq(plot_results(dir, "qlora:w4a8:nf4", &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_plot_results(dir, "qlora:w4a8:nf4", &err), 0, "%s", err.msg);
     char *t = slurp_rel(dir, "forest.gp");
     cr_expect(strstr(t, "Each cell minus qlora w4a8 NF4 (merged, re-quantized): one run per cell") != NULL, "%s", t);
     free(t);
@@ -618,7 +618,7 @@ Test(plot, results_folder_grids_and_baseline) {
         add_samples(domain, d[k].id, d[k].variant, 8, (uint8_t)(100 + k));
         set_run_str(domain, d[k].id, "task", "domain");
     }
-    cr_assert_eq(plot_results(domain, NULL, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_plot_results(domain, NULL, &err), 0, "%s", err.msg);
     t = slurp_rel(domain, "compare_seed0.dat");
     cr_expect(strstr(t, "\"references\"") == NULL, "no empty references row:\n%s", strstr(t, "# row") ? strstr(t, "# row") : "");
     free(t);
@@ -655,7 +655,7 @@ Test(plot, too_many_cells_for_one_pareto_figure) {
         c->sum[MET_LOSS] = (qa_summary){1, 0.1, 0, 0};
         c->train_mb = (qa_summary){1, 1.0 + i, 0, 0};
     }
-    cr_expect_eq(plot_statistics(pdir, cells, nc, &err), QA_ERR_RUN);
+    cr_expect_eq(qa_plot_statistics(pdir, cells, nc, &err), QA_ERR_RUN);
     cr_expect(strstr(err.msg, "pareto_training_memory_heldout_loss") && strstr(err.msg, "400 cells"), "%s", err.msg);
     free(names);
     free(cells);

@@ -21,20 +21,20 @@ Test(pretrained, guided_samples_beat_noise_on_prompt_fidelity, .timeout = 120) {
     cr_assert(access(clf_path, R_OK) == 0, "committed checkpoint missing: %s", clf_path);
     qa_error err = {0, ""};
     qa_dit m;
-    cr_assert_eq(dit_load(dit_path, &m, 16, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_dit_load(dit_path, &m, 16, &err), 0, "%s", err.msg);
     qa_classifier c;
-    cr_assert_eq(clf_load(clf_path, &c, 16, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_clf_load(clf_path, &c, 16, &err), 0, "%s", err.msg);
     qa_schedule s;
-    schedule_linear(&s, 1000, 1e-4f, 0.02f);
+    qa_schedule_linear(&s, 1000, 1e-4f, 0.02f);
     enum { N = 8 };
     float x[N * 784], probs[N * 10], noise_probs[N * 10];
     qa_rng *r = qa_rng_new(3);
     int better = 0;
     for (int k = 0; k < m.cfg.n_classes; k++) {
-        sample_images(&m, &s, k, N, 10, 3.0f, 100 + (uint64_t)k, x);
-        clf_embed(&c, x, N, NULL, probs);
+        qa_sample_images(&m, &s, k, N, 10, 3.0f, 100 + (uint64_t)k, x);
+        qa_clf_embed(&c, x, N, NULL, probs);
         qa_rng_fill_uniform(r, x, N * 784, -1.0f, 1.0f);
-        clf_embed(&c, x, N, NULL, noise_probs);
+        qa_clf_embed(&c, x, N, NULL, noise_probs);
         double pg = 0, pn = 0;
         for (int i = 0; i < N; i++) { pg += probs[i * 10 + k]; pn += noise_probs[i * 10 + k]; }
         better += pg > pn;
@@ -43,10 +43,10 @@ Test(pretrained, guided_samples_beat_noise_on_prompt_fidelity, .timeout = 120) {
     cr_expect_geq(better, 8, "guided samples beat noise on %d of 10 classes", better);
     /* deterministic for a seed */
     float a[4 * 784], b[4 * 784];
-    sample_images(&m, &s, 3, 4, 5, 3.0f, 42, a);
-    sample_images(&m, &s, 3, 4, 5, 3.0f, 42, b);
+    qa_sample_images(&m, &s, 3, 4, 5, 3.0f, 42, a);
+    qa_sample_images(&m, &s, 3, 4, 5, 3.0f, 42, b);
     cr_expect_arr_eq(a, b, sizeof a, "the same seed gives the same samples");
     qa_rng_free(r);
-    clf_free(&c);
-    dit_free(&m);
+    qa_clf_free(&c);
+    qa_dit_free(&m);
 }

@@ -98,7 +98,7 @@ static void check_group_quantizer(int in, int out, int group, int bits) {
         for (int j = 0; j < G; j++) {
             const float *w = L.W + (size_t)o * in + (size_t)j * g;
             float delta, z;
-            quant_search(w, (size_t)g, bits, &delta, &z); /* section 0 on this group's g weights */
+            qa_quant_search(w, (size_t)g, bits, &delta, &z); /* section 0 on this group's g weights */
             size_t at = (size_t)j * out + o;
             cr_expect_eq(scale[at], (float)ref_half(delta), "scale[%d,%d] %g vs fp16(%g)", j, o, scale[at], delta);
             cr_expect_eq(zero[at], (float)ref_half(z), "zero[%d,%d] %g vs %g", j, o, zero[at], z);

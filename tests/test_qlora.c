@@ -37,17 +37,17 @@ Test(qlora_nf4, code_table_is_the_spec) {
 }
 
 Test(qlora_nf4, hand_checked_values) {
-    cr_expect_eq(qlora_nf4_index(1.0f), 15);
-    cr_expect_eq(qlora_nf4_index(-1.0f), 0);
-    cr_expect_eq(qlora_nf4_index(0.0f), 7);
+    cr_expect_eq(qa_qlora_nf4_index(1.0f), 15);
+    cr_expect_eq(qa_qlora_nf4_index(-1.0f), 0);
+    cr_expect_eq(qa_qlora_nf4_index(0.0f), 7);
     /* 0.5 lies between code 12 (0.4407) and 13 (0.5626); their midpoint is 0.50166 > 0.5 -> 12 */
-    cr_expect_eq(qlora_nf4_index(0.5f), 12);
-    cr_expect_eq(qlora_nf4_index(0.51f), 13);
+    cr_expect_eq(qa_qlora_nf4_index(0.5f), 12);
+    cr_expect_eq(qa_qlora_nf4_index(0.51f), 13);
     /* -0.3: between 3 (-0.3949) and 4 (-0.2844), midpoint -0.33968 < -0.3 -> 4 */
-    cr_expect_eq(qlora_nf4_index(-0.3f), 4);
+    cr_expect_eq(qa_qlora_nf4_index(-0.3f), 4);
     /* 0.04: midpoint of 7 and 8 is 0.0397901 < 0.04 -> 8; 0.0397 -> 7 */
-    cr_expect_eq(qlora_nf4_index(0.04f), 8);
-    cr_expect_eq(qlora_nf4_index(0.0397f), 7);
+    cr_expect_eq(qa_qlora_nf4_index(0.04f), 8);
+    cr_expect_eq(qa_qlora_nf4_index(0.0397f), 7);
 }
 
 Test(qlora_nf4, a_value_on_a_midpoint_takes_the_lower_code) {
@@ -61,7 +61,7 @@ Test(qlora_nf4, a_value_on_a_midpoint_takes_the_lower_code) {
         w[3 + 3 * k] = nextafterf(m, -2.0f);
     }
     uint8_t packed[32];
-    float absmax = qlora_nf4_encode_block(w, 46, packed);
+    float absmax = qa_qlora_nf4_encode_block(w, 46, packed);
     cr_assert_eq(absmax, 1.0f);
     for (int k = 0; k < 15; k++) {
         int i = 1 + 3 * k;
@@ -79,12 +79,12 @@ Test(qlora_nf4, first_element_in_the_high_nibble) {
      * (0.15 lies between the midpoints 0.12026 of 8|9 and 0.20352 of 9|10); odd pad -> 7 */
     const float w[5] = {2.0f, 1.0f, -2.0f, 0.0f, 0.3f};
     uint8_t packed[3] = {0xAA, 0xAA, 0xAA};
-    cr_assert_eq(qlora_nf4_encode_block(w, 5, packed), 2.0f);
+    cr_assert_eq(qa_qlora_nf4_encode_block(w, 5, packed), 2.0f);
     cr_expect_eq(packed[0], 0xFC, "packed[0] = %#x", packed[0]);
     cr_expect_eq(packed[1], 0x07, "packed[1] = %#x", packed[1]);
     cr_expect_eq(packed[2], 0x97, "packed[2] = %#x", packed[2]);
     float back[5], absmax = 2.0f;
-    qlora_nf4_decode(packed, &absmax, 5, back);
+    qa_qlora_nf4_decode(packed, &absmax, 5, back);
     const float want[5] = {2.0f, 2.0f * (float)NF4_REF[12], -2.0f, 0.0f, 2.0f * (float)NF4_REF[9]};
     for (int i = 0; i < 5; i++) cr_expect_eq(back[i], want[i], "decoded[%d] %g vs %g", i, back[i], want[i]);
 }
@@ -92,7 +92,7 @@ Test(qlora_nf4, first_element_in_the_high_nibble) {
 Test(qlora_nf4, zero_block_is_all_code_7) {
     float w[7] = {0};
     uint8_t packed[4];
-    cr_assert_eq(qlora_nf4_encode_block(w, 7, packed), 0.0f);
+    cr_assert_eq(qa_qlora_nf4_encode_block(w, 7, packed), 0.0f);
     for (int i = 0; i < 4; i++) cr_expect_eq(packed[i], 0x77);
 }
 
@@ -107,12 +107,12 @@ Test(qlora_nf4, round_trip_within_half_the_largest_gap_and_equal_to_the_nearest_
     fill_normal(&r, w, N, 0.7);
     for (int b = 0; b * 64 < N; b++) {
         int len = N - b * 64 < 64 ? N - b * 64 : 64;
-        absmax[b] = qlora_nf4_encode_block(w + b * 64, len, packed + b * 32);
+        absmax[b] = qa_qlora_nf4_encode_block(w + b * 64, len, packed + b * 32);
         float ref = 0;
         for (int i = 0; i < len; i++) ref = fmaxf(ref, fabsf(w[b * 64 + i]));
         cr_expect_eq(absmax[b], ref, "block %d absmax", b);
     }
-    qlora_nf4_decode(packed, absmax, N, back);
+    qa_qlora_nf4_decode(packed, absmax, N, back);
     for (int i = 0; i < N; i++) {
         float a = absmax[i / 64];
         cr_expect(fabs((double)w[i] - back[i]) <= 0.5 * max_gap * a * (1 + 1e-6), "w[%d] %g -> %g (absmax %g)", i,
@@ -126,7 +126,7 @@ Test(qlora_nf4, round_trip_within_half_the_largest_gap_and_equal_to_the_nearest_
 
 Test(qlora_dq, dynamic_code_table_by_hand) {
     float code[256];
-    qlora_dynamic_code_table(code);
+    qa_qlora_dynamic_code_table(code);
     for (int j = 1; j < 256; j++) cr_expect(code[j - 1] < code[j], "sorted strictly: code[%d] %g, code[%d] %g", j - 1,
                                             code[j - 1], j, code[j]);
     cr_expect_eq(code[127], 0.0f, "127 negatives, then 0");
@@ -157,9 +157,9 @@ Test(qlora_dq, absmax_round_trip_within_the_code_resolution) {
     uint8_t q8[NB];
     fill_unif(&r, absmax, NB, 0.01, 2.0);
     absmax[300] = 9.0f; /* one outlier in the second 256-block */
-    qlora_dq_encode(absmax, NB, q8, absmax2, &offset);
-    qlora_dq_decode(q8, absmax2, offset, NB, back);
-    qlora_dynamic_code_table(code);
+    qa_qlora_dq_encode(absmax, NB, q8, absmax2, &offset);
+    qa_qlora_dq_decode(q8, absmax2, offset, NB, back);
+    qa_qlora_dynamic_code_table(code);
     double mean = 0;
     for (int b = 0; b < NB; b++) mean += absmax[b];
     mean /= NB;
@@ -184,21 +184,21 @@ Test(qlora_dq, absmax_round_trip_within_the_code_resolution) {
 Test(qlora_dq, equal_absmax_values_decode_exactly) {
     float absmax[5] = {0.25f, 0.25f, 0.25f, 0.25f, 0.25f}, back[5], absmax2, offset;
     uint8_t q8[5];
-    qlora_dq_encode(absmax, 5, q8, &absmax2, &offset);
-    qlora_dq_decode(q8, &absmax2, offset, 5, back);
+    qa_qlora_dq_encode(absmax, 5, q8, &absmax2, &offset);
+    qa_qlora_dq_decode(q8, &absmax2, offset, 5, back);
     cr_expect_eq(absmax2, 0.0f);
     for (int i = 0; i < 5; i++) cr_expect_eq(back[i], 0.25f);
 }
 
 Test(qlora_dq, bits_per_weight) {
     /* a DiT-XL-sized projection: 4 + 8/64 + 32/(64*256) + 32/n = 4.127 */
-    double bits = qlora_nf4_bits_per_weight((size_t)1152 * 1152);
+    double bits = qa_qlora_nf4_bits_per_weight((size_t)1152 * 1152);
     cr_expect(fabs(bits - 4.127) < 5e-4, "bits/weight %.6f", bits);
     size_t n = (size_t)64 * 256 * 16;
-    cr_expect(fabs(qlora_nf4_bits_per_weight(n) - (4 + 8.0 / 64 + 32.0 / (64 * 256) + 32.0 / n)) < 1e-12);
+    cr_expect(fabs(qa_qlora_nf4_bits_per_weight(n) - (4 + 8.0 / 64 + 32.0 / (64 * 256) + 32.0 / n)) < 1e-12);
     /* a tiny odd tensor: 117 weights -> 59 packed bytes, 2 q8, 1 absmax2, 1 offset = 59 + 2 + 4 + 4 = 69 bytes */
-    cr_expect_eq(qlora_nf4_tensor_bytes(117), (size_t)69);
-    cr_expect(fabs(qlora_nf4_bits_per_weight(117) - 8.0 * 69 / 117) < 1e-12);
+    cr_expect_eq(qa_qlora_nf4_tensor_bytes(117), (size_t)69);
+    cr_expect(fabs(qa_qlora_nf4_bits_per_weight(117) - 8.0 * 69 / 117) < 1e-12);
 }
 
 Test(qlora_dq, whole_tensor_over_several_absmax2_blocks) {
@@ -211,16 +211,16 @@ Test(qlora_dq, whole_tensor_over_several_absmax2_blocks) {
     fill_normal(&r, w, N, 0.05);
     for (int i = 64 * 200; i < 64 * 201; i++) w[i] *= 8; /* one loud block */
     qlora_nf4_tensor t;
-    qlora_nf4_tensor_encode(&t, w, N);
+    qa_qlora_nf4_tensor_encode(&t, w, N);
     cr_assert_eq(t.n_blocks, (size_t)NB);
     cr_assert_eq(t.n_blocks2, (size_t)2);
-    qlora_nf4_tensor_decode(&t, back);
+    qa_qlora_nf4_tensor_decode(&t, back);
     for (int b = 0; b < NB; b++) {
         absmax[b] = 0;
         for (int i = b * 64; i < N && i < (b + 1) * 64; i++) absmax[b] = fmaxf(absmax[b], fabsf(w[i]));
     }
-    qlora_dq_encode(absmax, NB, q8, absmax2, &offset);
-    qlora_dq_decode(q8, absmax2, offset, NB, absmax_dq);
+    qa_qlora_dq_encode(absmax, NB, q8, absmax2, &offset);
+    qa_qlora_dq_decode(q8, absmax2, offset, NB, absmax_dq);
     cr_expect_eq(t.offset, offset);
     int bad = 0;
     for (int i = 0; i < N; i++) {
@@ -228,7 +228,7 @@ Test(qlora_dq, whole_tensor_over_several_absmax2_blocks) {
         bad += back[i] != want;
     }
     cr_expect_eq(bad, 0, "%d of %d weights differ from the reference", bad, N);
-    qlora_nf4_tensor_free(&t);
+    qa_qlora_nf4_tensor_free(&t);
 }
 
 /* ---- the layer ---- */
@@ -345,8 +345,8 @@ Test(qlora, nf4_base_is_the_nearest_code_times_the_double_quantized_absmax) {
         absmax[b] = 0;
         for (int i = b * 64; i < NW && i < (b + 1) * 64; i++) absmax[b] = fmaxf(absmax[b], fabsf(f.W[i]));
     }
-    qlora_dq_encode(absmax, 2, q8, &absmax2, &offset);
-    qlora_dq_decode(q8, &absmax2, offset, 2, absmax_dq);
+    qa_qlora_dq_encode(absmax, 2, q8, &absmax2, &offset);
+    qa_qlora_dq_decode(q8, &absmax2, offset, 2, absmax_dq);
     for (int i = 0; i < NW; i++) {
         int code = nf4_nearest_ref((double)(f.W[i] / absmax[i / 64]));
         cr_expect_eq(W_dq[i], (float)NF4_REF[code] * absmax_dq[i / 64], "W_dq[%d] %g vs ref %g", i, W_dq[i],
@@ -362,8 +362,8 @@ Test(qlora, int_base_is_the_section0_quantizer) {
         fixture f;
         setup_layer(&f, bits[k], 1.0f, 0);
         float delta[OUT], zero[OUT], Wq[NW];
-        quant_search_rows(f.W, OUT, IN, bits[k], delta, zero);
-        quant_fake_rows(Wq, f.W, OUT, IN, bits[k], delta, zero);
+        qa_quant_search_rows(f.W, OUT, IN, bits[k], delta, zero);
+        qa_quant_fake_rows(Wq, f.W, OUT, IN, bits[k], delta, zero);
         qa_named_tensor buf[8];
         const float *W_dq = find_tensor(&f, "W_dq", buf, 8)->f32;
         for (int i = 0; i < NW; i++) cr_expect_eq(W_dq[i], Wq[i], "W%d: W_dq[%d] %g vs quant_fake_rows %g", bits[k], i, W_dq[i], Wq[i]);
@@ -439,10 +439,10 @@ Test(qlora, nf4_variant_only_over_an_nf4_base) {
     cr_expect(fabs(d.extra_bits[0] - 8.0 * 69 / NW) < 1e-12, "extra_bits %g: the storage of 117 weights", d.extra_bits[0]);
     /* D2 = NF4 + DQ re-quantization of the merged FP weight */
     qlora_nf4_tensor t;
-    qlora_nf4_tensor_encode(&t, d.w_fp, NW);
+    qa_qlora_nf4_tensor_encode(&t, d.w_fp, NW);
     float requant[NW];
-    qlora_nf4_tensor_decode(&t, requant);
-    qlora_nf4_tensor_free(&t);
+    qa_qlora_nf4_tensor_decode(&t, requant);
+    qa_qlora_nf4_tensor_free(&t);
     int changed = 0;
     for (int i = 0; i < NW; i++) {
         cr_expect_eq(d.extra_w[0][i], requant[i], "extra_w[%d]", i);
@@ -572,8 +572,8 @@ Test(qlora, basegrid_merge_moves_the_base_codes_by_the_rounded_update) {
     /* the base's grid (section 0 on the row) and its codes c = q - z */
     float delta, zero;
     int32_t code[N_IN];
-    quant_search_rows(W, 1, N_IN, BITS, &delta, &zero);
-    quant_codes_rows(code, W, 1, N_IN, BITS, &delta, &zero);
+    qa_quant_search_rows(W, 1, N_IN, BITS, &delta, &zero);
+    qa_quant_codes_rows(code, W, 1, N_IN, BITS, &delta, &zero);
     qa_param ps[2];
     cr_assert_eq(qa_method_qlora.params(st, ps, 2), 2);
     ps[1].data[0] = 1.0f;                                     /* B = 1 */
@@ -595,7 +595,7 @@ Test(qlora, basegrid_merge_moves_the_base_codes_by_the_rounded_update) {
     }
     /* the INT deploy's PTQ searches a grid of its own for the merged row: a second rounding */
     float delta_ptq, zero_ptq;
-    quant_search_rows(d.w_fp, 1, N_IN, BITS, &delta_ptq, &zero_ptq);
+    qa_quant_search_rows(d.w_fp, 1, N_IN, BITS, &delta_ptq, &zero_ptq);
     cr_expect(delta_ptq != delta || zero_ptq != zero, "PTQ grid (%g, %g) vs the base's (%g, %g)", delta_ptq, zero_ptq, delta,
               zero);
     qa_deployed_free(&d);

@@ -45,11 +45,11 @@ Test(quant, grid_row_by_hand_two_bits) {
     /* x on the i = 0 grid: m = -1, M = 2, L = 4: delta_0 = 3/3 = 1, z_0 = round(1/1) = 1, every value
      * exact, score_0 = 0; no later candidate can be strictly better, so i = 0 is kept. */
     float x[4] = {-1.f, 0.f, 1.f, 2.f}, delta, zero;
-    quant_search(x, 4, 2, &delta, &zero);
+    qa_quant_search(x, 4, 2, &delta, &zero);
     cr_assert_eq(delta, 1.0f, "delta %g, want 1", delta);
     cr_assert_eq(zero, 1.0f, "zero %g, want 1", zero);
     float xq[4];
-    quant_fake_rows(xq, x, 1, 4, 2, &delta, &zero);
+    qa_quant_fake_rows(xq, x, 1, 4, 2, &delta, &zero);
     for (int i = 0; i < 4; i++) cr_assert_eq(xq[i], x[i], "exact grid value %g -> %g", x[i], xq[i]);
 }
 
@@ -61,9 +61,9 @@ Test(quant, hand_row_i0_candidate_and_search_choice) {
     float x[4] = {-1.f, -0.2f, 0.4f, 2.f}, delta, zero;
     double rd, rz, gap;
     int bi = ref_search(x, 4, 2, &rd, &rz, &gap);
-    quant_search(x, 4, 2, &delta, &zero);
+    qa_quant_search(x, 4, 2, &delta, &zero);
     float xq[4];
-    quant_fake_rows(xq, x, 1, 4, 2, &delta, &zero);
+    qa_quant_fake_rows(xq, x, 1, 4, 2, &delta, &zero);
     double s = 0, s0 = (pow(0.2, 2.4) + pow(0.4, 2.4)) / 4;
     for (int i = 0; i < 4; i++) s += pow(fabs((double)xq[i] - x[i]), 2.4);
     s /= 4;
@@ -95,7 +95,7 @@ Test(quant, search_matches_naive_reference_on_random_rows) {
         int bi = ref_search(x, n, bits, &rd, &rz, &gap);
         if (gap < 1e-4) continue; /* near-tie: float rounding may legitimately flip it */
         float delta, zero;
-        quant_search(x, (size_t)n, bits, &delta, &zero);
+        qa_quant_search(x, (size_t)n, bits, &delta, &zero);
         cr_assert_float_eq(delta, rd, 2e-6 * rd, "row %d (%d bits): delta %.9g, reference %.9g (candidate %d)", row,
                            bits, delta, rd, bi);
         cr_assert_eq(zero, (float)rz, "row %d (%d bits): zero %g, reference %g (candidate %d)", row, bits, zero, rz, bi);
@@ -112,11 +112,11 @@ Test(quant, ties_keep_the_first_strictly_best_candidate) {
     double rd, rz, gap;
     cr_assert_eq(ref_search(x, 3, 1, &rd, &rz, &gap), 12, "the reference sees the tie at i = 12, 13");
     cr_assert_float_eq(gap, 0.0, 1e-12, "an exact tie in the reference");
-    quant_search(x, 3, 1, &delta, &zero);
+    qa_quant_search(x, 3, 1, &delta, &zero);
     cr_assert_float_eq(delta, 1.76f, 1e-6, "tie: delta %.9g, want the first candidate's 1.76 (not 1.74)", delta);
     cr_assert_eq(zero, 0.0f);
     float y[3] = {-2.f, -1.5f, 0.f}; /* the mirror image */
-    quant_search(y, 3, 1, &delta, &zero);
+    qa_quant_search(y, 3, 1, &delta, &zero);
     cr_assert_float_eq(delta, 1.76f, 1e-6, "mirrored tie: delta %.9g", delta);
 }
 
@@ -125,10 +125,10 @@ Test(quant, search_rows_equals_per_row_search) {
     enum { R = 5, C = 11 };
     float W[R * C], d[R], z[R];
     fill_unif(&r, W, R * C, -2, 2);
-    quant_search_rows(W, R, C, 4, d, z);
+    qa_quant_search_rows(W, R, C, 4, d, z);
     for (int i = 0; i < R; i++) {
         float d1, z1;
-        quant_search(W + i * C, C, 4, &d1, &z1);
+        qa_quant_search(W + i * C, C, 4, &d1, &z1);
         cr_assert_eq(d[i], d1, "row %d delta", i);
         cr_assert_eq(z[i], z1, "row %d zero", i);
     }
@@ -141,11 +141,11 @@ Test(quant, constant_row_fallback_finite_and_reproduces_constant) {
         for (size_t c = 0; c < sizeof consts / sizeof consts[0]; c++) {
             float x[6], xq[6], delta, zero;
             for (int j = 0; j < 6; j++) x[j] = consts[c];
-            quant_search(x, 6, bits, &delta, &zero);
+            qa_quant_search(x, 6, bits, &delta, &zero);
             cr_assert(isfinite(delta) && isfinite(zero), "constant %g: delta %g zero %g must be finite", consts[c],
                       delta, zero);
             cr_assert(delta > 0, "constant %g: delta %g must be > 0", consts[c], delta);
-            quant_fake_rows(xq, x, 1, 6, bits, &delta, &zero);
+            qa_quant_fake_rows(xq, x, 1, 6, bits, &delta, &zero);
             for (int j = 0; j < 6; j++)
                 cr_assert_float_eq(xq[j], consts[c], 1e-6f * fabsf(consts[c]),
                                    "constant %g at %d bits -> %.9g (delta %g, zero %g)", consts[c], bits, xq[j], delta,
@@ -161,8 +161,8 @@ Test(quant, constant_row_fallback_is_bit_exact) {
         for (size_t c = 0; c < sizeof consts / sizeof consts[0]; c++) {
             float x[6], xq[6], delta, zero;
             for (int j = 0; j < 6; j++) x[j] = consts[c];
-            quant_search(x, 6, bits, &delta, &zero);
-            quant_fake_rows(xq, x, 1, 6, bits, &delta, &zero);
+            qa_quant_search(x, 6, bits, &delta, &zero);
+            qa_quant_fake_rows(xq, x, 1, 6, bits, &delta, &zero);
             cr_expect_eq(xq[0], consts[c], "constant %.9g at %d bits -> %.9g",
                          consts[c], bits, xq[0]);
         }
@@ -174,8 +174,8 @@ Test(quant, rounding_is_half_to_even) {
     int32_t want[8] = {0, 2, 2, 0, -2, -2, 4, 0};
     float delta = 1.0f, zero = 8.0f, Wq[8];
     int32_t codes[8];
-    quant_codes_rows(codes, W, 1, 8, 4, &delta, &zero);
-    quant_fake_rows(Wq, W, 1, 8, 4, &delta, &zero);
+    qa_quant_codes_rows(codes, W, 1, 8, 4, &delta, &zero);
+    qa_quant_fake_rows(Wq, W, 1, 8, 4, &delta, &zero);
     for (int i = 0; i < 8; i++) {
         cr_assert_eq(codes[i], want[i], "code of %g: %d, want %d (round half to even)", W[i], codes[i], want[i]);
         cr_assert_eq(Wq[i], (float)want[i], "fake-quant of %g: %g", W[i], Wq[i]);
@@ -184,7 +184,7 @@ Test(quant, rounding_is_half_to_even) {
     float x[2] = {-0.75f, 0.75f}, d, z;
     double rd, rz, gap;
     ref_search(x, 2, 2, &rd, &rz, &gap);
-    quant_search(x, 2, 2, &d, &z);
+    qa_quant_search(x, 2, 2, &d, &z);
     cr_assert_float_eq(d, rd, 1e-6 * rd);
     cr_assert_eq(z, (float)rz, "zero %g vs reference %g", z, rz);
 }
@@ -197,9 +197,9 @@ Test(quant, codes_in_range_and_consistent_with_fake) {
     for (int bits = 2; bits <= 8; bits++) {
         for (int i = 0; i < R; i++)
             for (int j = 0; j < C; j++) W[i * C + j] = (float)(trng_unif(&r, -1, 1) + (i == 2 ? 2.0 : 0.0));
-        quant_search_rows(W, R, C, bits, d, z);
-        quant_codes_rows(codes, W, R, C, bits, d, z);
-        quant_fake_rows(Wq, W, R, C, bits, d, z);
+        qa_quant_search_rows(W, R, C, bits, d, z);
+        qa_quant_codes_rows(codes, W, R, C, bits, d, z);
+        qa_quant_fake_rows(Wq, W, R, C, bits, d, z);
         int L = 1 << bits;
         for (int i = 0; i < R; i++)
             for (int j = 0; j < C; j++) {
@@ -218,15 +218,15 @@ Test(quant, codes_in_range_and_consistent_with_fake) {
 Test(quant, actq_calibrates_once_then_freezes) {
     qa_actq q = {4, 0, 0, 0};
     float x1[10] = {-1, -0.5f, 0, 0.25f, 0.5f, 0.75f, 1, 1.5f, 2, -0.25f}, xh[10];
-    actq_forward(&q, xh, x1, 10);
+    qa_actq_forward(&q, xh, x1, 10);
     cr_assert_eq(q.calibrated, 1);
     float d, z;
-    quant_search(x1, 10, 4, &d, &z);
+    qa_quant_search(x1, 10, 4, &d, &z);
     cr_assert_eq(q.delta, d, "calibrated delta %g vs quant_search %g", q.delta, d);
     cr_assert_eq(q.zero, z, "calibrated zero");
     /* second batch with a very different range: delta and zero stay frozen */
     float x2[6] = {-50, -10, 0.3f, 7, 40, 0.1f}, xh2[6];
-    actq_forward(&q, xh2, x2, 6);
+    qa_actq_forward(&q, xh2, x2, 6);
     cr_assert_eq(q.delta, d, "delta changed after the first batch: %g -> %g", d, q.delta);
     cr_assert_eq(q.zero, z, "zero changed after the first batch");
     for (int i = 0; i < 6; i++) {
@@ -246,7 +246,7 @@ Test(quant, actq_backward_straight_through_inclusive_bounds) {
     int inside[8] = {1, 1, 0, 1, 1, 0, 1, 0};
     float dxh[8], dx[8];
     for (int i = 0; i < 8; i++) { dxh[i] = 1.0f + i; dx[i] = 100.0f; }
-    actq_backward(&q, dx, dxh, x, 8);
+    qa_actq_backward(&q, dx, dxh, x, 8);
     for (int i = 0; i < 8; i++)
         cr_assert_eq(dx[i], 100.0f + (inside[i] ? dxh[i] : 0.0f), "x = %g: dx %g (inside %d; accumulates)", x[i],
                      dx[i], inside[i]);

@@ -25,38 +25,38 @@ static const char *good =
 Test(recipe, parses_good_text_values_lists_and_defaults) {
     qa_recipe *r = NULL;
     qa_error err = {0, ""};
-    int rc = recipe_parse("good.recipe", good, &r, &err);
+    int rc = qa_recipe_parse("good.recipe", good, &r, &err);
     cr_assert_eq(rc, QA_OK, "parse failed: %s", err.msg);
-    cr_assert_str_eq(recipe_str(r, "job", "kind"), "adapt");
-    cr_assert_str_eq(recipe_str(r, "job", "name"), "my-run");
-    cr_assert_eq(recipe_int(r, "model", "dim"), 64);
-    cr_assert_eq(recipe_int(r, "model", "depth"), 2);
-    cr_assert_eq(recipe_int(r, "model", "heads"), 4, "default heads");
-    cr_assert_float_eq(recipe_float(r, "train", "weight_decay"), 0.01, 1e-12, "default weight_decay");
-    cr_assert_str_eq(recipe_str(r, "train", "schedule"), "cosine");
-    cr_assert(recipe_has(r, "model", "dim"));
-    cr_assert(!recipe_has(r, "model", "heads"));
+    cr_assert_str_eq(qa_recipe_str(r, "job", "kind"), "adapt");
+    cr_assert_str_eq(qa_recipe_str(r, "job", "name"), "my-run");
+    cr_assert_eq(qa_recipe_int(r, "model", "dim"), 64);
+    cr_assert_eq(qa_recipe_int(r, "model", "depth"), 2);
+    cr_assert_eq(qa_recipe_int(r, "model", "heads"), 4, "default heads");
+    cr_assert_float_eq(qa_recipe_float(r, "train", "weight_decay"), 0.01, 1e-12, "default weight_decay");
+    cr_assert_str_eq(qa_recipe_str(r, "train", "schedule"), "cosine");
+    cr_assert(qa_recipe_has(r, "model", "dim"));
+    cr_assert(!qa_recipe_has(r, "model", "heads"));
     const char *const *v;
-    int n = recipe_values(r, "train", "lr", &v);
+    int n = qa_recipe_values(r, "train", "lr", &v);
     cr_assert_eq(n, 1);
     cr_assert_float_eq(strtod(v[0], NULL), 1e-4, 1e-12);
-    n = recipe_values(r, "adapt", "bits", &v);
+    n = qa_recipe_values(r, "adapt", "bits", &v);
     cr_assert_eq(n, 3);
     cr_assert_str_eq(v[0], "fp");
     cr_assert_str_eq(v[1], "w8a8");
     cr_assert_str_eq(v[2], "w4a16");
-    n = recipe_values(r, "adapt", "seed", &v);
+    n = qa_recipe_values(r, "adapt", "seed", &v);
     cr_assert_eq(n, 3);
     cr_assert_str_eq(v[2], "2");
-    n = recipe_values(r, "adapt", "method", &v);
+    n = qa_recipe_values(r, "adapt", "method", &v);
     cr_assert_eq(n, 1);
     cr_assert_str_eq(v[0], "lora");
-    n = recipe_values(r, "eval", "ddim_steps", &v); /* default of an absent section */
+    n = qa_recipe_values(r, "eval", "ddim_steps", &v); /* default of an absent section */
     cr_assert_eq(n, 1);
     cr_assert_str_eq(v[0], "25");
-    cr_assert_str_eq(recipe_path(r), "good.recipe");
-    cr_assert_str_eq(recipe_text(r), good);
-    recipe_free(r);
+    cr_assert_str_eq(qa_recipe_path(r), "good.recipe");
+    cr_assert_str_eq(qa_recipe_text(r), good);
+    qa_recipe_free(r);
 }
 
 Test(recipe, load_from_file_and_missing_file) {
@@ -66,12 +66,12 @@ Test(recipe, load_from_file_and_missing_file) {
     write_text_file(path, good);
     qa_recipe *r = NULL;
     qa_error err = {0, ""};
-    cr_assert_eq(recipe_load(path, &r, &err), QA_OK, "%s", err.msg);
-    cr_assert_eq(recipe_int(r, "adapt", "rank"), 8);
-    recipe_free(r);
+    cr_assert_eq(qa_recipe_load(path, &r, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_recipe_int(r, "adapt", "rank"), 8);
+    qa_recipe_free(r);
     snprintf(path, sizeof path, "%s/absent.recipe", dir);
     r = NULL;
-    int rc = recipe_load(path, &r, &err);
+    int rc = qa_recipe_load(path, &r, &err);
     cr_assert_eq(rc, QA_ERR_INPUT);
     cr_assert_eq(err.code, QA_ERR_INPUT);
     cr_assert(strstr(err.msg, "absent.recipe") != NULL, "message names the file: %s", err.msg);
@@ -82,7 +82,7 @@ Test(recipe, load_from_file_and_missing_file) {
 static void expect_error(const char *text, const char *const needles[]) {
     qa_recipe *r = NULL;
     qa_error err = {0, ""};
-    int rc = recipe_parse("r.recipe", text, &r, &err);
+    int rc = qa_recipe_parse("r.recipe", text, &r, &err);
     cr_assert_eq(rc, QA_ERR_INPUT, "expected QA_ERR_INPUT for:\n%s\ngot rc %d", text, rc);
     cr_assert_eq(err.code, QA_ERR_INPUT);
     cr_assert_null(r, "no recipe on failure");
@@ -178,7 +178,7 @@ Test(recipe, parse_bits_cases) {
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         int w = -7, a = -7;
-        int rc = parse_bits(cases[i].s, &w, &a);
+        int rc = qa_parse_bits(cases[i].s, &w, &a);
         if (cases[i].ok) {
             cr_assert_eq(rc, 0, "parse_bits('%s') should succeed", cases[i].s);
             cr_assert_eq(w, cases[i].w, "'%s': w %d, want %d", cases[i].s, w, cases[i].w);
@@ -192,11 +192,11 @@ Test(recipe, parse_bits_cases) {
 Test(recipe, crlf_line_endings_accepted) {
     qa_recipe *r = NULL;
     qa_error err = {0, ""};
-    int rc = recipe_parse("crlf.recipe", "[job]\r\nkind = pretrain\r\n[model]\r\ndim = 16\r\n", &r, &err);
+    int rc = qa_recipe_parse("crlf.recipe", "[job]\r\nkind = pretrain\r\n[model]\r\ndim = 16\r\n", &r, &err);
     cr_assert_eq(rc, QA_OK, "%s", err.msg);
-    cr_assert_str_eq(recipe_str(r, "job", "kind"), "pretrain");
-    cr_assert_eq(recipe_int(r, "model", "dim"), 16);
-    recipe_free(r);
+    cr_assert_str_eq(qa_recipe_str(r, "job", "kind"), "pretrain");
+    cr_assert_eq(qa_recipe_int(r, "model", "dim"), 16);
+    qa_recipe_free(r);
 }
 
 /* ---- method options: each method's own table (qa_option), checked for the methods named ---- */
@@ -233,10 +233,10 @@ Test(recipe, method_options_read_back_as_lists) {
     qa_recipe *r = NULL;
     qa_error err = {0, ""};
     const char *text = "[job]\nkind = adapt\n[adapt]\nvmc_stat = [absmax, std]\nmethod = [lora, intlora-mul]\n";
-    cr_assert_eq(recipe_parse("r.recipe", text, &r, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_recipe_parse("r.recipe", text, &r, &err), QA_OK, "%s", err.msg);
     const char *const *v;
-    cr_assert_eq(recipe_option_values(r, "vmc_stat", &v), 2);
+    cr_assert_eq(qa_recipe_option_values(r, "vmc_stat", &v), 2);
     cr_expect_str_eq(v[1], "std");
-    cr_expect_eq(recipe_option_values(r, "vmc_alpha", &v), 0, "not set: the method's default applies");
-    recipe_free(r);
+    cr_expect_eq(qa_recipe_option_values(r, "vmc_alpha", &v), 0, "not set: the method's default applies");
+    qa_recipe_free(r);
 }

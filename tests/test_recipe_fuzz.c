@@ -118,11 +118,11 @@ static int load_seeds(char *seeds[], int max) {
 static int check_mutant(const buffer *b, int index) {
     qa_recipe *r = NULL;
     qa_error err = {0, ""};
-    int rc = recipe_parse_buffer("m.recipe", b->data, b->len, &r, &err);
+    int rc = qa_recipe_parse_buffer("m.recipe", b->data, b->len, &r, &err);
     if (rc == QA_OK) {
         const char *const *vals;
-        cr_assert_gt(recipe_values(r, "adapt", "seed", &vals), 0, "mutant %d: no seed", index);
-        recipe_free(r);
+        cr_assert_gt(qa_recipe_values(r, "adapt", "seed", &vals), 0, "mutant %d: no seed", index);
+        qa_recipe_free(r);
         return 1;
     }
     cr_assert_eq(rc, QA_ERR_INPUT, "mutant %d: rc %d (%s)", index, rc, err.msg);

@@ -15,7 +15,7 @@ static void expect_line4_error(const char *section, const char *line, const char
     snprintf(text, sizeof text, "%s[%s]\n%s\n", head, section, line);
     qa_recipe *r = NULL;
     qa_error err = {0, ""};
-    int rc = recipe_parse("r.recipe", text, &r, &err);
+    int rc = qa_recipe_parse("r.recipe", text, &r, &err);
     cr_assert_eq(rc, QA_ERR_INPUT, "expected QA_ERR_INPUT for '%s', got %d", line, rc);
     cr_assert_null(r);
     cr_assert(strstr(err.msg, "r.recipe:4:") != NULL, "'%s': message lacks file:line: %s", line, err.msg);
@@ -28,8 +28,8 @@ static void expect_ok(const char *section, const char *line) {
     snprintf(text, sizeof text, "%s[%s]\n%s\n", head, section, line);
     qa_recipe *r = NULL;
     qa_error err = {0, ""};
-    cr_assert_eq(recipe_parse("r.recipe", text, &r, &err), QA_OK, "'%s': %s", line, err.msg);
-    recipe_free(r);
+    cr_assert_eq(qa_recipe_parse("r.recipe", text, &r, &err), QA_OK, "'%s': %s", line, err.msg);
+    qa_recipe_free(r);
 }
 
 Test(recipe_strict, integer_tokens_are_decimal_digits_only) {
@@ -50,11 +50,11 @@ Test(recipe_strict, integer_tokens_are_decimal_digits_only) {
 Test(recipe_strict, accessors_read_the_value_that_was_checked) {
     qa_recipe *r = NULL;
     qa_error err = {0, ""};
-    cr_assert_eq(recipe_parse("r.recipe", "[job]\nkind = adapt\n[adapt]\nrank = 010\n[train]\nlr = .5e-3\n", &r, &err),
+    cr_assert_eq(qa_recipe_parse("r.recipe", "[job]\nkind = adapt\n[adapt]\nrank = 010\n[train]\nlr = .5e-3\n", &r, &err),
                  QA_OK, "%s", err.msg);
-    cr_assert_eq(recipe_int(r, "adapt", "rank"), 10);
-    cr_assert_float_eq(recipe_float(r, "train", "lr"), 5e-4, 1e-15);
-    recipe_free(r);
+    cr_assert_eq(qa_recipe_int(r, "adapt", "rank"), 10);
+    cr_assert_float_eq(qa_recipe_float(r, "train", "lr"), 5e-4, 1e-15);
+    qa_recipe_free(r);
 }
 
 Test(recipe_strict, float_tokens_are_decimal_numbers) {
@@ -90,7 +90,7 @@ Test(recipe_strict, nul_byte_is_an_error_naming_its_line) {
     static const char text[] = "[job]\nkind = adapt\n[adapt]\nseed = 0\0\nrank = 1e1\n";
     qa_recipe *r = NULL;
     qa_error err = {0, ""};
-    int rc = recipe_parse_buffer("r.recipe", text, sizeof text - 1, &r, &err);
+    int rc = qa_recipe_parse_buffer("r.recipe", text, sizeof text - 1, &r, &err);
     cr_assert_eq(rc, QA_ERR_INPUT, "rc %d", rc);
     cr_assert_null(r);
     cr_assert(strstr(err.msg, "r.recipe:4:") && strstr(err.msg, "NUL"), "%s", err.msg);
@@ -101,14 +101,14 @@ Test(recipe_strict, nul_byte_is_an_error_naming_its_line) {
     FILE *f = fopen(path, "wb");
     fwrite(text, 1, sizeof text - 1, f);
     fclose(f);
-    rc = recipe_load(path, &r, &err);
+    rc = qa_recipe_load(path, &r, &err);
     cr_assert_eq(rc, QA_ERR_INPUT, "rc %d", rc);
     cr_assert(strstr(err.msg, "nul.recipe:4:") && strstr(err.msg, "NUL"), "%s", err.msg);
     rm_rf_dir(dir);
     /* a buffer without a NUL parses like the text */
     const char *good = "[job]\nkind = adapt\n";
-    cr_assert_eq(recipe_parse_buffer("g.recipe", good, strlen(good), &r, &err), QA_OK, "%s", err.msg);
-    recipe_free(r);
+    cr_assert_eq(qa_recipe_parse_buffer("g.recipe", good, strlen(good), &r, &err), QA_OK, "%s", err.msg);
+    qa_recipe_free(r);
 }
 
 /* A method's own options are read as strictly as the recipe's keys (the option parser used
@@ -123,9 +123,9 @@ Test(recipe_strict, method_option_tokens_are_strict_too) {
         snprintf(text, sizeof text, "%s[adapt]\n%s\n", head, line);
         qa_recipe *r = NULL;
         qa_error err = {0, ""};
-        cr_expect_eq(recipe_parse("r.recipe", text, &r, &err), QA_ERR_INPUT, "'%s' accepted", bad[i]);
+        cr_expect_eq(qa_recipe_parse("r.recipe", text, &r, &err), QA_ERR_INPUT, "'%s' accepted", bad[i]);
         cr_expect(strstr(err.msg, "r.recipe:5:") != NULL, "'%s': %s", bad[i], err.msg);
-        recipe_free(r);
+        qa_recipe_free(r);
     }
     expect_ok("adapt", "method = intlora-mul\nlora_bits = 4\nvmc_alpha = [1.5, 2.5e0]");
 }

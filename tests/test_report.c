@@ -99,7 +99,7 @@ static char *run_report(void) {
     size_t len = 0;
     FILE *mem = open_memstream(&buf, &len);
     qa_error err = {0, ""};
-    int rc = report_write(dir, mem, &err);
+    int rc = qa_report_write(dir, mem, &err);
     fclose(mem);
     cr_assert_eq(rc, 0, "report_write: %s", err.msg);
     return buf;
@@ -222,37 +222,37 @@ Test(report, files_written_and_markdown_equals_stream, .init = build_folder, .fi
     /* summary.h5 */
     snprintf(p, sizeof p, "%s/summary.h5", dir);
     qa_h5 *f;
-    cr_assert_eq(h5_open(p, 0, &f, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_open(p, 0, &f, &err), 0, "%s", err.msg);
     const char *methods[3] = {"lora", "qalora", "qlora"};
     const char *groups[3] = {"/summary/lora-fp-fp-r2", "/summary/qalora-int-w4a8-r2", "/summary/qlora-nf4-w4a16-r2"};
     const char *names[3] = {"heldout_loss", "subject_fidelity", "prompt_fidelity"};
     for (int c = 0; c < 3; c++) {
         double v;
-        cr_assert_eq(h5_attr_get_f64(f, groups[c], "n", &v, &err), 0, "%s: %s", groups[c], err.msg);
+        cr_assert_eq(qa_h5_attr_get_f64(f, groups[c], "n", &v, &err), 0, "%s: %s", groups[c], err.msg);
         double x[8];
         int n = metric_of(methods[c], 0, x, NULL);
         cr_expect_eq((int)v, n, "%s n = %g", groups[c], v);
-        cr_assert_eq(h5_attr_get_f64(f, groups[c], "n_diverged", &v, &err), 0, "%s", err.msg);
+        cr_assert_eq(qa_h5_attr_get_f64(f, groups[c], "n_diverged", &v, &err), 0, "%s", err.msg);
         cr_expect_eq((int)v, c == 1 ? 1 : 0, "%s n_diverged = %g", groups[c], v);
         for (int m = 0; m < 3; m++) {
             n = metric_of(methods[c], m, x, NULL);
             ref_sum rs = ref_summary(x, n);
             char nm[64];
             snprintf(nm, sizeof nm, "%s_mean", names[m]);
-            cr_assert_eq(h5_attr_get_f64(f, groups[c], nm, &v, &err), 0, "%s", err.msg);
+            cr_assert_eq(qa_h5_attr_get_f64(f, groups[c], nm, &v, &err), 0, "%s", err.msg);
             cr_expect(fabs(v - rs.mean) < 1e-12, "%s %s = %.12g, want %.12g", groups[c], nm, v, rs.mean);
             snprintf(nm, sizeof nm, "%s_ci95", names[m]);
-            cr_assert_eq(h5_attr_get_f64(f, groups[c], nm, &v, &err), 0, "%s", err.msg);
+            cr_assert_eq(qa_h5_attr_get_f64(f, groups[c], nm, &v, &err), 0, "%s", err.msg);
             cr_expect(fabs(v - rs.ci) < 1e-9, "%s %s = %.12g, want %.12g", groups[c], nm, v, rs.ci);
         }
     }
-    h5_close(f, &err);
+    qa_h5_close(f, &err);
     free(md);
 }
 
 Test(report, null_stream_and_report_twice, .init = build_folder, .fini = drop_folder) {
     qa_error err = {0, ""};
-    cr_expect_eq(report_write(dir, NULL, &err), 0, "out may be NULL: %s", err.msg);
+    cr_expect_eq(qa_report_write(dir, NULL, &err), 0, "out may be NULL: %s", err.msg);
     /* summary.h5 in the folder is not taken for a run on the second pass */
     char *md = run_report();
     cr_expect(strstr(md, "| lora | FP | fp | 2 | 3 |") != NULL, "%s", md);
@@ -263,10 +263,10 @@ Test(report, empty_or_missing_folder_is_bad_input) {
     char d[256];
     make_tmpdir(d, sizeof d, "report-empty");
     qa_error err = {0, ""};
-    cr_expect_eq(report_write(d, NULL, &err), QA_ERR_INPUT);
+    cr_expect_eq(qa_report_write(d, NULL, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, d) != NULL, "message names the folder: %s", err.msg);
     rm_rf_dir(d);
-    cr_expect_eq(report_write("/nonexistent/qa-results", NULL, &err), QA_ERR_INPUT);
+    cr_expect_eq(qa_report_write("/nonexistent/qa-results", NULL, &err), QA_ERR_INPUT);
 }
 
 /* An ablation folder: the extra grid axis in the run names (a1.5 / a2) keeps cells apart, the
@@ -322,8 +322,8 @@ Test(report, compare_pairs_by_seed_or_falls_back_to_welch, .init = build_folder,
     size_t len = 0;
     FILE *mem = open_memstream(&buf, &len);
     qa_error err = {0, ""};
-    cr_assert_eq(report_compare(dir, "qalora:w4a8", "lora:fp", mem, &err), 0, "%s", err.msg);
-    cr_assert_eq(report_compare(dir, "qlora:w4a16:nf4", "lora:fp:fp", mem, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_report_compare(dir, "qalora:w4a8", "lora:fp", mem, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_report_compare(dir, "qlora:w4a16:nf4", "lora:fp:fp", mem, &err), 0, "%s", err.msg);
     fclose(mem);
     double d[3] = {0.03, 0.04, 0.03};
     ref_sum s = ref_summary(d, 3);
@@ -334,9 +334,9 @@ Test(report, compare_pairs_by_seed_or_falls_back_to_welch, .init = build_folder,
     cr_expect(strstr(buf, "| Welch t |") != NULL, "qlora (other seeds) is compared by Welch:\n%s", buf);
     free(buf);
     mem = open_memstream(&buf, &len);
-    cr_expect_eq(report_compare(dir, "intlora-mul:w4a8", "lora:fp", mem, &err), QA_ERR_INPUT);
+    cr_expect_eq(qa_report_compare(dir, "intlora-mul:w4a8", "lora:fp", mem, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "intlora-mul:w4a8") != NULL, "%s", err.msg);
-    cr_expect_eq(report_compare(dir, "lora", "lora:fp", mem, &err), QA_ERR_INPUT);
+    cr_expect_eq(qa_report_compare(dir, "lora", "lora:fp", mem, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "method:bits") != NULL, "%s", err.msg);
     fclose(mem);
     free(buf);
@@ -349,12 +349,12 @@ Test(report, named_baseline, .init = build_folder, .fini = drop_folder) {
     size_t len = 0;
     FILE *mem = open_memstream(&buf, &len);
     qa_error err = {0, ""};
-    cr_assert_eq(report_write_baseline(dir, "qalora:w4a8", mem, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_report_write_baseline(dir, "qalora:w4a8", mem, &err), 0, "%s", err.msg);
     fclose(mem);
     cr_expect(strstr(buf, "Δ loss vs qalora w4a8 INT (p)") != NULL, "%s", buf);
     cr_expect(strstr(buf, "| (baseline) |") != NULL && strstr(buf, "| -0.03333 ± ") != NULL, "%s", buf);
     free(buf);
-    cr_expect_eq(report_write_baseline(dir, "qalora:w2a8", NULL, &err), QA_ERR_INPUT);
+    cr_expect_eq(qa_report_write_baseline(dir, "qalora:w2a8", NULL, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "qalora:w2a8") != NULL, "%s", err.msg);
 }
 
@@ -370,12 +370,12 @@ Test(report, rows_in_natural_order) {
     qa_run_record *runs;
     int n;
     qa_error err = {0, ""};
-    cr_assert_eq(runs_load(dir, &runs, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_runs_load(dir, &runs, &n, &err), 0, "%s", err.msg);
     cr_assert_eq(n, 3);
     cr_expect_str_eq(runs[0].id, "lora-fp-r2-s9");
     cr_expect_str_eq(runs[1].id, "lora-fp-r2-s10");
     cr_expect_str_eq(runs[2].id, "lora-fp-r16-s0");
-    runs_free(runs, n);
+    qa_runs_free(runs, n);
     char *md = run_report();
     const char *r2 = strstr(md, "| lora | FP | fp | 2 |"), *r16 = strstr(md, "| lora | FP | fp | 16 |");
     cr_expect(r2 && r16 && r2 < r16, "rank 2 before rank 16:\n%s", md);
@@ -462,7 +462,7 @@ Test(report, foreign_and_damaged_files_are_left_out_and_listed, .init = build_fo
     size_t cmp_len = 0;
     FILE *mem = open_memstream(&cmp, &cmp_len);
     qa_error cerr = {0, ""};
-    cr_expect_eq(report_compare(dir, "qalora:w4a8", "lora:fp", mem, &cerr), 0, "%s", cerr.msg);
+    cr_expect_eq(qa_report_compare(dir, "qalora:w4a8", "lora:fp", mem, &cerr), 0, "%s", cerr.msg);
     fclose(mem);
     cr_expect(strstr(cmp, "held-out loss") != NULL, "%s", cmp);
     free(cmp);
@@ -470,7 +470,7 @@ Test(report, foreign_and_damaged_files_are_left_out_and_listed, .init = build_fo
     qa_run_record *runs;
     int n;
     qa_error err = {0, ""};
-    cr_expect_neq(runs_load(dir, &runs, &n, &err), 0);
+    cr_expect_neq(qa_runs_load(dir, &runs, &n, &err), 0);
     int named = 0;
     for (size_t k = 0; k < sizeof foreign_files / sizeof foreign_files[0]; k++) named |= strstr(err.msg, foreign_files[k]) != NULL;
     cr_expect(named, "%s", err.msg);
@@ -514,7 +514,7 @@ Test(report, a_failed_write_leaves_the_previous_report, .init = build_folder, .f
     write_run(dir, &extra);
     snprintf(p, sizeof p, "%s/report.tex.tmp", dir);
     cr_assert_eq(mkdir(p, 0700), 0, "a directory where the LaTeX table's temporary file goes");
-    cr_expect_eq(report_write(dir, NULL, &err), QA_ERR_RUN);
+    cr_expect_eq(qa_report_write(dir, NULL, &err), QA_ERR_RUN);
     cr_expect(strstr(err.msg, "report.tex.tmp") != NULL, "%s", err.msg);
     char *after;
     snprintf(p, sizeof p, "%s/report.md", dir);
@@ -552,9 +552,9 @@ static void set_run_attr(const char *folder, const char *id, const char *name, d
     snprintf(grp, sizeof grp, "/runs/%s", id);
     qa_h5 *f;
     qa_error err = {0, ""};
-    cr_assert_eq(h5_open(path, 1, &f, &err), 0, "%s", err.msg);
-    cr_assert_eq(h5_attr_set_f64(f, grp, name, value, &err), 0, "%s", err.msg);
-    cr_assert_eq(h5_close(f, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_open(path, 1, &f, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_attr_set_f64(f, grp, name, value, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_close(f, &err), 0, "%s", err.msg);
 }
 
 static char *report_of(const char *folder) {
@@ -562,7 +562,7 @@ static char *report_of(const char *folder) {
     size_t len = 0;
     FILE *mem = open_memstream(&buf, &len);
     qa_error err = {0, ""};
-    cr_assert_eq(report_write(folder, mem, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_report_write(folder, mem, &err), 0, "%s", err.msg);
     fclose(mem);
     return buf;
 }

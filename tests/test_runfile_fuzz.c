@@ -384,21 +384,21 @@ static double touch(const qa_run_record *rec) {
 static int check_mutant(const char *path, int index) {
     qa_run_record rec;
     qa_error err = {0, ""};
-    int rc = runs_load_file(path, &rec, &err);
+    int rc = qa_runs_load_file(path, &rec, &err);
     if (rc == QA_OK) {
         volatile double sink = touch(&rec);
         (void)sink;
         uint8_t *pix = NULL;
         int n = 0;
         qa_error e2 = {0, ""};
-        if (runs_samples(&rec, "references", &pix, &n, &e2) == QA_OK) {
+        if (qa_runs_samples(&rec, "references", &pix, &n, &e2) == QA_OK) {
             unsigned sum = 0;
             for (int i = 0; i < n * 784; i++) sum += pix[i];
             qa_free(pix);
         } else {
             cr_expect(strstr(e2.msg, path) != NULL, "mutant %d: samples error does not name the file: %s", index, e2.msg);
         }
-        runs_record_free(&rec);
+        qa_runs_record_free(&rec);
         return 1;
     }
     cr_expect_eq(rc, QA_ERR_INPUT, "mutant %d: rc %d (%s)", index, rc, err.msg);
@@ -456,7 +456,7 @@ Test(runfile_fuzz, an_integer_field_that_is_not_a_whole_number_in_range_is_bad_i
         H5Fclose(file);
         qa_run_record rec;
         qa_error err = {0, ""};
-        cr_expect_eq(runs_load_file(path, &rec, &err), QA_ERR_INPUT, "rank = %g loaded", odd[k]);
+        cr_expect_eq(qa_runs_load_file(path, &rec, &err), QA_ERR_INPUT, "rank = %g loaded", odd[k]);
         cr_expect(strstr(err.msg, path) && strstr(err.msg, "'rank'") && strstr(err.msg, "whole number"), "%s", err.msg);
     }
 }

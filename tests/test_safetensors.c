@@ -202,10 +202,10 @@ Test(safetensors, project_sd_on_checkpoint_weights) {
     char *argv[] = {"--weights", (char *)file, "--methods", "lora,intlora-mul", "--bits", "4", "--json"};
     qa_project_opts o;
     qa_error err = {0, ""};
-    cr_assert_eq(project_sd_parse(7, argv, &o, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_project_sd_parse(7, argv, &o, &err), 0, "%s", err.msg);
     char buf[8192] = "";
     FILE *mem = fmemopen(buf, sizeof buf, "w");
-    cr_assert_eq(project_sd(&o, mem, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_project_sd(&o, mem, &err), 0, "%s", err.msg);
     fclose(mem);
     const char *lora = strstr(buf, "\"method\": \"lora\""), *intlora = strstr(buf, "\"method\": \"intlora-mul\"");
     cr_assert(lora && intlora, "%s", buf);
@@ -215,8 +215,8 @@ Test(safetensors, project_sd_on_checkpoint_weights) {
     int ins[2] = {CTX, D};
     for (int l = 0; l < 2; l++) {
         float dl[D], z[D], wf[D * CTX];
-        quant_search_rows(ws[l], D, ins[l], 4, dl, z);
-        quant_fake_rows(wf, ws[l], D, ins[l], 4, dl, z);
+        qa_quant_search_rows(ws[l], D, ins[l], 4, dl, z);
+        qa_quant_fake_rows(wf, ws[l], D, ins[l], 4, dl, z);
         for (int i = 0; i < D * ins[l]; i++) { e2 += ((double)wf[i] - ws[l][i]) * (wf[i] - ws[l][i]); w2 += (double)ws[l][i] * ws[l][i]; }
     }
     double want = sqrt(e2 / w2), got = json_number(lora, "deployed_rel_error");
@@ -253,19 +253,19 @@ Test(safetensors, project_sd_on_checkpoint_weights) {
     /* the selection: the default pattern takes attn2.to_k and attn1.to_out.0 (2 layers); a
      * pattern that matches nothing is an input error */
     char *argv2[] = {"--weights", (char *)file, "--pattern", "attn3", "--methods", "lora"};
-    cr_assert_eq(project_sd_parse(6, argv2, &o, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_project_sd_parse(6, argv2, &o, &err), 0, "%s", err.msg);
     mem = fmemopen(buf, sizeof buf, "w");
-    cr_expect_eq(project_sd(&o, mem, &err), QA_ERR_INPUT);
+    cr_expect_eq(qa_project_sd(&o, mem, &err), QA_ERR_INPUT);
     fclose(mem);
     cr_expect(strstr(err.msg, "no tensor matches") != NULL, "%s", err.msg);
     char *argv3[] = {"--pattern", "attn[", "--methods", "lora"};
-    cr_expect_eq(project_sd_parse(4, argv3, &o, &err), QA_ERR_INPUT);
+    cr_expect_eq(qa_project_sd_parse(4, argv3, &o, &err), QA_ERR_INPUT);
 }
 
 Test(safetensors, project_sd_default_methods_are_the_registry) {
     qa_project_opts o;
     qa_error err = {0, ""};
-    cr_assert_eq(project_sd_parse(0, NULL, &o, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_project_sd_parse(0, NULL, &o, &err), 0, "%s", err.msg);
     int n = 0;
     for (const qa_method *const *m = qa_methods(); *m; m++) {
         cr_expect_eq(o.methods[n], *m);

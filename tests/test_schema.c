@@ -120,12 +120,12 @@ static void expect_file_agrees(qa_h5 *f, const char *obj, const qa_run_field *fd
     const char *name = qa_run_field_name(fd);
     if (qa_run_field_is_text(fd)) {
         char *stored;
-        cr_assert_eq(h5_attr_get_text(f, obj, name, &stored, &err), QA_OK, "%s", err.msg);
+        cr_assert_eq(qa_h5_attr_get_text(f, obj, name, &stored, &err), QA_OK, "%s", err.msg);
         cr_expect_str_eq(text, stored, "%s of %s", name, obj);
         qa_free(stored);
     } else {
         double stored;
-        cr_assert_eq(h5_attr_get_f64(f, obj, name, &stored, &err), QA_OK, "%s", err.msg);
+        cr_assert_eq(qa_h5_attr_get_f64(f, obj, name, &stored, &err), QA_OK, "%s", err.msg);
         cr_expect_eq(number, stored, "%s of %s: read %.17g, file %.17g", name, obj, number, stored);
     }
 }
@@ -137,15 +137,15 @@ Test(schema, every_field_of_the_table_round_trips, .init = setup, .fini = teardo
     record_all(&v, "toy-w4a8-r2-s3", path, sizeof path);
     qa_run_record r;
     qa_error err = {0, ""};
-    cr_assert_eq(runs_load_file(path, &r, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_runs_load_file(path, &r, &err), QA_OK, "%s", err.msg);
     cr_assert_eq(r.n_eval, 1);
     qa_h5 *f;
-    cr_assert_eq(h5_open(path, 0, &f, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_h5_open(path, 0, &f, &err), QA_OK, "%s", err.msg);
     for (int i = 0; i < qa_n_run_fields; i++) {
         const qa_run_field *fd = &qa_run_fields[i];
         char obj[256];
         object_of(fd, r.id, obj, sizeof obj);
-        cr_expect(h5_has_attr(f, obj, qa_run_field_name(fd)), "field %s of %s was not written", qa_run_field_name(fd), obj);
+        cr_expect(qa_h5_has_attr(f, obj, qa_run_field_name(fd)), "field %s of %s was not written", qa_run_field_name(fd), obj);
         double number = 0;
         const char *text = read_back(&r, fd, &number);
         expect_file_agrees(f, obj, fd, text, number);
@@ -158,12 +158,12 @@ Test(schema, every_field_of_the_table_round_trips, .init = setup, .fini = teardo
         else cr_expect_eq(number, field_value(i, fd->from.kind), "%s: %.17g", qa_run_field_name(fd), number);
     }
     qa_error cerr;
-    h5_close(f, &cerr);
+    qa_h5_close(f, &cerr);
     cr_expect_eq(r.format_version, QA_RUN_FORMAT_VERSION);
     cr_expect_str_eq(r.status, "done");
     cr_expect_eq(r.eval[0].n_images, 2);
     cr_expect_eq(r.eval[0].measured, (1u << N_MET) - 1, "every metric measured: %#x", r.eval[0].measured);
-    runs_record_free(&r);
+    qa_runs_record_free(&r);
 }
 
 Test(schema, every_metric_has_a_field_and_a_direction) {
@@ -189,9 +189,9 @@ Test(schema, every_metric_has_a_field_and_a_direction) {
 static void set_root_version(const char *path, double version) {
     qa_h5 *f;
     qa_error err = {0, ""};
-    cr_assert_eq(h5_open(path, 1, &f, &err), QA_OK, "%s", err.msg);
-    cr_assert_eq(h5_attr_set_f64(f, "/", QA_RUN_FORMAT_ATTR, version, &err), QA_OK, "%s", err.msg);
-    cr_assert_eq(h5_close(f, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_h5_open(path, 1, &f, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_h5_attr_set_f64(f, "/", QA_RUN_FORMAT_ATTR, version, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_h5_close(f, &err), QA_OK, "%s", err.msg);
 }
 
 Test(schema, a_newer_format_version_is_bad_input_naming_file_and_versions, .init = setup, .fini = teardown) {
@@ -202,7 +202,7 @@ Test(schema, a_newer_format_version_is_bad_input_naming_file_and_versions, .init
     set_root_version(path, QA_RUN_FORMAT_VERSION + 1);
     qa_run_record r;
     qa_error err = {0, ""};
-    cr_assert_eq(runs_load_file(path, &r, &err), QA_ERR_INPUT);
+    cr_assert_eq(qa_runs_load_file(path, &r, &err), QA_ERR_INPUT);
     char newer[16], ours[16];
     snprintf(newer, sizeof newer, "%d", QA_RUN_FORMAT_VERSION + 1);
     snprintf(ours, sizeof ours, "%d", QA_RUN_FORMAT_VERSION);
@@ -211,10 +211,10 @@ Test(schema, a_newer_format_version_is_bad_input_naming_file_and_versions, .init
     qa_run_record *runs;
     qa_run_skipped *skipped;
     int n, n_skipped;
-    cr_expect_eq(runs_scan(dir, &runs, &n, &skipped, &n_skipped, &err), QA_ERR_INPUT);
+    cr_expect_eq(qa_runs_scan(dir, &runs, &n, &skipped, &n_skipped, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, newer) != NULL, "%s", err.msg);
     set_root_version(path, 0.5);
-    cr_expect_eq(runs_load_file(path, &r, &err), QA_ERR_INPUT);
+    cr_expect_eq(qa_runs_load_file(path, &r, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "unknown") && strstr(err.msg, "0.5"), "%s", err.msg);
 }
 
@@ -223,17 +223,17 @@ Test(schema, a_file_without_a_version_is_version_1, .init = setup, .fini = teard
     snprintf(path, sizeof path, "%s/old.h5", dir);
     qa_h5 *f;
     qa_error err = {0, ""};
-    cr_assert_eq(h5_create(path, &f, &err), QA_OK, "%s", err.msg);
-    cr_assert_eq(h5_attr_set_str(f, "/runs/lora-w8a8-r4-s0", "method", "lora", &err), QA_OK, "%s", err.msg);
-    cr_assert_eq(h5_attr_set_str(f, "/runs/lora-w8a8-r4-s0", "bits", "w8a8", &err), QA_OK, "%s", err.msg);
-    cr_assert_eq(h5_attr_set_str(f, "/runs/lora-w8a8-r4-s0", "status", "done", &err), QA_OK, "%s", err.msg);
-    cr_assert_eq(h5_close(f, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_h5_create(path, &f, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_h5_attr_set_str(f, "/runs/lora-w8a8-r4-s0", "method", "lora", &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_h5_attr_set_str(f, "/runs/lora-w8a8-r4-s0", "bits", "w8a8", &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_h5_attr_set_str(f, "/runs/lora-w8a8-r4-s0", "status", "done", &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_h5_close(f, &err), QA_OK, "%s", err.msg);
     qa_run_record r;
-    cr_assert_eq(runs_load_file(path, &r, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_runs_load_file(path, &r, &err), QA_OK, "%s", err.msg);
     cr_expect_eq(r.format_version, 1);
     cr_expect_str_eq(r.task, "subject", "a missing task reads as the schema's absent text");
     cr_expect_eq(r.item_class, -1, "a missing item class reads as the schema's absent value");
-    runs_record_free(&r);
+    qa_runs_record_free(&r);
 }
 
 Test(schema, ids_of_any_length_are_written_and_read_whole, .init = setup, .fini = teardown) {
@@ -248,16 +248,16 @@ Test(schema, ids_of_any_length_are_written_and_read_whole, .init = setup, .fini 
     int n;
     qa_error err = {0, ""};
     /* the method and bits in the file are the test's texts: the axes are cut from the id by them */
-    cr_assert_eq(runs_load(dir, &runs, &n, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_runs_load(dir, &runs, &n, &err), QA_OK, "%s", err.msg);
     cr_assert_eq(n, 1);
     cr_expect_str_eq(runs[0].id, id);
     cr_expect_eq(strlen(runs[0].id), strlen(id));
     uint8_t *pix;
     int ns;
-    cr_expect_eq(runs_samples(&runs[0], "int", &pix, &ns, &err), QA_OK, "%s", err.msg);
+    cr_expect_eq(qa_runs_samples(&runs[0], "int", &pix, &ns, &err), QA_OK, "%s", err.msg);
     cr_expect_eq(ns, 1);
     qa_free(pix);
-    runs_free(runs, n);
+    qa_runs_free(runs, n);
 }
 
 Test(schema, bounded_metrics_get_bounded_intervals) {

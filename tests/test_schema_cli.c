@@ -44,9 +44,9 @@ Test(schema_cli, a_newer_run_file_is_exit_2_with_both_versions, .init = setup, .
     snprintf(path, sizeof path, "%s/%s.h5", dir, one_run.id);
     qa_h5 *f;
     qa_error err = {0, ""};
-    cr_assert_eq(h5_open(path, 1, &f, &err), QA_OK, "%s", err.msg);
-    cr_assert_eq(h5_attr_set_f64(f, "/", QA_RUN_FORMAT_ATTR, QA_RUN_FORMAT_VERSION + 7, &err), QA_OK, "%s", err.msg);
-    cr_assert_eq(h5_close(f, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_h5_open(path, 1, &f, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_h5_attr_set_f64(f, "/", QA_RUN_FORMAT_ATTR, QA_RUN_FORMAT_VERSION + 7, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_h5_close(f, &err), QA_OK, "%s", err.msg);
     snprintf(args, sizeof args, "report %s", dir);
     cr_expect_eq(qadapt(args), 2, "%s", output);
     char newer[16], ours[16];

@@ -9,7 +9,7 @@
 
 Test(stats, summarize_one_to_four) {
     const double x[4] = {1, 2, 3, 4};
-    qa_summary s = stats_summarize(x, 4);
+    qa_summary s = qa_stats_summarize(x, 4);
     cr_expect_eq(s.n, 4);
     cr_expect(fabs(s.mean - 2.5) < 1e-12, "mean %.10g", s.mean);
     cr_expect(fabs(s.sd - 1.2909944487358056) < 1e-9, "sd %.10g (sample sd, n - 1)", s.sd);
@@ -20,7 +20,7 @@ Test(stats, summarize_one_to_four) {
 
 Test(stats, summarize_against_naive_double_loops) {
     const double x[7] = {0.31, -1.2, 4.75, 2.0, 2.0, 0.001, -3.5};
-    qa_summary s = stats_summarize(x, 7);
+    qa_summary s = qa_stats_summarize(x, 7);
     double m = 0, v = 0;
     for (int i = 0; i < 7; i++) m += x[i];
     m /= 7;
@@ -34,20 +34,20 @@ Test(stats, summarize_against_naive_double_loops) {
 
 Test(stats, summarize_n1_and_n2) {
     const double one[1] = {3.25};
-    qa_summary s = stats_summarize(one, 1);
+    qa_summary s = qa_stats_summarize(one, 1);
     cr_expect_eq(s.n, 1);
     cr_expect(s.mean == 3.25, "mean %g", s.mean);
     cr_expect(s.sd == 0.0, "sd %g", s.sd);
     cr_expect(s.ci95 == 0.0, "ci95 %g", s.ci95);
     /* n = 2: sd = |a - b| / sqrt 2, t_{0.975,1} = 12.7062047 */
     const double two[2] = {1.0, 2.0};
-    s = stats_summarize(two, 2);
+    s = qa_stats_summarize(two, 2);
     cr_expect(fabs(s.sd - 1.0 / sqrt(2.0)) < 1e-12, "sd %g", s.sd);
     cr_expect(fabs(s.ci95 - 12.706204736174707 * (1.0 / sqrt(2.0)) / sqrt(2.0)) < 1e-7, "ci95 %.10g", s.ci95);
 }
 
 Test(stats, summarize_n0_is_nan) {
-    qa_summary s = stats_summarize(NULL, 0);
+    qa_summary s = qa_stats_summarize(NULL, 0);
     cr_expect_eq(s.n, 0);
     cr_expect(isnan(s.mean), "mean of nothing: %g", s.mean);
 }
@@ -77,7 +77,7 @@ static void welch_ref(const double *a, int na, const double *b, int nb, double *
 
 Test(stats, welch_textbook_example) {
     double t = 0, df = 0;
-    double p = stats_welch_p(wa, 15, wb, 15, &t, &df);
+    double p = qa_stats_welch_p(wa, 15, wb, 15, &t, &df);
     cr_expect(fabs(t - (-2.46)) < 0.005, "t = %g, textbook -2.46", t);
     cr_expect(fabs(df - 25.0) < 0.05, "df = %g, textbook 25.0", df);
     cr_expect(fabs(p - 0.021) < 0.0005, "p = %g, textbook 0.021", p);
@@ -90,8 +90,8 @@ Test(stats, welch_textbook_example) {
 Test(stats, welch_unequal_sizes_and_symmetry) {
     const double a[3] = {0.50, 0.52, 0.55}, b[5] = {0.61, 0.58, 0.66, 0.70, 0.59};
     double t1, df1, t2, df2, tr, dfr, pr;
-    double p1 = stats_welch_p(a, 3, b, 5, &t1, &df1);
-    double p2 = stats_welch_p(b, 5, a, 3, &t2, &df2);
+    double p1 = qa_stats_welch_p(a, 3, b, 5, &t1, &df1);
+    double p2 = qa_stats_welch_p(b, 5, a, 3, &t2, &df2);
     welch_ref(a, 3, b, 5, &tr, &dfr, &pr);
     cr_expect(fabs(t1 - tr) < 1e-10 && fabs(df1 - dfr) < 1e-8, "t %g df %g want %g %g", t1, df1, tr, dfr);
     cr_expect(fabs(p1 - pr) < 1e-10, "p %.12g want %.12g", p1, pr);
@@ -102,37 +102,37 @@ Test(stats, welch_unequal_sizes_and_symmetry) {
 
 Test(stats, welch_small_n_is_nan) {
     const double a[1] = {1.0}, b[3] = {1, 2, 3};
-    cr_expect(isnan(stats_welch_p(a, 1, b, 3, NULL, NULL)));
-    cr_expect(isnan(stats_welch_p(b, 3, a, 1, NULL, NULL)));
-    cr_expect(isnan(stats_welch_p(b, 0, b, 0, NULL, NULL)));
+    cr_expect(isnan(qa_stats_welch_p(a, 1, b, 3, NULL, NULL)));
+    cr_expect(isnan(qa_stats_welch_p(b, 3, a, 1, NULL, NULL)));
+    cr_expect(isnan(qa_stats_welch_p(b, 0, b, 0, NULL, NULL)));
 }
 
 Test(stats, welch_zero_variance) {
     const double a[3] = {2, 2, 2}, b[3] = {2, 2, 2}, c[3] = {3, 3, 3};
-    cr_expect(stats_welch_p(a, 3, b, 3, NULL, NULL) == 1.0, "equal constants: p = 1");
-    cr_expect(stats_welch_p(a, 3, c, 3, NULL, NULL) == 0.0, "different constants: p = 0");
+    cr_expect(qa_stats_welch_p(a, 3, b, 3, NULL, NULL) == 1.0, "equal constants: p = 1");
+    cr_expect(qa_stats_welch_p(a, 3, c, 3, NULL, NULL) == 0.0, "different constants: p = 0");
 }
 
 /* The interval and the test agree: shifting b until the difference of the means equals the
  * half-width leaves both variances (so df) unchanged and puts Welch's p at exactly 0.05. */
 Test(stats, welch_ci95_matches_the_test_at_its_edge) {
     const double a[4] = {0.50, 0.52, 0.55, 0.49}, b[6] = {0.61, 0.58, 0.66, 0.70, 0.59, 0.64};
-    double half = stats_welch_ci95(a, 4, b, 6);
+    double half = qa_stats_welch_ci95(a, 4, b, 6);
     cr_assert(half > 0 && isfinite(half), "half-width %g", half);
     double ma = (0.50 + 0.52 + 0.55 + 0.49) / 4, mb = (0.61 + 0.58 + 0.66 + 0.70 + 0.59 + 0.64) / 6;
     double shifted[6];
     for (int i = 0; i < 6; i++) shifted[i] = b[i] - mb + ma - half; /* mean(a) - mean(shifted) = half */
-    double p = stats_welch_p(a, 4, shifted, 6, NULL, NULL);
+    double p = qa_stats_welch_p(a, 4, shifted, 6, NULL, NULL);
     cr_expect(fabs(p - 0.05) < 1e-9, "p at the CI edge: %.12g", p);
-    cr_expect(fabs(stats_welch_ci95(b, 6, a, 4) - half) < 1e-15, "symmetric in the groups");
-    cr_expect(isnan(stats_welch_ci95(a, 1, b, 6)), "one value: no interval");
+    cr_expect(fabs(qa_stats_welch_ci95(b, 6, a, 4) - half) < 1e-15, "symmetric in the groups");
+    cr_expect(isnan(qa_stats_welch_ci95(a, 1, b, 6)), "one value: no interval");
     const double c[3] = {2, 2, 2};
-    cr_expect(stats_welch_ci95(c, 3, c, 3) == 0.0, "no spread: zero width");
+    cr_expect(qa_stats_welch_ci95(c, 3, c, 3) == 0.0, "no spread: zero width");
 }
 
 Test(stats, paired_equal_arrays_give_one) {
     const double a[5] = {0.3, 0.1, 0.7, 0.2, 0.9};
-    cr_expect(stats_paired_p(a, a, 5, NULL) == 1.0);
+    cr_expect(qa_stats_paired_p(a, a, 5, NULL) == 1.0);
 }
 
 Test(stats, paired_closed_form_df2) {
@@ -140,7 +140,7 @@ Test(stats, paired_closed_form_df2) {
     const double b[3] = {1.0, 2.0, 3.0};
     const double a[3] = {1.10, 2.12, 3.11};
     double t = 0;
-    double p = stats_paired_p(a, b, 3, &t);
+    double p = qa_stats_paired_p(a, b, 3, &t);
     double d[3], m, v;
     for (int i = 0; i < 3; i++) d[i] = a[i] - b[i];
     mean_var(d, 3, &m, &v);
@@ -151,7 +151,7 @@ Test(stats, paired_closed_form_df2) {
     cr_expect(fabs(p - pr) < 1e-12, "p %.12g want closed form %.12g", p, pr);
     cr_expect(p < 0.01, "a constant shift with small noise is significant: p = %g", p);
     double t2;
-    double p2 = stats_paired_p(b, a, 3, &t2);
+    double p2 = qa_stats_paired_p(b, a, 3, &t2);
     cr_expect(fabs(t2 + t) < 1e-9 * fabs(t) && fabs(p2 - p) < 1e-14, "swap: t flips, p equal");
 }
 
@@ -163,10 +163,10 @@ Test(stats, paired_shift_with_noise_larger_n) {
         a[i] = b[i] + 0.5 + 0.05 * trng_normal(&r); /* small, consistent shift */
     }
     double t;
-    double p = stats_paired_p(a, b, 12, &t);
+    double p = qa_stats_paired_p(a, b, 12, &t);
     cr_expect(t > 0 && p < 1e-6, "paired: t %g p %g", t, p);
     /* Welch ignores the pairing and should see almost nothing */
-    double pw = stats_welch_p(a, 12, b, 12, NULL, NULL);
+    double pw = qa_stats_welch_p(a, 12, b, 12, NULL, NULL);
     cr_expect(pw > 0.5, "Welch on the same data: p %g", pw);
     /* reference: one-sample t on the differences, df 11 */
     double d[12], m, v;
@@ -181,7 +181,7 @@ Test(stats, paired_df1_cauchy) {
     /* n = 2: t with 1 df is Cauchy, two-sided p = 1 - (2/pi) atan|t| */
     const double a[2] = {1.0, 2.5}, b[2] = {0.0, 1.0};
     double t;
-    double p = stats_paired_p(a, b, 2, &t);
+    double p = qa_stats_paired_p(a, b, 2, &t);
     /* d = {1, 1.5}: mean 1.25, sd 0.353553, t = 1.25 / 0.25 = 5 */
     cr_expect(fabs(t - 5.0) < 1e-12, "t %g", t);
     cr_expect(fabs(p - (1.0 - 2.0 / 3.141592653589793 * atan(5.0))) < 1e-12, "p %.12g", p);
@@ -189,9 +189,9 @@ Test(stats, paired_df1_cauchy) {
 
 Test(stats, paired_constant_shift_and_small_n) {
     const double a[3] = {1.5, 2.5, 3.5}, b[3] = {1, 2, 3};
-    cr_expect(stats_paired_p(a, b, 3, NULL) == 0.0, "exact constant shift: p = 0");
-    cr_expect(isnan(stats_paired_p(a, b, 1, NULL)), "n = 1: NaN");
-    cr_expect(isnan(stats_paired_p(a, b, 0, NULL)), "n = 0: NaN");
+    cr_expect(qa_stats_paired_p(a, b, 3, NULL) == 0.0, "exact constant shift: p = 0");
+    cr_expect(isnan(qa_stats_paired_p(a, b, 1, NULL)), "n = 1: NaN");
+    cr_expect(isnan(qa_stats_paired_p(a, b, 0, NULL)), "n = 0: NaN");
 }
 
 Test(stats, one_sided_p_df2_closed_form) {

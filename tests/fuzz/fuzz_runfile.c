@@ -41,11 +41,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (fclose(f) != 0) abort();
     qa_run_record rec;
     qa_error err = {0, ""};
-    int rc = runs_load_file(path, &rec, &err);
+    int rc = qa_runs_load_file(path, &rec, &err);
     if (rc == QA_OK) {
         volatile double sink = touch(&rec);
         (void)sink;
-        runs_record_free(&rec);
+        qa_runs_record_free(&rec);
         return 0;
     }
     /* an error must be bad input that names the file */
