@@ -166,9 +166,9 @@ static int lowrank_qat_case(qa_h5 *f, qa_h5 *o, const char *cs, const qa_method 
     return rc;
 }
 
-/* One case of the per-row quantizer schema of IR-QLoRA's information-calibrated quantizer
- * (tests/data/README.md, "ir-qlora-icq"): attributes rows, columns, n_bits (1..8), symmetric (0 or
- * 1), channel_wise (1); in/W [rows, columns]; the file's root attributes tau_range and tau_n (the
+/* One case of the per-row quantizer schema of the information-calibrated quantizer (ICQ,
+ * tests/data/README.md): attributes rows, columns, n_bits (1..8), symmetric (0 or 1),
+ * channel_wise (1); in/W [rows, columns]; the file's root attributes tau_range and tau_n (the
  * reference's 0.1 and 50 when absent). Writes icq/scale, zero_point [rows], codes [rows, columns]
  * (int32, the unsigned codes clamp(round(W / scale) + zero, 0, 2^n_bits - 1)) and W_q = scale
  * (codes - zero), with the reference's int8 counting (quant_icq_search in harness/quant.c). */

@@ -17,10 +17,12 @@ struct qa_h5 {
 };
 
 /* Before any other HDF5 call: no error printing, and no library shutdown at exit, which would
- * retry (and crash on) a file whose close already failed, e.g. on a full disk. */
+ * retry (and crash on) a file whose close already failed, e.g. on a full disk. Both settings are
+ * the library's own; calling again changes nothing (H5dont_atexit then fails, silently, as the
+ * library is running), so no flag of ours remembers the first call. */
 static void quiet(void) {
-    static int done = 0;
-    if (!done) { H5dont_atexit(); H5Eset_auto2(H5E_DEFAULT, NULL, NULL); done = 1; }
+    H5dont_atexit();
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
 }
 
 static char *text_copy(const char *text) {
