@@ -30,7 +30,7 @@ do for [k=1:npanels] {
     xhigh[k] = high + pad
 }
 
-# about four tics per panel, at 1, 2 or 5 times a power of ten
+# about three tics per panel (long labels such as 0.0002 stay apart), at 1, 2 or 5 times a power of ten
 nice_step(x) = (decade = 10**floor(log10(x)), x / decade < 1.5 ? decade : x / decade < 3.5 ? 2 * decade : x / decade < 7.5 ? 5 * decade : 10 * decade)
 
 unset key
@@ -46,7 +46,7 @@ do for [fmt in formats] {
     set multiplot title title_text
     do for [k=1:npanels] {
         set xrange [xlow[k]:xhigh[k]]
-        set xtics nice_step((xhigh[k] - xlow[k]) / 4)
+        set xtics nice_step((xhigh[k] - xlow[k]) / 3)
         set lmargin at screen (label_px + (k-1) * panel_px) / width
         set rmargin at screen (label_px + k * panel_px - 25) / width
         set title word(panel_titles, k)
