@@ -82,6 +82,30 @@ static int fixture_options_text(qa_h5 *f, const char *grp, const qa_method *m, v
     return 0;
 }
 
+/* The method's layer from the case's weights (R: a given auxiliary matrix, or NULL); -1 with why
+ * when the method refuses it. *state is allocated either way (the caller frees it). */
+static int layer_init(const qa_method *m, const qa_method_cfg *cfg, int in, int out, const float *W, const float *bias,
+                      const float *R, const char *cs, void **state, char *why, size_t wl) {
+    qa_rng *r = qa_rng_new(1);
+    qa_layer_init li = {in, out, W, bias, cfg, r, cs, R, NULL};
+    *state = qa_alloc(m->state_size);
+    qa_error ie;
+    int rc = 0;
+    if (m->init(*state, &li, &ie)) { snprintf(why, wl, "%.500s", ie.msg); rc = -1; }
+    qa_rng_free(r);
+    return rc;
+}
+
+/* The trainable tensors, A [rank, in] and B [out, rank] first, set to the case's A and B = 0 (the
+ * start of training); returns how many there are. */
+static int factors_at_start(const qa_method *m, void *state, const float *A, int rank, int in, int out, qa_param *ps) {
+    int np = m->params(state, ps, 8);
+    QA_ASSERT(np >= 2 && ps[0].n == (size_t)rank * in && ps[1].n == (size_t)out * rank);
+    memcpy(ps[0].data, A, sizeof(float) * ps[0].n);
+    memset(ps[1].data, 0, sizeof(float) * ps[1].n);
+    return np;
+}
+
 /* One case of the low-rank QAT layer schema (tests/data/README.md, "LR-QAT"): attributes
  * in_features, out_features, rank, n_bits, lora_alpha, int_min, int_max, symmetric = 1,
  * channel_wise = 1, range_estimator = current_minmax; in/ W, bias, A, B, x, dy. Writes init/
@@ -122,19 +146,11 @@ static int lowrank_qat_case(qa_h5 *f, qa_h5 *o, const char *cs, const qa_method 
     if (rc == 0 && options) rc = fixture_options_text(f, grp, m, options, why, wl);
     if (rc == 0) {
         qa_method_cfg cfg = {.w_bits = n_bits, .a_bits = 0, .rank = rank, .lora_scale = (float)(v[4] / rank), .options = options};
-        qa_rng *r = qa_rng_new(1);
-        qa_layer_init li = {in, out, W, bias, &cfg, r, cs, NULL, NULL};
-        state = qa_alloc(m->state_size);
-        qa_error ie;
-        if (m->init(state, &li, &ie)) { snprintf(why, wl, "%.500s", ie.msg); rc = -1; }
-        qa_rng_free(r);
+        rc = layer_init(m, &cfg, in, out, W, bias, NULL, cs, &state, why, wl);
     }
     if (rc == 0) {
         qa_param ps[8];
-        int np = m->params(state, ps, 8);
-        QA_ASSERT(np >= 2 && ps[0].n == (size_t)rank * in && ps[1].n == (size_t)out * rank);
-        memcpy(ps[0].data, A, sizeof(float) * ps[0].n);
-        memset(ps[1].data, 0, sizeof(float) * ps[1].n);
+        int np = factors_at_start(m, state, A, rank, in, out, ps);
         float *y = qa_alloc(sizeof(float) * (size_t)tokens * out);
         m->forward(state, x, y, tokens);
         qa_named_tensor t[16];
@@ -268,19 +284,11 @@ static int one_case(qa_h5 *f, qa_h5 *o, const char *cs, char *why, size_t wl, qa
     if (rc == 0 && options) rc = fixture_options(f, grp, m, options, why, wl);
     if (rc == 0) {
         qa_method_cfg cfg = {.w_bits = n_bits, .a_bits = 0, .rank = rank, .lora_scale = 1.0f, .options = options};
-        qa_rng *r = qa_rng_new(1);
-        qa_layer_init li = {in, out, W, bias, &cfg, r, cs, R, NULL};
-        state = qa_alloc(m->state_size);
-        qa_error ie;
-        if (m->init(state, &li, &ie)) { snprintf(why, wl, "%.500s", ie.msg); rc = -1; }
-        qa_rng_free(r);
+        rc = layer_init(m, &cfg, in, out, W, bias, R, cs, &state, why, wl);
     }
     if (rc == 0) {
         qa_param ps[8];
-        int np = m->params(state, ps, 8);
-        QA_ASSERT(np >= 2 && ps[0].n == (size_t)rank * in && ps[1].n == (size_t)out * rank);
-        memcpy(ps[0].data, A, sizeof(float) * ps[0].n);
-        memset(ps[1].data, 0, sizeof(float) * ps[1].n);
+        int np = factors_at_start(m, state, A, rank, in, out, ps);
         float *y = qa_alloc(sizeof(float) * (size_t)tokens * out);
         /* init: the first forward with B = 0 calibrates what the method calibrates */
         m->forward(state, x, y, tokens);
