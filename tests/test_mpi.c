@@ -499,11 +499,9 @@ Test(slurm, bad_arguments_exit_2_before_anything_is_queued) {
     cr_expect_not(access(log_path, F_OK) == 0, "sbatch was called");
 }
 
-/* A tuned recipe over two shards run one after the other: shard 0 runs its tuning runs and stops
- * (the rates come from every shard's tuning runs), shard 1 runs its tuning runs, chooses the rates
- * and its final runs, and shard 0 run again does its final runs: together the final runs of one
- * process, at the rates one process chooses. */
-Test(shard_sweep, a_tuned_recipe_over_two_shards_waits_for_every_tuning_run, .timeout = 150) {
+/* sweep_dir/tuned.recipe (a tuning stage of 3 rates on one tuning seed, 2 final runs), swept by
+ * one process into sweep_dir/tone. */
+static void write_tuned_recipe_and_run_it_alone(void) {
     char path[256], text[2048];
     snprintf(path, sizeof path, "%s/tuned.recipe", sweep_dir);
     snprintf(text, sizeof text,
@@ -514,41 +512,39 @@ Test(shard_sweep, a_tuned_recipe_over_two_shards_waits_for_every_tuning_run, .ti
              sweep_dir, sweep_dir);
     write_text_file(path, text);
     cr_assert_eq(run_in("", "run %s/tuned.recipe --out %s/tone%s", ""), 0, "%s", out_buf);
+}
+
+/* sweep_dir/<folder> holds the final and the tuning runs of sweep_dir/tone, number for number. */
+static void expect_same_tuned_sweeps(const char *folder) {
+    char one[256], two[256];
+    snprintf(one, sizeof one, "%s/tone", sweep_dir);
+    snprintf(two, sizeof two, "%s/%s", sweep_dir, folder);
+    expect_same_runs(one, two);
+    snprintf(one, sizeof one, "%s/tone/tune", sweep_dir);
+    snprintf(two, sizeof two, "%s/%s/tune", sweep_dir, folder);
+    expect_same_runs(one, two);
+}
+
+/* A tuned recipe over two shards run one after the other: shard 0 runs its tuning runs and stops
+ * (the rates come from every shard's tuning runs), shard 1 runs its tuning runs, chooses the rates
+ * and its final runs, and shard 0 run again does its final runs: together the final runs of one
+ * process, at the rates one process chooses. */
+Test(shard_sweep, a_tuned_recipe_over_two_shards_waits_for_every_tuning_run, .timeout = 150) {
+    write_tuned_recipe_and_run_it_alone();
     cr_expect_eq(run_in("", "run %s/tuned.recipe --out %s/ttwo --shard %s", "0/2"), 1, "%s", out_buf);
     cr_expect(strstr(out_buf, "tuning runs of other shards are not") && strstr(out_buf, "run this shard again"), "%s", out_buf);
     cr_expect_eq(run_in("", "run %s/tuned.recipe --out %s/ttwo --shard %s", "1/2"), 0, "%s", out_buf);
     cr_expect_eq(run_in("", "run %s/tuned.recipe --out %s/ttwo --shard %s", "0/2"), 0, "%s", out_buf);
-    char one[256], two[256];
-    snprintf(one, sizeof one, "%s/tone", sweep_dir);
-    snprintf(two, sizeof two, "%s/ttwo", sweep_dir);
-    expect_same_runs(one, two);
-    snprintf(one, sizeof one, "%s/tone/tune", sweep_dir);
-    snprintf(two, sizeof two, "%s/ttwo/tune", sweep_dir);
-    expect_same_runs(one, two);
+    expect_same_tuned_sweeps("ttwo");
 }
 
 /* A tuned recipe under mpirun: the ranks share the tuning runs, wait for each other (the rates come
  * from all of them), then share the final runs: the files and numbers of one process. */
 Test(mpi_sweep, a_tuned_recipe_over_two_ranks_is_one_process_sweep, .timeout = 180) {
     mpirun_or_skip();
-    char path[256], text[2048];
-    snprintf(path, sizeof path, "%s/tuned.recipe", sweep_dir);
-    snprintf(text, sizeof text,
-             "[job]\nkind = adapt\n[data]\nsynthetic = 1\n[model]\ncheckpoint = %s/dit.h5\nevaluator = %s/ev.h5\n"
-             "[adapt]\nmethod = lora\nbits = w8a8\nrank = 2\nseed = [0, 1]\nimages = 3\nprior_images = 4\n"
-             "[train]\nsteps = 3\nbatch = 4\n[tune]\nlr_grid = [0.1, 1, 10]\nseeds = [100]\nmetric = heldout_loss\n"
-             "[eval]\nsamples = 2\nddim_steps = 2\nloss_images = 4\nloss_draws = 1\nprior_samples = 0\n",
-             sweep_dir, sweep_dir);
-    write_text_file(path, text);
-    cr_assert_eq(run_in("", "run %s/tuned.recipe --out %s/tone%s", ""), 0, "%s", out_buf);
+    write_tuned_recipe_and_run_it_alone();
     char args[1024];
     snprintf(args, sizeof args, "run %s/tuned.recipe --out %s/tmpi", sweep_dir, sweep_dir);
     cr_assert_eq(mpirun2(args), 0, "%s", out_buf);
-    char one[256], two[256];
-    snprintf(one, sizeof one, "%s/tone", sweep_dir);
-    snprintf(two, sizeof two, "%s/tmpi", sweep_dir);
-    expect_same_runs(one, two);
-    snprintf(one, sizeof one, "%s/tone/tune", sweep_dir);
-    snprintf(two, sizeof two, "%s/tmpi/tune", sweep_dir);
-    expect_same_runs(one, two);
+    expect_same_tuned_sweeps("tmpi");
 }
