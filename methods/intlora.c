@@ -9,9 +9,12 @@
  * by the harness), A [r,in], B [out,r] (kaiming-uniform / zero, lora_factors_init).
  *
  * Init (steps 1-3; the FP weight W is then dropped):
- *   1 auxiliary matrix R [out,in] from the run's seeded RNG, by aux_dist: laplace (default, the
- *     reference) Laplace(0, 0.5); gaussian 0.5 N(0, 1); uniform U(-0.5, 0.5); zero R = 0 (the
- *     last three are ablations). A fixture gives R instead (qa_layer_init.aux_init).
+ *   1 auxiliary matrix R [out,in], by aux_dist: laplace (default, the reference) Laplace(0, 0.5);
+ *     gaussian 0.5 N(0, 1); uniform U(-0.5, 0.5); zero R = 0 (the last three are ablations).
+ *     R_ij is element i * in + j of a counter-based stream (qa_counter_*, harness/rng.h) whose key
+ *     is one draw of the run's seeded RNG, so a tile of R can be regenerated alone (the reference
+ *     draws R with torch's generator; only the distribution matters). A fixture gives R instead
+ *     (qa_layer_init.aux_init).
  *   2 variance matching (VMC), per row i, alpha = vmc_alpha (1.5; the reference fixes 1.5):
  *       vmc_stat = absmax (the code): wa_i = max(|max_j W_ij|, |min_j W_ij|),
  *                                     ra_i = min(|max_j R_ij|, |min_j R_ij|)
@@ -104,6 +107,7 @@ typedef struct {
     int zero_path;            /* INTLORA_ZERO_PATH_* (MUL) */
     int constant_row;         /* INTLORA_CONSTANT_ROW_* (MUL) */
     float *R;                 /* R* [out,in] */
+    uint64_t aux_key;         /* R's stream: R_ij = aux_value(aux_dist, aux_key, i * in + j) */
     float *delta, *zero;      /* quantizer of W - R*, per row */
     int32_t *w_round;         /* [out,in] */
     float *w_int;             /* W_round - z, as float for the fused pass */
@@ -151,6 +155,17 @@ enum { INTLORA_CONSTANT_ROW_FALLBACK = 0, INTLORA_CONSTANT_ROW_REFERENCE };
 
 extern const qa_method qa_method_intlora_mul;
 
+/* Step 1: element k = i * in + j of R, from the counter-based generator (harness/rng.h), so any
+ * tile of R can be regenerated alone from the layer's key. */
+static float aux_value(int aux_dist, uint64_t key, size_t k) {
+    switch (aux_dist) {
+    case INTLORA_AUX_GAUSSIAN: return (float)(0.5 * qa_counter_normal(key, k));
+    case INTLORA_AUX_UNIFORM: return (float)(qa_counter_uniform(key, k) - 0.5);
+    case INTLORA_AUX_ZERO: return 0.0f;
+    default: return (float)qa_counter_laplace(key, k, 0.5);
+    }
+}
+
 static int intlora_init_common(void *state, const qa_layer_init *li, int shift, qa_error *err) {
     intlora_state *s = state;
     qa_base_product_init(&s->base_mm, li->in, li->out, li->step);
@@ -173,14 +188,8 @@ static int intlora_init_common(void *state, const qa_layer_init *li, int shift, 
     if (li->aux_init) {
         memcpy(s->R, li->aux_init, sizeof(float) * n);
     } else {
-        for (size_t i = 0; i < n; i++) {
-            switch (opt.aux_dist) {
-            case INTLORA_AUX_GAUSSIAN: s->R[i] = (float)(0.5 * qa_rng_normal(li->rng)); break;
-            case INTLORA_AUX_UNIFORM: s->R[i] = (float)(qa_rng_uniform(li->rng) - 0.5); break;
-            case INTLORA_AUX_ZERO: s->R[i] = 0.0f; break;
-            default: s->R[i] = (float)qa_rng_laplace(li->rng, 0.5); break;
-            }
-        }
+        s->aux_key = qa_rng_u64(li->rng); /* one draw: R is then a function of (key, element index) */
+        for (size_t i = 0; i < n; i++) s->R[i] = aux_value(opt.aux_dist, s->aux_key, i);
     }
     /* step 2: variance matching */
     float alpha = opt.vmc_alpha;
