@@ -28,15 +28,26 @@ static int eval_prior(const qa_run_record *r, const qa_run_eval *e, double *v) {
 static int eval_style(const qa_run_record *r, const qa_run_eval *e, double *v) { (void)r; *v = e->style_score; return 1; }
 static int eval_fid(const qa_run_record *r, const qa_run_eval *e, double *v) { (void)r; *v = e->fid; return *v >= 0; }
 static int run_step_ms(const qa_run_record *r, const qa_run_eval *e, double *v) { (void)e; *v = r->step_ms; return *v > 0; }
-static int run_peak_rss(const qa_run_record *r, const qa_run_eval *e, double *v) {
-    (void)e;
-    *v = r->peak_rss_bytes / (1024.0 * 1024.0);
+/* a byte count of the run as MiB; 0 (not recorded) is no value */
+static int as_mib(double bytes, double *v) {
+    *v = bytes / (1024.0 * 1024.0);
     return *v > 0;
 }
+static int run_peak_rss(const qa_run_record *r, const qa_run_eval *e, double *v) { (void)e; return as_mib(r->peak_rss_bytes, v); }
 static int run_train_memory(const qa_run_record *r, const qa_run_eval *e, double *v) {
     (void)e;
-    *v = (r->frozen_bytes + r->trainable_bytes + r->gradient_bytes + r->optimizer_bytes) / (1024.0 * 1024.0);
-    return *v > 0;
+    return as_mib(r->frozen_bytes + r->trainable_bytes + r->gradient_bytes + r->optimizer_bytes, v);
+}
+static int run_trainable(const qa_run_record *r, const qa_run_eval *e, double *v) { (void)e; return as_mib(r->trainable_bytes, v); }
+static int run_optimizer(const qa_run_record *r, const qa_run_eval *e, double *v) { (void)e; return as_mib(r->optimizer_bytes, v); }
+/* the method's own measurement "init_error" (<run>/method_stats): the relative initialisation
+ * error ||W - W_start||^2 / ||W||^2 of the frozen part plus any initial low-rank term, pooled over
+ * the adapted layers; a run whose method does not record it has no value */
+static int run_init_error(const qa_run_record *r, const qa_run_eval *e, double *v) {
+    (void)e;
+    for (int i = 0; i < r->n_stats; i++)
+        if (!strcmp(r->stat_name[i], "init_error")) { *v = r->stat_value[i]; return *v >= 0; }
+    return 0;
 }
 
 const qa_claim_metric qa_claim_metrics[] = {
@@ -50,6 +61,9 @@ const qa_claim_metric qa_claim_metrics[] = {
     {"train_step_ms", 1, run_step_ms},           /* the run's median training step */
     {"peak_rss_mib", 1, run_peak_rss},           /* the run's process peak RSS */
     {"train_memory_mib", 1, run_train_memory},   /* adapted layers: frozen + trainable + gradients + optimizer */
+    {"trainable_mib", 1, run_trainable},         /* adapted layers' trainable tensors */
+    {"optimizer_mib", 1, run_optimizer},         /* their optimizer state */
+    {"init_error", 1, run_init_error},           /* the method's relative initialisation error */
 };
 const int qa_n_claim_metrics = (int)(sizeof qa_claim_metrics / sizeof qa_claim_metrics[0]);
 

@@ -272,7 +272,7 @@ int qa_verify_judge(const char *dir, const qa_claim *claims, int n, qa_claim_res
     return rc;
 }
 
-/* ---- the table: DIR/claims.md (also printed) and DIR/claims.csv ---- */
+/* ---- the table: DIR/NAME.md (also printed) and DIR/NAME.csv, NAME the claims file's name ---- */
 
 static void cells_text(const qa_claim *cl, char *buf, size_t len) {
     if (cl->kind == QA_TEST_INTERACTION) {
@@ -429,8 +429,13 @@ int qa_verify(const char *dir, const char *claims_path, FILE *out, qa_error *err
         write_csv(f, claims, n, res);
         fclose(f);
         if (out) fputs(md, out);
-        rc = write_atomically(dir, "claims.md", md, md_len, err);
-        if (!rc) rc = write_atomically(dir, "claims.csv", csv, csv_len, err);
+        /* named after the claims file, so that several files judged on one folder keep their tables */
+        const char *slash = strrchr(claims_path, '/');
+        char name[300];
+        snprintf(name, sizeof name, "%.280s.md", slash ? slash + 1 : claims_path);
+        rc = write_atomically(dir, name, md, md_len, err);
+        snprintf(name, sizeof name, "%.280s.csv", slash ? slash + 1 : claims_path);
+        if (!rc) rc = write_atomically(dir, name, csv, csv_len, err);
     }
     free(md);
     free(csv);

@@ -59,7 +59,8 @@ typedef struct {
  * QA_ERR_RUN when a run file cannot be read; a missing folder or cell is a verdict. */
 int qa_verify_judge(const char *dir, const qa_claim *claims, int n, qa_claim_result *res, qa_error *err);
 /* The whole command: load the claims file (QA_ERR_INPUT when malformed), judge, print the table
- * to out and write DIR/claims.md and DIR/claims.csv (each to a temporary name, then renamed). */
+ * to out and write DIR/NAME.md and DIR/NAME.csv, NAME the claims file's name (e.g.
+ * intlora.claims.md), each to a temporary name, then renamed. */
 int qa_verify(const char *dir, const char *claims_path, FILE *out, qa_error *err);
 
 #endif

@@ -7,9 +7,10 @@
 #   scripts/run-paper.sh fig_bits ...    only the named recipes
 #   scripts/run-paper.sh --report-only [NAME ...]
 #                                        tables and figures again from the run files, no runs
-# Then the paper's claims are judged from the run files (qadapt verify: results/table_subject/
-# claims.{md,csv}) and the README's claims table, between its two marker lines, is replaced by
-# claims.md.
+# Then the claims are judged from the run files (qadapt verify: the IntLoRA paper's,
+# results/table_subject/intlora.claims.{md,csv}, and the other methods' papers',
+# literature.claims.{md,csv}) and the README's claims table, between its two marker lines, is
+# replaced by intlora.claims.md.
 set -eu
 cd "$(dirname "$0")/.."
 QADAPT=${QADAPT:-build/qadapt}
@@ -43,8 +44,9 @@ for name in $RECIPES; do
 done
 
 "$QADAPT" verify results/table_subject experiments/intlora.claims > /dev/null
+"$QADAPT" verify results/table_subject experiments/literature.claims > /dev/null
 if grep -q '^<!-- claims:begin' README.md && grep -q '^<!-- claims:end' README.md; then
-    awk -v table=results/table_subject/claims.md '
+    awk -v table=results/table_subject/intlora.claims.md '
         /^<!-- claims:begin/ { print; while ((getline line < table) > 0) print line; skipping = 1; next }
         /^<!-- claims:end/ { skipping = 0 }
         !skipping' README.md > README.md.tmp && mv README.md.tmp README.md

@@ -82,6 +82,23 @@ Test(claims, the_committed_claims_file_parses) {
     free(c);
 }
 
+Test(claims, the_committed_literature_claims_file_parses) {
+    const char *p = QA_TEST_SOURCE_ROOT "/experiments/literature.claims";
+    qa_claim *c;
+    int n;
+    qa_error err = {0, ""};
+    cr_assert_eq(qa_claims_load(p, &c, &n, &err), 0, "%s", err.msg);
+    /* one claim at least for each of the four methods the file is about */
+    const char *methods[] = {"peqa:", "lr-qat:", "lq-lora:", "ir-qlora:"};
+    for (int m = 0; m < 4; m++) {
+        int found = 0;
+        for (int i = 0; i < n; i++)
+            for (int k = 0; k < c[i].n_cells; k++) found += !strncmp(c[i].cells[k], methods[m], strlen(methods[m]));
+        cr_expect(found > 0, "a claim names %s", methods[m]);
+    }
+    free(c);
+}
+
 /* Each malformed file: the line named and what the message must contain. */
 static const struct {
     const char *text;

@@ -183,10 +183,10 @@ Test(cli, verify_without_runs_judges_not_testable_and_exits_0) {
     cr_expect_eq(run("verify %s", p), 0);
     cr_expect(strstr(out_buf, "Holm-Bonferroni") && strstr(out_buf, "not testable: no runs in") && strstr(out_buf, "/elsewhere"),
               "%s", out_buf);
-    snprintf(p, sizeof p, "%s/claims.md", tmpdir);
-    cr_expect(access(p, F_OK) == 0, "claims.md written in DIR");
-    snprintf(p, sizeof p, "%s/claims.csv", tmpdir);
-    cr_expect(access(p, F_OK) == 0, "claims.csv written in DIR");
+    snprintf(p, sizeof p, "%s/ok.claims.md", tmpdir);
+    cr_expect(access(p, F_OK) == 0, "ok.claims.md written in DIR");
+    snprintf(p, sizeof p, "%s/ok.claims.csv", tmpdir);
+    cr_expect(access(p, F_OK) == 0, "ok.claims.csv written in DIR");
 }
 
 Test(cli, method_option_errors_exit_2_with_file_line_and_key) {

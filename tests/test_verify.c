@@ -164,12 +164,12 @@ Test(verify, writes_claims_md_and_csv_in_dir, .init = build, .fini = drop) {
     cr_assert_eq(qa_verify(table_dir, claims_path, out, &err), 0, "%s", err.msg);
     fclose(out);
     char path[400], *md, *csv, *printed;
-    snprintf(path, sizeof path, "%s/claims.md", table_dir);
+    snprintf(path, sizeof path, "%s/test.claims.md", table_dir);
     cr_assert_eq(qa_read_file(path, &md, NULL, &err), 0, "%s", err.msg);
-    snprintf(path, sizeof path, "%s/claims.csv", table_dir);
+    snprintf(path, sizeof path, "%s/test.claims.csv", table_dir);
     cr_assert_eq(qa_read_file(path, &csv, NULL, &err), 0, "%s", err.msg);
     cr_assert_eq(qa_read_file(out_path, &printed, NULL, &err), 0, "%s", err.msg);
-    cr_expect_str_eq(printed, md, "the printed table is claims.md");
+    cr_expect_str_eq(printed, md, "the printed table is test.claims.md");
     cr_expect(strstr(md, "Holm-Bonferroni") && strstr(md, "over the 8 testable claims"), "%s", md);
     cr_expect(strstr(md, "| S | alpha beats beta | superiority, alpha 0.05 |") != NULL, "%s", md);
     cr_expect(strstr(md, "**not replicated**") && strstr(md, "**equivalent**") && strstr(md, "inconclusive (62 seeds"), "%s", md);
@@ -179,7 +179,7 @@ Test(verify, writes_claims_md_and_csv_in_dir, .init = build, .fini = drop) {
     int lines = 0;
     for (const char *c = csv; *c; c++) lines += *c == '\n';
     cr_expect_eq(lines, 1 + N_CLAIMS);
-    snprintf(path, sizeof path, "%s/claims.md.tmp", table_dir);
+    snprintf(path, sizeof path, "%s/test.claims.md.tmp", table_dir);
     cr_expect(access(path, F_OK) != 0, "no temporary file left");
     free(md);
     free(csv);
@@ -205,5 +205,46 @@ Test(verify, a_relative_margin_is_a_share_of_cell_b, .init = build, .fini = drop
     qa_claim_result r;
     cr_assert_eq(qa_verify_judge(table_dir, claims, n, &r, &err), 0, "%s", err.msg);
     expect_close(r.margin, 0.1 * 0.85, 1e-12, "10% of alpha's mean 0.85");
+    free(claims);
+}
+
+/* The cost and initialisation metrics read what the run files hold: trainable and optimizer bytes
+ * (memory group) and the method's "init_error" stat; a run without the stat has no value. alpha's
+ * costs are below beta's by the same amount in every seed: a paired sd of 0, so p is exactly 0. */
+Test(verify, trainable_optimizer_and_init_error_metrics, .init = build, .fini = drop) {
+    for (int s = 0; s < 3; s++) {
+        char a[96], b[96];
+        snprintf(a, sizeof a, "alpha-w8a8-r4-s%d", s);
+        snprintf(b, sizeof b, "beta-w8a8-r4-s%d", s);
+        set_run_f64(table_dir, a, "memory", "trainable_bytes", 1 * 1048576.0);
+        set_run_f64(table_dir, b, "memory", "trainable_bytes", 3 * 1048576.0);
+        set_run_f64(table_dir, a, "memory", "optimizer_bytes", 2 * 1048576.0);
+        set_run_f64(table_dir, b, "memory", "optimizer_bytes", 6 * 1048576.0);
+        set_run_f64(table_dir, a, "method_stats", "init_error", 0.01 + 0.001 * s);
+        set_run_f64(table_dir, b, "method_stats", "init_error", 0.02 + 0.002 * s);
+    }
+    write_text_file(claims_path,
+                    "[claim P]\npaper = alpha trains fewer parameters\nfolder = table_x\nmetric = trainable_mib\n"
+                    "test = superiority\ncells = alpha:w8a8 beta:w8a8\n"
+                    "[claim O]\npaper = alpha holds less optimizer state\nfolder = table_x\nmetric = optimizer_mib\n"
+                    "test = superiority\ncells = alpha:w8a8 beta:w8a8\n"
+                    "[claim Q]\npaper = alpha starts closer to W\nfolder = table_x\nmetric = init_error\n"
+                    "test = superiority\ncells = alpha:w8a8 beta:w8a8\n"
+                    "[claim G]\npaper = gamma records no init error\nfolder = table_x\nmetric = init_error\n"
+                    "test = superiority\ncells = alpha:w8a8 gamma:w8a8\n");
+    qa_claim *claims;
+    qa_claim_result res[4];
+    int n;
+    qa_error err = {0, ""};
+    cr_assert_eq(qa_claims_load(claims_path, &claims, &n, &err), 0, "%s", err.msg);
+    cr_assert_eq(n, 4);
+    cr_assert_eq(qa_verify_judge(table_dir, claims, n, res, &err), 0, "%s", err.msg);
+    expect_close(res[0].effect, -2.0, 1e-12, "P effect (MiB, raw A - B)");
+    expect_close(res[1].effect, -4.0, 1e-12, "O effect (MiB)");
+    cr_expect(res[0].p == 0 && res[1].p == 0, "a constant paired difference is exact: p %g %g", res[0].p, res[1].p);
+    /* d = {-0.01, -0.011, -0.012}: mean -0.011, sd 0.001, se 0.001 / sqrt 3, t = 19.05 */
+    expect_close(res[2].effect, -0.011, 1e-12, "Q effect");
+    expect_close(res[2].p, upper_tail_df2(0.011 / (0.001 / sqrt(3.0))), 1e-9, "Q p");
+    cr_expect_eq(res[3].verdict, QA_VERDICT_NOT_TESTABLE, "gamma has no init_error: %s", qa_verdict_words[res[3].verdict]);
     free(claims);
 }
