@@ -222,21 +222,56 @@ void qa_deploy_set(qa_dit *m, const qa_deploy *d, int ptq_bits, int extra) {
     qa_free(w); qa_free(dl); qa_free(zp);
 }
 
+/* The planes or groups kernel of form f into L: its kernel, or F32 when f has neither (or the
+ * kernel refuses it). */
+static qa_deploy_kernel multi_init(qa_int8_multi *L, const qa_deploy_int_form *f, int in, int out, const float *bias) {
+    int rc = -1;
+    if (f->kernel == QA_KERNEL_PLANES) rc = qa_int8_planes_init(L, f->w, f->scale, in, out, bias);
+    else if (f->kernel == QA_KERNEL_GROUPS) rc = qa_int8_groups_init(L, f->codes, f->group_scale, f->group_zero, f->n_groups, in, out, bias);
+    return rc ? QA_KERNEL_F32 : f->kernel;
+}
+
 /* Slot s on the planes or groups kernel for its deployed layer l; the kernel it then runs on. */
 static qa_deploy_kernel attach_multi(qa_linear *s, const qa_deployed *l, int *planes) {
     qa_deploy_int_form f;
     qa_deploy_int_form_of(l, &f);
-    int rc = -1;
     s->i8m = qa_alloc(sizeof(qa_int8_multi));
-    if (f.kernel == QA_KERNEL_PLANES) rc = qa_int8_planes_init(s->i8m, f.w, f.scale, s->in, s->out, s->b);
-    else if (f.kernel == QA_KERNEL_GROUPS)
-        rc = qa_int8_groups_init(s->i8m, f.codes, f.group_scale, f.group_zero, f.n_groups, s->in, s->out, s->b);
+    qa_deploy_kernel c = multi_init(s->i8m, &f, s->in, s->out, s->b);
     *planes = f.planes;
     qa_deploy_int_form_free(&f);
-    if (rc == 0) return s->i8m->kind == QA_INT8_PLANES ? QA_KERNEL_PLANES : QA_KERNEL_GROUPS;
-    qa_free(s->i8m);
-    s->i8m = NULL;
-    return QA_KERNEL_F32;
+    if (c == QA_KERNEL_F32) {
+        qa_free(s->i8m);
+        s->i8m = NULL;
+    }
+    return c;
+}
+
+qa_deploy_kernel qa_deploy_layer_init(qa_deploy_layer *L, const qa_deployed *l, const float *W, const float *dl,
+                                      const float *zp, int in, int out, const float *bias) {
+    memset(L, 0, sizeof *L);
+    qa_deploy_int_form f;
+    memset(&f, 0, sizeof f);
+    if (!(dl && zp) && l) qa_deploy_int_form_of(l, &f);
+    if (dl && zp) L->kernel = qa_int8_linear_init(&L->row, W, dl, zp, in, out, bias) ? QA_KERNEL_F32 : QA_KERNEL_ROW;
+    else if (f.kernel == QA_KERNEL_ROW)
+        L->kernel = qa_int8_linear_init(&L->row, W, f.scale, f.zero, in, out, bias) ? QA_KERNEL_F32 : QA_KERNEL_ROW;
+    else L->kernel = multi_init(&L->multi, &f, in, out, bias);
+    if (L->kernel == QA_KERNEL_PLANES) snprintf(L->name, sizeof L->name, "u8s8 %d-plane", f.planes);
+    else snprintf(L->name, sizeof L->name, "%s", qa_deploy_kernel_names[L->kernel]);
+    qa_deploy_int_form_free(&f);
+    return L->kernel;
+}
+
+void qa_deploy_layer_forward(qa_deploy_layer *L, const qa_actq *aq, const float *x, float *y, int M) {
+    QA_ASSERT(L->kernel != QA_KERNEL_F32);
+    if (L->kernel == QA_KERNEL_ROW) qa_int8_linear_forward(&L->row, aq, x, y, M);
+    else qa_int8_multi_forward(&L->multi, aq, x, y, M);
+}
+
+void qa_deploy_layer_free(qa_deploy_layer *L) {
+    if (L->kernel == QA_KERNEL_ROW) qa_int8_linear_free(&L->row);
+    else if (L->kernel != QA_KERNEL_F32) qa_int8_multi_free(&L->multi);
+    memset(L, 0, sizeof *L);
 }
 
 /* "u8s8 2-plane", or with several kernels each with its layer count: "u8s8 per-row 5 + u8s8 2-plane 19" */

@@ -5,6 +5,7 @@
 #define QA_DEPLOY_H
 
 #include "harness/artifact.h"
+#include "harness/int8_multi.h"
 #include "harness/model.h"
 #include "harness/registry.h"
 
@@ -61,6 +62,23 @@ typedef struct {
 /* The integer form of l (not its PTQ: a float merge has none); free with qa_deploy_int_form_free. */
 void qa_deploy_int_form_of(const qa_deployed *l, qa_deploy_int_form *f);
 void qa_deploy_int_form_free(qa_deploy_int_form *f);
+
+/* One deployed layer as it runs at A8 outside a model (bench-layer --deployed), on the kernel
+ * the deploy chooses for it. */
+typedef struct {
+    qa_deploy_kernel kernel;  /* F32: none built (the caller runs its float matmul) */
+    qa_int8_linear row;       /* QA_KERNEL_ROW */
+    qa_int8_multi multi;      /* QA_KERNEL_PLANES, QA_KERNEL_GROUPS */
+    char name[32];            /* the kernel in words, e.g. "u8s8 2-plane" */
+} qa_deploy_layer;
+
+/* W [out,in]: the layer's dequantized deployed weights. dl, zp (or NULL): the per-row quantizer
+ * whose codes of <= 8 bits W is (PTQ of a float merge); else l's own integer form (l may be NULL). */
+qa_deploy_kernel qa_deploy_layer_init(qa_deploy_layer *L, const qa_deployed *l, const float *W, const float *dl,
+                                      const float *zp, int in, int out, const float *bias);
+/* y[M,out] = x_hat W^T + b on the layer's integer kernel (not F32). */
+void qa_deploy_layer_forward(qa_deploy_layer *L, const qa_actq *aq, const float *x, float *y, int M);
+void qa_deploy_layer_free(qa_deploy_layer *L);
 
 /* Which kernels the deployed layers run on, after qa_deploy_enable_int8. */
 typedef struct {

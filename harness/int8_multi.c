@@ -38,6 +38,7 @@ static void alloc_parts(qa_int8_multi *L, qa_int8_multi_kind kind, int n_parts, 
     L->u = qa_alloc((size_t)n_parts * out * width);
     L->usum = qa_alloc(sizeof(int32_t) * (size_t)n_parts * out);
     L->ones = qa_alloc(sizeof(float) * out);
+    L->zeros = qa_alloc(sizeof(float) * out);
     for (int o = 0; o < out; o++) L->ones[o] = 1.0f;
     L->bias = bias;
 }
@@ -80,6 +81,8 @@ int qa_int8_groups_init(qa_int8_multi *L, const int32_t *q, const float *scale, 
     L->zero = qa_alloc(sizeof(float) * (size_t)G * out);
     memcpy(L->scale, scale, sizeof(float) * (size_t)G * out);
     memcpy(L->zero, zero, sizeof(float) * (size_t)G * out);
+    L->scale_zero = qa_alloc(sizeof(float) * (size_t)G * out);
+    for (int i = 0; i < G * out; i++) L->scale_zero[i] = scale[i] * zero[i];
     for (int j = 0; j < G; j++)
         for (int o = 0; o < out; o++) {
             int8_t *u = L->u + ((size_t)j * out + o) * g; /* group j's block [out, g] */
@@ -99,43 +102,40 @@ static void reserve(qa_int8_multi *L, int M) {
     L->xq = qa_alloc((size_t)M * L->in);
     L->xg = qa_alloc((size_t)M * L->width);
     L->xsum = qa_alloc(sizeof(int32_t) * (size_t)M * L->n_parts);
-    L->acc = qa_alloc(sizeof(float) * (size_t)M * L->out);
-    L->sum = qa_alloc(sizeof(double) * (size_t)M * L->out);
+    L->acc = qa_alloc(sizeof(float) * (size_t)L->n_parts * M * L->out);
+    if (L->kind == QA_INT8_PLANES) L->sum = qa_alloc(sizeof(double) * (size_t)M * L->out);
     L->cap = M;
 }
 
-/* sum[M,out] (+)= 256^p (acc - zx usum_p): plane p's exact integer bracket */
-static void add_plane(qa_int8_multi *L, int p, int32_t zx, int M) {
-    const int out = L->out;
-    const int32_t *usum = L->usum + (size_t)p * out;
-    const double place = ldexp(1.0, 8 * p);
-    #pragma omp parallel for schedule(static)
-    for (int m = 0; m < M; m++) {
-        const float *acc = L->acc + (size_t)m * out;
-        double *s = L->sum + (size_t)m * out;
-        for (int o = 0; o < out; o++) {
-            double v = place * (double)((int32_t)acc[o] - zx * usum[o]);
-            s[o] = p == 0 ? v : s[o] + v;
+/* Row m's output from the parts' accumulators, its partial sums kept in L1 across the parts.
+ * Planes: s = sum_p 256^p (acc_p - zx usum_p) in double (exact), y = dx s_o s + b.
+ * Groups: y = dx sum_j [s_jo I_jo - (s_jo z_jo) d_j] + b in float, with the group's bracket
+ * I_jo = acc_jo + 128 d_j - zx usum_jo and d_j = xsum_j - g zx exact integers. */
+static void output_row(qa_int8_multi *L, float dx, int32_t zx, int m, float *restrict ym) {
+    const int out = L->out, P = L->n_parts, g = L->width;
+    const float *restrict b = L->bias ? L->bias : L->zeros;
+    if (L->kind == QA_INT8_GROUPS) {
+        memset(ym, 0, sizeof(float) * out);
+        for (int j = 0; j < P; j++) {
+            const float *restrict acc = L->acc + ((size_t)j * L->cap + m) * out;
+            const int32_t *restrict usum = L->usum + (size_t)j * out;
+            const float *restrict sc = L->scale + (size_t)j * out, *restrict sz = L->scale_zero + (size_t)j * out;
+            const int32_t d = L->xsum[(size_t)m * P + j] - g * zx, c = 128 * d;
+            const float df = (float)d;
+            for (int o = 0; o < out; o++) ym[o] += sc[o] * (float)((int32_t)acc[o] + c - zx * usum[o]) - sz[o] * df;
         }
+        for (int o = 0; o < out; o++) ym[o] = dx * ym[o] + b[o];
+        return;
     }
-}
-
-/* sum[M,out] (+)= s_jo (I_jo - z_jo (xsum_j - g zx)): group j's exact bracket, scaled */
-static void add_group(qa_int8_multi *L, int j, int32_t zx, int M) {
-    const int out = L->out, g = L->width, G = L->n_parts;
-    const int32_t *usum = L->usum + (size_t)j * out;
-    const float *sc = L->scale + (size_t)j * out, *z = L->zero + (size_t)j * out;
-    #pragma omp parallel for schedule(static)
-    for (int m = 0; m < M; m++) {
-        const float *acc = L->acc + (size_t)m * out;
-        double *s = L->sum + (size_t)m * out;
-        const int32_t xs = L->xsum[(size_t)m * G + j], d = xs - g * zx;
-        for (int o = 0; o < out; o++) {
-            int32_t I = (int32_t)acc[o] + 128 * xs - zx * (usum[o] + 128 * g);
-            double v = (double)sc[o] * ((double)I - (double)z[o] * d);
-            s[o] = j == 0 ? v : s[o] + v;
-        }
+    double *restrict s = L->sum + (size_t)m * out;
+    memset(s, 0, sizeof(double) * out);
+    for (int p = 0; p < P; p++) {
+        const float *restrict acc = L->acc + ((size_t)p * L->cap + m) * out;
+        const int32_t *restrict usum = L->usum + (size_t)p * out;
+        const double place = ldexp(1.0, 8 * p);
+        for (int o = 0; o < out; o++) s[o] += place * (double)((int32_t)acc[o] - zx * usum[o]);
     }
+    for (int o = 0; o < out; o++) ym[o] = (float)((double)dx * L->scale[o] * s[o]) + b[o]; /* one rounding, then the bias */
 }
 
 void qa_int8_multi_forward(qa_int8_multi *L, const qa_actq *aq, const float *x, float *y, int M) {
@@ -158,29 +158,20 @@ void qa_int8_multi_forward(qa_int8_multi *L, const qa_actq *aq, const float *x, 
     }
     for (int p = 0; p < P; p++) {
         const int8_t *u = L->u + (size_t)p * out * g;
+        float *acc = L->acc + (size_t)p * L->cap * out;
         if (L->kind == QA_INT8_PLANES) {
-            qa_matmul_u8s8(M, out, in, L->xq, u, L->ones, L->acc);
-            add_plane(L, p, zx, M);
+            qa_matmul_u8s8(M, out, in, L->xq, u, L->ones, acc);
         } else {
             for (int m = 0; m < M; m++) memcpy(L->xg + (size_t)m * g, L->xq + (size_t)m * in + (size_t)p * g, (size_t)g);
-            qa_matmul_u8s8(M, out, g, L->xg, u, L->ones, L->acc);
-            add_group(L, p, zx, M);
+            qa_matmul_u8s8(M, out, g, L->xg, u, L->ones, acc);
         }
     }
-    /* dequantize: one rounding of the exact sum, then the bias */
     #pragma omp parallel for schedule(static)
-    for (int m = 0; m < M; m++) {
-        const double *s = L->sum + (size_t)m * out;
-        float *ym = y + (size_t)m * out;
-        for (int o = 0; o < out; o++) {
-            double sc = L->kind == QA_INT8_PLANES ? (double)L->scale[o] : 1.0;
-            ym[o] = (float)((double)dx * sc * s[o]) + (L->bias ? L->bias[o] : 0.f);
-        }
-    }
+    for (int m = 0; m < M; m++) output_row(L, dx, zx, m, y + (size_t)m * out);
 }
 
 void qa_int8_multi_free(qa_int8_multi *L) {
-    qa_free(L->u); qa_free(L->usum); qa_free(L->scale); qa_free(L->zero); qa_free(L->ones);
+    qa_free(L->u); qa_free(L->usum); qa_free(L->scale); qa_free(L->zero); qa_free(L->scale_zero); qa_free(L->ones); qa_free(L->zeros);
     qa_free(L->xq); qa_free(L->xg); qa_free(L->xsum); qa_free(L->acc); qa_free(L->sum);
     memset(L, 0, sizeof *L);
 }

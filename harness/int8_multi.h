@@ -17,10 +17,10 @@
  * columns, row o), W_ok = s_jo (q_ok - z_jo) for k in group j (QA-LoRA's group-wise codes with
  * FP16 zero points, PEQA's groups). The activation codes are quantized once; each group's columns
  * run as one u8 x s8 matmul [M, g] x [g, out] (codes held as u = q - 128), then
- *   sum_k x_hat_k W_ok = dx sum_j s_jo [ I_jo - z_jo (xsum_j - g zx) ],
- *   I_jo = sum_{k in j} (xq_k - zx) q_ok = acc_jo + 128 xsum_j - zx (usum_jo + 128 g),
- * where I_jo and xsum_j - g zx are exact integers (per-group integer accumulation); the zero
- * point (not an integer in QA-LoRA) multiplies an integer, and the groups are summed in double. */
+ *   sum_k x_hat_k W_ok = dx sum_j [ s_jo I_jo - (s_jo z_jo) d_j ],   d_j = xsum_j - g zx,
+ *   I_jo = sum_{k in j} (xq_k - zx) q_ok = acc_jo + 128 d_j - zx usum_jo,
+ * where I_jo and d_j are exact integers (per-group integer accumulation); the scales and the
+ * zero point (not an integer in QA-LoRA) apply in float, and the groups are summed in float. */
 #ifndef QA_INT8_MULTI_H
 #define QA_INT8_MULTI_H
 
@@ -42,13 +42,15 @@ typedef struct {
     int32_t *usum;      /* [n_parts][out]: sum over the part's columns of u */
     float *scale;       /* planes: [out]; groups: [n_parts][out] */
     float *zero;        /* groups: [n_parts][out]; NULL for planes */
+    float *scale_zero;  /* groups: [n_parts][out] scale * zero */
     float *ones;        /* [out] unit output scales for the primitive */
+    float *zeros;       /* [out] the bias when there is none */
     const float *bias;  /* borrowed, may be NULL */
     uint8_t *xq;        /* [cap, in] */
     uint8_t *xg;        /* [cap, width]: one group's columns, contiguous (groups) */
     int32_t *xsum;      /* [cap, n_parts]: sum of the part's codes (groups), or [cap] */
-    float *acc;         /* [cap, out]: one part's matmul */
-    double *sum;        /* [cap, out]: the parts combined */
+    float *acc;         /* [n_parts][cap, out]: each part's matmul */
+    double *sum;        /* planes: [cap, out], the planes combined, row by row */
     int cap;
 } qa_int8_multi;
 
