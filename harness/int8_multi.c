@@ -7,6 +7,7 @@
 #include "harness/backend.h"
 #include "harness/util.h"
 
+
 /* The lowest balanced base-256 digit of v, in [-128, 127]; v - digit is a multiple of 256. */
 static inline int64_t low_digit(int64_t v) { return ((v + 128) % 256 + 256) % 256 - 128; }
 
@@ -98,9 +99,8 @@ int qa_int8_groups_init(qa_int8_multi *L, const int32_t *q, const float *scale, 
 
 static void reserve(qa_int8_multi *L, int M) {
     if (M <= L->cap) return;
-    qa_free(L->xq); qa_free(L->xg); qa_free(L->xsum); qa_free(L->acc); qa_free(L->sum);
+    qa_free(L->xq); qa_free(L->xsum); qa_free(L->acc); qa_free(L->sum);
     L->xq = qa_alloc((size_t)M * L->in);
-    L->xg = qa_alloc((size_t)M * L->width);
     L->xsum = qa_alloc(sizeof(int32_t) * (size_t)M * L->n_parts);
     L->acc = qa_alloc(sizeof(float) * (size_t)L->n_parts * M * L->out);
     if (L->kind == QA_INT8_PLANES) L->sum = qa_alloc(sizeof(double) * (size_t)M * L->out);
@@ -156,23 +156,26 @@ void qa_int8_multi_forward(qa_int8_multi *L, const qa_actq *aq, const float *x, 
             L->xsum[(size_t)m * P + j] = s;
         }
     }
-    for (int p = 0; p < P; p++) {
-        const int8_t *u = L->u + (size_t)p * out * g;
-        float *acc = L->acc + (size_t)p * L->cap * out;
-        if (L->kind == QA_INT8_PLANES) {
-            qa_matmul_u8s8(M, out, in, L->xq, u, L->ones, acc);
-        } else {
-            for (int m = 0; m < M; m++) memcpy(L->xg + (size_t)m * g, L->xq + (size_t)m * in + (size_t)p * g, (size_t)g);
-            qa_matmul_u8s8(M, out, g, L->xg, u, L->ones, acc);
-        }
+    if (L->kind == QA_INT8_PLANES) {
+        for (int p = 0; p < P; p++)
+            qa_matmul_u8s8(M, out, in, L->xq, L->u + (size_t)p * out * in, L->ones, L->acc + (size_t)p * L->cap * out);
+        #pragma omp parallel for schedule(static)
+        for (int m = 0; m < M; m++) output_row(L, dx, zx, m, y + (size_t)m * out);
+        return;
     }
+    /* every group in one batched call: acc[j] [M, out] = xq[:, group j] [M, g] . u_j^T [g, out],
+     * group j's columns viewed in place (row stride in), u_j held [out, g] */
+    const qa_view a = {{1, P, M, g}, {(int64_t)M * in, g, in, 1}};
+    const qa_view b = {{1, P, g, out}, {(int64_t)P * out * g, (int64_t)out * g, 1, g}};
+    const qa_view c = {{1, P, M, out}, {(int64_t)P * L->cap * out, (int64_t)L->cap * out, out, 1}};
+    qa_matmul_u8s8_view(&a, L->xq, &b, L->u, &c, L->acc);
     #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) output_row(L, dx, zx, m, y + (size_t)m * out);
 }
 
 void qa_int8_multi_free(qa_int8_multi *L) {
     qa_free(L->u); qa_free(L->usum); qa_free(L->scale); qa_free(L->zero); qa_free(L->scale_zero); qa_free(L->ones); qa_free(L->zeros);
-    qa_free(L->xq); qa_free(L->xg); qa_free(L->xsum); qa_free(L->acc); qa_free(L->sum);
+    qa_free(L->xq); qa_free(L->xsum); qa_free(L->acc); qa_free(L->sum);
     memset(L, 0, sizeof *L);
 }
 

@@ -16,7 +16,8 @@
  * Groups: codes q in [0, 255] with a float scale and a float zero point per (group j of g input
  * columns, row o), W_ok = s_jo (q_ok - z_jo) for k in group j (QA-LoRA's group-wise codes with
  * FP16 zero points, PEQA's groups). The activation codes are quantized once; each group's columns
- * run as one u8 x s8 matmul [M, g] x [g, out] (codes held as u = q - 128), then
+ * run as a u8 x s8 matmul [M, g] x [g, out] (codes held as u = q - 128; all groups in one batched
+ * call, the group's columns viewed in place), then
  *   sum_k x_hat_k W_ok = dx sum_j [ s_jo I_jo - (s_jo z_jo) d_j ],   d_j = xsum_j - g zx,
  *   I_jo = sum_{k in j} (xq_k - zx) q_ok = acc_jo + 128 d_j - zx usum_jo,
  * where I_jo and d_j are exact integers (per-group integer accumulation); the scales and the
@@ -47,7 +48,6 @@ typedef struct {
     float *zeros;       /* [out] the bias when there is none */
     const float *bias;  /* borrowed, may be NULL */
     uint8_t *xq;        /* [cap, in] */
-    uint8_t *xg;        /* [cap, width]: one group's columns, contiguous (groups) */
     int32_t *xsum;      /* [cap, n_parts]: sum of the part's codes (groups), or [cap] */
     float *acc;         /* [n_parts][cap, out]: each part's matmul */
     double *sum;        /* planes: [cap, out], the planes combined, row by row */
