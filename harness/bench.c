@@ -6,6 +6,7 @@
 
 #include "harness/backend.h"
 #include "harness/checkpoint.h"
+#include "harness/deploy.h"
 #include "harness/diffusion.h"
 #include "harness/eval.h"
 #include "harness/model.h"
@@ -56,37 +57,42 @@ static double median(double *v, int n) {
     return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-/* The deployed layer's forward: W8 with per-row codes on the u8 x s8 kernel, else a float
- * matmul of the dequantized deployed weights. */
+/* The deployed layer's forward on the kernel the deploy chooses (harness/deploy.h): the PTQ
+ * codes of a float merge (and of the plain linear) at N bits per row, a method's own integer
+ * form (per-row codes, planes, groups) on the u8 x s8 kernel, else a float matmul of the
+ * dequantized deployed weights. */
 static int time_deployed(const qa_bench_layer_opts *o, const qa_method *m, void *state, const float *W, const float *b,
-                         const float *x, float *y, double *t, const char **dep_kind, double *ms_dep, qa_error *err) {
+                         const float *x, float *y, double *t, char *dep_kind, size_t kind_len, double *ms_dep, qa_error *err) {
     const int M = o->tokens, in = o->in, n_out = o->out, K = o->repeats, warm = 3;
-    int rc = QA_OK;
+    int rc = QA_OK, ptq = 1;
     float *Wd = qa_alloc(sizeof(float) * in * n_out), *dl = qa_alloc(sizeof(float) * n_out), *z = qa_alloc(sizeof(float) * n_out);
     memcpy(Wd, W, sizeof(float) * in * n_out);
+    qa_deployed d;
+    memset(&d, 0, sizeof d);
     if (m) {
-        qa_deployed d;
         rc = m->merge(state, &d, err);
-        if (!rc) { qa_deployed_weights(&d, Wd); qa_deployed_free(&d); }
+        if (!rc) qa_deployed_weights(&d, Wd);
+        ptq = !rc && d.needs_ptq;
     }
-    qa_quant_search_rows(Wd, n_out, in, o->bits, dl, z);
+    if (ptq) {
+        qa_quant_search_rows(Wd, n_out, in, o->bits, dl, z);
+        qa_quant_fake_rows(Wd, Wd, n_out, in, o->bits, dl, z);
+    }
     qa_actq aq = {8, 0, 0, 0};
     float *xh = qa_alloc(sizeof(float) * (size_t)M * in);
     qa_actq_forward(&aq, xh, x, (size_t)M * in);
-    qa_int8_linear L;
-    int use_int8 = o->bits == 8 && (!m || (m->flags & QA_METHOD_ROW_CODES_DEPLOY));
-    if (use_int8) {
-        qa_quant_fake_rows(Wd, Wd, n_out, in, 8, dl, z);
-        use_int8 = qa_int8_linear_init(&L, Wd, dl, z, in, n_out, b) == 0;
-    }
-    *dep_kind = use_int8 ? "u8s8" : "f32";
+    qa_deploy_layer L;
+    int own_quant = m && (m->flags & QA_METHOD_OWNS_ACT_QUANT); /* its forward, in float */
+    qa_deploy_kernel kernel = own_quant ? QA_KERNEL_F32 : qa_deploy_layer_init(&L, m ? &d : NULL, Wd, ptq ? dl : NULL, ptq ? z : NULL, in, n_out, b);
+    snprintf(dep_kind, kind_len, "%s", kernel == QA_KERNEL_F32 ? "f32" : L.name);
     for (int i = 0; i < K + warm && !rc; i++) {
         double t0 = qa_now();
-        if (use_int8) qa_int8_linear_forward(&L, &aq, x, y, M);
+        if (kernel != QA_KERNEL_F32) qa_deploy_layer_forward(&L, &aq, x, y, M);
         else qa_linear_forward(y, xh, Wd, b, M, in, n_out);
         t[i] = qa_now() - t0;
     }
-    if (use_int8) qa_int8_linear_free(&L);
+    if (kernel != QA_KERNEL_F32) qa_deploy_layer_free(&L);
+    if (m && !rc) qa_deployed_free(&d);
     if (!rc) *ms_dep = 1e3 * median(t + warm, K);
     qa_free(Wd); qa_free(dl); qa_free(z); qa_free(xh);
     return rc;
@@ -169,8 +175,8 @@ int qa_bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err) {
         }
         if (!rc) ms_merge = 1e3 * median(t, K);
     }
-    const char *dep_kind = "none";
-    if (!rc && o->deployed) rc = time_deployed(o, m, state, W, b, x, y, t, &dep_kind, &ms_dep, err);
+    char dep_kind[32] = "none";
+    if (!rc && o->deployed) rc = time_deployed(o, m, state, W, b, x, y, t, dep_kind, sizeof dep_kind, &ms_dep, err);
     if (!rc) {
         const char *kern = "";
         char kernels[1024];

@@ -4,7 +4,8 @@
  * times one adapted layer's forward + backward (median of K repeats after warm-up); --method
  * linear times a plain f32 linear with a trainable weight (full fine-tuning: the floor).
  * --merge adds the merge time (with the PTQ pass where the method needs it), --deployed the
- * deployed layer's inference time (u8 x s8 kernel at 8 bits where the weights are per-row codes).
+ * deployed layer's inference time at A8 on the kernel the deploy chooses (harness/deploy.h: u8 x s8
+ * per-row codes, planes or groups; f32 where the layer has no integer form) and its name.
  * --dtype bf16 trains the layer as `[train] dtype = bf16` does: the frozen base product (the
  * plain linear's every product) with bf16 operands and f32 accumulation. */
 #ifndef QA_BENCH_H

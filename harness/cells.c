@@ -44,10 +44,29 @@ static qa_cell *find_cell(qa_cell *cells, int *n, const qa_run_record *r, const 
     return c;
 }
 
+/* x[s] = the double at offset of the cell's run s, times scale */
+static void field_values(const qa_cell *c, size_t offset, double scale, double *x) {
+    for (int s = 0; s < c->n; s++) x[s] = *(const double *)((const char *)c->runs[s] + offset) * scale;
+}
+
 static qa_summary summarize_field(const qa_cell *c, size_t offset, double scale) {
     double x[QA_CELL_MAX_SEEDS];
-    for (int s = 0; s < c->n; s++) x[s] = *(const double *)((const char *)c->runs[s] + offset) * scale;
+    field_values(c, offset, scale, x);
     return qa_stats_summarize(x, c->n);
+}
+
+static qa_median_ci median_field(const qa_cell *c, size_t offset) {
+    double x[QA_CELL_MAX_SEEDS];
+    field_values(c, offset, 1.0, x);
+    return qa_stats_median_ci(x, c->n);
+}
+
+/* The INT deploy's recorded kernel; every other variant runs its adapted layers as float
+ * matmuls ("-": a run file from before the kernel was recorded). */
+static const char *kernel_of(const qa_cell *c) {
+    if (c->w_bits == 0 || strcmp(c->variant, "int")) return "f32";
+    const char *k = c->runs[0]->deploy_kernel;
+    return k && k[0] ? k : "-";
 }
 
 int qa_cells_build(const qa_run_record *runs, int nr, qa_cell **out, int *nc_out) {
@@ -88,6 +107,9 @@ int qa_cells_build(const qa_run_record *runs, int nr, qa_cell **out, int *nc_out
         c->peak_rss_mb = summarize_field(c, offsetof(qa_run_record, peak_rss_bytes), mb);
         c->step_ms = summarize_field(c, offsetof(qa_run_record, step_ms), 1.0);
         c->merge_s = summarize_field(c, offsetof(qa_run_record, merge_seconds), 1.0);
+        c->step_med = median_field(c, offsetof(qa_run_record, step_ms));
+        c->merge_med = median_field(c, offsetof(qa_run_record, merge_seconds));
+        c->kernel = kernel_of(c);
         double x[QA_CELL_MAX_SEEDS];
         for (int s = 0; s < c->n; s++) {
             const qa_run_record *r = c->runs[s];
@@ -101,6 +123,7 @@ int qa_cells_build(const qa_run_record *runs, int nr, qa_cell **out, int *nc_out
                 if (!strcmp(r->eval[v].variant, c->variant)) x[s] = r->eval[v].sampling_ms;
         }
         c->sampling_ms = qa_stats_summarize(x, c->n);
+        c->sampling_med = qa_stats_median_ci(x, c->n);
         int na = 0;
         double y[QA_CELL_MAX_SEEDS];
         for (int s = 0; s < c->n; s++) {

@@ -25,6 +25,10 @@ typedef struct {
     qa_summary activation_mb;                   /* the whole model's, at its largest batch */
     qa_summary artifact_kib, stored_bpw;        /* the artifact on disk; its payload bits per weight (n = 0: none) */
     qa_summary step_ms, merge_s, sampling_ms;
+    /* the same timings as medians over the cell's repeats (its seeds) with an order-statistic
+     * interval (qa_stats_median_ci): what the efficiency table shows */
+    qa_median_ci step_med, merge_med, sampling_med;
+    const char *kernel;                         /* the adapted layers' kernel in this deploy variant */
     /* the method's own measurements (method_stats), summarized over seeds */
     int n_stats;
     char stat_name[QA_CELL_MAX_STATS][64];

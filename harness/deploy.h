@@ -5,6 +5,7 @@
 #define QA_DEPLOY_H
 
 #include "harness/artifact.h"
+#include "harness/int8_multi.h"
 #include "harness/model.h"
 #include "harness/registry.h"
 
@@ -30,6 +31,69 @@ const char *qa_deploy_note(const qa_deploy *d);
 /* Put the deployed weights in place: the main deploy (PTQ'd at ptq_bits when > 0), or with
  * extra >= 0 the method's extra variant of that index. */
 void qa_deploy_set(qa_dit *m, const qa_deploy *d, int ptq_bits, int extra);
+
+/* The kernel a deployed layer runs on at W<=8 A8 (qa_deploy_enable_int8). */
+typedef enum {
+    QA_KERNEL_F32 = 0,     /* float matmul of the dequantized weights */
+    QA_KERNEL_METHOD,      /* the method's own forward (QA_METHOD_OWNS_ACT_QUANT), float */
+    QA_KERNEL_ROW,         /* u8 x s8, per-row codes of <= 8 bits (int8.h) */
+    QA_KERNEL_PLANES,      /* u8 x s8, integers wider than s8 in 2+ planes (int8_multi.h) */
+    QA_KERNEL_GROUPS,      /* u8 x s8, group-wise codes, one matmul per group (int8_multi.h) */
+    QA_KERNEL_COUNT
+} qa_deploy_kernel;
+
+/* The integer form of a deployed layer, as deploy chooses it (buffers owned by the caller, or
+ * NULL): row integers w [out,in] with a float per row, W = scale[o] w[o,k] (w_int of MUL, PEQA
+ * per channel, LR-QAT; a shift merge's float weights, which are small integers times powers of
+ * two: scale = the row's smallest power). Where every row's integers span at most 256
+ * consecutive values they are 8-bit codes w + zero with a whole zero point per row (ROW, the
+ * per-row kernel); otherwise the planes they need. Or group codes (GROUPS). */
+typedef struct {
+    qa_deploy_kernel kernel; /* ROW, PLANES, GROUPS, or F32 when there is no integer form */
+    int planes;              /* ROW: 1, PLANES: 2 .. QA_INT8_MAX_PLANES */
+    int32_t *w;              /* [out, in] (ROW, PLANES) */
+    float *scale;            /* [out] (ROW, PLANES) */
+    float *zero;             /* [out] (ROW): codes w + zero lie in [0, 255] (128 where w fits s8) */
+    int n_groups;            /* GROUPS: codes / scale / zero point the stored tensors of l */
+    const int32_t *codes;
+    const float *group_scale, *group_zero;
+} qa_deploy_int_form;
+
+/* The integer form of l (not its PTQ: a float merge has none); free with qa_deploy_int_form_free. */
+void qa_deploy_int_form_of(const qa_deployed *l, qa_deploy_int_form *f);
+void qa_deploy_int_form_free(qa_deploy_int_form *f);
+
+/* One deployed layer as it runs at A8 outside a model (bench-layer --deployed), on the kernel
+ * the deploy chooses for it. */
+typedef struct {
+    qa_deploy_kernel kernel;  /* F32: none built (the caller runs its float matmul) */
+    qa_int8_linear row;       /* QA_KERNEL_ROW */
+    qa_int8_multi multi;      /* QA_KERNEL_PLANES, QA_KERNEL_GROUPS */
+    char name[32];            /* the kernel in words, e.g. "u8s8 2-plane" */
+} qa_deploy_layer;
+
+/* W [out,in]: the layer's dequantized deployed weights. dl, zp (or NULL): the per-row quantizer
+ * whose codes of <= 8 bits W is (PTQ of a float merge); else l's own integer form (l may be NULL). */
+qa_deploy_kernel qa_deploy_layer_init(qa_deploy_layer *L, const qa_deployed *l, const float *W, const float *dl,
+                                      const float *zp, int in, int out, const float *bias);
+/* y[M,out] = x_hat W^T + b on the layer's integer kernel (not F32). */
+void qa_deploy_layer_forward(qa_deploy_layer *L, const qa_actq *aq, const float *x, float *y, int M);
+void qa_deploy_layer_free(qa_deploy_layer *L);
+
+/* Which kernels the deployed layers run on, after qa_deploy_enable_int8. */
+typedef struct {
+    int int8_layers;                 /* every slot on an integer kernel (frozen base included) */
+    int adapted[QA_KERNEL_COUNT];    /* the adapted layers, by kernel */
+    int planes_max;                  /* the most planes a QA_KERNEL_PLANES layer needs */
+    char text[96];                   /* the adapted layers' kernels in words, e.g. "u8s8 2-plane" */
+} qa_deploy_kernels;
+
+/* After qa_deploy_set (the INT deploy) with 8-bit activations: every slot whose weights are
+ * per-row codes of <= 8 bits runs on the u8 x s8 kernel (qa_dit_enable_int8: the frozen base and
+ * PTQ'd merges), and every adapted layer with an integer form of its own on the u8 x s8 kernel
+ * in planes or groups; the rest stays float. Says which kernel each adapted layer runs on. */
+void qa_deploy_enable_int8(qa_dit *m, const qa_deploy *d, qa_deploy_kernels *k);
+extern const char *const qa_deploy_kernel_names[QA_KERNEL_COUNT];
 
 /* Write the deployed artifact to path and measure it. */
 int qa_deploy_artifact(const char *path, const qa_dit *m, const qa_deploy *d, int ptq_bits, qa_artifact_size *size,

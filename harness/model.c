@@ -200,6 +200,7 @@ int qa_dit_create(qa_dit *m, const qa_dit_config *cfg, int max_batch, qa_error *
 
 static void slot_clear_codes(qa_linear *s) {
     if (s->i8) { qa_int8_linear_free(s->i8); qa_free(s->i8); s->i8 = NULL; }
+    if (s->i8m) { qa_int8_multi_free(s->i8m); qa_free(s->i8m); s->i8m = NULL; }
     qa_free(s->code_delta);
     qa_free(s->code_zero);
     s->code_delta = s->code_zero = NULL;
@@ -366,6 +367,10 @@ static void slot_forward_body(qa_linear *s, const float *x, float *y, int M) {
     QA_ASSERT(M <= s->max_rows);
     if (s->i8) { /* deployed W8A8 on the integer kernels: quantizes x itself; no backward */
         qa_int8_linear_forward(s->i8, &s->actq, x, y, M);
+        return;
+    }
+    if (s->i8m) { /* deployed, planes or groups on the integer kernels */
+        qa_int8_multi_forward(s->i8m, &s->actq, x, y, M);
         return;
     }
     const float *xin = x;
@@ -787,7 +792,8 @@ int qa_dit_enable_int8(qa_dit *m) {
     int n = 0;
     for (int i = 0; i < m->n_lin; i++) {
         qa_linear *s = &m->lin[i];
-        if (s->i8 || s->code_bits != 8 || s->actq.bits != 8 || !s->actq.calibrated) continue;
+        /* codes of fewer bits are on the 8-bit grid of the same (delta, zero) */
+        if (s->i8 || s->code_bits < 2 || s->code_bits > 8 || s->actq.bits != 8 || !s->actq.calibrated) continue;
         const float *W = s->W_deploy ? s->W_deploy : (s->method ? NULL : s->W_frozen);
         if (!W) continue;
         s->i8 = qa_alloc(sizeof(qa_int8_linear));

@@ -19,6 +19,7 @@
 #include <stdint.h>
 
 #include "harness/int8.h"
+#include "harness/int8_multi.h"
 #include "harness/nn.h"
 #include "harness/quant.h"
 #include "harness/registry.h"
@@ -55,6 +56,8 @@ typedef struct qa_linear_s {
     float *code_delta, *code_zero;
     int code_bits;
     qa_int8_linear *i8;           /* integer execution (deployed W8A8), or NULL */
+    qa_int8_multi *i8m;           /* integer execution of a deployed layer in planes or groups
+                                     (qa_deploy_enable_int8, harness/int8_multi.h), or NULL */
     int profile;                  /* 1: accumulate forward seconds (benchmarks) */
     double fwd_seconds;
     qa_dtype dtype;               /* matmul arithmetic of the plain / frozen layer (f32 by default) */
@@ -164,7 +167,8 @@ int qa_dit_attach_method(qa_dit *m, const qa_method *method, const qa_method_cfg
  * quantizer whose code_bits-bit codes the weights are, when they are. */
 void qa_dit_set_deployed(qa_dit *m, float *const *weights, float *const *row_delta, float *const *row_zero,
                       int code_bits);
-/* Run every slot whose weights are per-row 8-bit codes and whose input quantizer is 8-bit on
+/* Run every slot whose weights are per-row codes of 2 to 8 bits (they lie on the 8-bit grid of
+ * the same scale and zero point) and whose input quantizer is 8-bit on
  * oneDNN's u8 x s8 kernel (see int8.h); returns how many slots switched. dit_reset_slots undoes it.
  * Where consecutive operations allow (deployed model, inference only), the forward then fuses
  * them: layer norm + modulation write the next integer layer's u8 codes, q/k/v run as one

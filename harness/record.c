@@ -174,8 +174,8 @@ int qa_record_merge_info(qa_record *rec, const qa_record_merge *merge, qa_error 
     return rc;
 }
 
-int qa_record_int8_layers(qa_record *rec, int n_layers, qa_error *err) {
-    const qa_record_kernels kernels = {.int8_layers = n_layers};
+int qa_record_int8_layers(qa_record *rec, int n_layers, const char *deploy_kernel, qa_error *err) {
+    const qa_record_kernels kernels = {.int8_layers = n_layers, .deploy_kernel = deploy_kernel};
     return write_step(rec, QA_STEP_INT8, &kernels, NULL, err);
 }
 

@@ -92,6 +92,7 @@ typedef struct {
     const char *onednn_kernels;
     double reference_kernels;
     int int8_layers;
+    const char *deploy_kernel; /* the adapted layers' kernel in the INT deploy, e.g. "u8s8 2-plane" */
 } qa_record_kernels;
 
 /* Memory and time of a finished run. */
@@ -110,8 +111,8 @@ int qa_record_train_rows(qa_record *rec, const double *rows, int n_rows, qa_erro
 /* The run stopped at step with a non-finite loss or gradient: status "diverged" and why. */
 int qa_record_diverged(qa_record *rec, const char *reason, long step, qa_error *err);
 int qa_record_merge_info(qa_record *rec, const qa_record_merge *merge, qa_error *err);
-/* Layers that ran on the integer kernels in the INT deploy. */
-int qa_record_int8_layers(qa_record *rec, int n_layers, qa_error *err);
+/* Layers that ran on the integer kernels in the INT deploy, and the adapted layers' kernel. */
+int qa_record_int8_layers(qa_record *rec, int n_layers, const char *deploy_kernel, qa_error *err);
 int qa_record_variant(qa_record *rec, const qa_record_eval *ev, qa_error *err);
 int qa_record_artifact(qa_record *rec, const qa_artifact_size *size, qa_error *err);
 /* Memory and timings, then status "done". */

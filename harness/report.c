@@ -128,7 +128,7 @@ static void write_method_stats(FILE *f, const cell *cells, int nc) {
 
 /* ---- efficiency: memory by category, timings, storage ---- */
 
-typedef enum { EFF_SUMMARY, EFF_BITS_PER_WEIGHT, EFF_NEEDS_PTQ } efficiency_kind;
+typedef enum { EFF_SUMMARY, EFF_TIMING, EFF_BITS_PER_WEIGHT, EFF_NEEDS_PTQ } efficiency_kind;
 
 /* A column: a cell summary (at `summary`, MiB or ms or s as the cell keeps it) headed by the
  * label of the run field it summarizes, or by its own heading where it is derived. */
@@ -138,11 +138,12 @@ typedef struct {
     const char *field;
     const char *heading;      /* a derived column's heading */
     const char *csv;
-    size_t summary;           /* EFF_SUMMARY: offsetof(qa_cell, <qa_summary>) */
+    size_t summary;           /* EFF_SUMMARY: offsetof(qa_cell, <qa_summary>); EFF_TIMING: <qa_median_ci> */
     int digits;               /* markdown decimals */
 } efficiency_column;
 
 #define CELL_SUMMARY(member) .kind = EFF_SUMMARY, .summary = offsetof(qa_cell, member)
+#define CELL_TIMING(member) .kind = EFF_TIMING, .summary = offsetof(qa_cell, member)
 static const efficiency_column efficiency_columns[] = {
     {CELL_SUMMARY(frozen_mb), .object = QA_OBJ_MEMORY, .field = "frozen_bytes", .csv = "frozen_mib", .digits = 3},
     {CELL_SUMMARY(trainable_mb), .object = QA_OBJ_MEMORY, .field = "trainable_bytes", .csv = "trainable_mib", .digits = 3},
@@ -151,9 +152,9 @@ static const efficiency_column efficiency_columns[] = {
     {CELL_SUMMARY(train_mb), .heading = "training total", .csv = "training_mib", .digits = 3},
     {CELL_SUMMARY(activation_mb), .object = QA_OBJ_MEMORY, .field = "activation_bytes", .csv = "activation_mib", .digits = 1},
     {CELL_SUMMARY(peak_rss_mb), .object = QA_OBJ_MEMORY, .field = "peak_rss_bytes", .csv = "peak_rss_mib", .digits = 0},
-    {CELL_SUMMARY(step_ms), .object = QA_OBJ_TIMING, .field = "train_step_median_ms", .csv = "train_step_ms", .digits = 1},
-    {CELL_SUMMARY(merge_s), .object = QA_OBJ_TIMING, .field = "merge_seconds", .csv = "merge_s", .digits = 3},
-    {CELL_SUMMARY(sampling_ms), .object = QA_OBJ_EVAL, .field = "sampling_ms_per_image", .csv = "sampling_ms_per_image", .digits = 2},
+    {CELL_TIMING(step_med), .object = QA_OBJ_TIMING, .field = "train_step_median_ms", .csv = "train_step_ms", .digits = 1},
+    {CELL_TIMING(merge_med), .object = QA_OBJ_TIMING, .field = "merge_seconds", .csv = "merge_s", .digits = 3},
+    {CELL_TIMING(sampling_med), .object = QA_OBJ_EVAL, .field = "sampling_ms_per_image", .csv = "sampling_ms_per_image", .digits = 2},
     {CELL_SUMMARY(deployed_mb), .heading = "deployed MiB", .csv = "deployed_mib", .digits = 3},
     {.kind = EFF_BITS_PER_WEIGHT, .object = QA_OBJ_EVAL, .field = "bits_per_weight", .csv = "bits_per_weight"},
     {CELL_SUMMARY(artifact_kib), .heading = "artifact KiB on disk", .csv = "artifact_kib", .digits = 1},
@@ -170,13 +171,21 @@ static const qa_summary *efficiency_summary(const cell *c, const efficiency_colu
     return (const qa_summary *)((const char *)c + col->summary);
 }
 
+static const qa_median_ci *efficiency_timing(const cell *c, const efficiency_column *col) {
+    return (const qa_median_ci *)((const char *)c + col->summary);
+}
+
 static void write_efficiency_md_row(FILE *f, const cell *c) {
-    fprintf(f, "| %s%s%s%s | %s | %d | %s |", c->method, c->axes[0] ? " (" : "", c->axes, c->axes[0] ? ")" : "", c->bits, c->rank,
-            deploy_of(c).text);
+    fprintf(f, "| %s%s%s%s | %s | %d | %s | %s |", c->method, c->axes[0] ? " (" : "", c->axes, c->axes[0] ? ")" : "", c->bits,
+            c->rank, deploy_of(c).text, c->kernel);
     for (int k = 0; k < N_EFFICIENCY_COLUMNS; k++) {
         const efficiency_column *col = &efficiency_columns[k];
         const qa_summary *sum = col->kind == EFF_SUMMARY ? efficiency_summary(c, col) : NULL;
-        if (col->kind == EFF_BITS_PER_WEIGHT) fprintf(f, " %.3g |", c->bits_pw);
+        const qa_median_ci *t = col->kind == EFF_TIMING ? efficiency_timing(c, col) : NULL;
+        if (t && t->n == 0) fprintf(f, " - |");
+        else if (t && t->n == 1) fprintf(f, " %.*f |", col->digits, t->median);
+        else if (t) fprintf(f, " %.*f [%.*f, %.*f] |", col->digits, t->median, col->digits, t->lo, col->digits, t->hi);
+        else if (col->kind == EFF_BITS_PER_WEIGHT) fprintf(f, " %.3g |", c->bits_pw);
         else if (col->kind == EFF_NEEDS_PTQ) fprintf(f, " %s |", c->w_bits == 0 ? "-" : (c->needs_ptq ? "yes" : "no"));
         else if (sum->n == 0) fprintf(f, " - |"); /* e.g. no artifact written */
         else fprintf(f, " %.*f |", col->digits, sum->mean);
@@ -185,10 +194,12 @@ static void write_efficiency_md_row(FILE *f, const cell *c) {
 }
 
 static void write_efficiency_csv_row(FILE *f, const cell *c) {
-    fprintf(f, "%s,%s,%d,%s,%s,%d", c->method, c->bits, c->rank, c->axes, deploy_of(c).text, c->n);
+    fprintf(f, "%s,%s,%d,%s,%s,%s,%d", c->method, c->bits, c->rank, c->axes, deploy_of(c).text, c->kernel, c->n);
     for (int k = 0; k < N_EFFICIENCY_COLUMNS; k++) {
         const efficiency_column *col = &efficiency_columns[k];
-        if (col->kind == EFF_BITS_PER_WEIGHT) fprintf(f, ",%.4g", c->bits_pw);
+        const qa_median_ci *t = col->kind == EFF_TIMING ? efficiency_timing(c, col) : NULL;
+        if (t) fprintf(f, ",%.6g,%.6g,%.6g", t->median, t->lo, t->hi);
+        else if (col->kind == EFF_BITS_PER_WEIGHT) fprintf(f, ",%.4g", c->bits_pw);
         else if (col->kind == EFF_NEEDS_PTQ) fprintf(f, ",%d", c->needs_ptq);
         else fprintf(f, ",%.6g", efficiency_summary(c, col)->n ? efficiency_summary(c, col)->mean : NAN);
     }
@@ -200,16 +211,25 @@ static void write_efficiency_csv_row(FILE *f, const cell *c) {
 static void write_efficiency(FILE *f, const cell *cells, int nc, FILE *csv) {
     if (f) {
         fprintf(f, "\nEfficiency (MiB as allocated: frozen ... training total = the adapted layers; model activations = the "
-                   "whole model's activations and their gradients at its largest batch; process peak RSS; per-run medians of "
-                   "the training step; means over seeds):\n\n| method | bits | rank | deploy |");
+                   "whole model's activations and their gradients at its largest batch; process peak RSS; means over seeds. "
+                   "kernel: what the adapted layers of the deploy run on, u8s8 = oneDNN's u8 x s8 -> s32 matmul (per-row "
+                   "codes, N-plane integers, or one matmul per group), f32 = float matmul of the dequantized weights. "
+                   "Timings (each run's median training step, merge, sampling per image): the median over the cell's "
+                   "repeats (its seeds; a plan runs every method of one seed before the next, so the repeats interleave the "
+                   "methods) with [x_(k), x_(n+1-k)], the order-statistic interval of the median, k the largest with 95%% "
+                   "coverage, else the range: 93.8%% coverage at 5 repeats):\n\n| method | bits | rank | deploy | kernel |");
         for (int k = 0; k < N_EFFICIENCY_COLUMNS; k++) fprintf(f, " %s |", efficiency_heading(&efficiency_columns[k]));
-        fprintf(f, "\n|---|---|---|---|");
+        fprintf(f, "\n|---|---|---|---|---|");
         for (int k = 0; k < N_EFFICIENCY_COLUMNS; k++) fprintf(f, "---|");
         fputc('\n', f);
     }
     if (csv) {
-        fprintf(csv, "method,bits,rank,setting,deploy,n");
-        for (int k = 0; k < N_EFFICIENCY_COLUMNS; k++) fprintf(csv, ",%s", efficiency_columns[k].csv);
+        fprintf(csv, "method,bits,rank,setting,deploy,kernel,n");
+        for (int k = 0; k < N_EFFICIENCY_COLUMNS; k++) {
+            const efficiency_column *col = &efficiency_columns[k];
+            if (col->kind == EFF_TIMING) fprintf(csv, ",%s,%s_lo,%s_hi", col->csv, col->csv, col->csv); /* median, interval */
+            else fprintf(csv, ",%s", col->csv);
+        }
         fputc('\n', csv);
     }
     for (int i = 0; i < nc; i++) {

@@ -140,9 +140,11 @@ static int run_deploy(qa_run_env *env, const qa_run_spec *run, const qa_task *t,
         double tp = qa_now();
         qa_deploy_set(m, &d, ptq_bits, -1);
         *merge_seconds += qa_now() - tp;
-        /* W8A8: layers with per-row 8-bit codes run on the u8 x s8 kernels */
-        int n_int8 = run->w_bits == 8 && run->a_bits == 8 ? qa_dit_enable_int8(m) : 0;
-        rc = qa_record_int8_layers(rec, n_int8, err);
+        /* A8: every layer with an integer form runs on the u8 x s8 kernels (per-row codes of
+         * <= 8 bits, planes, groups); which kernel is recorded */
+        qa_deploy_kernels kern;
+        qa_deploy_enable_int8(m, &d, &kern);
+        rc = qa_record_int8_layers(rec, kern.int8_layers, kern.text, err);
         if (!rc) rc = run_score(env, run, t, rec, "int", d.needs_ptq ? run->w_bits : d.bits_per_weight, err);
     }
     for (int e = 0; !rc && n_ad > 0 && e < d.layers[0].n_extra; e++) {

@@ -37,6 +37,7 @@ typedef struct {
     qa_run_provenance provenance;
     char *method, *bits, *status, *fail_reason, *merge, *task, *objective, *method_note, *method_notes;
     char *dtype;                  /* the training matmuls' arithmetic ("f32" when the file predates it) */
+    char *deploy_kernel;          /* the adapted layers' kernel in the INT deploy ("" when not recorded) */
     int rank, w_bits, a_bits, item_class, slot, needs_ptq, method_version, int8_kernel_layers;
     long seed, fail_step;
     double learning_rate;         /* the rate it trained at; NaN: not recorded (older files) */

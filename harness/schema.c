@@ -146,6 +146,8 @@ const qa_run_field qa_run_fields[] = {
      .written_if = MERGE(TEXT, method_note), .to = READ(TEXT, method_notes), .label = "method notes per layer"},
     {.name = "int8_kernel_layers", .object = QA_OBJ_RUN, .step = QA_STEP_INT8, .from = KERNELS(INT, int8_layers),
      .to = READ(INT, int8_kernel_layers), .unit = "layers", .label = "layers on the integer kernels"},
+    {.name = "deploy_kernel", .object = QA_OBJ_RUN, .step = QA_STEP_INT8, .from = KERNELS(TEXT, deploy_kernel),
+     .to = READ(TEXT, deploy_kernel), .absent_text = "", .label = "kernel of the adapted layers"},
     /* /runs/<id>/eval/<variant>: the deployed model's scores */
     {.metric = 1 + MET_LOSS, .object = QA_OBJ_EVAL, .step = QA_STEP_VARIANT, .from = EVAL(NUM, heldout_loss),
      .to = READ_EVAL(NUM, heldout_loss)},

@@ -17,6 +17,34 @@ qa_summary qa_stats_summarize(const double *x, int n) {
     return s;
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+qa_median_ci qa_stats_median_ci(const double *x, int n) {
+    qa_median_ci c = {n, NAN, NAN, NAN, NAN};
+    if (n < 1) return c;
+    double *v = malloc(sizeof(double) * (size_t)n);
+    memcpy(v, x, sizeof(double) * (size_t)n);
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    c.median = n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+    /* coverage of [x_(k), x_(n+1-k)]: 1 - 2 P(Bin(n, 1/2) <= k - 1) */
+    int k = 1;
+    double cover = 1.0 - 2.0 * gsl_cdf_binomial_P(0, 0.5, (unsigned)n);
+    while (k + 1 <= (n + 1) / 2) {
+        double next = 1.0 - 2.0 * gsl_cdf_binomial_P((unsigned)k, 0.5, (unsigned)n);
+        if (next < 0.95) break;
+        k++;
+        cover = next;
+    }
+    c.lo = v[k - 1];
+    c.hi = v[n - k];
+    c.coverage = cover > 0 ? cover : 0;
+    free(v);
+    return c;
+}
+
 double qa_stats_welch_p(const double *a, int na, const double *b, int nb, double *t_out, double *df_out) {
     if (na < 2 || nb < 2) return NAN;
     double ma = gsl_stats_mean(a, 1, (size_t)na), mb = gsl_stats_mean(b, 1, (size_t)nb);

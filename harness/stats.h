@@ -9,6 +9,17 @@ typedef struct {
 } qa_summary;
 
 qa_summary qa_stats_summarize(const double *x, int n);
+
+/* The median of n repeats (timings) and a distribution-free interval for it: the order
+ * statistics [x_(k), x_(n+1-k)] with the largest k whose coverage, 1 - 2 P(Bin(n, 1/2) <= k - 1),
+ * is at least 95%, or the range (k = 1) when no k reaches it (n <= 5: coverage 1 - 2^(1-n), 93.75%
+ * at n = 5; 0 at n = 1). n = 0: NaN. */
+typedef struct {
+    int n;
+    double median, lo, hi, coverage;
+} qa_median_ci;
+
+qa_median_ci qa_stats_median_ci(const double *x, int n);
 /* Welch: t = (ma - mb) / sqrt(va/na + vb/nb), df by Welch-Satterthwaite; returns p (NaN if n < 2). */
 double qa_stats_welch_p(const double *a, int na, const double *b, int nb, double *t_out, double *df_out);
 /* Half-width of the 95% CI of mean(a) - mean(b) without pairing: Welch's standard error and

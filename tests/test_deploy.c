@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "harness/artifact.h"
+#include "harness/deploy.h"
 #include "harness/model.h"
 #include "harness/results.h"
 #include "harness/quant.h"
@@ -152,6 +153,163 @@ Test(deploy, qlora_ptq_has_a_measurable_gap) {
     tiny_model(&k, "qlora", 4, 8);
     double g = deploy_gap(&k, 4);
     cr_expect(g > 1e-4, "QLoRA + 4-bit PTQ gap %g", g);
+}
+
+/* ---- the INT deploy on the integer kernels, as a run makes it ---- */
+
+/* Every adapted layer's integer kernel against its fake-quantized float layer, x_hat W^T + b
+ * summed in double (x_hat: the layer's own 8-bit activation codes, W: the deployed weights the
+ * float path runs); returns the largest relative error, its absolute error in *abs_err. */
+static double layers_vs_double(qa_dit *m, double *abs_err) {
+    enum { M = 20 };
+    double worst = 0;
+    *abs_err = 0;
+    qa_rng *r = qa_rng_new(77);
+    for (int i = 0; i < m->n_lin; i++) {
+        qa_linear *s = &m->lin[i];
+        if (!s->method || (!s->i8 && !s->i8m)) continue;
+        const int in = s->in, out = s->out;
+        float *x = qa_alloc(sizeof(float) * M * in), *y = qa_alloc(sizeof(float) * M * out);
+        qa_rng_fill_normal(r, x, (size_t)M * in, 1.0f);
+        if (s->i8) qa_int8_linear_forward(s->i8, &s->actq, x, y, M);
+        else qa_int8_multi_forward(s->i8m, &s->actq, x, y, M);
+        double e = 0, mx = 0;
+        for (int r_ = 0; r_ < M; r_++)
+            for (int o = 0; o < out; o++) {
+                double ref = s->b[o];
+                for (int k = 0; k < in; k++) {
+                    float q = nearbyintf(x[r_ * in + k] / s->actq.delta) + s->actq.zero;
+                    q = q < 0.f ? 0.f : (q > 255.f ? 255.f : q);
+                    ref += (double)s->actq.delta * ((double)q - s->actq.zero) * s->W_deploy[(size_t)o * in + k];
+                }
+                e = fmax(e, fabs(y[r_ * out + o] - ref));
+                mx = fmax(mx, fabs(ref));
+            }
+        worst = fmax(worst, e / (mx + 1e-30));
+        *abs_err = fmax(*abs_err, e);
+        qa_free(x);
+        qa_free(y);
+    }
+    qa_rng_free(r);
+    return worst;
+}
+
+/* Deploy `method` at w_bits A8 as run.c does (merge, PTQ where the merge is float, the integer
+ * kernels), expect every adapted layer on kernel `want` (with QA_KERNEL_PLANES, QA_KERNEL_ROW
+ * too where a layer's integers happen to span <= 256 values per row; none needs more than
+ * max_planes, and at 8 bits some layer needs planes), and the integer layers and model equal to
+ * the fake-quantized float ones. */
+static void int_kernels_case(const char *method, int w_bits, qa_deploy_kernel want, int max_planes,
+                             const char *opt_name, const char *opt_value) {
+    tiny k;
+    tiny_model_with(&k, method, w_bits, 8, opt_name, opt_value);
+    qa_error err = {0, ""};
+    qa_deploy d;
+    cr_assert_eq(qa_deploy_merge(&k.m, &d, &err), 0, "%s", err.msg);
+    qa_deploy_set(&k.m, &d, d.needs_ptq ? w_bits : 0, -1);
+    float ref[B * D], out[B * D];
+    qa_dit_forward(&k.m, k.x, k.t, k.y, B, ref); /* the fake-quantized float deploy */
+    qa_deploy_kernels kern;
+    qa_deploy_enable_int8(&k.m, &d, &kern);
+    int n = d.n_layers, got = kern.adapted[want] + (want == QA_KERNEL_PLANES ? kern.adapted[QA_KERNEL_ROW] : 0);
+    cr_expect_eq(got, n, "%s w%d: %d of %d adapted layers on %s (%s)", method, w_bits, got, n, qa_deploy_kernel_names[want],
+                 kern.text);
+    cr_expect_leq(kern.planes_max, max_planes, "%s w%d: %s", method, w_bits, kern.text);
+    if (want == QA_KERNEL_PLANES && w_bits == 8) cr_expect_gt(kern.adapted[QA_KERNEL_PLANES], 0, "%s w%d: %s", method, w_bits, kern.text);
+    double abs_err, e = layers_vs_double(&k.m, &abs_err);
+    cr_log_info("%s w%da8: %s; layers vs double: max abs %.3g, rel %.3g", method, w_bits, kern.text, abs_err, e);
+    cr_expect(e < 1e-5, "%s w%d: integer layers vs fake-quant double: relative error %g", method, w_bits, e);
+    qa_dit_forward(&k.m, k.x, k.t, k.y, B, out);
+    double gap = 0, mx = 0;
+    for (int i = 0; i < B * D; i++) { gap = fmax(gap, fabs((double)out[i] - ref[i])); mx = fmax(mx, fabs((double)ref[i])); }
+    cr_log_info("%s w%da8: integer model vs fake-quant model: max abs %.3g, rel %.3g", method, w_bits, gap, gap / mx);
+    cr_expect(gap / mx < 1e-3, "%s w%d: integer model vs fake-quant model: relative error %g", method, w_bits, gap / mx);
+    qa_deploy_free(&d);
+    qa_dit_free(&k.m);
+}
+
+/* method, W bits, the kernel its adapted layers run on, the most planes any needs, one option */
+static const struct {
+    const char *method;
+    int w_bits;
+    qa_deploy_kernel want;
+    int max_planes;
+    const char *opt_name, *opt_value;
+} kernel_cases[] = {
+    /* float merges: the PTQ codes at N bits, per row */
+    {"lora", 8, QA_KERNEL_ROW, 0, NULL, NULL}, {"lora", 6, QA_KERNEL_ROW, 0, NULL, NULL},
+    {"lora", 4, QA_KERNEL_ROW, 0, NULL, NULL}, {"qlora", 8, QA_KERNEL_ROW, 0, NULL, NULL},
+    {"qlora", 4, QA_KERNEL_ROW, 0, NULL, NULL}, {"lq-lora", 8, QA_KERNEL_ROW, 0, NULL, NULL},
+    {"lq-lora", 4, QA_KERNEL_ROW, 0, NULL, NULL}, {"ir-qlora", 8, QA_KERNEL_ROW, 0, NULL, NULL},
+    {"ir-qlora", 4, QA_KERNEL_ROW, 0, NULL, NULL},
+    /* IntLoRA-MUL: products up to 255^2 at W8 (2 or 3 planes), up to 15^2 at W4 (a row code or 2 planes) */
+    {"intlora-mul", 8, QA_KERNEL_PLANES, 3, NULL, NULL}, {"intlora-mul", 4, QA_KERNEL_PLANES, 2, NULL, NULL},
+    {"intlora-mul", 4, QA_KERNEL_PLANES, 2, "zero_path", "additive"},
+    {"intlora-shift", 8, QA_KERNEL_PLANES, 3, NULL, NULL}, {"intlora-shift", 4, QA_KERNEL_PLANES, 2, NULL, NULL},
+    /* group-wise codes */
+    {"qalora", 8, QA_KERNEL_GROUPS, 0, NULL, NULL}, {"qalora", 4, QA_KERNEL_GROUPS, 0, NULL, NULL},
+    {"peqa", 4, QA_KERNEL_GROUPS, 0, "peqa_group", "8"},
+    /* codes minus a per-row zero point: 256 values per row at most */
+    {"peqa", 8, QA_KERNEL_ROW, 0, NULL, NULL}, {"peqa", 4, QA_KERNEL_ROW, 0, NULL, NULL},
+    {"lr-qat", 8, QA_KERNEL_ROW, 0, NULL, NULL}, {"lr-qat", 4, QA_KERNEL_ROW, 0, NULL, NULL},
+    /* per-timestep activation quantizers of its own: its forward, in float */
+    {"efficientdm", 8, QA_KERNEL_METHOD, 0, NULL, NULL},
+};
+
+Test(deploy, int_kernels_per_method_and_bits) {
+    for (size_t i = 0; i < sizeof kernel_cases / sizeof kernel_cases[0]; i++)
+        int_kernels_case(kernel_cases[i].method, kernel_cases[i].w_bits, kernel_cases[i].want, kernel_cases[i].max_planes,
+                         kernel_cases[i].opt_name, kernel_cases[i].opt_value);
+}
+
+/* The shift merge's integer form: small integers times the row's smallest power of two, by hand */
+Test(deploy, shift_integer_form_by_hand) {
+    float w[2 * 3] = {0.75f, -0.125f, 0.0f, 0.0f, 0.0f, 0.0f};
+    float scale[2];
+    qa_deployed l;
+    memset(&l, 0, sizeof l);
+    l.in = 3;
+    l.out = 2;
+    l.w_fp = w;
+    l.merge = QA_MERGE_BIT_SHIFT;
+    qa_deploy_int_form f;
+    qa_deploy_int_form_of(&l, &f);
+    cr_assert_eq(f.kernel, QA_KERNEL_ROW);
+    memcpy(scale, f.scale, sizeof scale);
+    cr_expect(scale[0] == 0.125f && f.w[0] == 6 && f.w[1] == -1 && f.w[2] == 0, "0.75 = 6/8, -0.125 = -1/8: %g %d %d",
+              scale[0], f.w[0], f.w[1]);
+    cr_expect(scale[1] == 1.0f && f.w[3] == 0, "an all-zero row: scale 1");
+    cr_expect(f.zero[0] == 128.f && f.zero[1] == 128.f, "rows inside s8: zero point 128");
+    qa_deploy_int_form_free(&f);
+    w[1] = -0x1p-20f; /* 0.75 / 2^-20 = 786432: 3 planes */
+    qa_deploy_int_form_of(&l, &f);
+    cr_expect(f.kernel == QA_KERNEL_PLANES && f.planes == 3 && f.w[0] == 786432 && f.w[1] == -1, "planes %d, w %d %d",
+              f.planes, f.w ? f.w[0] : 0, f.w ? f.w[1] : 0);
+    qa_deploy_int_form_free(&f);
+    w[1] = -0x1p-40f; /* 0.75 / 2^-40 beyond int32: no integer form */
+    qa_deploy_int_form_of(&l, &f);
+    cr_expect_eq(f.kernel, QA_KERNEL_F32);
+    qa_deploy_int_form_free(&f);
+    l.merge = QA_MERGE_FLOAT_ADD_PTQ; /* a float merge has only its PTQ codes */
+    l.needs_ptq = 1;
+    qa_deploy_int_form_of(&l, &f);
+    cr_expect_eq(f.kernel, QA_KERNEL_F32);
+    /* integers with a row span of 256 values: codes w - min (zero point -min); 257 values: planes */
+    int32_t wi[2 * 3] = {0, 255, 3, -200, 55, 0};
+    float rs[2] = {0.5f, 0.25f};
+    l.needs_ptq = 0;
+    l.merge = QA_MERGE_INT_MULTIPLY;
+    l.w_fp = NULL;
+    l.w_int = wi;
+    l.row_scale = rs;
+    qa_deploy_int_form_of(&l, &f);
+    cr_assert_eq(f.kernel, QA_KERNEL_ROW);
+    cr_expect(f.zero[0] == 0.f && f.zero[1] == 200.f, "zero points %g %g, want 0 and 200", f.zero[0], f.zero[1]);
+    qa_deploy_int_form_free(&f);
+    wi[4] = 57;
+    qa_deploy_int_form_of(&l, &f);
+    cr_expect(f.kernel == QA_KERNEL_PLANES && f.planes == 2, "a span of 258 values: planes (%d)", f.planes);
+    qa_deploy_int_form_free(&f);
 }
 
 /* ---- the deployed artifact: stored packed, decoded back to the deployed weights ---- */

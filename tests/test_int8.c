@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "harness/int8.h"
+#include "harness/int8_multi.h"
 #include "harness/model.h"
 #include "harness/nn.h"
 #include "harness/quant.h"
@@ -17,7 +18,7 @@ static double max_rel(const float *a, const float *b, size_t n) {
     return e / (mx + 1e-30);
 }
 
-static void layer_case(int M, int in, int out, float xshift) {
+static void layer_case_bits(int M, int in, int out, float xshift, int bits) {
     qa_rng *r = qa_rng_new((uint64_t)(in * 31 + out));
     float *W = qa_alloc(sizeof(float) * in * out), *Wq = qa_alloc(sizeof(float) * in * out);
     float *x = qa_alloc(sizeof(float) * M * in), *xh = qa_alloc(sizeof(float) * M * in);
@@ -28,8 +29,8 @@ static void layer_case(int M, int in, int out, float xshift) {
     qa_rng_fill_normal(r, x, (size_t)M * in, 1.0f);
     for (int i = 0; i < M * in; i++) x[i] += xshift; /* asymmetric activations: zx far from 0 */
     qa_rng_fill_normal(r, b, out, 0.1f);
-    qa_quant_search_rows(W, out, in, 8, dl, z);
-    qa_quant_fake_rows(Wq, W, out, in, 8, dl, z);
+    qa_quant_search_rows(W, out, in, bits, dl, z);
+    qa_quant_fake_rows(Wq, W, out, in, bits, dl, z);
     qa_actq aq = {8, 0, 0, 0};
     qa_actq_forward(&aq, xh, x, (size_t)M * in); /* calibrates */
     qa_linear_forward(y_ref, xh, Wq, b, M, in, out);
@@ -37,7 +38,7 @@ static void layer_case(int M, int in, int out, float xshift) {
     cr_assert_eq(qa_int8_linear_init(&L, Wq, dl, z, in, out, b), 0);
     qa_int8_linear_forward(&L, &aq, x, y, M);
     double e = max_rel(y, y_ref, (size_t)M * out);
-    cr_expect(e < 1e-5, "int8 vs fake-quant float (M %d, K %d, N %d, zx %g): relative error %g", M, in, out, aq.zero, e);
+    cr_expect(e < 1e-5, "int8 vs fake-quant float (M %d, K %d, N %d, W%d, zx %g): relative error %g", M, in, out, bits, aq.zero, e);
     /* weights off their grid are refused, not silently re-quantized */
     Wq[3] += 0.37f * dl[0];
     qa_int8_linear L2;
@@ -47,10 +48,19 @@ static void layer_case(int M, int in, int out, float xshift) {
     qa_rng_free(r);
 }
 
+static void layer_case(int M, int in, int out, float xshift) { layer_case_bits(M, in, out, xshift, 8); }
+
 Test(int8, layer_matches_fake_quant) {
     layer_case(7, 16, 9, 0.0f);
     layer_case(50, 128, 128, 1.5f);
     layer_case(33, 512, 128, -0.7f); /* the widest layer of the model (K = 512) */
+}
+
+/* codes of fewer bits lie on the 8-bit grid of the same (delta, zero): the same kernel runs them */
+Test(int8, sub_8_bit_row_codes_match_fake_quant) {
+    layer_case_bits(20, 64, 24, 0.4f, 4);
+    layer_case_bits(33, 128, 40, -0.3f, 6);
+    layer_case_bits(9, 32, 8, 0.0f, 2);
 }
 
 Test(int8, wider_than_exact_range_is_refused) {
@@ -261,4 +271,179 @@ Test(int8, model_with_integer_attention_matches_its_reference) {
     cr_expect(moved > 0, "quantizing attention changes the output (%g)", moved);
     qa_dit_free(&m);
     qa_rng_free(r);
+}
+
+/* ---- planes and groups (int8_multi.h) against x_hat W^T + b summed in double ---- */
+
+/* y_ref[M,out] = x_hat W^T + b in double, x_hat the section-0 codes of x under aq */
+static void reference_layer(const qa_actq *aq, const float *x, const double *W, const float *b, int M, int in, int out,
+                            double *y_ref) {
+    for (int m = 0; m < M; m++)
+        for (int o = 0; o < out; o++) {
+            double s = b ? b[o] : 0.0;
+            for (int k = 0; k < in; k++) {
+                float q = nearbyintf(x[(size_t)m * in + k] / aq->delta) + aq->zero;
+                q = q < 0.f ? 0.f : (q > 255.f ? 255.f : q);
+                s += (double)aq->delta * ((double)q - aq->zero) * W[(size_t)o * in + k];
+            }
+            y_ref[(size_t)m * out + o] = s;
+        }
+}
+
+/* max |y - y_ref| / max |y_ref|, and max |y - y_ref| in *abs_err */
+static double rel_to_double(const float *y, const double *y_ref, size_t n, double *abs_err) {
+    double e = 0, mx = 0;
+    for (size_t i = 0; i < n; i++) { e = fmax(e, fabs(y[i] - y_ref[i])); mx = fmax(mx, fabs(y_ref[i])); }
+    *abs_err = e;
+    return e / (mx + 1e-30);
+}
+
+/* the digits the init wrote give w back: sum_p 256^p u_p, each u_p in s8 */
+static int64_t planes_value(const qa_int8_multi *L, size_t i) {
+    int64_t v = 0;
+    const size_t n = (size_t)L->in * L->out;
+    for (int p = L->n_parts - 1; p >= 0; p--) v = 256 * v + L->u[(size_t)p * n + i];
+    return v;
+}
+
+Test(int8, planes_decomposition_hand_cases) {
+    /* balanced base-256 digits: 1 plane to [-128, 127], 2 to [-32896, 32639], 3 to 127 (1 + 256 + 256^2) */
+    const int32_t w[] = {0, 127, -128, 128, -129, 32639, -32896, 32640, -32897, 100000, 8355711, 8355712};
+    const int want[] = {1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4};
+    for (size_t i = 0; i < sizeof w / sizeof w[0]; i++)
+        cr_expect_eq(qa_int8_planes_needed(&w[i], 1), want[i], "w = %d: %d planes, want %d", w[i],
+                     qa_int8_planes_needed(&w[i], 1), want[i]);
+    const int32_t top4 = 2139062143, over = 2139062144; /* 127 (1 + 256 + 256^2 + 256^3) */
+    cr_expect_eq(qa_int8_planes_needed(&top4, 1), 4);
+    cr_expect_eq(qa_int8_planes_needed(&over, 1), QA_INT8_MAX_PLANES + 1);
+    /* a hand layer: K = 2, two rows; dx = 1, zx = 0 so x_hat = x: y = s (x . w) + b */
+    const int32_t W2[] = {300, -5, -32896, 129};
+    const float scale[] = {0.5f, 0.25f}, b[] = {1.0f, -2.0f}, x[] = {2, 3};
+    qa_int8_multi L;
+    cr_assert_eq(qa_int8_planes_init(&L, W2, scale, 2, 2, b), 0);
+    cr_expect_eq(L.n_parts, 2);
+    for (size_t i = 0; i < 4; i++) cr_expect_eq(planes_value(&L, i), W2[i], "entry %zu", i);
+    /* 300 = 256 + 44, -5 = 0 256 - 5: digits (44, 1), (-5, 0) */
+    cr_expect(L.u[0] == 44 && L.u[4] == 1 && L.u[1] == -5 && L.u[5] == 0);
+    qa_actq aq = {8, 1, 1.0f, 0.0f};
+    float y[2];
+    qa_int8_multi_forward(&L, &aq, x, y, 1);
+    cr_expect_eq(y[0], 0.5f * (2 * 300 + 3 * -5) + 1.0f, "y0 = %g", y[0]);          /* 293.5 */
+    cr_expect_eq(y[1], 0.25f * (2 * -32896 + 3 * 129) - 2.0f, "y1 = %g", y[1]);     /* -16353.25 */
+    char name[32];
+    cr_expect_str_eq(qa_int8_multi_name(&L, name, sizeof name), "u8s8 2-plane");
+    qa_int8_multi_free(&L);
+}
+
+Test(int8, planes_refused_beyond_their_range) {
+    const int32_t w[2] = {0, -2147483647 - 1};
+    const float s[1] = {1};
+    qa_int8_multi L;
+    cr_expect_eq(qa_int8_planes_init(&L, w, s, 2, 1, NULL), 0, "INT32_MIN still fits 4 planes");
+    qa_int8_multi_free(&L);
+    const int32_t top[2] = {0, 2147483647};
+    cr_expect_eq(qa_int8_planes_init(&L, top, s, 2, 1, NULL), -1, "INT32_MAX needs a fifth plane");
+    int32_t wide[QA_INT8_MAX_K + 1] = {0};
+    cr_expect_eq(qa_int8_planes_init(&L, wide, s, QA_INT8_MAX_K + 1, 1, NULL), -1, "K beyond the exact range");
+}
+
+/* IntLoRA-MUL's deployed integers at N bits: U_int W_int, each a code minus a zero point, one
+ * scale per row; against the double reference */
+static void planes_case(int bits, int M, int in, int out, uint64_t seed, int want_planes) {
+    qa_rng *r = qa_rng_new(seed);
+    const int L2 = 1 << bits;
+    int32_t *w = qa_alloc(sizeof(int32_t) * (size_t)in * out);
+    double *Wd = qa_alloc(sizeof(double) * (size_t)in * out), *y_ref = qa_alloc(sizeof(double) * (size_t)M * out);
+    float *scale = qa_alloc(sizeof(float) * out), *b = qa_alloc(sizeof(float) * out);
+    float *x = qa_alloc(sizeof(float) * (size_t)M * in), *y = qa_alloc(sizeof(float) * (size_t)M * out);
+    for (int o = 0; o < out; o++) {
+        int zu = (int)(qa_rng_uniform(r) * L2) - 1, zw = (int)(qa_rng_uniform(r) * L2); /* zU may be -1 (the fallback) */
+        scale[o] = 1e-4f * (1.0f + (float)qa_rng_uniform(r));
+        for (int k = 0; k < in; k++) {
+            int u = (int)(qa_rng_uniform(r) * L2) - zu, v = (int)(qa_rng_uniform(r) * L2) - zw;
+            w[(size_t)o * in + k] = u * v;
+            Wd[(size_t)o * in + k] = (double)scale[o] * u * v;
+        }
+    }
+    w[0] = (L2 - 1) * (L2 - 1); /* the extreme product */
+    Wd[0] = (double)scale[0] * w[0];
+    qa_rng_fill_normal(r, b, out, 0.1f);
+    qa_rng_fill_normal(r, x, (size_t)M * in, 1.0f);
+    for (int i = 0; i < M * in; i++) x[i] += 0.8f;
+    qa_actq aq = {8, 0, 0, 0};
+    float *xh = qa_alloc(sizeof(float) * (size_t)M * in);
+    qa_actq_forward(&aq, xh, x, (size_t)M * in); /* calibrates: zx far from 0 */
+    qa_int8_multi L;
+    cr_assert_eq(qa_int8_planes_init(&L, w, scale, in, out, b), 0);
+    cr_expect_eq(L.n_parts, want_planes, "W%d products: %d planes, want %d", bits, L.n_parts, want_planes);
+    qa_int8_multi_forward(&L, &aq, x, y, M);
+    reference_layer(&aq, x, Wd, b, M, in, out, y_ref);
+    double abs_err, e = rel_to_double(y, y_ref, (size_t)M * out, &abs_err);
+    cr_log_info("planes W%d (%d planes): max abs %.3g, rel %.3g", bits, L.n_parts, abs_err, e);
+    cr_expect(e < 1e-6, "planes W%d vs double reference: relative error %g (abs %g)", bits, e, abs_err);
+    qa_int8_multi_free(&L);
+    qa_free(w); qa_free(Wd); qa_free(y_ref); qa_free(scale); qa_free(b); qa_free(x); qa_free(y); qa_free(xh);
+    qa_rng_free(r);
+}
+
+Test(int8, planes_match_double_reference) {
+    planes_case(4, 17, 128, 40, 1, 2); /* |U_int W_int| up to 225: 2 planes */
+    planes_case(8, 9, 128, 24, 2, 3);  /* up to 65025: 3 planes */
+    planes_case(8, 5, 512, 8, 3, 3);   /* the widest layer (K = 512) */
+}
+
+/* group-wise codes with FP16-like fractional zero points (QA-LoRA's merge) */
+static void groups_case(int bits, int G, int M, int in, int out, uint64_t seed) {
+    qa_rng *r = qa_rng_new(seed);
+    const int g = in / G, L2 = 1 << bits;
+    int32_t *q = qa_alloc(sizeof(int32_t) * (size_t)in * out);
+    float *sc = qa_alloc(sizeof(float) * (size_t)G * out), *z = qa_alloc(sizeof(float) * (size_t)G * out);
+    double *Wd = qa_alloc(sizeof(double) * (size_t)in * out), *y_ref = qa_alloc(sizeof(double) * (size_t)M * out);
+    float *x = qa_alloc(sizeof(float) * (size_t)M * in), *xh = qa_alloc(sizeof(float) * (size_t)M * in);
+    float *y = qa_alloc(sizeof(float) * (size_t)M * out);
+    for (int i = 0; i < G * out; i++) {
+        sc[i] = 0.01f * (1.0f + (float)qa_rng_uniform(r));
+        z[i] = (float)(qa_rng_uniform(r) * L2) + 0.37f * (float)qa_rng_normal(r);
+    }
+    for (int o = 0; o < out; o++)
+        for (int k = 0; k < in; k++) {
+            size_t i = (size_t)o * in + k, at = (size_t)(k / g) * out + o;
+            q[i] = (int32_t)(qa_rng_uniform(r) * L2);
+            Wd[i] = (double)sc[at] * ((double)q[i] - z[at]);
+        }
+    q[0] = L2 - 1;
+    Wd[0] = (double)sc[0] * ((double)q[0] - z[0]);
+    qa_rng_fill_normal(r, x, (size_t)M * in, 1.0f);
+    for (int i = 0; i < M * in; i++) x[i] -= 0.6f;
+    qa_actq aq = {8, 0, 0, 0};
+    qa_actq_forward(&aq, xh, x, (size_t)M * in);
+    qa_int8_multi L;
+    cr_assert_eq(qa_int8_groups_init(&L, q, sc, z, G, in, out, NULL), 0);
+    qa_int8_multi_forward(&L, &aq, x, y, M);
+    reference_layer(&aq, x, Wd, NULL, M, in, out, y_ref);
+    double abs_err, e = rel_to_double(y, y_ref, (size_t)M * out, &abs_err);
+    cr_log_info("groups W%d, %d groups of %d: max abs %.3g, rel %.3g", bits, G, g, abs_err, e);
+    cr_expect(e < 1e-6, "groups W%d (G %d) vs double reference: relative error %g (abs %g)", bits, G, e, abs_err);
+    char name[32];
+    cr_expect_str_eq(qa_int8_multi_name(&L, name, sizeof name), "u8s8 group");
+    qa_int8_multi_free(&L);
+    qa_free(q); qa_free(sc); qa_free(z); qa_free(Wd); qa_free(y_ref); qa_free(x); qa_free(xh); qa_free(y);
+    qa_rng_free(r);
+}
+
+Test(int8, groups_match_double_reference) {
+    groups_case(4, 4, 13, 128, 32, 4);
+    groups_case(8, 2, 7, 64, 16, 5);
+    groups_case(4, 16, 6, 512, 8, 6);
+}
+
+Test(int8, groups_refuse_bad_shapes_and_codes) {
+    int32_t q[2 * 6] = {0};
+    float sc[3 * 2] = {1, 1, 1, 1, 1, 1}, z[3 * 2] = {0};
+    qa_int8_multi L;
+    cr_expect_eq(qa_int8_groups_init(&L, q, sc, z, 4, 6, 2, NULL), -1, "4 groups do not divide 6 columns");
+    q[5] = 256;
+    cr_expect_eq(qa_int8_groups_init(&L, q, sc, z, 3, 6, 2, NULL), -1, "code 256 is not a u8 code");
+    q[5] = -1;
+    cr_expect_eq(qa_int8_groups_init(&L, q, sc, z, 3, 6, 2, NULL), -1, "code -1 is not a u8 code");
 }

@@ -288,6 +288,7 @@ Test(report, ablation_axes_method_stats_and_efficiency) {
             set_run_f64(dir, id, "memory", "artifact_file_bytes", 2048);
             set_run_f64(dir, id, "memory", "artifact_payload_bytes", 1000);
             set_run_f64(dir, id, "memory", "artifact_weights", 1000);
+            set_run_f64(dir, id, "timing", "train_step_median_ms", 10 + 20 * s + 5 * a); /* repeats 10, 30 (a1.5) */
         }
     char *md = run_report();
     cr_expect(strstr(md, "| rank | setting | n |") != NULL, "a setting column:\n%s", md);
@@ -308,8 +309,16 @@ Test(report, ablation_axes_method_stats_and_efficiency) {
     qa_error err = {0, ""};
     snprintf(p, sizeof p, "%s/efficiency.csv", dir);
     cr_assert_eq(qa_read_file(p, &text, &len, &err), 0, "%s", err.msg);
-    /* 1 + 2 + 3 + 4 MiB, the activations, no timings, 8.75 bits/weight, a 2 KiB artifact of 8 bits/weight */
-    cr_expect(strstr(text, "\nintlora-mul,w4a8,4,a2,INT,2,1,2,3,4,10,5,0,0,0,0,0,8.75,2,8,0\n") != NULL, "efficiency.csv:\n%s", text);
+    /* 1 + 2 + 3 + 4 MiB, the activations, the training step's median of 15 and 35 ms with its
+     * interval (the range at 2 repeats), no other timings, 8.75 bits/weight, a 2 KiB artifact of 8
+     * bits/weight; no kernel recorded in these files ("-") */
+    cr_expect(strstr(text, "\nintlora-mul,w4a8,4,a2,INT,-,2,1,2,3,4,10,5,0,25,15,35,0,0,0,0,0,0,0,8.75,2,8,0\n") != NULL,
+              "efficiency.csv:\n%s", text);
+    free(text);
+    snprintf(p, sizeof p, "%s/efficiency.md", dir);
+    cr_assert_eq(qa_read_file(p, &text, &len, &err), 0, "%s", err.msg);
+    cr_expect(strstr(text, "| intlora-mul (a1.5) | w4a8 | 4 | INT | - |") != NULL, "kernel column:\n%s", text);
+    cr_expect(strstr(text, "| 20.0 [10.0, 30.0] |") != NULL, "median [interval] of the step:\n%s", text);
     free(text);
     rm_rf_dir(dir);
 }

@@ -89,7 +89,7 @@ static void record_all(step_values *v, const char *id, char *path, size_t len) {
     cr_assert_eq(qa_record_train_rows(rec, samples, 0, &err), QA_OK, "%s", err.msg);
     cr_assert_eq(qa_record_diverged(rec, v->failure.reason, v->failure.step, &err), QA_OK, "%s", err.msg);
     cr_assert_eq(qa_record_merge_info(rec, &v->merge, &err), QA_OK, "%s", err.msg);
-    cr_assert_eq(qa_record_int8_layers(rec, v->kernels.int8_layers, &err), QA_OK, "%s", err.msg);
+    cr_assert_eq(qa_record_int8_layers(rec, v->kernels.int8_layers, v->kernels.deploy_kernel, &err), QA_OK, "%s", err.msg);
     cr_assert_eq(qa_record_variant(rec, &v->eval, &err), QA_OK, "%s", err.msg);
     cr_assert_eq(qa_record_artifact(rec, &v->artifact, &err), QA_OK, "%s", err.msg);
     cr_assert_eq(qa_record_finish(rec, &v->costs, &err), QA_OK, "%s", err.msg);

@@ -236,3 +236,26 @@ Test(stats, seeds_needed_guenther_approximation) {
     /* gap = sd at alpha 0.025, power 0.9: (1.959964 + 1.281552)^2 + 1.959964^2 / 2 = 10.5074 + 1.9207 -> 13 */
     cr_expect_eq(qa_stats_seeds_needed(0.5, 0.5, 0.025, 0.9), 13);
 }
+
+/* order-statistic interval of the median: coverage 1 - 2 P(Bin(n, 1/2) <= k - 1), by hand:
+ * n = 5, k = 1: 1 - 2/32 = 0.9375 (the range); n = 9: k = 2 gives 1 - 2 (1 + 9)/512 = 0.9609,
+ * k = 3 would give 1 - 2 (1 + 9 + 36)/512 = 0.8203; n = 1: the value, coverage 0 */
+Test(stats, median_ci_order_statistics_by_hand) {
+    const double five[5] = {5, 1, 4, 2, 3};
+    qa_median_ci c = qa_stats_median_ci(five, 5);
+    cr_expect(c.n == 5 && c.median == 3 && c.lo == 1 && c.hi == 5, "n 5: %g [%g, %g]", c.median, c.lo, c.hi);
+    cr_expect(fabs(c.coverage - 0.9375) < 1e-12, "n 5 coverage %g", c.coverage);
+    const double nine[9] = {9, 8, 7, 6, 5, 4, 3, 2, 1};
+    c = qa_stats_median_ci(nine, 9);
+    cr_expect(c.median == 5 && c.lo == 2 && c.hi == 8, "n 9: %g [%g, %g]", c.median, c.lo, c.hi);
+    cr_expect(fabs(c.coverage - (1.0 - 20.0 / 512.0)) < 1e-12, "n 9 coverage %g", c.coverage);
+    const double four[4] = {10, 40, 20, 30};
+    c = qa_stats_median_ci(four, 4);
+    cr_expect(c.median == 25 && c.lo == 10 && c.hi == 40 && fabs(c.coverage - 0.875) < 1e-12, "n 4: %g [%g, %g] %g",
+              c.median, c.lo, c.hi, c.coverage);
+    const double one[1] = {7};
+    c = qa_stats_median_ci(one, 1);
+    cr_expect(c.median == 7 && c.lo == 7 && c.hi == 7 && c.coverage == 0, "n 1");
+    c = qa_stats_median_ci(one, 0);
+    cr_expect(isnan(c.median) && c.n == 0, "n 0: NaN");
+}

@@ -44,7 +44,7 @@ static inline int write_seed_run(const char *path, int kind, qa_error *err) {
                                    .samples = images, .n_samples = N_SAMPLES};
         rc = qa_record_variant(rec, &ev, err);
     }
-    if (!rc) rc = qa_record_int8_layers(rec, 0, err);
+    if (!rc) rc = qa_record_int8_layers(rec, 0, "f32", err);
     const qa_record_costs costs = {1e6, 1e4, 1e4, 2e4, 5e5, 3e5, 4, 1e8, "this run", 12.5, 3.0, 0.5};
     if (!rc) rc = qa_record_finish(rec, &costs, err);
     return qa_record_end(rec, rc, err);
