@@ -17,10 +17,10 @@
 #include "harness/rng.h"
 
 #define BENCH_USAGE "usage: qadapt bench-layer --method M --tokens T --in I --out O --rank R --bits N " \
-                    "[--json] [--merge] [--deployed] [--repeats K] [--dtype f32|bf16]"
+                    "[--json] [--merge] [--deployed] [--group-kernel f32|u8s8] [--repeats K] [--dtype f32|bf16]"
 
 int qa_bench_layer_parse(int argc, char **argv, qa_bench_layer_opts *o, qa_error *err) {
-    *o = (qa_bench_layer_opts){"linear", 1568, 128, 128, 4, 8, 20, 0, 0, 0, QA_DTYPE_F32};
+    *o = (qa_bench_layer_opts){"linear", 1568, 128, 128, 4, 8, 20, 0, 0, 0, QA_GROUP_KERNEL_F32, QA_DTYPE_F32};
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         int more = i + 1 < argc;
@@ -30,6 +30,8 @@ int qa_bench_layer_parse(int argc, char **argv, qa_bench_layer_opts *o, qa_error
         if (!strcmp(a, "--json")) o->json = 1;
         else if (!strcmp(a, "--merge")) o->merge = 1;
         else if (!strcmp(a, "--deployed")) o->deployed = 1;
+        else if (!strcmp(a, "--group-kernel") && more && (!strcmp(argv[i + 1], "f32") || !strcmp(argv[i + 1], "u8s8")))
+            o->group_kernel = !strcmp(argv[++i], "u8s8") ? QA_GROUP_KERNEL_U8S8 : QA_GROUP_KERNEL_F32;
         else if (!strcmp(a, "--method") && more) { o->method = argv[++i]; }
         else if (!strcmp(a, "--tokens") && num_ok) { o->tokens = (int)v; i++; }
         else if (!strcmp(a, "--in") && num_ok) { o->in = (int)v; i++; }
@@ -83,7 +85,8 @@ static int time_deployed(const qa_bench_layer_opts *o, const qa_method *m, void 
     qa_actq_forward(&aq, xh, x, (size_t)M * in);
     qa_deploy_layer L;
     int own_quant = m && (m->flags & QA_METHOD_OWNS_ACT_QUANT); /* its forward, in float */
-    qa_deploy_kernel kernel = own_quant ? QA_KERNEL_F32 : qa_deploy_layer_init(&L, m ? &d : NULL, Wd, ptq ? dl : NULL, ptq ? z : NULL, in, n_out, b);
+    qa_deploy_kernel kernel = own_quant ? QA_KERNEL_F32 : qa_deploy_layer_init(&L, m ? &d : NULL, Wd, ptq ? dl : NULL, ptq ? z : NULL, in, n_out, b,
+                                                                                  (qa_group_kernel)o->group_kernel);
     snprintf(dep_kind, kind_len, "%s", kernel == QA_KERNEL_F32 ? "f32" : L.name);
     for (int i = 0; i < K + warm && !rc; i++) {
         double t0 = qa_now();

@@ -1,11 +1,12 @@
 /* Benchmarks (never timed tests): figures printed, one JSON object per line with --json.
  *   qadapt bench-layer --method M --tokens T --in I --out O --rank R --bits N [--json]
- *                      [--merge] [--deployed] [--repeats K] [--dtype f32|bf16]
+ *                      [--merge] [--deployed] [--group-kernel f32|u8s8] [--repeats K] [--dtype f32|bf16]
  * times one adapted layer's forward + backward (median of K repeats after warm-up); --method
  * linear times a plain f32 linear with a trainable weight (full fine-tuning: the floor).
  * --merge adds the merge time (with the PTQ pass where the method needs it), --deployed the
  * deployed layer's inference time at A8 on the kernel the deploy chooses (harness/deploy.h: u8 x s8
- * per-row codes, planes or groups; f32 where the layer has no integer form) and its name.
+ * per-row codes, planes, or groups with --group-kernel u8s8; f32 where the layer has no integer
+ * form) and its name.
  * --dtype bf16 trains the layer as `[train] dtype = bf16` does: the frozen base product (the
  * plain linear's every product) with bf16 operands and f32 accumulation. */
 #ifndef QA_BENCH_H
@@ -20,6 +21,7 @@
 typedef struct {
     const char *method;
     int tokens, in, out, rank, bits, repeats, json, merge, deployed;
+    int group_kernel; /* qa_group_kernel (deploy.h), for --deployed */
     qa_dtype dtype;
 } qa_bench_layer_opts;
 

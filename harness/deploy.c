@@ -232,9 +232,10 @@ static qa_deploy_kernel multi_init(qa_int8_multi *L, const qa_deploy_int_form *f
 }
 
 /* Slot s on the planes or groups kernel for its deployed layer l; the kernel it then runs on. */
-static qa_deploy_kernel attach_multi(qa_linear *s, const qa_deployed *l, int *planes) {
+static qa_deploy_kernel attach_multi(qa_linear *s, const qa_deployed *l, qa_group_kernel group, int *planes) {
     qa_deploy_int_form f;
     qa_deploy_int_form_of(l, &f);
+    if (f.kernel == QA_KERNEL_GROUPS && group != QA_GROUP_KERNEL_U8S8) f.kernel = QA_KERNEL_F32;
     s->i8m = qa_alloc(sizeof(qa_int8_multi));
     qa_deploy_kernel c = multi_init(s->i8m, &f, s->in, s->out, s->b);
     *planes = f.planes;
@@ -247,11 +248,12 @@ static qa_deploy_kernel attach_multi(qa_linear *s, const qa_deployed *l, int *pl
 }
 
 qa_deploy_kernel qa_deploy_layer_init(qa_deploy_layer *L, const qa_deployed *l, const float *W, const float *dl,
-                                      const float *zp, int in, int out, const float *bias) {
+                                      const float *zp, int in, int out, const float *bias, qa_group_kernel group) {
     memset(L, 0, sizeof *L);
     qa_deploy_int_form f;
     memset(&f, 0, sizeof f);
     if (!(dl && zp) && l) qa_deploy_int_form_of(l, &f);
+    if (f.kernel == QA_KERNEL_GROUPS && group != QA_GROUP_KERNEL_U8S8) f.kernel = QA_KERNEL_F32;
     if (dl && zp) L->kernel = qa_int8_linear_init(&L->row, W, dl, zp, in, out, bias) ? QA_KERNEL_F32 : QA_KERNEL_ROW;
     else if (f.kernel == QA_KERNEL_ROW)
         L->kernel = qa_int8_linear_init(&L->row, W, f.scale, f.zero, in, out, bias) ? QA_KERNEL_F32 : QA_KERNEL_ROW;
@@ -291,7 +293,7 @@ static void describe_kernels(qa_deploy_kernels *k, int planes_min) {
     if (!kinds) snprintf(k->text, sizeof k->text, "-");
 }
 
-void qa_deploy_enable_int8(qa_dit *m, const qa_deploy *d, qa_deploy_kernels *k) {
+void qa_deploy_enable_int8(qa_dit *m, const qa_deploy *d, qa_group_kernel group, qa_deploy_kernels *k) {
     memset(k, 0, sizeof *k);
     k->int8_layers = qa_dit_enable_int8(m);
     int j = 0, planes_min = QA_INT8_MAX_PLANES;
@@ -303,7 +305,7 @@ void qa_deploy_enable_int8(qa_dit *m, const qa_deploy *d, qa_deploy_kernels *k) 
         int planes = 0;
         if (s->method->flags & QA_METHOD_OWNS_ACT_QUANT) c = QA_KERNEL_METHOD;
         else if (s->i8) c = QA_KERNEL_ROW;
-        else if (s->W_deploy && s->actq.bits == 8 && s->actq.calibrated) c = attach_multi(s, l, &planes);
+        else if (s->W_deploy && s->actq.bits == 8 && s->actq.calibrated) c = attach_multi(s, l, group, &planes);
         if (c == QA_KERNEL_PLANES) {
             k->planes_max = planes > k->planes_max ? planes : k->planes_max;
             planes_min = planes < planes_min ? planes : planes_min;

@@ -72,10 +72,19 @@ typedef struct {
     char name[32];            /* the kernel in words, e.g. "u8s8 2-plane" */
 } qa_deploy_layer;
 
+/* Group-wise codes (QA-LoRA, PEQA with groups) run on the group kernel only when asked
+ * ([eval] group_kernel = u8s8): oneDNN 2.6 has no grouped integer matmul, so the group kernel is
+ * one batched u8 x s8 call with K = the group size (8 at width 128), which its AMX/VNNI kernels
+ * run far below their rate, plus an f32 accumulator per group; bench-layer --deployed measured it
+ * about 7x slower than the dequantized f32 matmul at 1568 x 128 x 128 (16 groups of 8). The
+ * default (f32) runs those layers as that dequantized matmul: the same values up to float rounding. */
+typedef enum { QA_GROUP_KERNEL_F32 = 0, QA_GROUP_KERNEL_U8S8 } qa_group_kernel;
+
 /* W [out,in]: the layer's dequantized deployed weights. dl, zp (or NULL): the per-row quantizer
- * whose codes of <= 8 bits W is (PTQ of a float merge); else l's own integer form (l may be NULL). */
+ * whose codes of <= 8 bits W is (PTQ of a float merge); else l's own integer form (l may be NULL;
+ * group-wise codes only with group = QA_GROUP_KERNEL_U8S8). */
 qa_deploy_kernel qa_deploy_layer_init(qa_deploy_layer *L, const qa_deployed *l, const float *W, const float *dl,
-                                      const float *zp, int in, int out, const float *bias);
+                                      const float *zp, int in, int out, const float *bias, qa_group_kernel group);
 /* y[M,out] = x_hat W^T + b on the layer's integer kernel (not F32). */
 void qa_deploy_layer_forward(qa_deploy_layer *L, const qa_actq *aq, const float *x, float *y, int M);
 void qa_deploy_layer_free(qa_deploy_layer *L);
@@ -91,8 +100,8 @@ typedef struct {
 /* After qa_deploy_set (the INT deploy) with 8-bit activations: every slot whose weights are
  * per-row codes of <= 8 bits runs on the u8 x s8 kernel (qa_dit_enable_int8: the frozen base and
  * PTQ'd merges), and every adapted layer with an integer form of its own on the u8 x s8 kernel
- * in planes or groups; the rest stays float. Says which kernel each adapted layer runs on. */
-void qa_deploy_enable_int8(qa_dit *m, const qa_deploy *d, qa_deploy_kernels *k);
+ * in planes, or in groups when group says so; the rest stays float. Says which kernel each adapted layer runs on. */
+void qa_deploy_enable_int8(qa_dit *m, const qa_deploy *d, qa_group_kernel group, qa_deploy_kernels *k);
 extern const char *const qa_deploy_kernel_names[QA_KERNEL_COUNT];
 
 /* Write the deployed artifact to path and measure it. */

@@ -18,6 +18,7 @@ typedef struct {
     int fid_reference;     /* domain task: styled test images for the FID reference */
     int loss_images, loss_draws; /* the paired held-out loss */
     int artifact;          /* 1: write the deployed artifact and record its size */
+    int group_kernel;      /* qa_group_kernel (deploy.h): the kernel of group-wise codes at A8 */
 } qa_eval_spec;
 
 /* What scoring compares against, shared by every run of a sweep. */

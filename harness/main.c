@@ -49,7 +49,7 @@ static void usage(FILE *f) {
             "                            DIR/<CLAIMS name>.{md,csv}; a failed claim is a verdict\n"
             "                            (exit 0)\n"
             "  bench-layer --method M --tokens T --in I --out O --rank R --bits N [--json]\n"
-            "              [--merge] [--deployed] [--repeats K]\n"
+            "              [--merge] [--deployed] [--group-kernel f32|u8s8] [--repeats K]\n"
             "                            time one adapted layer (forward + backward, median);\n"
             "                            --method linear: a plain f32 linear (the floor)\n"
             "  bench-model [--checkpoint P] [--batch B] [--steps S] [--repeats K] [--train-only]\n"

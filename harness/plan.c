@@ -42,7 +42,8 @@ static void sweep_settings(const qa_recipe *r, qa_sweep_settings *s) {
                              .fid_reference = (int)qa_recipe_int(r, "eval", "fid_reference"),
                              .loss_images = (int)qa_recipe_int(r, "eval", "loss_images"),
                              .loss_draws = (int)qa_recipe_int(r, "eval", "loss_draws"),
-                             .artifact = (int)qa_recipe_int(r, "eval", "artifact")};
+                             .artifact = (int)qa_recipe_int(r, "eval", "artifact"),
+                             .group_kernel = strcmp(qa_recipe_str(r, "eval", "group_kernel"), "u8s8") == 0};
     s->lora_scale = (float)qa_recipe_float(r, "adapt", "lora_scale");
     s->recipe_text = qa_recipe_text(r);
     s->recipe_path = qa_recipe_path(r);

@@ -147,7 +147,8 @@ static int tokens_for_width(int w) {
 /* Merge and forward+backward latencies of the method at one shape, times the layers sharing it. */
 static int project_latency(const qa_method *m, const qa_project_opts *o, int in, int out, int count, project_totals *t,
                            qa_error *err) {
-    qa_bench_layer_opts bo = {m->name, tokens_for_width(out), in, out, o->rank, o->bits, 3, 1, 1, 0, QA_DTYPE_F32};
+    qa_bench_layer_opts bo = {.method = m->name, .tokens = tokens_for_width(out), .in = in, .out = out, .rank = o->rank,
+                              .bits = o->bits, .repeats = 3, .json = 1, .merge = 1, .dtype = QA_DTYPE_F32};
     char buf[2048];
     FILE *mem = fmemopen(buf, sizeof buf, "w");
     if (!mem) return qa_fail(err, QA_ERR_RUN, "project-sd: fmemopen failed");

@@ -143,7 +143,7 @@ static int run_deploy(qa_run_env *env, const qa_run_spec *run, const qa_task *t,
         /* A8: every layer with an integer form runs on the u8 x s8 kernels (per-row codes of
          * <= 8 bits, planes, groups); which kernel is recorded */
         qa_deploy_kernels kern;
-        qa_deploy_enable_int8(m, &d, &kern);
+        qa_deploy_enable_int8(m, &d, (qa_group_kernel)run->settings->eval.group_kernel, &kern);
         rc = qa_record_int8_layers(rec, kern.int8_layers, kern.text, err);
         if (!rc) rc = run_score(env, run, t, rec, "int", d.needs_ptq ? run->w_bits : d.bits_per_weight, err);
     }

@@ -210,7 +210,7 @@ static void int_kernels_case(const char *method, int w_bits, qa_deploy_kernel wa
     float ref[B * D], out[B * D];
     qa_dit_forward(&k.m, k.x, k.t, k.y, B, ref); /* the fake-quantized float deploy */
     qa_deploy_kernels kern;
-    qa_deploy_enable_int8(&k.m, &d, &kern);
+    qa_deploy_enable_int8(&k.m, &d, QA_GROUP_KERNEL_U8S8, &kern);
     int n = d.n_layers, got = kern.adapted[want] + (want == QA_KERNEL_PLANES ? kern.adapted[QA_KERNEL_ROW] : 0);
     cr_expect_eq(got, n, "%s w%d: %d of %d adapted layers on %s (%s)", method, w_bits, got, n, qa_deploy_kernel_names[want],
                  kern.text);
@@ -452,4 +452,22 @@ Test(deploy, artifact_irqlora_ptq_codes) { artifact_round_trip("ir-qlora", 4, 4 
 
 Test(deploy, artifact_intlora_mul_additive_zero_path) {
     artifact_round_trip_with("intlora-mul", 4, 8 + 96.0 / 16 + 0.5, "zero_path", "additive");
+}
+
+/* The default group kernel ([eval] group_kernel = f32): QA-LoRA's group-wise codes stay on the
+ * dequantized float matmul, the run's other integer slots (the frozen base) keep their kernel. */
+Test(deploy, group_codes_stay_float_unless_asked) {
+    tiny k;
+    tiny_model_with(&k, "qalora", 4, 8, NULL, NULL);
+    qa_error err = {0, ""};
+    qa_deploy d;
+    cr_assert_eq(qa_deploy_merge(&k.m, &d, &err), 0, "%s", err.msg);
+    qa_deploy_set(&k.m, &d, 0, -1);
+    qa_deploy_kernels kern;
+    qa_deploy_enable_int8(&k.m, &d, QA_GROUP_KERNEL_F32, &kern);
+    cr_expect_eq(kern.adapted[QA_KERNEL_F32], d.n_layers, "%s", kern.text);
+    cr_expect_eq(kern.adapted[QA_KERNEL_GROUPS], 0, "%s", kern.text);
+    cr_expect_str_eq(kern.text, "f32");
+    qa_deploy_free(&d);
+    qa_dit_free(&k.m);
 }
