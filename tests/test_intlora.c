@@ -303,3 +303,133 @@ Test(intlora, reference_constant_row_changes_nothing_when_no_row_is_constant) {
     }
     for (int k = 0; k < M * OUT; k++) cr_expect(isfinite(y[1][k]) && y[0][k] == y[1][k], "y[%d]: %g vs %g", k, y[0][k], y[1][k]);
 }
+
+/* ---- R regenerated from its seed against R given explicitly ----
+ * A layer built from the seed holds only R's key and regenerates R* row by row in every pass; the
+ * same layer given R explicitly (the fixture path, qa_layer_init.aux_init) holds R* in full. With
+ * R_ij = Laplace number i * in + j of the key the seeded layer draws (its first draw of the rng),
+ * both must compute the same bits everywhere: y, dx, dA, dB, the update quantizer and its
+ * gradients, R*, W_round and the merged layer. in is odd so that packed rows (N <= 4) share bytes. */
+enum { SIN = 13, SOUT = 9, SM = 6 };
+
+typedef struct {
+    float y[2][SM * SOUT], dx[2][SM * SIN];
+} seeded_pass;
+
+static void layer_pass(const qa_method *m, void *st, const float *x, const float *dy, const float *Bv, seeded_pass *p) {
+    qa_param ps[2];
+    cr_assert_eq(m->params(st, ps, 2), 2);
+    m->forward(st, x, p->y[0], SM); /* calibrates (MUL) with B = 0 */
+    memcpy(ps[1].data, Bv, sizeof(float) * ps[1].n);
+    for (int q = 0; q < 2; q++) memset(ps[q].grad, 0, sizeof(float) * ps[q].n);
+    m->forward(st, x, p->y[1], SM);
+    memset(p->dx[1], 0, sizeof p->dx[1]);
+    m->backward(st, dy, p->dx[1], SM);
+}
+
+static void expect_same_floats(const float *a, const float *b, size_t n, const char *what) {
+    for (size_t k = 0; k < n; k++)
+        if (memcmp(&a[k], &b[k], sizeof(float)) != 0) {
+            cr_expect_fail("%s[%zu]: seeded %.9g, explicit %.9g", what, k, a[k], b[k]);
+            return;
+        }
+}
+
+static void seeded_vs_explicit(const char *method, int bits, const char *opt_name, const char *opt_value) {
+    const qa_method *m = qa_method_find(method);
+    cr_assert_not_null(m);
+    float W[SOUT * SIN], b[SOUT], x[SM * SIN], dy[SM * SOUT], Bv[SOUT * R];
+    qa_rng *data = qa_rng_new(77);
+    qa_rng_fill_normal(data, W, SOUT * SIN, 0.3f);
+    qa_rng_fill_normal(data, b, SOUT, 0.1f);
+    qa_rng_fill_normal(data, x, SM * SIN, 1.0f);
+    qa_rng_fill_normal(data, dy, SM * SOUT, 1.0f);
+    qa_rng_fill_normal(data, Bv, SOUT * R, 0.05f);
+    qa_rng_free(data);
+    /* the explicit R: the key is the seeded layer's first draw; the explicit layer's generator
+     * skips that draw, so that both draw the same A */
+    qa_rng *r_seeded = qa_rng_new(9), *r_explicit = qa_rng_new(9);
+    uint64_t key = qa_rng_u64(r_explicit);
+    static float Rraw[SOUT * SIN];
+    for (int k = 0; k < SOUT * SIN; k++) Rraw[k] = (float)qa_counter_laplace(key, (uint64_t)k, 0.5);
+    qa_method_cfg cfg = {.w_bits = bits, .rank = R, .lora_scale = 1.0f, .options = options_with(m, opt_name, opt_value)};
+    qa_layer_init li_s = {SIN, SOUT, W, b, &cfg, r_seeded, "seeded", NULL, NULL};
+    qa_layer_init li_e = {SIN, SOUT, W, b, &cfg, r_explicit, "explicit", Rraw, NULL};
+    void *st[2] = {qa_alloc(m->state_size), qa_alloc(m->state_size)};
+    qa_error err = {0, ""};
+    cr_assert_eq(m->init(st[0], &li_s, &err), 0, "%s", err.msg);
+    cr_assert_eq(m->init(st[1], &li_e, &err), 0, "%s", err.msg);
+    static seeded_pass p[2];
+    for (int v = 0; v < 2; v++) layer_pass(m, st[v], x, dy, Bv, &p[v]);
+    expect_same_floats(p[0].y[0], p[1].y[0], SM * SOUT, "y at calibration");
+    expect_same_floats(p[0].y[1], p[1].y[1], SM * SOUT, "y");
+    expect_same_floats(p[0].dx[1], p[1].dx[1], SM * SIN, "dx");
+    qa_param ps[2][2];
+    for (int v = 0; v < 2; v++) m->params(st[v], ps[v], 2);
+    expect_same_floats(ps[0][0].data, ps[1][0].data, ps[0][0].n, "A");
+    expect_same_floats(ps[0][0].grad, ps[1][0].grad, ps[0][0].n, "dA");
+    expect_same_floats(ps[0][1].grad, ps[1][1].grad, ps[0][1].n, "dB");
+    /* every exposed tensor: R*, the quantizers, W_round, W', the quantizer's gradients */
+    qa_named_tensor t[2][16];
+    int nt[2] = {m->inspect(st[0], t[0], 16), m->inspect(st[1], t[1], 16)};
+    cr_assert_eq(nt[0], nt[1]);
+    for (int i = 0; i < nt[0]; i++) {
+        size_t n = (size_t)t[0][i].dims[0] * t[0][i].dims[1];
+        cr_assert_str_eq(t[0][i].name, t[1][i].name);
+        if (t[0][i].f32) expect_same_floats(t[0][i].f32, t[1][i].f32, n, t[0][i].name);
+        else cr_expect(memcmp(t[0][i].i32, t[1][i].i32, sizeof(int32_t) * n) == 0, "%s differs", t[0][i].name);
+    }
+    /* W_round in range, and R* nonzero: the comparison is not between two empty layers */
+    const qa_named_tensor *wr = find(t[0], nt[0], "W_round"), *rs = find(t[0], nt[0], "R");
+    int nonzero = 0;
+    for (int k = 0; k < SOUT * SIN; k++) {
+        cr_expect(wr->i32[k] >= 0 && wr->i32[k] < (1 << bits), "W_round[%d] = %d at %d bits", k, wr->i32[k], bits);
+        nonzero += rs->f32[k] != 0.f;
+    }
+    cr_expect_gt(nonzero, SOUT * SIN / 2);
+    /* the merged layers */
+    qa_deployed d[2];
+    for (int v = 0; v < 2; v++) cr_assert_eq(m->merge(st[v], &d[v], &err), 0, "%s", err.msg);
+    const size_t n = SOUT * SIN;
+    cr_assert_eq(!d[0].w_int, !d[1].w_int);
+    cr_assert_eq(!d[0].w_fp, !d[1].w_fp);
+    if (d[0].w_int) {
+        cr_expect(memcmp(d[0].w_int, d[1].w_int, sizeof(int32_t) * n) == 0, "merged integers differ");
+        expect_same_floats(d[0].row_scale, d[1].row_scale, SOUT, "row_scale");
+    }
+    if (d[0].w_fp) expect_same_floats(d[0].w_fp, d[1].w_fp, n, "merged W'");
+    cr_assert_eq(d[0].n_stored, d[1].n_stored);
+    for (int i = 0; i < d[0].n_stored; i++) {
+        const qa_stored_tensor *a = &d[0].stored[i], *c = &d[1].stored[i];
+        size_t ne = (size_t)a->rows * a->cols;
+        cr_assert_str_eq(a->name, c->name);
+        cr_assert_eq(a->rows * a->cols, c->rows * c->cols);
+        if (a->i32) cr_expect(memcmp(a->i32, c->i32, sizeof(int32_t) * ne) == 0, "stored %s differs", a->name);
+        else expect_same_floats(a->f32, c->f32, ne, a->name);
+    }
+    for (int k = 0; k < d[0].n_stats; k++)
+        cr_expect(d[0].stat_num[k] == d[1].stat_num[k] && d[0].stat_den[k] == d[1].stat_den[k], "stat %s", d[0].stat_name[k]);
+    cr_expect_str_eq(d[0].note, d[1].note);
+    for (int v = 0; v < 2; v++) {
+        qa_deployed_free(&d[v]);
+        m->destroy(st[v]);
+        qa_free(st[v]);
+    }
+    qa_rng_free(r_seeded);
+    qa_rng_free(r_explicit);
+}
+
+Test(intlora, seeded_r_matches_explicit_r_mul) {
+    seeded_vs_explicit("intlora-mul", 8, NULL, NULL);
+    seeded_vs_explicit("intlora-mul", 4, NULL, NULL);
+    seeded_vs_explicit("intlora-mul", 3, NULL, NULL);
+    seeded_vs_explicit("intlora-mul", 6, NULL, NULL);
+}
+Test(intlora, seeded_r_matches_explicit_r_shift) {
+    seeded_vs_explicit("intlora-shift", 8, NULL, NULL);
+    seeded_vs_explicit("intlora-shift", 4, NULL, NULL);
+}
+Test(intlora, seeded_r_matches_explicit_r_mul_additive_and_std) {
+    seeded_vs_explicit("intlora-mul", 4, "zero_path", "additive");
+    seeded_vs_explicit("intlora-mul", 8, "vmc_stat", "std");
+}
