@@ -195,6 +195,11 @@ static void aux_row(const intlora_state *s, int i, float *r) {
         return;
     }
     const float f = s->aux_factor[i];
+    if (s->aux_dist == INTLORA_AUX_LAPLACE) { /* the default: the batched generator, the same floats as aux_value */
+        qa_counter_laplace_f32(s->aux_key, k0, (size_t)s->in, 0.5, r);
+        for (int j = 0; j < s->in; j++) r[j] *= f;
+        return;
+    }
     for (int j = 0; j < s->in; j++) r[j] = aux_value(s->aux_dist, s->aux_key, k0 + j) * f;
 }
 
@@ -211,7 +216,8 @@ static void w_int_row(const intlora_state *s, int i, float *wi) {
 static void init_row(intlora_state *s, const intlora_options *opt, const float *w, int i, float *ri, float *sep,
                      uint8_t *codes_row) {
     const int in = s->in;
-    if (!s->R)
+    if (!s->R && s->aux_dist == INTLORA_AUX_LAPLACE) qa_counter_laplace_f32(s->aux_key, (size_t)i * in, (size_t)in, 0.5, ri);
+    else if (!s->R)
         for (int j = 0; j < in; j++) ri[j] = aux_value(s->aux_dist, s->aux_key, (size_t)i * in + j);
     /* step 2: variance matching */
     float wa, ra, dummy;
@@ -458,8 +464,7 @@ static void intlora_backward(void *state, const float *dy, float *dx, int M) {
     intlora_state *s = state;
     const int in = s->in, out = s->out;
     float *G = s->BA_G; /* B A is no longer needed (MUL's backward reads U) */
-    qa_base_product_backward_dx(&s->base_mm, dx, dy, s->W_eff, M);    /* dx += dy W' */
-    qa_matmul(out, in, M, dy, 1, s->x, 0, G, 0, NULL);                 /* G_W = dy^T x */
+    qa_base_product_backward_dx_dw(&s->base_mm, dx, G, dy, s->W_eff, s->x, M); /* dx += dy W';  G_W = dy^T x */
     if (!s->shift) {
         #pragma omp parallel
         {

@@ -335,17 +335,22 @@ static void expect_same_floats(const float *a, const float *b, size_t n, const c
         }
 }
 
+/* a layer's weights, bias, input, output gradient and a trained B [out,R], drawn from seed */
+static void layer_data(int seed, int in, int out, int tokens, float *W, float *b, float *x, float *dy, float *Bv) {
+    qa_rng *data = qa_rng_new((uint64_t)seed);
+    qa_rng_fill_normal(data, W, (size_t)out * in, 0.3f);
+    qa_rng_fill_normal(data, b, (size_t)out, 0.1f);
+    qa_rng_fill_normal(data, x, (size_t)tokens * in, 1.0f);
+    qa_rng_fill_normal(data, dy, (size_t)tokens * out, 1.0f);
+    qa_rng_fill_normal(data, Bv, (size_t)out * R, 0.05f);
+    qa_rng_free(data);
+}
+
 static void seeded_vs_explicit(const char *method, int bits, const char *opt_name, const char *opt_value) {
     const qa_method *m = qa_method_find(method);
     cr_assert_not_null(m);
     float W[SOUT * SIN], b[SOUT], x[SM * SIN], dy[SM * SOUT], Bv[SOUT * R];
-    qa_rng *data = qa_rng_new(77);
-    qa_rng_fill_normal(data, W, SOUT * SIN, 0.3f);
-    qa_rng_fill_normal(data, b, SOUT, 0.1f);
-    qa_rng_fill_normal(data, x, SM * SIN, 1.0f);
-    qa_rng_fill_normal(data, dy, SM * SOUT, 1.0f);
-    qa_rng_fill_normal(data, Bv, SOUT * R, 0.05f);
-    qa_rng_free(data);
+    layer_data(77, SIN, SOUT, SM, W, b, x, dy, Bv);
     /* the explicit R: the key is the seeded layer's first draw; the explicit layer's generator
      * skips that draw, so that both draw the same A */
     qa_rng *r_seeded = qa_rng_new(9), *r_explicit = qa_rng_new(9);
@@ -432,4 +437,115 @@ Test(intlora, seeded_r_matches_explicit_r_shift) {
 Test(intlora, seeded_r_matches_explicit_r_mul_additive_and_std) {
     seeded_vs_explicit("intlora-mul", 4, "zero_path", "additive");
     seeded_vs_explicit("intlora-mul", 8, "vmc_stat", "std");
+}
+
+/* ---- bf16 training arithmetic ----
+ * With the step's dtype bf16 the layer builds the same W' (the build is dtype-independent) and runs
+ * its three products, y = x W'^T, dx = dy W' and G_W = dy^T x, on bf16 operands with f32
+ * accumulation. Each product then differs from the f32 layer's by at most (2u + u^2) times the
+ * sum of the absolute products it adds (u = 2^-8), and dA, dB (computed from G_W . M in f32) by
+ * that bound carried through |A| and |B|. */
+static void bf16_against_f32(const char *method, int bits) {
+    const qa_method *m = qa_method_find(method);
+    enum { BI = 40, BO = 24, BM = 32 };
+    static float W[BO * BI], b[BO], x[BM * BI], dy[BM * BO], Bv[BO * R], y[2][BM * BO], dx[2][BM * BI], Weff[2][BO * BI];
+    static float dA[2][R * BI], dB[2][BO * R], A[R * BI];
+    layer_data(31, BI, BO, BM, W, b, x, dy, Bv);
+    qa_method_cfg cfg = {.w_bits = bits, .rank = R, .lora_scale = 1.0f, .options = options_with(m, NULL, NULL)};
+    for (int v = 0; v < 2; v++) {
+        qa_step_ctx step = {NULL, 1, BM, 1000, v ? QA_DTYPE_BF16 : QA_DTYPE_F32};
+        qa_rng *r = qa_rng_new(4);
+        qa_layer_init li = {BI, BO, W, b, &cfg, r, "bf16", NULL, &step};
+        void *st = qa_alloc(m->state_size);
+        qa_error err = {0, ""};
+        cr_assert_eq(m->init(st, &li, &err), 0, "%s", err.msg);
+        qa_param ps[2];
+        cr_assert_eq(m->params(st, ps, 2), 2);
+        m->forward(st, x, y[v], BM); /* calibrates (MUL) with B = 0 */
+        memcpy(ps[1].data, Bv, sizeof Bv);
+        memset(ps[0].grad, 0, sizeof(float) * ps[0].n);
+        memset(ps[1].grad, 0, sizeof(float) * ps[1].n);
+        m->forward(st, x, y[v], BM);
+        memset(dx[v], 0, sizeof dx[v]);
+        m->backward(st, dy, dx[v], BM);
+        memcpy(A, ps[0].data, sizeof A);
+        memcpy(dA[v], ps[0].grad, sizeof dA[v]);
+        memcpy(dB[v], ps[1].grad, sizeof dB[v]);
+        qa_named_tensor t[16];
+        int nt = m->inspect(st, t, 16);
+        memcpy(Weff[v], find(t, nt, "W_eff")->f32, sizeof Weff[v]);
+        m->destroy(st);
+        qa_free(st);
+        qa_rng_free(r);
+    }
+    cr_expect(memcmp(Weff[0], Weff[1], sizeof Weff[0]) == 0, "%s: W' depends on the dtype", method);
+    const double bound = 2.0 / 256 + 1.0 / 65536;
+    static double gabs[BO * BI];
+    for (int o = 0; o < BO; o++)
+        for (int i = 0; i < BI; i++) {
+            double s = 0;
+            for (int mm = 0; mm < BM; mm++) s += fabs((double)dy[mm * BO + o] * x[mm * BI + i]);
+            gabs[o * BI + i] = s;
+        }
+    int differs = 0;
+    for (int mm = 0; mm < BM; mm++)
+        for (int o = 0; o < BO; o++) {
+            double s = 0;
+            for (int i = 0; i < BI; i++) s += fabs((double)x[mm * BI + i] * Weff[0][o * BI + i]);
+            float a = y[0][mm * BO + o], c = y[1][mm * BO + o];
+            cr_expect(fabs((double)a - c) <= bound * s + 1e-5, "%s y[%d,%d]: f32 %g, bf16 %g", method, mm, o, a, c);
+            differs += a != c;
+        }
+    cr_expect_gt(differs, 0, "%s: the bf16 step computed the f32 product", method);
+    for (int mm = 0; mm < BM; mm++)
+        for (int i = 0; i < BI; i++) {
+            double s = 0;
+            for (int o = 0; o < BO; o++) s += fabs((double)dy[mm * BO + o] * Weff[0][o * BI + i]);
+            cr_expect(fabs((double)dx[0][mm * BI + i] - dx[1][mm * BI + i]) <= bound * s + 1e-5, "%s dx[%d,%d]", method, mm, i);
+        }
+    for (int o = 0; o < BO; o++)
+        for (int k = 0; k < R; k++) {
+            double s = 0;
+            for (int i = 0; i < BI; i++) s += gabs[o * BI + i] * fabs((double)A[k * BI + i]);
+            cr_expect(fabs((double)dB[0][o * R + k] - dB[1][o * R + k]) <= bound * s + 1e-5, "%s dB[%d,%d]: f32 %g, bf16 %g",
+                      method, o, k, dB[0][o * R + k], dB[1][o * R + k]);
+        }
+    for (int k = 0; k < R; k++)
+        for (int i = 0; i < BI; i++) {
+            double s = 0;
+            for (int o = 0; o < BO; o++) s += fabs((double)Bv[o * R + k]) * gabs[o * BI + i];
+            cr_expect(fabs((double)dA[0][k * BI + i] - dA[1][k * BI + i]) <= bound * s + 1e-5, "%s dA[%d,%d]: f32 %g, bf16 %g",
+                      method, k, i, dA[0][k * BI + i], dA[1][k * BI + i]);
+        }
+}
+
+Test(intlora, bf16_step_within_the_bf16_bound_of_f32) {
+    bf16_against_f32("intlora-mul", 8);
+    bf16_against_f32("intlora-mul", 4);
+    bf16_against_f32("intlora-shift", 8);
+}
+
+/* ---- the batched Laplace generator R is regenerated with ----
+ * qa_counter_laplace_f32 must give, bit for bit, (float)qa_counter_laplace (itself checked against
+ * SplitMix64's published outputs in test_rng): over a million numbers per key, at several keys,
+ * scales and start indices, with lengths that are not multiples of its block. */
+Test(intlora, batched_laplace_is_the_scalar_generator_bit_for_bit) {
+    enum { NB = 1 << 20 };
+    static float got[NB + 7];
+    const uint64_t keys[3] = {0, 0x9E3779B97F4A7C15ull, 12345};
+    const double scales[3] = {0.5, 1.0, 0.37};
+    const uint64_t starts[3] = {0, 1000003, (uint64_t)1 << 40};
+    for (int c = 0; c < 3; c++) {
+        size_t n = NB + (size_t)(c * 3 + 1);
+        qa_counter_laplace_f32(keys[c], starts[c], n, scales[c], got);
+        size_t bad = 0, first = n;
+        for (size_t k = 0; k < n; k++) {
+            float want = (float)qa_counter_laplace(keys[c], starts[c] + k, scales[c]);
+            if (memcmp(&want, &got[k], sizeof want) != 0) {
+                bad++;
+                if (first == n) first = k;
+            }
+        }
+        cr_expect_eq(bad, 0, "key %d: %zu of %zu differ, first at %zu", c, bad, n, first);
+    }
 }
