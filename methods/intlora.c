@@ -14,18 +14,25 @@
  *     R_ij is element i * in + j of a counter-based stream (qa_counter_*, harness/rng.h) whose key
  *     is one draw of the run's seeded RNG, so a tile of R can be regenerated alone (the reference
  *     draws R with torch's generator; only the distribution matters). A fixture gives R instead
- *     (qa_layer_init.aux_init).
+ *     (qa_layer_init.aux_init): the only case in which R* is held in full.
  *   2 variance matching (VMC), per row i, alpha = vmc_alpha (1.5; the reference fixes 1.5):
  *       vmc_stat = absmax (the code): wa_i = max(|max_j W_ij|, |min_j W_ij|),
  *                                     ra_i = min(|max_j R_ij|, |min_j R_ij|)
  *       vmc_stat = std (the paper's sigma_W / sigma_R): wa_i = std(W_i), ra_i = std(R_i)
  *                                     (unbiased, n - 1, as torch.std)
- *       R*_i = wa_i^alpha / (ra_i + 1e-8)^alpha * R_i                        R* [out,in]
+ *       factor_i = wa_i^alpha / (ra_i + 1e-8)^alpha;   R*_ij = factor_i * R_ij (float product)
  *   3 delta, z [out] = the section-0 search on the rows of W - R* at N bits;
- *       W_round = clamp(round((W - R*) / delta_i) + z_i, 0, L - 1)          int32 [out,in]
- *       W_int   = W_round - z_i                        (held as float for the fused pass)
+ *       W_round = clamp(round((W - R*) / delta_i) + z_i, 0, L - 1)          codes [out,in]
+ *       W_int   = W_round - z_i                        (decoded per row in the fused passes)
+ *   Held (the frozen state): W_round as N-bit codes (two per byte at N <= 4, one per byte at
+ *   N = 5..8), per row delta, z, factor, dU, zU and the bias, and R's key; R* is regenerated
+ *   from the key row by row whenever a pass needs it (the Laplace default by
+ *   qa_counter_laplace_f32, the same floats as qa_counter_laplace), so every pass sees the
+ *   R* that init computed, bit for bit.
  *
- * Every forward, one fused pass over [out,in] after BA = B A:
+ * Every forward, one fused pass over the rows after BA = B A [out,in] (oneDNN, the whole matrix):
+ * per row i, in row scratch that stays in cache, R*_i regenerated and W_int decoded, then U, W'
+ * and what the backward needs (MUL: U, or B A where W_int = 0 on the additive path; SHIFT: M).
  *   4 D = (W_int == 0 ? 1 : W_int);   U = delta_i + (R* + BA) / D                 U [out,in]
  *     Where W_int = 0 the merged weight is 0 whatever the adapter does (a property of the method;
  *     merge() reports the share of such entries and the part of ||B A||^2 they lose).
@@ -46,7 +53,9 @@
  *     is calibrated. The exponent range k_min..k_max over the entries with W_int != 0 is kept.
  *   y = x W'^T + b                                                                 y [M,out]
  *
- * Backward (7), straight-through roundings: with G_W = dy^T x [out,in], dW'/dU = W_int (MUL) or
+ * Backward (7), straight-through roundings: with G_W = dy^T x [out,in] (written over B A; MUL
+ * recomputes M per row from U and W_int, and computes the quantizer's gradients below in the same
+ * pass; bf16 steps compute y, dx and G_W on bf16 operands, base_product.h), dW'/dU = W_int (MUL) or
  * 2^k W_int / (|U| + 1e-16) (SHIFT), and dU/d(BA) = 1 / D:
  *   M = 0 where W_int = 0, or (MUL) round(U / dU) + zU lies outside [0, L - 1], or (SHIFT) U = 0;
  *   else M = 1 (MUL) or 2^k / (|U| + 1e-16) (SHIFT). With zero_path = additive, where W_int = 0:
@@ -74,8 +83,12 @@
  *         product is 0 too), a sign bit, the exponent e = k - k_min in kbits bits, the least
  *         kbits >= 1 with 2^kbits >= k_max - k_min + 1 (e = 0 where W_int = 0), z per row, k_min:
  *         W' = (-1)^sign 2^(k_min + e) (W_round - z). bits per weight = N + 1 + kbits + 2 * 32 / in.
- *   bytes(): frozen = W_int and R* as float (8 bytes per weight) + 5 FP32 per row; deployed = 2N
- *   (MUL) or N + 1 + 5 (SHIFT: a 5-bit exponent assumed) bits per weight + 4 FP32 per row.
+ *   merge() recomputes U per row for SHIFT (its forward keeps only M).
+ *   bytes(): frozen = the codes (N <= 4: 1/2 byte, else 1 byte per weight) + 6 FP32 per row (delta,
+ *   z, factor, dU, zU, bias) + the key (+ R* in float when given); deployed = 2N (MUL) or
+ *   N + 1 + 5 (SHIFT: a 5-bit exponent assumed) bits per weight + 4 FP32 per row. Not counted,
+ *   as QLoRA's W_dq is not: the per-step workspace, 12 bytes per weight (B A / G_W, W', and U
+ *   or M), plus the base product's bf16 copies in bf16 steps.
  *
  * R = 0 (aux_dist = zero): R* = 0, so at calibration U = delta_i on every entry of row i: a
  *   constant row. Option constant_row (MUL) says what the update quantizer does with it:
@@ -352,16 +365,24 @@ static void weight_row(const intlora_state *s, int i, const float *wi, float *u,
     const int in = s->in;
     if (!s->shift) {
         const float du = s->dU[i], zu = s->zU[i], lmax = (float)((1 << s->n_bits) - 1);
-        const int additive = s->zero_path == INTLORA_ZERO_PATH_ADDITIVE;
-        for (int j = 0; j < in; j++) {
-            if (wi[j] == 0.f && additive) { /* step 4a */
-                we[j] = du * add_code(ba[j], du, s->n_bits);
-                u[j] = ba[j];
-                continue;
+        if (du != 0.f) { /* the same arithmetic as mul_u_int, without its branch, so that it vectorizes */
+            for (int j = 0; j < in; j++) {
+                float q = nearbyintf(u[j] / du) + zu;
+                q = q < 0.f ? 0.f : (q > lmax ? lmax : q);
+                we[j] = du * (q - zu) * wi[j];
             }
-            float inside;
-            we[j] = du * mul_u_int(u[j], du, zu, lmax, &inside) * wi[j];
+        } else {
+            for (int j = 0; j < in; j++) {
+                float inside;
+                we[j] = du * mul_u_int(u[j], du, zu, lmax, &inside) * wi[j];
+            }
         }
+        if (s->zero_path == INTLORA_ZERO_PATH_ADDITIVE)
+            for (int j = 0; j < in; j++)
+                if (wi[j] == 0.f) { /* step 4a */
+                    we[j] = du * add_code(ba[j], du, s->n_bits);
+                    u[j] = ba[j];
+                }
         return;
     }
     for (int j = 0; j < in; j++) {
