@@ -452,31 +452,52 @@ static void intlora_forward(void *state, const float *x, float *y, int M) {
     qa_base_product_forward(&s->base_mm, y, x, s->W_eff, s->bias, M);
 }
 
+/* Row scratch of MUL's backward: the masked row and the terms of the quantizer's gradients. */
+typedef struct {
+    float *gm;
+    double *td, *tz;
+} mul_row_scratch;
+
 /* MUL's backward on row i of G = G_W: the gradients of the frozen update quantizer (for the
- * reference check), then G . M in place, M recomputed from what the forward left in U. */
-static void mul_backward_row(intlora_state *s, int i, const float *wi, float *g) {
-    const int in = s->in, additive = s->zero_path == INTLORA_ZERO_PATH_ADDITIVE;
+ * reference check), then G . M in place, M recomputed from what the forward left in U. The terms
+ * are computed in vectorizable loops and summed in j order afterwards (the same sums). */
+static void mul_backward_row(intlora_state *s, int i, const float *wi, float *g, const mul_row_scratch *t) {
+    const int in = s->in;
     const float du = s->dU[i], zu = s->zU[i], lmax = (float)((1 << s->n_bits) - 1);
     const float *ui = s->U + (size_t)i * in;
+    float *gm = t->gm;
+    double *td = t->td, *tz = t->tz;
+    for (int j = 0; j < in; j++) { /* without branches (& for &&), so that it vectorizes */
+        float v = ui[j] / du, q = nearbyintf(v) + zu;
+        int inside = (q >= 0.f) & (q <= lmax);
+        float qc = q < 0.f ? 0.f : (q > lmax ? lmax : q);
+        float uint_ = qc - zu, slope = inside ? uint_ - v : uint_;
+        double outside_term = -(double)g[j] * du * wi[j];
+        td[j] = (double)g[j] * wi[j] * slope;
+        tz[j] = inside ? 0.0 : outside_term;
+        gm[j] = g[j] * ((wi[j] != 0.f) & inside ? 1.f : 0.f); /* the forward's mask while dU != 0 */
+    }
+    if (du == 0.f)
+        for (int j = 0; j < in; j++) { /* the forward's mask with its rounding of a zero step */
+            float fwd_inside;
+            mul_u_int(ui[j], du, zu, lmax, &fwd_inside);
+            gm[j] = g[j] * (wi[j] != 0.f ? fwd_inside : 0.f);
+        }
+    if (s->zero_path == INTLORA_ZERO_PATH_ADDITIVE)
+        for (int j = 0; j < in; j++)
+            if (wi[j] == 0.f) {
+                /* W' = dU c, c = clamp(round(B A / dU)): d/d dU = c - B A / dU inside, c outside */
+                const float ba = ui[j], c = add_code(ba, du, s->n_bits), mk = add_inside(ba, du, s->n_bits);
+                td[j] = (double)g[j] * (mk ? c - ba / du : c);
+                tz[j] = 0.0;
+                gm[j] = g[j] * mk;
+            }
     double gd = 0, gz = 0;
     for (int j = 0; j < in; j++) {
-        if (wi[j] == 0.f && additive) {
-            /* W' = dU c, c = clamp(round(B A / dU)): d/d dU = c - B A / dU inside, c outside */
-            const float ba = ui[j], c = add_code(ba, du, s->n_bits), mk = add_inside(ba, du, s->n_bits);
-            gd += (double)g[j] * (mk ? c - ba / du : c);
-            g[j] *= mk;
-            continue;
-        }
-        float v = ui[j] / du, q = nearbyintf(v) + zu;
-        int inside = q >= 0.f && q <= lmax;
-        float qc = q < 0.f ? 0.f : (q > lmax ? lmax : q);
-        float uint_ = qc - zu;
-        gd += (double)g[j] * wi[j] * (inside ? uint_ - v : uint_);
-        gz += inside ? 0.0 : -(double)g[j] * du * wi[j];
-        float fwd_inside;
-        mul_u_int(ui[j], du, zu, lmax, &fwd_inside); /* the forward's mask (its rounding of a zero step) */
-        g[j] *= wi[j] != 0.f ? fwd_inside : 0.f;
+        gd += td[j];
+        gz += tz[j];
     }
+    memcpy(g, gm, sizeof(float) * in);
     s->grad_dU[i] = (float)gd;
     s->grad_zU[i] = (float)gz;
 }
@@ -490,12 +511,16 @@ static void intlora_backward(void *state, const float *dy, float *dx, int M) {
         #pragma omp parallel
         {
             float *wi = qa_alloc(sizeof(float) * in);
+            mul_row_scratch t = {qa_alloc(sizeof(float) * in), qa_alloc(sizeof(double) * in), qa_alloc(sizeof(double) * in)};
             #pragma omp for schedule(static)
             for (int i = 0; i < out; i++) {
                 w_int_row(s, i, wi);
-                mul_backward_row(s, i, wi, G + (size_t)i * in);      /* GM = G_W . M */
+                mul_backward_row(s, i, wi, G + (size_t)i * in, &t); /* GM = G_W . M */
             }
             qa_free(wi);
+            qa_free(t.gm);
+            qa_free(t.td);
+            qa_free(t.tz);
         }
     } else {
         size_t n = (size_t)in * out;
