@@ -184,7 +184,7 @@ static void print_method(FILE *out, const qa_project_opts *o, const qa_method *m
         else n += (size_t)snprintf(stats + n, sizeof stats - n, "%s%s %.3f%%", n ? ", " : "", t->stat_name[k], 100 * v);
     }
     if (o->json)
-        fprintf(out, "{\"method\": \"%s\", \"bits\": %d, \"rank\": %d, \"frozen_mb\": %.2f, \"trainable_mb\": %.3f, "
+        fprintf(out, "{\"method\": \"%s\", \"bits\": %d, \"rank\": %d, \"frozen_mb\": %.6f, \"trainable_mb\": %.3f, "
                      "\"optimizer_mb\": %.3f, \"deployed_mb\": %.2f, \"merge_ms\": %.1f, \"fwd_bwd_ms\": %.1f, "
                      "\"deployed_rel_error\": %.6f%s}\n",
                 m->name, o->bits, o->rank, t->frozen / 1e6, t->trainable / 1e6, t->optim / 1e6, t->deployed / 1e6,

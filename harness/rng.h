@@ -28,4 +28,11 @@ double qa_counter_uniform(uint64_t key, uint64_t index);              /* (0, 1),
 double qa_counter_laplace(uint64_t key, uint64_t index, double scale); /* inverse CDF of one uniform */
 double qa_counter_normal(uint64_t key, uint64_t index);                /* Box-Muller on numbers 2i, 2i+1 */
 
+/* Numbers index0 .. index0 + n - 1 of the stream `key` as floats, bit for bit
+ * (float)qa_counter_laplace(key, index0 + j, scale), at a fraction of its cost: log1p runs as a
+ * vectorizable polynomial with an error far below float resolution, and the few numbers whose
+ * double value lies too near a rounding boundary of float to decide are computed by
+ * qa_counter_laplace itself. */
+void qa_counter_laplace_f32(uint64_t key, uint64_t index0, size_t n, double scale, float *out);
+
 #endif

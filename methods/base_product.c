@@ -34,3 +34,17 @@ void qa_base_product_backward_dx(qa_base_product *p, float *dx, const float *dy,
     if (p->last == QA_DTYPE_BF16) qa_linear_backward_bf16(&p->bf16, dx, NULL, NULL, dy, M);
     else qa_matmul(M, p->in, p->out, dy, 0, W, 0, dx, 1, NULL);
 }
+
+void qa_base_product_backward_dx_dw(qa_base_product *p, float *dx, float *G, const float *dy, const float *W, const float *x,
+                                    int M) {
+    if (p->last != QA_DTYPE_BF16) {
+        qa_base_product_backward_dx(p, dx, dy, W, M);
+        qa_matmul(p->out, p->in, M, dy, 1, x, 0, G, 0, NULL); /* [out,M]·[M,in] */
+        return;
+    }
+    qa_linear_bf16 *c = &p->bf16;
+    QA_ASSERT(c->x && M == c->rows);
+    qa_convert_to_bf16(c->dy, dy, (size_t)M * p->out);
+    if (dx) qa_matmul_bf16(M, p->in, p->out, c->dy, 0, c->W, 0, dx, 1, NULL); /* [M,out]·[out,in] */
+    qa_matmul_bf16(p->out, p->in, M, c->dy, 1, c->x_used, 0, G, 0, NULL);      /* [out,M]·[M,in] */
+}

@@ -25,5 +25,11 @@ void qa_base_product_free(qa_base_product *p);
 void qa_base_product_forward(qa_base_product *p, float *y, const float *x, const float *W, const float *b, int M);
 /* dx += dy W, in the dtype of the last forward (same M). */
 void qa_base_product_backward_dx(qa_base_product *p, float *dx, const float *dy, const float *W, int M);
+/* dx += dy W (dx may be NULL) and the weight's gradient G = dy^T x [out,in] (overwritten), in the
+ * dtype of the last forward (same M and x): f32, or bf16 operands with f32 accumulation, dy
+ * converted once for both products (as qa_linear_backward_bf16's dx and dW). For a method whose
+ * trainable tensors are a function of the weight (IntLoRA's G_W). */
+void qa_base_product_backward_dx_dw(qa_base_product *p, float *dx, float *G, const float *dy, const float *W, const float *x,
+                                    int M);
 
 #endif

@@ -14,18 +14,25 @@
  *     R_ij is element i * in + j of a counter-based stream (qa_counter_*, harness/rng.h) whose key
  *     is one draw of the run's seeded RNG, so a tile of R can be regenerated alone (the reference
  *     draws R with torch's generator; only the distribution matters). A fixture gives R instead
- *     (qa_layer_init.aux_init).
+ *     (qa_layer_init.aux_init): the only case in which R* is held in full.
  *   2 variance matching (VMC), per row i, alpha = vmc_alpha (1.5; the reference fixes 1.5):
  *       vmc_stat = absmax (the code): wa_i = max(|max_j W_ij|, |min_j W_ij|),
  *                                     ra_i = min(|max_j R_ij|, |min_j R_ij|)
  *       vmc_stat = std (the paper's sigma_W / sigma_R): wa_i = std(W_i), ra_i = std(R_i)
  *                                     (unbiased, n - 1, as torch.std)
- *       R*_i = wa_i^alpha / (ra_i + 1e-8)^alpha * R_i                        R* [out,in]
+ *       factor_i = wa_i^alpha / (ra_i + 1e-8)^alpha;   R*_ij = factor_i * R_ij (float product)
  *   3 delta, z [out] = the section-0 search on the rows of W - R* at N bits;
- *       W_round = clamp(round((W - R*) / delta_i) + z_i, 0, L - 1)          int32 [out,in]
- *       W_int   = W_round - z_i                        (held as float for the fused pass)
+ *       W_round = clamp(round((W - R*) / delta_i) + z_i, 0, L - 1)          codes [out,in]
+ *       W_int   = W_round - z_i                        (decoded per row in the fused passes)
+ *   Held (the frozen state): W_round as N-bit codes (two per byte at N <= 4, one per byte at
+ *   N = 5..8), per row delta, z, factor, dU, zU and the bias, and R's key; R* is regenerated
+ *   from the key row by row whenever a pass needs it (the Laplace default by
+ *   qa_counter_laplace_f32, the same floats as qa_counter_laplace), so every pass sees the
+ *   R* that init computed, bit for bit.
  *
- * Every forward, one fused pass over [out,in] after BA = B A:
+ * Every forward, one fused pass over the rows after BA = B A [out,in] (oneDNN, the whole matrix):
+ * per row i, in row scratch that stays in cache, R*_i regenerated and W_int decoded, then U, W'
+ * and what the backward needs (MUL: U, or B A where W_int = 0 on the additive path; SHIFT: M).
  *   4 D = (W_int == 0 ? 1 : W_int);   U = delta_i + (R* + BA) / D                 U [out,in]
  *     Where W_int = 0 the merged weight is 0 whatever the adapter does (a property of the method;
  *     merge() reports the share of such entries and the part of ||B A||^2 they lose).
@@ -46,7 +53,9 @@
  *     is calibrated. The exponent range k_min..k_max over the entries with W_int != 0 is kept.
  *   y = x W'^T + b                                                                 y [M,out]
  *
- * Backward (7), straight-through roundings: with G_W = dy^T x [out,in], dW'/dU = W_int (MUL) or
+ * Backward (7), straight-through roundings: with G_W = dy^T x [out,in] (written over B A; MUL
+ * recomputes M per row from U and W_int, and computes the quantizer's gradients below in the same
+ * pass; bf16 steps compute y, dx and G_W on bf16 operands, base_product.h), dW'/dU = W_int (MUL) or
  * 2^k W_int / (|U| + 1e-16) (SHIFT), and dU/d(BA) = 1 / D:
  *   M = 0 where W_int = 0, or (MUL) round(U / dU) + zU lies outside [0, L - 1], or (SHIFT) U = 0;
  *   else M = 1 (MUL) or 2^k / (|U| + 1e-16) (SHIFT). With zero_path = additive, where W_int = 0:
@@ -74,8 +83,12 @@
  *         product is 0 too), a sign bit, the exponent e = k - k_min in kbits bits, the least
  *         kbits >= 1 with 2^kbits >= k_max - k_min + 1 (e = 0 where W_int = 0), z per row, k_min:
  *         W' = (-1)^sign 2^(k_min + e) (W_round - z). bits per weight = N + 1 + kbits + 2 * 32 / in.
- *   bytes(): frozen = W_int and R* as float (8 bytes per weight) + 5 FP32 per row; deployed = 2N
- *   (MUL) or N + 1 + 5 (SHIFT: a 5-bit exponent assumed) bits per weight + 4 FP32 per row.
+ *   merge() recomputes U per row for SHIFT (its forward keeps only M).
+ *   bytes(): frozen = the codes (N <= 4: 1/2 byte, else 1 byte per weight) + 6 FP32 per row (delta,
+ *   z, factor, dU, zU, bias) + the key (+ R* in float when given); deployed = 2N (MUL) or
+ *   N + 1 + 5 (SHIFT: a 5-bit exponent assumed) bits per weight + 4 FP32 per row. Not counted,
+ *   as QLoRA's W_dq is not: the per-step workspace, 12 bytes per weight (B A / G_W, W', and U
+ *   or M), plus the base product's bf16 copies in bf16 steps.
  *
  * R = 0 (aux_dist = zero): R* = 0, so at calibration U = delta_i on every entry of row i: a
  *   constant row. Option constant_row (MUL) says what the update quantizer does with it:
@@ -106,19 +119,31 @@ typedef struct {
     int in, out, rank, n_bits, lora_bits, shift, calibrated;
     int zero_path;            /* INTLORA_ZERO_PATH_* (MUL) */
     int constant_row;         /* INTLORA_CONSTANT_ROW_* (MUL) */
-    float *R;                 /* R* [out,in] */
+    int aux_dist;             /* INTLORA_AUX_*: R's distribution, regenerated from aux_key */
     uint64_t aux_key;         /* R's stream: R_ij = aux_value(aux_dist, aux_key, i * in + j) */
+    float *R;                 /* R* [out,in], held only when given (qa_layer_init.aux_init); else NULL */
+    float *aux_factor;        /* VMC factor per row: R*_ij = aux_factor_i * R_ij */
     float *delta, *zero;      /* quantizer of W - R*, per row */
-    int32_t *w_round;         /* [out,in] */
-    float *w_int;             /* W_round - z, as float for the fused pass */
+    uint8_t *codes;           /* W_round [out,in]: one per byte, or two per byte (N <= 4, see code_at) */
     float *bias;
     float *A, *B, *dA, *dB;
-    float *BA, *U, *W_eff, *mask, *G;    /* [out,in] work buffers */
     float *dU, *zU, *grad_dU, *grad_zU;  /* MUL update quantizer, per row */
+    /* per-step workspace, [out,in] f32 each (not frozen state: rebuilt by every forward) */
+    float *BA_G;              /* B A in the forward; G_W = dy^T x, then G_W . M, in the backward */
+    float *W_eff;             /* W' in f32 (f32 steps and merge(); a bf16 step writes the product's bf16 copy) */
+    float *U;                 /* MUL: U for the backward (B A instead where W_int = 0 on the additive path) */
+    float *mask;              /* SHIFT: M for the backward */
     int k_min, k_max;         /* SHIFT: exponent range seen in the last forward */
     const float *x;
-    qa_base_product base_mm; /* the frozen base product, in the training dtype (base_product.h) */
+    qa_base_product base_mm;  /* the frozen base product, in the training dtype (base_product.h) */
+    struct intlora_view *view; /* inspect()'s [out,in] copies of R* and W_round, made on demand */
 } intlora_state;
+
+/* What inspect() exposes but training does not hold: filled on the first inspect(), freed by destroy(). */
+struct intlora_view {
+    float *R;
+    int32_t *w_round;
+};
 
 static void row_absmax_stats(const float *row, int n, float *absmax_of_extremes, float *absmin_of_extremes) {
     float mn = row[0], mx = row[0];
@@ -135,7 +160,6 @@ static float row_std(const float *row, int n) {
     for (int j = 0; j < n; j++) v += (row[j] - m) * (row[j] - m);
     return (float)sqrt(v / (n > 1 ? n - 1 : 1)); /* unbiased, as torch.std */
 }
-
 /* The options of both variants (the table is at the end of this file); SHIFT has no update
  * quantizer, so its table stops before lora_bits. */
 typedef struct {
@@ -166,6 +190,70 @@ static float aux_value(int aux_dist, uint64_t key, size_t k) {
     }
 }
 
+
+/* W_round is held as codes: N <= 4 two per byte (entry k in the low nibble of byte k / 2 when k is
+ * even, the high one when odd), else one per byte (N = 5..7 waste 1..3 bits, see bytes()). */
+static int codes_packed(int n_bits) { return n_bits <= 4; }
+
+static inline int code_at(const uint8_t *codes, int packed, size_t k) {
+    return packed ? (codes[k >> 1] >> (4 * (k & 1))) & 15 : codes[k];
+}
+
+/* Step 1 regenerated: R* of row i into r [in], the same float product aux_value * factor_i as at
+ * init, so every regeneration gives the same bits (the explicit R* when the layer holds one). */
+static void aux_row(const intlora_state *s, int i, float *r) {
+    const size_t k0 = (size_t)i * s->in;
+    if (s->R) {
+        memcpy(r, s->R + k0, sizeof(float) * s->in);
+        return;
+    }
+    const float f = s->aux_factor[i];
+    if (s->aux_dist == INTLORA_AUX_LAPLACE) { /* the default: the batched generator, the same floats as aux_value */
+        qa_counter_laplace_f32(s->aux_key, k0, (size_t)s->in, 0.5, r);
+        for (int j = 0; j < s->in; j++) r[j] *= f;
+        return;
+    }
+    for (int j = 0; j < s->in; j++) r[j] = aux_value(s->aux_dist, s->aux_key, k0 + j) * f;
+}
+
+/* W_int of row i, W_round - z_i, into wi [in] */
+static void w_int_row(const intlora_state *s, int i, float *wi) {
+    const size_t k0 = (size_t)i * s->in;
+    const int packed = codes_packed(s->n_bits);
+    const float z = s->zero[i];
+    for (int j = 0; j < s->in; j++) wi[j] = (float)code_at(s->codes, packed, k0 + j) - z;
+}
+
+/* Steps 1-3 on row i: R* (into ri, which holds R_i on entry when the layer was given R), the VMC
+ * factor, the quantizer of W_i - R*_i and the row's codes (one per byte, into codes_row). */
+static void init_row(intlora_state *s, const intlora_options *opt, const float *w, int i, float *ri, float *sep,
+                     uint8_t *codes_row) {
+    const int in = s->in;
+    if (!s->R && s->aux_dist == INTLORA_AUX_LAPLACE) qa_counter_laplace_f32(s->aux_key, (size_t)i * in, (size_t)in, 0.5, ri);
+    else if (!s->R)
+        for (int j = 0; j < in; j++) ri[j] = aux_value(s->aux_dist, s->aux_key, (size_t)i * in + j);
+    /* step 2: variance matching */
+    float wa, ra, dummy;
+    if (opt->vmc_stat == INTLORA_VMC_STD) {
+        wa = row_std(w, in);
+        ra = row_std(ri, in);
+    } else {
+        row_absmax_stats(w, in, &wa, &dummy);
+        row_absmax_stats(ri, in, &dummy, &ra);
+    }
+    float factor = powf(wa, opt->vmc_alpha) / powf(ra + 1e-8f, opt->vmc_alpha);
+    s->aux_factor[i] = factor;
+    for (int j = 0; j < in; j++) ri[j] *= factor;
+    /* step 3: quantize W - R* */
+    for (int j = 0; j < in; j++) sep[j] = w[j] - ri[j];
+    qa_quant_search(sep, (size_t)in, s->n_bits, &s->delta[i], &s->zero[i]);
+    const float lmax = (float)((1 << s->n_bits) - 1);
+    for (int j = 0; j < in; j++) {
+        float q = nearbyintf(sep[j] / s->delta[i]) + s->zero[i];
+        codes_row[j] = (uint8_t)(q < 0.f ? 0.f : (q > lmax ? lmax : q));
+    }
+}
+
 static int intlora_init_common(void *state, const qa_layer_init *li, int shift, qa_error *err) {
     intlora_state *s = state;
     qa_base_product_init(&s->base_mm, li->in, li->out, li->step);
@@ -184,54 +272,40 @@ static int intlora_init_common(void *state, const qa_layer_init *li, int shift, 
     s->lora_bits = opt.lora_bits > 0 ? opt.lora_bits : c->w_bits;
     s->zero_path = shift ? INTLORA_ZERO_PATH_NONE : opt.zero_path;
     s->constant_row = shift ? INTLORA_CONSTANT_ROW_FALLBACK : opt.constant_row;
-    s->R = qa_alloc(sizeof(float) * n);
+    s->aux_dist = opt.aux_dist;
     if (li->aux_init) {
+        s->R = qa_alloc(sizeof(float) * n); /* scaled to R* in place below */
         memcpy(s->R, li->aux_init, sizeof(float) * n);
     } else {
         s->aux_key = qa_rng_u64(li->rng); /* one draw: R is then a function of (key, element index) */
-        for (size_t i = 0; i < n; i++) s->R[i] = aux_value(opt.aux_dist, s->aux_key, i);
     }
-    /* step 2: variance matching */
-    float alpha = opt.vmc_alpha;
-    for (int i = 0; i < out; i++) {
-        float *r = s->R + (size_t)i * in;
-        const float *w = li->W + (size_t)i * in;
-        float wa, ra, dummy;
-        if (opt.vmc_stat == INTLORA_VMC_STD) {
-            wa = row_std(w, in);
-            ra = row_std(r, in);
-        } else {
-            row_absmax_stats(w, in, &wa, &dummy);
-            row_absmax_stats(r, in, &dummy, &ra);
-        }
-        float factor = powf(wa, alpha) / powf(ra + 1e-8f, alpha);
-        for (int j = 0; j < in; j++) r[j] *= factor;
+    float **rows[] = {&s->aux_factor, &s->delta, &s->zero, &s->dU, &s->zU, &s->grad_dU, &s->grad_zU};
+    for (size_t b = 0; b < sizeof rows / sizeof rows[0]; b++) *rows[b] = qa_alloc(sizeof(float) * out);
+    uint8_t *codes = qa_alloc(n); /* one per byte, packed below */
+    #pragma omp parallel
+    {
+        float *ri = qa_alloc(sizeof(float) * in), *sep = qa_alloc(sizeof(float) * in);
+        #pragma omp for schedule(dynamic, 4)
+        for (int i = 0; i < out; i++)
+            init_row(s, &opt, li->W + (size_t)i * in, i, s->R ? s->R + (size_t)i * in : ri, sep, codes + (size_t)i * in);
+        qa_free(ri);
+        qa_free(sep);
     }
-    /* step 3: quantize W - R* */
-    float *sep = qa_alloc(sizeof(float) * n);
-    for (size_t i = 0; i < n; i++) sep[i] = li->W[i] - s->R[i];
-    s->delta = qa_alloc(sizeof(float) * out);
-    s->zero = qa_alloc(sizeof(float) * out);
-    qa_quant_search_rows(sep, out, in, s->n_bits, s->delta, s->zero);
-    s->w_round = qa_alloc(sizeof(int32_t) * n);
-    s->w_int = qa_alloc(sizeof(float) * n);
-    float lmax = (float)((1 << s->n_bits) - 1);
-    for (int i = 0; i < out; i++)
-        for (int j = 0; j < in; j++) {
-            size_t k = (size_t)i * in + j;
-            float q = nearbyintf(sep[k] / s->delta[i]) + s->zero[i];
-            q = q < 0.f ? 0.f : (q > lmax ? lmax : q);
-            s->w_round[k] = (int32_t)q;
-            s->w_int[k] = q - s->zero[i];
-        }
-    qa_free(sep);
+    if (codes_packed(s->n_bits)) {
+        s->codes = qa_alloc((n + 1) / 2);
+        for (size_t k = 0; k < n; k++) s->codes[k >> 1] |= (uint8_t)(codes[k] << (4 * (k & 1)));
+        qa_free(codes);
+    } else {
+        s->codes = codes;
+    }
     s->bias = qa_alloc(sizeof(float) * out);
     if (li->bias) memcpy(s->bias, li->bias, sizeof(float) * out);
     qa_lora_factors_init(in, out, s->rank, li->rng, &s->A, &s->B, &s->dA, &s->dB);
-    float **bufs[] = {&s->BA, &s->U, &s->W_eff, &s->mask, &s->G};
-    for (size_t b = 0; b < sizeof bufs / sizeof bufs[0]; b++) *bufs[b] = qa_alloc(sizeof(float) * n);
-    float **rows[] = {&s->dU, &s->zU, &s->grad_dU, &s->grad_zU};
-    for (size_t b = 0; b < sizeof rows / sizeof rows[0]; b++) *rows[b] = qa_alloc(sizeof(float) * out);
+    s->BA_G = qa_alloc(sizeof(float) * n);
+    s->W_eff = qa_alloc(sizeof(float) * n);
+    if (shift) s->mask = qa_alloc(sizeof(float) * n);
+    else s->U = qa_alloc(sizeof(float) * n);
+    s->view = qa_alloc(sizeof *s->view);
     return QA_OK;
 }
 
@@ -262,69 +336,110 @@ static inline float add_inside(float ba, float du, int n_bits) {
  * for v = +-inf or NaN. */
 static inline float reference_round(float v) { return isfinite(v) ? nearbyintf(v) : NAN; }
 
-/* The merged weight W' (and the backward mask) in one pass over [out,in]. */
-static void build_weight(intlora_state *s) {
-    const int in = s->in, out = s->out;
-    qa_matmul(out, in, s->rank, s->B, 0, s->A, 0, s->BA, 0, NULL);
-    #pragma omp parallel for schedule(static)
-    for (int i = 0; i < out; i++) {
-        const float d = s->delta[i];
-        const float *wi = s->w_int + (size_t)i * in, *r = s->R + (size_t)i * in, *ba = s->BA + (size_t)i * in;
-        float *u = s->U + (size_t)i * in;
-        for (int j = 0; j < in; j++) {
-            float D = wi[j] == 0.f ? 1.f : wi[j];
-            u[j] = d + (r[j] + ba[j]) / D;
-        }
+/* Step 5: U_int = clamp(q, 0, L - 1) - zU with q = round(U / dU) + zU, and (into *inside)
+ * whether q lies inside [0, L - 1]; NaN stays NaN, as torch.clamp. */
+static inline float mul_u_int(float u, float du, float zu, float lmax, float *inside) {
+    float v = u / du;
+    float q = (du == 0.f ? reference_round(v) : nearbyintf(v)) + zu;
+    *inside = (q >= 0.f && q <= lmax) ? 1.f : 0.f;
+    q = q < 0.f ? 0.f : (q > lmax ? lmax : q);
+    return q - zu;
+}
+
+/* Step 4 on row i: U_ij = delta_i + (R*_ij + (B A)_ij) / D_ij into u [in], and W_int of the row
+ * into wi [in]. */
+static void u_row(const intlora_state *s, int i, const float *ba, float *wi, float *u) {
+    aux_row(s, i, u);
+    w_int_row(s, i, wi);
+    const float d = s->delta[i];
+    for (int j = 0; j < s->in; j++) {
+        float D = wi[j] == 0.f ? 1.f : wi[j];
+        u[j] = d + (u[j] + ba[j]) / D;
     }
-    if (!s->shift && !s->calibrated) { /* step 5: calibrate the update quantizer on the first forward */
-        qa_quant_search_rows(s->U, out, in, s->lora_bits, s->dU, s->zU);
-        if (s->constant_row == INTLORA_CONSTANT_ROW_REFERENCE) /* the reference's search on a constant row */
-            for (int i = 0; i < out; i++) {
-                const float *u = s->U + (size_t)i * in;
-                int constant = 1;
-                for (int j = 1; j < in && constant; j++) constant = u[j] == u[0];
-                if (constant) s->dU[i] = s->zU[i] = 0.f;
-            }
-        s->calibrated = 1;
-    }
-    const float lmax = (float)((1 << s->n_bits) - 1);
-    int kmin = 1 << 30, kmax = -(1 << 30);
-    #pragma omp parallel for schedule(static) reduction(min : kmin) reduction(max : kmax)
-    for (int i = 0; i < out; i++) {
-        const float *wi = s->w_int + (size_t)i * in, *u = s->U + (size_t)i * in;
-        float *we = s->W_eff + (size_t)i * in, *mk = s->mask + (size_t)i * in;
-        if (!s->shift) {
-            const float du = s->dU[i], zu = s->zU[i];
-            const float *ba = s->BA + (size_t)i * in;
+}
+
+/* Steps 4a-6 on row i: W' into we [in]. MUL leaves in u what its backward reads (U, or B A where
+ * W_int = 0 on the additive path); SHIFT writes M into mk and widens [*kmin, *kmax]. */
+static void weight_row(const intlora_state *s, int i, const float *wi, float *u, const float *ba, float *we, float *mk,
+                       int *kmin, int *kmax) {
+    const int in = s->in;
+    if (!s->shift) {
+        const float du = s->dU[i], zu = s->zU[i], lmax = (float)((1 << s->n_bits) - 1);
+        if (du != 0.f) { /* the same arithmetic as mul_u_int, without its branch, so that it vectorizes */
             for (int j = 0; j < in; j++) {
-                if (wi[j] == 0.f && s->zero_path == INTLORA_ZERO_PATH_ADDITIVE) { /* step 4a */
-                    float c = add_code(ba[j], du, s->n_bits);
-                    we[j] = du * c;
-                    mk[j] = add_inside(ba[j], du, s->n_bits);
-                    continue;
-                }
-                float v = u[j] / du;
-                float q = (du == 0.f ? reference_round(v) : nearbyintf(v)) + zu;
-                float inside = (q >= 0.f && q <= lmax) ? 1.f : 0.f;
-                q = q < 0.f ? 0.f : (q > lmax ? lmax : q); /* NaN stays NaN, as torch.clamp */
+                float q = nearbyintf(u[j] / du) + zu;
+                q = q < 0.f ? 0.f : (q > lmax ? lmax : q);
                 we[j] = du * (q - zu) * wi[j];
-                mk[j] = wi[j] != 0.f ? inside : 0.f;
             }
         } else {
             for (int j = 0; j < in; j++) {
-                float a = fabsf(u[j]);
-                float k = nearbyintf(log2f(a + 1e-16f));
-                float p2 = exp2f(k);
-                float sg = u[j] > 0.f ? 1.f : (u[j] < 0.f ? -1.f : 0.f);
-                we[j] = sg * p2 * wi[j];
-                mk[j] = (wi[j] != 0.f && sg != 0.f) ? p2 / (a + 1e-16f) : 0.f;
-                if (wi[j] != 0.f) {
-                    int ki = (int)k;
-                    kmin = ki < kmin ? ki : kmin;
-                    kmax = ki > kmax ? ki : kmax;
-                }
+                float inside;
+                we[j] = du * mul_u_int(u[j], du, zu, lmax, &inside) * wi[j];
             }
         }
+        if (s->zero_path == INTLORA_ZERO_PATH_ADDITIVE)
+            for (int j = 0; j < in; j++)
+                if (wi[j] == 0.f) { /* step 4a */
+                    we[j] = du * add_code(ba[j], du, s->n_bits);
+                    u[j] = ba[j];
+                }
+        return;
+    }
+    for (int j = 0; j < in; j++) {
+        float a = fabsf(u[j]);
+        float k = nearbyintf(log2f(a + 1e-16f));
+        float p2 = exp2f(k);
+        float sg = u[j] > 0.f ? 1.f : (u[j] < 0.f ? -1.f : 0.f);
+        we[j] = sg * p2 * wi[j];
+        mk[j] = (wi[j] != 0.f && sg != 0.f) ? p2 / (a + 1e-16f) : 0.f;
+        if (wi[j] != 0.f) {
+            int ki = (int)k;
+            *kmin = ki < *kmin ? ki : *kmin;
+            *kmax = ki > *kmax ? ki : *kmax;
+        }
+    }
+}
+
+/* Step 5: the update quantizer, calibrated on the first forward (B = 0) from U of every row. */
+static void calibrate(intlora_state *s) {
+    const int in = s->in, out = s->out;
+    #pragma omp parallel
+    {
+        float *wi = qa_alloc(sizeof(float) * in);
+        #pragma omp for schedule(static)
+        for (int i = 0; i < out; i++) u_row(s, i, s->BA_G + (size_t)i * in, wi, s->U + (size_t)i * in);
+        qa_free(wi);
+    }
+    qa_quant_search_rows(s->U, out, in, s->lora_bits, s->dU, s->zU);
+    if (s->constant_row == INTLORA_CONSTANT_ROW_REFERENCE) /* the reference's search on a constant row */
+        for (int i = 0; i < out; i++) {
+            const float *u = s->U + (size_t)i * in;
+            int constant = 1;
+            for (int j = 1; j < in && constant; j++) constant = u[j] == u[0];
+            if (constant) s->dU[i] = s->zU[i] = 0.f;
+        }
+    s->calibrated = 1;
+}
+
+/* The merged weight W' in one fused pass over the rows after B A: per row, R* regenerated, W_int
+ * decoded, U, W' and what the backward needs, in row scratch that stays in cache. */
+static void build_weight(intlora_state *s) {
+    const int in = s->in, out = s->out;
+    qa_matmul(out, in, s->rank, s->B, 0, s->A, 0, s->BA_G, 0, NULL); /* B A [out,in] */
+    if (!s->shift && !s->calibrated) calibrate(s);
+    int kmin = 1 << 30, kmax = -(1 << 30);
+    #pragma omp parallel reduction(min : kmin) reduction(max : kmax)
+    {
+        float *wi = qa_alloc(sizeof(float) * in), *u_scratch = s->shift ? qa_alloc(sizeof(float) * in) : NULL;
+        #pragma omp for schedule(static)
+        for (int i = 0; i < out; i++) {
+            const size_t k0 = (size_t)i * in;
+            float *u = s->shift ? u_scratch : s->U + k0;
+            u_row(s, i, s->BA_G + k0, wi, u);
+            weight_row(s, i, wi, u, s->BA_G + k0, s->W_eff + k0, s->shift ? s->mask + k0 : NULL, &kmin, &kmax);
+        }
+        qa_free(wi);
+        qa_free(u_scratch);
     }
     s->k_min = kmin;
     s->k_max = kmax;
@@ -337,40 +452,83 @@ static void intlora_forward(void *state, const float *x, float *y, int M) {
     qa_base_product_forward(&s->base_mm, y, x, s->W_eff, s->bias, M);
 }
 
+/* Row scratch of MUL's backward: the masked row and the terms of the quantizer's gradients. */
+typedef struct {
+    float *gm;
+    double *td, *tz;
+} mul_row_scratch;
+
+/* MUL's backward on row i of G = G_W: the gradients of the frozen update quantizer (for the
+ * reference check), then G . M in place, M recomputed from what the forward left in U. The terms
+ * are computed in vectorizable loops and summed in j order afterwards (the same sums). */
+static void mul_backward_row(intlora_state *s, int i, const float *wi, float *g, const mul_row_scratch *t) {
+    const int in = s->in;
+    const float du = s->dU[i], zu = s->zU[i], lmax = (float)((1 << s->n_bits) - 1);
+    const float *ui = s->U + (size_t)i * in;
+    float *gm = t->gm;
+    double *td = t->td, *tz = t->tz;
+    for (int j = 0; j < in; j++) { /* without branches (& for &&), so that it vectorizes */
+        float v = ui[j] / du, q = nearbyintf(v) + zu;
+        int inside = (q >= 0.f) & (q <= lmax);
+        float qc = q < 0.f ? 0.f : (q > lmax ? lmax : q);
+        float uint_ = qc - zu, slope = inside ? uint_ - v : uint_;
+        double outside_term = -(double)g[j] * du * wi[j];
+        td[j] = (double)g[j] * wi[j] * slope;
+        tz[j] = inside ? 0.0 : outside_term;
+        gm[j] = g[j] * ((wi[j] != 0.f) & inside ? 1.f : 0.f); /* the forward's mask while dU != 0 */
+    }
+    if (du == 0.f)
+        for (int j = 0; j < in; j++) { /* the forward's mask with its rounding of a zero step */
+            float fwd_inside;
+            mul_u_int(ui[j], du, zu, lmax, &fwd_inside);
+            gm[j] = g[j] * (wi[j] != 0.f ? fwd_inside : 0.f);
+        }
+    if (s->zero_path == INTLORA_ZERO_PATH_ADDITIVE)
+        for (int j = 0; j < in; j++)
+            if (wi[j] == 0.f) {
+                /* W' = dU c, c = clamp(round(B A / dU)): d/d dU = c - B A / dU inside, c outside */
+                const float ba = ui[j], c = add_code(ba, du, s->n_bits), mk = add_inside(ba, du, s->n_bits);
+                td[j] = (double)g[j] * (mk ? c - ba / du : c);
+                tz[j] = 0.0;
+                gm[j] = g[j] * mk;
+            }
+    double gd = 0, gz = 0;
+    for (int j = 0; j < in; j++) {
+        gd += td[j];
+        gz += tz[j];
+    }
+    memcpy(g, gm, sizeof(float) * in);
+    s->grad_dU[i] = (float)gd;
+    s->grad_zU[i] = (float)gz;
+}
+
 static void intlora_backward(void *state, const float *dy, float *dx, int M) {
     intlora_state *s = state;
     const int in = s->in, out = s->out;
-    qa_base_product_backward_dx(&s->base_mm, dx, dy, s->W_eff, M);    /* dx += dy W' */
-    qa_matmul(out, in, M, dy, 1, s->x, 0, s->G, 0, NULL);              /* G_W = dy^T x */
-    if (!s->shift) { /* gradients of the frozen update quantizer, for the reference check */
-        const float lmax = (float)((1 << s->n_bits) - 1);
-        for (int i = 0; i < out; i++) {
-            const float du = s->dU[i], zu = s->zU[i];
-            double gd = 0, gz = 0;
-            for (int j = 0; j < in; j++) {
-                size_t k = (size_t)i * in + j;
-                if (s->w_int[k] == 0.f && s->zero_path == INTLORA_ZERO_PATH_ADDITIVE) {
-                    /* W' = dU c, c = clamp(round(B A / dU)): d/d dU = c - B A / dU inside, c outside */
-                    float c = add_code(s->BA[k], du, s->n_bits);
-                    gd += (double)s->G[k] * (add_inside(s->BA[k], du, s->n_bits) ? c - s->BA[k] / du : c);
-                    continue;
-                }
-                float v = s->U[k] / du, q = nearbyintf(v) + zu;
-                int inside = q >= 0.f && q <= lmax;
-                float qc = q < 0.f ? 0.f : (q > lmax ? lmax : q);
-                float uint_ = qc - zu;
-                gd += (double)s->G[k] * s->w_int[k] * (inside ? uint_ - v : uint_);
-                gz += inside ? 0.0 : -(double)s->G[k] * du * s->w_int[k];
+    float *G = s->BA_G; /* B A is no longer needed (MUL's backward reads U) */
+    qa_base_product_backward_dx_dw(&s->base_mm, dx, G, dy, s->W_eff, s->x, M); /* dx += dy W';  G_W = dy^T x */
+    if (!s->shift) {
+        #pragma omp parallel
+        {
+            float *wi = qa_alloc(sizeof(float) * in);
+            mul_row_scratch t = {qa_alloc(sizeof(float) * in), qa_alloc(sizeof(double) * in), qa_alloc(sizeof(double) * in)};
+            #pragma omp for schedule(static)
+            for (int i = 0; i < out; i++) {
+                w_int_row(s, i, wi);
+                mul_backward_row(s, i, wi, G + (size_t)i * in, &t); /* GM = G_W . M */
             }
-            s->grad_dU[i] = (float)gd;
-            s->grad_zU[i] = (float)gz;
+            qa_free(wi);
+            qa_free(t.gm);
+            qa_free(t.td);
+            qa_free(t.tz);
         }
+    } else {
+        size_t n = (size_t)in * out;
+        #pragma omp parallel for schedule(static)
+        for (size_t k = 0; k < n; k++) G[k] *= s->mask[k];             /* GM = G_W . M */
     }
-    size_t n = (size_t)in * out;
-    #pragma omp parallel for schedule(static)
-    for (size_t k = 0; k < n; k++) s->G[k] *= s->mask[k];             /* GM = G_W . M */
-    qa_matmul(out, s->rank, in, s->G, 0, s->A, 1, s->dB, 1, NULL);     /* dB += GM A^T */
-    qa_matmul(s->rank, in, out, s->B, 1, s->G, 0, s->dA, 1, NULL);     /* dA += B^T GM */
+    qa_matmul(out, s->rank, in, G, 0, s->A, 1, s->dB, 1, NULL);        /* dB += GM A^T */
+    qa_matmul(s->rank, in, out, s->B, 1, G, 0, s->dA, 1, NULL);        /* dA += B^T GM */
 }
 
 static int intlora_params(void *state, qa_param *outp, int max) {
@@ -394,48 +552,45 @@ static int intlora_merge(void *state, qa_deployed *d, qa_error *err) {
     memset(d, 0, sizeof *d);
     d->in = s->in;
     d->out = s->out;
-    size_t n = (size_t)s->in * s->out;
+    const int in = s->in, out = s->out, packed = codes_packed(s->n_bits);
+    size_t n = (size_t)in * out;
+    const float *BA = s->BA_G; /* as build_weight left it */
+    float *wi = qa_alloc(sizeof(float) * in), *u = qa_alloc(sizeof(float) * in);
     if (!s->shift) {
-        /* integer Hadamard product U_int * W_int (|.| < 2^(2N)) in int32, one float scale per row */
+        /* integer Hadamard product U_int * W_int (|.| < 2^(2N)) in int32, one float scale per row.
+         * Stored (header, step 8): W_round and U's codes, N bits each, with W's zero point and U's
+         * scale and zero point per row; W' = dU (u - zU)(W_round - z). zero_path = additive: where
+         * W_round = z the code slot of U holds c + 2^(N-1) instead, and W' = dU (u - add_zero). */
         d->w_int = qa_alloc(sizeof(int32_t) * n);
-        d->row_scale = qa_alloc(sizeof(float) * s->out);
+        d->row_scale = qa_alloc(sizeof(float) * out);
         const float lmax = (float)((1 << s->n_bits) - 1);
-        for (int i = 0; i < s->out; i++) {
+        const int add_zero = 1 << (s->n_bits - 1);
+        int32_t *wr = qa_deployed_store_int(d, "w_round", s->n_bits, 0, out, in);
+        int32_t *uq = qa_deployed_store_int(d, "u_codes", s->n_bits, 0, out, in);
+        for (int i = 0; i < out; i++) {
             d->row_scale[i] = s->dU[i];
-            for (int j = 0; j < s->in; j++) {
-                size_t k = (size_t)i * s->in + j;
-                if (s->w_int[k] == 0.f && s->zero_path == INTLORA_ZERO_PATH_ADDITIVE) {
-                    d->w_int[k] = (int32_t)add_code(s->BA[k], s->dU[i], s->n_bits);
+            w_int_row(s, i, wi);
+            for (int j = 0; j < in; j++) {
+                size_t k = (size_t)i * in + j;
+                wr[k] = code_at(s->codes, packed, k);
+                if (wi[j] == 0.f && s->zero_path == INTLORA_ZERO_PATH_ADDITIVE) {
+                    float c = add_code(BA[k], s->dU[i], s->n_bits);
+                    d->w_int[k] = (int32_t)c;
+                    uq[k] = (int32_t)c + add_zero;
                     continue;
                 }
                 float q = nearbyintf(s->U[k] / s->dU[i]) + s->zU[i];
                 q = q < 0.f ? 0.f : (q > lmax ? lmax : q);
-                d->w_int[k] = (int32_t)(q - s->zU[i]) * (int32_t)s->w_int[k];
+                d->w_int[k] = (int32_t)(q - s->zU[i]) * (int32_t)wi[j];
+                uq[k] = (int32_t)q;
             }
         }
         d->merge = QA_MERGE_INT_MULTIPLY;
-        /* stored (header, step 8): W_round and U's codes, N bits each, with W's zero point and U's
-         * scale and zero point per row; W' = dU (u - zU)(W_round - z). zero_path = additive: where
-         * W_round = z the code slot of U holds c + 2^(N-1) instead, and W' = dU (u - add_zero). */
-        const int add_zero = 1 << (s->n_bits - 1);
-        int32_t *wr = qa_deployed_store_int(d, "w_round", s->n_bits, 0, s->out, s->in);
-        int32_t *uq = qa_deployed_store_int(d, "u_codes", s->n_bits, 0, s->out, s->in);
-        memcpy(wr, s->w_round, sizeof(int32_t) * n);
-        for (int i = 0; i < s->out; i++)
-            for (int j = 0; j < s->in; j++) {
-                size_t k = (size_t)i * s->in + j;
-                if (s->w_int[k] == 0.f && s->zero_path == INTLORA_ZERO_PATH_ADDITIVE) {
-                    uq[k] = (int32_t)add_code(s->BA[k], s->dU[i], s->n_bits) + add_zero;
-                    continue;
-                }
-                float q = nearbyintf(s->U[k] / s->dU[i]) + s->zU[i];
-                uq[k] = (int32_t)(q < 0.f ? 0.f : (q > lmax ? lmax : q));
-            }
-        memcpy(qa_deployed_store_float(d, "zero", 32, s->out, 1), s->zero, sizeof(float) * s->out);
-        memcpy(qa_deployed_store_float(d, "u_scale", 32, s->out, 1), s->dU, sizeof(float) * s->out);
-        memcpy(qa_deployed_store_float(d, "u_zero", 32, s->out, 1), s->zU, sizeof(float) * s->out);
+        memcpy(qa_deployed_store_float(d, "zero", 32, out, 1), s->zero, sizeof(float) * out);
+        memcpy(qa_deployed_store_float(d, "u_scale", 32, out, 1), s->dU, sizeof(float) * out);
+        memcpy(qa_deployed_store_float(d, "u_zero", 32, out, 1), s->zU, sizeof(float) * out);
         if (s->zero_path == INTLORA_ZERO_PATH_ADDITIVE) *qa_deployed_store_int(d, "add_zero", 8, 0, 1, 1) = add_zero;
-        d->bits_per_weight = 2.0 * s->n_bits + 3 * 32.0 / s->in; /* W_round + U_int; delta, z, dU per row */
+        d->bits_per_weight = 2.0 * s->n_bits + 3 * 32.0 / in; /* W_round + U_int; delta, z, dU per row */
     } else {
         /* exact powers of two times small integers: representable in float */
         d->w_fp = qa_alloc(sizeof(float) * n);
@@ -443,23 +598,25 @@ static int intlora_merge(void *state, qa_deployed *d, qa_error *err) {
         d->merge = QA_MERGE_BIT_SHIFT;
         int range = s->k_max - s->k_min + 1, kbits = 1;
         while ((1 << kbits) < range) kbits++;
-        d->bits_per_weight = s->n_bits + 1 + kbits + 2 * 32.0 / s->in; /* W_round, sign, exponent */
+        d->bits_per_weight = s->n_bits + 1 + kbits + 2 * 32.0 / in; /* W_round, sign, exponent */
         /* stored: W_round (N bits), sign (1 bit), exponent - k_min (kbits), W's zero point per row
          * and k_min; W' = (-1)^sign 2^(k_min + e) (W_round - z). Where U = 0 (W' = 0 whatever
-         * W_int is) W_round is stored as z, so that the product is 0 too. */
-        int32_t *wr = qa_deployed_store_int(d, "w_round", s->n_bits, 0, s->out, s->in);
-        int32_t *sg = qa_deployed_store_int(d, "sign", 1, 0, s->out, s->in);
-        int32_t *ex = qa_deployed_store_int(d, "exponent", kbits, 0, s->out, s->in);
-        for (int i = 0; i < s->out; i++)
-            for (int j = 0; j < s->in; j++) {
-                size_t k = (size_t)i * s->in + j;
-                float u = s->U[k];
-                int e = (int)nearbyintf(log2f(fabsf(u) + 1e-16f)) - s->k_min;
-                wr[k] = u == 0.f ? (int32_t)s->zero[i] : s->w_round[k];
-                sg[k] = u < 0.f;
-                ex[k] = s->w_int[k] == 0.f || e < 0 ? 0 : (e >= range ? range - 1 : e); /* free where W_int = 0 */
+         * W_int is) W_round is stored as z, so that the product is 0 too. U is recomputed here
+         * (SHIFT's forward keeps only M). */
+        int32_t *wr = qa_deployed_store_int(d, "w_round", s->n_bits, 0, out, in);
+        int32_t *sg = qa_deployed_store_int(d, "sign", 1, 0, out, in);
+        int32_t *ex = qa_deployed_store_int(d, "exponent", kbits, 0, out, in);
+        for (int i = 0; i < out; i++) {
+            u_row(s, i, BA + (size_t)i * in, wi, u);
+            for (int j = 0; j < in; j++) {
+                size_t k = (size_t)i * in + j;
+                int e = (int)nearbyintf(log2f(fabsf(u[j]) + 1e-16f)) - s->k_min;
+                wr[k] = u[j] == 0.f ? (int32_t)s->zero[i] : code_at(s->codes, packed, k);
+                sg[k] = u[j] < 0.f;
+                ex[k] = wi[j] == 0.f || e < 0 ? 0 : (e >= range ? range - 1 : e); /* free where W_int = 0 */
             }
-        memcpy(qa_deployed_store_float(d, "zero", 32, s->out, 1), s->zero, sizeof(float) * s->out);
+        }
+        memcpy(qa_deployed_store_float(d, "zero", 32, out, 1), s->zero, sizeof(float) * out);
         *qa_deployed_store_int(d, "k_min", 8, 1, 1, 1) = s->k_min;
     }
     d->needs_ptq = 0;
@@ -469,15 +626,21 @@ static int intlora_merge(void *state, qa_deployed *d, qa_error *err) {
     /* energy of the adapter's update B·A, and the part the entries with W_int = 0 lose: all of
      * it (W' = 0 there), or with zero_path = additive what its code misses (rounding, clamp) */
     double upd_all = 0, upd_zero = 0;
-    for (size_t k = 0; k < n; k++) {
-        double u2 = (double)s->BA[k] * s->BA[k];
-        upd_all += u2;
-        if (s->w_int[k] == 0.f) {
-            double miss = (double)s->BA[k] - s->W_eff[k];
-            zeros++;
-            upd_zero += miss * miss;
+    for (int i = 0; i < out; i++) {
+        w_int_row(s, i, wi);
+        for (int j = 0; j < in; j++) {
+            size_t k = (size_t)i * in + j;
+            double u2 = (double)BA[k] * BA[k];
+            upd_all += u2;
+            if (wi[j] == 0.f) {
+                double miss = (double)BA[k] - s->W_eff[k];
+                zeros++;
+                upd_zero += miss * miss;
+            }
         }
     }
+    qa_free(wi);
+    qa_free(u);
     d->n_stats = 2;
     snprintf(d->stat_name[0], sizeof d->stat_name[0], "w_int_zero_share");
     d->stat_num[0] = (double)zeros;
@@ -496,8 +659,11 @@ static int intlora_merge(void *state, qa_deployed *d, qa_error *err) {
 static void intlora_bytes(const void *state, qa_bytes *b) {
     const intlora_state *s = state;
     size_t n = (size_t)s->in * s->out, lr = (size_t)s->rank * (s->in + s->out);
-    /* as held for training: W_int (kept as float for the fused pass), R*, per-row constants, bias */
-    b->frozen = n * sizeof(float) * 2 + (size_t)s->out * sizeof(float) * 5;
+    /* as held for training: the codes of W_round, per row delta, z, the VMC factor, dU, zU and the
+     * bias, R's key; R* only when it was given (a fixture). The per-step workspace (B A / G, W',
+     * U or M: 12 bytes per weight) is not counted, as QLoRA's W_dq is not. */
+    size_t codes = codes_packed(s->n_bits) ? (n + 1) / 2 : n;
+    b->frozen = codes + (size_t)s->out * sizeof(float) * 6 + sizeof s->aux_key + (s->R ? n * sizeof(float) : 0);
     b->trainable = lr * sizeof(float);
     b->gradients = lr * sizeof(float);
     b->optimizer = 2 * lr * sizeof(float);
@@ -507,12 +673,22 @@ static void intlora_bytes(const void *state, qa_bytes *b) {
 
 static int intlora_inspect(const void *state, qa_named_tensor *o, int max) {
     const intlora_state *s = state;
+    struct intlora_view *v = s->view; /* R* and W_round in full, built on the first call */
+    if (!s->R && !v->R) {
+        v->R = qa_alloc(sizeof(float) * (size_t)s->in * s->out);
+        for (int i = 0; i < s->out; i++) aux_row(s, i, v->R + (size_t)i * s->in);
+    }
+    if (!v->w_round) {
+        size_t n = (size_t)s->in * s->out;
+        v->w_round = qa_alloc(sizeof(int32_t) * n);
+        for (size_t k = 0; k < n; k++) v->w_round[k] = code_at(s->codes, codes_packed(s->n_bits), k);
+    }
     int k = 0;
     qa_named_tensor all[] = {
-        {"R", s->R, NULL, 2, {s->out, s->in}},
+        {"R", s->R ? s->R : v->R, NULL, 2, {s->out, s->in}},
         {"delta", s->delta, NULL, 1, {s->out, 1}},
         {"zero_point", s->zero, NULL, 1, {s->out, 1}},
-        {"W_round", NULL, s->w_round, 2, {s->out, s->in}},
+        {"W_round", NULL, v->w_round, 2, {s->out, s->in}},
         {"W_eff", s->W_eff, NULL, 2, {s->out, s->in}},
         {"U_delta", s->dU, NULL, 1, {s->out, 1}},
         {"U_zero_point", s->zU, NULL, 1, {s->out, 1}},
@@ -527,10 +703,15 @@ static int intlora_inspect(const void *state, qa_named_tensor *o, int max) {
 static void intlora_destroy(void *state) {
     intlora_state *s = state;
     qa_base_product_free(&s->base_mm);
-    float *ps[] = {s->R, s->delta, s->zero, s->w_int, s->bias, s->A, s->B, s->dA, s->dB, s->BA, s->U,
-                   s->W_eff, s->mask, s->G, s->dU, s->zU, s->grad_dU, s->grad_zU};
+    float *ps[] = {s->R, s->aux_factor, s->delta, s->zero, s->bias, s->A, s->B, s->dA, s->dB, s->BA_G, s->W_eff,
+                   s->U, s->mask, s->dU, s->zU, s->grad_dU, s->grad_zU};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) qa_free(ps[i]);
-    qa_free(s->w_round);
+    qa_free(s->codes);
+    if (s->view) {
+        qa_free(s->view->R);
+        qa_free(s->view->w_round);
+        qa_free(s->view);
+    }
 }
 
 /* ---- options ---- */

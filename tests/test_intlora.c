@@ -303,3 +303,249 @@ Test(intlora, reference_constant_row_changes_nothing_when_no_row_is_constant) {
     }
     for (int k = 0; k < M * OUT; k++) cr_expect(isfinite(y[1][k]) && y[0][k] == y[1][k], "y[%d]: %g vs %g", k, y[0][k], y[1][k]);
 }
+
+/* ---- R regenerated from its seed against R given explicitly ----
+ * A layer built from the seed holds only R's key and regenerates R* row by row in every pass; the
+ * same layer given R explicitly (the fixture path, qa_layer_init.aux_init) holds R* in full. With
+ * R_ij = Laplace number i * in + j of the key the seeded layer draws (its first draw of the rng),
+ * both must compute the same bits everywhere: y, dx, dA, dB, the update quantizer and its
+ * gradients, R*, W_round and the merged layer. in is odd so that packed rows (N <= 4) share bytes. */
+enum { SIN = 13, SOUT = 9, SM = 6 };
+
+typedef struct {
+    float y[2][SM * SOUT], dx[2][SM * SIN];
+} seeded_pass;
+
+static void layer_pass(const qa_method *m, void *st, const float *x, const float *dy, const float *Bv, seeded_pass *p) {
+    qa_param ps[2];
+    cr_assert_eq(m->params(st, ps, 2), 2);
+    m->forward(st, x, p->y[0], SM); /* calibrates (MUL) with B = 0 */
+    memcpy(ps[1].data, Bv, sizeof(float) * ps[1].n);
+    for (int q = 0; q < 2; q++) memset(ps[q].grad, 0, sizeof(float) * ps[q].n);
+    m->forward(st, x, p->y[1], SM);
+    memset(p->dx[1], 0, sizeof p->dx[1]);
+    m->backward(st, dy, p->dx[1], SM);
+}
+
+static void expect_same_floats(const float *a, const float *b, size_t n, const char *what) {
+    for (size_t k = 0; k < n; k++)
+        if (memcmp(&a[k], &b[k], sizeof(float)) != 0) {
+            cr_expect_fail("%s[%zu]: seeded %.9g, explicit %.9g", what, k, a[k], b[k]);
+            return;
+        }
+}
+
+/* a layer's weights, bias, input, output gradient and a trained B [out,R], drawn from seed */
+static void layer_data(int seed, int in, int out, int tokens, float *W, float *b, float *x, float *dy, float *Bv) {
+    qa_rng *data = qa_rng_new((uint64_t)seed);
+    qa_rng_fill_normal(data, W, (size_t)out * in, 0.3f);
+    qa_rng_fill_normal(data, b, (size_t)out, 0.1f);
+    qa_rng_fill_normal(data, x, (size_t)tokens * in, 1.0f);
+    qa_rng_fill_normal(data, dy, (size_t)tokens * out, 1.0f);
+    qa_rng_fill_normal(data, Bv, (size_t)out * R, 0.05f);
+    qa_rng_free(data);
+}
+
+static void seeded_vs_explicit(const char *method, int bits, const char *opt_name, const char *opt_value) {
+    const qa_method *m = qa_method_find(method);
+    cr_assert_not_null(m);
+    float W[SOUT * SIN], b[SOUT], x[SM * SIN], dy[SM * SOUT], Bv[SOUT * R];
+    layer_data(77, SIN, SOUT, SM, W, b, x, dy, Bv);
+    /* the explicit R: the key is the seeded layer's first draw; the explicit layer's generator
+     * skips that draw, so that both draw the same A */
+    qa_rng *r_seeded = qa_rng_new(9), *r_explicit = qa_rng_new(9);
+    uint64_t key = qa_rng_u64(r_explicit);
+    static float Rraw[SOUT * SIN];
+    for (int k = 0; k < SOUT * SIN; k++) Rraw[k] = (float)qa_counter_laplace(key, (uint64_t)k, 0.5);
+    qa_method_cfg cfg = {.w_bits = bits, .rank = R, .lora_scale = 1.0f, .options = options_with(m, opt_name, opt_value)};
+    qa_layer_init li_s = {SIN, SOUT, W, b, &cfg, r_seeded, "seeded", NULL, NULL};
+    qa_layer_init li_e = {SIN, SOUT, W, b, &cfg, r_explicit, "explicit", Rraw, NULL};
+    void *st[2] = {qa_alloc(m->state_size), qa_alloc(m->state_size)};
+    qa_error err = {0, ""};
+    cr_assert_eq(m->init(st[0], &li_s, &err), 0, "%s", err.msg);
+    cr_assert_eq(m->init(st[1], &li_e, &err), 0, "%s", err.msg);
+    static seeded_pass p[2];
+    for (int v = 0; v < 2; v++) layer_pass(m, st[v], x, dy, Bv, &p[v]);
+    expect_same_floats(p[0].y[0], p[1].y[0], SM * SOUT, "y at calibration");
+    expect_same_floats(p[0].y[1], p[1].y[1], SM * SOUT, "y");
+    expect_same_floats(p[0].dx[1], p[1].dx[1], SM * SIN, "dx");
+    qa_param ps[2][2];
+    for (int v = 0; v < 2; v++) m->params(st[v], ps[v], 2);
+    expect_same_floats(ps[0][0].data, ps[1][0].data, ps[0][0].n, "A");
+    expect_same_floats(ps[0][0].grad, ps[1][0].grad, ps[0][0].n, "dA");
+    expect_same_floats(ps[0][1].grad, ps[1][1].grad, ps[0][1].n, "dB");
+    /* every exposed tensor: R*, the quantizers, W_round, W', the quantizer's gradients */
+    qa_named_tensor t[2][16];
+    int nt[2] = {m->inspect(st[0], t[0], 16), m->inspect(st[1], t[1], 16)};
+    cr_assert_eq(nt[0], nt[1]);
+    for (int i = 0; i < nt[0]; i++) {
+        size_t n = (size_t)t[0][i].dims[0] * t[0][i].dims[1];
+        cr_assert_str_eq(t[0][i].name, t[1][i].name);
+        if (t[0][i].f32) expect_same_floats(t[0][i].f32, t[1][i].f32, n, t[0][i].name);
+        else cr_expect(memcmp(t[0][i].i32, t[1][i].i32, sizeof(int32_t) * n) == 0, "%s differs", t[0][i].name);
+    }
+    /* W_round in range, and R* nonzero: the comparison is not between two empty layers */
+    const qa_named_tensor *wr = find(t[0], nt[0], "W_round"), *rs = find(t[0], nt[0], "R");
+    int nonzero = 0;
+    for (int k = 0; k < SOUT * SIN; k++) {
+        cr_expect(wr->i32[k] >= 0 && wr->i32[k] < (1 << bits), "W_round[%d] = %d at %d bits", k, wr->i32[k], bits);
+        nonzero += rs->f32[k] != 0.f;
+    }
+    cr_expect_gt(nonzero, SOUT * SIN / 2);
+    /* the merged layers */
+    qa_deployed d[2];
+    for (int v = 0; v < 2; v++) cr_assert_eq(m->merge(st[v], &d[v], &err), 0, "%s", err.msg);
+    const size_t n = SOUT * SIN;
+    cr_assert_eq(!d[0].w_int, !d[1].w_int);
+    cr_assert_eq(!d[0].w_fp, !d[1].w_fp);
+    if (d[0].w_int) {
+        cr_expect(memcmp(d[0].w_int, d[1].w_int, sizeof(int32_t) * n) == 0, "merged integers differ");
+        expect_same_floats(d[0].row_scale, d[1].row_scale, SOUT, "row_scale");
+    }
+    if (d[0].w_fp) expect_same_floats(d[0].w_fp, d[1].w_fp, n, "merged W'");
+    cr_assert_eq(d[0].n_stored, d[1].n_stored);
+    for (int i = 0; i < d[0].n_stored; i++) {
+        const qa_stored_tensor *a = &d[0].stored[i], *c = &d[1].stored[i];
+        size_t ne = (size_t)a->rows * a->cols;
+        cr_assert_str_eq(a->name, c->name);
+        cr_assert_eq(a->rows * a->cols, c->rows * c->cols);
+        if (a->i32) cr_expect(memcmp(a->i32, c->i32, sizeof(int32_t) * ne) == 0, "stored %s differs", a->name);
+        else expect_same_floats(a->f32, c->f32, ne, a->name);
+    }
+    for (int k = 0; k < d[0].n_stats; k++)
+        cr_expect(d[0].stat_num[k] == d[1].stat_num[k] && d[0].stat_den[k] == d[1].stat_den[k], "stat %s", d[0].stat_name[k]);
+    cr_expect_str_eq(d[0].note, d[1].note);
+    for (int v = 0; v < 2; v++) {
+        qa_deployed_free(&d[v]);
+        m->destroy(st[v]);
+        qa_free(st[v]);
+    }
+    qa_rng_free(r_seeded);
+    qa_rng_free(r_explicit);
+}
+
+Test(intlora, seeded_r_matches_explicit_r_mul) {
+    seeded_vs_explicit("intlora-mul", 8, NULL, NULL);
+    seeded_vs_explicit("intlora-mul", 4, NULL, NULL);
+    seeded_vs_explicit("intlora-mul", 3, NULL, NULL);
+    seeded_vs_explicit("intlora-mul", 6, NULL, NULL);
+}
+Test(intlora, seeded_r_matches_explicit_r_shift) {
+    seeded_vs_explicit("intlora-shift", 8, NULL, NULL);
+    seeded_vs_explicit("intlora-shift", 4, NULL, NULL);
+}
+Test(intlora, seeded_r_matches_explicit_r_mul_additive_and_std) {
+    seeded_vs_explicit("intlora-mul", 4, "zero_path", "additive");
+    seeded_vs_explicit("intlora-mul", 8, "vmc_stat", "std");
+}
+
+/* ---- bf16 training arithmetic ----
+ * With the step's dtype bf16 the layer builds the same W' (the build is dtype-independent) and runs
+ * its three products, y = x W'^T, dx = dy W' and G_W = dy^T x, on bf16 operands with f32
+ * accumulation. Each product then differs from the f32 layer's by at most (2u + u^2) times the
+ * sum of the absolute products it adds (u = 2^-8), and dA, dB (computed from G_W . M in f32) by
+ * that bound carried through |A| and |B|. */
+static void bf16_against_f32(const char *method, int bits) {
+    const qa_method *m = qa_method_find(method);
+    enum { BI = 40, BO = 24, BM = 32 };
+    static float W[BO * BI], b[BO], x[BM * BI], dy[BM * BO], Bv[BO * R], y[2][BM * BO], dx[2][BM * BI], Weff[2][BO * BI];
+    static float dA[2][R * BI], dB[2][BO * R], A[R * BI];
+    layer_data(31, BI, BO, BM, W, b, x, dy, Bv);
+    qa_method_cfg cfg = {.w_bits = bits, .rank = R, .lora_scale = 1.0f, .options = options_with(m, NULL, NULL)};
+    for (int v = 0; v < 2; v++) {
+        qa_step_ctx step = {NULL, 1, BM, 1000, v ? QA_DTYPE_BF16 : QA_DTYPE_F32};
+        qa_rng *r = qa_rng_new(4);
+        qa_layer_init li = {BI, BO, W, b, &cfg, r, "bf16", NULL, &step};
+        void *st = qa_alloc(m->state_size);
+        qa_error err = {0, ""};
+        cr_assert_eq(m->init(st, &li, &err), 0, "%s", err.msg);
+        qa_param ps[2];
+        cr_assert_eq(m->params(st, ps, 2), 2);
+        m->forward(st, x, y[v], BM); /* calibrates (MUL) with B = 0 */
+        memcpy(ps[1].data, Bv, sizeof Bv);
+        memset(ps[0].grad, 0, sizeof(float) * ps[0].n);
+        memset(ps[1].grad, 0, sizeof(float) * ps[1].n);
+        m->forward(st, x, y[v], BM);
+        memset(dx[v], 0, sizeof dx[v]);
+        m->backward(st, dy, dx[v], BM);
+        memcpy(A, ps[0].data, sizeof A);
+        memcpy(dA[v], ps[0].grad, sizeof dA[v]);
+        memcpy(dB[v], ps[1].grad, sizeof dB[v]);
+        qa_named_tensor t[16];
+        int nt = m->inspect(st, t, 16);
+        memcpy(Weff[v], find(t, nt, "W_eff")->f32, sizeof Weff[v]);
+        m->destroy(st);
+        qa_free(st);
+        qa_rng_free(r);
+    }
+    cr_expect(memcmp(Weff[0], Weff[1], sizeof Weff[0]) == 0, "%s: W' depends on the dtype", method);
+    const double bound = 2.0 / 256 + 1.0 / 65536;
+    static double gabs[BO * BI];
+    for (int o = 0; o < BO; o++)
+        for (int i = 0; i < BI; i++) {
+            double s = 0;
+            for (int mm = 0; mm < BM; mm++) s += fabs((double)dy[mm * BO + o] * x[mm * BI + i]);
+            gabs[o * BI + i] = s;
+        }
+    int differs = 0;
+    for (int mm = 0; mm < BM; mm++)
+        for (int o = 0; o < BO; o++) {
+            double s = 0;
+            for (int i = 0; i < BI; i++) s += fabs((double)x[mm * BI + i] * Weff[0][o * BI + i]);
+            float a = y[0][mm * BO + o], c = y[1][mm * BO + o];
+            cr_expect(fabs((double)a - c) <= bound * s + 1e-5, "%s y[%d,%d]: f32 %g, bf16 %g", method, mm, o, a, c);
+            differs += a != c;
+        }
+    cr_expect_gt(differs, 0, "%s: the bf16 step computed the f32 product", method);
+    for (int mm = 0; mm < BM; mm++)
+        for (int i = 0; i < BI; i++) {
+            double s = 0;
+            for (int o = 0; o < BO; o++) s += fabs((double)dy[mm * BO + o] * Weff[0][o * BI + i]);
+            cr_expect(fabs((double)dx[0][mm * BI + i] - dx[1][mm * BI + i]) <= bound * s + 1e-5, "%s dx[%d,%d]", method, mm, i);
+        }
+    for (int o = 0; o < BO; o++)
+        for (int k = 0; k < R; k++) {
+            double s = 0;
+            for (int i = 0; i < BI; i++) s += gabs[o * BI + i] * fabs((double)A[k * BI + i]);
+            cr_expect(fabs((double)dB[0][o * R + k] - dB[1][o * R + k]) <= bound * s + 1e-5, "%s dB[%d,%d]: f32 %g, bf16 %g",
+                      method, o, k, dB[0][o * R + k], dB[1][o * R + k]);
+        }
+    for (int k = 0; k < R; k++)
+        for (int i = 0; i < BI; i++) {
+            double s = 0;
+            for (int o = 0; o < BO; o++) s += fabs((double)Bv[o * R + k]) * gabs[o * BI + i];
+            cr_expect(fabs((double)dA[0][k * BI + i] - dA[1][k * BI + i]) <= bound * s + 1e-5, "%s dA[%d,%d]: f32 %g, bf16 %g",
+                      method, k, i, dA[0][k * BI + i], dA[1][k * BI + i]);
+        }
+}
+
+Test(intlora, bf16_step_within_the_bf16_bound_of_f32) {
+    bf16_against_f32("intlora-mul", 8);
+    bf16_against_f32("intlora-mul", 4);
+    bf16_against_f32("intlora-shift", 8);
+}
+
+/* ---- the batched Laplace generator R is regenerated with ----
+ * qa_counter_laplace_f32 must give, bit for bit, (float)qa_counter_laplace (itself checked against
+ * SplitMix64's published outputs in test_rng): over a million numbers per key, at several keys,
+ * scales and start indices, with lengths that are not multiples of its block. */
+Test(intlora, batched_laplace_is_the_scalar_generator_bit_for_bit) {
+    enum { NB = 1 << 20 };
+    static float got[NB + 7];
+    const uint64_t keys[3] = {0, 0x9E3779B97F4A7C15ull, 12345};
+    const double scales[3] = {0.5, 1.0, 0.37};
+    const uint64_t starts[3] = {0, 1000003, (uint64_t)1 << 40};
+    for (int c = 0; c < 3; c++) {
+        size_t n = NB + (size_t)(c * 3 + 1);
+        qa_counter_laplace_f32(keys[c], starts[c], n, scales[c], got);
+        size_t bad = 0, first = n;
+        for (size_t k = 0; k < n; k++) {
+            float want = (float)qa_counter_laplace(keys[c], starts[c] + k, scales[c]);
+            if (memcmp(&want, &got[k], sizeof want) != 0) {
+                bad++;
+                if (first == n) first = k;
+            }
+        }
+        cr_expect_eq(bad, 0, "key %d: %zu of %zu differ, first at %zu", c, bad, n, first);
+    }
+}
