@@ -491,8 +491,7 @@ static void attention_half_forward(qa_dit *m, int l, int B) {
     block_attention(m, l, B);
     prof_lap(m, &m->prof.attention, &t0);
     slot_forward(m->o[l], a->att, a->o, M);
-    memcpy(a->x_mid, a->x_in, sizeof(float) * (size_t)M * d);
-    qa_gated_residual_forward(a->x_mid, a->o, g1, 6 * d, B, T, d);
+    qa_gated_residual_forward(a->x_mid, a->x_in, a->o, g1, 6 * d, B, T, d);
 }
 
 /* Block l's MLP half, x_out = x_mid + g2 * fc2(GELU(fc1(LN(x_mid)(1 + scale2) + shift2))). */
@@ -524,8 +523,7 @@ static void mlp_half_forward(qa_dit *m, int l, int B, float *x_out) {
     qa_gelu_forward(a->g, a->m1, (size_t)M * hid);
     prof_lap(m, &m->prof.gelu, &t0);
     slot_forward(m->mlp2[l], a->g, a->m2, M);
-    memcpy(x_out, a->x_mid, sizeof(float) * (size_t)M * d);
-    qa_gated_residual_forward(x_out, a->m2, g2, 6 * d, B, T, d);
+    qa_gated_residual_forward(x_out, a->x_mid, a->m2, g2, 6 * d, B, T, d);
 }
 
 /* The output layer on the patch tokens' LN(x)(1 + scale) + shift. */

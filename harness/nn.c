@@ -180,14 +180,14 @@ void qa_modulate_backward(float *dx, float *dshift, float *dscale, const float *
     }
 }
 
-void qa_gated_residual_forward(float *x, const float *y, const float *gate, int cond_stride, int B,
-                            int T, int C) {
+void qa_gated_residual_forward(float *x_out, const float *x, const float *y, const float *gate, int cond_stride,
+                               int B, int T, int C) {
     #pragma omp parallel for schedule(static)
     for (int bt = 0; bt < B * T; bt++) {
         const float *g = gate + (size_t)(bt / T) * cond_stride;
-        float *xr = x + (size_t)bt * C;
-        const float *yr = y + (size_t)bt * C;
-        for (int c = 0; c < C; c++) xr[c] += g[c] * yr[c];
+        const float *xr = x + (size_t)bt * C, *yr = y + (size_t)bt * C;
+        float *xo = x_out + (size_t)bt * C;
+        for (int c = 0; c < C; c++) xo[c] = xr[c] + g[c] * yr[c];
     }
 }
 

@@ -68,9 +68,9 @@ void qa_modulate_forward(float *y, const float *x, const float *shift, const flo
 void qa_modulate_backward(float *dx, float *dshift, float *dscale, const float *dy, const float *x,
                        const float *scale, int cond_stride, int B, int T, int C);
 
-/* Gated residual: x[b,t,:] += gate[b,:] * y[b,t,:] */
-void qa_gated_residual_forward(float *x, const float *y, const float *gate, int cond_stride, int B,
-                            int T, int C);
+/* Gated residual: x_out[b,t,:] = x[b,t,:] + gate[b,:] * y[b,t,:]  (x_out may be x: in place) */
+void qa_gated_residual_forward(float *x_out, const float *x, const float *y, const float *gate, int cond_stride,
+                               int B, int T, int C);
 /* dy += gate * dx; dgate += sum_t dx * y   (dx, the residual stream grad, passes through) */
 void qa_gated_residual_backward(float *dy, float *dgate, const float *dx, const float *y,
                              const float *gate, int cond_stride, int B, int T, int C);

@@ -249,8 +249,7 @@ static struct {
 } gr;
 static double gr_loss(layer *L) {
     (void)L;
-    memcpy(gr.out, gr.x0, sizeof gr.out);
-    qa_gated_residual_forward(gr.out, gr.y, gr.cond + GC, GS, GB, GT, GC);
+    qa_gated_residual_forward(gr.out, gr.x0, gr.y, gr.cond + GC, GS, GB, GT, GC);
     return weighted_sum(gr.out, gr.w, GB * GT * GC);
 }
 static void gr_back(layer *L) {
@@ -276,6 +275,14 @@ Test(nn, gated_residual_forward_matches_naive) {
                 int i = (b * GT + t) * GC + c;
                 cr_assert_float_eq(gr.out[i], gr.x0[i] + (double)gr.cond[b * GS + GC + c] * gr.y[i], 1e-6, "x[%d]", i);
             }
+}
+Test(nn, gated_residual_forward_in_place_equals_out_of_place) {
+    gr_setup();
+    gr_loss(&gr.L);
+    float x[GB * GT * GC];
+    memcpy(x, gr.x0, sizeof x);
+    qa_gated_residual_forward(x, x, gr.y, gr.cond + GC, GS, GB, GT, GC);
+    cr_assert(memcmp(x, gr.out, sizeof x) == 0, "x_out = x gives the out-of-place result bit for bit");
 }
 Test(nn, gated_residual_gradcheck) {
     gradcheck(gr_setup());
