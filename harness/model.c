@@ -652,18 +652,22 @@ void qa_dit_backward(qa_dit *m, const float *deps) {
         zero_floats(m->d_m2, (size_t)M * d);
         qa_gated_residual_backward(m->d_m2, dg2, m->d_res, a->m2, g2, 6 * d, B, T, d);
         qa_linear *fc2 = m->mlp2[l];
-        if (slot_plain_bf16(fc2) && fc2->bf16.rows == M) { /* fc2's dx written, not added: no zeroing */
+        float *d_m1 = m->d_m1;
+        if (slot_plain_bf16(fc2) && fc2->bf16.rows == M) {
+            /* bf16: fc2's dx written, not added, and GELU's backward in place over it: no zeroing */
             int train = tb && !fc2->W_frozen;
             qa_linear_backward_bf16_ex(&fc2->bf16, m->d_g, 0, train ? fc2->dW : NULL, train ? fc2->db : NULL, m->d_m2,
                                        0, M);
+            qa_gelu_backward_in_place(m->d_g, a->m1, (size_t)M * hid);
+            d_m1 = m->d_g;
         } else {
             zero_floats(m->d_g, (size_t)M * hid);
             slot_backward(fc2, m->d_m2, m->d_g, M, tb);
+            zero_floats(m->d_m1, (size_t)M * hid);
+            qa_gelu_backward(m->d_m1, m->d_g, a->m1, (size_t)M * hid);
         }
-        zero_floats(m->d_m1, (size_t)M * hid);
-        qa_gelu_backward(m->d_m1, m->d_g, a->m1, (size_t)M * hid);
         zero_floats(m->d_h, (size_t)M * d);
-        slot_backward(m->mlp1[l], m->d_m1, m->d_h, M, tb);
+        slot_backward(m->mlp1[l], d_m1, m->d_h, M, tb);
         zero_floats(m->d_att, (size_t)M * d); /* d_ln2 */
         qa_modulate_backward(m->d_att, dsh2, dsc2, m->d_h, a->ln2, sc2, 6 * d, B, T, d);
         qa_layernorm_backward(m->d_res, m->d_att, a->x_mid, a->mean2, a->rstd2, M, d);

@@ -239,16 +239,22 @@ void qa_gelu_forward(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = gelu_value(x[i]);
 }
 
+/* d GELU(v) / dv */
+static inline float gelu_grad(float v) {
+    float u = GELU_K * (v + 0.044715f * v * v * v);
+    float th = 2.0f * sigmoid_fast(2.0f * u) - 1.0f; /* tanh(u) */
+    float sech2 = 1.0f - th * th;
+    return 0.5f * (1.0f + th) + 0.5f * v * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
+}
+
 void qa_gelu_backward(float *dx, const float *dy, const float *x, size_t n) {
     #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        float u = GELU_K * (v + 0.044715f * v * v * v);
-        float th = 2.0f * sigmoid_fast(2.0f * u) - 1.0f; /* tanh(u) */
-        float sech2 = 1.0f - th * th;
-        float grad = 0.5f * (1.0f + th) + 0.5f * v * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
-        dx[i] += grad * dy[i];
-    }
+    for (size_t i = 0; i < n; i++) dx[i] += gelu_grad(x[i]) * dy[i];
+}
+
+void qa_gelu_backward_in_place(float *dy, const float *x, size_t n) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) dy[i] = gelu_grad(x[i]) * dy[i];
 }
 
 void qa_silu_forward(float *y, const float *x, size_t n) {

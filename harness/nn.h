@@ -78,6 +78,9 @@ void qa_gated_residual_backward(float *dy, float *dgate, const float *dx, const 
 /* GELU, tanh approximation (as in GPT-2 and DiT): y = 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))) */
 void qa_gelu_forward(float *y, const float *x, size_t n);
 void qa_gelu_backward(float *dx, const float *dy, const float *x, size_t n);
+/* dy = GELU'(x) dy: the gradient through GELU written over the incoming one, for a caller with no
+ * further use for it (no zeroed dx buffer to fill). */
+void qa_gelu_backward_in_place(float *dy, const float *x, size_t n);
 /* SiLU: y = x sigmoid(x) */
 void qa_silu_forward(float *y, const float *x, size_t n);
 void qa_silu_backward(float *dx, const float *dy, const float *x, size_t n);

@@ -347,6 +347,15 @@ Test(nn, relu_forward_matches_formula) {
 Test(nn, gelu_gradcheck) { gradcheck(act_setup("gelu", qa_gelu_forward, qa_gelu_backward)); }
 Test(nn, silu_gradcheck) { gradcheck(act_setup("silu", qa_silu_forward, qa_silu_backward)); }
 Test(nn, relu_gradcheck) { gradcheck(act_setup("relu", qa_relu_forward, qa_relu_backward)); }
+/* The in-place GELU backward as an accumulating one (dy copied, then added), for the same checks. */
+static void gelu_backward_in_place_added(float *dx, const float *dy, const float *x, size_t n) {
+    float t[EN];
+    cr_assert(n <= EN);
+    memcpy(t, dy, sizeof(float) * n);
+    qa_gelu_backward_in_place(t, x, n);
+    for (size_t i = 0; i < n; i++) dx[i] += t[i];
+}
+Test(nn, gelu_backward_in_place_gradcheck) { gradcheck(act_setup("gelu", qa_gelu_forward, gelu_backward_in_place_added)); }
 Test(nn, gelu_backward_accumulates) { accumcheck(act_setup("gelu", qa_gelu_forward, qa_gelu_backward)); }
 Test(nn, silu_backward_accumulates) { accumcheck(act_setup("silu", qa_silu_forward, qa_silu_backward)); }
 Test(nn, relu_backward_accumulates) { accumcheck(act_setup("relu", qa_relu_forward, qa_relu_backward)); }
