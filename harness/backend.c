@@ -197,6 +197,11 @@ void qa_matmul_view(const qa_view *a, const float *A, const qa_view *b, const fl
     matmul_float(MM_F32, a, A, b, B, c, C, alpha, accumulate, bias);
 }
 
+void qa_matmul_view_bf16(const qa_view *a, const qa_bf16 *A, const qa_view *b, const qa_bf16 *B, const qa_view *c,
+                         float *C, float alpha, int accumulate, const float *bias) {
+    matmul_float(MM_BF16, a, A, b, B, c, C, alpha, accumulate, bias);
+}
+
 /* The 2-D views of C[M,N] = op(A)·op(B): op = the transpose of the stored matrix when trans. */
 static void views_2d(int M, int N, int K, int transA, int transB, qa_view *va, qa_view *vb, qa_view *vc) {
     *va = qa_view_2d(M, K, transA);

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* A 4-D strided view [b0, b1, rows, cols] of an f32 (or int8) buffer; strides in elements. */
 typedef struct {
@@ -33,10 +34,26 @@ typedef uint16_t qa_bf16;
 /* dst[i] = src[i] rounded to bf16 (round to nearest even), by a cached oneDNN reorder. */
 void qa_convert_to_bf16(qa_bf16 *dst, const float *src, size_t n);
 
+/* One value rounded as qa_convert_to_bf16 rounds it on this CPU (AVX512-BF16's conversion): to
+ * nearest even, NaN kept (quiet), subnormal inputs to a zero of their sign. For the loops that
+ * compute a tensor and write its bf16 copy in the same pass (no second pass over memory). */
+static inline qa_bf16 qa_bf16_round(float f) {
+    uint32_t u;
+    memcpy(&u, &f, sizeof u);
+    uint32_t h = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;              /* ties to even */
+    h = (u & 0x7FFFFFFFu) > 0x7F800000u ? (u >> 16) | 0x40u : h;      /* NaN */
+    h = (u & 0x7F800000u) == 0 ? (u >> 16) & 0x8000u : h;             /* zero, subnormal */
+    return (qa_bf16)h;                                                /* (selects, so loops vectorise) */
+}
+
 /* qa_matmul with bf16 operands: C[M,N] (f32) (+)= op(A)·op(B) (+ bias, f32), the products
  * accumulated in f32 (oneDNN's bf16 matmul; brgemm with AVX512-BF16 where the CPU has it). */
 void qa_matmul_bf16(int M, int N, int K, const qa_bf16 *A, int transA, const qa_bf16 *B, int transB,
                     float *C, int accumulate, const float *bias);
+
+/* qa_matmul_view with bf16 operands (f32 accumulation, f32 C and bias): attention's per-head products. */
+void qa_matmul_view_bf16(const qa_view *a, const qa_bf16 *A, const qa_view *b, const qa_bf16 *B, const qa_view *c,
+                         float *C, float alpha, int accumulate, const float *bias);
 
 /* Integer matmul for deployed W8A8 layers: C[M,N] (f32) = scale[n] * (A_u8[M,K] · B_s8[N,K]^T)
  * accumulated in s32; per-column scales are static (baked into the primitive, cached by pointer

@@ -21,6 +21,8 @@ size_t qa_dit_activation_bytes(const qa_dit *m) {
         if (m->lin[i].x_hat) n += 2 * sizeof(float) * (size_t)m->lin[i].max_rows * m->lin[i].in; /* x_hat, dx_hat */
         n += qa_linear_bf16_bytes(&m->lin[i].bf16);
     }
+    if (m->att_bf16)
+        for (int l = 0; l < m->cfg.depth; l++) n += qa_attention_bf16_bytes(&m->att_bf16[l]);
     return n;
 }
 
@@ -252,12 +254,16 @@ void qa_dit_set_dtype(qa_dit *m, qa_dtype dtype) {
         s->dtype = dtype;
         if (dtype == QA_DTYPE_BF16 && !s->bf16.x) qa_linear_bf16_init(&s->bf16, s->max_rows, s->in, s->out);
     }
+    if (dtype == QA_DTYPE_BF16 && !m->att_bf16) m->att_bf16 = qa_alloc(sizeof(qa_attention_bf16) * m->cfg.depth);
 }
 
 void qa_dit_free(qa_dit *m) {
     if (!m->params) return;
     qa_dit_reset_slots(m);
     for (int i = 0; i < m->n_lin; i++) qa_linear_bf16_free(&m->lin[i].bf16);
+    if (m->att_bf16)
+        for (int l = 0; l < m->cfg.depth; l++) qa_attention_bf16_free(&m->att_bf16[l]);
+    qa_free(m->att_bf16);
     qa_free(m->lin);
     qa_free(m->adaln); qa_free(m->q); qa_free(m->k); qa_free(m->v); qa_free(m->o);
     qa_free(m->mlp1); qa_free(m->mlp2); qa_free(m->qkv_i8); qa_free(m->qkv_bias);
@@ -296,8 +302,17 @@ void qa_dit_init_weights(qa_dit *m, uint64_t seed) {
     qa_rng_free(r);
 }
 
+/* memset(p, 0, n floats) split over the threads: a training step zeroes its gradients and about
+ * ten activation gradients per block, and one thread alone does not reach the memory bandwidth. */
+enum { ZERO_CHUNK = 16384 };
+static void zero_floats(float *p, size_t n) {
+    if (n <= ZERO_CHUNK) { memset(p, 0, sizeof(float) * n); return; }
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i += ZERO_CHUNK) memset(p + i, 0, sizeof(float) * (n - i < ZERO_CHUNK ? n - i : ZERO_CHUNK));
+}
+
 void qa_dit_zero_grads(qa_dit *m) {
-    memset(m->grads, 0, sizeof(float) * m->n_params);
+    zero_floats(m->grads, m->n_params);
 }
 
 /* ---- the linear-layer hook: quantized input, frozen / adapted / deployed weights ---- */
@@ -363,6 +378,12 @@ static void slot_forward_bf16(qa_linear *s, const float *xin, float *y, int M) {
     }
 }
 
+/* A slot that computes its own linear in bf16 with nothing around the matmul (no method, input
+ * quantizer or deployed weight): the backward may call its bf16 layer directly. */
+static int slot_plain_bf16(const qa_linear *s) {
+    return s->dtype == QA_DTYPE_BF16 && !s->method && !s->actq.bits && !s->W_deploy && !s->i8;
+}
+
 static void slot_forward_body(qa_linear *s, const float *x, float *y, int M) {
     QA_ASSERT(M <= s->max_rows);
     if (s->i8) { /* deployed W8A8 on the integer kernels: quantizes x itself; no backward */
@@ -416,7 +437,8 @@ static void block_attention(qa_dit *m, int l, int B) {
     qa_block_acts *a = &m->acts[l];
     const int d = m->cfg.dim, T = m->T, H = m->cfg.heads;
     if (m->attention_mode == QA_ATTN_FLOAT) {
-        qa_attention_forward(a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
+        if (m->att_bf16_last) qa_attention_forward_bf16(&m->att_bf16[l], a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
+        else qa_attention_forward(a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
         return;
     }
     qa_int8_attention *A = &m->att_q[l];
@@ -474,8 +496,7 @@ static void attention_half_forward(qa_dit *m, int l, int B) {
     block_attention(m, l, B);
     prof_lap(m, &m->prof.attention, &t0);
     slot_forward(m->o[l], a->att, a->o, M);
-    memcpy(a->x_mid, a->x_in, sizeof(float) * (size_t)M * d);
-    qa_gated_residual_forward(a->x_mid, a->o, g1, 6 * d, B, T, d);
+    qa_gated_residual_forward(a->x_mid, a->x_in, a->o, g1, 6 * d, B, T, d);
 }
 
 /* Block l's MLP half, x_out = x_mid + g2 * fc2(GELU(fc1(LN(x_mid)(1 + scale2) + shift2))). */
@@ -507,8 +528,7 @@ static void mlp_half_forward(qa_dit *m, int l, int B, float *x_out) {
     qa_gelu_forward(a->g, a->m1, (size_t)M * hid);
     prof_lap(m, &m->prof.gelu, &t0);
     slot_forward(m->mlp2[l], a->g, a->m2, M);
-    memcpy(x_out, a->x_mid, sizeof(float) * (size_t)M * d);
-    qa_gated_residual_forward(x_out, a->m2, g2, 6 * d, B, T, d);
+    qa_gated_residual_forward(x_out, a->x_mid, a->m2, g2, 6 * d, B, T, d);
 }
 
 /* The output layer on the patch tokens' LN(x)(1 + scale) + shift. */
@@ -541,6 +561,7 @@ void qa_dit_forward(qa_dit *m, const float *x_t, const float *t, const int *y, i
     m->last_B = B;
     m->last_y = y;
     for (int i = 0; i < m->n_lin; i++) m->lin[i].bf16_x_source = NULL; /* no bf16 copy is of this forward yet */
+    m->att_bf16_last = m->step.dtype == QA_DTYPE_BF16 && m->att_bf16 && m->attention_mode == QA_ATTN_FLOAT;
     m->step.t = t;
     m->step.B = B;
     m->step.rows_per_sample = T;
@@ -604,7 +625,7 @@ void qa_dit_backward(qa_dit *m, const float *deps) {
     const int tb = m->train_base;
 
     /* d out_tok from d eps (token 0 gets zero) */
-    memset(m->d_out_tok, 0, sizeof(float) * (size_t)M * pd);
+    zero_floats(m->d_out_tok, (size_t)M * pd);
     for (int b = 0; b < B; b++)
         for (int gy = 0; gy < G; gy++)
             for (int gx = 0; gx < G; gx++)
@@ -613,13 +634,13 @@ void qa_dit_backward(qa_dit *m, const float *deps) {
                         m->d_out_tok[((size_t)b * T + 1 + gy * G + gx) * pd + py * P + px] =
                             deps[(size_t)b * img * img + (gy * P + py) * img + gx * P + px];
 
-    if (tb) memset(m->d_sc, 0, sizeof(float) * (size_t)B * d);
+    if (tb) zero_floats(m->d_sc, (size_t)B * d);
     /* final layer */
-    memset(m->d_h, 0, sizeof(float) * (size_t)M * d);
+    zero_floats(m->d_h, (size_t)M * d);
     slot_backward(m->final, m->d_out_tok, m->d_h, M, tb);
-    memset(m->d_res, 0, sizeof(float) * (size_t)M * d);
-    memset(m->d_fmod, 0, sizeof(float) * (size_t)B * 2 * d);
-    memset(m->d_att, 0, sizeof(float) * (size_t)M * d); /* d_lnf */
+    zero_floats(m->d_res, (size_t)M * d);
+    zero_floats(m->d_fmod, (size_t)B * 2 * d);
+    zero_floats(m->d_att, (size_t)M * d); /* d_lnf */
     qa_modulate_backward(m->d_att, m->d_fmod, m->d_fmod + d, m->d_h, m->lnf, m->fmod + d, 2 * d, B, T, d);
     qa_layernorm_backward(m->d_res, m->d_att, m->x_final, m->meanf, m->rstdf, M, d);
     if (tb) slot_backward(m->final_adaln, m->d_fmod, m->d_sc, B, tb);
@@ -630,36 +651,51 @@ void qa_dit_backward(qa_dit *m, const float *deps) {
         const float *sc2 = a->mod + 4 * d, *g2 = a->mod + 5 * d;
         float *dsh1 = m->d_mod, *dsc1 = m->d_mod + d, *dg1 = m->d_mod + 2 * d;
         float *dsh2 = m->d_mod + 3 * d, *dsc2 = m->d_mod + 4 * d, *dg2 = m->d_mod + 5 * d;
-        memset(m->d_mod, 0, sizeof(float) * (size_t)B * 6 * d);
+        zero_floats(m->d_mod, (size_t)B * 6 * d);
 
         /* x_out = x_mid + g2 * m2: d_res is d x_out and flows on unchanged as d x_mid */
-        memset(m->d_m2, 0, sizeof(float) * (size_t)M * d);
+        zero_floats(m->d_m2, (size_t)M * d);
         qa_gated_residual_backward(m->d_m2, dg2, m->d_res, a->m2, g2, 6 * d, B, T, d);
-        memset(m->d_g, 0, sizeof(float) * (size_t)M * hid);
-        slot_backward(m->mlp2[l], m->d_m2, m->d_g, M, tb);
-        memset(m->d_m1, 0, sizeof(float) * (size_t)M * hid);
-        qa_gelu_backward(m->d_m1, m->d_g, a->m1, (size_t)M * hid);
-        memset(m->d_h, 0, sizeof(float) * (size_t)M * d);
-        slot_backward(m->mlp1[l], m->d_m1, m->d_h, M, tb);
-        memset(m->d_att, 0, sizeof(float) * (size_t)M * d); /* d_ln2 */
+        qa_linear *fc2 = m->mlp2[l];
+        float *d_m1 = m->d_m1;
+        if (slot_plain_bf16(fc2) && fc2->bf16.rows == M) {
+            /* bf16: fc2's dx written, not added, and GELU's backward in place over it: no zeroing */
+            int train = tb && !fc2->W_frozen;
+            qa_linear_backward_bf16_ex(&fc2->bf16, m->d_g, 0, train ? fc2->dW : NULL, train ? fc2->db : NULL, m->d_m2,
+                                       0, M);
+            qa_gelu_backward_in_place(m->d_g, a->m1, (size_t)M * hid);
+            d_m1 = m->d_g;
+        } else {
+            zero_floats(m->d_g, (size_t)M * hid);
+            slot_backward(fc2, m->d_m2, m->d_g, M, tb);
+            zero_floats(m->d_m1, (size_t)M * hid);
+            qa_gelu_backward(m->d_m1, m->d_g, a->m1, (size_t)M * hid);
+        }
+        zero_floats(m->d_h, (size_t)M * d);
+        slot_backward(m->mlp1[l], d_m1, m->d_h, M, tb);
+        zero_floats(m->d_att, (size_t)M * d); /* d_ln2 */
         qa_modulate_backward(m->d_att, dsh2, dsc2, m->d_h, a->ln2, sc2, 6 * d, B, T, d);
         qa_layernorm_backward(m->d_res, m->d_att, a->x_mid, a->mean2, a->rstd2, M, d);
 
         /* x_mid = x_in + g1 * o */
-        memset(m->d_o, 0, sizeof(float) * (size_t)M * d);
+        zero_floats(m->d_o, (size_t)M * d);
         qa_gated_residual_backward(m->d_o, dg1, m->d_res, a->o, g1, 6 * d, B, T, d);
-        memset(m->d_att, 0, sizeof(float) * (size_t)M * d);
+        zero_floats(m->d_att, (size_t)M * d);
         slot_backward(m->o[l], m->d_o, m->d_att, M, tb);
-        memset(m->d_q, 0, sizeof(float) * (size_t)M * d);
-        memset(m->d_k, 0, sizeof(float) * (size_t)M * d);
-        memset(m->d_v, 0, sizeof(float) * (size_t)M * d);
-        qa_attention_backward(m->d_q, m->d_k, m->d_v, m->d_att, a->probs, a->q, a->k, a->v,
-                           m->att_scratch, B, T, d, H);
-        memset(m->d_h, 0, sizeof(float) * (size_t)M * d);
+        zero_floats(m->d_q, (size_t)M * d);
+        zero_floats(m->d_k, (size_t)M * d);
+        zero_floats(m->d_v, (size_t)M * d);
+        if (m->att_bf16_last)
+            qa_attention_backward_bf16(&m->att_bf16[l], m->d_q, m->d_k, m->d_v, m->d_att, a->probs, m->att_scratch,
+                                       B, T, d, H);
+        else
+            qa_attention_backward(m->d_q, m->d_k, m->d_v, m->d_att, a->probs, a->q, a->k, a->v,
+                                  m->att_scratch, B, T, d, H);
+        zero_floats(m->d_h, (size_t)M * d);
         slot_backward(m->q[l], m->d_q, m->d_h, M, tb);
         slot_backward(m->k[l], m->d_k, m->d_h, M, tb);
         slot_backward(m->v[l], m->d_v, m->d_h, M, tb);
-        memset(m->d_att, 0, sizeof(float) * (size_t)M * d); /* d_ln1 */
+        zero_floats(m->d_att, (size_t)M * d); /* d_ln1 */
         qa_modulate_backward(m->d_att, dsh1, dsc1, m->d_h, a->ln1, sc1, 6 * d, B, T, d);
         qa_layernorm_backward(m->d_res, m->d_att, a->x_in, a->mean1, a->rstd1, M, d);
         if (tb) slot_backward(m->adaln[l], m->d_mod, m->d_sc, B, tb);
@@ -669,7 +705,7 @@ void qa_dit_backward(qa_dit *m, const float *deps) {
     /* tokens = [c ; patch tokens] + pos */
     float *dpos = m->grads + (m->pos - m->params);
     float *dcls = m->grads + (m->class_table - m->params);
-    memset(m->d_c, 0, sizeof(float) * (size_t)B * d);
+    zero_floats(m->d_c, (size_t)B * d);
     for (int b = 0; b < B; b++) {
         for (int j = 0; j < d; j++) {
             float g = m->d_res[(size_t)b * T * d + j];
@@ -687,9 +723,9 @@ void qa_dit_backward(qa_dit *m, const float *deps) {
     /* c = temb + yemb, sc = SiLU(c) */
     qa_silu_backward(m->d_c, m->d_sc, m->c, (size_t)B * d);
     qa_embedding_backward(dcls, m->d_c, m->last_y, B, d);
-    memset(m->d_ths, 0, sizeof(float) * (size_t)B * d);
+    zero_floats(m->d_ths, (size_t)B * d);
     slot_backward(m->t2, m->d_c, m->d_ths, B, tb);
-    memset(m->d_th, 0, sizeof(float) * (size_t)B * d);
+    zero_floats(m->d_th, (size_t)B * d);
     qa_silu_backward(m->d_th, m->d_ths, m->th, (size_t)B * d);
     slot_backward(m->t1, m->d_th, NULL, B, tb);
 }

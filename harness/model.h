@@ -127,6 +127,8 @@ typedef struct {
     int int8_unfused;             /* 1: no fused operations (each integer layer quantizes its own input) */
     int attention_mode;           /* QA_ATTN_*: how the deployed model computes attention */
     qa_int8_attention *att_q;     /* per block, when attention_mode != QA_ATTN_FLOAT */
+    qa_attention_bf16 *att_bf16;  /* per block, once the dtype has been bf16: attention's bf16 copies */
+    int att_bf16_last;            /* 1: the last forward's attention ran on att_bf16 (its backward follows) */
     float *att_scratch_fq;        /* fake-quantized q, k, v of the reference */
     int profiling;
     qa_dit_profile prof;
@@ -180,7 +182,8 @@ int qa_dit_enable_int8(qa_dit *m);
  * QA_DTYPE_F32 (the default) or QA_DTYPE_BF16 (bf16 matmul operands, f32 accumulation; parameters,
  * gradients and the optimizer stay f32). Slots run by a method plugin compute their frozen base
  * product in it too (m->step.dtype, methods/base_product.h); deployed and int8 slots keep their
- * own arithmetic. qa_train sets the recipe's dtype for its loop and QA_DTYPE_F32 after it, before
+ * own arithmetic. Attention (QK^T, PV and their backward) follows the dtype too in the
+ * float attention mode. qa_train sets the recipe's dtype for its loop and QA_DTYPE_F32 after it, before
  * the model is deployed or evaluated. */
 void qa_dit_set_dtype(qa_dit *m, qa_dtype dtype);
 /* Attention of the deployed model (an option beyond the paper's W8A8, off by default):

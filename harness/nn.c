@@ -1,6 +1,7 @@
 #include "harness/nn.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -12,11 +13,27 @@ void qa_linear_forward(float *y, const float *x, const float *W, const float *b,
     qa_matmul(M, out, in, x, 0, W, 1, y, 0, b);
 }
 
-/* db[out] += sum over the M rows of dy[M,out] */
+/* Columns [*n0, *n1) of N that part `part` of `parts` takes: contiguous runs of whole 16-float
+ * groups, so that each thread streams through its share of every row. */
+static void column_part(int N, int part, int parts, int *n0, int *n1) {
+    int groups = (N + 15) / 16;
+    *n0 = 16 * (int)((long)groups * part / parts);
+    *n1 = 16 * (int)((long)groups * (part + 1) / parts);
+    if (*n1 > N) *n1 = N;
+}
+
+/* db[out] += sum over the M rows of dy[M,out], each column summed in row order (the result does
+ * not depend on the thread count); each thread takes a contiguous run of the columns. */
 static void bias_backward(float *db, const float *dy, int M, int out) {
-    for (int m = 0; m < M; m++) {
-        const float *row = dy + (size_t)m * out;
-        for (int o = 0; o < out; o++) db[o] += row[o];
+    const int parts = omp_get_max_threads();
+    #pragma omp parallel for schedule(static)
+    for (int part = 0; part < parts; part++) {
+        int o0, o1;
+        column_part(out, part, parts, &o0, &o1);
+        for (int m = 0; m < M; m++) {
+            const float *row = dy + (size_t)m * out;
+            for (int o = o0; o < o1; o++) db[o] += row[o];
+        }
     }
 }
 
@@ -73,8 +90,14 @@ void qa_linear_forward_bf16(qa_linear_bf16 *c, float *y, const float *x, const f
 
 void qa_linear_backward_bf16(qa_linear_bf16 *c, float *dx, float *dW, float *db, const float *dy, int M) {
     QA_ASSERT(c->x && M == c->rows);
-    if (dx || dW) qa_convert_to_bf16(c->dy, dy, (size_t)M * c->out);
-    if (dx) qa_matmul_bf16(M, c->in, c->out, c->dy, 0, c->W, 0, dx, 1, NULL);  /* [M,out]·[out,in] */
+    qa_linear_backward_bf16_ex(c, dx, 1, dW, db, dy, 0, M);
+}
+
+void qa_linear_backward_bf16_ex(qa_linear_bf16 *c, float *dx, int dx_accumulate, float *dW, float *db, const float *dy,
+                                int dy_ready, int M) {
+    QA_ASSERT(c->x && M == c->rows && (dy || !db));
+    if (!dy_ready && (dx || dW)) qa_convert_to_bf16(c->dy, dy, (size_t)M * c->out);
+    if (dx) qa_matmul_bf16(M, c->in, c->out, c->dy, 0, c->W, 0, dx, dx_accumulate, NULL);  /* [M,out]·[out,in] */
     if (dW) qa_matmul_bf16(c->out, c->in, M, c->dy, 1, c->x_used, 0, dW, 1, NULL);  /* [out,M]·[M,in] */
     if (db) bias_backward(db, dy, M, c->out);
 }
@@ -157,14 +180,14 @@ void qa_modulate_backward(float *dx, float *dshift, float *dscale, const float *
     }
 }
 
-void qa_gated_residual_forward(float *x, const float *y, const float *gate, int cond_stride, int B,
-                            int T, int C) {
+void qa_gated_residual_forward(float *x_out, const float *x, const float *y, const float *gate, int cond_stride,
+                               int B, int T, int C) {
     #pragma omp parallel for schedule(static)
     for (int bt = 0; bt < B * T; bt++) {
         const float *g = gate + (size_t)(bt / T) * cond_stride;
-        float *xr = x + (size_t)bt * C;
-        const float *yr = y + (size_t)bt * C;
-        for (int c = 0; c < C; c++) xr[c] += g[c] * yr[c];
+        const float *xr = x + (size_t)bt * C, *yr = y + (size_t)bt * C;
+        float *xo = x_out + (size_t)bt * C;
+        for (int c = 0; c < C; c++) xo[c] = xr[c] + g[c] * yr[c];
     }
 }
 
@@ -216,16 +239,22 @@ void qa_gelu_forward(float *y, const float *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = gelu_value(x[i]);
 }
 
+/* d GELU(v) / dv */
+static inline float gelu_grad(float v) {
+    float u = GELU_K * (v + 0.044715f * v * v * v);
+    float th = 2.0f * sigmoid_fast(2.0f * u) - 1.0f; /* tanh(u) */
+    float sech2 = 1.0f - th * th;
+    return 0.5f * (1.0f + th) + 0.5f * v * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
+}
+
 void qa_gelu_backward(float *dx, const float *dy, const float *x, size_t n) {
     #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) {
-        float v = x[i];
-        float u = GELU_K * (v + 0.044715f * v * v * v);
-        float th = 2.0f * sigmoid_fast(2.0f * u) - 1.0f; /* tanh(u) */
-        float sech2 = 1.0f - th * th;
-        float grad = 0.5f * (1.0f + th) + 0.5f * v * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
-        dx[i] += grad * dy[i];
-    }
+    for (size_t i = 0; i < n; i++) dx[i] += gelu_grad(x[i]) * dy[i];
+}
+
+void qa_gelu_backward_in_place(float *dy, const float *x, size_t n) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) dy[i] = gelu_grad(x[i]) * dy[i];
 }
 
 void qa_silu_forward(float *y, const float *x, size_t n) {
@@ -315,6 +344,71 @@ void qa_attention_backward(float *dq, float *dk, float *dv, const float *dout, c
     /* dq += dS k * scale; dk += dS^T q * scale */
     qa_matmul_view(&vs, dp, &vhead, k, &vhead, dq, scale, 1, NULL);
     qa_matmul_view(&vst, dp, &vhead, q, &vhead, dk, scale, 1, NULL);
+}
+
+static void attention_bf16_reserve(qa_attention_bf16 *A, int B, int T, int C, int H) {
+    size_t tokens = (size_t)B * T * C, probs = (size_t)B * H * T * T;
+    if (tokens <= A->cap_tokens && probs <= A->cap_probs) return;
+    qa_attention_bf16_free(A);
+    qa_bf16 **tok[] = {&A->q, &A->k, &A->v, &A->dout}, **prob[] = {&A->p, &A->ds};
+    for (size_t i = 0; i < sizeof tok / sizeof tok[0]; i++) *tok[i] = qa_alloc(sizeof(qa_bf16) * tokens);
+    for (size_t i = 0; i < sizeof prob / sizeof prob[0]; i++) *prob[i] = qa_alloc(sizeof(qa_bf16) * probs);
+    A->cap_tokens = tokens;
+    A->cap_probs = probs;
+}
+
+void qa_attention_bf16_free(qa_attention_bf16 *A) {
+    qa_bf16 *bufs[] = {A->q, A->k, A->v, A->p, A->dout, A->ds};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) qa_free(bufs[i]);
+    memset(A, 0, sizeof *A);
+}
+
+size_t qa_attention_bf16_bytes(const qa_attention_bf16 *A) {
+    return sizeof(qa_bf16) * (4 * A->cap_tokens + 2 * A->cap_probs);
+}
+
+void qa_attention_forward_bf16(qa_attention_bf16 *A, float *out, float *probs, const float *q, const float *k,
+                               const float *v, int B, int T, int C, int H) {
+    attention_bf16_reserve(A, B, T, C, H);
+    const size_t n = (size_t)B * T * C;
+    qa_convert_to_bf16(A->q, q, n);
+    qa_convert_to_bf16(A->k, k, n);
+    qa_convert_to_bf16(A->v, v, n);
+    qa_view vq = head_view(B, T, C, H, 0), vkt = head_view(B, T, C, H, 1), vs = square_view(B, H, T, 0);
+    qa_matmul_view_bf16(&vq, A->q, &vkt, A->k, &vs, probs, 1.0f / sqrtf((float)(C / H)), 0, NULL);
+    size_t rows = (size_t)B * H * T;
+    #pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++) {
+        float *p = probs + r * T;
+        qa_bf16 *p16 = A->p + r * T;
+        softmax_row(p, T);
+        for (int j = 0; j < T; j++) p16[j] = qa_bf16_round(p[j]);
+    }
+    qa_view vv = head_view(B, T, C, H, 0);
+    qa_matmul_view_bf16(&vs, A->p, &vv, A->v, &vv, out, 1.0f, 0, NULL);
+}
+
+void qa_attention_backward_bf16(qa_attention_bf16 *A, float *dq, float *dk, float *dv, const float *dout,
+                                const float *probs, float *scratch, int B, int T, int C, int H) {
+    QA_ASSERT((size_t)B * T * C <= A->cap_tokens && (size_t)B * H * T * T <= A->cap_probs);
+    const float scale = 1.0f / sqrtf((float)(C / H));
+    float *dp = scratch;
+    qa_convert_to_bf16(A->dout, dout, (size_t)B * T * C);
+    qa_view vhead = head_view(B, T, C, H, 0), vt = head_view(B, T, C, H, 1);
+    qa_view vs = square_view(B, H, T, 0), vst = square_view(B, H, T, 1);
+    qa_matmul_view_bf16(&vhead, A->dout, &vt, A->v, &vs, dp, 1.0f, 0, NULL);       /* dP = dout v^T */
+    qa_matmul_view_bf16(&vst, A->p, &vhead, A->dout, &vhead, dv, 1.0f, 1, NULL);   /* dv += P^T dout */
+    size_t rows = (size_t)B * H * T;
+    #pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++) { /* dS = P (dP - rowsum(dP P)), straight to bf16 */
+        const float *p = probs + r * T, *d = dp + r * T;
+        qa_bf16 *ds = A->ds + r * T;
+        float dot = 0.f;
+        for (int j = 0; j < T; j++) dot += d[j] * p[j];
+        for (int j = 0; j < T; j++) ds[j] = qa_bf16_round(p[j] * (d[j] - dot));
+    }
+    qa_matmul_view_bf16(&vs, A->ds, &vhead, A->k, &vhead, dq, scale, 1, NULL);    /* dq += dS k scale */
+    qa_matmul_view_bf16(&vst, A->ds, &vhead, A->q, &vhead, dk, scale, 1, NULL);   /* dk += dS^T q scale */
 }
 
 void qa_timestep_features(float *y, const float *t, int B, int C) {

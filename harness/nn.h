@@ -46,6 +46,12 @@ void qa_linear_forward_bf16(qa_linear_bf16 *c, float *y, const float *x, const f
 void qa_linear_forward_bf16_on(qa_linear_bf16 *c, float *y, const qa_bf16 *x_bf16, const float *W, const float *b, int M);
 /* Backward of c's last forward (same M); dx, dW, db may be NULL. */
 void qa_linear_backward_bf16(qa_linear_bf16 *c, float *dx, float *dW, float *db, const float *dy, int M);
+/* The same with two options for a caller that saves memory passes: dx_accumulate = 0 writes
+ * dx = dy W instead of adding it (dx need not be zeroed first); dy_ready = 1 says the caller has
+ * already written bf16(dy) into c->dy (the GELU backward does, in the pass that computes dy), and
+ * dy is then read only for db (NULL allowed without db). */
+void qa_linear_backward_bf16_ex(qa_linear_bf16 *c, float *dx, int dx_accumulate, float *dW, float *db, const float *dy,
+                                int dy_ready, int M);
 
 /* Layer norm without affine parameters over the last dim C (the affine comes from adaLN):
  * y = (x - mean) * rstd, rstd = 1/sqrt(var + 1e-6). mean, rstd are [M] (kept for backward). */
@@ -62,9 +68,9 @@ void qa_modulate_forward(float *y, const float *x, const float *shift, const flo
 void qa_modulate_backward(float *dx, float *dshift, float *dscale, const float *dy, const float *x,
                        const float *scale, int cond_stride, int B, int T, int C);
 
-/* Gated residual: x[b,t,:] += gate[b,:] * y[b,t,:] */
-void qa_gated_residual_forward(float *x, const float *y, const float *gate, int cond_stride, int B,
-                            int T, int C);
+/* Gated residual: x_out[b,t,:] = x[b,t,:] + gate[b,:] * y[b,t,:]  (x_out may be x: in place) */
+void qa_gated_residual_forward(float *x_out, const float *x, const float *y, const float *gate, int cond_stride,
+                               int B, int T, int C);
 /* dy += gate * dx; dgate += sum_t dx * y   (dx, the residual stream grad, passes through) */
 void qa_gated_residual_backward(float *dy, float *dgate, const float *dx, const float *y,
                              const float *gate, int cond_stride, int B, int T, int C);
@@ -72,6 +78,9 @@ void qa_gated_residual_backward(float *dy, float *dgate, const float *dx, const 
 /* GELU, tanh approximation (as in GPT-2 and DiT): y = 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))) */
 void qa_gelu_forward(float *y, const float *x, size_t n);
 void qa_gelu_backward(float *dx, const float *dy, const float *x, size_t n);
+/* dy = GELU'(x) dy: the gradient through GELU written over the incoming one, for a caller with no
+ * further use for it (no zeroed dx buffer to fill). */
+void qa_gelu_backward_in_place(float *dy, const float *x, size_t n);
 /* SiLU: y = x sigmoid(x) */
 void qa_silu_forward(float *y, const float *x, size_t n);
 void qa_silu_backward(float *dx, const float *dy, const float *x, size_t n);
@@ -88,6 +97,28 @@ void qa_attention_forward(float *out, float *probs, const float *q, const float 
 void qa_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                         const float *q, const float *k, const float *v, float *scratch, int B,
                         int T, int C, int H);
+
+/* The same attention with bf16 operands for its four products (f32 accumulation; the softmax, P
+ * and dS = P (dP - rowsum(dP P)) computed in f32). The forward converts q, k, v once and writes
+ * the bf16 copy of P in the softmax pass; the backward converts dout once and writes dS in bf16
+ * in the pass that computes it; every copy lives in A, whose buffers grow on demand:
+ *   S = bf16(q) bf16(k)^T / sqrt(hd);  P = softmax_rows(S);  out = bf16(P) bf16(v)
+ *   dP = bf16(dout) bf16(v)^T;  dv += bf16(P)^T bf16(dout);  dq += bf16(dS) bf16(k) / sqrt(hd);
+ *   dk += bf16(dS)^T bf16(q) / sqrt(hd).
+ * Each product carries the bf16 bound of qa_linear_bf16 (about 2 * 2^-8 * sum_k |a_k b_k|). */
+typedef struct {
+    qa_bf16 *q, *k, *v, *p;  /* the forward's copies, read by the backward: [B*T, C] x 3, [B, H, T, T] */
+    qa_bf16 *dout, *ds;      /* the backward's: [B*T, C], [B, H, T, T] */
+    size_t cap_tokens, cap_probs;
+} qa_attention_bf16;
+
+void qa_attention_forward_bf16(qa_attention_bf16 *A, float *out, float *probs, const float *q, const float *k,
+                               const float *v, int B, int T, int C, int H);
+/* Backward of A's last forward (same shapes, probs its f32 P). scratch holds B*H*T*T floats. */
+void qa_attention_backward_bf16(qa_attention_bf16 *A, float *dq, float *dk, float *dv, const float *dout,
+                                const float *probs, float *scratch, int B, int T, int C, int H);
+size_t qa_attention_bf16_bytes(const qa_attention_bf16 *A);
+void qa_attention_bf16_free(qa_attention_bf16 *A);
 
 /* Sinusoidal timestep features (DiT / ADM convention): for i < C/2, f = exp(-ln(10000) i/(C/2)),
  * y[b, i] = cos(t_b f), y[b, C/2 + i] = sin(t_b f). */

@@ -2,6 +2,7 @@
  * against the f32 layer within the error bound of 8-bit-significand operands, and a short
  * training run of a tiny denoiser in bf16 against the same run in f32. */
 #include <criterion/criterion.h>
+#include <omp.h>
 
 #include "common.h"
 #include "harness/diffusion.h"
@@ -41,6 +42,30 @@ Test(bf16, conversion_rounds_to_nearest_even) {
     qa_convert_to_bf16(h, x, N);
     for (int i = 0; i < N; i++)
         cr_assert(fabs(bf16_value(h[i]) - x[i]) <= fabs(x[i]) * 0x1p-8, "x[%d] = %g -> %g", i, x[i], bf16_value(h[i]));
+}
+
+/* The one-value rounding the fused loops use gives the conversion's bits: ties, NaN, infinities,
+ * overflow, subnormals (to a signed zero, as AVX512-BF16's conversion) and random magnitudes. */
+Test(bf16, single_value_rounding_equals_the_conversion) {
+    union { uint32_t i; float f; } u;
+    const uint32_t special[] = {0x00000000u, 0x80000000u, 0x00000001u, 0x807FFFFFu, 0x00800000u, 0x3F808000u,
+                                0x3F818000u, 0x3F808001u, 0x7F7FFFFFu, 0xFF7FFFFFu, 0x7F800000u, 0xFF800000u,
+                                0x7FC00000u, 0x7F800001u, 0xFFC12345u};
+    const uint16_t expect[] = {0x0000, 0x8000, 0x0000, 0x8000, 0x0080, 0x3F80, 0x3F82, 0x3F81, 0x7F80, 0xFF80,
+                               0x7F80, 0xFF80, 0x7FC0, 0x7FC0, 0xFFC1};
+    for (size_t i = 0; i < sizeof special / sizeof special[0]; i++) {
+        u.i = special[i];
+        qa_bf16 h = qa_bf16_round(u.f);
+        cr_expect_eq(h, expect[i], "%08x -> %04x, expected %04x", special[i], h, expect[i]);
+        cr_expect_eq(bf16_of(u.f), expect[i], "the conversion: %08x -> %04x", special[i], bf16_of(u.f));
+    }
+    enum { N = 20000 };
+    static float x[N];
+    static qa_bf16 h[N];
+    trng r = trng_new(31);
+    for (int i = 0; i < N; i++) x[i] = (float)(trng_normal(&r) * pow(2.0, trng_unif(&r, -140, 120)));
+    qa_convert_to_bf16(h, x, N);
+    for (int i = 0; i < N; i++) cr_assert_eq(qa_bf16_round(x[i]), h[i], "x[%d] = %g", i, x[i]);
 }
 
 enum { M = 96, IN = 160, OUT = 72 };
@@ -122,6 +147,175 @@ Test(bf16, backward_accumulates_and_skips_null_grads) {
     }
     cr_expect(qa_linear_bf16_bytes(&c) == 2 * ((size_t)M * IN + OUT * IN + M * OUT));
     qa_linear_bf16_free(&c);
+}
+
+/* ---- attention with bf16 operands ----
+ * Each product is checked against naive double loops over the bf16 copies the kernel keeps (so
+ * the only error left is the f32 accumulation), the copies against the rounding of their f32
+ * sources, and the whole against f32 attention (bf16-sized error). */
+enum { AB = 3, AT = 7, AC = 12, AH = 3, AHD = AC / AH };
+#define ATT_N (AB * AT * AC)
+#define ATT_P (AB * AH * AT * AT)
+static struct {
+    float q[ATT_N], k[ATT_N], v[ATT_N], dout[ATT_N];
+    float out32[ATT_N], out16[ATT_N], p32[ATT_P], p16[ATT_P], scratch[2 * ATT_P];
+    float dq32[ATT_N], dk32[ATT_N], dv32[ATT_N], dq16[ATT_N], dk16[ATT_N], dv16[ATT_N];
+} A;
+
+static size_t tok(int b, int t, int h, int c) { return ((size_t)b * AT + t) * AC + h * AHD + c; }
+static size_t prob(int b, int h, int i, int j) { return (((size_t)b * AH + h) * AT + i) * AT + j; }
+
+static void fill_attention(void) {
+    trng r = trng_new(41);
+    fill_unif(&r, A.q, ATT_N, -2, 2);
+    fill_unif(&r, A.k, ATT_N, -2, 2);
+    fill_unif(&r, A.v, ATT_N, -1, 1);
+    fill_unif(&r, A.dout, ATT_N, -1, 1);
+}
+
+static double relative_error(const float *a, const float *ref, size_t n) {
+    double e = 0, r = 0;
+    for (size_t i = 0; i < n; i++) { e += ((double)a[i] - ref[i]) * ((double)a[i] - ref[i]); r += (double)ref[i] * ref[i]; }
+    return sqrt(e / r);
+}
+
+/* f32 accumulation of K products: |error| <= K 2^-24 sum |a b| (plus exp_fast's 2e-7 in P) */
+#define F32_ACC(K, mag) ((K) * 0x1p-24 * (mag) + 1e-7)
+
+/* Row (b, h, i) of P = softmax(q16 k16^T / sqrt(hd)) from the kernel's copies, in double. */
+static void reference_probs(const qa_attention_bf16 *C, int b, int h, int i, double *p) {
+    double mx = -1e300, sum = 0;
+    for (int j = 0; j < AT; j++) {
+        double dot = 0;
+        for (int c = 0; c < AHD; c++) dot += (double)bf16_value(C->q[tok(b, i, h, c)]) * bf16_value(C->k[tok(b, j, h, c)]);
+        p[j] = dot / sqrt((double)AHD);
+        mx = fmax(mx, p[j]);
+    }
+    for (int j = 0; j < AT; j++) sum += (p[j] = exp(p[j] - mx));
+    for (int j = 0; j < AT; j++) p[j] /= sum;
+}
+
+Test(bf16, attention_forward_products_use_the_bf16_copies) {
+    fill_attention();
+    qa_attention_bf16 C = {0};
+    qa_attention_forward_bf16(&C, A.out16, A.p16, A.q, A.k, A.v, AB, AT, AC, AH);
+    for (int i = 0; i < ATT_N; i++) {
+        cr_assert_eq(C.q[i], qa_bf16_round(A.q[i]), "q copy [%d]", i);
+        cr_assert_eq(C.k[i], qa_bf16_round(A.k[i]), "k copy [%d]", i);
+        cr_assert_eq(C.v[i], qa_bf16_round(A.v[i]), "v copy [%d]", i);
+    }
+    for (int i = 0; i < ATT_P; i++) cr_assert_eq(C.p[i], qa_bf16_round(A.p16[i]), "P copy [%d]", i);
+    for (int b = 0; b < AB; b++)
+        for (int h = 0; h < AH; h++)
+            for (int i = 0; i < AT; i++) {
+                double pr[AT];
+                reference_probs(&C, b, h, i, pr);
+                for (int j = 0; j < AT; j++)
+                    cr_assert(fabs(A.p16[prob(b, h, i, j)] - pr[j]) < 1e-5, "P[%d,%d,%d,%d] = %.7g vs %.7g", b, h, i, j,
+                              A.p16[prob(b, h, i, j)], pr[j]);
+                /* out = P16 v16 */
+                for (int c = 0; c < AHD; c++) {
+                    double o = 0, mag = 0;
+                    for (int j = 0; j < AT; j++) {
+                        double t = (double)bf16_value(C.p[prob(b, h, i, j)]) * bf16_value(C.v[tok(b, j, h, c)]);
+                        o += t;
+                        mag += fabs(t);
+                    }
+                    cr_assert(fabs(A.out16[tok(b, i, h, c)] - o) <= F32_ACC(AT, mag), "out[%d,%d,%d,%d] = %.7g vs %.7g", b,
+                              i, h, c, A.out16[tok(b, i, h, c)], o);
+                }
+            }
+    /* against f32 attention: two bf16 roundings in sequence (q k^T, then P v) */
+    qa_attention_forward(A.out32, A.p32, A.q, A.k, A.v, AB, AT, AC, AH);
+    double rel = relative_error(A.out16, A.out32, ATT_N);
+    cr_log_info("attention out: relative error of bf16 against f32 %.3g", rel);
+    cr_expect(rel > 0x1p-14 && rel < 4 * BF16_U, "out: relative error %.3g", rel);
+    qa_attention_bf16_free(&C);
+}
+
+Test(bf16, attention_backward_products_and_accumulation) {
+    fill_attention();
+    qa_attention_bf16 C = {0};
+    qa_attention_forward_bf16(&C, A.out16, A.p16, A.q, A.k, A.v, AB, AT, AC, AH);
+    /* dq, dk, dv start at 1: the backward adds */
+    for (int i = 0; i < ATT_N; i++) A.dq16[i] = A.dk16[i] = A.dv16[i] = 1.0f;
+    qa_attention_backward_bf16(&C, A.dq16, A.dk16, A.dv16, A.dout, A.p16, A.scratch, AB, AT, AC, AH);
+    for (int i = 0; i < ATT_N; i++) cr_assert_eq(C.dout[i], qa_bf16_round(A.dout[i]), "dout copy [%d]", i);
+    const double scale = 1.0 / sqrt((double)AHD);
+    static double ds[ATT_P];
+    for (int b = 0; b < AB; b++)
+        for (int h = 0; h < AH; h++)
+            for (int i = 0; i < AT; i++) {
+                /* dP = dout16 v16^T; dS = P (dP - rowsum(dP P)) in double; the kernel's bf16 dS
+                 * within one bf16 step of it (its f32 dP may round across a boundary) */
+                double dp[AT], dot = 0;
+                for (int j = 0; j < AT; j++) {
+                    dp[j] = 0;
+                    for (int c = 0; c < AHD; c++)
+                        dp[j] += (double)bf16_value(C.dout[tok(b, i, h, c)]) * bf16_value(C.v[tok(b, j, h, c)]);
+                    dot += dp[j] * A.p16[prob(b, h, i, j)];
+                }
+                for (int j = 0; j < AT; j++) {
+                    size_t ij = prob(b, h, i, j);
+                    ds[ij] = A.p16[ij] * (dp[j] - dot);
+                    double got = bf16_value(C.ds[ij]);
+                    cr_assert(fabs(got - ds[ij]) <= 2 * BF16_U * fabs(ds[ij]) + 1e-6, "dS[%zu] = %.7g vs %.7g", ij, got, ds[ij]);
+                }
+            }
+    for (int b = 0; b < AB; b++)
+        for (int h = 0; h < AH; h++)
+            for (int t = 0; t < AT; t++)
+                for (int c = 0; c < AHD; c++) {
+                    /* dv[t] = sum_i P16[i,t] dout16[i]; dq[t] = scale sum_j dS16[t,j] k16[j]; dk[t] = scale sum_i dS16[i,t] q16[i] */
+                    double dv = 0, dq = 0, dk = 0, mv = 0, mq = 0, mk = 0;
+                    for (int i = 0; i < AT; i++) {
+                        double a = (double)bf16_value(C.p[prob(b, h, i, t)]) * bf16_value(C.dout[tok(b, i, h, c)]);
+                        double e = scale * bf16_value(C.ds[prob(b, h, t, i)]) * bf16_value(C.k[tok(b, i, h, c)]);
+                        double f = scale * bf16_value(C.ds[prob(b, h, i, t)]) * bf16_value(C.q[tok(b, i, h, c)]);
+                        dv += a; dq += e; dk += f;
+                        mv += fabs(a); mq += fabs(e); mk += fabs(f);
+                    }
+                    size_t x = tok(b, t, h, c);
+                    cr_assert(fabs(A.dv16[x] - 1.0 - dv) <= F32_ACC(AT, mv) + 0x1p-23, "dv[%zu] = %.7g vs 1 + %.7g", x, A.dv16[x], dv);
+                    cr_assert(fabs(A.dq16[x] - 1.0 - dq) <= F32_ACC(AT, mq) + 0x1p-23, "dq[%zu] = %.7g vs 1 + %.7g", x, A.dq16[x], dq);
+                    cr_assert(fabs(A.dk16[x] - 1.0 - dk) <= F32_ACC(AT, mk) + 0x1p-23, "dk[%zu] = %.7g vs 1 + %.7g", x, A.dk16[x], dk);
+                }
+    /* against f32 attention's gradients (both from 1) */
+    qa_attention_forward(A.out32, A.p32, A.q, A.k, A.v, AB, AT, AC, AH);
+    for (int i = 0; i < ATT_N; i++) A.dq32[i] = A.dk32[i] = A.dv32[i] = 1.0f;
+    qa_attention_backward(A.dq32, A.dk32, A.dv32, A.dout, A.p32, A.q, A.k, A.v, A.scratch, AB, AT, AC, AH);
+    for (int i = 0; i < ATT_N; i++) { A.dq32[i] -= 1; A.dk32[i] -= 1; A.dv32[i] -= 1; A.dq16[i] -= 1; A.dk16[i] -= 1; A.dv16[i] -= 1; }
+    const char *names[3] = {"dq", "dk", "dv"};
+    const float *g16[3] = {A.dq16, A.dk16, A.dv16}, *g32[3] = {A.dq32, A.dk32, A.dv32};
+    for (int g = 0; g < 3; g++) {
+        double rel = relative_error(g16[g], g32[g], ATT_N);
+        cr_log_info("attention %s: relative error of bf16 against f32 %.3g", names[g], rel);
+        /* dq, dk pass through three roundings (dP's operands, dS, then k or q) */
+        cr_expect(rel > 0x1p-14 && rel < 6 * BF16_U, "%s: relative error %.3g", names[g], rel);
+    }
+    cr_expect(qa_attention_bf16_bytes(&C) == 2 * (4 * (size_t)ATT_N + 2 * (size_t)ATT_P));
+    qa_attention_bf16_free(&C);
+}
+
+/* The bias gradient's column sums, split over threads, are the row-order sums of one thread, bit
+ * for bit (db does not depend on the thread count), for column counts that do not divide evenly. */
+Test(bf16, bias_gradient_is_the_row_order_sum_for_any_thread_count) {
+    enum { BM = 37, BIN = 8, BOUT = 83 };
+    static float dy[BM * BOUT], x[BM * BIN], W[BOUT * BIN];
+    trng r = trng_new(51);
+    fill_normal(&r, dy, BM * BOUT, 1.0);
+    float ref[BOUT];
+    for (int o = 0; o < BOUT; o++) {
+        ref[o] = 0.25f;
+        for (int m = 0; m < BM; m++) ref[o] += dy[m * BOUT + o];
+    }
+    for (int threads = 1; threads <= 4; threads++) {
+        omp_set_num_threads(threads);
+        float db[BOUT];
+        for (int o = 0; o < BOUT; o++) db[o] = 0.25f;
+        qa_linear_backward(NULL, NULL, db, dy, x, W, BM, BIN, BOUT);
+        cr_expect(memcmp(db, ref, sizeof db) == 0, "%d threads: db differs from the row-order sums", threads);
+    }
 }
 
 Test(bf16, dtype_names_round_trip) {

@@ -249,8 +249,7 @@ static struct {
 } gr;
 static double gr_loss(layer *L) {
     (void)L;
-    memcpy(gr.out, gr.x0, sizeof gr.out);
-    qa_gated_residual_forward(gr.out, gr.y, gr.cond + GC, GS, GB, GT, GC);
+    qa_gated_residual_forward(gr.out, gr.x0, gr.y, gr.cond + GC, GS, GB, GT, GC);
     return weighted_sum(gr.out, gr.w, GB * GT * GC);
 }
 static void gr_back(layer *L) {
@@ -276,6 +275,14 @@ Test(nn, gated_residual_forward_matches_naive) {
                 int i = (b * GT + t) * GC + c;
                 cr_assert_float_eq(gr.out[i], gr.x0[i] + (double)gr.cond[b * GS + GC + c] * gr.y[i], 1e-6, "x[%d]", i);
             }
+}
+Test(nn, gated_residual_forward_in_place_equals_out_of_place) {
+    gr_setup();
+    gr_loss(&gr.L);
+    float x[GB * GT * GC];
+    memcpy(x, gr.x0, sizeof x);
+    qa_gated_residual_forward(x, x, gr.y, gr.cond + GC, GS, GB, GT, GC);
+    cr_assert(memcmp(x, gr.out, sizeof x) == 0, "x_out = x gives the out-of-place result bit for bit");
 }
 Test(nn, gated_residual_gradcheck) {
     gradcheck(gr_setup());
@@ -340,6 +347,15 @@ Test(nn, relu_forward_matches_formula) {
 Test(nn, gelu_gradcheck) { gradcheck(act_setup("gelu", qa_gelu_forward, qa_gelu_backward)); }
 Test(nn, silu_gradcheck) { gradcheck(act_setup("silu", qa_silu_forward, qa_silu_backward)); }
 Test(nn, relu_gradcheck) { gradcheck(act_setup("relu", qa_relu_forward, qa_relu_backward)); }
+/* The in-place GELU backward as an accumulating one (dy copied, then added), for the same checks. */
+static void gelu_backward_in_place_added(float *dx, const float *dy, const float *x, size_t n) {
+    float t[EN];
+    cr_assert(n <= EN);
+    memcpy(t, dy, sizeof(float) * n);
+    qa_gelu_backward_in_place(t, x, n);
+    for (size_t i = 0; i < n; i++) dx[i] += t[i];
+}
+Test(nn, gelu_backward_in_place_gradcheck) { gradcheck(act_setup("gelu", qa_gelu_forward, gelu_backward_in_place_added)); }
 Test(nn, gelu_backward_accumulates) { accumcheck(act_setup("gelu", qa_gelu_forward, qa_gelu_backward)); }
 Test(nn, silu_backward_accumulates) { accumcheck(act_setup("silu", qa_silu_forward, qa_silu_backward)); }
 Test(nn, relu_backward_accumulates) { accumcheck(act_setup("relu", qa_relu_forward, qa_relu_backward)); }
