@@ -68,7 +68,7 @@ typedef struct {
 
 /* Per method, summed over the layers. */
 typedef struct {
-    double frozen, trainable, optim, deployed, t_merge, t_fb;
+    double frozen, trainable, optim, deployed, workspace, t_merge, t_fb;
     double err_sq, ref_sq;   /* sum (W_deployed - W)^2 and sum W^2 */
     int n_stats;
     char stat_name[QA_MAX_DEPLOY_STATS][32];
@@ -110,9 +110,10 @@ static int project_weights(const qa_method *m, const qa_project_opts *o, const p
     void *st = qa_alloc(m->state_size);
     int rc = m->init(st, &li, err);
     if (!rc) {
-        qa_bytes by = {0, 0, 0, 0, 0};
+        qa_bytes by = {0};
         m->bytes(st, &by);
         t->frozen += (double)by.frozen * pl->count;
+        t->workspace += (double)by.workspace * pl->count;
         t->trainable += (double)by.trainable * pl->count;
         t->optim += (double)by.optimizer * pl->count;
         t->deployed += (double)by.deployed * pl->count;
@@ -169,8 +170,9 @@ static void print_header(FILE *out, const qa_project_opts *o, int n_layers) {
     else
         fprintf(out, "SD-1.5's 128 attention projections at W%d, rank %d, random weights (bytes summed over the layers; "
                      "times on this CPU)\n", o->bits, o->rank);
-    fprintf(out, "| method | frozen MB | trainable MB | optimizer MB | deployed MB | merge all (ms) | fwd+bwd all (ms) "
-                 "| deployed weight error | quantizer statistics |\n|---|---|---|---|---|---|---|---|---|\n");
+    fprintf(out, "| method | frozen MB | workspace MB | trainable MB | optimizer MB | deployed MB | merge all (ms) "
+                 "| fwd+bwd all (ms) | deployed weight error | quantizer statistics |\n"
+                 "|---|---|---|---|---|---|---|---|---|---|\n");
 }
 
 static void print_method(FILE *out, const qa_project_opts *o, const qa_method *m, const project_totals *t) {
@@ -184,14 +186,17 @@ static void print_method(FILE *out, const qa_project_opts *o, const qa_method *m
         else n += (size_t)snprintf(stats + n, sizeof stats - n, "%s%s %.3f%%", n ? ", " : "", t->stat_name[k], 100 * v);
     }
     if (o->json)
-        fprintf(out, "{\"method\": \"%s\", \"bits\": %d, \"rank\": %d, \"frozen_mb\": %.6f, \"trainable_mb\": %.3f, "
+        fprintf(out, "{\"method\": \"%s\", \"bits\": %d, \"rank\": %d, \"frozen_mb\": %.6f, \"workspace_mb\": %.6f, "
+                     "\"trainable_mb\": %.3f, "
                      "\"optimizer_mb\": %.3f, \"deployed_mb\": %.2f, \"merge_ms\": %.1f, \"fwd_bwd_ms\": %.1f, "
                      "\"deployed_rel_error\": %.6f%s}\n",
-                m->name, o->bits, o->rank, t->frozen / 1e6, t->trainable / 1e6, t->optim / 1e6, t->deployed / 1e6,
+                m->name, o->bits, o->rank, t->frozen / 1e6, t->workspace / 1e6, t->trainable / 1e6, t->optim / 1e6,
+                t->deployed / 1e6,
                 t->t_merge, t->t_fb, rel, stats);
     else
-        fprintf(out, "| %s | %.2f | %.3f | %.3f | %.2f | %.1f | %.1f | %.5f | %s |\n", m->name, t->frozen / 1e6,
-                t->trainable / 1e6, t->optim / 1e6, t->deployed / 1e6, t->t_merge, t->t_fb, rel, n ? stats : "-");
+        fprintf(out, "| %s | %.2f | %.2f | %.3f | %.3f | %.2f | %.1f | %.1f | %.5f | %s |\n", m->name, t->frozen / 1e6,
+                t->workspace / 1e6, t->trainable / 1e6, t->optim / 1e6, t->deployed / 1e6, t->t_merge, t->t_fb, rel,
+                n ? stats : "-");
     fflush(out);
 }
 

@@ -108,6 +108,9 @@ typedef struct {
     size_t gradients;
     size_t optimizer;      /* AdamW moments: 2 x trainable */
     size_t deployed;       /* what deployment stores for this layer (weights + scales) */
+    size_t workspace;      /* [out, in]-sized compute buffers the layer keeps between calls (a
+                              dequantized f32 copy of the base, a fake-quantized weight and its
+                              masks), refilled from the frozen state; not part of `frozen` */
 } qa_bytes;
 
 /* How the deployed weights were obtained. */

@@ -40,7 +40,7 @@ static int run_prepare(qa_run_env *env, const qa_run_spec *run, const qa_task *t
         qa_linear *s = &m->lin[i];
         if (!s->method) continue;
         rm->n_params += s->method->params(s->state, rm->params + rm->n_params, MAX_PARAMS - rm->n_params);
-        qa_bytes b = {0, 0, 0, 0, 0};
+        qa_bytes b = {0};
         s->method->bytes(s->state, &b);
         rm->mem.frozen += b.frozen; rm->mem.trainable += b.trainable; rm->mem.gradients += b.gradients;
         rm->mem.optimizer += b.optimizer; rm->mem.deployed += b.deployed;

@@ -79,10 +79,14 @@
  *   this layer. The loop's AdamW weight decay and grad-norm clip also reach s_w and the activation
  *   quantizers (the reference's AdamW decays them too).
  *
- * Memory (bytes()): frozen = Q0 held as float (4 bytes per weight, for the fused pass), z_w and the
- *   bias per row; trainable = A, B, s_w (+ per-bucket delta, z when a_bits > 0); gradients likewise;
- *   AdamW 2x trainable; deployed = N-bit codes packed, FP32 scale and zero per row, FP32 bias, and
- *   the per-bucket activation (delta, z) in FP32 (TALSQ's own deploy cost). */
+ * Memory (bytes()): frozen = Q0 held as integers (methods/frozen_codes.h: N-bit packed at N <= 4,
+ *   one byte at N = 5..8, two at N = 9..16), z_w and the bias per row; the fused pass reads Q0 - z_w
+ *   from the codes (exact in float, so W_b is what a float copy of Q0 gave). workspace = the
+ *   [out,in] buffers the fused pass keeps from forward to backward (B A, W_hat, the int32 codes
+ *   of W_hat, mask_w, dW_hat/ds_w, G_W: 24 bytes per weight); trainable = A, B, s_w (+ per-bucket
+ *   delta, z when a_bits > 0); gradients likewise; AdamW 2x trainable; deployed = N-bit codes
+ *   packed, FP32 scale and zero per row, FP32 bias, and the per-bucket activation (delta, z) in
+ *   FP32 (TALSQ's own deploy cost). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -92,6 +96,7 @@
 #include "harness/quant.h"
 #include "harness/registry.h"
 #include "methods/base_product.h"
+#include "methods/frozen_codes.h"
 #include "methods/lora_adapter.h"
 
 #define EDM_SCALE_LR 1e-6          /* absolute lr of s_w at the adapter's reference rate */
@@ -102,7 +107,7 @@ typedef struct {
     int calibrated, deployed;
     const qa_step_ctx *step;  /* the model's per-forward timesteps (may be NULL: bucket 0) */
     /* weight quantizer */
-    float *w_code_init;       /* Q0 [out,in], integer codes 0..L of the FP weight, held as float */
+    qa_frozen_codes q0;       /* Q0 [out,in], integer codes 0..L of the FP weight (frozen_codes.h) */
     float *w_zero;            /* z_w [out], frozen (an integer, from the search) */
     float *w_scale, *grad_w_scale; /* s_w [out], trainable */
     float *bias;              /* [out] */
@@ -155,14 +160,17 @@ static int efficientdm_init(void *state, const qa_layer_init *li, qa_error *err)
     s->grad_w_scale = qa_alloc(sizeof(float) * out);
     s->w_zero = qa_alloc(sizeof(float) * out);
     qa_quant_search_rows(li->W, out, in, s->w_bits, s->w_scale, s->w_zero);
-    s->w_code_init = qa_alloc(sizeof(float) * n);
     const float lmax = (float)((1 << s->w_bits) - 1);
+    int32_t *q0 = qa_alloc(sizeof(int32_t) * n);
     for (int o = 0; o < out; o++)
         for (int i = 0; i < in; i++) {
             size_t k = (size_t)o * in + i;
             float q = nearbyintf(li->W[k] / s->w_scale[o]) + s->w_zero[o];
-            s->w_code_init[k] = q < 0.f ? 0.f : (q > lmax ? lmax : q);
+            q0[k] = (int32_t)(q < 0.f ? 0.f : (q > lmax ? lmax : q));
         }
+    qa_frozen_codes_alloc(&s->q0, n, s->w_bits);
+    qa_frozen_codes_pack(&s->q0, q0);
+    qa_free(q0);
     s->bias = qa_alloc(sizeof(float) * out);
     if (li->bias) memcpy(s->bias, li->bias, sizeof(float) * out);
 
@@ -191,7 +199,7 @@ static void build_weight(efficientdm_state *s) {
         const size_t row = (size_t)o * in;
         for (int i = 0; i < in; i++) {
             const size_t k = row + i;
-            const float q0_minus_z = s->w_code_init[k] - zero;
+            const float q0_minus_z = (float)qa_frozen_codes_get(&s->q0, k) - zero; /* exact, as Q0 in float */
             const float w_merged = scale * q0_minus_z + s->lora_update[k]; /* W_m = W_b + B A */
             const float v = w_merged / scale;
             const float v_round = nearbyintf(v);
@@ -378,12 +386,14 @@ static void efficientdm_bytes(const void *state, qa_bytes *b) {
     const efficientdm_state *s = state;
     const size_t n = (size_t)s->in * s->out, lora = (size_t)s->rank * (s->in + s->out);
     const size_t act = s->a_bits > 0 ? 2 * (size_t)s->n_buckets : 0;
-    b->frozen = n * sizeof(float) + 2 * (size_t)s->out * sizeof(float);     /* Q0 as float; z_w; bias */
+    b->frozen = qa_frozen_codes_bytes(n, s->w_bits) + 2 * (size_t)s->out * sizeof(float); /* Q0; z_w; bias */
     b->trainable = (lora + (size_t)s->out + act) * sizeof(float);           /* A, B, s_w, act (delta, z) */
     b->gradients = b->trainable;
     b->optimizer = 2 * b->trainable;
     b->deployed = (n * (size_t)s->w_bits + 7) / 8 + 2 * (size_t)s->out * sizeof(float) /* codes; scale, zero */
                   + (size_t)s->out * sizeof(float) + act * sizeof(float);          /* bias; act (delta, z) */
+    /* B A, W_hat, mask_w, dW_hat/ds_w, G_W in float and the codes of W_hat in int32 */
+    b->workspace = n * (5 * sizeof(float) + sizeof(int32_t));
 }
 
 static int efficientdm_inspect(const void *state, qa_named_tensor *o, int max) {
@@ -392,7 +402,6 @@ static int efficientdm_inspect(const void *state, qa_named_tensor *o, int max) {
     qa_named_tensor all[] = {
         {"W_hat", s->W_hat, NULL, 2, {s->out, s->in}},
         {"W_code", NULL, s->w_code, 2, {s->out, s->in}},
-        {"W_code_init", s->w_code_init, NULL, 2, {s->out, s->in}},
         {"s_w", s->w_scale, NULL, 1, {s->out, 1}},
         {"z_w", s->w_zero, NULL, 1, {s->out, 1}},
         {"act_delta", s->act_delta, NULL, 1, {s->n_buckets, 1}},
@@ -400,7 +409,7 @@ static int efficientdm_inspect(const void *state, qa_named_tensor *o, int max) {
         {"act_bucket", NULL, s->row_bucket, 1, {rows, 1}},
         {"X_hat", s->x_hat, NULL, 2, {rows, s->in}},
     };
-    int n_all = s->a_bits > 0 && rows > 0 ? 9 : 7;
+    int n_all = s->a_bits > 0 && rows > 0 ? 8 : 6;
     int k = 0;
     for (int i = 0; i < n_all && k < max; i++) o[k++] = all[i];
     return k;
@@ -409,7 +418,8 @@ static int efficientdm_inspect(const void *state, qa_named_tensor *o, int max) {
 static void efficientdm_destroy(void *state) {
     efficientdm_state *s = state;
     qa_base_product_free(&s->base_mm);
-    float *fs[] = {s->w_code_init, s->w_zero, s->w_scale, s->grad_w_scale, s->bias, s->A, s->B, s->dA, s->dB,
+    qa_frozen_codes_free(&s->q0);
+    float *fs[] = {s->w_zero, s->w_scale, s->grad_w_scale, s->bias, s->A, s->B, s->dA, s->dB,
                    s->lora_update, s->W_hat, s->w_in_range, s->dW_hat_dscale, s->grad_w, s->act_delta,
                    s->act_zero, s->grad_act_delta, s->grad_act_zero, s->x_hat, s->dx_hat};
     for (size_t i = 0; i < sizeof fs / sizeof fs[0]; i++) qa_free(fs[i]);

@@ -660,10 +660,11 @@ static void intlora_bytes(const void *state, qa_bytes *b) {
     const intlora_state *s = state;
     size_t n = (size_t)s->in * s->out, lr = (size_t)s->rank * (s->in + s->out);
     /* as held for training: the codes of W_round, per row delta, z, the VMC factor, dU, zU and the
-     * bias, R's key; R* only when it was given (a fixture). The per-step workspace (B A / G, W',
-     * U or M: 12 bytes per weight) is not counted, as QLoRA's W_dq is not. */
+     * bias, R's key; R* only when it was given (a fixture). Workspace: the per-step [out,in]
+     * buffers kept between steps (B A / G, W', U or M: 12 bytes per weight; methods/README.md, 0.7). */
     size_t codes = codes_packed(s->n_bits) ? (n + 1) / 2 : n;
     b->frozen = codes + (size_t)s->out * sizeof(float) * 6 + sizeof s->aux_key + (s->R ? n * sizeof(float) : 0);
+    b->workspace = 3 * n * sizeof(float);
     b->trainable = lr * sizeof(float);
     b->gradients = lr * sizeof(float);
     b->optimizer = 2 * lr * sizeof(float);

@@ -14,7 +14,8 @@
  *        scale_p = p (xmax - xmin) / (L - 1),  zero_p = round(-p xmin / scale_p)  (L/2 symmetric)
  *        q = clamp(round(W_r / scale_p) + zero_p, 0, L - 1),  H_p = entropy of q's histogram
  *      keep the first p with the strictly largest H_p (tau = icq_tau_range, n = icq_tau_n)
- *      codes q [out,in] (uint8), scale [out], zero [out];  W_dq = scale_r (q - zero_r)
+ *      codes q [out,in] held as N-bit integers (methods/frozen_codes.h: packed at N <= 4, a byte
+ *      at 5..8), scale [out], zero [out];  W_dq = scale_r (q - zero_r), decoded once at init
  *    At N = 0 the base is the FP weight (no quantizer).
  * 2. IEC, with g_in = in / r and g_out = out / r (both must divide: a recipe error otherwise):
  *      P [r,in]   P[j,i] = 1/g_in where i / g_in == j   (the mean of the j-th group of inputs)
@@ -57,6 +58,7 @@
 #include "harness/nn.h"
 #include "harness/quant.h"
 #include "harness/registry.h"
+#include "methods/frozen_codes.h"
 #include "methods/lora_adapter.h"
 
 extern const qa_method qa_method_irqlora;
@@ -75,9 +77,9 @@ typedef struct {
     int in, out, rank, w_bits, g_in, g_out;
     irqlora_options opt;
     float scale;
-    uint8_t *codes;        /* [out,in] q in [0, 2^N - 1] (N > 0) */
+    qa_frozen_codes codes; /* [out,in] q in [0, 2^N - 1] (N > 0), N-bit (frozen_codes.h) */
     float *q_scale, *q_zero; /* [out] */
-    float *W_dq, *bias;    /* [out,in] f32 compute copy of the base; [out] */
+    float *W_dq, *bias;    /* [out,in] f32 compute copy of the base (workspace; the base at N = 0); [out] */
     float *A, *B, *dA, *dB; /* [r,in], [out,r] */
     float beta[2], dbeta[2]; /* bA, bB and their gradients */
     float *A_e, *B_e;      /* A + bA P, B + bB R (refreshed every forward) */
@@ -194,7 +196,10 @@ static void irqlora_bytes(const void *state, qa_bytes *b) {
     size_t n = (size_t)s->in * s->out, lr = (size_t)s->rank * (s->in + s->out) + (s->opt.iec == IRQ_IEC_LEARNED ? 2 : 0);
     size_t bias_bytes = s->out * sizeof(float);
     size_t coded = s->w_bits > 0 ? (n * s->w_bits + 7) / 8 + 2 * s->out * sizeof(float) : n * sizeof(float);
-    b->frozen = coded + bias_bytes; /* the f32 W_dq workspace is not counted, as QLoRA's */
+    /* held: the codes in frozen_codes' storage + FP32 scale and zero per row (the FP weight at
+     * N = 0) + bias; the f32 W_dq decoded from them is workspace */
+    b->frozen = (s->w_bits > 0 ? qa_frozen_codes_bytes(n, s->w_bits) + 2 * s->out * sizeof(float) : coded) + bias_bytes;
+    b->workspace = s->w_bits > 0 ? n * sizeof(float) : 0;
     b->trainable = lr * sizeof(float);
     b->gradients = lr * sizeof(float);
     b->optimizer = 2 * lr * sizeof(float);
@@ -220,7 +225,7 @@ static void irqlora_destroy(void *state) {
     irqlora_state *s = state;
     float *ps[] = {s->q_scale, s->q_zero, s->W_dq, s->bias, s->A, s->B, s->dA, s->dB, s->A_e, s->B_e, s->dA_e, s->dB_e, s->h, s->dh};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) qa_free(ps[i]);
-    qa_free(s->codes);
+    qa_frozen_codes_free(&s->codes);
 }
 
 static const qa_option irqlora_option_table[] = {
@@ -265,17 +270,20 @@ static int irqlora_init(void *state, const qa_layer_init *li, qa_error *err) {
         quant_icq_cfg cfg = icq_cfg(&s->opt);
         s->q_scale = qa_alloc(sizeof(float) * s->out);
         s->q_zero = qa_alloc(sizeof(float) * s->out);
-        s->codes = qa_alloc(n);
         qa_quant_icq_rows(li->W, s->out, s->in, s->w_bits, &cfg, s->q_scale, s->q_zero);
         int32_t *signed_codes = qa_alloc(sizeof(int32_t) * n);
         qa_quant_codes_rows(signed_codes, li->W, s->out, s->in, s->w_bits, s->q_scale, s->q_zero);
         for (int r = 0; r < s->out; r++)
+            for (int col = 0; col < s->in; col++) signed_codes[(size_t)r * s->in + col] += (int32_t)s->q_zero[r];
+        qa_frozen_codes_alloc(&s->codes, n, s->w_bits);
+        qa_frozen_codes_pack(&s->codes, signed_codes);
+        qa_free(signed_codes);
+        for (int r = 0; r < s->out; r++) /* W_dq = scale (q - zero), from the held codes */
             for (int col = 0; col < s->in; col++) {
                 size_t k = (size_t)r * s->in + col;
-                s->codes[k] = (uint8_t)(signed_codes[k] + (int32_t)s->q_zero[r]);
-                s->W_dq[k] = s->q_scale[r] * (float)signed_codes[k]; /* scale (q - zero) */
+                int32_t q = (int32_t)qa_frozen_codes_get(&s->codes, k);
+                s->W_dq[k] = s->q_scale[r] * (float)(q - (int32_t)s->q_zero[r]);
             }
-        qa_free(signed_codes);
     } else {
         memcpy(s->W_dq, li->W, sizeof(float) * n);
     }

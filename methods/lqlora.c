@@ -40,6 +40,12 @@
  *    run applies through the option lq_bits (the bits of this method's layers; 0 = the
  *    experiment's W bits). A run with one lq_bits value gives every adapted layer the same bits.
  *
+ * Memory (bytes()): frozen = Q as stored, encoded at init from the quantizer input that gave Q
+ *   (NF4 + DQ; or N-bit codes, methods/frozen_codes.h, packed at N <= 4 and a byte at 5..8, with an
+ *   FP32 scale and zero point per row) + FP32 bias; workspace = Q_dq, its f32 dequantization that
+ *   the products read (qa_lqlora_stored_decode reproduces it exactly); deployed = the requantized
+ *   merge (N-bit codes + FP32 scale and zero per row) + bias.
+ *
  * It needs a quantized part: at bits = fp a sweep leaves it out (needs_weight_bits), and lq_bits or
  * the W bits must be 1..8 (NF4: 4 only); the rank must lie in 1..min(in, out) (recipe errors).
  *
@@ -74,6 +80,7 @@
 #include "harness/quant.h"
 #include "harness/registry.h"
 #include "harness/rng.h"
+#include "methods/frozen_codes.h"
 #include "methods/lora_adapter.h"
 #include "methods/qalora.h"
 #include "methods/qlora.h"
@@ -210,8 +217,9 @@ static double residual_norm(const float *W, const float *Q, const float *LR, siz
     return sqrt(s);
 }
 
-int qa_lqlora_decompose(const float *W, int out, int in, const lqlora_cfg *cfg, float *Q_dq, float *L1, float *L2,
-                     lqlora_stats *st, qa_error *err) {
+/* The decomposition; Q_in (NULL: not wanted) receives the quantizer input of the returned Q. */
+static int decompose(const float *W, int out, int in, const lqlora_cfg *cfg, float *Q_dq, float *L1, float *L2,
+                     float *Q_in, lqlora_stats *st, qa_error *err) {
     const int r = cfg->rank;
     if (r < 1 || r > out || r > in)
         return qa_fail(err, QA_ERR_INPUT, "lq-lora: rank %d is outside 1..min(in=%d, out=%d)", r, in, out);
@@ -223,9 +231,10 @@ int qa_lqlora_decompose(const float *W, int out, int in, const lqlora_cfg *cfg, 
     const int T = cfg->iters > 0 ? cfg->iters : (cfg->init == LQ_INIT_LOFTQ ? 5 : 20);
     const size_t n = (size_t)out * in;
     float *E = qa_alloc(sizeof(float) * n), *LR = qa_alloc(sizeof(float) * n);
-    float *bestQ = NULL, *best1 = NULL, *best2 = NULL;
+    float *bestQ = NULL, *best1 = NULL, *best2 = NULL, *bestIn = NULL;
     if (cfg->keep_best && cfg->init == LQ_INIT_LQLORA) {
         bestQ = qa_alloc(sizeof(float) * n);
+        if (Q_in) bestIn = qa_alloc(sizeof(float) * n);
         best1 = qa_alloc(sizeof(float) * (size_t)out * r);
         best2 = qa_alloc(sizeof(float) * (size_t)r * in);
     }
@@ -238,6 +247,7 @@ int qa_lqlora_decompose(const float *W, int out, int in, const lqlora_cfg *cfg, 
         if (cfg->init == LQ_INIT_LOFTQ) {
             for (size_t i = 0; i < n; i++) E[i] = W[i] - LR[i];
             quantize(E, out, in, cfg->bits, quant, Q_dq);                 /* Q = quant(W - L1 L2) */
+            if (Q_in) memcpy(Q_in, E, sizeof(float) * n);
             for (size_t i = 0; i < n; i++) E[i] = W[i] - Q_dq[i];
             svd_rank(E, out, in, cfg, t, L1, L2);                          /* L1 L2 = svd_r(W - Q) */
             qa_matmul(out, in, r, L1, 0, L2, 0, LR, 0, NULL);
@@ -249,10 +259,12 @@ int qa_lqlora_decompose(const float *W, int out, int in, const lqlora_cfg *cfg, 
         qa_matmul(out, in, r, L1, 0, L2, 0, LR, 0, NULL);
         for (size_t i = 0; i < n; i++) E[i] = W[i] - LR[i];
         quantize(E, out, in, cfg->bits, quant, Q_dq);                     /* Q = quant(W - L1 L2) */
+        if (Q_in) memcpy(Q_in, E, sizeof(float) * n);
         e = residual_norm(W, Q_dq, LR, n);
         if (bestQ && e < e_best) {
             e_best = e;
             memcpy(bestQ, Q_dq, sizeof(float) * n);
+            if (bestIn) memcpy(bestIn, E, sizeof(float) * n);
             memcpy(best1, L1, sizeof(float) * (size_t)out * r);
             memcpy(best2, L2, sizeof(float) * (size_t)r * in);
         }
@@ -261,6 +273,7 @@ int qa_lqlora_decompose(const float *W, int out, int in, const lqlora_cfg *cfg, 
     }
     if (bestQ) {
         memcpy(Q_dq, bestQ, sizeof(float) * n);
+        if (bestIn) memcpy(Q_in, bestIn, sizeof(float) * n);
         memcpy(L1, best1, sizeof(float) * (size_t)out * r);
         memcpy(L2, best2, sizeof(float) * (size_t)r * in);
         e = e_best;
@@ -273,8 +286,13 @@ int qa_lqlora_decompose(const float *W, int out, int in, const lqlora_cfg *cfg, 
         st->iterations = t > T ? T : t;
         st->quant = quant;
     }
-    qa_free(E); qa_free(LR); qa_free(bestQ); qa_free(best1); qa_free(best2);
+    qa_free(E); qa_free(LR); qa_free(bestQ); qa_free(best1); qa_free(best2); qa_free(bestIn);
     return QA_OK;
+}
+
+int qa_lqlora_decompose(const float *W, int out, int in, const lqlora_cfg *cfg, float *Q_dq, float *L1, float *L2,
+                        lqlora_stats *st, qa_error *err) {
+    return decompose(W, out, in, cfg, Q_dq, L1, L2, NULL, st, err);
 }
 
 int64_t qa_lqlora_storage_bits(int out, int in, int bits, lqlora_quant_kind quant) {
@@ -362,11 +380,35 @@ typedef struct {
     int in, out, rank, bits, w_bits; /* bits of Q; the experiment's W bits (the PTQ of the merge) */
     float scale;
     lqlora_quant_kind quant;
-    float *Q_dq, *bias;    /* the frozen quantized part (dequantized, as stored codes decode) */
+    /* the frozen quantized part Q as stored: NF4 + DQ, or N-bit codes with an FP32 scale and zero
+     * point per row (frozen_codes.h); Q_dq = its dequantization, the products' f32 operand */
+    qlora_nf4_tensor nf4;
+    qa_frozen_codes codes;
+    float *q_delta, *q_zero;
+    float *Q_dq, *bias;
     float init_error[2];   /* ||W - Q - L1 L2||_F, ||W - quant(W)||_F */
     int32_t iterations;
     qa_lora_adapter ad;
 } lqlora_state;
+
+/* Q as stored, from the quantizer input that gave it (the same encoders as quantize()). */
+static void store_quantized(lqlora_state *s, const float *Q_in) {
+    const size_t n = (size_t)s->in * s->out;
+    if (s->quant == LQ_QUANT_NF4) {
+        qa_qlora_nf4_tensor_encode(&s->nf4, Q_in, n);
+        return;
+    }
+    s->q_delta = qa_alloc(sizeof(float) * s->out);
+    s->q_zero = qa_alloc(sizeof(float) * s->out);
+    qa_quant_search_rows(Q_in, s->out, s->in, s->bits, s->q_delta, s->q_zero);
+    int32_t *q = qa_alloc(sizeof(int32_t) * n); /* q - z, then q = (q - z) + z in 0 .. 2^N - 1 */
+    qa_quant_codes_rows(q, Q_in, s->out, s->in, s->bits, s->q_delta, s->q_zero);
+    for (int r = 0; r < s->out; r++)
+        for (int c = 0; c < s->in; c++) q[(size_t)r * s->in + c] += (int32_t)s->q_zero[r];
+    qa_frozen_codes_alloc(&s->codes, n, s->bits);
+    qa_frozen_codes_pack(&s->codes, q);
+    qa_free(q);
+}
 
 static int lqlora_init(void *state, const qa_layer_init *li, qa_error *err) {
     lqlora_state *s = state;
@@ -390,14 +432,17 @@ static int lqlora_init(void *state, const qa_layer_init *li, qa_error *err) {
     float *L1 = qa_alloc(sizeof(float) * (size_t)s->out * (c->rank > 0 ? c->rank : 1));
     float *L2 = qa_alloc(sizeof(float) * (size_t)(c->rank > 0 ? c->rank : 1) * s->in);
     s->Q_dq = qa_alloc(sizeof(float) * n);
+    float *Q_in = qa_alloc(sizeof(float) * n); /* Q = quant(Q_in): the stored form is encoded from it */
     lqlora_stats st;
-    int rc = qa_lqlora_decompose(li->W, s->out, s->in, &cfg, s->Q_dq, L1, L2, &st, err);
+    int rc = decompose(li->W, s->out, s->in, &cfg, s->Q_dq, L1, L2, Q_in, &st, err);
     if (rc) {
         snprintf(err->msg + strlen(err->msg), sizeof err->msg - strlen(err->msg), " for %s", li->layer_name);
-        qa_free(L1); qa_free(L2); qa_free(s->Q_dq); s->Q_dq = NULL;
+        qa_free(L1); qa_free(L2); qa_free(Q_in); qa_free(s->Q_dq); s->Q_dq = NULL;
         return rc;
     }
     s->quant = st.quant;
+    store_quantized(s, Q_in);
+    qa_free(Q_in);
     s->init_error[0] = (float)st.error;
     s->init_error[1] = (float)st.error_q_only;
     s->iterations = st.iterations;
@@ -410,6 +455,19 @@ static int lqlora_init(void *state, const qa_layer_init *li, qa_error *err) {
     qa_free(L1);
     qa_free(L2);
     return QA_OK;
+}
+
+void qa_lqlora_stored_decode(const void *state, float *Q) {
+    const lqlora_state *s = state;
+    if (s->quant == LQ_QUANT_NF4) {
+        qa_qlora_nf4_tensor_decode(&s->nf4, Q);
+        return;
+    }
+    for (int r = 0; r < s->out; r++)
+        for (int c = 0; c < s->in; c++) {
+            size_t k = (size_t)r * s->in + c;
+            Q[k] = s->q_delta[r] * ((float)qa_frozen_codes_get(&s->codes, k) - s->q_zero[r]);
+        }
 }
 
 static void lqlora_forward(void *state, const float *x, float *y, int M) {
@@ -473,7 +531,11 @@ static void lqlora_bytes(const void *state, qa_bytes *b) {
     const lqlora_state *s = state;
     size_t n = (size_t)s->in * s->out, lr = (size_t)s->rank * (s->in + s->out);
     size_t bias_bytes = s->out * sizeof(float);
-    b->frozen = (size_t)((qa_lqlora_storage_bits(s->out, s->in, s->bits, s->quant) + 7) / 8) + bias_bytes;
+    /* held: Q as stored (NF4 + DQ; or codes in frozen_codes' storage + FP32 scale and zero per
+     * row) + bias; the f32 Q_dq the products read is workspace */
+    if (s->quant == LQ_QUANT_NF4) b->frozen = qa_qlora_nf4_tensor_bytes(n) + bias_bytes;
+    else b->frozen = qa_frozen_codes_bytes(n, s->bits) + 2 * s->out * sizeof(float) + bias_bytes;
+    b->workspace = n * sizeof(float);
     b->trainable = lr * sizeof(float);
     b->gradients = lr * sizeof(float);
     b->optimizer = 2 * lr * sizeof(float);
@@ -496,6 +558,10 @@ static int lqlora_inspect(const void *state, qa_named_tensor *o, int max) {
 static void lqlora_destroy(void *state) {
     lqlora_state *s = state;
     qa_lora_adapter_free(&s->ad);
+    qa_qlora_nf4_tensor_free(&s->nf4);
+    qa_frozen_codes_free(&s->codes);
+    qa_free(s->q_delta);
+    qa_free(s->q_zero);
     qa_free(s->Q_dq);
     qa_free(s->bias);
 }

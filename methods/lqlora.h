@@ -46,6 +46,11 @@ void qa_lqlora_svd_rank(const float *E, int out, int in, int rank, float *L1, fl
  * the exact SVD of the small projected matrix. */
 void qa_lqlora_svd_rank_randomized(const float *E, int out, int in, int rank, uint64_t seed, float *L1, float *L2);
 
+/* The frozen quantized part Q that an lq-lora layer's state (qa_method_lqlora) holds as stored
+ * (NF4 + DQ, or N-bit codes with an FP32 scale and zero point per row), dequantized into Q
+ * [out,in]: exactly the Q_dq its products read. */
+void qa_lqlora_stored_decode(const void *state, float *Q);
+
 /* Bits of the quantized part as stored: INT b-bit codes + an FP32 scale and zero per row; NF4 +
  * double quantization as QLoRA stores it. */
 int64_t qa_lqlora_storage_bits(int out, int in, int bits, lqlora_quant_kind quant);

@@ -51,7 +51,12 @@
  *     always signed (the fixed-point variant of the reference requires it too).
  *   - f32 compute (the reference may run A, B in bf16); no gradient checkpointing (memory is
  *     counted, including the dense G_W buffer, see bytes()).
- *   - Only the per-channel range is implemented (the reference also has block-wise scales). */
+ *   - Only the per-channel range is implemented (the reference also has block-wise scales).
+ * Memory (bytes()): frozen = Phi0 as held: the fixed-point values in int32 (4 bytes per weight:
+ *   inspect() hands them to the reference fixture as an int32 tensor; they fit int8) or FP32,
+ *   + FP32 bias; gradients include the dense G_W; workspace = B A, W_eff (FP32), W_int (int32)
+ *   and the pass mask (one byte): 13 bytes per weight; deployed = b-bit codes + FP32 scale and
+ *   bias per row. */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -234,9 +239,12 @@ static int lrqat_merge(void *state, qa_deployed *d, qa_error *err) {
 static void lrqat_bytes(const void *state, qa_bytes *b) {
     const lrqat_state *s = state;
     const size_t n = (size_t)s->in * s->out, lr = (size_t)s->rank * (s->in + s->out) + s->out;
-    /* frozen: Phi0 (int8 fixed point, or FP32) + FP32 bias; the trainable scale is counted as
-     * trainable. Gradients include the dense G_W [out, in] the backward needs (as full QAT). */
-    b->frozen = n * (s->phi_mode == LRQAT_PHI_FIXED8 ? 1 : sizeof(float)) + (size_t)s->out * sizeof(float);
+    /* frozen: Phi0 as held (int32 fixed point, or FP32) + FP32 bias; the trainable scale is
+     * counted as trainable. Gradients include the dense G_W [out, in] the backward needs (as full
+     * QAT); B A, W_eff, W_int and the pass mask are workspace. */
+    const size_t phi_bytes = s->phi_mode == LRQAT_PHI_FIXED8 ? sizeof(int32_t) : sizeof(float);
+    b->frozen = n * phi_bytes + (size_t)s->out * sizeof(float);
+    b->workspace = n * (2 * sizeof(float) + sizeof(int32_t) + 1);
     b->trainable = lr * sizeof(float);
     b->gradients = (lr + n) * sizeof(float);
     b->optimizer = 2 * lr * sizeof(float);

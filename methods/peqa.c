@@ -16,7 +16,8 @@
  * Init (frozen afterwards):
  *   s0[j,o], z0[j,o] = the section-0 search on W[o, jg .. jg+g-1] at N bits        [G, out]
  *   q[o,i] = clamp(round(W[o,i] / s0[j,o]) + z0[j,o], 0, L - 1),   j = floor(i / g)
- *   C[o,i] = q[o,i] - z0[j,o]  (the frozen signed code, held as float)           [out, in]
+ *   q held as N-bit integers (methods/frozen_codes.h: packed at N <= 4, a byte at 5..8)
+ *   C[o,i] = q[o,i] - z0[j,o]  (the frozen signed code in float, the matmul's operand: workspace)
  *   s = s0: the trainable scale (the paper writes s0 + ds; training s itself is the same
  *   gradient, and ds = s - s0).                                                   [G, out]
  * Forward, per channel (G = 1), without forming the weight:
@@ -46,7 +47,10 @@
  * range is chosen; here the scale and zero point come from the section-0 search, the base every
  * method adapts, so that PEQA starts from the same quantized model as the others; a constant row
  * or group gets the section-0 fallback (methods/README.md, 0.2); scales stay FP32 in training
- * and at deploy. */
+ * and at deploy.
+ * Memory (bytes()): frozen = the codes q as held + FP32 zero point per group + FP32 bias;
+ *   workspace = C in float (the product's operand), and with groups W_hat and G_W (4 bytes per
+ *   weight each); deployed = N-bit codes + FP32 zero point and scale per group + FP32 bias. */
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -57,12 +61,13 @@
 #include "harness/quant.h"
 #include "harness/registry.h"
 #include "methods/base_product.h"
+#include "methods/frozen_codes.h"
 
 typedef struct {
     int in, out, n_bits, group, n_groups; /* group = g (in when per channel) */
     char layer_name[96];
-    int32_t *q;              /* codes [out, in], 0 .. L - 1 */
-    float *code;             /* C = q - z0 [out, in] */
+    qa_frozen_codes q;       /* codes [out, in], 0 .. L - 1, N-bit (frozen_codes.h) */
+    float *code;             /* C = q - z0 [out, in] in float (workspace) */
     float *zero;             /* z0 [G, out] */
     float *scale, *dscale;   /* s, ds [G, out] (trainable) */
     float scale_lr;
@@ -105,7 +110,7 @@ static int peqa_init(void *state, const qa_layer_init *li, qa_error *err) {
     s->scale_lr = opt.scale_lr;
     snprintf(s->layer_name, sizeof s->layer_name, "%s", name);
     const int G = s->n_groups, g = s->group;
-    s->q = qa_alloc(sizeof(int32_t) * (size_t)out * in);
+    int32_t *q = qa_alloc(sizeof(int32_t) * (size_t)out * in);
     s->code = qa_alloc(sizeof(float) * (size_t)out * in);
     s->zero = qa_alloc(sizeof(float) * (size_t)G * out);
     s->scale = qa_alloc(sizeof(float) * (size_t)G * out);
@@ -122,10 +127,13 @@ static int peqa_init(void *state, const qa_layer_init *li, qa_error *err) {
                 size_t at = (size_t)o * in + (size_t)j * g + k;
                 float qv = nearbyintf(w[k] / delta) + z;
                 qv = qv < 0.f ? 0.f : (qv > lmax ? lmax : qv);
-                s->q[at] = (int32_t)qv;
+                q[at] = (int32_t)qv;
                 s->code[at] = qv - z;
             }
         }
+    qa_frozen_codes_alloc(&s->q, (size_t)out * in, bits);
+    qa_frozen_codes_pack(&s->q, q);
+    qa_free(q);
     if (G > 1) {
         s->w_hat = qa_alloc(sizeof(float) * (size_t)out * in);
         s->grad_w = qa_alloc(sizeof(float) * (size_t)out * in);
@@ -223,7 +231,7 @@ static int peqa_merge(void *state, qa_deployed *d, qa_error *err) {
         memcpy(d->w_fp, s->w_hat, sizeof(float) * n);
     }
     d->needs_ptq = 0;
-    memcpy(qa_deployed_store_int(d, "codes", s->n_bits, 0, out, in), s->q, sizeof(int32_t) * n);
+    qa_frozen_codes_unpack(&s->q, 0, n, qa_deployed_store_int(d, "codes", s->n_bits, 0, out, in));
     memcpy(qa_deployed_store_float(d, "scale", 32, G, out), s->scale, sizeof(float) * (size_t)G * out);
     memcpy(qa_deployed_store_float(d, "zero", 32, G, out), s->zero, sizeof(float) * (size_t)G * out);
     d->merge = QA_MERGE_QAT_CODES;
@@ -235,10 +243,12 @@ static int peqa_merge(void *state, qa_deployed *d, qa_error *err) {
 static void peqa_bytes(const void *state, qa_bytes *b) {
     const peqa_state *s = state;
     size_t n = (size_t)s->in * s->out, ns = (size_t)s->n_groups * s->out;
-    /* N-bit codes + FP32 zero point per group + FP32 bias; the float copy of the codes (and W_hat,
-     * G_W with groups) are compute buffers, not counted, as a dequantizing kernel's are not */
-    size_t codes = (n * (size_t)s->n_bits + 7) / 8 + ns * sizeof(float) + (size_t)s->out * sizeof(float);
-    b->frozen = codes;
+    /* held: the codes + FP32 zero point per group + FP32 bias; C in float (and W_hat, G_W with
+     * groups) is workspace; deployed: N-bit codes, zero point and scale per group, bias */
+    const size_t side = ns * sizeof(float) + (size_t)s->out * sizeof(float);
+    b->frozen = qa_frozen_codes_bytes(n, s->n_bits) + side;
+    b->workspace = n * sizeof(float) * (s->n_groups > 1 ? 3 : 1);
+    size_t codes = (n * (size_t)s->n_bits + 7) / 8 + side;
     b->trainable = ns * sizeof(float);
     b->gradients = ns * sizeof(float);
     b->optimizer = 2 * ns * sizeof(float);
@@ -248,7 +258,6 @@ static void peqa_bytes(const void *state, qa_bytes *b) {
 static int peqa_inspect(const void *state, qa_named_tensor *o, int max) {
     const peqa_state *s = state;
     qa_named_tensor all[] = {
-        {"codes", NULL, s->q, 2, {s->out, s->in}},
         {"scale", s->scale, NULL, 2, {s->n_groups, s->out}},
         {"zero_point", s->zero, NULL, 2, {s->n_groups, s->out}},
     };
@@ -262,7 +271,7 @@ static void peqa_destroy(void *state) {
     qa_base_product_free(&s->base_mm);
     float *ps[] = {s->code, s->zero, s->scale, s->dscale, s->w_hat, s->grad_w, s->bias, s->z_cache, s->dy_scaled};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) qa_free(ps[i]);
-    qa_free(s->q);
+    qa_frozen_codes_free(&s->q);
 }
 
 static const qa_option peqa_option_table[] = {

@@ -41,7 +41,12 @@
  *           per g weights of a row) = 4 + 32/32 = 5.0 at N = 4, g = 32; 4 + 32/8 = 8.0 at g = 8
  *           (the auto group size at width 128: finer groups cost storage, which the
  *           storage-matched view of a report shows).
- *           The FP32 bias is counted in bytes() but not in bits per weight. */
+ *           The FP32 bias is counted in bytes() but not in bits per weight.
+ * Memory (bytes()): frozen = the codes as held (methods/frozen_codes.h: N-bit packed at N <= 4,
+ *           one byte at N = 5..8, two at 9..16) + the scale and zero point per (group, row),
+ *           held as FP32 (FP16 values) + FP32 bias; workspace = the f32 W_hat (scale (q - zero),
+ *           [out, in]) the product reads, dequantized from the codes once at init (the base is
+ *           frozen); deployed = N-bit codes + FP16 scale and merged zero per (group, row) + bias. */
 #include "methods/qalora.h"
 
 #include <math.h>
@@ -54,17 +59,18 @@
 #include "harness/quant.h"
 #include "harness/registry.h"
 #include "methods/base_product.h"
+#include "methods/frozen_codes.h"
 
 typedef struct {
     int in, out, rank, n_bits, group_size, n_groups;
     float lora_scale;        /* s */
     float pool_factor;       /* c = 1/g */
     char layer_name[96];
-    int32_t *w_code;         /* q [out, in], 0..2^N - 1 */
+    qa_frozen_codes w_code;  /* q [out, in], 0..2^N - 1, N-bit (frozen_codes.h) */
     float *group_scale;      /* scale [G, out] (FP16 values) */
     float *group_zero;       /* zero [G, out] (FP16 values, integers) */
     float *merged_zero;      /* zero' [G, out] (FP16 values), filled by merge() */
-    float *w_hat;            /* dequantized base [out, in]: scale (q - zero), a compute cache */
+    float *w_hat;            /* dequantized base [out, in]: scale (q - zero), workspace */
     float *bias;             /* [out] FP32 */
     float *A, *B, *dA, *dB;  /* [r, G], [out, r] */
     const float *x;          /* input of the last forward (owned by the caller) */
@@ -143,7 +149,7 @@ int qa_qalora_init_grouped(void *state, const qa_layer_init *li, int group_size,
     snprintf(s->layer_name, sizeof s->layer_name, "%s", name);
 
     /* group-wise quantizer: the section-0 search on each group's g weights of each row */
-    s->w_code = qa_alloc(sizeof(int32_t) * (size_t)out * in);
+    int32_t *codes = qa_alloc(sizeof(int32_t) * (size_t)out * in); /* packed after the parallel loop */
     s->group_scale = qa_alloc(sizeof(float) * (size_t)G * out);
     s->group_zero = qa_alloc(sizeof(float) * (size_t)G * out);
     s->merged_zero = qa_alloc(sizeof(float) * (size_t)G * out);
@@ -163,11 +169,14 @@ int qa_qalora_init_grouped(void *state, const qa_layer_init *li, int group_size,
                 size_t at = (size_t)o * in + (size_t)j * group_size + k;
                 float q = nearbyintf(w[k] / delta) + zero;
                 q = q < 0.f ? 0.f : (q > levels_max ? levels_max : q);
-                s->w_code[at] = (int32_t)q;
+                codes[at] = (int32_t)q;
                 s->w_hat[at] = scale16 * (q - zero16);
             }
         }
     }
+    qa_frozen_codes_alloc(&s->w_code, (size_t)out * in, s->n_bits);
+    qa_frozen_codes_pack(&s->w_code, codes);
+    qa_free(codes);
     s->bias = qa_alloc(sizeof(float) * out);
     if (li->bias) memcpy(s->bias, li->bias, sizeof(float) * out);
 
@@ -291,11 +300,11 @@ static int qalora_merge(void *state, qa_deployed *d, qa_error *err) {
     for (int o = 0; o < out; o++)
         for (int i = 0; i < in; i++) {
             size_t at = (size_t)(i / g) * out + o, w = (size_t)o * in + i;
-            d->w_fp[w] = s->group_scale[at] * ((float)s->w_code[w] - s->merged_zero[at]);
+            d->w_fp[w] = s->group_scale[at] * ((float)qa_frozen_codes_get(&s->w_code, w) - s->merged_zero[at]);
         }
     d->needs_ptq = 0; /* already integer codes with FP16 scales and zero points */
     /* stored: the N-bit codes, FP16 scale and merged FP16 zero point per (group, row) */
-    memcpy(qa_deployed_store_int(d, "codes", s->n_bits, 0, out, in), s->w_code, sizeof(int32_t) * (size_t)out * in);
+    qa_frozen_codes_unpack(&s->w_code, 0, (size_t)out * in, qa_deployed_store_int(d, "codes", s->n_bits, 0, out, in));
     memcpy(qa_deployed_store_float(d, "scale", 16, G, out), s->group_scale, sizeof(float) * (size_t)G * out);
     memcpy(qa_deployed_store_float(d, "zero", 16, G, out), s->merged_zero, sizeof(float) * (size_t)G * out);
     d->merge = QA_MERGE_ZERO_POINT_FOLD;
@@ -306,12 +315,12 @@ static int qalora_merge(void *state, qa_deployed *d, qa_error *err) {
 static void qalora_bytes(const void *state, qa_bytes *b) {
     const qalora_state *s = state;
     size_t n = (size_t)s->in * s->out, lr = (size_t)s->rank * ((size_t)s->n_groups + s->out);
-    /* N-bit codes + an FP16 scale and an FP16 zero point per (group, row) + FP32 bias; the merged
-     * zero points replace the base's one for one, so deploy costs what training holds. (The FP32
-     * dequantized cache w_hat is a compute buffer, not counted, as a dequantizing kernel's is not.) */
-    size_t packed = (n * (size_t)s->n_bits + 7) / 8 + (size_t)s->n_groups * s->out * 2 * sizeof(uint16_t) +
-                    (size_t)s->out * sizeof(float);
-    b->frozen = packed;
+    /* held: the codes, the scale and zero point per (group, row) in FP32, the FP32 bias; deployed:
+     * N-bit codes + an FP16 scale and an FP16 merged zero point per (group, row) + FP32 bias */
+    const size_t per_group = (size_t)s->n_groups * s->out * 2;
+    b->frozen = qa_frozen_codes_bytes(n, s->n_bits) + per_group * sizeof(float) + (size_t)s->out * sizeof(float);
+    b->workspace = n * sizeof(float); /* W_hat */
+    size_t packed = (n * (size_t)s->n_bits + 7) / 8 + per_group * sizeof(uint16_t) + (size_t)s->out * sizeof(float);
     b->trainable = lr * sizeof(float);
     b->gradients = lr * sizeof(float);
     b->optimizer = 2 * lr * sizeof(float);
@@ -321,7 +330,6 @@ static void qalora_bytes(const void *state, qa_bytes *b) {
 static int qalora_inspect(const void *state, qa_named_tensor *o, int max) {
     const qalora_state *s = state;
     qa_named_tensor all[] = {
-        {"W_code", NULL, s->w_code, 2, {s->out, s->in}},
         {"group_scale", s->group_scale, NULL, 2, {s->n_groups, s->out}},
         {"group_zero", s->group_zero, NULL, 2, {s->n_groups, s->out}},
         {"merged_zero", s->merged_zero, NULL, 2, {s->n_groups, s->out}},
@@ -338,7 +346,7 @@ static void qalora_destroy(void *state) {
     float *ps[] = {s->group_scale, s->group_zero, s->merged_zero, s->w_hat, s->bias, s->A, s->B,
                    s->dA, s->dB, s->pooled, s->dpooled, s->pooled_a, s->dpooled_a};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) qa_free(ps[i]);
-    qa_free(s->w_code);
+    qa_frozen_codes_free(&s->w_code);
 }
 
 /* ---- options ---- */

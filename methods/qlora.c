@@ -29,7 +29,8 @@
  *   INT     the section-0 uniform quantizer per output channel at N = 1..8 bits (the IntLoRA
  *             paper's "QLoRA" rows at W8 use such a base):
  *             delta_r, z_r = Q_N search of row r;  q = clamp(round(W/delta_r) + z_r, 0, 2^N - 1)
- *             stored as uint8 codes;  W_dq = delta_r (q - z_r)  (== quant_fake_rows)
+ *             held as N-bit integer codes (methods/frozen_codes.h: packed at N <= 4, one byte
+ *             at N = 5..8);  W_dq = delta_r (q - z_r)  (== quant_fake_rows)
  *   N = 0   the FP weight itself (QLoRA is then plain LoRA).
  *   The FP weight is dropped after init (except at N = 0): the state keeps what deployment would
  *   store, and the compute-type copy W_dq is refilled from it on every forward, as QLoRA
@@ -59,9 +60,10 @@
  * D5 is the single-rounding deploy of the same trained model, so that a collapse of D4 can be
  * attributed to the double rounding rather than to the adapter.
  *
- * Memory (bytes()): frozen = the base as stored (NF4 + DQ bytes; or N-bit codes + an FP32 scale
- *   and zero point per row; or FP32 weights at N = 0) + FP32 bias; the f32 W_dq workspace is not
- *   counted (bitsandbytes allocates it per matmul). deployed = D4 (N-bit codes + FP32 scale and
+ * Memory (bytes()): frozen = the base as held (NF4 + DQ bytes; or N-bit codes + an FP32 scale
+ *   and zero point per row; or FP32 weights at N = 0) + FP32 bias. workspace = the f32 W_dq the
+ *   layer keeps between calls (refilled from the codes every forward; 4 bytes per weight; none at
+ *   N = 0, where W_dq is the frozen base itself). deployed = D4 (N-bit codes + FP32 scale and
  *   zero point per row, FP32 weights at N = 0) + bias. D2 reports qlora_nf4_bits_per_weight.
  *
  * Choices made here where neither the paper nor bitsandbytes fixes the detail:
@@ -88,6 +90,7 @@
 #include "harness/quant.h"
 #include "harness/registry.h"
 #include "methods/base_product.h"
+#include "methods/frozen_codes.h"
 #include "methods/lora_adapter.h"
 #include "methods/qlora.h"
 
@@ -276,7 +279,7 @@ typedef struct {
     float scale;
     /* the frozen base as deployed storage holds it: exactly one of these, by `base` */
     qlora_nf4_tensor nf4;      /* NF4 */
-    uint8_t *int_codes;        /* INT: q in [0, 2^N - 1], [out,in] */
+    qa_frozen_codes int_codes; /* INT: q in [0, 2^N - 1], [out,in], N-bit (frozen_codes.h) */
     float *int_delta, *int_zero; /* INT: per row */
     float *W_dq;               /* [out,in] f32 compute copy, refilled every forward; at FP it is the base */
     float *bias;
@@ -294,7 +297,7 @@ static void dequantize_base(qlora_state *s) {
         for (int r = 0; r < s->out; r++)
             for (int c = 0; c < in; c++) {
                 size_t k = (size_t)r * in + c;
-                s->W_dq[k] = s->int_delta[r] * ((float)s->int_codes[k] - s->int_zero[r]);
+                s->W_dq[k] = s->int_delta[r] * ((float)qa_frozen_codes_get(&s->int_codes, k) - s->int_zero[r]);
             }
     }
 }
@@ -337,16 +340,14 @@ static int qlora_init(void *state, const qa_layer_init *li, qa_error *err) {
     } else if (s->base == QLORA_BASE_INT) {
         s->int_delta = qa_alloc(sizeof(float) * s->out);
         s->int_zero = qa_alloc(sizeof(float) * s->out);
-        s->int_codes = qa_alloc(n);
         qa_quant_search_rows(li->W, s->out, s->in, s->w_bits, s->int_delta, s->int_zero);
         /* the section-0 codes q - z (signed), kept as the unsigned q = (q - z) + z in [0, 2^N - 1] */
         int32_t *signed_codes = qa_alloc(sizeof(int32_t) * n);
         qa_quant_codes_rows(signed_codes, li->W, s->out, s->in, s->w_bits, s->int_delta, s->int_zero);
         for (int r = 0; r < s->out; r++)
-            for (int col = 0; col < s->in; col++) {
-                size_t k = (size_t)r * s->in + col;
-                s->int_codes[k] = (uint8_t)(signed_codes[k] + (int32_t)s->int_zero[r]);
-            }
+            for (int col = 0; col < s->in; col++) signed_codes[(size_t)r * s->in + col] += (int32_t)s->int_zero[r];
+        qa_frozen_codes_alloc(&s->int_codes, n, s->w_bits);
+        qa_frozen_codes_pack(&s->int_codes, signed_codes);
         qa_free(signed_codes);
     } else {
         memcpy(s->W_dq, li->W, sizeof(float) * n);
@@ -419,13 +420,16 @@ static void qlora_bytes(const void *state, qa_bytes *b) {
     const qlora_state *s = state;
     size_t n = (size_t)s->in * s->out, lr = (size_t)s->rank * (s->in + s->out);
     size_t bias_bytes = s->out * sizeof(float);
-    /* frozen: the base as deployed storage holds it (the f32 W_dq workspace is not counted:
-     * bitsandbytes allocates it per matmul); INT codes at N/8 bytes per weight + scale/zero */
+    /* frozen: the base as held (INT codes in frozen_codes' storage + scale/zero per row); the f32
+     * W_dq refilled from it is workspace (at fp it is the base itself, so frozen) */
     switch (s->base) {
     case QLORA_BASE_NF4: b->frozen = qa_qlora_nf4_tensor_bytes(n) + bias_bytes; break;
-    case QLORA_BASE_INT: b->frozen = (n * s->w_bits + 7) / 8 + 2 * s->out * sizeof(float) + bias_bytes; break;
+    case QLORA_BASE_INT:
+        b->frozen = qa_frozen_codes_bytes(n, s->w_bits) + 2 * s->out * sizeof(float) + bias_bytes;
+        break;
     default: b->frozen = n * sizeof(float) + bias_bytes; break;
     }
+    b->workspace = s->base == QLORA_BASE_FP ? 0 : n * sizeof(float);
     b->trainable = lr * sizeof(float);
     b->gradients = lr * sizeof(float);
     b->optimizer = 2 * lr * sizeof(float);
@@ -450,7 +454,7 @@ static void qlora_destroy(void *state) {
     qlora_state *s = state;
     qa_base_product_free(&s->base_mm);
     qa_qlora_nf4_tensor_free(&s->nf4);
-    qa_free(s->int_codes);
+    qa_frozen_codes_free(&s->int_codes);
     qa_lora_adapter_free(&s->ad);
     float *ps[] = {s->int_delta, s->int_zero, s->W_dq, s->bias};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) qa_free(ps[i]);

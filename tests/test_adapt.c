@@ -637,7 +637,7 @@ static int toy_merge(void *state, qa_deployed *d, qa_error *err) {
 static void toy_bytes(const void *state, qa_bytes *b) {
     const toy_state *s = state;
     size_t w = sizeof(float) * (size_t)s->in * s->out, g = sizeof(float) * (size_t)s->out;
-    *b = (qa_bytes){w, g, g, 2 * g, w};
+    *b = (qa_bytes){.frozen = w, .trainable = g, .gradients = g, .optimizer = 2 * g, .deployed = w};
 }
 
 static void toy_destroy(void *state) {

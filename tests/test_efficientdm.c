@@ -91,7 +91,41 @@ static void weight_codes_by_hand(const layer *L, int bits, float *delta, float *
         }
 }
 
+/* One forward of M random rows x (one sample at timestep t_step) into y. */
+static void forward_random(layer *L, int M, uint64_t seed, float t_step, float *x, float *y) {
+    trng t = trng_new(seed);
+    fill_normal(&t, x, (size_t)M * L->in, 1.0);
+    float ts[1] = {t_step};
+    set_step(L, 1, M, ts);
+    L->m->forward(L->state, x, y, M);
+}
+
 /* ---- init: the section-0 search, Q0, W_b, A, B ----------------------------------------------- */
+
+/* Q0 held as integers (packed at N <= 4, bytes at 5..8, uint16 above) decodes to exactly the W_b the
+ * float copy of Q0 gave: at B = 0, W_hat = s_w (Q0 - z_w) with Q0 by hand in float, bit for bit. */
+Test(efficientdm, held_codes_decode_to_the_float_path_at_every_width) {
+    enum { IN = 24, OUT = 7, M = 2 };
+    const int widths[] = {1, 2, 3, 4, 5, 8, 11, 16};
+    for (size_t c = 0; c < sizeof widths / sizeof widths[0]; c++) {
+        layer L;
+        qa_error err;
+        cr_assert_eq(make_layer(&L, IN, OUT, widths[c], 0, 2, 10, 1e-4f, 40 + (unsigned)c, &err), QA_OK, "%s", err.msg);
+        float delta[OUT], zero[OUT], q0[OUT * IN], x[M * IN], y[M * OUT];
+        weight_codes_by_hand(&L, widths[c], delta, zero, q0);
+        forward_random(&L, M, 50 + (unsigned)c, 100, x, y);
+        qa_named_tensor tn[16];
+        int nt = L.m->inspect(L.state, tn, 16);
+        const float *w_hat = find_tensor(tn, nt, "W_hat")->f32;
+        for (int o = 0; o < OUT; o++)
+            for (int i = 0; i < IN; i++) {
+                const float ref = delta[o] * (q0[o * IN + i] - zero[o]);
+                cr_expect_eq(w_hat[o * IN + i], ref, "N = %d: W_hat[%d,%d] %g vs s_w (Q0 - z_w) %g", widths[c], o, i,
+                             w_hat[o * IN + i], ref);
+            }
+        free_layer(&L);
+    }
+}
 
 Test(efficientdm, init_is_the_section0_quantizer_of_the_fp_weight) {
     enum { IN = 16, OUT = 5, R = 2, M = 3 };
@@ -101,22 +135,17 @@ Test(efficientdm, init_is_the_section0_quantizer_of_the_fp_weight) {
     float delta[OUT], zero[OUT], q0[OUT * IN], w_ptq[OUT * IN];
     weight_codes_by_hand(&L, 4, delta, zero, q0);
     qa_quant_fake_rows(w_ptq, L.W, OUT, IN, 4, delta, zero);
-    trng t = trng_new(12);
     float x[M * IN], y[M * OUT];
-    fill_normal(&t, x, M * IN, 1.0);
-    float ts[1] = {500};
-    set_step(&L, 1, M, ts);
-    L.m->forward(L.state, x, y, M);
+    forward_random(&L, M, 12, 500, x, y);
     qa_named_tensor tn[16];
     int nt = L.m->inspect(L.state, tn, 16);
     const float *s_w = find_tensor(tn, nt, "s_w")->f32, *z_w = find_tensor(tn, nt, "z_w")->f32;
-    const float *q_init = find_tensor(tn, nt, "W_code_init")->f32, *w_hat = find_tensor(tn, nt, "W_hat")->f32;
+    const float *w_hat = find_tensor(tn, nt, "W_hat")->f32;
     for (int o = 0; o < OUT; o++) {
         cr_expect_eq(s_w[o], delta[o], "s_w[%d] %g vs search %g", o, s_w[o], delta[o]);
         cr_expect_eq(z_w[o], zero[o], "z_w[%d] %g vs search %g", o, z_w[o], zero[o]);
     }
     for (int k = 0; k < OUT * IN; k++) {
-        cr_expect_eq(q_init[k], q0[k], "Q0[%d] %g vs %g", k, q_init[k], q0[k]);
         /* B = 0: W_hat = W_b = s_w (Q0 - z_w), which is the PTQ of the FP weight */
         cr_expect_eq(w_hat[k], w_ptq[k], "W_hat[%d] %g vs Q_N(W) %g", k, w_hat[k], w_ptq[k]);
     }
@@ -653,7 +682,10 @@ Test(efficientdm, bytes) {
         qa_bytes b;
         L.m->bytes(L.state, &b);
         size_t act = a_bits[c] ? 2 * (size_t)nb : 0;
-        cr_expect_eq(b.frozen, (size_t)in * out * 4 + (size_t)out * 4 * 2, "Q0 as float, z_w, bias");
+        /* Q0 held as integers: N-bit packed at N <= 4 (3 bits: 32 x 6 x 3 / 8 = 72 bytes), a byte at 8 */
+        size_t q0_bytes = w_bits[c] <= 4 ? (size_t)in * out * w_bits[c] / 8 : (size_t)in * out;
+        cr_expect_eq(b.frozen, q0_bytes + (size_t)out * 4 * 2, "Q0 codes, z_w, bias: %zu", b.frozen);
+        cr_expect_eq(b.workspace, (size_t)in * out * 6 * 4, "B A, W_hat, mask, dW_hat/ds_w, G_W, codes of W_hat");
         cr_expect_eq(b.trainable, ((size_t)r * (in + out) + out + act) * 4, "A, B, s_w, act delta/zero");
         cr_expect_eq(b.gradients, b.trainable);
         cr_expect_eq(b.optimizer, 2 * b.trainable);

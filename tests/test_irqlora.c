@@ -147,16 +147,20 @@ static const float *tensor(layer *f, const char *name) {
     return NULL;
 }
 
+/* W_dq, decoded from the held codes (packed at N <= 4, bytes above), is ICQ's fake-quantized weight. */
 Test(irqlora, base_is_the_icq_quantizer) {
-    layer f;
-    qa_error err;
-    cr_assert_eq(setup(&f, 4, 1.0f, "learned", R, IN, &err), 0, "%s", err.msg);
-    float s[OUT], z[OUT], Wq[NW];
-    qa_quant_icq_rows(f.W, OUT, IN, 4, &REF, s, z);
-    qa_quant_fake_rows(Wq, f.W, OUT, IN, 4, s, z);
-    const float *W_dq = tensor(&f, "W_dq");
-    for (int i = 0; i < NW; i++) cr_expect_eq(W_dq[i], Wq[i], "W_dq[%d]", i);
-    teardown(&f);
+    const int bits[] = {4, 3, 2, 8};
+    for (int k = 0; k < 4; k++) {
+        layer f;
+        qa_error err;
+        cr_assert_eq(setup(&f, bits[k], 1.0f, "learned", R, IN, &err), 0, "%s", err.msg);
+        float s[OUT], z[OUT], Wq[NW];
+        qa_quant_icq_rows(f.W, OUT, IN, bits[k], &REF, s, z);
+        qa_quant_fake_rows(Wq, f.W, OUT, IN, bits[k], s, z);
+        const float *W_dq = tensor(&f, "W_dq");
+        for (int i = 0; i < NW; i++) cr_expect_eq(W_dq[i], Wq[i], "W%d: W_dq[%d]", bits[k], i);
+        teardown(&f);
+    }
 }
 
 /* The reference's IEC written out: h_j = sum_i A[j,i] x_i + bA mean(x over the j-th group of
@@ -321,6 +325,18 @@ Test(irqlora, bytes_count_the_elastic_scalars) {
     cr_expect_eq(b.trainable, sizeof(float) * (R * (IN + OUT) + 2));
     cr_expect_eq(b.optimizer, 2 * b.trainable);
     cr_expect_eq(b.deployed, NW * 4 / 8 + 2 * OUT * sizeof(float) + OUT * sizeof(float));
+    /* held: 4-bit codes packed, scale and zero per row, bias; W_dq in float is workspace */
+    cr_expect_eq(b.frozen, NW * 4 / 8 + 3 * OUT * sizeof(float));
+    cr_expect_eq(b.workspace, NW * sizeof(float));
+    teardown(&f);
+    cr_assert_eq(setup(&f, 3, 1.0f, "learned", R, IN, &err), 0, "%s", err.msg);
+    f.m->bytes(f.state, &b);
+    cr_expect_eq(b.frozen, (NW * 3 + 7) / 8 + 3 * OUT * sizeof(float), "3-bit codes packed");
+    teardown(&f);
+    cr_assert_eq(setup(&f, 0, 1.0f, "learned", R, IN, &err), 0, "%s", err.msg);
+    f.m->bytes(f.state, &b);
+    cr_expect_eq(b.frozen, NW * sizeof(float) + OUT * sizeof(float), "N = 0: the FP weight is the base");
+    cr_expect_eq(b.workspace, 0);
     teardown(&f);
 }
 

@@ -332,12 +332,14 @@ typedef struct {
     char opts[64];
 } layer;
 
-static int setup(layer *f, int w_bits, float scale, const char *init, int rank, qa_error *err) {
+/* A layer at lq_init = init and lq_stop = stop. */
+static int setup_stop(layer *f, int w_bits, float scale, const char *init, const char *stop, int rank, qa_error *err) {
     f->m = qa_method_find("lq-lora");
     cr_assert_not_null(f->m, "lq-lora is registered");
     cr_assert(f->m->options_size <= sizeof f->opts);
     qa_method_options_defaults(f->m, f->opts);
     cr_assert_eq(qa_method_option_set(f->m, f->opts, "lq_init", init, err), 0);
+    cr_assert_eq(qa_method_option_set(f->m, f->opts, "lq_stop", stop, err), 0);
     trng t = trng_new(9);
     fill_normal(&t, f->W, IN * OUT, 0.3);
     fill_normal(&t, f->b, OUT, 0.1);
@@ -349,6 +351,10 @@ static int setup(layer *f, int w_bits, float scale, const char *init, int rank, 
     qa_rng_free(r);
     if (rc) qa_free(f->state);
     return rc;
+}
+
+static int setup(layer *f, int w_bits, float scale, const char *init, int rank, qa_error *err) {
+    return setup_stop(f, w_bits, scale, init, "reference", rank, err);
 }
 
 static void teardown(layer *f) {
@@ -363,6 +369,34 @@ static const float *W_dq_of(layer *f) {
         if (!strcmp(nt[i].name, "W_dq")) return nt[i].f32;
     cr_assert_fail("no W_dq");
     return NULL;
+}
+
+/* The quantized part the layer holds as stored (NF4 + DQ at 4 bits, packed or byte codes with a
+ * scale and zero per row otherwise) decodes to exactly the W_dq its products read, for both
+ * inits and both stopping rules; bytes() counts that storage as frozen, W_dq as workspace. */
+Test(lqlora, held_quantized_part_decodes_to_the_products_operand) {
+    const int bits[] = {4, 3, 2, 5, 8};
+    const char *inits[] = {"lq-lora", "loftq"}, *stops[] = {"reference", "best"};
+    for (int k = 0; k < 5; k++)
+        for (int c = 0; c < 3; c++) {
+            layer f;
+            qa_error err;
+            const char *init = inits[c == 2], *stop = stops[c == 1];
+            cr_assert_eq(setup_stop(&f, bits[k], 1.0f, init, stop, R, &err), 0, "%s", err.msg);
+            float Q[IN * OUT];
+            qa_lqlora_stored_decode(f.state, Q);
+            const float *W_dq = W_dq_of(&f);
+            for (int i = 0; i < IN * OUT; i++)
+                cr_expect_eq(Q[i], W_dq[i], "W%d %s/%s: Q[%d] %g vs W_dq %g", bits[k], init, stop, i, Q[i], W_dq[i]);
+            qa_bytes b;
+            f.m->bytes(f.state, &b);
+            /* 192 weights: NF4 = 96 packed bytes + 3 q8 + one FP32 absmax2 + FP32 offset = 107 */
+            size_t codes = bits[k] == 4 ? 107 : (bits[k] <= 4 ? (IN * OUT * bits[k] + 7) / 8 + 2 * OUT * 4
+                                                              : IN * OUT + 2 * OUT * 4);
+            cr_expect_eq(b.frozen, codes + OUT * 4, "W%d: frozen %zu", bits[k], b.frozen);
+            cr_expect_eq(b.workspace, IN * OUT * 4, "W_dq in float");
+            teardown(&f);
+        }
 }
 
 Test(lqlora, starts_at_q_plus_the_low_rank_part) {

@@ -320,14 +320,15 @@ Test(lrqat, merge_is_the_training_forward_as_b_bit_codes) {
     free_layer(&L);
 }
 
-Test(lrqat, bytes_count_int8_phi_and_the_dense_gradient) {
+Test(lrqat, bytes_count_phi_as_held_and_the_dense_gradient) {
     layer L;
     qa_error err;
     cr_assert_eq(make_layer(&L, 64, 16, 4, 4, "fixed_point8", 1.0f, 71, &err), 0, "%s", err.msg);
     qa_bytes b;
     L.m->bytes(L.state, &b);
     const size_t lr = 4 * (64 + 16) + 16;
-    cr_expect_eq(b.frozen, 64 * 16 + 16 * sizeof(float), "Phi0 one byte a weight + FP32 bias");
+    cr_expect_eq(b.frozen, 64 * 16 * sizeof(int32_t) + 16 * sizeof(float), "Phi0 held in int32 + FP32 bias");
+    cr_expect_eq(b.workspace, 64 * 16 * (4 + 4 + 4 + 1), "B A, W_eff, W_int, the pass mask");
     cr_expect_eq(b.trainable, lr * sizeof(float));
     cr_expect_eq(b.gradients, (lr + 64 * 16) * sizeof(float));
     cr_expect_eq(b.optimizer, 2 * lr * sizeof(float));

@@ -76,6 +76,19 @@ static qa_param the_scale(layer *L) {
     return p[0];
 }
 
+/* The held codes, as merge() unpacks them into the stored "codes". */
+static void held_codes(layer *L, int32_t *q) {
+    qa_deployed d;
+    qa_error err;
+    cr_assert_eq(L->m->merge(L->state, &d, &err), 0, "%s", err.msg);
+    const qa_stored_tensor *sq = NULL;
+    for (int k = 0; k < d.n_stored; k++)
+        if (!strcmp(d.stored[k].name, "codes")) sq = &d.stored[k];
+    cr_assert_not_null(sq, "merge() stores no codes");
+    memcpy(q, sq->i32, sizeof(int32_t) * (size_t)sq->rows * sq->cols);
+    qa_deployed_free(&d);
+}
+
 /* ---- init: the section-0 search per row or per group, codes frozen --------------------------- */
 
 static void check_codes(int in, int out, const char *group, int g, int bits) {
@@ -84,7 +97,8 @@ static void check_codes(int in, int out, const char *group, int g, int bits) {
     cr_assert_eq(make_layer(&L, in, out, group, bits, 3, &err), 0, "%s", err.msg);
     qa_named_tensor ts[8];
     int nt = L.m->inspect(L.state, ts, 8);
-    const int32_t *q = find_tensor(ts, nt, "codes")->i32;
+    int32_t *q = qa_alloc(sizeof(int32_t) * (size_t)in * out);
+    held_codes(&L, q);
     const float *scale = find_tensor(ts, nt, "scale")->f32, *zero = find_tensor(ts, nt, "zero_point")->f32;
     const int G = in / g;
     cr_expect_eq(find_tensor(ts, nt, "scale")->dims[0], G);
@@ -121,12 +135,18 @@ static void check_codes(int in, int out, const char *group, int g, int bits) {
         }
     qa_free(x);
     qa_free(y);
+    qa_free(q);
     free_layer(&L);
 }
 
 Test(peqa, codes_are_the_section0_search_per_channel) { check_codes(24, 5, "0", 24, 4); }
 Test(peqa, codes_are_the_section0_search_per_group) { check_codes(24, 5, "8", 8, 3); }
 Test(peqa, codes_at_8_bits) { check_codes(16, 3, "0", 16, 8); }
+Test(peqa, codes_at_other_widths) { /* 3-bit codes straddle bytes; 11 bits take two */
+    check_codes(21, 3, "7", 7, 3);
+    check_codes(21, 3, "0", 21, 1);
+    check_codes(12, 2, "0", 12, 11);
+}
 
 /* ---- a layer by hand ------------------------------------------------------------------------- */
 
@@ -229,10 +249,8 @@ static void check_deploy(const char *group, int g, int bits) {
     qa_error err;
     const int in = 32, out = 7, M = 4;
     cr_assert_eq(make_layer(&L, in, out, group, bits, 21, &err), 0, "%s", err.msg);
-    qa_named_tensor ts[8];
-    int nt = L.m->inspect(L.state, ts, 8);
     int32_t *codes0 = qa_alloc(sizeof(int32_t) * (size_t)in * out);
-    memcpy(codes0, find_tensor(ts, nt, "codes")->i32, sizeof(int32_t) * (size_t)in * out);
+    held_codes(&L, codes0);
     qa_param p = the_scale(&L);
     trng t = trng_new(22);
     for (size_t k = 0; k < p.n; k++) p.data[k] *= (float)trng_unif(&t, 0.7, 1.3); /* "trained" scales */
@@ -299,6 +317,7 @@ Test(peqa, fewest_trainable_parameters_and_bytes) {
     cr_expect_eq(b.optimizer, 2 * 16 * sizeof(float));
     /* 4-bit codes packed + FP32 zero point and bias per row (frozen); + the scale (deployed) */
     cr_expect_eq(b.frozen, 64 * 16 / 2 + 2 * 16 * sizeof(float));
+    cr_expect_eq(b.workspace, 64 * 16 * sizeof(float), "C in float, the product's operand");
     cr_expect_eq(b.deployed, 64 * 16 / 2 + 3 * 16 * sizeof(float));
     /* fewer trainable values than a rank-1 LoRA of the same layer (64 + 16) */
     cr_expect_lt(p.n, 64u + 16u);

@@ -79,17 +79,28 @@ static void randomize_B(layer *L, uint64_t seed, double std) {
 
 /* ---- the group quantizer ------------------------------------------------------------------ */
 
+/* The stored "codes" tensor of a deployed layer (the held codes, unpacked). */
+static const int32_t *stored_codes(const qa_deployed *d) {
+    for (int k = 0; k < d->n_stored; k++)
+        if (!strcmp(d->stored[k].name, "codes")) return d->stored[k].i32;
+    cr_assert_fail("merge() stores no codes");
+    return NULL;
+}
+
 static void check_group_quantizer(int in, int out, int group, int bits) {
     layer L;
     qa_error err;
     cr_assert_eq(make_layer(&L, in, out, group, bits, 2, 1.0f, 21, &err), QA_OK, "%s", err.msg);
     qa_named_tensor ts[8];
     int nt = L.m->inspect(L.state, ts, 8);
-    const int32_t *code = find_tensor(ts, nt, "W_code")->i32;
     const float *scale = find_tensor(ts, nt, "group_scale")->f32;
     const float *zero = find_tensor(ts, nt, "group_zero")->f32;
     const float *w_hat = find_tensor(ts, nt, "W_hat")->f32;
     const int g = L.group, G = in / g;
+    /* the held codes, as merge() unpacks them into the stored "codes" (B = 0) */
+    qa_deployed d;
+    cr_assert_eq(L.m->merge(L.state, &d, &err), QA_OK, "%s", err.msg);
+    const int32_t *code = stored_codes(&d);
     cr_expect_eq(find_tensor(ts, nt, "group_scale")->dims[0], G);
     cr_expect_eq(find_tensor(ts, nt, "group_scale")->dims[1], out);
     const float lmax = (float)((1 << bits) - 1);
@@ -107,10 +118,11 @@ static void check_group_quantizer(int in, int out, int group, int bits) {
                 float q = nearbyintf(w[k] / delta) + z;
                 q = q < 0.f ? 0.f : (q > lmax ? lmax : q);
                 if (code[wi] != (int32_t)q) mismatches++;
-                cr_expect_eq(w_hat[wi], scale[at] * ((float)code[wi] - zero[at]), "W_hat[%zu]", wi);
+                cr_expect_eq(w_hat[wi], scale[at] * (q - zero[at]), "W_hat[%zu] is not scale (q - zero)", wi);
             }
         }
     cr_expect_eq(mismatches, 0, "%d codes differ from quant_search applied by hand", mismatches);
+    qa_deployed_free(&d);
     free_layer(&L);
 }
 
@@ -119,6 +131,9 @@ Test(qalora, group_quantizer_is_quant_search_per_group) {
     check_group_quantizer(64, 5, 32, 4); /* the reference code's g = 32 */
     check_group_quantizer(24, 3, 8, 3);  /* another g, another N */
     check_group_quantizer(16, 2, 4, 8);
+    check_group_quantizer(30, 3, 10, 2);  /* packed widths: 2 and 1 bits, 11 bits in two bytes */
+    check_group_quantizer(21, 3, 7, 1);
+    check_group_quantizer(16, 3, 8, 11);
 }
 
 Test(qalora, group_quantizer_is_not_per_channel) {
@@ -376,7 +391,7 @@ Test(qalora, merged_weight_reproduces_the_forward) {
     const float *A = ps[0].data, *B = ps[1].data;
     qa_named_tensor ts[8];
     int nt = L.m->inspect(L.state, ts, 8);
-    const int32_t *code = find_tensor(ts, nt, "W_code")->i32;
+    const int32_t *code = stored_codes(&d);
     const float *scale = find_tensor(ts, nt, "group_scale")->f32;
     const float *zero = find_tensor(ts, nt, "group_zero")->f32;
     const float *merged = find_tensor(ts, nt, "merged_zero")->f32;
@@ -449,7 +464,10 @@ Test(qalora, bits_per_weight_and_bytes) {
         L.m->bytes(L.state, &b);
         size_t packed = (size_t)in * out * bits[k] / 8 + (size_t)G * out * 2 * 2 + (size_t)out * 4;
         cr_expect_eq(b.deployed, packed, "N-bit codes + FP16 scale and zero per (group,row) + FP32 bias");
-        cr_expect_eq(b.frozen, packed);
+        /* held: codes packed at N <= 4, a byte at 8; scale and zero per (group, row) in FP32 */
+        size_t codes = bits[k] <= 4 ? (size_t)in * out * bits[k] / 8 : (size_t)in * out;
+        cr_expect_eq(b.frozen, codes + (size_t)G * out * 2 * 4 + (size_t)out * 4, "frozen %zu", b.frozen);
+        cr_expect_eq(b.workspace, (size_t)in * out * 4, "the f32 W_hat");
         cr_expect_eq(b.trainable, (size_t)r * (G + out) * 4, "A [r, in/g] + B [out, r]");
         cr_expect_eq(b.gradients, b.trainable);
         cr_expect_eq(b.optimizer, 2 * b.trainable);

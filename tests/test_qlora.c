@@ -357,8 +357,8 @@ Test(qlora, nf4_base_is_the_nearest_code_times_the_double_quantized_absmax) {
 }
 
 Test(qlora, int_base_is_the_section0_quantizer) {
-    const int bits[2] = {8, 3};
-    for (int k = 0; k < 2; k++) {
+    const int bits[5] = {8, 3, 2, 5, 1}; /* held as bytes at 5..8, packed (a 3-bit code may straddle) below */
+    for (int k = 0; k < 5; k++) {
         fixture f;
         setup_layer(&f, bits[k], 1.0f, 0);
         float delta[OUT], zero[OUT], Wq[NW];
@@ -487,6 +487,7 @@ Test(qlora, bytes_by_category) {
     f.m->bytes(f.state, &b);
     /* 59 packed bytes + 2 q8 + one FP32 absmax2 + FP32 offset, then the bias */
     cr_expect_eq(b.frozen, (size_t)(59 + 2 + 4 + 4) + bias, "nf4 frozen %zu", b.frozen);
+    cr_expect_eq(b.workspace, (size_t)NW * 4, "the f32 W_dq refilled from the codes");
     cr_expect_eq(b.trainable, lr);
     cr_expect_eq(b.gradients, lr);
     cr_expect_eq(b.optimizer, 2 * lr);
@@ -497,12 +498,21 @@ Test(qlora, bytes_by_category) {
     f.m->bytes(f.state, &b);
     cr_expect_eq(b.frozen, (size_t)NW + 2 * OUT * 4 + bias, "int8 frozen: codes + scale/zero per row + bias");
     cr_expect_eq(b.deployed, (size_t)NW + 2 * OUT * 4 + bias);
+    cr_expect_eq(b.workspace, (size_t)NW * 4, "the f32 W_dq refilled from the codes");
+    teardown_layer(&f);
+
+    setup_layer(&f, 3, 1.0f, 0);
+    f.m->bytes(f.state, &b);
+    /* 117 3-bit codes packed: ceil(351 / 8) = 44 bytes */
+    cr_expect_eq(b.frozen, (size_t)44 + 2 * OUT * 4 + bias, "int3 frozen: packed codes + scale/zero per row + bias");
+    cr_expect_eq(b.workspace, (size_t)NW * 4);
     teardown_layer(&f);
 
     setup_layer(&f, 0, 1.0f, 0);
     f.m->bytes(f.state, &b);
     cr_expect_eq(b.frozen, (size_t)NW * 4 + bias);
     cr_expect_eq(b.deployed, (size_t)NW * 4 + bias);
+    cr_expect_eq(b.workspace, 0, "at fp W_dq is the frozen base itself");
     teardown_layer(&f);
 }
 
