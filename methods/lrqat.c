@@ -52,9 +52,8 @@
  *   - f32 compute (the reference may run A, B in bf16); no gradient checkpointing (memory is
  *     counted, including the dense G_W buffer, see bytes()).
  *   - Only the per-channel range is implemented (the reference also has block-wise scales).
- * Memory (bytes()): frozen = Phi0 as held: the fixed-point values in int32 (4 bytes per weight:
- *   inspect() hands them to the reference fixture as an int32 tensor; they fit int8) or FP32,
- *   + FP32 bias; gradients include the dense G_W; workspace = B A, W_eff (FP32), W_int (int32)
+ * Memory (bytes()): frozen = Phi0 as held: the fixed-point values in int8 (one byte per weight;
+ *   inspect() widens them to int32 on demand for the reference fixture) or FP32, + FP32 bias; gradients include the dense G_W; workspace = B A, W_eff (FP32), W_int (int32)
  *   and the pass mask (one byte): 13 bytes per weight; deployed = b-bit codes + FP32 scale and
  *   bias per row. */
 #include <math.h>
@@ -70,6 +69,10 @@
 
 enum { LRQAT_PHI_FIXED8 = 0, LRQAT_PHI_FP32 };
 
+struct lrqat_view {
+    int32_t *phi_fixed;
+};
+
 #define LRQAT_SCALE_EPS 1e-8f
 
 typedef struct {
@@ -78,7 +81,8 @@ typedef struct {
     float lora_scale;         /* c */
     float scale_lr;
     char layer_name[96];
-    int32_t *phi_fixed;       /* Phi0 (fixed8: the int8 values) [out, in] */
+    int8_t *phi_fixed;        /* Phi0 (fixed8: the 8-bit fixed-point values) [out, in] */
+    struct lrqat_view *view;  /* inspect()'s int32 copy of phi_fixed, made on demand */
     float *phi_fp;            /* Phi0 (fp32 variant) [out, in] */
     float *scale, *dscale;    /* s [out] (trainable) */
     float *A, *B, *dA, *dB;   /* [r, in], [out, r] */
@@ -127,7 +131,7 @@ static int lrqat_init(void *state, const qa_layer_init *li, qa_error *err) {
     const size_t n = (size_t)in * out;
     s->scale = qa_alloc(sizeof(float) * out);
     s->dscale = qa_alloc(sizeof(float) * out);
-    if (s->phi_mode == LRQAT_PHI_FIXED8) s->phi_fixed = qa_alloc(sizeof(int32_t) * n);
+    if (s->phi_mode == LRQAT_PHI_FIXED8) s->phi_fixed = qa_alloc(n);
     else s->phi_fp = qa_alloc(sizeof(float) * n);
     const float qmin = (float)s->qmin, qmax = (float)s->qmax, to_fixed = ldexpf(1.0f, 8 - bits);
     for (int o = 0; o < out; o++) {
@@ -143,7 +147,7 @@ static int lrqat_init(void *state, const qa_layer_init *li, qa_error *err) {
             float phi = w[i] / s0;
             if (s->phi_mode == LRQAT_PHI_FP32) { s->phi_fp[(size_t)o * in + i] = phi; continue; }
             phi = phi < qmin ? qmin : (phi > qmax ? qmax : phi);
-            s->phi_fixed[(size_t)o * in + i] = (int32_t)nearbyintf(phi * to_fixed); /* in -128 .. 127 */
+            s->phi_fixed[(size_t)o * in + i] = (int8_t)nearbyintf(phi * to_fixed); /* in -128 .. 127 */
         }
     }
     qa_lora_factors_init(in, out, r, li->rng, &s->A, &s->B, &s->dA, &s->dB);
@@ -154,6 +158,7 @@ static int lrqat_init(void *state, const qa_layer_init *li, qa_error *err) {
     s->grad_w = qa_alloc(sizeof(float) * n);
     s->bias = qa_alloc(sizeof(float) * out);
     if (li->bias) memcpy(s->bias, li->bias, sizeof(float) * out);
+    s->view = qa_alloc(sizeof *s->view);
     return QA_OK;
 }
 
@@ -239,10 +244,10 @@ static int lrqat_merge(void *state, qa_deployed *d, qa_error *err) {
 static void lrqat_bytes(const void *state, qa_bytes *b) {
     const lrqat_state *s = state;
     const size_t n = (size_t)s->in * s->out, lr = (size_t)s->rank * (s->in + s->out) + s->out;
-    /* frozen: Phi0 as held (int32 fixed point, or FP32) + FP32 bias; the trainable scale is
+    /* frozen: Phi0 as held (int8 fixed point, or FP32) + FP32 bias; the trainable scale is
      * counted as trainable. Gradients include the dense G_W [out, in] the backward needs (as full
      * QAT); B A, W_eff, W_int and the pass mask are workspace. */
-    const size_t phi_bytes = s->phi_mode == LRQAT_PHI_FIXED8 ? sizeof(int32_t) : sizeof(float);
+    const size_t phi_bytes = s->phi_mode == LRQAT_PHI_FIXED8 ? sizeof(int8_t) : sizeof(float);
     b->frozen = n * phi_bytes + (size_t)s->out * sizeof(float);
     b->workspace = n * (2 * sizeof(float) + sizeof(int32_t) + 1);
     b->trainable = lr * sizeof(float);
@@ -253,9 +258,15 @@ static void lrqat_bytes(const void *state, qa_bytes *b) {
 
 static int lrqat_inspect(const void *state, qa_named_tensor *o, int max) {
     const lrqat_state *s = state;
+    struct lrqat_view *v = s->view; /* Phi0 widened to int32 on the first call (fixtures, tests) */
+    if (s->phi_fixed && !v->phi_fixed) {
+        const size_t n = (size_t)s->in * s->out;
+        v->phi_fixed = qa_alloc(sizeof(int32_t) * n);
+        for (size_t k = 0; k < n; k++) v->phi_fixed[k] = s->phi_fixed[k];
+    }
     qa_named_tensor all[] = {
         {"scale", s->scale, NULL, 1, {s->out, 1}},
-        {"Phi0", s->phi_fp, s->phi_fixed, 2, {s->out, s->in}},
+        {"Phi0", s->phi_fp, v->phi_fixed, 2, {s->out, s->in}},
         {"W_int", NULL, s->w_int, 2, {s->out, s->in}},
         {"W_eff", s->w_eff, NULL, 2, {s->out, s->in}},
     };
@@ -270,6 +281,8 @@ static void lrqat_destroy(void *state) {
     float *ps[] = {s->phi_fp, s->scale, s->dscale, s->A, s->B, s->dA, s->dB, s->BA, s->w_eff, s->grad_w, s->bias};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) qa_free(ps[i]);
     qa_free(s->phi_fixed);
+    if (s->view) qa_free(s->view->phi_fixed);
+    qa_free(s->view);
     qa_free(s->w_int);
     qa_free(s->pass);
 }

@@ -327,7 +327,7 @@ Test(lrqat, bytes_count_phi_as_held_and_the_dense_gradient) {
     qa_bytes b;
     L.m->bytes(L.state, &b);
     const size_t lr = 4 * (64 + 16) + 16;
-    cr_expect_eq(b.frozen, 64 * 16 * sizeof(int32_t) + 16 * sizeof(float), "Phi0 held in int32 + FP32 bias");
+    cr_expect_eq(b.frozen, 64 * 16 * sizeof(int8_t) + 16 * sizeof(float), "Phi0 held in int8 + FP32 bias");
     cr_expect_eq(b.workspace, 64 * 16 * (4 + 4 + 4 + 1), "B A, W_eff, W_int, the pass mask");
     cr_expect_eq(b.trainable, lr * sizeof(float));
     cr_expect_eq(b.gradients, (lr + 64 * 16) * sizeof(float));
