@@ -162,6 +162,14 @@ void qa_method_print_options(const qa_method *m, FILE *out, const char *indent) 
     }
 }
 
+void qa_deployed_add_stat(qa_deployed *d, const char *name, double num, double den) {
+    QA_ASSERT(d->n_stats < QA_MAX_DEPLOY_STATS);
+    snprintf(d->stat_name[d->n_stats], sizeof d->stat_name[d->n_stats], "%s", name);
+    d->stat_num[d->n_stats] = num;
+    d->stat_den[d->n_stats] = den;
+    d->n_stats++;
+}
+
 void qa_deployed_free(qa_deployed *d) {
     qa_free(d->w_fp);
     qa_free(d->w_int);

@@ -170,6 +170,8 @@ typedef struct {
 /* Add a stored tensor to d (the caller fills the returned array: rows * cols values). */
 int32_t *qa_deployed_store_int(qa_deployed *d, const char *name, int bits, int is_signed, int rows, int cols);
 float *qa_deployed_store_float(qa_deployed *d, const char *name, int bits, int rows, int cols);
+/* One more of the method's own measurements: num / den, pooled over layers as sum(num) / sum(den). */
+void qa_deployed_add_stat(qa_deployed *d, const char *name, double num, double den);
 
 /* The reference rate of a LoRA-style adapter (rank-r factors, AdamW, 300-600 steps at batch 16)
  * on this harness's 128-wide DiT: the centre of the tuning grids. The reference codes' rates

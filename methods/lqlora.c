@@ -387,6 +387,7 @@ typedef struct {
     float *q_delta, *q_zero;
     float *Q_dq, *bias;
     float init_error[2];   /* ||W - Q - L1 L2||_F, ||W - quant(W)||_F */
+    double w_norm2;        /* ||W||^2, for the relative init_error stat */
     int32_t iterations;
     qa_lora_adapter ad;
 } lqlora_state;
@@ -445,6 +446,7 @@ static int lqlora_init(void *state, const qa_layer_init *li, qa_error *err) {
     qa_free(Q_in);
     s->init_error[0] = (float)st.error;
     s->init_error[1] = (float)st.error_q_only;
+    for (size_t i = 0; i < n; i++) s->w_norm2 += (double)li->W[i] * li->W[i];
     s->iterations = st.iterations;
     s->bias = qa_alloc(sizeof(float) * s->out);
     if (li->bias) memcpy(s->bias, li->bias, sizeof(float) * s->out);
@@ -524,6 +526,8 @@ static int lqlora_merge(void *state, qa_deployed *d, qa_error *err) {
         d->extra_bits[1] = qa_qlora_nf4_bits_per_weight(n);
         d->n_extra = 2;
     }
+    /* the start's distance from the pre-trained weight (literature.claims L3): Q + L1 L2 */
+    qa_deployed_add_stat(d, "init_error", (double)s->init_error[0] * s->init_error[0], s->w_norm2);
     return QA_OK;
 }
 

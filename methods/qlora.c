@@ -285,6 +285,7 @@ typedef struct {
     float *bias;
     qa_lora_adapter ad;        /* the trainable low-rank term */
     qa_base_product base_mm; /* the frozen base product, in the training dtype (base_product.h) */
+    double init_err2, w_norm2; /* ||W - W_dq||^2 and ||W||^2 at init (B = 0: the start is the base) */
 } qlora_state;
 
 /* W_dq from the stored base (a no-op at FP, where W_dq is the base). */
@@ -353,6 +354,11 @@ static int qlora_init(void *state, const qa_layer_init *li, qa_error *err) {
         memcpy(s->W_dq, li->W, sizeof(float) * n);
     }
     dequantize_base(s); /* so inspect("W_dq") is valid before the first forward */
+    for (size_t i = 0; i < n; i++) {
+        double e = (double)li->W[i] - s->W_dq[i];
+        s->init_err2 += e * e;
+        s->w_norm2 += (double)li->W[i] * li->W[i];
+    }
     s->bias = qa_alloc(sizeof(float) * s->out);
     if (li->bias) memcpy(s->bias, li->bias, sizeof(float) * s->out);
     qa_lora_adapter_init(&s->ad, s->in, s->out, s->rank, s->scale, li->rng);
@@ -413,6 +419,8 @@ static int qlora_merge(void *state, qa_deployed *d, qa_error *err) {
         d->extra_bits[0] = qa_qlora_nf4_bits_per_weight(n);
         d->n_extra = 1;
     }
+    /* the start's distance from the pre-trained weight (literature.claims L3): the base, B = 0 */
+    qa_deployed_add_stat(d, "init_error", s->init_err2, s->w_norm2);
     return QA_OK;
 }
 

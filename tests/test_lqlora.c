@@ -613,3 +613,63 @@ Test(lqlora_e2e, a_recipe_with_lq_lora_and_ir_qlora_runs_merges_and_reports, .in
     free(buf);
     qa_recipe_free(r);
 }
+
+/* The merge's "init_error" stat (literature.claims L3) against the start computed here: LQ-LoRA's
+ * ||W - Q - s B A||^2 / ||W||^2 from W_dq and the initial factors, QLoRA's ||W - W_dq||^2 / ||W||^2
+ * on the same weights; at 3 bits LQ-LoRA's start is the closer one. */
+static double stat_of(const qa_deployed *d, const char *name) {
+    for (int k = 0; k < d->n_stats; k++)
+        if (!strcmp(d->stat_name[k], name)) return d->stat_num[k] / d->stat_den[k];
+    cr_assert_fail("no stat %s", name);
+    return 0;
+}
+
+Test(lqlora, init_error_stat_is_the_start_distance_and_below_qlora_at_3_bits) {
+    layer f;
+    qa_error err;
+    cr_assert_eq(setup(&f, 3, 0.5f, "lq-lora", R, &err), 0, "%s", err.msg);
+    qa_param ps[2];
+    cr_assert_eq(f.m->params(f.state, ps, 2), 2);
+    const float *Q = W_dq_of(&f);
+    double e2 = 0, w2 = 0;
+    for (int o = 0; o < OUT; o++)
+        for (int i = 0; i < IN; i++) {
+            double ba = 0;
+            for (int k = 0; k < R; k++) ba += (double)ps[1].data[o * R + k] * ps[0].data[k * IN + i];
+            double e = f.W[o * IN + i] - Q[o * IN + i] - 0.5 * ba;
+            e2 += e * e;
+            w2 += (double)f.W[o * IN + i] * f.W[o * IN + i];
+        }
+    qa_deployed d;
+    cr_assert_eq(f.m->merge(f.state, &d, &err), 0, "%s", err.msg);
+    double lq = stat_of(&d, "init_error");
+    cr_expect(fabs(lq - e2 / w2) <= 1e-5 * (e2 / w2), "lq-lora init_error %g, here %g", lq, e2 / w2);
+    qa_deployed_free(&d);
+    /* QLoRA on the same W at 3 bits: its start is its INT base */
+    const qa_method *qm = qa_method_find("qlora");
+    char qopts[64];
+    cr_assert(qm->options_size <= sizeof qopts);
+    qa_method_options_defaults(qm, qopts);
+    qa_method_cfg qc = {.w_bits = 3, .rank = R, .lora_scale = 0.5f, .options = qopts};
+    qa_rng *r = qa_rng_new(9);
+    qa_layer_init li = {IN, OUT, f.W, f.b, &qc, r, "test.layer", NULL, NULL};
+    void *qs = qa_alloc(qm->state_size);
+    cr_assert_eq(qm->init(qs, &li, &err), 0, "%s", err.msg);
+    qa_named_tensor nt[8];
+    int n = qm->inspect(qs, nt, 8);
+    const float *qdq = NULL;
+    for (int i = 0; i < n; i++)
+        if (!strcmp(nt[i].name, "W_dq")) qdq = nt[i].f32;
+    cr_assert_not_null(qdq);
+    double q2 = 0;
+    for (int i = 0; i < IN * OUT; i++) q2 += ((double)f.W[i] - qdq[i]) * ((double)f.W[i] - qdq[i]);
+    cr_assert_eq(qm->merge(qs, &d, &err), 0, "%s", err.msg);
+    double ql = stat_of(&d, "init_error");
+    cr_expect(fabs(ql - q2 / w2) <= 1e-9 * (q2 / w2), "qlora init_error %g, here %g", ql, q2 / w2);
+    cr_expect_lt(lq, ql, "lq-lora starts closer (%g) than qlora (%g)", lq, ql);
+    qa_deployed_free(&d);
+    qm->destroy(qs);
+    qa_free(qs);
+    qa_rng_free(r);
+    teardown(&f);
+}
