@@ -406,12 +406,14 @@ static void slot_backward(qa_linear *s, const float *dy, float *dx, int M, int w
 
 /* ---- forward ---- */
 
-/* a->att from block l's q, k, v, as attention_mode says. */
-static void block_attention(qa_dit *m, int l, int B) {
+/* a->att from block l's q, k, v, as attention_mode says (fused: the deployed model's fused path,
+ * whose float attention is the same floats computed faster). */
+static void block_attention(qa_dit *m, int l, int B, int fused) {
     qa_block_acts *a = &m->acts[l];
     const int d = m->cfg.dim, T = m->T, H = m->cfg.heads;
     if (m->attention_mode == QA_ATTN_FLOAT) {
-        qa_attention_forward(a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
+        if (fused) qa_attention_deployed_forward(a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
+        else qa_attention_forward(a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
         return;
     }
     qa_int8_attention *A = &m->att_q[l];
@@ -451,7 +453,7 @@ static void attention_half_forward(qa_dit *m, int l, int B) {
         float *parts[3] = {a->q, a->k, a->v};
         qa_int8_split_rows(qkv, parts, 3, M);
         prof_lap(m, &m->prof.linear, &t0);
-        block_attention(m, l, B);
+        block_attention(m, l, B, 1);
         prof_lap(m, &m->prof.attention, &t0);
         qa_int8_linear_quantize(o, &m->o[l]->actq, a->att, M);
         qa_int8_linear_matmul(o, M);
@@ -466,7 +468,7 @@ static void attention_half_forward(qa_dit *m, int l, int B) {
     slot_forward(m->k[l], a->h1, a->k, M);
     slot_forward(m->v[l], a->h1, a->v, M);
     t0 = m->profiling ? qa_now() : 0; /* the slots time themselves */
-    block_attention(m, l, B);
+    block_attention(m, l, B, 0);
     prof_lap(m, &m->prof.attention, &t0);
     slot_forward(m->o[l], a->att, a->o, M);
     memcpy(a->x_mid, a->x_in, sizeof(float) * (size_t)M * d);

@@ -85,6 +85,10 @@ void qa_attention_forward(float *out, float *probs, const float *q, const float 
                        int B, int T, int C, int H);
 /* dP = dout v^T; dv += P^T dout; dS = P (dP - rowsum(dP P)); dq += dS k / sqrt(hd);
  * dk += dS^T q / sqrt(hd).  scratch must hold 2 * B*H*T*T floats. */
+/* The same for the deployed model (inference): equal bit for bit, the softmax rows processed in
+ * groups whose in-order sums overlap. */
+void qa_attention_deployed_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+                                   int B, int T, int C, int H);
 void qa_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                         const float *q, const float *k, const float *v, float *scratch, int B,
                         int T, int C, int H);
