@@ -566,22 +566,22 @@ void qa_attention_fakequant_forward(qa_int8_attention *A, float *out, float *pro
     qa_matmul_view(&vs, probs, &vv, vh, &vv, out, 1.0f, 0, NULL);
 }
 
-/* Codes of a [B*T, C] activation: u8 (q) or s8 = code - 128 (k, v), with the sums the zero-point
- * corrections need: per (token, head) for q and k, per (sample, channel) over tokens for v. */
-static void attention_codes(qa_int8_attention *A, const float *q, const float *k, const float *v, int B, int T,
-                            int C, int H) {
+/* Codes of token m's q, k, v rows [C] each: u8 (q) or s8 = code - 128 (k, v), with the sums the
+ * zero-point corrections need per (token, head) for q and k. */
+static void attention_token_codes(qa_int8_attention *A, int m, const float *q, const float *k, const float *v, int C,
+                                  int H) {
     const int hd = C / H;
-    #pragma omp parallel for schedule(static)
-    for (int m = 0; m < B * T; m++) {
-        uint8_t *qc = A->qc + (size_t)m * C, *kc = (uint8_t *)A->kc + (size_t)m * C, *vc = (uint8_t *)A->vc + (size_t)m * C;
-        for (int h = 0; h < H; h++) {
-            A->qsum[(size_t)m * H + h] = qa_int8_quantize_row(q + (size_t)m * C + h * hd, qc + h * hd, hd, A->q.delta, A->q.zero);
-            A->ksum[(size_t)m * H + h] = qa_int8_quantize_row(k + (size_t)m * C + h * hd, kc + h * hd, hd, A->k.delta, A->k.zero)
-                                         - 128 * hd;
-        }
-        qa_int8_quantize_row(v + (size_t)m * C, vc, C, A->v.delta, A->v.zero);
-        for (int c = 0; c < C; c++) { kc[c] = (uint8_t)(kc[c] ^ 0x80); vc[c] = (uint8_t)(vc[c] ^ 0x80); } /* u - 128 as s8 */
+    uint8_t *qc = A->qc + (size_t)m * C, *kc = (uint8_t *)A->kc + (size_t)m * C, *vc = (uint8_t *)A->vc + (size_t)m * C;
+    for (int h = 0; h < H; h++) {
+        A->qsum[(size_t)m * H + h] = qa_int8_quantize_row(q + h * hd, qc + h * hd, hd, A->q.delta, A->q.zero);
+        A->ksum[(size_t)m * H + h] = qa_int8_quantize_row(k + h * hd, kc + h * hd, hd, A->k.delta, A->k.zero) - 128 * hd;
     }
+    qa_int8_quantize_row(v, vc, C, A->v.delta, A->v.zero);
+    for (int c = 0; c < C; c++) { kc[c] = (uint8_t)(kc[c] ^ 0x80); vc[c] = (uint8_t)(vc[c] ^ 0x80); } /* u - 128 as s8 */
+}
+
+/* Per (sample, channel): the sum over tokens of the v codes - 128. */
+static void attention_vsums(qa_int8_attention *A, int B, int T, int C) {
     #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++)
         for (int c = 0; c < C; c++) {
@@ -589,6 +589,28 @@ static void attention_codes(qa_int8_attention *A, const float *q, const float *k
             for (int t = 0; t < T; t++) s += A->vc[((size_t)b * T + t) * C + c];
             A->vsum[(size_t)b * C + c] = s;
         }
+}
+
+/* Codes of [B*T, C] activations q, k, v. */
+static void attention_codes(qa_int8_attention *A, const float *q, const float *k, const float *v, int B, int T,
+                            int C, int H) {
+    #pragma omp parallel for schedule(static)
+    for (int m = 0; m < B * T; m++)
+        attention_token_codes(A, m, q + (size_t)m * C, k + (size_t)m * C, v + (size_t)m * C, C, H);
+    attention_vsums(A, B, T, C);
+}
+
+/* The same codes from the stacked q/k/v layer's accumulator: each row dequantized in a stack buffer
+ * (qa_int8_dequant_row: the floats qa_int8_split_rows writes), then coded. */
+static void attention_codes_from_qkv(qa_int8_attention *A, const qa_int8_linear *qkv, int B, int T, int C, int H) {
+    QA_ASSERT(qkv->out == 3 * C && 3 * C <= QA_FUSED_ROW_MAX);
+    #pragma omp parallel for schedule(static)
+    for (int m = 0; m < B * T; m++) {
+        float y[QA_FUSED_ROW_MAX];
+        qa_int8_dequant_row(qkv, m, y);
+        attention_token_codes(A, m, y, y + C, y + 2 * C, C, H);
+    }
+    attention_vsums(A, B, T, C);
 }
 
 /* Scores of row r = (b, h, i) from the integer QK^T, into p[T]. */
@@ -623,12 +645,11 @@ int qa_int8_attention_ready(const qa_int8_attention *A) {
     return 1;
 }
 
-void qa_int8_attention_forward(qa_int8_attention *A, float *out, float *probs, const float *q, const float *k,
-                               const float *v, int B, int T, int C, int H) {
+/* The integer attention from A's codes (filled): out [B*T, C]; with next, each output row also
+ * quantized for the integer layer next with its quantizer aq (next->xq, next->xsum). */
+static void int8_attention_from_codes(qa_int8_attention *A, float *out, float *probs, qa_int8_linear *next,
+                                      const qa_actq *aq, int B, int T, int C, int H) {
     const int hd = C / H;
-    QA_ASSERT(qa_int8_attention_ready(A) && hd <= QA_INT8_MAX_K && T <= QA_INT8_MAX_K);
-    int8_attention_reserve(A, B, T, C, H);
-    attention_codes(A, q, k, v, B, T, C, H);
     qa_view vq = head_view(B, T, C, H, 0), vkt = head_view(B, T, C, H, 1), vs = square_view(B, H, T, 0);
     qa_matmul_u8s8_view(&vq, A->qc, &vkt, A->kc, &vs, A->acc);
     /* S = scale (q_hat . k_hat) = scale dq dk [sum (qq - zq)(kq - zk)], the bracket exact in int32 */
@@ -644,6 +665,7 @@ void qa_int8_attention_forward(qa_int8_attention *A, float *out, float *probs, c
     /* out = dp dv [sum_j (pq - zp)(vq - zv)] = dp dv [acc + cv psum - zp vsum - T zp cv], cv = 128 - zv */
     const int32_t zp = (int32_t)A->p.zero, cv = 128 - (int32_t)A->v.zero;
     const float scale = A->p.delta * A->v.delta;
+    if (next) qa_int8_linear_reserve(next, B * T);
     #pragma omp parallel for schedule(static)
     for (int m = 0; m < B * T; m++) {
         int b = m / T, i = m % T;
@@ -653,7 +675,24 @@ void qa_int8_attention_forward(qa_int8_attention *A, float *out, float *probs, c
             int32_t s = (int32_t)o[c] + cv * ps - zp * A->vsum[(size_t)b * C + c] - T * zp * cv;
             o[c] = scale * (float)s;
         }
+        if (next) next->xsum[m] = qa_int8_quantize_row(o, next->xq + (size_t)m * C, C, aq->delta, aq->zero);
     }
+}
+
+void qa_int8_attention_forward(qa_int8_attention *A, float *out, float *probs, const float *q, const float *k,
+                               const float *v, int B, int T, int C, int H) {
+    QA_ASSERT(qa_int8_attention_ready(A) && C / H <= QA_INT8_MAX_K && T <= QA_INT8_MAX_K);
+    int8_attention_reserve(A, B, T, C, H);
+    attention_codes(A, q, k, v, B, T, C, H);
+    int8_attention_from_codes(A, out, probs, NULL, NULL, B, T, C, H);
+}
+
+void qa_int8_attention_forward_fused(qa_int8_attention *A, const qa_int8_linear *qkv, qa_int8_linear *next,
+                                     const qa_actq *aq, float *out, float *probs, int B, int T, int C, int H) {
+    QA_ASSERT(qa_int8_attention_ready(A) && C / H <= QA_INT8_MAX_K && T <= QA_INT8_MAX_K && next->in == C);
+    int8_attention_reserve(A, B, T, C, H);
+    attention_codes_from_qkv(A, qkv, B, T, C, H);
+    int8_attention_from_codes(A, out, probs, next, aq, B, T, C, H);
 }
 
 #pragma GCC pop_options

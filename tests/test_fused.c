@@ -103,22 +103,50 @@ static void deployed_model(qa_dit *m, int B) {
     qa_rng_free(r);
 }
 
+/* Guided DDIM samples of labels[3] from the unfused and the fused forward of the same model. */
+static void sample_unfused_and_fused(qa_dit *m, const int *labels, int steps, uint64_t seed, float *unfused,
+                                     float *fused) {
+    qa_schedule s;
+    qa_schedule_linear(&s, 1000, 1e-4f, 0.02f);
+    m->int8_unfused = 1;
+    qa_ddim_sample(m, &s, labels, 3, steps, 3.0f, seed, unfused);
+    m->int8_unfused = 0;
+    qa_ddim_sample(m, &s, labels, 3, steps, 3.0f, seed, fused);
+}
+
 /* Guided DDIM sampling with the fused forward gives the unfused model's samples exactly. */
 Test(fused, fused_sampling_equals_unfused_samples) {
     qa_dit m;
     deployed_model(&m, 6);
-    qa_schedule s;
-    qa_schedule_linear(&s, 1000, 1e-4f, 0.02f);
     const int labels[3] = {1, 4, 7};
     float *fused = qa_alloc(sizeof(float) * 3 * 784), *unfused = qa_alloc(sizeof(float) * 3 * 784);
-    m.int8_unfused = 1;
-    qa_ddim_sample(&m, &s, labels, 3, 4, 3.0f, 25, unfused);
-    m.int8_unfused = 0;
-    qa_ddim_sample(&m, &s, labels, 3, 4, 3.0f, 25, fused);
+    sample_unfused_and_fused(&m, labels, 4, 25, unfused, fused);
     cr_expect_eq(count_differing(fused, unfused, 3 * 784), 0, "samples differ");
     double norm = 0;
     for (int i = 0; i < 3 * 784; i++) norm += (double)fused[i] * fused[i];
     cr_expect(norm > 1.0, "the samples are not all zeros (%g)", norm);
     qa_free(fused); qa_free(unfused);
+    qa_dit_free(&m);
+}
+
+/* With integer attention, the fused forward codes q, k, v straight from the stacked layer's
+ * accumulator and the attention output straight for the output projection: the same codes as the
+ * unfused integer layers and attention, so the same samples. */
+Test(fused, fused_integer_attention_sampling_equals_unfused) {
+    qa_dit m;
+    deployed_model(&m, 6);
+    const int labels[3] = {2, 5, 8};
+    float *fused = qa_alloc(sizeof(float) * 3 * 784), *unfused = qa_alloc(sizeof(float) * 3 * 784);
+    float *float_att = qa_alloc(sizeof(float) * 3 * 784);
+    sample_unfused_and_fused(&m, labels, 3, 26, unfused, float_att);
+    qa_dit_set_attention_quant(&m, QA_ATTN_INT8);
+    qa_schedule s;
+    qa_schedule_linear(&s, 1000, 1e-4f, 0.02f);
+    qa_ddim_sample(&m, &s, labels, 3, 1, 3.0f, 26, fused); /* the first forward calibrates on the reference */
+    for (int l = 0; l < m.cfg.depth; l++) cr_assert(qa_int8_attention_ready(&m.att_q[l]), "block %d", l);
+    sample_unfused_and_fused(&m, labels, 3, 26, unfused, fused);
+    cr_expect_eq(count_differing(fused, unfused, 3 * 784), 0, "samples differ");
+    cr_expect(count_differing(fused, float_att, 3 * 784) > 0, "integer attention changes the samples");
+    qa_free(fused); qa_free(unfused); qa_free(float_att);
     qa_dit_free(&m);
 }
