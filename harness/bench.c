@@ -1,5 +1,6 @@
 #include "harness/bench.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -206,10 +207,12 @@ int qa_bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err) {
     return rc;
 }
 
-#define MODEL_USAGE "usage: qadapt bench-model [--checkpoint P] [--batch B] [--steps S] [--repeats K] [--train-only] [--json]"
+#define MODEL_USAGE                                                                                          \
+    "usage: qadapt bench-model [--checkpoint P] [--batch B] [--steps S] [--repeats K] [--train-only] "          \
+    "[--int8-attention] [--json]"
 
 int qa_bench_model_parse(int argc, char **argv, qa_bench_model_opts *o, qa_error *err) {
-    *o = (qa_bench_model_opts){"results/pretrained/dit.h5", 32, 10, 0, 3, 0};
+    *o = (qa_bench_model_opts){"results/pretrained/dit.h5", 32, 10, 0, 3, 0, 0};
     for (int i = 0; i < argc; i++) {
         int more = i + 1 < argc;
         char *end = NULL;
@@ -217,6 +220,7 @@ int qa_bench_model_parse(int argc, char **argv, qa_bench_model_opts *o, qa_error
         int num_ok = more && end && *end == 0 && v > 0 && v <= 4096;
         if (!strcmp(argv[i], "--json")) o->json = 1;
         else if (!strcmp(argv[i], "--train-only")) o->train_only = 1;
+        else if (!strcmp(argv[i], "--int8-attention")) o->int8_attention = 1;
         else if (!strcmp(argv[i], "--checkpoint") && more) o->checkpoint = argv[++i];
         else if (!strcmp(argv[i], "--batch") && num_ok) { o->batch = (int)v; i++; }
         else if (!strcmp(argv[i], "--steps") && num_ok) { o->steps = (int)v; i++; }
@@ -363,11 +367,36 @@ static const char *const sv_keys[SV_COUNT] = {
     [SV_INT8] = "w8a8_int8", [SV_INT8_ATTENTION] = "w8a8_int8_int_attention"};
 
 typedef struct {
+    int n_variants;                              /* SV_COUNT with --int8-attention, else the ones before it */
     double ips[SV_COUNT], cpu_ips[SV_COUNT];     /* medians over the repeats */
     double ratio[SV_COUNT], cpu_ratio[SV_COUNT]; /* medians of the per-repeat ratios to f32 */
     int n_int8;
     qa_dit_profile prof_f32, prof_int8, prof_int8_attn;
+    double attn_err;                             /* integer attention vs its reference: max |diff| / max |ref| */
 } sampling_figures;
+
+/* One forward of the integer model at batch 64 with integer attention against the same forward
+ * with its fake-quantized reference attention (the quantizers calibrated): max |diff| / max |ref|
+ * of the predicted noise. */
+static double int8_attention_error(qa_dit *m) {
+    enum { B = 64, D = 784 };
+    qa_rng *r = qa_rng_new(13);
+    float *x = qa_alloc(sizeof(float) * B * D), *ref = qa_alloc(sizeof(float) * B * D);
+    float *out = qa_alloc(sizeof(float) * B * D), t[B];
+    int y[B];
+    qa_rng_fill_normal(r, x, (size_t)B * D, 1.0f);
+    for (int i = 0; i < B; i++) { t[i] = (float)(i * 997 % 1000); y[i] = i % 10; }
+    qa_dit_set_attention_quant(m, QA_ATTN_FAKEQUANT);
+    qa_dit_forward(m, x, t, y, B, ref);
+    qa_dit_set_attention_quant(m, QA_ATTN_INT8);
+    qa_dit_forward(m, x, t, y, B, out);
+    qa_dit_set_attention_quant(m, QA_ATTN_FLOAT);
+    double e = 0, mx = 0;
+    for (int i = 0; i < B * D; i++) { e = fmax(e, fabs((double)out[i] - ref[i])); mx = fmax(mx, fabs((double)ref[i])); }
+    qa_free(x); qa_free(ref); qa_free(out);
+    qa_rng_free(r);
+    return e / (mx > 0 ? mx : 1);
+}
 
 /* Variant v on the three models: the integer model switches fusion and attention per call. */
 static void sample_variant(qa_dit *const *models, int v, uint64_t seed, double *wall, double *cpu) {
@@ -380,7 +409,8 @@ static void sample_variant(qa_dit *const *models, int v, uint64_t seed, double *
 }
 
 /* Every variant in each repeat, interleaved, so that the ratios are measured under the same load. */
-static int measure_sampling(const char *checkpoint, int repeats, sampling_figures *f, qa_error *err) {
+static int measure_sampling(const char *checkpoint, int repeats, int int8_attention, sampling_figures *f,
+                            qa_error *err) {
     qa_dit m32, mfq, mi8;
     int rc = qa_dit_load(checkpoint, &m32, 64, err);
     if (!rc) rc = load_w8a8(checkpoint, &mfq, 0, err);
@@ -388,29 +418,33 @@ static int measure_sampling(const char *checkpoint, int repeats, sampling_figure
     if (rc) return rc;
     for (int i = 0; i < mi8.n_lin; i++) f->n_int8 += mi8.lin[i].i8 != NULL;
     qa_dit *const models[3] = {&m32, &mfq, &mi8};
+    const int nv = f->n_variants = int8_attention ? SV_COUNT : SV_INT8_ATTENTION;
     /* warm-up: primitives created; the attention quantizers calibrate on their first forward */
-    for (int v = 0; v < SV_COUNT; v++) sample_variant(models, v, 11, NULL, NULL);
+    for (int v = 0; v < nv; v++) sample_variant(models, v, 11, NULL, NULL);
     double *buf = qa_alloc(sizeof(double) * 4 * SV_COUNT * repeats);
     for (int i = 0; i < repeats; i++)
-        for (int v = 0; v < SV_COUNT; v++) {
+        for (int v = 0; v < nv; v++) {
             double *wall = buf + (size_t)v * repeats, *cpu = buf + (size_t)(SV_COUNT + v) * repeats;
             sample_variant(models, v, 12, &wall[i], &cpu[i]);
         }
-    for (int v = 0; v < SV_COUNT; v++) {
+    for (int v = 0; v < nv; v++) {
         double *wall = buf + (size_t)v * repeats, *cpu = buf + (size_t)(SV_COUNT + v) * repeats;
         double *rw = buf + (size_t)(2 * SV_COUNT) * repeats, *rc_ = rw + repeats;
         for (int i = 0; i < repeats; i++) { rw[i] = wall[i] / buf[i]; rc_[i] = cpu[i] / buf[(size_t)SV_COUNT * repeats + i]; }
         f->ratio[v] = median(rw, repeats);
         f->cpu_ratio[v] = median(rc_, repeats);
     }
-    for (int v = 0; v < SV_COUNT; v++) {
+    for (int v = 0; v < nv; v++) {
         f->ips[v] = median(buf + (size_t)v * repeats, repeats);
         f->cpu_ips[v] = median(buf + (size_t)(SV_COUNT + v) * repeats, repeats);
     }
     sampling_profile(&m32, &f->prof_f32);
     sampling_profile(&mi8, &f->prof_int8);
-    qa_dit_set_attention_quant(&mi8, QA_ATTN_INT8);
-    sampling_profile(&mi8, &f->prof_int8_attn);
+    if (int8_attention) {
+        qa_dit_set_attention_quant(&mi8, QA_ATTN_INT8);
+        sampling_profile(&mi8, &f->prof_int8_attn);
+        f->attn_err = int8_attention_error(&mi8);
+    }
     qa_free(buf);
     qa_dit_free(&m32); qa_dit_free(&mfq); qa_dit_free(&mi8);
     return QA_OK;
@@ -432,13 +466,15 @@ static void print_bench_model_json(FILE *out, const qa_bench_model_opts *o, int 
                  "\"train_step_lora_w8a8_ms\": %.2f, \"sampling_repeats\": %d, \"int8_layers\": %d",
             threads, o->batch, 1e3 * t_fp, flops / t_fp * 1e-9, 1e3 * dt->wall_bf16, t_fp / dt->wall_bf16, 1e3 * t_lora,
             o->repeats, f->n_int8);
-    for (int v = 0; v < SV_COUNT; v++)
+    for (int v = 0; v < f->n_variants; v++)
         fprintf(out, ", \"sample_ips_%s\": %.3f, \"speedup_%s_vs_f32\": %.3f, \"cpu_speedup_%s_vs_f32\": %.3f", sv_keys[v],
                 f->ips[v], sv_keys[v], f->ratio[v], sv_keys[v], f->cpu_ratio[v]);
     fprintf(out, ", \"f32_linear_share\": %.3f, \"f32_attention_share\": %.3f, \"int8_linear_share\": %.3f, "
-                 "\"int8_norm_share\": %.3f, \"int8_attention_share\": %.3f, \"int8_gelu_share\": %.3f}\n",
+                 "\"int8_norm_share\": %.3f, \"int8_attention_share\": %.3f, \"int8_gelu_share\": %.3f",
             f->prof_f32.linear, f->prof_f32.attention, f->prof_int8.linear, f->prof_int8.norm, f->prof_int8.attention,
             f->prof_int8.gelu);
+    if (f->n_variants == SV_COUNT) fprintf(out, ", \"int8_attention_max_rel_diff\": %.3g", f->attn_err);
+    fprintf(out, "}\n");
 }
 
 static void print_bench_model(FILE *out, const qa_bench_model_opts *o, int threads, const dtype_times *dt,
@@ -457,14 +493,18 @@ static void print_bench_model(FILE *out, const qa_bench_model_opts *o, int threa
             threads, B, 1e3 * t_fp, flops / t_fp * 1e-9, B / t_fp, 1e3 * t_bf16, flops / t_bf16 * 1e-9, B / t_bf16,
             t_fp / t_bf16, o->steps, 1e3 * t_lora, B / t_lora, SAMPLE_STEPS, SAMPLE_IMAGES, f->n_int8, o->repeats, "",
             "img/s", "x f32 wall", "x f32 CPU");
-    for (int v = 0; v < SV_COUNT; v++)
+    for (int v = 0; v < f->n_variants; v++)
         fprintf(out, "  %-22s %10.2f %11.2fx %11.2fx\n", sv_labels[v], f->ips[v], f->ratio[v], f->cpu_ratio[v]);
     fprintf(out, "  (medians; the ratios are medians of the per-repeat ratios, by the wall clock and by this\n"
                  "  process's CPU time; integer attention goes beyond the paper's W8A8 setting)\n"
                  "share of the forward time:\n");
     print_profile(out, "f32", &f->prof_f32);
     print_profile(out, "W8A8 int8 fused", &f->prof_int8);
-    print_profile(out, "+ integer attention", &f->prof_int8_attn);
+    if (f->n_variants == SV_COUNT) {
+        print_profile(out, "+ integer attention", &f->prof_int8_attn);
+        fprintf(out, "  integer attention vs its fake-quantized reference, one forward at batch 64: max |diff| = "
+                     "%.2g of max |eps|\n", f->attn_err);
+    }
     fprintf(out, "  Amdahl bound from faster linear layers alone: %.2fx f32\n", 1.0 / (1.0 - f->prof_f32.linear));
 }
 
@@ -508,7 +548,7 @@ int qa_bench_model(const qa_bench_model_opts *o, FILE *out, qa_error *err) {
     /* 3. sampling: f32 against the W8A8 model, fake-quantized and on the integer kernels */
     sampling_figures f;
     memset(&f, 0, sizeof f);
-    if (!rc) rc = measure_sampling(o->checkpoint, o->repeats, &f, err);
+    if (!rc) rc = measure_sampling(o->checkpoint, o->repeats, o->int8_attention, &f, err);
     if (!rc) print_bench_model(out, o, threads, &dt, flops, t_lora, &f);
     return rc;
 }

@@ -29,17 +29,20 @@ typedef struct {
 int qa_bench_layer_parse(int argc, char **argv, qa_bench_layer_opts *o, qa_error *err);
 int qa_bench_layer(const qa_bench_layer_opts *o, FILE *out, qa_error *err);
 
-/* qadapt bench-model [--checkpoint P] [--batch B] [--steps S] [--repeats K] [--train-only] [--json]:
+/* qadapt bench-model [--checkpoint P] [--batch B] [--steps S] [--repeats K] [--train-only] [--int8-attention]
+ * [--json]:
  * training steps per second of the denoiser (full FP training step with f32 and with bf16 matmuls,
  * interleaved step by step, medians of S each and their ratio; a LoRA fine-tuning step over the
  * W8A8 base) with the matmul FLOP rate of the training step, and deployed sampling throughput
  * (images/s, DDIM with guidance) in f32 against W8A8 fake-quantized and on the integer kernels
- * (unfused, and with the fused operations): K interleaved repeats, medians, and where the
- * forward time goes. */
+ * (unfused, and with the fused operations; --int8-attention: also with integer attention, a
+ * variant beyond the paper's W8A8, with its difference from its fake-quantized reference): K
+ * interleaved repeats, medians, and where the forward time goes. */
 typedef struct {
     const char *checkpoint;
     int batch, steps, json, repeats;
     int train_only; /* --train-only: the f32 and bf16 training steps alone */
+    int int8_attention; /* --int8-attention: also sample with integer attention (off by default) */
 } qa_bench_model_opts;
 
 int qa_bench_model_parse(int argc, char **argv, qa_bench_model_opts *o, qa_error *err);

@@ -432,19 +432,27 @@ static void slot_backward(qa_linear *s, const float *dy, float *dx, int M, int w
 
 /* ---- forward ---- */
 
-/* a->att from block l's q, k, v, as attention_mode says. */
-static void block_attention(qa_dit *m, int l, int B) {
+/* 1 when block l's attention runs on the integer kernels: QA_ATTN_INT8, its quantizers calibrated
+ * with zero points the integer path takes, and the integer products exact in the f32 accumulator
+ * (at most QA_INT8_MAX_K tokens and head channels). */
+static int int8_attention_runs(const qa_dit *m, int l) {
+    return m->attention_mode == QA_ATTN_INT8 && m->T <= QA_INT8_MAX_K && m->cfg.dim / m->cfg.heads <= QA_INT8_MAX_K &&
+           qa_int8_attention_ready(&m->att_q[l]);
+}
+
+/* a->att from block l's q, k, v, as attention_mode says (fused: the deployed model's fused path,
+ * whose float attention is the same floats computed faster). */
+static void block_attention(qa_dit *m, int l, int B, int fused) {
     qa_block_acts *a = &m->acts[l];
     const int d = m->cfg.dim, T = m->T, H = m->cfg.heads;
     if (m->attention_mode == QA_ATTN_FLOAT) {
-        if (m->att_bf16_last) qa_attention_forward_bf16(&m->att_bf16[l], a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
+        if (fused) qa_attention_deployed_forward(a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
+        else if (m->att_bf16_last) qa_attention_forward_bf16(&m->att_bf16[l], a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
         else qa_attention_forward(a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
         return;
     }
     qa_int8_attention *A = &m->att_q[l];
-    /* the integer products are exact in the f32 accumulator up to QA_INT8_MAX_K terms */
-    int fits = T <= QA_INT8_MAX_K && d / H <= QA_INT8_MAX_K;
-    if (m->attention_mode == QA_ATTN_INT8 && fits && qa_int8_attention_ready(A))
+    if (int8_attention_runs(m, l))
         qa_int8_attention_forward(A, a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
     else
         qa_attention_fakequant_forward(A, a->att, a->probs, a->q, a->k, a->v, m->att_scratch_fq, B, T, d, H);
@@ -475,12 +483,19 @@ static void attention_half_forward(qa_dit *m, int l, int B) {
         qa_layernorm_modulate_quantize(qkv, &m->q[l]->actq, a->x_in, sh1, sc1, 6 * d, B, T, d);
         prof_lap(m, &m->prof.norm, &t0);
         qa_int8_linear_matmul(qkv, M);
-        float *parts[3] = {a->q, a->k, a->v};
-        qa_int8_split_rows(qkv, parts, 3, M);
-        prof_lap(m, &m->prof.linear, &t0);
-        block_attention(m, l, B);
-        prof_lap(m, &m->prof.attention, &t0);
-        qa_int8_linear_quantize(o, &m->o[l]->actq, a->att, M);
+        if (int8_attention_runs(m, l)) { /* q, k, v coded from qkv's accumulator, the output coded for o */
+            prof_lap(m, &m->prof.linear, &t0);
+            qa_int8_attention_forward_fused(&m->att_q[l], qkv, o, &m->o[l]->actq, a->att, a->probs, B, m->T, d,
+                                            m->cfg.heads);
+            prof_lap(m, &m->prof.attention, &t0);
+        } else {
+            float *parts[3] = {a->q, a->k, a->v};
+            qa_int8_split_rows(qkv, parts, 3, M);
+            prof_lap(m, &m->prof.linear, &t0);
+            block_attention(m, l, B, 1);
+            prof_lap(m, &m->prof.attention, &t0);
+            qa_int8_linear_quantize(o, &m->o[l]->actq, a->att, M);
+        }
         qa_int8_linear_matmul(o, M);
         qa_int8_gated_residual(o, a->x_mid, a->x_in, g1, 6 * d, B, T);
         prof_lap(m, &m->prof.linear, &t0);
@@ -493,7 +508,7 @@ static void attention_half_forward(qa_dit *m, int l, int B) {
     slot_forward(m->k[l], a->h1, a->k, M);
     slot_forward(m->v[l], a->h1, a->v, M);
     t0 = m->profiling ? qa_now() : 0; /* the slots time themselves */
-    block_attention(m, l, B);
+    block_attention(m, l, B, 0);
     prof_lap(m, &m->prof.attention, &t0);
     slot_forward(m->o[l], a->att, a->o, M);
     qa_gated_residual_forward(a->x_mid, a->x_in, a->o, g1, 6 * d, B, T, d);

@@ -175,8 +175,10 @@ void qa_dit_set_deployed(qa_dit *m, float *const *weights, float *const *row_del
  * Where consecutive operations allow (deployed model, inference only), the forward then fuses
  * them: layer norm + modulation write the next integer layer's u8 codes, q/k/v run as one
  * stacked integer layer, GELU sits between mlp.fc1's dequantization and mlp.fc2's quantization,
- * and the attention output and MLP layers dequantize inside the gated residual. The fused model
- * equals the unfused one bit for bit; m->int8_unfused = 1 turns the fusion off. */
+ * and the attention output and MLP layers dequantize inside the gated residual; float attention
+ * runs as qa_attention_deployed_forward (the same floats), integer attention codes q, k, v from the
+ * stacked layer's accumulator and its output for the output projection. The fused model equals
+ * the unfused one bit for bit; m->int8_unfused = 1 turns the fusion off. */
 int qa_dit_enable_int8(qa_dit *m);
 /* The arithmetic of every slot's own linear (plain FP or quantized frozen weights) from now on:
  * QA_DTYPE_F32 (the default) or QA_DTYPE_BF16 (bf16 matmul operands, f32 accumulation; parameters,

@@ -304,18 +304,34 @@ static inline void softmax_row(float *p, int T) {
     for (int j = 0; j < T; j++) p[j] *= inv;
 }
 
-void qa_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
-                       int B, int T, int C, int H) {
+static void softmax_rows_grouped(float *probs, size_t rows, int T);
+
+/* grouped: the softmax rows in groups (softmax_rows_grouped, the deployed model), the same floats */
+static void attention_forward_rows(float *out, float *probs, const float *q, const float *k, const float *v,
+                                   int B, int T, int C, int H, int grouped) {
     int hd = C / H;
     float scale = 1.0f / sqrtf((float)hd);
     qa_view vq = head_view(B, T, C, H, 0), vkt = head_view(B, T, C, H, 1);
     qa_view vs = square_view(B, H, T, 0);
     qa_matmul_view(&vq, q, &vkt, k, &vs, probs, scale, 0, NULL);
     size_t rows = (size_t)B * H * T;
-    #pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < rows; r++) softmax_row(probs + r * T, T);
+    if (grouped) softmax_rows_grouped(probs, rows, T);
+    else {
+        #pragma omp parallel for schedule(static)
+        for (size_t r = 0; r < rows; r++) softmax_row(probs + r * T, T);
+    }
     qa_view vv = head_view(B, T, C, H, 0), vo = head_view(B, T, C, H, 0);
     qa_matmul_view(&vs, probs, &vv, v, &vo, out, 1.0f, 0, NULL);
+}
+
+void qa_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+                       int B, int T, int C, int H) {
+    attention_forward_rows(out, probs, q, k, v, B, T, C, H, 0);
+}
+
+void qa_attention_deployed_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+                                   int B, int T, int C, int H) {
+    attention_forward_rows(out, probs, q, k, v, B, T, C, H, 1);
 }
 
 void qa_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
@@ -460,21 +476,90 @@ void qa_vec_scale(float *y, float s, size_t n) { for (size_t i = 0; i < n; i++) 
 
 #define QA_FUSED_ROW_MAX 4096
 
+/* The deployed operations below are elementwise passes over rows of 128-512 floats, bound by
+ * arithmetic (two divisions per element in the GELU step): they are compiled for the full
+ * 512-bit vectors where the machine has them (the compiler's default stops at 256). Floats do not
+ * change: no sum in them is vectorised across its terms (contraction stays off in ISO C). */
+#pragma GCC push_options
+#pragma GCC target("prefer-vector-width=512")
+
+/* Rows are processed in groups of QA_ROW_GROUP: a row's in-order float sum (layer-norm
+ * statistics, the softmax normalizer) is one chain of dependent adds, bound by the add latency;
+ * summing a group's rows side by side, each row still in its own order, gives the same floats
+ * while the chains overlap. */
+#define QA_ROW_GROUP 8
+
+/* layernorm_row_stats of the QA_ROW_GROUP rows x[G, C], interleaved. */
+static void layernorm_group_stats(const float *restrict x, int C, float *restrict mean, float *restrict rstd) {
+    float mu[QA_ROW_GROUP], var[QA_ROW_GROUP];
+    for (int r = 0; r < QA_ROW_GROUP; r++) mu[r] = var[r] = 0.f;
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < QA_ROW_GROUP; r++) mu[r] += x[(size_t)r * C + c];
+    for (int r = 0; r < QA_ROW_GROUP; r++) mu[r] /= (float)C;
+    for (int c = 0; c < C; c++)
+        for (int r = 0; r < QA_ROW_GROUP; r++) {
+            float d = x[(size_t)r * C + c] - mu[r];
+            var[r] += d * d;
+        }
+    for (int r = 0; r < QA_ROW_GROUP; r++) {
+        var[r] /= (float)C;
+        mean[r] = mu[r];
+        rstd[r] = 1.0f / sqrtf(var[r] + 1e-6f);
+    }
+}
+
+/* softmax_row of the QA_ROW_GROUP rows p[G, T], interleaved: each row's max and in-order sum are
+ * softmax_row's. */
+static void softmax_group(float *restrict p, int T) {
+    float mx[QA_ROW_GROUP], sum[QA_ROW_GROUP];
+    for (int r = 0; r < QA_ROW_GROUP; r++) { mx[r] = p[(size_t)r * T]; sum[r] = 0.f; }
+    for (int j = 1; j < T; j++)
+        for (int r = 0; r < QA_ROW_GROUP; r++) {
+            float v = p[(size_t)r * T + j];
+            mx[r] = v > mx[r] ? v : mx[r];
+        }
+    for (int r = 0; r < QA_ROW_GROUP; r++)
+        for (int j = 0; j < T; j++) p[(size_t)r * T + j] = exp_fast(p[(size_t)r * T + j] - mx[r]);
+    for (int j = 0; j < T; j++)
+        for (int r = 0; r < QA_ROW_GROUP; r++) sum[r] += p[(size_t)r * T + j];
+    for (int r = 0; r < QA_ROW_GROUP; r++) {
+        float inv = 1.0f / sum[r];
+        for (int j = 0; j < T; j++) p[(size_t)r * T + j] *= inv;
+    }
+}
+
+static void softmax_rows_grouped(float *probs, size_t rows, int T) {
+    const size_t groups = (rows + QA_ROW_GROUP - 1) / QA_ROW_GROUP;
+    #pragma omp parallel for schedule(static)
+    for (size_t g = 0; g < groups; g++) {
+        const size_t r0 = g * QA_ROW_GROUP;
+        if (rows - r0 >= QA_ROW_GROUP) softmax_group(probs + r0 * T, T);
+        else
+            for (size_t r = r0; r < rows; r++) softmax_row(probs + r * T, T);
+    }
+}
+
 void qa_layernorm_modulate_quantize(qa_int8_linear *next, const qa_actq *aq, const float *x, const float *shift,
                                     const float *scale, int cond_stride, int B, int T, int C) {
     QA_ASSERT(C == next->in && C <= QA_FUSED_ROW_MAX);
-    qa_int8_linear_reserve(next, B * T);
+    const int M = B * T, groups = (M + QA_ROW_GROUP - 1) / QA_ROW_GROUP;
+    qa_int8_linear_reserve(next, M);
     const float dx = aq->delta, zx = aq->zero;
     #pragma omp parallel for schedule(static)
-    for (int bt = 0; bt < B * T; bt++) {
-        float h[QA_FUSED_ROW_MAX];
-        const float *xr = x + (size_t)bt * C;
-        const float *sh = shift + (size_t)(bt / T) * cond_stride, *sc = scale + (size_t)(bt / T) * cond_stride;
-        float mu, rs;
-        layernorm_row_stats(xr, C, &mu, &rs);
-        for (int c = 0; c < C; c++) h[c] = (xr[c] - mu) * rs;
-        for (int c = 0; c < C; c++) h[c] = h[c] * (1.0f + sc[c]) + sh[c];
-        next->xsum[bt] = qa_int8_quantize_row(h, next->xq + (size_t)bt * C, C, dx, zx);
+    for (int g = 0; g < groups; g++) {
+        float h[QA_FUSED_ROW_MAX], mu[QA_ROW_GROUP], rs[QA_ROW_GROUP];
+        const int r0 = g * QA_ROW_GROUP, n = M - r0 < QA_ROW_GROUP ? M - r0 : QA_ROW_GROUP;
+        if (n == QA_ROW_GROUP) layernorm_group_stats(x + (size_t)r0 * C, C, mu, rs);
+        else
+            for (int i = 0; i < n; i++) layernorm_row_stats(x + (size_t)(r0 + i) * C, C, &mu[i], &rs[i]);
+        for (int i = 0; i < n; i++) {
+            const int bt = r0 + i;
+            const float *xr = x + (size_t)bt * C;
+            const float *sh = shift + (size_t)(bt / T) * cond_stride, *sc = scale + (size_t)(bt / T) * cond_stride;
+            for (int c = 0; c < C; c++) h[c] = (xr[c] - mu[i]) * rs[i];
+            for (int c = 0; c < C; c++) h[c] = h[c] * (1.0f + sc[c]) + sh[c];
+            next->xsum[bt] = qa_int8_quantize_row(h, next->xq + (size_t)bt * C, C, dx, zx);
+        }
     }
 }
 
@@ -511,9 +596,17 @@ void qa_int8_split_rows(const qa_int8_linear *L, float *const *parts, int n_part
     QA_ASSERT(N % n_parts == 0 && N <= QA_FUSED_ROW_MAX);
     #pragma omp parallel for schedule(static)
     for (int m = 0; m < M; m++) {
-        float y[QA_FUSED_ROW_MAX];
-        qa_int8_dequant_row(L, m, y);
-        for (int p = 0; p < n_parts; p++) memcpy(parts[p] + (size_t)m * w, y + p * w, sizeof(float) * w);
+        /* qa_int8_dequant_row's expression, written straight into each part */
+        const int32_t d = L->xsum[m] - L->kzx;
+        const float *restrict acc = L->acc + (size_t)m * N;
+        for (int p = 0; p < n_parts; p++) {
+            float *restrict y = parts[p] + (size_t)m * w;
+            const int o0 = p * w;
+            for (int o = 0; o < w; o++)
+                y[o] = L->scale[o0 + o] * (float)((int32_t)acc[o0 + o] + L->c[o0 + o] * d - L->zu[o0 + o]);
+            if (L->bias)
+                for (int o = 0; o < w; o++) y[o] += L->bias[o0 + o];
+        }
     }
 }
 
@@ -567,22 +660,22 @@ void qa_attention_fakequant_forward(qa_int8_attention *A, float *out, float *pro
     qa_matmul_view(&vs, probs, &vv, vh, &vv, out, 1.0f, 0, NULL);
 }
 
-/* Codes of a [B*T, C] activation: u8 (q) or s8 = code - 128 (k, v), with the sums the zero-point
- * corrections need: per (token, head) for q and k, per (sample, channel) over tokens for v. */
-static void attention_codes(qa_int8_attention *A, const float *q, const float *k, const float *v, int B, int T,
-                            int C, int H) {
+/* Codes of token m's q, k, v rows [C] each: u8 (q) or s8 = code - 128 (k, v), with the sums the
+ * zero-point corrections need per (token, head) for q and k. */
+static void attention_token_codes(qa_int8_attention *A, int m, const float *q, const float *k, const float *v, int C,
+                                  int H) {
     const int hd = C / H;
-    #pragma omp parallel for schedule(static)
-    for (int m = 0; m < B * T; m++) {
-        uint8_t *qc = A->qc + (size_t)m * C, *kc = (uint8_t *)A->kc + (size_t)m * C, *vc = (uint8_t *)A->vc + (size_t)m * C;
-        for (int h = 0; h < H; h++) {
-            A->qsum[(size_t)m * H + h] = qa_int8_quantize_row(q + (size_t)m * C + h * hd, qc + h * hd, hd, A->q.delta, A->q.zero);
-            A->ksum[(size_t)m * H + h] = qa_int8_quantize_row(k + (size_t)m * C + h * hd, kc + h * hd, hd, A->k.delta, A->k.zero)
-                                         - 128 * hd;
-        }
-        qa_int8_quantize_row(v + (size_t)m * C, vc, C, A->v.delta, A->v.zero);
-        for (int c = 0; c < C; c++) { kc[c] = (uint8_t)(kc[c] ^ 0x80); vc[c] = (uint8_t)(vc[c] ^ 0x80); } /* u - 128 as s8 */
+    uint8_t *qc = A->qc + (size_t)m * C, *kc = (uint8_t *)A->kc + (size_t)m * C, *vc = (uint8_t *)A->vc + (size_t)m * C;
+    for (int h = 0; h < H; h++) {
+        A->qsum[(size_t)m * H + h] = qa_int8_quantize_row(q + h * hd, qc + h * hd, hd, A->q.delta, A->q.zero);
+        A->ksum[(size_t)m * H + h] = qa_int8_quantize_row(k + h * hd, kc + h * hd, hd, A->k.delta, A->k.zero) - 128 * hd;
     }
+    qa_int8_quantize_row(v, vc, C, A->v.delta, A->v.zero);
+    for (int c = 0; c < C; c++) { kc[c] = (uint8_t)(kc[c] ^ 0x80); vc[c] = (uint8_t)(vc[c] ^ 0x80); } /* u - 128 as s8 */
+}
+
+/* Per (sample, channel): the sum over tokens of the v codes - 128. */
+static void attention_vsums(qa_int8_attention *A, int B, int T, int C) {
     #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++)
         for (int c = 0; c < C; c++) {
@@ -592,18 +685,50 @@ static void attention_codes(qa_int8_attention *A, const float *q, const float *k
         }
 }
 
-/* Scores of row (b, h, i) from the integer QK^T, softmax, and the row's P codes. */
-static void attention_probs_row(qa_int8_attention *A, float *p, const float *acc, int b, int h, int i, int T, int H,
-                                int hd, float alpha) {
+/* Codes of [B*T, C] activations q, k, v. */
+static void attention_codes(qa_int8_attention *A, const float *q, const float *k, const float *v, int B, int T,
+                            int C, int H) {
+    #pragma omp parallel for schedule(static)
+    for (int m = 0; m < B * T; m++)
+        attention_token_codes(A, m, q + (size_t)m * C, k + (size_t)m * C, v + (size_t)m * C, C, H);
+    attention_vsums(A, B, T, C);
+}
+
+/* The same codes from the stacked q/k/v layer's accumulator: each row dequantized in a stack buffer
+ * (qa_int8_dequant_row: the floats qa_int8_split_rows writes), then coded. */
+static void attention_codes_from_qkv(qa_int8_attention *A, const qa_int8_linear *qkv, int B, int T, int C, int H) {
+    QA_ASSERT(qkv->out == 3 * C && 3 * C <= QA_FUSED_ROW_MAX);
+    #pragma omp parallel for schedule(static)
+    for (int m = 0; m < B * T; m++) {
+        float y[QA_FUSED_ROW_MAX];
+        qa_int8_dequant_row(qkv, m, y);
+        attention_token_codes(A, m, y, y + C, y + 2 * C, C, H);
+    }
+    attention_vsums(A, B, T, C);
+}
+
+/* Scores of row r = (b, h, i) from the integer QK^T, into p[T]. */
+static void attention_scores_row(const qa_int8_attention *A, float *p, const float *acc, int r, int T, int H, int hd,
+                                 float alpha) {
+    const int b = r / (H * T), h = (r / T) % H, i = r % T;
     const int32_t zq = (int32_t)A->q.zero, ck = 128 - (int32_t)A->k.zero;
     const int32_t qs = A->qsum[((size_t)b * T + i) * H + h], base = ck * qs - hd * zq * ck;
     for (int j = 0; j < T; j++) {
         int32_t s = (int32_t)acc[j] + base - zq * A->ksum[((size_t)b * T + j) * H + h];
         p[j] = alpha * (float)s;
     }
-    softmax_row(p, T);
-    size_t r = ((size_t)b * H + h) * T + i;
-    A->psum[r] = qa_int8_quantize_row(p, A->pc + r * T, T, A->p.delta, A->p.zero);
+}
+
+/* Softmax probabilities and P codes of the score rows [r0, r0 + n), n <= QA_ROW_GROUP. */
+static void attention_probs_rows(qa_int8_attention *A, float *probs, int r0, int n, int T, int H, int hd,
+                                 float alpha) {
+    for (int r = r0; r < r0 + n; r++)
+        attention_scores_row(A, probs + (size_t)r * T, A->acc + (size_t)r * T, r, T, H, hd, alpha);
+    if (n == QA_ROW_GROUP) softmax_group(probs + (size_t)r0 * T, T);
+    else
+        for (int r = r0; r < r0 + n; r++) softmax_row(probs + (size_t)r * T, T);
+    for (int r = r0; r < r0 + n; r++)
+        A->psum[r] = qa_int8_quantize_row(probs + (size_t)r * T, A->pc + (size_t)r * T, T, A->p.delta, A->p.zero);
 }
 
 int qa_int8_attention_ready(const qa_int8_attention *A) {
@@ -614,26 +739,27 @@ int qa_int8_attention_ready(const qa_int8_attention *A) {
     return 1;
 }
 
-void qa_int8_attention_forward(qa_int8_attention *A, float *out, float *probs, const float *q, const float *k,
-                               const float *v, int B, int T, int C, int H) {
+/* The integer attention from A's codes (filled): out [B*T, C]; with next, each output row also
+ * quantized for the integer layer next with its quantizer aq (next->xq, next->xsum). */
+static void int8_attention_from_codes(qa_int8_attention *A, float *out, float *probs, qa_int8_linear *next,
+                                      const qa_actq *aq, int B, int T, int C, int H) {
     const int hd = C / H;
-    QA_ASSERT(qa_int8_attention_ready(A) && hd <= QA_INT8_MAX_K && T <= QA_INT8_MAX_K);
-    int8_attention_reserve(A, B, T, C, H);
-    attention_codes(A, q, k, v, B, T, C, H);
     qa_view vq = head_view(B, T, C, H, 0), vkt = head_view(B, T, C, H, 1), vs = square_view(B, H, T, 0);
     qa_matmul_u8s8_view(&vq, A->qc, &vkt, A->kc, &vs, A->acc);
     /* S = scale (q_hat . k_hat) = scale dq dk [sum (qq - zq)(kq - zk)], the bracket exact in int32 */
     const float alpha = A->q.delta * A->k.delta / sqrtf((float)hd);
+    const int rows = B * H * T, groups = (rows + QA_ROW_GROUP - 1) / QA_ROW_GROUP;
     #pragma omp parallel for schedule(static)
-    for (int r = 0; r < B * H * T; r++) {
-        int b = r / (H * T), h = (r / T) % H, i = r % T;
-        attention_probs_row(A, probs + (size_t)r * T, A->acc + (size_t)r * T, b, h, i, T, H, hd, alpha);
+    for (int g = 0; g < groups; g++) {
+        const int r0 = g * QA_ROW_GROUP;
+        attention_probs_rows(A, probs, r0, rows - r0 < QA_ROW_GROUP ? rows - r0 : QA_ROW_GROUP, T, H, hd, alpha);
     }
     qa_view vv = head_view(B, T, C, H, 0);
     qa_matmul_u8s8_view(&vs, A->pc, &vv, A->vc, &vv, out);
     /* out = dp dv [sum_j (pq - zp)(vq - zv)] = dp dv [acc + cv psum - zp vsum - T zp cv], cv = 128 - zv */
     const int32_t zp = (int32_t)A->p.zero, cv = 128 - (int32_t)A->v.zero;
     const float scale = A->p.delta * A->v.delta;
+    if (next) qa_int8_linear_reserve(next, B * T);
     #pragma omp parallel for schedule(static)
     for (int m = 0; m < B * T; m++) {
         int b = m / T, i = m % T;
@@ -643,5 +769,24 @@ void qa_int8_attention_forward(qa_int8_attention *A, float *out, float *probs, c
             int32_t s = (int32_t)o[c] + cv * ps - zp * A->vsum[(size_t)b * C + c] - T * zp * cv;
             o[c] = scale * (float)s;
         }
+        if (next) next->xsum[m] = qa_int8_quantize_row(o, next->xq + (size_t)m * C, C, aq->delta, aq->zero);
     }
 }
+
+void qa_int8_attention_forward(qa_int8_attention *A, float *out, float *probs, const float *q, const float *k,
+                               const float *v, int B, int T, int C, int H) {
+    QA_ASSERT(qa_int8_attention_ready(A) && C / H <= QA_INT8_MAX_K && T <= QA_INT8_MAX_K);
+    int8_attention_reserve(A, B, T, C, H);
+    attention_codes(A, q, k, v, B, T, C, H);
+    int8_attention_from_codes(A, out, probs, NULL, NULL, B, T, C, H);
+}
+
+void qa_int8_attention_forward_fused(qa_int8_attention *A, const qa_int8_linear *qkv, qa_int8_linear *next,
+                                     const qa_actq *aq, float *out, float *probs, int B, int T, int C, int H) {
+    QA_ASSERT(qa_int8_attention_ready(A) && C / H <= QA_INT8_MAX_K && T <= QA_INT8_MAX_K && next->in == C);
+    int8_attention_reserve(A, B, T, C, H);
+    attention_codes_from_qkv(A, qkv, B, T, C, H);
+    int8_attention_from_codes(A, out, probs, next, aq, B, T, C, H);
+}
+
+#pragma GCC pop_options

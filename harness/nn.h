@@ -94,6 +94,10 @@ void qa_attention_forward(float *out, float *probs, const float *q, const float 
                        int B, int T, int C, int H);
 /* dP = dout v^T; dv += P^T dout; dS = P (dP - rowsum(dP P)); dq += dS k / sqrt(hd);
  * dk += dS^T q / sqrt(hd).  scratch must hold 2 * B*H*T*T floats. */
+/* The same for the deployed model (inference): equal bit for bit, the softmax rows processed in
+ * groups whose in-order sums overlap. */
+void qa_attention_deployed_forward(float *out, float *probs, const float *q, const float *k, const float *v,
+                                   int B, int T, int C, int H);
 void qa_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                         const float *q, const float *k, const float *v, float *scratch, int B,
                         int T, int C, int H);
@@ -169,6 +173,12 @@ void qa_attention_fakequant_forward(qa_int8_attention *A, float *out, float *pro
  * which can move a P code across a rounding boundary (one code step dp times |v_hat|). */
 void qa_int8_attention_forward(qa_int8_attention *A, float *out, float *probs, const float *q, const float *k,
                                const float *v, int B, int T, int C, int H);
+/* The same in the fused deployed forward: q, k, v from the stacked q/k/v integer layer's
+ * accumulator (its matmul run; coded without a float copy), and each output row also quantized
+ * for the next integer layer (the attention output projection) with its quantizer aq. The codes
+ * and outputs equal qa_int8_attention_forward's on qa_int8_split_rows's q, k, v bit for bit. */
+void qa_int8_attention_forward_fused(qa_int8_attention *A, const qa_int8_linear *qkv, qa_int8_linear *next,
+                                     const qa_actq *aq, float *out, float *probs, int B, int T, int C, int H);
 void qa_int8_attention_release(qa_int8_attention *A); /* frees the buffers, keeps the quantizers */
 /* 1 when A's quantizers are calibrated with whole zero points the integer path handles exactly
  * (-257..512; the codes themselves are clamped to 0..255). */
