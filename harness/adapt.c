@@ -105,7 +105,18 @@ static int count_pending(const qa_recipe *r, const qa_sweep_plan *plan, const qa
     return QA_OK;
 }
 
-
+/* The owned runs whose file does not exist yet: what a rank other than 0 counts for its progress
+ * line (rank 0's count_pending also checks and sets aside files, which one rank does alone). */
+static int count_missing(const qa_sweep_plan *plan, const qa_shard *shard, const char *out_dir) {
+    int missing = 0;
+    for (int i = 0; i < plan->n; i++) {
+        if (!qa_shard_owns(shard, i)) continue;
+        char *p = run_file(out_dir, &plan->runs[i]);
+        missing += !qa_file_exists(p);
+        qa_free(p);
+    }
+    return missing;
+}
 
 /* One process's side of a sweep: its plan, what it loaded (on its first unfinished run), its
  * share of the current phase (tuning runs, then final runs) and its progress. Under a shared plan
@@ -320,6 +331,7 @@ int qa_adapt_sweep_sched(const qa_recipe *r, const char *out_dir, int wait, cons
             rc = qa_fail(err, rank0, "rank %d: rank 0 could not start the sweep (its message says why)", sched->rank);
     }
     if (rc || (!shared && pending == 0)) { sweep_state_free(&st); qa_lock_release(lock); return rc; }
+    if (sched->rank != 0) pending = count_missing(&st.plan, &sched->shard, out_dir);
     char who[64] = "";
     if (sched->shard.count > 1) snprintf(who, sizeof who, " shard %d/%d", sched->shard.rank, sched->shard.count);
     if (shared) snprintf(who + strlen(who), sizeof who - strlen(who), " rank %d/%d", sched->rank, sched->size);

@@ -5,6 +5,7 @@
  * scripts/slurm-sweep.sbatch with a stand-in sbatch (no Slurm daemon needed). The run files are
  * compared with the runs reader (the library, which never touches MPI). */
 #include <criterion/criterion.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -347,6 +348,27 @@ Test(mpi_sweep, two_ranks_write_the_files_and_numbers_of_one_process, .timeout =
     char one[256], mpi[256];
     snprintf(one, sizeof one, "%s/one", sweep_dir);
     snprintf(mpi, sizeof mpi, "%s/mpi", sweep_dir);
+    expect_same_runs(one, mpi);
+
+    /* a resumed sweep: every rank counts only what is left (3 of 8 runs) in its progress line */
+    int removed = 0;
+    DIR *dir = opendir(mpi);
+    cr_assert_not_null(dir);
+    for (struct dirent *e; (e = readdir(dir)) && removed < 3;) {
+        size_t len = strlen(e->d_name);
+        if (len < 4 || strcmp(e->d_name + len - 3, ".h5")) continue;
+        char path[600];
+        snprintf(path, sizeof path, "%s/%s", mpi, e->d_name);
+        cr_assert_eq(unlink(path), 0, "%s", path);
+        removed++;
+    }
+    closedir(dir);
+    cr_assert_eq(removed, 3);
+    cr_assert_eq(mpirun2(args), 0, "%s", out_buf);
+    cr_expect(strstr(out_buf, "5 finished already, 3 to do over the ranks") != NULL, "%s", out_buf);
+    cr_expect(strstr(out_buf, "sweep rank 1/2") != NULL, "%s", out_buf);
+    for (const char *at = strstr(out_buf, "sweep rank "); at; at = strstr(at + 1, "sweep rank "))
+        cr_expect(strstr(at, "/3 overall") && strstr(at, "/3 overall") < strchr(at, ']'), "%.120s", at);
     expect_same_runs(one, mpi);
 }
 
