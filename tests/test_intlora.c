@@ -415,12 +415,12 @@ static void seeded_vs_explicit(const char *method, int bits, const char *opt_nam
     for (int k = 0; k < d[0].n_stats; k++)
         cr_expect(d[0].stat_num[k] == d[1].stat_num[k] && d[0].stat_den[k] == d[1].stat_den[k], "stat %s", d[0].stat_name[k]);
     cr_expect_str_eq(d[0].note, d[1].note);
-    /* what each layer holds: the seeded one the codes of W_round (two per byte at <= 4 bits, one
-     * above), 6 FP32 per row (delta, z, VMC factor, dU, zU, bias) and the 8-byte key; the explicit
-     * one R* on top; both a workspace of 3 floats a weight (B A / G, W', U or M) */
+    /* what each layer holds: the seeded one the codes of W_round (N bits each, packed, at <= 4
+     * bits, one byte above), 6 FP32 per row (delta, z, VMC factor, dU, zU, bias) and the 8-byte
+     * key; the explicit one R* on top; both a workspace of 3 floats a weight (B A / G, W', U or M) */
     qa_bytes by[2];
     for (int v = 0; v < 2; v++) { memset(&by[v], 0, sizeof by[v]); m->bytes(st[v], &by[v]); }
-    size_t codes = bits <= 4 ? (n + 1) / 2 : n, held = codes + SOUT * 6 * sizeof(float) + sizeof(uint64_t);
+    size_t codes = bits <= 4 ? (n * (size_t)bits + 7) / 8 : n, held = codes + SOUT * 6 * sizeof(float) + sizeof(uint64_t);
     cr_expect_eq(by[0].frozen, held, "%s w%d: frozen %zu, counted %zu", method, bits, by[0].frozen, held);
     cr_expect_eq(by[1].frozen, held + n * sizeof(float), "explicit R*: %zu", by[1].frozen);
     cr_expect_eq(by[0].workspace, 3 * n * sizeof(float));
