@@ -44,3 +44,25 @@ void qa_frozen_codes_unpack(const qa_frozen_codes *c, size_t first, size_t count
     QA_ASSERT(first + count <= c->n);
     for (size_t i = 0; i < count; i++) q[i] = (int32_t)qa_frozen_codes_get(c, first + i);
 }
+
+void qa_frozen_codes_row_minus(const qa_frozen_codes *c, size_t first, size_t count, float zero, float *out) {
+    QA_ASSERT(first + count <= c->n);
+    if (c->bits > 8) {
+        const uint16_t *d = (const uint16_t *)(const void *)c->data + first;
+        for (size_t j = 0; j < count; j++) out[j] = (float)d[j] - zero;
+    } else if (c->bits > 4) {
+        const uint8_t *d = c->data + first;
+        for (size_t j = 0; j < count; j++) out[j] = (float)d[j] - zero;
+    } else if (c->bits == 4) { /* two per byte, the even code in the low nibble: whole bytes at a time */
+        size_t j = 0;
+        if (count && (first & 1)) out[j++] = (float)(c->data[first >> 1] >> 4) - zero;
+        const uint8_t *d = c->data + ((first + j) >> 1);
+        for (; j + 1 < count; j += 2, d++) {
+            out[j] = (float)(*d & 15u) - zero;
+            out[j + 1] = (float)(*d >> 4) - zero;
+        }
+        if (j < count) out[j] = (float)(*d & 15u) - zero;
+    } else {
+        for (size_t j = 0; j < count; j++) out[j] = (float)qa_frozen_codes_get(c, first + j) - zero;
+    }
+}

@@ -40,4 +40,10 @@ static inline uint32_t qa_frozen_codes_get(const qa_frozen_codes *c, size_t i) {
 /* The codes first .. first + count - 1 as int32 (for a deploy or an inspection). */
 void qa_frozen_codes_unpack(const qa_frozen_codes *c, size_t first, size_t count, int32_t *q);
 
+/* The codes first .. first + count - 1 less a zero point, in float: out[j] = (float)q - zero, the
+ * same float as from a float copy of q (exact for any N <= 16). A row decoded into scratch, the
+ * width resolved once per call rather than once per code, for a method that decodes its base
+ * row by row in every pass. */
+void qa_frozen_codes_row_minus(const qa_frozen_codes *c, size_t first, size_t count, float zero, float *out);
+
 #endif

@@ -24,9 +24,9 @@
  *   3 delta, z [out] = the section-0 search on the rows of W - R* at N bits;
  *       W_round = clamp(round((W - R*) / delta_i) + z_i, 0, L - 1)          codes [out,in]
  *       W_int   = W_round - z_i                        (decoded per row in the fused passes)
- *   Held (the frozen state): W_round as N-bit codes (two per byte at N <= 4, one per byte at
- *   N = 5..8), per row delta, z, factor, dU, zU and the bias, and R's key; R* is regenerated
- *   from the key row by row whenever a pass needs it (the Laplace default by
+ *   Held (the frozen state): W_round as N-bit codes (methods/frozen_codes.h: packed at N <= 4,
+ *   one per byte at N = 5..8), per row delta, z, factor, dU, zU and the bias, and R's key; R* is
+ *   regenerated from the key row by row whenever a pass needs it (the Laplace default by
  *   qa_counter_laplace_f32, the same floats as qa_counter_laplace), so every pass sees the
  *   R* that init computed, bit for bit.
  *
@@ -84,7 +84,7 @@
  *         kbits >= 1 with 2^kbits >= k_max - k_min + 1 (e = 0 where W_int = 0), z per row, k_min:
  *         W' = (-1)^sign 2^(k_min + e) (W_round - z). bits per weight = N + 1 + kbits + 2 * 32 / in.
  *   merge() recomputes U per row for SHIFT (its forward keeps only M).
- *   bytes(): frozen = the codes (N <= 4: 1/2 byte, else 1 byte per weight) + 6 FP32 per row (delta,
+ *   bytes(): frozen = the codes (N <= 4: N/8 byte, else 1 byte per weight) + 6 FP32 per row (delta,
  *   z, factor, dU, zU, bias) + the key (+ R* in float when given); deployed = 2N (MUL) or
  *   N + 1 + 5 (SHIFT: a 5-bit exponent assumed) bits per weight + 4 FP32 per row. Not counted,
  *   as QLoRA's W_dq is not: the per-step workspace, 12 bytes per weight (B A / G_W, W', and U
@@ -113,6 +113,7 @@
 #include "harness/quant.h"
 #include "harness/registry.h"
 #include "methods/base_product.h"
+#include "methods/frozen_codes.h"
 #include "methods/lora_adapter.h"
 
 typedef struct {
@@ -124,7 +125,7 @@ typedef struct {
     float *R;                 /* R* [out,in], held only when given (qa_layer_init.aux_init); else NULL */
     float *aux_factor;        /* VMC factor per row: R*_ij = aux_factor_i * R_ij */
     float *delta, *zero;      /* quantizer of W - R*, per row */
-    uint8_t *codes;           /* W_round [out,in]: one per byte, or two per byte (N <= 4, see code_at) */
+    qa_frozen_codes codes;    /* W_round [out,in], 0 .. L - 1, N-bit (frozen_codes.h) */
     float *bias;
     float *A, *B, *dA, *dB;
     float *dU, *zU, *grad_dU, *grad_zU;  /* MUL update quantizer, per row */
@@ -191,14 +192,6 @@ static float aux_value(int aux_dist, uint64_t key, size_t k) {
 }
 
 
-/* W_round is held as codes: N <= 4 two per byte (entry k in the low nibble of byte k / 2 when k is
- * even, the high one when odd), else one per byte (N = 5..7 waste 1..3 bits, see bytes()). */
-static int codes_packed(int n_bits) { return n_bits <= 4; }
-
-static inline int code_at(const uint8_t *codes, int packed, size_t k) {
-    return packed ? (codes[k >> 1] >> (4 * (k & 1))) & 15 : codes[k];
-}
-
 /* Step 1 regenerated: R* of row i into r [in], the same float product aux_value * factor_i as at
  * init, so every regeneration gives the same bits (the explicit R* when the layer holds one). */
 static void aux_row(const intlora_state *s, int i, float *r) {
@@ -218,16 +211,13 @@ static void aux_row(const intlora_state *s, int i, float *r) {
 
 /* W_int of row i, W_round - z_i, into wi [in] */
 static void w_int_row(const intlora_state *s, int i, float *wi) {
-    const size_t k0 = (size_t)i * s->in;
-    const int packed = codes_packed(s->n_bits);
-    const float z = s->zero[i];
-    for (int j = 0; j < s->in; j++) wi[j] = (float)code_at(s->codes, packed, k0 + j) - z;
+    qa_frozen_codes_row_minus(&s->codes, (size_t)i * s->in, (size_t)s->in, s->zero[i], wi);
 }
 
 /* Steps 1-3 on row i: R* (into ri, which holds R_i on entry when the layer was given R), the VMC
- * factor, the quantizer of W_i - R*_i and the row's codes (one per byte, into codes_row). */
+ * factor, the quantizer of W_i - R*_i and the row's codes (into codes_row, packed afterwards). */
 static void init_row(intlora_state *s, const intlora_options *opt, const float *w, int i, float *ri, float *sep,
-                     uint8_t *codes_row) {
+                     int32_t *codes_row) {
     const int in = s->in;
     if (!s->R && s->aux_dist == INTLORA_AUX_LAPLACE) qa_counter_laplace_f32(s->aux_key, (size_t)i * in, (size_t)in, 0.5, ri);
     else if (!s->R)
@@ -250,7 +240,7 @@ static void init_row(intlora_state *s, const intlora_options *opt, const float *
     const float lmax = (float)((1 << s->n_bits) - 1);
     for (int j = 0; j < in; j++) {
         float q = nearbyintf(sep[j] / s->delta[i]) + s->zero[i];
-        codes_row[j] = (uint8_t)(q < 0.f ? 0.f : (q > lmax ? lmax : q));
+        codes_row[j] = (int32_t)(q < 0.f ? 0.f : (q > lmax ? lmax : q));
     }
 }
 
@@ -281,7 +271,7 @@ static int intlora_init_common(void *state, const qa_layer_init *li, int shift, 
     }
     float **rows[] = {&s->aux_factor, &s->delta, &s->zero, &s->dU, &s->zU, &s->grad_dU, &s->grad_zU};
     for (size_t b = 0; b < sizeof rows / sizeof rows[0]; b++) *rows[b] = qa_alloc(sizeof(float) * out);
-    uint8_t *codes = qa_alloc(n); /* one per byte, packed below */
+    int32_t *codes = qa_alloc(sizeof(int32_t) * n); /* rows in parallel; packed below, serially */
     #pragma omp parallel
     {
         float *ri = qa_alloc(sizeof(float) * in), *sep = qa_alloc(sizeof(float) * in);
@@ -291,13 +281,9 @@ static int intlora_init_common(void *state, const qa_layer_init *li, int shift, 
         qa_free(ri);
         qa_free(sep);
     }
-    if (codes_packed(s->n_bits)) {
-        s->codes = qa_alloc((n + 1) / 2);
-        for (size_t k = 0; k < n; k++) s->codes[k >> 1] |= (uint8_t)(codes[k] << (4 * (k & 1)));
-        qa_free(codes);
-    } else {
-        s->codes = codes;
-    }
+    qa_frozen_codes_alloc(&s->codes, n, s->n_bits);
+    qa_frozen_codes_pack(&s->codes, codes);
+    qa_free(codes);
     s->bias = qa_alloc(sizeof(float) * out);
     if (li->bias) memcpy(s->bias, li->bias, sizeof(float) * out);
     qa_lora_factors_init(in, out, s->rank, li->rng, &s->A, &s->B, &s->dA, &s->dB);
@@ -552,7 +538,7 @@ static int intlora_merge(void *state, qa_deployed *d, qa_error *err) {
     memset(d, 0, sizeof *d);
     d->in = s->in;
     d->out = s->out;
-    const int in = s->in, out = s->out, packed = codes_packed(s->n_bits);
+    const int in = s->in, out = s->out;
     size_t n = (size_t)in * out;
     const float *BA = s->BA_G; /* as build_weight left it */
     float *wi = qa_alloc(sizeof(float) * in), *u = qa_alloc(sizeof(float) * in);
@@ -570,9 +556,9 @@ static int intlora_merge(void *state, qa_deployed *d, qa_error *err) {
         for (int i = 0; i < out; i++) {
             d->row_scale[i] = s->dU[i];
             w_int_row(s, i, wi);
+            qa_frozen_codes_unpack(&s->codes, (size_t)i * in, (size_t)in, wr + (size_t)i * in);
             for (int j = 0; j < in; j++) {
                 size_t k = (size_t)i * in + j;
-                wr[k] = code_at(s->codes, packed, k);
                 if (wi[j] == 0.f && s->zero_path == INTLORA_ZERO_PATH_ADDITIVE) {
                     float c = add_code(BA[k], s->dU[i], s->n_bits);
                     d->w_int[k] = (int32_t)c;
@@ -608,10 +594,11 @@ static int intlora_merge(void *state, qa_deployed *d, qa_error *err) {
         int32_t *ex = qa_deployed_store_int(d, "exponent", kbits, 0, out, in);
         for (int i = 0; i < out; i++) {
             u_row(s, i, BA + (size_t)i * in, wi, u);
+            qa_frozen_codes_unpack(&s->codes, (size_t)i * in, (size_t)in, wr + (size_t)i * in);
             for (int j = 0; j < in; j++) {
                 size_t k = (size_t)i * in + j;
                 int e = (int)nearbyintf(log2f(fabsf(u[j]) + 1e-16f)) - s->k_min;
-                wr[k] = u[j] == 0.f ? (int32_t)s->zero[i] : code_at(s->codes, packed, k);
+                if (u[j] == 0.f) wr[k] = (int32_t)s->zero[i];
                 sg[k] = u[j] < 0.f;
                 ex[k] = wi[j] == 0.f || e < 0 ? 0 : (e >= range ? range - 1 : e); /* free where W_int = 0 */
             }
@@ -662,8 +649,8 @@ static void intlora_bytes(const void *state, qa_bytes *b) {
     /* as held for training: the codes of W_round, per row delta, z, the VMC factor, dU, zU and the
      * bias, R's key; R* only when it was given (a fixture). Workspace: the per-step [out,in]
      * buffers kept between steps (B A / G, W', U or M: 12 bytes per weight; methods/README.md, 0.7). */
-    size_t codes = codes_packed(s->n_bits) ? (n + 1) / 2 : n;
-    b->frozen = codes + (size_t)s->out * sizeof(float) * 6 + sizeof s->aux_key + (s->R ? n * sizeof(float) : 0);
+    b->frozen = qa_frozen_codes_bytes(n, s->n_bits) + (size_t)s->out * sizeof(float) * 6 + sizeof s->aux_key +
+                (s->R ? n * sizeof(float) : 0);
     b->workspace = 3 * n * sizeof(float);
     b->trainable = lr * sizeof(float);
     b->gradients = lr * sizeof(float);
@@ -682,7 +669,7 @@ static int intlora_inspect(const void *state, qa_named_tensor *o, int max) {
     if (!v->w_round) {
         size_t n = (size_t)s->in * s->out;
         v->w_round = qa_alloc(sizeof(int32_t) * n);
-        for (size_t k = 0; k < n; k++) v->w_round[k] = code_at(s->codes, codes_packed(s->n_bits), k);
+        qa_frozen_codes_unpack(&s->codes, 0, n, v->w_round);
     }
     int k = 0;
     qa_named_tensor all[] = {
@@ -707,7 +694,7 @@ static void intlora_destroy(void *state) {
     float *ps[] = {s->R, s->aux_factor, s->delta, s->zero, s->bias, s->A, s->B, s->dA, s->dB, s->BA_G, s->W_eff,
                    s->U, s->mask, s->dU, s->zU, s->grad_dU, s->grad_zU};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) qa_free(ps[i]);
-    qa_free(s->codes);
+    qa_frozen_codes_free(&s->codes);
     if (s->view) {
         qa_free(s->view->R);
         qa_free(s->view->w_round);

@@ -13,6 +13,7 @@
 #include "harness/rng.h"
 #include "harness/util.h"
 #include "tests/common.h"
+#include "tests/method_check.h"
 
 extern const qa_method qa_method_efficientdm;
 
@@ -66,20 +67,6 @@ static void free_layer(layer *L) {
     qa_free(L->b);
 }
 
-static const qa_named_tensor *find_tensor(qa_named_tensor *ts, int n, const char *name) {
-    for (int i = 0; i < n; i++)
-        if (strcmp(ts[i].name, name) == 0) return &ts[i];
-    cr_assert_fail("inspect() has no tensor %s", name);
-    return NULL;
-}
-
-static qa_param *find_param(qa_param *ps, int n, const char *name) {
-    for (int i = 0; i < n; i++)
-        if (strcmp(ps[i].name, name) == 0) return &ps[i];
-    cr_assert_fail("params() has no tensor %s", name);
-    return NULL;
-}
-
 /* Q0 and z_w, s_w from the section-0 search applied here (float, as the quantizer is defined). */
 static void weight_codes_by_hand(const layer *L, int bits, float *delta, float *zero, float *q0) {
     qa_quant_search_rows(L->W, L->out, L->in, bits, delta, zero);
@@ -116,7 +103,7 @@ Test(efficientdm, held_codes_decode_to_the_float_path_at_every_width) {
         forward_random(&L, M, 50 + (unsigned)c, 100, x, y);
         qa_named_tensor tn[16];
         int nt = L.m->inspect(L.state, tn, 16);
-        const float *w_hat = find_tensor(tn, nt, "W_hat")->f32;
+        const float *w_hat = mc_find_tensor(tn, nt, "W_hat")->f32;
         for (int o = 0; o < OUT; o++)
             for (int i = 0; i < IN; i++) {
                 const float ref = delta[o] * (q0[o * IN + i] - zero[o]);
@@ -139,8 +126,8 @@ Test(efficientdm, init_is_the_section0_quantizer_of_the_fp_weight) {
     forward_random(&L, M, 12, 500, x, y);
     qa_named_tensor tn[16];
     int nt = L.m->inspect(L.state, tn, 16);
-    const float *s_w = find_tensor(tn, nt, "s_w")->f32, *z_w = find_tensor(tn, nt, "z_w")->f32;
-    const float *w_hat = find_tensor(tn, nt, "W_hat")->f32;
+    const float *s_w = mc_find_tensor(tn, nt, "s_w")->f32, *z_w = mc_find_tensor(tn, nt, "z_w")->f32;
+    const float *w_hat = mc_find_tensor(tn, nt, "W_hat")->f32;
     for (int o = 0; o < OUT; o++) {
         cr_expect_eq(s_w[o], delta[o], "s_w[%d] %g vs search %g", o, s_w[o], delta[o]);
         cr_expect_eq(z_w[o], zero[o], "z_w[%d] %g vs search %g", o, z_w[o], zero[o]);
@@ -149,23 +136,14 @@ Test(efficientdm, init_is_the_section0_quantizer_of_the_fp_weight) {
         /* B = 0: W_hat = W_b = s_w (Q0 - z_w), which is the PTQ of the FP weight */
         cr_expect_eq(w_hat[k], w_ptq[k], "W_hat[%d] %g vs Q_N(W) %g", k, w_hat[k], w_ptq[k]);
     }
-    for (int m = 0; m < M; m++)
-        for (int o = 0; o < OUT; o++) {
-            double ref = L.b[o];
-            for (int i = 0; i < IN; i++) ref += (double)x[m * IN + i] * w_ptq[o * IN + i];
-            cr_expect(close_rel(y[m * OUT + o], ref, 1e-5, 1e-6), "a_bits = 0: y %g vs x Q_N(W)^T + b %g",
-                      y[m * OUT + o], ref);
-        }
+    mc_expect_affine_rel(x, w_ptq, L.b, y, M, IN, OUT, 1e-5, 1e-6, "a_bits = 0: y = x Q_N(W)^T + b");
     qa_param ps[8];
     int np = L.m->params(L.state, ps, 8);
     cr_assert_eq(np, 3, "a_bits = 0: A, B, s_w only");
-    const qa_param *A = find_param(ps, np, "lora_A"), *B = find_param(ps, np, "lora_B");
+    const qa_param *A = mc_find_param(ps, np, "lora_A"), *B = mc_find_param(ps, np, "lora_B");
     cr_expect_eq(A->n, (size_t)R * IN);
     cr_expect_eq(B->n, (size_t)OUT * R);
-    float bound = 1.0f / sqrtf((float)IN), mx = 0;
-    for (size_t i = 0; i < A->n; i++) mx = fabsf(A->data[i]) > mx ? fabsf(A->data[i]) : mx;
-    cr_expect(mx <= bound && mx > 0.5f * bound, "A range %g vs kaiming bound %g", mx, bound);
-    for (size_t i = 0; i < B->n; i++) cr_expect_eq(B->data[i], 0.0f, "B must start at zero");
+    mc_expect_lora_start(A, B, IN);
     free_layer(&L);
 }
 
@@ -184,9 +162,9 @@ static void check_buckets(int steps, const float *t, const int *want, int B, int
     L.m->forward(L.state, x, y, M);
     qa_named_tensor tn[16];
     int nt = L.m->inspect(L.state, tn, 16);
-    const qa_named_tensor *bk = find_tensor(tn, nt, "act_bucket");
+    const qa_named_tensor *bk = mc_find_tensor(tn, nt, "act_bucket");
     cr_assert_eq(bk->dims[0], M);
-    cr_expect_eq(find_tensor(tn, nt, "act_delta")->dims[0], steps > 0 ? steps : 1);
+    cr_expect_eq(mc_find_tensor(tn, nt, "act_delta")->dims[0], steps > 0 ? steps : 1);
     for (int m = 0; m < M; m++)
         cr_expect_eq(bk->i32[m], want[m / rows_per_sample], "n = %d, t = %g (row %d): bucket %d, want %d", steps,
                      t[m / rows_per_sample], m, bk->i32[m], want[m / rows_per_sample]);
@@ -227,7 +205,7 @@ Test(efficientdm, each_row_uses_its_own_timesteps_quantizer) {
     L.m->forward(L.state, x, y0, M);
     qa_param ps[8];
     int np = L.m->params(L.state, ps, 8);
-    qa_param *delta = find_param(ps, np, "act_delta"), *zero = find_param(ps, np, "act_zero");
+    qa_param *delta = mc_find_param(ps, np, "act_delta"), *zero = mc_find_param(ps, np, "act_zero");
     delta->data[5] *= 3.0f;
     zero->data[5] += 7.0f;
     L.m->forward(L.state, x, y1, M);
@@ -239,7 +217,7 @@ Test(efficientdm, each_row_uses_its_own_timesteps_quantizer) {
     /* X_hat by hand with each row's bucket */
     qa_named_tensor tn[16];
     int nt = L.m->inspect(L.state, tn, 16);
-    const float *x_hat = find_tensor(tn, nt, "X_hat")->f32;
+    const float *x_hat = mc_find_tensor(tn, nt, "X_hat")->f32;
     int bucket_of_sample[B] = {0, 5, 5, 9};
     for (int m = 0; m < M; m++) {
         int k = bucket_of_sample[m / RPS];
@@ -272,7 +250,7 @@ Test(efficientdm, activation_quantizer_calibrates_on_the_first_batch_then_stays)
     L.m->forward(L.state, x1, y, M);
     qa_named_tensor tn[16];
     int nt = L.m->inspect(L.state, tn, 16);
-    const float *delta = find_tensor(tn, nt, "act_delta")->f32, *zero = find_tensor(tn, nt, "act_zero")->f32;
+    const float *delta = mc_find_tensor(tn, nt, "act_delta")->f32, *zero = mc_find_tensor(tn, nt, "act_zero")->f32;
     for (int k = 0; k < NB; k++) {
         cr_expect_eq(delta[k], want_delta, "bucket %d delta %g vs search %g", k, delta[k], want_delta);
         cr_expect_eq(zero[k], want_zero, "bucket %d zero %g vs search %g", k, zero[k], want_zero);
@@ -282,8 +260,8 @@ Test(efficientdm, activation_quantizer_calibrates_on_the_first_batch_then_stays)
     set_step(&L, B, RPS, t2);
     L.m->forward(L.state, x2, y, M);
     nt = L.m->inspect(L.state, tn, 16);
-    delta = find_tensor(tn, nt, "act_delta")->f32;
-    zero = find_tensor(tn, nt, "act_zero")->f32;
+    delta = mc_find_tensor(tn, nt, "act_delta")->f32;
+    zero = mc_find_tensor(tn, nt, "act_zero")->f32;
     for (int k = 0; k < NB; k++) {
         cr_expect_eq(delta[k], want_delta, "bucket %d re-calibrated: %g", k, delta[k]);
         cr_expect_eq(zero[k], want_zero, "bucket %d re-calibrated: %g", k, zero[k]);
@@ -391,9 +369,9 @@ static void check_grads(int a_bits, uint64_t seed) {
     /* move off the initial point: B != 0, the two buckets apart, fractional zero points */
     qa_param ps[8];
     int np = L.m->params(L.state, ps, 8);
-    qa_param *pA = find_param(ps, np, "lora_A"), *pB = find_param(ps, np, "lora_B");
-    qa_param *ps_w = find_param(ps, np, "w_scale");
-    qa_param *pd = a_bits ? find_param(ps, np, "act_delta") : NULL, *pz = a_bits ? find_param(ps, np, "act_zero") : NULL;
+    qa_param *pA = mc_find_param(ps, np, "lora_A"), *pB = mc_find_param(ps, np, "lora_B");
+    qa_param *ps_w = mc_find_param(ps, np, "w_scale");
+    qa_param *pd = a_bits ? mc_find_param(ps, np, "act_delta") : NULL, *pz = a_bits ? mc_find_param(ps, np, "act_zero") : NULL;
     fill_normal(&r, pB->data, pB->n, 1.0);
     for (int o = 0; o < G_OUT; o++) ps_w->data[o] *= 1.0f + 0.05f * (float)o;
     if (a_bits) {
@@ -506,7 +484,7 @@ Test(efficientdm, scale_gradient_includes_the_base_weight_term) {
     L.m->backward(L.state, dy, NULL, M); /* B = 0: W_hat = s (Q0 - z), so dL/ds = sum_i G_W (Q0 - z) */
     qa_param ps[4];
     int np = L.m->params(L.state, ps, 4);
-    const qa_param *sw = find_param(ps, np, "w_scale");
+    const qa_param *sw = mc_find_param(ps, np, "w_scale");
     float delta[OUT], zero[OUT], q0[OUT * IN];
     weight_codes_by_hand(&L, 4, delta, zero, q0);
     for (int o = 0; o < OUT; o++) {
@@ -534,17 +512,8 @@ Test(efficientdm, dx_matches_finite_differences_of_the_forward_without_act_quant
     fill_normal(&r, w, M * OUT, 1.0);
     L.m->forward(L.state, x, y, M);
     L.m->backward(L.state, w, dx, M);
-    const float h = 1e-2f;
     for (int k = 0; k < M * IN; k++) {
-        float old = x[k];
-        x[k] = old + h;
-        L.m->forward(L.state, x, y, M);
-        double lp = dot_fd(y, w, M * OUT);
-        x[k] = old - h;
-        L.m->forward(L.state, x, y, M);
-        double lm = dot_fd(y, w, M * OUT);
-        x[k] = old;
-        double num = (lp - lm) / (2 * h);
+        double num = mc_central_difference(L.m, L.state, x, w, M, OUT, &x[k], 1e-2f);
         cr_expect(close_rel(dx[k], num, 2e-3, 1e-4), "dx[%d] %g vs %g", k, dx[k], num);
     }
     free_layer(&L);
@@ -567,9 +536,9 @@ Test(efficientdm, merge_deploys_the_codes_and_rounded_act_zero_points) {
     L.m->forward(L.state, x, y_train, M); /* calibration */
     qa_param ps[8];
     int np = L.m->params(L.state, ps, 8);
-    qa_param *pA = find_param(ps, np, "lora_A"), *pB = find_param(ps, np, "lora_B");
-    qa_param *sw = find_param(ps, np, "w_scale"), *pd = find_param(ps, np, "act_delta");
-    qa_param *pz = find_param(ps, np, "act_zero");
+    qa_param *pA = mc_find_param(ps, np, "lora_A"), *pB = mc_find_param(ps, np, "lora_B");
+    qa_param *sw = mc_find_param(ps, np, "w_scale"), *pd = mc_find_param(ps, np, "act_delta");
+    qa_param *pz = mc_find_param(ps, np, "act_zero");
     fill_normal(&r, pB->data, pB->n, 0.8);
     for (int o = 0; o < OUT; o++) sw->data[o] *= 1.02f;
     pd->data[8] *= 1.3f;
@@ -662,7 +631,7 @@ Test(efficientdm, quantizer_rates_keep_their_ratio_to_the_adapter_rate) {
         int np = L.m->params(L.state, ps, 8);
         cr_assert_eq(np, 5);
         for (int i = 0; i < 5; i++) {
-            const qa_param *p = find_param(ps, np, names[i]);
+            const qa_param *p = mc_find_param(ps, np, names[i]);
             cr_expect(close_rel(p->lr_scale, want[i], 1e-6, 0), "%s lr_scale %g, want %g at base lr %g", names[i],
                       p->lr_scale, want[i], base_lrs[k]);
             cr_expect_eq(p->n, sizes[i], "%s has %zu entries", names[i], p->n);

@@ -1,6 +1,8 @@
 /* The frozen-code storage (methods/frozen_codes.h): hand-packed bytes for the packed widths, and
- * a round trip of random codes at every width 1..16 with the storage's size. */
+ * a round trip of random codes at every width 1..16 (each code, a range as int32, a row less a zero
+ * point as float) with the storage's size. */
 #include <criterion/criterion.h>
+#include <string.h>
 
 #include "methods/frozen_codes.h"
 #include "harness/util.h"
@@ -44,6 +46,7 @@ Test(frozen_codes, hand_packed_four_and_one_bits) {
 Test(frozen_codes, random_round_trip_at_every_width) {
     const size_t n = 1001; /* odd: the last packed byte is partly used */
     int32_t *q = qa_alloc(sizeof(int32_t) * n), *back = qa_alloc(sizeof(int32_t) * n);
+    float *row = qa_alloc(sizeof(float) * n);
     trng t = trng_new(3);
     for (int bits = 1; bits <= 16; bits++) {
         for (size_t i = 0; i < n; i++) q[i] = (int32_t)(trng_next(&t) % (1ull << bits));
@@ -58,8 +61,21 @@ Test(frozen_codes, random_round_trip_at_every_width) {
             cr_expect_eq(qa_frozen_codes_get(&c, i), (uint32_t)q[i], "N = %d, code %zu", bits, i);
         qa_frozen_codes_unpack(&c, 100, 500, back);
         for (size_t i = 0; i < 500; i++) cr_expect_eq(back[i], q[100 + i], "N = %d, unpacked %zu", bits, i);
+        /* a row less its zero point: from an odd first code (mid-byte when packed) to the end, an
+         * odd count from an even first code, the whole storage */
+        const float zero = 0.375f * (float)((1 << bits) - 1);
+        const size_t first[3] = {101, 100, 0}, count[3] = {n - 101, 501, n};
+        for (int r = 0; r < 3; r++) {
+            qa_frozen_codes_row_minus(&c, first[r], count[r], zero, row);
+            for (size_t i = 0; i < count[r]; i++) {
+                const float want_f = (float)q[first[r] + i] - zero;
+                cr_expect(memcmp(&row[i], &want_f, sizeof(float)) == 0, "N = %d, row from %zu, code %zu: %g, want %g", bits,
+                          first[r], i, row[i], want_f);
+            }
+        }
         qa_frozen_codes_free(&c);
     }
     qa_free(q);
     qa_free(back);
+    qa_free(row);
 }

@@ -15,14 +15,9 @@
 
 #include "harness/registry.h"
 #include "harness/rng.h"
+#include "tests/method_check.h"
 
 enum { IN = 12, OUT = 8, M = 5, R = 2 };
-
-static const qa_named_tensor *find(const qa_named_tensor *t, int n, const char *name) {
-    for (int i = 0; i < n; i++) if (!strcmp(t[i].name, name)) return &t[i];
-    cr_assert_fail("tensor %s not exposed", name);
-    return NULL;
-}
 
 /* an options struct of any method (aligned, 64 bytes), the defaults plus name = value */
 static void *options_with(const qa_method *m, const char *name, const char *value) {
@@ -34,22 +29,39 @@ static void *options_with(const qa_method *m, const char *name, const char *valu
     return opts;
 }
 
+/* The surrogate's U at [o, i]: U = delta_o + (R* + B A) / D, D = (W_int == 0 ? 1 : W_int), in
+ * double from the tensors the layer exposes; (B A)[o, i] and W_int into *ba and *wi. */
+typedef struct {
+    const float *A, *B, *Rs, *delta, *zero;
+    const int32_t *Wr;
+} surrogate_point;
+
+static double surrogate_u(const surrogate_point *P, int o, int i, double *ba, double *wi) {
+    *ba = 0;
+    for (int k = 0; k < R; k++) *ba += (double)P->B[o * R + k] * P->A[k * IN + i];
+    *wi = P->Wr[o * IN + i] - P->zero[o];
+    double D = *wi == 0 ? 1 : *wi;
+    return P->delta[o] + (P->Rs[o * IN + i] + *ba) / D;
+}
+
 static void check_with(const char *method, int bits, const char *opt_name, const char *opt_value) {
     const qa_method *m = qa_method_find(method);
     cr_assert_not_null(m);
     qa_rng *r = qa_rng_new(21);
-    float W[OUT * IN], b[OUT], x[M * IN], w[M * OUT], y[M * OUT];
-    qa_rng_fill_normal(r, W, OUT * IN, 0.3f);
-    qa_rng_fill_normal(r, b, OUT, 0.1f);
+    mc_layer layer;
+    mc_layer_new_rng(&layer, m, IN, OUT, r);
+    float x[M * IN], w[M * OUT], y[M * OUT];
     qa_rng_fill_normal(r, x, M * IN, 1.0f);
     qa_rng_fill_normal(r, w, M * OUT, 1.0f);
     /* options: the defaults (vmc_alpha 1.5), or one set */
-    qa_method_cfg cfg = {.w_bits = bits, .rank = R, .lora_scale = 1.0f, .options = options_with(m, opt_name, opt_value)};
+    if (opt_name) mc_layer_option(&layer, opt_name, opt_value);
+    layer.cfg.w_bits = bits;
+    layer.cfg.rank = R;
+    layer.cfg.lora_scale = 1.0f;
     int additive = opt_name && !strcmp(opt_name, "zero_path") && !strcmp(opt_value, "additive");
-    qa_layer_init li = {IN, OUT, W, b, &cfg, r, "t", NULL, NULL};
-    void *st = qa_alloc(m->state_size);
     qa_error err = {0, ""};
-    cr_assert_eq(m->init(st, &li, &err), 0, "%s", err.msg);
+    cr_assert_eq(mc_layer_init(&layer, r, "t", NULL, &err), 0, "%s", err.msg);
+    void *st = layer.state;
     m->forward(st, x, y, M); /* calibrates (MUL) with B = 0 */
     qa_param ps[2];
     cr_assert_eq(m->params(st, ps, 2), 2);
@@ -59,22 +71,20 @@ static void check_with(const char *method, int bits, const char *opt_name, const
     m->backward(st, w, NULL, M);
     qa_named_tensor t[16];
     int nt = m->inspect(st, t, 16);
-    const float *Rs = find(t, nt, "R")->f32, *delta = find(t, nt, "delta")->f32, *zero = find(t, nt, "zero_point")->f32;
-    const float *Weff = find(t, nt, "W_eff")->f32;
-    const int32_t *Wr = find(t, nt, "W_round")->i32;
+    const float *Rs = mc_find_tensor(t, nt, "R")->f32, *delta = mc_find_tensor(t, nt, "delta")->f32;
+    const float *zero = mc_find_tensor(t, nt, "zero_point")->f32, *Weff = mc_find_tensor(t, nt, "W_eff")->f32;
+    const int32_t *Wr = mc_find_tensor(t, nt, "W_round")->i32;
     int mul = strcmp(method, "intlora-mul") == 0;
-    const float *dU = mul ? find(t, nt, "U_delta")->f32 : NULL, *zU = mul ? find(t, nt, "U_zero_point")->f32 : NULL;
-    const float *A = ps[0].data, *B = ps[1].data;
+    const float *dU = mul ? mc_find_tensor(t, nt, "U_delta")->f32 : NULL;
+    const float *zU = mul ? mc_find_tensor(t, nt, "U_zero_point")->f32 : NULL;
+    const surrogate_point P = {ps[0].data, ps[1].data, Rs, delta, zero, Wr};
     double L = (1 << bits) - 1;
     /* U0, mask and the surrogate's slope at the evaluation point */
     static double U0[OUT * IN], slope[OUT * IN];
     int active = 0;
     for (int o = 0; o < OUT; o++)
         for (int i = 0; i < IN; i++) {
-            double ba = 0;
-            for (int k = 0; k < R; k++) ba += (double)B[o * R + k] * A[k * IN + i];
-            double wi = Wr[o * IN + i] - zero[o], D = wi == 0 ? 1 : wi;
-            double u = delta[o] + (Rs[o * IN + i] + ba) / D;
+            double ba, wi, u = surrogate_u(&P, o, i, &ba, &wi);
             U0[o * IN + i] = u;
             double sl = 0;
             if (wi == 0 && additive) {
@@ -109,10 +119,7 @@ static void check_with(const char *method, int bits, const char *opt_name, const
                 double acc = 0;
                 for (int o = 0; o < OUT; o++)
                     for (int i = 0; i < IN; i++) {
-                        double ba = 0;
-                        for (int k = 0; k < R; k++) ba += (double)B[o * R + k] * A[k * IN + i];
-                        double wi = Wr[o * IN + i] - zero[o], D = wi == 0 ? 1 : wi;
-                        double u = delta[o] + (Rs[o * IN + i] + ba) / D;
+                        double ba, wi, u = surrogate_u(&P, o, i, &ba, &wi);
                         double wsur = Weff[o * IN + i] + slope[o * IN + i] * (u - U0[o * IN + i]);
                         double g = 0;
                         for (int mm = 0; mm < M; mm++) g += (double)w[mm * OUT + o] * x[mm * IN + i];
@@ -135,8 +142,7 @@ static void check_with(const char *method, int bits, const char *opt_name, const
     cr_expect(strstr(d.note, want) != NULL, "note '%s' should contain '%s'", d.note, want);
     if (!mul) cr_expect(strstr(d.note, "exponents ") != NULL, "note: %s", d.note);
     qa_deployed_free(&d);
-    m->destroy(st);
-    qa_free(st);
+    mc_layer_free(&layer);
     qa_rng_free(r);
 }
 
@@ -228,7 +234,7 @@ Test(intlora, hand_case_default_fallback) {
     expect_hand(&h, Wp, (const float[]){-0.3f, 0.3f, 0, 0.3f}, (const float[]){1.25f, 1.75f}, "zero_path = none");
     qa_named_tensor t[16];
     int nt = h.m->inspect(h.st, t, 16);
-    const float *dU = find(t, nt, "U_delta")->f32, *zU = find(t, nt, "U_zero_point")->f32;
+    const float *dU = mc_find_tensor(t, nt, "U_delta")->f32, *zU = mc_find_tensor(t, nt, "U_zero_point")->f32;
     for (int o = 0; o < 2; o++) cr_expect(dU[o] == 0.25f && zU[o] == -1.f, "row %d: dU %g zU %g, want 0.25, -1", o, dU[o], zU[o]);
     hand_free(&h);
 }
@@ -245,12 +251,7 @@ Test(intlora, hand_case_additive_zero_path) {
     const int32_t want[8] = {1, 3, 2, 3, -2, -2, 1, 1};
     for (int k = 0; k < 8; k++) cr_expect_eq(d.w_int[k], want[k], "w_int[%d] = %d, by hand %d", k, d.w_int[k], want[k]);
     /* the stored form: c + 2^(N-1) = 3 in U's code slot where W_round = z, and add_zero = 2 */
-    const qa_stored_tensor *u = NULL, *az = NULL;
-    for (int i = 0; i < d.n_stored; i++) {
-        if (!strcmp(d.stored[i].name, "u_codes")) u = &d.stored[i];
-        if (!strcmp(d.stored[i].name, "add_zero")) az = &d.stored[i];
-    }
-    cr_assert(u && az, "u_codes and add_zero stored");
+    const qa_stored_tensor *u = mc_find_stored(&d, "u_codes"), *az = mc_find_stored(&d, "add_zero");
     cr_expect_eq(az->i32[0], 2);
     cr_expect_eq(u->i32[0], 3, "row 0 col 0: c = 1 stored as 3, got %d", u->i32[0]);
     cr_expect_eq(u->i32[6], 3, "row 1 col 2: c = 1 stored as 3, got %d", u->i32[6]);
@@ -267,7 +268,7 @@ Test(intlora, hand_case_reference_constant_row_is_nan_and_does_not_merge) {
     for (int k = 0; k < 8; k++) cr_expect(isnan(h.y[k]), "y[%d] = %g, the reference's weight is NaN", k, h.y[k]);
     qa_named_tensor t[16];
     int nt = h.m->inspect(h.st, t, 16);
-    const float *dU = find(t, nt, "U_delta")->f32, *zU = find(t, nt, "U_zero_point")->f32;
+    const float *dU = mc_find_tensor(t, nt, "U_delta")->f32, *zU = mc_find_tensor(t, nt, "U_zero_point")->f32;
     for (int o = 0; o < 2; o++) cr_expect(dU[o] == 0.f && zU[o] == 0.f, "row %d keeps the reference's dU = zU = 0", o);
     qa_deployed d;
     qa_error err = {0, ""};
@@ -282,23 +283,22 @@ Test(intlora, reference_constant_row_changes_nothing_when_no_row_is_constant) {
     float y[2][M * OUT];
     for (int v = 0; v < 2; v++) {
         qa_rng *r = qa_rng_new(5);
-        float W[OUT * IN], b[OUT], x[M * IN];
-        qa_rng_fill_normal(r, W, OUT * IN, 0.3f);
-        qa_rng_fill_normal(r, b, OUT, 0.1f);
+        mc_layer L;
+        mc_layer_new_rng(&L, m, IN, OUT, r);
+        float x[M * IN];
         qa_rng_fill_normal(r, x, M * IN, 1.0f);
-        qa_method_cfg cfg = {.w_bits = 4, .rank = R, .lora_scale = 1.0f,
-                             .options = options_with(m, "constant_row", v ? "reference" : "fallback")};
-        qa_layer_init li = {IN, OUT, W, b, &cfg, r, "t", NULL, NULL};
-        void *st = qa_alloc(m->state_size);
+        mc_layer_option(&L, "constant_row", v ? "reference" : "fallback");
+        L.cfg.w_bits = 4;
+        L.cfg.rank = R;
+        L.cfg.lora_scale = 1.0f;
         qa_error err = {0, ""};
-        cr_assert_eq(m->init(st, &li, &err), 0, "%s", err.msg);
-        m->forward(st, x, y[v], M);
+        cr_assert_eq(mc_layer_init(&L, r, "t", NULL, &err), 0, "%s", err.msg);
+        m->forward(L.state, x, y[v], M);
         qa_param ps[2];
-        m->params(st, ps, 2);
+        m->params(L.state, ps, 2);
         qa_rng_fill_normal(r, ps[1].data, ps[1].n, 0.05f);
-        m->forward(st, x, y[v], M);
-        m->destroy(st);
-        qa_free(st);
+        m->forward(L.state, x, y[v], M);
+        mc_layer_free(&L);
         qa_rng_free(r);
     }
     for (int k = 0; k < M * OUT; k++) cr_expect(isfinite(y[1][k]) && y[0][k] == y[1][k], "y[%d]: %g vs %g", k, y[0][k], y[1][k]);
@@ -385,7 +385,7 @@ static void seeded_vs_explicit(const char *method, int bits, const char *opt_nam
         else cr_expect(memcmp(t[0][i].i32, t[1][i].i32, sizeof(int32_t) * n) == 0, "%s differs", t[0][i].name);
     }
     /* W_round in range, and R* nonzero: the comparison is not between two empty layers */
-    const qa_named_tensor *wr = find(t[0], nt[0], "W_round"), *rs = find(t[0], nt[0], "R");
+    const qa_named_tensor *wr = mc_find_tensor(t[0], nt[0], "W_round"), *rs = mc_find_tensor(t[0], nt[0], "R");
     int nonzero = 0;
     for (int k = 0; k < SOUT * SIN; k++) {
         cr_expect(wr->i32[k] >= 0 && wr->i32[k] < (1 << bits), "W_round[%d] = %d at %d bits", k, wr->i32[k], bits);
@@ -415,12 +415,12 @@ static void seeded_vs_explicit(const char *method, int bits, const char *opt_nam
     for (int k = 0; k < d[0].n_stats; k++)
         cr_expect(d[0].stat_num[k] == d[1].stat_num[k] && d[0].stat_den[k] == d[1].stat_den[k], "stat %s", d[0].stat_name[k]);
     cr_expect_str_eq(d[0].note, d[1].note);
-    /* what each layer holds: the seeded one the codes of W_round (two per byte at <= 4 bits, one
-     * above), 6 FP32 per row (delta, z, VMC factor, dU, zU, bias) and the 8-byte key; the explicit
-     * one R* on top; both a workspace of 3 floats a weight (B A / G, W', U or M) */
+    /* what each layer holds: the seeded one the codes of W_round (N bits each, packed, at <= 4
+     * bits, one byte above), 6 FP32 per row (delta, z, VMC factor, dU, zU, bias) and the 8-byte
+     * key; the explicit one R* on top; both a workspace of 3 floats a weight (B A / G, W', U or M) */
     qa_bytes by[2];
     for (int v = 0; v < 2; v++) { memset(&by[v], 0, sizeof by[v]); m->bytes(st[v], &by[v]); }
-    size_t codes = bits <= 4 ? (n + 1) / 2 : n, held = codes + SOUT * 6 * sizeof(float) + sizeof(uint64_t);
+    size_t codes = bits <= 4 ? (n * (size_t)bits + 7) / 8 : n, held = codes + SOUT * 6 * sizeof(float) + sizeof(uint64_t);
     cr_expect_eq(by[0].frozen, held, "%s w%d: frozen %zu, counted %zu", method, bits, by[0].frozen, held);
     cr_expect_eq(by[1].frozen, held + n * sizeof(float), "explicit R*: %zu", by[1].frozen);
     cr_expect_eq(by[0].workspace, 3 * n * sizeof(float));
@@ -482,7 +482,7 @@ static void bf16_against_f32(const char *method, int bits) {
         memcpy(dB[v], ps[1].grad, sizeof dB[v]);
         qa_named_tensor t[16];
         int nt = m->inspect(st, t, 16);
-        memcpy(Weff[v], find(t, nt, "W_eff")->f32, sizeof Weff[v]);
+        memcpy(Weff[v], mc_find_tensor(t, nt, "W_eff")->f32, sizeof Weff[v]);
         m->destroy(st);
         qa_free(st);
         qa_rng_free(r);

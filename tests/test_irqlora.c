@@ -7,11 +7,11 @@
 #include <math.h>
 #include <string.h>
 
-#include "harness/backend.h"
 #include "harness/quant.h"
 #include "harness/registry.h"
 #include "harness/rng.h"
 #include "tests/common.h"
+#include "tests/method_check.h"
 
 static const quant_icq_cfg REF = {.tau_range = 0.1f, .tau_n = 50, .symmetric = 0, .count_int8 = 1};
 
@@ -97,40 +97,17 @@ Test(icq, a_zero_row_gets_the_range_minus_one_to_one) {
 #define M 5
 #define NW (IN * OUT)
 
-typedef struct {
-    const qa_method *m;
-    void *state;
-    float W[NW], b[OUT];
-    qa_method_cfg cfg;
-    char opts[64];
-} layer;
-
-static int setup(layer *f, int w_bits, float scale, const char *iec, int rank, int in, qa_error *err) {
-    f->m = qa_method_find("ir-qlora");
-    cr_assert_not_null(f->m, "ir-qlora is registered");
-    cr_assert(f->m->options_size <= sizeof f->opts);
-    qa_method_options_defaults(f->m, f->opts);
-    cr_assert_eq(qa_method_option_set(f->m, f->opts, "iec", iec, err), 0);
-    trng t = trng_new(21);
-    fill_normal(&t, f->W, NW, 0.3);
-    fill_normal(&t, f->b, OUT, 0.1);
-    f->cfg = (qa_method_cfg){.w_bits = w_bits, .a_bits = 0, .rank = rank, .lora_scale = scale, .options = f->opts};
-    qa_rng *r = qa_rng_new(21);
-    qa_layer_init li = {in, OUT, f->W, f->b, &f->cfg, r, "test.layer", NULL, NULL};
-    f->state = qa_alloc(f->m->state_size);
-    int rc = f->m->init(f->state, &li, err);
-    qa_rng_free(r);
-    if (rc) qa_free(f->state);
-    return rc;
-}
-
-static void teardown(layer *f) {
-    f->m->destroy(f->state);
-    qa_free(f->state);
+static int setup(mc_layer *f, int w_bits, float scale, const char *iec, int rank, int in, qa_error *err) {
+    mc_layer_new(f, qa_method_find("ir-qlora"), in, OUT, 21);
+    mc_layer_option(f, "iec", iec);
+    f->cfg.w_bits = w_bits;
+    f->cfg.rank = rank;
+    f->cfg.lora_scale = scale;
+    return mc_layer_init_seeded(f, 21, "test.layer", NULL, err);
 }
 
 /* B and the elastic scalars non-zero, so that every path carries a gradient */
-static void perturb(layer *f) {
+static void perturb(mc_layer *f) {
     qa_param ps[4];
     int np = f->m->params(f->state, ps, 4);
     trng t = trng_new(4);
@@ -138,20 +115,13 @@ static void perturb(layer *f) {
     for (int i = 2; i < np; i++) ps[i].data[0] = 0.3f + 0.4f * (float)i;
 }
 
-static const float *tensor(layer *f, const char *name) {
-    qa_named_tensor buf[8];
-    int n = f->m->inspect(f->state, buf, 8);
-    for (int i = 0; i < n; i++)
-        if (!strcmp(buf[i].name, name)) return buf[i].f32;
-    cr_assert_fail("inspect() has no %s", name);
-    return NULL;
-}
+static const float *tensor(mc_layer *f, const char *name) { return mc_inspect(f->m, f->state, name)->f32; }
 
 /* W_dq, decoded from the held codes (packed at N <= 4, bytes above), is ICQ's fake-quantized weight. */
 Test(irqlora, base_is_the_icq_quantizer) {
     const int bits[] = {4, 3, 2, 8};
     for (int k = 0; k < 4; k++) {
-        layer f;
+        mc_layer f;
         qa_error err;
         cr_assert_eq(setup(&f, bits[k], 1.0f, "learned", R, IN, &err), 0, "%s", err.msg);
         float s[OUT], z[OUT], Wq[NW];
@@ -159,13 +129,13 @@ Test(irqlora, base_is_the_icq_quantizer) {
         qa_quant_fake_rows(Wq, f.W, OUT, IN, bits[k], s, z);
         const float *W_dq = tensor(&f, "W_dq");
         for (int i = 0; i < NW; i++) cr_expect_eq(W_dq[i], Wq[i], "W%d: W_dq[%d]", bits[k], i);
-        teardown(&f);
+        mc_layer_free(&f);
     }
 }
 
 /* The reference's IEC written out: h_j = sum_i A[j,i] x_i + bA mean(x over the j-th group of
  * in/r inputs); y_o = (W_dq x)_o + b_o + s (sum_j B[o,j] h_j + bB h_(o / (out/r))). */
-static void iec_reference(layer *f, const float *x, double *y) {
+static void iec_reference(mc_layer *f, const float *x, double *y) {
     qa_param ps[4];
     int np = f->m->params(f->state, ps, 4);
     const float *A = ps[0].data, *B = ps[1].data, *W_dq = tensor(f, "W_dq");
@@ -189,7 +159,7 @@ static void iec_reference(layer *f, const float *x, double *y) {
 }
 
 Test(irqlora, forward_is_the_reference_elastic_connection) {
-    layer f;
+    mc_layer f;
     qa_error err;
     cr_assert_eq(setup(&f, 4, 0.75f, "learned", R, IN, &err), 0, "%s", err.msg);
     perturb(&f);
@@ -200,54 +170,22 @@ Test(irqlora, forward_is_the_reference_elastic_connection) {
     f.m->forward(f.state, x, y, M);
     iec_reference(&f, x, ref);
     for (int i = 0; i < M * OUT; i++) cr_expect(fabs(y[i] - ref[i]) < 1e-4, "y[%d] %g vs reference %g", i, y[i], ref[i]);
-    teardown(&f);
-}
-
-static double objective(layer *f, const float *x, const float *w) {
-    float y[M * OUT];
-    f->m->forward(f->state, x, y, M);
-    return dot_fd(y, w, M * OUT);
+    mc_layer_free(&f);
 }
 
 static void check_grads(int w_bits, float scale, const char *iec, int want_params) {
-    layer f;
+    mc_layer f;
     qa_error err;
     cr_assert_eq(setup(&f, w_bits, scale, iec, R, IN, &err), 0, "%s", err.msg);
     perturb(&f);
     trng t = trng_new(5);
-    float x[M * IN], w[M * OUT], dx[M * IN] = {0}, y[M * OUT];
+    float x[M * IN], w[M * OUT];
     fill_normal(&t, x, M * IN, 1.0);
     fill_normal(&t, w, M * OUT, 1.0);
-    qa_param ps[4];
-    int np = f.m->params(f.state, ps, 4);
-    cr_assert_eq(np, want_params, "iec %s: %d trainable tensors", iec, np);
-    for (int i = 0; i < np; i++) memset(ps[i].grad, 0, sizeof(float) * ps[i].n);
-    f.m->forward(f.state, x, y, M);
-    f.m->backward(f.state, w, dx, M); /* dL/dy = w for L = sum(y w) */
-    const double h = 1e-2;
-    for (int p = 0; p < np; p++)
-        for (size_t i = 0; i < ps[p].n; i += 3) {
-            float old = ps[p].data[i];
-            ps[p].data[i] = old + (float)h;
-            double lp = objective(&f, x, w);
-            ps[p].data[i] = old - (float)h;
-            double lm = objective(&f, x, w);
-            ps[p].data[i] = old;
-            double num = (lp - lm) / (2 * h);
-            cr_expect(fabs(num - ps[p].grad[i]) < 2e-3 * (1 + fabs(num)), "W%d %s: %s[%zu]: numeric %g analytic %g", w_bits,
-                      iec, ps[p].name, i, num, ps[p].grad[i]);
-        }
-    for (int i = 0; i < M * IN; i += 3) {
-        float old = x[i];
-        x[i] = old + (float)h;
-        double lp = objective(&f, x, w);
-        x[i] = old - (float)h;
-        double lm = objective(&f, x, w);
-        x[i] = old;
-        double num = (lp - lm) / (2 * h);
-        cr_expect(fabs(num - dx[i]) < 2e-3 * (1 + fabs(num)), "W%d %s: dx[%d]: numeric %g analytic %g", w_bits, iec, i, num, dx[i]);
-    }
-    teardown(&f);
+    char what[32];
+    snprintf(what, sizeof what, "W%d %s", w_bits, iec);
+    mc_check_grads(&f, x, w, M, want_params, &(mc_fd_plan){.param_stride = 3, .x_stride = 3, .h = 1e-2, .tol = 2e-3}, what);
+    mc_layer_free(&f);
 }
 
 Test(irqlora, gradients_learned_elastic_paths) { check_grads(4, 0.5f, "learned", 4); }
@@ -255,40 +193,31 @@ Test(irqlora, gradients_fixed_elastic_paths_int8) { check_grads(8, 1.0f, "fixed"
 Test(irqlora, gradients_without_elastic_paths_fp) { check_grads(0, 2.0f, "off", 2); }
 
 Test(irqlora, starts_as_the_quantized_base_layer) {
-    layer f;
+    mc_layer f;
     qa_error err;
     cr_assert_eq(setup(&f, 3, 1.0f, "learned", R, IN, &err), 0, "%s", err.msg);
     trng t = trng_new(3);
     float x[M * IN], y[M * OUT];
     fill_normal(&t, x, M * IN, 1.0);
     f.m->forward(f.state, x, y, M);
-    const float *W_dq = tensor(&f, "W_dq");
-    for (int m = 0; m < M; m++)
-        for (int o = 0; o < OUT; o++) {
-            double ref = f.b[o];
-            for (int i = 0; i < IN; i++) ref += (double)x[m * IN + i] * W_dq[o * IN + i];
-            cr_expect(fabs(ref - y[m * OUT + o]) < 1e-4, "B = 0, beta = 0 at init: y = x W_dq^T + b");
-        }
-    teardown(&f);
+    mc_expect_affine(x, tensor(&f, "W_dq"), f.b, y, M, IN, OUT, 1e-4, "B = 0, beta = 0 at init: y = x W_dq^T + b");
+    mc_layer_free(&f);
 }
 
 static void check_merge(int w_bits, const char *iec) {
-    layer f;
+    mc_layer f;
     qa_error err;
     cr_assert_eq(setup(&f, w_bits, 0.75f, iec, R, IN, &err), 0, "%s", err.msg);
     perturb(&f);
     trng t = trng_new(8);
-    float x[M * IN], y[M * OUT], y2[M * OUT], Wd[NW];
+    float x[M * IN], y[M * OUT];
     fill_normal(&t, x, M * IN, 1.0);
-    f.m->forward(f.state, x, y, M);
     qa_deployed d;
-    cr_assert_eq(f.m->merge(f.state, &d, &err), 0);
+    char what[32];
+    snprintf(what, sizeof what, "W%d %s", w_bits, iec);
+    mc_check_merge(&f, x, M, y, &d, 1e-4f, what);
     cr_expect_eq(d.needs_ptq, w_bits > 0);
     cr_expect_eq(d.merge, QA_MERGE_FLOAT_ADD_PTQ);
-    qa_deployed_weights(&d, Wd);
-    qa_matmul(M, OUT, IN, x, 0, Wd, 1, y2, 0, f.b);
-    for (int i = 0; i < M * OUT; i++)
-        cr_expect(fabsf(y[i] - y2[i]) < 1e-4f, "W%d %s: y[%d] %g vs merged %g", w_bits, iec, i, y[i], y2[i]);
     if (w_bits > 0) {
         /* "icq": W' re-quantized by ICQ: every row on its own grid of at most 2^N values, and
          * equal to quant_icq_rows + quant_fake_rows of W' */
@@ -309,7 +238,7 @@ static void check_merge(int w_bits, const char *iec) {
         cr_expect_eq(d.n_extra, 0);
     }
     qa_deployed_free(&d);
-    teardown(&f);
+    mc_layer_free(&f);
 }
 
 Test(irqlora, merge_reproduces_the_forward_learned_w4) { check_merge(4, "learned"); }
@@ -317,7 +246,7 @@ Test(irqlora, merge_reproduces_the_forward_fixed_w8) { check_merge(8, "fixed"); 
 Test(irqlora, merge_reproduces_the_forward_fp) { check_merge(0, "learned"); }
 
 Test(irqlora, bytes_count_the_elastic_scalars) {
-    layer f;
+    mc_layer f;
     qa_error err;
     cr_assert_eq(setup(&f, 4, 1.0f, "learned", R, IN, &err), 0, "%s", err.msg);
     qa_bytes b;
@@ -328,31 +257,34 @@ Test(irqlora, bytes_count_the_elastic_scalars) {
     /* held: 4-bit codes packed, scale and zero per row, bias; W_dq in float is workspace */
     cr_expect_eq(b.frozen, NW * 4 / 8 + 3 * OUT * sizeof(float));
     cr_expect_eq(b.workspace, NW * sizeof(float));
-    teardown(&f);
+    mc_layer_free(&f);
     cr_assert_eq(setup(&f, 3, 1.0f, "learned", R, IN, &err), 0, "%s", err.msg);
     f.m->bytes(f.state, &b);
     cr_expect_eq(b.frozen, (NW * 3 + 7) / 8 + 3 * OUT * sizeof(float), "3-bit codes packed");
-    teardown(&f);
+    mc_layer_free(&f);
     cr_assert_eq(setup(&f, 0, 1.0f, "learned", R, IN, &err), 0, "%s", err.msg);
     f.m->bytes(f.state, &b);
     cr_expect_eq(b.frozen, NW * sizeof(float) + OUT * sizeof(float), "N = 0: the FP weight is the base");
     cr_expect_eq(b.workspace, 0);
-    teardown(&f);
+    mc_layer_free(&f);
 }
 
 Test(irqlora, bad_input_is_refused_naming_what_is_allowed) {
-    layer f;
+    mc_layer f;
     qa_error err;
     /* a rank that does not divide in = 16 (IEC groups the inputs by in / r) */
     cr_expect_eq(setup(&f, 4, 1.0f, "learned", 3, IN, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "divide") && strstr(err.msg, "iec = off"), "%s", err.msg);
+    mc_layer_free(&f);
     cr_expect_eq(setup(&f, 4, 1.0f, "learned", OUT + 1, IN, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "rank 9"), "%s", err.msg);
+    mc_layer_free(&f);
     cr_expect_eq(setup(&f, 9, 1.0f, "learned", R, IN, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "1..8"), "%s", err.msg);
+    mc_layer_free(&f);
     /* with iec = off any rank up to min(in, out) is fine */
     cr_assert_eq(setup(&f, 4, 1.0f, "off", 3, IN, &err), 0, "%s", err.msg);
-    teardown(&f);
+    mc_layer_free(&f);
     char o[64];
     qa_method_options_defaults(qa_method_find("ir-qlora"), o);
     cr_expect_eq(qa_method_option_set(qa_method_find("ir-qlora"), o, "icq_tau_range", "0.7", &err), QA_ERR_INPUT);

@@ -3,31 +3,23 @@
 #include <math.h>
 #include <string.h>
 
-#include "harness/backend.h"
 #include "harness/registry.h"
 #include "harness/rng.h"
+#include "tests/method_check.h"
 
 enum { IN = 12, OUT = 9, M = 5, R = 3 };
 
-typedef struct {
-    const qa_method *m;
-    void *state;
-    float W[OUT * IN], b[OUT];
-    qa_method_cfg cfg;
-} fixture;
-
-static void setup_layer(fixture *f, float scale) {
-    f->m = qa_method_find("lora");
-    cr_assert_not_null(f->m);
+/* A rank-R layer whose W, b and then A are drawn from one generator (seed 11), B made non-zero from
+ * it too, so that every gradient path is exercised. */
+static void setup_layer(mc_layer *f, float scale) {
     qa_rng *r = qa_rng_new(11);
-    qa_rng_fill_normal(r, f->W, OUT * IN, 0.3f);
-    qa_rng_fill_normal(r, f->b, OUT, 0.1f);
-    f->cfg = (qa_method_cfg){.w_bits = 8, .a_bits = 8, .rank = R, .lora_scale = scale};
-    qa_layer_init li = {IN, OUT, f->W, f->b, &f->cfg, r, "test.layer", NULL, NULL};
-    f->state = qa_alloc(f->m->state_size);
+    mc_layer_new_rng(f, qa_method_find("lora"), IN, OUT, r);
+    f->cfg.w_bits = 8;
+    f->cfg.a_bits = 8;
+    f->cfg.rank = R;
+    f->cfg.lora_scale = scale;
     qa_error err;
-    cr_assert_eq(f->m->init(f->state, &li, &err), 0);
-    /* give B non-zero values so every gradient path is exercised */
+    cr_assert_eq(mc_layer_init(f, r, "test.layer", NULL, &err), 0);
     qa_param ps[4];
     int np = f->m->params(f->state, ps, 4);
     cr_assert_eq(np, 2);
@@ -35,117 +27,60 @@ static void setup_layer(fixture *f, float scale) {
     qa_rng_free(r);
 }
 
-static void teardown_layer(fixture *f) {
-    f->m->destroy(f->state);
-    qa_free(f->state);
-}
-
-static double objective(fixture *f, const float *x, const float *w) {
-    float y[M * OUT];
-    f->m->forward(f->state, x, y, M);
-    double s = 0;
-    for (int i = 0; i < M * OUT; i++) s += (double)y[i] * w[i];
-    return s;
-}
-
 static void check_grads(float scale) {
-    fixture f;
+    mc_layer f;
     setup_layer(&f, scale);
     qa_rng *r = qa_rng_new(5);
-    float x[M * IN], w[M * OUT], dx[M * IN] = {0};
+    float x[M * IN], w[M * OUT];
     qa_rng_fill_normal(r, x, M * IN, 1.0f);
     qa_rng_fill_normal(r, w, M * OUT, 1.0f);
-    qa_param ps[2];
-    f.m->params(f.state, ps, 2);
-    for (int i = 0; i < 2; i++) memset(ps[i].grad, 0, sizeof(float) * ps[i].n);
-    float y[M * OUT];
-    f.m->forward(f.state, x, y, M);
-    f.m->backward(f.state, w, dx, M); /* dL/dy = w for L = sum(y w) */
-    const double h = 1e-2;
-    for (int p = 0; p < 2; p++) {
-        for (size_t i = 0; i < ps[p].n; i += 3) {
-            float old = ps[p].data[i];
-            ps[p].data[i] = old + (float)h;
-            double lp = objective(&f, x, w);
-            ps[p].data[i] = old - (float)h;
-            double lm = objective(&f, x, w);
-            ps[p].data[i] = old;
-            double num = (lp - lm) / (2 * h);
-            cr_expect(fabs(num - ps[p].grad[i]) < 2e-3 * (1 + fabs(num)), "%s[%zu]: numeric %g analytic %g (scale %g)",
-                      ps[p].name, i, num, ps[p].grad[i], scale);
-        }
-    }
-    for (int i = 0; i < M * IN; i += 2) {
-        float old = x[i];
-        x[i] = old + (float)h;
-        double lp = objective(&f, x, w);
-        x[i] = old - (float)h;
-        double lm = objective(&f, x, w);
-        x[i] = old;
-        double num = (lp - lm) / (2 * h);
-        cr_expect(fabs(num - dx[i]) < 2e-3 * (1 + fabs(num)), "dx[%d]: numeric %g analytic %g", i, num, dx[i]);
-    }
+    char what[32];
+    snprintf(what, sizeof what, "scale %g", scale);
+    mc_check_grads(&f, x, w, M, 2, &(mc_fd_plan){.param_stride = 3, .x_stride = 2, .h = 1e-2, .tol = 2e-3}, what);
     qa_rng_free(r);
-    teardown_layer(&f);
+    mc_layer_free(&f);
 }
 
 Test(lora, gradients_match_finite_differences) { check_grads(1.0f); }
 Test(lora, gradients_with_scale) { check_grads(0.5f); }
 
 Test(lora, starts_as_the_base_layer) {
-    fixture f;
-    f.m = qa_method_find("lora");
+    mc_layer f;
     qa_rng *r = qa_rng_new(3);
-    qa_rng_fill_normal(r, f.W, OUT * IN, 0.3f);
-    qa_rng_fill_normal(r, f.b, OUT, 0.1f);
-    f.cfg = (qa_method_cfg){.w_bits = 0, .a_bits = 0, .rank = R, .lora_scale = 1.0f};
-    qa_layer_init li = {IN, OUT, f.W, f.b, &f.cfg, r, "t", NULL, NULL};
-    f.state = qa_alloc(f.m->state_size);
+    mc_layer_new_rng(&f, qa_method_find("lora"), IN, OUT, r);
+    f.cfg.rank = R;
+    f.cfg.lora_scale = 1.0f;
     qa_error err;
-    cr_assert_eq(f.m->init(f.state, &li, &err), 0);
+    cr_assert_eq(mc_layer_init(&f, r, "t", NULL, &err), 0);
     float x[M * IN], y[M * OUT];
     qa_rng_fill_normal(r, x, M * IN, 1.0f);
     f.m->forward(f.state, x, y, M);
-    for (int i = 0; i < M; i++)
-        for (int o = 0; o < OUT; o++) {
-            double ref = f.b[o];
-            for (int k = 0; k < IN; k++) ref += (double)x[i * IN + k] * f.W[o * IN + k];
-            cr_expect(fabs(ref - y[i * OUT + o]) < 1e-4, "B = 0 at init: y must equal x W^T + b");
-        }
+    mc_expect_affine(x, f.W, f.b, y, M, IN, OUT, 1e-4, "B = 0 at init: y must equal x W^T + b");
     /* A is kaiming-uniform with bound 1/sqrt(in) */
     qa_param ps[2];
     f.m->params(f.state, ps, 2);
-    float bound = 1.0f / sqrtf((float)IN), mx = 0;
-    for (size_t i = 0; i < ps[0].n; i++) mx = fabsf(ps[0].data[i]) > mx ? fabsf(ps[0].data[i]) : mx;
-    cr_expect(mx <= bound && mx > 0.5f * bound, "A range %g vs bound %g", mx, bound);
-    for (size_t i = 0; i < ps[1].n; i++) cr_expect_eq(ps[1].data[i], 0.0f, "B must start at zero");
+    mc_expect_lora_start(&ps[0], &ps[1], IN);
     qa_rng_free(r);
-    teardown_layer(&f);
+    mc_layer_free(&f);
 }
 
 Test(lora, merged_weight_reproduces_the_forward) {
-    fixture f;
+    mc_layer f;
     setup_layer(&f, 0.75f);
     qa_rng *r = qa_rng_new(8);
-    float x[M * IN], y[M * OUT], y2[M * OUT];
+    float x[M * IN], y[M * OUT];
     qa_rng_fill_normal(r, x, M * IN, 1.0f);
-    f.m->forward(f.state, x, y, M);
     qa_deployed d;
-    qa_error err;
-    cr_assert_eq(f.m->merge(f.state, &d, &err), 0);
+    mc_check_merge(&f, x, M, y, &d, 1e-4f, "lora");
     cr_expect_eq(d.needs_ptq, 1, "8-bit LoRA needs the PTQ pass");
     cr_expect_eq(d.merge, QA_MERGE_FLOAT_ADD_PTQ);
-    float Wd[OUT * IN];
-    qa_deployed_weights(&d, Wd);
-    qa_matmul(M, OUT, IN, x, 0, Wd, 1, y2, 0, f.b);
-    for (int i = 0; i < M * OUT; i++) cr_expect(fabsf(y[i] - y2[i]) < 1e-4f, "y[%d] %g vs merged %g", i, y[i], y2[i]);
     qa_deployed_free(&d);
     qa_rng_free(r);
-    teardown_layer(&f);
+    mc_layer_free(&f);
 }
 
 Test(lora, bytes_by_category) {
-    fixture f;
+    mc_layer f;
     setup_layer(&f, 1.0f);
     qa_bytes b;
     f.m->bytes(f.state, &b);
@@ -154,7 +89,7 @@ Test(lora, bytes_by_category) {
     cr_expect_eq(b.optimizer, 2 * b.trainable);
     cr_expect_eq(b.frozen, (size_t)(IN * OUT + OUT) * 4);
     cr_expect_eq(b.deployed, (size_t)IN * OUT + 2 * OUT * 4 + OUT * 4, "8-bit codes + scale/zero + bias");
-    teardown_layer(&f);
+    mc_layer_free(&f);
 }
 
 Test(lora, rejects_a_rank_larger_than_the_layer) {

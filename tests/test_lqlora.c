@@ -24,6 +24,7 @@
 #include "harness/runs.h"
 #include "methods/lqlora.h"
 #include "tests/common.h"
+#include "tests/method_check.h"
 
 /* sum of the smallest (n - r) eigenvalues of E^T E [in,in] (E [out,in]): the squared
  * Frobenius error of the best rank-r approximation (Eckart-Young) */
@@ -324,52 +325,22 @@ Test(qa_lqlora_allocate, real_layers_at_three_bits_on_average) {
 #define R 3
 #define M 5
 
-typedef struct {
-    const qa_method *m;
-    void *state;
-    float W[IN * OUT], b[OUT];
-    qa_method_cfg cfg;
-    char opts[64];
-} layer;
-
 /* A layer at lq_init = init and lq_stop = stop. */
-static int setup_stop(layer *f, int w_bits, float scale, const char *init, const char *stop, int rank, qa_error *err) {
-    f->m = qa_method_find("lq-lora");
-    cr_assert_not_null(f->m, "lq-lora is registered");
-    cr_assert(f->m->options_size <= sizeof f->opts);
-    qa_method_options_defaults(f->m, f->opts);
-    cr_assert_eq(qa_method_option_set(f->m, f->opts, "lq_init", init, err), 0);
-    cr_assert_eq(qa_method_option_set(f->m, f->opts, "lq_stop", stop, err), 0);
-    trng t = trng_new(9);
-    fill_normal(&t, f->W, IN * OUT, 0.3);
-    fill_normal(&t, f->b, OUT, 0.1);
-    f->cfg = (qa_method_cfg){.w_bits = w_bits, .rank = rank, .lora_scale = scale, .options = f->opts};
-    qa_rng *r = qa_rng_new(9);
-    qa_layer_init li = {IN, OUT, f->W, f->b, &f->cfg, r, "test.layer", NULL, NULL};
-    f->state = qa_alloc(f->m->state_size);
-    int rc = f->m->init(f->state, &li, err);
-    qa_rng_free(r);
-    if (rc) qa_free(f->state);
-    return rc;
+static int setup_stop(mc_layer *f, int w_bits, float scale, const char *init, const char *stop, int rank, qa_error *err) {
+    mc_layer_new(f, qa_method_find("lq-lora"), IN, OUT, 9);
+    mc_layer_option(f, "lq_init", init);
+    mc_layer_option(f, "lq_stop", stop);
+    f->cfg.w_bits = w_bits;
+    f->cfg.rank = rank;
+    f->cfg.lora_scale = scale;
+    return mc_layer_init_seeded(f, 9, "test.layer", NULL, err);
 }
 
-static int setup(layer *f, int w_bits, float scale, const char *init, int rank, qa_error *err) {
+static int setup(mc_layer *f, int w_bits, float scale, const char *init, int rank, qa_error *err) {
     return setup_stop(f, w_bits, scale, init, "reference", rank, err);
 }
 
-static void teardown(layer *f) {
-    f->m->destroy(f->state);
-    qa_free(f->state);
-}
-
-static const float *W_dq_of(layer *f) {
-    qa_named_tensor nt[8];
-    int n = f->m->inspect(f->state, nt, 8);
-    for (int i = 0; i < n; i++)
-        if (!strcmp(nt[i].name, "W_dq")) return nt[i].f32;
-    cr_assert_fail("no W_dq");
-    return NULL;
-}
+static const float *W_dq_of(mc_layer *f) { return mc_inspect(f->m, f->state, "W_dq")->f32; }
 
 /* The quantized part the layer holds as stored (NF4 + DQ at 4 bits, packed or byte codes with a
  * scale and zero per row otherwise) decodes to exactly the W_dq its products read, for both
@@ -379,7 +350,7 @@ Test(lqlora, held_quantized_part_decodes_to_the_products_operand) {
     const char *inits[] = {"lq-lora", "loftq"}, *stops[] = {"reference", "best"};
     for (int k = 0; k < 5; k++)
         for (int c = 0; c < 3; c++) {
-            layer f;
+            mc_layer f;
             qa_error err;
             const char *init = inits[c == 2], *stop = stops[c == 1];
             cr_assert_eq(setup_stop(&f, bits[k], 1.0f, init, stop, R, &err), 0, "%s", err.msg);
@@ -395,12 +366,12 @@ Test(lqlora, held_quantized_part_decodes_to_the_products_operand) {
                                                               : IN * OUT + 2 * OUT * 4);
             cr_expect_eq(b.frozen, codes + OUT * 4, "W%d: frozen %zu", bits[k], b.frozen);
             cr_expect_eq(b.workspace, IN * OUT * 4, "W_dq in float");
-            teardown(&f);
+            mc_layer_free(&f);
         }
 }
 
 Test(lqlora, starts_at_q_plus_the_low_rank_part) {
-    layer f;
+    mc_layer f;
     qa_error err;
     cr_assert_eq(setup(&f, 3, 0.5f, "lq-lora", R, &err), 0, "%s", err.msg);
     trng t = trng_new(3);
@@ -426,76 +397,41 @@ Test(lqlora, starts_at_q_plus_the_low_rank_part) {
             e_q += (yq - yr) * (yq - yr);
         }
     cr_expect(e_init < e_q, "the initial layer is closer to the FP layer (%g) than Q alone (%g)", e_init, e_q);
-    teardown(&f);
-}
-
-static double objective(layer *f, const float *x, const float *w) {
-    float y[M * OUT];
-    f->m->forward(f->state, x, y, M);
-    return dot_fd(y, w, M * OUT);
+    mc_layer_free(&f);
 }
 
 static void check_grads(int w_bits, float scale, const char *init) {
-    layer f;
+    mc_layer f;
     qa_error err;
     cr_assert_eq(setup(&f, w_bits, scale, init, R, &err), 0, "%s", err.msg);
     trng t = trng_new(5);
-    float x[M * IN], w[M * OUT], dx[M * IN] = {0}, y[M * OUT];
+    float x[M * IN], w[M * OUT];
     fill_normal(&t, x, M * IN, 1.0);
     fill_normal(&t, w, M * OUT, 1.0);
-    qa_param ps[2];
-    int np = f.m->params(f.state, ps, 2);
-    for (int i = 0; i < np; i++) memset(ps[i].grad, 0, sizeof(float) * ps[i].n);
-    f.m->forward(f.state, x, y, M);
-    f.m->backward(f.state, w, dx, M);
-    const double h = 1e-2;
-    for (int p = 0; p < np; p++)
-        for (size_t i = 0; i < ps[p].n; i += 2) {
-            float old = ps[p].data[i];
-            ps[p].data[i] = old + (float)h;
-            double lp = objective(&f, x, w);
-            ps[p].data[i] = old - (float)h;
-            double lm = objective(&f, x, w);
-            ps[p].data[i] = old;
-            double num = (lp - lm) / (2 * h);
-            cr_expect(fabs(num - ps[p].grad[i]) < 2e-3 * (1 + fabs(num)), "%s W%d: %s[%zu]: numeric %g analytic %g", init,
-                      w_bits, ps[p].name, i, num, ps[p].grad[i]);
-        }
-    for (int i = 0; i < M * IN; i += 2) {
-        float old = x[i];
-        x[i] = old + (float)h;
-        double lp = objective(&f, x, w);
-        x[i] = old - (float)h;
-        double lm = objective(&f, x, w);
-        x[i] = old;
-        double num = (lp - lm) / (2 * h);
-        cr_expect(fabs(num - dx[i]) < 2e-3 * (1 + fabs(num)), "%s W%d: dx[%d]: numeric %g analytic %g", init, w_bits, i, num, dx[i]);
-    }
-    teardown(&f);
+    char what[32];
+    snprintf(what, sizeof what, "%s W%d", init, w_bits);
+    mc_check_grads(&f, x, w, M, 2, &(mc_fd_plan){.param_stride = 2, .x_stride = 2, .h = 1e-2, .tol = 2e-3}, what);
+    mc_layer_free(&f);
 }
 
 Test(lqlora, gradients_lqlora_int3) { check_grads(3, 0.5f, "lq-lora"); }
 Test(lqlora, gradients_loftq_nf4) { check_grads(4, 1.0f, "loftq"); }
 
 static void check_merge(int w_bits, const char *init) {
-    layer f;
+    mc_layer f;
     qa_error err;
     cr_assert_eq(setup(&f, w_bits, 0.75f, init, R, &err), 0, "%s", err.msg);
     qa_param ps[2];
     f.m->params(f.state, ps, 2);
     trng t = trng_new(8);
     for (size_t i = 0; i < ps[1].n; i++) ps[1].data[i] += 0.05f * (float)trng_normal(&t); /* "trained" */
-    float x[M * IN], y[M * OUT], y2[M * OUT], Wd[IN * OUT];
+    float x[M * IN], y[M * OUT], y2[M * OUT];
     fill_normal(&t, x, M * IN, 1.0);
-    f.m->forward(f.state, x, y, M);
     qa_deployed d;
-    cr_assert_eq(f.m->merge(f.state, &d, &err), 0);
+    mc_check_merge(&f, x, M, y, &d, 1e-4f, init);
     cr_expect_eq(d.needs_ptq, 1);
     cr_expect_eq(d.merge, QA_MERGE_FLOAT_ADD_PTQ);
     cr_expect_eq(d.bits_per_weight, w_bits);
-    qa_deployed_weights(&d, Wd);
-    qa_matmul(M, OUT, IN, x, 0, Wd, 1, y2, 0, f.b);
-    for (int i = 0; i < M * OUT; i++) cr_expect(fabsf(y[i] - y2[i]) < 1e-4f, "%s: y[%d] %g vs merged %g", init, i, y[i], y2[i]);
     /* "q+lr": Q plus FP16 factors, within FP16 rounding of the forward; its stored bits */
     cr_assert_geq(d.n_extra, 1);
     cr_expect_str_eq(d.extra_name[0], "q+lr");
@@ -511,19 +447,21 @@ static void check_merge(int w_bits, const char *init) {
         cr_expect_eq(d.n_extra, 1);
     }
     qa_deployed_free(&d);
-    teardown(&f);
+    mc_layer_free(&f);
 }
 
 Test(lqlora, merge_reproduces_the_forward_int3) { check_merge(3, "lq-lora"); }
 Test(lqlora, merge_reproduces_the_forward_nf4_loftq) { check_merge(4, "loftq"); }
 
 Test(lqlora, bad_input_is_refused_naming_what_is_allowed) {
-    layer f;
+    mc_layer f;
     qa_error err;
     cr_expect_eq(setup(&f, 3, 1.0f, "lq-lora", OUT + 1, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "rank 13") && strstr(err.msg, "test.layer"), "%s", err.msg);
+    mc_layer_free(&f);
     cr_expect_eq(setup(&f, 0, 1.0f, "lq-lora", R, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "1..8"), "%s", err.msg);
+    mc_layer_free(&f);
     const qa_method *m = qa_method_find("lq-lora");
     char o[64];
     qa_method_options_defaults(m, o);
@@ -552,24 +490,12 @@ static char dir[256];
 static void make_checkpoints(void) {
     snprintf(dir, sizeof dir, "/tmp/qa-test-lqir-XXXXXX");
     cr_assert_not_null(mkdtemp(dir));
-    qa_error err;
     qa_dit m;
-    qa_dit_config c = {28, 7, 16, 1, 2, 2, 10, 2};
-    cr_assert_eq(qa_dit_create(&m, &c, 4, &err), 0);
-    qa_dit_init_weights(&m, 1);
+    mc_tiny_dit(&m, 1);
     /* every weight non-zero (the attention projections start at zero), as in test_adapt.c */
     for (size_t i = 0; i < m.n_params; i++) m.params[i] += 0.01f * (float)((i * 2654435761u) % 1000) / 1000.0f;
-    char p[512];
-    snprintf(p, sizeof p, "%s/dit.h5", dir);
-    qa_ckpt_meta meta = {"dit", "test", 0, 0, 0, 0, -1};
-    cr_assert_eq(qa_dit_save(p, &m, NULL, &meta, &err), 0, "%s", err.msg);
+    mc_save_tiny_models(dir, &m);
     qa_dit_free(&m);
-    qa_classifier clf;
-    qa_clf_create(&clf, 8, &err);
-    qa_clf_init_weights(&clf, 2);
-    snprintf(p, sizeof p, "%s/evaluator.h5", dir);
-    cr_assert_eq(qa_clf_save(p, &clf, 0.5, "test", 0, 0, &err), 0, "%s", err.msg);
-    qa_clf_free(&clf);
 }
 
 static void remove_checkpoints(void) { rm_rf_dir(dir); }
@@ -584,15 +510,10 @@ Test(lqlora_e2e, a_recipe_with_lq_lora_and_ir_qlora_runs_merges_and_reports, .in
              "[train]\nsteps = 3\nbatch = 4\nlr = 1e-3\n"
              "[eval]\nsamples = 4\nddim_steps = 2\nloss_images = 8\nloss_draws = 1\n",
              dir, dir);
-    qa_recipe *r;
-    qa_error err = {0, ""};
-    cr_assert_eq(qa_recipe_parse("tiny.recipe", text, &r, &err), 0, "%s", err.msg);
     char out[512];
     snprintf(out, sizeof out, "%s/sweep", dir);
-    cr_assert_eq(qa_adapt_sweep(r, out, &err), 0, "%s", err.msg);
-    qa_run_record *runs;
     int n;
-    cr_assert_eq(qa_runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
+    qa_run_record *runs = mc_sweep(text, out, &n);
     cr_assert_eq(n, 2);
     for (int i = 0; i < n; i++) {
         cr_expect_str_eq(runs[i].status, "done");
@@ -604,14 +525,9 @@ Test(lqlora_e2e, a_recipe_with_lq_lora_and_ir_qlora_runs_merges_and_reports, .in
                       runs[i].eval[v].heldout_loss);
     }
     qa_runs_free(runs, n);
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&buf, &len);
-    cr_assert_eq(qa_report_write(out, mem, &err), 0, "%s", err.msg);
-    fclose(mem);
+    char *buf = mc_report(out);
     cr_expect(strstr(buf, "| lq-lora |") && strstr(buf, "| ir-qlora |"), "report:\n%s", buf);
     free(buf);
-    qa_recipe_free(r);
 }
 
 /* The merge's "init_error" stat (literature.claims L3) against the start computed here: LQ-LoRA's
@@ -625,7 +541,7 @@ static double stat_of(const qa_deployed *d, const char *name) {
 }
 
 Test(lqlora, init_error_stat_is_the_start_distance_and_below_qlora_at_3_bits) {
-    layer f;
+    mc_layer f;
     qa_error err;
     cr_assert_eq(setup(&f, 3, 0.5f, "lq-lora", R, &err), 0, "%s", err.msg);
     qa_param ps[2];
@@ -655,12 +571,7 @@ Test(lqlora, init_error_stat_is_the_start_distance_and_below_qlora_at_3_bits) {
     qa_layer_init li = {IN, OUT, f.W, f.b, &qc, r, "test.layer", NULL, NULL};
     void *qs = qa_alloc(qm->state_size);
     cr_assert_eq(qm->init(qs, &li, &err), 0, "%s", err.msg);
-    qa_named_tensor nt[8];
-    int n = qm->inspect(qs, nt, 8);
-    const float *qdq = NULL;
-    for (int i = 0; i < n; i++)
-        if (!strcmp(nt[i].name, "W_dq")) qdq = nt[i].f32;
-    cr_assert_not_null(qdq);
+    const float *qdq = mc_inspect(qm, qs, "W_dq")->f32;
     double q2 = 0;
     for (int i = 0; i < IN * OUT; i++) q2 += ((double)f.W[i] - qdq[i]) * ((double)f.W[i] - qdq[i]);
     cr_assert_eq(qm->merge(qs, &d, &err), 0, "%s", err.msg);
@@ -671,5 +582,5 @@ Test(lqlora, init_error_stat_is_the_start_distance_and_below_qlora_at_3_bits) {
     qm->destroy(qs);
     qa_free(qs);
     qa_rng_free(r);
-    teardown(&f);
+    mc_layer_free(&f);
 }

@@ -11,59 +11,23 @@
 #include "harness/registry.h"
 #include "harness/rng.h"
 #include "tests/common.h"
+#include "tests/method_check.h"
 
-typedef struct {
-    const qa_method *m;
-    void *state;
-    int in, out, rank, bits;
-    float *W, *b;
-    double opts[8];
-    qa_method_cfg cfg;
-} layer;
-
-static int make_layer(layer *L, int in, int out, int rank, int bits, const char *phi, float lora_scale, uint64_t seed,
+static int make_layer(mc_layer *L, int in, int out, int rank, int bits, const char *phi, float lora_scale, uint64_t seed,
                       qa_error *err) {
-    L->m = qa_method_find("lr-qat");
-    cr_assert_not_null(L->m, "lr-qat is not registered");
-    L->in = in;
-    L->out = out;
-    L->rank = rank;
-    L->bits = bits;
-    L->W = qa_alloc(sizeof(float) * (size_t)in * out);
-    L->b = qa_alloc(sizeof(float) * (size_t)out);
-    trng t = trng_new(seed);
-    fill_normal(&t, L->W, (size_t)in * out, 0.3);
-    fill_normal(&t, L->b, (size_t)out, 0.1);
-    cr_assert(L->m->options_size <= sizeof L->opts);
-    qa_method_options_defaults(L->m, L->opts);
-    cr_assert_eq(qa_method_option_set(L->m, L->opts, "phi", phi, err), 0, "%s", err->msg);
-    L->cfg = (qa_method_cfg){.w_bits = bits, .a_bits = 8, .rank = rank, .lora_scale = lora_scale, .options = L->opts};
-    qa_rng *r = qa_rng_new(seed + 3);
-    qa_layer_init li = {in, out, L->W, L->b, &L->cfg, r, "blocks.1.attn.v", NULL, NULL};
-    L->state = qa_alloc(L->m->state_size);
-    int rc = L->m->init(L->state, &li, err);
-    qa_rng_free(r);
-    return rc;
+    mc_layer_new(L, qa_method_find("lr-qat"), in, out, seed);
+    mc_layer_option(L, "phi", phi);
+    L->cfg.w_bits = bits;
+    L->cfg.a_bits = 8;
+    L->cfg.rank = rank;
+    L->cfg.lora_scale = lora_scale;
+    return mc_layer_init_seeded(L, seed + 3, "blocks.1.attn.v", NULL, err);
 }
 
-static void free_layer(layer *L) {
-    L->m->destroy(L->state);
-    qa_free(L->state);
-    qa_free(L->W);
-    qa_free(L->b);
-}
-
-static const qa_named_tensor *tensor(layer *L, const char *name) {
-    static qa_named_tensor ts[8];
-    int n = L->m->inspect(L->state, ts, 8);
-    for (int i = 0; i < n; i++)
-        if (!strcmp(ts[i].name, name)) return &ts[i];
-    cr_assert_fail("inspect() has no tensor %s", name);
-    return NULL;
-}
+static const qa_named_tensor *tensor(mc_layer *L, const char *name) { return mc_inspect(L->m, L->state, name); }
 
 /* params: A, B, scale */
-static void params3(layer *L, qa_param p[3]) {
+static void params3(mc_layer *L, qa_param p[3]) {
     cr_assert_eq(L->m->params(L->state, p, 3), 3);
     cr_assert_str_eq(p[0].name, "lora_A");
     cr_assert_str_eq(p[1].name, "lora_B");
@@ -73,7 +37,7 @@ static void params3(layer *L, qa_param p[3]) {
 /* ---- init: current min-max symmetric scale, Phi0 in 8-bit fixed point ----------------------- */
 
 static void check_init(int bits, const char *phi) {
-    layer L;
+    mc_layer L;
     qa_error err;
     const int in = 20, out = 6;
     cr_assert_eq(make_layer(&L, in, out, 2, bits, phi, 1.0f, 41, &err), 0, "%s", err.msg);
@@ -116,7 +80,7 @@ static void check_init(int bits, const char *phi) {
             cr_expect(close_rel(y[m * out + o], ref, 1e-5, 1e-6), "y[%d,%d]", m, o);
         }
     }
-    free_layer(&L);
+    mc_layer_free(&L);
 }
 
 Test(lrqat, init_fixed_point8_at_4_bits) { check_init(4, "fixed_point8"); }
@@ -136,7 +100,7 @@ Test(lrqat, a_two_bit_layer_by_hand_with_the_clamp_quirk) {
     qa_method_cfg cfg = {.w_bits = 2, .rank = 1, .lora_scale = 1.0f};
     qa_rng *r = qa_rng_new(1);
     qa_layer_init li = {2, 1, W, b, &cfg, r, "t", NULL, NULL};
-    layer L = {.m = m, .in = 2, .out = 1, .rank = 1, .bits = 2};
+    mc_layer L = {.m = m, .in = 2, .out = 1};
     L.state = qa_alloc(m->state_size);
     qa_error err;
     cr_assert_eq(m->init(L.state, &li, &err), 0, "%s", err.msg);
@@ -207,7 +171,7 @@ static double surrogate_loss(const surrogate *S, const double *A, const double *
 }
 
 static void check_grads(int bits, float c, uint64_t seed) {
-    layer L;
+    mc_layer L;
     qa_error err;
     const int in = 10, out = 7, r = 3, M = 4;
     cr_assert_eq(make_layer(&L, in, out, r, bits, "fixed_point8", c, seed, &err), 0, "%s", err.msg);
@@ -259,18 +223,9 @@ static void check_grads(int bits, float c, uint64_t seed) {
                       p[v].grad[k], fd);
         }
     /* dx: the layer is linear in x */
-    for (int k = 0; k < M * in; k += 3) {
-        float keep = x[k];
-        x[k] = keep + 1e-2f;
-        L.m->forward(L.state, x, y, M);
-        double up = dot_fd(y, dy, (size_t)M * out);
-        x[k] = keep - 1e-2f;
-        L.m->forward(L.state, x, y, M);
-        double down = dot_fd(y, dy, (size_t)M * out);
-        x[k] = keep;
-        cr_expect(close_rel(dx[k], (up - down) / 2e-2, 1e-3, 1e-4), "dx[%d]", k);
-    }
-    free_layer(&L);
+    for (int k = 0; k < M * in; k += 3)
+        cr_expect(close_rel(dx[k], mc_central_difference(L.m, L.state, x, dy, M, out, &x[k], 1e-2), 1e-3, 1e-4), "dx[%d]", k);
+    mc_layer_free(&L);
 }
 
 Test(lrqat, gradients_match_the_straight_through_surrogate_at_4_bits) { check_grads(4, 1.0f, 51); }
@@ -279,7 +234,7 @@ Test(lrqat, gradients_with_an_alpha_over_r_scale_at_3_bits) { check_grads(3, 2.0
 /* ---- merge: a pure b-bit weight, what training used ------------------------------------------ */
 
 Test(lrqat, merge_is_the_training_forward_as_b_bit_codes) {
-    layer L;
+    mc_layer L;
     qa_error err;
     const int in = 32, out = 8, M = 3, bits = 4;
     cr_assert_eq(make_layer(&L, in, out, 2, bits, "fixed_point8", 1.0f, 61, &err), 0, "%s", err.msg);
@@ -309,19 +264,14 @@ Test(lrqat, merge_is_the_training_forward_as_b_bit_codes) {
     qa_deployed_weights(&d, Wd);
     const float *w_eff = tensor(&L, "W_eff")->f32;
     for (int k = 0; k < in * out; k++) cr_expect_eq(Wd[k], w_eff[k], "deployed W[%d] %g vs training %g", k, Wd[k], w_eff[k]);
-    for (int m = 0; m < M; m++)
-        for (int o = 0; o < out; o++) {
-            double ref = L.b[o];
-            for (int i = 0; i < in; i++) ref += (double)x[m * in + i] * Wd[o * in + i];
-            cr_expect(close_rel(y[m * out + o], ref, 1e-5, 1e-6), "y[%d,%d]", m, o);
-        }
+    mc_expect_affine_rel(x, Wd, L.b, y, M, in, out, 1e-5, 1e-6, "deployed weights against the training forward");
     cr_expect_float_eq(d.bits_per_weight, bits + 32.0 / in, 1e-12);
     qa_deployed_free(&d);
-    free_layer(&L);
+    mc_layer_free(&L);
 }
 
 Test(lrqat, bytes_count_phi_as_held_and_the_dense_gradient) {
-    layer L;
+    mc_layer L;
     qa_error err;
     cr_assert_eq(make_layer(&L, 64, 16, 4, 4, "fixed_point8", 1.0f, 71, &err), 0, "%s", err.msg);
     qa_bytes b;
@@ -337,24 +287,26 @@ Test(lrqat, bytes_count_phi_as_held_and_the_dense_gradient) {
     params3(&L, p);
     cr_expect_float_eq(p[2].lr_scale, 0.01f, 1e-9);
     cr_expect_float_eq(p[0].lr_scale, 1.0f, 1e-9);
-    free_layer(&L);
+    mc_layer_free(&L);
     cr_assert_eq(make_layer(&L, 64, 16, 4, 4, "fp32", 1.0f, 71, &err), 0, "%s", err.msg);
     L.m->bytes(L.state, &b);
     cr_expect_eq(b.frozen, 64 * 16 * sizeof(float) + 16 * sizeof(float));
-    free_layer(&L);
+    mc_layer_free(&L);
 }
 
 /* ---- bad input ------------------------------------------------------------------------------- */
 
 Test(lrqat, bad_input_names_the_key_and_the_allowed_values) {
-    layer L;
+    mc_layer L;
     qa_error err;
     cr_expect_eq(make_layer(&L, 8, 4, 5, 4, "fixed_point8", 1.0f, 1, &err), QA_ERR_INPUT, "rank > min(in, out)");
     cr_expect(strstr(err.msg, "rank = 5") && strstr(err.msg, "1..min(in=8, out=4)"), "%s", err.msg);
-    free_layer(&L);
+    L.m->destroy(L.state); /* after a failed init too */
+    mc_layer_free(&L);
     cr_expect_eq(make_layer(&L, 8, 4, 2, 0, "fixed_point8", 1.0f, 1, &err), QA_ERR_INPUT, "full precision");
     cr_expect(strstr(err.msg, "w_bits = 0") && strstr(err.msg, "2..8"), "%s", err.msg);
-    free_layer(&L);
+    L.m->destroy(L.state);
+    mc_layer_free(&L);
     const qa_method *m = qa_method_find("lr-qat");
     double opts[8];
     qa_method_options_defaults(m, opts);

@@ -22,54 +22,20 @@
 #include "harness/rng.h"
 #include "harness/runs.h"
 #include "tests/common.h"
-
-typedef struct {
-    const qa_method *m;
-    void *state;
-    int in, out;
-    float *W, *b;
-    double opts[8];
-    qa_method_cfg cfg;
-} layer;
+#include "tests/method_check.h"
 
 /* A [out, in] layer with random W, b; group = "0" per channel. */
-static int make_layer(layer *L, int in, int out, const char *group, int bits, uint64_t seed, qa_error *err) {
-    L->m = qa_method_find("peqa");
-    cr_assert_not_null(L->m, "peqa is not registered");
-    L->in = in;
-    L->out = out;
-    L->W = qa_alloc(sizeof(float) * (size_t)in * out);
-    L->b = qa_alloc(sizeof(float) * (size_t)out);
-    trng t = trng_new(seed);
-    fill_normal(&t, L->W, (size_t)in * out, 0.3);
-    fill_normal(&t, L->b, (size_t)out, 0.1);
-    cr_assert(L->m->options_size <= sizeof L->opts);
-    qa_method_options_defaults(L->m, L->opts);
-    cr_assert_eq(qa_method_option_set(L->m, L->opts, "peqa_group", group, err), 0, "%s", err->msg);
-    L->cfg = (qa_method_cfg){.w_bits = bits, .a_bits = 8, .rank = 2, .lora_scale = 1.0f, .options = L->opts};
-    qa_rng *r = qa_rng_new(seed + 7);
-    qa_layer_init li = {in, out, L->W, L->b, &L->cfg, r, "blocks.0.attn.q", NULL, NULL};
-    L->state = qa_alloc(L->m->state_size);
-    int rc = L->m->init(L->state, &li, err);
-    qa_rng_free(r);
-    return rc;
+static int make_layer(mc_layer *L, int in, int out, const char *group, int bits, uint64_t seed, qa_error *err) {
+    mc_layer_new(L, qa_method_find("peqa"), in, out, seed);
+    mc_layer_option(L, "peqa_group", group);
+    L->cfg.w_bits = bits;
+    L->cfg.a_bits = 8;
+    L->cfg.rank = 2;
+    L->cfg.lora_scale = 1.0f;
+    return mc_layer_init_seeded(L, seed + 7, "blocks.0.attn.q", NULL, err);
 }
 
-static void free_layer(layer *L) {
-    L->m->destroy(L->state);
-    qa_free(L->state);
-    qa_free(L->W);
-    qa_free(L->b);
-}
-
-static const qa_named_tensor *find_tensor(qa_named_tensor *ts, int n, const char *name) {
-    for (int i = 0; i < n; i++)
-        if (strcmp(ts[i].name, name) == 0) return &ts[i];
-    cr_assert_fail("inspect() has no tensor %s", name);
-    return NULL;
-}
-
-static qa_param the_scale(layer *L) {
+static qa_param the_scale(mc_layer *L) {
     qa_param p[4];
     cr_assert_eq(L->m->params(L->state, p, 4), 1, "PEQA trains the scales alone");
     cr_assert_str_eq(p[0].name, "scale");
@@ -77,14 +43,11 @@ static qa_param the_scale(layer *L) {
 }
 
 /* The held codes, as merge() unpacks them into the stored "codes". */
-static void held_codes(layer *L, int32_t *q) {
+static void held_codes(mc_layer *L, int32_t *q) {
     qa_deployed d;
     qa_error err;
     cr_assert_eq(L->m->merge(L->state, &d, &err), 0, "%s", err.msg);
-    const qa_stored_tensor *sq = NULL;
-    for (int k = 0; k < d.n_stored; k++)
-        if (!strcmp(d.stored[k].name, "codes")) sq = &d.stored[k];
-    cr_assert_not_null(sq, "merge() stores no codes");
+    const qa_stored_tensor *sq = mc_find_stored(&d, "codes");
     memcpy(q, sq->i32, sizeof(int32_t) * (size_t)sq->rows * sq->cols);
     qa_deployed_free(&d);
 }
@@ -92,16 +55,16 @@ static void held_codes(layer *L, int32_t *q) {
 /* ---- init: the section-0 search per row or per group, codes frozen --------------------------- */
 
 static void check_codes(int in, int out, const char *group, int g, int bits) {
-    layer L;
+    mc_layer L;
     qa_error err;
     cr_assert_eq(make_layer(&L, in, out, group, bits, 3, &err), 0, "%s", err.msg);
     qa_named_tensor ts[8];
     int nt = L.m->inspect(L.state, ts, 8);
     int32_t *q = qa_alloc(sizeof(int32_t) * (size_t)in * out);
     held_codes(&L, q);
-    const float *scale = find_tensor(ts, nt, "scale")->f32, *zero = find_tensor(ts, nt, "zero_point")->f32;
+    const float *scale = mc_find_tensor(ts, nt, "scale")->f32, *zero = mc_find_tensor(ts, nt, "zero_point")->f32;
     const int G = in / g;
-    cr_expect_eq(find_tensor(ts, nt, "scale")->dims[0], G);
+    cr_expect_eq(mc_find_tensor(ts, nt, "scale")->dims[0], G);
     const float lmax = (float)((1 << bits) - 1);
     int bad = 0;
     for (int o = 0; o < out; o++)
@@ -136,7 +99,7 @@ static void check_codes(int in, int out, const char *group, int g, int bits) {
     qa_free(x);
     qa_free(y);
     qa_free(q);
-    free_layer(&L);
+    mc_layer_free(&L);
 }
 
 Test(peqa, codes_are_the_section0_search_per_channel) { check_codes(24, 5, "0", 24, 4); }
@@ -197,7 +160,7 @@ Test(peqa, a_two_bit_layer_by_hand) {
 /* ---- gradients: central differences of L = sum(y . dy) (the layer is linear in s and x) ---- */
 
 static void check_grads(const char *group, int bits) {
-    layer L;
+    mc_layer L;
     qa_error err;
     const int in = 16, out = 6, M = 5;
     cr_assert_eq(make_layer(&L, in, out, group, bits, 11, &err), 0, "%s", err.msg);
@@ -211,32 +174,16 @@ static void check_grads(const char *group, int bits) {
     L.m->forward(L.state, x, y, M);
     memset(p.grad, 0, sizeof(float) * p.n);
     L.m->backward(L.state, dy, dx, M);
-    for (size_t k = 0; k < p.n; k++) {
-        const float s0 = p.data[k], h = 1e-2f * fabsf(s0) + 1e-4f;
-        p.data[k] = s0 + h;
-        L.m->forward(L.state, x, y, M);
-        double up = dot_fd(y, dy, (size_t)M * out);
-        p.data[k] = s0 - h;
-        L.m->forward(L.state, x, y, M);
-        double down = dot_fd(y, dy, (size_t)M * out);
-        p.data[k] = s0;
-        double fd = (up - down) / (2.0 * h);
+    for (size_t k = 0; k < p.n; k++) { /* a step relative to the scale */
+        double fd = mc_central_difference(L.m, L.state, x, dy, M, out, &p.data[k], 1e-2f * fabsf(p.data[k]) + 1e-4f);
         cr_expect(close_rel(p.grad[k], fd, 2e-3, 2e-3), "d scale[%zu]: %g vs finite difference %g", k, p.grad[k], fd);
     }
     for (int k = 0; k < M * in; k += 7) {
-        const float x0 = x[k], h = 1e-2f;
-        x[k] = x0 + h;
-        L.m->forward(L.state, x, y, M);
-        double up = dot_fd(y, dy, (size_t)M * out);
-        x[k] = x0 - h;
-        L.m->forward(L.state, x, y, M);
-        double down = dot_fd(y, dy, (size_t)M * out);
-        x[k] = x0;
-        double fd = (up - down) / (2.0 * h);
+        double fd = mc_central_difference(L.m, L.state, x, dy, M, out, &x[k], 1e-2f);
         cr_expect(close_rel(dx[k], fd, 2e-3, 2e-3), "dx[%d]: %g vs finite difference %g", k, dx[k], fd);
     }
     qa_free(x); qa_free(y); qa_free(dy); qa_free(dx);
-    free_layer(&L);
+    mc_layer_free(&L);
 }
 
 Test(peqa, gradients_per_channel_match_finite_differences) { check_grads("0", 4); }
@@ -245,7 +192,7 @@ Test(peqa, gradients_per_group_match_finite_differences) { check_grads("4", 3); 
 /* ---- deploy: the same codes with the new scales; equals the training forward ------------------ */
 
 static void check_deploy(const char *group, int g, int bits) {
-    layer L;
+    mc_layer L;
     qa_error err;
     const int in = 32, out = 7, M = 4;
     cr_assert_eq(make_layer(&L, in, out, group, bits, 21, &err), 0, "%s", err.msg);
@@ -265,22 +212,10 @@ static void check_deploy(const char *group, int g, int bits) {
     float *Wd = qa_alloc(sizeof(float) * (size_t)in * out);
     qa_deployed_weights(&d, Wd);
     /* the deployed forward equals the training forward */
-    for (int m = 0; m < M; m++)
-        for (int o = 0; o < out; o++) {
-            double ref = L.b[o];
-            for (int i = 0; i < in; i++) ref += (double)x[m * in + i] * Wd[(size_t)o * in + i];
-            cr_expect(close_rel(y[m * out + o], ref, 1e-5, 1e-5), "deployed y[%d,%d] %g vs training %g", m, o, ref, y[m * out + o]);
-        }
+    mc_expect_affine_rel(x, Wd, L.b, y, M, in, out, 1e-5, 1e-5, "deployed weights against the training forward");
     /* stored: codes (N bits, the init codes), scale and zero [G, out]; decoded by the formula */
     const int G = in / g;
-    int found = 0;
-    const qa_stored_tensor *sc = NULL, *sz = NULL, *sq = NULL;
-    for (int k = 0; k < d.n_stored; k++) {
-        if (!strcmp(d.stored[k].name, "codes")) { sq = &d.stored[k]; found++; }
-        if (!strcmp(d.stored[k].name, "scale")) { sc = &d.stored[k]; found++; }
-        if (!strcmp(d.stored[k].name, "zero")) { sz = &d.stored[k]; found++; }
-    }
-    cr_assert_eq(found, 3);
+    const qa_stored_tensor *sq = mc_find_stored(&d, "codes"), *sc = mc_find_stored(&d, "scale"), *sz = mc_find_stored(&d, "zero");
     cr_expect_eq(sq->bits, bits);
     cr_expect_eq(sc->rows, G);
     cr_expect_eq(sz->cols, out);
@@ -298,14 +233,14 @@ static void check_deploy(const char *group, int g, int bits) {
     cr_expect(d.bits_per_weight <= bits + 64.0 / g + 1e-12);
     qa_deployed_free(&d);
     qa_free(Wd); qa_free(x); qa_free(y); qa_free(codes0);
-    free_layer(&L);
+    mc_layer_free(&L);
 }
 
 Test(peqa, deploy_per_channel_is_the_codes_with_the_trained_scales) { check_deploy("0", 32, 4); }
 Test(peqa, deploy_per_group_is_the_codes_with_the_trained_scales) { check_deploy("8", 8, 3); }
 
 Test(peqa, fewest_trainable_parameters_and_bytes) {
-    layer L;
+    mc_layer L;
     qa_error err;
     cr_assert_eq(make_layer(&L, 64, 16, "0", 4, 31, &err), 0, "%s", err.msg);
     qa_param p = the_scale(&L);
@@ -321,10 +256,10 @@ Test(peqa, fewest_trainable_parameters_and_bytes) {
     cr_expect_eq(b.deployed, 64 * 16 / 2 + 3 * 16 * sizeof(float));
     /* fewer trainable values than a rank-1 LoRA of the same layer (64 + 16) */
     cr_expect_lt(p.n, 64u + 16u);
-    free_layer(&L);
+    mc_layer_free(&L);
     cr_assert_eq(make_layer(&L, 64, 16, "16", 4, 31, &err), 0, "%s", err.msg);
     cr_expect_eq(the_scale(&L).n, 4u * 16u, "one scale per (group, row)");
-    free_layer(&L);
+    mc_layer_free(&L);
 }
 
 /* ---- bad input ------------------------------------------------------------------------------- */
@@ -338,16 +273,16 @@ Test(peqa, bad_options_name_the_key_and_the_allowed_values) {
     cr_expect(strstr(err.msg, "peqa_group") && strstr(err.msg, "0..4096"), "%s", err.msg);
     cr_expect_eq(qa_method_option_set(m, opts, "scale_lr", "0", &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "scale_lr") && strstr(err.msg, "1e-06..100"), "%s", err.msg);
-    layer L;
+    mc_layer L;
     cr_expect_eq(make_layer(&L, 24, 4, "5", 4, 1, &err), QA_ERR_INPUT, "a group that does not divide d_in");
     cr_expect(strstr(err.msg, "peqa_group = 5") && strstr(err.msg, "24") && strstr(err.msg, "0 = per output channel"), "%s",
               err.msg);
-    m->destroy(L.state);
-    qa_free(L.state); qa_free(L.W); qa_free(L.b);
+    m->destroy(L.state); /* what a failed init allocated */
+    mc_layer_free(&L);
     cr_expect_eq(make_layer(&L, 24, 4, "0", 0, 1, &err), QA_ERR_INPUT, "full precision has no codes");
     cr_expect(strstr(err.msg, "integer weights"), "%s", err.msg);
-    m->destroy(L.state);
-    qa_free(L.state); qa_free(L.W); qa_free(L.b);
+    m->destroy(L.state); /* what a failed init allocated */
+    mc_layer_free(&L);
 }
 
 Test(peqa, method_entry) {
@@ -453,35 +388,21 @@ Test(peqa, a_tiny_recipe_runs_merges_and_reports, .timeout = 240) {
     make_tmpdir(dir, sizeof dir, "peqa-e2e");
     qa_error err = {0, ""};
     qa_dit m;
-    qa_dit_config c = {28, 7, 16, 1, 2, 2, 10, 2};
-    cr_assert_eq(qa_dit_create(&m, &c, 4, &err), 0, "%s", err.msg);
-    qa_dit_init_weights(&m, 5);
+    mc_tiny_dit(&m, 5);
     qa_rng *r = qa_rng_new(6);
     for (size_t i = 0; i < m.n_params; i++) m.params[i] += 0.05f * (float)qa_rng_normal(r);
     qa_rng_free(r);
-    snprintf(p, sizeof p, "%s/dit.h5", dir);
-    qa_ckpt_meta meta = {"dit", "test", 0, 0, 0, 0, -1};
-    cr_assert_eq(qa_dit_save(p, &m, NULL, &meta, &err), 0, "%s", err.msg);
-    qa_classifier clf;
-    cr_assert_eq(qa_clf_create(&clf, 8, &err), 0);
-    qa_clf_init_weights(&clf, 2);
-    snprintf(p, sizeof p, "%s/evaluator.h5", dir);
-    cr_assert_eq(qa_clf_save(p, &clf, 0.5, "test", 0, 0, &err), 0, "%s", err.msg);
-    qa_clf_free(&clf);
+    mc_save_tiny_models(dir, &m);
     char text[2048];
     snprintf(text, sizeof text,
              "[job]\nkind = adapt\n[data]\nsynthetic = 1\n[model]\ncheckpoint = %s/dit.h5\nevaluator = %s/evaluator.h5\n"
              "[adapt]\nmethod = [peqa, lr-qat]\nbits = [w4a8, w8a8]\nrank = 2\nseed = 0\nimages = 3\nprior_images = 0\n"
              "[train]\nsteps = 3\nbatch = 4\nlr = 1e-2\n"
              "[eval]\nsamples = 4\nddim_steps = 2\nloss_images = 8\nloss_draws = 1\nartifact = 1\n", dir, dir);
-    qa_recipe *rec;
-    cr_assert_eq(qa_recipe_parse("e2e.recipe", text, &rec, &err), 0, "%s", err.msg);
     char out[400];
     snprintf(out, sizeof out, "%s/runs", dir);
-    cr_assert_eq(qa_adapt_sweep(rec, out, &err), 0, "%s", err.msg);
-    qa_run_record *runs;
     int n;
-    cr_assert_eq(qa_runs_load(out, &runs, &n, &err), 0, "%s", err.msg);
+    qa_run_record *runs = mc_sweep(text, out, &n);
     cr_assert_eq(n, 4);
     for (int i = 0; i < n; i++) {
         cr_expect_str_eq(runs[i].status, "done", "%s", runs[i].id);
@@ -551,14 +472,9 @@ Test(peqa, a_tiny_recipe_runs_merges_and_reports, .timeout = 240) {
     cr_expect_gt(checked, 0);
     qa_h5_close(f, &err);
     qa_runs_free(runs, n);
-    char *buf = NULL;
-    size_t len = 0;
-    FILE *mem = open_memstream(&buf, &len);
-    cr_assert_eq(qa_report_write(out, mem, &err), 0, "%s", err.msg);
-    fclose(mem);
+    char *buf = mc_report(out);
     cr_expect(strstr(buf, "| peqa |") && strstr(buf, "| lr-qat |"), "report:\n%s", buf);
     free(buf);
-    qa_recipe_free(rec);
     qa_dit_free(&m);
     rm_rf_dir(dir);
 }

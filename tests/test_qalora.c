@@ -11,6 +11,7 @@
 #include "harness/rng.h"
 #include "methods/qalora.h"
 #include "tests/common.h"
+#include "tests/method_check.h"
 
 /* ---- helpers ------------------------------------------------------------------------------ */
 
@@ -27,50 +28,25 @@ static double ref_half(double x) {
 
 static float half_round(float x) { return qa_qalora_half_to_float(qa_qalora_half_from_float(x)); }
 
-typedef struct {
-    const qa_method *m;
-    void *state;
-    int in, out, group;
-    float *W, *b;
-    qa_method_cfg cfg;
-} layer;
-
 /* A layer of size [out, in] with random W, b; group = 0 uses the plugin's own init (g = auto). */
-static int make_layer(layer *L, int in, int out, int group, int w_bits, int rank, float scale, uint64_t seed,
+static int make_layer(mc_layer *L, int in, int out, int group, int w_bits, int rank, float scale, uint64_t seed,
                       qa_error *err) {
-    L->m = &qa_method_qalora;
-    L->in = in;
-    L->out = out;
-    L->group = group ? group : qa_qalora_auto_group(in);
-    L->W = qa_alloc(sizeof(float) * (size_t)in * out);
-    L->b = qa_alloc(sizeof(float) * (size_t)out);
-    trng t = trng_new(seed);
-    fill_normal(&t, L->W, (size_t)in * out, 0.3);
-    fill_normal(&t, L->b, (size_t)out, 0.1);
-    L->cfg = (qa_method_cfg){.w_bits = w_bits, .a_bits = 8, .rank = rank, .lora_scale = scale};
+    mc_layer_new(L, &qa_method_qalora, in, out, seed);
+    L->cfg.w_bits = w_bits;
+    L->cfg.a_bits = 8;
+    L->cfg.rank = rank;
+    L->cfg.lora_scale = scale;
+    if (!group) return mc_layer_init_seeded(L, seed + 100, "blocks.1.attn.qkv", NULL, err);
     qa_rng *r = qa_rng_new(seed + 100);
     qa_layer_init li = {in, out, L->W, L->b, &L->cfg, r, "blocks.1.attn.qkv", NULL, NULL};
     L->state = qa_alloc(L->m->state_size);
-    int rc = group ? qa_qalora_init_grouped(L->state, &li, group, err) : L->m->init(L->state, &li, err);
+    int rc = qa_qalora_init_grouped(L->state, &li, group, err);
+    L->live = rc == 0;
     qa_rng_free(r);
     return rc;
 }
 
-static void free_layer(layer *L) {
-    L->m->destroy(L->state);
-    qa_free(L->state);
-    qa_free(L->W);
-    qa_free(L->b);
-}
-
-static const qa_named_tensor *find_tensor(qa_named_tensor *ts, int n, const char *name) {
-    for (int i = 0; i < n; i++)
-        if (strcmp(ts[i].name, name) == 0) return &ts[i];
-    cr_assert_fail("inspect() has no tensor %s", name);
-    return NULL;
-}
-
-static void randomize_B(layer *L, uint64_t seed, double std) {
+static void randomize_B(mc_layer *L, uint64_t seed, double std) {
     qa_param ps[2];
     cr_assert_eq(L->m->params(L->state, ps, 2), 2);
     trng t = trng_new(seed);
@@ -80,29 +56,24 @@ static void randomize_B(layer *L, uint64_t seed, double std) {
 /* ---- the group quantizer ------------------------------------------------------------------ */
 
 /* The stored "codes" tensor of a deployed layer (the held codes, unpacked). */
-static const int32_t *stored_codes(const qa_deployed *d) {
-    for (int k = 0; k < d->n_stored; k++)
-        if (!strcmp(d->stored[k].name, "codes")) return d->stored[k].i32;
-    cr_assert_fail("merge() stores no codes");
-    return NULL;
-}
+static const int32_t *stored_codes(const qa_deployed *d) { return mc_find_stored(d, "codes")->i32; }
 
 static void check_group_quantizer(int in, int out, int group, int bits) {
-    layer L;
+    mc_layer L;
     qa_error err;
     cr_assert_eq(make_layer(&L, in, out, group, bits, 2, 1.0f, 21, &err), QA_OK, "%s", err.msg);
     qa_named_tensor ts[8];
     int nt = L.m->inspect(L.state, ts, 8);
-    const float *scale = find_tensor(ts, nt, "group_scale")->f32;
-    const float *zero = find_tensor(ts, nt, "group_zero")->f32;
-    const float *w_hat = find_tensor(ts, nt, "W_hat")->f32;
-    const int g = L.group, G = in / g;
+    const float *scale = mc_find_tensor(ts, nt, "group_scale")->f32;
+    const float *zero = mc_find_tensor(ts, nt, "group_zero")->f32;
+    const float *w_hat = mc_find_tensor(ts, nt, "W_hat")->f32;
+    const int g = group ? group : qa_qalora_auto_group(in), G = in / g;
     /* the held codes, as merge() unpacks them into the stored "codes" (B = 0) */
     qa_deployed d;
     cr_assert_eq(L.m->merge(L.state, &d, &err), QA_OK, "%s", err.msg);
     const int32_t *code = stored_codes(&d);
-    cr_expect_eq(find_tensor(ts, nt, "group_scale")->dims[0], G);
-    cr_expect_eq(find_tensor(ts, nt, "group_scale")->dims[1], out);
+    cr_expect_eq(mc_find_tensor(ts, nt, "group_scale")->dims[0], G);
+    cr_expect_eq(mc_find_tensor(ts, nt, "group_scale")->dims[1], out);
     const float lmax = (float)((1 << bits) - 1);
     int mismatches = 0;
     for (int o = 0; o < out; o++)
@@ -123,7 +94,7 @@ static void check_group_quantizer(int in, int out, int group, int bits) {
         }
     cr_expect_eq(mismatches, 0, "%d codes differ from quant_search applied by hand", mismatches);
     qa_deployed_free(&d);
-    free_layer(&L);
+    mc_layer_free(&L);
 }
 
 Test(qalora, group_quantizer_is_quant_search_per_group) {
@@ -148,7 +119,7 @@ Test(qalora, group_quantizer_is_not_per_channel) {
     cr_assert_eq(qa_method_qalora.init(st, &li, &err), QA_OK);
     qa_named_tensor ts[8];
     int nt = qa_method_qalora.inspect(st, ts, 8);
-    const float *scale = find_tensor(ts, nt, "group_scale")->f32;
+    const float *scale = mc_find_tensor(ts, nt, "group_scale")->f32;
     /* the auto g = 64 / 16 = 4: groups 0-7 hold the small half of the row, groups 8-15 the large */
     cr_expect(scale[8] > 50 * scale[0], "group scales %g and %g", scale[0], scale[8]);
     qa_method_qalora.destroy(st);
@@ -248,56 +219,22 @@ Test(qalora, average_pooling_and_its_broadcast_by_hand) {
 
 /* ---- gradients by finite differences (L = sum(y w), central differences) --------------------- */
 
-static double objective(layer *L, const float *x, const float *w, int M) {
-    float *y = qa_alloc(sizeof(float) * (size_t)M * L->out);
-    L->m->forward(L->state, x, y, M);
-    double s = dot_fd(y, w, (size_t)M * L->out);
-    qa_free(y);
-    return s;
-}
-
 static void check_grads(int in, int out, int group, float scale) {
     enum { M = 3 };
-    layer L;
+    mc_layer L;
     qa_error err;
     cr_assert_eq(make_layer(&L, in, out, group, 4, 2, scale, 31, &err), QA_OK, "%s", err.msg);
     randomize_B(&L, 32, 0.3);
     trng t = trng_new(33);
-    float *x = qa_alloc(sizeof(float) * M * in), *dx = qa_alloc(sizeof(float) * M * in);
-    float *w = qa_alloc(sizeof(float) * M * out), *y = qa_alloc(sizeof(float) * M * out);
+    float *x = qa_alloc(sizeof(float) * M * in), *w = qa_alloc(sizeof(float) * M * out);
     fill_normal(&t, x, (size_t)M * in, 1.0);
     fill_normal(&t, w, (size_t)M * out, 1.0);
-    qa_param ps[2];
-    L.m->params(L.state, ps, 2);
-    for (int p = 0; p < 2; p++) memset(ps[p].grad, 0, sizeof(float) * ps[p].n);
-    L.m->forward(L.state, x, y, M);
-    L.m->backward(L.state, w, dx, M); /* dL/dy = w */
-    const double h = 1e-2;
-    for (int p = 0; p < 2; p++)
-        for (size_t i = 0; i < ps[p].n; i++) {
-            float old = ps[p].data[i];
-            ps[p].data[i] = old + (float)h;
-            double lp = objective(&L, x, w, M);
-            ps[p].data[i] = old - (float)h;
-            double lm = objective(&L, x, w, M);
-            ps[p].data[i] = old;
-            double num = (lp - lm) / (2 * h);
-            cr_expect(fabs(num - ps[p].grad[i]) < 2e-3 * (1 + fabs(num)), "%s[%zu]: numeric %g analytic %g (s %g)",
-                      ps[p].name, i, num, ps[p].grad[i], scale);
-        }
-    for (int i = 0; i < M * in; i += (in > 16 ? 5 : 1)) {
-        float old = x[i];
-        x[i] = old + (float)h;
-        double lp = objective(&L, x, w, M);
-        x[i] = old - (float)h;
-        double lm = objective(&L, x, w, M);
-        x[i] = old;
-        double num = (lp - lm) / (2 * h);
-        cr_expect(fabs(num - dx[i]) < 2e-3 * (1 + fabs(num)), "dx[%d]: numeric %g analytic %g (s %g)", i, num, dx[i],
-                  scale);
-    }
-    qa_free(x); qa_free(dx); qa_free(w); qa_free(y);
-    free_layer(&L);
+    char what[16];
+    snprintf(what, sizeof what, "s %g", scale);
+    mc_check_grads(&L, x, w, M, 2, &(mc_fd_plan){.param_stride = 1, .x_stride = in > 16 ? 5 : 1, .h = 1e-2, .tol = 2e-3},
+                   what);
+    qa_free(x); qa_free(w);
+    mc_layer_free(&L);
 }
 
 Test(qalora, gradients_match_finite_differences) { check_grads(12, 5, 4, 1.0f); }
@@ -308,19 +245,20 @@ Test(qalora, gradients_at_the_default_group) { check_grads(64, 4, 0, 0.75f); }
 
 Test(qalora, starts_as_the_quantized_base_with_xavier_A) {
     enum { IN = 64, OUT = 6, M = 2, R = 3 };
-    layer L;
+    mc_layer L;
     qa_error err;
     cr_assert_eq(make_layer(&L, IN, OUT, 0, 4, R, 1.0f, 41, &err), QA_OK, "%s", err.msg);
     qa_param ps[2];
     L.m->params(L.state, ps, 2);
-    cr_expect_eq(ps[0].n, (size_t)R * (IN / L.group));
-    float bound = sqrtf(6.0f / (IN / L.group + R)), mx = 0;
+    const int g = qa_qalora_auto_group(IN);
+    cr_expect_eq(ps[0].n, (size_t)R * (IN / g));
+    float bound = sqrtf(6.0f / (IN / g + R)), mx = 0;
     for (size_t i = 0; i < ps[0].n; i++) mx = fabsf(ps[0].data[i]) > mx ? fabsf(ps[0].data[i]) : mx;
     cr_expect(mx <= bound && mx > 0.3f * bound, "A range %g vs Xavier bound %g", mx, bound);
     for (size_t i = 0; i < ps[1].n; i++) cr_expect_eq(ps[1].data[i], 0.0f, "B must start at zero");
     qa_named_tensor ts[8];
     int nt = L.m->inspect(L.state, ts, 8);
-    const float *w_hat = find_tensor(ts, nt, "W_hat")->f32;
+    const float *w_hat = mc_find_tensor(ts, nt, "W_hat")->f32;
     trng t = trng_new(42);
     float x[M * IN], y[M * OUT];
     fill_normal(&t, x, M * IN, 1.0);
@@ -339,12 +277,12 @@ Test(qalora, starts_as_the_quantized_base_with_xavier_A) {
             norm += fp * fp;
         }
     cr_expect(sqrt(err_q / norm) < 0.15, "4-bit group-wise base too far from FP: %g", sqrt(err_q / norm));
-    free_layer(&L);
+    mc_layer_free(&L);
 }
 
 Test(qalora, A_is_xavier_uniform_over_the_pooled_width) {
     /* fan_in = in/g = 32, fan_out = r = 8: bound sqrt(6/40); 256 draws reach close to it */
-    layer L;
+    mc_layer L;
     qa_error err;
     cr_assert_eq(make_layer(&L, 64, 2, 2, 4, 8, 1.0f, 43, &err), QA_OK, "%s", err.msg);
     qa_param ps[2];
@@ -359,7 +297,7 @@ Test(qalora, A_is_xavier_uniform_over_the_pooled_width) {
     cr_expect(mx <= bound && mx > 0.95f * bound, "A range %g vs Xavier bound %g", mx, bound);
     cr_expect(fabs(mean_sq - bound * bound / 3) < 0.2 * bound * bound / 3, "E[A^2] %g vs b^2/3 = %g", mean_sq,
               bound * bound / 3);
-    free_layer(&L);
+    mc_layer_free(&L);
 }
 
 /* ---- merge ------------------------------------------------------------------------------------ */
@@ -367,7 +305,7 @@ Test(qalora, A_is_xavier_uniform_over_the_pooled_width) {
 Test(qalora, merged_weight_reproduces_the_forward) {
     enum { IN = 64, OUT = 6, M = 4, R = 2, G = IN / 32 };
     const float s = 0.75f, c = 1.0f / 32;
-    layer L;
+    mc_layer L;
     qa_error err;
     cr_assert_eq(make_layer(&L, IN, OUT, 32, 4, R, s, 51, &err), QA_OK, "%s", err.msg);
     randomize_B(&L, 52, 0.5);
@@ -392,9 +330,9 @@ Test(qalora, merged_weight_reproduces_the_forward) {
     qa_named_tensor ts[8];
     int nt = L.m->inspect(L.state, ts, 8);
     const int32_t *code = stored_codes(&d);
-    const float *scale = find_tensor(ts, nt, "group_scale")->f32;
-    const float *zero = find_tensor(ts, nt, "group_zero")->f32;
-    const float *merged = find_tensor(ts, nt, "merged_zero")->f32;
+    const float *scale = mc_find_tensor(ts, nt, "group_scale")->f32;
+    const float *zero = mc_find_tensor(ts, nt, "group_zero")->f32;
+    const float *merged = mc_find_tensor(ts, nt, "merged_zero")->f32;
     double zero_exact[G * OUT];
     int fractional = 0;
     for (int j = 0; j < G; j++)
@@ -430,21 +368,21 @@ Test(qalora, merged_weight_reproduces_the_forward) {
     cr_expect(sqrt(diff_deploy / norm) < 2e-3, "FP16 deploy vs forward: relative %g", sqrt(diff_deploy / norm));
     cr_expect(sqrt(diff_exact / norm) < 1e-5, "exact fold vs forward: relative %g", sqrt(diff_exact / norm));
     qa_deployed_free(&d);
-    free_layer(&L);
+    mc_layer_free(&L);
 }
 
 Test(qalora, merge_with_zero_B_is_the_base) {
-    layer L;
+    mc_layer L;
     qa_error err;
     cr_assert_eq(make_layer(&L, 32, 3, 0, 4, 2, 1.0f, 61, &err), QA_OK, "%s", err.msg);
     qa_deployed d;
     cr_assert_eq(L.m->merge(L.state, &d, &err), QA_OK);
     qa_named_tensor ts[8];
     int nt = L.m->inspect(L.state, ts, 8);
-    const float *w_hat = find_tensor(ts, nt, "W_hat")->f32;
+    const float *w_hat = mc_find_tensor(ts, nt, "W_hat")->f32;
     for (int i = 0; i < 32 * 3; i++) cr_expect_eq(d.w_fp[i], w_hat[i], "B = 0: deploy must be W_hat exactly");
     qa_deployed_free(&d);
-    free_layer(&L);
+    mc_layer_free(&L);
 }
 
 /* ---- bits, bytes, the method entry, errors ---------------------------------------------------- */
@@ -454,7 +392,7 @@ Test(qalora, bits_per_weight_and_bytes) {
     int bits[] = {4, 8, 3};
     double want[] = {5.0, 9.0, 4.0};
     for (int k = 0; k < 3; k++) {
-        layer L;
+        mc_layer L;
         qa_error err;
         cr_assert_eq(make_layer(&L, in, out, 32, bits[k], r, 1.0f, 71, &err), QA_OK, "%s", err.msg);
         qa_deployed d;
@@ -472,7 +410,7 @@ Test(qalora, bits_per_weight_and_bytes) {
         cr_expect_eq(b.gradients, b.trainable);
         cr_expect_eq(b.optimizer, 2 * b.trainable);
         qa_deployed_free(&d);
-        free_layer(&L);
+        mc_layer_free(&L);
     }
 }
 
@@ -485,30 +423,24 @@ Test(qalora, method_entry) {
 }
 
 Test(qalora, rejects_full_precision_weights) {
-    layer L;
+    mc_layer L;
     qa_error err = {0, ""};
     cr_expect_eq(make_layer(&L, 32, 2, 0, 0, 2, 1.0f, 81, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "blocks.1.attn.qkv") && strstr(err.msg, "w_bits = 0") &&
                   strstr(err.msg, "full precision"), "message: %s", err.msg);
-    qa_free(L.state); /* init failed before allocating anything */
-    qa_free(L.W);
-    qa_free(L.b);
+    mc_layer_free(&L); /* init failed before allocating anything */
 }
 
 Test(qalora, rejects_an_input_width_not_a_multiple_of_the_group) {
-    layer L;
+    mc_layer L;
     qa_error err = {0, ""};
     cr_expect_eq(make_layer(&L, 40, 2, 32, 4, 2, 1.0f, 82, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "blocks.1.attn.qkv") && strstr(err.msg, "in = 40") && strstr(err.msg, "g = 32"),
               "message: %s", err.msg);
-    qa_free(L.state);
-    qa_free(L.W);
-    qa_free(L.b);
+    mc_layer_free(&L);
     cr_expect_eq(make_layer(&L, 4, 2, 3, 4, 1, 1.0f, 83, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "in = 4") && strstr(err.msg, "g = 3"), "message: %s", err.msg);
-    qa_free(L.state);
-    qa_free(L.W);
-    qa_free(L.b);
+    mc_layer_free(&L);
 }
 
 Test(qalora, the_auto_group_size_gives_a_layer_at_least_16_groups) {
@@ -517,15 +449,15 @@ Test(qalora, the_auto_group_size_gives_a_layer_at_least_16_groups) {
     for (int k = 0; k < 9; k++) cr_expect_eq(qa_qalora_auto_group(in[k]), want[k], "in = %d", in[k]);
     cr_expect_str_eq(qa_method_option(&qa_method_qalora, "group_size")->def, "0", "auto is the default");
     /* the plugin's own init at the harness's width: g = 8, 16 groups */
-    layer L;
+    mc_layer L;
     qa_error err;
     cr_assert_eq(make_layer(&L, 128, 3, 0, 4, 2, 1.0f, 91, &err), QA_OK, "%s", err.msg);
     qa_named_tensor ts[8];
     int nt = L.m->inspect(L.state, ts, 8);
-    cr_expect_eq(find_tensor(ts, nt, "group_scale")->dims[0], 16);
+    cr_expect_eq(mc_find_tensor(ts, nt, "group_scale")->dims[0], 16);
     qa_deployed d;
     cr_assert_eq(L.m->merge(L.state, &d, &err), QA_OK);
     cr_expect_eq(d.bits_per_weight, 4 + 32.0 / 8, "N + 32 / g");
     qa_deployed_free(&d);
-    free_layer(&L);
+    mc_layer_free(&L);
 }

@@ -5,12 +5,12 @@
 #include <math.h>
 #include <string.h>
 
-#include "harness/backend.h"
 #include "harness/quant.h"
 #include "harness/registry.h"
 #include "harness/rng.h"
 #include "methods/qlora.h"
 #include "tests/common.h"
+#include "tests/method_check.h"
 
 /* The NF4 table (bitsandbytes' constants), typed in again (doubles), so the module's copy is checked. */
 static const double NF4_REF[16] = {
@@ -235,86 +235,32 @@ Test(qlora_dq, whole_tensor_over_several_absmax2_blocks) {
 
 enum { IN = 13, OUT = 9, M = 5, R = 3, NW = IN * OUT }; /* 117 weights: a partial block, an odd count */
 
-typedef struct {
-    const qa_method *m;
-    void *state;
-    float W[NW], b[OUT];
-    qa_method_cfg cfg;
-} fixture;
-
-static void setup_layer(fixture *f, int w_bits, float scale, int random_B) {
-    f->m = &qa_method_qlora;
-    trng t = trng_new(11);
-    fill_normal(&t, f->W, NW, 0.3);
-    fill_normal(&t, f->b, OUT, 0.1);
-    f->cfg = (qa_method_cfg){.w_bits = w_bits, .a_bits = 8, .rank = R, .lora_scale = scale};
-    qa_rng *r = qa_rng_new(11);
-    qa_layer_init li = {IN, OUT, f->W, f->b, &f->cfg, r, "test.layer", NULL, NULL};
-    f->state = qa_alloc(f->m->state_size);
+static void setup_layer(mc_layer *f, int w_bits, float scale, int random_B) {
+    mc_layer_new(f, &qa_method_qlora, IN, OUT, 11);
+    f->cfg.w_bits = w_bits;
+    f->cfg.a_bits = 8;
+    f->cfg.rank = R;
+    f->cfg.lora_scale = scale;
     qa_error err;
-    cr_assert_eq(f->m->init(f->state, &li, &err), 0);
-    qa_rng_free(r);
+    cr_assert_eq(mc_layer_init_seeded(f, 11, "test.layer", NULL, &err), 0);
     qa_param ps[4];
     cr_assert_eq(f->m->params(f->state, ps, 4), 2);
-    if (random_B) fill_normal(&t, ps[1].data, ps[1].n, 0.2); /* every gradient path exercised */
+    if (random_B) fill_normal(&f->data, ps[1].data, ps[1].n, 0.2); /* every gradient path exercised */
 }
 
-static void teardown_layer(fixture *f) {
-    f->m->destroy(f->state);
-    qa_free(f->state);
-}
-
-static const qa_named_tensor *find_tensor(fixture *f, const char *name, qa_named_tensor *buf, int max) {
-    int n = f->m->inspect(f->state, buf, max);
-    for (int i = 0; i < n; i++)
-        if (strcmp(buf[i].name, name) == 0) return &buf[i];
-    cr_assert_fail("inspect() has no %s", name);
-    return NULL;
-}
-
-static double objective(fixture *f, const float *x, const float *w) {
-    float y[M * OUT];
-    f->m->forward(f->state, x, y, M);
-    return dot_fd(y, w, M * OUT);
-}
+static const float *W_dq_of(mc_layer *f) { return mc_inspect(f->m, f->state, "W_dq")->f32; }
 
 static void check_grads(int w_bits, float scale) {
-    fixture f;
+    mc_layer f;
     setup_layer(&f, w_bits, scale, 1);
     trng t = trng_new(5);
-    float x[M * IN], w[M * OUT], dx[M * IN] = {0}, y[M * OUT];
+    float x[M * IN], w[M * OUT];
     fill_normal(&t, x, M * IN, 1.0);
     fill_normal(&t, w, M * OUT, 1.0);
-    qa_param ps[2];
-    f.m->params(f.state, ps, 2);
-    for (int i = 0; i < 2; i++) memset(ps[i].grad, 0, sizeof(float) * ps[i].n);
-    f.m->forward(f.state, x, y, M);
-    f.m->backward(f.state, w, dx, M); /* dL/dy = w for L = sum(y w) */
-    const double h = 1e-2;
-    for (int p = 0; p < 2; p++)
-        for (size_t i = 0; i < ps[p].n; i += 2) {
-            float old = ps[p].data[i];
-            ps[p].data[i] = old + (float)h;
-            double lp = objective(&f, x, w);
-            ps[p].data[i] = old - (float)h;
-            double lm = objective(&f, x, w);
-            ps[p].data[i] = old;
-            double num = (lp - lm) / (2 * h);
-            cr_expect(fabs(num - ps[p].grad[i]) < 2e-3 * (1 + fabs(num)), "W%d s %g: %s[%zu]: numeric %g analytic %g",
-                      w_bits, scale, ps[p].name, i, num, ps[p].grad[i]);
-        }
-    for (int i = 0; i < M * IN; i += 2) {
-        float old = x[i];
-        x[i] = old + (float)h;
-        double lp = objective(&f, x, w);
-        x[i] = old - (float)h;
-        double lm = objective(&f, x, w);
-        x[i] = old;
-        double num = (lp - lm) / (2 * h);
-        cr_expect(fabs(num - dx[i]) < 2e-3 * (1 + fabs(num)), "W%d s %g: dx[%d]: numeric %g analytic %g", w_bits,
-                  scale, i, num, dx[i]);
-    }
-    teardown_layer(&f);
+    char what[32];
+    snprintf(what, sizeof what, "W%d s %g", w_bits, scale);
+    mc_check_grads(&f, x, w, M, 2, &(mc_fd_plan){.param_stride = 2, .x_stride = 2, .h = 1e-2, .tol = 2e-3}, what);
+    mc_layer_free(&f);
 }
 
 Test(qlora, gradients_nf4_base) { check_grads(4, 1.0f); }
@@ -324,20 +270,18 @@ Test(qlora, gradients_fp_base) { check_grads(0, 2.0f); }
 Test(qlora, base_kind_follows_the_weight_bits) {
     const int bits[3] = {4, 8, 0}, want[3] = {QLORA_BASE_NF4, QLORA_BASE_INT, QLORA_BASE_FP};
     for (int k = 0; k < 3; k++) {
-        fixture f;
+        mc_layer f;
         setup_layer(&f, bits[k], 1.0f, 0);
-        qa_named_tensor buf[8];
-        const qa_named_tensor *t = find_tensor(&f, "base_kind", buf, 8);
+        const qa_named_tensor *t = mc_inspect(f.m, f.state, "base_kind");
         cr_expect_eq(t->i32[0], want[k], "W%d: base %d (%s)", bits[k], t->i32[0], qlora_base_names[t->i32[0]]);
-        teardown_layer(&f);
+        mc_layer_free(&f);
     }
 }
 
 Test(qlora, nf4_base_is_the_nearest_code_times_the_double_quantized_absmax) {
-    fixture f;
+    mc_layer f;
     setup_layer(&f, 4, 1.0f, 0);
-    qa_named_tensor buf[8];
-    const float *W_dq = find_tensor(&f, "W_dq", buf, 8)->f32;
+    const float *W_dq = W_dq_of(&f);
     /* test-side: exact block absmax, its DQ round trip, the nearest NF4 code of w / absmax */
     float absmax[2], absmax_dq[2], absmax2, offset;
     uint8_t q8[2];
@@ -353,75 +297,60 @@ Test(qlora, nf4_base_is_the_nearest_code_times_the_double_quantized_absmax) {
                      (float)NF4_REF[code] * absmax_dq[i / 64]);
         cr_expect(fabsf(W_dq[i] - f.W[i]) < 0.16f * absmax[i / 64], "W_dq[%d] %g far from W %g", i, W_dq[i], f.W[i]);
     }
-    teardown_layer(&f);
+    mc_layer_free(&f);
 }
 
 Test(qlora, int_base_is_the_section0_quantizer) {
     const int bits[5] = {8, 3, 2, 5, 1}; /* held as bytes at 5..8, packed (a 3-bit code may straddle) below */
     for (int k = 0; k < 5; k++) {
-        fixture f;
+        mc_layer f;
         setup_layer(&f, bits[k], 1.0f, 0);
         float delta[OUT], zero[OUT], Wq[NW];
         qa_quant_search_rows(f.W, OUT, IN, bits[k], delta, zero);
         qa_quant_fake_rows(Wq, f.W, OUT, IN, bits[k], delta, zero);
-        qa_named_tensor buf[8];
-        const float *W_dq = find_tensor(&f, "W_dq", buf, 8)->f32;
+        const float *W_dq = W_dq_of(&f);
         for (int i = 0; i < NW; i++) cr_expect_eq(W_dq[i], Wq[i], "W%d: W_dq[%d] %g vs quant_fake_rows %g", bits[k], i, W_dq[i], Wq[i]);
         /* and it stays so after a forward (the base is re-dequantized from its codes) */
         float x[M * IN] = {0}, y[M * OUT];
         f.m->forward(f.state, x, y, M);
-        W_dq = find_tensor(&f, "W_dq", buf, 8)->f32;
+        W_dq = W_dq_of(&f);
         for (int i = 0; i < NW; i++) cr_expect_eq(W_dq[i], Wq[i]);
-        teardown_layer(&f);
+        mc_layer_free(&f);
     }
 }
 
 Test(qlora, starts_as_the_quantized_base_layer) {
-    fixture f;
+    mc_layer f;
     setup_layer(&f, 4, 1.0f, 0);
-    qa_named_tensor buf[8];
     float W_dq[NW];
-    memcpy(W_dq, find_tensor(&f, "W_dq", buf, 8)->f32, sizeof W_dq);
+    memcpy(W_dq, W_dq_of(&f), sizeof W_dq);
     trng t = trng_new(3);
     float x[M * IN], y[M * OUT];
     fill_normal(&t, x, M * IN, 1.0);
     f.m->forward(f.state, x, y, M);
-    for (int i = 0; i < M; i++)
-        for (int o = 0; o < OUT; o++) {
-            double ref = f.b[o];
-            for (int k = 0; k < IN; k++) ref += (double)x[i * IN + k] * W_dq[o * IN + k];
-            cr_expect(fabs(ref - y[i * OUT + o]) < 1e-4, "B = 0 at init: y must equal x W_dq^T + b");
-        }
+    mc_expect_affine(x, W_dq, f.b, y, M, IN, OUT, 1e-4, "B = 0 at init: y must equal x W_dq^T + b");
     qa_param ps[2];
     f.m->params(f.state, ps, 2);
-    float bound = 1.0f / sqrtf((float)IN), mx = 0;
-    for (size_t i = 0; i < ps[0].n; i++) mx = fmaxf(mx, fabsf(ps[0].data[i]));
-    cr_expect(mx <= bound && mx > 0.5f * bound, "A range %g vs bound %g", mx, bound);
-    for (size_t i = 0; i < ps[1].n; i++) cr_expect_eq(ps[1].data[i], 0.0f, "B must start at zero");
-    teardown_layer(&f);
+    mc_expect_lora_start(&ps[0], &ps[1], IN);
+    mc_layer_free(&f);
 }
 
 static void check_merge_reproduces_forward(int w_bits) {
-    fixture f;
+    mc_layer f;
     setup_layer(&f, w_bits, 0.75f, 1);
     trng t = trng_new(8);
-    float x[M * IN], y[M * OUT], y2[M * OUT];
+    float x[M * IN], y[M * OUT];
     fill_normal(&t, x, M * IN, 1.0);
-    f.m->forward(f.state, x, y, M);
     qa_deployed d;
-    qa_error err;
-    cr_assert_eq(f.m->merge(f.state, &d, &err), 0);
+    char what[16];
+    snprintf(what, sizeof what, "W%d", w_bits);
+    mc_check_merge(&f, x, M, y, &d, 1e-4f, what);
     cr_expect_eq(d.needs_ptq, w_bits > 0, "W%d: needs_ptq %d", w_bits, d.needs_ptq);
     cr_expect_eq(d.merge, QA_MERGE_FLOAT_ADD_PTQ);
     cr_expect_eq(d.bits_per_weight, w_bits > 0 ? w_bits : 32);
     cr_assert_not_null(d.w_fp);
-    float Wd[NW];
-    qa_deployed_weights(&d, Wd);
-    qa_matmul(M, OUT, IN, x, 0, Wd, 1, y2, 0, f.b);
-    for (int i = 0; i < M * OUT; i++)
-        cr_expect(fabsf(y[i] - y2[i]) < 1e-4f, "W%d: y[%d] %g vs merged %g", w_bits, i, y[i], y2[i]);
     qa_deployed_free(&d);
-    teardown_layer(&f);
+    mc_layer_free(&f);
 }
 
 Test(qlora, merged_weight_reproduces_the_forward_nf4) { check_merge_reproduces_forward(4); }
@@ -429,7 +358,7 @@ Test(qlora, merged_weight_reproduces_the_forward_int8) { check_merge_reproduces_
 Test(qlora, merged_weight_reproduces_the_forward_fp) { check_merge_reproduces_forward(0); }
 
 Test(qlora, nf4_variant_only_over_an_nf4_base) {
-    fixture f;
+    mc_layer f;
     setup_layer(&f, 4, 1.0f, 1);
     qa_deployed d;
     qa_error err;
@@ -450,22 +379,21 @@ Test(qlora, nf4_variant_only_over_an_nf4_base) {
     }
     cr_expect_gt(changed, NW / 2, "re-quantization must move most merged weights (%d of %d)", changed, NW);
     qa_deployed_free(&d);
-    teardown_layer(&f);
+    mc_layer_free(&f);
 
     setup_layer(&f, 8, 1.0f, 1);
     cr_assert_eq(f.m->merge(f.state, &d, &err), 0);
     cr_expect_eq(d.n_extra, 1, "no NF4 variant over an INT8 base");
     cr_expect_str_eq(d.extra_name[0], "basegrid");
     qa_deployed_free(&d);
-    teardown_layer(&f);
+    mc_layer_free(&f);
 }
 
 Test(qlora, nf4_variant_of_an_untrained_adapter_is_the_base_up_to_dq) {
     /* B = 0: re-quantizing W_dq keeps every NF4 code; only the DQ'd absmax may move a little */
-    fixture f;
+    mc_layer f;
     setup_layer(&f, 4, 1.0f, 0);
-    qa_named_tensor buf[8];
-    const float *W_dq = find_tensor(&f, "W_dq", buf, 8)->f32;
+    const float *W_dq = W_dq_of(&f);
     qa_deployed d;
     qa_error err;
     cr_assert_eq(f.m->merge(f.state, &d, &err), 0);
@@ -476,12 +404,12 @@ Test(qlora, nf4_variant_of_an_untrained_adapter_is_the_base_up_to_dq) {
             cr_expect(fabsf(d.extra_w[0][i] - W_dq[i]) <= 0.01f * a, "nf4[%d] %g vs base %g", i, d.extra_w[0][i], W_dq[i]);
     }
     qa_deployed_free(&d);
-    teardown_layer(&f);
+    mc_layer_free(&f);
 }
 
 Test(qlora, bytes_by_category) {
     const size_t lr = (size_t)R * (IN + OUT) * 4, bias = OUT * 4;
-    fixture f;
+    mc_layer f;
     setup_layer(&f, 4, 1.0f, 0);
     qa_bytes b;
     f.m->bytes(f.state, &b);
@@ -492,28 +420,28 @@ Test(qlora, bytes_by_category) {
     cr_expect_eq(b.gradients, lr);
     cr_expect_eq(b.optimizer, 2 * lr);
     cr_expect_eq(b.deployed, (size_t)(NW * 4 + 7) / 8 + 2 * OUT * 4 + bias, "INT4 deploy");
-    teardown_layer(&f);
+    mc_layer_free(&f);
 
     setup_layer(&f, 8, 1.0f, 0);
     f.m->bytes(f.state, &b);
     cr_expect_eq(b.frozen, (size_t)NW + 2 * OUT * 4 + bias, "int8 frozen: codes + scale/zero per row + bias");
     cr_expect_eq(b.deployed, (size_t)NW + 2 * OUT * 4 + bias);
     cr_expect_eq(b.workspace, (size_t)NW * 4, "the f32 W_dq refilled from the codes");
-    teardown_layer(&f);
+    mc_layer_free(&f);
 
     setup_layer(&f, 3, 1.0f, 0);
     f.m->bytes(f.state, &b);
     /* 117 3-bit codes packed: ceil(351 / 8) = 44 bytes */
     cr_expect_eq(b.frozen, (size_t)44 + 2 * OUT * 4 + bias, "int3 frozen: packed codes + scale/zero per row + bias");
     cr_expect_eq(b.workspace, (size_t)NW * 4);
-    teardown_layer(&f);
+    mc_layer_free(&f);
 
     setup_layer(&f, 0, 1.0f, 0);
     f.m->bytes(f.state, &b);
     cr_expect_eq(b.frozen, (size_t)NW * 4 + bias);
     cr_expect_eq(b.deployed, (size_t)NW * 4 + bias);
     cr_expect_eq(b.workspace, 0, "at fp W_dq is the frozen base itself");
-    teardown_layer(&f);
+    mc_layer_free(&f);
 }
 
 Test(qlora, rejects_bad_ranks_and_widths) {
