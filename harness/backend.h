@@ -31,7 +31,7 @@ void qa_matmul(int M, int N, int K, const float *A, int transA, const float *B, 
 /* bf16 storage: the upper 16 bits of an f32 (8 significant bits), as oneDNN's dnnl_bf16. */
 typedef uint16_t qa_bf16;
 
-/* dst[i] = src[i] rounded to bf16 (round to nearest even), by a cached oneDNN reorder. */
+/* dst[i] = src[i] rounded to bf16 (round to nearest even), split over the threads when long. */
 void qa_convert_to_bf16(qa_bf16 *dst, const float *src, size_t n);
 
 /* One value rounded as qa_convert_to_bf16 rounds it on this CPU (AVX512-BF16's conversion): to

@@ -366,11 +366,15 @@ static void slot_forward(qa_linear *s, const float *x, float *y, int M) {
     }
 }
 
-/* bf16: q, k and v read the same input, so k and v use the bf16 copy q made in this forward */
+/* bf16: the op that computed xin may have written its bf16 copy into s->bf16.x already
+ * (bf16_x_source set; nothing else sets it before s's forward), and q, k and v read the same
+ * input, so k and v use the bf16 copy q holds in this forward */
 static void slot_forward_bf16(qa_linear *s, const float *xin, float *y, int M) {
     const float *W = s->W_frozen ? s->W_frozen : s->W;
     const qa_linear *owner = s->bf16_input_owner;
-    if (owner && owner->bf16_x_source == xin && owner->bf16.rows == M) {
+    if (s->bf16_x_source == xin) {
+        qa_linear_forward_bf16_on(&s->bf16, y, s->bf16.x, W, s->b, M);
+    } else if (owner && owner->bf16_x_source == xin && owner->bf16.rows == M) {
         qa_linear_forward_bf16_on(&s->bf16, y, owner->bf16.x, W, s->b, M);
     } else {
         qa_linear_forward_bf16(&s->bf16, y, xin, W, s->b, M);
@@ -568,6 +572,47 @@ static void final_forward(qa_dit *m, int B) {
     slot_forward(m->final, m->hf, m->out_tok, M);
 }
 
+/* ---- the bf16 training forward of a block: the same layers, with the bf16 inputs of the next
+ * linear layer written by the elementwise pass that computes them (no separate conversion) ---- */
+
+/* s->bf16.x when s is a plain bf16 layer whose input the caller is about to compute (marked as
+ * holding that input for s's forward), else NULL. */
+static qa_bf16 *bf16_input_for(qa_linear *s, const float *x, int M) {
+    if (!slot_plain_bf16(s) || M > s->max_rows) return NULL;
+    s->bf16_x_source = x;
+    return s->bf16.x;
+}
+
+static void attention_half_forward_bf16(qa_dit *m, int l, int B) {
+    qa_block_acts *a = &m->acts[l];
+    const int d = m->cfg.dim, T = m->T, M = B * T;
+    const float *sh1 = a->mod, *sc1 = a->mod + d, *g1 = a->mod + 2 * d;
+    qa_bf16 *h16 = bf16_input_for(m->q[l], a->h1, M);
+    qa_layernorm_modulate_forward_bf16(a->ln1, a->mean1, a->rstd1, a->h1, h16, a->x_in, sh1, sc1, 6 * d, B, T, d);
+    qa_linear *qkv[3] = {m->q[l], m->k[l], m->v[l]};
+    float *out[3] = {a->q, a->k, a->v};
+    for (int p = 0; p < 3; p++) slot_forward(qkv[p], a->h1, out[p], M); /* k, v on q's bf16 copy of h1 */
+    qa_attention_forward_bf16(&m->att_bf16[l], a->att, a->probs, a->q, a->k, a->v, B, T, d, m->cfg.heads);
+    slot_forward(m->o[l], a->att, a->o, M);
+    qa_gated_residual_forward(a->x_mid, a->x_in, a->o, g1, 6 * d, B, T, d);
+}
+
+static void mlp_half_forward_bf16(qa_dit *m, int l, int B, float *x_out) {
+    qa_block_acts *a = &m->acts[l];
+    const int d = m->cfg.dim, T = m->T, M = B * T, hid = d * m->cfg.mlp_ratio;
+    const float *sh2 = a->mod + 3 * d, *sc2 = a->mod + 4 * d, *g2 = a->mod + 5 * d;
+    qa_bf16 *h16 = bf16_input_for(m->mlp1[l], a->h2, M);
+    qa_layernorm_modulate_forward_bf16(a->ln2, a->mean2, a->rstd2, a->h2, h16, a->x_mid, sh2, sc2, 6 * d, B, T, d);
+    slot_forward(m->mlp1[l], a->h2, a->m1, M);
+    /* fc2 reads GELU(m1) only in bf16: g keeps the sigmoid factor for the backward instead */
+    qa_bf16 *g16 = bf16_input_for(m->mlp2[l], a->g, M);
+    a->g_sigmoid = g16 != NULL;
+    if (g16) qa_gelu_forward_bf16(a->g, g16, a->m1, (size_t)M * hid);
+    else qa_gelu_forward(a->g, a->m1, (size_t)M * hid);
+    slot_forward(m->mlp2[l], a->g, a->m2, M);
+    qa_gated_residual_forward(x_out, a->x_mid, a->m2, g2, 6 * d, B, T, d);
+}
+
 void qa_dit_forward(qa_dit *m, const float *x_t, const float *t, const int *y, int B, float *eps) {
     QA_ASSERT(B <= m->max_batch);
     const int d = m->cfg.dim, T = m->T, P = m->cfg.patch, G = m->grid, img = m->cfg.img;
@@ -614,6 +659,11 @@ void qa_dit_forward(qa_dit *m, const float *x_t, const float *t, const int *y, i
     for (int l = 0; l < L; l++) {
         float *x_out = l + 1 < L ? m->acts[l + 1].x_in : m->x_final;
         slot_forward(m->adaln[l], m->sc, m->acts[l].mod, B);
+        if (m->att_bf16_last) { /* bf16 training */
+            attention_half_forward_bf16(m, l, B);
+            mlp_half_forward_bf16(m, l, B, x_out);
+            continue;
+        }
         attention_half_forward(m, l, B);
         mlp_half_forward(m, l, B, x_out);
     }
@@ -633,6 +683,71 @@ void qa_dit_forward(qa_dit *m, const float *x_t, const float *t, const int *y, i
 
 /* ---- backward ---- */
 
+/* s is a plain bf16 layer that ran forward on M rows: its backward may be called directly. */
+static int bf16_backward_direct(const qa_linear *s, int M) { return slot_plain_bf16(s) && s->bf16.rows == M; }
+
+/* The backward of such a layer: dx written (dx_accumulate = 0) or added; dy_ready: the op that
+ * computed dy has written bf16(dy) into s->bf16.dy. */
+static void bf16_backward(qa_linear *s, float *dx, int dx_accumulate, const float *dy, int dy_ready, int M, int tb) {
+    int train = tb && !s->W_frozen;
+    qa_linear_backward_bf16_ex(&s->bf16, dx, dx_accumulate, train ? s->dW : NULL, train ? s->db : NULL, dy, dy_ready, M);
+}
+
+/* Block l's backward in bf16 training (d_res: d x_out on entry, d x_in on return). The block's
+ * layers in the order of the f32 backward, but no gradient buffer is zeroed to be added to once:
+ * the first contribution is written, and the ops that compute a layer's output gradient write
+ * its bf16 copy in the same pass. */
+static void block_backward_bf16(qa_dit *m, int l, int B) {
+    qa_block_acts *a = &m->acts[l];
+    const int d = m->cfg.dim, T = m->T, M = B * T, H = m->cfg.heads, hid = d * m->cfg.mlp_ratio;
+    const int tb = m->train_base;
+    const float *sc1 = a->mod + d, *g1 = a->mod + 2 * d, *sc2 = a->mod + 4 * d, *g2 = a->mod + 5 * d;
+    float *dsh1 = m->d_mod, *dsc1 = m->d_mod + d, *dg1 = m->d_mod + 2 * d;
+    float *dsh2 = m->d_mod + 3 * d, *dsc2 = m->d_mod + 4 * d, *dg2 = m->d_mod + 5 * d;
+    zero_floats(m->d_mod, (size_t)B * 6 * d);
+
+    /* x_out = x_mid + g2 * fc2(GELU(fc1(h2))): d_res flows on unchanged as d x_mid */
+    qa_linear *fc2 = m->mlp2[l], *fc1 = m->mlp1[l];
+    const int direct2 = bf16_backward_direct(fc2, M), direct1 = bf16_backward_direct(fc1, M);
+    qa_gated_residual_backward_bf16(m->d_m2, direct2 ? fc2->bf16.dy : NULL, dg2, m->d_res, a->m2, g2, 6 * d, B, T, d);
+    if (direct2) bf16_backward(fc2, m->d_g, 0, m->d_m2, 1, M, tb);
+    else {
+        zero_floats(m->d_g, (size_t)M * hid);
+        slot_backward(fc2, m->d_m2, m->d_g, M, tb);
+    }
+    qa_gelu_backward_bf16(m->d_g, direct1 ? fc1->bf16.dy : NULL, a->m1, a->g_sigmoid ? a->g : NULL, (size_t)M * hid);
+    if (direct1) bf16_backward(fc1, m->d_h, 0, m->d_g, 1, M, tb);
+    else {
+        zero_floats(m->d_h, (size_t)M * d);
+        slot_backward(fc1, m->d_g, m->d_h, M, tb);
+    }
+    qa_modulate_backward_write(m->d_att, dsh2, dsc2, m->d_h, a->ln2, sc2, 6 * d, B, T, d); /* d_ln2 */
+    qa_layernorm_backward(m->d_res, m->d_att, a->x_mid, a->mean2, a->rstd2, M, d);
+
+    /* x_mid = x_in + g1 * o(Attn(q(h1), k(h1), v(h1))) */
+    qa_linear *o = m->o[l];
+    const int direct_o = bf16_backward_direct(o, M);
+    qa_gated_residual_backward_bf16(m->d_o, direct_o ? o->bf16.dy : NULL, dg1, m->d_res, a->o, g1, 6 * d, B, T, d);
+    if (direct_o) bf16_backward(o, m->d_att, 0, m->d_o, 1, M, tb);
+    else {
+        zero_floats(m->d_att, (size_t)M * d);
+        slot_backward(o, m->d_o, m->d_att, M, tb);
+    }
+    qa_attention_backward_bf16(&m->att_bf16[l], m->d_q, m->d_k, m->d_v, 0, m->d_att, a->probs, m->att_scratch, B, T, d,
+                               H);
+    qa_linear *qkv[3] = {m->q[l], m->k[l], m->v[l]};
+    const float *dqkv[3] = {m->d_q, m->d_k, m->d_v};
+    if (bf16_backward_direct(qkv[0], M) && bf16_backward_direct(qkv[1], M) && bf16_backward_direct(qkv[2], M)) {
+        for (int p = 0; p < 3; p++) bf16_backward(qkv[p], m->d_h, p > 0, dqkv[p], 0, M, tb); /* q writes d_h */
+    } else {
+        zero_floats(m->d_h, (size_t)M * d);
+        for (int p = 0; p < 3; p++) slot_backward(qkv[p], dqkv[p], m->d_h, M, tb);
+    }
+    qa_modulate_backward_write(m->d_att, dsh1, dsc1, m->d_h, a->ln1, sc1, 6 * d, B, T, d); /* d_ln1 */
+    qa_layernorm_backward(m->d_res, m->d_att, a->x_in, a->mean1, a->rstd1, M, d);
+    if (tb) slot_backward(m->adaln[l], m->d_mod, m->d_sc, B, tb);
+}
+
 void qa_dit_backward(qa_dit *m, const float *deps) {
     const int B = m->last_B, d = m->cfg.dim, T = m->T, P = m->cfg.patch, G = m->grid;
     const int img = m->cfg.img, pd = m->patch_dim, NP = m->n_patches, L = m->cfg.depth;
@@ -651,16 +766,27 @@ void qa_dit_backward(qa_dit *m, const float *deps) {
 
     if (tb) zero_floats(m->d_sc, (size_t)B * d);
     /* final layer */
-    zero_floats(m->d_h, (size_t)M * d);
-    slot_backward(m->final, m->d_out_tok, m->d_h, M, tb);
+    const int bf16 = m->att_bf16_last && bf16_backward_direct(m->final, M); /* bf16: dX written, no zeroing */
+    if (bf16) bf16_backward(m->final, m->d_h, 0, m->d_out_tok, 0, M, tb);
+    else {
+        zero_floats(m->d_h, (size_t)M * d);
+        slot_backward(m->final, m->d_out_tok, m->d_h, M, tb);
+    }
     zero_floats(m->d_res, (size_t)M * d);
     zero_floats(m->d_fmod, (size_t)B * 2 * d);
-    zero_floats(m->d_att, (size_t)M * d); /* d_lnf */
-    qa_modulate_backward(m->d_att, m->d_fmod, m->d_fmod + d, m->d_h, m->lnf, m->fmod + d, 2 * d, B, T, d);
+    if (bf16) qa_modulate_backward_write(m->d_att, m->d_fmod, m->d_fmod + d, m->d_h, m->lnf, m->fmod + d, 2 * d, B, T, d);
+    else {
+        zero_floats(m->d_att, (size_t)M * d); /* d_lnf */
+        qa_modulate_backward(m->d_att, m->d_fmod, m->d_fmod + d, m->d_h, m->lnf, m->fmod + d, 2 * d, B, T, d);
+    }
     qa_layernorm_backward(m->d_res, m->d_att, m->x_final, m->meanf, m->rstdf, M, d);
     if (tb) slot_backward(m->final_adaln, m->d_fmod, m->d_sc, B, tb);
 
     for (int l = L - 1; l >= 0; l--) {
+        if (m->att_bf16_last) { /* bf16 training */
+            block_backward_bf16(m, l, B);
+            continue;
+        }
         qa_block_acts *a = &m->acts[l];
         const float *sc1 = a->mod + d, *g1 = a->mod + 2 * d;
         const float *sc2 = a->mod + 4 * d, *g2 = a->mod + 5 * d;
@@ -700,12 +826,8 @@ void qa_dit_backward(qa_dit *m, const float *deps) {
         zero_floats(m->d_q, (size_t)M * d);
         zero_floats(m->d_k, (size_t)M * d);
         zero_floats(m->d_v, (size_t)M * d);
-        if (m->att_bf16_last)
-            qa_attention_backward_bf16(&m->att_bf16[l], m->d_q, m->d_k, m->d_v, m->d_att, a->probs, m->att_scratch,
-                                       B, T, d, H);
-        else
-            qa_attention_backward(m->d_q, m->d_k, m->d_v, m->d_att, a->probs, a->q, a->k, a->v,
-                                  m->att_scratch, B, T, d, H);
+        qa_attention_backward(m->d_q, m->d_k, m->d_v, m->d_att, a->probs, a->q, a->k, a->v,
+                              m->att_scratch, B, T, d, H);
         zero_floats(m->d_h, (size_t)M * d);
         slot_backward(m->q[l], m->d_q, m->d_h, M, tb);
         slot_backward(m->k[l], m->d_k, m->d_h, M, tb);

@@ -75,6 +75,7 @@ typedef struct {
 typedef struct {
     float *x_in, *ln1, *mean1, *rstd1, *h1, *q, *k, *v, *probs, *att, *o, *x_mid;
     float *ln2, *mean2, *rstd2, *h2, *m1, *g, *m2, *mod;
+    int g_sigmoid; /* bf16 training, fc2 a plain bf16 layer: g holds GELU's sigmoid factor, not GELU(m1) */
 } qa_block_acts;
 
 /* Seconds of the forward passes while profiling (benchmarks), by operation. In the fused

@@ -162,8 +162,28 @@ void qa_modulate_forward(float *y, const float *x, const float *shift, const flo
     }
 }
 
-void qa_modulate_backward(float *dx, float *dshift, float *dscale, const float *dy, const float *x,
-                       const float *scale, int cond_stride, int B, int T, int C) {
+void qa_layernorm_modulate_forward_bf16(float *ln, float *mean, float *rstd, float *h, qa_bf16 *h16, const float *x,
+                                        const float *shift, const float *scale, int cond_stride, int B, int T, int C) {
+    #pragma omp parallel for schedule(static)
+    for (int bt = 0; bt < B * T; bt++) {
+        const float *xr = x + (size_t)bt * C;
+        const float *sh = shift + (size_t)(bt / T) * cond_stride, *sc = scale + (size_t)(bt / T) * cond_stride;
+        float *lr = ln + (size_t)bt * C, *hr = h + (size_t)bt * C;
+        float mu, rs;
+        layernorm_row_stats(xr, C, &mu, &rs);
+        for (int c = 0; c < C; c++) lr[c] = (xr[c] - mu) * rs;
+        for (int c = 0; c < C; c++) hr[c] = lr[c] * (1.0f + sc[c]) + sh[c];
+        if (h16)
+            for (int c = 0; c < C; c++) h16[(size_t)bt * C + c] = qa_bf16_round(hr[c]);
+        mean[bt] = mu;
+        rstd[bt] = rs;
+    }
+}
+
+/* The body of modulate_backward; accumulate = 0 writes dx (same floats as adding to a zeroed dx,
+ * but for the sign of a zero), for a caller that saves the zeroing pass. */
+static inline void modulate_backward_body(float *dx, int accumulate, float *dshift, float *dscale, const float *dy,
+                                          const float *x, const float *scale, int cond_stride, int B, int T, int C) {
     #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
         const float *sc = scale + (size_t)b * cond_stride;
@@ -172,12 +192,23 @@ void qa_modulate_backward(float *dx, float *dshift, float *dscale, const float *
             size_t off = ((size_t)b * T + t) * C;
             for (int c = 0; c < C; c++) {
                 float g = dy[off + c];
-                dx[off + c] += g * (1.0f + sc[c]);
+                if (accumulate) dx[off + c] += g * (1.0f + sc[c]);
+                else dx[off + c] = g * (1.0f + sc[c]);
                 dsh[c] += g;
                 dsc[c] += g * x[off + c];
             }
         }
     }
+}
+
+void qa_modulate_backward(float *dx, float *dshift, float *dscale, const float *dy, const float *x,
+                       const float *scale, int cond_stride, int B, int T, int C) {
+    modulate_backward_body(dx, 1, dshift, dscale, dy, x, scale, cond_stride, B, T, C);
+}
+
+void qa_modulate_backward_write(float *dx, float *dshift, float *dscale, const float *dy, const float *x,
+                                const float *scale, int cond_stride, int B, int T, int C) {
+    modulate_backward_body(dx, 0, dshift, dscale, dy, x, scale, cond_stride, B, T, C);
 }
 
 void qa_gated_residual_forward(float *x_out, const float *x, const float *y, const float *gate, int cond_stride,
@@ -191,8 +222,11 @@ void qa_gated_residual_forward(float *x_out, const float *x, const float *y, con
     }
 }
 
-void qa_gated_residual_backward(float *dy, float *dgate, const float *dx, const float *y,
-                             const float *gate, int cond_stride, int B, int T, int C) {
+/* The body of gated_residual_backward; accumulate = 0 writes dy (as modulate_backward_body), and
+ * dy16 (unless NULL) receives the bf16 copy of each finished row of dy. */
+static inline void gated_residual_backward_body(float *dy, int accumulate, qa_bf16 *dy16, float *dgate, const float *dx,
+                                                const float *y, const float *gate, int cond_stride, int B, int T,
+                                                int C) {
     #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
         const float *g = gate + (size_t)b * cond_stride;
@@ -200,11 +234,24 @@ void qa_gated_residual_backward(float *dy, float *dgate, const float *dx, const 
         for (int t = 0; t < T; t++) {
             size_t off = ((size_t)b * T + t) * C;
             for (int c = 0; c < C; c++) {
-                dy[off + c] += g[c] * dx[off + c];
+                if (accumulate) dy[off + c] += g[c] * dx[off + c];
+                else dy[off + c] = g[c] * dx[off + c];
                 dg[c] += dx[off + c] * y[off + c];
             }
+            if (dy16)
+                for (int c = 0; c < C; c++) dy16[off + c] = qa_bf16_round(dy[off + c]);
         }
     }
+}
+
+void qa_gated_residual_backward(float *dy, float *dgate, const float *dx, const float *y,
+                             const float *gate, int cond_stride, int B, int T, int C) {
+    gated_residual_backward_body(dy, 1, NULL, dgate, dx, y, gate, cond_stride, B, T, C);
+}
+
+void qa_gated_residual_backward_bf16(float *dy, qa_bf16 *dy16, float *dgate, const float *dx, const float *y,
+                                     const float *gate, int cond_stride, int B, int T, int C) {
+    gated_residual_backward_body(dy, 0, dy16, dgate, dx, y, gate, cond_stride, B, T, C);
 }
 
 #define GELU_K 0.7978845608028654f /* sqrt(2/pi) */
@@ -232,19 +279,27 @@ static inline float exp_fast(float x) {
 /* 0.5 (1 + tanh(u)) = sigmoid(2u) */
 static inline float sigmoid_fast(float x) { return 1.0f / (1.0f + exp_fast(-x)); }
 
-static inline float gelu_value(float v) { return v * sigmoid_fast(2.0f * GELU_K * (v + 0.044715f * v * v * v)); }
+/* GELU(v) = v s, s = sigmoid(2 sqrt(2/pi)(v + 0.044715 v^3)) = 0.5 (1 + tanh(u)) */
+static inline float gelu_sigmoid(float v) { return sigmoid_fast(2.0f * GELU_K * (v + 0.044715f * v * v * v)); }
+
+static inline float gelu_value(float v) { return v * gelu_sigmoid(v); }
 
 void qa_gelu_forward(float *y, const float *x, size_t n) {
     #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) y[i] = gelu_value(x[i]);
 }
 
+/* d GELU(v) / dv from s = sigmoid(2u) */
+static inline float gelu_grad_from(float v, float s) {
+    float th = 2.0f * s - 1.0f; /* tanh(u) */
+    float sech2 = 1.0f - th * th;
+    return 0.5f * (1.0f + th) + 0.5f * v * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
+}
+
 /* d GELU(v) / dv */
 static inline float gelu_grad(float v) {
     float u = GELU_K * (v + 0.044715f * v * v * v);
-    float th = 2.0f * sigmoid_fast(2.0f * u) - 1.0f; /* tanh(u) */
-    float sech2 = 1.0f - th * th;
-    return 0.5f * (1.0f + th) + 0.5f * v * sech2 * GELU_K * (1.0f + 3.0f * 0.044715f * v * v);
+    return gelu_grad_from(v, sigmoid_fast(2.0f * u));
 }
 
 void qa_gelu_backward(float *dx, const float *dy, const float *x, size_t n) {
@@ -255,6 +310,34 @@ void qa_gelu_backward(float *dx, const float *dy, const float *x, size_t n) {
 void qa_gelu_backward_in_place(float *dy, const float *x, size_t n) {
     #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) dy[i] = gelu_grad(x[i]) * dy[i];
+}
+
+/* Elements per chunk of the passes below that also write a bf16 copy: the copy is written from
+ * the chunk just computed, while it is still in cache. */
+enum { BF16_CHUNK = 4096 };
+
+void qa_gelu_forward_bf16(float *s, qa_bf16 *y16, const float *x, size_t n) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i0 = 0; i0 < n; i0 += BF16_CHUNK) {
+        const size_t i1 = n - i0 < BF16_CHUNK ? n : i0 + BF16_CHUNK;
+        for (size_t i = i0; i < i1; i++) s[i] = gelu_sigmoid(x[i]);
+        for (size_t i = i0; i < i1; i++) y16[i] = qa_bf16_round(x[i] * s[i]); /* gelu_value(x[i]) */
+    }
+}
+
+/* s: 2u = 2 sqrt(2/pi)(v + 0.044715 v^3) is 2 * u exactly, so sigmoid(2u) saved by the forward is
+ * the float gelu_grad computes again */
+void qa_gelu_backward_bf16(float *dy, qa_bf16 *dy16, const float *x, const float *s, size_t n) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i0 = 0; i0 < n; i0 += BF16_CHUNK) {
+        const size_t i1 = n - i0 < BF16_CHUNK ? n : i0 + BF16_CHUNK;
+        if (s)
+            for (size_t i = i0; i < i1; i++) dy[i] = gelu_grad_from(x[i], s[i]) * dy[i];
+        else
+            for (size_t i = i0; i < i1; i++) dy[i] = gelu_grad(x[i]) * dy[i];
+        if (dy16)
+            for (size_t i = i0; i < i1; i++) dy16[i] = qa_bf16_round(dy[i]);
+    }
 }
 
 void qa_silu_forward(float *y, const float *x, size_t n) {
@@ -404,8 +487,8 @@ void qa_attention_forward_bf16(qa_attention_bf16 *A, float *out, float *probs, c
     qa_matmul_view_bf16(&vs, A->p, &vv, A->v, &vv, out, 1.0f, 0, NULL);
 }
 
-void qa_attention_backward_bf16(qa_attention_bf16 *A, float *dq, float *dk, float *dv, const float *dout,
-                                const float *probs, float *scratch, int B, int T, int C, int H) {
+void qa_attention_backward_bf16(qa_attention_bf16 *A, float *dq, float *dk, float *dv, int accumulate,
+                                const float *dout, const float *probs, float *scratch, int B, int T, int C, int H) {
     QA_ASSERT((size_t)B * T * C <= A->cap_tokens && (size_t)B * H * T * T <= A->cap_probs);
     const float scale = 1.0f / sqrtf((float)(C / H));
     float *dp = scratch;
@@ -413,7 +496,7 @@ void qa_attention_backward_bf16(qa_attention_bf16 *A, float *dq, float *dk, floa
     qa_view vhead = head_view(B, T, C, H, 0), vt = head_view(B, T, C, H, 1);
     qa_view vs = square_view(B, H, T, 0), vst = square_view(B, H, T, 1);
     qa_matmul_view_bf16(&vhead, A->dout, &vt, A->v, &vs, dp, 1.0f, 0, NULL);       /* dP = dout v^T */
-    qa_matmul_view_bf16(&vst, A->p, &vhead, A->dout, &vhead, dv, 1.0f, 1, NULL);   /* dv += P^T dout */
+    qa_matmul_view_bf16(&vst, A->p, &vhead, A->dout, &vhead, dv, 1.0f, accumulate, NULL); /* dv (+)= P^T dout */
     size_t rows = (size_t)B * H * T;
     #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < rows; r++) { /* dS = P (dP - rowsum(dP P)), straight to bf16 */
@@ -423,8 +506,8 @@ void qa_attention_backward_bf16(qa_attention_bf16 *A, float *dq, float *dk, floa
         for (int j = 0; j < T; j++) dot += d[j] * p[j];
         for (int j = 0; j < T; j++) ds[j] = qa_bf16_round(p[j] * (d[j] - dot));
     }
-    qa_matmul_view_bf16(&vs, A->ds, &vhead, A->k, &vhead, dq, scale, 1, NULL);    /* dq += dS k scale */
-    qa_matmul_view_bf16(&vst, A->ds, &vhead, A->q, &vhead, dk, scale, 1, NULL);   /* dk += dS^T q scale */
+    qa_matmul_view_bf16(&vs, A->ds, &vhead, A->k, &vhead, dq, scale, accumulate, NULL);  /* dq (+)= dS k scale */
+    qa_matmul_view_bf16(&vst, A->ds, &vhead, A->q, &vhead, dk, scale, accumulate, NULL); /* dk (+)= dS^T q scale */
 }
 
 void qa_timestep_features(float *y, const float *t, int B, int C) {

@@ -67,6 +67,15 @@ void qa_modulate_forward(float *y, const float *x, const float *shift, const flo
 /* dx += dy (1 + scale); dshift += sum_t dy; dscale += sum_t dy x */
 void qa_modulate_backward(float *dx, float *dshift, float *dscale, const float *dy, const float *x,
                        const float *scale, int cond_stride, int B, int T, int C);
+/* The same writing dx = dy (1 + scale) instead of adding it (dx need not be zeroed). */
+void qa_modulate_backward_write(float *dx, float *dshift, float *dscale, const float *dy, const float *x,
+                                const float *scale, int cond_stride, int B, int T, int C);
+
+/* The bf16 training forward's layer norm and modulation in one pass, the floats of
+ * qa_layernorm_forward then qa_modulate_forward (ln, mean, rstd kept for backward), with the
+ * bf16 copy of h = modulate(ln) written into h16 (the next layer's bf16 input) unless NULL. */
+void qa_layernorm_modulate_forward_bf16(float *ln, float *mean, float *rstd, float *h, qa_bf16 *h16, const float *x,
+                                        const float *shift, const float *scale, int cond_stride, int B, int T, int C);
 
 /* Gated residual: x_out[b,t,:] = x[b,t,:] + gate[b,:] * y[b,t,:]  (x_out may be x: in place) */
 void qa_gated_residual_forward(float *x_out, const float *x, const float *y, const float *gate, int cond_stride,
@@ -75,12 +84,24 @@ void qa_gated_residual_forward(float *x_out, const float *x, const float *y, con
 void qa_gated_residual_backward(float *dy, float *dgate, const float *dx, const float *y,
                              const float *gate, int cond_stride, int B, int T, int C);
 
+/* dy = gate * dx (written, not added: dy need not be zeroed), its bf16 copy in dy16 unless NULL,
+ * and dgate += sum_t dx * y: the bf16 training backward's gated residual. */
+void qa_gated_residual_backward_bf16(float *dy, qa_bf16 *dy16, float *dgate, const float *dx, const float *y,
+                                     const float *gate, int cond_stride, int B, int T, int C);
+
 /* GELU, tanh approximation (as in GPT-2 and DiT): y = 0.5 x (1 + tanh(sqrt(2/pi)(x + 0.044715 x^3))) */
 void qa_gelu_forward(float *y, const float *x, size_t n);
 void qa_gelu_backward(float *dx, const float *dy, const float *x, size_t n);
 /* dy = GELU'(x) dy: the gradient through GELU written over the incoming one, for a caller with no
  * further use for it (no zeroed dx buffer to fill). */
 void qa_gelu_backward_in_place(float *dy, const float *x, size_t n);
+/* The bf16 training step's GELU, for a next layer that reads only the bf16 copy of GELU(x): the
+ * forward writes that copy (y16 = bf16(GELU(x)), the floats of qa_gelu_forward rounded) and the
+ * sigmoid factor s of GELU(x) = x s, which the backward reads instead of computing it again
+ * (s = NULL: computed again). The backward is qa_gelu_backward_in_place's dy = GELU'(x) dy, bit
+ * for bit, and writes bf16(dy) into dy16 (the previous layer's output gradient) unless NULL. */
+void qa_gelu_forward_bf16(float *s, qa_bf16 *y16, const float *x, size_t n);
+void qa_gelu_backward_bf16(float *dy, qa_bf16 *dy16, const float *x, const float *s, size_t n);
 /* SiLU: y = x sigmoid(x) */
 void qa_silu_forward(float *y, const float *x, size_t n);
 void qa_silu_backward(float *dx, const float *dy, const float *x, size_t n);
@@ -118,9 +139,10 @@ typedef struct {
 
 void qa_attention_forward_bf16(qa_attention_bf16 *A, float *out, float *probs, const float *q, const float *k,
                                const float *v, int B, int T, int C, int H);
-/* Backward of A's last forward (same shapes, probs its f32 P). scratch holds B*H*T*T floats. */
-void qa_attention_backward_bf16(qa_attention_bf16 *A, float *dq, float *dk, float *dv, const float *dout,
-                                const float *probs, float *scratch, int B, int T, int C, int H);
+/* Backward of A's last forward (same shapes, probs its f32 P). scratch holds B*H*T*T floats.
+ * accumulate = 0 writes dq, dk, dv instead of adding to them (they need not be zeroed). */
+void qa_attention_backward_bf16(qa_attention_bf16 *A, float *dq, float *dk, float *dv, int accumulate,
+                                const float *dout, const float *probs, float *scratch, int B, int T, int C, int H);
 size_t qa_attention_bf16_bytes(const qa_attention_bf16 *A);
 void qa_attention_bf16_free(qa_attention_bf16 *A);
 

@@ -239,7 +239,7 @@ Test(bf16, attention_backward_products_and_accumulation) {
     qa_attention_forward_bf16(&C, A.out16, A.p16, A.q, A.k, A.v, AB, AT, AC, AH);
     /* dq, dk, dv start at 1: the backward adds */
     for (int i = 0; i < ATT_N; i++) A.dq16[i] = A.dk16[i] = A.dv16[i] = 1.0f;
-    qa_attention_backward_bf16(&C, A.dq16, A.dk16, A.dv16, A.dout, A.p16, A.scratch, AB, AT, AC, AH);
+    qa_attention_backward_bf16(&C, A.dq16, A.dk16, A.dv16, 1, A.dout, A.p16, A.scratch, AB, AT, AC, AH);
     for (int i = 0; i < ATT_N; i++) cr_assert_eq(C.dout[i], qa_bf16_round(A.dout[i]), "dout copy [%d]", i);
     const double scale = 1.0 / sqrt((double)AHD);
     static double ds[ATT_P];
@@ -295,6 +295,111 @@ Test(bf16, attention_backward_products_and_accumulation) {
     }
     cr_expect(qa_attention_bf16_bytes(&C) == 2 * (4 * (size_t)ATT_N + 2 * (size_t)ATT_P));
     qa_attention_bf16_free(&C);
+}
+
+Test(bf16, attention_backward_writes_what_it_adds_to_zeros) {
+    fill_attention();
+    qa_attention_bf16 C = {0};
+    qa_attention_forward_bf16(&C, A.out16, A.p16, A.q, A.k, A.v, AB, AT, AC, AH);
+    for (int i = 0; i < ATT_N; i++) A.dq32[i] = A.dk32[i] = A.dv32[i] = 0.0f;
+    qa_attention_backward_bf16(&C, A.dq32, A.dk32, A.dv32, 1, A.dout, A.p16, A.scratch, AB, AT, AC, AH);
+    for (int i = 0; i < ATT_N; i++) A.dq16[i] = A.dk16[i] = A.dv16[i] = 1e30f; /* stale values, overwritten */
+    qa_attention_backward_bf16(&C, A.dq16, A.dk16, A.dv16, 0, A.dout, A.p16, A.scratch, AB, AT, AC, AH);
+    for (int i = 0; i < ATT_N; i++) {
+        cr_assert_eq(A.dq16[i], A.dq32[i], "dq[%d]", i);
+        cr_assert_eq(A.dk16[i], A.dk32[i], "dk[%d]", i);
+        cr_assert_eq(A.dv16[i], A.dv32[i], "dv[%d]", i);
+    }
+    qa_attention_bf16_free(&C);
+}
+
+/* ---- the elementwise passes of the bf16 training step that also write a bf16 copy: the floats
+ * of the f32 kernels (or of the expression, written out here), and the copy their rounding ---- */
+
+enum { EB = 3, ET = 37, EC = 24, ES = 6 * EC, EN = EB * ET * EC };
+
+static struct {
+    float x[EN], cond[EB * ES], dy[EN], y[EN];
+    float a32[EN], b32[EN], a16[EN], b16[EN], mean32[EB * ET], rstd32[EB * ET], mean16[EB * ET], rstd16[EB * ET];
+    float d32[EB * ES], d16[EB * ES];
+    qa_bf16 h[EN];
+} E;
+
+static void fill_elementwise(void) {
+    trng r = trng_new(61);
+    fill_normal(&r, E.x, EN, 1.5);
+    fill_normal(&r, E.cond, EB * ES, 0.5);
+    fill_normal(&r, E.dy, EN, 1.0);
+    fill_normal(&r, E.y, EN, 1.0);
+}
+
+static void expect_copy(const qa_bf16 *h, const float *f, size_t n) {
+    for (size_t i = 0; i < n; i++) cr_assert_eq(h[i], qa_bf16_round(f[i]), "bf16 copy [%zu] of %g", i, f[i]);
+}
+
+Test(bf16, layernorm_modulate_pass_equals_the_two_kernels) {
+    fill_elementwise();
+    const float *shift = E.cond + EC, *scale = E.cond + 3 * EC;
+    qa_layernorm_forward(E.a32, E.mean32, E.rstd32, E.x, EB * ET, EC);
+    qa_modulate_forward(E.b32, E.a32, shift, scale, ES, EB, ET, EC);
+    for (int with_copy = 0; with_copy < 2; with_copy++) {
+        qa_layernorm_modulate_forward_bf16(E.a16, E.mean16, E.rstd16, E.b16, with_copy ? E.h : NULL, E.x, shift, scale,
+                                           ES, EB, ET, EC);
+        cr_assert(memcmp(E.a16, E.a32, sizeof E.a32) == 0, "ln differs");
+        cr_assert(memcmp(E.b16, E.b32, sizeof E.b32) == 0, "h differs");
+        cr_assert(memcmp(E.mean16, E.mean32, sizeof E.mean32) == 0 && memcmp(E.rstd16, E.rstd32, sizeof E.rstd32) == 0);
+    }
+    expect_copy(E.h, E.b32, EN);
+}
+
+Test(bf16, gated_residual_backward_writes_dy_and_its_copy) {
+    fill_elementwise();
+    const float *gate = E.cond + 2 * EC;
+    for (int i = 0; i < EB * ES; i++) E.d32[i] = E.d16[i] = 0.25f;
+    for (int i = 0; i < EN; i++) { E.a32[i] = 0.0f; E.a16[i] = 1e30f; }
+    qa_gated_residual_backward(E.a32, E.d32 + 2 * EC, E.dy, E.y, gate, ES, EB, ET, EC);
+    qa_gated_residual_backward_bf16(E.a16, E.h, E.d16 + 2 * EC, E.dy, E.y, gate, ES, EB, ET, EC);
+    for (int b = 0; b < EB; b++)
+        for (int t = 0; t < ET; t++)
+            for (int c = 0; c < EC; c++) {
+                size_t i = ((size_t)b * ET + t) * EC + c;
+                cr_assert_eq(E.a16[i], gate[b * ES + c] * E.dy[i], "dy[%zu]", i);
+            }
+    cr_assert(memcmp(E.d16, E.d32, sizeof E.d32) == 0, "dgate differs");
+    expect_copy(E.h, E.a16, EN);
+}
+
+Test(bf16, modulate_backward_writes_what_it_adds_to_zeros) {
+    fill_elementwise();
+    const float *scale = E.cond + 4 * EC;
+    for (int i = 0; i < EB * ES; i++) E.d32[i] = E.d16[i] = -0.5f;
+    for (int i = 0; i < EN; i++) { E.a32[i] = 0.0f; E.a16[i] = 1e30f; }
+    qa_modulate_backward(E.a32, E.d32 + 3 * EC, E.d32 + 4 * EC, E.dy, E.x, scale, ES, EB, ET, EC);
+    qa_modulate_backward_write(E.a16, E.d16 + 3 * EC, E.d16 + 4 * EC, E.dy, E.x, scale, ES, EB, ET, EC);
+    cr_assert(memcmp(E.a16, E.a32, sizeof E.a32) == 0, "dx differs");
+    cr_assert(memcmp(E.d16, E.d32, sizeof E.d32) == 0, "dshift, dscale differ");
+}
+
+Test(bf16, gelu_passes_equal_the_f32_kernels) {
+    enum { GN = 3 * 4096 + 77 }; /* more than one chunk, and a partial one */
+    static float x[GN], y32[GN], sig[GN], d32[GN], d16[GN], e16[GN];
+    static qa_bf16 h[GN];
+    trng r = trng_new(71);
+    fill_normal(&r, x, GN, 2.0);
+    fill_normal(&r, d32, GN, 1.0);
+    memcpy(d16, d32, sizeof d32);
+    memcpy(e16, d32, sizeof d32);
+    qa_gelu_forward(y32, x, GN);
+    qa_gelu_forward_bf16(sig, h, x, GN);
+    expect_copy(h, y32, GN);
+    for (int i = 0; i < GN; i++) /* the saved factor: GELU(x) = x s, s in [0, 1] (rounded) */
+        cr_assert(x[i] * sig[i] == y32[i] && sig[i] >= 0.f && sig[i] <= 1.f, "s[%d] = %g", i, sig[i]);
+    qa_gelu_backward_in_place(d32, x, GN);
+    qa_gelu_backward_bf16(d16, h, x, sig, GN);
+    cr_assert(memcmp(d16, d32, sizeof d32) == 0, "GELU backward from the saved factor differs");
+    expect_copy(h, d32, GN);
+    qa_gelu_backward_bf16(e16, NULL, x, NULL, GN);
+    cr_assert(memcmp(e16, d32, sizeof d32) == 0, "GELU backward computing the factor again differs");
 }
 
 /* The bias gradient's column sums, split over threads, are the row-order sums of one thread, bit
