@@ -67,7 +67,7 @@ void qa_ddim_sample(qa_dit *m, const qa_schedule *s, const int *y, int B, int st
         memcpy(xin, out, sizeof(float) * (size_t)B * D);
         if (guided) memcpy(xin + (size_t)B * D, out, sizeof(float) * (size_t)B * D);
         for (int b = 0; b < NB; b++) tt[b] = (float)t;
-        qa_dit_forward(m, xin, tt, yy, NB, eps);
+        qa_dit_forward_inference(m, xin, tt, yy, NB, eps);
         float sa = sqrtf(abar), ss = sqrtf(1.0f - abar);
         float sap = sqrtf(abar_prev), ssp = sqrtf(1.0f - abar_prev);
         for (size_t j = 0; j < (size_t)B * D; j++) {

@@ -58,7 +58,7 @@ double qa_heldout_loss(qa_dit *m, const qa_heldout *h, double *per_image) {
     for (size_t s = 0; s < n; s += (size_t)B) {
         int nb = (int)(n - s < (size_t)B ? n - s : (size_t)B);
         qa_diffusion_noise_at(&h->sched, h->x0 + s * D, h->eps + s * D, h->t + s, nb, D, xt);
-        qa_dit_forward(m, xt, h->t + s, h->y + s, nb, pred);
+        qa_dit_forward_inference(m, xt, h->t + s, h->y + s, nb, pred);
         for (int b = 0; b < nb; b++) {
             double l = qa_mse_loss(pred + (size_t)b * D, h->eps + (s + b) * D, (size_t)D, NULL);
             total += l;

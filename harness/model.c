@@ -444,13 +444,14 @@ static int int8_attention_runs(const qa_dit *m, int l) {
            qa_int8_attention_ready(&m->att_q[l]);
 }
 
-/* a->att from block l's q, k, v, as attention_mode says (fused: the deployed model's fused path,
- * whose float attention is the same floats computed faster). */
+/* a->att from block l's q, k, v, as attention_mode says (fused: the deployed model's fused path;
+ * it and an f32 inference forward take the float attention's same floats computed faster; a bf16
+ * forward keeps its bf16 attention, inference or not, so that both give the same floats). */
 static void block_attention(qa_dit *m, int l, int B, int fused) {
     qa_block_acts *a = &m->acts[l];
     const int d = m->cfg.dim, T = m->T, H = m->cfg.heads;
     if (m->attention_mode == QA_ATTN_FLOAT) {
-        if (fused) qa_attention_deployed_forward(a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
+        if (fused || (m->inference && !m->att_bf16_last)) qa_attention_forward_inference(a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
         else if (m->att_bf16_last) qa_attention_forward_bf16(&m->att_bf16[l], a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
         else qa_attention_forward(a->att, a->probs, a->q, a->k, a->v, B, T, d, H);
         return;
@@ -469,6 +470,19 @@ void qa_dit_set_attention_quant(qa_dit *m, int mode) {
         m->att_scratch_fq = qa_alloc(sizeof(float) * 3 * (size_t)m->max_batch * m->T * m->cfg.dim);
     }
     m->attention_mode = mode;
+}
+
+/* h = LN(x)(1 + scale) + shift over the B * T token rows; a training forward keeps ln, mean and
+ * rstd for the backward, an inference forward computes the same h in one pass and keeps nothing. */
+static void norm_modulate(const qa_dit *m, float *h, float *ln, float *mean, float *rstd, const float *x,
+                          const float *shift, const float *scale, int cond_stride, int B) {
+    const int d = m->cfg.dim, T = m->T;
+    if (m->inference) {
+        qa_layernorm_modulate_forward(h, x, shift, scale, cond_stride, B, T, d);
+        return;
+    }
+    qa_layernorm_forward(ln, mean, rstd, x, B * T, d);
+    qa_modulate_forward(h, ln, shift, scale, cond_stride, B, T, d);
 }
 
 /* Block l's attention half, x_mid = x_in + g1 * out(Attn(LN(x_in)(1 + scale1) + shift1)). */
@@ -505,8 +519,7 @@ static void attention_half_forward(qa_dit *m, int l, int B) {
         prof_lap(m, &m->prof.linear, &t0);
         return;
     }
-    qa_layernorm_forward(a->ln1, a->mean1, a->rstd1, a->x_in, M, d);
-    qa_modulate_forward(a->h1, a->ln1, sh1, sc1, 6 * d, B, T, d);
+    norm_modulate(m, a->h1, a->ln1, a->mean1, a->rstd1, a->x_in, sh1, sc1, 6 * d, B);
     prof_lap(m, &m->prof.norm, &t0);
     slot_forward(m->q[l], a->h1, a->q, M);
     slot_forward(m->k[l], a->h1, a->k, M);
@@ -539,8 +552,7 @@ static void mlp_half_forward(qa_dit *m, int l, int B, float *x_out) {
         prof_lap(m, &m->prof.linear, &t0);
         return;
     }
-    qa_layernorm_forward(a->ln2, a->mean2, a->rstd2, a->x_mid, M, d);
-    qa_modulate_forward(a->h2, a->ln2, sh2, sc2, 6 * d, B, T, d);
+    norm_modulate(m, a->h2, a->ln2, a->mean2, a->rstd2, a->x_mid, sh2, sc2, 6 * d, B);
     prof_lap(m, &m->prof.norm, &t0);
     slot_forward(m->mlp1[l], a->h2, a->m1, M);
     t0 = m->profiling ? qa_now() : 0;
@@ -566,8 +578,7 @@ static void final_forward(qa_dit *m, int B) {
         prof_lap(m, &m->prof.linear, &t0);
         return;
     }
-    qa_layernorm_forward(m->lnf, m->meanf, m->rstdf, m->x_final, M, d);
-    qa_modulate_forward(m->hf, m->lnf, m->fmod, m->fmod + d, 2 * d, B, T, d);
+    norm_modulate(m, m->hf, m->lnf, m->meanf, m->rstdf, m->x_final, m->fmod, m->fmod + d, 2 * d, B);
     prof_lap(m, &m->prof.norm, &t0);
     slot_forward(m->final, m->hf, m->out_tok, M);
 }
@@ -613,8 +624,9 @@ static void mlp_half_forward_bf16(qa_dit *m, int l, int B, float *x_out) {
     qa_gated_residual_forward(x_out, a->x_mid, a->m2, g2, 6 * d, B, T, d);
 }
 
-void qa_dit_forward(qa_dit *m, const float *x_t, const float *t, const int *y, int B, float *eps) {
+static void forward_pass(qa_dit *m, const float *x_t, const float *t, const int *y, int B, float *eps, int inference) {
     QA_ASSERT(B <= m->max_batch);
+    m->inference = inference;
     const int d = m->cfg.dim, T = m->T, P = m->cfg.patch, G = m->grid, img = m->cfg.img;
     const int pd = m->patch_dim, NP = m->n_patches, L = m->cfg.depth;
     double t_start = m->profiling ? qa_now() : 0;
@@ -679,6 +691,14 @@ void qa_dit_forward(qa_dit *m, const float *x_t, const float *t, const int *y, i
                         eps[(size_t)b * img * img + (gy * P + py) * img + gx * P + px] =
                             m->out_tok[((size_t)b * T + 1 + gy * G + gx) * pd + py * P + px];
     prof_lap(m, &m->prof.total, &t_start);
+}
+
+void qa_dit_forward(qa_dit *m, const float *x_t, const float *t, const int *y, int B, float *eps) {
+    forward_pass(m, x_t, t, y, B, eps, 0);
+}
+
+void qa_dit_forward_inference(qa_dit *m, const float *x_t, const float *t, const int *y, int B, float *eps) {
+    forward_pass(m, x_t, t, y, B, eps, 1);
 }
 
 /* ---- backward ---- */

@@ -131,6 +131,7 @@ typedef struct {
     qa_attention_bf16 *att_bf16;  /* per block, once the dtype has been bf16: attention's bf16 copies */
     int att_bf16_last;            /* 1: the last forward's attention ran on att_bf16 (its backward follows) */
     float *att_scratch_fq;        /* fake-quantized q, k, v of the reference */
+    int inference;                /* 1: the last forward was qa_dit_forward_inference (kept nothing for a backward) */
     int profiling;
     qa_dit_profile prof;
 } qa_dit;
@@ -150,6 +151,10 @@ void qa_dit_free(qa_dit *m);
 void qa_dit_init_weights(qa_dit *m, uint64_t seed);
 /* eps[B, img*img] = model(x_t[B, img*img], t[B], y[B]) */
 void qa_dit_forward(qa_dit *m, const float *x_t, const float *t, const int *y, int B, float *eps);
+/* The same eps bit for bit, for a forward no backward follows (sampling, evaluation): layer norm
+ * and modulation in one pass that keeps no statistics, the softmax rows in groups
+ * (qa_attention_forward_inference). qa_dit_backward must not follow it. */
+void qa_dit_forward_inference(qa_dit *m, const float *x_t, const float *t, const int *y, int B, float *eps);
 /* Backward of the last forward, from deps = dL/deps. Accumulates parameter grads when
  * train_base, and method grads always. */
 void qa_dit_backward(qa_dit *m, const float *deps);
@@ -177,7 +182,7 @@ void qa_dit_set_deployed(qa_dit *m, float *const *weights, float *const *row_del
  * them: layer norm + modulation write the next integer layer's u8 codes, q/k/v run as one
  * stacked integer layer, GELU sits between mlp.fc1's dequantization and mlp.fc2's quantization,
  * and the attention output and MLP layers dequantize inside the gated residual; float attention
- * runs as qa_attention_deployed_forward (the same floats), integer attention codes q, k, v from the
+ * runs as qa_attention_forward_inference (the same floats), integer attention codes q, k, v from the
  * stacked layer's accumulator and its output for the output projection. The fused model equals
  * the unfused one bit for bit; m->int8_unfused = 1 turns the fusion off. */
 int qa_dit_enable_int8(qa_dit *m);

@@ -389,7 +389,7 @@ static inline void softmax_row(float *p, int T) {
 
 static void softmax_rows_grouped(float *probs, size_t rows, int T);
 
-/* grouped: the softmax rows in groups (softmax_rows_grouped, the deployed model), the same floats */
+/* grouped: the softmax rows in groups (softmax_rows_grouped, inference), the same floats */
 static void attention_forward_rows(float *out, float *probs, const float *q, const float *k, const float *v,
                                    int B, int T, int C, int H, int grouped) {
     int hd = C / H;
@@ -412,8 +412,8 @@ void qa_attention_forward(float *out, float *probs, const float *q, const float 
     attention_forward_rows(out, probs, q, k, v, B, T, C, H, 0);
 }
 
-void qa_attention_deployed_forward(float *out, float *probs, const float *q, const float *k, const float *v,
-                                   int B, int T, int C, int H) {
+void qa_attention_forward_inference(float *out, float *probs, const float *q, const float *k, const float *v,
+                                    int B, int T, int C, int H) {
     attention_forward_rows(out, probs, q, k, v, B, T, C, H, 1);
 }
 
@@ -622,6 +622,38 @@ static void softmax_rows_grouped(float *probs, size_t rows, int T) {
     }
 }
 
+/* Layer-norm statistics of the rows [r0, r0 + n) of x [M, C], n <= QA_ROW_GROUP: a whole group
+ * side by side, the rows of a partial one each alone (the same floats either way). */
+static inline void layernorm_rows_stats(const float *x, int r0, int n, int C, float *mu, float *rs) {
+    if (n == QA_ROW_GROUP) layernorm_group_stats(x + (size_t)r0 * C, C, mu, rs);
+    else
+        for (int i = 0; i < n; i++) layernorm_row_stats(x + (size_t)(r0 + i) * C, C, &mu[i], &rs[i]);
+}
+
+/* h = LN(x)(1 + scale) + shift of one row: layernorm_forward's and modulate_forward's expressions,
+ * the intermediate kept in float, so the same floats. */
+static inline void layernorm_modulate_row(float *restrict h, const float *restrict xr, float mu, float rs,
+                                          const float *restrict sh, const float *restrict sc, int C) {
+    for (int c = 0; c < C; c++) h[c] = (xr[c] - mu) * rs;
+    for (int c = 0; c < C; c++) h[c] = h[c] * (1.0f + sc[c]) + sh[c];
+}
+
+void qa_layernorm_modulate_forward(float *h, const float *x, const float *shift, const float *scale, int cond_stride,
+                                   int B, int T, int C) {
+    const int M = B * T, groups = (M + QA_ROW_GROUP - 1) / QA_ROW_GROUP;
+    #pragma omp parallel for schedule(static)
+    for (int g = 0; g < groups; g++) {
+        float mu[QA_ROW_GROUP], rs[QA_ROW_GROUP];
+        const int r0 = g * QA_ROW_GROUP, n = M - r0 < QA_ROW_GROUP ? M - r0 : QA_ROW_GROUP;
+        layernorm_rows_stats(x, r0, n, C, mu, rs);
+        for (int i = 0; i < n; i++) {
+            const int bt = r0 + i;
+            const size_t cond = (size_t)(bt / T) * cond_stride;
+            layernorm_modulate_row(h + (size_t)bt * C, x + (size_t)bt * C, mu[i], rs[i], shift + cond, scale + cond, C);
+        }
+    }
+}
+
 void qa_layernorm_modulate_quantize(qa_int8_linear *next, const qa_actq *aq, const float *x, const float *shift,
                                     const float *scale, int cond_stride, int B, int T, int C) {
     QA_ASSERT(C == next->in && C <= QA_FUSED_ROW_MAX);
@@ -632,15 +664,11 @@ void qa_layernorm_modulate_quantize(qa_int8_linear *next, const qa_actq *aq, con
     for (int g = 0; g < groups; g++) {
         float h[QA_FUSED_ROW_MAX], mu[QA_ROW_GROUP], rs[QA_ROW_GROUP];
         const int r0 = g * QA_ROW_GROUP, n = M - r0 < QA_ROW_GROUP ? M - r0 : QA_ROW_GROUP;
-        if (n == QA_ROW_GROUP) layernorm_group_stats(x + (size_t)r0 * C, C, mu, rs);
-        else
-            for (int i = 0; i < n; i++) layernorm_row_stats(x + (size_t)(r0 + i) * C, C, &mu[i], &rs[i]);
+        layernorm_rows_stats(x, r0, n, C, mu, rs);
         for (int i = 0; i < n; i++) {
             const int bt = r0 + i;
-            const float *xr = x + (size_t)bt * C;
-            const float *sh = shift + (size_t)(bt / T) * cond_stride, *sc = scale + (size_t)(bt / T) * cond_stride;
-            for (int c = 0; c < C; c++) h[c] = (xr[c] - mu[i]) * rs[i];
-            for (int c = 0; c < C; c++) h[c] = h[c] * (1.0f + sc[c]) + sh[c];
+            const size_t cond = (size_t)(bt / T) * cond_stride;
+            layernorm_modulate_row(h, x + (size_t)bt * C, mu[i], rs[i], shift + cond, scale + cond, C);
             next->xsum[bt] = qa_int8_quantize_row(h, next->xq + (size_t)bt * C, C, dx, zx);
         }
     }

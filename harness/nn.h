@@ -77,6 +77,13 @@ void qa_modulate_backward_write(float *dx, float *dshift, float *dscale, const f
 void qa_layernorm_modulate_forward_bf16(float *ln, float *mean, float *rstd, float *h, qa_bf16 *h16, const float *x,
                                         const float *shift, const float *scale, int cond_stride, int B, int T, int C);
 
+/* Layer norm and modulation in one pass for a forward no backward follows (inference):
+ * h = LN(x)(1 + scale) + shift with layernorm_forward's statistics and modulate_forward's
+ * expression, equal to the two bit for bit; nothing is kept for a backward (no normalized copy,
+ * mean or rstd). h may not alias x. */
+void qa_layernorm_modulate_forward(float *h, const float *x, const float *shift, const float *scale, int cond_stride,
+                                   int B, int T, int C);
+
 /* Gated residual: x_out[b,t,:] = x[b,t,:] + gate[b,:] * y[b,t,:]  (x_out may be x: in place) */
 void qa_gated_residual_forward(float *x_out, const float *x, const float *y, const float *gate, int cond_stride,
                                int B, int T, int C);
@@ -113,12 +120,12 @@ void qa_relu_backward(float *dx, const float *dy, const float *x, size_t n);
  * S = q k^T / sqrt(hd);  P = softmax_rows(S);  out = P v */
 void qa_attention_forward(float *out, float *probs, const float *q, const float *k, const float *v,
                        int B, int T, int C, int H);
+/* The same for a forward no backward follows (sampling, evaluation; the deployed model): equal
+ * bit for bit, the softmax rows processed in groups whose in-order sums overlap. */
+void qa_attention_forward_inference(float *out, float *probs, const float *q, const float *k, const float *v,
+                                    int B, int T, int C, int H);
 /* dP = dout v^T; dv += P^T dout; dS = P (dP - rowsum(dP P)); dq += dS k / sqrt(hd);
  * dk += dS^T q / sqrt(hd).  scratch must hold 2 * B*H*T*T floats. */
-/* The same for the deployed model (inference): equal bit for bit, the softmax rows processed in
- * groups whose in-order sums overlap. */
-void qa_attention_deployed_forward(float *out, float *probs, const float *q, const float *k, const float *v,
-                                   int B, int T, int C, int H);
 void qa_attention_backward(float *dq, float *dk, float *dv, const float *dout, const float *probs,
                         const float *q, const float *k, const float *v, float *scratch, int B,
                         int T, int C, int H);
