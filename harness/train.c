@@ -138,7 +138,8 @@ void qa_distill_batch(qa_distill *d, qa_rng *rng, qa_train_batch *b) {
     d->t_cur = d->remaining * stride;
     for (int i = 0; i < B; i++) b->tt[i] = (float)d->t_cur;
     memcpy(b->xt, d->x, sizeof(float) * (size_t)B * D_IMG);
-    qa_dit_forward(d->teacher, b->xt, b->tt, b->labels, B, d->eps_teacher);
+    /* nothing backpropagates through the teacher */
+    qa_dit_forward_inference(d->teacher, b->xt, b->tt, b->labels, B, d->eps_teacher);
     memcpy(b->target, d->eps_teacher, sizeof(float) * (size_t)B * D_IMG);
     b->B_main = B;
 }
