@@ -650,3 +650,45 @@ Test(report, new_metrics_rates_and_tuning_show_when_recorded) {
     free(md);
     rm_rf_dir(folder);
 }
+
+/* The run time line: every run file's training, merge and evaluation seconds, the tuning runs'
+ * (tune/) included, summed here from what the test wrote. */
+Test(report, run_time_sums_every_run_file_tuning_included, .init = build_folder, .fini = drop_folder) {
+    double want = 0, want_tuning = 0;
+    for (int i = 0; i < N_DEFS; i++) {
+        double train = 10.0 + i, merge = 0.5 * i;
+        set_run_f64(dir, defs[i].id, "timing", "train_seconds", train);
+        set_run_f64(dir, defs[i].id, "timing", "merge_seconds", merge);
+        want += train + merge;
+        if (defs[i].variant) {
+            char sub[64];
+            snprintf(sub, sizeof sub, "eval/%s", defs[i].variant);
+            set_run_f64(dir, defs[i].id, sub, "eval_seconds", 100.0 * (i + 1));
+            want += 100.0 * (i + 1);
+        }
+    }
+    /* two of them again as tuning runs */
+    char tune[300], from[600], to[600];
+    snprintf(tune, sizeof tune, "%s/tune", dir);
+    cr_assert_eq(mkdir(tune, 0755), 0);
+    for (int i = 0; i < 2; i++) {
+        snprintf(from, sizeof from, "%s/%s.h5", dir, defs[i].id);
+        snprintf(to, sizeof to, "%s/%s.h5", tune, defs[i].id);
+        char *bytes = NULL;
+        size_t len = 0;
+        qa_error err = {0, ""};
+        cr_assert_eq(qa_read_file(from, &bytes, &len, &err), 0, "%s", err.msg);
+        FILE *f = fopen(to, "wb");
+        cr_assert_not_null(f);
+        cr_assert_eq(fwrite(bytes, 1, len, f), len);
+        fclose(f);
+        free(bytes);
+        want_tuning += 10.0 + i + 0.5 * i + 100.0 * (i + 1);
+    }
+    char *md = run_report();
+    char line[200];
+    snprintf(line, sizeof line, "Run time: %.2f hours over %d run files (2 tuning runs: %.2f hours)",
+             (want + want_tuning) / 3600.0, N_DEFS + 2, want_tuning / 3600.0);
+    cr_expect(strstr(md, line) != NULL, "want: %s\nreport:\n%s", line, md);
+    free(md);
+}
