@@ -76,6 +76,7 @@ typedef struct {
     float *bias;
     const float *x;          /* input of the last forward (owned by the caller) */
     float *z_cache, *dy_scaled; /* Z, dy . s [rows_cap, out] (per channel) */
+    double *ds_acc;          /* the per-channel scale gradient's running sums [out] */
     int rows_cap;
     qa_base_product base_mm; /* the frozen base product, in the training dtype (base_product.h) */
 } peqa_state;
@@ -115,6 +116,7 @@ static int peqa_init(void *state, const qa_layer_init *li, qa_error *err) {
     s->zero = qa_alloc(sizeof(float) * (size_t)G * out);
     s->scale = qa_alloc(sizeof(float) * (size_t)G * out);
     s->dscale = qa_alloc(sizeof(float) * (size_t)G * out);
+    s->ds_acc = qa_alloc(sizeof(double) * out);
     const float lmax = (float)((1 << bits) - 1);
     for (int o = 0; o < out; o++)
         for (int j = 0; j < G; j++) {
@@ -194,11 +196,15 @@ static void peqa_backward(void *state, const float *dy, float *dx, int M) {
         qa_base_product_backward_dx(&s->base_mm, dx, dy, s->w_hat, M);     /* dx += dy W_hat */
         return;
     }
-    for (int o = 0; o < out; o++) {                         /* ds[o] += sum_m dy[m,o] Z[m,o] */
-        double acc = 0;
-        for (int m = 0; m < M; m++) acc += (double)dy[(size_t)m * out + o] * s->z_cache[(size_t)m * out + o];
-        s->dscale[o] += (float)acc;
+    /* ds[o] += sum_m dy[m,o] Z[m,o]: each column summed in double in row order, the rows read
+     * in memory order (a column walk over [M, out] misses the cache on every row) */
+    double *acc = s->ds_acc;
+    for (int o = 0; o < out; o++) acc[o] = 0;
+    for (int m = 0; m < M; m++) {
+        const float *dy_row = dy + (size_t)m * out, *z_row = s->z_cache + (size_t)m * out;
+        for (int o = 0; o < out; o++) acc[o] += (double)dy_row[o] * z_row[o];
     }
+    for (int o = 0; o < out; o++) s->dscale[o] += (float)acc[o];
     if (!dx) return;
     for (int m = 0; m < M; m++)                                             /* dy . s */
         for (int o = 0; o < out; o++) s->dy_scaled[(size_t)m * out + o] = dy[(size_t)m * out + o] * s->scale[o];
@@ -271,6 +277,7 @@ static void peqa_destroy(void *state) {
     qa_base_product_free(&s->base_mm);
     float *ps[] = {s->code, s->zero, s->scale, s->dscale, s->w_hat, s->grad_w, s->bias, s->z_cache, s->dy_scaled};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++) qa_free(ps[i]);
+    qa_free(s->ds_acc);
     qa_frozen_codes_free(&s->q);
 }
 
