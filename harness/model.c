@@ -769,6 +769,7 @@ static void block_backward_bf16(qa_dit *m, int l, int B) {
 }
 
 void qa_dit_backward(qa_dit *m, const float *deps) {
+    QA_ASSERT(!m->inference); /* an inference forward keeps no statistics or activations for it */
     const int B = m->last_B, d = m->cfg.dim, T = m->T, P = m->cfg.patch, G = m->grid;
     const int img = m->cfg.img, pd = m->patch_dim, NP = m->n_patches, L = m->cfg.depth;
     const int H = m->cfg.heads, hid = d * m->cfg.mlp_ratio, M = B * T;
