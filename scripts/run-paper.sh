@@ -7,6 +7,9 @@
 #   scripts/run-paper.sh fig_bits ...    only the named recipes
 #   scripts/run-paper.sh --report-only [NAME ...]
 #                                        tables and figures again from the run files, no runs
+#   QADAPT_LAUNCH='mpirun --oversubscribe -np 2 -x OMP_NUM_THREADS' OMP_NUM_THREADS=1 scripts/run-paper.sh
+#                                        each sweep under a launcher (the ranks share its runs;
+#                                        report, plot and verify run once, without it)
 # Then the claims are judged from the run files (qadapt verify: the IntLoRA paper's,
 # results/table_subject/intlora.claims.{md,csv}, and the other methods' papers',
 # literature.claims.{md,csv}) and the README's claims table, between its two marker lines, is
@@ -21,7 +24,9 @@ for name in $RECIPES; do
     recipe=experiments/$name.recipe
     [ -f "$recipe" ] || { echo "run-paper: no recipe $recipe" >&2; exit 2; }
     start=$(date +%s)
-    if [ $RUN = 1 ]; then "$QADAPT" run "$recipe" --out "results/$name"
+    # QADAPT_LAUNCH is a command prefix, split into words on purpose
+    # shellcheck disable=SC2086
+    if [ $RUN = 1 ]; then ${QADAPT_LAUNCH:-} "$QADAPT" run "$recipe" --out "results/$name"
     elif [ ! -d "results/$name" ]; then echo "run-paper: $name has no results folder (not run yet), skipped" >&2; continue
     fi
     # the cell each report's loss differences and the forest figure are taken against
