@@ -2,7 +2,7 @@
 # Runs every recipe behind the README's Results section, in order of importance, each into
 # results/<recipe name>, then writes its tables and figures. Safe to interrupt and re-run: a
 # sweep resumes in its folder, skipping finished runs.
-#   scripts/run-paper.sh                 all of them (about 18 hours on 2 cores under the protocol's
+#   scripts/run-paper.sh                 all of them (about 30 hours on 2 cores under the protocol's
 #                                        tuning stage and seeds: experiments/README.md)
 #   scripts/run-paper.sh fig_bits ...    only the named recipes
 #   scripts/run-paper.sh --report-only [NAME ...]
