@@ -21,14 +21,39 @@
 
 
 
-/* A recipe's text without comments, blank lines and spaces: what decides the runs. */
+/* Keys that add runs to a plan without changing any run it had: a folder made without them
+ * resumes with them (the runs they add are new files; a final run whose rate they change is
+ * caught by check_final_rates). */
+static const struct { const char *section, *key; } adds_runs_only[] = {{"tune", "extend"}};
+
+/* 1 when the substance line (no spaces) sets one of adds_runs_only in `section`. */
+static int line_adds_runs_only(const char *section, const char *line, size_t len) {
+    for (size_t i = 0; i < sizeof adds_runs_only / sizeof adds_runs_only[0]; i++) {
+        size_t k = strlen(adds_runs_only[i].key);
+        if (!strcmp(section, adds_runs_only[i].section) && len > k && !strncmp(line, adds_runs_only[i].key, k) && line[k] == '=')
+            return 1;
+    }
+    return 0;
+}
+
+/* A recipe's text without comments, blank lines, spaces and the adds_runs_only keys: what
+ * decides the runs it had. */
 static char *recipe_substance(const char *text) {
     size_t n = strlen(text);
-    char *out = qa_alloc(n + 1), *o = out;
+    char *out = qa_alloc(n + 2), *o = out, *line = out;
+    char section[64] = "";
     int in_comment = 0;
-    for (const char *q = text; *q; q++) {
+    for (const char *q = text;; q++) {
+        if (*q == '\n' || !*q) { /* the line [line, o) is complete */
+            in_comment = 0;
+            size_t len = (size_t)(o - line);
+            if (len > 2 && line[0] == '[' && line[len - 1] == ']') snprintf(section, sizeof section, "%.*s", (int)(len - 2), line + 1);
+            if (line_adds_runs_only(section, line, len)) o = line;
+            else if (len > 0) { *o++ = '\n'; line = o; }
+            if (!*q) break;
+            continue;
+        }
         if (*q == '#') in_comment = 1;
-        if (*q == '\n') { in_comment = 0; if (o > out && o[-1] != '\n') *o++ = '\n'; continue; }
         if (in_comment || *q == ' ' || *q == '\t' || *q == '\r') continue;
         *o++ = *q;
     }
@@ -293,6 +318,45 @@ static int tuning_complete(const sweep_state *st, qa_error *err) {
                    "shards have finished their tuning runs", st->shard->rank, st->shard->count, missing);
 }
 
+/* The tuning runs of the plan (those finished already are skipped), on every rank; then a
+ * barrier, since the rates are chosen from every rank's (and every shard's) tuning runs. */
+static int tuning_round(sweep_state *st, const qa_sweep_sched *sched, int shared, qa_error *err) {
+    int rc = run_phase(st, sched, shared, QA_RUN_TUNING, err);
+    if (shared) {
+        int rank0 = sched->agree(sched->ctx, rc);
+        if (rank0 && !rc) rc = qa_fail(err, rank0, "rank %d: a tuning run failed (rank 0 says which)", sched->rank);
+    }
+    if (!rc && sched->shard.count > 1) rc = tuning_complete(st, err);
+    return rc;
+}
+
+/* A finished final run trained at its cell's rate as chosen now: a folder resumed with a wider
+ * tuning stage ([tune] extend) may choose another rate than its finished runs had. */
+static int check_final_rates(const sweep_state *st, qa_error *err) {
+    int rc = QA_OK;
+    for (int i = 0; !rc && i < st->plan.n; i++) {
+        const qa_run_spec *run = &st->plan.runs[i];
+        if (run->role != QA_RUN_FINAL || !qa_shard_owns(st->shard, i)) continue;
+        char *p = run_file(st->out_dir, run);
+        if (qa_file_exists(p)) {
+            double lr = NAN;
+            char grp[512];
+            snprintf(grp, sizeof grp, "/runs/%s", run->id);
+            qa_h5 *f = NULL;
+            qa_error cerr;
+            rc = qa_h5_open(p, 0, &f, err);
+            if (!rc) rc = qa_h5_attr_get_f64(f, grp, "learning_rate", &lr, err);
+            if (f) qa_h5_close(f, &cerr);
+            if (!rc && lr != (double)run->train.lr)
+                rc = qa_fail(err, QA_ERR_INPUT, "%s trained at learning rate %g, but its cell's tuned rate is now %g "
+                             "(x%g of the reference; tune/rates.csv): remove the cell's final runs to redo them at it",
+                             p, lr, (double)run->train.lr, run->lr_multiplier);
+        }
+        qa_free(p);
+    }
+    return rc;
+}
+
 /* Rank 0 (or the one process): lock the folder (shards of one sweep share it), count what is
  * left, and load what the runs need, so that a missing checkpoint is said once. */
 static int sweep_open(sweep_state *st, const qa_sweep_sched *sched, int wait, qa_lock **lock, int *pending,
@@ -339,13 +403,23 @@ int qa_adapt_sweep_sched(const qa_recipe *r, const char *out_dir, int wait, cons
     qa_progress_begin(&st.prog, "sweep", pending > 0 ? pending : qa_shard_size(&sched->shard, n));
     qa_progress_share(&st.prog, who, shared ? sched->size : 1);
     if (st.plan.tune.n_rates) {
-        rc = run_phase(&st, sched, shared, QA_RUN_TUNING, err);
-        if (shared) { /* a barrier: the rates are chosen from every rank's tuning runs */
-            int rank0 = sched->agree(sched->ctx, rc);
-            if (rank0 && !rc) rc = qa_fail(err, rank0, "rank %d: a tuning run failed (rank 0 says which)", sched->rank);
+        rc = tuning_round(&st, sched, shared, err);
+        for (int round = 0; !rc && round < st.plan.tune.extend; round++) {
+            int added = 0, n_before = st.plan.n;
+            rc = qa_tune_extend(&st.plan, out_dir, &added, err); /* every rank reads the same files */
+            if (shared) {
+                int rank0 = sched->agree(sched->ctx, rc);
+                if (rank0 && !rc) rc = qa_fail(err, rank0, "rank %d: rank 0 could not extend the grid (its message says why)",
+                                               sched->rank);
+            }
+            if (rc || !added) break;
+            qa_free(st.phase); /* run_phase fills it */
+            st.phase = qa_alloc(sizeof(int) * (size_t)st.plan.n);
+            for (int i = n_before; i < st.plan.n; i++) st.prog.total += qa_shard_owns(&sched->shard, i);
+            rc = tuning_round(&st, sched, shared, err);
         }
-        if (!rc && sched->shard.count > 1) rc = tuning_complete(&st, err);
         if (!rc) rc = qa_tune_apply(&st.plan, out_dir, sched->rank == 0, err);
+        if (!rc && sched->rank == 0) rc = check_final_rates(&st, err);
         if (shared) { /* every rank goes on to the final runs, or none does (a rank left out would
                        * leave the others waiting for it) */
             int rank0 = sched->agree(sched->ctx, rc);

@@ -19,7 +19,15 @@
  * mean validation score over the tuning seeds is best (ties: the smaller rate; a rate with a
  * diverged run is never chosen) is the rate of every final run of the cell. Tuning runs are
  * written to <out>/tune/ (so the report of <out> never mixes them in), with the scores of every
- * rate and the choice in <out>/tune/rates.csv; like final runs they resume. */
+ * rate and the choice in <out>/tune/rates.csv; like final runs they resume.
+ *
+ * The extension ([tune] extend = K): a grid's end is only a bound when the curve has turned
+ * before it. After the grid's runs, a cell whose best rate is the highest it tried gets one
+ * more rate a log step above (the grid's own spacing at that end: x3.16 for the protocol's
+ * grid, rounded to 3 significant digits), the lowest one a step below, trained on every tuning
+ * seed; then the choice is made again, up to K rounds. A diverged rate is never best, so a
+ * cell stops extending where training breaks down. Run ids carry the multiplier, so the grid's
+ * runs of a folder made without the extension stay valid. */
 typedef enum {
     QA_TUNE_HELDOUT_LOSS = 0, QA_TUNE_SUBJECT_FIDELITY, QA_TUNE_STYLE_SCORE, QA_TUNE_FID, QA_TUNE_METRIC_COUNT
 } qa_tune_metric;
@@ -35,13 +43,15 @@ typedef struct {
     long seeds[QA_MAX_TUNE_SEEDS];     /* disjoint from the evaluation seeds */
     qa_tune_metric metric;             /* scored on the deployed model (INT deploy at W bits > 0) */
     long steps;                        /* of a tuning run: [tune] steps, else [train] steps */
+    int extend;                        /* [tune] extend: rounds of rates past the grid's ends */
 } qa_tune_spec;
 
 typedef struct {
     qa_sweep_settings settings;  /* shared by every run; runs[i].settings points here */
     qa_tune_spec tune;
-    qa_run_spec *runs;           /* [n]: the final runs, then the n_tuning tuning runs */
-    int n, n_tuning;
+    qa_run_spec *runs;           /* [n]: the final runs, then the n_tuning tuning runs (the
+                                  * grid's, then any the extension added) */
+    int n, n_tuning, cap;
 } qa_sweep_plan;
 
 /* Expand the grid; returns the number of runs, tuning runs included (or a negative status). A
@@ -52,6 +62,14 @@ typedef struct {
  * Free the plan with adapt_plan_free. */
 int qa_adapt_plan(const qa_recipe *r, qa_sweep_plan *plan, qa_error *err);
 void qa_adapt_plan_free(qa_sweep_plan *plan);
+/* Append one tuning run per tuning seed of final run f's cell at rate `multiplier` (x the
+ * method's reference rate). */
+void qa_adapt_plan_add_tuning(qa_sweep_plan *plan, int f, double multiplier);
+/* One round of the extension: for every cell whose best rate (from the tuning runs' files in
+ * out_dir/tune) is the highest or lowest it tried, append the tuning runs of the next rate past
+ * that end; *added says how many runs were appended (0: every cell is bracketed, or has
+ * diverged past its end). */
+int qa_tune_extend(qa_sweep_plan *plan, const char *out_dir, int *added, qa_error *err);
 /* 1 when final run i is the first final run of its cell (runs [0, i) hold no other). */
 int qa_adapt_plan_first_of_cell(const qa_sweep_plan *plan, int i);
 /* What a dry run prints: the counts by role, then every run (tuning runs as tune/<id>); with a

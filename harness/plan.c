@@ -138,15 +138,15 @@ int qa_adapt_plan_first_of_cell(const qa_sweep_plan *plan, int i) {
     return 1;
 }
 
-/* A tuning run of final run f's cell: rate k of the grid on tuning seed t. */
-static void plan_tuning_run(qa_sweep_plan *plan, int f, int k, int t, int *cap) {
+/* A tuning run of final run f's cell: rate `multiplier` on tuning seed t. */
+static void plan_tuning_run(qa_sweep_plan *plan, int f, double multiplier, int t, int *cap) {
     qa_run_spec *x = plan_append(plan, cap);
     const qa_run_spec *final = &plan->runs[f]; /* after the append: runs may have moved */
     *x = *final;
     x->role = QA_RUN_TUNING;
     x->seed = plan->tune.seeds[t];
-    x->lr_multiplier = plan->tune.rates[k];
-    x->train.lr = (float)(plan->tune.rates[k] * final->method->reference_lr);
+    x->lr_multiplier = multiplier;
+    x->train.lr = (float)(multiplier * final->method->reference_lr);
     x->train.steps = plan->tune.steps;
     x->cell = qa_alloc(strlen(final->cell) + 1);
     strcpy(x->cell, final->cell);
@@ -165,8 +165,12 @@ static void plan_tuning(qa_sweep_plan *plan, int *cap) {
     for (int f = 0; f < n_final; f++) {
         if (!qa_adapt_plan_first_of_cell(plan, f)) continue;
         for (int k = 0; k < plan->tune.n_rates; k++)
-            for (int t = 0; t < plan->tune.n_seeds; t++) plan_tuning_run(plan, f, k, t, cap);
+            for (int t = 0; t < plan->tune.n_seeds; t++) plan_tuning_run(plan, f, plan->tune.rates[k], t, cap);
     }
+}
+
+void qa_adapt_plan_add_tuning(qa_sweep_plan *plan, int f, double multiplier) {
+    for (int t = 0; t < plan->tune.n_seeds; t++) plan_tuning_run(plan, f, multiplier, t, &plan->cap);
 }
 
 
@@ -233,9 +237,9 @@ static int read_tune_metric(const qa_recipe *r, qa_tune_spec *t, qa_task_kind ta
 /* The tuning stage of the recipe, checked (t->n_rates = 0: none). */
 static int read_tune(const qa_recipe *r, const qa_sweep_settings *s, qa_tune_spec *t, qa_error *err) {
     memset(t, 0, sizeof *t);
-    const char *other[] = {"seeds", "metric", "steps"};
+    const char *other[] = {"seeds", "metric", "steps", "extend"};
     if (!qa_recipe_has(r, "tune", "lr_grid")) {
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 4; i++)
             if (qa_recipe_has(r, "tune", other[i]))
                 return qa_recipe_key_fail(r, "tune", other[i], err, "set without a tuning grid ([tune] lr_grid)");
         return QA_OK;
@@ -247,6 +251,13 @@ static int read_tune(const qa_recipe *r, const qa_sweep_settings *s, qa_tune_spe
     if (!rc) rc = read_tune_seeds(r, t, err);
     if (!rc) rc = read_tune_metric(r, t, s->task.kind, err);
     t->steps = qa_recipe_int(r, "tune", "steps") > 0 ? qa_recipe_int(r, "tune", "steps") : s->train.steps;
+    t->extend = (int)qa_recipe_int(r, "tune", "extend");
+    if (!rc && t->extend > 0 && t->n_rates < 2)
+        rc = qa_recipe_key_fail(r, "tune", "extend", err, "the extension steps by the grid's spacing: it needs at least "
+                                "2 rates in [tune] lr_grid (there is %d)", t->n_rates);
+    if (!rc && t->n_rates + t->extend > QA_MAX_TUNE_RATES)
+        rc = qa_recipe_key_fail(r, "tune", "extend", err, "%d grid rates + %d extension rates: at most %d in all",
+                                t->n_rates, t->extend, QA_MAX_TUNE_RATES);
     return rc;
 }
 
@@ -295,6 +306,7 @@ int qa_adapt_plan(const qa_recipe *r, qa_sweep_plan *plan, qa_error *err) {
         return qa_fail(err, QA_ERR_INPUT, "%s: no run left in the grid (every method needs integer weights)", qa_recipe_path(r));
     }
     if (plan->tune.n_rates) plan_tuning(plan, &cap);
+    plan->cap = cap;
     return plan->n;
 }
 
@@ -316,6 +328,10 @@ void qa_adapt_plan_print(const qa_sweep_plan *plan, const char *recipe_path, con
         fprintf(out, " (each at its cell's tuned rate), %d tuning (%d cells x %d rates x %d seeds, %ld steps, chosen by %s)",
                 plan->n_tuning, plan->n_tuning / (t->n_rates * t->n_seeds), t->n_rates, t->n_seeds, t->steps,
                 qa_tune_metric_names[t->metric]);
+    if (t->extend)
+        fprintf(out, ", then up to %d x %d x %d extension runs (a rate past the grid's end, per round, for each cell "
+                "whose best rate is at the end of those it tried)", t->extend, plan->n_tuning / (t->n_rates * t->n_seeds),
+                t->n_seeds);
     if (shard && shard->count > 1)
         fprintf(out, "; %d in shard %d/%d (%s)", qa_shard_size(shard, plan->n), shard->rank, shard->count, shard->source);
     fprintf(out, "\n");

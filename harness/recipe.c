@@ -80,6 +80,9 @@ static const key_spec schema[] = {
     {"tune", "metric", T_ENUM, "heldout_loss", "heldout_loss|subject_fidelity|style_score|fid", 0, 0, 0,
      "validation metric the rate is chosen by (mean over the tuning seeds of the deployed model's score)"},
     {"tune", "steps", T_INT, "0", NULL, 0, 0, 1e9, "optimizer steps of a tuning run (0 = the [train] steps)"},
+    {"tune", "extend", T_INT, "0", NULL, 0, 0, 8,
+     "rates added past an end of the grid, one log step at a time, for a cell whose best rate is the highest "
+     "(or lowest) it tried (0 = the grid alone)"},
     {"eval", "artifact", T_INT, "0", NULL, 0, 0, 1, "1: write each run's deployed artifact to <out>/artifacts/<run>.h5 and record its size"},
     {"eval", "group_kernel", T_ENUM, "f32", "f32|u8s8", 0, 0, 0,
      "group-wise codes (QA-LoRA, PEQA groups) at A8: f32 (the dequantized matmul, faster here) or u8s8 (the group kernel)"},

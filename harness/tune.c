@@ -34,54 +34,112 @@ static double validation_score(const qa_run_record *rec, qa_tune_metric metric) 
     return NAN;
 }
 
-/* Mean validation score of each rate of cell f over the tuning seeds (NAN: a rate with a
- * diverged or unscored run). A tuning run without a file is an error. */
-static int cell_scores(const qa_sweep_plan *plan, int f, const qa_run_record *recs, int n_recs, double *mean, qa_error *err) {
+/* A cell's tried rates (ascending: the grid's and any the extension added) and each one's mean
+ * validation score over the tuning seeds (NAN: a rate with a diverged or unscored run). */
+typedef struct {
+    int n;
+    double rate[QA_MAX_TUNE_RATES], mean[QA_MAX_TUNE_RATES];
+} cell_curve;
+
+/* Cell f's curve from its tuning runs' records. A tuning run without a file is an error. */
+static int cell_scores(const qa_sweep_plan *plan, int f, const qa_run_record *recs, int n_recs, cell_curve *c, qa_error *err) {
     const qa_tune_spec *t = &plan->tune;
-    for (int k = 0; k < t->n_rates; k++) mean[k] = 0;
+    c->n = 0;
+    for (int i = 0; i < plan->n; i++) { /* the distinct rates, in order */
+        const qa_run_spec *x = &plan->runs[i];
+        if (x->role != QA_RUN_TUNING || strcmp(x->cell, plan->runs[f].cell) != 0) continue;
+        int k = 0;
+        while (k < c->n && c->rate[k] < x->lr_multiplier) k++;
+        if (k < c->n && c->rate[k] == x->lr_multiplier) continue;
+        QA_ASSERT(c->n < QA_MAX_TUNE_RATES); /* the plan checks n_rates + extend */
+        memmove(&c->rate[k + 1], &c->rate[k], sizeof(double) * (size_t)(c->n - k));
+        c->rate[k] = x->lr_multiplier;
+        c->n++;
+    }
+    for (int k = 0; k < c->n; k++) c->mean[k] = 0;
     for (int i = 0; i < plan->n; i++) {
         const qa_run_spec *x = &plan->runs[i];
         if (x->role != QA_RUN_TUNING || strcmp(x->cell, plan->runs[f].cell) != 0) continue;
         int k = 0, j = 0;
-        while (t->rates[k] != x->lr_multiplier) k++;
+        while (c->rate[k] != x->lr_multiplier) k++;
         while (j < n_recs && strcmp(recs[j].id, x->id) != 0) j++;
         if (j == n_recs) return qa_fail(err, QA_ERR_RUN, "tuning run tune/%s has no result: its cell's rate cannot be chosen", x->id);
-        mean[k] += validation_score(&recs[j], t->metric) / t->n_seeds;
+        c->mean[k] += validation_score(&recs[j], t->metric) / t->n_seeds;
     }
     return QA_OK;
 }
 
+static int lower_is_better(const qa_tune_spec *t) { return t->metric == QA_TUNE_HELDOUT_LOSS || t->metric == QA_TUNE_FID; }
+
 /* One line of <out>/tune/rates.csv per rate of the cell. */
-static void write_cell_rates(FILE *csv, const qa_sweep_plan *plan, int f, const double *mean, int best) {
+static void write_cell_rates(FILE *csv, const qa_sweep_plan *plan, int f, const cell_curve *c, int best) {
     const qa_run_spec *x = &plan->runs[f];
-    for (int k = 0; k < plan->tune.n_rates; k++)
-        fprintf(csv, "%s,%s,%g,%g,%d,%.9g,%d\n", x->cell, qa_tune_metric_names[plan->tune.metric], plan->tune.rates[k],
-                plan->tune.rates[k] * x->method->reference_lr, plan->tune.n_seeds, mean[k], k == best);
+    for (int k = 0; k < c->n; k++)
+        fprintf(csv, "%s,%s,%g,%g,%d,%.9g,%d\n", x->cell, qa_tune_metric_names[plan->tune.metric], c->rate[k],
+                c->rate[k] * x->method->reference_lr, plan->tune.n_seeds, c->mean[k], k == best);
 }
 
 /* Choose each cell's rate from its tuning runs and give it to the cell's final runs. */
 static int choose_rates(qa_sweep_plan *plan, const qa_run_record *recs, int n_recs, FILE *csv, qa_error *err) {
     const qa_tune_spec *t = &plan->tune;
-    const int lower_is_better = t->metric == QA_TUNE_HELDOUT_LOSS || t->metric == QA_TUNE_FID;
-    double mean[QA_MAX_TUNE_RATES];
+    cell_curve c;
     for (int f = 0; f < plan->n; f++) {
         if (plan->runs[f].role != QA_RUN_FINAL || !qa_adapt_plan_first_of_cell(plan, f)) continue;
-        int rc = cell_scores(plan, f, recs, n_recs, mean, err);
+        int rc = cell_scores(plan, f, recs, n_recs, &c, err);
         if (rc) return rc;
-        int best = qa_adapt_choose_rate(mean, t->n_rates, lower_is_better);
-        if (csv) write_cell_rates(csv, plan, f, mean, best);
+        int best = qa_adapt_choose_rate(c.mean, c.n, lower_is_better(t));
+        if (csv) write_cell_rates(csv, plan, f, &c, best);
         if (best < 0) return qa_fail(err, QA_ERR_RUN, "%s: every rate of the tuning grid diverged", plan->runs[f].cell);
-        const double lr = t->rates[best] * plan->runs[f].method->reference_lr;
-        if (csv) fprintf(stderr, "tuned %s: lr %g (x%g of its reference; %s %.4g)%s\n", plan->runs[f].cell, lr, t->rates[best],
-                qa_tune_metric_names[t->metric], mean[best],
-                t->n_rates > 2 && (best == 0 || best == t->n_rates - 1) ? " -- at the edge of the grid: widen it" : "");
+        const double lr = c.rate[best] * plan->runs[f].method->reference_lr;
+        if (csv) fprintf(stderr, "tuned %s: lr %g (x%g of its reference; %s %.4g)%s\n", plan->runs[f].cell, lr, c.rate[best],
+                qa_tune_metric_names[t->metric], c.mean[best],
+                c.n > 2 && (best == 0 || best == c.n - 1) ? " -- at the end of the rates it tried: raise [tune] extend or "
+                                                            "widen the grid" : "");
         for (int i = f; i < plan->n; i++)
             if (plan->runs[i].role == QA_RUN_FINAL && !strcmp(plan->runs[i].cell, plan->runs[f].cell)) {
                 plan->runs[i].train.lr = (float)lr;
-                plan->runs[i].lr_multiplier = t->rates[best];
+                plan->runs[i].lr_multiplier = c.rate[best];
             }
     }
     return QA_OK;
+}
+
+/* x rounded to 3 significant digits: 10 x 3.1646 = 31.6, 31.6 x 3.1646 = 100 (ids stay short). */
+static double three_digits(double x) {
+    char buf[32];
+    snprintf(buf, sizeof buf, "%.3g", x);
+    return strtod(buf, NULL);
+}
+
+int qa_tune_extend(qa_sweep_plan *plan, const char *out_dir, int *added, qa_error *err) {
+    const qa_tune_spec *t = &plan->tune;
+    *added = 0;
+    size_t len = strlen(out_dir) + 8;
+    char *dir = qa_alloc(len);
+    snprintf(dir, len, "%s/tune", out_dir);
+    qa_run_record *recs = NULL;
+    int n_recs = 0, rc = qa_runs_load(dir, &recs, &n_recs, err);
+    const int n_final = plan->n - plan->n_tuning;
+    cell_curve c;
+    /* the grid's own spacing at each end: the step past it */
+    const double step_up = t->rates[t->n_rates - 1] / t->rates[t->n_rates - 2], step_down = t->rates[1] / t->rates[0];
+    for (int f = 0; !rc && f < n_final; f++) {
+        if (!qa_adapt_plan_first_of_cell(plan, f)) continue;
+        rc = cell_scores(plan, f, recs, n_recs, &c, err);
+        if (rc || c.n >= t->n_rates + t->extend) continue;
+        int best = qa_adapt_choose_rate(c.mean, c.n, lower_is_better(t));
+        double next = 0;
+        if (best == c.n - 1) next = three_digits(c.rate[best] * step_up);
+        else if (best == 0) next = three_digits(c.rate[0] / step_down);
+        if (!(next > 0)) continue;
+        fprintf(stderr, "extending %s: its best rate x%g is the %s it tried; next x%g\n", plan->runs[f].cell, c.rate[best],
+                best == 0 ? "lowest" : "highest", next);
+        qa_adapt_plan_add_tuning(plan, f, next);
+        *added += t->n_seeds;
+    }
+    qa_runs_free(recs, n_recs);
+    qa_free(dir);
+    return rc;
 }
 
 /* The tuning stage's choice, from the tuning runs' files (so a resumed sweep chooses the same);
