@@ -394,7 +394,8 @@ int qa_adapt_sweep_sched(const qa_recipe *r, const char *out_dir, int wait, cons
         if (rank0 && sched->rank != 0)
             rc = qa_fail(err, rank0, "rank %d: rank 0 could not start the sweep (its message says why)", sched->rank);
     }
-    if (rc || (!shared && pending == 0)) { sweep_state_free(&st); qa_lock_release(lock); return rc; }
+    /* nothing to do, unless the extension may add tuning runs past what is finished */
+    if (rc || (!shared && pending == 0 && !st.plan.tune.extend)) { sweep_state_free(&st); qa_lock_release(lock); return rc; }
     if (sched->rank != 0) pending = count_missing(&st.plan, &sched->shard, out_dir);
     char who[64] = "";
     if (sched->shard.count > 1) snprintf(who, sizeof who, " shard %d/%d", sched->shard.rank, sched->shard.count);

@@ -894,6 +894,121 @@ Test(adapt, a_tuned_sweep_trains_at_each_cells_chosen_rate_and_resumes) {
     qa_recipe_free(r);
 }
 
+/* Mean held-out loss (INT deploy) of each tuning run file in <out>/tune, by its rate: rate[k],
+ * loss[k] for k < *n (one tuning seed: the run's own loss; NAN: diverged). */
+static void tuning_losses(const char *out, double *rate, double *loss, int *n) {
+    char p[600];
+    snprintf(p, sizeof p, "%s/tune", out);
+    qa_run_record *recs;
+    int n_recs;
+    qa_error err;
+    cr_assert_eq(qa_runs_load(p, &recs, &n_recs, &err), 0, "%s", err.msg);
+    *n = 0;
+    for (int i = 0; i < n_recs; i++) {
+        const char *x = strstr(recs[i].id, "-lrx");
+        cr_assert_not_null(x, "%s", recs[i].id);
+        rate[*n] = strtod(x + 4, NULL);
+        loss[*n] = NAN;
+        for (int v = 0; v < recs[i].n_eval; v++)
+            if (!strcmp(recs[i].status, "done") && !strcmp(recs[i].eval[v].variant, "int")) loss[*n] = recs[i].eval[v].heldout_loss;
+        (*n)++;
+    }
+    qa_runs_free(recs, n_recs);
+}
+
+/* The rate of the lowest loss (ties: the smaller rate; NAN never wins) among rate[0..n). */
+static double best_rate(const double *rate, const double *loss, int n) {
+    int best = -1;
+    for (int k = 0; k < n; k++)
+        if (!isnan(loss[k]) && (best < 0 || loss[k] < loss[best] || (loss[k] == loss[best] && rate[k] < rate[best]))) best = k;
+    return best < 0 ? NAN : rate[best];
+}
+
+/* [tune] extend: a grid of two rates always has its best at an end, so one round adds the rate a
+ * grid step past it (0.5 / 100 or 50 x 100); the final run trains at the best of all three. A
+ * folder swept without the key resumes with it (the grid's runs stay), and a finished final run
+ * whose rate is not its cell's choice is refused, naming it. */
+Test(adapt, the_extension_steps_past_the_end_that_is_best_and_resumes) {
+    const char *adapt = "method = lora\nbits = w8a8\nseed = 0\n";
+    qa_recipe *plain = tuned_recipe(adapt, "lr_grid = [0.5, 50]\nseeds = [100]\nsteps = 2\n");
+    qa_recipe *extended = tuned_recipe(adapt, "lr_grid = [0.5, 50]\nseeds = [100]\nsteps = 2\nextend = 1\n");
+    char out[512], p[700];
+    snprintf(out, sizeof out, "%s/extended", dir);
+    qa_error err = {0, ""};
+    cr_assert_eq(qa_adapt_sweep(plain, out, &err), 0, "%s", err.msg);
+    double rate[8], loss[8];
+    int n;
+    tuning_losses(out, rate, loss, &n);
+    cr_assert_eq(n, 2);
+    const double first = best_rate(rate, loss, 2);
+    snprintf(p, sizeof p, "%s/lora-w8a8-r2-s0.h5", out);
+    cr_expect_float_eq(run_attr(p, "lora-w8a8-r2-s0", "lr_multiplier"), first, 1e-12);
+    /* the same folder with extend = 1: no "different recipe"; one more rate past the best end */
+    qa_sweep_plan plan;
+    cr_assert_eq(qa_adapt_plan(extended, &plan, &err), 3);
+    const double next = first == 50 ? 5000 : 0.005;
+    int rc = qa_adapt_sweep(extended, out, &err);
+    tuning_losses(out, rate, loss, &n);
+    cr_assert_eq(n, 3, "the grid's two rates and one past its end");
+    int found = 0;
+    for (int k = 0; k < n; k++) found += fabs(rate[k] - next) < 1e-12 * next;
+    cr_expect_eq(found, 1, "a rate of x%g (best of the grid: x%g)", next, first);
+    const double chosen = best_rate(rate, loss, n);
+    if (chosen == first) {
+        cr_expect_eq(rc, 0, "%s", err.msg);
+    } else { /* the finished final run trained at the grid's choice: refused, named */
+        cr_expect_eq(rc, QA_ERR_INPUT);
+        cr_expect(strstr(err.msg, "lora-w8a8-r2-s0.h5") && strstr(err.msg, "remove the cell's final runs"), "%s", err.msg);
+        remove(p);
+        cr_assert_eq(qa_adapt_sweep(extended, out, &err), 0, "%s", err.msg);
+    }
+    cr_expect_float_eq(run_attr(p, "lora-w8a8-r2-s0", "lr_multiplier"), chosen, 1e-12);
+    cr_expect_float_eq(run_attr(p, "lora-w8a8-r2-s0", "learning_rate"), (double)(float)(chosen * 1e-3), 1e-15);
+    /* rates.csv lists the three rates of the cell, the chosen one marked */
+    char csv_path[700], csv[4096] = "", row[128];
+    snprintf(csv_path, sizeof csv_path, "%s/tune/rates.csv", out);
+    FILE *f = fopen(csv_path, "r");
+    cr_assert_not_null(f);
+    csv[fread(csv, 1, sizeof csv - 1, f)] = 0;
+    fclose(f);
+    int rows = 0;
+    for (const char *q = csv; (q = strstr(q, "\nlora-w8a8-r2,")); q++) rows++;
+    cr_expect_eq(rows, 3, "%s", csv);
+    snprintf(row, sizeof row, "lora-w8a8-r2,heldout_loss,%g,", chosen);
+    cr_expect(strstr(csv, row) && strstr(strstr(csv, row), ",1\n") == strchr(strstr(csv, row), '\n') - 2, "%s", csv);
+    /* a finished final run at another rate than its cell's choice is refused on resume */
+    qa_h5 *h;
+    cr_assert_eq(qa_h5_open(p, 1, &h, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_attr_set_f64(h, "/runs/lora-w8a8-r2-s0", "learning_rate", 0.123, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_close(h, &err), 0, "%s", err.msg);
+    cr_expect_eq(qa_adapt_sweep(extended, out, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "lora-w8a8-r2-s0.h5") && strstr(err.msg, "trained at learning rate 0.123") &&
+                  strstr(err.msg, "tuned rate"), "%s", err.msg);
+    /* while a changed [tune] grid is still a different recipe */
+    qa_recipe *wider = tuned_recipe(adapt, "lr_grid = [0.5, 5, 50]\nseeds = [100]\nsteps = 2\nextend = 1\n");
+    cr_expect_eq(qa_adapt_sweep(wider, out, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "different recipe") != NULL, "%s", err.msg);
+    qa_adapt_plan_free(&plan);
+    qa_recipe_free(wider);
+    qa_recipe_free(extended);
+    qa_recipe_free(plain);
+}
+
+Test(adapt, extension_errors_name_the_file_line_and_key) {
+    const char *one = "method = lora\nbits = w8a8\nseed = [0, 1]\n";
+    expect_tune_error(one, "lr_grid = [1]\nseeds = [100]\nextend = 2\n",
+                      (const char *const[]){"tune.recipe:27:", "[tune] extend", "at least 2 rates", NULL});
+    expect_tune_error(one, "lr_grid = [0.1, 1]\nseeds = [100]\nextend = 9\n",
+                      (const char *const[]){"tune.recipe:27:", "extend", NULL});
+    expect_tune_error(one, "lr_grid = [0.1, 1]\nseeds = [100]\nextend = -1\n",
+                      (const char *const[]){"tune.recipe:27:", "extend", NULL});
+    expect_tune_error(one, "seeds = [100]\nextend = 1\n", (const char *const[]){"tune.recipe:", "[tune]", "lr_grid", NULL});
+    char many[512] = "lr_grid = [";
+    for (int k = 0; k < 30; k++) snprintf(many + strlen(many), sizeof many - strlen(many), "%s%d", k ? ", " : "", k + 1);
+    strcat(many, "]\nseeds = [100]\nextend = 3\n");
+    expect_tune_error(one, many, (const char *const[]){"tune.recipe:27:", "30 grid rates + 3 extension rates", NULL});
+}
+
 /* ---- items stratified over the classes ------------------------------------------------------- */
 
 Test(adapt, seed_s_picks_its_item_from_class_s_mod_10) {

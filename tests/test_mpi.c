@@ -521,31 +521,39 @@ Test(slurm, bad_arguments_exit_2_before_anything_is_queued) {
     cr_expect_not(access(log_path, F_OK) == 0, "sbatch was called");
 }
 
-/* sweep_dir/tuned.recipe (a tuning stage of 3 rates on one tuning seed, 2 final runs), swept by
- * one process into sweep_dir/tone. */
-static void write_tuned_recipe_and_run_it_alone(void) {
-    char path[256], text[2048];
-    snprintf(path, sizeof path, "%s/tuned.recipe", sweep_dir);
+/* sweep_dir/<name>.recipe (a tuning stage on one tuning seed, 2 final runs), swept by one
+ * process into sweep_dir/<name>-one. */
+static void write_tuned_recipe_and_run_it_alone_as(const char *name, const char *tune_lines) {
+    char path[256], text[2048], args[600];
+    snprintf(path, sizeof path, "%s/%s.recipe", sweep_dir, name);
     snprintf(text, sizeof text,
              "[job]\nkind = adapt\n[data]\nsynthetic = 1\n[model]\ncheckpoint = %s/dit.h5\nevaluator = %s/ev.h5\n"
              "[adapt]\nmethod = lora\nbits = w8a8\nrank = 2\nseed = [0, 1]\nimages = 3\nprior_images = 4\n"
-             "[train]\nsteps = 3\nbatch = 4\n[tune]\nlr_grid = [0.1, 1, 10]\nseeds = [100]\nmetric = heldout_loss\n"
+             "[train]\nsteps = 3\nbatch = 4\n[tune]\n%sseeds = [100]\nmetric = heldout_loss\n"
              "[eval]\nsamples = 2\nddim_steps = 2\nloss_images = 4\nloss_draws = 1\nprior_samples = 0\n",
-             sweep_dir, sweep_dir);
+             sweep_dir, sweep_dir, tune_lines);
     write_text_file(path, text);
-    cr_assert_eq(run_in("", "run %s/tuned.recipe --out %s/tone%s", ""), 0, "%s", out_buf);
+    snprintf(args, sizeof args, "run %s/%s.recipe --out %s/%s-one", sweep_dir, name, sweep_dir, name);
+    cr_assert_eq(run_env("", args), 0, "%s", out_buf);
 }
 
-/* sweep_dir/<folder> holds the final and the tuning runs of sweep_dir/tone, number for number. */
-static void expect_same_tuned_sweeps(const char *folder) {
+/* sweep_dir/tuned.recipe: 3 rates; swept alone into sweep_dir/tuned-one. */
+static void write_tuned_recipe_and_run_it_alone(void) {
+    write_tuned_recipe_and_run_it_alone_as("tuned", "lr_grid = [0.1, 1, 10]\n");
+}
+
+/* sweep_dir/<folder> holds the final and the tuning runs of sweep_dir/<name>-one, number for number. */
+static void expect_same_tuned_sweeps_as(const char *name, const char *folder) {
     char one[256], two[256];
-    snprintf(one, sizeof one, "%s/tone", sweep_dir);
+    snprintf(one, sizeof one, "%s/%s-one", sweep_dir, name);
     snprintf(two, sizeof two, "%s/%s", sweep_dir, folder);
     expect_same_runs(one, two);
-    snprintf(one, sizeof one, "%s/tone/tune", sweep_dir);
+    snprintf(one, sizeof one, "%s/%s-one/tune", sweep_dir, name);
     snprintf(two, sizeof two, "%s/%s/tune", sweep_dir, folder);
     expect_same_runs(one, two);
 }
+
+static void expect_same_tuned_sweeps(const char *folder) { expect_same_tuned_sweeps_as("tuned", folder); }
 
 /* A tuned recipe over two shards run one after the other: shard 0 runs its tuning runs and stops
  * (the rates come from every shard's tuning runs), shard 1 runs its tuning runs, chooses the rates
@@ -569,4 +577,45 @@ Test(mpi_sweep, a_tuned_recipe_over_two_ranks_is_one_process_sweep, .timeout = 1
     snprintf(args, sizeof args, "run %s/tuned.recipe --out %s/tmpi", sweep_dir, sweep_dir);
     cr_assert_eq(mpirun2(args), 0, "%s", out_buf);
     expect_same_tuned_sweeps("tmpi");
+}
+
+/* sweep_dir/extended.recipe: a grid of 2 rates (its best is always at an end) and one round of
+ * the extension: the plan's tuning runs are indices 2-3 and the extension's run index 4. */
+static void write_extended_recipe_and_run_it_alone(void) {
+    write_tuned_recipe_and_run_it_alone_as("extended", "lr_grid = [0.1, 1]\nextend = 1\n");
+    char tune[256];
+    snprintf(tune, sizeof tune, "%s/extended-one/tune", sweep_dir);
+    qa_run_record *recs;
+    int n;
+    qa_error err = {0, ""};
+    cr_assert_eq(qa_runs_load(tune, &recs, &n, &err), QA_OK, "%s", err.msg);
+    cr_expect_eq(n, 3, "the grid's 2 tuning runs and the extension's");
+    qa_runs_free(recs, n);
+}
+
+/* Over two shards the extension's run (index 4) belongs to shard 0: shard 0 runs its grid run and
+ * stops; shard 1 runs its grid run, extends, and stops, the extension's run being shard 0's;
+ * shard 0 runs it, chooses and runs its final run; shard 1 its final run. */
+Test(shard_sweep, the_extension_over_two_shards_waits_for_every_round, .timeout = 150) {
+    write_extended_recipe_and_run_it_alone();
+    const char *cmd = "run %s/extended.recipe --out %s/extended-two --shard %s";
+    cr_expect_eq(run_in("", cmd, "0/2"), 1, "%s", out_buf);
+    cr_expect(strstr(out_buf, "run this shard again") != NULL, "%s", out_buf);
+    cr_expect_eq(run_in("", cmd, "1/2"), 1, "%s", out_buf);
+    cr_expect(strstr(out_buf, "extending lora-w8a8-r2") && strstr(out_buf, "1 tuning runs of other shards are not"), "%s",
+              out_buf);
+    cr_expect_eq(run_in("", cmd, "0/2"), 0, "%s", out_buf);
+    cr_expect_eq(run_in("", cmd, "1/2"), 0, "%s", out_buf);
+    expect_same_tuned_sweeps_as("extended", "extended-two");
+}
+
+/* Under mpirun the ranks extend together (every rank reads the same files) and share the
+ * extension's runs: the files and numbers of one process. */
+Test(mpi_sweep, the_extension_over_two_ranks_is_one_process_sweep, .timeout = 180) {
+    mpirun_or_skip();
+    write_extended_recipe_and_run_it_alone();
+    char args[1024];
+    snprintf(args, sizeof args, "run %s/extended.recipe --out %s/extended-mpi", sweep_dir, sweep_dir);
+    cr_assert_eq(mpirun2(args), 0, "%s", out_buf);
+    expect_same_tuned_sweeps_as("extended", "extended-mpi");
 }
