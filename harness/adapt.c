@@ -196,7 +196,8 @@ static int run_owned(void *ctx, int k, qa_error *err) {
     int diverged = 0;
     double t0 = qa_now();
     char *folder = run_folder(st->out_dir, run);
-    int rc = qa_run_one(&st->env.env, run, t, folder, &diverged, err);
+    /* a tuning run is scored on the validation split (sweep_env.h) */
+    int rc = qa_run_one(run->role == QA_RUN_TUNING ? &st->env.env_val : &st->env.env, run, t, folder, &diverged, err);
     qa_free(folder);
     st->done++;
     const char *tune = run->role == QA_RUN_TUNING ? "tune/" : "";

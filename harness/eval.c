@@ -12,9 +12,16 @@
 #define HELDOUT_SEED 20241028u /* fixed: the same test images, t and noise for every run */
 
 int qa_heldout_init(qa_heldout *h, const qa_images *test, int n_images, int draws, qa_error *err) {
+    return qa_heldout_init_split(h, test, n_images, draws, 0, err);
+}
+
+int qa_heldout_init_split(qa_heldout *h, const qa_images *test, int n_images, int draws, int split, qa_error *err) {
     memset(h, 0, sizeof *h);
-    if (n_images > test->n)
-        return qa_fail(err, QA_ERR_INPUT, "eval: loss_images = %d but the test set has %d images", n_images, test->n);
+    const int first = split * n_images;
+    if (first + n_images > test->n)
+        return qa_fail(err, QA_ERR_INPUT, "eval: loss_images = %d but the test set has %d images%s", n_images, test->n,
+                       split ? " (a tuned recipe needs twice that: its tuning runs are scored on other images than "
+                               "the reported ones)" : "");
     const int D = test->rows * test->cols;
     h->n_images = n_images;
     h->draws = draws;
@@ -31,8 +38,8 @@ int qa_heldout_init(qa_heldout *h, const qa_images *test, int n_images, int draw
     for (int i = 0; i < n_images; i++)
         for (int d = 0; d < draws; d++) {
             size_t k = (size_t)i * draws + d;
-            qa_images_to_float(test, &idx[i], 1, h->x0 + k * D);
-            h->y[k] = test->labels[idx[i]];
+            qa_images_to_float(test, &idx[first + i], 1, h->x0 + k * D);
+            h->y[k] = test->labels[idx[first + i]];
             /* stratified timesteps: draw d takes an integer t in [d T/draws, (d+1) T/draws), i.e. in
              * [ceil(d T/draws), ceil((d+1) T/draws)); the strata tile 0..T-1 whatever draws is */
             int lo = (int)(((long)d * 1000 + draws - 1) / draws), hi = (int)(((long)(d + 1) * 1000 + draws - 1) / draws);

@@ -32,7 +32,12 @@ typedef struct {
     qa_schedule sched;
 } qa_heldout;
 
-int qa_heldout_init(qa_heldout *h, const qa_images *test, int n_images, int draws, qa_error *err);
+/* The held-out set: n_images test images (a fixed shuffle of the test set, the same for every
+ * run), each with `draws` (t, noise) draws. split 0 takes the shuffle's first n_images, the
+ * images every reported number is scored on; split 1 the next n_images, the validation images
+ * a tuning run is scored on (the same t and noise draws), disjoint from them. */
+int qa_heldout_init_split(qa_heldout *h, const qa_images *test, int n_images, int draws, int split, qa_error *err);
+int qa_heldout_init(qa_heldout *h, const qa_images *test, int n_images, int draws, qa_error *err); /* split 0 */
 void qa_heldout_free(qa_heldout *h);
 /* Mean loss; per_image [n_images] (may be NULL). Batches of m->max_batch. */
 double qa_heldout_loss(qa_dit *m, const qa_heldout *h, double *per_image);

@@ -284,6 +284,7 @@ int qa_adapt_plan(const qa_recipe *r, qa_sweep_plan *plan, qa_error *err) {
     int rc = read_tune(r, &plan->settings, &plan->tune, err);
     if (!rc && plan->tune.n_rates) rc = check_tunable(r, methods, nm, err);
     if (rc) return rc;
+    plan->settings.validation_split = plan->tune.n_rates > 0;
     int cap = 0;
     for (int s = 0; s < ns; s++)
         for (int m = 0; m < nm; m++)

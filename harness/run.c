@@ -193,6 +193,10 @@ int qa_run_rate_attrs(const qa_run_spec *run, qa_record_attr *out) {
     out[1] = (qa_record_attr){"lr_multiplier", run->lr_multiplier};
     out[2] = (qa_record_attr){"lr_reference", run->method->reference_lr};
     out[3] = (qa_record_attr){"tuning_run", run->role == QA_RUN_TUNING};
+    /* 1: its held-out loss and FID were taken on the validation split (a tuning run of a recipe
+     * with a tuning stage); absent in files that predate the split, which scored every run on
+     * the reported images */
+    out[4] = (qa_record_attr){"validation_split", run->role == QA_RUN_TUNING && run->settings->validation_split};
     return QA_RUN_RATE_ATTRS;
 }
 

@@ -25,6 +25,8 @@ typedef struct {
     int distill;             /* objective: 0 the task's loss, 1 distillation from the FP base */
     qa_eval_spec eval;
     float lora_scale;
+    int validation_split;    /* 1 (a tuned recipe): tuning runs score the held-out loss and FID
+                              * on validation test images, disjoint from the reported ones */
     const char *recipe_text, *recipe_path;
 } qa_sweep_settings;
 
@@ -71,7 +73,7 @@ typedef struct {
  * learning_rate (the peak rate it trained at), lr_multiplier (of the method's reference rate; 0:
  * the recipe's lr, untuned), lr_reference (the method's reference rate), tuning_run (1: a tuning
  * run). Fills out[QA_RUN_RATE_ATTRS]; returns QA_RUN_RATE_ATTRS. */
-#define QA_RUN_RATE_ATTRS 4
+#define QA_RUN_RATE_ATTRS 5
 int qa_run_rate_attrs(const qa_run_spec *run, qa_record_attr *out);
 
 /* Run one run into out_dir/<id>.h5. *diverged: the run stopped on a non-finite loss or gradient

@@ -13,7 +13,9 @@
 void qa_sweep_env_unload(qa_sweep_env *e) {
     qa_free(e->base_params);
     qa_free(e->fid_ref_feat);
+    qa_free(e->fid_ref_feat_val);
     if (e->have_heldout) qa_heldout_free(&e->heldout);
+    if (e->have_heldout_val) qa_heldout_free(&e->heldout_val);
     if (e->have_teacher) qa_dit_free(&e->teacher);
     if (e->have_train) qa_images_free(&e->train);
     if (e->have_test) qa_images_free(&e->test);
@@ -41,6 +43,10 @@ int qa_sweep_env_load(const qa_sweep_settings *s, qa_sweep_env *e, qa_error *err
     e->have_test = e->have_train && rc == 0;
     if (!rc) rc = qa_heldout_init(&e->heldout, &e->test, s->eval.loss_images, s->eval.loss_draws, err);
     e->have_heldout = e->have_test && rc == 0;
+    if (!rc && s->validation_split) {
+        rc = qa_heldout_init_split(&e->heldout_val, &e->test, s->eval.loss_images, s->eval.loss_draws, 1, err);
+        e->have_heldout_val = rc == 0;
+    }
     if (!rc && s->distill) {
         rc = qa_dit_load(s->checkpoint, &e->teacher, max_batch, err);
         e->have_teacher = rc == 0;
@@ -48,6 +54,15 @@ int qa_sweep_env_load(const qa_sweep_settings *s, qa_sweep_env *e, qa_error *err
     if (!rc && s->task.kind == QA_TASK_DOMAIN) { /* computed once per sweep */
         e->env.refs.n_fid_ref = s->eval.fid_reference;
         e->fid_ref_feat = qa_task_fid_reference(&e->test, &e->clf, &e->env.refs.n_fid_ref);
+        if (s->validation_split) { /* the next fid_reference test images */
+            e->env_val.refs.n_fid_ref = s->eval.fid_reference;
+            e->fid_ref_feat_val = qa_task_fid_reference_from(&e->test, &e->clf, e->env.refs.n_fid_ref, &e->env_val.refs.n_fid_ref);
+            if (e->env_val.refs.n_fid_ref < e->env.refs.n_fid_ref)
+                rc = qa_fail(err, QA_ERR_INPUT, "%s: a tuned recipe takes its tuning runs' FID against other test images "
+                             "than the reported reference, so [eval] fid_reference = %d needs %d test images (there are "
+                             "%d): set it to at most %d", s->recipe_path, s->eval.fid_reference, 2 * s->eval.fid_reference,
+                             e->test.n, e->test.n / 2);
+        }
     }
     if (rc) { qa_sweep_env_unload(e); return rc; }
     e->base_params = qa_alloc(sizeof(float) * e->model.n_params);
@@ -61,6 +76,13 @@ int qa_sweep_env_load(const qa_sweep_settings *s, qa_sweep_env *e, qa_error *err
     e->env.refs.heldout = &e->heldout;
     e->env.refs.sched = &e->env.sched;
     e->env.refs.fid_ref_feat = e->fid_ref_feat;
+    const int n_fid_val = e->env_val.refs.n_fid_ref;
+    e->env_val = e->env;
+    if (s->validation_split) {
+        e->env_val.refs.heldout = &e->heldout_val;
+        e->env_val.refs.fid_ref_feat = e->fid_ref_feat_val;
+        e->env_val.refs.n_fid_ref = n_fid_val;
+    }
     return QA_OK;
 }
 

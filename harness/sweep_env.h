@@ -10,12 +10,14 @@
  * teacher (distillation) and the FID reference (domain). */
 typedef struct {
     qa_dit model, teacher;
-    int have_model, have_teacher, have_clf, have_train, have_test, have_heldout;
+    int have_model, have_teacher, have_clf, have_train, have_test, have_heldout, have_heldout_val;
     qa_classifier clf;
     qa_images train, test;
-    qa_heldout heldout;
-    float *base_params, *fid_ref_feat;
+    qa_heldout heldout, heldout_val;
+    float *base_params, *fid_ref_feat, *fid_ref_feat_val;
     qa_run_env env;
+    qa_run_env env_val;  /* a tuned recipe's tuning runs: env with the validation split's
+                          * held-out set and FID reference (settings.validation_split) */
 } qa_sweep_env;
 
 int qa_sweep_env_load(const qa_sweep_settings *s, qa_sweep_env *e, qa_error *err);

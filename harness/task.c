@@ -248,14 +248,22 @@ void qa_task_batch(const qa_task *t, const qa_images *train, qa_rng *rng, int B,
 }
 
 float *qa_task_fid_reference(const qa_images *test, qa_classifier *clf, int *n) {
-    int nref = *n > test->n ? test->n : *n;
-    int *idx = qa_alloc(sizeof(int) * nref);
-    for (int i = 0; i < nref; i++) idx[i] = i;
-    float *xr = qa_alloc(sizeof(float) * (size_t)nref * D_IMG);
-    qa_images_to_float(test, idx, nref, xr);
-    qa_style_stripes(xr, nref, QA_IMAGE_SIDE);
-    float *feat = qa_alloc(sizeof(float) * (size_t)nref * QA_CLF_FEATURES);
-    qa_clf_embed(clf, xr, nref, feat, NULL);
+    return qa_task_fid_reference_from(test, clf, 0, n);
+}
+
+float *qa_task_fid_reference_from(const qa_images *test, qa_classifier *clf, int first, int *n) {
+    int nref = *n > test->n - first ? test->n - first : *n;
+    if (nref < 0) nref = 0;
+    int *idx = qa_alloc(sizeof(int) * (nref > 0 ? nref : 1));
+    for (int i = 0; i < nref; i++) idx[i] = first + i;
+    const size_t held = (size_t)(nref > 0 ? nref : 1);
+    float *xr = qa_alloc(sizeof(float) * held * D_IMG);
+    float *feat = qa_alloc(sizeof(float) * held * QA_CLF_FEATURES);
+    if (nref > 0) {
+        qa_images_to_float(test, idx, nref, xr);
+        qa_style_stripes(xr, nref, QA_IMAGE_SIDE);
+        qa_clf_embed(clf, xr, nref, feat, NULL);
+    }
     qa_free(xr);
     qa_free(idx);
     *n = nref;

@@ -87,5 +87,8 @@ void qa_task_batch(const qa_task *t, const qa_images *train, qa_rng *rng, int B,
 /* Domain task: evaluator features [n, F] of the first n styled test images (n capped at the
  * test set); returns the allocated features and sets *n. */
 float *qa_task_fid_reference(const qa_images *test, qa_classifier *clf, int *n);
+/* The same from the test images [first, first + *n) (clipped to the test set): with first = the
+ * reported reference's count, the validation reference a tuning run's FID is taken against. */
+float *qa_task_fid_reference_from(const qa_images *test, qa_classifier *clf, int first, int *n);
 
 #endif

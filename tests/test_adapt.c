@@ -848,6 +848,7 @@ Test(adapt, a_tuned_sweep_trains_at_each_cells_chosen_rate_and_resumes) {
         cr_assert(access(p, F_OK) == 0, "missing %s", p);
         cr_expect_float_eq(run_attr(p, tuning[i], "learning_rate"), mult[i] * 1e-3, 1e-9);
         cr_expect_eq(run_attr(p, tuning[i], "tuning_run"), 1);
+        cr_expect_eq(run_attr(p, tuning[i], "validation_split"), 1, "scored on the validation images");
     }
     /* the choice: the rate of the lower mean held-out loss, as rates.csv says */
     qa_run_record *recs;
@@ -866,6 +867,7 @@ Test(adapt, a_tuned_sweep_trains_at_each_cells_chosen_rate_and_resumes) {
     cr_expect_float_eq(run_attr(p, "lora-w8a8-r2-s0", "lr_multiplier"), want, 1e-12);
     cr_expect_float_eq(run_attr(p, "lora-w8a8-r2-s0", "learning_rate"), want * 1e-3, 1e-9);
     cr_expect_eq(run_attr(p, "lora-w8a8-r2-s0", "tuning_run"), 0);
+    cr_expect_eq(run_attr(p, "lora-w8a8-r2-s0", "validation_split"), 0, "scored on the reported images");
     snprintf(p, sizeof p, "%s/tune/rates.csv", out);
     FILE *f = fopen(p, "r");
     cr_assert_not_null(f, "missing %s", p);
@@ -1145,15 +1147,30 @@ static int sweep_into(const qa_recipe *r, const char *folder, qa_error *err) {
     return qa_adapt_sweep(r, out, err);
 }
 
+/* A tuned domain recipe takes its tuning runs' FID against test images other than the reported
+ * reference: a reference of more than half the (500 synthetic) test images leaves no room. */
+Test(adapt, a_tuned_fid_needs_a_disjoint_validation_reference) {
+    qa_recipe *r = recipe_on_checkpoints("fidval.recipe",
+                                         "[train]\nsteps = 1\nbatch = 2\n[eval]\nsamples = 2\nddim_steps = 2\nloss_images = 8\n"
+                                         "fid_samples = 4\nfid_reference = 300\n"
+                                         "[adapt]\ntask = domain\nmethod = lora\nbits = w8a8\nrank = 2\nseed = 0\n"
+                                         "prior_images = 0\n[tune]\nlr_grid = [1, 2]\nseeds = [10]\nmetric = fid\n");
+    qa_error err = {0, ""};
+    cr_expect_eq(sweep_into(r, "fidval", &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, "fidval.recipe") && strstr(err.msg, "fid_reference = 300") && strstr(err.msg, "at most 250"),
+              "%s", err.msg);
+    qa_recipe_free(r);
+}
+
 Test(adapt, a_validation_item_that_shares_an_image_with_a_reported_item_is_bad_input) {
     /* seeds 0 and 10 both draw class 0; two items of 150 of its 200 synthetic images must overlap */
     qa_recipe *r = recipe_on_checkpoints("overlap.recipe",
-                                         "[train]\nsteps = 1\nbatch = 2\n[eval]\nsamples = 2\nddim_steps = 2\n"
+                                         "[train]\nsteps = 1\nbatch = 2\n[eval]\nsamples = 2\nddim_steps = 2\nloss_images = 8\n"
                                          "[adapt]\nmethod = lora\nbits = w8a8\nrank = 2\nseed = 0\nimages = 150\n"
                                          "prior_images = 0\n[tune]\nlr_grid = [1, 2]\nseeds = [10]\n");
     qa_error err = {0, ""};
     cr_expect_eq(sweep_into(r, "overlap", &err), QA_ERR_INPUT);
-    cr_expect(strstr(err.msg, "overlap.recipe:23: [tune] seeds") && strstr(err.msg, "tuning seed 10") &&
+    cr_expect(strstr(err.msg, "overlap.recipe:24: [tune] seeds") && strstr(err.msg, "tuning seed 10") &&
                   strstr(err.msg, "evaluation seed 0"), "%s", err.msg);
     char p[600];
     snprintf(p, sizeof p, "%s/overlap/tune/lora-w8a8-r2-lrx1-s10.h5", dir);

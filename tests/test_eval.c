@@ -154,6 +154,55 @@ Test(eval, heldout_is_deterministic_and_stratified) {
     qa_images_free(&im);
 }
 
+/* The test image whose pixels x (one image, [D]) holds, -1: none. */
+static int test_image_of(const qa_images *im, const float *x) {
+    const int D = im->rows * im->cols;
+    float *ref = malloc(sizeof(float) * (size_t)D);
+    int found = -1;
+    for (int j = 0; j < im->n && found < 0; j++) {
+        image_float(im, j, ref);
+        int same = 1;
+        for (int q = 0; q < D && same; q++) same = fabsf(ref[q] - x[q]) < 1e-6f;
+        if (same) found = j;
+    }
+    free(ref);
+    return found;
+}
+
+/* The validation split (a tuning run's held-out set) takes other test images than the reported
+ * split, with the same (t, noise) draws; a test set too small for both is bad input. */
+Test(eval, the_validation_split_holds_other_images_with_the_same_draws) {
+    qa_images im;
+    qa_synthetic_images(&im, 12, 28, 10, 3);
+    qa_heldout rep, val;
+    qa_error err = {0, ""};
+    const int NI = 5, DR = 2, D = 784;
+    cr_assert_eq(qa_heldout_init_split(&rep, &im, NI, DR, 0, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_heldout_init_split(&val, &im, NI, DR, 1, &err), 0, "%s", err.msg);
+    size_t n = (size_t)NI * DR;
+    cr_expect(memcmp(rep.t, val.t, sizeof(float) * n) == 0, "the same t draws");
+    cr_expect(memcmp(rep.eps, val.eps, sizeof(float) * n * D) == 0, "the same noise draws");
+    int used[12] = {0};
+    for (int i = 0; i < NI; i++) {
+        int a = test_image_of(&im, rep.x0 + (size_t)i * DR * D), b = test_image_of(&im, val.x0 + (size_t)i * DR * D);
+        cr_assert(a >= 0 && b >= 0, "image %d: not a test image", i);
+        cr_expect_eq(val.y[(size_t)i * DR], im.labels[b]);
+        used[a] |= 1;
+        used[b] |= 2;
+    }
+    for (int j = 0; j < 12; j++) cr_expect_neq(used[j], 3, "test image %d is in both splits", j);
+    qa_heldout split0;
+    cr_assert_eq(qa_heldout_init(&split0, &im, NI, DR, &err), 0, "%s", err.msg);
+    cr_expect(memcmp(split0.x0, rep.x0, sizeof(float) * n * D) == 0, "split 0 is qa_heldout_init's set");
+    qa_heldout_free(&split0);
+    qa_heldout none;
+    cr_expect_eq(qa_heldout_init_split(&none, &im, 7, DR, 1, &err), QA_ERR_INPUT, "7 + 7 > 12 test images");
+    cr_expect(strstr(err.msg, "loss_images = 7") && strstr(err.msg, "twice"), "%s", err.msg);
+    qa_heldout_free(&rep);
+    qa_heldout_free(&val);
+    qa_images_free(&im);
+}
+
 Test(eval, heldout_other_draw_counts_stay_in_strata) {
     qa_images im;
     qa_synthetic_images(&im, 4, 28, 4, 8);
