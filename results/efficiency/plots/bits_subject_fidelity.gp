@@ -1,3 +1,3 @@
 # Drawn by `qadapt plot` with the template bits.gp of the plots/ folder from OUT.dat (OUT: the
 # first argument). Redraw from the repository root: GNUPLOT_LIB=plots gnuplot THIS_FILE
-call 'bits.gp' 'results/efficiency/plots/bits_subject_fidelity' 'Bit sweep of subject fidelity: one run per cell, no interval' 'subject fidelity: evaluator-feature cosine to the item images' '[0:1.05]' '[3:11]' '(4, 8, ''fp'' 10)' '9' '2'
+call 'bits.gp' 'results/efficiency/plots/bits_subject_fidelity' 'Bit sweep of subject fidelity: mean and 95% CI over 5 seeds' 'subject fidelity: evaluator-feature cosine to the item images' '[0:1.05]' '[3:11]' '(4, 8, ''fp'' 10)' '19' '3'
