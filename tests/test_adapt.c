@@ -1082,6 +1082,7 @@ static void expect_protocol(const char *name, int min_seeds) {
     for (int k = 1; k < t->n_rates; k++)
         cr_expect(fabs(log(t->rates[k] / t->rates[k - 1]) - log(t->rates[1] / t->rates[0])) < 0.01, "%s: log-spaced", name);
     cr_expect_geq(t->n_seeds, 2, "%s: tuning seeds", name);
+    cr_expect_geq(t->extend, 1, "%s: the grid extends past an end that is still best", name);
     cr_expect_geq(plan.settings.eval.samples, 64, "%s: samples per deployed model", name);
     if (plan.settings.task.kind == QA_TASK_DOMAIN) cr_expect_geq(plan.settings.eval.fid_samples, 1000, "%s: FID samples", name);
     /* every cell has min_seeds evaluation seeds over min(min_seeds, 10) classes */
@@ -1104,9 +1105,10 @@ static void expect_protocol(const char *name, int min_seeds) {
 
 Test(adapt, the_tables_and_ablations_follow_the_protocol) {
     const char *tables[] = {"table_subject", "table_style", "fig_bits", "table_domain"};
-    const char *ablations[] = {"ablate_alpha", "ablate_rdist", "ablate_vmc", "ablate_rank_bits", "ablate_qalora_group"};
+    const char *ablations[] = {"ablate_alpha", "ablate_rdist", "ablate_vmc", "ablate_rank_bits", "ablate_qalora_group",
+                               "recovery"};
     for (int i = 0; i < 4; i++) expect_protocol(tables[i], 10);
-    for (int i = 0; i < 5; i++) expect_protocol(ablations[i], 5);
+    for (int i = 0; i < 6; i++) expect_protocol(ablations[i], 5);
 }
 
 Test(adapt, the_style_table_runs_the_style_task_with_the_subject_tables_methods) {
