@@ -139,7 +139,7 @@ Test(plot, image_grid_dat_layout) {
     tiles[(0 * cols + 1) * S * S + 3 * S + 0] = 7;
     const char *labels[2] = {"references", "intlora-mul w4a8 NF4 (merged)"};
     qa_error err = {0, ""};
-    cr_assert_eq(qa_plot_image_grid(base, tiles, rows, cols, labels, "a title", &err), 0, "plot_image_grid: %s", err.msg);
+    cr_assert_eq(qa_plot_image_grid(base, tiles, rows, cols, labels, "sample", "a title", &err), 0, "plot_image_grid: %s", err.msg);
 
     snprintf(p, sizeof p, "%s.dat", base);
     char *dat = slurp(p);
@@ -180,7 +180,7 @@ Test(plot, image_grid_dat_layout) {
     /* the script calls the template with the numbers the layout needs */
     snprintf(p, sizeof p, "%s.gp", base);
     char *gp = slurp(p), want[800];
-    snprintf(want, sizeof want, "call 'samples.gp' '%s' 'a title' '2' '3' '29'\n", base);
+    snprintf(want, sizeof want, "call 'samples.gp' '%s' 'a title' '2' '3' '29' 'sample'\n", base);
     cr_expect(strstr(gp, want) != NULL, "script lacks %s:\n%s", want, gp);
     free(gp);
     /* as rendered: the title and every label, none cut */
@@ -211,7 +211,7 @@ Test(plot, grid_without_labels_or_title) {
     uint8_t tile[784];
     for (int i = 0; i < 784; i++) tile[i] = (uint8_t)(i % 251);
     qa_error err = {0, ""};
-    cr_expect_eq(qa_plot_image_grid(base, tile, 1, 1, NULL, NULL, &err), 0, "%s", err.msg);
+    cr_expect_eq(qa_plot_image_grid(base, tile, 1, 1, NULL, NULL, NULL, &err), 0, "%s", err.msg);
     snprintf(p, sizeof p, "%s.dat", base);
     char *dat = slurp(p);
     int n_lines, n_vals, ragged;
@@ -230,7 +230,7 @@ Test(plot, grid_without_labels_or_title) {
     free(dat);
     snprintf(p, sizeof p, "%s.gp", base);
     char *gp = slurp(p), want[700];
-    snprintf(want, sizeof want, "call 'samples.gp' '%s' '' '1' '1' '0'\n", base);
+    snprintf(want, sizeof want, "call 'samples.gp' '%s' '' '1' '1' '0' ''\n", base);
     cr_expect(strstr(gp, want) != NULL, "no title, no label width:\n%s", gp);
     free(gp);
     rm_rf_dir(dir);
@@ -246,7 +246,7 @@ Test(plot, quote_in_script_path_is_rejected) {
     snprintf(base, sizeof base, "%s/o'brien", dir);
     uint8_t tile[784] = {0};
     err.code = 0;
-    cr_expect_eq(qa_plot_image_grid(base, tile, 1, 1, NULL, "t", &err), QA_ERR_INPUT, "%s", err.msg);
+    cr_expect_eq(qa_plot_image_grid(base, tile, 1, 1, NULL, NULL, "t", &err), QA_ERR_INPUT, "%s", err.msg);
     char p[600];
     snprintf(p, sizeof p, "%s.png", base);
     cr_expect(access(p, F_OK) != 0, "no PNG may be rendered from a quoted path");
@@ -290,9 +290,9 @@ Test(plot, templates_found_from_elsewhere_or_through_the_environment) {
     uint8_t tile[784] = {0};
     cr_assert_eq(chdir(dir), 0);
     unsetenv("QA_PLOTS_DIR");
-    cr_expect_eq(qa_plot_image_grid(base, tile, 1, 1, NULL, "t", &err), 0, "from %s (no plots/ here): %s", dir, err.msg);
+    cr_expect_eq(qa_plot_image_grid(base, tile, 1, 1, NULL, NULL, "t", &err), 0, "from %s (no plots/ here): %s", dir, err.msg);
     setenv("QA_PLOTS_DIR", empty, 1);
-    cr_expect_eq(qa_plot_image_grid(base, tile, 1, 1, NULL, "t", &err), QA_ERR_INPUT);
+    cr_expect_eq(qa_plot_image_grid(base, tile, 1, 1, NULL, NULL, "t", &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, "samples.gp") && strstr(err.msg, empty), "names the template and the folder: %s", err.msg);
     rm_rf_dir(dir);
 }
@@ -604,8 +604,25 @@ Test(plot, results_folder_grids_and_baseline) {
               "%s", strstr(t, "# row") ? strstr(t, "# row") : "(no labels)");
     cr_expect(strstr(t, "INT deploy") == NULL, "the NF4 deploy is not called INT");
     free(t);
+    /* its picture: the references row's 5 images (255), then 3 places without one in the flat
+     * padding grey (128, not black like an image's background); each run row full (8 samples) */
+    t = slurp_rel(dir, "compare_seed0.dat");
+    int n_lines, n_vals, ragged;
+    int *v = parse_dat(t, &n_lines, &n_vals, &ragged);
+    cr_assert(n_lines == 3 * 30 && n_vals == 8 * 30 && !ragged, "3 rows of 8 tiles: %d x %d", n_lines, n_vals);
+#define AT(Y, X) v[(size_t)(n_lines - 1 - (Y)) * n_vals + (X)]
+    for (int c = 0; c < 8; c++) {
+        cr_expect_eq(AT(14, c * 30 + 14), c < 5 ? 255 : 128, "references row, place %d: %d", c, AT(14, c * 30 + 14));
+        cr_expect_eq(AT(30 + 14, c * 30 + 14), 100, "lora fp row, sample %d: %d", c, AT(30 + 14, c * 30 + 14));
+        cr_expect_eq(AT(29, c * 30 + 14), 96, "the gutter below the references");
+    }
+#undef AT
+    free(v);
+    free(t);
+    /* the columns numbered, as samples */
     t = slurp_rel(dir, "compare_seed0.gp");
     cr_expect(strstr(t, "Item bound to a spare class slot, seed 0") != NULL, "%s", t);
+    cr_expect(strstr(t, "'3' '8' '37' 'sample'\n") != NULL, "rows, columns, label width, column heading:\n%s", t);
     free(t);
     cr_expect(exists_in(pdir, "qlora-w4a8-r4-s0_nf4_samples.png"), "a grid per run and deploy");
 
