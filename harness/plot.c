@@ -55,11 +55,13 @@ int qa_plot_image_grid(const char *out, const uint8_t *tiles, int rows, int cols
     return qa_plot_draw("samples", out, &a, err);
 }
 
-/* "lora w4a8 INT (+PTQ) a1.5 r8": what tells a run's deploy variant from the others of a grid */
+/* "lora w4a8 INT (+PTQ) a1.5 r8": what tells a run's deploy variant from the others of a grid,
+ * named as the other figures name its cell (a plain integer deploy without "INT") */
 static void variant_row_label(const qa_run_record *r, int v, int with_rank, char *buf, size_t len) {
     char deploy[48];
-    int off = r->w_bits ? snprintf(buf, len, "%s %s %s", r->method, r->bits,
-                                   qa_cells_variant_label(r->w_bits, r->needs_ptq, r->eval[v].variant, deploy, sizeof deploy))
+    qa_cells_variant_label(r->w_bits, r->needs_ptq, r->eval[v].variant, deploy, sizeof deploy);
+    int off = r->w_bits ? snprintf(buf, len, "%s %s%s%s", r->method, r->bits, strcmp(deploy, "INT") ? " " : "",
+                                   strcmp(deploy, "INT") ? deploy : "")
                         : snprintf(buf, len, "%s fp", r->method);
     if (r->axes[0]) off += snprintf(buf + off, len - (size_t)off, " %s", r->axes);
     if (with_rank) snprintf(buf + off, len - (size_t)off, " r%d", r->rank);

@@ -36,9 +36,10 @@ set title lines_(title_text)
 
 do for [fmt in formats] {
     call 'terminal.gp' fmt out (width) (height)
+    # the whiskers as candlesticks of no box: error bars would leave a gap at the mean
     plot for [b=1:nbits] out.'.dat' index 0 using 1:($5 == b ? $2 : NaN) with boxes \
              fs pattern look_fill(word(looks, b)) border lc rgb 'black' lc rgb look_rgb(word(looks, b)) title word(bits, b), \
-         out.'.dat' index 0 using 1:2:3:4 with yerrorbars lc rgb 'black' pt -1 notitle, \
+         out.'.dat' index 0 using 1:2:3:4:2 with candlesticks whiskerbars 0.35 lc rgb 'black' fs empty notitle, \
          out.'.dat' index 1 using 1:(NaN):xtic(2) notitle
 }
 set output

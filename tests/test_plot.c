@@ -692,9 +692,11 @@ Test(plot, forest_of_paired_differences) {
 Test(plot, results_folder_grids_and_baseline) {
     char dir[256], pdir[300];
     make_tmpdir(dir, sizeof dir, "plot-results");
-    run_def d[2] = {{"lora-fp-r4-s0", "lora", "fp", "done", "fp", 0, 0, 4, 0, 0, 0.1, 0.8, 0.7, 32},
-                    {"qlora-w4a8-r4-s0", "qlora", "w4a8", "done", "nf4", 4, 8, 4, 1, 0, 0.1, 0.7, 0.6, 4}};
-    for (int k = 0; k < 2; k++) {
+    /* the third: a plain integer deploy, named as in the other figures ('qlora w8a8', no 'INT') */
+    run_def d[3] = {{"lora-fp-r4-s0", "lora", "fp", "done", "fp", 0, 0, 4, 0, 0, 0.1, 0.8, 0.7, 32},
+                    {"qlora-w4a8-r4-s0", "qlora", "w4a8", "done", "nf4", 4, 8, 4, 1, 0, 0.1, 0.7, 0.6, 4},
+                    {"qlora-w8a8-r4-s0", "qlora", "w8a8", "done", "int", 8, 8, 4, 0, 0, 0.1, 0.75, 0.65, 8}};
+    for (int k = 0; k < 3; k++) {
         write_run(dir, &d[k]);
         add_samples(dir, d[k].id, d[k].variant, 8, (uint8_t)(100 + k));
         add_samples(dir, d[k].id, "references", 5, 255);
@@ -716,7 +718,8 @@ Test(plot, results_folder_grids_and_baseline) {
     cr_expect(strstr(t, "Each cell minus qlora w4a8 NF4 (merged, re-quantized): one run per cell") != NULL, "%s", t);
     free(t);
     t = slurp_rel(dir, "compare_seed0.dat");
-    cr_expect(strstr(t, "\"references\"\n") && strstr(t, "\"lora fp\"\n") && strstr(t, "\"qlora w4a8 NF4 (merged, re-quantized)\"\n"),
+    cr_expect(strstr(t, "\"references\"\n") && strstr(t, "\"lora fp\"\n") && strstr(t, "\"qlora w4a8 NF4 (merged, re-quantized)\"\n") &&
+                  strstr(t, "\"qlora w8a8\"\n"),
               "%s", strstr(t, "# row") ? strstr(t, "# row") : "(no labels)");
     cr_expect(strstr(t, "INT deploy") == NULL, "the NF4 deploy is not called INT");
     free(t);
@@ -725,7 +728,7 @@ Test(plot, results_folder_grids_and_baseline) {
     t = slurp_rel(dir, "compare_seed0.dat");
     int n_lines, n_vals, ragged;
     int *v = parse_dat(t, &n_lines, &n_vals, &ragged);
-    cr_assert(n_lines == 3 * 30 && n_vals == 8 * 30 && !ragged, "3 rows of 8 tiles: %d x %d", n_lines, n_vals);
+    cr_assert(n_lines == 4 * 30 && n_vals == 8 * 30 && !ragged, "4 rows of 8 tiles: %d x %d", n_lines, n_vals);
 #define AT(Y, X) v[(size_t)(n_lines - 1 - (Y)) * n_vals + (X)]
     for (int c = 0; c < 8; c++) {
         cr_expect_eq(AT(14, c * 30 + 14), c < 5 ? 255 : 128, "references row, place %d: %d", c, AT(14, c * 30 + 14));
@@ -738,7 +741,7 @@ Test(plot, results_folder_grids_and_baseline) {
     /* the columns numbered, as samples */
     t = slurp_rel(dir, "compare_seed0.gp");
     cr_expect(strstr(t, "Item bound to a spare class slot, seed 0") != NULL, "%s", t);
-    cr_expect(strstr(t, "'3' '8' '37' 'sample'\n") != NULL, "rows, columns, label width, column heading:\n%s", t);
+    cr_expect(strstr(t, "'4' '8' '37' 'sample'\n") != NULL, "rows, columns, label width, column heading:\n%s", t);
     free(t);
     cr_expect(exists_in(pdir, "qlora-w4a8-r4-s0_nf4_samples.png"), "a grid per run and deploy");
 
