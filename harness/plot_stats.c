@@ -196,7 +196,7 @@ void qa_plot_value_axis(double upper, int tight, const char *axis, double lo, do
     double span = hi > lo ? hi - lo : (hi > 0 ? hi : 1), pad = 0.06 * span;
     double q = pow(10, floor(log10(span + 2 * pad)) - 1);
     double bottom = floor((lo - pad) / q) * q, top = fmin(ceil((hi + pad) / q) * q, 1.05 * upper);
-    if (bottom <= 0) {
+    if (bottom <= 0 || lo < 0.25 * span) { /* near 0 for its span: from 0 */
         snprintf(range, range_len, "[0:%.6g]", top);
         return;
     }

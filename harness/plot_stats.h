@@ -55,8 +55,8 @@ int qa_plot_assign_looks(int n, const int *pref_colour, const int *pref_mark, in
 int qa_plot_method_index(const qa_cell *cells, int nc, const char *method);
 
 /* The value axis of a figure: for data on [lo, hi], a padded range out to round values (tight,
- * or an unbounded quantity: upper is infinity), and the axis label with a line more when the
- * axis does not start at 0 ("(axis from 0.042, not 0)"); a bounded quantity (upper: its largest
+ * or an unbounded quantity: upper is infinity), from 0 where lo is within a quarter of the span
+ * of 0, else with a line more in the axis label ("(axis from 0.042, not 0)"); a bounded quantity (upper: its largest
  * value) not drawn tight keeps [0:1.05 upper], and tight stops there; without data (NaN) [0:*]
  * or [0:1.05 upper]. A long label is parted on two lines before its last parenthesis (else after
  * its colon); the lines of a label are parted by the two characters \n (the templates' lines_). */

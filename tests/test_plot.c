@@ -1049,7 +1049,7 @@ Test(plot, looks_are_unique_and_preferred_where_free) {
 
 /* The value axis, by hand: a loss on [0.0435, 0.0602] pads by 6% of its span (0.001002) out to
  * the thousandth: [0.042:0.062], and the label says it does not start at 0; data reaching down
- * near 0 start at 0; a bounded score keeps [0:1.05], or drawn tight its data's range, never past
+ * near 0 for their span start at 0; a bounded score keeps [0:1.05], or drawn tight its data's range, never past
  * 1.05; a long label breaks before its parenthesis. */
 Test(plot, value_axis_says_where_it_does_not_start_at_zero) {
     char range[64], label[256];
@@ -1059,6 +1059,10 @@ Test(plot, value_axis_says_where_it_does_not_start_at_zero) {
     qa_plot_value_axis(INFINITY, 0, "loss", 0.001, 1.0, range, sizeof range, label, sizeof label);
     cr_expect_str_eq(range, "[0:1.1]");
     cr_expect_str_eq(label, "loss");
+    /* 10 is within a quarter of the span 50 of 0: the axis starts at 0 rather than at 7 */
+    qa_plot_value_axis(INFINITY, 0, "FID", 10, 60, range, sizeof range, label, sizeof label);
+    cr_expect_str_eq(range, "[0:63]");
+    cr_expect_str_eq(label, "FID");
     qa_plot_value_axis(1.0, 0, "score", 0.6, 0.7, range, sizeof range, label, sizeof label);
     cr_expect_str_eq(range, "[0:1.05]");
     cr_expect_str_eq(label, "score");
