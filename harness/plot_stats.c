@@ -183,9 +183,11 @@ void qa_plot_seeds_phrase(const qa_cell *cells, int nc, int met, char *buf, size
 void qa_plot_value_axis(double upper, int tight, const char *axis, double lo, double hi, char *range, size_t range_len,
                         char *label, size_t label_len) {
     /* a long label on two lines, parted before its last parenthesis, else after its colon */
-    const char *cut = strlen(axis) > 45 ? strstr(axis + 10, " (") : NULL;
-    while (cut && strstr(cut + 2, " (")) cut = strstr(cut + 2, " (");
-    if (!cut && strlen(axis) > 45 && strstr(axis, ": ")) cut = strstr(axis, ": ") + 1;
+    const char *cut = NULL;
+    if (strlen(axis) > 45) {
+        for (const char *q = strstr(axis, " ("); q; q = strstr(q + 2, " (")) if (q - axis > 10) cut = q;
+        if (!cut && strstr(axis, ": ")) cut = strstr(axis, ": ") + 1;
+    }
     if (cut) snprintf(label, label_len, "%.*s\\n%s", (int)(cut - axis), axis, cut + 1);
     else snprintf(label, label_len, "%s", axis);
     if ((isfinite(upper) && !tight) || !(hi >= lo)) {
