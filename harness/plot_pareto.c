@@ -10,7 +10,6 @@
 #define MAX_POINTS 768
 #define MAX_NAMES (QA_PLOT_MARKS * QA_PLOT_COLOURS)
 
-
 /* A deployed cell as drawn: its cost, the x it is drawn at (apart from points of equal cost),
  * its mean and interval; its method (with its setting and rank where those vary) picks its
  * mark, its kind its colour. The kind of a method's integer deploy (INT, or INT after PTQ: a

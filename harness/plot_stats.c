@@ -264,8 +264,10 @@ static int plot_bars(const char *pdir, const qa_cell *cells, int nc, int met, qa
     int colour[MAX_GROUPS], mark[MAX_GROUPS];
     for (int b = 0; b < nb; b++) {
         snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", b ? " " : "", bits[b]);
-        colour[b] = b + 1;
-        mark[b] = b + 1;
+        /* solid bars, a colour each: pale hatchings of light colours hid the bars; past eight
+         * settings the colours come round hatched */
+        colour[b] = b % QA_PLOT_COLOURS + 1;
+        mark[b] = b / QA_PLOT_COLOURS + 1;
     }
     looks_text(colour, mark, nb, looks, sizeof looks);
     qa_plot_seeds_phrase(cells, nc, met, phrase, sizeof phrase);

@@ -455,7 +455,7 @@ Test(plot, statistics_figures_from_known_cells) {
               "groups:\n%s", t);
     free(t);
     t = slurp_rel(dir, "bars_subject_fidelity.gp");
-    cr_expect(strstr(t, "'[0:1.05]' 'w4a8 w8a8' '1:1 2:2' '14'\n") != NULL, "bit settings, their looks, longest name:\n%s", t);
+    cr_expect(strstr(t, "'[0:1.05]' 'w4a8 w8a8' '1:1 2:1' '14'\n") != NULL, "bit settings, their looks, longest name:\n%s", t);
     free(t);
     /* the bit sweep: intlora-mul r4 at 4 and 8 bits, nudged by -0.05, the second of four series */
     t = slurp_rel(dir, "bits_subject_fidelity.dat");
