@@ -36,8 +36,9 @@ do for [p=1:npanels] {
     start = start + lines_n_[p] + points_n_[p]
     most = lines_n_[p] + points_n_[p] > most ? lines_n_[p] + points_n_[p] : most
 }
-# (a clause over no blocks still evaluates its options once, past the last block)
+# (a clause over no blocks still evaluates its options and opens its block once, past the last)
 look(k) = k < words(looks) ? word(looks, k + 1) : '1:1'
+blk(k) = k < words(looks) ? k : words(looks) - 1
 
 set grid
 set xtics @xtics_text
@@ -92,12 +93,12 @@ do for [fmt in formats] {
             # a shared value axis: its numbers on the first panel of a row
             if (col == 0) { set format y '%g' } else { set format y '' }
         }
-        plot for [k=s:s+nl-1] out.'.dat' index k using 1:3 with lines lw 1.5 dt look_dt(look(k)) lc rgb look_rgb(look(k)) notitle, \
-             for [k=s:s+nl+np-1] out.'.dat' index k using 1:3:4:5 with yerrorbars lw 1 ps 1.2 pt look_pt(look(k)) \
+        plot for [k=s:s+nl-1] out.'.dat' index blk(k) using 1:3 with lines lw 1.5 dt look_dt(look(k)) lc rgb look_rgb(look(k)) notitle, \
+             for [k=s:s+nl+np-1] out.'.dat' index blk(k) using 1:3:4:5 with yerrorbars lw 1 ps 1.2 pt look_pt(look(k)) \
                  lc rgb look_rgb(look(k)) notitle, \
-             for [k=s:s+nl-1] out.'.dat' index k using 1:(NaN) with linespoints lw 1.5 ps 1.2 dt look_dt(look(k)) \
+             for [k=s:s+nl-1] out.'.dat' index blk(k) using 1:(NaN) with linespoints lw 1.5 ps 1.2 dt look_dt(look(k)) \
                  pt look_pt(look(k)) lc rgb look_rgb(look(k)) title columnheader(1), \
-             for [k=s+nl:s+nl+np-1] out.'.dat' index k using 1:(NaN) with points ps 1.2 pt look_pt(look(k)) \
+             for [k=s+nl:s+nl+np-1] out.'.dat' index blk(k) using 1:(NaN) with points ps 1.2 pt look_pt(look(k)) \
                  lc rgb look_rgb(look(k)) title columnheader(1)
     }
     if (npanels > 1) { unset multiplot; unset label 1 }

@@ -24,10 +24,10 @@ key_pt(j) = word(key, j) eq '-' ? 7 : look_pt(word(key, j))
 key_ps(j) = word(key, j) eq '-' ? 0 : (look_mark(word(key, j)) == 0 ? 2.2 : 1.3)
 key_rgb(j) = word(key, j) eq '-' ? '#ffffff' : look_rgb(word(key, j))
 
+# (eval: a macro inside a block is expanded before the block runs)
 if (xtics_text[1:4] eq 'log2') {
     set logscale x 2
-    tics_ = xtics_text[6:]
-    set xtics @tics_
+    eval 'set xtics '.xtics_text[6:]
 }
 set grid
 set key outside right top Left reverse samplen 1 spacing 1.1
