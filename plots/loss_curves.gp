@@ -31,7 +31,7 @@ do for [fmt in formats] {
              lc rgb look_rgb(word(looks, k + 1)) notitle, \
          for [k=0:ncurves-1] out.'.dat' index k using 1:2 with lines lw 1.5 \
              lc rgb look_rgb(word(looks, k + 1)) dt look_dt(word(looks, k + 1)) notitle, \
-         for [k=0:ncurves-1] out.'.dat' index k every 15::(4 * k) % 15 using 1:2 with points ps 0.9 \
+         for [k=0:ncurves-1] out.'.dat' index k using 1:(int($0) % 15 == (4 * k) % 15 ? $2 : NaN) with points ps 0.9 \
              lc rgb look_rgb(word(looks, k + 1)) pt look_pt(word(looks, k + 1)) notitle, \
          for [k=0:ncurves-1] out.'.dat' index k using 1:(NaN) with linespoints lw 1.5 ps 0.9 \
              lc rgb look_rgb(word(looks, k + 1)) dt look_dt(word(looks, k + 1)) pt look_pt(word(looks, k + 1)) \

@@ -391,6 +391,19 @@ static int expect_unique_looks(const char *looks, const char *what) {
     return n;
 }
 
+/* A figure's script redrawn by hand (gnuplot with the source's templates, text output) says
+ * nothing: no warning from a template. */
+static void expect_quiet_redraw(const char *dir, const char *name) {
+    char cmd[1400], said[600] = "";
+    snprintf(cmd, sizeof cmd, "GNUPLOT_LIB='%s/plots' gnuplot -e \"formats='dumb'\" '%s/plots/%s' 2>&1", QA_TEST_SOURCE_ROOT, dir, name);
+    FILE *p = popen(cmd, "r");
+    cr_assert(p != NULL, "%s", cmd);
+    size_t n = fread(said, 1, sizeof said - 1, p);
+    said[n] = 0;
+    cr_expect_eq(pclose(p), 0, "%s failed: %s", name, said);
+    cr_expect_eq(n, 0, "%s says:\n%s", name, said);
+}
+
 /* Every figure script of a folder whose value axis starts above 0 says so in the axis label. */
 static void expect_truncated_axes_say_so(const char *dir) {
     /* per template: the argument of the value-axis label and of its range */
@@ -503,6 +516,10 @@ Test(plot, statistics_figures_from_known_cells) {
         t = render_text(out);
         cr_expect(strstr(t, named[k]) != NULL, "%s lacks '%s':\n%s", figures[k], named[k], t);
         free(t);
+        /* a sweep of one panel and no full-precision points, a linear Pareto axis: no warning */
+        char script[200];
+        snprintf(script, sizeof script, "%s.gp", figures[k]);
+        expect_quiet_redraw(dir, script);
     }
     rm_rf_dir(dir);
 }
@@ -935,6 +952,9 @@ Test(plot, ten_methods_each_series_has_its_own_look) {
     figure_arg(dir, "pareto_storage_subject_fidelity.gp", 5, xtics, sizeof xtics);
     cr_expect_str_eq(xtics, "log2 (4, 8, 16, 32)");
     expect_truncated_axes_say_so(dir);
+    const char *scripts[4] = {"bars_subject_fidelity.gp", "bits_subject_fidelity.gp", "pareto_storage_subject_fidelity.gp",
+                              "pareto_training_memory_subject_fidelity.gp"};
+    for (int k = 0; k < 4; k++) expect_quiet_redraw(dir, scripts[k]);
     rm_rf_dir(dir);
 }
 
