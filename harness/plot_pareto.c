@@ -201,7 +201,8 @@ static void front_note(const point *p, int n, const int *front, int nf, int inte
                 lo = fmin(lo, d);
                 hi = fmax(hi, d);
             }
-            off += snprintf(buf + off, len - (size_t)off, "; the front's steps: %.2g-%.2g", lo, hi);
+            if (nf == 2) off += snprintf(buf + off, len - (size_t)off, "; the front's step: %.2g", lo);
+            else off += snprintf(buf + off, len - (size_t)off, "; the front's steps: %.2g-%.2g", lo, hi);
         }
     }
     if (moved) snprintf(buf + off, len - (size_t)off, "%s%d points of equal cost spread along x", intervals ? "; " : "\\n", moved);
