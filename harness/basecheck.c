@@ -98,7 +98,7 @@ int qa_base_check(const qa_basecheck_opts *o, FILE *out, int *passed, qa_error *
     if (!rc) {
         char gp[4096];
         snprintf(gp, sizeof gp, "%s/base_samples", o->out_dir);
-        rc = qa_plot_image_grid(gp, tiles, C, grid_cols, (const char *const *)names,
+        rc = qa_plot_image_grid(gp, tiles, C, grid_cols, (const char *const *)names, NULL,
                              "Guided samples of the pre-trained base, one row per class", err);
     }
     qa_free(x); qa_free(probs); qa_free(tiles);

@@ -11,7 +11,9 @@
 #include "harness/report.h"
 #include "harness/runs.h"
 
-enum { TILE = 28, GUTTER = 2, GRID_COLS = 8 };
+/* GUTTER_GREY between tiles; PAD_GREY fills a grid's places that hold no image: a flat mid-grey,
+ * unlike any image of the data sets (white on black) */
+enum { TILE = 28, GUTTER = 2, GRID_COLS = 8, GUTTER_GREY = 96, PAD_GREY = 128 };
 
 /* The picture as a gnuplot matrix, its first line the bottom; grey gutters between tiles,
  * images as in the data set (white on black). */
@@ -21,7 +23,7 @@ static void write_matrix(FILE *f, const uint8_t *tiles, int rows, int cols) {
         int r = yy / step, py = yy % step;
         for (int xx = 0; xx < width; xx++) {
             int c = xx / step, px = xx % step;
-            int v = 96;
+            int v = GUTTER_GREY;
             if (py < TILE && px < TILE) v = tiles[((size_t)r * cols + c) * TILE * TILE + py * TILE + px];
             fprintf(f, xx ? " %d" : "%d", v);
         }
@@ -30,7 +32,7 @@ static void write_matrix(FILE *f, const uint8_t *tiles, int rows, int cols) {
 }
 
 int qa_plot_image_grid(const char *out, const uint8_t *tiles, int rows, int cols, const char *const *row_labels,
-                    const char *title, qa_error *err) {
+                       const char *column_label, const char *title, qa_error *err) {
     FILE *f = qa_plot_open_dat(out, err);
     if (!f) return err->code;
     write_matrix(f, tiles, rows, cols);
@@ -49,31 +51,39 @@ int qa_plot_image_grid(const char *out, const uint8_t *tiles, int rows, int cols
     qa_plot_arg(&a, "%d", rows);
     qa_plot_arg(&a, "%d", cols);
     qa_plot_arg(&a, "%d", label_chars);
+    qa_plot_arg(&a, "%s", column_label ? column_label : "");
     return qa_plot_draw("samples", out, &a, err);
 }
 
-/* "lora w4a8 INT (+PTQ) a1.5 r8": what tells a run's deploy variant from the others of a grid */
+/* "lora w4a8 INT (+PTQ) a1.5 r8": what tells a run's deploy variant from the others of a grid,
+ * named as the other figures name its cell (a plain integer deploy without "INT") */
 static void variant_row_label(const qa_run_record *r, int v, int with_rank, char *buf, size_t len) {
     char deploy[48];
-    int off = r->w_bits ? snprintf(buf, len, "%s %s %s", r->method, r->bits,
-                                   qa_cells_variant_label(r->w_bits, r->needs_ptq, r->eval[v].variant, deploy, sizeof deploy))
+    qa_cells_variant_label(r->w_bits, r->needs_ptq, r->eval[v].variant, deploy, sizeof deploy);
+    int off = r->w_bits ? snprintf(buf, len, "%s %s%s%s", r->method, r->bits, strcmp(deploy, "INT") ? " " : "",
+                                   strcmp(deploy, "INT") ? deploy : "")
                         : snprintf(buf, len, "%s fp", r->method);
     if (r->axes[0]) off += snprintf(buf + off, len - (size_t)off, " %s", r->axes);
     if (with_rank) snprintf(buf + off, len - (size_t)off, " r%d", r->rank);
 }
 
-/* Copy up to `max` tiles of a run's sample group into the grid at row `row`; 0 tiles when the
- * run has no such group (a domain run has no references). */
+/* Copy up to `max` tiles of a run's sample group into the grid from row `row`, the rest of the
+ * last row filled as padding (a whole row where nothing is copied); 0 tiles when the run has no
+ * such group (a domain run has no references). */
 static int copy_samples(const qa_run_record *r, const char *group, uint8_t *grid, int row, int max, int *copied,
                         qa_error *err) {
-    uint8_t *pix = NULL;
+    uint8_t *pix = NULL, *at = grid + (size_t)row * GRID_COLS * TILE * TILE;
     int n = 0;
     *copied = 0;
-    if (qa_runs_samples(r, group, &pix, &n, err)) return strcmp(group, "references") ? err->code : QA_OK;
-    *copied = n < max ? n : max;
-    memcpy(grid + (size_t)row * GRID_COLS * TILE * TILE, pix, (size_t)*copied * TILE * TILE);
-    qa_free(pix);
-    return QA_OK;
+    int rc = qa_runs_samples(r, group, &pix, &n, err);
+    if (!rc) {
+        *copied = n < max ? n : max;
+        memcpy(at, pix, (size_t)*copied * TILE * TILE);
+        qa_free(pix);
+    }
+    int row_end = (*copied ? (*copied + GRID_COLS - 1) / GRID_COLS : 1) * GRID_COLS;
+    memset(at + (size_t)*copied * TILE * TILE, PAD_GREY, (size_t)(row_end - *copied) * TILE * TILE);
+    return rc && strcmp(group, "references") ? err->code : QA_OK;
 }
 
 /* Per run and deploy variant: the item's references on top (where the task has them), then
@@ -94,7 +104,7 @@ static int plot_run_grids(const char *pdir, const qa_run_record *r, qa_error *er
         snprintf(out, sizeof out, "%s/%s_%s_samples", pdir, r->id, r->eval[v].variant);
         variant_row_label(r, v, 0, label, sizeof label);
         snprintf(title, sizeof title, "%s (%s): seed %ld", r->id, label, r->seed);
-        if (!rc && rows > 0) rc = qa_plot_image_grid(out, tiles, rows, GRID_COLS, labels, title, err);
+        if (!rc && rows > 0) rc = qa_plot_image_grid(out, tiles, rows, GRID_COLS, labels, NULL, title, err);
         qa_free(tiles);
     }
     return rc;
@@ -136,7 +146,8 @@ static int plot_compare_grid(const char *pdir, const qa_run_record *runs, int n,
     char out[4400], title[200];
     snprintf(out, sizeof out, "%s/compare_seed%ld", pdir, seed0);
     compare_title(&runs[0], title, sizeof title);
-    if (!rc && r > 0) rc = qa_plot_image_grid(out, tiles, r, GRID_COLS, labels, title, err);
+    /* a column is one sampler noise: numbered, so that a reader can name it */
+    if (!rc && r > 0) rc = qa_plot_image_grid(out, tiles, r, GRID_COLS, labels, "sample", title, err);
     qa_free(tiles);
     qa_free(label_text);
     qa_free(labels);

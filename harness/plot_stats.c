@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "harness/plot_gnuplot.h"
+#include "harness/plot_pareto.h"
 #include "harness/util.h"
 
 #define MAX_SERIES 48
@@ -17,51 +18,7 @@ typedef struct {
     int n;
 } series;
 
-/* Same series when method, deploy variant, axes (and rank, unless the rank is a dimension) agree. */
-static int same_series(const qa_cell *a, const qa_cell *b, int rank_is_dim) {
-    return !strcmp(a->method, b->method) && !strcmp(a->variant, b->variant) && !strcmp(a->axes, b->axes) &&
-           (rank_is_dim || a->rank == b->rank) && (a->w_bits == 0) == (b->w_bits == 0);
-}
-
-static int ranks_of(const qa_cell *cells, int nc, int *ranks);
-
-static int group_series(const qa_cell *cells, int nc, int rank_is_dim, series *out) {
-    int ranks[MAX_GROUPS], multi_rank = !rank_is_dim && ranks_of(cells, nc, ranks) > 1;
-    int ns = 0;
-    for (int i = 0; i < nc; i++) {
-        if (cells[i].n == 0) continue;
-        int k = 0;
-        while (k < ns && !same_series(&cells[out[k].cells[0]], &cells[i], rank_is_dim)) k++;
-        if (k == ns) {
-            if (ns == MAX_SERIES) continue;
-            out[ns].n = 0;
-            qa_cells_series_label(&cells[i], out[ns].label, sizeof out[ns].label, 0, multi_rank);
-            ns++;
-        }
-        if (out[k].n < MAX_GROUPS * MAX_GROUPS) out[k].cells[out[k].n++] = i;
-    }
-    return ns;
-}
-
-/* distinct bit settings, fp first, then by falling weight bits */
-static int bit_groups(const qa_cell *cells, int nc, char bits[][16], int *wbits) {
-    int nb = 0;
-    for (int i = 0; i < nc; i++) {
-        if (cells[i].n == 0) continue;
-        int seen = 0;
-        for (int b = 0; b < nb; b++) seen |= !strcmp(bits[b], cells[i].bits);
-        if (seen || nb == MAX_GROUPS) continue;
-        snprintf(bits[nb], 16, "%s", cells[i].bits);
-        wbits[nb++] = cells[i].w_bits ? cells[i].w_bits : 99;
-    }
-    for (int i = 1; i < nb; i++) /* insertion sort, descending */
-        for (int j = i; j > 0 && wbits[j] > wbits[j - 1]; j--) {
-            int t = wbits[j]; wbits[j] = wbits[j - 1]; wbits[j - 1] = t;
-            char tb[16];
-            memcpy(tb, bits[j], 16); memcpy(bits[j], bits[j - 1], 16); memcpy(bits[j - 1], tb, 16);
-        }
-    return nb;
-}
+/* ---- names, orders and looks shared by every figure of a folder ---- */
 
 static int ranks_of(const qa_cell *cells, int nc, int *ranks) {
     int nr = 0;
@@ -75,6 +32,111 @@ static int ranks_of(const qa_cell *cells, int nc, int *ranks) {
         for (int j = i; j > 0 && ranks[j] < ranks[j - 1]; j--) { int t = ranks[j]; ranks[j] = ranks[j - 1]; ranks[j - 1] = t; }
     return nr;
 }
+
+int qa_plot_multi_rank(const qa_cell *cells, int nc) {
+    int ranks[MAX_GROUPS];
+    return ranks_of(cells, nc, ranks) > 1;
+}
+
+void qa_plot_series_name(const qa_cell *c, int multi_rank, char *buf, size_t len) {
+    /* a full-precision cell names its bits ("lora fp"), as the forest and the Pareto keys do */
+    qa_cells_series_label(c, buf, len, c->w_bits == 0, multi_rank);
+}
+
+/* Same series when method, deploy variant, axes (and rank, unless the rank is a dimension) agree. */
+static int same_series(const qa_cell *a, const qa_cell *b, int rank_is_dim) {
+    return !strcmp(a->method, b->method) && !strcmp(a->variant, b->variant) && !strcmp(a->axes, b->axes) &&
+           (rank_is_dim || a->rank == b->rank) && (a->w_bits == 0) == (b->w_bits == 0);
+}
+
+static int group_series(const qa_cell *cells, int nc, int rank_is_dim, series *out) {
+    int multi_rank = !rank_is_dim && qa_plot_multi_rank(cells, nc);
+    int ns = 0;
+    for (int i = 0; i < nc; i++) {
+        if (cells[i].n == 0) continue;
+        int k = 0;
+        while (k < ns && !same_series(&cells[out[k].cells[0]], &cells[i], rank_is_dim)) k++;
+        if (k == ns) {
+            if (ns == MAX_SERIES) continue;
+            out[ns].n = 0;
+            qa_plot_series_name(&cells[i], multi_rank, out[ns].label, sizeof out[ns].label);
+            ns++;
+        }
+        if (out[k].n < MAX_GROUPS * MAX_GROUPS) out[k].cells[out[k].n++] = i;
+    }
+    return ns;
+}
+
+/* the sort key of a bit setting: weight bits (full precision above all), then activation bits */
+static int bits_key(const char *bits, int w_bits) {
+    int a = 0;
+    const char *p = strchr(bits, 'a');
+    if (p) a = atoi(p + 1);
+    return (w_bits ? w_bits : 999) * 1000 + a;
+}
+
+int qa_plot_bit_settings(const qa_cell *cells, int nc, char bits[][16]) {
+    int nb = 0, key[MAX_GROUPS];
+    for (int i = 0; i < nc; i++) {
+        if (cells[i].n == 0 || qa_plot_bits_index(bits, nb, cells[i].bits) >= 0 || nb == MAX_GROUPS) continue;
+        snprintf(bits[nb], 16, "%s", cells[i].bits);
+        key[nb++] = bits_key(cells[i].bits, cells[i].w_bits);
+    }
+    for (int i = 1; i < nb; i++) /* insertion sort, rising */
+        for (int j = i; j > 0 && (key[j] < key[j - 1] || (key[j] == key[j - 1] && strcmp(bits[j], bits[j - 1]) < 0)); j--) {
+            int t = key[j]; key[j] = key[j - 1]; key[j - 1] = t;
+            char tb[16];
+            memcpy(tb, bits[j], 16); memcpy(bits[j], bits[j - 1], 16); memcpy(bits[j - 1], tb, 16);
+        }
+    return nb;
+}
+
+int qa_plot_bits_index(char bits[][16], int nb, const char *name) {
+    for (int b = 0; b < nb; b++) if (!strcmp(bits[b], name)) return b;
+    return -1;
+}
+
+int qa_plot_assign_looks(int n, const int *pref_colour, const int *pref_mark, int keep_mark, int *colour, int *mark) {
+    unsigned char taken[QA_PLOT_COLOURS][QA_PLOT_MARKS];
+    memset(taken, 0, sizeof taken);
+    for (int k = 0; k < n; k++) {
+        int c0 = pref_colour[k] % QA_PLOT_COLOURS, m0 = pref_mark[k] % QA_PLOT_MARKS, found = 0;
+        /* the preferred pair, then the other marks of its colour (or colours of its mark), then the next */
+        for (int outer = 0; outer < QA_PLOT_COLOURS * QA_PLOT_MARKS && !found; outer++) {
+            int dc = keep_mark ? outer % QA_PLOT_COLOURS : outer / QA_PLOT_MARKS;
+            int dm = keep_mark ? outer / QA_PLOT_COLOURS : outer % QA_PLOT_MARKS;
+            int c = (c0 + dc) % QA_PLOT_COLOURS, m = (m0 + dm) % QA_PLOT_MARKS;
+            if (taken[c][m]) continue;
+            taken[c][m] = 1;
+            colour[k] = c + 1;
+            mark[k] = m + 1;
+            found = 1;
+        }
+        if (!found) return -1;
+    }
+    return 0;
+}
+
+int qa_plot_method_index(const qa_cell *cells, int nc, const char *method) {
+    int n = 0;
+    for (int i = 0; i < nc; i++) {
+        if (cells[i].n == 0) continue;
+        int first = 1;
+        for (int j = 0; j < i && first; j++) first = cells[j].n == 0 || strcmp(cells[j].method, cells[i].method);
+        if (!first) continue;
+        if (!strcmp(cells[i].method, method)) return n;
+        n++;
+    }
+    return n;
+}
+
+/* looks as the templates read them: "C:M C:M ..." */
+static void looks_text(const int *colour, const int *mark, int n, char *buf, size_t len) {
+    buf[0] = 0;
+    for (int k = 0; k < n; k++) snprintf(buf + strlen(buf), len - strlen(buf), "%s%d:%d", k ? " " : "", colour[k], mark[k]);
+}
+
+/* ---- metrics and their axes ---- */
 
 int qa_plot_folder_metrics(const qa_cell *cells, int nc, int *mets) {
     int n = 0, domain = 0;
@@ -96,8 +158,7 @@ double qa_plot_metric_upper(int met) {
 
 static double clip(double x, double lo, double hi) { return x < lo ? lo : (x > hi ? hi : x); }
 
-/* the interval of a cell's metric, clipped to the metric's range */
-static void cell_interval(const qa_cell *c, int met, double *lo, double *hi) {
+void qa_plot_cell_interval(const qa_cell *c, int met, double *lo, double *hi) {
     *lo = clip(c->sum[met].mean - c->sum[met].ci95, 0, qa_plot_metric_upper(met));
     *hi = clip(c->sum[met].mean + c->sum[met].ci95, 0, qa_plot_metric_upper(met));
 }
@@ -119,20 +180,30 @@ void qa_plot_seeds_phrase(const qa_cell *cells, int nc, int met, char *buf, size
     n_phrase(lo, hi, buf, len);
 }
 
-/* y range: bounded scores on [0, 1.05], bars of other metrics from 0 */
-static const char *y_range(int met, int bars) {
-    if (isfinite(qa_plot_metric_upper(met))) return "[0:1.05]";
-    return bars ? "[0:*]" : "[*:*]";
-}
-
-/* The arguments a metric's bars and sweep start with: the title (what, the metric, how its
- * intervals were made), the metric's axis label and the y range. */
-static void metric_args(plot_args *a, const char *what, const qa_cell *cells, int nc, int met, int bars) {
-    char phrase[80];
-    qa_plot_seeds_phrase(cells, nc, met, phrase, sizeof phrase);
-    qa_plot_arg(a, "%s%s: %s", what, qa_met_titles[met], phrase);
-    qa_plot_arg(a, "%s", qa_met_axis[met]);
-    qa_plot_arg(a, "%s", y_range(met, bars));
+void qa_plot_value_axis(double upper, int tight, const char *axis, double lo, double hi, char *range, size_t range_len,
+                        char *label, size_t label_len) {
+    /* a long label on two lines, parted before its last parenthesis, else after its colon */
+    const char *cut = NULL;
+    if (strlen(axis) > 45) {
+        for (const char *q = strstr(axis, " ("); q; q = strstr(q + 2, " (")) if (q - axis > 10) cut = q;
+        if (!cut && strstr(axis, ": ")) cut = strstr(axis, ": ") + 1;
+    }
+    if (cut) snprintf(label, label_len, "%.*s\\n%s", (int)(cut - axis), axis, cut + 1);
+    else snprintf(label, label_len, "%s", axis);
+    if ((isfinite(upper) && !tight) || !(hi >= lo)) {
+        snprintf(range, range_len, isfinite(upper) ? "[0:%g]" : "[0:*]", 1.05 * upper);
+        return;
+    }
+    /* the data and a margin, out to a round value one decade below the span */
+    double span = hi > lo ? hi - lo : (hi > 0 ? hi : 1), pad = 0.06 * span;
+    double q = pow(10, floor(log10(span + 2 * pad)) - 1);
+    double bottom = floor((lo - pad) / q) * q, top = fmin(ceil((hi + pad) / q) * q, 1.05 * upper);
+    if (bottom <= 0 || lo < 0.25 * span) { /* near 0 for its span: from 0 */
+        snprintf(range, range_len, "[0:%.6g]", top);
+        return;
+    }
+    snprintf(range, range_len, "[%.6g:%.6g]", bottom, top);
+    snprintf(label + strlen(label), label_len - strlen(label), "\\n(axis from %.6g, not 0)", bottom);
 }
 
 static const qa_cell *series_cell_at(const qa_cell *cells, const series *s, const char *bits, int met) {
@@ -143,52 +214,120 @@ static const qa_cell *series_cell_at(const qa_cell *cells, const series *s, cons
     return NULL;
 }
 
-/* Grouped bars: one group per bit setting, one bar per series, 95% CI whiskers. */
+/* ---- bars ---- */
+
+/* One group of bars per series (its name under it), one bar per bit setting with its 95% CI,
+ * a look per bit setting named in the key: however many series, the key has a few entries and
+ * every bar is named by its place. A wider gap parts the groups of two methods. */
 static int plot_bars(const char *pdir, const qa_cell *cells, int nc, int met, qa_error *err) {
     series ser[MAX_SERIES];
     int ns = group_series(cells, nc, 0, ser);
     char bits[MAX_GROUPS][16];
-    int wb[MAX_GROUPS];
-    int nb = bit_groups(cells, nc, bits, wb);
+    int nb = qa_plot_bit_settings(cells, nc, bits);
     if (ns == 0 || nb == 0) return QA_OK;
     char out[4200];
     snprintf(out, sizeof out, "%s/bars_%s", pdir, qa_met_names[met]);
     FILE *f = qa_plot_open_dat(out, err);
     if (!f) return err->code;
-    fprintf(f, "# per bit setting and series: mean, low and high end of the 95%% CI ('?': no such cell)\nbits");
-    for (int k = 0; k < ns; k++) fprintf(f, " \"%s\" low high", ser[k].label);
-    fprintf(f, "\n");
-    for (int b = 0; b < nb; b++) {
-        fprintf(f, "%s", bits[b]);
-        for (int k = 0; k < ns; k++) {
+    fprintf(f, "# one line per bar: x, mean, low and high end of the 95%% CI, bit setting (1-based:");
+    for (int b = 0; b < nb; b++) fprintf(f, " %s", bits[b]);
+    fprintf(f, "), series\n");
+    double x = -1, centre[MAX_SERIES];
+    int groups[MAX_SERIES], ng = 0, label_chars = 0;
+    const char *prev_method = NULL;
+    for (int k = 0; k < ns; k++) {
+        int bars = 0;
+        for (int b = 0; b < nb; b++) bars += series_cell_at(cells, &ser[k], bits[b], met) != NULL;
+        if (bars == 0) continue;
+        const char *method = cells[ser[k].cells[0]].method;
+        x += prev_method && strcmp(prev_method, method) ? 2.2 : 1.6;
+        prev_method = method;
+        double first = x;
+        for (int b = 0; b < nb; b++) {
             const qa_cell *c = series_cell_at(cells, &ser[k], bits[b], met);
+            if (!c) continue;
             double lo, hi;
-            if (!c) { fprintf(f, " ? ? ?"); continue; }
-            cell_interval(c, met, &lo, &hi);
-            fprintf(f, " %.8g %.8g %.8g", c->sum[met].mean, lo, hi);
+            qa_plot_cell_interval(c, met, &lo, &hi);
+            fprintf(f, "%.6g %.8g %.8g %.8g %d \"%s\"\n", x, c->sum[met].mean, lo, hi, b + 1, ser[k].label);
+            x += 1;
         }
-        fprintf(f, "\n");
+        x -= 1;
+        centre[ng] = (first + x) / 2;
+        groups[ng++] = k;
+        if ((int)strlen(ser[k].label) > label_chars) label_chars = (int)strlen(ser[k].label);
     }
+    fprintf(f, "\n\n# the groups: x of the middle, series\n");
+    for (int g = 0; g < ng; g++) fprintf(f, "%.6g \"%s\"\n", centre[g], ser[groups[g]].label);
     int rc = qa_plot_close_dat(f, out, err);
     if (rc) return rc;
+    char phrase[80], names[MAX_GROUPS * 17] = "", looks[MAX_GROUPS * 8];
+    int colour[MAX_GROUPS], mark[MAX_GROUPS];
+    for (int b = 0; b < nb; b++) {
+        snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", b ? " " : "", bits[b]);
+        /* solid bars, a colour each: pale hatchings of light colours hid the bars; past eight
+         * settings the colours come round hatched */
+        colour[b] = b % QA_PLOT_COLOURS + 1;
+        mark[b] = b / QA_PLOT_COLOURS + 1;
+    }
+    looks_text(colour, mark, nb, looks, sizeof looks);
+    qa_plot_seeds_phrase(cells, nc, met, phrase, sizeof phrase);
+    char yrange[64], ylabel[256];
+    qa_plot_value_axis(qa_plot_metric_upper(met), 0, qa_met_axis[met], NAN, NAN, yrange, sizeof yrange, ylabel, sizeof ylabel);
     plot_args a = {0};
-    metric_args(&a, "", cells, nc, met, 1);
-    qa_plot_arg(&a, "%d", ns);
+    qa_plot_arg(&a, "%s: %s", qa_met_titles[met], phrase);
+    qa_plot_arg(&a, "%s", ylabel);
+    qa_plot_arg(&a, "%s", yrange);
+    qa_plot_arg(&a, "%s", names);
+    qa_plot_arg(&a, "%s", looks);
+    qa_plot_arg(&a, "%d", label_chars);
     return qa_plot_draw("bars", out, &a, err);
 }
 
-/* The series of a bit sweep, quantized ones first: their indices into ser, and how many of them
- * are quantized. A series without a value of the metric is left out. */
-static int sweep_order(const qa_cell *cells, const series *ser, int ns, int met, int *order, int *n_quantized) {
+/* ---- the bit sweep ---- */
+
+/* A panel of the bit sweep: its quantized series (lines), then its full-precision ones (points). */
+typedef struct {
+    int n_lines, n_points;
+    const char *title;
+} sweep_panel;
+
+/* more series than this in one panel: a panel per method */
+#define SWEEP_PANEL_MAX 12
+
+static int has_metric(const qa_cell *cells, const series *s, int met) {
+    for (int j = 0; j < s->n; j++) if (cells[s->cells[j]].sum[met].n > 0) return 1;
+    return 0;
+}
+
+/* The series of a bit sweep in drawing order (indices into ser), panel by panel: one panel, or
+ * a panel per method where the series are too many for one. A series without a value of the
+ * metric is left out. Returns how many series; the panels into panels, *npanels. */
+static int sweep_order(const qa_cell *cells, const series *ser, int ns, int met, int *order, sweep_panel *panels,
+                       int *npanels) {
+    const char *methods[MAX_SERIES];
+    int nm = 0, drawn = 0;
+    for (int k = 0; k < ns; k++) {
+        if (!has_metric(cells, &ser[k], met)) continue;
+        drawn++;
+        const char *m = cells[ser[k].cells[0]].method;
+        int seen = 0;
+        for (int j = 0; j < nm; j++) seen |= !strcmp(methods[j], m);
+        if (!seen) methods[nm++] = m;
+    }
+    const int per_method = drawn > SWEEP_PANEL_MAX && nm > 1;
     int n = 0;
-    for (int pass = 0; pass < 2; pass++) {
-        for (int k = 0; k < ns; k++) {
-            const qa_cell *c0 = &cells[ser[k].cells[0]];
-            int has = 0;
-            for (int j = 0; j < ser[k].n; j++) has |= cells[ser[k].cells[j]].sum[met].n > 0;
-            if (has && (c0->w_bits != 0) == (pass == 0)) order[n++] = k;
-        }
-        if (pass == 0) *n_quantized = n;
+    *npanels = per_method ? nm : 1;
+    for (int p = 0; p < *npanels; p++) {
+        panels[p] = (sweep_panel){0, 0, per_method ? methods[p] : ""};
+        for (int pass = 0; pass < 2; pass++)
+            for (int k = 0; k < ns; k++) {
+                const qa_cell *c0 = &cells[ser[k].cells[0]];
+                if (!has_metric(cells, &ser[k], met) || (c0->w_bits != 0) != (pass == 0)) continue;
+                if (per_method && strcmp(c0->method, methods[p])) continue;
+                order[n++] = k;
+                if (pass == 0) panels[p].n_lines++;
+                else panels[p].n_points++;
+            }
     }
     return n;
 }
@@ -207,54 +346,89 @@ static int weight_bits(const qa_cell *cells, int nc, int met, int *wbits) {
     return n;
 }
 
-/* One block per series: its name, then x (the bits, nudged per series), bits, mean, low, high, n
- * by increasing bits; full-precision cells at fp_x. */
-static void write_sweep_blocks(FILE *f, const qa_cell *cells, const series *ser, const int *order, int nd, int nq,
-                               int met, int fp_x) {
+/* One block per series: its name, then x (the bits, nudged among the series of its panel and
+ * kind), bits, mean, low, high, n by increasing bits; full-precision cells at fp_x. The lowest
+ * low and highest high into *lo_all, *hi_all. */
+static void write_sweep_blocks(FILE *f, const qa_cell *cells, const series *ser, const int *order,
+                               const sweep_panel *panels, int npanels, int met, int fp_x, double *lo_all, double *hi_all) {
+    *lo_all = INFINITY;
+    *hi_all = -INFINITY;
+    int d = 0;
+    for (int p = 0; p < npanels; p++)
+        for (int r = 0; r < panels[p].n_lines + panels[p].n_points; r++, d++) {
+            const series *s = &ser[order[d]];
+            int line = r < panels[p].n_lines;
+            int rank_in_kind = line ? r : r - panels[p].n_lines, kind_size = line ? panels[p].n_lines : panels[p].n_points;
+            double dx = kind_size > 1 ? fmin(0.1, 0.8 / kind_size) * (rank_in_kind - (kind_size - 1) / 2.0) : 0;
+            fprintf(f, "%s\"%s\"\n", d ? "\n\n" : "", s->label);
+            for (int w = 0; w <= 64; w++)
+                for (int j = 0; j < s->n; j++) {
+                    const qa_cell *c = &cells[s->cells[j]];
+                    if (c->w_bits != w || c->sum[met].n == 0) continue;
+                    double lo, hi;
+                    qa_plot_cell_interval(c, met, &lo, &hi);
+                    *lo_all = fmin(*lo_all, lo);
+                    *hi_all = fmax(*hi_all, hi);
+                    fprintf(f, "%.4g %s %.8g %.8g %.8g %d\n", (w ? w : fp_x) + dx, c->bits, c->sum[met].mean, lo, hi, c->sum[met].n);
+                }
+        }
+}
+
+/* Looks of the drawn series: a colour per method, the method's series told apart by their marks. */
+static int sweep_looks(const qa_cell *cells, int nc, const series *ser, const int *order, int nd, char *buf, size_t len) {
+    int pref_colour[MAX_SERIES], pref_mark[MAX_SERIES], colour[MAX_SERIES], mark[MAX_SERIES];
     for (int d = 0; d < nd; d++) {
-        const series *s = &ser[order[d]];
-        /* nudged among the series of the same kind: the quantized ones, or the fp points */
-        int rank_in_kind = d < nq ? d : d - nq, kind_size = d < nq ? nq : nd - nq;
-        double dx = kind_size > 1 ? fmin(0.1, 0.8 / kind_size) * (rank_in_kind - (kind_size - 1) / 2.0) : 0;
-        fprintf(f, "%s\"%s%s\"\n", d ? "\n\n" : "", s->label, d < nq ? "" : " fp");
-        for (int w = 0; w <= 64; w++)
-            for (int j = 0; j < s->n; j++) {
-                const qa_cell *c = &cells[s->cells[j]];
-                if (c->w_bits != w || c->sum[met].n == 0) continue;
-                double lo, hi;
-                cell_interval(c, met, &lo, &hi);
-                fprintf(f, "%.4g %s %.8g %.8g %.8g %d\n", (w ? w : fp_x) + dx, c->bits, c->sum[met].mean, lo, hi, c->sum[met].n);
-            }
+        const char *method = cells[ser[order[d]].cells[0]].method;
+        pref_colour[d] = qa_plot_method_index(cells, nc, method);
+        pref_mark[d] = 0;
+        for (int e = 0; e < d; e++) pref_mark[d] += !strcmp(cells[ser[order[e]].cells[0]].method, method);
     }
+    if (qa_plot_assign_looks(nd, pref_colour, pref_mark, 0, colour, mark)) return -1;
+    looks_text(colour, mark, nd, buf, len);
+    return 0;
 }
 
 /* The bit sweep (the paper's Figure 1): a metric against weight bits, one line per quantized
- * series, the full-precision runs as points at 'fp'. Drawn only where the folder has two bit
- * settings or more. */
+ * series, the full-precision runs as points at 'fp'; a panel per method where the series are
+ * many. Drawn only where the folder has two bit settings or more. */
 static int plot_bit_sweep(const char *pdir, const qa_cell *cells, int nc, int met, qa_error *err) {
     int wbits[MAX_GROUPS], nw = weight_bits(cells, nc, met, wbits);
     if (nw < 2) return QA_OK;
     series ser[MAX_SERIES];
-    int order[MAX_SERIES], nq = 0;
-    int nd = sweep_order(cells, ser, group_series(cells, nc, 0, ser), met, order, &nq);
+    sweep_panel panels[MAX_SERIES];
+    int order[MAX_SERIES], npanels;
+    int nd = sweep_order(cells, ser, group_series(cells, nc, 0, ser), met, order, panels, &npanels);
     const int has_fp = wbits[0] == 0, fp_x = wbits[nw - 1] + 2;
-    char out[4200], xtics[256] = "(";
+    char out[4200], xtics[256] = "(", looks[MAX_SERIES * 8], panel_text[MAX_SERIES * 40] = "";
     snprintf(out, sizeof out, "%s/bits_%s", pdir, qa_met_names[met]);
+    if (sweep_looks(cells, nc, ser, order, nd, looks, sizeof looks))
+        return qa_fail(err, QA_ERR_RUN, "plot: %s: %d series, more than one figure's looks can tell apart", out, nd);
     FILE *f = qa_plot_open_dat(out, err);
     if (!f) return err->code;
-    write_sweep_blocks(f, cells, ser, order, nd, nq, met, fp_x);
+    double lo, hi;
+    write_sweep_blocks(f, cells, ser, order, panels, npanels, met, fp_x, &lo, &hi);
     int rc = qa_plot_close_dat(f, out, err);
     if (rc) return rc;
     for (int k = has_fp; k < nw; k++) snprintf(xtics + strlen(xtics), sizeof xtics - strlen(xtics), "%s%d", k > has_fp ? ", " : "", wbits[k]);
     snprintf(xtics + strlen(xtics), sizeof xtics - strlen(xtics), has_fp ? ", 'fp' %d)" : ")", fp_x);
+    for (int p = 0; p < npanels; p++)
+        snprintf(panel_text + strlen(panel_text), sizeof panel_text - strlen(panel_text), "%s%d:%d:%s", p ? " " : "",
+                 panels[p].n_lines, panels[p].n_points, panels[p].title);
+    char phrase[80], yrange[64], ylabel[256];
+    qa_plot_seeds_phrase(cells, nc, met, phrase, sizeof phrase);
+    qa_plot_value_axis(qa_plot_metric_upper(met), 0, qa_met_axis[met], lo, hi, yrange, sizeof yrange, ylabel, sizeof ylabel);
     plot_args a = {0};
-    metric_args(&a, "Bit sweep of ", cells, nc, met, 0);
+    qa_plot_arg(&a, "Bit sweep of %s: %s", qa_met_titles[met], phrase);
+    qa_plot_arg(&a, "%s", ylabel);
+    qa_plot_arg(&a, "%s", yrange);
     qa_plot_arg(&a, "[%g:%g]", wbits[has_fp] - 1.0, (has_fp ? fp_x : wbits[nw - 1]) + 1.0);
     qa_plot_arg(&a, "%s", xtics);
-    qa_plot_arg(&a, "%d", nq);
-    qa_plot_arg(&a, "%d", nd - nq);
+    qa_plot_arg(&a, "%s", looks);
+    qa_plot_arg(&a, "%s", panel_text);
     return qa_plot_draw("bits", out, &a, err);
 }
+
+/* ---- heatmaps ---- */
 
 /* file-name form of a series label */
 static void file_name_of(const char *label, char *name, size_t len) {
@@ -275,8 +449,7 @@ static int heatmap_cells(const qa_cell *cells, const series *s, int met) {
 static int plot_heatmaps(const char *pdir, const qa_cell *cells, int nc, int met, qa_error *err) {
     int ranks[MAX_GROUPS], nr = ranks_of(cells, nc, ranks);
     char bits[MAX_GROUPS][16];
-    int wb[MAX_GROUPS];
-    int nb = bit_groups(cells, nc, bits, wb);
+    int nb = qa_plot_bit_settings(cells, nc, bits);
     if (nr < 2 || nb < 2) return QA_OK;
     series ser[MAX_SERIES];
     int ns = group_series(cells, nc, 1, ser);
@@ -293,10 +466,10 @@ static int plot_heatmaps(const char *pdir, const qa_cell *cells, int nc, int met
         for (int j = 0; j < ser[k].n; j++) {
             const qa_cell *c = &cells[ser[k].cells[j]];
             if (c->sum[met].n == 0) continue;
-            int ri = 0, bi = 0;
+            int ri = 0;
             while (ranks[ri] != c->rank) ri++;
-            while (strcmp(bits[bi], c->bits)) bi++;
-            fprintf(f, "%d %d %.8g %.8g %d %s\n", ri, bi, c->sum[met].mean, c->sum[met].ci95, c->rank, c->bits);
+            fprintf(f, "%d %d %.8g %.8g %d %s\n", ri, qa_plot_bits_index(bits, nb, c->bits), c->sum[met].mean,
+                    c->sum[met].ci95, c->rank, c->bits);
         }
         int rc = qa_plot_close_dat(f, out, err);
         if (rc) return rc;
@@ -311,113 +484,36 @@ static int plot_heatmaps(const char *pdir, const qa_cell *cells, int nc, int met
     return QA_OK;
 }
 
-/* the deployed model of each run: the integer deploy, a method's own variant, or FP runs */
-static int is_deployed(const qa_cell *c, int met) {
-    return c->n > 0 && c->sum[met].n > 0 && !(c->w_bits && !strcmp(c->variant, "fp"));
-}
-
-static double pareto_cost(const qa_cell *c, int storage) { return storage ? c->bits_pw : c->train_mb.mean; }
-
-/* The Pareto front by increasing cost: each point that scores better than every cheaper one. */
-static void write_front(FILE *f, const qa_cell *cells, const int *idx, int n, int met, int storage) {
-    int order[MAX_SERIES * MAX_GROUPS];
-    for (int k = 0; k < n; k++) order[k] = idx[k];
-    for (int i = 1; i < n; i++)
-        for (int j = i; j > 0 && pareto_cost(&cells[order[j]], storage) < pareto_cost(&cells[order[j - 1]], storage); j--) {
-            int t = order[j]; order[j] = order[j - 1]; order[j - 1] = t;
-        }
-    const int lower = qa_met_lower_better[met];
-    double best = lower ? INFINITY : -INFINITY;
-    fprintf(f, "\n\n# Pareto front: cost mean\n");
-    for (int k = 0; k < n; k++) {
-        double y = cells[order[k]].sum[met].mean;
-        if (lower ? y < best : y > best) { best = y; fprintf(f, "%.6g %.8g\n", pareto_cost(&cells[order[k]], storage), y); }
-    }
-}
-
-/* index of name in names (appended when new) */
-static int index_of(char names[][64], int *n, const char *name) {
-    for (int k = 0; k < *n; k++) if (!strcmp(names[k], name)) return k;
-    snprintf(names[*n], 64, "%s", name);
-    return (*n)++;
-}
-
-/* One block per deployed cell (its name, then cost, mean, low, high), then the front. Each cell's
- * marker: a colour per method (with its setting and rank where those vary) and a shape per bits
- * and deploy, as 1-based indices in colours and shapes (space-separated, one per block). Returns
- * the number of cell blocks. */
-static int write_pareto_blocks(FILE *f, const qa_cell *cells, int nc, int met, int storage, char *colours, char *shapes,
-                               size_t len) {
-    char families[MAX_SERIES * MAX_GROUPS][64], kinds[MAX_SERIES * MAX_GROUPS][64];
-    int nfamilies = 0, nkinds = 0, n = 0, idx[MAX_SERIES * MAX_GROUPS], ranks[MAX_GROUPS];
-    const int multi_rank = ranks_of(cells, nc, ranks) > 1;
-    colours[0] = shapes[0] = 0;
-    for (int i = 0; i < nc && n < MAX_SERIES * MAX_GROUPS; i++) {
-        const qa_cell *c = &cells[i];
-        if (!is_deployed(c, met)) continue;
-        char label[128], deploy[48], kind[64], family[64];
-        qa_cells_series_label(c, label, sizeof label, 1, multi_rank);
-        snprintf(kind, sizeof kind, "%s %s", c->bits, qa_cells_deploy_label(c, deploy, sizeof deploy));
-        snprintf(family, sizeof family, "%s %s r%d", c->method, c->axes, multi_rank ? c->rank : 0);
-        snprintf(colours + strlen(colours), len - strlen(colours), "%s%d", n ? " " : "", 1 + index_of(families, &nfamilies, family));
-        snprintf(shapes + strlen(shapes), len - strlen(shapes), "%s%d", n ? " " : "", 1 + index_of(kinds, &nkinds, kind));
-        double lo, hi;
-        cell_interval(c, met, &lo, &hi);
-        fprintf(f, "%s\"%s\"\n%.6g %.8g %.8g %.8g\n", n ? "\n\n" : "", label, pareto_cost(c, storage), c->sum[met].mean, lo, hi);
-        idx[n++] = i;
-    }
-    write_front(f, cells, idx, n, met, storage);
-    return n;
-}
-
-/* Memory (or storage) against quality, one point per deployed cell with CI bars, a colour per
- * method and a shape per bits and deploy; the Pareto front (no other point costs less and scores
- * better) as a step line. Drawn only where the cells' costs differ. */
-static int plot_pareto(const char *pdir, const qa_cell *cells, int nc, int met, int storage, qa_error *err) {
-    int n = 0, costs_differ = 0;
-    const qa_cell *first = NULL;
-    for (int i = 0; i < nc; i++) {
-        if (!is_deployed(&cells[i], met)) continue;
-        n++;
-        if (!first) first = &cells[i];
-        costs_differ |= fabs(pareto_cost(&cells[i], storage) - pareto_cost(first, storage)) > 1e-9;
-    }
-    if (n < 2 || !costs_differ) return QA_OK; /* one cost: no trade-off to show */
-    char out[4200];
-    snprintf(out, sizeof out, "%s/pareto_%s_%s", pdir, storage ? "storage" : "training_memory", qa_met_names[met]);
-    FILE *f = qa_plot_open_dat(out, err);
-    if (!f) return err->code;
-    char colours[1400], shapes[1400];
-    int blocks = write_pareto_blocks(f, cells, nc, met, storage, colours, shapes, sizeof colours);
-    int rc = qa_plot_close_dat(f, out, err);
-    if (rc) return rc;
-    if (strlen(colours) + 8 >= sizeof colours || strlen(shapes) + 8 >= sizeof shapes)
-        return qa_fail(err, QA_ERR_RUN, "plot: %s: %d cells, more than one figure's markers can name", out, blocks);
-    char phrase[80];
-    qa_plot_seeds_phrase(cells, nc, met, phrase, sizeof phrase);
-    plot_args a = {0};
-    qa_plot_arg(&a, "%s against %s: %s; dashed: the Pareto front", qa_met_titles[met], storage ? "storage" : "training memory", phrase);
-    qa_plot_arg(&a, "%s", storage ? "deployed bits per weight of the adapted layers"
-                               : "training memory of the adapted layers (MiB: frozen + trainable + gradients + optimizer)");
-    qa_plot_arg(&a, "%s", qa_met_axis[met]);
-    qa_plot_arg(&a, "%s", y_range(met, 0));
-    qa_plot_arg(&a, "%d", blocks);
-    qa_plot_arg(&a, "%s", colours);
-    qa_plot_arg(&a, "%s", shapes);
-    return qa_plot_draw("pareto", out, &a, err);
-}
+/* ---- loss curves ---- */
 
 /* one curve per run group: the cell of the run's first deploy variant */
 static int is_curve(const qa_cell *c, const char *bits) {
     return c->n > 0 && !strcmp(c->bits, bits) && c->runs[0]->n_train > 0 && !strcmp(c->runs[0]->eval[0].variant, c->variant);
 }
 
-/* A curve's block: its name, then per step the mean over seeds of the 20-step moving average of
- * the loss and its 95% CI (the low end clipped at 0). */
-static void write_loss_block(FILE *f, const qa_cell *c, int first) {
+/* A curve: per step the mean over seeds of the 20-step moving average of the loss and its 95%
+ * CI (the low end clipped at 0). */
+typedef struct {
+    const qa_cell *cell;
+    char name[128];
+    int steps;
+    double *step, *mean, *lo, *hi;
+} curve;
+
+static void curve_compute(curve *cv, const qa_cell *c, int multi_rank) {
     int steps = c->runs[0]->n_train;
     for (int s = 1; s < c->n; s++) if (c->runs[s]->n_train < steps) steps = c->runs[s]->n_train;
-    fprintf(f, "%s\"%s%s%s r%d\"\n", first ? "" : "\n\n", c->method, c->axes[0] ? " " : "", c->axes, c->rank);
+    /* the training run's name: what its deploy variants share */
+    int off = snprintf(cv->name, sizeof cv->name, "%s%s", c->method, c->w_bits ? "" : " fp");
+    if (c->axes[0]) off += snprintf(cv->name + off, sizeof cv->name - (size_t)off, " %s", c->axes);
+    if (multi_rank) snprintf(cv->name + off, sizeof cv->name - (size_t)off, " r%d", c->rank);
+    cv->cell = c;
+    cv->steps = steps;
+    double *block = qa_alloc(sizeof(double) * 4 * (size_t)(steps > 0 ? steps : 1));
+    cv->step = block;
+    cv->mean = block + steps;
+    cv->lo = block + 2 * steps;
+    cv->hi = block + 3 * steps;
     double acc[QA_CELL_MAX_SEEDS] = {0};
     for (int t = 0; t < steps; t++) {
         double x[QA_CELL_MAX_SEEDS];
@@ -428,53 +524,167 @@ static void write_loss_block(FILE *f, const qa_cell *c, int first) {
             x[s] = acc[s] / (t < 20 ? t + 1 : 20);
         }
         qa_summary sm = qa_stats_summarize(x, c->n);
-        fprintf(f, "%g %.8g %.8g %.8g\n", c->runs[0]->train[t * 5], sm.mean, fmax(0, sm.mean - sm.ci95), sm.mean + sm.ci95);
+        cv->step[t] = c->runs[0]->train[t * 5];
+        cv->mean[t] = sm.mean;
+        cv->lo[t] = fmax(0, sm.mean - sm.ci95);
+        cv->hi[t] = sm.mean + sm.ci95;
     }
 }
 
-/* Training loss per run group: the mean over seeds and its 95% CI as a band, one figure per bit setting. */
-static int plot_loss_bands(const char *pdir, const qa_cell *cells, int nc, qa_error *err) {
+/* the largest gap between two curves' means over their common steps */
+static double curve_gap(const curve *a, const curve *b) {
+    int steps = a->steps < b->steps ? a->steps : b->steps;
+    double gap = 0;
+    for (int t = 0; t < steps; t++) gap = fmax(gap, fabs(a->mean[t] - b->mean[t]));
+    return gap;
+}
+
+/* Curves that coincide: groups whose means are everywhere within tol (each curve joins the
+ * first group it is within tol of, member by member). group[k]: the group of curve k, numbered
+ * by first member; returns how many groups. */
+static int coinciding_groups(const curve *cv, int n, double tol, int *group) {
+    int ng = 0;
+    for (int k = 0; k < n; k++) {
+        group[k] = -1;
+        for (int g = 0; g < ng && group[k] < 0; g++) {
+            int close = 1;
+            for (int j = 0; j < k && close; j++) close = group[j] != g || curve_gap(&cv[j], &cv[k]) <= tol;
+            if (close) group[k] = g;
+        }
+        if (group[k] < 0) group[k] = ng++;
+    }
+    return ng;
+}
+
+/* "\nlora, qlora and ir-qlora coincide (largest gap 3e-05)" per group of two curves or more */
+static void coincide_notes(const curve *cv, int n, const int *group, int ng, char *buf, size_t len) {
+    for (int g = 0; g < ng; g++) {
+        int members[MAX_SERIES], m = 0;
+        double gap = 0;
+        for (int k = 0; k < n; k++) if (group[k] == g) members[m++] = k;
+        if (m < 2) continue;
+        for (int i = 0; i < m; i++)
+            for (int j = i + 1; j < m; j++) gap = fmax(gap, curve_gap(&cv[members[i]], &cv[members[j]]));
+        snprintf(buf + strlen(buf), len - strlen(buf), "\\n");
+        for (int i = 0; i < m; i++)
+            snprintf(buf + strlen(buf), len - strlen(buf), "%s%s", i == 0 ? "" : (i == m - 1 ? " and " : ", "), cv[members[i]].name);
+        snprintf(buf + strlen(buf), len - strlen(buf), " coincide (largest gap %.2g)", gap);
+    }
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* the median over curves and steps of the CI's upper half-width */
+static double median_half_width(const curve *cv, int n) {
+    size_t total = 0, k = 0;
+    for (int i = 0; i < n; i++) total += (size_t)cv[i].steps;
+    if (total == 0) return 0;
+    double *w = qa_alloc(sizeof(double) * total);
+    for (int i = 0; i < n; i++)
+        for (int t = 0; t < cv[i].steps; t++) w[k++] = cv[i].hi[t] - cv[i].mean[t];
+    qsort(w, total, sizeof(double), cmp_double);
+    double med = total % 2 ? w[total / 2] : 0.5 * (w[total / 2 - 1] + w[total / 2]);
+    qa_free(w);
+    return med;
+}
+
+/* The title's first line: the bits, the seeds, and whether the CI is drawn as bands. */
+static void loss_title(const char *bits, const curve *cv, int n, int n_lo, int n_hi, int bands, char *buf, size_t len) {
+    char phrase[80];
+    n_phrase(n_lo, n_hi, phrase, sizeof phrase);
+    if (n_hi <= 1) snprintf(buf, len, "Fine-tuning loss at %s: one run per curve, no band", bits);
+    else if (bands) snprintf(buf, len, "Fine-tuning loss at %s: %s (band)", bits, phrase);
+    else if (n_lo == n_hi)
+        snprintf(buf, len, "Fine-tuning loss at %s: mean over %d seeds; %d curves, so no CI bands (median 95%% CI: +-%.2g)",
+                 bits, n_hi, n, median_half_width(cv, n));
+    else
+        snprintf(buf, len, "Fine-tuning loss at %s: mean over %d-%d seeds; %d curves, so no CI bands (median 95%% CI: +-%.2g)",
+                 bits, n_lo, n_hi, n, median_half_width(cv, n));
+}
+
+/* Every curve's block (its name, then step, mean, low, high), and the template's arguments:
+ * the title with its notes, the looks, and which curves have their band drawn. */
+static int draw_loss_curves(const char *out, const char *bits, const qa_cell *cells, int nc, curve *cv, int n,
+                            qa_error *err) {
+    FILE *f = qa_plot_open_dat(out, err);
+    if (!f) return err->code;
+    fprintf(f, "# per curve: step, mean, low, high\n");
+    int n_lo = 1 << 30, n_hi = 0;
+    double top = 0, bottom = INFINITY, band_lo = INFINITY, band_hi = 0;
+    for (int k = 0; k < n; k++) {
+        fprintf(f, "%s\"%s\"\n", k ? "\n\n" : "", cv[k].name);
+        for (int t = 0; t < cv[k].steps; t++) {
+            fprintf(f, "%g %.8g %.8g %.8g\n", cv[k].step[t], cv[k].mean[t], cv[k].lo[t], cv[k].hi[t]);
+            top = fmax(top, cv[k].mean[t]);
+            bottom = fmin(bottom, cv[k].mean[t]);
+            band_lo = fmin(band_lo, cv[k].lo[t]);
+            band_hi = fmax(band_hi, cv[k].hi[t]);
+        }
+        n_lo = cv[k].cell->n < n_lo ? cv[k].cell->n : n_lo;
+        n_hi = cv[k].cell->n > n_hi ? cv[k].cell->n : n_hi;
+    }
+    int rc = qa_plot_close_dat(f, out, err);
+    if (rc) return rc;
+    /* coinciding: everywhere closer than 1% of the span of the means, a line's width or two */
+    int group[MAX_SERIES], pref_colour[MAX_SERIES], pref_mark[MAX_SERIES], colour[MAX_SERIES], mark[MAX_SERIES];
+    int ng = coinciding_groups(cv, n, 0.01 * (top - bottom), group);
+    /* bands only where few: one per group of coinciding curves, at most three */
+    const int bands = n_hi > 1 && ng <= 3;
+    char title[1200], band_flags[MAX_SERIES * 2 + 1] = "", looks[MAX_SERIES * 8], yrange[64], ylabel[160];
+    loss_title(bits, cv, n, n_lo, n_hi, bands, title, sizeof title);
+    coincide_notes(cv, n, group, ng, title, sizeof title);
+    for (int k = 0; k < n; k++) {
+        int first = 1;
+        for (int j = 0; j < k; j++) first &= group[j] != group[k];
+        snprintf(band_flags + strlen(band_flags), sizeof band_flags - strlen(band_flags), "%s%d", k ? " " : "", bands && first);
+        pref_colour[k] = qa_plot_method_index(cells, nc, cv[k].cell->method);
+        pref_mark[k] = 0;
+    }
+    if (qa_plot_assign_looks(n, pref_colour, pref_mark, 0, colour, mark))
+        return qa_fail(err, QA_ERR_RUN, "plot: %s: %d curves, more than one figure's looks can tell apart", out, n);
+    looks_text(colour, mark, n, looks, sizeof looks);
+    /* the axis spans what is drawn: the bands where they are, else the means */
+    qa_plot_value_axis(INFINITY, 1, "training loss (moving average of 20 steps)", bands ? band_lo : bottom, bands ? band_hi : top,
+                       yrange, sizeof yrange, ylabel, sizeof ylabel);
+    plot_args a = {0};
+    qa_plot_arg(&a, "%s", title);
+    qa_plot_arg(&a, "%s", ylabel);
+    qa_plot_arg(&a, "%s", yrange);
+    qa_plot_arg(&a, "%s", looks);
+    qa_plot_arg(&a, "%s", band_flags);
+    return qa_plot_draw("loss_curves", out, &a, err);
+}
+
+/* Training loss per run group, one figure per bit setting: the mean over seeds as a line, its 95%
+ * CI as a band where the curves are few; curves that coincide are named in the title. */
+static int plot_loss_curves(const char *pdir, const qa_cell *cells, int nc, qa_error *err) {
     char bits[MAX_GROUPS][16];
-    int wb[MAX_GROUPS];
-    int nb = bit_groups(cells, nc, bits, wb);
-    for (int b = 0; b < nb; b++) {
-        int curves = 0, n_lo = 1 << 30, n_hi = 0;
-        for (int i = 0; i < nc; i++) curves += is_curve(&cells[i], bits[b]);
-        if (curves == 0) continue;
+    int nb = qa_plot_bit_settings(cells, nc, bits), multi_rank = qa_plot_multi_rank(cells, nc), rc = QA_OK;
+    for (int b = 0; b < nb && !rc; b++) {
+        curve cv[MAX_SERIES];
+        int n = 0;
+        for (int i = 0; i < nc && n < MAX_SERIES; i++)
+            if (is_curve(&cells[i], bits[b])) curve_compute(&cv[n++], &cells[i], multi_rank);
+        if (n == 0) continue;
         char out[4200];
         snprintf(out, sizeof out, "%s/loss_curves_%s", pdir, bits[b]);
-        FILE *f = qa_plot_open_dat(out, err);
-        if (!f) return err->code;
-        fprintf(f, "# per curve: step, mean, low, high\n");
-        curves = 0;
-        for (int i = 0; i < nc; i++) {
-            if (!is_curve(&cells[i], bits[b])) continue;
-            write_loss_block(f, &cells[i], curves++ == 0);
-            n_lo = cells[i].n < n_lo ? cells[i].n : n_lo;
-            n_hi = cells[i].n > n_hi ? cells[i].n : n_hi;
-        }
-        int rc = qa_plot_close_dat(f, out, err);
-        if (rc) return rc;
-        char phrase[80];
-        n_phrase(n_lo, n_hi, phrase, sizeof phrase);
-        plot_args a = {0};
-        if (n_hi <= 1) qa_plot_arg(&a, "Fine-tuning loss at %s: one run per curve, no band", bits[b]);
-        else qa_plot_arg(&a, "Fine-tuning loss at %s: %s (band)", bits[b], phrase);
-        qa_plot_arg(&a, "%d", curves);
-        rc = qa_plot_draw("loss_curves", out, &a, err);
-        if (rc) return rc;
+        rc = draw_loss_curves(out, bits[b], cells, nc, cv, n, err);
+        for (int k = 0; k < n; k++) qa_free(cv[k].step);
     }
-    return QA_OK;
+    return rc;
 }
 
 int qa_plot_statistics(const char *pdir, const qa_cell *cells, int nc, qa_error *err) {
     int mets[8], nm = qa_plot_folder_metrics(cells, nc, mets);
-    int rc = plot_loss_bands(pdir, cells, nc, err);
+    int rc = plot_loss_curves(pdir, cells, nc, err);
     for (int k = 0; k < nm && !rc; k++) rc = plot_bars(pdir, cells, nc, mets[k], err);
     for (int k = 0; k < nm && !rc; k++) rc = plot_bit_sweep(pdir, cells, nc, mets[k], err);
     for (int k = 0; k < nm && !rc; k++) rc = plot_heatmaps(pdir, cells, nc, mets[k], err);
     /* quality against cost: the folder's main quality metric */
-    if (!rc && nm > 0) rc = plot_pareto(pdir, cells, nc, mets[0], 0, err);
-    if (!rc && nm > 0) rc = plot_pareto(pdir, cells, nc, mets[0], 1, err);
+    if (!rc && nm > 0) rc = qa_plot_pareto(pdir, cells, nc, mets[0], 0, err);
+    if (!rc && nm > 0) rc = qa_plot_pareto(pdir, cells, nc, mets[0], 1, err);
     return rc;
 }

@@ -2,14 +2,9 @@
 #     call 'terminal.gp' FORMAT OUT WIDTH HEIGHT
 # FORMAT: png | svg | pdf | dumb (a text rendering into OUT.txt, for a look in a terminal);
 # OUT: the output path without its extension; WIDTH x HEIGHT: the size in pixels.
-# The font, the terminals and the series colours of every figure are set here. Its variable
-# names end in '_': gnuplot's variables are global, and these must not overwrite a template's.
-
-# 12 colours for the series (gnuplot's default has 8), each with its own point type
-array series_colours_[12] = ['#9400d3', '#009e73', '#56b4e9', '#e69f00', '#b8a000', '#0072b2', \
-                            '#e51e10', '#000000', '#8b4513', '#ff69b4', '#7cfc00', '#708090']
-do for [lt_=1:12] { set linetype lt_ lc rgb series_colours_[lt_] pt lt_ }
-set linetype cycle 12
+# The font and the terminals of every figure are set here (the series' colours and marks: looks.gp).
+# Its variable names end in '_': gnuplot's variables are global, and these must not overwrite a
+# template's.
 
 fmt_ = ARG1
 out_ = ARG2
