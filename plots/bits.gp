@@ -53,7 +53,7 @@ if (npanels == 1) {
     cols = npanels < 5 ? npanels : 5
     rows = int((npanels + cols - 1) / cols)
     # per panel: its title, the plot, the tics, its key (as tall as the fullest panel's)
-    left = 85.0
+    left = 115.0  # room for a value-axis label of up to 3 lines beside the tick numbers
     panel_w = 300.0
     plot_h = 210.0
     panel_h = 25 + plot_h + 30 + 15 * most + 25
@@ -69,7 +69,7 @@ do for [fmt in formats] {
         set title title_text
     } else {
         # one value-axis label for every panel, at the left of the figure
-        set label 1 lines_(ylabel_text) at screen 14.0 / width, 0.5 * (1 - 70.0 / height) rotate by 90 center
+        set label 1 lines_(ylabel_text) at screen 30.0 / width, 0.5 * (1 - 70.0 / height) rotate by 90 center
         set multiplot title title_text
         unset xlabel
         unset ylabel
