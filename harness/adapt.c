@@ -408,7 +408,7 @@ int qa_adapt_sweep_sched(const qa_recipe *r, const char *out_dir, int wait, cons
         rc = tuning_round(&st, sched, shared, err);
         for (int round = 0; !rc && round < st.plan.tune.extend; round++) {
             int added = 0, n_before = st.plan.n;
-            rc = qa_tune_extend(&st.plan, out_dir, &added, err); /* every rank reads the same files */
+            rc = qa_tune_extend(&st.plan, out_dir, sched->rank == 0 ? stderr : NULL, &added, err); /* every rank reads the same files */
             if (shared) {
                 int rank0 = sched->agree(sched->ctx, rc);
                 if (rank0 && !rc) rc = qa_fail(err, rank0, "rank %d: rank 0 could not extend the grid (its message says why)",

@@ -68,8 +68,9 @@ void qa_adapt_plan_add_tuning(qa_sweep_plan *plan, int f, double multiplier);
 /* One round of the extension: for every cell whose best rate (from the tuning runs' files in
  * out_dir/tune) is the highest or lowest it tried, append the tuning runs of the next rate past
  * that end; *added says how many runs were appended (0: every cell is bracketed, or has
- * diverged past its end). */
-int qa_tune_extend(qa_sweep_plan *plan, const char *out_dir, int *added, qa_error *err);
+ * diverged past its end). Each extended cell gets a line on `say` (NULL: none, as on every
+ * mpirun rank but rank 0, so a line is printed once). */
+int qa_tune_extend(qa_sweep_plan *plan, const char *out_dir, FILE *say, int *added, qa_error *err);
 /* 1 when final run i is the first final run of its cell (runs [0, i) hold no other). */
 int qa_adapt_plan_first_of_cell(const qa_sweep_plan *plan, int i);
 /* What a dry run prints: the counts by role, then every run (tuning runs as tune/<id>); with a

@@ -111,7 +111,7 @@ static double three_digits(double x) {
     return strtod(buf, NULL);
 }
 
-int qa_tune_extend(qa_sweep_plan *plan, const char *out_dir, int *added, qa_error *err) {
+int qa_tune_extend(qa_sweep_plan *plan, const char *out_dir, FILE *say, int *added, qa_error *err) {
     const qa_tune_spec *t = &plan->tune;
     *added = 0;
     size_t len = strlen(out_dir) + 8;
@@ -132,7 +132,7 @@ int qa_tune_extend(qa_sweep_plan *plan, const char *out_dir, int *added, qa_erro
         if (best == c.n - 1) next = three_digits(c.rate[best] * step_up);
         else if (best == 0) next = three_digits(c.rate[0] / step_down);
         if (!(next > 0)) continue;
-        fprintf(stderr, "extending %s: its best rate x%g is the %s it tried; next x%g\n", plan->runs[f].cell, c.rate[best],
+        if (say) fprintf(say, "extending %s: its best rate x%g is the %s it tried; next x%g\n", plan->runs[f].cell, c.rate[best],
                 best == 0 ? "lowest" : "highest", next);
         qa_adapt_plan_add_tuning(plan, f, next);
         *added += t->n_seeds;

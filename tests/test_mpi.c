@@ -610,12 +610,15 @@ Test(shard_sweep, the_extension_over_two_shards_waits_for_every_round, .timeout 
 }
 
 /* Under mpirun the ranks extend together (every rank reads the same files) and share the
- * extension's runs: the files and numbers of one process. */
+ * extension's runs: the files and numbers of one process; rank 0 alone says what it extends. */
 Test(mpi_sweep, the_extension_over_two_ranks_is_one_process_sweep, .timeout = 180) {
     mpirun_or_skip();
     write_extended_recipe_and_run_it_alone();
     char args[1024];
     snprintf(args, sizeof args, "run %s/extended.recipe --out %s/extended-mpi", sweep_dir, sweep_dir);
     cr_assert_eq(mpirun2(args), 0, "%s", out_buf);
+    const char *said = strstr(out_buf, "extending lora-w8a8-r2");
+    cr_expect(said != NULL, "%s", out_buf);
+    cr_expect(said == NULL || strstr(said + 1, "extending lora-w8a8-r2") == NULL, "one line, not one per rank: %s", out_buf);
     expect_same_tuned_sweeps_as("extended", "extended-mpi");
 }
