@@ -635,9 +635,21 @@ static void write_md_tail(FILE *f, const report_data *d) {
 /* A cell as deployed: not the float deploy of a quantized run (before PTQ, nothing stored). */
 static int deployed_cell(const cell *c) { return c->n > 0 && !(c->w_bits > 0 && c->bits_pw >= 32); }
 
+/* The report's baseline method, for by_storage's tie-break (qsort takes no context). */
+static const char *storage_first_method;
+
+/* By stored bits; among equal storage the baseline's method first (a group's reference is then
+ * the report's baseline where it stores least, e.g. LoRA + PTQ), then by method and cell name,
+ * so the order does not depend on qsort. */
 static int by_storage(const void *a, const void *b) {
     const cell *x = *(const cell *const *)a, *y = *(const cell *const *)b;
-    return x->bits_pw < y->bits_pw ? -1 : x->bits_pw > y->bits_pw;
+    if (x->bits_pw != y->bits_pw) return x->bits_pw < y->bits_pw ? -1 : 1;
+    if (storage_first_method) {
+        int xf = !strcmp(x->method, storage_first_method), yf = !strcmp(y->method, storage_first_method);
+        if (xf != yf) return yf - xf;
+    }
+    int c = strcmp(x->method, y->method);
+    return c ? c : (x < y ? -1 : x > y);
 }
 
 /* The metric a storage group compares on: subject fidelity where measured, else FID, style, loss. */
@@ -668,11 +680,13 @@ static void write_storage_matched(FILE *f, const report_data *d) {
     const cell **g = qa_alloc(sizeof(cell *) * (size_t)(d->nc + 1));
     int n = 0;
     for (int i = 0; i < d->nc; i++) if (deployed_cell(&d->cells[i])) g[n++] = &d->cells[i];
+    storage_first_method = d->base >= 0 ? d->cells[d->base].method : NULL;
     qsort(g, (size_t)n, sizeof *g, by_storage);
+    storage_first_method = NULL;
     fprintf(f, "\nStorage-matched comparison (cells grouped by the bits per weight their deploy stores, the run files' "
                "bits_per_weight: a group takes every deployed cell within %.1f b/w above its smallest, i.e. bins of "
                "±%.1f b/w; float deploys of quantized runs are left out; each cell against its group's lowest-storage "
-               "cell, paired by seed when every seed has a run in both, Welch otherwise):\n",
+               "cell, the baseline's method first among equals, paired by seed when every seed has a run in both, Welch otherwise):\n",
             QA_STORAGE_WINDOW, QA_STORAGE_WINDOW / 2);
     int shown = 0;
     for (int s = 0; s < n;) {

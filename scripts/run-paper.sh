@@ -41,7 +41,7 @@ for name in $RECIPES; do
         ablate_constant_row) base=intlora-mul:w4a8:int:fallback ;;
         ablate_rank_bits) base=lora:w8a8:int:r4 ;;
         recovery) base=qlora:w8a8:int ;;
-        efficiency) base=lora:fp ;;
+        table_subject | table_style | fig_bits | table_domain | efficiency) base=lora:fp ;;
         *) base= ;;
     esac
     "$QADAPT" report "results/$name" ${base:+--baseline "$base"} > /dev/null

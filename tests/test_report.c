@@ -609,6 +609,35 @@ Test(report, storage_matched_groups_pair_methods_at_the_same_stored_bits) {
     rm_rf_dir(folder);
 }
 
+/* Two methods store the group's least bits: the named baseline's method is the reference, and
+ * without one the order is by method name (not by qsort's whim over equal keys). */
+Test(report, a_storage_group_takes_the_baselines_method_as_reference_among_equals) {
+    char folder[256];
+    make_tmpdir(folder, sizeof folder, "report-storage-ties");
+    const run_def tied[] = {
+        {"qlora-w8a8-r4-s0", "qlora", "w8a8", "done", "int", 8, 8, 4, 1, 0, 0.10, 0.80, 0.6, 8.5},
+        {"qlora-w8a8-r4-s1", "qlora", "w8a8", "done", "int", 8, 8, 4, 1, 1, 0.11, 0.82, 0.6, 8.5},
+        {"lora-w8a8-r4-s0", "lora", "w8a8", "done", "int", 8, 8, 4, 1, 0, 0.09, 0.90, 0.7, 8.5},
+        {"lora-w8a8-r4-s1", "lora", "w8a8", "done", "int", 8, 8, 4, 1, 1, 0.10, 0.91, 0.7, 8.5},
+        {"efficientdm-w8a8-r4-s0", "efficientdm", "w8a8", "done", "int", 8, 8, 4, 0, 0, 0.09, 0.50, 0.7, 8.5},
+        {"efficientdm-w8a8-r4-s1", "efficientdm", "w8a8", "done", "int", 8, 8, 4, 0, 1, 0.09, 0.52, 0.7, 8.5},
+    };
+    for (int i = 0; i < 6; i++) write_run(folder, &tied[i]);
+    const char *named[] = {"qlora:w8a8:int", NULL}, *ref[] = {"qlora w8a8", "efficientdm w8a8"};
+    for (int k = 0; k < 2; k++) {
+        char *buf = NULL, want[64];
+        size_t len = 0;
+        FILE *mem = open_memstream(&buf, &len);
+        qa_error err = {0, ""};
+        cr_assert_eq(qa_report_write_baseline(folder, named[k], mem, &err), 0, "%s", err.msg);
+        fclose(mem);
+        snprintf(want, sizeof want, "Δ subject fidelity vs %s |", ref[k]);
+        cr_expect(strstr(buf, want) != NULL, "baseline %s: want \"%s\" in\n%s", named[k] ? named[k] : "(default)", want, buf);
+        free(buf);
+    }
+    rm_rf_dir(folder);
+}
+
 Test(report, new_metrics_rates_and_tuning_show_when_recorded) {
     char folder[256], p[512];
     make_tmpdir(folder, sizeof folder, "report-protocol");
