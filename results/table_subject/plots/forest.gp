@@ -1,3 +1,3 @@
 # Drawn by `qadapt plot` with the template forest.gp of the plots/ folder from OUT.dat (OUT: the
 # first argument). Redraw from the repository root: GNUPLOT_LIB=plots gnuplot THIS_FILE
-call 'forest.gp' 'results/table_subject/plots/forest' 'Each cell minus ir-qlora fp: mean and 95% CI of the differences paired by seed (n = 10)' '3' '"subject fidelity: higher is better" "prompt fidelity: higher is better" "held-out loss: lower is better"' '37' '39'
+call 'forest.gp' 'results/table_subject/plots/forest' 'Each cell minus lora fp: mean and 95% CI of the differences paired by seed (n = 10)' '3' '"subject fidelity: higher is better" "prompt fidelity: higher is better" "held-out loss: lower is better"' '37' '39'
