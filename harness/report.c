@@ -194,7 +194,13 @@ static void write_efficiency_md_row(FILE *f, const cell *c) {
 }
 
 static void write_efficiency_csv_row(FILE *f, const cell *c) {
-    fprintf(f, "%s,%s,%d,%s,%s,%s,%d", c->method, c->bits, c->rank, c->axes, deploy_of(c).text, c->kernel, c->n);
+    const char *text[] = {c->method, c->bits, NULL, c->axes, deploy_of(c).text, c->kernel};
+    for (int k = 0; k < 6; k++) {
+        if (k) fputc(',', f);
+        if (text[k]) qa_csv_field(f, text[k]);
+        else fprintf(f, "%d", c->rank);
+    }
+    fprintf(f, ",%d", c->n);
     for (int k = 0; k < N_EFFICIENCY_COLUMNS; k++) {
         const efficiency_column *col = &efficiency_columns[k];
         const qa_median_ci *t = col->kind == EFF_TIMING ? efficiency_timing(c, col) : NULL;
@@ -517,7 +523,12 @@ static void write_tex_row(FILE *f, const report_data *d, int i) {
 static void write_csv_row(FILE *f, const report_data *d, int i) {
     const cell *c = &d->cells[i];
     const delta *dc = &d->deltas[i];
-    fprintf(f, "%s,%s,%s,%d,%d,%d", c->method, deploy_of(c).text, c->bits, c->rank, c->n, c->n_diverged);
+    qa_csv_field(f, c->method);
+    fputc(',', f);
+    qa_csv_field(f, deploy_of(c).text);
+    fputc(',', f);
+    qa_csv_field(f, c->bits);
+    fprintf(f, ",%d,%d,%d", c->rank, c->n, c->n_diverged);
     for (int k = 0; k < N_TABLE_COLUMNS; k++) {
         const column *col = &table_columns[k];
         if (!shown_in(col, IN_CSV, d)) continue;
@@ -526,7 +537,7 @@ static void write_csv_row(FILE *f, const report_data *d, int i) {
             fprintf(f, ",%.8g,%.8g,%.8g", dc->has_delta ? dc->dloss : 0.0, dc->has_delta ? dc->dloss_ci : 0.0, dc->has_delta ? dc->dloss_p : NAN);
         else if (col->kind == COL_BITS_PER_WEIGHT) fprintf(f, ",%.4g", c->bits_pw);
         else if (col->kind == COL_LR) { char v[64]; double mean; lr_text(c, v, sizeof v, &mean); fprintf(f, ",%.6g", mean); }
-        else fprintf(f, ",%s", c->axes);
+        else { fputc(',', f); qa_csv_field(f, c->axes); }
     }
     fprintf(f, "\n");
 }

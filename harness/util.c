@@ -135,3 +135,13 @@ int qa_parse_number_token(const char *v, double *out) {
     *out = strtod(v, &end);
     return *end == 0 && errno == 0 && isfinite(*out) ? 0 : -1;
 }
+
+void qa_csv_field(FILE *f, const char *s) {
+    if (!s[strcspn(s, ",\"\n\r")]) { fputs(s, f); return; }
+    fputc('"', f);
+    for (; *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s, f);
+    }
+    fputc('"', f);
+}

@@ -50,6 +50,9 @@ int qa_mkdir_p(const char *path, qa_error *err);
 int qa_parse_int_token(const char *v, long long *out);
 int qa_parse_number_token(const char *v, double *out);
 int qa_file_exists(const char *path);
+/* One CSV text field (RFC 4180): as is, or in double quotes with its quotes doubled when it
+ * holds a comma, a quote or a line break ("NF4 (merged, re-quantized)" is one field). */
+void qa_csv_field(FILE *f, const char *s);
 
 /* Per-purpose seed derivation: a 64-bit mix of (seed, purpose string), never 0. */
 uint64_t qa_seed_for(uint64_t seed, const char *purpose);

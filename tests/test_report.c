@@ -217,6 +217,7 @@ Test(report, files_written_and_markdown_equals_stream, .init = build_folder, .fi
     cr_assert_eq(sscanf(row + strlen("\nlora,FP,fp,2,3,0,"), "%lf,%lf", &mean, &ci), 2);
     cr_expect(fabs(mean - s.mean) < 1e-7 && fabs(ci - s.ci) < 1e-7, "csv loss %g ± %g, want %g ± %g", mean, ci, s.mean, s.ci);
     cr_expect(strstr(text, "\nqalora,INT,w4a8,2,3,1,") != NULL, "the diverged seed is counted in n_diverged:\n%s", text);
+    cr_expect(strstr(text, "\nqlora,\"NF4 (merged, re-quantized)\",w4a16,2,") != NULL, "a field with a comma is quoted:\n%s", text);
     free(text);
 
     /* summary.h5 */
