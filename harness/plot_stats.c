@@ -591,12 +591,27 @@ static double median_half_width(const curve *cv, int n) {
     return med;
 }
 
+/* A band needs this many seeds: with 2 the 95% CI's t has 1 degree of freedom (12.7 standard
+ * errors), and the bands of every curve cover the figure. */
+#define QA_LOSS_BAND_MIN_SEEDS 3
+
+/* "2" or "2-3" (static buffer: one use per call of loss_title) */
+static const char *phrase_seeds(int n_lo, int n_hi) {
+    static char buf[32];
+    if (n_lo == n_hi) snprintf(buf, sizeof buf, "%d", n_lo);
+    else snprintf(buf, sizeof buf, "%d-%d", n_lo, n_hi);
+    return buf;
+}
+
 /* The title's first line: the bits, the seeds, and whether the CI is drawn as bands. */
 static void loss_title(const char *bits, const curve *cv, int n, int n_lo, int n_hi, int bands, char *buf, size_t len) {
     char phrase[80];
     n_phrase(n_lo, n_hi, phrase, sizeof phrase);
     if (n_hi <= 1) snprintf(buf, len, "Fine-tuning loss at %s: one run per curve, no band", bits);
     else if (bands) snprintf(buf, len, "Fine-tuning loss at %s: %s (band)", bits, phrase);
+    else if (n_lo < QA_LOSS_BAND_MIN_SEEDS)
+        snprintf(buf, len, "Fine-tuning loss at %s: mean over %s seeds; no CI bands below %d seeds (median 95%% CI: +-%.2g)",
+                 bits, phrase_seeds(n_lo, n_hi), QA_LOSS_BAND_MIN_SEEDS, median_half_width(cv, n));
     else if (n_lo == n_hi)
         snprintf(buf, len, "Fine-tuning loss at %s: mean over %d seeds; %d curves, so no CI bands (median 95%% CI: +-%.2g)",
                  bits, n_hi, n, median_half_width(cv, n));
@@ -631,8 +646,9 @@ static int draw_loss_curves(const char *out, const char *bits, const qa_cell *ce
     /* coinciding: everywhere closer than 1% of the span of the means, a line's width or two */
     int group[MAX_SERIES], pref_colour[MAX_SERIES], pref_mark[MAX_SERIES], colour[MAX_SERIES], mark[MAX_SERIES];
     int ng = coinciding_groups(cv, n, 0.01 * (top - bottom), group);
-    /* bands only where few: one per group of coinciding curves, at most three */
-    const int bands = n_hi > 1 && ng <= 3;
+    /* bands only where few and meaningful: one per group of coinciding curves, at most three,
+     * each mean over at least QA_LOSS_BAND_MIN_SEEDS seeds */
+    const int bands = n_lo >= QA_LOSS_BAND_MIN_SEEDS && ng <= 3;
     char title[1200], band_flags[MAX_SERIES * 2 + 1] = "", looks[MAX_SERIES * 8], yrange[64], ylabel[160];
     loss_title(bits, cv, n, n_lo, n_hi, bands, title, sizeof title);
     coincide_notes(cv, n, group, ng, title, sizeof title);

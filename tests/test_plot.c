@@ -1106,7 +1106,7 @@ Test(plot, value_axis_says_where_it_does_not_start_at_zero) {
 /* Loss curves named as coinciding from their numbers, bands only where the curves are few. Every
  * run trains 1.0, 0.9, 0.8, then a step 3 of its own: lora and qlora 0.5 (the same curve), peqa,
  * qalora and lr-qat 2.0, 3.0 and 4.0 (step 3's moving means 0.8, 1.175, 1.425, 1.675: apart by
- * far more than 1% of the means' span, 0.0095). Two seeds each, their losses equal: no spread.
+ * far more than 1% of the means' span, 0.0095). Three seeds each, their losses equal: no spread.
  * At w8a8 all five: four groups, no bands; at w4a8 lora, peqa, qlora: two groups, a band each. */
 Test(plot, loss_curves_say_which_coincide) {
     char dir[256];
@@ -1115,7 +1115,7 @@ Test(plot, loss_curves_say_which_coincide) {
     const double step3[5] = {0.5, 0.5, 2.0, 3.0, 4.0};
     for (int m = 0; m < 5; m++)
         for (int b = 0; b < 2; b++)
-            for (int s = 0; s < 2; s++) {
+            for (int s = 0; s < 3; s++) {
                 if (b == 1 && m > 2) continue;
                 char id[64];
                 const char *bits = b ? "w4a8" : "w8a8";
@@ -1144,3 +1144,27 @@ Test(plot, loss_curves_say_which_coincide) {
     expect_truncated_axes_say_so(dir);
     rm_rf_dir(dir);
 }
+
+/* Two seeds a curve (their step-3 losses 0.3 apart): the 95% CI's t has 1 degree of freedom, so
+ * no band is drawn, and the title says why and how wide the interval is. */
+Test(plot, loss_curves_of_two_seeds_draw_no_band) {
+    char dir[256];
+    make_tmpdir(dir, sizeof dir, "plot-two-seeds");
+    const char *methods[2] = {"lora", "peqa"};
+    for (int m = 0; m < 2; m++)
+        for (int s = 0; s < 2; s++) {
+            char id[64];
+            snprintf(id, sizeof id, "%s-w8a8-r4-s%d", methods[m], s);
+            run_def d = {id, methods[m], "w8a8", "done", "int", 8, 8, 4, 0, s, 0.1, 0.8, 0.7, 8};
+            write_run(dir, &d);
+            append_train_row(dir, id, 3, 0.5 + 0.3 * s + m);
+        }
+    plot_folder_statistics(dir);
+    char title[600], bands[64];
+    figure_arg(dir, "loss_curves_w8a8.gp", 1, title, sizeof title);
+    cr_expect(strstr(title, "mean over 2 seeds; no CI bands below 3 seeds (median 95% CI: +-") != NULL, "title: %s", title);
+    figure_arg(dir, "loss_curves_w8a8.gp", 5, bands, sizeof bands);
+    cr_expect_str_eq(bands, "0 0");
+    rm_rf_dir(dir);
+}
+
