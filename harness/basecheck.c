@@ -1,4 +1,5 @@
 #include "harness/basecheck.h"
+#include "commit.h"
 
 #include <string.h>
 

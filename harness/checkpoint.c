@@ -1,4 +1,5 @@
 #include "harness/checkpoint.h"
+#include "commit.h"
 
 #include <math.h>
 #include <stdio.h>

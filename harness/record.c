@@ -1,4 +1,5 @@
 #include "harness/record.h"
+#include "commit.h"
 
 #include <stdio.h>
 #include <string.h>
