@@ -812,11 +812,38 @@ static double run_seconds(const qa_run_record *r) {
     return s;
 }
 
+/* The commits the folder's run files record (the builds that made them), with counts, most
+ * frequent first: a folder made by several builds says so. At most 16 are named; each name is a
+ * copy (the run records are freed before the line is written). */
+typedef struct { char *commit; int n; } commit_count;
+enum { QA_MAX_COMMITS = 16 };
+
+static void count_commit(commit_count *c, int *nc, int *other, const qa_run_record *r) {
+    const char *name = r->provenance.git_commit && r->provenance.git_commit[0] ? r->provenance.git_commit : "not recorded";
+    for (int k = 0; k < *nc; k++)
+        if (!strcmp(c[k].commit, name)) { c[k].n++; return; }
+    if (*nc == QA_MAX_COMMITS) { (*other)++; return; }
+    c[*nc].commit = qa_alloc(strlen(name) + 1);
+    strcpy(c[*nc].commit, name);
+    c[(*nc)++].n = 1;
+}
+
+static int by_count(const void *a, const void *b) {
+    const commit_count *x = a, *y = b;
+    return x->n != y->n ? y->n - x->n : strcmp(x->commit, y->commit);
+}
+
 /* What the folder cost: every run file's own time, the tuning runs' (tune/) included, so a
- * reproduction can state its total. Each time is the run's wall clock in its process. */
+ * reproduction can state its total. Each time is the run's wall clock in its process. Then the
+ * commits the run files record. */
 static void write_compute(FILE *f, const report_data *d) {
+    commit_count commits[QA_MAX_COMMITS];
+    int n_commits = 0, other = 0;
     double total = 0, tuning = 0;
-    for (int i = 0; i < d->nr; i++) total += run_seconds(&d->runs[i]);
+    for (int i = 0; i < d->nr; i++) {
+        total += run_seconds(&d->runs[i]);
+        count_commit(commits, &n_commits, &other, &d->runs[i]);
+    }
     size_t len = strlen(d->dir) + 8;
     char *tune_dir = qa_alloc(len);
     snprintf(tune_dir, len, "%s/tune", d->dir);
@@ -825,7 +852,10 @@ static void write_compute(FILE *f, const report_data *d) {
     int n = 0, n_skipped = 0;
     qa_error err = {0, ""};
     if (qa_file_exists(tune_dir) && qa_runs_scan(tune_dir, &runs, &n, &skipped, &n_skipped, &err) == QA_OK) {
-        for (int i = 0; i < n; i++) tuning += run_seconds(&runs[i]);
+        for (int i = 0; i < n; i++) {
+            tuning += run_seconds(&runs[i]);
+            count_commit(commits, &n_commits, &other, &runs[i]);
+        }
         qa_runs_free(runs, n);
         qa_runs_skipped_free(skipped, n_skipped);
     } else n = 0;
@@ -834,6 +864,15 @@ static void write_compute(FILE *f, const report_data *d) {
     if (n) fprintf(f, " (%d tuning runs: %.2f hours)", n, tuning / 3600.0);
     fputs(" - each run's training, merge and evaluation by its own clock, summed; runs of a sweep on "
           "several processes overlap in wall time.\n", f);
+    qsort(commits, (size_t)n_commits, sizeof *commits, by_count);
+    fputs("\nRun files by recorded commit (-dirty: built from a modified tree; files of builds from before the "
+          "commit was taken at every build name the commit their build folder was configured at):", f);
+    for (int k = 0; k < n_commits; k++) {
+        fprintf(f, "%s %s %d", k ? "," : "", commits[k].commit, commits[k].n);
+        qa_free(commits[k].commit);
+    }
+    if (other) fprintf(f, ", %d of other commits", other);
+    fputs(".\n", f);
 }
 
 static void write_tables(const report_data *d, FILE *md, FILE *out, FILE *tex, FILE *csv) {

@@ -682,9 +682,19 @@ Test(report, new_metrics_rates_and_tuning_show_when_recorded) {
 }
 
 /* The run time line: every run file's training, merge and evaluation seconds, the tuning runs'
- * (tune/) included, summed here from what the test wrote. */
+ * (tune/) included, summed here from what the test wrote. Then the commits the files record:
+ * files 0-1 (and their tuning copies) "aaa", file 2 "bbb-dirty", the rest none. */
 Test(report, run_time_sums_every_run_file_tuning_included, .init = build_folder, .fini = drop_folder) {
     double want = 0, want_tuning = 0;
+    for (int i = 0; i < 3; i++) {
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s.h5", dir, defs[i].id);
+        qa_h5 *h;
+        qa_error err = {0, ""};
+        cr_assert_eq(qa_h5_open(path, 1, &h, &err), 0, "%s", err.msg);
+        cr_assert_eq(qa_h5_attr_set_str(h, "/", "git_commit", i < 2 ? "aaa" : "bbb-dirty", &err), 0, "%s", err.msg);
+        cr_assert_eq(qa_h5_close(h, &err), 0, "%s", err.msg);
+    }
     for (int i = 0; i < N_DEFS; i++) {
         double train = 10.0 + i, merge = 0.5 * i;
         set_run_f64(dir, defs[i].id, "timing", "train_seconds", train);
@@ -719,6 +729,9 @@ Test(report, run_time_sums_every_run_file_tuning_included, .init = build_folder,
     char line[200];
     snprintf(line, sizeof line, "Run time: %.2f hours over %d run files (2 tuning runs: %.2f hours)",
              (want + want_tuning) / 3600.0, N_DEFS + 2, want_tuning / 3600.0);
+    cr_expect(strstr(md, line) != NULL, "want: %s\nreport:\n%s", line, md);
+    cr_assert_gt(N_DEFS - 3, 4, "the files without a commit are the most");
+    snprintf(line, sizeof line, "configured at): not recorded %d, aaa 4, bbb-dirty 1.\n", N_DEFS - 3);
     cr_expect(strstr(md, line) != NULL, "want: %s\nreport:\n%s", line, md);
     free(md);
 }
