@@ -194,12 +194,16 @@ static void write_efficiency_md_row(FILE *f, const cell *c) {
 }
 
 static void write_efficiency_csv_row(FILE *f, const cell *c) {
-    const char *text[] = {c->method, c->bits, NULL, c->axes, deploy_of(c).text, c->kernel};
-    for (int k = 0; k < 6; k++) {
-        if (k) fputc(',', f);
-        if (text[k]) qa_csv_field(f, text[k]);
-        else fprintf(f, "%d", c->rank);
-    }
+    const deploy_text deploy = deploy_of(c);
+    qa_csv_field(f, c->method);
+    fputc(',', f);
+    qa_csv_field(f, c->bits);
+    fprintf(f, ",%d,", c->rank);
+    qa_csv_field(f, c->axes);
+    fputc(',', f);
+    qa_csv_field(f, deploy.text);
+    fputc(',', f);
+    qa_csv_field(f, c->kernel);
     fprintf(f, ",%d", c->n);
     for (int k = 0; k < N_EFFICIENCY_COLUMNS; k++) {
         const efficiency_column *col = &efficiency_columns[k];
@@ -646,21 +650,23 @@ static void write_md_tail(FILE *f, const report_data *d) {
 /* A cell as deployed: not the float deploy of a quantized run (before PTQ, nothing stored). */
 static int deployed_cell(const cell *c) { return c->n > 0 && !(c->w_bits > 0 && c->bits_pw >= 32); }
 
-/* The report's baseline method, for by_storage's tie-break (qsort takes no context). */
-static const char *storage_first_method;
+/* A deployed cell in the storage view, with its sort keys: tier 0 for the report's baseline
+ * cell, 1 for other cells of the baseline's method, 2 for the rest; index: its place in the
+ * report's cells (a fixed order). */
+typedef struct {
+    const cell *c;
+    int tier, index;
+} storage_entry;
 
-/* By stored bits; among equal storage the baseline's method first (a group's reference is then
- * the report's baseline where it stores least, e.g. LoRA + PTQ), then by method and cell name,
- * so the order does not depend on qsort. */
+/* By stored bits; among equal storage the baseline cell, then its method's other cells, then by
+ * method and the report's cell order: a group's reference is the report's baseline where that
+ * stores least (e.g. LoRA + PTQ), and the order never depends on qsort. */
 static int by_storage(const void *a, const void *b) {
-    const cell *x = *(const cell *const *)a, *y = *(const cell *const *)b;
-    if (x->bits_pw != y->bits_pw) return x->bits_pw < y->bits_pw ? -1 : 1;
-    if (storage_first_method) {
-        int xf = !strcmp(x->method, storage_first_method), yf = !strcmp(y->method, storage_first_method);
-        if (xf != yf) return yf - xf;
-    }
-    int c = strcmp(x->method, y->method);
-    return c ? c : (x < y ? -1 : x > y);
+    const storage_entry *x = a, *y = b;
+    if (x->c->bits_pw != y->c->bits_pw) return x->c->bits_pw < y->c->bits_pw ? -1 : 1;
+    if (x->tier != y->tier) return x->tier - y->tier;
+    int m = strcmp(x->c->method, y->c->method);
+    return m ? m : x->index - y->index;
 }
 
 /* The metric a storage group compares on: subject fidelity where measured, else FID, style, loss. */
@@ -688,16 +694,22 @@ static void write_storage_difference(FILE *f, const cell *a, const cell *b, int 
  * each group's cells against its lowest-storage cell on the group's quality metric and the
  * held-out loss: does paying more bits buy quality? */
 static void write_storage_matched(FILE *f, const report_data *d) {
-    const cell **g = qa_alloc(sizeof(cell *) * (size_t)(d->nc + 1));
+    storage_entry *sorted = qa_alloc(sizeof *sorted * (size_t)(d->nc + 1));
+    const cell *base = &d->cells[d->base];
     int n = 0;
-    for (int i = 0; i < d->nc; i++) if (deployed_cell(&d->cells[i])) g[n++] = &d->cells[i];
-    storage_first_method = d->base >= 0 ? d->cells[d->base].method : NULL;
-    qsort(g, (size_t)n, sizeof *g, by_storage);
-    storage_first_method = NULL;
+    for (int i = 0; i < d->nc; i++) {
+        const cell *c = &d->cells[i];
+        if (!deployed_cell(c)) continue;
+        sorted[n++] = (storage_entry){c, c == base ? 0 : (strcmp(c->method, base->method) ? 2 : 1), i};
+    }
+    qsort(sorted, (size_t)n, sizeof *sorted, by_storage);
+    const cell **g = qa_alloc(sizeof(cell *) * (size_t)(n + 1));
+    for (int i = 0; i < n; i++) g[i] = sorted[i].c;
+    qa_free(sorted);
     fprintf(f, "\nStorage-matched comparison (cells grouped by the bits per weight their deploy stores, the run files' "
                "bits_per_weight: a group takes every deployed cell within %.1f b/w above its smallest, i.e. bins of "
                "±%.1f b/w; float deploys of quantized runs are left out; each cell against its group's lowest-storage "
-               "cell, the baseline's method first among equals, paired by seed when every seed has a run in both, Welch otherwise):\n",
+               "cell (among equals the baseline cell, then its method's), paired by seed when every seed has a run in both, Welch otherwise):\n",
             QA_STORAGE_WINDOW, QA_STORAGE_WINDOW / 2);
     int shown = 0;
     for (int s = 0; s < n;) {
@@ -705,10 +717,13 @@ static void write_storage_matched(FILE *f, const report_data *d) {
         while (e < n && g[e]->bits_pw < g[s]->bits_pw + QA_STORAGE_WINDOW) e++;
         if (e - s < 2) { s = e; continue; }
         int m = storage_metric(g + s, e - s);
-        fprintf(f, "\n%.3g to %.3g b/w:\n\n| method | bits | deploy | rank | b/w | n | %s %s | Δ %s vs %s %s | %s %s | Δ %s vs %s %s |\n"
+        char ref[160]; /* the reference as a reader finds it in the rows: method (setting) bits */
+        snprintf(ref, sizeof ref, "%s%s%s%s %s", g[s]->method, g[s]->axes[0] ? " (" : "", g[s]->axes, g[s]->axes[0] ? ")" : "",
+                 g[s]->bits);
+        fprintf(f, "\n%.3g to %.3g b/w:\n\n| method | bits | deploy | rank | b/w | n | %s %s | Δ %s vs %s | %s %s | Δ %s vs %s |\n"
                    "|---|---|---|---|---|---|---|---|---|---|\n",
-                g[s]->bits_pw, g[e - 1]->bits_pw, qa_metrics[m].title, qa_metric_arrow(m), qa_metrics[m].title, g[s]->method,
-                g[s]->bits, qa_metrics[MET_LOSS].title, qa_metric_arrow(MET_LOSS), qa_metrics[MET_LOSS].title, g[s]->method, g[s]->bits);
+                g[s]->bits_pw, g[e - 1]->bits_pw, qa_metrics[m].title, qa_metric_arrow(m), qa_metrics[m].title, ref,
+                qa_metrics[MET_LOSS].title, qa_metric_arrow(MET_LOSS), qa_metrics[MET_LOSS].title, ref);
         for (int i = s; i < e; i++) {
             const cell *c = g[i];
             char v[96], l[96];
@@ -865,13 +880,13 @@ static void write_compute(FILE *f, const report_data *d) {
     fputs(" - each run's training, merge and evaluation by its own clock, summed; runs of a sweep on "
           "several processes overlap in wall time.\n", f);
     qsort(commits, (size_t)n_commits, sizeof *commits, by_count);
-    fputs("\nRun files by recorded commit (-dirty: built from a modified tree; files of builds from before the "
-          "commit was taken at every build name the commit their build folder was configured at):", f);
+    fputs("\nRun files by the commit they record, tune/ included (-dirty: built from modified sources; builds "
+          "older than this rule recorded the commit their build folder was configured at):", f);
     for (int k = 0; k < n_commits; k++) {
         fprintf(f, "%s %s %d", k ? "," : "", commits[k].commit, commits[k].n);
         qa_free(commits[k].commit);
     }
-    if (other) fprintf(f, ", %d of other commits", other);
+    if (other) fprintf(f, ", %d run files of other commits", other);
     fputs(".\n", f);
 }
 

@@ -219,6 +219,10 @@ Test(report, files_written_and_markdown_equals_stream, .init = build_folder, .fi
     cr_expect(strstr(text, "\nqalora,INT,w4a8,2,3,1,") != NULL, "the diverged seed is counted in n_diverged:\n%s", text);
     cr_expect(strstr(text, "\nqlora,\"NF4 (merged, re-quantized)\",w4a16,2,") != NULL, "a field with a comma is quoted:\n%s", text);
     free(text);
+    snprintf(p, sizeof p, "%s/efficiency.csv", dir);
+    cr_assert_eq(qa_read_file(p, &text, &len, &err), 0, "%s", err.msg);
+    cr_expect(strstr(text, "\nqlora,w4a16,2,,\"NF4 (merged, re-quantized)\",") != NULL, "efficiency.csv quotes it too:\n%s", text);
+    free(text);
 
     /* summary.h5 */
     snprintf(p, sizeof p, "%s/summary.h5", dir);
@@ -610,22 +614,23 @@ Test(report, storage_matched_groups_pair_methods_at_the_same_stored_bits) {
     rm_rf_dir(folder);
 }
 
-/* Two methods store the group's least bits: the named baseline's method is the reference, and
- * without one the order is by method name (not by qsort's whim over equal keys). */
-Test(report, a_storage_group_takes_the_baselines_method_as_reference_among_equals) {
+/* Several cells store the group's least bits: the named baseline cell is the reference, even
+ * beside another cell of its method that the report lists first (qalora g8 before g32), and the
+ * header names it as the rows do, setting included. */
+Test(report, a_storage_group_takes_the_baseline_cell_as_reference_among_equals) {
     char folder[256];
     make_tmpdir(folder, sizeof folder, "report-storage-ties");
-    const run_def tied[] = {
-        {"qlora-w8a8-r4-s0", "qlora", "w8a8", "done", "int", 8, 8, 4, 1, 0, 0.10, 0.80, 0.6, 8.5},
-        {"qlora-w8a8-r4-s1", "qlora", "w8a8", "done", "int", 8, 8, 4, 1, 1, 0.11, 0.82, 0.6, 8.5},
-        {"lora-w8a8-r4-s0", "lora", "w8a8", "done", "int", 8, 8, 4, 1, 0, 0.09, 0.90, 0.7, 8.5},
-        {"lora-w8a8-r4-s1", "lora", "w8a8", "done", "int", 8, 8, 4, 1, 1, 0.10, 0.91, 0.7, 8.5},
-        {"efficientdm-w8a8-r4-s0", "efficientdm", "w8a8", "done", "int", 8, 8, 4, 0, 0, 0.09, 0.50, 0.7, 8.5},
-        {"efficientdm-w8a8-r4-s1", "efficientdm", "w8a8", "done", "int", 8, 8, 4, 0, 1, 0.09, 0.52, 0.7, 8.5},
-    };
-    for (int i = 0; i < 6; i++) write_run(folder, &tied[i]);
-    const char *named[] = {"qlora:w8a8:int", NULL}, *ref[] = {"qlora w8a8", "efficientdm w8a8"};
-    for (int k = 0; k < 2; k++) {
+    const char *cells[5][2] = {{"qlora", ""}, {"lora", ""}, {"efficientdm", ""}, {"qalora", "-g32"}, {"qalora", "-g8"}};
+    for (int c = 0; c < 5; c++)
+        for (int seed = 0; seed < 2; seed++) {
+            char id[64];
+            snprintf(id, sizeof id, "%s-w8a8-r4%s-s%d", cells[c][0], cells[c][1], seed);
+            run_def d = {id, cells[c][0], "w8a8", "done", "int", 8, 8, 4, 1, seed, 0.1, 0.5 + 0.1 * c + 0.01 * seed, 0.6, 8.5};
+            write_run(folder, &d);
+        }
+    const char *named[] = {"qlora:w8a8:int", "qalora:w8a8:int:g32", "lora:w8a8:int"};
+    const char *ref[] = {"qlora w8a8", "qalora (g32) w8a8", "lora w8a8"};
+    for (int k = 0; k < 3; k++) {
         char *buf = NULL, want[64];
         size_t len = 0;
         FILE *mem = open_memstream(&buf, &len);
@@ -633,10 +638,26 @@ Test(report, a_storage_group_takes_the_baselines_method_as_reference_among_equal
         cr_assert_eq(qa_report_write_baseline(folder, named[k], mem, &err), 0, "%s", err.msg);
         fclose(mem);
         snprintf(want, sizeof want, "Δ subject fidelity vs %s |", ref[k]);
-        cr_expect(strstr(buf, want) != NULL, "baseline %s: want \"%s\" in\n%s", named[k] ? named[k] : "(default)", want, buf);
+        cr_expect(strstr(buf, want) != NULL, "baseline %s: want \"%s\" in\n%s", named[k], want, buf);
         free(buf);
     }
     rm_rf_dir(folder);
+}
+
+/* A CSV text field is written as is, or quoted with its quotes doubled when it holds a comma, a
+ * quote or a line break (RFC 4180). */
+Test(report, csv_fields_are_quoted_only_when_they_must_be) {
+    const char *in[] = {"INT (+PTQ)", "NF4 (merged, re-quantized)", "a \"b\"", "two\nlines", ""};
+    const char *out[] = {"INT (+PTQ)", "\"NF4 (merged, re-quantized)\"", "\"a \"\"b\"\"\"", "\"two\nlines\"", ""};
+    for (int k = 0; k < 5; k++) {
+        char *buf = NULL;
+        size_t len = 0;
+        FILE *mem = open_memstream(&buf, &len);
+        qa_csv_field(mem, in[k]);
+        fclose(mem);
+        cr_expect_str_eq(buf, out[k], "field %d", k);
+        free(buf);
+    }
 }
 
 Test(report, new_metrics_rates_and_tuning_show_when_recorded) {
@@ -731,7 +752,7 @@ Test(report, run_time_sums_every_run_file_tuning_included, .init = build_folder,
              (want + want_tuning) / 3600.0, N_DEFS + 2, want_tuning / 3600.0);
     cr_expect(strstr(md, line) != NULL, "want: %s\nreport:\n%s", line, md);
     cr_assert_gt(N_DEFS - 3, 4, "the files without a commit are the most");
-    snprintf(line, sizeof line, "configured at): not recorded %d, aaa 4, bbb-dirty 1.\n", N_DEFS - 3);
+    snprintf(line, sizeof line, "was configured at): not recorded %d, aaa 4, bbb-dirty 1.\n", N_DEFS - 3);
     cr_expect(strstr(md, line) != NULL, "want: %s\nreport:\n%s", line, md);
     free(md);
 }
