@@ -580,11 +580,12 @@ static int cmp_double(const void *a, const void *b) {
 /* the median over curves and steps of the CI's upper half-width */
 static double median_half_width(const curve *cv, int n) {
     size_t total = 0, k = 0;
-    for (int i = 0; i < n; i++) total += (size_t)cv[i].steps;
+    for (int i = 0; i < n; i++) total += cv[i].cell->n >= 2 ? (size_t)cv[i].steps : 0; /* one run: no interval */
     if (total == 0) return 0;
     double *w = qa_alloc(sizeof(double) * total);
     for (int i = 0; i < n; i++)
-        for (int t = 0; t < cv[i].steps; t++) w[k++] = cv[i].hi[t] - cv[i].mean[t];
+        if (cv[i].cell->n >= 2)
+            for (int t = 0; t < cv[i].steps; t++) w[k++] = cv[i].hi[t] - cv[i].mean[t];
     qsort(w, total, sizeof(double), cmp_double);
     double med = total % 2 ? w[total / 2] : 0.5 * (w[total / 2 - 1] + w[total / 2]);
     qa_free(w);
@@ -595,29 +596,25 @@ static double median_half_width(const curve *cv, int n) {
  * errors), and the bands of every curve cover the figure. */
 #define QA_LOSS_BAND_MIN_SEEDS 3
 
-/* "2" or "2-3" (static buffer: one use per call of loss_title) */
-static const char *phrase_seeds(int n_lo, int n_hi) {
-    static char buf[32];
-    if (n_lo == n_hi) snprintf(buf, sizeof buf, "%d", n_lo);
-    else snprintf(buf, sizeof buf, "%d-%d", n_lo, n_hi);
-    return buf;
-}
-
-/* The title's first line: the bits, the seeds, and whether the CI is drawn as bands. */
-static void loss_title(const char *bits, const curve *cv, int n, int n_lo, int n_hi, int bands, char *buf, size_t len) {
-    char phrase[80];
+/* The title's first line: the bits, the seeds, and where the CI is drawn as bands (n_banded of
+ * the n curves; few: the curves make three groups or fewer, so bands would not bury them). */
+static void loss_title(const char *bits, const curve *cv, int n, int n_lo, int n_hi, int few, int n_banded, char *buf,
+                       size_t len) {
+    char phrase[80], seeds[32];
     n_phrase(n_lo, n_hi, phrase, sizeof phrase);
+    if (n_lo == n_hi) snprintf(seeds, sizeof seeds, "%d", n_hi);
+    else snprintf(seeds, sizeof seeds, "%d-%d", n_lo, n_hi);
     if (n_hi <= 1) snprintf(buf, len, "Fine-tuning loss at %s: one run per curve, no band", bits);
-    else if (bands) snprintf(buf, len, "Fine-tuning loss at %s: %s (band)", bits, phrase);
-    else if (n_lo < QA_LOSS_BAND_MIN_SEEDS)
+    else if (n_banded && n_lo >= QA_LOSS_BAND_MIN_SEEDS) snprintf(buf, len, "Fine-tuning loss at %s: %s (band)", bits, phrase);
+    else if (n_banded)
+        snprintf(buf, len, "Fine-tuning loss at %s: %s (band where a curve has %d seeds or more)", bits, phrase,
+                 QA_LOSS_BAND_MIN_SEEDS);
+    else if (few)
         snprintf(buf, len, "Fine-tuning loss at %s: mean over %s seeds; no CI bands below %d seeds (median 95%% CI: +-%.2g)",
-                 bits, phrase_seeds(n_lo, n_hi), QA_LOSS_BAND_MIN_SEEDS, median_half_width(cv, n));
-    else if (n_lo == n_hi)
-        snprintf(buf, len, "Fine-tuning loss at %s: mean over %d seeds; %d curves, so no CI bands (median 95%% CI: +-%.2g)",
-                 bits, n_hi, n, median_half_width(cv, n));
+                 bits, seeds, QA_LOSS_BAND_MIN_SEEDS, median_half_width(cv, n));
     else
-        snprintf(buf, len, "Fine-tuning loss at %s: mean over %d-%d seeds; %d curves, so no CI bands (median 95%% CI: +-%.2g)",
-                 bits, n_lo, n_hi, n, median_half_width(cv, n));
+        snprintf(buf, len, "Fine-tuning loss at %s: mean over %s seeds; %d curves, so no CI bands (median 95%% CI: +-%.2g)",
+                 bits, seeds, n, median_half_width(cv, n));
 }
 
 /* Every curve's block (its name, then step, mean, low, high), and the template's arguments:
@@ -628,15 +625,13 @@ static int draw_loss_curves(const char *out, const char *bits, const qa_cell *ce
     if (!f) return err->code;
     fprintf(f, "# per curve: step, mean, low, high\n");
     int n_lo = 1 << 30, n_hi = 0;
-    double top = 0, bottom = INFINITY, band_lo = INFINITY, band_hi = 0;
+    double top = 0, bottom = INFINITY;
     for (int k = 0; k < n; k++) {
         fprintf(f, "%s\"%s\"\n", k ? "\n\n" : "", cv[k].name);
         for (int t = 0; t < cv[k].steps; t++) {
             fprintf(f, "%g %.8g %.8g %.8g\n", cv[k].step[t], cv[k].mean[t], cv[k].lo[t], cv[k].hi[t]);
             top = fmax(top, cv[k].mean[t]);
             bottom = fmin(bottom, cv[k].mean[t]);
-            band_lo = fmin(band_lo, cv[k].lo[t]);
-            band_hi = fmax(band_hi, cv[k].hi[t]);
         }
         n_lo = cv[k].cell->n < n_lo ? cv[k].cell->n : n_lo;
         n_hi = cv[k].cell->n > n_hi ? cv[k].cell->n : n_hi;
@@ -646,25 +641,34 @@ static int draw_loss_curves(const char *out, const char *bits, const qa_cell *ce
     /* coinciding: everywhere closer than 1% of the span of the means, a line's width or two */
     int group[MAX_SERIES], pref_colour[MAX_SERIES], pref_mark[MAX_SERIES], colour[MAX_SERIES], mark[MAX_SERIES];
     int ng = coinciding_groups(cv, n, 0.01 * (top - bottom), group);
-    /* bands only where few and meaningful: one per group of coinciding curves, at most three,
-     * each mean over at least QA_LOSS_BAND_MIN_SEEDS seeds */
-    const int bands = n_lo >= QA_LOSS_BAND_MIN_SEEDS && ng <= 3;
+    /* bands only where few and meaningful: at most three groups of coinciding curves, one band
+     * per group, on its first curve that is a mean over QA_LOSS_BAND_MIN_SEEDS seeds or more */
+    const int few = ng <= 3;
+    int band[MAX_SERIES], n_banded = 0;
+    double band_lo = bottom, band_hi = top; /* the axis spans what is drawn: means and bands */
+    for (int k = 0; k < n; k++) {
+        int group_has_band = 0;
+        for (int j = 0; j < k; j++) group_has_band |= group[j] == group[k] && band[j];
+        band[k] = few && !group_has_band && cv[k].cell->n >= QA_LOSS_BAND_MIN_SEEDS;
+        n_banded += band[k];
+        for (int t = 0; band[k] && t < cv[k].steps; t++) {
+            band_lo = fmin(band_lo, cv[k].lo[t]);
+            band_hi = fmax(band_hi, cv[k].hi[t]);
+        }
+    }
     char title[1200], band_flags[MAX_SERIES * 2 + 1] = "", looks[MAX_SERIES * 8], yrange[64], ylabel[160];
-    loss_title(bits, cv, n, n_lo, n_hi, bands, title, sizeof title);
+    loss_title(bits, cv, n, n_lo, n_hi, few, n_banded, title, sizeof title);
     coincide_notes(cv, n, group, ng, title, sizeof title);
     for (int k = 0; k < n; k++) {
-        int first = 1;
-        for (int j = 0; j < k; j++) first &= group[j] != group[k];
-        snprintf(band_flags + strlen(band_flags), sizeof band_flags - strlen(band_flags), "%s%d", k ? " " : "", bands && first);
+        snprintf(band_flags + strlen(band_flags), sizeof band_flags - strlen(band_flags), "%s%d", k ? " " : "", band[k]);
         pref_colour[k] = qa_plot_method_index(cells, nc, cv[k].cell->method);
         pref_mark[k] = 0;
     }
     if (qa_plot_assign_looks(n, pref_colour, pref_mark, 0, colour, mark))
         return qa_fail(err, QA_ERR_RUN, "plot: %s: %d curves, more than one figure's looks can tell apart", out, n);
     looks_text(colour, mark, n, looks, sizeof looks);
-    /* the axis spans what is drawn: the bands where they are, else the means */
-    qa_plot_value_axis(INFINITY, 1, "training loss (moving average of 20 steps)", bands ? band_lo : bottom, bands ? band_hi : top,
-                       yrange, sizeof yrange, ylabel, sizeof ylabel);
+    qa_plot_value_axis(INFINITY, 1, "training loss (moving average of 20 steps)", band_lo, band_hi, yrange, sizeof yrange, ylabel,
+                       sizeof ylabel);
     plot_args a = {0};
     qa_plot_arg(&a, "%s", title);
     qa_plot_arg(&a, "%s", ylabel);

@@ -1145,6 +1145,29 @@ Test(plot, loss_curves_say_which_coincide) {
     rm_rf_dir(dir);
 }
 
+/* Curves of 3 seeds keep their band beside a curve of 2 (a seed missing or diverged): the
+ * bands are decided per curve, and the title says where they are. */
+Test(plot, loss_curves_band_each_curve_with_enough_seeds) {
+    char dir[256];
+    make_tmpdir(dir, sizeof dir, "plot-mixed-seeds");
+    const char *methods[2] = {"lora", "peqa"};
+    for (int m = 0; m < 2; m++)
+        for (int s = 0; s < 3 - m; s++) {
+            char id[64];
+            snprintf(id, sizeof id, "%s-w8a8-r4-s%d", methods[m], s);
+            run_def d = {id, methods[m], "w8a8", "done", "int", 8, 8, 4, 0, s, 0.1, 0.8, 0.7, 8};
+            write_run(dir, &d);
+            append_train_row(dir, id, 3, 0.5 + 0.3 * s + m);
+        }
+    plot_folder_statistics(dir);
+    char title[600], bands[64];
+    figure_arg(dir, "loss_curves_w8a8.gp", 1, title, sizeof title);
+    cr_expect(strstr(title, "mean and 95% CI over 2-3 seeds (band where a curve has 3 seeds or more)") != NULL, "title: %s", title);
+    figure_arg(dir, "loss_curves_w8a8.gp", 5, bands, sizeof bands);
+    cr_expect_str_eq(bands, "1 0");
+    rm_rf_dir(dir);
+}
+
 /* Two seeds a curve (their step-3 losses 0.3 apart): the 95% CI's t has 1 degree of freedom, so
  * no band is drawn, and the title says why and how wide the interval is. */
 Test(plot, loss_curves_of_two_seeds_draw_no_band) {
@@ -1167,4 +1190,3 @@ Test(plot, loss_curves_of_two_seeds_draw_no_band) {
     cr_expect_str_eq(bands, "0 0");
     rm_rf_dir(dir);
 }
-
