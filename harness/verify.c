@@ -364,15 +364,6 @@ static void write_md(FILE *f, const char *dir, const char *claims_path, const qa
         }
 }
 
-static void csv_text(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"') fputc('"', f);
-        fputc(*s, f);
-    }
-    fputc('"', f);
-}
-
 static void write_csv(FILE *f, const qa_claim *claims, int n, const qa_claim_result *res) {
     fprintf(f, "id,test,folder,metric,cells,margin,alpha,direction,n,effect,ci_low,ci_high,p,p_holm,p_against,p_against_holm,"
                "seeds_needed,verdict,reason\n");
@@ -381,17 +372,17 @@ static void write_csv(FILE *f, const qa_claim *claims, int n, const qa_claim_res
         const qa_claim_result *r = &res[i];
         char cells[800];
         cells_text(cl, cells, sizeof cells);
-        csv_text(f, cl->id);
+        qa_csv_field(f, cl->id);
         fprintf(f, ",%s,", qa_test_kinds[cl->kind].name);
-        csv_text(f, r->folder);
+        qa_csv_field(f, r->folder);
         fprintf(f, ",%s,", qa_claim_metrics[cl->metric].name);
-        csv_text(f, cells);
+        qa_csv_field(f, cells);
         /* the margin in the metric's units; a relative one left unresolved (no data) as written */
         if (r->verdict == QA_VERDICT_NOT_TESTABLE && cl->margin_relative) fprintf(f, ",%g%%", 100 * cl->margin);
         else fprintf(f, ",%.8g", r->verdict == QA_VERDICT_NOT_TESTABLE ? cl->margin : r->margin);
         fprintf(f, ",%g,%s,%d,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%.8g,%d,%s,", cl->alpha, cl->worse ? "worse" : "better", r->n, r->effect,
                 r->ci_lo, r->ci_hi, r->p, r->p_holm, r->p_against, r->p_against_holm, r->seeds_needed, qa_verdict_words[r->verdict]);
-        csv_text(f, r->reason);
+        qa_csv_field(f, r->reason);
         fputc('\n', f);
     }
 }
