@@ -21,10 +21,10 @@
 
 
 
-/* Keys that add runs to a plan without changing any run it had: a folder made without them
- * resumes with them (the runs they add are new files; a final run whose rate they change is
- * caught by check_final_rates). */
-static const struct { const char *section, *key; } adds_runs_only[] = {{"tune", "extend"}};
+/* Keys that add runs to a plan, or change only the rate a cell's final runs get, without
+ * changing any run it had: a folder made without them resumes with them (the runs they add are
+ * new files; a finished final run whose rate they change is caught by check_final_rates). */
+static const struct { const char *section, *key; } adds_runs_only[] = {{"tune", "extend"}, {"tune", "within"}};
 
 /* 1 when the substance line (no spaces) sets one of adds_runs_only in `section`. */
 static int line_adds_runs_only(const char *section, const char *line, size_t len) {
@@ -395,8 +395,10 @@ int qa_adapt_sweep_sched(const qa_recipe *r, const char *out_dir, int wait, cons
         if (rank0 && sched->rank != 0)
             rc = qa_fail(err, rank0, "rank %d: rank 0 could not start the sweep (its message says why)", sched->rank);
     }
-    /* nothing to do, unless the extension may add tuning runs past what is finished */
-    if (rc || (!shared && pending == 0 && !st.plan.tune.extend)) { sweep_state_free(&st); qa_lock_release(lock); return rc; }
+    /* nothing to do, unless the recipe tunes: the extension may add tuning runs past what is
+     * finished, and the choice is made again from the files and checked against every finished
+     * final run (a tolerance added on resume may change it) */
+    if (rc || (!shared && pending == 0 && !st.plan.tune.n_rates)) { sweep_state_free(&st); qa_lock_release(lock); return rc; }
     if (sched->rank != 0) pending = count_missing(&st.plan, &sched->shard, out_dir);
     char who[64] = "";
     if (sched->shard.count > 1) snprintf(who, sizeof who, " shard %d/%d", sched->shard.rank, sched->shard.count);

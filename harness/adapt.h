@@ -44,6 +44,7 @@ typedef struct {
     qa_tune_metric metric;             /* scored on the deployed model (INT deploy at W bits > 0) */
     long steps;                        /* of a tuning run: [tune] steps, else [train] steps */
     int extend;                        /* [tune] extend: rounds of rates past the grid's ends */
+    double within;                     /* [tune] within: the choice's tolerance (0: the best) */
 } qa_tune_spec;
 
 typedef struct {
@@ -80,6 +81,9 @@ void qa_adapt_plan_print(const qa_sweep_plan *plan, const char *recipe_path, con
  * chosen (a diverged or unscored tuning run); an exact tie goes to the smaller rate. Returns its
  * index, or -1 when every score is NAN. */
 int qa_adapt_choose_rate(const double *mean_score, int n, int lower_is_better);
+/* The chosen rate: the smallest whose mean score is within `within` of the best's (the best when
+ * within = 0); -1 when every score is NAN. A rate above a NAN one is still eligible. */
+int qa_adapt_choose_rate_within(const double *mean_score, int n, int lower_is_better, double within);
 /* Choose each cell's rate from the tuning runs' files in out_dir/tune (so a resumed sweep
  * chooses the same) and give it to the cell's final runs; with write_csv, also write (and say)
  * the scores and choices, out_dir/tune/rates.csv (under mpirun rank 0 alone does). */

@@ -237,9 +237,9 @@ static int read_tune_metric(const qa_recipe *r, qa_tune_spec *t, qa_task_kind ta
 /* The tuning stage of the recipe, checked (t->n_rates = 0: none). */
 static int read_tune(const qa_recipe *r, const qa_sweep_settings *s, qa_tune_spec *t, qa_error *err) {
     memset(t, 0, sizeof *t);
-    const char *other[] = {"seeds", "metric", "steps", "extend"};
+    const char *other[] = {"seeds", "metric", "steps", "extend", "within"};
     if (!qa_recipe_has(r, "tune", "lr_grid")) {
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < 5; i++)
             if (qa_recipe_has(r, "tune", other[i]))
                 return qa_recipe_key_fail(r, "tune", other[i], err, "set without a tuning grid ([tune] lr_grid)");
         return QA_OK;
@@ -252,6 +252,7 @@ static int read_tune(const qa_recipe *r, const qa_sweep_settings *s, qa_tune_spe
     if (!rc) rc = read_tune_metric(r, t, s->task.kind, err);
     t->steps = qa_recipe_int(r, "tune", "steps") > 0 ? qa_recipe_int(r, "tune", "steps") : s->train.steps;
     t->extend = (int)qa_recipe_int(r, "tune", "extend");
+    t->within = qa_recipe_float(r, "tune", "within");
     if (!rc && t->extend > 0 && t->n_rates < 2)
         rc = qa_recipe_key_fail(r, "tune", "extend", err, "the extension steps by the grid's spacing: it needs at least "
                                 "2 rates in [tune] lr_grid (there is %d)", t->n_rates);

@@ -80,6 +80,9 @@ static const key_spec schema[] = {
     {"tune", "metric", T_ENUM, "heldout_loss", "heldout_loss|subject_fidelity|style_score|fid", 0, 0, 0,
      "validation metric the rate is chosen by (mean over the tuning seeds of the deployed model's score)"},
     {"tune", "steps", T_INT, "0", NULL, 0, 0, 1e9, "optimizer steps of a tuning run (0 = the [train] steps)"},
+    {"tune", "within", T_FLOAT, "0", NULL, 0, 0, 1e6,
+     "choose the smallest rate whose mean validation score is within this much of the best one's, in the "
+     "metric's units (0 = the best itself): near-ties, as a saturated score makes them, go to the gentler rate"},
     {"tune", "extend", T_INT, "0", NULL, 0, 0, 8,
      "rates added past an end of the grid, one log step at a time, for a cell whose best rate is the highest "
      "(or lowest) it tried (0 = the grid alone)"},

@@ -20,6 +20,17 @@ int qa_adapt_choose_rate(const double *mean_score, int n, int lower_is_better) {
     return best;
 }
 
+int qa_adapt_choose_rate_within(const double *mean_score, int n, int lower_is_better, double within) {
+    int best = qa_adapt_choose_rate(mean_score, n, lower_is_better);
+    if (best < 0) return -1;
+    for (int k = 0; k < best; k++) {
+        if (isnan(mean_score[k])) continue;
+        double short_of_best = lower_is_better ? mean_score[k] - mean_score[best] : mean_score[best] - mean_score[k];
+        if (short_of_best <= within) return k;
+    }
+    return best;
+}
+
 /* A tuning run's validation score: the metric of its deployed model (the INT deploy at W bits >
  * 0, else the FP one); NAN when it diverged or was not scored. */
 static double validation_score(const qa_run_record *rec, qa_tune_metric metric) {
@@ -87,14 +98,17 @@ static int choose_rates(qa_sweep_plan *plan, const qa_run_record *recs, int n_re
         if (plan->runs[f].role != QA_RUN_FINAL || !qa_adapt_plan_first_of_cell(plan, f)) continue;
         int rc = cell_scores(plan, f, recs, n_recs, &c, err);
         if (rc) return rc;
-        int best = qa_adapt_choose_rate(c.mean, c.n, lower_is_better(t));
+        int best = qa_adapt_choose_rate_within(c.mean, c.n, lower_is_better(t), t->within);
         if (csv) write_cell_rates(csv, plan, f, &c, best);
         if (best < 0) return qa_fail(err, QA_ERR_RUN, "%s: every rate of the tuning grid diverged", plan->runs[f].cell);
         const double lr = c.rate[best] * plan->runs[f].method->reference_lr;
-        if (csv) fprintf(stderr, "tuned %s: lr %g (x%g of its reference; %s %.4g)%s\n", plan->runs[f].cell, lr, c.rate[best],
-                qa_tune_metric_names[t->metric], c.mean[best],
-                c.n > 2 && (best == 0 || best == c.n - 1) ? " -- at the end of the rates it tried: raise [tune] extend or "
-                                                            "widen the grid" : "");
+        /* the warning is about the best score's place (a choice within the tolerance may sit at
+         * the low end on purpose) */
+        const int top = qa_adapt_choose_rate(c.mean, c.n, lower_is_better(t));
+        if (csv) fprintf(stderr, "tuned %s: lr %g (x%g of its reference; %s %.4g%s)%s\n", plan->runs[f].cell, lr, c.rate[best],
+                qa_tune_metric_names[t->metric], c.mean[best], best != top ? ", within [tune] within of the best" : "",
+                c.n > 2 && (top == 0 || top == c.n - 1) ? " -- at the end of the rates it tried: raise [tune] extend or "
+                                                          "widen the grid" : "");
         for (int i = f; i < plan->n; i++)
             if (plan->runs[i].role == QA_RUN_FINAL && !strcmp(plan->runs[i].cell, plan->runs[f].cell)) {
                 plan->runs[i].train.lr = (float)lr;

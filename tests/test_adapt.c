@@ -834,6 +834,46 @@ static double run_attr(const char *path, const char *id, const char *name) {
     return v;
 }
 
+/* [tune] within: the smallest rate whose mean score is within the tolerance of the best's; a
+ * diverged rate is never chosen, and 0 is the best itself. */
+Test(adapt, within_chooses_the_smallest_rate_near_the_best) {
+    const double style[] = {0.5, 0.95, NAN, 1.0};
+    cr_expect_eq(qa_adapt_choose_rate_within(style, 4, 0, 0), 3, "the best itself");
+    cr_expect_eq(qa_adapt_choose_rate_within(style, 4, 0, 0.06), 1, "0.95 is within 0.06 of 1.0, 0.5 is not");
+    cr_expect_eq(qa_adapt_choose_rate_within(style, 4, 0, 0.6), 0, "every scored rate is within 0.6");
+    const double loss[] = {0.30, 0.21, 0.20};
+    cr_expect_eq(qa_adapt_choose_rate_within(loss, 3, 1, 0.015), 1, "lower is better: 0.21 is within 0.015 of 0.20");
+    cr_expect_eq(qa_adapt_choose_rate_within(loss, 3, 1, 0.005), 2);
+    const double none[] = {NAN, NAN};
+    cr_expect_eq(qa_adapt_choose_rate_within(none, 2, 0, 1), -1, "every rate diverged");
+}
+
+/* A folder tuned by the best score resumes with [tune] within added (not "a different recipe"):
+ * with a tolerance wider than any difference the smallest rate is chosen, and a finished final
+ * run at another rate is refused until removed. */
+Test(adapt, within_added_on_resume_changes_only_the_choice) {
+    const char *adapt = "method = lora\nbits = w8a8\nseed = 0\n";
+    qa_recipe *best = tuned_recipe(adapt, "lr_grid = [0.5, 50]\nseeds = [100]\nsteps = 2\n");
+    qa_recipe *near = tuned_recipe(adapt, "lr_grid = [0.5, 50]\nseeds = [100]\nsteps = 2\nwithin = 1000\n");
+    char out[512], p[700];
+    snprintf(out, sizeof out, "%s/within", dir);
+    snprintf(p, sizeof p, "%s/lora-w8a8-r2-s0.h5", out);
+    qa_error err = {0, ""};
+    cr_assert_eq(qa_adapt_sweep(best, out, &err), 0, "%s", err.msg);
+    const double first = run_attr(p, "lora-w8a8-r2-s0", "lr_multiplier");
+    int rc = qa_adapt_sweep(near, out, &err);
+    if (first == 0.5) cr_expect_eq(rc, 0, "%s", err.msg);
+    else {
+        cr_expect_eq(rc, QA_ERR_INPUT);
+        cr_expect(strstr(err.msg, "lora-w8a8-r2-s0.h5") && strstr(err.msg, "tuned rate"), "%s", err.msg);
+        remove(p);
+        cr_assert_eq(qa_adapt_sweep(near, out, &err), 0, "%s", err.msg);
+    }
+    cr_expect_float_eq(run_attr(p, "lora-w8a8-r2-s0", "lr_multiplier"), 0.5, 1e-12, "the smaller rate");
+    qa_recipe_free(near);
+    qa_recipe_free(best);
+}
+
 Test(adapt, a_tuned_sweep_trains_at_each_cells_chosen_rate_and_resumes) {
     qa_recipe *r = tuned_recipe("method = lora\nbits = w8a8\nseed = 0\n", "lr_grid = [0.5, 50]\nseeds = [100]\nsteps = 2\n");
     char out[512], p[700];
@@ -1005,6 +1045,9 @@ Test(adapt, extension_errors_name_the_file_line_and_key) {
     expect_tune_error(one, "lr_grid = [0.1, 1]\nseeds = [100]\nextend = -1\n",
                       (const char *const[]){"tune.recipe:27:", "extend", NULL});
     expect_tune_error(one, "seeds = [100]\nextend = 1\n", (const char *const[]){"tune.recipe:", "[tune]", "lr_grid", NULL});
+    expect_tune_error(one, "lr_grid = [0.1, 1]\nseeds = [100]\nwithin = -0.1\n",
+                      (const char *const[]){"tune.recipe:27:", "within", NULL});
+    expect_tune_error(one, "seeds = [100]\nwithin = 0.1\n", (const char *const[]){"tune.recipe:", "[tune]", "lr_grid", NULL});
     char many[512] = "lr_grid = [";
     for (int k = 0; k < 30; k++) snprintf(many + strlen(many), sizeof many - strlen(many), "%s%d", k ? ", " : "", k + 1);
     strcat(many, "]\nseeds = [100]\nextend = 3\n");
