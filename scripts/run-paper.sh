@@ -28,6 +28,8 @@ for name in $RECIPES; do
     # shellcheck disable=SC2086
     if [ $RUN = 1 ]; then ${QADAPT_LAUNCH:-} "$QADAPT" run "$recipe" --out "results/$name"
     elif [ ! -d "results/$name" ]; then echo "run-paper: $name has no results folder (not run yet), skipped" >&2; continue
+    elif ! ls "results/$name"/*.h5 > /dev/null 2>&1; then
+        echo "run-paper: $name has no final runs yet (a sweep in its tuning stage), skipped" >&2; continue
     fi
     # the cell each report's loss differences and the forest figure are taken against
     # (default: the first FP cell)
