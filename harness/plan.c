@@ -326,10 +326,13 @@ void qa_adapt_plan_print(const qa_sweep_plan *plan, const char *recipe_path, con
     const qa_tune_spec *t = &plan->tune;
     int n_final = plan->n - plan->n_tuning;
     fprintf(out, "%s: %d runs: %d final", recipe_path, plan->n, n_final);
-    if (t->n_rates)
-        fprintf(out, " (each at its cell's tuned rate), %d tuning (%d cells x %d rates x %d seeds, %ld steps, chosen by %s)",
+    if (t->n_rates) {
+        fprintf(out, " (each at its cell's tuned rate), %d tuning (%d cells x %d rates x %d seeds, %ld steps, chosen by %s",
                 plan->n_tuning, plan->n_tuning / (t->n_rates * t->n_seeds), t->n_rates, t->n_seeds, t->steps,
                 qa_tune_metric_names[t->metric]);
+        if (t->within > 0) fprintf(out, ": the smallest rate within %g of the best", t->within);
+        fputc(')', out);
+    }
     if (t->extend)
         fprintf(out, ", then up to %d x %d x %d extension runs (a rate past the grid's end, per round, for each cell "
                 "whose best rate is at the end of those it tried)", t->extend, plan->n_tuning / (t->n_rates * t->n_seeds),

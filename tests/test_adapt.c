@@ -859,6 +859,16 @@ Test(adapt, within_added_on_resume_changes_only_the_choice) {
     snprintf(out, sizeof out, "%s/within", dir);
     snprintf(p, sizeof p, "%s/lora-w8a8-r2-s0.h5", out);
     qa_error err = {0, ""};
+    qa_sweep_plan plan; /* a dry run says the rule */
+    cr_assert_eq(qa_adapt_plan(near, &plan, &err), 3, "%s", err.msg);
+    char *said = NULL;
+    size_t said_len = 0;
+    FILE *mem = open_memstream(&said, &said_len);
+    qa_adapt_plan_print(&plan, "near.recipe", NULL, mem);
+    fclose(mem);
+    cr_expect(strstr(said, "chosen by heldout_loss: the smallest rate within 1000 of the best)") != NULL, "%s", said);
+    free(said);
+    qa_adapt_plan_free(&plan);
     cr_assert_eq(qa_adapt_sweep(best, out, &err), 0, "%s", err.msg);
     const double first = run_attr(p, "lora-w8a8-r2-s0", "lr_multiplier");
     int rc = qa_adapt_sweep(near, out, &err);
