@@ -107,8 +107,8 @@ static int choose_rates(qa_sweep_plan *plan, const qa_run_record *recs, int n_re
         const int top = qa_adapt_choose_rate(c.mean, c.n, lower_is_better(t));
         if (csv) fprintf(stderr, "tuned %s: lr %g (x%g of its reference; %s %.4g%s)%s\n", plan->runs[f].cell, lr, c.rate[best],
                 qa_tune_metric_names[t->metric], c.mean[best], best != top ? ", within [tune] within of the best" : "",
-                c.n > 2 && (top == 0 || top == c.n - 1) ? " -- at the end of the rates it tried: raise [tune] extend or "
-                                                          "widen the grid" : "");
+                c.n > 2 && (top == c.n - 1 || best == 0) ? " -- at the end of the rates it tried: raise [tune] extend or "
+                                                           "widen the grid" : "");
         for (int i = f; i < plan->n; i++)
             if (plan->runs[i].role == QA_RUN_FINAL && !strcmp(plan->runs[i].cell, plan->runs[f].cell)) {
                 plan->runs[i].train.lr = (float)lr;
@@ -141,13 +141,21 @@ int qa_tune_extend(qa_sweep_plan *plan, const char *out_dir, FILE *say, int *add
         if (!qa_adapt_plan_first_of_cell(plan, f)) continue;
         rc = cell_scores(plan, f, recs, n_recs, &c, err);
         if (rc || c.n >= t->n_rates + t->extend) continue;
+        /* up past a best score at the top; down past a choice at the bottom (with [tune] within
+         * the choice may sit below the best: a smaller rate may be within the tolerance too) */
         int best = qa_adapt_choose_rate(c.mean, c.n, lower_is_better(t));
+        int chosen = qa_adapt_choose_rate_within(c.mean, c.n, lower_is_better(t), t->within);
         double next = 0;
         if (best == c.n - 1) next = three_digits(c.rate[best] * step_up);
-        else if (best == 0) next = three_digits(c.rate[0] / step_down);
+        else if (chosen == 0) next = three_digits(c.rate[0] / step_down);
         if (!(next > 0)) continue;
-        if (say) fprintf(say, "extending %s: its best rate x%g is the %s it tried; next x%g\n", plan->runs[f].cell, c.rate[best],
-                best == 0 ? "lowest" : "highest", next);
+        if (say) {
+            if (best == c.n - 1)
+                fprintf(say, "extending %s: its best rate x%g is the highest it tried; next x%g\n", plan->runs[f].cell, c.rate[best], next);
+            else
+                fprintf(say, "extending %s: its %s rate x%g is the lowest it tried; next x%g\n", plan->runs[f].cell,
+                        best == 0 ? "best" : "chosen", c.rate[0], next);
+        }
         qa_adapt_plan_add_tuning(plan, f, next);
         *added += t->n_seeds;
     }

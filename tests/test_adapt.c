@@ -1046,6 +1046,38 @@ Test(adapt, the_extension_steps_past_the_end_that_is_best_and_resumes) {
     qa_recipe_free(plain);
 }
 
+/* With [tune] within the extension also steps down past a choice at the grid's lowest rate
+ * (a smaller rate may be within the tolerance too), while a best score at the top still steps
+ * up. A tolerance wider than any difference chooses the lowest rate; on [0.5, 50, 5000] the best
+ * held-out loss after 2 steps is x50's (x5000 trains far worse or diverges), so the best-score
+ * rule alone would add nothing, and the choice adds x0.005 below the grid; the final run trains
+ * there. */
+Test(adapt, within_extends_down_past_a_choice_at_the_lowest_rate) {
+    qa_recipe *r = tuned_recipe("method = lora\nbits = w8a8\nseed = 0\n",
+                                "lr_grid = [0.5, 50, 5000]\nseeds = [100]\nsteps = 2\nwithin = 1000\nextend = 1\n");
+    char out[512], p[700];
+    snprintf(out, sizeof out, "%s/within-down", dir);
+    qa_error err = {0, ""};
+    cr_assert_eq(qa_adapt_sweep(r, out, &err), 0, "%s", err.msg);
+    double rate[8], loss[8];
+    int n;
+    tuning_losses(out, rate, loss, &n);
+    cr_assert_eq(n, 4, "the grid's three rates and one past its low end");
+    double grid_loss[3] = {NAN, NAN, NAN}, added = 0;
+    const double grid_rates[3] = {0.5, 50, 5000};
+    for (int k = 0; k < n; k++) {
+        int g = rate[k] == 0.5 ? 0 : rate[k] == 50 ? 1 : rate[k] == 5000 ? 2 : -1;
+        if (g >= 0) grid_loss[g] = loss[k];
+        else added = rate[k];
+    }
+    cr_assert_eq(best_rate(grid_rates, grid_loss, 3), 50, "the premise: x50 scores best (losses %g %g %g)", grid_loss[0],
+                 grid_loss[1], grid_loss[2]);
+    cr_expect_float_eq(added, 0.005, 1e-15, "added x%g", added);
+    snprintf(p, sizeof p, "%s/lora-w8a8-r2-s0.h5", out);
+    cr_expect_float_eq(run_attr(p, "lora-w8a8-r2-s0", "lr_multiplier"), 0.005, 1e-15);
+    qa_recipe_free(r);
+}
+
 Test(adapt, extension_errors_name_the_file_line_and_key) {
     const char *one = "method = lora\nbits = w8a8\nseed = [0, 1]\n";
     expect_tune_error(one, "lr_grid = [1]\nseeds = [100]\nextend = 2\n",
