@@ -797,7 +797,8 @@ static void write_tuning(FILE *f, const char *dir) {
         for (int a = 1; a < nr; a++)
             for (int b = a; b > 0 && rates[order[b]] < rates[order[b - 1]]; b--) { int t = order[b]; order[b] = order[b - 1]; order[b - 1] = t; }
         fprintf(f, "\nLearning-rate tuning (%s: each cell's mean validation score over its tuning seeds, per rate as a "
-                   "multiple of the method's reference rate; the chosen rate in bold; nan: a rate with a diverged run):\n\n"
+                   "multiple of the method's reference rate; the chosen rate in bold: the best score, or with the recipe's "
+                   "[tune] within the smallest rate within that tolerance of it; nan: a rate with a diverged run):\n\n"
                    "| cell | metric | seeds |", path);
         for (int k = 0; k < nr; k++) fprintf(f, " ×%g |", rates[order[k]]);
         fprintf(f, " chosen lr |\n|---|---|---|");
