@@ -1145,14 +1145,13 @@ Test(plot, loss_curves_say_which_coincide) {
     rm_rf_dir(dir);
 }
 
-/* Curves of 3 seeds keep their band beside a curve of 2 (a seed missing or diverged): the
- * bands are decided per curve, and the title says where they are. */
-Test(plot, loss_curves_band_each_curve_with_enough_seeds) {
-    char dir[256];
-    make_tmpdir(dir, sizeof dir, "plot-mixed-seeds");
+/* lora and peqa at w8a8 with seeds_lora and seeds_peqa runs, the step-3 loss of seed s 0.3 s
+ * apart (and peqa's 1 above lora's), then the folder's statistics figures. */
+static void write_lora_peqa_curves(const char *dir, int seeds_lora, int seeds_peqa) {
     const char *methods[2] = {"lora", "peqa"};
+    const int seeds[2] = {seeds_lora, seeds_peqa};
     for (int m = 0; m < 2; m++)
-        for (int s = 0; s < 3 - m; s++) {
+        for (int s = 0; s < seeds[m]; s++) {
             char id[64];
             snprintf(id, sizeof id, "%s-w8a8-r4-s%d", methods[m], s);
             run_def d = {id, methods[m], "w8a8", "done", "int", 8, 8, 4, 0, s, 0.1, 0.8, 0.7, 8};
@@ -1160,6 +1159,14 @@ Test(plot, loss_curves_band_each_curve_with_enough_seeds) {
             append_train_row(dir, id, 3, 0.5 + 0.3 * s + m);
         }
     plot_folder_statistics(dir);
+}
+
+/* Curves of 3 seeds keep their band beside a curve of 2 (a seed missing or diverged): the
+ * bands are decided per curve, and the title says where they are. */
+Test(plot, loss_curves_band_each_curve_with_enough_seeds) {
+    char dir[256];
+    make_tmpdir(dir, sizeof dir, "plot-mixed-seeds");
+    write_lora_peqa_curves(dir, 3, 2);
     char title[600], bands[64];
     figure_arg(dir, "loss_curves_w8a8.gp", 1, title, sizeof title);
     cr_expect(strstr(title, "mean and 95% CI over 2-3 seeds (band where a curve has 3 seeds or more)") != NULL, "title: %s", title);
@@ -1173,16 +1180,7 @@ Test(plot, loss_curves_band_each_curve_with_enough_seeds) {
 Test(plot, loss_curves_of_two_seeds_draw_no_band) {
     char dir[256];
     make_tmpdir(dir, sizeof dir, "plot-two-seeds");
-    const char *methods[2] = {"lora", "peqa"};
-    for (int m = 0; m < 2; m++)
-        for (int s = 0; s < 2; s++) {
-            char id[64];
-            snprintf(id, sizeof id, "%s-w8a8-r4-s%d", methods[m], s);
-            run_def d = {id, methods[m], "w8a8", "done", "int", 8, 8, 4, 0, s, 0.1, 0.8, 0.7, 8};
-            write_run(dir, &d);
-            append_train_row(dir, id, 3, 0.5 + 0.3 * s + m);
-        }
-    plot_folder_statistics(dir);
+    write_lora_peqa_curves(dir, 2, 2);
     char title[600], bands[64];
     figure_arg(dir, "loss_curves_w8a8.gp", 1, title, sizeof title);
     cr_expect(strstr(title, "mean over 2 seeds; no CI bands below 3 seeds (median 95% CI: +-") != NULL, "title: %s", title);
