@@ -1,5 +1,6 @@
 #include "harness/adapt.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -21,23 +22,30 @@
 
 
 
-/* Keys that add runs to a plan, or change only the rate a cell's final runs get, without
- * changing any run it had: a folder made without them resumes with them (the runs they add are
- * new files; a finished final run whose rate they change is caught by check_final_rates). */
-static const struct { const char *section, *key; } adds_runs_only[] = {{"tune", "extend"}, {"tune", "within"}};
+/* Keys whose value does not change any run a folder has: lines setting them are left out when two
+ * recipes are compared. [tune] extend and within add runs, or change only the rate a cell's
+ * final runs get (a finished final run whose rate they change is caught by check_final_rates).
+ * The job's name and the grid's lists (method, bits, rank, seed) decide which runs there are,
+ * never what one of them does: a run's id names its value on each, and a run is made from its
+ * own seed alone (its item, init, data order and noise), so a run with the same id under a
+ * recipe equal in everything else is the same run. (A method option given as a list is an axis
+ * too, but its scalar form changes runs without changing their ids, so it is compared.) */
+static const struct { const char *section, *key; } keeps_runs[] = {
+    {"tune", "extend"}, {"tune", "within"}, {"job", "name"},
+    {"adapt", "method"}, {"adapt", "bits"}, {"adapt", "rank"}, {"adapt", "seed"}};
 
-/* 1 when the substance line (no spaces) sets one of adds_runs_only in `section`. */
-static int line_adds_runs_only(const char *section, const char *line, size_t len) {
-    for (size_t i = 0; i < sizeof adds_runs_only / sizeof adds_runs_only[0]; i++) {
-        size_t k = strlen(adds_runs_only[i].key);
-        if (!strcmp(section, adds_runs_only[i].section) && len > k && !strncmp(line, adds_runs_only[i].key, k) && line[k] == '=')
+/* 1 when the substance line (no spaces) sets one of keeps_runs in `section`. */
+static int line_keeps_runs(const char *section, const char *line, size_t len) {
+    for (size_t i = 0; i < sizeof keeps_runs / sizeof keeps_runs[0]; i++) {
+        size_t k = strlen(keeps_runs[i].key);
+        if (!strcmp(section, keeps_runs[i].section) && len > k && !strncmp(line, keeps_runs[i].key, k) && line[k] == '=')
             return 1;
     }
     return 0;
 }
 
-/* A recipe's text without comments, blank lines, spaces and the adds_runs_only keys: what
- * decides the runs it had. */
+/* A recipe's text without comments, blank lines, spaces and the keeps_runs keys: what decides
+ * each run it makes. */
 static char *recipe_substance(const char *text) {
     size_t n = strlen(text);
     char *out = qa_alloc(n + 2), *o = out, *line = out;
@@ -48,7 +56,7 @@ static char *recipe_substance(const char *text) {
             in_comment = 0;
             size_t len = (size_t)(o - line);
             if (len > 2 && line[0] == '[' && line[len - 1] == ']') snprintf(section, sizeof section, "%.*s", (int)(len - 2), line + 1);
-            if (line_adds_runs_only(section, line, len)) o = line;
+            if (line_keeps_runs(section, line, len)) o = line;
             else if (len > 0) { *o++ = '\n'; line = o; }
             if (!*q) break;
             continue;
@@ -61,22 +69,29 @@ static char *recipe_substance(const char *text) {
     return out;
 }
 
-/* A finished run is reused only if the same recipe produced it (comments aside): a folder of
- * an edited recipe would otherwise mix old and new runs in one table. */
-static int check_same_recipe(const qa_recipe *r, const char *path, qa_error *err) {
+/* 1 when the recipe recorded in run file `path` makes the same runs as r (comments, the job's
+ * name, the grid's lists and the keeps_runs keys aside); *same 0 when it does not. */
+static int same_recipe(const qa_recipe *r, const char *path, int *same, qa_error *err) {
     char *old;
     int rc = qa_record_read_recipe(path, strlen(qa_recipe_text(r)) * 2 + 4095, &old, err);
     if (rc) return rc;
     char *a = recipe_substance(old), *b = recipe_substance(qa_recipe_text(r));
-    if (strcmp(a, b) != 0)
-        rc = qa_fail(err, QA_ERR_INPUT,
-                     "%s was made by a different recipe than %s (settings differ, not just comments): "
-                     "write to another --out folder, or remove the old runs to redo them",
-                     path, qa_recipe_path(r));
+    *same = strcmp(a, b) == 0;
     qa_free(a); qa_free(b); qa_free(old);
-    return rc;
+    return QA_OK;
 }
 
+/* A finished run is kept only if a recipe that makes the same runs produced it: a folder of an
+ * edited recipe would otherwise mix old and new runs in one table. */
+static int check_same_recipe(const qa_recipe *r, const char *path, qa_error *err) {
+    int same = 0, rc = same_recipe(r, path, &same, err);
+    if (!rc && !same)
+        rc = qa_fail(err, QA_ERR_INPUT,
+                     "%s was made by a different recipe than %s (settings differ, not just comments or the grid's "
+                     "lists): write to another --out folder, or remove the old runs to redo them",
+                     path, qa_recipe_path(r));
+    return rc;
+}
 
 /* Where a run's file goes: out_dir for a final run, out_dir/tune for a tuning run; allocated. */
 static char *run_folder(const char *out_dir, const qa_run_spec *run) {
@@ -152,6 +167,7 @@ typedef struct {
     const char *out_dir;
     qa_sweep_plan plan;
     const qa_shard *shard;
+    const qa_sweep_opts *opts;  /* --reuse folders among them */
     qa_sweep_env env;
     int loaded, load_rc;
     qa_error load_err;
@@ -176,6 +192,88 @@ static int sweep_ensure_loaded(sweep_state *st) {
     return st->load_rc;
 }
 
+/* Why run file `path` is not this run ("" when it is): it must record this run's rate, role,
+ * method version and validation split (absent: 0, as in files that predate the split; only a
+ * tuning run takes its held-out loss and FID on the split), come from a recipe that makes the
+ * same runs, and read back whole (every checksum). The cheap checks go first: a folder lends
+ * many files that differ in a recorded attribute. */
+static int reuse_mismatch(const qa_recipe *r, const qa_run_spec *run, const char *path, char *why, size_t len) {
+    qa_error e = {0, ""};
+    why[0] = 0;
+    char grp[512];
+    snprintf(grp, sizeof grp, "/runs/%s", run->id);
+    qa_h5 *f = NULL;
+    if (qa_h5_open(path, 0, &f, &e)) { snprintf(why, len, "%s", e.msg); return 1; }
+    double lr = NAN, tuning = NAN, version = NAN, split = 0;
+    const double split_now = run->role == QA_RUN_TUNING && run->settings->validation_split;
+    int rc = qa_h5_attr_get_f64(f, grp, "learning_rate", &lr, &e);
+    if (!rc) rc = qa_h5_attr_get_f64(f, grp, "tuning_run", &tuning, &e);
+    if (!rc) rc = qa_h5_attr_get_f64(f, grp, "method_version", &version, &e);
+    if (!rc && qa_h5_has_attr(f, grp, "validation_split")) rc = qa_h5_attr_get_f64(f, grp, "validation_split", &split, &e);
+    qa_error cerr;
+    qa_h5_close(f, &cerr);
+    int damaged = 0, same = 0;
+    if (rc) snprintf(why, len, "%s", e.msg);
+    else if (lr != (double)run->train.lr) snprintf(why, len, "it trained at rate %g, this run's is %g", lr, (double)run->train.lr);
+    else if (tuning != (run->role == QA_RUN_TUNING)) snprintf(why, len, "its tuning_run is %g", tuning);
+    else if (version != run->method->version)
+        snprintf(why, len, "%s version %g made it, this build's is %d", run->method->name, version, run->method->version);
+    else if (split != split_now)
+        snprintf(why, len, "its validation_split is %g, this run's %g (a tuning run takes its held-out loss and FID on the "
+                 "validation split)", split, split_now);
+    else if (same_recipe(r, path, &same, &e)) snprintf(why, len, "%s", e.msg);
+    else if (!same) snprintf(why, len, "a recipe with other settings made it");
+    else if (qa_runs_check_file(path, &damaged, &e)) snprintf(why, len, "%s", e.msg);
+    return why[0] != 0;
+}
+
+/* byte copy of src to dst, synced */
+static int copy_file(const char *src, const char *dst, qa_error *err) {
+    FILE *in = fopen(src, "rb");
+    if (!in) return qa_fail(err, QA_ERR_RUN, "cannot read %s: %s", src, strerror(errno));
+    FILE *out = fopen(dst, "wb");
+    if (!out) { fclose(in); return qa_fail(err, QA_ERR_RUN, "cannot write %s: %s", dst, strerror(errno)); }
+    char buf[1 << 16];
+    size_t n;
+    int bad = 0;
+    while (!bad && (n = fread(buf, 1, sizeof buf, in)) > 0) bad = fwrite(buf, 1, n, out) != n;
+    bad |= ferror(in);
+    fclose(in);
+    if (fclose(out) != 0) bad = 1;
+    if (bad) return qa_fail(err, QA_ERR_RUN, "cannot copy %s to %s: %s", src, dst, strerror(errno));
+    return qa_fsync_path(dst, err);
+}
+
+/* --reuse: the first reuse folder holding this run's file, made by a recipe that makes the same
+ * runs, is copied in instead of training the run again; *reused says whether it was. The copy
+ * goes to <file>.partial, is checked there (what was checked in the source could have changed
+ * since), and is renamed when it passes, like a run's own file. A file that is there but is not
+ * this run, or a copy that fails, is said on stderr, and the run is made here. A recipe that
+ * writes deployed artifacts ([eval] artifact) lends nothing: they are not copied. */
+static void try_reuse(sweep_state *st, const qa_run_spec *run, int *reused) {
+    *reused = 0;
+    if (run->settings->eval.artifact) return;
+    for (int i = 0; i < st->opts->n_reuse && !*reused; i++) {
+        char *src = run_file(st->opts->reuse[i], run), why[600];
+        if (!qa_file_exists(src)) { qa_free(src); continue; }
+        char *dst = run_file(st->out_dir, run);
+        size_t len = strlen(dst) + 16;
+        char *tmp = qa_alloc(len);
+        snprintf(tmp, len, "%s.partial", dst);
+        qa_error e = {0, ""};
+        if (reuse_mismatch(st->r, run, src, why, sizeof why)) {
+            fprintf(stderr, "not reusing %s: %s\n", src, why);
+        } else if (copy_file(src, tmp, &e) || reuse_mismatch(st->r, run, tmp, why, sizeof why) ||
+                   qa_h5_rename_durable(tmp, dst, &e)) {
+            fprintf(stderr, "not reusing %s: the copy %s: %s\n", src, tmp, e.msg[0] ? e.msg : why);
+            remove(tmp);
+        } else {
+            *reused = 1;
+        }
+        qa_free(tmp); qa_free(dst); qa_free(src);
+    }
+}
+
 /* qa_run_index_fn over the phase's runs. A run finished already (a resumed sweep) is skipped; a
  * run that fails does not stop the others, except that after a bad-input failure (the same for
  * every run) the rest are not tried. */
@@ -187,6 +285,13 @@ static int run_owned(void *ctx, int k, qa_error *err) {
     qa_free(p);
     if (finished) return QA_OK;
     if (st->input_failed) return qa_fail(err, QA_ERR_INPUT, "%s not run: an earlier run failed on bad input", run->id);
+    const char *tune = run->role == QA_RUN_TUNING ? "tune/" : "";
+    int reused = 0;
+    try_reuse(st, run, &reused);
+    if (reused) {
+        qa_progress_log(&st->prog, ++st->done, "%s%s reused", tune, run->id);
+        return QA_OK;
+    }
     if (sweep_ensure_loaded(st)) {
         st->input_failed = st->load_rc == QA_ERR_INPUT;
         return qa_fail(err, st->load_rc, "%s", st->load_err.msg);
@@ -200,7 +305,6 @@ static int run_owned(void *ctx, int k, qa_error *err) {
     int rc = qa_run_one(run->role == QA_RUN_TUNING ? &st->env.env_val : &st->env.env, run, t, folder, &diverged, err);
     qa_free(folder);
     st->done++;
-    const char *tune = run->role == QA_RUN_TUNING ? "tune/" : "";
     if (rc) {
         fprintf(stderr, "run %s%s failed%s%s: %s\n", tune, run->id, st->prog.who[0] ? " on" : "", st->prog.who, err->msg);
         st->input_failed = rc == QA_ERR_INPUT;
@@ -376,20 +480,24 @@ static int sweep_open(sweep_state *st, const qa_sweep_sched *sched, int wait, qa
     return QA_OK;
 }
 
-int qa_adapt_sweep_sched(const qa_recipe *r, const char *out_dir, int wait, const qa_sweep_sched *sched, qa_error *err) {
+int qa_adapt_sweep_sched(const qa_recipe *r, const char *out_dir, const qa_sweep_opts *opts, const qa_sweep_sched *sched,
+                         qa_error *err) {
     qa_sweep_sched alone = {.shard = qa_shard_whole(), .rank = 0, .size = 1};
+    qa_sweep_opts defaults = {0};
     if (!sched) sched = &alone;
+    if (!opts) opts = &defaults;
     const int shared = sched->share && sched->size > 1;
     sweep_state st;
     memset(&st, 0, sizeof st);
     st.r = r;
     st.out_dir = out_dir;
     st.shard = &sched->shard;
+    st.opts = opts;
     int n = qa_adapt_plan(r, &st.plan, err);
     if (n < 0) return n;
     st.phase = qa_alloc(sizeof(int) * (size_t)n);
     qa_lock *lock = NULL;
-    int pending = 0, rc = sched->rank == 0 ? sweep_open(&st, sched, wait, &lock, &pending, err) : QA_OK;
+    int pending = 0, rc = sched->rank == 0 ? sweep_open(&st, sched, opts->wait, &lock, &pending, err) : QA_OK;
     if (shared) { /* every rank hears whether it may start */
         int rank0 = sched->agree(sched->ctx, rc);
         if (rank0 && sched->rank != 0)
@@ -441,7 +549,8 @@ int qa_adapt_sweep_sched(const qa_recipe *r, const char *out_dir, int wait, cons
 /* One sweep per folder (a second one truncated this one's files): the lock is held around the
  * whole sweep, and its release syncs the folder, where the finished runs were renamed. */
 int qa_adapt_sweep_wait(const qa_recipe *r, const char *out_dir, int wait, qa_error *err) {
-    return qa_adapt_sweep_sched(r, out_dir, wait, NULL, err);
+    qa_sweep_opts opts = {.wait = wait};
+    return qa_adapt_sweep_sched(r, out_dir, &opts, NULL, err);
 }
 
 int qa_adapt_sweep(const qa_recipe *r, const char *out_dir, qa_error *err) { return qa_adapt_sweep_wait(r, out_dir, 0, err); }

@@ -117,10 +117,25 @@ typedef struct {
     int (*agree)(void *ctx, int rank0_status);
 } qa_sweep_sched;
 
+/* What the command line adds to a sweep. wait: a folder another sweep holds is waited for
+ * instead of refused (--wait). reuse: folders whose finished runs may be copied in instead of
+ * made again (--reuse DIR, in the order given): a run whose file (DIR/<id>.h5, a tuning run's
+ * DIR/tune/<id>.h5) was made by a recipe that makes the same runs (equal but for comments, the
+ * job's name, the grid's lists of methods, bits, ranks and seeds, and [tune] extend and within)
+ * at this run's rate, role, method version and validation split is copied, not trained; such a
+ * file keeps what it records (its recipe, commit, times). */
+#define QA_MAX_REUSE 8
+typedef struct {
+    int wait;
+    int n_reuse;
+    const char *reuse[QA_MAX_REUSE];
+} qa_sweep_opts;
+
 /* adapt_sweep_wait for this process's part of the sweep (sched NULL: the whole plan here).
  * The folder lock is qa_lock_acquire_shard's (lock.h): shards of one sweep share the folder,
  * two processes of the same shard do not. Returns QA_ERR_RUN when a run of this shard (on any
  * rank, as rank 0 reports it) failed, naming the run and its rank; the other runs finish. */
-int qa_adapt_sweep_sched(const qa_recipe *r, const char *out_dir, int wait, const qa_sweep_sched *sched, qa_error *err);
+int qa_adapt_sweep_sched(const qa_recipe *r, const char *out_dir, const qa_sweep_opts *opts, const qa_sweep_sched *sched,
+                         qa_error *err);
 
 #endif

@@ -26,14 +26,17 @@ static void usage(FILE *f) {
             "                            (--markdown: the options table of experiments/README.md)\n"
             "  help METHOD               one method: what it does and its options (recipe keys\n"
             "                            of [adapt]; a list of values makes a grid axis)\n"
-            "  run RECIPE [--out DIR] [--dry-run] [--wait] [--shard r/n]\n"
+            "  run RECIPE [--out DIR] [--dry-run] [--wait] [--shard r/n] [--reuse DIR ...]\n"
             "                            run a recipe (pretrain | evaluator | adapt); an adapt\n"
             "                            sweep resumes in DIR, skipping finished runs;\n"
             "                            --dry-run: check the recipe and print the plan only;\n"
             "                            --wait: if another sweep holds DIR, wait for it;\n"
             "                            --shard r/n (or a launcher's environment): the runs\n"
             "                            with plan index i mod n == r; under mpirun the ranks\n"
-            "                            share them (a pretrain job: data parallel)\n"
+            "                            share them (a pretrain job: data parallel);\n"
+            "                            --reuse DIR: copy a finished run from DIR instead of\n"
+            "                            training it again, where DIR's recipe makes the same\n"
+            "                            run (experiments/README.md)\n"
             "  report DIR [--baseline C] tables of a results folder: markdown to stdout,\n"
             "                            DIR/report.{md,tex,csv}; Δ loss against cell C\n"
             "                            (method:bits[:deploy]; default: the first FP cell)\n"
@@ -105,23 +108,41 @@ static int share_runs(void *ctx, int n_runs, qa_run_index_fn run_index, void *ru
 
 static int agree(void *ctx, int rank0_status) { return qa_mpi_agree(ctx, rank0_status); }
 
-#define RUN_USAGE "usage: qadapt run RECIPE [--out DIR] [--dry-run] [--wait] [--shard r/n]\n"
+#define RUN_USAGE "usage: qadapt run RECIPE [--out DIR] [--dry-run] [--wait] [--shard r/n] [--reuse DIR ...]\n"
 
-/* qadapt run RECIPE [--out DIR] [--dry-run] [--wait] [--shard r/n] */
+/* qadapt run RECIPE [--out DIR] [--dry-run] [--wait] [--shard r/n] [--reuse DIR ...] */
 static int cmd_run(int argc, char **argv, const qa_mpi_world *world, qa_error *err) {
     int rc = 0;
     const char *recipe_path = NULL, *out = NULL, *shard_text = NULL;
-    int dry = 0, wait = 0;
+    int dry = 0;
+    qa_sweep_opts opts = {0};
     for (int i = 2; i < argc; i++) {
         if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
         else if (!strcmp(argv[i], "--dry-run")) dry = 1;
-        else if (!strcmp(argv[i], "--wait")) wait = 1;
+        else if (!strcmp(argv[i], "--wait")) opts.wait = 1;
+        else if (!strcmp(argv[i], "--reuse") && i + 1 < argc) {
+            if (opts.n_reuse == QA_MAX_REUSE) {
+                fprintf(stderr, "qadapt run: at most %d --reuse folders\n", QA_MAX_REUSE);
+                return USAGE_ERROR;
+            }
+            opts.reuse[opts.n_reuse++] = argv[++i];
+        }
         else if (!strcmp(argv[i], "--shard") && i + 1 < argc) shard_text = argv[++i];
         else if (argv[i][0] == '-') { fprintf(stderr, "qadapt run: unknown option '%s'\n", argv[i]); return USAGE_ERROR; }
         else if (!recipe_path) recipe_path = argv[i];
         else { fprintf(stderr, "qadapt run: unexpected argument '%s'\n", argv[i]); return USAGE_ERROR; }
     }
     if (!recipe_path) { fprintf(stderr, RUN_USAGE); return USAGE_ERROR; }
+    for (int i = 0; i < opts.n_reuse; i++) {
+        if (!qa_dir_exists(opts.reuse[i])) {
+            fprintf(stderr, "qadapt run: --reuse %s: no such folder (a results folder of finished runs)\n", opts.reuse[i]);
+            return USAGE_ERROR;
+        }
+        if (qa_same_file(opts.reuse[i], out ? out : "results/scratch")) {
+            fprintf(stderr, "qadapt run: --reuse %s is the --out folder itself\n", opts.reuse[i]);
+            return USAGE_ERROR;
+        }
+    }
     /* under MPI the ranks share the plan dynamically: only a Slurm array is a static shard */
     qa_shard shard;
     rc = qa_shard_resolve(shard_text, world->under_mpi ? QA_SHARD_ENV_SLURM_ARRAY : QA_SHARD_ENV_ALL, &shard, err);
@@ -140,7 +161,10 @@ static int cmd_run(int argc, char **argv, const qa_mpi_world *world, qa_error *e
          * parallel, rank 0 writes), and rank 0 alone trains the evaluator */
         int mine = shard.rank == 0 && (world->rank == 0 || !strcmp(kind, "pretrain"));
         qa_grad_reducer reducer;
-        if (strcmp(kind, "adapt") && !mine)
+        if (strcmp(kind, "adapt") && opts.n_reuse) {
+            fprintf(stderr, "qadapt run: --reuse copies the runs of an adapt sweep; %s is a %s job\n", recipe_path, kind);
+            rc = USAGE_ERROR;
+        } else if (strcmp(kind, "adapt") && !mine)
             fprintf(stderr, "qadapt: a %s job is one run: shard 0 rank 0 runs it; shard %d/%d rank %d/%d has nothing "
                     "to do\n", kind, shard.rank, shard.count, world->rank, world->size);
         else if (!strcmp(kind, "pretrain"))
@@ -149,7 +173,7 @@ static int cmd_run(int argc, char **argv, const qa_mpi_world *world, qa_error *e
         else if (!strcmp(kind, "evaluator"))
             rc = qa_pretrain_evaluator(r, out ? out : qa_recipe_str(r, "model", "evaluator"), err);
         else
-            rc = qa_adapt_sweep_sched(r, out ? out : "results/scratch", wait, &sched, err);
+            rc = qa_adapt_sweep_sched(r, out ? out : "results/scratch", &opts, &sched, err);
         qa_recipe_free(r);
     }
     return rc;

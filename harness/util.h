@@ -50,6 +50,8 @@ int qa_mkdir_p(const char *path, qa_error *err);
 int qa_parse_int_token(const char *v, long long *out);
 int qa_parse_number_token(const char *v, double *out);
 int qa_file_exists(const char *path);
+int qa_dir_exists(const char *path); /* 1 when path is a folder */
+int qa_same_file(const char *a, const char *b); /* 1 when both paths exist and name one file or folder */
 /* One CSV text field (RFC 4180): as is, or in double quotes with its quotes doubled when it
  * holds a comma, a quote or a line break ("NF4 (merged, re-quantized)" is one field). */
 void qa_csv_field(FILE *f, const char *s);

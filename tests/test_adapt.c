@@ -1490,3 +1490,138 @@ Test(adapt, run_files_without_checksums_still_load) {
     cr_expect_eq(n, 12);
     qa_runs_free(runs, n);
 }
+
+/* The job's name and the grid's lists decide which runs a folder holds, never what a run does
+ * (its id names its method, bits, rank and seed): a folder resumes with them changed, keeps its
+ * finished runs and makes the new ones. */
+Test(adapt, a_folder_resumes_with_the_grids_lists_changed) {
+    char out[400], p[600], text[2][2048];
+    snprintf(out, sizeof out, "%s/gridlists", dir);
+    const char *names[2] = {"one", "more"}, *grid[2] = {"method = lora\nbits = fp\nrank = 2\nseed = 0\n",
+                                                     "method = [lora, qlora]\nbits = [fp]\nrank = [2]\nseed = [0]\n"};
+    qa_recipe *r[2];
+    qa_error err = {0, ""};
+    for (int i = 0; i < 2; i++) {
+        snprintf(text[i], sizeof text[i],
+                 "[job]\nkind = adapt\nname = %s\n[data]\nsynthetic = 1\n[model]\ncheckpoint = %s/dit.h5\n"
+                 "evaluator = %s/evaluator.h5\n[adapt]\n%simages = 3\nprior_images = 4\n"
+                 "[train]\nsteps = 2\nbatch = 4\nlr = 1e-3\n[eval]\nsamples = 4\nddim_steps = 2\nloss_images = 8\n"
+                 "loss_draws = 1\n", names[i], dir, dir, grid[i]);
+        cr_assert_eq(qa_recipe_parse("grid.recipe", text[i], &r[i], &err), 0, "%s", err.msg);
+    }
+    cr_assert_eq(qa_adapt_sweep(r[0], out, &err), 0, "%s", err.msg);
+    snprintf(p, sizeof p, "%s/lora-fp-r2-s0.h5", out);
+    time_t before = mtime_of(p);
+    sleep(1);
+    cr_expect_eq(qa_adapt_sweep(r[1], out, &err), 0, "another name and method list is the same runs: %s", err.msg);
+    cr_expect_eq(mtime_of(p), before, "the finished run is kept");
+    snprintf(p, sizeof p, "%s/qlora-fp-r2-s0.h5", out);
+    cr_expect(access(p, F_OK) == 0, "the new method's run is made");
+    qa_recipe_free(r[0]);
+    qa_recipe_free(r[1]);
+}
+
+/* The whole of a file, its length in *len (NULL when it cannot be read). */
+static char *file_bytes(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)n + 1);
+    *len = fread(b, 1, (size_t)n, f);
+    fclose(f);
+    return b;
+}
+
+static int same_bytes(const char *a, const char *b) {
+    size_t la = 0, lb = 0;
+    char *x = file_bytes(a, &la), *y = file_bytes(b, &lb);
+    int same = x && y && la == lb && memcmp(x, y, la) == 0;
+    free(x); free(y);
+    return same;
+}
+
+/* --reuse: a run another folder finished under a recipe that makes the same runs (here one of
+ * another name and method list) is copied, tuning runs and final runs alike, and the folder
+ * resumes with the copies; a run of the other method is made. A folder whose recipe differs in
+ * anything else, or a file that does not record this run's validation split, lends nothing. */
+Test(adapt, reuse_copies_the_same_runs_from_another_folder) {
+    const char *tune = "lr_grid = [0.5, 50]\nseeds = [100]\nsteps = 2\n";
+    qa_recipe *a = tuned_recipe("method = lora\nbits = w8a8\nseed = 0\n", tune);
+    char src[512], out[512], p[700], q[700];
+    snprintf(src, sizeof src, "%s/reuse_src", dir);
+    snprintf(out, sizeof out, "%s/reuse_out", dir);
+    qa_error err = {0, ""};
+    cr_assert_eq(qa_adapt_sweep(a, src, &err), 0, "%s", err.msg);
+    qa_recipe *b = tuned_recipe("method = [lora, qlora]\nbits = [w8a8]\nseed = [0]\n", tune);
+    qa_sweep_opts opts = {.n_reuse = 1, .reuse = {src}};
+    cr_assert_eq(qa_adapt_sweep_sched(b, out, &opts, NULL, &err), 0, "%s", err.msg);
+    const char *copied[] = {"tune/lora-w8a8-r2-lrx0.5-s100.h5", "tune/lora-w8a8-r2-lrx50-s100.h5", "lora-w8a8-r2-s0.h5"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/%s", src, copied[i]);
+        snprintf(q, sizeof q, "%s/%s", out, copied[i]);
+        cr_expect(same_bytes(p, q), "%s is a copy of %s", q, p);
+    }
+    snprintf(q, sizeof q, "%s/qlora-w8a8-r2-s0.h5", out);
+    cr_expect(access(q, F_OK) == 0, "qlora's run is made here");
+    snprintf(q, sizeof q, "%s/lora-w8a8-r2-s0.h5.partial", out);
+    cr_expect(access(q, F_OK) != 0, "no copy is left half done");
+    /* the folder resumes with the copies (made by another recipe's text) */
+    cr_expect_eq(qa_adapt_sweep(b, out, &err), 0, "%s", err.msg);
+
+    /* another tuning length: nothing is the same run */
+    qa_recipe *c = tuned_recipe("method = lora\nbits = w8a8\nseed = 0\n", "lr_grid = [0.5, 50]\nseeds = [100]\nsteps = 1\n");
+    snprintf(out, sizeof out, "%s/reuse_other", dir);
+    cr_assert_eq(qa_adapt_sweep_sched(c, out, &opts, NULL, &err), 0, "%s", err.msg);
+    for (int i = 0; i < 2; i++) {
+        snprintf(p, sizeof p, "%s/%s", src, copied[i]);
+        snprintf(q, sizeof q, "%s/%s", out, copied[i]);
+        cr_expect(access(q, F_OK) == 0 && !same_bytes(p, q), "%s is trained here", q);
+    }
+
+    /* a folder lending copies of the source's files, two of them with an attribute changed: a
+     * tuning run that does not record this run's validation split, and a final run at another
+     * rate, are not these runs and are made here; the unchanged copy is lent */
+    char lender[512];
+    snprintf(lender, sizeof lender, "%s/reuse_lender", dir);
+    snprintf(p, sizeof p, "%s/tune", lender);
+    cr_assert_eq(qa_mkdir_p(p, &err), 0, "%s", err.msg);
+    const char *changed_attr[] = {"validation_split", NULL, "learning_rate"};
+    const char *run_id[] = {"lora-w8a8-r2-lrx0.5-s100", "lora-w8a8-r2-lrx50-s100", "lora-w8a8-r2-s0"};
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/%s", src, copied[i]);
+        snprintf(q, sizeof q, "%s/%s", lender, copied[i]);
+        size_t len = 0;
+        char *bytes = file_bytes(p, &len);
+        FILE *f = fopen(q, "wb");
+        cr_assert(bytes && f);
+        fwrite(bytes, 1, len, f);
+        fclose(f);
+        free(bytes);
+        if (!changed_attr[i]) continue;
+        char grp[128];
+        snprintf(grp, sizeof grp, "/runs/%s", run_id[i]);
+        qa_h5 *h;
+        cr_assert_eq(qa_h5_open(q, 1, &h, &err), 0, "%s", err.msg);
+        cr_assert_eq(qa_h5_attr_set_f64(h, grp, changed_attr[i], 0.25 * run_attr(p, run_id[i], changed_attr[i]), &err), 0,
+                     "%s", err.msg);
+        qa_h5_close(h, &err);
+    }
+    qa_sweep_opts from_lender = {.n_reuse = 1, .reuse = {lender}};
+    snprintf(out, sizeof out, "%s/reuse_some", dir);
+    cr_assert_eq(qa_adapt_sweep_sched(a, out, &from_lender, NULL, &err), 0, "%s", err.msg);
+    for (int i = 0; i < 3; i++) {
+        snprintf(p, sizeof p, "%s/%s", lender, copied[i]);
+        snprintf(q, sizeof q, "%s/%s", out, copied[i]);
+        cr_expect_eq(same_bytes(p, q), changed_attr[i] == NULL, "%s: lent only when unchanged", copied[i]);
+    }
+    snprintf(q, sizeof q, "%s/%s", out, copied[0]);
+    cr_expect_eq(run_attr(q, run_id[0], "validation_split"), 1, "made here, on the validation split");
+    snprintf(p, sizeof p, "%s/%s", src, copied[2]);
+    snprintf(q, sizeof q, "%s/%s", out, copied[2]);
+    cr_expect_eq(run_attr(q, run_id[2], "learning_rate"), run_attr(p, run_id[2], "learning_rate"), "made at the chosen rate");
+    qa_recipe_free(a);
+    qa_recipe_free(b);
+    qa_recipe_free(c);
+}

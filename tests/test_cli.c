@@ -133,6 +133,26 @@ Test(cli, dry_run_prints_the_plan_and_runs_nothing) {
     cr_expect(access(p, F_OK) != 0, "a dry run creates nothing");
 }
 
+/* --reuse names a folder of finished runs: a missing one, or the --out folder itself, is a usage
+ * error before anything runs. */
+Test(cli, reuse_needs_an_existing_folder_other_than_out) {
+    write_file("reuse.recipe", "[job]\nkind = adapt\n[adapt]\nmethod = lora\n");
+    char p[640];
+    snprintf(p, sizeof p, "%s/reuse.recipe --out %s/r --reuse %s/nowhere", tmpdir, tmpdir, tmpdir);
+    cr_expect_eq(run("run %s", p), 2);
+    cr_expect(strstr(out_buf, "--reuse") && strstr(out_buf, "nowhere") && strstr(out_buf, "no such folder"), "%s", out_buf);
+    snprintf(p, sizeof p, "%s/reuse.recipe --out %s --reuse %s/.", tmpdir, tmpdir, tmpdir);
+    cr_expect_eq(run("run %s", p), 2);
+    cr_expect(strstr(out_buf, "is the --out folder itself") != NULL, "%s", out_buf);
+    snprintf(p, sizeof p, "%s/r", tmpdir);
+    cr_expect(access(p, F_OK) != 0, "nothing was made");
+    cr_expect_eq(run("run %s --reuse", "x.recipe"), 2, "--reuse needs its folder");
+    write_file("pre.recipe", "[job]\nkind = pretrain\n");
+    snprintf(p, sizeof p, "%s/pre.recipe --out %s/r/dit.h5 --reuse %s", tmpdir, tmpdir, tmpdir);
+    cr_expect_eq(run("run %s", p), 2);
+    cr_expect(strstr(out_buf, "--reuse copies the runs of an adapt sweep") != NULL, "%s", out_buf);
+}
+
 Test(cli, dry_run_of_a_tuned_recipe_counts_the_tuning_runs) {
     write_file("tuned.recipe", "[job]\nkind = adapt\n[adapt]\nmethod = [lora, qalora]\nbits = [fp, w4a8]\nseed = [0, 1]\n"
                                "[tune]\nlr_grid = [0.1, 1, 10]\nseeds = [100, 101]\nmetric = subject_fidelity\n");
