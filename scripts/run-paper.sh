@@ -24,9 +24,19 @@ for name in $RECIPES; do
     recipe=experiments/$name.recipe
     [ -f "$recipe" ] || { echo "run-paper: no recipe $recipe" >&2; exit 2; }
     start=$(date +%s)
-    # QADAPT_LAUNCH is a command prefix, split into words on purpose
+    # recipes whose settings are table_subject's copy the runs they share with it (and with
+    # fig_bits) instead of training them again (qadapt run --reuse: experiments/README.md)
+    case $name in
+        fig_bits) reuse="--reuse results/table_subject" ;;
+        ablate_rank_bits) reuse="--reuse results/fig_bits --reuse results/table_subject" ;;
+        *) reuse= ;;
+    esac
+    for folder in $reuse; do
+        [ "$folder" = --reuse ] || [ -d "$folder" ] || reuse=$(echo "$reuse" | sed "s|--reuse $folder||")
+    done
+    # QADAPT_LAUNCH and reuse are lists of words, split on purpose
     # shellcheck disable=SC2086
-    if [ $RUN = 1 ]; then ${QADAPT_LAUNCH:-} "$QADAPT" run "$recipe" --out "results/$name"
+    if [ $RUN = 1 ]; then ${QADAPT_LAUNCH:-} "$QADAPT" run "$recipe" --out "results/$name" $reuse
     elif [ ! -d "results/$name" ]; then echo "run-paper: $name has no results folder (not run yet), skipped" >&2; continue
     elif ! ls "results/$name"/*.h5 > /dev/null 2>&1; then
         echo "run-paper: $name has no final runs yet (a sweep in its tuning stage), skipped" >&2; continue
