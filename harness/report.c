@@ -849,16 +849,54 @@ static int by_count(const void *a, const void *b) {
     return x->n != y->n ? y->n - x->n : strcmp(x->commit, y->commit);
 }
 
+/* The [job] name a recorded recipe gives (its default "run"; "not recorded" without a recipe),
+ * into buf: the recipe that made a run, which differs from the folder's own for a run copied in
+ * with `qadapt run --reuse`. Read from the text as the recipe parser would (comments, spaces). */
+static void recipe_job_name(const char *text, char *buf, size_t len) {
+    snprintf(buf, len, "%s", text && text[0] ? "run" : "not recorded");
+    int in_job = 0;
+    for (const char *line = text; line && *line;) {
+        const char *end = strchr(line, '\n');
+        size_t n = end ? (size_t)(end - line) : strlen(line);
+        char l[256];
+        size_t k = 0;
+        for (size_t i = 0; i < n && line[i] != '#' && k + 1 < sizeof l; i++)
+            if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r') l[k++] = line[i];
+        l[k] = 0;
+        if (l[0] == '[') in_job = !strcmp(l, "[job]");
+        else if (in_job && !strncmp(l, "name=", 5)) snprintf(buf, len, "%s", l + 5);
+        line = end ? end + 1 : NULL;
+    }
+}
+
+/* Run files and their run time by the recipe that made them, named in the same table as the
+ * commits (the first QA_MAX_COMMITS names). */
+typedef struct { commit_count c; double seconds; } recipe_count;
+
+static void count_recipe(recipe_count *c, int *nc, int *other, const qa_run_record *r, double seconds) {
+    char name[256];
+    recipe_job_name(r->provenance.recipe, name, sizeof name);
+    for (int k = 0; k < *nc; k++)
+        if (!strcmp(c[k].c.commit, name)) { c[k].c.n++; c[k].seconds += seconds; return; }
+    if (*nc == QA_MAX_COMMITS) { (*other)++; return; }
+    c[*nc].c.commit = qa_alloc(strlen(name) + 1);
+    strcpy(c[*nc].c.commit, name);
+    c[*nc].c.n = 1;
+    c[(*nc)++].seconds = seconds;
+}
+
 /* What the folder cost: every run file's own time, the tuning runs' (tune/) included, so a
  * reproduction can state its total. Each time is the run's wall clock in its process. Then the
  * commits the run files record. */
 static void write_compute(FILE *f, const report_data *d) {
     commit_count commits[QA_MAX_COMMITS];
-    int n_commits = 0, other = 0;
+    recipe_count recipes[QA_MAX_COMMITS];
+    int n_commits = 0, other = 0, n_recipes = 0, other_recipes = 0;
     double total = 0, tuning = 0;
     for (int i = 0; i < d->nr; i++) {
         total += run_seconds(&d->runs[i]);
         count_commit(commits, &n_commits, &other, &d->runs[i]);
+        count_recipe(recipes, &n_recipes, &other_recipes, &d->runs[i], run_seconds(&d->runs[i]));
     }
     size_t len = strlen(d->dir) + 8;
     char *tune_dir = qa_alloc(len);
@@ -871,6 +909,7 @@ static void write_compute(FILE *f, const report_data *d) {
         for (int i = 0; i < n; i++) {
             tuning += run_seconds(&runs[i]);
             count_commit(commits, &n_commits, &other, &runs[i]);
+            count_recipe(recipes, &n_recipes, &other_recipes, &runs[i], run_seconds(&runs[i]));
         }
         qa_runs_free(runs, n);
         qa_runs_skipped_free(skipped, n_skipped);
@@ -889,6 +928,18 @@ static void write_compute(FILE *f, const report_data *d) {
     }
     if (other) fprintf(f, ", %d run files of other commits", other);
     fputs(".\n", f);
+    /* a folder holding runs of more than one recipe (copies made with --reuse) says whose, so
+     * that a reproduction's total counts each run once */
+    if (n_recipes > 1) {
+        qsort(recipes, (size_t)n_recipes, sizeof *recipes, by_count); /* by its first member */
+        fputs("\nRun files by the recipe that made them ([job] name; a run of another recipe was copied in with "
+              "`qadapt run --reuse` from that recipe's folder, whose report counts its time too):", f);
+        for (int k = 0; k < n_recipes; k++)
+            fprintf(f, "%s %s %d (%.2f hours)", k ? "," : "", recipes[k].c.commit, recipes[k].c.n, recipes[k].seconds / 3600.0);
+        if (other_recipes) fprintf(f, ", %d run files of other recipes", other_recipes);
+        fputs(".\n", f);
+    }
+    for (int k = 0; k < n_recipes; k++) qa_free(recipes[k].c.commit);
 }
 
 static void write_tables(const report_data *d, FILE *md, FILE *out, FILE *tex, FILE *csv) {

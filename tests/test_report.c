@@ -754,5 +754,44 @@ Test(report, run_time_sums_every_run_file_tuning_included, .init = build_folder,
     cr_assert_gt(N_DEFS - 3, 4, "the files without a commit are the most");
     snprintf(line, sizeof line, "was configured at): not recorded %d, aaa 4, bbb-dirty 1.\n", N_DEFS - 3);
     cr_expect(strstr(md, line) != NULL, "want: %s\nreport:\n%s", line, md);
+    cr_expect(strstr(md, "Run files by the recipe") == NULL, "one recipe (none recorded): no such line\n%s", md);
+    free(md);
+}
+
+/* A folder holding runs of two recipes (copies made with --reuse) names each recipe's files and
+ * their run time, by the [job] name its files record (comments and spaces as a recipe reads them;
+ * no name: "run"). */
+Test(report, runs_of_another_recipe_are_named_with_their_time, .init = build_folder, .fini = drop_folder) {
+    const char *recipe[] = {"[job]\nkind = adapt  # a sweep\nname = fig_bits\n[adapt]\nmethod = lora\n",
+                            "# copied\n[job]\n name=table_subject # the lender\n[train]\nname_like = 1\n",
+                            "[job]\nkind = adapt\n"};
+    double want[3] = {0, 0, 0};
+    int count[3] = {0, 0, 0};
+    for (int i = 0; i < N_DEFS; i++) {
+        int which = i < 2 ? 1 : i == 2 ? 2 : 0;
+        char path[512];
+        snprintf(path, sizeof path, "%s/%s.h5", dir, defs[i].id);
+        qa_h5 *h;
+        qa_error err = {0, ""};
+        cr_assert_eq(qa_h5_open(path, 1, &h, &err), 0, "%s", err.msg);
+        cr_assert_eq(qa_h5_attr_set_str(h, "/", "recipe", recipe[which], &err), 0, "%s", err.msg);
+        cr_assert_eq(qa_h5_close(h, &err), 0, "%s", err.msg);
+        set_run_f64(dir, defs[i].id, "timing", "train_seconds", 3600.0 * (i + 1));
+        set_run_f64(dir, defs[i].id, "timing", "merge_seconds", 0);
+        if (defs[i].variant) {
+            char sub[64];
+            snprintf(sub, sizeof sub, "eval/%s", defs[i].variant);
+            set_run_f64(dir, defs[i].id, sub, "eval_seconds", 0);
+        }
+        want[which] += i + 1;
+        count[which]++;
+    }
+    char *md = run_report();
+    char line[400];
+    cr_assert_gt(count[0], 2, "fig_bits has the most files");
+    snprintf(line, sizeof line, "its time too): fig_bits %d (%.2f hours), table_subject 2 (%.2f hours), run 1 (%.2f hours).\n",
+             count[0], want[0], want[1], want[2]);
+    cr_expect(strstr(md, "Run files by the recipe that made them ([job] name;") != NULL, "report:\n%s", md);
+    cr_expect(strstr(md, line) != NULL, "want: %s\nreport:\n%s", line, md);
     free(md);
 }
