@@ -193,11 +193,16 @@ static int sweep_ensure_loaded(sweep_state *st) {
 }
 
 /* Why run file `path` is not this run ("" when it is): it must record this run's rate, role,
- * method version and validation split (absent: 0, as in files that predate the split; only a
- * tuning run takes its held-out loss and FID on the split), come from a recipe that makes the
- * same runs, and read back whole (every checksum). The cheap checks go first: a folder lends
- * many files that differ in a recorded attribute. */
-static int reuse_mismatch(const qa_recipe *r, const qa_run_spec *run, const char *path, char *why, size_t len) {
+ * method version and validation split, come from a recipe that makes the same runs, and read
+ * back whole (every checksum). The cheap checks go first: a folder lends many files that differ
+ * in a recorded attribute. A file without validation_split predates the split: a final run
+ * then (never on the split) is the same run; a tuning run is when the choice reads neither its
+ * held-out loss nor its FID (tuned by subject fidelity or the style score), the only numbers the
+ * split changes (checked: a subject tuning run made again on the split matches such a file in
+ * every metric but the held-out loss); its held-out loss stays on the reported images, as its
+ * missing attribute says. */
+static int reuse_mismatch(const qa_recipe *r, const qa_run_spec *run, qa_tune_metric metric, const char *path, char *why,
+                          size_t len) {
     qa_error e = {0, ""};
     why[0] = 0;
     char grp[512];
@@ -209,7 +214,9 @@ static int reuse_mismatch(const qa_recipe *r, const qa_run_spec *run, const char
     int rc = qa_h5_attr_get_f64(f, grp, "learning_rate", &lr, &e);
     if (!rc) rc = qa_h5_attr_get_f64(f, grp, "tuning_run", &tuning, &e);
     if (!rc) rc = qa_h5_attr_get_f64(f, grp, "method_version", &version, &e);
-    if (!rc && qa_h5_has_attr(f, grp, "validation_split")) rc = qa_h5_attr_get_f64(f, grp, "validation_split", &split, &e);
+    const int split_recorded = qa_h5_has_attr(f, grp, "validation_split");
+    if (!rc && split_recorded) rc = qa_h5_attr_get_f64(f, grp, "validation_split", &split, &e);
+    if (!rc && !split_recorded && (metric == QA_TUNE_SUBJECT_FIDELITY || metric == QA_TUNE_STYLE_SCORE)) split = split_now;
     qa_error cerr;
     qa_h5_close(f, &cerr);
     int damaged = 0, same = 0;
@@ -261,9 +268,9 @@ static void try_reuse(sweep_state *st, const qa_run_spec *run, int *reused) {
         char *tmp = qa_alloc(len);
         snprintf(tmp, len, "%s.partial", dst);
         qa_error e = {0, ""};
-        if (reuse_mismatch(st->r, run, src, why, sizeof why)) {
+        if (reuse_mismatch(st->r, run, st->plan.tune.metric, src, why, sizeof why)) {
             fprintf(stderr, "not reusing %s: %s\n", src, why);
-        } else if (copy_file(src, tmp, &e) || reuse_mismatch(st->r, run, tmp, why, sizeof why) ||
+        } else if (copy_file(src, tmp, &e) || reuse_mismatch(st->r, run, st->plan.tune.metric, tmp, why, sizeof why) ||
                    qa_h5_rename_durable(tmp, dst, &e)) {
             fprintf(stderr, "not reusing %s: the copy %s: %s\n", src, tmp, e.msg[0] ? e.msg : why);
             remove(tmp);

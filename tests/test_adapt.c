@@ -2,6 +2,7 @@
  * finished file per run, resumes after a run's file is removed (redoing only that run), skips
  * finished runs, cleans a stale .partial, and report/plot read the folder back. */
 #include <criterion/criterion.h>
+#include <hdf5.h> /* only to remove an attribute, as files made before it lack it */
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -1534,6 +1535,17 @@ static char *file_bytes(const char *path, size_t *len) {
     return b;
 }
 
+/* to: a byte copy of from */
+static void copy_bytes(const char *from, const char *to) {
+    size_t len = 0;
+    char *bytes = file_bytes(from, &len);
+    FILE *f = fopen(to, "wb");
+    cr_assert(bytes && f, "%s -> %s", from, to);
+    cr_assert_eq(fwrite(bytes, 1, len, f), len);
+    fclose(f);
+    free(bytes);
+}
+
 static int same_bytes(const char *a, const char *b) {
     size_t la = 0, lb = 0;
     char *x = file_bytes(a, &la), *y = file_bytes(b, &lb);
@@ -1592,13 +1604,7 @@ Test(adapt, reuse_copies_the_same_runs_from_another_folder) {
     for (int i = 0; i < 3; i++) {
         snprintf(p, sizeof p, "%s/%s", src, copied[i]);
         snprintf(q, sizeof q, "%s/%s", lender, copied[i]);
-        size_t len = 0;
-        char *bytes = file_bytes(p, &len);
-        FILE *f = fopen(q, "wb");
-        cr_assert(bytes && f);
-        fwrite(bytes, 1, len, f);
-        fclose(f);
-        free(bytes);
+        copy_bytes(p, q);
         if (!changed_attr[i]) continue;
         char grp[128];
         snprintf(grp, sizeof grp, "/runs/%s", run_id[i]);
@@ -1624,4 +1630,47 @@ Test(adapt, reuse_copies_the_same_runs_from_another_folder) {
     qa_recipe_free(a);
     qa_recipe_free(b);
     qa_recipe_free(c);
+}
+
+/* A copy of run file `from` in folder `to_dir` (its tune/ made), without its validation_split
+ * attribute: a file made before the split. */
+static void copy_without_split(const char *from, const char *to_dir, const char *name, const char *id) {
+    char p[700];
+    qa_error err = {0, ""};
+    snprintf(p, sizeof p, "%s/tune", to_dir);
+    cr_assert_eq(qa_mkdir_p(p, &err), 0, "%s", err.msg);
+    snprintf(p, sizeof p, "%s/%s", to_dir, name);
+    copy_bytes(from, p);
+    hid_t h = H5Fopen(p, H5F_ACC_RDWR, H5P_DEFAULT);
+    cr_assert_geq(h, 0);
+    char grp[200];
+    snprintf(grp, sizeof grp, "/runs/%s", id);
+    cr_assert_geq(H5Adelete_by_name(h, grp, "validation_split", H5P_DEFAULT), 0);
+    H5Fclose(h);
+}
+
+/* A tuning run made before the validation split (no validation_split) is lent where the choice
+ * reads neither its held-out loss nor its FID (tuned by subject fidelity), and is not where it
+ * does (tuned by the held-out loss). */
+Test(adapt, a_tuning_run_from_before_the_split_is_lent_where_the_split_does_not_matter) {
+    const char *name = "tune/lora-w8a8-r2-lrx0.5-s100.h5", *id = "lora-w8a8-r2-lrx0.5-s100";
+    const char *metric[2] = {"metric = subject_fidelity\n", "metric = heldout_loss\n"};
+    for (int m = 0; m < 2; m++) {
+        char tune[200], src[512], lender[512], out[512], p[700], q[700];
+        snprintf(tune, sizeof tune, "lr_grid = [0.5, 50]\nseeds = [100]\nsteps = 2\n%s", metric[m]);
+        qa_recipe *r = tuned_recipe("method = lora\nbits = w8a8\nseed = 0\n", tune);
+        snprintf(src, sizeof src, "%s/presplit_src%d", dir, m);
+        snprintf(lender, sizeof lender, "%s/presplit_lender%d", dir, m);
+        snprintf(out, sizeof out, "%s/presplit_out%d", dir, m);
+        qa_error err = {0, ""};
+        cr_assert_eq(qa_adapt_sweep(r, src, &err), 0, "%s", err.msg);
+        snprintf(p, sizeof p, "%s/%s", src, name);
+        copy_without_split(p, lender, name, id);
+        qa_sweep_opts opts = {.n_reuse = 1, .reuse = {lender}};
+        cr_assert_eq(qa_adapt_sweep_sched(r, out, &opts, NULL, &err), 0, "%s", err.msg);
+        snprintf(p, sizeof p, "%s/%s", lender, name);
+        snprintf(q, sizeof q, "%s/%s", out, name);
+        cr_expect_eq(same_bytes(p, q), m == 0, "%s: lent only when the choice does not read the split", metric[m]);
+        qa_recipe_free(r);
+    }
 }
