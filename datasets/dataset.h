@@ -30,8 +30,11 @@ int qa_idx_read(const char *path, int expect_ndim, int *dims, uint8_t **data, qa
 void qa_synthetic_images(qa_images *out, int n, int side, int n_classes, uint64_t seed);
 
 /* The new visual style of the style and domain tasks (see style.c): x is [n, side*side] in [-1,1]. */
+#define QA_STYLE_STRIPE_DARK 0.35f /* the darkened rows keep this share of their intensity */
 void qa_style_stripes(float *x, int n, int side);
-/* About 1 for a styled image, near 0 for a plain one. */
+/* About 1 for a styled image, near 0 for a plain one; at most QA_STYLE_SCORE_MAX (dark rows
+ * black: a stronger contrast than the style's own, so a score may exceed 1). */
+#define QA_STYLE_SCORE_MAX (1.0 / (1.0 - QA_STYLE_STRIPE_DARK))
 double qa_style_score(const float *x, int side);
 
 void qa_images_free(qa_images *im);

@@ -8,7 +8,7 @@
  * image), so about 1 for styled images and near 0 for plain ones. */
 #include "datasets/dataset.h"
 
-#define STRIPE_DARK 0.35f
+#define STRIPE_DARK QA_STYLE_STRIPE_DARK
 
 void qa_style_stripes(float *x, int n, int side) {
     for (int i = 0; i < n; i++)

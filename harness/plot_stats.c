@@ -152,8 +152,9 @@ int qa_plot_folder_metrics(const qa_cell *cells, int nc, int *mets) {
     return n;
 }
 
+/* the schema's bound of a score with a natural top (the style score's is above 1) */
 double qa_plot_metric_upper(int met) {
-    return met == MET_SUBJECT || met == MET_PROMPT || met == MET_PRIOR || met == MET_STYLE ? 1.0 : INFINITY;
+    return met == MET_SUBJECT || met == MET_PROMPT || met == MET_PRIOR || met == MET_STYLE ? qa_metrics[met].hi : INFINITY;
 }
 
 static double clip(double x, double lo, double hi) { return x < lo ? lo : (x > hi ? hi : x); }

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "datasets/dataset.h"
 #include "harness/artifact.h"
 #include "harness/record.h"
 #include "harness/runs.h"
@@ -28,8 +29,9 @@ const char *const qa_run_object_suffix[QA_OBJ_COUNT] = {
     ROW(MET_PRIOR, "prior_preservation", "prior preservation",                                                            \
         "prior preservation: class samples still classified as their class", "prior", "prior_preservation",              \
         QA_BETTER_HIGHER, 0, 1, 3, 4)                                                                                     \
-    ROW(MET_STYLE, "style_score", "style", "style score: share of samples the style probe calls striped", "style",        \
-        "style", QA_BETTER_HIGHER, 0, 1, 3, 4)                                                                            \
+    ROW(MET_STYLE, "style_score", "style",                                                                                \
+        "style score: the samples' stripe contrast, 1 for the style's own (0 to 1.54: black dark rows)", "style",        \
+        "style", QA_BETTER_HIGHER, 0, QA_STYLE_SCORE_MAX, 3, 4)                                                           \
     ROW(MET_FID, "fid", "FID", "FID against the styled test set (evaluator features; lower is better)", "FID", "fid",     \
         QA_BETTER_LOWER, 0, HUGE_VAL, 2, 2)                                                                               \
     ROW(MET_FLOOR, "subject_floor", "subject floor",                                                                      \

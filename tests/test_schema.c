@@ -4,6 +4,7 @@
 #include <criterion/criterion.h>
 
 #include "common.h"
+#include "datasets/dataset.h"
 #include "harness/record.h"
 #include "harness/results.h"
 #include "harness/runs.h"
@@ -295,4 +296,14 @@ Test(schema, bounded_metrics_get_bounded_intervals) {
     cr_expect(lo == 0.0 && fabs(hi - 0.07) < 1e-12, "[%g, %g]", lo, hi);
     qa_metric_interval(MET_FID, 100, 1e6, &lo, &hi);
     cr_expect(lo == 0.0 && hi == 100 + 1e6);
+    /* the style score is a contrast over the style's own: above 1 where the dark rows are darker
+     * than the style makes them, up to black rows; its interval is clipped there, not at 1 */
+    float img[28 * 28];
+    for (int y = 0; y < 28; y++)
+        for (int x = 0; x < 28; x++) img[y * 28 + x] = (y & 3) < 2 ? 1.0f : -1.0f;
+    cr_expect_float_eq(qa_style_score(img, 28), QA_STYLE_SCORE_MAX, 1e-9, "black dark rows: %g", qa_style_score(img, 28));
+    qa_metric_interval(MET_STYLE, 1.0, 0.2, &lo, &hi);
+    cr_expect(fabs(lo - 0.8) < 1e-12 && fabs(hi - 1.2) < 1e-12, "[%g, %g]", lo, hi);
+    qa_metric_interval(MET_STYLE, 1.5, 0.2, &lo, &hi);
+    cr_expect(fabs(hi - QA_STYLE_SCORE_MAX) < 1e-12, "[%g, %g]", lo, hi);
 }
