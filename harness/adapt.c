@@ -215,8 +215,9 @@ static int reuse_mismatch(const qa_recipe *r, const qa_run_spec *run, qa_tune_me
     if (!rc) rc = qa_h5_attr_get_f64(f, grp, "tuning_run", &tuning, &e);
     if (!rc) rc = qa_h5_attr_get_f64(f, grp, "method_version", &version, &e);
     const int split_recorded = qa_h5_has_attr(f, grp, "validation_split");
+    const int split_unread = metric == QA_TUNE_SUBJECT_FIDELITY || metric == QA_TUNE_STYLE_SCORE;
     if (!rc && split_recorded) rc = qa_h5_attr_get_f64(f, grp, "validation_split", &split, &e);
-    if (!rc && !split_recorded && (metric == QA_TUNE_SUBJECT_FIDELITY || metric == QA_TUNE_STYLE_SCORE)) split = split_now;
+    if (!rc && !split_recorded && split_unread) split = split_now;
     qa_error cerr;
     qa_h5_close(f, &cerr);
     int damaged = 0, same = 0;
@@ -225,6 +226,9 @@ static int reuse_mismatch(const qa_recipe *r, const qa_run_spec *run, qa_tune_me
     else if (tuning != (run->role == QA_RUN_TUNING)) snprintf(why, len, "its tuning_run is %g", tuning);
     else if (version != run->method->version)
         snprintf(why, len, "%s version %g made it, this build's is %d", run->method->name, version, run->method->version);
+    else if (split != split_now && !split_recorded)
+        snprintf(why, len, "it predates the validation split, and this recipe's [tune] metric (%s) reads the held-out loss "
+                 "or FID the split changes", qa_tune_metric_names[metric]);
     else if (split != split_now)
         snprintf(why, len, "its validation_split is %g, this run's %g (a tuning run takes its held-out loss and FID on the "
                  "validation split)", split, split_now);

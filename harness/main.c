@@ -152,6 +152,12 @@ static int cmd_run(int argc, char **argv, const qa_mpi_world *world, qa_error *e
                             .share = world->under_mpi && world->size > 1 ? share_runs : NULL, .agree = agree};
     qa_recipe *r;
     rc = qa_recipe_load(recipe_path, &r, err);
+    if (rc == 0 && opts.n_reuse && strcmp(qa_recipe_str(r, "job", "kind"), "adapt")) {
+        fprintf(stderr, "qadapt run: --reuse copies the runs of an adapt sweep; %s is a %s job\n", recipe_path,
+                qa_recipe_str(r, "job", "kind"));
+        qa_recipe_free(r);
+        return USAGE_ERROR;
+    }
     if (rc == 0 && dry) {
         rc = print_plan(r, recipe_path, &shard, err);
         qa_recipe_free(r);
@@ -161,10 +167,7 @@ static int cmd_run(int argc, char **argv, const qa_mpi_world *world, qa_error *e
          * parallel, rank 0 writes), and rank 0 alone trains the evaluator */
         int mine = shard.rank == 0 && (world->rank == 0 || !strcmp(kind, "pretrain"));
         qa_grad_reducer reducer;
-        if (strcmp(kind, "adapt") && opts.n_reuse) {
-            fprintf(stderr, "qadapt run: --reuse copies the runs of an adapt sweep; %s is a %s job\n", recipe_path, kind);
-            rc = USAGE_ERROR;
-        } else if (strcmp(kind, "adapt") && !mine)
+        if (strcmp(kind, "adapt") && !mine)
             fprintf(stderr, "qadapt: a %s job is one run: shard 0 rank 0 runs it; shard %d/%d rank %d/%d has nothing "
                     "to do\n", kind, shard.rank, shard.count, world->rank, world->size);
         else if (!strcmp(kind, "pretrain"))

@@ -1,5 +1,6 @@
 #include "harness/report.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <math.h>
 #include <stddef.h>
@@ -851,20 +852,28 @@ static int by_count(const void *a, const void *b) {
 
 /* The [job] name a recorded recipe gives (its default "run"; "not recorded" without a recipe),
  * into buf: the recipe that made a run, which differs from the folder's own for a run copied in
- * with `qadapt run --reuse`. Read from the text as the recipe parser would (comments, spaces). */
+ * with `qadapt run --reuse`. Read as the recipe parser reads it: a comment from '#', a section
+ * header, then key = value with both ends trimmed (a name may hold spaces). */
 static void recipe_job_name(const char *text, char *buf, size_t len) {
     snprintf(buf, len, "%s", text && text[0] ? "run" : "not recorded");
     int in_job = 0;
     for (const char *line = text; line && *line;) {
         const char *end = strchr(line, '\n');
         size_t n = end ? (size_t)(end - line) : strlen(line);
-        char l[256];
-        size_t k = 0;
-        for (size_t i = 0; i < n && line[i] != '#' && k + 1 < sizeof l; i++)
-            if (line[i] != ' ' && line[i] != '\t' && line[i] != '\r') l[k++] = line[i];
-        l[k] = 0;
-        if (l[0] == '[') in_job = !strcmp(l, "[job]");
-        else if (in_job && !strncmp(l, "name=", 5)) snprintf(buf, len, "%s", l + 5);
+        const char *hash = memchr(line, '#', n);
+        if (hash) n = (size_t)(hash - line);
+        const char *a = line, *b = line + n;
+        while (a < b && isspace((unsigned char)*a)) a++;
+        while (b > a && isspace((unsigned char)b[-1])) b--;
+        const char *eq = memchr(a, '=', (size_t)(b - a));
+        if (a < b && *a == '[') {
+            in_job = b - a == 5 && !strncmp(a, "[job]", 5);
+        } else if (in_job && eq) {
+            const char *k = eq, *v = eq + 1;
+            while (k > a && isspace((unsigned char)k[-1])) k--;
+            while (v < b && isspace((unsigned char)*v)) v++;
+            if (k - a == 4 && !strncmp(a, "name", 4)) snprintf(buf, len, "%.*s", (int)(b - v), v);
+        }
         line = end ? end + 1 : NULL;
     }
 }
@@ -932,8 +941,9 @@ static void write_compute(FILE *f, const report_data *d) {
      * that a reproduction's total counts each run once */
     if (n_recipes > 1) {
         qsort(recipes, (size_t)n_recipes, sizeof *recipes, by_count); /* by its first member */
-        fputs("\nRun files by the recipe that made them ([job] name; a run of another recipe was copied in with "
-              "`qadapt run --reuse` from that recipe's folder, whose report counts its time too):", f);
+        fputs("\nRun files by the [job] name of the recipe that made them (another name: a run copied in with "
+              "`qadapt run --reuse`, whose own folder's report counts its time too, or made before the recipe was "
+              "renamed):", f);
         for (int k = 0; k < n_recipes; k++)
             fprintf(f, "%s %s %d (%.2f hours)", k ? "," : "", recipes[k].c.commit, recipes[k].c.n, recipes[k].seconds / 3600.0);
         if (other_recipes) fprintf(f, ", %d run files of other recipes", other_recipes);

@@ -706,16 +706,21 @@ Test(adapt, a_method_defined_in_a_test_is_parsed_swept_and_reported) {
 /* ---- the tuning stage ---------------------------------------------------------------------- */
 
 /* A tiny recipe with a [tune] section (and no [train] lr: the tuning stage chooses it). */
-static int parse_tuned(const char *adapt_lines, const char *tune_lines, qa_recipe **r, qa_error *err) {
+static int parse_tuned_named(const char *name, const char *adapt_lines, const char *tune_lines, qa_recipe **r,
+                             qa_error *err) {
     char text[4096];
     snprintf(text, sizeof text,
-             "[job]\nkind = adapt\n[data]\nsynthetic = 1\n"
+             "[job]\nkind = adapt\n%s%s%s[data]\nsynthetic = 1\n"
              "[model]\ncheckpoint = %s/dit.h5\nevaluator = %s/evaluator.h5\n"
              "[train]\nsteps = 3\nbatch = 4\n"
              "[eval]\nsamples = 4\nddim_steps = 2\nloss_images = 8\nloss_draws = 1\nprior_samples = 0\n"
              "[adapt]\nimages = 3\nprior_images = 4\nrank = 2\n%s[tune]\n%s",
-             dir, dir, adapt_lines, tune_lines);
+             name ? "name = " : "", name ? name : "", name ? "\n" : "", dir, dir, adapt_lines, tune_lines);
     return qa_recipe_parse("tune.recipe", text, r, err);
+}
+
+static int parse_tuned(const char *adapt_lines, const char *tune_lines, qa_recipe **r, qa_error *err) {
+    return parse_tuned_named(NULL, adapt_lines, tune_lines, r, err);
 }
 
 static qa_recipe *tuned_recipe(const char *adapt_lines, const char *tune_lines) {
@@ -1566,7 +1571,9 @@ Test(adapt, reuse_copies_the_same_runs_from_another_folder) {
     snprintf(out, sizeof out, "%s/reuse_out", dir);
     qa_error err = {0, ""};
     cr_assert_eq(qa_adapt_sweep(a, src, &err), 0, "%s", err.msg);
-    qa_recipe *b = tuned_recipe("method = [lora, qlora]\nbits = [w8a8]\nseed = [0]\n", tune);
+    qa_recipe *b;
+    cr_assert_eq(parse_tuned_named("another", "method = [lora, qlora]\nbits = [w8a8]\nseed = [0]\n", tune, &b, &err), 0,
+                 "%s", err.msg);
     qa_sweep_opts opts = {.n_reuse = 1, .reuse = {src}};
     cr_assert_eq(qa_adapt_sweep_sched(b, out, &opts, NULL, &err), 0, "%s", err.msg);
     const char *copied[] = {"tune/lora-w8a8-r2-lrx0.5-s100.h5", "tune/lora-w8a8-r2-lrx50-s100.h5", "lora-w8a8-r2-s0.h5"};

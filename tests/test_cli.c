@@ -151,6 +151,8 @@ Test(cli, reuse_needs_an_existing_folder_other_than_out) {
     snprintf(p, sizeof p, "%s/pre.recipe --out %s/r/dit.h5 --reuse %s", tmpdir, tmpdir, tmpdir);
     cr_expect_eq(run("run %s", p), 2);
     cr_expect(strstr(out_buf, "--reuse copies the runs of an adapt sweep") != NULL, "%s", out_buf);
+    cr_expect_eq(run("run %s --dry-run", p), 2, "a dry run too");
+    cr_expect(strstr(out_buf, "--reuse copies the runs of an adapt sweep") != NULL, "%s", out_buf);
 }
 
 Test(cli, dry_run_of_a_tuned_recipe_counts_the_tuning_runs) {

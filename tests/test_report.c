@@ -758,12 +758,14 @@ Test(report, run_time_sums_every_run_file_tuning_included, .init = build_folder,
     free(md);
 }
 
-/* A folder holding runs of two recipes (copies made with --reuse) names each recipe's files and
- * their run time, by the [job] name its files record (comments and spaces as a recipe reads them;
- * no name: "run"). */
+/* A folder holding runs of several recipes (copies made with --reuse) names each recipe's files
+ * and their run time, by the [job] name its files record, read as a recipe is (comments, CRLF,
+ * spaces around the key and the value but not inside it; a key that only starts with "name" or a
+ * name in another section is not it; no name: "run"). */
 Test(report, runs_of_another_recipe_are_named_with_their_time, .init = build_folder, .fini = drop_folder) {
     const char *recipe[] = {"[job]\nkind = adapt  # a sweep\nname = fig_bits\n[adapt]\nmethod = lora\n",
-                            "# copied\n[job]\n name=table_subject # the lender\n[train]\nname_like = 1\n",
+                            "# copied\r\n[job]\r\n name =  table subject # the lender\r\nname_like = 1\r\n[train]\r\n"
+                            "name = not_the_job\r\n",
                             "[job]\nkind = adapt\n"};
     double want[3] = {0, 0, 0};
     int count[3] = {0, 0, 0};
@@ -789,9 +791,9 @@ Test(report, runs_of_another_recipe_are_named_with_their_time, .init = build_fol
     char *md = run_report();
     char line[400];
     cr_assert_gt(count[0], 2, "fig_bits has the most files");
-    snprintf(line, sizeof line, "its time too): fig_bits %d (%.2f hours), table_subject 2 (%.2f hours), run 1 (%.2f hours).\n",
+    snprintf(line, sizeof line, "renamed): fig_bits %d (%.2f hours), table subject 2 (%.2f hours), run 1 (%.2f hours).\n",
              count[0], want[0], want[1], want[2]);
-    cr_expect(strstr(md, "Run files by the recipe that made them ([job] name;") != NULL, "report:\n%s", md);
+    cr_expect(strstr(md, "Run files by the [job] name of the recipe that made them (") != NULL, "report:\n%s", md);
     cr_expect(strstr(md, line) != NULL, "want: %s\nreport:\n%s", line, md);
     free(md);
 }
