@@ -36,6 +36,7 @@ static qa_cell *find_cell(qa_cell *cells, int *n, const qa_run_record *r, const 
     qa_cell *c = &cells[(*n)++];
     memset(c, 0, sizeof *c);
     c->method = r->method;
+    c->task = r->task;
     c->variant = variant;
     c->bits = r->bits;
     c->axes = r->axes;

@@ -12,6 +12,7 @@
 
 typedef struct {
     const char *method, *variant, *bits, *axes; /* the first run's (cells point into runs) */
+    const char *task;                           /* the first run's task (NULL: not recorded) */
     int rank, w_bits, needs_ptq;
     int n, n_diverged;                          /* evaluated seeds; diverged runs */
     long seeds[QA_CELL_MAX_SEEDS];

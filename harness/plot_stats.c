@@ -139,13 +139,19 @@ static void looks_text(const int *colour, const int *mark, int n, char *buf, siz
 /* ---- metrics and their axes ---- */
 
 int qa_plot_folder_metrics(const qa_cell *cells, int nc, int *mets) {
-    int n = 0, domain = 0;
-    const int order[] = {MET_SUBJECT, MET_PROMPT, MET_FID, MET_STYLE, MET_LOSS};
-    for (int i = 0; i < nc; i++) domain |= cells[i].sum[MET_FID].n > 0;
+    int n = 0, domain = 0, style = 0;
+    for (int i = 0; i < nc; i++) {
+        domain |= cells[i].sum[MET_FID].n > 0;
+        style |= cells[i].task && !strcmp(cells[i].task, "style");
+    }
+    /* the style task is judged by its style score first (the Pareto figures take the first) */
+    const int subject_order[] = {MET_SUBJECT, MET_PROMPT, MET_FID, MET_STYLE, MET_LOSS};
+    const int style_order[] = {MET_STYLE, MET_SUBJECT, MET_PROMPT, MET_FID, MET_LOSS};
+    const int *order = style && !domain ? style_order : subject_order;
     for (int k = 0; k < 5; k++) {
         int have = 0;
         for (int i = 0; i < nc; i++) have |= cells[i].sum[order[k]].n > 0;
-        if (order[k] == MET_STYLE && !domain) have = 0; /* the style score matters for style/domain tasks */
+        if (order[k] == MET_STYLE && !domain && !style) have = 0; /* the style score matters for style/domain tasks */
         if (order[k] == MET_SUBJECT && domain) have = 0; /* no item in the domain task */
         if (have) mets[n++] = order[k];
     }

@@ -18,8 +18,9 @@
 
 int qa_plot_statistics(const char *pdir, const qa_cell *cells, int nc, qa_error *err);
 
-/* The metrics a folder's figures show, most telling first: subject (or, for the domain task,
- * FID and style), prompt fidelity, held-out loss. Returns how many. */
+/* The metrics a folder's figures show, most telling first (the Pareto figures show the first):
+ * subject fidelity (for the domain task FID and style; for the style task its style score, then
+ * subject fidelity), prompt fidelity, held-out loss. Returns how many. */
 int qa_plot_folder_metrics(const qa_cell *cells, int nc, int *mets);
 /* The largest value a metric can take: 1 for shares, probabilities and cosines, else infinity;
  * every metric is at least 0. Intervals drawn are clipped to this range. */

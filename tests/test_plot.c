@@ -1188,3 +1188,23 @@ Test(plot, loss_curves_of_two_seeds_draw_no_band) {
     cr_expect_str_eq(bands, "0 0");
     rm_rf_dir(dir);
 }
+
+/* The style task's figures show its style score (it has no FID, unlike the domain task); the
+ * subject task's do not, though its runs record one. Cells in memory. */
+Test(plot, the_style_task_plots_its_style_score) {
+    const char *tasks[] = {"style", "subject"};
+    for (int t = 0; t < 2; t++) {
+        qa_cell cells[2];
+        memset(cells, 0, sizeof cells);
+        for (int i = 0; i < 2; i++) {
+            cells[i].task = tasks[t];
+            cells[i].sum[MET_SUBJECT].n = cells[i].sum[MET_PROMPT].n = cells[i].sum[MET_STYLE].n = 3;
+            cells[i].sum[MET_LOSS].n = 3;
+        }
+        int mets[8], n = qa_plot_folder_metrics(cells, 2, mets), has_style = 0;
+        for (int k = 0; k < n; k++) has_style |= mets[k] == MET_STYLE;
+        cr_expect_eq(has_style, t == 0, "%s task: style score %s", tasks[t], t == 0 ? "shown" : "not shown");
+        cr_expect_eq(n, t == 0 ? 4 : 3, "%s task: %d figures' metrics", tasks[t], n);
+        cr_expect_eq(mets[0], t == 0 ? MET_STYLE : MET_SUBJECT, "%s task: the first (the Pareto figures') metric", tasks[t]);
+    }
+}
