@@ -1,0 +1,3 @@
+# Drawn by `qadapt plot` with the template bits.gp of the plots/ folder from OUT.dat (OUT: the
+# first argument). Redraw from the repository root: GNUPLOT_LIB=plots gnuplot THIS_FILE
+call 'bits.gp' 'results/table_style/plots/bits_subject_fidelity' 'Bit sweep of subject fidelity: mean and 95% CI over 10 seeds' 'subject fidelity:\nevaluator-feature cosine to the item images' '[0:1.05]' '[3:11]' '(4, 8, ''fp'' 10)' '1:1 2:1 3:1 4:1 4:2 4:3 4:4 5:1 5:2 5:3 6:1 6:2 6:3 6:4 7:1 8:1 1:2 2:2 2:3 2:4 2:5 2:6' '1:0:efficientdm 1:0:intlora-mul 1:0:intlora-shift 3:1:ir-qlora 2:1:lora 4:0:lq-lora 1:0:lr-qat 1:0:peqa 1:0:qalora 4:1:qlora'

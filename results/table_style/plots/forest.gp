@@ -1,0 +1,3 @@
+# Drawn by `qadapt plot` with the template forest.gp of the plots/ folder from OUT.dat (OUT: the
+# first argument). Redraw from the repository root: GNUPLOT_LIB=plots gnuplot THIS_FILE
+call 'forest.gp' 'results/table_style/plots/forest' 'Each cell minus lora fp: mean and 95% CI of the differences paired by seed (n = 10)' '4' '"style: higher is better" "subject fidelity: higher is better" "prompt fidelity: higher is better" "held-out loss: lower is better"' '37' '39'
