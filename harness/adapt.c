@@ -240,18 +240,15 @@ static int reuse_mismatch(const qa_recipe *r, const qa_run_spec *run, qa_tune_me
 
 /* byte copy of src to dst, synced */
 static int copy_file(const char *src, const char *dst, qa_error *err) {
-    FILE *in = fopen(src, "rb");
-    if (!in) return qa_fail(err, QA_ERR_RUN, "cannot read %s: %s", src, strerror(errno));
+    char *bytes;
+    size_t len;
+    int rc = qa_read_file(src, &bytes, &len, err);
+    if (rc) return rc;
     FILE *out = fopen(dst, "wb");
-    if (!out) { fclose(in); return qa_fail(err, QA_ERR_RUN, "cannot write %s: %s", dst, strerror(errno)); }
-    char buf[1 << 16];
-    size_t n;
-    int bad = 0;
-    while (!bad && (n = fread(buf, 1, sizeof buf, in)) > 0) bad = fwrite(buf, 1, n, out) != n;
-    bad |= ferror(in);
-    fclose(in);
-    if (fclose(out) != 0) bad = 1;
-    if (bad) return qa_fail(err, QA_ERR_RUN, "cannot copy %s to %s: %s", src, dst, strerror(errno));
+    int bad = !out || fwrite(bytes, 1, len, out) != len;
+    if (out && fclose(out) != 0) bad = 1;
+    free(bytes);
+    if (bad) return qa_fail(err, QA_ERR_RUN, "cannot write %s: %s", dst, strerror(errno));
     return qa_fsync_path(dst, err);
 }
 
