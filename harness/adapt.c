@@ -93,6 +93,35 @@ static int check_same_recipe(const qa_recipe *r, const char *path, qa_error *err
     return rc;
 }
 
+/* 1 when a run file's validation split (`recorded`: whether it has the attribute; `split`: its
+ * value) is not this run's, saying why. A file without validation_split predates the split: a
+ * final run then (never on the split) is the same run; a tuning run is when the choice reads
+ * neither its held-out loss nor its FID (tuned by subject fidelity or the style score), the only
+ * numbers the split changes (checked: a subject tuning run made again on the split matches such
+ * a file in every metric but the held-out loss); its held-out loss stays on the reported images,
+ * as its missing attribute says. */
+static int split_mismatch(const qa_run_spec *run, qa_tune_metric metric, int recorded, double split, char *why,
+                          size_t len) {
+    const double split_now = run->role == QA_RUN_TUNING && run->settings->validation_split;
+    const int split_unread = metric == QA_TUNE_SUBJECT_FIDELITY || metric == QA_TUNE_STYLE_SCORE;
+    if (!recorded) split = split_unread ? split_now : 0;
+    if (split == split_now) return 0;
+    if (!recorded)
+        snprintf(why, len, "it predates the validation split, and this recipe's [tune] metric (%s) reads the held-out loss "
+                 "or FID the split changes", qa_tune_metric_names[metric]);
+    else
+        snprintf(why, len, "its validation_split is %g, this run's %g (a tuning run takes its held-out loss and FID on the "
+                 "validation split)", split, split_now);
+    return 1;
+}
+
+/* Reads run file f's validation split into *recorded and *split (0 when it has none). */
+static int read_split(qa_h5 *f, const char *grp, int *recorded, double *split, qa_error *err) {
+    *split = 0;
+    *recorded = qa_h5_has_attr(f, grp, "validation_split");
+    return *recorded ? qa_h5_attr_get_f64(f, grp, "validation_split", split, err) : QA_OK;
+}
+
 /* Where a run's file goes: out_dir for a final run, out_dir/tune for a tuning run; allocated. */
 static char *run_folder(const char *out_dir, const qa_run_spec *run) {
     size_t len = strlen(out_dir) + 8;
@@ -125,8 +154,27 @@ static int set_aside_damaged(const char *path, const qa_error *why, qa_error *er
     return rc;
 }
 
+/* A finished run holds this run's validation split (split_mismatch): a tuning run made before
+ * the split has its held-out loss and FID on the reported images, which a choice by either of
+ * them must not read. */
+static int check_split(const qa_sweep_plan *plan, const qa_run_spec *run, const char *path, qa_error *err) {
+    char grp[512], why[400] = "";
+    snprintf(grp, sizeof grp, "/runs/%s", run->id);
+    qa_h5 *f = NULL;
+    qa_error cerr;
+    int recorded = 0;
+    double split = 0;
+    int rc = qa_h5_open(path, 0, &f, err);
+    if (!rc) rc = read_split(f, grp, &recorded, &split, err);
+    if (f) qa_h5_close(f, &cerr);
+    if (!rc && split_mismatch(run, plan->tune.metric, recorded, split, why, sizeof why))
+        rc = qa_fail(err, QA_ERR_INPUT, "%s is not this recipe's run: %s; remove it to redo it", path, why);
+    return rc;
+}
+
 /* Runs of the shard still to do (*pending): those without a file, and those whose file is
- * damaged (set aside); a finished run made by another recipe, or by a newer harness, is an error. */
+ * damaged (set aside); a finished run made by another recipe, or by a newer harness, or on
+ * another validation split, is an error. */
 static int count_pending(const qa_recipe *r, const qa_sweep_plan *plan, const qa_shard *shard, const char *out_dir,
                          int *pending, qa_error *err) {
     *pending = 0;
@@ -136,8 +184,10 @@ static int count_pending(const qa_recipe *r, const qa_sweep_plan *plan, const qa
         int rc = QA_OK, damaged = 0;
         qa_error why = {0, ""};
         if (!qa_file_exists(p)) (*pending)++;
-        else if (qa_runs_check_file(p, &damaged, &why) == QA_OK) rc = check_same_recipe(r, p, err);
-        else if (damaged) { rc = set_aside_damaged(p, &why, err); if (!rc) (*pending)++; }
+        else if (qa_runs_check_file(p, &damaged, &why) == QA_OK) {
+            rc = check_same_recipe(r, p, err);
+            if (!rc) rc = check_split(plan, &plan->runs[i], p, err);
+        } else if (damaged) { rc = set_aside_damaged(p, &why, err); if (!rc) (*pending)++; }
         else { *err = why; rc = why.code; }
         qa_free(p);
         if (rc) return rc;
@@ -193,14 +243,9 @@ static int sweep_ensure_loaded(sweep_state *st) {
 }
 
 /* Why run file `path` is not this run ("" when it is): it must record this run's rate, role,
- * method version and validation split, come from a recipe that makes the same runs, and read
- * back whole (every checksum). The cheap checks go first: a folder lends many files that differ
- * in a recorded attribute. A file without validation_split predates the split: a final run
- * then (never on the split) is the same run; a tuning run is when the choice reads neither its
- * held-out loss nor its FID (tuned by subject fidelity or the style score), the only numbers the
- * split changes (checked: a subject tuning run made again on the split matches such a file in
- * every metric but the held-out loss); its held-out loss stays on the reported images, as its
- * missing attribute says. */
+ * method version and validation split (split_mismatch), come from a recipe that makes the same
+ * runs, and read back whole (every checksum). The cheap checks go first: a folder lends many
+ * files that differ in a recorded attribute. */
 static int reuse_mismatch(const qa_recipe *r, const qa_run_spec *run, qa_tune_metric metric, const char *path, char *why,
                           size_t len) {
     qa_error e = {0, ""};
@@ -210,14 +255,11 @@ static int reuse_mismatch(const qa_recipe *r, const qa_run_spec *run, qa_tune_me
     qa_h5 *f = NULL;
     if (qa_h5_open(path, 0, &f, &e)) { snprintf(why, len, "%s", e.msg); return 1; }
     double lr = NAN, tuning = NAN, version = NAN, split = 0;
-    const double split_now = run->role == QA_RUN_TUNING && run->settings->validation_split;
+    int split_recorded = 0;
     int rc = qa_h5_attr_get_f64(f, grp, "learning_rate", &lr, &e);
     if (!rc) rc = qa_h5_attr_get_f64(f, grp, "tuning_run", &tuning, &e);
     if (!rc) rc = qa_h5_attr_get_f64(f, grp, "method_version", &version, &e);
-    const int split_recorded = qa_h5_has_attr(f, grp, "validation_split");
-    const int split_unread = metric == QA_TUNE_SUBJECT_FIDELITY || metric == QA_TUNE_STYLE_SCORE;
-    if (!rc && split_recorded) rc = qa_h5_attr_get_f64(f, grp, "validation_split", &split, &e);
-    if (!rc && !split_recorded && split_unread) split = split_now;
+    if (!rc) rc = read_split(f, grp, &split_recorded, &split, &e);
     qa_error cerr;
     qa_h5_close(f, &cerr);
     int damaged = 0, same = 0;
@@ -226,15 +268,11 @@ static int reuse_mismatch(const qa_recipe *r, const qa_run_spec *run, qa_tune_me
     else if (tuning != (run->role == QA_RUN_TUNING)) snprintf(why, len, "its tuning_run is %g", tuning);
     else if (version != run->method->version)
         snprintf(why, len, "%s version %g made it, this build's is %d", run->method->name, version, run->method->version);
-    else if (split != split_now && !split_recorded)
-        snprintf(why, len, "it predates the validation split, and this recipe's [tune] metric (%s) reads the held-out loss "
-                 "or FID the split changes", qa_tune_metric_names[metric]);
-    else if (split != split_now)
-        snprintf(why, len, "its validation_split is %g, this run's %g (a tuning run takes its held-out loss and FID on the "
-                 "validation split)", split, split_now);
-    else if (same_recipe(r, path, &same, &e)) snprintf(why, len, "%s", e.msg);
-    else if (!same) snprintf(why, len, "a recipe with other settings made it");
-    else if (qa_runs_check_file(path, &damaged, &e)) snprintf(why, len, "%s", e.msg);
+    else if (!split_mismatch(run, metric, split_recorded, split, why, len)) {
+        if (same_recipe(r, path, &same, &e)) snprintf(why, len, "%s", e.msg);
+        else if (!same) snprintf(why, len, "a recipe with other settings made it");
+        else if (qa_runs_check_file(path, &damaged, &e)) snprintf(why, len, "%s", e.msg);
+    }
     return why[0] != 0;
 }
 

@@ -1681,3 +1681,32 @@ Test(adapt, a_tuning_run_from_before_the_split_is_lent_where_the_split_does_not_
         qa_recipe_free(r);
     }
 }
+
+/* Resuming a folder whose tuning run predates the validation split (no validation_split): kept
+ * where the choice reads neither its held-out loss nor its FID (tuned by subject fidelity), an
+ * input error naming the file where it does (tuned by the held-out loss). */
+Test(adapt, a_resumed_tuning_run_from_before_the_split_is_refused_where_the_split_matters) {
+    const char *name = "tune/lora-w8a8-r2-lrx0.5-s100.h5", *id = "lora-w8a8-r2-lrx0.5-s100";
+    const char *metric[2] = {"metric = subject_fidelity\n", "metric = heldout_loss\n"};
+    for (int m = 0; m < 2; m++) {
+        char tune[200], src[512], out[512], p[700], q[700];
+        snprintf(tune, sizeof tune, "lr_grid = [0.5, 50]\nseeds = [100]\nsteps = 2\n%s", metric[m]);
+        qa_recipe *r = tuned_recipe("method = lora\nbits = w8a8\nseed = 0\n", tune);
+        snprintf(src, sizeof src, "%s/resume_presplit_src%d", dir, m);
+        snprintf(out, sizeof out, "%s/resume_presplit_out%d", dir, m);
+        qa_error err = {0, ""};
+        cr_assert_eq(qa_adapt_sweep(r, src, &err), 0, "%s", err.msg);
+        snprintf(p, sizeof p, "%s/%s", src, name);
+        copy_without_split(p, out, name, id);
+        snprintf(q, sizeof q, "%s/%s", out, name);
+        int rc = qa_adapt_sweep(r, out, &err);
+        if (m == 0) {
+            cr_expect_eq(rc, 0, "%s", err.msg);
+        } else {
+            cr_expect_eq(rc, QA_ERR_INPUT);
+            cr_expect(strstr(err.msg, q) && strstr(err.msg, "predates the validation split"), "%s", err.msg);
+            cr_expect_eq(access(q, F_OK), 0, "the file is left as it was");
+        }
+        qa_recipe_free(r);
+    }
+}
