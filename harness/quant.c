@@ -1,6 +1,7 @@
 #include "harness/quant.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 
 #include "harness/util.h"
@@ -9,6 +10,30 @@ static float fake_quant(float v, float delta, float zero, float levels_max) {
     float q = nearbyintf(v / delta) + zero;
     q = q < 0.f ? 0.f : (q > levels_max ? levels_max : q);
     return delta * (q - zero);
+}
+
+/* One candidate's search score: the mean of |fake_quant(x) - x|^2.4, summed in double. Alone on
+ * its thread the sum runs in index order and stops once its partial mean reaches `bound` (the
+ * best score so far): the terms are >= 0 and rounding is monotone, so the full mean would reach
+ * it too, and a candidate must be strictly better to be chosen; the choice is the full search's,
+ * bit for bit, for a fraction of the powf calls (most of a PTQ calibration's time). A large
+ * tensor with threads to spare is summed by all of them (an OpenMP reduction, whose order the
+ * team decides) and in full. */
+static float candidate_score(const float *x, size_t n, float delta, float zero, float lmax, float bound, int tie_wins) {
+    double acc = 0.0;
+    if (n > 65536 && omp_get_max_threads() > 1 && !omp_in_parallel()) {
+        #pragma omp parallel for reduction(+ : acc) schedule(static)
+        for (size_t j = 0; j < n; j++) acc += (double)powf(fabsf(fake_quant(x[j], delta, zero, lmax) - x[j]), 2.4f);
+        return (float)(acc / (double)n);
+    }
+    enum { CHECK_EVERY = 256 };
+    for (size_t j0 = 0; j0 < n; j0 += CHECK_EVERY) {
+        size_t j1 = n - j0 < CHECK_EVERY ? n : j0 + CHECK_EVERY;
+        for (size_t j = j0; j < j1; j++) acc += (double)powf(fabsf(fake_quant(x[j], delta, zero, lmax) - x[j]), 2.4f);
+        float partial = (float)(acc / (double)n);
+        if (partial > bound || (partial == bound && !tie_wins)) break;
+    }
+    return (float)(acc / (double)n);
 }
 
 void qa_quant_search(const float *x, size_t n, int bits, float *delta_out, float *zero_out) {
@@ -24,22 +49,29 @@ void qa_quant_search(const float *x, size_t n, int bits, float *delta_out, float
         *zero_out = m > 0.f ? -1.0f : (m < 0.f ? 1.0f : 0.0f);
         return;
     }
+    /* The choice is the first strictly best of candidates 0..79. They are scored out of that
+     * order, every 8th first and then outward from the best of those, so that a good bound stops
+     * most sums early; a candidate before the best so far must beat it or tie, one after it must
+     * beat it strictly, which keeps the first best whatever the order. */
+    int order[80], n_order = 0;
+    for (int i = 0; i < 80; i += 8) order[n_order++] = i;
     float best = INFINITY, best_delta = 0.f, best_zero = 0.f;
-    for (int i = 0; i < 80; i++) {
+    int best_i = -1;
+    for (int k = 0; k < 80; k++) {
+        if (k == n_order) { /* the coarse pass is done: the rest, nearest the best first */
+            for (int dist = 1; dist < 80; dist++)
+                for (int sgn = -1; sgn <= 1; sgn += 2) {
+                    int i = best_i + sgn * dist;
+                    if (i >= 0 && i < 80 && i % 8) order[n_order++] = i;
+                }
+        }
+        int i = order[k];
         float shrink = 1.0f - 0.01f * (float)i;
         float mi = m * shrink, Mi = M * shrink;
         float delta = (Mi - mi) / lmax;
         float zero = nearbyintf(-mi / delta);
-        double acc = 0.0;
-        /* Large activation tensors are calibrated here too: parallelise the sum (rows of a
-         * weight matrix are already spread over threads by quant_search_rows). */
-        #pragma omp parallel for reduction(+ : acc) schedule(static) if (n > 65536)
-        for (size_t j = 0; j < n; j++) {
-            float e = fabsf(fake_quant(x[j], delta, zero, lmax) - x[j]);
-            acc += (double)powf(e, 2.4f);
-        }
-        float score = (float)(acc / (double)n);
-        if (score < best) { best = score; best_delta = delta; best_zero = zero; }
+        float score = candidate_score(x, n, delta, zero, lmax, best, i < best_i);
+        if (score < best || (score == best && i < best_i)) { best = score; best_i = i; best_delta = delta; best_zero = zero; }
     }
     *delta_out = best_delta;
     *zero_out = best_zero;

@@ -1,6 +1,10 @@
 /* Uniform affine quantizer (methods/README.md, section 0): hand-computed cases and a naive double
  * implementation of the 80-candidate search as the reference. */
 #include <criterion/criterion.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "common.h"
 #include "harness/quant.h"
@@ -102,6 +106,60 @@ Test(quant, search_matches_naive_reference_on_random_rows) {
         checked++;
     }
     cr_assert(checked >= 30, "only %d rows were clear of near-ties", checked);
+}
+
+/* The search as the reference codes it, in float: candidates 0..79 in order, each score summed
+ * in full in index order (in double), the first strictly best kept. */
+static void inorder_search(const float *x, size_t n, int bits, float *delta_out, float *zero_out) {
+    float lmax = (float)((1 << bits) - 1), m = x[0], M = x[0];
+    for (size_t j = 1; j < n; j++) {
+        m = x[j] < m ? x[j] : m;
+        M = x[j] > M ? x[j] : M;
+    }
+    float best = INFINITY;
+    for (int i = 0; i < 80; i++) {
+        float shrink = 1.0f - 0.01f * (float)i, mi = m * shrink, Mi = M * shrink;
+        float delta = (Mi - mi) / lmax, zero = nearbyintf(-mi / delta);
+        double acc = 0.0;
+        for (size_t j = 0; j < n; j++) {
+            float q = nearbyintf(x[j] / delta) + zero;
+            q = q < 0.f ? 0.f : (q > lmax ? lmax : q);
+            acc += (double)powf(fabsf(delta * (q - zero) - x[j]), 2.4f);
+        }
+        float score = (float)(acc / (double)n);
+        if (score < best) { best = score; *delta_out = delta; *zero_out = zero; }
+    }
+}
+
+/* The search scores its candidates out of order and stops a sum once it cannot win: its choice
+ * must still be the in-order search's, bit for bit, on rows and on activation-sized tensors
+ * (one thread: the sum's order is then the reference's). */
+Test(quant, early_stopping_search_chooses_what_the_full_search_does) {
+    omp_set_num_threads(1);
+    trng r = trng_new(23);
+    const size_t sizes[] = {5, 64, 128, 300, 1024, 5000, 70000};
+    int cases = 0;
+    for (size_t si = 0; si < sizeof sizes / sizeof sizes[0]; si++)
+        for (int kind = 0; kind < 4; kind++) {
+            size_t n = sizes[si];
+            int bits = (int[]){2, 3, 4, 8}[(kind + (int)si) % 4];
+            float *x = malloc(sizeof(float) * n);
+            for (size_t j = 0; j < n; j++) {
+                double v = trng_normal(&r);
+                if (kind == 1) v = fabs(v);                                  /* one-sided: z < 0 */
+                if (kind == 2) v = trng_unif(&r, -1, 1);
+                if (kind == 3 && trng_unif(&r, 0, 1) < 0.01) v *= 30;        /* outliers: heavy clipping */
+                x[j] = (float)v;
+            }
+            float d0 = 0, z0 = 0, d1, z1;
+            inorder_search(x, n, bits, &d0, &z0);
+            qa_quant_search(x, n, bits, &d1, &z1);
+            cr_assert(!memcmp(&d0, &d1, sizeof d0) && !memcmp(&z0, &z1, sizeof z0),
+                      "n %zu, %d bits, kind %d: delta %a zero %a, the in-order search %a %a", n, bits, kind, d1, z1, d0, z0);
+            free(x);
+            cases++;
+        }
+    cr_assert_eq(cases, 28);
 }
 
 Test(quant, ties_keep_the_first_strictly_best_candidate) {
