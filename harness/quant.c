@@ -58,10 +58,12 @@ void qa_quant_search(const float *x, size_t n, int bits, float *delta_out, float
     float best = INFINITY, best_delta = 0.f, best_zero = 0.f;
     int best_i = -1;
     for (int k = 0; k < 80; k++) {
-        if (k == n_order) { /* the coarse pass is done: the rest, nearest the best first */
+        if (k == n_order) { /* the coarse pass is done: the rest, nearest the best first (from 0
+                             * when none scored, as with a NaN in x) */
+            const int centre = best_i < 0 ? 0 : best_i;
             for (int dist = 1; dist < 80; dist++)
                 for (int sgn = -1; sgn <= 1; sgn += 2) {
-                    int i = best_i + sgn * dist;
+                    int i = centre + sgn * dist;
                     if (i >= 0 && i < 80 && i % 8) order[n_order++] = i;
                 }
         }

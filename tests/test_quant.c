@@ -160,6 +160,11 @@ Test(quant, early_stopping_search_chooses_what_the_full_search_does) {
             cases++;
         }
     cr_assert_eq(cases, 28);
+    /* a NaN scores every candidate NaN, so none is ever best: both keep delta = 0, z = 0 */
+    float y[6] = {0.1f, -0.4f, NAN, 0.9f, 0.3f, -0.2f}, d0 = -1, z0 = -1, d1 = -1, z1 = -1;
+    inorder_search(y, 6, 4, &d0, &z0);
+    qa_quant_search(y, 6, 4, &d1, &z1);
+    cr_assert(d0 == -1 && z0 == -1 && d1 == 0 && z1 == 0, "NaN: %g %g", d1, z1);
 }
 
 Test(quant, ties_keep_the_first_strictly_best_candidate) {
