@@ -168,17 +168,18 @@ static int check_split(const qa_sweep_plan *plan, const qa_run_spec *run, const 
     if (!rc) rc = read_split(f, grp, &recorded, &split, err);
     if (f) qa_h5_close(f, &cerr);
     if (!rc && split_mismatch(run, plan->tune.metric, recorded, split, why, sizeof why))
-        rc = qa_fail(err, QA_ERR_INPUT, "%s is not this recipe's run: %s; remove it to redo it", path, why);
+        rc = qa_fail(err, QA_ERR_INPUT, "%s cannot be resumed: %s; remove it, and the folder's other tuning runs "
+                     "without a validation_split attribute, to redo them", path, why);
     return rc;
 }
 
-/* Runs of the shard still to do (*pending): those without a file, and those whose file is
- * damaged (set aside); a finished run made by another recipe, or by a newer harness, or on
- * another validation split, is an error. */
+/* Runs of the shard from plan index `from` on still to do (*pending): those without a file, and
+ * those whose file is damaged (set aside); a finished run made by another recipe, or by a newer
+ * harness, or on another validation split, is an error. */
 static int count_pending(const qa_recipe *r, const qa_sweep_plan *plan, const qa_shard *shard, const char *out_dir,
-                         int *pending, qa_error *err) {
+                         int from, int *pending, qa_error *err) {
     *pending = 0;
-    for (int i = 0; i < plan->n; i++) {
+    for (int i = from; i < plan->n; i++) {
         if (!qa_shard_owns(shard, i)) continue;
         char *p = run_file(out_dir, &plan->runs[i]);
         int rc = QA_OK, damaged = 0;
@@ -514,7 +515,7 @@ static int sweep_open(sweep_state *st, const qa_sweep_sched *sched, int wait, qa
                       qa_error *err) {
     int rc = qa_lock_acquire_shard(st->out_dir, sched->shard.rank, sched->shard.count, wait, lock, err);
     if (!rc) rc = make_folders(&st->plan, st->out_dir, err);
-    if (!rc) rc = count_pending(st->r, &st->plan, &sched->shard, st->out_dir, pending, err);
+    if (!rc) rc = count_pending(st->r, &st->plan, &sched->shard, st->out_dir, 0, pending, err);
     if (!rc && *pending > 0 && sweep_ensure_loaded(st)) { *err = st->load_err; rc = st->load_rc; }
     if (rc) return rc;
     int n_owned = qa_shard_size(&sched->shard, st->plan.n);
@@ -565,6 +566,10 @@ int qa_adapt_sweep_sched(const qa_recipe *r, const char *out_dir, const qa_sweep
         for (int round = 0; !rc && round < st.plan.tune.extend; round++) {
             int added = 0, n_before = st.plan.n;
             rc = qa_tune_extend(&st.plan, out_dir, sched->rank == 0 ? stderr : NULL, &added, err); /* every rank reads the same files */
+            if (!rc && added && sched->rank == 0) { /* the added runs finished already are checked like the grid's */
+                int more = 0;
+                rc = count_pending(r, &st.plan, &sched->shard, out_dir, n_before, &more, err);
+            }
             if (shared) {
                 int rank0 = sched->agree(sched->ctx, rc);
                 if (rank0 && !rc) rc = qa_fail(err, rank0, "rank %d: rank 0 could not extend the grid (its message says why)",

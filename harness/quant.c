@@ -13,12 +13,12 @@ static float fake_quant(float v, float delta, float zero, float levels_max) {
 }
 
 /* One candidate's search score: the mean of |fake_quant(x) - x|^2.4, summed in double. Alone on
- * its thread the sum runs in index order and stops once its partial mean reaches `bound` (the
- * best score so far): the terms are >= 0 and rounding is monotone, so the full mean would reach
- * it too, and a candidate must be strictly better to be chosen; the choice is the full search's,
- * bit for bit, for a fraction of the powf calls (most of a PTQ calibration's time). A large
- * tensor with threads to spare is summed by all of them (an OpenMP reduction, whose order the
- * team decides) and in full. */
+ * its thread the sum runs in index order and stops once its partial mean passes `bound` (the
+ * best score so far), or reaches it where a tie would not win (tie_wins 0): the terms are >= 0
+ * and rounding is monotone, so the full mean could not end below, and the choice is the full
+ * search's, bit for bit, for a fraction of the powf calls (most of a PTQ calibration's time).
+ * A large tensor with threads to spare is summed by all of them, in full, as before: an OpenMP
+ * reduction, whose order (and so its last bits) is the team's; sweeps run one thread a process. */
 static float candidate_score(const float *x, size_t n, float delta, float zero, float lmax, float bound, int tie_wins) {
     double acc = 0.0;
     if (n > 65536 && omp_get_max_threads() > 1 && !omp_in_parallel()) {

@@ -1682,9 +1682,19 @@ Test(adapt, a_tuning_run_from_before_the_split_is_lent_where_the_split_does_not_
     }
 }
 
+static int has_split(const char *path, const char *id) {
+    hid_t h = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    cr_assert_geq(h, 0);
+    char grp[200];
+    snprintf(grp, sizeof grp, "/runs/%s", id);
+    int has = H5Aexists_by_name(h, grp, "validation_split", H5P_DEFAULT) > 0;
+    H5Fclose(h);
+    return has;
+}
+
 /* Resuming a folder whose tuning run predates the validation split (no validation_split): kept
- * where the choice reads neither its held-out loss nor its FID (tuned by subject fidelity), an
- * input error naming the file where it does (tuned by the held-out loss). */
+ * as it is where the choice reads neither its held-out loss nor its FID (tuned by subject
+ * fidelity), an input error naming the file where it does (tuned by the held-out loss). */
 Test(adapt, a_resumed_tuning_run_from_before_the_split_is_refused_where_the_split_matters) {
     const char *name = "tune/lora-w8a8-r2-lrx0.5-s100.h5", *id = "lora-w8a8-r2-lrx0.5-s100";
     const char *metric[2] = {"metric = subject_fidelity\n", "metric = heldout_loss\n"};
@@ -1705,8 +1715,54 @@ Test(adapt, a_resumed_tuning_run_from_before_the_split_is_refused_where_the_spli
         } else {
             cr_expect_eq(rc, QA_ERR_INPUT);
             cr_expect(strstr(err.msg, q) && strstr(err.msg, "predates the validation split"), "%s", err.msg);
-            cr_expect_eq(access(q, F_OK), 0, "the file is left as it was");
         }
+        cr_expect(access(q, F_OK) == 0 && !has_split(q, id), "%s: the file is left as it was", metric[m]);
         qa_recipe_free(r);
     }
+}
+
+/* A finished tuning run that records another validation split than its run's (0 where a tuning
+ * run takes 1) is refused whatever the metric: it is not the run. */
+Test(adapt, a_resumed_tuning_run_on_another_split_is_refused) {
+    const char *name = "tune/lora-w8a8-r2-lrx0.5-s100.h5", *id = "lora-w8a8-r2-lrx0.5-s100";
+    qa_recipe *r = tuned_recipe("method = lora\nbits = w8a8\nseed = 0\n",
+                                "lr_grid = [0.5, 50]\nseeds = [100]\nsteps = 2\nmetric = subject_fidelity\n");
+    char out[512], p[700], grp[200];
+    snprintf(out, sizeof out, "%s/resume_othersplit", dir);
+    qa_error err = {0, ""};
+    cr_assert_eq(qa_adapt_sweep(r, out, &err), 0, "%s", err.msg);
+    snprintf(p, sizeof p, "%s/%s", out, name);
+    snprintf(grp, sizeof grp, "/runs/%s", id);
+    qa_h5 *h;
+    cr_assert_eq(qa_h5_open(p, 1, &h, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_attr_set_f64(h, grp, "validation_split", 0, &err), 0, "%s", err.msg);
+    qa_h5_close(h, &err);
+    cr_expect_eq(qa_adapt_sweep(r, out, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, p) && strstr(err.msg, "validation_split is 0"), "%s", err.msg);
+    qa_recipe_free(r);
+}
+
+/* A tuning run the extension adds is checked like the grid's when its file is there already: one
+ * made before the split is refused in a folder tuned by the held-out loss. */
+Test(adapt, a_resumed_extension_run_from_before_the_split_is_refused) {
+    const char *adapt = "method = lora\nbits = w8a8\nseed = 0\n";
+    qa_recipe *r = tuned_recipe(adapt, "lr_grid = [0.5, 50]\nseeds = [100]\nsteps = 2\nextend = 1\nmetric = heldout_loss\n");
+    char src[400], out[400], p[1200], name[300], id[200];
+    snprintf(src, sizeof src, "%s/resume_ext_src", dir);
+    snprintf(out, sizeof out, "%s/resume_ext_out", dir);
+    qa_error err = {0, ""};
+    cr_assert_eq(qa_adapt_sweep(r, src, &err), 0, "%s", err.msg);
+    double rate[8], loss[8];
+    int n;
+    tuning_losses(src, rate, loss, &n);
+    cr_assert_eq(n, 3, "the grid's two rates and the extension's");
+    const double next = best_rate(rate, loss, 2) == 50 ? 5000 : 0.005;
+    snprintf(id, sizeof id, "lora-w8a8-r2-lrx%g-s100", next);
+    snprintf(name, sizeof name, "tune/%s.h5", id);
+    snprintf(p, sizeof p, "%s/%s", src, name);
+    copy_without_split(p, out, name, id); /* the grid's runs are made in out, the same as in src */
+    cr_expect_eq(qa_adapt_sweep(r, out, &err), QA_ERR_INPUT);
+    snprintf(p, sizeof p, "%s/%s", out, name);
+    cr_expect(strstr(err.msg, p) && strstr(err.msg, "predates the validation split"), "%s", err.msg);
+    qa_recipe_free(r);
 }

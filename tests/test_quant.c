@@ -183,6 +183,23 @@ Test(quant, ties_keep_the_first_strictly_best_candidate) {
     cr_assert_float_eq(delta, 1.76f, 1e-6, "mirrored tie: delta %.9g", delta);
 }
 
+/* The same tie within a sum that stops early. x = {0, 1.5, 2}, 253 zeros (on every grid), then
+ * x[256] = delta_13 itself: on candidate 13's grid, 0.02 off candidate 12's. The coarse pass
+ * is best at i = 16 (score by hand: 0.082 against 0.091 at i = 8), so 13 is scored before 12;
+ * 12's partial mean after its first 256 terms equals 13's full score (the tie above), and only
+ * its last term makes it worse: a sum that stopped at that equal partial would choose 12. */
+Test(quant, a_tie_at_a_partial_sum_goes_on_to_the_full_sum) {
+    enum { N = 257 };
+    float x[N] = {0.f, 1.5f, 2.f}, delta, zero;
+    const float delta13 = 2.f * (1.0f - 0.01f * 13.f);
+    x[256] = delta13;
+    qa_quant_search(x, N, 1, &delta, &zero);
+    cr_assert_eq(delta, delta13, "delta %.9g, want candidate 13's %.9g", delta, delta13);
+    cr_assert_eq(zero, 0.0f);
+    double rd, rz, gap;
+    cr_assert_eq(ref_search(x, N, 1, &rd, &rz, &gap), 13, "the reference chooses 13 too");
+}
+
 Test(quant, search_rows_equals_per_row_search) {
     trng r = trng_new(12);
     enum { R = 5, C = 11 };
