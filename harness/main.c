@@ -43,6 +43,9 @@ static void usage(FILE *f) {
             "  compare DIR A B           cell A against cell B, every metric, paired by seed\n"
             "                            (A, B = method:bits[:deploy[:setting]], e.g.\n"
             "                            intlora-mul:w8a8 qlora:w8a8:int)\n"
+            "  runtime DIR [DIR ...]     run time of results folders together (tune/ included),\n"
+            "                            each run once: a copy (--reuse) counts in the first\n"
+            "                            folder listed that holds it\n"
             "  plot DIR [--baseline C]   figures of a results folder (PNG + SVG, gnuplot, from the\n"
             "                            templates in plots/ or $QA_PLOTS_DIR); the paired\n"
             "                            differences against cell C (default as for report)\n"
@@ -221,6 +224,9 @@ static int run_command(int argc, char **argv, const qa_mpi_world *world) {
         if (!rc)
             printf("\nwritten: %s/report.{md,tex,csv}, report_paper.md (the paper's layout), efficiency.{md,csv}, summary.h5\n",
                    argv[2]);
+    } else if (!strcmp(cmd, "runtime")) {
+        if (argc < 3) { fprintf(stderr, "usage: qadapt runtime DIR [DIR ...]\n"); return 2; }
+        rc = qa_report_runtime((const char *const *)(argv + 2), argc - 2, stdout, &err);
     } else if (!strcmp(cmd, "compare")) {
         if (argc != 5) { fprintf(stderr, "usage: qadapt compare DIR METHOD:BITS[:DEPLOY[:SETTING]] METHOD:BITS[:DEPLOY[:SETTING]]\n"); return 2; }
         rc = qa_report_compare(argv[2], argv[3], argv[4], stdout, &err);

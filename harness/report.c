@@ -952,6 +952,94 @@ static void write_compute(FILE *f, const report_data *d) {
     for (int k = 0; k < n_recipes; k++) qa_free(recipes[k].c.commit);
 }
 
+/* ---- qadapt runtime ---- */
+
+/* The runs met so far, by "id|created|commit"; a run without a creation time has no key. */
+typedef struct { char **keys; int n, cap; } run_keys;
+
+/* 1 when run r was met already (in this or an earlier folder); else it is added. */
+static int run_met(run_keys *k, const qa_run_record *r) {
+    const char *created = r->provenance.created, *commit = r->provenance.git_commit ? r->provenance.git_commit : "";
+    if (!created || !*created) return 0;
+    size_t len = strlen(r->id) + strlen(created) + strlen(commit) + 3;
+    char *key = qa_alloc(len);
+    snprintf(key, len, "%s|%s|%s", r->id, created, commit);
+    for (int i = 0; i < k->n; i++)
+        if (!strcmp(k->keys[i], key)) { qa_free(key); return 1; }
+    if (k->n == k->cap) {
+        k->cap = k->cap ? 2 * k->cap : 256;
+        char **grown = qa_alloc(sizeof(char *) * (size_t)k->cap);
+        if (k->n) memcpy(grown, k->keys, sizeof(char *) * (size_t)k->n);
+        qa_free(k->keys);
+        k->keys = grown;
+    }
+    k->keys[k->n++] = key;
+    return 0;
+}
+
+/* One folder's row of the runtime table. */
+typedef struct { int files, tuning, met, skipped; double seconds, new_seconds; } runtime_row;
+
+static int runtime_add(const char *dir, int tuning, run_keys *keys, runtime_row *row, qa_error *err) {
+    qa_run_record *runs = NULL;
+    qa_run_skipped *skipped = NULL;
+    int n = 0, n_skipped = 0;
+    int rc = qa_runs_scan(dir, &runs, &n, &skipped, &n_skipped, err);
+    if (rc) return rc;
+    for (int i = 0; i < n; i++) {
+        double s = run_seconds(&runs[i]);
+        row->files++;
+        row->tuning += tuning;
+        row->seconds += s;
+        if (run_met(keys, &runs[i])) row->met++;
+        else row->new_seconds += s;
+    }
+    row->skipped += n_skipped;
+    qa_runs_free(runs, n);
+    qa_runs_skipped_free(skipped, n_skipped);
+    return QA_OK;
+}
+
+int qa_report_runtime(const char *const *dirs, int n_dirs, FILE *out, qa_error *err) {
+    run_keys keys = {0};
+    runtime_row *rows = qa_alloc(sizeof(runtime_row) * (size_t)(n_dirs > 0 ? n_dirs : 1));
+    memset(rows, 0, sizeof(runtime_row) * (size_t)(n_dirs > 0 ? n_dirs : 1));
+    int rc = QA_OK;
+    for (int d = 0; d < n_dirs && !rc; d++) {
+        if (!qa_dir_exists(dirs[d])) { rc = qa_fail(err, QA_ERR_INPUT, "%s: no such results folder", dirs[d]); break; }
+        rc = runtime_add(dirs[d], 0, &keys, &rows[d], err);
+        size_t len = strlen(dirs[d]) + 8;
+        char *tune = qa_alloc(len);
+        snprintf(tune, len, "%s/tune", dirs[d]);
+        if (!rc && qa_dir_exists(tune)) rc = runtime_add(tune, 1, &keys, &rows[d], err);
+        qa_free(tune);
+    }
+    if (!rc) {
+        runtime_row total = {0};
+        fputs("| folder | run files | of them tuning runs | run time (hours) | files a folder above holds | run time not "
+              "counted above (hours) |\n|---|---|---|---|---|---|\n", out);
+        for (int d = 0; d < n_dirs; d++) {
+            const runtime_row *r = &rows[d];
+            fprintf(out, "| %s | %d | %d | %.2f | %d | %.2f |\n", dirs[d], r->files, r->tuning, r->seconds / 3600.0, r->met,
+                    r->new_seconds / 3600.0);
+            total.files += r->files; total.tuning += r->tuning; total.met += r->met; total.skipped += r->skipped;
+            total.seconds += r->seconds; total.new_seconds += r->new_seconds;
+        }
+        fprintf(out, "| total | %d | %d | %.2f | %d | %.2f |\n", total.files, total.tuning, total.seconds / 3600.0, total.met,
+                total.new_seconds / 3600.0);
+        fprintf(out, "\n%.2f hours of run time over %d distinct run files: each run's training, merge and evaluation by "
+                "its own clock, in one process (runs made at once on several processes overlap in wall time). A file a "
+                "folder above holds is the same run (the same id, creation time and commit: a copy made with `qadapt run "
+                "--reuse`), counted once.", total.new_seconds / 3600.0, total.files - total.met);
+        if (total.skipped) fprintf(out, " %d damaged or foreign .h5 files were left out (named on stderr).", total.skipped);
+        fputc('\n', out);
+    }
+    for (int i = 0; i < keys.n; i++) qa_free(keys.keys[i]);
+    qa_free(keys.keys);
+    qa_free(rows);
+    return rc;
+}
+
 static void write_tables(const report_data *d, FILE *md, FILE *out, FILE *tex, FILE *csv) {
     FILE *outs[2] = {md, out};
     for (int o = 0; o < 2; o++) if (outs[o]) write_md_header(outs[o], d);

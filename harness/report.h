@@ -32,4 +32,11 @@ int qa_report_cell_difference(const qa_cell *a, const qa_cell *b, int m, double 
  * spec the default baseline: the first cell at full precision (runs sorted by id), else the first. */
 const qa_cell *qa_report_baseline_cell(const qa_cell *cells, int nc, const char *spec, const char *dir, qa_error *err);
 
+/* `qadapt runtime DIR...`: the run time of several results folders taken together, each run
+ * counted once, as a markdown table on out: per folder its run files (tune/ included) and their
+ * summed time, and how many of them a folder listed before it holds already (a copy made with
+ * `qadapt run --reuse` is the same file: the same id, creation time and commit; a file without
+ * a creation time is never taken for a copy). A folder that does not exist is bad input. */
+int qa_report_runtime(const char *const *dirs, int n_dirs, FILE *out, qa_error *err);
+
 #endif

@@ -13,13 +13,15 @@
 # Then the claims are judged from the run files (qadapt verify: the IntLoRA paper's,
 # results/table_subject/intlora.claims.{md,csv}, and the other methods' papers',
 # literature.claims.{md,csv}) and the README's claims table, between its two marker lines, is
-# replaced by intlora.claims.md.
+# replaced by intlora.claims.md. results/runtime.md sums the run time of every results folder
+# there is (qadapt runtime), each run once.
 set -eu
 cd "$(dirname "$0")/.."
 QADAPT=${QADAPT:-build/qadapt}
 RUN=1
 if [ "${1:-}" = "--report-only" ]; then RUN=0; shift; fi
-RECIPES=${*:-quickstart table_subject table_style fig_bits ablate_alpha ablate_rdist ablate_vmc ablate_zero_path ablate_constant_row ablate_qalora_group table_domain ablate_rank_bits recovery efficiency timing}
+ALL="quickstart table_subject table_style fig_bits ablate_alpha ablate_rdist ablate_vmc ablate_zero_path ablate_constant_row ablate_qalora_group table_domain ablate_rank_bits recovery efficiency timing"
+RECIPES=${*:-$ALL}
 for name in $RECIPES; do
     recipe=experiments/$name.recipe
     [ -f "$recipe" ] || { echo "run-paper: no recipe $recipe" >&2; exit 2; }
@@ -60,6 +62,13 @@ for name in $RECIPES; do
     "$QADAPT" plot "results/$name" ${base:+--baseline "$base"}
     echo "run-paper: $name done in $(( $(date +%s) - start )) s"
 done
+
+# the reproduction's run time: every folder there is of the Results section, each run counted
+# once (a --reuse copy in the first folder listed that holds it)
+folders=
+for name in $ALL; do [ -d "results/$name" ] && folders="$folders results/$name"; done
+# shellcheck disable=SC2086
+[ -z "$folders" ] || { "$QADAPT" runtime $folders > results/runtime.md && echo "run-paper: run time -> results/runtime.md"; }
 
 "$QADAPT" verify results/table_subject experiments/intlora.claims > /dev/null
 "$QADAPT" verify results/table_subject experiments/literature.claims > /dev/null

@@ -263,6 +263,17 @@ Test(cli, plot_arguments_and_an_empty_folder_exit_2) {
     cr_expect(strstr(out_buf, "no finished runs") != NULL, "%s", out_buf);
 }
 
+/* runtime: no folder is a usage error, a folder that is not there bad input naming it; an empty
+ * folder is a table of zeros. */
+Test(cli, runtime_arguments_and_a_missing_folder_exit_2) {
+    cr_expect_eq(run("runtime%s", ""), 2);
+    cr_expect(strstr(out_buf, "usage: qadapt runtime DIR") != NULL, "%s", out_buf);
+    cr_expect_eq(run("runtime %s/not_there", tmpdir), 2);
+    cr_expect(strstr(out_buf, "not_there: no such results folder") != NULL, "%s", out_buf);
+    cr_expect_eq(run("runtime %s", tmpdir), 0, "%s", out_buf);
+    cr_expect(strstr(out_buf, "| total | 0 | 0 | 0.00 | 0 | 0.00 |") != NULL, "%s", out_buf);
+}
+
 /* project-sd --weights: a malformed safetensors file is bad input (exit 2, the file named), not a crash. */
 Test(cli, project_sd_malformed_weights_exit_2) {
     char p[256];

@@ -702,6 +702,19 @@ Test(report, new_metrics_rates_and_tuning_show_when_recorded) {
     rm_rf_dir(folder);
 }
 
+/* A byte copy of file `from` at `to` (a run copied as `qadapt run --reuse` copies it). */
+static void copy_bytes(const char *from, const char *to) {
+    char *bytes = NULL;
+    size_t len = 0;
+    qa_error err = {0, ""};
+    cr_assert_eq(qa_read_file(from, &bytes, &len, &err), 0, "%s", err.msg);
+    FILE *f = fopen(to, "wb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(bytes, 1, len, f), len);
+    fclose(f);
+    free(bytes);
+}
+
 /* The run time line: every run file's training, merge and evaluation seconds, the tuning runs'
  * (tune/) included, summed here from what the test wrote. Then the commits the files record:
  * files 0-1 (and their tuning copies) "aaa", file 2 "bbb-dirty", the rest none. */
@@ -735,15 +748,7 @@ Test(report, run_time_sums_every_run_file_tuning_included, .init = build_folder,
     for (int i = 0; i < 2; i++) {
         snprintf(from, sizeof from, "%s/%s.h5", dir, defs[i].id);
         snprintf(to, sizeof to, "%s/%s.h5", tune, defs[i].id);
-        char *bytes = NULL;
-        size_t len = 0;
-        qa_error err = {0, ""};
-        cr_assert_eq(qa_read_file(from, &bytes, &len, &err), 0, "%s", err.msg);
-        FILE *f = fopen(to, "wb");
-        cr_assert_not_null(f);
-        cr_assert_eq(fwrite(bytes, 1, len, f), len);
-        fclose(f);
-        free(bytes);
+        copy_bytes(from, to);
         want_tuning += 10.0 + i + 0.5 * i + 100.0 * (i + 1);
     }
     char *md = run_report();
@@ -796,4 +801,77 @@ Test(report, runs_of_another_recipe_are_named_with_their_time, .init = build_fol
     cr_expect(strstr(md, "Run files by the [job] name of the recipe that made them (") != NULL, "report:\n%s", md);
     cr_expect(strstr(md, line) != NULL, "want: %s\nreport:\n%s", line, md);
     free(md);
+}
+
+/* qadapt runtime over two folders: the second holds a byte copy of one of the first's runs (a
+ * --reuse copy: the same id, creation time and commit), counted once; a run of the same id made
+ * at another time is another run; a tuning run of the second counts as its own. The run times
+ * are set here, so the sums are known. */
+Test(report, runtime_counts_a_copied_run_once) {
+    char a[300], b[300], tune[320], from[600], to[600];
+    make_tmpdir(a, sizeof a, "runtime_a");
+    make_tmpdir(b, sizeof b, "runtime_b");
+    snprintf(tune, sizeof tune, "%s/tune", b);
+    cr_assert_eq(mkdir(tune, 0755), 0);
+    const char *created[3] = {"2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z", "2026-02-01T00:00:00Z"};
+    for (int i = 0; i < 3; i++) { /* a: defs 0..2, each (i + 1) hours */
+        write_run(a, &defs[i]);
+        set_run_f64(a, defs[i].id, "timing", "train_seconds", 3600.0 * (i + 1));
+        char path[600];
+        snprintf(path, sizeof path, "%s/%s.h5", a, defs[i].id);
+        qa_h5 *h;
+        qa_error err = {0, ""};
+        cr_assert_eq(qa_h5_open(path, 1, &h, &err), 0, "%s", err.msg);
+        cr_assert_eq(qa_h5_attr_set_str(h, "/", "created", created[i < 2 ? i : 0], &err), 0, "%s", err.msg);
+        cr_assert_eq(qa_h5_close(h, &err), 0, "%s", err.msg);
+    }
+    /* b: a byte copy of a's run 0; run 1's id made anew (another creation time, 10 hours); a
+     * tuning run (defs 3, no creation time: never taken for a copy, 0.5 hours) */
+    snprintf(from, sizeof from, "%s/%s.h5", a, defs[0].id);
+    snprintf(to, sizeof to, "%s/%s.h5", b, defs[0].id);
+    copy_bytes(from, to);
+    qa_error err = {0, ""};
+    write_run(b, &defs[1]);
+    set_run_f64(b, defs[1].id, "timing", "train_seconds", 36000.0);
+    snprintf(to, sizeof to, "%s/%s.h5", b, defs[1].id);
+    qa_h5 *h;
+    cr_assert_eq(qa_h5_open(to, 1, &h, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_attr_set_str(h, "/", "created", created[2], &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_close(h, &err), 0, "%s", err.msg);
+    write_run(tune, &defs[3]);
+    set_run_f64(tune, defs[3].id, "timing", "train_seconds", 1800.0);
+
+    const char *dirs[2] = {a, b};
+    char *text = NULL;
+    size_t text_len = 0;
+    FILE *out = open_memstream(&text, &text_len);
+    cr_assert_eq(qa_report_runtime(dirs, 2, out, &err), 0, "%s", err.msg);
+    fclose(out);
+    char row[700];
+    snprintf(row, sizeof row, "| %s | 3 | 0 | 6.00 | 0 | 6.00 |\n", a); /* 1 + 2 + 3 hours */
+    cr_expect(strstr(text, row) != NULL, "want %s in\n%s", row, text);
+    snprintf(row, sizeof row, "| %s | 3 | 1 | 11.50 | 1 | 10.50 |\n", b); /* 1 (the copy) + 10 + 0.5 */
+    cr_expect(strstr(text, row) != NULL, "want %s in\n%s", row, text);
+    cr_expect(strstr(text, "| total | 6 | 1 | 17.50 | 1 | 16.50 |\n") != NULL, "%s", text);
+    cr_expect(strstr(text, "16.50 hours of run time over 5 distinct run files") != NULL, "%s", text);
+    free(text);
+
+    /* the folders in the other order: the copy counts in b, the first that holds it */
+    const char *other[2] = {b, a};
+    out = open_memstream(&text, &text_len);
+    cr_assert_eq(qa_report_runtime(other, 2, out, &err), 0, "%s", err.msg);
+    fclose(out);
+    snprintf(row, sizeof row, "| %s | 3 | 0 | 6.00 | 1 | 5.00 |\n", a);
+    cr_expect(strstr(text, row) != NULL, "want %s in\n%s", row, text);
+    free(text);
+
+    /* a folder that is not there: bad input, naming it */
+    const char *missing[2] = {a, "/nonexistent/results"};
+    out = open_memstream(&text, &text_len);
+    cr_expect_eq(qa_report_runtime(missing, 2, out, &err), QA_ERR_INPUT);
+    fclose(out);
+    free(text);
+    cr_expect(strstr(err.msg, "/nonexistent/results") != NULL, "%s", err.msg);
+    rm_rf_dir(a);
+    rm_rf_dir(b);
 }
