@@ -154,20 +154,26 @@ static int set_aside_damaged(const char *path, const qa_error *why, qa_error *er
     return rc;
 }
 
-/* A finished run holds this run's validation split (split_mismatch): a tuning run made before
+/* A finished run was made by this build's version of its method (one that computes otherwise is
+ * another run), and holds this run's validation split (split_mismatch): a tuning run made before
  * the split has its held-out loss and FID on the reported images, which a choice by either of
  * them must not read. */
-static int check_split(const qa_sweep_plan *plan, const qa_run_spec *run, const char *path, qa_error *err) {
+static int check_recorded(const qa_sweep_plan *plan, const qa_run_spec *run, const char *path, qa_error *err) {
     char grp[512], why[400] = "";
     snprintf(grp, sizeof grp, "/runs/%s", run->id);
     qa_h5 *f = NULL;
     qa_error cerr;
     int recorded = 0;
-    double split = 0;
+    double split = 0, version = NAN;
     int rc = qa_h5_open(path, 0, &f, err);
+    if (!rc) rc = qa_h5_attr_get_f64(f, grp, "method_version", &version, err);
     if (!rc) rc = read_split(f, grp, &recorded, &split, err);
     if (f) qa_h5_close(f, &cerr);
-    if (!rc && split_mismatch(run, plan->tune.metric, recorded, split, why, sizeof why))
+    if (!rc && version != run->method->version)
+        rc = qa_fail(err, QA_ERR_INPUT, "%s was made by %s version %g, this build's is %d (it computes otherwise): "
+                     "write to another --out folder, or remove the method's runs to redo them", path, run->method->name,
+                     version, run->method->version);
+    else if (!rc && split_mismatch(run, plan->tune.metric, recorded, split, why, sizeof why))
         rc = qa_fail(err, QA_ERR_INPUT, "%s cannot be resumed: %s; remove it, and the folder's other tuning runs "
                      "without a validation_split attribute, to redo them", path, why);
     return rc;
@@ -187,7 +193,7 @@ static int count_pending(const qa_recipe *r, const qa_sweep_plan *plan, const qa
         if (!qa_file_exists(p)) (*pending)++;
         else if (qa_runs_check_file(p, &damaged, &why) == QA_OK) {
             rc = check_same_recipe(r, p, err);
-            if (!rc) rc = check_split(plan, &plan->runs[i], p, err);
+            if (!rc) rc = check_recorded(plan, &plan->runs[i], p, err);
         } else if (damaged) { rc = set_aside_damaged(p, &why, err); if (!rc) (*pending)++; }
         else { *err = why; rc = why.code; }
         qa_free(p);

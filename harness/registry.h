@@ -183,7 +183,8 @@ void qa_deployed_add_stat(qa_deployed *d, const char *name, double num, double d
 typedef struct qa_method {
     const char *name;
     const char *summary;   /* one line for `qadapt list` */
-    int version;
+    int version;           /* raised by a change that alters what the method computes: a run file of
+                            * another version is neither resumed as this run nor lent by --reuse */
     size_t state_size;
 
     /* Build the layer's state from the FP layer. */

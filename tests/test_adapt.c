@@ -1766,3 +1766,21 @@ Test(adapt, a_resumed_extension_run_from_before_the_split_is_refused) {
     cr_expect(strstr(err.msg, p) && strstr(err.msg, "predates the validation split"), "%s", err.msg);
     qa_recipe_free(r);
 }
+
+/* A finished run made by another version of its method (one that computes otherwise) is not
+ * resumed as this run: an input error naming the file and both versions. */
+Test(adapt, a_finished_run_of_another_method_version_is_refused) {
+    qa_recipe *r = tuned_recipe("method = lora\nbits = w8a8\nseed = 0\n", "lr_grid = [0.5, 50]\nseeds = [100]\nsteps = 2\n");
+    char out[512], p[700];
+    snprintf(out, sizeof out, "%s/resume_version", dir);
+    qa_error err = {0, ""};
+    cr_assert_eq(qa_adapt_sweep(r, out, &err), 0, "%s", err.msg);
+    snprintf(p, sizeof p, "%s/lora-w8a8-r2-s0.h5", out);
+    qa_h5 *h;
+    cr_assert_eq(qa_h5_open(p, 1, &h, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_attr_set_f64(h, "/runs/lora-w8a8-r2-s0", "method_version", 0, &err), 0, "%s", err.msg);
+    qa_h5_close(h, &err);
+    cr_expect_eq(qa_adapt_sweep(r, out, &err), QA_ERR_INPUT);
+    cr_expect(strstr(err.msg, p) && strstr(err.msg, "lora version 0, this build's is 1"), "%s", err.msg);
+    qa_recipe_free(r);
+}
