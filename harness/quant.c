@@ -37,6 +37,7 @@ static float candidate_score(const float *x, size_t n, float delta, float zero, 
 }
 
 void qa_quant_search(const float *x, size_t n, int bits, float *delta_out, float *zero_out) {
+    QA_ASSERT(n > 0); /* callers quantize a non-empty row or tensor: x[0] starts the range */
     float lmax = (float)((1 << bits) - 1);
     float m = x[0], M = x[0];
     for (size_t i = 1; i < n; i++) {
