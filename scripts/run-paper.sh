@@ -68,7 +68,10 @@ done
 folders=
 for name in $ALL; do [ -d "results/$name" ] && folders="$folders results/$name"; done
 # shellcheck disable=SC2086
-[ -z "$folders" ] || { "$QADAPT" runtime $folders > results/runtime.md && echo "run-paper: run time -> results/runtime.md"; }
+if [ -n "$folders" ]; then
+    "$QADAPT" runtime $folders > results/runtime.md
+    echo "run-paper: run time -> results/runtime.md"
+fi
 
 "$QADAPT" verify results/table_subject experiments/intlora.claims > /dev/null
 "$QADAPT" verify results/table_subject experiments/literature.claims > /dev/null

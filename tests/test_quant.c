@@ -186,8 +186,8 @@ Test(quant, ties_keep_the_first_strictly_best_candidate) {
 /* The same tie within a sum that stops early. x = {0, 1.5, 2}, 253 zeros (on every grid), then
  * x[256] = delta_13 itself: on candidate 13's grid, 0.02 off candidate 12's. The coarse pass
  * is best at i = 16 (score by hand: 0.082 against 0.091 at i = 8), so 13 is scored before 12;
- * 12's partial mean after its first 256 terms equals 13's full score (the tie above), and only
- * its last term makes it worse: a sum that stopped at that equal partial would choose 12. */
+ * 12's partial mean at its first check (after 32 terms) equals 13's full score (the tie above),
+ * and only its last term makes it worse: a sum that stopped at that equal partial would choose 12. */
 Test(quant, a_tie_at_a_partial_sum_goes_on_to_the_full_sum) {
     enum { N = 257 };
     float x[N] = {0.f, 1.5f, 2.f}, delta, zero;
