@@ -1,3 +1,3 @@
 # Drawn by `qadapt plot` with the template loss_curves.gp of the plots/ folder from OUT.dat (OUT: the
 # first argument). Redraw from the repository root: GNUPLOT_LIB=plots gnuplot THIS_FILE
-call 'loss_curves.gp' 'results/quickstart/plots/loss_curves_w8a8' 'Fine-tuning loss at w8a8: mean over 2 seeds; no CI bands below 3 seeds (median 95% CI: +-0.04)\nintlora-mul and lora coincide (largest gap 0.00021)' 'training loss (moving average of 20 steps)\n(axis from 0.034, not 0)' '[0.034:0.059]' '1:1 2:1 3:1' '0 0 0'
+call 'loss_curves.gp' 'results/quickstart/plots/loss_curves_w8a8' 'Fine-tuning loss at w8a8: mean over 2 seeds; no CI bands below 3 seeds (median 95% CI: +-0.16)\nlora and qlora coincide (largest gap 0.00015)' 'training loss (moving average of 20 steps)\n(axis from 0.041, not 0)' '[0.041:0.076]' '1:1 2:1 3:1' '0 0 0'
