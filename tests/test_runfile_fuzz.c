@@ -1,7 +1,7 @@
 /* A seeded, structure-aware mutation test of the run-file reader (runs.c), in process so that
  * the sanitizer build watches every read. Valid run files (two written by the run recorder, two
- * by hand as tests/fake_runs.h writes them, one committed quickstart run written before
- * checksums) are mutated through the HDF5 API:
+ * by hand as tests/fake_runs.h writes them, one quickstart run written before checksums,
+ * tests/legacy) are mutated through the HDF5 API:
  *   attributes  replaced by the other type, an array, an empty one, a 1 MB string, NaN, inf,
  *               1e300, 2.5 or -1, or removed;
  *   datasets    replaced by another shape (scalar, 3-D, wrong column count, empty, truncated),
@@ -54,7 +54,7 @@ static void load_bases(void) {
     const char *root = test_source_root();
     cr_assert_not_null(root);
     char old[1024];
-    snprintf(old, sizeof old, "%s/results/quickstart/qlora-w4a8-r4-s1.h5", root);
+    snprintf(old, sizeof old, "%s/tests/legacy/qlora-w4a8-r4-s1.h5", root);
     cr_assert_eq(qa_read_file(old, &base_bytes[N_BASES - 1], &base_len[N_BASES - 1], &err), QA_OK, "%s", err.msg);
 }
 
