@@ -2,7 +2,7 @@
  * finished file per run, resumes after a run's file is removed (redoing only that run), skips
  * finished runs, cleans a stale .partial, and report/plot read the folder back. */
 #include <criterion/criterion.h>
-#include <hdf5.h> /* only to remove an attribute, as files made before it lack it */
+#include <hdf5.h> /* only to remove an attribute (as files made before it lack it) and to test for one */
 #include <math.h>
 #include <stddef.h>
 #include <stdlib.h>
