@@ -1685,6 +1685,18 @@ Test(adapt, a_tuning_run_from_before_the_split_is_lent_where_the_split_does_not_
     }
 }
 
+/* Run file `path`'s /runs/<id> attribute `name` set to `value` (a file as another build or
+ * another split would have written it). */
+static void set_run_attr(const char *path, const char *id, const char *name, double value) {
+    char grp[200];
+    snprintf(grp, sizeof grp, "/runs/%s", id);
+    qa_h5 *h;
+    qa_error err = {0, ""};
+    cr_assert_eq(qa_h5_open(path, 1, &h, &err), 0, "%s", err.msg);
+    cr_assert_eq(qa_h5_attr_set_f64(h, grp, name, value, &err), 0, "%s", err.msg);
+    qa_h5_close(h, &err);
+}
+
 static int has_split(const char *path, const char *id) {
     hid_t h = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     cr_assert_geq(h, 0);
@@ -1730,16 +1742,12 @@ Test(adapt, a_resumed_tuning_run_on_another_split_is_refused) {
     const char *name = "tune/lora-w8a8-r2-lrx0.5-s100.h5", *id = "lora-w8a8-r2-lrx0.5-s100";
     qa_recipe *r = tuned_recipe("method = lora\nbits = w8a8\nseed = 0\n",
                                 "lr_grid = [0.5, 50]\nseeds = [100]\nsteps = 2\nmetric = subject_fidelity\n");
-    char out[512], p[700], grp[200];
+    char out[512], p[700];
     snprintf(out, sizeof out, "%s/resume_othersplit", dir);
     qa_error err = {0, ""};
     cr_assert_eq(qa_adapt_sweep(r, out, &err), 0, "%s", err.msg);
     snprintf(p, sizeof p, "%s/%s", out, name);
-    snprintf(grp, sizeof grp, "/runs/%s", id);
-    qa_h5 *h;
-    cr_assert_eq(qa_h5_open(p, 1, &h, &err), 0, "%s", err.msg);
-    cr_assert_eq(qa_h5_attr_set_f64(h, grp, "validation_split", 0, &err), 0, "%s", err.msg);
-    qa_h5_close(h, &err);
+    set_run_attr(p, id, "validation_split", 0);
     cr_expect_eq(qa_adapt_sweep(r, out, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, p) && strstr(err.msg, "validation_split is 0"), "%s", err.msg);
     qa_recipe_free(r);
@@ -1779,10 +1787,7 @@ Test(adapt, a_finished_run_of_another_method_version_is_refused) {
     qa_error err = {0, ""};
     cr_assert_eq(qa_adapt_sweep(r, out, &err), 0, "%s", err.msg);
     snprintf(p, sizeof p, "%s/lora-w8a8-r2-s0.h5", out);
-    qa_h5 *h;
-    cr_assert_eq(qa_h5_open(p, 1, &h, &err), 0, "%s", err.msg);
-    cr_assert_eq(qa_h5_attr_set_f64(h, "/runs/lora-w8a8-r2-s0", "method_version", 0, &err), 0, "%s", err.msg);
-    qa_h5_close(h, &err);
+    set_run_attr(p, "lora-w8a8-r2-s0", "method_version", 0);
     cr_expect_eq(qa_adapt_sweep(r, out, &err), QA_ERR_INPUT);
     cr_expect(strstr(err.msg, p) && strstr(err.msg, "lora version 0, this build's is 1"), "%s", err.msg);
     qa_recipe_free(r);
